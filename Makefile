@@ -1,0 +1,82 @@
+# mlxn build. `make` builds build/libmlxn.a, build/libmlxn.so and build/mlxn;
+# `make test` builds and runs every test; `make run` runs the main job.
+# Sources are picked up by wildcard: a new file in a layer folder or a new
+# tests/test_*.c needs no Makefile edit.
+CC      ?= cc
+NVCC    ?= nvcc
+CUDA    ?= 0
+CUDA_ARCHS ?= 80;86;89;90
+ifeq ($(CUDA),1)
+BUILD   ?= build-cuda
+else
+BUILD   ?= build
+endif
+OPT     ?= -O2
+WARN    = -Wall -Wextra -Wshadow -Wmissing-prototypes -Wdouble-promotion -Wno-unused-parameter
+CFLAGS_ALL = -std=c11 -D_GNU_SOURCE $(OPT) -g -fPIC -pthread $(WARN) -Iinclude -Isrc $(EXTRA_CFLAGS) $(CFLAGS)
+LIBS    = -lcjson -lpcre2-8 -lpthread -lm -ldl
+LDFLAGS_ALL = -pthread $(EXTRA_LDFLAGS) $(LDFLAGS)
+
+LIB_SRC = $(sort $(wildcard src/core/*.c src/graph/*.c src/ops/*.c src/backend/cpu/*.c src/io/*.c src/model/*.c))
+CLI_SRC = $(sort $(wildcard src/cli/*.c))
+TEST_SRC = $(sort $(wildcard tests/test_*.c))
+BENCH_SRC = $(sort $(wildcard bench/*.c))
+
+ifeq ($(CUDA),1)
+CU_SRC  = $(sort $(wildcard src/backend/cuda/*.cu))
+CU_C_SRC = $(sort $(wildcard src/backend/cuda/*.c))
+CUDA_HOME ?= $(patsubst %/bin/nvcc,%,$(shell which $(NVCC)))
+CFLAGS_ALL += -DMLXN_CUDA=1 -I$(CUDA_HOME)/include
+NVCC_GENCODE = $(foreach a,$(subst ;, ,$(CUDA_ARCHS)),-gencode arch=compute_$(a),code=sm_$(a))
+NVCCFLAGS = -O3 -std=c++17 -Xcompiler -fPIC -Iinclude -Isrc $(NVCC_GENCODE) --expt-relaxed-constexpr -lineinfo
+LIBS    += -L$(CUDA_HOME)/lib64 -L$(CUDA_HOME)/lib64/stubs -lcudart -lcuda -lstdc++
+else
+CU_SRC  =
+CU_C_SRC =
+endif
+
+LIB_OBJ = $(patsubst %.c,$(BUILD)/obj/%.o,$(LIB_SRC) $(CU_C_SRC)) $(patsubst %.cu,$(BUILD)/obj/%.cu.o,$(CU_SRC))
+CLI_OBJ = $(patsubst %.c,$(BUILD)/obj/%.o,$(CLI_SRC))
+TEST_BIN = $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_SRC))
+BENCH_BIN = $(patsubst bench/%.c,$(BUILD)/bench/%,$(BENCH_SRC))
+HDRS = $(wildcard include/*.h src/*/*.h src/*/*/*.h tests/*.h)
+
+.PHONY: all lib test run clean fuzz fuzz-run check-asan models
+all: lib $(BUILD)/mlxn
+
+lib: $(BUILD)/libmlxn.a $(BUILD)/libmlxn.so
+
+$(BUILD)/obj/%.o: %.c $(HDRS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -c $< -o $@
+
+$(BUILD)/obj/%.cu.o: %.cu $(HDRS)
+	@mkdir -p $(dir $@)
+	$(NVCC) $(NVCCFLAGS) -c $< -o $@
+
+$(BUILD)/libmlxn.a: $(LIB_OBJ)
+	@mkdir -p $(BUILD)
+	rm -f $@ && ar rcs $@ $^
+
+$(BUILD)/libmlxn.so: $(LIB_OBJ)
+	$(CC) -shared -o $@ $^ $(LDFLAGS_ALL) $(LIBS)
+
+$(BUILD)/mlxn: $(CLI_OBJ) $(BUILD)/libmlxn.a
+	$(CC) -o $@ $(CLI_OBJ) $(BUILD)/libmlxn.a $(LDFLAGS_ALL) $(LIBS)
+
+$(BUILD)/tests/%: tests/%.c $(BUILD)/libmlxn.a $(HDRS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -Itests -o $@ $< $(BUILD)/libmlxn.a $(LDFLAGS_ALL) $(LIBS)
+
+$(BUILD)/bench/%: bench/%.c $(BUILD)/libmlxn.a $(HDRS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -o $@ $< $(BUILD)/libmlxn.a $(LDFLAGS_ALL) $(LIBS)
+
+test: all $(TEST_BIN)
+	@bash tests/run.sh $(BUILD)
+
+run: all
+	bash scripts/run-default.sh $(BUILD)
+
+clean:
+	rm -rf build build-*

@@ -1,0 +1,62 @@
+/*
+ * core.h — what every layer of the library uses: error reporting, checked
+ * size arithmetic, dtype traits and the internal assert. Internal header.
+ */
+#ifndef MLXN_CORE_H
+#define MLXN_CORE_H
+
+#include "mlxn.h"
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Set the thread's error message (printf-style) and return `s`, so a failing
+ * path reads `return mlxn_err(MLXN_ERR_SHAPE, "matmul: ...", ...);`. */
+mlxn_status mlxn_err(mlxn_status s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Prefix the current message with "what: " (for adding context on the way up). */
+void mlxn_err_prefix(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void mlxn_err_clear(void);
+
+/* Internal invariant: a broken one is a library bug. It records the message
+ * and returns MLXN_ERR_STATE from the enclosing function instead of aborting. */
+#define MLXN_ASSERT(cond)                                                                   \
+    do {                                                                                    \
+        if (!(cond))                                                                        \
+            return mlxn_err(MLXN_ERR_STATE, "internal error at %s:%d: %s", __FILE__, __LINE__, \
+                            #cond);                                                         \
+    } while (0)
+
+/* Checked arithmetic for sizes that come from files or callers. Return false
+ * on overflow and leave *out untouched. */
+static inline bool mlxn_mul_ok(size_t a, size_t b, size_t *out) {
+    size_t r;
+    if (__builtin_mul_overflow(a, b, &r)) return false;
+    *out = r;
+    return true;
+}
+static inline bool mlxn_add_ok(size_t a, size_t b, size_t *out) {
+    size_t r;
+    if (__builtin_add_overflow(a, b, &r)) return false;
+    *out = r;
+    return true;
+}
+
+/* Bytes of `n_elems` elements of `t` (n_elems must be a multiple of the
+ * block size). Returns false when not a multiple or on overflow. */
+bool mlxn_dtype_bytes_for(mlxn_dtype t, uint64_t n_elems, size_t *out);
+bool mlxn_dtype_is_block(mlxn_dtype t);
+bool mlxn_dtype_is_float(mlxn_dtype t); /* f32, f16, bf16 */
+
+/* Allocation with a test hook: when the environment variable or
+ * mlxn_fail_alloc_after(n) is set, the n-th call (1-based) fails. Every
+ * library allocation goes through these. */
+void *mlxn_malloc(size_t n);
+void *mlxn_calloc(size_t n, size_t size);
+void *mlxn_realloc(void *p, size_t n);
+void mlxn_free(void *p);
+char *mlxn_strdup(const char *s);
+
+/* Monotonic time in nanoseconds. */
+uint64_t mlxn_now_ns(void);
+
+#endif

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Runs every built test program in $1/tests, prints each one's output and a
+# final "N passed, N failed" line summed over all of them (the line CI reads).
+# A program that crashes or exits non-zero without a summary counts as one
+# failure. MLXN_TEST_WRAP (e.g. "valgrind -q") prefixes each program.
+set -u
+build=${1:-build}
+pass=0; fail=0; skipped=0
+for t in "$build"/tests/test_*; do
+  [ -x "$t" ] || continue
+  name=$(basename "$t")
+  out=$( cd "$(dirname "$0")/.." && ${MLXN_TEST_WRAP:-} "$t" 2>&1 ); rc=$?
+  printf '%s\n' "$out"
+  line=$(printf '%s\n' "$out" | grep -E "^$name: [0-9]+ passed, [0-9]+ failed" | tail -n 1)
+  if [ -n "$line" ]; then
+    p=$(echo "$line" | sed -E 's/.*: ([0-9]+) passed, ([0-9]+) failed.*/\1/')
+    f=$(echo "$line" | sed -E 's/.*: ([0-9]+) passed, ([0-9]+) failed.*/\2/')
+    s=$(echo "$line" | sed -nE 's/.*, ([0-9]+) skipped.*/\1/p')
+    pass=$((pass + p)); fail=$((fail + f)); skipped=$((skipped + ${s:-0}))
+    if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then echo "$name: exit code $rc"; fail=$((fail + 1)); fi
+  else
+    echo "$name: no summary line (exit code $rc)"; fail=$((fail + 1))
+  fi
+done
+echo "${pass} passed, ${fail} failed, ${skipped} skipped"
+[ "$fail" -eq 0 ]
