@@ -193,7 +193,212 @@ size_t mlxn_pool_bytes(const mlxn_pool *pool);
  * are destroyed. NULL is a no-op. */
 void mlxn_pool_destroy(mlxn_pool *pool);
 
-/* MLXN_GRAPH_API_BEGIN — sessions and ops follow (see below). */
+/* ------------------------------------------------------------------------ */
+/* Sessions: the recorded compute graph                                       */
+/* ------------------------------------------------------------------------ */
+
+/* A session records op calls as graph nodes. Each node's read and write byte
+ * ranges come from the op's declared arguments, so conflicts (read-after-
+ * write, write-after-read, write-after-write on overlapping bytes of one
+ * allocation) are known exactly; read-read never conflicts.
+ *
+ * Modes (the op calls are the same in each; only submission differs):
+ *  - DIRECT: every op call is submitted and waited for as it is made (one
+ *    submission per op). The baseline.
+ *  - BATCHED: nodes are recorded and submitted once, with a barrier only
+ *    where the schedule finds a conflict.
+ *  - OPTIMIZED: BATCHED after the fuse and reorder passes.
+ * Replay: a finished session can be run again with mlxn_session_replay — the
+ * same nodes on the same buffers, without recording again. Values that change
+ * per step (positions, token ids, KV length) are read by the ops from small
+ * device buffers at execution time, so writing new values into those buffers
+ * and replaying is a decode step.
+ *
+ * Fusion may leave out the write of an intermediate result that exactly one
+ * later node reads. A buffer whose contents you read after the session runs
+ * must be marked with mlxn_session_mark_output (or written by the last node
+ * that touches it, which fusion never removes).
+ */
+typedef struct mlxn_session mlxn_session;
+
+typedef enum mlxn_mode {
+    MLXN_MODE_DIRECT = 0,
+    MLXN_MODE_BATCHED = 1,
+    MLXN_MODE_OPTIMIZED = 2,
+    MLXN_MODE_COUNT
+} mlxn_mode;
+
+/* Session flags. Each pass can also be switched off for every session by an
+ * environment variable: MLXN_NO_FUSE=1, MLXN_NO_REORDER=1; MLXN_GRAPH_DUMP=1
+ * dumps the passes' work and the schedule to stderr. */
+enum {
+    MLXN_SESSION_NO_FUSE = 1u << 0,
+    MLXN_SESSION_NO_REORDER = 1u << 1,
+    MLXN_SESSION_DUMP = 1u << 2,
+};
+
+/* Group-size histogram buckets: sizes 1..7, and 8 or more. */
+#define MLXN_GROUP_HIST 8
+
+typedef struct mlxn_graph_stats {
+    uint32_t nodes;       /* nodes submitted (after fusion) */
+    uint32_t recorded;    /* op calls recorded */
+    uint32_t submissions; /* device submissions of the last run */
+    uint32_t barriers;    /* barriers between concurrent groups */
+    uint32_t groups;      /* concurrent groups */
+    uint32_t edges;       /* dependency edges in the DAG */
+    uint32_t fusions;     /* fused patterns applied */
+    uint32_t reordered;   /* nodes whose position changed in the reorder pass */
+    uint32_t replays;     /* runs by mlxn_session_replay */
+    uint32_t group_hist[MLXN_GROUP_HIST];
+    uint64_t record_ns, optimize_ns, submit_ns, wait_ns; /* last run */
+} mlxn_graph_stats;
+
+/* flags: MLXN_SESSION_*. The session keeps references to every buffer its
+ * nodes use until it is reset or destroyed. */
+mlxn_status mlxn_session_create(mlxn_session **out, mlxn_device *dev, mlxn_mode mode,
+                                unsigned flags);
+void mlxn_session_destroy(mlxn_session *s);
+/* Mark bytes a caller will read after the run (fusion keeps their writes). */
+mlxn_status mlxn_session_mark_output(mlxn_session *s, const mlxn_buffer *buf);
+/* Optimize, schedule and submit what was recorded; returns without waiting
+ * where the device allows (CUDA). On the CPU the work is done on return. */
+mlxn_status mlxn_session_submit(mlxn_session *s);
+/* Wait for the last submission. */
+mlxn_status mlxn_session_wait(mlxn_session *s);
+/* submit + wait. */
+mlxn_status mlxn_session_finish(mlxn_session *s);
+/* Run the finished graph again (submit + wait). MLXN_ERR_STATE when nothing
+ * was finished. */
+mlxn_status mlxn_session_replay(mlxn_session *s);
+mlxn_status mlxn_session_replay_submit(mlxn_session *s); /* without waiting */
+/* Forget the recorded graph (drops its buffer references) to record anew. */
+void mlxn_session_reset(mlxn_session *s);
+mlxn_status mlxn_session_stats(const mlxn_session *s, mlxn_graph_stats *out);
+mlxn_mode mlxn_session_mode(const mlxn_session *s);
+
+/* ------------------------------------------------------------------------ */
+/* Ops                                                                        */
+/* ------------------------------------------------------------------------ */
+/* Every op records one node into a session. Shapes are row-major; "rows" is
+ * the product of all dims but the last. Activations are f32 unless said.
+ * Weight-like inputs (norm weights, biases) may be f32, f16 or bf16.
+ * An op whose output overlaps an input fails with MLXN_ERR_INVALID_ARG
+ * unless the op allows in-place use (said below) and the ranges are equal.
+ * A failed op call records nothing; the session stays usable. */
+
+/* out = a + b, out = a * b. b has a's shape, or b is a vector of a's last
+ * dim (broadcast over rows). In place allowed (out == a). */
+mlxn_status mlxn_op_add(mlxn_session *s, mlxn_buffer *out, const mlxn_buffer *a, const mlxn_buffer *b);
+mlxn_status mlxn_op_mul(mlxn_session *s, mlxn_buffer *out, const mlxn_buffer *a, const mlxn_buffer *b);
+/* out = a * scale. In place allowed. */
+mlxn_status mlxn_op_scale(mlxn_session *s, mlxn_buffer *out, const mlxn_buffer *a, float scale);
+/* out = silu(a) = a * sigmoid(a). In place allowed. */
+mlxn_status mlxn_op_silu(mlxn_session *s, mlxn_buffer *out, const mlxn_buffer *a);
+/* out = silu(gate) * up. In place allowed (out == gate or out == up). */
+mlxn_status mlxn_op_silu_mul(mlxn_session *s, mlxn_buffer *out, const mlxn_buffer *gate, const mlxn_buffer *up);
+/* out = gelu(a); approximate != 0 uses the tanh form, else erf. */
+mlxn_status mlxn_op_gelu(mlxn_session *s, mlxn_buffer *out, const mlxn_buffer *a, int approximate);
+/* out = tanh(a / cap) * cap (logit soft-capping). In place allowed. */
+mlxn_status mlxn_op_softcap(mlxn_session *s, mlxn_buffer *out, const mlxn_buffer *a, float cap);
+
+/* RMS norm over the last dim: out = x / sqrt(mean(x^2) + eps) * w.
+ * w (a vector of the last dim) may be NULL (no scale). eps 0 = 1e-5. */
+mlxn_status mlxn_op_rms_norm(mlxn_session *s, mlxn_buffer *out, const mlxn_buffer *x,
+                             const mlxn_buffer *w, float eps);
+/* Residual add then norm: sum = a + b; out = rms_norm(sum, w, eps). Writes
+ * both. (The fuse pass makes this from add -> rms_norm.) */
+mlxn_status mlxn_op_add_rms_norm(mlxn_session *s, mlxn_buffer *sum, mlxn_buffer *out,
+                                 const mlxn_buffer *a, const mlxn_buffer *b,
+                                 const mlxn_buffer *w, float eps);
+/* Layer norm over the last dim with optional weight and bias. eps 0 = 1e-5. */
+mlxn_status mlxn_op_layer_norm(mlxn_session *s, mlxn_buffer *out, const mlxn_buffer *x,
+                               const mlxn_buffer *w, const mlxn_buffer *b, float eps);
+
+/* Softmax over the last dim of x*scale + mask. mask (NULL = none) is
+ * [rows, cols] or [cols] (broadcast), f32. scale 0 = 1. In place allowed. */
+mlxn_status mlxn_op_softmax(mlxn_session *s, mlxn_buffer *out, const mlxn_buffer *x,
+                            const mlxn_buffer *mask, float scale);
+
+/* out = x * W^T. x f32 [..., K]; W [N, K] in f32, f16, bf16 or a GGML
+ * block type (q4_0, q4_1, q8_0, q4_k, q5_k, q6_k); out f32 [..., N]. */
+mlxn_status mlxn_op_matmul(mlxn_session *s, mlxn_buffer *out, const mlxn_buffer *x, const mlxn_buffer *w);
+
+/* MLX affine quantization: w = scale * q + bias per group of group_size
+ * input features, q in [0, 2^bits). */
+typedef struct mlxn_mlx_quant {
+    int bits;       /* 2, 3, 4, 5, 6 or 8; 0 = 4 */
+    int group_size; /* 32, 64 or 128; 0 = 64 */
+} mlxn_mlx_quant;
+/* out = x * W^T with W MLX-quantized: wq u32 [N, K*bits/32], scales and
+ * biases [N, K/group_size] in f32, f16 or bf16 (the same dtype). */
+mlxn_status mlxn_op_matmul_mlx(mlxn_session *s, mlxn_buffer *out, const mlxn_buffer *x,
+                               const mlxn_buffer *wq, const mlxn_buffer *scales,
+                               const mlxn_buffer *biases, const mlxn_mlx_quant *q);
+
+typedef enum mlxn_rope_mode {
+    MLXN_ROPE_NORMAL = 0, /* pairs (2i, 2i+1): GPT-J / GGUF llama "normal" */
+    MLXN_ROPE_NEOX = 1,   /* pairs (i, i + d/2): HF Llama / Qwen / NeoX */
+} mlxn_rope_mode;
+typedef enum mlxn_rope_scaling {
+    MLXN_ROPE_SCALE_NONE = 0,
+    MLXN_ROPE_SCALE_LINEAR = 1, /* positions divided by factor */
+    MLXN_ROPE_SCALE_LLAMA3 = 2, /* Llama 3.1 frequency-dependent scaling */
+} mlxn_rope_scaling;
+typedef struct mlxn_rope_params {
+    int n_dims;               /* rotated dims from the start of each head; 0 = all */
+    float base;               /* theta; 0 = 10000 */
+    mlxn_rope_mode mode;
+    mlxn_rope_scaling scaling;
+    float factor;             /* linear / llama3 factor; 0 = 1 */
+    float low_freq_factor;    /* llama3; 0 = 1 */
+    float high_freq_factor;   /* llama3; 0 = 4 */
+    int original_max_pos;     /* llama3; 0 = 8192 */
+} mlxn_rope_params;
+/* Rotary embedding. x f32 [T, H, D]; positions i32 [T] (read when the graph
+ * runs, so replay can move them); freq_factors f32 [n_dims/2] or NULL
+ * (divides each frequency, as GGUF rope_freqs). In place allowed. */
+mlxn_status mlxn_op_rope(mlxn_session *s, mlxn_buffer *out, const mlxn_buffer *x,
+                         const mlxn_buffer *positions, const mlxn_buffer *freq_factors,
+                         const mlxn_rope_params *p);
+
+/* Convert / copy: out and x have the same element count; dtypes f32, f16,
+ * bf16 in any pair (rounding to nearest even), or the same dtype. */
+mlxn_status mlxn_op_copy(mlxn_session *s, mlxn_buffer *out, const mlxn_buffer *x);
+
+/* Embedding gather: out f32 [T, D] = table[ids[t]]; table [V, D] in f32,
+ * f16, bf16 or a GGML block type; ids i32 [T]. An id outside [0, V) gives a
+ * row of NaN (the graph cannot fail mid-run). */
+mlxn_status mlxn_op_get_rows(mlxn_session *s, mlxn_buffer *out, const mlxn_buffer *table,
+                             const mlxn_buffer *ids);
+/* Gather from an MLX-quantized table (wq, scales, biases as matmul_mlx). */
+mlxn_status mlxn_op_get_rows_mlx(mlxn_session *s, mlxn_buffer *out, const mlxn_buffer *wq,
+                                 const mlxn_buffer *scales, const mlxn_buffer *biases,
+                                 const mlxn_buffer *ids, const mlxn_mlx_quant *q);
+
+/* KV cache write: x f32 [T, Hkv, D] goes to cache [Hkv, C, D] (f32, f16 or
+ * bf16) at rows positions[t] (i32 [T]) modulo C — a linear cache when
+ * positions stay below C, a ring (sliding window) when they pass it. */
+mlxn_status mlxn_op_kv_write(mlxn_session *s, mlxn_buffer *cache, const mlxn_buffer *x,
+                             const mlxn_buffer *positions);
+
+typedef struct mlxn_attention_params {
+    float scale;   /* 0 = 1/sqrt(D) */
+    float softcap; /* logit soft-capping; 0 = off */
+    int window;    /* sliding window in tokens; 0 = unlimited (causal) */
+} mlxn_attention_params;
+/* Causal grouped-query attention over a KV cache. q f32 [T, H, D]; k_cache,
+ * v_cache [Hkv, C, D] (f32, f16, bf16) already holding this step's keys;
+ * positions i32 [T] absolute positions of the queries: query t sees cache
+ * positions p with p <= positions[t] (and p > positions[t] - window). H must
+ * be a multiple of Hkv. out f32 [T, H, D]. */
+mlxn_status mlxn_op_attention(mlxn_session *s, mlxn_buffer *out, const mlxn_buffer *q,
+                              const mlxn_buffer *k_cache, const mlxn_buffer *v_cache,
+                              const mlxn_buffer *positions, const mlxn_attention_params *p);
+
+/* out i32 [rows] = index of the max of each row of x (first on ties). */
+mlxn_status mlxn_op_argmax(mlxn_session *s, mlxn_buffer *out, const mlxn_buffer *x);
+
 
 #ifdef __cplusplus
 }

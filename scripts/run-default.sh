@@ -3,4 +3,4 @@
 # graph demonstration: one Llama-shaped decode step in every graph mode.
 set -euo pipefail
 build=${1:-build}
-exec "$build/mlxn" graph --layers 8
+exec "$build/mlxn" graph --layers 4

@@ -1,7 +1,55 @@
-/* main.c — the mlxn command-line program (placeholder until the CLI lands). */
-#include "mlxn.h"
-#include <stdio.h>
-int main(void) {
-    printf("mlxn\n");
-    return 0;
+/* main.c — the mlxn program: dispatch to subcommands. */
+#include "cli/cli.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+int cli_fail(const char *what, mlxn_status st) {
+    fprintf(stderr, "mlxn: %s: %s: %s\n", what, mlxn_status_name(st), mlxn_last_error());
+    return 1;
+}
+
+bool cli_int(const char *flag, const char *v, long lo, long hi, long *out) {
+    char *end;
+    errno = 0;
+    long x = v ? strtol(v, &end, 10) : 0;
+    if (!v || errno || *end || x < lo || x > hi) {
+        fprintf(stderr, "mlxn: %s needs an integer in %ld..%ld, got '%s'\n", flag, lo, hi, v ? v : "");
+        return false;
+    }
+    *out = x;
+    return true;
+}
+
+bool cli_float(const char *flag, const char *v, double *out) {
+    char *end;
+    errno = 0;
+    double x = v ? strtod(v, &end) : 0;
+    if (!v || errno || *end) {
+        fprintf(stderr, "mlxn: %s needs a number, got '%s'\n", flag, v ? v : "");
+        return false;
+    }
+    *out = x;
+    return true;
+}
+
+static void usage(FILE *f) {
+    fprintf(f,
+            "usage: mlxn <command> [options]\n"
+            "commands:\n"
+            "  graph     record a Llama-shaped decode step and run it in every graph mode\n"
+            "run `mlxn <command> --help` for a command's options\n");
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
+        usage(argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    const char *cmd = argv[1];
+    if (!strcmp(cmd, "graph")) return cmd_graph(argc - 1, argv + 1);
+    fprintf(stderr, "mlxn: unknown command '%s'\n", cmd);
+    usage(stderr);
+    return 2;
 }

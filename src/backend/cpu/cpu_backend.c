@@ -1,0 +1,173 @@
+/*
+ * cpu_backend.c — the CPU backend: host memory, and graph execution on the
+ * thread pool. A submission is one pool job. Inside it every worker takes
+ * (node, task) items of the current concurrent group from a shared counter,
+ * so a worker that finishes its part of one node goes straight on to the
+ * next node of the group; workers join only at group boundaries (barriers).
+ */
+#include "backend/backend.h"
+#include "backend/cpu/cpu.h"
+#include "backend/cpu/threadpool.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+typedef struct cpu_dev {
+    mlxn_threadpool *tp;
+    pthread_mutex_t run_mu; /* one submission at a time per device */
+    void **scratch;         /* per thread */
+    size_t scratch_cap;
+} cpu_dev;
+
+static int default_threads(void) {
+    const char *e = getenv("MLXN_THREADS");
+    if (e && atoi(e) > 0) return atoi(e);
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? (int)n : 1;
+}
+
+static mlxn_status cpu_init(mlxn_device *dev, const mlxn_device_options *o) {
+    cpu_dev *c = mlxn_calloc(1, sizeof *c);
+    if (!c) return mlxn_err(MLXN_ERR_OUT_OF_MEMORY, "cpu: out of host memory");
+    int n = o->n_threads > 0 ? o->n_threads : default_threads();
+    if (n > 256) n = 256;
+    c->scratch = mlxn_calloc((size_t)n, sizeof(void *));
+    mlxn_status st = c->scratch ? mlxn_tp_create(&c->tp, n)
+                                : mlxn_err(MLXN_ERR_OUT_OF_MEMORY, "cpu: out of host memory");
+    if (st) {
+        mlxn_free(c->scratch);
+        mlxn_free(c);
+        return st;
+    }
+    pthread_mutex_init(&c->run_mu, NULL);
+    dev->impl = c;
+    dev->n_threads = n;
+    const char *isa = __builtin_cpu_supports("avx512f") ? "avx512"
+                      : __builtin_cpu_supports("avx2") ? "avx2" : "scalar";
+    snprintf(dev->desc, sizeof dev->desc, "cpu: %d threads, %s", n, isa);
+    return MLXN_OK;
+}
+
+static void cpu_shutdown(mlxn_device *dev) {
+    cpu_dev *c = dev->impl;
+    mlxn_tp_destroy(c->tp);
+    for (int i = 0; i < dev->n_threads; i++) free(c->scratch[i]);
+    mlxn_free(c->scratch);
+    pthread_mutex_destroy(&c->run_mu);
+    mlxn_free(c);
+}
+
+static mlxn_status cpu_alloc(mlxn_device *dev, size_t size, void **out) {
+    (void)dev;
+    /* 64-byte alignment for vector loads; rounded up as aligned_alloc wants */
+    size_t sz = (size + 63) & ~(size_t)63;
+    void *p = NULL;
+    if (sz < size || !(p = aligned_alloc(64, sz ? sz : 64)))
+        return mlxn_err(MLXN_ERR_OUT_OF_MEMORY, "cpu: cannot allocate %zu bytes", size);
+    *out = p;
+    return MLXN_OK;
+}
+
+static void cpu_free(mlxn_device *dev, void *p) {
+    (void)dev;
+    free(p);
+}
+
+static mlxn_status cpu_copy(mlxn_device *dev, void *dst, const void *src, size_t n) {
+    (void)dev;
+    if (n) memcpy(dst, src, n);
+    return MLXN_OK;
+}
+
+typedef struct job {
+    const mlxn_exec *ex;
+    mlxn_threadpool *tp;
+    int nth;
+    void **scratch;
+    _Atomic int *next; /* per group */
+} job;
+
+static void run_job(void *arg, int tid) {
+    job *j = arg;
+    const mlxn_exec *ex = j->ex;
+    for (uint32_t g = 0; g < ex->n_groups; g++) {
+        uint32_t first = ex->group_start[g];
+        int items = (int)(ex->group_start[g + 1] - first) * j->nth;
+        for (;;) {
+            int i = atomic_fetch_add_explicit(&j->next[g], 1, memory_order_relaxed);
+            if (i >= items) break;
+            const mlxn_node *n = &ex->nodes[first + (uint32_t)(i / j->nth)];
+            mlxn_cpu_ops[n->op].run(n, i % j->nth, j->nth, j->scratch[tid]);
+        }
+        if (g + 1 < ex->n_groups) mlxn_tp_barrier(j->tp);
+    }
+}
+
+static mlxn_status cpu_execute(mlxn_device *dev, mlxn_exec *ex, bool replay) {
+    (void)replay;
+    cpu_dev *c = dev->impl;
+    int nth = mlxn_tp_size(c->tp);
+    if (!ex->scratch_bytes) {
+        for (uint32_t i = 0; i < ex->n_nodes; i++) {
+            const mlxn_cpu_op *op = &mlxn_cpu_ops[ex->nodes[i].op];
+            if (!op->run) return mlxn_err(MLXN_ERR_UNSUPPORTED, "cpu: no kernel for %s", mlxn_op_name(ex->nodes[i].op));
+            size_t need = op->scratch ? op->scratch(&ex->nodes[i], nth) : 0;
+            if (need > ex->scratch_bytes) ex->scratch_bytes = need;
+        }
+        if (!ex->scratch_bytes) ex->scratch_bytes = 64;
+    }
+    pthread_mutex_lock(&c->run_mu);
+    if (ex->scratch_bytes > c->scratch_cap) {
+        size_t cap = (ex->scratch_bytes + 4095) & ~(size_t)4095;
+        for (int t = 0; t < nth; t++) {
+            void *p = aligned_alloc(64, cap);
+            if (!p) {
+                pthread_mutex_unlock(&c->run_mu);
+                return mlxn_err(MLXN_ERR_OUT_OF_MEMORY, "cpu: cannot allocate %zu bytes of kernel scratch", cap);
+            }
+            free(c->scratch[t]);
+            c->scratch[t] = p;
+        }
+        c->scratch_cap = cap;
+    }
+    _Atomic int stack_next[64];
+    _Atomic int *next = ex->n_groups <= 64 ? stack_next : mlxn_malloc(ex->n_groups * sizeof(_Atomic int));
+    if (!next) {
+        pthread_mutex_unlock(&c->run_mu);
+        return mlxn_err(MLXN_ERR_OUT_OF_MEMORY, "cpu: out of host memory");
+    }
+    for (uint32_t g = 0; g < ex->n_groups; g++) atomic_init(&next[g], 0);
+    job j = {ex, c->tp, nth, c->scratch, next};
+    mlxn_tp_run(c->tp, run_job, &j);
+    if (next != stack_next) mlxn_free(next);
+    pthread_mutex_unlock(&c->run_mu);
+    return MLXN_OK;
+}
+
+static mlxn_status cpu_wait(mlxn_device *dev, mlxn_exec *ex) {
+    (void)dev;
+    (void)ex;
+    return MLXN_OK; /* execute ran to completion */
+}
+
+static bool cpu_supports(mlxn_device *dev, const mlxn_node *n) {
+    (void)dev;
+    return mlxn_cpu_ops[n->op].run != NULL;
+}
+
+const mlxn_backend mlxn_backend_cpu = {
+    .name = "cpu",
+    .init = cpu_init,
+    .shutdown = cpu_shutdown,
+    .alloc = cpu_alloc,
+    .free = cpu_free,
+    .upload = cpu_copy,
+    .download = cpu_copy,
+    .host_memory = true,
+    .supports = cpu_supports,
+    .execute = cpu_execute,
+    .wait = cpu_wait,
+    .exec_release = NULL,
+};

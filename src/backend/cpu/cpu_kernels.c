@@ -1,0 +1,433 @@
+/*
+ * cpu_kernels.c — CPU kernels for the op table (elementwise, norms, softmax,
+ * rope, gather, KV cache, attention, argmax, dense matmul). Quantized matmul
+ * and gather kernels live in src/ops (quant formats) and are entered here.
+ * Each kernel computes part ith of nth of its node: rows, columns or
+ * (token, head) pairs split evenly.
+ */
+#include "backend/cpu/cpu.h"
+
+#include <float.h>
+#include <math.h>
+#include <string.h>
+
+#define T(i) (&n->t[i])
+#define F32(i) ((float *)mlxn_tensor_data(T(i)))
+#define I32(i) ((int32_t *)mlxn_tensor_data(T(i)))
+
+/* ---- elementwise ---- */
+
+static void k_binary(const mlxn_node *n, int ith, int nth, void *scratch) {
+    (void)scratch;
+    float *out = F32(0);
+    const float *a = F32(1);
+    const void *b = mlxn_tensor_data(T(2));
+    mlxn_dtype bt = T(2)->dtype;
+    int64_t total = mlxn_tensor_elems(T(1)), bn = mlxn_tensor_elems(T(2));
+    int64_t lo, hi;
+    mlxn_split(total, ith, nth, &lo, &hi);
+    bool add = n->op == MLXN_OP_ADD;
+    if (bt == MLXN_F32) {
+        const float *bf = b;
+        if (bn == total) {
+            if (add) for (int64_t i = lo; i < hi; i++) out[i] = a[i] + bf[i];
+            else for (int64_t i = lo; i < hi; i++) out[i] = a[i] * bf[i];
+        } else {
+            for (int64_t i = lo; i < hi; i++) {
+                float v = bf[i % bn];
+                out[i] = add ? a[i] + v : a[i] * v;
+            }
+        }
+        return;
+    }
+    for (int64_t i = lo; i < hi; i++) {
+        float v = mlxn_load_f(b, bt, (size_t)(i % bn));
+        out[i] = add ? a[i] + v : a[i] * v;
+    }
+}
+
+static inline float silu(float x) { return x / (1.0f + expf(-x)); }
+
+static void k_unary(const mlxn_node *n, int ith, int nth, void *scratch) {
+    (void)scratch;
+    float *out = F32(0);
+    const float *a = F32(1);
+    int64_t lo, hi;
+    mlxn_split(mlxn_tensor_elems(T(1)), ith, nth, &lo, &hi);
+    float f = n->p.u.f;
+    switch (n->op) {
+    case MLXN_OP_SCALE:
+        for (int64_t i = lo; i < hi; i++) out[i] = a[i] * f;
+        break;
+    case MLXN_OP_SILU:
+        for (int64_t i = lo; i < hi; i++) out[i] = silu(a[i]);
+        break;
+    case MLXN_OP_SOFTCAP:
+        for (int64_t i = lo; i < hi; i++) out[i] = tanhf(a[i] / f) * f;
+        break;
+    case MLXN_OP_GELU:
+        if (n->p.u.mode) {
+            const float c = 0.7978845608028654f; /* sqrt(2/pi) */
+            for (int64_t i = lo; i < hi; i++) {
+                float x = a[i];
+                out[i] = 0.5f * x * (1.0f + tanhf(c * (x + 0.044715f * x * x * x)));
+            }
+        } else {
+            for (int64_t i = lo; i < hi; i++) out[i] = 0.5f * a[i] * (1.0f + erff(a[i] * 0.70710678118654752f));
+        }
+        break;
+    default:
+        break;
+    }
+}
+
+static void k_silu_mul(const mlxn_node *n, int ith, int nth, void *scratch) {
+    (void)scratch;
+    float *out = F32(0);
+    const float *g = F32(1), *u = F32(2);
+    int64_t lo, hi;
+    mlxn_split(mlxn_tensor_elems(T(0)), ith, nth, &lo, &hi);
+    for (int64_t i = lo; i < hi; i++) out[i] = silu(g[i]) * u[i];
+}
+
+/* ---- norms ---- */
+
+static void rms_row(float *out, const float *x, const mlxn_tensor *w, int64_t D, float eps) {
+    double ss = 0;
+    for (int64_t i = 0; i < D; i++) ss += (double)x[i] * (double)x[i];
+    float r = (float)(1.0 / sqrt(ss / (double)D + (double)eps));
+    if (!w->alloc) {
+        for (int64_t i = 0; i < D; i++) out[i] = x[i] * r;
+    } else if (w->dtype == MLXN_F32) {
+        const float *wf = mlxn_tensor_data(w);
+        for (int64_t i = 0; i < D; i++) out[i] = x[i] * r * wf[i];
+    } else {
+        const void *wp = mlxn_tensor_data(w);
+        for (int64_t i = 0; i < D; i++) out[i] = x[i] * r * mlxn_load_f(wp, w->dtype, (size_t)i);
+    }
+}
+
+static void k_rms_norm(const mlxn_node *n, int ith, int nth, void *scratch) {
+    (void)scratch;
+    int64_t D = mlxn_tensor_cols(T(1)), lo, hi;
+    mlxn_split(mlxn_tensor_rows(T(1)), ith, nth, &lo, &hi);
+    for (int64_t r = lo; r < hi; r++) rms_row(F32(0) + r * D, F32(1) + r * D, T(2), D, n->p.norm.eps);
+}
+
+static void k_add_rms_norm(const mlxn_node *n, int ith, int nth, void *scratch) {
+    (void)scratch;
+    int64_t D = mlxn_tensor_cols(T(2)), lo, hi;
+    mlxn_split(mlxn_tensor_rows(T(2)), ith, nth, &lo, &hi);
+    for (int64_t r = lo; r < hi; r++) {
+        float *sum = F32(0) + r * D;
+        const float *a = F32(2) + r * D, *b = F32(3) + r * D;
+        for (int64_t i = 0; i < D; i++) sum[i] = a[i] + b[i];
+        rms_row(F32(1) + r * D, sum, T(4), D, n->p.norm.eps);
+    }
+}
+
+static void k_layer_norm(const mlxn_node *n, int ith, int nth, void *scratch) {
+    (void)scratch;
+    int64_t D = mlxn_tensor_cols(T(1)), lo, hi;
+    mlxn_split(mlxn_tensor_rows(T(1)), ith, nth, &lo, &hi);
+    for (int64_t r = lo; r < hi; r++) {
+        const float *x = F32(1) + r * D;
+        float *o = F32(0) + r * D;
+        double mean = 0, var = 0;
+        for (int64_t i = 0; i < D; i++) mean += (double)x[i];
+        mean /= (double)D;
+        for (int64_t i = 0; i < D; i++) var += ((double)x[i] - mean) * ((double)x[i] - mean);
+        float inv = (float)(1.0 / sqrt(var / (double)D + (double)n->p.norm.eps));
+        for (int64_t i = 0; i < D; i++) {
+            float v = (float)((double)x[i] - mean) * inv;
+            if (T(2)->alloc) v *= mlxn_load_f(mlxn_tensor_data(T(2)), T(2)->dtype, (size_t)i);
+            if (T(3)->alloc) v += mlxn_load_f(mlxn_tensor_data(T(3)), T(3)->dtype, (size_t)i);
+            o[i] = v;
+        }
+    }
+}
+
+static void k_softmax(const mlxn_node *n, int ith, int nth, void *scratch) {
+    (void)scratch;
+    int64_t C = mlxn_tensor_cols(T(1)), lo, hi;
+    mlxn_split(mlxn_tensor_rows(T(1)), ith, nth, &lo, &hi);
+    const float *mask = T(2)->alloc ? F32(2) : NULL;
+    int64_t mrows = mask ? mlxn_tensor_elems(T(2)) / C : 0;
+    float scale = n->p.softmax.scale;
+    for (int64_t r = lo; r < hi; r++) {
+        const float *x = F32(1) + r * C;
+        float *o = F32(0) + r * C;
+        const float *m = mask ? mask + (mrows == 1 ? 0 : r) * C : NULL;
+        float mx = -INFINITY;
+        for (int64_t i = 0; i < C; i++) {
+            float v = x[i] * scale + (m ? m[i] : 0.0f);
+            o[i] = v;
+            if (v > mx) mx = v;
+        }
+        double sum = 0;
+        for (int64_t i = 0; i < C; i++) {
+            float e = mx == -INFINITY ? 0.0f : expf(o[i] - mx);
+            o[i] = e;
+            sum += (double)e;
+        }
+        float inv = sum > 0 ? (float)(1.0 / sum) : 0.0f;
+        for (int64_t i = 0; i < C; i++) o[i] *= inv;
+    }
+}
+
+/* ---- dense matmul: out[M,N] = x[M,K] * w[N,K]^T, split over N ---- */
+
+static float dot_f32(const float *a, const float *b, int64_t K) {
+    float acc[8] = {0};
+    int64_t k = 0;
+    for (; k + 8 <= K; k += 8)
+        for (int j = 0; j < 8; j++) acc[j] += a[k + j] * b[k + j];
+    float s = 0;
+    for (; k < K; k++) s += a[k] * b[k];
+    for (int j = 0; j < 8; j++) s += acc[j];
+    return s;
+}
+
+static size_t s_matmul(const mlxn_node *n, int nth) {
+    (void)nth;
+    return (size_t)mlxn_tensor_cols(T(1)) * sizeof(float) * 4;
+}
+
+static void k_matmul(const mlxn_node *n, int ith, int nth, void *scratch) {
+    const mlxn_tensor *w = T(2);
+    int64_t K = mlxn_tensor_cols(T(1)), M = mlxn_tensor_rows(T(1)), N = w->shape[0], lo, hi;
+    mlxn_split(N, ith, nth, &lo, &hi);
+    const float *x = F32(1);
+    float *out = F32(0);
+    float *row = scratch;
+    for (int64_t c = lo; c < hi; c++) {
+        const float *wr;
+        if (w->dtype == MLXN_F32) {
+            wr = (const float *)mlxn_tensor_data(w) + c * K;
+        } else {
+            const uint16_t *src = (const uint16_t *)mlxn_tensor_data(w) + c * K;
+            if (w->dtype == MLXN_F16) for (int64_t k = 0; k < K; k++) row[k] = mlxn_f16_to_f32(src[k]);
+            else for (int64_t k = 0; k < K; k++) row[k] = mlxn_bf16_to_f32(src[k]);
+            wr = row;
+        }
+        for (int64_t m = 0; m < M; m++) out[m * N + c] = dot_f32(x + m * K, wr, K);
+    }
+}
+
+/* ---- rope ---- */
+
+/* Inverse frequency of pair i with the op's scaling and freq factors. */
+static double rope_inv_freq(const mlxn_rope_params *p, int i, const float *ff) {
+    double inv = pow((double)p->base, -2.0 * i / p->n_dims);
+    if (p->scaling == MLXN_ROPE_SCALE_LLAMA3) {
+        double wavelen = 2.0 * M_PI / inv;
+        double lo_wl = p->original_max_pos / (double)p->low_freq_factor;
+        double hi_wl = p->original_max_pos / (double)p->high_freq_factor;
+        if (wavelen > lo_wl) {
+            inv /= (double)p->factor;
+        } else if (wavelen >= hi_wl) {
+            double smooth = (p->original_max_pos / wavelen - (double)p->low_freq_factor) /
+                            (double)(p->high_freq_factor - p->low_freq_factor);
+            inv = (1 - smooth) * inv / (double)p->factor + smooth * inv;
+        }
+    }
+    if (ff) inv /= (double)ff[i];
+    return inv;
+}
+
+static size_t s_rope(const mlxn_node *n, int nth) {
+    (void)nth;
+    return (size_t)n->p.rope.n_dims * sizeof(float) * 2;
+}
+
+static void k_rope(const mlxn_node *n, int ith, int nth, void *scratch) {
+    const mlxn_rope_params *p = &n->p.rope;
+    int64_t Tn = T(1)->shape[0], H = T(1)->shape[1], D = T(1)->shape[2], lo, hi;
+    int half = p->n_dims / 2;
+    mlxn_split(Tn, ith, nth, &lo, &hi);
+    const int32_t *pos = I32(2);
+    const float *ff = T(3)->alloc ? F32(3) : NULL;
+    float *cs = scratch, *sn = cs + half;
+    for (int64_t t = lo; t < hi; t++) {
+        double ppos = pos[t];
+        if (p->scaling == MLXN_ROPE_SCALE_LINEAR) ppos /= (double)p->factor;
+        for (int i = 0; i < half; i++) {
+            double a = ppos * rope_inv_freq(p, i, ff);
+            cs[i] = (float)cos(a);
+            sn[i] = (float)sin(a);
+        }
+        for (int64_t h = 0; h < H; h++) {
+            const float *x = F32(1) + (t * H + h) * D;
+            float *o = F32(0) + (t * H + h) * D;
+            for (int i = 0; i < half; i++) {
+                int64_t i0 = p->mode == MLXN_ROPE_NEOX ? i : 2 * i;
+                int64_t i1 = p->mode == MLXN_ROPE_NEOX ? i + half : 2 * i + 1;
+                float x0 = x[i0], x1 = x[i1];
+                o[i0] = x0 * cs[i] - x1 * sn[i];
+                o[i1] = x0 * sn[i] + x1 * cs[i];
+            }
+            if (o != x)
+                for (int64_t d = p->n_dims; d < D; d++) o[d] = x[d];
+        }
+    }
+}
+
+/* ---- copy / convert ---- */
+
+static void store_f(void *p, mlxn_dtype t, size_t i, float v) {
+    switch (t) {
+    case MLXN_F32: ((float *)p)[i] = v; break;
+    case MLXN_F16: ((uint16_t *)p)[i] = mlxn_f32_to_f16(v); break;
+    case MLXN_BF16: ((uint16_t *)p)[i] = mlxn_f32_to_bf16(v); break;
+    default: break;
+    }
+}
+
+static void k_copy(const mlxn_node *n, int ith, int nth, void *scratch) {
+    (void)scratch;
+    const mlxn_tensor *o = T(0), *x = T(1);
+    if (o->dtype == x->dtype) {
+        int64_t lo, hi;
+        mlxn_split((int64_t)o->nbytes, ith, nth, &lo, &hi);
+        memcpy((char *)mlxn_tensor_data(o) + lo, (const char *)mlxn_tensor_data(x) + lo, (size_t)(hi - lo));
+        return;
+    }
+    int64_t lo, hi;
+    mlxn_split(mlxn_tensor_elems(o), ith, nth, &lo, &hi);
+    for (int64_t i = lo; i < hi; i++)
+        store_f(mlxn_tensor_data(o), o->dtype, (size_t)i, mlxn_load_f(mlxn_tensor_data(x), x->dtype, (size_t)i));
+}
+
+/* ---- gather ---- */
+
+static void k_get_rows(const mlxn_node *n, int ith, int nth, void *scratch) {
+    (void)scratch;
+    const mlxn_tensor *tab = T(1);
+    int64_t D = tab->shape[1], V = tab->shape[0], lo, hi;
+    mlxn_split(mlxn_tensor_rows(T(0)), ith, nth, &lo, &hi);
+    const int32_t *ids = I32(2);
+    for (int64_t r = lo; r < hi; r++) {
+        float *o = F32(0) + r * D;
+        int32_t id = ids[r];
+        if (id < 0 || id >= V) {
+            for (int64_t i = 0; i < D; i++) o[i] = NAN;
+            continue;
+        }
+        for (int64_t i = 0; i < D; i++) o[i] = mlxn_load_f(mlxn_tensor_data(tab), tab->dtype, (size_t)(id * D + i));
+    }
+}
+
+/* ---- KV cache ---- */
+
+static void k_kv_write(const mlxn_node *n, int ith, int nth, void *scratch) {
+    (void)scratch;
+    const mlxn_tensor *c = T(0), *x = T(1);
+    int64_t Tn = x->shape[0], Hkv = x->shape[1], D = x->shape[2], C = c->shape[1], lo, hi;
+    mlxn_split(Tn * Hkv, ith, nth, &lo, &hi);
+    const int32_t *pos = I32(2);
+    for (int64_t i = lo; i < hi; i++) {
+        int64_t t = i / Hkv, h = i % Hkv;
+        int64_t p = pos[t];
+        if (p < 0) continue; /* negative position: nothing to write */
+        int64_t row = p % C;
+        const float *src = F32(1) + (t * Hkv + h) * D;
+        size_t base = (size_t)((h * C + row) * D);
+        if (c->dtype == MLXN_F32) memcpy((float *)mlxn_tensor_data(c) + base, src, (size_t)D * sizeof(float));
+        else for (int64_t d = 0; d < D; d++) store_f(mlxn_tensor_data(c), c->dtype, base + (size_t)d, src[d]);
+    }
+}
+
+/* ---- attention: one (token, head) at a time with an online softmax ---- */
+
+static size_t s_attention(const mlxn_node *n, int nth) {
+    (void)nth;
+    return (size_t)T(1)->shape[2] * sizeof(float) * 3;
+}
+
+static void k_attention(const mlxn_node *n, int ith, int nth, void *scratch) {
+    const mlxn_tensor *q = T(1), *kc = T(2), *vc = T(3);
+    int64_t Tn = q->shape[0], H = q->shape[1], D = q->shape[2];
+    int64_t Hkv = kc->shape[0], C = kc->shape[1], rep = H / Hkv, lo, hi;
+    const mlxn_attention_params *p = &n->p.attn;
+    mlxn_split(Tn * H, ith, nth, &lo, &hi);
+    const int32_t *pos = I32(4);
+    float *acc = scratch, *krow = acc + D, *vrow = krow + D;
+    for (int64_t i = lo; i < hi; i++) {
+        int64_t t = i / H, h = i % H, hk = h / rep;
+        const float *qv = F32(1) + (t * H + h) * D;
+        float *o = F32(0) + (t * H + h) * D;
+        int64_t pt = pos[t];
+        int64_t first = pt - C + 1; /* older rows were overwritten in a ring */
+        if (p->window > 0 && pt - p->window + 1 > first) first = pt - p->window + 1;
+        if (first < 0) first = 0;
+        float mx = -INFINITY, sum = 0;
+        for (int64_t d = 0; d < D; d++) acc[d] = 0;
+        for (int64_t pp = first; pp <= pt; pp++) {
+            size_t base = (size_t)((hk * C + pp % C) * D);
+            const float *kr, *vr;
+            if (kc->dtype == MLXN_F32) {
+                kr = (const float *)mlxn_tensor_data(kc) + base;
+                vr = (const float *)mlxn_tensor_data(vc) + base;
+            } else {
+                for (int64_t d = 0; d < D; d++) {
+                    krow[d] = mlxn_load_f(mlxn_tensor_data(kc), kc->dtype, base + (size_t)d);
+                    vrow[d] = mlxn_load_f(mlxn_tensor_data(vc), vc->dtype, base + (size_t)d);
+                }
+                kr = krow;
+                vr = vrow;
+            }
+            float s = dot_f32(qv, kr, D) * p->scale;
+            if (p->softcap > 0) s = tanhf(s / p->softcap) * p->softcap;
+            if (s > mx) {
+                float corr = mx == -INFINITY ? 0.0f : expf(mx - s);
+                for (int64_t d = 0; d < D; d++) acc[d] *= corr;
+                sum *= corr;
+                mx = s;
+            }
+            float e = expf(s - mx);
+            sum += e;
+            for (int64_t d = 0; d < D; d++) acc[d] += e * vr[d];
+        }
+        float inv = sum > 0 ? 1.0f / sum : 0.0f;
+        for (int64_t d = 0; d < D; d++) o[d] = acc[d] * inv;
+    }
+}
+
+/* ---- argmax ---- */
+
+static void k_argmax(const mlxn_node *n, int ith, int nth, void *scratch) {
+    (void)scratch;
+    int64_t C = mlxn_tensor_cols(T(1)), lo, hi;
+    mlxn_split(mlxn_tensor_rows(T(1)), ith, nth, &lo, &hi);
+    for (int64_t r = lo; r < hi; r++) {
+        const float *x = F32(1) + r * C;
+        int64_t best = 0;
+        for (int64_t i = 1; i < C; i++)
+            if (x[i] > x[best]) best = i;
+        I32(0)[r] = (int32_t)best;
+    }
+}
+
+const mlxn_cpu_op mlxn_cpu_ops[MLXN_OP_COUNT] = {
+    [MLXN_OP_ADD] = {k_binary, NULL},
+    [MLXN_OP_MUL] = {k_binary, NULL},
+    [MLXN_OP_SCALE] = {k_unary, NULL},
+    [MLXN_OP_SILU] = {k_unary, NULL},
+    [MLXN_OP_SILU_MUL] = {k_silu_mul, NULL},
+    [MLXN_OP_GELU] = {k_unary, NULL},
+    [MLXN_OP_SOFTCAP] = {k_unary, NULL},
+    [MLXN_OP_RMS_NORM] = {k_rms_norm, NULL},
+    [MLXN_OP_ADD_RMS_NORM] = {k_add_rms_norm, NULL},
+    [MLXN_OP_LAYER_NORM] = {k_layer_norm, NULL},
+    [MLXN_OP_SOFTMAX] = {k_softmax, NULL},
+    [MLXN_OP_MATMUL] = {k_matmul, s_matmul},
+    [MLXN_OP_MATMUL_MLX] = {NULL, NULL},
+    [MLXN_OP_ROPE] = {k_rope, s_rope},
+    [MLXN_OP_COPY] = {k_copy, NULL},
+    [MLXN_OP_GET_ROWS] = {k_get_rows, NULL},
+    [MLXN_OP_GET_ROWS_MLX] = {NULL, NULL},
+    [MLXN_OP_KV_WRITE] = {k_kv_write, NULL},
+    [MLXN_OP_ATTENTION] = {k_attention, s_attention},
+    [MLXN_OP_ARGMAX] = {k_argmax, NULL},
+};
+_Static_assert(sizeof mlxn_cpu_ops / sizeof mlxn_cpu_ops[0] == MLXN_OP_COUNT, "cpu kernel table out of date");

@@ -1,0 +1,136 @@
+/* threadpool.c — workers spin briefly for the next job (decode steps come
+ * back to back), then sleep on a condition variable. The in-job barrier
+ * spins and yields, so oversubscribed machines (CI) still progress. */
+#include "backend/cpu/threadpool.h"
+
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+
+struct mlxn_threadpool {
+    int n;
+    pthread_t *th;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    atomic_uint gen;        /* bumped to start a job */
+    atomic_int running;     /* workers still in the current job */
+    atomic_bool stop;
+    void (*fn)(void *, int);
+    void *arg;
+    atomic_int bar_count;
+    atomic_uint bar_phase;
+};
+
+typedef struct worker_arg {
+    mlxn_threadpool *tp;
+    int tid;
+} worker_arg;
+
+static inline void cpu_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+}
+
+static void *worker_main(void *p) {
+    worker_arg wa = *(worker_arg *)p;
+    mlxn_free(p);
+    mlxn_threadpool *tp = wa.tp;
+    unsigned seen = 0;
+    for (;;) {
+        unsigned g;
+        int spins = 0;
+        while ((g = atomic_load_explicit(&tp->gen, memory_order_acquire)) == seen &&
+               !atomic_load(&tp->stop) && spins < 200000) {
+            cpu_relax();
+            spins++;
+        }
+        if (g == seen && !atomic_load(&tp->stop)) {
+            pthread_mutex_lock(&tp->mu);
+            while ((g = atomic_load(&tp->gen)) == seen && !atomic_load(&tp->stop))
+                pthread_cond_wait(&tp->cv, &tp->mu);
+            pthread_mutex_unlock(&tp->mu);
+        }
+        if (atomic_load(&tp->stop)) return NULL;
+        seen = g;
+        tp->fn(tp->arg, wa.tid);
+        atomic_fetch_sub_explicit(&tp->running, 1, memory_order_release);
+    }
+}
+
+mlxn_status mlxn_tp_create(mlxn_threadpool **out, int n) {
+    *out = NULL;
+    if (n < 1) n = 1;
+    mlxn_threadpool *tp = mlxn_calloc(1, sizeof *tp);
+    if (!tp) return mlxn_err(MLXN_ERR_OUT_OF_MEMORY, "threadpool: out of host memory");
+    tp->n = n;
+    tp->th = mlxn_calloc((size_t)n, sizeof(pthread_t));
+    if (!tp->th) {
+        mlxn_free(tp);
+        return mlxn_err(MLXN_ERR_OUT_OF_MEMORY, "threadpool: out of host memory");
+    }
+    pthread_mutex_init(&tp->mu, NULL);
+    pthread_cond_init(&tp->cv, NULL);
+    for (int i = 1; i < n; i++) {
+        worker_arg *wa = mlxn_malloc(sizeof *wa);
+        if (!wa || (*wa = (worker_arg){tp, i}, pthread_create(&tp->th[i], NULL, worker_main, wa)) != 0) {
+            mlxn_free(wa);
+            tp->n = i; /* destroy joins the ones that started */
+            mlxn_tp_destroy(tp);
+            return mlxn_err(MLXN_ERR_OUT_OF_MEMORY, "threadpool: could not start worker %d of %d", i, n);
+        }
+    }
+    *out = tp;
+    return MLXN_OK;
+}
+
+void mlxn_tp_destroy(mlxn_threadpool *tp) {
+    if (!tp) return;
+    pthread_mutex_lock(&tp->mu);
+    atomic_store(&tp->stop, true);
+    pthread_cond_broadcast(&tp->cv);
+    pthread_mutex_unlock(&tp->mu);
+    for (int i = 1; i < tp->n; i++) pthread_join(tp->th[i], NULL);
+    pthread_mutex_destroy(&tp->mu);
+    pthread_cond_destroy(&tp->cv);
+    mlxn_free(tp->th);
+    mlxn_free(tp);
+}
+
+int mlxn_tp_size(const mlxn_threadpool *tp) { return tp->n; }
+
+void mlxn_tp_run(mlxn_threadpool *tp, void (*fn)(void *, int), void *arg) {
+    if (tp->n == 1) {
+        fn(arg, 0);
+        return;
+    }
+    tp->fn = fn;
+    tp->arg = arg;
+    atomic_store(&tp->bar_count, 0);
+    atomic_store(&tp->running, tp->n - 1);
+    pthread_mutex_lock(&tp->mu);
+    atomic_fetch_add_explicit(&tp->gen, 1, memory_order_release);
+    pthread_cond_broadcast(&tp->cv);
+    pthread_mutex_unlock(&tp->mu);
+    fn(arg, 0);
+    int spins = 0;
+    while (atomic_load_explicit(&tp->running, memory_order_acquire) > 0) {
+        if (++spins > 1000) sched_yield();
+        else cpu_relax();
+    }
+}
+
+void mlxn_tp_barrier(mlxn_threadpool *tp) {
+    if (tp->n == 1) return;
+    unsigned phase = atomic_load_explicit(&tp->bar_phase, memory_order_acquire);
+    if (atomic_fetch_add_explicit(&tp->bar_count, 1, memory_order_acq_rel) == tp->n - 1) {
+        atomic_store_explicit(&tp->bar_count, 0, memory_order_relaxed);
+        atomic_fetch_add_explicit(&tp->bar_phase, 1, memory_order_release);
+        return;
+    }
+    int spins = 0;
+    while (atomic_load_explicit(&tp->bar_phase, memory_order_acquire) == phase) {
+        if (++spins > 2000) sched_yield();
+        else cpu_relax();
+    }
+}

@@ -1,0 +1,17 @@
+/* cli.h — subcommands of the mlxn program and small shared helpers. */
+#ifndef MLXN_CLI_H
+#define MLXN_CLI_H
+
+#include "mlxn.h"
+#include <stdbool.h>
+#include <stdio.h>
+
+int cmd_graph(int argc, char **argv);
+
+/* Print "mlxn: <what>: <status>: <message>" to stderr and return 1. */
+int cli_fail(const char *what, mlxn_status st);
+/* Parse an integer/float flag value; on error print and return false. */
+bool cli_int(const char *flag, const char *v, long lo, long hi, long *out);
+bool cli_float(const char *flag, const char *v, double *out);
+
+#endif
