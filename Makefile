@@ -41,7 +41,7 @@ TEST_BIN = $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_SRC))
 BENCH_BIN = $(patsubst bench/%.c,$(BUILD)/bench/%,$(BENCH_SRC))
 HDRS = $(wildcard include/*.h src/*/*.h src/*/*/*.h tests/*.h)
 
-.PHONY: all lib test run clean fuzz fuzz-run check-asan models
+.PHONY: all lib test run clean deps fuzz fuzz-run check-asan models
 all: lib $(BUILD)/mlxn
 
 lib: $(BUILD)/libmlxn.a $(BUILD)/libmlxn.so
@@ -77,6 +77,9 @@ test: all $(TEST_BIN)
 
 run: all
 	bash scripts/run-default.sh $(BUILD)
+
+deps:
+	bash scripts/deps.sh
 
 clean:
 	rm -rf build build-*
