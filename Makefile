@@ -73,7 +73,14 @@ $(BUILD)/bench/%: bench/%.c $(BUILD)/libmlxn.a $(HDRS)
 	$(CC) $(CFLAGS_ALL) -o $@ $< $(BUILD)/libmlxn.a $(LDFLAGS_ALL) $(LIBS)
 
 test: all $(TEST_BIN)
+	@bash scripts/check-lib.sh $(BUILD)
 	@bash tests/run.sh $(BUILD)
+
+# The whole suite under AddressSanitizer + UndefinedBehaviorSanitizer (+ leaks).
+ASAN_FLAGS = -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+check-asan:
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1 \
+	$(MAKE) BUILD=build-asan OPT=-O1 EXTRA_CFLAGS='$(ASAN_FLAGS)' EXTRA_LDFLAGS='$(ASAN_FLAGS)' test
 
 run: all
 	bash scripts/run-default.sh $(BUILD)
