@@ -716,10 +716,10 @@ mlxn_status mlxn_tokdec_push(mlxn_tokdec *d, const mlxn_tokenizer *tok, int32_t 
     size_t m = d->n_pend;
     m += (size_t)mlxn_tokenizer_decode_token(tok, id, out + m, cap - m);
     d->n_pend = 0;
-    if (d->strip_leading_space && !d->started && m) {
-        if (out[0] == ' ') memmove(out, out + 1, --m);
+    if (!d->started && m > 0) { /* first decoded byte of the stream */
+        d->started = true;
+        if (d->strip_leading_space && out[0] == ' ') memmove(out, out + 1, --m);
     }
-    if (m) d->started = true;
     size_t hold = incomplete_tail((const unsigned char *)out, m);
     memcpy(d->pend, out + m - hold, hold);
     d->n_pend = hold;
