@@ -56,7 +56,11 @@ static void init(void) {
 static void roundtrip(const mlxn_tokenizer *t, const char *s, size_t n, bool expect_exact) {
     int32_t *ids = NULL;
     size_t m = 0;
-    if (mlxn_tokenizer_encode(t, s, n, true, &ids, &m) != MLXN_OK) abort(); /* no OOM here */
+    if (mlxn_tokenizer_encode(t, s, n, true, &ids, &m) != MLXN_OK) {
+        /* only a fuzzed tokenizer.json may fail (e.g. its regex hits PCRE2's match limit) */
+        if (t == g_bl || t == g_spm || !mlxn_last_error()[0]) abort();
+        return;
+    }
     char *d = NULL;
     size_t dl = 0;
     if (mlxn_tokenizer_decode(t, ids, m, true, &d, &dl) != MLXN_OK) abort();

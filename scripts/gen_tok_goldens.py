@@ -14,6 +14,12 @@ Writes into tests/data/tok/:
                           vocab + merges learned here from a small corpus.
   spm.golden              same format, ids from tokenizers with add_special_tokens
                           (so they start with <s>).
+  smollm2_llama3.golden, smollm2_qwen2.golden
+                          SmolLM2's vocab with the Llama-3 (ignore_merges) and
+                          Qwen2 Split regexes
+  spm_meta.tokenizer.json, spm_meta.golden
+                          the SPM vocab with a Metaspace pre-tokenizer
+                          (prepend_scheme "first", split) instead of Prepend
   pretok.golden           pre-tokenizer pieces for the gpt2/llama3/qwen2 regexes:
                           name TAB hex(utf8) TAB hex pieces joined by ','
 
@@ -229,8 +235,8 @@ def check_written(path):
     """Load a tokenizer.json written by mlxn_tokenizer_write_json with HF
     tokenizers and compare with the goldens (exit 1 on a mismatch)."""
     tok = Tokenizer.from_file(path)
-    golden = "spm.golden" if "spm" in os.path.basename(path) else "smollm2.golden"
-    add = golden == "spm.golden"
+    golden = os.path.basename(path).split(".")[0] + ".golden"  # NAME.written.tokenizer.json
+    add = golden.startswith("spm")
     bad = 0
     for line in open(os.path.join(OUT, golden)):
         hx, ids = line.rstrip("\n").split("\t")
@@ -259,14 +265,34 @@ def main():
     tok = Tokenizer.from_file(p)
     write_golden(tok, STRINGS, os.path.join(OUT, "smollm2.golden"), False)
 
+    # the same vocab with the Llama-3 and Qwen2 pre-tokenizers, as their
+    # tokenizer.json files spell them (Split regex + ByteLevel without regex;
+    # Llama-3 also has ignore_merges)
+    for name, rx, ign in (("llama3", LLAMA3_RE, True), ("qwen2", QWEN2_RE, False)):
+        v = json.loads(json.dumps(tj))
+        v["pre_tokenizer"] = {"type": "Sequence", "pretokenizers": [
+            {"type": "Split", "pattern": {"Regex": rx}, "behavior": "Isolated", "invert": False},
+            {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": False}]}
+        v["model"]["ignore_merges"] = ign
+        write_golden(Tokenizer.from_str(json.dumps(v)), STRINGS,
+                     os.path.join(OUT, "smollm2_%s.golden" % name), False)
+
     sj = spm_tokenizer()
     p = os.path.join(OUT, "spm.tokenizer.json")
     with open(p, "w", encoding="utf-8") as f:
         json.dump(sj, f, ensure_ascii=False, indent=1)
     tok = Tokenizer.from_file(p)
     write_golden(tok, SPM_STRINGS, os.path.join(OUT, "spm.golden"), True)
-    for s in SPM_STRINGS:  # round trip through HF itself, as a sanity check
-        assert tok.decode(tok.encode(s).ids) == s.replace("<s>", "").replace("</s>", "") or True
+
+    # Mistral-v0.1 style: Metaspace pre-tokenizer (prepend "first", split)
+    mj = json.loads(json.dumps(sj))
+    mj["normalizer"] = None
+    mj["pre_tokenizer"] = {"type": "Metaspace", "replacement": "\u2581", "prepend_scheme": "first",
+                           "split": True}
+    p = os.path.join(OUT, "spm_meta.tokenizer.json")
+    with open(p, "w", encoding="utf-8") as f:
+        json.dump(mj, f, ensure_ascii=False, indent=1)
+    write_golden(Tokenizer.from_file(p), SPM_STRINGS, os.path.join(OUT, "spm_meta.golden"), True)
 
     with open(os.path.join(OUT, "pretok.golden"), "w") as f:
         for name, rx in (("gpt2", GPT2_RE), ("llama3", LLAMA3_RE), ("qwen2", QWEN2_RE)):

@@ -433,6 +433,29 @@ int main(void) {
         if (arr) check_goldens("smollm2 arrays", arr, g, ng, false);
         mlxn_tokenizer_destroy(arr);
 
+        /* Llama-3 (with ignore_merges) and Qwen2 regexes on the same vocab */
+        static golden g3[64];
+        const char *fam[2] = {"llama3", "qwen2"};
+        for (int f = 0; f < 2; f++) {
+            char path[256], what[64];
+            snprintf(path, sizeof path, DIR "smollm2_%s.golden", fam[f]);
+            int n3 = load_golden(path, g3, 64);
+            CHECK(n3 == ng, "%s goldens: %d strings", fam[f], n3);
+            mlxn_tokenizer *fz = rebuild_from_arrays(sm, fam[f], true, NULL);
+            if (fz) {
+                mlxn_tok_options o = mlxn_tokenizer_options(fz);
+                o.ignore_merges = f == 0;
+                CHECK_OK(mlxn_tokenizer_set_options(fz, &o));
+                snprintf(what, sizeof what, "smollm2 vocab + %s regex", fam[f]);
+                check_goldens(what, fz, g3, n3, false);
+                check_roundtrip(what, fz, g, ng, false);
+                snprintf(path, sizeof path, "build/smollm2_%s.written.tokenizer.json", fam[f]);
+                CHECK_OK(mlxn_tokenizer_write_json(fz, path));
+                check_written_by_hf(path);
+            }
+            mlxn_tokenizer_destroy(fz);
+        }
+
         /* write_json → read by us and by HF */
         CHECK_OK(mlxn_tokenizer_write_json(sm, "build/smollm2.written.tokenizer.json"));
         mlxn_tokenizer *back = NULL;
@@ -486,6 +509,18 @@ int main(void) {
         mlxn_tokenizer_destroy(back);
         check_written_by_hf("build/spm.written.tokenizer.json");
     }
+
+    /* Metaspace pre-tokenizer (prepend "first", split; no prefix before a space) */
+    mlxn_tokenizer *meta = NULL;
+    CHECK_OK(mlxn_tokenizer_load_json(&meta, DIR "spm_meta.tokenizer.json"));
+    if (meta) {
+        static golden gm[64];
+        int nm = load_golden(DIR "spm_meta.golden", gm, 64);
+        check_goldens("spm metaspace json", meta, gm, nm, true);
+        CHECK_OK(mlxn_tokenizer_write_json(meta, "build/spm_meta.written.tokenizer.json"));
+        check_written_by_hf("build/spm_meta.written.tokenizer.json");
+    }
+    mlxn_tokenizer_destroy(meta);
 
     test_pretok_goldens();
     test_bad_json();

@@ -233,6 +233,7 @@ static mlxn_status load_root(mlxn_tokenizer **out, const cJSON *root) {
                                                                                 : MLXN_TOK_PREFIX_NONE;
                 else opt.space_prefix = jbool(pre, "add_prefix_space", true) ? MLXN_TOK_PREFIX_ALWAYS : MLXN_TOK_PREFIX_NONE;
                 opt.metaspace_split = jbool(pre, "split", true);
+                opt.prefix_unless_space = true;
             }
         }
     }
@@ -472,7 +473,7 @@ static cJSON *build_json(const mlxn_tokenizer *tok) {
         cJSON_AddBoolToObject(b, "use_regex", false);
         cJSON_AddItemToArray(list, b);
         cJSON_AddItemToObject(root, "pre_tokenizer", pre);
-    } else if (opt.space_prefix == MLXN_TOK_PREFIX_ALWAYS && !opt.metaspace_split) {
+    } else if (opt.space_prefix == MLXN_TOK_PREFIX_ALWAYS && !opt.metaspace_split && !opt.prefix_unless_space) {
         cJSON *n = obj_type("Sequence");
         cJSON *list = cJSON_AddArrayToObject(n, "normalizers");
         cJSON *p = obj_type("Prepend");

@@ -486,6 +486,7 @@ static mlxn_status encode_segment(const mlxn_tokenizer *t, work *w, const char *
     /* SPM: normalise spaces to ▁ and maybe prefix one */
     bool prefix = t->opt.space_prefix == MLXN_TOK_PREFIX_ALWAYS ||
                   (t->opt.space_prefix == MLXN_TOK_PREFIX_FIRST && at_start);
+    if (prefix && t->opt.prefix_unless_space && s[0] == ' ') prefix = false;
     size_t spaces = 0, cap;
     for (size_t i = 0; i < n; i++) spaces += s[i] == ' ';
     if (!mlxn_mul_ok(spaces + 1, 3, &cap) || !mlxn_add_ok(cap, n, &cap))

@@ -98,6 +98,8 @@ typedef struct mlxn_tok_options {
     bool byte_fallback;           /* unknown chars → <0xNN> tokens */
     bool fuse_unk;                /* consecutive unknowns → one unk */
     bool ignore_merges;           /* a whole word that is a token wins (Llama-3) */
+    bool prefix_unless_space;     /* SPM: no "▁" prefix when the run already starts
+                                     with a space (HF Metaspace; Prepend has none) */
 } mlxn_tok_options;
 mlxn_status mlxn_tokenizer_set_options(mlxn_tokenizer *tok, const mlxn_tok_options *o);
 mlxn_tok_options mlxn_tokenizer_options(const mlxn_tokenizer *tok);
