@@ -12,6 +12,8 @@
 
 #define DIR "tests/data/tok/"
 
+void mlxn_test_fail_alloc_after(long n); /* core/alloc.c test hook */
+
 static char *read_all(const char *path, size_t *len) {
     FILE *f = fopen(path, "rb");
     if (!f) return NULL;
@@ -410,6 +412,38 @@ static void test_chat(void) {
     free(js);
 }
 
+/* Every allocation of load/encode/decode/write failing in turn must give
+ * MLXN_ERR_OUT_OF_MEMORY (or succeed), never crash or leak (ASan build). */
+static void test_alloc_failures(void) {
+    size_t len;
+    char *js = read_all(DIR "spm.tokenizer.json", &len);
+    if (!js) return;
+    const char *text = "hello <s>world caf\xc3\xa9 \xe4\xb8\x96 zz";
+    int bad = 0, ok_at = -1;
+    for (long k = 1; k < 2000 && ok_at < 0; k++) {
+        mlxn_tokenizer *t = NULL;
+        int32_t *ids = NULL;
+        size_t n = 0;
+        char *d = NULL;
+        mlxn_test_fail_alloc_after(k);
+        mlxn_status st = mlxn_tokenizer_load_json_mem(&t, js, len);
+        if (st == MLXN_OK) st = mlxn_tokenizer_encode(t, text, strlen(text), true, &ids, &n);
+        if (st == MLXN_OK) st = mlxn_tokenizer_decode(t, ids, n, false, &d, NULL);
+        if (st == MLXN_OK) st = mlxn_tokenizer_write_json(t, "build/oom.tokenizer.json");
+        mlxn_test_fail_alloc_after(0);
+        if (st != MLXN_OK && st != MLXN_ERR_OUT_OF_MEMORY) {
+            if (bad++ < 3) fprintf(stderr, "  alloc failure %ld: %s %s\n", k, mlxn_status_name(st), mlxn_last_error());
+        }
+        if (st == MLXN_OK) ok_at = (int)k;
+        mlxn_free(d);
+        mlxn_free(ids);
+        mlxn_tokenizer_destroy(t);
+    }
+    CHECK(bad == 0 && ok_at > 0, "allocation failures: %d wrong statuses, first success at %d", bad, ok_at);
+    printf("alloc failures: each of the first %d allocations failed in turn, all reported OUT_OF_MEMORY\n", ok_at - 1);
+    free(js);
+}
+
 int main(void) {
     static golden g[64], gs[64];
     int ng = load_golden(DIR "smollm2.golden", g, 64);
@@ -523,6 +557,7 @@ int main(void) {
     mlxn_tokenizer_destroy(meta);
 
     test_pretok_goldens();
+    test_alloc_failures();
     test_bad_json();
     test_chat();
 

@@ -893,7 +893,8 @@ static const struct {
     size_t n;
     bool ignore_merges;
 } PRETOK_NAMES[] = {
-    {"gpt2", PRE_GPT2, 1, false},       {"default", PRE_GPT2, 1, false},
+    {"gpt2", PRE_GPT2, 1, false},       {"gpt-2", PRE_GPT2, 1, false},
+    {"default", PRE_GPT2, 1, false},
     {"smollm", PRE_SMOLLM, 2, false},   {"starcoder", PRE_SMOLLM, 2, false},
     {"refact", PRE_SMOLLM, 2, false},   {"llama3", PRE_LLAMA3, 1, true},
     {"llama-bpe", PRE_LLAMA3, 1, true}, {"llama-v3", PRE_LLAMA3, 1, true},

@@ -49,7 +49,8 @@ typedef struct mlxn_tokenizer mlxn_tokenizer;
  *                      byte), rank = index. Pairs whose join is not a token are
  *                      ignored.
  *  pretokenizer_name   nullable ("gpt2" when byte-level); "gpt2", "smollm",
- *                      "starcoder", "llama3" ("llama-bpe"), "qwen2", "default";
+ *                      "starcoder", "llama3" ("llama-bpe"), "qwen2", "default",
+ *                      "gpt-2" (the tokenizer.ggml.pre names);
  *                      ignored for SPM. Unknown names fail MLXN_ERR_UNSUPPORTED.
  * BOS/EOS/UNK/PAD are -1 (none) until set with mlxn_tokenizer_set_special.
  * Fails MLXN_ERR_INVALID_ARG on NULL/out-of-range input, MLXN_ERR_FORMAT on a
