@@ -1034,7 +1034,9 @@ mlxn_status mlxn_tokenizer_set_special(mlxn_tokenizer *tok, const mlxn_tok_speci
     return MLXN_OK;
 }
 
-mlxn_tok_special mlxn_tokenizer_special(const mlxn_tokenizer *tok) { return tok->sp; }
+mlxn_tok_special mlxn_tokenizer_special(const mlxn_tokenizer *tok) {
+    return tok ? tok->sp : (mlxn_tok_special){-1, -1, -1, -1, false, false};
+}
 
 mlxn_status mlxn_tokenizer_set_options(mlxn_tokenizer *tok, const mlxn_tok_options *o) {
     if (!tok || !o) return mlxn_err(MLXN_ERR_INVALID_ARG, "tokenizer_set_options: NULL argument");
@@ -1044,7 +1046,9 @@ mlxn_status mlxn_tokenizer_set_options(mlxn_tokenizer *tok, const mlxn_tok_optio
     return MLXN_OK;
 }
 
-mlxn_tok_options mlxn_tokenizer_options(const mlxn_tokenizer *tok) { return tok->opt; }
+mlxn_tok_options mlxn_tokenizer_options(const mlxn_tokenizer *tok) {
+    return tok ? tok->opt : (mlxn_tok_options){0};
+}
 
 size_t mlxn_tokenizer_n_merges(const mlxn_tokenizer *tok) { return tok ? tok->n_merges : 0; }
 
@@ -1056,7 +1060,7 @@ bool mlxn_tokenizer_merge(const mlxn_tokenizer *tok, size_t i, int32_t *a, int32
 }
 
 size_t mlxn_tokenizer_n_vocab(const mlxn_tokenizer *tok) { return tok ? tok->n_vocab : 0; }
-mlxn_tok_kind mlxn_tokenizer_kind(const mlxn_tokenizer *tok) { return tok->kind; }
+mlxn_tok_kind mlxn_tokenizer_kind(const mlxn_tokenizer *tok) { return tok ? tok->kind : MLXN_TOK_KIND_COUNT; }
 
 const char *mlxn_tokenizer_token_text(const mlxn_tokenizer *tok, int32_t id) {
     if (!tok || id < 0 || (size_t)id >= tok->n_vocab) return NULL;

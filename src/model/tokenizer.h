@@ -113,9 +113,9 @@ bool mlxn_tokenizer_merge(const mlxn_tokenizer *tok, size_t i, int32_t *a, int32
 /* The pre-tokenizer patterns (byte-level), n via *n; owned by tok. */
 const char *const *mlxn_tokenizer_pretok_patterns(const mlxn_tokenizer *tok, size_t *n);
 
-/* Split text into pre-tokenizer pieces (byte-level; SPM returns the words
- * it would BPE, after "▁" normalisation is not applied — spans of the
- * input). *spans gets 2*n size_t (offset, length) pairs, mlxn_free. For tests. */
+/* Split text with the byte-level pre-tokenizer regexes (no special-token
+ * matching; SPM: the whole text is one piece). *spans gets n (offset,
+ * length) pairs as 2*n size_t, free with mlxn_free. For tests and tools. */
 mlxn_status mlxn_tokenizer_pretokenize(const mlxn_tokenizer *tok, const char *text, size_t len,
                                        size_t **spans, size_t *n);
 
