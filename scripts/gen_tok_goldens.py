@@ -24,7 +24,8 @@ Writes into tests/data/tok/:
                           name TAB hex(utf8) TAB hex pieces joined by ','
 
   smollm2.chat_template   the GGUF's tokenizer.chat_template
-  smollm2.chat.json       conversations and that template rendered by jinja2
+  smollm2.chat.json       conversations, that template rendered by jinja2, and
+                          the ids HF gives the rendered text
 
 Usage: scripts/gen_tok_goldens.py [path/to/SmolLM2-135M-Instruct.Q4_1.gguf]
        scripts/gen_tok_goldens.py --check-written out.tokenizer.json
@@ -218,8 +219,9 @@ CHATS = [
 ]
 
 
-def write_chat(template):
-    """SmolLM2's own chat template rendered by jinja2 (as transformers does)."""
+def write_chat(template, tok):
+    """SmolLM2's own chat template rendered by jinja2 (as transformers does),
+    with the ids of the rendered prompt."""
     import jinja2
     env = jinja2.Environment(trim_blocks=True, lstrip_blocks=True)
     t = env.from_string(template)
@@ -227,6 +229,8 @@ def write_chat(template):
         f.write(template)
     out = [{"messages": m, "add_generation_prompt": g,
             "expected": t.render(messages=m, add_generation_prompt=g)} for m, g in CHATS]
+    for o in out:
+        o["ids"] = tok.encode(o["expected"], add_special_tokens=False).ids
     with open(os.path.join(OUT, "smollm2.chat.json"), "w", encoding="utf-8") as f:
         json.dump(out, f, ensure_ascii=False, indent=1)
 
@@ -258,12 +262,12 @@ def main():
     os.makedirs(OUT, exist_ok=True)
 
     chat_template, tj = gguf_tokenizer(gguf_path)
-    write_chat(chat_template)
     p = os.path.join(OUT, "smollm2.tokenizer.json")
     with open(p, "w", encoding="utf-8") as f:
         json.dump(tj, f, ensure_ascii=False, separators=(",", ":"))
     tok = Tokenizer.from_file(p)
     write_golden(tok, STRINGS, os.path.join(OUT, "smollm2.golden"), False)
+    write_chat(chat_template, tok)
 
     # the same vocab with the Llama-3 and Qwen2 pre-tokenizers, as their
     # tokenizer.json files spell them (Split regex + ByteLevel without regex;

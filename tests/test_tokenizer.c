@@ -355,7 +355,7 @@ static void check_chat(const char *tmpl, const char *arch, const mlxn_chat_msg *
     mlxn_free(out);
 }
 
-static void test_chat(void) {
+static void test_chat(const mlxn_tokenizer *sm) {
     char *tmpl = read_all(DIR "smollm2.chat_template", NULL);
     char *js = read_all(DIR "smollm2.chat.json", NULL);
     CHECK(tmpl && js, "read chat goldens");
@@ -371,11 +371,30 @@ static void test_chat(void) {
             m[k].content = cJSON_GetObjectItem(mm, "content")->valuestring;
             k++;
         }
-        check_chat(tmpl, "llama", m, k, cJSON_IsTrue(cJSON_GetObjectItem(c, "add_generation_prompt")),
-                   cJSON_GetObjectItem(c, "expected")->valuestring, "smollm2 (jinja2 golden)");
+        bool gen = cJSON_IsTrue(cJSON_GetObjectItem(c, "add_generation_prompt"));
+        check_chat(tmpl, "llama", m, k, gen, cJSON_GetObjectItem(c, "expected")->valuestring,
+                   "smollm2 (jinja2 golden)");
+        /* the prompt the CLI would feed the model: format, then encode */
+        char *out = NULL;
+        int32_t *ids = NULL;
+        size_t nid = 0;
+        if (sm && mlxn_chat_format(tmpl, "llama", m, k, gen, &out) == MLXN_OK &&
+            mlxn_tokenizer_encode(sm, out, strlen(out), false, &ids, &nid) == MLXN_OK) {
+            const cJSON *want = cJSON_GetObjectItem(c, "ids"), *w;
+            size_t j = 0;
+            bool same = (size_t)cJSON_GetArraySize(want) == nid;
+            cJSON_ArrayForEach(w, want) {
+                if (same && ids[j] != (int32_t)w->valuedouble) same = false;
+                j++;
+            }
+            CHECK(same, "chat %d: prompt ids differ from HF (%zu vs %d ids)", n, nid, cJSON_GetArraySize(want));
+        }
+        mlxn_free(out);
+        mlxn_free(ids);
         n++;
     }
     CHECK(n >= 4, "chat goldens: %d conversations", n);
+    printf("chat: %d SmolLM2 conversations vs jinja2 render (text and HF ids), 7 hand-derived family cases\n", n);
     cJSON_Delete(root);
 
     mlxn_chat_style s;
@@ -559,7 +578,7 @@ int main(void) {
     test_pretok_goldens();
     test_alloc_failures();
     test_bad_json();
-    test_chat();
+    test_chat(sm);
 
     /* API misuse */
     mlxn_tokenizer *t = NULL;
