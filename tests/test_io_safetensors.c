@@ -241,7 +241,7 @@ static void exercise(const uint8_t *p, size_t n, int *n_ok) {
         for (size_t i = 0; i < mlxn_safetensors_count(st); i++) {
             const mlxn_st_tensor *t = mlxn_safetensors_at(st, i);
             touch(t->data, t->nbytes);
-            CHECK(mlxn_safetensors_find(st, t->name) == t, "find after fuzz");
+            if (mlxn_safetensors_find(st, t->name) != t) CHECK(0, "find after fuzz");
         }
         mlxn_safetensors_close(st);
     } else {
