@@ -682,6 +682,8 @@ mlxn_status mlxn_gguf_arr_string(const mlxn_gguf_value *a, uint64_t i, mlxn_gguf
 mlxn_status mlxn_gguf_arr_i64(const mlxn_gguf_value *a, uint64_t i, int64_t *out) {
     mlxn_status s = arr_check(a, i);
     if (s) return s;
+    if (!a->raw)
+        return mlxn_err(MLXN_ERR_DTYPE, "gguf: array of %s, expected integers", k_type_names[a->elem_type]);
     const uint8_t *p = a->raw + i * k_type_size[a->elem_type];
     switch (a->elem_type) {
     case MLXN_GGUF_U8: case MLXN_GGUF_BOOL: *out = p[0]; break;
@@ -709,6 +711,8 @@ mlxn_status mlxn_gguf_arr_i64(const mlxn_gguf_value *a, uint64_t i, int64_t *out
 mlxn_status mlxn_gguf_arr_f64(const mlxn_gguf_value *a, uint64_t i, double *out) {
     mlxn_status s = arr_check(a, i);
     if (s) return s;
+    if (!a->raw)
+        return mlxn_err(MLXN_ERR_DTYPE, "gguf: array of %s, expected numbers", k_type_names[a->elem_type]);
     const uint8_t *p = a->raw + i * k_type_size[a->elem_type];
     if (a->elem_type == MLXN_GGUF_F32) {
         float f;
