@@ -108,7 +108,7 @@ def write_gguf(path, alignment=None, with_q2k=True):
     w.add_array("tokenizer.ggml.scores", [0.0, -1.5, 2.25, 3.0, -4.0])
     w.add_key_value("tokenizer.ggml.token_type", [1, 3, 1, 1, 6], V.ARRAY, V.INT32)
     w.add_key_value("tokenizer.ggml.merges", ["a b", "ab c"], V.ARRAY, V.STRING)
-    w.add_key_value("t.nested", [["x", "yz"], [], ["w"]][0:1] + [["p", "q", "r"]], V.ARRAY)
+    w.add_key_value("t.nested", [["x", "yz"], ["p", "q", "r"]], V.ARRAY)
     w.add_key_value("t.u8arr", [1, 2, 255], V.ARRAY, V.UINT8)
     w.add_key_value("t.f64arr", [0.5, -2.0], V.ARRAY, V.FLOAT64)
     w.add_tensor("tok_embd.weight", seq(6, 0.5, -1.0).astype(np.float32).reshape(2, 3))

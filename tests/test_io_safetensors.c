@@ -155,6 +155,9 @@ static void test_writer(void) {
     bad = ts[0];
     bad.dtype = MLXN_Q4_0;
     CHECK_STATUS(mlxn_safetensors_write(path, 1, &bad, 0, NULL), MLXN_ERR_DTYPE);
+    const char *dupm[] = {"k", "1", "k", "2"};
+    CHECK_STATUS(mlxn_safetensors_write(path, 1, ts, 2, dupm), MLXN_ERR_INVALID_ARG);
+    CHECK(msg_has("duplicate metadata key 'k'"), "msg: %s", mlxn_last_error());
 
     /* A directory with a single model.safetensors and no index. */
     CHECK_OK(mlxn_safetensors_write(path, 3, ts, 0, NULL));
@@ -314,6 +317,8 @@ static void test_hostile(void) {
         {"{} junk", 0, MLXN_ERR_FORMAT, "trailing data"},
         {"[1]", 0, MLXN_ERR_FORMAT, "start with '{'"},
         {"{}", 3, MLXN_ERR_FORMAT, "no tensors, but 3 bytes"},
+        {"{\"x\":{\"dtype\":\"F32\",\"shape\":[0],\"data_offsets\":[0,0]}}  ", 0, MLXN_OK, ""},
+        {"{}", 0, MLXN_OK, ""},
         {"{\"a\":[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]}",
          0, MLXN_ERR_FORMAT, "nesting deeper than 64"},
     };
@@ -322,12 +327,17 @@ static void test_hostile(void) {
         uint8_t *p = dup_bytes(b.p, b.n);
         mlxn_safetensors *st = NULL;
         mlxn_status s = mlxn_safetensors_open_memory(&st, p, b.n, NULL);
-        CHECK(s == cases[i].want && msg_has(cases[i].frag) && !st, "case %zu: %s '%s' (want %s '%s')", i,
+        CHECK(s == cases[i].want && msg_has(cases[i].frag) && (s == MLXN_OK) == (st != NULL), "case %zu: %s '%s' (want %s '%s')", i,
               mlxn_status_name(s), mlxn_last_error(), mlxn_status_name(cases[i].want), cases[i].frag);
         mlxn_safetensors_close(st);
         free(p);
         free(b.p);
     }
+    /* Found by fuzzing: cJSON reads a raw NUL as whitespace. */
+    static const uint8_t nulhdr[] = {4, 0, 0, 0, 0, 0, 0, 0, '{', 0, 0, '}'};
+    mlxn_safetensors *stn = NULL;
+    CHECK_STATUS(mlxn_safetensors_open_memory(&stn, nulhdr, sizeof nulhdr, NULL), MLXN_ERR_FORMAT);
+    CHECK(msg_has("NUL byte at line 1 column 2"), "msg: %s", mlxn_last_error());
     /* Header length past the end, and a file shorter than the length field. */
     bytes b = st_file("{}", 0);
     uint64_t big = 1000;

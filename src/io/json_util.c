@@ -67,6 +67,12 @@ mlxn_status mlxn_json_parse(cJSON **out, const char *text, size_t len, const cha
         return mlxn_err(MLXN_ERR_FORMAT, "%s: nesting deeper than %d at line %zu column %zu", label,
                         MLXN_JSON_MAX_DEPTH, line, col);
     }
+    /* cJSON takes a raw NUL for whitespace; JSON has no raw NUL anywhere. */
+    const char *nul = len ? memchr(text, 0, len) : NULL;
+    if (nul) {
+        line_col(text, (size_t)(nul - text), &line, &col);
+        return mlxn_err(MLXN_ERR_FORMAT, "%s: NUL byte at line %zu column %zu", label, line, col);
+    }
     /* cJSON gets a NUL-terminated copy so no path of it can read past the end. */
     char *buf = mlxn_malloc(len + 1);
     if (!buf) return mlxn_err(MLXN_ERR_OUT_OF_MEMORY, "%s: out of memory (%zu bytes)", label, len);

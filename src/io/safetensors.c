@@ -250,7 +250,7 @@ static mlxn_status parse(mlxn_safetensors *st, const uint8_t *data, size_t size)
         return mlxn_err(MLXN_ERR_FORMAT, "safetensors: no tensors, but %zu bytes follow the header",
                         data_size);
     }
-    qsort(st->t, n, sizeof *st->t, cmp_name);
+    if (n) qsort(st->t, n, sizeof *st->t, cmp_name);
     for (size_t i = 1; i < n; i++)
         if (strcmp(st->t[i - 1].name, st->t[i].name) == 0)
             return mlxn_err(MLXN_ERR_FORMAT, "safetensors: duplicate tensor name '%s'", st->t[i].name);
@@ -396,6 +396,13 @@ mlxn_status mlxn_safetensors_write(const char *path, size_t n, const mlxn_st_wri
             if (!meta_kv[2 * i] || !meta_kv[2 * i + 1]) {
                 s = mlxn_err(MLXN_ERR_INVALID_ARG, "safetensors_write: metadata pair %zu has a NULL", i);
                 goto done;
+            }
+            for (size_t j = 0; j < i; j++) {
+                if (strcmp(meta_kv[2 * j], meta_kv[2 * i]) == 0) {
+                    s = mlxn_err(MLXN_ERR_INVALID_ARG, "safetensors_write: duplicate metadata key '%s'",
+                                 meta_kv[2 * i]);
+                    goto done;
+                }
             }
             if (!cJSON_AddStringToObject(m, meta_kv[2 * i], meta_kv[2 * i + 1])) goto oom;
         }
