@@ -195,8 +195,8 @@ typedef struct mlxn_qweights {
 /* Random W [N,K] (never all zero; values ~U(-1,1) before quantization) in
  * `format`: "f32", "f16", "bf16", "q4_0", "q4_1", "q8_0", "q4_k", "q5_k",
  * "q6_k", or "mlx-q<bits>-g<group>[-f16|-bf16|-f32]" (scales default bf16),
- * e.g. "mlx-q4-g64". Deterministic for a seed. Large matrices are made by
- * replicating a random 64-row pattern with fresh scales, so they are cheap.
+ * e.g. "mlx-q4-g64". Deterministic for a seed. Codes are random bits and
+ * scales random nonzero values (no quantizer runs), so it is fast.
  * On failure *out is zeroed. Free with mlxn_quant_free. */
 mlxn_status mlxn_quant_make_random(const char *format, int64_t N, int64_t K, uint64_t seed,
                                    mlxn_qweights *out);

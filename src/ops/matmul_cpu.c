@@ -1,0 +1,766 @@
+/*
+ * matmul_cpu.c — y[M,N] = x[M,K]·Wᵀ for W in any mlxn_qmat format, on
+ * columns [n0,n1) (the caller splits N across threads).
+ *
+ * Paths (chosen at run time, see mlxn_mm):
+ *  - decode (M < 4), quantized W, AVX-512 VNNI: x is quantized once per call
+ *    to int8 blocks of 32 (d = max|x|/127, like llama.cpp's q8), and each
+ *    weight row is dotted with VPDPBUSD (u8 weight codes × s8 x). Offsets
+ *    (q4_0's -8, q6_k's -32, q8_0's sign) are folded in with a second dpbusd
+ *    against a constant; MLX's bias uses Σx per group in exact f32:
+ *    Σ_k x_k(s·q_k + b) = s·Σ x_k q_k + b·Σ x_k.
+ *  - decode, dense f32/f16/bf16 W, or MLX 2/3/5/6-bit, or no VNNI: f32 dot
+ *    products (dense rows converted on the fly; others dequantized a row at a
+ *    time into scratch).
+ *  - M >= 4: for each 32-column tile of W and each 256-deep K chunk, the tile
+ *    is dequantized (bit-exact) into a packed f32 panel wt[k][32] and a 6×32
+ *    register-blocked FMA micro-kernel runs over all M rows (AVX-512), or a
+ *    6×16 one (AVX2), or plain loops (scalar).
+ */
+#include "ops/quant.h"
+
+#include <math.h>
+#include <string.h>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define MLXN_X86 1
+#endif
+
+#define TARGET_512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,avx512dq,f16c,fma")))
+#define TARGET_AVX2 __attribute__((target("avx2,fma,f16c")))
+
+/* ------------------------------------------------------------------------ */
+/* Descriptor, row dequantization, reference                                 */
+/* ------------------------------------------------------------------------ */
+
+static bool ggml_wtype(mlxn_dtype t) {
+    switch (t) {
+    case MLXN_F32: case MLXN_F16: case MLXN_BF16: case MLXN_Q4_0: case MLXN_Q4_1:
+    case MLXN_Q8_0: case MLXN_Q4_K: case MLXN_Q5_K: case MLXN_Q6_K: return true;
+    default: return false;
+    }
+}
+
+mlxn_status mlxn_qmat_check(const mlxn_qmat *w) {
+    if (!w || !w->w) return mlxn_err(MLXN_ERR_INVALID_ARG, "qmat: NULL matrix or weight pointer");
+    if (w->kind == MLXN_QKIND_MLX) {
+        if (!w->scales || !w->biases)
+            return mlxn_err(MLXN_ERR_INVALID_ARG, "qmat: MLX matrix without scales/biases");
+        return mlxn_mlx_check("qmat", w->N, w->K, w->bits, w->group, w->sb_type);
+    }
+    if (w->kind != MLXN_QKIND_GGML)
+        return mlxn_err(MLXN_ERR_INVALID_ARG, "qmat: kind %d unknown", (int)w->kind);
+    if (!ggml_wtype(w->wtype))
+        return mlxn_err(MLXN_ERR_DTYPE, "qmat: %s is not a weight type", mlxn_dtype_name(w->wtype));
+    if (w->N <= 0 || w->K <= 0)
+        return mlxn_err(MLXN_ERR_SHAPE, "qmat: shape [%lld,%lld] must be positive",
+                        (long long)w->N, (long long)w->K);
+    size_t rb;
+    if (!mlxn_dtype_bytes_for(w->wtype, (uint64_t)w->K, &rb))
+        return mlxn_err(MLXN_ERR_SHAPE, "qmat: K=%lld not a multiple of the %s block (%zu)",
+                        (long long)w->K, mlxn_dtype_name(w->wtype),
+                        mlxn_dtype_block_elems(w->wtype));
+    if (w->row_bytes < rb)
+        return mlxn_err(MLXN_ERR_SHAPE, "qmat: row_bytes %zu < %zu needed for K=%lld of %s",
+                        w->row_bytes, rb, (long long)w->K, mlxn_dtype_name(w->wtype));
+    return MLXN_OK;
+}
+
+static inline const uint8_t *ggml_row(const mlxn_qmat *w, int64_t n) {
+    return (const uint8_t *)w->w + (size_t)n * w->row_bytes;
+}
+
+void mlxn_qmat_dequant_row(const mlxn_qmat *w, int64_t n, int64_t k0, int64_t k1, float *out) {
+    if (w->kind == MLXN_QKIND_MLX) {
+        mlxn_mlx_dequant_row_(w->w, w->scales, w->biases, w->sb_type, w->K, w->bits, w->group, n,
+                              k0, k1, out);
+    } else {
+        size_t be = mlxn_dtype_block_elems(w->wtype), bb = mlxn_dtype_block_bytes(w->wtype);
+        mlxn_ggml_dequant_blocks_(w->wtype, ggml_row(w, n) + (size_t)k0 / be * bb, out,
+                                  (k1 - k0) / (int64_t)be);
+    }
+}
+
+void mlxn_mm_ref(const mlxn_qmat *w, const float *x, double *y, int64_t M, int64_t n0,
+                 int64_t n1) {
+    float *row = mlxn_malloc((size_t)w->K * sizeof(float));
+    if (!row) return;
+    for (int64_t n = n0; n < n1; n++) {
+        mlxn_qmat_dequant_row(w, n, 0, w->K, row);
+        for (int64_t m = 0; m < M; m++) {
+            double s = 0;
+            for (int64_t k = 0; k < w->K; k++) s += (double)x[m * w->K + k] * (double)row[k];
+            y[m * w->N + n] = s;
+        }
+    }
+    mlxn_free(row);
+}
+
+/* ------------------------------------------------------------------------ */
+/* ISA selection                                                              */
+/* ------------------------------------------------------------------------ */
+
+enum { ISA_SCALAR = 0, ISA_AVX2 = 1, ISA_512 = 2 };
+static int g_force; /* 0 auto, 1 scalar, 2 at most avx2 */
+
+static int cpu_isa(void) {
+#ifdef MLXN_X86
+    static int cached = -1;
+    if (cached < 0) {
+        __builtin_cpu_init();
+        int c = ISA_SCALAR;
+        if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) c = ISA_AVX2;
+        if (c == ISA_AVX2 && __builtin_cpu_supports("avx512f") &&
+            __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
+            __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512dq"))
+            c = ISA_512;
+        cached = c;
+    }
+    return cached;
+#else
+    return ISA_SCALAR;
+#endif
+}
+static int isa_now(void) {
+    int c = cpu_isa();
+    if (g_force == 1) return ISA_SCALAR;
+    if (g_force == 2 && c > ISA_AVX2) return ISA_AVX2;
+    return c;
+}
+const char *mlxn_mm_isa(void) {
+    static const char *names[] = {"scalar", "avx2", "avx512vnni"};
+    return names[isa_now()];
+}
+void mlxn_mm_force_isa(int force) { g_force = force; }
+
+/* ------------------------------------------------------------------------ */
+/* Scratch layout                                                             */
+/* ------------------------------------------------------------------------ */
+
+#define KC 256 /* K chunk of the packed panel */
+#define NR 32  /* columns per panel */
+#define MR 6   /* rows per micro-kernel call */
+
+static inline size_t al64(size_t n) { return (n + 63) & ~(size_t)63; }
+
+/* decode: xq int8[K] | dx f32[K/32] | dxv f32[K/8] | xg f32[K/32] | row f32[K] */
+typedef struct dec_scratch {
+    int8_t *xq;
+    float *dx, *dxv, *xg, *row;
+} dec_scratch;
+
+static size_t dec_bytes(int64_t K) {
+    size_t k = (size_t)K;
+    return al64(k) + al64(k / 32 * 4) + al64(k / 8 * 4) + al64(k / 32 * 4) + al64(k * 4) + 64;
+}
+static dec_scratch dec_layout(void *scratch, int64_t K) {
+    size_t k = (size_t)K;
+    uint8_t *p = (uint8_t *)(((uintptr_t)scratch + 63) & ~(uintptr_t)63);
+    dec_scratch s;
+    s.xq = (int8_t *)p;
+    p += al64(k);
+    s.dx = (float *)p;
+    p += al64(k / 32 * 4);
+    s.dxv = (float *)p;
+    p += al64(k / 8 * 4);
+    s.xg = (float *)p;
+    p += al64(k / 32 * 4);
+    s.row = (float *)p;
+    return s;
+}
+/* gemm: panel f32[KC*NR] | tmp f32[KC] | zero f32[KC] */
+static size_t gemm_bytes(void) { return (KC * NR + 2 * KC) * 4 + 64; }
+
+size_t mlxn_mm_scratch_bytes(const mlxn_qmat *w, int64_t M) {
+    size_t a = dec_bytes(w->K), b = gemm_bytes();
+    (void)M;
+    return a > b ? a : b;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Scalar / generic decode: dequantize a row, f32 dot                         */
+/* ------------------------------------------------------------------------ */
+
+static float dot_f32_scalar(const float *a, const float *b, int64_t K) {
+    float s[8] = {0};
+    int64_t k = 0;
+    for (; k + 8 <= K; k += 8)
+        for (int j = 0; j < 8; j++) s[j] += a[k + j] * b[k + j];
+    float t = ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
+    for (; k < K; k++) t += a[k] * b[k];
+    return t;
+}
+
+#ifdef MLXN_X86
+TARGET_AVX2 static float dot_f32_avx2(const float *a, const float *b, int64_t K) {
+    __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
+    int64_t k = 0;
+    for (; k + 16 <= K; k += 16) {
+        s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + k), _mm256_loadu_ps(b + k), s0);
+        s1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + k + 8), _mm256_loadu_ps(b + k + 8), s1);
+    }
+    s0 = _mm256_add_ps(s0, s1);
+    __m128 h = _mm_add_ps(_mm256_castps256_ps128(s0), _mm256_extractf128_ps(s0, 1));
+    h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+    h = _mm_add_ss(h, _mm_movehdup_ps(h));
+    float t = _mm_cvtss_f32(h);
+    for (; k < K; k++) t += a[k] * b[k];
+    return t;
+}
+
+TARGET_512 static float dot_f32_512(const float *a, const float *b, int64_t K) {
+    __m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps();
+    int64_t k = 0;
+    for (; k + 32 <= K; k += 32) {
+        s0 = _mm512_fmadd_ps(_mm512_loadu_ps(a + k), _mm512_loadu_ps(b + k), s0);
+        s1 = _mm512_fmadd_ps(_mm512_loadu_ps(a + k + 16), _mm512_loadu_ps(b + k + 16), s1);
+    }
+    float t = _mm512_reduce_add_ps(_mm512_add_ps(s0, s1));
+    for (; k < K; k++) t += a[k] * b[k];
+    return t;
+}
+
+/* Dense rows converted on the fly. */
+TARGET_512 static float dot_dense_512(mlxn_dtype t, const void *wr, const float *x, int64_t K) {
+    __m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps();
+    int64_t k = 0;
+    if (t == MLXN_F32) return dot_f32_512(wr, x, K);
+    const uint16_t *h = wr;
+    if (t == MLXN_F16) {
+        for (; k + 32 <= K; k += 32) {
+            __m512 w0 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(h + k)));
+            __m512 w1 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(h + k + 16)));
+            s0 = _mm512_fmadd_ps(w0, _mm512_loadu_ps(x + k), s0);
+            s1 = _mm512_fmadd_ps(w1, _mm512_loadu_ps(x + k + 16), s1);
+        }
+    } else {
+        for (; k + 32 <= K; k += 32) {
+            __m512i a = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(h + k)));
+            __m512i b = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(h + k + 16)));
+            __m512 w0 = _mm512_castsi512_ps(_mm512_slli_epi32(a, 16));
+            __m512 w1 = _mm512_castsi512_ps(_mm512_slli_epi32(b, 16));
+            s0 = _mm512_fmadd_ps(w0, _mm512_loadu_ps(x + k), s0);
+            s1 = _mm512_fmadd_ps(w1, _mm512_loadu_ps(x + k + 16), s1);
+        }
+    }
+    float r = _mm512_reduce_add_ps(_mm512_add_ps(s0, s1));
+    for (; k < K; k++)
+        r += (t == MLXN_F16 ? mlxn_f16_to_f32(h[k]) : mlxn_bf16_to_f32(h[k])) * x[k];
+    return r;
+}
+#endif
+
+/* Decode one x row over [n0,n1) through f32 (exact dequantized weights). */
+static void decode_generic(const mlxn_qmat *w, const float *x, float *y, int64_t n0, int64_t n1,
+                           float *row, int isa) {
+    for (int64_t n = n0; n < n1; n++) {
+#ifdef MLXN_X86
+        if (isa == ISA_512 && w->kind == MLXN_QKIND_GGML &&
+            (w->wtype == MLXN_F32 || w->wtype == MLXN_F16 || w->wtype == MLXN_BF16)) {
+            y[n] = dot_dense_512(w->wtype, ggml_row(w, n), x, w->K);
+            continue;
+        }
+        if (isa == ISA_AVX2 && w->kind == MLXN_QKIND_GGML && w->wtype == MLXN_F32) {
+            y[n] = dot_f32_avx2((const float *)(const void *)ggml_row(w, n), x, w->K);
+            continue;
+        }
+#endif
+        mlxn_qmat_dequant_row(w, n, 0, w->K, row);
+#ifdef MLXN_X86
+        if (isa == ISA_512)
+            y[n] = dot_f32_512(row, x, w->K);
+        else if (isa == ISA_AVX2)
+            y[n] = dot_f32_avx2(row, x, w->K);
+        else
+#endif
+            y[n] = dot_f32_scalar(row, x, w->K);
+    }
+}
+
+/* ------------------------------------------------------------------------ */
+/* AVX-512 VNNI decode                                                        */
+/* ------------------------------------------------------------------------ */
+
+#ifdef MLXN_X86
+/* Quantize x[K] to int8 blocks of 32 (xq, dx) and Σx per 32 in f32 (xg).
+ * mlx4: store each 64-element pair permuted as [evens of blk0, evens of blk1,
+ * odds of blk0, odds of blk1] to line up with MLX's nibble order, and dxv =
+ * [dx0 ×4, dx1 ×4] per pair (dpbusd lanes 0–3 / 4–7 then hold blk0 / blk1). */
+TARGET_512 static void quantize_x_512(const float *x, int64_t K, dec_scratch *s, bool mlx4) {
+    for (int64_t j = 0; j < K / 32; j++) {
+        __m512 a = _mm512_loadu_ps(x + 32 * j), b = _mm512_loadu_ps(x + 32 * j + 16);
+        __m512 am = _mm512_max_ps(_mm512_abs_ps(a), _mm512_abs_ps(b));
+        float amax = _mm512_reduce_max_ps(am);
+        float d = amax / 127.0f, id = amax > 0 ? 127.0f / amax : 0.0f;
+        s->dx[j] = d;
+        s->xg[j] = _mm512_reduce_add_ps(_mm512_add_ps(a, b));
+        __m512i qa = _mm512_cvtps_epi32(_mm512_mul_ps(a, _mm512_set1_ps(id)));
+        __m512i qb = _mm512_cvtps_epi32(_mm512_mul_ps(b, _mm512_set1_ps(id)));
+        __m128i ba = _mm512_cvtsepi32_epi8(qa), bb = _mm512_cvtsepi32_epi8(qb);
+        if (!mlx4) {
+            _mm_storeu_si128((__m128i *)(s->xq + 32 * j), ba);
+            _mm_storeu_si128((__m128i *)(s->xq + 32 * j + 16), bb);
+        } else {
+            /* within the 64-element pair p = j/2, block h = j%2 */
+            int8_t tmp[32];
+            _mm_storeu_si128((__m128i *)tmp, ba);
+            _mm_storeu_si128((__m128i *)(tmp + 16), bb);
+            int8_t *o = s->xq + 64 * (j / 2) + 16 * (j % 2);
+            for (int i = 0; i < 16; i++) {
+                o[i] = tmp[2 * i];
+                o[32 + i] = tmp[2 * i + 1];
+            }
+            float *v = s->dxv + 8 * (j / 2) + 4 * (j % 2);
+            v[0] = v[1] = v[2] = v[3] = d;
+        }
+    }
+}
+
+TARGET_512 static inline float hsum256(__m256 v) {
+    __m128 h = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+    h = _mm_add_ss(h, _mm_movehdup_ps(h));
+    return _mm_cvtss_f32(h);
+}
+TARGET_512 static inline float h2f_512(uint16_t h) {
+    return _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(h)));
+}
+/* 16 packed nibbles → 32 u8 codes [low nibbles, high nibbles]. */
+TARGET_512 static inline __m256i nib32(const uint8_t *p) {
+    __m128i v = _mm_loadu_si128((const __m128i *)p);
+    __m128i m = _mm_set1_epi8(0x0F);
+    return _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(v, 4), m), _mm_and_si128(v, m));
+}
+#define DPB(acc, a, b) _mm256_dpbusd_epi32(acc, a, b)
+
+TARGET_512 static float dot_q4_0_512(const void *wr, const dec_scratch *s, int64_t K) {
+    const mlxn_block_q4_0 *b = wr;
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    const __m256i c8 = _mm256_set1_epi8(8);
+    int64_t nb = K / 32, j = 0;
+    for (; j + 2 <= nb; j += 2) {
+        for (int u = 0; u < 2; u++) {
+            __m256i xv = _mm256_loadu_si256((const __m256i *)(s->xq + 32 * (j + u)));
+            __m256i p = DPB(_mm256_setzero_si256(), nib32(b[j + u].qs), xv);
+            __m256i o = DPB(_mm256_setzero_si256(), c8, xv);
+            __m256 f = _mm256_cvtepi32_ps(_mm256_sub_epi32(p, o));
+            __m256 sc = _mm256_set1_ps(h2f_512(b[j + u].d) * s->dx[j + u]);
+            if (u == 0)
+                acc0 = _mm256_fmadd_ps(f, sc, acc0);
+            else
+                acc1 = _mm256_fmadd_ps(f, sc, acc1);
+        }
+    }
+    for (; j < nb; j++) {
+        __m256i xv = _mm256_loadu_si256((const __m256i *)(s->xq + 32 * j));
+        __m256i p = DPB(_mm256_setzero_si256(), nib32(b[j].qs), xv);
+        __m256i o = DPB(_mm256_setzero_si256(), c8, xv);
+        acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(p, o)),
+                               _mm256_set1_ps(h2f_512(b[j].d) * s->dx[j]), acc0);
+    }
+    return hsum256(_mm256_add_ps(acc0, acc1));
+}
+
+TARGET_512 static float dot_q4_1_512(const void *wr, const dec_scratch *s, int64_t K) {
+    const mlxn_block_q4_1 *b = wr;
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    float mb = 0;
+    int64_t nb = K / 32;
+    for (int64_t j = 0; j < nb; j++) {
+        __m256i xv = _mm256_loadu_si256((const __m256i *)(s->xq + 32 * j));
+        __m256i p = DPB(_mm256_setzero_si256(), nib32(b[j].qs), xv);
+        __m256 sc = _mm256_set1_ps(h2f_512(b[j].d) * s->dx[j]);
+        if (j & 1)
+            acc1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), sc, acc1);
+        else
+            acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), sc, acc0);
+        mb += h2f_512(b[j].m) * s->xg[j];
+    }
+    return hsum256(_mm256_add_ps(acc0, acc1)) + mb;
+}
+
+TARGET_512 static float dot_q8_0_512(const void *wr, const dec_scratch *s, int64_t K) {
+    const mlxn_block_q8_0 *b = wr;
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    const __m256i flip = _mm256_set1_epi8((char)0x80);
+    int64_t nb = K / 32;
+    for (int64_t j = 0; j < nb; j++) {
+        __m256i xv = _mm256_loadu_si256((const __m256i *)(s->xq + 32 * j));
+        /* (w + 128) as u8: Σ(w+128)x - 128Σx = Σ w x */
+        __m256i wv = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)b[j].qs), flip);
+        __m256i p = DPB(_mm256_setzero_si256(), wv, xv);
+        __m256i o = DPB(_mm256_setzero_si256(), flip, xv);
+        __m256 f = _mm256_cvtepi32_ps(_mm256_sub_epi32(p, o));
+        __m256 sc = _mm256_set1_ps(h2f_512(b[j].d) * s->dx[j]);
+        if (j & 1)
+            acc1 = _mm256_fmadd_ps(f, sc, acc1);
+        else
+            acc0 = _mm256_fmadd_ps(f, sc, acc0);
+    }
+    return hsum256(_mm256_add_ps(acc0, acc1));
+}
+
+static inline void k4_scale_min(int j, const uint8_t *q, int *sc, int *m) {
+    if (j < 4) {
+        *sc = q[j] & 63;
+        *m = q[j + 4] & 63;
+    } else {
+        *sc = (q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4);
+        *m = (q[j + 4] >> 4) | ((q[j] >> 6) << 4);
+    }
+}
+
+/* q4_k (hbit = NULL) and q5_k. */
+TARGET_512 static float dot_qk45_512(const uint8_t *qs, const uint8_t *scales, const uint8_t *qh,
+                                      float d, float dmin, const dec_scratch *s, int64_t j0,
+                                      __m256 *acc) {
+    const __m256i m4 = _mm256_set1_epi8(0x0F), one = _mm256_set1_epi8(1);
+    __m256i qhv = qh ? _mm256_loadu_si256((const __m256i *)qh) : _mm256_setzero_si256();
+    float mins = 0;
+    for (int c = 0; c < 4; c++) {
+        __m256i v = _mm256_loadu_si256((const __m256i *)(qs + 32 * c));
+        for (int h = 0; h < 2; h++) {
+            int j = 2 * c + h, sc, m;
+            k4_scale_min(j, scales, &sc, &m);
+            __m256i q = h ? _mm256_and_si256(_mm256_srli_epi16(v, 4), m4) : _mm256_and_si256(v, m4);
+            if (qh) {
+                __m256i hb = _mm256_and_si256(_mm256_srli_epi16(qhv, j), one);
+                q = _mm256_or_si256(q, _mm256_slli_epi16(hb, 4));
+            }
+            __m256i xv = _mm256_loadu_si256((const __m256i *)(s->xq + 32 * (j0 + j)));
+            __m256i p = DPB(_mm256_setzero_si256(), q, xv);
+            acc[h] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p),
+                                     _mm256_set1_ps(d * (float)sc * s->dx[j0 + j]), acc[h]);
+            mins += (float)m * s->xg[j0 + j];
+        }
+    }
+    return dmin * mins;
+}
+
+TARGET_512 static float dot_q4_k_512(const void *wr, const dec_scratch *s, int64_t K) {
+    const mlxn_block_q4_k *b = wr;
+    __m256 acc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
+    float mins = 0;
+    for (int64_t i = 0; i < K / 256; i++)
+        mins += dot_qk45_512(b[i].qs, b[i].scales, NULL, h2f_512(b[i].d), h2f_512(b[i].dmin), s,
+                             8 * i, acc);
+    return hsum256(_mm256_add_ps(acc[0], acc[1])) - mins;
+}
+TARGET_512 static float dot_q5_k_512(const void *wr, const dec_scratch *s, int64_t K) {
+    const mlxn_block_q5_k *b = wr;
+    __m256 acc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
+    float mins = 0;
+    for (int64_t i = 0; i < K / 256; i++)
+        mins += dot_qk45_512(b[i].qs, b[i].scales, b[i].qh, h2f_512(b[i].d), h2f_512(b[i].dmin),
+                             s, 8 * i, acc);
+    return hsum256(_mm256_add_ps(acc[0], acc[1])) - mins;
+}
+
+TARGET_512 static float dot_q6_k_512(const void *wr, const dec_scratch *s, int64_t K) {
+    const mlxn_block_q6_k *b = wr;
+    const __m256i m4 = _mm256_set1_epi8(0x0F), m3 = _mm256_set1_epi8(3),
+                  c32 = _mm256_set1_epi8(32);
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    for (int64_t i = 0; i < K / 256; i++) {
+        float d = h2f_512(b[i].d);
+        for (int h = 0; h < 2; h++) {
+            const uint8_t *ql = b[i].ql + 64 * h;
+            __m256i l0 = _mm256_loadu_si256((const __m256i *)ql);
+            __m256i l1 = _mm256_loadu_si256((const __m256i *)(ql + 32));
+            __m256i hv = _mm256_loadu_si256((const __m256i *)(b[i].qh + 32 * h));
+            __m256i q[4];
+            q[0] = _mm256_or_si256(_mm256_and_si256(l0, m4),
+                                   _mm256_slli_epi16(_mm256_and_si256(hv, m3), 4));
+            q[1] = _mm256_or_si256(
+                _mm256_and_si256(l1, m4),
+                _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hv, 2), m3), 4));
+            q[2] = _mm256_or_si256(
+                _mm256_and_si256(_mm256_srli_epi16(l0, 4), m4),
+                _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hv, 4), m3), 4));
+            q[3] = _mm256_or_si256(
+                _mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
+                _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hv, 6), m3), 4));
+            for (int g = 0; g < 4; g++) {
+                int64_t j = 8 * i + 4 * h + g; /* x block */
+                const int8_t *sc = b[i].scales + 8 * h + 2 * g;
+                __m256i xv = _mm256_loadu_si256((const __m256i *)(s->xq + 32 * j));
+                __m256i p = _mm256_sub_epi32(DPB(_mm256_setzero_si256(), q[g], xv),
+                                             DPB(_mm256_setzero_si256(), c32, xv));
+                float f = d * s->dx[j];
+                __m256 sv = _mm256_set_m128(_mm_set1_ps(f * (float)sc[1]),
+                                            _mm_set1_ps(f * (float)sc[0]));
+                if (g & 1)
+                    acc1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), sv, acc1);
+                else
+                    acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), sv, acc0);
+            }
+        }
+    }
+    return hsum256(_mm256_add_ps(acc0, acc1));
+}
+
+TARGET_512 static inline float sb_f(const void *p, mlxn_dtype t, size_t i) {
+    if (t == MLXN_BF16) {
+        uint32_t u = (uint32_t)((const uint16_t *)p)[i] << 16;
+        float f;
+        memcpy(&f, &u, 4);
+        return f;
+    }
+    if (t == MLXN_F16) return h2f_512(((const uint16_t *)p)[i]);
+    return ((const float *)p)[i];
+}
+
+/* Σ_g b_g · Σx_g over a row (xg holds Σx per 32; a group sums group/32 of them). */
+TARGET_512 static float mlx_bias_dot(const mlxn_qmat *w, int64_t n, const dec_scratch *s) {
+    int64_t G = w->K / w->group, per = w->group / 32;
+    size_t base = (size_t)(n * G);
+    float r = 0;
+    for (int64_t g = 0; g < G; g++) {
+        float xs = 0;
+        for (int64_t t = 0; t < per; t++) xs += s->xg[g * per + t];
+        r += sb_f(w->biases, w->sb_type, base + (size_t)g) * xs;
+    }
+    return r;
+}
+
+/* MLX 4-bit: 64 elements = 32 bytes per step; x is in the mlx4 permuted layout. */
+TARGET_512 static float dot_mlx4_512(const mlxn_qmat *w, int64_t n, const dec_scratch *s) {
+    const int64_t K = w->K, G = K / w->group;
+    const uint8_t *q = (const uint8_t *)w->w + (size_t)n * (size_t)(K / 2);
+    const size_t base = (size_t)(n * G);
+    const __m256i m4 = _mm256_set1_epi8(0x0F);
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    for (int64_t p = 0; p < K / 64; p++) {
+        __m256i v = _mm256_loadu_si256((const __m256i *)(q + 32 * p));
+        __m256i lo = _mm256_and_si256(v, m4), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
+        __m256i xa = _mm256_loadu_si256((const __m256i *)(s->xq + 64 * p));
+        __m256i xb = _mm256_loadu_si256((const __m256i *)(s->xq + 64 * p + 32));
+        __m256i d = DPB(DPB(_mm256_setzero_si256(), lo, xa), hi, xb);
+        __m256 sv;
+        if (w->group == 32)
+            sv = _mm256_set_m128(_mm_set1_ps(sb_f(w->scales, w->sb_type, base + (size_t)(2 * p + 1))),
+                                 _mm_set1_ps(sb_f(w->scales, w->sb_type, base + (size_t)(2 * p))));
+        else
+            sv = _mm256_set1_ps(sb_f(w->scales, w->sb_type, base + (size_t)(64 * p / w->group)));
+        sv = _mm256_mul_ps(sv, _mm256_loadu_ps(s->dxv + 8 * p));
+        if (p & 1)
+            acc1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d), sv, acc1);
+        else
+            acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d), sv, acc0);
+    }
+    return hsum256(_mm256_add_ps(acc0, acc1)) + mlx_bias_dot(w, n, s);
+}
+
+/* MLX 8-bit: codes are bytes in order. */
+TARGET_512 static float dot_mlx8_512(const mlxn_qmat *w, int64_t n, const dec_scratch *s) {
+    const int64_t K = w->K, G = K / w->group;
+    const uint8_t *q = (const uint8_t *)w->w + (size_t)n * (size_t)K;
+    const size_t base = (size_t)(n * G);
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    for (int64_t j = 0; j < K / 32; j++) {
+        __m256i v = _mm256_loadu_si256((const __m256i *)(q + 32 * j));
+        __m256i xv = _mm256_loadu_si256((const __m256i *)(s->xq + 32 * j));
+        __m256i d = DPB(_mm256_setzero_si256(), v, xv);
+        float sc = sb_f(w->scales, w->sb_type, base + (size_t)(32 * j / w->group)) * s->dx[j];
+        if (j & 1)
+            acc1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d), _mm256_set1_ps(sc), acc1);
+        else
+            acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d), _mm256_set1_ps(sc), acc0);
+    }
+    return hsum256(_mm256_add_ps(acc0, acc1)) + mlx_bias_dot(w, n, s);
+}
+
+/* Returns false when this weight has no VNNI path. */
+TARGET_512 static bool decode_vnni(const mlxn_qmat *w, const float *x, float *y, int64_t n0,
+                                   int64_t n1, dec_scratch *s) {
+    if (w->kind == MLXN_QKIND_MLX) {
+        if (!(w->bits == 8 || (w->bits == 4 && w->K % 64 == 0))) return false;
+        quantize_x_512(x, w->K, s, w->bits == 4);
+        for (int64_t n = n0; n < n1; n++)
+            y[n] = w->bits == 4 ? dot_mlx4_512(w, n, s) : dot_mlx8_512(w, n, s);
+        return true;
+    }
+    float (*fn)(const void *, const dec_scratch *, int64_t);
+    switch (w->wtype) {
+    case MLXN_Q4_0: fn = dot_q4_0_512; break;
+    case MLXN_Q4_1: fn = dot_q4_1_512; break;
+    case MLXN_Q8_0: fn = dot_q8_0_512; break;
+    case MLXN_Q4_K: fn = dot_q4_k_512; break;
+    case MLXN_Q5_K: fn = dot_q5_k_512; break;
+    case MLXN_Q6_K: fn = dot_q6_k_512; break;
+    default: return false;
+    }
+    quantize_x_512(x, w->K, s, false);
+    for (int64_t n = n0; n < n1; n++) y[n] = fn(ggml_row(w, n), s, w->K);
+    return true;
+}
+#endif /* MLXN_X86 */
+
+/* ------------------------------------------------------------------------ */
+/* GEMM (M >= 4): packed panel + micro-kernel                                 */
+/* ------------------------------------------------------------------------ */
+
+/* Fill panel[k][NR] with W[n0+c, k0+k] for c < nc (zeros for c >= nc). */
+static void pack_panel(const mlxn_qmat *w, int64_t nbase, int nc, int64_t k0, int kc,
+                       float *panel, float *tmp) {
+    for (int c = 0; c < NR; c++) {
+        if (c < nc) {
+            mlxn_qmat_dequant_row(w, nbase + c, k0, k0 + kc, tmp);
+            for (int k = 0; k < kc; k++) panel[k * NR + c] = tmp[k];
+        } else {
+            for (int k = 0; k < kc; k++) panel[k * NR + c] = 0;
+        }
+    }
+}
+
+/* y[m][c] (+)= Σ_k xr[m][k]·panel[k][c], m < mr, c < nc. */
+static void ukernel_scalar(const float *const *xr, int mr, const float *panel, int kc, float *y,
+                           int64_t ldy, int nc, bool add) {
+    float acc[MR][NR];
+    memset(acc, 0, sizeof acc);
+    for (int k = 0; k < kc; k++)
+        for (int m = 0; m < MR; m++) {
+            float xv = xr[m][k];
+            for (int c = 0; c < NR; c++) acc[m][c] += xv * panel[k * NR + c];
+        }
+    for (int m = 0; m < mr; m++)
+        for (int c = 0; c < nc; c++) y[m * ldy + c] = (add ? y[m * ldy + c] : 0) + acc[m][c];
+}
+
+#ifdef MLXN_X86
+TARGET_512 static void ukernel_512(const float *const *xr, int mr, const float *panel, int kc,
+                                   float *y, int64_t ldy, int nc, bool add) {
+    __m512 c00 = _mm512_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00,
+           c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
+    const float *x0 = xr[0], *x1 = xr[1], *x2 = xr[2], *x3 = xr[3], *x4 = xr[4], *x5 = xr[5];
+    for (int k = 0; k < kc; k++) {
+        __m512 b0 = _mm512_loadu_ps(panel + k * NR), b1 = _mm512_loadu_ps(panel + k * NR + 16);
+        __m512 a;
+        a = _mm512_set1_ps(x0[k]);
+        c00 = _mm512_fmadd_ps(a, b0, c00);
+        c01 = _mm512_fmadd_ps(a, b1, c01);
+        a = _mm512_set1_ps(x1[k]);
+        c10 = _mm512_fmadd_ps(a, b0, c10);
+        c11 = _mm512_fmadd_ps(a, b1, c11);
+        a = _mm512_set1_ps(x2[k]);
+        c20 = _mm512_fmadd_ps(a, b0, c20);
+        c21 = _mm512_fmadd_ps(a, b1, c21);
+        a = _mm512_set1_ps(x3[k]);
+        c30 = _mm512_fmadd_ps(a, b0, c30);
+        c31 = _mm512_fmadd_ps(a, b1, c31);
+        a = _mm512_set1_ps(x4[k]);
+        c40 = _mm512_fmadd_ps(a, b0, c40);
+        c41 = _mm512_fmadd_ps(a, b1, c41);
+        a = _mm512_set1_ps(x5[k]);
+        c50 = _mm512_fmadd_ps(a, b0, c50);
+        c51 = _mm512_fmadd_ps(a, b1, c51);
+    }
+    __m512 acc[MR][2] = {{c00, c01}, {c10, c11}, {c20, c21}, {c30, c31}, {c40, c41}, {c50, c51}};
+    __mmask16 k0 = nc >= 16 ? 0xFFFF : (__mmask16)((1u << nc) - 1);
+    __mmask16 k1 = nc >= 32 ? 0xFFFF : nc <= 16 ? 0 : (__mmask16)((1u << (nc - 16)) - 1);
+    for (int m = 0; m < mr; m++) {
+        float *yr = y + m * ldy;
+        __m512 v0 = acc[m][0], v1 = acc[m][1];
+        if (add) {
+            v0 = _mm512_add_ps(v0, _mm512_maskz_loadu_ps(k0, yr));
+            v1 = _mm512_add_ps(v1, _mm512_maskz_loadu_ps(k1, yr + 16));
+        }
+        _mm512_mask_storeu_ps(yr, k0, v0);
+        _mm512_mask_storeu_ps(yr + 16, k1, v1);
+    }
+}
+
+TARGET_AVX2 static void ukernel_avx2(const float *const *xr, int mr, const float *panel, int kc,
+                                     float *y, int64_t ldy, int nc, bool add) {
+    /* two 6×16 halves of the 32-wide panel */
+    for (int half = 0; half < 2; half++) {
+        const float *pb = panel + 16 * half;
+        __m256 c[MR][2];
+        for (int m = 0; m < MR; m++) c[m][0] = c[m][1] = _mm256_setzero_ps();
+        for (int k = 0; k < kc; k++) {
+            __m256 b0 = _mm256_loadu_ps(pb + k * NR), b1 = _mm256_loadu_ps(pb + k * NR + 8);
+            for (int m = 0; m < MR; m++) {
+                __m256 a = _mm256_broadcast_ss(xr[m] + k);
+                c[m][0] = _mm256_fmadd_ps(a, b0, c[m][0]);
+                c[m][1] = _mm256_fmadd_ps(a, b1, c[m][1]);
+            }
+        }
+        float tmp[16];
+        for (int m = 0; m < mr; m++) {
+            _mm256_storeu_ps(tmp, c[m][0]);
+            _mm256_storeu_ps(tmp + 8, c[m][1]);
+            float *yr = y + m * ldy + 16 * half;
+            for (int q = 0; q < 16 && 16 * half + q < nc; q++)
+                yr[q] = (add ? yr[q] : 0) + tmp[q];
+        }
+    }
+}
+#endif
+
+static void gemm(const mlxn_qmat *w, const float *x, float *y, int64_t M, int64_t n0, int64_t n1,
+                 void *scratch, int isa) {
+    float *panel = (float *)(((uintptr_t)scratch + 63) & ~(uintptr_t)63);
+    float *tmp = panel + KC * NR, *zero = tmp + KC;
+    memset(zero, 0, KC * sizeof(float));
+    const int64_t K = w->N ? w->K : 0, N = w->N;
+    for (int64_t nb = n0; nb < n1; nb += NR) {
+        int nc = (int)(n1 - nb < NR ? n1 - nb : NR);
+        for (int64_t k0 = 0; k0 < K; k0 += KC) {
+            int kc = (int)(K - k0 < KC ? K - k0 : KC);
+            pack_panel(w, nb, nc, k0, kc, panel, tmp);
+            for (int64_t m = 0; m < M; m += MR) {
+                int mr = (int)(M - m < MR ? M - m : MR);
+                const float *xr[MR];
+                for (int i = 0; i < MR; i++) xr[i] = i < mr ? x + (m + i) * K + k0 : zero;
+                float *yt = y + m * N + nb;
+#ifdef MLXN_X86
+                if (isa == ISA_512)
+                    ukernel_512(xr, mr, panel, kc, yt, N, nc, k0 > 0);
+                else if (isa == ISA_AVX2)
+                    ukernel_avx2(xr, mr, panel, kc, yt, N, nc, k0 > 0);
+                else
+#endif
+                    ukernel_scalar(xr, mr, panel, kc, yt, N, nc, k0 > 0);
+            }
+        }
+    }
+}
+
+/* ------------------------------------------------------------------------ */
+/* Entry points                                                               */
+/* ------------------------------------------------------------------------ */
+
+void mlxn_mm(const mlxn_qmat *w, const float *x, float *y, int64_t M, int64_t n0, int64_t n1,
+             void *scratch) {
+    if (n1 <= n0 || M <= 0) return;
+    int isa = isa_now();
+    if (M >= 4) {
+        gemm(w, x, y, M, n0, n1, scratch, isa);
+        return;
+    }
+    dec_scratch s = dec_layout(scratch, w->K);
+    for (int64_t m = 0; m < M; m++) {
+        const float *xm = x + m * w->K;
+        float *ym = y + m * w->N;
+#ifdef MLXN_X86
+        if (isa == ISA_512 && decode_vnni(w, xm, ym, n0, n1, &s)) continue;
+#endif
+        decode_generic(w, xm, ym, n0, n1, s.row, isa);
+    }
+}
+
+void mlxn_mm_ggml(mlxn_dtype wtype, const void *w, size_t w_row_bytes, const float *x, float *y,
+                  int64_t M, int64_t N, int64_t K, int64_t n0, int64_t n1, void *scratch) {
+    mlxn_qmat q = {.kind = MLXN_QKIND_GGML, .N = N, .K = K, .w = w, .row_bytes = w_row_bytes,
+                   .wtype = wtype};
+    mlxn_mm(&q, x, y, M, n0, n1, scratch);
+}
+
+void mlxn_mm_mlx(const uint32_t *w, const void *scales, const void *biases, mlxn_dtype sb_type,
+                 int bits, int group, const float *x, float *y, int64_t M, int64_t N, int64_t K,
+                 int64_t n0, int64_t n1, void *scratch) {
+    mlxn_qmat q = {.kind = MLXN_QKIND_MLX, .N = N, .K = K, .w = w, .scales = scales,
+                   .biases = biases, .sb_type = sb_type, .bits = bits, .group = group};
+    mlxn_mm(&q, x, y, M, n0, n1, scratch);
+}
