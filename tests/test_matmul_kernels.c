@@ -7,7 +7,7 @@
  *   |y - ref| <= Σ_k |w_k|·(ex_k + rw·2·G_k·|x_k|... see bound()) + 1e-5·Σ_k|x_k·w_k| + 1e-6
  *  - ex_k = amax(x block of k)/254: paths that quantize x to int8 per 32
  *    (VNNI decode) round each x_k by at most half a step d/2 = amax/254.
- *  - MLX VNNI decode uses s·q + b unrounded, where MLX rounds s·q and then
+ *  - MLX AVX-512 decode (all bits) uses s·q + b unrounded, where MLX rounds s·q and then
  *    s·q + b to the scale dtype: ≤ 2 half-ulps of values ≤ 2·G_k (G_k = max|w|
  *    of k's group, since |b| ≤ G_k and |s·q| ≤ |w| + |b|): rw = 2^-8 (bf16),
  *    2^-11 (f16), 2^-23 (f32), term rw·2·G_k·|x_k|.
@@ -51,8 +51,8 @@ static int run_case(const mlxn_qweights *q, int isa, int64_t M, const float *x) 
     if (isa == 0 && strcmp(mlxn_mm_isa(), "avx512vnni") == 0 && M < 4) {
         if (w->kind == MLXN_QKIND_GGML)
             quant_x = w->wtype != MLXN_F32 && w->wtype != MLXN_F16 && w->wtype != MLXN_BF16;
-        else if (w->bits == 8 || (w->bits == 4 && K % 64 == 0)) {
-            quant_x = true;
+        else {
+            quant_x = (w->bits == 8 && K % 64 == 0) || (w->bits == 4 && K % 128 == 0);
             rw = w->sb_type == MLXN_BF16 ? 0x1p-8 : w->sb_type == MLXN_F16 ? 0x1p-11 : 0x1p-23;
         }
     }
@@ -101,6 +101,36 @@ static int run_case(const mlxn_qweights *q, int isa, int64_t M, const float *x) 
     return bad;
 }
 
+/* The row dequantizer the kernels use (vectorized per ISA) must equal the
+ * golden-tested whole-matrix dequantizers bit for bit, also on sub-ranges. */
+static void check_dequant_row(const mlxn_qweights *q) {
+    const mlxn_qmat *w = &q->mat;
+    float *full = malloc((size_t)(w->N * w->K) * 4), *row = malloc((size_t)w->K * 4);
+    if (w->kind == MLXN_QKIND_MLX)
+        CHECK_OK(mlxn_mlx_dequantize(w->w, w->scales, w->biases, w->sb_type, w->N, w->K, w->bits,
+                                     w->group, full));
+    else
+        for (int64_t n = 0; n < w->N; n++)
+            CHECK_OK(mlxn_ggml_dequantize(w->wtype, (const char *)w->w + n * w->row_bytes,
+                                          full + n * w->K, w->K));
+    int64_t step = w->kind == MLXN_QKIND_MLX ? w->group : (int64_t)mlxn_dtype_block_elems(w->wtype);
+    for (int isa = 0; isa < 3; isa++) {
+        mlxn_mm_force_isa(isa);
+        int bad = 0;
+        for (int64_t n = 0; n < w->N; n++) {
+            int64_t k0 = (n % 2) ? step : 0, k1 = w->K - ((n % 3 == 1 && w->K > 2 * step) ? step : 0);
+            for (int64_t k = 0; k < w->K; k++) row[k] = NAN;
+            mlxn_qmat_dequant_row(w, n, k0, k1, row);
+            if (memcmp(row, full + n * w->K + k0, (size_t)(k1 - k0) * 4)) bad++;
+        }
+        CHECK(bad == 0, "%s dequant_row (%s): %d rows differ from the reference dequantizer",
+              q->format, mlxn_mm_isa(), bad);
+    }
+    mlxn_mm_force_isa(0);
+    free(full);
+    free(row);
+}
+
 int main(void) {
     const int64_t Ms[] = {1, 3, 4, 13};
     const int64_t N = 37;
@@ -114,6 +144,7 @@ int main(void) {
             if (K == 96 && st != MLXN_OK) continue; /* block/group does not divide 96 */
             CHECK_OK(st);
             if (st) continue;
+            check_dequant_row(&q);
             float *x = malloc((size_t)(13 * K) * 4);
             rng_fill(x, (size_t)(13 * K), -1, 1);
             for (int64_t k = 0; k < 32 && k < K; k++) x[k] *= 100; /* one loud block */

@@ -22,6 +22,10 @@
 #include <math.h>
 #include <string.h>
 
+#ifdef __clang__
+#pragma STDC FP_CONTRACT OFF /* MLX dequantization must round exactly as MLX */
+#endif
+
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
 #define MLXN_X86 1
@@ -71,7 +75,8 @@ static inline const uint8_t *ggml_row(const mlxn_qmat *w, int64_t n) {
     return (const uint8_t *)w->w + (size_t)n * w->row_bytes;
 }
 
-void mlxn_qmat_dequant_row(const mlxn_qmat *w, int64_t n, int64_t k0, int64_t k1, float *out) {
+static void dequant_row_scalar(const mlxn_qmat *w, int64_t n, int64_t k0, int64_t k1,
+                               float *out) {
     if (w->kind == MLXN_QKIND_MLX) {
         mlxn_mlx_dequant_row_(w->w, w->scales, w->biases, w->sb_type, w->K, w->bits, w->group, n,
                               k0, k1, out);
@@ -87,7 +92,7 @@ void mlxn_mm_ref(const mlxn_qmat *w, const float *x, double *y, int64_t M, int64
     float *row = mlxn_malloc((size_t)w->K * sizeof(float));
     if (!row) return;
     for (int64_t n = n0; n < n1; n++) {
-        mlxn_qmat_dequant_row(w, n, 0, w->K, row);
+        dequant_row_scalar(w, n, 0, w->K, row);
         for (int64_t m = 0; m < M; m++) {
             double s = 0;
             for (int64_t k = 0; k < w->K; k++) s += (double)x[m * w->K + k] * (double)row[k];
@@ -135,6 +140,80 @@ const char *mlxn_mm_isa(void) {
 void mlxn_mm_force_isa(int force) { g_force = force; }
 
 /* ------------------------------------------------------------------------ */
+/* Row dequantization, AVX-512 (bit-exact with the scalar one)                */
+/* ------------------------------------------------------------------------ */
+
+#ifdef MLXN_X86
+/* Round each lane to the scale dtype, as MLX's f16/bf16 arithmetic does. */
+TARGET_512 static inline __m512 round_sb(__m512 v, mlxn_dtype t) {
+    if (t == MLXN_BF16) {
+        __m512i u = _mm512_castps_si512(v);
+        __m512i odd = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
+        u = _mm512_add_epi32(u, _mm512_add_epi32(odd, _mm512_set1_epi32(0x7FFF)));
+        return _mm512_castsi512_ps(_mm512_and_si512(u, _mm512_set1_epi32((int)0xFFFF0000u)));
+    }
+    if (t == MLXN_F16)
+        return _mm512_cvtph_ps(_mm512_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+    return v;
+}
+
+/* MLX row n, [k0,k1) → f32: 16 codes at a time (2·bits bytes, masked load,
+ * byte shuffle into dwords, per-lane shift), then round(round(s·q) + b). */
+TARGET_512 static void mlx_dequant_row_512(const mlxn_qmat *w, int64_t n, int64_t k0, int64_t k1,
+                                           float *out) {
+    const int bits = w->bits, group = w->group;
+    const int64_t K = w->K, G = K / group;
+    const uint8_t *row = (const uint8_t *)w->w + (size_t)n * (size_t)(K / 8 * bits);
+    uint8_t idx[64];
+    uint32_t sh[16];
+    for (int i = 0; i < 16; i++) {
+        int b0 = i * bits / 8;
+        idx[4 * i] = (uint8_t)b0;
+        idx[4 * i + 1] = (uint8_t)(b0 + 1 < 16 ? b0 + 1 : 0x80);
+        idx[4 * i + 2] = idx[4 * i + 3] = 0x80;
+        sh[i] = (uint32_t)(i * bits % 8);
+    }
+    const __m512i vidx = _mm512_loadu_si512(idx), vsh = _mm512_loadu_si512(sh);
+    const __m512i mask = _mm512_set1_epi32((1 << bits) - 1);
+    const __mmask16 lm = (__mmask16)((1u << (2 * bits)) - 1);
+    const mlxn_dtype t = w->sb_type;
+    for (int64_t g0 = k0; g0 < k1; g0 += group) {
+        size_t gi = (size_t)(n * G + g0 / group);
+        float sc, bi;
+        if (t == MLXN_F32) {
+            sc = ((const float *)w->scales)[gi];
+            bi = ((const float *)w->biases)[gi];
+        } else if (t == MLXN_F16) {
+            sc = mlxn_f16_to_f32(((const uint16_t *)w->scales)[gi]);
+            bi = mlxn_f16_to_f32(((const uint16_t *)w->biases)[gi]);
+        } else {
+            sc = mlxn_bf16_to_f32(((const uint16_t *)w->scales)[gi]);
+            bi = mlxn_bf16_to_f32(((const uint16_t *)w->biases)[gi]);
+        }
+        const __m512 vs = _mm512_set1_ps(sc), vb = _mm512_set1_ps(bi);
+        for (int64_t k = g0; k < g0 + group; k += 16) {
+            __m128i raw = _mm_maskz_loadu_epi8(lm, row + k / 8 * bits);
+            __m512i v = _mm512_shuffle_epi8(_mm512_broadcast_i32x4(raw), vidx);
+            v = _mm512_and_si512(_mm512_srlv_epi32(v, vsh), mask);
+            __m512 q = _mm512_cvtepi32_ps(v);
+            __m512 r = _mm512_add_ps(round_sb(_mm512_mul_ps(vs, q), t), vb);
+            _mm512_storeu_ps(out + (k - k0), round_sb(r, t));
+        }
+    }
+}
+#endif
+
+void mlxn_qmat_dequant_row(const mlxn_qmat *w, int64_t n, int64_t k0, int64_t k1, float *out) {
+#ifdef MLXN_X86
+    if (w->kind == MLXN_QKIND_MLX && isa_now() == ISA_512) {
+        mlx_dequant_row_512(w, n, k0, k1, out);
+        return;
+    }
+#endif
+    dequant_row_scalar(w, n, k0, k1, out);
+}
+
+/* ------------------------------------------------------------------------ */
 /* Scratch layout                                                             */
 /* ------------------------------------------------------------------------ */
 
@@ -144,29 +223,32 @@ void mlxn_mm_force_isa(int force) { g_force = force; }
 
 static inline size_t al64(size_t n) { return (n + 63) & ~(size_t)63; }
 
-/* decode: xq int8[K] | dx f32[K/32] | dxv f32[K/8] | xg f32[K/32] | row f32[K] */
+/* decode: xq int8[K] | dx, xg, xgg, sbuf: f32[K/32 + 16] each | row f32[K]
+ * (the +16 pads let 16-wide loads run past the last block) */
 typedef struct dec_scratch {
-    int8_t *xq;
-    float *dx, *dxv, *xg, *row;
+    int8_t *xq;  /* x quantized, in the layout the weight format wants */
+    float *dx;   /* per 32-block step of xq */
+    float *xg;   /* Σx per 32-block, exact f32 */
+    float *xgg;  /* Σx per MLX group */
+    float *sbuf; /* one row's MLX scales, widened */
+    float *row;  /* one dequantized row (generic path) */
 } dec_scratch;
 
 static size_t dec_bytes(int64_t K) {
     size_t k = (size_t)K;
-    return al64(k) + al64(k / 32 * 4) + al64(k / 8 * 4) + al64(k / 32 * 4) + al64(k * 4) + 64;
+    return al64(k) + 4 * al64((k / 32 + 16) * 4) + al64(k * 4) + 64;
 }
 static dec_scratch dec_layout(void *scratch, int64_t K) {
-    size_t k = (size_t)K;
+    size_t k = (size_t)K, v = al64((k / 32 + 16) * 4);
     uint8_t *p = (uint8_t *)(((uintptr_t)scratch + 63) & ~(uintptr_t)63);
     dec_scratch s;
     s.xq = (int8_t *)p;
     p += al64(k);
     s.dx = (float *)p;
-    p += al64(k / 32 * 4);
-    s.dxv = (float *)p;
-    p += al64(k / 8 * 4);
-    s.xg = (float *)p;
-    p += al64(k / 32 * 4);
-    s.row = (float *)p;
+    s.xg = (float *)(p + v);
+    s.xgg = (float *)(p + 2 * v);
+    s.sbuf = (float *)(p + 3 * v);
+    s.row = (float *)(p + 4 * v);
     return s;
 }
 /* gemm: panel f32[KC*NR] | tmp f32[KC] | zero f32[KC] */
@@ -283,38 +365,46 @@ static void decode_generic(const mlxn_qmat *w, const float *x, float *y, int64_t
 /* ------------------------------------------------------------------------ */
 
 #ifdef MLXN_X86
-/* Quantize x[K] to int8 blocks of 32 (xq, dx) and Σx per 32 in f32 (xg).
- * mlx4: store each 64-element pair permuted as [evens of blk0, evens of blk1,
- * odds of blk0, odds of blk1] to line up with MLX's nibble order, and dxv =
- * [dx0 ×4, dx1 ×4] per pair (dpbusd lanes 0–3 / 4–7 then hold blk0 / blk1). */
-TARGET_512 static void quantize_x_512(const float *x, int64_t K, dec_scratch *s, bool mlx4) {
+/* Order of x's int8 codes, matched to how each format stores its codes:
+ *  XL_NATURAL: element order.
+ *  XL_MLX4:    per 128 elements, [evens of blocks 0-3 | odds of blocks 0-3]
+ *              (16 each): MLX packs elements 2i, 2i+1 in one byte's low and
+ *              high nibble, so a 64-byte load's low nibbles are the evens.
+ *  XL_Q4K:     per 256, 32-blocks in order 0,2,1,3,4,6,5,7: a 64-byte load of
+ *              q4_k codes holds sub-blocks (0,2) in low and (1,3) in high
+ *              nibbles. */
+enum { XL_NATURAL, XL_MLX4, XL_Q4K };
+
+/* Quantize x[K] to int8 per 32-block (d = max|x|/127, round to nearest even)
+ * into xq in `layout`, with dx and xg (Σx) per block in natural order. */
+TARGET_512 static void quantize_x_512(const float *x, int64_t K, dec_scratch *s, int layout) {
+    const __m512i ev = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    const __m512i od = _mm512_add_epi32(ev, _mm512_set1_epi32(1));
     for (int64_t j = 0; j < K / 32; j++) {
         __m512 a = _mm512_loadu_ps(x + 32 * j), b = _mm512_loadu_ps(x + 32 * j + 16);
         __m512 am = _mm512_max_ps(_mm512_abs_ps(a), _mm512_abs_ps(b));
         float amax = _mm512_reduce_max_ps(am);
-        float d = amax / 127.0f, id = amax > 0 ? 127.0f / amax : 0.0f;
-        s->dx[j] = d;
+        float id = amax > 0 ? 127.0f / amax : 0.0f;
+        s->dx[j] = amax / 127.0f;
         s->xg[j] = _mm512_reduce_add_ps(_mm512_add_ps(a, b));
         __m512i qa = _mm512_cvtps_epi32(_mm512_mul_ps(a, _mm512_set1_ps(id)));
         __m512i qb = _mm512_cvtps_epi32(_mm512_mul_ps(b, _mm512_set1_ps(id)));
-        __m128i ba = _mm512_cvtsepi32_epi8(qa), bb = _mm512_cvtsepi32_epi8(qb);
-        if (!mlx4) {
-            _mm_storeu_si128((__m128i *)(s->xq + 32 * j), ba);
-            _mm_storeu_si128((__m128i *)(s->xq + 32 * j + 16), bb);
+        if (layout == XL_MLX4) {
+            int8_t *o = s->xq + 128 * (j / 4) + 16 * (j % 4);
+            _mm_storeu_si128((__m128i *)o, _mm512_cvtsepi32_epi8(_mm512_permutex2var_epi32(qa, ev, qb)));
+            _mm_storeu_si128((__m128i *)(o + 64),
+                             _mm512_cvtsepi32_epi8(_mm512_permutex2var_epi32(qa, od, qb)));
         } else {
-            /* within the 64-element pair p = j/2, block h = j%2 */
-            int8_t tmp[32];
-            _mm_storeu_si128((__m128i *)tmp, ba);
-            _mm_storeu_si128((__m128i *)(tmp + 16), bb);
-            int8_t *o = s->xq + 64 * (j / 2) + 16 * (j % 2);
-            for (int i = 0; i < 16; i++) {
-                o[i] = tmp[2 * i];
-                o[32 + i] = tmp[2 * i + 1];
+            int64_t jj = j;
+            if (layout == XL_Q4K) {
+                static const int pos[8] = {0, 2, 1, 3, 4, 6, 5, 7}; /* slot of block j%8 */
+                jj = j / 8 * 8 + pos[j % 8];
             }
-            float *v = s->dxv + 8 * (j / 2) + 4 * (j % 2);
-            v[0] = v[1] = v[2] = v[3] = d;
+            _mm_storeu_si128((__m128i *)(s->xq + 32 * jj), _mm512_cvtsepi32_epi8(qa));
+            _mm_storeu_si128((__m128i *)(s->xq + 32 * jj + 16), _mm512_cvtsepi32_epi8(qb));
         }
     }
+    for (int j = 0; j < 16; j++) s->dx[K / 32 + j] = 0;
 }
 
 TARGET_512 static inline float hsum256(__m256 v) {
@@ -401,60 +491,90 @@ TARGET_512 static float dot_q8_0_512(const void *wr, const dec_scratch *s, int64
     return hsum256(_mm256_add_ps(acc0, acc1));
 }
 
-static inline void k4_scale_min(int j, const uint8_t *q, int *sc, int *m) {
-    if (j < 4) {
-        *sc = q[j] & 63;
-        *m = q[j + 4] & 63;
-    } else {
-        *sc = (q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4);
-        *m = (q[j + 4] >> 4) | ((q[j] >> 6) << 4);
-    }
+/* The 8 6-bit scales and mins of a q4_k/q5_k super-block (llama.cpp's
+ * bit shuffle): bytes 0-7 of the result are sc_0..7, bytes 8-15 m_0..7. */
+static inline void k4_unpack(const uint8_t *scales, uint32_t u[4]) {
+    memcpy(u, scales, 12);
+    const uint32_t km1 = 0x3f3f3f3f, km2 = 0x0f0f0f0f, km3 = 0x03030303;
+    u[3] = ((u[2] >> 4) & km2) | (((u[1] >> 6) & km3) << 4);
+    uint32_t aux = u[1] & km1;
+    u[1] = (u[2] & km2) | (((u[0] >> 6) & km3) << 4);
+    u[2] = aux;
+    u[0] &= km1;
 }
 
-/* q4_k (hbit = NULL) and q5_k. */
-TARGET_512 static float dot_qk45_512(const uint8_t *qs, const uint8_t *scales, const uint8_t *qh,
-                                      float d, float dmin, const dec_scratch *s, int64_t j0,
-                                      __m256 *acc) {
-    const __m256i m4 = _mm256_set1_epi8(0x0F), one = _mm256_set1_epi8(1);
-    __m256i qhv = qh ? _mm256_loadu_si256((const __m256i *)qh) : _mm256_setzero_si256();
-    float mins = 0;
-    for (int c = 0; c < 4; c++) {
-        __m256i v = _mm256_loadu_si256((const __m256i *)(qs + 32 * c));
-        for (int h = 0; h < 2; h++) {
-            int j = 2 * c + h, sc, m;
-            k4_scale_min(j, scales, &sc, &m);
-            __m256i q = h ? _mm256_and_si256(_mm256_srli_epi16(v, 4), m4) : _mm256_and_si256(v, m4);
-            if (qh) {
-                __m256i hb = _mm256_and_si256(_mm256_srli_epi16(qhv, j), one);
-                q = _mm256_or_si256(q, _mm256_slli_epi16(hb, 4));
-            }
-            __m256i xv = _mm256_loadu_si256((const __m256i *)(s->xq + 32 * (j0 + j)));
-            __m256i p = DPB(_mm256_setzero_si256(), q, xv);
-            acc[h] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p),
-                                     _mm256_set1_ps(d * (float)sc * s->dx[j0 + j]), acc[h]);
-            mins += (float)m * s->xg[j0 + j];
-        }
-    }
-    return dmin * mins;
-}
-
+/* q4_k: x in XL_Q4K layout. Per super-block the 8 sub-block factors
+ * d·sc_j·dx_j form one vector; zmm lanes 0-7 / 8-15 of a 64-byte load's
+ * products belong to sub-blocks (0,2) [low nibbles] or (1,3) [high]. */
 TARGET_512 static float dot_q4_k_512(const void *wr, const dec_scratch *s, int64_t K) {
     const mlxn_block_q4_k *b = wr;
-    __m256 acc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
-    float mins = 0;
-    for (int64_t i = 0; i < K / 256; i++)
-        mins += dot_qk45_512(b[i].qs, b[i].scales, NULL, h2f_512(b[i].d), h2f_512(b[i].dmin), s,
-                             8 * i, acc);
-    return hsum256(_mm256_add_ps(acc[0], acc[1])) - mins;
+    const __m512i m4 = _mm512_set1_epi8(0x0F);
+    const __m512i i02 = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 2, 2, 2, 2, 2, 2, 2, 2);
+    const __m512i i13 = _mm512_add_epi32(i02, _mm512_set1_epi32(1));
+    const __m512i i46 = _mm512_add_epi32(i02, _mm512_set1_epi32(4));
+    const __m512i i57 = _mm512_add_epi32(i02, _mm512_set1_epi32(5));
+    __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
+    __m256 accm = _mm256_setzero_ps();
+    for (int64_t i = 0; i < K / 256; i++) {
+        uint32_t u[4];
+        k4_unpack(b[i].scales, u);
+        __m128i sm = _mm_loadu_si128((const __m128i *)u);
+        __m256 sc = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(sm));
+        __m256 mn = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(sm, 8)));
+        __m256 f = _mm256_mul_ps(_mm256_mul_ps(sc, _mm256_set1_ps(h2f_512(b[i].d))),
+                                 _mm256_loadu_ps(s->dx + 8 * i));
+        accm = _mm256_fmadd_ps(_mm256_mul_ps(mn, _mm256_set1_ps(h2f_512(b[i].dmin))),
+                               _mm256_loadu_ps(s->xg + 8 * i), accm);
+        __m512 fz = _mm512_castps256_ps512(f);
+        const int8_t *xq = s->xq + 256 * i;
+        for (int c = 0; c < 2; c++) {
+            __m512i v = _mm512_loadu_si512((const void *)(b[i].qs + 64 * c));
+            __m512i lo = _mm512_and_si512(v, m4), hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
+            __m512i xa = _mm512_loadu_si512((const void *)(xq + 128 * c));
+            __m512i xb = _mm512_loadu_si512((const void *)(xq + 128 * c + 64));
+            __m512i pl = _mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, xa);
+            __m512i ph = _mm512_dpbusd_epi32(_mm512_setzero_si512(), hi, xb);
+            acc0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(pl), _mm512_permutexvar_ps(c ? i46 : i02, fz), acc0);
+            acc1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(ph), _mm512_permutexvar_ps(c ? i57 : i13, fz), acc1);
+        }
+    }
+    return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1)) - hsum256(accm);
 }
+
+/* q5_k: natural x layout, one 32-byte sub-block at a time. */
 TARGET_512 static float dot_q5_k_512(const void *wr, const dec_scratch *s, int64_t K) {
     const mlxn_block_q5_k *b = wr;
-    __m256 acc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
-    float mins = 0;
-    for (int64_t i = 0; i < K / 256; i++)
-        mins += dot_qk45_512(b[i].qs, b[i].scales, b[i].qh, h2f_512(b[i].d), h2f_512(b[i].dmin),
-                             s, 8 * i, acc);
-    return hsum256(_mm256_add_ps(acc[0], acc[1])) - mins;
+    const __m256i m4 = _mm256_set1_epi8(0x0F), one = _mm256_set1_epi8(1);
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps(), accm = _mm256_setzero_ps();
+    for (int64_t i = 0; i < K / 256; i++) {
+        uint32_t u[4];
+        k4_unpack(b[i].scales, u);
+        __m128i sm = _mm_loadu_si128((const __m128i *)u);
+        __m256 sc = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(sm));
+        __m256 mn = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(sm, 8)));
+        float f[8];
+        _mm256_storeu_ps(f, _mm256_mul_ps(_mm256_mul_ps(sc, _mm256_set1_ps(h2f_512(b[i].d))),
+                                          _mm256_loadu_ps(s->dx + 8 * i)));
+        accm = _mm256_fmadd_ps(_mm256_mul_ps(mn, _mm256_set1_ps(h2f_512(b[i].dmin))),
+                               _mm256_loadu_ps(s->xg + 8 * i), accm);
+        __m256i qhv = _mm256_loadu_si256((const __m256i *)b[i].qh);
+        for (int c = 0; c < 4; c++) {
+            __m256i v = _mm256_loadu_si256((const __m256i *)(b[i].qs + 32 * c));
+            for (int h = 0; h < 2; h++) {
+                int j = 2 * c + h;
+                __m256i q = h ? _mm256_and_si256(_mm256_srli_epi16(v, 4), m4) : _mm256_and_si256(v, m4);
+                __m256i hb = _mm256_and_si256(_mm256_srl_epi16(qhv, _mm_cvtsi32_si128(j)), one);
+                q = _mm256_or_si256(q, _mm256_slli_epi16(hb, 4));
+                __m256i xv = _mm256_loadu_si256((const __m256i *)(s->xq + 256 * i + 32 * j));
+                __m256 p = _mm256_cvtepi32_ps(DPB(_mm256_setzero_si256(), q, xv));
+                if (h)
+                    acc1 = _mm256_fmadd_ps(p, _mm256_set1_ps(f[j]), acc1);
+                else
+                    acc0 = _mm256_fmadd_ps(p, _mm256_set1_ps(f[j]), acc0);
+            }
+        }
+    }
+    return hsum256(_mm256_add_ps(acc0, acc1)) - hsum256(accm);
 }
 
 TARGET_512 static float dot_q6_k_512(const void *wr, const dec_scratch *s, int64_t K) {
@@ -500,98 +620,165 @@ TARGET_512 static float dot_q6_k_512(const void *wr, const dec_scratch *s, int64
     return hsum256(_mm256_add_ps(acc0, acc1));
 }
 
-TARGET_512 static inline float sb_f(const void *p, mlxn_dtype t, size_t i) {
-    if (t == MLXN_BF16) {
-        uint32_t u = (uint32_t)((const uint16_t *)p)[i] << 16;
-        float f;
-        memcpy(&f, &u, 4);
-        return f;
+/* Widen row n's G = K/group scales into sbuf and return Σ_g b_g·Σx_g
+ * (Σx per group in xgg). */
+TARGET_512 static float mlx_row_prep(const mlxn_qmat *w, int64_t n, const dec_scratch *s) {
+    const int64_t G = w->K / w->group;
+    const size_t base = (size_t)(n * G);
+    __m512 acc = _mm512_setzero_ps();
+    for (int64_t g = 0; g < G; g += 16) {
+        __mmask16 m = G - g >= 16 ? 0xFFFF : (__mmask16)((1u << (G - g)) - 1);
+        __m512 sc, bi;
+        if (w->sb_type == MLXN_F32) {
+            sc = _mm512_maskz_loadu_ps(m, (const float *)w->scales + base + g);
+            bi = _mm512_maskz_loadu_ps(m, (const float *)w->biases + base + g);
+        } else {
+            __m256i hs = _mm256_maskz_loadu_epi16(m, (const uint16_t *)w->scales + base + g);
+            __m256i hb = _mm256_maskz_loadu_epi16(m, (const uint16_t *)w->biases + base + g);
+            if (w->sb_type == MLXN_F16) {
+                sc = _mm512_cvtph_ps(hs);
+                bi = _mm512_cvtph_ps(hb);
+            } else {
+                sc = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(hs), 16));
+                bi = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(hb), 16));
+            }
+        }
+        _mm512_storeu_ps(s->sbuf + g, sc);
+        acc = _mm512_fmadd_ps(bi, _mm512_maskz_loadu_ps(m, s->xgg + g), acc);
     }
-    if (t == MLXN_F16) return h2f_512(((const uint16_t *)p)[i]);
-    return ((const float *)p)[i];
+    return _mm512_reduce_add_ps(acc);
 }
 
-/* Σ_g b_g · Σx_g over a row (xg holds Σx per 32; a group sums group/32 of them). */
-TARGET_512 static float mlx_bias_dot(const mlxn_qmat *w, int64_t n, const dec_scratch *s) {
-    int64_t G = w->K / w->group, per = w->group / 32;
-    size_t base = (size_t)(n * G);
-    float r = 0;
-    for (int64_t g = 0; g < G; g++) {
-        float xs = 0;
-        for (int64_t t = 0; t < per; t++) xs += s->xg[g * per + t];
-        r += sb_f(w->biases, w->sb_type, base + (size_t)g) * xs;
-    }
-    return r;
+/* Lane l of a dpbusd over 64 code bytes covers 4 codes of 32-block
+ * blk0 + ib[l]; its factor is scale[block·32/group]·dx[block]. */
+TARGET_512 static inline __m512 mlx_factor(const dec_scratch *s, int64_t blk0, int group,
+                                           __m512i ib, __m512i ig) {
+    __m512 sc = _mm512_permutexvar_ps(ig, _mm512_loadu_ps(s->sbuf + blk0 * 32 / group));
+    __m512 dx = _mm512_permutexvar_ps(ib, _mm512_loadu_ps(s->dx + blk0));
+    return _mm512_mul_ps(sc, dx);
 }
 
-/* MLX 4-bit: 64 elements = 32 bytes per step; x is in the mlx4 permuted layout. */
+/* MLX 4-bit: 128 elements = 64 bytes per step; x in XL_MLX4. */
 TARGET_512 static float dot_mlx4_512(const mlxn_qmat *w, int64_t n, const dec_scratch *s) {
-    const int64_t K = w->K, G = K / w->group;
+    const int64_t K = w->K;
     const uint8_t *q = (const uint8_t *)w->w + (size_t)n * (size_t)(K / 2);
-    const size_t base = (size_t)(n * G);
-    const __m256i m4 = _mm256_set1_epi8(0x0F);
-    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
-    for (int64_t p = 0; p < K / 64; p++) {
-        __m256i v = _mm256_loadu_si256((const __m256i *)(q + 32 * p));
-        __m256i lo = _mm256_and_si256(v, m4), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
-        __m256i xa = _mm256_loadu_si256((const __m256i *)(s->xq + 64 * p));
-        __m256i xb = _mm256_loadu_si256((const __m256i *)(s->xq + 64 * p + 32));
-        __m256i d = DPB(DPB(_mm256_setzero_si256(), lo, xa), hi, xb);
-        __m256 sv;
-        if (w->group == 32)
-            sv = _mm256_set_m128(_mm_set1_ps(sb_f(w->scales, w->sb_type, base + (size_t)(2 * p + 1))),
-                                 _mm_set1_ps(sb_f(w->scales, w->sb_type, base + (size_t)(2 * p))));
-        else
-            sv = _mm256_set1_ps(sb_f(w->scales, w->sb_type, base + (size_t)(64 * p / w->group)));
-        sv = _mm256_mul_ps(sv, _mm256_loadu_ps(s->dxv + 8 * p));
+    float bias = mlx_row_prep(w, n, s);
+    const __m512i m4 = _mm512_set1_epi8(0x0F);
+    const __m512i ib = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
+    const __m512i ig = _mm512_srli_epi32(ib, w->group == 32 ? 0 : w->group == 64 ? 1 : 2);
+    __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
+    int64_t p = 0;
+    for (; p < K / 128; p++) {
+        __m512i v = _mm512_loadu_si512((const void *)(q + 64 * p));
+        __m512i lo = _mm512_and_si512(v, m4), hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
+        __m512i xa = _mm512_loadu_si512((const void *)(s->xq + 128 * p));
+        __m512i xb = _mm512_loadu_si512((const void *)(s->xq + 128 * p + 64));
+        __m512i d = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, xa), hi, xb);
+        __m512 f = mlx_factor(s, 4 * p, w->group, ib, ig);
         if (p & 1)
-            acc1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d), sv, acc1);
+            acc1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), f, acc1);
         else
-            acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d), sv, acc0);
+            acc0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), f, acc0);
     }
-    return hsum256(_mm256_add_ps(acc0, acc1)) + mlx_bias_dot(w, n, s);
+    return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1)) + bias;
 }
 
-/* MLX 8-bit: codes are bytes in order. */
+/* MLX 8-bit: codes are bytes in order, 64 per step (two 32-blocks). */
 TARGET_512 static float dot_mlx8_512(const mlxn_qmat *w, int64_t n, const dec_scratch *s) {
-    const int64_t K = w->K, G = K / w->group;
+    const int64_t K = w->K;
     const uint8_t *q = (const uint8_t *)w->w + (size_t)n * (size_t)K;
-    const size_t base = (size_t)(n * G);
-    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
-    for (int64_t j = 0; j < K / 32; j++) {
-        __m256i v = _mm256_loadu_si256((const __m256i *)(q + 32 * j));
-        __m256i xv = _mm256_loadu_si256((const __m256i *)(s->xq + 32 * j));
-        __m256i d = DPB(_mm256_setzero_si256(), v, xv);
-        float sc = sb_f(w->scales, w->sb_type, base + (size_t)(32 * j / w->group)) * s->dx[j];
+    float bias = mlx_row_prep(w, n, s);
+    const __m512i ib = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
+    const __m512i ig = _mm512_srli_epi32(ib, w->group == 32 ? 0 : 1); /* g>=64: one group */
+    __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
+    for (int64_t j = 0; j < K / 64; j++) {
+        __m512i v = _mm512_loadu_si512((const void *)(q + 64 * j));
+        __m512i xv = _mm512_loadu_si512((const void *)(s->xq + 64 * j));
+        __m512i d = _mm512_dpbusd_epi32(_mm512_setzero_si512(), v, xv);
+        __m512 f = mlx_factor(s, 2 * j, w->group, ib, ig);
         if (j & 1)
-            acc1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d), _mm256_set1_ps(sc), acc1);
+            acc1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), f, acc1);
         else
-            acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d), _mm256_set1_ps(sc), acc0);
+            acc0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), f, acc0);
     }
-    return hsum256(_mm256_add_ps(acc0, acc1)) + mlx_bias_dot(w, n, s);
+    return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1)) + bias;
+}
+
+/* MLX 2/3/5/6-bit (and 4/8 with odd K): f32 dot with x itself,
+ * Σ_g s_g·Σ_k q_k·x_k + Σ_g b_g·Σx_g; codes unpacked 16 at a time as in
+ * mlx_dequant_row_512. */
+TARGET_512 static float dot_mlx_any_512(const mlxn_qmat *w, int64_t n, const float *x,
+                                        const dec_scratch *s) {
+    const int bits = w->bits, group = w->group;
+    const int64_t K = w->K;
+    const uint8_t *row = (const uint8_t *)w->w + (size_t)n * (size_t)(K / 8 * bits);
+    uint8_t idx[64];
+    uint32_t sh[16];
+    for (int i = 0; i < 16; i++) {
+        int b0 = i * bits / 8;
+        idx[4 * i] = (uint8_t)b0;
+        idx[4 * i + 1] = (uint8_t)(b0 + 1 < 16 ? b0 + 1 : 0x80);
+        idx[4 * i + 2] = idx[4 * i + 3] = 0x80;
+        sh[i] = (uint32_t)(i * bits % 8);
+    }
+    const __m512i vidx = _mm512_loadu_si512(idx), vsh = _mm512_loadu_si512(sh);
+    const __m512i mask = _mm512_set1_epi32((1 << bits) - 1);
+    const __mmask16 lm = (__mmask16)((1u << (2 * bits)) - 1);
+    float bias = mlx_row_prep(w, n, s);
+    __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
+    for (int64_t g0 = 0; g0 < K; g0 += group) {
+        const __m512 vs = _mm512_set1_ps(s->sbuf[g0 / group]);
+        for (int64_t k = g0; k < g0 + group; k += 32) {
+            __m128i r0 = _mm_maskz_loadu_epi8(lm, row + k / 8 * bits);
+            __m128i r1 = _mm_maskz_loadu_epi8(lm, row + (k + 16) / 8 * bits);
+            __m512i v0 = _mm512_shuffle_epi8(_mm512_broadcast_i32x4(r0), vidx);
+            __m512i v1 = _mm512_shuffle_epi8(_mm512_broadcast_i32x4(r1), vidx);
+            __m512 q0 = _mm512_cvtepi32_ps(_mm512_and_si512(_mm512_srlv_epi32(v0, vsh), mask));
+            __m512 q1 = _mm512_cvtepi32_ps(_mm512_and_si512(_mm512_srlv_epi32(v1, vsh), mask));
+            acc0 = _mm512_fmadd_ps(_mm512_mul_ps(q0, vs), _mm512_loadu_ps(x + k), acc0);
+            acc1 = _mm512_fmadd_ps(_mm512_mul_ps(q1, vs), _mm512_loadu_ps(x + k + 16), acc1);
+        }
+    }
+    return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1)) + bias;
 }
 
 /* Returns false when this weight has no VNNI path. */
 TARGET_512 static bool decode_vnni(const mlxn_qmat *w, const float *x, float *y, int64_t n0,
                                    int64_t n1, dec_scratch *s) {
     if (w->kind == MLXN_QKIND_MLX) {
-        if (!(w->bits == 8 || (w->bits == 4 && w->K % 64 == 0))) return false;
-        quantize_x_512(x, w->K, s, w->bits == 4);
+        if (!((w->bits == 8 && w->K % 64 == 0) || (w->bits == 4 && w->K % 128 == 0))) {
+            for (int64_t g = 0; g < w->K / w->group; g++) {
+                __m512 a = _mm512_setzero_ps();
+                for (int64_t k = g * w->group; k < (g + 1) * w->group; k += 16)
+                    a = _mm512_add_ps(a, _mm512_loadu_ps(x + k));
+                s->xgg[g] = _mm512_reduce_add_ps(a);
+            }
+            for (int64_t n = n0; n < n1; n++) y[n] = dot_mlx_any_512(w, n, x, s);
+            return true;
+        }
+        quantize_x_512(x, w->K, s, w->bits == 4 ? XL_MLX4 : XL_NATURAL);
+        int per = w->group / 32;
+        for (int64_t g = 0; g < w->K / w->group; g++) {
+            float t = 0;
+            for (int i = 0; i < per; i++) t += s->xg[g * per + i];
+            s->xgg[g] = t;
+        }
         for (int64_t n = n0; n < n1; n++)
             y[n] = w->bits == 4 ? dot_mlx4_512(w, n, s) : dot_mlx8_512(w, n, s);
         return true;
     }
     float (*fn)(const void *, const dec_scratch *, int64_t);
+    int layout = XL_NATURAL;
     switch (w->wtype) {
     case MLXN_Q4_0: fn = dot_q4_0_512; break;
     case MLXN_Q4_1: fn = dot_q4_1_512; break;
     case MLXN_Q8_0: fn = dot_q8_0_512; break;
-    case MLXN_Q4_K: fn = dot_q4_k_512; break;
+    case MLXN_Q4_K: fn = dot_q4_k_512; layout = XL_Q4K; break;
     case MLXN_Q5_K: fn = dot_q5_k_512; break;
     case MLXN_Q6_K: fn = dot_q6_k_512; break;
     default: return false;
     }
-    quantize_x_512(x, w->K, s, false);
+    quantize_x_512(x, w->K, s, layout);
     for (int64_t n = n0; n < n1; n++) y[n] = fn(ggml_row(w, n), s, w->K);
     return true;
 }
