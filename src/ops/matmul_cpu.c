@@ -231,12 +231,14 @@ typedef struct dec_scratch {
     float *xg;   /* Σx per 32-block, exact f32 */
     float *xgg;  /* Σx per MLX group */
     float *sbuf; /* one row's MLX scales, widened */
+    float *xs32; /* Σ of xq codes per 32-block (natural order), as f32 */
+    float *xs16; /* Σ of xq codes per 16 elements (natural order), as f32 */
     float *row;  /* one dequantized row (generic path) */
 } dec_scratch;
 
 static size_t dec_bytes(int64_t K) {
     size_t k = (size_t)K;
-    return al64(k) + 4 * al64((k / 32 + 16) * 4) + al64(k * 4) + 64;
+    return al64(k) + 5 * al64((k / 32 + 16) * 4) + al64((k / 16 + 16) * 4) + al64(k * 4) + 64;
 }
 static dec_scratch dec_layout(void *scratch, int64_t K) {
     size_t k = (size_t)K, v = al64((k / 32 + 16) * 4);
@@ -248,7 +250,9 @@ static dec_scratch dec_layout(void *scratch, int64_t K) {
     s.xg = (float *)(p + v);
     s.xgg = (float *)(p + 2 * v);
     s.sbuf = (float *)(p + 3 * v);
-    s.row = (float *)(p + 4 * v);
+    s.xs32 = (float *)(p + 4 * v);
+    s.xs16 = (float *)(p + 5 * v);
+    s.row = (float *)(p + 5 * v + al64((k / 16 + 16) * 4));
     return s;
 }
 /* gemm: panel f32[KC*NR] | tmp f32[KC] | zero f32[KC] */
@@ -372,8 +376,11 @@ static void decode_generic(const mlxn_qmat *w, const float *x, float *y, int64_t
  *              high nibble, so a 64-byte load's low nibbles are the evens.
  *  XL_Q4K:     per 256, 32-blocks in order 0,2,1,3,4,6,5,7: a 64-byte load of
  *              q4_k codes holds sub-blocks (0,2) in low and (1,3) in high
- *              nibbles. */
-enum { XL_NATURAL, XL_MLX4, XL_Q4K };
+ *              nibbles.
+ *  XL_Q40:     per 128, [elements 0-15 of blocks 0-3 | elements 16-31 of
+ *              blocks 0-3]: q4_0/q4_1 keep 0-15 in low, 16-31 in high
+ *              nibbles, and four blocks' 16 code bytes fill one zmm. */
+enum { XL_NATURAL, XL_MLX4, XL_Q4K, XL_Q40 };
 
 /* Quantize x[K] to int8 per 32-block (d = max|x|/127, round to nearest even)
  * into xq in `layout`, with dx and xg (Σx) per block in natural order. */
@@ -389,6 +396,17 @@ TARGET_512 static void quantize_x_512(const float *x, int64_t K, dec_scratch *s,
         s->xg[j] = _mm512_reduce_add_ps(_mm512_add_ps(a, b));
         __m512i qa = _mm512_cvtps_epi32(_mm512_mul_ps(a, _mm512_set1_ps(id)));
         __m512i qb = _mm512_cvtps_epi32(_mm512_mul_ps(b, _mm512_set1_ps(id)));
+        qa = _mm512_max_epi32(_mm512_min_epi32(qa, _mm512_set1_epi32(127)), _mm512_set1_epi32(-127));
+        qb = _mm512_max_epi32(_mm512_min_epi32(qb, _mm512_set1_epi32(127)), _mm512_set1_epi32(-127));
+        s->xs16[2 * j] = (float)_mm512_reduce_add_epi32(qa);
+        s->xs16[2 * j + 1] = (float)_mm512_reduce_add_epi32(qb);
+        s->xs32[j] = s->xs16[2 * j] + s->xs16[2 * j + 1];
+        if (layout == XL_Q40) {
+            int8_t *o = s->xq + 128 * (j / 4) + 16 * (j % 4);
+            _mm_storeu_si128((__m128i *)o, _mm512_cvtsepi32_epi8(qa));
+            _mm_storeu_si128((__m128i *)(o + 64), _mm512_cvtsepi32_epi8(qb));
+            continue;
+        }
         if (layout == XL_MLX4) {
             int8_t *o = s->xq + 128 * (j / 4) + 16 * (j % 4);
             _mm_storeu_si128((__m128i *)o, _mm512_cvtsepi32_epi8(_mm512_permutex2var_epi32(qa, ev, qb)));
@@ -404,7 +422,7 @@ TARGET_512 static void quantize_x_512(const float *x, int64_t K, dec_scratch *s,
             _mm_storeu_si128((__m128i *)(s->xq + 32 * jj + 16), _mm512_cvtsepi32_epi8(qb));
         }
     }
-    for (int j = 0; j < 16; j++) s->dx[K / 32 + j] = 0;
+    for (int j = 0; j < 16; j++) s->dx[K / 32 + j] = s->xs32[K / 32 + j] = 0;
 }
 
 TARGET_512 static inline float hsum256(__m256 v) {
@@ -423,6 +441,57 @@ TARGET_512 static inline __m256i nib32(const uint8_t *p) {
     return _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(v, 4), m), _mm_and_si128(v, m));
 }
 #define DPB(acc, a, b) _mm256_dpbusd_epi32(acc, a, b)
+
+/* q4_0 / q4_1, four blocks per step (x in XL_Q40, K % 128 == 0).
+ * q4_0: Σ d(q-8)·dx·c = Σ d·dx·(Σ q·c) - 8·Σ d·dx·(Σ c), c = x codes.
+ * q4_1: Σ (d q + m)·x = Σ d·dx·(Σ q·c) + Σ m·(Σ x). */
+TARGET_512 static inline __m512i q4x4_codes(const uint8_t *q0, size_t stride) {
+    __m512i v = _mm512_castsi128_si512(_mm_loadu_si128((const __m128i *)q0));
+    v = _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)(q0 + stride)), 1);
+    v = _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)(q0 + 2 * stride)), 2);
+    return _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)(q0 + 3 * stride)), 3);
+}
+TARGET_512 static inline __m128 h4(const uint8_t *p, size_t stride) {
+    uint16_t a, b, c, d;
+    memcpy(&a, p, 2);
+    memcpy(&b, p + stride, 2);
+    memcpy(&c, p + 2 * stride, 2);
+    memcpy(&d, p + 3 * stride, 2);
+    return _mm_cvtph_ps(_mm_setr_epi16((short)a, (short)b, (short)c, (short)d, 0, 0, 0, 0));
+}
+TARGET_512 static float dot_q4x4_512(const uint8_t *b, bool q41, const dec_scratch *s, int64_t K) {
+    const size_t bs = q41 ? sizeof(mlxn_block_q4_1) : sizeof(mlxn_block_q4_0), qo = q41 ? 4 : 2;
+    const __m512i m4 = _mm512_set1_epi8(0x0F);
+    const __m512i il = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
+    __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
+    __m128 cor = _mm_setzero_ps();
+    for (int64_t p = 0; p < K / 128; p++, b += 4 * bs) {
+        __m512i v = q4x4_codes(b + qo, bs);
+        __m512i lo = _mm512_and_si512(v, m4), hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
+        __m512i xa = _mm512_loadu_si512((const void *)(s->xq + 128 * p));
+        __m512i xb = _mm512_loadu_si512((const void *)(s->xq + 128 * p + 64));
+        __m512i d = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, xa), hi, xb);
+        __m128 f4 = _mm_mul_ps(h4(b, bs), _mm_loadu_ps(s->dx + 4 * p));
+        __m512 f = _mm512_permutexvar_ps(il, _mm512_castps128_ps512(f4));
+        if (p & 1)
+            acc1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), f, acc1);
+        else
+            acc0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), f, acc0);
+        if (q41)
+            cor = _mm_fmadd_ps(h4(b + 2, bs), _mm_loadu_ps(s->xg + 4 * p), cor);
+        else
+            cor = _mm_fmadd_ps(f4, _mm_loadu_ps(s->xs32 + 4 * p), cor);
+    }
+    __m128 c = _mm_add_ps(cor, _mm_movehl_ps(cor, cor));
+    float cs = _mm_cvtss_f32(_mm_add_ss(c, _mm_movehdup_ps(c)));
+    return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1)) + (q41 ? cs : -8.0f * cs);
+}
+TARGET_512 static float dot_q4_0x4_512(const void *wr, const dec_scratch *s, int64_t K) {
+    return dot_q4x4_512(wr, false, s, K);
+}
+TARGET_512 static float dot_q4_1x4_512(const void *wr, const dec_scratch *s, int64_t K) {
+    return dot_q4x4_512(wr, true, s, K);
+}
 
 TARGET_512 static float dot_q4_0_512(const void *wr, const dec_scratch *s, int64_t K) {
     const mlxn_block_q4_0 *b = wr;
@@ -577,47 +646,44 @@ TARGET_512 static float dot_q5_k_512(const void *wr, const dec_scratch *s, int64
     return hsum256(_mm256_add_ps(acc0, acc1)) - hsum256(accm);
 }
 
+/* q6_k, natural x: per 128-element half, one 64-byte ql load gives codes
+ * for elements 0-63 (low nibbles) and 64-127 (high), the 2 high bits come
+ * from qh (shifted per 32-byte half of the zmm). Sub-blocks are 16 long:
+ * lane L of a product covers sub-block L/4 of its 64 elements. The -32
+ * offset is Σ_i F_i·(Σ codes of sub-block i)·32, F_i = d·sc_i·dx. */
 TARGET_512 static float dot_q6_k_512(const void *wr, const dec_scratch *s, int64_t K) {
     const mlxn_block_q6_k *b = wr;
-    const __m256i m4 = _mm256_set1_epi8(0x0F), m3 = _mm256_set1_epi8(3),
-                  c32 = _mm256_set1_epi8(32);
-    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    const __m512i m4 = _mm512_set1_epi8(0x0F), m3 = _mm512_set1_epi8(3);
+    const __m512i sh01 = _mm512_setr_epi64(0, 0, 0, 0, 2, 2, 2, 2);
+    const __m512i sh23 = _mm512_setr_epi64(4, 4, 4, 4, 6, 6, 6, 6);
+    const __m512i idx = _mm512_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
+    const __m512i l0 = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
+    __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps(), cor = _mm512_setzero_ps();
     for (int64_t i = 0; i < K / 256; i++) {
-        float d = h2f_512(b[i].d);
+        __m512 sc = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)b[i].scales)));
+        __m512 F = _mm512_mul_ps(_mm512_mul_ps(sc, _mm512_set1_ps(h2f_512(b[i].d))),
+                                 _mm512_permutexvar_ps(idx, _mm512_loadu_ps(s->dx + 8 * i)));
+        cor = _mm512_fmadd_ps(F, _mm512_loadu_ps(s->xs16 + 16 * i), cor);
+        const int8_t *xq = s->xq + 256 * i;
         for (int h = 0; h < 2; h++) {
-            const uint8_t *ql = b[i].ql + 64 * h;
-            __m256i l0 = _mm256_loadu_si256((const __m256i *)ql);
-            __m256i l1 = _mm256_loadu_si256((const __m256i *)(ql + 32));
-            __m256i hv = _mm256_loadu_si256((const __m256i *)(b[i].qh + 32 * h));
-            __m256i q[4];
-            q[0] = _mm256_or_si256(_mm256_and_si256(l0, m4),
-                                   _mm256_slli_epi16(_mm256_and_si256(hv, m3), 4));
-            q[1] = _mm256_or_si256(
-                _mm256_and_si256(l1, m4),
-                _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hv, 2), m3), 4));
-            q[2] = _mm256_or_si256(
-                _mm256_and_si256(_mm256_srli_epi16(l0, 4), m4),
-                _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hv, 4), m3), 4));
-            q[3] = _mm256_or_si256(
-                _mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
-                _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hv, 6), m3), 4));
-            for (int g = 0; g < 4; g++) {
-                int64_t j = 8 * i + 4 * h + g; /* x block */
-                const int8_t *sc = b[i].scales + 8 * h + 2 * g;
-                __m256i xv = _mm256_loadu_si256((const __m256i *)(s->xq + 32 * j));
-                __m256i p = _mm256_sub_epi32(DPB(_mm256_setzero_si256(), q[g], xv),
-                                             DPB(_mm256_setzero_si256(), c32, xv));
-                float f = d * s->dx[j];
-                __m256 sv = _mm256_set_m128(_mm_set1_ps(f * (float)sc[1]),
-                                            _mm_set1_ps(f * (float)sc[0]));
-                if (g & 1)
-                    acc1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), sv, acc1);
-                else
-                    acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), sv, acc0);
-            }
+            __m512i l = _mm512_loadu_si512((const void *)(b[i].ql + 64 * h));
+            __m512i hv = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(b[i].qh + 32 * h)));
+            __m512i h01 = _mm512_and_si512(_mm512_srlv_epi64(hv, sh01), m3);
+            __m512i h23 = _mm512_and_si512(_mm512_srlv_epi64(hv, sh23), m3);
+            __m512i q01 = _mm512_or_si512(_mm512_and_si512(l, m4), _mm512_slli_epi16(h01, 4));
+            __m512i q23 = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(l, 4), m4),
+                                          _mm512_slli_epi16(h23, 4));
+            __m512i xa = _mm512_loadu_si512((const void *)(xq + 128 * h));
+            __m512i xb = _mm512_loadu_si512((const void *)(xq + 128 * h + 64));
+            __m512i pa = _mm512_dpbusd_epi32(_mm512_setzero_si512(), q01, xa);
+            __m512i pb = _mm512_dpbusd_epi32(_mm512_setzero_si512(), q23, xb);
+            __m512i ia = _mm512_add_epi32(l0, _mm512_set1_epi32(8 * h));
+            __m512i ib = _mm512_add_epi32(ia, _mm512_set1_epi32(4));
+            acc0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(pa), _mm512_permutexvar_ps(ia, F), acc0);
+            acc1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(pb), _mm512_permutexvar_ps(ib, F), acc1);
         }
     }
-    return hsum256(_mm256_add_ps(acc0, acc1));
+    return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1)) - 32.0f * _mm512_reduce_add_ps(cor);
 }
 
 /* Widen row n's G = K/group scales into sbuf and return Σ_g b_g·Σx_g
@@ -770,8 +836,14 @@ TARGET_512 static bool decode_vnni(const mlxn_qmat *w, const float *x, float *y,
     float (*fn)(const void *, const dec_scratch *, int64_t);
     int layout = XL_NATURAL;
     switch (w->wtype) {
-    case MLXN_Q4_0: fn = dot_q4_0_512; break;
-    case MLXN_Q4_1: fn = dot_q4_1_512; break;
+    case MLXN_Q4_0:
+        fn = w->K % 128 ? dot_q4_0_512 : dot_q4_0x4_512;
+        layout = w->K % 128 ? XL_NATURAL : XL_Q40;
+        break;
+    case MLXN_Q4_1:
+        fn = w->K % 128 ? dot_q4_1_512 : dot_q4_1x4_512;
+        layout = w->K % 128 ? XL_NATURAL : XL_Q40;
+        break;
     case MLXN_Q8_0: fn = dot_q8_0_512; break;
     case MLXN_Q4_K: fn = dot_q4_k_512; layout = XL_Q4K; break;
     case MLXN_Q5_K: fn = dot_q5_k_512; break;
