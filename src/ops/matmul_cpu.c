@@ -163,7 +163,8 @@ TARGET_512 static void mlx_dequant_row_512(const mlxn_qmat *w, int64_t n, int64_
                                            float *out) {
     const int bits = w->bits, group = w->group;
     const int64_t K = w->K, G = K / group;
-    const uint8_t *row = (const uint8_t *)w->w + (size_t)n * (size_t)(K / 8 * bits);
+    const size_t rowb = (size_t)(K / 8 * bits);
+    const uint8_t *row = (const uint8_t *)w->w + (size_t)n * rowb;
     uint8_t idx[64];
     uint32_t sh[16];
     for (int i = 0; i < 16; i++) {
@@ -192,7 +193,9 @@ TARGET_512 static void mlx_dequant_row_512(const mlxn_qmat *w, int64_t n, int64_
         }
         const __m512 vs = _mm512_set1_ps(sc), vb = _mm512_set1_ps(bi);
         for (int64_t k = g0; k < g0 + group; k += 16) {
-            __m128i raw = _mm_maskz_loadu_epi8(lm, row + k / 8 * bits);
+            size_t off = (size_t)(k / 8 * bits);
+            __m128i raw = off + 16 <= rowb ? _mm_loadu_si128((const __m128i *)(row + off))
+                                           : _mm_maskz_loadu_epi8(lm, row + off);
             __m512i v = _mm512_shuffle_epi8(_mm512_broadcast_i32x4(raw), vidx);
             v = _mm512_and_si512(_mm512_srlv_epi32(v, vsh), mask);
             __m512 q = _mm512_cvtepi32_ps(v);
@@ -777,7 +780,8 @@ TARGET_512 static float dot_mlx_any_512(const mlxn_qmat *w, int64_t n, const flo
                                         const dec_scratch *s) {
     const int bits = w->bits, group = w->group;
     const int64_t K = w->K;
-    const uint8_t *row = (const uint8_t *)w->w + (size_t)n * (size_t)(K / 8 * bits);
+    const size_t rowb = (size_t)(K / 8 * bits);
+    const uint8_t *row = (const uint8_t *)w->w + (size_t)n * rowb;
     uint8_t idx[64];
     uint32_t sh[16];
     for (int i = 0; i < 16; i++) {
@@ -795,8 +799,13 @@ TARGET_512 static float dot_mlx_any_512(const mlxn_qmat *w, int64_t n, const flo
     for (int64_t g0 = 0; g0 < K; g0 += group) {
         const __m512 vs = _mm512_set1_ps(s->sbuf[g0 / group]);
         for (int64_t k = g0; k < g0 + group; k += 32) {
-            __m128i r0 = _mm_maskz_loadu_epi8(lm, row + k / 8 * bits);
-            __m128i r1 = _mm_maskz_loadu_epi8(lm, row + (k + 16) / 8 * bits);
+            size_t o0 = (size_t)(k / 8 * bits), o1 = (size_t)((k + 16) / 8 * bits);
+            /* plain loads where 16 bytes stay inside the row (masked loads
+             * that miss cache are slow on this CPU); masked at the end */
+            __m128i r0 = o0 + 16 <= rowb ? _mm_loadu_si128((const __m128i *)(row + o0))
+                                         : _mm_maskz_loadu_epi8(lm, row + o0);
+            __m128i r1 = o1 + 16 <= rowb ? _mm_loadu_si128((const __m128i *)(row + o1))
+                                         : _mm_maskz_loadu_epi8(lm, row + o1);
             __m512i v0 = _mm512_shuffle_epi8(_mm512_broadcast_i32x4(r0), vidx);
             __m512i v1 = _mm512_shuffle_epi8(_mm512_broadcast_i32x4(r1), vidx);
             __m512 q0 = _mm512_cvtepi32_ps(_mm512_and_si512(_mm512_srlv_epi32(v0, vsh), mask));
