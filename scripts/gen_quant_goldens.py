@@ -15,6 +15,8 @@ shapes from the names):
   ggml_deq_{type}.bin             n elements (2048):
       blocks (random bytes, finite scales) then gguf dequantized f32[n]
   ggml_q_{type}.bin               n elements (2048): input f32[n], quantized bytes
+  mlx_qmm_b{bits}_g{group}_{dt}.bin  M=3, N=8, K=256: x f32[M*K], wq, scales, biases,
+      y = mx.quantized_matmul(x, wq, scales, biases, transpose=True) f32[M*N]
 """
 import os
 import sys
@@ -109,12 +111,23 @@ def gen_ggml_q(rng):
         write(f"ggml_q_{name}.bin", x, np.asarray(q).view(np.uint8).reshape(-1))
 
 
+def gen_mlx_qmm(rng):
+    for bits, g, dt in [(4, 64, "bf16"), (8, 32, "f32"), (4, 128, "f16"), (3, 64, "bf16")]:
+        w = mx.array(rng.standard_normal((8, 256)).astype(np.float32)).astype(MXDT[dt])
+        wq, s, b = mx.quantize(w, group_size=g, bits=bits)
+        x = mx.array(rng.standard_normal((3, 256)).astype(np.float32))
+        y = mx.quantized_matmul(x, wq, s, b, transpose=True, group_size=g, bits=bits)
+        write(f"mlx_qmm_b{bits}_g{g}_{dt}.bin", np.array(x), np.array(wq).astype("<u4"),
+              raw16(s), raw16(b), np.array(y.astype(mx.float32)))
+
+
 def main():
     os.makedirs(OUT, exist_ok=True)
     rng = np.random.default_rng(20261126)
     gen_mlx(rng)
     gen_ggml_deq(rng)
     gen_ggml_q(rng)
+    gen_mlx_qmm(rng)
     total = sum(os.path.getsize(os.path.join(OUT, f)) for f in os.listdir(OUT))
     print(f"wrote {len(os.listdir(OUT))} files, {total} bytes, mlx {mx.__version__}, "
           f"gguf {getattr(gguf, '__version__', '?')}, numpy {np.__version__}", file=sys.stderr)

@@ -131,7 +131,72 @@ static void check_dequant_row(const mlxn_qweights *q) {
     free(row);
 }
 
+/* MLX's own quantized_matmul (mlx 0.32.4 CPU, f32 x) as an outside oracle.
+ * MLX computes with unrounded s·q + b, we use rounded weights (ref) or
+ * unrounded + int8 x (VNNI): both sit within the rw / ex terms of the exact
+ * reference, so they differ by at most the sum of those bounds. */
+static void check_mlx_qmm(int bits, int group, const char *dtn, mlxn_dtype dt) {
+    enum { QM = 3, QN = 8, QK = 256 };
+    char path[128];
+    snprintf(path, sizeof path, "tests/golden/quant/mlx_qmm_b%d_g%d_%s.bin", bits, group, dtn);
+    FILE *f = fopen(path, "rb");
+    size_t wb, sb;
+    mlxn_mlx_sizes(QN, QK, bits, group, dt, &wb, &sb);
+    size_t want = QM * QK * 4 + wb + 2 * sb + QM * QN * 4;
+    unsigned char *buf = malloc(want + 1);
+    size_t got = f ? fread(buf, 1, want + 1, f) : 0;
+    if (f) fclose(f);
+    CHECK(got == want, "%s: %zu bytes, want %zu", path, got, want);
+    if (got != want) {
+        free(buf);
+        return;
+    }
+    const float *x = (const float *)buf, *ymlx = (const float *)(buf + want - QM * QN * 4);
+    mlxn_qmat w = {.kind = MLXN_QKIND_MLX, .N = QN, .K = QK, .w = buf + QM * QK * 4,
+                   .scales = buf + QM * QK * 4 + wb, .biases = buf + QM * QK * 4 + wb + sb,
+                   .sb_type = dt, .bits = bits, .group = group};
+    CHECK_OK(mlxn_qmat_check(&w));
+    float deq[QN * QK], y[QM * QN];
+    CHECK_OK(mlxn_mlx_dequantize(w.w, w.scales, w.biases, dt, QN, QK, bits, group, deq));
+    double rw = dt == MLXN_BF16 ? 0x1p-8 : dt == MLXN_F16 ? 0x1p-11 : 0x1p-23;
+    void *scr = malloc(mlxn_mm_scratch_bytes(&w, QM));
+    for (int isa = 0; isa < 3; isa++) {
+        mlxn_mm_force_isa(isa);
+        for (int i = 0; i < QM * QN; i++) y[i] = NAN;
+        mlxn_mm(&w, x, y, QM, 0, QN, scr);
+        int bad = 0;
+        for (int m = 0; m < QM; m++)
+            for (int n = 0; n < QN; n++) {
+                double b = 0, sabs = 0;
+                for (int k = 0; k < QK; k++) {
+                    double ex = 0, g = 0;
+                    for (int j = 0; j < 32; j++) ex = fmax(ex, fabs((double)x[m * QK + k / 32 * 32 + j]));
+                    for (int j = 0; j < group; j++) g = fmax(g, fabs((double)deq[n * QK + k / group * group + j]));
+                    double wk = fabs((double)deq[n * QK + k]), xk = fabs((double)x[m * QK + k]);
+                    b += wk * ex / 254.0 + 2 * rw * 2 * g * xk;
+                    sabs += wk * xk;
+                }
+                double d = fabs((double)y[m * QN + n] - (double)ymlx[m * QN + n]);
+                if (!(d <= b + 2e-5 * sabs + 1e-5)) {
+                    if (bad < 3)
+                        fprintf(stderr, "  %s [%d,%d]: got %.7g mlx %.7g (bound %.3g)\n", path, m, n,
+                                (double)y[m * QN + n], (double)ymlx[m * QN + n], b);
+                    bad++;
+                }
+            }
+        CHECK(bad == 0, "%s (%s): %d outputs off MLX's quantized_matmul", path, mlxn_mm_isa(), bad);
+    }
+    mlxn_mm_force_isa(0);
+    free(scr);
+    free(buf);
+}
+
 int main(void) {
+    check_mlx_qmm(4, 64, "bf16", MLXN_BF16);
+    check_mlx_qmm(8, 32, "f32", MLXN_F32);
+    check_mlx_qmm(4, 128, "f16", MLXN_F16);
+    check_mlx_qmm(3, 64, "bf16", MLXN_BF16);
+    printf("mlx quantized_matmul oracle: 4 cases x 3 isa\n");
     const int64_t Ms[] = {1, 3, 4, 13};
     const int64_t N = 37;
     int cases = 0, fails = 0;
