@@ -191,7 +191,65 @@ static void check_mlx_qmm(int bits, int group, const char *dtn, mlxn_dtype dt) {
     free(buf);
 }
 
+/* Expert-routed form: 4 experts stacked in one allocation (the random
+ * matrix is [4N, K], so expert e is rows e·N..), 3 tokens × top-2, both x
+ * modes; each slot against mlxn_mm_ref on its expert view, bound as above
+ * (ex term for int8 x plus rw for MLX rounding, 1e-5 relative). */
+static void check_mm_id(const char *format) {
+    enum { E = 4, T = 3, TOPK = 2, N = 40, K = 256 };
+    mlxn_qweights q;
+    CHECK_OK(mlxn_quant_make_random(format, (int64_t)E * N, K, 99, &q));
+    if (!q.data) return;
+    mlxn_qmat w0 = q.mat;
+    w0.N = N;
+    size_t wst = q.mat.kind == MLXN_QKIND_MLX ? q.data_bytes / E : (size_t)N * q.mat.row_bytes;
+    size_t sst = q.sb_bytes / E;
+    int32_t ids[T * TOPK] = {3, 0, 1, 3, 2, 7}; /* 7: out of range -> NaN row */
+    float x[T * TOPK * K], y[T * TOPK * N];
+    double ref[N];
+    rng_fill(x, T * TOPK * K, -1, 1);
+    void *scr = malloc(mlxn_mm_scratch_bytes(&w0, 1));
+    for (int per = 0; per < 2; per++) {
+        for (int i = 0; i < T * TOPK * N; i++) y[i] = NAN;
+        mlxn_mm_id(&w0, wst, sst, E, ids, T, TOPK, per, x, y, 0, 17, scr);
+        mlxn_mm_id(&w0, wst, sst, E, ids, T, TOPK, per, x, y, 17, N, scr);
+        int bad = 0;
+        for (int slot = 0; slot < T * TOPK; slot++) {
+            const float *xr = x + (per ? slot : slot / TOPK) * K;
+            if (ids[slot] >= E) {
+                for (int n = 0; n < N; n++) bad += !isnan(y[slot * N + n]);
+                continue;
+            }
+            mlxn_qmat we = w0;
+            we.w = (const char *)w0.w + ids[slot] * wst;
+            if (we.scales) we.scales = (const char *)w0.scales + ids[slot] * sst;
+            if (we.biases) we.biases = (const char *)w0.biases + ids[slot] * sst;
+            mlxn_mm_ref(&we, xr, ref, 1, 0, N);
+            float row[K];
+            for (int n = 0; n < N; n++) {
+                mlxn_qmat_dequant_row(&we, n, 0, K, row);
+                double b = 0;
+                int grp = we.kind == MLXN_QKIND_MLX ? we.group : 32;
+                double rw = we.kind == MLXN_QKIND_MLX ? 0x1p-8 : 0; /* bf16 scales */
+                for (int k = 0; k < K; k++) {
+                    double ex = 0, g = 0, wk = fabs((double)row[k]), xk = fabs((double)xr[k]);
+                    for (int j = 0; j < 32; j++) ex = fmax(ex, fabs((double)xr[k / 32 * 32 + j]));
+                    for (int j = 0; j < grp; j++) g = fmax(g, fabs((double)row[k / grp * grp + j]));
+                    b += wk * ex / 254.0 + rw * 2 * g * xk + 1e-5 * wk * xk;
+                }
+                if (!(fabs((double)y[slot * N + n] - ref[n]) <= b + 1e-6)) bad++;
+            }
+        }
+        CHECK(bad == 0, "mm_id %s x_per_slot=%d: %d outputs wrong", format, per, bad);
+    }
+    free(scr);
+    mlxn_quant_free(&q);
+}
+
 int main(void) {
+    check_mm_id("q4_k");
+    check_mm_id("mlx-q4-g64");
+    check_mm_id("q8_0");
     check_mlx_qmm(4, 64, "bf16", MLXN_BF16);
     check_mlx_qmm(8, 32, "f32", MLXN_F32);
     check_mlx_qmm(4, 128, "f16", MLXN_F16);

@@ -1036,3 +1036,24 @@ void mlxn_mm_mlx(const uint32_t *w, const void *scales, const void *biases, mlxn
                    .biases = biases, .sb_type = sb_type, .bits = bits, .group = group};
     mlxn_mm(&q, x, y, M, n0, n1, scratch);
 }
+
+void mlxn_mm_id(const mlxn_qmat *w0, size_t w_stride, size_t sb_stride, int n_experts,
+                const int32_t *ids, int64_t n_tok, int top_k, bool x_per_slot, const float *x,
+                float *y, int64_t n0, int64_t n1, void *scratch) {
+    const int64_t N = w0->N, K = w0->K;
+    for (int64_t t = 0; t < n_tok; t++)
+        for (int j = 0; j < top_k; j++) {
+            int64_t slot = t * top_k + j;
+            int32_t e = ids[slot];
+            float *yr = y + slot * N;
+            if (e < 0 || e >= n_experts) {
+                for (int64_t n = n0; n < n1; n++) yr[n] = NAN;
+                continue;
+            }
+            mlxn_qmat we = *w0;
+            we.w = (const uint8_t *)w0->w + (size_t)e * w_stride;
+            if (we.scales) we.scales = (const uint8_t *)w0->scales + (size_t)e * sb_stride;
+            if (we.biases) we.biases = (const uint8_t *)w0->biases + (size_t)e * sb_stride;
+            mlxn_mm(&we, x + (x_per_slot ? slot : t) * K, yr, 1, n0, n1, scratch);
+        }
+}

@@ -154,6 +154,18 @@ void mlxn_mm_mlx(const uint32_t *w, const void *scales, const void *biases, mlxn
                  int bits, int group, const float *x, float *y, int64_t M, int64_t N, int64_t K,
                  int64_t n0, int64_t n1, void *scratch);
 
+/* Expert-routed matmul (MoE). Experts are stacked: expert e's matrix is
+ * `w0` with w, scales and biases advanced by e·w_stride / e·sb_stride bytes.
+ * For every token t < n_tok and slot j < top_k, with e = ids[t·top_k + j]
+ * (0 <= e < n_experts, checked: an out-of-range id writes NaN to its row):
+ *   y[t·top_k + j, n] = x_row · W_eᵀ,  n0 <= n < n1,
+ * x_row = x[t] when x_per_slot is false (gate/up: one input per token) or
+ * x[t·top_k + j] when true (down: one input per slot). x rows are K long,
+ * y rows N long. Uses mlxn_mm per slot (decode kernels), scratch as for M=1. */
+void mlxn_mm_id(const mlxn_qmat *w0, size_t w_stride, size_t sb_stride, int n_experts,
+                const int32_t *ids, int64_t n_tok, int top_k, bool x_per_slot, const float *x,
+                float *y, int64_t n0, int64_t n1, void *scratch);
+
 /* Reference: dequantize row by row (bit-exact dequantizers above) and
  * accumulate in double. Needs no scratch. For tests. */
 void mlxn_mm_ref(const mlxn_qmat *w, const float *x, double *y, int64_t M, int64_t n0,
