@@ -1,12 +1,14 @@
 /* test_matmul_kernels.c — every matmul path (AVX-512 VNNI, AVX2, scalar;
- * decode M < 4 and tiled M >= 4) for every weight format against the double
+ * decode and packed-panel GEMM) for every weight format against the double
  * reference mlxn_mm_ref (bit-exact dequantization, double accumulation).
  * y is NaN-poisoned first and the columns outside [n0, n1) must stay NaN.
  *
+ * M = 1, 3, 13 take the decode kernels (batched over rows below 16 on
+ * AVX-512 VNNI, below 4 elsewhere), 17 the packed-panel GEMM.
  * Tolerance, per output (m, n), with w_k the exact dequantized weight:
- *   |y - ref| <= Σ_k |w_k|·(ex_k + rw·2·G_k·|x_k|... see bound()) + 1e-5·Σ_k|x_k·w_k| + 1e-6
- *  - ex_k = amax(x block of k)/254: paths that quantize x to int8 per 32
- *    (VNNI decode) round each x_k by at most half a step d/2 = amax/254.
+ *   |y - ref| <= Σ_k (|w_k|·ex_k + rw·2·G_k·|x_k|) + 1e-5·Σ_k|x_k·w_k| + 1e-6
+ *  - ex_k = amax(x block of k)/254 where mlxn_mm_quantizes_x: x rounded
+ *    to int8 per 32 moves each x_k by at most half a step d/2 = amax/254.
  *  - MLX AVX-512 decode (all bits) uses s·q + b unrounded, where MLX rounds s·q and then
  *    s·q + b to the scale dtype: ≤ 2 half-ulps of values ≤ 2·G_k (G_k = max|w|
  *    of k's group, since |b| ≤ G_k and |s·q| ≤ |w| + |b|): rw = 2^-8 (bf16),
@@ -46,16 +48,12 @@ static int run_case(const mlxn_qweights *q, int isa, int64_t M, const float *x) 
     mlxn_mm(w, x, y, M, split, N, (char *)scratch + 1);
     mlxn_mm_ref(w, x, ref, M, 0, N);
 
-    bool quant_x = false;
+    /* Which error terms apply: the kernel says whether it quantized x; MLX
+     * weights on the AVX-512 decode path (M < 16) use unrounded s·q + b. */
+    bool quant_x = mlxn_mm_quantizes_x(w, M);
     double rw = 0;
-    if (isa == 0 && strcmp(mlxn_mm_isa(), "avx512vnni") == 0 && M < 4) {
-        if (w->kind == MLXN_QKIND_GGML)
-            quant_x = w->wtype != MLXN_F32 && w->wtype != MLXN_F16 && w->wtype != MLXN_BF16;
-        else {
-            quant_x = (w->bits == 8 && K % 64 == 0) || (w->bits == 4 && K % 128 == 0);
-            rw = w->sb_type == MLXN_BF16 ? 0x1p-8 : w->sb_type == MLXN_F16 ? 0x1p-11 : 0x1p-23;
-        }
-    }
+    if (w->kind == MLXN_QKIND_MLX && strcmp(mlxn_mm_isa(), "avx512vnni") == 0 && M < 16)
+        rw = w->sb_type == MLXN_BF16 ? 0x1p-8 : w->sb_type == MLXN_F16 ? 0x1p-11 : 0x1p-23;
     int64_t grp = w->kind == MLXN_QKIND_MLX ? w->group : K;
     for (int64_t n = 0; n < N; n++) {
         mlxn_qmat_dequant_row(w, n, 0, K, row);
@@ -255,7 +253,7 @@ int main(void) {
     check_mlx_qmm(4, 128, "f16", MLXN_F16);
     check_mlx_qmm(3, 64, "bf16", MLXN_BF16);
     printf("mlx quantized_matmul oracle: 4 cases x 3 isa\n");
-    const int64_t Ms[] = {1, 3, 4, 13};
+    const int64_t Ms[] = {1, 3, 13, 17};
     const int64_t N = 37;
     int cases = 0, fails = 0;
     for (size_t f = 0; f < sizeof k_formats / sizeof k_formats[0]; f++) {
@@ -268,8 +266,8 @@ int main(void) {
             CHECK_OK(st);
             if (st) continue;
             check_dequant_row(&q);
-            float *x = malloc((size_t)(13 * K) * 4);
-            rng_fill(x, (size_t)(13 * K), -1, 1);
+            float *x = malloc((size_t)(17 * K) * 4);
+            rng_fill(x, (size_t)(17 * K), -1, 1);
             for (int64_t k = 0; k < 32 && k < K; k++) x[k] *= 100; /* one loud block */
             for (int isa = 0; isa < 3; isa++)
                 for (int mi = 0; mi < 4; mi++, cases++) fails += run_case(&q, isa, Ms[mi], x) != 0;
