@@ -3,8 +3,8 @@
  * reference mlxn_mm_ref (bit-exact dequantization, double accumulation).
  * y is NaN-poisoned first and the columns outside [n0, n1) must stay NaN.
  *
- * M = 1, 3, 13 take the decode kernels (batched over rows below 16 on
- * AVX-512 VNNI, below 4 elsewhere), 17 the packed-panel GEMM.
+ * M = 1, 3, 13 take the decode kernels (batched over rows below
+ * MLXN_MM_DECODE_ROWS on AVX-512 VNNI, below 4 elsewhere), 50 the GEMM.
  * Tolerance, per output (m, n), with w_k the exact dequantized weight:
  *   |y - ref| <= Σ_k (|w_k|·ex_k + rw·2·G_k·|x_k|) + 1e-5·Σ_k|x_k·w_k| + 1e-6
  *  - ex_k = amax(x block of k)/254 where mlxn_mm_quantizes_x: x rounded
@@ -49,10 +49,11 @@ static int run_case(const mlxn_qweights *q, int isa, int64_t M, const float *x) 
     mlxn_mm_ref(w, x, ref, M, 0, N);
 
     /* Which error terms apply: the kernel says whether it quantized x; MLX
-     * weights on the AVX-512 decode path (M < 16) use unrounded s·q + b. */
+     * weights on the AVX-512 decode path use unrounded s·q + b. */
     bool quant_x = mlxn_mm_quantizes_x(w, M);
     double rw = 0;
-    if (w->kind == MLXN_QKIND_MLX && strcmp(mlxn_mm_isa(), "avx512vnni") == 0 && M < 16)
+    if (w->kind == MLXN_QKIND_MLX && strcmp(mlxn_mm_isa(), "avx512vnni") == 0 &&
+        M < MLXN_MM_DECODE_ROWS)
         rw = w->sb_type == MLXN_BF16 ? 0x1p-8 : w->sb_type == MLXN_F16 ? 0x1p-11 : 0x1p-23;
     int64_t grp = w->kind == MLXN_QKIND_MLX ? w->group : K;
     for (int64_t n = 0; n < N; n++) {
@@ -253,7 +254,7 @@ int main(void) {
     check_mlx_qmm(4, 128, "f16", MLXN_F16);
     check_mlx_qmm(3, 64, "bf16", MLXN_BF16);
     printf("mlx quantized_matmul oracle: 4 cases x 3 isa\n");
-    const int64_t Ms[] = {1, 3, 13, 17};
+    const int64_t Ms[] = {1, 3, 13, 50};
     const int64_t N = 37;
     int cases = 0, fails = 0;
     for (size_t f = 0; f < sizeof k_formats / sizeof k_formats[0]; f++) {
@@ -266,8 +267,8 @@ int main(void) {
             CHECK_OK(st);
             if (st) continue;
             check_dequant_row(&q);
-            float *x = malloc((size_t)(17 * K) * 4);
-            rng_fill(x, (size_t)(17 * K), -1, 1);
+            float *x = malloc((size_t)(50 * K) * 4);
+            rng_fill(x, (size_t)(50 * K), -1, 1);
             for (int64_t k = 0; k < 32 && k < K; k++) x[k] *= 100; /* one loud block */
             for (int isa = 0; isa < 3; isa++)
                 for (int mi = 0; mi < 4; mi++, cases++) fails += run_case(&q, isa, Ms[mi], x) != 0;

@@ -142,14 +142,15 @@ size_t mlxn_mm_scratch_bytes(const mlxn_qmat *w, int64_t M);
 /* y[m, n] = Σ_k x[m,k]·W[n,k] for m < M, n0 <= n < n1 (0 <= n0 <= n1 <= N);
  * x f32 [M,K], y f32 [M,N] (row stride N); writes nothing else. Picks the
  * path at run time:
- *  - M < 16 and AVX-512 VNNI and a quantized W (ggml blocks, MLX 4/8-bit):
+ *  - M < MLXN_MM_DECODE_ROWS and AVX-512 VNNI and a quantized W (ggml blocks, MLX 4/8-bit):
  *    x rows quantized to int8 per 32 (d = max|x|/127, like llama.cpp's q8),
  *    integer dot products (VPDPBUSD). Error ≤ Σ_k |w_k|·amax_blk(k)/254
  *    (+ MLX: the unrounded s·q+b, ≤ 2^-8·2·G·|x_k| for bf16 scales).
- *  - other M < 16 (MLX 2/3/5/6-bit) or M < 4 without VNNI: f32 dots.
+ *  - same M for MLX 2/3/5/6-bit, or M < 4 without VNNI: f32 dots.
  *  - else: dequantized f32 panels and a register-blocked FMA kernel.
  * f32 paths: error ≤ ~1e-5·Σ|x·w| (f32 accumulation in parallel partial
  * sums). mlxn_mm_quantizes_x says whether x is quantized for (w, M). */
+#define MLXN_MM_DECODE_ROWS 48
 void mlxn_mm(const mlxn_qmat *w, const float *x, float *y, int64_t M, int64_t n0, int64_t n1,
              void *scratch);
 bool mlxn_mm_quantizes_x(const mlxn_qmat *w, int64_t M);
