@@ -223,49 +223,54 @@ void mlxn_qmat_dequant_row(const mlxn_qmat *w, int64_t n, int64_t k0, int64_t k1
 #define KC 256 /* K chunk of the packed panel */
 #define NR 32  /* columns per panel */
 #define MR 6   /* rows per micro-kernel call */
+/* Below MDEC rows the VNNI decode kernels (weights read once, dotted with
+ * every int8 x row) beat the f32 GEMM, whose cost at small M is dequantizing
+ * and packing W: measured on the dev EPYC, 4096×4096 q4_0, M=15: 4.4 ms
+ * decode vs M=16..32: 13-27 ms GEMM; GEMM ≈ 12 ms + 0.075 ms·M, decode
+ * ≈ 0.29 ms·M, crossing near M = 56. */
+#define MDEC MLXN_MM_DECODE_ROWS
 
 static inline size_t al64(size_t n) { return (n + 63) & ~(size_t)63; }
 
-/* decode: xq int8[K] | dx, xg, xgg, sbuf: f32[K/32 + 16] each | row f32[K]
+/* decode scratch: shared row f32[K] and sbuf f32[K/32+16], then one slice
+ * per x row: xq int8[K] | dx, xg, xgg, xs32 f32[K/32+16] | xs16 f32[K/16+16]
  * (the +16 pads let 16-wide loads run past the last block) */
 typedef struct dec_scratch {
     int8_t *xq;  /* x quantized, in the layout the weight format wants */
     float *dx;   /* per 32-block step of xq */
     float *xg;   /* Σx per 32-block, exact f32 */
     float *xgg;  /* Σx per MLX group */
-    float *sbuf; /* one row's MLX scales, widened */
     float *xs32; /* Σ of xq codes per 32-block (natural order), as f32 */
     float *xs16; /* Σ of xq codes per 16 elements (natural order), as f32 */
-    float *row;  /* one dequantized row (generic path) */
+    float *sbuf; /* one row's MLX scales, widened (shared) */
+    float *row;  /* one dequantized row, generic path (shared) */
 } dec_scratch;
 
-static size_t dec_bytes(int64_t K) {
+static size_t dec_v(size_t k) { return al64((k / 32 + 16) * 4); }
+static size_t dec_slice(size_t k) { return al64(k) + 4 * dec_v(k) + al64((k / 16 + 16) * 4); }
+static size_t dec_bytes(int64_t K, int64_t M) {
     size_t k = (size_t)K;
-    return al64(k) + 5 * al64((k / 32 + 16) * 4) + al64((k / 16 + 16) * 4) + al64(k * 4) + 64;
+    return 64 + al64(k * 4) + dec_v(k) + (size_t)M * dec_slice(k);
 }
-static dec_scratch dec_layout(void *scratch, int64_t K) {
-    size_t k = (size_t)K, v = al64((k / 32 + 16) * 4);
-    uint8_t *p = (uint8_t *)(((uintptr_t)scratch + 63) & ~(uintptr_t)63);
+static dec_scratch dec_layout(void *scratch, int64_t K, int64_t m) {
+    size_t k = (size_t)K, v = dec_v(k);
+    uint8_t *base = (uint8_t *)(((uintptr_t)scratch + 63) & ~(uintptr_t)63);
     dec_scratch s;
+    s.row = (float *)base;
+    s.sbuf = (float *)(base + al64(k * 4));
+    uint8_t *p = base + al64(k * 4) + v + (size_t)m * dec_slice(k);
     s.xq = (int8_t *)p;
     p += al64(k);
     s.dx = (float *)p;
     s.xg = (float *)(p + v);
     s.xgg = (float *)(p + 2 * v);
-    s.sbuf = (float *)(p + 3 * v);
-    s.xs32 = (float *)(p + 4 * v);
-    s.xs16 = (float *)(p + 5 * v);
-    s.row = (float *)(p + 5 * v + al64((k / 16 + 16) * 4));
+    s.xs32 = (float *)(p + 3 * v);
+    s.xs16 = (float *)(p + 4 * v);
     return s;
 }
 /* gemm: panel f32[KC*NR] | tmp f32[KC] | zero f32[KC] */
 static size_t gemm_bytes(void) { return (KC * NR + 2 * KC) * 4 + 64; }
 
-size_t mlxn_mm_scratch_bytes(const mlxn_qmat *w, int64_t M) {
-    size_t a = dec_bytes(w->K), b = gemm_bytes();
-    (void)M;
-    return a > b ? a : b;
-}
 
 /* ------------------------------------------------------------------------ */
 /* Scalar / generic decode: dequantize a row, f32 dot                         */
@@ -340,30 +345,35 @@ TARGET_512 static float dot_dense_512(mlxn_dtype t, const void *wr, const float 
 }
 #endif
 
-/* Decode one x row over [n0,n1) through f32 (exact dequantized weights). */
-static void decode_generic(const mlxn_qmat *w, const float *x, float *y, int64_t n0, int64_t n1,
-                           float *row, int isa) {
+/* Decode M (< MDEC) x rows over [n0,n1) through f32 (exact dequantized
+ * weights): each weight row is dequantized once and dotted with every x row. */
+static void decode_generic(const mlxn_qmat *w, const float *x, float *y, int64_t M, int64_t n0,
+                           int64_t n1, float *row, int isa) {
+    const int64_t K = w->K, N = w->N;
     for (int64_t n = n0; n < n1; n++) {
 #ifdef MLXN_X86
         if (isa == ISA_512 && w->kind == MLXN_QKIND_GGML &&
             (w->wtype == MLXN_F32 || w->wtype == MLXN_F16 || w->wtype == MLXN_BF16)) {
-            y[n] = dot_dense_512(w->wtype, ggml_row(w, n), x, w->K);
-            continue;
-        }
-        if (isa == ISA_AVX2 && w->kind == MLXN_QKIND_GGML && w->wtype == MLXN_F32) {
-            y[n] = dot_f32_avx2((const float *)(const void *)ggml_row(w, n), x, w->K);
+            for (int64_t m = 0; m < M; m++)
+                y[m * N + n] = dot_dense_512(w->wtype, ggml_row(w, n), x + m * K, K);
             continue;
         }
 #endif
-        mlxn_qmat_dequant_row(w, n, 0, w->K, row);
-#ifdef MLXN_X86
-        if (isa == ISA_512)
-            y[n] = dot_f32_512(row, x, w->K);
-        else if (isa == ISA_AVX2)
-            y[n] = dot_f32_avx2(row, x, w->K);
+        const float *r = row;
+        if (w->kind == MLXN_QKIND_GGML && w->wtype == MLXN_F32)
+            r = (const float *)(const void *)ggml_row(w, n);
         else
+            mlxn_qmat_dequant_row(w, n, 0, K, row);
+        for (int64_t m = 0; m < M; m++) {
+#ifdef MLXN_X86
+            if (isa == ISA_512)
+                y[m * N + n] = dot_f32_512(r, x + m * K, K);
+            else if (isa == ISA_AVX2)
+                y[m * N + n] = dot_f32_avx2(r, x + m * K, K);
+            else
 #endif
-            y[n] = dot_f32_scalar(row, x, w->K);
+                y[m * N + n] = dot_f32_scalar(r, x + m * K, K);
+        }
     }
 }
 
@@ -821,56 +831,116 @@ TARGET_512 static float dot_mlx_any_512(const mlxn_qmat *w, int64_t n, const flo
     return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1)) + bias;
 }
 
-/* Returns false when this weight has no VNNI path. */
-TARGET_512 static bool decode_vnni(const mlxn_qmat *w, const float *x, float *y, int64_t n0,
-                                   int64_t n1, dec_scratch *s) {
+typedef float (*ggml_dot_fn)(const void *, const dec_scratch *, int64_t);
+enum { VK_NONE, VK_MLX_ANY, VK_MLX4, VK_MLX8, VK_GGML };
+
+/* Which AVX-512 decode kernel (and x layout) serves this weight. */
+static int vnni_kind(const mlxn_qmat *w, ggml_dot_fn *fn, int *layout) {
+    *fn = NULL;
+    *layout = XL_NATURAL;
     if (w->kind == MLXN_QKIND_MLX) {
-        if (!((w->bits == 8 && w->K % 64 == 0) || (w->bits == 4 && w->K % 128 == 0))) {
-            for (int64_t g = 0; g < w->K / w->group; g++) {
-                __m512 a = _mm512_setzero_ps();
-                for (int64_t k = g * w->group; k < (g + 1) * w->group; k += 16)
-                    a = _mm512_add_ps(a, _mm512_loadu_ps(x + k));
-                s->xgg[g] = _mm512_reduce_add_ps(a);
-            }
-            for (int64_t n = n0; n < n1; n++) y[n] = dot_mlx_any_512(w, n, x, s);
-            return true;
-        }
-        quantize_x_512(x, w->K, s, w->bits == 4 ? XL_MLX4 : XL_NATURAL);
-        int per = w->group / 32;
-        for (int64_t g = 0; g < w->K / w->group; g++) {
-            float t = 0;
-            for (int i = 0; i < per; i++) t += s->xg[g * per + i];
-            s->xgg[g] = t;
-        }
-        for (int64_t n = n0; n < n1; n++)
-            y[n] = w->bits == 4 ? dot_mlx4_512(w, n, s) : dot_mlx8_512(w, n, s);
-        return true;
+        if (w->bits == 4 && w->K % 128 == 0) return *layout = XL_MLX4, VK_MLX4;
+        if (w->bits == 8 && w->K % 64 == 0) return VK_MLX8;
+        return VK_MLX_ANY;
     }
-    float (*fn)(const void *, const dec_scratch *, int64_t);
-    int layout = XL_NATURAL;
     switch (w->wtype) {
     case MLXN_Q4_0:
-        fn = w->K % 128 ? dot_q4_0_512 : dot_q4_0x4_512;
-        layout = w->K % 128 ? XL_NATURAL : XL_Q40;
+        *fn = w->K % 128 ? dot_q4_0_512 : dot_q4_0x4_512;
+        *layout = w->K % 128 ? XL_NATURAL : XL_Q40;
         break;
     case MLXN_Q4_1:
-        fn = w->K % 128 ? dot_q4_1_512 : dot_q4_1x4_512;
-        layout = w->K % 128 ? XL_NATURAL : XL_Q40;
+        *fn = w->K % 128 ? dot_q4_1_512 : dot_q4_1x4_512;
+        *layout = w->K % 128 ? XL_NATURAL : XL_Q40;
         break;
-    case MLXN_Q8_0: fn = dot_q8_0_512; break;
-    case MLXN_Q4_K: fn = dot_q4_k_512; layout = XL_Q4K; break;
-    case MLXN_Q5_K: fn = dot_q5_k_512; break;
-    case MLXN_Q6_K: fn = dot_q6_k_512; break;
-    default: return false;
+    case MLXN_Q8_0: *fn = dot_q8_0_512; break;
+    case MLXN_Q4_K: *fn = dot_q4_k_512; *layout = XL_Q4K; break;
+    case MLXN_Q5_K: *fn = dot_q5_k_512; break;
+    case MLXN_Q6_K: *fn = dot_q6_k_512; break;
+    default: return VK_NONE;
     }
-    quantize_x_512(x, w->K, s, layout);
-    for (int64_t n = n0; n < n1; n++) y[n] = fn(ggml_row(w, n), s, w->K);
-    return true;
+    return VK_GGML;
+}
+
+/* M (< MDEC) x rows: prepare each (int8 codes, sums) in its own scratch
+ * slice, then for each weight row dot it with every x row while it is in L1. */
+TARGET_512 static void decode_vnni(const mlxn_qmat *w, int kind, ggml_dot_fn fn, int layout,
+                                   const float *x, float *y, int64_t M, int64_t n0, int64_t n1,
+                                   void *scratch) {
+    const int64_t K = w->K, N = w->N;
+    dec_scratch s[MDEC];
+    for (int64_t m = 0; m < M; m++) {
+        s[m] = dec_layout(scratch, K, m);
+        const float *xm = x + m * K;
+        if (kind == VK_MLX_ANY) {
+            for (int64_t g = 0; g < K / w->group; g++) {
+                __m512 a = _mm512_setzero_ps();
+                for (int64_t k = g * w->group; k < (g + 1) * w->group; k += 16)
+                    a = _mm512_add_ps(a, _mm512_loadu_ps(xm + k));
+                s[m].xgg[g] = _mm512_reduce_add_ps(a);
+            }
+            continue;
+        }
+        quantize_x_512(xm, K, &s[m], layout);
+        if (kind == VK_MLX4 || kind == VK_MLX8) {
+            int per = w->group / 32;
+            for (int64_t g = 0; g < K / w->group; g++) {
+                float t = 0;
+                for (int i = 0; i < per; i++) t += s[m].xg[g * per + i];
+                s[m].xgg[g] = t;
+            }
+        }
+    }
+    for (int64_t n = n0; n < n1; n++)
+        for (int64_t m = 0; m < M; m++) {
+            float r;
+            switch (kind) {
+            case VK_MLX_ANY: r = dot_mlx_any_512(w, n, x + m * K, &s[m]); break;
+            case VK_MLX4: r = dot_mlx4_512(w, n, &s[m]); break;
+            case VK_MLX8: r = dot_mlx8_512(w, n, &s[m]); break;
+            default: r = fn(ggml_row(w, n), &s[m], K); break;
+            }
+            y[m * N + n] = r;
+        }
 }
 #endif /* MLXN_X86 */
 
+/* Rows up to which the decode (row-at-a-time) kernels run; beyond, the
+ * packed-panel GEMM. AVX-512 VNNI kernels stay ahead of the f32 GEMM (which
+ * must dequantize every weight) up to about 16 rows; f32 decode only for
+ * M < 4. */
+static int64_t decode_rows(const mlxn_qmat *w, int isa) {
+#ifdef MLXN_X86
+    ggml_dot_fn fn;
+    int layout;
+    if (isa == ISA_512 && vnni_kind(w, &fn, &layout) != VK_NONE) return MDEC;
+#endif
+    (void)w;
+    (void)isa;
+    return 4;
+}
+
+bool mlxn_mm_quantizes_x(const mlxn_qmat *w, int64_t M) {
+#ifdef MLXN_X86
+    int isa = isa_now();
+    ggml_dot_fn fn;
+    int layout;
+    int k = isa == ISA_512 ? vnni_kind(w, &fn, &layout) : VK_NONE;
+    return M < decode_rows(w, isa) && k != VK_NONE && k != VK_MLX_ANY;
+#else
+    (void)w;
+    (void)M;
+    return false;
+#endif
+}
+
+size_t mlxn_mm_scratch_bytes(const mlxn_qmat *w, int64_t M) {
+    int64_t md = decode_rows(w, isa_now());
+    size_t a = dec_bytes(w->K, M < md ? (M > 0 ? M : 1) : 1), b = gemm_bytes();
+    return a > b ? a : b;
+}
+
 /* ------------------------------------------------------------------------ */
-/* GEMM (M >= 4): packed panel + micro-kernel                                 */
+/* GEMM (M beyond the decode rows): packed panel + micro-kernel              */
 /* ------------------------------------------------------------------------ */
 
 /* Fill panel[k][NR] with W[n0+c, k0+k] for c < nc (zeros for c >= nc). */
@@ -1007,19 +1077,20 @@ void mlxn_mm(const mlxn_qmat *w, const float *x, float *y, int64_t M, int64_t n0
              void *scratch) {
     if (n1 <= n0 || M <= 0) return;
     int isa = isa_now();
-    if (M >= 4) {
+    if (M >= decode_rows(w, isa)) {
         gemm(w, x, y, M, n0, n1, scratch, isa);
         return;
     }
-    dec_scratch s = dec_layout(scratch, w->K);
-    for (int64_t m = 0; m < M; m++) {
-        const float *xm = x + m * w->K;
-        float *ym = y + m * w->N;
 #ifdef MLXN_X86
-        if (isa == ISA_512 && decode_vnni(w, xm, ym, n0, n1, &s)) continue;
-#endif
-        decode_generic(w, xm, ym, n0, n1, s.row, isa);
+    ggml_dot_fn fn;
+    int layout, kind = isa == ISA_512 ? vnni_kind(w, &fn, &layout) : VK_NONE;
+    if (kind != VK_NONE) {
+        decode_vnni(w, kind, fn, layout, x, y, M, n0, n1, scratch);
+        return;
     }
+#endif
+    dec_scratch s = dec_layout(scratch, w->K, 0);
+    decode_generic(w, x, y, M, n0, n1, s.row, isa);
 }
 
 void mlxn_mm_ggml(mlxn_dtype wtype, const void *w, size_t w_row_bytes, const float *x, float *y,
@@ -1035,4 +1106,25 @@ void mlxn_mm_mlx(const uint32_t *w, const void *scales, const void *biases, mlxn
     mlxn_qmat q = {.kind = MLXN_QKIND_MLX, .N = N, .K = K, .w = w, .scales = scales,
                    .biases = biases, .sb_type = sb_type, .bits = bits, .group = group};
     mlxn_mm(&q, x, y, M, n0, n1, scratch);
+}
+
+void mlxn_mm_id(const mlxn_qmat *w0, size_t w_stride, size_t sb_stride, int n_experts,
+                const int32_t *ids, int64_t n_tok, int top_k, bool x_per_slot, const float *x,
+                float *y, int64_t n0, int64_t n1, void *scratch) {
+    const int64_t N = w0->N, K = w0->K;
+    for (int64_t t = 0; t < n_tok; t++)
+        for (int j = 0; j < top_k; j++) {
+            int64_t slot = t * top_k + j;
+            int32_t e = ids[slot];
+            float *yr = y + slot * N;
+            if (e < 0 || e >= n_experts) {
+                for (int64_t n = n0; n < n1; n++) yr[n] = NAN;
+                continue;
+            }
+            mlxn_qmat we = *w0;
+            we.w = (const uint8_t *)w0->w + (size_t)e * w_stride;
+            if (we.scales) we.scales = (const uint8_t *)w0->scales + (size_t)e * sb_stride;
+            if (we.biases) we.biases = (const uint8_t *)w0->biases + (size_t)e * sb_stride;
+            mlxn_mm(&we, x + (x_per_slot ? slot : t) * K, yr, 1, n0, n1, scratch);
+        }
 }
