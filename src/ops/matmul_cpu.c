@@ -111,33 +111,34 @@ static int g_force; /* 0 auto, 1 scalar, 2 at most avx2 */
 
 static int cpu_isa(void) {
 #ifdef MLXN_X86
-    static int cached = -1;
-    if (cached < 0) {
+    static int cached = -1; /* relaxed atomics: threads may race to fill it, same value */
+    int c = __atomic_load_n(&cached, __ATOMIC_RELAXED);
+    if (c < 0) {
         __builtin_cpu_init();
-        int c = ISA_SCALAR;
+        c = ISA_SCALAR;
         if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) c = ISA_AVX2;
         if (c == ISA_AVX2 && __builtin_cpu_supports("avx512f") &&
             __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
             __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512dq"))
             c = ISA_512;
-        cached = c;
+        __atomic_store_n(&cached, c, __ATOMIC_RELAXED);
     }
-    return cached;
+    return c;
 #else
     return ISA_SCALAR;
 #endif
 }
 static int isa_now(void) {
-    int c = cpu_isa();
-    if (g_force == 1) return ISA_SCALAR;
-    if (g_force == 2 && c > ISA_AVX2) return ISA_AVX2;
+    int c = cpu_isa(), f = __atomic_load_n(&g_force, __ATOMIC_RELAXED);
+    if (f == 1) return ISA_SCALAR;
+    if (f == 2 && c > ISA_AVX2) return ISA_AVX2;
     return c;
 }
 const char *mlxn_mm_isa(void) {
     static const char *names[] = {"scalar", "avx2", "avx512vnni"};
     return names[isa_now()];
 }
-void mlxn_mm_force_isa(int force) { g_force = force; }
+void mlxn_mm_force_isa(int force) { __atomic_store_n(&g_force, force, __ATOMIC_RELAXED); }
 
 /* ------------------------------------------------------------------------ */
 /* Row dequantization, AVX-512 (bit-exact with the scalar one)                */
