@@ -3,19 +3,22 @@
  * columns [n0,n1) (the caller splits N across threads).
  *
  * Paths (chosen at run time, see mlxn_mm):
- *  - decode (M < 4), quantized W, AVX-512 VNNI: x is quantized once per call
- *    to int8 blocks of 32 (d = max|x|/127, like llama.cpp's q8), and each
- *    weight row is dotted with VPDPBUSD (u8 weight codes × s8 x). Offsets
- *    (q4_0's -8, q6_k's -32, q8_0's sign) are folded in with a second dpbusd
- *    against a constant; MLX's bias uses Σx per group in exact f32:
- *    Σ_k x_k(s·q_k + b) = s·Σ x_k q_k + b·Σ x_k.
- *  - decode, dense f32/f16/bf16 W, or MLX 2/3/5/6-bit, or no VNNI: f32 dot
- *    products (dense rows converted on the fly; others dequantized a row at a
- *    time into scratch).
- *  - M >= 4: for each 32-column tile of W and each 256-deep K chunk, the tile
- *    is dequantized (bit-exact) into a packed f32 panel wt[k][32] and a 6×32
- *    register-blocked FMA micro-kernel runs over all M rows (AVX-512), or a
- *    6×16 one (AVX2), or plain loops (scalar).
+ *  - decode (M < MLXN_MM_DECODE_ROWS), quantized W, AVX-512 VNNI: each x row
+ *    is quantized once per call to int8 blocks of 32 (d = max|x|/127, like
+ *    llama.cpp's q8) in the code order the format stores its nibbles, and
+ *    every weight row is dotted with VPDPBUSD (u8 codes × s8 x) against all
+ *    x rows while it sits in L1. Offsets (q4_0's -8, q6_k's -32, q8_0's
+ *    sign) come from per-block code sums; MLX's bias uses Σx per group in
+ *    exact f32: Σ_k x_k(s·q_k + b) = s·Σ x_k q_k + b·Σ x_k. MLX 2/3/5/6-bit
+ *    use the same identity with f32 x and codes unpacked 16 at a time.
+ *  - decode without VNNI (M < 4), or dense f32/f16/bf16 W: f32 dot products
+ *    (dense rows converted on the fly, others dequantized once per row).
+ *  - otherwise: for each 32-column tile of W and each 256-deep K chunk, the
+ *    tile is dequantized (bit-exact) into a packed f32 panel wt[k][32]
+ *    (16×16 register transposes on AVX-512) and a 6×32 register-blocked FMA
+ *    micro-kernel runs over all M rows (AVX-512), or 6×16 (AVX2), or loops.
+ * The row dequantizers used here (mlxn_qmat_dequant_row) are vectorized
+ * but bit-exact with quant_mlx.c / quant_ggml.c (tested).
  */
 #include "ops/quant.h"
 
