@@ -3,19 +3,22 @@
  * columns [n0,n1) (the caller splits N across threads).
  *
  * Paths (chosen at run time, see mlxn_mm):
- *  - decode (M < 4), quantized W, AVX-512 VNNI: x is quantized once per call
- *    to int8 blocks of 32 (d = max|x|/127, like llama.cpp's q8), and each
- *    weight row is dotted with VPDPBUSD (u8 weight codes × s8 x). Offsets
- *    (q4_0's -8, q6_k's -32, q8_0's sign) are folded in with a second dpbusd
- *    against a constant; MLX's bias uses Σx per group in exact f32:
- *    Σ_k x_k(s·q_k + b) = s·Σ x_k q_k + b·Σ x_k.
- *  - decode, dense f32/f16/bf16 W, or MLX 2/3/5/6-bit, or no VNNI: f32 dot
- *    products (dense rows converted on the fly; others dequantized a row at a
- *    time into scratch).
- *  - M >= 4: for each 32-column tile of W and each 256-deep K chunk, the tile
- *    is dequantized (bit-exact) into a packed f32 panel wt[k][32] and a 6×32
- *    register-blocked FMA micro-kernel runs over all M rows (AVX-512), or a
- *    6×16 one (AVX2), or plain loops (scalar).
+ *  - decode (M < MLXN_MM_DECODE_ROWS), quantized W, AVX-512 VNNI: each x row
+ *    is quantized once per call to int8 blocks of 32 (d = max|x|/127, like
+ *    llama.cpp's q8) in the code order the format stores its nibbles, and
+ *    every weight row is dotted with VPDPBUSD (u8 codes × s8 x) against all
+ *    x rows while it sits in L1. Offsets (q4_0's -8, q6_k's -32, q8_0's
+ *    sign) come from per-block code sums; MLX's bias uses Σx per group in
+ *    exact f32: Σ_k x_k(s·q_k + b) = s·Σ x_k q_k + b·Σ x_k. MLX 2/3/5/6-bit
+ *    use the same identity with f32 x and codes unpacked 16 at a time.
+ *  - decode without VNNI (M < 4), or dense f32/f16/bf16 W: f32 dot products
+ *    (dense rows converted on the fly, others dequantized once per row).
+ *  - otherwise: for each 32-column tile of W and each 256-deep K chunk, the
+ *    tile is dequantized (bit-exact) into a packed f32 panel wt[k][32]
+ *    (16×16 register transposes on AVX-512) and a 6×32 register-blocked FMA
+ *    micro-kernel runs over all M rows (AVX-512), or 6×16 (AVX2), or loops.
+ * The row dequantizers used here (mlxn_qmat_dequant_row) are vectorized
+ * but bit-exact with quant_mlx.c / quant_ggml.c (tested).
  */
 #include "ops/quant.h"
 
@@ -111,33 +114,34 @@ static int g_force; /* 0 auto, 1 scalar, 2 at most avx2 */
 
 static int cpu_isa(void) {
 #ifdef MLXN_X86
-    static int cached = -1;
-    if (cached < 0) {
+    static int cached = -1; /* relaxed atomics: threads may race to fill it, same value */
+    int c = __atomic_load_n(&cached, __ATOMIC_RELAXED);
+    if (c < 0) {
         __builtin_cpu_init();
-        int c = ISA_SCALAR;
+        c = ISA_SCALAR;
         if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) c = ISA_AVX2;
         if (c == ISA_AVX2 && __builtin_cpu_supports("avx512f") &&
             __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
             __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512dq"))
             c = ISA_512;
-        cached = c;
+        __atomic_store_n(&cached, c, __ATOMIC_RELAXED);
     }
-    return cached;
+    return c;
 #else
     return ISA_SCALAR;
 #endif
 }
 static int isa_now(void) {
-    int c = cpu_isa();
-    if (g_force == 1) return ISA_SCALAR;
-    if (g_force == 2 && c > ISA_AVX2) return ISA_AVX2;
+    int c = cpu_isa(), f = __atomic_load_n(&g_force, __ATOMIC_RELAXED);
+    if (f == 1) return ISA_SCALAR;
+    if (f == 2 && c > ISA_AVX2) return ISA_AVX2;
     return c;
 }
 const char *mlxn_mm_isa(void) {
     static const char *names[] = {"scalar", "avx2", "avx512vnni"};
     return names[isa_now()];
 }
-void mlxn_mm_force_isa(int force) { g_force = force; }
+void mlxn_mm_force_isa(int force) { __atomic_store_n(&g_force, force, __ATOMIC_RELAXED); }
 
 /* ------------------------------------------------------------------------ */
 /* Row dequantization, AVX-512 (bit-exact with the scalar one)                */
@@ -206,11 +210,149 @@ TARGET_512 static void mlx_dequant_row_512(const mlxn_qmat *w, int64_t n, int64_
 }
 #endif
 
+/* The 8 6-bit scales and mins of a q4_k/q5_k super-block (llama.cpp's
+ * bit shuffle): bytes 0-7 of the result are sc_0..7, bytes 8-15 m_0..7. */
+static inline void k4_unpack(const uint8_t *scales, uint32_t u[4]) {
+    memcpy(u, scales, 12);
+    const uint32_t km1 = 0x3f3f3f3f, km2 = 0x0f0f0f0f, km3 = 0x03030303;
+    u[3] = ((u[2] >> 4) & km2) | (((u[1] >> 6) & km3) << 4);
+    uint32_t aux = u[1] & km1;
+    u[1] = (u[2] & km2) | (((u[0] >> 6) & km3) << 4);
+    u[2] = aux;
+    u[0] &= km1;
+}
+
+#ifdef MLXN_X86
+/* GGML blocks → f32, the same f32 operations in the same order as the
+ * scalar dequantizer (so bit-exact), 16 lanes at a time. */
+TARGET_512 static inline float h2f_s(uint16_t h) {
+    return _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(h)));
+}
+TARGET_512 static inline __m512 u8x16_f(__m128i v) {
+    return _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(v));
+}
+TARGET_512 static void ggml_dequant_512(mlxn_dtype t, const void *src, float *y, int64_t nb) {
+    const __m128i m4 = _mm_set1_epi8(0x0F);
+    switch (t) {
+    case MLXN_F16: {
+        const uint16_t *h = src;
+        int64_t i = 0;
+        for (; i + 16 <= nb; i += 16)
+            _mm512_storeu_ps(y + i, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(h + i))));
+        for (; i < nb; i++) y[i] = h2f_s(h[i]);
+    } break;
+    case MLXN_BF16: {
+        const uint16_t *h = src;
+        int64_t i = 0;
+        for (; i + 16 <= nb; i += 16)
+            _mm512_storeu_ps(y + i, _mm512_castsi512_ps(_mm512_slli_epi32(
+                                        _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(h + i))), 16)));
+        for (; i < nb; i++) y[i] = mlxn_bf16_to_f32(h[i]);
+    } break;
+    case MLXN_Q4_0: {
+        const mlxn_block_q4_0 *b = src;
+        const __m512 c8 = _mm512_set1_ps(8.0f);
+        for (int64_t i = 0; i < nb; i++, y += 32) {
+            __m512 d = _mm512_set1_ps(h2f_s(b[i].d));
+            __m128i v = _mm_loadu_si128((const __m128i *)b[i].qs);
+            /* (q - 8) is exact in f32, so converting q then subtracting 8 is the same value */
+            _mm512_storeu_ps(y, _mm512_mul_ps(d, _mm512_sub_ps(u8x16_f(_mm_and_si128(v, m4)), c8)));
+            _mm512_storeu_ps(y + 16, _mm512_mul_ps(d, _mm512_sub_ps(u8x16_f(_mm_and_si128(_mm_srli_epi16(v, 4), m4)), c8)));
+        }
+    } break;
+    case MLXN_Q4_1: {
+        const mlxn_block_q4_1 *b = src;
+        for (int64_t i = 0; i < nb; i++, y += 32) {
+            __m512 d = _mm512_set1_ps(h2f_s(b[i].d)), m = _mm512_set1_ps(h2f_s(b[i].m));
+            __m128i v = _mm_loadu_si128((const __m128i *)b[i].qs);
+            _mm512_storeu_ps(y, _mm512_add_ps(_mm512_mul_ps(d, u8x16_f(_mm_and_si128(v, m4))), m));
+            _mm512_storeu_ps(y + 16, _mm512_add_ps(_mm512_mul_ps(d, u8x16_f(_mm_and_si128(_mm_srli_epi16(v, 4), m4))), m));
+        }
+    } break;
+    case MLXN_Q8_0: {
+        const mlxn_block_q8_0 *b = src;
+        for (int64_t i = 0; i < nb; i++, y += 32) {
+            __m512 d = _mm512_set1_ps(h2f_s(b[i].d));
+            for (int h = 0; h < 2; h++)
+                _mm512_storeu_ps(y + 16 * h, _mm512_mul_ps(d, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(
+                                                                 _mm_loadu_si128((const __m128i *)(b[i].qs + 16 * h))))));
+        }
+    } break;
+    case MLXN_Q4_K:
+    case MLXN_Q5_K: {
+        const bool five = t == MLXN_Q5_K;
+        const uint8_t *p = src;
+        const size_t bs = five ? sizeof(mlxn_block_q5_k) : sizeof(mlxn_block_q4_k);
+        for (int64_t i = 0; i < nb; i++, p += bs) {
+            const uint8_t *scales = p + 4, *qh = five ? p + 16 : NULL, *qs = five ? p + 48 : p + 16;
+            uint16_t hd, hm;
+            memcpy(&hd, p, 2);
+            memcpy(&hm, p + 2, 2);
+            float d = h2f_s(hd), dmin = h2f_s(hm);
+            uint32_t u[4];
+            k4_unpack(scales, u);
+            const uint8_t *sc = (const uint8_t *)u, *mn = sc + 8;
+            for (int j = 0; j < 8; j++) {
+                __m512 dj = _mm512_set1_ps(d * (float)sc[j]), mj = _mm512_set1_ps(dmin * (float)mn[j]);
+                for (int h = 0; h < 2; h++) {
+                    __m128i v = _mm_loadu_si128((const __m128i *)(qs + 32 * (j / 2) + 16 * h));
+                    __m128i q = (j & 1) ? _mm_and_si128(_mm_srli_epi16(v, 4), m4) : _mm_and_si128(v, m4);
+                    if (five) {
+                        __m128i hv = _mm_loadu_si128((const __m128i *)(qh + 16 * h));
+                        __m128i hb = _mm_and_si128(_mm_srl_epi16(hv, _mm_cvtsi32_si128(j)), _mm_set1_epi8(1));
+                        q = _mm_or_si128(q, _mm_slli_epi16(hb, 4));
+                    }
+                    _mm512_storeu_ps(y + 32 * j + 16 * h, _mm512_sub_ps(_mm512_mul_ps(dj, u8x16_f(q)), mj));
+                }
+            }
+            y += 256;
+        }
+    } break;
+    case MLXN_Q6_K: {
+        const mlxn_block_q6_k *b = src;
+        const __m128i m3 = _mm_set1_epi8(3);
+        const __m512i c32 = _mm512_set1_epi32(32);
+        for (int64_t i = 0; i < nb; i++) {
+            float d = h2f_s(b[i].d);
+            for (int hf = 0; hf < 2; hf++, y += 128) {
+                const uint8_t *ql = b[i].ql + 64 * hf, *qh = b[i].qh + 32 * hf;
+                const int8_t *sc = b[i].scales + 8 * hf;
+                for (int l0 = 0; l0 < 32; l0 += 16) {
+                    __m128i a = _mm_loadu_si128((const __m128i *)(ql + l0));
+                    __m128i c = _mm_loadu_si128((const __m128i *)(ql + 32 + l0));
+                    __m128i hv = _mm_loadu_si128((const __m128i *)(qh + l0));
+                    __m128i q[4];
+                    q[0] = _mm_or_si128(_mm_and_si128(a, m4), _mm_slli_epi16(_mm_and_si128(hv, m3), 4));
+                    q[1] = _mm_or_si128(_mm_and_si128(c, m4), _mm_slli_epi16(_mm_and_si128(_mm_srli_epi16(hv, 2), m3), 4));
+                    q[2] = _mm_or_si128(_mm_and_si128(_mm_srli_epi16(a, 4), m4), _mm_slli_epi16(_mm_and_si128(_mm_srli_epi16(hv, 4), m3), 4));
+                    q[3] = _mm_or_si128(_mm_and_si128(_mm_srli_epi16(c, 4), m4), _mm_slli_epi16(_mm_and_si128(_mm_srli_epi16(hv, 6), m3), 4));
+                    int is = l0 / 16;
+                    for (int g = 0; g < 4; g++) {
+                        __m512 qf = _mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_cvtepu8_epi32(q[g]), c32));
+                        _mm512_storeu_ps(y + 32 * g + l0, _mm512_mul_ps(_mm512_set1_ps(d * (float)sc[is + 2 * g]), qf));
+                    }
+                }
+            }
+        }
+    } break;
+    default: break;
+    }
+}
+#endif
+
 void mlxn_qmat_dequant_row(const mlxn_qmat *w, int64_t n, int64_t k0, int64_t k1, float *out) {
 #ifdef MLXN_X86
-    if (w->kind == MLXN_QKIND_MLX && isa_now() == ISA_512) {
-        mlx_dequant_row_512(w, n, k0, k1, out);
-        return;
+    if (isa_now() == ISA_512) {
+        if (w->kind == MLXN_QKIND_MLX) {
+            mlx_dequant_row_512(w, n, k0, k1, out);
+            return;
+        }
+        if (w->wtype != MLXN_F32) {
+            size_t be = mlxn_dtype_block_elems(w->wtype), bb = mlxn_dtype_block_bytes(w->wtype);
+            ggml_dequant_512(w->wtype, ggml_row(w, n) + (size_t)k0 / be * bb, out,
+                             (k1 - k0) / (int64_t)be);
+            return;
+        }
     }
 #endif
     dequant_row_scalar(w, n, k0, k1, out);
@@ -224,10 +366,12 @@ void mlxn_qmat_dequant_row(const mlxn_qmat *w, int64_t n, int64_t k0, int64_t k1
 #define NR 32  /* columns per panel */
 #define MR 6   /* rows per micro-kernel call */
 /* Below MDEC rows the VNNI decode kernels (weights read once, dotted with
- * every int8 x row) beat the f32 GEMM, whose cost at small M is dequantizing
- * and packing W: measured on the dev EPYC, 4096×4096 q4_0, M=15: 4.4 ms
- * decode vs M=16..32: 13-27 ms GEMM; GEMM ≈ 12 ms + 0.075 ms·M, decode
- * ≈ 0.29 ms·M, crossing near M = 56. */
+ * every int8 x row) beat the f32 GEMM, whose fixed cost is dequantizing and
+ * packing W. Measured on the dev EPYC, 1 thread, N=256, K=4096, ms:
+ *   M:            8     16    24    32
+ *   q4_0 GEMM   0.295 0.346 0.395 0.491   decode 0.120 0.240 0.363 0.475
+ *   mlx-q4 GEMM 0.466 0.514 0.574 0.667   decode 0.136 0.292 0.444 0.583
+ * so they cross near M = 32. */
 #define MDEC MLXN_MM_DECODE_ROWS
 
 static inline size_t al64(size_t n) { return (n + 63) & ~(size_t)63; }
@@ -268,8 +412,8 @@ static dec_scratch dec_layout(void *scratch, int64_t K, int64_t m) {
     s.xs16 = (float *)(p + 4 * v);
     return s;
 }
-/* gemm: panel f32[KC*NR] | tmp f32[KC] | zero f32[KC] */
-static size_t gemm_bytes(void) { return (KC * NR + 2 * KC) * 4 + 64; }
+/* gemm: panel f32[KC*NR] | tmp f32[NR*KC] | zero f32[KC] */
+static size_t gemm_bytes(void) { return (2 * KC * NR + KC) * 4 + 64; }
 
 
 /* ------------------------------------------------------------------------ */
@@ -573,17 +717,6 @@ TARGET_512 static float dot_q8_0_512(const void *wr, const dec_scratch *s, int64
     return hsum256(_mm256_add_ps(acc0, acc1));
 }
 
-/* The 8 6-bit scales and mins of a q4_k/q5_k super-block (llama.cpp's
- * bit shuffle): bytes 0-7 of the result are sc_0..7, bytes 8-15 m_0..7. */
-static inline void k4_unpack(const uint8_t *scales, uint32_t u[4]) {
-    memcpy(u, scales, 12);
-    const uint32_t km1 = 0x3f3f3f3f, km2 = 0x0f0f0f0f, km3 = 0x03030303;
-    u[3] = ((u[2] >> 4) & km2) | (((u[1] >> 6) & km3) << 4);
-    uint32_t aux = u[1] & km1;
-    u[1] = (u[2] & km2) | (((u[0] >> 6) & km3) << 4);
-    u[2] = aux;
-    u[0] &= km1;
-}
 
 /* q4_k: x in XL_Q4K layout. Per super-block the 8 sub-block factors
  * d·sc_j·dx_j form one vector; zmm lanes 0-7 / 8-15 of a 64-byte load's
@@ -1040,17 +1173,76 @@ TARGET_AVX2 static void ukernel_avx2(const float *const *xr, int mr, const float
 }
 #endif
 
+#ifdef MLXN_X86
+TARGET_512 static void tr16(__m512 r[16]) {
+    __m512 t[16];
+    for (int i = 0; i < 8; i++) {
+        t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+        t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+    }
+    for (int i = 0; i < 4; i++) {
+        r[4 * i] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], 0x44);
+        r[4 * i + 1] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], 0xEE);
+        r[4 * i + 2] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0x44);
+        r[4 * i + 3] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0xEE);
+    }
+    for (int i = 0; i < 4; i++) {
+        t[i] = _mm512_shuffle_f32x4(r[i], r[i + 4], 0x88);
+        t[i + 4] = _mm512_shuffle_f32x4(r[i], r[i + 4], 0xDD);
+        t[i + 8] = _mm512_shuffle_f32x4(r[i + 8], r[i + 12], 0x88);
+        t[i + 12] = _mm512_shuffle_f32x4(r[i + 8], r[i + 12], 0xDD);
+    }
+    for (int i = 0; i < 4; i++) {
+        r[i] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0x88);
+        r[i + 4] = _mm512_shuffle_f32x4(t[i + 4], t[i + 12], 0x88);
+        r[i + 8] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0xDD);
+        r[i + 12] = _mm512_shuffle_f32x4(t[i + 4], t[i + 12], 0xDD);
+    }
+}
+
+/* pack_panel with rows dequantized into rows[NR][KC] first, then moved into
+ * the panel by 16×16 register transposes (k rows >= kc are not stored). */
+TARGET_512 static void pack_panel_512(const mlxn_qmat *w, int64_t nbase, int nc, int64_t k0, int kc,
+                                      float *panel, float *rows) {
+    int kc16 = (kc + 15) & ~15;
+    for (int c = 0; c < NR; c++) {
+        float *r = rows + c * KC;
+        if (c < nc) {
+            if (w->kind == MLXN_QKIND_GGML && w->wtype == MLXN_F32)
+                memcpy(r, (const float *)(const void *)ggml_row(w, nbase + c) + k0, (size_t)kc * 4);
+            else
+                mlxn_qmat_dequant_row(w, nbase + c, k0, k0 + kc, r);
+            for (int k = kc; k < kc16; k++) r[k] = 0;
+        } else {
+            memset(r, 0, (size_t)kc16 * 4);
+        }
+    }
+    __m512 v[16];
+    for (int cb = 0; cb < NR; cb += 16)
+        for (int kb = 0; kb < kc; kb += 16) {
+            for (int i = 0; i < 16; i++) v[i] = _mm512_loadu_ps(rows + (cb + i) * KC + kb);
+            tr16(v);
+            for (int i = 0; i < 16 && kb + i < kc; i++) _mm512_storeu_ps(panel + (kb + i) * NR + cb, v[i]);
+        }
+}
+#endif
+
 static void gemm(const mlxn_qmat *w, const float *x, float *y, int64_t M, int64_t n0, int64_t n1,
                  void *scratch, int isa) {
     float *panel = (float *)(((uintptr_t)scratch + 63) & ~(uintptr_t)63);
-    float *tmp = panel + KC * NR, *zero = tmp + KC;
+    float *tmp = panel + KC * NR, *zero = tmp + KC * NR; /* tmp: NR rows of KC */
     memset(zero, 0, KC * sizeof(float));
     const int64_t K = w->N ? w->K : 0, N = w->N;
     for (int64_t nb = n0; nb < n1; nb += NR) {
         int nc = (int)(n1 - nb < NR ? n1 - nb : NR);
         for (int64_t k0 = 0; k0 < K; k0 += KC) {
             int kc = (int)(K - k0 < KC ? K - k0 : KC);
-            pack_panel(w, nb, nc, k0, kc, panel, tmp);
+#ifdef MLXN_X86
+            if (isa == ISA_512)
+                pack_panel_512(w, nb, nc, k0, kc, panel, tmp);
+            else
+#endif
+                pack_panel(w, nb, nc, k0, kc, panel, tmp);
             for (int64_t m = 0; m < M; m += MR) {
                 int mr = (int)(M - m < MR ? M - m : MR);
                 const float *xr[MR];

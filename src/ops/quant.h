@@ -150,7 +150,7 @@ size_t mlxn_mm_scratch_bytes(const mlxn_qmat *w, int64_t M);
  *  - else: dequantized f32 panels and a register-blocked FMA kernel.
  * f32 paths: error ≤ ~1e-5·Σ|x·w| (f32 accumulation in parallel partial
  * sums). mlxn_mm_quantizes_x says whether x is quantized for (w, M). */
-#define MLXN_MM_DECODE_ROWS 48
+#define MLXN_MM_DECODE_ROWS 32
 void mlxn_mm(const mlxn_qmat *w, const float *x, float *y, int64_t M, int64_t n0, int64_t n1,
              void *scratch);
 bool mlxn_mm_quantizes_x(const mlxn_qmat *w, int64_t M);
