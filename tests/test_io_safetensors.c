@@ -354,7 +354,28 @@ static void test_hostile(void) {
     free(b.p);
 }
 
+static mlxn_status open_close_st(void) {
+    mlxn_safetensors *st = NULL;
+    mlxn_status s = mlxn_safetensors_open_file(&st, D "small.safetensors");
+    mlxn_safetensors_close(st);
+    if (s) return s;
+    mlxn_st_shards *sh = NULL;
+    s = mlxn_st_shards_open(&sh, D "sharded");
+    mlxn_st_shards_close(sh);
+    if (s) return s;
+    float v[2] = {1, 2};
+    mlxn_st_write_tensor w[2] = {
+        {.name = "b", .dtype = MLXN_F32, .ndim = 1, .shape = {1}, .data = v, .nbytes = 4},
+        {.name = "a", .dtype = MLXN_F32, .ndim = 1, .shape = {1}, .data = v + 1, .nbytes = 4},
+    };
+    const char *m[] = {"k", "v"};
+    s = mlxn_safetensors_write("/tmp/mlxn_io_alloc_test.safetensors", 2, w, 1, m);
+    remove("/tmp/mlxn_io_alloc_test.safetensors");
+    return s;
+}
+
 int main(void) {
+    walk_alloc_failures("safetensors open/shards/write", open_close_st, 200);
     test_small();
     test_writer();
     test_shards();
