@@ -68,8 +68,8 @@ static mlxn_status j_int(const jctx *c, const cJSON *obj, const char *key, int *
     }
     double v = it->valuedouble;
     if (!cJSON_IsNumber(it) || v != floor(v) || v < -2147483648.0 || v > 2147483647.0)
-        return mlxn_err(MLXN_ERR_FORMAT, "%s: key '%s' must be a 32-bit integer, got %s %s", c->path, key,
-                        jtype(it), cJSON_IsNumber(it) ? "out of range or fractional" : "");
+        return mlxn_err(MLXN_ERR_FORMAT, "%s: key '%s' must be a 32-bit integer, got %s%s", c->path, key,
+                        jtype(it), cJSON_IsNumber(it) ? " out of range or fractional" : "");
     *out = (int)v;
     return MLXN_OK;
 }
