@@ -41,7 +41,7 @@ TEST_BIN = $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_SRC))
 BENCH_BIN = $(patsubst bench/%.c,$(BUILD)/bench/%,$(BENCH_SRC))
 HDRS = $(wildcard include/*.h src/*/*.h src/*/*/*.h tests/*.h)
 
-.PHONY: all lib test run clean fuzz fuzz-run check-asan models
+.PHONY: all lib test run clean deps fuzz fuzz-run check-asan models
 all: lib $(BUILD)/mlxn
 
 lib: $(BUILD)/libmlxn.a $(BUILD)/libmlxn.so
@@ -73,10 +73,20 @@ $(BUILD)/bench/%: bench/%.c $(BUILD)/libmlxn.a $(HDRS)
 	$(CC) $(CFLAGS_ALL) -o $@ $< $(BUILD)/libmlxn.a $(LDFLAGS_ALL) $(LIBS)
 
 test: all $(TEST_BIN)
+	@bash scripts/check-lib.sh $(BUILD)
 	@bash tests/run.sh $(BUILD)
+
+# The whole suite under AddressSanitizer + UndefinedBehaviorSanitizer (+ leaks).
+ASAN_FLAGS = -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+check-asan:
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1 \
+	$(MAKE) BUILD=build-asan OPT=-O1 EXTRA_CFLAGS='$(ASAN_FLAGS)' EXTRA_LDFLAGS='$(ASAN_FLAGS)' test
 
 run: all
 	bash scripts/run-default.sh $(BUILD)
+
+deps:
+	bash scripts/deps.sh
 
 clean:
 	rm -rf build build-*

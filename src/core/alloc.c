@@ -9,8 +9,10 @@
 
 static atomic_long g_fail_countdown = 0; /* 0 = off */
 
-void mlxn_test_fail_alloc_after(long n);
 void mlxn_test_fail_alloc_after(long n) { atomic_store(&g_fail_countdown, n); }
+
+static bool should_fail(void);
+bool mlxn_test_alloc_should_fail(void) { return should_fail(); }
 
 static bool should_fail(void) {
     long c = atomic_load(&g_fail_countdown);

@@ -51,6 +51,11 @@ bool mlxn_dtype_is_float(mlxn_dtype t); /* f32, f16, bf16 */
  * mlxn_fail_alloc_after(n) is set, the n-th call (1-based) fails. Every
  * library allocation goes through these. */
 void *mlxn_malloc(size_t n);
+/* Test hook: make the n-th allocation from now on fail (0 = off). Counts
+ * host allocations and device buffer allocations alike. */
+void mlxn_test_fail_alloc_after(long n);
+/* Consumes one allocation count; true when this allocation must fail. */
+bool mlxn_test_alloc_should_fail(void);
 void *mlxn_calloc(size_t n, size_t size);
 void *mlxn_realloc(void *p, size_t n);
 void mlxn_free(void *p);

@@ -17,7 +17,8 @@
  * Reorder: greedy look-ahead of 64 nodes. When the next node conflicts with
  * the current concurrent group, later reorderable nodes that conflict neither
  * with the group nor with the nodes skipped over are pulled into the group.
- * A non-reorderable node ends the look-ahead.
+ * A non-reorderable node ends the look-ahead and is never looked past, so
+ * no node crosses it in either direction.
  */
 #include "graph/graph.h"
 
@@ -220,7 +221,8 @@ uint32_t mlxn_pass_reorder(mlxn_node *nodes, uint32_t n, bool dump) {
     uint32_t k = 0;
     for (uint32_t i0 = 0; i0 < n; i0++) {
         if (used[i0]) continue;
-        if (set_conflicts(&group, &nodes[i0])) {
+        /* A non-reorderable node is a fence: nothing is pulled across it. */
+        if (set_conflicts(&group, &nodes[i0]) && mlxn_op_table[nodes[i0].op].reorderable) {
             skipped.n = 0;
             skipped.v[skipped.n++] = &nodes[i0];
             uint32_t end = i0 + LOOKAHEAD < n ? i0 + LOOKAHEAD : n;
@@ -235,6 +237,8 @@ uint32_t mlxn_pass_reorder(mlxn_node *nodes, uint32_t n, bool dump) {
                     skipped.v[skipped.n++] = &nodes[i1];
                 }
             }
+            group.n = 0;
+        } else if (group.n && set_conflicts(&group, &nodes[i0])) {
             group.n = 0;
         }
         group.v[group.n++] = &nodes[i0];

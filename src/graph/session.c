@@ -75,9 +75,7 @@ void mlxn_session_reset(mlxn_session *s) {
     if (!s) return;
     if (s->state == S_SUBMITTED) s->dev->be->wait(s->dev, &s->exec);
     drop_graph(s);
-    uint32_t replays = 0;
     memset(&s->stats, 0, sizeof s->stats);
-    s->stats.replays = replays;
 }
 
 void mlxn_session_destroy(mlxn_session *s) {
@@ -172,7 +170,7 @@ static mlxn_status build_exec(mlxn_session *s) {
     mlxn_exec_clear(&s->exec);
     s->exec.nodes = mlxn_malloc((size_t)(s->n_nodes ? s->n_nodes : 1) * sizeof(mlxn_node));
     if (!s->exec.nodes) return mlxn_err(MLXN_ERR_OUT_OF_MEMORY, "session_submit: out of host memory");
-    memcpy(s->exec.nodes, s->nodes, (size_t)s->n_nodes * sizeof(mlxn_node));
+    if (s->n_nodes) memcpy(s->exec.nodes, s->nodes, (size_t)s->n_nodes * sizeof(mlxn_node));
     uint32_t n = s->n_nodes;
     s->stats.fusions = s->stats.reordered = 0;
     if (s->mode == MLXN_MODE_OPTIMIZED) {

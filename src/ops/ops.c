@@ -124,7 +124,9 @@ static mlxn_status want_vec(opctx *c, int i, int of, const char *arg, bool full_
     const mlxn_tensor *v = &c->n.t[i], *x = &c->n.t[of];
     if (!v->alloc) return MLXN_OK;
     int64_t ve = mlxn_tensor_elems(v);
-    if (ve == mlxn_tensor_cols(x) || (full_ok && ve == mlxn_tensor_elems(x))) return MLXN_OK;
+    bool is_vec = ve == mlxn_tensor_cols(x) && mlxn_tensor_cols(v) == ve; /* [D] or [1, .., D] */
+    bool same = full_ok && ve == mlxn_tensor_elems(x) && mlxn_tensor_cols(v) == mlxn_tensor_cols(x);
+    if (is_vec || same) return MLXN_OK;
     char s1[64], s2[64];
     return mlxn_err(MLXN_ERR_SHAPE, "%s: %s %s must have %lld elements (the last dim of %s)%s",
                     c->op, arg, mlxn_tensor_str(v, s1, sizeof s1), (long long)mlxn_tensor_cols(x),

@@ -64,7 +64,7 @@ static mlxn_status cpu_alloc(mlxn_device *dev, size_t size, void **out) {
     /* 64-byte alignment for vector loads; rounded up as aligned_alloc wants */
     size_t sz = (size + 63) & ~(size_t)63;
     void *p = NULL;
-    if (sz < size || !(p = aligned_alloc(64, sz ? sz : 64)))
+    if (sz < size || mlxn_test_alloc_should_fail() || !(p = aligned_alloc(64, sz ? sz : 64)))
         return mlxn_err(MLXN_ERR_OUT_OF_MEMORY, "cpu: cannot allocate %zu bytes", size);
     *out = p;
     return MLXN_OK;

@@ -1,0 +1,435 @@
+/*
+ * test_ops.c — every float op of the CPU backend against a scalar reference
+ * that accumulates in double, with random inputs and NaN-poisoned outputs.
+ * Tolerances (atol + rtol*|ref|) are written beside each case with the
+ * reason. Also the dtype, shape and aliasing errors of each op family.
+ */
+#include "mlxn.h"
+#include "testutil.h"
+
+#include <stdbool.h>
+
+/* References widen f32 inputs to double on purpose. */
+#pragma GCC diagnostic ignored "-Wdouble-promotion"
+
+static mlxn_device *dev;
+static mlxn_session *S;
+
+static mlxn_buffer *mk(mlxn_dtype t, int nd, int64_t a, int64_t b, int64_t c) {
+    int64_t sh[3] = {a, b, c};
+    mlxn_buffer *x = NULL;
+    CHECK_OK(mlxn_buffer_create(&x, dev, t, nd, sh));
+    return x;
+}
+/* Random f32 contents, returned as a host copy (caller frees). */
+static float *rnd(mlxn_buffer *b, float lo, float hi) {
+    size_t n = (size_t)mlxn_buffer_elems(b);
+    float *v = malloc(n * 4);
+    rng_fill(v, n, lo, hi);
+    CHECK_OK(mlxn_buffer_write(b, 0, v, n * 4));
+    return v;
+}
+/* Random half/bf16 contents; returns the f32 values they hold. */
+static float *rnd16(mlxn_buffer *b, float lo, float hi) {
+    size_t n = (size_t)mlxn_buffer_elems(b);
+    float *v = malloc(n * 4);
+    uint16_t *h = malloc(n * 2);
+    bool bf = mlxn_buffer_dtype(b) == MLXN_BF16;
+    for (size_t i = 0; i < n; i++) {
+        float f = rng_uniform(lo, hi);
+        h[i] = bf ? mlxn_f32_to_bf16(f) : mlxn_f32_to_f16(f);
+        v[i] = bf ? mlxn_bf16_to_f32(h[i]) : mlxn_f16_to_f32(h[i]);
+    }
+    CHECK_OK(mlxn_buffer_write(b, 0, h, n * 2));
+    free(h);
+    return v;
+}
+static void poison(mlxn_buffer *b) {
+    size_t n = mlxn_buffer_nbytes(b);
+    unsigned char *p = malloc(n);
+    memset(p, 0xff, n); /* NaN in f32/f16/bf16 */
+    CHECK_OK(mlxn_buffer_write(b, 0, p, n));
+    free(p);
+}
+static float *get(mlxn_buffer *b) {
+    size_t n = (size_t)mlxn_buffer_elems(b);
+    float *v = malloc(n * 4);
+    CHECK_OK(mlxn_buffer_read(b, 0, v, n * 4));
+    return v;
+}
+static void run(void) { CHECK_OK(mlxn_session_finish(S)); mlxn_session_reset(S); }
+
+static double silu_d(double x) { return x / (1 + exp(-x)); }
+
+static void test_elementwise(void) {
+    const int R = 5, C = 96;
+    mlxn_buffer *a = mk(MLXN_F32, 2, R, C, 0), *b = mk(MLXN_F32, 2, R, C, 0), *o = mk(MLXN_F32, 2, R, C, 0);
+    mlxn_buffer *vb = mk(MLXN_BF16, 1, C, 0, 0);
+    float *av = rnd(a, -3, 3), *bv = rnd(b, -3, 3), *vv = rnd16(vb, -2, 2);
+    size_t n = (size_t)(R * C);
+    double *ref = malloc(n * sizeof(double));
+    /* elementwise f32: one rounding of the exact result; 1 ulp-ish bounds */
+    for (int op = 0; op < 9; op++) {
+        poison(o);
+        const char *name = "?";
+        double rt = 1e-6, at = 1e-7;
+        switch (op) {
+        case 0: name = "add"; CHECK_OK(mlxn_op_add(S, o, a, b)); for (size_t i = 0; i < n; i++) ref[i] = (double)av[i] + bv[i]; break;
+        case 1: name = "mul"; CHECK_OK(mlxn_op_mul(S, o, a, b)); for (size_t i = 0; i < n; i++) ref[i] = (double)av[i] * bv[i]; break;
+        case 2: name = "add bf16 row broadcast"; CHECK_OK(mlxn_op_add(S, o, a, vb)); for (size_t i = 0; i < n; i++) ref[i] = (double)av[i] + vv[i % C]; break;
+        case 3: name = "scale"; CHECK_OK(mlxn_op_scale(S, o, a, 0.37f)); for (size_t i = 0; i < n; i++) ref[i] = (double)av[i] * (double)0.37f; break;
+        /* transcendental ops use expf/tanhf/erff: a few ulp */
+        case 4: name = "silu"; rt = 1e-5; CHECK_OK(mlxn_op_silu(S, o, a)); for (size_t i = 0; i < n; i++) ref[i] = silu_d(av[i]); break;
+        case 5: name = "silu_mul"; rt = 1e-5; CHECK_OK(mlxn_op_silu_mul(S, o, a, b)); for (size_t i = 0; i < n; i++) ref[i] = silu_d(av[i]) * bv[i]; break;
+        case 6: name = "gelu erf"; rt = 1e-5; at = 1e-6; CHECK_OK(mlxn_op_gelu(S, o, a, 0)); for (size_t i = 0; i < n; i++) ref[i] = 0.5 * av[i] * (1 + erf(av[i] / sqrt(2.0))); break;
+        case 7: name = "gelu tanh"; rt = 1e-5; at = 1e-6; CHECK_OK(mlxn_op_gelu(S, o, a, 1)); for (size_t i = 0; i < n; i++) { double x = av[i]; ref[i] = 0.5 * x * (1 + tanh(sqrt(2 / M_PI) * (x + 0.044715 * x * x * x))); } break;
+        case 8: name = "softcap"; rt = 1e-5; CHECK_OK(mlxn_op_softcap(S, o, a, 2.5f)); for (size_t i = 0; i < n; i++) ref[i] = tanh(av[i] / 2.5) * 2.5; break;
+        }
+        run();
+        float *ov = get(o);
+        check_close(name, ov, ref, n, at, rt);
+        free(ov);
+    }
+    /* in place */
+    CHECK_OK(mlxn_op_scale(S, a, a, 2.0f));
+    run();
+    float *ov = get(a);
+    for (size_t i = 0; i < n; i++) ref[i] = 2.0 * av[i];
+    check_close("scale in place", ov, ref, n, 0, 0);
+    free(ov);
+    free(ref);
+    free(av);
+    free(bv);
+    free(vv);
+    mlxn_buffer_destroy(a);
+    mlxn_buffer_destroy(b);
+    mlxn_buffer_destroy(o);
+    mlxn_buffer_destroy(vb);
+}
+
+static void test_norms_softmax(void) {
+    const int R = 4, C = 200;
+    mlxn_buffer *x = mk(MLXN_F32, 2, R, C, 0), *y = mk(MLXN_F32, 2, R, C, 0), *o = mk(MLXN_F32, 2, R, C, 0),
+                *sum = mk(MLXN_F32, 2, R, C, 0), *w = mk(MLXN_BF16, 1, C, 0, 0), *bb = mk(MLXN_F32, 1, C, 0, 0),
+                *mask = mk(MLXN_F32, 2, R, C, 0);
+    float *xv = rnd(x, -2, 2), *yv = rnd(y, -2, 2), *wv = rnd16(w, 0.5f, 1.5f), *bv = rnd(bb, -1, 1), *mv = rnd(mask, -4, 0);
+    size_t n = (size_t)(R * C);
+    double *ref = malloc(n * sizeof(double)), *sref = malloc(n * sizeof(double));
+    /* rms_norm: the sum of squares is taken in double; output rounding 1e-6 */
+    poison(o);
+    CHECK_OK(mlxn_op_rms_norm(S, o, x, w, 1e-6f));
+    run();
+    for (int r = 0; r < R; r++) {
+        double ss = 0;
+        for (int i = 0; i < C; i++) ss += (double)xv[r * C + i] * xv[r * C + i];
+        double inv = 1 / sqrt(ss / C + 1e-6);
+        for (int i = 0; i < C; i++) ref[r * C + i] = xv[r * C + i] * inv * wv[i];
+    }
+    float *ov = get(o);
+    check_close("rms_norm bf16 weight", ov, ref, n, 1e-6, 1e-5);
+    free(ov);
+    poison(o);
+    poison(sum);
+    CHECK_OK(mlxn_op_add_rms_norm(S, sum, o, x, y, w, 1e-6f));
+    run();
+    for (int r = 0; r < R; r++) {
+        double ss = 0;
+        for (int i = 0; i < C; i++) {
+            float sv = xv[r * C + i] + yv[r * C + i];
+            sref[r * C + i] = sv;
+            ss += (double)sv * sv;
+        }
+        double inv = 1 / sqrt(ss / C + 1e-6);
+        for (int i = 0; i < C; i++) ref[r * C + i] = sref[r * C + i] * inv * wv[i];
+    }
+    ov = get(o);
+    check_close("add_rms_norm out", ov, ref, n, 1e-6, 1e-5);
+    free(ov);
+    ov = get(sum);
+    check_close("add_rms_norm sum", ov, sref, n, 0, 0);
+    free(ov);
+    poison(o);
+    CHECK_OK(mlxn_op_layer_norm(S, o, x, w, bb, 1e-5f));
+    run();
+    for (int r = 0; r < R; r++) {
+        double m = 0, v = 0;
+        for (int i = 0; i < C; i++) m += xv[r * C + i];
+        m /= C;
+        for (int i = 0; i < C; i++) v += (xv[r * C + i] - m) * (xv[r * C + i] - m);
+        double inv = 1 / sqrt(v / C + 1e-5);
+        for (int i = 0; i < C; i++) ref[r * C + i] = (xv[r * C + i] - m) * inv * wv[i] + bv[i];
+    }
+    ov = get(o);
+    check_close("layer_norm", ov, ref, n, 1e-6, 1e-5);
+    free(ov);
+    /* softmax: expf per element and a double sum; probabilities to 1e-6 relative */
+    poison(o);
+    CHECK_OK(mlxn_op_softmax(S, o, x, mask, 0.7f));
+    run();
+    for (int r = 0; r < R; r++) {
+        double mx = -1e300, s = 0;
+        for (int i = 0; i < C; i++) mx = fmax(mx, xv[r * C + i] * (double)0.7f + mv[r * C + i]);
+        for (int i = 0; i < C; i++) s += exp(xv[r * C + i] * (double)0.7f + mv[r * C + i] - mx);
+        for (int i = 0; i < C; i++) ref[r * C + i] = exp(xv[r * C + i] * (double)0.7f + mv[r * C + i] - mx) / s;
+    }
+    ov = get(o);
+    check_close("softmax with mask", ov, ref, n, 1e-8, 1e-5);
+    free(ov);
+    free(ref);
+    free(sref);
+    free(xv); free(yv); free(wv); free(bv); free(mv);
+    mlxn_buffer *all[] = {x, y, o, sum, w, bb, mask};
+    for (size_t i = 0; i < 7; i++) mlxn_buffer_destroy(all[i]);
+}
+
+static void test_matmul_dense(void) {
+    const int M = 3, K = 160, N = 37;
+    mlxn_dtype types[3] = {MLXN_F32, MLXN_F16, MLXN_BF16};
+    mlxn_buffer *x = mk(MLXN_F32, 2, M, K, 0), *o = mk(MLXN_F32, 2, M, N, 0);
+    float *xv = rnd(x, -1, 1);
+    for (int ti = 0; ti < 3; ti++) {
+        mlxn_buffer *w = mk(types[ti], 2, N, K, 0);
+        float *wv = types[ti] == MLXN_F32 ? rnd(w, -1, 1) : rnd16(w, -1, 1);
+        poison(o);
+        CHECK_OK(mlxn_op_matmul(S, o, x, w));
+        run();
+        double *ref = malloc((size_t)(M * N) * sizeof(double));
+        for (int m = 0; m < M; m++)
+            for (int c = 0; c < N; c++) {
+                double s = 0;
+                for (int k = 0; k < K; k++) s += (double)xv[m * K + k] * wv[c * K + k];
+                ref[m * N + c] = s;
+            }
+        float *ov = get(o);
+        /* f32 accumulation of K=160 products of magnitude <= 1: error ~ K * 2^-24 * typical |term| */
+        char name[64];
+        snprintf(name, sizeof name, "matmul w=%s", mlxn_dtype_name(types[ti]));
+        check_close(name, ov, ref, (size_t)(M * N), 2e-5, 1e-5);
+        free(ov);
+        free(ref);
+        free(wv);
+        mlxn_buffer_destroy(w);
+    }
+    free(xv);
+    mlxn_buffer *wbad = mk(MLXN_F32, 2, N, K + 1, 0);
+    CHECK_STATUS(mlxn_op_matmul(S, o, x, wbad), MLXN_ERR_SHAPE);
+    CHECK_STATUS(mlxn_op_matmul(S, x, x, wbad), MLXN_ERR_SHAPE);
+    mlxn_buffer_destroy(wbad);
+    mlxn_buffer_destroy(x);
+    mlxn_buffer_destroy(o);
+}
+
+/* Reference rope in double (same conventions as the header). */
+static double inv_freq_ref(const mlxn_rope_params *p, int i, const float *ff) {
+    double base = p->base ? p->base : 10000.0, inv = pow(base, -2.0 * i / p->n_dims);
+    if (p->scaling == MLXN_ROPE_SCALE_LLAMA3) {
+        double wl = 2 * M_PI / inv, lo = p->original_max_pos / (double)p->low_freq_factor,
+               hi = p->original_max_pos / (double)p->high_freq_factor;
+        if (wl > lo) inv /= p->factor;
+        else if (wl >= hi) {
+            double sm = (p->original_max_pos / wl - p->low_freq_factor) / (double)(p->high_freq_factor - p->low_freq_factor);
+            inv = (1 - sm) * inv / p->factor + sm * inv;
+        }
+    }
+    if (ff) inv /= ff[i];
+    return inv;
+}
+
+static void test_rope(void) {
+    const int Tn = 3, H = 2, D = 16;
+    mlxn_buffer *x = mk(MLXN_F32, 3, Tn, H, D), *o = mk(MLXN_F32, 3, Tn, H, D), *pos = mk(MLXN_I32, 1, Tn, 0, 0),
+                *ffb = mk(MLXN_F32, 1, 4, 0, 0);
+    float *xv = rnd(x, -1, 1), *ffv = rnd(ffb, 1, 4);
+    int32_t pv[3] = {0, 7, 1000};
+    CHECK_OK(mlxn_buffer_write(pos, 0, pv, sizeof pv));
+    mlxn_rope_params cases[5] = {
+        {.mode = MLXN_ROPE_NORMAL},
+        {.mode = MLXN_ROPE_NEOX, .base = 500000},
+        {.mode = MLXN_ROPE_NEOX, .n_dims = 8},
+        {.mode = MLXN_ROPE_NEOX, .base = 500000, .scaling = MLXN_ROPE_SCALE_LLAMA3, .factor = 8, .low_freq_factor = 1, .high_freq_factor = 4, .original_max_pos = 64},
+        {.mode = MLXN_ROPE_NORMAL, .scaling = MLXN_ROPE_SCALE_LINEAR, .factor = 4, .n_dims = 8},
+    };
+    for (int ci = 0; ci < 6; ci++) {
+        mlxn_rope_params p = cases[ci < 5 ? ci : 2];
+        bool use_ff = ci == 5;
+        poison(o);
+        CHECK_OK(mlxn_op_rope(S, o, x, pos, use_ff ? ffb : NULL, &p));
+        run();
+        if (!p.n_dims) p.n_dims = D;
+        if (!p.factor) p.factor = 1;
+        double ref[3 * 2 * 16];
+        int half = p.n_dims / 2;
+        for (int t = 0; t < Tn; t++)
+            for (int h = 0; h < H; h++) {
+                const float *xr = xv + (t * H + h) * D;
+                double *r = ref + (t * H + h) * D;
+                for (int d = 0; d < D; d++) r[d] = xr[d];
+                for (int i = 0; i < half; i++) {
+                    double pp = p.scaling == MLXN_ROPE_SCALE_LINEAR ? pv[t] / (double)p.factor : pv[t];
+                    double a = pp * inv_freq_ref(&p, i, use_ff ? ffv : NULL);
+                    int i0 = p.mode == MLXN_ROPE_NEOX ? i : 2 * i, i1 = p.mode == MLXN_ROPE_NEOX ? i + half : 2 * i + 1;
+                    r[i0] = xr[i0] * cos(a) - xr[i1] * sin(a);
+                    r[i1] = xr[i0] * sin(a) + xr[i1] * cos(a);
+                }
+            }
+        float *ov = get(o);
+        char name[64];
+        snprintf(name, sizeof name, "rope case %d", ci);
+        /* angles in double, cos/sin rounded to f32, one f32 multiply-add */
+        check_close(name, ov, ref, Tn * H * D, 1e-6, 1e-5);
+        free(ov);
+    }
+    mlxn_rope_params odd = {.n_dims = 7};
+    CHECK_STATUS(mlxn_op_rope(S, o, x, pos, NULL, &odd), MLXN_ERR_SHAPE);
+    free(xv);
+    free(ffv);
+    mlxn_buffer *all[] = {x, o, pos, ffb};
+    for (int i = 0; i < 4; i++) mlxn_buffer_destroy(all[i]);
+}
+
+static void test_copy_gather_argmax(void) {
+    const int V = 50, D = 24, Tn = 4;
+    mlxn_buffer *tab = mk(MLXN_F16, 2, V, D, 0), *ids = mk(MLXN_I32, 1, Tn, 0, 0), *o = mk(MLXN_F32, 2, Tn, D, 0);
+    float *tv = rnd16(tab, -1, 1);
+    int32_t iv[4] = {3, 0, 49, 3};
+    CHECK_OK(mlxn_buffer_write(ids, 0, iv, sizeof iv));
+    poison(o);
+    CHECK_OK(mlxn_op_get_rows(S, o, tab, ids));
+    run();
+    double ref[4 * 24];
+    for (int t = 0; t < Tn; t++)
+        for (int d = 0; d < D; d++) ref[t * D + d] = tv[iv[t] * D + d];
+    float *ov = get(o);
+    check_close("get_rows f16", ov, ref, Tn * D, 0, 0); /* exact: f16 -> f32 is exact */
+    free(ov);
+    iv[1] = 50;
+    CHECK_OK(mlxn_buffer_write(ids, 0, iv, sizeof iv));
+    CHECK_OK(mlxn_op_get_rows(S, o, tab, ids));
+    run();
+    ov = get(o);
+    CHECK(isnan(ov[D]) && !isnan(ov[0]), "an out-of-range id gives a NaN row, others intact");
+    free(ov);
+    /* copy f32 -> bf16 -> f32 rounds to nearest even */
+    mlxn_buffer *a = mk(MLXN_F32, 1, 300, 0, 0), *h = mk(MLXN_BF16, 1, 300, 0, 0), *back = mk(MLXN_F32, 1, 300, 0, 0);
+    float *av = rnd(a, -100, 100);
+    CHECK_OK(mlxn_op_copy(S, h, a));
+    CHECK_OK(mlxn_op_copy(S, back, h));
+    run();
+    double cref[300];
+    for (int i = 0; i < 300; i++) cref[i] = mlxn_bf16_to_f32(mlxn_f32_to_bf16(av[i]));
+    ov = get(back);
+    check_close("copy f32->bf16->f32", ov, cref, 300, 0, 0);
+    free(ov);
+    /* argmax */
+    mlxn_buffer *am = mk(MLXN_I32, 1, 3, 0, 0), *lg = mk(MLXN_F32, 2, 3, 100, 0);
+    float *lv = rnd(lg, -5, 5);
+    CHECK_OK(mlxn_op_argmax(S, am, lg));
+    run();
+    int32_t got[3];
+    CHECK_OK(mlxn_buffer_read(am, 0, got, sizeof got));
+    for (int r = 0; r < 3; r++) {
+        int best = 0;
+        for (int i = 1; i < 100; i++) if (lv[r * 100 + i] > lv[r * 100 + best]) best = i;
+        CHECK(got[r] == best, "argmax row %d: %d vs %d", r, got[r], best);
+    }
+    free(tv); free(av); free(lv);
+    mlxn_buffer *all[] = {tab, ids, o, a, h, back, am, lg};
+    for (int i = 0; i < 8; i++) mlxn_buffer_destroy(all[i]);
+}
+
+/* Attention against a direct softmax(QK^T)V over the cache in double. */
+static void attention_case(const char *name, int Tn, int H, int Hkv, int D, int C, int start, int window,
+                           float softcap, mlxn_dtype cdt) {
+    mlxn_buffer *q = mk(MLXN_F32, 3, Tn, H, D), *k = mk(MLXN_F32, 3, Tn, Hkv, D), *v = mk(MLXN_F32, 3, Tn, Hkv, D),
+                *kc = mk(cdt, 3, Hkv, C, D), *vc = mk(cdt, 3, Hkv, C, D), *pos = mk(MLXN_I32, 1, Tn, 0, 0),
+                *o = mk(MLXN_F32, 3, Tn, H, D);
+    /* history: fill caches with random values representing positions < start */
+    float *kh = cdt == MLXN_F32 ? rnd(kc, -1, 1) : rnd16(kc, -1, 1);
+    float *vh = cdt == MLXN_F32 ? rnd(vc, -1, 1) : rnd16(vc, -1, 1);
+    float *qv = rnd(q, -1, 1), *kv = rnd(k, -1, 1), *vv = rnd(v, -1, 1);
+    int32_t *pv = malloc((size_t)Tn * 4);
+    for (int t = 0; t < Tn; t++) pv[t] = start + t;
+    CHECK_OK(mlxn_buffer_write(pos, 0, pv, (size_t)Tn * 4));
+    poison(o);
+    CHECK_OK(mlxn_op_kv_write(S, kc, k, pos));
+    CHECK_OK(mlxn_op_kv_write(S, vc, v, pos));
+    mlxn_attention_params ap = {.window = window, .softcap = softcap};
+    CHECK_OK(mlxn_op_attention(S, o, q, kc, vc, pos, &ap));
+    run();
+    /* the cache after the write, as the reference sees it */
+    for (int t = 0; t < Tn; t++)
+        for (int h = 0; h < Hkv; h++)
+            for (int d = 0; d < D; d++) {
+                size_t at = (size_t)((h * C + pv[t] % C) * D + d);
+                float kk = kv[(t * Hkv + h) * D + d], vvv = vv[(t * Hkv + h) * D + d];
+                if (cdt == MLXN_F16) { kk = mlxn_f16_to_f32(mlxn_f32_to_f16(kk)); vvv = mlxn_f16_to_f32(mlxn_f32_to_f16(vvv)); }
+                if (cdt == MLXN_BF16) { kk = mlxn_bf16_to_f32(mlxn_f32_to_bf16(kk)); vvv = mlxn_bf16_to_f32(mlxn_f32_to_bf16(vvv)); }
+                kh[at] = kk;
+                vh[at] = vvv;
+            }
+    size_t n = (size_t)(Tn * H * D);
+    double *ref = malloc(n * sizeof(double));
+    double scale = 1 / sqrt((double)D);
+    for (int t = 0; t < Tn; t++)
+        for (int h = 0; h < H; h++) {
+            int hk = h / (H / Hkv);
+            int first = pv[t] - C + 1;
+            if (window > 0 && pv[t] - window + 1 > first) first = pv[t] - window + 1;
+            if (first < 0) first = 0;
+            double mx = -1e300, s = 0, *acc = calloc((size_t)D, sizeof(double));
+            int L = pv[t] - first + 1;
+            double *sc = malloc((size_t)L * sizeof(double));
+            for (int p = first; p <= pv[t]; p++) {
+                double d = 0;
+                for (int i = 0; i < D; i++) d += (double)qv[(t * H + h) * D + i] * kh[(hk * C + p % C) * D + i];
+                d *= scale;
+                if (softcap > 0) d = tanh(d / softcap) * softcap;
+                sc[p - first] = d;
+                mx = fmax(mx, d);
+            }
+            for (int p = 0; p < L; p++) s += exp(sc[p] - mx);
+            for (int p = first; p <= pv[t]; p++) {
+                double w = exp(sc[p - first] - mx) / s;
+                for (int i = 0; i < D; i++) acc[i] += w * vh[(hk * C + p % C) * D + i];
+            }
+            for (int i = 0; i < D; i++) ref[(t * H + h) * D + i] = acc[i];
+            free(acc);
+            free(sc);
+        }
+    float *ov = get(o);
+    /* online softmax in f32 over <= C positions: errors ~1e-6 of values <= 1 */
+    check_close(name, ov, ref, n, 2e-6, 1e-5);
+    free(ov);
+    free(ref);
+    free(pv);
+    free(kh); free(vh); free(qv); free(kv); free(vv);
+    mlxn_buffer *all[] = {q, k, v, kc, vc, pos, o};
+    for (int i = 0; i < 7; i++) mlxn_buffer_destroy(all[i]);
+}
+
+static void test_attention(void) {
+    attention_case("attention decode f32 GQA 4:2", 1, 4, 2, 32, 64, 20, 0, 0, MLXN_F32);
+    attention_case("attention prefill causal f16 cache", 6, 4, 1, 64, 32, 0, 0, 0, MLXN_F16);
+    attention_case("attention sliding window 5 + softcap", 3, 2, 2, 64, 40, 10, 5, 20.0f, MLXN_BF16);
+    attention_case("attention ring cache past C", 2, 2, 1, 128, 16, 37, 0, 0, MLXN_F32);
+    attention_case("attention head dim 256", 1, 2, 1, 256, 8, 3, 0, 0, MLXN_F16);
+    mlxn_buffer *q = mk(MLXN_F32, 3, 1, 3, 8), *kc = mk(MLXN_F32, 3, 2, 4, 8), *pos = mk(MLXN_I32, 1, 1, 0, 0), *o = mk(MLXN_F32, 3, 1, 3, 8);
+    CHECK_STATUS(mlxn_op_attention(S, o, q, kc, kc, pos, NULL), MLXN_ERR_SHAPE); /* 3 heads over 2 kv heads */
+    mlxn_buffer *all[] = {q, kc, pos, o};
+    for (int i = 0; i < 4; i++) mlxn_buffer_destroy(all[i]);
+}
+
+int main(void) {
+    mlxn_device_options o = {.n_threads = 2};
+    CHECK_OK(mlxn_device_open(&dev, "cpu", &o));
+    CHECK_OK(mlxn_session_create(&S, dev, MLXN_MODE_DIRECT, 0));
+    test_elementwise();
+    test_norms_softmax();
+    test_matmul_dense();
+    test_rope();
+    test_copy_gather_argmax();
+    test_attention();
+    mlxn_session_destroy(S);
+    mlxn_device_close(dev);
+    return test_summary("test_ops");
+}
