@@ -169,10 +169,28 @@ typedef struct mlxn_model {
  * tensor and the numbers. */
 mlxn_status mlxn_model_create(mlxn_model **out, mlxn_device *dev, mlxn_model_config *cfg,
                               mlxn_weight_source *src);
-/* Load by path: a directory is an HF/MLX safetensors model (config.json +
- * model.safetensors or an index); a .gguf file is GGUF. */
-mlxn_status mlxn_model_load(mlxn_model **out, mlxn_device *dev, const char *path);
 void mlxn_model_destroy(mlxn_model *m);
+
+/* ---- loader.c: files -> weight sources (the io/ glue) ---- */
+
+typedef struct mlxn_gguf mlxn_gguf;           /* io/io.h */
+typedef struct mlxn_tokenizer mlxn_tokenizer; /* model/tokenizer.h */
+
+/* Load by path: a directory is an HF/MLX safetensors model (config.json +
+ * model.safetensors or model.safetensors.index.json); a .gguf file is GGUF
+ * (config from its metadata). Weights are mmapped and adopted zero-copy on
+ * the CPU. */
+mlxn_status mlxn_model_load(mlxn_model **out, mlxn_device *dev, const char *path);
+/* Hyper-parameters from GGUF metadata: general.architecture, then
+ * <arch>.block_count, .embedding_length, .attention.head_count(_kv),
+ * .feed_forward_length, .context_length, .attention.key_length,
+ * .attention.layer_norm_rms_epsilon, .rope.freq_base, .rope.scaling.*,
+ * tokenizer.ggml.bos/eos_token_id. */
+mlxn_status mlxn_model_config_from_gguf(mlxn_model_config *cfg, const mlxn_gguf *g, const char *path);
+/* The model's tokenizer (tokenizer.json next to the weights, or the GGUF's
+ * tokenizer.ggml.* arrays) and its chat template (nullable out; NULL when
+ * the model has none; mlxn_free it). */
+mlxn_status mlxn_model_load_tokenizer(const mlxn_model *m, mlxn_tokenizer **out, char **chat_template);
 
 /* ------------------------------------------------------------------------ */
 /* KV cache (kvcache.c)                                                       */
