@@ -7,6 +7,7 @@
 #include <stdio.h>
 
 int cmd_graph(int argc, char **argv);
+int cmd_bench_ops(int argc, char **argv);
 
 /* Print "mlxn: <what>: <status>: <message>" to stderr and return 1. */
 int cli_fail(const char *what, mlxn_status st);

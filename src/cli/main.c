@@ -39,6 +39,7 @@ static void usage(FILE *f) {
             "usage: mlxn <command> [options]\n"
             "commands:\n"
             "  graph     record a Llama-shaped decode step and run it in every graph mode\n"
+            "  bench ops matmul speed per weight format and shape vs memory bandwidth\n"
             "run `mlxn <command> --help` for a command's options\n");
 }
 
@@ -49,6 +50,7 @@ int main(int argc, char **argv) {
     }
     const char *cmd = argv[1];
     if (!strcmp(cmd, "graph")) return cmd_graph(argc - 1, argv + 1);
+    if (!strcmp(cmd, "bench") && argc > 2 && !strcmp(argv[2], "ops")) return cmd_bench_ops(argc - 2, argv + 2);
     fprintf(stderr, "mlxn: unknown command '%s'\n", cmd);
     usage(stderr);
     return 2;

@@ -6,6 +6,7 @@
  * (token, head) pairs split evenly.
  */
 #include "backend/cpu/cpu.h"
+#include "ops/quant.h"
 
 #include <float.h>
 #include <math.h>
@@ -175,43 +176,49 @@ static void k_softmax(const mlxn_node *n, int ith, int nth, void *scratch) {
     }
 }
 
-/* ---- dense matmul: out[M,N] = x[M,K] * w[N,K]^T, split over N ---- */
+/* ---- matmul: out[M,N] = x[M,K] * W[N,K]^T in any weight format, split
+ * over N in multiples of 16 columns (the kernels' panel width) ---- */
 
-static float dot_f32(const float *a, const float *b, int64_t K) {
-    float acc[8] = {0};
-    int64_t k = 0;
-    for (; k + 8 <= K; k += 8)
-        for (int j = 0; j < 8; j++) acc[j] += a[k + j] * b[k + j];
-    float s = 0;
-    for (; k < K; k++) s += a[k] * b[k];
-    for (int j = 0; j < 8; j++) s += acc[j];
-    return s;
+static void node_qmat(const mlxn_node *n, mlxn_qmat *q) {
+    memset(q, 0, sizeof *q);
+    if (n->op == MLXN_OP_MATMUL || n->op == MLXN_OP_GET_ROWS) {
+        const mlxn_tensor *w = T(n->op == MLXN_OP_MATMUL ? 2 : 1);
+        q->kind = MLXN_QKIND_GGML;
+        q->N = w->shape[0];
+        q->K = w->shape[1];
+        q->w = mlxn_tensor_data(w);
+        q->row_bytes = w->nbytes / (size_t)w->shape[0];
+        q->wtype = w->dtype;
+    } else { /* MATMUL_MLX: out | x, wq, s, b;  GET_ROWS_MLX: out | wq, s, b, ids */
+        int i = n->op == MLXN_OP_MATMUL_MLX ? 2 : 1;
+        q->kind = MLXN_QKIND_MLX;
+        q->N = T(i)->shape[0];
+        q->K = T(i)->shape[1] * 32 / n->p.mlx.bits;
+        q->w = mlxn_tensor_data(T(i));
+        q->scales = mlxn_tensor_data(T(i + 1));
+        q->biases = mlxn_tensor_data(T(i + 2));
+        q->sb_type = T(i + 1)->dtype;
+        q->bits = n->p.mlx.bits;
+        q->group = n->p.mlx.group_size;
+    }
 }
 
 static size_t s_matmul(const mlxn_node *n, int nth) {
     (void)nth;
-    return (size_t)mlxn_tensor_cols(T(1)) * sizeof(float) * 4;
+    mlxn_qmat q;
+    node_qmat(n, &q);
+    return mlxn_mm_scratch_bytes(&q, mlxn_tensor_rows(T(1)));
 }
 
 static void k_matmul(const mlxn_node *n, int ith, int nth, void *scratch) {
-    const mlxn_tensor *w = T(2);
-    int64_t K = mlxn_tensor_cols(T(1)), M = mlxn_tensor_rows(T(1)), N = w->shape[0], lo, hi;
-    mlxn_split(N, ith, nth, &lo, &hi);
-    const float *x = F32(1);
-    float *out = F32(0);
-    float *row = scratch;
-    for (int64_t c = lo; c < hi; c++) {
-        const float *wr;
-        if (w->dtype == MLXN_F32) {
-            wr = (const float *)mlxn_tensor_data(w) + c * K;
-        } else {
-            const uint16_t *src = (const uint16_t *)mlxn_tensor_data(w) + c * K;
-            if (w->dtype == MLXN_F16) for (int64_t k = 0; k < K; k++) row[k] = mlxn_f16_to_f32(src[k]);
-            else for (int64_t k = 0; k < K; k++) row[k] = mlxn_bf16_to_f32(src[k]);
-            wr = row;
-        }
-        for (int64_t m = 0; m < M; m++) out[m * N + c] = dot_f32(x + m * K, wr, K);
-    }
+    mlxn_qmat q;
+    node_qmat(n, &q);
+    int64_t panels = (q.N + 15) / 16, lo, hi;
+    mlxn_split(panels, ith, nth, &lo, &hi);
+    lo *= 16;
+    hi = hi * 16 < q.N ? hi * 16 : q.N;
+    if (lo >= hi) return;
+    mlxn_mm(&q, F32(1), F32(0), mlxn_tensor_rows(T(1)), lo, hi, scratch);
 }
 
 /* ---- rope ---- */
@@ -302,18 +309,20 @@ static void k_copy(const mlxn_node *n, int ith, int nth, void *scratch) {
 
 static void k_get_rows(const mlxn_node *n, int ith, int nth, void *scratch) {
     (void)scratch;
-    const mlxn_tensor *tab = T(1);
-    int64_t D = tab->shape[1], V = tab->shape[0], lo, hi;
+    mlxn_qmat q;
+    node_qmat(n, &q);
+    const mlxn_tensor *ids_t = T(n->op == MLXN_OP_GET_ROWS ? 2 : 4);
+    int64_t D = mlxn_tensor_cols(T(0)), lo, hi;
     mlxn_split(mlxn_tensor_rows(T(0)), ith, nth, &lo, &hi);
-    const int32_t *ids = I32(2);
+    const int32_t *ids = mlxn_tensor_data(ids_t);
     for (int64_t r = lo; r < hi; r++) {
         float *o = F32(0) + r * D;
         int32_t id = ids[r];
-        if (id < 0 || id >= V) {
+        if (id < 0 || id >= q.N) {
             for (int64_t i = 0; i < D; i++) o[i] = NAN;
             continue;
         }
-        for (int64_t i = 0; i < D; i++) o[i] = mlxn_load_f(mlxn_tensor_data(tab), tab->dtype, (size_t)(id * D + i));
+        mlxn_qmat_dequant_row(&q, id, 0, D, o);
     }
 }
 
@@ -338,6 +347,17 @@ static void k_kv_write(const mlxn_node *n, int ith, int nth, void *scratch) {
 }
 
 /* ---- attention: one (token, head) at a time with an online softmax ---- */
+
+static float dot_f32(const float *a, const float *b, int64_t K) {
+    float acc[8] = {0};
+    int64_t k = 0;
+    for (; k + 8 <= K; k += 8)
+        for (int j = 0; j < 8; j++) acc[j] += a[k + j] * b[k + j];
+    float s = 0;
+    for (; k < K; k++) s += a[k] * b[k];
+    for (int j = 0; j < 8; j++) s += acc[j];
+    return s;
+}
 
 static size_t s_attention(const mlxn_node *n, int nth) {
     (void)nth;
@@ -421,11 +441,11 @@ const mlxn_cpu_op mlxn_cpu_ops[MLXN_OP_COUNT] = {
     [MLXN_OP_LAYER_NORM] = {k_layer_norm, NULL},
     [MLXN_OP_SOFTMAX] = {k_softmax, NULL},
     [MLXN_OP_MATMUL] = {k_matmul, s_matmul},
-    [MLXN_OP_MATMUL_MLX] = {NULL, NULL},
+    [MLXN_OP_MATMUL_MLX] = {k_matmul, s_matmul},
     [MLXN_OP_ROPE] = {k_rope, s_rope},
     [MLXN_OP_COPY] = {k_copy, NULL},
     [MLXN_OP_GET_ROWS] = {k_get_rows, NULL},
-    [MLXN_OP_GET_ROWS_MLX] = {NULL, NULL},
+    [MLXN_OP_GET_ROWS_MLX] = {k_get_rows, NULL},
     [MLXN_OP_KV_WRITE] = {k_kv_write, NULL},
     [MLXN_OP_ATTENTION] = {k_attention, s_attention},
     [MLXN_OP_ARGMAX] = {k_argmax, NULL},

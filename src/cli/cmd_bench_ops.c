@@ -1,0 +1,258 @@
+/*
+ * cmd_bench_ops.c — `mlxn bench ops`: µs per matmul call and effective GB/s
+ * of weight bytes for each weight format and shape, for one activation row
+ * (decode) and for 512 rows (prefill, then GFLOP/s), next to the machine's
+ * read bandwidth measured in the same run with the same thread count.
+ *
+ * Each case records R matmul nodes over R copies of the weights (together
+ * more bytes than the last-level cache, so every call reads memory, not
+ * cache) into one graph, runs it once to warm up, then replays it and takes
+ * the median time per call. The same code measures the CUDA backend.
+ */
+#include "cli/cli.h"
+#include "ops/quant.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static double now_s(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
+static int cmp_d(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* ---- host read bandwidth: every thread sums its slice ---- */
+
+typedef struct rd_arg {
+    const uint64_t *p;
+    size_t n;
+    uint64_t sum;
+} rd_arg;
+
+__attribute__((target("avx2"))) static void *rd_avx2(void *v) {
+    rd_arg *a = v;
+    typedef long long v4 __attribute__((vector_size(32)));
+    v4 acc0 = {0}, acc1 = {0}, acc2 = {0}, acc3 = {0};
+    const v4 *q = (const v4 *)a->p;
+    size_t n4 = a->n / 4;
+    for (size_t i = 0; i + 4 <= n4; i += 4) {
+        acc0 ^= q[i];
+        acc1 ^= q[i + 1];
+        acc2 ^= q[i + 2];
+        acc3 ^= q[i + 3];
+    }
+    v4 acc = acc0 ^ acc1 ^ acc2 ^ acc3;
+    a->sum = (uint64_t)(acc[0] ^ acc[1] ^ acc[2] ^ acc[3]);
+    return NULL;
+}
+
+static void *rd_plain(void *v) {
+    rd_arg *a = v;
+    uint64_t s0 = 0, s1 = 0;
+    for (size_t i = 0; i + 2 <= a->n; i += 2) {
+        s0 ^= a->p[i];
+        s1 ^= a->p[i + 1];
+    }
+    a->sum = s0 ^ s1;
+    return NULL;
+}
+
+/* GB/s reading `bytes` with `nth` threads, best of 5. */
+static double read_bandwidth(int nth, size_t bytes) {
+    uint64_t *buf = aligned_alloc(64, bytes);
+    if (!buf) return 0;
+    for (size_t i = 0; i < bytes / 8; i++) buf[i] = i * 0x9E3779B97F4A7C15ull;
+    void *(*fn)(void *) = __builtin_cpu_supports("avx2") ? rd_avx2 : rd_plain;
+    double best = 0;
+    rd_arg args[256];
+    pthread_t th[256];
+    if (nth > 256) nth = 256;
+    for (int rep = 0; rep < 5; rep++) {
+        size_t per = bytes / 8 / (size_t)nth & ~(size_t)15;
+        double t0 = now_s();
+        for (int t = 0; t < nth; t++) {
+            args[t] = (rd_arg){buf + (size_t)t * per, per, 0};
+            if (t) pthread_create(&th[t], NULL, fn, &args[t]);
+        }
+        fn(&args[0]);
+        for (int t = 1; t < nth; t++) pthread_join(th[t], NULL);
+        double dt = now_s() - t0;
+        double gbs = (double)(per * 8 * (size_t)nth) / dt / 1e9;
+        if (gbs > best) best = gbs;
+    }
+    free(buf);
+    return best;
+}
+
+/* ---- matmul cases ---- */
+
+typedef struct bcase {
+    const char *format;
+    int64_t m, n, k;
+    double us, gbps, gflops;
+    size_t wbytes;
+} bcase;
+
+typedef struct wcopy {
+    mlxn_buffer *w, *s, *b;
+} wcopy;
+
+static mlxn_status upload(mlxn_device *dev, mlxn_buffer **out, mlxn_dtype t, int64_t r, int64_t c, const void *src) {
+    int64_t sh[2] = {r, c};
+    mlxn_status st = mlxn_buffer_create(out, dev, t, 2, sh);
+    if (!st) st = mlxn_buffer_write(*out, 0, src, mlxn_buffer_nbytes(*out));
+    return st;
+}
+
+static mlxn_status run_case(mlxn_device *dev, bcase *c, size_t rotate_bytes, double min_seconds) {
+    mlxn_qweights qw;
+    mlxn_status st = mlxn_quant_make_random(c->format, c->n, c->k, 42, &qw);
+    if (st) return st;
+    c->wbytes = qw.total_bytes;
+    int R = (int)((rotate_bytes + qw.total_bytes - 1) / qw.total_bytes);
+    if (c->m > 1) R = 2; /* prefill is compute bound: weights are reused across rows anyway */
+    if (R < 1) R = 1;
+    if (R > 256) R = 256;
+    wcopy *cp = calloc((size_t)R, sizeof *cp);
+    mlxn_buffer *x = NULL, *y = NULL;
+    mlxn_session *s = NULL;
+    double *times = NULL;
+    bool mlx = qw.mat.kind == MLXN_QKIND_MLX;
+    int64_t xs[2] = {c->m, c->k}, ys[2] = {c->m, c->n};
+    if (!cp) { st = MLXN_ERR_OUT_OF_MEMORY; goto out; }
+    for (int r = 0; r < R && !st; r++) {
+        if (mlx) {
+            st = upload(dev, &cp[r].w, MLXN_U32, c->n, c->k * qw.mat.bits / 32, qw.data);
+            if (!st) st = upload(dev, &cp[r].s, qw.mat.sb_type, c->n, c->k / qw.mat.group, qw.scales);
+            if (!st) st = upload(dev, &cp[r].b, qw.mat.sb_type, c->n, c->k / qw.mat.group, qw.biases);
+        } else {
+            st = upload(dev, &cp[r].w, qw.mat.wtype, c->n, c->k, qw.data);
+        }
+    }
+    if (!st) st = mlxn_buffer_create(&x, dev, MLXN_F32, 2, xs);
+    if (!st) st = mlxn_buffer_create(&y, dev, MLXN_F32, 2, ys);
+    if (!st) {
+        size_t nx = (size_t)(c->m * c->k);
+        float *xv = malloc(nx * sizeof(float));
+        if (!xv) st = MLXN_ERR_OUT_OF_MEMORY;
+        for (size_t i = 0; xv && i < nx; i++) xv[i] = (float)((i * 2654435761u) % 2001) / 1000.0f - 1.0f;
+        if (!st) st = mlxn_buffer_write(x, 0, xv, nx * sizeof(float));
+        free(xv);
+    }
+    if (!st) st = mlxn_session_create(&s, dev, MLXN_MODE_OPTIMIZED, 0);
+    mlxn_mlx_quant q = {qw.mat.bits, qw.mat.group};
+    for (int r = 0; r < R && !st; r++)
+        st = mlx ? mlxn_op_matmul_mlx(s, y, x, cp[r].w, cp[r].s, cp[r].b, &q) : mlxn_op_matmul(s, y, x, cp[r].w);
+    if (!st) st = mlxn_session_finish(s); /* warm-up */
+    int reps = 0, cap = 64;
+    times = malloc((size_t)cap * sizeof(double));
+    double t_start = now_s();
+    while (!st && (reps < 3 || (now_s() - t_start < min_seconds && reps < cap))) {
+        double t0 = now_s();
+        st = mlxn_session_replay(s);
+        times[reps++] = (now_s() - t0) / R;
+    }
+    if (!st) {
+        qsort(times, (size_t)reps, sizeof(double), cmp_d);
+        double sec = times[reps / 2];
+        c->us = sec * 1e6;
+        c->gbps = (double)qw.total_bytes / sec / 1e9;
+        c->gflops = 2.0 * (double)c->m * (double)c->n * (double)c->k / sec / 1e9;
+    }
+out:
+    free(times);
+    mlxn_session_destroy(s);
+    mlxn_buffer_destroy(x);
+    mlxn_buffer_destroy(y);
+    for (int r = 0; cp && r < R; r++) {
+        mlxn_buffer_destroy(cp[r].w);
+        mlxn_buffer_destroy(cp[r].s);
+        mlxn_buffer_destroy(cp[r].b);
+    }
+    free(cp);
+    mlxn_quant_free(&qw);
+    return st;
+}
+
+static void usage(void) {
+    printf("usage: mlxn bench ops [--json] [--threads N] [--backend cpu|cuda] [--formats a,b,..]\n"
+           "                      [--rows 1,512] [--quick] [--rotate-mb MB]\n"
+           "Matmul µs and GB/s of weight bytes per format and shape (N x K = output x input\n"
+           "features), weights rotated through --rotate-mb (default 512) so calls read memory.\n"
+           "Formats: mlx-q4-g64 mlx-q8-g64 mlx-q4-g32 q4_0 q4_1 q8_0 q4_k q5_k q6_k f16 bf16 f32\n");
+}
+
+int cmd_bench_ops(int argc, char **argv) {
+    bool json = false, quick = false;
+    long threads = 0, rotate_mb = 512;
+    const char *backend = "cpu";
+    const char *formats = "mlx-q4-g64,mlx-q8-g64,q4_0,q4_1,q8_0,q4_k,q5_k,q6_k,f16,bf16";
+    const char *rows = "1,512";
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "--json")) json = true;
+        else if (!strcmp(a, "--quick")) quick = true;
+        else if (!strcmp(a, "--help") || !strcmp(a, "-h")) { usage(); return 0; }
+        else if (!strcmp(a, "--threads")) { if (!cli_int(a, v, 1, 1024, &threads)) return 2; i++; }
+        else if (!strcmp(a, "--rotate-mb")) { if (!cli_int(a, v, 0, 1 << 20, &rotate_mb)) return 2; i++; }
+        else if (!strcmp(a, "--backend") && v) { backend = v; i++; }
+        else if (!strcmp(a, "--formats") && v) { formats = v; i++; }
+        else if (!strcmp(a, "--rows") && v) { rows = v; i++; }
+        else { fprintf(stderr, "mlxn bench ops: unknown option '%s'\n", a); usage(); return 2; }
+    }
+    mlxn_device *dev = NULL;
+    mlxn_device_options o = {.n_threads = (int)threads};
+    mlxn_status st = mlxn_device_open(&dev, backend, &o);
+    if (st) return cli_fail("opening the device", st);
+    int nth = mlxn_device_threads(dev);
+    bool cpu = !strcmp(mlxn_device_kind(dev), "cpu");
+    double rbw = cpu ? read_bandwidth(nth, (size_t)1 << 30) : 0;
+    static const int64_t shapes[4][2] = {{4096, 4096}, {4096, 14336}, {14336, 4096}, {32000, 4096}};
+    int n_shapes = quick ? 1 : 4;
+    if (!json) {
+        printf("bench ops on %s\n", mlxn_device_description(dev));
+        if (cpu) printf("read bandwidth (%d threads): %.1f GB/s\n", nth, rbw);
+        printf("%-12s %5s %6s %6s %10s %9s %9s %8s\n", "format", "m", "n", "k", "us", "GB/s", "GFLOP/s", "%read");
+    } else {
+        printf("{\"device\": \"%s\", \"read_bandwidth_gbps\": %.2f, \"results\": [", mlxn_device_description(dev), rbw);
+    }
+    int printed = 0, rc = 0;
+    char fl[512], rl[64];
+    snprintf(rl, sizeof rl, "%s", rows);
+    for (char *rs = strtok(rl, ","); rs && !rc; rs = strtok(NULL, ",")) {
+        long m = atol(rs);
+        if (m < 1) continue;
+        if (m > 1 && quick) m = 64;
+        snprintf(fl, sizeof fl, "%s", formats);
+        char *save = NULL;
+        for (char *f = strtok_r(fl, ",", &save); f && !rc; f = strtok_r(NULL, ",", &save)) {
+            for (int si = 0; si < n_shapes; si++) {
+                bcase c = {.format = f, .m = m, .n = shapes[si][0], .k = shapes[si][1]};
+                st = run_case(dev, &c, (size_t)rotate_mb << 20, quick ? 0.05 : 0.3);
+                if (st) {
+                    rc = cli_fail(f, st);
+                    break;
+                }
+                if (json)
+                    printf("%s{\"op\": \"matmul\", \"format\": \"%s\", \"m\": %lld, \"n\": %lld, \"k\": %lld, "
+                           "\"threads\": %d, \"us\": %.2f, \"gbps\": %.2f, \"gflops\": %.2f}",
+                           printed++ ? ", " : "", f, (long long)c.m, (long long)c.n, (long long)c.k, nth, c.us,
+                           c.gbps, c.gflops);
+                else
+                    printf("%-12s %5lld %6lld %6lld %10.1f %9.2f %9.1f %7.0f%%\n", f, (long long)c.m, (long long)c.n,
+                           (long long)c.k, c.us, c.gbps, c.gflops, rbw > 0 ? 100.0 * c.gbps / rbw : 0.0);
+                fflush(stdout);
+            }
+        }
+    }
+    if (json) printf("]}\n");
+    mlxn_device_close(dev);
+    return rc;
+}

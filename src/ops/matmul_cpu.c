@@ -1,0 +1,1038 @@
+/*
+ * matmul_cpu.c — y[M,N] = x[M,K]·Wᵀ for W in any mlxn_qmat format, on
+ * columns [n0,n1) (the caller splits N across threads).
+ *
+ * Paths (chosen at run time, see mlxn_mm):
+ *  - decode (M < 4), quantized W, AVX-512 VNNI: x is quantized once per call
+ *    to int8 blocks of 32 (d = max|x|/127, like llama.cpp's q8), and each
+ *    weight row is dotted with VPDPBUSD (u8 weight codes × s8 x). Offsets
+ *    (q4_0's -8, q6_k's -32, q8_0's sign) are folded in with a second dpbusd
+ *    against a constant; MLX's bias uses Σx per group in exact f32:
+ *    Σ_k x_k(s·q_k + b) = s·Σ x_k q_k + b·Σ x_k.
+ *  - decode, dense f32/f16/bf16 W, or MLX 2/3/5/6-bit, or no VNNI: f32 dot
+ *    products (dense rows converted on the fly; others dequantized a row at a
+ *    time into scratch).
+ *  - M >= 4: for each 32-column tile of W and each 256-deep K chunk, the tile
+ *    is dequantized (bit-exact) into a packed f32 panel wt[k][32] and a 6×32
+ *    register-blocked FMA micro-kernel runs over all M rows (AVX-512), or a
+ *    6×16 one (AVX2), or plain loops (scalar).
+ */
+#include "ops/quant.h"
+
+#include <math.h>
+#include <string.h>
+
+#ifdef __clang__
+#pragma STDC FP_CONTRACT OFF /* MLX dequantization must round exactly as MLX */
+#endif
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define MLXN_X86 1
+#endif
+
+#define TARGET_512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,avx512dq,f16c,fma")))
+#define TARGET_AVX2 __attribute__((target("avx2,fma,f16c")))
+
+/* ------------------------------------------------------------------------ */
+/* Descriptor, row dequantization, reference                                 */
+/* ------------------------------------------------------------------------ */
+
+static bool ggml_wtype(mlxn_dtype t) {
+    switch (t) {
+    case MLXN_F32: case MLXN_F16: case MLXN_BF16: case MLXN_Q4_0: case MLXN_Q4_1:
+    case MLXN_Q8_0: case MLXN_Q4_K: case MLXN_Q5_K: case MLXN_Q6_K: return true;
+    default: return false;
+    }
+}
+
+mlxn_status mlxn_qmat_check(const mlxn_qmat *w) {
+    if (!w || !w->w) return mlxn_err(MLXN_ERR_INVALID_ARG, "qmat: NULL matrix or weight pointer");
+    if (w->kind == MLXN_QKIND_MLX) {
+        if (!w->scales || !w->biases)
+            return mlxn_err(MLXN_ERR_INVALID_ARG, "qmat: MLX matrix without scales/biases");
+        return mlxn_mlx_check("qmat", w->N, w->K, w->bits, w->group, w->sb_type);
+    }
+    if (w->kind != MLXN_QKIND_GGML)
+        return mlxn_err(MLXN_ERR_INVALID_ARG, "qmat: kind %d unknown", (int)w->kind);
+    if (!ggml_wtype(w->wtype))
+        return mlxn_err(MLXN_ERR_DTYPE, "qmat: %s is not a weight type", mlxn_dtype_name(w->wtype));
+    if (w->N <= 0 || w->K <= 0)
+        return mlxn_err(MLXN_ERR_SHAPE, "qmat: shape [%lld,%lld] must be positive",
+                        (long long)w->N, (long long)w->K);
+    size_t rb;
+    if (!mlxn_dtype_bytes_for(w->wtype, (uint64_t)w->K, &rb))
+        return mlxn_err(MLXN_ERR_SHAPE, "qmat: K=%lld not a multiple of the %s block (%zu)",
+                        (long long)w->K, mlxn_dtype_name(w->wtype),
+                        mlxn_dtype_block_elems(w->wtype));
+    if (w->row_bytes < rb)
+        return mlxn_err(MLXN_ERR_SHAPE, "qmat: row_bytes %zu < %zu needed for K=%lld of %s",
+                        w->row_bytes, rb, (long long)w->K, mlxn_dtype_name(w->wtype));
+    return MLXN_OK;
+}
+
+static inline const uint8_t *ggml_row(const mlxn_qmat *w, int64_t n) {
+    return (const uint8_t *)w->w + (size_t)n * w->row_bytes;
+}
+
+static void dequant_row_scalar(const mlxn_qmat *w, int64_t n, int64_t k0, int64_t k1,
+                               float *out) {
+    if (w->kind == MLXN_QKIND_MLX) {
+        mlxn_mlx_dequant_row_(w->w, w->scales, w->biases, w->sb_type, w->K, w->bits, w->group, n,
+                              k0, k1, out);
+    } else {
+        size_t be = mlxn_dtype_block_elems(w->wtype), bb = mlxn_dtype_block_bytes(w->wtype);
+        mlxn_ggml_dequant_blocks_(w->wtype, ggml_row(w, n) + (size_t)k0 / be * bb, out,
+                                  (k1 - k0) / (int64_t)be);
+    }
+}
+
+void mlxn_mm_ref(const mlxn_qmat *w, const float *x, double *y, int64_t M, int64_t n0,
+                 int64_t n1) {
+    float *row = mlxn_malloc((size_t)w->K * sizeof(float));
+    if (!row) return;
+    for (int64_t n = n0; n < n1; n++) {
+        dequant_row_scalar(w, n, 0, w->K, row);
+        for (int64_t m = 0; m < M; m++) {
+            double s = 0;
+            for (int64_t k = 0; k < w->K; k++) s += (double)x[m * w->K + k] * (double)row[k];
+            y[m * w->N + n] = s;
+        }
+    }
+    mlxn_free(row);
+}
+
+/* ------------------------------------------------------------------------ */
+/* ISA selection                                                              */
+/* ------------------------------------------------------------------------ */
+
+enum { ISA_SCALAR = 0, ISA_AVX2 = 1, ISA_512 = 2 };
+static int g_force; /* 0 auto, 1 scalar, 2 at most avx2 */
+
+static int cpu_isa(void) {
+#ifdef MLXN_X86
+    static int cached = -1;
+    if (cached < 0) {
+        __builtin_cpu_init();
+        int c = ISA_SCALAR;
+        if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) c = ISA_AVX2;
+        if (c == ISA_AVX2 && __builtin_cpu_supports("avx512f") &&
+            __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
+            __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512dq"))
+            c = ISA_512;
+        cached = c;
+    }
+    return cached;
+#else
+    return ISA_SCALAR;
+#endif
+}
+static int isa_now(void) {
+    int c = cpu_isa();
+    if (g_force == 1) return ISA_SCALAR;
+    if (g_force == 2 && c > ISA_AVX2) return ISA_AVX2;
+    return c;
+}
+const char *mlxn_mm_isa(void) {
+    static const char *names[] = {"scalar", "avx2", "avx512vnni"};
+    return names[isa_now()];
+}
+void mlxn_mm_force_isa(int force) { g_force = force; }
+
+/* ------------------------------------------------------------------------ */
+/* Row dequantization, AVX-512 (bit-exact with the scalar one)                */
+/* ------------------------------------------------------------------------ */
+
+#ifdef MLXN_X86
+/* Round each lane to the scale dtype, as MLX's f16/bf16 arithmetic does. */
+TARGET_512 static inline __m512 round_sb(__m512 v, mlxn_dtype t) {
+    if (t == MLXN_BF16) {
+        __m512i u = _mm512_castps_si512(v);
+        __m512i odd = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
+        u = _mm512_add_epi32(u, _mm512_add_epi32(odd, _mm512_set1_epi32(0x7FFF)));
+        return _mm512_castsi512_ps(_mm512_and_si512(u, _mm512_set1_epi32((int)0xFFFF0000u)));
+    }
+    if (t == MLXN_F16)
+        return _mm512_cvtph_ps(_mm512_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+    return v;
+}
+
+/* MLX row n, [k0,k1) → f32: 16 codes at a time (2·bits bytes, masked load,
+ * byte shuffle into dwords, per-lane shift), then round(round(s·q) + b). */
+TARGET_512 static void mlx_dequant_row_512(const mlxn_qmat *w, int64_t n, int64_t k0, int64_t k1,
+                                           float *out) {
+    const int bits = w->bits, group = w->group;
+    const int64_t K = w->K, G = K / group;
+    const size_t rowb = (size_t)(K / 8 * bits);
+    const uint8_t *row = (const uint8_t *)w->w + (size_t)n * rowb;
+    uint8_t idx[64];
+    uint32_t sh[16];
+    for (int i = 0; i < 16; i++) {
+        int b0 = i * bits / 8;
+        idx[4 * i] = (uint8_t)b0;
+        idx[4 * i + 1] = (uint8_t)(b0 + 1 < 16 ? b0 + 1 : 0x80);
+        idx[4 * i + 2] = idx[4 * i + 3] = 0x80;
+        sh[i] = (uint32_t)(i * bits % 8);
+    }
+    const __m512i vidx = _mm512_loadu_si512(idx), vsh = _mm512_loadu_si512(sh);
+    const __m512i mask = _mm512_set1_epi32((1 << bits) - 1);
+    const __mmask16 lm = (__mmask16)((1u << (2 * bits)) - 1);
+    const mlxn_dtype t = w->sb_type;
+    for (int64_t g0 = k0; g0 < k1; g0 += group) {
+        size_t gi = (size_t)(n * G + g0 / group);
+        float sc, bi;
+        if (t == MLXN_F32) {
+            sc = ((const float *)w->scales)[gi];
+            bi = ((const float *)w->biases)[gi];
+        } else if (t == MLXN_F16) {
+            sc = mlxn_f16_to_f32(((const uint16_t *)w->scales)[gi]);
+            bi = mlxn_f16_to_f32(((const uint16_t *)w->biases)[gi]);
+        } else {
+            sc = mlxn_bf16_to_f32(((const uint16_t *)w->scales)[gi]);
+            bi = mlxn_bf16_to_f32(((const uint16_t *)w->biases)[gi]);
+        }
+        const __m512 vs = _mm512_set1_ps(sc), vb = _mm512_set1_ps(bi);
+        for (int64_t k = g0; k < g0 + group; k += 16) {
+            size_t off = (size_t)(k / 8 * bits);
+            __m128i raw = off + 16 <= rowb ? _mm_loadu_si128((const __m128i *)(row + off))
+                                           : _mm_maskz_loadu_epi8(lm, row + off);
+            __m512i v = _mm512_shuffle_epi8(_mm512_broadcast_i32x4(raw), vidx);
+            v = _mm512_and_si512(_mm512_srlv_epi32(v, vsh), mask);
+            __m512 q = _mm512_cvtepi32_ps(v);
+            __m512 r = _mm512_add_ps(round_sb(_mm512_mul_ps(vs, q), t), vb);
+            _mm512_storeu_ps(out + (k - k0), round_sb(r, t));
+        }
+    }
+}
+#endif
+
+void mlxn_qmat_dequant_row(const mlxn_qmat *w, int64_t n, int64_t k0, int64_t k1, float *out) {
+#ifdef MLXN_X86
+    if (w->kind == MLXN_QKIND_MLX && isa_now() == ISA_512) {
+        mlx_dequant_row_512(w, n, k0, k1, out);
+        return;
+    }
+#endif
+    dequant_row_scalar(w, n, k0, k1, out);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Scratch layout                                                             */
+/* ------------------------------------------------------------------------ */
+
+#define KC 256 /* K chunk of the packed panel */
+#define NR 32  /* columns per panel */
+#define MR 6   /* rows per micro-kernel call */
+
+static inline size_t al64(size_t n) { return (n + 63) & ~(size_t)63; }
+
+/* decode: xq int8[K] | dx, xg, xgg, sbuf: f32[K/32 + 16] each | row f32[K]
+ * (the +16 pads let 16-wide loads run past the last block) */
+typedef struct dec_scratch {
+    int8_t *xq;  /* x quantized, in the layout the weight format wants */
+    float *dx;   /* per 32-block step of xq */
+    float *xg;   /* Σx per 32-block, exact f32 */
+    float *xgg;  /* Σx per MLX group */
+    float *sbuf; /* one row's MLX scales, widened */
+    float *xs32; /* Σ of xq codes per 32-block (natural order), as f32 */
+    float *xs16; /* Σ of xq codes per 16 elements (natural order), as f32 */
+    float *row;  /* one dequantized row (generic path) */
+} dec_scratch;
+
+static size_t dec_bytes(int64_t K) {
+    size_t k = (size_t)K;
+    return al64(k) + 5 * al64((k / 32 + 16) * 4) + al64((k / 16 + 16) * 4) + al64(k * 4) + 64;
+}
+static dec_scratch dec_layout(void *scratch, int64_t K) {
+    size_t k = (size_t)K, v = al64((k / 32 + 16) * 4);
+    uint8_t *p = (uint8_t *)(((uintptr_t)scratch + 63) & ~(uintptr_t)63);
+    dec_scratch s;
+    s.xq = (int8_t *)p;
+    p += al64(k);
+    s.dx = (float *)p;
+    s.xg = (float *)(p + v);
+    s.xgg = (float *)(p + 2 * v);
+    s.sbuf = (float *)(p + 3 * v);
+    s.xs32 = (float *)(p + 4 * v);
+    s.xs16 = (float *)(p + 5 * v);
+    s.row = (float *)(p + 5 * v + al64((k / 16 + 16) * 4));
+    return s;
+}
+/* gemm: panel f32[KC*NR] | tmp f32[KC] | zero f32[KC] */
+static size_t gemm_bytes(void) { return (KC * NR + 2 * KC) * 4 + 64; }
+
+size_t mlxn_mm_scratch_bytes(const mlxn_qmat *w, int64_t M) {
+    size_t a = dec_bytes(w->K), b = gemm_bytes();
+    (void)M;
+    return a > b ? a : b;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Scalar / generic decode: dequantize a row, f32 dot                         */
+/* ------------------------------------------------------------------------ */
+
+static float dot_f32_scalar(const float *a, const float *b, int64_t K) {
+    float s[8] = {0};
+    int64_t k = 0;
+    for (; k + 8 <= K; k += 8)
+        for (int j = 0; j < 8; j++) s[j] += a[k + j] * b[k + j];
+    float t = ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
+    for (; k < K; k++) t += a[k] * b[k];
+    return t;
+}
+
+#ifdef MLXN_X86
+TARGET_AVX2 static float dot_f32_avx2(const float *a, const float *b, int64_t K) {
+    __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
+    int64_t k = 0;
+    for (; k + 16 <= K; k += 16) {
+        s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + k), _mm256_loadu_ps(b + k), s0);
+        s1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + k + 8), _mm256_loadu_ps(b + k + 8), s1);
+    }
+    s0 = _mm256_add_ps(s0, s1);
+    __m128 h = _mm_add_ps(_mm256_castps256_ps128(s0), _mm256_extractf128_ps(s0, 1));
+    h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+    h = _mm_add_ss(h, _mm_movehdup_ps(h));
+    float t = _mm_cvtss_f32(h);
+    for (; k < K; k++) t += a[k] * b[k];
+    return t;
+}
+
+TARGET_512 static float dot_f32_512(const float *a, const float *b, int64_t K) {
+    __m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps();
+    int64_t k = 0;
+    for (; k + 32 <= K; k += 32) {
+        s0 = _mm512_fmadd_ps(_mm512_loadu_ps(a + k), _mm512_loadu_ps(b + k), s0);
+        s1 = _mm512_fmadd_ps(_mm512_loadu_ps(a + k + 16), _mm512_loadu_ps(b + k + 16), s1);
+    }
+    float t = _mm512_reduce_add_ps(_mm512_add_ps(s0, s1));
+    for (; k < K; k++) t += a[k] * b[k];
+    return t;
+}
+
+/* Dense rows converted on the fly. */
+TARGET_512 static float dot_dense_512(mlxn_dtype t, const void *wr, const float *x, int64_t K) {
+    __m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps();
+    int64_t k = 0;
+    if (t == MLXN_F32) return dot_f32_512(wr, x, K);
+    const uint16_t *h = wr;
+    if (t == MLXN_F16) {
+        for (; k + 32 <= K; k += 32) {
+            __m512 w0 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(h + k)));
+            __m512 w1 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(h + k + 16)));
+            s0 = _mm512_fmadd_ps(w0, _mm512_loadu_ps(x + k), s0);
+            s1 = _mm512_fmadd_ps(w1, _mm512_loadu_ps(x + k + 16), s1);
+        }
+    } else {
+        for (; k + 32 <= K; k += 32) {
+            __m512i a = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(h + k)));
+            __m512i b = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(h + k + 16)));
+            __m512 w0 = _mm512_castsi512_ps(_mm512_slli_epi32(a, 16));
+            __m512 w1 = _mm512_castsi512_ps(_mm512_slli_epi32(b, 16));
+            s0 = _mm512_fmadd_ps(w0, _mm512_loadu_ps(x + k), s0);
+            s1 = _mm512_fmadd_ps(w1, _mm512_loadu_ps(x + k + 16), s1);
+        }
+    }
+    float r = _mm512_reduce_add_ps(_mm512_add_ps(s0, s1));
+    for (; k < K; k++)
+        r += (t == MLXN_F16 ? mlxn_f16_to_f32(h[k]) : mlxn_bf16_to_f32(h[k])) * x[k];
+    return r;
+}
+#endif
+
+/* Decode one x row over [n0,n1) through f32 (exact dequantized weights). */
+static void decode_generic(const mlxn_qmat *w, const float *x, float *y, int64_t n0, int64_t n1,
+                           float *row, int isa) {
+    for (int64_t n = n0; n < n1; n++) {
+#ifdef MLXN_X86
+        if (isa == ISA_512 && w->kind == MLXN_QKIND_GGML &&
+            (w->wtype == MLXN_F32 || w->wtype == MLXN_F16 || w->wtype == MLXN_BF16)) {
+            y[n] = dot_dense_512(w->wtype, ggml_row(w, n), x, w->K);
+            continue;
+        }
+        if (isa == ISA_AVX2 && w->kind == MLXN_QKIND_GGML && w->wtype == MLXN_F32) {
+            y[n] = dot_f32_avx2((const float *)(const void *)ggml_row(w, n), x, w->K);
+            continue;
+        }
+#endif
+        mlxn_qmat_dequant_row(w, n, 0, w->K, row);
+#ifdef MLXN_X86
+        if (isa == ISA_512)
+            y[n] = dot_f32_512(row, x, w->K);
+        else if (isa == ISA_AVX2)
+            y[n] = dot_f32_avx2(row, x, w->K);
+        else
+#endif
+            y[n] = dot_f32_scalar(row, x, w->K);
+    }
+}
+
+/* ------------------------------------------------------------------------ */
+/* AVX-512 VNNI decode                                                        */
+/* ------------------------------------------------------------------------ */
+
+#ifdef MLXN_X86
+/* Order of x's int8 codes, matched to how each format stores its codes:
+ *  XL_NATURAL: element order.
+ *  XL_MLX4:    per 128 elements, [evens of blocks 0-3 | odds of blocks 0-3]
+ *              (16 each): MLX packs elements 2i, 2i+1 in one byte's low and
+ *              high nibble, so a 64-byte load's low nibbles are the evens.
+ *  XL_Q4K:     per 256, 32-blocks in order 0,2,1,3,4,6,5,7: a 64-byte load of
+ *              q4_k codes holds sub-blocks (0,2) in low and (1,3) in high
+ *              nibbles.
+ *  XL_Q40:     per 128, [elements 0-15 of blocks 0-3 | elements 16-31 of
+ *              blocks 0-3]: q4_0/q4_1 keep 0-15 in low, 16-31 in high
+ *              nibbles, and four blocks' 16 code bytes fill one zmm. */
+enum { XL_NATURAL, XL_MLX4, XL_Q4K, XL_Q40 };
+
+/* Quantize x[K] to int8 per 32-block (d = max|x|/127, round to nearest even)
+ * into xq in `layout`, with dx and xg (Σx) per block in natural order. */
+TARGET_512 static void quantize_x_512(const float *x, int64_t K, dec_scratch *s, int layout) {
+    const __m512i ev = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    const __m512i od = _mm512_add_epi32(ev, _mm512_set1_epi32(1));
+    for (int64_t j = 0; j < K / 32; j++) {
+        __m512 a = _mm512_loadu_ps(x + 32 * j), b = _mm512_loadu_ps(x + 32 * j + 16);
+        __m512 am = _mm512_max_ps(_mm512_abs_ps(a), _mm512_abs_ps(b));
+        float amax = _mm512_reduce_max_ps(am);
+        float id = amax > 0 ? 127.0f / amax : 0.0f;
+        s->dx[j] = amax / 127.0f;
+        s->xg[j] = _mm512_reduce_add_ps(_mm512_add_ps(a, b));
+        __m512i qa = _mm512_cvtps_epi32(_mm512_mul_ps(a, _mm512_set1_ps(id)));
+        __m512i qb = _mm512_cvtps_epi32(_mm512_mul_ps(b, _mm512_set1_ps(id)));
+        qa = _mm512_max_epi32(_mm512_min_epi32(qa, _mm512_set1_epi32(127)), _mm512_set1_epi32(-127));
+        qb = _mm512_max_epi32(_mm512_min_epi32(qb, _mm512_set1_epi32(127)), _mm512_set1_epi32(-127));
+        s->xs16[2 * j] = (float)_mm512_reduce_add_epi32(qa);
+        s->xs16[2 * j + 1] = (float)_mm512_reduce_add_epi32(qb);
+        s->xs32[j] = s->xs16[2 * j] + s->xs16[2 * j + 1];
+        if (layout == XL_Q40) {
+            int8_t *o = s->xq + 128 * (j / 4) + 16 * (j % 4);
+            _mm_storeu_si128((__m128i *)o, _mm512_cvtsepi32_epi8(qa));
+            _mm_storeu_si128((__m128i *)(o + 64), _mm512_cvtsepi32_epi8(qb));
+            continue;
+        }
+        if (layout == XL_MLX4) {
+            int8_t *o = s->xq + 128 * (j / 4) + 16 * (j % 4);
+            _mm_storeu_si128((__m128i *)o, _mm512_cvtsepi32_epi8(_mm512_permutex2var_epi32(qa, ev, qb)));
+            _mm_storeu_si128((__m128i *)(o + 64),
+                             _mm512_cvtsepi32_epi8(_mm512_permutex2var_epi32(qa, od, qb)));
+        } else {
+            int64_t jj = j;
+            if (layout == XL_Q4K) {
+                static const int pos[8] = {0, 2, 1, 3, 4, 6, 5, 7}; /* slot of block j%8 */
+                jj = j / 8 * 8 + pos[j % 8];
+            }
+            _mm_storeu_si128((__m128i *)(s->xq + 32 * jj), _mm512_cvtsepi32_epi8(qa));
+            _mm_storeu_si128((__m128i *)(s->xq + 32 * jj + 16), _mm512_cvtsepi32_epi8(qb));
+        }
+    }
+    for (int j = 0; j < 16; j++) s->dx[K / 32 + j] = s->xs32[K / 32 + j] = 0;
+}
+
+TARGET_512 static inline float hsum256(__m256 v) {
+    __m128 h = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+    h = _mm_add_ss(h, _mm_movehdup_ps(h));
+    return _mm_cvtss_f32(h);
+}
+TARGET_512 static inline float h2f_512(uint16_t h) {
+    return _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(h)));
+}
+/* 16 packed nibbles → 32 u8 codes [low nibbles, high nibbles]. */
+TARGET_512 static inline __m256i nib32(const uint8_t *p) {
+    __m128i v = _mm_loadu_si128((const __m128i *)p);
+    __m128i m = _mm_set1_epi8(0x0F);
+    return _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(v, 4), m), _mm_and_si128(v, m));
+}
+#define DPB(acc, a, b) _mm256_dpbusd_epi32(acc, a, b)
+
+/* q4_0 / q4_1, four blocks per step (x in XL_Q40, K % 128 == 0).
+ * q4_0: Σ d(q-8)·dx·c = Σ d·dx·(Σ q·c) - 8·Σ d·dx·(Σ c), c = x codes.
+ * q4_1: Σ (d q + m)·x = Σ d·dx·(Σ q·c) + Σ m·(Σ x). */
+TARGET_512 static inline __m512i q4x4_codes(const uint8_t *q0, size_t stride) {
+    __m512i v = _mm512_castsi128_si512(_mm_loadu_si128((const __m128i *)q0));
+    v = _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)(q0 + stride)), 1);
+    v = _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)(q0 + 2 * stride)), 2);
+    return _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)(q0 + 3 * stride)), 3);
+}
+TARGET_512 static inline __m128 h4(const uint8_t *p, size_t stride) {
+    uint16_t a, b, c, d;
+    memcpy(&a, p, 2);
+    memcpy(&b, p + stride, 2);
+    memcpy(&c, p + 2 * stride, 2);
+    memcpy(&d, p + 3 * stride, 2);
+    return _mm_cvtph_ps(_mm_setr_epi16((short)a, (short)b, (short)c, (short)d, 0, 0, 0, 0));
+}
+TARGET_512 static float dot_q4x4_512(const uint8_t *b, bool q41, const dec_scratch *s, int64_t K) {
+    const size_t bs = q41 ? sizeof(mlxn_block_q4_1) : sizeof(mlxn_block_q4_0), qo = q41 ? 4 : 2;
+    const __m512i m4 = _mm512_set1_epi8(0x0F);
+    const __m512i il = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
+    __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
+    __m128 cor = _mm_setzero_ps();
+    for (int64_t p = 0; p < K / 128; p++, b += 4 * bs) {
+        __m512i v = q4x4_codes(b + qo, bs);
+        __m512i lo = _mm512_and_si512(v, m4), hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
+        __m512i xa = _mm512_loadu_si512((const void *)(s->xq + 128 * p));
+        __m512i xb = _mm512_loadu_si512((const void *)(s->xq + 128 * p + 64));
+        __m512i d = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, xa), hi, xb);
+        __m128 f4 = _mm_mul_ps(h4(b, bs), _mm_loadu_ps(s->dx + 4 * p));
+        __m512 f = _mm512_permutexvar_ps(il, _mm512_castps128_ps512(f4));
+        if (p & 1)
+            acc1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), f, acc1);
+        else
+            acc0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), f, acc0);
+        if (q41)
+            cor = _mm_fmadd_ps(h4(b + 2, bs), _mm_loadu_ps(s->xg + 4 * p), cor);
+        else
+            cor = _mm_fmadd_ps(f4, _mm_loadu_ps(s->xs32 + 4 * p), cor);
+    }
+    __m128 c = _mm_add_ps(cor, _mm_movehl_ps(cor, cor));
+    float cs = _mm_cvtss_f32(_mm_add_ss(c, _mm_movehdup_ps(c)));
+    return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1)) + (q41 ? cs : -8.0f * cs);
+}
+TARGET_512 static float dot_q4_0x4_512(const void *wr, const dec_scratch *s, int64_t K) {
+    return dot_q4x4_512(wr, false, s, K);
+}
+TARGET_512 static float dot_q4_1x4_512(const void *wr, const dec_scratch *s, int64_t K) {
+    return dot_q4x4_512(wr, true, s, K);
+}
+
+TARGET_512 static float dot_q4_0_512(const void *wr, const dec_scratch *s, int64_t K) {
+    const mlxn_block_q4_0 *b = wr;
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    const __m256i c8 = _mm256_set1_epi8(8);
+    int64_t nb = K / 32, j = 0;
+    for (; j + 2 <= nb; j += 2) {
+        for (int u = 0; u < 2; u++) {
+            __m256i xv = _mm256_loadu_si256((const __m256i *)(s->xq + 32 * (j + u)));
+            __m256i p = DPB(_mm256_setzero_si256(), nib32(b[j + u].qs), xv);
+            __m256i o = DPB(_mm256_setzero_si256(), c8, xv);
+            __m256 f = _mm256_cvtepi32_ps(_mm256_sub_epi32(p, o));
+            __m256 sc = _mm256_set1_ps(h2f_512(b[j + u].d) * s->dx[j + u]);
+            if (u == 0)
+                acc0 = _mm256_fmadd_ps(f, sc, acc0);
+            else
+                acc1 = _mm256_fmadd_ps(f, sc, acc1);
+        }
+    }
+    for (; j < nb; j++) {
+        __m256i xv = _mm256_loadu_si256((const __m256i *)(s->xq + 32 * j));
+        __m256i p = DPB(_mm256_setzero_si256(), nib32(b[j].qs), xv);
+        __m256i o = DPB(_mm256_setzero_si256(), c8, xv);
+        acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(p, o)),
+                               _mm256_set1_ps(h2f_512(b[j].d) * s->dx[j]), acc0);
+    }
+    return hsum256(_mm256_add_ps(acc0, acc1));
+}
+
+TARGET_512 static float dot_q4_1_512(const void *wr, const dec_scratch *s, int64_t K) {
+    const mlxn_block_q4_1 *b = wr;
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    float mb = 0;
+    int64_t nb = K / 32;
+    for (int64_t j = 0; j < nb; j++) {
+        __m256i xv = _mm256_loadu_si256((const __m256i *)(s->xq + 32 * j));
+        __m256i p = DPB(_mm256_setzero_si256(), nib32(b[j].qs), xv);
+        __m256 sc = _mm256_set1_ps(h2f_512(b[j].d) * s->dx[j]);
+        if (j & 1)
+            acc1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), sc, acc1);
+        else
+            acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), sc, acc0);
+        mb += h2f_512(b[j].m) * s->xg[j];
+    }
+    return hsum256(_mm256_add_ps(acc0, acc1)) + mb;
+}
+
+TARGET_512 static float dot_q8_0_512(const void *wr, const dec_scratch *s, int64_t K) {
+    const mlxn_block_q8_0 *b = wr;
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    const __m256i flip = _mm256_set1_epi8((char)0x80);
+    int64_t nb = K / 32;
+    for (int64_t j = 0; j < nb; j++) {
+        __m256i xv = _mm256_loadu_si256((const __m256i *)(s->xq + 32 * j));
+        /* (w + 128) as u8: Σ(w+128)x - 128Σx = Σ w x */
+        __m256i wv = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)b[j].qs), flip);
+        __m256i p = DPB(_mm256_setzero_si256(), wv, xv);
+        __m256i o = DPB(_mm256_setzero_si256(), flip, xv);
+        __m256 f = _mm256_cvtepi32_ps(_mm256_sub_epi32(p, o));
+        __m256 sc = _mm256_set1_ps(h2f_512(b[j].d) * s->dx[j]);
+        if (j & 1)
+            acc1 = _mm256_fmadd_ps(f, sc, acc1);
+        else
+            acc0 = _mm256_fmadd_ps(f, sc, acc0);
+    }
+    return hsum256(_mm256_add_ps(acc0, acc1));
+}
+
+/* The 8 6-bit scales and mins of a q4_k/q5_k super-block (llama.cpp's
+ * bit shuffle): bytes 0-7 of the result are sc_0..7, bytes 8-15 m_0..7. */
+static inline void k4_unpack(const uint8_t *scales, uint32_t u[4]) {
+    memcpy(u, scales, 12);
+    const uint32_t km1 = 0x3f3f3f3f, km2 = 0x0f0f0f0f, km3 = 0x03030303;
+    u[3] = ((u[2] >> 4) & km2) | (((u[1] >> 6) & km3) << 4);
+    uint32_t aux = u[1] & km1;
+    u[1] = (u[2] & km2) | (((u[0] >> 6) & km3) << 4);
+    u[2] = aux;
+    u[0] &= km1;
+}
+
+/* q4_k: x in XL_Q4K layout. Per super-block the 8 sub-block factors
+ * d·sc_j·dx_j form one vector; zmm lanes 0-7 / 8-15 of a 64-byte load's
+ * products belong to sub-blocks (0,2) [low nibbles] or (1,3) [high]. */
+TARGET_512 static float dot_q4_k_512(const void *wr, const dec_scratch *s, int64_t K) {
+    const mlxn_block_q4_k *b = wr;
+    const __m512i m4 = _mm512_set1_epi8(0x0F);
+    const __m512i i02 = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 2, 2, 2, 2, 2, 2, 2, 2);
+    const __m512i i13 = _mm512_add_epi32(i02, _mm512_set1_epi32(1));
+    const __m512i i46 = _mm512_add_epi32(i02, _mm512_set1_epi32(4));
+    const __m512i i57 = _mm512_add_epi32(i02, _mm512_set1_epi32(5));
+    __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
+    __m256 accm = _mm256_setzero_ps();
+    for (int64_t i = 0; i < K / 256; i++) {
+        uint32_t u[4];
+        k4_unpack(b[i].scales, u);
+        __m128i sm = _mm_loadu_si128((const __m128i *)u);
+        __m256 sc = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(sm));
+        __m256 mn = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(sm, 8)));
+        __m256 f = _mm256_mul_ps(_mm256_mul_ps(sc, _mm256_set1_ps(h2f_512(b[i].d))),
+                                 _mm256_loadu_ps(s->dx + 8 * i));
+        accm = _mm256_fmadd_ps(_mm256_mul_ps(mn, _mm256_set1_ps(h2f_512(b[i].dmin))),
+                               _mm256_loadu_ps(s->xg + 8 * i), accm);
+        __m512 fz = _mm512_castps256_ps512(f);
+        const int8_t *xq = s->xq + 256 * i;
+        for (int c = 0; c < 2; c++) {
+            __m512i v = _mm512_loadu_si512((const void *)(b[i].qs + 64 * c));
+            __m512i lo = _mm512_and_si512(v, m4), hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
+            __m512i xa = _mm512_loadu_si512((const void *)(xq + 128 * c));
+            __m512i xb = _mm512_loadu_si512((const void *)(xq + 128 * c + 64));
+            __m512i pl = _mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, xa);
+            __m512i ph = _mm512_dpbusd_epi32(_mm512_setzero_si512(), hi, xb);
+            acc0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(pl), _mm512_permutexvar_ps(c ? i46 : i02, fz), acc0);
+            acc1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(ph), _mm512_permutexvar_ps(c ? i57 : i13, fz), acc1);
+        }
+    }
+    return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1)) - hsum256(accm);
+}
+
+/* q5_k: natural x layout, one 32-byte sub-block at a time. */
+TARGET_512 static float dot_q5_k_512(const void *wr, const dec_scratch *s, int64_t K) {
+    const mlxn_block_q5_k *b = wr;
+    const __m256i m4 = _mm256_set1_epi8(0x0F), one = _mm256_set1_epi8(1);
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps(), accm = _mm256_setzero_ps();
+    for (int64_t i = 0; i < K / 256; i++) {
+        uint32_t u[4];
+        k4_unpack(b[i].scales, u);
+        __m128i sm = _mm_loadu_si128((const __m128i *)u);
+        __m256 sc = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(sm));
+        __m256 mn = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(sm, 8)));
+        float f[8];
+        _mm256_storeu_ps(f, _mm256_mul_ps(_mm256_mul_ps(sc, _mm256_set1_ps(h2f_512(b[i].d))),
+                                          _mm256_loadu_ps(s->dx + 8 * i)));
+        accm = _mm256_fmadd_ps(_mm256_mul_ps(mn, _mm256_set1_ps(h2f_512(b[i].dmin))),
+                               _mm256_loadu_ps(s->xg + 8 * i), accm);
+        __m256i qhv = _mm256_loadu_si256((const __m256i *)b[i].qh);
+        for (int c = 0; c < 4; c++) {
+            __m256i v = _mm256_loadu_si256((const __m256i *)(b[i].qs + 32 * c));
+            for (int h = 0; h < 2; h++) {
+                int j = 2 * c + h;
+                __m256i q = h ? _mm256_and_si256(_mm256_srli_epi16(v, 4), m4) : _mm256_and_si256(v, m4);
+                __m256i hb = _mm256_and_si256(_mm256_srl_epi16(qhv, _mm_cvtsi32_si128(j)), one);
+                q = _mm256_or_si256(q, _mm256_slli_epi16(hb, 4));
+                __m256i xv = _mm256_loadu_si256((const __m256i *)(s->xq + 256 * i + 32 * j));
+                __m256 p = _mm256_cvtepi32_ps(DPB(_mm256_setzero_si256(), q, xv));
+                if (h)
+                    acc1 = _mm256_fmadd_ps(p, _mm256_set1_ps(f[j]), acc1);
+                else
+                    acc0 = _mm256_fmadd_ps(p, _mm256_set1_ps(f[j]), acc0);
+            }
+        }
+    }
+    return hsum256(_mm256_add_ps(acc0, acc1)) - hsum256(accm);
+}
+
+/* q6_k, natural x: per 128-element half, one 64-byte ql load gives codes
+ * for elements 0-63 (low nibbles) and 64-127 (high), the 2 high bits come
+ * from qh (shifted per 32-byte half of the zmm). Sub-blocks are 16 long:
+ * lane L of a product covers sub-block L/4 of its 64 elements. The -32
+ * offset is Σ_i F_i·(Σ codes of sub-block i)·32, F_i = d·sc_i·dx. */
+TARGET_512 static float dot_q6_k_512(const void *wr, const dec_scratch *s, int64_t K) {
+    const mlxn_block_q6_k *b = wr;
+    const __m512i m4 = _mm512_set1_epi8(0x0F), m3 = _mm512_set1_epi8(3);
+    const __m512i sh01 = _mm512_setr_epi64(0, 0, 0, 0, 2, 2, 2, 2);
+    const __m512i sh23 = _mm512_setr_epi64(4, 4, 4, 4, 6, 6, 6, 6);
+    const __m512i idx = _mm512_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
+    const __m512i l0 = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
+    __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps(), cor = _mm512_setzero_ps();
+    for (int64_t i = 0; i < K / 256; i++) {
+        __m512 sc = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)b[i].scales)));
+        __m512 F = _mm512_mul_ps(_mm512_mul_ps(sc, _mm512_set1_ps(h2f_512(b[i].d))),
+                                 _mm512_permutexvar_ps(idx, _mm512_loadu_ps(s->dx + 8 * i)));
+        cor = _mm512_fmadd_ps(F, _mm512_loadu_ps(s->xs16 + 16 * i), cor);
+        const int8_t *xq = s->xq + 256 * i;
+        for (int h = 0; h < 2; h++) {
+            __m512i l = _mm512_loadu_si512((const void *)(b[i].ql + 64 * h));
+            __m512i hv = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(b[i].qh + 32 * h)));
+            __m512i h01 = _mm512_and_si512(_mm512_srlv_epi64(hv, sh01), m3);
+            __m512i h23 = _mm512_and_si512(_mm512_srlv_epi64(hv, sh23), m3);
+            __m512i q01 = _mm512_or_si512(_mm512_and_si512(l, m4), _mm512_slli_epi16(h01, 4));
+            __m512i q23 = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(l, 4), m4),
+                                          _mm512_slli_epi16(h23, 4));
+            __m512i xa = _mm512_loadu_si512((const void *)(xq + 128 * h));
+            __m512i xb = _mm512_loadu_si512((const void *)(xq + 128 * h + 64));
+            __m512i pa = _mm512_dpbusd_epi32(_mm512_setzero_si512(), q01, xa);
+            __m512i pb = _mm512_dpbusd_epi32(_mm512_setzero_si512(), q23, xb);
+            __m512i ia = _mm512_add_epi32(l0, _mm512_set1_epi32(8 * h));
+            __m512i ib = _mm512_add_epi32(ia, _mm512_set1_epi32(4));
+            acc0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(pa), _mm512_permutexvar_ps(ia, F), acc0);
+            acc1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(pb), _mm512_permutexvar_ps(ib, F), acc1);
+        }
+    }
+    return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1)) - 32.0f * _mm512_reduce_add_ps(cor);
+}
+
+/* Widen row n's G = K/group scales into sbuf and return Σ_g b_g·Σx_g
+ * (Σx per group in xgg). */
+TARGET_512 static float mlx_row_prep(const mlxn_qmat *w, int64_t n, const dec_scratch *s) {
+    const int64_t G = w->K / w->group;
+    const size_t base = (size_t)(n * G);
+    __m512 acc = _mm512_setzero_ps();
+    for (int64_t g = 0; g < G; g += 16) {
+        __mmask16 m = G - g >= 16 ? 0xFFFF : (__mmask16)((1u << (G - g)) - 1);
+        __m512 sc, bi;
+        /* masked loads only for the tail: they are slow when they miss cache */
+        if (w->sb_type == MLXN_F32) {
+            const float *ps = (const float *)w->scales + base + g, *pb = (const float *)w->biases + base + g;
+            sc = m == 0xFFFF ? _mm512_loadu_ps(ps) : _mm512_maskz_loadu_ps(m, ps);
+            bi = m == 0xFFFF ? _mm512_loadu_ps(pb) : _mm512_maskz_loadu_ps(m, pb);
+        } else {
+            const uint16_t *ps = (const uint16_t *)w->scales + base + g,
+                           *pb = (const uint16_t *)w->biases + base + g;
+            __m256i hs = m == 0xFFFF ? _mm256_loadu_si256((const __m256i *)ps) : _mm256_maskz_loadu_epi16(m, ps);
+            __m256i hb = m == 0xFFFF ? _mm256_loadu_si256((const __m256i *)pb) : _mm256_maskz_loadu_epi16(m, pb);
+            if (w->sb_type == MLXN_F16) {
+                sc = _mm512_cvtph_ps(hs);
+                bi = _mm512_cvtph_ps(hb);
+            } else {
+                sc = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(hs), 16));
+                bi = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(hb), 16));
+            }
+        }
+        _mm512_storeu_ps(s->sbuf + g, sc);
+        acc = _mm512_fmadd_ps(bi, _mm512_maskz_loadu_ps(m, s->xgg + g), acc);
+    }
+    return _mm512_reduce_add_ps(acc);
+}
+
+/* Lane l of a dpbusd over 64 code bytes covers 4 codes of 32-block
+ * blk0 + ib[l]; its factor is scale[block·32/group]·dx[block]. */
+TARGET_512 static inline __m512 mlx_factor(const dec_scratch *s, int64_t blk0, int group,
+                                           __m512i ib, __m512i ig) {
+    __m512 sc = _mm512_permutexvar_ps(ig, _mm512_loadu_ps(s->sbuf + blk0 * 32 / group));
+    __m512 dx = _mm512_permutexvar_ps(ib, _mm512_loadu_ps(s->dx + blk0));
+    return _mm512_mul_ps(sc, dx);
+}
+
+/* MLX 4-bit: 128 elements = 64 bytes per step; x in XL_MLX4. */
+TARGET_512 static float dot_mlx4_512(const mlxn_qmat *w, int64_t n, const dec_scratch *s) {
+    const int64_t K = w->K;
+    const uint8_t *q = (const uint8_t *)w->w + (size_t)n * (size_t)(K / 2);
+    float bias = mlx_row_prep(w, n, s);
+    const __m512i m4 = _mm512_set1_epi8(0x0F);
+    const __m512i ib = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
+    const __m512i ig = _mm512_srli_epi32(ib, w->group == 32 ? 0 : w->group == 64 ? 1 : 2);
+    __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
+    int64_t p = 0;
+    for (; p < K / 128; p++) {
+        __m512i v = _mm512_loadu_si512((const void *)(q + 64 * p));
+        __m512i lo = _mm512_and_si512(v, m4), hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
+        __m512i xa = _mm512_loadu_si512((const void *)(s->xq + 128 * p));
+        __m512i xb = _mm512_loadu_si512((const void *)(s->xq + 128 * p + 64));
+        __m512i d = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, xa), hi, xb);
+        __m512 f = mlx_factor(s, 4 * p, w->group, ib, ig);
+        if (p & 1)
+            acc1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), f, acc1);
+        else
+            acc0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), f, acc0);
+    }
+    return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1)) + bias;
+}
+
+/* MLX 8-bit: codes are bytes in order, 64 per step (two 32-blocks). */
+TARGET_512 static float dot_mlx8_512(const mlxn_qmat *w, int64_t n, const dec_scratch *s) {
+    const int64_t K = w->K;
+    const uint8_t *q = (const uint8_t *)w->w + (size_t)n * (size_t)K;
+    float bias = mlx_row_prep(w, n, s);
+    const __m512i ib = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
+    const __m512i ig = _mm512_srli_epi32(ib, w->group == 32 ? 0 : 1); /* g>=64: one group */
+    __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
+    for (int64_t j = 0; j < K / 64; j++) {
+        __m512i v = _mm512_loadu_si512((const void *)(q + 64 * j));
+        __m512i xv = _mm512_loadu_si512((const void *)(s->xq + 64 * j));
+        __m512i d = _mm512_dpbusd_epi32(_mm512_setzero_si512(), v, xv);
+        __m512 f = mlx_factor(s, 2 * j, w->group, ib, ig);
+        if (j & 1)
+            acc1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), f, acc1);
+        else
+            acc0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), f, acc0);
+    }
+    return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1)) + bias;
+}
+
+/* MLX 2/3/5/6-bit (and 4/8 with odd K): f32 dot with x itself,
+ * Σ_g s_g·Σ_k q_k·x_k + Σ_g b_g·Σx_g; codes unpacked 16 at a time as in
+ * mlx_dequant_row_512. */
+TARGET_512 static float dot_mlx_any_512(const mlxn_qmat *w, int64_t n, const float *x,
+                                        const dec_scratch *s) {
+    const int bits = w->bits, group = w->group;
+    const int64_t K = w->K;
+    const size_t rowb = (size_t)(K / 8 * bits);
+    const uint8_t *row = (const uint8_t *)w->w + (size_t)n * rowb;
+    uint8_t idx[64];
+    uint32_t sh[16];
+    for (int i = 0; i < 16; i++) {
+        int b0 = i * bits / 8;
+        idx[4 * i] = (uint8_t)b0;
+        idx[4 * i + 1] = (uint8_t)(b0 + 1 < 16 ? b0 + 1 : 0x80);
+        idx[4 * i + 2] = idx[4 * i + 3] = 0x80;
+        sh[i] = (uint32_t)(i * bits % 8);
+    }
+    const __m512i vidx = _mm512_loadu_si512(idx), vsh = _mm512_loadu_si512(sh);
+    const __m512i mask = _mm512_set1_epi32((1 << bits) - 1);
+    const __mmask16 lm = (__mmask16)((1u << (2 * bits)) - 1);
+    float bias = mlx_row_prep(w, n, s);
+    __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
+    for (int64_t g0 = 0; g0 < K; g0 += group) {
+        const __m512 vs = _mm512_set1_ps(s->sbuf[g0 / group]);
+        for (int64_t k = g0; k < g0 + group; k += 32) {
+            size_t o0 = (size_t)(k / 8 * bits), o1 = (size_t)((k + 16) / 8 * bits);
+            /* plain loads where 16 bytes stay inside the row (masked loads
+             * that miss cache are slow on this CPU); masked at the end */
+            __m128i r0 = o0 + 16 <= rowb ? _mm_loadu_si128((const __m128i *)(row + o0))
+                                         : _mm_maskz_loadu_epi8(lm, row + o0);
+            __m128i r1 = o1 + 16 <= rowb ? _mm_loadu_si128((const __m128i *)(row + o1))
+                                         : _mm_maskz_loadu_epi8(lm, row + o1);
+            __m512i v0 = _mm512_shuffle_epi8(_mm512_broadcast_i32x4(r0), vidx);
+            __m512i v1 = _mm512_shuffle_epi8(_mm512_broadcast_i32x4(r1), vidx);
+            __m512 q0 = _mm512_cvtepi32_ps(_mm512_and_si512(_mm512_srlv_epi32(v0, vsh), mask));
+            __m512 q1 = _mm512_cvtepi32_ps(_mm512_and_si512(_mm512_srlv_epi32(v1, vsh), mask));
+            acc0 = _mm512_fmadd_ps(_mm512_mul_ps(q0, vs), _mm512_loadu_ps(x + k), acc0);
+            acc1 = _mm512_fmadd_ps(_mm512_mul_ps(q1, vs), _mm512_loadu_ps(x + k + 16), acc1);
+        }
+    }
+    return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1)) + bias;
+}
+
+/* Returns false when this weight has no VNNI path. */
+TARGET_512 static bool decode_vnni(const mlxn_qmat *w, const float *x, float *y, int64_t n0,
+                                   int64_t n1, dec_scratch *s) {
+    if (w->kind == MLXN_QKIND_MLX) {
+        if (!((w->bits == 8 && w->K % 64 == 0) || (w->bits == 4 && w->K % 128 == 0))) {
+            for (int64_t g = 0; g < w->K / w->group; g++) {
+                __m512 a = _mm512_setzero_ps();
+                for (int64_t k = g * w->group; k < (g + 1) * w->group; k += 16)
+                    a = _mm512_add_ps(a, _mm512_loadu_ps(x + k));
+                s->xgg[g] = _mm512_reduce_add_ps(a);
+            }
+            for (int64_t n = n0; n < n1; n++) y[n] = dot_mlx_any_512(w, n, x, s);
+            return true;
+        }
+        quantize_x_512(x, w->K, s, w->bits == 4 ? XL_MLX4 : XL_NATURAL);
+        int per = w->group / 32;
+        for (int64_t g = 0; g < w->K / w->group; g++) {
+            float t = 0;
+            for (int i = 0; i < per; i++) t += s->xg[g * per + i];
+            s->xgg[g] = t;
+        }
+        for (int64_t n = n0; n < n1; n++)
+            y[n] = w->bits == 4 ? dot_mlx4_512(w, n, s) : dot_mlx8_512(w, n, s);
+        return true;
+    }
+    float (*fn)(const void *, const dec_scratch *, int64_t);
+    int layout = XL_NATURAL;
+    switch (w->wtype) {
+    case MLXN_Q4_0:
+        fn = w->K % 128 ? dot_q4_0_512 : dot_q4_0x4_512;
+        layout = w->K % 128 ? XL_NATURAL : XL_Q40;
+        break;
+    case MLXN_Q4_1:
+        fn = w->K % 128 ? dot_q4_1_512 : dot_q4_1x4_512;
+        layout = w->K % 128 ? XL_NATURAL : XL_Q40;
+        break;
+    case MLXN_Q8_0: fn = dot_q8_0_512; break;
+    case MLXN_Q4_K: fn = dot_q4_k_512; layout = XL_Q4K; break;
+    case MLXN_Q5_K: fn = dot_q5_k_512; break;
+    case MLXN_Q6_K: fn = dot_q6_k_512; break;
+    default: return false;
+    }
+    quantize_x_512(x, w->K, s, layout);
+    for (int64_t n = n0; n < n1; n++) y[n] = fn(ggml_row(w, n), s, w->K);
+    return true;
+}
+#endif /* MLXN_X86 */
+
+/* ------------------------------------------------------------------------ */
+/* GEMM (M >= 4): packed panel + micro-kernel                                 */
+/* ------------------------------------------------------------------------ */
+
+/* Fill panel[k][NR] with W[n0+c, k0+k] for c < nc (zeros for c >= nc). */
+static void pack_panel(const mlxn_qmat *w, int64_t nbase, int nc, int64_t k0, int kc,
+                       float *panel, float *tmp) {
+    for (int c = 0; c < NR; c++) {
+        if (c < nc) {
+            mlxn_qmat_dequant_row(w, nbase + c, k0, k0 + kc, tmp);
+            for (int k = 0; k < kc; k++) panel[k * NR + c] = tmp[k];
+        } else {
+            for (int k = 0; k < kc; k++) panel[k * NR + c] = 0;
+        }
+    }
+}
+
+/* y[m][c] (+)= Σ_k xr[m][k]·panel[k][c], m < mr, c < nc. */
+static void ukernel_scalar(const float *const *xr, int mr, const float *panel, int kc, float *y,
+                           int64_t ldy, int nc, bool add) {
+    float acc[MR][NR];
+    memset(acc, 0, sizeof acc);
+    for (int k = 0; k < kc; k++)
+        for (int m = 0; m < MR; m++) {
+            float xv = xr[m][k];
+            for (int c = 0; c < NR; c++) acc[m][c] += xv * panel[k * NR + c];
+        }
+    for (int m = 0; m < mr; m++)
+        for (int c = 0; c < nc; c++) y[m * ldy + c] = (add ? y[m * ldy + c] : 0) + acc[m][c];
+}
+
+#ifdef MLXN_X86
+TARGET_512 static void ukernel_512(const float *const *xr, int mr, const float *panel, int kc,
+                                   float *y, int64_t ldy, int nc, bool add) {
+    __m512 c00 = _mm512_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00,
+           c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
+    const float *x0 = xr[0], *x1 = xr[1], *x2 = xr[2], *x3 = xr[3], *x4 = xr[4], *x5 = xr[5];
+    for (int k = 0; k < kc; k++) {
+        __m512 b0 = _mm512_loadu_ps(panel + k * NR), b1 = _mm512_loadu_ps(panel + k * NR + 16);
+        __m512 a;
+        a = _mm512_set1_ps(x0[k]);
+        c00 = _mm512_fmadd_ps(a, b0, c00);
+        c01 = _mm512_fmadd_ps(a, b1, c01);
+        a = _mm512_set1_ps(x1[k]);
+        c10 = _mm512_fmadd_ps(a, b0, c10);
+        c11 = _mm512_fmadd_ps(a, b1, c11);
+        a = _mm512_set1_ps(x2[k]);
+        c20 = _mm512_fmadd_ps(a, b0, c20);
+        c21 = _mm512_fmadd_ps(a, b1, c21);
+        a = _mm512_set1_ps(x3[k]);
+        c30 = _mm512_fmadd_ps(a, b0, c30);
+        c31 = _mm512_fmadd_ps(a, b1, c31);
+        a = _mm512_set1_ps(x4[k]);
+        c40 = _mm512_fmadd_ps(a, b0, c40);
+        c41 = _mm512_fmadd_ps(a, b1, c41);
+        a = _mm512_set1_ps(x5[k]);
+        c50 = _mm512_fmadd_ps(a, b0, c50);
+        c51 = _mm512_fmadd_ps(a, b1, c51);
+    }
+    __m512 acc[MR][2] = {{c00, c01}, {c10, c11}, {c20, c21}, {c30, c31}, {c40, c41}, {c50, c51}};
+    __mmask16 k0 = nc >= 16 ? 0xFFFF : (__mmask16)((1u << nc) - 1);
+    __mmask16 k1 = nc >= 32 ? 0xFFFF : nc <= 16 ? 0 : (__mmask16)((1u << (nc - 16)) - 1);
+    for (int m = 0; m < mr; m++) {
+        float *yr = y + m * ldy;
+        __m512 v0 = acc[m][0], v1 = acc[m][1];
+        if (add) {
+            v0 = _mm512_add_ps(v0, _mm512_maskz_loadu_ps(k0, yr));
+            v1 = _mm512_add_ps(v1, _mm512_maskz_loadu_ps(k1, yr + 16));
+        }
+        _mm512_mask_storeu_ps(yr, k0, v0);
+        _mm512_mask_storeu_ps(yr + 16, k1, v1);
+    }
+}
+
+TARGET_AVX2 static void ukernel_avx2(const float *const *xr, int mr, const float *panel, int kc,
+                                     float *y, int64_t ldy, int nc, bool add) {
+    /* two 6×16 halves of the 32-wide panel */
+    for (int half = 0; half < 2; half++) {
+        const float *pb = panel + 16 * half;
+        __m256 c[MR][2];
+        for (int m = 0; m < MR; m++) c[m][0] = c[m][1] = _mm256_setzero_ps();
+        for (int k = 0; k < kc; k++) {
+            __m256 b0 = _mm256_loadu_ps(pb + k * NR), b1 = _mm256_loadu_ps(pb + k * NR + 8);
+            for (int m = 0; m < MR; m++) {
+                __m256 a = _mm256_broadcast_ss(xr[m] + k);
+                c[m][0] = _mm256_fmadd_ps(a, b0, c[m][0]);
+                c[m][1] = _mm256_fmadd_ps(a, b1, c[m][1]);
+            }
+        }
+        float tmp[16];
+        for (int m = 0; m < mr; m++) {
+            _mm256_storeu_ps(tmp, c[m][0]);
+            _mm256_storeu_ps(tmp + 8, c[m][1]);
+            float *yr = y + m * ldy + 16 * half;
+            for (int q = 0; q < 16 && 16 * half + q < nc; q++)
+                yr[q] = (add ? yr[q] : 0) + tmp[q];
+        }
+    }
+}
+#endif
+
+static void gemm(const mlxn_qmat *w, const float *x, float *y, int64_t M, int64_t n0, int64_t n1,
+                 void *scratch, int isa) {
+    float *panel = (float *)(((uintptr_t)scratch + 63) & ~(uintptr_t)63);
+    float *tmp = panel + KC * NR, *zero = tmp + KC;
+    memset(zero, 0, KC * sizeof(float));
+    const int64_t K = w->N ? w->K : 0, N = w->N;
+    for (int64_t nb = n0; nb < n1; nb += NR) {
+        int nc = (int)(n1 - nb < NR ? n1 - nb : NR);
+        for (int64_t k0 = 0; k0 < K; k0 += KC) {
+            int kc = (int)(K - k0 < KC ? K - k0 : KC);
+            pack_panel(w, nb, nc, k0, kc, panel, tmp);
+            for (int64_t m = 0; m < M; m += MR) {
+                int mr = (int)(M - m < MR ? M - m : MR);
+                const float *xr[MR];
+                for (int i = 0; i < MR; i++) xr[i] = i < mr ? x + (m + i) * K + k0 : zero;
+                float *yt = y + m * N + nb;
+#ifdef MLXN_X86
+                if (isa == ISA_512)
+                    ukernel_512(xr, mr, panel, kc, yt, N, nc, k0 > 0);
+                else if (isa == ISA_AVX2)
+                    ukernel_avx2(xr, mr, panel, kc, yt, N, nc, k0 > 0);
+                else
+#endif
+                    ukernel_scalar(xr, mr, panel, kc, yt, N, nc, k0 > 0);
+            }
+        }
+    }
+}
+
+/* ------------------------------------------------------------------------ */
+/* Entry points                                                               */
+/* ------------------------------------------------------------------------ */
+
+void mlxn_mm(const mlxn_qmat *w, const float *x, float *y, int64_t M, int64_t n0, int64_t n1,
+             void *scratch) {
+    if (n1 <= n0 || M <= 0) return;
+    int isa = isa_now();
+    if (M >= 4) {
+        gemm(w, x, y, M, n0, n1, scratch, isa);
+        return;
+    }
+    dec_scratch s = dec_layout(scratch, w->K);
+    for (int64_t m = 0; m < M; m++) {
+        const float *xm = x + m * w->K;
+        float *ym = y + m * w->N;
+#ifdef MLXN_X86
+        if (isa == ISA_512 && decode_vnni(w, xm, ym, n0, n1, &s)) continue;
+#endif
+        decode_generic(w, xm, ym, n0, n1, s.row, isa);
+    }
+}
+
+void mlxn_mm_ggml(mlxn_dtype wtype, const void *w, size_t w_row_bytes, const float *x, float *y,
+                  int64_t M, int64_t N, int64_t K, int64_t n0, int64_t n1, void *scratch) {
+    mlxn_qmat q = {.kind = MLXN_QKIND_GGML, .N = N, .K = K, .w = w, .row_bytes = w_row_bytes,
+                   .wtype = wtype};
+    mlxn_mm(&q, x, y, M, n0, n1, scratch);
+}
+
+void mlxn_mm_mlx(const uint32_t *w, const void *scales, const void *biases, mlxn_dtype sb_type,
+                 int bits, int group, const float *x, float *y, int64_t M, int64_t N, int64_t K,
+                 int64_t n0, int64_t n1, void *scratch) {
+    mlxn_qmat q = {.kind = MLXN_QKIND_MLX, .N = N, .K = K, .w = w, .scales = scales,
+                   .biases = biases, .sb_type = sb_type, .bits = bits, .group = group};
+    mlxn_mm(&q, x, y, M, n0, n1, scratch);
+}

@@ -1,0 +1,258 @@
+/* test_matmul_kernels.c — every matmul path (AVX-512 VNNI, AVX2, scalar;
+ * decode M < 4 and tiled M >= 4) for every weight format against the double
+ * reference mlxn_mm_ref (bit-exact dequantization, double accumulation).
+ * y is NaN-poisoned first and the columns outside [n0, n1) must stay NaN.
+ *
+ * Tolerance, per output (m, n), with w_k the exact dequantized weight:
+ *   |y - ref| <= Σ_k |w_k|·(ex_k + rw·2·G_k·|x_k|... see bound()) + 1e-5·Σ_k|x_k·w_k| + 1e-6
+ *  - ex_k = amax(x block of k)/254: paths that quantize x to int8 per 32
+ *    (VNNI decode) round each x_k by at most half a step d/2 = amax/254.
+ *  - MLX AVX-512 decode (all bits) uses s·q + b unrounded, where MLX rounds s·q and then
+ *    s·q + b to the scale dtype: ≤ 2 half-ulps of values ≤ 2·G_k (G_k = max|w|
+ *    of k's group, since |b| ≤ G_k and |s·q| ≤ |w| + |b|): rw = 2^-8 (bf16),
+ *    2^-11 (f16), 2^-23 (f32), term rw·2·G_k·|x_k|.
+ *  - f32 accumulation in ≥ 8 partial sums over K ≤ 512: ≤ 64·2^-24·Σ|x w|,
+ *    rounded up to 1e-5·Σ|x·w|. */
+#include "ops/quant.h"
+#include "testutil.h"
+
+static const char *k_formats[] = {
+    "f32", "f16", "bf16", "q4_0", "q4_1", "q8_0", "q4_k", "q5_k", "q6_k",
+    "mlx-q2-g32", "mlx-q2-g64", "mlx-q2-g128", "mlx-q3-g32", "mlx-q3-g64", "mlx-q3-g128",
+    "mlx-q4-g32", "mlx-q4-g64", "mlx-q4-g128", "mlx-q5-g32", "mlx-q5-g64", "mlx-q5-g128",
+    "mlx-q6-g32", "mlx-q6-g64", "mlx-q6-g128", "mlx-q8-g32", "mlx-q8-g64", "mlx-q8-g128",
+    "mlx-q4-g64-f16", "mlx-q4-g32-f32", "mlx-q8-g64-f16", "mlx-q8-g128-f32", "mlx-q3-g64-f16",
+};
+
+static int run_case(const mlxn_qweights *q, int isa, int64_t M, const float *x) {
+    const mlxn_qmat *w = &q->mat;
+    const int64_t N = w->N, K = w->K;
+    mlxn_mm_force_isa(isa);
+    const char *isa_name = mlxn_mm_isa();
+    size_t sbytes = mlxn_mm_scratch_bytes(w, M);
+    void *scratch = malloc(sbytes + 1); /* +1: misaligned on purpose */
+    float *y = malloc((size_t)(M * N) * 4);
+    double *ref = malloc((size_t)(M * N) * 8), *bnd = malloc((size_t)(M * N) * 8);
+    float *row = malloc((size_t)K * 4);
+    for (int64_t i = 0; i < M * N; i++) y[i] = NAN;
+    int64_t split = 7 < N ? 7 : N;
+    mlxn_mm(w, x, y, M, 0, split, (char *)scratch + 1);
+    int leaked = 0;
+    for (int64_t m = 0; m < M; m++)
+        for (int64_t n = split; n < N; n++)
+            if (!isnan(y[m * N + n])) leaked++;
+    CHECK(leaked == 0, "%s %s M=%lld: %d columns outside [0,%lld) written", q->format, isa_name,
+          (long long)M, leaked, (long long)split);
+    mlxn_mm(w, x, y, M, split, N, (char *)scratch + 1);
+    mlxn_mm_ref(w, x, ref, M, 0, N);
+
+    bool quant_x = false;
+    double rw = 0;
+    if (isa == 0 && strcmp(mlxn_mm_isa(), "avx512vnni") == 0 && M < 4) {
+        if (w->kind == MLXN_QKIND_GGML)
+            quant_x = w->wtype != MLXN_F32 && w->wtype != MLXN_F16 && w->wtype != MLXN_BF16;
+        else {
+            quant_x = (w->bits == 8 && K % 64 == 0) || (w->bits == 4 && K % 128 == 0);
+            rw = w->sb_type == MLXN_BF16 ? 0x1p-8 : w->sb_type == MLXN_F16 ? 0x1p-11 : 0x1p-23;
+        }
+    }
+    int64_t grp = w->kind == MLXN_QKIND_MLX ? w->group : K;
+    for (int64_t n = 0; n < N; n++) {
+        mlxn_qmat_dequant_row(w, n, 0, K, row);
+        for (int64_t m = 0; m < M; m++) {
+            const float *xm = x + m * K;
+            double b = 0, sabs = 0;
+            for (int64_t k = 0; k < K; k++) {
+                double ex = 0, g = 0;
+                if (quant_x) {
+                    int64_t k0 = k / 32 * 32;
+                    for (int j = 0; j < 32; j++) ex = fmax(ex, fabs((double)xm[k0 + j]));
+                    ex /= 254.0;
+                }
+                if (rw > 0) {
+                    int64_t g0 = k / grp * grp;
+                    for (int64_t j = 0; j < grp; j++) g = fmax(g, fabs((double)row[g0 + j]));
+                }
+                b += fabs((double)row[k]) * ex + rw * 2 * g * fabs((double)xm[k]);
+                sabs += fabs((double)row[k] * (double)xm[k]);
+            }
+            bnd[m * N + n] = b * 1.0001 + 1e-5 * sabs + 1e-6;
+        }
+    }
+    int bad = 0;
+    for (int64_t i = 0; i < M * N; i++) {
+        double d = fabs((double)y[i] - ref[i]);
+        if (!(d <= bnd[i])) {
+            if (bad < 3)
+                fprintf(stderr, "  %s %s M=%lld [%lld,%lld]: got %.9g want %.9g (diff %.3g > %.3g)\n",
+                        q->format, isa_name, (long long)M, (long long)(i / N), (long long)(i % N),
+                        (double)y[i], ref[i], d, bnd[i]);
+            bad++;
+        }
+    }
+    CHECK(bad == 0, "%s %s M=%lld N=%lld K=%lld: %d of %lld outside tolerance", q->format,
+          isa_name, (long long)M, (long long)N, (long long)K, bad, (long long)(M * N));
+    free(scratch);
+    free(y);
+    free(ref);
+    free(bnd);
+    free(row);
+    mlxn_mm_force_isa(0);
+    return bad;
+}
+
+/* The row dequantizer the kernels use (vectorized per ISA) must equal the
+ * golden-tested whole-matrix dequantizers bit for bit, also on sub-ranges. */
+static void check_dequant_row(const mlxn_qweights *q) {
+    const mlxn_qmat *w = &q->mat;
+    float *full = malloc((size_t)(w->N * w->K) * 4), *row = malloc((size_t)w->K * 4);
+    if (w->kind == MLXN_QKIND_MLX)
+        CHECK_OK(mlxn_mlx_dequantize(w->w, w->scales, w->biases, w->sb_type, w->N, w->K, w->bits,
+                                     w->group, full));
+    else
+        for (int64_t n = 0; n < w->N; n++)
+            CHECK_OK(mlxn_ggml_dequantize(w->wtype, (const char *)w->w + n * w->row_bytes,
+                                          full + n * w->K, w->K));
+    int64_t step = w->kind == MLXN_QKIND_MLX ? w->group : (int64_t)mlxn_dtype_block_elems(w->wtype);
+    for (int isa = 0; isa < 3; isa++) {
+        mlxn_mm_force_isa(isa);
+        int bad = 0;
+        for (int64_t n = 0; n < w->N; n++) {
+            int64_t k0 = (n % 2) ? step : 0, k1 = w->K - ((n % 3 == 1 && w->K > 2 * step) ? step : 0);
+            for (int64_t k = 0; k < w->K; k++) row[k] = NAN;
+            mlxn_qmat_dequant_row(w, n, k0, k1, row);
+            if (memcmp(row, full + n * w->K + k0, (size_t)(k1 - k0) * 4)) bad++;
+        }
+        CHECK(bad == 0, "%s dequant_row (%s): %d rows differ from the reference dequantizer",
+              q->format, mlxn_mm_isa(), bad);
+    }
+    mlxn_mm_force_isa(0);
+    free(full);
+    free(row);
+}
+
+/* MLX's own quantized_matmul (mlx 0.32.4 CPU, f32 x) as an outside oracle.
+ * MLX computes with unrounded s·q + b, we use rounded weights (ref) or
+ * unrounded + int8 x (VNNI): both sit within the rw / ex terms of the exact
+ * reference, so they differ by at most the sum of those bounds. */
+static void check_mlx_qmm(int bits, int group, const char *dtn, mlxn_dtype dt) {
+    enum { QM = 3, QN = 8, QK = 256 };
+    char path[128];
+    snprintf(path, sizeof path, "tests/golden/quant/mlx_qmm_b%d_g%d_%s.bin", bits, group, dtn);
+    FILE *f = fopen(path, "rb");
+    size_t wb, sb;
+    mlxn_mlx_sizes(QN, QK, bits, group, dt, &wb, &sb);
+    size_t want = QM * QK * 4 + wb + 2 * sb + QM * QN * 4;
+    unsigned char *buf = malloc(want + 1);
+    size_t got = f ? fread(buf, 1, want + 1, f) : 0;
+    if (f) fclose(f);
+    CHECK(got == want, "%s: %zu bytes, want %zu", path, got, want);
+    if (got != want) {
+        free(buf);
+        return;
+    }
+    const float *x = (const float *)buf, *ymlx = (const float *)(buf + want - QM * QN * 4);
+    mlxn_qmat w = {.kind = MLXN_QKIND_MLX, .N = QN, .K = QK, .w = buf + QM * QK * 4,
+                   .scales = buf + QM * QK * 4 + wb, .biases = buf + QM * QK * 4 + wb + sb,
+                   .sb_type = dt, .bits = bits, .group = group};
+    CHECK_OK(mlxn_qmat_check(&w));
+    float deq[QN * QK], y[QM * QN];
+    CHECK_OK(mlxn_mlx_dequantize(w.w, w.scales, w.biases, dt, QN, QK, bits, group, deq));
+    double rw = dt == MLXN_BF16 ? 0x1p-8 : dt == MLXN_F16 ? 0x1p-11 : 0x1p-23;
+    void *scr = malloc(mlxn_mm_scratch_bytes(&w, QM));
+    for (int isa = 0; isa < 3; isa++) {
+        mlxn_mm_force_isa(isa);
+        for (int i = 0; i < QM * QN; i++) y[i] = NAN;
+        mlxn_mm(&w, x, y, QM, 0, QN, scr);
+        int bad = 0;
+        for (int m = 0; m < QM; m++)
+            for (int n = 0; n < QN; n++) {
+                double b = 0, sabs = 0;
+                for (int k = 0; k < QK; k++) {
+                    double ex = 0, g = 0;
+                    for (int j = 0; j < 32; j++) ex = fmax(ex, fabs((double)x[m * QK + k / 32 * 32 + j]));
+                    for (int j = 0; j < group; j++) g = fmax(g, fabs((double)deq[n * QK + k / group * group + j]));
+                    double wk = fabs((double)deq[n * QK + k]), xk = fabs((double)x[m * QK + k]);
+                    b += wk * ex / 254.0 + 2 * rw * 2 * g * xk;
+                    sabs += wk * xk;
+                }
+                double d = fabs((double)y[m * QN + n] - (double)ymlx[m * QN + n]);
+                if (!(d <= b + 2e-5 * sabs + 1e-5)) {
+                    if (bad < 3)
+                        fprintf(stderr, "  %s [%d,%d]: got %.7g mlx %.7g (bound %.3g)\n", path, m, n,
+                                (double)y[m * QN + n], (double)ymlx[m * QN + n], b);
+                    bad++;
+                }
+            }
+        CHECK(bad == 0, "%s (%s): %d outputs off MLX's quantized_matmul", path, mlxn_mm_isa(), bad);
+    }
+    mlxn_mm_force_isa(0);
+    free(scr);
+    free(buf);
+}
+
+int main(void) {
+    check_mlx_qmm(4, 64, "bf16", MLXN_BF16);
+    check_mlx_qmm(8, 32, "f32", MLXN_F32);
+    check_mlx_qmm(4, 128, "f16", MLXN_F16);
+    check_mlx_qmm(3, 64, "bf16", MLXN_BF16);
+    printf("mlx quantized_matmul oracle: 4 cases x 3 isa\n");
+    const int64_t Ms[] = {1, 3, 4, 13};
+    const int64_t N = 37;
+    int cases = 0, fails = 0;
+    for (size_t f = 0; f < sizeof k_formats / sizeof k_formats[0]; f++) {
+        const int64_t Ks[] = {512, 96};
+        for (int ki = 0; ki < 2; ki++) {
+            int64_t K = Ks[ki];
+            mlxn_qweights q;
+            mlxn_status st = mlxn_quant_make_random(k_formats[f], N, K, 1234 + f, &q);
+            if (K == 96 && st != MLXN_OK) continue; /* block/group does not divide 96 */
+            CHECK_OK(st);
+            if (st) continue;
+            check_dequant_row(&q);
+            float *x = malloc((size_t)(13 * K) * 4);
+            rng_fill(x, (size_t)(13 * K), -1, 1);
+            for (int64_t k = 0; k < 32 && k < K; k++) x[k] *= 100; /* one loud block */
+            for (int isa = 0; isa < 3; isa++)
+                for (int mi = 0; mi < 4; mi++, cases++) fails += run_case(&q, isa, Ms[mi], x) != 0;
+            free(x);
+            mlxn_quant_free(&q);
+        }
+    }
+    printf("matmul kernels: %d cases (format x K x isa x M), %d failing; native isa %s\n", cases,
+           fails, mlxn_mm_isa());
+
+    /* make_random: deterministic, never all zero; bad formats. */
+    mlxn_qweights a, b;
+    CHECK_OK(mlxn_quant_make_random("mlx-q4-g64", 8, 128, 7, &a));
+    CHECK_OK(mlxn_quant_make_random("mlx-q4-g64", 8, 128, 7, &b));
+    CHECK(a.total_bytes == 8 * 64 + 2 * 8 * 2 * 2 && memcmp(a.data, b.data, a.data_bytes) == 0 &&
+              memcmp(a.scales, b.scales, a.sb_bytes) == 0,
+          "make_random not deterministic or wrong size %zu", a.total_bytes);
+    float deq[128];
+    mlxn_qmat_dequant_row(&a.mat, 3, 0, 128, deq);
+    int nz = 0;
+    for (int i = 0; i < 128; i++) nz += deq[i] != 0;
+    CHECK(nz > 100, "random row mostly zero (%d nonzero)", nz);
+    mlxn_quant_free(&a);
+    mlxn_quant_free(&b);
+    mlxn_quant_free(NULL);
+    CHECK_STATUS(mlxn_quant_make_random("q3_z", 8, 256, 1, &a), MLXN_ERR_INVALID_ARG);
+    CHECK(a.data == NULL, "out not zeroed on failure");
+    CHECK_STATUS(mlxn_quant_make_random("mlx-q7-g64", 8, 256, 1, &a), MLXN_ERR_UNSUPPORTED);
+    CHECK_STATUS(mlxn_quant_make_random("mlx-q4-g64", 8, 96, 1, &a), MLXN_ERR_SHAPE);
+    CHECK_STATUS(mlxn_quant_make_random("mlx-q4-g64-i8", 8, 128, 1, &a), MLXN_ERR_DTYPE);
+    CHECK_STATUS(mlxn_quant_make_random("q4_k", 8, 128, 1, &a), MLXN_ERR_SHAPE);
+
+    mlxn_qmat bad = {.kind = MLXN_QKIND_GGML, .N = 4, .K = 64, .w = deq, .row_bytes = 10,
+                     .wtype = MLXN_Q4_0};
+    CHECK_STATUS(mlxn_qmat_check(&bad), MLXN_ERR_SHAPE);
+    bad.row_bytes = 36;
+    CHECK_OK(mlxn_qmat_check(&bad));
+    bad.wtype = MLXN_I32;
+    CHECK_STATUS(mlxn_qmat_check(&bad), MLXN_ERR_DTYPE);
+    bad = (mlxn_qmat){.kind = MLXN_QKIND_MLX, .N = 4, .K = 64, .w = deq, .bits = 4, .group = 64,
+                      .sb_type = MLXN_BF16};
+    CHECK_STATUS(mlxn_qmat_check(&bad), MLXN_ERR_INVALID_ARG);
+    return test_summary("test_matmul_kernels");
+}
