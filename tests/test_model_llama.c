@@ -13,47 +13,16 @@
  * before PyTorch ran), so with an f32 KV cache all that is left is f32
  * summation order: tol 1e-4 (observed <= 2e-5). The default f16 cache
  * rounds k and v to 11 bits (rel. 4.9e-4 per element), which moves these
- * logits by up to ~3e-3: tol 5e-3.
+ * logits by up to ~3e-3: tol 5e-3. llama_q4 (MLX 4-bit, one 8-bit override,
+ * dense head) decodes with int8-quantized activations in the quantized
+ * matmul kernel: 3e-2 for its one-token steps (see main()).
  */
 #include "model/model.h"
 #include "testutil.h"
 
-#include <cjson/cJSON.h>
+#include "io/io.h"
 
 #define MODELS "tests/data/models/"
-
-/* ---- a minimal safetensors source, until io/ lands in this branch ---- */
-
-typedef struct st_file {
-    unsigned char *bytes;
-    size_t size, data_off;
-    cJSON *hdr;
-} st_file;
-
-static bool st_find(void *ctx, const char *name, mlxn_tensor_ref *out) {
-    st_file *f = ctx;
-    const cJSON *t = cJSON_GetObjectItemCaseSensitive(f->hdr, name);
-    if (!t) return false;
-    const char *dt = cJSON_GetObjectItem(t, "dtype")->valuestring;
-    mlxn_dtype d = !strcmp(dt, "F32") ? MLXN_F32 : !strcmp(dt, "F16") ? MLXN_F16 : !strcmp(dt, "BF16") ? MLXN_BF16
-                 : !strcmp(dt, "U32") ? MLXN_U32 : !strcmp(dt, "I32") ? MLXN_I32 : MLXN_DTYPE_COUNT;
-    const cJSON *sh = cJSON_GetObjectItem(t, "shape"), *off = cJSON_GetObjectItem(t, "data_offsets");
-    out->dtype = d;
-    out->ndim = cJSON_GetArraySize(sh);
-    for (int i = 0; i < out->ndim; i++) out->shape[i] = (int64_t)cJSON_GetArrayItem(sh, i)->valuedouble;
-    size_t a = (size_t)cJSON_GetArrayItem(off, 0)->valuedouble, b = (size_t)cJSON_GetArrayItem(off, 1)->valuedouble;
-    out->data = f->bytes + f->data_off + a;
-    out->nbytes = b - a;
-    return true;
-}
-
-static void st_close(void *ctx) {
-    st_file *f = ctx;
-    if (!f) return;
-    cJSON_Delete(f->hdr);
-    free(f->bytes);
-    free(f);
-}
 
 static unsigned char *slurp(const char *path, size_t *n) {
     FILE *fp = fopen(path, "rb");
@@ -69,35 +38,8 @@ static unsigned char *slurp(const char *path, size_t *n) {
     return b;
 }
 
-static bool st_open(const char *path, mlxn_weight_source *src) {
-    st_file *f = calloc(1, sizeof *f);
-    f->bytes = slurp(path, &f->size);
-    if (!f->bytes) { free(f); return false; }
-    uint64_t hl;
-    memcpy(&hl, f->bytes, 8);
-    f->hdr = cJSON_ParseWithLength((const char *)f->bytes + 8, hl);
-    f->data_off = 8 + hl;
-    *src = (mlxn_weight_source){f, st_find, st_close, MLXN_NAMES_HF, path};
-    return true;
-}
-
-/* The model's directory: config + weights through the loader entry point
- * when it exists, through the local source otherwise. */
 static mlxn_status load_dir(mlxn_model **m, mlxn_device *dev, const char *dir) {
-    char p[512];
-    mlxn_model_config cfg;
-    snprintf(p, sizeof p, "%s/config.json", dir);
-    mlxn_status st = mlxn_model_config_from_json_file(&cfg, p);
-    if (st) return st;
-    mlxn_weight_source src;
-    snprintf(p, sizeof p, "%s/model.safetensors", dir);
-    if (!st_open(p, &src)) {
-        mlxn_model_config_free(&cfg);
-        return MLXN_ERR_IO;
-    }
-    st = mlxn_model_create(m, dev, &cfg, &src);
-    mlxn_model_config_free(&cfg);
-    return st;
+    return mlxn_model_load(m, dev, dir);
 }
 
 typedef struct ref {
@@ -133,7 +75,7 @@ static int argmax_f(const float *x, int n) {
     return b;
 }
 
-static void check_model(mlxn_device *dev, const char *name, mlxn_dtype kv_dtype, double tol) {
+static void check_model(mlxn_device *dev, const char *name, mlxn_dtype kv_dtype, double tol, double dec_tol) {
     char dir[256], what[128];
     snprintf(dir, sizeof dir, MODELS "%s", name);
     ref r = {0};
@@ -183,7 +125,10 @@ static void check_model(mlxn_device *dev, const char *name, mlxn_dtype kv_dtype,
         CHECK_OK(mlxn_forward_logits(f, got + (size_t)t * V, (size_t)V));
     }
     snprintf(what, sizeof what, "%s replayed decode logits", name);
-    check_close(what, got, want, n, tol, tol);
+    check_close(what, got, want, n, dec_tol, dec_tol);
+    md = 0;
+    for (size_t i = 0; i < n; i++) md = fmax(md, fabs((double)got[i] - want[i]));
+    printf("  %-36s max |diff| %.3g (tol %.1g + %.1g|ref|)\n", what, md, dec_tol, dec_tol);
     mlxn_graph_stats gs;
     CHECK_OK(mlxn_session_stats(mlxn_forward_session(f), &gs));
     CHECK(gs.replays == (uint32_t)T - 1, "%s: %u replays for %d steps", name, gs.replays, T);
@@ -227,6 +172,15 @@ static void check_model(mlxn_device *dev, const char *name, mlxn_dtype kv_dtype,
 
 /* ---- bad input ---- */
 
+static bool st_find_sh(void *ctx, const char *name, mlxn_tensor_ref *out) {
+    const mlxn_st_tensor *t = mlxn_st_shards_find(ctx, name);
+    if (!t) return false;
+    *out = (mlxn_tensor_ref){.dtype = t->dtype, .ndim = t->ndim, .data = t->data, .nbytes = t->nbytes};
+    memcpy(out->shape, t->shape, sizeof out->shape);
+    return true;
+}
+static void st_close_sh(void *ctx) { mlxn_st_shards_close(ctx); }
+
 /* A source wrapping another, hiding one name or lying about a shape. */
 typedef struct wrap {
     mlxn_weight_source inner;
@@ -250,7 +204,14 @@ static mlxn_status load_wrapped(mlxn_device *dev, const char *hide, const char *
     mlxn_status st = mlxn_model_config_from_json_file(&cfg, MODELS "llama/config.json");
     if (st) return st;
     wrap *w = calloc(1, sizeof *w);
-    st_open(MODELS "llama/model.safetensors", &w->inner);
+    mlxn_st_shards *sh = NULL;
+    st = mlxn_st_shards_open(&sh, MODELS "llama");
+    if (st) {
+        free(w);
+        mlxn_model_config_free(&cfg);
+        return st;
+    }
+    w->inner = (mlxn_weight_source){sh, st_find_sh, st_close_sh, MLXN_NAMES_HF, MODELS "llama"};
     w->hide = hide;
     w->reshape = reshape;
     mlxn_weight_source src = {w, wrap_find, wrap_close, MLXN_NAMES_HF, MODELS "llama/model.safetensors"};
@@ -335,10 +296,14 @@ int main(void) {
     if (!dev) return test_summary("test_model_llama");
     check_configs();
     printf("logits vs PyTorch float32:\n");
-    static const char *const models[] = {"llama", "qwen3", "qwen2"};
-    for (int i = 0; i < 3; i++) {
-        check_model(dev, models[i], MLXN_F32, 1e-4);
-        check_model(dev, models[i], MLXN_F16, 5e-3);
+    static const char *const models[] = {"llama", "qwen3", "qwen2", "llama_q4"};
+    for (int i = 0; i < 4; i++) {
+        /* quantized weights at M < 4 rows: the kernel quantizes x to int8
+         * per 32 (quant.h: ~1e-3 of sum|x*w| per matmul), so decode steps of
+         * llama_q4 get 3e-2 (observed <= 1.5e-2); prefill stays f32. */
+        bool q = !strcmp(models[i], "llama_q4");
+        check_model(dev, models[i], MLXN_F32, 1e-4, q ? 3e-2 : 1e-4);
+        check_model(dev, models[i], MLXN_F16, 5e-3, q ? 3e-2 : 5e-3);
     }
     printf("bad input:\n");
     check_bad(dev);
