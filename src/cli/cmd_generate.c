@@ -19,14 +19,15 @@ static void usage(FILE *f) {
             "usage: mlxn generate -m PATH [-p TEXT | -f FILE | --tokens ID,ID,...] [-n N]\n"
             "                     [--temp T] [--top-k K] [--top-p P] [--min-p P] [--repeat-penalty R]\n"
             "                     [--seed S] [--chat] [--system TEXT] [--ctx N] [--kv f16|bf16|f32]\n"
-            "                     [--ignore-eos] [--threads N] [--backend cpu|cuda]\n"
+            "                     [--ignore-eos] [-v] [--threads N] [--backend cpu|cuda]\n"
             "  -m PATH        model directory (config.json + safetensors) or .gguf file\n"
             "  -n N           tokens to generate (128)\n"
             "  --temp T       0 = greedy (0.8); --top-k 40, --top-p 0.95, --min-p 0.05 by default\n"
             "  --repeat-penalty R  over the last 64 tokens (1 = off)\n"
             "  --seed S       sampling seed (default: from the clock, printed)\n"
             "  --chat         wrap the prompt in the model's chat template\n"
-            "  --ctx N        KV cache tokens (default: prompt + n)\n");
+            "  --ctx N        KV cache tokens (default: prompt + n)\n"
+            "  -v             print the (formatted) prompt and its token ids to stderr\n");
 }
 
 typedef struct stream {
@@ -109,13 +110,14 @@ int cmd_generate(int argc, char **argv) {
     const char *backend = "cpu", *kvname = "f16";
     long n_predict = 128, ctx = 0, threads = 0, top_k = 40, seed = -1;
     double temp = 0.8, top_p = 0.95, min_p = 0.05, rep = 1.0;
-    bool chat = false, ignore_eos = false;
+    bool chat = false, ignore_eos = false, verbose = false;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         bool ok = true;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) { usage(stdout); return 0; }
         else if (!strcmp(a, "--chat")) { chat = true; continue; }
         else if (!strcmp(a, "--ignore-eos")) { ignore_eos = true; continue; }
+        else if (!strcmp(a, "-v") || !strcmp(a, "--verbose")) { verbose = true; continue; }
         else if (!v) { fprintf(stderr, "mlxn generate: %s needs a value\n", a); return 2; }
         else if (!strcmp(a, "-m") || !strcmp(a, "--model")) model_path = v;
         else if (!strcmp(a, "-p") || !strcmp(a, "--prompt")) prompt = v;
@@ -196,6 +198,12 @@ int cmd_generate(int argc, char **argv) {
         }
         n_prompt = (int)nt;
         add_eos(&m->cfg, mlxn_tokenizer_special(tok).eos);
+    }
+    if (verbose) {
+        fprintf(stderr, "mlxn: prompt %s%s%s= %d tokens:", formatted ? "\"" : "", formatted ? formatted : "",
+                formatted ? "\" " : "", n_prompt);
+        for (int i = 0; i < n_prompt; i++) fprintf(stderr, " %d", ptoks[i]);
+        fprintf(stderr, "\n");
     }
     if (n_prompt <= 0) {
         fprintf(stderr, "mlxn generate: the prompt encodes to no tokens\n");
