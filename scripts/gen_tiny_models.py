@@ -9,6 +9,13 @@ ref.bin, for:
   qwen2       Qwen2ForCausalLM, f16 weights, tied head, q/k/v bias
   llama_q4    the llama model with MLX affine 4-bit weights (group 32), one
               8-bit override and "lm_head": false
+  llama_gguf  the llama model as GGUF (f32), Q/K rows permuted for the
+              interleaved rope as convert_hf_to_gguf.py does, llama3 scaling
+              as a rope_freqs tensor; same logits as llama
+  qwen3_gguf  the qwen3 model as GGUF (f16 norms-as-f32 like llama.cpp,
+              no permutation: NEOX rope); same logits as qwen3
+  llama_q8_gguf  llama with Q8_0 linear/embedding weights (gguf.quants);
+              the reference runs on the dequantized weights
 All: 2 layers, hidden 64, 4 heads, 2 KV heads, head_dim 16, vocab 256.
 
 The reference runs in float32 on weights that went through the stored dtype
@@ -171,6 +178,109 @@ def save_quantized(name, model, bits, group, overrides):
     write_ref(d, PROMPT, logits_of(model, PROMPT))
 
 
+def permute_qk(w, n_head, n_head_kv=None):
+    """convert_hf_to_gguf.py LlamaModel.permute: HF half-split rows ->
+    interleaved pairs."""
+    if n_head_kv is not None and n_head != n_head_kv:
+        n_head = n_head_kv
+    return (w.reshape(n_head, 2, w.shape[0] // n_head // 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape))
+
+
+def llama3_rope_factors(cfg):
+    """convert_hf_to_gguf.py: llama3 scaling written as rope_freqs."""
+    import math
+    rs, dim, base = cfg.rope_parameters, cfg.head_dim, cfg.rope_parameters["rope_theta"]
+    freqs = 1.0 / (base ** (np.arange(0, dim, 2, dtype=np.float32) / dim))
+    factor, lo, hi, old = rs["factor"], rs["low_freq_factor"], rs["high_freq_factor"], rs["original_max_position_embeddings"]
+    lw, hw = old / lo, old / hi
+    out = []
+    for f in freqs:
+        wl = 2 * math.pi / f
+        if wl < hw:
+            out.append(1.0)
+        elif wl > lw:
+            out.append(factor)
+        else:
+            sm = (old / wl - lo) / (hi - lo)
+            out.append(1 / ((1 - sm) / factor + sm))
+    return np.array(out, dtype=np.float32)
+
+
+GGUF_NAMES = {
+    "model.embed_tokens.weight": "token_embd.weight", "model.norm.weight": "output_norm.weight",
+    "lm_head.weight": "output.weight", "input_layernorm.weight": "attn_norm.weight",
+    "post_attention_layernorm.weight": "ffn_norm.weight", "self_attn.q_proj.weight": "attn_q.weight",
+    "self_attn.k_proj.weight": "attn_k.weight", "self_attn.v_proj.weight": "attn_v.weight",
+    "self_attn.o_proj.weight": "attn_output.weight", "self_attn.q_norm.weight": "attn_q_norm.weight",
+    "self_attn.k_norm.weight": "attn_k_norm.weight", "mlp.gate_proj.weight": "ffn_gate.weight",
+    "mlp.up_proj.weight": "ffn_up.weight", "mlp.down_proj.weight": "ffn_down.weight",
+}
+
+
+def gguf_name(hf):
+    if hf in GGUF_NAMES:
+        return GGUF_NAMES[hf]
+    parts = hf.split(".")  # model.layers.N.rest
+    return "blk.%s.%s" % (parts[2], GGUF_NAMES[".".join(parts[3:])])
+
+
+def save_gguf(name, model, arch, float_type, qtype=None):
+    """float_type: np.float32 / np.float16 for 2-D weights (norms stay f32,
+    as llama.cpp writes them); qtype: a GGMLQuantizationType for 2-D weights
+    (the model's weights are replaced by their dequantized values first, so
+    the reference sees what the file holds)."""
+    import gguf
+    d = os.path.join(OUT, name)
+    os.makedirs(d, exist_ok=True)
+    cfg = model.config
+    sd = {k: v.detach().float().numpy() for k, v in model.state_dict().items() if "rotary" not in k}
+    if cfg.tie_word_embeddings:
+        sd.pop("lm_head.weight", None)
+    if qtype is not None:
+        with torch.no_grad():
+            for k, v in sd.items():
+                if v.ndim == 2:
+                    deq = gguf.quants.dequantize(gguf.quants.quantize(v, qtype), qtype).reshape(v.shape)
+                    dict(model.named_parameters())[k].copy_(torch.from_numpy(deq.astype(np.float32)))
+        sd = {k: v.detach().float().numpy() for k, v in model.state_dict().items() if "rotary" not in k}
+        if cfg.tie_word_embeddings:
+            sd.pop("lm_head.weight", None)
+    w = gguf.GGUFWriter(os.path.join(d, "model.gguf"), arch)
+    w.add_name(name)
+    w.add_block_count(cfg.num_hidden_layers)
+    w.add_context_length(cfg.max_position_embeddings)
+    w.add_embedding_length(cfg.hidden_size)
+    w.add_feed_forward_length(cfg.intermediate_size)
+    w.add_head_count(cfg.num_attention_heads)
+    w.add_head_count_kv(cfg.num_key_value_heads)
+    w.add_key_length(cfg.head_dim)
+    w.add_value_length(cfg.head_dim)
+    w.add_rope_freq_base(cfg.rope_parameters["rope_theta"])
+    w.add_layer_norm_rms_eps(cfg.rms_norm_eps)
+    w.add_vocab_size(cfg.vocab_size)
+    w.add_bos_token_id(cfg.bos_token_id)
+    w.add_eos_token_id(cfg.eos_token_id)
+    if cfg.rope_parameters.get("rope_type", "default") == "llama3":
+        w.add_tensor("rope_freqs.weight", llama3_rope_factors(cfg))
+    for k in sorted(sd):
+        v = sd[k]
+        if arch == "llama" and k.endswith("q_proj.weight"):
+            v = permute_qk(v, cfg.num_attention_heads)
+        elif arch == "llama" and k.endswith("k_proj.weight"):
+            v = permute_qk(v, cfg.num_attention_heads, cfg.num_key_value_heads)
+        if v.ndim == 2 and qtype is not None:
+            w.add_tensor(gguf_name(k), gguf.quants.quantize(np.ascontiguousarray(v), qtype), raw_dtype=qtype)
+        elif v.ndim == 2:
+            w.add_tensor(gguf_name(k), np.ascontiguousarray(v.astype(float_type)))
+        else:
+            w.add_tensor(gguf_name(k), np.ascontiguousarray(v.astype(np.float32)))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    write_ref(d, PROMPT, logits_of(model, PROMPT))
+
+
 def main():
     from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM, Qwen3Config, Qwen3ForCausalLM
 
@@ -182,10 +292,13 @@ def main():
     m = LlamaForCausalLM(llama_cfg).float().eval()
     randomize(m, 1)
     save("llama", m, torch.bfloat16)
+    save_gguf("llama_gguf", m, "llama", np.float32)
 
     q3 = Qwen3ForCausalLM(Qwen3Config(**COMMON, tie_word_embeddings=True, rope_theta=1000000.0)).float().eval()
     randomize(q3, 2)
     save("qwen3", q3, torch.float32)
+    round_through(q3, torch.float16)  # 2-D weights go to the file as f16
+    save_gguf("qwen3_gguf", q3, "qwen3", np.float16)
 
     q2 = Qwen2ForCausalLM(Qwen2Config(**{k: v for k, v in COMMON.items() if k != "head_dim"},
                                       tie_word_embeddings=True, rope_theta=1000000.0)).float().eval()
@@ -195,6 +308,10 @@ def main():
     mq = LlamaForCausalLM(llama_cfg).float().eval()
     randomize(mq, 4)
     save_quantized("llama_q4", mq, 4, 32, {"model.layers.1.mlp.down_proj": 8, "lm_head": False})
+    import gguf
+    m8 = LlamaForCausalLM(llama_cfg).float().eval()
+    randomize(m8, 5)
+    save_gguf("llama_q8_gguf", m8, "llama", np.float32, gguf.GGMLQuantizationType.Q8_0)
     print("wrote", os.path.normpath(OUT))
 
 
