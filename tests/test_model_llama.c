@@ -273,6 +273,62 @@ static void check_bad(mlxn_device *dev) {
     mlxn_model_destroy(m);
 }
 
+/* A GGUF v3 image with string / u32 metadata only (no tensors). */
+typedef struct kvw { const char *key; const char *str; uint32_t u; } kvw;
+static size_t gguf_image(unsigned char *buf, const kvw *kv, int n) {
+    size_t o = 0;
+    uint32_t v3 = 3;
+    uint64_t zero = 0, cnt = (uint64_t)n;
+    memcpy(buf + o, "GGUF", 4), o += 4;
+    memcpy(buf + o, &v3, 4), o += 4;
+    memcpy(buf + o, &zero, 8), o += 8;
+    memcpy(buf + o, &cnt, 8), o += 8;
+    for (int i = 0; i < n; i++) {
+        uint64_t kl = strlen(kv[i].key);
+        uint32_t type = kv[i].str ? 8 : 4;
+        memcpy(buf + o, &kl, 8), o += 8;
+        memcpy(buf + o, kv[i].key, kl), o += kl;
+        memcpy(buf + o, &type, 4), o += 4;
+        if (kv[i].str) {
+            uint64_t sl = strlen(kv[i].str);
+            memcpy(buf + o, &sl, 8), o += 8;
+            memcpy(buf + o, kv[i].str, sl), o += sl;
+        } else {
+            memcpy(buf + o, &kv[i].u, 4), o += 4;
+        }
+    }
+    return o;
+}
+
+static void check_gguf_config(void) {
+    unsigned char buf[2048];
+    kvw kv[] = {
+        {"general.architecture", "qwen2", 0},        {"qwen2.block_count", NULL, 3},
+        {"qwen2.embedding_length", NULL, 128},       {"qwen2.attention.head_count", NULL, 8},
+        {"qwen2.attention.head_count_kv", NULL, 2},  {"qwen2.feed_forward_length", NULL, 256},
+        {"qwen2.vocab_size", NULL, 1000},
+    };
+    mlxn_gguf *g = NULL;
+    mlxn_model_config c;
+    CHECK_OK(mlxn_gguf_open_memory(&g, buf, gguf_image(buf, kv, 7), "mem.gguf"));
+    CHECK_OK(mlxn_model_config_from_gguf(&c, g, "mem.gguf"));
+    CHECK(c.arch == MLXN_ARCH_QWEN2 && c.layers == 3 && c.hidden == 128 && c.heads == 8 && c.kv_heads == 2 &&
+              c.head_dim == 16 && c.ffn == 256 && c.vocab == 1000 && c.qkv_bias && c.rope_theta == 10000.0f,
+          "gguf qwen2 config");
+    mlxn_model_config_free(&c);
+    mlxn_gguf_close(g);
+    /* missing feed_forward_length */
+    CHECK_OK(mlxn_gguf_open_memory(&g, buf, gguf_image(buf, kv, 5), "mem.gguf"));
+    CHECK_STATUS(mlxn_model_config_from_gguf(&c, g, "mem.gguf"), MLXN_ERR_NOT_FOUND);
+    check_msg("gguf missing key", "qwen2.feed_forward_length", "mem.gguf");
+    mlxn_gguf_close(g);
+    kv[0].str = "gpt2";
+    CHECK_OK(mlxn_gguf_open_memory(&g, buf, gguf_image(buf, kv, 1), "mem.gguf"));
+    CHECK_STATUS(mlxn_model_config_from_gguf(&c, g, "mem.gguf"), MLXN_ERR_UNSUPPORTED);
+    check_msg("gguf unknown arch", "gpt2", "mem.gguf");
+    mlxn_gguf_close(g);
+}
+
 static void check_configs(void) {
     mlxn_model_config c;
     CHECK_OK(mlxn_model_config_from_json_file(&c, MODELS "llama/config.json"));
@@ -317,6 +373,7 @@ int main(void) {
     }
     printf("bad input:\n");
     check_bad(dev);
+    check_gguf_config();
     mlxn_device_close(dev);
     return test_summary("test_model_llama");
 }

@@ -18,6 +18,18 @@ static void usage(FILE *f) {
                "                  [--kv f16|bf16|f32]\n");
 }
 
+/* A JSON string literal (quotes, backslashes, control bytes escaped). */
+static void json_str(FILE *f, const char *s) {
+    fputc('"', f);
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\') fprintf(f, "\\%c", c);
+        else if (c < 0x20) fprintf(f, "\\u%04x", c);
+        else fputc(c, f);
+    }
+    fputc('"', f);
+}
+
 static void mean_sd(const double *x, int n, double *mean, double *sd) {
     double s = 0, q = 0;
     for (int i = 0; i < n; i++) s += x[i];
@@ -112,9 +124,11 @@ int cmd_bench(int argc, char **argv) {
     if (pp) mean_sd(pps, (int)reps, &pm, &psd);
     if (tg) mean_sd(tgs, (int)reps, &tm, &tsd);
     if (json) {
-        printf("{\"model\": \"%s\", \"backend\": \"%s\", \"threads\": %d, \"pp\": {\"tokens\": %ld, \"tok_s\": %.3f}, "
+        printf("{\"model\": ");
+        json_str(stdout, model_path);
+        printf(", \"backend\": \"%s\", \"threads\": %d, \"pp\": {\"tokens\": %ld, \"tok_s\": %.3f}, "
                "\"tg\": {\"tokens\": %ld, \"tok_s\": %.3f}}\n",
-               model_path, mlxn_device_kind(dev), mlxn_device_threads(dev), pp, pm, tg, tm);
+               mlxn_device_kind(dev), mlxn_device_threads(dev), pp, pm, tg, tm);
     } else {
         printf("model: %s (%s, %.1f MiB weights)\ndevice: %s\n", model_path, mlxn_arch_name(m->cfg.arch),
                (double)m->weight_bytes / 1048576.0, mlxn_device_description(dev));

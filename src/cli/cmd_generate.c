@@ -170,7 +170,10 @@ int cmd_generate(int argc, char **argv) {
             goto done;
         }
     } else {
-        if ((st = mlxn_model_load_tokenizer(m, &tok, &tmpl))) { rc = cli_fail("loading the tokenizer", st); goto done; }
+        if ((st = mlxn_model_load_tokenizer(m, &tok, &tmpl))) {
+            rc = cli_fail("loading the tokenizer (--tokens ID,... runs without one)", st);
+            goto done;
+        }
         if (file && !(text = read_text(file))) {
             fprintf(stderr, "mlxn generate: cannot read '%s'\n", file);
             goto done;
