@@ -5,8 +5,10 @@
  *
  * Order (as llama.cpp's default chain, temperature applied to the kept
  * logits): penalty → [greedy] → top-k → softmax(l / temp) → top-p → min-p
- * → renormalise → inverse-CDF draw over the kept tokens sorted by
- * probability (ties by id).
+ * → renormalise → inverse-CDF draw over the kept tokens (sorted by
+ * probability, ties by id, when a filter is on). Nothing sorts the whole
+ * vocabulary: top-k selects with a heap, top-p sorts only the prefix above
+ * a falling threshold, min-p partitions first.
  */
 #include "model/model.h"
 
@@ -111,6 +113,47 @@ static int cmp_cand(const void *a, const void *b) {
     return (x->id > y->id) - (x->id < y->id);
 }
 
+/* "a ranks below b": lower value, or higher id on equal values. */
+static bool below(const cand *a, const cand *b) { return a->l < b->l || (a->l == b->l && a->id > b->id); }
+
+/* Move the k best of c[0..n) to c[0..k) (any order): a min-heap of k over
+ * one pass, O(n log k). */
+static void select_top(cand *c, int n, int k) {
+    for (int i = k / 2 - 1; i >= 0; i--) { /* heapify c[0..k), worst at the root */
+        for (int j = i;;) {
+            int l = 2 * j + 1, r = l + 1, w = j;
+            if (l < k && below(&c[l], &c[w])) w = l;
+            if (r < k && below(&c[r], &c[w])) w = r;
+            if (w == j) break;
+            cand t = c[j]; c[j] = c[w]; c[w] = t;
+            j = w;
+        }
+    }
+    for (int i = k; i < n; i++) {
+        if (!below(&c[0], &c[i])) continue;
+        cand t = c[0]; c[0] = c[i]; c[i] = t;
+        for (int j = 0;;) {
+            int l = 2 * j + 1, r = l + 1, w = j;
+            if (l < k && below(&c[l], &c[w])) w = l;
+            if (r < k && below(&c[r], &c[w])) w = r;
+            if (w == j) break;
+            t = c[j]; c[j] = c[w]; c[w] = t;
+            j = w;
+        }
+    }
+}
+
+/* Move the candidates with value >= thr to the front; returns their count. */
+static int partition_ge(cand *c, int n, float thr) {
+    int m = 0;
+    for (int i = 0; i < n; i++)
+        if (c[i].l >= thr) {
+            cand t = c[m]; c[m] = c[i]; c[i] = t;
+            m++;
+        }
+    return m;
+}
+
 mlxn_status mlxn_sampler_sample(mlxn_sampler *s, const float *logits, int32_t *out) {
     if (!s || !logits || !out) return mlxn_err(MLXN_ERR_INVALID_ARG, "sampler: NULL argument");
     int V = s->vocab;
@@ -129,48 +172,70 @@ mlxn_status mlxn_sampler_sample(mlxn_sampler *s, const float *logits, int32_t *o
             c[t].l = c[t].l > 0 ? c[t].l / r : c[t].l * r;
         }
     }
+    int best = 0;
+    for (int i = 1; i < V; i++)
+        if (below(&c[best], &c[i])) best = i;
     if (s->p.temp <= 0) {
-        int best = 0;
-        for (int i = 1; i < V; i++)
-            if (c[i].l > c[best].l) best = i;
         *out = c[best].id;
         return MLXN_OK;
     }
-    int n = V;
-    if (s->p.top_k > 0 && s->p.top_k < n) {
-        qsort(c, (size_t)n, sizeof *c, cmp_cand);
-        n = s->p.top_k;
-    } else {
-        qsort(c, (size_t)n, sizeof *c, cmp_cand);
-    }
-    /* softmax of l / temp over the kept candidates (sorted: c[0] is the max) */
-    double inv_t = 1.0 / (double)s->p.temp, sum = 0;
-    float mx = c[0].l;
+    float mx = c[best].l;
     if (!isfinite(mx)) return mlxn_err(MLXN_ERR_RANGE, "sampler: the largest logit is %g", (double)mx);
+    int n = V;
+    bool sorted = false; /* c[0..n) in descending order */
+    if (s->p.top_k > 0 && s->p.top_k < n) {
+        select_top(c, n, s->p.top_k);
+        n = s->p.top_k;
+        qsort(c, (size_t)n, sizeof *c, cmp_cand);
+        sorted = true;
+    }
+    /* softmax of l / temp over the kept candidates */
+    double inv_t = 1.0 / (double)s->p.temp, sum = 0;
     for (int i = 0; i < n; i++) {
         double e = exp(((double)c[i].l - (double)mx) * inv_t);
         c[i].l = (float)e;
         sum += e;
     }
     for (int i = 0; i < n; i++) c[i].l = (float)((double)c[i].l / sum);
+    float pmax = (float)(1.0 / sum); /* the best token's probability */
     if (s->p.top_p > 0 && s->p.top_p < 1) {
-        double cum = 0;
-        int keep = n;
-        for (int i = 0; i < n; i++) {
-            cum += (double)c[i].l;
-            if (cum >= (double)s->p.top_p) {
-                keep = i + 1;
+        /* Sort only a prefix: everything at or above a threshold, lowered
+         * until the prefix holds top_p of the mass. Tokens left out are all
+         * below the prefix, so the cut is the one a full sort would give. */
+        float thr = pmax / 64;
+        for (;;) {
+            int m = sorted ? n : partition_ge(c, n, thr);
+            if (!sorted) qsort(c, (size_t)m, sizeof *c, cmp_cand);
+            double cum = 0;
+            int keep = -1;
+            for (int i = 0; i < m; i++) {
+                cum += (double)c[i].l;
+                if (cum >= (double)s->p.top_p) {
+                    keep = i + 1;
+                    break;
+                }
+            }
+            if (keep > 0 || m == n) {
+                n = keep > 0 ? keep : m;
                 break;
             }
+            thr = thr > 1e-30f ? thr / 64 : 0.0f;
         }
-        n = keep;
+        sorted = true;
     }
     if (s->p.min_p > 0) {
-        float thr = s->p.min_p * c[0].l;
-        int keep = 1;
-        while (keep < n && c[keep].l >= thr) keep++;
-        n = keep;
+        float thr = s->p.min_p * pmax;
+        if (sorted) {
+            int keep = 1;
+            while (keep < n && c[keep].l >= thr) keep++;
+            n = keep;
+        } else {
+            n = partition_ge(c, n, thr);
+            qsort(c, (size_t)n, sizeof *c, cmp_cand);
+            sorted = true;
+        }
     }
+    /* unsorted (temperature only): the draw runs over a fixed permutation */
     double tot = 0;
     for (int i = 0; i < n; i++) tot += (double)c[i].l;
     double u = mlxn_sampler_uniform(s) * tot, cum = 0;
