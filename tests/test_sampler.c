@@ -138,6 +138,32 @@ int main(void) {
     check_dist("temp 1, min-p 0.2", (mlxn_sampler_params){.temp = 1.0f, .min_p = 0.2f, .seed = 15});
     check_dist("temp 1.5, top-k 5, top-p 0.9", (mlxn_sampler_params){.temp = 1.5f, .top_k = 5, .top_p = 0.9f, .seed = 16});
 
+    /* top-p over a long flat tail: the first threshold pass holds only the
+     * big token, so the prefix must grow; ties keep the lowest ids. Token 7
+     * has p = 0.5, the other 999 share 0.5; top-p 0.6 keeps 7 and the 200
+     * (ceil of 0.1 / (0.5/999)) lowest other ids. */
+    {
+        enum { BV = 1000, N = 20000 };
+        static float big[BV];
+        for (int i = 0; i < BV; i++) big[i] = 0.0f;
+        big[7] = logf(999.0f);
+        mlxn_sampler *sb = NULL;
+        mlxn_sampler_params bp2 = {.temp = 1.0f, .top_p = 0.6f, .seed = 21};
+        CHECK_OK(mlxn_sampler_create(&sb, &bp2, BV));
+        int n7 = 0, outside = 0, maxid = 0;
+        for (int i = 0; i < N && sb; i++) {
+            int32_t tk = -1;
+            if (mlxn_sampler_sample(sb, big, &tk)) { outside++; continue; }
+            if (tk == 7) n7++;
+            else if (tk > maxid) maxid = tk;
+        }
+        double f7 = (double)n7 / N, want7 = 0.5 / (0.5 + 200 * (0.5 / 999));
+        printf("  top-p tail: token 7 at %.4f (want %.4f), largest other id %d (want <= 200)\n", f7, want7, maxid);
+        CHECK(fabs(f7 - want7) < 0.015, "top-p tail: token 7 frequency %g, want %g", f7, want7);
+        CHECK(maxid <= 200 && maxid >= 190 && !outside, "top-p tail: kept ids up to %d, want 200", maxid);
+        mlxn_sampler_destroy(sb);
+    }
+
     /* bad parameters */
     mlxn_sampler *bad = NULL;
     mlxn_sampler_params bp = {.top_p = 1.5f};
