@@ -14,9 +14,11 @@ ref.bin, for:
               as a rope_freqs tensor; same logits as llama
   qwen3_gguf  the qwen3 model as GGUF (f16 norms-as-f32 like llama.cpp,
               no permutation: NEOX rope); same logits as qwen3
+  mistral     MistralForCausalLM, f32, sliding window 5 (< the 12-token prompt)
   llama_q8_gguf  llama with Q8_0 linear/embedding weights (gguf.quants);
               the reference runs on the dequantized weights
-All: 2 layers, hidden 64, 4 heads, 2 KV heads, head_dim 16, vocab 256.
+All: 2 layers, hidden 64, 4 heads, 2 KV heads, head_dim 16 (qwen3: 32),
+vocab 256.
 
 The reference runs in float32 on weights that went through the stored dtype
 (or through quantize→dequantize), so the only differences left to the C
@@ -294,7 +296,9 @@ def main():
     save("llama", m, torch.bfloat16)
     save_gguf("llama_gguf", m, "llama", np.float32)
 
-    q3 = Qwen3ForCausalLM(Qwen3Config(**COMMON, tie_word_embeddings=True, rope_theta=1000000.0)).float().eval()
+    # head_dim 32: heads * head_dim = 128 != hidden 64, as in real Qwen3
+    q3 = Qwen3ForCausalLM(Qwen3Config(**{**COMMON, "head_dim": 32}, tie_word_embeddings=True,
+                                      rope_theta=1000000.0)).float().eval()
     randomize(q3, 2)
     save("qwen3", q3, torch.float32)
     round_through(q3, torch.float16)  # 2-D weights go to the file as f16
@@ -308,6 +312,12 @@ def main():
     mq = LlamaForCausalLM(llama_cfg).float().eval()
     randomize(mq, 4)
     save_quantized("llama_q4", mq, 4, 32, {"model.layers.1.mlp.down_proj": 8, "lm_head": False})
+    from transformers import MistralConfig, MistralForCausalLM
+    mi = MistralForCausalLM(MistralConfig(**COMMON, sliding_window=5, tie_word_embeddings=False,
+                                          rope_theta=10000.0)).float().eval()
+    randomize(mi, 6)
+    save("mistral", mi, torch.float32)
+
     import gguf
     m8 = LlamaForCausalLM(llama_cfg).float().eval()
     randomize(m8, 5)

@@ -10,7 +10,8 @@
  * Models: HF safetensors llama (bf16, llama3 rope scaling), qwen3 (f32,
  * q/k norm, tied), qwen2 (f16, q/k/v bias), MLX 4-bit llama; GGUF llama (f32,
  * permuted Q/K → NORMAL rope, rope_freqs), GGUF qwen3 (f16), GGUF llama
- * Q8_0.
+ * Q8_0; Mistral with a sliding window of 5 under a 12-token prompt. Qwen3
+ * has head_dim 32, so heads * head_dim = 128 differs from hidden 64.
  *
  * Tolerances for logits (|diff| <= tol + tol*|ref|; logits are O(1..5)):
  * the weights are exactly the reference's (rounded through the stored dtype
@@ -339,7 +340,11 @@ static void check_configs(void) {
           "llama3 rope scaling parsed");
     mlxn_model_config_free(&c);
     CHECK_OK(mlxn_model_config_from_json_file(&c, MODELS "qwen3/config.json"));
-    CHECK(c.arch == MLXN_ARCH_QWEN3 && c.qk_norm && c.tie_embeddings && c.rope_theta == 1e6f, "qwen3 config");
+    CHECK(c.arch == MLXN_ARCH_QWEN3 && c.qk_norm && c.tie_embeddings && c.rope_theta == 1e6f && c.head_dim == 32,
+          "qwen3 config");
+    mlxn_model_config_free(&c);
+    CHECK_OK(mlxn_model_config_from_json_file(&c, MODELS "mistral/config.json"));
+    CHECK(c.arch == MLXN_ARCH_MISTRAL && c.sliding_window == 5, "mistral config (window %d)", c.sliding_window);
     mlxn_model_config_free(&c);
     CHECK_OK(mlxn_model_config_from_json_file(&c, MODELS "qwen2/config.json"));
     CHECK(c.arch == MLXN_ARCH_QWEN2 && c.qkv_bias && c.head_dim == 16, "qwen2 config");
@@ -362,8 +367,8 @@ int main(void) {
     check_configs();
     printf("logits vs PyTorch float32:\n");
     static const char *const models[] = {"llama", "qwen3", "qwen2", "llama_q4", "llama_gguf", "qwen3_gguf",
-                                         "llama_q8_gguf"};
-    for (int i = 0; i < 7; i++) {
+                                         "llama_q8_gguf", "mistral"};
+    for (int i = 0; i < 8; i++) {
         /* quantized weights at M < 4 rows: the kernel quantizes x to int8
          * per 32 (quant.h: ~1e-3 of sum|x*w| per matmul), so decode steps of
          * llama_q4 get 3e-2 (observed <= 1.5e-2); prefill stays f32. */
