@@ -399,6 +399,20 @@ mlxn_status mlxn_op_attention(mlxn_session *s, mlxn_buffer *out, const mlxn_buff
 /* out i32 [rows] = index of the max of each row of x (first on ties). */
 mlxn_status mlxn_op_argmax(mlxn_session *s, mlxn_buffer *out, const mlxn_buffer *x);
 
+/* The k largest entries of each row of x f32 [rows, C], in descending order
+ * (lower index first on ties): idx i32 [rows, k] and val f32 [rows, k].
+ * 1 <= k <= C. (MoE routers; top-k sampling on the device.) */
+mlxn_status mlxn_op_top_k(mlxn_session *s, mlxn_buffer *idx, mlxn_buffer *val, const mlxn_buffer *x, int k);
+
+/* Expert-routed matmul (mixture of experts). w [E, N, K] stacks E expert
+ * matrices in any mlxn_op_matmul weight format; ids i32 [T, top_k] picks the
+ * experts of each token. out f32 [T * top_k, N]: row t*top_k + j is
+ * x_row * W[ids[t, j]]^T, with x_row = x[t] (x f32 [T, K]) or, when
+ * x_per_slot, x[t*top_k + j] (x f32 [T * top_k, K]). An id outside [0, E)
+ * gives a row of NaN. */
+mlxn_status mlxn_op_matmul_id(mlxn_session *s, mlxn_buffer *out, const mlxn_buffer *x, const mlxn_buffer *w,
+                              const mlxn_buffer *ids, int x_per_slot);
+
 
 #ifdef __cplusplus
 }

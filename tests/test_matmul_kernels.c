@@ -1,12 +1,14 @@
 /* test_matmul_kernels.c — every matmul path (AVX-512 VNNI, AVX2, scalar;
- * decode M < 4 and tiled M >= 4) for every weight format against the double
+ * decode and packed-panel GEMM) for every weight format against the double
  * reference mlxn_mm_ref (bit-exact dequantization, double accumulation).
  * y is NaN-poisoned first and the columns outside [n0, n1) must stay NaN.
  *
+ * M = 1, 3, 13 take the decode kernels (batched over rows below
+ * MLXN_MM_DECODE_ROWS on AVX-512 VNNI, below 4 elsewhere), 50 the GEMM.
  * Tolerance, per output (m, n), with w_k the exact dequantized weight:
- *   |y - ref| <= Σ_k |w_k|·(ex_k + rw·2·G_k·|x_k|... see bound()) + 1e-5·Σ_k|x_k·w_k| + 1e-6
- *  - ex_k = amax(x block of k)/254: paths that quantize x to int8 per 32
- *    (VNNI decode) round each x_k by at most half a step d/2 = amax/254.
+ *   |y - ref| <= Σ_k (|w_k|·ex_k + rw·2·G_k·|x_k|) + 1e-5·Σ_k|x_k·w_k| + 1e-6
+ *  - ex_k = amax(x block of k)/254 where mlxn_mm_quantizes_x: x rounded
+ *    to int8 per 32 moves each x_k by at most half a step d/2 = amax/254.
  *  - MLX AVX-512 decode (all bits) uses s·q + b unrounded, where MLX rounds s·q and then
  *    s·q + b to the scale dtype: ≤ 2 half-ulps of values ≤ 2·G_k (G_k = max|w|
  *    of k's group, since |b| ≤ G_k and |s·q| ≤ |w| + |b|): rw = 2^-8 (bf16),
@@ -46,16 +48,13 @@ static int run_case(const mlxn_qweights *q, int isa, int64_t M, const float *x) 
     mlxn_mm(w, x, y, M, split, N, (char *)scratch + 1);
     mlxn_mm_ref(w, x, ref, M, 0, N);
 
-    bool quant_x = false;
+    /* Which error terms apply: the kernel says whether it quantized x; MLX
+     * weights on the AVX-512 decode path use unrounded s·q + b. */
+    bool quant_x = mlxn_mm_quantizes_x(w, M);
     double rw = 0;
-    if (isa == 0 && strcmp(mlxn_mm_isa(), "avx512vnni") == 0 && M < 4) {
-        if (w->kind == MLXN_QKIND_GGML)
-            quant_x = w->wtype != MLXN_F32 && w->wtype != MLXN_F16 && w->wtype != MLXN_BF16;
-        else {
-            quant_x = (w->bits == 8 && K % 64 == 0) || (w->bits == 4 && K % 128 == 0);
-            rw = w->sb_type == MLXN_BF16 ? 0x1p-8 : w->sb_type == MLXN_F16 ? 0x1p-11 : 0x1p-23;
-        }
-    }
+    if (w->kind == MLXN_QKIND_MLX && strcmp(mlxn_mm_isa(), "avx512vnni") == 0 &&
+        M < MLXN_MM_DECODE_ROWS)
+        rw = w->sb_type == MLXN_BF16 ? 0x1p-8 : w->sb_type == MLXN_F16 ? 0x1p-11 : 0x1p-23;
     int64_t grp = w->kind == MLXN_QKIND_MLX ? w->group : K;
     for (int64_t n = 0; n < N; n++) {
         mlxn_qmat_dequant_row(w, n, 0, K, row);
@@ -191,13 +190,71 @@ static void check_mlx_qmm(int bits, int group, const char *dtn, mlxn_dtype dt) {
     free(buf);
 }
 
+/* Expert-routed form: 4 experts stacked in one allocation (the random
+ * matrix is [4N, K], so expert e is rows e·N..), 3 tokens × top-2, both x
+ * modes; each slot against mlxn_mm_ref on its expert view, bound as above
+ * (ex term for int8 x plus rw for MLX rounding, 1e-5 relative). */
+static void check_mm_id(const char *format) {
+    enum { E = 4, T = 3, TOPK = 2, N = 40, K = 256 };
+    mlxn_qweights q;
+    CHECK_OK(mlxn_quant_make_random(format, (int64_t)E * N, K, 99, &q));
+    if (!q.data) return;
+    mlxn_qmat w0 = q.mat;
+    w0.N = N;
+    size_t wst = q.mat.kind == MLXN_QKIND_MLX ? q.data_bytes / E : (size_t)N * q.mat.row_bytes;
+    size_t sst = q.sb_bytes / E;
+    int32_t ids[T * TOPK] = {3, 0, 1, 3, 2, 7}; /* 7: out of range -> NaN row */
+    float x[T * TOPK * K], y[T * TOPK * N];
+    double ref[N];
+    rng_fill(x, T * TOPK * K, -1, 1);
+    void *scr = malloc(mlxn_mm_scratch_bytes(&w0, 1));
+    for (int per = 0; per < 2; per++) {
+        for (int i = 0; i < T * TOPK * N; i++) y[i] = NAN;
+        mlxn_mm_id(&w0, wst, sst, E, ids, T, TOPK, per, x, y, 0, 17, scr);
+        mlxn_mm_id(&w0, wst, sst, E, ids, T, TOPK, per, x, y, 17, N, scr);
+        int bad = 0;
+        for (int slot = 0; slot < T * TOPK; slot++) {
+            const float *xr = x + (per ? slot : slot / TOPK) * K;
+            if (ids[slot] >= E) {
+                for (int n = 0; n < N; n++) bad += !isnan(y[slot * N + n]);
+                continue;
+            }
+            mlxn_qmat we = w0;
+            we.w = (const char *)w0.w + ids[slot] * wst;
+            if (we.scales) we.scales = (const char *)w0.scales + ids[slot] * sst;
+            if (we.biases) we.biases = (const char *)w0.biases + ids[slot] * sst;
+            mlxn_mm_ref(&we, xr, ref, 1, 0, N);
+            float row[K];
+            for (int n = 0; n < N; n++) {
+                mlxn_qmat_dequant_row(&we, n, 0, K, row);
+                double b = 0;
+                int grp = we.kind == MLXN_QKIND_MLX ? we.group : 32;
+                double rw = we.kind == MLXN_QKIND_MLX ? 0x1p-8 : 0; /* bf16 scales */
+                for (int k = 0; k < K; k++) {
+                    double ex = 0, g = 0, wk = fabs((double)row[k]), xk = fabs((double)xr[k]);
+                    for (int j = 0; j < 32; j++) ex = fmax(ex, fabs((double)xr[k / 32 * 32 + j]));
+                    for (int j = 0; j < grp; j++) g = fmax(g, fabs((double)row[k / grp * grp + j]));
+                    b += wk * ex / 254.0 + rw * 2 * g * xk + 1e-5 * wk * xk;
+                }
+                if (!(fabs((double)y[slot * N + n] - ref[n]) <= b + 1e-6)) bad++;
+            }
+        }
+        CHECK(bad == 0, "mm_id %s x_per_slot=%d: %d outputs wrong", format, per, bad);
+    }
+    free(scr);
+    mlxn_quant_free(&q);
+}
+
 int main(void) {
+    check_mm_id("q4_k");
+    check_mm_id("mlx-q4-g64");
+    check_mm_id("q8_0");
     check_mlx_qmm(4, 64, "bf16", MLXN_BF16);
     check_mlx_qmm(8, 32, "f32", MLXN_F32);
     check_mlx_qmm(4, 128, "f16", MLXN_F16);
     check_mlx_qmm(3, 64, "bf16", MLXN_BF16);
     printf("mlx quantized_matmul oracle: 4 cases x 3 isa\n");
-    const int64_t Ms[] = {1, 3, 4, 13};
+    const int64_t Ms[] = {1, 3, 13, 50};
     const int64_t N = 37;
     int cases = 0, fails = 0;
     for (size_t f = 0; f < sizeof k_formats / sizeof k_formats[0]; f++) {
@@ -210,8 +267,8 @@ int main(void) {
             CHECK_OK(st);
             if (st) continue;
             check_dequant_row(&q);
-            float *x = malloc((size_t)(13 * K) * 4);
-            rng_fill(x, (size_t)(13 * K), -1, 1);
+            float *x = malloc((size_t)(50 * K) * 4);
+            rng_fill(x, (size_t)(50 * K), -1, 1);
             for (int64_t k = 0; k < 32 && k < K; k++) x[k] *= 100; /* one loud block */
             for (int isa = 0; isa < 3; isa++)
                 for (int mi = 0; mi < 4; mi++, cases++) fails += run_case(&q, isa, Ms[mi], x) != 0;

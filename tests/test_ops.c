@@ -5,6 +5,7 @@
  * reason. Also the dtype, shape and aliasing errors of each op family.
  */
 #include "mlxn.h"
+#include "ops/quant.h"
 #include "testutil.h"
 
 #include <stdbool.h>
@@ -419,6 +420,153 @@ static void test_attention(void) {
     for (int i = 0; i < 4; i++) mlxn_buffer_destroy(all[i]);
 }
 
+static void test_top_k(void) {
+    const int R = 3, C = 300, K = 17;
+    mlxn_buffer *x = mk(MLXN_F32, 2, R, C, 0), *idx = mk(MLXN_I32, 2, R, K, 0), *val = mk(MLXN_F32, 2, R, K, 0);
+    float *xv = malloc((size_t)(R * C) * 4);
+    for (int i = 0; i < R * C; i++) xv[i] = (float)rng_int(-40, 40) * 0.25f; /* many ties */
+    CHECK_OK(mlxn_buffer_write(x, 0, xv, (size_t)(R * C) * 4));
+    poison(idx);
+    poison(val);
+    CHECK_OK(mlxn_op_top_k(S, idx, val, x, K));
+    run();
+    int32_t *gi = malloc((size_t)(R * K) * 4);
+    CHECK_OK(mlxn_buffer_read(idx, 0, gi, (size_t)(R * K) * 4));
+    float *gv = get(val);
+    int bad = 0;
+    for (int r = 0; r < R; r++) {
+        /* reference: selection by (value desc, index asc), k times */
+        char *used = calloc((size_t)C, 1);
+        for (int j = 0; j < K; j++) {
+            int best = -1;
+            for (int i = 0; i < C; i++)
+                if (!used[i] && (best < 0 || xv[r * C + i] > xv[r * C + best])) best = i;
+            used[best] = 1;
+            if (gi[r * K + j] != best || gv[r * K + j] != xv[r * C + best]) bad++;
+        }
+        free(used);
+    }
+    CHECK(bad == 0, "top_k: %d of %d entries differ from the sorted reference", bad, R * K);
+    CHECK_STATUS(mlxn_op_top_k(S, idx, val, x, C + 1), MLXN_ERR_INVALID_ARG);
+    free(xv); free(gi); free(gv);
+    mlxn_buffer_destroy(x); mlxn_buffer_destroy(idx); mlxn_buffer_destroy(val);
+}
+
+/* Quantized weights through the ops: matmul (ggml blocks), matmul_mlx,
+ * get_rows / get_rows_mlx and the expert-routed matmul_id, against the
+ * double reference of the quant library. Decode paths quantize x to int8 per
+ * 32 values (as llama.cpp): the bound is 4e-3 of sum |x_k w_nk| per output. */
+static void check_q(const char *name, const float *got, const double *ref, const double *absdot, size_t n) {
+    int bad = 0;
+    for (size_t i = 0; i < n; i++)
+        if (!(fabs(got[i] - ref[i]) <= 4e-3 * absdot[i] + 1e-6)) {
+            if (bad < 3) fprintf(stderr, "  %s[%zu]: ref %.7g got %.7g\n", name, i, ref[i], (double)got[i]);
+            bad++;
+        }
+    CHECK(bad == 0, "%s: %d of %zu outputs outside 4e-3 * sum|x w|", name, bad, n);
+}
+
+static void test_quantized_ops(void) {
+    const char *fmts[] = {"q4_0", "q4_1", "q8_0", "q4_k", "q5_k", "q6_k", "mlx-q4-g64", "mlx-q8-g32", "mlx-q3-g64",
+                          "mlx-q6-g128-f16"};
+    const int64_t N = 40, K = 256, M = 2;
+    for (size_t fi = 0; fi < sizeof fmts / sizeof fmts[0]; fi++) {
+        mlxn_qweights qw;
+        CHECK_OK(mlxn_quant_make_random(fmts[fi], N, K, 77 + fi, &qw));
+        bool mlx = qw.mat.kind == MLXN_QKIND_MLX;
+        mlxn_buffer *w = NULL, *sc = NULL, *bi = NULL;
+        int64_t sh[2] = {N, mlx ? K * qw.mat.bits / 32 : K}, ssh[2] = {N, mlx ? K / qw.mat.group : 1};
+        CHECK_OK(mlxn_buffer_create(&w, dev, mlx ? MLXN_U32 : qw.mat.wtype, 2, sh));
+        CHECK_OK(mlxn_buffer_write(w, 0, qw.data, qw.data_bytes));
+        if (mlx) {
+            CHECK_OK(mlxn_buffer_create(&sc, dev, qw.mat.sb_type, 2, ssh));
+            CHECK_OK(mlxn_buffer_create(&bi, dev, qw.mat.sb_type, 2, ssh));
+            CHECK_OK(mlxn_buffer_write(sc, 0, qw.scales, qw.sb_bytes));
+            CHECK_OK(mlxn_buffer_write(bi, 0, qw.biases, qw.sb_bytes));
+        }
+        mlxn_buffer *x = mk(MLXN_F32, 2, M, K, 0), *o = mk(MLXN_F32, 2, M, N, 0), *ids = mk(MLXN_I32, 1, 3, 0, 0),
+                    *rows = mk(MLXN_F32, 2, 3, K, 0);
+        float *xv = rnd(x, -1, 1);
+        int32_t iv[3] = {5, 0, 39};
+        CHECK_OK(mlxn_buffer_write(ids, 0, iv, sizeof iv));
+        poison(o);
+        poison(rows);
+        mlxn_mlx_quant q = {qw.mat.bits, qw.mat.group};
+        if (mlx) {
+            CHECK_OK(mlxn_op_matmul_mlx(S, o, x, w, sc, bi, &q));
+            CHECK_OK(mlxn_op_get_rows_mlx(S, rows, w, sc, bi, ids, &q));
+        } else {
+            CHECK_OK(mlxn_op_matmul(S, o, x, w));
+            CHECK_OK(mlxn_op_get_rows(S, rows, w, ids));
+        }
+        run();
+        double ref[2 * 40], absdot[2 * 40];
+        mlxn_mm_ref(&qw.mat, xv, ref, M, 0, N);
+        float *wrow = malloc((size_t)K * 4);
+        double rrows[3 * 256];
+        for (int64_t nn = 0; nn < N; nn++) {
+            mlxn_qmat_dequant_row(&qw.mat, nn, 0, K, wrow);
+            for (int64_t m = 0; m < M; m++) {
+                double a = 0;
+                for (int64_t k = 0; k < K; k++) a += fabs((double)xv[m * K + k] * wrow[k]);
+                absdot[m * N + nn] = a;
+            }
+            for (int r = 0; r < 3; r++)
+                if (iv[r] == nn)
+                    for (int64_t k = 0; k < K; k++) rrows[r * K + k] = wrow[k];
+        }
+        free(wrow);
+        float *ov = get(o);
+        char name[64];
+        snprintf(name, sizeof name, "matmul %s", fmts[fi]);
+        check_q(name, ov, ref, absdot, (size_t)(M * N));
+        free(ov);
+        ov = get(rows);
+        snprintf(name, sizeof name, "get_rows %s", fmts[fi]);
+        check_close(name, ov, rrows, (size_t)(3 * K), 0, 0); /* the same dequantizer: exact */
+        free(ov);
+        free(xv);
+        mlxn_buffer *all[] = {w, sc, bi, x, o, ids, rows};
+        for (int i = 0; i < 7; i++) mlxn_buffer_destroy(all[i]);
+        mlxn_quant_free(&qw);
+    }
+    /* expert-routed: 4 experts of q4_k [N, K], 3 tokens x top-2 */
+    const int E = 4, T2 = 3, TK = 2;
+    mlxn_qweights qe;
+    CHECK_OK(mlxn_quant_make_random("q4_k", E * N, K, 9, &qe));
+    int64_t wsh[3] = {E, N, K};
+    mlxn_buffer *w = NULL;
+    CHECK_OK(mlxn_buffer_create(&w, dev, MLXN_Q4_K, 3, wsh));
+    CHECK_OK(mlxn_buffer_write(w, 0, qe.data, qe.data_bytes));
+    mlxn_buffer *x = mk(MLXN_F32, 2, T2, K, 0), *o = mk(MLXN_F32, 2, T2 * TK, N, 0), *ids = mk(MLXN_I32, 2, T2, TK, 0);
+    float *xv = rnd(x, -1, 1);
+    int32_t iv[6] = {3, 1, 0, 0, 2, 3};
+    CHECK_OK(mlxn_buffer_write(ids, 0, iv, sizeof iv));
+    poison(o);
+    CHECK_OK(mlxn_op_matmul_id(S, o, x, w, ids, 0));
+    run();
+    double ref[6 * 40], absdot[6 * 40];
+    float *wrow = malloc((size_t)K * 4);
+    for (int t = 0; t < T2; t++)
+        for (int j = 0; j < TK; j++)
+            for (int64_t nn = 0; nn < N; nn++) {
+                mlxn_qmat_dequant_row(&qe.mat, iv[t * TK + j] * N + nn, 0, K, wrow);
+                double a = 0, d = 0;
+                for (int64_t k = 0; k < K; k++) {
+                    d += (double)xv[t * K + k] * wrow[k];
+                    a += fabs((double)xv[t * K + k] * wrow[k]);
+                }
+                ref[(t * TK + j) * N + nn] = d;
+                absdot[(t * TK + j) * N + nn] = a;
+            }
+    float *ov = get(o);
+    check_q("matmul_id q4_k top-2", ov, ref, absdot, (size_t)(T2 * TK * N));
+    free(ov); free(wrow); free(xv);
+    CHECK_STATUS(mlxn_op_matmul_id(S, o, x, w, ids, 1), MLXN_ERR_SHAPE); /* x_per_slot needs 6 rows */
+    mlxn_buffer_destroy(w); mlxn_buffer_destroy(x); mlxn_buffer_destroy(o); mlxn_buffer_destroy(ids);
+    mlxn_quant_free(&qe);
+}
+
 int main(void) {
     mlxn_device_options o = {.n_threads = 2};
     CHECK_OK(mlxn_device_open(&dev, "cpu", &o));
@@ -429,6 +577,8 @@ int main(void) {
     test_rope();
     test_copy_gather_argmax();
     test_attention();
+    test_top_k();
+    test_quantized_ops();
     mlxn_session_destroy(S);
     mlxn_device_close(dev);
     return test_summary("test_ops");

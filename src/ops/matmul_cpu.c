@@ -3,19 +3,22 @@
  * columns [n0,n1) (the caller splits N across threads).
  *
  * Paths (chosen at run time, see mlxn_mm):
- *  - decode (M < 4), quantized W, AVX-512 VNNI: x is quantized once per call
- *    to int8 blocks of 32 (d = max|x|/127, like llama.cpp's q8), and each
- *    weight row is dotted with VPDPBUSD (u8 weight codes × s8 x). Offsets
- *    (q4_0's -8, q6_k's -32, q8_0's sign) are folded in with a second dpbusd
- *    against a constant; MLX's bias uses Σx per group in exact f32:
- *    Σ_k x_k(s·q_k + b) = s·Σ x_k q_k + b·Σ x_k.
- *  - decode, dense f32/f16/bf16 W, or MLX 2/3/5/6-bit, or no VNNI: f32 dot
- *    products (dense rows converted on the fly; others dequantized a row at a
- *    time into scratch).
- *  - M >= 4: for each 32-column tile of W and each 256-deep K chunk, the tile
- *    is dequantized (bit-exact) into a packed f32 panel wt[k][32] and a 6×32
- *    register-blocked FMA micro-kernel runs over all M rows (AVX-512), or a
- *    6×16 one (AVX2), or plain loops (scalar).
+ *  - decode (M < MLXN_MM_DECODE_ROWS), quantized W, AVX-512 VNNI: each x row
+ *    is quantized once per call to int8 blocks of 32 (d = max|x|/127, like
+ *    llama.cpp's q8) in the code order the format stores its nibbles, and
+ *    every weight row is dotted with VPDPBUSD (u8 codes × s8 x) against all
+ *    x rows while it sits in L1. Offsets (q4_0's -8, q6_k's -32, q8_0's
+ *    sign) come from per-block code sums; MLX's bias uses Σx per group in
+ *    exact f32: Σ_k x_k(s·q_k + b) = s·Σ x_k q_k + b·Σ x_k. MLX 2/3/5/6-bit
+ *    use the same identity with f32 x and codes unpacked 16 at a time.
+ *  - decode without VNNI (M < 4), or dense f32/f16/bf16 W: f32 dot products
+ *    (dense rows converted on the fly, others dequantized once per row).
+ *  - otherwise: for each 32-column tile of W and each 256-deep K chunk, the
+ *    tile is dequantized (bit-exact) into a packed f32 panel wt[k][32]
+ *    (16×16 register transposes on AVX-512) and a 6×32 register-blocked FMA
+ *    micro-kernel runs over all M rows (AVX-512), or 6×16 (AVX2), or loops.
+ * The row dequantizers used here (mlxn_qmat_dequant_row) are vectorized
+ * but bit-exact with quant_mlx.c / quant_ggml.c (tested).
  */
 #include "ops/quant.h"
 
@@ -111,33 +114,34 @@ static int g_force; /* 0 auto, 1 scalar, 2 at most avx2 */
 
 static int cpu_isa(void) {
 #ifdef MLXN_X86
-    static int cached = -1;
-    if (cached < 0) {
+    static int cached = -1; /* relaxed atomics: threads may race to fill it, same value */
+    int c = __atomic_load_n(&cached, __ATOMIC_RELAXED);
+    if (c < 0) {
         __builtin_cpu_init();
-        int c = ISA_SCALAR;
+        c = ISA_SCALAR;
         if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) c = ISA_AVX2;
         if (c == ISA_AVX2 && __builtin_cpu_supports("avx512f") &&
             __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
             __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512dq"))
             c = ISA_512;
-        cached = c;
+        __atomic_store_n(&cached, c, __ATOMIC_RELAXED);
     }
-    return cached;
+    return c;
 #else
     return ISA_SCALAR;
 #endif
 }
 static int isa_now(void) {
-    int c = cpu_isa();
-    if (g_force == 1) return ISA_SCALAR;
-    if (g_force == 2 && c > ISA_AVX2) return ISA_AVX2;
+    int c = cpu_isa(), f = __atomic_load_n(&g_force, __ATOMIC_RELAXED);
+    if (f == 1) return ISA_SCALAR;
+    if (f == 2 && c > ISA_AVX2) return ISA_AVX2;
     return c;
 }
 const char *mlxn_mm_isa(void) {
     static const char *names[] = {"scalar", "avx2", "avx512vnni"};
     return names[isa_now()];
 }
-void mlxn_mm_force_isa(int force) { g_force = force; }
+void mlxn_mm_force_isa(int force) { __atomic_store_n(&g_force, force, __ATOMIC_RELAXED); }
 
 /* ------------------------------------------------------------------------ */
 /* Row dequantization, AVX-512 (bit-exact with the scalar one)                */
@@ -206,11 +210,149 @@ TARGET_512 static void mlx_dequant_row_512(const mlxn_qmat *w, int64_t n, int64_
 }
 #endif
 
+/* The 8 6-bit scales and mins of a q4_k/q5_k super-block (llama.cpp's
+ * bit shuffle): bytes 0-7 of the result are sc_0..7, bytes 8-15 m_0..7. */
+static inline void k4_unpack(const uint8_t *scales, uint32_t u[4]) {
+    memcpy(u, scales, 12);
+    const uint32_t km1 = 0x3f3f3f3f, km2 = 0x0f0f0f0f, km3 = 0x03030303;
+    u[3] = ((u[2] >> 4) & km2) | (((u[1] >> 6) & km3) << 4);
+    uint32_t aux = u[1] & km1;
+    u[1] = (u[2] & km2) | (((u[0] >> 6) & km3) << 4);
+    u[2] = aux;
+    u[0] &= km1;
+}
+
+#ifdef MLXN_X86
+/* GGML blocks → f32, the same f32 operations in the same order as the
+ * scalar dequantizer (so bit-exact), 16 lanes at a time. */
+TARGET_512 static inline float h2f_s(uint16_t h) {
+    return _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(h)));
+}
+TARGET_512 static inline __m512 u8x16_f(__m128i v) {
+    return _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(v));
+}
+TARGET_512 static void ggml_dequant_512(mlxn_dtype t, const void *src, float *y, int64_t nb) {
+    const __m128i m4 = _mm_set1_epi8(0x0F);
+    switch (t) {
+    case MLXN_F16: {
+        const uint16_t *h = src;
+        int64_t i = 0;
+        for (; i + 16 <= nb; i += 16)
+            _mm512_storeu_ps(y + i, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(h + i))));
+        for (; i < nb; i++) y[i] = h2f_s(h[i]);
+    } break;
+    case MLXN_BF16: {
+        const uint16_t *h = src;
+        int64_t i = 0;
+        for (; i + 16 <= nb; i += 16)
+            _mm512_storeu_ps(y + i, _mm512_castsi512_ps(_mm512_slli_epi32(
+                                        _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(h + i))), 16)));
+        for (; i < nb; i++) y[i] = mlxn_bf16_to_f32(h[i]);
+    } break;
+    case MLXN_Q4_0: {
+        const mlxn_block_q4_0 *b = src;
+        const __m512 c8 = _mm512_set1_ps(8.0f);
+        for (int64_t i = 0; i < nb; i++, y += 32) {
+            __m512 d = _mm512_set1_ps(h2f_s(b[i].d));
+            __m128i v = _mm_loadu_si128((const __m128i *)b[i].qs);
+            /* (q - 8) is exact in f32, so converting q then subtracting 8 is the same value */
+            _mm512_storeu_ps(y, _mm512_mul_ps(d, _mm512_sub_ps(u8x16_f(_mm_and_si128(v, m4)), c8)));
+            _mm512_storeu_ps(y + 16, _mm512_mul_ps(d, _mm512_sub_ps(u8x16_f(_mm_and_si128(_mm_srli_epi16(v, 4), m4)), c8)));
+        }
+    } break;
+    case MLXN_Q4_1: {
+        const mlxn_block_q4_1 *b = src;
+        for (int64_t i = 0; i < nb; i++, y += 32) {
+            __m512 d = _mm512_set1_ps(h2f_s(b[i].d)), m = _mm512_set1_ps(h2f_s(b[i].m));
+            __m128i v = _mm_loadu_si128((const __m128i *)b[i].qs);
+            _mm512_storeu_ps(y, _mm512_add_ps(_mm512_mul_ps(d, u8x16_f(_mm_and_si128(v, m4))), m));
+            _mm512_storeu_ps(y + 16, _mm512_add_ps(_mm512_mul_ps(d, u8x16_f(_mm_and_si128(_mm_srli_epi16(v, 4), m4))), m));
+        }
+    } break;
+    case MLXN_Q8_0: {
+        const mlxn_block_q8_0 *b = src;
+        for (int64_t i = 0; i < nb; i++, y += 32) {
+            __m512 d = _mm512_set1_ps(h2f_s(b[i].d));
+            for (int h = 0; h < 2; h++)
+                _mm512_storeu_ps(y + 16 * h, _mm512_mul_ps(d, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(
+                                                                 _mm_loadu_si128((const __m128i *)(b[i].qs + 16 * h))))));
+        }
+    } break;
+    case MLXN_Q4_K:
+    case MLXN_Q5_K: {
+        const bool five = t == MLXN_Q5_K;
+        const uint8_t *p = src;
+        const size_t bs = five ? sizeof(mlxn_block_q5_k) : sizeof(mlxn_block_q4_k);
+        for (int64_t i = 0; i < nb; i++, p += bs) {
+            const uint8_t *scales = p + 4, *qh = five ? p + 16 : NULL, *qs = five ? p + 48 : p + 16;
+            uint16_t hd, hm;
+            memcpy(&hd, p, 2);
+            memcpy(&hm, p + 2, 2);
+            float d = h2f_s(hd), dmin = h2f_s(hm);
+            uint32_t u[4];
+            k4_unpack(scales, u);
+            const uint8_t *sc = (const uint8_t *)u, *mn = sc + 8;
+            for (int j = 0; j < 8; j++) {
+                __m512 dj = _mm512_set1_ps(d * (float)sc[j]), mj = _mm512_set1_ps(dmin * (float)mn[j]);
+                for (int h = 0; h < 2; h++) {
+                    __m128i v = _mm_loadu_si128((const __m128i *)(qs + 32 * (j / 2) + 16 * h));
+                    __m128i q = (j & 1) ? _mm_and_si128(_mm_srli_epi16(v, 4), m4) : _mm_and_si128(v, m4);
+                    if (five) {
+                        __m128i hv = _mm_loadu_si128((const __m128i *)(qh + 16 * h));
+                        __m128i hb = _mm_and_si128(_mm_srl_epi16(hv, _mm_cvtsi32_si128(j)), _mm_set1_epi8(1));
+                        q = _mm_or_si128(q, _mm_slli_epi16(hb, 4));
+                    }
+                    _mm512_storeu_ps(y + 32 * j + 16 * h, _mm512_sub_ps(_mm512_mul_ps(dj, u8x16_f(q)), mj));
+                }
+            }
+            y += 256;
+        }
+    } break;
+    case MLXN_Q6_K: {
+        const mlxn_block_q6_k *b = src;
+        const __m128i m3 = _mm_set1_epi8(3);
+        const __m512i c32 = _mm512_set1_epi32(32);
+        for (int64_t i = 0; i < nb; i++) {
+            float d = h2f_s(b[i].d);
+            for (int hf = 0; hf < 2; hf++, y += 128) {
+                const uint8_t *ql = b[i].ql + 64 * hf, *qh = b[i].qh + 32 * hf;
+                const int8_t *sc = b[i].scales + 8 * hf;
+                for (int l0 = 0; l0 < 32; l0 += 16) {
+                    __m128i a = _mm_loadu_si128((const __m128i *)(ql + l0));
+                    __m128i c = _mm_loadu_si128((const __m128i *)(ql + 32 + l0));
+                    __m128i hv = _mm_loadu_si128((const __m128i *)(qh + l0));
+                    __m128i q[4];
+                    q[0] = _mm_or_si128(_mm_and_si128(a, m4), _mm_slli_epi16(_mm_and_si128(hv, m3), 4));
+                    q[1] = _mm_or_si128(_mm_and_si128(c, m4), _mm_slli_epi16(_mm_and_si128(_mm_srli_epi16(hv, 2), m3), 4));
+                    q[2] = _mm_or_si128(_mm_and_si128(_mm_srli_epi16(a, 4), m4), _mm_slli_epi16(_mm_and_si128(_mm_srli_epi16(hv, 4), m3), 4));
+                    q[3] = _mm_or_si128(_mm_and_si128(_mm_srli_epi16(c, 4), m4), _mm_slli_epi16(_mm_and_si128(_mm_srli_epi16(hv, 6), m3), 4));
+                    int is = l0 / 16;
+                    for (int g = 0; g < 4; g++) {
+                        __m512 qf = _mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_cvtepu8_epi32(q[g]), c32));
+                        _mm512_storeu_ps(y + 32 * g + l0, _mm512_mul_ps(_mm512_set1_ps(d * (float)sc[is + 2 * g]), qf));
+                    }
+                }
+            }
+        }
+    } break;
+    default: break;
+    }
+}
+#endif
+
 void mlxn_qmat_dequant_row(const mlxn_qmat *w, int64_t n, int64_t k0, int64_t k1, float *out) {
 #ifdef MLXN_X86
-    if (w->kind == MLXN_QKIND_MLX && isa_now() == ISA_512) {
-        mlx_dequant_row_512(w, n, k0, k1, out);
-        return;
+    if (isa_now() == ISA_512) {
+        if (w->kind == MLXN_QKIND_MLX) {
+            mlx_dequant_row_512(w, n, k0, k1, out);
+            return;
+        }
+        if (w->wtype != MLXN_F32) {
+            size_t be = mlxn_dtype_block_elems(w->wtype), bb = mlxn_dtype_block_bytes(w->wtype);
+            ggml_dequant_512(w->wtype, ggml_row(w, n) + (size_t)k0 / be * bb, out,
+                             (k1 - k0) / (int64_t)be);
+            return;
+        }
     }
 #endif
     dequant_row_scalar(w, n, k0, k1, out);
@@ -223,49 +365,56 @@ void mlxn_qmat_dequant_row(const mlxn_qmat *w, int64_t n, int64_t k0, int64_t k1
 #define KC 256 /* K chunk of the packed panel */
 #define NR 32  /* columns per panel */
 #define MR 6   /* rows per micro-kernel call */
+/* Below MDEC rows the VNNI decode kernels (weights read once, dotted with
+ * every int8 x row) beat the f32 GEMM, whose fixed cost is dequantizing and
+ * packing W. Measured on the dev EPYC, 1 thread, N=256, K=4096, ms:
+ *   M:            8     16    24    32
+ *   q4_0 GEMM   0.295 0.346 0.395 0.491   decode 0.120 0.240 0.363 0.475
+ *   mlx-q4 GEMM 0.466 0.514 0.574 0.667   decode 0.136 0.292 0.444 0.583
+ * so they cross near M = 32. */
+#define MDEC MLXN_MM_DECODE_ROWS
 
 static inline size_t al64(size_t n) { return (n + 63) & ~(size_t)63; }
 
-/* decode: xq int8[K] | dx, xg, xgg, sbuf: f32[K/32 + 16] each | row f32[K]
+/* decode scratch: shared row f32[K] and sbuf f32[K/32+16], then one slice
+ * per x row: xq int8[K] | dx, xg, xgg, xs32 f32[K/32+16] | xs16 f32[K/16+16]
  * (the +16 pads let 16-wide loads run past the last block) */
 typedef struct dec_scratch {
     int8_t *xq;  /* x quantized, in the layout the weight format wants */
     float *dx;   /* per 32-block step of xq */
     float *xg;   /* Σx per 32-block, exact f32 */
     float *xgg;  /* Σx per MLX group */
-    float *sbuf; /* one row's MLX scales, widened */
     float *xs32; /* Σ of xq codes per 32-block (natural order), as f32 */
     float *xs16; /* Σ of xq codes per 16 elements (natural order), as f32 */
-    float *row;  /* one dequantized row (generic path) */
+    float *sbuf; /* one row's MLX scales, widened (shared) */
+    float *row;  /* one dequantized row, generic path (shared) */
 } dec_scratch;
 
-static size_t dec_bytes(int64_t K) {
+static size_t dec_v(size_t k) { return al64((k / 32 + 16) * 4); }
+static size_t dec_slice(size_t k) { return al64(k) + 4 * dec_v(k) + al64((k / 16 + 16) * 4); }
+static size_t dec_bytes(int64_t K, int64_t M) {
     size_t k = (size_t)K;
-    return al64(k) + 5 * al64((k / 32 + 16) * 4) + al64((k / 16 + 16) * 4) + al64(k * 4) + 64;
+    return 64 + al64(k * 4) + dec_v(k) + (size_t)M * dec_slice(k);
 }
-static dec_scratch dec_layout(void *scratch, int64_t K) {
-    size_t k = (size_t)K, v = al64((k / 32 + 16) * 4);
-    uint8_t *p = (uint8_t *)(((uintptr_t)scratch + 63) & ~(uintptr_t)63);
+static dec_scratch dec_layout(void *scratch, int64_t K, int64_t m) {
+    size_t k = (size_t)K, v = dec_v(k);
+    uint8_t *base = (uint8_t *)(((uintptr_t)scratch + 63) & ~(uintptr_t)63);
     dec_scratch s;
+    s.row = (float *)base;
+    s.sbuf = (float *)(base + al64(k * 4));
+    uint8_t *p = base + al64(k * 4) + v + (size_t)m * dec_slice(k);
     s.xq = (int8_t *)p;
     p += al64(k);
     s.dx = (float *)p;
     s.xg = (float *)(p + v);
     s.xgg = (float *)(p + 2 * v);
-    s.sbuf = (float *)(p + 3 * v);
-    s.xs32 = (float *)(p + 4 * v);
-    s.xs16 = (float *)(p + 5 * v);
-    s.row = (float *)(p + 5 * v + al64((k / 16 + 16) * 4));
+    s.xs32 = (float *)(p + 3 * v);
+    s.xs16 = (float *)(p + 4 * v);
     return s;
 }
-/* gemm: panel f32[KC*NR] | tmp f32[KC] | zero f32[KC] */
-static size_t gemm_bytes(void) { return (KC * NR + 2 * KC) * 4 + 64; }
+/* gemm: panel f32[KC*NR] | tmp f32[NR*KC] | zero f32[KC] */
+static size_t gemm_bytes(void) { return (2 * KC * NR + KC) * 4 + 64; }
 
-size_t mlxn_mm_scratch_bytes(const mlxn_qmat *w, int64_t M) {
-    size_t a = dec_bytes(w->K), b = gemm_bytes();
-    (void)M;
-    return a > b ? a : b;
-}
 
 /* ------------------------------------------------------------------------ */
 /* Scalar / generic decode: dequantize a row, f32 dot                         */
@@ -340,30 +489,35 @@ TARGET_512 static float dot_dense_512(mlxn_dtype t, const void *wr, const float 
 }
 #endif
 
-/* Decode one x row over [n0,n1) through f32 (exact dequantized weights). */
-static void decode_generic(const mlxn_qmat *w, const float *x, float *y, int64_t n0, int64_t n1,
-                           float *row, int isa) {
+/* Decode M (< MDEC) x rows over [n0,n1) through f32 (exact dequantized
+ * weights): each weight row is dequantized once and dotted with every x row. */
+static void decode_generic(const mlxn_qmat *w, const float *x, float *y, int64_t M, int64_t n0,
+                           int64_t n1, float *row, int isa) {
+    const int64_t K = w->K, N = w->N;
     for (int64_t n = n0; n < n1; n++) {
 #ifdef MLXN_X86
         if (isa == ISA_512 && w->kind == MLXN_QKIND_GGML &&
             (w->wtype == MLXN_F32 || w->wtype == MLXN_F16 || w->wtype == MLXN_BF16)) {
-            y[n] = dot_dense_512(w->wtype, ggml_row(w, n), x, w->K);
-            continue;
-        }
-        if (isa == ISA_AVX2 && w->kind == MLXN_QKIND_GGML && w->wtype == MLXN_F32) {
-            y[n] = dot_f32_avx2((const float *)(const void *)ggml_row(w, n), x, w->K);
+            for (int64_t m = 0; m < M; m++)
+                y[m * N + n] = dot_dense_512(w->wtype, ggml_row(w, n), x + m * K, K);
             continue;
         }
 #endif
-        mlxn_qmat_dequant_row(w, n, 0, w->K, row);
-#ifdef MLXN_X86
-        if (isa == ISA_512)
-            y[n] = dot_f32_512(row, x, w->K);
-        else if (isa == ISA_AVX2)
-            y[n] = dot_f32_avx2(row, x, w->K);
+        const float *r = row;
+        if (w->kind == MLXN_QKIND_GGML && w->wtype == MLXN_F32)
+            r = (const float *)(const void *)ggml_row(w, n);
         else
+            mlxn_qmat_dequant_row(w, n, 0, K, row);
+        for (int64_t m = 0; m < M; m++) {
+#ifdef MLXN_X86
+            if (isa == ISA_512)
+                y[m * N + n] = dot_f32_512(r, x + m * K, K);
+            else if (isa == ISA_AVX2)
+                y[m * N + n] = dot_f32_avx2(r, x + m * K, K);
+            else
 #endif
-            y[n] = dot_f32_scalar(row, x, w->K);
+                y[m * N + n] = dot_f32_scalar(r, x + m * K, K);
+        }
     }
 }
 
@@ -563,17 +717,6 @@ TARGET_512 static float dot_q8_0_512(const void *wr, const dec_scratch *s, int64
     return hsum256(_mm256_add_ps(acc0, acc1));
 }
 
-/* The 8 6-bit scales and mins of a q4_k/q5_k super-block (llama.cpp's
- * bit shuffle): bytes 0-7 of the result are sc_0..7, bytes 8-15 m_0..7. */
-static inline void k4_unpack(const uint8_t *scales, uint32_t u[4]) {
-    memcpy(u, scales, 12);
-    const uint32_t km1 = 0x3f3f3f3f, km2 = 0x0f0f0f0f, km3 = 0x03030303;
-    u[3] = ((u[2] >> 4) & km2) | (((u[1] >> 6) & km3) << 4);
-    uint32_t aux = u[1] & km1;
-    u[1] = (u[2] & km2) | (((u[0] >> 6) & km3) << 4);
-    u[2] = aux;
-    u[0] &= km1;
-}
 
 /* q4_k: x in XL_Q4K layout. Per super-block the 8 sub-block factors
  * d·sc_j·dx_j form one vector; zmm lanes 0-7 / 8-15 of a 64-byte load's
@@ -821,56 +964,116 @@ TARGET_512 static float dot_mlx_any_512(const mlxn_qmat *w, int64_t n, const flo
     return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1)) + bias;
 }
 
-/* Returns false when this weight has no VNNI path. */
-TARGET_512 static bool decode_vnni(const mlxn_qmat *w, const float *x, float *y, int64_t n0,
-                                   int64_t n1, dec_scratch *s) {
+typedef float (*ggml_dot_fn)(const void *, const dec_scratch *, int64_t);
+enum { VK_NONE, VK_MLX_ANY, VK_MLX4, VK_MLX8, VK_GGML };
+
+/* Which AVX-512 decode kernel (and x layout) serves this weight. */
+static int vnni_kind(const mlxn_qmat *w, ggml_dot_fn *fn, int *layout) {
+    *fn = NULL;
+    *layout = XL_NATURAL;
     if (w->kind == MLXN_QKIND_MLX) {
-        if (!((w->bits == 8 && w->K % 64 == 0) || (w->bits == 4 && w->K % 128 == 0))) {
-            for (int64_t g = 0; g < w->K / w->group; g++) {
-                __m512 a = _mm512_setzero_ps();
-                for (int64_t k = g * w->group; k < (g + 1) * w->group; k += 16)
-                    a = _mm512_add_ps(a, _mm512_loadu_ps(x + k));
-                s->xgg[g] = _mm512_reduce_add_ps(a);
-            }
-            for (int64_t n = n0; n < n1; n++) y[n] = dot_mlx_any_512(w, n, x, s);
-            return true;
-        }
-        quantize_x_512(x, w->K, s, w->bits == 4 ? XL_MLX4 : XL_NATURAL);
-        int per = w->group / 32;
-        for (int64_t g = 0; g < w->K / w->group; g++) {
-            float t = 0;
-            for (int i = 0; i < per; i++) t += s->xg[g * per + i];
-            s->xgg[g] = t;
-        }
-        for (int64_t n = n0; n < n1; n++)
-            y[n] = w->bits == 4 ? dot_mlx4_512(w, n, s) : dot_mlx8_512(w, n, s);
-        return true;
+        if (w->bits == 4 && w->K % 128 == 0) return *layout = XL_MLX4, VK_MLX4;
+        if (w->bits == 8 && w->K % 64 == 0) return VK_MLX8;
+        return VK_MLX_ANY;
     }
-    float (*fn)(const void *, const dec_scratch *, int64_t);
-    int layout = XL_NATURAL;
     switch (w->wtype) {
     case MLXN_Q4_0:
-        fn = w->K % 128 ? dot_q4_0_512 : dot_q4_0x4_512;
-        layout = w->K % 128 ? XL_NATURAL : XL_Q40;
+        *fn = w->K % 128 ? dot_q4_0_512 : dot_q4_0x4_512;
+        *layout = w->K % 128 ? XL_NATURAL : XL_Q40;
         break;
     case MLXN_Q4_1:
-        fn = w->K % 128 ? dot_q4_1_512 : dot_q4_1x4_512;
-        layout = w->K % 128 ? XL_NATURAL : XL_Q40;
+        *fn = w->K % 128 ? dot_q4_1_512 : dot_q4_1x4_512;
+        *layout = w->K % 128 ? XL_NATURAL : XL_Q40;
         break;
-    case MLXN_Q8_0: fn = dot_q8_0_512; break;
-    case MLXN_Q4_K: fn = dot_q4_k_512; layout = XL_Q4K; break;
-    case MLXN_Q5_K: fn = dot_q5_k_512; break;
-    case MLXN_Q6_K: fn = dot_q6_k_512; break;
-    default: return false;
+    case MLXN_Q8_0: *fn = dot_q8_0_512; break;
+    case MLXN_Q4_K: *fn = dot_q4_k_512; *layout = XL_Q4K; break;
+    case MLXN_Q5_K: *fn = dot_q5_k_512; break;
+    case MLXN_Q6_K: *fn = dot_q6_k_512; break;
+    default: return VK_NONE;
     }
-    quantize_x_512(x, w->K, s, layout);
-    for (int64_t n = n0; n < n1; n++) y[n] = fn(ggml_row(w, n), s, w->K);
-    return true;
+    return VK_GGML;
+}
+
+/* M (< MDEC) x rows: prepare each (int8 codes, sums) in its own scratch
+ * slice, then for each weight row dot it with every x row while it is in L1. */
+TARGET_512 static void decode_vnni(const mlxn_qmat *w, int kind, ggml_dot_fn fn, int layout,
+                                   const float *x, float *y, int64_t M, int64_t n0, int64_t n1,
+                                   void *scratch) {
+    const int64_t K = w->K, N = w->N;
+    dec_scratch s[MDEC];
+    for (int64_t m = 0; m < M; m++) {
+        s[m] = dec_layout(scratch, K, m);
+        const float *xm = x + m * K;
+        if (kind == VK_MLX_ANY) {
+            for (int64_t g = 0; g < K / w->group; g++) {
+                __m512 a = _mm512_setzero_ps();
+                for (int64_t k = g * w->group; k < (g + 1) * w->group; k += 16)
+                    a = _mm512_add_ps(a, _mm512_loadu_ps(xm + k));
+                s[m].xgg[g] = _mm512_reduce_add_ps(a);
+            }
+            continue;
+        }
+        quantize_x_512(xm, K, &s[m], layout);
+        if (kind == VK_MLX4 || kind == VK_MLX8) {
+            int per = w->group / 32;
+            for (int64_t g = 0; g < K / w->group; g++) {
+                float t = 0;
+                for (int i = 0; i < per; i++) t += s[m].xg[g * per + i];
+                s[m].xgg[g] = t;
+            }
+        }
+    }
+    for (int64_t n = n0; n < n1; n++)
+        for (int64_t m = 0; m < M; m++) {
+            float r;
+            switch (kind) {
+            case VK_MLX_ANY: r = dot_mlx_any_512(w, n, x + m * K, &s[m]); break;
+            case VK_MLX4: r = dot_mlx4_512(w, n, &s[m]); break;
+            case VK_MLX8: r = dot_mlx8_512(w, n, &s[m]); break;
+            default: r = fn(ggml_row(w, n), &s[m], K); break;
+            }
+            y[m * N + n] = r;
+        }
 }
 #endif /* MLXN_X86 */
 
+/* Rows up to which the decode (row-at-a-time) kernels run; beyond, the
+ * packed-panel GEMM. AVX-512 VNNI kernels stay ahead of the f32 GEMM (which
+ * must dequantize every weight) up to about 16 rows; f32 decode only for
+ * M < 4. */
+static int64_t decode_rows(const mlxn_qmat *w, int isa) {
+#ifdef MLXN_X86
+    ggml_dot_fn fn;
+    int layout;
+    if (isa == ISA_512 && vnni_kind(w, &fn, &layout) != VK_NONE) return MDEC;
+#endif
+    (void)w;
+    (void)isa;
+    return 4;
+}
+
+bool mlxn_mm_quantizes_x(const mlxn_qmat *w, int64_t M) {
+#ifdef MLXN_X86
+    int isa = isa_now();
+    ggml_dot_fn fn;
+    int layout;
+    int k = isa == ISA_512 ? vnni_kind(w, &fn, &layout) : VK_NONE;
+    return M < decode_rows(w, isa) && k != VK_NONE && k != VK_MLX_ANY;
+#else
+    (void)w;
+    (void)M;
+    return false;
+#endif
+}
+
+size_t mlxn_mm_scratch_bytes(const mlxn_qmat *w, int64_t M) {
+    int64_t md = decode_rows(w, isa_now());
+    size_t a = dec_bytes(w->K, M < md ? (M > 0 ? M : 1) : 1), b = gemm_bytes();
+    return a > b ? a : b;
+}
+
 /* ------------------------------------------------------------------------ */
-/* GEMM (M >= 4): packed panel + micro-kernel                                 */
+/* GEMM (M beyond the decode rows): packed panel + micro-kernel              */
 /* ------------------------------------------------------------------------ */
 
 /* Fill panel[k][NR] with W[n0+c, k0+k] for c < nc (zeros for c >= nc). */
@@ -970,17 +1173,76 @@ TARGET_AVX2 static void ukernel_avx2(const float *const *xr, int mr, const float
 }
 #endif
 
+#ifdef MLXN_X86
+TARGET_512 static void tr16(__m512 r[16]) {
+    __m512 t[16];
+    for (int i = 0; i < 8; i++) {
+        t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+        t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+    }
+    for (int i = 0; i < 4; i++) {
+        r[4 * i] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], 0x44);
+        r[4 * i + 1] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], 0xEE);
+        r[4 * i + 2] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0x44);
+        r[4 * i + 3] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0xEE);
+    }
+    for (int i = 0; i < 4; i++) {
+        t[i] = _mm512_shuffle_f32x4(r[i], r[i + 4], 0x88);
+        t[i + 4] = _mm512_shuffle_f32x4(r[i], r[i + 4], 0xDD);
+        t[i + 8] = _mm512_shuffle_f32x4(r[i + 8], r[i + 12], 0x88);
+        t[i + 12] = _mm512_shuffle_f32x4(r[i + 8], r[i + 12], 0xDD);
+    }
+    for (int i = 0; i < 4; i++) {
+        r[i] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0x88);
+        r[i + 4] = _mm512_shuffle_f32x4(t[i + 4], t[i + 12], 0x88);
+        r[i + 8] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0xDD);
+        r[i + 12] = _mm512_shuffle_f32x4(t[i + 4], t[i + 12], 0xDD);
+    }
+}
+
+/* pack_panel with rows dequantized into rows[NR][KC] first, then moved into
+ * the panel by 16×16 register transposes (k rows >= kc are not stored). */
+TARGET_512 static void pack_panel_512(const mlxn_qmat *w, int64_t nbase, int nc, int64_t k0, int kc,
+                                      float *panel, float *rows) {
+    int kc16 = (kc + 15) & ~15;
+    for (int c = 0; c < NR; c++) {
+        float *r = rows + c * KC;
+        if (c < nc) {
+            if (w->kind == MLXN_QKIND_GGML && w->wtype == MLXN_F32)
+                memcpy(r, (const float *)(const void *)ggml_row(w, nbase + c) + k0, (size_t)kc * 4);
+            else
+                mlxn_qmat_dequant_row(w, nbase + c, k0, k0 + kc, r);
+            for (int k = kc; k < kc16; k++) r[k] = 0;
+        } else {
+            memset(r, 0, (size_t)kc16 * 4);
+        }
+    }
+    __m512 v[16];
+    for (int cb = 0; cb < NR; cb += 16)
+        for (int kb = 0; kb < kc; kb += 16) {
+            for (int i = 0; i < 16; i++) v[i] = _mm512_loadu_ps(rows + (cb + i) * KC + kb);
+            tr16(v);
+            for (int i = 0; i < 16 && kb + i < kc; i++) _mm512_storeu_ps(panel + (kb + i) * NR + cb, v[i]);
+        }
+}
+#endif
+
 static void gemm(const mlxn_qmat *w, const float *x, float *y, int64_t M, int64_t n0, int64_t n1,
                  void *scratch, int isa) {
     float *panel = (float *)(((uintptr_t)scratch + 63) & ~(uintptr_t)63);
-    float *tmp = panel + KC * NR, *zero = tmp + KC;
+    float *tmp = panel + KC * NR, *zero = tmp + KC * NR; /* tmp: NR rows of KC */
     memset(zero, 0, KC * sizeof(float));
     const int64_t K = w->N ? w->K : 0, N = w->N;
     for (int64_t nb = n0; nb < n1; nb += NR) {
         int nc = (int)(n1 - nb < NR ? n1 - nb : NR);
         for (int64_t k0 = 0; k0 < K; k0 += KC) {
             int kc = (int)(K - k0 < KC ? K - k0 : KC);
-            pack_panel(w, nb, nc, k0, kc, panel, tmp);
+#ifdef MLXN_X86
+            if (isa == ISA_512)
+                pack_panel_512(w, nb, nc, k0, kc, panel, tmp);
+            else
+#endif
+                pack_panel(w, nb, nc, k0, kc, panel, tmp);
             for (int64_t m = 0; m < M; m += MR) {
                 int mr = (int)(M - m < MR ? M - m : MR);
                 const float *xr[MR];
@@ -1007,19 +1269,20 @@ void mlxn_mm(const mlxn_qmat *w, const float *x, float *y, int64_t M, int64_t n0
              void *scratch) {
     if (n1 <= n0 || M <= 0) return;
     int isa = isa_now();
-    if (M >= 4) {
+    if (M >= decode_rows(w, isa)) {
         gemm(w, x, y, M, n0, n1, scratch, isa);
         return;
     }
-    dec_scratch s = dec_layout(scratch, w->K);
-    for (int64_t m = 0; m < M; m++) {
-        const float *xm = x + m * w->K;
-        float *ym = y + m * w->N;
 #ifdef MLXN_X86
-        if (isa == ISA_512 && decode_vnni(w, xm, ym, n0, n1, &s)) continue;
-#endif
-        decode_generic(w, xm, ym, n0, n1, s.row, isa);
+    ggml_dot_fn fn;
+    int layout, kind = isa == ISA_512 ? vnni_kind(w, &fn, &layout) : VK_NONE;
+    if (kind != VK_NONE) {
+        decode_vnni(w, kind, fn, layout, x, y, M, n0, n1, scratch);
+        return;
     }
+#endif
+    dec_scratch s = dec_layout(scratch, w->K, 0);
+    decode_generic(w, x, y, M, n0, n1, s.row, isa);
 }
 
 void mlxn_mm_ggml(mlxn_dtype wtype, const void *w, size_t w_row_bytes, const float *x, float *y,
@@ -1035,4 +1298,25 @@ void mlxn_mm_mlx(const uint32_t *w, const void *scales, const void *biases, mlxn
     mlxn_qmat q = {.kind = MLXN_QKIND_MLX, .N = N, .K = K, .w = w, .scales = scales,
                    .biases = biases, .sb_type = sb_type, .bits = bits, .group = group};
     mlxn_mm(&q, x, y, M, n0, n1, scratch);
+}
+
+void mlxn_mm_id(const mlxn_qmat *w0, size_t w_stride, size_t sb_stride, int n_experts,
+                const int32_t *ids, int64_t n_tok, int top_k, bool x_per_slot, const float *x,
+                float *y, int64_t n0, int64_t n1, void *scratch) {
+    const int64_t N = w0->N, K = w0->K;
+    for (int64_t t = 0; t < n_tok; t++)
+        for (int j = 0; j < top_k; j++) {
+            int64_t slot = t * top_k + j;
+            int32_t e = ids[slot];
+            float *yr = y + slot * N;
+            if (e < 0 || e >= n_experts) {
+                for (int64_t n = n0; n < n1; n++) yr[n] = NAN;
+                continue;
+            }
+            mlxn_qmat we = *w0;
+            we.w = (const uint8_t *)w0->w + (size_t)e * w_stride;
+            if (we.scales) we.scales = (const uint8_t *)w0->scales + (size_t)e * sb_stride;
+            if (we.biases) we.biases = (const uint8_t *)w0->biases + (size_t)e * sb_stride;
+            mlxn_mm(&we, x + (x_per_slot ? slot : t) * K, yr, 1, n0, n1, scratch);
+        }
 }

@@ -31,6 +31,8 @@ const mlxn_op_desc mlxn_op_table[MLXN_OP_COUNT] = {
     [MLXN_OP_KV_WRITE] = {"kv_write", true},
     [MLXN_OP_ATTENTION] = {"attention", false},
     [MLXN_OP_ARGMAX] = {"argmax", false},
+    [MLXN_OP_TOP_K] = {"top_k", false},
+    [MLXN_OP_MATMUL_ID] = {"matmul_id", true},
 };
 _Static_assert(sizeof mlxn_op_table / sizeof mlxn_op_table[0] == MLXN_OP_COUNT,
                "op table out of date");
@@ -560,5 +562,54 @@ mlxn_status mlxn_op_argmax(mlxn_session *s, mlxn_buffer *out, const mlxn_buffer 
     if (mlxn_tensor_elems(&c.n.t[0]) != mlxn_tensor_rows(&c.n.t[1]))
         return mlxn_err(MLXN_ERR_SHAPE, "argmax: out has %lld entries, x has %lld rows",
                         (long long)mlxn_tensor_elems(&c.n.t[0]), (long long)mlxn_tensor_rows(&c.n.t[1]));
+    return finish(&c, false);
+}
+
+mlxn_status mlxn_op_top_k(mlxn_session *s, mlxn_buffer *idx, mlxn_buffer *val, const mlxn_buffer *x, int k) {
+    opctx c;
+    TRY(begin(&c, s, MLXN_OP_TOP_K));
+    TRY(out_slot(&c, idx, "idx"));
+    TRY(out_slot(&c, val, "val"));
+    TRY(slot(&c, x, "x", true));
+    TRY(want_dtype(&c, 0, "idx", MLXN_I32));
+    TRY(want_dtype(&c, 1, "val", MLXN_F32));
+    TRY(want_dtype(&c, 2, "x", MLXN_F32));
+    int64_t C = mlxn_tensor_cols(&c.n.t[2]), R = mlxn_tensor_rows(&c.n.t[2]);
+    if (k < 1 || k > C)
+        return mlxn_err(MLXN_ERR_INVALID_ARG, "top_k: k=%d outside 1..%lld (the row length)", k, (long long)C);
+    for (int i = 0; i < 2; i++)
+        if (mlxn_tensor_elems(&c.n.t[i]) != R * k || mlxn_tensor_cols(&c.n.t[i]) != k)
+            return mlxn_err(MLXN_ERR_SHAPE, "top_k: %s must be [%lld, %d]", i ? "val" : "idx", (long long)R, k);
+    if (mlxn_ranges_overlap(&c.n.t[0], &c.n.t[1]))
+        return mlxn_err(MLXN_ERR_INVALID_ARG, "top_k: idx and val overlap");
+    c.n.p.topk.k = k;
+    return finish(&c, false);
+}
+
+mlxn_status mlxn_op_matmul_id(mlxn_session *s, mlxn_buffer *out, const mlxn_buffer *x, const mlxn_buffer *w,
+                              const mlxn_buffer *ids, int x_per_slot) {
+    opctx c;
+    TRY(begin(&c, s, MLXN_OP_MATMUL_ID));
+    TRY(out_slot(&c, out, "out"));
+    TRY(slot(&c, x, "x", true));
+    TRY(slot(&c, w, "w", true));
+    TRY(slot(&c, ids, "ids", true));
+    TRY(want_dtype(&c, 0, "out", MLXN_F32));
+    TRY(want_dtype(&c, 1, "x", MLXN_F32));
+    TRY(want_dtype(&c, 3, "ids", MLXN_I32));
+    const mlxn_tensor *to = &c.n.t[0], *tx = &c.n.t[1], *tw = &c.n.t[2], *ti = &c.n.t[3];
+    if (!(mlxn_dtype_is_float(tw->dtype) || mlxn_dtype_is_block(tw->dtype)))
+        return mlxn_err(MLXN_ERR_DTYPE, "matmul_id: w dtype %s is not a weight format", mlxn_dtype_name(tw->dtype));
+    char s1[64], s2[64], s3[64], s4[64];
+    int64_t T = ti->ndim == 2 ? ti->shape[0] : 0, top_k = ti->ndim == 2 ? ti->shape[1] : 0;
+    int64_t xrows = x_per_slot ? T * top_k : T;
+    if (tw->ndim != 3 || ti->ndim != 2 || mlxn_tensor_cols(tx) != tw->shape[2] || mlxn_tensor_rows(tx) != xrows ||
+        mlxn_tensor_rows(to) != T * top_k || mlxn_tensor_cols(to) != tw->shape[1])
+        return mlxn_err(MLXN_ERR_SHAPE,
+                        "matmul_id: out %s, x %s, w %s [E, N, K], ids %s [T, top_k] disagree (x needs %lld rows)",
+                        mlxn_tensor_str(to, s1, 64), mlxn_tensor_str(tx, s2, 64), mlxn_tensor_str(tw, s3, 64),
+                        mlxn_tensor_str(ti, s4, 64), (long long)xrows);
+    c.n.p.mid.top_k = (int)top_k;
+    c.n.p.mid.x_per_slot = x_per_slot != 0;
     return finish(&c, false);
 }

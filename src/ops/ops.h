@@ -31,6 +31,8 @@ typedef enum mlxn_op {
     MLXN_OP_KV_WRITE = 17,    /* cache | x, positions */
     MLXN_OP_ATTENTION = 18,   /* out | q, k_cache, v_cache, positions */
     MLXN_OP_ARGMAX = 19,      /* out | x */
+    MLXN_OP_TOP_K = 20,       /* idx, val | x */
+    MLXN_OP_MATMUL_ID = 21,   /* out | x, w, ids */
     MLXN_OP_COUNT
 } mlxn_op;
 
@@ -49,7 +51,18 @@ typedef struct mlxn_softmax_params {
     float scale;
 } mlxn_softmax_params;
 
+typedef struct mlxn_topk_params {
+    int k;
+} mlxn_topk_params;
+
+typedef struct mlxn_matmul_id_params {
+    int top_k;       /* experts per token */
+    bool x_per_slot; /* x has one row per (token, slot) instead of per token */
+} mlxn_matmul_id_params;
+
 typedef union mlxn_op_params {
+    mlxn_topk_params topk;
+    mlxn_matmul_id_params mid;
     mlxn_unary_params u;
     mlxn_norm_params norm;
     mlxn_softmax_params softmax;

@@ -134,18 +134,26 @@ typedef struct mlxn_qmat {
  * below assume a valid one and do not check. */
 mlxn_status mlxn_qmat_check(const mlxn_qmat *w);
 
-/* Per-thread scratch bytes mlxn_mm needs for this weight and M (x quantized
- * to int8 for decode, a packed f32 tile of W for M > 1). Each concurrent call
- * needs its own scratch; 64-byte alignment is best, any alignment works. */
+/* Per-thread scratch bytes mlxn_mm needs for this weight and M (x rows
+ * quantized to int8 for decode, or a packed f32 panel of W). Each concurrent
+ * call needs its own scratch; any alignment works (64 is best). */
 size_t mlxn_mm_scratch_bytes(const mlxn_qmat *w, int64_t M);
 
 /* y[m, n] = Σ_k x[m,k]·W[n,k] for m < M, n0 <= n < n1 (0 <= n0 <= n1 <= N);
- * x f32 [M,K], y f32 [M,N] (row stride N). Picks the fastest path the CPU
- * supports (AVX-512 VNNI, AVX2+FMA, scalar) at run time. For M < 4 and ggml
- * block / MLX weights, x is quantized to int8 per 32 elements (like llama.cpp):
- * relative error ~1e-3 of Σ|x·w|; dense and M >= 4 paths are f32. */
+ * x f32 [M,K], y f32 [M,N] (row stride N); writes nothing else. Picks the
+ * path at run time:
+ *  - M < MLXN_MM_DECODE_ROWS and AVX-512 VNNI and a quantized W (ggml blocks, MLX 4/8-bit):
+ *    x rows quantized to int8 per 32 (d = max|x|/127, like llama.cpp's q8),
+ *    integer dot products (VPDPBUSD). Error ≤ Σ_k |w_k|·amax_blk(k)/254
+ *    (+ MLX: the unrounded s·q+b, ≤ 2^-8·2·G·|x_k| for bf16 scales).
+ *  - same M for MLX 2/3/5/6-bit, or M < 4 without VNNI: f32 dots.
+ *  - else: dequantized f32 panels and a register-blocked FMA kernel.
+ * f32 paths: error ≤ ~1e-5·Σ|x·w| (f32 accumulation in parallel partial
+ * sums). mlxn_mm_quantizes_x says whether x is quantized for (w, M). */
+#define MLXN_MM_DECODE_ROWS 32
 void mlxn_mm(const mlxn_qmat *w, const float *x, float *y, int64_t M, int64_t n0, int64_t n1,
              void *scratch);
+bool mlxn_mm_quantizes_x(const mlxn_qmat *w, int64_t M);
 
 /* Convenience forms of mlxn_mm (same contract). */
 void mlxn_mm_ggml(mlxn_dtype wtype, const void *w, size_t w_row_bytes, const float *x, float *y,
@@ -153,6 +161,18 @@ void mlxn_mm_ggml(mlxn_dtype wtype, const void *w, size_t w_row_bytes, const flo
 void mlxn_mm_mlx(const uint32_t *w, const void *scales, const void *biases, mlxn_dtype sb_type,
                  int bits, int group, const float *x, float *y, int64_t M, int64_t N, int64_t K,
                  int64_t n0, int64_t n1, void *scratch);
+
+/* Expert-routed matmul (MoE). Experts are stacked: expert e's matrix is
+ * `w0` with w, scales and biases advanced by e·w_stride / e·sb_stride bytes.
+ * For every token t < n_tok and slot j < top_k, with e = ids[t·top_k + j]
+ * (0 <= e < n_experts, checked: an out-of-range id writes NaN to its row):
+ *   y[t·top_k + j, n] = x_row · W_eᵀ,  n0 <= n < n1,
+ * x_row = x[t] when x_per_slot is false (gate/up: one input per token) or
+ * x[t·top_k + j] when true (down: one input per slot). x rows are K long,
+ * y rows N long. Uses mlxn_mm per slot (decode kernels), scratch as for M=1. */
+void mlxn_mm_id(const mlxn_qmat *w0, size_t w_stride, size_t sb_stride, int n_experts,
+                const int32_t *ids, int64_t n_tok, int top_k, bool x_per_slot, const float *x,
+                float *y, int64_t n0, int64_t n1, void *scratch);
 
 /* Reference: dequantize row by row (bit-exact dequantizers above) and
  * accumulate in double. Needs no scratch. For tests. */

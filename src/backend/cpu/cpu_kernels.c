@@ -428,6 +428,113 @@ static void k_argmax(const mlxn_node *n, int ith, int nth, void *scratch) {
     }
 }
 
+/* ---- top-k: a min-heap of the k best per row, then sorted ---- */
+
+static bool topk_better(float a, int32_t ia, float b, int32_t ib) { return a > b || (a == b && ia < ib); }
+
+static size_t s_top_k(const mlxn_node *n, int nth) {
+    (void)nth;
+    return (size_t)n->p.topk.k * (sizeof(float) + sizeof(int32_t));
+}
+
+static void k_top_k(const mlxn_node *n, int ith, int nth, void *scratch) {
+    int k = n->p.topk.k;
+    int64_t C = mlxn_tensor_cols(T(2)), lo, hi;
+    mlxn_split(mlxn_tensor_rows(T(2)), ith, nth, &lo, &hi);
+    float *hv = scratch;
+    int32_t *hi_ = (int32_t *)(hv + k);
+    for (int64_t r = lo; r < hi; r++) {
+        const float *x = F32(2) + r * C;
+        int m = 0; /* heap size; hv[0] is the worst kept */
+        for (int64_t i = 0; i < C; i++) {
+            float v = x[i];
+            if (v != v) v = -INFINITY; /* NaN ranks last */
+            if (m < k) {
+                int j = m++;
+                while (j > 0 && topk_better(hv[(j - 1) / 2], hi_[(j - 1) / 2], v, (int32_t)i)) {
+                    hv[j] = hv[(j - 1) / 2];
+                    hi_[j] = hi_[(j - 1) / 2];
+                    j = (j - 1) / 2;
+                }
+                hv[j] = v;
+                hi_[j] = (int32_t)i;
+            } else if (topk_better(v, (int32_t)i, hv[0], hi_[0])) {
+                int j = 0;
+                for (;;) { /* sift the new value down from the root */
+                    int l = 2 * j + 1, rr = l + 1, w = j;
+                    float wv = v;
+                    int32_t wi = (int32_t)i;
+                    if (l < k && topk_better(wv, wi, hv[l], hi_[l])) { w = l; wv = hv[l]; wi = hi_[l]; }
+                    if (rr < k && topk_better(wv, wi, hv[rr], hi_[rr])) w = rr;
+                    if (w == j) break;
+                    hv[j] = hv[w];
+                    hi_[j] = hi_[w];
+                    j = w;
+                }
+                hv[j] = v;
+                hi_[j] = (int32_t)i;
+            }
+        }
+        /* pop the worst to the back: descending order */
+        int32_t *oi = I32(0) + r * k;
+        float *ov = F32(1) + r * k;
+        for (int e = m - 1; e >= 0; e--) {
+            oi[e] = hi_[0];
+            ov[e] = x[hi_[0]];
+            hv[0] = hv[e];
+            hi_[0] = hi_[e];
+            int j = 0, sz = e;
+            for (;;) {
+                int l = 2 * j + 1, rr = l + 1, w = j;
+                if (l < sz && topk_better(hv[w], hi_[w], hv[l], hi_[l])) w = l;
+                if (rr < sz && topk_better(hv[w], hi_[w], hv[rr], hi_[rr])) w = rr;
+                if (w == j) break;
+                float tv = hv[j];
+                int32_t ti = hi_[j];
+                hv[j] = hv[w]; hi_[j] = hi_[w];
+                hv[w] = tv; hi_[w] = ti;
+                j = w;
+            }
+        }
+    }
+}
+
+/* ---- expert-routed matmul ---- */
+
+static void node_qmat_expert0(const mlxn_node *n, mlxn_qmat *q, size_t *stride) {
+    const mlxn_tensor *w = T(2);
+    memset(q, 0, sizeof *q);
+    q->kind = MLXN_QKIND_GGML;
+    q->N = w->shape[1];
+    q->K = w->shape[2];
+    q->w = mlxn_tensor_data(w);
+    *stride = w->nbytes / (size_t)w->shape[0];
+    q->row_bytes = *stride / (size_t)w->shape[1];
+    q->wtype = w->dtype;
+}
+
+static size_t s_matmul_id(const mlxn_node *n, int nth) {
+    (void)nth;
+    mlxn_qmat q;
+    size_t st;
+    node_qmat_expert0(n, &q, &st);
+    return mlxn_mm_scratch_bytes(&q, 1);
+}
+
+static void k_matmul_id(const mlxn_node *n, int ith, int nth, void *scratch) {
+    mlxn_qmat q;
+    size_t stride;
+    node_qmat_expert0(n, &q, &stride);
+    int64_t panels = (q.N + 15) / 16, lo, hi;
+    mlxn_split(panels, ith, nth, &lo, &hi);
+    lo *= 16;
+    hi = hi * 16 < q.N ? hi * 16 : q.N;
+    if (lo >= hi) return;
+    const mlxn_tensor *ids = T(3);
+    mlxn_mm_id(&q, stride, 0, (int)T(2)->shape[0], mlxn_tensor_data(ids), ids->shape[0], n->p.mid.top_k,
+               n->p.mid.x_per_slot, F32(1), F32(0), lo, hi, scratch);
+}
+
 const mlxn_cpu_op mlxn_cpu_ops[MLXN_OP_COUNT] = {
     [MLXN_OP_ADD] = {k_binary, NULL},
     [MLXN_OP_MUL] = {k_binary, NULL},
@@ -449,5 +556,7 @@ const mlxn_cpu_op mlxn_cpu_ops[MLXN_OP_COUNT] = {
     [MLXN_OP_KV_WRITE] = {k_kv_write, NULL},
     [MLXN_OP_ATTENTION] = {k_attention, s_attention},
     [MLXN_OP_ARGMAX] = {k_argmax, NULL},
+    [MLXN_OP_TOP_K] = {k_top_k, s_top_k},
+    [MLXN_OP_MATMUL_ID] = {k_matmul_id, s_matmul_id},
 };
 _Static_assert(sizeof mlxn_cpu_ops / sizeof mlxn_cpu_ops[0] == MLXN_OP_COUNT, "cpu kernel table out of date");

@@ -1,0 +1,77 @@
+/*
+ * test_convert.c — GGML blocks re-expressed as MLX affine groups keep every
+ * weight: for random blocks of each exact type, s*q + b evaluated from the
+ * MLX fields equals the gguf-exact f32 dequantization (q4_0, q8_0, q4_k,
+ * q5_k: bit for bit; q4_1: within the one f32 rounding of d*q + m that ggml
+ * itself does). And the Q/K row un-permutation inverts llama.cpp's permute.
+ */
+#include "model/convert.h"
+#include "ops/quant.h"
+#include "testutil.h"
+
+static uint32_t get_bits(const uint32_t *row, int64_t i, int bits) {
+    uint64_t bit = (uint64_t)i * (uint64_t)bits, w = bit / 32, off = bit % 32;
+    uint64_t v = row[w] >> off;
+    if (off + (uint64_t)bits > 32) v |= (uint64_t)row[w + 1] << (32 - off);
+    return (uint32_t)(v & ((1u << bits) - 1));
+}
+
+static double sb(const void *p, mlxn_dtype t, int64_t i) {
+    return t == MLXN_F32 ? ((const float *)p)[i] : mlxn_f16_to_f32(((const uint16_t *)p)[i]);
+}
+
+static void exact_case(const char *fmt, mlxn_dtype t) {
+    const int64_t N = 7, K = 512;
+    mlxn_qweights qw;
+    CHECK_OK(mlxn_quant_make_random(fmt, N, K, 1234, &qw));
+    int bits;
+    mlxn_dtype sbt;
+    CHECK(mlxn_ggml_to_mlx_exact(t, &bits, &sbt), "%s is exact", fmt);
+    uint32_t *wq = calloc((size_t)(N * K * bits / 32), 4);
+    void *s = calloc((size_t)(N * K / 32), 4), *b = calloc((size_t)(N * K / 32), 4);
+    CHECK_OK(mlxn_ggml_to_mlx(t, qw.data, N, K, wq, s, b));
+    float *ref = malloc((size_t)(N * K) * 4);
+    CHECK_OK(mlxn_ggml_dequantize(t, qw.data, ref, N * K));
+    int bad = 0;
+    for (int64_t n = 0; n < N; n++)
+        for (int64_t k = 0; k < K; k++) {
+            int64_t g = n * (K / 32) + k / 32;
+            double v = sb(s, sbt, g) * get_bits(wq + n * (K * bits / 32), k, bits) + sb(b, sbt, g);
+            double r = ref[n * K + k];
+            double tol = t == MLXN_Q4_1 ? fabs(r) * 0x1p-24 : 0.0;
+            if (!(fabs((double)(float)v - r) <= tol)) {
+                if (bad < 3) fprintf(stderr, "  %s [%lld,%lld]: mlx %.9g ggml %.9g\n", fmt, (long long)n, (long long)k, v, r);
+                bad++;
+            }
+        }
+    CHECK(bad == 0, "%s -> mlx %d-bit g32 (%s scales): %d of %lld weights changed", fmt, bits,
+          mlxn_dtype_name(sbt), bad, (long long)(N * K));
+    free(wq); free(s); free(b); free(ref);
+    mlxn_quant_free(&qw);
+}
+
+static void test_unpermute(void) {
+    const int n_head = 3, hd = 8;
+    const int N = n_head * hd;
+    int32_t hf[24], gg[24], back[24];
+    for (int i = 0; i < N; i++) hf[i] = i * 10 + 1;
+    /* llama.cpp: w.reshape(n_head, 2, hd/2, ...).swapaxes(1, 2).reshape(...) */
+    for (int h = 0; h < n_head; h++)
+        for (int i = 0; i < hd / 2; i++)
+            for (int p = 0; p < 2; p++) gg[h * hd + i * 2 + p] = hf[h * hd + p * (hd / 2) + i];
+    CHECK_OK(mlxn_unpermute_qk_rows(gg, back, N, sizeof(int32_t), n_head));
+    CHECK(memcmp(back, hf, sizeof hf) == 0, "unpermute inverts the GGUF Q/K permutation");
+    CHECK_STATUS(mlxn_unpermute_qk_rows(gg, back, 25, 4, 3), MLXN_ERR_SHAPE);
+}
+
+int main(void) {
+    exact_case("q4_0", MLXN_Q4_0);
+    exact_case("q4_1", MLXN_Q4_1);
+    exact_case("q8_0", MLXN_Q8_0);
+    exact_case("q4_k", MLXN_Q4_K);
+    exact_case("q5_k", MLXN_Q5_K);
+    uint32_t w[1];
+    CHECK_STATUS(mlxn_ggml_to_mlx(MLXN_Q6_K, w, 1, 256, w, w, w), MLXN_ERR_UNSUPPORTED);
+    test_unpermute();
+    return test_summary("test_convert");
+}
