@@ -157,6 +157,14 @@ static void check_model(mlxn_device *dev, const char *name, mlxn_dtype kv_dtype,
     CHECK_OK(mlxn_generate(m, kv, r.tok, T, &gp, gen, &ngen, &gst));
     CHECK(ngen == NGEN, "%s: generated %d of %d", name, ngen, NGEN);
     CHECK(gen[0] == argmax_f(r.logits + (size_t)(T - 1) * V, V), "%s: first greedy token %d", name, gen[0]);
+    /* the same prompt prefilled in chunks of 5 (5 + 5 + 2, the full chunks
+     * replaying one graph) generates the same tokens */
+    mlxn_kvcache_clear(kv);
+    int32_t gen2[NGEN];
+    int ngen2 = 0;
+    gp.n_batch = 5;
+    CHECK_OK(mlxn_generate(m, kv, r.tok, T, &gp, gen2, &ngen2, &gst));
+    CHECK(ngen2 == ngen && !memcmp(gen, gen2, (size_t)ngen * 4), "%s: chunked prefill changed the tokens", name);
     int32_t all[64];
     memcpy(all, r.tok, (size_t)T * 4);
     memcpy(all + T, gen, (size_t)ngen * 4);

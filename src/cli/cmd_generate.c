@@ -18,7 +18,7 @@ static void usage(FILE *f) {
     fprintf(f,
             "usage: mlxn generate -m PATH [-p TEXT | -f FILE | --tokens ID,ID,...] [-n N]\n"
             "                     [--temp T] [--top-k K] [--top-p P] [--min-p P] [--repeat-penalty R]\n"
-            "                     [--seed S] [--chat] [--system TEXT] [--ctx N] [--kv f16|bf16|f32]\n"
+            "                     [--seed S] [--chat] [--system TEXT] [--ctx N] [-b N] [--kv f16|bf16|f32]\n"
             "                     [--ignore-eos] [-v] [--threads N] [--backend cpu|cuda]\n"
             "  -m PATH        model directory (config.json + safetensors) or .gguf file\n"
             "  -n N           tokens to generate (128)\n"
@@ -27,6 +27,7 @@ static void usage(FILE *f) {
             "  --seed S       sampling seed (default: from the clock, printed)\n"
             "  --chat         wrap the prompt in the model's chat template\n"
             "  --ctx N        KV cache tokens (default: prompt + n)\n"
+            "  -b N           prompt tokens per prefill graph (512)\n"
             "  -v             print the (formatted) prompt and its token ids to stderr\n");
 }
 
@@ -108,7 +109,7 @@ double cli_peak_rss_mib(void) {
 int cmd_generate(int argc, char **argv) {
     const char *model_path = NULL, *prompt = NULL, *file = NULL, *ids = NULL, *system = NULL;
     const char *backend = "cpu", *kvname = "f16";
-    long n_predict = 128, ctx = 0, threads = 0, top_k = 40, seed = -1;
+    long n_predict = 128, ctx = 0, threads = 0, top_k = 40, seed = -1, n_batch = 512;
     double temp = 0.8, top_p = 0.95, min_p = 0.05, rep = 1.0;
     bool chat = false, ignore_eos = false, verbose = false;
     for (int i = 1; i < argc; i++) {
@@ -128,6 +129,7 @@ int cmd_generate(int argc, char **argv) {
         else if (!strcmp(a, "--kv")) kvname = v;
         else if (!strcmp(a, "-n")) ok = cli_int(a, v, 1, 1 << 24, &n_predict);
         else if (!strcmp(a, "--ctx")) ok = cli_int(a, v, 1, 1 << 24, &ctx);
+        else if (!strcmp(a, "-b") || !strcmp(a, "--batch")) ok = cli_int(a, v, 1, 1 << 20, &n_batch);
         else if (!strcmp(a, "--threads") || !strcmp(a, "-t")) ok = cli_int(a, v, 1, 1024, &threads);
         else if (!strcmp(a, "--top-k")) ok = cli_int(a, v, 0, 1 << 24, &top_k);
         else if (!strcmp(a, "--seed")) ok = cli_int(a, v, 0, 0x7fffffffL, &seed);
@@ -217,7 +219,7 @@ int cmd_generate(int argc, char **argv) {
     stream s = {.tok = tok};
     mlxn_tokdec_reset(&s.dec, tok);
     mlxn_generate_params gp = {
-        .n_predict = (int)n_predict, .ignore_eos = ignore_eos, .on_token = on_token, .ctx = &s,
+        .n_predict = (int)n_predict, .n_batch = (int)n_batch, .ignore_eos = ignore_eos, .on_token = on_token, .ctx = &s,
         .sampling = {.temp = (float)temp, .top_k = (int)top_k, .top_p = (float)top_p, .min_p = (float)min_p,
                      .repeat_penalty = (float)rep, .seed = (uint64_t)seed},
     };

@@ -54,8 +54,19 @@ static mlxn_status run(gen *g, const int32_t *prompt, int n_prompt, const mlxn_g
     for (int i = 0; i < n_prompt; i++) mlxn_sampler_accept(g->smp, prompt[i]);
 
     uint64_t t0 = mlxn_now_ns();
-    TRY(mlxn_forward_create(&g->pre, g->m, g->kv, n_prompt, MLXN_MODE_OPTIMIZED, 0));
-    TRY(mlxn_forward_run(g->pre, prompt));
+    int batch = p->n_batch > 0 ? p->n_batch : 512;
+    int full = n_prompt / batch, rem = n_prompt % batch, done = 0;
+    /* full chunks share one graph (recorded once, replayed); the remainder
+     * gets its own. Each chunk's attention reads the earlier chunks from the
+     * cache at their positions. */
+    if (full) TRY(mlxn_forward_create(&g->pre, g->m, g->kv, batch, MLXN_MODE_OPTIMIZED, 0));
+    for (int c = 0; c < full; c++, done += batch) TRY(mlxn_forward_run(g->pre, prompt + done));
+    if (rem) {
+        mlxn_forward_destroy(g->pre);
+        g->pre = NULL;
+        TRY(mlxn_forward_create(&g->pre, g->m, g->kv, rem, MLXN_MODE_OPTIMIZED, 0));
+        TRY(mlxn_forward_run(g->pre, prompt + done));
+    }
     int32_t tok;
     TRY(pick(g, g->pre, &tok));
     uint64_t t1 = mlxn_now_ns();

@@ -278,6 +278,9 @@ typedef bool (*mlxn_token_fn)(void *ctx, int32_t tok);
 
 typedef struct mlxn_generate_params {
     int n_predict;          /* tokens to generate [0 = 128] */
+    int n_batch;            /* prompt tokens per prefill graph [0 = 512]; longer
+                               prompts run as chunks (one recorded graph for the
+                               full chunks, replayed, one for the remainder) */
     bool ignore_eos;        /* keep going through end-of-sequence ids */
     mlxn_sampler_params sampling;
     mlxn_token_fn on_token; /* nullable */
@@ -290,8 +293,8 @@ typedef struct mlxn_generate_stats {
     uint64_t decode_nodes;  /* nodes per decode step after fusion */
 } mlxn_generate_stats;
 
-/* Prefill prompt[n_prompt] as one graph, then decode by replaying a
- * one-token graph. out_tokens (nullable) receives up to n_predict generated
+/* Prefill prompt[n_prompt] as one graph (or n_batch-token chunks), then
+ * decode by replaying a one-token graph. out_tokens (nullable) receives up to n_predict generated
  * ids, *n_out their count. Fails before running anything when prompt +
  * n_predict exceed the cache. */
 mlxn_status mlxn_generate(const mlxn_model *m, mlxn_kvcache *kv, const int32_t *prompt,
