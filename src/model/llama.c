@@ -102,7 +102,7 @@ static mlxn_status load_vec(const loader *ld, mlxn_buffer **out, const char *mod
     int64_t elems = 1;
     for (int i = 0; i < t.ndim; i++) elems *= t.shape[i];
     char sb[96];
-    if (elems != n || t.shape[t.ndim - 1] != n)
+    if (t.ndim < 1 || elems != n || t.shape[t.ndim - 1] != n)
         return mlxn_err(MLXN_ERR_SHAPE, "%s: tensor '%s%s' has shape %s, the config gives [%lld]", ld->label,
                         module, suffix, shape_str(&t, sb, sizeof sb), (long long)n);
     if (!mlxn_dtype_is_float(t.dtype))
@@ -122,6 +122,9 @@ static mlxn_status load_linear(const loader *ld, mlxn_linear *l, const char *mod
     if (!find(ld, module, ".weight", &w))
         return mlxn_err(MLXN_ERR_NOT_FOUND, "%s: tensor '%s.weight' is missing (expected [%lld, %lld])", ld->label,
                         module, (long long)N, (long long)K);
+    if (w.dtype == MLXN_DTYPE_COUNT)
+        return mlxn_err(MLXN_ERR_UNSUPPORTED, "%s: tensor '%s.weight' has a file dtype mlxn has no kernels for",
+                        ld->label, module);
     if (find(ld, module, ".scales", &sc)) {
         if (!find(ld, module, ".biases", &bi))
             return mlxn_err(MLXN_ERR_NOT_FOUND, "%s: '%s.scales' exists but '%s.biases' is missing", ld->label,
@@ -140,6 +143,12 @@ static mlxn_status load_linear(const loader *ld, mlxn_linear *l, const char *mod
             return mlxn_err(MLXN_ERR_SHAPE, "%s: '%s.biases' %s %s does not match '%s.scales' %s %s", ld->label,
                             module, mlxn_dtype_name(bi.dtype), shape_str(&bi, sb, sizeof sb), module,
                             mlxn_dtype_name(sc.dtype), shape_str(&sc, sb2, sizeof sb2));
+        if (!(bits == 2 || bits == 3 || bits == 4 || bits == 5 || bits == 6 || bits == 8) ||
+            !(group == 32 || group == 64 || group == 128))
+            return mlxn_err(MLXN_ERR_UNSUPPORTED,
+                            "%s: '%s' is stored with %lld bits / group %lld; MLX affine needs 2-6 or 8 bits and "
+                            "group 32, 64 or 128",
+                            ld->label, module, (long long)bits, (long long)group);
         int cb, cg;
         mlxn_model_config_quant(&ld->m->cfg, module, &cb, &cg);
         if (cb && (cb != bits || cg != group))
