@@ -8,6 +8,11 @@
 
 int cmd_graph(int argc, char **argv);
 int cmd_bench_ops(int argc, char **argv);
+int cmd_generate(int argc, char **argv);
+int cmd_info(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
+/* Peak resident set size of the process in MiB. */
+double cli_peak_rss_mib(void);
 
 /* Print "mlxn: <what>: <status>: <message>" to stderr and return 1. */
 int cli_fail(const char *what, mlxn_status st);

@@ -38,6 +38,9 @@ static void usage(FILE *f) {
     fprintf(f,
             "usage: mlxn <command> [options]\n"
             "commands:\n"
+            "  generate  run a model on a prompt, streaming the text\n"
+            "  bench     prefill and decode tokens/s of a model (bench -m PATH)\n"
+            "  info      what a model directory or GGUF file holds\n"
             "  graph     record a Llama-shaped decode step and run it in every graph mode\n"
             "  bench ops matmul speed per weight format and shape vs memory bandwidth\n"
             "run `mlxn <command> --help` for a command's options\n");
@@ -51,6 +54,9 @@ int main(int argc, char **argv) {
     const char *cmd = argv[1];
     if (!strcmp(cmd, "graph")) return cmd_graph(argc - 1, argv + 1);
     if (!strcmp(cmd, "bench") && argc > 2 && !strcmp(argv[2], "ops")) return cmd_bench_ops(argc - 2, argv + 2);
+    if (!strcmp(cmd, "bench")) return cmd_bench(argc - 1, argv + 1);
+    if (!strcmp(cmd, "generate")) return cmd_generate(argc - 1, argv + 1);
+    if (!strcmp(cmd, "info")) return cmd_info(argc - 1, argv + 1);
     fprintf(stderr, "mlxn: unknown command '%s'\n", cmd);
     usage(stderr);
     return 2;

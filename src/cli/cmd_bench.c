@@ -1,0 +1,148 @@
+/*
+ * cmd_bench.c — `mlxn bench`: prefill (pp) and decode (tg) tokens/s, as
+ * llama-bench measures them. pp: one recorded graph of -p tokens, warmed up
+ * once, then replayed -r times from an empty cache. tg: -n one-token steps
+ * of a recorded decode graph replayed from an empty cache, -r times. Token
+ * ids are fixed pseudo-random ids. Text table, or one JSON object with
+ * --json.
+ */
+#include "cli/cli.h"
+#include "model/model.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void usage(FILE *f) {
+    fprintf(f, "usage: mlxn bench -m PATH [-p 512] [-n 128] [-r 3] [--json] [--threads N] [--backend cpu|cuda]\n"
+               "                  [--kv f16|bf16|f32]\n");
+}
+
+/* A JSON string literal (quotes, backslashes, control bytes escaped). */
+static void json_str(FILE *f, const char *s) {
+    fputc('"', f);
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\') fprintf(f, "\\%c", c);
+        else if (c < 0x20) fprintf(f, "\\u%04x", c);
+        else fputc(c, f);
+    }
+    fputc('"', f);
+}
+
+static void mean_sd(const double *x, int n, double *mean, double *sd) {
+    double s = 0, q = 0;
+    for (int i = 0; i < n; i++) s += x[i];
+    *mean = s / n;
+    for (int i = 0; i < n; i++) q += (x[i] - *mean) * (x[i] - *mean);
+    *sd = n > 1 ? sqrt(q / (n - 1)) : 0;
+}
+
+static mlxn_status bench_pp(mlxn_model *m, mlxn_kvcache *kv, const int32_t *toks, int p, int reps, double *tps) {
+    mlxn_forward *f = NULL;
+    mlxn_status st = mlxn_forward_create(&f, m, kv, p, MLXN_MODE_OPTIMIZED, 0);
+    for (int r = -1; r < reps && !st; r++) { /* r = -1: records; not timed */
+        mlxn_kvcache_clear(kv);
+        uint64_t t0 = mlxn_now_ns();
+        st = mlxn_forward_run(f, toks);
+        if (r >= 0) tps[r] = p / ((double)(mlxn_now_ns() - t0) * 1e-9);
+    }
+    mlxn_forward_destroy(f);
+    return st;
+}
+
+static mlxn_status bench_tg(mlxn_model *m, mlxn_kvcache *kv, const int32_t *toks, int n, int reps, double *tps) {
+    mlxn_forward *f = NULL;
+    mlxn_status st = mlxn_forward_create(&f, m, kv, 1, MLXN_MODE_OPTIMIZED, 0);
+    if (!st) { /* record once */
+        mlxn_kvcache_clear(kv);
+        st = mlxn_forward_run(f, toks);
+    }
+    for (int r = 0; r < reps && !st; r++) {
+        mlxn_kvcache_clear(kv);
+        uint64_t t0 = mlxn_now_ns();
+        int32_t t = toks[0];
+        for (int i = 0; i < n && !st; i++) {
+            st = mlxn_forward_run(f, &t);
+            if (!st) st = mlxn_forward_argmax(f, &t);
+        }
+        tps[r] = n / ((double)(mlxn_now_ns() - t0) * 1e-9);
+    }
+    mlxn_forward_destroy(f);
+    return st;
+}
+
+int cmd_bench(int argc, char **argv) {
+    const char *model_path = NULL, *backend = "cpu", *kvname = "f16";
+    long pp = 512, tg = 128, reps = 3, threads = 0;
+    bool json = false;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        bool ok = true;
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) { usage(stdout); return 0; }
+        else if (!strcmp(a, "--json")) { json = true; continue; }
+        else if (!v) { fprintf(stderr, "mlxn bench: %s needs a value\n", a); return 2; }
+        else if (!strcmp(a, "-m") || !strcmp(a, "--model")) model_path = v;
+        else if (!strcmp(a, "--backend")) backend = v;
+        else if (!strcmp(a, "--kv")) kvname = v;
+        else if (!strcmp(a, "-p")) ok = cli_int(a, v, 0, 1 << 20, &pp);
+        else if (!strcmp(a, "-n")) ok = cli_int(a, v, 0, 1 << 20, &tg);
+        else if (!strcmp(a, "-r")) ok = cli_int(a, v, 1, 1000, &reps);
+        else if (!strcmp(a, "--threads") || !strcmp(a, "-t")) ok = cli_int(a, v, 1, 1024, &threads);
+        else { fprintf(stderr, "mlxn bench: unknown option '%s'\n", a); usage(stderr); return 2; }
+        if (!ok) return 2;
+        i++;
+    }
+    if (!model_path || (!pp && !tg)) { usage(stderr); return 2; }
+    mlxn_dtype kvt;
+    if (mlxn_dtype_from_name(&kvt, kvname) || !(kvt == MLXN_F16 || kvt == MLXN_BF16 || kvt == MLXN_F32)) {
+        fprintf(stderr, "mlxn bench: --kv must be f16, bf16 or f32\n");
+        return 2;
+    }
+    mlxn_device *dev = NULL;
+    mlxn_model *m = NULL;
+    mlxn_kvcache *kv = NULL;
+    int32_t *toks = NULL;
+    double *pps = calloc((size_t)reps, sizeof(double)), *tgs = calloc((size_t)reps, sizeof(double));
+    int rc = 1;
+    mlxn_device_options o = {.n_threads = (int)threads};
+    mlxn_status st = mlxn_device_open(&dev, backend, &o);
+    if (st) { rc = cli_fail("opening the device", st); goto done; }
+    if ((st = mlxn_model_load(&m, dev, model_path))) { rc = cli_fail("loading the model", st); goto done; }
+    long ctx = (pp > tg ? pp : tg);
+    if ((st = mlxn_kvcache_create(&kv, m, (int)ctx, kvt))) { rc = cli_fail("allocating the KV cache", st); goto done; }
+    toks = malloc((size_t)(pp > 1 ? pp : 1) * sizeof *toks);
+    if (!toks || !pps || !tgs) goto done;
+    uint64_t x = 0x9E3779B97F4A7C15ull;
+    for (long i = 0; i < (pp > 1 ? pp : 1); i++) {
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        toks[i] = (int32_t)(x % (uint64_t)m->cfg.vocab);
+    }
+    if (pp && (st = bench_pp(m, kv, toks, (int)pp, (int)reps, pps))) { rc = cli_fail("prefill", st); goto done; }
+    if (tg && (st = bench_tg(m, kv, toks, (int)tg, (int)reps, tgs))) { rc = cli_fail("decode", st); goto done; }
+    double pm = 0, psd = 0, tm = 0, tsd = 0;
+    if (pp) mean_sd(pps, (int)reps, &pm, &psd);
+    if (tg) mean_sd(tgs, (int)reps, &tm, &tsd);
+    if (json) {
+        printf("{\"model\": ");
+        json_str(stdout, model_path);
+        printf(", \"backend\": \"%s\", \"threads\": %d, \"pp\": {\"tokens\": %ld, \"tok_s\": %.3f}, "
+               "\"tg\": {\"tokens\": %ld, \"tok_s\": %.3f}}\n",
+               mlxn_device_kind(dev), mlxn_device_threads(dev), pp, pm, tg, tm);
+    } else {
+        printf("model: %s (%s, %.1f MiB weights)\ndevice: %s\n", model_path, mlxn_arch_name(m->cfg.arch),
+               (double)m->weight_bytes / 1048576.0, mlxn_device_description(dev));
+        printf("%-8s %8s %14s %10s\n", "test", "tokens", "tok/s", "± sd");
+        if (pp) printf("%-8s %8ld %14.2f %10.2f\n", "pp", pp, pm, psd);
+        if (tg) printf("%-8s %8ld %14.2f %10.2f\n", "tg", tg, tm, tsd);
+    }
+    rc = 0;
+done:
+    free(toks);
+    free(pps);
+    free(tgs);
+    mlxn_kvcache_destroy(kv);
+    mlxn_model_destroy(m);
+    mlxn_device_close(dev);
+    return rc;
+}

@@ -1,0 +1,116 @@
+/*
+ * generate.c — the generation loop: the prompt as one recorded graph
+ * (prefill), then one-token graphs recorded once in optimized mode and
+ * replayed for every further token with the token id and position written
+ * into its i32 buffers. Greedy decoding without a penalty uses the device's
+ * argmax; everything else reads the logits back and runs the sampler.
+ */
+#include "model/model.h"
+
+#include <string.h>
+
+#define TRY(x)                          \
+    do {                                \
+        mlxn_status st_ = (x);          \
+        if (st_ != MLXN_OK) return st_; \
+    } while (0)
+
+static bool is_eos(const mlxn_model_config *c, int32_t t) {
+    for (int i = 0; i < c->n_eos; i++)
+        if (c->eos_ids[i] == t) return true;
+    return false;
+}
+
+typedef struct gen {
+    const mlxn_model *m;
+    mlxn_kvcache *kv;
+    mlxn_sampler *smp;
+    float *logits; /* [vocab] */
+    mlxn_forward *pre, *dec;
+} gen;
+
+/* Next token after a run of f. */
+static mlxn_status pick(gen *g, mlxn_forward *f, int32_t *tok) {
+    if (mlxn_sampler_is_greedy(g->smp)) return mlxn_forward_argmax(f, tok);
+    TRY(mlxn_forward_logits(f, g->logits, (size_t)g->m->cfg.vocab));
+    return mlxn_sampler_sample(g->smp, g->logits, tok);
+}
+
+static mlxn_status run(gen *g, const int32_t *prompt, int n_prompt, const mlxn_generate_params *p,
+                       int32_t *out_tokens, int *n_out, mlxn_generate_stats *st) {
+    int n_predict = p->n_predict > 0 ? p->n_predict : 128;
+    if (n_prompt <= 0) return mlxn_err(MLXN_ERR_INVALID_ARG, "generate: the prompt is empty");
+    for (int i = 0; i < n_prompt; i++)
+        if (prompt[i] < 0 || prompt[i] >= g->m->cfg.vocab)
+            return mlxn_err(MLXN_ERR_RANGE, "generate: prompt token %d at %d is outside the vocab of %d", prompt[i],
+                            i, g->m->cfg.vocab);
+    /* the last generated token is never fed back, so n_prompt + n - 1 slots */
+    if ((int64_t)g->kv->n_past + n_prompt + n_predict - 1 > g->kv->ctx)
+        return mlxn_err(MLXN_ERR_RANGE, "generate: %d cached + prompt %d + n %d tokens exceed ctx %d (raise --ctx)",
+                        g->kv->n_past, n_prompt, n_predict, g->kv->ctx);
+    TRY(mlxn_sampler_create(&g->smp, &p->sampling, g->m->cfg.vocab));
+    g->logits = mlxn_malloc((size_t)g->m->cfg.vocab * sizeof(float));
+    if (!g->logits) return mlxn_err(MLXN_ERR_OUT_OF_MEMORY, "generate: out of memory");
+    for (int i = 0; i < n_prompt; i++) mlxn_sampler_accept(g->smp, prompt[i]);
+
+    uint64_t t0 = mlxn_now_ns();
+    int batch = p->n_batch > 0 ? p->n_batch : 512;
+    int full = n_prompt / batch, rem = n_prompt % batch, done = 0;
+    /* full chunks share one graph (recorded once, replayed); the remainder
+     * gets its own. Each chunk's attention reads the earlier chunks from the
+     * cache at their positions. */
+    if (full) TRY(mlxn_forward_create(&g->pre, g->m, g->kv, batch, MLXN_MODE_OPTIMIZED, 0));
+    for (int c = 0; c < full; c++, done += batch) TRY(mlxn_forward_run(g->pre, prompt + done));
+    if (rem) {
+        mlxn_forward_destroy(g->pre);
+        g->pre = NULL;
+        TRY(mlxn_forward_create(&g->pre, g->m, g->kv, rem, MLXN_MODE_OPTIMIZED, 0));
+        TRY(mlxn_forward_run(g->pre, prompt + done));
+    }
+    int32_t tok;
+    TRY(pick(g, g->pre, &tok));
+    uint64_t t1 = mlxn_now_ns();
+    st->prompt_tokens = n_prompt;
+    st->prompt_s = (double)(t1 - t0) * 1e-9;
+    mlxn_forward_destroy(g->pre); /* its activations are not needed any more */
+    g->pre = NULL;
+
+    int n = 0;
+    for (;;) {
+        if (out_tokens) out_tokens[n] = tok;
+        n++;
+        mlxn_sampler_accept(g->smp, tok);
+        bool more = p->on_token ? p->on_token(p->ctx, tok) : true;
+        if (!more || n >= n_predict || (!p->ignore_eos && is_eos(&g->m->cfg, tok))) break;
+        if (!g->dec) TRY(mlxn_forward_create(&g->dec, g->m, g->kv, 1, MLXN_MODE_OPTIMIZED, 0));
+        TRY(mlxn_forward_run(g->dec, &tok));
+        TRY(pick(g, g->dec, &tok));
+    }
+    st->gen_tokens = n;
+    st->gen_s = (double)(mlxn_now_ns() - t1) * 1e-9;
+    if (g->dec) {
+        mlxn_graph_stats gs;
+        if (!mlxn_session_stats(mlxn_forward_session(g->dec), &gs)) st->decode_nodes = gs.nodes;
+    }
+    *n_out = n;
+    return MLXN_OK;
+}
+
+mlxn_status mlxn_generate(const mlxn_model *m, mlxn_kvcache *kv, const int32_t *prompt, int n_prompt,
+                          const mlxn_generate_params *p, int32_t *out_tokens, int *n_out,
+                          mlxn_generate_stats *stats) {
+    if (!m || !kv || !prompt || !p) return mlxn_err(MLXN_ERR_INVALID_ARG, "generate: NULL argument");
+    int n_dummy;
+    if (!n_out) n_out = &n_dummy;
+    *n_out = 0;
+    mlxn_generate_stats st_local;
+    mlxn_generate_stats *st = stats ? stats : &st_local;
+    memset(st, 0, sizeof *st);
+    gen g = {.m = m, .kv = kv};
+    mlxn_status s = run(&g, prompt, n_prompt, p, out_tokens, n_out, st);
+    mlxn_forward_destroy(g.pre);
+    mlxn_forward_destroy(g.dec);
+    mlxn_sampler_destroy(g.smp);
+    mlxn_free(g.logits);
+    return s;
+}

@@ -1,0 +1,493 @@
+/*
+ * llama.c — the Llama family (Llama 2/3, SmolLM, Mistral, Qwen2, Qwen3):
+ * the weight table, built from a weight source and checked against the
+ * config, and the graph builder for a forward pass of T tokens.
+ *
+ * Per layer, with x [T, hidden] the residual stream:
+ *   h = rms_norm(x) * attn_norm
+ *   q [T,H,D], k, v [T,Hkv,D] = h Wq^T (+bq), h Wk^T (+bk), h Wv^T (+bv)
+ *   q, k = rms_norm per head * q_norm / k_norm          (qwen3)
+ *   q, k = rope(q, pos), rope(k, pos)
+ *   K[l][:, pos], V[l][:, pos] = k, v; a = attention(q, K[l], V[l], pos)
+ *   x2 = x + a Wo^T;  h = rms_norm(x2) * ffn_norm        (add_rms_norm)
+ *   x  = x2 + (silu(h Wg^T) * h Wu^T) Wd^T               (the next layer's
+ *        add_rms_norm, or the final norm on the last row only)
+ * logits [1, V] = rms_norm(x[T-1]) * out_norm * Whead^T; argmax on device.
+ */
+#include "model/model.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#define TRY(x)                          \
+    do {                                \
+        mlxn_status st_ = (x);          \
+        if (st_ != MLXN_OK) return st_; \
+    } while (0)
+
+/* ---- tensor names ---- */
+
+typedef enum role {
+    R_EMBED, R_OUT_NORM, R_HEAD, R_ROPE_FREQS,
+    R_ATTN_NORM, R_FFN_NORM, R_Q_NORM, R_K_NORM,
+    R_Q, R_K, R_V, R_O, R_GATE, R_UP, R_DOWN,
+    R_COUNT
+} role;
+
+/* Module names (no ".weight"); %d is the layer. */
+static const char *const g_names[MLXN_NAMES_COUNT][R_COUNT] = {
+    [MLXN_NAMES_HF] = {
+        [R_EMBED] = "model.embed_tokens", [R_OUT_NORM] = "model.norm", [R_HEAD] = "lm_head",
+        [R_ROPE_FREQS] = NULL,
+        [R_ATTN_NORM] = "model.layers.%d.input_layernorm",
+        [R_FFN_NORM] = "model.layers.%d.post_attention_layernorm",
+        [R_Q_NORM] = "model.layers.%d.self_attn.q_norm", [R_K_NORM] = "model.layers.%d.self_attn.k_norm",
+        [R_Q] = "model.layers.%d.self_attn.q_proj", [R_K] = "model.layers.%d.self_attn.k_proj",
+        [R_V] = "model.layers.%d.self_attn.v_proj", [R_O] = "model.layers.%d.self_attn.o_proj",
+        [R_GATE] = "model.layers.%d.mlp.gate_proj", [R_UP] = "model.layers.%d.mlp.up_proj",
+        [R_DOWN] = "model.layers.%d.mlp.down_proj",
+    },
+    [MLXN_NAMES_GGUF] = {
+        [R_EMBED] = "token_embd", [R_OUT_NORM] = "output_norm", [R_HEAD] = "output",
+        [R_ROPE_FREQS] = "rope_freqs",
+        [R_ATTN_NORM] = "blk.%d.attn_norm", [R_FFN_NORM] = "blk.%d.ffn_norm",
+        [R_Q_NORM] = "blk.%d.attn_q_norm", [R_K_NORM] = "blk.%d.attn_k_norm",
+        [R_Q] = "blk.%d.attn_q", [R_K] = "blk.%d.attn_k", [R_V] = "blk.%d.attn_v", [R_O] = "blk.%d.attn_output",
+        [R_GATE] = "blk.%d.ffn_gate", [R_UP] = "blk.%d.ffn_up", [R_DOWN] = "blk.%d.ffn_down",
+    },
+};
+
+typedef struct loader {
+    mlxn_model *m;
+    const mlxn_weight_source *src;
+    const char *label;
+} loader;
+
+static void module_name(const loader *ld, role r, int layer, char *buf, size_t cap) {
+    snprintf(buf, cap, g_names[ld->src->names][r], layer);
+}
+
+static bool find(const loader *ld, const char *module, const char *suffix, mlxn_tensor_ref *t) {
+    char name[256];
+    snprintf(name, sizeof name, "%s%s", module, suffix);
+    memset(t, 0, sizeof *t);
+    return ld->src->find(ld->src->ctx, name, t);
+}
+
+static const char *shape_str(const mlxn_tensor_ref *t, char *buf, size_t cap) {
+    size_t n = (size_t)snprintf(buf, cap, "[");
+    for (int i = 0; i < t->ndim && n < cap; i++)
+        n += (size_t)snprintf(buf + n, cap - n, "%s%lld", i ? ", " : "", (long long)t->shape[i]);
+    if (n < cap) snprintf(buf + n, cap - n, "]");
+    return buf;
+}
+
+static mlxn_status adopt(const loader *ld, mlxn_buffer **out, const mlxn_tensor_ref *t, int ndim,
+                         const int64_t *shape) {
+    mlxn_status st = mlxn_buffer_adopt(out, ld->m->dev, t->data, t->dtype, ndim, shape, NULL, NULL);
+    if (st) return st;
+    ld->m->weight_bytes += t->nbytes;
+    return MLXN_OK;
+}
+
+/* A norm weight or bias vector of n elements ([n], or [1, n]). */
+static mlxn_status load_vec(const loader *ld, mlxn_buffer **out, const char *module, const char *suffix,
+                            int64_t n, bool required) {
+    mlxn_tensor_ref t;
+    if (!find(ld, module, suffix, &t)) {
+        if (!required) return MLXN_OK;
+        return mlxn_err(MLXN_ERR_NOT_FOUND, "%s: tensor '%s%s' is missing (expected [%lld])", ld->label, module,
+                        suffix, (long long)n);
+    }
+    int64_t elems = 1;
+    for (int i = 0; i < t.ndim; i++) elems *= t.shape[i];
+    char sb[96];
+    if (t.ndim < 1 || elems != n || t.shape[t.ndim - 1] != n)
+        return mlxn_err(MLXN_ERR_SHAPE, "%s: tensor '%s%s' has shape %s, the config gives [%lld]", ld->label,
+                        module, suffix, shape_str(&t, sb, sizeof sb), (long long)n);
+    if (!mlxn_dtype_is_float(t.dtype))
+        return mlxn_err(MLXN_ERR_DTYPE, "%s: tensor '%s%s' is %s; a norm or bias must be f32, f16 or bf16",
+                        ld->label, module, suffix, mlxn_dtype_name(t.dtype));
+    return adopt(ld, out, &t, 1, &n);
+}
+
+/* A linear layer [N, K]: MLX-quantized when '<module>.scales' exists, else
+ * dense (float or GGML blocks). */
+static mlxn_status load_linear(const loader *ld, mlxn_linear *l, const char *module, int64_t N, int64_t K,
+                               bool bias) {
+    mlxn_tensor_ref w, sc, bi;
+    char sb[96], sb2[96];
+    l->n = N;
+    l->k = K;
+    if (!find(ld, module, ".weight", &w))
+        return mlxn_err(MLXN_ERR_NOT_FOUND, "%s: tensor '%s.weight' is missing (expected [%lld, %lld])", ld->label,
+                        module, (long long)N, (long long)K);
+    if (w.dtype == MLXN_DTYPE_COUNT)
+        return mlxn_err(MLXN_ERR_UNSUPPORTED, "%s: tensor '%s.weight' has a file dtype mlxn has no kernels for",
+                        ld->label, module);
+    if (find(ld, module, ".scales", &sc)) {
+        if (!find(ld, module, ".biases", &bi))
+            return mlxn_err(MLXN_ERR_NOT_FOUND, "%s: '%s.scales' exists but '%s.biases' is missing", ld->label,
+                            module, module);
+        if (sc.ndim != 2 || sc.shape[0] != N || sc.shape[1] <= 0 || K % sc.shape[1])
+            return mlxn_err(MLXN_ERR_SHAPE, "%s: '%s.scales' has shape %s; expected [%lld, K/group] with K = %lld",
+                            ld->label, module, shape_str(&sc, sb, sizeof sb), (long long)N, (long long)K);
+        int64_t group = K / sc.shape[1];
+        int64_t bits = w.ndim == 2 ? w.shape[1] * 32 / K : 0;
+        if (w.dtype != MLXN_U32 || w.ndim != 2 || w.shape[0] != N || w.shape[1] * 32 != bits * K)
+            return mlxn_err(MLXN_ERR_SHAPE,
+                            "%s: '%s.weight' is %s %s; an MLX-quantized weight is u32 [%lld, %lld*bits/32]",
+                            ld->label, module, mlxn_dtype_name(w.dtype), shape_str(&w, sb, sizeof sb),
+                            (long long)N, (long long)K);
+        if (bi.ndim != 2 || bi.shape[0] != sc.shape[0] || bi.shape[1] != sc.shape[1] || bi.dtype != sc.dtype)
+            return mlxn_err(MLXN_ERR_SHAPE, "%s: '%s.biases' %s %s does not match '%s.scales' %s %s", ld->label,
+                            module, mlxn_dtype_name(bi.dtype), shape_str(&bi, sb, sizeof sb), module,
+                            mlxn_dtype_name(sc.dtype), shape_str(&sc, sb2, sizeof sb2));
+        if (!(bits == 2 || bits == 3 || bits == 4 || bits == 5 || bits == 6 || bits == 8) ||
+            !(group == 32 || group == 64 || group == 128))
+            return mlxn_err(MLXN_ERR_UNSUPPORTED,
+                            "%s: '%s' is stored with %lld bits / group %lld; MLX affine needs 2-6 or 8 bits and "
+                            "group 32, 64 or 128",
+                            ld->label, module, (long long)bits, (long long)group);
+        int cb, cg;
+        mlxn_model_config_quant(&ld->m->cfg, module, &cb, &cg);
+        if (cb && (cb != bits || cg != group))
+            return mlxn_err(MLXN_ERR_FORMAT,
+                            "%s: '%s' is stored with %lld bits / group %lld but the config's quantization says "
+                            "%d bits / group %d",
+                            ld->label, module, (long long)bits, (long long)group, cb, cg);
+        l->q.bits = (int)bits;
+        l->q.group_size = (int)group;
+        TRY(adopt(ld, &l->w, &w, 2, w.shape));
+        TRY(adopt(ld, &l->scales, &sc, 2, sc.shape));
+        TRY(adopt(ld, &l->biases, &bi, 2, bi.shape));
+    } else {
+        if (w.dtype == MLXN_U32)
+            return mlxn_err(MLXN_ERR_NOT_FOUND, "%s: '%s.weight' is u32 (MLX-quantized) but '%s.scales' is missing",
+                            ld->label, module, module);
+        if (!(mlxn_dtype_is_float(w.dtype) || mlxn_dtype_is_block(w.dtype)))
+            return mlxn_err(MLXN_ERR_DTYPE, "%s: '%s.weight' has dtype %s, which no matmul takes", ld->label,
+                            module, mlxn_dtype_name(w.dtype));
+        if (w.ndim != 2 || w.shape[0] != N || w.shape[1] != K)
+            return mlxn_err(MLXN_ERR_SHAPE, "%s: tensor '%s.weight' has shape %s, the config gives [%lld, %lld]",
+                            ld->label, module, shape_str(&w, sb, sizeof sb), (long long)N, (long long)K);
+        TRY(adopt(ld, &l->w, &w, 2, w.shape));
+    }
+    if (bias) TRY(load_vec(ld, &l->bias, module, ".bias", N, true));
+    return MLXN_OK;
+}
+
+static void linear_free(mlxn_linear *l) {
+    mlxn_buffer_destroy(l->w);
+    mlxn_buffer_destroy(l->scales);
+    mlxn_buffer_destroy(l->biases);
+    mlxn_buffer_destroy(l->bias);
+    memset(l, 0, sizeof *l);
+}
+
+static mlxn_status load_weights(loader *ld) {
+    mlxn_model *m = ld->m;
+    const mlxn_model_config *c = &m->cfg;
+    char mod[160];
+    int64_t hid = c->hidden, qd = (int64_t)c->heads * c->head_dim, kvd = (int64_t)c->kv_heads * c->head_dim;
+    module_name(ld, R_EMBED, 0, mod, sizeof mod);
+    TRY(load_linear(ld, &m->embed, mod, c->vocab, hid, false));
+    module_name(ld, R_OUT_NORM, 0, mod, sizeof mod);
+    TRY(load_vec(ld, &m->out_norm, mod, ".weight", hid, true));
+    module_name(ld, R_HEAD, 0, mod, sizeof mod);
+    mlxn_tensor_ref t;
+    /* GGUF has no tie flag: a file without output.weight ties the head. */
+    bool tied = c->tie_embeddings || (ld->src->names == MLXN_NAMES_GGUF && !find(ld, mod, ".weight", &t));
+    if (tied) m->head = m->embed;
+    else TRY(load_linear(ld, &m->head, mod, c->vocab, hid, false));
+    if (g_names[ld->src->names][R_ROPE_FREQS]) {
+        module_name(ld, R_ROPE_FREQS, 0, mod, sizeof mod);
+        TRY(load_vec(ld, &m->rope_freqs, mod, ".weight", c->head_dim / 2, false));
+        if (m->rope_freqs && mlxn_buffer_dtype(m->rope_freqs) != MLXN_F32)
+            return mlxn_err(MLXN_ERR_DTYPE, "%s: rope_freqs.weight must be f32", ld->label);
+    }
+    for (int i = 0; i < c->layers; i++) {
+        mlxn_layer *L = &m->L[i];
+        module_name(ld, R_ATTN_NORM, i, mod, sizeof mod);
+        TRY(load_vec(ld, &L->attn_norm, mod, ".weight", hid, true));
+        module_name(ld, R_FFN_NORM, i, mod, sizeof mod);
+        TRY(load_vec(ld, &L->ffn_norm, mod, ".weight", hid, true));
+        if (c->qk_norm) {
+            module_name(ld, R_Q_NORM, i, mod, sizeof mod);
+            TRY(load_vec(ld, &L->q_norm, mod, ".weight", c->head_dim, true));
+            module_name(ld, R_K_NORM, i, mod, sizeof mod);
+            TRY(load_vec(ld, &L->k_norm, mod, ".weight", c->head_dim, true));
+        }
+        module_name(ld, R_Q, i, mod, sizeof mod);
+        TRY(load_linear(ld, &L->wq, mod, qd, hid, c->qkv_bias));
+        module_name(ld, R_K, i, mod, sizeof mod);
+        TRY(load_linear(ld, &L->wk, mod, kvd, hid, c->qkv_bias));
+        module_name(ld, R_V, i, mod, sizeof mod);
+        TRY(load_linear(ld, &L->wv, mod, kvd, hid, c->qkv_bias));
+        module_name(ld, R_O, i, mod, sizeof mod);
+        TRY(load_linear(ld, &L->wo, mod, hid, qd, false));
+        module_name(ld, R_GATE, i, mod, sizeof mod);
+        TRY(load_linear(ld, &L->gate, mod, c->ffn, hid, false));
+        module_name(ld, R_UP, i, mod, sizeof mod);
+        TRY(load_linear(ld, &L->up, mod, c->ffn, hid, false));
+        module_name(ld, R_DOWN, i, mod, sizeof mod);
+        TRY(load_linear(ld, &L->down, mod, hid, c->ffn, false));
+    }
+    return MLXN_OK;
+}
+
+void mlxn_model_destroy(mlxn_model *m) {
+    if (!m) return;
+    if (m->L)
+        for (int i = 0; i < m->cfg.layers; i++) {
+            mlxn_layer *L = &m->L[i];
+            mlxn_buffer_destroy(L->attn_norm);
+            mlxn_buffer_destroy(L->ffn_norm);
+            mlxn_buffer_destroy(L->q_norm);
+            mlxn_buffer_destroy(L->k_norm);
+            mlxn_linear *ls[] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->gate, &L->up, &L->down};
+            for (size_t j = 0; j < sizeof ls / sizeof ls[0]; j++) linear_free(ls[j]);
+        }
+    mlxn_free(m->L);
+    if (m->head.w != m->embed.w) linear_free(&m->head);
+    linear_free(&m->embed);
+    mlxn_buffer_destroy(m->out_norm);
+    mlxn_buffer_destroy(m->rope_freqs);
+    if (m->src.close) m->src.close(m->src.ctx);
+    mlxn_model_config_free(&m->cfg);
+    mlxn_free(m);
+}
+
+mlxn_status mlxn_model_create(mlxn_model **out, mlxn_device *dev, mlxn_model_config *cfg,
+                              mlxn_weight_source *src) {
+    if (!out || !dev || !cfg || !src || !src->find) {
+        if (src && src->close) src->close(src->ctx);
+        return mlxn_err(MLXN_ERR_INVALID_ARG, "model: NULL argument");
+    }
+    *out = NULL;
+    mlxn_model *m = mlxn_calloc(1, sizeof *m);
+    if (!m) {
+        if (src->close) src->close(src->ctx);
+        return mlxn_err(MLXN_ERR_OUT_OF_MEMORY, "model: out of memory");
+    }
+    m->src = *src;
+    memset(src, 0, sizeof *src);
+    m->dev = dev;
+    snprintf(m->path, sizeof m->path, "%s", m->src.label ? m->src.label : "(memory)");
+    mlxn_status st = mlxn_model_config_check(cfg);
+    if (st) {
+        mlxn_model_destroy(m);
+        return st;
+    }
+    m->cfg = *cfg; /* taken over */
+    memset(cfg, 0, sizeof *cfg);
+    /* GGUF llama/mistral store Q and K permuted for the interleaved (NORMAL)
+     * rotation; everything else uses the HF half-split (NEOX) layout. */
+    m->rope_mode = m->src.names == MLXN_NAMES_GGUF &&
+                           (m->cfg.arch == MLXN_ARCH_LLAMA || m->cfg.arch == MLXN_ARCH_MISTRAL)
+                       ? MLXN_ROPE_NORMAL
+                       : MLXN_ROPE_NEOX;
+    m->L = mlxn_calloc((size_t)m->cfg.layers, sizeof *m->L);
+    if (!m->L) st = mlxn_err(MLXN_ERR_OUT_OF_MEMORY, "model: out of memory");
+    loader ld = {m, &m->src, m->path};
+    if (!st) st = load_weights(&ld);
+    if (st) {
+        mlxn_model_destroy(m);
+        return st;
+    }
+    *out = m;
+    return MLXN_OK;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Forward graph                                                              */
+/* ------------------------------------------------------------------------ */
+
+struct mlxn_forward {
+    const mlxn_model *m;
+    mlxn_kvcache *kv;
+    int T, rows;
+    unsigned flags;
+    mlxn_mode mode;
+    mlxn_session *s;
+    bool recorded;
+    int32_t *pos_host;              /* [T] */
+    mlxn_buffer *tok, *pos;         /* i32 [T] */
+    mlxn_buffer *x, *x2, *h, *o, *d; /* [T, hidden] */
+    mlxn_buffer *q, *k, *v, *att;   /* [T, H, D], [T, Hkv, D] */
+    mlxn_buffer *q2, *k2, *v2, *att2; /* 2-D views [T, H*D] / [T, Hkv*D] */
+    mlxn_buffer *g, *u;             /* [T, ffn] */
+    mlxn_buffer *xl, *hl, *x2l, *dl; /* last-row views [1, hidden] */
+    mlxn_buffer *logits;            /* [rows, vocab] */
+    mlxn_buffer *amax;              /* i32 [rows] */
+};
+
+static mlxn_status linear(mlxn_session *s, mlxn_buffer *out, const mlxn_buffer *x, const mlxn_linear *l) {
+    if (l->q.bits) TRY(mlxn_op_matmul_mlx(s, out, x, l->w, l->scales, l->biases, &l->q));
+    else TRY(mlxn_op_matmul(s, out, x, l->w));
+    if (l->bias) TRY(mlxn_op_add(s, out, out, l->bias));
+    return MLXN_OK;
+}
+
+static mlxn_status record(mlxn_forward *f) {
+    const mlxn_model *m = f->m;
+    const mlxn_model_config *c = &m->cfg;
+    mlxn_session *s = f->s;
+    float eps = c->rms_eps;
+    mlxn_rope_params rp = {
+        .n_dims = c->head_dim, .base = c->rope_theta, .mode = m->rope_mode, .scaling = c->rope_scaling,
+        .factor = c->rope_factor, .low_freq_factor = c->rope_low_freq, .high_freq_factor = c->rope_high_freq,
+        .original_max_pos = c->rope_orig_max_pos,
+    };
+    mlxn_attention_params ap = {.window = c->sliding_window};
+    if (m->embed.q.bits)
+        TRY(mlxn_op_get_rows_mlx(s, f->x, m->embed.w, m->embed.scales, m->embed.biases, f->tok, &m->embed.q));
+    else
+        TRY(mlxn_op_get_rows(s, f->x, m->embed.w, f->tok));
+    TRY(mlxn_op_rms_norm(s, f->h, f->x, m->L[0].attn_norm, eps));
+    for (int l = 0; l < c->layers; l++) {
+        const mlxn_layer *L = &m->L[l];
+        TRY(linear(s, f->q2, f->h, &L->wq));
+        TRY(linear(s, f->k2, f->h, &L->wk));
+        TRY(linear(s, f->v2, f->h, &L->wv));
+        if (L->q_norm) {
+            TRY(mlxn_op_rms_norm(s, f->q, f->q, L->q_norm, eps));
+            TRY(mlxn_op_rms_norm(s, f->k, f->k, L->k_norm, eps));
+        }
+        TRY(mlxn_op_rope(s, f->q, f->q, f->pos, m->rope_freqs, &rp));
+        TRY(mlxn_op_rope(s, f->k, f->k, f->pos, m->rope_freqs, &rp));
+        TRY(mlxn_op_kv_write(s, f->kv->k[l], f->k, f->pos));
+        TRY(mlxn_op_kv_write(s, f->kv->v[l], f->v, f->pos));
+        TRY(mlxn_op_attention(s, f->att, f->q, f->kv->k[l], f->kv->v[l], f->pos, &ap));
+        TRY(linear(s, f->o, f->att2, &L->wo));
+        TRY(mlxn_op_add_rms_norm(s, f->x2, f->h, f->x, f->o, L->ffn_norm, eps));
+        TRY(linear(s, f->g, f->h, &L->gate));
+        TRY(linear(s, f->u, f->h, &L->up));
+        TRY(mlxn_op_silu_mul(s, f->g, f->g, f->u));
+        TRY(linear(s, f->d, f->g, &L->down));
+        if (l + 1 < c->layers)
+            TRY(mlxn_op_add_rms_norm(s, f->x, f->h, f->x2, f->d, m->L[l + 1].attn_norm, eps));
+        else if (f->flags & MLXN_FWD_ALL_LOGITS)
+            TRY(mlxn_op_add_rms_norm(s, f->x, f->h, f->x2, f->d, m->out_norm, eps));
+        else /* only the last token's row goes on to the head */
+            TRY(mlxn_op_add_rms_norm(s, f->xl, f->hl, f->x2l, f->dl, m->out_norm, eps));
+    }
+    TRY(linear(s, f->logits, (f->flags & MLXN_FWD_ALL_LOGITS) ? f->h : f->hl, &m->head));
+    TRY(mlxn_op_argmax(s, f->amax, f->logits));
+    TRY(mlxn_session_mark_output(s, f->logits));
+    return MLXN_OK;
+}
+
+void mlxn_forward_destroy(mlxn_forward *f) {
+    if (!f) return;
+    mlxn_session_destroy(f->s);
+    mlxn_buffer *b[] = {f->tok, f->pos, f->x,  f->x2, f->h,  f->o,  f->d,  f->q,  f->k,      f->v,   f->att,
+                        f->q2,  f->k2,  f->v2, f->att2, f->g, f->u, f->xl, f->hl, f->x2l, f->dl, f->logits, f->amax};
+    for (size_t i = 0; i < sizeof b / sizeof b[0]; i++) mlxn_buffer_destroy(b[i]);
+    mlxn_free(f->pos_host);
+    mlxn_free(f);
+}
+
+static mlxn_status mk(mlxn_forward *f, mlxn_buffer **out, mlxn_dtype t, int nd, int64_t a, int64_t b, int64_t c) {
+    int64_t sh[3] = {a, b, c};
+    return mlxn_buffer_create(out, f->m->dev, t, nd, sh);
+}
+
+static mlxn_status view(mlxn_buffer **out, const mlxn_buffer *base, int64_t rows, int64_t cols, size_t off) {
+    int64_t sh[2] = {rows, cols};
+    return mlxn_buffer_view(out, base, MLXN_F32, 2, sh, off);
+}
+
+static mlxn_status forward_init(mlxn_forward *f) {
+    const mlxn_model_config *c = &f->m->cfg;
+    int64_t T = f->T, hid = c->hidden, H = c->heads, Hkv = c->kv_heads, D = c->head_dim, V = c->vocab;
+    f->pos_host = mlxn_calloc((size_t)T, sizeof(int32_t));
+    if (!f->pos_host) return mlxn_err(MLXN_ERR_OUT_OF_MEMORY, "forward: out of memory");
+    TRY(mk(f, &f->tok, MLXN_I32, 1, T, 1, 1));
+    TRY(mk(f, &f->pos, MLXN_I32, 1, T, 1, 1));
+    TRY(mk(f, &f->x, MLXN_F32, 2, T, hid, 1));
+    TRY(mk(f, &f->x2, MLXN_F32, 2, T, hid, 1));
+    TRY(mk(f, &f->h, MLXN_F32, 2, T, hid, 1));
+    TRY(mk(f, &f->o, MLXN_F32, 2, T, hid, 1));
+    TRY(mk(f, &f->d, MLXN_F32, 2, T, hid, 1));
+    TRY(mk(f, &f->q, MLXN_F32, 3, T, H, D));
+    TRY(mk(f, &f->k, MLXN_F32, 3, T, Hkv, D));
+    TRY(mk(f, &f->v, MLXN_F32, 3, T, Hkv, D));
+    TRY(mk(f, &f->att, MLXN_F32, 3, T, H, D));
+    TRY(mk(f, &f->g, MLXN_F32, 2, T, c->ffn, 1));
+    TRY(mk(f, &f->u, MLXN_F32, 2, T, c->ffn, 1));
+    TRY(view(&f->q2, f->q, T, H * D, 0));
+    TRY(view(&f->k2, f->k, T, Hkv * D, 0));
+    TRY(view(&f->v2, f->v, T, Hkv * D, 0));
+    TRY(view(&f->att2, f->att, T, H * D, 0));
+    size_t last = (size_t)(T - 1) * (size_t)hid * sizeof(float);
+    TRY(view(&f->xl, f->x, 1, hid, last));
+    TRY(view(&f->hl, f->h, 1, hid, last));
+    TRY(view(&f->x2l, f->x2, 1, hid, last));
+    TRY(view(&f->dl, f->d, 1, hid, last));
+    TRY(mk(f, &f->logits, MLXN_F32, 2, f->rows, V, 1));
+    TRY(mk(f, &f->amax, MLXN_I32, 1, f->rows, 1, 1));
+    return mlxn_session_create(&f->s, f->m->dev, f->mode, 0);
+}
+
+mlxn_status mlxn_forward_create(mlxn_forward **out, const mlxn_model *m, mlxn_kvcache *kv, int T,
+                                mlxn_mode mode, unsigned flags) {
+    if (!out || !m || !kv) return mlxn_err(MLXN_ERR_INVALID_ARG, "forward: NULL argument");
+    *out = NULL;
+    if (T <= 0 || T > kv->ctx)
+        return mlxn_err(MLXN_ERR_RANGE, "forward: %d tokens in one pass do not fit a cache of %d", T, kv->ctx);
+    if (kv->layers != m->cfg.layers || kv->kv_heads != m->cfg.kv_heads || kv->head_dim != m->cfg.head_dim)
+        return mlxn_err(MLXN_ERR_SHAPE, "forward: cache [%d layers, %d kv heads, dim %d] is not this model's",
+                        kv->layers, kv->kv_heads, kv->head_dim);
+    mlxn_forward *f = mlxn_calloc(1, sizeof *f);
+    if (!f) return mlxn_err(MLXN_ERR_OUT_OF_MEMORY, "forward: out of memory");
+    f->m = m;
+    f->kv = kv;
+    f->T = T;
+    f->flags = flags;
+    f->mode = mode;
+    f->rows = (flags & MLXN_FWD_ALL_LOGITS) ? T : 1;
+    mlxn_status st = forward_init(f);
+    if (st) {
+        mlxn_forward_destroy(f);
+        return st;
+    }
+    *out = f;
+    return MLXN_OK;
+}
+
+mlxn_status mlxn_forward_run(mlxn_forward *f, const int32_t *tokens) {
+    if (!f || !tokens) return mlxn_err(MLXN_ERR_INVALID_ARG, "forward: NULL argument");
+    TRY(mlxn_kvcache_reserve(f->kv, f->T, "forward"));
+    for (int t = 0; t < f->T; t++) f->pos_host[t] = f->kv->n_past + t;
+    TRY(mlxn_buffer_write(f->tok, 0, tokens, (size_t)f->T * sizeof(int32_t)));
+    TRY(mlxn_buffer_write(f->pos, 0, f->pos_host, (size_t)f->T * sizeof(int32_t)));
+    if (f->recorded && f->mode != MLXN_MODE_DIRECT) {
+        TRY(mlxn_session_replay(f->s));
+    } else {
+        mlxn_session_reset(f->s);
+        mlxn_status st = record(f);
+        if (!st) st = mlxn_session_finish(f->s);
+        if (st) {
+            mlxn_session_reset(f->s);
+            return st;
+        }
+        f->recorded = true;
+    }
+    f->kv->n_past += f->T;
+    return MLXN_OK;
+}
+
+mlxn_status mlxn_forward_logits(const mlxn_forward *f, float *out, size_t n_floats) {
+    size_t n = (size_t)f->rows * (size_t)f->m->cfg.vocab;
+    if (n_floats < n)
+        return mlxn_err(MLXN_ERR_RANGE, "forward: logits need %zu floats, got room for %zu", n, n_floats);
+    return mlxn_buffer_read(f->logits, 0, out, n * sizeof(float));
+}
+
+mlxn_status mlxn_forward_argmax(const mlxn_forward *f, int32_t *out) {
+    return mlxn_buffer_read(f->amax, (size_t)(f->rows - 1) * sizeof(int32_t), out, sizeof(int32_t));
+}
+
+int mlxn_forward_rows(const mlxn_forward *f) { return f->rows; }
+mlxn_session *mlxn_forward_session(mlxn_forward *f) { return f->s; }

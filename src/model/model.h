@@ -1,0 +1,304 @@
+/*
+ * model.h — Llama-family models: hyper-parameters (config.c), the weight
+ * table and graph builder (llama.c), the KV cache (kvcache.c), the sampler
+ * (sampler.c) and the generation loop (generate.c). Internal header.
+ *
+ * A model is a config, a weight table and a graph builder. Weights come from
+ * a weight source (a name → tensor lookup over mmapped bytes): safetensors
+ * directories and GGUF files are thin adapters onto it, and tests build one
+ * from arrays. Buffers are adopted zero-copy on the CPU.
+ *
+ * Ownership: every _create/_load has a _destroy; destroy(NULL) is a no-op.
+ * Failure messages name the file, the tensor or key and the numbers.
+ */
+#ifndef MLXN_MODEL_H
+#define MLXN_MODEL_H
+
+#include "core/core.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+/* ------------------------------------------------------------------------ */
+/* Config (config.c)                                                          */
+/* ------------------------------------------------------------------------ */
+
+typedef enum mlxn_arch {
+    MLXN_ARCH_LLAMA = 0,   /* Llama 2/3, SmolLM */
+    MLXN_ARCH_MISTRAL = 1, /* Llama + optional sliding window */
+    MLXN_ARCH_QWEN2 = 2,   /* + q/k/v bias */
+    MLXN_ARCH_QWEN3 = 3,   /* + per-head q/k RMS norm */
+    MLXN_ARCH_COUNT
+} mlxn_arch;
+
+const char *mlxn_arch_name(mlxn_arch a); /* "llama", ... or "?" */
+/* HF model_type / GGUF general.architecture -> arch ("smollm" = llama).
+ * MLXN_ERR_UNSUPPORTED naming the string for anything else. */
+mlxn_status mlxn_arch_from_name(mlxn_arch *out, const char *name);
+
+/* A per-module MLX quantization override ("model.layers.3.mlp.down_proj":
+ * {"bits": 8, "group_size": 64} or false). bits 0 = left unquantized. */
+typedef struct mlxn_quant_rule {
+    char *module;
+    int bits, group_size;
+} mlxn_quant_rule;
+
+#define MLXN_MAX_EOS 8
+
+typedef struct mlxn_model_config {
+    mlxn_arch arch;
+    int hidden;   /* hidden_size */
+    int layers;   /* num_hidden_layers */
+    int heads;    /* num_attention_heads */
+    int kv_heads; /* num_key_value_heads (= heads when absent) */
+    int head_dim; /* head_dim (= hidden / heads when absent) */
+    int ffn;      /* intermediate_size */
+    int vocab;    /* vocab_size */
+    int max_pos;  /* max_position_embeddings (0 = unknown) */
+    float rms_eps;
+    float rope_theta;
+    mlxn_rope_scaling rope_scaling;
+    float rope_factor, rope_low_freq, rope_high_freq;
+    int rope_orig_max_pos;
+    int sliding_window; /* 0 = none */
+    bool tie_embeddings, qkv_bias, qk_norm;
+    int32_t bos_id; /* -1 = none */
+    int32_t eos_ids[MLXN_MAX_EOS];
+    int n_eos;
+    /* MLX affine quantization: default bits / group (0 = not quantized) and
+     * per-module rules. */
+    int q_bits, q_group;
+    mlxn_quant_rule *q_rules;
+    size_t n_q_rules;
+    char source[256]; /* the file the config came from, for messages */
+} mlxn_model_config;
+
+/* Parse a HF / MLX config.json held in memory (`path` names it in
+ * messages). Reads model_type (or architectures[0]), the sizes, rms_norm_eps,
+ * rope_theta / rope_scaling (or rope_parameters), tie_word_embeddings,
+ * attention_bias, head_dim, bos/eos ids, sliding_window, and quantization /
+ * quantization_config. Then validates (mlxn_model_config_check). Free with
+ * mlxn_model_config_free. */
+mlxn_status mlxn_model_config_from_json(mlxn_model_config *cfg, const char *text, size_t len,
+                                        const char *path);
+mlxn_status mlxn_model_config_from_json_file(mlxn_model_config *cfg, const char *path);
+/* Sizes positive, heads divide into kv_heads, rope scaling sane. */
+mlxn_status mlxn_model_config_check(const mlxn_model_config *cfg);
+void mlxn_model_config_free(mlxn_model_config *cfg);
+/* MLX quantization of a module ("model.layers.0.self_attn.q_proj"): the rule
+ * for it, else the default. bits 0 = dense. */
+void mlxn_model_config_quant(const mlxn_model_config *cfg, const char *module, int *bits,
+                             int *group_size);
+/* Print the config as "key: value" lines (mlxn info). */
+void mlxn_model_config_print(const mlxn_model_config *cfg, FILE *f);
+
+/* ------------------------------------------------------------------------ */
+/* Weight sources (llama.c)                                                   */
+/* ------------------------------------------------------------------------ */
+
+/* One tensor as a file holds it: row-major shape, bytes in place. */
+typedef struct mlxn_tensor_ref {
+    mlxn_dtype dtype;
+    int ndim;
+    int64_t shape[MLXN_MAX_DIMS];
+    const void *data;
+    size_t nbytes;
+} mlxn_tensor_ref;
+
+typedef enum mlxn_weight_names {
+    MLXN_NAMES_HF = 0,   /* model.layers.N.self_attn.q_proj.weight (HF / MLX) */
+    MLXN_NAMES_GGUF = 1, /* blk.N.attn_q.weight */
+    MLXN_NAMES_COUNT
+} mlxn_weight_names;
+
+/* A name → tensor lookup. find returns false when absent (no error set).
+ * The bytes must outlive the model (close is called by mlxn_model_destroy,
+ * after every buffer is gone). */
+typedef struct mlxn_weight_source {
+    void *ctx;
+    bool (*find)(void *ctx, const char *name, mlxn_tensor_ref *out);
+    void (*close)(void *ctx); /* nullable */
+    mlxn_weight_names names;
+    const char *label; /* file or directory, for messages */
+} mlxn_weight_source;
+
+/* ------------------------------------------------------------------------ */
+/* Model (llama.c)                                                            */
+/* ------------------------------------------------------------------------ */
+
+/* One linear layer, y = x W^T (+ bias). Either dense — w [N, K] in f32, f16,
+ * bf16 or a GGML block type, recorded as matmul — or MLX-quantized — w u32
+ * [N, K*bits/32] with scales/biases [N, K/group], recorded as matmul_mlx. */
+typedef struct mlxn_linear {
+    mlxn_buffer *w;
+    mlxn_buffer *scales, *biases; /* MLX only */
+    mlxn_buffer *bias;            /* optional [N] (qwen2 q/k/v) */
+    mlxn_mlx_quant q;             /* bits 0: dense */
+    int64_t n, k;
+} mlxn_linear;
+
+typedef struct mlxn_layer {
+    mlxn_buffer *attn_norm, *ffn_norm; /* [hidden] */
+    mlxn_buffer *q_norm, *k_norm;      /* [head_dim], qwen3 only */
+    mlxn_linear wq;                    /* [heads*head_dim, hidden] */
+    mlxn_linear wk, wv;                /* [kv_heads*head_dim, hidden] */
+    mlxn_linear wo;                    /* [hidden, heads*head_dim] */
+    mlxn_linear gate, up;              /* [ffn, hidden] */
+    mlxn_linear down;                  /* [hidden, ffn] */
+} mlxn_layer;
+
+typedef struct mlxn_model {
+    mlxn_model_config cfg;
+    mlxn_device *dev; /* borrowed */
+    mlxn_rope_mode rope_mode; /* NORMAL for GGUF llama (permuted Q/K), else NEOX */
+    mlxn_linear embed;        /* [vocab, hidden]: gathered by get_rows(_mlx) */
+    mlxn_linear head;         /* [vocab, hidden]: shares embed's buffers when tied */
+    mlxn_buffer *out_norm;    /* [hidden] */
+    mlxn_buffer *rope_freqs;  /* GGUF rope_freqs [head_dim/2] or NULL */
+    mlxn_layer *L;            /* [layers] */
+    size_t weight_bytes;
+    mlxn_weight_source src;
+    char path[512];
+} mlxn_model;
+
+/* Build a model from a config (taken over: cfg is moved into the model and
+ * zeroed on success) and a weight source (taken over on success and on
+ * failure). Every tensor is checked against the config; a missing tensor,
+ * a wrong shape or a dtype no kernel takes fails naming the source, the
+ * tensor and the numbers. */
+mlxn_status mlxn_model_create(mlxn_model **out, mlxn_device *dev, mlxn_model_config *cfg,
+                              mlxn_weight_source *src);
+void mlxn_model_destroy(mlxn_model *m);
+
+/* ---- loader.c: files -> weight sources (the io/ glue) ---- */
+
+typedef struct mlxn_gguf mlxn_gguf;           /* io/io.h */
+typedef struct mlxn_tokenizer mlxn_tokenizer; /* model/tokenizer.h */
+
+/* Load by path: a directory is an HF/MLX safetensors model (config.json +
+ * model.safetensors or model.safetensors.index.json); a .gguf file is GGUF
+ * (config from its metadata). Weights are mmapped and adopted zero-copy on
+ * the CPU. */
+mlxn_status mlxn_model_load(mlxn_model **out, mlxn_device *dev, const char *path);
+/* Hyper-parameters from GGUF metadata: general.architecture, then
+ * <arch>.block_count, .embedding_length, .attention.head_count(_kv),
+ * .feed_forward_length, .context_length, .attention.key_length,
+ * .attention.layer_norm_rms_epsilon, .rope.freq_base, .rope.scaling.*,
+ * tokenizer.ggml.bos/eos_token_id. */
+mlxn_status mlxn_model_config_from_gguf(mlxn_model_config *cfg, const mlxn_gguf *g, const char *path);
+/* The model's tokenizer (tokenizer.json next to the weights, or the GGUF's
+ * tokenizer.ggml.* arrays) and its chat template (nullable out; NULL when
+ * the model has none; mlxn_free it). */
+mlxn_status mlxn_model_load_tokenizer(const mlxn_model *m, mlxn_tokenizer **out, char **chat_template);
+
+/* ------------------------------------------------------------------------ */
+/* KV cache (kvcache.c)                                                       */
+/* ------------------------------------------------------------------------ */
+
+typedef struct mlxn_kvcache {
+    int layers, kv_heads, head_dim, ctx;
+    mlxn_dtype dtype;
+    mlxn_buffer **k, **v; /* [layers] of [kv_heads, ctx, head_dim] */
+    int n_past;           /* tokens already in the cache */
+} mlxn_kvcache;
+
+/* ctx tokens per layer; dtype MLXN_F16 (the usual choice), MLXN_BF16 or MLXN_F32. */
+mlxn_status mlxn_kvcache_create(mlxn_kvcache **out, const mlxn_model *m, int ctx, mlxn_dtype dtype);
+void mlxn_kvcache_destroy(mlxn_kvcache *kv);
+size_t mlxn_kvcache_bytes(const mlxn_kvcache *kv);
+/* Forget the tokens (positions restart at 0). */
+void mlxn_kvcache_clear(mlxn_kvcache *kv);
+/* MLXN_ERR_RANGE "prompt N + n M exceed ctx C" when n_past + n > ctx. */
+mlxn_status mlxn_kvcache_reserve(const mlxn_kvcache *kv, int n, const char *what);
+
+/* ------------------------------------------------------------------------ */
+/* Forward graphs (llama.c)                                                   */
+/* ------------------------------------------------------------------------ */
+
+enum {
+    MLXN_FWD_ALL_LOGITS = 1u << 0, /* logits for every token, not just the last */
+};
+
+/* A recorded forward pass of exactly T tokens over a model and a cache. The
+ * first run records and finishes; later runs replay the same graph with new
+ * token ids and positions written into its i32 buffers. */
+typedef struct mlxn_forward mlxn_forward;
+
+mlxn_status mlxn_forward_create(mlxn_forward **out, const mlxn_model *m, mlxn_kvcache *kv, int T,
+                                mlxn_mode mode, unsigned flags);
+void mlxn_forward_destroy(mlxn_forward *f);
+/* Run on tokens[T] at positions kv->n_past .. n_past+T-1 and advance
+ * n_past. Fails MLXN_ERR_RANGE when they do not fit the cache. */
+mlxn_status mlxn_forward_run(mlxn_forward *f, const int32_t *tokens);
+/* Logits of the last run: [rows, vocab], rows = T with ALL_LOGITS else 1. */
+mlxn_status mlxn_forward_logits(const mlxn_forward *f, float *out, size_t n_floats);
+/* argmax of the last row's logits (computed on the device). */
+mlxn_status mlxn_forward_argmax(const mlxn_forward *f, int32_t *out);
+int mlxn_forward_rows(const mlxn_forward *f);
+mlxn_session *mlxn_forward_session(mlxn_forward *f);
+
+/* ------------------------------------------------------------------------ */
+/* Sampler (sampler.c)                                                        */
+/* ------------------------------------------------------------------------ */
+
+/* Defaults in brackets; zero-initialised = greedy. */
+typedef struct mlxn_sampler_params {
+    float temp;           /* <= 0: greedy (argmax) [0] */
+    int top_k;            /* keep the k most likely; 0 = off */
+    float top_p;          /* nucleus: smallest set with mass >= p; 0 or 1 = off */
+    float min_p;          /* drop tokens with p < min_p * p_max; 0 = off */
+    float repeat_penalty; /* > 1 discourages tokens seen in the last repeat_last_n; 0 or 1 = off */
+    int repeat_last_n;    /* 0 = 64 */
+    uint64_t seed;        /* PCG32 seed; equal seeds give equal samples */
+} mlxn_sampler_params;
+
+typedef struct mlxn_sampler mlxn_sampler;
+
+mlxn_status mlxn_sampler_create(mlxn_sampler **out, const mlxn_sampler_params *p, int vocab);
+void mlxn_sampler_destroy(mlxn_sampler *s);
+/* Pick a token from logits[vocab]. Order: repetition penalty over recent
+ * tokens, then greedy (temp <= 0), else top-k, softmax(logits / temp),
+ * top-p, min-p, renormalise and draw. logits is not modified. */
+mlxn_status mlxn_sampler_sample(mlxn_sampler *s, const float *logits, int32_t *out);
+/* Record a token (prompt or generated) for the repetition penalty. */
+void mlxn_sampler_accept(mlxn_sampler *s, int32_t tok);
+void mlxn_sampler_reset(mlxn_sampler *s);
+/* True when no option needs the host logits (greedy, no penalty). */
+bool mlxn_sampler_is_greedy(const mlxn_sampler *s);
+/* The generator alone (for tests): uniform in [0, 1). */
+double mlxn_sampler_uniform(mlxn_sampler *s);
+
+/* ------------------------------------------------------------------------ */
+/* Generation (generate.c)                                                    */
+/* ------------------------------------------------------------------------ */
+
+/* Called with each generated token; return false to stop. */
+typedef bool (*mlxn_token_fn)(void *ctx, int32_t tok);
+
+typedef struct mlxn_generate_params {
+    int n_predict;          /* tokens to generate [0 = 128] */
+    int n_batch;            /* prompt tokens per prefill graph [0 = 512]; longer
+                               prompts run as chunks (one recorded graph for the
+                               full chunks, replayed, one for the remainder) */
+    bool ignore_eos;        /* keep going through end-of-sequence ids */
+    mlxn_sampler_params sampling;
+    mlxn_token_fn on_token; /* nullable */
+    void *ctx;
+} mlxn_generate_params;
+
+typedef struct mlxn_generate_stats {
+    int prompt_tokens, gen_tokens;
+    double prompt_s, gen_s; /* wall time of prefill / of the decode steps */
+    uint64_t decode_nodes;  /* nodes per decode step after fusion */
+} mlxn_generate_stats;
+
+/* Prefill prompt[n_prompt] as one graph (or n_batch-token chunks), then
+ * decode by replaying a one-token graph. out_tokens (nullable) receives up to n_predict generated
+ * ids, *n_out their count. Fails before running anything when prompt +
+ * n_predict exceed the cache. */
+mlxn_status mlxn_generate(const mlxn_model *m, mlxn_kvcache *kv, const int32_t *prompt,
+                          int n_prompt, const mlxn_generate_params *p, int32_t *out_tokens,
+                          int *n_out, mlxn_generate_stats *stats);
+
+#endif
