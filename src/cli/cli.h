@@ -8,6 +8,7 @@
 
 int cmd_graph(int argc, char **argv);
 int cmd_bench_ops(int argc, char **argv);
+int cmd_convert(int argc, char **argv);
 int cmd_generate(int argc, char **argv);
 int cmd_info(int argc, char **argv);
 int cmd_bench(int argc, char **argv);

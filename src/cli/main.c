@@ -41,6 +41,7 @@ static void usage(FILE *f) {
             "  generate  run a model on a prompt, streaming the text\n"
             "  bench     prefill and decode tokens/s of a model (bench -m PATH)\n"
             "  info      what a model directory or GGUF file holds\n"
+            "  convert   GGUF file or HF safetensors directory -> MLX directory\n"
             "  graph     record a Llama-shaped decode step and run it in every graph mode\n"
             "  bench ops matmul speed per weight format and shape vs memory bandwidth\n"
             "run `mlxn <command> --help` for a command's options\n");
@@ -57,6 +58,7 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "bench")) return cmd_bench(argc - 1, argv + 1);
     if (!strcmp(cmd, "generate")) return cmd_generate(argc - 1, argv + 1);
     if (!strcmp(cmd, "info")) return cmd_info(argc - 1, argv + 1);
+    if (!strcmp(cmd, "convert")) return cmd_convert(argc - 1, argv + 1);
     fprintf(stderr, "mlxn: unknown command '%s'\n", cmd);
     usage(stderr);
     return 2;
