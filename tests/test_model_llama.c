@@ -147,6 +147,25 @@ static void check_model(mlxn_device *dev, const char *name, mlxn_dtype kv_dtype,
            gs.fusions, gs.replays);
     mlxn_forward_destroy(f);
 
+    /* the same decode in direct and batched mode (re-recorded / replayed
+     * without the passes) gives the same logits */
+    for (int mode = MLXN_MODE_DIRECT; mode <= MLXN_MODE_BATCHED; mode++) {
+        float *g2 = malloc(n * sizeof(float));
+        double *gd = malloc(n * sizeof(double));
+        mlxn_kvcache_clear(kv);
+        CHECK_OK(mlxn_forward_create(&f, m, kv, 1, (mlxn_mode)mode, 0));
+        for (int t = 0; t < T && f; t++) {
+            CHECK_OK(mlxn_forward_run(f, &r.tok[t]));
+            CHECK_OK(mlxn_forward_logits(f, g2 + (size_t)t * V, (size_t)V));
+        }
+        to_double(got, gd, n);
+        snprintf(what, sizeof what, "%s decode, %s vs optimized", name, mode ? "batched" : "direct");
+        check_close(what, g2, gd, n, 1e-5, 1e-5);
+        mlxn_forward_destroy(f);
+        free(g2);
+        free(gd);
+    }
+
     /* 3. greedy generation by replay == one prefill over the whole text */
     mlxn_kvcache_clear(kv);
     enum { NGEN = 10 };
