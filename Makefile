@@ -88,5 +88,12 @@ run: all
 deps:
 	bash scripts/deps.sh
 
+# libFuzzer targets (clang): build them; run each for FUZZ_SECONDS.
+FUZZ_SECONDS ?= 60
+fuzz:
+	bash scripts/fuzz.sh build
+fuzz-run:
+	bash scripts/fuzz.sh run $(FUZZ_SECONDS)
+
 clean:
 	rm -rf build build-*

@@ -15,7 +15,8 @@
  *     -Iinclude -Isrc fuzz/fuzz_tokenizer.c src/core/alloc.c src/core/dtype.c \
  *     src/core/status.c src/model/tokenizer.c \
  *     src/model/tok_json.c -lcjson -lpcre2-8 -lm -o build/fuzz_tokenizer
- *   build/fuzz_tokenizer -max_total_time=60 fuzz/corpus/tokenizer
+ *   build/fuzz_tokenizer -max_total_time=60 fuzz/corpus/fuzz_tokenizer
+ * (scripts/fuzz.sh builds and runs it with the other targets.)
  */
 #include "model/tokenizer.h"
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Fuzz the file readers with libFuzzer (clang, -fsanitize=fuzzer,address,undefined).
-#   scripts/fuzz.sh build          build build-fuzz/fuzz_{gguf,safetensors,json_config}
+#   scripts/fuzz.sh build          build build-fuzz/fuzz_{gguf,safetensors,json_config,tokenizer}
 #   scripts/fuzz.sh run SECONDS    build, then fuzz each target for SECONDS
 #                                  (default 60); fails on a crash, leak,
 #                                  timeout or out-of-memory
@@ -15,17 +15,17 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 CC=${CC:-clang}
 OUT=build-fuzz
-TARGETS=(fuzz_gguf fuzz_safetensors fuzz_json_config)
+TARGETS=(fuzz_gguf fuzz_safetensors fuzz_json_config fuzz_tokenizer)
 CFLAGS=(-std=c11 -D_GNU_SOURCE -g -O1 -fno-omit-frame-pointer
         -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
         -Wall -Wextra -Wshadow -Wmissing-prototypes -Wdouble-promotion -Wno-unused-parameter
         -Iinclude -Isrc)
-LIB_SRC=(src/core/*.c src/io/*.c)
+LIB_SRC=(src/core/alloc.c src/core/dtype.c src/core/status.c src/io/*.c src/model/tokenizer.c src/model/tok_json.c)
 
 build() {
   mkdir -p "$OUT"
   for t in "${TARGETS[@]}"; do
-    "$CC" "${CFLAGS[@]}" -o "$OUT/$t" "fuzz/$t.c" "${LIB_SRC[@]}" -lcjson -lpthread -lm
+    "$CC" "${CFLAGS[@]}" -o "$OUT/$t" "fuzz/$t.c" "${LIB_SRC[@]}" -lcjson -lpcre2-8 -lpthread -lm
   done
   echo "built ${TARGETS[*]} in $OUT/"
 }

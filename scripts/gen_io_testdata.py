@@ -2,7 +2,10 @@
 """Write the small reader test files in tests/data/io/ (committed) and the
 fuzz seed corpora in fuzz/corpus/. Uses the reference tools: `safetensors`
 (+numpy) for safetensors, `gguf` (gguf-py) for GGUF. Values are simple
-formulas the C tests recompute. Run from the repository root:
+formulas the C tests recompute. The safetensors library writes
+__metadata__ in hash order, so small.safetensors may differ byte-wise from
+run to run (the content is the same; commit only when it matters). Run from
+the repository root:
     pip install numpy safetensors gguf && python3 scripts/gen_io_testdata.py
 """
 import json

@@ -50,6 +50,31 @@ static inline void touch(const void *p, size_t n) {
     g_sink += s;
 }
 
+/* Failure injection from core/alloc.c: the n-th allocation from now fails
+ * (0 turns it off). */
+void mlxn_test_fail_alloc_after(long n);
+
+/* Run `open_close` with the n-th allocation failing, n = 1..max: every run
+ * must succeed or fail with MLXN_ERR_OUT_OF_MEMORY (and leak nothing, which
+ * ASan / valgrind check); the last must succeed. Returns the OOM count. */
+static inline int walk_alloc_failures(const char *what, mlxn_status (*open_close)(void), int max) {
+    int oom = 0, other = 0;
+    mlxn_status last = MLXN_OK;
+    for (int n = 1; n <= max; n++) {
+        mlxn_test_fail_alloc_after(n);
+        last = open_close();
+        mlxn_test_fail_alloc_after(0);
+        if (last == MLXN_ERR_OUT_OF_MEMORY) oom++;
+        else if (last != MLXN_OK && other++ < 3)
+            fprintf(stderr, "  %s: allocation %d failing gave %s: %s\n", what, n, mlxn_status_name(last),
+                    mlxn_last_error());
+    }
+    CHECK(other == 0 && oom > 0 && last == MLXN_OK, "%s: %d allocation failures -> OOM, %d other, last %s", what,
+          oom, other, mlxn_status_name(last));
+    printf("%s: failed each of %d allocations in turn: %d gave MLXN_ERR_OUT_OF_MEMORY\n", what, max, oom);
+    return oom;
+}
+
 /* The message contains every one of the NULL-terminated fragments. */
 static inline int msg_has(const char *frag) { return strstr(mlxn_last_error(), frag) != NULL; }
 

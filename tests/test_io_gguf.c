@@ -514,7 +514,16 @@ static void test_hostile(void) {
     free(orig);
 }
 
+static mlxn_status open_close_gguf(void) {
+    mlxn_gguf *g = NULL;
+    mlxn_status s = mlxn_gguf_open_file(&g, D "small.gguf");
+    if (!s && (!g || mlxn_gguf_tensor_count(g) != 8)) s = MLXN_ERR_STATE;
+    mlxn_gguf_close(g);
+    return s;
+}
+
 int main(void) {
+    walk_alloc_failures("gguf open", open_close_gguf, 200);
     test_files();
     test_corrupt();
     test_hostile();

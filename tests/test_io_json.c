@@ -128,7 +128,15 @@ static void test_mapfile(void) {
     mlxn_mapfile_close(NULL);
 }
 
+static mlxn_status open_close_json(void) {
+    cJSON *c = NULL;
+    mlxn_status s = mlxn_json_parse_file(&c, "tests/data/io/config.json", 0);
+    cJSON_Delete(c);
+    return s;
+}
+
 int main(void) {
+    walk_alloc_failures("json parse_file", open_close_json, 10);
     test_config();
     test_parse_errors();
     test_mapfile();

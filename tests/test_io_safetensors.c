@@ -354,7 +354,56 @@ static void test_hostile(void) {
     free(b.p);
 }
 
+static mlxn_status open_close_st(void) {
+    mlxn_safetensors *st = NULL;
+    mlxn_status s = mlxn_safetensors_open_file(&st, D "small.safetensors");
+    mlxn_safetensors_close(st);
+    if (s) return s;
+    mlxn_st_shards *sh = NULL;
+    s = mlxn_st_shards_open(&sh, D "sharded");
+    mlxn_st_shards_close(sh);
+    if (s) return s;
+    float v[2] = {1, 2};
+    mlxn_st_write_tensor w[2] = {
+        {.name = "b", .dtype = MLXN_F32, .ndim = 1, .shape = {1}, .data = v, .nbytes = 4},
+        {.name = "a", .dtype = MLXN_F32, .ndim = 1, .shape = {1}, .data = v + 1, .nbytes = 4},
+    };
+    const char *m[] = {"k", "v"};
+    s = mlxn_safetensors_write("/tmp/mlxn_io_alloc_test.safetensors", 2, w, 1, m);
+    remove("/tmp/mlxn_io_alloc_test.safetensors");
+    return s;
+}
+
+/* A model-sized table: 1000 tensors written, read back, each found by name. */
+static void test_many(void) {
+    enum { N = 1000 };
+    static mlxn_st_write_tensor w[N];
+    static char names[N][48];
+    static uint16_t vals[N][3];
+    for (int i = 0; i < N; i++) {
+        snprintf(names[i], sizeof names[i], "model.layers.%d.mlp.w%d.weight", (i * 7919) % N, i % 3);
+        for (int k = 0; k < 3; k++) vals[i][k] = (uint16_t)(i * 3 + k);
+        w[i] = (mlxn_st_write_tensor){.name = names[i], .dtype = MLXN_U16, .ndim = 2, .shape = {1, 3},
+                                      .data = vals[i], .nbytes = 6};
+    }
+    const char *path = "/tmp/mlxn_io_many.safetensors";
+    CHECK_OK(mlxn_safetensors_write(path, N, w, 0, NULL));
+    mlxn_safetensors *st = NULL;
+    CHECK_OK(mlxn_safetensors_open_file(&st, path));
+    int bad = 0;
+    for (int i = 0; st && i < N; i++) {
+        const mlxn_st_tensor *t = mlxn_safetensors_find(st, names[i]);
+        if (!t || t->nbytes != 6 || memcmp(t->data, vals[i], 6) != 0) bad++;
+    }
+    CHECK(st && mlxn_safetensors_count(st) == N && bad == 0, "1000 tensors: %d lookups wrong", bad);
+    printf("safetensors: wrote and looked up %d tensors\n", N);
+    mlxn_safetensors_close(st);
+    remove(path);
+}
+
 int main(void) {
+    test_many();
+    walk_alloc_failures("safetensors open/shards/write", open_close_st, 200);
     test_small();
     test_writer();
     test_shards();

@@ -301,8 +301,11 @@ const char *mlxn_ggml_type_name(uint32_t ggml_type);
 #define MLXN_JSON_MAX_FILE ((size_t)64 * 1024 * 1024) /* default file limit */
 
 /* Parse `len` bytes (need not be NUL-terminated). MLXN_ERR_FORMAT with the
- * label, line and column on a syntax error, nesting beyond
- * MLXN_JSON_MAX_DEPTH or trailing garbage. Free with cJSON_Delete. */
+ * label, line and column on a syntax error, a raw NUL byte, nesting beyond
+ * MLXN_JSON_MAX_DEPTH or trailing garbage. Free with cJSON_Delete. cJSON
+ * allocates with plain malloc (not mlxn_malloc) and records its last error
+ * position in a process-wide slot: parses on several threads give correct
+ * results but race on that slot (ThreadSanitizer reports it). */
 mlxn_status mlxn_json_parse(cJSON **out, const char *text, size_t len, const char *label);
 /* Read and parse a file of at most max_bytes (0: MLXN_JSON_MAX_FILE). */
 mlxn_status mlxn_json_parse_file(cJSON **out, const char *path, size_t max_bytes);

@@ -1045,7 +1045,7 @@ static int64_t decode_rows(const mlxn_qmat *w, int isa) {
 #ifdef MLXN_X86
     ggml_dot_fn fn;
     int layout;
-    if (isa == ISA_512 && vnni_kind(w, &fn, &layout) != VK_NONE) return MDEC;
+    if (isa == ISA_512 && !w->f32_act && vnni_kind(w, &fn, &layout) != VK_NONE) return MDEC;
 #endif
     (void)w;
     (void)isa;
@@ -1057,7 +1057,7 @@ bool mlxn_mm_quantizes_x(const mlxn_qmat *w, int64_t M) {
     int isa = isa_now();
     ggml_dot_fn fn;
     int layout;
-    int k = isa == ISA_512 ? vnni_kind(w, &fn, &layout) : VK_NONE;
+    int k = isa == ISA_512 && !w->f32_act ? vnni_kind(w, &fn, &layout) : VK_NONE;
     return M < decode_rows(w, isa) && k != VK_NONE && k != VK_MLX_ANY;
 #else
     (void)w;
@@ -1275,7 +1275,7 @@ void mlxn_mm(const mlxn_qmat *w, const float *x, float *y, int64_t M, int64_t n0
     }
 #ifdef MLXN_X86
     ggml_dot_fn fn;
-    int layout, kind = isa == ISA_512 ? vnni_kind(w, &fn, &layout) : VK_NONE;
+    int layout, kind = isa == ISA_512 && !w->f32_act ? vnni_kind(w, &fn, &layout) : VK_NONE;
     if (kind != VK_NONE) {
         decode_vnni(w, kind, fn, layout, x, y, M, n0, n1, scratch);
         return;

@@ -80,7 +80,12 @@ typedef struct mlxn_node {
     mlxn_tensor t[MLXN_MAX_SLOTS];
     mlxn_op_params p;
     uint32_t id;      /* recording index, for dumps */
+    uint32_t flags;   /* MLXN_NODE_* */
 } mlxn_node;
+
+enum {
+    MLXN_NODE_F32_ACT = 1u << 0, /* matmuls keep activations in f32 (no int8) */
+};
 
 typedef struct mlxn_op_desc {
     const char *name;

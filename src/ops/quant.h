@@ -128,6 +128,7 @@ typedef struct mlxn_qmat {
     const void *biases; /* MLX: [N, K/group] of sb_type; GGML: NULL */
     mlxn_dtype sb_type; /* MLX: f16, bf16 or f32 */
     int bits, group;    /* MLX */
+    bool f32_act;       /* keep x in f32 on every path (no int8 activations) */
 } mlxn_qmat;
 
 /* Validate a descriptor (formats, shapes, non-NULL pointers). The kernels

@@ -201,6 +201,7 @@ static void node_qmat(const mlxn_node *n, mlxn_qmat *q) {
         q->bits = n->p.mlx.bits;
         q->group = n->p.mlx.group_size;
     }
+    q->f32_act = n->flags & MLXN_NODE_F32_ACT;
 }
 
 static size_t s_matmul(const mlxn_node *n, int nth) {
@@ -511,6 +512,7 @@ static void node_qmat_expert0(const mlxn_node *n, mlxn_qmat *q, size_t *stride) 
     *stride = w->nbytes / (size_t)w->shape[0];
     q->row_bytes = *stride / (size_t)w->shape[1];
     q->wtype = w->dtype;
+    q->f32_act = n->flags & MLXN_NODE_F32_ACT;
 }
 
 static size_t s_matmul_id(const mlxn_node *n, int nth) {
