@@ -4,14 +4,16 @@ logits, the oracle for tests/test_model_llama.c.
 
 Writes tests/data/models/<name>/ with config.json, model.safetensors and
 ref.bin, for:
-  llama       LlamaForCausalLM, bf16 weights, untied head, llama3 rope scaling
+  llama       LlamaForCausalLM, bf16 weights, untied head, llama3 rope scaling,
+              and a byte-level tokenizer.json (256 byte tokens, id = byte)
   qwen3       Qwen3ForCausalLM, f32 weights, tied head, q/k norm
   qwen2       Qwen2ForCausalLM, f16 weights, tied head, q/k/v bias
   llama_q4    the llama model with MLX affine 4-bit weights (group 32), one
               8-bit override and "lm_head": false
   llama_gguf  the llama model as GGUF (f32), Q/K rows permuted for the
               interleaved rope as convert_hf_to_gguf.py does, llama3 scaling
-              as a rope_freqs tensor; same logits as llama
+              as a rope_freqs tensor, the byte tokenizer as tokenizer.ggml.*;
+              same logits as llama
   qwen3_gguf  the qwen3 model as GGUF (f16 norms-as-f32 like llama.cpp,
               no permutation: NEOX rope); same logits as qwen3
   mistral     MistralForCausalLM, f32, sliding window 5 (< the 12-token prompt)
@@ -69,6 +71,29 @@ def round_through(model, dtype):
 def logits_of(model, tokens):
     with torch.no_grad():
         return model(torch.tensor([tokens])).logits[0].float().numpy()
+
+
+def byte_vocab():
+    """GPT-2 bytes_to_unicode: token id b is the character standing for byte b."""
+    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    cs, n = bs[:], 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + n)
+            n += 1
+    m = dict(zip(bs, map(chr, cs)))
+    return [m[b] for b in range(256)]
+
+
+def write_tokenizer(d):
+    """A byte-level BPE without merges over the 256 byte tokens (vocab 256,
+    id = byte): enough to run text through the tokenizer glue."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    t = Tokenizer(models.BPE(vocab={c: i for i, c in enumerate(byte_vocab())}, merges=[]))
+    t.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    t.decoder = decoders.ByteLevel()
+    t.save(os.path.join(d, "tokenizer.json"))
 
 
 def write_ref(d, tokens, logits):
@@ -262,6 +287,11 @@ def save_gguf(name, model, arch, float_type, qtype=None):
     w.add_vocab_size(cfg.vocab_size)
     w.add_bos_token_id(cfg.bos_token_id)
     w.add_eos_token_id(cfg.eos_token_id)
+    if arch == "llama" and qtype is None:  # the byte tokenizer, as tokenizer.ggml.* arrays
+        w.add_tokenizer_model("gpt2")
+        w.add_tokenizer_pre("gpt2")
+        w.add_token_list(byte_vocab())
+        w.add_token_types([1] * 256)
     if cfg.rope_parameters.get("rope_type", "default") == "llama3":
         w.add_tensor("rope_freqs.weight", llama3_rope_factors(cfg))
     for k in sorted(sd):
@@ -294,6 +324,7 @@ def main():
     m = LlamaForCausalLM(llama_cfg).float().eval()
     randomize(m, 1)
     save("llama", m, torch.bfloat16)
+    write_tokenizer(os.path.join(OUT, "llama"))
     save_gguf("llama_gguf", m, "llama", np.float32)
 
     # head_dim 32: heads * head_dim = 128 != hidden 64, as in real Qwen3

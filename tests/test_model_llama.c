@@ -27,6 +27,7 @@
 #include "testutil.h"
 
 #include "io/io.h"
+#include "model/tokenizer.h"
 
 #define MODELS "tests/data/models/"
 
@@ -146,6 +147,25 @@ static void check_model(mlxn_device *dev, const char *name, mlxn_dtype kv_dtype,
     printf("  %-36s %d steps, %u nodes/step (%u recorded, %u fused), %u replays\n", what, T, gs.nodes, gs.recorded,
            gs.fusions, gs.replays);
     mlxn_forward_destroy(f);
+
+    /* the same decode in direct and batched mode (re-recorded / replayed
+     * without the passes) gives the same logits */
+    for (int mode = MLXN_MODE_DIRECT; mode <= MLXN_MODE_BATCHED; mode++) {
+        float *g2 = malloc(n * sizeof(float));
+        double *gd = malloc(n * sizeof(double));
+        mlxn_kvcache_clear(kv);
+        CHECK_OK(mlxn_forward_create(&f, m, kv, 1, (mlxn_mode)mode, 0));
+        for (int t = 0; t < T && f; t++) {
+            CHECK_OK(mlxn_forward_run(f, &r.tok[t]));
+            CHECK_OK(mlxn_forward_logits(f, g2 + (size_t)t * V, (size_t)V));
+        }
+        to_double(got, gd, n);
+        snprintf(what, sizeof what, "%s decode, %s vs optimized", name, mode ? "batched" : "direct");
+        check_close(what, g2, gd, n, 1e-5, 1e-5);
+        mlxn_forward_destroy(f);
+        free(g2);
+        free(gd);
+    }
 
     /* 3. greedy generation by replay == one prefill over the whole text */
     mlxn_kvcache_clear(kv);
@@ -339,6 +359,44 @@ static void check_gguf_config(void) {
     mlxn_gguf_close(g);
 }
 
+/* The tokenizer that goes with a model: tokenizer.json beside the HF
+ * weights, tokenizer.ggml.* in the GGUF; both are the byte tokenizer (id =
+ * byte), so text -> ids -> generate -> text runs through the glue. */
+static void check_tokenizer(mlxn_device *dev, const char *path) {
+    mlxn_model *m = NULL;
+    CHECK_OK(mlxn_model_load(&m, dev, path));
+    if (!m) return;
+    mlxn_tokenizer *tok = NULL;
+    char *tmpl = NULL;
+    CHECK_OK(mlxn_model_load_tokenizer(m, &tok, &tmpl));
+    if (tok) {
+        const char *text = "Hi there";
+        int32_t *ids = NULL;
+        size_t n = 0;
+        CHECK_OK(mlxn_tokenizer_encode(tok, text, strlen(text), true, &ids, &n));
+        int same = n == strlen(text);
+        for (size_t i = 0; same && i < n; i++) same = ids[i] == (unsigned char)text[i];
+        CHECK(same, "%s: byte tokenizer ids (%zu of them) are not the bytes", path, n);
+        mlxn_kvcache *kv = NULL;
+        CHECK_OK(mlxn_kvcache_create(&kv, m, 32, MLXN_F16));
+        int32_t out[8];
+        int no = 0;
+        mlxn_generate_params gp = {.n_predict = 8, .ignore_eos = true};
+        CHECK_OK(mlxn_generate(m, kv, ids, (int)n, &gp, out, &no, NULL));
+        char *dec = NULL;
+        size_t dl = 0;
+        CHECK_OK(mlxn_tokenizer_decode(tok, out, (size_t)no, false, &dec, &dl));
+        CHECK(dl == (size_t)no, "%s: 8 byte tokens decode to %zu bytes", path, dl);
+        printf("  %-36s \"%s\" -> %zu ids -> %d generated tokens -> %zu bytes\n", path, text, n, no, dl);
+        mlxn_free(dec);
+        mlxn_free(ids);
+        mlxn_kvcache_destroy(kv);
+    }
+    mlxn_free(tmpl);
+    mlxn_tokenizer_destroy(tok);
+    mlxn_model_destroy(m);
+}
+
 static void check_configs(void) {
     mlxn_model_config c;
     CHECK_OK(mlxn_model_config_from_json_file(&c, MODELS "llama/config.json"));
@@ -389,6 +447,9 @@ int main(void) {
     printf("bad input:\n");
     check_bad(dev);
     check_gguf_config();
+    printf("tokenizer glue:\n");
+    check_tokenizer(dev, MODELS "llama");
+    check_tokenizer(dev, MODELS "llama_gguf/model.gguf");
     mlxn_device_close(dev);
     return test_summary("test_model_llama");
 }

@@ -215,6 +215,10 @@ int cmd_generate(int argc, char **argv) {
         goto done;
     }
     if (!ctx) ctx = n_prompt + n_predict;
+    if (n_prompt + n_predict - 1 > ctx) { /* say so before echoing anything */
+        fprintf(stderr, "mlxn generate: prompt %d + n %ld tokens exceed --ctx %ld\n", n_prompt, n_predict, ctx);
+        goto done;
+    }
     if ((st = mlxn_kvcache_create(&kv, m, (int)ctx, kvt))) { rc = cli_fail("allocating the KV cache", st); goto done; }
     stream s = {.tok = tok};
     mlxn_tokdec_reset(&s.dec, tok);

@@ -1,7 +1,8 @@
 /*
  * model.h — Llama-family models: hyper-parameters (config.c), the weight
- * table and graph builder (llama.c), the KV cache (kvcache.c), the sampler
- * (sampler.c) and the generation loop (generate.c). Internal header.
+ * table and graph builder (llama.c), the file glue (loader.c), the KV cache
+ * (kvcache.c), the sampler (sampler.c) and the generation loop (generate.c).
+ * Internal header.
  *
  * A model is a config, a weight table and a graph builder. Weights come from
  * a weight source (a name → tensor lookup over mmapped bytes): safetensors
