@@ -33,6 +33,8 @@ static void usage(FILE *f) {
 
 typedef struct stream {
     const mlxn_tokenizer *tok;
+    const mlxn_model_config *cfg; /* end-of-sequence ids end the text unprinted */
+    bool ignore_eos;
     mlxn_tokdec dec;
     bool failed;
 } stream;
@@ -44,6 +46,9 @@ static bool on_token(void *ctx, int32_t id) {
         fflush(stdout);
         return true;
     }
+    if (s->cfg && !s->ignore_eos)
+        for (int i = 0; i < s->cfg->n_eos; i++)
+            if (s->cfg->eos_ids[i] == id) return true;
     char buf[1024];
     size_t n = 0;
     if (mlxn_tokdec_push(&s->dec, s->tok, id, buf, sizeof buf, &n)) {
@@ -220,7 +225,7 @@ int cmd_generate(int argc, char **argv) {
         goto done;
     }
     if ((st = mlxn_kvcache_create(&kv, m, (int)ctx, kvt))) { rc = cli_fail("allocating the KV cache", st); goto done; }
-    stream s = {.tok = tok};
+    stream s = {.tok = tok, .cfg = &m->cfg, .ignore_eos = ignore_eos};
     mlxn_tokdec_reset(&s.dec, tok);
     mlxn_generate_params gp = {
         .n_predict = (int)n_predict, .n_batch = (int)n_batch, .ignore_eos = ignore_eos, .on_token = on_token, .ctx = &s,
