@@ -185,10 +185,10 @@ out:
 
 static void usage(void) {
     printf("usage: mlxn bench ops [--json] [--threads N] [--backend cpu|cuda] [--formats a,b,..]\n"
-           "                      [--rows 1,512] [--quick] [--rotate-mb MB] [--int8-act]\n"
+           "                      [--rows 1,512] [--quick] [--rotate-mb MB] [--f32-act]\n"
            "Matmul µs and GB/s of weight bytes per format and shape (N x K = output x input\n"
            "features), weights rotated through --rotate-mb (default 512) so calls read memory.\n"
-           "--int8-act: decode matmuls round activations to int8 (llama.cpp's scheme; see mlxn.h).\n"
+           "--f32-act: decode matmuls keep activations in f32 instead of int8 (see mlxn.h).\n"
            "Formats: mlx-q4-g64 mlx-q8-g64 mlx-q4-g32 q4_0 q4_1 q8_0 q4_k q5_k q6_k f16 bf16 f32\n");
 }
 
@@ -202,7 +202,7 @@ int cmd_bench_ops(int argc, char **argv) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--json")) json = true;
         else if (!strcmp(a, "--quick")) quick = true;
-        else if (!strcmp(a, "--int8-act")) g_session_flags |= MLXN_SESSION_INT8_ACTIVATIONS;
+        else if (!strcmp(a, "--f32-act")) g_session_flags |= MLXN_SESSION_F32_ACTIVATIONS;
         else if (!strcmp(a, "--help") || !strcmp(a, "-h")) { usage(); return 0; }
         else if (!strcmp(a, "--threads")) { if (!cli_int(a, v, 1, 1024, &threads)) return 2; i++; }
         else if (!strcmp(a, "--rotate-mb")) { if (!cli_int(a, v, 0, 1 << 20, &rotate_mb)) return 2; i++; }
@@ -221,12 +221,12 @@ int cmd_bench_ops(int argc, char **argv) {
     static const int64_t shapes[4][2] = {{4096, 4096}, {4096, 14336}, {14336, 4096}, {32000, 4096}};
     int n_shapes = quick ? 1 : 4;
     if (!json) {
-        printf("bench ops on %s, %s activations\n", mlxn_device_description(dev), g_session_flags ? "int8" : "f32");
+        printf("bench ops on %s, %s activations\n", mlxn_device_description(dev), g_session_flags ? "f32" : "int8");
         if (cpu) printf("read bandwidth (%d threads): %.1f GB/s\n", nth, rbw);
         printf("%-12s %5s %6s %6s %10s %9s %9s %8s\n", "format", "m", "n", "k", "us", "GB/s", "GFLOP/s", "%read");
     } else {
         printf("{\"device\": \"%s\", \"activations\": \"%s\", \"read_bandwidth_gbps\": %.2f, \"results\": [",
-               mlxn_device_description(dev), g_session_flags ? "int8" : "f32", rbw);
+               mlxn_device_description(dev), g_session_flags ? "f32" : "int8", rbw);
     }
     int printed = 0, rc = 0;
     char fl[512], rl[64];
