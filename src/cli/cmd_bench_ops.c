@@ -185,7 +185,7 @@ out:
 
 static void usage(void) {
     printf("usage: mlxn bench ops [--json] [--threads N] [--backend cpu|cuda] [--formats a,b,..]\n"
-           "                      [--rows 1,512] [--quick] [--rotate-mb MB] [--f32-act]\n"
+           "                      [--rows 1,512] [--shape NxK] [--quick] [--rotate-mb MB] [--f32-act]\n"
            "Matmul µs and GB/s of weight bytes per format and shape (N x K = output x input\n"
            "features), weights rotated through --rotate-mb (default 512) so calls read memory.\n"
            "--f32-act: decode matmuls keep activations in f32 instead of int8 (see mlxn.h).\n"
@@ -198,6 +198,7 @@ int cmd_bench_ops(int argc, char **argv) {
     const char *backend = "cpu";
     const char *formats = "mlx-q4-g64,mlx-q8-g64,q4_0,q4_1,q8_0,q4_k,q5_k,q6_k,f16,bf16";
     const char *rows = "1,512";
+    const char *shape_arg = NULL;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--json")) json = true;
@@ -209,6 +210,7 @@ int cmd_bench_ops(int argc, char **argv) {
         else if (!strcmp(a, "--backend") && v) { backend = v; i++; }
         else if (!strcmp(a, "--formats") && v) { formats = v; i++; }
         else if (!strcmp(a, "--rows") && v) { rows = v; i++; }
+        else if (!strcmp(a, "--shape") && v) { shape_arg = v; i++; }
         else { fprintf(stderr, "mlxn bench ops: unknown option '%s'\n", a); usage(); return 2; }
     }
     mlxn_device *dev = NULL;
@@ -218,8 +220,19 @@ int cmd_bench_ops(int argc, char **argv) {
     int nth = mlxn_device_threads(dev);
     bool cpu = !strcmp(mlxn_device_kind(dev), "cpu");
     double rbw = cpu ? read_bandwidth(nth, (size_t)1 << 30) : 0;
-    static const int64_t shapes[4][2] = {{4096, 4096}, {4096, 14336}, {14336, 4096}, {32000, 4096}};
+    int64_t shapes[4][2] = {{4096, 4096}, {4096, 14336}, {14336, 4096}, {32000, 4096}};
     int n_shapes = quick ? 1 : 4;
+    if (shape_arg) {
+        long long sn, sk;
+        if (sscanf(shape_arg, "%lldx%lld", &sn, &sk) != 2 || sn < 1 || sk < 1) {
+            fprintf(stderr, "mlxn bench ops: --shape wants NxK, got '%s'\n", shape_arg);
+            mlxn_device_close(dev);
+            return 2;
+        }
+        shapes[0][0] = sn;
+        shapes[0][1] = sk;
+        n_shapes = 1;
+    }
     if (!json) {
         printf("bench ops on %s, %s activations\n", mlxn_device_description(dev), g_session_flags ? "f32" : "int8");
         if (cpu) printf("read bandwidth (%d threads): %.1f GB/s\n", nth, rbw);

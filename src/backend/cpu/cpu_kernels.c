@@ -349,15 +349,53 @@ static void k_kv_write(const mlxn_node *n, int ith, int nth, void *scratch) {
 
 /* ---- attention: one (token, head) at a time with an online softmax ---- */
 
-static float dot_f32(const float *a, const float *b, int64_t K) {
-    float acc[8] = {0};
+#include <immintrin.h>
+
+/* Row helpers, built for AVX-512 and AVX2 beside the portable version and
+ * picked at load time (target_clones). */
+#define MLXN_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+
+MLXN_CLONES static float dot_f32(const float *a, const float *b, int64_t K) {
+    float acc[16] = {0};
     int64_t k = 0;
-    for (; k + 8 <= K; k += 8)
-        for (int j = 0; j < 8; j++) acc[j] += a[k + j] * b[k + j];
+    for (; k + 16 <= K; k += 16)
+        for (int j = 0; j < 16; j++) acc[j] += a[k + j] * b[k + j];
     float s = 0;
     for (; k < K; k++) s += a[k] * b[k];
-    for (int j = 0; j < 8; j++) s += acc[j];
+    for (int j = 0; j < 16; j++) s += acc[j];
     return s;
+}
+
+/* acc = acc * c + e * v */
+MLXN_CLONES static void scale_axpy(float *acc, float c, float e, const float *v, int64_t D) {
+    for (int64_t d = 0; d < D; d++) acc[d] = acc[d] * c + e * v[d];
+}
+
+__attribute__((target("avx512f"))) static void f16_row_512(const uint16_t *src, float *dst, int64_t n) {
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) _mm512_storeu_ps(dst + i, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(src + i))));
+    for (; i < n; i++) dst[i] = mlxn_f16_to_f32(src[i]);
+}
+__attribute__((target("avx,f16c"))) static void f16_row_f16c(const uint16_t *src, float *dst, int64_t n) {
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(src + i))));
+    for (; i < n; i++) dst[i] = mlxn_f16_to_f32(src[i]);
+}
+MLXN_CLONES static void bf16_row(const uint16_t *src, float *dst, int64_t n) {
+    uint32_t *d = (uint32_t *)dst;
+    for (int64_t i = 0; i < n; i++) d[i] = (uint32_t)src[i] << 16;
+}
+
+/* A cache row (f32, f16 or bf16) as f32: a pointer into the cache for f32,
+ * else converted into buf. */
+static const float *cache_row(const mlxn_tensor *c, size_t base, int64_t D, float *buf) {
+    if (c->dtype == MLXN_F32) return (const float *)mlxn_tensor_data(c) + base;
+    const uint16_t *src = (const uint16_t *)mlxn_tensor_data(c) + base;
+    if (c->dtype == MLXN_BF16) bf16_row(src, buf, D);
+    else if (__builtin_cpu_supports("avx512f")) f16_row_512(src, buf, D);
+    else if (__builtin_cpu_supports("f16c")) f16_row_f16c(src, buf, D);
+    else for (int64_t d = 0; d < D; d++) buf[d] = mlxn_f16_to_f32(src[d]);
+    return buf;
 }
 
 static size_t s_attention(const mlxn_node *n, int nth) {
@@ -385,29 +423,18 @@ static void k_attention(const mlxn_node *n, int ith, int nth, void *scratch) {
         for (int64_t d = 0; d < D; d++) acc[d] = 0;
         for (int64_t pp = first; pp <= pt; pp++) {
             size_t base = (size_t)((hk * C + pp % C) * D);
-            const float *kr, *vr;
-            if (kc->dtype == MLXN_F32) {
-                kr = (const float *)mlxn_tensor_data(kc) + base;
-                vr = (const float *)mlxn_tensor_data(vc) + base;
-            } else {
-                for (int64_t d = 0; d < D; d++) {
-                    krow[d] = mlxn_load_f(mlxn_tensor_data(kc), kc->dtype, base + (size_t)d);
-                    vrow[d] = mlxn_load_f(mlxn_tensor_data(vc), vc->dtype, base + (size_t)d);
-                }
-                kr = krow;
-                vr = vrow;
-            }
+            const float *kr = cache_row(kc, base, D, krow);
             float s = dot_f32(qv, kr, D) * p->scale;
             if (p->softcap > 0) s = tanhf(s / p->softcap) * p->softcap;
+            float corr = 1.0f;
             if (s > mx) {
-                float corr = mx == -INFINITY ? 0.0f : expf(mx - s);
-                for (int64_t d = 0; d < D; d++) acc[d] *= corr;
+                corr = mx == -INFINITY ? 0.0f : expf(mx - s);
                 sum *= corr;
                 mx = s;
             }
             float e = expf(s - mx);
             sum += e;
-            for (int64_t d = 0; d < D; d++) acc[d] += e * vr[d];
+            scale_axpy(acc, corr, e, cache_row(vc, base, D, vrow), D);
         }
         float inv = sum > 0 ? 1.0f / sum : 0.0f;
         for (int64_t d = 0; d < D; d++) o[d] = acc[d] * inv;
