@@ -18,7 +18,7 @@ static void usage(FILE *f) {
     fprintf(f,
             "usage: mlxn generate -m PATH [-p TEXT | -f FILE | --tokens ID,ID,...] [-n N]\n"
             "                     [--temp T] [--top-k K] [--top-p P] [--min-p P] [--repeat-penalty R]\n"
-            "                     [--seed S] [--chat] [--system TEXT] [--ctx N] [-b N] [--kv f16|bf16|f32]\n"
+            "                     [--seed S] [--chat] [--system TEXT] [--ctx N] [--ring] [-b N] [--kv f16|bf16|f32]\n"
             "                     [--ignore-eos] [-v] [--threads N] [--backend cpu|cuda]\n"
             "  -m PATH        model directory (config.json + safetensors) or .gguf file\n"
             "  -n N           tokens to generate (128)\n"
@@ -27,6 +27,7 @@ static void usage(FILE *f) {
             "  --seed S       sampling seed (default: from the clock, printed)\n"
             "  --chat         wrap the prompt in the model's chat template\n"
             "  --ctx N        KV cache tokens (default: prompt + n)\n"
+            "  --ring         sliding-window cache: generate past --ctx, attending to the last ctx tokens\n"
             "  -b N           prompt tokens per prefill graph (512)\n"
             "  -v             print the (formatted) prompt and its token ids to stderr\n");
 }
@@ -116,13 +117,14 @@ int cmd_generate(int argc, char **argv) {
     const char *backend = "cpu", *kvname = "f16";
     long n_predict = 128, ctx = 0, threads = 0, top_k = 40, seed = -1, n_batch = 512;
     double temp = 0.8, top_p = 0.95, min_p = 0.05, rep = 1.0;
-    bool chat = false, ignore_eos = false, verbose = false;
+    bool chat = false, ignore_eos = false, verbose = false, ring = false;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         bool ok = true;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) { usage(stdout); return 0; }
         else if (!strcmp(a, "--chat")) { chat = true; continue; }
         else if (!strcmp(a, "--ignore-eos")) { ignore_eos = true; continue; }
+        else if (!strcmp(a, "--ring")) { ring = true; continue; }
         else if (!strcmp(a, "-v") || !strcmp(a, "--verbose")) { verbose = true; continue; }
         else if (!v) { fprintf(stderr, "mlxn generate: %s needs a value\n", a); return 2; }
         else if (!strcmp(a, "-m") || !strcmp(a, "--model")) model_path = v;
@@ -220,11 +222,12 @@ int cmd_generate(int argc, char **argv) {
         goto done;
     }
     if (!ctx) ctx = n_prompt + n_predict;
-    if (n_prompt + n_predict - 1 > ctx) { /* say so before echoing anything */
+    if (ring ? n_prompt > ctx : n_prompt + n_predict - 1 > ctx) { /* say so before echoing anything */
         fprintf(stderr, "mlxn generate: prompt %d + n %ld tokens exceed --ctx %ld\n", n_prompt, n_predict, ctx);
         goto done;
     }
     if ((st = mlxn_kvcache_create(&kv, m, (int)ctx, kvt))) { rc = cli_fail("allocating the KV cache", st); goto done; }
+    kv->ring = ring;
     stream s = {.tok = tok, .cfg = &m->cfg, .ignore_eos = ignore_eos};
     mlxn_tokdec_reset(&s.dec, tok);
     mlxn_generate_params gp = {

@@ -45,7 +45,8 @@ static mlxn_status run(gen *g, const int32_t *prompt, int n_prompt, const mlxn_g
             return mlxn_err(MLXN_ERR_RANGE, "generate: prompt token %d at %d is outside the vocab of %d", prompt[i],
                             i, g->m->cfg.vocab);
     /* the last generated token is never fed back, so n_prompt + n - 1 slots */
-    if ((int64_t)g->kv->n_past + n_prompt + n_predict - 1 > g->kv->ctx)
+    if (g->kv->ring ? (int64_t)g->kv->n_past + n_prompt > g->kv->ctx
+                    : (int64_t)g->kv->n_past + n_prompt + n_predict - 1 > g->kv->ctx)
         return mlxn_err(MLXN_ERR_RANGE, "generate: %d cached + prompt %d + n %d tokens exceed ctx %d (raise --ctx)",
                         g->kv->n_past, n_prompt, n_predict, g->kv->ctx);
     TRY(mlxn_sampler_create(&g->smp, &p->sampling, g->m->cfg.vocab));

@@ -1,8 +1,10 @@
 /*
  * kvcache.c — the KV cache: per layer one K and one V buffer [Hkv, ctx, D]
  * (f16 by default), written by kv_write at each token's position and read by
- * attention. Positions stay below ctx (a linear cache); the generation loop
- * checks that prompt + new tokens fit before it runs anything.
+ * attention. Positions stay below ctx (a linear cache; the generation loop
+ * checks that prompt + new tokens fit before it runs anything), or, in a
+ * ring cache, keep growing while rows are reused modulo ctx: each query then
+ * attends to the last ctx tokens (a sliding window), in constant memory.
  */
 #include "model/model.h"
 
@@ -62,7 +64,11 @@ void mlxn_kvcache_clear(mlxn_kvcache *kv) {
 }
 
 mlxn_status mlxn_kvcache_reserve(const mlxn_kvcache *kv, int n, const char *what) {
-    if ((int64_t)kv->n_past + n > kv->ctx)
+    if (kv->ring && (int64_t)kv->n_past + n > kv->ctx && n > 1)
+        return mlxn_err(MLXN_ERR_RANGE,
+                        "%s: a ring cache of %d that holds %d tokens takes new tokens one at a time, not %d",
+                        what, kv->ctx, kv->n_past, n);
+    if (!kv->ring && (int64_t)kv->n_past + n > kv->ctx)
         return mlxn_err(MLXN_ERR_RANGE, "%s: %d tokens in the cache + %d new = %lld exceed ctx %d (raise --ctx)",
                         what, kv->n_past, n, (long long)kv->n_past + n, kv->ctx);
     return MLXN_OK;

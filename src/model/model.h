@@ -202,6 +202,8 @@ typedef struct mlxn_kvcache {
     mlxn_dtype dtype;
     mlxn_buffer **k, **v; /* [layers] of [kv_heads, ctx, head_dim] */
     int n_past;           /* tokens already in the cache */
+    bool ring;            /* sliding window: decode past ctx, attending to the
+                             last ctx tokens (rows reused modulo ctx) */
 } mlxn_kvcache;
 
 /* ctx tokens per layer; dtype MLXN_F16 (the usual choice), MLXN_BF16 or MLXN_F32. */
@@ -210,7 +212,9 @@ void mlxn_kvcache_destroy(mlxn_kvcache *kv);
 size_t mlxn_kvcache_bytes(const mlxn_kvcache *kv);
 /* Forget the tokens (positions restart at 0). */
 void mlxn_kvcache_clear(mlxn_kvcache *kv);
-/* MLXN_ERR_RANGE "prompt N + n M exceed ctx C" when n_past + n > ctx. */
+/* MLXN_ERR_RANGE "prompt N + n M exceed ctx C" when n_past + n > ctx. A
+ * ring cache takes any number of tokens once it is full, but one at a time
+ * (a chunk of several would overwrite rows its own earlier queries read). */
 mlxn_status mlxn_kvcache_reserve(const mlxn_kvcache *kv, int n, const char *what);
 
 /* ------------------------------------------------------------------------ */
