@@ -18,6 +18,17 @@
  *    device and its buffers may be shared by sessions on several threads.
  *  - The library never exits, aborts or writes to stdout. Diagnostics that a
  *    caller asks for (graph dumps) go to stderr.
+ *
+ * Limits on untrusted files (model files, tokenizers and configs come from
+ * strangers; every length, count and offset is checked against them and
+ * against the bytes that remain before anything is allocated or read):
+ *  - GGUF: strings <= 16 MiB, arrays <= 2^26 elements, <= 2^20 tensors,
+ *    <= 2^16 metadata keys, arrays nested <= 8 deep, tensors <= 4 dims.
+ *  - safetensors: header <= 100 MB, tensors <= 4 dims, data exactly tiling
+ *    the data section.
+ *  - JSON (config.json, tokenizer.json): nesting <= 64, file <= 64 MiB.
+ * Larger inputs fail with MLXN_ERR_FORMAT or MLXN_ERR_UNSUPPORTED and a
+ * message naming the field and the numbers.
  */
 #ifndef MLXN_H
 #define MLXN_H
