@@ -174,9 +174,10 @@ mlxn_status mlxn_model_load(mlxn_model **out, mlxn_device *dev, const char *path
     if (!out || !dev || !path) return mlxn_err(MLXN_ERR_INVALID_ARG, "model: NULL argument");
     *out = NULL;
     struct stat sb;
-    if (stat(path, &sb)) return mlxn_err(MLXN_ERR_IO, "%s: %s", path, strerror(errno));
     mlxn_status st;
-    if (S_ISDIR(sb.st_mode)) st = load_dir(out, dev, path);
+    if (!strncmp(path, "synthetic:", 10)) st = mlxn_model_load_synthetic(out, dev, path);
+    else if (stat(path, &sb)) return mlxn_err(MLXN_ERR_IO, "%s: %s", path, strerror(errno));
+    else if (S_ISDIR(sb.st_mode)) st = load_dir(out, dev, path);
     else if (ends_with(path, ".gguf")) st = load_gguf(out, dev, path);
     else
         return mlxn_err(MLXN_ERR_UNSUPPORTED,

@@ -182,6 +182,9 @@ typedef struct mlxn_tokenizer mlxn_tokenizer; /* model/tokenizer.h */
  * (config from its metadata). Weights are mmapped and adopted zero-copy on
  * the CPU. */
 mlxn_status mlxn_model_load(mlxn_model **out, mlxn_device *dev, const char *path);
+/* "synthetic:NAME[:q<bits>][:g<group>]": a known model's shapes with random
+ * MLX-quantized weights (synthetic.c; mlxn_model_load takes these too). */
+mlxn_status mlxn_model_load_synthetic(mlxn_model **out, mlxn_device *dev, const char *spec);
 /* Hyper-parameters from GGUF metadata: general.architecture, then
  * <arch>.block_count, .embedding_length, .attention.head_count(_kv),
  * .feed_forward_length, .context_length, .attention.key_length,

@@ -1,0 +1,219 @@
+/*
+ * synthetic.c — models without files, for benchmarks: "synthetic:NAME" with
+ * the shapes of a known model and random MLX-quantized weights (random codes,
+ * scales ~1/sqrt(K) so activations keep their size through the layers;
+ * never zeros). Optional suffixes ":q<bits>" and ":g<group>" (default q4,
+ * g64). Weights are made on the host as each tensor is first asked for and
+ * adopted by the device (zero-copy on the CPU, uploaded once on CUDA).
+ *
+ *   llama3-1b         2048 hidden, 16 layers, 32/8 heads, ffn 8192, tied
+ *   llama3-3b         3072 hidden, 28 layers, 24/8 heads, ffn 8192, tied
+ *   llama3-8b         4096 hidden, 32 layers, 32/8 heads, ffn 14336
+ *   llama3-70b-layer  one layer of Llama 3 70B (8192 hidden, 64/8 heads, ffn 28672)
+ *   tiny              64 hidden, 2 layers (tests)
+ */
+#include "model/model.h"
+#include "ops/quant.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+typedef struct preset {
+    const char *name;
+    int hidden, layers, heads, kv_heads, head_dim, ffn, vocab;
+    bool tied;
+    float rope_factor; /* llama3 scaling factor; 0 = none */
+} preset;
+
+static const preset k_presets[] = {
+    {"llama3-1b", 2048, 16, 32, 8, 64, 8192, 128256, true, 32},
+    {"llama3-3b", 3072, 28, 24, 8, 128, 8192, 128256, true, 32},
+    {"llama3-8b", 4096, 32, 32, 8, 128, 14336, 128256, false, 8},
+    {"llama3-70b-layer", 8192, 1, 64, 8, 128, 28672, 128256, false, 8},
+    {"tiny", 64, 2, 4, 2, 16, 128, 256, false, 0},
+};
+
+typedef struct syn_entry {
+    char module[96];
+    mlxn_qweights q;  /* quantized linears and embeddings */
+    float *vec;       /* norm weights */
+    int64_t vec_n;
+} syn_entry;
+
+typedef struct syn_src {
+    mlxn_model_config cfg;
+    int bits, group;
+    syn_entry *e;
+    size_t n, cap;
+} syn_src;
+
+static uint64_t hash_str(const char *s) {
+    uint64_t h = 1469598103934665603ull;
+    for (; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ull;
+    return h;
+}
+
+/* Output and input features of a linear module, or false. */
+static bool linear_shape(const mlxn_model_config *c, const char *module, int64_t *N, int64_t *K) {
+    int64_t q = (int64_t)c->heads * c->head_dim, kv = (int64_t)c->kv_heads * c->head_dim;
+    const char *p = strrchr(module, '.');
+    if (!strcmp(module, "model.embed_tokens") || !strcmp(module, "lm_head")) { *N = c->vocab; *K = c->hidden; return true; }
+    if (!p) return false;
+    p++;
+    if (!strcmp(p, "q_proj")) { *N = q; *K = c->hidden; }
+    else if (!strcmp(p, "k_proj") || !strcmp(p, "v_proj")) { *N = kv; *K = c->hidden; }
+    else if (!strcmp(p, "o_proj")) { *N = c->hidden; *K = q; }
+    else if (!strcmp(p, "gate_proj") || !strcmp(p, "up_proj")) { *N = c->ffn; *K = c->hidden; }
+    else if (!strcmp(p, "down_proj")) { *N = c->hidden; *K = c->ffn; }
+    else return false;
+    return true;
+}
+
+static syn_entry *entry(syn_src *s, const char *module) {
+    for (size_t i = 0; i < s->n; i++)
+        if (!strcmp(s->e[i].module, module)) return &s->e[i];
+    if (s->n == s->cap) {
+        size_t cap = s->cap ? s->cap * 2 : 64;
+        syn_entry *e = mlxn_realloc(s->e, cap * sizeof *e);
+        if (!e) return NULL;
+        s->e = e;
+        s->cap = cap;
+    }
+    syn_entry *e = &s->e[s->n];
+    memset(e, 0, sizeof *e);
+    snprintf(e->module, sizeof e->module, "%s", module);
+    /* generate now; on failure the entry stays empty and is not counted */
+    int64_t N, K;
+    uint64_t seed = hash_str(module);
+    if (linear_shape(&s->cfg, module, &N, &K)) {
+        char fmt[32];
+        snprintf(fmt, sizeof fmt, "mlx-q%d-g%d-bf16", s->bits, s->group);
+        if (mlxn_quant_make_random(fmt, N, K, seed, &e->q)) return NULL;
+        /* scale weights to ~U(-1,1)/sqrt(K) */
+        float f = 1.0f / sqrtf((float)K);
+        uint16_t *sc = e->q.scales, *bi = e->q.biases;
+        for (size_t i = 0; i < e->q.sb_bytes / 2; i++) {
+            sc[i] = mlxn_f32_to_bf16(mlxn_bf16_to_f32(sc[i]) * f);
+            bi[i] = mlxn_f32_to_bf16(mlxn_bf16_to_f32(bi[i]) * f);
+        }
+    } else {
+        e->vec_n = s->cfg.hidden;
+        e->vec = mlxn_malloc((size_t)e->vec_n * sizeof(float));
+        if (!e->vec) return NULL;
+        for (int64_t i = 0; i < e->vec_n; i++) {
+            seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+            e->vec[i] = 0.9f + 0.2f * (float)(seed >> 40) / (float)(1u << 24);
+        }
+    }
+    s->n++;
+    return e;
+}
+
+static bool syn_find(void *ctx, const char *name, mlxn_tensor_ref *out) {
+    syn_src *s = ctx;
+    char module[96];
+    const char *dot = strrchr(name, '.');
+    if (!dot || (size_t)(dot - name) >= sizeof module) return false;
+    snprintf(module, sizeof module, "%.*s", (int)(dot - name), name);
+    const char *what = dot + 1;
+    int64_t N, K;
+    bool lin = linear_shape(&s->cfg, module, &N, &K);
+    bool norm = !lin && !strcmp(what, "weight") &&
+                (strstr(module, "layernorm") || !strcmp(module, "model.norm"));
+    if (!lin && !norm) return false;
+    if (lin && !strcmp(module, "lm_head") && s->cfg.tie_embeddings) return false;
+    if (lin && strcmp(what, "weight") && strcmp(what, "scales") && strcmp(what, "biases")) return false;
+    syn_entry *e = entry(s, module);
+    if (!e) return false;
+    memset(out, 0, sizeof *out);
+    if (norm) {
+        out->dtype = MLXN_F32;
+        out->ndim = 1;
+        out->shape[0] = e->vec_n;
+        out->data = e->vec;
+        out->nbytes = (size_t)e->vec_n * sizeof(float);
+        return true;
+    }
+    out->ndim = 2;
+    out->shape[0] = N;
+    if (!strcmp(what, "weight")) {
+        out->dtype = MLXN_U32;
+        out->shape[1] = K * s->bits / 32;
+        out->data = e->q.data;
+        out->nbytes = e->q.data_bytes;
+    } else {
+        out->dtype = MLXN_BF16;
+        out->shape[1] = K / s->group;
+        out->data = what[0] == 's' ? e->q.scales : e->q.biases;
+        out->nbytes = e->q.sb_bytes;
+    }
+    return true;
+}
+
+static void syn_close(void *ctx) {
+    syn_src *s = ctx;
+    for (size_t i = 0; i < s->n; i++) {
+        mlxn_quant_free(&s->e[i].q);
+        mlxn_free(s->e[i].vec);
+    }
+    mlxn_free(s->e);
+    mlxn_free(s);
+}
+
+mlxn_status mlxn_model_load_synthetic(mlxn_model **out, mlxn_device *dev, const char *spec) {
+    const char *name = spec + strlen("synthetic:");
+    char base[32];
+    size_t blen = strcspn(name, ":");
+    snprintf(base, sizeof base, "%.*s", (int)(blen < sizeof base ? blen : sizeof base - 1), name);
+    const preset *p = NULL;
+    for (size_t i = 0; i < sizeof k_presets / sizeof k_presets[0]; i++)
+        if (!strcmp(k_presets[i].name, base)) p = &k_presets[i];
+    if (!p)
+        return mlxn_err(MLXN_ERR_NOT_FOUND,
+                        "%s: unknown synthetic model '%s' (llama3-1b, llama3-3b, llama3-8b, llama3-70b-layer, tiny)",
+                        spec, base);
+    int bits = 4, group = 64;
+    for (const char *o = name + blen; *o == ':'; o += 1 + strcspn(o + 1, ":")) {
+        int v;
+        if (sscanf(o + 1, "q%d", &v) == 1) bits = v;
+        else if (sscanf(o + 1, "g%d", &v) == 1) group = v;
+        else return mlxn_err(MLXN_ERR_INVALID_ARG, "%s: option '%.*s' is not q<bits> or g<group>", spec,
+                             (int)strcspn(o + 1, ":"), o + 1);
+    }
+    mlxn_status st = mlxn_mlx_check(spec, 1, group, bits, group, MLXN_BF16);
+    if (st) return st;
+    syn_src *s = mlxn_calloc(1, sizeof *s);
+    if (!s) return mlxn_err(MLXN_ERR_OUT_OF_MEMORY, "%s: out of memory", spec);
+    mlxn_model_config *c = &s->cfg;
+    c->arch = MLXN_ARCH_LLAMA;
+    c->hidden = p->hidden;
+    c->layers = p->layers;
+    c->heads = p->heads;
+    c->kv_heads = p->kv_heads;
+    c->head_dim = p->head_dim;
+    c->ffn = p->ffn;
+    c->vocab = p->vocab;
+    c->max_pos = 131072;
+    c->rms_eps = 1e-5f;
+    c->rope_theta = p->rope_factor ? 500000.0f : 10000.0f;
+    if (p->rope_factor) {
+        c->rope_scaling = MLXN_ROPE_SCALE_LLAMA3;
+        c->rope_factor = p->rope_factor;
+        c->rope_low_freq = 1;
+        c->rope_high_freq = 4;
+        c->rope_orig_max_pos = 8192;
+    }
+    c->tie_embeddings = p->tied;
+    c->bos_id = -1;
+    c->q_bits = bits;
+    c->q_group = group;
+    snprintf(c->source, sizeof c->source, "%s", spec);
+    s->bits = bits;
+    s->group = group;
+    mlxn_model_config cfg = *c; /* the model takes this copy over */
+    mlxn_weight_source src = {s, syn_find, syn_close, MLXN_NAMES_HF, spec};
+    st = mlxn_model_create(out, dev, &cfg, &src);
+    mlxn_model_config_free(&cfg);
+    return st;
+}
