@@ -137,6 +137,15 @@ static void build_silu_mul_reused(mlxn_session *s, mlxn_buffer **b) {
     CHECK_OK(mlxn_op_add(s, b[1], b[3], b[2]));
 }
 
+/* b: 0 k [2,2,16], 1 cache [2,8,16] f32, 2 positions i32[2] (filled by the case) */
+static void build_rope_kv(mlxn_session *s, mlxn_buffer **b) {
+    int32_t pos[2] = {3, 6};
+    CHECK_OK(mlxn_buffer_write(b[2], 0, pos, sizeof pos));
+    mlxn_rope_params rp = {.mode = MLXN_ROPE_NEOX, .n_dims = 8};
+    CHECK_OK(mlxn_op_rope(s, b[0], b[0], b[2], NULL, &rp));
+    CHECK_OK(mlxn_op_kv_write(s, b[1], b[0], b[2]));
+}
+
 static mlxn_buffer *mat(int64_t r, int64_t c) {
     mlxn_buffer *b = NULL;
     int64_t sh[2] = {r, c};
@@ -158,6 +167,15 @@ static void test_fusion(void) {
     fusion_case("silu->mul", build_silu_mul, d, 4, 3, 1, NULL, 0);
     fusion_case("silu->mul with silu output reused", build_silu_mul_reused, d, 4, 1, 0, NULL, 0);
     for (int i = 0; i < 4; i++) mlxn_buffer_destroy(d[i]);
+    int64_t ks[3] = {2, 2, 16}, cs[3] = {2, 8, 16}, ps[1] = {2};
+    mlxn_buffer *r[3] = {NULL, NULL, NULL};
+    CHECK_OK(mlxn_buffer_create(&r[0], dev, MLXN_F32, 3, ks));
+    CHECK_OK(mlxn_buffer_create(&r[1], dev, MLXN_F32, 3, cs));
+    CHECK_OK(mlxn_buffer_create(&r[2], dev, MLXN_I32, 1, ps)); /* positions: set by the builder */
+    fusion_case("rope->kv_write (cache)", build_rope_kv, r, 2, 1, 1, NULL, 0);
+    int keep_k[1] = {0};
+    fusion_case("rope->kv_write with k marked output", build_rope_kv, r, 2, 1, 0, keep_k, 1);
+    for (int i = 0; i < 3; i++) mlxn_buffer_destroy(r[i]);
 }
 
 /* ---- schedule / reorder properties on hand-made node lists ---- */

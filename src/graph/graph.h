@@ -33,7 +33,11 @@ typedef struct mlxn_outputs {
     mlxn_tensor *t;
     size_t n, cap;
 } mlxn_outputs;
-uint32_t mlxn_pass_fuse(mlxn_node *nodes, uint32_t *n, const mlxn_outputs *outs, bool dump);
+/* `can_run` says whether the backend has a kernel for a fused node (NULL:
+ * every fusion is allowed); a fusion whose node it refuses is skipped. */
+typedef bool (*mlxn_can_run_fn)(void *ctx, const mlxn_node *n);
+uint32_t mlxn_pass_fuse(mlxn_node *nodes, uint32_t *n, const mlxn_outputs *outs, bool dump,
+                        mlxn_can_run_fn can_run, void *ctx);
 uint32_t mlxn_pass_reorder(mlxn_node *nodes, uint32_t n, bool dump);
 
 /* Drop the node's references on its allocations. */

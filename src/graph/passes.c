@@ -1,7 +1,8 @@
 /*
  * passes.c — the fuse and reorder passes over a node array.
  *
- * Fuse: a table of producer -> consumer patterns. A pair fuses only when
+ * Fuse: a table of producer -> consumer patterns (rms_norm -> mul,
+ * silu -> mul, rope -> kv_write, then add -> rms_norm). A pair fuses only when
  *  - the consumer is the first node after the producer to read the
  *    producer's output, and reads exactly that range;
  *  - the intermediate (when the fused node no longer writes it) is read by
@@ -101,6 +102,18 @@ static bool make_fused(const mlxn_node *p, const mlxn_node *c, mlxn_node *f, boo
         f->p.norm = c->p.norm;
         *elides = false;
         return true;
+    case MLXN_OP_ROPE: /* rope(x) -> kv_write(cache, ., pos) => rope_kv_write(cache, x, pos) */
+        if (c->op != MLXN_OP_KV_WRITE || !tensor_eq(&c->t[1], mid) || !tensor_eq(&c->t[2], &p->t[2])) return false;
+        f->op = MLXN_OP_ROPE_KV_WRITE;
+        f->n_slots = 4;
+        f->n_out = 1;
+        f->t[0] = c->t[0];
+        f->t[1] = p->t[1];
+        f->t[2] = p->t[2];
+        f->t[3] = p->t[3];
+        f->p.rope = p->p.rope;
+        *elides = true;
+        return true;
     case MLXN_OP_SILU: /* silu(g) -> mul(., u) or mul(u, .) => silu_mul(g, u) */
         if (c->op != MLXN_OP_MUL) return false;
         {
@@ -135,12 +148,12 @@ static bool fused_alias_ok(const mlxn_node *f) {
 
 /* One sweep over the nodes for the producers of one round. */
 static uint32_t fuse_round(mlxn_node *nodes, uint32_t *np, const mlxn_outputs *outs, bool dump,
-                           int round) {
+                           int round, mlxn_can_run_fn can_run, void *ctx) {
     uint32_t n = *np, fusions = 0;
     bool *dead = NULL;
     for (uint32_t i = 0; i < n; i++) {
         mlxn_node *p = &nodes[i];
-        bool producer = round == 0 ? (p->op == MLXN_OP_RMS_NORM || p->op == MLXN_OP_SILU)
+        bool producer = round == 0 ? (p->op == MLXN_OP_RMS_NORM || p->op == MLXN_OP_SILU || p->op == MLXN_OP_ROPE)
                                    : p->op == MLXN_OP_ADD;
         if (!producer) continue;
         if (dead && dead[i]) continue;
@@ -167,6 +180,7 @@ static uint32_t fuse_round(mlxn_node *nodes, uint32_t *np, const mlxn_outputs *o
         if (!make_fused(p, &nodes[j], &f, &elides)) continue;
         if (elides && !intermediate_dead(nodes, n, j, mid, outs)) continue;
         if (!fused_alias_ok(&f)) continue;
+        if (can_run && !can_run(ctx, &f)) continue;
         if (!dead) {
             dead = mlxn_calloc(n, sizeof *dead);
             if (!dead) break;
@@ -190,9 +204,10 @@ static uint32_t fuse_round(mlxn_node *nodes, uint32_t *np, const mlxn_outputs *o
 
 /* Round 0 folds norm weights and SiLU gates; round 1 then merges residual
  * adds into the (now weighted) norms that follow them. */
-uint32_t mlxn_pass_fuse(mlxn_node *nodes, uint32_t *np, const mlxn_outputs *outs, bool dump) {
-    uint32_t f = fuse_round(nodes, np, outs, dump, 0);
-    return f + fuse_round(nodes, np, outs, dump, 1);
+uint32_t mlxn_pass_fuse(mlxn_node *nodes, uint32_t *np, const mlxn_outputs *outs, bool dump,
+                        mlxn_can_run_fn can_run, void *ctx) {
+    uint32_t f = fuse_round(nodes, np, outs, dump, 0, can_run, ctx);
+    return f + fuse_round(nodes, np, outs, dump, 1, can_run, ctx);
 }
 
 /* A small set of nodes' ranges, for the reorder pass. */

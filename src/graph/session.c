@@ -163,6 +163,11 @@ static void hist_groups(mlxn_session *s) {
     s->stats.edges = s->exec.n_deps;
 }
 
+static bool backend_can_run(void *ctx, const mlxn_node *n) {
+    mlxn_device *d = ctx;
+    return !d->be->supports || d->be->supports(d, n);
+}
+
 /* Turn the recorded nodes into an exec: passes (optimized), schedule. */
 static mlxn_status build_exec(mlxn_session *s) {
     bool dump = s->flags & MLXN_SESSION_DUMP;
@@ -177,7 +182,7 @@ static mlxn_status build_exec(mlxn_session *s) {
     s->stats.fusions = s->stats.reordered = 0;
     if (s->mode == MLXN_MODE_OPTIMIZED) {
         if (!(s->flags & MLXN_SESSION_NO_FUSE))
-            s->stats.fusions = mlxn_pass_fuse(s->exec.nodes, &n, &s->outs, dump);
+            s->stats.fusions = mlxn_pass_fuse(s->exec.nodes, &n, &s->outs, dump, backend_can_run, s->dev);
         if (!(s->flags & MLXN_SESSION_NO_REORDER))
             s->stats.reordered = mlxn_pass_reorder(s->exec.nodes, n, dump);
     }

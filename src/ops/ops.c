@@ -33,6 +33,7 @@ const mlxn_op_desc mlxn_op_table[MLXN_OP_COUNT] = {
     [MLXN_OP_ARGMAX] = {"argmax", false},
     [MLXN_OP_TOP_K] = {"top_k", false},
     [MLXN_OP_MATMUL_ID] = {"matmul_id", true},
+    [MLXN_OP_ROPE_KV_WRITE] = {"rope_kv_write", true},
 };
 _Static_assert(sizeof mlxn_op_table / sizeof mlxn_op_table[0] == MLXN_OP_COUNT,
                "op table out of date");

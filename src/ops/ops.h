@@ -33,6 +33,7 @@ typedef enum mlxn_op {
     MLXN_OP_ARGMAX = 19,      /* out | x */
     MLXN_OP_TOP_K = 20,       /* idx, val | x */
     MLXN_OP_MATMUL_ID = 21,   /* out | x, w, ids */
+    MLXN_OP_ROPE_KV_WRITE = 22, /* cache | x, positions [, freq_factors]: fused rope -> kv_write */
     MLXN_OP_COUNT
 } mlxn_op;
 

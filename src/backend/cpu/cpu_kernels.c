@@ -245,38 +245,45 @@ static double rope_inv_freq(const mlxn_rope_params *p, int i, const float *ff) {
 
 static size_t s_rope(const mlxn_node *n, int nth) {
     (void)nth;
-    return (size_t)n->p.rope.n_dims * sizeof(float) * 2;
+    int64_t D = T(1)->shape[2];
+    return (size_t)(n->p.rope.n_dims + D) * sizeof(float);
+}
+
+/* cos/sin of every rotated pair for position pos into cs[half], sn[half]. */
+static void rope_angles(const mlxn_rope_params *p, int32_t pos, const float *ff, float *cs, float *sn) {
+    double ppos = pos;
+    if (p->scaling == MLXN_ROPE_SCALE_LINEAR) ppos /= (double)p->factor;
+    for (int i = 0; i < p->n_dims / 2; i++) {
+        double a = ppos * rope_inv_freq(p, i, ff);
+        cs[i] = (float)cos(a);
+        sn[i] = (float)sin(a);
+    }
+}
+
+/* One head row: o = rotate(x) (o may be x). */
+static void rope_row(const mlxn_rope_params *p, const float *x, float *o, int64_t D, const float *cs, const float *sn) {
+    int half = p->n_dims / 2;
+    for (int i = 0; i < half; i++) {
+        int64_t i0 = p->mode == MLXN_ROPE_NEOX ? i : 2 * i;
+        int64_t i1 = p->mode == MLXN_ROPE_NEOX ? i + half : 2 * i + 1;
+        float x0 = x[i0], x1 = x[i1];
+        o[i0] = x0 * cs[i] - x1 * sn[i];
+        o[i1] = x0 * sn[i] + x1 * cs[i];
+    }
+    if (o != x)
+        for (int64_t d = p->n_dims; d < D; d++) o[d] = x[d];
 }
 
 static void k_rope(const mlxn_node *n, int ith, int nth, void *scratch) {
     const mlxn_rope_params *p = &n->p.rope;
     int64_t Tn = T(1)->shape[0], H = T(1)->shape[1], D = T(1)->shape[2], lo, hi;
-    int half = p->n_dims / 2;
     mlxn_split(Tn, ith, nth, &lo, &hi);
     const int32_t *pos = I32(2);
     const float *ff = T(3)->alloc ? F32(3) : NULL;
-    float *cs = scratch, *sn = cs + half;
+    float *cs = scratch, *sn = cs + p->n_dims / 2;
     for (int64_t t = lo; t < hi; t++) {
-        double ppos = pos[t];
-        if (p->scaling == MLXN_ROPE_SCALE_LINEAR) ppos /= (double)p->factor;
-        for (int i = 0; i < half; i++) {
-            double a = ppos * rope_inv_freq(p, i, ff);
-            cs[i] = (float)cos(a);
-            sn[i] = (float)sin(a);
-        }
-        for (int64_t h = 0; h < H; h++) {
-            const float *x = F32(1) + (t * H + h) * D;
-            float *o = F32(0) + (t * H + h) * D;
-            for (int i = 0; i < half; i++) {
-                int64_t i0 = p->mode == MLXN_ROPE_NEOX ? i : 2 * i;
-                int64_t i1 = p->mode == MLXN_ROPE_NEOX ? i + half : 2 * i + 1;
-                float x0 = x[i0], x1 = x[i1];
-                o[i0] = x0 * cs[i] - x1 * sn[i];
-                o[i1] = x0 * sn[i] + x1 * cs[i];
-            }
-            if (o != x)
-                for (int64_t d = p->n_dims; d < D; d++) o[d] = x[d];
-        }
+        rope_angles(p, pos[t], ff, cs, sn);
+        for (int64_t h = 0; h < H; h++) rope_row(p, F32(1) + (t * H + h) * D, F32(0) + (t * H + h) * D, D, cs, sn);
     }
 }
 
@@ -329,6 +336,12 @@ static void k_get_rows(const mlxn_node *n, int ith, int nth, void *scratch) {
 
 /* ---- KV cache ---- */
 
+/* Store a row of D floats at element `base` of a f32/f16/bf16 cache. */
+static void cache_store(const mlxn_tensor *c, size_t base, const float *src, int64_t D) {
+    if (c->dtype == MLXN_F32) memcpy((float *)mlxn_tensor_data(c) + base, src, (size_t)D * sizeof(float));
+    else for (int64_t d = 0; d < D; d++) store_f(mlxn_tensor_data(c), c->dtype, base + (size_t)d, src[d]);
+}
+
 static void k_kv_write(const mlxn_node *n, int ith, int nth, void *scratch) {
     (void)scratch;
     const mlxn_tensor *c = T(0), *x = T(1);
@@ -336,14 +349,28 @@ static void k_kv_write(const mlxn_node *n, int ith, int nth, void *scratch) {
     mlxn_split(Tn * Hkv, ith, nth, &lo, &hi);
     const int32_t *pos = I32(2);
     for (int64_t i = lo; i < hi; i++) {
-        int64_t t = i / Hkv, h = i % Hkv;
-        int64_t p = pos[t];
+        int64_t t = i / Hkv, h = i % Hkv, p = pos[t];
         if (p < 0) continue; /* negative position: nothing to write */
-        int64_t row = p % C;
-        const float *src = F32(1) + (t * Hkv + h) * D;
-        size_t base = (size_t)((h * C + row) * D);
-        if (c->dtype == MLXN_F32) memcpy((float *)mlxn_tensor_data(c) + base, src, (size_t)D * sizeof(float));
-        else for (int64_t d = 0; d < D; d++) store_f(mlxn_tensor_data(c), c->dtype, base + (size_t)d, src[d]);
+        cache_store(c, (size_t)((h * C + p % C) * D), F32(1) + (t * Hkv + h) * D, D);
+    }
+}
+
+/* Fused rope -> kv_write: rotate each key row on the way into the cache. */
+static void k_rope_kv_write(const mlxn_node *n, int ith, int nth, void *scratch) {
+    const mlxn_tensor *c = T(0), *x = T(1);
+    const mlxn_rope_params *p = &n->p.rope;
+    int64_t Tn = x->shape[0], Hkv = x->shape[1], D = x->shape[2], C = c->shape[1], lo, hi;
+    mlxn_split(Tn * Hkv, ith, nth, &lo, &hi);
+    const int32_t *pos = I32(2);
+    const float *ff = T(3)->alloc ? F32(3) : NULL;
+    float *cs = scratch, *sn = cs + p->n_dims / 2, *row = sn + p->n_dims / 2;
+    int64_t last_t = -1;
+    for (int64_t i = lo; i < hi; i++) {
+        int64_t t = i / Hkv, h = i % Hkv, ps = pos[t];
+        if (ps < 0) continue;
+        if (t != last_t) rope_angles(p, pos[t], ff, cs, sn), last_t = t;
+        rope_row(p, F32(1) + (t * Hkv + h) * D, row, D, cs, sn);
+        cache_store(c, (size_t)((h * C + ps % C) * D), row, D);
     }
 }
 
@@ -587,5 +614,6 @@ const mlxn_cpu_op mlxn_cpu_ops[MLXN_OP_COUNT] = {
     [MLXN_OP_ARGMAX] = {k_argmax, NULL},
     [MLXN_OP_TOP_K] = {k_top_k, s_top_k},
     [MLXN_OP_MATMUL_ID] = {k_matmul_id, s_matmul_id},
+    [MLXN_OP_ROPE_KV_WRITE] = {k_rope_kv_write, s_rope},
 };
 _Static_assert(sizeof mlxn_cpu_ops / sizeof mlxn_cpu_ops[0] == MLXN_OP_COUNT, "cpu kernel table out of date");
