@@ -420,7 +420,7 @@ static const float *cache_row(const mlxn_tensor *c, size_t base, int64_t D, floa
     const uint16_t *src = (const uint16_t *)mlxn_tensor_data(c) + base;
     if (c->dtype == MLXN_BF16) bf16_row(src, buf, D);
     else if (__builtin_cpu_supports("avx512f")) f16_row_512(src, buf, D);
-    else if (__builtin_cpu_supports("f16c")) f16_row_f16c(src, buf, D);
+    else if (__builtin_cpu_supports("avx2")) f16_row_f16c(src, buf, D); /* every AVX2 CPU has F16C */
     else for (int64_t d = 0; d < D; d++) buf[d] = mlxn_f16_to_f32(src[d]);
     return buf;
 }
