@@ -22,6 +22,7 @@
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -328,6 +329,14 @@ static mlxn_status write_json(const char *dir, const char *file, cJSON *j) {
     return st;
 }
 
+/* A float as the shortest decimal that reads back to it (1e-05, not
+ * 9.99999974737875e-06). */
+static double dec(float f) {
+    char b[32];
+    snprintf(b, sizeof b, "%.7g", (double)f);
+    return strtod(b, NULL);
+}
+
 static mlxn_status write_config_from_cfg(const char *dir, const mlxn_model_config *cfg, bool tied, cJSON *quant) {
     cJSON *j = cJSON_CreateObject();
     cJSON *arr = cJSON_AddArrayToObject(j, "architectures");
@@ -340,16 +349,16 @@ static mlxn_status write_config_from_cfg(const char *dir, const mlxn_model_confi
     cJSON_AddNumberToObject(j, "num_key_value_heads", cfg->kv_heads);
     cJSON_AddNumberToObject(j, "head_dim", cfg->head_dim);
     cJSON_AddNumberToObject(j, "vocab_size", cfg->vocab);
-    cJSON_AddNumberToObject(j, "rms_norm_eps", cfg->rms_eps);
-    cJSON_AddNumberToObject(j, "rope_theta", cfg->rope_theta);
+    cJSON_AddNumberToObject(j, "rms_norm_eps", dec(cfg->rms_eps));
+    cJSON_AddNumberToObject(j, "rope_theta", dec(cfg->rope_theta));
     if (cfg->max_pos) cJSON_AddNumberToObject(j, "max_position_embeddings", cfg->max_pos);
     if (cfg->rope_scaling == MLXN_ROPE_SCALE_LLAMA3 || cfg->rope_scaling == MLXN_ROPE_SCALE_LINEAR) {
         cJSON *rs = cJSON_AddObjectToObject(j, "rope_scaling");
         cJSON_AddStringToObject(rs, "rope_type", cfg->rope_scaling == MLXN_ROPE_SCALE_LLAMA3 ? "llama3" : "linear");
-        cJSON_AddNumberToObject(rs, "factor", cfg->rope_factor);
+        cJSON_AddNumberToObject(rs, "factor", dec(cfg->rope_factor));
         if (cfg->rope_scaling == MLXN_ROPE_SCALE_LLAMA3) {
-            cJSON_AddNumberToObject(rs, "low_freq_factor", cfg->rope_low_freq);
-            cJSON_AddNumberToObject(rs, "high_freq_factor", cfg->rope_high_freq);
+            cJSON_AddNumberToObject(rs, "low_freq_factor", dec(cfg->rope_low_freq));
+            cJSON_AddNumberToObject(rs, "high_freq_factor", dec(cfg->rope_high_freq));
             cJSON_AddNumberToObject(rs, "original_max_position_embeddings", cfg->rope_orig_max_pos);
         }
     }
