@@ -9,6 +9,9 @@
 int cmd_graph(int argc, char **argv);
 int cmd_bench_ops(int argc, char **argv);
 int cmd_convert(int argc, char **argv);
+/* Progress line for model loading on a terminal (stderr), for
+ * mlxn_model_load_ex. */
+void cli_load_progress(void *ctx, int layers_done, int layers);
 int cmd_generate(int argc, char **argv);
 int cmd_info(int argc, char **argv);
 int cmd_bench(int argc, char **argv);

@@ -108,7 +108,7 @@ int cmd_bench(int argc, char **argv) {
     mlxn_device_options o = {.n_threads = (int)threads};
     mlxn_status st = mlxn_device_open(&dev, backend, &o);
     if (st) { rc = cli_fail("opening the device", st); goto done; }
-    if ((st = mlxn_model_load(&m, dev, model_path))) { rc = cli_fail("loading the model", st); goto done; }
+    if ((st = mlxn_model_load_ex(&m, dev, model_path, cli_load_progress, NULL))) { rc = cli_fail("loading the model", st); goto done; }
     long ctx = (pp > tg ? pp : tg);
     if ((st = mlxn_kvcache_create(&kv, m, (int)ctx, kvt))) { rc = cli_fail("allocating the KV cache", st); goto done; }
     toks = malloc((size_t)(pp > 1 ? pp : 1) * sizeof *toks);

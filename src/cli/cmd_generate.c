@@ -171,7 +171,13 @@ int cmd_generate(int argc, char **argv) {
     mlxn_device_options o = {.n_threads = (int)threads};
     mlxn_status st = mlxn_device_open(&dev, backend, &o);
     if (st) { rc = cli_fail("opening the device", st); goto done; }
-    if ((st = mlxn_model_load(&m, dev, model_path))) { rc = cli_fail("loading the model", st); goto done; }
+    uint64_t t_load = mlxn_now_ns();
+    if ((st = mlxn_model_load_ex(&m, dev, model_path, cli_load_progress, NULL))) {
+        rc = cli_fail("loading the model", st);
+        goto done;
+    }
+    fprintf(stderr, "mlxn: loaded %s (%.1f MiB of weights) in %.3f s\n", model_path,
+            (double)m->weight_bytes / (1 << 20), (double)(mlxn_now_ns() - t_load) * 1e-9);
     if (ids) {
         if (!parse_ids(ids, &ptoks, &n_prompt)) {
             fprintf(stderr, "mlxn generate: --tokens needs comma-separated ids\n");

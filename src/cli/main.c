@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 int cli_fail(const char *what, mlxn_status st) {
     fprintf(stderr, "mlxn: %s: %s: %s\n", what, mlxn_status_name(st), mlxn_last_error());
@@ -32,6 +33,13 @@ bool cli_float(const char *flag, const char *v, double *out) {
     }
     *out = x;
     return true;
+}
+
+void cli_load_progress(void *ctx, int layers_done, int layers) {
+    (void)ctx;
+    if (!isatty(2)) return;
+    fprintf(stderr, "\rmlxn: loading layer %d/%d", layers_done, layers);
+    if (layers_done == layers - 1) fprintf(stderr, "\r%40s\r", "");
 }
 
 static void usage(FILE *f) {

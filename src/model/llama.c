@@ -207,6 +207,7 @@ static mlxn_status load_weights(loader *ld) {
             return mlxn_err(MLXN_ERR_DTYPE, "%s: rope_freqs.weight must be f32", ld->label);
     }
     for (int i = 0; i < c->layers; i++) {
+        if (i && ld->src->progress) ld->src->progress(ld->src->pctx, i, c->layers);
         mlxn_layer *L = &m->L[i];
         module_name(ld, R_ATTN_NORM, i, mod, sizeof mod);
         TRY(load_vec(ld, &L->attn_norm, mod, ".weight", hid, true));

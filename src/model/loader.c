@@ -137,7 +137,9 @@ static bool ends_with(const char *s, const char *suf) {
     return a >= b && !strcmp(s + a - b, suf);
 }
 
-static mlxn_status load_dir(mlxn_model **out, mlxn_device *dev, const char *dir) {
+typedef void (*progress_fn)(void *pctx, int layers_done, int layers);
+
+static mlxn_status load_dir(mlxn_model **out, mlxn_device *dev, const char *dir, progress_fn progress, void *pctx) {
     char p[4096];
     snprintf(p, sizeof p, "%s/config.json", dir);
     mlxn_model_config cfg;
@@ -148,13 +150,13 @@ static mlxn_status load_dir(mlxn_model **out, mlxn_device *dev, const char *dir)
         mlxn_model_config_free(&cfg);
         return st;
     }
-    mlxn_weight_source src = {sh, st_find, st_close, MLXN_NAMES_HF, dir};
+    mlxn_weight_source src = {sh, st_find, st_close, MLXN_NAMES_HF, dir, progress, pctx};
     st = mlxn_model_create(out, dev, &cfg, &src);
     mlxn_model_config_free(&cfg);
     return st;
 }
 
-static mlxn_status load_gguf(mlxn_model **out, mlxn_device *dev, const char *path) {
+static mlxn_status load_gguf(mlxn_model **out, mlxn_device *dev, const char *path, progress_fn progress, void *pctx) {
     mlxn_gguf *g = NULL;
     TRY(mlxn_gguf_open_file(&g, path));
     mlxn_model_config cfg;
@@ -164,21 +166,26 @@ static mlxn_status load_gguf(mlxn_model **out, mlxn_device *dev, const char *pat
         mlxn_gguf_close(g);
         return st;
     }
-    mlxn_weight_source src = {g, gguf_find, gguf_close, MLXN_NAMES_GGUF, path};
+    mlxn_weight_source src = {g, gguf_find, gguf_close, MLXN_NAMES_GGUF, path, progress, pctx};
     st = mlxn_model_create(out, dev, &cfg, &src);
     mlxn_model_config_free(&cfg);
     return st;
 }
 
 mlxn_status mlxn_model_load(mlxn_model **out, mlxn_device *dev, const char *path) {
+    return mlxn_model_load_ex(out, dev, path, NULL, NULL);
+}
+
+mlxn_status mlxn_model_load_ex(mlxn_model **out, mlxn_device *dev, const char *path,
+                               void (*progress)(void *pctx, int layers_done, int layers), void *pctx) {
     if (!out || !dev || !path) return mlxn_err(MLXN_ERR_INVALID_ARG, "model: NULL argument");
     *out = NULL;
     struct stat sb;
     mlxn_status st;
-    if (!strncmp(path, "synthetic:", 10)) st = mlxn_model_load_synthetic(out, dev, path);
+    if (!strncmp(path, "synthetic:", 10)) st = mlxn_model_load_synthetic(out, dev, path, progress, pctx);
     else if (stat(path, &sb)) return mlxn_err(MLXN_ERR_IO, "%s: %s", path, strerror(errno));
-    else if (S_ISDIR(sb.st_mode)) st = load_dir(out, dev, path);
-    else if (ends_with(path, ".gguf")) st = load_gguf(out, dev, path);
+    else if (S_ISDIR(sb.st_mode)) st = load_dir(out, dev, path, progress, pctx);
+    else if (ends_with(path, ".gguf")) st = load_gguf(out, dev, path, progress, pctx);
     else
         return mlxn_err(MLXN_ERR_UNSUPPORTED,
                         "%s: not a model directory (config.json + safetensors) or a .gguf file", path);

@@ -122,6 +122,10 @@ typedef struct mlxn_weight_source {
     void (*close)(void *ctx); /* nullable */
     mlxn_weight_names names;
     const char *label; /* file or directory, for messages */
+    /* nullable: told after each layer's weights are loaded (uploads to a GPU
+     * take seconds for large models) */
+    void (*progress)(void *pctx, int layers_done, int layers);
+    void *pctx;
 } mlxn_weight_source;
 
 /* ------------------------------------------------------------------------ */
@@ -182,9 +186,13 @@ typedef struct mlxn_tokenizer mlxn_tokenizer; /* model/tokenizer.h */
  * (config from its metadata). Weights are mmapped and adopted zero-copy on
  * the CPU. */
 mlxn_status mlxn_model_load(mlxn_model **out, mlxn_device *dev, const char *path);
+/* mlxn_model_load with a progress callback (nullable) called per layer. */
+mlxn_status mlxn_model_load_ex(mlxn_model **out, mlxn_device *dev, const char *path,
+                               void (*progress)(void *pctx, int layers_done, int layers), void *pctx);
 /* "synthetic:NAME[:q<bits>][:g<group>]": a known model's shapes with random
  * MLX-quantized weights (synthetic.c; mlxn_model_load takes these too). */
-mlxn_status mlxn_model_load_synthetic(mlxn_model **out, mlxn_device *dev, const char *spec);
+mlxn_status mlxn_model_load_synthetic(mlxn_model **out, mlxn_device *dev, const char *spec,
+                                      void (*progress)(void *pctx, int layers_done, int layers), void *pctx);
 /* Hyper-parameters from GGUF metadata: general.architecture, then
  * <arch>.block_count, .embedding_length, .attention.head_count(_kv),
  * .feed_forward_length, .context_length, .attention.key_length,

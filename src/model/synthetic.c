@@ -161,7 +161,8 @@ static void syn_close(void *ctx) {
     mlxn_free(s);
 }
 
-mlxn_status mlxn_model_load_synthetic(mlxn_model **out, mlxn_device *dev, const char *spec) {
+mlxn_status mlxn_model_load_synthetic(mlxn_model **out, mlxn_device *dev, const char *spec,
+                                      void (*progress)(void *pctx, int layers_done, int layers), void *pctx) {
     const char *name = spec + strlen("synthetic:");
     char base[32];
     size_t blen = strcspn(name, ":");
@@ -212,7 +213,7 @@ mlxn_status mlxn_model_load_synthetic(mlxn_model **out, mlxn_device *dev, const 
     s->bits = bits;
     s->group = group;
     mlxn_model_config cfg = *c; /* the model takes this copy over */
-    mlxn_weight_source src = {s, syn_find, syn_close, MLXN_NAMES_HF, spec};
+    mlxn_weight_source src = {s, syn_find, syn_close, MLXN_NAMES_HF, spec, progress, pctx};
     st = mlxn_model_create(out, dev, &cfg, &src);
     mlxn_model_config_free(&cfg);
     return st;
