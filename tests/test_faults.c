@@ -10,6 +10,7 @@
  */
 #include "core/core.h"
 #include "mlxn.h"
+#include "model/model.h"
 #include "testutil.h"
 
 #include <pthread.h>
@@ -94,6 +95,67 @@ static void test_alloc_failures(void) {
     printf("alloc failures: %d injection points, each returned MLXN_ERR_OUT_OF_MEMORY\n", failures);
 }
 
+/* Load a tiny model, build a 3-token forward graph, run it, then a decode
+ * step by replay. */
+static mlxn_status model_run(float *logit0) {
+    mlxn_status st = MLXN_OK;
+    mlxn_device *dev = NULL;
+    mlxn_model *m = NULL;
+    mlxn_kvcache *kv = NULL;
+    mlxn_forward *f = NULL, *d = NULL;
+    mlxn_device_options opt = {.n_threads = 2};
+    int32_t toks[3] = {5, 17, 42}, one = 7;
+    TRY(mlxn_device_open(&dev, "cpu", &opt));
+    TRY(mlxn_model_load(&m, dev, "tests/data/models/llama"));
+    TRY(mlxn_kvcache_create(&kv, m, 8, MLXN_F16));
+    TRY(mlxn_forward_create(&f, m, kv, 3, MLXN_MODE_OPTIMIZED, 0));
+    TRY(mlxn_forward_create(&d, m, kv, 1, MLXN_MODE_OPTIMIZED, 0));
+    TRY(mlxn_forward_run(f, toks));
+    TRY(mlxn_forward_run(d, &one));
+    TRY(mlxn_forward_run(d, &one));
+    int V = m->cfg.vocab;
+    float *lg = mlxn_malloc((size_t)V * sizeof(float));
+    if (!lg) {
+        st = mlxn_err(MLXN_ERR_OUT_OF_MEMORY, "test: logits");
+        goto out;
+    }
+    st = mlxn_forward_logits(d, lg, (size_t)V);
+    *logit0 = lg[0];
+    mlxn_free(lg);
+out:
+    mlxn_forward_destroy(f);
+    mlxn_forward_destroy(d);
+    mlxn_kvcache_destroy(kv);
+    mlxn_model_destroy(m);
+    mlxn_device_close(dev);
+    return st;
+}
+
+static void test_model_alloc_failures(void) {
+    float want = 0, got = 0;
+    mlxn_test_fail_alloc_after(0);
+    CHECK_OK(model_run(&want));
+    int failures = 0, wrong = 0;
+    long n;
+    for (n = 1; n < 5000; n++) {
+        mlxn_err_clear();
+        mlxn_test_fail_alloc_after(n);
+        mlxn_status st = model_run(&got);
+        mlxn_test_fail_alloc_after(0);
+        if (st == MLXN_OK) break;
+        failures++;
+        if (st != MLXN_ERR_OUT_OF_MEMORY || !mlxn_last_error()[0]) {
+            if (wrong < 3) fprintf(stderr, "  n=%ld: %s: %s\n", n, mlxn_status_name(st), mlxn_last_error());
+            wrong++;
+        }
+    }
+    CHECK(failures > 50, "model load + graphs make more than 50 allocations (%d)", failures);
+    CHECK(wrong == 0, "%d injected failures in model load/graph came back otherwise", wrong);
+    CHECK(got == want, "after %d injected failures the model gives the same logit (%g vs %g)", failures,
+          (double)got, (double)want);
+    printf("model alloc failures: %d injection points (load, cache, record, run, replay)\n", failures);
+}
+
 typedef struct thread_arg {
     mlxn_device *dev;
     int seed;
@@ -142,6 +204,7 @@ static void test_two_threads(void) {
 
 int main(void) {
     test_alloc_failures();
+    test_model_alloc_failures();
     test_two_threads();
     return test_summary("test_faults");
 }
