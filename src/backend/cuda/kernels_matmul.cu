@@ -1,0 +1,271 @@
+/*
+ * kernels_matmul.cu — out[M, N] = x[M, K] * W[N, K]^T for every weight
+ * format (dense f32/f16/bf16, GGML blocks, MLX affine), and the gathers
+ * (get_rows, get_rows_mlx) that share the decoders of quant.cuh.
+ *
+ *  - M <= 8 (decode): k_mmv, one warp per output row, lanes stride over
+ *    units of the row, f32 accumulation, one pass over W for all M rows.
+ *    Memory-bound: the goal is HBM bandwidth on W.
+ *  - M > 8: k_mm_tiled, 64x64 output tiles; W tiles are decoded into shared
+ *    memory once per tile and reused by 64 rows of x.
+ *  - Dense W whose rows are not 16-byte aligned: k_mm_scalar (reference-
+ *    speed fallback).
+ */
+#include "backend/cuda/quant.cuh"
+
+#define MMV_WARPS 4
+
+template <class F, int MB>
+__global__ void __launch_bounds__(MMV_WARPS * 32) k_mmv(F f, float *__restrict__ y, const float *__restrict__ x,
+                                                        int M, int64_t N, int64_t K) {
+    int64_t n = (int64_t)blockIdx.x * MMV_WARPS + (threadIdx.x >> 5);
+    int lane = threadIdx.x & 31;
+    if (n >= N) return;
+    float acc[MB];
+#pragma unroll
+    for (int m = 0; m < MB; m++) acc[m] = 0.0f;
+    int64_t nu = K / F::U;
+#pragma unroll 2
+    for (int64_t u = lane; u < nu; u += 32) {
+        float w[F::U];
+        f.decode(n, u, w);
+#pragma unroll
+        for (int m = 0; m < MB; m++) {
+            if (m < M) {
+                const float4 *xp = (const float4 *)(x + m * K + u * F::U);
+                float a = 0.0f;
+#pragma unroll
+                for (int j = 0; j < F::U / 4; j++) {
+                    float4 xv = __ldg(xp + j);
+                    a = fmaf(w[4 * j], xv.x, a);
+                    a = fmaf(w[4 * j + 1], xv.y, a);
+                    a = fmaf(w[4 * j + 2], xv.z, a);
+                    a = fmaf(w[4 * j + 3], xv.w, a);
+                }
+                acc[m] += a;
+            }
+        }
+    }
+#pragma unroll
+    for (int m = 0; m < MB; m++) {
+        float v = cu_warp_sum(acc[m]);
+        if (lane == 0 && m < M) y[m * N + n] = v;
+    }
+}
+
+#define TBM 64
+#define TBN 64
+#define TBK 64
+
+template <class F>
+__global__ void __launch_bounds__(256) k_mm_tiled(F f, float *__restrict__ y, const float *__restrict__ x, int64_t M,
+                                                  int64_t N, int64_t K) {
+    __shared__ float xs[TBK][TBM + 4];
+    __shared__ float ws[TBK][TBN + 4];
+    int64_t m0 = (int64_t)blockIdx.y * TBM, n0 = (int64_t)blockIdx.x * TBN;
+    int tx = threadIdx.x & 15, ty = threadIdx.x >> 4;
+    float acc[4][4] = {};
+    constexpr int UPR = TBK / F::U; /* units per tile row */
+    for (int64_t k0 = 0; k0 < K; k0 += TBK) {
+        for (int i = threadIdx.x; i < TBM * TBK; i += 256) {
+            int mm = i / TBK, kk = i % TBK;
+            int64_t gm = m0 + mm, gk = k0 + kk;
+            xs[kk][mm] = (gm < M && gk < K) ? x[gm * K + gk] : 0.0f;
+        }
+        for (int i = threadIdx.x; i < TBN * UPR; i += 256) {
+            int nn = i / UPR, uu = i % UPR;
+            int64_t gn = n0 + nn, gu = k0 / F::U + uu;
+            float w[F::U];
+            if (gn < N && gu * F::U < K) f.decode(gn, gu, w);
+            else
+#pragma unroll
+                for (int j = 0; j < F::U; j++) w[j] = 0.0f;
+#pragma unroll
+            for (int j = 0; j < F::U; j++) ws[uu * F::U + j][nn] = w[j];
+        }
+        __syncthreads();
+#pragma unroll 8
+        for (int kk = 0; kk < TBK; kk++) {
+            float a[4], b[4];
+#pragma unroll
+            for (int i = 0; i < 4; i++) {
+                a[i] = xs[kk][ty + 16 * i];
+                b[i] = ws[kk][tx + 16 * i];
+            }
+#pragma unroll
+            for (int i = 0; i < 4; i++)
+#pragma unroll
+                for (int j = 0; j < 4; j++) acc[i][j] = fmaf(a[i], b[j], acc[i][j]);
+        }
+        __syncthreads();
+    }
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+        int64_t gm = m0 + ty + 16 * i;
+        if (gm >= M) continue;
+#pragma unroll
+        for (int j = 0; j < 4; j++) {
+            int64_t gn = n0 + tx + 16 * j;
+            if (gn < N) y[gm * N + gn] = acc[i][j];
+        }
+    }
+}
+
+__global__ void k_mm_scalar(float *y, const float *x, const void *w, int wdt, int64_t M, int64_t N, int64_t K) {
+    int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= M * N) return;
+    int64_t m = i / N, n = i % N;
+    float a = 0;
+    for (int64_t k = 0; k < K; k++) a = fmaf(x[m * K + k], cu_ld_rt(w, wdt, n * K + k), a);
+    y[i] = a;
+}
+
+template <class F>
+static cudaError_t run_mm(const F &f, float *y, const float *x, int64_t M, int64_t N, int64_t K, cudaStream_t s) {
+    if (M == 1) {
+        k_mmv<F, 1><<<cu_blocks(N, MMV_WARPS), MMV_WARPS * 32, 0, s>>>(f, y, x, 1, N, K);
+    } else if (M <= 8) {
+        k_mmv<F, 8><<<cu_blocks(N, MMV_WARPS), MMV_WARPS * 32, 0, s>>>(f, y, x, (int)M, N, K);
+    } else {
+        dim3 g(cu_blocks(N, TBN), cu_blocks(M, TBM));
+        k_mm_tiled<F><<<g, 256, 0, s>>>(f, y, x, M, N, K);
+    }
+    CU_LAUNCH_CHECK();
+    return cudaSuccess;
+}
+
+static size_t row_bytes(int wt, int64_t K) {
+    return (size_t)K / mlxn_dtype_block_elems((mlxn_dtype)wt) * mlxn_dtype_block_bytes((mlxn_dtype)wt);
+}
+
+extern "C" cudaError_t mlxn_cu_matmul_raw(float *y, const float *x, const void *w, int wt, int64_t M, int64_t N,
+                                          int64_t K, cudaStream_t s) {
+    const uint8_t *wb = (const uint8_t *)w;
+    int64_t rb = (int64_t)row_bytes(wt, K);
+    bool aligned = ((uintptr_t)w % 16) == 0 && rb % 16 == 0 && K % 8 == 0 && ((uintptr_t)x % 16) == 0;
+    switch (wt) {
+    case MLXN_F32:
+    case MLXN_F16:
+    case MLXN_BF16:
+        if (!aligned) {
+            k_mm_scalar<<<cu_blocks(M * N, 256), 256, 0, s>>>(y, x, w, wt, M, N, K);
+            CU_LAUNCH_CHECK();
+            return cudaSuccess;
+        }
+        if (wt == MLXN_F32) return run_mm(DecF32{wb, rb}, y, x, M, N, K, s);
+        if (wt == MLXN_F16) return run_mm(DecHalf<false>{wb, rb}, y, x, M, N, K, s);
+        return run_mm(DecHalf<true>{wb, rb}, y, x, M, N, K, s);
+    case MLXN_Q4_0: return run_mm(DecQ4_0{wb, rb}, y, x, M, N, K, s);
+    case MLXN_Q4_1: return run_mm(DecQ4_1{wb, rb}, y, x, M, N, K, s);
+    case MLXN_Q8_0: return run_mm(DecQ8_0{wb, rb}, y, x, M, N, K, s);
+    case MLXN_Q4_K: return run_mm(DecQK45<false>{wb, rb}, y, x, M, N, K, s);
+    case MLXN_Q5_K: return run_mm(DecQK45<true>{wb, rb}, y, x, M, N, K, s);
+    case MLXN_Q6_K: return run_mm(DecQ6K{wb, rb}, y, x, M, N, K, s);
+    default: return cudaErrorInvalidValue;
+    }
+}
+
+extern "C" cudaError_t mlxn_cu_matmul_mlx_raw(float *y, const float *x, const uint32_t *wq, const void *scales,
+                                              const void *biases, int sdt, int bits, int group, int64_t M, int64_t N,
+                                              int64_t K, cudaStream_t s) {
+    switch (bits) {
+#define MLX_CASE(B) \
+    case B: return run_mm(DecMlx<B>{wq, scales, biases, sdt, group, K}, y, x, M, N, K, s);
+        MLX_CASE(2) MLX_CASE(3) MLX_CASE(4) MLX_CASE(5) MLX_CASE(6) MLX_CASE(8)
+#undef MLX_CASE
+    default: return cudaErrorInvalidValue;
+    }
+}
+
+cudaError_t mlxn_cu_matmul(const cu_node *n, cudaStream_t s) {
+    const cu_tensor *t = n->t;
+    int64_t M = t[1].rows, K = t[1].cols;
+    if (n->op == CU_OP_MATMUL)
+        return mlxn_cu_matmul_raw((float *)t[0].data, (const float *)t[1].data, t[2].data, t[2].dtype, M,
+                                  t[2].shape[0], K, s);
+    return mlxn_cu_matmul_mlx_raw((float *)t[0].data, (const float *)t[1].data, (const uint32_t *)t[2].data,
+                                  t[3].data, t[4].data, t[3].dtype, n->mlx.bits, n->mlx.group_size, M,
+                                  t[2].shape[0], K, s);
+}
+
+/* ---- gathers: out[T, D] = decode(table row ids[t]); NaN rows for bad ids ---- */
+
+template <class F>
+__global__ void k_get_rows(F f, float *out, const int32_t *ids, int64_t T, int64_t V, int64_t D) {
+    int64_t nu = D / F::U;
+    int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= T * nu) return;
+    int64_t t = i / nu, u = i % nu;
+    int32_t id = ids[t];
+    float *o = out + t * D + u * F::U;
+    if (id < 0 || id >= V) {
+#pragma unroll
+        for (int j = 0; j < F::U; j++) o[j] = __int_as_float(0x7fc00000);
+        return;
+    }
+    float w[F::U];
+    f.decode(id, u, w);
+#pragma unroll
+    for (int j = 0; j < F::U; j++) o[j] = w[j];
+}
+
+__global__ void k_get_rows_scalar(float *out, const void *tab, int dt, const int32_t *ids, int64_t T, int64_t V,
+                                  int64_t D) {
+    int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= T * D) return;
+    int64_t t = i / D, d = i % D;
+    int32_t id = ids[t];
+    out[i] = (id < 0 || id >= V) ? __int_as_float(0x7fc00000) : cu_ld_rt(tab, dt, (int64_t)id * D + d);
+}
+
+template <class F>
+static cudaError_t run_gr(const F &f, float *out, const int32_t *ids, int64_t T, int64_t V, int64_t D,
+                          cudaStream_t s) {
+    k_get_rows<F><<<cu_blocks(T * (D / F::U), 128), 128, 0, s>>>(f, out, ids, T, V, D);
+    CU_LAUNCH_CHECK();
+    return cudaSuccess;
+}
+
+cudaError_t mlxn_cu_get_rows(const cu_node *n, cudaStream_t s) {
+    const cu_tensor *t = n->t;
+    float *out = (float *)t[0].data;
+    int64_t T = t[0].rows, D = t[0].cols;
+    if (n->op == CU_OP_GET_ROWS_MLX) {
+        const int32_t *ids = (const int32_t *)t[4].data;
+        switch (n->mlx.bits) {
+#define MLX_CASE(B)                                                                                          \
+    case B:                                                                                                  \
+        return run_gr(DecMlx<B>{(const uint32_t *)t[1].data, t[2].data, t[3].data, t[2].dtype, n->mlx.group_size, D}, \
+                      out, ids, T, t[1].shape[0], D, s);
+            MLX_CASE(2) MLX_CASE(3) MLX_CASE(4) MLX_CASE(5) MLX_CASE(6) MLX_CASE(8)
+#undef MLX_CASE
+        default: return cudaErrorInvalidValue;
+        }
+    }
+    const cu_tensor *tab = &t[1];
+    const int32_t *ids = (const int32_t *)t[2].data;
+    int64_t V = tab->shape[0];
+    const uint8_t *wb = (const uint8_t *)tab->data;
+    int64_t rb = (int64_t)row_bytes(tab->dtype, D);
+    bool aligned = ((uintptr_t)wb % 16) == 0 && rb % 16 == 0 && D % 8 == 0;
+    switch (tab->dtype) {
+    case MLXN_F32:
+    case MLXN_F16:
+    case MLXN_BF16:
+        if (!aligned) {
+            k_get_rows_scalar<<<cu_blocks(T * D, 256), 256, 0, s>>>(out, tab->data, tab->dtype, ids, T, V, D);
+            CU_LAUNCH_CHECK();
+            return cudaSuccess;
+        }
+        if (tab->dtype == MLXN_F32) return run_gr(DecF32{wb, rb}, out, ids, T, V, D, s);
+        if (tab->dtype == MLXN_F16) return run_gr(DecHalf<false>{wb, rb}, out, ids, T, V, D, s);
+        return run_gr(DecHalf<true>{wb, rb}, out, ids, T, V, D, s);
+    case MLXN_Q4_0: return run_gr(DecQ4_0{wb, rb}, out, ids, T, V, D, s);
+    case MLXN_Q4_1: return run_gr(DecQ4_1{wb, rb}, out, ids, T, V, D, s);
+    case MLXN_Q8_0: return run_gr(DecQ8_0{wb, rb}, out, ids, T, V, D, s);
+    case MLXN_Q4_K: return run_gr(DecQK45<false>{wb, rb}, out, ids, T, V, D, s);
+    case MLXN_Q5_K: return run_gr(DecQK45<true>{wb, rb}, out, ids, T, V, D, s);
+    case MLXN_Q6_K: return run_gr(DecQ6K{wb, rb}, out, ids, T, V, D, s);
+    default: return cudaErrorInvalidValue;
+    }
+}

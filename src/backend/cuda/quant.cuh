@@ -1,0 +1,221 @@
+/*
+ * quant.cuh — weight decoders for every matmul / get_rows format. A decoder
+ * turns "unit" u of row n (U consecutive elements, starting at element u*U)
+ * into U floats in registers; kernels are written once over decoders.
+ *
+ * GGML layouts (ggml-common.h; W is [N, K], each row K/QK blocks):
+ *   q4_0 (32, 18 B): f16 d, qs[16];       y[j] = (lo(qs[j]) - 8) d, y[j+16] = (hi(qs[j]) - 8) d
+ *   q4_1 (32, 20 B): f16 d, f16 m, qs[16]; y = q d + m
+ *   q8_0 (32, 34 B): f16 d, int8 qs[32];   y = q d
+ *   q4_k (256, 144 B): f16 d, f16 dmin, scales[12] (6-bit sc/m pairs), qs[128]
+ *   q5_k (256, 176 B): f16 d, f16 dmin, scales[12], qh[32], qs[128]
+ *   q6_k (256, 210 B): ql[128], qh[64], int8 scales[16], f16 d
+ * MLX affine: wq u32 [N, K*bits/32], an LSB-first bit stream per row;
+ * scales/biases [N, K/group]; y = s q + b.
+ */
+#pragma once
+
+#include "backend/cuda/cuda_common.cuh"
+
+static __device__ __forceinline__ uint32_t ld_u16(const uint8_t *p) { return *(const uint16_t *)p; }
+
+/* Dense rows, 8 elements a unit, 16-byte loads (caller checks alignment). */
+struct DecF32 {
+    static constexpr int U = 8;
+    const uint8_t *w;
+    int64_t rb;
+    __device__ __forceinline__ void decode(int64_t n, int64_t u, float *y) const {
+        const float4 *p = (const float4 *)(w + n * rb) + u * 2;
+        float4 a = __ldg(p), b = __ldg(p + 1);
+        y[0] = a.x; y[1] = a.y; y[2] = a.z; y[3] = a.w;
+        y[4] = b.x; y[5] = b.y; y[6] = b.z; y[7] = b.w;
+    }
+};
+template <bool BF>
+struct DecHalf {
+    static constexpr int U = 8;
+    const uint8_t *w;
+    int64_t rb;
+    __device__ __forceinline__ void decode(int64_t n, int64_t u, float *y) const {
+        uint4 v = __ldg((const uint4 *)(w + n * rb) + u);
+        uint32_t q[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+        for (int i = 0; i < 4; i++) {
+            y[2 * i] = BF ? cu_b2f((uint16_t)(q[i] & 0xffff)) : cu_h2f((uint16_t)(q[i] & 0xffff));
+            y[2 * i + 1] = BF ? cu_b2f((uint16_t)(q[i] >> 16)) : cu_h2f((uint16_t)(q[i] >> 16));
+        }
+    }
+};
+
+struct DecQ4_0 {
+    static constexpr int U = 32, QK = 32, BB = 18;
+    const uint8_t *w;
+    int64_t rb;
+    __device__ __forceinline__ void decode(int64_t n, int64_t u, float *y) const {
+        const uint8_t *b = w + n * rb + u * BB;
+        float d = cu_h2f((uint16_t)ld_u16(b));
+#pragma unroll
+        for (int i = 0; i < 8; i++) {
+            uint32_t q = ld_u16(b + 2 + 2 * i);
+            y[2 * i] = ((int)(q & 15) - 8) * d;
+            y[2 * i + 16] = ((int)((q >> 4) & 15) - 8) * d;
+            y[2 * i + 1] = ((int)((q >> 8) & 15) - 8) * d;
+            y[2 * i + 17] = ((int)((q >> 12) & 15) - 8) * d;
+        }
+    }
+};
+struct DecQ4_1 {
+    static constexpr int U = 32, QK = 32, BB = 20;
+    const uint8_t *w;
+    int64_t rb;
+    __device__ __forceinline__ void decode(int64_t n, int64_t u, float *y) const {
+        const uint8_t *b = w + n * rb + u * BB;
+        uint32_t dm = *(const uint32_t *)b;
+        float d = cu_h2f((uint16_t)(dm & 0xffff)), m = cu_h2f((uint16_t)(dm >> 16));
+#pragma unroll
+        for (int i = 0; i < 4; i++) {
+            uint32_t q = *(const uint32_t *)(b + 4 + 4 * i);
+#pragma unroll
+            for (int k = 0; k < 4; k++) {
+                y[4 * i + k] = (float)((q >> (8 * k)) & 15) * d + m;
+                y[4 * i + k + 16] = (float)((q >> (8 * k + 4)) & 15) * d + m;
+            }
+        }
+    }
+};
+struct DecQ8_0 {
+    static constexpr int U = 32, QK = 32, BB = 34;
+    const uint8_t *w;
+    int64_t rb;
+    __device__ __forceinline__ void decode(int64_t n, int64_t u, float *y) const {
+        const uint8_t *b = w + n * rb + u * BB;
+        float d = cu_h2f((uint16_t)ld_u16(b));
+#pragma unroll
+        for (int i = 0; i < 16; i++) {
+            uint32_t q = ld_u16(b + 2 + 2 * i);
+            y[2 * i] = (float)(int8_t)(q & 0xff) * d;
+            y[2 * i + 1] = (float)(int8_t)(q >> 8) * d;
+        }
+    }
+};
+
+/* 6-bit scale and min j (0..7) of a k-quant block (ggml get_scale_min_k4). */
+static __device__ __forceinline__ void scale_min_k4(int j, const uint8_t *q, float *sc, float *m) {
+    if (j < 4) {
+        *sc = (float)(q[j] & 63);
+        *m = (float)(q[j + 4] & 63);
+    } else {
+        *sc = (float)((q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4));
+        *m = (float)((q[j + 4] >> 4) | ((q[j] >> 6) << 4));
+    }
+}
+
+/* q4_k / q5_k: unit j (0..3) = elements 64j..64j+63 of the block. */
+template <bool Q5>
+struct DecQK45 {
+    static constexpr int U = 64, QK = 256, BB = Q5 ? 176 : 144;
+    const uint8_t *w;
+    int64_t rb;
+    __device__ __forceinline__ void decode(int64_t n, int64_t u, float *y) const {
+        const uint8_t *b = w + n * rb + (u >> 2) * BB;
+        int j = (int)(u & 3);
+        uint32_t dm = *(const uint32_t *)b;
+        float d = cu_h2f((uint16_t)(dm & 0xffff)), dmin = cu_h2f((uint16_t)(dm >> 16));
+        uint8_t scb[12];
+        *(uint32_t *)&scb[0] = *(const uint32_t *)(b + 4);
+        *(uint32_t *)&scb[4] = *(const uint32_t *)(b + 8);
+        *(uint32_t *)&scb[8] = *(const uint32_t *)(b + 12);
+        float s1, m1, s2, m2;
+        scale_min_k4(2 * j, scb, &s1, &m1);
+        scale_min_k4(2 * j + 1, scb, &s2, &m2);
+        float d1 = d * s1, d2 = d * s2, mm1 = dmin * m1, mm2 = dmin * m2;
+        const uint8_t *qs = b + (Q5 ? 48 : 16) + 32 * j;
+        uint4 q0 = *(const uint4 *)qs, q1 = *(const uint4 *)(qs + 16);
+        uint32_t q[8] = {q0.x, q0.y, q0.z, q0.w, q1.x, q1.y, q1.z, q1.w};
+        uint32_t h[8];
+        if (Q5) {
+            uint4 h0 = *(const uint4 *)(b + 16), h1 = *(const uint4 *)(b + 32);
+            h[0] = h0.x; h[1] = h0.y; h[2] = h0.z; h[3] = h0.w;
+            h[4] = h1.x; h[5] = h1.y; h[6] = h1.z; h[7] = h1.w;
+        }
+#pragma unroll
+        for (int i = 0; i < 8; i++) {
+#pragma unroll
+            for (int k = 0; k < 4; k++) {
+                int l = 4 * i + k;
+                float lo = (float)((q[i] >> (8 * k)) & 15), hi = (float)((q[i] >> (8 * k + 4)) & 15);
+                if (Q5) {
+                    uint32_t hb = (h[i] >> (8 * k)) & 0xff;
+                    lo += (float)(((hb >> (2 * j)) & 1) * 16);
+                    hi += (float)(((hb >> (2 * j + 1)) & 1) * 16);
+                }
+                y[l] = d1 * lo - mm1;
+                y[l + 32] = d2 * hi - mm2;
+            }
+        }
+    }
+};
+
+/* q6_k: unit u (0..7) = elements 32u..32u+31: half nh = u/4, group g = u%4;
+ * element l of the group: ql[64 nh + l + 32 (g & 1)] (low nibble for g < 2),
+ * qh[32 nh + l] bits 2g, scale sc[8 nh + l/16 + 2g]. */
+struct DecQ6K {
+    static constexpr int U = 32, QK = 256, BB = 210;
+    const uint8_t *w;
+    int64_t rb;
+    __device__ __forceinline__ void decode(int64_t n, int64_t u, float *y) const {
+        const uint8_t *b = w + n * rb + (u >> 3) * BB;
+        int s = (int)(u & 7), nh = s >> 2, g = s & 3;
+        float d = cu_h2f((uint16_t)ld_u16(b + 208));
+        const uint8_t *ql = b + 64 * nh + 32 * (g & 1), *qh = b + 128 + 32 * nh;
+        const int8_t *sc = (const int8_t *)(b + 192 + 8 * nh);
+        float da = d * (float)sc[2 * g], db = d * (float)sc[2 * g + 1];
+        int shl = (g >> 1) * 4, shh = 2 * g;
+#pragma unroll
+        for (int i = 0; i < 16; i++) {
+            uint32_t lq = ld_u16(ql + 2 * i), hq = ld_u16(qh + 2 * i);
+#pragma unroll
+            for (int k = 0; k < 2; k++) {
+                int l = 2 * i + k;
+                int q = (int)(((lq >> (8 * k + shl)) & 15) | (((hq >> (8 * k + shh)) & 3) << 4)) - 32;
+                y[l] = (l < 16 ? da : db) * (float)q;
+            }
+        }
+    }
+};
+
+/* MLX affine, unit = 32 elements = B u32 words. */
+template <int B>
+struct DecMlx {
+    static constexpr int U = 32;
+    const uint32_t *wq;
+    const void *scales, *biases;
+    int sdt, group;
+    int64_t K;
+    __device__ __forceinline__ void decode(int64_t n, int64_t u, float *y) const {
+        const uint32_t *p = wq + n * (K * B / 32) + u * B;
+        uint32_t w[B + 1];
+        if (B == 4) {
+            uint4 v = __ldg((const uint4 *)p);
+            w[0] = v.x; w[1] = v.y; w[2] = v.z; w[3] = v.w;
+        } else if (B == 8) {
+            uint4 v = __ldg((const uint4 *)p), v2 = __ldg((const uint4 *)p + 1);
+            w[0] = v.x; w[1] = v.y; w[2] = v.z; w[3] = v.w;
+            w[4] = v2.x; w[5] = v2.y; w[6] = v2.z; w[7] = v2.w;
+        } else {
+#pragma unroll
+            for (int i = 0; i < B; i++) w[i] = __ldg(p + i);
+        }
+        w[B] = 0;
+        int64_t gi = n * (K / group) + (u * 32) / group;
+        float s = cu_ld_rt(scales, sdt, gi), bb = cu_ld_rt(biases, sdt, gi);
+#pragma unroll
+        for (int i = 0; i < 32; i++) {
+            const int pos = i * B, wd = pos >> 5, sh = pos & 31;
+            uint32_t v = w[wd] >> sh;
+            if (sh + B > 32) v |= w[wd + 1] << (32 - sh);
+            v &= (1u << B) - 1u;
+            y[i] = s * (float)v + bb;
+        }
+    }
+};
