@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# gpu-check.sh — on a machine with an NVIDIA GPU: build with CUDA, run every
+# test (CUDA ones included), the decode-matmul bandwidth benchmark and the
+# graph demo, then print a short table. Logs go to $OUT (when set) or /tmp.
+set -u
+cd "$(dirname "$0")/.."
+LOG=${OUT:-/tmp/mlxn-gpu-check}
+mkdir -p "$LOG"
+CUDA_HOME=${CUDA_HOME:-$(dirname "$(dirname "$(command -v nvcc)")")}
+# the runtime library may sit outside the loader's path on the GPU machine
+MK=(CUDA=1 CUDA_ARCHS=90 "EXTRA_LDFLAGS=-Wl,-rpath,$CUDA_HOME/lib64 -Wl,-rpath,/usr/local/lib")
+if ! ldconfig -p 2>/dev/null | grep -q libcjson; then
+  # nothing in the library calls cJSON yet; link without it where it is absent
+  MK+=("LIBS=-lpcre2-8 -lpthread -lm -ldl -L$CUDA_HOME/lib64 -lcudart -lstdc++")
+fi
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>&1 | head -2
+t0=$(date +%s)
+if ! make "${MK[@]}" -j16 all >"$LOG/build.log" 2>&1; then
+  tail -40 "$LOG/build.log"; echo "gpu-check: build failed"; exit 1
+fi
+make "${MK[@]}" -j16 build-cuda/bench/cuda_bench >>"$LOG/build.log" 2>&1 || { tail -20 "$LOG/build.log"; echo "gpu-check: bench build failed"; }
+echo "build: $(( $(date +%s) - t0 )) s"
+timeout 300 make "${MK[@]}" -j16 test >"$LOG/test.log" 2>&1
+test_rc=$?
+grep -E "^  ok|FAIL|^test_|passed|skipped|^  [a-z_]+\[" "$LOG/test.log" | grep -v "^  ok" | tail -60
+timeout 120 ./build-cuda/bench/cuda_bench >"$LOG/bench.log" 2>&1
+timeout 120 ./build-cuda/mlxn graph --backend cuda --layers 16 >"$LOG/graph.log" 2>&1
+timeout 60 ./build-cuda/mlxn graph --backend cpu --layers 2 --steps 3 >"$LOG/graph_cpu.log" 2>&1
+echo
+echo "================ gpu-check summary ================"
+echo "tests (make CUDA=1 test, exit $test_rc):"
+grep -E "^test_[a-z_]+: [0-9]+ passed" "$LOG/test.log"
+tail -1 "$LOG/test.log"
+echo
+cat "$LOG/bench.log"
+echo
+echo "graph demo (mlxn graph --backend cuda --layers 16):"
+tail -8 "$LOG/graph.log"
