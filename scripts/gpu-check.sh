@@ -9,10 +9,12 @@ mkdir -p "$LOG"
 CUDA_HOME=${CUDA_HOME:-$(dirname "$(dirname "$(command -v nvcc)")")}
 # the runtime library may sit outside the loader's path on the GPU machine
 MK=(CUDA=1 CUDA_ARCHS=90 "EXTRA_LDFLAGS=-Wl,-rpath,$CUDA_HOME/lib64 -Wl,-rpath,/usr/local/lib")
-if ! ldconfig -p 2>/dev/null | grep -q libcjson; then
-  # nothing in the library calls cJSON yet; link without it where it is absent
-  MK+=("LIBS=-lpcre2-8 -lpthread -lm -ldl -L$CUDA_HOME/lib64 -lcudart -lstdc++")
-fi
+# link only the optional libraries this machine has (none is called yet)
+libs="-lpthread -lm -ldl -L$CUDA_HOME/lib64 -L$CUDA_HOME/lib64/stubs -lcudart -lstdc++"
+for l in cjson pcre2-8; do
+  echo 'int main(void){return 0;}' | cc -x c - -l$l -o /tmp/gpucheck-linktest 2>/dev/null && libs="-l$l $libs"
+done
+MK+=("LIBS=$libs")
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>&1 | head -2
 t0=$(date +%s)
 if ! make "${MK[@]}" -j16 all >"$LOG/build.log" 2>&1; then
