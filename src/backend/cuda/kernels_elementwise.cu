@@ -86,6 +86,20 @@ __global__ void k_argmax(int32_t *out, const float *x, int64_t C) {
     }
 }
 
+/* 16-byte grid-stride copy (the bench's SM-driven copy-bandwidth floor). */
+__global__ void k_copy16(uint4 *dst, const uint4 *src, int64_t n) {
+    GRID_STRIDE(i, n) dst[i] = src[i];
+}
+
+cudaError_t mlxn_cu_copy_raw(void *dst, const void *src, size_t bytes, cudaStream_t s) {
+    int dev = 0, sms = 132;
+    cudaGetDevice(&dev);
+    cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev);
+    k_copy16<<<(unsigned)sms * 8, 512, 0, s>>>((uint4 *)dst, (const uint4 *)src, (int64_t)(bytes / 16));
+    CU_LAUNCH_CHECK();
+    return cudaSuccess;
+}
+
 cudaError_t mlxn_cu_elementwise(const cu_node *n, cudaStream_t s) {
     const cu_tensor *t = n->t;
     switch (n->op) {

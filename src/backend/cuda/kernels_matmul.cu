@@ -53,6 +53,74 @@ __global__ void __launch_bounds__(MMV_WARPS * 32) k_mmv(F f, float *__restrict__
     }
 }
 
+/* M = 1 with x staged in shared memory: lane l works on units l, l+32, ...
+ * and reads x of its unit from shared memory laid out with one float4 of
+ * padding per unit, so the 8 lanes of each 128-bit phase hit distinct banks
+ * (reading x straight from global memory at a stride of U*4 bytes per lane
+ * costs one L1 wavefront per lane and was the bottleneck). Each warp does R
+ * rows so one x read from shared memory serves R weight rows. */
+#define MMVS_WARPS 8
+#define MMVS_MAX_SMEM (200 * 1024)
+
+template <class F, int R>
+__global__ void __launch_bounds__(MMVS_WARPS * 32) k_mmv_s(F f, float *__restrict__ y, const float *__restrict__ x,
+                                                           int64_t N, int64_t K) {
+    extern __shared__ float4 xs[];
+    constexpr int Q = F::U / 4, S = Q + 1;
+    int64_t nu = K / F::U;
+    const float4 *x4 = (const float4 *)x;
+    for (int64_t i = threadIdx.x; i < K / 4; i += blockDim.x) xs[(i / Q) * S + (i % Q)] = __ldg(x4 + i);
+    __syncthreads();
+    int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    int64_t n0 = ((int64_t)blockIdx.x * MMVS_WARPS + warp) * R;
+    if (n0 >= N) return;
+    float acc[R];
+#pragma unroll
+    for (int r = 0; r < R; r++) acc[r] = 0.0f;
+#pragma unroll 2
+    for (int64_t u = lane; u < nu; u += 32) {
+        float w[R][F::U];
+#pragma unroll
+        for (int r = 0; r < R; r++) f.decode(n0 + r < N ? n0 + r : N - 1, u, w[r]);
+        const float4 *xp = xs + u * S;
+#pragma unroll
+        for (int j = 0; j < Q; j++) {
+            float4 xv = xp[j];
+#pragma unroll
+            for (int r = 0; r < R; r++) {
+                acc[r] = fmaf(w[r][4 * j], xv.x, acc[r]);
+                acc[r] = fmaf(w[r][4 * j + 1], xv.y, acc[r]);
+                acc[r] = fmaf(w[r][4 * j + 2], xv.z, acc[r]);
+                acc[r] = fmaf(w[r][4 * j + 3], xv.w, acc[r]);
+            }
+        }
+    }
+#pragma unroll
+    for (int r = 0; r < R; r++) {
+        float v = cu_warp_sum(acc[r]);
+        if (lane == 0 && n0 + r < N) y[n0 + r] = v;
+    }
+}
+
+/* Launch k_mmv_s when its shared memory fits; false = use another path. */
+template <class F, int R>
+static bool try_mmv_s(const F &f, float *y, const float *x, int64_t N, int64_t K, cudaStream_t s, cudaError_t *err) {
+    size_t smem = (size_t)(K / F::U) * (F::U / 4 + 1) * 16;
+    if (smem > MMVS_MAX_SMEM) return false;
+    static bool raised = false; /* per instantiation */
+    if (!raised) {
+        cudaError_t e = cudaFuncSetAttribute(k_mmv_s<F, R>, cudaFuncAttributeMaxDynamicSharedMemorySize, MMVS_MAX_SMEM);
+        if (e != cudaSuccess) {
+            *err = e;
+            return true;
+        }
+        raised = true;
+    }
+    k_mmv_s<F, R><<<cu_blocks(N, MMVS_WARPS * R), MMVS_WARPS * 32, smem, s>>>(f, y, x, N, K);
+    *err = cudaGetLastError();
+    return true;
+}
+
 #define TBM 64
 #define TBN 64
 #define TBK 64
@@ -122,6 +190,8 @@ __global__ void k_mm_scalar(float *y, const float *x, const void *w, int wdt, in
 
 template <class F>
 static cudaError_t run_mm(const F &f, float *y, const float *x, int64_t M, int64_t N, int64_t K, cudaStream_t s) {
+    cudaError_t e;
+    if (M == 1 && F::U >= 32 && try_mmv_s<F, (F::U >= 64 ? 1 : 2)>(f, y, x, N, K, s, &e)) return e;
     if (M == 1) {
         k_mmv<F, 1><<<cu_blocks(N, MMV_WARPS), MMV_WARPS * 32, 0, s>>>(f, y, x, 1, N, K);
     } else if (M <= 8) {

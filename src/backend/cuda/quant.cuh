@@ -19,6 +19,13 @@
 
 static __device__ __forceinline__ uint32_t ld_u16(const uint8_t *p) { return *(const uint16_t *)p; }
 
+/* v - off as a float for a small unsigned integer v (< 2^23) without the
+ * quarter-rate integer->float conversion: 2^23 + v has v in its mantissa,
+ * and the subtraction is exact. One LOP + one FADD. */
+static __device__ __forceinline__ float u2f(uint32_t v, float off) {
+    return __int_as_float(0x4B000000u | v) - (8388608.0f + off);
+}
+
 /* Dense rows, 8 elements a unit, 16-byte loads (caller checks alignment). */
 struct DecF32 {
     static constexpr int U = 8;
@@ -57,10 +64,10 @@ struct DecQ4_0 {
 #pragma unroll
         for (int i = 0; i < 8; i++) {
             uint32_t q = ld_u16(b + 2 + 2 * i);
-            y[2 * i] = ((int)(q & 15) - 8) * d;
-            y[2 * i + 16] = ((int)((q >> 4) & 15) - 8) * d;
-            y[2 * i + 1] = ((int)((q >> 8) & 15) - 8) * d;
-            y[2 * i + 17] = ((int)((q >> 12) & 15) - 8) * d;
+            y[2 * i] = u2f(q & 15, 8.0f) * d;
+            y[2 * i + 16] = u2f((q >> 4) & 15, 8.0f) * d;
+            y[2 * i + 1] = u2f((q >> 8) & 15, 8.0f) * d;
+            y[2 * i + 17] = u2f((q >> 12) & 15, 8.0f) * d;
         }
     }
 };
@@ -77,8 +84,8 @@ struct DecQ4_1 {
             uint32_t q = *(const uint32_t *)(b + 4 + 4 * i);
 #pragma unroll
             for (int k = 0; k < 4; k++) {
-                y[4 * i + k] = (float)((q >> (8 * k)) & 15) * d + m;
-                y[4 * i + k + 16] = (float)((q >> (8 * k + 4)) & 15) * d + m;
+                y[4 * i + k] = fmaf(u2f((q >> (8 * k)) & 15, 0.0f), d, m);
+                y[4 * i + k + 16] = fmaf(u2f((q >> (8 * k + 4)) & 15, 0.0f), d, m);
             }
         }
     }
@@ -93,20 +100,27 @@ struct DecQ8_0 {
 #pragma unroll
         for (int i = 0; i < 16; i++) {
             uint32_t q = ld_u16(b + 2 + 2 * i);
-            y[2 * i] = (float)(int8_t)(q & 0xff) * d;
-            y[2 * i + 1] = (float)(int8_t)(q >> 8) * d;
+            /* int8 b as (b ^ 0x80) - 128 */
+            y[2 * i] = u2f((q & 0xff) ^ 0x80, 128.0f) * d;
+            y[2 * i + 1] = u2f(((q >> 8) & 0xff) ^ 0x80, 128.0f) * d;
         }
     }
 };
 
-/* 6-bit scale and min j (0..7) of a k-quant block (ggml get_scale_min_k4). */
-static __device__ __forceinline__ void scale_min_k4(int j, const uint8_t *q, float *sc, float *m) {
+/* 6-bit scale and min j (0..7) of a k-quant block (ggml get_scale_min_k4);
+ * the 12 scale bytes are held as three words s0..s2, read by selects (a
+ * run-time index into a byte array would go to local memory). */
+static __device__ __forceinline__ uint32_t kbyte(uint32_t s0, uint32_t s1, uint32_t s2, int i) {
+    uint32_t w = (i >> 2) == 0 ? s0 : (i >> 2) == 1 ? s1 : s2;
+    return (w >> (8 * (i & 3))) & 0xff;
+}
+static __device__ __forceinline__ void scale_min_k4(int j, uint32_t s0, uint32_t s1, uint32_t s2, float *sc, float *m) {
     if (j < 4) {
-        *sc = (float)(q[j] & 63);
-        *m = (float)(q[j + 4] & 63);
+        *sc = (float)(kbyte(s0, s1, s2, j) & 63);
+        *m = (float)(kbyte(s0, s1, s2, j + 4) & 63);
     } else {
-        *sc = (float)((q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4));
-        *m = (float)((q[j + 4] >> 4) | ((q[j] >> 6) << 4));
+        *sc = (float)((kbyte(s0, s1, s2, j + 4) & 0xF) | ((kbyte(s0, s1, s2, j - 4) >> 6) << 4));
+        *m = (float)((kbyte(s0, s1, s2, j + 4) >> 4) | ((kbyte(s0, s1, s2, j) >> 6) << 4));
     }
 }
 
@@ -121,13 +135,10 @@ struct DecQK45 {
         int j = (int)(u & 3);
         uint32_t dm = *(const uint32_t *)b;
         float d = cu_h2f((uint16_t)(dm & 0xffff)), dmin = cu_h2f((uint16_t)(dm >> 16));
-        uint8_t scb[12];
-        *(uint32_t *)&scb[0] = *(const uint32_t *)(b + 4);
-        *(uint32_t *)&scb[4] = *(const uint32_t *)(b + 8);
-        *(uint32_t *)&scb[8] = *(const uint32_t *)(b + 12);
+        uint32_t w0 = *(const uint32_t *)(b + 4), w1 = *(const uint32_t *)(b + 8), w2 = *(const uint32_t *)(b + 12);
         float s1, m1, s2, m2;
-        scale_min_k4(2 * j, scb, &s1, &m1);
-        scale_min_k4(2 * j + 1, scb, &s2, &m2);
+        scale_min_k4(2 * j, w0, w1, w2, &s1, &m1);
+        scale_min_k4(2 * j + 1, w0, w1, w2, &s2, &m2);
         float d1 = d * s1, d2 = d * s2, mm1 = dmin * m1, mm2 = dmin * m2;
         const uint8_t *qs = b + (Q5 ? 48 : 16) + 32 * j;
         uint4 q0 = *(const uint4 *)qs, q1 = *(const uint4 *)(qs + 16);
@@ -143,12 +154,13 @@ struct DecQK45 {
 #pragma unroll
             for (int k = 0; k < 4; k++) {
                 int l = 4 * i + k;
-                float lo = (float)((q[i] >> (8 * k)) & 15), hi = (float)((q[i] >> (8 * k + 4)) & 15);
+                uint32_t lq = (q[i] >> (8 * k)) & 15, hq = (q[i] >> (8 * k + 4)) & 15;
                 if (Q5) {
                     uint32_t hb = (h[i] >> (8 * k)) & 0xff;
-                    lo += (float)(((hb >> (2 * j)) & 1) * 16);
-                    hi += (float)(((hb >> (2 * j + 1)) & 1) * 16);
+                    lq |= ((hb >> (2 * j)) & 1) << 4;
+                    hq |= ((hb >> (2 * j + 1)) & 1) << 4;
                 }
+                float lo = u2f(lq, 0.0f), hi = u2f(hq, 0.0f);
                 y[l] = d1 * lo - mm1;
                 y[l + 32] = d2 * hi - mm2;
             }
@@ -177,8 +189,8 @@ struct DecQ6K {
 #pragma unroll
             for (int k = 0; k < 2; k++) {
                 int l = 2 * i + k;
-                int q = (int)(((lq >> (8 * k + shl)) & 15) | (((hq >> (8 * k + shh)) & 3) << 4)) - 32;
-                y[l] = (l < 16 ? da : db) * (float)q;
+                uint32_t q = ((lq >> (8 * k + shl)) & 15) | (((hq >> (8 * k + shh)) & 3) << 4);
+                y[l] = (l < 16 ? da : db) * u2f(q, 32.0f);
             }
         }
     }
@@ -215,7 +227,7 @@ struct DecMlx {
             uint32_t v = w[wd] >> sh;
             if (sh + B > 32) v |= w[wd + 1] << (32 - sh);
             v &= (1u << B) - 1u;
-            y[i] = s * (float)v + bb;
+            y[i] = fmaf(s, u2f(v, 0.0f), bb);
         }
     }
 };
