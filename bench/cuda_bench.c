@@ -52,14 +52,16 @@ static size_t wbytes(const fmt *f, size_t N, size_t K) {
     return N * K / mlxn_dtype_block_elems((mlxn_dtype)f->wtype) * mlxn_dtype_block_bytes((mlxn_dtype)f->wtype);
 }
 
+static void *g_scratch; /* int8 x for the integer decode path */
+
 static cudaError_t launch(const fmt *f, float *y, const float *x, const char *w, size_t N, size_t K, cudaStream_t s) {
     if (f->wtype < 0) {
         int bits = -f->wtype;
         size_t qb = N * K * (size_t)bits / 8, sb = N * (K / 64) * 2;
         return mlxn_cu_matmul_mlx_raw(y, x, (const uint32_t *)w, w + qb, w + qb + sb, MLXN_F16, bits, 64, 1,
-                                      (int64_t)N, (int64_t)K, s);
+                                      (int64_t)N, (int64_t)K, g_scratch, s);
     }
-    return mlxn_cu_matmul_raw(y, x, w, f->wtype, 1, (int64_t)N, (int64_t)K, s);
+    return mlxn_cu_matmul_raw(y, x, w, f->wtype, 1, (int64_t)N, (int64_t)K, g_scratch, s);
 }
 
 /* Median milliseconds of one graph launch of `body` (captured once). */
@@ -148,6 +150,7 @@ int main(int argc, char **argv) {
     float *x, *y;
     CK(cudaMalloc((void **)&x, 14336 * 4));
     CK(cudaMalloc((void **)&y, 32000 * 4));
+    CK(cudaMalloc(&g_scratch, 1 << 20));
     {
         float hx[14336];
         for (int i = 0; i < 14336; i++) hx[i] = (float)((i * 7919) % 2001 - 1000) / 1000.0f;

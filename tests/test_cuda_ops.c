@@ -23,6 +23,7 @@ static mlxn_device *D[2]; /* 0 = cpu (reference), 1 = cuda */
  * even): 1e-12. */
 #define TOL_F32 1e-6
 #define TOL_EXACT 1e-12
+#define TOL_INT8X 2e-4
 
 typedef struct P {
     mlxn_buffer *v[2];
@@ -401,10 +402,13 @@ static void test_matmul(void) {
             snprintf(what, sizeof what, "matmul %s M=%lld N=%lld K=%lld", mlxn_dtype_name(ts[k]), (long long)M,
                      (long long)N, (long long)K);
             BOTH(CHECK_OK(mlxn_op_matmul(S, o.v[dv], px.v[dv], w.v[dv])));
-            /* f32 sums over K=1024 in another order: 1e-6. Quantized: the
-             * weights are the same values on both sides (dequant order of
-             * float ops may differ by an ulp): 1e-6 too. */
-            cmp(what, &o, TOL_F32);
+            /* f32 sums over K=1024 in another order: 1e-6. Quantized at
+             * M > 1: the same weight values on both sides: 1e-6 too. At
+             * M = 1 quantized weights take the integer path (x rounded to
+             * int8 per 32, as llama.cpp's q8_1; about 1e-5 expected for x
+             * uniform in [-1, 1]): 2e-4, under ggml's 5e-4 for such cases. */
+            bool q = ts[k] != MLXN_F32 && ts[k] != MLXN_F16 && ts[k] != MLXN_BF16;
+            cmp(what, &o, q && M == 1 ? TOL_INT8X : TOL_F32);
             pfree(&px);
             pfree(&o);
             free(x);
@@ -482,7 +486,9 @@ static void test_mlx(void) {
             char what[80];
             snprintf(what, sizeof what, "matmul_mlx %d bits group %d scales %s M=%lld", b, gs, mlxn_dtype_name(sdt),
                      (long long)M);
-            cmp(what, &o, TOL_F32); /* same weight values on both sides */
+            /* same weight values on both sides; 4 and 8 bits at M = 1 run
+             * the integer path (int8 x, see test_matmul) */
+            cmp(what, &o, M == 1 && (b == 4 || b == 8) ? TOL_INT8X : TOL_F32);
             pfree(&px);
             pfree(&o);
             free(x);

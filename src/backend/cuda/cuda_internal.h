@@ -66,21 +66,25 @@ cudaError_t mlxn_cu_launch(const cu_node *n, void *scratch, cudaStream_t s);
  * a case it does not handle. */
 cudaError_t mlxn_cu_elementwise(const cu_node *n, cudaStream_t s);
 cudaError_t mlxn_cu_norm(const cu_node *n, cudaStream_t s);
-cudaError_t mlxn_cu_matmul(const cu_node *n, cudaStream_t s);
+cudaError_t mlxn_cu_matmul(const cu_node *n, void *scratch, cudaStream_t s);
+size_t mlxn_cu_matmul_node_scratch(const cu_node *n);
 cudaError_t mlxn_cu_get_rows(const cu_node *n, cudaStream_t s);
 cudaError_t mlxn_cu_rope(const cu_node *n, cudaStream_t s);
 cudaError_t mlxn_cu_attention(const cu_node *n, void *scratch, cudaStream_t s);
 size_t mlxn_cu_attention_scratch(const cu_node *n);
 
 /* Standalone entry points for bench/cuda_bench.c: y[M,N] = x[M,K] * W^T
- * with W in any matmul format (wtype), device pointers. */
+ * with W in any matmul format (wtype; -1 with `bits` for MLX), device
+ * pointers. scratch: mlxn_cu_matmul_scratch bytes (NULL = take the float
+ * path, which needs none). */
+size_t mlxn_cu_matmul_scratch(int wtype, int bits, int64_t M, int64_t K);
 cudaError_t mlxn_cu_matmul_raw(float *y, const float *x, const void *w, int wtype, int64_t M,
-                               int64_t N, int64_t K, cudaStream_t s);
+                               int64_t N, int64_t K, void *scratch, cudaStream_t s);
 /* dst = src (bytes a multiple of 16, 16-byte aligned) by SM loads/stores. */
 cudaError_t mlxn_cu_copy_raw(void *dst, const void *src, size_t bytes, cudaStream_t s);
 cudaError_t mlxn_cu_matmul_mlx_raw(float *y, const float *x, const uint32_t *wq, const void *scales,
                                    const void *biases, int sdtype, int bits, int group, int64_t M,
-                                   int64_t N, int64_t K, cudaStream_t s);
+                                   int64_t N, int64_t K, void *scratch, cudaStream_t s);
 
 #ifdef __cplusplus
 }

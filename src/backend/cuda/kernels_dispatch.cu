@@ -8,7 +8,7 @@ typedef cudaError_t (*cu_family)(const cu_node *n, void *scratch, cudaStream_t s
 
 static cudaError_t f_elem(const cu_node *n, void *, cudaStream_t s) { return mlxn_cu_elementwise(n, s); }
 static cudaError_t f_norm(const cu_node *n, void *, cudaStream_t s) { return mlxn_cu_norm(n, s); }
-static cudaError_t f_mm(const cu_node *n, void *, cudaStream_t s) { return mlxn_cu_matmul(n, s); }
+static cudaError_t f_mm(const cu_node *n, void *scr, cudaStream_t s) { return mlxn_cu_matmul(n, scr, s); }
 static cudaError_t f_rows(const cu_node *n, void *, cudaStream_t s) { return mlxn_cu_get_rows(n, s); }
 static cudaError_t f_rope(const cu_node *n, void *, cudaStream_t s) { return mlxn_cu_rope(n, s); }
 static cudaError_t f_attn(const cu_node *n, void *scr, cudaStream_t s) { return mlxn_cu_attention(n, scr, s); }
@@ -41,7 +41,9 @@ extern "C" bool mlxn_cu_supports(const cu_node *n) {
 }
 
 extern "C" size_t mlxn_cu_scratch_bytes(const cu_node *n) {
-    return n->op == CU_OP_ATTENTION ? mlxn_cu_attention_scratch(n) : 0;
+    if (n->op == CU_OP_ATTENTION) return mlxn_cu_attention_scratch(n);
+    if (n->op == CU_OP_MATMUL || n->op == CU_OP_MATMUL_MLX) return mlxn_cu_matmul_node_scratch(n);
+    return 0;
 }
 
 extern "C" cudaError_t mlxn_cu_launch(const cu_node *n, void *scratch, cudaStream_t s) {

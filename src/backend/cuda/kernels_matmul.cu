@@ -121,6 +121,90 @@ static bool try_mmv_s(const F &f, float *y, const float *x, int64_t N, int64_t K
     return true;
 }
 
+/* x f32 [K] -> int8 blocks of 32 (layout in quant.cuh), one warp a block. */
+__global__ void k_quant_x(uint4 *xq, const float *x, int64_t nb) {
+    int64_t b = (int64_t)blockIdx.x * 8 + (threadIdx.x >> 5);
+    int lane = threadIdx.x & 31;
+    if (b >= nb) return;
+    float v = x[b * 32 + lane];
+    float amax = cu_warp_max(fabsf(v));
+    float d = amax / 127.0f;
+    int q = d > 0 ? (int)rintf(v / d) : 0;
+    int s = q;
+#pragma unroll
+    for (int o = 8; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o); /* sums of 16-lane halves */
+    uint8_t *blk = (uint8_t *)(xq + b * XQ_BLOCK_U4);
+    blk[lane] = (uint8_t)(int8_t)q;
+    int *tail = (int *)(blk + 32);
+    if (lane == 0) {
+        tail[0] = __float_as_int(d);
+        tail[1] = s;
+        tail[3] = 0;
+    }
+    if (lane == 16) tail[2] = s;
+}
+
+template <class F, int R>
+__global__ void __launch_bounds__(MMVS_WARPS * 32) k_mmvq(F f, float *__restrict__ y, const uint4 *__restrict__ xqg,
+                                                          int64_t N, int64_t K) {
+    extern __shared__ uint4 xs4[];
+    int64_t nb = K / 32;
+    for (int64_t i = threadIdx.x; i < nb * XQ_BLOCK_U4; i += blockDim.x) xs4[i] = xqg[i];
+    __syncthreads();
+    int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    int64_t n0 = ((int64_t)blockIdx.x * MMVS_WARPS + warp) * R;
+    if (n0 >= N) return;
+    float acc[R];
+#pragma unroll
+    for (int r = 0; r < R; r++) acc[r] = 0.0f;
+    int64_t nu = K / F::U;
+#pragma unroll 4
+    for (int64_t u = lane; u < nu; u += 32) {
+#pragma unroll
+        for (int r = 0; r < R; r++) acc[r] += f.dotq(n0 + r < N ? n0 + r : N - 1, u, xs4);
+    }
+#pragma unroll
+    for (int r = 0; r < R; r++) {
+        float v = cu_warp_sum(acc[r]);
+        if (lane == 0 && n0 + r < N) y[n0 + r] = v;
+    }
+}
+
+/* Decode through int8 x and __dp4a; scratch holds the quantized x. */
+template <class F>
+static cudaError_t run_mmvq(const F &f, float *y, const float *x, int64_t N, int64_t K, void *scratch,
+                            cudaStream_t s) {
+    int64_t nb = K / 32;
+    uint4 *xq = (uint4 *)scratch;
+    k_quant_x<<<cu_blocks(nb, 8), 256, 0, s>>>(xq, x, nb);
+    CU_LAUNCH_CHECK();
+    size_t smem = (size_t)nb * XQ_BLOCK_U4 * 16;
+    constexpr int R = 2;
+    if (smem > 48 * 1024) {
+        static bool raised = false;
+        if (!raised) {
+            cudaError_t e = cudaFuncSetAttribute(k_mmvq<F, R>, cudaFuncAttributeMaxDynamicSharedMemorySize, MMVS_MAX_SMEM);
+            if (e != cudaSuccess) return e;
+            raised = true;
+        }
+    }
+    k_mmvq<F, R><<<cu_blocks(N, MMVS_WARPS * R), MMVS_WARPS * 32, smem, s>>>(f, y, xq, N, K);
+    CU_LAUNCH_CHECK();
+    return cudaSuccess;
+}
+
+/* Bytes of scratch a matmul needs: the int8 copy of x for M = 1 on the
+ * integer path (formats with a dotq; K/32 blocks of 48 bytes). */
+static bool int_path(int wt, int bits) {
+    if (wt < 0) return bits == 4 || bits == 8;
+    return wt == MLXN_Q4_0 || wt == MLXN_Q4_1 || wt == MLXN_Q8_0 || wt == MLXN_Q4_K || wt == MLXN_Q5_K ||
+           wt == MLXN_Q6_K;
+}
+extern "C" size_t mlxn_cu_matmul_scratch(int wt, int bits, int64_t M, int64_t K) {
+    if (M != 1 || !int_path(wt, bits) || (size_t)(K / 32) * 48 > MMVS_MAX_SMEM) return 0;
+    return (size_t)(K / 32) * XQ_BLOCK_U4 * 16;
+}
+
 #define TBM 64
 #define TBN 64
 #define TBK 64
@@ -209,7 +293,20 @@ static size_t row_bytes(int wt, int64_t K) {
 }
 
 extern "C" cudaError_t mlxn_cu_matmul_raw(float *y, const float *x, const void *w, int wt, int64_t M, int64_t N,
-                                          int64_t K, cudaStream_t s) {
+                                          int64_t K, void *scratch, cudaStream_t s) {
+    if (scratch && mlxn_cu_matmul_scratch(wt, 0, M, K)) {
+        const uint8_t *wb = (const uint8_t *)w;
+        int64_t rb = (int64_t)row_bytes(wt, K);
+        switch (wt) {
+        case MLXN_Q4_0: return run_mmvq(QDotQ4_0{{wb, rb}}, y, x, N, K, scratch, s);
+        case MLXN_Q4_1: return run_mmvq(QDotQ4_1{{wb, rb}}, y, x, N, K, scratch, s);
+        case MLXN_Q8_0: return run_mmvq(QDotQ8_0{{wb, rb}}, y, x, N, K, scratch, s);
+        case MLXN_Q4_K: return run_mmvq(QDotQK45<false>{{wb, rb}}, y, x, N, K, scratch, s);
+        case MLXN_Q5_K: return run_mmvq(QDotQK45<true>{{wb, rb}}, y, x, N, K, scratch, s);
+        case MLXN_Q6_K: return run_mmvq(QDotQ6K{{wb, rb}}, y, x, N, K, scratch, s);
+        default: break;
+        }
+    }
     const uint8_t *wb = (const uint8_t *)w;
     int64_t rb = (int64_t)row_bytes(wt, K);
     bool aligned = ((uintptr_t)w % 16) == 0 && rb % 16 == 0 && K % 8 == 0 && ((uintptr_t)x % 16) == 0;
@@ -237,7 +334,11 @@ extern "C" cudaError_t mlxn_cu_matmul_raw(float *y, const float *x, const void *
 
 extern "C" cudaError_t mlxn_cu_matmul_mlx_raw(float *y, const float *x, const uint32_t *wq, const void *scales,
                                               const void *biases, int sdt, int bits, int group, int64_t M, int64_t N,
-                                              int64_t K, cudaStream_t s) {
+                                              int64_t K, void *scratch, cudaStream_t s) {
+    if (scratch && mlxn_cu_matmul_scratch(-1, bits, M, K)) {
+        if (bits == 4) return run_mmvq(QDotMlx<4>{{wq, scales, biases, sdt, group, K}}, y, x, N, K, scratch, s);
+        if (bits == 8) return run_mmvq(QDotMlx<8>{{wq, scales, biases, sdt, group, K}}, y, x, N, K, scratch, s);
+    }
     switch (bits) {
 #define MLX_CASE(B) \
     case B: return run_mm(DecMlx<B>{wq, scales, biases, sdt, group, K}, y, x, M, N, K, s);
@@ -247,15 +348,21 @@ extern "C" cudaError_t mlxn_cu_matmul_mlx_raw(float *y, const float *x, const ui
     }
 }
 
-cudaError_t mlxn_cu_matmul(const cu_node *n, cudaStream_t s) {
+cudaError_t mlxn_cu_matmul(const cu_node *n, void *scratch, cudaStream_t s) {
     const cu_tensor *t = n->t;
     int64_t M = t[1].rows, K = t[1].cols;
     if (n->op == CU_OP_MATMUL)
         return mlxn_cu_matmul_raw((float *)t[0].data, (const float *)t[1].data, t[2].data, t[2].dtype, M,
-                                  t[2].shape[0], K, s);
+                                  t[2].shape[0], K, scratch, s);
     return mlxn_cu_matmul_mlx_raw((float *)t[0].data, (const float *)t[1].data, (const uint32_t *)t[2].data,
                                   t[3].data, t[4].data, t[3].dtype, n->mlx.bits, n->mlx.group_size, M,
-                                  t[2].shape[0], K, s);
+                                  t[2].shape[0], K, scratch, s);
+}
+
+size_t mlxn_cu_matmul_node_scratch(const cu_node *n) {
+    const cu_tensor *t = n->t;
+    if (n->op == CU_OP_MATMUL) return mlxn_cu_matmul_scratch(t[2].dtype, 0, t[1].rows, t[1].cols);
+    return mlxn_cu_matmul_scratch(-1, n->mlx.bits, t[1].rows, t[1].cols);
 }
 
 /* ---- gathers: out[T, D] = decode(table row ids[t]); NaN rows for bad ids ---- */

@@ -231,3 +231,170 @@ struct DecMlx {
         }
     }
 };
+
+/* ---- integer dot products for decode (M = 1) ----
+ * x is quantized to int8 per 32 elements (as llama.cpp's q8_1): a block is
+ * 48 bytes = 3 uint4: q[32] int8, then {f32 d, i32 sum of q[0..15], i32 sum
+ * of q[16..31], pad}. The 48-byte stride keeps the 128-bit shared-memory
+ * reads of 8 lanes on distinct banks. dotq(n, u, xs) returns the dot of unit
+ * u of row n with x; 4 weights per __dp4a, scales applied once per block. */
+#define XQ_BLOCK_U4 3
+
+static __device__ __forceinline__ void ldx(const uint4 *xs, int64_t b, int *xq, float *d, int *s0, int *s1) {
+    uint4 a = xs[b * 3], c = xs[b * 3 + 1], e = xs[b * 3 + 2];
+    xq[0] = (int)a.x; xq[1] = (int)a.y; xq[2] = (int)a.z; xq[3] = (int)a.w;
+    xq[4] = (int)c.x; xq[5] = (int)c.y; xq[6] = (int)c.z; xq[7] = (int)c.w;
+    *d = __int_as_float((int)e.x);
+    *s0 = (int)e.y;
+    *s1 = (int)e.z;
+}
+/* 4 bytes at a 2-byte-aligned address. */
+static __device__ __forceinline__ uint32_t ld_u32_a2(const uint8_t *p) { return ld_u16(p) | (ld_u16(p + 2) << 16); }
+
+struct QDotQ4_0 : DecQ4_0 {
+    __device__ __forceinline__ float dotq(int64_t n, int64_t u, const uint4 *xs) const {
+        const uint8_t *b = w + n * rb + u * BB;
+        float d = cu_h2f((uint16_t)ld_u16(b));
+        int xq[8], s0, s1;
+        float dx;
+        ldx(xs, u, xq, &dx, &s0, &s1);
+        int dp = 0;
+#pragma unroll
+        for (int i = 0; i < 4; i++) {
+            uint32_t q = ld_u32_a2(b + 2 + 4 * i);
+            dp = __dp4a((int)(q & 0x0F0F0F0F), xq[i], dp);
+            dp = __dp4a((int)((q >> 4) & 0x0F0F0F0F), xq[4 + i], dp);
+        }
+        return d * dx * (float)(dp - 8 * (s0 + s1));
+    }
+};
+struct QDotQ4_1 : DecQ4_1 {
+    __device__ __forceinline__ float dotq(int64_t n, int64_t u, const uint4 *xs) const {
+        const uint8_t *b = w + n * rb + u * BB;
+        uint32_t dm = *(const uint32_t *)b;
+        float d = cu_h2f((uint16_t)(dm & 0xffff)), m = cu_h2f((uint16_t)(dm >> 16));
+        int xq[8], s0, s1;
+        float dx;
+        ldx(xs, u, xq, &dx, &s0, &s1);
+        int dp = 0;
+#pragma unroll
+        for (int i = 0; i < 4; i++) {
+            uint32_t q = *(const uint32_t *)(b + 4 + 4 * i);
+            dp = __dp4a((int)(q & 0x0F0F0F0F), xq[i], dp);
+            dp = __dp4a((int)((q >> 4) & 0x0F0F0F0F), xq[4 + i], dp);
+        }
+        return d * dx * (float)dp + m * dx * (float)(s0 + s1);
+    }
+};
+struct QDotQ8_0 : DecQ8_0 {
+    __device__ __forceinline__ float dotq(int64_t n, int64_t u, const uint4 *xs) const {
+        const uint8_t *b = w + n * rb + u * BB;
+        float d = cu_h2f((uint16_t)ld_u16(b));
+        int xq[8], s0, s1;
+        float dx;
+        ldx(xs, u, xq, &dx, &s0, &s1);
+        int dp = 0;
+#pragma unroll
+        for (int i = 0; i < 8; i++) dp = __dp4a((int)ld_u32_a2(b + 2 + 4 * i), xq[i], dp);
+        return d * dx * (float)dp;
+    }
+};
+template <bool Q5>
+struct QDotQK45 : DecQK45<Q5> {
+    using DecQK45<Q5>::w;
+    using DecQK45<Q5>::rb;
+    __device__ __forceinline__ float dotq(int64_t n, int64_t u, const uint4 *xs) const {
+        const uint8_t *b = w + n * rb + (u >> 2) * DecQK45<Q5>::BB;
+        int j = (int)(u & 3);
+        uint32_t dm = *(const uint32_t *)b;
+        float d = cu_h2f((uint16_t)(dm & 0xffff)), dmin = cu_h2f((uint16_t)(dm >> 16));
+        uint32_t w0 = *(const uint32_t *)(b + 4), w1 = *(const uint32_t *)(b + 8), w2 = *(const uint32_t *)(b + 12);
+        float sc1, m1, sc2, m2;
+        scale_min_k4(2 * j, w0, w1, w2, &sc1, &m1);
+        scale_min_k4(2 * j + 1, w0, w1, w2, &sc2, &m2);
+        const uint8_t *qs = b + (Q5 ? 48 : 16) + 32 * j;
+        uint4 q0 = *(const uint4 *)qs, q1 = *(const uint4 *)(qs + 16);
+        uint32_t q[8] = {q0.x, q0.y, q0.z, q0.w, q1.x, q1.y, q1.z, q1.w};
+        uint32_t h[8];
+        if (Q5) {
+            uint4 h0 = *(const uint4 *)(b + 16), h1 = *(const uint4 *)(b + 32);
+            h[0] = h0.x; h[1] = h0.y; h[2] = h0.z; h[3] = h0.w;
+            h[4] = h1.x; h[5] = h1.y; h[6] = h1.z; h[7] = h1.w;
+        }
+        int xa[8], xb[8], sa0, sa1, sb0, sb1;
+        float dxa, dxb;
+        ldx(xs, 2 * u, xa, &dxa, &sa0, &sa1);
+        ldx(xs, 2 * u + 1, xb, &dxb, &sb0, &sb1);
+        int dpa = 0, dpb = 0;
+#pragma unroll
+        for (int i = 0; i < 8; i++) {
+            uint32_t lo = q[i] & 0x0F0F0F0F, hi = (q[i] >> 4) & 0x0F0F0F0F;
+            if (Q5) {
+                lo |= ((h[i] >> (2 * j)) & 0x01010101) << 4;
+                hi |= ((h[i] >> (2 * j + 1)) & 0x01010101) << 4;
+            }
+            dpa = __dp4a((int)lo, xa[i], dpa);
+            dpb = __dp4a((int)hi, xb[i], dpb);
+        }
+        return d * (sc1 * dxa * (float)dpa + sc2 * dxb * (float)dpb) -
+               dmin * (m1 * dxa * (float)(sa0 + sa1) + m2 * dxb * (float)(sb0 + sb1));
+    }
+};
+struct QDotQ6K : DecQ6K {
+    __device__ __forceinline__ float dotq(int64_t n, int64_t u, const uint4 *xs) const {
+        const uint8_t *b = w + n * rb + (u >> 3) * BB;
+        int s = (int)(u & 7), nh = s >> 2, g = s & 3;
+        float d = cu_h2f((uint16_t)ld_u16(b + 208));
+        const uint8_t *ql = b + 64 * nh + 32 * (g & 1), *qh = b + 128 + 32 * nh;
+        const int8_t *sc = (const int8_t *)(b + 192 + 8 * nh);
+        float da = d * (float)sc[2 * g], db = d * (float)sc[2 * g + 1];
+        int shl = (g >> 1) * 4, shh = 2 * g;
+        int xq[8], s0, s1;
+        float dx;
+        ldx(xs, u, xq, &dx, &s0, &s1);
+        int dpa = 0, dpb = 0;
+#pragma unroll
+        for (int i = 0; i < 8; i++) {
+            uint32_t v = ((ld_u32_a2(ql + 4 * i) >> shl) & 0x0F0F0F0F) | (((ld_u32_a2(qh + 4 * i) >> shh) & 0x03030303) << 4);
+            if (i < 4) dpa = __dp4a((int)v, xq[i], dpa);
+            else dpb = __dp4a((int)v, xq[i], dpb);
+        }
+        return dx * (da * (float)(dpa - 32 * s0) + db * (float)(dpb - 32 * s1));
+    }
+};
+/* MLX 4 and 8 bits (the other widths take the float path). */
+template <int B>
+struct QDotMlx : DecMlx<B> {
+    using DecMlx<B>::wq;
+    using DecMlx<B>::scales;
+    using DecMlx<B>::biases;
+    using DecMlx<B>::sdt;
+    using DecMlx<B>::group;
+    using DecMlx<B>::K;
+    __device__ __forceinline__ float dotq(int64_t n, int64_t u, const uint4 *xs) const {
+        const uint32_t *p = wq + n * (K * B / 32) + u * B;
+        int64_t gi = n * (K / group) + (u * 32) / group;
+        float s = cu_ld_rt(scales, sdt, gi), bb = cu_ld_rt(biases, sdt, gi);
+        int xq[8], s0, s1;
+        float dx;
+        ldx(xs, u, xq, &dx, &s0, &s1);
+        int dp = 0;
+        if (B == 4) {
+            uint4 v = __ldg((const uint4 *)p);
+            uint32_t wv[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+            for (int k = 0; k < 4; k++) {
+                int xe = (int)__byte_perm(xq[2 * k], xq[2 * k + 1], 0x6420);
+                int xo = (int)__byte_perm(xq[2 * k], xq[2 * k + 1], 0x7531);
+                dp = __dp4a((int)(wv[k] & 0x0F0F0F0F), xe, dp);
+                dp = __dp4a((int)((wv[k] >> 4) & 0x0F0F0F0F), xo, dp);
+            }
+            return s * dx * (float)dp + bb * dx * (float)(s0 + s1);
+        }
+        uint4 v0 = __ldg((const uint4 *)p), v1 = __ldg((const uint4 *)p + 1);
+        uint32_t wv[8] = {v0.x, v0.y, v0.z, v0.w, v1.x, v1.y, v1.z, v1.w};
+#pragma unroll
+        for (int k = 0; k < 8; k++) dp = __dp4a((int)(wv[k] ^ 0x80808080u), xq[k], dp); /* (q - 128) x */
+        return s * dx * (float)(dp + 128 * (s0 + s1)) + bb * dx * (float)(s0 + s1);
+    }
+};
