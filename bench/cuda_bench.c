@@ -106,7 +106,11 @@ static float time_graph(cudaStream_t s, job *j, int copy, char *src, char *dst, 
 }
 
 int main(int argc, char **argv) {
-    bool quick = argc > 1 && !strcmp(argv[1], "--quick");
+    bool quick = false, only_int = false;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--quick")) quick = true;
+        if (!strcmp(argv[i], "--int")) only_int = true; /* only formats on the integer decode path */
+    }
     int ndev = 0;
     if (cudaGetDeviceCount(&ndev) != cudaSuccess || ndev == 0) {
         printf("cuda_bench: skipped: no CUDA device\n");
@@ -164,6 +168,9 @@ int main(int argc, char **argv) {
     int nshapes = quick ? 1 : 4;
     printf("\n%-6s %-13s %9s %10s %9s %8s\n", "format", "N x K", "MB", "us", "GB/s", "of copy");
     for (size_t fi = 0; fi < sizeof fmts / sizeof fmts[0]; fi++) {
+        if (only_int && (fmts[fi].wtype == MLXN_F16 || fmts[fi].wtype == MLXN_BF16 || fmts[fi].wtype == -6 ||
+                         fmts[fi].wtype == -3 || fmts[fi].wtype == -2))
+            continue;
         for (int si = 0; si < nshapes; si++) {
             size_t N = shapes[si][0], K = shapes[si][1];
             size_t wb = wbytes(&fmts[fi], N, K), stride = (wb + 4095) & ~(size_t)4095;

@@ -13,6 +13,8 @@
  */
 #include "backend/cuda/quant.cuh"
 
+#include <stdlib.h>
+
 #define MMV_WARPS 4
 
 template <class F, int MB>
@@ -170,16 +172,9 @@ __global__ void __launch_bounds__(MMVS_WARPS * 32) k_mmvq(F f, float *__restrict
     }
 }
 
-/* Decode through int8 x and __dp4a; scratch holds the quantized x. */
-template <class F>
-static cudaError_t run_mmvq(const F &f, float *y, const float *x, int64_t N, int64_t K, void *scratch,
-                            cudaStream_t s) {
-    int64_t nb = K / 32;
-    uint4 *xq = (uint4 *)scratch;
-    k_quant_x<<<cu_blocks(nb, 8), 256, 0, s>>>(xq, x, nb);
-    CU_LAUNCH_CHECK();
-    size_t smem = (size_t)nb * XQ_BLOCK_U4 * 16;
-    constexpr int R = 2;
+template <class F, int R>
+static cudaError_t launch_mmvq(const F &f, float *y, const uint4 *xq, int64_t N, int64_t K, size_t smem,
+                               cudaStream_t s) {
     if (smem > 48 * 1024) {
         static bool raised = false;
         if (!raised) {
@@ -191,6 +186,25 @@ static cudaError_t run_mmvq(const F &f, float *y, const float *x, int64_t N, int
     k_mmvq<F, R><<<cu_blocks(N, MMVS_WARPS * R), MMVS_WARPS * 32, smem, s>>>(f, y, xq, N, K);
     CU_LAUNCH_CHECK();
     return cudaSuccess;
+}
+
+/* Decode through int8 x and __dp4a; scratch holds the quantized x. */
+template <class F>
+static cudaError_t run_mmvq(const F &f, float *y, const float *x, int64_t N, int64_t K, void *scratch,
+                            cudaStream_t s) {
+    int64_t nb = K / 32;
+    uint4 *xq = (uint4 *)scratch;
+    k_quant_x<<<cu_blocks(nb, 8), 256, 0, s>>>(xq, x, nb);
+    CU_LAUNCH_CHECK();
+    size_t smem = (size_t)nb * XQ_BLOCK_U4 * 16;
+    static int rows = -1; /* EXPERIMENT: rows per warp from MLXN_MMVQ_R */
+    if (rows < 0) {
+        const char *e = getenv("MLXN_MMVQ_R");
+        rows = e ? atoi(e) : 2;
+    }
+    if (rows == 1) return launch_mmvq<F, 1>(f, y, xq, N, K, smem, s);
+    if (rows == 4) return launch_mmvq<F, 4>(f, y, xq, N, K, smem, s);
+    return launch_mmvq<F, 2>(f, y, xq, N, K, smem, s);
 }
 
 /* Bytes of scratch a matmul needs: the int8 copy of x for M = 1 on the
