@@ -13,8 +13,6 @@
  */
 #include "backend/cuda/quant.cuh"
 
-#include <stdlib.h>
-
 #define MMV_WARPS 4
 
 template <class F, int MB>
@@ -146,46 +144,36 @@ __global__ void k_quant_x(uint4 *xq, const float *x, int64_t nb) {
     if (lane == 16) tail[2] = s;
 }
 
-template <class F, int R>
-__global__ void __launch_bounds__(MMVS_WARPS * 32) k_mmvq(F f, float *__restrict__ y, const uint4 *__restrict__ xqg,
-                                                          int64_t N, int64_t K) {
-    extern __shared__ uint4 xs4[];
-    int64_t nb = K / 32;
-    for (int64_t i = threadIdx.x; i < nb * XQ_BLOCK_U4; i += blockDim.x) xs4[i] = xqg[i];
-    __syncthreads();
-    int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-    int64_t n0 = ((int64_t)blockIdx.x * MMVS_WARPS + warp) * R;
-    if (n0 >= N) return;
-    float acc[R];
-#pragma unroll
-    for (int r = 0; r < R; r++) acc[r] = 0.0f;
-    int64_t nu = K / F::U;
-#pragma unroll 4
-    for (int64_t u = lane; u < nu; u += 32) {
-#pragma unroll
-        for (int r = 0; r < R; r++) acc[r] += f.dotq(n0 + r < N ? n0 + r : N - 1, u, xs4);
-    }
-#pragma unroll
-    for (int r = 0; r < R; r++) {
-        float v = cu_warp_sum(acc[r]);
-        if (lane == 0 && n0 + r < N) y[n0 + r] = v;
-    }
-}
+/* One block = MMVQ_ROWS rows x MMVQ_SPLIT warps per row: warp (r, k) takes
+ * units k*32 + lane, + 32*MMVQ_SPLIT, ... of row r, so a long row is cut
+ * into short independent pieces (more loads in flight, fewer sequential
+ * iterations per warp); the int8 x (a few KB) is read through L1. */
+#define MMVQ_ROWS 2
+#define MMVQ_SPLIT 4
 
-template <class F, int R>
-static cudaError_t launch_mmvq(const F &f, float *y, const uint4 *xq, int64_t N, int64_t K, size_t smem,
-                               cudaStream_t s) {
-    if (smem > 48 * 1024) {
-        static bool raised = false;
-        if (!raised) {
-            cudaError_t e = cudaFuncSetAttribute(k_mmvq<F, R>, cudaFuncAttributeMaxDynamicSharedMemorySize, MMVS_MAX_SMEM);
-            if (e != cudaSuccess) return e;
-            raised = true;
-        }
+template <class F>
+__global__ void __launch_bounds__(MMVQ_ROWS * MMVQ_SPLIT * 32) k_mmvq(F f, float *__restrict__ y,
+                                                                      const uint4 *__restrict__ xq, int64_t N,
+                                                                      int64_t K) {
+    __shared__ float part[MMVQ_ROWS * MMVQ_SPLIT];
+    int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    int r = warp / MMVQ_SPLIT, ks = warp % MMVQ_SPLIT;
+    int64_t n = (int64_t)blockIdx.x * MMVQ_ROWS + r;
+    int64_t nn = n < N ? n : N - 1;
+    int64_t nu = K / F::U;
+    float acc = 0.0f;
+#pragma unroll 2
+    for (int64_t u = ks * 32 + lane; u < nu; u += 32 * MMVQ_SPLIT) acc += f.dotq(nn, u, xq);
+    acc = cu_warp_sum(acc);
+    if (lane == 0) part[warp] = acc;
+    __syncthreads();
+    if (threadIdx.x < MMVQ_ROWS) {
+        int64_t row = (int64_t)blockIdx.x * MMVQ_ROWS + threadIdx.x;
+        float v = 0.0f;
+#pragma unroll
+        for (int k = 0; k < MMVQ_SPLIT; k++) v += part[threadIdx.x * MMVQ_SPLIT + k];
+        if (row < N) y[row] = v;
     }
-    k_mmvq<F, R><<<cu_blocks(N, MMVS_WARPS * R), MMVS_WARPS * 32, smem, s>>>(f, y, xq, N, K);
-    CU_LAUNCH_CHECK();
-    return cudaSuccess;
 }
 
 /* Decode through int8 x and __dp4a; scratch holds the quantized x. */
@@ -196,15 +184,9 @@ static cudaError_t run_mmvq(const F &f, float *y, const float *x, int64_t N, int
     uint4 *xq = (uint4 *)scratch;
     k_quant_x<<<cu_blocks(nb, 8), 256, 0, s>>>(xq, x, nb);
     CU_LAUNCH_CHECK();
-    size_t smem = (size_t)nb * XQ_BLOCK_U4 * 16;
-    static int rows = -1; /* EXPERIMENT: rows per warp from MLXN_MMVQ_R */
-    if (rows < 0) {
-        const char *e = getenv("MLXN_MMVQ_R");
-        rows = e ? atoi(e) : 2;
-    }
-    if (rows == 1) return launch_mmvq<F, 1>(f, y, xq, N, K, smem, s);
-    if (rows == 4) return launch_mmvq<F, 4>(f, y, xq, N, K, smem, s);
-    return launch_mmvq<F, 2>(f, y, xq, N, K, smem, s);
+    k_mmvq<F><<<cu_blocks(N, MMVQ_ROWS), MMVQ_ROWS * MMVQ_SPLIT * 32, 0, s>>>(f, y, xq, N, K);
+    CU_LAUNCH_CHECK();
+    return cudaSuccess;
 }
 
 /* Bytes of scratch a matmul needs: the int8 copy of x for M = 1 on the
@@ -215,7 +197,7 @@ static bool int_path(int wt, int bits) {
            wt == MLXN_Q6_K;
 }
 extern "C" size_t mlxn_cu_matmul_scratch(int wt, int bits, int64_t M, int64_t K) {
-    if (M != 1 || !int_path(wt, bits) || (size_t)(K / 32) * 48 > MMVS_MAX_SMEM) return 0;
+    if (M != 1 || !int_path(wt, bits)) return 0;
     return (size_t)(K / 32) * XQ_BLOCK_U4 * 16;
 }
 

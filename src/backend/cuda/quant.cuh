@@ -241,7 +241,7 @@ struct DecMlx {
 #define XQ_BLOCK_U4 3
 
 static __device__ __forceinline__ void ldx(const uint4 *xs, int64_t b, int *xq, float *d, int *s0, int *s1) {
-    uint4 a = xs[b * 3], c = xs[b * 3 + 1], e = xs[b * 3 + 2];
+    uint4 a = __ldg(xs + b * 3), c = __ldg(xs + b * 3 + 1), e = __ldg(xs + b * 3 + 2);
     xq[0] = (int)a.x; xq[1] = (int)a.y; xq[2] = (int)a.z; xq[3] = (int)a.w;
     xq[4] = (int)c.x; xq[5] = (int)c.y; xq[6] = (int)c.z; xq[7] = (int)c.w;
     *d = __int_as_float((int)e.x);
