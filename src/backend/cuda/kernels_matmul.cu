@@ -144,34 +144,34 @@ __global__ void k_quant_x(uint4 *xq, const float *x, int64_t nb) {
     if (lane == 16) tail[2] = s;
 }
 
-/* One block = MMVQ_ROWS rows x MMVQ_SPLIT warps per row: warp (r, k) takes
- * units k*32 + lane, + 32*MMVQ_SPLIT, ... of row r, so a long row is cut
- * into short independent pieces (more loads in flight, fewer sequential
- * iterations per warp); the int8 x (a few KB) is read through L1. */
-#define MMVQ_ROWS 2
-#define MMVQ_SPLIT 4
+/* One block of 8 warps = (8 / split) rows x `split` warps per row: warp
+ * (r, k) takes units k*32 + lane, + 32*split, ... of row r, so a long row is
+ * cut into short independent pieces (more loads in flight, fewer sequential
+ * iterations per warp) while a short row keeps every lane busy. split is
+ * the largest power of two <= min(8, units per row / 32). The int8 x (a few
+ * KB) is read through L1. */
+#define MMVQ_WARPS 8
 
 template <class F>
-__global__ void __launch_bounds__(MMVQ_ROWS * MMVQ_SPLIT * 32) k_mmvq(F f, float *__restrict__ y,
-                                                                      const uint4 *__restrict__ xq, int64_t N,
-                                                                      int64_t K) {
-    __shared__ float part[MMVQ_ROWS * MMVQ_SPLIT];
+__global__ void __launch_bounds__(MMVQ_WARPS * 32) k_mmvq(F f, float *__restrict__ y, const uint4 *__restrict__ xq,
+                                                          int64_t N, int64_t K, int split_log2) {
+    __shared__ float part[MMVQ_WARPS];
     int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-    int r = warp / MMVQ_SPLIT, ks = warp % MMVQ_SPLIT;
-    int64_t n = (int64_t)blockIdx.x * MMVQ_ROWS + r;
+    int split = 1 << split_log2, rows = MMVQ_WARPS >> split_log2;
+    int r = warp >> split_log2, ks = warp & (split - 1);
+    int64_t n = (int64_t)blockIdx.x * rows + r;
     int64_t nn = n < N ? n : N - 1;
     int64_t nu = K / F::U;
     float acc = 0.0f;
 #pragma unroll 2
-    for (int64_t u = ks * 32 + lane; u < nu; u += 32 * MMVQ_SPLIT) acc += f.dotq(nn, u, xq);
+    for (int64_t u = ks * 32 + lane; u < nu; u += 32 * split) acc += f.dotq(nn, u, xq);
     acc = cu_warp_sum(acc);
     if (lane == 0) part[warp] = acc;
     __syncthreads();
-    if (threadIdx.x < MMVQ_ROWS) {
-        int64_t row = (int64_t)blockIdx.x * MMVQ_ROWS + threadIdx.x;
+    if (threadIdx.x < rows) {
+        int64_t row = (int64_t)blockIdx.x * rows + threadIdx.x;
         float v = 0.0f;
-#pragma unroll
-        for (int k = 0; k < MMVQ_SPLIT; k++) v += part[threadIdx.x * MMVQ_SPLIT + k];
+        for (int k = 0; k < split; k++) v += part[threadIdx.x * split + k];
         if (row < N) y[row] = v;
     }
 }
@@ -184,7 +184,10 @@ static cudaError_t run_mmvq(const F &f, float *y, const float *x, int64_t N, int
     uint4 *xq = (uint4 *)scratch;
     k_quant_x<<<cu_blocks(nb, 8), 256, 0, s>>>(xq, x, nb);
     CU_LAUNCH_CHECK();
-    k_mmvq<F><<<cu_blocks(N, MMVQ_ROWS), MMVQ_ROWS * MMVQ_SPLIT * 32, 0, s>>>(f, y, xq, N, K);
+    int64_t per_lane = (K / F::U) / 32;
+    int sl = 0;
+    while (sl < 3 && ((int64_t)2 << sl) <= per_lane) sl++;
+    k_mmvq<F><<<cu_blocks(N, MMVQ_WARPS >> sl), MMVQ_WARPS * 32, 0, s>>>(f, y, xq, N, K, sl);
     CU_LAUNCH_CHECK();
     return cudaSuccess;
 }
@@ -331,13 +334,15 @@ extern "C" cudaError_t mlxn_cu_matmul_raw(float *y, const float *x, const void *
 extern "C" cudaError_t mlxn_cu_matmul_mlx_raw(float *y, const float *x, const uint32_t *wq, const void *scales,
                                               const void *biases, int sdt, int bits, int group, int64_t M, int64_t N,
                                               int64_t K, void *scratch, cudaStream_t s) {
+    int gshift = group == 32 ? 5 : group == 64 ? 6 : group == 128 ? 7 : -1;
+    if (gshift < 0) return cudaErrorInvalidValue;
     if (scratch && mlxn_cu_matmul_scratch(-1, bits, M, K)) {
-        if (bits == 4) return run_mmvq(QDotMlx<4>{{wq, scales, biases, sdt, group, K}}, y, x, N, K, scratch, s);
-        if (bits == 8) return run_mmvq(QDotMlx<8>{{wq, scales, biases, sdt, group, K}}, y, x, N, K, scratch, s);
+        if (bits == 4) return run_mmvq(QDotMlx<4>{{wq, scales, biases, sdt, gshift, K}}, y, x, N, K, scratch, s);
+        if (bits == 8) return run_mmvq(QDotMlx<8>{{wq, scales, biases, sdt, gshift, K}}, y, x, N, K, scratch, s);
     }
     switch (bits) {
 #define MLX_CASE(B) \
-    case B: return run_mm(DecMlx<B>{wq, scales, biases, sdt, group, K}, y, x, M, N, K, s);
+    case B: return run_mm(DecMlx<B>{wq, scales, biases, sdt, gshift, K}, y, x, M, N, K, s);
         MLX_CASE(2) MLX_CASE(3) MLX_CASE(4) MLX_CASE(5) MLX_CASE(6) MLX_CASE(8)
 #undef MLX_CASE
     default: return cudaErrorInvalidValue;
@@ -405,10 +410,11 @@ cudaError_t mlxn_cu_get_rows(const cu_node *n, cudaStream_t s) {
     int64_t T = t[0].rows, D = t[0].cols;
     if (n->op == CU_OP_GET_ROWS_MLX) {
         const int32_t *ids = (const int32_t *)t[4].data;
+        int g = n->mlx.group_size, gshift = g == 32 ? 5 : g == 64 ? 6 : 7;
         switch (n->mlx.bits) {
 #define MLX_CASE(B)                                                                                          \
     case B:                                                                                                  \
-        return run_gr(DecMlx<B>{(const uint32_t *)t[1].data, t[2].data, t[3].data, t[2].dtype, n->mlx.group_size, D}, \
+        return run_gr(DecMlx<B>{(const uint32_t *)t[1].data, t[2].data, t[3].data, t[2].dtype, gshift, D}, \
                       out, ids, T, t[1].shape[0], D, s);
             MLX_CASE(2) MLX_CASE(3) MLX_CASE(4) MLX_CASE(5) MLX_CASE(6) MLX_CASE(8)
 #undef MLX_CASE

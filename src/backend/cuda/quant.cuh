@@ -202,7 +202,7 @@ struct DecMlx {
     static constexpr int U = 32;
     const uint32_t *wq;
     const void *scales, *biases;
-    int sdt, group;
+    int sdt, gshift; /* group size = 1 << gshift (32, 64, 128) */
     int64_t K;
     __device__ __forceinline__ void decode(int64_t n, int64_t u, float *y) const {
         const uint32_t *p = wq + n * (K * B / 32) + u * B;
@@ -219,7 +219,7 @@ struct DecMlx {
             for (int i = 0; i < B; i++) w[i] = __ldg(p + i);
         }
         w[B] = 0;
-        int64_t gi = n * (K / group) + (u * 32) / group;
+        int64_t gi = n * (K >> gshift) + ((u * 32) >> gshift);
         float s = cu_ld_rt(scales, sdt, gi), bb = cu_ld_rt(biases, sdt, gi);
 #pragma unroll
         for (int i = 0; i < 32; i++) {
@@ -250,6 +250,19 @@ static __device__ __forceinline__ void ldx(const uint4 *xs, int64_t b, int *xq, 
 }
 /* 4 bytes at a 2-byte-aligned address. */
 static __device__ __forceinline__ uint32_t ld_u32_a2(const uint8_t *p) { return ld_u16(p) | (ld_u16(p + 2) << 16); }
+/* NW words at a 2-byte-aligned address: NW (+1 when misaligned) aligned
+ * loads and a funnel shift each (instead of 2 NW 16-bit loads). */
+template <int NW>
+static __device__ __forceinline__ void ld_words_a2(const uint8_t *p, uint32_t *out) {
+    const uint32_t *a = (const uint32_t *)((uintptr_t)p & ~(uintptr_t)3);
+    uint32_t sh = ((uint32_t)(uintptr_t)p & 2u) * 8u;
+    uint32_t w[NW + 1];
+#pragma unroll
+    for (int i = 0; i < NW; i++) w[i] = __ldg(a + i);
+    w[NW] = sh ? __ldg(a + NW) : 0u; /* aligned: never read past the run */
+#pragma unroll
+    for (int i = 0; i < NW; i++) out[i] = __funnelshift_r(w[i], w[i + 1], sh);
+}
 
 struct QDotQ4_0 : DecQ4_0 {
     __device__ __forceinline__ float dotq(int64_t n, int64_t u, const uint4 *xs) const {
@@ -258,10 +271,12 @@ struct QDotQ4_0 : DecQ4_0 {
         int xq[8], s0, s1;
         float dx;
         ldx(xs, u, xq, &dx, &s0, &s1);
+        uint32_t qw[4];
+        ld_words_a2<4>(b + 2, qw);
         int dp = 0;
 #pragma unroll
         for (int i = 0; i < 4; i++) {
-            uint32_t q = ld_u32_a2(b + 2 + 4 * i);
+            uint32_t q = qw[i];
             dp = __dp4a((int)(q & 0x0F0F0F0F), xq[i], dp);
             dp = __dp4a((int)((q >> 4) & 0x0F0F0F0F), xq[4 + i], dp);
         }
@@ -294,8 +309,10 @@ struct QDotQ8_0 : DecQ8_0 {
         float dx;
         ldx(xs, u, xq, &dx, &s0, &s1);
         int dp = 0;
+        uint32_t qw[8];
+        ld_words_a2<8>(b + 2, qw);
 #pragma unroll
-        for (int i = 0; i < 8; i++) dp = __dp4a((int)ld_u32_a2(b + 2 + 4 * i), xq[i], dp);
+        for (int i = 0; i < 8; i++) dp = __dp4a((int)qw[i], xq[i], dp);
         return d * dx * (float)dp;
     }
 };
@@ -352,10 +369,13 @@ struct QDotQ6K : DecQ6K {
         int xq[8], s0, s1;
         float dx;
         ldx(xs, u, xq, &dx, &s0, &s1);
+        uint32_t lw[8], hw[8];
+        ld_words_a2<8>(ql, lw);
+        ld_words_a2<8>(qh, hw);
         int dpa = 0, dpb = 0;
 #pragma unroll
         for (int i = 0; i < 8; i++) {
-            uint32_t v = ((ld_u32_a2(ql + 4 * i) >> shl) & 0x0F0F0F0F) | (((ld_u32_a2(qh + 4 * i) >> shh) & 0x03030303) << 4);
+            uint32_t v = ((lw[i] >> shl) & 0x0F0F0F0F) | (((hw[i] >> shh) & 0x03030303) << 4);
             if (i < 4) dpa = __dp4a((int)v, xq[i], dpa);
             else dpb = __dp4a((int)v, xq[i], dpb);
         }
@@ -369,11 +389,11 @@ struct QDotMlx : DecMlx<B> {
     using DecMlx<B>::scales;
     using DecMlx<B>::biases;
     using DecMlx<B>::sdt;
-    using DecMlx<B>::group;
+    using DecMlx<B>::gshift;
     using DecMlx<B>::K;
     __device__ __forceinline__ float dotq(int64_t n, int64_t u, const uint4 *xs) const {
         const uint32_t *p = wq + n * (K * B / 32) + u * B;
-        int64_t gi = n * (K / group) + (u * 32) / group;
+        int64_t gi = n * (K >> gshift) + ((u * 32) >> gshift);
         float s = cu_ld_rt(scales, sdt, gi), bb = cu_ld_rt(biases, sdt, gi);
         int xq[8], s0, s1;
         float dx;
