@@ -13,6 +13,8 @@
  */
 #include "backend/cuda/quant.cuh"
 
+#include <stdlib.h>
+
 #define MMV_WARPS 4
 
 template <class F, int MB>
@@ -185,8 +187,13 @@ static cudaError_t run_mmvq(const F &f, float *y, const float *x, int64_t N, int
     k_quant_x<<<cu_blocks(nb, 8), 256, 0, s>>>(xq, x, nb);
     CU_LAUNCH_CHECK();
     int64_t per_lane = (K / F::U) / 32;
+    static int minu = -1; /* EXPERIMENT: MLXN_MMVQ_MINU units per lane at least */
+    if (minu < 0) {
+        const char *e = getenv("MLXN_MMVQ_MINU");
+        minu = e ? atoi(e) : 1;
+    }
     int sl = 0;
-    while (sl < 3 && ((int64_t)2 << sl) <= per_lane) sl++;
+    while (sl < 3 && ((int64_t)(2 * minu) << sl) <= per_lane) sl++;
     k_mmvq<F><<<cu_blocks(N, MMVQ_WARPS >> sl), MMVQ_WARPS * 32, 0, s>>>(f, y, xq, N, K, sl);
     CU_LAUNCH_CHECK();
     return cudaSuccess;
