@@ -13,8 +13,6 @@
  */
 #include "backend/cuda/quant.cuh"
 
-#include <stdlib.h>
-
 #define MMV_WARPS 4
 
 template <class F, int MB>
@@ -148,10 +146,10 @@ __global__ void k_quant_x(uint4 *xq, const float *x, int64_t nb) {
 
 /* One block of 8 warps = (8 / split) rows x `split` warps per row: warp
  * (r, k) takes units k*32 + lane, + 32*split, ... of row r, so a long row is
- * cut into short independent pieces (more loads in flight, fewer sequential
- * iterations per warp) while a short row keeps every lane busy. split is
- * the largest power of two <= min(8, units per row / 32). The int8 x (a few
- * KB) is read through L1. */
+ * cut into shorter independent pieces (more loads in flight, fewer
+ * sequential iterations per warp). split is the largest power of two <= 8
+ * that leaves each lane at least 4 units. The int8 x (a few KB) is read
+ * through L1. */
 #define MMVQ_WARPS 8
 
 template <class F>
@@ -187,13 +185,10 @@ static cudaError_t run_mmvq(const F &f, float *y, const float *x, int64_t N, int
     k_quant_x<<<cu_blocks(nb, 8), 256, 0, s>>>(xq, x, nb);
     CU_LAUNCH_CHECK();
     int64_t per_lane = (K / F::U) / 32;
-    static int minu = -1; /* EXPERIMENT: MLXN_MMVQ_MINU units per lane at least */
-    if (minu < 0) {
-        const char *e = getenv("MLXN_MMVQ_MINU");
-        minu = e ? atoi(e) : 1;
-    }
+    /* split so each lane keeps >= 4 units (measured on H200 against >= 1
+     * and >= 2: best or equal for every format and shape; bench/RESULTS.md) */
     int sl = 0;
-    while (sl < 3 && ((int64_t)(2 * minu) << sl) <= per_lane) sl++;
+    while (sl < 3 && ((int64_t)8 << sl) <= per_lane) sl++;
     k_mmvq<F><<<cu_blocks(N, MMVQ_WARPS >> sl), MMVQ_WARPS * 32, 0, s>>>(f, y, xq, N, K, sl);
     CU_LAUNCH_CHECK();
     return cudaSuccess;
