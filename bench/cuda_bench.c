@@ -107,9 +107,17 @@ static float time_graph(cudaStream_t s, job *j, int copy, char *src, char *dst, 
 
 int main(int argc, char **argv) {
     bool quick = false, only_int = false;
+    const char *one = NULL; /* --one FORMAT N K: a few plain launches, for a profiler */
+    size_t oneN = 0, oneK = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--quick")) quick = true;
         if (!strcmp(argv[i], "--int")) only_int = true; /* only formats on the integer decode path */
+        if (!strcmp(argv[i], "--one") && i + 3 < argc) {
+            one = argv[i + 1];
+            oneN = (size_t)atol(argv[i + 2]);
+            oneK = (size_t)atol(argv[i + 3]);
+            i += 3;
+        }
     }
     int ndev = 0;
     if (cudaGetDeviceCount(&ndev) != cudaSuccess || ndev == 0) {
@@ -139,6 +147,21 @@ int main(int argc, char **argv) {
         free(h);
     }
     /* copy bandwidth: 2 x 512 MB halves of the pool, read + write bytes */
+    if (one) {
+        fmt list[] = {{"f16", MLXN_F16}, {"q8_0", MLXN_Q8_0}, {"q6_k", MLXN_Q6_K}, {"q5_k", MLXN_Q5_K},
+                      {"q4_k", MLXN_Q4_K}, {"q4_1", MLXN_Q4_1}, {"q4_0", MLXN_Q4_0}, {"mlx8", -8}, {"mlx4", -4}};
+        float *x1, *y1;
+        CK(cudaMalloc((void **)&x1, oneK * 4));
+        CK(cudaMalloc((void **)&y1, oneN * 4));
+        CK(cudaMemset(x1, 0x3c, oneK * 4));
+        CK(cudaMalloc(&g_scratch, 1 << 20));
+        for (size_t k = 0; k < sizeof list / sizeof list[0]; k++)
+            if (!strcmp(list[k].name, one))
+                for (int r = 0; r < 3; r++) CK(launch(&list[k], y1, x1, pool, oneN, oneK, s));
+        CK(cudaStreamSynchronize(s));
+        printf("cuda_bench: ran %s %zux%zu 3 times\n", one, oneN, oneK);
+        return 0;
+    }
     job none = {0};
     size_t half = POOL / 2;
     float mms = time_graph(s, &none, 1, pool, pool + half, half);
