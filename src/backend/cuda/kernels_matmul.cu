@@ -153,7 +153,7 @@ __global__ void k_quant_x(uint4 *xq, const float *x, int64_t nb) {
 #define MMVQ_WARPS 8
 
 template <class F>
-__global__ void __launch_bounds__(MMVQ_WARPS * 32) k_mmvq(F f, float *__restrict__ y, const uint4 *__restrict__ xq,
+__global__ void __launch_bounds__(MMVQ_WARPS * 32, F::MINB) k_mmvq(F f, float *__restrict__ y, const uint4 *__restrict__ xq,
                                                           int64_t N, int64_t K, int split_log2) {
     __shared__ float part[MMVQ_WARPS];
     int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
