@@ -390,7 +390,7 @@ struct QDotQ6K : DecQ6K {
 /* MLX 4 and 8 bits (the other widths take the float path). */
 template <int B>
 struct QDotMlx : DecMlx<B> {
-    static constexpr int MINB = 8;
+    static constexpr int MINB = 1; /* capping registers made mlx8 spill and run slower */
     using DecMlx<B>::wq;
     using DecMlx<B>::scales;
     using DecMlx<B>::biases;
