@@ -54,14 +54,16 @@ static size_t wbytes(const fmt *f, size_t N, size_t K) {
 
 static void *g_scratch; /* int8 x for the integer decode path */
 
+static int64_t g_M = 1; /* rows of x */
+
 static cudaError_t launch(const fmt *f, float *y, const float *x, const char *w, size_t N, size_t K, cudaStream_t s) {
     if (f->wtype < 0) {
         int bits = -f->wtype;
         size_t qb = N * K * (size_t)bits / 8, sb = N * (K / 64) * 2;
-        return mlxn_cu_matmul_mlx_raw(y, x, (const uint32_t *)w, w + qb, w + qb + sb, MLXN_F16, bits, 64, 1,
+        return mlxn_cu_matmul_mlx_raw(y, x, (const uint32_t *)w, w + qb, w + qb + sb, MLXN_F16, bits, 64, g_M,
                                       (int64_t)N, (int64_t)K, g_scratch, s);
     }
-    return mlxn_cu_matmul_raw(y, x, w, f->wtype, 1, (int64_t)N, (int64_t)K, g_scratch, s);
+    return mlxn_cu_matmul_raw(y, x, w, f->wtype, g_M, (int64_t)N, (int64_t)K, g_scratch, s);
 }
 
 /* Median milliseconds of one graph launch of `body` (captured once). */
@@ -209,6 +211,28 @@ int main(int argc, char **argv) {
             printf("%-6s %-13s %9.1f %10.2f %9.0f %7.0f%%\n", fmts[fi].name, shape, (double)wb / 1e6,
                    (double)ms * 1e3, gbs, 100.0 * gbs / copy_gbs);
         }
+    }
+    /* prefill: M = 512 rows through the TF32 tensor-core tile kernel */
+    {
+        const int64_t M = 512;
+        const size_t N = 4096, K = 4096;
+        float *xm, *ym;
+        CK(cudaMalloc((void **)&xm, (size_t)M * K * 4));
+        CK(cudaMalloc((void **)&ym, (size_t)M * N * 4));
+        CK(cudaMemset(xm, 0x3c, (size_t)M * K * 4));
+        g_M = M;
+        printf("\nprefill M=%lld, N x K = %zux%zu (TF32 tensor cores, W decoded per tile)\n", (long long)M, N, K);
+        printf("%-6s %10s %9s\n", "format", "us", "TFLOP/s");
+        fmt pf[] = {{"f16", MLXN_F16}, {"q8_0", MLXN_Q8_0}, {"q4_k", MLXN_Q4_K}, {"q4_0", MLXN_Q4_0}, {"mlx4", -4}};
+        for (size_t fi = 0; fi < sizeof pf / sizeof pf[0]; fi++) {
+            size_t wb = wbytes(&pf[fi], N, K), stride = (wb + 4095) & ~(size_t)4095;
+            job j = {&pf[fi], ym, xm, pool, N, K, stride, 4};
+            float ms = time_graph(s, &j, 0, NULL, NULL, 0);
+            printf("%-6s %10.1f %9.1f\n", pf[fi].name, (double)ms * 1e3, 2.0 * (double)M * (double)N * (double)K / ((double)ms * 1e-3) / 1e12);
+        }
+        g_M = 1;
+        CK(cudaFree(xm));
+        CK(cudaFree(ym));
     }
     CK(cudaFree(pool));
     CK(cudaFree(x));

@@ -7,11 +7,15 @@
  *    units of the row, f32 accumulation, one pass over W for all M rows.
  *    Memory-bound: the goal is HBM bandwidth on W.
  *  - M > 8: k_mm_tiled, 64x64 output tiles; W tiles are decoded into shared
- *    memory once per tile and reused by 64 rows of x.
+ *    memory once per tile and reused by 64 rows of x; TF32 tensor cores.
  *  - Dense W whose rows are not 16-byte aligned: k_mm_scalar (reference-
  *    speed fallback).
  */
 #include "backend/cuda/quant.cuh"
+
+#include <mma.h>
+
+using namespace nvcuda;
 
 #define MMV_WARPS 4
 
@@ -210,20 +214,28 @@ extern "C" size_t mlxn_cu_matmul_scratch(int wt, int bits, int64_t M, int64_t K)
 #define TBN 64
 #define TBK 64
 
+/* 64x64 output tile per block of 8 warps. x tile [64 m][64 k] and the
+ * decoded W tile [64 n][64 k] sit in shared memory as f32 (rows padded to
+ * 68 floats); each warp multiplies a 16x32 piece on the tensor cores in
+ * TF32 (m16n16k8, f32 accumulation). TF32 keeps f32's range with a 10-bit
+ * mantissa: NMSE against the f32 CPU result stays near 1e-7. */
 template <class F>
 __global__ void __launch_bounds__(256) k_mm_tiled(F f, float *__restrict__ y, const float *__restrict__ x, int64_t M,
                                                   int64_t N, int64_t K) {
-    __shared__ float xs[TBK][TBM + 4];
-    __shared__ float ws[TBK][TBN + 4];
+    constexpr int LD = TBK + 4;
+    __shared__ __align__(128) float xs[TBM][LD]; /* reused for the output tile */
+    __shared__ __align__(128) float ws[TBN][LD];
     int64_t m0 = (int64_t)blockIdx.y * TBM, n0 = (int64_t)blockIdx.x * TBN;
-    int tx = threadIdx.x & 15, ty = threadIdx.x >> 4;
-    float acc[4][4] = {};
+    int warp = threadIdx.x >> 5, wm = warp >> 1, wn = (warp & 1) * 2;
+    wmma::fragment<wmma::accumulator, 16, 16, 8, float> c0, c1;
+    wmma::fill_fragment(c0, 0.0f);
+    wmma::fill_fragment(c1, 0.0f);
     constexpr int UPR = TBK / F::U; /* units per tile row */
     for (int64_t k0 = 0; k0 < K; k0 += TBK) {
         for (int i = threadIdx.x; i < TBM * TBK; i += 256) {
             int mm = i / TBK, kk = i % TBK;
             int64_t gm = m0 + mm, gk = k0 + kk;
-            xs[kk][mm] = (gm < M && gk < K) ? x[gm * K + gk] : 0.0f;
+            xs[mm][kk] = (gm < M && gk < K) ? x[gm * K + gk] : 0.0f;
         }
         for (int i = threadIdx.x; i < TBN * UPR; i += 256) {
             int nn = i / UPR, uu = i % UPR;
@@ -234,33 +246,35 @@ __global__ void __launch_bounds__(256) k_mm_tiled(F f, float *__restrict__ y, co
 #pragma unroll
                 for (int j = 0; j < F::U; j++) w[j] = 0.0f;
 #pragma unroll
-            for (int j = 0; j < F::U; j++) ws[uu * F::U + j][nn] = w[j];
+            for (int j = 0; j < F::U; j++) ws[nn][uu * F::U + j] = w[j];
         }
         __syncthreads();
-#pragma unroll 8
-        for (int kk = 0; kk < TBK; kk++) {
-            float a[4], b[4];
 #pragma unroll
-            for (int i = 0; i < 4; i++) {
-                a[i] = xs[kk][ty + 16 * i];
-                b[i] = ws[kk][tx + 16 * i];
+        for (int kk = 0; kk < TBK; kk += 8) {
+            wmma::fragment<wmma::matrix_a, 16, 16, 8, wmma::precision::tf32, wmma::row_major> a;
+            wmma::fragment<wmma::matrix_b, 16, 16, 8, wmma::precision::tf32, wmma::col_major> b0, b1;
+            wmma::load_matrix_sync(a, &xs[wm * 16][kk], LD);
+            wmma::load_matrix_sync(b0, &ws[wn * 16][kk], LD);
+            wmma::load_matrix_sync(b1, &ws[wn * 16 + 16][kk], LD);
+#pragma unroll
+            for (int e = 0; e < a.num_elements; e++) a.x[e] = wmma::__float_to_tf32(a.x[e]);
+#pragma unroll
+            for (int e = 0; e < b0.num_elements; e++) {
+                b0.x[e] = wmma::__float_to_tf32(b0.x[e]);
+                b1.x[e] = wmma::__float_to_tf32(b1.x[e]);
             }
-#pragma unroll
-            for (int i = 0; i < 4; i++)
-#pragma unroll
-                for (int j = 0; j < 4; j++) acc[i][j] = fmaf(a[i], b[j], acc[i][j]);
+            wmma::mma_sync(c0, a, b0, c0);
+            wmma::mma_sync(c1, a, b1, c1);
         }
         __syncthreads();
     }
-#pragma unroll
-    for (int i = 0; i < 4; i++) {
-        int64_t gm = m0 + ty + 16 * i;
-        if (gm >= M) continue;
-#pragma unroll
-        for (int j = 0; j < 4; j++) {
-            int64_t gn = n0 + tx + 16 * j;
-            if (gn < N) y[gm * N + gn] = acc[i][j];
-        }
+    wmma::store_matrix_sync(&xs[wm * 16][wn * 16], c0, LD, wmma::mem_row_major);
+    wmma::store_matrix_sync(&xs[wm * 16][wn * 16 + 16], c1, LD, wmma::mem_row_major);
+    __syncthreads();
+    for (int i = threadIdx.x; i < TBM * TBN; i += 256) {
+        int mm = i / TBN, nn = i % TBN;
+        int64_t gm = m0 + mm, gn = n0 + nn;
+        if (gm < M && gn < N) y[gm * N + gn] = xs[mm][nn];
     }
 }
 
