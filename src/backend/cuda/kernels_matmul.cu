@@ -167,8 +167,17 @@ __global__ void __launch_bounds__(MMVQ_WARPS * 32, F::MINB) k_mmvq(F f, float *_
     int64_t nn = n < N ? n : N - 1;
     int64_t nu = K / F::U;
     float acc = 0.0f;
-#pragma unroll 2
-    for (int64_t u = ks * 32 + lane; u < nu; u += 32 * split) acc += f.dotq(nn, u, xq);
+    /* 4 (then 2) units per step with no branch between them, so all their
+     * loads are issued before the first result is needed */
+    const int64_t st = 32 * split;
+    int64_t u = ks * 32 + lane;
+    for (; u + 3 * st < nu; u += 4 * st) {
+        float a0 = f.dotq(nn, u, xq), a1 = f.dotq(nn, u + st, xq);
+        float a2 = f.dotq(nn, u + 2 * st, xq), a3 = f.dotq(nn, u + 3 * st, xq);
+        acc += (a0 + a1) + (a2 + a3);
+    }
+    for (; u + st < nu; u += 2 * st) acc += f.dotq(nn, u, xq) + f.dotq(nn, u + st, xq);
+    if (u < nu) acc += f.dotq(nn, u, xq);
     acc = cu_warp_sum(acc);
     if (lane == 0) part[warp] = acc;
     __syncthreads();
@@ -353,8 +362,10 @@ extern "C" cudaError_t mlxn_cu_matmul_mlx_raw(float *y, const float *x, const ui
     int gshift = group == 32 ? 5 : group == 64 ? 6 : group == 128 ? 7 : -1;
     if (gshift < 0) return cudaErrorInvalidValue;
     if (scratch && mlxn_cu_matmul_scratch(-1, bits, M, K)) {
-        if (bits == 4) return run_mmvq(QDotMlx<4>{{wq, scales, biases, sdt, gshift, K}}, y, x, N, K, scratch, s);
-        if (bits == 8) return run_mmvq(QDotMlx<8>{{wq, scales, biases, sdt, gshift, K}}, y, x, N, K, scratch, s);
+#define QMLX(B, SDT) run_mmvq(QDotMlx<B, SDT>{{wq, scales, biases, sdt, gshift, K}}, y, x, N, K, scratch, s)
+        if (bits == 4) return sdt == MLXN_F32 ? QMLX(4, MLXN_F32) : sdt == MLXN_F16 ? QMLX(4, MLXN_F16) : QMLX(4, MLXN_BF16);
+        if (bits == 8) return sdt == MLXN_F32 ? QMLX(8, MLXN_F32) : sdt == MLXN_F16 ? QMLX(8, MLXN_F16) : QMLX(8, MLXN_BF16);
+#undef QMLX
     }
     switch (bits) {
 #define MLX_CASE(B) \

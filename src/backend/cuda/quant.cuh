@@ -265,7 +265,7 @@ static __device__ __forceinline__ void ld_words_a2(const uint8_t *p, uint32_t *o
 }
 
 struct QDotQ4_0 : DecQ4_0 {
-    static constexpr int MINB = 8; /* blocks of 256 per SM the register budget aims at */
+    static constexpr int MINB = 5; /* blocks of 256 per SM the register budget aims at */
     __device__ __forceinline__ float dotq(int64_t n, int64_t u, const uint4 *xs) const {
         const uint8_t *b = w + n * rb + u * BB;
         float d = cu_h2f((uint16_t)ld_u16(b));
@@ -285,7 +285,7 @@ struct QDotQ4_0 : DecQ4_0 {
     }
 };
 struct QDotQ4_1 : DecQ4_1 {
-    static constexpr int MINB = 8; /* blocks of 256 per SM the register budget aims at */
+    static constexpr int MINB = 6; /* blocks of 256 per SM the register budget aims at */
     __device__ __forceinline__ float dotq(int64_t n, int64_t u, const uint4 *xs) const {
         const uint8_t *b = w + n * rb + u * BB;
         uint32_t dm = *(const uint32_t *)b;
@@ -304,7 +304,7 @@ struct QDotQ4_1 : DecQ4_1 {
     }
 };
 struct QDotQ8_0 : DecQ8_0 {
-    static constexpr int MINB = 8; /* blocks of 256 per SM the register budget aims at */
+    static constexpr int MINB = 5; /* blocks of 256 per SM the register budget aims at */
     __device__ __forceinline__ float dotq(int64_t n, int64_t u, const uint4 *xs) const {
         const uint8_t *b = w + n * rb + u * BB;
         float d = cu_h2f((uint16_t)ld_u16(b));
@@ -321,7 +321,7 @@ struct QDotQ8_0 : DecQ8_0 {
 };
 template <bool Q5>
 struct QDotQK45 : DecQK45<Q5> {
-    static constexpr int MINB = 4;
+    static constexpr int MINB = 3;
     using DecQK45<Q5>::w;
     using DecQK45<Q5>::rb;
     __device__ __forceinline__ float dotq(int64_t n, int64_t u, const uint4 *xs) const {
@@ -362,7 +362,7 @@ struct QDotQK45 : DecQK45<Q5> {
     }
 };
 struct QDotQ6K : DecQ6K {
-    static constexpr int MINB = 6; /* blocks of 256 per SM the register budget aims at */
+    static constexpr int MINB = 4; /* blocks of 256 per SM the register budget aims at */
     __device__ __forceinline__ float dotq(int64_t n, int64_t u, const uint4 *xs) const {
         const uint8_t *b = w + n * rb + (u >> 3) * BB;
         int s = (int)(u & 7), nh = s >> 2, g = s & 3;
@@ -388,9 +388,9 @@ struct QDotQ6K : DecQ6K {
     }
 };
 /* MLX 4 and 8 bits (the other widths take the float path). */
-template <int B>
+template <int B, int SDT>
 struct QDotMlx : DecMlx<B> {
-    static constexpr int MINB = 1; /* capping registers made mlx8 spill and run slower */
+    static constexpr int MINB = 3;
     using DecMlx<B>::wq;
     using DecMlx<B>::scales;
     using DecMlx<B>::biases;
@@ -400,7 +400,7 @@ struct QDotMlx : DecMlx<B> {
     __device__ __forceinline__ float dotq(int64_t n, int64_t u, const uint4 *xs) const {
         const uint32_t *p = wq + n * (K * B / 32) + u * B;
         int64_t gi = n * (K >> gshift) + ((u * 32) >> gshift);
-        float s = cu_ld_rt(scales, sdt, gi), bb = cu_ld_rt(biases, sdt, gi);
+        float s = cu_ld<SDT>(scales, gi), bb = cu_ld<SDT>(biases, gi); /* no branch: loads issue together */
         int xq[8], s0, s1;
         float dx;
         ldx(xs, u, xq, &dx, &s0, &s1);
