@@ -167,17 +167,23 @@ __global__ void __launch_bounds__(MMVQ_WARPS * 32, F::MINB) k_mmvq(F f, float *_
     int64_t nn = n < N ? n : N - 1;
     int64_t nu = K / F::U;
     float acc = 0.0f;
-    /* 4 (then 2) units per step with no branch between them, so all their
-     * loads are issued before the first result is needed */
     const int64_t st = 32 * split;
     int64_t u = ks * 32 + lane;
-    for (; u + 3 * st < nu; u += 4 * st) {
-        float a0 = f.dotq(nn, u, xq), a1 = f.dotq(nn, u + st, xq);
-        float a2 = f.dotq(nn, u + 2 * st, xq), a3 = f.dotq(nn, u + 3 * st, xq);
-        acc += (a0 + a1) + (a2 + a3);
+    if (F::STEP4) {
+        /* 4 (then 2) units per step with no branch between them, so all
+         * their loads issue before the first result is needed (measured:
+         * helps MLX 4-bit, costs the GGML formats occupancy) */
+        for (; u + 3 * st < nu; u += 4 * st) {
+            float a0 = f.dotq(nn, u, xq), a1 = f.dotq(nn, u + st, xq);
+            float a2 = f.dotq(nn, u + 2 * st, xq), a3 = f.dotq(nn, u + 3 * st, xq);
+            acc += (a0 + a1) + (a2 + a3);
+        }
+        for (; u + st < nu; u += 2 * st) acc += f.dotq(nn, u, xq) + f.dotq(nn, u + st, xq);
+        if (u < nu) acc += f.dotq(nn, u, xq);
+    } else {
+#pragma unroll 2
+        for (; u < nu; u += st) acc += f.dotq(nn, u, xq);
     }
-    for (; u + st < nu; u += 2 * st) acc += f.dotq(nn, u, xq) + f.dotq(nn, u + st, xq);
-    if (u < nu) acc += f.dotq(nn, u, xq);
     acc = cu_warp_sum(acc);
     if (lane == 0) part[warp] = acc;
     __syncthreads();
