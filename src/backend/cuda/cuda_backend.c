@@ -9,6 +9,9 @@
  *    independent nodes may overlap. The instantiated graph and the nodes'
  *    scratch live in ex->backend_state; a replay only calls cudaGraphLaunch
  *    (step values sit in device buffers, so nothing needs updating).
+ *    Instantiated graphs are also cached per device by their exact content
+ *    (nodes, addresses, shapes, params, edges): recording the same graph
+ *    again (batched/optimized sessions, step after step) reuses it.
  *  - wait = cudaStreamSynchronize. Every CUDA failure becomes a status with
  *    "cuda: <call> failed: <reason>"; nothing aborts.
  */
@@ -26,19 +29,35 @@ _Static_assert((int)CU_OP_MATMUL_MLX == (int)MLXN_OP_MATMUL_MLX && (int)CU_OP_AT
                "cuda_internal.h op ids out of order");
 _Static_assert(CU_MAX_SLOTS == MLXN_MAX_SLOTS, "slot count");
 
+/* An instantiated graph. Shared (refcounted) between the execs that use it
+ * and the device's cache; `key` is what it was built from. */
+typedef struct cuda_graph_state {
+    cudaGraph_t graph;
+    cudaGraphExec_t exec;
+    void *scratch;
+    atomic_int refs;
+    uint64_t hash;
+    void *key; /* the exec's flattened nodes and edges */
+    size_t key_len;
+} cuda_graph_state;
+
+/* Graph cache: a session that records the same graph every step (batched
+ * and optimized modes) gets the graph instantiated at its first step: same
+ * ops, device addresses, shapes and params and same edges make the same
+ * launches, whatever the buffers hold. A few entries, least recent out. */
+#define GRAPH_CACHE 8
+
 typedef struct cuda_dev {
     int ordinal;
     cudaStream_t stream;  /* every launch and graph launch of this device */
     cudaStream_t capture; /* used only to capture nodes into graphs */
     void *scratch;        /* direct launches' scratch (stream-ordered reuse) */
     size_t scratch_cap;
+    pthread_mutex_t mu; /* the cache */
+    cuda_graph_state *cache[GRAPH_CACHE]; /* most recent first */
 } cuda_dev;
 
-typedef struct cuda_graph_state {
-    cudaGraph_t graph;
-    cudaGraphExec_t exec;
-    void *scratch;
-} cuda_graph_state;
+static void graph_state_free(cuda_graph_state *g);
 
 static mlxn_status cu_fail(cudaError_t e, const char *call) {
     cudaGetLastError(); /* clear a non-sticky error so the device stays usable */
@@ -87,6 +106,7 @@ static mlxn_status cuda_init(mlxn_device *dev, const mlxn_device_options *o) {
         mlxn_free(c);
         return cu_fail(e, "cudaStreamCreateWithFlags");
     }
+    pthread_mutex_init(&c->mu, NULL);
     dev->impl = c;
     dev->n_threads = 1;
     snprintf(dev->desc, sizeof dev->desc, "cuda: %.100s (sm_%d%d, %d SMs, %.0f GiB)", prop.name, prop.major,
@@ -97,6 +117,8 @@ static mlxn_status cuda_init(mlxn_device *dev, const mlxn_device_options *o) {
 static void cuda_shutdown(mlxn_device *dev) {
     cuda_dev *c = dev->impl;
     cudaStreamSynchronize(c->stream);
+    for (int i = 0; i < GRAPH_CACHE; i++) graph_state_free(c->cache[i]);
+    pthread_mutex_destroy(&c->mu);
     if (c->scratch) cudaFree(c->scratch);
     cudaStreamDestroy(c->capture);
     cudaStreamDestroy(c->stream);
@@ -199,8 +221,10 @@ static size_t node_scratch(const mlxn_node *n) {
     return (mlxn_cu_scratch_bytes(&c) + 255) & ~(size_t)255;
 }
 
+/* Drop one reference; the last one destroys the graph. */
 static void graph_state_free(cuda_graph_state *g) {
-    if (!g) return;
+    if (!g || atomic_fetch_sub(&g->refs, 1) > 1) return;
+    mlxn_free(g->key);
     if (g->exec) cudaGraphExecDestroy(g->exec);
     if (g->graph) cudaGraphDestroy(g->graph);
     if (g->scratch) cudaFree(g->scratch);
@@ -234,6 +258,7 @@ static mlxn_status add_node(cuda_dev *c, cuda_graph_state *g, const mlxn_node *n
 static mlxn_status build_graph(cuda_dev *c, mlxn_exec *ex, cuda_graph_state **out) {
     *out = NULL;
     cuda_graph_state *g = mlxn_calloc(1, sizeof *g);
+    if (g) atomic_init(&g->refs, 1);
     cudaGraphNode_t *gn = mlxn_calloc(ex->n_nodes ? ex->n_nodes : 1, sizeof *gn);
     cudaGraphNode_t *dn = mlxn_calloc(ex->n_nodes ? ex->n_nodes : 1, sizeof *dn);
     size_t *off = mlxn_calloc(ex->n_nodes ? ex->n_nodes : 1, sizeof *off);
@@ -277,6 +302,56 @@ done:
     return st;
 }
 
+/* The exec flattened: cu_nodes (zeroed padding, so bytes compare) then
+ * dep_start and deps. */
+static void *exec_key(const mlxn_exec *ex, size_t *len, uint64_t *hash) {
+    size_t n = ex->n_nodes, nb = n * sizeof(cu_node), eb = (n + 1 + ex->n_deps) * sizeof(uint32_t);
+    char *k = mlxn_malloc(nb + eb);
+    if (!k) return NULL;
+    for (size_t i = 0; i < n; i++) to_cu(&ex->nodes[i], (cu_node *)(void *)(k + i * sizeof(cu_node)));
+    memcpy(k + nb, ex->dep_start, (n + 1) * sizeof(uint32_t));
+    if (ex->n_deps) memcpy(k + nb + (n + 1) * sizeof(uint32_t), ex->deps, ex->n_deps * sizeof(uint32_t));
+    uint64_t h = 1469598103934665603ull;
+    size_t words = (nb + eb) / 8;
+    for (size_t i = 0; i < words; i++) {
+        uint64_t w;
+        memcpy(&w, k + 8 * i, 8);
+        h = (h ^ w) * 1099511628211ull;
+    }
+    for (size_t i = words * 8; i < nb + eb; i++) h = (h ^ (unsigned char)k[i]) * 1099511628211ull;
+    *len = nb + eb;
+    *hash = h;
+    return k;
+}
+
+/* A cached graph built from the same key (a new reference), or NULL. */
+static cuda_graph_state *cache_find(cuda_dev *c, const void *key, size_t len, uint64_t hash) {
+    cuda_graph_state *g = NULL;
+    pthread_mutex_lock(&c->mu);
+    for (int i = 0; i < GRAPH_CACHE && c->cache[i]; i++) {
+        cuda_graph_state *e = c->cache[i];
+        if (e->hash == hash && e->key_len == len && memcmp(e->key, key, len) == 0) {
+            for (int k = i; k > 0; k--) c->cache[k] = c->cache[k - 1];
+            c->cache[0] = e;
+            atomic_fetch_add(&e->refs, 1);
+            g = e;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&c->mu);
+    return g;
+}
+
+static void cache_put(cuda_dev *c, cuda_graph_state *g) {
+    pthread_mutex_lock(&c->mu);
+    cuda_graph_state *out = c->cache[GRAPH_CACHE - 1];
+    for (int k = GRAPH_CACHE - 1; k > 0; k--) c->cache[k] = c->cache[k - 1];
+    c->cache[0] = g;
+    atomic_fetch_add(&g->refs, 1);
+    if (out) graph_state_free(out);
+    pthread_mutex_unlock(&c->mu);
+}
+
 static mlxn_status cuda_execute(mlxn_device *dev, mlxn_exec *ex, bool replay) {
     cuda_dev *c = dev->impl;
     CU_TRY(cudaSetDevice(c->ordinal));
@@ -301,9 +376,24 @@ static mlxn_status cuda_execute(mlxn_device *dev, mlxn_exec *ex, bool replay) {
         }
         return launch_node(&ex->nodes[0], c->scratch, c->stream);
     }
-    cuda_graph_state *g;
-    mlxn_status st = build_graph(c, ex, &g);
-    if (st) return st;
+    size_t klen = 0;
+    uint64_t hash = 0;
+    void *key = exec_key(ex, &klen, &hash);
+    if (!key) return mlxn_err(MLXN_ERR_OUT_OF_MEMORY, "cuda: out of host memory keying a graph");
+    cuda_graph_state *g = cache_find(c, key, klen, hash);
+    if (g) {
+        mlxn_free(key);
+    } else {
+        mlxn_status st = build_graph(c, ex, &g);
+        if (st) {
+            mlxn_free(key);
+            return st;
+        }
+        g->key = key;
+        g->key_len = klen;
+        g->hash = hash;
+        cache_put(c, g);
+    }
     ex->backend_state = g;
     CU_TRY(cudaGraphLaunch(g->exec, c->stream));
     return MLXN_OK;
