@@ -155,9 +155,15 @@ __global__ void k_quant_x(uint4 *xq, const float *x, int64_t nb) {
  * that leaves each lane at least 4 units. The int8 x (a few KB) is read
  * through L1. */
 #define MMVQ_WARPS 8
+/* blocks of 256 threads an SM can hold: 8, but 6 on sm_86/87/89 (1536 threads) */
+#if defined(__CUDA_ARCH__) && (__CUDA_ARCH__ == 860 || __CUDA_ARCH__ == 870 || __CUDA_ARCH__ == 890)
+#define MMVQ_MAXB 6
+#else
+#define MMVQ_MAXB 8
+#endif
 
 template <class F>
-__global__ void __launch_bounds__(MMVQ_WARPS * 32, F::MINB) k_mmvq(F f, float *__restrict__ y, const uint4 *__restrict__ xq,
+__global__ void __launch_bounds__(MMVQ_WARPS * 32, (F::MINB < MMVQ_MAXB ? F::MINB : MMVQ_MAXB)) k_mmvq(F f, float *__restrict__ y, const uint4 *__restrict__ xq,
                                                           int64_t N, int64_t K, int split_log2) {
     __shared__ float part[MMVQ_WARPS];
     int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
