@@ -1,0 +1,243 @@
+/* cuda_bench.c — decode matmul (M = 1) bandwidth on the CUDA backend's own
+ * kernels, for every weight format at the Llama-8B shapes, next to a
+ * device-to-device copy measured in the same run (the physical floor).
+ *
+ * Method (METHOD.md): weights are random bytes (never zeros), rotated over
+ * copies totalling >= 256 MB so no call finds its weights in the 50 MB L2;
+ * each timing is one CUDA graph of 32 back-to-back matmuls (launch gaps as in
+ * a replayed decode graph), timed with events after warm-up; the median of
+ * 15 runs is reported. GB/s counts weight bytes + x + y.
+ * Usage: cuda_bench [--quick]   (build: make CUDA=1 build-cuda/bench/cuda_bench) */
+#include "mlxn.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#ifndef MLXN_CUDA
+int main(void) {
+    printf("cuda_bench: skipped: built without CUDA (make CUDA=1)\n");
+    return 0;
+}
+#else
+#include "backend/cuda/cuda_internal.h"
+
+#define CK(call)                                                                                  \
+    do {                                                                                          \
+        cudaError_t e_ = (call);                                                                  \
+        if (e_ != cudaSuccess) {                                                                  \
+            fprintf(stderr, "cuda_bench: %s failed: %s (line %d)\n", #call, cudaGetErrorString(e_), __LINE__); \
+            exit(1);                                                                              \
+        }                                                                                         \
+    } while (0)
+
+static int cmp_f(const void *a, const void *b) {
+    float x = *(const float *)a, y = *(const float *)b;
+    return x < y ? -1 : x > y;
+}
+
+#define RUNS 15
+#define PER_GRAPH 32
+
+typedef struct fmt {
+    const char *name;
+    int wtype; /* mlxn_dtype, or -bits for MLX affine (group 64, f16 scales) */
+} fmt;
+
+static size_t wbytes(const fmt *f, size_t N, size_t K) {
+    if (f->wtype < 0) {
+        int bits = -f->wtype;
+        return N * K * (size_t)bits / 8 + 2 * (N * (K / 64) * 2);
+    }
+    return N * K / mlxn_dtype_block_elems((mlxn_dtype)f->wtype) * mlxn_dtype_block_bytes((mlxn_dtype)f->wtype);
+}
+
+static void *g_scratch; /* int8 x for the integer decode path */
+
+static int64_t g_M = 1; /* rows of x */
+
+static cudaError_t launch(const fmt *f, float *y, const float *x, const char *w, size_t N, size_t K, cudaStream_t s) {
+    if (f->wtype < 0) {
+        int bits = -f->wtype;
+        size_t qb = N * K * (size_t)bits / 8, sb = N * (K / 64) * 2;
+        return mlxn_cu_matmul_mlx_raw(y, x, (const uint32_t *)w, w + qb, w + qb + sb, MLXN_F16, bits, 64, g_M,
+                                      (int64_t)N, (int64_t)K, g_scratch, s);
+    }
+    return mlxn_cu_matmul_raw(y, x, w, f->wtype, g_M, (int64_t)N, (int64_t)K, g_scratch, s);
+}
+
+/* Median milliseconds of one graph launch of `body` (captured once). */
+typedef struct job {
+    const fmt *f;
+    float *y, *x;
+    char *pool;
+    size_t N, K, stride;
+    int copies;
+} job;
+
+/* copy: 0 = matmuls of j, 1 = cudaMemcpyAsync, 2 = copy kernel */
+static float time_graph(cudaStream_t s, job *j, int copy, char *src, char *dst, size_t bytes) {
+    cudaGraph_t g;
+    cudaGraphExec_t ge;
+    CK(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal));
+    for (int i = 0; i < PER_GRAPH; i++) {
+        if (copy == 1) CK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, s));
+        else if (copy == 2) CK(mlxn_cu_copy_raw(dst, src, bytes, s));
+        else CK(launch(j->f, j->y, j->x, j->pool + (size_t)(i % j->copies) * j->stride, j->N, j->K, s));
+    }
+    CK(cudaStreamEndCapture(s, &g));
+    CK(cudaGraphInstantiate(&ge, g, 0));
+    cudaEvent_t a, b;
+    CK(cudaEventCreate(&a));
+    CK(cudaEventCreate(&b));
+    for (int w = 0; w < 3; w++) CK(cudaGraphLaunch(ge, s));
+    float ms[RUNS];
+    for (int r = 0; r < RUNS; r++) {
+        CK(cudaEventRecord(a, s));
+        CK(cudaGraphLaunch(ge, s));
+        CK(cudaEventRecord(b, s));
+        CK(cudaEventSynchronize(b));
+        CK(cudaEventElapsedTime(&ms[r], a, b));
+    }
+    qsort(ms, RUNS, sizeof(float), cmp_f);
+    CK(cudaEventDestroy(a));
+    CK(cudaEventDestroy(b));
+    CK(cudaGraphExecDestroy(ge));
+    CK(cudaGraphDestroy(g));
+    return ms[RUNS / 2] / PER_GRAPH;
+}
+
+int main(int argc, char **argv) {
+    bool quick = false, only_int = false;
+    const char *one = NULL; /* --one FORMAT N K: a few plain launches, for a profiler */
+    size_t oneN = 0, oneK = 0;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--quick")) quick = true;
+        if (!strcmp(argv[i], "--int")) only_int = true; /* only formats on the integer decode path */
+        if (!strcmp(argv[i], "--one") && i + 3 < argc) {
+            one = argv[i + 1];
+            oneN = (size_t)atol(argv[i + 2]);
+            oneK = (size_t)atol(argv[i + 3]);
+            i += 3;
+        }
+    }
+    int ndev = 0;
+    if (cudaGetDeviceCount(&ndev) != cudaSuccess || ndev == 0) {
+        printf("cuda_bench: skipped: no CUDA device\n");
+        return 0;
+    }
+    struct cudaDeviceProp prop;
+    CK(cudaGetDeviceProperties(&prop, 0));
+    printf("cuda_bench: %s, %d SMs, L2 %d MB\n", prop.name, prop.multiProcessorCount, prop.l2CacheSize >> 20);
+    cudaStream_t s;
+    CK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+
+    /* a pool of random bytes that every format's weight copies are cut from */
+    const size_t POOL = (size_t)1 << 30;
+    char *pool;
+    CK(cudaMalloc((void **)&pool, POOL));
+    {
+        size_t chunk = (size_t)64 << 20;
+        uint64_t *h = malloc(chunk), r = 0x9E3779B97F4A7C15ull;
+        for (size_t off = 0; off < POOL; off += chunk) {
+            for (size_t i = 0; i < chunk / 8; i++) {
+                r ^= r >> 12; r ^= r << 25; r ^= r >> 27;
+                h[i] = r * 2685821657736338717ull;
+            }
+            CK(cudaMemcpy(pool + off, h, chunk, cudaMemcpyHostToDevice));
+        }
+        free(h);
+    }
+    /* copy bandwidth: 2 x 512 MB halves of the pool, read + write bytes */
+    if (one) {
+        fmt list[] = {{"f16", MLXN_F16}, {"q8_0", MLXN_Q8_0}, {"q6_k", MLXN_Q6_K}, {"q5_k", MLXN_Q5_K},
+                      {"q4_k", MLXN_Q4_K}, {"q4_1", MLXN_Q4_1}, {"q4_0", MLXN_Q4_0}, {"mlx8", -8}, {"mlx4", -4}};
+        float *x1, *y1;
+        CK(cudaMalloc((void **)&x1, oneK * 4));
+        CK(cudaMalloc((void **)&y1, oneN * 4));
+        CK(cudaMemset(x1, 0x3c, oneK * 4));
+        CK(cudaMalloc(&g_scratch, 1 << 20));
+        for (size_t k = 0; k < sizeof list / sizeof list[0]; k++)
+            if (!strcmp(list[k].name, one))
+                for (int r = 0; r < 3; r++) CK(launch(&list[k], y1, x1, pool, oneN, oneK, s));
+        CK(cudaStreamSynchronize(s));
+        printf("cuda_bench: ran %s %zux%zu 3 times\n", one, oneN, oneK);
+        return 0;
+    }
+    job none = {0};
+    size_t half = POOL / 2;
+    float mms = time_graph(s, &none, 1, pool, pool + half, half);
+    float cms = time_graph(s, &none, 2, pool, pool + half, half);
+    double memcpy_gbs = 2.0 * (double)half / ((double)mms * 1e-3) / 1e9;
+    double copy_gbs = 2.0 * (double)half / ((double)cms * 1e-3) / 1e9;
+    printf("device-to-device cudaMemcpy: %.0f MB in %.3f ms = %.0f GB/s (read + write)\n", (double)half / 1e6,
+           (double)mms, memcpy_gbs);
+    printf("device-to-device copy kernel: %.0f MB in %.3f ms = %.0f GB/s (read + write) <- the reference below\n",
+           (double)half / 1e6, (double)cms, copy_gbs);
+    if (memcpy_gbs > copy_gbs) copy_gbs = memcpy_gbs;
+
+    float *x, *y;
+    CK(cudaMalloc((void **)&x, 14336 * 4));
+    CK(cudaMalloc((void **)&y, 32000 * 4));
+    CK(cudaMalloc(&g_scratch, 1 << 20));
+    {
+        float hx[14336];
+        for (int i = 0; i < 14336; i++) hx[i] = (float)((i * 7919) % 2001 - 1000) / 1000.0f;
+        CK(cudaMemcpy(x, hx, sizeof hx, cudaMemcpyHostToDevice));
+    }
+    fmt fmts[] = {{"f16", MLXN_F16},  {"bf16", MLXN_BF16}, {"q8_0", MLXN_Q8_0}, {"q6_k", MLXN_Q6_K},
+                  {"q5_k", MLXN_Q5_K}, {"q4_k", MLXN_Q4_K}, {"q4_1", MLXN_Q4_1}, {"q4_0", MLXN_Q4_0},
+                  {"mlx8", -8},        {"mlx6", -6},        {"mlx4", -4},        {"mlx3", -3},
+                  {"mlx2", -2}};
+    size_t shapes[4][2] = {{4096, 4096}, {4096, 14336}, {14336, 4096}, {32000, 4096}}; /* N, K */
+    int nshapes = quick ? 1 : 4;
+    printf("\n%-6s %-13s %9s %10s %9s %8s\n", "format", "N x K", "MB", "us", "GB/s", "of copy");
+    for (size_t fi = 0; fi < sizeof fmts / sizeof fmts[0]; fi++) {
+        if (only_int && (fmts[fi].wtype == MLXN_F16 || fmts[fi].wtype == MLXN_BF16 || fmts[fi].wtype == -6 ||
+                         fmts[fi].wtype == -3 || fmts[fi].wtype == -2))
+            continue;
+        for (int si = 0; si < nshapes; si++) {
+            size_t N = shapes[si][0], K = shapes[si][1];
+            size_t wb = wbytes(&fmts[fi], N, K), stride = (wb + 4095) & ~(size_t)4095;
+            int copies = (int)(((size_t)256 << 20) / stride) + 1;
+            if ((size_t)copies * stride > POOL) copies = (int)(POOL / stride);
+            if (copies < 1) continue;
+            job j = {&fmts[fi], y, x, pool, N, K, stride, copies};
+            float ms = time_graph(s, &j, 0, NULL, NULL, 0);
+            double bytes = (double)wb + 4.0 * (double)(K + N);
+            double gbs = bytes / ((double)ms * 1e-3) / 1e9;
+            char shape[32];
+            snprintf(shape, sizeof shape, "%zux%zu", N, K);
+            printf("%-6s %-13s %9.1f %10.2f %9.0f %7.0f%%\n", fmts[fi].name, shape, (double)wb / 1e6,
+                   (double)ms * 1e3, gbs, 100.0 * gbs / copy_gbs);
+        }
+    }
+    /* prefill: M = 512 rows through the TF32 tensor-core tile kernel */
+    {
+        const int64_t M = 512;
+        const size_t N = 4096, K = 4096;
+        float *xm, *ym;
+        CK(cudaMalloc((void **)&xm, (size_t)M * K * 4));
+        CK(cudaMalloc((void **)&ym, (size_t)M * N * 4));
+        CK(cudaMemset(xm, 0x3c, (size_t)M * K * 4));
+        g_M = M;
+        printf("\nprefill M=%lld, N x K = %zux%zu (TF32 tensor cores, W decoded per tile)\n", (long long)M, N, K);
+        printf("%-6s %10s %9s\n", "format", "us", "TFLOP/s");
+        fmt pf[] = {{"f16", MLXN_F16}, {"q8_0", MLXN_Q8_0}, {"q4_k", MLXN_Q4_K}, {"q4_0", MLXN_Q4_0}, {"mlx4", -4}};
+        for (size_t fi = 0; fi < sizeof pf / sizeof pf[0]; fi++) {
+            size_t wb = wbytes(&pf[fi], N, K), stride = (wb + 4095) & ~(size_t)4095;
+            job j = {&pf[fi], ym, xm, pool, N, K, stride, 4};
+            float ms = time_graph(s, &j, 0, NULL, NULL, 0);
+            printf("%-6s %10.1f %9.1f\n", pf[fi].name, (double)ms * 1e3, 2.0 * (double)M * (double)N * (double)K / ((double)ms * 1e-3) / 1e12);
+        }
+        g_M = 1;
+        CK(cudaFree(xm));
+        CK(cudaFree(ym));
+    }
+    CK(cudaFree(pool));
+    CK(cudaFree(x));
+    CK(cudaFree(y));
+    CK(cudaStreamDestroy(s));
+    return 0;
+}
+#endif

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# gpu-check.sh — on a machine with an NVIDIA GPU: build with CUDA, run every
+# test (CUDA ones included), the decode-matmul bandwidth benchmark and the
+# graph demo, then print a short table. Logs go to $OUT (when set) or /tmp.
+set -u
+cd "$(dirname "$0")/.."
+LOG=${OUT:-/tmp/mlxn-gpu-check}
+mkdir -p "$LOG"
+CUDA_HOME=${CUDA_HOME:-$(dirname "$(dirname "$(command -v nvcc)")")}
+# the runtime library may sit outside the loader's path on the GPU machine
+MK=(CUDA=1 CUDA_ARCHS=90 "EXTRA_LDFLAGS=-Wl,-rpath,$CUDA_HOME/lib64 -Wl,-rpath,/usr/local/lib")
+# link only the optional libraries this machine has (none is called yet)
+libs="-lpthread -lm -ldl -L$CUDA_HOME/lib64 -L$CUDA_HOME/lib64/stubs -lcudart -lstdc++"
+for l in cjson pcre2-8; do
+  echo 'int main(void){return 0;}' | cc -x c - -l$l -o /tmp/gpucheck-linktest 2>/dev/null && libs="-l$l $libs"
+done
+MK+=("LIBS=$libs")
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>&1 | head -2
+t0=$(date +%s)
+if ! make "${MK[@]}" -j16 all >"$LOG/build.log" 2>&1; then
+  tail -40 "$LOG/build.log"; echo "gpu-check: build failed"; exit 1
+fi
+make "${MK[@]}" -j16 build-cuda/bench/cuda_bench >>"$LOG/build.log" 2>&1 || { tail -20 "$LOG/build.log"; echo "gpu-check: bench build failed"; }
+echo "build: $(( $(date +%s) - t0 )) s"
+timeout 300 make "${MK[@]}" -j16 test >"$LOG/test.log" 2>&1
+test_rc=$?
+grep -E "^  ok|FAIL|^test_|passed|skipped|^  [a-z_]+\[" "$LOG/test.log" | grep -v "^  ok" | tail -60
+timeout 120 ./build-cuda/bench/cuda_bench >"$LOG/bench.log" 2>&1
+timeout 120 ./build-cuda/mlxn graph --backend cuda --layers 16 >"$LOG/graph.log" 2>&1
+timeout 60 ./build-cuda/mlxn graph --backend cpu --layers 2 --steps 3 >"$LOG/graph_cpu.log" 2>&1
+echo
+echo "================ gpu-check summary ================"
+echo "tests (make CUDA=1 test, exit $test_rc):"
+grep -E "^test_[a-z_]+: [0-9]+ passed" "$LOG/test.log"
+tail -1 "$LOG/test.log"
+echo
+cat "$LOG/bench.log"
+echo
+echo "graph demo (mlxn graph --backend cuda --layers 16):"
+tail -8 "$LOG/graph.log"

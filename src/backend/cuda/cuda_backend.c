@@ -1,0 +1,428 @@
+/*
+ * cuda_backend.c — the CUDA backend's table: device memory (cudaMalloc,
+ * never managed memory), host <-> device copies, and graph execution.
+ *
+ *  - A one-node exec that is not a replay (direct mode's submission) is
+ *    launched straight onto the device's stream.
+ *  - Any other exec becomes a cudaGraph: each node is captured into a child
+ *    graph and added with exactly the exec's dependency edges (ex->deps), so
+ *    independent nodes may overlap. The instantiated graph and the nodes'
+ *    scratch live in ex->backend_state; a replay only calls cudaGraphLaunch
+ *    (step values sit in device buffers, so nothing needs updating).
+ *    Instantiated graphs are also cached per device by their exact content
+ *    (nodes, addresses, shapes, params, edges): recording the same graph
+ *    again (batched/optimized sessions, step after step) reuses it.
+ *  - wait = cudaStreamSynchronize. Every CUDA failure becomes a status with
+ *    "cuda: <call> failed: <reason>"; nothing aborts.
+ */
+#include "backend/backend.h"
+#include "backend/cuda/cuda_internal.h"
+#include "graph/graph.h"
+
+#include <cuda_runtime_api.h>
+#include <stdio.h>
+#include <string.h>
+
+_Static_assert((int)CU_OP_COUNT == (int)MLXN_OP_COUNT, "cuda_internal.h op ids out of date");
+_Static_assert((int)CU_OP_MATMUL_MLX == (int)MLXN_OP_MATMUL_MLX && (int)CU_OP_ATTENTION == (int)MLXN_OP_ATTENTION &&
+                   (int)CU_OP_ARGMAX == (int)MLXN_OP_ARGMAX && (int)CU_OP_KV_WRITE == (int)MLXN_OP_KV_WRITE,
+               "cuda_internal.h op ids out of order");
+_Static_assert(CU_MAX_SLOTS == MLXN_MAX_SLOTS, "slot count");
+
+/* An instantiated graph. Shared (refcounted) between the execs that use it
+ * and the device's cache; `key` is what it was built from. */
+typedef struct cuda_graph_state {
+    cudaGraph_t graph;
+    cudaGraphExec_t exec;
+    void *scratch;
+    atomic_int refs;
+    uint64_t hash;
+    void *key; /* the exec's flattened nodes and edges */
+    size_t key_len;
+} cuda_graph_state;
+
+/* Graph cache: a session that records the same graph every step (batched
+ * and optimized modes) gets the graph instantiated at its first step: same
+ * ops, device addresses, shapes and params and same edges make the same
+ * launches, whatever the buffers hold. A few entries, least recent out. */
+#define GRAPH_CACHE 8
+
+typedef struct cuda_dev {
+    int ordinal;
+    cudaStream_t stream;  /* every launch and graph launch of this device */
+    cudaStream_t capture; /* used only to capture nodes into graphs */
+    void *scratch;        /* direct launches' scratch (stream-ordered reuse) */
+    size_t scratch_cap;
+    pthread_mutex_t mu; /* the cache */
+    cuda_graph_state *cache[GRAPH_CACHE]; /* most recent first */
+} cuda_dev;
+
+static void graph_state_free(cuda_graph_state *g);
+
+static mlxn_status cu_fail(cudaError_t e, const char *call) {
+    cudaGetLastError(); /* clear a non-sticky error so the device stays usable */
+    if (e == cudaErrorMemoryAllocation)
+        return mlxn_err(MLXN_ERR_OUT_OF_MEMORY, "cuda: %s failed: %s", call, cudaGetErrorString(e));
+    return mlxn_err(MLXN_ERR_DEVICE, "cuda: %s failed: %s", call, cudaGetErrorString(e));
+}
+
+#define CU_TRY(call)                                   \
+    do {                                               \
+        cudaError_t e_ = (call);                       \
+        if (e_ != cudaSuccess) return cu_fail(e_, #call); \
+    } while (0)
+
+bool mlxn_cuda_available(void) {
+    static int cached = -1;
+    if (cached < 0) {
+        int n = 0;
+        cudaError_t e = cudaGetDeviceCount(&n);
+        if (e != cudaSuccess) cudaGetLastError();
+        cached = e == cudaSuccess && n > 0;
+    }
+    return cached == 1;
+}
+
+static mlxn_status cuda_init(mlxn_device *dev, const mlxn_device_options *o) {
+    int n = 0;
+    cudaError_t e = cudaGetDeviceCount(&n);
+    if (e != cudaSuccess) {
+        cudaGetLastError();
+        return mlxn_err(MLXN_ERR_NOT_FOUND, "cuda: no usable device: cudaGetDeviceCount failed: %s",
+                        cudaGetErrorString(e));
+    }
+    if (o->cuda_ordinal < 0 || o->cuda_ordinal >= n)
+        return mlxn_err(MLXN_ERR_NOT_FOUND, "cuda: device %d asked for, %d present", o->cuda_ordinal, n);
+    CU_TRY(cudaSetDevice(o->cuda_ordinal));
+    struct cudaDeviceProp prop;
+    CU_TRY(cudaGetDeviceProperties(&prop, o->cuda_ordinal));
+    cuda_dev *c = mlxn_calloc(1, sizeof *c);
+    if (!c) return mlxn_err(MLXN_ERR_OUT_OF_MEMORY, "cuda: out of host memory");
+    c->ordinal = o->cuda_ordinal;
+    e = cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking);
+    if (e == cudaSuccess) e = cudaStreamCreateWithFlags(&c->capture, cudaStreamNonBlocking);
+    if (e != cudaSuccess) {
+        if (c->stream) cudaStreamDestroy(c->stream);
+        mlxn_free(c);
+        return cu_fail(e, "cudaStreamCreateWithFlags");
+    }
+    pthread_mutex_init(&c->mu, NULL);
+    dev->impl = c;
+    dev->n_threads = 1;
+    snprintf(dev->desc, sizeof dev->desc, "cuda: %.100s (sm_%d%d, %d SMs, %.0f GiB)", prop.name, prop.major,
+             prop.minor, prop.multiProcessorCount, (double)prop.totalGlobalMem / (1024.0 * 1024.0 * 1024.0));
+    return MLXN_OK;
+}
+
+static void cuda_shutdown(mlxn_device *dev) {
+    cuda_dev *c = dev->impl;
+    cudaStreamSynchronize(c->stream);
+    for (int i = 0; i < GRAPH_CACHE; i++) graph_state_free(c->cache[i]);
+    pthread_mutex_destroy(&c->mu);
+    if (c->scratch) cudaFree(c->scratch);
+    cudaStreamDestroy(c->capture);
+    cudaStreamDestroy(c->stream);
+    cudaGetLastError();
+    mlxn_free(c);
+}
+
+static mlxn_status cuda_alloc(mlxn_device *dev, size_t size, void **out) {
+    cuda_dev *c = dev->impl;
+    CU_TRY(cudaSetDevice(c->ordinal));
+    void *p = NULL;
+    cudaError_t e = cudaMalloc(&p, size);
+    if (e != cudaSuccess) {
+        cudaGetLastError();
+        if (e == cudaErrorMemoryAllocation)
+            return mlxn_err(MLXN_ERR_OUT_OF_MEMORY, "cuda: cudaMalloc(%zu bytes) failed: %s", size,
+                            cudaGetErrorString(e));
+        return mlxn_err(MLXN_ERR_DEVICE, "cuda: cudaMalloc(%zu bytes) failed: %s", size, cudaGetErrorString(e));
+    }
+    *out = p;
+    return MLXN_OK;
+}
+
+static void cuda_free(mlxn_device *dev, void *p) {
+    (void)dev;
+    if (p && cudaFree(p) != cudaSuccess) cudaGetLastError();
+}
+
+static mlxn_status cuda_upload(mlxn_device *dev, void *dst, const void *src, size_t n) {
+    (void)dev;
+    if (n) CU_TRY(cudaMemcpy(dst, src, n, cudaMemcpyHostToDevice));
+    return MLXN_OK;
+}
+
+static mlxn_status cuda_download(mlxn_device *dev, void *dst, const void *src, size_t n) {
+    (void)dev;
+    if (n) CU_TRY(cudaMemcpy(dst, src, n, cudaMemcpyDeviceToHost));
+    return MLXN_OK;
+}
+
+static void to_cu(const mlxn_node *n, cu_node *o) {
+    memset(o, 0, sizeof *o);
+    o->op = (int)n->op;
+    o->n_slots = n->n_slots;
+    for (int i = 0; i < n->n_slots; i++) {
+        const mlxn_tensor *t = &n->t[i];
+        cu_tensor *d = &o->t[i];
+        if (!t->alloc) continue;
+        d->data = mlxn_tensor_data(t);
+        d->dtype = (int)t->dtype;
+        d->ndim = t->ndim;
+        for (int k = 0; k < MLXN_MAX_DIMS; k++) d->shape[k] = t->shape[k];
+        d->elems = mlxn_tensor_elems(t);
+        d->rows = mlxn_tensor_rows(t);
+        d->cols = mlxn_tensor_cols(t);
+        d->nbytes = t->nbytes;
+    }
+    switch (n->op) {
+    case MLXN_OP_SCALE:
+    case MLXN_OP_SOFTCAP:
+    case MLXN_OP_GELU:
+    case MLXN_OP_SILU:
+        o->f = n->p.u.f;
+        o->mode = n->p.u.mode;
+        break;
+    case MLXN_OP_RMS_NORM:
+    case MLXN_OP_ADD_RMS_NORM:
+    case MLXN_OP_LAYER_NORM: o->eps = n->p.norm.eps; break;
+    case MLXN_OP_SOFTMAX: o->softmax_scale = n->p.softmax.scale; break;
+    case MLXN_OP_MATMUL_MLX:
+    case MLXN_OP_GET_ROWS_MLX: o->mlx = n->p.mlx; break;
+    case MLXN_OP_ROPE: o->rope = n->p.rope; break;
+    case MLXN_OP_ATTENTION: o->attn = n->p.attn; break;
+    default: break;
+    }
+}
+
+static bool cuda_supports(mlxn_device *dev, const mlxn_node *n) {
+    (void)dev;
+    cu_node c;
+    to_cu(n, &c);
+    return mlxn_cu_supports(&c);
+}
+
+static mlxn_status launch_node(const mlxn_node *n, void *scratch, cudaStream_t s) {
+    cu_node c;
+    to_cu(n, &c);
+    cudaError_t e = mlxn_cu_launch(&c, scratch, s);
+    if (e != cudaSuccess) {
+        cudaGetLastError();
+        return mlxn_err(e == cudaErrorMemoryAllocation ? MLXN_ERR_OUT_OF_MEMORY : MLXN_ERR_DEVICE,
+                        "cuda: launching %s (node %u) failed: %s", mlxn_op_name(n->op), n->id, cudaGetErrorString(e));
+    }
+    return MLXN_OK;
+}
+
+static size_t node_scratch(const mlxn_node *n) {
+    cu_node c;
+    to_cu(n, &c);
+    return (mlxn_cu_scratch_bytes(&c) + 255) & ~(size_t)255;
+}
+
+/* Drop one reference; the last one destroys the graph. */
+static void graph_state_free(cuda_graph_state *g) {
+    if (!g || atomic_fetch_sub(&g->refs, 1) > 1) return;
+    mlxn_free(g->key);
+    if (g->exec) cudaGraphExecDestroy(g->exec);
+    if (g->graph) cudaGraphDestroy(g->graph);
+    if (g->scratch) cudaFree(g->scratch);
+    cudaGetLastError();
+    mlxn_free(g);
+}
+
+/* Capture node i into a child graph and add it to g->graph after deps. */
+static mlxn_status add_node(cuda_dev *c, cuda_graph_state *g, const mlxn_node *n, void *scratch,
+                            const cudaGraphNode_t *deps, size_t ndeps, cudaGraphNode_t *out) {
+    CU_TRY(cudaStreamBeginCapture(c->capture, cudaStreamCaptureModeThreadLocal));
+    mlxn_status st = launch_node(n, scratch, c->capture);
+    cudaGraph_t child = NULL;
+    cudaError_t e = cudaStreamEndCapture(c->capture, &child);
+    if (st) {
+        if (child) cudaGraphDestroy(child);
+        return st;
+    }
+    if (e != cudaSuccess) return cu_fail(e, "cudaStreamEndCapture");
+    size_t cnt = 0;
+    e = cudaGraphGetNodes(child, NULL, &cnt);
+    if (e == cudaSuccess) {
+        if (cnt == 0) e = cudaGraphAddEmptyNode(out, g->graph, deps, ndeps);
+        else e = cudaGraphAddChildGraphNode(out, g->graph, deps, ndeps, child);
+    }
+    cudaGraphDestroy(child);
+    if (e != cudaSuccess) return cu_fail(e, "cudaGraphAddChildGraphNode");
+    return MLXN_OK;
+}
+
+static mlxn_status build_graph(cuda_dev *c, mlxn_exec *ex, cuda_graph_state **out) {
+    *out = NULL;
+    cuda_graph_state *g = mlxn_calloc(1, sizeof *g);
+    if (g) atomic_init(&g->refs, 1);
+    cudaGraphNode_t *gn = mlxn_calloc(ex->n_nodes ? ex->n_nodes : 1, sizeof *gn);
+    cudaGraphNode_t *dn = mlxn_calloc(ex->n_nodes ? ex->n_nodes : 1, sizeof *dn);
+    size_t *off = mlxn_calloc(ex->n_nodes ? ex->n_nodes : 1, sizeof *off);
+    mlxn_status st = MLXN_OK;
+    if (!g || !gn || !dn || !off) {
+        st = mlxn_err(MLXN_ERR_OUT_OF_MEMORY, "cuda: out of host memory building a graph");
+        goto done;
+    }
+    size_t total = 0;
+    for (uint32_t i = 0; i < ex->n_nodes; i++) {
+        off[i] = total;
+        total += node_scratch(&ex->nodes[i]);
+    }
+    if (total) {
+        cudaError_t e = cudaMalloc(&g->scratch, total);
+        if (e != cudaSuccess) {
+            st = cu_fail(e, "cudaMalloc(graph scratch)");
+            goto done;
+        }
+    }
+    cudaError_t e = cudaGraphCreate(&g->graph, 0);
+    if (e != cudaSuccess) {
+        st = cu_fail(e, "cudaGraphCreate");
+        goto done;
+    }
+    for (uint32_t i = 0; i < ex->n_nodes && !st; i++) {
+        size_t nd = 0;
+        for (uint32_t k = ex->dep_start[i]; k < ex->dep_start[i + 1]; k++) dn[nd++] = gn[ex->deps[k]];
+        st = add_node(c, g, &ex->nodes[i], g->scratch ? (char *)g->scratch + off[i] : NULL, dn, nd, &gn[i]);
+    }
+    if (!st) {
+        e = cudaGraphInstantiate(&g->exec, g->graph, 0);
+        if (e != cudaSuccess) st = cu_fail(e, "cudaGraphInstantiate");
+    }
+done:
+    mlxn_free(gn);
+    mlxn_free(dn);
+    mlxn_free(off);
+    if (st) graph_state_free(g);
+    else *out = g;
+    return st;
+}
+
+/* The exec flattened: cu_nodes (zeroed padding, so bytes compare) then
+ * dep_start and deps. */
+static void *exec_key(const mlxn_exec *ex, size_t *len, uint64_t *hash) {
+    size_t n = ex->n_nodes, nb = n * sizeof(cu_node), eb = (n + 1 + ex->n_deps) * sizeof(uint32_t);
+    char *k = mlxn_malloc(nb + eb);
+    if (!k) return NULL;
+    for (size_t i = 0; i < n; i++) to_cu(&ex->nodes[i], (cu_node *)(void *)(k + i * sizeof(cu_node)));
+    memcpy(k + nb, ex->dep_start, (n + 1) * sizeof(uint32_t));
+    if (ex->n_deps) memcpy(k + nb + (n + 1) * sizeof(uint32_t), ex->deps, ex->n_deps * sizeof(uint32_t));
+    uint64_t h = 1469598103934665603ull;
+    size_t words = (nb + eb) / 8;
+    for (size_t i = 0; i < words; i++) {
+        uint64_t w;
+        memcpy(&w, k + 8 * i, 8);
+        h = (h ^ w) * 1099511628211ull;
+    }
+    for (size_t i = words * 8; i < nb + eb; i++) h = (h ^ (unsigned char)k[i]) * 1099511628211ull;
+    *len = nb + eb;
+    *hash = h;
+    return k;
+}
+
+/* A cached graph built from the same key (a new reference), or NULL. */
+static cuda_graph_state *cache_find(cuda_dev *c, const void *key, size_t len, uint64_t hash) {
+    cuda_graph_state *g = NULL;
+    pthread_mutex_lock(&c->mu);
+    for (int i = 0; i < GRAPH_CACHE && c->cache[i]; i++) {
+        cuda_graph_state *e = c->cache[i];
+        if (e->hash == hash && e->key_len == len && memcmp(e->key, key, len) == 0) {
+            for (int k = i; k > 0; k--) c->cache[k] = c->cache[k - 1];
+            c->cache[0] = e;
+            atomic_fetch_add(&e->refs, 1);
+            g = e;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&c->mu);
+    return g;
+}
+
+static void cache_put(cuda_dev *c, cuda_graph_state *g) {
+    pthread_mutex_lock(&c->mu);
+    cuda_graph_state *out = c->cache[GRAPH_CACHE - 1];
+    for (int k = GRAPH_CACHE - 1; k > 0; k--) c->cache[k] = c->cache[k - 1];
+    c->cache[0] = g;
+    atomic_fetch_add(&g->refs, 1);
+    if (out) graph_state_free(out);
+    pthread_mutex_unlock(&c->mu);
+}
+
+static mlxn_status cuda_execute(mlxn_device *dev, mlxn_exec *ex, bool replay) {
+    cuda_dev *c = dev->impl;
+    CU_TRY(cudaSetDevice(c->ordinal));
+    if (ex->n_nodes == 0) return MLXN_OK;
+    if (replay && ex->backend_state) {
+        CU_TRY(cudaGraphLaunch(((cuda_graph_state *)ex->backend_state)->exec, c->stream));
+        return MLXN_OK;
+    }
+    if (ex->backend_state) { /* not a replay: the exec changed */
+        graph_state_free(ex->backend_state);
+        ex->backend_state = NULL;
+    }
+    if (ex->n_nodes == 1 && !replay) {
+        size_t need = node_scratch(&ex->nodes[0]);
+        if (need > c->scratch_cap) {
+            CU_TRY(cudaStreamSynchronize(c->stream));
+            if (c->scratch) cudaFree(c->scratch);
+            c->scratch = NULL;
+            c->scratch_cap = 0;
+            CU_TRY(cudaMalloc(&c->scratch, need));
+            c->scratch_cap = need;
+        }
+        return launch_node(&ex->nodes[0], c->scratch, c->stream);
+    }
+    size_t klen = 0;
+    uint64_t hash = 0;
+    void *key = exec_key(ex, &klen, &hash);
+    if (!key) return mlxn_err(MLXN_ERR_OUT_OF_MEMORY, "cuda: out of host memory keying a graph");
+    cuda_graph_state *g = cache_find(c, key, klen, hash);
+    if (g) {
+        mlxn_free(key);
+    } else {
+        mlxn_status st = build_graph(c, ex, &g);
+        if (st) {
+            mlxn_free(key);
+            return st;
+        }
+        g->key = key;
+        g->key_len = klen;
+        g->hash = hash;
+        cache_put(c, g);
+    }
+    ex->backend_state = g;
+    CU_TRY(cudaGraphLaunch(g->exec, c->stream));
+    return MLXN_OK;
+}
+
+static mlxn_status cuda_wait(mlxn_device *dev, mlxn_exec *ex) {
+    (void)ex;
+    cuda_dev *c = dev->impl;
+    CU_TRY(cudaStreamSynchronize(c->stream));
+    return MLXN_OK;
+}
+
+static void cuda_exec_release(mlxn_device *dev, mlxn_exec *ex) {
+    (void)dev;
+    graph_state_free(ex->backend_state);
+    ex->backend_state = NULL;
+}
+
+const mlxn_backend mlxn_backend_cuda = {
+    .name = "cuda",
+    .init = cuda_init,
+    .shutdown = cuda_shutdown,
+    .alloc = cuda_alloc,
+    .free = cuda_free,
+    .upload = cuda_upload,
+    .download = cuda_download,
+    .host_memory = false,
+    .supports = cuda_supports,
+    .execute = cuda_execute,
+    .wait = cuda_wait,
+    .exec_release = cuda_exec_release,
+};

@@ -1,0 +1,80 @@
+/*
+ * cuda_common.cuh — what every kernel file shares: half/bfloat16 loads and
+ * stores with the same rounding as the CPU (round to nearest even), warp and
+ * block reductions, and the launch check.
+ */
+#pragma once
+
+#include "backend/cuda/cuda_internal.h"
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <math.h>
+#include <stdint.h>
+
+#define CU_LAUNCH_CHECK()                         \
+    do {                                          \
+        cudaError_t e_ = cudaGetLastError();      \
+        if (e_ != cudaSuccess) return e_;         \
+    } while (0)
+
+static __device__ __forceinline__ float cu_h2f(uint16_t h) { return __half2float(__ushort_as_half(h)); }
+static __device__ __forceinline__ float cu_b2f(uint16_t h) { return __uint_as_float((uint32_t)h << 16); }
+static __device__ __forceinline__ uint16_t cu_f2h(float f) { return __half_as_ushort(__float2half_rn(f)); }
+static __device__ __forceinline__ uint16_t cu_f2b(float f) {
+    return __bfloat16_as_ushort(__float2bfloat16_rn(f));
+}
+
+/* Element i of a float-typed buffer (f32, f16, bf16). */
+template <int DT> static __device__ __forceinline__ float cu_ld(const void *p, int64_t i);
+template <> __device__ __forceinline__ float cu_ld<MLXN_F32>(const void *p, int64_t i) {
+    return ((const float *)p)[i];
+}
+template <> __device__ __forceinline__ float cu_ld<MLXN_F16>(const void *p, int64_t i) {
+    return cu_h2f(((const uint16_t *)p)[i]);
+}
+template <> __device__ __forceinline__ float cu_ld<MLXN_BF16>(const void *p, int64_t i) {
+    return cu_b2f(((const uint16_t *)p)[i]);
+}
+static __device__ __forceinline__ float cu_ld_rt(const void *p, int dt, int64_t i) {
+    return dt == MLXN_F32 ? cu_ld<MLXN_F32>(p, i) : dt == MLXN_F16 ? cu_ld<MLXN_F16>(p, i) : cu_ld<MLXN_BF16>(p, i);
+}
+static __device__ __forceinline__ void cu_st_rt(void *p, int dt, int64_t i, float v) {
+    if (dt == MLXN_F32) ((float *)p)[i] = v;
+    else if (dt == MLXN_F16) ((uint16_t *)p)[i] = cu_f2h(v);
+    else ((uint16_t *)p)[i] = cu_f2b(v);
+}
+
+static __device__ __forceinline__ float cu_warp_sum(float v) {
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+static __device__ __forceinline__ float cu_warp_max(float v) {
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+    return v;
+}
+
+/* Sum over the block (blockDim.x a multiple of 32, at most 1024); every
+ * thread gets the result. `sh` holds 32 floats. */
+static __device__ __forceinline__ float cu_block_sum(float v, float *sh) {
+    int lane = threadIdx.x & 31, w = threadIdx.x >> 5, nw = blockDim.x >> 5;
+    v = cu_warp_sum(v);
+    __syncthreads();
+    if (lane == 0) sh[w] = v;
+    __syncthreads();
+    v = lane < nw ? sh[lane] : 0.0f;
+    return cu_warp_sum(v);
+}
+static __device__ __forceinline__ float cu_block_max(float v, float *sh) {
+    int lane = threadIdx.x & 31, w = threadIdx.x >> 5, nw = blockDim.x >> 5;
+    v = cu_warp_max(v);
+    __syncthreads();
+    if (lane == 0) sh[w] = v;
+    __syncthreads();
+    v = lane < nw ? sh[lane] : -INFINITY;
+    return cu_warp_max(v);
+}
+
+static inline unsigned cu_blocks(int64_t n, int per) { return (unsigned)((n + per - 1) / per); }

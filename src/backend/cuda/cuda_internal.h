@@ -1,0 +1,93 @@
+/*
+ * cuda_internal.h — the boundary between the CUDA backend's C side
+ * (cuda_backend.c: memory, streams, CUDA graphs; it sees the graph IR) and
+ * its kernels (kernels_*.cu, compiled by nvcc as C++; they see only this
+ * header and mlxn.h). The C side flattens each mlxn_node into a cu_node:
+ * device pointers, dtypes, shapes and a copy of the op's params. Slot order
+ * per op is the one written in src/ops/ops.h.
+ */
+#ifndef MLXN_CUDA_INTERNAL_H
+#define MLXN_CUDA_INTERNAL_H
+
+#include "mlxn.h"
+
+#include <cuda_runtime_api.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Op ids, mirrored from src/ops/ops.h (that header is C-only); the C side
+ * static_asserts that the two agree. */
+enum {
+    CU_OP_ADD = 0, CU_OP_MUL, CU_OP_SCALE, CU_OP_SILU, CU_OP_SILU_MUL, CU_OP_GELU, CU_OP_SOFTCAP,
+    CU_OP_RMS_NORM, CU_OP_ADD_RMS_NORM, CU_OP_LAYER_NORM, CU_OP_SOFTMAX, CU_OP_MATMUL,
+    CU_OP_MATMUL_MLX, CU_OP_ROPE, CU_OP_COPY, CU_OP_GET_ROWS, CU_OP_GET_ROWS_MLX, CU_OP_KV_WRITE,
+    CU_OP_ATTENTION, CU_OP_ARGMAX, CU_OP_COUNT
+};
+
+#define CU_MAX_SLOTS 8
+
+typedef struct cu_tensor {
+    void *data;        /* device address of the first byte; NULL = absent slot */
+    int dtype;         /* mlxn_dtype */
+    int ndim;
+    int64_t shape[MLXN_MAX_DIMS];
+    int64_t elems, rows, cols; /* rows = product of all dims but the last */
+    size_t nbytes;
+} cu_tensor;
+
+typedef struct cu_node {
+    int op;
+    int n_slots;
+    cu_tensor t[CU_MAX_SLOTS];
+    float f;    /* unary: scale / softcap cap */
+    int mode;   /* gelu: approximate */
+    float eps;  /* norms */
+    float softmax_scale;
+    mlxn_mlx_quant mlx;
+    mlxn_rope_params rope;
+    mlxn_attention_params attn;
+} cu_node;
+
+/* Device scratch bytes a node needs while it runs (split-KV partials). */
+size_t mlxn_cu_scratch_bytes(const cu_node *n);
+/* Whether the kernels take this node (dtype combinations). */
+bool mlxn_cu_supports(const cu_node *n);
+/* Enqueue the node's kernels on `s` (capturable: no sync, no allocation).
+ * `scratch` has at least mlxn_cu_scratch_bytes(n) bytes. Returns the first
+ * launch error (cudaGetLastError after each launch). */
+cudaError_t mlxn_cu_launch(const cu_node *n, void *scratch, cudaStream_t s);
+
+/* Families (one kernels_*.cu each); each returns cudaErrorInvalidValue for
+ * a case it does not handle. */
+cudaError_t mlxn_cu_elementwise(const cu_node *n, cudaStream_t s);
+cudaError_t mlxn_cu_norm(const cu_node *n, cudaStream_t s);
+cudaError_t mlxn_cu_matmul(const cu_node *n, void *scratch, cudaStream_t s);
+size_t mlxn_cu_matmul_node_scratch(const cu_node *n);
+cudaError_t mlxn_cu_get_rows(const cu_node *n, cudaStream_t s);
+cudaError_t mlxn_cu_rope(const cu_node *n, cudaStream_t s);
+cudaError_t mlxn_cu_attention(const cu_node *n, void *scratch, cudaStream_t s);
+size_t mlxn_cu_attention_scratch(const cu_node *n);
+
+/* Standalone entry points for bench/cuda_bench.c: y[M,N] = x[M,K] * W^T
+ * with W in any matmul format (wtype; -1 with `bits` for MLX), device
+ * pointers. scratch: mlxn_cu_matmul_scratch bytes (NULL = take the float
+ * path, which needs none). */
+size_t mlxn_cu_matmul_scratch(int wtype, int bits, int64_t M, int64_t K);
+cudaError_t mlxn_cu_matmul_raw(float *y, const float *x, const void *w, int wtype, int64_t M,
+                               int64_t N, int64_t K, void *scratch, cudaStream_t s);
+/* dst = src (bytes a multiple of 16, 16-byte aligned) by SM loads/stores. */
+cudaError_t mlxn_cu_copy_raw(void *dst, const void *src, size_t bytes, cudaStream_t s);
+cudaError_t mlxn_cu_matmul_mlx_raw(float *y, const float *x, const uint32_t *wq, const void *scales,
+                                   const void *biases, int sdtype, int bits, int group, int64_t M,
+                                   int64_t N, int64_t K, void *scratch, cudaStream_t s);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

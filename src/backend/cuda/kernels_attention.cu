@@ -1,0 +1,146 @@
+/*
+ * kernels_attention.cu — causal GQA attention over a KV cache, split-KV
+ * ("flash-decoding"): the visible range of cache positions of each (token,
+ * head) is cut into nsplit chunks; one block per (token, head, chunk) runs an
+ * online softmax (4 warps, each over every 4th position, lanes over D) and
+ * writes (max, sum, acc[D]) to scratch; a second kernel merges the chunks.
+ * Positions come from device memory, so the chunking is fixed by the cache
+ * capacity C at launch and chunks past the visible range stay empty: replay
+ * with new positions needs no new launch parameters. T > 1 (prefill) runs
+ * the same kernels, one (token, head) per block row.
+ */
+#include "backend/cuda/cuda_common.cuh"
+
+#define ATT_WARPS 4
+#define ATT_MAXD 256 /* head dim limit: 8 values per lane */
+
+static int att_splits(int64_t C) {
+    int64_t n = (C + 127) / 128;
+    return (int)(n < 1 ? 1 : n > 64 ? 64 : n);
+}
+
+template <int KT>
+__global__ void __launch_bounds__(ATT_WARPS * 32) k_attn_split(float *part, const float *q, const void *kc, const void *vc,
+                                                               const int32_t *pos, int64_t H, int64_t Hkv, int64_t C,
+                                                               int D, mlxn_attention_params p, int nsplit, int64_t chunk) {
+    constexpr int DPL = ATT_MAXD / 32;
+    int64_t th = blockIdx.x; /* t * H + h */
+    int split = blockIdx.y;
+    int64_t t = th / H, h = th % H, hk = h / (H / Hkv);
+    int lane = threadIdx.x & 31, w = threadIdx.x >> 5;
+    int64_t pt = pos[t];
+    int64_t first = pt - C + 1;
+    if (p.window > 0 && pt - p.window + 1 > first) first = pt - p.window + 1;
+    if (first < 0) first = 0;
+    int64_t lo = first + split * chunk, hi = lo + chunk;
+    if (hi > pt + 1) hi = pt + 1;
+
+    float qv[DPL], acc[DPL];
+    const float *qr = q + th * D;
+#pragma unroll
+    for (int i = 0; i < DPL; i++) {
+        int d = lane + 32 * i;
+        qv[i] = d < D ? qr[d] : 0.0f;
+        acc[i] = 0.0f;
+    }
+    float mx = -INFINITY, sum = 0.0f;
+    for (int64_t pp = lo + w; pp < hi; pp += ATT_WARPS) {
+        int64_t base = (hk * C + pp % C) * D;
+        float s = 0.0f;
+#pragma unroll
+        for (int i = 0; i < DPL; i++) {
+            int d = lane + 32 * i;
+            if (d < D) s = fmaf(qv[i], cu_ld<KT>(kc, base + d), s);
+        }
+        s = cu_warp_sum(s) * p.scale;
+        if (p.softcap > 0) s = tanhf(s / p.softcap) * p.softcap;
+        float mn = fmaxf(mx, s);
+        float corr = mx == -INFINITY ? 0.0f : expf(mx - mn);
+        float e = expf(s - mn);
+#pragma unroll
+        for (int i = 0; i < DPL; i++) {
+            int d = lane + 32 * i;
+            float v = d < D ? cu_ld<KT>(vc, base + d) : 0.0f;
+            acc[i] = acc[i] * corr + e * v;
+        }
+        sum = sum * corr + e;
+        mx = mn;
+    }
+
+    __shared__ float sm[ATT_WARPS], ss[ATT_WARPS], sacc[ATT_WARPS][ATT_MAXD];
+    if (lane == 0) {
+        sm[w] = mx;
+        ss[w] = sum;
+    }
+#pragma unroll
+    for (int i = 0; i < DPL; i++) {
+        int d = lane + 32 * i;
+        if (d < D) sacc[w][d] = acc[i];
+    }
+    __syncthreads();
+    float M = -INFINITY;
+    for (int k = 0; k < ATT_WARPS; k++) M = fmaxf(M, sm[k]);
+    float *out = part + (th * nsplit + split) * (int64_t)(D + 2);
+    float L = 0.0f;
+    for (int k = 0; k < ATT_WARPS; k++)
+        if (sm[k] != -INFINITY) L += ss[k] * expf(sm[k] - M);
+    for (int d = threadIdx.x; d < D; d += blockDim.x) {
+        float a = 0.0f;
+        for (int k = 0; k < ATT_WARPS; k++)
+            if (sm[k] != -INFINITY) a += sacc[k][d] * expf(sm[k] - M);
+        out[2 + d] = a;
+    }
+    if (threadIdx.x == 0) {
+        out[0] = M;
+        out[1] = L;
+    }
+}
+
+__global__ void k_attn_merge(float *o, const float *part, int nsplit, int D) {
+    int64_t th = blockIdx.x;
+    const float *pp = part + th * nsplit * (int64_t)(D + 2);
+    float M = -INFINITY;
+    for (int s = 0; s < nsplit; s++) M = fmaxf(M, pp[s * (D + 2)]);
+    float L = 0.0f;
+    for (int s = 0; s < nsplit; s++) {
+        float m = pp[s * (D + 2)];
+        if (m != -INFINITY) L += pp[s * (D + 2) + 1] * expf(m - M);
+    }
+    float inv = L > 0 ? 1.0f / L : 0.0f;
+    for (int d = threadIdx.x; d < D; d += blockDim.x) {
+        float a = 0.0f;
+        for (int s = 0; s < nsplit; s++) {
+            float m = pp[s * (D + 2)];
+            if (m != -INFINITY) a += pp[s * (D + 2) + 2 + d] * expf(m - M);
+        }
+        o[th * D + d] = a * inv;
+    }
+}
+
+size_t mlxn_cu_attention_scratch(const cu_node *n) {
+    const cu_tensor *q = &n->t[1];
+    int64_t TH = q->shape[0] * q->shape[1], D = q->shape[2];
+    return (size_t)TH * (size_t)att_splits(n->t[2].shape[1]) * (size_t)(D + 2) * sizeof(float);
+}
+
+cudaError_t mlxn_cu_attention(const cu_node *n, void *scratch, cudaStream_t s) {
+    const cu_tensor *t = n->t;
+    int64_t T = t[1].shape[0], H = t[1].shape[1], D = t[1].shape[2];
+    int64_t Hkv = t[2].shape[0], C = t[2].shape[1];
+    if (D > ATT_MAXD) return cudaErrorInvalidValue;
+    int ns = att_splits(C);
+    int64_t chunk = (C + ns - 1) / ns;
+    dim3 g((unsigned)(T * H), (unsigned)ns);
+    float *part = (float *)scratch;
+#define ATT(KT)                                                                                            \
+    k_attn_split<KT><<<g, ATT_WARPS * 32, 0, s>>>(part, (const float *)t[1].data, t[2].data, t[3].data, \
+                                                  (const int32_t *)t[4].data, H, Hkv, C, (int)D, n->attn, ns, chunk)
+    if (t[2].dtype == MLXN_F32) ATT(MLXN_F32);
+    else if (t[2].dtype == MLXN_F16) ATT(MLXN_F16);
+    else ATT(MLXN_BF16);
+#undef ATT
+    CU_LAUNCH_CHECK();
+    k_attn_merge<<<(unsigned)(T * H), 128, 0, s>>>((float *)t[0].data, part, ns, (int)D);
+    CU_LAUNCH_CHECK();
+    return cudaSuccess;
+}

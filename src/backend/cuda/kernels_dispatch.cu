@@ -1,0 +1,52 @@
+/*
+ * kernels_dispatch.cu — the CUDA op table: op id -> kernel family, plus
+ * which nodes the kernels take and how much scratch they need.
+ */
+#include "backend/cuda/cuda_common.cuh"
+
+typedef cudaError_t (*cu_family)(const cu_node *n, void *scratch, cudaStream_t s);
+
+static cudaError_t f_elem(const cu_node *n, void *, cudaStream_t s) { return mlxn_cu_elementwise(n, s); }
+static cudaError_t f_norm(const cu_node *n, void *, cudaStream_t s) { return mlxn_cu_norm(n, s); }
+static cudaError_t f_mm(const cu_node *n, void *scr, cudaStream_t s) { return mlxn_cu_matmul(n, scr, s); }
+static cudaError_t f_rows(const cu_node *n, void *, cudaStream_t s) { return mlxn_cu_get_rows(n, s); }
+static cudaError_t f_rope(const cu_node *n, void *, cudaStream_t s) { return mlxn_cu_rope(n, s); }
+static cudaError_t f_attn(const cu_node *n, void *scr, cudaStream_t s) { return mlxn_cu_attention(n, scr, s); }
+
+static const cu_family cu_ops[CU_OP_COUNT] = {
+    /* ADD */ f_elem, /* MUL */ f_elem, /* SCALE */ f_elem, /* SILU */ f_elem, /* SILU_MUL */ f_elem,
+    /* GELU */ f_elem, /* SOFTCAP */ f_elem, /* RMS_NORM */ f_norm, /* ADD_RMS_NORM */ f_norm,
+    /* LAYER_NORM */ f_norm, /* SOFTMAX */ f_norm, /* MATMUL */ f_mm, /* MATMUL_MLX */ f_mm,
+    /* ROPE */ f_rope, /* COPY */ f_elem, /* GET_ROWS */ f_rows, /* GET_ROWS_MLX */ f_rows,
+    /* KV_WRITE */ f_elem, /* ATTENTION */ f_attn, /* ARGMAX */ f_elem,
+};
+static_assert(sizeof cu_ops / sizeof cu_ops[0] == CU_OP_COUNT, "cuda op table out of date");
+
+static bool al16(const void *p) { return ((uintptr_t)p & 15) == 0; }
+
+extern "C" bool mlxn_cu_supports(const cu_node *n) {
+    const cu_tensor *t = n->t;
+    switch (n->op) {
+    case CU_OP_MATMUL:
+        if (t[2].dtype == MLXN_F32 || t[2].dtype == MLXN_F16 || t[2].dtype == MLXN_BF16) return true;
+        return al16(t[2].data) && al16(t[1].data);
+    case CU_OP_MATMUL_MLX: return al16(t[2].data) && al16(t[1].data);
+    case CU_OP_GET_ROWS:
+        if (t[1].dtype == MLXN_F32 || t[1].dtype == MLXN_F16 || t[1].dtype == MLXN_BF16) return true;
+        return al16(t[1].data);
+    case CU_OP_GET_ROWS_MLX: return al16(t[1].data);
+    case CU_OP_ATTENTION: return t[1].shape[2] <= 256;
+    default: return (unsigned)n->op < CU_OP_COUNT;
+    }
+}
+
+extern "C" size_t mlxn_cu_scratch_bytes(const cu_node *n) {
+    if (n->op == CU_OP_ATTENTION) return mlxn_cu_attention_scratch(n);
+    if (n->op == CU_OP_MATMUL || n->op == CU_OP_MATMUL_MLX) return mlxn_cu_matmul_node_scratch(n);
+    return 0;
+}
+
+extern "C" cudaError_t mlxn_cu_launch(const cu_node *n, void *scratch, cudaStream_t s) {
+    if ((unsigned)n->op >= CU_OP_COUNT) return cudaErrorInvalidValue;
+    return cu_ops[n->op](n, scratch, s);
+}

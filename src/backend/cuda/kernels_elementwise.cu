@@ -1,0 +1,153 @@
+/*
+ * kernels_elementwise.cu — add/mul (row broadcast, f32/f16/bf16 b), the
+ * unary ops, silu_mul, copy/convert, kv_write and argmax. Same formulas as
+ * src/backend/cpu/cpu_kernels.c; grid-stride loops over elements.
+ */
+#include "backend/cuda/cuda_common.cuh"
+
+#define GRID_STRIDE(i, n) for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < (n); i += (int64_t)gridDim.x * blockDim.x)
+
+static unsigned grid_for(int64_t n) {
+    int64_t b = (n + 255) / 256;
+    return (unsigned)(b < 65535 * 4 ? (b > 0 ? b : 1) : 65535 * 4);
+}
+
+template <int BT, bool ADD>
+__global__ void k_binary(float *out, const float *a, const void *b, int64_t n, int64_t bn) {
+    GRID_STRIDE(i, n) {
+        float v = cu_ld<BT>(b, bn == n ? i : i % bn);
+        out[i] = ADD ? a[i] + v : a[i] * v;
+    }
+}
+
+static __device__ __forceinline__ float silu_f(float x) { return x / (1.0f + expf(-x)); }
+
+__global__ void k_unary(float *out, const float *a, int64_t n, int op, float f, int mode) {
+    GRID_STRIDE(i, n) {
+        float x = a[i], y;
+        switch (op) {
+        case CU_OP_SCALE: y = x * f; break;
+        case CU_OP_SILU: y = silu_f(x); break;
+        case CU_OP_SOFTCAP: y = tanhf(x / f) * f; break;
+        default: /* GELU */
+            if (mode) {
+                const float c = 0.7978845608028654f;
+                y = 0.5f * x * (1.0f + tanhf(c * (x + 0.044715f * x * x * x)));
+            } else {
+                y = 0.5f * x * (1.0f + erff(x * 0.70710678118654752f));
+            }
+        }
+        out[i] = y;
+    }
+}
+
+__global__ void k_silu_mul(float *out, const float *g, const float *u, int64_t n) {
+    GRID_STRIDE(i, n) out[i] = silu_f(g[i]) * u[i];
+}
+
+__global__ void k_convert(void *out, int odt, const void *x, int xdt, int64_t n) {
+    GRID_STRIDE(i, n) cu_st_rt(out, odt, i, cu_ld_rt(x, xdt, i));
+}
+
+/* cache [Hkv, C, D] at rows positions[t] % C; negative positions write nothing. */
+__global__ void k_kv_write(void *cache, int cdt, const float *x, const int32_t *pos, int64_t T, int64_t Hkv,
+                           int64_t C, int64_t D) {
+    GRID_STRIDE(i, T * Hkv * D) {
+        int64_t d = i % D, th = i / D, h = th % Hkv, t = th / Hkv;
+        int64_t p = pos[t];
+        if (p < 0) continue;
+        cu_st_rt(cache, cdt, (h * C + p % C) * D + d, x[i]);
+    }
+}
+
+/* One block per row; first index on ties (as the CPU's strict '>'). */
+__global__ void k_argmax(int32_t *out, const float *x, int64_t C) {
+    const float *r = x + blockIdx.x * C;
+    float best = -INFINITY;
+    int64_t bi = -1;
+    for (int64_t i = threadIdx.x; i < C; i += blockDim.x) {
+        float v = r[i];
+        if (bi < 0 || v > best) { best = v; bi = i; }
+    }
+    __shared__ float sv[32];
+    __shared__ int64_t si[32];
+    for (int o = 16; o > 0; o >>= 1) {
+        float ov = __shfl_xor_sync(0xffffffffu, best, o);
+        int64_t oi = __shfl_xor_sync(0xffffffffu, bi, o);
+        if (oi >= 0 && (bi < 0 || ov > best || (ov == best && oi < bi))) { best = ov; bi = oi; }
+    }
+    int lane = threadIdx.x & 31, w = threadIdx.x >> 5;
+    if (lane == 0) { sv[w] = best; si[w] = bi; }
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        for (int k = 1; k < (int)(blockDim.x >> 5); k++)
+            if (si[k] >= 0 && (bi < 0 || sv[k] > best || (sv[k] == best && si[k] < bi))) { best = sv[k]; bi = si[k]; }
+        out[blockIdx.x] = (int32_t)(bi < 0 ? 0 : bi);
+    }
+}
+
+/* 16-byte grid-stride copy (the bench's SM-driven copy-bandwidth floor). */
+__global__ void k_copy16(uint4 *dst, const uint4 *src, int64_t n) {
+    GRID_STRIDE(i, n) dst[i] = src[i];
+}
+
+cudaError_t mlxn_cu_copy_raw(void *dst, const void *src, size_t bytes, cudaStream_t s) {
+    int dev = 0, sms = 132;
+    cudaGetDevice(&dev);
+    cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev);
+    k_copy16<<<(unsigned)sms * 8, 512, 0, s>>>((uint4 *)dst, (const uint4 *)src, (int64_t)(bytes / 16));
+    CU_LAUNCH_CHECK();
+    return cudaSuccess;
+}
+
+cudaError_t mlxn_cu_elementwise(const cu_node *n, cudaStream_t s) {
+    const cu_tensor *t = n->t;
+    switch (n->op) {
+    case CU_OP_ADD:
+    case CU_OP_MUL: {
+        int64_t total = t[1].elems, bn = t[2].elems;
+        float *o = (float *)t[0].data;
+        const float *a = (const float *)t[1].data;
+        bool add = n->op == CU_OP_ADD;
+        unsigned g = grid_for(total);
+#define BIN(BT) add ? k_binary<BT, true><<<g, 256, 0, s>>>(o, a, t[2].data, total, bn) \
+                    : k_binary<BT, false><<<g, 256, 0, s>>>(o, a, t[2].data, total, bn)
+        if (t[2].dtype == MLXN_F32) BIN(MLXN_F32);
+        else if (t[2].dtype == MLXN_F16) BIN(MLXN_F16);
+        else BIN(MLXN_BF16);
+#undef BIN
+        break;
+    }
+    case CU_OP_SCALE:
+    case CU_OP_SILU:
+    case CU_OP_GELU:
+    case CU_OP_SOFTCAP:
+        k_unary<<<grid_for(t[1].elems), 256, 0, s>>>((float *)t[0].data, (const float *)t[1].data, t[1].elems,
+                                                      n->op, n->f, n->mode);
+        break;
+    case CU_OP_SILU_MUL:
+        k_silu_mul<<<grid_for(t[0].elems), 256, 0, s>>>((float *)t[0].data, (const float *)t[1].data,
+                                                         (const float *)t[2].data, t[0].elems);
+        break;
+    case CU_OP_COPY:
+        if (t[0].dtype == t[1].dtype) {
+            if (t[0].data != t[1].data) return cudaMemcpyAsync(t[0].data, t[1].data, t[0].nbytes, cudaMemcpyDeviceToDevice, s);
+            return cudaSuccess;
+        }
+        k_convert<<<grid_for(t[0].elems), 256, 0, s>>>(t[0].data, t[0].dtype, t[1].data, t[1].dtype, t[0].elems);
+        break;
+    case CU_OP_KV_WRITE: {
+        int64_t T = t[1].shape[0], Hkv = t[1].shape[1], D = t[1].shape[2], C = t[0].shape[1];
+        k_kv_write<<<grid_for(T * Hkv * D), 256, 0, s>>>(t[0].data, t[0].dtype, (const float *)t[1].data,
+                                                         (const int32_t *)t[2].data, T, Hkv, C, D);
+        break;
+    }
+    case CU_OP_ARGMAX:
+        k_argmax<<<(unsigned)t[1].rows, 256, 0, s>>>((int32_t *)t[0].data, (const float *)t[1].data, t[1].cols);
+        break;
+    default:
+        return cudaErrorInvalidValue;
+    }
+    CU_LAUNCH_CHECK();
+    return cudaSuccess;
+}

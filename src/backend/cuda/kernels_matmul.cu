@@ -1,0 +1,489 @@
+/*
+ * kernels_matmul.cu — out[M, N] = x[M, K] * W[N, K]^T for every weight
+ * format (dense f32/f16/bf16, GGML blocks, MLX affine), and the gathers
+ * (get_rows, get_rows_mlx) that share the decoders of quant.cuh.
+ *
+ *  - M <= 8 (decode): k_mmv, one warp per output row, lanes stride over
+ *    units of the row, f32 accumulation, one pass over W for all M rows.
+ *    Memory-bound: the goal is HBM bandwidth on W.
+ *  - M > 8: k_mm_tiled, 64x64 output tiles; W tiles are decoded into shared
+ *    memory once per tile and reused by 64 rows of x; TF32 tensor cores.
+ *  - Dense W whose rows are not 16-byte aligned: k_mm_scalar (reference-
+ *    speed fallback).
+ */
+#include "backend/cuda/quant.cuh"
+
+#include <mma.h>
+
+using namespace nvcuda;
+
+#define MMV_WARPS 4
+
+template <class F, int MB>
+__global__ void __launch_bounds__(MMV_WARPS * 32) k_mmv(F f, float *__restrict__ y, const float *__restrict__ x,
+                                                        int M, int64_t N, int64_t K) {
+    int64_t n = (int64_t)blockIdx.x * MMV_WARPS + (threadIdx.x >> 5);
+    int lane = threadIdx.x & 31;
+    if (n >= N) return;
+    float acc[MB];
+#pragma unroll
+    for (int m = 0; m < MB; m++) acc[m] = 0.0f;
+    int64_t nu = K / F::U;
+#pragma unroll 2
+    for (int64_t u = lane; u < nu; u += 32) {
+        float w[F::U];
+        f.decode(n, u, w);
+#pragma unroll
+        for (int m = 0; m < MB; m++) {
+            if (m < M) {
+                const float4 *xp = (const float4 *)(x + m * K + u * F::U);
+                float a = 0.0f;
+#pragma unroll
+                for (int j = 0; j < F::U / 4; j++) {
+                    float4 xv = __ldg(xp + j);
+                    a = fmaf(w[4 * j], xv.x, a);
+                    a = fmaf(w[4 * j + 1], xv.y, a);
+                    a = fmaf(w[4 * j + 2], xv.z, a);
+                    a = fmaf(w[4 * j + 3], xv.w, a);
+                }
+                acc[m] += a;
+            }
+        }
+    }
+#pragma unroll
+    for (int m = 0; m < MB; m++) {
+        float v = cu_warp_sum(acc[m]);
+        if (lane == 0 && m < M) y[m * N + n] = v;
+    }
+}
+
+/* M = 1 with x staged in shared memory: lane l works on units l, l+32, ...
+ * and reads x of its unit from shared memory laid out with one float4 of
+ * padding per unit, so the 8 lanes of each 128-bit phase hit distinct banks
+ * (reading x straight from global memory at a stride of U*4 bytes per lane
+ * costs one L1 wavefront per lane and was the bottleneck). Each warp does R
+ * rows so one x read from shared memory serves R weight rows. */
+#define MMVS_WARPS 8
+#define MMVS_MAX_SMEM (200 * 1024)
+
+template <class F, int R>
+__global__ void __launch_bounds__(MMVS_WARPS * 32) k_mmv_s(F f, float *__restrict__ y, const float *__restrict__ x,
+                                                           int64_t N, int64_t K) {
+    extern __shared__ float4 xs[];
+    constexpr int Q = F::U / 4, S = Q + 1;
+    int64_t nu = K / F::U;
+    const float4 *x4 = (const float4 *)x;
+    for (int64_t i = threadIdx.x; i < K / 4; i += blockDim.x) xs[(i / Q) * S + (i % Q)] = __ldg(x4 + i);
+    __syncthreads();
+    int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    int64_t n0 = ((int64_t)blockIdx.x * MMVS_WARPS + warp) * R;
+    if (n0 >= N) return;
+    float acc[R];
+#pragma unroll
+    for (int r = 0; r < R; r++) acc[r] = 0.0f;
+#pragma unroll 2
+    for (int64_t u = lane; u < nu; u += 32) {
+        float w[R][F::U];
+#pragma unroll
+        for (int r = 0; r < R; r++) f.decode(n0 + r < N ? n0 + r : N - 1, u, w[r]);
+        const float4 *xp = xs + u * S;
+#pragma unroll
+        for (int j = 0; j < Q; j++) {
+            float4 xv = xp[j];
+#pragma unroll
+            for (int r = 0; r < R; r++) {
+                acc[r] = fmaf(w[r][4 * j], xv.x, acc[r]);
+                acc[r] = fmaf(w[r][4 * j + 1], xv.y, acc[r]);
+                acc[r] = fmaf(w[r][4 * j + 2], xv.z, acc[r]);
+                acc[r] = fmaf(w[r][4 * j + 3], xv.w, acc[r]);
+            }
+        }
+    }
+#pragma unroll
+    for (int r = 0; r < R; r++) {
+        float v = cu_warp_sum(acc[r]);
+        if (lane == 0 && n0 + r < N) y[n0 + r] = v;
+    }
+}
+
+/* Launch k_mmv_s when its shared memory fits; false = use another path. */
+template <class F, int R>
+static bool try_mmv_s(const F &f, float *y, const float *x, int64_t N, int64_t K, cudaStream_t s, cudaError_t *err) {
+    size_t smem = (size_t)(K / F::U) * (F::U / 4 + 1) * 16;
+    if (smem > MMVS_MAX_SMEM) return false;
+    static bool raised = false; /* per instantiation */
+    if (!raised) {
+        cudaError_t e = cudaFuncSetAttribute(k_mmv_s<F, R>, cudaFuncAttributeMaxDynamicSharedMemorySize, MMVS_MAX_SMEM);
+        if (e != cudaSuccess) {
+            *err = e;
+            return true;
+        }
+        raised = true;
+    }
+    k_mmv_s<F, R><<<cu_blocks(N, MMVS_WARPS * R), MMVS_WARPS * 32, smem, s>>>(f, y, x, N, K);
+    *err = cudaGetLastError();
+    return true;
+}
+
+/* x f32 [K] -> int8 blocks of 32 (layout in quant.cuh), one warp a block. */
+__global__ void k_quant_x(uint4 *xq, const float *x, int64_t nb) {
+    int64_t b = (int64_t)blockIdx.x * 8 + (threadIdx.x >> 5);
+    int lane = threadIdx.x & 31;
+    if (b >= nb) return;
+    float v = x[b * 32 + lane];
+    float amax = cu_warp_max(fabsf(v));
+    float d = amax / 127.0f;
+    int q = d > 0 ? (int)rintf(v / d) : 0;
+    int s = q;
+#pragma unroll
+    for (int o = 8; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o); /* sums of 16-lane halves */
+    uint8_t *blk = (uint8_t *)(xq + b * XQ_BLOCK_U4);
+    blk[lane] = (uint8_t)(int8_t)q;
+    int *tail = (int *)(blk + 32);
+    if (lane == 0) {
+        tail[0] = __float_as_int(d);
+        tail[1] = s;
+        tail[3] = 0;
+    }
+    if (lane == 16) tail[2] = s;
+}
+
+/* One block of 8 warps = (8 / split) rows x `split` warps per row: warp
+ * (r, k) takes units k*32 + lane, + 32*split, ... of row r, so a long row is
+ * cut into shorter independent pieces (more loads in flight, fewer
+ * sequential iterations per warp). split is the largest power of two <= 8
+ * that leaves each lane at least 4 units. The int8 x (a few KB) is read
+ * through L1. */
+#define MMVQ_WARPS 8
+/* blocks of 256 threads an SM can hold: 8, but 6 on sm_86/87/89 (1536 threads) */
+#if defined(__CUDA_ARCH__) && (__CUDA_ARCH__ == 860 || __CUDA_ARCH__ == 870 || __CUDA_ARCH__ == 890)
+#define MMVQ_MAXB 6
+#else
+#define MMVQ_MAXB 8
+#endif
+
+template <class F>
+__global__ void __launch_bounds__(MMVQ_WARPS * 32, (F::MINB < MMVQ_MAXB ? F::MINB : MMVQ_MAXB)) k_mmvq(F f, float *__restrict__ y, const uint4 *__restrict__ xq,
+                                                          int64_t N, int64_t K, int split_log2) {
+    __shared__ float part[MMVQ_WARPS];
+    int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    int split = 1 << split_log2, rows = MMVQ_WARPS >> split_log2;
+    int r = warp >> split_log2, ks = warp & (split - 1);
+    int64_t n = (int64_t)blockIdx.x * rows + r;
+    int64_t nn = n < N ? n : N - 1;
+    int64_t nu = K / F::U;
+    float acc = 0.0f;
+    const int64_t st = 32 * split;
+    int64_t u = ks * 32 + lane;
+    if (F::STEP4) {
+        /* 4 (then 2) units per step with no branch between them, so all
+         * their loads issue before the first result is needed (measured:
+         * helps MLX 4-bit, costs the GGML formats occupancy) */
+        for (; u + 3 * st < nu; u += 4 * st) {
+            float a0 = f.dotq(nn, u, xq), a1 = f.dotq(nn, u + st, xq);
+            float a2 = f.dotq(nn, u + 2 * st, xq), a3 = f.dotq(nn, u + 3 * st, xq);
+            acc += (a0 + a1) + (a2 + a3);
+        }
+        for (; u + st < nu; u += 2 * st) acc += f.dotq(nn, u, xq) + f.dotq(nn, u + st, xq);
+        if (u < nu) acc += f.dotq(nn, u, xq);
+    } else {
+#pragma unroll 2
+        for (; u < nu; u += st) acc += f.dotq(nn, u, xq);
+    }
+    acc = cu_warp_sum(acc);
+    if (lane == 0) part[warp] = acc;
+    __syncthreads();
+    if (threadIdx.x < rows) {
+        int64_t row = (int64_t)blockIdx.x * rows + threadIdx.x;
+        float v = 0.0f;
+        for (int k = 0; k < split; k++) v += part[threadIdx.x * split + k];
+        if (row < N) y[row] = v;
+    }
+}
+
+/* Decode through int8 x and __dp4a; scratch holds the quantized x. */
+template <class F>
+static cudaError_t run_mmvq(const F &f, float *y, const float *x, int64_t N, int64_t K, void *scratch,
+                            cudaStream_t s) {
+    int64_t nb = K / 32;
+    uint4 *xq = (uint4 *)scratch;
+    k_quant_x<<<cu_blocks(nb, 8), 256, 0, s>>>(xq, x, nb);
+    CU_LAUNCH_CHECK();
+    int64_t per_lane = (K / F::U) / 32;
+    /* split so each lane keeps >= 4 units (measured on H200 against >= 1
+     * and >= 2: best or equal for every format and shape; bench/RESULTS.md) */
+    int sl = 0;
+    while (sl < 3 && ((int64_t)8 << sl) <= per_lane) sl++;
+    k_mmvq<F><<<cu_blocks(N, MMVQ_WARPS >> sl), MMVQ_WARPS * 32, 0, s>>>(f, y, xq, N, K, sl);
+    CU_LAUNCH_CHECK();
+    return cudaSuccess;
+}
+
+/* Bytes of scratch a matmul needs: the int8 copy of x for M = 1 on the
+ * integer path (formats with a dotq; K/32 blocks of 48 bytes). */
+static bool int_path(int wt, int bits) {
+    if (wt < 0) return bits == 4 || bits == 8;
+    return wt == MLXN_Q4_0 || wt == MLXN_Q4_1 || wt == MLXN_Q8_0 || wt == MLXN_Q4_K || wt == MLXN_Q5_K ||
+           wt == MLXN_Q6_K;
+}
+extern "C" size_t mlxn_cu_matmul_scratch(int wt, int bits, int64_t M, int64_t K) {
+    if (M != 1 || !int_path(wt, bits)) return 0;
+    return (size_t)(K / 32) * XQ_BLOCK_U4 * 16;
+}
+
+#define TBM 64
+#define TBN 64
+#define TBK 64
+
+/* 64x64 output tile per block of 8 warps. x tile [64 m][64 k] and the
+ * decoded W tile [64 n][64 k] sit in shared memory as f32 (rows padded to
+ * 68 floats); each warp multiplies a 16x32 piece on the tensor cores in
+ * TF32 (m16n16k8, f32 accumulation). TF32 keeps f32's range with a 10-bit
+ * mantissa: NMSE against the f32 CPU result stays near 1e-7. */
+template <class F>
+__global__ void __launch_bounds__(256) k_mm_tiled(F f, float *__restrict__ y, const float *__restrict__ x, int64_t M,
+                                                  int64_t N, int64_t K) {
+    constexpr int LD = TBK + 4;
+    __shared__ __align__(128) float xs[TBM][LD]; /* reused for the output tile */
+    __shared__ __align__(128) float ws[TBN][LD];
+    int64_t m0 = (int64_t)blockIdx.y * TBM, n0 = (int64_t)blockIdx.x * TBN;
+    int warp = threadIdx.x >> 5, wm = warp >> 1, wn = (warp & 1) * 2;
+    wmma::fragment<wmma::accumulator, 16, 16, 8, float> c0, c1;
+    wmma::fill_fragment(c0, 0.0f);
+    wmma::fill_fragment(c1, 0.0f);
+    constexpr int UPR = TBK / F::U; /* units per tile row */
+    for (int64_t k0 = 0; k0 < K; k0 += TBK) {
+        for (int i = threadIdx.x; i < TBM * TBK; i += 256) {
+            int mm = i / TBK, kk = i % TBK;
+            int64_t gm = m0 + mm, gk = k0 + kk;
+            xs[mm][kk] = (gm < M && gk < K) ? x[gm * K + gk] : 0.0f;
+        }
+        for (int i = threadIdx.x; i < TBN * UPR; i += 256) {
+            int nn = i / UPR, uu = i % UPR;
+            int64_t gn = n0 + nn, gu = k0 / F::U + uu;
+            float w[F::U];
+            if (gn < N && gu * F::U < K) f.decode(gn, gu, w);
+            else
+#pragma unroll
+                for (int j = 0; j < F::U; j++) w[j] = 0.0f;
+#pragma unroll
+            for (int j = 0; j < F::U; j++) ws[nn][uu * F::U + j] = w[j];
+        }
+        __syncthreads();
+#pragma unroll
+        for (int kk = 0; kk < TBK; kk += 8) {
+            wmma::fragment<wmma::matrix_a, 16, 16, 8, wmma::precision::tf32, wmma::row_major> a;
+            wmma::fragment<wmma::matrix_b, 16, 16, 8, wmma::precision::tf32, wmma::col_major> b0, b1;
+            wmma::load_matrix_sync(a, &xs[wm * 16][kk], LD);
+            wmma::load_matrix_sync(b0, &ws[wn * 16][kk], LD);
+            wmma::load_matrix_sync(b1, &ws[wn * 16 + 16][kk], LD);
+#pragma unroll
+            for (int e = 0; e < a.num_elements; e++) a.x[e] = wmma::__float_to_tf32(a.x[e]);
+#pragma unroll
+            for (int e = 0; e < b0.num_elements; e++) {
+                b0.x[e] = wmma::__float_to_tf32(b0.x[e]);
+                b1.x[e] = wmma::__float_to_tf32(b1.x[e]);
+            }
+            wmma::mma_sync(c0, a, b0, c0);
+            wmma::mma_sync(c1, a, b1, c1);
+        }
+        __syncthreads();
+    }
+    wmma::store_matrix_sync(&xs[wm * 16][wn * 16], c0, LD, wmma::mem_row_major);
+    wmma::store_matrix_sync(&xs[wm * 16][wn * 16 + 16], c1, LD, wmma::mem_row_major);
+    __syncthreads();
+    for (int i = threadIdx.x; i < TBM * TBN; i += 256) {
+        int mm = i / TBN, nn = i % TBN;
+        int64_t gm = m0 + mm, gn = n0 + nn;
+        if (gm < M && gn < N) y[gm * N + gn] = xs[mm][nn];
+    }
+}
+
+__global__ void k_mm_scalar(float *y, const float *x, const void *w, int wdt, int64_t M, int64_t N, int64_t K) {
+    int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= M * N) return;
+    int64_t m = i / N, n = i % N;
+    float a = 0;
+    for (int64_t k = 0; k < K; k++) a = fmaf(x[m * K + k], cu_ld_rt(w, wdt, n * K + k), a);
+    y[i] = a;
+}
+
+template <class F>
+static cudaError_t run_mm(const F &f, float *y, const float *x, int64_t M, int64_t N, int64_t K, cudaStream_t s) {
+    cudaError_t e;
+    if (M == 1 && F::U >= 32 && try_mmv_s<F, (F::U >= 64 ? 1 : 2)>(f, y, x, N, K, s, &e)) return e;
+    if (M == 1) {
+        k_mmv<F, 1><<<cu_blocks(N, MMV_WARPS), MMV_WARPS * 32, 0, s>>>(f, y, x, 1, N, K);
+    } else if (M <= 8) {
+        k_mmv<F, 8><<<cu_blocks(N, MMV_WARPS), MMV_WARPS * 32, 0, s>>>(f, y, x, (int)M, N, K);
+    } else {
+        dim3 g(cu_blocks(N, TBN), cu_blocks(M, TBM));
+        k_mm_tiled<F><<<g, 256, 0, s>>>(f, y, x, M, N, K);
+    }
+    CU_LAUNCH_CHECK();
+    return cudaSuccess;
+}
+
+static size_t row_bytes(int wt, int64_t K) {
+    return (size_t)K / mlxn_dtype_block_elems((mlxn_dtype)wt) * mlxn_dtype_block_bytes((mlxn_dtype)wt);
+}
+
+extern "C" cudaError_t mlxn_cu_matmul_raw(float *y, const float *x, const void *w, int wt, int64_t M, int64_t N,
+                                          int64_t K, void *scratch, cudaStream_t s) {
+    if (scratch && mlxn_cu_matmul_scratch(wt, 0, M, K)) {
+        const uint8_t *wb = (const uint8_t *)w;
+        int64_t rb = (int64_t)row_bytes(wt, K);
+        switch (wt) {
+        case MLXN_Q4_0: return run_mmvq(QDotQ4_0{{wb, rb}}, y, x, N, K, scratch, s);
+        case MLXN_Q4_1: return run_mmvq(QDotQ4_1{{wb, rb}}, y, x, N, K, scratch, s);
+        case MLXN_Q8_0: return run_mmvq(QDotQ8_0{{wb, rb}}, y, x, N, K, scratch, s);
+        case MLXN_Q4_K: return run_mmvq(QDotQK45<false>{{wb, rb}}, y, x, N, K, scratch, s);
+        case MLXN_Q5_K: return run_mmvq(QDotQK45<true>{{wb, rb}}, y, x, N, K, scratch, s);
+        case MLXN_Q6_K: return run_mmvq(QDotQ6K{{wb, rb}}, y, x, N, K, scratch, s);
+        default: break;
+        }
+    }
+    const uint8_t *wb = (const uint8_t *)w;
+    int64_t rb = (int64_t)row_bytes(wt, K);
+    bool aligned = ((uintptr_t)w % 16) == 0 && rb % 16 == 0 && K % 8 == 0 && ((uintptr_t)x % 16) == 0;
+    switch (wt) {
+    case MLXN_F32:
+    case MLXN_F16:
+    case MLXN_BF16:
+        if (!aligned) {
+            k_mm_scalar<<<cu_blocks(M * N, 256), 256, 0, s>>>(y, x, w, wt, M, N, K);
+            CU_LAUNCH_CHECK();
+            return cudaSuccess;
+        }
+        if (wt == MLXN_F32) return run_mm(DecF32{wb, rb}, y, x, M, N, K, s);
+        if (wt == MLXN_F16) return run_mm(DecHalf<false>{wb, rb}, y, x, M, N, K, s);
+        return run_mm(DecHalf<true>{wb, rb}, y, x, M, N, K, s);
+    case MLXN_Q4_0: return run_mm(DecQ4_0{wb, rb}, y, x, M, N, K, s);
+    case MLXN_Q4_1: return run_mm(DecQ4_1{wb, rb}, y, x, M, N, K, s);
+    case MLXN_Q8_0: return run_mm(DecQ8_0{wb, rb}, y, x, M, N, K, s);
+    case MLXN_Q4_K: return run_mm(DecQK45<false>{wb, rb}, y, x, M, N, K, s);
+    case MLXN_Q5_K: return run_mm(DecQK45<true>{wb, rb}, y, x, M, N, K, s);
+    case MLXN_Q6_K: return run_mm(DecQ6K{wb, rb}, y, x, M, N, K, s);
+    default: return cudaErrorInvalidValue;
+    }
+}
+
+extern "C" cudaError_t mlxn_cu_matmul_mlx_raw(float *y, const float *x, const uint32_t *wq, const void *scales,
+                                              const void *biases, int sdt, int bits, int group, int64_t M, int64_t N,
+                                              int64_t K, void *scratch, cudaStream_t s) {
+    int gshift = group == 32 ? 5 : group == 64 ? 6 : group == 128 ? 7 : -1;
+    if (gshift < 0) return cudaErrorInvalidValue;
+    if (scratch && mlxn_cu_matmul_scratch(-1, bits, M, K)) {
+#define QMLX(B, SDT) run_mmvq(QDotMlx<B, SDT>{{wq, scales, biases, sdt, gshift, K}}, y, x, N, K, scratch, s)
+        if (bits == 4) return sdt == MLXN_F32 ? QMLX(4, MLXN_F32) : sdt == MLXN_F16 ? QMLX(4, MLXN_F16) : QMLX(4, MLXN_BF16);
+        if (bits == 8) return sdt == MLXN_F32 ? QMLX(8, MLXN_F32) : sdt == MLXN_F16 ? QMLX(8, MLXN_F16) : QMLX(8, MLXN_BF16);
+#undef QMLX
+    }
+    switch (bits) {
+#define MLX_CASE(B) \
+    case B: return run_mm(DecMlx<B>{wq, scales, biases, sdt, gshift, K}, y, x, M, N, K, s);
+        MLX_CASE(2) MLX_CASE(3) MLX_CASE(4) MLX_CASE(5) MLX_CASE(6) MLX_CASE(8)
+#undef MLX_CASE
+    default: return cudaErrorInvalidValue;
+    }
+}
+
+cudaError_t mlxn_cu_matmul(const cu_node *n, void *scratch, cudaStream_t s) {
+    const cu_tensor *t = n->t;
+    int64_t M = t[1].rows, K = t[1].cols;
+    if (n->op == CU_OP_MATMUL)
+        return mlxn_cu_matmul_raw((float *)t[0].data, (const float *)t[1].data, t[2].data, t[2].dtype, M,
+                                  t[2].shape[0], K, scratch, s);
+    return mlxn_cu_matmul_mlx_raw((float *)t[0].data, (const float *)t[1].data, (const uint32_t *)t[2].data,
+                                  t[3].data, t[4].data, t[3].dtype, n->mlx.bits, n->mlx.group_size, M,
+                                  t[2].shape[0], K, scratch, s);
+}
+
+size_t mlxn_cu_matmul_node_scratch(const cu_node *n) {
+    const cu_tensor *t = n->t;
+    if (n->op == CU_OP_MATMUL) return mlxn_cu_matmul_scratch(t[2].dtype, 0, t[1].rows, t[1].cols);
+    return mlxn_cu_matmul_scratch(-1, n->mlx.bits, t[1].rows, t[1].cols);
+}
+
+/* ---- gathers: out[T, D] = decode(table row ids[t]); NaN rows for bad ids ---- */
+
+template <class F>
+__global__ void k_get_rows(F f, float *out, const int32_t *ids, int64_t T, int64_t V, int64_t D) {
+    int64_t nu = D / F::U;
+    int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= T * nu) return;
+    int64_t t = i / nu, u = i % nu;
+    int32_t id = ids[t];
+    float *o = out + t * D + u * F::U;
+    if (id < 0 || id >= V) {
+#pragma unroll
+        for (int j = 0; j < F::U; j++) o[j] = __int_as_float(0x7fc00000);
+        return;
+    }
+    float w[F::U];
+    f.decode(id, u, w);
+#pragma unroll
+    for (int j = 0; j < F::U; j++) o[j] = w[j];
+}
+
+__global__ void k_get_rows_scalar(float *out, const void *tab, int dt, const int32_t *ids, int64_t T, int64_t V,
+                                  int64_t D) {
+    int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= T * D) return;
+    int64_t t = i / D, d = i % D;
+    int32_t id = ids[t];
+    out[i] = (id < 0 || id >= V) ? __int_as_float(0x7fc00000) : cu_ld_rt(tab, dt, (int64_t)id * D + d);
+}
+
+template <class F>
+static cudaError_t run_gr(const F &f, float *out, const int32_t *ids, int64_t T, int64_t V, int64_t D,
+                          cudaStream_t s) {
+    k_get_rows<F><<<cu_blocks(T * (D / F::U), 128), 128, 0, s>>>(f, out, ids, T, V, D);
+    CU_LAUNCH_CHECK();
+    return cudaSuccess;
+}
+
+cudaError_t mlxn_cu_get_rows(const cu_node *n, cudaStream_t s) {
+    const cu_tensor *t = n->t;
+    float *out = (float *)t[0].data;
+    int64_t T = t[0].rows, D = t[0].cols;
+    if (n->op == CU_OP_GET_ROWS_MLX) {
+        const int32_t *ids = (const int32_t *)t[4].data;
+        int g = n->mlx.group_size, gshift = g == 32 ? 5 : g == 64 ? 6 : 7;
+        switch (n->mlx.bits) {
+#define MLX_CASE(B)                                                                                          \
+    case B:                                                                                                  \
+        return run_gr(DecMlx<B>{(const uint32_t *)t[1].data, t[2].data, t[3].data, t[2].dtype, gshift, D}, \
+                      out, ids, T, t[1].shape[0], D, s);
+            MLX_CASE(2) MLX_CASE(3) MLX_CASE(4) MLX_CASE(5) MLX_CASE(6) MLX_CASE(8)
+#undef MLX_CASE
+        default: return cudaErrorInvalidValue;
+        }
+    }
+    const cu_tensor *tab = &t[1];
+    const int32_t *ids = (const int32_t *)t[2].data;
+    int64_t V = tab->shape[0];
+    const uint8_t *wb = (const uint8_t *)tab->data;
+    int64_t rb = (int64_t)row_bytes(tab->dtype, D);
+    bool aligned = ((uintptr_t)wb % 16) == 0 && rb % 16 == 0 && D % 8 == 0;
+    switch (tab->dtype) {
+    case MLXN_F32:
+    case MLXN_F16:
+    case MLXN_BF16:
+        if (!aligned) {
+            k_get_rows_scalar<<<cu_blocks(T * D, 256), 256, 0, s>>>(out, tab->data, tab->dtype, ids, T, V, D);
+            CU_LAUNCH_CHECK();
+            return cudaSuccess;
+        }
+        if (tab->dtype == MLXN_F32) return run_gr(DecF32{wb, rb}, out, ids, T, V, D, s);
+        if (tab->dtype == MLXN_F16) return run_gr(DecHalf<false>{wb, rb}, out, ids, T, V, D, s);
+        return run_gr(DecHalf<true>{wb, rb}, out, ids, T, V, D, s);
+    case MLXN_Q4_0: return run_gr(DecQ4_0{wb, rb}, out, ids, T, V, D, s);
+    case MLXN_Q4_1: return run_gr(DecQ4_1{wb, rb}, out, ids, T, V, D, s);
+    case MLXN_Q8_0: return run_gr(DecQ8_0{wb, rb}, out, ids, T, V, D, s);
+    case MLXN_Q4_K: return run_gr(DecQK45<false>{wb, rb}, out, ids, T, V, D, s);
+    case MLXN_Q5_K: return run_gr(DecQK45<true>{wb, rb}, out, ids, T, V, D, s);
+    case MLXN_Q6_K: return run_gr(DecQ6K{wb, rb}, out, ids, T, V, D, s);
+    default: return cudaErrorInvalidValue;
+    }
+}

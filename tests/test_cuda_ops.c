@@ -1,0 +1,884 @@
+/* test_cuda_ops.c — every op on the CUDA device against the CPU device,
+ * through the public API: the same op calls on two devices, random inputs
+ * (never zeros), outputs poisoned with NaN first, compared by normalized
+ * mean squared error NMSE = sum (gpu - cpu)^2 / sum cpu^2 with a bound per
+ * case (ggml test-backend-ops style). Quantized weights (GGML blocks, MLX
+ * affine) are random valid blocks; the CPU side runs the same op on the
+ * weights dequantized here (a reference written from ggml's
+ * dequantize_row_* loops), since the CPU has no quantized kernels yet.
+ * Ends with a graph test: one small random decode graph in direct, batched,
+ * optimized and replay mode on CUDA equals the CPU.
+ * Without a CUDA device (or a build without CUDA) it prints a skip line. */
+#include "mlxn.h"
+#include "testutil.h"
+
+#include <math.h>
+#include <stdbool.h>
+
+static mlxn_device *D[2]; /* 0 = cpu (reference), 1 = cuda */
+
+/* Bounds. f32 ops differ only in summation order: 1e-6 (ggml's default
+ * max NMSE 1e-7 is for its own kernels; we sum in another order over up to
+ * 14k terms). Conversions to f16/bf16 are exact (both round to nearest
+ * even): 1e-12. */
+#define TOL_F32 1e-6
+#define TOL_EXACT 1e-12
+#define TOL_INT8X 2e-4
+/* M > 8 matmuls run on the tensor cores in TF32 (10-bit mantissa operands,
+ * f32 accumulation): about 1e-7 expected, bound 1e-5. */
+#define TOL_TF32 1e-5
+
+typedef struct P {
+    mlxn_buffer *v[2];
+} P;
+
+static size_t dt_size(mlxn_dtype t) { return mlxn_dtype_block_bytes(t) / mlxn_dtype_block_elems(t); }
+
+static mlxn_buffer *mk1(int dv, mlxn_dtype dt, int ndim, const int64_t *shape, const void *data) {
+    mlxn_buffer *b = NULL;
+    mlxn_status st = mlxn_buffer_create(&b, D[dv], dt, ndim, shape);
+    CHECK(st == MLXN_OK, "buffer_create: %s", mlxn_last_error());
+    if (st) return NULL;
+    size_t n = mlxn_buffer_nbytes(b);
+    if (data) {
+        CHECK_OK(mlxn_buffer_write(b, 0, data, n));
+    } else { /* poison: all-ones bytes are NaN in f32/f16/bf16 and -1 in i32 */
+        void *p = malloc(n);
+        memset(p, 0xff, n);
+        CHECK_OK(mlxn_buffer_write(b, 0, p, n));
+        free(p);
+    }
+    return b;
+}
+static P pin(mlxn_dtype dt, int ndim, const int64_t *shape, const void *data) {
+    P p = {{mk1(0, dt, ndim, shape, data), mk1(1, dt, ndim, shape, data)}};
+    return p;
+}
+static P pout(mlxn_dtype dt, int ndim, const int64_t *shape) { return pin(dt, ndim, shape, NULL); }
+static void pfree(P *p) {
+    mlxn_buffer_destroy(p->v[0]);
+    mlxn_buffer_destroy(p->v[1]);
+    p->v[0] = p->v[1] = NULL;
+}
+
+/* Host data of `n` elements of a float dtype, random in [lo, hi]. */
+static void *rnd(mlxn_dtype dt, size_t n, float lo, float hi) {
+    void *p = malloc(n * dt_size(dt) + 16);
+    for (size_t i = 0; i < n; i++) {
+        float v = rng_uniform(lo, hi);
+        if (dt == MLXN_F32) ((float *)p)[i] = v;
+        else if (dt == MLXN_F16) ((uint16_t *)p)[i] = mlxn_f32_to_f16(v);
+        else ((uint16_t *)p)[i] = mlxn_f32_to_bf16(v);
+    }
+    return p;
+}
+
+static float *read_f(mlxn_buffer *b, size_t *n_out) {
+    size_t n = (size_t)mlxn_buffer_elems(b), nb = mlxn_buffer_nbytes(b);
+    void *raw = malloc(nb);
+    float *f = malloc(n * sizeof(float));
+    CHECK_OK(mlxn_buffer_read(b, 0, raw, nb));
+    mlxn_dtype t = mlxn_buffer_dtype(b);
+    for (size_t i = 0; i < n; i++) {
+        if (t == MLXN_F32) f[i] = ((float *)raw)[i];
+        else if (t == MLXN_F16) f[i] = mlxn_f16_to_f32(((uint16_t *)raw)[i]);
+        else if (t == MLXN_BF16) f[i] = mlxn_bf16_to_f32(((uint16_t *)raw)[i]);
+        else f[i] = (float)((int32_t *)raw)[i];
+    }
+    free(raw);
+    *n_out = n;
+    return f;
+}
+
+/* Compare the CUDA output with the CPU output. NaN must sit at the same
+ * places (get_rows' bad-id rows); any other NaN fails. */
+static void cmp(const char *what, P *o, double tol) {
+    size_t n0, n1;
+    float *c = read_f(o->v[0], &n0), *g = read_f(o->v[1], &n1);
+    double num = 0, den = 0;
+    size_t nan_bad = 0, first_bad = (size_t)-1;
+    for (size_t i = 0; i < n0; i++) {
+        if (isnan(c[i]) || isnan(g[i])) {
+            if (!(isnan(c[i]) && isnan(g[i]))) {
+                if (!nan_bad) first_bad = i;
+                nan_bad++;
+            }
+            continue;
+        }
+        double d = (double)g[i] - (double)c[i];
+        num += d * d;
+        den += (double)c[i] * (double)c[i];
+    }
+    double nmse = den > 0 ? num / den : num;
+    bool ok = nan_bad == 0 && nmse <= tol;
+    CHECK(ok, "%s: NMSE %.3g (bound %.1g), %zu NaN mismatches (first at %zu: cpu %g cuda %g)", what, nmse, tol,
+          nan_bad, first_bad, nan_bad ? (double)c[first_bad] : 0.0, nan_bad ? (double)g[first_bad] : 0.0);
+    if (!ok) {
+        int shown = 0;
+        for (size_t i = 0; i < n0 && shown < 5; i++) {
+            if (fabs((double)g[i] - (double)c[i]) > 1e-3 * (fabs((double)c[i]) + 1e-3) || isnan(g[i]) != isnan(c[i])) {
+                fprintf(stderr, "  %s[%zu]: cpu %.9g cuda %.9g\n", what, i, (double)c[i], (double)g[i]);
+                shown++;
+            }
+        }
+    } else {
+        printf("  ok %-44s NMSE %.2e\n", what, nmse);
+    }
+    free(c);
+    free(g);
+}
+
+/* Run `stmt` once per device in a direct session S (device index dv). */
+#define BOTH(stmt)                                                              \
+    do {                                                                        \
+        for (int dv = 0; dv < 2; dv++) {                                        \
+            mlxn_session *S = NULL;                                             \
+            CHECK_OK(mlxn_session_create(&S, D[dv], MLXN_MODE_DIRECT, 0));      \
+            if (!S) break;                                                      \
+            stmt;                                                               \
+            CHECK_OK(mlxn_session_finish(S));                                   \
+            mlxn_session_destroy(S);                                            \
+        }                                                                       \
+    } while (0)
+
+/* ---- elementwise ---- */
+
+static void test_elementwise(void) {
+    int64_t sh[2] = {7, 1000}, v[1] = {1000};
+    size_t n = 7000;
+    float *a = rnd(MLXN_F32, n, -3, 3), *b = rnd(MLXN_F32, n, -2, 2);
+    P pa = pin(MLXN_F32, 2, sh, a), pb = pin(MLXN_F32, 2, sh, b);
+    mlxn_dtype bt[3] = {MLXN_F32, MLXN_F16, MLXN_BF16};
+    for (int k = 0; k < 3; k++) {
+        void *bv = rnd(bt[k], 1000, -2, 2);
+        P pv = pin(bt[k], 1, v, bv);
+        for (int op = 0; op < 2; op++) {
+            P o = pout(MLXN_F32, 2, sh);
+            char what[64];
+            snprintf(what, sizeof what, "%s broadcast b %s", op ? "mul" : "add", mlxn_dtype_name(bt[k]));
+            BOTH(CHECK_OK(op ? mlxn_op_mul(S, o.v[dv], pa.v[dv], pv.v[dv]) : mlxn_op_add(S, o.v[dv], pa.v[dv], pv.v[dv])));
+            cmp(what, &o, TOL_F32);
+            pfree(&o);
+        }
+        pfree(&pv);
+        free(bv);
+    }
+    P o = pout(MLXN_F32, 2, sh);
+    BOTH(CHECK_OK(mlxn_op_add(S, o.v[dv], pa.v[dv], pb.v[dv])));
+    cmp("add full f32", &o, TOL_F32);
+    BOTH(CHECK_OK(mlxn_op_mul(S, o.v[dv], pa.v[dv], pb.v[dv])));
+    cmp("mul full f32", &o, TOL_F32);
+    BOTH(CHECK_OK(mlxn_op_scale(S, o.v[dv], pa.v[dv], 0.37f)));
+    cmp("scale", &o, TOL_F32);
+    BOTH(CHECK_OK(mlxn_op_silu(S, o.v[dv], pa.v[dv])));
+    cmp("silu", &o, TOL_F32);
+    BOTH(CHECK_OK(mlxn_op_gelu(S, o.v[dv], pa.v[dv], 0)));
+    cmp("gelu erf", &o, TOL_F32);
+    BOTH(CHECK_OK(mlxn_op_gelu(S, o.v[dv], pa.v[dv], 1)));
+    cmp("gelu tanh", &o, TOL_F32);
+    BOTH(CHECK_OK(mlxn_op_softcap(S, o.v[dv], pa.v[dv], 2.5f)));
+    cmp("softcap", &o, TOL_F32);
+    BOTH(CHECK_OK(mlxn_op_silu_mul(S, o.v[dv], pa.v[dv], pb.v[dv])));
+    cmp("silu_mul", &o, TOL_F32);
+    /* in place: out == a */
+    P c = pin(MLXN_F32, 2, sh, a);
+    BOTH(CHECK_OK(mlxn_op_silu(S, c.v[dv], c.v[dv])));
+    cmp("silu in place", &c, TOL_F32);
+    pfree(&c);
+    pfree(&o);
+    pfree(&pa);
+    pfree(&pb);
+    free(a);
+    free(b);
+}
+
+/* ---- norms, softmax ---- */
+
+static void test_norms(void) {
+    int64_t sh[2] = {5, 4096}, v[1] = {4096};
+    size_t n = 5 * 4096;
+    float *x = rnd(MLXN_F32, n, -2, 2), *y = rnd(MLXN_F32, n, -2, 2);
+    P px = pin(MLXN_F32, 2, sh, x), py = pin(MLXN_F32, 2, sh, y);
+    P o = pout(MLXN_F32, 2, sh), o2 = pout(MLXN_F32, 2, sh);
+    BOTH(CHECK_OK(mlxn_op_rms_norm(S, o.v[dv], px.v[dv], NULL, 1e-6f)));
+    cmp("rms_norm no weight", &o, TOL_F32);
+    mlxn_dtype wt[3] = {MLXN_F32, MLXN_F16, MLXN_BF16};
+    for (int k = 0; k < 3; k++) {
+        void *w = rnd(wt[k], 4096, 0.5f, 1.5f), *bb = rnd(wt[k], 4096, -0.5f, 0.5f);
+        P pw = pin(wt[k], 1, v, w), pbb = pin(wt[k], 1, v, bb);
+        char what[64];
+        snprintf(what, sizeof what, "rms_norm w %s", mlxn_dtype_name(wt[k]));
+        BOTH(CHECK_OK(mlxn_op_rms_norm(S, o.v[dv], px.v[dv], pw.v[dv], 1e-5f)));
+        cmp(what, &o, TOL_F32);
+        snprintf(what, sizeof what, "add_rms_norm w %s: sum", mlxn_dtype_name(wt[k]));
+        BOTH(CHECK_OK(mlxn_op_add_rms_norm(S, o2.v[dv], o.v[dv], px.v[dv], py.v[dv], pw.v[dv], 1e-5f)));
+        cmp(what, &o2, TOL_F32);
+        snprintf(what, sizeof what, "add_rms_norm w %s: out", mlxn_dtype_name(wt[k]));
+        cmp(what, &o, TOL_F32);
+        snprintf(what, sizeof what, "layer_norm w, b %s", mlxn_dtype_name(wt[k]));
+        BOTH(CHECK_OK(mlxn_op_layer_norm(S, o.v[dv], px.v[dv], pw.v[dv], pbb.v[dv], 1e-5f)));
+        cmp(what, &o, TOL_F32);
+        pfree(&pw);
+        pfree(&pbb);
+        free(w);
+        free(bb);
+    }
+    BOTH(CHECK_OK(mlxn_op_layer_norm(S, o.v[dv], px.v[dv], NULL, NULL, 1e-5f)));
+    cmp("layer_norm no w, b", &o, TOL_F32);
+    pfree(&o);
+    pfree(&o2);
+    pfree(&px);
+    pfree(&py);
+    free(x);
+    free(y);
+
+    /* softmax: rows of 3000 (not a power of two), mask row or full with -inf */
+    int64_t ss[2] = {6, 3000}, sv[1] = {3000};
+    float *sx = rnd(MLXN_F32, 18000, -8, 8), *mr = rnd(MLXN_F32, 3000, -1, 1), *mf = rnd(MLXN_F32, 18000, -1, 1);
+    for (int i = 0; i < 18000; i += 7) mf[i] = -INFINITY;
+    P psx = pin(MLXN_F32, 2, ss, sx), pmr = pin(MLXN_F32, 1, sv, mr), pmf = pin(MLXN_F32, 2, ss, mf);
+    P so = pout(MLXN_F32, 2, ss);
+    BOTH(CHECK_OK(mlxn_op_softmax(S, so.v[dv], psx.v[dv], NULL, 0)));
+    cmp("softmax", &so, TOL_F32);
+    BOTH(CHECK_OK(mlxn_op_softmax(S, so.v[dv], psx.v[dv], pmr.v[dv], 0.5f)));
+    cmp("softmax mask row, scale 0.5", &so, TOL_F32);
+    BOTH(CHECK_OK(mlxn_op_softmax(S, so.v[dv], psx.v[dv], pmf.v[dv], 1.0f)));
+    cmp("softmax full mask with -inf", &so, TOL_F32);
+    pfree(&so);
+    pfree(&psx);
+    pfree(&pmr);
+    pfree(&pmf);
+    free(sx);
+    free(mr);
+    free(mf);
+}
+
+/* ---- GGML blocks: random valid blocks, and ggml's reference dequant ---- */
+
+static void get_scale_min_k4(int j, const uint8_t *q, uint8_t *d, uint8_t *m) {
+    if (j < 4) {
+        *d = q[j] & 63;
+        *m = q[j + 4] & 63;
+    } else {
+        *d = (uint8_t)((q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4));
+        *m = (uint8_t)((q[j + 4] >> 4) | ((q[j - 0] >> 6) << 4));
+    }
+}
+static float h2f(const uint8_t *p) { return mlxn_f16_to_f32((uint16_t)(p[0] | p[1] << 8)); }
+static void put_h(uint8_t *p, float v) {
+    uint16_t h = mlxn_f32_to_f16(v);
+    p[0] = (uint8_t)h;
+    p[1] = (uint8_t)(h >> 8);
+}
+
+/* Random blocks of `t` for n elements; scales set to small sane values. */
+static uint8_t *rand_blocks(mlxn_dtype t, size_t n) {
+    size_t qk = mlxn_dtype_block_elems(t), bb = mlxn_dtype_block_bytes(t), nb = n / qk;
+    uint8_t *p = malloc(nb * bb);
+    for (size_t i = 0; i < nb * bb; i++) p[i] = (uint8_t)rng_u64();
+    for (size_t b = 0; b < nb; b++) {
+        uint8_t *q = p + b * bb;
+        switch (t) {
+        case MLXN_Q4_0: put_h(q, rng_uniform(0.01f, 0.1f)); break;
+        case MLXN_Q4_1: put_h(q, rng_uniform(0.01f, 0.1f)); put_h(q + 2, rng_uniform(-0.5f, 0.5f)); break;
+        case MLXN_Q8_0: put_h(q, rng_uniform(0.001f, 0.01f)); break;
+        case MLXN_Q4_K:
+        case MLXN_Q5_K: put_h(q, rng_uniform(0.001f, 0.01f)); put_h(q + 2, rng_uniform(0.001f, 0.01f)); break;
+        case MLXN_Q6_K: put_h(q + 208, rng_uniform(0.0001f, 0.001f)); break;
+        default: break;
+        }
+    }
+    return p;
+}
+
+static void dequant(mlxn_dtype t, const uint8_t *p, float *y, size_t n) {
+    size_t qk = mlxn_dtype_block_elems(t), bb = mlxn_dtype_block_bytes(t), nb = n / qk;
+    for (size_t i = 0; i < nb; i++) {
+        const uint8_t *x = p + i * bb;
+        switch (t) {
+        case MLXN_Q4_0: {
+            float d = h2f(x);
+            for (int j = 0; j < 16; j++) {
+                y[j] = ((x[2 + j] & 0xF) - 8) * d;
+                y[j + 16] = ((x[2 + j] >> 4) - 8) * d;
+            }
+            break;
+        }
+        case MLXN_Q4_1: {
+            float d = h2f(x), m = h2f(x + 2);
+            for (int j = 0; j < 16; j++) {
+                y[j] = (x[4 + j] & 0xF) * d + m;
+                y[j + 16] = (x[4 + j] >> 4) * d + m;
+            }
+            break;
+        }
+        case MLXN_Q8_0: {
+            float d = h2f(x);
+            for (int j = 0; j < 32; j++) y[j] = (int8_t)x[2 + j] * d;
+            break;
+        }
+        case MLXN_Q4_K:
+        case MLXN_Q5_K: {
+            bool q5 = t == MLXN_Q5_K;
+            float d = h2f(x), min = h2f(x + 2);
+            const uint8_t *sc = x + 4, *qh = x + 16, *q = x + (q5 ? 48 : 16);
+            int is = 0;
+            uint8_t u1 = 1, u2 = 2, s, m;
+            float *yy = y;
+            for (int j = 0; j < 256; j += 64) {
+                get_scale_min_k4(is + 0, sc, &s, &m);
+                float d1 = d * s, m1 = min * m;
+                get_scale_min_k4(is + 1, sc, &s, &m);
+                float d2 = d * s, m2 = min * m;
+                for (int l = 0; l < 32; l++) *yy++ = d1 * ((q[l] & 0xF) + (q5 && (qh[l] & u1) ? 16 : 0)) - m1;
+                for (int l = 0; l < 32; l++) *yy++ = d2 * ((q[l] >> 4) + (q5 && (qh[l] & u2) ? 16 : 0)) - m2;
+                q += 32;
+                is += 2;
+                u1 <<= 2;
+                u2 <<= 2;
+            }
+            break;
+        }
+        case MLXN_Q6_K: {
+            float d = h2f(x + 208);
+            const uint8_t *ql = x, *qh = x + 128;
+            const int8_t *sc = (const int8_t *)(x + 192);
+            float *yy = y;
+            for (int nn = 0; nn < 256; nn += 128) {
+                for (int l = 0; l < 32; l++) {
+                    int is = l / 16;
+                    int q1 = (int)((ql[l + 0] & 0xF) | (((qh[l] >> 0) & 3) << 4)) - 32;
+                    int q2 = (int)((ql[l + 32] & 0xF) | (((qh[l] >> 2) & 3) << 4)) - 32;
+                    int q3 = (int)((ql[l + 0] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32;
+                    int q4 = (int)((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32;
+                    yy[l + 0] = d * sc[is + 0] * q1;
+                    yy[l + 32] = d * sc[is + 2] * q2;
+                    yy[l + 64] = d * sc[is + 4] * q3;
+                    yy[l + 96] = d * sc[is + 6] * q4;
+                }
+                yy += 128;
+                ql += 64;
+                qh += 32;
+                sc += 8;
+            }
+            break;
+        }
+        default: break;
+        }
+        y += qk;
+    }
+}
+
+/* A weight pair: f32 on the CPU (dequantized), the real format on CUDA. */
+static P wpair(mlxn_dtype t, int64_t N, int64_t K, float **deq_out) {
+    int64_t sh[2] = {N, K};
+    size_t n = (size_t)(N * K);
+    float *deq = malloc(n * sizeof(float));
+    P p;
+    if (t == MLXN_F32 || t == MLXN_F16 || t == MLXN_BF16) {
+        void *w = rnd(t, n, -1, 1);
+        p = pin(t, 2, sh, w);
+        free(w);
+    } else {
+        uint8_t *q = rand_blocks(t, n);
+        dequant(t, q, deq, n);
+        p.v[0] = mk1(0, MLXN_F32, 2, sh, deq);
+        p.v[1] = mk1(1, t, 2, sh, q);
+        free(q);
+    }
+    if (deq_out) *deq_out = deq;
+    else free(deq);
+    return p;
+}
+
+static void test_matmul(void) {
+    mlxn_dtype ts[9] = {MLXN_F32, MLXN_F16, MLXN_BF16, MLXN_Q4_0, MLXN_Q4_1, MLXN_Q8_0, MLXN_Q4_K, MLXN_Q5_K, MLXN_Q6_K};
+    int64_t Ms[3] = {1, 5, 70};
+    for (int k = 0; k < 9; k++) {
+        int64_t N = 200, K = 1024;
+        P w = wpair(ts[k], N, K, NULL);
+        for (int mi = 0; mi < 3; mi++) {
+            int64_t M = Ms[mi], xs[2] = {M, K}, os[2] = {M, N};
+            float *x = rnd(MLXN_F32, (size_t)(M * K), -1, 1);
+            P px = pin(MLXN_F32, 2, xs, x), o = pout(MLXN_F32, 2, os);
+            char what[64];
+            snprintf(what, sizeof what, "matmul %s M=%lld N=%lld K=%lld", mlxn_dtype_name(ts[k]), (long long)M,
+                     (long long)N, (long long)K);
+            BOTH(CHECK_OK(mlxn_op_matmul(S, o.v[dv], px.v[dv], w.v[dv])));
+            /* f32 sums over K=1024 in another order: 1e-6. Quantized at
+             * M > 1: the same weight values on both sides: 1e-6 too. At
+             * M = 1 quantized weights take the integer path (x rounded to
+             * int8 per 32, as llama.cpp's q8_1; about 1e-5 expected for x
+             * uniform in [-1, 1]): 2e-4, under ggml's 5e-4 for such cases. */
+            bool q = ts[k] != MLXN_F32 && ts[k] != MLXN_F16 && ts[k] != MLXN_BF16;
+            cmp(what, &o, q && M == 1 ? TOL_INT8X : M > 8 ? TOL_TF32 : TOL_F32);
+            pfree(&px);
+            pfree(&o);
+            free(x);
+        }
+        pfree(&w);
+    }
+    /* odd K (scalar fallback path) */
+    int64_t N = 33, K = 100, M = 3, xs[2] = {M, K}, os[2] = {M, N};
+    P w = wpair(MLXN_F16, N, K, NULL);
+    float *x = rnd(MLXN_F32, (size_t)(M * K), -1, 1);
+    P px = pin(MLXN_F32, 2, xs, x), o = pout(MLXN_F32, 2, os);
+    BOTH(CHECK_OK(mlxn_op_matmul(S, o.v[dv], px.v[dv], w.v[dv])));
+    cmp("matmul f16 odd K=100 N=33", &o, TOL_F32);
+    pfree(&w);
+    pfree(&px);
+    pfree(&o);
+    free(x);
+}
+
+/* ---- MLX affine ---- */
+
+static void mlx_make(int bits, int gs, mlxn_dtype sdt, int64_t N, int64_t K, uint32_t **wq, void **sc, void **bi,
+                     float **deq) {
+    int64_t words = K * bits / 32, ng = K / gs;
+    *wq = malloc((size_t)(N * words) * 4);
+    for (int64_t i = 0; i < N * words; i++) (*wq)[i] = (uint32_t)rng_u64();
+    float range = 2.0f / (float)((1 << bits) - 1);
+    *sc = rnd(sdt, (size_t)(N * ng), range * 0.5f, range);
+    *bi = rnd(sdt, (size_t)(N * ng), -1.0f, -0.5f);
+    *deq = malloc((size_t)(N * K) * sizeof(float));
+    for (int64_t n = 0; n < N; n++) {
+        const uint32_t *row = *wq + n * words;
+        for (int64_t k = 0; k < K; k++) {
+            int64_t bit = k * bits;
+            uint64_t two = row[bit / 32] | (bit / 32 + 1 < words ? (uint64_t)row[bit / 32 + 1] << 32 : 0);
+            uint32_t q = (uint32_t)(two >> (bit % 32)) & ((1u << bits) - 1);
+            size_t gi = (size_t)(n * ng + k / gs);
+            float s, b;
+            if (sdt == MLXN_F32) { s = ((float *)*sc)[gi]; b = ((float *)*bi)[gi]; }
+            else if (sdt == MLXN_F16) { s = mlxn_f16_to_f32(((uint16_t *)*sc)[gi]); b = mlxn_f16_to_f32(((uint16_t *)*bi)[gi]); }
+            else { s = mlxn_bf16_to_f32(((uint16_t *)*sc)[gi]); b = mlxn_bf16_to_f32(((uint16_t *)*bi)[gi]); }
+            (*deq)[n * K + k] = s * (float)q + b;
+        }
+    }
+}
+
+static void test_mlx(void) {
+    int bits[6] = {2, 3, 4, 5, 6, 8};
+    int gss[3] = {32, 64, 128};
+    mlxn_dtype sdts[3] = {MLXN_F32, MLXN_F16, MLXN_BF16};
+    for (int bi_ = 0; bi_ < 6; bi_++) {
+        int b = bits[bi_], gs = gss[bi_ % 3];
+        mlxn_dtype sdt = sdts[(bi_ + 1) % 3];
+        int64_t N = 96, K = 512;
+        uint32_t *wq;
+        void *sc, *bs;
+        float *deq;
+        mlx_make(b, gs, sdt, N, K, &wq, &sc, &bs, &deq);
+        int64_t wsh[2] = {N, K * b / 32}, ssh[2] = {N, K / gs}, dsh[2] = {N, K};
+        mlxn_buffer *gw = mk1(1, MLXN_U32, 2, wsh, wq), *gsc = mk1(1, sdt, 2, ssh, sc), *gbi = mk1(1, sdt, 2, ssh, bs);
+        mlxn_buffer *cw = mk1(0, MLXN_F32, 2, dsh, deq);
+        mlxn_mlx_quant q = {b, gs};
+        int64_t Ms[2] = {1, 20};
+        for (int mi = 0; mi < 2; mi++) {
+            int64_t M = Ms[mi], xs[2] = {M, K}, os[2] = {M, N};
+            float *x = rnd(MLXN_F32, (size_t)(M * K), -1, 1);
+            P px = pin(MLXN_F32, 2, xs, x), o = pout(MLXN_F32, 2, os);
+            mlxn_session *S;
+            CHECK_OK(mlxn_session_create(&S, D[0], MLXN_MODE_DIRECT, 0));
+            CHECK_OK(mlxn_op_matmul(S, o.v[0], px.v[0], cw));
+            mlxn_session_destroy(S);
+            CHECK_OK(mlxn_session_create(&S, D[1], MLXN_MODE_DIRECT, 0));
+            CHECK_OK(mlxn_op_matmul_mlx(S, o.v[1], px.v[1], gw, gsc, gbi, &q));
+            mlxn_session_destroy(S);
+            char what[80];
+            snprintf(what, sizeof what, "matmul_mlx %d bits group %d scales %s M=%lld", b, gs, mlxn_dtype_name(sdt),
+                     (long long)M);
+            /* same weight values on both sides; 4 and 8 bits at M = 1 run
+             * the integer path (int8 x, see test_matmul) */
+            cmp(what, &o, M == 1 && (b == 4 || b == 8) ? TOL_INT8X : M > 8 ? TOL_TF32 : TOL_F32);
+            pfree(&px);
+            pfree(&o);
+            free(x);
+        }
+        /* get_rows_mlx against get_rows of the dequantized table */
+        int32_t ids[4] = {3, 95, 0, 41};
+        int64_t is[1] = {4}, os[2] = {4, K};
+        P pid = pin(MLXN_I32, 1, is, ids), o = pout(MLXN_F32, 2, os);
+        mlxn_session *S;
+        CHECK_OK(mlxn_session_create(&S, D[0], MLXN_MODE_DIRECT, 0));
+        CHECK_OK(mlxn_op_get_rows(S, o.v[0], cw, pid.v[0]));
+        mlxn_session_destroy(S);
+        CHECK_OK(mlxn_session_create(&S, D[1], MLXN_MODE_DIRECT, 0));
+        CHECK_OK(mlxn_op_get_rows_mlx(S, o.v[1], gw, gsc, gbi, pid.v[1], &q));
+        mlxn_session_destroy(S);
+        char what[64];
+        snprintf(what, sizeof what, "get_rows_mlx %d bits", b);
+        cmp(what, &o, TOL_EXACT); /* a gather: the same values */
+        pfree(&pid);
+        pfree(&o);
+        mlxn_buffer_destroy(gw);
+        mlxn_buffer_destroy(gsc);
+        mlxn_buffer_destroy(gbi);
+        mlxn_buffer_destroy(cw);
+        free(wq);
+        free(sc);
+        free(bs);
+        free(deq);
+    }
+}
+
+/* ---- rope ---- */
+
+static void test_rope(void) {
+    int64_t T = 5, H = 4, Dh = 128, sh[3] = {T, H, Dh}, ts[1] = {T};
+    float *x = rnd(MLXN_F32, (size_t)(T * H * Dh), -2, 2);
+    int32_t pos[5] = {0, 7, 123, 4095, 70000};
+    P px = pin(MLXN_F32, 3, sh, x), pp = pin(MLXN_I32, 1, ts, pos);
+    struct {
+        const char *name;
+        mlxn_rope_params p;
+        bool ff, inplace;
+    } cs[] = {
+        {"rope normal", {.base = 10000, .mode = MLXN_ROPE_NORMAL}, false, false},
+        {"rope neox", {.base = 500000, .mode = MLXN_ROPE_NEOX}, false, false},
+        {"rope neox partial 64 dims", {.n_dims = 64, .base = 10000, .mode = MLXN_ROPE_NEOX}, false, false},
+        {"rope normal partial 32, linear x4",
+         {.n_dims = 32, .base = 10000, .mode = MLXN_ROPE_NORMAL, .scaling = MLXN_ROPE_SCALE_LINEAR, .factor = 4},
+         false, false},
+        {"rope neox llama3 scaling",
+         {.base = 500000, .mode = MLXN_ROPE_NEOX, .scaling = MLXN_ROPE_SCALE_LLAMA3, .factor = 8,
+          .low_freq_factor = 1, .high_freq_factor = 4, .original_max_pos = 8192},
+         false, false},
+        {"rope neox freq_factors", {.base = 10000, .mode = MLXN_ROPE_NEOX}, true, false},
+        {"rope normal in place", {.base = 10000, .mode = MLXN_ROPE_NORMAL}, false, true},
+    };
+    for (size_t c = 0; c < sizeof cs / sizeof cs[0]; c++) {
+        int nd = cs[c].p.n_dims ? cs[c].p.n_dims : (int)Dh;
+        int64_t fs[1] = {nd / 2};
+        float *ff = rnd(MLXN_F32, (size_t)(nd / 2), 1.0f, 4.0f);
+        P pf = pin(MLXN_F32, 1, fs, ff);
+        P o = cs[c].inplace ? pin(MLXN_F32, 3, sh, x) : pout(MLXN_F32, 3, sh);
+        BOTH(CHECK_OK(mlxn_op_rope(S, o.v[dv], cs[c].inplace ? o.v[dv] : px.v[dv], pp.v[dv],
+                                   cs[c].ff ? pf.v[dv] : NULL, &cs[c].p)));
+        /* cos/sin in double on both sides, one f32 rotation: 1e-10 */
+        cmp(cs[c].name, &o, 1e-10);
+        pfree(&o);
+        pfree(&pf);
+        free(ff);
+    }
+    pfree(&px);
+    pfree(&pp);
+    free(x);
+}
+
+/* ---- copy / convert, get_rows ---- */
+
+static void test_copy_rows(void) {
+    mlxn_dtype ts[3] = {MLXN_F32, MLXN_F16, MLXN_BF16};
+    int64_t sh[2] = {13, 333};
+    for (int a = 0; a < 3; a++) {
+        void *x = rnd(ts[a], 13 * 333, -100, 100);
+        P px = pin(ts[a], 2, sh, x);
+        for (int b = 0; b < 3; b++) {
+            P o = pout(ts[b], 2, sh);
+            char what[64];
+            snprintf(what, sizeof what, "copy %s -> %s", mlxn_dtype_name(ts[a]), mlxn_dtype_name(ts[b]));
+            BOTH(CHECK_OK(mlxn_op_copy(S, o.v[dv], px.v[dv])));
+            cmp(what, &o, TOL_EXACT); /* both round to nearest even */
+            pfree(&o);
+        }
+        pfree(&px);
+        free(x);
+    }
+    mlxn_dtype gt[9] = {MLXN_F32, MLXN_F16, MLXN_BF16, MLXN_Q4_0, MLXN_Q4_1, MLXN_Q8_0, MLXN_Q4_K, MLXN_Q5_K, MLXN_Q6_K};
+    int32_t ids[6] = {5, 0, 99, -1, 100, 42}; /* -1 and 100 are out of range: NaN rows */
+    int64_t is[1] = {6}, os[2] = {6, 512};
+    P pid = pin(MLXN_I32, 1, is, ids);
+    for (int k = 0; k < 9; k++) {
+        P w = wpair(gt[k], 100, 512, NULL);
+        P o = pout(MLXN_F32, 2, os);
+        char what[64];
+        snprintf(what, sizeof what, "get_rows %s (2 bad ids)", mlxn_dtype_name(gt[k]));
+        BOTH(CHECK_OK(mlxn_op_get_rows(S, o.v[dv], w.v[dv], pid.v[dv])));
+        cmp(what, &o, TOL_EXACT);
+        pfree(&o);
+        pfree(&w);
+    }
+    pfree(&pid);
+}
+
+/* ---- kv_write, attention, argmax ---- */
+
+static void test_kv_attention(void) {
+    mlxn_dtype ct[3] = {MLXN_F32, MLXN_F16, MLXN_BF16};
+    for (int c = 0; c < 3; c++) {
+        /* kv_write into a ring of 16 rows: positions wrap, -1 writes nothing */
+        int64_t Hkv = 2, C = 16, Dh = 64, csh[3] = {Hkv, C, Dh}, xs[3] = {4, Hkv, Dh}, ps[1] = {4};
+        void *cinit = rnd(ct[c], (size_t)(Hkv * C * Dh), -1, 1);
+        float *x = rnd(MLXN_F32, (size_t)(4 * Hkv * Dh), -1, 1);
+        int32_t pos[4] = {3, 17, -1, 40};
+        P pc = pin(ct[c], 3, csh, cinit), px = pin(MLXN_F32, 3, xs, x), pp = pin(MLXN_I32, 1, ps, pos);
+        BOTH(CHECK_OK(mlxn_op_kv_write(S, pc.v[dv], px.v[dv], pp.v[dv])));
+        char what[80];
+        snprintf(what, sizeof what, "kv_write cache %s (wrap, negative)", mlxn_dtype_name(ct[c]));
+        cmp(what, &pc, TOL_EXACT);
+        pfree(&pc);
+        pfree(&px);
+        pfree(&pp);
+        free(cinit);
+        free(x);
+    }
+    struct {
+        int64_t T, H, Hkv, C, Dh;
+        int pos0, window;
+        float softcap;
+        mlxn_dtype ct;
+    } cs[] = {
+        {1, 8, 2, 1000, 128, 700, 0, 0, MLXN_F16},   /* decode, many splits */
+        {1, 8, 8, 4096, 64, 4095, 0, 0, MLXN_BF16},  /* full cache */
+        {1, 4, 1, 256, 128, 900, 0, 0, MLXN_F32},    /* ring: position past C */
+        {1, 8, 2, 1000, 128, 999, 100, 0, MLXN_F16}, /* sliding window */
+        {1, 8, 2, 512, 256, 300, 0, 30, MLXN_F32},   /* softcap, D=256 */
+        {7, 8, 2, 640, 80, 20, 0, 0, MLXN_F16},      /* prefill T=7, D=80 */
+        {33, 4, 4, 128, 64, 0, 16, 0, MLXN_BF16},    /* prefill from 0, window */
+    };
+    for (size_t k = 0; k < sizeof cs / sizeof cs[0]; k++) {
+        int64_t T = cs[k].T, H = cs[k].H, Hkv = cs[k].Hkv, C = cs[k].C, Dh = cs[k].Dh;
+        int64_t qs[3] = {T, H, Dh}, csh[3] = {Hkv, C, Dh}, ps[1] = {T};
+        float *q = rnd(MLXN_F32, (size_t)(T * H * Dh), -1, 1);
+        void *kc = rnd(cs[k].ct, (size_t)(Hkv * C * Dh), -1, 1), *vc = rnd(cs[k].ct, (size_t)(Hkv * C * Dh), -1, 1);
+        int32_t *pos = malloc((size_t)T * 4);
+        for (int64_t t = 0; t < T; t++) pos[t] = cs[k].pos0 + (int32_t)t;
+        P pq = pin(MLXN_F32, 3, qs, q), pk = pin(cs[k].ct, 3, csh, kc), pv = pin(cs[k].ct, 3, csh, vc);
+        P pp = pin(MLXN_I32, 1, ps, pos), o = pout(MLXN_F32, 3, qs);
+        mlxn_attention_params ap = {0, cs[k].softcap, cs[k].window};
+        BOTH(CHECK_OK(mlxn_op_attention(S, o.v[dv], pq.v[dv], pk.v[dv], pv.v[dv], pp.v[dv], &ap)));
+        char what[96];
+        snprintf(what, sizeof what, "attention T=%lld H=%lld/%lld C=%lld D=%lld %s w=%d cap=%g", (long long)T,
+                 (long long)H, (long long)Hkv, (long long)C, (long long)Dh, mlxn_dtype_name(cs[k].ct), cs[k].window,
+                 (double)cs[k].softcap);
+        cmp(what, &o, TOL_F32); /* online softmax in another order */
+        pfree(&pq);
+        pfree(&pk);
+        pfree(&pv);
+        pfree(&pp);
+        pfree(&o);
+        free(q);
+        free(kc);
+        free(vc);
+        free(pos);
+    }
+    int64_t as[2] = {5, 32000}, os[1] = {5};
+    float *x = rnd(MLXN_F32, 5 * 32000, -10, 10);
+    x[32000 + 31999] = 50; /* max at the last column of row 1 */
+    x[2 * 32000] = 50;     /* and the first of row 2 */
+    P px = pin(MLXN_F32, 2, as, x), o = pout(MLXN_I32, 1, os);
+    BOTH(CHECK_OK(mlxn_op_argmax(S, o.v[dv], px.v[dv])));
+    cmp("argmax 5 x 32000", &o, 0.0);
+    pfree(&px);
+    pfree(&o);
+    free(x);
+}
+
+/* ---- graph: one decode-like layer stack in every mode ---- */
+
+typedef struct gnet {
+    mlxn_buffer *tok, *pos, *emb, *wq, *wk, *wv, *wo, *wg, *wu, *wd, *nw, *kc, *vc, *logit_w;
+    mlxn_buffer *x, *h, *q, *k, *v, *att, *o, *g, *u, *f, *logits, *am;
+} gnet;
+
+enum { G_DIM = 256, G_H = 4, G_HKV = 2, G_HD = 64, G_FF = 512, G_V = 1000, G_C = 64 };
+
+static mlxn_buffer *gbuf(int dv, mlxn_dtype t, int nd, int64_t a, int64_t b, int64_t c, const void *data) {
+    int64_t sh[3] = {a, b, c};
+    return mk1(dv, t, nd, sh, data);
+}
+
+static void gnet_make(gnet *n, int dv, uint64_t seed) {
+    g_rng = seed;
+    void *p;
+    int32_t z = 0;
+    n->tok = gbuf(dv, MLXN_I32, 1, 1, 0, 0, &z);
+    n->pos = gbuf(dv, MLXN_I32, 1, 1, 0, 0, &z);
+#define W(field, t, a, b)                                          \
+    p = rnd(t, (size_t)(a) * (b), -0.1f, 0.1f);                     \
+    n->field = gbuf(dv, t, 2, a, b, 0, p);                          \
+    free(p)
+    W(emb, MLXN_F16, G_V, G_DIM);
+    W(wq, MLXN_F16, G_H * G_HD, G_DIM);
+    W(wk, MLXN_BF16, G_HKV * G_HD, G_DIM);
+    W(wv, MLXN_F32, G_HKV * G_HD, G_DIM);
+    W(wo, MLXN_F16, G_DIM, G_H * G_HD);
+    W(wg, MLXN_F16, G_FF, G_DIM);
+    W(wu, MLXN_F16, G_FF, G_DIM);
+    W(wd, MLXN_BF16, G_DIM, G_FF);
+    W(logit_w, MLXN_F16, G_V, G_DIM);
+#undef W
+    p = rnd(MLXN_F32, G_DIM, 0.5f, 1.5f);
+    n->nw = gbuf(dv, MLXN_F32, 1, G_DIM, 0, 0, p);
+    free(p);
+    p = rnd(MLXN_F16, G_HKV * G_C * G_HD, -1, 1);
+    n->kc = gbuf(dv, MLXN_F16, 3, G_HKV, G_C, G_HD, p);
+    free(p);
+    p = rnd(MLXN_F16, G_HKV * G_C * G_HD, -1, 1);
+    n->vc = gbuf(dv, MLXN_F16, 3, G_HKV, G_C, G_HD, p);
+    free(p);
+    n->x = gbuf(dv, MLXN_F32, 2, 1, G_DIM, 0, NULL);
+    n->h = gbuf(dv, MLXN_F32, 2, 1, G_DIM, 0, NULL);
+    n->q = gbuf(dv, MLXN_F32, 3, 1, G_H, G_HD, NULL);
+    n->k = gbuf(dv, MLXN_F32, 3, 1, G_HKV, G_HD, NULL);
+    n->v = gbuf(dv, MLXN_F32, 3, 1, G_HKV, G_HD, NULL);
+    n->att = gbuf(dv, MLXN_F32, 3, 1, G_H, G_HD, NULL);
+    n->o = gbuf(dv, MLXN_F32, 2, 1, G_DIM, 0, NULL);
+    n->g = gbuf(dv, MLXN_F32, 2, 1, G_FF, 0, NULL);
+    n->u = gbuf(dv, MLXN_F32, 2, 1, G_FF, 0, NULL);
+    n->f = gbuf(dv, MLXN_F32, 2, 1, G_FF, 0, NULL);
+    n->logits = gbuf(dv, MLXN_F32, 2, 1, G_V, 0, NULL);
+    n->am = gbuf(dv, MLXN_I32, 1, 1, 0, 0, NULL);
+}
+
+static void gnet_free(gnet *n) {
+    mlxn_buffer **b = (mlxn_buffer **)n;
+    for (size_t i = 0; i < sizeof *n / sizeof *b; i++) mlxn_buffer_destroy(b[i]);
+}
+
+/* Views on [1, H, D] buffers as [1, H*D] for the matmuls. */
+static mlxn_status gnet_record(gnet *n, mlxn_session *s) {
+    mlxn_buffer *q2 = NULL, *k2 = NULL, *v2 = NULL, *a2 = NULL;
+    int64_t qsh[2] = {1, G_H * G_HD}, ksh[2] = {1, G_HKV * G_HD};
+    mlxn_status st = mlxn_buffer_view(&q2, n->q, MLXN_F32, 2, qsh, 0);
+    if (!st) st = mlxn_buffer_view(&k2, n->k, MLXN_F32, 2, ksh, 0);
+    if (!st) st = mlxn_buffer_view(&v2, n->v, MLXN_F32, 2, ksh, 0);
+    if (!st) st = mlxn_buffer_view(&a2, n->att, MLXN_F32, 2, qsh, 0);
+    mlxn_rope_params rp = {.base = 10000, .mode = MLXN_ROPE_NEOX};
+    if (!st) st = mlxn_op_get_rows(s, n->x, n->emb, n->tok);
+    for (int layer = 0; layer < 2 && !st; layer++) {
+        if (!st) st = mlxn_op_rms_norm(s, n->h, n->x, n->nw, 1e-5f);
+        if (!st) st = mlxn_op_matmul(s, q2, n->h, n->wq);
+        if (!st) st = mlxn_op_matmul(s, k2, n->h, n->wk);
+        if (!st) st = mlxn_op_matmul(s, v2, n->h, n->wv);
+        if (!st) st = mlxn_op_rope(s, n->q, n->q, n->pos, NULL, &rp);
+        if (!st) st = mlxn_op_rope(s, n->k, n->k, n->pos, NULL, &rp);
+        if (!st) st = mlxn_op_kv_write(s, n->kc, n->k, n->pos);
+        if (!st) st = mlxn_op_kv_write(s, n->vc, n->v, n->pos);
+        if (!st) st = mlxn_op_attention(s, n->att, n->q, n->kc, n->vc, n->pos, NULL);
+        if (!st) st = mlxn_op_matmul(s, n->o, a2, n->wo);
+        if (!st) st = mlxn_op_add(s, n->x, n->x, n->o);
+        if (!st) st = mlxn_op_rms_norm(s, n->h, n->x, n->nw, 1e-5f);
+        if (!st) st = mlxn_op_matmul(s, n->g, n->h, n->wg);
+        if (!st) st = mlxn_op_matmul(s, n->u, n->h, n->wu);
+        if (!st) st = mlxn_op_silu_mul(s, n->f, n->g, n->u);
+        if (!st) st = mlxn_op_matmul(s, n->o, n->f, n->wd);
+        if (!st) st = mlxn_op_add(s, n->x, n->x, n->o);
+    }
+    if (!st) st = mlxn_op_rms_norm(s, n->h, n->x, n->nw, 1e-5f);
+    if (!st) st = mlxn_op_matmul(s, n->logits, n->h, n->logit_w);
+    if (!st) st = mlxn_op_argmax(s, n->am, n->logits);
+    if (!st) st = mlxn_session_mark_output(s, n->logits);
+    mlxn_buffer_destroy(q2);
+    mlxn_buffer_destroy(k2);
+    mlxn_buffer_destroy(v2);
+    mlxn_buffer_destroy(a2);
+    return st;
+}
+
+static void test_graph(void) {
+    const char *mode_name[4] = {"direct", "batched", "optimized", "replay"};
+    int32_t steps_pos[3] = {5, 6, 70}; /* 70 wraps the 64-row cache */
+    /* CPU reference: one direct session per step. */
+    gnet ref;
+    gnet_make(&ref, 0, 1234);
+    float ref_logits[3][G_V];
+    for (int st_i = 0; st_i < 3; st_i++) {
+        int32_t tok = 17 + st_i;
+        CHECK_OK(mlxn_buffer_write(ref.tok, 0, &tok, 4));
+        CHECK_OK(mlxn_buffer_write(ref.pos, 0, &steps_pos[st_i], 4));
+        mlxn_session *s;
+        CHECK_OK(mlxn_session_create(&s, D[0], MLXN_MODE_DIRECT, 0));
+        CHECK_OK(gnet_record(&ref, s));
+        CHECK_OK(mlxn_session_finish(s));
+        mlxn_session_destroy(s);
+        CHECK_OK(mlxn_buffer_read(ref.logits, 0, ref_logits[st_i], sizeof ref_logits[st_i]));
+    }
+    gnet_free(&ref);
+    for (int m = 0; m < 4; m++) {
+        gnet g;
+        gnet_make(&g, 1, 1234);
+        mlxn_session *s;
+        mlxn_mode mode = m == 0 ? MLXN_MODE_DIRECT : m == 1 ? MLXN_MODE_BATCHED : MLXN_MODE_OPTIMIZED;
+        CHECK_OK(mlxn_session_create(&s, D[1], mode, 0));
+        for (int st_i = 0; st_i < 3; st_i++) {
+            int32_t tok = 17 + st_i;
+            CHECK_OK(mlxn_buffer_write(g.tok, 0, &tok, 4));
+            CHECK_OK(mlxn_buffer_write(g.pos, 0, &steps_pos[st_i], 4));
+            if (m == 3 && st_i > 0) {
+                CHECK_OK(mlxn_session_replay(s));
+            } else {
+                mlxn_session_reset(s);
+                CHECK_OK(gnet_record(&g, s));
+                CHECK_OK(mlxn_session_finish(s));
+            }
+            float out[G_V];
+            CHECK_OK(mlxn_buffer_read(g.logits, 0, out, sizeof out));
+            double num = 0, den = 0;
+            int nan = 0;
+            for (int i = 0; i < G_V; i++) {
+                if (isnan(out[i])) nan++;
+                double d = (double)out[i] - (double)ref_logits[st_i][i];
+                num += d * d;
+                den += (double)ref_logits[st_i][i] * (double)ref_logits[st_i][i];
+            }
+            double nmse = num / den;
+            /* f32 arithmetic through ~40 ops: 1e-6 */
+            CHECK(nan == 0 && nmse <= 1e-6, "graph %s step %d (pos %d): NMSE %.3g, %d NaN", mode_name[m], st_i,
+                  steps_pos[st_i], nmse, nan);
+            if (nan == 0 && nmse <= 1e-6)
+                printf("  ok graph %-9s step %d pos %-3d                        NMSE %.2e\n", mode_name[m], st_i,
+                       steps_pos[st_i], nmse);
+        }
+        mlxn_graph_stats gs;
+        mlxn_session_stats(s, &gs);
+        printf("  graph %-9s: %u nodes, %u submissions, %u edges, %u fusions, %u replays\n", mode_name[m], gs.nodes,
+               gs.submissions, gs.edges, gs.fusions, gs.replays);
+        mlxn_session_destroy(s);
+        gnet_free(&g);
+    }
+}
+
+/* ---- errors: a bad device call becomes a status, the device stays usable ---- */
+
+static void test_errors(void) {
+    mlxn_buffer *b = NULL;
+    int64_t huge[1] = {(int64_t)1 << 42}; /* 16 TiB of f32 */
+    CHECK_STATUS(mlxn_buffer_create(&b, D[1], MLXN_F32, 1, huge), MLXN_ERR_OUT_OF_MEMORY);
+    printf("  ok out-of-memory message: %s\n", mlxn_last_error());
+    int64_t sh[1] = {16};
+    float x[16];
+    rng_fill(x, 16, -1, 1);
+    CHECK_OK(mlxn_buffer_create(&b, D[1], MLXN_F32, 1, sh));
+    CHECK_OK(mlxn_buffer_write(b, 0, x, sizeof x));
+    float y[16];
+    CHECK_OK(mlxn_buffer_read(b, 0, y, sizeof y));
+    CHECK(memcmp(x, y, sizeof x) == 0, "round trip after an allocation failure");
+    mlxn_buffer_destroy(b);
+}
+
+int main(void) {
+    mlxn_status st = mlxn_device_open(&D[1], "cuda", NULL);
+    if (st != MLXN_OK) {
+        printf("test_cuda_ops: skipped: no CUDA device (%s)\n", mlxn_last_error());
+        printf("test_cuda_ops: 0 passed, 0 failed, 1 skipped\n");
+        return 0;
+    }
+    mlxn_device_options o = {0};
+    CHECK_OK(mlxn_device_open(&D[0], "cpu", &o));
+    printf("test_cuda_ops: %s vs %s\n", mlxn_device_description(D[1]), mlxn_device_description(D[0]));
+    test_elementwise();
+    test_norms();
+    test_matmul();
+    test_mlx();
+    test_rope();
+    test_copy_rows();
+    test_kv_attention();
+    test_graph();
+    test_errors();
+    mlxn_device_close(D[0]);
+    mlxn_device_close(D[1]);
+    return test_summary("test_cuda_ops");
+}
