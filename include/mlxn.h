@@ -125,6 +125,9 @@ typedef struct mlxn_device_options {
  * not there or not built in. Release with mlxn_device_close. */
 mlxn_status mlxn_device_open(mlxn_device **out, const char *name,
                              const mlxn_device_options *opts);
+/* 1 when this build of the library has the CUDA backend (make CUDA=1), else
+ * 0. "auto" then picks CUDA when a usable GPU is present. */
+int mlxn_cuda_compiled(void);
 /* Close a device. Every buffer, pool and session of it must be destroyed
  * first. NULL is a no-op. */
 void mlxn_device_close(mlxn_device *dev);

@@ -859,6 +859,65 @@ static void test_errors(void) {
     mlxn_buffer_destroy(b);
 }
 
+/* ---- top_k, matmul_id, and the rope -> kv_write fusion ---- */
+
+static void test_select_moe_fusion(void) {
+    int64_t xs[2] = {5, 1000}, ks[2] = {5, 20};
+    float *x = malloc(5000 * sizeof(float));
+    for (int i = 0; i < 5000; i++) x[i] = (float)rng_int(-300, 300) * 0.125f; /* many ties */
+    P px = pin(MLXN_F32, 2, xs, x), oi = pout(MLXN_I32, 2, ks), ov = pout(MLXN_F32, 2, ks);
+    BOTH(CHECK_OK(mlxn_op_top_k(S, oi.v[dv], ov.v[dv], px.v[dv], 20)));
+    cmp("top_k 20 of 1000 with ties: indices", &oi, TOL_EXACT);
+    cmp("top_k 20 of 1000 with ties: values", &ov, TOL_EXACT);
+    pfree(&px); pfree(&oi); pfree(&ov);
+    free(x);
+
+    const int64_t E = 4, N = 64, K = 256;
+    mlxn_dtype wt[4] = {MLXN_F16, MLXN_Q4_0, MLXN_Q8_0, MLXN_Q4_K};
+    int64_t wsh[3] = {E, N, K}, xsh[2] = {3, K}, ish[2] = {3, 2}, osh[2] = {6, N};
+    int32_t ids[6] = {3, 1, 0, 0, 2, 9}; /* 9 is no expert: a NaN row on both */
+    P pid = pin(MLXN_I32, 2, ish, ids);
+    float *xv = rnd(MLXN_F32, (size_t)(3 * K), -1, 1);
+    P pxx = pin(MLXN_F32, 2, xsh, xv);
+    for (int k = 0; k < 4; k++) {
+        void *w = wt[k] == MLXN_F16 ? rnd(MLXN_F16, (size_t)(E * N * K), -1, 1) : rand_blocks(wt[k], (size_t)(E * N * K));
+        P pw = pin(wt[k], 3, wsh, w), po = pout(MLXN_F32, 2, osh);
+        BOTH(CHECK_OK(mlxn_op_matmul_id(S, po.v[dv], pxx.v[dv], pw.v[dv], pid.v[dv], 0)));
+        char what[64];
+        snprintf(what, sizeof what, "matmul_id %s, 4 experts, top-2, a bad id", mlxn_dtype_name(wt[k]));
+        cmp(what, &po, TOL_INT8X); /* the CPU rounds x to int8 for one-row quantized matmuls */
+        pfree(&pw); pfree(&po);
+        free(w);
+    }
+    pfree(&pid); pfree(&pxx);
+    free(xv);
+
+    /* rope -> kv_write fuses into rope_kv_write on both backends */
+    int64_t kshp[3] = {2, 2, 64}, csh[3] = {2, 16, 64}, psh[1] = {2};
+    int32_t pos[2] = {5, 20}; /* 20 wraps the 16-row ring */
+    float *kv = rnd(MLXN_F32, 256, -1, 1);
+    void *c0 = rnd(MLXN_F16, 2 * 16 * 64, -1, 1);
+    P pk = pin(MLXN_F32, 3, kshp, kv), pc = pin(MLXN_F16, 3, csh, c0), pp = pin(MLXN_I32, 1, psh, pos);
+    mlxn_rope_params rp = {.mode = MLXN_ROPE_NEOX, .base = 10000, .n_dims = 48};
+    for (int dv = 0; dv < 2; dv++) {
+        mlxn_session *S = NULL;
+        CHECK_OK(mlxn_session_create(&S, D[dv], MLXN_MODE_OPTIMIZED, 0));
+        if (!S) break;
+        CHECK_OK(mlxn_op_rope(S, pk.v[dv], pk.v[dv], pp.v[dv], NULL, &rp));
+        CHECK_OK(mlxn_op_kv_write(S, pc.v[dv], pk.v[dv], pp.v[dv]));
+        CHECK_OK(mlxn_session_finish(S));
+        mlxn_graph_stats st;
+        mlxn_session_stats(S, &st);
+        CHECK(st.fusions == 1 && st.nodes == 1, "rope -> kv_write fused on %s (%u fusions, %u nodes)",
+              mlxn_device_kind(D[dv]), st.fusions, st.nodes);
+        mlxn_session_destroy(S);
+    }
+    cmp("rope_kv_write f16 cache (fused)", &pc, TOL_F32);
+    pfree(&pk); pfree(&pc); pfree(&pp);
+    free(kv);
+    free(c0);
+}
+
 int main(void) {
     mlxn_status st = mlxn_device_open(&D[1], "cuda", NULL);
     if (st != MLXN_OK) {
@@ -877,6 +936,7 @@ int main(void) {
     test_copy_rows();
     test_kv_attention();
     test_graph();
+    test_select_moe_fusion();
     test_errors();
     mlxn_device_close(D[0]);
     mlxn_device_close(D[1]);

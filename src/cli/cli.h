@@ -18,6 +18,10 @@ int cmd_bench(int argc, char **argv);
 /* Peak resident set size of the process in MiB. */
 double cli_peak_rss_mib(void);
 
+/* Open the device named by --backend (cpu, cuda, auto). When "auto" lands
+ * on the CPU in a CUDA build, says so in one line on stderr. */
+mlxn_status cli_open_device(mlxn_device **out, const char *name, int threads);
+
 /* Print "mlxn: <what>: <status>: <message>" to stderr and return 1. */
 int cli_fail(const char *what, mlxn_status st);
 /* Parse an integer/float flag value; on error print and return false. */

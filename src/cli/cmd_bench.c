@@ -73,7 +73,7 @@ static mlxn_status bench_tg(mlxn_model *m, mlxn_kvcache *kv, const int32_t *toks
 }
 
 int cmd_bench(int argc, char **argv) {
-    const char *model_path = NULL, *backend = "cpu", *kvname = "f16";
+    const char *model_path = NULL, *backend = "auto", *kvname = "f16";
     long pp = 512, tg = 128, reps = 3, threads = 0;
     bool json = false;
     for (int i = 1; i < argc; i++) {
@@ -105,8 +105,7 @@ int cmd_bench(int argc, char **argv) {
     int32_t *toks = NULL;
     double *pps = calloc((size_t)reps, sizeof(double)), *tgs = calloc((size_t)reps, sizeof(double));
     int rc = 1;
-    mlxn_device_options o = {.n_threads = (int)threads};
-    mlxn_status st = mlxn_device_open(&dev, backend, &o);
+    mlxn_status st = cli_open_device(&dev, backend, (int)threads);
     if (st) { rc = cli_fail("opening the device", st); goto done; }
     if ((st = mlxn_model_load_ex(&m, dev, model_path, cli_load_progress, NULL))) { rc = cli_fail("loading the model", st); goto done; }
     long ctx = (pp > tg ? pp : tg);

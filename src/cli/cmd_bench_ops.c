@@ -195,7 +195,7 @@ static void usage(void) {
 int cmd_bench_ops(int argc, char **argv) {
     bool json = false, quick = false;
     long threads = 0, rotate_mb = 512;
-    const char *backend = "cpu";
+    const char *backend = "auto";
     const char *formats = "mlx-q4-g64,mlx-q8-g64,q4_0,q4_1,q8_0,q4_k,q5_k,q6_k,f16,bf16";
     const char *rows = "1,512";
     const char *shape_arg = NULL;
@@ -214,8 +214,7 @@ int cmd_bench_ops(int argc, char **argv) {
         else { fprintf(stderr, "mlxn bench ops: unknown option '%s'\n", a); usage(); return 2; }
     }
     mlxn_device *dev = NULL;
-    mlxn_device_options o = {.n_threads = (int)threads};
-    mlxn_status st = mlxn_device_open(&dev, backend, &o);
+    mlxn_status st = cli_open_device(&dev, backend, (int)threads);
     if (st) return cli_fail("opening the device", st);
     int nth = mlxn_device_threads(dev);
     bool cpu = !strcmp(mlxn_device_kind(dev), "cpu");

@@ -114,7 +114,7 @@ double cli_peak_rss_mib(void) {
 
 int cmd_generate(int argc, char **argv) {
     const char *model_path = NULL, *prompt = NULL, *file = NULL, *ids = NULL, *system = NULL;
-    const char *backend = "cpu", *kvname = "f16";
+    const char *backend = "auto", *kvname = "f16";
     long n_predict = 128, ctx = 0, threads = 0, top_k = 40, seed = -1, n_batch = 512;
     double temp = 0.8, top_p = 0.95, min_p = 0.05, rep = 1.0;
     bool chat = false, ignore_eos = false, verbose = false, ring = false;
@@ -168,8 +168,7 @@ int cmd_generate(int argc, char **argv) {
     char *tmpl = NULL, *text = NULL, *formatted = NULL;
     int32_t *ptoks = NULL;
     int n_prompt = 0;
-    mlxn_device_options o = {.n_threads = (int)threads};
-    mlxn_status st = mlxn_device_open(&dev, backend, &o);
+    mlxn_status st = cli_open_device(&dev, backend, (int)threads);
     if (st) { rc = cli_fail("opening the device", st); goto done; }
     uint64_t t_load = mlxn_now_ns();
     if ((st = mlxn_model_load_ex(&m, dev, model_path, cli_load_progress, NULL))) {

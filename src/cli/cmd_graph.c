@@ -255,7 +255,7 @@ int cmd_graph(int argc, char **argv) {
     net nt = {.s = {4, 2048, 16, 4, 5632, 32000, 256, 8}};
     bool json = false;
     long threads = 0;
-    const char *backend = "cpu";
+    const char *backend = "auto";
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         long *dst = NULL;
@@ -282,8 +282,7 @@ int cmd_graph(int argc, char **argv) {
         return 2;
     }
     if (s->steps > s->ctx) s->steps = s->ctx;
-    mlxn_device_options o = {.n_threads = (int)threads};
-    mlxn_status st = mlxn_device_open(&nt.dev, backend, &o);
+    mlxn_status st = cli_open_device(&nt.dev, backend, (int)threads);
     if (st) return cli_fail("opening the device", st);
     if (!json)
         printf("graph: %ld layers, hidden %ld, %ld heads / %ld kv heads, ffn %ld, vocab %ld on %s\n", s->layers,

@@ -6,6 +6,14 @@
 #include <string.h>
 #include <unistd.h>
 
+mlxn_status cli_open_device(mlxn_device **out, const char *name, int threads) {
+    mlxn_device_options o = {.n_threads = threads};
+    mlxn_status st = mlxn_device_open(out, name, &o);
+    if (!st && (!name || !strcmp(name, "auto")) && mlxn_cuda_compiled() && !strcmp(mlxn_device_kind(*out), "cpu"))
+        fprintf(stderr, "mlxn: no usable CUDA device; running on the CPU (%s)\n", mlxn_device_description(*out));
+    return st;
+}
+
 int cli_fail(const char *what, mlxn_status st) {
     fprintf(stderr, "mlxn: %s: %s: %s\n", what, mlxn_status_name(st), mlxn_last_error());
     return 1;

@@ -276,6 +276,14 @@ mlxn_status mlxn_device_open(mlxn_device **out, const char *name, const mlxn_dev
     return MLXN_OK;
 }
 
+int mlxn_cuda_compiled(void) {
+#ifdef MLXN_CUDA
+    return 1;
+#else
+    return 0;
+#endif
+}
+
 void mlxn_device_close(mlxn_device *dev) {
     if (!dev) return;
     dev->be->shutdown(dev);

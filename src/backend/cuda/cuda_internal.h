@@ -26,7 +26,7 @@ enum {
     CU_OP_ADD = 0, CU_OP_MUL, CU_OP_SCALE, CU_OP_SILU, CU_OP_SILU_MUL, CU_OP_GELU, CU_OP_SOFTCAP,
     CU_OP_RMS_NORM, CU_OP_ADD_RMS_NORM, CU_OP_LAYER_NORM, CU_OP_SOFTMAX, CU_OP_MATMUL,
     CU_OP_MATMUL_MLX, CU_OP_ROPE, CU_OP_COPY, CU_OP_GET_ROWS, CU_OP_GET_ROWS_MLX, CU_OP_KV_WRITE,
-    CU_OP_ATTENTION, CU_OP_ARGMAX, CU_OP_COUNT
+    CU_OP_ATTENTION, CU_OP_ARGMAX, CU_OP_TOP_K, CU_OP_MATMUL_ID, CU_OP_ROPE_KV_WRITE, CU_OP_COUNT
 };
 
 #define CU_MAX_SLOTS 8
@@ -51,6 +51,9 @@ typedef struct cu_node {
     mlxn_mlx_quant mlx;
     mlxn_rope_params rope;
     mlxn_attention_params attn;
+    int topk;             /* top_k: k */
+    int mid_top_k;        /* matmul_id: experts per token */
+    bool mid_x_per_slot;  /* matmul_id: one x row per (token, slot) */
 } cu_node;
 
 /* Device scratch bytes a node needs while it runs (split-KV partials). */
@@ -69,7 +72,9 @@ cudaError_t mlxn_cu_norm(const cu_node *n, cudaStream_t s);
 cudaError_t mlxn_cu_matmul(const cu_node *n, void *scratch, cudaStream_t s);
 size_t mlxn_cu_matmul_node_scratch(const cu_node *n);
 cudaError_t mlxn_cu_get_rows(const cu_node *n, cudaStream_t s);
-cudaError_t mlxn_cu_rope(const cu_node *n, cudaStream_t s);
+cudaError_t mlxn_cu_rope(const cu_node *n, cudaStream_t s);          /* rope and rope_kv_write */
+cudaError_t mlxn_cu_matmul_id(const cu_node *n, cudaStream_t s);
+cudaError_t mlxn_cu_top_k(const cu_node *n, cudaStream_t s);
 cudaError_t mlxn_cu_attention(const cu_node *n, void *scratch, cudaStream_t s);
 size_t mlxn_cu_attention_scratch(const cu_node *n);
 

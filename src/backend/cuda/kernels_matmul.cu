@@ -487,3 +487,59 @@ cudaError_t mlxn_cu_get_rows(const cu_node *n, cudaStream_t s) {
     default: return cudaErrorInvalidValue;
     }
 }
+
+/* ---- expert-routed matmul: out[T*top_k, N], row t*top_k+j = x_row * W[e]^T
+ * with e = ids[t, j] read on the device. Experts are stacked rows of one
+ * decoder (row e*N + n). One warp per output element; NaN for a bad id. ---- */
+
+template <class F>
+__global__ void k_matmul_id(F f, float *out, const float *x, const int32_t *ids, int64_t slots, int top_k,
+                            bool x_per_slot, int64_t E, int64_t N, int64_t K) {
+    int64_t warp = ((int64_t)blockIdx.x * blockDim.x + threadIdx.x) / 32;
+    int lane = threadIdx.x % 32;
+    if (warp >= slots * N) return;
+    int64_t slot = warp / N, n = warp % N;
+    int32_t e = ids[slot];
+    if (e < 0 || e >= E) {
+        if (lane == 0) out[slot * N + n] = __int_as_float(0x7fc00000);
+        return;
+    }
+    const float *xr = x + (x_per_slot ? slot : slot / top_k) * K;
+    float acc = 0.0f, w[F::U];
+    for (int64_t u = lane; u < K / F::U; u += 32) {
+        f.decode((int64_t)e * N + n, u, w);
+#pragma unroll
+        for (int j = 0; j < F::U; j++) acc += w[j] * xr[u * F::U + j];
+    }
+    for (int o = 16; o > 0; o >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, o);
+    if (lane == 0) out[slot * N + n] = acc;
+}
+
+template <class F>
+static cudaError_t run_mid(const F &f, const cu_node *nd, cudaStream_t s) {
+    const cu_tensor *t = nd->t;
+    int64_t E = t[2].shape[0], N = t[2].shape[1], K = t[2].shape[2], slots = t[3].elems;
+    k_matmul_id<F><<<cu_blocks(slots * N * 32, 256), 256, 0, s>>>(f, (float *)t[0].data, (const float *)t[1].data,
+                                                                  (const int32_t *)t[3].data, slots, nd->mid_top_k,
+                                                                  nd->mid_x_per_slot, E, N, K);
+    CU_LAUNCH_CHECK();
+    return cudaSuccess;
+}
+
+cudaError_t mlxn_cu_matmul_id(const cu_node *n, cudaStream_t s) {
+    const cu_tensor *w = &n->t[2];
+    const uint8_t *wb = (const uint8_t *)w->data;
+    int64_t rb = (int64_t)row_bytes(w->dtype, w->shape[2]);
+    switch (w->dtype) {
+    case MLXN_F32: return run_mid(DecF32{wb, rb}, n, s);
+    case MLXN_F16: return run_mid(DecHalf<false>{wb, rb}, n, s);
+    case MLXN_BF16: return run_mid(DecHalf<true>{wb, rb}, n, s);
+    case MLXN_Q4_0: return run_mid(DecQ4_0{wb, rb}, n, s);
+    case MLXN_Q4_1: return run_mid(DecQ4_1{wb, rb}, n, s);
+    case MLXN_Q8_0: return run_mid(DecQ8_0{wb, rb}, n, s);
+    case MLXN_Q4_K: return run_mid(DecQK45<false>{wb, rb}, n, s);
+    case MLXN_Q5_K: return run_mid(DecQK45<true>{wb, rb}, n, s);
+    case MLXN_Q6_K: return run_mid(DecQ6K{wb, rb}, n, s);
+    default: return cudaErrorInvalidValue;
+    }
+}
