@@ -15,7 +15,10 @@
 
 static void usage(FILE *f) {
     fprintf(f, "usage: mlxn bench -m PATH [-p 512] [-n 128] [-r 3] [--json] [--threads N] [--backend cpu|cuda]\n"
-               "                  [--kv f16|bf16|f32]\n");
+               "                  [--kv f16|bf16|f32] [--mode direct|batched|optimized]\n"
+               "PATH may be synthetic:llama3-1b|llama3-3b|llama3-8b|llama3-70b-layer[:q<bits>][:g<group>]\n"
+               "(random MLX-quantized weights, no file). Decode replays one recorded graph per step\n"
+               "(--mode direct: one submission per op instead).\n");
 }
 
 /* A JSON string literal (quotes, backslashes, control bytes escaped). */
@@ -38,9 +41,15 @@ static void mean_sd(const double *x, int n, double *mean, double *sd) {
     *sd = n > 1 ? sqrt(q / (n - 1)) : 0;
 }
 
+static mlxn_mode g_mode = MLXN_MODE_OPTIMIZED;
+
+static const char *mode_name(mlxn_mode m) {
+    return m == MLXN_MODE_DIRECT ? "direct" : m == MLXN_MODE_BATCHED ? "batched" : "optimized";
+}
+
 static mlxn_status bench_pp(mlxn_model *m, mlxn_kvcache *kv, const int32_t *toks, int p, int reps, double *tps) {
     mlxn_forward *f = NULL;
-    mlxn_status st = mlxn_forward_create(&f, m, kv, p, MLXN_MODE_OPTIMIZED, 0);
+    mlxn_status st = mlxn_forward_create(&f, m, kv, p, g_mode, 0);
     for (int r = -1; r < reps && !st; r++) { /* r = -1: records; not timed */
         mlxn_kvcache_clear(kv);
         uint64_t t0 = mlxn_now_ns();
@@ -53,7 +62,7 @@ static mlxn_status bench_pp(mlxn_model *m, mlxn_kvcache *kv, const int32_t *toks
 
 static mlxn_status bench_tg(mlxn_model *m, mlxn_kvcache *kv, const int32_t *toks, int n, int reps, double *tps) {
     mlxn_forward *f = NULL;
-    mlxn_status st = mlxn_forward_create(&f, m, kv, 1, MLXN_MODE_OPTIMIZED, 0);
+    mlxn_status st = mlxn_forward_create(&f, m, kv, 1, g_mode, 0);
     if (!st) { /* record once */
         mlxn_kvcache_clear(kv);
         st = mlxn_forward_run(f, toks);
@@ -85,6 +94,12 @@ int cmd_bench(int argc, char **argv) {
         else if (!strcmp(a, "-m") || !strcmp(a, "--model")) model_path = v;
         else if (!strcmp(a, "--backend")) backend = v;
         else if (!strcmp(a, "--kv")) kvname = v;
+        else if (!strcmp(a, "--mode")) {
+            if (!strcmp(v, "direct")) g_mode = MLXN_MODE_DIRECT;
+            else if (!strcmp(v, "batched")) g_mode = MLXN_MODE_BATCHED;
+            else if (!strcmp(v, "optimized")) g_mode = MLXN_MODE_OPTIMIZED;
+            else { fprintf(stderr, "mlxn bench: --mode is direct, batched or optimized\n"); return 2; }
+        }
         else if (!strcmp(a, "-p")) ok = cli_int(a, v, 0, 1 << 20, &pp);
         else if (!strcmp(a, "-n")) ok = cli_int(a, v, 0, 1 << 20, &tg);
         else if (!strcmp(a, "-r")) ok = cli_int(a, v, 1, 1000, &reps);
@@ -125,15 +140,21 @@ int cmd_bench(int argc, char **argv) {
     if (json) {
         printf("{\"model\": ");
         json_str(stdout, model_path);
-        printf(", \"backend\": \"%s\", \"threads\": %d, \"pp\": {\"tokens\": %ld, \"tok_s\": %.3f}, "
-               "\"tg\": {\"tokens\": %ld, \"tok_s\": %.3f}}\n",
-               mlxn_device_kind(dev), mlxn_device_threads(dev), pp, pm, tg, tm);
+        printf(", \"backend\": \"%s\", \"threads\": %d, \"mode\": \"%s\", \"pp\": {\"tokens\": %ld, \"tok_s\": %.3f}, "
+               "\"tg\": {\"tokens\": %ld, \"tok_s\": %.3f}, \"weights_mib\": %.1f, \"kv_mib\": %.1f, "
+               "\"device_peak_mib\": %.1f}\n",
+               mlxn_device_kind(dev), mlxn_device_threads(dev), mode_name(g_mode), pp, pm, tg, tm,
+               (double)m->weight_bytes / 1048576.0, (double)mlxn_kvcache_bytes(kv) / 1048576.0,
+               (double)mlxn_device_memory_peak(dev) / 1048576.0);
     } else {
         printf("model: %s (%s, %.1f MiB weights)\ndevice: %s\n", model_path, mlxn_arch_name(m->cfg.arch),
                (double)m->weight_bytes / 1048576.0, mlxn_device_description(dev));
         printf("%-8s %8s %14s %10s\n", "test", "tokens", "tok/s", "± sd");
         if (pp) printf("%-8s %8ld %14.2f %10.2f\n", "pp", pp, pm, psd);
         if (tg) printf("%-8s %8ld %14.2f %10.2f\n", "tg", tg, tm, tsd);
+        printf("mode %s; memory: weights %.1f MiB, KV cache %.1f MiB, device peak %.1f MiB\n", mode_name(g_mode),
+               (double)m->weight_bytes / 1048576.0, (double)mlxn_kvcache_bytes(kv) / 1048576.0,
+               (double)mlxn_device_memory_peak(dev) / 1048576.0);
     }
     rc = 0;
 done:
