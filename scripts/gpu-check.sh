@@ -28,6 +28,17 @@ grep -E "^  ok|FAIL|^test_|passed|skipped|^  [a-z_]+\[" "$LOG/test.log" | grep -
 timeout 120 ./build-cuda/bench/cuda_bench >"$LOG/bench.log" 2>&1
 timeout 120 ./build-cuda/mlxn graph --backend cuda --layers 16 >"$LOG/graph.log" 2>&1
 timeout 60 ./build-cuda/mlxn graph --backend cpu --layers 2 --steps 3 >"$LOG/graph_cpu.log" 2>&1
+# whole models: the synthetic Llama 3 8B shape (4-bit MLX, random weights),
+# replayed graphs vs one submission per op; the default model if present
+M8=synthetic:llama3-8b:q4:g64
+timeout 240 ./build-cuda/mlxn bench -m $M8 --backend cuda -p 512 -n 128 -r 3 >"$LOG/bench8b.log" 2>&1
+timeout 120 ./build-cuda/mlxn bench -m $M8 --backend cuda -p 0 -n 64 -r 2 --mode direct >"$LOG/bench8b_direct.log" 2>&1
+GGUF=models/SmolLM2-135M-Instruct.Q4_1.gguf
+if [ -f "$GGUF" ]; then
+  timeout 60 ./build-cuda/mlxn bench -m $GGUF --backend cuda -p 512 -n 128 -r 3 >"$LOG/bench_smollm2.log" 2>&1
+  timeout 60 ./build-cuda/mlxn generate -m $GGUF --backend cuda --chat --temp 0 -n 32 \
+    -p "What is the capital of France?" >"$LOG/generate_smollm2.log" 2>&1
+fi
 echo
 echo "================ gpu-check summary ================"
 echo "tests (make CUDA=1 test, exit $test_rc):"
@@ -38,3 +49,14 @@ cat "$LOG/bench.log"
 echo
 echo "graph demo (mlxn graph --backend cuda --layers 16):"
 tail -8 "$LOG/graph.log"
+echo
+echo "synthetic Llama 3 8B, MLX 4-bit g64 (optimized + replay):"
+tail -6 "$LOG/bench8b.log"
+echo "same, decode with one submission per op (--mode direct):"
+tail -3 "$LOG/bench8b_direct.log"
+if [ -f "$LOG/bench_smollm2.log" ]; then
+  echo
+  echo "SmolLM2-135M Q4_1 GGUF on CUDA:"
+  tail -6 "$LOG/bench_smollm2.log"
+  cat "$LOG/generate_smollm2.log"
+fi
