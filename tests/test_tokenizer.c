@@ -10,6 +10,17 @@
 
 #include <cjson/cJSON.h>
 
+/* Files the test writes go to a fresh temporary directory (the build
+ * folder's name depends on the build). */
+static char g_tmp[] = "/tmp/mlxn-tok-XXXXXX";
+static const char *tmp_path(const char *name) {
+    static char buf[8][256];
+    static int k;
+    k = (k + 1) % 8;
+    snprintf(buf[k], sizeof buf[k], "%s/%s", g_tmp, name);
+    return buf[k];
+}
+
 #define DIR "tests/data/tok/"
 
 void mlxn_test_fail_alloc_after(long n); /* core/alloc.c test hook */
@@ -448,7 +459,7 @@ static void test_alloc_failures(void) {
         mlxn_status st = mlxn_tokenizer_load_json_mem(&t, js, len);
         if (st == MLXN_OK) st = mlxn_tokenizer_encode(t, text, strlen(text), true, &ids, &n);
         if (st == MLXN_OK) st = mlxn_tokenizer_decode(t, ids, n, false, &d, NULL);
-        if (st == MLXN_OK) st = mlxn_tokenizer_write_json(t, "build/oom.tokenizer.json");
+        if (st == MLXN_OK) st = mlxn_tokenizer_write_json(t, tmp_path("oom.tokenizer.json"));
         mlxn_test_fail_alloc_after(0);
         if (st != MLXN_OK && st != MLXN_ERR_OUT_OF_MEMORY) {
             if (bad++ < 3) fprintf(stderr, "  alloc failure %ld: %s %s\n", k, mlxn_status_name(st), mlxn_last_error());
@@ -464,6 +475,10 @@ static void test_alloc_failures(void) {
 }
 
 int main(void) {
+    if (!mkdtemp(g_tmp)) {
+        printf("test_tokenizer: cannot make a temporary directory\n");
+        return 1;
+    }
     static golden g[64], gs[64];
     int ng = load_golden(DIR "smollm2.golden", g, 64);
     int ns = load_golden(DIR "spm.golden", gs, 64);
@@ -502,7 +517,7 @@ int main(void) {
                 snprintf(what, sizeof what, "smollm2 vocab + %s regex", fam[f]);
                 check_goldens(what, fz, g3, n3, false);
                 check_roundtrip(what, fz, g, ng, false);
-                snprintf(path, sizeof path, "build/smollm2_%s.written.tokenizer.json", fam[f]);
+                snprintf(path, sizeof path, "%s/smollm2_%s.written.tokenizer.json", g_tmp, fam[f]);
                 CHECK_OK(mlxn_tokenizer_write_json(fz, path));
                 check_written_by_hf(path);
             }
@@ -510,12 +525,12 @@ int main(void) {
         }
 
         /* write_json → read by us and by HF */
-        CHECK_OK(mlxn_tokenizer_write_json(sm, "build/smollm2.written.tokenizer.json"));
+        CHECK_OK(mlxn_tokenizer_write_json(sm, tmp_path("smollm2.written.tokenizer.json")));
         mlxn_tokenizer *back = NULL;
-        CHECK_OK(mlxn_tokenizer_load_json(&back, "build/smollm2.written.tokenizer.json"));
+        CHECK_OK(mlxn_tokenizer_load_json(&back, tmp_path("smollm2.written.tokenizer.json")));
         if (back) check_goldens("smollm2 written+reread", back, g, ng, false);
         mlxn_tokenizer_destroy(back);
-        check_written_by_hf("build/smollm2.written.tokenizer.json");
+        check_written_by_hf(tmp_path("smollm2.written.tokenizer.json"));
 
         int32_t one = mlxn_tokenizer_find(sm, "<|im_start|>");
         CHECK(one == 1 && mlxn_tokenizer_is_control(sm, one), "<|im_start|> is control id 1 (%d)", one);
@@ -555,12 +570,12 @@ int main(void) {
         mlxn_tokenizer_destroy(sc);
         free(scores);
 
-        CHECK_OK(mlxn_tokenizer_write_json(spm, "build/spm.written.tokenizer.json"));
+        CHECK_OK(mlxn_tokenizer_write_json(spm, tmp_path("spm.written.tokenizer.json")));
         mlxn_tokenizer *back = NULL;
-        CHECK_OK(mlxn_tokenizer_load_json(&back, "build/spm.written.tokenizer.json"));
+        CHECK_OK(mlxn_tokenizer_load_json(&back, tmp_path("spm.written.tokenizer.json")));
         if (back) check_goldens("spm written+reread", back, gs, ns, true);
         mlxn_tokenizer_destroy(back);
-        check_written_by_hf("build/spm.written.tokenizer.json");
+        check_written_by_hf(tmp_path("spm.written.tokenizer.json"));
     }
 
     /* Metaspace pre-tokenizer (prepend "first", split; no prefix before a space) */
@@ -570,8 +585,8 @@ int main(void) {
         static golden gm[64];
         int nm = load_golden(DIR "spm_meta.golden", gm, 64);
         check_goldens("spm metaspace json", meta, gm, nm, true);
-        CHECK_OK(mlxn_tokenizer_write_json(meta, "build/spm_meta.written.tokenizer.json"));
-        check_written_by_hf("build/spm_meta.written.tokenizer.json");
+        CHECK_OK(mlxn_tokenizer_write_json(meta, tmp_path("spm_meta.written.tokenizer.json")));
+        check_written_by_hf(tmp_path("spm_meta.written.tokenizer.json"));
     }
     mlxn_tokenizer_destroy(meta);
 
@@ -591,5 +606,8 @@ int main(void) {
 
     mlxn_tokenizer_destroy(sm);
     mlxn_tokenizer_destroy(spm);
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", g_tmp);
+    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", g_tmp);
     return test_summary("test_tokenizer");
 }

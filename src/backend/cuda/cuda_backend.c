@@ -178,6 +178,7 @@ static void to_cu(const mlxn_node *n, cu_node *o) {
         d->cols = mlxn_tensor_cols(t);
         d->nbytes = t->nbytes;
     }
+    o->f32_act = (n->flags & MLXN_NODE_F32_ACT) != 0;
     switch (n->op) {
     case MLXN_OP_SCALE:
     case MLXN_OP_SOFTCAP:

@@ -54,6 +54,7 @@ typedef struct cu_node {
     int topk;             /* top_k: k */
     int mid_top_k;        /* matmul_id: experts per token */
     bool mid_x_per_slot;  /* matmul_id: one x row per (token, slot) */
+    bool f32_act;         /* matmuls: keep x in f32 (no int8 path) */
 } cu_node;
 
 /* Device scratch bytes a node needs while it runs (split-KV partials). */

@@ -391,6 +391,7 @@ extern "C" cudaError_t mlxn_cu_matmul_mlx_raw(float *y, const float *x, const ui
 cudaError_t mlxn_cu_matmul(const cu_node *n, void *scratch, cudaStream_t s) {
     const cu_tensor *t = n->t;
     int64_t M = t[1].rows, K = t[1].cols;
+    if (n->f32_act) scratch = NULL; /* the float path: x stays f32 */
     if (n->op == CU_OP_MATMUL)
         return mlxn_cu_matmul_raw((float *)t[0].data, (const float *)t[1].data, t[2].data, t[2].dtype, M,
                                   t[2].shape[0], K, scratch, s);
