@@ -195,7 +195,7 @@ mlxn_status mlxn_model_load_ex(mlxn_model **out, mlxn_device *dev, const char *p
 
 /* ---- tokenizer ---- */
 
-static mlxn_status tok_from_gguf(mlxn_tokenizer **out, char **tmpl, const mlxn_gguf *g, const char *path) {
+mlxn_status mlxn_tokenizer_from_gguf(mlxn_tokenizer **out, char **tmpl, const mlxn_gguf *g, const char *path) {
     const char *model = "gpt2", *pre = NULL;
     (void)mlxn_gguf_get_string(g, "tokenizer.ggml.model", &model, NULL);
     (void)mlxn_gguf_get_string(g, "tokenizer.ggml.pre", &pre, NULL);
@@ -308,6 +308,6 @@ mlxn_status mlxn_model_load_tokenizer(const mlxn_model *m, mlxn_tokenizer **out,
     if (!m || !out) return mlxn_err(MLXN_ERR_INVALID_ARG, "tokenizer: NULL argument");
     *out = NULL;
     if (chat_template) *chat_template = NULL;
-    if (m->src.names == MLXN_NAMES_GGUF) return tok_from_gguf(out, chat_template, m->src.ctx, m->path);
+    if (m->src.names == MLXN_NAMES_GGUF) return mlxn_tokenizer_from_gguf(out, chat_template, m->src.ctx, m->path);
     return tok_from_dir(out, chat_template, m->path);
 }

@@ -203,6 +203,10 @@ mlxn_status mlxn_model_config_from_gguf(mlxn_model_config *cfg, const mlxn_gguf 
  * tokenizer.ggml.* arrays) and its chat template (nullable out; NULL when
  * the model has none; mlxn_free it). */
 mlxn_status mlxn_model_load_tokenizer(const mlxn_model *m, mlxn_tokenizer **out, char **chat_template);
+/* The tokenizer in a GGUF's tokenizer.ggml.* metadata (and its chat
+ * template, nullable out); `path` names the file in messages. */
+mlxn_status mlxn_tokenizer_from_gguf(mlxn_tokenizer **out, char **chat_template, const mlxn_gguf *g,
+                                     const char *path);
 
 /* ------------------------------------------------------------------------ */
 /* KV cache (kvcache.c)                                                       */
