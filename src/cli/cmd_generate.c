@@ -26,7 +26,7 @@ static void usage(FILE *f) {
             "  --repeat-penalty R  over the last 64 tokens (1 = off)\n"
             "  --seed S       sampling seed (default: from the clock, printed)\n"
             "  --chat         wrap the prompt in the model's chat template\n"
-            "  --ctx N        KV cache tokens (default: prompt + n)\n"
+            "  --ctx N        KV cache tokens (default: the model's context, at most 4096)\n"
             "  --ring         sliding-window cache: generate past --ctx, attending to the last ctx tokens\n"
             "  -b N           prompt tokens per prefill graph (512)\n"
             "  -v             print the (formatted) prompt and its token ids to stderr\n");
@@ -226,7 +226,11 @@ int cmd_generate(int argc, char **argv) {
         fprintf(stderr, "mlxn generate: the prompt encodes to no tokens\n");
         goto done;
     }
-    if (!ctx) ctx = n_prompt + n_predict;
+    if (!ctx) { /* the model's context, capped at 4096 tokens, and at least what this run needs */
+        long model_ctx = m->cfg.max_pos > 0 ? m->cfg.max_pos : 4096;
+        ctx = model_ctx < 4096 ? model_ctx : 4096;
+        if (!ring && ctx < n_prompt + n_predict) ctx = n_prompt + n_predict;
+    }
     if (ring ? n_prompt > ctx : n_prompt + n_predict - 1 > ctx) { /* say so before echoing anything */
         fprintf(stderr, "mlxn generate: prompt %d + n %ld tokens exceed --ctx %ld\n", n_prompt, n_predict, ctx);
         goto done;
