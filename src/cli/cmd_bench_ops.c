@@ -12,6 +12,7 @@
 #include "cli/cli.h"
 #include "ops/quant.h"
 
+#include <immintrin.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -88,6 +89,53 @@ static double read_bandwidth(int nth, size_t bytes) {
         if (gbs > best) best = gbs;
     }
     free(buf);
+    return best;
+}
+
+/* ---- peak f32 FMA rate: 12 independent accumulator chains per thread ---- */
+
+typedef struct fma_arg {
+    long iters;
+    float out;
+} fma_arg;
+
+/* Twelve named accumulators (an array would be kept in memory at -O2). */
+__attribute__((target("avx512f"))) static void *fma_512(void *v) {
+    fma_arg *a = v;
+    __m512 m = _mm512_set1_ps(0.999999f), c = _mm512_set1_ps(1e-7f);
+    __m512 a0 = m, a1 = m, a2 = m, a3 = m, a4 = m, a5 = m, a6 = m, a7 = m, a8 = m, a9 = m, a10 = m, a11 = m;
+    for (long it = 0; it < a->iters; it++) {
+        a0 = _mm512_fmadd_ps(a0, m, c), a1 = _mm512_fmadd_ps(a1, m, c), a2 = _mm512_fmadd_ps(a2, m, c);
+        a3 = _mm512_fmadd_ps(a3, m, c), a4 = _mm512_fmadd_ps(a4, m, c), a5 = _mm512_fmadd_ps(a5, m, c);
+        a6 = _mm512_fmadd_ps(a6, m, c), a7 = _mm512_fmadd_ps(a7, m, c), a8 = _mm512_fmadd_ps(a8, m, c);
+        a9 = _mm512_fmadd_ps(a9, m, c), a10 = _mm512_fmadd_ps(a10, m, c), a11 = _mm512_fmadd_ps(a11, m, c);
+    }
+    __m512 s = _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)),
+                             _mm512_add_ps(_mm512_add_ps(a4, a5), _mm512_add_ps(a6, a7)));
+    s = _mm512_add_ps(s, _mm512_add_ps(_mm512_add_ps(a8, a9), _mm512_add_ps(a10, a11)));
+    a->out = _mm512_reduce_add_ps(s);
+    return NULL;
+}
+
+/* GFLOP/s of `nth` threads doing AVX-512 FMAs (0 without AVX-512), best of 3. */
+static double fma_peak(int nth) {
+    if (!__builtin_cpu_supports("avx512f")) return 0;
+    if (nth > 256) nth = 256;
+    fma_arg args[256];
+    pthread_t th[256];
+    const long iters = 20000000;
+    double best = 0;
+    for (int rep = 0; rep < 3; rep++) {
+        double t0 = now_s();
+        for (int t = 0; t < nth; t++) {
+            args[t] = (fma_arg){iters, 0};
+            if (t) pthread_create(&th[t], NULL, fma_512, &args[t]);
+        }
+        fma_512(&args[0]);
+        for (int t = 1; t < nth; t++) pthread_join(th[t], NULL);
+        double g = (double)nth * (double)iters * 12 * 16 * 2 / (now_s() - t0) / 1e9;
+        if (g > best) best = g;
+    }
     return best;
 }
 
@@ -219,6 +267,7 @@ int cmd_bench_ops(int argc, char **argv) {
     int nth = mlxn_device_threads(dev);
     bool cpu = !strcmp(mlxn_device_kind(dev), "cpu");
     double rbw = cpu ? read_bandwidth(nth, (size_t)1 << 30) : 0;
+    double peak = cpu ? fma_peak(nth) : 0;
     int64_t shapes[4][2] = {{4096, 4096}, {4096, 14336}, {14336, 4096}, {32000, 4096}};
     int n_shapes = quick ? 1 : 4;
     if (shape_arg) {
@@ -234,11 +283,13 @@ int cmd_bench_ops(int argc, char **argv) {
     }
     if (!json) {
         printf("bench ops on %s, %s activations\n", mlxn_device_description(dev), g_session_flags ? "f32" : "int8");
-        if (cpu) printf("read bandwidth (%d threads): %.1f GB/s\n", nth, rbw);
-        printf("%-12s %5s %6s %6s %10s %9s %9s %8s\n", "format", "m", "n", "k", "us", "GB/s", "GFLOP/s", "%read");
+        if (cpu) printf("read bandwidth (%d threads): %.1f GB/s; peak f32 FMA: %.0f GFLOP/s\n", nth, rbw, peak);
+        printf("%-12s %5s %6s %6s %10s %9s %9s %8s %7s\n", "format", "m", "n", "k", "us", "GB/s", "GFLOP/s", "%read",
+               "%peak");
     } else {
-        printf("{\"device\": \"%s\", \"activations\": \"%s\", \"read_bandwidth_gbps\": %.2f, \"results\": [",
-               mlxn_device_description(dev), g_session_flags ? "f32" : "int8", rbw);
+        printf("{\"device\": \"%s\", \"activations\": \"%s\", \"read_bandwidth_gbps\": %.2f, "
+               "\"fma_peak_gflops\": %.1f, \"results\": [",
+               mlxn_device_description(dev), g_session_flags ? "f32" : "int8", rbw, peak);
     }
     int printed = 0, rc = 0;
     char fl[512], rl[64];
@@ -263,8 +314,9 @@ int cmd_bench_ops(int argc, char **argv) {
                            printed++ ? ", " : "", f, (long long)c.m, (long long)c.n, (long long)c.k, nth, c.us,
                            c.gbps, c.gflops);
                 else
-                    printf("%-12s %5lld %6lld %6lld %10.1f %9.2f %9.1f %7.0f%%\n", f, (long long)c.m, (long long)c.n,
-                           (long long)c.k, c.us, c.gbps, c.gflops, rbw > 0 ? 100.0 * c.gbps / rbw : 0.0);
+                    printf("%-12s %5lld %6lld %6lld %10.1f %9.2f %9.1f %7.0f%% %6.0f%%\n", f, (long long)c.m,
+                           (long long)c.n, (long long)c.k, c.us, c.gbps, c.gflops, rbw > 0 ? 100.0 * c.gbps / rbw : 0.0,
+                           peak > 0 ? 100.0 * c.gflops / peak : 0.0);
                 fflush(stdout);
             }
         }
