@@ -393,9 +393,13 @@ MLXN_CLONES static float dot_f32(const float *a, const float *b, int64_t K) {
     return s;
 }
 
-/* acc = acc * c + e * v */
-MLXN_CLONES static void scale_axpy(float *acc, float c, float e, const float *v, int64_t D) {
-    for (int64_t d = 0; d < D; d++) acc[d] = acc[d] * c + e * v[d];
+/* acc += e * v */
+MLXN_CLONES static void axpy(float *acc, float e, const float *v, int64_t D) {
+    for (int64_t d = 0; d < D; d++) acc[d] += e * v[d];
+}
+
+MLXN_CLONES static void scale_row(float *acc, float c, int64_t D) {
+    for (int64_t d = 0; d < D; d++) acc[d] *= c;
 }
 
 __attribute__((target("avx512f"))) static void f16_row_512(const uint16_t *src, float *dst, int64_t n) {
@@ -425,9 +429,13 @@ static const float *cache_row(const mlxn_tensor *c, size_t base, int64_t D, floa
     return buf;
 }
 
+/* Keys are taken in blocks: the scores of a block first, then one rescale
+ * of the running sum and accumulator per block (not per key). */
+enum { ATT_BLOCK = 64 };
+
 static size_t s_attention(const mlxn_node *n, int nth) {
     (void)nth;
-    return (size_t)T(1)->shape[2] * sizeof(float) * 3;
+    return ((size_t)T(1)->shape[2] * 3 + ATT_BLOCK) * sizeof(float);
 }
 
 static void k_attention(const mlxn_node *n, int ith, int nth, void *scratch) {
@@ -437,7 +445,7 @@ static void k_attention(const mlxn_node *n, int ith, int nth, void *scratch) {
     const mlxn_attention_params *p = &n->p.attn;
     mlxn_split(Tn * H, ith, nth, &lo, &hi);
     const int32_t *pos = I32(4);
-    float *acc = scratch, *krow = acc + D, *vrow = krow + D;
+    float *acc = scratch, *krow = acc + D, *vrow = krow + D, *sc = vrow + D;
     for (int64_t i = lo; i < hi; i++) {
         int64_t t = i / H, h = i % H, hk = h / rep;
         const float *qv = F32(1) + (t * H + h) * D;
@@ -448,20 +456,27 @@ static void k_attention(const mlxn_node *n, int ith, int nth, void *scratch) {
         if (first < 0) first = 0;
         float mx = -INFINITY, sum = 0;
         for (int64_t d = 0; d < D; d++) acc[d] = 0;
-        for (int64_t pp = first; pp <= pt; pp++) {
-            size_t base = (size_t)((hk * C + pp % C) * D);
-            const float *kr = cache_row(kc, base, D, krow);
-            float s = dot_f32(qv, kr, D) * p->scale;
-            if (p->softcap > 0) s = tanhf(s / p->softcap) * p->softcap;
-            float corr = 1.0f;
-            if (s > mx) {
-                corr = mx == -INFINITY ? 0.0f : expf(mx - s);
-                sum *= corr;
-                mx = s;
+        for (int64_t b0 = first; b0 <= pt; b0 += ATT_BLOCK) {
+            int64_t nb = pt - b0 + 1 < ATT_BLOCK ? pt - b0 + 1 : ATT_BLOCK;
+            float bm = -INFINITY;
+            for (int64_t j = 0; j < nb; j++) {
+                const float *kr = cache_row(kc, (size_t)((hk * C + (b0 + j) % C) * D), D, krow);
+                float s = dot_f32(qv, kr, D) * p->scale;
+                if (p->softcap > 0) s = tanhf(s / p->softcap) * p->softcap;
+                sc[j] = s;
+                if (s > bm) bm = s;
             }
-            float e = expf(s - mx);
-            sum += e;
-            scale_axpy(acc, corr, e, cache_row(vc, base, D, vrow), D);
+            if (bm > mx) {
+                float corr = mx == -INFINITY ? 0.0f : expf(mx - bm);
+                sum *= corr;
+                if (mx != -INFINITY) scale_row(acc, corr, D);
+                mx = bm;
+            }
+            for (int64_t j = 0; j < nb; j++) {
+                float e = expf(sc[j] - mx);
+                sum += e;
+                axpy(acc, e, cache_row(vc, (size_t)((hk * C + (b0 + j) % C) * D), D, vrow), D);
+            }
         }
         float inv = sum > 0 ? 1.0f / sum : 0.0f;
         for (int64_t d = 0; d < D; d++) o[d] = acc[d] * inv;
