@@ -292,7 +292,9 @@ mlxn_status mlxn_session_finish(mlxn_session *s);
  * was finished. */
 mlxn_status mlxn_session_replay(mlxn_session *s);
 mlxn_status mlxn_session_replay_submit(mlxn_session *s); /* without waiting */
-/* Forget the recorded graph (drops its buffer references) to record anew. */
+/* Forget the recorded graph (drops its buffer references and the marked
+ * outputs) to record anew. Recording an op after a finished graph does the
+ * same implicitly. */
 void mlxn_session_reset(mlxn_session *s);
 mlxn_status mlxn_session_stats(const mlxn_session *s, mlxn_graph_stats *out);
 mlxn_mode mlxn_session_mode(const mlxn_session *s);
