@@ -152,6 +152,13 @@ mlxn_status mlxn_session_record(mlxn_session *s, mlxn_node *n) {
     return MLXN_OK;
 }
 
+/* Take back the last recorded node (an op that records two nodes and fails
+ * on the second). */
+void mlxn_session_drop_last(mlxn_session *s);
+void mlxn_session_drop_last(mlxn_session *s) {
+    if (s->n_nodes) mlxn_node_release(&s->nodes[--s->n_nodes]);
+}
+
 static void hist_groups(mlxn_session *s) {
     memset(s->stats.group_hist, 0, sizeof s->stats.group_hist);
     for (uint32_t g = 0; g < s->exec.n_groups; g++) {

@@ -4,6 +4,7 @@
  * slots declare every byte range a node touches, which is what the conflict
  * tracking of the graph stands on.
  */
+#include "backend/backend.h"
 #include "graph/graph.h"
 #include "ops/ops.h"
 
@@ -34,6 +35,8 @@ const mlxn_op_desc mlxn_op_table[MLXN_OP_COUNT] = {
     [MLXN_OP_TOP_K] = {"top_k", false},
     [MLXN_OP_MATMUL_ID] = {"matmul_id", true},
     [MLXN_OP_ROPE_KV_WRITE] = {"rope_kv_write", true},
+    [MLXN_OP_ATTENTION_PARTIAL] = {"attention_partial", false},
+    [MLXN_OP_ATTENTION_MERGE] = {"attention_merge", false},
 };
 _Static_assert(sizeof mlxn_op_table / sizeof mlxn_op_table[0] == MLXN_OP_COUNT,
                "op table out of date");
@@ -51,6 +54,7 @@ bool mlxn_nodes_conflict(const mlxn_node *a, const mlxn_node *b) {
 /* Implemented in graph/session.c: append (and in direct mode run) a node. */
 mlxn_status mlxn_session_record(mlxn_session *s, mlxn_node *n);
 mlxn_device *mlxn_session_device(const mlxn_session *s);
+void mlxn_session_drop_last(mlxn_session *s);
 
 /* ---- validation helpers; each names the op and the argument ---- */
 
@@ -550,7 +554,40 @@ mlxn_status mlxn_op_attention(mlxn_session *s, mlxn_buffer *out, const mlxn_buff
         return mlxn_err(MLXN_ERR_INVALID_ARG, "attention: window %d and softcap %g must be >= 0", ap.window,
                         (double)ap.softcap);
     c.n.p.attn = ap;
-    return finish(&c, false);
+    TRY(check_alias(&c, false));
+    /* Decode over a long cache: split each (token, head)'s keys across the
+     * workers and merge (flash-decoding), where the backend has the two
+     * kernels; else one node. */
+    int64_t T = tq->shape[0], H = tq->shape[1], C = tk->shape[1], D = tq->shape[2];
+    int splits = T <= 4 && C >= 512 ? (int)(C / 256 < 16 ? C / 256 : 16) : 1;
+    if (splits > 1) {
+        mlxn_device *dev = mlxn_session_device(s);
+        mlxn_node part = c.n, merge;
+        memset(&merge, 0, sizeof merge);
+        mlxn_alloc *a = NULL;
+        int64_t rows = T * H * splits, sh[2] = {rows, D + 2};
+        TRY(mlxn_alloc_new(dev, (size_t)(rows * (D + 2)) * sizeof(float), &a));
+        mlxn_tensor pt = {0};
+        mlxn_status st = mlxn_tensor_init_shape(&pt, MLXN_F32, 2, sh, "attention");
+        pt.alloc = a;
+        part.op = MLXN_OP_ATTENTION_PARTIAL;
+        part.t[0] = pt;
+        part.p.split = (mlxn_attn_split_params){ap, splits};
+        merge.op = MLXN_OP_ATTENTION_MERGE;
+        merge.n_slots = 2;
+        merge.n_out = 1;
+        merge.t[0] = c.n.t[0];
+        merge.t[1] = pt;
+        merge.p.split = part.p.split;
+        bool can = !dev->be->supports || (dev->be->supports(dev, &part) && dev->be->supports(dev, &merge));
+        if (!st && can) {
+            st = mlxn_session_record(s, &part);
+            if (!st && (st = mlxn_session_record(s, &merge))) mlxn_session_drop_last(s);
+        }
+        mlxn_alloc_release(a); /* the recorded nodes hold their own references */
+        if (st || can) return st;
+    }
+    return mlxn_session_record(c.s, &c.n);
 }
 
 mlxn_status mlxn_op_argmax(mlxn_session *s, mlxn_buffer *out, const mlxn_buffer *x) {

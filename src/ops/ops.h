@@ -34,6 +34,8 @@ typedef enum mlxn_op {
     MLXN_OP_TOP_K = 20,       /* idx, val | x */
     MLXN_OP_MATMUL_ID = 21,   /* out | x, w, ids */
     MLXN_OP_ROPE_KV_WRITE = 22, /* cache | x, positions [, freq_factors]: fused rope -> kv_write */
+    MLXN_OP_ATTENTION_PARTIAL = 23, /* partials | q, k_cache, v_cache, positions: split-KV part */
+    MLXN_OP_ATTENTION_MERGE = 24,   /* out | partials: combines the splits */
     MLXN_OP_COUNT
 } mlxn_op;
 
@@ -61,7 +63,15 @@ typedef struct mlxn_matmul_id_params {
     bool x_per_slot; /* x has one row per (token, slot) instead of per token */
 } mlxn_matmul_id_params;
 
+/* Split-KV attention (flash-decoding): each (token, head) runs `splits`
+ * parts over slices of its keys; partials rows are [m, l, acc[D]]. */
+typedef struct mlxn_attn_split_params {
+    mlxn_attention_params a;
+    int splits;
+} mlxn_attn_split_params;
+
 typedef union mlxn_op_params {
+    mlxn_attn_split_params split;
     mlxn_topk_params topk;
     mlxn_matmul_id_params mid;
     mlxn_unary_params u;

@@ -438,48 +438,107 @@ static size_t s_attention(const mlxn_node *n, int nth) {
     return ((size_t)T(1)->shape[2] * 3 + ATT_BLOCK) * sizeof(float);
 }
 
+/* Online softmax of query qv over cache positions [from, to] of kv head hk:
+ * updates the running max *mx, sum *sum and unnormalized accumulator acc. */
+static void attend_range(const mlxn_tensor *kc, const mlxn_tensor *vc, const mlxn_attention_params *p,
+                         const float *qv, int64_t hk, int64_t from, int64_t to, float *mx, float *sum, float *acc,
+                         float *krow, float *vrow, float *sc) {
+    int64_t C = kc->shape[1], D = kc->shape[2];
+    for (int64_t b0 = from; b0 <= to; b0 += ATT_BLOCK) {
+        int64_t nb = to - b0 + 1 < ATT_BLOCK ? to - b0 + 1 : ATT_BLOCK;
+        float bm = -INFINITY;
+        for (int64_t j = 0; j < nb; j++) {
+            const float *kr = cache_row(kc, (size_t)((hk * C + (b0 + j) % C) * D), D, krow);
+            float s = dot_f32(qv, kr, D) * p->scale;
+            if (p->softcap > 0) s = tanhf(s / p->softcap) * p->softcap;
+            sc[j] = s;
+            if (s > bm) bm = s;
+        }
+        if (bm > *mx) {
+            float corr = *mx == -INFINITY ? 0.0f : expf(*mx - bm);
+            *sum *= corr;
+            if (*mx != -INFINITY) scale_row(acc, corr, D);
+            *mx = bm;
+        }
+        for (int64_t j = 0; j < nb; j++) {
+            float e = expf(sc[j] - *mx);
+            *sum += e;
+            axpy(acc, e, cache_row(vc, (size_t)((hk * C + (b0 + j) % C) * D), D, vrow), D);
+        }
+    }
+}
+
+/* Positions query t sees: [*first, pt] (ring and window limits). */
+static int64_t attn_first(int64_t pt, int64_t C, int window) {
+    int64_t first = pt - C + 1; /* older rows were overwritten in a ring */
+    if (window > 0 && pt - window + 1 > first) first = pt - window + 1;
+    return first < 0 ? 0 : first;
+}
+
 static void k_attention(const mlxn_node *n, int ith, int nth, void *scratch) {
     const mlxn_tensor *q = T(1), *kc = T(2), *vc = T(3);
     int64_t Tn = q->shape[0], H = q->shape[1], D = q->shape[2];
-    int64_t Hkv = kc->shape[0], C = kc->shape[1], rep = H / Hkv, lo, hi;
-    const mlxn_attention_params *p = &n->p.attn;
+    int64_t rep = H / kc->shape[0], lo, hi;
     mlxn_split(Tn * H, ith, nth, &lo, &hi);
     const int32_t *pos = I32(4);
     float *acc = scratch, *krow = acc + D, *vrow = krow + D, *sc = vrow + D;
     for (int64_t i = lo; i < hi; i++) {
-        int64_t t = i / H, h = i % H, hk = h / rep;
-        const float *qv = F32(1) + (t * H + h) * D;
-        float *o = F32(0) + (t * H + h) * D;
-        int64_t pt = pos[t];
-        int64_t first = pt - C + 1; /* older rows were overwritten in a ring */
-        if (p->window > 0 && pt - p->window + 1 > first) first = pt - p->window + 1;
-        if (first < 0) first = 0;
+        int64_t t = i / H, h = i % H, pt = pos[t];
         float mx = -INFINITY, sum = 0;
         for (int64_t d = 0; d < D; d++) acc[d] = 0;
-        for (int64_t b0 = first; b0 <= pt; b0 += ATT_BLOCK) {
-            int64_t nb = pt - b0 + 1 < ATT_BLOCK ? pt - b0 + 1 : ATT_BLOCK;
-            float bm = -INFINITY;
-            for (int64_t j = 0; j < nb; j++) {
-                const float *kr = cache_row(kc, (size_t)((hk * C + (b0 + j) % C) * D), D, krow);
-                float s = dot_f32(qv, kr, D) * p->scale;
-                if (p->softcap > 0) s = tanhf(s / p->softcap) * p->softcap;
-                sc[j] = s;
-                if (s > bm) bm = s;
-            }
-            if (bm > mx) {
-                float corr = mx == -INFINITY ? 0.0f : expf(mx - bm);
-                sum *= corr;
-                if (mx != -INFINITY) scale_row(acc, corr, D);
-                mx = bm;
-            }
-            for (int64_t j = 0; j < nb; j++) {
-                float e = expf(sc[j] - mx);
-                sum += e;
-                axpy(acc, e, cache_row(vc, (size_t)((hk * C + (b0 + j) % C) * D), D, vrow), D);
-            }
-        }
+        attend_range(kc, vc, &n->p.attn, F32(1) + (t * H + h) * D, h / rep,
+                     attn_first(pt, kc->shape[1], n->p.attn.window), pt, &mx, &sum, acc, krow, vrow, sc);
         float inv = sum > 0 ? 1.0f / sum : 0.0f;
+        float *o = F32(0) + (t * H + h) * D;
         for (int64_t d = 0; d < D; d++) o[d] = acc[d] * inv;
+    }
+}
+
+/* Flash-decoding, part 1: (token, head, split) items; split s of S takes
+ * the s-th slice of the token's visible keys and writes [m, l, acc[D]]. */
+static void k_attention_partial(const mlxn_node *n, int ith, int nth, void *scratch) {
+    const mlxn_tensor *q = T(1), *kc = T(2), *vc = T(3);
+    const mlxn_attn_split_params *sp = &n->p.split;
+    int64_t Tn = q->shape[0], H = q->shape[1], D = q->shape[2], S = sp->splits;
+    int64_t rep = H / kc->shape[0], lo, hi;
+    mlxn_split(Tn * H * S, ith, nth, &lo, &hi);
+    const int32_t *pos = I32(4);
+    float *krow = scratch, *vrow = krow + D, *sc = vrow + D;
+    for (int64_t i = lo; i < hi; i++) {
+        int64_t s = i % S, th = i / S, t = th / H, h = th % H, pt = pos[t];
+        int64_t first = attn_first(pt, kc->shape[1], sp->a.window), L = pt - first + 1;
+        int64_t chunk = (L + S - 1) / S, from = first + s * chunk, to = from + chunk - 1 < pt ? from + chunk - 1 : pt;
+        float *row = F32(0) + i * (D + 2), mx = -INFINITY, sum = 0;
+        for (int64_t d = 0; d < D; d++) row[2 + d] = 0;
+        if (from <= to)
+            attend_range(kc, vc, &sp->a, F32(1) + (t * H + h) * D, h / rep, from, to, &mx, &sum, row + 2, krow, vrow,
+                         sc);
+        row[0] = mx;
+        row[1] = sum;
+    }
+}
+
+/* Part 2: out = sum_s e^(m_s - M) acc_s / sum_s e^(m_s - M) l_s. */
+static void k_attention_merge(const mlxn_node *n, int ith, int nth, void *scratch) {
+    (void)scratch;
+    int64_t D = T(0)->shape[2], S = n->p.split.splits, lo, hi;
+    mlxn_split(mlxn_tensor_elems(T(0)) / D, ith, nth, &lo, &hi);
+    for (int64_t i = lo; i < hi; i++) {
+        const float *part = F32(1) + i * S * (D + 2);
+        float M = -INFINITY, l = 0;
+        for (int64_t s = 0; s < S; s++)
+            if (part[s * (D + 2)] > M) M = part[s * (D + 2)];
+        float *o = F32(0) + i * D;
+        for (int64_t d = 0; d < D; d++) o[d] = 0;
+        for (int64_t s = 0; s < S; s++) {
+            const float *r = part + s * (D + 2);
+            if (r[0] == -INFINITY) continue; /* an empty slice */
+            float w = expf(r[0] - M);
+            l += w * r[1];
+            axpy(o, w, r + 2, D);
+        }
+        float inv = l > 0 ? 1.0f / l : 0.0f;
+        for (int64_t d = 0; d < D; d++) o[d] *= inv;
     }
 }
 
@@ -630,5 +689,7 @@ const mlxn_cpu_op mlxn_cpu_ops[MLXN_OP_COUNT] = {
     [MLXN_OP_TOP_K] = {k_top_k, s_top_k},
     [MLXN_OP_MATMUL_ID] = {k_matmul_id, s_matmul_id},
     [MLXN_OP_ROPE_KV_WRITE] = {k_rope_kv_write, s_rope},
+    [MLXN_OP_ATTENTION_PARTIAL] = {k_attention_partial, s_attention},
+    [MLXN_OP_ATTENTION_MERGE] = {k_attention_merge, NULL},
 };
 _Static_assert(sizeof mlxn_cpu_ops / sizeof mlxn_cpu_ops[0] == MLXN_OP_COUNT, "cpu kernel table out of date");

@@ -13,6 +13,7 @@ static cudaError_t f_rows(const cu_node *n, void *, cudaStream_t s) { return mlx
 static cudaError_t f_rope(const cu_node *n, void *, cudaStream_t s) { return mlxn_cu_rope(n, s); }
 static cudaError_t f_attn(const cu_node *n, void *scr, cudaStream_t s) { return mlxn_cu_attention(n, scr, s); }
 static cudaError_t f_topk(const cu_node *n, void *, cudaStream_t s) { return mlxn_cu_top_k(n, s); }
+static cudaError_t f_none(const cu_node *, void *, cudaStream_t) { return cudaErrorInvalidValue; }
 static cudaError_t f_mid(const cu_node *n, void *, cudaStream_t s) { return mlxn_cu_matmul_id(n, s); }
 
 static const cu_family cu_ops[CU_OP_COUNT] = {
@@ -21,7 +22,7 @@ static const cu_family cu_ops[CU_OP_COUNT] = {
     /* LAYER_NORM */ f_norm, /* SOFTMAX */ f_norm, /* MATMUL */ f_mm, /* MATMUL_MLX */ f_mm,
     /* ROPE */ f_rope, /* COPY */ f_elem, /* GET_ROWS */ f_rows, /* GET_ROWS_MLX */ f_rows,
     /* KV_WRITE */ f_elem, /* ATTENTION */ f_attn, /* ARGMAX */ f_elem, /* TOP_K */ f_topk,
-    /* MATMUL_ID */ f_mid, /* ROPE_KV_WRITE */ f_rope,
+    /* MATMUL_ID */ f_mid, /* ROPE_KV_WRITE */ f_rope, /* ATTENTION_PARTIAL */ f_none, /* ATTENTION_MERGE */ f_none,
 };
 static_assert(sizeof cu_ops / sizeof cu_ops[0] == CU_OP_COUNT, "cuda op table out of date");
 
@@ -39,6 +40,8 @@ extern "C" bool mlxn_cu_supports(const cu_node *n) {
         return al16(t[1].data);
     case CU_OP_GET_ROWS_MLX: return al16(t[1].data);
     case CU_OP_ATTENTION: return t[1].shape[2] <= 256;
+    case CU_OP_ATTENTION_PARTIAL:
+    case CU_OP_ATTENTION_MERGE: return false;
     case CU_OP_MATMUL_ID: /* the decoders' 16-byte loads: aligned weights, rows of whole 16-byte units */
         return al16(t[2].data) && (t[2].nbytes / (size_t)(t[2].shape[0] * t[2].shape[1])) % 16 == 0;
     default: return (unsigned)n->op < CU_OP_COUNT;
