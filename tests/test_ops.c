@@ -414,11 +414,12 @@ static void test_attention(void) {
     attention_case("attention sliding window 5 + softcap", 3, 2, 2, 64, 40, 10, 5, 20.0f, MLXN_BF16);
     attention_case("attention ring cache past C", 2, 2, 1, 128, 16, 37, 0, 0, MLXN_F32);
     attention_case("attention head dim 256", 1, 2, 1, 256, 8, 3, 0, 0, MLXN_F16);
-    /* caches of >= 512 rows with <= 4 queries take the split-KV path */
+    /* caches of >= 512 rows with at most 2 (token, head) pairs per worker
+     * (2 workers here) take the split-KV path */
     attention_case("attention split-KV decode, C=1024", 1, 4, 2, 64, 1024, 900, 0, 0, MLXN_F16);
     attention_case("attention split-KV ring past C=512", 1, 2, 1, 64, 512, 1500, 0, 0, MLXN_F32);
-    attention_case("attention split-KV window 100 + softcap", 2, 4, 1, 64, 768, 700, 100, 30.0f, MLXN_BF16);
-    attention_case("attention split-KV, 3 queries from position 0", 3, 2, 2, 32, 600, 0, 0, 0, MLXN_F32);
+    attention_case("attention split-KV window 100 + softcap", 1, 4, 1, 64, 768, 700, 100, 30.0f, MLXN_BF16);
+    attention_case("attention split-KV, 3 queries from position 0", 3, 1, 1, 32, 600, 0, 0, 0, MLXN_F32);
     {
         mlxn_buffer *q = mk(MLXN_F32, 3, 1, 2, 64), *kc = mk(MLXN_F16, 3, 1, 1024, 64), *pos = mk(MLXN_I32, 1, 1, 0, 0),
                     *o = mk(MLXN_F32, 3, 1, 2, 64);

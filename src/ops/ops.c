@@ -555,13 +555,14 @@ mlxn_status mlxn_op_attention(mlxn_session *s, mlxn_buffer *out, const mlxn_buff
                         (double)ap.softcap);
     c.n.p.attn = ap;
     TRY(check_alias(&c, false));
-    /* Decode over a long cache: split each (token, head)'s keys across the
-     * workers and merge (flash-decoding), where the backend has the two
-     * kernels; else one node. */
+    /* Decode over a long cache with too few (token, head) pairs to keep the
+     * workers busy: split each pair's keys across them and merge
+     * (flash-decoding), where the backend has the two kernels; else one node. */
+    mlxn_device *dev = mlxn_session_device(s);
     int64_t T = tq->shape[0], H = tq->shape[1], C = tk->shape[1], D = tq->shape[2];
-    int splits = T <= 4 && C >= 512 ? (int)(C / 256 < 16 ? C / 256 : 16) : 1;
+    bool few = T * H <= 2 * (int64_t)mlxn_device_threads(dev);
+    int splits = few && C >= 512 ? (int)(C / 256 < 16 ? C / 256 : 16) : 1;
     if (splits > 1) {
-        mlxn_device *dev = mlxn_session_device(s);
         mlxn_node part = c.n, merge;
         memset(&merge, 0, sizeof merge);
         mlxn_alloc *a = NULL;
