@@ -377,8 +377,11 @@ void mlxn_qmat_dequant_row(const mlxn_qmat *w, int64_t n, int64_t k0, int64_t k1
 static inline size_t al64(size_t n) { return (n + 63) & ~(size_t)63; }
 
 /* decode scratch: shared row f32[K] and sbuf f32[K/32+16], then one slice
- * per x row: xq int8[K] | dx, xg, xgg, xs32 f32[K/32+16] | xs16 f32[K/16+16]
- * (the +16 pads let 16-wide loads run past the last block) */
+ * per x row: xq int8[K rounded up to 128] | dx, xg, xgg, xs32 f32[K/32+16] |
+ * xs16 f32[K/16+16]. The pads let 64-byte / 16-wide loads run past the last
+ * block: quantize_x_512 zeroes them (xq to the 128 boundary, dx, xg, xs32,
+ * xs16 16 entries; xgg in decode_vnni), so a tail step multiplies zero
+ * weights or factors by zeros, never by stale scratch (NaN·0 = NaN). */
 typedef struct dec_scratch {
     int8_t *xq;  /* x quantized, in the layout the weight format wants */
     float *dx;   /* per 32-block step of xq */
@@ -391,7 +394,8 @@ typedef struct dec_scratch {
 } dec_scratch;
 
 static size_t dec_v(size_t k) { return al64((k / 32 + 16) * 4); }
-static size_t dec_slice(size_t k) { return al64(k) + 4 * dec_v(k) + al64((k / 16 + 16) * 4); }
+static size_t dec_xq(size_t k) { return (k + 127) & ~(size_t)127; }
+static size_t dec_slice(size_t k) { return dec_xq(k) + 4 * dec_v(k) + al64((k / 16 + 16) * 4); }
 static size_t dec_bytes(int64_t K, int64_t M) {
     size_t k = (size_t)K;
     return 64 + al64(k * 4) + dec_v(k) + (size_t)M * dec_slice(k);
@@ -404,7 +408,7 @@ static dec_scratch dec_layout(void *scratch, int64_t K, int64_t m) {
     s.sbuf = (float *)(base + al64(k * 4));
     uint8_t *p = base + al64(k * 4) + v + (size_t)m * dec_slice(k);
     s.xq = (int8_t *)p;
-    p += al64(k);
+    p += dec_xq(k);
     s.dx = (float *)p;
     s.xg = (float *)(p + v);
     s.xgg = (float *)(p + 2 * v);
@@ -536,7 +540,9 @@ static void decode_generic(const mlxn_qmat *w, const float *x, float *y, int64_t
  *              nibbles.
  *  XL_Q40:     per 128, [elements 0-15 of blocks 0-3 | elements 16-31 of
  *              blocks 0-3]: q4_0/q4_1 keep 0-15 in low, 16-31 in high
- *              nibbles, and four blocks' 16 code bytes fill one zmm. */
+ *              nibbles, and four blocks' 16 code bytes fill one zmm.
+ * When K % 128 != 0 the last 128-chunk of XL_MLX4 / XL_Q40 holds only
+ * blocks 0..K%128/32-1, at the same places; the other bytes are zero. */
 enum { XL_NATURAL, XL_MLX4, XL_Q4K, XL_Q40 };
 
 /* Quantize x[K] to int8 per 32-block (d = max|x|/127, round to nearest even)
@@ -544,6 +550,8 @@ enum { XL_NATURAL, XL_MLX4, XL_Q4K, XL_Q40 };
 TARGET_512 static void quantize_x_512(const float *x, int64_t K, dec_scratch *s, int layout) {
     const __m512i ev = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
     const __m512i od = _mm512_add_epi32(ev, _mm512_set1_epi32(1));
+    const int64_t kr = K / 128 * 128;
+    if (kr < K) memset(s->xq + kr, 0, 128);
     for (int64_t j = 0; j < K / 32; j++) {
         __m512 a = _mm512_loadu_ps(x + 32 * j), b = _mm512_loadu_ps(x + 32 * j + 16);
         __m512 am = _mm512_max_ps(_mm512_abs_ps(a), _mm512_abs_ps(b));
@@ -579,7 +587,10 @@ TARGET_512 static void quantize_x_512(const float *x, int64_t K, dec_scratch *s,
             _mm_storeu_si128((__m128i *)(s->xq + 32 * jj + 16), _mm512_cvtsepi32_epi8(qb));
         }
     }
-    for (int j = 0; j < 16; j++) s->dx[K / 32 + j] = s->xs32[K / 32 + j] = 0;
+    for (int j = 0; j < 16; j++) {
+        s->dx[K / 32 + j] = s->xg[K / 32 + j] = s->xs32[K / 32 + j] = 0;
+        s->xs16[K / 16 + j] = 0;
+    }
 }
 
 TARGET_512 static inline float hsum256(__m256 v) {
@@ -591,109 +602,70 @@ TARGET_512 static inline float hsum256(__m256 v) {
 TARGET_512 static inline float h2f_512(uint16_t h) {
     return _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(h)));
 }
-/* 16 packed nibbles → 32 u8 codes [low nibbles, high nibbles]. */
-TARGET_512 static inline __m256i nib32(const uint8_t *p) {
-    __m128i v = _mm_loadu_si128((const __m128i *)p);
-    __m128i m = _mm_set1_epi8(0x0F);
-    return _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(v, 4), m), _mm_and_si128(v, m));
-}
 #define DPB(acc, a, b) _mm256_dpbusd_epi32(acc, a, b)
 
-/* q4_0 / q4_1, four blocks per step (x in XL_Q40, K % 128 == 0).
+/* q4_0 / q4_1, four blocks per step (x in XL_Q40); a last step of 1-3
+ * blocks when K % 128 != 0 (absent blocks: zero codes and zero factors).
  * q4_0: Σ d(q-8)·dx·c = Σ d·dx·(Σ q·c) - 8·Σ d·dx·(Σ c), c = x codes.
  * q4_1: Σ (d q + m)·x = Σ d·dx·(Σ q·c) + Σ m·(Σ x). */
-TARGET_512 static inline __m512i q4x4_codes(const uint8_t *q0, size_t stride) {
-    __m512i v = _mm512_castsi128_si512(_mm_loadu_si128((const __m128i *)q0));
-    v = _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)(q0 + stride)), 1);
-    v = _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)(q0 + 2 * stride)), 2);
-    return _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)(q0 + 3 * stride)), 3);
+TARGET_512 static inline __m512i q4x4_codes(const uint8_t *q0, size_t stride, int nb) {
+    __m512i v = _mm512_zextsi128_si512(_mm_loadu_si128((const __m128i *)q0));
+    if (nb > 1) v = _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)(q0 + stride)), 1);
+    if (nb > 2) v = _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)(q0 + 2 * stride)), 2);
+    if (nb > 3) v = _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)(q0 + 3 * stride)), 3);
+    return v;
 }
-TARGET_512 static inline __m128 h4(const uint8_t *p, size_t stride) {
-    uint16_t a, b, c, d;
+/* nb (1-4) f16 values `stride` bytes apart → f32 lanes 0..nb-1, zero above. */
+TARGET_512 static inline __m128 h4(const uint8_t *p, size_t stride, int nb) {
+    uint16_t a = 0, b = 0, c = 0, d = 0; /* scalars: no store-forwarding stall */
     memcpy(&a, p, 2);
-    memcpy(&b, p + stride, 2);
-    memcpy(&c, p + 2 * stride, 2);
-    memcpy(&d, p + 3 * stride, 2);
+    if (nb > 1) memcpy(&b, p + stride, 2);
+    if (nb > 2) memcpy(&c, p + 2 * stride, 2);
+    if (nb > 3) memcpy(&d, p + 3 * stride, 2);
     return _mm_cvtph_ps(_mm_setr_epi16((short)a, (short)b, (short)c, (short)d, 0, 0, 0, 0));
+}
+TARGET_512 static inline void q4x4_step(const uint8_t *b, size_t bs, size_t qo, bool q41, int nb,
+                                        const int8_t *xq, const float *dx, const float *xsum,
+                                        __m512 *acc, __m128 *cor) {
+    const __m512i m4 = _mm512_set1_epi8(0x0F);
+    const __m512i il = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
+    __m512i v = q4x4_codes(b + qo, bs, nb);
+    __m512i lo = _mm512_and_si512(v, m4), hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
+    __m512i xa = _mm512_loadu_si512((const void *)xq);
+    __m512i xb = _mm512_loadu_si512((const void *)(xq + 64));
+    __m512i d = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, xa), hi, xb);
+    __m128 f4 = _mm_mul_ps(h4(b, bs, nb), _mm_loadu_ps(dx));
+    __m512 f = _mm512_permutexvar_ps(il, _mm512_castps128_ps512(f4));
+    *acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), f, *acc);
+    /* q4_1: m·Σx; q4_0: d·dx·Σc (times -8 at the end) */
+    *cor = _mm_fmadd_ps(q41 ? h4(b + 2, bs, nb) : f4, _mm_loadu_ps(xsum), *cor);
 }
 TARGET_512 static float dot_q4x4_512(const uint8_t *b, bool q41, const dec_scratch *s, int64_t K) {
     const size_t bs = q41 ? sizeof(mlxn_block_q4_1) : sizeof(mlxn_block_q4_0), qo = q41 ? 4 : 2;
-    const __m512i m4 = _mm512_set1_epi8(0x0F);
-    const __m512i il = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
+    const float *xsum = q41 ? s->xg : s->xs32;
     __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
     __m128 cor = _mm_setzero_ps();
-    for (int64_t p = 0; p < K / 128; p++, b += 4 * bs) {
-        __m512i v = q4x4_codes(b + qo, bs);
-        __m512i lo = _mm512_and_si512(v, m4), hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
-        __m512i xa = _mm512_loadu_si512((const void *)(s->xq + 128 * p));
-        __m512i xb = _mm512_loadu_si512((const void *)(s->xq + 128 * p + 64));
-        __m512i d = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, xa), hi, xb);
-        __m128 f4 = _mm_mul_ps(h4(b, bs), _mm_loadu_ps(s->dx + 4 * p));
-        __m512 f = _mm512_permutexvar_ps(il, _mm512_castps128_ps512(f4));
-        if (p & 1)
-            acc1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), f, acc1);
-        else
-            acc0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), f, acc0);
-        if (q41)
-            cor = _mm_fmadd_ps(h4(b + 2, bs), _mm_loadu_ps(s->xg + 4 * p), cor);
-        else
-            cor = _mm_fmadd_ps(f4, _mm_loadu_ps(s->xs32 + 4 * p), cor);
+    int64_t p = 0;
+    for (; p + 2 <= K / 128; p += 2, b += 8 * bs) {
+        q4x4_step(b, bs, qo, q41, 4, s->xq + 128 * p, s->dx + 4 * p, xsum + 4 * p, &acc0, &cor);
+        q4x4_step(b + 4 * bs, bs, qo, q41, 4, s->xq + 128 * p + 128, s->dx + 4 * p + 4,
+                  xsum + 4 * p + 4, &acc1, &cor);
     }
-    __m128 c = _mm_add_ps(cor, _mm_movehl_ps(cor, cor));
-    float cs = _mm_cvtss_f32(_mm_add_ss(c, _mm_movehdup_ps(c)));
-    return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1)) + (q41 ? cs : -8.0f * cs);
+    if (p < K / 128) {
+        q4x4_step(b, bs, qo, q41, 4, s->xq + 128 * p, s->dx + 4 * p, xsum + 4 * p, &acc0, &cor);
+        p++, b += 4 * bs;
+    }
+    if (K % 128)
+        q4x4_step(b, bs, qo, q41, (int)(K % 128 / 32), s->xq + 128 * p, s->dx + 4 * p,
+                  xsum + 4 * p, &acc1, &cor);
+    __m512 c = _mm512_zextps128_ps512(_mm_mul_ps(cor, _mm_set1_ps(q41 ? 1.0f : -8.0f)));
+    return _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(acc0, acc1), c));
 }
 TARGET_512 static float dot_q4_0x4_512(const void *wr, const dec_scratch *s, int64_t K) {
     return dot_q4x4_512(wr, false, s, K);
 }
 TARGET_512 static float dot_q4_1x4_512(const void *wr, const dec_scratch *s, int64_t K) {
     return dot_q4x4_512(wr, true, s, K);
-}
-
-TARGET_512 static float dot_q4_0_512(const void *wr, const dec_scratch *s, int64_t K) {
-    const mlxn_block_q4_0 *b = wr;
-    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
-    const __m256i c8 = _mm256_set1_epi8(8);
-    int64_t nb = K / 32, j = 0;
-    for (; j + 2 <= nb; j += 2) {
-        for (int u = 0; u < 2; u++) {
-            __m256i xv = _mm256_loadu_si256((const __m256i *)(s->xq + 32 * (j + u)));
-            __m256i p = DPB(_mm256_setzero_si256(), nib32(b[j + u].qs), xv);
-            __m256i o = DPB(_mm256_setzero_si256(), c8, xv);
-            __m256 f = _mm256_cvtepi32_ps(_mm256_sub_epi32(p, o));
-            __m256 sc = _mm256_set1_ps(h2f_512(b[j + u].d) * s->dx[j + u]);
-            if (u == 0)
-                acc0 = _mm256_fmadd_ps(f, sc, acc0);
-            else
-                acc1 = _mm256_fmadd_ps(f, sc, acc1);
-        }
-    }
-    for (; j < nb; j++) {
-        __m256i xv = _mm256_loadu_si256((const __m256i *)(s->xq + 32 * j));
-        __m256i p = DPB(_mm256_setzero_si256(), nib32(b[j].qs), xv);
-        __m256i o = DPB(_mm256_setzero_si256(), c8, xv);
-        acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(p, o)),
-                               _mm256_set1_ps(h2f_512(b[j].d) * s->dx[j]), acc0);
-    }
-    return hsum256(_mm256_add_ps(acc0, acc1));
-}
-
-TARGET_512 static float dot_q4_1_512(const void *wr, const dec_scratch *s, int64_t K) {
-    const mlxn_block_q4_1 *b = wr;
-    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
-    float mb = 0;
-    int64_t nb = K / 32;
-    for (int64_t j = 0; j < nb; j++) {
-        __m256i xv = _mm256_loadu_si256((const __m256i *)(s->xq + 32 * j));
-        __m256i p = DPB(_mm256_setzero_si256(), nib32(b[j].qs), xv);
-        __m256 sc = _mm256_set1_ps(h2f_512(b[j].d) * s->dx[j]);
-        if (j & 1)
-            acc1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), sc, acc1);
-        else
-            acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), sc, acc0);
-        mb += h2f_512(b[j].m) * s->xg[j];
-    }
-    return hsum256(_mm256_add_ps(acc0, acc1)) + mb;
 }
 
 TARGET_512 static float dot_q8_0_512(const void *wr, const dec_scratch *s, int64_t K) {
@@ -977,14 +949,8 @@ static int vnni_kind(const mlxn_qmat *w, ggml_dot_fn *fn, int *layout) {
         return VK_MLX_ANY;
     }
     switch (w->wtype) {
-    case MLXN_Q4_0:
-        *fn = w->K % 128 ? dot_q4_0_512 : dot_q4_0x4_512;
-        *layout = w->K % 128 ? XL_NATURAL : XL_Q40;
-        break;
-    case MLXN_Q4_1:
-        *fn = w->K % 128 ? dot_q4_1_512 : dot_q4_1x4_512;
-        *layout = w->K % 128 ? XL_NATURAL : XL_Q40;
-        break;
+    case MLXN_Q4_0: *fn = dot_q4_0x4_512; *layout = XL_Q40; break;
+    case MLXN_Q4_1: *fn = dot_q4_1x4_512; *layout = XL_Q40; break;
     case MLXN_Q8_0: *fn = dot_q8_0_512; break;
     case MLXN_Q4_K: *fn = dot_q4_k_512; *layout = XL_Q4K; break;
     case MLXN_Q5_K: *fn = dot_q5_k_512; break;
