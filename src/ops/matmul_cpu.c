@@ -837,62 +837,110 @@ TARGET_512 static float mlx_row_prep(const mlxn_qmat *w, int64_t n, const dec_sc
     return _mm512_reduce_add_ps(acc);
 }
 
-/* Lane l of a dpbusd over 64 code bytes covers 4 codes of 32-block
- * blk0 + ib[l]; its factor is scale[block·32/group]·dx[block]. */
-TARGET_512 static inline __m512 mlx_factor(const dec_scratch *s, int64_t blk0, int group,
-                                           __m512i ib, __m512i ig) {
-    __m512 sc = _mm512_permutexvar_ps(ig, _mm512_loadu_ps(s->sbuf + blk0 * 32 / group));
-    __m512 dx = _mm512_permutexvar_ps(ib, _mm512_loadu_ps(s->dx + blk0));
-    return _mm512_mul_ps(sc, dx);
+/* cnt (1-16) scale-dtype values at p → f32 lanes 0..cnt-1, zero above.
+ * Plain loads for runs of 16/8/4 (masked loads are slow when they miss
+ * cache), masked only for a row's odd-sized end. */
+TARGET_512 static inline __m512 load_sb(const void *p, mlxn_dtype t, int cnt) {
+    if (t == MLXN_F32) {
+        if (cnt == 16) return _mm512_loadu_ps(p);
+        if (cnt == 8) return _mm512_zextps256_ps512(_mm256_loadu_ps(p));
+        if (cnt == 4) return _mm512_zextps128_ps512(_mm_loadu_ps(p));
+        return _mm512_maskz_loadu_ps((__mmask16)((1u << cnt) - 1), p);
+    }
+    __m256i h;
+    if (cnt == 16)
+        h = _mm256_loadu_si256((const __m256i *)p);
+    else if (cnt == 8)
+        h = _mm256_zextsi128_si256(_mm_loadu_si128((const __m128i *)p));
+    else if (cnt == 4)
+        h = _mm256_zextsi128_si256(_mm_loadl_epi64((const __m128i *)p));
+    else
+        h = _mm256_maskz_loadu_epi16((__mmask16)((1u << cnt) - 1), p);
+    if (t == MLXN_F16) return _mm512_cvtph_ps(h);
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
 }
 
-/* MLX 4-bit: 128 elements = 64 bytes per step; x in XL_MLX4. */
-TARGET_512 static float dot_mlx4_512(const mlxn_qmat *w, int64_t n, const dec_scratch *s) {
-    const int64_t K = w->K;
-    const uint8_t *q = (const uint8_t *)w->w + (size_t)n * (size_t)(K / 2);
-    float bias = mlx_row_prep(w, n, s);
+/* MLX 4-bit and 8-bit, x in XL_MLX4 / natural layout. Per 16 blocks of 32
+ * (a "span", fewer at the row's end) the scales and biases are read once:
+ * F[l] = scale(block l)·dx[block l] in lane l, and the bias term
+ * Σ_g b_g·Σx_g accumulates as a vector. Steps of 64 code bytes then take
+ * their per-lane factor from F (lane L of a dpbusd covers 4 codes of block
+ * 4·step + L/4 (4-bit: 128 elements per step) or 2·step + L/8 (8-bit: 64)).
+ * A last step of fewer blocks (K % 128, or K % 64 for 8-bit) loads only its
+ * code bytes (zero above) and its F lanes past the row are zero. */
+TARGET_512 static inline __m512i load_bytes16(const uint8_t *p, int n16) {
+    if (n16 == 1) return _mm512_zextsi128_si512(_mm_loadu_si128((const __m128i *)p));
+    __m512i v = _mm512_zextsi256_si512(_mm256_loadu_si256((const __m256i *)p));
+    if (n16 == 3) v = _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)(p + 32)), 2);
+    return v;
+}
+TARGET_512 static inline float dot_mlx48_512(const mlxn_qmat *w, int64_t n, const dec_scratch *s,
+                                             int bits) {
+    const int64_t K = w->K, nblk = K / 32;
+    const int gsh = w->group == 32 ? 0 : w->group == 64 ? 1 : 2; /* group = 32 << gsh */
+    const int64_t G = K / w->group;
+    const mlxn_dtype t = w->sb_type;
+    const size_t es = t == MLXN_F32 ? 4 : 2, bpb = (size_t)(4 * bits); /* code bytes per block */
+    const int bps = 64 / (int)bpb;                                      /* blocks per 64-byte step */
+    const uint8_t *q = (const uint8_t *)w->w + (size_t)n * (size_t)(K / 8 * bits);
+    const uint8_t *ps = (const uint8_t *)w->scales + (size_t)(n * G) * es;
+    const uint8_t *pb = (const uint8_t *)w->biases + (size_t)(n * G) * es;
     const __m512i m4 = _mm512_set1_epi8(0x0F);
-    const __m512i ib = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
-    const __m512i ig = _mm512_srli_epi32(ib, w->group == 32 ? 0 : w->group == 64 ? 1 : 2);
-    __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
-    int64_t p = 0;
-    for (; p < K / 128; p++) {
-        __m512i v = _mm512_loadu_si512((const void *)(q + 64 * p));
-        __m512i lo = _mm512_and_si512(v, m4), hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
-        __m512i xa = _mm512_loadu_si512((const void *)(s->xq + 128 * p));
-        __m512i xb = _mm512_loadu_si512((const void *)(s->xq + 128 * p + 64));
-        __m512i d = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, xa), hi, xb);
-        __m512 f = mlx_factor(s, 4 * p, w->group, ib, ig);
-        if (p & 1)
+    const __m512i iota = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    const __m512i lg = _mm512_srli_epi32(iota, gsh);              /* block lane → group lane */
+    const __m512i lb = _mm512_srli_epi32(iota, bits == 4 ? 2 : 3); /* dpbusd lane → block */
+    __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps(), accb = _mm512_setzero_ps();
+    for (int64_t b0 = 0; b0 < nblk; b0 += 16) {
+        const int rb = nblk - b0 < 16 ? (int)(nblk - b0) : 16, ng = rb >> gsh;
+        const int64_t g0 = b0 >> gsh;
+        __m512 sc = load_sb(ps + (size_t)g0 * es, t, ng), bi = load_sb(pb + (size_t)g0 * es, t, ng);
+        accb = _mm512_fmadd_ps(bi, _mm512_loadu_ps(s->xgg + g0), accb);
+        const __m512 F = _mm512_mul_ps(_mm512_permutexvar_ps(lg, sc), _mm512_loadu_ps(s->dx + b0));
+        const uint8_t *qs = q + (size_t)b0 * bpb;
+        const int8_t *xs = s->xq + 32 * b0;
+        int c = 0;
+        for (; (c + 1) * bps <= rb; c++) {
+            __m512i v = _mm512_loadu_si512((const void *)(qs + 64 * c)), d;
+            __m512 f = _mm512_permutexvar_ps(_mm512_add_epi32(lb, _mm512_set1_epi32(bps * c)), F);
+            if (bits == 4) {
+                __m512i lo = _mm512_and_si512(v, m4), hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
+                __m512i xa = _mm512_loadu_si512((const void *)(xs + 128 * c));
+                __m512i xb = _mm512_loadu_si512((const void *)(xs + 128 * c + 64));
+                d = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, xa), hi, xb);
+            } else {
+                __m512i xv = _mm512_loadu_si512((const void *)(xs + 64 * c));
+                d = _mm512_dpbusd_epi32(_mm512_setzero_si512(), v, xv);
+            }
+            if (c & 1)
+                acc1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), f, acc1);
+            else
+                acc0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), f, acc0);
+        }
+        if (c * bps < rb) { /* last step, rb - c·bps blocks */
+            __m512i v = load_bytes16(qs + 64 * c, (int)((size_t)(rb - c * bps) * bpb / 16)), d;
+            __m512 f = _mm512_permutexvar_ps(_mm512_add_epi32(lb, _mm512_set1_epi32(bps * c)), F);
+            if (bits == 4) {
+                __m512i lo = _mm512_and_si512(v, m4), hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
+                __m512i xa = _mm512_loadu_si512((const void *)(xs + 128 * c));
+                __m512i xb = _mm512_loadu_si512((const void *)(xs + 128 * c + 64));
+                d = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, xa), hi, xb);
+            } else {
+                __m512i xv = _mm512_loadu_si512((const void *)(xs + 64 * c));
+                d = _mm512_dpbusd_epi32(_mm512_setzero_si512(), v, xv);
+            }
             acc1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), f, acc1);
-        else
-            acc0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), f, acc0);
+        }
     }
-    return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1)) + bias;
+    return _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(acc0, acc1), accb));
 }
-
-/* MLX 8-bit: codes are bytes in order, 64 per step (two 32-blocks). */
+TARGET_512 static float dot_mlx4_512(const mlxn_qmat *w, int64_t n, const dec_scratch *s) {
+    return dot_mlx48_512(w, n, s, 4);
+}
 TARGET_512 static float dot_mlx8_512(const mlxn_qmat *w, int64_t n, const dec_scratch *s) {
-    const int64_t K = w->K;
-    const uint8_t *q = (const uint8_t *)w->w + (size_t)n * (size_t)K;
-    float bias = mlx_row_prep(w, n, s);
-    const __m512i ib = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
-    const __m512i ig = _mm512_srli_epi32(ib, w->group == 32 ? 0 : 1); /* g>=64: one group */
-    __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
-    for (int64_t j = 0; j < K / 64; j++) {
-        __m512i v = _mm512_loadu_si512((const void *)(q + 64 * j));
-        __m512i xv = _mm512_loadu_si512((const void *)(s->xq + 64 * j));
-        __m512i d = _mm512_dpbusd_epi32(_mm512_setzero_si512(), v, xv);
-        __m512 f = mlx_factor(s, 2 * j, w->group, ib, ig);
-        if (j & 1)
-            acc1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), f, acc1);
-        else
-            acc0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), f, acc0);
-    }
-    return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1)) + bias;
+    return dot_mlx48_512(w, n, s, 8);
 }
 
-/* MLX 2/3/5/6-bit (and 4/8 with odd K): f32 dot with x itself,
+/* MLX 2/3/5/6-bit: f32 dot with x itself,
  * Σ_g s_g·Σ_k q_k·x_k + Σ_g b_g·Σx_g; codes unpacked 16 at a time as in
  * mlx_dequant_row_512. */
 TARGET_512 static float dot_mlx_any_512(const mlxn_qmat *w, int64_t n, const float *x,
@@ -944,8 +992,8 @@ static int vnni_kind(const mlxn_qmat *w, ggml_dot_fn *fn, int *layout) {
     *fn = NULL;
     *layout = XL_NATURAL;
     if (w->kind == MLXN_QKIND_MLX) {
-        if (w->bits == 4 && w->K % 128 == 0) return *layout = XL_MLX4, VK_MLX4;
-        if (w->bits == 8 && w->K % 64 == 0) return VK_MLX8;
+        if (w->bits == 4) return *layout = XL_MLX4, VK_MLX4;
+        if (w->bits == 8) return VK_MLX8;
         return VK_MLX_ANY;
     }
     switch (w->wtype) {
@@ -987,6 +1035,7 @@ TARGET_512 static void decode_vnni(const mlxn_qmat *w, int kind, ggml_dot_fn fn,
                 for (int i = 0; i < per; i++) t += s[m].xg[g * per + i];
                 s[m].xgg[g] = t;
             }
+            for (int j = 0; j < 16; j++) s[m].xgg[K / w->group + j] = 0; /* span loads */
         }
     }
     for (int64_t n = n0; n < n1; n++)
