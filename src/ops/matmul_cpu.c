@@ -838,14 +838,18 @@ TARGET_512 static float mlx_row_prep(const mlxn_qmat *w, int64_t n, const dec_sc
 }
 
 /* cnt (1-16) scale-dtype values at p → f32 lanes 0..cnt-1, zero above.
- * Plain loads for runs of 16/8/4 (masked loads are slow when they miss
- * cache), masked only for a row's odd-sized end. */
-TARGET_512 static inline __m512 load_sb(const void *p, mlxn_dtype t, int cnt) {
+ * Masked loads that miss cache are slow on this CPU (Zen 4: a 256-bit
+ * masked load at a row's end took ~20% of a K=576 decode), so a short run
+ * is read with a plain full-width load and masked in registers when `room`
+ * says 16 values from p stay inside the array; masked loads only otherwise
+ * (the last row). */
+TARGET_512 static inline __m512 load_sb(const void *p, mlxn_dtype t, int cnt, bool room) {
+    const __mmask16 m = (__mmask16)((1u << cnt) - 1);
     if (t == MLXN_F32) {
         if (cnt == 16) return _mm512_loadu_ps(p);
         if (cnt == 8) return _mm512_zextps256_ps512(_mm256_loadu_ps(p));
         if (cnt == 4) return _mm512_zextps128_ps512(_mm_loadu_ps(p));
-        return _mm512_maskz_loadu_ps((__mmask16)((1u << cnt) - 1), p);
+        return room ? _mm512_maskz_mov_ps(m, _mm512_loadu_ps(p)) : _mm512_maskz_loadu_ps(m, p);
     }
     __m256i h;
     if (cnt == 16)
@@ -854,8 +858,10 @@ TARGET_512 static inline __m512 load_sb(const void *p, mlxn_dtype t, int cnt) {
         h = _mm256_zextsi128_si256(_mm_loadu_si128((const __m128i *)p));
     else if (cnt == 4)
         h = _mm256_zextsi128_si256(_mm_loadl_epi64((const __m128i *)p));
+    else if (room)
+        h = _mm256_maskz_mov_epi16(m, _mm256_loadu_si256((const __m256i *)p));
     else
-        h = _mm256_maskz_loadu_epi16((__mmask16)((1u << cnt) - 1), p);
+        h = _mm256_maskz_loadu_epi16(m, p);
     if (t == MLXN_F16) return _mm512_cvtph_ps(h);
     return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
 }
@@ -893,7 +899,9 @@ TARGET_512 static inline float dot_mlx48_512(const mlxn_qmat *w, int64_t n, cons
     for (int64_t b0 = 0; b0 < nblk; b0 += 16) {
         const int rb = nblk - b0 < 16 ? (int)(nblk - b0) : 16, ng = rb >> gsh;
         const int64_t g0 = b0 >> gsh;
-        __m512 sc = load_sb(ps + (size_t)g0 * es, t, ng), bi = load_sb(pb + (size_t)g0 * es, t, ng);
+        const bool room = (n * G + g0 + 16) <= w->N * G;
+        __m512 sc = load_sb(ps + (size_t)g0 * es, t, ng, room);
+        __m512 bi = load_sb(pb + (size_t)g0 * es, t, ng, room);
         accb = _mm512_fmadd_ps(bi, _mm512_loadu_ps(s->xgg + g0), accb);
         const __m512 F = _mm512_mul_ps(_mm512_permutexvar_ps(lg, sc), _mm512_loadu_ps(s->dx + b0));
         const uint8_t *qs = q + (size_t)b0 * bpb;
