@@ -624,40 +624,71 @@ TARGET_512 static inline __m128 h4(const uint8_t *p, size_t stride, int nb) {
     if (nb > 3) memcpy(&d, p + 3 * stride, 2);
     return _mm_cvtph_ps(_mm_setr_epi16((short)a, (short)b, (short)c, (short)d, 0, 0, 0, 0));
 }
-TARGET_512 static inline void q4x4_step(const uint8_t *b, size_t bs, size_t qo, bool q41, int nb,
-                                        const int8_t *xq, const float *dx, const float *xsum,
-                                        __m512 *acc, __m128 *cor) {
+/* One step: v = the nb blocks' 16 code bytes each (zmm quarters), dm = their
+ * d (lanes 0-3) and, q4_1, m (lanes 4-7), zero for absent blocks. */
+TARGET_512 static inline void q4x4_step(__m512i v, __m256 dm, bool q41, const int8_t *xq,
+                                        const float *dx, const float *xsum, __m512 *acc,
+                                        __m128 *cor) {
     const __m512i m4 = _mm512_set1_epi8(0x0F);
     const __m512i il = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
-    __m512i v = q4x4_codes(b + qo, bs, nb);
     __m512i lo = _mm512_and_si512(v, m4), hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
     __m512i xa = _mm512_loadu_si512((const void *)xq);
     __m512i xb = _mm512_loadu_si512((const void *)(xq + 64));
     __m512i d = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, xa), hi, xb);
-    __m128 f4 = _mm_mul_ps(h4(b, bs, nb), _mm_loadu_ps(dx));
+    __m128 f4 = _mm_mul_ps(_mm256_castps256_ps128(dm), _mm_loadu_ps(dx));
     __m512 f = _mm512_permutexvar_ps(il, _mm512_castps128_ps512(f4));
     *acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), f, *acc);
     /* q4_1: m·Σx; q4_0: d·dx·Σc (times -8 at the end) */
-    *cor = _mm_fmadd_ps(q41 ? h4(b + 2, bs, nb) : f4, _mm_loadu_ps(xsum), *cor);
+    *cor = _mm_fmadd_ps(q41 ? _mm256_extractf128_ps(dm, 1) : f4, _mm_loadu_ps(xsum), *cor);
+}
+/* Four whole blocks (72 / 80 bytes at b) → codes and d/m by two word
+ * permutes of a 64-byte and an 8/16-byte load, instead of 4 code loads +
+ * inserts and 8 scalar f16 loads + inserts. Word w of [b..b+64) is index w,
+ * of [b+64..) index 32+: q4_0's block i codes are words 9i+1.., d word 9i;
+ * q4_1's codes 10i+2.., d 10i, m 10i+1. */
+TARGET_512 static inline void q4x4_load(const uint8_t *b, bool q41, __m512i cidx, __m512i sidx,
+                                        __m512i *v, __m256 *dm) {
+    __m512i lo = _mm512_loadu_si512((const void *)b);
+    __m512i hi = q41 ? _mm512_zextsi128_si512(_mm_loadu_si128((const __m128i *)(b + 64)))
+                     : _mm512_zextsi128_si512(_mm_loadl_epi64((const __m128i *)(b + 64)));
+    *v = _mm512_permutex2var_epi16(lo, cidx, hi);
+    *dm = _mm256_cvtph_ps(_mm512_castsi512_si128(_mm512_permutexvar_epi16(sidx, lo)));
 }
 TARGET_512 static float dot_q4x4_512(const uint8_t *b, bool q41, const dec_scratch *s, int64_t K) {
+    static const uint16_t tb[2][2][32] = {
+        {{1, 2, 3, 4, 5, 6, 7, 8, 10, 11, 12, 13, 14, 15, 16, 17,
+          19, 20, 21, 22, 23, 24, 25, 26, 28, 29, 30, 31, 32, 33, 34, 35},
+         {0, 9, 18, 27}},
+        {{2, 3, 4, 5, 6, 7, 8, 9, 12, 13, 14, 15, 16, 17, 18, 19,
+          22, 23, 24, 25, 26, 27, 28, 29, 32, 33, 34, 35, 36, 37, 38, 39},
+         {0, 10, 20, 30, 1, 11, 21, 31}}};
     const size_t bs = q41 ? sizeof(mlxn_block_q4_1) : sizeof(mlxn_block_q4_0), qo = q41 ? 4 : 2;
+    const __m512i cidx = _mm512_loadu_si512(tb[q41][0]), sidx = _mm512_loadu_si512(tb[q41][1]);
     const float *xsum = q41 ? s->xg : s->xs32;
     __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
     __m128 cor = _mm_setzero_ps();
+    __m512i v;
+    __m256 dm;
     int64_t p = 0;
     for (; p + 2 <= K / 128; p += 2, b += 8 * bs) {
-        q4x4_step(b, bs, qo, q41, 4, s->xq + 128 * p, s->dx + 4 * p, xsum + 4 * p, &acc0, &cor);
-        q4x4_step(b + 4 * bs, bs, qo, q41, 4, s->xq + 128 * p + 128, s->dx + 4 * p + 4,
-                  xsum + 4 * p + 4, &acc1, &cor);
+        q4x4_load(b, q41, cidx, sidx, &v, &dm);
+        q4x4_step(v, dm, q41, s->xq + 128 * p, s->dx + 4 * p, xsum + 4 * p, &acc0, &cor);
+        q4x4_load(b + 4 * bs, q41, cidx, sidx, &v, &dm);
+        q4x4_step(v, dm, q41, s->xq + 128 * p + 128, s->dx + 4 * p + 4, xsum + 4 * p + 4, &acc1,
+                  &cor);
     }
     if (p < K / 128) {
-        q4x4_step(b, bs, qo, q41, 4, s->xq + 128 * p, s->dx + 4 * p, xsum + 4 * p, &acc0, &cor);
+        q4x4_load(b, q41, cidx, sidx, &v, &dm);
+        q4x4_step(v, dm, q41, s->xq + 128 * p, s->dx + 4 * p, xsum + 4 * p, &acc0, &cor);
         p++, b += 4 * bs;
     }
-    if (K % 128)
-        q4x4_step(b, bs, qo, q41, (int)(K % 128 / 32), s->xq + 128 * p, s->dx + 4 * p,
+    if (K % 128) { /* 1-3 blocks: loads that stay inside them */
+        int nb = (int)(K % 128 / 32);
+        dm = _mm256_insertf128_ps(_mm256_castps128_ps256(h4(b, bs, nb)),
+                                  q41 ? h4(b + 2, bs, nb) : _mm_setzero_ps(), 1);
+        q4x4_step(q4x4_codes(b + qo, bs, nb), dm, q41, s->xq + 128 * p, s->dx + 4 * p,
                   xsum + 4 * p, &acc1, &cor);
+    }
     __m512 c = _mm512_zextps128_ps512(_mm_mul_ps(cor, _mm_set1_ps(q41 ? 1.0f : -8.0f)));
     return _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(acc0, acc1), c));
 }
