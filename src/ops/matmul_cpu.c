@@ -876,7 +876,8 @@ TARGET_512 static inline __m512 load_sb(const void *p, mlxn_dtype t, int cnt, bo
         if (cnt == 16) return _mm512_loadu_ps(p);
         if (cnt == 8) return _mm512_zextps256_ps512(_mm256_loadu_ps(p));
         if (cnt == 4) return _mm512_zextps128_ps512(_mm_loadu_ps(p));
-        return room ? _mm512_maskz_mov_ps(m, _mm512_loadu_ps(p)) : _mm512_maskz_loadu_ps(m, p);
+        if (!room) return _mm512_maskz_loadu_ps(m, p);
+        return _mm512_castsi512_ps(_mm512_and_si512(_mm512_loadu_si512(p), _mm512_movm_epi32(m)));
     }
     __m256i h;
     if (cnt == 16)
@@ -885,8 +886,8 @@ TARGET_512 static inline __m512 load_sb(const void *p, mlxn_dtype t, int cnt, bo
         h = _mm256_zextsi128_si256(_mm_loadu_si128((const __m128i *)p));
     else if (cnt == 4)
         h = _mm256_zextsi128_si256(_mm_loadl_epi64((const __m128i *)p));
-    else if (room)
-        h = _mm256_maskz_mov_epi16(m, _mm256_loadu_si256((const __m256i *)p));
+    else if (room) /* an AND, not maskz_mov: compilers fold that into a masked load */
+        h = _mm256_and_si256(_mm256_loadu_si256((const __m256i *)p), _mm256_movm_epi16(m));
     else
         h = _mm256_maskz_loadu_epi16(m, p);
     if (t == MLXN_F16) return _mm512_cvtph_ps(h);
