@@ -11,6 +11,10 @@
  *    sign) come from per-block code sums; MLX's bias uses Σx per group in
  *    exact f32: Σ_k x_k(s·q_k + b) = s·Σ x_k q_k + b·Σ x_k. MLX 2/3/5/6-bit
  *    use the same identity with f32 x and codes unpacked 16 at a time.
+ *    Any K (a multiple of 32): 64-byte steps, then one shorter step for the
+ *    last 1-3 blocks (SmolLM2's K = 576 = 4·128 + 64). MLX 4/8-bit and
+ *    q4_0/q4_1 take 4 weight rows per step of the row loop with the dot
+ *    inlined and one 4-way reduction.
  *  - decode without VNNI (M < 4), or dense f32/f16/bf16 W: f32 dot products
  *    (dense rows converted on the fly, others dequantized once per row).
  *  - otherwise: for each 32-column tile of W and each 256-deep K chunk, the
