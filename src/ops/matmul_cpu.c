@@ -1018,11 +1018,22 @@ TARGET_512 static float dot_mlx_any_512(const mlxn_qmat *w, int64_t n, const flo
     return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1)) + bias;
 }
 
-/* 8-bit: measured ~7% slower inlined 4x into the row loop (K = 576). */
-TARGET_512 __attribute__((noinline)) static __m512 acc_mlx8_512(const mlxn_qmat *w, int64_t n,
-                                                                const dec_scratch *s) {
+/* The dots as calls: inlined 4x into the row loop they were faster at
+ * K = 576 but up to 2x slower at K >= 1536 (measured; cause not found). */
+#define NOINLINE __attribute__((noinline))
+TARGET_512 NOINLINE static __m512 acc_mlx4_512(const mlxn_qmat *w, int64_t n, const dec_scratch *s) {
+    return acc_mlx48_512(w, n, s, 4);
+}
+TARGET_512 NOINLINE static __m512 acc_mlx8_512(const mlxn_qmat *w, int64_t n, const dec_scratch *s) {
     return acc_mlx48_512(w, n, s, 8);
 }
+TARGET_512 NOINLINE static __m512 acc_q4_0_512(const void *b, const dec_scratch *s, int64_t K) {
+    return acc_q4x4_512(b, false, s, K);
+}
+TARGET_512 NOINLINE static __m512 acc_q4_1_512(const void *b, const dec_scratch *s, int64_t K) {
+    return acc_q4x4_512(b, true, s, K);
+}
+#undef NOINLINE
 
 /* Sums of 4 vectors' lanes → [Σa, Σb, Σc, Σd] (9 shuffles/adds instead of
  * 4 full reductions). */
@@ -1056,10 +1067,10 @@ TARGET_512 static inline __m128 reduce4(__m512 a, __m512 b, __m512 c, __m512 d) 
         for (; n < n1; n++)                                                                      \
             for (int64_t m = 0; m < M; m++) y[m * N + n] = _mm512_reduce_add_ps(DOT(n, s + m));  \
     }
-#define DOT_MLX4(n, sm) acc_mlx48_512(w, n, sm, 4)
+#define DOT_MLX4(n, sm) acc_mlx4_512(w, n, sm)
 #define DOT_MLX8(n, sm) acc_mlx8_512(w, n, sm)
-#define DOT_Q40(n, sm) acc_q4x4_512(ggml_row(w, n), false, sm, w->K)
-#define DOT_Q41(n, sm) acc_q4x4_512(ggml_row(w, n), true, sm, w->K)
+#define DOT_Q40(n, sm) acc_q4_0_512(ggml_row(w, n), sm, w->K)
+#define DOT_Q41(n, sm) acc_q4_1_512(ggml_row(w, n), sm, w->K)
 DEC_ROWS(rows_mlx4_512, DOT_MLX4)
 DEC_ROWS(rows_mlx8_512, DOT_MLX8)
 DEC_ROWS(rows_q4_0_512, DOT_Q40)
