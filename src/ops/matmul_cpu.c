@@ -13,8 +13,8 @@
  *    use the same identity with f32 x and codes unpacked 16 at a time.
  *    Any K (a multiple of 32): 64-byte steps, then one shorter step for the
  *    last 1-3 blocks (SmolLM2's K = 576 = 4·128 + 64). MLX 4/8-bit and
- *    q4_0/q4_1 take 4 weight rows per step of the row loop with the dot
- *    inlined and one 4-way reduction.
+ *    q4_0/q4_1 take 4 weight rows per step of the row loop, with one 4-way
+ *    reduction.
  *  - decode without VNNI (M < 4), or dense f32/f16/bf16 W: f32 dot products
  *    (dense rows converted on the fly, others dequantized once per row).
  *  - otherwise: for each 32-column tile of W and each 256-deep K chunk, the
@@ -1041,8 +1041,7 @@ TARGET_512 static inline __m128 reduce4(__m512 a, __m512 b, __m512 c, __m512 d) 
 }
 
 /* Weight rows [n0,n1) against the M prepared x rows, 4 weight rows at a time
- * (they stay in L1 across the x rows; one reduce4 per 4 outputs), with the
- * dot inlined so its constants and per-matrix setup leave the row loop.
+ * (they stay in L1 across the x rows; one reduce4 per 4 outputs).
  * DOT(n, sm) is an expression giving the unreduced lanes for row n, x slice sm. */
 #define DEC_ROWS(name, DOT)                                                                       \
     TARGET_512 static void name(const mlxn_qmat *w, const dec_scratch *s, float *y, int64_t M,   \
