@@ -11,6 +11,10 @@
  *    sign) come from per-block code sums; MLX's bias uses Σx per group in
  *    exact f32: Σ_k x_k(s·q_k + b) = s·Σ x_k q_k + b·Σ x_k. MLX 2/3/5/6-bit
  *    use the same identity with f32 x and codes unpacked 16 at a time.
+ *    Any K (a multiple of 32): 64-byte steps, then one shorter step for the
+ *    last 1-3 blocks (SmolLM2's K = 576 = 4·128 + 64). MLX 4/8-bit and
+ *    q4_0/q4_1 take 4 weight rows per step of the row loop, with one 4-way
+ *    reduction.
  *  - decode without VNNI (M < 4), or dense f32/f16/bf16 W: f32 dot products
  *    (dense rows converted on the fly, others dequantized once per row).
  *  - otherwise: for each 32-column tile of W and each 256-deep K chunk, the
@@ -36,6 +40,7 @@
 
 #define TARGET_512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,avx512dq,f16c,fma")))
 #define TARGET_AVX2 __attribute__((target("avx2,fma,f16c")))
+#define ALWAYS_INLINE __attribute__((always_inline))
 
 /* ------------------------------------------------------------------------ */
 /* Descriptor, row dequantization, reference                                 */
@@ -377,8 +382,11 @@ void mlxn_qmat_dequant_row(const mlxn_qmat *w, int64_t n, int64_t k0, int64_t k1
 static inline size_t al64(size_t n) { return (n + 63) & ~(size_t)63; }
 
 /* decode scratch: shared row f32[K] and sbuf f32[K/32+16], then one slice
- * per x row: xq int8[K] | dx, xg, xgg, xs32 f32[K/32+16] | xs16 f32[K/16+16]
- * (the +16 pads let 16-wide loads run past the last block) */
+ * per x row: xq int8[K rounded up to 128] | dx, xg, xgg, xs32 f32[K/32+16] |
+ * xs16 f32[K/16+16]. The pads let 64-byte / 16-wide loads run past the last
+ * block: quantize_x_512 zeroes them (xq to the 128 boundary, dx, xg, xs32,
+ * xs16 16 entries; xgg in decode_vnni), so a tail step multiplies zero
+ * weights or factors by zeros, never by stale scratch (NaN·0 = NaN). */
 typedef struct dec_scratch {
     int8_t *xq;  /* x quantized, in the layout the weight format wants */
     float *dx;   /* per 32-block step of xq */
@@ -391,7 +399,8 @@ typedef struct dec_scratch {
 } dec_scratch;
 
 static size_t dec_v(size_t k) { return al64((k / 32 + 16) * 4); }
-static size_t dec_slice(size_t k) { return al64(k) + 4 * dec_v(k) + al64((k / 16 + 16) * 4); }
+static size_t dec_xq(size_t k) { return (k + 127) & ~(size_t)127; }
+static size_t dec_slice(size_t k) { return dec_xq(k) + 4 * dec_v(k) + al64((k / 16 + 16) * 4); }
 static size_t dec_bytes(int64_t K, int64_t M) {
     size_t k = (size_t)K;
     return 64 + al64(k * 4) + dec_v(k) + (size_t)M * dec_slice(k);
@@ -404,7 +413,7 @@ static dec_scratch dec_layout(void *scratch, int64_t K, int64_t m) {
     s.sbuf = (float *)(base + al64(k * 4));
     uint8_t *p = base + al64(k * 4) + v + (size_t)m * dec_slice(k);
     s.xq = (int8_t *)p;
-    p += al64(k);
+    p += dec_xq(k);
     s.dx = (float *)p;
     s.xg = (float *)(p + v);
     s.xgg = (float *)(p + 2 * v);
@@ -536,7 +545,9 @@ static void decode_generic(const mlxn_qmat *w, const float *x, float *y, int64_t
  *              nibbles.
  *  XL_Q40:     per 128, [elements 0-15 of blocks 0-3 | elements 16-31 of
  *              blocks 0-3]: q4_0/q4_1 keep 0-15 in low, 16-31 in high
- *              nibbles, and four blocks' 16 code bytes fill one zmm. */
+ *              nibbles, and four blocks' 16 code bytes fill one zmm.
+ * When K % 128 != 0 the last 128-chunk of XL_MLX4 / XL_Q40 holds only
+ * blocks 0..K%128/32-1, at the same places; the other bytes are zero. */
 enum { XL_NATURAL, XL_MLX4, XL_Q4K, XL_Q40 };
 
 /* Quantize x[K] to int8 per 32-block (d = max|x|/127, round to nearest even)
@@ -544,6 +555,8 @@ enum { XL_NATURAL, XL_MLX4, XL_Q4K, XL_Q40 };
 TARGET_512 static void quantize_x_512(const float *x, int64_t K, dec_scratch *s, int layout) {
     const __m512i ev = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
     const __m512i od = _mm512_add_epi32(ev, _mm512_set1_epi32(1));
+    const int64_t kr = K / 128 * 128;
+    if (kr < K) memset(s->xq + kr, 0, 128);
     for (int64_t j = 0; j < K / 32; j++) {
         __m512 a = _mm512_loadu_ps(x + 32 * j), b = _mm512_loadu_ps(x + 32 * j + 16);
         __m512 am = _mm512_max_ps(_mm512_abs_ps(a), _mm512_abs_ps(b));
@@ -579,7 +592,10 @@ TARGET_512 static void quantize_x_512(const float *x, int64_t K, dec_scratch *s,
             _mm_storeu_si128((__m128i *)(s->xq + 32 * jj + 16), _mm512_cvtsepi32_epi8(qb));
         }
     }
-    for (int j = 0; j < 16; j++) s->dx[K / 32 + j] = s->xs32[K / 32 + j] = 0;
+    for (int j = 0; j < 16; j++) {
+        s->dx[K / 32 + j] = s->xg[K / 32 + j] = s->xs32[K / 32 + j] = 0;
+        s->xs16[K / 16 + j] = 0;
+    }
 }
 
 TARGET_512 static inline float hsum256(__m256 v) {
@@ -591,109 +607,96 @@ TARGET_512 static inline float hsum256(__m256 v) {
 TARGET_512 static inline float h2f_512(uint16_t h) {
     return _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(h)));
 }
-/* 16 packed nibbles → 32 u8 codes [low nibbles, high nibbles]. */
-TARGET_512 static inline __m256i nib32(const uint8_t *p) {
-    __m128i v = _mm_loadu_si128((const __m128i *)p);
-    __m128i m = _mm_set1_epi8(0x0F);
-    return _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(v, 4), m), _mm_and_si128(v, m));
-}
 #define DPB(acc, a, b) _mm256_dpbusd_epi32(acc, a, b)
 
-/* q4_0 / q4_1, four blocks per step (x in XL_Q40, K % 128 == 0).
+/* q4_0 / q4_1, four blocks per step (x in XL_Q40); a last step of 1-3
+ * blocks when K % 128 != 0 (absent blocks: zero codes and zero factors).
  * q4_0: Σ d(q-8)·dx·c = Σ d·dx·(Σ q·c) - 8·Σ d·dx·(Σ c), c = x codes.
  * q4_1: Σ (d q + m)·x = Σ d·dx·(Σ q·c) + Σ m·(Σ x). */
-TARGET_512 static inline __m512i q4x4_codes(const uint8_t *q0, size_t stride) {
-    __m512i v = _mm512_castsi128_si512(_mm_loadu_si128((const __m128i *)q0));
-    v = _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)(q0 + stride)), 1);
-    v = _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)(q0 + 2 * stride)), 2);
-    return _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)(q0 + 3 * stride)), 3);
+TARGET_512 static inline __m512i q4x4_codes(const uint8_t *q0, size_t stride, int nb) {
+    __m512i v = _mm512_zextsi128_si512(_mm_loadu_si128((const __m128i *)q0));
+    if (nb > 1) v = _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)(q0 + stride)), 1);
+    if (nb > 2) v = _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)(q0 + 2 * stride)), 2);
+    if (nb > 3) v = _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)(q0 + 3 * stride)), 3);
+    return v;
 }
-TARGET_512 static inline __m128 h4(const uint8_t *p, size_t stride) {
-    uint16_t a, b, c, d;
+/* nb (1-4) f16 values `stride` bytes apart → f32 lanes 0..nb-1, zero above. */
+TARGET_512 static inline __m128 h4(const uint8_t *p, size_t stride, int nb) {
+    uint16_t a = 0, b = 0, c = 0, d = 0; /* scalars: no store-forwarding stall */
     memcpy(&a, p, 2);
-    memcpy(&b, p + stride, 2);
-    memcpy(&c, p + 2 * stride, 2);
-    memcpy(&d, p + 3 * stride, 2);
+    if (nb > 1) memcpy(&b, p + stride, 2);
+    if (nb > 2) memcpy(&c, p + 2 * stride, 2);
+    if (nb > 3) memcpy(&d, p + 3 * stride, 2);
     return _mm_cvtph_ps(_mm_setr_epi16((short)a, (short)b, (short)c, (short)d, 0, 0, 0, 0));
 }
-TARGET_512 static float dot_q4x4_512(const uint8_t *b, bool q41, const dec_scratch *s, int64_t K) {
-    const size_t bs = q41 ? sizeof(mlxn_block_q4_1) : sizeof(mlxn_block_q4_0), qo = q41 ? 4 : 2;
+/* One step: v = the nb blocks' 16 code bytes each (zmm quarters), dm = their
+ * d (lanes 0-3) and, q4_1, m (lanes 4-7), zero for absent blocks. */
+TARGET_512 static inline void q4x4_step(__m512i v, __m256 dm, bool q41, const int8_t *xq,
+                                        const float *dx, const float *xsum, __m512 *acc,
+                                        __m128 *cor) {
     const __m512i m4 = _mm512_set1_epi8(0x0F);
     const __m512i il = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
+    __m512i lo = _mm512_and_si512(v, m4), hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
+    __m512i xa = _mm512_loadu_si512((const void *)xq);
+    __m512i xb = _mm512_loadu_si512((const void *)(xq + 64));
+    __m512i d = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, xa), hi, xb);
+    __m128 f4 = _mm_mul_ps(_mm256_castps256_ps128(dm), _mm_loadu_ps(dx));
+    __m512 f = _mm512_permutexvar_ps(il, _mm512_castps128_ps512(f4));
+    *acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), f, *acc);
+    /* q4_1: m·Σx; q4_0: d·dx·Σc (times -8 at the end) */
+    *cor = _mm_fmadd_ps(q41 ? _mm256_extractf128_ps(dm, 1) : f4, _mm_loadu_ps(xsum), *cor);
+}
+/* Four whole blocks (72 / 80 bytes at b) → codes and d/m by two word
+ * permutes of a 64-byte and an 8/16-byte load, instead of 4 code loads +
+ * inserts and 8 scalar f16 loads + inserts. Word w of [b..b+64) is index w,
+ * of [b+64..) index 32+: q4_0's block i codes are words 9i+1.., d word 9i;
+ * q4_1's codes 10i+2.., d 10i, m 10i+1. */
+TARGET_512 static inline void q4x4_load(const uint8_t *b, bool q41, __m512i cidx, __m512i sidx,
+                                        __m512i *v, __m256 *dm) {
+    __m512i lo = _mm512_loadu_si512((const void *)b);
+    __m512i hi = q41 ? _mm512_zextsi128_si512(_mm_loadu_si128((const __m128i *)(b + 64)))
+                     : _mm512_zextsi128_si512(_mm_loadl_epi64((const __m128i *)(b + 64)));
+    *v = _mm512_permutex2var_epi16(lo, cidx, hi);
+    *dm = _mm256_cvtph_ps(_mm512_castsi512_si128(_mm512_permutexvar_epi16(sidx, lo)));
+}
+TARGET_512 ALWAYS_INLINE static inline __m512 acc_q4x4_512(const uint8_t *b, bool q41,
+                                                     const dec_scratch *s, int64_t K) {
+    static const uint16_t tb[2][2][32] = {
+        {{1, 2, 3, 4, 5, 6, 7, 8, 10, 11, 12, 13, 14, 15, 16, 17,
+          19, 20, 21, 22, 23, 24, 25, 26, 28, 29, 30, 31, 32, 33, 34, 35},
+         {0, 9, 18, 27}},
+        {{2, 3, 4, 5, 6, 7, 8, 9, 12, 13, 14, 15, 16, 17, 18, 19,
+          22, 23, 24, 25, 26, 27, 28, 29, 32, 33, 34, 35, 36, 37, 38, 39},
+         {0, 10, 20, 30, 1, 11, 21, 31}}};
+    const size_t bs = q41 ? sizeof(mlxn_block_q4_1) : sizeof(mlxn_block_q4_0), qo = q41 ? 4 : 2;
+    const __m512i cidx = _mm512_loadu_si512(tb[q41][0]), sidx = _mm512_loadu_si512(tb[q41][1]);
+    const float *xsum = q41 ? s->xg : s->xs32;
     __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
     __m128 cor = _mm_setzero_ps();
-    for (int64_t p = 0; p < K / 128; p++, b += 4 * bs) {
-        __m512i v = q4x4_codes(b + qo, bs);
-        __m512i lo = _mm512_and_si512(v, m4), hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
-        __m512i xa = _mm512_loadu_si512((const void *)(s->xq + 128 * p));
-        __m512i xb = _mm512_loadu_si512((const void *)(s->xq + 128 * p + 64));
-        __m512i d = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, xa), hi, xb);
-        __m128 f4 = _mm_mul_ps(h4(b, bs), _mm_loadu_ps(s->dx + 4 * p));
-        __m512 f = _mm512_permutexvar_ps(il, _mm512_castps128_ps512(f4));
-        if (p & 1)
-            acc1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), f, acc1);
-        else
-            acc0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), f, acc0);
-        if (q41)
-            cor = _mm_fmadd_ps(h4(b + 2, bs), _mm_loadu_ps(s->xg + 4 * p), cor);
-        else
-            cor = _mm_fmadd_ps(f4, _mm_loadu_ps(s->xs32 + 4 * p), cor);
+    __m512i v;
+    __m256 dm;
+    int64_t p = 0;
+    for (; p + 2 <= K / 128; p += 2, b += 8 * bs) {
+        q4x4_load(b, q41, cidx, sidx, &v, &dm);
+        q4x4_step(v, dm, q41, s->xq + 128 * p, s->dx + 4 * p, xsum + 4 * p, &acc0, &cor);
+        q4x4_load(b + 4 * bs, q41, cidx, sidx, &v, &dm);
+        q4x4_step(v, dm, q41, s->xq + 128 * p + 128, s->dx + 4 * p + 4, xsum + 4 * p + 4, &acc1,
+                  &cor);
     }
-    __m128 c = _mm_add_ps(cor, _mm_movehl_ps(cor, cor));
-    float cs = _mm_cvtss_f32(_mm_add_ss(c, _mm_movehdup_ps(c)));
-    return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1)) + (q41 ? cs : -8.0f * cs);
-}
-TARGET_512 static float dot_q4_0x4_512(const void *wr, const dec_scratch *s, int64_t K) {
-    return dot_q4x4_512(wr, false, s, K);
-}
-TARGET_512 static float dot_q4_1x4_512(const void *wr, const dec_scratch *s, int64_t K) {
-    return dot_q4x4_512(wr, true, s, K);
-}
-
-TARGET_512 static float dot_q4_0_512(const void *wr, const dec_scratch *s, int64_t K) {
-    const mlxn_block_q4_0 *b = wr;
-    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
-    const __m256i c8 = _mm256_set1_epi8(8);
-    int64_t nb = K / 32, j = 0;
-    for (; j + 2 <= nb; j += 2) {
-        for (int u = 0; u < 2; u++) {
-            __m256i xv = _mm256_loadu_si256((const __m256i *)(s->xq + 32 * (j + u)));
-            __m256i p = DPB(_mm256_setzero_si256(), nib32(b[j + u].qs), xv);
-            __m256i o = DPB(_mm256_setzero_si256(), c8, xv);
-            __m256 f = _mm256_cvtepi32_ps(_mm256_sub_epi32(p, o));
-            __m256 sc = _mm256_set1_ps(h2f_512(b[j + u].d) * s->dx[j + u]);
-            if (u == 0)
-                acc0 = _mm256_fmadd_ps(f, sc, acc0);
-            else
-                acc1 = _mm256_fmadd_ps(f, sc, acc1);
-        }
+    if (p < K / 128) {
+        q4x4_load(b, q41, cidx, sidx, &v, &dm);
+        q4x4_step(v, dm, q41, s->xq + 128 * p, s->dx + 4 * p, xsum + 4 * p, &acc0, &cor);
+        p++, b += 4 * bs;
     }
-    for (; j < nb; j++) {
-        __m256i xv = _mm256_loadu_si256((const __m256i *)(s->xq + 32 * j));
-        __m256i p = DPB(_mm256_setzero_si256(), nib32(b[j].qs), xv);
-        __m256i o = DPB(_mm256_setzero_si256(), c8, xv);
-        acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(p, o)),
-                               _mm256_set1_ps(h2f_512(b[j].d) * s->dx[j]), acc0);
+    if (K % 128) { /* 1-3 blocks: loads that stay inside them */
+        int nb = (int)(K % 128 / 32);
+        dm = _mm256_insertf128_ps(_mm256_castps128_ps256(h4(b, bs, nb)),
+                                  q41 ? h4(b + 2, bs, nb) : _mm_setzero_ps(), 1);
+        q4x4_step(q4x4_codes(b + qo, bs, nb), dm, q41, s->xq + 128 * p, s->dx + 4 * p,
+                  xsum + 4 * p, &acc1, &cor);
     }
-    return hsum256(_mm256_add_ps(acc0, acc1));
-}
-
-TARGET_512 static float dot_q4_1_512(const void *wr, const dec_scratch *s, int64_t K) {
-    const mlxn_block_q4_1 *b = wr;
-    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
-    float mb = 0;
-    int64_t nb = K / 32;
-    for (int64_t j = 0; j < nb; j++) {
-        __m256i xv = _mm256_loadu_si256((const __m256i *)(s->xq + 32 * j));
-        __m256i p = DPB(_mm256_setzero_si256(), nib32(b[j].qs), xv);
-        __m256 sc = _mm256_set1_ps(h2f_512(b[j].d) * s->dx[j]);
-        if (j & 1)
-            acc1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), sc, acc1);
-        else
-            acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), sc, acc0);
-        mb += h2f_512(b[j].m) * s->xg[j];
-    }
-    return hsum256(_mm256_add_ps(acc0, acc1)) + mb;
+    __m512 c = _mm512_zextps128_ps512(_mm_mul_ps(cor, _mm_set1_ps(q41 ? 1.0f : -8.0f)));
+    return _mm512_add_ps(_mm512_add_ps(acc0, acc1), c); /* lanes sum to the dot */
 }
 
 TARGET_512 static float dot_q8_0_512(const void *wr, const dec_scratch *s, int64_t K) {
@@ -865,62 +868,106 @@ TARGET_512 static float mlx_row_prep(const mlxn_qmat *w, int64_t n, const dec_sc
     return _mm512_reduce_add_ps(acc);
 }
 
-/* Lane l of a dpbusd over 64 code bytes covers 4 codes of 32-block
- * blk0 + ib[l]; its factor is scale[block·32/group]·dx[block]. */
-TARGET_512 static inline __m512 mlx_factor(const dec_scratch *s, int64_t blk0, int group,
-                                           __m512i ib, __m512i ig) {
-    __m512 sc = _mm512_permutexvar_ps(ig, _mm512_loadu_ps(s->sbuf + blk0 * 32 / group));
-    __m512 dx = _mm512_permutexvar_ps(ib, _mm512_loadu_ps(s->dx + blk0));
-    return _mm512_mul_ps(sc, dx);
+/* cnt (1-16) scale-dtype values at p → f32 lanes 0..cnt-1, zero above.
+ * Masked loads that miss cache are slow on this CPU (Zen 4: a 256-bit
+ * masked load at a row's end took ~20% of a K=576 decode), so a short run
+ * is read with a plain full-width load and masked in registers when `room`
+ * says 16 values from p stay inside the array; masked loads only otherwise
+ * (the last row). */
+TARGET_512 static inline __m512 load_sb(const void *p, mlxn_dtype t, int cnt, bool room) {
+    const __mmask16 m = (__mmask16)((1u << cnt) - 1);
+    if (t == MLXN_F32) {
+        if (cnt == 16) return _mm512_loadu_ps(p);
+        if (cnt == 8) return _mm512_zextps256_ps512(_mm256_loadu_ps(p));
+        if (cnt == 4) return _mm512_zextps128_ps512(_mm_loadu_ps(p));
+        if (!room) return _mm512_maskz_loadu_ps(m, p);
+        return _mm512_castsi512_ps(_mm512_and_si512(_mm512_loadu_si512(p), _mm512_movm_epi32(m)));
+    }
+    __m256i h;
+    if (cnt == 16)
+        h = _mm256_loadu_si256((const __m256i *)p);
+    else if (cnt == 8)
+        h = _mm256_zextsi128_si256(_mm_loadu_si128((const __m128i *)p));
+    else if (cnt == 4)
+        h = _mm256_zextsi128_si256(_mm_loadl_epi64((const __m128i *)p));
+    else if (room) /* an AND, not maskz_mov: compilers fold that into a masked load */
+        h = _mm256_and_si256(_mm256_loadu_si256((const __m256i *)p), _mm256_movm_epi16(m));
+    else
+        h = _mm256_maskz_loadu_epi16(m, p);
+    if (t == MLXN_F16) return _mm512_cvtph_ps(h);
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
 }
 
-/* MLX 4-bit: 128 elements = 64 bytes per step; x in XL_MLX4. */
-TARGET_512 static float dot_mlx4_512(const mlxn_qmat *w, int64_t n, const dec_scratch *s) {
-    const int64_t K = w->K;
-    const uint8_t *q = (const uint8_t *)w->w + (size_t)n * (size_t)(K / 2);
-    float bias = mlx_row_prep(w, n, s);
+/* MLX 4-bit and 8-bit, x in XL_MLX4 / natural layout. Per 16 blocks of 32
+ * (a "span", fewer at the row's end) the scales and biases are read once:
+ * F[b] = scale(block b)·dx[block b] into sbuf, and the bias term
+ * Σ_g b_g·Σx_g accumulates as a vector. Steps of 64 code bytes then take
+ * their per-lane factor from sbuf (lane L of a dpbusd covers 4 codes of block
+ * 4·step + L/4 (4-bit: 128 elements per step) or 2·step + L/8 (8-bit: 64)).
+ * A last step of fewer blocks (K % 128, or K % 64 for 8-bit) loads only its
+ * code bytes (zero above) and its factors past the row are zero. */
+TARGET_512 static inline __m512i load_bytes16(const uint8_t *p, int n16) {
+    if (n16 == 1) return _mm512_zextsi128_si512(_mm_loadu_si128((const __m128i *)p));
+    __m512i v = _mm512_zextsi256_si512(_mm256_loadu_si256((const __m256i *)p));
+    if (n16 == 3) v = _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)(p + 32)), 2);
+    return v;
+}
+TARGET_512 ALWAYS_INLINE static inline __m512 acc_mlx48_512(const mlxn_qmat *w, int64_t n,
+                                                      const dec_scratch *s, int bits) {
+    const int64_t K = w->K, nblk = K / 32;
+    const int gsh = w->group == 32 ? 0 : w->group == 64 ? 1 : 2; /* group = 32 << gsh */
+    const int64_t G = K / w->group;
+    const mlxn_dtype t = w->sb_type;
+    const size_t es = t == MLXN_F32 ? 4 : 2, bpb = (size_t)(4 * bits); /* code bytes per block */
+    const int bps = 64 / (int)bpb;                                      /* blocks per 64-byte step */
+    const uint8_t *q = (const uint8_t *)w->w + (size_t)n * (size_t)(K / 8 * bits);
+    const uint8_t *ps = (const uint8_t *)w->scales + (size_t)(n * G) * es;
+    const uint8_t *pb = (const uint8_t *)w->biases + (size_t)(n * G) * es;
     const __m512i m4 = _mm512_set1_epi8(0x0F);
-    const __m512i ib = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
-    const __m512i ig = _mm512_srli_epi32(ib, w->group == 32 ? 0 : w->group == 64 ? 1 : 2);
-    __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
-    int64_t p = 0;
-    for (; p < K / 128; p++) {
-        __m512i v = _mm512_loadu_si512((const void *)(q + 64 * p));
-        __m512i lo = _mm512_and_si512(v, m4), hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
-        __m512i xa = _mm512_loadu_si512((const void *)(s->xq + 128 * p));
-        __m512i xb = _mm512_loadu_si512((const void *)(s->xq + 128 * p + 64));
-        __m512i d = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, xa), hi, xb);
-        __m512 f = mlx_factor(s, 4 * p, w->group, ib, ig);
+    const __m512i iota = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    const __m512i lg = _mm512_srli_epi32(iota, gsh);              /* block lane → group lane */
+    const __m512i lb = _mm512_srli_epi32(iota, bits == 4 ? 2 : 3); /* dpbusd lane → block */
+    __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps(), accb = _mm512_setzero_ps();
+    /* pass 1, per span: factors into sbuf (16 lanes, zero past the row), bias
+     * term. A separate pass: computing each span's factors next to its steps
+     * ran K = 4096 ~25% slower (measured; memory-bound, cause not found). */
+    for (int64_t b0 = 0; b0 < nblk; b0 += 16) {
+        const int rb = nblk - b0 < 16 ? (int)(nblk - b0) : 16, ng = rb >> gsh;
+        const int64_t g0 = b0 >> gsh;
+        const bool room = (n * G + g0 + 16) <= w->N * G;
+        __m512 sc = load_sb(ps + (size_t)g0 * es, t, ng, room);
+        __m512 bi = load_sb(pb + (size_t)g0 * es, t, ng, room);
+        accb = _mm512_fmadd_ps(bi, _mm512_loadu_ps(s->xgg + g0), accb);
+        _mm512_storeu_ps(s->sbuf + b0,
+                         _mm512_mul_ps(_mm512_permutexvar_ps(lg, sc), _mm512_loadu_ps(s->dx + b0)));
+    }
+    /* pass 2: 64-byte steps, then the last 1-3 blocks (4-bit) / 1 block (8-bit) */
+    const int64_t nst = nblk / bps;
+    for (int64_t p = 0; p <= nst; p++) {
+        const int rem = p < nst ? bps : (int)(nblk - nst * bps); /* blocks in this step */
+        if (rem == 0) break;
+        __m512i v = rem == bps ? _mm512_loadu_si512((const void *)(q + 64 * p))
+                               : load_bytes16(q + 64 * p, (int)((size_t)rem * bpb / 16));
+        __m512 f = _mm512_permutexvar_ps(lb, _mm512_loadu_ps(s->sbuf + bps * p));
+        __m512i d;
+        if (bits == 4) {
+            __m512i lo = _mm512_and_si512(v, m4), hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
+            __m512i xa = _mm512_loadu_si512((const void *)(s->xq + 128 * p));
+            __m512i xb = _mm512_loadu_si512((const void *)(s->xq + 128 * p + 64));
+            d = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, xa), hi, xb);
+        } else {
+            __m512i xv = _mm512_loadu_si512((const void *)(s->xq + 64 * p));
+            d = _mm512_dpbusd_epi32(_mm512_setzero_si512(), v, xv);
+        }
         if (p & 1)
             acc1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), f, acc1);
         else
             acc0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), f, acc0);
     }
-    return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1)) + bias;
+    return _mm512_add_ps(_mm512_add_ps(acc0, acc1), accb); /* lanes sum to the dot */
 }
 
-/* MLX 8-bit: codes are bytes in order, 64 per step (two 32-blocks). */
-TARGET_512 static float dot_mlx8_512(const mlxn_qmat *w, int64_t n, const dec_scratch *s) {
-    const int64_t K = w->K;
-    const uint8_t *q = (const uint8_t *)w->w + (size_t)n * (size_t)K;
-    float bias = mlx_row_prep(w, n, s);
-    const __m512i ib = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
-    const __m512i ig = _mm512_srli_epi32(ib, w->group == 32 ? 0 : 1); /* g>=64: one group */
-    __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
-    for (int64_t j = 0; j < K / 64; j++) {
-        __m512i v = _mm512_loadu_si512((const void *)(q + 64 * j));
-        __m512i xv = _mm512_loadu_si512((const void *)(s->xq + 64 * j));
-        __m512i d = _mm512_dpbusd_epi32(_mm512_setzero_si512(), v, xv);
-        __m512 f = mlx_factor(s, 2 * j, w->group, ib, ig);
-        if (j & 1)
-            acc1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), f, acc1);
-        else
-            acc0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), f, acc0);
-    }
-    return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1)) + bias;
-}
-
-/* MLX 2/3/5/6-bit (and 4/8 with odd K): f32 dot with x itself,
+/* MLX 2/3/5/6-bit: f32 dot with x itself,
  * Σ_g s_g·Σ_k q_k·x_k + Σ_g b_g·Σx_g; codes unpacked 16 at a time as in
  * mlx_dequant_row_512. */
 TARGET_512 static float dot_mlx_any_512(const mlxn_qmat *w, int64_t n, const float *x,
@@ -964,27 +1011,83 @@ TARGET_512 static float dot_mlx_any_512(const mlxn_qmat *w, int64_t n, const flo
     return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1)) + bias;
 }
 
+/* The dots as calls: inlined 4x into the row loop they were faster at
+ * K = 576 but up to 2x slower at K >= 1536 (measured; cause not found). */
+#define NOINLINE __attribute__((noinline))
+TARGET_512 NOINLINE static __m512 acc_mlx4_512(const mlxn_qmat *w, int64_t n, const dec_scratch *s) {
+    return acc_mlx48_512(w, n, s, 4);
+}
+TARGET_512 NOINLINE static __m512 acc_mlx8_512(const mlxn_qmat *w, int64_t n, const dec_scratch *s) {
+    return acc_mlx48_512(w, n, s, 8);
+}
+TARGET_512 NOINLINE static __m512 acc_q4_0_512(const void *b, const dec_scratch *s, int64_t K) {
+    return acc_q4x4_512(b, false, s, K);
+}
+TARGET_512 NOINLINE static __m512 acc_q4_1_512(const void *b, const dec_scratch *s, int64_t K) {
+    return acc_q4x4_512(b, true, s, K);
+}
+#undef NOINLINE
+
+/* Sums of 4 vectors' lanes → [Σa, Σb, Σc, Σd] (9 shuffles/adds instead of
+ * 4 full reductions). */
+TARGET_512 static inline __m128 reduce4(__m512 a, __m512 b, __m512 c, __m512 d) {
+    __m512 ab = _mm512_add_ps(_mm512_shuffle_f32x4(a, b, 0x44), _mm512_shuffle_f32x4(a, b, 0xEE));
+    __m512 cd = _mm512_add_ps(_mm512_shuffle_f32x4(c, d, 0x44), _mm512_shuffle_f32x4(c, d, 0xEE));
+    __m512 q = _mm512_add_ps(_mm512_shuffle_f32x4(ab, cd, 0x88), _mm512_shuffle_f32x4(ab, cd, 0xDD));
+    q = _mm512_add_ps(q, _mm512_permute_ps(q, 0x4E)); /* quarter i holds vector i's 4 partials */
+    q = _mm512_add_ps(q, _mm512_permute_ps(q, 0xB1));
+    const __m512i l0 = _mm512_setr_epi32(0, 4, 8, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0);
+    return _mm512_castps512_ps128(_mm512_permutexvar_ps(l0, q));
+}
+
+/* Weight rows [n0,n1) against the M prepared x rows, 4 weight rows at a time
+ * (they stay in L1 across the x rows; one reduce4 per 4 outputs).
+ * DOT(n, sm) is an expression giving the unreduced lanes for row n, x slice sm. */
+#define DEC_ROWS(name, DOT)                                                                       \
+    TARGET_512 static void name(const mlxn_qmat *w, const dec_scratch *s, float *y, int64_t M,   \
+                                int64_t n0, int64_t n1) {                                        \
+        const int64_t N = w->N;                                                                  \
+        int64_t n = n0;                                                                          \
+        for (; n + 4 <= n1; n += 4)                                                              \
+            for (int64_t m = 0; m < M; m++) {                                                    \
+                /* in row order: arguments could be evaluated backwards, which \
+                 * defeats the hardware prefetcher (4x slower, measured) */     \
+                __m512 a0 = DOT(n, s + m), a1 = DOT(n + 1, s + m);                               \
+                __m512 a2 = DOT(n + 2, s + m), a3 = DOT(n + 3, s + m);                           \
+                _mm_storeu_ps(y + m * N + n, reduce4(a0, a1, a2, a3));                           \
+            }                                                                                    \
+        for (; n < n1; n++)                                                                      \
+            for (int64_t m = 0; m < M; m++) y[m * N + n] = _mm512_reduce_add_ps(DOT(n, s + m));  \
+    }
+#define DOT_MLX4(n, sm) acc_mlx4_512(w, n, sm)
+#define DOT_MLX8(n, sm) acc_mlx8_512(w, n, sm)
+#define DOT_Q40(n, sm) acc_q4_0_512(ggml_row(w, n), sm, w->K)
+#define DOT_Q41(n, sm) acc_q4_1_512(ggml_row(w, n), sm, w->K)
+DEC_ROWS(rows_mlx4_512, DOT_MLX4)
+DEC_ROWS(rows_mlx8_512, DOT_MLX8)
+DEC_ROWS(rows_q4_0_512, DOT_Q40)
+DEC_ROWS(rows_q4_1_512, DOT_Q41)
+#undef DOT_MLX4
+#undef DOT_MLX8
+#undef DOT_Q40
+#undef DOT_Q41
+#undef DEC_ROWS
+
 typedef float (*ggml_dot_fn)(const void *, const dec_scratch *, int64_t);
-enum { VK_NONE, VK_MLX_ANY, VK_MLX4, VK_MLX8, VK_GGML };
+enum { VK_NONE, VK_MLX_ANY, VK_MLX4, VK_MLX8, VK_GGML, VK_Q4_0, VK_Q4_1 };
 
 /* Which AVX-512 decode kernel (and x layout) serves this weight. */
 static int vnni_kind(const mlxn_qmat *w, ggml_dot_fn *fn, int *layout) {
     *fn = NULL;
     *layout = XL_NATURAL;
     if (w->kind == MLXN_QKIND_MLX) {
-        if (w->bits == 4 && w->K % 128 == 0) return *layout = XL_MLX4, VK_MLX4;
-        if (w->bits == 8 && w->K % 64 == 0) return VK_MLX8;
+        if (w->bits == 4) return *layout = XL_MLX4, VK_MLX4;
+        if (w->bits == 8) return VK_MLX8;
         return VK_MLX_ANY;
     }
     switch (w->wtype) {
-    case MLXN_Q4_0:
-        *fn = w->K % 128 ? dot_q4_0_512 : dot_q4_0x4_512;
-        *layout = w->K % 128 ? XL_NATURAL : XL_Q40;
-        break;
-    case MLXN_Q4_1:
-        *fn = w->K % 128 ? dot_q4_1_512 : dot_q4_1x4_512;
-        *layout = w->K % 128 ? XL_NATURAL : XL_Q40;
-        break;
+    case MLXN_Q4_0: *layout = XL_Q40; return VK_Q4_0;
+    case MLXN_Q4_1: *layout = XL_Q40; return VK_Q4_1;
     case MLXN_Q8_0: *fn = dot_q8_0_512; break;
     case MLXN_Q4_K: *fn = dot_q4_k_512; *layout = XL_Q4K; break;
     case MLXN_Q5_K: *fn = dot_q5_k_512; break;
@@ -1014,26 +1117,27 @@ TARGET_512 static void decode_vnni(const mlxn_qmat *w, int kind, ggml_dot_fn fn,
             continue;
         }
         quantize_x_512(xm, K, &s[m], layout);
-        if (kind == VK_MLX4 || kind == VK_MLX8) {
+        if (kind == VK_MLX4 || kind == VK_MLX8) { /* Σx per group */
             int per = w->group / 32;
             for (int64_t g = 0; g < K / w->group; g++) {
                 float t = 0;
                 for (int i = 0; i < per; i++) t += s[m].xg[g * per + i];
                 s[m].xgg[g] = t;
             }
+            for (int j = 0; j < 16; j++) s[m].xgg[K / w->group + j] = 0; /* span loads */
         }
     }
+    switch (kind) {
+    case VK_MLX4: rows_mlx4_512(w, s, y, M, n0, n1); return;
+    case VK_MLX8: rows_mlx8_512(w, s, y, M, n0, n1); return;
+    case VK_Q4_0: rows_q4_0_512(w, s, y, M, n0, n1); return;
+    case VK_Q4_1: rows_q4_1_512(w, s, y, M, n0, n1); return;
+    default: break;
+    }
     for (int64_t n = n0; n < n1; n++)
-        for (int64_t m = 0; m < M; m++) {
-            float r;
-            switch (kind) {
-            case VK_MLX_ANY: r = dot_mlx_any_512(w, n, x + m * K, &s[m]); break;
-            case VK_MLX4: r = dot_mlx4_512(w, n, &s[m]); break;
-            case VK_MLX8: r = dot_mlx8_512(w, n, &s[m]); break;
-            default: r = fn(ggml_row(w, n), &s[m], K); break;
-            }
-            y[m * N + n] = r;
-        }
+        for (int64_t m = 0; m < M; m++)
+            y[m * N + n] = kind == VK_MLX_ANY ? dot_mlx_any_512(w, n, x + m * K, &s[m])
+                                              : fn(ggml_row(w, n), &s[m], K);
 }
 #endif /* MLXN_X86 */
 
