@@ -4,10 +4,18 @@
  * MLX fields equals the gguf-exact f32 dequantization (q4_0, q8_0, q4_k,
  * q5_k: bit for bit; q4_1: within the one f32 rounding of d*q + m that ggml
  * itself does). And the Q/K row un-permutation inverts llama.cpp's permute.
+ * And end to end: the tiny HF Llama converted to MLX 4-bit (groups of 32)
+ * by mlxn_convert gives PyTorch's logits on the weights MLX itself
+ * quantizes and dequantizes (tests/data/models/llama/ref_mlx_q4.bin, from
+ * scripts/gen_convert_ref.py), with activations kept f32: the 12-token
+ * prefill's matmuls dequantize tiles exactly as mx.dequantize does.
  */
 #include "model/convert.h"
+#include "model/model.h"
 #include "ops/quant.h"
 #include "testutil.h"
+
+#include <unistd.h>
 
 static uint32_t get_bits(const uint32_t *row, int64_t i, int bits) {
     uint64_t bit = (uint64_t)i * (uint64_t)bits, w = bit / 32, off = bit % 32;
@@ -64,6 +72,55 @@ static void test_unpermute(void) {
     CHECK_STATUS(mlxn_unpermute_qk_rows(gg, back, 25, 4, 3), MLXN_ERR_SHAPE);
 }
 
+static void test_hf_to_mlx4(void) {
+    const char *ref = "tests/data/models/llama/ref_mlx_q4.bin";
+    FILE *f = fopen(ref, "rb");
+    CHECK(f != NULL, "%s present", ref);
+    if (!f) return;
+    int32_t T = 0, V = 0;
+    CHECK(fread(&T, 4, 1, f) == 1 && fread(&V, 4, 1, f) == 1 && T > 0 && T <= 64 && V > 0 && V <= 4096, "header");
+    int32_t toks[64];
+    float *want = malloc((size_t)T * (size_t)V * 4), *got = malloc((size_t)T * (size_t)V * 4);
+    CHECK(fread(toks, 4, (size_t)T, f) == (size_t)T && fread(want, 4, (size_t)(T * V), f) == (size_t)(T * V),
+          "reference data");
+    fclose(f);
+    char dir[] = "/tmp/mlxn-conv-XXXXXX";
+    CHECK(mkdtemp(dir) != NULL, "mkdtemp");
+    mlxn_convert_options o = {.bits = 4, .group_size = 32};
+    CHECK_OK(mlxn_convert("tests/data/models/llama", dir, &o));
+    setenv("MLXN_F32_ACTIVATIONS", "1", 1);
+    mlxn_device *dev = NULL;
+    mlxn_model *m = NULL;
+    mlxn_kvcache *kv = NULL;
+    mlxn_forward *fw = NULL;
+    CHECK_OK(mlxn_device_open(&dev, "cpu", NULL));
+    CHECK_OK(mlxn_model_load(&m, dev, dir));
+    if (m) {
+        CHECK(m->L[0].wq.q.bits == 4 && m->head.q.bits == 4 && m->embed.q.bits == 4,
+              "converted linears, embedding and head are MLX 4-bit");
+        CHECK_OK(mlxn_kvcache_create(&kv, m, T, MLXN_F32));
+        CHECK_OK(mlxn_forward_create(&fw, m, kv, T, MLXN_MODE_OPTIMIZED, MLXN_FWD_ALL_LOGITS));
+        CHECK_OK(mlxn_forward_run(fw, toks));
+        CHECK_OK(mlxn_forward_logits(fw, got, (size_t)(T * V)));
+        double *r = malloc((size_t)(T * V) * sizeof(double));
+        for (int i = 0; i < T * V; i++) r[i] = want[i];
+        /* f32 on both sides over the same quantized weights: summation order only */
+        check_close("mlxn convert -> MLX 4-bit logits vs PyTorch on MLX-dequantized weights", got, r,
+                    (size_t)(T * V), 1e-4, 1e-4);
+        free(r);
+    }
+    unsetenv("MLXN_F32_ACTIVATIONS");
+    mlxn_forward_destroy(fw);
+    mlxn_kvcache_destroy(kv);
+    mlxn_model_destroy(m);
+    mlxn_device_close(dev);
+    free(want);
+    free(got);
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", dir);
+}
+
 int main(void) {
     exact_case("q4_0", MLXN_Q4_0);
     exact_case("q4_1", MLXN_Q4_1);
@@ -73,5 +130,6 @@ int main(void) {
     uint32_t w[1];
     CHECK_STATUS(mlxn_ggml_to_mlx(MLXN_Q6_K, w, 1, 256, w, w, w), MLXN_ERR_UNSUPPORTED);
     test_unpermute();
+    test_hf_to_mlx4();
     return test_summary("test_convert");
 }
