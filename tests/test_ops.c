@@ -414,6 +414,8 @@ static void test_attention(void) {
     attention_case("attention sliding window 5 + softcap", 3, 2, 2, 64, 40, 10, 5, 20.0f, MLXN_BF16);
     attention_case("attention ring cache past C", 2, 2, 1, 128, 16, 37, 0, 0, MLXN_F32);
     attention_case("attention head dim 256", 1, 2, 1, 256, 8, 3, 0, 0, MLXN_F16);
+    attention_case("attention prefill 20 tokens in query tiles, window 7", 20, 4, 2, 64, 64, 10, 7, 0, MLXN_F16);
+    attention_case("attention prefill 100 tokens, 2 key blocks", 100, 2, 1, 32, 128, 0, 0, 0, MLXN_F32);
     /* caches of >= 512 rows with at most 2 (token, head) pairs per worker
      * (2 workers here) take the split-KV path */
     attention_case("attention split-KV decode, C=1024", 1, 4, 2, 64, 1024, 900, 0, 0, MLXN_F16);

@@ -429,46 +429,66 @@ static const float *cache_row(const mlxn_tensor *c, size_t base, int64_t D, floa
     return buf;
 }
 
-/* Keys are taken in blocks: the scores of a block first, then one rescale
- * of the running sum and accumulator per block (not per key). */
-enum { ATT_BLOCK = 64 };
+/* Keys are taken in blocks of ATT_BLOCK and queries in tiles of up to
+ * ATT_QT (prefill: consecutive tokens of one head). Each key block is
+ * converted to f32 once per tile; each query scores the block's keys it may
+ * see, then rescales its running sum and accumulator once per block. */
+enum { ATT_BLOCK = 64, ATT_QT = 8 };
 
 static size_t s_attention(const mlxn_node *n, int nth) {
     (void)nth;
-    return ((size_t)T(1)->shape[2] * 3 + ATT_BLOCK) * sizeof(float);
+    size_t D = (size_t)T(1)->shape[2];
+    return ((size_t)ATT_QT * (D + 2) + 2 * (size_t)ATT_BLOCK * D + ATT_BLOCK) * sizeof(float);
 }
 
-/* Online softmax of query qv over cache positions [from, to] of kv head hk:
- * updates the running max *mx, sum *sum and unnormalized accumulator acc. */
-static void attend_range(const mlxn_tensor *kc, const mlxn_tensor *vc, const mlxn_attention_params *p,
-                         const float *qv, int64_t hk, int64_t from, int64_t to, float *mx, float *sum, float *acc,
-                         float *krow, float *vrow, float *sc) {
+/* Per-query state of a tile: running max, sum and accumulator. */
+typedef struct att_q {
+    const float *q;
+    int64_t first, last; /* visible cache positions */
+    float mx, sum;
+    float *acc;
+} att_q;
+
+/* Attend queries qs[nq] (one kv head hk) over cache positions [from, to],
+ * each limited to its own [first, last]. */
+static void attend_tile(const mlxn_tensor *kc, const mlxn_tensor *vc, const mlxn_attention_params *p, int64_t hk,
+                        int64_t from, int64_t to, att_q *qs, int nq, float *ktile, float *vtile, float *sc) {
     int64_t C = kc->shape[1], D = kc->shape[2];
+    const float *kr[ATT_BLOCK], *vr[ATT_BLOCK];
     for (int64_t b0 = from; b0 <= to; b0 += ATT_BLOCK) {
         int64_t nb = to - b0 + 1 < ATT_BLOCK ? to - b0 + 1 : ATT_BLOCK;
-        float bm = -INFINITY;
         for (int64_t j = 0; j < nb; j++) {
-            const float *kr = cache_row(kc, (size_t)((hk * C + (b0 + j) % C) * D), D, krow);
-            float s = dot_f32(qv, kr, D) * p->scale;
-            if (p->softcap > 0) s = tanhf(s / p->softcap) * p->softcap;
-            sc[j] = s;
-            if (s > bm) bm = s;
+            size_t base = (size_t)((hk * C + (b0 + j) % C) * D);
+            kr[j] = cache_row(kc, base, D, ktile + j * D);
+            vr[j] = cache_row(vc, base, D, vtile + j * D);
         }
-        if (bm > *mx) {
-            float corr = *mx == -INFINITY ? 0.0f : expf(*mx - bm);
-            *sum *= corr;
-            if (*mx != -INFINITY) scale_row(acc, corr, D);
-            *mx = bm;
-        }
-        for (int64_t j = 0; j < nb; j++) {
-            float e = expf(sc[j] - *mx);
-            *sum += e;
-            axpy(acc, e, cache_row(vc, (size_t)((hk * C + (b0 + j) % C) * D), D, vrow), D);
+        for (int qi = 0; qi < nq; qi++) {
+            att_q *a = &qs[qi];
+            int64_t j0 = a->first > b0 ? a->first - b0 : 0, j1 = a->last - b0 + 1 < nb ? a->last - b0 + 1 : nb;
+            if (j0 >= j1) continue;
+            float bm = -INFINITY;
+            for (int64_t j = j0; j < j1; j++) {
+                float sv = dot_f32(a->q, kr[j], D) * p->scale;
+                if (p->softcap > 0) sv = tanhf(sv / p->softcap) * p->softcap;
+                sc[j] = sv;
+                if (sv > bm) bm = sv;
+            }
+            if (bm > a->mx) {
+                float corr = a->mx == -INFINITY ? 0.0f : expf(a->mx - bm);
+                a->sum *= corr;
+                if (a->mx != -INFINITY) scale_row(a->acc, corr, D);
+                a->mx = bm;
+            }
+            for (int64_t j = j0; j < j1; j++) {
+                float e = expf(sc[j] - a->mx);
+                a->sum += e;
+                axpy(a->acc, e, vr[j], D);
+            }
         }
     }
 }
 
-/* Positions query t sees: [*first, pt] (ring and window limits). */
+/* Positions query t sees: [first, pt] (ring and window limits). */
 static int64_t attn_first(int64_t pt, int64_t C, int window) {
     int64_t first = pt - C + 1; /* older rows were overwritten in a ring */
     if (window > 0 && pt - window + 1 > first) first = pt - window + 1;
@@ -477,20 +497,34 @@ static int64_t attn_first(int64_t pt, int64_t C, int window) {
 
 static void k_attention(const mlxn_node *n, int ith, int nth, void *scratch) {
     const mlxn_tensor *q = T(1), *kc = T(2), *vc = T(3);
-    int64_t Tn = q->shape[0], H = q->shape[1], D = q->shape[2];
-    int64_t rep = H / kc->shape[0], lo, hi;
-    mlxn_split(Tn * H, ith, nth, &lo, &hi);
+    int64_t Tn = q->shape[0], H = q->shape[1], D = q->shape[2], C = kc->shape[1];
+    int64_t rep = H / kc->shape[0], tiles = (Tn + ATT_QT - 1) / ATT_QT, lo, hi;
+    mlxn_split(tiles * H, ith, nth, &lo, &hi);
     const int32_t *pos = I32(4);
-    float *acc = scratch, *krow = acc + D, *vrow = krow + D, *sc = vrow + D;
+    float *accs = scratch, *ktile = accs + ATT_QT * D, *vtile = ktile + ATT_BLOCK * D, *sc = vtile + ATT_BLOCK * D;
+    att_q qs[ATT_QT];
     for (int64_t i = lo; i < hi; i++) {
-        int64_t t = i / H, h = i % H, pt = pos[t];
-        float mx = -INFINITY, sum = 0;
-        for (int64_t d = 0; d < D; d++) acc[d] = 0;
-        attend_range(kc, vc, &n->p.attn, F32(1) + (t * H + h) * D, h / rep,
-                     attn_first(pt, kc->shape[1], n->p.attn.window), pt, &mx, &sum, acc, krow, vrow, sc);
-        float inv = sum > 0 ? 1.0f / sum : 0.0f;
-        float *o = F32(0) + (t * H + h) * D;
-        for (int64_t d = 0; d < D; d++) o[d] = acc[d] * inv;
+        int64_t h = i % H, t0 = (i / H) * ATT_QT, t1 = t0 + ATT_QT < Tn ? t0 + ATT_QT : Tn;
+        int64_t from = INT64_MAX, to = -1;
+        int nq = 0;
+        for (int64_t t = t0; t < t1; t++, nq++) {
+            att_q *a = &qs[nq];
+            a->q = F32(1) + (t * H + h) * D;
+            a->last = pos[t];
+            a->first = attn_first(a->last, C, n->p.attn.window);
+            a->mx = -INFINITY;
+            a->sum = 0;
+            a->acc = accs + nq * D;
+            for (int64_t d = 0; d < D; d++) a->acc[d] = 0;
+            if (a->first < from) from = a->first;
+            if (a->last > to) to = a->last;
+        }
+        attend_tile(kc, vc, &n->p.attn, h / rep, from, to, qs, nq, ktile, vtile, sc);
+        for (int qi = 0; qi < nq; qi++) {
+            float inv = qs[qi].sum > 0 ? 1.0f / qs[qi].sum : 0.0f;
+            float *o = F32(0) + ((t0 + qi) * H + h) * D;
+            for (int64_t d = 0; d < D; d++) o[d] = qs[qi].acc[d] * inv;
+        }
     }
 }
 
@@ -503,18 +537,17 @@ static void k_attention_partial(const mlxn_node *n, int ith, int nth, void *scra
     int64_t rep = H / kc->shape[0], lo, hi;
     mlxn_split(Tn * H * S, ith, nth, &lo, &hi);
     const int32_t *pos = I32(4);
-    float *krow = scratch, *vrow = krow + D, *sc = vrow + D;
+    float *ktile = (float *)scratch + ATT_QT * D, *vtile = ktile + ATT_BLOCK * D, *sc = vtile + ATT_BLOCK * D;
     for (int64_t i = lo; i < hi; i++) {
         int64_t s = i % S, th = i / S, t = th / H, h = th % H, pt = pos[t];
         int64_t first = attn_first(pt, kc->shape[1], sp->a.window), L = pt - first + 1;
         int64_t chunk = (L + S - 1) / S, from = first + s * chunk, to = from + chunk - 1 < pt ? from + chunk - 1 : pt;
-        float *row = F32(0) + i * (D + 2), mx = -INFINITY, sum = 0;
+        float *row = F32(0) + i * (D + 2);
+        att_q a = {F32(1) + (t * H + h) * D, from, to, -INFINITY, 0, row + 2};
         for (int64_t d = 0; d < D; d++) row[2 + d] = 0;
-        if (from <= to)
-            attend_range(kc, vc, &sp->a, F32(1) + (t * H + h) * D, h / rep, from, to, &mx, &sum, row + 2, krow, vrow,
-                         sc);
-        row[0] = mx;
-        row[1] = sum;
+        if (from <= to) attend_tile(kc, vc, &sp->a, h / rep, from, to, &a, 1, ktile, vtile, sc);
+        row[0] = a.mx;
+        row[1] = a.sum;
     }
 }
 
