@@ -116,9 +116,7 @@ static void test_hf_to_mlx4(void) {
     mlxn_device_close(dev);
     free(want);
     free(got);
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", dir);
+    rm_tmp_tree(dir);
 }
 
 int main(void) {

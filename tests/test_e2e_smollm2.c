@@ -111,8 +111,6 @@ int main(void) {
     mlxn_model_destroy(mg);
     mlxn_device_close(dev);
     cJSON_Delete(doc);
-    char cmd[256];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", dir);
+    rm_tmp_tree(dir);
     return test_summary("test_e2e_smollm2");
 }

@@ -606,8 +606,6 @@ int main(void) {
 
     mlxn_tokenizer_destroy(sm);
     mlxn_tokenizer_destroy(spm);
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", g_tmp);
-    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", g_tmp);
+    rm_tmp_tree(g_tmp);
     return test_summary("test_tokenizer");
 }

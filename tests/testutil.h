@@ -85,6 +85,14 @@ static inline void rng_fill(float *x, size_t n, float lo, float hi) {
     for (size_t i = 0; i < n; i++) x[i] = rng_uniform(lo, hi);
 }
 
+/* Remove a temporary directory tree a test made (under /tmp only). */
+static inline void rm_tmp_tree(const char *dir) {
+    char cmd[512];
+    if (strncmp(dir, "/tmp/", 5) != 0 || strchr(dir, '\'') || strlen(dir) > 400) return;
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", dir);
+}
+
 static inline int test_summary(const char *name) {
     printf("%s: %d passed, %d failed\n", name, g_pass, g_fail);
     return g_fail ? 1 : 0;

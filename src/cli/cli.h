@@ -27,5 +27,7 @@ int cli_fail(const char *what, mlxn_status st);
 /* Parse an integer/float flag value; on error print and return false. */
 bool cli_int(const char *flag, const char *v, long lo, long hi, long *out);
 bool cli_float(const char *flag, const char *v, double *out);
+/* qsort comparator for doubles, ascending (medians of timings). */
+int cli_cmp_double(const void *a, const void *b);
 
 #endif

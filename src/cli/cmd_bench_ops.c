@@ -24,11 +24,6 @@ static double now_s(void) {
     return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
 }
 
-static int cmp_d(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
 /* ---- host read bandwidth: every thread sums its slice ---- */
 
 typedef struct rd_arg {
@@ -210,7 +205,7 @@ static mlxn_status run_case(mlxn_device *dev, bcase *c, size_t rotate_bytes, dou
         times[reps++] = (now_s() - t0) / R;
     }
     if (!st) {
-        qsort(times, (size_t)reps, sizeof(double), cmp_d);
+        qsort(times, (size_t)reps, sizeof(double), cli_cmp_double);
         double sec = times[reps / 2];
         c->us = sec * 1e6;
         c->gbps = (double)qw.total_bytes / sec / 1e9;

@@ -174,11 +174,6 @@ static mlxn_status record_step(net *nt, mlxn_session *s) {
     return MLXN_OK;
 }
 
-static int cmp_d(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
 typedef struct mode_result {
     const char *name;
     mlxn_graph_stats st;
@@ -232,7 +227,7 @@ static mlxn_status run_mode(net *nt, int mode, mode_result *r) {
         mlxn_session_stats(s, &r->st);
         /* median of the steps after the first (which records, in replay) */
         long from = steps > 2 ? 1 : 0;
-        qsort(ms + from, (size_t)(steps - from), sizeof(double), cmp_d);
+        qsort(ms + from, (size_t)(steps - from), sizeof(double), cli_cmp_double);
         r->ms_per_step = ms[from + (steps - from) / 2];
         r->logits = malloc((size_t)nt->s.vocab * sizeof(float));
         if (!r->logits) st = MLXN_ERR_OUT_OF_MEMORY;

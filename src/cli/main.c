@@ -50,6 +50,11 @@ void cli_load_progress(void *ctx, int layers_done, int layers) {
     if (layers_done == layers - 1) fprintf(stderr, "\r%40s\r", "");
 }
 
+int cli_cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
 static void usage(FILE *f) {
     fprintf(f,
             "usage: mlxn <command> [options]\n"
