@@ -521,6 +521,48 @@ static void test_mlx(void) {
         free(bs);
         free(deq);
     }
+    /* the dedicated MLX 4-bit decode kernel (group 64/128, M = 1): two rows
+     * per warp from N >= 4096 (N = 4100 leaves a partial block), split rows
+     * at K = 4096; int8 x as above: TOL_INT8X */
+    int64_t NK[3][2] = {{4100, 1024}, {200, 4096}, {4096, 2048}};
+    for (int c = 0; c < 3; c++) {
+        int64_t N = NK[c][0], K = NK[c][1];
+        int gs = c == 2 ? 128 : 64;
+        mlxn_dtype sdt = c == 0 ? MLXN_BF16 : MLXN_F16;
+        uint32_t *wq;
+        void *sc, *bs;
+        float *deq;
+        mlx_make(4, gs, sdt, N, K, &wq, &sc, &bs, &deq);
+        int64_t wsh[2] = {N, K / 8}, ssh[2] = {N, K / gs}, dsh[2] = {N, K};
+        mlxn_buffer *gw = mk1(1, MLXN_U32, 2, wsh, wq), *gsc = mk1(1, sdt, 2, ssh, sc), *gbi = mk1(1, sdt, 2, ssh, bs);
+        mlxn_buffer *cw = mk1(0, MLXN_F32, 2, dsh, deq);
+        mlxn_mlx_quant q = {4, gs};
+        int64_t xs[2] = {1, K}, os[2] = {1, N};
+        float *x = rnd(MLXN_F32, (size_t)K, -1, 1);
+        P px = pin(MLXN_F32, 2, xs, x), o = pout(MLXN_F32, 2, os);
+        mlxn_session *S;
+        CHECK_OK(mlxn_session_create(&S, D[0], MLXN_MODE_DIRECT, 0));
+        CHECK_OK(mlxn_op_matmul(S, o.v[0], px.v[0], cw));
+        mlxn_session_destroy(S);
+        CHECK_OK(mlxn_session_create(&S, D[1], MLXN_MODE_DIRECT, 0));
+        CHECK_OK(mlxn_op_matmul_mlx(S, o.v[1], px.v[1], gw, gsc, gbi, &q));
+        mlxn_session_destroy(S);
+        char what[80];
+        snprintf(what, sizeof what, "matmul_mlx 4 bits group %d scales %s M=1 N=%lld K=%lld", gs,
+                 mlxn_dtype_name(sdt), (long long)N, (long long)K);
+        cmp(what, &o, TOL_INT8X);
+        pfree(&px);
+        pfree(&o);
+        free(x);
+        mlxn_buffer_destroy(gw);
+        mlxn_buffer_destroy(gsc);
+        mlxn_buffer_destroy(gbi);
+        mlxn_buffer_destroy(cw);
+        free(wq);
+        free(sc);
+        free(bs);
+        free(deq);
+    }
 }
 
 /* ---- rope ---- */
