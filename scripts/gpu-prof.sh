@@ -31,17 +31,21 @@ timeout 120 ./build-cuda/tests/test_cuda_ops >"$LOG/test_ops.log" 2>&1; echo "te
 grep -E "FAIL|matmul_mlx 4" "$LOG/test_ops.log" | head -20; tail -1 "$LOG/test_ops.log"
 timeout 120 ./build-cuda/tests/test_cuda_model >"$LOG/test_model.log" 2>&1; echo "test_cuda_model exit $?"
 grep -E "FAIL" "$LOG/test_model.log" | head; tail -1 "$LOG/test_model.log"
-for m in ${MODES:-0 1 2}; do
-  echo "== MLXN_CU_MLX4=$m"
-  MLXN_CU_MLX4=$m timeout 100 ./build-cuda/bench/cuda_bench --int >"$LOG/bench_$m.log" 2>&1
-  grep -E "copy|mlx4|q4_0" "$LOG/bench_$m.log" | grep -v prefill
+# variants: environment assignments, "-" = the defaults
+V=${VARIANTS:-"MLXN_CU_MLX4=0 MLXN_CU_PDL=0 -"}
+for v in $V; do
+  [ "$v" = - ] && e=() || e=("$v")
+  echo "== cuda_bench --int ${e[*]:-defaults}"
+  env "${e[@]}" timeout 100 ./build-cuda/bench/cuda_bench --int >"$LOG/bench_$v.log" 2>&1
+  grep -E "copy kernel|^mlx4|^q4_0" "$LOG/bench_$v.log"
 done
 M8=synthetic:llama3-8b:q4:g64
-for m in ${MODES8:-0 2}; do
-  echo "== 8B MLXN_CU_MLX4=$m"
-  MLXN_CU_MLX4=$m timeout 150 ./build-cuda/mlxn bench -m $M8 --backend cuda -p 512 -n 128 -r 2 >"$LOG/b8_$m.log" 2>&1
-  tail -4 "$LOG/b8_$m.log"
+for v in ${VARIANTS8:-"MLXN_CU_MLX4=0 -"}; do
+  [ "$v" = - ] && e=() || e=("$v")
+  echo "== 8B ${e[*]:-defaults}"
+  env "${e[@]}" timeout 150 ./build-cuda/mlxn bench -m $M8 --backend cuda -p 512 -n 128 -r 2 >"$LOG/b8_$v.log" 2>&1
+  tail -4 "$LOG/b8_$v.log" | head -3
 done
 echo "== profile (MLXN_CUDA_PROFILE=1)"
 MLXN_CUDA_PROFILE=1 timeout 150 ./build-cuda/mlxn bench -m $M8 --backend cuda -p 512 -n 32 -r 1 >"$LOG/prof.log" 2>&1
-grep -A62 "cuda profile" "$LOG/prof.log" | cut -c1-90
+grep -A40 "cuda profile" "$LOG/prof.log" | cut -c1-90

@@ -223,56 +223,99 @@ static cudaError_t run_mmvq(const F &f, float *y, const float *x, int64_t N, int
 /* ---- MLX 4-bit, group 64 or 128, M = 1: a dedicated decode kernel ----
  * Lane work item = one 64-element group-unit of a row: 32 bytes of weights
  * (two 16-byte loads), one scale and one bias. x is int8 per 32 elements
- * (same rounding as k_quant_x) in shared memory, 80 bytes per 64 elements:
- * 64 int8 with each 8 reordered as e0 e2 e4 e6 e1 e3 e5 e7 (the low / high
- * nibbles of an MLX word are the even / odd elements, so no byte permute is
- * left in the inner loop), then {d0, d1, d0*sum0, d1*sum1} as floats. The
- * 80-byte stride keeps 8 lanes' 128-bit reads on distinct banks. Each warp
- * does R rows, so one x read serves R weight rows; `split` warps share a
- * row as in k_mmvq. QIN: the block quantizes f32 x itself (no separate
- * launch; every block reads x from L2); otherwise it copies the int8 x that
- * k_quant_x64 wrote. */
+ * (same rounding as k_quant_x), written by k_quant_x64 as 80 bytes per 64
+ * elements: 64 int8 with each 8 reordered as e0 e2 e4 e6 e1 e3 e5 e7 (the
+ * low / high nibbles of an MLX word are the even / odd elements, so no byte
+ * permute is left in the inner loop), then {d0, d1, d0*sum0, d1*sum1} as
+ * floats; the block copies it to shared memory (the 80-byte stride keeps 8
+ * lanes' 128-bit reads on distinct banks). Each warp does R rows, so one x
+ * read serves R weight rows; `split` warps share a row as in k_mmvq.
+ * A lane's first two steps of weights are loaded before x is waited for:
+ * with programmatic dependent launch (sm_90) the kernel starts while
+ * k_quant_x64 runs and griddepcontrol.wait holds only the x copy, so the
+ * weight stream starts a launch earlier. Measured on H200 (RESULTS.md):
+ * quantizing x inside every block instead costs 2x (each block reads the
+ * f32 x from L2 before its weights). */
 #define XG_BYTES 80
 
-static __device__ __forceinline__ void quant_block32(uint8_t *dst, const float *x, int64_t b, int lane) {
+static __device__ __forceinline__ void pdl_wait(void) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+static __device__ __forceinline__ void pdl_launch_dependents(void) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}
+
+__global__ void k_quant_x64(uint8_t *xg, const float *x, int64_t nb) {
+    pdl_launch_dependents();
+    int64_t b = (int64_t)blockIdx.x * 8 + (threadIdx.x >> 5);
+    int lane = threadIdx.x & 31;
+    if (b >= nb) return;
     float v = x[b * 32 + lane];
     float amax = cu_warp_max(fabsf(v));
     float d = amax / 127.0f;
     int q = d > 0 ? (int)rintf(v / d) : 0;
-    int s = q;
+    int sm = q;
 #pragma unroll
-    for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
-    uint8_t *g = dst + (b >> 1) * XG_BYTES;
+    for (int o = 16; o > 0; o >>= 1) sm += __shfl_xor_sync(0xffffffffu, sm, o);
+    uint8_t *g = xg + (b >> 1) * XG_BYTES;
     int h = (int)(b & 1), j = lane & 7;
     g[h * 32 + (lane & ~7) + (j & 1) * 4 + (j >> 1)] = (uint8_t)(int8_t)q;
     if (lane == 0) {
         float *f = (float *)(g + 64);
         f[h] = d;
-        f[2 + h] = d * (float)s;
+        f[2 + h] = d * (float)sm;
     }
 }
 
-__global__ void k_quant_x64(uint8_t *xg, const float *x, int64_t nb) {
-    int64_t b = (int64_t)blockIdx.x * 8 + (threadIdx.x >> 5);
-    if (b >= nb) return;
-    quant_block32(xg, x, b, threadIdx.x & 31);
-}
+template <int SDT, int R>
+struct Mlx4Step {
+    uint4 w[R][2];
+    float s[R], b[R];
+    __device__ __forceinline__ void load(const uint4 *const *wrow, const int64_t *srow, int64_t g, int gs,
+                                         const void *sc, const void *bi) {
+#pragma unroll
+        for (int i = 0; i < R; i++) {
+            w[i][0] = __ldg(wrow[i] + 2 * g);
+            w[i][1] = __ldg(wrow[i] + 2 * g + 1);
+            s[i] = cu_ld<SDT>(sc, srow[i] + (g >> gs));
+            b[i] = cu_ld<SDT>(bi, srow[i] + (g >> gs));
+        }
+    }
+    __device__ __forceinline__ void dot(const uint4 *xsg, int64_t g, float *acc) const {
+        const uint4 *xp = xsg + g * 5;
+        uint4 xa = xp[0], xb = xp[1], xc = xp[2], xd = xp[3], xf = xp[4];
+        int xq[16] = {(int)xa.x, (int)xa.y, (int)xa.z, (int)xa.w, (int)xb.x, (int)xb.y, (int)xb.z, (int)xb.w,
+                      (int)xc.x, (int)xc.y, (int)xc.z, (int)xc.w, (int)xd.x, (int)xd.y, (int)xd.z, (int)xd.w};
+        float d0 = __int_as_float((int)xf.x), d1 = __int_as_float((int)xf.y);
+        float bs = __int_as_float((int)xf.z) + __int_as_float((int)xf.w);
+#pragma unroll
+        for (int i = 0; i < R; i++) {
+            uint32_t q[8] = {w[i][0].x, w[i][0].y, w[i][0].z, w[i][0].w, w[i][1].x, w[i][1].y, w[i][1].z, w[i][1].w};
+            int dp0 = 0, dp1 = 0;
+#pragma unroll
+            for (int k = 0; k < 4; k++) {
+                dp0 = __dp4a((int)(q[k] & 0x0F0F0F0Fu), xq[2 * k], dp0);
+                dp0 = __dp4a((int)((q[k] >> 4) & 0x0F0F0F0Fu), xq[2 * k + 1], dp0);
+                dp1 = __dp4a((int)(q[4 + k] & 0x0F0F0F0Fu), xq[8 + 2 * k], dp1);
+                dp1 = __dp4a((int)((q[4 + k] >> 4) & 0x0F0F0F0Fu), xq[8 + 2 * k + 1], dp1);
+            }
+            acc[i] += s[i] * (d0 * (float)dp0 + d1 * (float)dp1) + b[i] * bs;
+        }
+    }
+};
 
-template <int SDT, int R, bool QIN>
+template <int SDT, int R>
 __global__ void __launch_bounds__(256) k_mlx4g(const uint32_t *__restrict__ wq, const void *__restrict__ scales,
                                                const void *__restrict__ biases, int gshift, float *__restrict__ y,
-                                               const float *__restrict__ x, const uint4 *__restrict__ xg, int64_t N,
-                                               int64_t K, int split_log2) {
+                                               const uint4 *__restrict__ xg, int64_t N, int64_t K, int split_log2) {
     extern __shared__ uint4 xsg[];
     __shared__ float part[8 * R];
     int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     int64_t G = K >> 6;
-    if (QIN) {
-        for (int64_t b = warp; b < 2 * G; b += 8) quant_block32((uint8_t *)xsg, x, b, lane);
-    } else {
-        for (int64_t i = threadIdx.x; i < G * 5; i += 256) xsg[i] = __ldg(xg + i);
-    }
-    __syncthreads();
     int split = 1 << split_log2, rows = 8 >> split_log2;
     int r = warp >> split_log2, ks = warp & (split - 1);
     int64_t n0 = ((int64_t)blockIdx.x * rows + r) * R;
@@ -284,40 +327,24 @@ __global__ void __launch_bounds__(256) k_mlx4g(const uint32_t *__restrict__ wq, 
         wrow[i] = (const uint4 *)(wq + n * (K >> 3));
         srow[i] = n * (K >> gshift);
     }
+    int gs = gshift - 6;
+    const int64_t st = 32 * split;
+    int64_t g = ks * 32 + lane;
+    Mlx4Step<SDT, R> a, b;
+    if (g < G) a.load(wrow, srow, g, gs, scales, biases);
+    if (g + st < G) b.load(wrow, srow, g + st, gs, scales, biases);
+    pdl_wait(); /* x from k_quant_x64 */
+    for (int64_t i = threadIdx.x; i < G * 5; i += 256) xsg[i] = xg[i];
+    __syncthreads();
     float acc[R];
 #pragma unroll
     for (int i = 0; i < R; i++) acc[i] = 0.0f;
-    int gs = gshift - 6;
-#pragma unroll 2
-    for (int64_t g = ks * 32 + lane; g < G; g += 32 * split) {
-        uint4 wv[R][2];
-        float sc[R], bi[R];
-#pragma unroll
-        for (int i = 0; i < R; i++) {
-            wv[i][0] = __ldg(wrow[i] + 2 * g);
-            wv[i][1] = __ldg(wrow[i] + 2 * g + 1);
-            sc[i] = cu_ld<SDT>(scales, srow[i] + (g >> gs));
-            bi[i] = cu_ld<SDT>(biases, srow[i] + (g >> gs));
-        }
-        const uint4 *xp = xsg + g * 5;
-        uint4 xa = xp[0], xb = xp[1], xc = xp[2], xd = xp[3], xf = xp[4];
-        int xq[16] = {(int)xa.x, (int)xa.y, (int)xa.z, (int)xa.w, (int)xb.x, (int)xb.y, (int)xb.z, (int)xb.w,
-                      (int)xc.x, (int)xc.y, (int)xc.z, (int)xc.w, (int)xd.x, (int)xd.y, (int)xd.z, (int)xd.w};
-        float d0 = __int_as_float((int)xf.x), d1 = __int_as_float((int)xf.y);
-        float bs = __int_as_float((int)xf.z) + __int_as_float((int)xf.w);
-#pragma unroll
-        for (int i = 0; i < R; i++) {
-            uint32_t w[8] = {wv[i][0].x, wv[i][0].y, wv[i][0].z, wv[i][0].w,
-                             wv[i][1].x, wv[i][1].y, wv[i][1].z, wv[i][1].w};
-            int dp0 = 0, dp1 = 0;
-#pragma unroll
-            for (int k = 0; k < 4; k++) {
-                dp0 = __dp4a((int)(w[k] & 0x0F0F0F0Fu), xq[2 * k], dp0);
-                dp0 = __dp4a((int)((w[k] >> 4) & 0x0F0F0F0Fu), xq[2 * k + 1], dp0);
-                dp1 = __dp4a((int)(w[4 + k] & 0x0F0F0F0Fu), xq[8 + 2 * k], dp1);
-                dp1 = __dp4a((int)((w[4 + k] >> 4) & 0x0F0F0F0Fu), xq[8 + 2 * k + 1], dp1);
-            }
-            acc[i] += sc[i] * (d0 * (float)dp0 + d1 * (float)dp1) + bi[i] * bs;
+    for (; g < G; g += 2 * st) {
+        a.dot(xsg, g, acc);
+        if (g + 2 * st < G) a.load(wrow, srow, g + 2 * st, gs, scales, biases);
+        if (g + st < G) {
+            b.dot(xsg, g + st, acc);
+            if (g + 3 * st < G) b.load(wrow, srow, g + 3 * st, gs, scales, biases);
         }
     }
 #pragma unroll
@@ -335,50 +362,66 @@ __global__ void __launch_bounds__(256) k_mlx4g(const uint32_t *__restrict__ wq, 
     }
 }
 
-/* 0 = generic k_mmvq, 1 = k_mlx4g after k_quant_x64, 2 = k_mlx4g
- * quantizing x in every block. MLXN_CU_MLX4 overrides (for measuring). */
-static int mlx4_mode(void) {
+/* MLXN_CU_MLX4=0 takes the generic k_mmvq for MLX 4-bit (for measuring);
+ * MLXN_CU_PDL=0 launches k_mlx4g without programmatic dependent launch. */
+static int env_flag(const char *name, int dflt) {
+    const char *e = getenv(name);
+    return e && *e ? *e != '0' : dflt;
+}
+static int mlx4_on(void) {
+    static int m = -1;
+    if (m < 0) m = env_flag("MLXN_CU_MLX4", 1);
+    return m;
+}
+static int pdl_on(void) {
     static int m = -1;
     if (m < 0) {
-        const char *e = getenv("MLXN_CU_MLX4");
-        m = e && *e >= '0' && *e <= '2' ? *e - '0' : 2;
+        int dev = 0, major = 0;
+        if (cudaGetDevice(&dev) == cudaSuccess) cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev);
+        m = major >= 9 && env_flag("MLXN_CU_PDL", 1);
     }
     return m;
 }
 
-template <int SDT, int R, bool QIN>
+template <int SDT, int R>
 static cudaError_t launch_mlx4g(const uint32_t *wq, const void *sc, const void *bi, int gshift, float *y,
-                                const float *x, const uint4 *xg, int64_t N, int64_t K, int sl, size_t smem,
-                                cudaStream_t s) {
+                                const uint4 *xg, int64_t N, int64_t K, int sl, size_t smem, cudaStream_t s) {
     int rows = (8 >> sl) * R;
-    k_mlx4g<SDT, R, QIN><<<cu_blocks(N, rows), 256, smem, s>>>(wq, sc, bi, gshift, y, x, xg, N, K, sl);
-    CU_LAUNCH_CHECK();
-    return cudaSuccess;
+    cudaLaunchConfig_t cfg = {};
+    cfg.gridDim = dim3(cu_blocks(N, rows));
+    cfg.blockDim = dim3(256);
+    cfg.dynamicSmemBytes = smem;
+    cfg.stream = s;
+    cudaLaunchAttribute at[1];
+    at[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    at[0].val.programmaticStreamSerializationAllowed = 1;
+    cfg.attrs = at;
+    cfg.numAttrs = pdl_on() ? 1 : 0;
+    return cudaLaunchKernelEx(&cfg, k_mlx4g<SDT, R>, wq, sc, bi, gshift, y, xg, N, K, sl);
 }
 
 /* true when it took the matmul (result in *err) */
 template <int SDT>
 static bool try_mlx4g(const uint32_t *wq, const void *sc, const void *bi, int gshift, float *y, const float *x,
                       int64_t N, int64_t K, void *scratch, cudaStream_t s, cudaError_t *err) {
-    int mode = mlx4_mode();
-    if (mode == 0 || gshift < 6 || K % 64 != 0) return false;
+    if (!mlx4_on() || gshift < 6 || K % 64 != 0) return false;
     size_t smem = (size_t)(K / 64) * XG_BYTES;
     if (smem > 40 * 1024) return false;
+    int R = N >= 4096 ? 2 : 1;
+    /* split rows across warps while a lane keeps >= 4 units, or while the
+     * grid is under 2 blocks per SM (132-SM parts) and a lane keeps >= 1 */
     int64_t per_lane = (K / 64) / 32;
     int sl = 0;
-    while (sl < 3 && ((int64_t)4 << sl) <= per_lane) sl++;
-    bool r2 = N >= 4096;
-    if (mode == 1) {
-        int64_t nb = K / 32;
-        k_quant_x64<<<cu_blocks(nb, 8), 256, 0, s>>>((uint8_t *)scratch, x, nb);
-        *err = cudaGetLastError();
-        if (*err != cudaSuccess) return true;
-        *err = r2 ? launch_mlx4g<SDT, 2, false>(wq, sc, bi, gshift, y, x, (const uint4 *)scratch, N, K, sl, smem, s)
-                  : launch_mlx4g<SDT, 1, false>(wq, sc, bi, gshift, y, x, (const uint4 *)scratch, N, K, sl, smem, s);
-    } else {
-        *err = r2 ? launch_mlx4g<SDT, 2, true>(wq, sc, bi, gshift, y, x, NULL, N, K, sl, smem, s)
-                  : launch_mlx4g<SDT, 1, true>(wq, sc, bi, gshift, y, x, NULL, N, K, sl, smem, s);
-    }
+    while (sl < 3 && (per_lane >> (sl + 1)) >= 1 &&
+           ((per_lane >> sl) > 4 || cu_blocks(N, (8 >> sl) * R) < 264))
+        sl++;
+    int64_t nb = K / 32;
+    k_quant_x64<<<cu_blocks(nb, 8), 256, 0, s>>>((uint8_t *)scratch, x, nb);
+    *err = cudaGetLastError();
+    if (*err != cudaSuccess) return true;
+    const uint4 *xg = (const uint4 *)scratch;
+    *err = R == 2 ? launch_mlx4g<SDT, 2>(wq, sc, bi, gshift, y, xg, N, K, sl, smem, s)
+                  : launch_mlx4g<SDT, 1>(wq, sc, bi, gshift, y, xg, N, K, sl, smem, s);
     return true;
 }
 
