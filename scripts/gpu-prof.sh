@@ -40,7 +40,8 @@ for v in $V; do
   grep -E "copy kernel|^mlx4|^q4_0" "$LOG/bench_$v.log"
 done
 M8=synthetic:llama3-8b:q4:g64
-for v in ${VARIANTS8:-"MLXN_CU_MLX4=0 -"}; do
+V8=${VARIANTS8:-"MLXN_CU_MLX4=0 -"}
+for v in $V8; do
   [ "$v" = - ] && e=() || e=("$v")
   echo "== 8B ${e[*]:-defaults}"
   env "${e[@]}" timeout 150 ./build-cuda/mlxn bench -m $M8 --backend cuda -p 512 -n 128 -r 2 >"$LOG/b8_$v.log" 2>&1

@@ -249,8 +249,10 @@ static __device__ __forceinline__ void pdl_launch_dependents(void) {
 #endif
 }
 
-__global__ void k_quant_x64(uint8_t *xg, const float *x, int64_t nb) {
+__global__ void k_quant_x64(uint8_t *xg, const float *x, int64_t nb, float *y, int64_t N) {
     pdl_launch_dependents();
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < N; i += (int64_t)gridDim.x * blockDim.x)
+        y[i] = 0.0f;
     int64_t b = (int64_t)blockIdx.x * 8 + (threadIdx.x >> 5);
     int lane = threadIdx.x & 31;
     if (b >= nb) return;
@@ -308,57 +310,65 @@ struct Mlx4Step {
     }
 };
 
+/* Persistent, balanced: warp gw of W takes items [gw*T/W, (gw+1)*T/W) of
+ * the T = (N/R) * (G/32) items (R rows x 32 group-units, row-major), so
+ * every warp streams the same number of bytes with its next two items'
+ * weights in flight, across row boundaries. A warp adds its partial row sums
+ * into y (zeroed by k_quant_x64); W <= N/R keeps every range >= one row, so
+ * a row gets at most two partials onto 0, a sum whose value does not depend
+ * on their order: results are deterministic. Needs G % 32 == 0. */
 template <int SDT, int R>
 __global__ void __launch_bounds__(256) k_mlx4g(const uint32_t *__restrict__ wq, const void *__restrict__ scales,
                                                const void *__restrict__ biases, int gshift, float *__restrict__ y,
-                                               const uint4 *__restrict__ xg, int64_t N, int64_t K, int split_log2) {
+                                               const uint4 *__restrict__ xg, int64_t N, int64_t K, int W) {
     extern __shared__ uint4 xsg[];
-    __shared__ float part[8 * R];
     int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-    int64_t G = K >> 6;
-    int split = 1 << split_log2, rows = 8 >> split_log2;
-    int r = warp >> split_log2, ks = warp & (split - 1);
-    int64_t n0 = ((int64_t)blockIdx.x * rows + r) * R;
-    const uint4 *wrow[R];
-    int64_t srow[R];
-#pragma unroll
-    for (int i = 0; i < R; i++) {
-        int64_t n = n0 + i < N ? n0 + i : N - 1;
-        wrow[i] = (const uint4 *)(wq + n * (K >> 3));
-        srow[i] = n * (K >> gshift);
-    }
+    int G = (int)(K >> 6), CH = G >> 5;
+    int P = (int)((N + R - 1) / R), T = P * CH;
+    int gw = blockIdx.x * 8 + warp;
+    int i0 = (int)((int64_t)gw * T / W), i1 = (int)((int64_t)(gw + 1) * T / W);
+    if (gw >= W) i0 = i1 = T;
     int gs = gshift - 6;
-    const int64_t st = 32 * split;
-    int64_t g = ks * 32 + lane;
+    int64_t rowK8 = K >> 3, rowG = K >> gshift;
+    auto ld = [&](Mlx4Step<SDT, R> &st, int it) {
+        int p = it / CH, c = it - p * CH;
+        const uint4 *wr[R];
+        int64_t sr[R];
+#pragma unroll
+        for (int r = 0; r < R; r++) {
+            int64_t n = (int64_t)p * R + r;
+            n = n < N ? n : N - 1;
+            wr[r] = (const uint4 *)(wq + n * rowK8);
+            sr[r] = n * rowG;
+        }
+        st.load(wr, sr, (int64_t)c * 32 + lane, gs, scales, biases);
+    };
     Mlx4Step<SDT, R> a, b;
-    if (g < G) a.load(wrow, srow, g, gs, scales, biases);
-    if (g + st < G) b.load(wrow, srow, g + st, gs, scales, biases);
-    pdl_wait(); /* x from k_quant_x64 */
-    for (int64_t i = threadIdx.x; i < G * 5; i += 256) xsg[i] = xg[i];
+    if (i0 < i1) ld(a, i0);
+    if (i0 + 1 < i1) ld(b, i0 + 1);
+    pdl_wait(); /* x (and y = 0) from k_quant_x64 */
+    for (int64_t i = threadIdx.x; i < (int64_t)G * 5; i += 256) xsg[i] = xg[i];
     __syncthreads();
     float acc[R];
 #pragma unroll
-    for (int i = 0; i < R; i++) acc[i] = 0.0f;
-    for (; g < G; g += 2 * st) {
-        a.dot(xsg, g, acc);
-        if (g + 2 * st < G) a.load(wrow, srow, g + 2 * st, gs, scales, biases);
-        if (g + st < G) {
-            b.dot(xsg, g + st, acc);
-            if (g + 3 * st < G) b.load(wrow, srow, g + 3 * st, gs, scales, biases);
-        }
-    }
+    for (int r = 0; r < R; r++) acc[r] = 0.0f;
+    auto step = [&](Mlx4Step<SDT, R> &st, int it) {
+        int p = it / CH, c = it - p * CH;
+        st.dot(xsg, (int64_t)c * 32 + lane, acc);
+        if (it + 2 < i1) ld(st, it + 2);
+        if (c == CH - 1 || it + 1 == i1) { /* row group done, or the warp's range */
 #pragma unroll
-    for (int i = 0; i < R; i++) {
-        float v = cu_warp_sum(acc[i]);
-        if (lane == 0) part[warp * R + i] = v;
-    }
-    __syncthreads();
-    if (threadIdx.x < rows * R) {
-        int rr = threadIdx.x / R, i = threadIdx.x % R;
-        int64_t row = ((int64_t)blockIdx.x * rows + rr) * R + i;
-        float v = 0.0f;
-        for (int k = 0; k < split; k++) v += part[(rr * split + k) * R + i];
-        if (row < N) y[row] = v;
+            for (int r = 0; r < R; r++) {
+                float v = cu_warp_sum(acc[r]);
+                int64_t n = (int64_t)p * R + r;
+                if (lane == 0 && n < N) atomicAdd(y + n, v);
+                acc[r] = 0.0f;
+            }
+        }
+    };
+    for (int it = i0; it < i1; it += 2) {
+        step(a, it);
+        if (it + 1 < i1) step(b, it + 1);
     }
 }
 
@@ -385,10 +395,22 @@ static int pdl_on(void) {
 
 template <int SDT, int R>
 static cudaError_t launch_mlx4g(const uint32_t *wq, const void *sc, const void *bi, int gshift, float *y,
-                                const uint4 *xg, int64_t N, int64_t K, int sl, size_t smem, cudaStream_t s) {
-    int rows = (8 >> sl) * R;
+                                const uint4 *xg, int64_t N, int64_t K, size_t smem, cudaStream_t s) {
+    static int slots = 0; /* resident blocks on the device (per instantiation) */
+    if (!slots) {
+        int dev = 0, sms = 0, per = 0;
+        cudaGetDevice(&dev);
+        cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev);
+        if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per, k_mlx4g<SDT, R>, 256, 40 * 1024) != cudaSuccess ||
+            per < 1)
+            per = 1;
+        slots = sms * per;
+    }
+    int64_t P = (N + R - 1) / R;
+    int64_t W = (int64_t)slots * 8;
+    if (W > P) W = P;
     cudaLaunchConfig_t cfg = {};
-    cfg.gridDim = dim3(cu_blocks(N, rows));
+    cfg.gridDim = dim3(cu_blocks(W, 8));
     cfg.blockDim = dim3(256);
     cfg.dynamicSmemBytes = smem;
     cfg.stream = s;
@@ -397,31 +419,25 @@ static cudaError_t launch_mlx4g(const uint32_t *wq, const void *sc, const void *
     at[0].val.programmaticStreamSerializationAllowed = 1;
     cfg.attrs = at;
     cfg.numAttrs = pdl_on() ? 1 : 0;
-    return cudaLaunchKernelEx(&cfg, k_mlx4g<SDT, R>, wq, sc, bi, gshift, y, xg, N, K, sl);
+    return cudaLaunchKernelEx(&cfg, k_mlx4g<SDT, R>, wq, sc, bi, gshift, y, xg, N, K, (int)W);
 }
 
 /* true when it took the matmul (result in *err) */
 template <int SDT>
 static bool try_mlx4g(const uint32_t *wq, const void *sc, const void *bi, int gshift, float *y, const float *x,
                       int64_t N, int64_t K, void *scratch, cudaStream_t s, cudaError_t *err) {
-    if (!mlx4_on() || gshift < 6 || K % 64 != 0) return false;
+    if (!mlx4_on() || gshift < 6 || K % 2048 != 0 || N * (K / 2048) >= ((int64_t)1 << 30)) return false;
     size_t smem = (size_t)(K / 64) * XG_BYTES;
     if (smem > 40 * 1024) return false;
-    int R = N >= 4096 ? 2 : 1;
-    /* split rows across warps while a lane keeps >= 4 units, or while the
-     * grid is under 2 blocks per SM (132-SM parts) and a lane keeps >= 1 */
-    int64_t per_lane = (K / 64) / 32;
-    int sl = 0;
-    while (sl < 3 && (per_lane >> (sl + 1)) >= 1 &&
-           ((per_lane >> sl) > 4 || cu_blocks(N, (8 >> sl) * R) < 264))
-        sl++;
+    /* two rows a warp where that still leaves >= 2 warps per SM slot */
+    int R = N >= 8192 ? 2 : 1;
     int64_t nb = K / 32;
-    k_quant_x64<<<cu_blocks(nb, 8), 256, 0, s>>>((uint8_t *)scratch, x, nb);
+    k_quant_x64<<<cu_blocks(nb, 8), 256, 0, s>>>((uint8_t *)scratch, x, nb, y, N);
     *err = cudaGetLastError();
     if (*err != cudaSuccess) return true;
     const uint4 *xg = (const uint4 *)scratch;
-    *err = R == 2 ? launch_mlx4g<SDT, 2>(wq, sc, bi, gshift, y, xg, N, K, sl, smem, s)
-                  : launch_mlx4g<SDT, 1>(wq, sc, bi, gshift, y, xg, N, K, sl, smem, s);
+    *err = R == 2 ? launch_mlx4g<SDT, 2>(wq, sc, bi, gshift, y, xg, N, K, smem, s)
+                  : launch_mlx4g<SDT, 1>(wq, sc, bi, gshift, y, xg, N, K, smem, s);
     return true;
 }
 
