@@ -249,8 +249,10 @@ static __device__ __forceinline__ void pdl_launch_dependents(void) {
 #endif
 }
 
-__global__ void k_quant_x64(uint8_t *xg, const float *x, int64_t nb) {
+__global__ void k_quant_x64(uint8_t *xg, const float *x, int64_t nb, float *y, int64_t N) {
     pdl_launch_dependents();
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < N; i += (int64_t)gridDim.x * blockDim.x)
+        y[i] = 0.0f;
     int64_t b = (int64_t)blockIdx.x * 8 + (threadIdx.x >> 5);
     int lane = threadIdx.x & 31;
     if (b >= nb) return;
@@ -308,134 +310,72 @@ struct Mlx4Step {
     }
 };
 
-/* Persistent, balanced: block b of B takes row groups [b*P/B, (b+1)*P/B)
- * of the P = N/R groups of R rows (one wave: B <= resident blocks), and its
- * 8 warps split that block's items (R rows x 32 group-units, row-major)
- * evenly, so every warp streams the same bytes with its next two items'
- * weights in flight across row boundaries (and a few more prefetched to L2
- * before x is ready). Row partials meet in shared memory; B <= P/8 keeps a
- * warp's range >= one row, so a row gets at most two partials onto 0, whose
- * sum does not depend on their order: results are deterministic.
- * QIN: the block quantizes x itself (K <= 4096: 16 KB of f32 x per block
- * from L2, loaded together with the first weights; no separate launch);
- * otherwise k_quant_x64 wrote it and the kernel waits for it with
- * griddepcontrol.wait (programmatic dependent launch). Needs G % 32 == 0. */
-template <int SDT, int R, bool QIN>
+/* Persistent, balanced: warp gw of W takes items [gw*T/W, (gw+1)*T/W) of
+ * the T = (N/R) * (G/32) items (R rows x 32 group-units, row-major), so
+ * every warp streams the same number of bytes with its next two items'
+ * weights in flight, across row boundaries. A warp adds its partial row sums
+ * into y (zeroed by k_quant_x64); W <= N/R keeps every range >= one row, so
+ * a row gets at most two partials onto 0, a sum whose value does not depend
+ * on their order: results are deterministic. Needs G % 32 == 0. */
+template <int SDT, int R, int D>
 __global__ void __launch_bounds__(256) k_mlx4g(const uint32_t *__restrict__ wq, const void *__restrict__ scales,
                                                const void *__restrict__ biases, int gshift, float *__restrict__ y,
-                                               const float *__restrict__ x, const uint4 *__restrict__ xg, int64_t N,
-                                               int64_t K) {
+                                               const uint4 *__restrict__ xg, int64_t N, int64_t K, int W) {
     extern __shared__ uint4 xsg[];
     int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     int G = (int)(K >> 6), CH = G >> 5;
-    int P = (int)((N + R - 1) / R), B = (int)gridDim.x;
-    int p0 = (int)((int64_t)blockIdx.x * P / B), p1 = (int)((int64_t)(blockIdx.x + 1) * P / B);
-    int Tb = (p1 - p0) * CH;
-    int i0 = warp * Tb / 8, i1 = (warp + 1) * Tb / 8; /* local items */
-    float *part = (float *)(xsg + (size_t)G * 5);
+    int P = (int)((N + R - 1) / R), T = P * CH;
+    int gw = blockIdx.x * 8 + warp;
+    int i0 = (int)((int64_t)gw * T / W), i1 = (int)((int64_t)(gw + 1) * T / W);
+    if (gw >= W) i0 = i1 = T;
     int gs = gshift - 6;
     int64_t rowK8 = K >> 3, rowG = K >> gshift;
-    auto rowp = [&](int it, int r) {
-        int64_t n = (int64_t)(p0 + it / CH) * R + r;
-        return n < N ? n : N - 1;
-    };
     auto ld = [&](Mlx4Step<SDT, R> &st, int it) {
-        int c = it % CH;
+        int p = it / CH, c = it - p * CH;
         const uint4 *wr[R];
         int64_t sr[R];
 #pragma unroll
         for (int r = 0; r < R; r++) {
-            int64_t n = rowp(it, r);
+            int64_t n = (int64_t)p * R + r;
+            n = n < N ? n : N - 1;
             wr[r] = (const uint4 *)(wq + n * rowK8);
             sr[r] = n * rowG;
         }
         st.load(wr, sr, (int64_t)c * 32 + lane, gs, scales, biases);
     };
-    Mlx4Step<SDT, R> a, b;
-    if (i0 < i1) ld(a, i0);
-    if (i0 + 1 < i1) ld(b, i0 + 1);
-    for (int it = i0 + 2; it < i1 && it < i0 + 10; it++) {
+    Mlx4Step<SDT, R> st[D];
 #pragma unroll
-        for (int r = 0; r < R; r++) {
-            const uint4 *pw = (const uint4 *)(wq + rowp(it, r) * rowK8) + 2 * ((int64_t)(it % CH) * 32 + lane);
-            asm volatile("prefetch.global.L2 [%0];" ::"l"(pw));
-        }
-    }
-    if (QIN) {
-        /* 4-element pieces: thread t takes pieces t, t + 256, ...; a block of
-         * 32 = 8 pieces of 8 neighbouring lanes */
-        uint8_t *xb = (uint8_t *)xsg;
-        int nf = (int)(K >> 2);
-        constexpr int MAXF = 4; /* K <= 4096 */
-        float4 v[MAXF];
-#pragma unroll
-        for (int k = 0; k < MAXF; k++) {
-            int f = threadIdx.x + 256 * k;
-            if (f < nf) v[k] = __ldg((const float4 *)x + f);
-        }
-#pragma unroll
-        for (int k = 0; k < MAXF; k++) {
-            int f = threadIdx.x + 256 * k;
-            if (256 * k < nf) { /* uniform over the block (nf % 256 == 0) */
-                float am = fmaxf(fmaxf(fabsf(v[k].x), fabsf(v[k].y)), fmaxf(fabsf(v[k].z), fabsf(v[k].w)));
-#pragma unroll
-                for (int o = 1; o < 8; o <<= 1) am = fmaxf(am, __shfl_xor_sync(0xffffffffu, am, o));
-                float d = am / 127.0f;
-                int q0 = d > 0 ? (int)rintf(v[k].x / d) : 0, q1 = d > 0 ? (int)rintf(v[k].y / d) : 0;
-                int q2 = d > 0 ? (int)rintf(v[k].z / d) : 0, q3 = d > 0 ? (int)rintf(v[k].w / d) : 0;
-                int sm = q0 + q1 + q2 + q3;
-#pragma unroll
-                for (int o = 1; o < 8; o <<= 1) sm += __shfl_xor_sync(0xffffffffu, sm, o);
-                int b32 = f >> 3, pc = f & 7, h = b32 & 1;
-                uint8_t *g = xb + (b32 >> 1) * XG_BYTES + h * 32 + (pc >> 1) * 8;
-                int j0 = (pc & 1) * 4; /* elements j0..j0+3 of the 8-chunk; j at (j & 1) * 4 + (j >> 1) */
-                g[((j0 + 0) & 1) * 4 + ((j0 + 0) >> 1)] = (uint8_t)(int8_t)q0;
-                g[((j0 + 1) & 1) * 4 + ((j0 + 1) >> 1)] = (uint8_t)(int8_t)q1;
-                g[((j0 + 2) & 1) * 4 + ((j0 + 2) >> 1)] = (uint8_t)(int8_t)q2;
-                g[((j0 + 3) & 1) * 4 + ((j0 + 3) >> 1)] = (uint8_t)(int8_t)q3;
-                if (pc == 0) {
-                    float *fl = (float *)(xb + (b32 >> 1) * XG_BYTES + 64);
-                    fl[h] = d;
-                    fl[2 + h] = d * (float)sm;
-                }
-            }
-        }
-    } else {
-        pdl_wait(); /* x from k_quant_x64 */
-        for (int64_t i = threadIdx.x; i < (int64_t)G * 5; i += 256) xsg[i] = xg[i];
-    }
-    for (int t = threadIdx.x; t < (p1 - p0) * R; t += 256) part[t] = 0.0f;
+    for (int k = 0; k < D; k++)
+        if (i0 + k < i1) ld(st[k], i0 + k);
+    pdl_wait(); /* x (and y = 0) from k_quant_x64 */
+    for (int64_t i = threadIdx.x; i < (int64_t)G * 5; i += 256) xsg[i] = xg[i];
     __syncthreads();
     float acc[R];
 #pragma unroll
     for (int r = 0; r < R; r++) acc[r] = 0.0f;
-    auto step = [&](Mlx4Step<SDT, R> &st, int it) {
-        int pl = it / CH, c = it - pl * CH;
-        st.dot(xsg, (int64_t)c * 32 + lane, acc);
-        if (it + 2 < i1) ld(st, it + 2);
+    auto step = [&](Mlx4Step<SDT, R> &sv, int it) {
+        int p = it / CH, c = it - p * CH;
+        sv.dot(xsg, (int64_t)c * 32 + lane, acc);
+        if (it + D < i1) ld(sv, it + D);
         if (c == CH - 1 || it + 1 == i1) { /* row group done, or the warp's range */
 #pragma unroll
             for (int r = 0; r < R; r++) {
                 float v = cu_warp_sum(acc[r]);
-                if (lane == 0) atomicAdd(part + pl * R + r, v);
+                int64_t n = (int64_t)p * R + r;
+                if (lane == 0 && n < N) atomicAdd(y + n, v);
                 acc[r] = 0.0f;
             }
         }
     };
-    for (int it = i0; it < i1; it += 2) {
-        step(a, it);
-        if (it + 1 < i1) step(b, it + 1);
-    }
-    __syncthreads();
-    for (int t = threadIdx.x; t < (p1 - p0) * R; t += 256) {
-        int64_t n = (int64_t)p0 * R + t;
-        if (n < N) y[n] = part[t];
+    for (int it = i0; it < i1; it += D) {
+#pragma unroll
+        for (int k = 0; k < D; k++)
+            if (it + k < i1) step(st[k], it + k);
     }
 }
 
 /* MLXN_CU_MLX4=0 takes the generic k_mmvq for MLX 4-bit (for measuring);
- * MLXN_CU_PDL=0 launches k_mlx4g without programmatic dependent launch;
- * MLXN_CU_QIN=0 quantizes x in a separate kernel also for K <= 4096. */
+ * MLXN_CU_PDL=0 launches k_mlx4g without programmatic dependent launch. */
 static int env_flag(const char *name, int dflt) {
     const char *e = getenv(name);
     return e && *e ? *e != '0' : dflt;
@@ -445,9 +385,9 @@ static int mlx4_on(void) {
     if (m < 0) m = env_flag("MLXN_CU_MLX4", 1);
     return m;
 }
-static int qin_on(void) {
+static int depth4(void) {
     static int m = -1;
-    if (m < 0) m = env_flag("MLXN_CU_QIN", 1);
+    if (m < 0) m = env_flag("MLXN_CU_DEPTH4", 1);
     return m;
 }
 static int pdl_on(void) {
@@ -460,29 +400,24 @@ static int pdl_on(void) {
     return m;
 }
 
-template <int SDT, int R, bool QIN>
+template <int SDT, int R, int D>
 static cudaError_t launch_mlx4g(const uint32_t *wq, const void *sc, const void *bi, int gshift, float *y,
-                                const float *x, const uint4 *xg, int64_t N, int64_t K, cudaStream_t s) {
+                                const uint4 *xg, int64_t N, int64_t K, size_t smem, cudaStream_t s) {
     static int slots = 0; /* resident blocks on the device (per instantiation) */
     if (!slots) {
         int dev = 0, sms = 0, per = 0;
         cudaGetDevice(&dev);
         cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev);
-        if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per, k_mlx4g<SDT, R, QIN>, 256, 24 * 1024) !=
-                cudaSuccess ||
+        if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per, k_mlx4g<SDT, R, D>, 256, 40 * 1024) != cudaSuccess ||
             per < 1)
             per = 1;
         slots = sms * per;
     }
     int64_t P = (N + R - 1) / R;
-    int64_t B = slots;
-    if (B > P / 8) B = P / 8;
-    if (B < 1) B = 1;
-    int64_t need = (P * R * 4 + 8191) / 8192; /* row partials <= 8 KB of shared memory */
-    if (B < need) B = need;
-    size_t smem = (size_t)(K / 64) * XG_BYTES + (size_t)((P + B - 1) / B) * R * sizeof(float);
+    int64_t W = (int64_t)slots * 8;
+    if (W > P) W = P;
     cudaLaunchConfig_t cfg = {};
-    cfg.gridDim = dim3((unsigned)B);
+    cfg.gridDim = dim3(cu_blocks(W, 8));
     cfg.blockDim = dim3(256);
     cfg.dynamicSmemBytes = smem;
     cfg.stream = s;
@@ -490,31 +425,30 @@ static cudaError_t launch_mlx4g(const uint32_t *wq, const void *sc, const void *
     at[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
     at[0].val.programmaticStreamSerializationAllowed = 1;
     cfg.attrs = at;
-    cfg.numAttrs = !QIN && pdl_on() ? 1 : 0;
-    return cudaLaunchKernelEx(&cfg, k_mlx4g<SDT, R, QIN>, wq, sc, bi, gshift, y, x, xg, N, K);
+    cfg.numAttrs = pdl_on() ? 1 : 0;
+    return cudaLaunchKernelEx(&cfg, k_mlx4g<SDT, R, D>, wq, sc, bi, gshift, y, xg, N, K, (int)W);
 }
 
 /* true when it took the matmul (result in *err) */
 template <int SDT>
 static bool try_mlx4g(const uint32_t *wq, const void *sc, const void *bi, int gshift, float *y, const float *x,
                       int64_t N, int64_t K, void *scratch, cudaStream_t s, cudaError_t *err) {
-    if (!mlx4_on() || gshift < 6 || K % 2048 != 0 || N * (K / 2048) >= ((int64_t)1 << 30) || N < 8) return false;
-    if ((size_t)(K / 64) * XG_BYTES + 8192 > 40 * 1024) return false;
-    if (((uintptr_t)x & 15) != 0) return false;
+    if (!mlx4_on() || gshift < 6 || K % 2048 != 0 || N * (K / 2048) >= ((int64_t)1 << 30)) return false;
+    size_t smem = (size_t)(K / 64) * XG_BYTES;
+    if (smem > 40 * 1024) return false;
     /* two rows a warp where that still leaves >= 2 warps per SM slot */
-    bool r2 = N >= 8192;
-    if (K <= 4096 && qin_on()) {
-        *err = r2 ? launch_mlx4g<SDT, 2, true>(wq, sc, bi, gshift, y, x, NULL, N, K, s)
-                  : launch_mlx4g<SDT, 1, true>(wq, sc, bi, gshift, y, x, NULL, N, K, s);
-        return true;
-    }
+    int R = N >= 8192 ? 2 : 1;
     int64_t nb = K / 32;
-    k_quant_x64<<<cu_blocks(nb, 8), 256, 0, s>>>((uint8_t *)scratch, x, nb);
+    k_quant_x64<<<cu_blocks(nb, 8), 256, 0, s>>>((uint8_t *)scratch, x, nb, y, N);
     *err = cudaGetLastError();
     if (*err != cudaSuccess) return true;
     const uint4 *xg = (const uint4 *)scratch;
-    *err = r2 ? launch_mlx4g<SDT, 2, false>(wq, sc, bi, gshift, y, x, xg, N, K, s)
-              : launch_mlx4g<SDT, 1, false>(wq, sc, bi, gshift, y, x, xg, N, K, s);
+    if (depth4())
+        *err = R == 2 ? launch_mlx4g<SDT, 2, 4>(wq, sc, bi, gshift, y, xg, N, K, smem, s)
+                      : launch_mlx4g<SDT, 1, 4>(wq, sc, bi, gshift, y, xg, N, K, smem, s);
+    else
+        *err = R == 2 ? launch_mlx4g<SDT, 2, 2>(wq, sc, bi, gshift, y, xg, N, K, smem, s)
+                      : launch_mlx4g<SDT, 1, 2>(wq, sc, bi, gshift, y, xg, N, K, smem, s);
     return true;
 }
 
