@@ -227,15 +227,16 @@ static cudaError_t run_mmvq(const F &f, float *y, const float *x, int64_t N, int
  * elements: 64 int8 with each 8 reordered as e0 e2 e4 e6 e1 e3 e5 e7 (the
  * low / high nibbles of an MLX word are the even / odd elements, so no byte
  * permute is left in the inner loop), then {d0, d1, d0*sum0, d1*sum1} as
- * floats; the block copies it to shared memory (the 80-byte stride keeps 8
- * lanes' 128-bit reads on distinct banks). Each warp does R rows, so one x
- * read serves R weight rows; `split` warps share a row as in k_mmvq.
- * A lane's first two steps of weights are loaded before x is waited for:
- * with programmatic dependent launch (sm_90) the kernel starts while
- * k_quant_x64 runs and griddepcontrol.wait holds only the x copy, so the
- * weight stream starts a launch earlier. Measured on H200 (RESULTS.md):
- * quantizing x inside every block instead costs 2x (each block reads the
- * f32 x from L2 before its weights). */
+ * floats; each block copies it to shared memory (the 80-byte stride keeps 8
+ * lanes' 128-bit reads on distinct banks). A warp's first two items of
+ * weights are loaded before x is waited for: with programmatic dependent
+ * launch (sm_90) the kernel starts while k_quant_x64 runs and
+ * griddepcontrol.wait holds only the x copy.
+ * Measured on H200 against this design (bench/RESULTS.md): quantizing x in
+ * every block instead (no separate launch) is slower, 2x when done warp by
+ * warp and still ~10 % with all loads issued at once; block-balanced ranges
+ * with partials in shared memory, 4 items in flight, and L2 prefetch of the
+ * next items were all slower. */
 #define XG_BYTES 80
 
 static __device__ __forceinline__ void pdl_wait(void) {
@@ -385,11 +386,6 @@ static int mlx4_on(void) {
     if (m < 0) m = env_flag("MLXN_CU_MLX4", 1);
     return m;
 }
-static int depth4(void) {
-    static int m = -1;
-    if (m < 0) m = env_flag("MLXN_CU_DEPTH4", 1);
-    return m;
-}
 static int pdl_on(void) {
     static int m = -1;
     if (m < 0) {
@@ -443,12 +439,9 @@ static bool try_mlx4g(const uint32_t *wq, const void *sc, const void *bi, int gs
     *err = cudaGetLastError();
     if (*err != cudaSuccess) return true;
     const uint4 *xg = (const uint4 *)scratch;
-    if (depth4())
-        *err = R == 2 ? launch_mlx4g<SDT, 2, 4>(wq, sc, bi, gshift, y, xg, N, K, smem, s)
-                      : launch_mlx4g<SDT, 1, 4>(wq, sc, bi, gshift, y, xg, N, K, smem, s);
-    else
-        *err = R == 2 ? launch_mlx4g<SDT, 2, 2>(wq, sc, bi, gshift, y, xg, N, K, smem, s)
-                      : launch_mlx4g<SDT, 1, 2>(wq, sc, bi, gshift, y, xg, N, K, smem, s);
+    /* D = 2 items in flight a lane: 4 measured slower (occupancy) */
+    *err = R == 2 ? launch_mlx4g<SDT, 2, 2>(wq, sc, bi, gshift, y, xg, N, K, smem, s)
+                  : launch_mlx4g<SDT, 1, 2>(wq, sc, bi, gshift, y, xg, N, K, smem, s);
     return true;
 }
 
