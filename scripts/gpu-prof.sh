@@ -28,7 +28,7 @@ make "${MK[@]}" -j16 build-cuda/mlxn build-cuda/bench/cuda_bench build-cuda/test
   build-cuda/tests/test_cuda_model >"$LOG/build.log" 2>&1 || { tail -30 "$LOG/build.log"; exit 1; }
 echo "build: $(( $(date +%s) - t0 )) s"
 timeout 120 ./build-cuda/tests/test_cuda_ops >"$LOG/test_ops.log" 2>&1; echo "test_cuda_ops exit $?"
-grep -E "FAIL|matmul_mlx 4" "$LOG/test_ops.log" | head -20; tail -1 "$LOG/test_ops.log"
+grep -E "FAIL|matmul_mlx 4|bf16 MMA|M=130" "$LOG/test_ops.log" | head -30; tail -1 "$LOG/test_ops.log"
 timeout 120 ./build-cuda/tests/test_cuda_model >"$LOG/test_model.log" 2>&1; echo "test_cuda_model exit $?"
 grep -E "FAIL" "$LOG/test_model.log" | head; tail -1 "$LOG/test_model.log"
 # variants: environment assignments, "-" = the defaults
@@ -37,7 +37,7 @@ for v in $V; do
   [ "$v" = - ] && e=() || e=("$v")
   echo "== cuda_bench --int ${e[*]:-defaults}"
   env "${e[@]}" timeout 100 ./build-cuda/bench/cuda_bench --int >"$LOG/bench_$v.log" 2>&1
-  grep -E "copy kernel|^mlx4|^q4_0" "$LOG/bench_$v.log"
+  grep -E "copy kernel|^mlx4|^q4_0|prefill|TFLOP|^f16 |^q8_0 |^q4_k " "$LOG/bench_$v.log"
 done
 M8=synthetic:llama3-8b:q4:g64
 V8=${VARIANTS8:-"MLXN_CU_MLX4=0 -"}

@@ -27,6 +27,11 @@ static mlxn_device *D[2]; /* 0 = cpu (reference), 1 = cuda */
 /* M > 8 matmuls run on the tensor cores in TF32 (10-bit mantissa operands,
  * f32 accumulation): about 1e-7 expected, bound 1e-5. */
 #define TOL_TF32 1e-5
+/* prefill-sized matmuls (M >= 128) run bf16 tensor-core MMA with f32
+ * accumulation: x and W each rounded to bf16 (8-bit significand; relative
+ * rounding error variance ~ulp^2/12 ~ 2.5e-6 per operand), so NMSE ~5e-6
+ * for sums of independent terms; 3e-5 leaves 6x */
+#define TOL_BF16 3e-5
 
 typedef struct P {
     mlxn_buffer *v[2];
@@ -418,6 +423,23 @@ static void test_matmul(void) {
         }
         pfree(&w);
     }
+    /* M = 160: the bf16 MMA path (odd M and N leave partial tiles) */
+    mlxn_dtype bt[4] = {MLXN_F32, MLXN_BF16, MLXN_Q4_0, MLXN_Q6_K};
+    for (int k = 0; k < 4; k++) {
+        int64_t N = 200, K = 1024, M = 160, xs[2] = {M, K}, os[2] = {M, N};
+        P w = wpair(bt[k], N, K, NULL);
+        float *x = rnd(MLXN_F32, (size_t)(M * K), -1, 1);
+        P px = pin(MLXN_F32, 2, xs, x), o = pout(MLXN_F32, 2, os);
+        char what[64];
+        snprintf(what, sizeof what, "matmul %s M=%lld N=%lld K=%lld (bf16 MMA)", mlxn_dtype_name(bt[k]),
+                 (long long)M, (long long)N, (long long)K);
+        BOTH(CHECK_OK(mlxn_op_matmul(S, o.v[dv], px.v[dv], w.v[dv])));
+        cmp(what, &o, TOL_BF16);
+        pfree(&px);
+        pfree(&o);
+        pfree(&w);
+        free(x);
+    }
     /* odd K (scalar fallback path) */
     int64_t N = 33, K = 100, M = 3, xs[2] = {M, K}, os[2] = {M, N};
     P w = wpair(MLXN_F16, N, K, NULL);
@@ -474,8 +496,8 @@ static void test_mlx(void) {
         mlxn_buffer *gw = mk1(1, MLXN_U32, 2, wsh, wq), *gsc = mk1(1, sdt, 2, ssh, sc), *gbi = mk1(1, sdt, 2, ssh, bs);
         mlxn_buffer *cw = mk1(0, MLXN_F32, 2, dsh, deq);
         mlxn_mlx_quant q = {b, gs};
-        int64_t Ms[2] = {1, 20};
-        for (int mi = 0; mi < 2; mi++) {
+        int64_t Ms[3] = {1, 20, 130};
+        for (int mi = 0; mi < 3; mi++) {
             int64_t M = Ms[mi], xs[2] = {M, K}, os[2] = {M, N};
             float *x = rnd(MLXN_F32, (size_t)(M * K), -1, 1);
             P px = pin(MLXN_F32, 2, xs, x), o = pout(MLXN_F32, 2, os);
@@ -491,7 +513,7 @@ static void test_mlx(void) {
                      (long long)M);
             /* same weight values on both sides; 4 and 8 bits at M = 1 run
              * the integer path (int8 x, see test_matmul) */
-            cmp(what, &o, M == 1 && (b == 4 || b == 8) ? TOL_INT8X : M > 8 ? TOL_TF32 : TOL_F32);
+            cmp(what, &o, M == 1 && (b == 4 || b == 8) ? TOL_INT8X : M >= 128 ? TOL_BF16 : M > 8 ? TOL_TF32 : TOL_F32);
             pfree(&px);
             pfree(&o);
             free(x);

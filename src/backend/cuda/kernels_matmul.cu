@@ -525,6 +525,78 @@ __global__ void __launch_bounds__(256) k_mm_tiled(F f, float *__restrict__ y, co
     }
 }
 
+/* M >= MM_BF16_MIN rows (prefill): the same 64x64 tiles with x and the
+ * decoded W rounded to bf16 in shared memory, m16n16k16 bf16 tensor-core
+ * MMA, f32 accumulation; twice TF32's MMA rate and half its shared-memory
+ * traffic. bf16 keeps f32's range; its 8-bit significand puts NMSE against
+ * the f32 CPU result near 1e-5 (tests/test_cuda_ops.c, TOL_BF16). Smaller M
+ * (and f32-activation sessions) keep TF32: there the matmul is bound by W's
+ * bytes, not the MMA. */
+#define MM_BF16_MIN 128
+template <class F>
+__global__ void __launch_bounds__(256) k_mm_bf16(F f, float *__restrict__ y, const float *__restrict__ x, int64_t M,
+                                                 int64_t N, int64_t K) {
+    constexpr int LDH = TBK + 8; /* 144-byte rows */
+    __shared__ __align__(128) __nv_bfloat16 xs[TBM][LDH];
+    __shared__ __align__(128) __nv_bfloat16 ws[TBN][LDH];
+    __shared__ __align__(128) float cs[TBM][TBN + 4];
+    int64_t m0 = (int64_t)blockIdx.y * TBM, n0 = (int64_t)blockIdx.x * TBN;
+    int warp = threadIdx.x >> 5, wm = warp >> 1, wn = (warp & 1) * 2;
+    wmma::fragment<wmma::accumulator, 16, 16, 16, float> c0, c1;
+    wmma::fill_fragment(c0, 0.0f);
+    wmma::fill_fragment(c1, 0.0f);
+    constexpr int UPR = TBK / F::U;
+    bool full_x = m0 + TBM <= M && K % 4 == 0 && ((uintptr_t)x & 15) == 0;
+    for (int64_t k0 = 0; k0 < K; k0 += TBK) {
+        if (full_x && k0 + TBK <= K) {
+            for (int i = threadIdx.x; i < TBM * TBK / 4; i += 256) {
+                int mm = i / (TBK / 4), kk = (i % (TBK / 4)) * 4;
+                float4 v = __ldg((const float4 *)(x + (m0 + mm) * K + k0 + kk));
+                *(__nv_bfloat162 *)&xs[mm][kk] = __floats2bfloat162_rn(v.x, v.y);
+                *(__nv_bfloat162 *)&xs[mm][kk + 2] = __floats2bfloat162_rn(v.z, v.w);
+            }
+        } else {
+            for (int i = threadIdx.x; i < TBM * TBK; i += 256) {
+                int mm = i / TBK, kk = i % TBK;
+                int64_t gm = m0 + mm, gk = k0 + kk;
+                xs[mm][kk] = __float2bfloat16_rn((gm < M && gk < K) ? x[gm * K + gk] : 0.0f);
+            }
+        }
+        for (int i = threadIdx.x; i < TBN * UPR; i += 256) {
+            int nn = i / UPR, uu = i % UPR;
+            int64_t gn = n0 + nn, gu = k0 / F::U + uu;
+            float w[F::U];
+            if (gn < N && gu * F::U < K) f.decode(gn, gu, w);
+            else
+#pragma unroll
+                for (int j = 0; j < F::U; j++) w[j] = 0.0f;
+#pragma unroll
+            for (int j = 0; j < F::U; j += 2)
+                *(__nv_bfloat162 *)&ws[nn][uu * F::U + j] = __floats2bfloat162_rn(w[j], w[j + 1]);
+        }
+        __syncthreads();
+#pragma unroll
+        for (int kk = 0; kk < TBK; kk += 16) {
+            wmma::fragment<wmma::matrix_a, 16, 16, 16, __nv_bfloat16, wmma::row_major> a;
+            wmma::fragment<wmma::matrix_b, 16, 16, 16, __nv_bfloat16, wmma::col_major> b0, b1;
+            wmma::load_matrix_sync(a, &xs[wm * 16][kk], LDH);
+            wmma::load_matrix_sync(b0, &ws[wn * 16][kk], LDH);
+            wmma::load_matrix_sync(b1, &ws[wn * 16 + 16][kk], LDH);
+            wmma::mma_sync(c0, a, b0, c0);
+            wmma::mma_sync(c1, a, b1, c1);
+        }
+        __syncthreads();
+    }
+    wmma::store_matrix_sync(&cs[wm * 16][wn * 16], c0, TBN + 4, wmma::mem_row_major);
+    wmma::store_matrix_sync(&cs[wm * 16][wn * 16 + 16], c1, TBN + 4, wmma::mem_row_major);
+    __syncthreads();
+    for (int i = threadIdx.x; i < TBM * TBN; i += 256) {
+        int mm = i / TBN, nn = i % TBN;
+        int64_t gm = m0 + mm, gn = n0 + nn;
+        if (gm < M && gn < N) y[gm * N + gn] = cs[mm][nn];
+    }
+}
+
 __global__ void k_mm_scalar(float *y, const float *x, const void *w, int wdt, int64_t M, int64_t N, int64_t K) {
     int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= M * N) return;
@@ -534,14 +606,19 @@ __global__ void k_mm_scalar(float *y, const float *x, const void *w, int wdt, in
     y[i] = a;
 }
 
+/* bf: bf16 MMA allowed for M >= MM_BF16_MIN (off for f32-activation nodes) */
 template <class F>
-static cudaError_t run_mm(const F &f, float *y, const float *x, int64_t M, int64_t N, int64_t K, cudaStream_t s) {
+static cudaError_t run_mm(const F &f, float *y, const float *x, int64_t M, int64_t N, int64_t K, cudaStream_t s,
+                          bool bf) {
     cudaError_t e;
     if (M == 1 && F::U >= 32 && try_mmv_s<F, (F::U >= 64 ? 1 : 2)>(f, y, x, N, K, s, &e)) return e;
     if (M == 1) {
         k_mmv<F, 1><<<cu_blocks(N, MMV_WARPS), MMV_WARPS * 32, 0, s>>>(f, y, x, 1, N, K);
     } else if (M <= 8) {
         k_mmv<F, 8><<<cu_blocks(N, MMV_WARPS), MMV_WARPS * 32, 0, s>>>(f, y, x, (int)M, N, K);
+    } else if (bf && M >= MM_BF16_MIN) {
+        dim3 g(cu_blocks(N, TBN), cu_blocks(M, TBM));
+        k_mm_bf16<F><<<g, 256, 0, s>>>(f, y, x, M, N, K);
     } else {
         dim3 g(cu_blocks(N, TBN), cu_blocks(M, TBM));
         k_mm_tiled<F><<<g, 256, 0, s>>>(f, y, x, M, N, K);
@@ -554,8 +631,8 @@ static size_t row_bytes(int wt, int64_t K) {
     return (size_t)K / mlxn_dtype_block_elems((mlxn_dtype)wt) * mlxn_dtype_block_bytes((mlxn_dtype)wt);
 }
 
-extern "C" cudaError_t mlxn_cu_matmul_raw(float *y, const float *x, const void *w, int wt, int64_t M, int64_t N,
-                                          int64_t K, void *scratch, cudaStream_t s) {
+static cudaError_t matmul_raw(float *y, const float *x, const void *w, int wt, int64_t M, int64_t N, int64_t K,
+                              void *scratch, cudaStream_t s, bool bf) {
     if (scratch && mlxn_cu_matmul_scratch(wt, 0, M, K)) {
         const uint8_t *wb = (const uint8_t *)w;
         int64_t rb = (int64_t)row_bytes(wt, K);
@@ -581,22 +658,22 @@ extern "C" cudaError_t mlxn_cu_matmul_raw(float *y, const float *x, const void *
             CU_LAUNCH_CHECK();
             return cudaSuccess;
         }
-        if (wt == MLXN_F32) return run_mm(DecF32{wb, rb}, y, x, M, N, K, s);
-        if (wt == MLXN_F16) return run_mm(DecHalf<false>{wb, rb}, y, x, M, N, K, s);
-        return run_mm(DecHalf<true>{wb, rb}, y, x, M, N, K, s);
-    case MLXN_Q4_0: return run_mm(DecQ4_0{wb, rb}, y, x, M, N, K, s);
-    case MLXN_Q4_1: return run_mm(DecQ4_1{wb, rb}, y, x, M, N, K, s);
-    case MLXN_Q8_0: return run_mm(DecQ8_0{wb, rb}, y, x, M, N, K, s);
-    case MLXN_Q4_K: return run_mm(DecQK45<false>{wb, rb}, y, x, M, N, K, s);
-    case MLXN_Q5_K: return run_mm(DecQK45<true>{wb, rb}, y, x, M, N, K, s);
-    case MLXN_Q6_K: return run_mm(DecQ6K{wb, rb}, y, x, M, N, K, s);
+        if (wt == MLXN_F32) return run_mm(DecF32{wb, rb}, y, x, M, N, K, s, bf);
+        if (wt == MLXN_F16) return run_mm(DecHalf<false>{wb, rb}, y, x, M, N, K, s, bf);
+        return run_mm(DecHalf<true>{wb, rb}, y, x, M, N, K, s, bf);
+    case MLXN_Q4_0: return run_mm(DecQ4_0{wb, rb}, y, x, M, N, K, s, bf);
+    case MLXN_Q4_1: return run_mm(DecQ4_1{wb, rb}, y, x, M, N, K, s, bf);
+    case MLXN_Q8_0: return run_mm(DecQ8_0{wb, rb}, y, x, M, N, K, s, bf);
+    case MLXN_Q4_K: return run_mm(DecQK45<false>{wb, rb}, y, x, M, N, K, s, bf);
+    case MLXN_Q5_K: return run_mm(DecQK45<true>{wb, rb}, y, x, M, N, K, s, bf);
+    case MLXN_Q6_K: return run_mm(DecQ6K{wb, rb}, y, x, M, N, K, s, bf);
     default: return cudaErrorInvalidValue;
     }
 }
 
-extern "C" cudaError_t mlxn_cu_matmul_mlx_raw(float *y, const float *x, const uint32_t *wq, const void *scales,
-                                              const void *biases, int sdt, int bits, int group, int64_t M, int64_t N,
-                                              int64_t K, void *scratch, cudaStream_t s) {
+static cudaError_t matmul_mlx_raw(float *y, const float *x, const uint32_t *wq, const void *scales,
+                                  const void *biases, int sdt, int bits, int group, int64_t M, int64_t N, int64_t K,
+                                  void *scratch, cudaStream_t s, bool bf) {
     int gshift = group == 32 ? 5 : group == 64 ? 6 : group == 128 ? 7 : -1;
     if (gshift < 0) return cudaErrorInvalidValue;
     if (scratch && mlxn_cu_matmul_scratch(-1, bits, M, K)) {
@@ -612,23 +689,33 @@ extern "C" cudaError_t mlxn_cu_matmul_mlx_raw(float *y, const float *x, const ui
     }
     switch (bits) {
 #define MLX_CASE(B) \
-    case B: return run_mm(DecMlx<B>{wq, scales, biases, sdt, gshift, K}, y, x, M, N, K, s);
+    case B: return run_mm(DecMlx<B>{wq, scales, biases, sdt, gshift, K}, y, x, M, N, K, s, bf);
         MLX_CASE(2) MLX_CASE(3) MLX_CASE(4) MLX_CASE(5) MLX_CASE(6) MLX_CASE(8)
 #undef MLX_CASE
     default: return cudaErrorInvalidValue;
     }
 }
 
+extern "C" cudaError_t mlxn_cu_matmul_raw(float *y, const float *x, const void *w, int wt, int64_t M, int64_t N,
+                                          int64_t K, void *scratch, cudaStream_t s) {
+    return matmul_raw(y, x, w, wt, M, N, K, scratch, s, true);
+}
+extern "C" cudaError_t mlxn_cu_matmul_mlx_raw(float *y, const float *x, const uint32_t *wq, const void *scales,
+                                              const void *biases, int sdt, int bits, int group, int64_t M, int64_t N,
+                                              int64_t K, void *scratch, cudaStream_t s) {
+    return matmul_mlx_raw(y, x, wq, scales, biases, sdt, bits, group, M, N, K, scratch, s, true);
+}
+
 cudaError_t mlxn_cu_matmul(const cu_node *n, void *scratch, cudaStream_t s) {
     const cu_tensor *t = n->t;
     int64_t M = t[1].rows, K = t[1].cols;
     if (n->f32_act) scratch = NULL; /* the float path: x stays f32 */
+    bool bf = !n->f32_act;
     if (n->op == CU_OP_MATMUL)
-        return mlxn_cu_matmul_raw((float *)t[0].data, (const float *)t[1].data, t[2].data, t[2].dtype, M,
-                                  t[2].shape[0], K, scratch, s);
-    return mlxn_cu_matmul_mlx_raw((float *)t[0].data, (const float *)t[1].data, (const uint32_t *)t[2].data,
-                                  t[3].data, t[4].data, t[3].dtype, n->mlx.bits, n->mlx.group_size, M,
-                                  t[2].shape[0], K, scratch, s);
+        return matmul_raw((float *)t[0].data, (const float *)t[1].data, t[2].data, t[2].dtype, M, t[2].shape[0], K,
+                          scratch, s, bf);
+    return matmul_mlx_raw((float *)t[0].data, (const float *)t[1].data, (const uint32_t *)t[2].data, t[3].data,
+                          t[4].data, t[3].dtype, n->mlx.bits, n->mlx.group_size, M, t[2].shape[0], K, scratch, s, bf);
 }
 
 size_t mlxn_cu_matmul_node_scratch(const cu_node *n) {
