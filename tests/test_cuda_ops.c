@@ -423,10 +423,11 @@ static void test_matmul(void) {
         }
         pfree(&w);
     }
-    /* M = 160: the bf16 MMA path (odd M and N leave partial tiles) */
+    /* M = 160 and 300: the bf16 MMA paths, 64- and 128-row tiles (M and N
+     * leave partial tiles) */
     mlxn_dtype bt[4] = {MLXN_F32, MLXN_BF16, MLXN_Q4_0, MLXN_Q6_K};
     for (int k = 0; k < 4; k++) {
-        int64_t N = 200, K = 1024, M = 160, xs[2] = {M, K}, os[2] = {M, N};
+        int64_t N = 200, K = 1024, M = k % 2 ? 300 : 160, xs[2] = {M, K}, os[2] = {M, N};
         P w = wpair(bt[k], N, K, NULL);
         float *x = rnd(MLXN_F32, (size_t)(M * K), -1, 1);
         P px = pin(MLXN_F32, 2, xs, x), o = pout(MLXN_F32, 2, os);
@@ -496,8 +497,8 @@ static void test_mlx(void) {
         mlxn_buffer *gw = mk1(1, MLXN_U32, 2, wsh, wq), *gsc = mk1(1, sdt, 2, ssh, sc), *gbi = mk1(1, sdt, 2, ssh, bs);
         mlxn_buffer *cw = mk1(0, MLXN_F32, 2, dsh, deq);
         mlxn_mlx_quant q = {b, gs};
-        int64_t Ms[3] = {1, 20, 130};
-        for (int mi = 0; mi < 3; mi++) {
+        int64_t Ms[4] = {1, 20, 130, 300};
+        for (int mi = 0; mi < 4; mi++) {
             int64_t M = Ms[mi], xs[2] = {M, K}, os[2] = {M, N};
             float *x = rnd(MLXN_F32, (size_t)(M * K), -1, 1);
             P px = pin(MLXN_F32, 2, xs, x), o = pout(MLXN_F32, 2, os);

@@ -597,6 +597,84 @@ __global__ void __launch_bounds__(256) k_mm_bf16(F f, float *__restrict__ y, con
     }
 }
 
+/* The bf16 path with 128-row tiles (M >= 256): 8 warps as 4 x 2, each a
+ * 32x32 piece (4 MMAs a k-step); W decoded once per 128 rows of x (half the
+ * decoding of 64-row tiles), x tile loaded as float4. Results leave through
+ * a 16x16 staging square per warp. */
+template <class F>
+__global__ void __launch_bounds__(256) k_mm_bf16_128(F f, float *__restrict__ y, const float *__restrict__ x,
+                                                     int64_t M, int64_t N, int64_t K) {
+    constexpr int BM = 128, LDH = TBK + 8;
+    __shared__ __align__(128) __nv_bfloat16 xs[BM][LDH];
+    __shared__ __align__(128) __nv_bfloat16 ws[TBN][LDH];
+    int64_t m0 = (int64_t)blockIdx.y * BM, n0 = (int64_t)blockIdx.x * TBN;
+    int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, wm = (warp >> 1) * 32, wn = (warp & 1) * 32;
+    wmma::fragment<wmma::accumulator, 16, 16, 16, float> c[2][2];
+#pragma unroll
+    for (int i = 0; i < 2; i++)
+#pragma unroll
+        for (int j = 0; j < 2; j++) wmma::fill_fragment(c[i][j], 0.0f);
+    constexpr int UPR = TBK / F::U;
+    bool vec_x = K % 4 == 0 && ((uintptr_t)x & 15) == 0;
+    for (int64_t k0 = 0; k0 < K; k0 += TBK) {
+        if (vec_x && k0 + TBK <= K) {
+            for (int i = threadIdx.x; i < BM * TBK / 4; i += 256) {
+                int mm = i / (TBK / 4), kk = (i % (TBK / 4)) * 4;
+                float4 v = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+                if (m0 + mm < M) v = __ldg((const float4 *)(x + (m0 + mm) * K + k0 + kk));
+                *(__nv_bfloat162 *)&xs[mm][kk] = __floats2bfloat162_rn(v.x, v.y);
+                *(__nv_bfloat162 *)&xs[mm][kk + 2] = __floats2bfloat162_rn(v.z, v.w);
+            }
+        } else {
+            for (int i = threadIdx.x; i < BM * TBK; i += 256) {
+                int mm = i / TBK, kk = i % TBK;
+                int64_t gm = m0 + mm, gk = k0 + kk;
+                xs[mm][kk] = __float2bfloat16_rn((gm < M && gk < K) ? x[gm * K + gk] : 0.0f);
+            }
+        }
+        for (int i = threadIdx.x; i < TBN * UPR; i += 256) {
+            int nn = i / UPR, uu = i % UPR;
+            int64_t gn = n0 + nn, gu = k0 / F::U + uu;
+            float w[F::U];
+            if (gn < N && gu * F::U < K) f.decode(gn, gu, w);
+            else
+#pragma unroll
+                for (int j = 0; j < F::U; j++) w[j] = 0.0f;
+#pragma unroll
+            for (int j = 0; j < F::U; j += 2)
+                *(__nv_bfloat162 *)&ws[nn][uu * F::U + j] = __floats2bfloat162_rn(w[j], w[j + 1]);
+        }
+        __syncthreads();
+#pragma unroll
+        for (int kk = 0; kk < TBK; kk += 16) {
+            wmma::fragment<wmma::matrix_a, 16, 16, 16, __nv_bfloat16, wmma::row_major> a[2];
+            wmma::fragment<wmma::matrix_b, 16, 16, 16, __nv_bfloat16, wmma::col_major> b[2];
+#pragma unroll
+            for (int i = 0; i < 2; i++) wmma::load_matrix_sync(a[i], &xs[wm + 16 * i][kk], LDH);
+#pragma unroll
+            for (int j = 0; j < 2; j++) wmma::load_matrix_sync(b[j], &ws[wn + 16 * j][kk], LDH);
+#pragma unroll
+            for (int i = 0; i < 2; i++)
+#pragma unroll
+                for (int j = 0; j < 2; j++) wmma::mma_sync(c[i][j], a[i], b[j], c[i][j]);
+        }
+        __syncthreads();
+    }
+    float *stage = (float *)&xs[0][0] + warp * 256; /* 8 x 1 KB inside xs (18 KB) */
+#pragma unroll
+    for (int i = 0; i < 2; i++)
+#pragma unroll
+        for (int j = 0; j < 2; j++) {
+            wmma::store_matrix_sync(stage, c[i][j], 16, wmma::mem_row_major);
+            __syncwarp();
+            for (int e = lane; e < 256; e += 32) {
+                int64_t gm = m0 + wm + 16 * i + e / 16, gn = n0 + wn + 16 * j + e % 16;
+                if (gm < M && gn < N) y[gm * N + gn] = stage[e];
+            }
+            __syncwarp();
+        }
+}
+
 __global__ void k_mm_scalar(float *y, const float *x, const void *w, int wdt, int64_t M, int64_t N, int64_t K) {
     int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= M * N) return;
@@ -604,6 +682,15 @@ __global__ void k_mm_scalar(float *y, const float *x, const void *w, int wdt, in
     float a = 0;
     for (int64_t k = 0; k < K; k++) a = fmaf(x[m * K + k], cu_ld_rt(w, wdt, n * K + k), a);
     y[i] = a;
+}
+
+static int bm128(void) {
+    static int m = -1;
+    if (m < 0) {
+        const char *e = getenv("MLXN_CU_BM128");
+        m = e && *e ? *e != '0' : 1;
+    }
+    return m;
 }
 
 /* bf: bf16 MMA allowed for M >= MM_BF16_MIN (off for f32-activation nodes) */
@@ -616,6 +703,9 @@ static cudaError_t run_mm(const F &f, float *y, const float *x, int64_t M, int64
         k_mmv<F, 1><<<cu_blocks(N, MMV_WARPS), MMV_WARPS * 32, 0, s>>>(f, y, x, 1, N, K);
     } else if (M <= 8) {
         k_mmv<F, 8><<<cu_blocks(N, MMV_WARPS), MMV_WARPS * 32, 0, s>>>(f, y, x, (int)M, N, K);
+    } else if (bf && M >= 256 && bm128()) {
+        dim3 g(cu_blocks(N, TBN), cu_blocks(M, 128));
+        k_mm_bf16_128<F><<<g, 256, 0, s>>>(f, y, x, M, N, K);
     } else if (bf && M >= MM_BF16_MIN) {
         dim3 g(cu_blocks(N, TBN), cu_blocks(M, TBM));
         k_mm_bf16<F><<<g, 256, 0, s>>>(f, y, x, M, N, K);
