@@ -597,7 +597,7 @@ __global__ void __launch_bounds__(256) k_mm_bf16(F f, float *__restrict__ y, con
     }
 }
 
-/* The bf16 path with 128-row tiles (M >= 256): 8 warps as 4 x 2, each a
+/* The bf16 path with 128-row tiles (M >= 256, quantized W): 8 warps as 4 x 2, each a
  * 32x32 piece (4 MMAs a k-step); W decoded once per 128 rows of x (half the
  * decoding of 64-row tiles), x tile loaded as float4. Results leave through
  * a 16x16 staging square per warp. */
@@ -703,7 +703,11 @@ static cudaError_t run_mm(const F &f, float *y, const float *x, int64_t M, int64
         k_mmv<F, 1><<<cu_blocks(N, MMV_WARPS), MMV_WARPS * 32, 0, s>>>(f, y, x, 1, N, K);
     } else if (M <= 8) {
         k_mmv<F, 8><<<cu_blocks(N, MMV_WARPS), MMV_WARPS * 32, 0, s>>>(f, y, x, (int)M, N, K);
-    } else if (bf && M >= 256 && bm128()) {
+    } else if (bf && M >= 256 && F::U >= 32 && bm128() && (int64_t)cu_blocks(N, TBN) * cu_blocks(M, 128) >= 128) {
+        /* quantized W (costly decode) with >= ~1 block per SM: measured on
+         * H200 at M = 512, mlx4: 14336x4096 773 -> 680 us, 4096x4096 220 ->
+         * 182 us; but 1024x4096 (64 blocks) 93 -> 143 us and f16 W 193 ->
+         * 239 us, which keep 64-row tiles */
         dim3 g(cu_blocks(N, TBN), cu_blocks(M, 128));
         k_mm_bf16_128<F><<<g, 256, 0, s>>>(f, y, x, M, N, K);
     } else if (bf && M >= MM_BF16_MIN) {
