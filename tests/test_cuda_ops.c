@@ -423,11 +423,13 @@ static void test_matmul(void) {
         }
         pfree(&w);
     }
-    /* M = 160 and 300: the bf16 MMA paths, 64- and 128-row tiles (M and N
-     * leave partial tiles) */
+    /* M = 160 and 300: the bf16 MMA paths, 64-row tiles and (quantized W,
+     * >= 128 blocks: q6_k at N = 2800) 128-row tiles; M and N leave partial
+     * tiles */
     mlxn_dtype bt[4] = {MLXN_F32, MLXN_BF16, MLXN_Q4_0, MLXN_Q6_K};
     for (int k = 0; k < 4; k++) {
-        int64_t N = 200, K = 1024, M = k % 2 ? 300 : 160, xs[2] = {M, K}, os[2] = {M, N};
+        int64_t N = k % 2 ? 2800 : 200, K = k % 2 ? 512 : 1024, M = k % 2 ? 300 : 160, xs[2] = {M, K},
+                os[2] = {M, N};
         P w = wpair(bt[k], N, K, NULL);
         float *x = rnd(MLXN_F32, (size_t)(M * K), -1, 1);
         P px = pin(MLXN_F32, 2, xs, x), o = pout(MLXN_F32, 2, os);
