@@ -121,8 +121,9 @@ __global__ void k_attn_merge(float *o, const float *part, int nsplit, int D) {
 }
 
 /* T > 1 (prefill), D <= 128: tiled. A block = 8 warps = 8 consecutive
- * tokens of one head; tiles of 32 cache positions (K rows padded to D + 1
- * floats, so lane j reading row j hits distinct banks) are loaded once into
+ * tokens of one head; tiles of 32 cache positions (K rows padded to
+ * MAXD + 4 floats, so the 128-bit reads of 8 lanes, each of its own row,
+ * hit distinct banks) are loaded once into
  * shared memory for the 8 tokens. In a tile, lane j scores position j
  * (the whole q.k dot, q broadcast from shared memory), the warp takes the
  * tile's max and sum once (online softmax), then lanes over D accumulate
@@ -133,9 +134,9 @@ template <int KT>
 __global__ void __launch_bounds__(256) k_attn_prefill(float *o, const float *q, const void *kc, const void *vc,
                                                       const int32_t *pos, int64_t T, int64_t H, int64_t Hkv,
                                                       int64_t C, int D, mlxn_attention_params p) {
-    __shared__ float Ks[ATP_TILE][ATP_MAXD + 1];
-    __shared__ float Vs[ATP_TILE][ATP_MAXD];
-    __shared__ float qs[8][ATP_MAXD];
+    __shared__ __align__(16) float Ks[ATP_TILE][ATP_MAXD + 4];
+    __shared__ __align__(16) float Vs[ATP_TILE][ATP_MAXD];
+    __shared__ __align__(16) float qs[8][ATP_MAXD];
     __shared__ long long rng[2];
     int w = threadIdx.x >> 5, lane = threadIdx.x & 31;
     int64_t h = blockIdx.y, hk = h / (H / Hkv);
@@ -182,7 +183,15 @@ __global__ void __launch_bounds__(256) k_attn_prefill(float *o, const float *q, 
         int64_t pp = b + lane;
         bool valid = pp >= first && pp <= pt;
         float sc = 0.0f;
-        for (int d = 0; d < D; d++) sc = fmaf(qs[w][d], Ks[lane][d], sc);
+        const float4 *q4 = (const float4 *)qs[w], *k4 = (const float4 *)Ks[lane];
+        for (int d4 = 0; d4 < D / 4; d4++) {
+            float4 a = q4[d4], kk = k4[d4];
+            sc = fmaf(a.x, kk.x, sc);
+            sc = fmaf(a.y, kk.y, sc);
+            sc = fmaf(a.z, kk.z, sc);
+            sc = fmaf(a.w, kk.w, sc);
+        }
+        for (int d = D & ~3; d < D; d++) sc = fmaf(qs[w][d], Ks[lane][d], sc);
         sc *= p.scale;
         if (p.softcap > 0) sc = tanhf(sc / p.softcap) * p.softcap;
         if (!valid) sc = -INFINITY;
