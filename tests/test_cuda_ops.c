@@ -708,6 +708,7 @@ static void test_kv_attention(void) {
         {33, 4, 4, 128, 64, 0, 16, 0, MLXN_BF16},    /* prefill from 0, window */
         {40, 8, 2, 64, 128, 100, 0, 30, MLXN_F32},   /* prefill, ring past C, softcap */
         {300, 4, 1, 512, 128, 5, 0, 0, MLXN_F16},    /* prefill, many tiles */
+        {9, 4, 2, 64, 70, 3, 0, 0, MLXN_F32},        /* prefill, D not a multiple of 4 */
     };
     for (size_t k = 0; k < sizeof cs / sizeof cs[0]; k++) {
         int64_t T = cs[k].T, H = cs[k].H, Hkv = cs[k].Hkv, C = cs[k].C, Dh = cs[k].Dh;
