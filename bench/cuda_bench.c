@@ -212,7 +212,7 @@ int main(int argc, char **argv) {
                    (double)ms * 1e3, gbs, 100.0 * gbs / copy_gbs);
         }
     }
-    /* prefill: M = 512 rows through the TF32 tensor-core tile kernel */
+    /* prefill: M = 512 rows through the bf16 tensor-core tile kernel */
     {
         const int64_t M = 512;
         const size_t N = 4096, K = 4096;
@@ -221,7 +221,7 @@ int main(int argc, char **argv) {
         CK(cudaMalloc((void **)&ym, (size_t)M * N * 4));
         CK(cudaMemset(xm, 0x3c, (size_t)M * K * 4));
         g_M = M;
-        printf("\nprefill M=%lld, N x K = %zux%zu (TF32 tensor cores, W decoded per tile)\n", (long long)M, N, K);
+        printf("\nprefill M=%lld, N x K = %zux%zu (bf16 tensor cores, f32 accumulation, W decoded per tile)\n", (long long)M, N, K);
         printf("%-6s %10s %9s\n", "format", "us", "TFLOP/s");
         fmt pf[] = {{"f16", MLXN_F16}, {"q8_0", MLXN_Q8_0}, {"q4_k", MLXN_Q4_K}, {"q4_0", MLXN_Q4_0}, {"mlx4", -4}};
         for (size_t fi = 0; fi < sizeof pf / sizeof pf[0]; fi++) {

@@ -27,6 +27,11 @@ static mlxn_device *D[2]; /* 0 = cpu (reference), 1 = cuda */
 /* M > 8 matmuls run on the tensor cores in TF32 (10-bit mantissa operands,
  * f32 accumulation): about 1e-7 expected, bound 1e-5. */
 #define TOL_TF32 1e-5
+/* prefill-sized matmuls (M >= 128) run bf16 tensor-core MMA with f32
+ * accumulation: x and W each rounded to bf16 (8-bit significand; relative
+ * rounding error variance ~ulp^2/12 ~ 2.5e-6 per operand), so NMSE ~5e-6
+ * for sums of independent terms; 3e-5 leaves 6x */
+#define TOL_BF16 3e-5
 
 typedef struct P {
     mlxn_buffer *v[2];
@@ -418,6 +423,26 @@ static void test_matmul(void) {
         }
         pfree(&w);
     }
+    /* M = 160 and 300: the bf16 MMA paths, 64-row tiles and (quantized W,
+     * >= 128 blocks: q6_k at N = 2800) 128-row tiles; M and N leave partial
+     * tiles */
+    mlxn_dtype bt[4] = {MLXN_F32, MLXN_BF16, MLXN_Q4_0, MLXN_Q6_K};
+    for (int k = 0; k < 4; k++) {
+        int64_t N = k % 2 ? 2800 : 200, K = k % 2 ? 512 : 1024, M = k % 2 ? 300 : 160, xs[2] = {M, K},
+                os[2] = {M, N};
+        P w = wpair(bt[k], N, K, NULL);
+        float *x = rnd(MLXN_F32, (size_t)(M * K), -1, 1);
+        P px = pin(MLXN_F32, 2, xs, x), o = pout(MLXN_F32, 2, os);
+        char what[64];
+        snprintf(what, sizeof what, "matmul %s M=%lld N=%lld K=%lld (bf16 MMA)", mlxn_dtype_name(bt[k]),
+                 (long long)M, (long long)N, (long long)K);
+        BOTH(CHECK_OK(mlxn_op_matmul(S, o.v[dv], px.v[dv], w.v[dv])));
+        cmp(what, &o, TOL_BF16);
+        pfree(&px);
+        pfree(&o);
+        pfree(&w);
+        free(x);
+    }
     /* odd K (scalar fallback path) */
     int64_t N = 33, K = 100, M = 3, xs[2] = {M, K}, os[2] = {M, N};
     P w = wpair(MLXN_F16, N, K, NULL);
@@ -474,8 +499,8 @@ static void test_mlx(void) {
         mlxn_buffer *gw = mk1(1, MLXN_U32, 2, wsh, wq), *gsc = mk1(1, sdt, 2, ssh, sc), *gbi = mk1(1, sdt, 2, ssh, bs);
         mlxn_buffer *cw = mk1(0, MLXN_F32, 2, dsh, deq);
         mlxn_mlx_quant q = {b, gs};
-        int64_t Ms[2] = {1, 20};
-        for (int mi = 0; mi < 2; mi++) {
+        int64_t Ms[4] = {1, 20, 130, 300};
+        for (int mi = 0; mi < 4; mi++) {
             int64_t M = Ms[mi], xs[2] = {M, K}, os[2] = {M, N};
             float *x = rnd(MLXN_F32, (size_t)(M * K), -1, 1);
             P px = pin(MLXN_F32, 2, xs, x), o = pout(MLXN_F32, 2, os);
@@ -491,7 +516,7 @@ static void test_mlx(void) {
                      (long long)M);
             /* same weight values on both sides; 4 and 8 bits at M = 1 run
              * the integer path (int8 x, see test_matmul) */
-            cmp(what, &o, M == 1 && (b == 4 || b == 8) ? TOL_INT8X : M > 8 ? TOL_TF32 : TOL_F32);
+            cmp(what, &o, M == 1 && (b == 4 || b == 8) ? TOL_INT8X : M >= 128 ? TOL_BF16 : M > 8 ? TOL_TF32 : TOL_F32);
             pfree(&px);
             pfree(&o);
             free(x);
@@ -512,6 +537,50 @@ static void test_mlx(void) {
         cmp(what, &o, TOL_EXACT); /* a gather: the same values */
         pfree(&pid);
         pfree(&o);
+        mlxn_buffer_destroy(gw);
+        mlxn_buffer_destroy(gsc);
+        mlxn_buffer_destroy(gbi);
+        mlxn_buffer_destroy(cw);
+        free(wq);
+        free(sc);
+        free(bs);
+        free(deq);
+    }
+    /* the dedicated MLX 4-bit decode kernel (group 64/128, M = 1, K a
+     * multiple of 2048): x quantized in the block for K <= 4096, by a
+     * separate kernel above; two rows a warp from N >= 8192 (odd N leaves
+     * a half row pair); K = 1024 takes the generic kernel. int8 x as above:
+     * TOL_INT8X */
+    int64_t NK[5][2] = {{4100, 1024}, {200, 4096}, {4096, 2048}, {8201, 6144}, {9000, 4096}};
+    for (int c = 0; c < 5; c++) {
+        int64_t N = NK[c][0], K = NK[c][1];
+        int gs = c == 2 || c == 3 ? 128 : 64;
+        mlxn_dtype sdt = c == 0 || c == 3 ? MLXN_BF16 : MLXN_F16;
+        uint32_t *wq;
+        void *sc, *bs;
+        float *deq;
+        mlx_make(4, gs, sdt, N, K, &wq, &sc, &bs, &deq);
+        int64_t wsh[2] = {N, K / 8}, ssh[2] = {N, K / gs}, dsh[2] = {N, K};
+        mlxn_buffer *gw = mk1(1, MLXN_U32, 2, wsh, wq), *gsc = mk1(1, sdt, 2, ssh, sc), *gbi = mk1(1, sdt, 2, ssh, bs);
+        mlxn_buffer *cw = mk1(0, MLXN_F32, 2, dsh, deq);
+        mlxn_mlx_quant q = {4, gs};
+        int64_t xs[2] = {1, K}, os[2] = {1, N};
+        float *x = rnd(MLXN_F32, (size_t)K, -1, 1);
+        P px = pin(MLXN_F32, 2, xs, x), o = pout(MLXN_F32, 2, os);
+        mlxn_session *S;
+        CHECK_OK(mlxn_session_create(&S, D[0], MLXN_MODE_DIRECT, 0));
+        CHECK_OK(mlxn_op_matmul(S, o.v[0], px.v[0], cw));
+        mlxn_session_destroy(S);
+        CHECK_OK(mlxn_session_create(&S, D[1], MLXN_MODE_DIRECT, 0));
+        CHECK_OK(mlxn_op_matmul_mlx(S, o.v[1], px.v[1], gw, gsc, gbi, &q));
+        mlxn_session_destroy(S);
+        char what[80];
+        snprintf(what, sizeof what, "matmul_mlx 4 bits group %d scales %s M=1 N=%lld K=%lld", gs,
+                 mlxn_dtype_name(sdt), (long long)N, (long long)K);
+        cmp(what, &o, TOL_INT8X);
+        pfree(&px);
+        pfree(&o);
+        free(x);
         mlxn_buffer_destroy(gw);
         mlxn_buffer_destroy(gsc);
         mlxn_buffer_destroy(gbi);
@@ -637,6 +706,9 @@ static void test_kv_attention(void) {
         {1, 8, 2, 512, 256, 300, 0, 30, MLXN_F32},   /* softcap, D=256 */
         {7, 8, 2, 640, 80, 20, 0, 0, MLXN_F16},      /* prefill T=7, D=80 */
         {33, 4, 4, 128, 64, 0, 16, 0, MLXN_BF16},    /* prefill from 0, window */
+        {40, 8, 2, 64, 128, 100, 0, 30, MLXN_F32},   /* prefill, ring past C, softcap */
+        {300, 4, 1, 512, 128, 5, 0, 0, MLXN_F16},    /* prefill, many tiles */
+        {9, 4, 2, 64, 70, 3, 0, 0, MLXN_F32},        /* prefill, D not a multiple of 4 */
     };
     for (size_t k = 0; k < sizeof cs / sizeof cs[0]; k++) {
         int64_t T = cs[k].T, H = cs[k].H, Hkv = cs[k].Hkv, C = cs[k].C, Dh = cs[k].Dh;

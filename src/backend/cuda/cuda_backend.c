@@ -21,6 +21,7 @@
 
 #include <cuda_runtime_api.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 _Static_assert((int)CU_OP_COUNT == (int)MLXN_OP_COUNT, "cuda_internal.h op ids out of date");
@@ -116,9 +117,12 @@ static mlxn_status cuda_init(mlxn_device *dev, const mlxn_device_options *o) {
     return MLXN_OK;
 }
 
+static void prof_print(void);
+
 static void cuda_shutdown(mlxn_device *dev) {
     cuda_dev *c = dev->impl;
     cudaStreamSynchronize(c->stream);
+    prof_print();
     for (int i = 0; i < GRAPH_CACHE; i++) graph_state_free(c->cache[i]);
     pthread_mutex_destroy(&c->mu);
     if (c->scratch) cudaFree(c->scratch);
@@ -311,6 +315,105 @@ done:
     return st;
 }
 
+
+/* ---- MLXN_CUDA_PROFILE=1: per-node times of replayed graphs ----
+ * A replay then launches the exec's nodes one by one on the stream, behind
+ * a spin kernel that holds the stream while the host enqueues them (so they
+ * run back to back, as in the graph), with an event after each node. Times
+ * add up per (op, shape) and print to stderr at shutdown. A measuring aid:
+ * the per-node launch boundaries cost a little more than inside a graph. */
+typedef struct prof_ent {
+    char key[96];
+    double ms;
+    long calls;
+} prof_ent;
+#define PROF_MAX 256
+static prof_ent prof_tab[PROF_MAX];
+static int prof_n = -1; /* -1: not read the environment yet; -2: off */
+static long prof_steps;
+static double prof_total_ms;
+static cudaEvent_t *prof_ev;
+static uint32_t prof_cap;
+
+static bool prof_on(void) {
+    if (prof_n == -1) {
+        const char *e = getenv("MLXN_CUDA_PROFILE");
+        prof_n = e && *e && *e != '0' ? 0 : -2;
+    }
+    return prof_n >= 0;
+}
+
+static void prof_key(const mlxn_node *n, char *k, size_t len) {
+    const mlxn_tensor *t = n->t;
+    if (n->op == MLXN_OP_MATMUL || n->op == MLXN_OP_MATMUL_MLX)
+        snprintf(k, len, "%s M=%lld N=%lld K=%lld", mlxn_op_name(n->op), (long long)mlxn_tensor_rows(&t[1]),
+                 (long long)t[2].shape[0], (long long)mlxn_tensor_cols(&t[1]));
+    else
+        snprintf(k, len, "%s out=%lld", mlxn_op_name(n->op), (long long)mlxn_tensor_elems(&t[0]));
+}
+
+static void prof_add(const char *k, double ms) {
+    int i;
+    for (i = 0; i < prof_n; i++)
+        if (!strcmp(prof_tab[i].key, k)) break;
+    if (i == prof_n) {
+        if (prof_n == PROF_MAX) return;
+        snprintf(prof_tab[i].key, sizeof prof_tab[i].key, "%s", k);
+        prof_n++;
+    }
+    prof_tab[i].ms += ms;
+    prof_tab[i].calls++;
+}
+
+static int prof_cmp(const void *a, const void *b) {
+    double x = ((const prof_ent *)a)->ms, y = ((const prof_ent *)b)->ms;
+    return x < y ? 1 : x > y ? -1 : 0;
+}
+
+static void prof_print(void) {
+    if (prof_n <= 0) return;
+    qsort(prof_tab, (size_t)prof_n, sizeof *prof_tab, prof_cmp);
+    fprintf(stderr, "\ncuda profile: %ld graph executions, %.3f ms in all (nodes launched one by one)\n",
+            prof_steps, prof_total_ms);
+    fprintf(stderr, "%-44s %7s %10s %9s %6s\n", "op shape", "calls", "total ms", "us/call", "share");
+    for (int i = 0; i < prof_n && i < 60; i++)
+        fprintf(stderr, "%-44s %7ld %10.3f %9.2f %5.1f%%\n", prof_tab[i].key, prof_tab[i].calls, prof_tab[i].ms,
+                1e3 * prof_tab[i].ms / (double)prof_tab[i].calls, 100.0 * prof_tab[i].ms / prof_total_ms);
+    prof_n = 0;
+}
+
+static mlxn_status prof_replay(cuda_dev *c, mlxn_exec *ex, cuda_graph_state *g) {
+    if (ex->n_nodes + 1 > prof_cap) {
+        for (uint32_t i = 0; i < prof_cap; i++) cudaEventDestroy(prof_ev[i]);
+        mlxn_free(prof_ev);
+        prof_cap = 0;
+        prof_ev = mlxn_calloc(ex->n_nodes + 1, sizeof *prof_ev);
+        if (!prof_ev) return mlxn_err(MLXN_ERR_OUT_OF_MEMORY, "cuda: profile events");
+        for (uint32_t i = 0; i < ex->n_nodes + 1; i++) CU_TRY(cudaEventCreate(&prof_ev[i]));
+        prof_cap = ex->n_nodes + 1;
+    }
+    CU_TRY(mlxn_cu_spin(10000, c->stream));
+    CU_TRY(cudaEventRecord(prof_ev[0], c->stream));
+    size_t off = 0;
+    for (uint32_t i = 0; i < ex->n_nodes; i++) {
+        mlxn_status st = launch_node(&ex->nodes[i], g->scratch ? (char *)g->scratch + off : NULL, c->stream);
+        if (st) return st;
+        off += node_scratch(&ex->nodes[i]);
+        CU_TRY(cudaEventRecord(prof_ev[i + 1], c->stream));
+    }
+    CU_TRY(cudaStreamSynchronize(c->stream));
+    for (uint32_t i = 0; i < ex->n_nodes; i++) {
+        float ms = 0;
+        CU_TRY(cudaEventElapsedTime(&ms, prof_ev[i], prof_ev[i + 1]));
+        char k[96];
+        prof_key(&ex->nodes[i], k, sizeof k);
+        prof_add(k, (double)ms);
+        prof_total_ms += (double)ms;
+    }
+    prof_steps++;
+    return MLXN_OK;
+}
+
 /* The exec flattened: cu_nodes (zeroed padding, so bytes compare) then
  * dep_start and deps. */
 static void *exec_key(const mlxn_exec *ex, size_t *len, uint64_t *hash) {
@@ -366,6 +469,7 @@ static mlxn_status cuda_execute(mlxn_device *dev, mlxn_exec *ex, bool replay) {
     CU_TRY(cudaSetDevice(c->ordinal));
     if (ex->n_nodes == 0) return MLXN_OK;
     if (replay && ex->backend_state) {
+        if (prof_on()) return prof_replay(c, ex, ex->backend_state);
         CU_TRY(cudaGraphLaunch(((cuda_graph_state *)ex->backend_state)->exec, c->stream));
         return MLXN_OK;
     }
@@ -404,6 +508,7 @@ static mlxn_status cuda_execute(mlxn_device *dev, mlxn_exec *ex, bool replay) {
         cache_put(c, g);
     }
     ex->backend_state = g;
+    if (prof_on()) return prof_replay(c, ex, g);
     CU_TRY(cudaGraphLaunch(g->exec, c->stream));
     return MLXN_OK;
 }

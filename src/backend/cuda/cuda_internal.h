@@ -89,6 +89,8 @@ size_t mlxn_cu_matmul_scratch(int wtype, int bits, int64_t M, int64_t K);
 cudaError_t mlxn_cu_matmul_raw(float *y, const float *x, const void *w, int wtype, int64_t M,
                                int64_t N, int64_t K, void *scratch, cudaStream_t s);
 /* dst = src (bytes a multiple of 16, 16-byte aligned) by SM loads/stores. */
+/* Hold the stream ~us microseconds (profiling). */
+cudaError_t mlxn_cu_spin(int us, cudaStream_t s);
 cudaError_t mlxn_cu_copy_raw(void *dst, const void *src, size_t bytes, cudaStream_t s);
 cudaError_t mlxn_cu_matmul_mlx_raw(float *y, const float *x, const uint32_t *wq, const void *scales,
                                    const void *biases, int sdtype, int bits, int group, int64_t M,

@@ -151,3 +151,15 @@ cudaError_t mlxn_cu_elementwise(const cu_node *n, cudaStream_t s) {
     CU_LAUNCH_CHECK();
     return cudaSuccess;
 }
+
+/* Spin about `us` microseconds (the profiler holds the stream with it while
+ * the host enqueues a step, so the step's kernels then run back to back). */
+__global__ void k_spin(long long cycles) {
+    long long t0 = clock64();
+    while (clock64() - t0 < cycles) {
+    }
+}
+extern "C" cudaError_t mlxn_cu_spin(int us, cudaStream_t s) {
+    k_spin<<<1, 1, 0, s>>>((long long)us * 2000); /* ~2 GHz */
+    return cudaGetLastError();
+}

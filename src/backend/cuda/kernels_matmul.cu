@@ -14,6 +14,7 @@
 #include "backend/cuda/quant.cuh"
 
 #include <mma.h>
+#include <stdlib.h>
 
 using namespace nvcuda;
 
@@ -219,6 +220,231 @@ static cudaError_t run_mmvq(const F &f, float *y, const float *x, int64_t N, int
     return cudaSuccess;
 }
 
+/* ---- MLX 4-bit, group 64 or 128, M = 1: a dedicated decode kernel ----
+ * Lane work item = one 64-element group-unit of a row: 32 bytes of weights
+ * (two 16-byte loads), one scale and one bias. x is int8 per 32 elements
+ * (same rounding as k_quant_x), written by k_quant_x64 as 80 bytes per 64
+ * elements: 64 int8 with each 8 reordered as e0 e2 e4 e6 e1 e3 e5 e7 (the
+ * low / high nibbles of an MLX word are the even / odd elements, so no byte
+ * permute is left in the inner loop), then {d0, d1, d0*sum0, d1*sum1} as
+ * floats; each block copies it to shared memory (the 80-byte stride keeps 8
+ * lanes' 128-bit reads on distinct banks). A warp's first two items of
+ * weights are loaded before x is waited for: with programmatic dependent
+ * launch (sm_90) the kernel starts while k_quant_x64 runs and
+ * griddepcontrol.wait holds only the x copy.
+ * Measured on H200 against this design (bench/RESULTS.md): quantizing x in
+ * every block instead (no separate launch) is slower, 2x when done warp by
+ * warp and still ~10 % with all loads issued at once; block-balanced ranges
+ * with partials in shared memory, 4 items in flight, and L2 prefetch of the
+ * next items were all slower. */
+#define XG_BYTES 80
+
+static __device__ __forceinline__ void pdl_wait(void) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+static __device__ __forceinline__ void pdl_launch_dependents(void) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}
+
+__global__ void k_quant_x64(uint8_t *xg, const float *x, int64_t nb, float *y, int64_t N) {
+    pdl_launch_dependents();
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < N; i += (int64_t)gridDim.x * blockDim.x)
+        y[i] = 0.0f;
+    int64_t b = (int64_t)blockIdx.x * 8 + (threadIdx.x >> 5);
+    int lane = threadIdx.x & 31;
+    if (b >= nb) return;
+    float v = x[b * 32 + lane];
+    float amax = cu_warp_max(fabsf(v));
+    float d = amax / 127.0f;
+    int q = d > 0 ? (int)rintf(v / d) : 0;
+    int sm = q;
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) sm += __shfl_xor_sync(0xffffffffu, sm, o);
+    uint8_t *g = xg + (b >> 1) * XG_BYTES;
+    int h = (int)(b & 1), j = lane & 7;
+    g[h * 32 + (lane & ~7) + (j & 1) * 4 + (j >> 1)] = (uint8_t)(int8_t)q;
+    if (lane == 0) {
+        float *f = (float *)(g + 64);
+        f[h] = d;
+        f[2 + h] = d * (float)sm;
+    }
+}
+
+template <int SDT, int R>
+struct Mlx4Step {
+    uint4 w[R][2];
+    float s[R], b[R];
+    __device__ __forceinline__ void load(const uint4 *const *wrow, const int64_t *srow, int64_t g, int gs,
+                                         const void *sc, const void *bi) {
+#pragma unroll
+        for (int i = 0; i < R; i++) {
+            w[i][0] = __ldg(wrow[i] + 2 * g);
+            w[i][1] = __ldg(wrow[i] + 2 * g + 1);
+            s[i] = cu_ld<SDT>(sc, srow[i] + (g >> gs));
+            b[i] = cu_ld<SDT>(bi, srow[i] + (g >> gs));
+        }
+    }
+    __device__ __forceinline__ void dot(const uint4 *xsg, int64_t g, float *acc) const {
+        const uint4 *xp = xsg + g * 5;
+        uint4 xa = xp[0], xb = xp[1], xc = xp[2], xd = xp[3], xf = xp[4];
+        int xq[16] = {(int)xa.x, (int)xa.y, (int)xa.z, (int)xa.w, (int)xb.x, (int)xb.y, (int)xb.z, (int)xb.w,
+                      (int)xc.x, (int)xc.y, (int)xc.z, (int)xc.w, (int)xd.x, (int)xd.y, (int)xd.z, (int)xd.w};
+        float d0 = __int_as_float((int)xf.x), d1 = __int_as_float((int)xf.y);
+        float bs = __int_as_float((int)xf.z) + __int_as_float((int)xf.w);
+#pragma unroll
+        for (int i = 0; i < R; i++) {
+            uint32_t q[8] = {w[i][0].x, w[i][0].y, w[i][0].z, w[i][0].w, w[i][1].x, w[i][1].y, w[i][1].z, w[i][1].w};
+            int dp0 = 0, dp1 = 0;
+#pragma unroll
+            for (int k = 0; k < 4; k++) {
+                dp0 = __dp4a((int)(q[k] & 0x0F0F0F0Fu), xq[2 * k], dp0);
+                dp0 = __dp4a((int)((q[k] >> 4) & 0x0F0F0F0Fu), xq[2 * k + 1], dp0);
+                dp1 = __dp4a((int)(q[4 + k] & 0x0F0F0F0Fu), xq[8 + 2 * k], dp1);
+                dp1 = __dp4a((int)((q[4 + k] >> 4) & 0x0F0F0F0Fu), xq[8 + 2 * k + 1], dp1);
+            }
+            acc[i] += s[i] * (d0 * (float)dp0 + d1 * (float)dp1) + b[i] * bs;
+        }
+    }
+};
+
+/* Persistent, balanced: warp gw of W takes items [gw*T/W, (gw+1)*T/W) of
+ * the T = (N/R) * (G/32) items (R rows x 32 group-units, row-major), so
+ * every warp streams the same number of bytes with its next two items'
+ * weights in flight, across row boundaries. A warp adds its partial row sums
+ * into y (zeroed by k_quant_x64); W <= N/R keeps every range >= one row, so
+ * a row gets at most two partials onto 0, a sum whose value does not depend
+ * on their order: results are deterministic. Needs G % 32 == 0. */
+template <int SDT, int R, int D>
+__global__ void __launch_bounds__(256) k_mlx4g(const uint32_t *__restrict__ wq, const void *__restrict__ scales,
+                                               const void *__restrict__ biases, int gshift, float *__restrict__ y,
+                                               const uint4 *__restrict__ xg, int64_t N, int64_t K, int W) {
+    extern __shared__ uint4 xsg[];
+    int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    int G = (int)(K >> 6), CH = G >> 5;
+    int P = (int)((N + R - 1) / R), T = P * CH;
+    int gw = blockIdx.x * 8 + warp;
+    int i0 = (int)((int64_t)gw * T / W), i1 = (int)((int64_t)(gw + 1) * T / W);
+    if (gw >= W) i0 = i1 = T;
+    int gs = gshift - 6;
+    int64_t rowK8 = K >> 3, rowG = K >> gshift;
+    auto ld = [&](Mlx4Step<SDT, R> &st, int it) {
+        int p = it / CH, c = it - p * CH;
+        const uint4 *wr[R];
+        int64_t sr[R];
+#pragma unroll
+        for (int r = 0; r < R; r++) {
+            int64_t n = (int64_t)p * R + r;
+            n = n < N ? n : N - 1;
+            wr[r] = (const uint4 *)(wq + n * rowK8);
+            sr[r] = n * rowG;
+        }
+        st.load(wr, sr, (int64_t)c * 32 + lane, gs, scales, biases);
+    };
+    Mlx4Step<SDT, R> st[D];
+#pragma unroll
+    for (int k = 0; k < D; k++)
+        if (i0 + k < i1) ld(st[k], i0 + k);
+    pdl_wait(); /* x (and y = 0) from k_quant_x64 */
+    for (int64_t i = threadIdx.x; i < (int64_t)G * 5; i += 256) xsg[i] = xg[i];
+    __syncthreads();
+    float acc[R];
+#pragma unroll
+    for (int r = 0; r < R; r++) acc[r] = 0.0f;
+    auto step = [&](Mlx4Step<SDT, R> &sv, int it) {
+        int p = it / CH, c = it - p * CH;
+        sv.dot(xsg, (int64_t)c * 32 + lane, acc);
+        if (it + D < i1) ld(sv, it + D);
+        if (c == CH - 1 || it + 1 == i1) { /* row group done, or the warp's range */
+#pragma unroll
+            for (int r = 0; r < R; r++) {
+                float v = cu_warp_sum(acc[r]);
+                int64_t n = (int64_t)p * R + r;
+                if (lane == 0 && n < N) atomicAdd(y + n, v);
+                acc[r] = 0.0f;
+            }
+        }
+    };
+    for (int it = i0; it < i1; it += D) {
+#pragma unroll
+        for (int k = 0; k < D; k++)
+            if (it + k < i1) step(st[k], it + k);
+    }
+}
+
+/* MLXN_CU_MLX4=0 takes the generic k_mmvq for MLX 4-bit (for measuring);
+ * MLXN_CU_PDL=0 launches k_mlx4g without programmatic dependent launch. */
+static int env_flag(const char *name, int dflt) {
+    const char *e = getenv(name);
+    return e && *e ? *e != '0' : dflt;
+}
+static int mlx4_on(void) {
+    static int m = -1;
+    if (m < 0) m = env_flag("MLXN_CU_MLX4", 1);
+    return m;
+}
+static int pdl_on(void) {
+    static int m = -1;
+    if (m < 0) {
+        int dev = 0, major = 0;
+        if (cudaGetDevice(&dev) == cudaSuccess) cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev);
+        m = major >= 9 && env_flag("MLXN_CU_PDL", 1);
+    }
+    return m;
+}
+
+template <int SDT, int R, int D>
+static cudaError_t launch_mlx4g(const uint32_t *wq, const void *sc, const void *bi, int gshift, float *y,
+                                const uint4 *xg, int64_t N, int64_t K, size_t smem, cudaStream_t s) {
+    static int slots = 0; /* resident blocks on the device (per instantiation) */
+    if (!slots) {
+        int dev = 0, sms = 0, per = 0;
+        cudaGetDevice(&dev);
+        cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev);
+        if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per, k_mlx4g<SDT, R, D>, 256, 40 * 1024) != cudaSuccess ||
+            per < 1)
+            per = 1;
+        slots = sms * per;
+    }
+    int64_t P = (N + R - 1) / R;
+    int64_t W = (int64_t)slots * 8;
+    if (W > P) W = P;
+    cudaLaunchConfig_t cfg = {};
+    cfg.gridDim = dim3(cu_blocks(W, 8));
+    cfg.blockDim = dim3(256);
+    cfg.dynamicSmemBytes = smem;
+    cfg.stream = s;
+    cudaLaunchAttribute at[1];
+    at[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    at[0].val.programmaticStreamSerializationAllowed = 1;
+    cfg.attrs = at;
+    cfg.numAttrs = pdl_on() ? 1 : 0;
+    return cudaLaunchKernelEx(&cfg, k_mlx4g<SDT, R, D>, wq, sc, bi, gshift, y, xg, N, K, (int)W);
+}
+
+/* true when it took the matmul (result in *err) */
+template <int SDT>
+static bool try_mlx4g(const uint32_t *wq, const void *sc, const void *bi, int gshift, float *y, const float *x,
+                      int64_t N, int64_t K, void *scratch, cudaStream_t s, cudaError_t *err) {
+    if (!mlx4_on() || gshift < 6 || K % 2048 != 0 || N * (K / 2048) >= ((int64_t)1 << 30)) return false;
+    size_t smem = (size_t)(K / 64) * XG_BYTES;
+    if (smem > 40 * 1024) return false;
+    /* two rows a warp where that still leaves >= 2 warps per SM slot */
+    int R = N >= 8192 ? 2 : 1;
+    int64_t nb = K / 32;
+    k_quant_x64<<<cu_blocks(nb, 8), 256, 0, s>>>((uint8_t *)scratch, x, nb, y, N);
+    *err = cudaGetLastError();
+    if (*err != cudaSuccess) return true;
+    const uint4 *xg = (const uint4 *)scratch;
+    /* D = 2 items in flight a lane: 4 measured slower (occupancy) */
+    *err = R == 2 ? launch_mlx4g<SDT, 2, 2>(wq, sc, bi, gshift, y, xg, N, K, smem, s)
+                  : launch_mlx4g<SDT, 1, 2>(wq, sc, bi, gshift, y, xg, N, K, smem, s);
+    return true;
+}
+
 /* Bytes of scratch a matmul needs: the int8 copy of x for M = 1 on the
  * integer path (formats with a dotq; K/32 blocks of 48 bytes). */
 static bool int_path(int wt, int bits) {
@@ -299,6 +525,156 @@ __global__ void __launch_bounds__(256) k_mm_tiled(F f, float *__restrict__ y, co
     }
 }
 
+/* M >= MM_BF16_MIN rows (prefill): the same 64x64 tiles with x and the
+ * decoded W rounded to bf16 in shared memory, m16n16k16 bf16 tensor-core
+ * MMA, f32 accumulation; twice TF32's MMA rate and half its shared-memory
+ * traffic. bf16 keeps f32's range; its 8-bit significand puts NMSE against
+ * the f32 CPU result near 1e-5 (tests/test_cuda_ops.c, TOL_BF16). Smaller M
+ * (and f32-activation sessions) keep TF32: there the matmul is bound by W's
+ * bytes, not the MMA. */
+#define MM_BF16_MIN 128
+template <class F>
+__global__ void __launch_bounds__(256) k_mm_bf16(F f, float *__restrict__ y, const float *__restrict__ x, int64_t M,
+                                                 int64_t N, int64_t K) {
+    constexpr int LDH = TBK + 8; /* 144-byte rows */
+    __shared__ __align__(128) __nv_bfloat16 xs[TBM][LDH];
+    __shared__ __align__(128) __nv_bfloat16 ws[TBN][LDH];
+    __shared__ __align__(128) float cs[TBM][TBN + 4];
+    int64_t m0 = (int64_t)blockIdx.y * TBM, n0 = (int64_t)blockIdx.x * TBN;
+    int warp = threadIdx.x >> 5, wm = warp >> 1, wn = (warp & 1) * 2;
+    wmma::fragment<wmma::accumulator, 16, 16, 16, float> c0, c1;
+    wmma::fill_fragment(c0, 0.0f);
+    wmma::fill_fragment(c1, 0.0f);
+    constexpr int UPR = TBK / F::U;
+    bool full_x = m0 + TBM <= M && K % 4 == 0 && ((uintptr_t)x & 15) == 0;
+    for (int64_t k0 = 0; k0 < K; k0 += TBK) {
+        if (full_x && k0 + TBK <= K) {
+            for (int i = threadIdx.x; i < TBM * TBK / 4; i += 256) {
+                int mm = i / (TBK / 4), kk = (i % (TBK / 4)) * 4;
+                float4 v = __ldg((const float4 *)(x + (m0 + mm) * K + k0 + kk));
+                *(__nv_bfloat162 *)&xs[mm][kk] = __floats2bfloat162_rn(v.x, v.y);
+                *(__nv_bfloat162 *)&xs[mm][kk + 2] = __floats2bfloat162_rn(v.z, v.w);
+            }
+        } else {
+            for (int i = threadIdx.x; i < TBM * TBK; i += 256) {
+                int mm = i / TBK, kk = i % TBK;
+                int64_t gm = m0 + mm, gk = k0 + kk;
+                xs[mm][kk] = __float2bfloat16_rn((gm < M && gk < K) ? x[gm * K + gk] : 0.0f);
+            }
+        }
+        for (int i = threadIdx.x; i < TBN * UPR; i += 256) {
+            int nn = i / UPR, uu = i % UPR;
+            int64_t gn = n0 + nn, gu = k0 / F::U + uu;
+            float w[F::U];
+            if (gn < N && gu * F::U < K) f.decode(gn, gu, w);
+            else
+#pragma unroll
+                for (int j = 0; j < F::U; j++) w[j] = 0.0f;
+#pragma unroll
+            for (int j = 0; j < F::U; j += 2)
+                *(__nv_bfloat162 *)&ws[nn][uu * F::U + j] = __floats2bfloat162_rn(w[j], w[j + 1]);
+        }
+        __syncthreads();
+#pragma unroll
+        for (int kk = 0; kk < TBK; kk += 16) {
+            wmma::fragment<wmma::matrix_a, 16, 16, 16, __nv_bfloat16, wmma::row_major> a;
+            wmma::fragment<wmma::matrix_b, 16, 16, 16, __nv_bfloat16, wmma::col_major> b0, b1;
+            wmma::load_matrix_sync(a, &xs[wm * 16][kk], LDH);
+            wmma::load_matrix_sync(b0, &ws[wn * 16][kk], LDH);
+            wmma::load_matrix_sync(b1, &ws[wn * 16 + 16][kk], LDH);
+            wmma::mma_sync(c0, a, b0, c0);
+            wmma::mma_sync(c1, a, b1, c1);
+        }
+        __syncthreads();
+    }
+    wmma::store_matrix_sync(&cs[wm * 16][wn * 16], c0, TBN + 4, wmma::mem_row_major);
+    wmma::store_matrix_sync(&cs[wm * 16][wn * 16 + 16], c1, TBN + 4, wmma::mem_row_major);
+    __syncthreads();
+    for (int i = threadIdx.x; i < TBM * TBN; i += 256) {
+        int mm = i / TBN, nn = i % TBN;
+        int64_t gm = m0 + mm, gn = n0 + nn;
+        if (gm < M && gn < N) y[gm * N + gn] = cs[mm][nn];
+    }
+}
+
+/* The bf16 path with 128-row tiles (M >= 256, quantized W): 8 warps as 4 x 2, each a
+ * 32x32 piece (4 MMAs a k-step); W decoded once per 128 rows of x (half the
+ * decoding of 64-row tiles), x tile loaded as float4. Results leave through
+ * a 16x16 staging square per warp. */
+template <class F>
+__global__ void __launch_bounds__(256) k_mm_bf16_128(F f, float *__restrict__ y, const float *__restrict__ x,
+                                                     int64_t M, int64_t N, int64_t K) {
+    constexpr int BM = 128, LDH = TBK + 8;
+    __shared__ __align__(128) __nv_bfloat16 xs[BM][LDH];
+    __shared__ __align__(128) __nv_bfloat16 ws[TBN][LDH];
+    int64_t m0 = (int64_t)blockIdx.y * BM, n0 = (int64_t)blockIdx.x * TBN;
+    int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, wm = (warp >> 1) * 32, wn = (warp & 1) * 32;
+    wmma::fragment<wmma::accumulator, 16, 16, 16, float> c[2][2];
+#pragma unroll
+    for (int i = 0; i < 2; i++)
+#pragma unroll
+        for (int j = 0; j < 2; j++) wmma::fill_fragment(c[i][j], 0.0f);
+    constexpr int UPR = TBK / F::U;
+    bool vec_x = K % 4 == 0 && ((uintptr_t)x & 15) == 0;
+    for (int64_t k0 = 0; k0 < K; k0 += TBK) {
+        if (vec_x && k0 + TBK <= K) {
+            for (int i = threadIdx.x; i < BM * TBK / 4; i += 256) {
+                int mm = i / (TBK / 4), kk = (i % (TBK / 4)) * 4;
+                float4 v = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+                if (m0 + mm < M) v = __ldg((const float4 *)(x + (m0 + mm) * K + k0 + kk));
+                *(__nv_bfloat162 *)&xs[mm][kk] = __floats2bfloat162_rn(v.x, v.y);
+                *(__nv_bfloat162 *)&xs[mm][kk + 2] = __floats2bfloat162_rn(v.z, v.w);
+            }
+        } else {
+            for (int i = threadIdx.x; i < BM * TBK; i += 256) {
+                int mm = i / TBK, kk = i % TBK;
+                int64_t gm = m0 + mm, gk = k0 + kk;
+                xs[mm][kk] = __float2bfloat16_rn((gm < M && gk < K) ? x[gm * K + gk] : 0.0f);
+            }
+        }
+        for (int i = threadIdx.x; i < TBN * UPR; i += 256) {
+            int nn = i / UPR, uu = i % UPR;
+            int64_t gn = n0 + nn, gu = k0 / F::U + uu;
+            float w[F::U];
+            if (gn < N && gu * F::U < K) f.decode(gn, gu, w);
+            else
+#pragma unroll
+                for (int j = 0; j < F::U; j++) w[j] = 0.0f;
+#pragma unroll
+            for (int j = 0; j < F::U; j += 2)
+                *(__nv_bfloat162 *)&ws[nn][uu * F::U + j] = __floats2bfloat162_rn(w[j], w[j + 1]);
+        }
+        __syncthreads();
+#pragma unroll
+        for (int kk = 0; kk < TBK; kk += 16) {
+            wmma::fragment<wmma::matrix_a, 16, 16, 16, __nv_bfloat16, wmma::row_major> a[2];
+            wmma::fragment<wmma::matrix_b, 16, 16, 16, __nv_bfloat16, wmma::col_major> b[2];
+#pragma unroll
+            for (int i = 0; i < 2; i++) wmma::load_matrix_sync(a[i], &xs[wm + 16 * i][kk], LDH);
+#pragma unroll
+            for (int j = 0; j < 2; j++) wmma::load_matrix_sync(b[j], &ws[wn + 16 * j][kk], LDH);
+#pragma unroll
+            for (int i = 0; i < 2; i++)
+#pragma unroll
+                for (int j = 0; j < 2; j++) wmma::mma_sync(c[i][j], a[i], b[j], c[i][j]);
+        }
+        __syncthreads();
+    }
+    float *stage = (float *)&xs[0][0] + warp * 256; /* 8 x 1 KB inside xs (18 KB) */
+#pragma unroll
+    for (int i = 0; i < 2; i++)
+#pragma unroll
+        for (int j = 0; j < 2; j++) {
+            wmma::store_matrix_sync(stage, c[i][j], 16, wmma::mem_row_major);
+            __syncwarp();
+            for (int e = lane; e < 256; e += 32) {
+                int64_t gm = m0 + wm + 16 * i + e / 16, gn = n0 + wn + 16 * j + e % 16;
+                if (gm < M && gn < N) y[gm * N + gn] = stage[e];
+            }
+            __syncwarp();
+        }
+}
+
 __global__ void k_mm_scalar(float *y, const float *x, const void *w, int wdt, int64_t M, int64_t N, int64_t K) {
     int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= M * N) return;
@@ -308,14 +684,35 @@ __global__ void k_mm_scalar(float *y, const float *x, const void *w, int wdt, in
     y[i] = a;
 }
 
+static int bm128(void) {
+    static int m = -1;
+    if (m < 0) {
+        const char *e = getenv("MLXN_CU_BM128");
+        m = e && *e ? *e != '0' : 1;
+    }
+    return m;
+}
+
+/* bf: bf16 MMA allowed for M >= MM_BF16_MIN (off for f32-activation nodes) */
 template <class F>
-static cudaError_t run_mm(const F &f, float *y, const float *x, int64_t M, int64_t N, int64_t K, cudaStream_t s) {
+static cudaError_t run_mm(const F &f, float *y, const float *x, int64_t M, int64_t N, int64_t K, cudaStream_t s,
+                          bool bf) {
     cudaError_t e;
     if (M == 1 && F::U >= 32 && try_mmv_s<F, (F::U >= 64 ? 1 : 2)>(f, y, x, N, K, s, &e)) return e;
     if (M == 1) {
         k_mmv<F, 1><<<cu_blocks(N, MMV_WARPS), MMV_WARPS * 32, 0, s>>>(f, y, x, 1, N, K);
     } else if (M <= 8) {
         k_mmv<F, 8><<<cu_blocks(N, MMV_WARPS), MMV_WARPS * 32, 0, s>>>(f, y, x, (int)M, N, K);
+    } else if (bf && M >= 256 && F::U >= 32 && bm128() && (int64_t)cu_blocks(N, TBN) * cu_blocks(M, 128) >= 128) {
+        /* quantized W (costly decode) with >= ~1 block per SM: measured on
+         * H200 at M = 512, mlx4: 14336x4096 773 -> 680 us, 4096x4096 220 ->
+         * 182 us; but 1024x4096 (64 blocks) 93 -> 143 us and f16 W 193 ->
+         * 239 us, which keep 64-row tiles */
+        dim3 g(cu_blocks(N, TBN), cu_blocks(M, 128));
+        k_mm_bf16_128<F><<<g, 256, 0, s>>>(f, y, x, M, N, K);
+    } else if (bf && M >= MM_BF16_MIN) {
+        dim3 g(cu_blocks(N, TBN), cu_blocks(M, TBM));
+        k_mm_bf16<F><<<g, 256, 0, s>>>(f, y, x, M, N, K);
     } else {
         dim3 g(cu_blocks(N, TBN), cu_blocks(M, TBM));
         k_mm_tiled<F><<<g, 256, 0, s>>>(f, y, x, M, N, K);
@@ -328,8 +725,8 @@ static size_t row_bytes(int wt, int64_t K) {
     return (size_t)K / mlxn_dtype_block_elems((mlxn_dtype)wt) * mlxn_dtype_block_bytes((mlxn_dtype)wt);
 }
 
-extern "C" cudaError_t mlxn_cu_matmul_raw(float *y, const float *x, const void *w, int wt, int64_t M, int64_t N,
-                                          int64_t K, void *scratch, cudaStream_t s) {
+static cudaError_t matmul_raw(float *y, const float *x, const void *w, int wt, int64_t M, int64_t N, int64_t K,
+                              void *scratch, cudaStream_t s, bool bf) {
     if (scratch && mlxn_cu_matmul_scratch(wt, 0, M, K)) {
         const uint8_t *wb = (const uint8_t *)w;
         int64_t rb = (int64_t)row_bytes(wt, K);
@@ -355,25 +752,30 @@ extern "C" cudaError_t mlxn_cu_matmul_raw(float *y, const float *x, const void *
             CU_LAUNCH_CHECK();
             return cudaSuccess;
         }
-        if (wt == MLXN_F32) return run_mm(DecF32{wb, rb}, y, x, M, N, K, s);
-        if (wt == MLXN_F16) return run_mm(DecHalf<false>{wb, rb}, y, x, M, N, K, s);
-        return run_mm(DecHalf<true>{wb, rb}, y, x, M, N, K, s);
-    case MLXN_Q4_0: return run_mm(DecQ4_0{wb, rb}, y, x, M, N, K, s);
-    case MLXN_Q4_1: return run_mm(DecQ4_1{wb, rb}, y, x, M, N, K, s);
-    case MLXN_Q8_0: return run_mm(DecQ8_0{wb, rb}, y, x, M, N, K, s);
-    case MLXN_Q4_K: return run_mm(DecQK45<false>{wb, rb}, y, x, M, N, K, s);
-    case MLXN_Q5_K: return run_mm(DecQK45<true>{wb, rb}, y, x, M, N, K, s);
-    case MLXN_Q6_K: return run_mm(DecQ6K{wb, rb}, y, x, M, N, K, s);
+        if (wt == MLXN_F32) return run_mm(DecF32{wb, rb}, y, x, M, N, K, s, bf);
+        if (wt == MLXN_F16) return run_mm(DecHalf<false>{wb, rb}, y, x, M, N, K, s, bf);
+        return run_mm(DecHalf<true>{wb, rb}, y, x, M, N, K, s, bf);
+    case MLXN_Q4_0: return run_mm(DecQ4_0{wb, rb}, y, x, M, N, K, s, bf);
+    case MLXN_Q4_1: return run_mm(DecQ4_1{wb, rb}, y, x, M, N, K, s, bf);
+    case MLXN_Q8_0: return run_mm(DecQ8_0{wb, rb}, y, x, M, N, K, s, bf);
+    case MLXN_Q4_K: return run_mm(DecQK45<false>{wb, rb}, y, x, M, N, K, s, bf);
+    case MLXN_Q5_K: return run_mm(DecQK45<true>{wb, rb}, y, x, M, N, K, s, bf);
+    case MLXN_Q6_K: return run_mm(DecQ6K{wb, rb}, y, x, M, N, K, s, bf);
     default: return cudaErrorInvalidValue;
     }
 }
 
-extern "C" cudaError_t mlxn_cu_matmul_mlx_raw(float *y, const float *x, const uint32_t *wq, const void *scales,
-                                              const void *biases, int sdt, int bits, int group, int64_t M, int64_t N,
-                                              int64_t K, void *scratch, cudaStream_t s) {
+static cudaError_t matmul_mlx_raw(float *y, const float *x, const uint32_t *wq, const void *scales,
+                                  const void *biases, int sdt, int bits, int group, int64_t M, int64_t N, int64_t K,
+                                  void *scratch, cudaStream_t s, bool bf) {
     int gshift = group == 32 ? 5 : group == 64 ? 6 : group == 128 ? 7 : -1;
     if (gshift < 0) return cudaErrorInvalidValue;
     if (scratch && mlxn_cu_matmul_scratch(-1, bits, M, K)) {
+        cudaError_t e4 = cudaSuccess;
+        if (bits == 4 && (sdt == MLXN_F32 ? try_mlx4g<MLXN_F32>(wq, scales, biases, gshift, y, x, N, K, scratch, s, &e4)
+                          : sdt == MLXN_F16 ? try_mlx4g<MLXN_F16>(wq, scales, biases, gshift, y, x, N, K, scratch, s, &e4)
+                                            : try_mlx4g<MLXN_BF16>(wq, scales, biases, gshift, y, x, N, K, scratch, s, &e4)))
+            return e4;
 #define QMLX(B, SDT) run_mmvq(QDotMlx<B, SDT>{{wq, scales, biases, sdt, gshift, K}}, y, x, N, K, scratch, s)
         if (bits == 4) return sdt == MLXN_F32 ? QMLX(4, MLXN_F32) : sdt == MLXN_F16 ? QMLX(4, MLXN_F16) : QMLX(4, MLXN_BF16);
         if (bits == 8) return sdt == MLXN_F32 ? QMLX(8, MLXN_F32) : sdt == MLXN_F16 ? QMLX(8, MLXN_F16) : QMLX(8, MLXN_BF16);
@@ -381,23 +783,33 @@ extern "C" cudaError_t mlxn_cu_matmul_mlx_raw(float *y, const float *x, const ui
     }
     switch (bits) {
 #define MLX_CASE(B) \
-    case B: return run_mm(DecMlx<B>{wq, scales, biases, sdt, gshift, K}, y, x, M, N, K, s);
+    case B: return run_mm(DecMlx<B>{wq, scales, biases, sdt, gshift, K}, y, x, M, N, K, s, bf);
         MLX_CASE(2) MLX_CASE(3) MLX_CASE(4) MLX_CASE(5) MLX_CASE(6) MLX_CASE(8)
 #undef MLX_CASE
     default: return cudaErrorInvalidValue;
     }
 }
 
+extern "C" cudaError_t mlxn_cu_matmul_raw(float *y, const float *x, const void *w, int wt, int64_t M, int64_t N,
+                                          int64_t K, void *scratch, cudaStream_t s) {
+    return matmul_raw(y, x, w, wt, M, N, K, scratch, s, true);
+}
+extern "C" cudaError_t mlxn_cu_matmul_mlx_raw(float *y, const float *x, const uint32_t *wq, const void *scales,
+                                              const void *biases, int sdt, int bits, int group, int64_t M, int64_t N,
+                                              int64_t K, void *scratch, cudaStream_t s) {
+    return matmul_mlx_raw(y, x, wq, scales, biases, sdt, bits, group, M, N, K, scratch, s, true);
+}
+
 cudaError_t mlxn_cu_matmul(const cu_node *n, void *scratch, cudaStream_t s) {
     const cu_tensor *t = n->t;
     int64_t M = t[1].rows, K = t[1].cols;
     if (n->f32_act) scratch = NULL; /* the float path: x stays f32 */
+    bool bf = !n->f32_act;
     if (n->op == CU_OP_MATMUL)
-        return mlxn_cu_matmul_raw((float *)t[0].data, (const float *)t[1].data, t[2].data, t[2].dtype, M,
-                                  t[2].shape[0], K, scratch, s);
-    return mlxn_cu_matmul_mlx_raw((float *)t[0].data, (const float *)t[1].data, (const uint32_t *)t[2].data,
-                                  t[3].data, t[4].data, t[3].dtype, n->mlx.bits, n->mlx.group_size, M,
-                                  t[2].shape[0], K, scratch, s);
+        return matmul_raw((float *)t[0].data, (const float *)t[1].data, t[2].data, t[2].dtype, M, t[2].shape[0], K,
+                          scratch, s, bf);
+    return matmul_mlx_raw((float *)t[0].data, (const float *)t[1].data, (const uint32_t *)t[2].data, t[3].data,
+                          t[4].data, t[3].dtype, n->mlx.bits, n->mlx.group_size, M, t[2].shape[0], K, scratch, s, bf);
 }
 
 size_t mlxn_cu_matmul_node_scratch(const cu_node *n) {

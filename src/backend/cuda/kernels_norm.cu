@@ -35,6 +35,38 @@ __global__ void k_rms(float *out, float *sum, const float *a, const float *b, co
     }
 }
 
+/* k_rms for rows of D = 4 * blockDim.x: each thread holds one float4 in
+ * registers (no read-back of the sum it wrote; one pass over memory). */
+template <int WT>
+__global__ void k_rms4(float *out, float *sum, const float *a, const float *b, const void *w, int64_t D, float eps) {
+    __shared__ float sh[32];
+    int64_t r = blockIdx.x;
+    int i = threadIdx.x;
+    float4 v = ((const float4 *)(a + r * D))[i];
+    if (sum) {
+        float4 c = ((const float4 *)(b + r * D))[i];
+        v.x += c.x;
+        v.y += c.y;
+        v.z += c.z;
+        v.w += c.w;
+        ((float4 *)(sum + r * D))[i] = v;
+    }
+    float ss = v.x * v.x + v.y * v.y + v.z * v.z + v.w * v.w;
+    float wv[4] = {1.0f, 1.0f, 1.0f, 1.0f};
+    if (w) {
+#pragma unroll
+        for (int k = 0; k < 4; k++) wv[k] = cu_ld<WT>(w, 4 * (int64_t)i + k);
+    }
+    ss = cu_block_sum(ss, sh);
+    float rs = (float)(1.0 / sqrt((double)ss / (double)D + (double)eps));
+    float4 o;
+    o.x = v.x * rs * wv[0];
+    o.y = v.y * rs * wv[1];
+    o.z = v.z * rs * wv[2];
+    o.w = v.w * rs * wv[3];
+    ((float4 *)(out + r * D))[i] = o;
+}
+
 __global__ void k_layer_norm(float *out, const float *x, const void *w, int wdt, const void *b, int bdt, int64_t D,
                              float eps) {
     __shared__ float sh[32];
@@ -99,6 +131,14 @@ cudaError_t mlxn_cu_norm(const cu_node *n, cudaStream_t s) {
         int64_t D = x->cols;
         unsigned g = (unsigned)x->rows, th = threads_for(D);
         int wt = w->data ? w->dtype : MLXN_F32;
+        bool al = ((uintptr_t)x->data | (uintptr_t)out | (uintptr_t)sum | (uintptr_t)b) % 16 == 0;
+        if (al && D % 128 == 0 && D / 4 <= 1024) {
+            unsigned t4 = (unsigned)(D / 4);
+            if (wt == MLXN_F32) k_rms4<MLXN_F32><<<g, t4, 0, s>>>(out, sum, (const float *)x->data, b, w->data, D, n->eps);
+            else if (wt == MLXN_F16) k_rms4<MLXN_F16><<<g, t4, 0, s>>>(out, sum, (const float *)x->data, b, w->data, D, n->eps);
+            else k_rms4<MLXN_BF16><<<g, t4, 0, s>>>(out, sum, (const float *)x->data, b, w->data, D, n->eps);
+            break;
+        }
         if (wt == MLXN_F32) k_rms<MLXN_F32><<<g, th, 0, s>>>(out, sum, (const float *)x->data, b, w->data, D, n->eps);
         else if (wt == MLXN_F16) k_rms<MLXN_F16><<<g, th, 0, s>>>(out, sum, (const float *)x->data, b, w->data, D, n->eps);
         else k_rms<MLXN_BF16><<<g, th, 0, s>>>(out, sum, (const float *)x->data, b, w->data, D, n->eps);
