@@ -6,25 +6,7 @@ set -u
 cd "$(dirname "$0")/.."
 LOG=${OUT:-/tmp/mlxn-gpu-check}
 mkdir -p "$LOG"
-CUDA_HOME=${CUDA_HOME:-$(dirname "$(dirname "$(command -v nvcc)")")}
-# the runtime library may sit outside the loader's path on the GPU machine
-MK=(CUDA=1 CUDA_ARCHS=90 "EXTRA_LDFLAGS=-Wl,-rpath,$CUDA_HOME/lib64 -Wl,-rpath,/usr/local/lib")
-libs="-lcjson -lpcre2-8 -lpthread -lm -ldl -L$CUDA_HOME/lib64 -L$CUDA_HOME/lib64/stubs -lcudart -lstdc++"
-# The GPU machine has no package registry: when cJSON / PCRE2 are missing
-# there, Debian's .debs carried in .gpudeps/ (scripts/gpu-deps.sh fetches
-# them here) are unpacked beside the tree, never into /.
-if ! echo '#include <cjson/cJSON.h>' | cc -E -x c - >/dev/null 2>&1 && ls .gpudeps/*.deb >/dev/null 2>&1; then
-  root=$PWD/.gpudeps/root
-  mkdir -p "$root"
-  for f in .gpudeps/*.deb; do
-    if command -v dpkg >/dev/null 2>&1; then dpkg -x "$f" "$root"
-    else (d=$(mktemp -d) && cd "$d" && ar x "$OLDPWD/$f" && tar -xf data.tar.* -C "$root"); fi
-  done
-  lib=$root/usr/lib/x86_64-linux-gnu
-  MK=(CUDA=1 CUDA_ARCHS=90 "EXTRA_CFLAGS=-I$root/usr/include"
-      "EXTRA_LDFLAGS=-Wl,-rpath,$CUDA_HOME/lib64 -Wl,-rpath,/usr/local/lib -L$lib -Wl,-rpath,$lib")
-fi
-MK+=("LIBS=$libs")
+source scripts/gpu-env.sh
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>&1 | head -2
 t0=$(date +%s)
 if ! make "${MK[@]}" -j16 all >"$LOG/build.log" 2>&1; then

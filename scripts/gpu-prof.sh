@@ -7,21 +7,7 @@ set -u
 cd "$(dirname "$0")/.."
 LOG=${OUT:-/tmp/mlxn-gpu-prof}
 mkdir -p "$LOG"
-CUDA_HOME=${CUDA_HOME:-$(dirname "$(dirname "$(command -v nvcc)")")}
-MK=(CUDA=1 CUDA_ARCHS=90 "EXTRA_LDFLAGS=-Wl,-rpath,$CUDA_HOME/lib64 -Wl,-rpath,/usr/local/lib")
-libs="-lcjson -lpcre2-8 -lpthread -lm -ldl -L$CUDA_HOME/lib64 -L$CUDA_HOME/lib64/stubs -lcudart -lstdc++"
-if ! echo '#include <cjson/cJSON.h>' | cc -E -x c - >/dev/null 2>&1 && ls .gpudeps/*.deb >/dev/null 2>&1; then
-  root=$PWD/.gpudeps/root
-  mkdir -p "$root"
-  for f in .gpudeps/*.deb; do
-    if command -v dpkg >/dev/null 2>&1; then dpkg -x "$f" "$root"
-    else (d=$(mktemp -d) && cd "$d" && ar x "$OLDPWD/$f" && tar -xf data.tar.* -C "$root"); fi
-  done
-  lib=$root/usr/lib/x86_64-linux-gnu
-  MK=(CUDA=1 CUDA_ARCHS=90 "EXTRA_CFLAGS=-I$root/usr/include"
-      "EXTRA_LDFLAGS=-Wl,-rpath,$CUDA_HOME/lib64 -Wl,-rpath,/usr/local/lib -L$lib -Wl,-rpath,$lib")
-fi
-MK+=("LIBS=$libs")
+source scripts/gpu-env.sh
 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>&1 | head -1
 t0=$(date +%s)
 make "${MK[@]}" -j16 build-cuda/mlxn build-cuda/bench/cuda_bench build-cuda/tests/test_cuda_ops \

@@ -525,6 +525,47 @@ __global__ void __launch_bounds__(256) k_mm_tiled(F f, float *__restrict__ y, co
     }
 }
 
+/* The bf16 kernels' shared-memory tiles: BM rows of x and TBN rows of
+ * decoded W, TBK wide, rounded to bf16; zeros outside the matrices. x rows
+ * load as float4 when K and x allow it. */
+template <int BM, int LDH>
+__device__ __forceinline__ void tile_x_bf16(__nv_bfloat16 (*xs)[LDH], const float *__restrict__ x, int64_t m0,
+                                            int64_t k0, int64_t M, int64_t K, bool vec_x) {
+    if (vec_x && k0 + TBK <= K) {
+        for (int i = threadIdx.x; i < BM * TBK / 4; i += 256) {
+            int mm = i / (TBK / 4), kk = (i % (TBK / 4)) * 4;
+            float4 v = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+            if (m0 + mm < M) v = __ldg((const float4 *)(x + (m0 + mm) * K + k0 + kk));
+            *(__nv_bfloat162 *)&xs[mm][kk] = __floats2bfloat162_rn(v.x, v.y);
+            *(__nv_bfloat162 *)&xs[mm][kk + 2] = __floats2bfloat162_rn(v.z, v.w);
+        }
+    } else {
+        for (int i = threadIdx.x; i < BM * TBK; i += 256) {
+            int mm = i / TBK, kk = i % TBK;
+            int64_t gm = m0 + mm, gk = k0 + kk;
+            xs[mm][kk] = __float2bfloat16_rn((gm < M && gk < K) ? x[gm * K + gk] : 0.0f);
+        }
+    }
+}
+
+template <class F, int LDH>
+__device__ __forceinline__ void tile_w_bf16(const F &f, __nv_bfloat16 (*ws)[LDH], int64_t n0, int64_t k0, int64_t N,
+                                            int64_t K) {
+    constexpr int UPR = TBK / F::U;
+    for (int i = threadIdx.x; i < TBN * UPR; i += 256) {
+        int nn = i / UPR, uu = i % UPR;
+        int64_t gn = n0 + nn, gu = k0 / F::U + uu;
+        float w[F::U];
+        if (gn < N && gu * F::U < K) f.decode(gn, gu, w);
+        else
+#pragma unroll
+            for (int j = 0; j < F::U; j++) w[j] = 0.0f;
+#pragma unroll
+        for (int j = 0; j < F::U; j += 2)
+            *(__nv_bfloat162 *)&ws[nn][uu * F::U + j] = __floats2bfloat162_rn(w[j], w[j + 1]);
+    }
+}
+
 /* M >= MM_BF16_MIN rows (prefill): the same 64x64 tiles with x and the
  * decoded W rounded to bf16 in shared memory, m16n16k16 bf16 tensor-core
  * MMA, f32 accumulation; twice TF32's MMA rate and half its shared-memory
@@ -545,35 +586,10 @@ __global__ void __launch_bounds__(256) k_mm_bf16(F f, float *__restrict__ y, con
     wmma::fragment<wmma::accumulator, 16, 16, 16, float> c0, c1;
     wmma::fill_fragment(c0, 0.0f);
     wmma::fill_fragment(c1, 0.0f);
-    constexpr int UPR = TBK / F::U;
-    bool full_x = m0 + TBM <= M && K % 4 == 0 && ((uintptr_t)x & 15) == 0;
+    bool vec_x = K % 4 == 0 && ((uintptr_t)x & 15) == 0;
     for (int64_t k0 = 0; k0 < K; k0 += TBK) {
-        if (full_x && k0 + TBK <= K) {
-            for (int i = threadIdx.x; i < TBM * TBK / 4; i += 256) {
-                int mm = i / (TBK / 4), kk = (i % (TBK / 4)) * 4;
-                float4 v = __ldg((const float4 *)(x + (m0 + mm) * K + k0 + kk));
-                *(__nv_bfloat162 *)&xs[mm][kk] = __floats2bfloat162_rn(v.x, v.y);
-                *(__nv_bfloat162 *)&xs[mm][kk + 2] = __floats2bfloat162_rn(v.z, v.w);
-            }
-        } else {
-            for (int i = threadIdx.x; i < TBM * TBK; i += 256) {
-                int mm = i / TBK, kk = i % TBK;
-                int64_t gm = m0 + mm, gk = k0 + kk;
-                xs[mm][kk] = __float2bfloat16_rn((gm < M && gk < K) ? x[gm * K + gk] : 0.0f);
-            }
-        }
-        for (int i = threadIdx.x; i < TBN * UPR; i += 256) {
-            int nn = i / UPR, uu = i % UPR;
-            int64_t gn = n0 + nn, gu = k0 / F::U + uu;
-            float w[F::U];
-            if (gn < N && gu * F::U < K) f.decode(gn, gu, w);
-            else
-#pragma unroll
-                for (int j = 0; j < F::U; j++) w[j] = 0.0f;
-#pragma unroll
-            for (int j = 0; j < F::U; j += 2)
-                *(__nv_bfloat162 *)&ws[nn][uu * F::U + j] = __floats2bfloat162_rn(w[j], w[j + 1]);
-        }
+        tile_x_bf16<TBM>(xs, x, m0, k0, M, K, vec_x);
+        tile_w_bf16(f, ws, n0, k0, N, K);
         __syncthreads();
 #pragma unroll
         for (int kk = 0; kk < TBK; kk += 16) {
@@ -614,36 +630,10 @@ __global__ void __launch_bounds__(256) k_mm_bf16_128(F f, float *__restrict__ y,
     for (int i = 0; i < 2; i++)
 #pragma unroll
         for (int j = 0; j < 2; j++) wmma::fill_fragment(c[i][j], 0.0f);
-    constexpr int UPR = TBK / F::U;
     bool vec_x = K % 4 == 0 && ((uintptr_t)x & 15) == 0;
     for (int64_t k0 = 0; k0 < K; k0 += TBK) {
-        if (vec_x && k0 + TBK <= K) {
-            for (int i = threadIdx.x; i < BM * TBK / 4; i += 256) {
-                int mm = i / (TBK / 4), kk = (i % (TBK / 4)) * 4;
-                float4 v = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-                if (m0 + mm < M) v = __ldg((const float4 *)(x + (m0 + mm) * K + k0 + kk));
-                *(__nv_bfloat162 *)&xs[mm][kk] = __floats2bfloat162_rn(v.x, v.y);
-                *(__nv_bfloat162 *)&xs[mm][kk + 2] = __floats2bfloat162_rn(v.z, v.w);
-            }
-        } else {
-            for (int i = threadIdx.x; i < BM * TBK; i += 256) {
-                int mm = i / TBK, kk = i % TBK;
-                int64_t gm = m0 + mm, gk = k0 + kk;
-                xs[mm][kk] = __float2bfloat16_rn((gm < M && gk < K) ? x[gm * K + gk] : 0.0f);
-            }
-        }
-        for (int i = threadIdx.x; i < TBN * UPR; i += 256) {
-            int nn = i / UPR, uu = i % UPR;
-            int64_t gn = n0 + nn, gu = k0 / F::U + uu;
-            float w[F::U];
-            if (gn < N && gu * F::U < K) f.decode(gn, gu, w);
-            else
-#pragma unroll
-                for (int j = 0; j < F::U; j++) w[j] = 0.0f;
-#pragma unroll
-            for (int j = 0; j < F::U; j += 2)
-                *(__nv_bfloat162 *)&ws[nn][uu * F::U + j] = __floats2bfloat162_rn(w[j], w[j + 1]);
-        }
+        tile_x_bf16<BM>(xs, x, m0, k0, M, K, vec_x);
+        tile_w_bf16(f, ws, n0, k0, N, K);
         __syncthreads();
 #pragma unroll
         for (int kk = 0; kk < TBK; kk += 16) {
