@@ -5,25 +5,16 @@
  * reference quantizers round-trip within a bound derived from their step;
  * bad inputs return the right status. */
 #include "ops/quant.h"
+#include "io/io.h"
 #include "testutil.h"
 
 #define NG 2048
 
+/* A golden file, whole (NULL when absent); free() it. */
 static void *read_file(const char *path, size_t *len) {
-    FILE *f = fopen(path, "rb");
+    char *p = NULL;
     *len = 0;
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    void *p = malloc((size_t)n + 1);
-    if (p && fread(p, 1, (size_t)n, f) != (size_t)n) {
-        free(p);
-        p = NULL;
-    }
-    fclose(f);
-    *len = (size_t)n;
-    return p;
+    return mlxn_read_file(&p, len, path, (size_t)64 << 20) == MLXN_OK ? p : NULL;
 }
 
 static const mlxn_dtype k_types[] = {MLXN_F32,  MLXN_F16,  MLXN_BF16, MLXN_Q4_0, MLXN_Q4_1,

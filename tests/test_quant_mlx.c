@@ -4,25 +4,17 @@
  * exact bytes (weights, scales, biases) and our dequantizer MLX's exact
  * values (compared bit for bit). Then the bad-input statuses. */
 #include "ops/quant.h"
+#include "io/io.h"
 #include "testutil.h"
 
 #define GN 4
 #define GK 256
 
+/* A golden file, whole (NULL when absent); free() it. */
 static void *read_file(const char *path, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    void *p = malloc((size_t)n + 1);
-    if (p && fread(p, 1, (size_t)n, f) != (size_t)n) {
-        free(p);
-        p = NULL;
-    }
-    fclose(f);
-    *len = (size_t)n;
-    return p;
+    char *p = NULL;
+    *len = 0;
+    return mlxn_read_file(&p, len, path, (size_t)64 << 20) == MLXN_OK ? p : NULL;
 }
 
 static int first_diff(const void *a, const void *b, size_t n, size_t elem) {
