@@ -4,9 +4,11 @@
  *
  *  - A one-node exec that is not a replay (direct mode's submission) is
  *    launched straight onto the device's stream.
- *  - Any other exec becomes a cudaGraph: each node is captured into a child
- *    graph and added with exactly the exec's dependency edges (ex->deps), so
- *    independent nodes may overlap. The instantiated graph and the nodes'
+ *  - Any other exec becomes a cudaGraph. On sm_90+ (programmatic dependent
+ *    launch, unless MLXN_CU_PDL=0) its nodes are captured in order into one
+ *    stream, each kernel overlapping the tail of the one before; otherwise
+ *    each node is captured into a child graph and added with exactly the
+ *    exec's dependency edges (ex->deps), so independent nodes may overlap. The instantiated graph and the nodes'
  *    scratch live in ex->backend_state; a replay only calls cudaGraphLaunch
  *    (step values sit in device buffers, so nothing needs updating).
  *    Instantiated graphs are also cached per device by their exact content
@@ -268,6 +270,27 @@ static mlxn_status add_node(cuda_dev *c, cuda_graph_state *g, const mlxn_node *n
     return MLXN_OK;
 }
 
+/* With programmatic dependent launch the exec's nodes are captured in
+ * order (a topological order) into one stream: consecutive kernels get
+ * programmatic edges, so each one's launch and prologue (weight loads for
+ * the M = 1 matmuls) overlap the tail of the one before. Without it, each
+ * node becomes a child graph with exactly the exec's dependency edges, so
+ * independent nodes may run concurrently. */
+static mlxn_status capture_in_order(cuda_dev *c, mlxn_exec *ex, cuda_graph_state *g, const size_t *off) {
+    CU_TRY(cudaStreamBeginCapture(c->capture, cudaStreamCaptureModeThreadLocal));
+    mlxn_status st = MLXN_OK;
+    for (uint32_t i = 0; i < ex->n_nodes && !st; i++)
+        st = launch_node(&ex->nodes[i], g->scratch ? (char *)g->scratch + off[i] : NULL, c->capture);
+    cudaGraph_t graph = NULL;
+    cudaError_t e = cudaStreamEndCapture(c->capture, &graph);
+    if (st || e != cudaSuccess) {
+        if (graph) cudaGraphDestroy(graph);
+        return st ? st : cu_fail(e, "cudaStreamEndCapture");
+    }
+    g->graph = graph;
+    return MLXN_OK;
+}
+
 static mlxn_status build_graph(cuda_dev *c, mlxn_exec *ex, cuda_graph_state **out) {
     *out = NULL;
     cuda_graph_state *g = mlxn_calloc(1, sizeof *g);
@@ -292,18 +315,22 @@ static mlxn_status build_graph(cuda_dev *c, mlxn_exec *ex, cuda_graph_state **ou
             goto done;
         }
     }
-    cudaError_t e = cudaGraphCreate(&g->graph, 0);
-    if (e != cudaSuccess) {
-        st = cu_fail(e, "cudaGraphCreate");
-        goto done;
-    }
-    for (uint32_t i = 0; i < ex->n_nodes && !st; i++) {
-        size_t nd = 0;
-        for (uint32_t k = ex->dep_start[i]; k < ex->dep_start[i + 1]; k++) dn[nd++] = gn[ex->deps[k]];
-        st = add_node(c, g, &ex->nodes[i], g->scratch ? (char *)g->scratch + off[i] : NULL, dn, nd, &gn[i]);
+    if (mlxn_cu_pdl() && ex->n_nodes) {
+        st = capture_in_order(c, ex, g, off);
+    } else {
+        cudaError_t e = cudaGraphCreate(&g->graph, 0);
+        if (e != cudaSuccess) {
+            st = cu_fail(e, "cudaGraphCreate");
+            goto done;
+        }
+        for (uint32_t i = 0; i < ex->n_nodes && !st; i++) {
+            size_t nd = 0;
+            for (uint32_t k = ex->dep_start[i]; k < ex->dep_start[i + 1]; k++) dn[nd++] = gn[ex->deps[k]];
+            st = add_node(c, g, &ex->nodes[i], g->scratch ? (char *)g->scratch + off[i] : NULL, dn, nd, &gn[i]);
+        }
     }
     if (!st) {
-        e = cudaGraphInstantiate(&g->exec, g->graph, 0);
+        cudaError_t e = cudaGraphInstantiate(&g->exec, g->graph, 0);
         if (e != cudaSuccess) st = cu_fail(e, "cudaGraphInstantiate");
     }
 done:

@@ -77,4 +77,45 @@ static __device__ __forceinline__ float cu_block_max(float v, float *sh) {
     return cu_warp_max(v);
 }
 
+/* Programmatic dependent launch. cu_pdl_wait blocks until the kernel before
+ * this one on the stream has completed and its writes are visible (a no-op
+ * when the launch had no programmatic dependency, and before sm_90);
+ * cu_pdl_trigger lets the next kernel start launching its blocks. Every
+ * kernel calls cu_pdl_enter() (wait, then trigger) before it reads or writes
+ * global memory; the M = 1 matmuls first issue loads of their weights, which
+ * no kernel writes. Waiting before triggering keeps the chain transitive: a
+ * kernel can complete only after the one before it has. */
+static __device__ __forceinline__ void cu_pdl_wait(void) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+static __device__ __forceinline__ void cu_pdl_trigger(void) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}
+static __device__ __forceinline__ void cu_pdl_enter(void) {
+    cu_pdl_wait();
+    cu_pdl_trigger();
+}
+
+/* Launch kernel k on stream s, with programmatic dependent launch when
+ * mlxn_cu_pdl(). Returns the launch's status. */
+template <typename... KArgs, typename... Args>
+static cudaError_t cu_launch(void (*k)(KArgs...), dim3 grid, dim3 block, size_t smem, cudaStream_t s,
+                             Args... args) {
+    cudaLaunchConfig_t cfg = {};
+    cfg.gridDim = grid;
+    cfg.blockDim = block;
+    cfg.dynamicSmemBytes = smem;
+    cfg.stream = s;
+    cudaLaunchAttribute at[1];
+    at[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    at[0].val.programmaticStreamSerializationAllowed = 1;
+    cfg.attrs = at;
+    cfg.numAttrs = mlxn_cu_pdl() ? 1 : 0;
+    return cudaLaunchKernelEx(&cfg, k, args...);
+}
+
 static inline unsigned cu_blocks(int64_t n, int per) { return (unsigned)((n + per - 1) / per); }

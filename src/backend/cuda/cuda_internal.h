@@ -59,6 +59,12 @@ typedef struct cu_node {
     bool f32_act;         /* matmuls: keep x in f32 (no int8 path) */
 } cu_node;
 
+/* Programmatic dependent launch (sm_90+, MLXN_CU_PDL unset or not 0):
+ * every kernel is launched allowed to start while the kernel before it on
+ * the stream finishes; each kernel waits (griddepcontrol.wait) before it
+ * touches anything an earlier kernel writes or reads. 1 when on. */
+int mlxn_cu_pdl(void);
+
 /* Device scratch bytes a node needs while it runs (split-KV partials). */
 size_t mlxn_cu_scratch_bytes(const cu_node *n);
 /* Whether the kernels take this node (dtype combinations). */

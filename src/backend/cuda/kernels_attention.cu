@@ -25,6 +25,7 @@ template <int KT>
 __global__ void __launch_bounds__(ATT_WARPS * 32) k_attn_split(float *part, const float *q, const void *kc, const void *vc,
                                                                const int32_t *pos, int64_t H, int64_t Hkv, int64_t C,
                                                                int D, mlxn_attention_params p, int nsplit, int64_t chunk) {
+    cu_pdl_enter();
     constexpr int DPL = ATT_MAXD / 32;
     int64_t th = blockIdx.x; /* t * H + h */
     int split = blockIdx.y;
@@ -100,6 +101,7 @@ __global__ void __launch_bounds__(ATT_WARPS * 32) k_attn_split(float *part, cons
 }
 
 __global__ void k_attn_merge(float *o, const float *part, int nsplit, int D) {
+    cu_pdl_enter();
     int64_t th = blockIdx.x;
     const float *pp = part + th * nsplit * (int64_t)(D + 2);
     float M = -INFINITY;
@@ -134,6 +136,7 @@ template <int KT>
 __global__ void __launch_bounds__(256) k_attn_prefill(float *o, const float *q, const void *kc, const void *vc,
                                                       const int32_t *pos, int64_t T, int64_t H, int64_t Hkv,
                                                       int64_t C, int D, mlxn_attention_params p) {
+    cu_pdl_enter();
     __shared__ __align__(16) float Ks[ATP_TILE][ATP_MAXD + 4];
     __shared__ __align__(16) float Vs[ATP_TILE][ATP_MAXD];
     __shared__ __align__(16) float qs[8][ATP_MAXD];
@@ -238,7 +241,7 @@ cudaError_t mlxn_cu_attention(const cu_node *n, void *scratch, cudaStream_t s) {
     if (T > 1 && D <= ATP_MAXD && H % Hkv == 0) {
         dim3 gp((unsigned)((T + 7) / 8), (unsigned)H);
 #define ATP(KT)                                                                                                \
-    k_attn_prefill<KT><<<gp, 256, 0, s>>>((float *)t[0].data, (const float *)t[1].data, t[2].data, t[3].data, \
+    cu_launch(k_attn_prefill<KT>, gp, 256, 0, s, (float *)t[0].data, (const float *)t[1].data, t[2].data, t[3].data, \
                                           (const int32_t *)t[4].data, T, H, Hkv, C, (int)D, n->attn)
         if (t[2].dtype == MLXN_F32) ATP(MLXN_F32);
         else if (t[2].dtype == MLXN_F16) ATP(MLXN_F16);
@@ -252,14 +255,14 @@ cudaError_t mlxn_cu_attention(const cu_node *n, void *scratch, cudaStream_t s) {
     dim3 g((unsigned)(T * H), (unsigned)ns);
     float *part = (float *)scratch;
 #define ATT(KT)                                                                                            \
-    k_attn_split<KT><<<g, ATT_WARPS * 32, 0, s>>>(part, (const float *)t[1].data, t[2].data, t[3].data, \
+    cu_launch(k_attn_split<KT>, g, ATT_WARPS * 32, 0, s, part, (const float *)t[1].data, t[2].data, t[3].data, \
                                                   (const int32_t *)t[4].data, H, Hkv, C, (int)D, n->attn, ns, chunk)
     if (t[2].dtype == MLXN_F32) ATT(MLXN_F32);
     else if (t[2].dtype == MLXN_F16) ATT(MLXN_F16);
     else ATT(MLXN_BF16);
 #undef ATT
     CU_LAUNCH_CHECK();
-    k_attn_merge<<<(unsigned)(T * H), 128, 0, s>>>((float *)t[0].data, part, ns, (int)D);
+    cu_launch(k_attn_merge, (unsigned)(T * H), 128, 0, s, (float *)t[0].data, part, ns, (int)D);
     CU_LAUNCH_CHECK();
     return cudaSuccess;
 }

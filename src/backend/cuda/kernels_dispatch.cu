@@ -26,6 +26,17 @@ static const cu_family cu_ops[CU_OP_COUNT] = {
 };
 static_assert(sizeof cu_ops / sizeof cu_ops[0] == CU_OP_COUNT, "cuda op table out of date");
 
+extern "C" int mlxn_cu_pdl(void) {
+    static int on = -1;
+    if (on < 0) {
+        int dev = 0, major = 0;
+        const char *e = getenv("MLXN_CU_PDL");
+        if (cudaGetDevice(&dev) == cudaSuccess) cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev);
+        on = major >= 9 && !(e && *e == '0');
+    }
+    return on;
+}
+
 static bool al16(const void *p) { return ((uintptr_t)p & 15) == 0; }
 
 extern "C" bool mlxn_cu_supports(const cu_node *n) {

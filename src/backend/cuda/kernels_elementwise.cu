@@ -14,6 +14,7 @@ static unsigned grid_for(int64_t n) {
 
 template <int BT, bool ADD>
 __global__ void k_binary(float *out, const float *a, const void *b, int64_t n, int64_t bn) {
+    cu_pdl_enter();
     GRID_STRIDE(i, n) {
         float v = cu_ld<BT>(b, bn == n ? i : i % bn);
         out[i] = ADD ? a[i] + v : a[i] * v;
@@ -23,6 +24,7 @@ __global__ void k_binary(float *out, const float *a, const void *b, int64_t n, i
 static __device__ __forceinline__ float silu_f(float x) { return x / (1.0f + expf(-x)); }
 
 __global__ void k_unary(float *out, const float *a, int64_t n, int op, float f, int mode) {
+    cu_pdl_enter();
     GRID_STRIDE(i, n) {
         float x = a[i], y;
         switch (op) {
@@ -42,16 +44,19 @@ __global__ void k_unary(float *out, const float *a, int64_t n, int op, float f, 
 }
 
 __global__ void k_silu_mul(float *out, const float *g, const float *u, int64_t n) {
+    cu_pdl_enter();
     GRID_STRIDE(i, n) out[i] = silu_f(g[i]) * u[i];
 }
 
 __global__ void k_convert(void *out, int odt, const void *x, int xdt, int64_t n) {
+    cu_pdl_enter();
     GRID_STRIDE(i, n) cu_st_rt(out, odt, i, cu_ld_rt(x, xdt, i));
 }
 
 /* cache [Hkv, C, D] at rows positions[t] % C; negative positions write nothing. */
 __global__ void k_kv_write(void *cache, int cdt, const float *x, const int32_t *pos, int64_t T, int64_t Hkv,
                            int64_t C, int64_t D) {
+    cu_pdl_enter();
     GRID_STRIDE(i, T * Hkv * D) {
         int64_t d = i % D, th = i / D, h = th % Hkv, t = th / Hkv;
         int64_t p = pos[t];
@@ -62,6 +67,7 @@ __global__ void k_kv_write(void *cache, int cdt, const float *x, const int32_t *
 
 /* One block per row; first index on ties (as the CPU's strict '>'). */
 __global__ void k_argmax(int32_t *out, const float *x, int64_t C) {
+    cu_pdl_enter();
     const float *r = x + blockIdx.x * C;
     float best = -INFINITY;
     int64_t bi = -1;
@@ -88,6 +94,7 @@ __global__ void k_argmax(int32_t *out, const float *x, int64_t C) {
 
 /* 16-byte grid-stride copy (the bench's SM-driven copy-bandwidth floor). */
 __global__ void k_copy16(uint4 *dst, const uint4 *src, int64_t n) {
+    cu_pdl_enter();
     GRID_STRIDE(i, n) dst[i] = src[i];
 }
 
@@ -95,7 +102,7 @@ cudaError_t mlxn_cu_copy_raw(void *dst, const void *src, size_t bytes, cudaStrea
     int dev = 0, sms = 132;
     cudaGetDevice(&dev);
     cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev);
-    k_copy16<<<(unsigned)sms * 8, 512, 0, s>>>((uint4 *)dst, (const uint4 *)src, (int64_t)(bytes / 16));
+    cu_launch(k_copy16, (unsigned)sms * 8, 512, 0, s, (uint4 *)dst, (const uint4 *)src, (int64_t)(bytes / 16));
     CU_LAUNCH_CHECK();
     return cudaSuccess;
 }
@@ -110,8 +117,8 @@ cudaError_t mlxn_cu_elementwise(const cu_node *n, cudaStream_t s) {
         const float *a = (const float *)t[1].data;
         bool add = n->op == CU_OP_ADD;
         unsigned g = grid_for(total);
-#define BIN(BT) add ? k_binary<BT, true><<<g, 256, 0, s>>>(o, a, t[2].data, total, bn) \
-                    : k_binary<BT, false><<<g, 256, 0, s>>>(o, a, t[2].data, total, bn)
+#define BIN(BT) add ? cu_launch(k_binary<BT, true>, g, 256, 0, s, o, a, t[2].data, total, bn) \
+                    : cu_launch(k_binary<BT, false>, g, 256, 0, s, o, a, t[2].data, total, bn)
         if (t[2].dtype == MLXN_F32) BIN(MLXN_F32);
         else if (t[2].dtype == MLXN_F16) BIN(MLXN_F16);
         else BIN(MLXN_BF16);
@@ -122,11 +129,11 @@ cudaError_t mlxn_cu_elementwise(const cu_node *n, cudaStream_t s) {
     case CU_OP_SILU:
     case CU_OP_GELU:
     case CU_OP_SOFTCAP:
-        k_unary<<<grid_for(t[1].elems), 256, 0, s>>>((float *)t[0].data, (const float *)t[1].data, t[1].elems,
+        cu_launch(k_unary, grid_for(t[1].elems), 256, 0, s, (float *)t[0].data, (const float *)t[1].data, t[1].elems,
                                                       n->op, n->f, n->mode);
         break;
     case CU_OP_SILU_MUL:
-        k_silu_mul<<<grid_for(t[0].elems), 256, 0, s>>>((float *)t[0].data, (const float *)t[1].data,
+        cu_launch(k_silu_mul, grid_for(t[0].elems), 256, 0, s, (float *)t[0].data, (const float *)t[1].data,
                                                          (const float *)t[2].data, t[0].elems);
         break;
     case CU_OP_COPY:
@@ -134,16 +141,16 @@ cudaError_t mlxn_cu_elementwise(const cu_node *n, cudaStream_t s) {
             if (t[0].data != t[1].data) return cudaMemcpyAsync(t[0].data, t[1].data, t[0].nbytes, cudaMemcpyDeviceToDevice, s);
             return cudaSuccess;
         }
-        k_convert<<<grid_for(t[0].elems), 256, 0, s>>>(t[0].data, t[0].dtype, t[1].data, t[1].dtype, t[0].elems);
+        cu_launch(k_convert, grid_for(t[0].elems), 256, 0, s, t[0].data, t[0].dtype, t[1].data, t[1].dtype, t[0].elems);
         break;
     case CU_OP_KV_WRITE: {
         int64_t T = t[1].shape[0], Hkv = t[1].shape[1], D = t[1].shape[2], C = t[0].shape[1];
-        k_kv_write<<<grid_for(T * Hkv * D), 256, 0, s>>>(t[0].data, t[0].dtype, (const float *)t[1].data,
+        cu_launch(k_kv_write, grid_for(T * Hkv * D), 256, 0, s, t[0].data, t[0].dtype, (const float *)t[1].data,
                                                          (const int32_t *)t[2].data, T, Hkv, C, D);
         break;
     }
     case CU_OP_ARGMAX:
-        k_argmax<<<(unsigned)t[1].rows, 256, 0, s>>>((int32_t *)t[0].data, (const float *)t[1].data, t[1].cols);
+        cu_launch(k_argmax, (unsigned)t[1].rows, 256, 0, s, (int32_t *)t[0].data, (const float *)t[1].data, t[1].cols);
         break;
     default:
         return cudaErrorInvalidValue;
@@ -155,11 +162,12 @@ cudaError_t mlxn_cu_elementwise(const cu_node *n, cudaStream_t s) {
 /* Spin about `us` microseconds (the profiler holds the stream with it while
  * the host enqueues a step, so the step's kernels then run back to back). */
 __global__ void k_spin(long long cycles) {
+    cu_pdl_enter();
     long long t0 = clock64();
     while (clock64() - t0 < cycles) {
     }
 }
 extern "C" cudaError_t mlxn_cu_spin(int us, cudaStream_t s) {
-    k_spin<<<1, 1, 0, s>>>((long long)us * 2000); /* ~2 GHz */
+    cu_launch(k_spin, 1, 1, 0, s, (long long)us * 2000); /* ~2 GHz */
     return cudaGetLastError();
 }

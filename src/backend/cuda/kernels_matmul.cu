@@ -23,6 +23,7 @@ using namespace nvcuda;
 template <class F, int MB>
 __global__ void __launch_bounds__(MMV_WARPS * 32) k_mmv(F f, float *__restrict__ y, const float *__restrict__ x,
                                                         int M, int64_t N, int64_t K) {
+    cu_pdl_enter();
     int64_t n = (int64_t)blockIdx.x * MMV_WARPS + (threadIdx.x >> 5);
     int lane = threadIdx.x & 31;
     if (n >= N) return;
@@ -70,6 +71,7 @@ __global__ void __launch_bounds__(MMV_WARPS * 32) k_mmv(F f, float *__restrict__
 template <class F, int R>
 __global__ void __launch_bounds__(MMVS_WARPS * 32) k_mmv_s(F f, float *__restrict__ y, const float *__restrict__ x,
                                                            int64_t N, int64_t K) {
+    cu_pdl_enter();
     extern __shared__ float4 xs[];
     constexpr int Q = F::U / 4, S = Q + 1;
     int64_t nu = K / F::U;
@@ -121,13 +123,14 @@ static bool try_mmv_s(const F &f, float *y, const float *x, int64_t N, int64_t K
         }
         raised = true;
     }
-    k_mmv_s<F, R><<<cu_blocks(N, MMVS_WARPS * R), MMVS_WARPS * 32, smem, s>>>(f, y, x, N, K);
+    cu_launch(k_mmv_s<F, R>, cu_blocks(N, MMVS_WARPS * R), MMVS_WARPS * 32, smem, s, f, y, x, N, K);
     *err = cudaGetLastError();
     return true;
 }
 
 /* x f32 [K] -> int8 blocks of 32 (layout in quant.cuh), one warp a block. */
 __global__ void k_quant_x(uint4 *xq, const float *x, int64_t nb) {
+    cu_pdl_enter();
     int64_t b = (int64_t)blockIdx.x * 8 + (threadIdx.x >> 5);
     int lane = threadIdx.x & 31;
     if (b >= nb) return;
@@ -166,6 +169,7 @@ __global__ void k_quant_x(uint4 *xq, const float *x, int64_t nb) {
 template <class F>
 __global__ void __launch_bounds__(MMVQ_WARPS * 32, (F::MINB < MMVQ_MAXB ? F::MINB : MMVQ_MAXB)) k_mmvq(F f, float *__restrict__ y, const uint4 *__restrict__ xq,
                                                           int64_t N, int64_t K, int split_log2) {
+    cu_pdl_enter();
     __shared__ float part[MMVQ_WARPS];
     int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     int split = 1 << split_log2, rows = MMVQ_WARPS >> split_log2;
@@ -208,14 +212,14 @@ static cudaError_t run_mmvq(const F &f, float *y, const float *x, int64_t N, int
                             cudaStream_t s) {
     int64_t nb = K / 32;
     uint4 *xq = (uint4 *)scratch;
-    k_quant_x<<<cu_blocks(nb, 8), 256, 0, s>>>(xq, x, nb);
+    cu_launch(k_quant_x, cu_blocks(nb, 8), 256, 0, s, xq, x, nb);
     CU_LAUNCH_CHECK();
     int64_t per_lane = (K / F::U) / 32;
     /* split so each lane keeps >= 4 units (measured on H200 against >= 1
      * and >= 2: best or equal for every format and shape; bench/RESULTS.md) */
     int sl = 0;
     while (sl < 3 && ((int64_t)8 << sl) <= per_lane) sl++;
-    k_mmvq<F><<<cu_blocks(N, MMVQ_WARPS >> sl), MMVQ_WARPS * 32, 0, s>>>(f, y, xq, N, K, sl);
+    cu_launch(k_mmvq<F>, cu_blocks(N, MMVQ_WARPS >> sl), MMVQ_WARPS * 32, 0, s, f, y, xq, N, K, sl);
     CU_LAUNCH_CHECK();
     return cudaSuccess;
 }
@@ -239,19 +243,8 @@ static cudaError_t run_mmvq(const F &f, float *y, const float *x, int64_t N, int
  * next items were all slower. */
 #define XG_BYTES 80
 
-static __device__ __forceinline__ void pdl_wait(void) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-    asm volatile("griddepcontrol.wait;" ::: "memory");
-#endif
-}
-static __device__ __forceinline__ void pdl_launch_dependents(void) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-    asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
-#endif
-}
-
 __global__ void k_quant_x64(uint8_t *xg, const float *x, int64_t nb, float *y, int64_t N) {
-    pdl_launch_dependents();
+    cu_pdl_enter();
     for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < N; i += (int64_t)gridDim.x * blockDim.x)
         y[i] = 0.0f;
     int64_t b = (int64_t)blockIdx.x * 8 + (threadIdx.x >> 5);
@@ -348,7 +341,8 @@ __global__ void __launch_bounds__(256) k_mlx4g(const uint32_t *__restrict__ wq, 
 #pragma unroll
     for (int k = 0; k < D; k++)
         if (i0 + k < i1) ld(st[k], i0 + k);
-    pdl_wait(); /* x (and y = 0) from k_quant_x64 */
+    cu_pdl_wait(); /* x (and y = 0) from k_quant_x64 */
+    cu_pdl_trigger();
     for (int64_t i = threadIdx.x; i < (int64_t)G * 5; i += 256) xsg[i] = xg[i];
     __syncthreads();
     float acc[R];
@@ -386,16 +380,6 @@ static int mlx4_on(void) {
     if (m < 0) m = env_flag("MLXN_CU_MLX4", 1);
     return m;
 }
-static int pdl_on(void) {
-    static int m = -1;
-    if (m < 0) {
-        int dev = 0, major = 0;
-        if (cudaGetDevice(&dev) == cudaSuccess) cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev);
-        m = major >= 9 && env_flag("MLXN_CU_PDL", 1);
-    }
-    return m;
-}
-
 template <int SDT, int R, int D>
 static cudaError_t launch_mlx4g(const uint32_t *wq, const void *sc, const void *bi, int gshift, float *y,
                                 const uint4 *xg, int64_t N, int64_t K, size_t smem, cudaStream_t s) {
@@ -421,7 +405,7 @@ static cudaError_t launch_mlx4g(const uint32_t *wq, const void *sc, const void *
     at[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
     at[0].val.programmaticStreamSerializationAllowed = 1;
     cfg.attrs = at;
-    cfg.numAttrs = pdl_on() ? 1 : 0;
+    cfg.numAttrs = mlxn_cu_pdl() ? 1 : 0;
     return cudaLaunchKernelEx(&cfg, k_mlx4g<SDT, R, D>, wq, sc, bi, gshift, y, xg, N, K, (int)W);
 }
 
@@ -435,7 +419,7 @@ static bool try_mlx4g(const uint32_t *wq, const void *sc, const void *bi, int gs
     /* two rows a warp where that still leaves >= 2 warps per SM slot */
     int R = N >= 8192 ? 2 : 1;
     int64_t nb = K / 32;
-    k_quant_x64<<<cu_blocks(nb, 8), 256, 0, s>>>((uint8_t *)scratch, x, nb, y, N);
+    cu_launch(k_quant_x64, cu_blocks(nb, 8), 256, 0, s, (uint8_t *)scratch, x, nb, y, N);
     *err = cudaGetLastError();
     if (*err != cudaSuccess) return true;
     const uint4 *xg = (const uint4 *)scratch;
@@ -469,6 +453,7 @@ extern "C" size_t mlxn_cu_matmul_scratch(int wt, int bits, int64_t M, int64_t K)
 template <class F>
 __global__ void __launch_bounds__(256) k_mm_tiled(F f, float *__restrict__ y, const float *__restrict__ x, int64_t M,
                                                   int64_t N, int64_t K) {
+    cu_pdl_enter();
     constexpr int LD = TBK + 4;
     __shared__ __align__(128) float xs[TBM][LD]; /* reused for the output tile */
     __shared__ __align__(128) float ws[TBN][LD];
@@ -577,6 +562,7 @@ __device__ __forceinline__ void tile_w_bf16(const F &f, __nv_bfloat16 (*ws)[LDH]
 template <class F>
 __global__ void __launch_bounds__(256) k_mm_bf16(F f, float *__restrict__ y, const float *__restrict__ x, int64_t M,
                                                  int64_t N, int64_t K) {
+    cu_pdl_enter();
     constexpr int LDH = TBK + 8; /* 144-byte rows */
     __shared__ __align__(128) __nv_bfloat16 xs[TBM][LDH];
     __shared__ __align__(128) __nv_bfloat16 ws[TBN][LDH];
@@ -620,6 +606,7 @@ __global__ void __launch_bounds__(256) k_mm_bf16(F f, float *__restrict__ y, con
 template <class F>
 __global__ void __launch_bounds__(256) k_mm_bf16_128(F f, float *__restrict__ y, const float *__restrict__ x,
                                                      int64_t M, int64_t N, int64_t K) {
+    cu_pdl_enter();
     constexpr int BM = 128, LDH = TBK + 8;
     __shared__ __align__(128) __nv_bfloat16 xs[BM][LDH];
     __shared__ __align__(128) __nv_bfloat16 ws[TBN][LDH];
@@ -666,6 +653,7 @@ __global__ void __launch_bounds__(256) k_mm_bf16_128(F f, float *__restrict__ y,
 }
 
 __global__ void k_mm_scalar(float *y, const float *x, const void *w, int wdt, int64_t M, int64_t N, int64_t K) {
+    cu_pdl_enter();
     int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= M * N) return;
     int64_t m = i / N, n = i % N;
@@ -690,22 +678,22 @@ static cudaError_t run_mm(const F &f, float *y, const float *x, int64_t M, int64
     cudaError_t e;
     if (M == 1 && F::U >= 32 && try_mmv_s<F, (F::U >= 64 ? 1 : 2)>(f, y, x, N, K, s, &e)) return e;
     if (M == 1) {
-        k_mmv<F, 1><<<cu_blocks(N, MMV_WARPS), MMV_WARPS * 32, 0, s>>>(f, y, x, 1, N, K);
+        cu_launch(k_mmv<F, 1>, cu_blocks(N, MMV_WARPS), MMV_WARPS * 32, 0, s, f, y, x, 1, N, K);
     } else if (M <= 8) {
-        k_mmv<F, 8><<<cu_blocks(N, MMV_WARPS), MMV_WARPS * 32, 0, s>>>(f, y, x, (int)M, N, K);
+        cu_launch(k_mmv<F, 8>, cu_blocks(N, MMV_WARPS), MMV_WARPS * 32, 0, s, f, y, x, (int)M, N, K);
     } else if (bf && M >= 256 && F::U >= 32 && bm128() && (int64_t)cu_blocks(N, TBN) * cu_blocks(M, 128) >= 128) {
         /* quantized W (costly decode) with >= ~1 block per SM: measured on
          * H200 at M = 512, mlx4: 14336x4096 773 -> 680 us, 4096x4096 220 ->
          * 182 us; but 1024x4096 (64 blocks) 93 -> 143 us and f16 W 193 ->
          * 239 us, which keep 64-row tiles */
         dim3 g(cu_blocks(N, TBN), cu_blocks(M, 128));
-        k_mm_bf16_128<F><<<g, 256, 0, s>>>(f, y, x, M, N, K);
+        cu_launch(k_mm_bf16_128<F>, g, 256, 0, s, f, y, x, M, N, K);
     } else if (bf && M >= MM_BF16_MIN) {
         dim3 g(cu_blocks(N, TBN), cu_blocks(M, TBM));
-        k_mm_bf16<F><<<g, 256, 0, s>>>(f, y, x, M, N, K);
+        cu_launch(k_mm_bf16<F>, g, 256, 0, s, f, y, x, M, N, K);
     } else {
         dim3 g(cu_blocks(N, TBN), cu_blocks(M, TBM));
-        k_mm_tiled<F><<<g, 256, 0, s>>>(f, y, x, M, N, K);
+        cu_launch(k_mm_tiled<F>, g, 256, 0, s, f, y, x, M, N, K);
     }
     CU_LAUNCH_CHECK();
     return cudaSuccess;
@@ -738,7 +726,7 @@ static cudaError_t matmul_raw(float *y, const float *x, const void *w, int wt, i
     case MLXN_F16:
     case MLXN_BF16:
         if (!aligned) {
-            k_mm_scalar<<<cu_blocks(M * N, 256), 256, 0, s>>>(y, x, w, wt, M, N, K);
+            cu_launch(k_mm_scalar, cu_blocks(M * N, 256), 256, 0, s, y, x, w, wt, M, N, K);
             CU_LAUNCH_CHECK();
             return cudaSuccess;
         }
@@ -812,6 +800,7 @@ size_t mlxn_cu_matmul_node_scratch(const cu_node *n) {
 
 template <class F>
 __global__ void k_get_rows(F f, float *out, const int32_t *ids, int64_t T, int64_t V, int64_t D) {
+    cu_pdl_enter();
     int64_t nu = D / F::U;
     int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= T * nu) return;
@@ -831,6 +820,7 @@ __global__ void k_get_rows(F f, float *out, const int32_t *ids, int64_t T, int64
 
 __global__ void k_get_rows_scalar(float *out, const void *tab, int dt, const int32_t *ids, int64_t T, int64_t V,
                                   int64_t D) {
+    cu_pdl_enter();
     int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= T * D) return;
     int64_t t = i / D, d = i % D;
@@ -841,7 +831,7 @@ __global__ void k_get_rows_scalar(float *out, const void *tab, int dt, const int
 template <class F>
 static cudaError_t run_gr(const F &f, float *out, const int32_t *ids, int64_t T, int64_t V, int64_t D,
                           cudaStream_t s) {
-    k_get_rows<F><<<cu_blocks(T * (D / F::U), 128), 128, 0, s>>>(f, out, ids, T, V, D);
+    cu_launch(k_get_rows<F>, cu_blocks(T * (D / F::U), 128), 128, 0, s, f, out, ids, T, V, D);
     CU_LAUNCH_CHECK();
     return cudaSuccess;
 }
@@ -874,7 +864,7 @@ cudaError_t mlxn_cu_get_rows(const cu_node *n, cudaStream_t s) {
     case MLXN_F16:
     case MLXN_BF16:
         if (!aligned) {
-            k_get_rows_scalar<<<cu_blocks(T * D, 256), 256, 0, s>>>(out, tab->data, tab->dtype, ids, T, V, D);
+            cu_launch(k_get_rows_scalar, cu_blocks(T * D, 256), 256, 0, s, out, tab->data, tab->dtype, ids, T, V, D);
             CU_LAUNCH_CHECK();
             return cudaSuccess;
         }
@@ -898,6 +888,7 @@ cudaError_t mlxn_cu_get_rows(const cu_node *n, cudaStream_t s) {
 template <class F>
 __global__ void k_matmul_id(F f, float *out, const float *x, const int32_t *ids, int64_t slots, int top_k,
                             bool x_per_slot, int64_t E, int64_t N, int64_t K) {
+    cu_pdl_enter();
     int64_t warp = ((int64_t)blockIdx.x * blockDim.x + threadIdx.x) / 32;
     int lane = threadIdx.x % 32;
     if (warp >= slots * N) return;
@@ -922,7 +913,7 @@ template <class F>
 static cudaError_t run_mid(const F &f, const cu_node *nd, cudaStream_t s) {
     const cu_tensor *t = nd->t;
     int64_t E = t[2].shape[0], N = t[2].shape[1], K = t[2].shape[2], slots = t[3].elems;
-    k_matmul_id<F><<<cu_blocks(slots * N * 32, 256), 256, 0, s>>>(f, (float *)t[0].data, (const float *)t[1].data,
+    cu_launch(k_matmul_id<F>, cu_blocks(slots * N * 32, 256), 256, 0, s, f, (float *)t[0].data, (const float *)t[1].data,
                                                                   (const int32_t *)t[3].data, slots, nd->mid_top_k,
                                                                   nd->mid_x_per_slot, E, N, K);
     CU_LAUNCH_CHECK();

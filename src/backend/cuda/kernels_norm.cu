@@ -9,6 +9,7 @@
  * written to sum first (add_rms_norm). w may be NULL. */
 template <int WT>
 __global__ void k_rms(float *out, float *sum, const float *a, const float *b, const void *w, int64_t D, float eps) {
+    cu_pdl_enter();
     __shared__ float sh[32];
     int64_t r = blockIdx.x;
     const float *ar = a + r * D;
@@ -39,6 +40,7 @@ __global__ void k_rms(float *out, float *sum, const float *a, const float *b, co
  * registers (no read-back of the sum it wrote; one pass over memory). */
 template <int WT>
 __global__ void k_rms4(float *out, float *sum, const float *a, const float *b, const void *w, int64_t D, float eps) {
+    cu_pdl_enter();
     __shared__ float sh[32];
     int64_t r = blockIdx.x;
     int i = threadIdx.x;
@@ -69,6 +71,7 @@ __global__ void k_rms4(float *out, float *sum, const float *a, const float *b, c
 
 __global__ void k_layer_norm(float *out, const float *x, const void *w, int wdt, const void *b, int bdt, int64_t D,
                              float eps) {
+    cu_pdl_enter();
     __shared__ float sh[32];
     const float *xr = x + blockIdx.x * D;
     float *orow = out + blockIdx.x * D;
@@ -91,6 +94,7 @@ __global__ void k_layer_norm(float *out, const float *x, const void *w, int wdt,
 }
 
 __global__ void k_softmax(float *out, const float *x, const float *mask, int64_t mrows, int64_t C, float scale) {
+    cu_pdl_enter();
     __shared__ float sh[32];
     int64_t r = blockIdx.x;
     const float *xr = x + r * C;
@@ -134,24 +138,24 @@ cudaError_t mlxn_cu_norm(const cu_node *n, cudaStream_t s) {
         bool al = ((uintptr_t)x->data | (uintptr_t)out | (uintptr_t)sum | (uintptr_t)b) % 16 == 0;
         if (al && D % 128 == 0 && D / 4 <= 1024) {
             unsigned t4 = (unsigned)(D / 4);
-            if (wt == MLXN_F32) k_rms4<MLXN_F32><<<g, t4, 0, s>>>(out, sum, (const float *)x->data, b, w->data, D, n->eps);
-            else if (wt == MLXN_F16) k_rms4<MLXN_F16><<<g, t4, 0, s>>>(out, sum, (const float *)x->data, b, w->data, D, n->eps);
-            else k_rms4<MLXN_BF16><<<g, t4, 0, s>>>(out, sum, (const float *)x->data, b, w->data, D, n->eps);
+            if (wt == MLXN_F32) cu_launch(k_rms4<MLXN_F32>, g, t4, 0, s, out, sum, (const float *)x->data, b, w->data, D, n->eps);
+            else if (wt == MLXN_F16) cu_launch(k_rms4<MLXN_F16>, g, t4, 0, s, out, sum, (const float *)x->data, b, w->data, D, n->eps);
+            else cu_launch(k_rms4<MLXN_BF16>, g, t4, 0, s, out, sum, (const float *)x->data, b, w->data, D, n->eps);
             break;
         }
-        if (wt == MLXN_F32) k_rms<MLXN_F32><<<g, th, 0, s>>>(out, sum, (const float *)x->data, b, w->data, D, n->eps);
-        else if (wt == MLXN_F16) k_rms<MLXN_F16><<<g, th, 0, s>>>(out, sum, (const float *)x->data, b, w->data, D, n->eps);
-        else k_rms<MLXN_BF16><<<g, th, 0, s>>>(out, sum, (const float *)x->data, b, w->data, D, n->eps);
+        if (wt == MLXN_F32) cu_launch(k_rms<MLXN_F32>, g, th, 0, s, out, sum, (const float *)x->data, b, w->data, D, n->eps);
+        else if (wt == MLXN_F16) cu_launch(k_rms<MLXN_F16>, g, th, 0, s, out, sum, (const float *)x->data, b, w->data, D, n->eps);
+        else cu_launch(k_rms<MLXN_BF16>, g, th, 0, s, out, sum, (const float *)x->data, b, w->data, D, n->eps);
         break;
     }
     case CU_OP_LAYER_NORM:
-        k_layer_norm<<<(unsigned)t[1].rows, threads_for(t[1].cols), 0, s>>>(
+        cu_launch(k_layer_norm, (unsigned)t[1].rows, threads_for(t[1].cols), 0, s, 
             (float *)t[0].data, (const float *)t[1].data, t[2].data, t[2].dtype, t[3].data, t[3].dtype, t[1].cols,
             n->eps);
         break;
     case CU_OP_SOFTMAX: {
         int64_t C = t[1].cols, mrows = t[2].data ? t[2].elems / C : 0;
-        k_softmax<<<(unsigned)t[1].rows, threads_for(C), 0, s>>>((float *)t[0].data, (const float *)t[1].data,
+        cu_launch(k_softmax, (unsigned)t[1].rows, threads_for(C), 0, s, (float *)t[0].data, (const float *)t[1].data,
                                                                  (const float *)t[2].data, mrows, C, n->softmax_scale);
         break;
     }

@@ -28,6 +28,7 @@ __device__ static double rope_inv_freq(const mlxn_rope_params &p, int i, const f
  * in-place use is safe); the rest copy the unrotated tail when out != x. */
 __global__ void k_rope(float *out, const float *x, const int32_t *pos, const float *ff, mlxn_rope_params p, int64_t T,
                        int64_t H, int64_t D) {
+    cu_pdl_enter();
     int half = p.n_dims / 2;
     int64_t per = half + (D - p.n_dims);
     int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
@@ -55,6 +56,7 @@ __global__ void k_rope(float *out, const float *x, const int32_t *pos, const flo
  * straight into the cache [Hkv, C, D] at row positions[t] % C. */
 __global__ void k_rope_kv_write(void *cache, int cdt, const float *x, const int32_t *pos, const float *ff,
                                 mlxn_rope_params p, int64_t T, int64_t H, int64_t C, int64_t D) {
+    cu_pdl_enter();
     int half = p.n_dims / 2;
     int64_t per = half + (D - p.n_dims);
     int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
@@ -85,7 +87,7 @@ cudaError_t mlxn_cu_rope(const cu_node *n, cudaStream_t s) {
     if (n->op == CU_OP_ROPE_KV_WRITE) {
         int64_t T = t[1].shape[0], H = t[1].shape[1], D = t[1].shape[2], C = t[0].shape[1];
         int64_t per = n->rope.n_dims / 2 + (D - n->rope.n_dims);
-        k_rope_kv_write<<<cu_blocks(T * H * per, 128), 128, 0, s>>>(t[0].data, t[0].dtype, (const float *)t[1].data,
+        cu_launch(k_rope_kv_write, cu_blocks(T * H * per, 128), 128, 0, s, t[0].data, t[0].dtype, (const float *)t[1].data,
                                                                    (const int32_t *)t[2].data,
                                                                    (const float *)t[3].data, n->rope, T, H, C, D);
         CU_LAUNCH_CHECK();
@@ -93,7 +95,7 @@ cudaError_t mlxn_cu_rope(const cu_node *n, cudaStream_t s) {
     }
     int64_t T = t[1].shape[0], H = t[1].shape[1], D = t[1].shape[2];
     int64_t per = n->rope.n_dims / 2 + (D - n->rope.n_dims);
-    k_rope<<<cu_blocks(T * H * per, 128), 128, 0, s>>>((float *)t[0].data, (const float *)t[1].data,
+    cu_launch(k_rope, cu_blocks(T * H * per, 128), 128, 0, s, (float *)t[0].data, (const float *)t[1].data,
                                                        (const int32_t *)t[2].data, (const float *)t[3].data, n->rope,
                                                        T, H, D);
     CU_LAUNCH_CHECK();

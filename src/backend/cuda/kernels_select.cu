@@ -12,6 +12,7 @@ __device__ static inline bool before(float v, int64_t i, float w, int64_t j) {
 }
 
 __global__ void k_top_k(int32_t *oi, float *ov, const float *x, int64_t C, int k) {
+    cu_pdl_enter();
     __shared__ float sv[256];
     __shared__ int64_t si[256];
     const float *r = x + (int64_t)blockIdx.x * C;
@@ -55,7 +56,7 @@ __global__ void k_top_k(int32_t *oi, float *ov, const float *x, int64_t C, int k
 
 cudaError_t mlxn_cu_top_k(const cu_node *n, cudaStream_t s) {
     const cu_tensor *t = n->t;
-    k_top_k<<<(unsigned)t[2].rows, 256, 0, s>>>((int32_t *)t[0].data, (float *)t[1].data, (const float *)t[2].data,
+    cu_launch(k_top_k, (unsigned)t[2].rows, 256, 0, s, (int32_t *)t[0].data, (float *)t[1].data, (const float *)t[2].data,
                                                 t[2].cols, n->topk);
     CU_LAUNCH_CHECK();
     return cudaSuccess;
