@@ -740,6 +740,8 @@ static void test_kv_attention(void) {
     float *x = rnd(MLXN_F32, 5 * 32000, -10, 10);
     x[32000 + 31999] = 50; /* max at the last column of row 1 */
     x[2 * 32000] = 50;     /* and the first of row 2 */
+    x[3 * 32000 + 20000] = 60; /* a tie in row 3 across two of the CUDA kernel's chunks: */
+    x[3 * 32000 + 100] = 60;   /* the lowest index wins */
     P px = pin(MLXN_F32, 2, as, x), o = pout(MLXN_I32, 1, os);
     BOTH(CHECK_OK(mlxn_op_argmax(S, o.v[dv], px.v[dv])));
     cmp("argmax 5 x 32000", &o, 0.0);

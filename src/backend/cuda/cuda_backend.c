@@ -4,11 +4,10 @@
  *
  *  - A one-node exec that is not a replay (direct mode's submission) is
  *    launched straight onto the device's stream.
- *  - Any other exec becomes a cudaGraph. On sm_90+ (programmatic dependent
- *    launch, unless MLXN_CU_PDL=0) its nodes are captured in order into one
- *    stream, each kernel overlapping the tail of the one before; otherwise
- *    each node is captured into a child graph and added with exactly the
- *    exec's dependency edges (ex->deps), so independent nodes may overlap. The instantiated graph and the nodes'
+ *  - Any other exec becomes a cudaGraph, built as graph_mode() says: by
+ *    default each node becomes a child graph added with exactly the exec's
+ *    dependency edges (ex->deps); MLXN_CU_GRAPH=lanes / stream capture the
+ *    nodes over a few streams / one stream with programmatic edges. The instantiated graph and the nodes'
  *    scratch live in ex->backend_state; a replay only calls cudaGraphLaunch
  *    (step values sit in device buffers, so nothing needs updating).
  *    Instantiated graphs are also cached per device by their exact content
@@ -51,11 +50,13 @@ typedef struct cuda_graph_state {
  * ops, device addresses, shapes and params and same edges make the same
  * launches, whatever the buffers hold. A few entries, least recent out. */
 #define GRAPH_CACHE 8
+#define CAPTURE_LANES 4
 
 typedef struct cuda_dev {
     int ordinal;
     cudaStream_t stream;  /* every launch and graph launch of this device */
     cudaStream_t capture; /* used only to capture nodes into graphs */
+    cudaStream_t lanes[CAPTURE_LANES - 1]; /* more capture streams (lazily created) */
     void *scratch;        /* direct launches' scratch (stream-ordered reuse) */
     size_t scratch_cap;
     pthread_mutex_t mu; /* the cache */
@@ -128,6 +129,8 @@ static void cuda_shutdown(mlxn_device *dev) {
     for (int i = 0; i < GRAPH_CACHE; i++) graph_state_free(c->cache[i]);
     pthread_mutex_destroy(&c->mu);
     if (c->scratch) cudaFree(c->scratch);
+    for (int i = 0; i < CAPTURE_LANES - 1; i++)
+        if (c->lanes[i]) cudaStreamDestroy(c->lanes[i]);
     cudaStreamDestroy(c->capture);
     cudaStreamDestroy(c->stream);
     cudaGetLastError();
@@ -270,25 +273,118 @@ static mlxn_status add_node(cuda_dev *c, cuda_graph_state *g, const mlxn_node *n
     return MLXN_OK;
 }
 
-/* With programmatic dependent launch the exec's nodes are captured in
- * order (a topological order) into one stream: consecutive kernels get
- * programmatic edges, so each one's launch and prologue (weight loads for
- * the M = 1 matmuls) overlap the tail of the one before. Without it, each
- * node becomes a child graph with exactly the exec's dependency edges, so
- * independent nodes may run concurrently. */
-static mlxn_status capture_in_order(cuda_dev *c, mlxn_exec *ex, cuda_graph_state *g, const size_t *off) {
-    CU_TRY(cudaStreamBeginCapture(c->capture, cudaStreamCaptureModeThreadLocal));
-    mlxn_status st = MLXN_OK;
-    for (uint32_t i = 0; i < ex->n_nodes && !st; i++)
-        st = launch_node(&ex->nodes[i], g->scratch ? (char *)g->scratch + off[i] : NULL, c->capture);
-    cudaGraph_t graph = NULL;
-    cudaError_t e = cudaStreamEndCapture(c->capture, &graph);
-    if (st || e != cudaSuccess) {
-        if (graph) cudaGraphDestroy(graph);
-        return st ? st : cu_fail(e, "cudaStreamEndCapture");
+/* How a graph is built from an exec (MLXN_CU_GRAPH):
+ *  - "dag" (the default): each node becomes a child graph added with
+ *    exactly the exec's dependency edges.
+ *  - "stream": the nodes are captured in order (a topological order) into
+ *    one stream; consecutive kernels get programmatic edges, so each one's
+ *    launch and prologue overlap the tail of the one before, but
+ *    independent nodes no longer overlap each other.
+ *  - "lanes": captured over up to CAPTURE_LANES
+ *    streams. A node goes on the stream whose last node it depends on (a
+ *    programmatic edge from it), else on an unused stream, else on the
+ *    stream whose last node is oldest; its other dependencies become event
+ *    waits (full edges). Independent chains (q / k / v) run side by side.
+ *  Measured on an H100 (bench/RESULTS.md, synthetic 8B 4-bit decode): dag
+ *  328-330 tok/s, lanes 327-328, stream 299-302: the programmatic edges buy
+ *  nothing measurable over the child graphs' edges, and one stream loses the
+ *  overlap of independent nodes. */
+enum { GRAPH_DAG, GRAPH_STREAM, GRAPH_LANES };
+static int graph_mode(void) {
+    static int m = -1;
+    if (m < 0) {
+        const char *e = getenv("MLXN_CU_GRAPH");
+        if (e && !strcmp(e, "dag")) m = GRAPH_DAG;
+        else if (e && !strcmp(e, "stream")) m = GRAPH_STREAM;
+        else if (e && !strcmp(e, "lanes")) m = GRAPH_LANES;
+        else m = GRAPH_DAG;
     }
-    g->graph = graph;
-    return MLXN_OK;
+    return m;
+}
+
+static mlxn_status capture_lanes(cuda_dev *c, mlxn_exec *ex, cuda_graph_state *g, const size_t *off, int nl) {
+    uint32_t n = ex->n_nodes;
+    for (int k = 0; k < nl - 1; k++)
+        if (!c->lanes[k]) CU_TRY(cudaStreamCreateWithFlags(&c->lanes[k], cudaStreamNonBlocking));
+    cudaEvent_t *ev = mlxn_calloc(n + 1, sizeof *ev);
+    int *lane_of = mlxn_calloc(n ? n : 1, sizeof *lane_of);
+    if (!ev || !lane_of) {
+        mlxn_free(ev);
+        mlxn_free(lane_of);
+        return mlxn_err(MLXN_ERR_OUT_OF_MEMORY, "cuda: out of host memory capturing a graph");
+    }
+    mlxn_status st = MLXN_OK;
+    cudaError_t e = cudaSuccess;
+    uint32_t made = 0;
+    if (nl > 1) /* one event after each node, one for the fork */
+        for (; made <= n; made++)
+            if ((e = cudaEventCreateWithFlags(&ev[made], cudaEventDisableTiming)) != cudaSuccess) break;
+    if (e != cudaSuccess) {
+        st = cu_fail(e, "cudaEventCreate");
+        goto out;
+    }
+    cudaStream_t ls[CAPTURE_LANES];
+    ls[0] = c->capture;
+    for (int k = 1; k < nl; k++) ls[k] = c->lanes[k - 1];
+    int64_t tail[CAPTURE_LANES];
+    bool joined[CAPTURE_LANES] = {true};
+    for (int k = 0; k < nl; k++) tail[k] = -1;
+    e = cudaStreamBeginCapture(ls[0], cudaStreamCaptureModeThreadLocal);
+    if (e != cudaSuccess) {
+        st = cu_fail(e, "cudaStreamBeginCapture");
+        goto out;
+    }
+    if (nl > 1) e = cudaEventRecord(ev[n], ls[0]); /* the fork point for lanes joining the capture */
+    for (uint32_t i = 0; i < n && !st && e == cudaSuccess; i++) {
+        int pick = -1;
+        int64_t best = -1;
+        for (uint32_t d = ex->dep_start[i]; d < ex->dep_start[i + 1]; d++) {
+            int64_t j = ex->deps[d];
+            int k = lane_of[j];
+            if (tail[k] == j && j > best) best = j, pick = k;
+        }
+        if (pick < 0)
+            for (int k = 0; k < nl; k++)
+                if (tail[k] < 0) { pick = k; break; }
+        if (pick < 0) {
+            pick = 0;
+            for (int k = 1; k < nl; k++)
+                if (tail[k] < tail[pick]) pick = k;
+        }
+        if (!joined[pick]) {
+            e = cudaStreamWaitEvent(ls[pick], ev[n], 0);
+            joined[pick] = true;
+        }
+        for (uint32_t d = ex->dep_start[i]; d < ex->dep_start[i + 1] && e == cudaSuccess; d++) {
+            uint32_t j = ex->deps[d];
+            if (lane_of[j] != pick) e = cudaStreamWaitEvent(ls[pick], ev[j], 0);
+        }
+        if (e != cudaSuccess) break;
+        st = launch_node(&ex->nodes[i], g->scratch ? (char *)g->scratch + off[i] : NULL, ls[pick]);
+        if (!st && nl > 1) e = cudaEventRecord(ev[i], ls[pick]);
+        lane_of[i] = pick;
+        tail[pick] = i;
+    }
+    /* every lane that joined rejoins the origin stream before the capture ends */
+    for (int k = 1; k < nl && e == cudaSuccess && !st; k++)
+        if (joined[k] && tail[k] >= 0) e = cudaStreamWaitEvent(ls[0], ev[tail[k]], 0);
+    {
+        cudaGraph_t graph = NULL;
+        cudaError_t e2 = cudaStreamEndCapture(ls[0], &graph);
+        if (!st && e != cudaSuccess) st = cu_fail(e, "capturing a graph");
+        if (!st && e2 != cudaSuccess) st = cu_fail(e2, "cudaStreamEndCapture");
+        if (st) {
+            if (graph) cudaGraphDestroy(graph);
+        } else {
+            g->graph = graph;
+        }
+    }
+out:
+    for (uint32_t k = 0; k < made; k++) cudaEventDestroy(ev[k]);
+    cudaGetLastError();
+    mlxn_free(ev);
+    mlxn_free(lane_of);
+    return st;
 }
 
 static mlxn_status build_graph(cuda_dev *c, mlxn_exec *ex, cuda_graph_state **out) {
@@ -315,8 +411,9 @@ static mlxn_status build_graph(cuda_dev *c, mlxn_exec *ex, cuda_graph_state **ou
             goto done;
         }
     }
-    if (mlxn_cu_pdl() && ex->n_nodes) {
-        st = capture_in_order(c, ex, g, off);
+    int mode = graph_mode();
+    if (mode != GRAPH_DAG && ex->n_nodes) {
+        st = capture_lanes(c, ex, g, off, mode == GRAPH_STREAM ? 1 : CAPTURE_LANES);
     } else {
         cudaError_t e = cudaGraphCreate(&g->graph, 0);
         if (e != cudaSuccess) {

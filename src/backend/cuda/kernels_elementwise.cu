@@ -98,6 +98,82 @@ __global__ void k_copy16(uint4 *dst, const uint4 *src, int64_t n) {
     GRID_STRIDE(i, n) dst[i] = src[i];
 }
 
+/* Argmax of long rows (an output head's logits): AM_PARTS blocks a row each
+ * take a contiguous chunk and leave (value, index) in scratch; a second
+ * kernel picks per row. Ties go to the lowest index, NaNs are skipped (as
+ * the one-block kernel and the CPU). */
+#define AM_PARTS 64
+#define AM_MIN_COLS 16384
+
+static __device__ __forceinline__ void am_better(float &best, int64_t &bi, float v, int64_t i) {
+    if (i >= 0 && (bi < 0 || v > best || (v == best && i < bi))) { best = v; bi = i; }
+}
+
+__global__ void k_argmax_part(float2 *part, const float *x, int64_t C) {
+    cu_pdl_enter();
+    int64_t row = blockIdx.y, per = (C + AM_PARTS - 1) / AM_PARTS;
+    int64_t i0 = blockIdx.x * per, i1 = i0 + per < C ? i0 + per : C;
+    const float *r = x + row * C;
+    float best = -INFINITY;
+    int64_t bi = -1;
+    for (int64_t i = i0 + threadIdx.x; i < i1; i += blockDim.x) {
+        float v = r[i];
+        if (bi < 0 || v > best) { best = v; bi = i; }
+    }
+    for (int o = 16; o > 0; o >>= 1) {
+        float ov = __shfl_xor_sync(0xffffffffu, best, o);
+        int64_t oi = __shfl_xor_sync(0xffffffffu, bi, o);
+        am_better(best, bi, ov, oi);
+    }
+    __shared__ float sv[32];
+    __shared__ int64_t si[32];
+    int lane = threadIdx.x & 31, w = threadIdx.x >> 5;
+    if (lane == 0) { sv[w] = best; si[w] = bi; }
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        for (int k = 1; k < (int)(blockDim.x >> 5); k++) am_better(best, bi, sv[k], si[k]);
+        part[row * AM_PARTS + blockIdx.x] = make_float2(best, __int_as_float((int)bi));
+    }
+}
+
+__global__ void k_argmax_final(int32_t *out, const float2 *part) {
+    cu_pdl_enter();
+    float2 p = part[blockIdx.x * AM_PARTS + threadIdx.x];
+    float best = p.x;
+    int64_t bi = __float_as_int(p.y);
+    for (int o = 16; o > 0; o >>= 1) {
+        float ov = __shfl_xor_sync(0xffffffffu, best, o);
+        int64_t oi = __shfl_xor_sync(0xffffffffu, bi, o);
+        am_better(best, bi, ov, oi);
+    }
+    __shared__ float sv[2];
+    __shared__ int64_t si[2];
+    if ((threadIdx.x & 31) == 0) { sv[threadIdx.x >> 5] = best; si[threadIdx.x >> 5] = bi; }
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        am_better(best, bi, sv[1], si[1]);
+        out[blockIdx.x] = (int32_t)(bi < 0 ? 0 : bi);
+    }
+}
+
+size_t mlxn_cu_argmax_scratch(const cu_node *n) {
+    return n->t[1].cols >= AM_MIN_COLS ? (size_t)n->t[1].rows * AM_PARTS * sizeof(float2) : 0;
+}
+
+cudaError_t mlxn_cu_argmax(const cu_node *n, void *scratch, cudaStream_t s) {
+    const cu_tensor *t = n->t;
+    int64_t R = t[1].rows, C = t[1].cols;
+    if (C >= AM_MIN_COLS && scratch && R <= 65535) {
+        cu_launch(k_argmax_part, dim3(AM_PARTS, (unsigned)R), 256, 0, s, (float2 *)scratch, (const float *)t[1].data, C);
+        CU_LAUNCH_CHECK();
+        cu_launch(k_argmax_final, (unsigned)R, AM_PARTS, 0, s, (int32_t *)t[0].data, (const float2 *)scratch);
+    } else {
+        cu_launch(k_argmax, (unsigned)R, 256, 0, s, (int32_t *)t[0].data, (const float *)t[1].data, C);
+    }
+    CU_LAUNCH_CHECK();
+    return cudaSuccess;
+}
+
 cudaError_t mlxn_cu_copy_raw(void *dst, const void *src, size_t bytes, cudaStream_t s) {
     int dev = 0, sms = 132;
     cudaGetDevice(&dev);
@@ -149,9 +225,6 @@ cudaError_t mlxn_cu_elementwise(const cu_node *n, cudaStream_t s) {
                                                          (const int32_t *)t[2].data, T, Hkv, C, D);
         break;
     }
-    case CU_OP_ARGMAX:
-        cu_launch(k_argmax, (unsigned)t[1].rows, 256, 0, s, (int32_t *)t[0].data, (const float *)t[1].data, t[1].cols);
-        break;
     default:
         return cudaErrorInvalidValue;
     }
