@@ -3,6 +3,8 @@
  *  1. prefill logits of every prompt position vs ref.bin
  *  2. token-by-token decode by graph replay: each step's logits vs the
  *     same rows of ref.bin (the cache path, positions read at run time)
+ *     Also with q/k/v and gate/up unstacked (MLXN_NO_CONCAT=1): the same
+ *     decode logits within 1e-5.
  *  3. greedy generation by replay, then one prefill over prompt+generated:
  *     its logits at every generated position equal the decode steps' and its
  *     argmax reproduces the generated tokens
@@ -87,6 +89,8 @@ static int argmax_f(const float *x, int n) {
     return b;
 }
 
+static int g_stacked; /* models whose layer 0 had q/k/v and gate/up stacked */
+
 static void check_model(mlxn_device *dev, const char *name, mlxn_dtype kv_dtype, double tol, double dec_tol) {
     char dir[256], what[128];
     snprintf(dir, sizeof dir, MODELS "%s", name);
@@ -167,6 +171,39 @@ static void check_model(mlxn_device *dev, const char *name, mlxn_dtype kv_dtype,
         free(gd);
     }
 
+    /* the same decode with q/k/v and gate/up left unstacked (separate
+     * matmuls, weights zero-copy) gives the same logits */
+    {
+        setenv("MLXN_NO_CONCAT", "1", 1);
+        mlxn_model *m2 = NULL;
+        CHECK_OK(load_dir(&m2, dev, dir));
+        unsetenv("MLXN_NO_CONCAT");
+        mlxn_kvcache *kv2 = NULL;
+        if (m2) CHECK_OK(mlxn_kvcache_create(&kv2, m2, 64, kv_dtype));
+        float *g2 = malloc(n * sizeof(float));
+        double *gd = malloc(n * sizeof(double));
+        if (kv2) CHECK_OK(mlxn_forward_create(&f, m2, kv2, 1, MLXN_MODE_OPTIMIZED, 0));
+        for (int t = 0; t < T && f && kv2; t++) {
+            CHECK_OK(mlxn_forward_run(f, &r.tok[t]));
+            CHECK_OK(mlxn_forward_logits(f, g2 + (size_t)t * V, (size_t)V));
+        }
+        mlxn_graph_stats gs2 = {0};
+        if (f && kv2) CHECK_OK(mlxn_session_stats(mlxn_forward_session(f), &gs2));
+        CHECK(m2 && !m2->L[0].qkv.w && !m2->L[0].gate_up.w, "%s: MLXN_NO_CONCAT=1 still stacked", name);
+        bool stacked = m->L[0].qkv.w && m->L[0].gate_up.w;
+        g_stacked += stacked;
+        to_double(got, gd, n);
+        snprintf(what, sizeof what, "%s decode, unstacked vs stacked", name);
+        int bad2 = check_close(what, g2, gd, n, 1e-5, 1e-5);
+        printf("  %-36s q/k/v + gate/up %s: %u vs %u nodes/step%s\n", what,
+               stacked ? "stacked" : "not stackable", gs2.nodes, gs.nodes, bad2 ? " FAIL" : "");
+        if (kv2) mlxn_forward_destroy(f);
+        mlxn_kvcache_destroy(kv2);
+        mlxn_model_destroy(m2);
+        free(g2);
+        free(gd);
+    }
+
     /* 3. greedy generation by replay == one prefill over the whole text */
     mlxn_kvcache_clear(kv);
     enum { NGEN = 10 };
@@ -220,16 +257,18 @@ static bool st_find_sh(void *ctx, const char *name, mlxn_tensor_ref *out) {
 }
 static void st_close_sh(void *ctx) { mlxn_st_shards_close(ctx); }
 
-/* A source wrapping another, hiding one name or lying about a shape. */
+/* A source wrapping another, hiding one name, lying about a shape, or
+ * giving one bf16 tensor as f16 (its bytes reinterpreted). */
 typedef struct wrap {
     mlxn_weight_source inner;
-    const char *hide, *reshape;
+    const char *hide, *reshape, *retype;
 } wrap;
 static bool wrap_find(void *ctx, const char *name, mlxn_tensor_ref *out) {
     wrap *w = ctx;
     if (w->hide && !strcmp(name, w->hide)) return false;
     if (!w->inner.find(w->inner.ctx, name, out)) return false;
     if (w->reshape && !strcmp(name, w->reshape)) out->shape[0] += 1;
+    if (w->retype && !strcmp(name, w->retype) && out->dtype == MLXN_BF16) out->dtype = MLXN_F16;
     return true;
 }
 static void wrap_close(void *ctx) {
@@ -238,7 +277,8 @@ static void wrap_close(void *ctx) {
     free(w);
 }
 
-static mlxn_status load_wrapped(mlxn_device *dev, const char *hide, const char *reshape) {
+static mlxn_status load_wrapped_ex(mlxn_device *dev, const char *hide, const char *reshape, const char *retype,
+                                   mlxn_model **keep) {
     mlxn_model_config cfg;
     mlxn_status st = mlxn_model_config_from_json_file(&cfg, MODELS "llama/config.json");
     if (st) return st;
@@ -253,12 +293,38 @@ static mlxn_status load_wrapped(mlxn_device *dev, const char *hide, const char *
     w->inner = (mlxn_weight_source){sh, st_find_sh, st_close_sh, MLXN_NAMES_HF, MODELS "llama"};
     w->hide = hide;
     w->reshape = reshape;
+    w->retype = retype;
     mlxn_weight_source src = {w, wrap_find, wrap_close, MLXN_NAMES_HF, MODELS "llama/model.safetensors"};
     mlxn_model *m = NULL;
     st = mlxn_model_create(&m, dev, &cfg, &src);
     mlxn_model_config_free(&cfg);
-    mlxn_model_destroy(m);
+    if (keep) *keep = m;
+    else mlxn_model_destroy(m);
     return st;
+}
+static mlxn_status load_wrapped(mlxn_device *dev, const char *hide, const char *reshape) {
+    return load_wrapped_ex(dev, hide, reshape, NULL, NULL);
+}
+
+/* A layer whose v_proj differs in dtype from q/k is left unstacked (the
+ * other layers are stacked) and a one-token pass still runs. */
+static void check_unstackable(mlxn_device *dev) {
+    mlxn_model *m = NULL;
+    CHECK_OK(load_wrapped_ex(dev, NULL, NULL, "model.layers.0.self_attn.v_proj.weight", &m));
+    if (!m) return;
+    CHECK(!m->L[0].qkv.w && m->L[0].gate_up.w && m->L[1].qkv.w, "layer 0 q/k/v stacked despite an f16 v_proj");
+    mlxn_kvcache *kv = NULL;
+    mlxn_forward *f = NULL;
+    CHECK_OK(mlxn_kvcache_create(&kv, m, 8, MLXN_F32));
+    if (kv) CHECK_OK(mlxn_forward_create(&f, m, kv, 1, MLXN_MODE_OPTIMIZED, 0));
+    int32_t tok = 3, am = -1;
+    if (f) CHECK_OK(mlxn_forward_run(f, &tok));
+    if (f) CHECK_OK(mlxn_forward_argmax(f, &am));
+    CHECK(am >= 0 && am < m->cfg.vocab, "argmax %d", am);
+    printf("  %-20s -> layer 0 q/k/v unstacked, layer 1 stacked, decode step runs\n", "mixed q/k/v dtypes");
+    mlxn_forward_destroy(f);
+    mlxn_kvcache_destroy(kv);
+    mlxn_model_destroy(m);
 }
 
 static void check_msg(const char *what, const char *a, const char *b) {
@@ -444,9 +510,11 @@ int main(void) {
         check_model(dev, models[i], MLXN_F32, q ? 3e-2 : 1e-4, q ? 3e-2 : 1e-4);
         check_model(dev, models[i], MLXN_F16, q ? 3e-2 : 5e-3, q ? 3e-2 : 5e-3);
     }
+    CHECK(g_stacked >= 8, "only %d model runs had stacked q/k/v and gate/up", g_stacked);
     printf("bad input:\n");
     check_bad(dev);
     check_gguf_config();
+    check_unstackable(dev);
     printf("tokenizer glue:\n");
     check_tokenizer(dev, MODELS "llama");
     check_tokenizer(dev, MODELS "llama_gguf/model.gguf");

@@ -264,9 +264,12 @@ int cmd_generate(int argc, char **argv) {
     fprintf(stderr, "mlxn: generation %d tokens in %.3f s = %.2f tok/s (%llu nodes/step, replayed)\n",
             gs.gen_tokens, gs.gen_s, gs.gen_tokens > 1 && gs.gen_s > 0 ? (gs.gen_tokens - 1) / gs.gen_s : 0.0,
             (unsigned long long)gs.decode_nodes);
-    fprintf(stderr, "mlxn: peak memory: device %.1f MiB, process RSS %.1f MiB (weights %.1f MiB mmapped)\n",
+    fprintf(stderr,
+            "mlxn: peak memory: device %.1f MiB, process RSS %.1f MiB (weights %.1f MiB: %.1f mmapped, %.1f copied "
+            "to stack q/k/v and gate/up)\n",
             (double)mlxn_device_memory_peak(dev) / 1048576.0, cli_peak_rss_mib(),
-            (double)m->weight_bytes / 1048576.0);
+            (double)m->weight_bytes / 1048576.0, (double)(m->weight_bytes - m->weight_copy_bytes) / 1048576.0,
+            (double)m->weight_copy_bytes / 1048576.0);
     rc = 0;
 done:
     free(text);

@@ -6,6 +6,7 @@
  * Per layer, with x [T, hidden] the residual stream:
  *   h = rms_norm(x) * attn_norm
  *   q [T,H,D], k, v [T,Hkv,D] = h Wq^T (+bq), h Wk^T (+bk), h Wv^T (+bv)
+ *        (T = 1: one matmul [1, q|k|v] = h [Wq;Wk;Wv]^T when stacked)
  *   q, k = rms_norm per head * q_norm / k_norm          (qwen3)
  *   q, k = rope(q, pos), rope(k, pos)
  *   K[l][:, pos], V[l][:, pos] = k, v; a = attention(q, K[l], V[l], pos)
@@ -17,6 +18,7 @@
 #include "model/model.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define TRY(x)                          \
@@ -61,6 +63,7 @@ typedef struct loader {
     mlxn_model *m;
     const mlxn_weight_source *src;
     const char *label;
+    bool stack; /* stack q/k/v and gate/up (off: MLXN_NO_CONCAT=1) */
 } loader;
 
 static void module_name(const loader *ld, role r, int layer, char *buf, size_t cap) {
@@ -90,33 +93,53 @@ static mlxn_status adopt(const loader *ld, mlxn_buffer **out, const mlxn_tensor_
     return MLXN_OK;
 }
 
-/* A norm weight or bias vector of n elements ([n], or [1, n]). */
-static mlxn_status load_vec(const loader *ld, mlxn_buffer **out, const char *module, const char *suffix,
-                            int64_t n, bool required) {
-    mlxn_tensor_ref t;
-    if (!find(ld, module, suffix, &t)) {
+/* A norm weight or bias vector of n elements ([n], or [1, n]), found and
+ * checked. */
+static mlxn_status find_vec(const loader *ld, mlxn_tensor_ref *t, const char *module, const char *suffix,
+                            int64_t n, bool required, bool *found) {
+    *found = find(ld, module, suffix, t);
+    if (!*found) {
         if (!required) return MLXN_OK;
         return mlxn_err(MLXN_ERR_NOT_FOUND, "%s: tensor '%s%s' is missing (expected [%lld])", ld->label, module,
                         suffix, (long long)n);
     }
     int64_t elems = 1;
-    for (int i = 0; i < t.ndim; i++) elems *= t.shape[i];
+    for (int i = 0; i < t->ndim; i++) elems *= t->shape[i];
     char sb[96];
-    if (t.ndim < 1 || elems != n || t.shape[t.ndim - 1] != n)
+    if (t->ndim < 1 || elems != n || t->shape[t->ndim - 1] != n)
         return mlxn_err(MLXN_ERR_SHAPE, "%s: tensor '%s%s' has shape %s, the config gives [%lld]", ld->label,
-                        module, suffix, shape_str(&t, sb, sizeof sb), (long long)n);
-    if (!mlxn_dtype_is_float(t.dtype))
+                        module, suffix, shape_str(t, sb, sizeof sb), (long long)n);
+    if (!mlxn_dtype_is_float(t->dtype))
         return mlxn_err(MLXN_ERR_DTYPE, "%s: tensor '%s%s' is %s; a norm or bias must be f32, f16 or bf16",
-                        ld->label, module, suffix, mlxn_dtype_name(t.dtype));
-    return adopt(ld, out, &t, 1, &n);
+                        ld->label, module, suffix, mlxn_dtype_name(t->dtype));
+    return MLXN_OK;
 }
 
-/* A linear layer [N, K]: MLX-quantized when '<module>.scales' exists, else
- * dense (float or GGML blocks). */
-static mlxn_status load_linear(const loader *ld, mlxn_linear *l, const char *module, int64_t N, int64_t K,
+static mlxn_status load_vec(const loader *ld, mlxn_buffer **out, const char *module, const char *suffix,
+                            int64_t n, bool required) {
+    mlxn_tensor_ref t;
+    bool found;
+    TRY(find_vec(ld, &t, module, suffix, n, required, &found));
+    return found ? adopt(ld, out, &t, 1, &n) : MLXN_OK;
+}
+
+/* One linear layer's tensors as the file holds them, checked against the
+ * config: w [N, K] (dense or GGML blocks) or MLX u32 w with scales and
+ * biases [N, K/group]; optional bias [N]. */
+typedef struct lin_src {
+    mlxn_tensor_ref w, sc, bi, bias;
+    bool has_bias;
+    mlxn_mlx_quant q; /* bits 0: dense */
+    int64_t n, k;
+} lin_src;
+
+/* MLX-quantized when '<module>.scales' exists, else dense (float or GGML
+ * blocks). */
+static mlxn_status find_linear(const loader *ld, lin_src *l, const char *module, int64_t N, int64_t K,
                                bool bias) {
     mlxn_tensor_ref w, sc, bi;
     char sb[96], sb2[96];
+    memset(l, 0, sizeof *l);
     l->n = N;
     l->k = K;
     if (!find(ld, module, ".weight", &w))
@@ -158,9 +181,8 @@ static mlxn_status load_linear(const loader *ld, mlxn_linear *l, const char *mod
                             ld->label, module, (long long)bits, (long long)group, cb, cg);
         l->q.bits = (int)bits;
         l->q.group_size = (int)group;
-        TRY(adopt(ld, &l->w, &w, 2, w.shape));
-        TRY(adopt(ld, &l->scales, &sc, 2, sc.shape));
-        TRY(adopt(ld, &l->biases, &bi, 2, bi.shape));
+        l->sc = sc;
+        l->bi = bi;
     } else {
         if (w.dtype == MLXN_U32)
             return mlxn_err(MLXN_ERR_NOT_FOUND, "%s: '%s.weight' is u32 (MLX-quantized) but '%s.scales' is missing",
@@ -171,9 +193,109 @@ static mlxn_status load_linear(const loader *ld, mlxn_linear *l, const char *mod
         if (w.ndim != 2 || w.shape[0] != N || w.shape[1] != K)
             return mlxn_err(MLXN_ERR_SHAPE, "%s: tensor '%s.weight' has shape %s, the config gives [%lld, %lld]",
                             ld->label, module, shape_str(&w, sb, sizeof sb), (long long)N, (long long)K);
-        TRY(adopt(ld, &l->w, &w, 2, w.shape));
     }
-    if (bias) TRY(load_vec(ld, &l->bias, module, ".bias", N, true));
+    l->w = w;
+    if (bias) TRY(find_vec(ld, &l->bias, module, ".bias", N, true, &l->has_bias));
+    return MLXN_OK;
+}
+
+/* Adopt a found linear's tensors zero-copy (uploaded once off the CPU). */
+static mlxn_status adopt_linear(const loader *ld, mlxn_linear *l, const lin_src *s) {
+    l->n = s->n;
+    l->k = s->k;
+    l->q = s->q;
+    TRY(adopt(ld, &l->w, &s->w, 2, s->w.shape));
+    if (s->q.bits) {
+        TRY(adopt(ld, &l->scales, &s->sc, 2, s->sc.shape));
+        TRY(adopt(ld, &l->biases, &s->bi, 2, s->bi.shape));
+    }
+    if (s->has_bias) TRY(adopt(ld, &l->bias, &s->bias, 1, &s->n));
+    return MLXN_OK;
+}
+
+static mlxn_status load_linear(const loader *ld, mlxn_linear *l, const char *module, int64_t N, int64_t K,
+                               bool bias) {
+    lin_src s;
+    TRY(find_linear(ld, &s, module, N, K, bias));
+    return adopt_linear(ld, l, &s);
+}
+
+/* Can these linears (same K) be stacked row-wise into one: same weight
+ * dtype, same MLX bits / group and scale dtype, bias on all or none, in the
+ * same dtype? Each part must also start 16-byte aligned in every stacked
+ * tensor (the CUDA quantized matmuls want that of the views). */
+static bool stackable(const lin_src *s, int n) {
+    size_t ow = 0, os = 0, ob = 0;
+    for (int i = 0; i < n; i++) {
+        const lin_src *a = &s[0], *b = &s[i];
+        if (a->k != b->k || a->w.dtype != b->w.dtype || a->q.bits != b->q.bits ||
+            a->q.group_size != b->q.group_size || a->has_bias != b->has_bias)
+            return false;
+        if (a->q.bits && a->sc.dtype != b->sc.dtype) return false;
+        if (a->has_bias && a->bias.dtype != b->bias.dtype) return false;
+        if ((ow | os | ob) % 16) return false;
+        ow += b->w.nbytes;
+        os += b->q.bits ? b->sc.nbytes : 0;
+        ob += b->has_bias ? b->bias.nbytes : 0;
+    }
+    return true;
+}
+
+/* One tensor of n linears (which: 0 w, 1 scales, 2 biases, 3 bias) stacked
+ * row-wise into a new buffer *out ([ΣN, ...]); each part's buffer becomes a
+ * view into it. The bytes are copied once (off the CPU: uploaded). */
+static mlxn_status stack_part(const loader *ld, mlxn_buffer **out, const lin_src *s, mlxn_linear *parts, int n,
+                              int which) {
+    const mlxn_tensor_ref *r[4];
+    mlxn_buffer **pv[4];
+    int64_t rows = 0;
+    for (int i = 0; i < n; i++) {
+        r[i] = which == 0 ? &s[i].w : which == 1 ? &s[i].sc : which == 2 ? &s[i].bi : &s[i].bias;
+        pv[i] = which == 0 ? &parts[i].w : which == 1 ? &parts[i].scales : which == 2 ? &parts[i].biases
+                                                                                      : &parts[i].bias;
+        rows += s[i].n;
+    }
+    int nd = which == 3 ? 1 : 2;
+    int64_t shape[2] = {rows, which == 3 ? 0 : r[0]->shape[1]};
+    TRY(mlxn_buffer_create(out, ld->m->dev, r[0]->dtype, nd, shape));
+    size_t off = 0;
+    for (int i = 0; i < n; i++) {
+        int64_t sh[2] = {s[i].n, shape[1]};
+        TRY(mlxn_buffer_write(*out, off, r[i]->data, r[i]->nbytes));
+        TRY(mlxn_buffer_view(pv[i], *out, r[i]->dtype, nd, sh, off));
+        off += r[i]->nbytes;
+    }
+    ld->m->weight_bytes += off;
+    ld->m->weight_copy_bytes += off;
+    return MLXN_OK;
+}
+
+/* Load n linears over the same input; when they share a format, also stack
+ * them into *cat (N = ΣN_i), with parts[i] views into it, so one matmul
+ * computes all of them. cat->w stays NULL when they cannot be stacked or
+ * stacking is off. */
+static mlxn_status load_stacked(const loader *ld, mlxn_linear *cat, mlxn_linear *parts, int n,
+                                const char *const *modules, const int64_t *N, int64_t K, bool bias) {
+    lin_src s[4];
+    for (int i = 0; i < n; i++) TRY(find_linear(ld, &s[i], modules[i], N[i], K, bias));
+    if (!ld->stack || !stackable(s, n)) {
+        for (int i = 0; i < n; i++) TRY(adopt_linear(ld, &parts[i], &s[i]));
+        return MLXN_OK;
+    }
+    cat->k = K;
+    cat->q = s[0].q;
+    for (int i = 0; i < n; i++) {
+        cat->n += s[i].n;
+        parts[i].n = s[i].n;
+        parts[i].k = K;
+        parts[i].q = s[i].q;
+    }
+    TRY(stack_part(ld, &cat->w, s, parts, n, 0));
+    if (cat->q.bits) {
+        TRY(stack_part(ld, &cat->scales, s, parts, n, 1));
+        TRY(stack_part(ld, &cat->biases, s, parts, n, 2));
+    }
+    if (s[0].has_bias) TRY(stack_part(ld, &cat->bias, s, parts, n, 3));
     return MLXN_OK;
 }
 
@@ -219,18 +341,28 @@ static mlxn_status load_weights(loader *ld) {
             module_name(ld, R_K_NORM, i, mod, sizeof mod);
             TRY(load_vec(ld, &L->k_norm, mod, ".weight", c->head_dim, true));
         }
-        module_name(ld, R_Q, i, mod, sizeof mod);
-        TRY(load_linear(ld, &L->wq, mod, qd, hid, c->qkv_bias));
-        module_name(ld, R_K, i, mod, sizeof mod);
-        TRY(load_linear(ld, &L->wk, mod, kvd, hid, c->qkv_bias));
-        module_name(ld, R_V, i, mod, sizeof mod);
-        TRY(load_linear(ld, &L->wv, mod, kvd, hid, c->qkv_bias));
+        char mq[160], mk[160], mv[160], mg[160], mu[160];
+        module_name(ld, R_Q, i, mq, sizeof mq);
+        module_name(ld, R_K, i, mk, sizeof mk);
+        module_name(ld, R_V, i, mv, sizeof mv);
+        mlxn_linear qkv[3];
+        memset(qkv, 0, sizeof qkv);
+        const char *qkv_mod[3] = {mq, mk, mv};
+        const int64_t qkv_n[3] = {qd, kvd, kvd};
+        mlxn_status st = load_stacked(ld, &L->qkv, qkv, 3, qkv_mod, qkv_n, hid, c->qkv_bias);
+        L->wq = qkv[0], L->wk = qkv[1], L->wv = qkv[2]; /* also on failure: destroy frees them */
+        TRY(st);
         module_name(ld, R_O, i, mod, sizeof mod);
         TRY(load_linear(ld, &L->wo, mod, hid, qd, false));
-        module_name(ld, R_GATE, i, mod, sizeof mod);
-        TRY(load_linear(ld, &L->gate, mod, c->ffn, hid, false));
-        module_name(ld, R_UP, i, mod, sizeof mod);
-        TRY(load_linear(ld, &L->up, mod, c->ffn, hid, false));
+        module_name(ld, R_GATE, i, mg, sizeof mg);
+        module_name(ld, R_UP, i, mu, sizeof mu);
+        mlxn_linear gu[2];
+        memset(gu, 0, sizeof gu);
+        const char *gu_mod[2] = {mg, mu};
+        const int64_t gu_n[2] = {c->ffn, c->ffn};
+        st = load_stacked(ld, &L->gate_up, gu, 2, gu_mod, gu_n, hid, false);
+        L->gate = gu[0], L->up = gu[1];
+        TRY(st);
         module_name(ld, R_DOWN, i, mod, sizeof mod);
         TRY(load_linear(ld, &L->down, mod, hid, c->ffn, false));
     }
@@ -246,7 +378,7 @@ void mlxn_model_destroy(mlxn_model *m) {
             mlxn_buffer_destroy(L->ffn_norm);
             mlxn_buffer_destroy(L->q_norm);
             mlxn_buffer_destroy(L->k_norm);
-            mlxn_linear *ls[] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->gate, &L->up, &L->down};
+            mlxn_linear *ls[] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->gate, &L->up, &L->down, &L->qkv, &L->gate_up};
             for (size_t j = 0; j < sizeof ls / sizeof ls[0]; j++) linear_free(ls[j]);
         }
     mlxn_free(m->L);
@@ -290,7 +422,8 @@ mlxn_status mlxn_model_create(mlxn_model **out, mlxn_device *dev, mlxn_model_con
                        : MLXN_ROPE_NEOX;
     m->L = mlxn_calloc((size_t)m->cfg.layers, sizeof *m->L);
     if (!m->L) st = mlxn_err(MLXN_ERR_OUT_OF_MEMORY, "model: out of memory");
-    loader ld = {m, &m->src, m->path};
+    const char *nc = getenv("MLXN_NO_CONCAT");
+    loader ld = {m, &m->src, m->path, !(nc && *nc && strcmp(nc, "0"))};
     if (!st) st = load_weights(&ld);
     if (st) {
         mlxn_model_destroy(m);
@@ -318,6 +451,7 @@ struct mlxn_forward {
     mlxn_buffer *q, *k, *v, *att;   /* [T, H, D], [T, Hkv, D] */
     mlxn_buffer *q2, *k2, *v2, *att2; /* 2-D views [T, H*D] / [T, Hkv*D] */
     mlxn_buffer *g, *u;             /* [T, ffn] */
+    mlxn_buffer *qkv, *gu;          /* T = 1: [1, q|k|v], [1, g|u]; q, k, v, g, u are views */
     mlxn_buffer *xl, *hl, *x2l, *dl; /* last-row views [1, hidden] */
     mlxn_buffer *logits;            /* [rows, vocab] */
     mlxn_buffer *amax;              /* i32 [rows] */
@@ -348,9 +482,13 @@ static mlxn_status record(mlxn_forward *f) {
     TRY(mlxn_op_rms_norm(s, f->h, f->x, m->L[0].attn_norm, eps));
     for (int l = 0; l < c->layers; l++) {
         const mlxn_layer *L = &m->L[l];
-        TRY(linear(s, f->q2, f->h, &L->wq));
-        TRY(linear(s, f->k2, f->h, &L->wk));
-        TRY(linear(s, f->v2, f->h, &L->wv));
+        if (f->qkv && L->qkv.w) {
+            TRY(linear(s, f->qkv, f->h, &L->qkv));
+        } else {
+            TRY(linear(s, f->q2, f->h, &L->wq));
+            TRY(linear(s, f->k2, f->h, &L->wk));
+            TRY(linear(s, f->v2, f->h, &L->wv));
+        }
         if (L->q_norm) {
             TRY(mlxn_op_rms_norm(s, f->q, f->q, L->q_norm, eps));
             TRY(mlxn_op_rms_norm(s, f->k, f->k, L->k_norm, eps));
@@ -362,8 +500,12 @@ static mlxn_status record(mlxn_forward *f) {
         TRY(mlxn_op_attention(s, f->att, f->q, f->kv->k[l], f->kv->v[l], f->pos, &ap));
         TRY(linear(s, f->o, f->att2, &L->wo));
         TRY(mlxn_op_add_rms_norm(s, f->x2, f->h, f->x, f->o, L->ffn_norm, eps));
-        TRY(linear(s, f->g, f->h, &L->gate));
-        TRY(linear(s, f->u, f->h, &L->up));
+        if (f->gu && L->gate_up.w) {
+            TRY(linear(s, f->gu, f->h, &L->gate_up));
+        } else {
+            TRY(linear(s, f->g, f->h, &L->gate));
+            TRY(linear(s, f->u, f->h, &L->up));
+        }
         TRY(mlxn_op_silu_mul(s, f->g, f->g, f->u));
         TRY(linear(s, f->d, f->g, &L->down));
         if (l + 1 < c->layers)
@@ -383,7 +525,8 @@ void mlxn_forward_destroy(mlxn_forward *f) {
     if (!f) return;
     mlxn_session_destroy(f->s);
     mlxn_buffer *b[] = {f->tok, f->pos, f->x,  f->x2, f->h,  f->o,  f->d,  f->q,  f->k,      f->v,   f->att,
-                        f->q2,  f->k2,  f->v2, f->att2, f->g, f->u, f->xl, f->hl, f->x2l, f->dl, f->logits, f->amax};
+                        f->q2,  f->k2,  f->v2, f->att2, f->g, f->u, f->xl, f->hl, f->x2l, f->dl, f->logits, f->amax,
+                        f->qkv, f->gu};
     for (size_t i = 0; i < sizeof b / sizeof b[0]; i++) mlxn_buffer_destroy(b[i]);
     mlxn_free(f->pos_host);
     mlxn_free(f);
@@ -411,12 +554,23 @@ static mlxn_status forward_init(mlxn_forward *f) {
     TRY(mk(f, &f->h, MLXN_F32, 2, T, hid, 1));
     TRY(mk(f, &f->o, MLXN_F32, 2, T, hid, 1));
     TRY(mk(f, &f->d, MLXN_F32, 2, T, hid, 1));
-    TRY(mk(f, &f->q, MLXN_F32, 3, T, H, D));
-    TRY(mk(f, &f->k, MLXN_F32, 3, T, Hkv, D));
-    TRY(mk(f, &f->v, MLXN_F32, 3, T, Hkv, D));
+    if (T == 1) { /* one row: q|k|v and g|u side by side, for stacked linears */
+        int64_t sh3[3] = {1, H, D}, sk3[3] = {1, Hkv, D}, sf[2] = {1, c->ffn};
+        TRY(mk(f, &f->qkv, MLXN_F32, 2, 1, (H + 2 * Hkv) * D, 1));
+        TRY(mk(f, &f->gu, MLXN_F32, 2, 1, 2 * (int64_t)c->ffn, 1));
+        TRY(mlxn_buffer_view(&f->q, f->qkv, MLXN_F32, 3, sh3, 0));
+        TRY(mlxn_buffer_view(&f->k, f->qkv, MLXN_F32, 3, sk3, (size_t)(H * D) * sizeof(float)));
+        TRY(mlxn_buffer_view(&f->v, f->qkv, MLXN_F32, 3, sk3, (size_t)((H + Hkv) * D) * sizeof(float)));
+        TRY(mlxn_buffer_view(&f->g, f->gu, MLXN_F32, 2, sf, 0));
+        TRY(mlxn_buffer_view(&f->u, f->gu, MLXN_F32, 2, sf, (size_t)c->ffn * sizeof(float)));
+    } else {
+        TRY(mk(f, &f->q, MLXN_F32, 3, T, H, D));
+        TRY(mk(f, &f->k, MLXN_F32, 3, T, Hkv, D));
+        TRY(mk(f, &f->v, MLXN_F32, 3, T, Hkv, D));
+        TRY(mk(f, &f->g, MLXN_F32, 2, T, c->ffn, 1));
+        TRY(mk(f, &f->u, MLXN_F32, 2, T, c->ffn, 1));
+    }
     TRY(mk(f, &f->att, MLXN_F32, 3, T, H, D));
-    TRY(mk(f, &f->g, MLXN_F32, 2, T, c->ffn, 1));
-    TRY(mk(f, &f->u, MLXN_F32, 2, T, c->ffn, 1));
     TRY(view(&f->q2, f->q, T, H * D, 0));
     TRY(view(&f->k2, f->k, T, Hkv * D, 0));
     TRY(view(&f->v2, f->v, T, Hkv * D, 0));

@@ -7,7 +7,8 @@
  * A model is a config, a weight table and a graph builder. Weights come from
  * a weight source (a name → tensor lookup over mmapped bytes): safetensors
  * directories and GGUF files are thin adapters onto it, and tests build one
- * from arrays. Buffers are adopted zero-copy on the CPU.
+ * from arrays. Buffers are adopted zero-copy on the CPU, except the q/k/v
+ * and gate/up weights that are stacked (copied once; see mlxn_layer).
  *
  * Ownership: every _create/_load has a _destroy; destroy(NULL) is a no-op.
  * Failure messages name the file, the tensor or key and the numbers.
@@ -143,6 +144,15 @@ typedef struct mlxn_linear {
     int64_t n, k;
 } mlxn_linear;
 
+/* q/k/v (and gate/up) of the same format (dtype, MLX bits / group / scale
+ * dtype, bias or none) are stacked row-wise at load into one linear, qkv
+ * [q_dim + 2 kv_dim, hidden] (gate_up [2 ffn, hidden]); wq, wk, wv (gate,
+ * up) are then views of its rows. A one-token forward pass runs the stacked
+ * linear as one matmul whose output [1, q|k|v] holds q, k and v side by
+ * side; longer passes, whose outputs could not be split without strides,
+ * use the views. Stacking copies those weights once into memory the model
+ * owns (not zero-copy); MLXN_NO_CONCAT=1 at load turns it off. qkv.w /
+ * gate_up.w is NULL when not stacked. */
 typedef struct mlxn_layer {
     mlxn_buffer *attn_norm, *ffn_norm; /* [hidden] */
     mlxn_buffer *q_norm, *k_norm;      /* [head_dim], qwen3 only */
@@ -151,6 +161,8 @@ typedef struct mlxn_layer {
     mlxn_linear wo;                    /* [hidden, heads*head_dim] */
     mlxn_linear gate, up;              /* [ffn, hidden] */
     mlxn_linear down;                  /* [hidden, ffn] */
+    mlxn_linear qkv;                   /* [(heads + 2 kv_heads)*head_dim, hidden] or w NULL */
+    mlxn_linear gate_up;               /* [2 ffn, hidden] or w NULL */
 } mlxn_layer;
 
 typedef struct mlxn_model {
@@ -162,7 +174,8 @@ typedef struct mlxn_model {
     mlxn_buffer *out_norm;    /* [hidden] */
     mlxn_buffer *rope_freqs;  /* GGUF rope_freqs [head_dim/2] or NULL */
     mlxn_layer *L;            /* [layers] */
-    size_t weight_bytes;
+    size_t weight_bytes;      /* all weights */
+    size_t weight_copy_bytes; /* of which copied into model-owned memory (stacked) */
     mlxn_weight_source src;
     char path[512];
 } mlxn_model;
@@ -184,7 +197,7 @@ typedef struct mlxn_tokenizer mlxn_tokenizer; /* model/tokenizer.h */
 /* Load by path: a directory is an HF/MLX safetensors model (config.json +
  * model.safetensors or model.safetensors.index.json); a .gguf file is GGUF
  * (config from its metadata). Weights are mmapped and adopted zero-copy on
- * the CPU. */
+ * the CPU (stacked q/k/v and gate/up: copied once, see mlxn_layer). */
 mlxn_status mlxn_model_load(mlxn_model **out, mlxn_device *dev, const char *path);
 /* mlxn_model_load with a progress callback (nullable) called per layer. */
 mlxn_status mlxn_model_load_ex(mlxn_model **out, mlxn_device *dev, const char *path,
