@@ -278,6 +278,23 @@ int main(int argc, char **argv) {
                        fl / ((double)ms * 1e-3) / 1e12, (double)gms * 1e3, gms > 0 ? fl / ((double)gms * 1e-3) / 1e12 : 0.0);
             }
         }
+        /* where the cuBLAS path starts to pay: mlx4 14336x4096 at small M
+         * (tiles = TF32 tile kernel below M = 128) */
+        if (gscr) {
+            printf("\nmlx4 14336x4096 by M: %6s %10s %10s\n", "M", "tiles us", "cublas us");
+            int64_t Ms[5] = {16, 32, 64, 96, 128};
+            for (int mi = 0; mi < 5; mi++) {
+                g_M = Ms[mi];
+                size_t N = 14336, K = 4096, wb = wbytes(&pf[5], N, K), stride = (wb + 4095) & ~(size_t)4095;
+                job j = {&pf[5], ym, xm, pool, N, K, stride, 4};
+                float ms = time_graph(s, &j, 0, NULL, NULL, 0);
+                g_gemm = gscr;
+                float gms = time_graph(s, &j, 0, NULL, NULL, 0);
+                g_gemm = NULL;
+                printf("%28lld %10.1f %10.1f\n", (long long)Ms[mi], (double)ms * 1e3, (double)gms * 1e3);
+            }
+            g_M = M;
+        }
         /* the reference: plain bf16 GEMM, operands from the random pool
          * (bf16 bit patterns of random bytes include NaN/Inf: mask them to
          * finite values first) */

@@ -281,6 +281,15 @@ template <> __device__ __forceinline__ uint4 fa_ld8<MLXN_F32>(const void *p, int
     return make_uint4(fa_pack(a.x, a.y), fa_pack(a.z, a.w), fa_pack(b.x, b.y), fa_pack(b.z, b.w));
 }
 
+/* 8 f16 or bf16 values (16 bytes) as 8 bf16 */
+template <int KT> static __device__ __forceinline__ uint4 fa_to_bf16(uint4 v) {
+    if (KT == MLXN_BF16) return v;
+    uint32_t w[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+    for (int k = 0; k < 4; k++) w[k] = fa_pack(cu_h2f((uint16_t)(w[k] & 0xffff)), cu_h2f((uint16_t)(w[k] >> 16)));
+    return make_uint4(w[0], w[1], w[2], w[3]);
+}
+
 template <int KT, int DM>
 __global__ void __launch_bounds__(128) k_attn_fa(float *o, const float *q, const void *kc, const void *vc,
                                                  const int32_t *pos, int64_t T, int64_t H, int64_t Hkv, int64_t C,
@@ -353,34 +362,70 @@ __global__ void __launch_bounds__(128) k_attn_fa(float *o, const float *q, const
     for (int i = 0; i < DM / 8; i++) oacc[i][0] = oacc[i][1] = oacc[i][2] = oacc[i][3] = 0.0f;
     float mrow[2] = {-INFINITY, -INFINITY}, lrow[2] = {0.0f, 0.0f};
     const __nv_bfloat16 *qa = Qs + (w * 16 + g) * LD + c4 * 2;
+    /* f16/bf16 caches with D <= 128: the next tile's K and V are loaded
+     * into registers (raw, 16 bytes an item) while the current one is
+     * multiplied, and converted into shared memory after it */
+    constexpr bool PF = KT != MLXN_F32 && DM <= 128;
+    constexpr int NPT = PF ? FA_C * DM / 8 / 128 : 1;
+    const bool pf = PF && vec;
+    const int items = FA_C * (DP / 8);
+    uint4 rk[NPT], rv[NPT];
+    auto fetch = [&](int b) {
+#pragma unroll
+        for (int k = 0; k < NPT; k++) {
+            int i = tid + k * 128, j = i / (DP / 8), d = (i % (DP / 8)) * 8, pp = b + j;
+            rk[k] = rv[k] = make_uint4(0, 0, 0, 0);
+            if (i < items && pp < hi) {
+                int64_t row = (hk * C + pp % C) * D + d;
+                rk[k] = __ldg((const uint4 *)((const uint16_t *)kc + row));
+                rv[k] = __ldg((const uint4 *)((const uint16_t *)vc + row));
+            }
+        }
+    };
+    auto stash = [&]() {
+#pragma unroll
+        for (int k = 0; k < NPT; k++) {
+            int i = tid + k * 128, j = i / (DP / 8), d = (i % (DP / 8)) * 8;
+            if (i < items) {
+                *(uint4 *)(Ks + j * LD + d) = fa_to_bf16<KT>(rk[k]);
+                *(uint4 *)(Vs + j * LD + d) = fa_to_bf16<KT>(rv[k]);
+            }
+        }
+    };
+    if (pf && lo < hi) fetch(lo);
     for (int b = lo; b < hi; b += FA_C) {
         __syncthreads(); /* the last tile's readers are done */
-        for (int i = tid; i < FA_C * (DP / 8); i += 128) {
-            int j = i / (DP / 8), d = (i % (DP / 8)) * 8;
-            int pp = b + j;
-            uint4 kv = make_uint4(0, 0, 0, 0), vv = kv;
-            if (pp < hi) {
-                int64_t row = (hk * C + pp % C) * D;
-                if (vec) {
-                    kv = fa_ld8<KT>(kc, row + d);
-                    vv = fa_ld8<KT>(vc, row + d);
-                } else {
-                    float fk[8], fv[8];
+        if (pf) {
+            stash();
+        } else {
+            for (int i = tid; i < items; i += 128) {
+                int j = i / (DP / 8), d = (i % (DP / 8)) * 8;
+                int pp = b + j;
+                uint4 kv = make_uint4(0, 0, 0, 0), vv = kv;
+                if (pp < hi) {
+                    int64_t row = (hk * C + pp % C) * D;
+                    if (vec) {
+                        kv = fa_ld8<KT>(kc, row + d);
+                        vv = fa_ld8<KT>(vc, row + d);
+                    } else {
+                        float fk[8], fv[8];
 #pragma unroll
-                    for (int k = 0; k < 8; k++) {
-                        fk[k] = d + k < D ? cu_ld<KT>(kc, row + d + k) : 0.0f;
-                        fv[k] = d + k < D ? cu_ld<KT>(vc, row + d + k) : 0.0f;
+                        for (int k = 0; k < 8; k++) {
+                            fk[k] = d + k < D ? cu_ld<KT>(kc, row + d + k) : 0.0f;
+                            fv[k] = d + k < D ? cu_ld<KT>(vc, row + d + k) : 0.0f;
+                        }
+                        kv = make_uint4(fa_pack(fk[0], fk[1]), fa_pack(fk[2], fk[3]), fa_pack(fk[4], fk[5]),
+                                        fa_pack(fk[6], fk[7]));
+                        vv = make_uint4(fa_pack(fv[0], fv[1]), fa_pack(fv[2], fv[3]), fa_pack(fv[4], fv[5]),
+                                        fa_pack(fv[6], fv[7]));
                     }
-                    kv = make_uint4(fa_pack(fk[0], fk[1]), fa_pack(fk[2], fk[3]), fa_pack(fk[4], fk[5]),
-                                    fa_pack(fk[6], fk[7]));
-                    vv = make_uint4(fa_pack(fv[0], fv[1]), fa_pack(fv[2], fv[3]), fa_pack(fv[4], fv[5]),
-                                    fa_pack(fv[6], fv[7]));
                 }
+                *(uint4 *)(Ks + j * LD + d) = kv;
+                *(uint4 *)(Vs + j * LD + d) = vv;
             }
-            *(uint4 *)(Ks + j * LD + d) = kv;
-            *(uint4 *)(Vs + j * LD + d) = vv;
         }
         __syncthreads();
+        if (pf && b + FA_C < hi) fetch(b + FA_C);
         /* scores: 16 rows x 64 positions a warp */
         float sc[8][4];
 #pragma unroll
