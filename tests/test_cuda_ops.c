@@ -27,11 +27,15 @@ static mlxn_device *D[2]; /* 0 = cpu (reference), 1 = cuda */
 /* M > 8 matmuls run on the tensor cores in TF32 (10-bit mantissa operands,
  * f32 accumulation): about 1e-7 expected, bound 1e-5. */
 #define TOL_TF32 1e-5
-/* prefill-sized matmuls (M >= 128) run bf16 tensor-core MMA with f32
- * accumulation: x and W each rounded to bf16 (8-bit significand; relative
- * rounding error variance ~ulp^2/12 ~ 2.5e-6 per operand), so NMSE ~5e-6
- * for sums of independent terms; 3e-5 leaves 6x */
+/* Matmuls of M >= GEMM_MIN rows (kernels_gemm.cu: W decoded to bf16, cuBLAS
+ * bf16 GEMM; the bf16 tile kernels when cuBLAS is off) and prefill attention
+ * (k_attn_fa: q, k, v and the softmax weights in bf16) run bf16 tensor-core
+ * MMA with f32 accumulation: operands rounded to bf16 (8-bit significand;
+ * relative rounding error variance ~ulp^2/12 ~ 2.5e-6 per operand), so NMSE
+ * ~5e-6 for sums of independent terms (measured 2e-6 .. 5e-6 on an H100);
+ * 3e-5 leaves 6x */
 #define TOL_BF16 3e-5
+#define GEMM_MIN 16 /* kernels_gemm.cu: from this many rows of x on, the cuBLAS path */
 
 typedef struct P {
     mlxn_buffer *v[2];
@@ -398,11 +402,11 @@ static P wpair(mlxn_dtype t, int64_t N, int64_t K, float **deq_out) {
 
 static void test_matmul(void) {
     mlxn_dtype ts[9] = {MLXN_F32, MLXN_F16, MLXN_BF16, MLXN_Q4_0, MLXN_Q4_1, MLXN_Q8_0, MLXN_Q4_K, MLXN_Q5_K, MLXN_Q6_K};
-    int64_t Ms[3] = {1, 5, 70};
+    int64_t Ms[4] = {1, 5, 12, 70};
     for (int k = 0; k < 9; k++) {
         int64_t N = 200, K = 1024;
         P w = wpair(ts[k], N, K, NULL);
-        for (int mi = 0; mi < 3; mi++) {
+        for (int mi = 0; mi < 4; mi++) {
             int64_t M = Ms[mi], xs[2] = {M, K}, os[2] = {M, N};
             float *x = rnd(MLXN_F32, (size_t)(M * K), -1, 1);
             P px = pin(MLXN_F32, 2, xs, x), o = pout(MLXN_F32, 2, os);
@@ -416,7 +420,7 @@ static void test_matmul(void) {
              * int8 per 32, as llama.cpp's q8_1; about 1e-5 expected for x
              * uniform in [-1, 1]): 2e-4, under ggml's 5e-4 for such cases. */
             bool q = ts[k] != MLXN_F32 && ts[k] != MLXN_F16 && ts[k] != MLXN_BF16;
-            cmp(what, &o, q && M == 1 ? TOL_INT8X : M > 8 ? TOL_TF32 : TOL_F32);
+            cmp(what, &o, q && M == 1 ? TOL_INT8X : M >= GEMM_MIN ? TOL_BF16 : M > 8 ? TOL_TF32 : TOL_F32);
             pfree(&px);
             pfree(&o);
             free(x);
@@ -443,12 +447,12 @@ static void test_matmul(void) {
         pfree(&w);
         free(x);
     }
-    /* M = 127 and 128 for every format: either side of the prefill
-     * threshold (M >= 128: W decoded to bf16, cuBLAS bf16 GEMM) */
+    /* M = GEMM_MIN - 1 and GEMM_MIN for every format: either side of the
+     * threshold of the cuBLAS path */
     for (int k = 0; k < 9; k++) {
         int64_t N = 96, K = 512;
         P w = wpair(ts[k], N, K, NULL);
-        for (int64_t M = 127; M <= 128; M++) {
+        for (int64_t M = GEMM_MIN - 1; M <= GEMM_MIN; M++) {
             int64_t xs[2] = {M, K}, os[2] = {M, N};
             float *x = rnd(MLXN_F32, (size_t)(M * K), -1, 1);
             P px = pin(MLXN_F32, 2, xs, x), o = pout(MLXN_F32, 2, os);
@@ -456,7 +460,7 @@ static void test_matmul(void) {
             snprintf(what, sizeof what, "matmul %s M=%lld N=%lld K=%lld", mlxn_dtype_name(ts[k]), (long long)M,
                      (long long)N, (long long)K);
             BOTH(CHECK_OK(mlxn_op_matmul(S, o.v[dv], px.v[dv], w.v[dv])));
-            cmp(what, &o, M >= 128 ? TOL_BF16 : TOL_TF32);
+            cmp(what, &o, M >= GEMM_MIN ? TOL_BF16 : TOL_TF32);
             pfree(&px);
             pfree(&o);
             free(x);
@@ -533,7 +537,7 @@ static void test_mlx(void) {
         mlxn_buffer *gw = mk1(1, MLXN_U32, 2, wsh, wq), *gsc = mk1(1, sdt, 2, ssh, sc), *gbi = mk1(1, sdt, 2, ssh, bs);
         mlxn_buffer *cw = mk1(0, MLXN_F32, 2, dsh, deq);
         mlxn_mlx_quant q = {b, gs};
-        int64_t Ms[6] = {1, 20, 127, 128, 130, 300};
+        int64_t Ms[6] = {1, 12, GEMM_MIN - 1, GEMM_MIN, 130, 300};
         for (int mi = 0; mi < 6; mi++) {
             int64_t M = Ms[mi], xs[2] = {M, K}, os[2] = {M, N};
             float *x = rnd(MLXN_F32, (size_t)(M * K), -1, 1);
@@ -550,7 +554,7 @@ static void test_mlx(void) {
                      (long long)M);
             /* same weight values on both sides; 4 and 8 bits at M = 1 run
              * the integer path (int8 x, see test_matmul) */
-            cmp(what, &o, M == 1 && (b == 4 || b == 8) ? TOL_INT8X : M >= 128 ? TOL_BF16 : M > 8 ? TOL_TF32 : TOL_F32);
+            cmp(what, &o, M == 1 && (b == 4 || b == 8) ? TOL_INT8X : M >= GEMM_MIN ? TOL_BF16 : M > 8 ? TOL_TF32 : TOL_F32);
             pfree(&px);
             pfree(&o);
             free(x);

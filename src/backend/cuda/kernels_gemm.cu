@@ -1,5 +1,5 @@
 /*
- * kernels_gemm.cu — prefill-sized matmuls (M >= GEMM_MIN rows) through
+ * kernels_gemm.cu — prefill-sized matmuls (M >= GEMM_MIN = 16 rows) through
  * cuBLAS: out[M, N] = x[M, K] * W[N, K]^T with
  *   1. x (f32) rounded to bf16 into scratch,
  *   2. W decoded to bf16 into scratch (one pass of the quant.cuh decoders;
@@ -27,7 +27,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#define GEMM_MIN 128                  /* rows of x; same threshold as the bf16 tile kernels (MM_BF16_MIN) */
+/* rows of x from which the cuBLAS path runs. Measured on an H100 (mlx4
+ * 14336 x 4096, bench/RESULTS.md): ~100 us at M = 16 .. 128 (the decode of
+ * W dominates) against 240-580 us for the TF32 / bf16 tile kernels; M <= 8
+ * stays on the decode kernels, 9 .. 15 on the TF32 tiles. */
+#define GEMM_MIN 16
 #define GEMM_WCAP ((int64_t)128 << 20) /* bytes of decoded W per chunk */
 #define GEMM_WS ((size_t)32 << 20)    /* cuBLAS workspace per node (NVIDIA's advice for Hopper) */
 #define BLAS_MAXDEV 64
