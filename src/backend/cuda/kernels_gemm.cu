@@ -172,26 +172,50 @@ __global__ void k_f32_to_bf16(__nv_bfloat16 *__restrict__ o, const float *__rest
     }
 }
 
-/* rows [n0, n0 + rows) of W -> bf16 [rows, K]; one thread a decoder unit */
+/* rows [n0, n0 + rows) of W -> bf16 [rows, K]; one thread a decoder unit.
+ * The output of a warp's 32 consecutive units is one contiguous range (rows
+ * are K long in W's unit order and in the output), so units of more than 8
+ * elements are staged in shared memory (each unit's 16-byte pieces padded by
+ * one, so the 8 lanes of a store phase hit distinct banks) and written back
+ * by the warp in coalesced 16-byte stores: a lane writing its own unit's
+ * 64 or 128 bytes instead sends 32 scattered pieces a store instruction
+ * (measured ~1.6 TB/s for MLX 4-bit that way on an H100). */
 template <class F>
 __global__ void __launch_bounds__(256) k_dequant_bf16(F f, __nv_bfloat16 *__restrict__ o, int64_t n0, int64_t rows,
                                                       int64_t K) {
     static_assert(F::U % 8 == 0, "units of whole 16-byte bf16 stores");
-    int64_t upr = K / F::U;
-    int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i >= rows * upr) return;
-    int64_t r = i / upr, u = i - r * upr;
-    float v[F::U];
-    f.decode(n0 + r, u, v);
-    uint4 *p = (uint4 *)(o + r * K + u * F::U);
+    constexpr int V = F::U / 8, SV = V > 1 ? V + 1 : 1; /* 16-byte pieces a unit; staged stride */
+    __shared__ uint4 st[V > 1 ? 8 : 1][V > 1 ? 32 * SV : 1];
+    int64_t upr = K / F::U, total = rows * upr;
+    int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    int64_t base = ((int64_t)blockIdx.x * 8 + warp) * 32, i = base + lane;
+    if (base >= total) return; /* whole warps only: the staging below needs all lanes */
+    uint4 p[V];
+    if (i < total) {
+        int64_t r = i / upr, u = i - r * upr;
+        float v[F::U];
+        f.decode(n0 + r, u, v);
 #pragma unroll
-    for (int j = 0; j < F::U / 8; j++) {
-        __nv_bfloat162 a = __floats2bfloat162_rn(v[8 * j], v[8 * j + 1]);
-        __nv_bfloat162 b = __floats2bfloat162_rn(v[8 * j + 2], v[8 * j + 3]);
-        __nv_bfloat162 c = __floats2bfloat162_rn(v[8 * j + 4], v[8 * j + 5]);
-        __nv_bfloat162 d = __floats2bfloat162_rn(v[8 * j + 6], v[8 * j + 7]);
-        p[j] = make_uint4(*(uint32_t *)&a, *(uint32_t *)&b, *(uint32_t *)&c, *(uint32_t *)&d);
+        for (int j = 0; j < V; j++) {
+            __nv_bfloat162 a = __floats2bfloat162_rn(v[8 * j], v[8 * j + 1]);
+            __nv_bfloat162 b = __floats2bfloat162_rn(v[8 * j + 2], v[8 * j + 3]);
+            __nv_bfloat162 c = __floats2bfloat162_rn(v[8 * j + 4], v[8 * j + 5]);
+            __nv_bfloat162 d = __floats2bfloat162_rn(v[8 * j + 6], v[8 * j + 7]);
+            p[j] = make_uint4(*(uint32_t *)&a, *(uint32_t *)&b, *(uint32_t *)&c, *(uint32_t *)&d);
+        }
     }
+    uint4 *dst = (uint4 *)o + base * V;
+    if (V == 1) {
+        if (i < total) dst[lane] = p[0];
+        return;
+    }
+    uint4 *sw = st[warp];
+    if (i < total)
+#pragma unroll
+        for (int j = 0; j < V; j++) sw[lane * SV + j] = p[j];
+    __syncwarp();
+    int n = (int)((total - base < 32 ? total - base : 32) * V);
+    for (int k = lane; k < n; k += 32) dst[k] = sw[(k / V) * SV + k % V];
 }
 
 template <class F>
