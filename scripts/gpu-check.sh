@@ -17,7 +17,7 @@ echo "build: $(( $(date +%s) - t0 )) s"
 timeout 300 make "${MK[@]}" -j16 test >"$LOG/test.log" 2>&1
 test_rc=$?
 grep -E "^  ok|FAIL|^test_|passed|skipped|^  [a-z_]+\[" "$LOG/test.log" | grep -v "^  ok" | tail -60
-timeout 120 ./build-cuda/bench/cuda_bench >"$LOG/bench.log" 2>&1
+timeout 240 ./build-cuda/bench/cuda_bench >"$LOG/bench.log" 2>&1
 timeout 120 ./build-cuda/mlxn graph --backend cuda --layers 16 >"$LOG/graph.log" 2>&1
 timeout 60 ./build-cuda/mlxn graph --backend cpu --layers 2 --steps 3 >"$LOG/graph_cpu.log" 2>&1
 # whole models: the synthetic Llama 3 8B shape (4-bit MLX, random weights),
