@@ -256,6 +256,13 @@ static __device__ __forceinline__ void fa_mma(float *c, const uint32_t *a, uint3
                  : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
 
+static __device__ __forceinline__ void fa_ldm(uint32_t *r, const __nv_bfloat16 *p) {
+    uint32_t a = (uint32_t)__cvta_generic_to_shared(p);
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(a));
+}
+
 static __device__ __forceinline__ void fa_ldm_t(uint32_t *r, const __nv_bfloat16 *p) {
     uint32_t a = (uint32_t)__cvta_generic_to_shared(p);
     asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];"
@@ -361,7 +368,12 @@ __global__ void __launch_bounds__(128) k_attn_fa(float *o, const float *q, const
 #pragma unroll
     for (int i = 0; i < DM / 8; i++) oacc[i][0] = oacc[i][1] = oacc[i][2] = oacc[i][3] = 0.0f;
     float mrow[2] = {-INFINITY, -INFINITY}, lrow[2] = {0.0f, 0.0f};
-    const __nv_bfloat16 *qa = Qs + (w * 16 + g) * LD + c4 * 2;
+    /* ldmatrix.x4 row addresses: lane l gives row l & 7 of 8x8 matrix l >> 3.
+     * A (q, 16 x 16): matrices rows 0-7 / 8-15 by (l >> 3) & 1, k halves by
+     * l >> 4; B (k, two n-tiles of 8 x 16): n-tile by l >> 4, k halves by
+     * (l >> 3) & 1 */
+    const __nv_bfloat16 *qa = Qs + (w * 16 + (lane & 8) + (lane & 7)) * LD + (lane >> 4) * 8;
+    const __nv_bfloat16 *kbase = Ks + (((lane >> 4) & 1) * 8 + (lane & 7)) * LD + ((lane >> 3) & 1) * 8;
     /* f16/bf16 caches with D <= 128: the next tile's K and V are loaded
      * into registers (raw, 16 bytes an item) while the current one is
      * multiplied, and converted into shared memory after it */
@@ -434,14 +446,13 @@ __global__ void __launch_bounds__(128) k_attn_fa(float *o, const float *q, const
         for (int ks = 0; ks < DM / 16; ks++) {
             if (ks * 16 >= DP) break;
             uint32_t a[4];
-            a[0] = *(const uint32_t *)(qa + ks * 16);
-            a[1] = *(const uint32_t *)(qa + 8 * LD + ks * 16);
-            a[2] = *(const uint32_t *)(qa + ks * 16 + 8);
-            a[3] = *(const uint32_t *)(qa + 8 * LD + ks * 16 + 8);
+            fa_ldm(a, qa + ks * 16);
 #pragma unroll
-            for (int nt = 0; nt < 8; nt++) {
-                const __nv_bfloat16 *kb = Ks + (nt * 8 + g) * LD + ks * 16 + c4 * 2;
-                fa_mma(sc[nt], a, *(const uint32_t *)kb, *(const uint32_t *)(kb + 8));
+            for (int np = 0; np < 4; np++) {
+                uint32_t bk[4];
+                fa_ldm(bk, kbase + np * 16 * LD + ks * 16);
+                fa_mma(sc[2 * np], a, bk[0], bk[1]);
+                fa_mma(sc[2 * np + 1], a, bk[2], bk[3]);
             }
         }
         /* mask, scale, online softmax (base 2) */
