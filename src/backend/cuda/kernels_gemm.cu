@@ -8,10 +8,11 @@
  * W is decoded in chunks of rows so that a chunk stays under GEMM_WCAP bytes
  * (every Llama-8B layer matrix is one chunk; a full-vocabulary head is cut).
  *
- * Why: the custom bf16 mma.sync kernels (kernels_matmul.cu) reached ~96
- * TFLOP/s at M = 512 on an H200 with W decoded per tile; cuBLAS's Hopper
- * kernels (wgmma) run the product several times faster, and the decode pass
- * moves ~2.5 bytes per weight once.
+ * Why: the custom bf16 mma.sync kernels (kernels_matmul.cu) reached ~90
+ * TFLOP/s at M = 512 with W decoded per tile; cuBLAS's Hopper kernels run
+ * the product at ~670 TFLOP/s, and the decode pass moves ~2.6 bytes per
+ * 4-bit weight once. Measured on an H100 at M = 512 (bench/RESULTS.md):
+ * MLX 4-bit 14336 x 4096 687 -> 145 us (decode ~57 us, GEMM ~88 us).
  *
  * One cuBLAS handle per device, made by mlxn_cu_blas_init at device init
  * (outside any stream capture); a launch sets the node's stream and a
@@ -392,6 +393,7 @@ extern "C" cudaError_t mlxn_cu_gemm(const cu_node *n, void *scratch, cudaStream_
 /* ---- standalone entry points (bench/cuda_bench.c) ---- */
 
 extern "C" size_t mlxn_cu_gemm_scratch(int wt, int bits, int64_t M, int64_t N, int64_t K) {
+    /* the size depends on the format only: a stand-in aligned address, MLX group 64 */
     gemm_w g = {wt, (const void *)(uintptr_t)16, NULL, NULL, MLXN_F16, bits, 6};
     return gemm_scratch(&g, M, N, K);
 }
