@@ -567,11 +567,26 @@ static cudaError_t run_fa(const cu_node *n, int64_t T, int64_t H, int64_t Hkv, i
 
 /* Whether k_attn_fa takes the node: prefill, whole GQA groups that fit a
  * block; f32-activation sessions keep the f32 kernels. */
+/* Shared memory a block of the current device may opt in to (D = 256 takes
+ * 99 KB: more than sm_86 / sm_89 give; 0 when unknown). */
+static size_t fa_smem_limit(void) {
+    int dev = 0, v = 0;
+    if (cudaGetDevice(&dev) != cudaSuccess ||
+        cudaDeviceGetAttribute(&v, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev) != cudaSuccess) {
+        cudaGetLastError();
+        return 0;
+    }
+    return (size_t)v;
+}
+
 static bool fa_takes(const cu_node *n) {
     const cu_tensor *t = n->t;
     int64_t T = t[1].shape[0], H = t[1].shape[1], D = t[1].shape[2], Hkv = t[2].shape[0], C = t[2].shape[1];
-    return T > 1 && D <= 256 && Hkv > 0 && H % Hkv == 0 && H / Hkv <= FA_R && !n->f32_act && C < INT_MAX &&
-           T * H * D < INT64_MAX / 2;
+    if (!(T > 1 && D <= 256 && Hkv > 0 && H % Hkv == 0 && H / Hkv <= FA_R && !n->f32_act && C < INT_MAX &&
+          T * H * D < INT64_MAX / 2))
+        return false;
+    size_t need = fa_smem_bytes(D <= 64 ? 64 : D <= 128 ? 128 : 256) + 64; /* + the static rng[] */
+    return need <= fa_smem_limit();
 }
 
 size_t mlxn_cu_attention_scratch(const cu_node *n) {
