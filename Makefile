@@ -29,7 +29,7 @@ CUDA_HOME ?= $(patsubst %/bin/nvcc,%,$(shell which $(NVCC)))
 CFLAGS_ALL += -DMLXN_CUDA=1 -I$(CUDA_HOME)/include
 NVCC_GENCODE = $(foreach a,$(subst ;, ,$(CUDA_ARCHS)),-gencode arch=compute_$(a),code=sm_$(a))
 NVCCFLAGS = -O3 -std=c++17 -Xcompiler -fPIC -Iinclude -Isrc $(NVCC_GENCODE) --expt-relaxed-constexpr -lineinfo
-LIBS    += -L$(CUDA_HOME)/lib64 -L$(CUDA_HOME)/lib64/stubs -lcudart -lcuda -lstdc++
+LIBS    += -L$(CUDA_HOME)/lib64 -L$(CUDA_HOME)/lib64/stubs -lcublas -lcudart -lcuda -lstdc++
 else
 CU_SRC  =
 CU_C_SRC =

@@ -7,7 +7,7 @@
  * each timing is one CUDA graph of 32 back-to-back matmuls (launch gaps as in
  * a replayed decode graph), timed with events after warm-up; the median of
  * 15 runs is reported. GB/s counts weight bytes + x + y.
- * Usage: cuda_bench [--quick]   (build: make CUDA=1 build-cuda/bench/cuda_bench) */
+ * Usage: cuda_bench [--quick] [--int] [--prefill]   (build: make CUDA=1 build-cuda/bench/cuda_bench) */
 #include "mlxn.h"
 
 #include <stdio.h>
@@ -56,7 +56,17 @@ static void *g_scratch; /* int8 x for the integer decode path */
 
 static int64_t g_M = 1; /* rows of x */
 
+static void *g_gemm; /* non-NULL: prefill through the cuBLAS path with this scratch */
+static const char *g_plain_a, *g_plain_b; /* bf16 operands of the reference GEMM */
+
 static cudaError_t launch(const fmt *f, float *y, const float *x, const char *w, size_t N, size_t K, cudaStream_t s) {
+    if (g_gemm && f->wtype < 0) {
+        int bits = -f->wtype;
+        size_t qb = N * K * (size_t)bits / 8, sb = N * (K / 64) * 2;
+        return mlxn_cu_gemm_mlx_raw(y, x, (const uint32_t *)w, w + qb, w + qb + sb, MLXN_F16, bits, 64, g_M,
+                                    (int64_t)N, (int64_t)K, g_gemm, s);
+    }
+    if (g_gemm) return mlxn_cu_gemm_raw(y, x, w, f->wtype, g_M, (int64_t)N, (int64_t)K, g_gemm, s);
     if (f->wtype < 0) {
         int bits = -f->wtype;
         size_t qb = N * K * (size_t)bits / 8, sb = N * (K / 64) * 2;
@@ -75,7 +85,8 @@ typedef struct job {
     int copies;
 } job;
 
-/* copy: 0 = matmuls of j, 1 = cudaMemcpyAsync, 2 = copy kernel */
+/* copy: 0 = matmuls of j, 1 = cudaMemcpyAsync, 2 = copy kernel, 3 = the
+ * plain bf16 GEMM (g_plain_a/b, workspace in the pool) */
 static float time_graph(cudaStream_t s, job *j, int copy, char *src, char *dst, size_t bytes) {
     cudaGraph_t g;
     cudaGraphExec_t ge;
@@ -83,6 +94,8 @@ static float time_graph(cudaStream_t s, job *j, int copy, char *src, char *dst, 
     for (int i = 0; i < PER_GRAPH; i++) {
         if (copy == 1) CK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, s));
         else if (copy == 2) CK(mlxn_cu_copy_raw(dst, src, bytes, s));
+        else if (copy == 3)
+            CK(mlxn_cu_gemm_bf16_plain(j->y, g_plain_a, g_plain_b, g_M, (int64_t)j->N, (int64_t)j->K, j->pool, s));
         else CK(launch(j->f, j->y, j->x, j->pool + (size_t)(i % j->copies) * j->stride, j->N, j->K, s));
     }
     CK(cudaStreamEndCapture(s, &g));
@@ -108,12 +121,13 @@ static float time_graph(cudaStream_t s, job *j, int copy, char *src, char *dst, 
 }
 
 int main(int argc, char **argv) {
-    bool quick = false, only_int = false;
+    bool quick = false, only_int = false, only_prefill = false;
     const char *one = NULL; /* --one FORMAT N K: a few plain launches, for a profiler */
     size_t oneN = 0, oneK = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--quick")) quick = true;
         if (!strcmp(argv[i], "--int")) only_int = true; /* only formats on the integer decode path */
+        if (!strcmp(argv[i], "--prefill")) only_prefill = true; /* only the M = 512 tables */
         if (!strcmp(argv[i], "--one") && i + 3 < argc) {
             one = argv[i + 1];
             oneN = (size_t)atol(argv[i + 2]);
@@ -192,7 +206,7 @@ int main(int argc, char **argv) {
     size_t shapes[4][2] = {{4096, 4096}, {4096, 14336}, {14336, 4096}, {32000, 4096}}; /* N, K */
     int nshapes = quick ? 1 : 4;
     printf("\n%-6s %-13s %9s %10s %9s %8s\n", "format", "N x K", "MB", "us", "GB/s", "of copy");
-    for (size_t fi = 0; fi < sizeof fmts / sizeof fmts[0]; fi++) {
+    for (size_t fi = 0; fi < sizeof fmts / sizeof fmts[0] && !only_prefill; fi++) {
         if (only_int && (fmts[fi].wtype == MLXN_F16 || fmts[fi].wtype == MLXN_BF16 || fmts[fi].wtype == -6 ||
                          fmts[fi].wtype == -3 || fmts[fi].wtype == -2))
             continue;
@@ -212,25 +226,105 @@ int main(int argc, char **argv) {
                    (double)ms * 1e3, gbs, 100.0 * gbs / copy_gbs);
         }
     }
-    /* prefill: M = 512 rows through the bf16 tensor-core tile kernel */
+    /* prefill: M = 512 rows. "tiles" = the bf16 mma.sync tile kernels (W
+     * decoded per tile, MLXN_CU_BLAS=0's path); "cublas" = W decoded once to
+     * bf16 scratch + cuBLAS bf16 GEMM (the default for M >= 128); "bf16 GEMM"
+     * = cuBLAS on bf16 operands already in memory, nothing decoded: the
+     * reference rate. */
     {
         const int64_t M = 512;
-        const size_t N = 4096, K = 4096;
+        const size_t KMAX = 14336, NMAX = 14336;
         float *xm, *ym;
-        CK(cudaMalloc((void **)&xm, (size_t)M * K * 4));
-        CK(cudaMalloc((void **)&ym, (size_t)M * N * 4));
-        CK(cudaMemset(xm, 0x3c, (size_t)M * K * 4));
+        char msg[200];
+        if (mlxn_cu_blas_init(0, msg, sizeof msg)) printf("cuda_bench: %s\n", msg);
+        CK(cudaMalloc((void **)&xm, (size_t)M * KMAX * 4));
+        CK(cudaMalloc((void **)&ym, (size_t)M * NMAX * 4));
+        {
+            float *hx = malloc((size_t)M * KMAX * 4);
+            for (size_t i = 0; i < (size_t)M * KMAX; i++) hx[i] = (float)((i * 7919) % 2001 - 1000) / 1000.0f;
+            CK(cudaMemcpy(xm, hx, (size_t)M * KMAX * 4, cudaMemcpyHostToDevice));
+            free(hx);
+        }
+        size_t gs = mlxn_cu_gemm_scratch(-4, 4, M, NMAX, KMAX);
+        size_t gs2 = mlxn_cu_gemm_scratch(MLXN_Q4_0, 0, M, NMAX, KMAX);
+        if (gs2 > gs) gs = gs2;
+        void *gscr = NULL;
+        if (gs) CK(cudaMalloc(&gscr, gs));
         g_M = M;
-        printf("\nprefill M=%lld, N x K = %zux%zu (bf16 tensor cores, f32 accumulation, W decoded per tile)\n", (long long)M, N, K);
-        printf("%-6s %10s %9s\n", "format", "us", "TFLOP/s");
-        fmt pf[] = {{"f16", MLXN_F16}, {"q8_0", MLXN_Q8_0}, {"q4_k", MLXN_Q4_K}, {"q4_0", MLXN_Q4_0}, {"mlx4", -4}};
+        size_t pshapes[3][2] = {{4096, 4096}, {14336, 4096}, {4096, 14336}};
+        printf("\nprefill M=%lld (f32 x, f32 out)\n", (long long)M);
+        printf("%-6s %-12s %10s %9s %10s %9s\n", "format", "N x K", "tiles us", "TFLOP/s", "cublas us", "TFLOP/s");
+        fmt pf[] = {{"f16", MLXN_F16}, {"bf16", MLXN_BF16}, {"q8_0", MLXN_Q8_0}, {"q4_k", MLXN_Q4_K},
+                    {"q4_0", MLXN_Q4_0}, {"mlx4", -4}};
         for (size_t fi = 0; fi < sizeof pf / sizeof pf[0]; fi++) {
-            size_t wb = wbytes(&pf[fi], N, K), stride = (wb + 4095) & ~(size_t)4095;
-            job j = {&pf[fi], ym, xm, pool, N, K, stride, 4};
-            float ms = time_graph(s, &j, 0, NULL, NULL, 0);
-            printf("%-6s %10.1f %9.1f\n", pf[fi].name, (double)ms * 1e3, 2.0 * (double)M * (double)N * (double)K / ((double)ms * 1e-3) / 1e12);
+            for (int si = 0; si < 3; si++) {
+                size_t N = pshapes[si][0], K = pshapes[si][1];
+                if (quick && si > 0) continue;
+                size_t wb = wbytes(&pf[fi], N, K), stride = (wb + 4095) & ~(size_t)4095;
+                int copies = (int)(POOL / stride) < 4 ? (int)(POOL / stride) : 4;
+                job j = {&pf[fi], ym, xm, pool, N, K, stride, copies};
+                double fl = 2.0 * (double)M * (double)N * (double)K;
+                g_gemm = NULL;
+                float ms = time_graph(s, &j, 0, NULL, NULL, 0);
+                float gms = 0;
+                if (gscr) {
+                    g_gemm = gscr;
+                    gms = time_graph(s, &j, 0, NULL, NULL, 0);
+                    g_gemm = NULL;
+                }
+                char shape[32];
+                snprintf(shape, sizeof shape, "%zux%zu", N, K);
+                printf("%-6s %-12s %10.1f %9.1f %10.1f %9.1f\n", pf[fi].name, shape, (double)ms * 1e3,
+                       fl / ((double)ms * 1e-3) / 1e12, (double)gms * 1e3, gms > 0 ? fl / ((double)gms * 1e-3) / 1e12 : 0.0);
+            }
+        }
+        /* where the cuBLAS path starts to pay: mlx4 14336x4096 at small M
+         * (tiles = TF32 tile kernel below M = 128) */
+        if (gscr) {
+            printf("\nmlx4 14336x4096 by M: %6s %10s %10s\n", "M", "tiles us", "cublas us");
+            int64_t Ms[5] = {16, 32, 64, 96, 128};
+            for (int mi = 0; mi < 5; mi++) {
+                g_M = Ms[mi];
+                size_t N = 14336, K = 4096, wb = wbytes(&pf[5], N, K), stride = (wb + 4095) & ~(size_t)4095;
+                job j = {&pf[5], ym, xm, pool, N, K, stride, 4};
+                float ms = time_graph(s, &j, 0, NULL, NULL, 0);
+                g_gemm = gscr;
+                float gms = time_graph(s, &j, 0, NULL, NULL, 0);
+                g_gemm = NULL;
+                printf("%28lld %10.1f %10.1f\n", (long long)Ms[mi], (double)ms * 1e3, (double)gms * 1e3);
+            }
+            g_M = M;
+        }
+        /* the reference: plain bf16 GEMM, operands from the random pool
+         * (bf16 bit patterns of random bytes include NaN/Inf: mask them to
+         * finite values first) */
+        if (gscr) {
+            size_t n_el = (NMAX * KMAX + (size_t)M * KMAX);
+            uint16_t *h = malloc(n_el * 2);
+            uint64_t r = 0x2545F4914F6CDD1Dull;
+            for (size_t i = 0; i < n_el; i++) {
+                r ^= r >> 12; r ^= r << 25; r ^= r >> 27;
+                uint16_t v = (uint16_t)((r * 2685821657736338717ull) >> 48);
+                h[i] = (uint16_t)((v & 0x80ff) | 0x3c00); /* finite, magnitude 2^-7 .. 2^-5 */
+            }
+            char *ab;
+            CK(cudaMalloc((void **)&ab, n_el * 2));
+            CK(cudaMemcpy(ab, h, n_el * 2, cudaMemcpyHostToDevice));
+            free(h);
+            size_t rs[2][2] = {{14336, 4096}, {4096, 14336}};
+            for (int si = 0; si < 2; si++) {
+                g_plain_a = ab;
+                g_plain_b = ab + (size_t)M * KMAX * 2;
+                job j = {&pf[0], ym, xm, pool, rs[si][0], rs[si][1], 0, 1};
+                float ms = time_graph(s, &j, 3, NULL, NULL, 0);
+                double tf = 2.0 * (double)M * (double)rs[si][0] * (double)rs[si][1] / ((double)ms * 1e-3) / 1e12;
+                printf("bf16 GEMM reference (cuBLAS, bf16 in, f32 out) M=%lld N=%zu K=%zu: %.1f us = %.1f TFLOP/s\n",
+                       (long long)M, rs[si][0], rs[si][1], (double)ms * 1e3, tf);
+            }
+            CK(cudaFree(ab));
         }
         g_M = 1;
+        if (gscr) CK(cudaFree(gscr));
         CK(cudaFree(xm));
         CK(cudaFree(ym));
     }

@@ -6,7 +6,7 @@
 # never into /.
 CUDA_HOME=${CUDA_HOME:-$(dirname "$(dirname "$(command -v nvcc)")")}
 MK=(CUDA=1 CUDA_ARCHS=90 "EXTRA_LDFLAGS=-Wl,-rpath,$CUDA_HOME/lib64 -Wl,-rpath,/usr/local/lib")
-libs="-lcjson -lpcre2-8 -lpthread -lm -ldl -L$CUDA_HOME/lib64 -L$CUDA_HOME/lib64/stubs -lcudart -lstdc++"
+libs="-lcjson -lpcre2-8 -lpthread -lm -ldl -L$CUDA_HOME/lib64 -L$CUDA_HOME/lib64/stubs -lcublas -lcudart -lstdc++"
 if ! echo '#include <cjson/cJSON.h>' | cc -E -x c - >/dev/null 2>&1 && ls .gpudeps/*.deb >/dev/null 2>&1; then
   root=$PWD/.gpudeps/root
   mkdir -p "$root"

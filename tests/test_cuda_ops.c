@@ -27,11 +27,15 @@ static mlxn_device *D[2]; /* 0 = cpu (reference), 1 = cuda */
 /* M > 8 matmuls run on the tensor cores in TF32 (10-bit mantissa operands,
  * f32 accumulation): about 1e-7 expected, bound 1e-5. */
 #define TOL_TF32 1e-5
-/* prefill-sized matmuls (M >= 128) run bf16 tensor-core MMA with f32
- * accumulation: x and W each rounded to bf16 (8-bit significand; relative
- * rounding error variance ~ulp^2/12 ~ 2.5e-6 per operand), so NMSE ~5e-6
- * for sums of independent terms; 3e-5 leaves 6x */
+/* Matmuls of M >= GEMM_MIN rows (kernels_gemm.cu: W decoded to bf16, cuBLAS
+ * bf16 GEMM; the bf16 tile kernels when cuBLAS is off) and prefill attention
+ * (k_attn_fa: q, k, v and the softmax weights in bf16) run bf16 tensor-core
+ * MMA with f32 accumulation: operands rounded to bf16 (8-bit significand;
+ * relative rounding error variance ~ulp^2/12 ~ 2.5e-6 per operand), so NMSE
+ * ~5e-6 for sums of independent terms (measured 2e-6 .. 5e-6 on an H100);
+ * 3e-5 leaves 6x */
 #define TOL_BF16 3e-5
+#define GEMM_MIN 16 /* kernels_gemm.cu: from this many rows of x on, the cuBLAS path */
 
 typedef struct P {
     mlxn_buffer *v[2];
@@ -398,11 +402,11 @@ static P wpair(mlxn_dtype t, int64_t N, int64_t K, float **deq_out) {
 
 static void test_matmul(void) {
     mlxn_dtype ts[9] = {MLXN_F32, MLXN_F16, MLXN_BF16, MLXN_Q4_0, MLXN_Q4_1, MLXN_Q8_0, MLXN_Q4_K, MLXN_Q5_K, MLXN_Q6_K};
-    int64_t Ms[3] = {1, 5, 70};
+    int64_t Ms[4] = {1, 5, 12, 70};
     for (int k = 0; k < 9; k++) {
         int64_t N = 200, K = 1024;
         P w = wpair(ts[k], N, K, NULL);
-        for (int mi = 0; mi < 3; mi++) {
+        for (int mi = 0; mi < 4; mi++) {
             int64_t M = Ms[mi], xs[2] = {M, K}, os[2] = {M, N};
             float *x = rnd(MLXN_F32, (size_t)(M * K), -1, 1);
             P px = pin(MLXN_F32, 2, xs, x), o = pout(MLXN_F32, 2, os);
@@ -416,7 +420,7 @@ static void test_matmul(void) {
              * int8 per 32, as llama.cpp's q8_1; about 1e-5 expected for x
              * uniform in [-1, 1]): 2e-4, under ggml's 5e-4 for such cases. */
             bool q = ts[k] != MLXN_F32 && ts[k] != MLXN_F16 && ts[k] != MLXN_BF16;
-            cmp(what, &o, q && M == 1 ? TOL_INT8X : M > 8 ? TOL_TF32 : TOL_F32);
+            cmp(what, &o, q && M == 1 ? TOL_INT8X : M >= GEMM_MIN ? TOL_BF16 : M > 8 ? TOL_TF32 : TOL_F32);
             pfree(&px);
             pfree(&o);
             free(x);
@@ -438,6 +442,40 @@ static void test_matmul(void) {
                  (long long)M, (long long)N, (long long)K);
         BOTH(CHECK_OK(mlxn_op_matmul(S, o.v[dv], px.v[dv], w.v[dv])));
         cmp(what, &o, TOL_BF16);
+        pfree(&px);
+        pfree(&o);
+        pfree(&w);
+        free(x);
+    }
+    /* M = GEMM_MIN - 1 and GEMM_MIN for every format: either side of the
+     * threshold of the cuBLAS path */
+    for (int k = 0; k < 9; k++) {
+        int64_t N = 96, K = 512;
+        P w = wpair(ts[k], N, K, NULL);
+        for (int64_t M = GEMM_MIN - 1; M <= GEMM_MIN; M++) {
+            int64_t xs[2] = {M, K}, os[2] = {M, N};
+            float *x = rnd(MLXN_F32, (size_t)(M * K), -1, 1);
+            P px = pin(MLXN_F32, 2, xs, x), o = pout(MLXN_F32, 2, os);
+            char what[64];
+            snprintf(what, sizeof what, "matmul %s M=%lld N=%lld K=%lld", mlxn_dtype_name(ts[k]), (long long)M,
+                     (long long)N, (long long)K);
+            BOTH(CHECK_OK(mlxn_op_matmul(S, o.v[dv], px.v[dv], w.v[dv])));
+            cmp(what, &o, M >= GEMM_MIN ? TOL_BF16 : TOL_TF32);
+            pfree(&px);
+            pfree(&o);
+            free(x);
+        }
+        pfree(&w);
+    }
+    /* decoded W over the 128 MiB chunk (4700 x 14336 bf16 = 135 MB): two
+     * chunks of rows, each its own GEMM into its columns of out */
+    {
+        int64_t N = 4700, K = 14336, M = 128, xs[2] = {M, K}, os[2] = {M, N};
+        P w = wpair(MLXN_Q4_0, N, K, NULL);
+        float *x = rnd(MLXN_F32, (size_t)(M * K), -1, 1);
+        P px = pin(MLXN_F32, 2, xs, x), o = pout(MLXN_F32, 2, os);
+        BOTH(CHECK_OK(mlxn_op_matmul(S, o.v[dv], px.v[dv], w.v[dv])));
+        cmp("matmul q4_0 M=128 N=4700 K=14336 (W in two chunks)", &o, TOL_BF16);
         pfree(&px);
         pfree(&o);
         pfree(&w);
@@ -499,8 +537,8 @@ static void test_mlx(void) {
         mlxn_buffer *gw = mk1(1, MLXN_U32, 2, wsh, wq), *gsc = mk1(1, sdt, 2, ssh, sc), *gbi = mk1(1, sdt, 2, ssh, bs);
         mlxn_buffer *cw = mk1(0, MLXN_F32, 2, dsh, deq);
         mlxn_mlx_quant q = {b, gs};
-        int64_t Ms[4] = {1, 20, 130, 300};
-        for (int mi = 0; mi < 4; mi++) {
+        int64_t Ms[6] = {1, 12, GEMM_MIN - 1, GEMM_MIN, 130, 300};
+        for (int mi = 0; mi < 6; mi++) {
             int64_t M = Ms[mi], xs[2] = {M, K}, os[2] = {M, N};
             float *x = rnd(MLXN_F32, (size_t)(M * K), -1, 1);
             P px = pin(MLXN_F32, 2, xs, x), o = pout(MLXN_F32, 2, os);
@@ -516,7 +554,7 @@ static void test_mlx(void) {
                      (long long)M);
             /* same weight values on both sides; 4 and 8 bits at M = 1 run
              * the integer path (int8 x, see test_matmul) */
-            cmp(what, &o, M == 1 && (b == 4 || b == 8) ? TOL_INT8X : M >= 128 ? TOL_BF16 : M > 8 ? TOL_TF32 : TOL_F32);
+            cmp(what, &o, M == 1 && (b == 4 || b == 8) ? TOL_INT8X : M >= GEMM_MIN ? TOL_BF16 : M > 8 ? TOL_TF32 : TOL_F32);
             pfree(&px);
             pfree(&o);
             free(x);
@@ -709,6 +747,16 @@ static void test_kv_attention(void) {
         {40, 8, 2, 64, 128, 100, 0, 30, MLXN_F32},   /* prefill, ring past C, softcap */
         {300, 4, 1, 512, 128, 5, 0, 0, MLXN_F16},    /* prefill, many tiles */
         {9, 4, 2, 64, 70, 3, 0, 0, MLXN_F32},        /* prefill, D not a multiple of 4 */
+        /* tensor-core prefill (k_attn_fa): GQA ratios 1/2/4/8, head dims
+         * 64/128/256, partial blocks and tiles, ring, window, softcap */
+        {200, 8, 8, 256, 64, 0, 0, 0, MLXN_F16},     /* G = 1, D = 64 */
+        {130, 8, 4, 200, 128, 60, 0, 0, MLXN_BF16},  /* G = 2, ring past C */
+        {512, 32, 8, 640, 128, 0, 0, 0, MLXN_F16},   /* Llama 3 8B prefill shape, G = 4 */
+        {77, 16, 2, 300, 128, 100, 50, 0, MLXN_F32}, /* G = 8, window, f32 cache */
+        {70, 8, 2, 128, 256, 0, 0, 30, MLXN_BF16},   /* D = 256, softcap */
+        {65, 4, 1, 256, 256, 10, 0, 0, MLXN_F32},    /* D = 256, G = 4 */
+        {20, 6, 2, 64, 96, 5, 0, 0, MLXN_F16},       /* G = 3 (64 % G != 0), D = 96 */
+        {5, 128, 1, 64, 64, 3, 0, 0, MLXN_F16},      /* G = 128 > 64 rows: the f32 kernel */
     };
     for (size_t k = 0; k < sizeof cs / sizeof cs[0]; k++) {
         int64_t T = cs[k].T, H = cs[k].H, Hkv = cs[k].Hkv, C = cs[k].C, Dh = cs[k].Dh;
@@ -725,7 +773,11 @@ static void test_kv_attention(void) {
         snprintf(what, sizeof what, "attention T=%lld H=%lld/%lld C=%lld D=%lld %s w=%d cap=%g", (long long)T,
                  (long long)H, (long long)Hkv, (long long)C, (long long)Dh, mlxn_dtype_name(cs[k].ct), cs[k].window,
                  (double)cs[k].softcap);
-        cmp(what, &o, TOL_F32); /* online softmax in another order */
+        /* decode and the f32 fallback: online softmax in another order;
+         * prefill runs on bf16 tensor cores (q, k, v and the softmax
+         * weights rounded to bf16, f32 accumulation) */
+        bool fa = T > 1 && H / Hkv <= 64;
+        cmp(what, &o, fa ? TOL_BF16 : TOL_F32);
         pfree(&pq);
         pfree(&pk);
         pfree(&pv);
@@ -917,6 +969,63 @@ static void test_graph(void) {
 
 /* ---- errors: a bad device call becomes a status, the device stays usable ---- */
 
+/* A prefill-shaped graph (M = 256) in batched and optimized mode: three
+ * independent cuBLAS matmuls of one x (they may run at once, so each needs
+ * its own scratch region), then two that depend on them (which may reuse
+ * those regions), and an add. Equal to the CPU within the bf16 bound, on
+ * three replays of the same graph (a scratch race shows as a moving error). */
+static void test_graph_prefill(void) {
+    const int64_t M = 256, K = 512, N = 768; /* N % 256 == 0: K-quants as the second W */
+    mlxn_dtype wt[3] = {MLXN_Q4_0, MLXN_Q8_0, MLXN_BF16};
+    P w[3], w2[2];
+    for (int i = 0; i < 3; i++) w[i] = wpair(wt[i], N, K, NULL);
+    for (int i = 0; i < 2; i++) w2[i] = wpair(i ? MLXN_Q4_1 : MLXN_Q6_K, K, N, NULL);
+    int64_t xs[2] = {M, K}, ys[2] = {M, N}, zs[2] = {M, K};
+    float *x = rnd(MLXN_F32, (size_t)(M * K), -1, 1);
+    P px = pin(MLXN_F32, 2, xs, x);
+    P y[3], z[2], out = pout(MLXN_F32, 2, zs);
+    for (int i = 0; i < 3; i++) y[i] = pout(MLXN_F32, 2, ys);
+    for (int i = 0; i < 2; i++) z[i] = pout(MLXN_F32, 2, zs);
+    for (int m = 0; m < 2; m++) {
+        for (int dv = 0; dv < 2; dv++) {
+            mlxn_session *S = NULL;
+            CHECK_OK(mlxn_session_create(&S, D[dv], dv == 0 ? MLXN_MODE_DIRECT : m ? MLXN_MODE_OPTIMIZED : MLXN_MODE_BATCHED,
+                                         0));
+            if (!S) continue;
+            for (int rep = 0; rep < (dv ? 3 : 1); rep++) {
+                mlxn_session_reset(S);
+                for (int i = 0; i < 3; i++) CHECK_OK(mlxn_op_matmul(S, y[i].v[dv], px.v[dv], w[i].v[dv]));
+                CHECK_OK(mlxn_op_matmul(S, z[0].v[dv], y[0].v[dv], w2[0].v[dv]));
+                CHECK_OK(mlxn_op_matmul(S, z[1].v[dv], y[1].v[dv], w2[1].v[dv]));
+                CHECK_OK(mlxn_op_add(S, out.v[dv], z[0].v[dv], z[1].v[dv]));
+                CHECK_OK(mlxn_session_mark_output(S, out.v[dv]));
+                CHECK_OK(mlxn_session_mark_output(S, y[2].v[dv]));
+                CHECK_OK(mlxn_session_finish(S));
+                if (dv == 1) {
+                    char what[80];
+                    snprintf(what, sizeof what, "prefill graph %s run %d: out", m ? "optimized" : "batched", rep);
+                    cmp(what, &out, 2 * TOL_BF16); /* two bf16 matmuls in a chain: their errors add */
+                    snprintf(what, sizeof what, "prefill graph %s run %d: y2 (bf16 W)", m ? "optimized" : "batched",
+                             rep);
+                    cmp(what, &y[2], TOL_BF16);
+                }
+            }
+            mlxn_session_destroy(S);
+        }
+    }
+    for (int i = 0; i < 3; i++) {
+        pfree(&w[i]);
+        pfree(&y[i]);
+    }
+    for (int i = 0; i < 2; i++) {
+        pfree(&w2[i]);
+        pfree(&z[i]);
+    }
+    pfree(&px);
+    pfree(&out);
+    free(x);
+}
+
 static void test_errors(void) {
     mlxn_buffer *b = NULL;
     int64_t huge[1] = {(int64_t)1 << 42}; /* 16 TiB of f32 */
@@ -1010,6 +1119,7 @@ int main(void) {
     test_copy_rows();
     test_kv_attention();
     test_graph();
+    test_graph_prefill();
     test_select_moe_fusion();
     test_errors();
     mlxn_device_close(D[0]);

@@ -39,6 +39,7 @@ typedef struct cuda_graph_state {
     cudaGraph_t graph;
     cudaGraphExec_t exec;
     void *scratch;
+    size_t *scr_off; /* each node's scratch offset (plan_scratch) */
     atomic_int refs;
     uint64_t hash;
     void *key; /* the exec's flattened nodes and edges */
@@ -112,6 +113,13 @@ static mlxn_status cuda_init(mlxn_device *dev, const mlxn_device_options *o) {
         mlxn_free(c);
         return cu_fail(e, "cudaStreamCreateWithFlags");
     }
+    char msg[200];
+    if (mlxn_cu_blas_init(c->ordinal, msg, sizeof msg)) {
+        cudaStreamDestroy(c->capture);
+        cudaStreamDestroy(c->stream);
+        mlxn_free(c);
+        return mlxn_err(MLXN_ERR_DEVICE, "%s", msg);
+    }
     pthread_mutex_init(&c->mu, NULL);
     dev->impl = c;
     dev->n_threads = 1;
@@ -131,6 +139,7 @@ static void cuda_shutdown(mlxn_device *dev) {
     if (c->scratch) cudaFree(c->scratch);
     for (int i = 0; i < CAPTURE_LANES - 1; i++)
         if (c->lanes[i]) cudaStreamDestroy(c->lanes[i]);
+    mlxn_cu_blas_release(c->ordinal);
     cudaStreamDestroy(c->capture);
     cudaStreamDestroy(c->stream);
     cudaGetLastError();
@@ -243,6 +252,7 @@ static size_t node_scratch(const mlxn_node *n) {
 static void graph_state_free(cuda_graph_state *g) {
     if (!g || atomic_fetch_sub(&g->refs, 1) > 1) return;
     mlxn_free(g->key);
+    mlxn_free(g->scr_off);
     if (g->exec) cudaGraphExecDestroy(g->exec);
     if (g->graph) cudaGraphDestroy(g->graph);
     if (g->scratch) cudaFree(g->scratch);
@@ -387,6 +397,86 @@ out:
     return st;
 }
 
+/* Scratch offsets for an exec's nodes. A node's scratch is dead once the
+ * node has run (split-KV partials, int8 x, the bf16 copies of a prefill
+ * matmul), so a node may reuse a region whose users all ran before it: the
+ * region's last user is an ancestor of the node in the DAG (ex->deps,
+ * transitively). Each region's users then form a chain, and no two nodes
+ * that may run at once share bytes. Ancestry is kept as bitsets over the
+ * nodes that need scratch. Total bytes go to *total. */
+static mlxn_status plan_scratch(const mlxn_exec *ex, size_t *off, size_t *total) {
+    uint32_t n = ex->n_nodes, ns = 0;
+    *total = 0;
+    size_t *need = mlxn_calloc(n ? n : 1, sizeof *need);
+    int32_t *idx = mlxn_calloc(n ? n : 1, sizeof *idx);    /* node -> index among scratch users, -1 */
+    mlxn_status st = MLXN_OK;
+    uint64_t *anc = NULL;
+    size_t *rsize = NULL, *roff = NULL;
+    uint32_t *rlast = NULL, *rof = NULL;
+    if (!need || !idx) goto oom;
+    for (uint32_t i = 0; i < n; i++) {
+        need[i] = node_scratch(&ex->nodes[i]);
+        idx[i] = -1;
+        if (need[i]) {
+            idx[i] = (int32_t)ns++;
+        }
+    }
+    if (ns) {
+        size_t W = (ns + 63) / 64;
+        anc = mlxn_calloc((size_t)n * W, sizeof *anc);
+        rsize = mlxn_calloc(ns, sizeof *rsize);
+        roff = mlxn_calloc(ns, sizeof *roff);
+        rlast = mlxn_calloc(ns, sizeof *rlast);
+        rof = mlxn_calloc(ns, sizeof *rof);
+        if (!anc || !rsize || !roff || !rlast || !rof) goto oom;
+        uint32_t nr = 0;
+        for (uint32_t i = 0; i < n; i++) {
+            uint64_t *a = anc + (size_t)i * W;
+            for (uint32_t k = ex->dep_start[i]; k < ex->dep_start[i + 1]; k++) {
+                uint32_t d = ex->deps[k];
+                const uint64_t *b = anc + (size_t)d * W;
+                for (size_t w = 0; w < W; w++) a[w] |= b[w];
+                if (idx[d] >= 0) a[idx[d] / 64] |= 1ull << (idx[d] % 64);
+            }
+            if (!need[i]) continue;
+            /* among the regions free for i: the smallest that fits, else the largest */
+            int64_t best = -1;
+            for (uint32_t r = 0; r < nr; r++) {
+                uint32_t l = rlast[r];
+                if (!(a[l / 64] >> (l % 64) & 1)) continue;
+                if (best < 0) best = r;
+                else {
+                    bool fit = rsize[r] >= need[i], bfit = rsize[best] >= need[i];
+                    if (fit ? (!bfit || rsize[r] < rsize[best]) : (!bfit && rsize[r] > rsize[best])) best = r;
+                }
+            }
+            if (best < 0) best = nr++;
+            if (rsize[best] < need[i]) rsize[best] = need[i];
+            rlast[best] = (uint32_t)idx[i];
+            rof[idx[i]] = (uint32_t)best;
+        }
+        size_t t = 0;
+        for (uint32_t r = 0; r < nr; r++) {
+            roff[r] = t;
+            t += rsize[r];
+        }
+        *total = t;
+    }
+    for (uint32_t i = 0; i < n; i++) off[i] = idx[i] >= 0 ? roff[rof[idx[i]]] : 0;
+    goto done;
+oom:
+    st = mlxn_err(MLXN_ERR_OUT_OF_MEMORY, "cuda: out of host memory planning graph scratch");
+done:
+    mlxn_free(need);
+    mlxn_free(idx);
+    mlxn_free(anc);
+    mlxn_free(rsize);
+    mlxn_free(roff);
+    mlxn_free(rlast);
+    mlxn_free(rof);
+    return st;
+}
+
 static mlxn_status build_graph(cuda_dev *c, mlxn_exec *ex, cuda_graph_state **out) {
     *out = NULL;
     cuda_graph_state *g = mlxn_calloc(1, sizeof *g);
@@ -396,14 +486,15 @@ static mlxn_status build_graph(cuda_dev *c, mlxn_exec *ex, cuda_graph_state **ou
     size_t *off = mlxn_calloc(ex->n_nodes ? ex->n_nodes : 1, sizeof *off);
     mlxn_status st = MLXN_OK;
     if (!g || !gn || !dn || !off) {
+        mlxn_free(off);
+        off = NULL;
         st = mlxn_err(MLXN_ERR_OUT_OF_MEMORY, "cuda: out of host memory building a graph");
         goto done;
     }
+    g->scr_off = off;
     size_t total = 0;
-    for (uint32_t i = 0; i < ex->n_nodes; i++) {
-        off[i] = total;
-        total += node_scratch(&ex->nodes[i]);
-    }
+    st = plan_scratch(ex, off, &total);
+    if (st) goto done;
     if (total) {
         cudaError_t e = cudaMalloc(&g->scratch, total);
         if (e != cudaSuccess) {
@@ -433,7 +524,6 @@ static mlxn_status build_graph(cuda_dev *c, mlxn_exec *ex, cuda_graph_state **ou
 done:
     mlxn_free(gn);
     mlxn_free(dn);
-    mlxn_free(off);
     if (st) graph_state_free(g);
     else *out = g;
     return st;
@@ -518,11 +608,9 @@ static mlxn_status prof_replay(cuda_dev *c, mlxn_exec *ex, cuda_graph_state *g) 
     }
     CU_TRY(mlxn_cu_spin(10000, c->stream));
     CU_TRY(cudaEventRecord(prof_ev[0], c->stream));
-    size_t off = 0;
     for (uint32_t i = 0; i < ex->n_nodes; i++) {
-        mlxn_status st = launch_node(&ex->nodes[i], g->scratch ? (char *)g->scratch + off : NULL, c->stream);
+        mlxn_status st = launch_node(&ex->nodes[i], g->scratch ? (char *)g->scratch + g->scr_off[i] : NULL, c->stream);
         if (st) return st;
-        off += node_scratch(&ex->nodes[i]);
         CU_TRY(cudaEventRecord(prof_ev[i + 1], c->stream));
     }
     CU_TRY(cudaStreamSynchronize(c->stream));

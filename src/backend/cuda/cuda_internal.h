@@ -89,6 +89,29 @@ size_t mlxn_cu_argmax_scratch(const cu_node *n);
 cudaError_t mlxn_cu_attention(const cu_node *n, void *scratch, cudaStream_t s);
 size_t mlxn_cu_attention_scratch(const cu_node *n);
 
+/* Prefill-sized matmuls through cuBLAS (kernels_gemm.cu). A device's
+ * handle is made by mlxn_cu_blas_init (0, or nonzero with a message in msg)
+ * and dropped by mlxn_cu_blas_release (one release per successful init).
+ * mlxn_cu_gemm_node_scratch: bytes the node needs to take the cuBLAS path on
+ * the current device, 0 when it does not take it (then mlxn_cu_matmul runs
+ * the tile kernels). */
+int mlxn_cu_blas_init(int ordinal, char *msg, size_t len);
+void mlxn_cu_blas_release(int ordinal);
+size_t mlxn_cu_gemm_node_scratch(const cu_node *n);
+cudaError_t mlxn_cu_gemm(const cu_node *n, void *scratch, cudaStream_t s);
+/* bench: the same path on raw pointers (scratch: mlxn_cu_gemm_scratch
+ * bytes; 0 = path not available), and a plain bf16 GEMM y = a b^T of bf16
+ * a [M, K], b [N, K] (ws: mlxn_cu_gemm_workspace bytes) as the reference */
+size_t mlxn_cu_gemm_scratch(int wtype, int bits, int64_t M, int64_t N, int64_t K);
+cudaError_t mlxn_cu_gemm_raw(float *y, const float *x, const void *w, int wtype, int64_t M, int64_t N, int64_t K,
+                             void *scratch, cudaStream_t s);
+cudaError_t mlxn_cu_gemm_mlx_raw(float *y, const float *x, const uint32_t *wq, const void *scales,
+                                 const void *biases, int sdt, int bits, int group, int64_t M, int64_t N, int64_t K,
+                                 void *scratch, cudaStream_t s);
+cudaError_t mlxn_cu_gemm_bf16_plain(float *y, const void *a, const void *b, int64_t M, int64_t N, int64_t K, void *ws,
+                                    cudaStream_t s);
+size_t mlxn_cu_gemm_workspace(void);
+
 /* Standalone entry points for bench/cuda_bench.c: y[M,N] = x[M,K] * W^T
  * with W in any matmul format (wtype; -1 with `bits` for MLX), device
  * pointers. scratch: mlxn_cu_matmul_scratch bytes (NULL = take the float

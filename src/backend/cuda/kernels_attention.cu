@@ -8,6 +8,9 @@
  * capacity C at launch and chunks past the visible range stay empty: replay
  * with new positions needs no new launch parameters. T > 1 (prefill) runs
  * the same kernels, one (token, head) per block row.
+ * T > 1 (prefill) runs a flash-attention kernel on the tensor cores
+ * (k_attn_fa, bf16 operands); sessions with f32 activations keep the f32
+ * kernels (k_attn_prefill for D <= 128, else split-KV).
  */
 #include "backend/cuda/cuda_common.cuh"
 
@@ -227,7 +230,370 @@ __global__ void __launch_bounds__(256) k_attn_prefill(float *o, const float *q, 
     }
 }
 
+/* ---- T > 1 (prefill) on the tensor cores: a flash-attention kernel ----
+ * A block = 4 warps = 64 rows; a row is one (token, q head) of one kv head
+ * hk: with G = H / Hkv q heads per kv head, rows r = 0 .. TB*G-1 are token
+ * t0 + r / G, head hk*G + r % G (TB = 64 / G tokens), so each K/V tile read
+ * serves every q head of the group. Tiles of 64 cache positions are rounded
+ * to bf16 in shared memory (rows padded by 16 bytes: the 32-bit fragment
+ * reads and ldmatrix rows of a warp hit distinct banks); each warp computes
+ * its 16 x 64 scores with mma.m16n8k16 (bf16 operands, f32 accumulation),
+ * masks positions outside [first, pos] of its rows, runs the online softmax
+ * in registers (base 2), and multiplies P (rounded to bf16) by V (B
+ * fragments by ldmatrix.trans) into f32 accumulators. Head dims up to DM
+ * (64, 128, 256) are zero-padded to a multiple of 16. Blocks run last
+ * tokens first (they have the most positions). bf16 operands: NMSE against
+ * the f32 CPU result ~1e-5 (tests/test_cuda_ops.c, TOL_BF16). */
+#define FA_R 64 /* rows a block */
+#define FA_C 64 /* cache positions a tile */
+
+static __device__ __forceinline__ uint32_t fa_pack(float lo, float hi) {
+    __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
+    return *(uint32_t *)&v;
+}
+
+static __device__ __forceinline__ void fa_mma(float *c, const uint32_t *a, uint32_t b0, uint32_t b1) {
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+                 "{%0,%1,%2,%3};"
+                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+static __device__ __forceinline__ void fa_ldm(uint32_t *r, const __nv_bfloat16 *p) {
+    uint32_t a = (uint32_t)__cvta_generic_to_shared(p);
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(a));
+}
+
+static __device__ __forceinline__ void fa_ldm_t(uint32_t *r, const __nv_bfloat16 *p) {
+    uint32_t a = (uint32_t)__cvta_generic_to_shared(p);
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(a));
+}
+
+/* 8 consecutive elements of a typed row as bf16 (16-byte aligned source) */
+template <int KT> static __device__ __forceinline__ uint4 fa_ld8(const void *p, int64_t i);
+template <> __device__ __forceinline__ uint4 fa_ld8<MLXN_BF16>(const void *p, int64_t i) {
+    return __ldg((const uint4 *)((const uint16_t *)p + i));
+}
+template <> __device__ __forceinline__ uint4 fa_ld8<MLXN_F16>(const void *p, int64_t i) {
+    uint4 v = __ldg((const uint4 *)((const uint16_t *)p + i));
+    uint32_t w[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+    for (int k = 0; k < 4; k++) w[k] = fa_pack(cu_h2f((uint16_t)(w[k] & 0xffff)), cu_h2f((uint16_t)(w[k] >> 16)));
+    return make_uint4(w[0], w[1], w[2], w[3]);
+}
+template <> __device__ __forceinline__ uint4 fa_ld8<MLXN_F32>(const void *p, int64_t i) {
+    const float4 *f = (const float4 *)((const float *)p + i);
+    float4 a = __ldg(f), b = __ldg(f + 1);
+    return make_uint4(fa_pack(a.x, a.y), fa_pack(a.z, a.w), fa_pack(b.x, b.y), fa_pack(b.z, b.w));
+}
+
+/* 8 f16 or bf16 values (16 bytes) as 8 bf16 */
+template <int KT> static __device__ __forceinline__ uint4 fa_to_bf16(uint4 v) {
+    if (KT == MLXN_BF16) return v;
+    uint32_t w[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+    for (int k = 0; k < 4; k++) w[k] = fa_pack(cu_h2f((uint16_t)(w[k] & 0xffff)), cu_h2f((uint16_t)(w[k] >> 16)));
+    return make_uint4(w[0], w[1], w[2], w[3]);
+}
+
+template <int KT, int DM>
+__global__ void __launch_bounds__(128) k_attn_fa(float *o, const float *q, const void *kc, const void *vc,
+                                                 const int32_t *pos, int64_t T, int64_t H, int64_t Hkv, int64_t C,
+                                                 int D, mlxn_attention_params p, bool vec) {
+    constexpr int LD = DM + 8;
+    extern __shared__ __align__(16) unsigned char fa_smem[];
+    __nv_bfloat16 *Qs = (__nv_bfloat16 *)fa_smem; /* [FA_R][LD] */
+    __nv_bfloat16 *Ks = Qs + FA_R * LD;           /* [FA_C][LD] */
+    __nv_bfloat16 *Vs = Ks + FA_C * LD;           /* [FA_C][LD] */
+    __shared__ int rng[2];
+    const int G = (int)(H / Hkv), TB = FA_R / G, DP = (D + 15) & ~15;
+    const int64_t hk = blockIdx.y, t0 = (int64_t)(gridDim.x - 1 - blockIdx.x) * TB;
+    const int tid = threadIdx.x, w = tid >> 5, lane = tid & 31, g = lane >> 2, c4 = lane & 3;
+    if (tid == 0) {
+        rng[0] = INT_MAX;
+        rng[1] = -1;
+    }
+    /* Q rows, bf16 */
+    for (int i = tid; i < FA_R * (DP / 8); i += 128) {
+        int r = i / (DP / 8), d = (i % (DP / 8)) * 8;
+        int64_t t = t0 + r / G, h = hk * G + r % G;
+        bool in = r < TB * G && t < T;
+        const float *qr = q + (t * H + h) * D;
+        uint4 v = make_uint4(0, 0, 0, 0);
+        if (in && vec) {
+            v = fa_ld8<MLXN_F32>(qr, d);
+        } else if (in) {
+            float f[8];
+#pragma unroll
+            for (int k = 0; k < 8; k++) f[k] = d + k < D ? qr[d + k] : 0.0f;
+            v = make_uint4(fa_pack(f[0], f[1]), fa_pack(f[2], f[3]), fa_pack(f[4], f[5]), fa_pack(f[6], f[7]));
+        }
+        *(uint4 *)(Qs + r * LD + d) = v;
+    }
+    __syncthreads();
+    /* the block's range of cache positions */
+    if (tid < TB && t0 + tid < T) {
+        int pt = pos[t0 + tid];
+        if (pt >= 0) {
+            int64_t first = (int64_t)pt - C + 1;
+            if (p.window > 0 && (int64_t)pt - p.window + 1 > first) first = (int64_t)pt - p.window + 1;
+            if (first < 0) first = 0;
+            atomicMin(&rng[0], (int)first);
+            atomicMax(&rng[1], pt);
+        }
+    }
+    /* this thread's two rows: g and g + 8 of the warp's 16 */
+    int64_t trow[2];
+    int hrow[2], fst[2], lst[2];
+    bool act[2], outr[2];
+#pragma unroll
+    for (int k = 0; k < 2; k++) {
+        int r = w * 16 + g + 8 * k;
+        trow[k] = t0 + r / G;
+        hrow[k] = (int)(hk * G + r % G);
+        outr[k] = r < TB * G && trow[k] < T;
+        int pt = outr[k] ? pos[trow[k]] : -1;
+        act[k] = pt >= 0;
+        int64_t first = (int64_t)pt - C + 1;
+        if (p.window > 0 && (int64_t)pt - p.window + 1 > first) first = (int64_t)pt - p.window + 1;
+        if (first < 0) first = 0;
+        fst[k] = (int)first;
+        lst[k] = pt;
+    }
+    __syncthreads();
+    const int lo = rng[0], hi = rng[1] + 1;
+    const float L2E = 1.4426950408889634f;
+    float oacc[DM / 8][4];
+#pragma unroll
+    for (int i = 0; i < DM / 8; i++) oacc[i][0] = oacc[i][1] = oacc[i][2] = oacc[i][3] = 0.0f;
+    float mrow[2] = {-INFINITY, -INFINITY}, lrow[2] = {0.0f, 0.0f};
+    /* ldmatrix.x4 row addresses: lane l gives row l & 7 of 8x8 matrix l >> 3.
+     * A (q, 16 x 16): matrices rows 0-7 / 8-15 by (l >> 3) & 1, k halves by
+     * l >> 4; B (k, two n-tiles of 8 x 16): n-tile by l >> 4, k halves by
+     * (l >> 3) & 1 */
+    const __nv_bfloat16 *qa = Qs + (w * 16 + (lane & 8) + (lane & 7)) * LD + (lane >> 4) * 8;
+    const __nv_bfloat16 *kbase = Ks + (((lane >> 4) & 1) * 8 + (lane & 7)) * LD + ((lane >> 3) & 1) * 8;
+    /* f16/bf16 caches with D <= 128: the next tile's K and V are loaded
+     * into registers (raw, 16 bytes an item) while the current one is
+     * multiplied, and converted into shared memory after it */
+    constexpr bool PF = KT != MLXN_F32 && DM <= 128;
+    constexpr int NPT = PF ? FA_C * DM / 8 / 128 : 1;
+    const bool pf = PF && vec;
+    const int items = FA_C * (DP / 8);
+    uint4 rk[NPT], rv[NPT];
+    auto fetch = [&](int b) {
+#pragma unroll
+        for (int k = 0; k < NPT; k++) {
+            int i = tid + k * 128, j = i / (DP / 8), d = (i % (DP / 8)) * 8, pp = b + j;
+            rk[k] = rv[k] = make_uint4(0, 0, 0, 0);
+            if (i < items && pp < hi) {
+                int64_t row = (hk * C + pp % C) * D + d;
+                rk[k] = __ldg((const uint4 *)((const uint16_t *)kc + row));
+                rv[k] = __ldg((const uint4 *)((const uint16_t *)vc + row));
+            }
+        }
+    };
+    auto stash = [&]() {
+#pragma unroll
+        for (int k = 0; k < NPT; k++) {
+            int i = tid + k * 128, j = i / (DP / 8), d = (i % (DP / 8)) * 8;
+            if (i < items) {
+                *(uint4 *)(Ks + j * LD + d) = fa_to_bf16<KT>(rk[k]);
+                *(uint4 *)(Vs + j * LD + d) = fa_to_bf16<KT>(rv[k]);
+            }
+        }
+    };
+    if (pf && lo < hi) fetch(lo);
+    for (int b = lo; b < hi; b += FA_C) {
+        __syncthreads(); /* the last tile's readers are done */
+        if (pf) {
+            stash();
+        } else {
+            for (int i = tid; i < items; i += 128) {
+                int j = i / (DP / 8), d = (i % (DP / 8)) * 8;
+                int pp = b + j;
+                uint4 kv = make_uint4(0, 0, 0, 0), vv = kv;
+                if (pp < hi) {
+                    int64_t row = (hk * C + pp % C) * D;
+                    if (vec) {
+                        kv = fa_ld8<KT>(kc, row + d);
+                        vv = fa_ld8<KT>(vc, row + d);
+                    } else {
+                        float fk[8], fv[8];
+#pragma unroll
+                        for (int k = 0; k < 8; k++) {
+                            fk[k] = d + k < D ? cu_ld<KT>(kc, row + d + k) : 0.0f;
+                            fv[k] = d + k < D ? cu_ld<KT>(vc, row + d + k) : 0.0f;
+                        }
+                        kv = make_uint4(fa_pack(fk[0], fk[1]), fa_pack(fk[2], fk[3]), fa_pack(fk[4], fk[5]),
+                                        fa_pack(fk[6], fk[7]));
+                        vv = make_uint4(fa_pack(fv[0], fv[1]), fa_pack(fv[2], fv[3]), fa_pack(fv[4], fv[5]),
+                                        fa_pack(fv[6], fv[7]));
+                    }
+                }
+                *(uint4 *)(Ks + j * LD + d) = kv;
+                *(uint4 *)(Vs + j * LD + d) = vv;
+            }
+        }
+        __syncthreads();
+        if (pf && b + FA_C < hi) fetch(b + FA_C);
+        /* scores: 16 rows x 64 positions a warp */
+        float sc[8][4];
+#pragma unroll
+        for (int nt = 0; nt < 8; nt++) sc[nt][0] = sc[nt][1] = sc[nt][2] = sc[nt][3] = 0.0f;
+#pragma unroll
+        for (int ks = 0; ks < DM / 16; ks++) {
+            if (ks * 16 >= DP) break;
+            uint32_t a[4];
+            fa_ldm(a, qa + ks * 16);
+#pragma unroll
+            for (int np = 0; np < 4; np++) {
+                uint32_t bk[4];
+                fa_ldm(bk, kbase + np * 16 * LD + ks * 16);
+                fa_mma(sc[2 * np], a, bk[0], bk[1]);
+                fa_mma(sc[2 * np + 1], a, bk[2], bk[3]);
+            }
+        }
+        /* mask, scale, online softmax (base 2) */
+        float mt[2] = {-INFINITY, -INFINITY};
+#pragma unroll
+        for (int nt = 0; nt < 8; nt++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                int k = e >> 1, pp = b + nt * 8 + c4 * 2 + (e & 1);
+                float v = sc[nt][e] * p.scale;
+                if (p.softcap > 0) v = tanhf(v / p.softcap) * p.softcap;
+                bool ok = act[k] && pp >= fst[k] && pp <= lst[k];
+                v = ok ? v * L2E : -INFINITY;
+                sc[nt][e] = v;
+                mt[k] = fmaxf(mt[k], v);
+            }
+        float corr[2];
+#pragma unroll
+        for (int k = 0; k < 2; k++) {
+            mt[k] = fmaxf(mt[k], __shfl_xor_sync(0xffffffffu, mt[k], 1));
+            mt[k] = fmaxf(mt[k], __shfl_xor_sync(0xffffffffu, mt[k], 2));
+            float mn = fmaxf(mrow[k], mt[k]);
+            corr[k] = mn == -INFINITY ? 1.0f : exp2f(mrow[k] - mn);
+            mrow[k] = mn;
+        }
+        float ls[2] = {0.0f, 0.0f};
+#pragma unroll
+        for (int nt = 0; nt < 8; nt++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                int k = e >> 1;
+                float pv = mrow[k] == -INFINITY ? 0.0f : exp2f(sc[nt][e] - mrow[k]);
+                sc[nt][e] = pv;
+                ls[k] += pv;
+            }
+#pragma unroll
+        for (int k = 0; k < 2; k++) lrow[k] = lrow[k] * corr[k] + ls[k];
+#pragma unroll
+        for (int i = 0; i < DM / 8; i++) {
+            oacc[i][0] *= corr[0];
+            oacc[i][1] *= corr[0];
+            oacc[i][2] *= corr[1];
+            oacc[i][3] *= corr[1];
+        }
+        /* O += P V */
+#pragma unroll
+        for (int kk = 0; kk < FA_C / 16; kk++) {
+            uint32_t a[4] = {fa_pack(sc[2 * kk][0], sc[2 * kk][1]), fa_pack(sc[2 * kk][2], sc[2 * kk][3]),
+                             fa_pack(sc[2 * kk + 1][0], sc[2 * kk + 1][1]),
+                             fa_pack(sc[2 * kk + 1][2], sc[2 * kk + 1][3])};
+            const __nv_bfloat16 *vb = Vs + (kk * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * LD + (lane >> 4) * 8;
+#pragma unroll
+            for (int dp = 0; dp < DM / 16; dp++) {
+                if (dp * 16 >= DP) break;
+                uint32_t bv[4];
+                fa_ldm_t(bv, vb + dp * 16);
+                fa_mma(oacc[2 * dp], a, bv[0], bv[1]);
+                fa_mma(oacc[2 * dp + 1], a, bv[2], bv[3]);
+            }
+        }
+    }
+    /* normalize and store */
+#pragma unroll
+    for (int k = 0; k < 2; k++) {
+        lrow[k] += __shfl_xor_sync(0xffffffffu, lrow[k], 1);
+        lrow[k] += __shfl_xor_sync(0xffffffffu, lrow[k], 2);
+    }
+#pragma unroll
+    for (int k = 0; k < 2; k++) {
+        if (!outr[k]) continue;
+        float inv = lrow[k] > 0 ? 1.0f / lrow[k] : 0.0f;
+        float *orow = o + (trow[k] * H + hrow[k]) * D;
+#pragma unroll
+        for (int i = 0; i < DM / 8; i++) {
+            int d = i * 8 + c4 * 2;
+            if (d < D) orow[d] = oacc[i][2 * k] * inv;
+            if (d + 1 < D) orow[d + 1] = oacc[i][2 * k + 1] * inv;
+        }
+    }
+}
+
+static size_t fa_smem_bytes(int dm) { return (size_t)3 * FA_R * (dm + 8) * 2; }
+
+template <int KT, int DM>
+static cudaError_t launch_fa(const cu_node *n, int64_t T, int64_t H, int64_t Hkv, int64_t C, int D, bool vec,
+                             cudaStream_t s) {
+    static bool raised = false; /* per instantiation; > 48 KB of dynamic shared memory */
+    size_t smem = fa_smem_bytes(DM);
+    if (!raised) {
+        cudaError_t e = cudaFuncSetAttribute(k_attn_fa<KT, DM>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
+        if (e != cudaSuccess) return e;
+        raised = true;
+    }
+    int G = (int)(H / Hkv), TB = FA_R / G;
+    dim3 grid((unsigned)((T + TB - 1) / TB), (unsigned)Hkv);
+    const cu_tensor *t = n->t;
+    k_attn_fa<KT, DM><<<grid, 128, smem, s>>>((float *)t[0].data, (const float *)t[1].data, t[2].data, t[3].data,
+                                               (const int32_t *)t[4].data, T, H, Hkv, C, D, n->attn, vec);
+    CU_LAUNCH_CHECK();
+    return cudaSuccess;
+}
+
+template <int KT>
+static cudaError_t run_fa(const cu_node *n, int64_t T, int64_t H, int64_t Hkv, int64_t C, int D, cudaStream_t s) {
+    const cu_tensor *t = n->t;
+    bool vec = D % 8 == 0 && ((uintptr_t)t[1].data & 15) == 0 && ((uintptr_t)t[2].data & 15) == 0 &&
+               ((uintptr_t)t[3].data & 15) == 0;
+    if (D <= 64) return launch_fa<KT, 64>(n, T, H, Hkv, C, D, vec, s);
+    if (D <= 128) return launch_fa<KT, 128>(n, T, H, Hkv, C, D, vec, s);
+    return launch_fa<KT, 256>(n, T, H, Hkv, C, D, vec, s);
+}
+
+/* Whether k_attn_fa takes the node: prefill, whole GQA groups that fit a
+ * block; f32-activation sessions keep the f32 kernels. */
+/* Shared memory a block of the current device may opt in to (D = 256 takes
+ * 99 KB: more than sm_86 / sm_89 give; 0 when unknown). */
+static size_t fa_smem_limit(void) {
+    int dev = 0, v = 0;
+    if (cudaGetDevice(&dev) != cudaSuccess ||
+        cudaDeviceGetAttribute(&v, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev) != cudaSuccess) {
+        cudaGetLastError();
+        return 0;
+    }
+    return (size_t)v;
+}
+
+static bool fa_takes(const cu_node *n) {
+    const cu_tensor *t = n->t;
+    int64_t T = t[1].shape[0], H = t[1].shape[1], D = t[1].shape[2], Hkv = t[2].shape[0], C = t[2].shape[1];
+    if (!(T > 1 && D <= 256 && Hkv > 0 && H % Hkv == 0 && H / Hkv <= FA_R && !n->f32_act && C < INT_MAX &&
+          T * H * D < INT64_MAX / 2))
+        return false;
+    size_t need = fa_smem_bytes(D <= 64 ? 64 : D <= 128 ? 128 : 256) + 64; /* + the static rng[] */
+    return need <= fa_smem_limit();
+}
+
 size_t mlxn_cu_attention_scratch(const cu_node *n) {
+    if (fa_takes(n)) return 0;
     const cu_tensor *q = &n->t[1];
     int64_t TH = q->shape[0] * q->shape[1], D = q->shape[2];
     return (size_t)TH * (size_t)att_splits(n->t[2].shape[1]) * (size_t)(D + 2) * sizeof(float);
@@ -238,6 +604,12 @@ cudaError_t mlxn_cu_attention(const cu_node *n, void *scratch, cudaStream_t s) {
     int64_t T = t[1].shape[0], H = t[1].shape[1], D = t[1].shape[2];
     int64_t Hkv = t[2].shape[0], C = t[2].shape[1];
     if (D > ATT_MAXD) return cudaErrorInvalidValue;
+    /* prefill on the tensor cores; f32-activation sessions keep the f32 kernels */
+    if (fa_takes(n)) {
+        if (t[2].dtype == MLXN_F32) return run_fa<MLXN_F32>(n, T, H, Hkv, C, (int)D, s);
+        if (t[2].dtype == MLXN_F16) return run_fa<MLXN_F16>(n, T, H, Hkv, C, (int)D, s);
+        return run_fa<MLXN_BF16>(n, T, H, Hkv, C, (int)D, s);
+    }
     if (T > 1 && D <= ATP_MAXD && H % Hkv == 0) {
         dim3 gp((unsigned)((T + 7) / 8), (unsigned)H);
 #define ATP(KT)                                                                                                \

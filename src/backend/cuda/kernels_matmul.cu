@@ -783,6 +783,7 @@ cudaError_t mlxn_cu_matmul(const cu_node *n, void *scratch, cudaStream_t s) {
     int64_t M = t[1].rows, K = t[1].cols;
     if (n->f32_act) scratch = NULL; /* the float path: x stays f32 */
     bool bf = !n->f32_act;
+    if (scratch && mlxn_cu_gemm_node_scratch(n)) return mlxn_cu_gemm(n, scratch, s); /* prefill: cuBLAS */
     if (n->op == CU_OP_MATMUL)
         return matmul_raw((float *)t[0].data, (const float *)t[1].data, t[2].data, t[2].dtype, M, t[2].shape[0], K,
                           scratch, s, bf);
@@ -792,6 +793,8 @@ cudaError_t mlxn_cu_matmul(const cu_node *n, void *scratch, cudaStream_t s) {
 
 size_t mlxn_cu_matmul_node_scratch(const cu_node *n) {
     const cu_tensor *t = n->t;
+    size_t g = mlxn_cu_gemm_node_scratch(n);
+    if (g) return g;
     if (n->op == CU_OP_MATMUL) return mlxn_cu_matmul_scratch(t[2].dtype, 0, t[1].rows, t[1].cols);
     return mlxn_cu_matmul_scratch(-1, n->mlx.bits, t[1].rows, t[1].cols);
 }
