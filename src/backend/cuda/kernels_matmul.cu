@@ -383,7 +383,12 @@ static int mlx4_on(void) {
 template <int SDT, int R, int D>
 static cudaError_t launch_mlx4g(const uint32_t *wq, const void *sc, const void *bi, int gshift, float *y,
                                 const uint4 *xg, int64_t N, int64_t K, size_t smem, cudaStream_t s) {
-    static int slots = 0; /* resident blocks on the device (per instantiation) */
+    static int slots = 0, sm_count = 0; /* resident blocks on the device (per instantiation) */
+    static int wps = -1; /* MLXN_CU_MLX4_WPS: at most this many warps per SM (measuring) */
+    if (wps < 0) {
+        const char *e = getenv("MLXN_CU_MLX4_WPS");
+        wps = e && *e ? atoi(e) : 0;
+    }
     if (!slots) {
         int dev = 0, sms = 0, per = 0;
         cudaGetDevice(&dev);
@@ -392,9 +397,11 @@ static cudaError_t launch_mlx4g(const uint32_t *wq, const void *sc, const void *
             per < 1)
             per = 1;
         slots = sms * per;
+        sm_count = sms;
     }
     int64_t P = (N + R - 1) / R;
     int64_t W = (int64_t)slots * 8;
+    if (wps > 0 && (int64_t)sm_count * wps < W) W = (int64_t)sm_count * wps;
     if (W > P) W = P;
     cudaLaunchConfig_t cfg = {};
     cfg.gridDim = dim3(cu_blocks(W, 8));
