@@ -61,6 +61,10 @@ typedef struct cuda_dev {
     void *scratch;        /* direct launches' scratch (stream-ordered reuse) */
     size_t scratch_cap;
     pthread_mutex_t mu; /* the cache */
+    pthread_mutex_t up_mu; /* the staging buffers */
+    void *stage[2];        /* pinned host staging for uploads (lazily; NULL: none) */
+    cudaEvent_t stage_ev[2];
+    int stage_state;       /* 0 not tried, 1 ready, -1 unavailable: plain cudaMemcpy */
     cuda_graph_state *cache[GRAPH_CACHE]; /* most recent first */
 } cuda_dev;
 
@@ -121,6 +125,7 @@ static mlxn_status cuda_init(mlxn_device *dev, const mlxn_device_options *o) {
         return mlxn_err(MLXN_ERR_DEVICE, "%s", msg);
     }
     pthread_mutex_init(&c->mu, NULL);
+    pthread_mutex_init(&c->up_mu, NULL);
     dev->impl = c;
     dev->n_threads = 1;
     snprintf(dev->desc, sizeof dev->desc, "cuda: %.100s (sm_%d%d, %d SMs, %.0f GiB)", prop.name, prop.major,
@@ -136,6 +141,11 @@ static void cuda_shutdown(mlxn_device *dev) {
     prof_print();
     for (int i = 0; i < GRAPH_CACHE; i++) graph_state_free(c->cache[i]);
     pthread_mutex_destroy(&c->mu);
+    pthread_mutex_destroy(&c->up_mu);
+    for (int i = 0; i < 2; i++) {
+        if (c->stage[i]) cudaFreeHost(c->stage[i]);
+        if (c->stage_ev[i]) cudaEventDestroy(c->stage_ev[i]);
+    }
     if (c->scratch) cudaFree(c->scratch);
     for (int i = 0; i < CAPTURE_LANES - 1; i++)
         if (c->lanes[i]) cudaStreamDestroy(c->lanes[i]);
@@ -167,9 +177,65 @@ static void cuda_free(mlxn_device *dev, void *p) {
     if (p && cudaFree(p) != cudaSuccess) cudaGetLastError();
 }
 
+/* Uploads of 1 MiB or more (weights) go through two pinned staging buffers
+ * of STAGE_BYTES: the host copies chunk i+1 (reading the mmapped file)
+ * while the copy engine moves chunk i, on the device's stream (so after any
+ * work queued before it); the call returns when all of it has landed, like
+ * cudaMemcpy. Where pinned memory cannot be had (or MLXN_CU_PINNED=0) the
+ * upload is one cudaMemcpy from pageable memory. */
+#define STAGE_BYTES ((size_t)16 << 20)
+
+static bool stage_ready(cuda_dev *c) {
+    if (c->stage_state == 0) {
+        const char *e = getenv("MLXN_CU_PINNED");
+        bool ok = !(e && *e == '0');
+        for (int i = 0; i < 2 && ok; i++) {
+            ok = cudaHostAlloc(&c->stage[i], STAGE_BYTES, cudaHostAllocDefault) == cudaSuccess &&
+                 cudaEventCreateWithFlags(&c->stage_ev[i], cudaEventDisableTiming) == cudaSuccess;
+        }
+        if (!ok) {
+            cudaGetLastError();
+            for (int i = 0; i < 2; i++) {
+                if (c->stage[i]) cudaFreeHost(c->stage[i]);
+                if (c->stage_ev[i]) cudaEventDestroy(c->stage_ev[i]);
+                c->stage[i] = NULL;
+                c->stage_ev[i] = NULL;
+            }
+            cudaGetLastError();
+        }
+        c->stage_state = ok ? 1 : -1;
+    }
+    return c->stage_state == 1;
+}
+
+static mlxn_status staged_upload(cuda_dev *c, char *dst, const char *src, size_t n) {
+    bool used[2] = {false, false};
+    int k = 0;
+    for (size_t off = 0; off < n; off += STAGE_BYTES, k ^= 1) {
+        size_t len = n - off < STAGE_BYTES ? n - off : STAGE_BYTES;
+        if (used[k]) CU_TRY(cudaEventSynchronize(c->stage_ev[k]));
+        memcpy(c->stage[k], src + off, len);
+        CU_TRY(cudaMemcpyAsync(dst + off, c->stage[k], len, cudaMemcpyHostToDevice, c->stream));
+        CU_TRY(cudaEventRecord(c->stage_ev[k], c->stream));
+        used[k] = true;
+    }
+    CU_TRY(cudaStreamSynchronize(c->stream));
+    return MLXN_OK;
+}
+
 static mlxn_status cuda_upload(mlxn_device *dev, void *dst, const void *src, size_t n) {
-    (void)dev;
-    if (n) CU_TRY(cudaMemcpy(dst, src, n, cudaMemcpyHostToDevice));
+    cuda_dev *c = dev->impl;
+    if (!n) return MLXN_OK;
+    CU_TRY(cudaSetDevice(c->ordinal));
+    if (n >= ((size_t)1 << 20)) {
+        pthread_mutex_lock(&c->up_mu);
+        mlxn_status st = MLXN_OK;
+        bool staged = stage_ready(c);
+        if (staged) st = staged_upload(c, dst, src, n);
+        pthread_mutex_unlock(&c->up_mu);
+        if (staged) return st;
+    }
+    CU_TRY(cudaMemcpy(dst, src, n, cudaMemcpyHostToDevice));
     return MLXN_OK;
 }
 
