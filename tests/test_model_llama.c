@@ -28,6 +28,8 @@
 #include "model/model.h"
 #include "testutil.h"
 
+#include <stdlib.h>
+
 #include "io/io.h"
 #include "model/tokenizer.h"
 
@@ -222,6 +224,23 @@ static void check_model(mlxn_device *dev, const char *name, mlxn_dtype kv_dtype,
     gp.n_batch = 5;
     CHECK_OK(mlxn_generate(m, kv, r.tok, T, &gp, gen2, &ngen2, &gst));
     CHECK(ngen2 == ngen && !memcmp(gen, gen2, (size_t)ngen * 4), "%s: chunked prefill changed the tokens", name);
+    /* sampling with top-k: the device's top_k candidates and the whole row
+     * read back (MLXN_HOST_SAMPLING=1) draw the same tokens */
+    {
+        int32_t sd[NGEN], sh[NGEN];
+        int nsd = 0, nsh = 0;
+        mlxn_generate_params sp = {.n_predict = NGEN, .ignore_eos = true,
+                                   .sampling = {.temp = 1.5f, .top_k = 20, .top_p = 0.95f, .seed = 77}};
+        mlxn_kvcache_clear(kv);
+        CHECK_OK(mlxn_generate(m, kv, r.tok, T, &sp, sd, &nsd, &gst));
+        setenv("MLXN_HOST_SAMPLING", "1", 1);
+        mlxn_kvcache_clear(kv);
+        CHECK_OK(mlxn_generate(m, kv, r.tok, T, &sp, sh, &nsh, &gst));
+        unsetenv("MLXN_HOST_SAMPLING");
+        bool same = nsd == nsh && nsd == NGEN && !memcmp(sd, sh, (size_t)nsd * 4);
+        CHECK(same, "%s: sampling from the device's top-k differs from the host's", name);
+        if (same) printf("  %-36s %d sampled tokens (top-k 20, temp 1.5): device top-k = whole row\n", name, nsd);
+    }
     int32_t all[64];
     memcpy(all, r.tok, (size_t)T * 4);
     memcpy(all + T, gen, (size_t)ngen * 4);
@@ -290,11 +309,11 @@ static mlxn_status load_wrapped_ex(mlxn_device *dev, const char *hide, const cha
         mlxn_model_config_free(&cfg);
         return st;
     }
-    w->inner = (mlxn_weight_source){sh, st_find_sh, st_close_sh, MLXN_NAMES_HF, MODELS "llama"};
+    w->inner = (mlxn_weight_source){sh, st_find_sh, st_close_sh, MLXN_NAMES_HF, MODELS "llama", NULL, NULL};
     w->hide = hide;
     w->reshape = reshape;
     w->retype = retype;
-    mlxn_weight_source src = {w, wrap_find, wrap_close, MLXN_NAMES_HF, MODELS "llama/model.safetensors"};
+    mlxn_weight_source src = {w, wrap_find, wrap_close, MLXN_NAMES_HF, MODELS "llama/model.safetensors", NULL, NULL};
     mlxn_model *m = NULL;
     st = mlxn_model_create(&m, dev, &cfg, &src);
     mlxn_model_config_free(&cfg);

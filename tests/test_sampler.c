@@ -164,6 +164,70 @@ int main(void) {
         mlxn_sampler_destroy(sb);
     }
 
+    /* the device path: the k largest logits (here found by a full sort, then
+     * handed over shuffled) give the same tokens as the whole row, draw for
+     * draw, for each filter combination; ties at the cut keep the lowest ids */
+    {
+        enum { BV = 1000, K = 40, DRAWS = 300 };
+        static float row[BV];
+        uint64_t r = 1;
+        for (int i = 0; i < BV; i++) {
+            r = r * 6364136223846793005ull + 1442695040888963407ull;
+            row[i] = (float)((int)(r >> 54) % 40) * 0.25f; /* many ties */
+        }
+        mlxn_sampler_params ps[5] = {
+            {.temp = 0.8f, .top_k = K, .seed = 31},
+            {.temp = 0.8f, .top_k = K, .top_p = 0.9f, .seed = 32},
+            {.temp = 1.3f, .top_k = K, .min_p = 0.05f, .seed = 33},
+            {.temp = 0.7f, .top_k = K, .top_p = 0.95f, .min_p = 0.05f, .seed = 34},
+            {.temp = 2.0f, .top_k = 1, .seed = 35},
+        };
+        for (int ci = 0; ci < 5; ci++) {
+            int k = ps[ci].top_k;
+            /* ids by descending value, ascending id on ties: the k best */
+            static int32_t ord[BV];
+            for (int i = 0; i < BV; i++) ord[i] = i;
+            for (int i = 1; i < BV; i++) /* insertion sort: stable, small */
+                for (int j = i; j > 0 && row[ord[j]] > row[ord[j - 1]]; j--) {
+                    int32_t t2 = ord[j]; ord[j] = ord[j - 1]; ord[j - 1] = t2;
+                }
+            float tv[K];
+            int32_t ti[K];
+            for (int i = 0; i < k; i++) { /* shuffled: reversed */
+                ti[i] = ord[k - 1 - i];
+                tv[i] = row[ti[i]];
+            }
+            mlxn_sampler *full = NULL, *top = NULL;
+            CHECK_OK(mlxn_sampler_create(&full, &ps[ci], BV));
+            CHECK_OK(mlxn_sampler_create(&top, &ps[ci], BV));
+            CHECK(mlxn_sampler_device_top_k(top) == k, "device top-k %d, want %d", mlxn_sampler_device_top_k(top), k);
+            int eq = 1;
+            for (int i = 0; i < DRAWS && full && top; i++) {
+                int32_t a1 = -1, b1 = -2;
+                eq &= mlxn_sampler_sample(full, row, &a1) == MLXN_OK;
+                eq &= mlxn_sampler_sample_top(top, tv, ti, k, &b1) == MLXN_OK;
+                eq &= a1 == b1;
+            }
+            CHECK(eq, "top-k candidates path differs from the full row (case %d)", ci);
+            if (eq) printf("  ok %d draws from the %d largest logits equal the full row's (case %d)\n", DRAWS, k, ci);
+            mlxn_sampler_destroy(full);
+            mlxn_sampler_destroy(top);
+        }
+        /* no device path with a penalty, greedy, or top-k off */
+        mlxn_sampler *sp = NULL;
+        mlxn_sampler_params q1 = {.temp = 0.8f, .top_k = K, .repeat_penalty = 1.1f};
+        CHECK_OK(mlxn_sampler_create(&sp, &q1, BV));
+        CHECK(mlxn_sampler_device_top_k(sp) == 0, "a penalty needs the whole row");
+        mlxn_sampler_destroy(sp);
+        mlxn_sampler_params q2 = {.temp = 0.8f};
+        CHECK_OK(mlxn_sampler_create(&sp, &q2, BV));
+        CHECK(mlxn_sampler_device_top_k(sp) == 0, "top-k off needs the whole row");
+        float v1 = 0;
+        int32_t i1 = 3;
+        CHECK_STATUS(mlxn_sampler_sample_top(sp, &v1, &i1, 1, &i1), MLXN_ERR_INVALID_ARG);
+        mlxn_sampler_destroy(sp);
+    }
+
     /* bad parameters */
     mlxn_sampler *bad = NULL;
     mlxn_sampler_params bp = {.top_p = 1.5f};

@@ -3,10 +3,13 @@
  * (prefill), then one-token graphs recorded once in optimized mode and
  * replayed for every further token with the token id and position written
  * into its i32 buffers. Greedy decoding without a penalty uses the device's
- * argmax; everything else reads the logits back and runs the sampler.
+ * argmax; sampling with top-k (and no penalty) reads back only the k
+ * largest logits that the device's top_k found (MLXN_HOST_SAMPLING=1: the
+ * whole row, as everything else does) and draws from them.
  */
 #include "model/model.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 #define TRY(x)                          \
@@ -27,11 +30,23 @@ typedef struct gen {
     mlxn_sampler *smp;
     float *logits; /* [vocab] */
     mlxn_forward *pre, *dec;
+    int top_k;     /* > 0: candidates from the device's top_k */
+    float *tv;     /* [top_k] */
+    int32_t *ti;   /* [top_k] */
 } gen;
+
+static mlxn_status fwd_create(gen *g, mlxn_forward **f, int T) {
+    TRY(mlxn_forward_create(f, g->m, g->kv, T, MLXN_MODE_OPTIMIZED, 0));
+    return mlxn_forward_set_top_k(*f, g->top_k);
+}
 
 /* Next token after a run of f. */
 static mlxn_status pick(gen *g, mlxn_forward *f, int32_t *tok) {
     if (mlxn_sampler_is_greedy(g->smp)) return mlxn_forward_argmax(f, tok);
+    if (g->top_k) {
+        TRY(mlxn_forward_top_k(f, g->tv, g->ti, g->top_k));
+        return mlxn_sampler_sample_top(g->smp, g->tv, g->ti, g->top_k, tok);
+    }
     TRY(mlxn_forward_logits(f, g->logits, (size_t)g->m->cfg.vocab));
     return mlxn_sampler_sample(g->smp, g->logits, tok);
 }
@@ -52,6 +67,13 @@ static mlxn_status run(gen *g, const int32_t *prompt, int n_prompt, const mlxn_g
     TRY(mlxn_sampler_create(&g->smp, &p->sampling, g->m->cfg.vocab));
     g->logits = mlxn_malloc((size_t)g->m->cfg.vocab * sizeof(float));
     if (!g->logits) return mlxn_err(MLXN_ERR_OUT_OF_MEMORY, "generate: out of memory");
+    const char *hs = getenv("MLXN_HOST_SAMPLING");
+    g->top_k = hs && *hs && *hs != '0' ? 0 : mlxn_sampler_device_top_k(g->smp);
+    if (g->top_k) {
+        g->tv = mlxn_malloc((size_t)g->top_k * sizeof *g->tv);
+        g->ti = mlxn_malloc((size_t)g->top_k * sizeof *g->ti);
+        if (!g->tv || !g->ti) return mlxn_err(MLXN_ERR_OUT_OF_MEMORY, "generate: out of memory");
+    }
     for (int i = 0; i < n_prompt; i++) mlxn_sampler_accept(g->smp, prompt[i]);
 
     uint64_t t0 = mlxn_now_ns();
@@ -60,12 +82,12 @@ static mlxn_status run(gen *g, const int32_t *prompt, int n_prompt, const mlxn_g
     /* full chunks share one graph (recorded once, replayed); the remainder
      * gets its own. Each chunk's attention reads the earlier chunks from the
      * cache at their positions. */
-    if (full) TRY(mlxn_forward_create(&g->pre, g->m, g->kv, batch, MLXN_MODE_OPTIMIZED, 0));
+    if (full) TRY(fwd_create(g, &g->pre, batch));
     for (int c = 0; c < full; c++, done += batch) TRY(mlxn_forward_run(g->pre, prompt + done));
     if (rem) {
         mlxn_forward_destroy(g->pre);
         g->pre = NULL;
-        TRY(mlxn_forward_create(&g->pre, g->m, g->kv, rem, MLXN_MODE_OPTIMIZED, 0));
+        TRY(fwd_create(g, &g->pre, rem));
         TRY(mlxn_forward_run(g->pre, prompt + done));
     }
     int32_t tok;
@@ -83,7 +105,7 @@ static mlxn_status run(gen *g, const int32_t *prompt, int n_prompt, const mlxn_g
         mlxn_sampler_accept(g->smp, tok);
         bool more = p->on_token ? p->on_token(p->ctx, tok) : true;
         if (!more || n >= n_predict || (!p->ignore_eos && is_eos(&g->m->cfg, tok))) break;
-        if (!g->dec) TRY(mlxn_forward_create(&g->dec, g->m, g->kv, 1, MLXN_MODE_OPTIMIZED, 0));
+        if (!g->dec) TRY(fwd_create(g, &g->dec, 1));
         TRY(mlxn_forward_run(g->dec, &tok));
         TRY(pick(g, g->dec, &tok));
     }
@@ -113,5 +135,7 @@ mlxn_status mlxn_generate(const mlxn_model *m, mlxn_kvcache *kv, const int32_t *
     mlxn_forward_destroy(g.dec);
     mlxn_sampler_destroy(g.smp);
     mlxn_free(g.logits);
+    mlxn_free(g.tv);
+    mlxn_free(g.ti);
     return s;
 }

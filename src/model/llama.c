@@ -455,6 +455,8 @@ struct mlxn_forward {
     mlxn_buffer *xl, *hl, *x2l, *dl; /* last-row views [1, hidden] */
     mlxn_buffer *logits;            /* [rows, vocab] */
     mlxn_buffer *amax;              /* i32 [rows] */
+    int top_k;                      /* mlxn_forward_set_top_k; 0 = none */
+    mlxn_buffer *topi, *topv;       /* i32 / f32 [rows, top_k] */
 };
 
 static mlxn_status linear(mlxn_session *s, mlxn_buffer *out, const mlxn_buffer *x, const mlxn_linear *l) {
@@ -517,6 +519,7 @@ static mlxn_status record(mlxn_forward *f) {
     }
     TRY(linear(s, f->logits, (f->flags & MLXN_FWD_ALL_LOGITS) ? f->h : f->hl, &m->head));
     TRY(mlxn_op_argmax(s, f->amax, f->logits));
+    if (f->top_k) TRY(mlxn_op_top_k(s, f->topi, f->topv, f->logits, f->top_k));
     TRY(mlxn_session_mark_output(s, f->logits));
     return MLXN_OK;
 }
@@ -526,7 +529,7 @@ void mlxn_forward_destroy(mlxn_forward *f) {
     mlxn_session_destroy(f->s);
     mlxn_buffer *b[] = {f->tok, f->pos, f->x,  f->x2, f->h,  f->o,  f->d,  f->q,  f->k,      f->v,   f->att,
                         f->q2,  f->k2,  f->v2, f->att2, f->g, f->u, f->xl, f->hl, f->x2l, f->dl, f->logits, f->amax,
-                        f->qkv, f->gu};
+                        f->qkv, f->gu, f->topi, f->topv};
     for (size_t i = 0; i < sizeof b / sizeof b[0]; i++) mlxn_buffer_destroy(b[i]);
     mlxn_free(f->pos_host);
     mlxn_free(f);
@@ -642,6 +645,29 @@ mlxn_status mlxn_forward_logits(const mlxn_forward *f, float *out, size_t n_floa
 
 mlxn_status mlxn_forward_argmax(const mlxn_forward *f, int32_t *out) {
     return mlxn_buffer_read(f->amax, (size_t)(f->rows - 1) * sizeof(int32_t), out, sizeof(int32_t));
+}
+
+mlxn_status mlxn_forward_set_top_k(mlxn_forward *f, int k) {
+    if (f->recorded) return mlxn_err(MLXN_ERR_INVALID_ARG, "forward: top_k must be set before the first run");
+    if (k < 0 || k > f->m->cfg.vocab)
+        return mlxn_err(MLXN_ERR_INVALID_ARG, "forward: top_k %d outside 0..%d", k, f->m->cfg.vocab);
+    mlxn_buffer_destroy(f->topi);
+    mlxn_buffer_destroy(f->topv);
+    f->topi = f->topv = NULL;
+    f->top_k = 0;
+    if (!k) return MLXN_OK;
+    int64_t sh[2] = {f->rows, k};
+    TRY(mlxn_buffer_create(&f->topi, f->m->dev, MLXN_I32, 2, sh));
+    TRY(mlxn_buffer_create(&f->topv, f->m->dev, MLXN_F32, 2, sh));
+    f->top_k = k;
+    return MLXN_OK;
+}
+
+mlxn_status mlxn_forward_top_k(const mlxn_forward *f, float *vals, int32_t *ids, int k) {
+    if (k != f->top_k || !k) return mlxn_err(MLXN_ERR_INVALID_ARG, "forward: top_k %d asked, %d recorded", k, f->top_k);
+    size_t off = (size_t)(f->rows - 1) * (size_t)k;
+    TRY(mlxn_buffer_read(f->topv, off * sizeof(float), vals, (size_t)k * sizeof(float)));
+    return mlxn_buffer_read(f->topi, off * sizeof(int32_t), ids, (size_t)k * sizeof(int32_t));
 }
 
 int mlxn_forward_rows(const mlxn_forward *f) { return f->rows; }

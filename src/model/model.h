@@ -268,6 +268,11 @@ mlxn_status mlxn_forward_run(mlxn_forward *f, const int32_t *tokens);
 mlxn_status mlxn_forward_logits(const mlxn_forward *f, float *out, size_t n_floats);
 /* argmax of the last row's logits (computed on the device). */
 mlxn_status mlxn_forward_argmax(const mlxn_forward *f, int32_t *out);
+/* Also compute the k largest logits of each row on the device (recorded
+ * with the graph: call before the first run; 0 = off). */
+mlxn_status mlxn_forward_set_top_k(mlxn_forward *f, int k);
+/* The last row's k largest logits (vals) and their ids. */
+mlxn_status mlxn_forward_top_k(const mlxn_forward *f, float *vals, int32_t *ids, int k);
 int mlxn_forward_rows(const mlxn_forward *f);
 mlxn_session *mlxn_forward_session(mlxn_forward *f);
 
@@ -299,6 +304,13 @@ void mlxn_sampler_accept(mlxn_sampler *s, int32_t tok);
 void mlxn_sampler_reset(mlxn_sampler *s);
 /* True when no option needs the host logits (greedy, no penalty). */
 bool mlxn_sampler_is_greedy(const mlxn_sampler *s);
+/* k > 0 when a draw needs only the k largest logits (temp > 0, 0 < top_k <
+ * vocab, no penalty): the device's top_k then replaces the logits copy. */
+int mlxn_sampler_device_top_k(const mlxn_sampler *s);
+/* The same draw as mlxn_sampler_sample from the k largest logits (vals,
+ * their ids; k = mlxn_sampler_device_top_k, any order): equal seeds and
+ * logits give equal tokens on either path. */
+mlxn_status mlxn_sampler_sample_top(mlxn_sampler *s, const float *vals, const int32_t *ids, int k, int32_t *out);
 /* The generator alone (for tests): uniform in [0, 1). */
 double mlxn_sampler_uniform(mlxn_sampler *s);
 

@@ -154,6 +154,29 @@ static int partition_ge(cand *c, int n, float thr) {
     return m;
 }
 
+static mlxn_status sample_cands(mlxn_sampler *s, cand *c, int V, bool presorted, int32_t *out);
+
+int mlxn_sampler_device_top_k(const mlxn_sampler *s) {
+    if (!s || s->p.temp <= 0 || penalised(s) || s->p.top_k <= 0 || s->p.top_k >= s->vocab) return 0;
+    return s->p.top_k;
+}
+
+mlxn_status mlxn_sampler_sample_top(mlxn_sampler *s, const float *vals, const int32_t *ids, int k, int32_t *out) {
+    if (!s || !vals || !ids || !out) return mlxn_err(MLXN_ERR_INVALID_ARG, "sampler: NULL argument");
+    if (k != mlxn_sampler_device_top_k(s))
+        return mlxn_err(MLXN_ERR_INVALID_ARG, "sampler: %d candidates given, the sampler keeps %d", k,
+                        mlxn_sampler_device_top_k(s));
+    for (int i = 0; i < k; i++) {
+        if (ids[i] < 0 || ids[i] >= s->vocab)
+            return mlxn_err(MLXN_ERR_RANGE, "sampler: candidate id %d outside the vocab of %d", ids[i], s->vocab);
+        s->c[i] = (cand){vals[i], ids[i]};
+    }
+    /* the k best of the vocabulary, in the order the full path's top-k
+     * step leaves them */
+    qsort(s->c, (size_t)k, sizeof *s->c, cmp_cand);
+    return sample_cands(s, s->c, k, true, out);
+}
+
 mlxn_status mlxn_sampler_sample(mlxn_sampler *s, const float *logits, int32_t *out) {
     if (!s || !logits || !out) return mlxn_err(MLXN_ERR_INVALID_ARG, "sampler: NULL argument");
     int V = s->vocab;
@@ -172,6 +195,12 @@ mlxn_status mlxn_sampler_sample(mlxn_sampler *s, const float *logits, int32_t *o
             c[t].l = c[t].l > 0 ? c[t].l / r : c[t].l * r;
         }
     }
+    return sample_cands(s, c, V, false, out);
+}
+
+/* Everything after the penalty, over candidates c[0..V) (presorted: they
+ * are the top-k already, in cmp_cand order). */
+static mlxn_status sample_cands(mlxn_sampler *s, cand *c, int V, bool presorted, int32_t *out) {
     int best = 0;
     for (int i = 1; i < V; i++)
         if (below(&c[best], &c[i])) best = i;
@@ -182,8 +211,8 @@ mlxn_status mlxn_sampler_sample(mlxn_sampler *s, const float *logits, int32_t *o
     float mx = c[best].l;
     if (!isfinite(mx)) return mlxn_err(MLXN_ERR_RANGE, "sampler: the largest logit is %g", (double)mx);
     int n = V;
-    bool sorted = false; /* c[0..n) in descending order */
-    if (s->p.top_k > 0 && s->p.top_k < n) {
+    bool sorted = presorted; /* c[0..n) in descending order */
+    if (!presorted && s->p.top_k > 0 && s->p.top_k < n) {
         select_top(c, n, s->p.top_k);
         n = s->p.top_k;
         qsort(c, (size_t)n, sizeof *c, cmp_cand);
