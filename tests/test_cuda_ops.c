@@ -1081,6 +1081,29 @@ static void test_select_moe_fusion(void) {
     cmp("top_k 20 of 1000 with ties: values", &ov, TOL_EXACT);
     pfree(&px); pfree(&oi); pfree(&ov);
     free(x);
+    /* long rows (the two-stage kernel): ties across chunks, a NaN, k up to
+     * its limit and past it (the one-block kernel) */
+    {
+        enum { LR = 3, LC = 40000 };
+        int64_t ls[2] = {LR, LC};
+        float *lx = malloc((size_t)LR * LC * sizeof(float));
+        for (int i = 0; i < LR * LC; i++) lx[i] = (float)rng_int(-3000, 3000) * 0.125f;
+        lx[5] = NAN;
+        lx[LC + 39999] = 1000; /* the max in the last chunk of row 1 */
+        int kk[4] = {40, 256, 700, 257};
+        for (int c = 0; c < 4; c++) {
+            int64_t lk[2] = {LR, kk[c]};
+            P lp = pin(MLXN_F32, 2, ls, lx), li = pout(MLXN_I32, 2, lk), lv = pout(MLXN_F32, 2, lk);
+            BOTH(CHECK_OK(mlxn_op_top_k(S, li.v[dv], lv.v[dv], lp.v[dv], kk[c])));
+            char what[80];
+            snprintf(what, sizeof what, "top_k %d of 3 x %d with ties: indices", kk[c], LC);
+            cmp(what, &li, TOL_EXACT);
+            snprintf(what, sizeof what, "top_k %d of 3 x %d with ties: values", kk[c], LC);
+            cmp(what, &lv, TOL_EXACT);
+            pfree(&lp); pfree(&li); pfree(&lv);
+        }
+        free(lx);
+    }
 
     const int64_t E = 4, N = 64, K = 256;
     mlxn_dtype wt[4] = {MLXN_F16, MLXN_Q4_0, MLXN_Q8_0, MLXN_Q4_K};

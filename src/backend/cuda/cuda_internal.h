@@ -83,7 +83,8 @@ size_t mlxn_cu_matmul_node_scratch(const cu_node *n);
 cudaError_t mlxn_cu_get_rows(const cu_node *n, cudaStream_t s);
 cudaError_t mlxn_cu_rope(const cu_node *n, cudaStream_t s);          /* rope and rope_kv_write */
 cudaError_t mlxn_cu_matmul_id(const cu_node *n, cudaStream_t s);
-cudaError_t mlxn_cu_top_k(const cu_node *n, cudaStream_t s);
+cudaError_t mlxn_cu_top_k(const cu_node *n, void *scratch, cudaStream_t s);
+size_t mlxn_cu_top_k_scratch(const cu_node *n);
 cudaError_t mlxn_cu_argmax(const cu_node *n, void *scratch, cudaStream_t s);
 size_t mlxn_cu_argmax_scratch(const cu_node *n);
 cudaError_t mlxn_cu_attention(const cu_node *n, void *scratch, cudaStream_t s);

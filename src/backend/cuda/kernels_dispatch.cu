@@ -15,7 +15,7 @@ static cudaError_t f_mm(const cu_node *n, void *scr, cudaStream_t s) { return ml
 static cudaError_t f_rows(const cu_node *n, void *, cudaStream_t s) { return mlxn_cu_get_rows(n, s); }
 static cudaError_t f_rope(const cu_node *n, void *, cudaStream_t s) { return mlxn_cu_rope(n, s); }
 static cudaError_t f_attn(const cu_node *n, void *scr, cudaStream_t s) { return mlxn_cu_attention(n, scr, s); }
-static cudaError_t f_topk(const cu_node *n, void *, cudaStream_t s) { return mlxn_cu_top_k(n, s); }
+static cudaError_t f_topk(const cu_node *n, void *scr, cudaStream_t s) { return mlxn_cu_top_k(n, scr, s); }
 static cudaError_t f_amax(const cu_node *n, void *scr, cudaStream_t s) { return mlxn_cu_argmax(n, scr, s); }
 static cudaError_t f_none(const cu_node *, void *, cudaStream_t) { return cudaErrorInvalidValue; }
 static cudaError_t f_mid(const cu_node *n, void *, cudaStream_t s) { return mlxn_cu_matmul_id(n, s); }
@@ -66,6 +66,7 @@ extern "C" bool mlxn_cu_supports(const cu_node *n) {
 extern "C" size_t mlxn_cu_scratch_bytes(const cu_node *n) {
     if (n->op == CU_OP_ATTENTION) return mlxn_cu_attention_scratch(n);
     if (n->op == CU_OP_ARGMAX) return mlxn_cu_argmax_scratch(n);
+    if (n->op == CU_OP_TOP_K) return mlxn_cu_top_k_scratch(n);
     if (n->op == CU_OP_MATMUL || n->op == CU_OP_MATMUL_MLX) return mlxn_cu_matmul_node_scratch(n);
     return 0;
 }

@@ -3,6 +3,10 @@
  * lower index first on ties, NaN ranked last (as the CPU kernel). One block
  * per row makes k passes; pass j takes the best element ranked after the
  * one pass j-1 took, so no mask is stored and any row length works.
+ * Long rows (an output head's logits) with k <= TK_MAXK first take the k
+ * best of each of TK_PARTS chunks in TK_PARTS blocks, then one block takes
+ * the k best of those candidates: the k best of the row are among them, and
+ * the same order (value, then index) picks the same ones.
  */
 #include "backend/cuda/cuda_common.cuh"
 
@@ -11,18 +15,23 @@ __device__ static inline bool before(float v, int64_t i, float w, int64_t j) {
     return v > w || (v == w && i < j);
 }
 
-__global__ void k_top_k(int32_t *oi, float *ov, const float *x, int64_t C, int k) {
-    cu_pdl_enter();
+/* k passes over n candidates; get(i, &v, &idx) gives candidate i (idx < 0:
+ * none). Thread 0 calls put(j, v, idx) for the j-th best (idx -1 when fewer
+ * than j + 1 exist). Every thread of the block takes part. */
+template <class Get, class Put>
+__device__ static void topk_passes(int64_t n, int k, Get get, Put put) {
     __shared__ float sv[256];
     __shared__ int64_t si[256];
-    const float *r = x + (int64_t)blockIdx.x * C;
     float pv = INFINITY;
     int64_t pi = -1; /* the last taken: nothing yet */
     for (int j = 0; j < k; j++) {
         float bv = -INFINITY;
         int64_t bi = -1;
-        for (int64_t i = threadIdx.x; i < C; i += blockDim.x) {
-            float v = r[i];
+        for (int64_t c = threadIdx.x; c < n; c += blockDim.x) {
+            float v;
+            int64_t i;
+            get(c, &v, &i);
+            if (i < 0) continue;
             if (v != v) v = -INFINITY;
             bool after = pi < 0 || before(pv, pi, v, i);
             if (after && (bi < 0 || before(v, i, bv, bi))) {
@@ -44,20 +53,82 @@ __global__ void k_top_k(int32_t *oi, float *ov, const float *x, int64_t C, int k
             }
             __syncthreads();
         }
-        pv = sv[0];
-        pi = si[0];
-        if (threadIdx.x == 0) {
-            oi[(int64_t)blockIdx.x * k + j] = (int32_t)pi;
-            ov[(int64_t)blockIdx.x * k + j] = r[pi];
+        if (si[0] >= 0) { /* a pass that found nothing keeps the last taken */
+            pv = sv[0];
+            pi = si[0];
         }
+        if (threadIdx.x == 0) put(j, si[0] >= 0 ? sv[0] : -INFINITY, si[0]);
         __syncthreads();
     }
 }
 
-cudaError_t mlxn_cu_top_k(const cu_node *n, cudaStream_t s) {
+__global__ void k_top_k(int32_t *oi, float *ov, const float *x, int64_t C, int k) {
+    cu_pdl_enter();
+    const float *r = x + (int64_t)blockIdx.x * C;
+    topk_passes(
+        C, k, [&](int64_t c, float *v, int64_t *i) { *v = r[c]; *i = c; },
+        [&](int j, float, int64_t i) {
+            oi[(int64_t)blockIdx.x * k + j] = (int32_t)i;
+            ov[(int64_t)blockIdx.x * k + j] = r[i];
+        });
+}
+
+#define TK_PARTS 64
+#define TK_MAXK 256
+#define TK_MIN_COLS 16384
+
+/* Stage 1: block (p, row) leaves the k best of its chunk as (value, index
+ * bits) in part[row][p][k]; index -1 where the chunk has fewer. */
+__global__ void k_top_k_part(float2 *part, const float *x, int64_t C, int k) {
+    cu_pdl_enter();
+    int64_t row = blockIdx.y, per = (C + TK_PARTS - 1) / TK_PARTS;
+    int64_t c0 = blockIdx.x * per, c1 = c0 + per < C ? c0 + per : C;
+    const float *r = x + row * C;
+    float2 *o = part + (row * TK_PARTS + blockIdx.x) * k;
+    int64_t n = c1 > c0 ? c1 - c0 : 0;
+    topk_passes(
+        n, k, [&](int64_t c, float *v, int64_t *i) { *v = r[c0 + c]; *i = c0 + c; },
+        [&](int j, float v, int64_t i) { o[j] = make_float2(v, __int_as_float((int)i)); });
+}
+
+/* Stage 2: one block a row over its TK_PARTS * k candidates. */
+__global__ void k_top_k_final(int32_t *oi, float *ov, const float2 *part, const float *x, int64_t C, int k) {
+    cu_pdl_enter();
+    int64_t row = blockIdx.x;
+    const float2 *cand = part + row * TK_PARTS * k;
+    const float *r = x + row * C;
+    topk_passes(
+        (int64_t)TK_PARTS * k, k,
+        [&](int64_t c, float *v, int64_t *i) {
+            float2 e = cand[c];
+            *v = e.x;
+            *i = __float_as_int(e.y);
+        },
+        [&](int j, float, int64_t i) {
+            oi[row * k + j] = (int32_t)i;
+            ov[row * k + j] = r[i];
+        });
+}
+
+size_t mlxn_cu_top_k_scratch(const cu_node *n) {
+    const cu_tensor *x = &n->t[2];
+    if (x->cols < TK_MIN_COLS || n->topk > TK_MAXK) return 0;
+    return (size_t)x->rows * TK_PARTS * (size_t)n->topk * sizeof(float2);
+}
+
+cudaError_t mlxn_cu_top_k(const cu_node *n, void *scratch, cudaStream_t s) {
     const cu_tensor *t = n->t;
-    cu_launch(k_top_k, (unsigned)t[2].rows, 256, 0, s, (int32_t *)t[0].data, (float *)t[1].data, (const float *)t[2].data,
-                                                t[2].cols, n->topk);
+    int64_t R = t[2].rows, C = t[2].cols;
+    if (scratch && mlxn_cu_top_k_scratch(n) && R <= 65535) {
+        cu_launch(k_top_k_part, dim3(TK_PARTS, (unsigned)R), 256, 0, s, (float2 *)scratch, (const float *)t[2].data, C,
+                  n->topk);
+        CU_LAUNCH_CHECK();
+        cu_launch(k_top_k_final, (unsigned)R, 256, 0, s, (int32_t *)t[0].data, (float *)t[1].data,
+                  (const float2 *)scratch, (const float *)t[2].data, C, n->topk);
+    } else {
+        cu_launch(k_top_k, (unsigned)R, 256, 0, s, (int32_t *)t[0].data, (float *)t[1].data, (const float *)t[2].data,
+                  C, n->topk);
+    }
     CU_LAUNCH_CHECK();
     return cudaSuccess;
 }
