@@ -14,6 +14,7 @@
  */
 #include "backend/cuda/cuda_common.cuh"
 
+#include <cooperative_groups.h>
 #include <limits.h>
 
 #define ATT_WARPS 4
@@ -24,23 +25,16 @@ static int att_splits(int64_t C) {
     return (int)(n < 1 ? 1 : n > 64 ? 64 : n);
 }
 
+/* One block's share [lo, hi) of the cache positions of (token, head) th:
+ * each warp an online softmax over every ATT_WARPS-th position (lanes over
+ * D), then the warps combined into (M, L, acc[D]) at *bm, *bl, bacc (global
+ * or shared memory). */
 template <int KT>
-__global__ void __launch_bounds__(ATT_WARPS * 32) k_attn_split(float *part, const float *q, const void *kc, const void *vc,
-                                                               const int32_t *pos, int64_t H, int64_t Hkv, int64_t C,
-                                                               int D, mlxn_attention_params p, int nsplit, int64_t chunk) {
-    cu_pdl_enter();
+__device__ __forceinline__ void attn_chunk(float *bm, float *bl, float *bacc, const float *q, const void *kc,
+                                           const void *vc, int64_t th, int64_t hk, int64_t C, int D,
+                                           const mlxn_attention_params &p, int64_t lo, int64_t hi) {
     constexpr int DPL = ATT_MAXD / 32;
-    int64_t th = blockIdx.x; /* t * H + h */
-    int split = blockIdx.y;
-    int64_t t = th / H, h = th % H, hk = h / (H / Hkv);
     int lane = threadIdx.x & 31, w = threadIdx.x >> 5;
-    int64_t pt = pos[t];
-    int64_t first = pt - C + 1;
-    if (p.window > 0 && pt - p.window + 1 > first) first = pt - p.window + 1;
-    if (first < 0) first = 0;
-    int64_t lo = first + split * chunk, hi = lo + chunk;
-    if (hi > pt + 1) hi = pt + 1;
-
     float qv[DPL], acc[DPL];
     const float *qr = q + th * D;
 #pragma unroll
@@ -87,7 +81,6 @@ __global__ void __launch_bounds__(ATT_WARPS * 32) k_attn_split(float *part, cons
     __syncthreads();
     float M = -INFINITY;
     for (int k = 0; k < ATT_WARPS; k++) M = fmaxf(M, sm[k]);
-    float *out = part + (th * nsplit + split) * (int64_t)(D + 2);
     float L = 0.0f;
     for (int k = 0; k < ATT_WARPS; k++)
         if (sm[k] != -INFINITY) L += ss[k] * expf(sm[k] - M);
@@ -95,12 +88,87 @@ __global__ void __launch_bounds__(ATT_WARPS * 32) k_attn_split(float *part, cons
         float a = 0.0f;
         for (int k = 0; k < ATT_WARPS; k++)
             if (sm[k] != -INFINITY) a += sacc[k][d] * expf(sm[k] - M);
-        out[2 + d] = a;
+        bacc[d] = a;
     }
     if (threadIdx.x == 0) {
-        out[0] = M;
-        out[1] = L;
+        *bm = M;
+        *bl = L;
     }
+}
+
+/* The visible cache positions [first, pt] of token t (window, ring). */
+__device__ __forceinline__ void attn_range(const int32_t *pos, int64_t t, int64_t C, const mlxn_attention_params &p,
+                                           int64_t *first, int64_t *last) {
+    int64_t pt = pos[t];
+    int64_t f = pt - C + 1;
+    if (p.window > 0 && pt - p.window + 1 > f) f = pt - p.window + 1;
+    if (f < 0) f = 0;
+    *first = f;
+    *last = pt;
+}
+
+template <int KT>
+__global__ void __launch_bounds__(ATT_WARPS * 32) k_attn_split(float *part, const float *q, const void *kc, const void *vc,
+                                                               const int32_t *pos, int64_t H, int64_t Hkv, int64_t C,
+                                                               int D, mlxn_attention_params p, int nsplit, int64_t chunk) {
+    cu_pdl_enter();
+    int64_t th = blockIdx.x; /* t * H + h */
+    int split = blockIdx.y;
+    int64_t t = th / H, h = th % H, hk = h / (H / Hkv);
+    int64_t first, pt;
+    attn_range(pos, t, C, p, &first, &pt);
+    int64_t lo = first + split * chunk, hi = lo + chunk;
+    if (hi > pt + 1) hi = pt + 1;
+    float *out = part + (th * nsplit + split) * (int64_t)(D + 2);
+    attn_chunk<KT>(&out[0], &out[1], out + 2, q, kc, vc, th, hk, C, D, p, lo, hi);
+}
+
+/* Decode on sm_90: the ATT_CLUSTER blocks of (token, head) form a thread
+ * block cluster. Each takes an equal share of the *visible* positions (read
+ * from pos, so a short context still spreads over all of them), leaves its
+ * (M, L, acc) in its shared memory, and block 0 of the cluster merges them
+ * through distributed shared memory: one kernel, no scratch. */
+#define ATT_CLUSTER 8
+template <int KT>
+__global__ void __launch_bounds__(ATT_WARPS * 32) k_attn_cluster(float *o, const float *q, const void *kc, const void *vc,
+                                                                 const int32_t *pos, int64_t H, int64_t Hkv, int64_t C,
+                                                                 int D, mlxn_attention_params p) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    cu_pdl_enter();
+    namespace cg = cooperative_groups;
+    cg::cluster_group cl = cg::this_cluster();
+    __shared__ float bm, bl, bacc[ATT_MAXD];
+    int64_t th = blockIdx.x;
+    int split = (int)cl.block_rank();
+    int64_t t = th / H, h = th % H, hk = h / (H / Hkv);
+    int64_t first, pt;
+    attn_range(pos, t, C, p, &first, &pt);
+    int64_t n = pt + 1 - first, chunk = (n + ATT_CLUSTER - 1) / ATT_CLUSTER;
+    int64_t lo = first + split * chunk, hi = lo + chunk;
+    if (hi > pt + 1) hi = pt + 1;
+    attn_chunk<KT>(&bm, &bl, bacc, q, kc, vc, th, hk, C, D, p, lo, hi);
+    cl.sync();
+    if (split == 0) {
+        float ms[ATT_CLUSTER], M = -INFINITY, L = 0.0f;
+#pragma unroll
+        for (int r = 0; r < ATT_CLUSTER; r++) {
+            ms[r] = *cl.map_shared_rank(&bm, r);
+            M = fmaxf(M, ms[r]);
+        }
+#pragma unroll
+        for (int r = 0; r < ATT_CLUSTER; r++)
+            if (ms[r] != -INFINITY) L += *cl.map_shared_rank(&bl, r) * expf(ms[r] - M);
+        float inv = L > 0 ? 1.0f / L : 0.0f;
+        for (int d = threadIdx.x; d < D; d += blockDim.x) {
+            float a = 0.0f;
+#pragma unroll
+            for (int r = 0; r < ATT_CLUSTER; r++)
+                if (ms[r] != -INFINITY) a += cl.map_shared_rank(bacc, r)[d] * expf(ms[r] - M);
+            o[th * D + d] = a * inv;
+        }
+    }
+    cl.sync(); /* the other blocks' shared memory stays until block 0 has read it */
+#endif
 }
 
 __global__ void k_attn_merge(float *o, const float *part, int nsplit, int D) {
@@ -592,6 +660,19 @@ static bool fa_takes(const cu_node *n) {
     return need <= fa_smem_limit();
 }
 
+/* The cluster kernel (sm_90+, MLXN_CU_ATT_CLUSTER unset or not 0) for
+ * every attention that is not a tensor-core or tiled prefill. */
+static bool cluster_on(void) {
+    static int on = -1;
+    if (on < 0) {
+        int dev = 0, major = 0;
+        const char *e = getenv("MLXN_CU_ATT_CLUSTER");
+        if (cudaGetDevice(&dev) == cudaSuccess) cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev);
+        on = major >= 9 && !(e && *e == '0');
+    }
+    return on;
+}
+
 size_t mlxn_cu_attention_scratch(const cu_node *n) {
     if (fa_takes(n)) return 0;
     const cu_tensor *q = &n->t[1];
@@ -621,6 +702,30 @@ cudaError_t mlxn_cu_attention(const cu_node *n, void *scratch, cudaStream_t s) {
 #undef ATP
         CU_LAUNCH_CHECK();
         return cudaSuccess;
+    }
+    if (cluster_on()) {
+        cudaLaunchConfig_t cfg = {};
+        cfg.gridDim = dim3((unsigned)(T * H), ATT_CLUSTER);
+        cfg.blockDim = dim3(ATT_WARPS * 32);
+        cfg.stream = s;
+        cudaLaunchAttribute at[2];
+        at[0].id = cudaLaunchAttributeClusterDimension;
+        at[0].val.clusterDim.x = 1;
+        at[0].val.clusterDim.y = ATT_CLUSTER;
+        at[0].val.clusterDim.z = 1;
+        at[1].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+        at[1].val.programmaticStreamSerializationAllowed = 1;
+        cfg.attrs = at;
+        cfg.numAttrs = mlxn_cu_pdl() ? 2 : 1;
+        cudaError_t e;
+#define ATC(KT)                                                                                                 \
+    e = cudaLaunchKernelEx(&cfg, k_attn_cluster<KT>, (float *)t[0].data, (const float *)t[1].data, t[2].data, t[3].data, \
+                           (const int32_t *)t[4].data, H, Hkv, C, (int)D, n->attn)
+        if (t[2].dtype == MLXN_F32) ATC(MLXN_F32);
+        else if (t[2].dtype == MLXN_F16) ATC(MLXN_F16);
+        else ATC(MLXN_BF16);
+#undef ATC
+        return e;
     }
     int ns = att_splits(C);
     int64_t chunk = (C + ns - 1) / ns;
