@@ -20,39 +20,86 @@ __device__ static inline bool before(float v, int64_t i, float w, int64_t j) {
  * than j + 1 exist). Every thread of the block takes part. */
 template <class Get, class Put>
 __device__ static void topk_passes(int64_t n, int k, Get get, Put put) {
-    __shared__ float sv[256];
-    __shared__ int64_t si[256];
+    __shared__ float sv[32];
+    __shared__ int64_t si[32];
     float pv = INFINITY;
     int64_t pi = -1; /* the last taken: nothing yet */
+    /* up to TK_REG candidates a thread stay in registers across the passes */
+    constexpr int TK_REG = 16;
+    bool inreg = n <= (int64_t)blockDim.x * TK_REG;
+    float rv[TK_REG];
+    int64_t ri[TK_REG];
+#pragma unroll
+    for (int u = 0; u < TK_REG; u++) {
+        int64_t c = threadIdx.x + (int64_t)u * blockDim.x;
+        ri[u] = -1;
+        rv[u] = -INFINITY;
+        if (inreg && c < n) {
+            get(c, &rv[u], &ri[u]);
+            if (rv[u] != rv[u]) rv[u] = -INFINITY;
+        }
+    }
     for (int j = 0; j < k; j++) {
         float bv = -INFINITY;
         int64_t bi = -1;
-        for (int64_t c = threadIdx.x; c < n; c += blockDim.x) {
-            float v;
-            int64_t i;
-            get(c, &v, &i);
-            if (i < 0) continue;
-            if (v != v) v = -INFINITY;
-            bool after = pi < 0 || before(pv, pi, v, i);
-            if (after && (bi < 0 || before(v, i, bv, bi))) {
-                bv = v;
-                bi = i;
-            }
-        }
-        sv[threadIdx.x] = bv;
-        si[threadIdx.x] = bi;
-        __syncthreads();
-        for (int w = blockDim.x / 2; w > 0; w >>= 1) {
-            if (threadIdx.x < w) {
-                float ov2 = sv[threadIdx.x + w];
-                int64_t oi2 = si[threadIdx.x + w];
-                if (oi2 >= 0 && (si[threadIdx.x] < 0 || before(ov2, oi2, sv[threadIdx.x], si[threadIdx.x]))) {
-                    sv[threadIdx.x] = ov2;
-                    si[threadIdx.x] = oi2;
+        if (inreg) {
+#pragma unroll
+            for (int u = 0; u < TK_REG; u++) {
+                float v = rv[u];
+                int64_t i = ri[u];
+                bool after = pi < 0 || before(pv, pi, v, i);
+                if (i >= 0 && after && (bi < 0 || before(v, i, bv, bi))) {
+                    bv = v;
+                    bi = i;
                 }
             }
-            __syncthreads();
+        } else {
+            for (int64_t c = threadIdx.x; c < n; c += blockDim.x) {
+                float v;
+                int64_t i;
+                get(c, &v, &i);
+                if (i < 0) continue;
+                if (v != v) v = -INFINITY;
+                bool after = pi < 0 || before(pv, pi, v, i);
+                if (after && (bi < 0 || before(v, i, bv, bi))) {
+                    bv = v;
+                    bi = i;
+                }
+            }
         }
+        /* the block's best: warp shuffles, then the warps' bests */
+        for (int o = 16; o > 0; o >>= 1) {
+            float ov2 = __shfl_xor_sync(0xffffffffu, bv, o);
+            int64_t oi2 = __shfl_xor_sync(0xffffffffu, bi, o);
+            if (oi2 >= 0 && (bi < 0 || before(ov2, oi2, bv, bi))) {
+                bv = ov2;
+                bi = oi2;
+            }
+        }
+        int lane = threadIdx.x & 31, wid = threadIdx.x >> 5;
+        if (lane == 0) {
+            sv[wid] = bv;
+            si[wid] = bi;
+        }
+        __syncthreads();
+        if (wid == 0) {
+            int nw = blockDim.x >> 5;
+            bv = lane < nw ? sv[lane] : -INFINITY;
+            bi = lane < nw ? si[lane] : -1;
+            for (int o = 16; o > 0; o >>= 1) {
+                float ov2 = __shfl_xor_sync(0xffffffffu, bv, o);
+                int64_t oi2 = __shfl_xor_sync(0xffffffffu, bi, o);
+                if (oi2 >= 0 && (bi < 0 || before(ov2, oi2, bv, bi))) {
+                    bv = ov2;
+                    bi = oi2;
+                }
+            }
+            if (lane == 0) {
+                sv[0] = bv;
+                si[0] = bi;
+            }
+        }
+        __syncthreads();
         if (si[0] >= 0) { /* a pass that found nothing keeps the last taken */
             pv = sv[0];
             pi = si[0];
