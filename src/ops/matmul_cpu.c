@@ -370,6 +370,12 @@ void mlxn_qmat_dequant_row(const mlxn_qmat *w, int64_t n, int64_t k0, int64_t k1
 #define KC 256 /* K chunk of the packed panel */
 #define NR 32  /* columns per panel */
 #define MR 6   /* rows per micro-kernel call */
+/* bf16 GEMM (AVX512-BF16, see gemm_bf16): the W panel is KCB/2 pairs of k
+ * × NR columns of bf16 pairs (16 KB, stays in L1 while every x row passes
+ * over it); x is packed once per MCB rows, in MRB-row micro-panels. */
+#define KCB 256
+#define MRB 12
+#define MCB 512
 /* Below MDEC rows the VNNI decode kernels (weights read once, dotted with
  * every int8 x row) beat the f32 GEMM, whose fixed cost is dequantizing and
  * packing W. Measured on the dev EPYC, 1 thread, N=256, K=4096, ms:
@@ -422,7 +428,15 @@ static dec_scratch dec_layout(void *scratch, int64_t K, int64_t m) {
     return s;
 }
 /* gemm: panel f32[KC*NR] | tmp f32[NR*KC] | zero f32[KC] */
-static size_t gemm_bytes(void) { return (2 * KC * NR + KC) * 4 + 64; }
+/* gemm_bf16: x pairs u32[ceil(min(M,MCB)/MRB)·MRB][ceil(K/2)] | panel
+ * u32[KCB/2·NR] | rows f32[NR·KCB] */
+static size_t gemm_bytes(const mlxn_qmat *w, int64_t M) {
+    size_t f32 = (2 * KC * NR + KC) * 4 + 64;
+    int64_t mc = M < MCB ? M : MCB;
+    size_t xp = (size_t)((mc + MRB - 1) / MRB * MRB) * (size_t)((w->K + 1) / 2) * 4;
+    size_t bf = al64(xp) + (KCB / 2 * NR + NR * KCB) * 4 + 64;
+    return f32 > bf ? f32 : bf;
+}
 
 
 /* ------------------------------------------------------------------------ */
@@ -1172,7 +1186,7 @@ bool mlxn_mm_quantizes_x(const mlxn_qmat *w, int64_t M) {
 
 size_t mlxn_mm_scratch_bytes(const mlxn_qmat *w, int64_t M) {
     int64_t md = decode_rows(w, isa_now());
-    size_t a = dec_bytes(w->K, M < md ? (M > 0 ? M : 1) : 1), b = gemm_bytes();
+    size_t a = dec_bytes(w->K, M < md ? (M > 0 ? M : 1) : 1), b = gemm_bytes(w, M);
     return a > b ? a : b;
 }
 
@@ -1331,8 +1345,176 @@ TARGET_512 static void pack_panel_512(const mlxn_qmat *w, int64_t nbase, int nc,
 }
 #endif
 
+/* ---- bf16 GEMM: VDPBF16PS, 2 products per f32 lane per instruction ----
+ * Used for prefill with quantized weights when x may be rounded (w->f32_act
+ * off), on CPUs with AVX512-BF16 (see use_bf16). x and the dequantized W panel are rounded to bf16 (round to
+ * nearest even); products of two bf16 are exact in f32 and accumulate in
+ * f32. Error per product ≤ (2·2^-8 + 2^-16)·|x_k·w_k| (bf16 keeps 8
+ * significant bits: relative rounding error ≤ 2^-8 each), so
+ * |y - x·w| ≤ (2^-7 + 2^-16)·Σ|x_k·w_k| + f32 accumulation. A pair holds
+ * k = 2j in its low half and 2j+1 in its high half; a k beyond K is zero in
+ * both x and W. */
+
+#ifdef MLXN_X86
+#define TARGET_BF16                                                                           \
+    __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,avx512dq,avx512bf16,f16c,fma")))
+
+static bool cpu_bf16(void) {
+    static int cached = -1; /* relaxed atomics: threads may race to fill it, same value */
+    int c = __atomic_load_n(&cached, __ATOMIC_RELAXED);
+    if (c < 0) {
+        __builtin_cpu_init();
+        c = cpu_isa() == ISA_512 && __builtin_cpu_supports("avx512bf16");
+        __atomic_store_n(&cached, c, __ATOMIC_RELAXED);
+    }
+    return c;
+}
+
+/* x rows [0, mc) (row stride K) → xp[b][j][r] = bf16 pair j of row b·MRB + r,
+ * for j < ceil(K/2); rows ≥ mc up to the next multiple of MRB are zero. */
+TARGET_BF16 static void pack_x_bf16(const float *x, int64_t K, int64_t mc, uint32_t *xp) {
+    const int64_t KP = (K + 1) / 2, nblk = (mc + MRB - 1) / MRB;
+    uint32_t t[16];
+    for (int64_t b = 0; b < nblk; b++) {
+        uint32_t *xb = xp + b * KP * MRB;
+        for (int r = 0; r < MRB; r++) {
+            int64_t m = b * MRB + r;
+            if (m >= mc) {
+                for (int64_t j = 0; j < KP; j++) xb[j * MRB + r] = 0;
+                continue;
+            }
+            const float *xm = x + m * K;
+            for (int64_t k = 0; k < K; k += 32) {
+                int64_t left = K - k;
+                __mmask16 m0 = left >= 16 ? 0xFFFF : (__mmask16)((1u << left) - 1);
+                __mmask16 m1 = left >= 32 ? 0xFFFF : left <= 16 ? 0 : (__mmask16)((1u << (left - 16)) - 1);
+                __m512bh v = _mm512_cvtne2ps_pbh(_mm512_maskz_loadu_ps(m1, xm + k + 16),
+                                                 _mm512_maskz_loadu_ps(m0, xm + k));
+                _mm512_storeu_si512(t, (__m512i)v);
+                int64_t nj = (left + 1) / 2 < 16 ? (left + 1) / 2 : 16;
+                for (int64_t j = 0; j < nj; j++) xb[(k / 2 + j) * MRB + r] = t[j];
+            }
+        }
+    }
+}
+
+/* W rows [nbase, nbase+nc) × k [k0, k0+kc) → panel[j][c] = bf16 pair j of
+ * column c (zero for c ≥ nc), j < ceil(kc/2); rows: f32 scratch NR·KCB. */
+TARGET_BF16 static void pack_panel_bf16(const mlxn_qmat *w, int64_t nbase, int nc, int64_t k0,
+                                        int kc, uint32_t *panel, float *rows) {
+    int kc16 = (kc + 15) & ~15;
+    for (int c = 0; c < NR; c++) {
+        float *r = rows + c * KCB;
+        if (c < nc) {
+            if (w->kind == MLXN_QKIND_GGML && w->wtype == MLXN_F32)
+                memcpy(r, (const float *)(const void *)ggml_row(w, nbase + c) + k0, (size_t)kc * 4);
+            else
+                mlxn_qmat_dequant_row(w, nbase + c, k0, k0 + kc, r);
+            for (int k = kc; k < kc16; k++) r[k] = 0;
+        } else {
+            memset(r, 0, (size_t)kc16 * 4);
+        }
+    }
+    __m512 v[16];
+    for (int cb = 0; cb < NR; cb += 16)
+        for (int kb = 0; kb < kc; kb += 16) {
+            for (int i = 0; i < 16; i++) v[i] = _mm512_loadu_ps(rows + (cb + i) * KCB + kb);
+            tr16(v); /* v[i]: k = kb + i, columns cb..cb+15 */
+            for (int i = 0; i < 16; i += 2) {
+                __m512i lo = _mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(v[i]));
+                __m512i hi = _mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(v[i + 1]));
+                _mm512_storeu_si512(panel + (kb + i) / 2 * NR + cb,
+                                    _mm512_or_si512(lo, _mm512_slli_epi32(hi, 16)));
+            }
+        }
+}
+
+/* y[r][c] (+)= Σ_j xp[j][r]·panel[j][c] (pairs), r < mr, c < nc: MRB×32
+ * f32 accumulators (24 registers), x pair broadcast, panel row reused by
+ * all MRB rows. */
+TARGET_BF16 static void ukernel_bf16(const uint32_t *xp, int mr, const uint32_t *panel, int np,
+                                     float *y, int64_t ldy, int nc, bool add) {
+    __m512 acc[MRB][2];
+#pragma GCC unroll 12
+    for (int r = 0; r < MRB; r++) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
+    for (int j = 0; j < np; j++, xp += MRB, panel += NR) {
+        __m512bh b0 = (__m512bh)_mm512_loadu_si512(panel);
+        __m512bh b1 = (__m512bh)_mm512_loadu_si512(panel + 16);
+#pragma GCC unroll 12
+        for (int r = 0; r < MRB; r++) {
+            __m512bh a = (__m512bh)_mm512_set1_epi32((int)xp[r]);
+            acc[r][0] = _mm512_dpbf16_ps(acc[r][0], a, b0);
+            acc[r][1] = _mm512_dpbf16_ps(acc[r][1], a, b1);
+        }
+    }
+    __mmask16 k0 = nc >= 16 ? 0xFFFF : (__mmask16)((1u << nc) - 1);
+    __mmask16 k1 = nc >= 32 ? 0xFFFF : nc <= 16 ? 0 : (__mmask16)((1u << (nc - 16)) - 1);
+    for (int r = 0; r < mr; r++) {
+        float *yr = y + r * ldy;
+        __m512 v0 = acc[r][0], v1 = acc[r][1];
+        if (add) {
+            v0 = _mm512_add_ps(v0, _mm512_maskz_loadu_ps(k0, yr));
+            v1 = _mm512_add_ps(v1, _mm512_maskz_loadu_ps(k1, yr + 16));
+        }
+        _mm512_mask_storeu_ps(yr, k0, v0);
+        _mm512_mask_storeu_ps(yr + 16, k1, v1);
+    }
+}
+
+/* For each MCB rows of x: pack them once; for each NR-column panel and KCB
+ * chunk, dequantize + pack W once, then run every MRB-row block over it. */
+TARGET_BF16 static void gemm_bf16(const mlxn_qmat *w, const float *x, float *y, int64_t M,
+                                  int64_t n0, int64_t n1, void *scratch) {
+    const int64_t K = w->K, N = w->N, KP = (K + 1) / 2;
+    uint32_t *xp = (uint32_t *)(((uintptr_t)scratch + 63) & ~(uintptr_t)63);
+    int64_t mcmax = M < MCB ? M : MCB;
+    uint32_t *panel = xp + al64((size_t)((mcmax + MRB - 1) / MRB * MRB * KP) * 4) / 4;
+    float *rows = (float *)(panel + KCB / 2 * NR);
+    for (int64_t m0 = 0; m0 < M; m0 += MCB) {
+        int64_t mc = M - m0 < MCB ? M - m0 : MCB;
+        pack_x_bf16(x + m0 * K, K, mc, xp);
+        for (int64_t nb = n0; nb < n1; nb += NR) {
+            int nc = (int)(n1 - nb < NR ? n1 - nb : NR);
+            for (int64_t k0 = 0; k0 < K; k0 += KCB) {
+                int kc = (int)(K - k0 < KCB ? K - k0 : KCB);
+                pack_panel_bf16(w, nb, nc, k0, kc, panel, rows);
+                for (int64_t m = 0; m < mc; m += MRB) {
+                    int mr = (int)(mc - m < MRB ? mc - m : MRB);
+                    ukernel_bf16(xp + (m * KP + k0 / 2 * MRB), mr, panel, (kc + 1) / 2,
+                                 y + (m0 + m) * N + nb, N, nc, k0 > 0);
+                }
+            }
+        }
+    }
+}
+#endif
+
+/* Whether mlxn_mm takes the bf16 GEMM for (w, M): quantized weights only,
+ * whose activations are already reduced (int8) on the decode path unless
+ * f32_act; dense f32/f16/bf16 weights keep f32 x on every path. */
+static bool use_bf16(const mlxn_qmat *w, int64_t M, int isa) {
+#ifdef MLXN_X86
+    bool quantized = w->kind == MLXN_QKIND_MLX ||
+                     (w->wtype != MLXN_F32 && w->wtype != MLXN_F16 && w->wtype != MLXN_BF16);
+    return isa == ISA_512 && quantized && !w->f32_act && M >= decode_rows(w, isa) && cpu_bf16();
+#else
+    (void)w;
+    (void)M;
+    (void)isa;
+    return false;
+#endif
+}
+
+bool mlxn_mm_rounds_bf16(const mlxn_qmat *w, int64_t M) { return use_bf16(w, M, isa_now()); }
+
 static void gemm(const mlxn_qmat *w, const float *x, float *y, int64_t M, int64_t n0, int64_t n1,
                  void *scratch, int isa) {
+#ifdef MLXN_X86
+    if (use_bf16(w, M, isa)) {
+        gemm_bf16(w, x, y, M, n0, n1, scratch);
+        return;
+    }
+#endif
     float *panel = (float *)(((uintptr_t)scratch + 63) & ~(uintptr_t)63);
     float *tmp = panel + KC * NR, *zero = tmp + KC * NR; /* tmp: NR rows of KC */
     memset(zero, 0, KC * sizeof(float));
