@@ -305,6 +305,28 @@ int main(void) {
     printf("matmul kernels: %d cases (format x K x isa x M), %d failing; native isa %s\n", cases,
            fails, mlxn_mm_isa());
 
+    /* The blocked GEMM's outer loops: M = 520 is one full block of 512 x
+     * rows and a short one, N = 1060 one full block of 1024 columns and a
+     * short one ending in a partial panel, K = 768 a whole bf16 k chunk
+     * (512) and a short one; native ISA, bf16 and f32 variants (f16 W: f32
+     * either way). */
+    const char *big[] = {"q4_0", "mlx-q4-g32", "q6_k", "f16"};
+    for (size_t f = 0; f < sizeof big / sizeof big[0]; f++) {
+        const int64_t BM = 520, BN = 1060, BK = 768;
+        mlxn_qweights q;
+        CHECK_OK(mlxn_quant_make_random(big[f], BN, BK, 99 + f, &q));
+        float *x = malloc((size_t)(BM * BK) * 4);
+        rng_fill(x, (size_t)(BM * BK), -1, 1);
+        for (int act = 0; act < (strcmp(big[f], "f16") ? 2 : 1); act++) {
+            q.mat.f32_act = act;
+            run_case(&q, 0, BM, x);
+        }
+        free(x);
+        mlxn_quant_free(&q);
+    }
+    printf("blocked GEMM: %d formats at M=520 N=1060 K=768, f32_act off and on\n",
+           (int)(sizeof big / sizeof big[0]));
+
     /* make_random: deterministic, never all zero; bad formats. */
     mlxn_qweights a, b;
     CHECK_OK(mlxn_quant_make_random("mlx-q4-g64", 8, 128, 7, &a));

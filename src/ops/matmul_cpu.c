@@ -435,14 +435,15 @@ static dec_scratch dec_layout(void *scratch, int64_t K, int64_t m) {
     return s;
 }
 /* gemm: panel f32[KC*NR] | tmp f32[NR*KC] | zero f32[KC] */
-/* gemm_bf16: x pairs u32[ceil(min(M,MCB)/MRB)·MRB][KCB/2] | panel
- * u32[KCB/2·NR] | rows f32[NR·KCB] */
+/* gemm_blocked: x steps u32[ceil(min(M,MCB)/MRB)·MRB][KC] | panel
+ * u32[KC·NR] | rows f32[NR·KCB] */
+_Static_assert(KCB / 2 == KC, "a bf16 chunk has as many steps (pairs) as an f32 one");
 static size_t gemm_bytes(const mlxn_qmat *w, int64_t M) {
     (void)w;
     size_t f32 = (2 * KC * NR + KC) * 4 + 64;
     int64_t mc = M < MCB ? M : MCB;
-    size_t xp = (size_t)((mc + MRB - 1) / MRB * MRB) * (KCB / 2) * 4;
-    size_t bf = al64(xp) + (KCB / 2 * NR + NR * KCB) * 4 + 64;
+    size_t xp = (size_t)((mc + MRB - 1) / MRB * MRB) * KC * 4;
+    size_t bf = al64(xp) + (KC * NR + NR * KCB) * 4 + 64;
     return f32 > bf ? f32 : bf;
 }
 
@@ -1378,32 +1379,48 @@ static bool cpu_bf16(void) {
     return c;
 }
 
-/* x rows [0, mc) (row stride K), k [0, kc) → xp[b][j][r] = bf16 pair j of
- * row b·MRB + r, j < ceil(kc/2); rows ≥ mc up to the next multiple of MRB,
- * and k ≥ kc, are zero. */
+/* x rows [0, mc) (row stride K), k [0, kc) → xp[b][j][r] = step j of row
+ * b·MRB + r: x[k = j] (f32) or the bf16 pair of k = 2j, 2j+1 (bf), for
+ * j < steps (kc or ceil(kc/2)); rows ≥ mc up to the next multiple of MRB,
+ * and k ≥ kc, are zero. 16 steps of MRB rows at a time through a 16×16
+ * register transpose. */
 TARGET_BF16 static void pack_x_bf16(const float *x, int64_t K, int kc, int64_t mc, uint32_t *xp) {
     const int np = (kc + 1) / 2;
-    const int64_t nblk = (mc + MRB - 1) / MRB;
-    uint32_t t[16];
-    for (int64_t b = 0; b < nblk; b++) {
+    const __mmask16 st = (__mmask16)((1u << MRB) - 1);
+    __m512 v[16];
+    for (int64_t b = 0; b * MRB < mc; b++) {
         uint32_t *xb = xp + b * np * MRB;
-        for (int r = 0; r < MRB; r++) {
-            int64_t m = b * MRB + r;
-            if (m >= mc) {
-                for (int j = 0; j < np; j++) xb[j * MRB + r] = 0;
-                continue;
+        int rows = mc - b * MRB < MRB ? (int)(mc - b * MRB) : MRB;
+        for (int k = 0; k < kc; k += 32) {
+            int left = kc - k;
+            __mmask16 m0 = left >= 16 ? 0xFFFF : (__mmask16)((1u << left) - 1);
+            __mmask16 m1 = left >= 32 ? 0xFFFF : left <= 16 ? 0 : (__mmask16)((1u << (left - 16)) - 1);
+            for (int r = 0; r < 16; r++) {
+                const float *xm = x + (b * MRB + r) * K + k;
+                v[r] = r < rows ? (__m512)_mm512_cvtne2ps_pbh(_mm512_maskz_loadu_ps(m1, xm + 16),
+                                                              _mm512_maskz_loadu_ps(m0, xm))
+                                : _mm512_setzero_ps();
             }
-            const float *xm = x + m * K;
-            for (int k = 0; k < kc; k += 32) {
-                int left = kc - k;
-                __mmask16 m0 = left >= 16 ? 0xFFFF : (__mmask16)((1u << left) - 1);
-                __mmask16 m1 = left >= 32 ? 0xFFFF : left <= 16 ? 0 : (__mmask16)((1u << (left - 16)) - 1);
-                __m512bh v = _mm512_cvtne2ps_pbh(_mm512_maskz_loadu_ps(m1, xm + k + 16),
-                                                 _mm512_maskz_loadu_ps(m0, xm + k));
-                _mm512_storeu_si512(t, (__m512i)v);
-                int nj = (left + 1) / 2 < 16 ? (left + 1) / 2 : 16;
-                for (int j = 0; j < nj; j++) xb[(k / 2 + j) * MRB + r] = t[j];
-            }
+            tr16(v); /* v[j]: pair k/2 + j of each row */
+            for (int j = 0; j < 16 && k / 2 + j < np; j++)
+                _mm512_mask_storeu_ps(xb + (k / 2 + j) * MRB, st, v[j]);
+        }
+    }
+}
+
+TARGET_512 static void pack_x_f32(const float *x, int64_t K, int kc, int64_t mc, float *xp) {
+    const __mmask16 st = (__mmask16)((1u << MRB) - 1);
+    __m512 v[16];
+    for (int64_t b = 0; b * MRB < mc; b++) {
+        float *xb = xp + b * kc * MRB;
+        int rows = mc - b * MRB < MRB ? (int)(mc - b * MRB) : MRB;
+        for (int k = 0; k < kc; k += 16) {
+            int left = kc - k;
+            __mmask16 m0 = left >= 16 ? 0xFFFF : (__mmask16)((1u << left) - 1);
+            for (int r = 0; r < 16; r++)
+                v[r] = r < rows ? _mm512_maskz_loadu_ps(m0, x + (b * MRB + r) * K + k) : _mm512_setzero_ps();
+            tr16(v); /* v[i]: k + i of each row */
+            for (int i = 0; i < 16 && k + i < kc; i++) _mm512_mask_storeu_ps(xb + (k + i) * MRB, st, v[i]);
         }
     }
 }
@@ -1466,66 +1483,81 @@ static void prefetch_panel(const mlxn_qmat *w, int64_t nbase, int nc, int64_t k0
     }
 }
 
-/* y[r][c] (+)= Σ_j xp[j][r]·panel[j][c] (pairs), r < mr, c < nc: MRB×32
- * f32 accumulators (24 registers), x pair broadcast, panel row reused by
- * all MRB rows. */
-TARGET_BF16 static void ukernel_bf16(const uint32_t *xp, int mr, const uint32_t *panel, int np,
-                                     float *y, int64_t ldy, int nc, bool add) {
-    __m512 acc[MRB][2];
-#pragma GCC unroll 12
-    for (int r = 0; r < MRB; r++) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
-    for (int j = 0; j < np; j++, xp += MRB, panel += NR) {
-        __m512bh b0 = (__m512bh)_mm512_loadu_si512(panel);
-        __m512bh b1 = (__m512bh)_mm512_loadu_si512(panel + 16);
-#pragma GCC unroll 12
-        for (int r = 0; r < MRB; r++) {
-            __m512bh a = (__m512bh)_mm512_set1_epi32((int)xp[r]);
-            acc[r][0] = _mm512_dpbf16_ps(acc[r][0], a, b0);
-            acc[r][1] = _mm512_dpbf16_ps(acc[r][1], a, b1);
-        }
+/* y[r][c] (+)= Σ_j xp[j][r]·panel[j][c], r < mr, c < nc: MRB×32 f32
+ * accumulators (24 registers), one x step broadcast per row, each panel row
+ * reused by all MRB rows. One body, two multiply-adds: VFMADD (f32 steps)
+ * and VDPBF16PS (bf16 pair steps). */
+#define UKERNEL_12X32(NAME, TARGET, BT, MAC)                                                  \
+    TARGET static void NAME(const uint32_t *xp, int mr, const uint32_t *panel, int np,       \
+                            float *y, int64_t ldy, int nc, bool add) {                       \
+        __m512 acc[MRB][2];                                                                  \
+        _Pragma("GCC unroll 12") for (int r = 0; r < MRB; r++) acc[r][0] = acc[r][1] =       \
+            _mm512_setzero_ps();                                                             \
+        for (int j = 0; j < np; j++, xp += MRB, panel += NR) {                               \
+            BT b0 = (BT)_mm512_loadu_si512(panel), b1 = (BT)_mm512_loadu_si512(panel + 16);  \
+            _Pragma("GCC unroll 12") for (int r = 0; r < MRB; r++) {                         \
+                BT a = (BT)_mm512_set1_epi32((int)xp[r]);                                    \
+                acc[r][0] = MAC(acc[r][0], a, b0);                                           \
+                acc[r][1] = MAC(acc[r][1], a, b1);                                           \
+            }                                                                                \
+        }                                                                                    \
+        __mmask16 k0 = nc >= 16 ? 0xFFFF : (__mmask16)((1u << nc) - 1);                      \
+        __mmask16 k1 = nc >= 32 ? 0xFFFF : nc <= 16 ? 0 : (__mmask16)((1u << (nc - 16)) - 1); \
+        for (int r = 0; r < mr; r++) {                                                       \
+            float *yr = y + r * ldy;                                                         \
+            __m512 v0 = acc[r][0], v1 = acc[r][1];                                           \
+            if (add) {                                                                       \
+                v0 = _mm512_add_ps(v0, _mm512_maskz_loadu_ps(k0, yr));                       \
+                v1 = _mm512_add_ps(v1, _mm512_maskz_loadu_ps(k1, yr + 16));                  \
+            }                                                                                \
+            _mm512_mask_storeu_ps(yr, k0, v0);                                               \
+            _mm512_mask_storeu_ps(yr + 16, k1, v1);                                          \
+        }                                                                                    \
     }
-    __mmask16 k0 = nc >= 16 ? 0xFFFF : (__mmask16)((1u << nc) - 1);
-    __mmask16 k1 = nc >= 32 ? 0xFFFF : nc <= 16 ? 0 : (__mmask16)((1u << (nc - 16)) - 1);
-    for (int r = 0; r < mr; r++) {
-        float *yr = y + r * ldy;
-        __m512 v0 = acc[r][0], v1 = acc[r][1];
-        if (add) {
-            v0 = _mm512_add_ps(v0, _mm512_maskz_loadu_ps(k0, yr));
-            v1 = _mm512_add_ps(v1, _mm512_maskz_loadu_ps(k1, yr + 16));
-        }
-        _mm512_mask_storeu_ps(yr, k0, v0);
-        _mm512_mask_storeu_ps(yr + 16, k1, v1);
-    }
-}
+#define MAC_F32(c, a, b) _mm512_fmadd_ps(a, b, c)
+UKERNEL_12X32(ukernel_12x32_f32, TARGET_512, __m512, MAC_F32)
+UKERNEL_12X32(ukernel_12x32_bf16, TARGET_BF16, __m512bh, _mm512_dpbf16_ps)
+#undef MAC_F32
+#undef UKERNEL_12X32
 
-/* For each MCB rows of x, each NCB columns and each KCB chunk of k: pack
- * that x block (L2), then for each NR-column panel dequantize + pack W once
- * (L1) and run every MRB-row block over it. Each W element is dequantized
- * once per MCB rows; y is revisited once per k chunk. (W panel outermost
- * instead re-reads all of x from L3 per panel: 2x slower at K = 14336.) */
-TARGET_BF16 static void gemm_bf16(const mlxn_qmat *w, const float *x, float *y, int64_t M,
-                                  int64_t n0, int64_t n1, void *scratch) {
-    const int64_t K = w->K, N = w->N;
+/* For each MCB rows of x, each NCB columns and each k chunk (KC f32 or
+ * KCB bf16 steps): pack that x block (512 KB, L2), then for each NR-column
+ * panel dequantize + pack W once (32 KB, L1) and run every MRB-row block
+ * over it. Each W element is dequantized once per MCB rows; y is revisited
+ * once per k chunk. (W panel outermost instead re-reads all of x from L3
+ * per panel: 2x slower at K = 14336.) bf: the bf16 variant (use_bf16). */
+TARGET_512 static void gemm_blocked(const mlxn_qmat *w, const float *x, float *y, int64_t M,
+                                    int64_t n0, int64_t n1, void *scratch, bool bf) {
+    const int64_t K = w->K, N = w->N, kcmax = bf ? KCB : KC;
     uint32_t *xp = (uint32_t *)(((uintptr_t)scratch + 63) & ~(uintptr_t)63);
     int64_t mcmax = M < MCB ? M : MCB;
-    uint32_t *panel = xp + al64((size_t)((mcmax + MRB - 1) / MRB * MRB) * (KCB / 2) * 4) / 4;
-    float *rows = (float *)(panel + KCB / 2 * NR);
+    uint32_t *panel = xp + al64((size_t)((mcmax + MRB - 1) / MRB * MRB) * KC * 4) / 4;
+    float *rows = (float *)(panel + KC * NR);
     for (int64_t m0 = 0; m0 < M; m0 += MCB) {
         int64_t mc = M - m0 < MCB ? M - m0 : MCB;
         for (int64_t c0 = n0; c0 < n1; c0 += NCB) {
             int64_t c1 = n1 - c0 < NCB ? n1 : c0 + NCB;
-            for (int64_t k0 = 0; k0 < K; k0 += KCB) {
-                int kc = (int)(K - k0 < KCB ? K - k0 : KCB), np = (kc + 1) / 2;
-                pack_x_bf16(x + m0 * K + k0, K, kc, mc, xp);
+            for (int64_t k0 = 0; k0 < K; k0 += kcmax) {
+                int kc = (int)(K - k0 < kcmax ? K - k0 : kcmax), np = bf ? (kc + 1) / 2 : kc;
+                if (bf)
+                    pack_x_bf16(x + m0 * K + k0, K, kc, mc, xp);
+                else
+                    pack_x_f32(x + m0 * K + k0, K, kc, mc, (float *)xp);
                 for (int64_t nb = c0; nb < c1; nb += NR) {
                     int nc = (int)(c1 - nb < NR ? c1 - nb : NR);
-                    pack_panel_bf16(w, nb, nc, k0, kc, panel, rows);
+                    if (bf)
+                        pack_panel_bf16(w, nb, nc, k0, kc, panel, rows);
+                    else
+                        pack_panel_512(w, nb, nc, k0, kc, (float *)panel, rows);
                     if (nb + NR < c1)
                         prefetch_panel(w, nb + NR, (int)(c1 - nb - NR < NR ? c1 - nb - NR : NR), k0, kc);
                     for (int64_t m = 0; m < mc; m += MRB) {
                         int mr = (int)(mc - m < MRB ? mc - m : MRB);
-                        ukernel_bf16(xp + m * np, mr, panel, np, y + (m0 + m) * N + nb, N, nc,
-                                     k0 > 0);
+                        float *yt = y + (m0 + m) * N + nb;
+                        if (bf)
+                            ukernel_12x32_bf16(xp + m * np, mr, panel, np, yt, N, nc, k0 > 0);
+                        else
+                            ukernel_12x32_f32(xp + m * np, mr, panel, np, yt, N, nc, k0 > 0);
                     }
                 }
             }
@@ -1555,8 +1587,9 @@ bool mlxn_mm_rounds_bf16(const mlxn_qmat *w, int64_t M) { return use_bf16(w, M, 
 static void gemm(const mlxn_qmat *w, const float *x, float *y, int64_t M, int64_t n0, int64_t n1,
                  void *scratch, int isa) {
 #ifdef MLXN_X86
-    if (use_bf16(w, M, isa)) {
-        gemm_bf16(w, x, y, M, n0, n1, scratch);
+    bool bf = use_bf16(w, M, isa);
+    if (bf || (isa == ISA_512 && M >= MDEC)) {
+        gemm_blocked(w, x, y, M, n0, n1, scratch, bf);
         return;
     }
 #endif
