@@ -17,10 +17,15 @@
  *    reduction.
  *  - decode without VNNI (M < 4), or dense f32/f16/bf16 W: f32 dot products
  *    (dense rows converted on the fly, others dequantized once per row).
- *  - otherwise: for each 32-column tile of W and each 256-deep K chunk, the
- *    tile is dequantized (bit-exact) into a packed f32 panel wt[k][32]
- *    (16×16 register transposes on AVX-512) and a 6×32 register-blocked FMA
- *    micro-kernel runs over all M rows (AVX-512), or 6×16 (AVX2), or loops.
+ *  - otherwise (prefill), AVX-512 and M >= 32 or a bf16 path: gemm_blocked.
+ *    Per 512 x rows, 1024 columns and k chunk, x is packed once into 12-row
+ *    micro-panels, each 32-column W tile is dequantized (bit-exact) once into
+ *    a packed panel (16×16 register transposes), and a 12×32 register-blocked
+ *    kernel runs every 12 rows over it. Quantized W without f32_act on
+ *    AVX512-BF16: x and panel rounded to bf16, VDPBF16PS (twice the f32 FMA
+ *    rate); otherwise f32 FMAs. Else (AVX2, scalar, AVX-512 below 32 rows):
+ *    the same panels per 32-column tile and 256-deep chunk with a 6-row
+ *    kernel (6×32 AVX-512, 6×16 AVX2, or loops).
  * The row dequantizers used here (mlxn_qmat_dequant_row) are vectorized
  * but bit-exact with quant_mlx.c / quant_ggml.c (tested).
  */
@@ -1354,11 +1359,12 @@ TARGET_512 static void pack_panel_512(const mlxn_qmat *w, int64_t nbase, int nc,
 }
 #endif
 
-/* ---- bf16 GEMM: VDPBF16PS, 2 products per f32 lane per instruction ----
- * Used for prefill with quantized weights when x may be rounded (w->f32_act
- * off), on CPUs with AVX512-BF16 (see use_bf16). x and the dequantized W panel are rounded to bf16 (round to
- * nearest even); products of two bf16 are exact in f32 and accumulate in
- * f32. Error per product ≤ (2·2^-8 + 2^-16)·|x_k·w_k| (bf16 keeps 8
+/* ---- blocked GEMM (AVX-512): f32 FMAs, or bf16 pairs by VDPBF16PS ----
+ * The bf16 variant (2 products per f32 lane per instruction, twice the f32
+ * rate) serves prefill with quantized weights when x may be rounded
+ * (w->f32_act off) on CPUs with AVX512-BF16, see use_bf16. x and the
+ * dequantized W panel are rounded to bf16 (round to nearest even); products
+ * of two bf16 are exact in f32 and accumulate in f32. Error per product ≤ (2·2^-8 + 2^-16)·|x_k·w_k| (bf16 keeps 8
  * significant bits: relative rounding error ≤ 2^-8 each), so
  * |y - x·w| ≤ (2^-7 + 2^-16)·Σ|x_k·w_k| + f32 accumulation. A pair holds
  * k = 2j in its low half and 2j+1 in its high half; a k beyond K is zero in
