@@ -1332,28 +1332,43 @@ TARGET_512 static void tr16(__m512 r[16]) {
     }
 }
 
-/* pack_panel with rows dequantized into rows[NR][KC] first, then moved into
- * the panel by 16×16 register transposes (k rows >= kc are not stored). */
-TARGET_512 static void pack_panel_512(const mlxn_qmat *w, int64_t nbase, int nc, int64_t k0, int kc,
-                                      float *panel, float *rows) {
-    int kc16 = (kc + 15) & ~15;
+/* Where each of the NR columns of a panel reads its k0..k0+kc values: f32
+ * rows straight from W, others dequantized into rows[c·rstride]; NULL for
+ * c >= nc. */
+static void panel_sources(const mlxn_qmat *w, int64_t nbase, int nc, int64_t k0, int kc,
+                          float *rows, int rstride, const float *src[NR]) {
     for (int c = 0; c < NR; c++) {
-        float *r = rows + c * KC;
-        if (c < nc) {
-            if (w->kind == MLXN_QKIND_GGML && w->wtype == MLXN_F32)
-                memcpy(r, (const float *)(const void *)ggml_row(w, nbase + c) + k0, (size_t)kc * 4);
-            else
-                mlxn_qmat_dequant_row(w, nbase + c, k0, k0 + kc, r);
-            for (int k = kc; k < kc16; k++) r[k] = 0;
+        if (c >= nc) {
+            src[c] = NULL;
+        } else if (w->kind == MLXN_QKIND_GGML && w->wtype == MLXN_F32) {
+            src[c] = (const float *)(const void *)ggml_row(w, nbase + c) + k0;
         } else {
-            memset(r, 0, (size_t)kc16 * 4);
+            mlxn_qmat_dequant_row(w, nbase + c, k0, k0 + kc, rows + c * rstride);
+            src[c] = rows + c * rstride;
         }
     }
+}
+
+/* Columns cb..cb+15 of the sources at k = kb..kb+15 → v[i] = k kb + i
+ * across the 16 columns (zeros past kc and for absent columns). */
+TARGET_512 static void load_tr16(const float *const *src, int cb, int kb, int kc, __m512 v[16]) {
+    __mmask16 km = kc - kb >= 16 ? 0xFFFF : (__mmask16)((1u << (kc - kb)) - 1);
+    for (int i = 0; i < 16; i++)
+        v[i] = src[cb + i] ? _mm512_maskz_loadu_ps(km, src[cb + i] + kb) : _mm512_setzero_ps();
+    tr16(v);
+}
+
+/* pack_panel with rows dequantized into rows[NR][KC] first (f32 W read in
+ * place), then moved into the panel by 16×16 register transposes (k rows
+ * >= kc are not stored). */
+TARGET_512 static void pack_panel_512(const mlxn_qmat *w, int64_t nbase, int nc, int64_t k0, int kc,
+                                      float *panel, float *rows) {
+    const float *src[NR];
+    panel_sources(w, nbase, nc, k0, kc, rows, KC, src);
     __m512 v[16];
     for (int cb = 0; cb < NR; cb += 16)
         for (int kb = 0; kb < kc; kb += 16) {
-            for (int i = 0; i < 16; i++) v[i] = _mm512_loadu_ps(rows + (cb + i) * KC + kb);
-            tr16(v);
+            load_tr16(src, cb, kb, kc, v);
             for (int i = 0; i < 16 && kb + i < kc; i++) _mm512_storeu_ps(panel + (kb + i) * NR + cb, v[i]);
         }
 }
@@ -1435,24 +1450,12 @@ TARGET_512 static void pack_x_f32(const float *x, int64_t K, int kc, int64_t mc,
  * column c (zero for c ≥ nc), j < ceil(kc/2); rows: f32 scratch NR·KCB. */
 TARGET_BF16 static void pack_panel_bf16(const mlxn_qmat *w, int64_t nbase, int nc, int64_t k0,
                                         int kc, uint32_t *panel, float *rows) {
-    int kc16 = (kc + 15) & ~15;
-    for (int c = 0; c < NR; c++) {
-        float *r = rows + c * KCB;
-        if (c < nc) {
-            if (w->kind == MLXN_QKIND_GGML && w->wtype == MLXN_F32)
-                memcpy(r, (const float *)(const void *)ggml_row(w, nbase + c) + k0, (size_t)kc * 4);
-            else
-                mlxn_qmat_dequant_row(w, nbase + c, k0, k0 + kc, r);
-            for (int k = kc; k < kc16; k++) r[k] = 0;
-        } else {
-            memset(r, 0, (size_t)kc16 * 4);
-        }
-    }
+    const float *src[NR];
+    panel_sources(w, nbase, nc, k0, kc, rows, KCB, src);
     __m512 v[16];
     for (int cb = 0; cb < NR; cb += 16)
         for (int kb = 0; kb < kc; kb += 16) {
-            for (int i = 0; i < 16; i++) v[i] = _mm512_loadu_ps(rows + (cb + i) * KCB + kb);
-            tr16(v); /* v[i]: k = kb + i, columns cb..cb+15 */
+            load_tr16(src, cb, kb, kc, v); /* v[i]: k = kb + i, columns cb..cb+15 */
             for (int i = 0; i < 16; i += 2) {
                 __m512i lo = _mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(v[i]));
                 __m512i hi = _mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(v[i + 1]));
