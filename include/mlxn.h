@@ -251,8 +251,8 @@ typedef enum mlxn_mode {
  * flip near-tied greedy choices. Quantized matmuls with many rows (prefill)
  * on CPUs with AVX512-BF16 round the activations and the dequantized
  * weights to bf16 and accumulate in f32 (twice the f32 rate; error at most
- * 2^-7 of sum |x*w|, measured <= 2e-4 at K = 4096). F32_ACTIVATIONS keeps both f32, for
- * comparisons against reference implementations. */
+ * 2^-7 of sum |x*w|, measured <= 2e-4 at K = 4096). F32_ACTIVATIONS keeps
+ * both f32, for comparisons against reference implementations. */
 enum {
     MLXN_SESSION_NO_FUSE = 1u << 0,
     MLXN_SESSION_NO_REORDER = 1u << 1,
