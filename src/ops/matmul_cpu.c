@@ -1400,6 +1400,14 @@ static bool cpu_bf16(void) {
     return c;
 }
 
+/* Ask for k [0, kc) of the next MRB x rows (fewer if `left` is smaller):
+ * packing walks 12 rows side by side, which the hardware prefetcher does
+ * not follow well. */
+static void prefetch_x_rows(const float *x, int64_t K, int kc, int64_t left) {
+    for (int64_t r = 0; r < MRB && r < left; r++)
+        for (int k = 0; k < kc; k += 16) __builtin_prefetch(x + r * K + k, 0, 2);
+}
+
 /* x rows [0, mc) (row stride K), k [0, kc) → xp[b][j][r] = step j of row
  * b·MRB + r: x[k = j] (f32) or the bf16 pair of k = 2j, 2j+1 (bf), for
  * j < steps (kc or ceil(kc/2)); rows ≥ mc up to the next multiple of MRB,
@@ -1412,6 +1420,7 @@ TARGET_BF16 static void pack_x_bf16(const float *x, int64_t K, int kc, int64_t m
     for (int64_t b = 0; b * MRB < mc; b++) {
         uint32_t *xb = xp + b * np * MRB;
         int rows = mc - b * MRB < MRB ? (int)(mc - b * MRB) : MRB;
+        prefetch_x_rows(x + (b + 1) * MRB * K, K, kc, mc - (b + 1) * MRB);
         for (int k = 0; k < kc; k += 32) {
             int left = kc - k;
             __mmask16 m0 = left >= 16 ? 0xFFFF : (__mmask16)((1u << left) - 1);
@@ -1435,6 +1444,7 @@ TARGET_512 static void pack_x_f32(const float *x, int64_t K, int kc, int64_t mc,
     for (int64_t b = 0; b * MRB < mc; b++) {
         float *xb = xp + b * kc * MRB;
         int rows = mc - b * MRB < MRB ? (int)(mc - b * MRB) : MRB;
+        prefetch_x_rows(x + (b + 1) * MRB * K, K, kc, mc - (b + 1) * MRB);
         for (int k = 0; k < kc; k += 16) {
             int left = kc - k;
             __mmask16 m0 = left >= 16 ? 0xFFFF : (__mmask16)((1u << left) - 1);
