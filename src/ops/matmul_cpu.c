@@ -375,19 +375,16 @@ void mlxn_qmat_dequant_row(const mlxn_qmat *w, int64_t n, int64_t k0, int64_t k1
 #define KC 256 /* K chunk of the packed panel */
 #define NR 32  /* columns per panel */
 #define MR 6   /* rows per micro-kernel call */
-/* bf16 GEMM (AVX512-BF16, see gemm_bf16): the W panel is KCB/2 pairs of k
- * × NR columns of bf16 pairs (32 KB, stays in L1 while every x row passes
- * over it); x is packed per MCB rows × KCB k (512 KB, L2), in MRB-row
- * micro-panels. KCB 512 ran ~10% faster than 256 for MLX weights on the dev
- * EPYC (fewer passes over y, longer pieces of each W row). */
-#ifndef KCB
+/* Blocked GEMM (gemm_blocked): the W panel is KC steps × NR columns, a
+ * step being one k (f32) or a pair of k (bf16, so KCB = 2·KC k per chunk):
+ * 32 KB, stays in L1 while every x row passes over it. x is packed per MCB
+ * rows × one chunk (512 KB, L2) in MRB-row micro-panels. KCB 512 ran ~10%
+ * faster than 256 for MLX weights on the dev EPYC (fewer passes over y,
+ * longer pieces of each W row). */
 #define KCB 512
-#endif
-#define MRB 12
-#define MCB 512
-#ifndef NCB
+#define MRB 12  /* rows per micro-kernel call: 12×32 accumulators = 24 zmm */
+#define MCB 512 /* x rows packed at a time */
 #define NCB 1024 /* columns whose y block (2 MB at MCB rows) is revisited per k chunk */
-#endif
 /* Below MDEC rows the VNNI decode kernels (weights read once, dotted with
  * every int8 x row) beat the f32 GEMM, whose fixed cost is dequantizing and
  * packing W. Measured on the dev EPYC, 1 thread, N=256, K=4096, ms:
