@@ -16,6 +16,12 @@
  *    s·q + b to the scale dtype: ≤ 2 half-ulps of values ≤ 2·G_k (G_k = max|w|
  *    of k's group, since |b| ≤ G_k and |s·q| ≤ |w| + |b|): rw = 2^-8 (bf16),
  *    2^-11 (f16), 2^-23 (f32), term rw·2·G_k·|x_k|.
+ *  - bf16 GEMM (mlxn_mm_rounds_bf16: prefill of quantized W on AVX512-BF16
+ *    unless f32_act):
+ *    x_k and w_k each rounded to bf16 (8 significant bits, round to nearest:
+ *    relative error ≤ 2^-8 each), their product exact in f32, so each
+ *    term moves by ≤ (2^-7 + 2^-16)·|x_k·w_k|. M = 50 runs with f32_act off
+ *    and on, so the f32 panel GEMM stays tested on such a CPU.
  *  - f32 accumulation in ≥ 8 partial sums: ≤ (K/8)·2^-24·Σ|x w| in the worst
  *    case (K ≤ 1536: 1.1e-5), 1e-5·Σ|x·w| here; random signs keep the
  *    actual error far below. */
@@ -60,6 +66,7 @@ static int run_case(const mlxn_qweights *q, int isa, int64_t M, const float *x) 
     /* Which error terms apply: the kernel says whether it quantized x; MLX
      * weights on the AVX-512 decode path use unrounded s·q + b. */
     bool quant_x = mlxn_mm_quantizes_x(w, M);
+    double rb = mlxn_mm_rounds_bf16(w, M) ? 0x1p-7 + 0x1p-16 : 0;
     double rw = 0;
     if (w->kind == MLXN_QKIND_MLX && strcmp(mlxn_mm_isa(), "avx512vnni") == 0 &&
         M < MLXN_MM_DECODE_ROWS)
@@ -85,7 +92,7 @@ static int run_case(const mlxn_qweights *q, int isa, int64_t M, const float *x) 
                 b += fabs((double)row[k]) * ex + rw * 2 * g * fabs((double)xm[k]);
                 sabs += fabs((double)row[k] * (double)xm[k]);
             }
-            bnd[m * N + n] = b * 1.0001 + 1e-5 * sabs + 1e-6;
+            bnd[m * N + n] = b * 1.0001 + (1e-5 + rb) * sabs + 1e-6;
         }
     }
     int bad = 0;
@@ -99,8 +106,9 @@ static int run_case(const mlxn_qweights *q, int isa, int64_t M, const float *x) 
             bad++;
         }
     }
-    CHECK(bad == 0, "%s %s M=%lld N=%lld K=%lld: %d of %lld outside tolerance", q->format,
-          isa_name, (long long)M, (long long)N, (long long)K, bad, (long long)(M * N));
+    CHECK(bad == 0, "%s %s%s M=%lld N=%lld K=%lld: %d of %lld outside tolerance", q->format,
+          isa_name, rb > 0 ? " bf16" : "", (long long)M, (long long)N, (long long)K, bad,
+          (long long)(M * N));
     free(scratch);
     free(y);
     free(ref);
@@ -287,12 +295,37 @@ int main(void) {
             for (int64_t k = 0; k < 32 && k < K; k++) x[k] *= 100; /* one loud block */
             for (int isa = 0; isa < 3; isa++)
                 for (int mi = 0; mi < 4; mi++, cases++) fails += run_case(&q, isa, Ms[mi], x) != 0;
+            q.mat.f32_act = true; /* the f32 GEMM where the bf16 one would run */
+            for (int isa = 0; isa < 3; isa++, cases++) fails += run_case(&q, isa, 50, x) != 0;
+            q.mat.f32_act = false;
             free(x);
             mlxn_quant_free(&q);
         }
     }
     printf("matmul kernels: %d cases (format x K x isa x M), %d failing; native isa %s\n", cases,
            fails, mlxn_mm_isa());
+
+    /* The blocked GEMM's outer loops: M = 520 is one full block of 512 x
+     * rows and a short one, N = 1060 one full block of 1024 columns and a
+     * short one ending in a partial panel, K = 768 a whole bf16 k chunk
+     * (512) and a short one; native ISA, bf16 and f32 variants (f16 W: f32
+     * either way). */
+    const char *big[] = {"q4_0", "mlx-q4-g32", "q6_k", "f16"};
+    for (size_t f = 0; f < sizeof big / sizeof big[0]; f++) {
+        const int64_t BM = 520, BN = 1060, BK = 768;
+        mlxn_qweights q;
+        CHECK_OK(mlxn_quant_make_random(big[f], BN, BK, 99 + f, &q));
+        float *x = malloc((size_t)(BM * BK) * 4);
+        rng_fill(x, (size_t)(BM * BK), -1, 1);
+        for (int act = 0; act < (strcmp(big[f], "f16") ? 2 : 1); act++) {
+            q.mat.f32_act = act;
+            run_case(&q, 0, BM, x);
+        }
+        free(x);
+        mlxn_quant_free(&q);
+    }
+    printf("blocked GEMM: %d formats at M=520 N=1060 K=768, f32_act off and on\n",
+           (int)(sizeof big / sizeof big[0]));
 
     /* make_random: deterministic, never all zero; bad formats. */
     mlxn_qweights a, b;

@@ -148,13 +148,21 @@ size_t mlxn_mm_scratch_bytes(const mlxn_qmat *w, int64_t M);
  *    integer dot products (VPDPBUSD). Error ≤ Σ_k |w_k|·amax_blk(k)/254
  *    (+ MLX: the unrounded s·q+b, ≤ 2^-8·2·G·|x_k| for bf16 scales).
  *  - same M for MLX 2/3/5/6-bit, or M < 4 without VNNI: f32 dots.
- *  - else: dequantized f32 panels and a register-blocked FMA kernel.
+ *  - else (prefill): quantized W with AVX512-BF16 and w->f32_act off: x and
+ *    dequantized W panels rounded to bf16, VDPBF16PS with f32 accumulators
+ *    (see mlxn_mm_rounds_bf16); otherwise dequantized f32 panels and a
+ *    register-blocked FMA kernel.
  * f32 paths: error ≤ ~1e-5·Σ|x·w| (f32 accumulation in parallel partial
  * sums). mlxn_mm_quantizes_x says whether x is quantized for (w, M). */
 #define MLXN_MM_DECODE_ROWS 32
 void mlxn_mm(const mlxn_qmat *w, const float *x, float *y, int64_t M, int64_t n0, int64_t n1,
              void *scratch);
 bool mlxn_mm_quantizes_x(const mlxn_qmat *w, int64_t M);
+/* Whether mlxn_mm rounds x and W to bf16 for (w, M): the prefill GEMM of
+ * a quantized (not f32/f16/bf16) W on AVX512-BF16 without w->f32_act.
+ * Error ≤ (2^-7 + 2^-16)·Σ_k|x_k·w_k| plus f32 accumulation (each operand
+ * rounded to 8 significant bits, products exact in f32). */
+bool mlxn_mm_rounds_bf16(const mlxn_qmat *w, int64_t M);
 
 /* Convenience forms of mlxn_mm (same contract). */
 void mlxn_mm_ggml(mlxn_dtype wtype, const void *w, size_t w_row_bytes, const float *x, float *y,
