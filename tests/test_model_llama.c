@@ -290,11 +290,11 @@ static mlxn_status load_wrapped_ex(mlxn_device *dev, const char *hide, const cha
         mlxn_model_config_free(&cfg);
         return st;
     }
-    w->inner = (mlxn_weight_source){sh, st_find_sh, st_close_sh, MLXN_NAMES_HF, MODELS "llama"};
+    w->inner = (mlxn_weight_source){sh, st_find_sh, st_close_sh, MLXN_NAMES_HF, MODELS "llama", NULL, NULL};
     w->hide = hide;
     w->reshape = reshape;
     w->retype = retype;
-    mlxn_weight_source src = {w, wrap_find, wrap_close, MLXN_NAMES_HF, MODELS "llama/model.safetensors"};
+    mlxn_weight_source src = {w, wrap_find, wrap_close, MLXN_NAMES_HF, MODELS "llama/model.safetensors", NULL, NULL};
     mlxn_model *m = NULL;
     st = mlxn_model_create(&m, dev, &cfg, &src);
     mlxn_model_config_free(&cfg);
