@@ -503,27 +503,35 @@ static void k_attention(const mlxn_node *n, int ith, int nth, void *scratch) {
     const int32_t *pos = I32(4);
     float *accs = scratch, *ktile = accs + ATT_QT * D, *vtile = ktile + ATT_BLOCK * D, *sc = vtile + ATT_BLOCK * D;
     att_q qs[ATT_QT];
-    for (int64_t i = lo; i < hi; i++) {
-        int64_t h = i % H, t0 = (i / H) * ATT_QT, t1 = t0 + ATT_QT < Tn ? t0 + ATT_QT : Tn;
+    float *outs[ATT_QT];
+    for (int64_t i = lo; i < hi;) {
+        /* This item's tile, and the next items' of the same tile and kv head
+         * while the queries fit one tile (decode: the heads sharing a kv
+         * head), so each key and value row is converted once for them. */
+        const int64_t tile = i / H, hk = (i % H) / rep, t0 = tile * ATT_QT;
+        const int64_t t1 = t0 + ATT_QT < Tn ? t0 + ATT_QT : Tn;
         int64_t from = INT64_MAX, to = -1;
         int nq = 0;
-        for (int64_t t = t0; t < t1; t++, nq++) {
-            att_q *a = &qs[nq];
-            a->q = F32(1) + (t * H + h) * D;
-            a->last = pos[t];
-            a->first = attn_first(a->last, C, n->p.attn.window);
-            a->mx = -INFINITY;
-            a->sum = 0;
-            a->acc = accs + nq * D;
-            for (int64_t d = 0; d < D; d++) a->acc[d] = 0;
-            if (a->first < from) from = a->first;
-            if (a->last > to) to = a->last;
+        for (; i < hi && i / H == tile && (i % H) / rep == hk && nq + (t1 - t0) <= ATT_QT; i++) {
+            const int64_t h = i % H;
+            for (int64_t t = t0; t < t1; t++, nq++) {
+                att_q *a = &qs[nq];
+                a->q = F32(1) + (t * H + h) * D;
+                a->last = pos[t];
+                a->first = attn_first(a->last, C, n->p.attn.window);
+                a->mx = -INFINITY;
+                a->sum = 0;
+                a->acc = accs + nq * D;
+                for (int64_t d = 0; d < D; d++) a->acc[d] = 0;
+                if (a->first < from) from = a->first;
+                if (a->last > to) to = a->last;
+                outs[nq] = F32(0) + (t * H + h) * D;
+            }
         }
-        attend_tile(kc, vc, &n->p.attn, h / rep, from, to, qs, nq, ktile, vtile, sc);
+        attend_tile(kc, vc, &n->p.attn, hk, from, to, qs, nq, ktile, vtile, sc);
         for (int qi = 0; qi < nq; qi++) {
             float inv = qs[qi].sum > 0 ? 1.0f / qs[qi].sum : 0.0f;
-            float *o = F32(0) + ((t0 + qi) * H + h) * D;
-            for (int64_t d = 0; d < D; d++) o[d] = qs[qi].acc[d] * inv;
+            for (int64_t d = 0; d < D; d++) outs[qi][d] = qs[qi].acc[d] * inv;
         }
     }
 }
