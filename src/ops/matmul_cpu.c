@@ -699,25 +699,37 @@ TARGET_512 ALWAYS_INLINE static inline __m512 acc_q4x4_512(const uint8_t *b, boo
     return _mm512_add_ps(_mm512_add_ps(acc0, acc1), c); /* lanes sum to the dot */
 }
 
+/* q8_0: two blocks per zmm. Σ w·x = Σ |w|·(x signed by w) (VPDPBUSD takes
+ * u8 × s8; |−128| is 128 as u8, and x is within ±127), so no offset term.
+ * Lanes 0-7 belong to block j, 8-15 to block j+1. */
 TARGET_512 static float dot_q8_0_512(const void *wr, const dec_scratch *s, int64_t K) {
     const mlxn_block_q8_0 *b = wr;
-    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
-    const __m256i flip = _mm256_set1_epi8((char)0x80);
-    int64_t nb = K / 32;
-    for (int64_t j = 0; j < nb; j++) {
-        __m256i xv = _mm256_loadu_si256((const __m256i *)(s->xq + 32 * j));
-        /* (w + 128) as u8: Σ(w+128)x - 128Σx = Σ w x */
-        __m256i wv = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)b[j].qs), flip);
-        __m256i p = DPB(_mm256_setzero_si256(), wv, xv);
-        __m256i o = DPB(_mm256_setzero_si256(), flip, xv);
-        __m256 f = _mm256_cvtepi32_ps(_mm256_sub_epi32(p, o));
-        __m256 sc = _mm256_set1_ps(h2f_512(b[j].d) * s->dx[j]);
-        if (j & 1)
-            acc1 = _mm256_fmadd_ps(f, sc, acc1);
+    __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
+    int64_t nb = K / 32, j = 0;
+    for (; j + 2 <= nb; j += 2) {
+        __m512i wv = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)b[j].qs)),
+                                        _mm256_loadu_si256((const __m256i *)b[j + 1].qs), 1);
+        __m512i xv = _mm512_loadu_si512((const void *)(s->xq + 32 * j));
+        __mmask64 neg = _mm512_movepi8_mask(wv);
+        xv = _mm512_mask_sub_epi8(xv, neg, _mm512_setzero_si512(), xv);
+        __m512i p = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_abs_epi8(wv), xv);
+        __m512 sc = _mm512_insertf32x8(_mm512_castps256_ps512(_mm256_set1_ps(h2f_512(b[j].d) * s->dx[j])),
+                                       _mm256_set1_ps(h2f_512(b[j + 1].d) * s->dx[j + 1]), 1);
+        if (j & 2)
+            acc1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), sc, acc1);
         else
-            acc0 = _mm256_fmadd_ps(f, sc, acc0);
+            acc0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), sc, acc0);
     }
-    return hsum256(_mm256_add_ps(acc0, acc1));
+    if (j < nb) { /* odd block count: the last block in ymm lanes */
+        __m256i wv = _mm256_loadu_si256((const __m256i *)b[j].qs);
+        __m256i xv = _mm256_loadu_si256((const __m256i *)(s->xq + 32 * j));
+        __mmask32 neg = _mm256_movepi8_mask(wv);
+        xv = _mm256_mask_sub_epi8(xv, neg, _mm256_setzero_si256(), xv);
+        __m256i p = DPB(_mm256_setzero_si256(), _mm256_abs_epi8(wv), xv);
+        acc0 = _mm512_fmadd_ps(_mm512_zextps256_ps512(_mm256_cvtepi32_ps(p)),
+                               _mm512_set1_ps(h2f_512(b[j].d) * s->dx[j]), acc0);
+    }
+    return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
 }
 
 
