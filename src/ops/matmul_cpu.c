@@ -951,6 +951,16 @@ TARGET_512 static inline __m512i load_bytes16(const uint8_t *p, int n16) {
     return v;
 }
 #define PF_MLX 16
+/* MLX 4/8-bit and q4_0/q4_1 rows longer than this get no software prefetch:
+ * a whole row's prefetches issued at once hold the line-fill buffers that
+ * the row's own loads need, and the hardware prefetcher follows a long row
+ * by itself (dev EPYC, 1 thread, q4_0 4096 x 14336: 22.1 -> 31.5 GB/s; rows
+ * up to 4 KB keep the prefetch, which small K needs). The kernels that
+ * prefetch through pf_rows (q8_0, k-quants) keep it: without it they lost
+ * 10-30 % at every K (measured). */
+#ifndef PF_LONG_ROW
+#define PF_LONG_ROW 4096
+#endif
 TARGET_512 ALWAYS_INLINE static inline __m512 acc_mlx48_512(const mlxn_qmat *w, int64_t n,
                                                       const dec_scratch *s, int bits) {
     const int64_t K = w->K, nblk = K / 32;
@@ -972,7 +982,7 @@ TARGET_512 ALWAYS_INLINE static inline __m512 acc_mlx48_512(const mlxn_qmat *w, 
      * (3072 x 576, 2 threads: 28.4 -> 23 us). Issued per row, next to its
      * loads; the same prefetches from the row loop, 4 rows at a time or per
      * row through a general helper, were slower (measured). */
-    if (n + PF_MLX < w->N) {
+    if (n + PF_MLX < w->N && (size_t)(K / 8 * bits) <= PF_LONG_ROW) {
         const size_t rowb = (size_t)(K / 8 * bits), sbb = (size_t)G * es;
         const uint8_t *qn = q + PF_MLX * rowb, *sn = ps + PF_MLX * sbb, *bn = pb + PF_MLX * sbb;
         for (size_t o = 0; o < rowb + 63; o += 64) _mm_prefetch((const char *)(qn + o), _MM_HINT_T0);
@@ -1154,7 +1164,7 @@ TARGET_512 ALWAYS_INLINE static inline void pf_rows_at(const pf_rows *f, int64_t
  * as for MLX above). */
 TARGET_512 ALWAYS_INLINE static inline const uint8_t *ggml_row_pf(const mlxn_qmat *w, int64_t n) {
     const int64_t ahead = (int64_t)(PF_BYTES / w->row_bytes) + 1;
-    if (n + ahead < w->N) {
+    if (w->row_bytes <= PF_LONG_ROW && n + ahead < w->N) {
         const uint8_t *p = ggml_row(w, n + ahead);
         for (size_t o = 0; o < w->row_bytes + 63; o += 64) _mm_prefetch((const char *)(p + o), _MM_HINT_T0);
     }
