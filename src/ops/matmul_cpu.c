@@ -173,12 +173,10 @@ TARGET_512 static inline __m512 round_sb(__m512 v, mlxn_dtype t) {
 
 /* MLX row n, [k0,k1) → f32: 16 codes at a time (2·bits bytes, masked load,
  * byte shuffle into dwords, per-lane shift), then round(round(s·q) + b). */
-TARGET_512 static void mlx_dequant_row_512(const mlxn_qmat *w, int64_t n, int64_t k0, int64_t k1,
-                                           float *out) {
-    const int bits = w->bits, group = w->group;
-    const int64_t K = w->K, G = K / group;
-    const size_t rowb = (size_t)(K / 8 * bits);
-    const uint8_t *row = (const uint8_t *)w->w + (size_t)n * rowb;
+/* For 16 codes of `bits` bits packed little-endian: per 32-bit lane, the
+ * byte shuffle that brings its (up to two) source bytes down (0x80 = zero)
+ * and the right shift that then aligns the code. */
+TARGET_512 static inline void mlx_unpack_tables(int bits, __m512i *vidx, __m512i *vsh) {
     uint8_t idx[64];
     uint32_t sh[16];
     for (int i = 0; i < 16; i++) {
@@ -188,7 +186,18 @@ TARGET_512 static void mlx_dequant_row_512(const mlxn_qmat *w, int64_t n, int64_
         idx[4 * i + 2] = idx[4 * i + 3] = 0x80;
         sh[i] = (uint32_t)(i * bits % 8);
     }
-    const __m512i vidx = _mm512_loadu_si512(idx), vsh = _mm512_loadu_si512(sh);
+    *vidx = _mm512_loadu_si512(idx);
+    *vsh = _mm512_loadu_si512(sh);
+}
+
+TARGET_512 static void mlx_dequant_row_512(const mlxn_qmat *w, int64_t n, int64_t k0, int64_t k1,
+                                           float *out) {
+    const int bits = w->bits, group = w->group;
+    const int64_t K = w->K, G = K / group;
+    const size_t rowb = (size_t)(K / 8 * bits);
+    const uint8_t *row = (const uint8_t *)w->w + (size_t)n * rowb;
+    __m512i vidx, vsh;
+    mlx_unpack_tables(bits, &vidx, &vsh);
     const __m512i mask = _mm512_set1_epi32((1 << bits) - 1);
     const __mmask16 lm = (__mmask16)((1u << (2 * bits)) - 1);
     const mlxn_dtype t = w->sb_type;
@@ -1038,16 +1047,8 @@ TARGET_512 static float dot_mlx_any_512(const mlxn_qmat *w, int64_t n, const flo
     const int64_t K = w->K;
     const size_t rowb = (size_t)(K / 8 * bits);
     const uint8_t *row = (const uint8_t *)w->w + (size_t)n * rowb;
-    uint8_t idx[64];
-    uint32_t sh[16];
-    for (int i = 0; i < 16; i++) {
-        int b0 = i * bits / 8;
-        idx[4 * i] = (uint8_t)b0;
-        idx[4 * i + 1] = (uint8_t)(b0 + 1 < 16 ? b0 + 1 : 0x80);
-        idx[4 * i + 2] = idx[4 * i + 3] = 0x80;
-        sh[i] = (uint32_t)(i * bits % 8);
-    }
-    const __m512i vidx = _mm512_loadu_si512(idx), vsh = _mm512_loadu_si512(sh);
+    __m512i vidx, vsh;
+    mlx_unpack_tables(bits, &vidx, &vsh);
     const __m512i mask = _mm512_set1_epi32((1 << bits) - 1);
     const __mmask16 lm = (__mmask16)((1u << (2 * bits)) - 1);
     float bias = mlx_row_prep(w, n, s);
