@@ -504,19 +504,27 @@ typedef struct att_q {
     float *acc;
 } att_q;
 
+/* The k and v rows of cache positions b0 .. b0+nb-1 of kv head hk (ring
+ * positions modulo C), as f32: in place, or converted into ktile / vtile. */
+static void tile_rows(const mlxn_tensor *kc, const mlxn_tensor *vc, int64_t hk, int64_t b0, int64_t nb,
+                      const float **kr, const float **vr, float *ktile, float *vtile) {
+    int64_t C = kc->shape[1], D = kc->shape[2];
+    for (int64_t j = 0; j < nb; j++) {
+        size_t base = (size_t)((hk * C + (b0 + j) % C) * D);
+        kr[j] = cache_row(kc, base, D, ktile + j * D);
+        vr[j] = cache_row(vc, base, D, vtile + j * D);
+    }
+}
+
 /* Attend queries qs[nq] (one kv head hk) over cache positions [from, to],
  * each limited to its own [first, last]. */
 static void attend_tile(const mlxn_tensor *kc, const mlxn_tensor *vc, const mlxn_attention_params *p, int64_t hk,
                         int64_t from, int64_t to, att_q *qs, int nq, float *ktile, float *vtile, float *sc) {
-    int64_t C = kc->shape[1], D = kc->shape[2];
+    int64_t D = kc->shape[2];
     const float *kr[ATT_BLOCK], *vr[ATT_BLOCK];
     for (int64_t b0 = from; b0 <= to; b0 += ATT_BLOCK) {
         int64_t nb = to - b0 + 1 < ATT_BLOCK ? to - b0 + 1 : ATT_BLOCK;
-        for (int64_t j = 0; j < nb; j++) {
-            size_t base = (size_t)((hk * C + (b0 + j) % C) * D);
-            kr[j] = cache_row(kc, base, D, ktile + j * D);
-            vr[j] = cache_row(vc, base, D, vtile + j * D);
-        }
+        tile_rows(kc, vc, hk, b0, nb, kr, vr, ktile, vtile);
         for (int qi = 0; qi < nq; qi++) {
             att_q *a = &qs[qi];
             int64_t j0 = a->first > b0 ? a->first - b0 : 0, j1 = a->last - b0 + 1 < nb ? a->last - b0 + 1 : nb;
@@ -552,15 +560,11 @@ __attribute__((target("avx512f"))) static void attend_tile_512(const mlxn_tensor
                                                                 const mlxn_attention_params *p, int64_t hk,
                                                                 int64_t from, int64_t to, att_q *qs, int nq,
                                                                 float *ktile, float *vtile, float *sc) {
-    int64_t C = kc->shape[1], D = kc->shape[2];
+    int64_t D = kc->shape[2];
     const float *kr[ATT_BLOCK], *vr[ATT_BLOCK];
     for (int64_t b0 = from; b0 <= to; b0 += ATT_BLOCK) {
         int64_t nb = to - b0 + 1 < ATT_BLOCK ? to - b0 + 1 : ATT_BLOCK;
-        for (int64_t j = 0; j < nb; j++) {
-            size_t base = (size_t)((hk * C + (b0 + j) % C) * D);
-            kr[j] = cache_row(kc, base, D, ktile + j * D);
-            vr[j] = cache_row(vc, base, D, vtile + j * D);
-        }
+        tile_rows(kc, vc, hk, b0, nb, kr, vr, ktile, vtile);
         for (int qi = 0; qi < nq; qi++) {
             att_q *a = &qs[qi];
             int64_t j0 = a->first > b0 ? a->first - b0 : 0, j1 = a->last - b0 + 1 < nb ? a->last - b0 + 1 : nb;
