@@ -128,16 +128,21 @@ static bool try_mmv_s(const F &f, float *y, const float *x, int64_t N, int64_t K
     return true;
 }
 
+/* A warp's 32 values (one a lane) as int8 with one scale: d = amax / 127,
+ * the lane's code rint(v / d) (0 when all are 0). */
+static __device__ __forceinline__ int quant_lane(float v, float *d) {
+    *d = cu_warp_max(fabsf(v)) / 127.0f;
+    return *d > 0 ? (int)rintf(v / *d) : 0;
+}
+
 /* x f32 [K] -> int8 blocks of 32 (layout in quant.cuh), one warp a block. */
 __global__ void k_quant_x(uint4 *xq, const float *x, int64_t nb) {
     cu_pdl_enter();
     int64_t b = (int64_t)blockIdx.x * 8 + (threadIdx.x >> 5);
     int lane = threadIdx.x & 31;
     if (b >= nb) return;
-    float v = x[b * 32 + lane];
-    float amax = cu_warp_max(fabsf(v));
-    float d = amax / 127.0f;
-    int q = d > 0 ? (int)rintf(v / d) : 0;
+    float d;
+    int q = quant_lane(x[b * 32 + lane], &d);
     int s = q;
 #pragma unroll
     for (int o = 8; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o); /* sums of 16-lane halves */
@@ -250,10 +255,8 @@ __global__ void k_quant_x64(uint8_t *xg, const float *x, int64_t nb, float *y, i
     int64_t b = (int64_t)blockIdx.x * 8 + (threadIdx.x >> 5);
     int lane = threadIdx.x & 31;
     if (b >= nb) return;
-    float v = x[b * 32 + lane];
-    float amax = cu_warp_max(fabsf(v));
-    float d = amax / 127.0f;
-    int q = d > 0 ? (int)rintf(v / d) : 0;
+    float d;
+    int q = quant_lane(x[b * 32 + lane], &d);
     int sm = q;
 #pragma unroll
     for (int o = 16; o > 0; o >>= 1) sm += __shfl_xor_sync(0xffffffffu, sm, o);
