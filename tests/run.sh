@@ -6,10 +6,20 @@
 set -u
 build=${1:-build}
 pass=0; fail=0; skipped=0
+# test_cuda_model runs once per CUDA graph capture mode (the default is
+# MLXN_CU_GRAPH=stream with rope / kv_write launch groups).
+runs() {
+  case "$1" in
+    test_cuda_model) printf '%s\n' - MLXN_CU_GRAPH=dag MLXN_CU_GRAPH=lanes MLXN_CU_GROUP=0 ;;
+    *) echo - ;;
+  esac
+}
 for t in "$build"/tests/test_*; do
   [ -x "$t" ] || continue
   name=$(basename "$t")
-  out=$( cd "$(dirname "$0")/.." && ${MLXN_TEST_WRAP:-} "$t" 2>&1 ); rc=$?
+  for v in $(runs "$name"); do
+  if [ "$v" = - ]; then envs=(); else envs=("$v"); echo "== $name with $v"; fi
+  out=$( cd "$(dirname "$0")/.." && env "${envs[@]}" ${MLXN_TEST_WRAP:-} "$t" 2>&1 ); rc=$?
   printf '%s\n' "$out"
   line=$(printf '%s\n' "$out" | grep -E "^$name: [0-9]+ passed, [0-9]+ failed" | tail -n 1)
   if [ -n "$line" ]; then
@@ -21,6 +31,7 @@ for t in "$build"/tests/test_*; do
   else
     echo "$name: no summary line (exit code $rc)"; fail=$((fail + 1))
   fi
+  done
 done
 echo "${pass} passed, ${fail} failed, ${skipped} skipped"
 [ "$fail" -eq 0 ]

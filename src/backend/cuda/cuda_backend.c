@@ -350,21 +350,20 @@ static mlxn_status add_node(cuda_dev *c, cuda_graph_state *g, const mlxn_node *n
 }
 
 /* How a graph is built from an exec (MLXN_CU_GRAPH):
- *  - "dag" (the default): each node becomes a child graph added with
- *    exactly the exec's dependency edges.
- *  - "stream": the nodes are captured in order (a topological order) into
- *    one stream; consecutive kernels get programmatic edges, so each one's
- *    launch and prologue overlap the tail of the one before, but
- *    independent nodes no longer overlap each other.
- *  - "lanes": captured over up to CAPTURE_LANES
- *    streams. A node goes on the stream whose last node it depends on (a
- *    programmatic edge from it), else on an unused stream, else on the
- *    stream whose last node is oldest; its other dependencies become event
- *    waits (full edges). Independent chains (q / k / v) run side by side.
- *  Measured on an H100 (bench/RESULTS.md, synthetic 8B 4-bit decode): dag
- *  328-330 tok/s, lanes 327-328, stream 299-302: the programmatic edges buy
- *  nothing measurable over the child graphs' edges, and one stream loses the
- *  overlap of independent nodes. */
+ *  - "stream" (the default): the nodes are captured in order (a topological
+ *    order) into one stream; consecutive kernels get programmatic edges, so
+ *    each one's blocks are resident before the one before it ends (kernels
+ *    trigger first, cu_pdl_enter) and the M = 1 matmuls load weights before
+ *    they wait. Independent nodes no longer overlap; the small independent
+ *    rope / kv_write nodes of a layer go out as one launch (group_run).
+ *  - "dag": each node becomes a child graph added with exactly the exec's
+ *    dependency edges (independent nodes overlap; full edges between nodes).
+ *  - "lanes": captured over up to CAPTURE_LANES streams. A node goes on the
+ *    stream whose last node it depends on (a programmatic edge from it), else
+ *    on an unused stream, else on the stream whose last node is oldest; its
+ *    other dependencies become event waits (full edges).
+ *  Measured on an H100 (bench/RESULTS.md, synthetic 8B 4-bit decode, with
+ *  trigger-first kernels): stream 403 tok/s, lanes 393, dag 386. */
 enum { GRAPH_DAG, GRAPH_STREAM, GRAPH_LANES };
 static int graph_mode(void) {
     static int m = -1;
@@ -373,9 +372,46 @@ static int graph_mode(void) {
         if (e && !strcmp(e, "dag")) m = GRAPH_DAG;
         else if (e && !strcmp(e, "stream")) m = GRAPH_STREAM;
         else if (e && !strcmp(e, "lanes")) m = GRAPH_LANES;
-        else m = GRAPH_DAG;
+        else m = GRAPH_STREAM;
     }
     return m;
+}
+
+/* One-stream capture: how many nodes from i on form a launch group (1 =
+ * none): consecutive decode-sized rope / rope_kv_write / kv_write nodes, none
+ * depending on another of the run (their other inputs come before them on
+ * the stream). MLXN_CU_GROUP=0 turns grouping off; so does MLXN_CU_SKIP. */
+#define GROUP_MAX 4
+static uint32_t group_run(const mlxn_exec *ex, uint32_t i) {
+    static int on = -1;
+    if (on < 0) {
+        const char *e = getenv("MLXN_CU_GROUP"), *k = getenv("MLXN_CU_SKIP");
+        on = !(e && *e == '0') && !(k && *k);
+    }
+    if (!on) return 1;
+    uint32_t j = i;
+    for (; j < ex->n_nodes && j - i < GROUP_MAX; j++) {
+        cu_node cn;
+        to_cu(&ex->nodes[j], &cn);
+        if (!mlxn_cu_groupable(&cn)) break;
+        bool dep = false;
+        for (uint32_t d = ex->dep_start[j]; d < ex->dep_start[j + 1]; d++)
+            if (ex->deps[d] >= i && ex->deps[d] < j) dep = true;
+        if (dep) break;
+    }
+    return j > i ? j - i : 1;
+}
+
+static mlxn_status launch_group(const mlxn_exec *ex, uint32_t i, uint32_t cnt, cudaStream_t s) {
+    cu_node cn[GROUP_MAX];
+    for (uint32_t k = 0; k < cnt; k++) to_cu(&ex->nodes[i + k], &cn[k]);
+    cudaError_t e = mlxn_cu_launch_group(cn, (int)cnt, s);
+    if (e != cudaSuccess) {
+        cudaGetLastError();
+        return mlxn_err(MLXN_ERR_DEVICE, "cuda: launching %u rope / kv_write nodes from node %u failed: %s", cnt,
+                        ex->nodes[i].id, cudaGetErrorString(e));
+    }
+    return MLXN_OK;
 }
 
 static mlxn_status capture_lanes(cuda_dev *c, mlxn_exec *ex, cuda_graph_state *g, const size_t *off, int nl) {
@@ -436,7 +472,14 @@ static mlxn_status capture_lanes(cuda_dev *c, mlxn_exec *ex, cuda_graph_state *g
             if (lane_of[j] != pick) e = cudaStreamWaitEvent(ls[pick], ev[j], 0);
         }
         if (e != cudaSuccess) break;
-        st = launch_node(&ex->nodes[i], g->scratch ? (char *)g->scratch + off[i] : NULL, ls[pick]);
+        uint32_t cnt = nl == 1 ? group_run(ex, i) : 1;
+        if (cnt > 1) {
+            st = launch_group(ex, i, cnt, ls[pick]);
+            for (uint32_t k = 1; k < cnt; k++) lane_of[i + k] = pick;
+            i += cnt - 1;
+        } else {
+            st = launch_node(&ex->nodes[i], g->scratch ? (char *)g->scratch + off[i] : NULL, ls[pick]);
+        }
         if (!st && nl > 1) e = cudaEventRecord(ev[i], ls[pick]);
         lane_of[i] = pick;
         tail[pick] = i;

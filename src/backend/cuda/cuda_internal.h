@@ -81,8 +81,13 @@ cudaError_t mlxn_cu_norm(const cu_node *n, cudaStream_t s);
 cudaError_t mlxn_cu_matmul(const cu_node *n, void *scratch, cudaStream_t s);
 size_t mlxn_cu_matmul_node_scratch(const cu_node *n);
 cudaError_t mlxn_cu_get_rows(const cu_node *n, cudaStream_t s);
-cudaError_t mlxn_cu_rope(const cu_node *n, cudaStream_t s);          /* rope and rope_kv_write */
+cudaError_t mlxn_cu_rope(const cu_node *n, cudaStream_t s);          /* rope, rope_kv_write, kv_write */
 cudaError_t mlxn_cu_matmul_id(const cu_node *n, cudaStream_t s);
+/* Several independent rope / rope_kv_write / kv_write nodes of decode size
+ * (mlxn_cu_groupable) as one launch (at most 4). */
+bool mlxn_cu_groupable(const cu_node *n);
+cudaError_t mlxn_cu_launch_group(const cu_node *ns, int cnt, cudaStream_t s);
+
 cudaError_t mlxn_cu_top_k(const cu_node *n, void *scratch, cudaStream_t s);
 size_t mlxn_cu_top_k_scratch(const cu_node *n);
 cudaError_t mlxn_cu_argmax(const cu_node *n, void *scratch, cudaStream_t s);

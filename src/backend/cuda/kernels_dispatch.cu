@@ -25,7 +25,7 @@ static const cu_family cu_ops[CU_OP_COUNT] = {
     /* GELU */ f_elem, /* SOFTCAP */ f_elem, /* RMS_NORM */ f_norm, /* ADD_RMS_NORM */ f_norm,
     /* LAYER_NORM */ f_norm, /* SOFTMAX */ f_norm, /* MATMUL */ f_mm, /* MATMUL_MLX */ f_mm,
     /* ROPE */ f_rope, /* COPY */ f_elem, /* GET_ROWS */ f_rows, /* GET_ROWS_MLX */ f_rows,
-    /* KV_WRITE */ f_elem, /* ATTENTION */ f_attn, /* ARGMAX */ f_amax, /* TOP_K */ f_topk,
+    /* KV_WRITE */ f_rope, /* ATTENTION */ f_attn, /* ARGMAX */ f_amax, /* TOP_K */ f_topk,
     /* MATMUL_ID */ f_mid, /* ROPE_KV_WRITE */ f_rope, /* ATTENTION_PARTIAL */ f_none, /* ATTENTION_MERGE */ f_none,
 };
 static_assert(sizeof cu_ops / sizeof cu_ops[0] == CU_OP_COUNT, "cuda op table out of date");

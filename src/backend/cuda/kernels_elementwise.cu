@@ -53,18 +53,6 @@ __global__ void k_convert(void *out, int odt, const void *x, int xdt, int64_t n)
     GRID_STRIDE(i, n) cu_st_rt(out, odt, i, cu_ld_rt(x, xdt, i));
 }
 
-/* cache [Hkv, C, D] at rows positions[t] % C; negative positions write nothing. */
-__global__ void k_kv_write(void *cache, int cdt, const float *x, const int32_t *pos, int64_t T, int64_t Hkv,
-                           int64_t C, int64_t D) {
-    cu_pdl_enter();
-    GRID_STRIDE(i, T * Hkv * D) {
-        int64_t d = i % D, th = i / D, h = th % Hkv, t = th / Hkv;
-        int64_t p = pos[t];
-        if (p < 0) continue;
-        cu_st_rt(cache, cdt, (h * C + p % C) * D + d, x[i]);
-    }
-}
-
 /* One block per row; first index on ties (as the CPU's strict '>'). */
 __global__ void k_argmax(int32_t *out, const float *x, int64_t C) {
     cu_pdl_enter();
@@ -219,12 +207,6 @@ cudaError_t mlxn_cu_elementwise(const cu_node *n, cudaStream_t s) {
         }
         cu_launch(k_convert, grid_for(t[0].elems), 256, 0, s, t[0].data, t[0].dtype, t[1].data, t[1].dtype, t[0].elems);
         break;
-    case CU_OP_KV_WRITE: {
-        int64_t T = t[1].shape[0], Hkv = t[1].shape[1], D = t[1].shape[2], C = t[0].shape[1];
-        cu_launch(k_kv_write, grid_for(T * Hkv * D), 256, 0, s, t[0].data, t[0].dtype, (const float *)t[1].data,
-                                                         (const int32_t *)t[2].data, T, Hkv, C, D);
-        break;
-    }
     default:
         return cudaErrorInvalidValue;
     }
