@@ -327,11 +327,45 @@ static void test_model(void) {
     mlxn_device_close(dev);
 }
 
+/* Every allocation of a synthetic load failed in turn: out-of-memory with a
+ * message each time, nothing leaked (ASan build), then the same weights. */
+static void test_load_failures(void) {
+    mlxn_device *dev = NULL;
+    mlxn_device_options o = {.n_threads = 2};
+    CHECK_OK(mlxn_device_open(&dev, "cpu", &o));
+    if (!dev) return;
+    mlxn_model *ref = NULL, *m = NULL;
+    CHECK_OK(mlxn_model_load(&ref, dev, "synthetic:tiny:q3:g32"));
+    int failures = 0, wrong = 0;
+    for (long n = 1; n < 2000; n++) {
+        mlxn_err_clear();
+        mlxn_test_fail_alloc_after(n);
+        mlxn_status st = mlxn_model_load(&m, dev, "synthetic:tiny:q3:g32");
+        mlxn_test_fail_alloc_after(0);
+        if (st == MLXN_OK) break;
+        failures++;
+        if (st != MLXN_ERR_OUT_OF_MEMORY || !mlxn_last_error()[0] || m) {
+            if (wrong < 3) fprintf(stderr, "  n=%ld: %s: %s\n", n, mlxn_status_name(st), mlxn_last_error());
+            wrong++;
+        }
+    }
+    CHECK(failures > 20 && !wrong, "synthetic load: %d injected allocation failures, %d not out-of-memory", failures,
+          wrong);
+    if (ref && m)
+        CHECK(frac_equal_words(ref->L[1].down.w, m->L[1].down.w) == 1.0 &&
+                  frac_equal_words(ref->L[0].qkv.scales, m->L[0].qkv.scales) == 1.0,
+              "after the injected failures the load gives the same weights");
+    mlxn_model_destroy(m);
+    mlxn_model_destroy(ref);
+    mlxn_device_close(dev);
+}
+
 int main(void) {
     test_hash();
     test_pure();
     test_cpu_device();
     test_distribution();
     test_model();
+    test_load_failures();
     return test_summary("test_synthetic");
 }
