@@ -8,6 +8,12 @@
  * tokens equal. With the default model present (scripts/get-model.sh):
  * three chat prompts, 32 greedy tokens each, equal on both backends, or the
  * first divergence shown with the CPU's top-2 logit margin there.
+ * Synthetic models: the device's random fills (kernels_fill.cu) equal the
+ * host generator (core/fill.h) byte for byte for every kind, odd sizes and
+ * offsets, every bit width and group of a synthetic linear, and one fill
+ * longer than the kernel's grid; synthetic:tiny at several bit widths has
+ * the same weight bytes on CUDA as on the CPU, and its logits and greedy
+ * tokens compare as the tiny models' do.
  * Skips, saying so, without a CUDA device.
  */
 #include "model/model.h"
@@ -69,6 +75,159 @@ static void tiny(const char *name) {
     free(lg);
 }
 
+/* A fill made on the GPU (at element offset `at` of a buffer of at + n + 1
+ * elements) against mlxn_fill_host; prints the first mismatches. */
+static void fill_case(const char *what, const mlxn_fill *f, int64_t n, int64_t at) {
+    size_t eb = mlxn_fill_elem_bytes(f->kind);
+    mlxn_dtype dt = f->kind == MLXN_FILL_BF16 ? MLXN_BF16 : f->kind == MLXN_FILL_F32 ? MLXN_F32 : MLXN_U32;
+    int64_t total = at + n + 1;
+    mlxn_buffer *b = NULL;
+    CHECK_OK(mlxn_buffer_create(&b, gpu, dt, 1, &total));
+    if (!b) return;
+    uint8_t *got = malloc((size_t)total * eb), *want = malloc((size_t)n * eb);
+    memset(got, 0x5a, (size_t)total * eb);
+    CHECK_OK(mlxn_buffer_write(b, 0, got, (size_t)total * eb));
+    CHECK_OK(mlxn_buffer_fill(b, (size_t)at * eb, f, (size_t)n * eb));
+    CHECK_OK(mlxn_buffer_read(b, 0, got, (size_t)total * eb));
+    mlxn_fill_host(want, f, 0, (size_t)n);
+    int bad = 0;
+    for (int64_t i = 0; i < n; i++)
+        if (memcmp(got + (size_t)(at + i) * eb, want + (size_t)i * eb, eb)) {
+            if (bad < 4) {
+                uint32_t g = 0, w = 0;
+                memcpy(&g, got + (size_t)(at + i) * eb, eb);
+                memcpy(&w, want + (size_t)i * eb, eb);
+                fprintf(stderr, "  %s: element %lld: host 0x%08x, device 0x%08x\n", what, (long long)i, w, g);
+            }
+            bad++;
+        }
+    bool kept = true;
+    for (size_t i = 0; i < (size_t)at * eb; i++) kept &= got[i] == 0x5a;
+    for (size_t i = (size_t)(at + n) * eb; i < (size_t)total * eb; i++) kept &= got[i] == 0x5a;
+    CHECK(!bad && kept, "%s: %lld elements at %lld: %d differ from the host's; bytes around %s", what, (long long)n,
+          (long long)at, bad, kept ? "kept" : "overwritten");
+    free(got);
+    free(want);
+    mlxn_buffer_destroy(b);
+}
+
+/* One synthetic linear [N, K] made on the GPU, as the loader makes it. */
+static int linear_case(int bits, int group, int64_t N, int64_t K) {
+    const char *what[3] = {"weight", "scales", "biases"};
+    int64_t shape[3][2] = {{N, K * bits / 32}, {N, K / group}, {N, K / group}};
+    mlxn_dtype dt[3] = {MLXN_U32, MLXN_BF16, MLXN_BF16};
+    int bad = 0;
+    for (int p = 0; p < 3; p++) {
+        mlxn_fill f = mlxn_synthetic_fill("model.layers.0.self_attn.q_proj", what[p], K, bits);
+        mlxn_buffer *b = NULL;
+        CHECK_OK(mlxn_buffer_create_filled(&b, gpu, dt[p], 2, shape[p], &f));
+        if (!b) return 1;
+        size_t n = mlxn_buffer_nbytes(b);
+        uint8_t *got = malloc(n), *want = malloc(n);
+        CHECK_OK(mlxn_buffer_read(b, 0, got, n));
+        mlxn_fill_host(want, &f, 0, n / mlxn_fill_elem_bytes(f.kind));
+        if (memcmp(got, want, n)) {
+            bad++;
+            fprintf(stderr, "  q%d g%d [%lld, %lld] %s differs from the host's\n", bits, group, (long long)N,
+                    (long long)K, what[p]);
+        }
+        free(got);
+        free(want);
+        mlxn_buffer_destroy(b);
+    }
+    return bad;
+}
+
+static void test_fill(void) {
+    const int64_t sizes[] = {1, 3, 255, 257, 65537, 1000003};
+    for (int k = MLXN_FILL_BITS; k <= MLXN_FILL_F32; k++)
+        for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+            mlxn_fill f = {(mlxn_fill_kind)k, 77 + i, -0.3f, 0.7f};
+            char what[64];
+            snprintf(what, sizeof what, "fill kind %d", k);
+            fill_case(what, &f, sizes[i], 0);
+            fill_case(what, &f, sizes[i], 5);
+        }
+    /* more elements than the kernel's grid covers (65535·8 blocks of 256):
+     * the grid-stride loop's second pass */
+    mlxn_fill big = {MLXN_FILL_BITS, 5, 0, 0};
+    fill_case("fill kind 1 past one grid", &big, (int64_t)65535 * 8 * 256 + 12345, 0);
+    const int bits[] = {2, 3, 4, 5, 6, 8}, groups[] = {32, 64, 128};
+    const int64_t N[] = {1, 7, 129}, Kg[] = {1, 3, 32}; /* K = group·Kg */
+    int bad = 0, cases = 0;
+    for (int b = 0; b < 6; b++)
+        for (int g = 0; g < 3; g++)
+            for (int n = 0; n < 3; n++)
+                for (int k = 0; k < 3; k++, cases++) bad += linear_case(bits[b], groups[g], N[n], groups[g] * Kg[k]);
+    CHECK(!bad, "synthetic linears on CUDA equal the host generator (%d of %d tensors differ)", bad, cases * 3);
+    printf("  random fills: CUDA equals the host generator byte for byte (3 kinds x %zu sizes x 2 offsets, "
+           "%d synthetic linears over bits 2-8, groups 32-128)\n",
+           sizeof sizes / sizeof sizes[0], cases);
+}
+
+/* Every weight tensor of the same synthetic model on both devices. */
+static void same_weights(const char *spec) {
+    mlxn_model *a = NULL, *b = NULL;
+    CHECK_OK(mlxn_model_load(&a, cpu, spec));
+    CHECK_OK(mlxn_model_load(&b, gpu, spec));
+    if (!a || !b) {
+        mlxn_model_destroy(a);
+        mlxn_model_destroy(b);
+        return;
+    }
+    const mlxn_buffer *pa[64], *pb[64];
+    int n = 0;
+    const mlxn_model *ms[2] = {a, b};
+    const mlxn_buffer **ps[2] = {pa, pb};
+    for (int d = 0; d < 2; d++) {
+        const mlxn_model *m = ms[d];
+        int j = 0;
+        const mlxn_linear *ls[] = {&m->embed, &m->head};
+        for (int i = 0; i < 2; i++) ps[d][j++] = ls[i]->w, ps[d][j++] = ls[i]->scales, ps[d][j++] = ls[i]->biases;
+        ps[d][j++] = m->out_norm;
+        for (int l = 0; l < m->cfg.layers && j + 12 <= 64; l++) {
+            const mlxn_layer *L = &m->L[l];
+            const mlxn_linear *ll[] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->gate, &L->up, &L->down};
+            for (int i = 0; i < 7; i++) ps[d][j++] = ll[i]->w;
+            ps[d][j++] = L->wo.scales, ps[d][j++] = L->down.biases;
+            ps[d][j++] = L->attn_norm, ps[d][j++] = L->ffn_norm;
+        }
+        n = j;
+    }
+    int bad = 0;
+    for (int i = 0; i < n; i++) {
+        size_t na = mlxn_buffer_nbytes(pa[i]), nb = mlxn_buffer_nbytes(pb[i]);
+        uint8_t *x = malloc(na), *y = malloc(nb);
+        CHECK_OK(mlxn_buffer_read(pa[i], 0, x, na));
+        CHECK_OK(mlxn_buffer_read(pb[i], 0, y, nb));
+        if (na != nb || memcmp(x, y, na)) bad++;
+        free(x);
+        free(y);
+    }
+    CHECK(!bad && b->weight_fill_bytes == b->weight_bytes && b->weight_copy_bytes == 0,
+          "%s: %d weight tensors equal on CPU and CUDA (%d differ); %zu of %zu bytes made on the GPU", spec, n, bad,
+          b->weight_fill_bytes, b->weight_bytes);
+    mlxn_model_destroy(a);
+    mlxn_model_destroy(b);
+}
+
+static void synthetic(const char *spec) {
+    same_weights(spec);
+    int32_t prompt[12];
+    for (int i = 0; i < 12; i++) prompt[i] = (int32_t)(3 + 17 * i % 200);
+    int32_t tc[16] = {0}, tg[16] = {0};
+    float *lc = malloc(1 << 20), *lg = malloc(1 << 20);
+    int V = 0;
+    run(cpu, spec, prompt, 12, 16, tc, lc, &V);
+    run(gpu, spec, prompt, 12, 16, tg, lg, &V);
+    double e = nmse(lc, lg, (size_t)V);
+    CHECK(e <= 1e-4, "%s: prefill logits NMSE %.3g (bound 1e-4)", spec, e);
+    CHECK(!memcmp(tc, tg, sizeof tc), "%s: 16 greedy tokens equal on CPU and CUDA", spec);
+    printf("  %-24s logits NMSE %.2e, greedy tokens %s\n", spec, e, memcmp(tc, tg, sizeof tc) ? "differ" : "equal");
+    free(lc);
+    free(lg);
+}
+
 static void default_model(void) {
     const char *gguf = "models/SmolLM2-135M-Instruct.Q4_1.gguf";
     if (access(gguf, R_OK)) {
@@ -109,6 +268,9 @@ int main(void) {
     CHECK_OK(mlxn_device_open(&cpu, "cpu", NULL));
     const char *names[] = {"llama", "llama_q4", "qwen2", "qwen3", "mistral", "llama_gguf", "llama_q8_gguf", "qwen3_gguf"};
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) tiny(names[i]);
+    test_fill();
+    const char *syn[] = {"synthetic:tiny", "synthetic:tiny:q3:g32", "synthetic:tiny:q5:g64", "synthetic:tiny:q8:g32"};
+    for (size_t i = 0; i < sizeof syn / sizeof syn[0]; i++) synthetic(syn[i]);
     default_model();
     mlxn_device_close(cpu);
     mlxn_device_close(gpu);

@@ -21,6 +21,10 @@ typedef struct mlxn_backend {
     /* Host <-> device copies (plain memcpy on the CPU). */
     mlxn_status (*upload)(mlxn_device *dev, void *dst, const void *src, size_t n);
     mlxn_status (*download)(mlxn_device *dev, void *dst, const void *src, size_t n);
+    /* Write elements [0, n) of a random fill at dst (device memory, aligned
+     * to the element size); returns when they are written. Both backends
+     * write exactly mlxn_fill_host's bytes. */
+    mlxn_status (*fill)(mlxn_device *dev, void *dst, const mlxn_fill *f, size_t n);
     /* True when host memory can be used in place (adopt without a copy). */
     bool host_memory;
     /* NULL when every op is supported; else says whether one node runs here. */

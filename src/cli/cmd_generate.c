@@ -266,10 +266,10 @@ int cmd_generate(int argc, char **argv) {
             (unsigned long long)gs.decode_nodes);
     fprintf(stderr,
             "mlxn: peak memory: device %.1f MiB, process RSS %.1f MiB (weights %.1f MiB: %.1f mmapped, %.1f copied "
-            "to stack q/k/v and gate/up)\n",
-            (double)mlxn_device_memory_peak(dev) / 1048576.0, cli_peak_rss_mib(),
-            (double)m->weight_bytes / 1048576.0, (double)(m->weight_bytes - m->weight_copy_bytes) / 1048576.0,
-            (double)m->weight_copy_bytes / 1048576.0);
+            "to stack q/k/v and gate/up, %.1f random, made on the device)\n",
+            (double)mlxn_device_memory_peak(dev) / 1048576.0, cli_peak_rss_mib(), (double)m->weight_bytes / 1048576.0,
+            (double)(m->weight_bytes - m->weight_copy_bytes - m->weight_fill_bytes) / 1048576.0,
+            (double)m->weight_copy_bytes / 1048576.0, (double)m->weight_fill_bytes / 1048576.0);
     rc = 0;
 done:
     free(text);

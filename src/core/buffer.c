@@ -214,6 +214,40 @@ mlxn_status mlxn_buffer_write(mlxn_buffer *buf, size_t off, const void *src, siz
     return d->be->upload(d, (char *)mlxn_tensor_data(&buf->t) + off, src, n);
 }
 
+mlxn_status mlxn_buffer_fill(mlxn_buffer *buf, size_t off, const mlxn_fill *f, size_t n) {
+    if (!buf || !f) return mlxn_err(MLXN_ERR_INVALID_ARG, "buffer_fill: NULL argument");
+    size_t eb = (unsigned)f->kind < MLXN_FILL_COUNT ? mlxn_fill_elem_bytes(f->kind) : 0;
+    if (!eb) return mlxn_err(MLXN_ERR_INVALID_ARG, "buffer_fill: fill kind %d is not bits, bf16 or f32", (int)f->kind);
+    mlxn_dtype want = f->kind == MLXN_FILL_BF16 ? MLXN_BF16 : f->kind == MLXN_FILL_F32 ? MLXN_F32 : buf->t.dtype;
+    if (buf->t.dtype != want)
+        return mlxn_err(MLXN_ERR_DTYPE, "buffer_fill: a %s fill into a %s buffer", mlxn_dtype_name(want),
+                        mlxn_dtype_name(buf->t.dtype));
+    size_t at = buf->t.offset + off;
+    if (n % eb || at % eb)
+        return mlxn_err(MLXN_ERR_INVALID_ARG,
+                        "buffer_fill: %zu bytes at offset %zu are not whole %zu-byte elements", n, at, eb);
+    mlxn_status st = check_range(buf, off, n, "buffer_fill");
+    if (st) return st;
+    if (buf->t.alloc->flags & MLXN_ALLOC_READONLY)
+        return mlxn_err(MLXN_ERR_STATE, "buffer_fill: buffer is read-only");
+    mlxn_device *d = buf->t.alloc->dev;
+    if (!d->be->fill) return mlxn_err(MLXN_ERR_UNSUPPORTED, "buffer_fill: the %s backend cannot fill", d->be->name);
+    return n ? d->be->fill(d, (char *)mlxn_tensor_data(&buf->t) + off, f, n / eb) : MLXN_OK;
+}
+
+mlxn_status mlxn_buffer_create_filled(mlxn_buffer **out, mlxn_device *dev, mlxn_dtype dtype, int ndim,
+                                      const int64_t *shape, const mlxn_fill *f) {
+    mlxn_status st = mlxn_buffer_create(out, dev, dtype, ndim, shape);
+    if (st) return st;
+    if ((st = mlxn_buffer_fill(*out, 0, f, (*out)->t.nbytes))) {
+        mlxn_buffer_destroy(*out);
+        *out = NULL;
+        return st;
+    }
+    (*out)->t.alloc->flags |= MLXN_ALLOC_READONLY;
+    return MLXN_OK;
+}
+
 mlxn_status mlxn_buffer_read(const mlxn_buffer *buf, size_t off, void *dst, size_t n) {
     if (!buf || (!dst && n)) return mlxn_err(MLXN_ERR_INVALID_ARG, "buffer_read: NULL argument");
     mlxn_status st = check_range(buf, off, n, "buffer_read");

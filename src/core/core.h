@@ -5,6 +5,7 @@
 #ifndef MLXN_CORE_H
 #define MLXN_CORE_H
 
+#include "core/fill.h"
 #include "mlxn.h"
 #include <stdbool.h>
 #include <stddef.h>
@@ -60,6 +61,19 @@ void *mlxn_calloc(size_t n, size_t size);
 void *mlxn_realloc(void *p, size_t n);
 void mlxn_free(void *p);
 char *mlxn_strdup(const char *s);
+
+/* Random buffer content (core/fill.h), made on the buffer's device.
+ * mlxn_buffer_fill writes nbytes at byte offset off: element i of the fill
+ * (i from 0) lands at off + i·mlxn_fill_elem_bytes. BF16 and F32 fills need
+ * a buffer of that dtype; BITS any dtype. nbytes and off must be multiples
+ * of the element size. Fails (nothing written) on a bad kind, size, range
+ * or a read-only buffer; returns when the bytes are there. */
+mlxn_status mlxn_buffer_fill(mlxn_buffer *buf, size_t off, const mlxn_fill *f, size_t nbytes);
+/* mlxn_buffer_create, then the whole buffer filled by f (made on the
+ * device, nothing crosses from the host) and marked read-only, as adopted
+ * weights are. */
+mlxn_status mlxn_buffer_create_filled(mlxn_buffer **out, mlxn_device *dev, mlxn_dtype dtype, int ndim,
+                                      const int64_t *shape, const mlxn_fill *f);
 
 /* Monotonic time in nanoseconds. */
 uint64_t mlxn_now_ns(void);

@@ -85,11 +85,15 @@ static const char *shape_str(const mlxn_tensor_ref *t, char *buf, size_t cap) {
     return buf;
 }
 
+/* A tensor the source holds is adopted (zero-copy on the CPU, uploaded
+ * once elsewhere); one it describes as a fill is made on the device. */
 static mlxn_status adopt(const loader *ld, mlxn_buffer **out, const mlxn_tensor_ref *t, int ndim,
                          const int64_t *shape) {
-    mlxn_status st = mlxn_buffer_adopt(out, ld->m->dev, t->data, t->dtype, ndim, shape, NULL, NULL);
+    mlxn_status st = t->fill.kind ? mlxn_buffer_create_filled(out, ld->m->dev, t->dtype, ndim, shape, &t->fill)
+                                  : mlxn_buffer_adopt(out, ld->m->dev, t->data, t->dtype, ndim, shape, NULL, NULL);
     if (st) return st;
     ld->m->weight_bytes += t->nbytes;
+    if (t->fill.kind) ld->m->weight_fill_bytes += t->nbytes;
     return MLXN_OK;
 }
 
@@ -258,15 +262,21 @@ static mlxn_status stack_part(const loader *ld, mlxn_buffer **out, const lin_src
     int nd = which == 3 ? 1 : 2;
     int64_t shape[2] = {rows, which == 3 ? 0 : r[0]->shape[1]};
     TRY(mlxn_buffer_create(out, ld->m->dev, r[0]->dtype, nd, shape));
-    size_t off = 0;
+    size_t off = 0, filled = 0;
     for (int i = 0; i < n; i++) {
         int64_t sh[2] = {s[i].n, shape[1]};
-        TRY(mlxn_buffer_write(*out, off, r[i]->data, r[i]->nbytes));
+        if (r[i]->fill.kind) {
+            TRY(mlxn_buffer_fill(*out, off, &r[i]->fill, r[i]->nbytes));
+            filled += r[i]->nbytes;
+        } else {
+            TRY(mlxn_buffer_write(*out, off, r[i]->data, r[i]->nbytes));
+        }
         TRY(mlxn_buffer_view(pv[i], *out, r[i]->dtype, nd, sh, off));
         off += r[i]->nbytes;
     }
     ld->m->weight_bytes += off;
-    ld->m->weight_copy_bytes += off;
+    ld->m->weight_copy_bytes += off - filled;
+    ld->m->weight_fill_bytes += filled;
     return MLXN_OK;
 }
 

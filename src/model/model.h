@@ -99,13 +99,16 @@ void mlxn_model_config_print(const mlxn_model_config *cfg, FILE *f);
 /* Weight sources (llama.c)                                                   */
 /* ------------------------------------------------------------------------ */
 
-/* One tensor as a file holds it: row-major shape, bytes in place. */
+/* One tensor as a file holds it: row-major shape, bytes in place — or,
+ * from a synthetic source, a description of random bytes (fill.kind set,
+ * data NULL) that the device makes in its own memory (mlxn_buffer_fill). */
 typedef struct mlxn_tensor_ref {
     mlxn_dtype dtype;
     int ndim;
     int64_t shape[MLXN_MAX_DIMS];
-    const void *data;
+    const void *data; /* NULL when fill.kind != MLXN_FILL_NONE */
     size_t nbytes;
+    mlxn_fill fill;   /* zero (MLXN_FILL_NONE): the bytes are at data */
 } mlxn_tensor_ref;
 
 typedef enum mlxn_weight_names {
@@ -176,6 +179,7 @@ typedef struct mlxn_model {
     mlxn_layer *L;            /* [layers] */
     size_t weight_bytes;      /* all weights */
     size_t weight_copy_bytes; /* of which copied into model-owned memory (stacked) */
+    size_t weight_fill_bytes; /* of which made on the device (synthetic sources) */
     mlxn_weight_source src;
     char path[512];
 } mlxn_model;
@@ -206,6 +210,13 @@ mlxn_status mlxn_model_load_ex(mlxn_model **out, mlxn_device *dev, const char *p
  * MLX-quantized weights (synthetic.c; mlxn_model_load takes these too). */
 mlxn_status mlxn_model_load_synthetic(mlxn_model **out, mlxn_device *dev, const char *spec,
                                       void (*progress)(void *pctx, int layers_done, int layers), void *pctx);
+/* The fill a synthetic model's tensor "<module>.<what>" gets: for a linear
+ * of K inputs quantized at `bits`, "weight" is random code words, "scales"
+ * bf16 in [0.5, 1)·2/((2^bits-1)·sqrt(K)), "biases" bf16 in [-1, -0.5)/sqrt(K)
+ * (dequantized weights: mean 0, variance about 0.25/K); a norm's "weight"
+ * (bits 0, K unused) f32 in [0.9, 1.1). The seed is the module's name
+ * hashed with the part. kind MLXN_FILL_NONE for anything else. */
+mlxn_fill mlxn_synthetic_fill(const char *module, const char *what, int64_t K, int bits);
 /* Hyper-parameters from GGUF metadata: general.architecture, then
  * <arch>.block_count, .embedding_length, .attention.head_count(_kv),
  * .feed_forward_length, .context_length, .attention.key_length,

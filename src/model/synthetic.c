@@ -3,8 +3,11 @@
  * the shapes of a known model and random MLX-quantized weights (random codes,
  * scales ~1/sqrt(K) so activations keep their size through the layers;
  * never zeros). Optional suffixes ":q<bits>" and ":g<group>" (default q4,
- * g64). Weights are made on the host as each tensor is first asked for and
- * adopted by the device (zero-copy on the CPU, uploaded once on CUDA).
+ * g64). The source holds no bytes: each tensor it finds is a description
+ * (mlxn_fill, core/fill.h: a pure function of a per-tensor seed and the
+ * element index) that the device turns into the weights in its own memory
+ * (a kernel on CUDA, the worker threads on the CPU), so nothing is built on
+ * the host or uploaded.
  *
  *   llama3-1b         2048 hidden, 16 layers, 32/8 heads, ffn 8192, tied
  *   llama3-3b         3072 hidden, 28 layers, 24/8 heads, ffn 8192, tied
@@ -13,7 +16,7 @@
  *   tiny              64 hidden, 2 layers (tests)
  */
 #include "model/model.h"
-#include "ops/quant.h"
+#include "ops/quant.h" /* mlxn_mlx_check */
 
 #include <math.h>
 #include <stdio.h>
@@ -34,18 +37,9 @@ static const preset k_presets[] = {
     {"tiny", 64, 2, 4, 2, 16, 128, 256, false, 0},
 };
 
-typedef struct syn_entry {
-    char module[96];
-    mlxn_qweights q;  /* quantized linears and embeddings */
-    float *vec;       /* norm weights */
-    int64_t vec_n;
-} syn_entry;
-
 typedef struct syn_src {
     mlxn_model_config cfg;
     int bits, group;
-    syn_entry *e;
-    size_t n, cap;
 } syn_src;
 
 static uint64_t hash_str(const char *s) {
@@ -70,44 +64,23 @@ static bool linear_shape(const mlxn_model_config *c, const char *module, int64_t
     return true;
 }
 
-static syn_entry *entry(syn_src *s, const char *module) {
-    for (size_t i = 0; i < s->n; i++)
-        if (!strcmp(s->e[i].module, module)) return &s->e[i];
-    if (s->n == s->cap) {
-        size_t cap = s->cap ? s->cap * 2 : 64;
-        syn_entry *e = mlxn_realloc(s->e, cap * sizeof *e);
-        if (!e) return NULL;
-        s->e = e;
-        s->cap = cap;
+mlxn_fill mlxn_synthetic_fill(const char *module, const char *what, int64_t K, int bits) {
+    mlxn_fill f = {MLXN_FILL_NONE, 0, 0, 0};
+    if (!module || !what) return f;
+    uint64_t h = hash_str(module); /* one seed per tensor: the module hashed, then the part */
+    float r = K > 0 ? 1.0f / sqrtf((float)K) : 0.0f;
+    if (bits < 0 || bits > 8) return f;
+    if (!strcmp(what, "weight") && bits) {
+        f = (mlxn_fill){MLXN_FILL_BITS, mlxn_fill_hash(h, 0), 0, 0};
+    } else if (!strcmp(what, "scales") && bits) { /* scale·q spans [0, 2u·r], u in [0.5, 1) */
+        float sp = 2.0f / (float)((1 << bits) - 1) * r;
+        f = (mlxn_fill){MLXN_FILL_BF16, mlxn_fill_hash(h, 1), 0.5f * sp, 0.5f * sp};
+    } else if (!strcmp(what, "biases") && bits) { /* in [-r, -r/2): centres the codes' span */
+        f = (mlxn_fill){MLXN_FILL_BF16, mlxn_fill_hash(h, 2), -r, 0.5f * r};
+    } else if (!strcmp(what, "weight")) { /* norm: f32 in [0.9, 1.1) */
+        f = (mlxn_fill){MLXN_FILL_F32, mlxn_fill_hash(h, 3), 0.9f, 0.2f};
     }
-    syn_entry *e = &s->e[s->n];
-    memset(e, 0, sizeof *e);
-    snprintf(e->module, sizeof e->module, "%s", module);
-    /* generate now; on failure the entry stays empty and is not counted */
-    int64_t N, K;
-    uint64_t seed = hash_str(module);
-    if (linear_shape(&s->cfg, module, &N, &K)) {
-        char fmt[32];
-        snprintf(fmt, sizeof fmt, "mlx-q%d-g%d-bf16", s->bits, s->group);
-        if (mlxn_quant_make_random(fmt, N, K, seed, &e->q)) return NULL;
-        /* scale weights to ~U(-1,1)/sqrt(K) */
-        float f = 1.0f / sqrtf((float)K);
-        uint16_t *sc = e->q.scales, *bi = e->q.biases;
-        for (size_t i = 0; i < e->q.sb_bytes / 2; i++) {
-            sc[i] = mlxn_f32_to_bf16(mlxn_bf16_to_f32(sc[i]) * f);
-            bi[i] = mlxn_f32_to_bf16(mlxn_bf16_to_f32(bi[i]) * f);
-        }
-    } else {
-        e->vec_n = s->cfg.hidden;
-        e->vec = mlxn_malloc((size_t)e->vec_n * sizeof(float));
-        if (!e->vec) return NULL;
-        for (int64_t i = 0; i < e->vec_n; i++) {
-            seed = seed * 6364136223846793005ull + 1442695040888963407ull;
-            e->vec[i] = 0.9f + 0.2f * (float)(seed >> 40) / (float)(1u << 24);
-        }
-    }
-    s->n++;
-    return e;
+    return f;
 }
 
 static bool syn_find(void *ctx, const char *name, mlxn_tensor_ref *out) {
@@ -124,15 +97,13 @@ static bool syn_find(void *ctx, const char *name, mlxn_tensor_ref *out) {
     if (!lin && !norm) return false;
     if (lin && !strcmp(module, "lm_head") && s->cfg.tie_embeddings) return false;
     if (lin && strcmp(what, "weight") && strcmp(what, "scales") && strcmp(what, "biases")) return false;
-    syn_entry *e = entry(s, module);
-    if (!e) return false;
     memset(out, 0, sizeof *out);
     if (norm) {
         out->dtype = MLXN_F32;
         out->ndim = 1;
-        out->shape[0] = e->vec_n;
-        out->data = e->vec;
-        out->nbytes = (size_t)e->vec_n * sizeof(float);
+        out->shape[0] = s->cfg.hidden;
+        out->nbytes = (size_t)s->cfg.hidden * sizeof(float);
+        out->fill = mlxn_synthetic_fill(module, what, 0, 0);
         return true;
     }
     out->ndim = 2;
@@ -140,26 +111,17 @@ static bool syn_find(void *ctx, const char *name, mlxn_tensor_ref *out) {
     if (!strcmp(what, "weight")) {
         out->dtype = MLXN_U32;
         out->shape[1] = K * s->bits / 32;
-        out->data = e->q.data;
-        out->nbytes = e->q.data_bytes;
+        out->nbytes = (size_t)N * (size_t)out->shape[1] * 4;
     } else {
         out->dtype = MLXN_BF16;
         out->shape[1] = K / s->group;
-        out->data = what[0] == 's' ? e->q.scales : e->q.biases;
-        out->nbytes = e->q.sb_bytes;
+        out->nbytes = (size_t)N * (size_t)out->shape[1] * 2;
     }
+    out->fill = mlxn_synthetic_fill(module, what, K, s->bits);
     return true;
 }
 
-static void syn_close(void *ctx) {
-    syn_src *s = ctx;
-    for (size_t i = 0; i < s->n; i++) {
-        mlxn_quant_free(&s->e[i].q);
-        mlxn_free(s->e[i].vec);
-    }
-    mlxn_free(s->e);
-    mlxn_free(s);
-}
+static void syn_close(void *ctx) { mlxn_free(ctx); }
 
 mlxn_status mlxn_model_load_synthetic(mlxn_model **out, mlxn_device *dev, const char *spec,
                                       void (*progress)(void *pctx, int layers_done, int layers), void *pctx) {

@@ -152,6 +152,35 @@ static mlxn_status cpu_wait(mlxn_device *dev, mlxn_exec *ex) {
     return MLXN_OK; /* execute ran to completion */
 }
 
+/* A fill split into one contiguous run of elements per worker (multiples of
+ * 64 elements, so runs start on a cache line of the 64-byte-aligned
+ * allocation). On the CPU the host generator is the device's own. */
+typedef struct fill_job {
+    char *dst;
+    const mlxn_fill *f;
+    size_t n, per;
+} fill_job;
+
+static void run_fill(void *arg, int tid) {
+    fill_job *j = arg;
+    size_t a = (size_t)tid * j->per, b = a + j->per < j->n ? a + j->per : j->n;
+    if (a < b) mlxn_fill_host(j->dst + a * mlxn_fill_elem_bytes(j->f->kind), j->f, a, b - a);
+}
+
+static mlxn_status cpu_fill(mlxn_device *dev, void *dst, const mlxn_fill *f, size_t n) {
+    cpu_dev *c = dev->impl;
+    int nth = mlxn_tp_size(c->tp);
+    fill_job j = {dst, f, n, ((n + (size_t)nth - 1) / (size_t)nth + 63) & ~(size_t)63};
+    if (n < ((size_t)1 << 16) || nth == 1) { /* not worth waking the workers */
+        mlxn_fill_host(dst, f, 0, n);
+        return MLXN_OK;
+    }
+    pthread_mutex_lock(&c->run_mu);
+    mlxn_tp_run(c->tp, run_fill, &j);
+    pthread_mutex_unlock(&c->run_mu);
+    return MLXN_OK;
+}
+
 static bool cpu_supports(mlxn_device *dev, const mlxn_node *n) {
     (void)dev;
     return mlxn_cpu_ops[n->op].run != NULL;
@@ -165,6 +194,7 @@ const mlxn_backend mlxn_backend_cpu = {
     .free = cpu_free,
     .upload = cpu_copy,
     .download = cpu_copy,
+    .fill = cpu_fill,
     .host_memory = true,
     .supports = cpu_supports,
     .execute = cpu_execute,

@@ -245,6 +245,18 @@ static mlxn_status cuda_download(mlxn_device *dev, void *dst, const void *src, s
     return MLXN_OK;
 }
 
+/* Random fills (synthetic weights) are made here, on the device's stream
+ * (after any work queued before); waited for so that a failure is this
+ * call's and load times count the work. */
+static mlxn_status cuda_fill(mlxn_device *dev, void *dst, const mlxn_fill *f, size_t n) {
+    cuda_dev *c = dev->impl;
+    if (!n) return MLXN_OK;
+    CU_TRY(cudaSetDevice(c->ordinal));
+    CU_TRY(mlxn_cu_fill(dst, f, n, c->stream));
+    CU_TRY(cudaStreamSynchronize(c->stream));
+    return MLXN_OK;
+}
+
 static void to_cu(const mlxn_node *n, cu_node *o) {
     memset(o, 0, sizeof *o);
     o->op = (int)n->op;
@@ -855,6 +867,7 @@ const mlxn_backend mlxn_backend_cuda = {
     .free = cuda_free,
     .upload = cuda_upload,
     .download = cuda_download,
+    .fill = cuda_fill,
     .host_memory = false,
     .supports = cuda_supports,
     .execute = cuda_execute,

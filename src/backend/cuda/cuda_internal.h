@@ -9,6 +9,7 @@
 #ifndef MLXN_CUDA_INTERNAL_H
 #define MLXN_CUDA_INTERNAL_H
 
+#include "core/fill.h" /* plain C, host and device: the random fills */
 #include "mlxn.h"
 
 #include <cuda_runtime_api.h>
@@ -73,6 +74,10 @@ bool mlxn_cu_supports(const cu_node *n);
  * `scratch` has at least mlxn_cu_scratch_bytes(n) bytes. Returns the first
  * launch error (cudaGetLastError after each launch). */
 cudaError_t mlxn_cu_launch(const cu_node *n, void *scratch, cudaStream_t s);
+
+/* Write elements [0, n) of fill f at dst (kernels_fill.cu); the bytes equal
+ * mlxn_fill_host's. Enqueued on s; returns the launch error. */
+cudaError_t mlxn_cu_fill(void *dst, const mlxn_fill *f, size_t n, cudaStream_t s);
 
 /* Families (one kernels_*.cu each); each returns cudaErrorInvalidValue for
  * a case it does not handle. */
