@@ -205,7 +205,7 @@ int main(void) {
             for (int i = 0; i < DRAWS && full && top; i++) {
                 int32_t a1 = -1, b1 = -2;
                 eq &= mlxn_sampler_sample(full, row, &a1) == MLXN_OK;
-                eq &= mlxn_sampler_sample_top(top, tv, ti, k, &b1) == MLXN_OK;
+                eq &= mlxn_sampler_sample_top(top, tv, ti, k, NULL, &b1) == MLXN_OK;
                 eq &= a1 == b1;
             }
             CHECK(eq, "top-k candidates path differs from the full row (case %d)", ci);
@@ -213,18 +213,41 @@ int main(void) {
             mlxn_sampler_destroy(full);
             mlxn_sampler_destroy(top);
         }
-        /* no device path with a penalty, greedy, or top-k off */
+        /* a penalty >= 1 widens the candidates by its window; < 1 or with
+         * top-p and no top-k needs the whole row, as does temperature alone */
         mlxn_sampler *sp = NULL;
         mlxn_sampler_params q1 = {.temp = 0.8f, .top_k = K, .repeat_penalty = 1.1f};
         CHECK_OK(mlxn_sampler_create(&sp, &q1, BV));
-        CHECK(mlxn_sampler_device_top_k(sp) == 0, "a penalty needs the whole row");
+        CHECK(mlxn_sampler_device_top_k(sp) == K + 64, "a penalty asks for top-k + 64, got %d",
+              mlxn_sampler_device_top_k(sp));
+        mlxn_sampler_destroy(sp);
+        q1.repeat_penalty = 0.9f;
+        CHECK_OK(mlxn_sampler_create(&sp, &q1, BV));
+        CHECK(mlxn_sampler_device_top_k(sp) == 0, "a penalty < 1 needs the whole row");
+        mlxn_sampler_destroy(sp);
+        mlxn_sampler_params q3 = {.temp = 0.8f, .top_p = 0.9f, .repeat_penalty = 1.1f};
+        CHECK_OK(mlxn_sampler_create(&sp, &q3, BV));
+        CHECK(mlxn_sampler_device_top_k(sp) == 0, "a penalty with top-p and no top-k needs the whole row");
+        mlxn_sampler_destroy(sp);
+        mlxn_sampler_params q4 = {.temp = 0.8f, .top_k = 200, .repeat_penalty = 1.1f};
+        CHECK_OK(mlxn_sampler_create(&sp, &q4, BV));
+        CHECK(mlxn_sampler_device_top_k(sp) == 0, "200 + 64 candidates exceed the limit of %d", MLXN_SAMPLER_MAX_CANDS);
+        mlxn_sampler_destroy(sp);
+        mlxn_sampler_params q5 = {.temp = 0.8f, .top_p = 0.9f};
+        CHECK_OK(mlxn_sampler_create(&sp, &q5, BV));
+        CHECK(mlxn_sampler_device_top_k(sp) == MLXN_SAMPLER_CANDS && mlxn_sampler_device_norm_scale(sp) == 1.0 / (double)0.8f,
+              "top-p without top-k: %d candidates and scale %g", mlxn_sampler_device_top_k(sp),
+              mlxn_sampler_device_norm_scale(sp));
+        float v2[2] = {1, 0};
+        int32_t i2[2] = {0, 1}, o2;
+        CHECK_STATUS(mlxn_sampler_sample_top(sp, v2, i2, 2, NULL, &o2), MLXN_ERR_INVALID_ARG); /* no norm */
         mlxn_sampler_destroy(sp);
         mlxn_sampler_params q2 = {.temp = 0.8f};
         CHECK_OK(mlxn_sampler_create(&sp, &q2, BV));
         CHECK(mlxn_sampler_device_top_k(sp) == 0, "top-k off needs the whole row");
         float v1 = 0;
         int32_t i1 = 3;
-        CHECK_STATUS(mlxn_sampler_sample_top(sp, &v1, &i1, 1, &i1), MLXN_ERR_INVALID_ARG);
+        CHECK_STATUS(mlxn_sampler_sample_top(sp, &v1, &i1, 1, NULL, &i1), MLXN_ERR_INVALID_ARG);
         mlxn_sampler_destroy(sp);
     }
 
