@@ -266,6 +266,9 @@ int cmd_generate(int argc, char **argv) {
     fprintf(stderr, "mlxn: generation %d tokens in %.3f s = %.2f tok/s (%llu nodes/step, replayed)\n",
             gs.gen_tokens, gs.gen_s, gs.gen_tokens > 1 && gs.gen_s > 0 ? (gs.gen_tokens - 1) / gs.gen_s : 0.0,
             (unsigned long long)gs.decode_nodes);
+    if ((temp > 0 || (rep > 0 && rep != 1.0)) && gs.gen_tokens)
+        fprintf(stderr, "mlxn: sampling: %d of %d tokens drawn from the device's candidates, %d from the whole row\n",
+                gs.gen_tokens - gs.row_reads, gs.gen_tokens, gs.row_reads);
     fprintf(stderr,
             "mlxn: peak memory: device %.1f MiB, process RSS %.1f MiB (weights %.1f MiB: %.1f mmapped, %.1f copied "
             "to stack q/k/v and gate/up)\n",
