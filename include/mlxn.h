@@ -429,6 +429,17 @@ mlxn_status mlxn_op_argmax(mlxn_session *s, mlxn_buffer *out, const mlxn_buffer 
  * 1 <= k <= C. (MoE routers; top-k sampling on the device.) */
 mlxn_status mlxn_op_top_k(mlxn_session *s, mlxn_buffer *idx, mlxn_buffer *val, const mlxn_buffer *x, int k);
 
+/* The softmax normalizer of each row of x f32 [rows, C] at a scale (1/temp
+ * for sampling): out f32 [rows, 2] = (m, s) with m = max_j x[j] and
+ * s = sum_j exp(scale * (x[j] - m)), so logsumexp(scale * x) = scale * m +
+ * log(s); s is kept as a sum (in [1, C]) rather than a log so it keeps a
+ * float's relative precision. Accumulated in double on every backend and
+ * rounded once: s is within 2^-24 relative of the exact value plus
+ * C * 2^-53. scale must be finite and > 0. NaN entries do not count for m
+ * but make s NaN; +inf makes s NaN; a row of -inf gives m = -inf, s = 0.
+ * (Top-p / min-p sampling from candidates on the device.) */
+mlxn_status mlxn_op_logsumexp(mlxn_session *s, mlxn_buffer *out, const mlxn_buffer *x, double scale);
+
 /* Expert-routed matmul (mixture of experts). w [E, N, K] stacks E expert
  * matrices in any mlxn_op_matmul weight format; ids i32 [T, top_k] picks the
  * experts of each token. out f32 [T * top_k, N]: row t*top_k + j is

@@ -1069,6 +1069,52 @@ static void test_errors(void) {
     mlxn_buffer_destroy(b);
 }
 
+/* ---- logsumexp ----
+ * m must be bit-identical (a max). s: both devices sum in double and round
+ * once to f32, in different orders (index order / chunks of 64 blocks
+ * rescaled by exp) and with different exp implementations (glibc / CUDA's,
+ * <= 1 ulp of double): the two doubles differ by < 1e-11 relative, so the
+ * f32 results are equal or one f32 ulp apart: bound 2^-23 relative. The
+ * sampler's exactness margin (2^-21, sampler.c) needs at most that. */
+static void test_logsumexp(void) {
+    const int64_t cols[2] = {1000, 128256};
+    const double scales[2] = {1.0 / 0.8, 2.5};
+    for (int ci = 0; ci < 2; ci++) {
+        const int64_t R = 4, C = cols[ci];
+        int64_t xs[2] = {R, C}, os[2] = {R, 2};
+        float *x = malloc((size_t)(R * C) * sizeof(float));
+        for (int64_t i = 0; i < R * C; i++) x[i] = rng_uniform(-25, 25);
+        for (int64_t i = 0; i < C; i += 5) x[C + i] = -INFINITY; /* row 1: masked entries */
+        for (int64_t i = 0; i < C; i++) x[3 * C + i] = -INFINITY; /* row 3: all masked */
+        x[2 * C + C - 1] = 60; /* row 2: the max in the last chunk */
+        for (int si = 0; si < 2; si++) {
+            P px = pin(MLXN_F32, 2, xs, x), po = pout(MLXN_F32, 2, os);
+            BOTH(CHECK_OK(mlxn_op_logsumexp(S, po.v[dv], px.v[dv], scales[si])));
+            size_t n0, n1;
+            float *c = read_f(po.v[0], &n0), *g = read_f(po.v[1], &n1);
+            int bad = 0;
+            for (int64_t r = 0; r < R; r++) {
+                bool mok = c[2 * r] == g[2 * r];
+                bool sok = fabs((double)g[2 * r + 1] - (double)c[2 * r + 1]) <= 0x1p-23 * fabs((double)c[2 * r + 1]);
+                if (!mok || !sok) {
+                    if (bad < 3)
+                        fprintf(stderr, "  row %lld: cpu (%.9g, %.9g) cuda (%.9g, %.9g)\n", (long long)r,
+                                (double)c[2 * r], (double)c[2 * r + 1], (double)g[2 * r], (double)g[2 * r + 1]);
+                    bad++;
+                }
+            }
+            CHECK(bad == 0, "logsumexp %lld x %lld scale %g: %d rows off (max exact, sum rtol 2^-23)", (long long)R,
+                  (long long)C, scales[si], bad);
+            if (!bad)
+                printf("  ok logsumexp %lld x %lld, scale %g: max exact, sum within 2^-23\n", (long long)R,
+                       (long long)C, scales[si]);
+            free(c); free(g);
+            pfree(&px); pfree(&po);
+        }
+        free(x);
+    }
+}
+
 /* ---- top_k, matmul_id, and the rope -> kv_write fusion ---- */
 
 static void test_select_moe_fusion(void) {
@@ -1172,6 +1218,7 @@ int main(void) {
     test_upload();
     test_graph_prefill();
     test_select_moe_fusion();
+    test_logsumexp();
     test_errors();
     mlxn_device_close(D[0]);
     mlxn_device_close(D[1]);

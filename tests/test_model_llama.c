@@ -35,6 +35,8 @@
 
 #define MODELS "tests/data/models/"
 
+static int g_nucleus_hits; /* top-p / min-p steps decided by candidates, over all models */
+
 static unsigned char *slurp(const char *path, size_t *n) {
     FILE *fp = fopen(path, "rb");
     if (!fp) return NULL;
@@ -224,22 +226,46 @@ static void check_model(mlxn_device *dev, const char *name, mlxn_dtype kv_dtype,
     gp.n_batch = 5;
     CHECK_OK(mlxn_generate(m, kv, r.tok, T, &gp, gen2, &ngen2, &gst));
     CHECK(ngen2 == ngen && !memcmp(gen, gen2, (size_t)ngen * 4), "%s: chunked prefill changed the tokens", name);
-    /* sampling with top-k: the device's top_k candidates and the whole row
-     * read back (MLXN_HOST_SAMPLING=1) draw the same tokens */
+    /* sampling from the device's candidates (top_k, and logsumexp for
+     * top-p / min-p without top-k) and from the whole row read back
+     * (MLXN_HOST_SAMPLING=1) draw the same tokens; a penalty and a low
+     * temperature make the candidate paths decide most steps */
     {
-        int32_t sd[NGEN], sh[NGEN];
-        int nsd = 0, nsh = 0;
-        mlxn_generate_params sp = {.n_predict = NGEN, .ignore_eos = true,
-                                   .sampling = {.temp = 1.5f, .top_k = 20, .top_p = 0.95f, .seed = 77}};
-        mlxn_kvcache_clear(kv);
-        CHECK_OK(mlxn_generate(m, kv, r.tok, T, &sp, sd, &nsd, &gst));
-        setenv("MLXN_HOST_SAMPLING", "1", 1);
-        mlxn_kvcache_clear(kv);
-        CHECK_OK(mlxn_generate(m, kv, r.tok, T, &sp, sh, &nsh, &gst));
-        unsetenv("MLXN_HOST_SAMPLING");
-        bool same = nsd == nsh && nsd == NGEN && !memcmp(sd, sh, (size_t)nsd * 4);
-        CHECK(same, "%s: sampling from the device's top-k differs from the host's", name);
-        if (same) printf("  %-36s %d sampled tokens (top-k 20, temp 1.5): device top-k = whole row\n", name, nsd);
+        enum { NS = 5 };
+        const mlxn_sampler_params cases[NS] = {
+            {.temp = 1.5f, .top_k = 20, .top_p = 0.95f, .seed = 77},
+            {.temp = 0.9f, .top_k = 20, .repeat_penalty = 1.3f, .repeat_last_n = 16, .seed = 78},
+            {.repeat_penalty = 1.5f, .repeat_last_n = 8, .seed = 79}, /* greedy */
+            {.temp = 0.3f, .top_p = 0.9f, .n_cands = 32, .seed = 80},
+            {.temp = 0.5f, .top_p = 0.95f, .min_p = 0.1f, .seed = 81},
+        };
+        const char *names[NS] = {"top-k 20 top-p 0.95", "top-k 20 penalty 1.3", "greedy penalty 1.5",
+                                 "top-p 0.9 temp 0.3", "top-p 0.95 min-p 0.1"};
+        for (int ci = 0; ci < NS; ci++) {
+            int32_t sd[NGEN], sh[NGEN];
+            int nsd = 0, nsh = 0;
+            mlxn_generate_params sp = {.n_predict = NGEN, .ignore_eos = true, .sampling = cases[ci]};
+            mlxn_generate_stats gd = {0}, gh = {0};
+            mlxn_kvcache_clear(kv);
+            CHECK_OK(mlxn_generate(m, kv, r.tok, T, &sp, sd, &nsd, &gd));
+            setenv("MLXN_HOST_SAMPLING", "1", 1);
+            mlxn_kvcache_clear(kv);
+            CHECK_OK(mlxn_generate(m, kv, r.tok, T, &sp, sh, &nsh, &gh));
+            unsetenv("MLXN_HOST_SAMPLING");
+            bool same = nsd == nsh && nsd == NGEN && !memcmp(sd, sh, (size_t)nsd * 4);
+            CHECK(same, "%s: %s: tokens from the device's candidates differ from the whole row's", name, names[ci]);
+            CHECK(gh.row_reads == NGEN, "%s: %s: MLXN_HOST_SAMPLING=1 read %d rows of %d", name, names[ci],
+                  gh.row_reads, NGEN);
+            /* top-k (with a penalty or not) never needs the row; the nucleus
+             * paths fall back per step */
+            if (ci < 3)
+                CHECK(gd.row_reads == 0, "%s: %s: %d whole rows read", name, names[ci], gd.row_reads);
+            else
+                g_nucleus_hits += NGEN - gd.row_reads;
+            if (same)
+                printf("  %-36s %d sampled tokens (%s): candidates = whole row, %d of %d steps read the row\n", name,
+                       nsd, names[ci], gd.row_reads, nsd);
+        }
     }
     int32_t all[64];
     memcpy(all, r.tok, (size_t)T * 4);
@@ -530,6 +556,8 @@ int main(void) {
         check_model(dev, models[i], MLXN_F16, q ? 3e-2 : 5e-3, q ? 3e-2 : 5e-3);
     }
     CHECK(g_stacked >= 8, "only %d model runs had stacked q/k/v and gate/up", g_stacked);
+    CHECK(g_nucleus_hits > 0, "no top-p / min-p step was decided by the candidates");
+    printf("  top-p / min-p steps decided by the candidates, all models: %d\n", g_nucleus_hits);
     printf("bad input:\n");
     check_bad(dev);
     check_gguf_config();

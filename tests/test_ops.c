@@ -477,6 +477,82 @@ static void test_top_k(void) {
     mlxn_buffer_destroy(x); mlxn_buffer_destroy(idx); mlxn_buffer_destroy(val);
 }
 
+/* logsumexp: (m, s) per row against a long double reference. m is a max,
+ * so exact. s is accumulated in double and rounded once to f32: within
+ * 2^-24 relative from the rounding plus C * 2^-53 from the sum, so rtol
+ * 2^-23 (1.2e-7) with no atol (s >= 1). */
+static void test_logsumexp(void) {
+    const int C[2] = {1000, 40000};
+    const double scales[3] = {1.0 / 0.7, 1.0, 3.0};
+    for (int ci = 0; ci < 2; ci++) {
+        const int R = 5, n = R * C[ci];
+        mlxn_buffer *x = mk(MLXN_F32, 2, R, C[ci], 0), *o = mk(MLXN_F32, 2, R, 2, 0);
+        float *xv = malloc((size_t)n * 4);
+        rng_fill(xv, (size_t)n, -20, 20);
+        for (int i = 0; i < C[ci]; i += 7) xv[C[ci] + i] = -INFINITY; /* row 1: masked entries */
+        for (int i = 0; i < C[ci]; i++) xv[2 * C[ci] + i] = (float)rng_int(-8, 8) * 0.5f; /* row 2: ties */
+        for (int i = 0; i < C[ci]; i++) xv[4 * C[ci] + i] = -INFINITY; /* row 4: nothing */
+        CHECK_OK(mlxn_buffer_write(x, 0, xv, (size_t)n * 4));
+        for (int si = 0; si < 3; si++) {
+            poison(o);
+            CHECK_OK(mlxn_op_logsumexp(S, o, x, scales[si]));
+            run();
+            float *g = get(o);
+            double ref[2 * 5];
+            for (int r = 0; r < R; r++) {
+                const float *row = xv + (size_t)r * C[ci];
+                float m = -INFINITY;
+                for (int i = 0; i < C[ci]; i++) m = row[i] > m ? row[i] : m;
+                long double sum = 0;
+                for (int i = 0; m != -INFINITY && i < C[ci]; i++)
+                    sum += expl(((long double)row[i] - m) * (long double)scales[si]);
+                ref[2 * r] = m;
+                ref[2 * r + 1] = (double)sum;
+            }
+            char what[80];
+            snprintf(what, sizeof what, "logsumexp %d x %d, scale %.4g", R, C[ci], scales[si]);
+            int bad = 0;
+            for (int r = 0; r < R; r++) {
+                bad += !(g[2 * r] == (float)ref[2 * r]);
+                bad += check_close(what, g + 2 * r + 1, ref + 2 * r + 1, 1, 0.0, 0x1p-23);
+            }
+            CHECK(bad == 0, "%s: %d of %d values off (max exact, sum rtol 2^-23)", what, bad, 2 * R);
+            CHECK(g[8] == -INFINITY && g[9] == 0.0f, "%s: an all -inf row gives (%g, %g), want (-inf, 0)", what,
+                  (double)g[8], (double)g[9]);
+            if (!bad) printf("  ok %s (max exact, sum rtol 2^-23)\n", what);
+            free(g);
+        }
+        free(xv);
+        mlxn_buffer_destroy(x);
+        mlxn_buffer_destroy(o);
+    }
+    /* NaN: not a max, but the sum is NaN */
+    mlxn_buffer *x = mk(MLXN_F32, 2, 1, 4, 0), *o = mk(MLXN_F32, 2, 1, 2, 0);
+    float nv[4] = {1.0f, NAN, 3.0f, -2.0f}, g[2];
+    CHECK_OK(mlxn_buffer_write(x, 0, nv, sizeof nv));
+    CHECK_OK(mlxn_op_logsumexp(S, o, x, 1.0));
+    run();
+    CHECK_OK(mlxn_buffer_read(o, 0, g, sizeof g));
+    CHECK(g[0] == 3.0f && isnan(g[1]), "logsumexp with a NaN: (%g, %g), want (3, nan)", (double)g[0], (double)g[1]);
+    /* bad input */
+    CHECK_STATUS(mlxn_op_logsumexp(S, o, x, 0.0), MLXN_ERR_INVALID_ARG);
+    CHECK_STATUS(mlxn_op_logsumexp(S, o, x, -1.0), MLXN_ERR_INVALID_ARG);
+    CHECK_STATUS(mlxn_op_logsumexp(S, o, x, NAN), MLXN_ERR_INVALID_ARG);
+    CHECK_STATUS(mlxn_op_logsumexp(S, o, x, INFINITY), MLXN_ERR_INVALID_ARG);
+    CHECK_STATUS(mlxn_op_logsumexp(S, x, x, 1.0), MLXN_ERR_SHAPE);
+    CHECK_STATUS(mlxn_op_logsumexp(NULL, o, x, 1.0), MLXN_ERR_INVALID_ARG);
+    CHECK_STATUS(mlxn_op_logsumexp(S, o, NULL, 1.0), MLXN_ERR_INVALID_ARG);
+    mlxn_buffer *oi = mk(MLXN_I32, 2, 1, 2, 0), *x2 = mk(MLXN_F32, 2, 2, 2, 0), *ov = NULL;
+    CHECK_STATUS(mlxn_op_logsumexp(S, oi, x, 1.0), MLXN_ERR_DTYPE);
+    int64_t vs[2] = {1, 2};
+    CHECK_OK(mlxn_buffer_view(&ov, x2, MLXN_F32, 2, vs, 0)); /* out = row 0 of x2 [1, 2]: overlaps */
+    mlxn_buffer *x1 = NULL;
+    CHECK_OK(mlxn_buffer_view(&x1, x2, MLXN_F32, 2, vs, 0));
+    CHECK_STATUS(mlxn_op_logsumexp(S, ov, x1, 1.0), MLXN_ERR_INVALID_ARG);
+    mlxn_buffer_destroy(ov); mlxn_buffer_destroy(x1); mlxn_buffer_destroy(x2); mlxn_buffer_destroy(oi);
+    mlxn_buffer_destroy(x); mlxn_buffer_destroy(o);
+}
+
 /* Quantized weights through the ops: matmul (ggml blocks), matmul_mlx,
  * get_rows / get_rows_mlx and the expert-routed matmul_id, against the
  * double reference of the quant library. Decode paths quantize x to int8 per
@@ -603,6 +679,7 @@ int main(void) {
     test_copy_gather_argmax();
     test_attention();
     test_top_k();
+    test_logsumexp();
     test_quantized_ops();
     mlxn_session_destroy(S);
     mlxn_device_close(dev);

@@ -69,6 +69,253 @@ static void check_dist(const char *what, mlxn_sampler_params p) {
     mlxn_sampler_destroy(s);
 }
 
+
+/* ---- candidates vs the whole row, draw for draw ----
+ * The candidates come from the CPU device's top_k and logsumexp ops, as in
+ * generation. Two samplers with equal seeds: `full` always draws from the
+ * whole row; `cand` from the candidates, falling back to the whole row when
+ * they do not decide (as generate.c does). Every token must be equal. */
+
+static mlxn_device *g_dev;
+
+/* The k best of row[nv] (vals, ids) and, when scale > 0, the normalizer. */
+static void device_cands(const float *row, int nv, int k, double scale, float *tv, int32_t *ti, float *norm) {
+    int64_t xs[2] = {1, nv}, ks[2] = {1, k}, ns[2] = {1, 2};
+    mlxn_buffer *x = NULL, *bi = NULL, *bv = NULL, *bn = NULL;
+    mlxn_session *S = NULL;
+    CHECK_OK(mlxn_buffer_create(&x, g_dev, MLXN_F32, 2, xs));
+    CHECK_OK(mlxn_buffer_create(&bi, g_dev, MLXN_I32, 2, ks));
+    CHECK_OK(mlxn_buffer_create(&bv, g_dev, MLXN_F32, 2, ks));
+    CHECK_OK(mlxn_buffer_create(&bn, g_dev, MLXN_F32, 2, ns));
+    CHECK_OK(mlxn_session_create(&S, g_dev, MLXN_MODE_DIRECT, 0));
+    if (x && bi && bv && bn && S) {
+        CHECK_OK(mlxn_buffer_write(x, 0, row, (size_t)nv * 4));
+        CHECK_OK(mlxn_op_top_k(S, bi, bv, x, k));
+        if (scale > 0) CHECK_OK(mlxn_op_logsumexp(S, bn, x, scale));
+        CHECK_OK(mlxn_session_finish(S));
+        CHECK_OK(mlxn_buffer_read(bi, 0, ti, (size_t)k * 4));
+        CHECK_OK(mlxn_buffer_read(bv, 0, tv, (size_t)k * 4));
+        if (scale > 0) CHECK_OK(mlxn_buffer_read(bn, 0, norm, 8));
+    }
+    mlxn_session_destroy(S);
+    mlxn_buffer_destroy(x); mlxn_buffer_destroy(bi); mlxn_buffer_destroy(bv); mlxn_buffer_destroy(bn);
+}
+
+/* Row kinds: 0 = a fixed preference per token (std `spread`) plus noise,
+ * so the same tokens stay on top and the penalty window holds them;
+ * 1 = flat (small spread); 2 = quarter steps (many ties). */
+static void make_row(float *row, const float *base, int nv, int kind, double spread) {
+    for (int i = 0; i < nv; i++) {
+        float nz = rng_uniform(-0.5f, 0.5f);
+        if (kind == 0) row[i] = (float)(spread * (double)base[i] + (double)nz);
+        else if (kind == 1) row[i] = 0.05f * base[i] + 0.1f * nz;
+        else row[i] = (float)(int)(4 * (spread * (double)base[i] + (double)nz)) * 0.25f;
+    }
+}
+
+typedef struct eq_stats {
+    int steps, hits, misses, bad, penalised_diff;
+} eq_stats;
+
+/* `steps` draws; k_use > 0 overrides the candidate count; perturb: the
+ * normalizer's sum is moved by up to this relative amount (a device that
+ * rounds differently). */
+static void check_paths(const char *what, mlxn_sampler_params p, int nv, int kind, double spread, int steps, int k_use,
+                        double perturb, eq_stats *es) {
+    mlxn_sampler *full = NULL, *cand = NULL, *plain = NULL;
+    CHECK_OK(mlxn_sampler_create(&full, &p, nv));
+    CHECK_OK(mlxn_sampler_create(&cand, &p, nv));
+    mlxn_sampler_params pp = p;
+    pp.repeat_penalty = 0;
+    CHECK_OK(mlxn_sampler_create(&plain, &pp, nv));
+    if (!full || !cand || !plain) return;
+    int k = k_use > 0 ? k_use : mlxn_sampler_device_top_k(cand);
+    double scale = mlxn_sampler_device_norm_scale(cand);
+    CHECK(k > 0, "%s: no candidate path (k %d)", what, k);
+    float *base = malloc((size_t)nv * 4), *row = malloc((size_t)nv * 4), *tv = malloc((size_t)nv * 4);
+    int32_t *ti = malloc((size_t)nv * 4);
+    for (int i = 0; i < nv; i++) base[i] = rng_uniform(-1, 1) + rng_uniform(-1, 1) + rng_uniform(-1, 1);
+    /* the window starts with the 30 most preferred tokens, so the penalty
+     * moves tokens in and out of the top */
+    for (int j = 0; j < 30; j++) {
+        int b = -1;
+        for (int i = 0; i < nv; i++) {
+            bool taken = false;
+            for (int q = 0; q < j && !taken; q++) taken = ti[q] == i;
+            if (!taken && (b < 0 || base[i] > base[b])) b = i;
+        }
+        ti[j] = b;
+    }
+    for (int j = 0; j < 30; j++) {
+        mlxn_sampler_accept(full, ti[j]);
+        mlxn_sampler_accept(cand, ti[j]);
+    }
+    eq_stats st = {0};
+    for (int s = 0; s < steps && k > 0; s++) {
+        make_row(row, base, nv, kind, spread);
+        int32_t a = -1, b = -1, c = -1;
+        CHECK_OK(mlxn_sampler_sample(full, row, &a));
+        CHECK_OK(mlxn_sampler_sample(plain, row, &c));
+        float norm[2] = {0, 0};
+        device_cands(row, nv, k, scale, tv, ti, norm);
+        if (perturb > 0) norm[1] = (float)((double)norm[1] * (1 + perturb * (double)rng_uniform(-1, 1)));
+        CHECK_OK(mlxn_sampler_sample_top(cand, tv, ti, k, scale > 0 ? norm : NULL, &b));
+        if (b < 0) {
+            st.misses++;
+            CHECK_OK(mlxn_sampler_sample(cand, row, &b));
+        } else {
+            st.hits++;
+        }
+        if (a != b && st.bad++ < 3) fprintf(stderr, "  %s step %d: whole row %d, candidates %d\n", what, s, a, b);
+        st.penalised_diff += a != c;
+        mlxn_sampler_accept(full, a);
+        mlxn_sampler_accept(cand, a);
+        mlxn_sampler_accept(plain, a);
+        st.steps++;
+    }
+    CHECK(st.bad == 0, "%s: %d of %d tokens differ between candidates and the whole row", what, st.bad, st.steps);
+    printf("  %-46s %4d steps: %4d from %3d candidates, %3d from the row, %d differ\n", what, st.steps, st.hits, k,
+           st.misses, st.bad);
+    if (es) *es = st;
+    free(base); free(row); free(tv); free(ti);
+    mlxn_sampler_destroy(full);
+    mlxn_sampler_destroy(cand);
+    mlxn_sampler_destroy(plain);
+}
+
+static void test_candidate_paths(void) {
+    printf("candidates vs the whole row:\n");
+    char what[96];
+    eq_stats es;
+    /* 1. penalty (>= 1) with top-k, and greedy with a penalty: never a miss */
+    const int Vs[3] = {300, 1000, 5000};
+    const float temps[4] = {0.3f, 0.7f, 1.0f, 1.8f}, pens[3] = {1.1f, 1.5f, 3.0f};
+    int pen_changed = 0;
+    for (int vi = 0; vi < 3; vi++)
+        for (int ti = 0; ti < 4; ti++) {
+            for (int pi = 0; pi < 3; pi++) {
+                int K = (vi + ti + pi) % 3 == 0 ? 1 : (vi + ti + pi) % 3 == 1 ? 10 : 40;
+                mlxn_sampler_params p = {.temp = temps[ti], .top_k = K, .repeat_penalty = pens[pi],
+                                         .seed = 1000u + (uint64_t)(vi * 100 + ti * 10 + pi)};
+                if (pi == 1) p.top_p = 0.9f;
+                if (pi == 2) p.min_p = 0.05f;
+                if (vi == 0) p.repeat_last_n = 32;
+                snprintf(what, sizeof what, "V %d temp %.1f top-k %d%s penalty %.1f", Vs[vi], (double)temps[ti], K,
+                         pi == 1 ? " top-p 0.9" : pi == 2 ? " min-p 0.05" : "", (double)pens[pi]);
+                check_paths(what, p, Vs[vi], (ti + pi) % 3 == 1 ? 2 : 0, 1.5, 60, 0, 0, &es);
+                CHECK(es.misses == 0, "%s: %d misses; a penalty window never exceeds its room", what, es.misses);
+                pen_changed += es.penalised_diff;
+            }
+            mlxn_sampler_params g = {.temp = 0, .repeat_penalty = pens[ti % 3], .seed = 7};
+            snprintf(what, sizeof what, "V %d greedy penalty %.1f", Vs[vi], (double)pens[ti % 3]);
+            check_paths(what, g, Vs[vi], ti % 3 == 1 ? 2 : 0, 1.5, 40, 0, 0, &es);
+            CHECK(es.misses == 0, "%s: %d misses", what, es.misses);
+            pen_changed += es.penalised_diff;
+        }
+    CHECK(pen_changed > 100, "the penalty changed only %d tokens: the runs above do not test it", pen_changed);
+    /* fewer candidates than top-k + the window's distinct tokens: a miss,
+     * then the row, still the same tokens */
+    mlxn_sampler_params pk = {.temp = 0.8f, .top_k = 20, .repeat_penalty = 1.3f, .seed = 5};
+    check_paths("V 1000 top-k 20 penalty 1.3, only 24 candidates", pk, 1000, 0, 1.5, 60, 24, 0, &es);
+    CHECK(es.misses > 0, "24 candidates for top-k 20 and 30+ penalised tokens: %d misses, want all", es.misses);
+
+    /* 2. top-p / min-p without top-k, with the device's normalizer */
+    int hits = 0, misses = 0;
+    const int Cs[4] = {8, 32, 64, 0};
+    for (int vi = 0; vi < 3; vi++)
+        for (int ti = 0; ti < 4; ti++)
+            for (int f = 0; f < 3; f++) {
+                mlxn_sampler_params p = {.temp = temps[ti], .seed = 2000u + (uint64_t)(vi * 100 + ti * 10 + f)};
+                if (f != 1) p.top_p = f == 0 ? 0.9f : 0.7f;
+                if (f != 0) p.min_p = f == 1 ? 0.05f : 0.2f;
+                int C = Cs[(vi + ti + f) % 4];
+                int kind = (ti + f) % 3;
+                snprintf(what, sizeof what, "V %d temp %.1f%s%s, %s rows, C %d", Vs[vi], (double)temps[ti],
+                         p.top_p > 0 ? (f == 0 ? " top-p 0.9" : " top-p 0.7") : "",
+                         p.min_p > 0 ? (f == 1 ? " min-p 0.05" : " min-p 0.2") : "",
+                         kind == 0 ? "peaked" : kind == 1 ? "flat" : "tied", C ? C : MLXN_SAMPLER_CANDS);
+                check_paths(what, p, Vs[vi], kind, 3.0, 60, C, 0, &es);
+                hits += es.hits;
+                misses += es.misses;
+            }
+    CHECK(hits > 500 && misses > 100, "nucleus: %d hits, %d misses: want many of both", hits, misses);
+    /* the whole row as candidates decides every draw that does not sit on
+     * a rounding boundary */
+    mlxn_sampler_params pf = {.temp = 1.0f, .top_p = 0.95f, .min_p = 0.01f, .seed = 9};
+    check_paths("V 300 flat rows, all 300 as candidates", pf, 300, 1, 1.0, 60, 300, 0, &es);
+    CHECK(es.hits >= 58, "all candidates: %d of 60 decided", es.hits);
+    /* a device that rounds its sum differently (within 2^-22): still exact */
+    for (int ti = 0; ti < 4; ti++) {
+        mlxn_sampler_params p = {.temp = temps[ti], .top_p = 0.9f, .min_p = 0.02f, .seed = 3000u + (uint64_t)ti};
+        snprintf(what, sizeof what, "V 1000 temp %.1f top-p 0.9 min-p 0.02, sum +-2^-22", (double)temps[ti]);
+        check_paths(what, p, 1000, 0, 3.0, 100, 0, 0x1p-22, &es);
+    }
+}
+
+/* Knife edges: top_p or min_p set exactly at a value the whole row's
+ * running sum or threshold reaches, so the cut depends on the last bits of
+ * the normalizer, and just off such a value. With the device's sum nudged
+ * within its precision, the candidates must give the whole row's token or
+ * step aside, never another; off the edge they must decide. */
+static void test_knife_edges(void) {
+    enum { KV = 500, KN = 300 };
+    float row[KV], tv[64], norm[2];
+    int32_t ti[64];
+    int hits = 0, bad = 0, off_edge = 0, off_hits = 0;
+    for (int t = 0; t < KN; t++) {
+        float temp = 0.5f + 0.25f * (float)(t % 5);
+        for (int i = 0; i < KV; i++) row[i] = rng_uniform(-1, 1) * 6.0f;
+        /* the whole row's probabilities in its order, as the sampler makes them */
+        double inv_t = 1.0 / (double)temp, sum = 0;
+        float mx = -INFINITY;
+        for (int i = 0; i < KV; i++) mx = row[i] > mx ? row[i] : mx;
+        static float pr[KV];
+        for (int i = 0; i < KV; i++) {
+            double e = exp(((double)row[i] - (double)mx) * inv_t);
+            pr[i] = (float)e;
+            sum += e;
+        }
+        for (int i = 0; i < KV; i++) pr[i] = (float)((double)pr[i] / sum);
+        for (int i = 1; i < KV; i++) /* descending (ties do not matter for the sums) */
+            for (int j = i; j > 0 && pr[j] > pr[j - 1]; j--) { float x = pr[j]; pr[j] = pr[j - 1]; pr[j - 1] = x; }
+        int m = 1 + t % 20;
+        double cum = 0;
+        for (int i = 0; i < m; i++) cum += (double)pr[i];
+        mlxn_sampler_params p = {.temp = temp, .seed = 4000u + (uint64_t)t};
+        /* on the edge, or just off it (decidable) */
+        if (t % 4 == 0) p.top_p = (float)cum;
+        else if (t % 4 == 1) p.top_p = (float)(cum * (1 + 1e-4));
+        else if (t % 4 == 2) p.min_p = pr[m] / pr[0];
+        else p.min_p = pr[m] / pr[0] * (1 - 1e-4f);
+        if (!(p.top_p < 1) || !(p.min_p <= 1)) continue;
+        mlxn_sampler *full = NULL, *cand = NULL;
+        CHECK_OK(mlxn_sampler_create(&full, &p, KV));
+        CHECK_OK(mlxn_sampler_create(&cand, &p, KV));
+        if (!full || !cand) break;
+        int k = mlxn_sampler_device_top_k(cand);
+        device_cands(row, KV, k, mlxn_sampler_device_norm_scale(cand), tv, ti, norm);
+        norm[1] = (float)((double)norm[1] * (1 + 0x1p-22 * (double)rng_uniform(-1, 1)));
+        int32_t a = -1, b = -1;
+        CHECK_OK(mlxn_sampler_sample(full, row, &a));
+        CHECK_OK(mlxn_sampler_sample_top(cand, tv, ti, k, norm, &b));
+        off_edge += t % 2;
+        if (b >= 0) {
+            hits++;
+            off_hits += t % 2;
+            bad += a != b;
+        } else { /* stepped aside: the generator is untouched */
+            CHECK_OK(mlxn_sampler_sample(cand, row, &b));
+            bad += a != b;
+        }
+        mlxn_sampler_destroy(full);
+        mlxn_sampler_destroy(cand);
+    }
+    printf("  knife-edge top-p / min-p, sum nudged within 2^-22: %d of %d decided by candidates (%d of %d off the "
+           "edge), %d differ\n", hits, KN, off_hits, off_edge, bad);
+    CHECK(bad == 0, "knife edges: %d tokens differ", bad);
+    CHECK(off_hits > off_edge * 3 / 4, "just off the edges: %d of %d decided", off_hits, off_edge);
+}
+
 int main(void) {
     int32_t t = -1;
     /* greedy: exact argmax, whatever the seed */
@@ -205,7 +452,7 @@ int main(void) {
             for (int i = 0; i < DRAWS && full && top; i++) {
                 int32_t a1 = -1, b1 = -2;
                 eq &= mlxn_sampler_sample(full, row, &a1) == MLXN_OK;
-                eq &= mlxn_sampler_sample_top(top, tv, ti, k, &b1) == MLXN_OK;
+                eq &= mlxn_sampler_sample_top(top, tv, ti, k, NULL, &b1) == MLXN_OK;
                 eq &= a1 == b1;
             }
             CHECK(eq, "top-k candidates path differs from the full row (case %d)", ci);
@@ -213,19 +460,49 @@ int main(void) {
             mlxn_sampler_destroy(full);
             mlxn_sampler_destroy(top);
         }
-        /* no device path with a penalty, greedy, or top-k off */
+        /* a penalty >= 1 widens the candidates by its window; < 1 or with
+         * top-p and no top-k needs the whole row, as does temperature alone */
         mlxn_sampler *sp = NULL;
         mlxn_sampler_params q1 = {.temp = 0.8f, .top_k = K, .repeat_penalty = 1.1f};
         CHECK_OK(mlxn_sampler_create(&sp, &q1, BV));
-        CHECK(mlxn_sampler_device_top_k(sp) == 0, "a penalty needs the whole row");
+        CHECK(mlxn_sampler_device_top_k(sp) == K + 64, "a penalty asks for top-k + 64, got %d",
+              mlxn_sampler_device_top_k(sp));
+        mlxn_sampler_destroy(sp);
+        q1.repeat_penalty = 0.9f;
+        CHECK_OK(mlxn_sampler_create(&sp, &q1, BV));
+        CHECK(mlxn_sampler_device_top_k(sp) == 0, "a penalty < 1 needs the whole row");
+        mlxn_sampler_destroy(sp);
+        mlxn_sampler_params q3 = {.temp = 0.8f, .top_p = 0.9f, .repeat_penalty = 1.1f};
+        CHECK_OK(mlxn_sampler_create(&sp, &q3, BV));
+        CHECK(mlxn_sampler_device_top_k(sp) == 0, "a penalty with top-p and no top-k needs the whole row");
+        mlxn_sampler_destroy(sp);
+        mlxn_sampler_params q4 = {.temp = 0.8f, .top_k = 200, .repeat_penalty = 1.1f};
+        CHECK_OK(mlxn_sampler_create(&sp, &q4, BV));
+        CHECK(mlxn_sampler_device_top_k(sp) == 0, "200 + 64 candidates exceed the limit of %d", MLXN_SAMPLER_MAX_CANDS);
+        mlxn_sampler_destroy(sp);
+        mlxn_sampler_params q5 = {.temp = 0.8f, .top_p = 0.9f};
+        CHECK_OK(mlxn_sampler_create(&sp, &q5, BV));
+        CHECK(mlxn_sampler_device_top_k(sp) == MLXN_SAMPLER_CANDS && mlxn_sampler_device_norm_scale(sp) == 1.0 / (double)0.8f,
+              "top-p without top-k: %d candidates and scale %g", mlxn_sampler_device_top_k(sp),
+              mlxn_sampler_device_norm_scale(sp));
+        float v2[2] = {1, 0};
+        int32_t i2[2] = {0, 1}, o2;
+        CHECK_STATUS(mlxn_sampler_sample_top(sp, v2, i2, 2, NULL, &o2), MLXN_ERR_INVALID_ARG); /* no norm */
         mlxn_sampler_destroy(sp);
         mlxn_sampler_params q2 = {.temp = 0.8f};
         CHECK_OK(mlxn_sampler_create(&sp, &q2, BV));
         CHECK(mlxn_sampler_device_top_k(sp) == 0, "top-k off needs the whole row");
         float v1 = 0;
         int32_t i1 = 3;
-        CHECK_STATUS(mlxn_sampler_sample_top(sp, &v1, &i1, 1, &i1), MLXN_ERR_INVALID_ARG);
+        CHECK_STATUS(mlxn_sampler_sample_top(sp, &v1, &i1, 1, NULL, &i1), MLXN_ERR_INVALID_ARG);
         mlxn_sampler_destroy(sp);
+    }
+
+    CHECK_OK(mlxn_device_open(&g_dev, "cpu", NULL));
+    if (g_dev) {
+        test_candidate_paths();
+        test_knife_edges();
+        mlxn_device_close(g_dev);
     }
 
     /* bad parameters */

@@ -232,6 +232,57 @@ out:
     return st;
 }
 
+/* ---- sampling ops on one logits row ----
+ * What a decode step runs after the output head instead of copying the row
+ * to the host: argmax, top_k, logsumexp over [1, n] f32, each recorded REPS
+ * times into one graph and replayed (the row stays in cache, as it does
+ * right after the head wrote it); next to the copy of the row to the host. */
+
+typedef struct scase {
+    const char *op;
+    int k; /* top_k */
+    double us;
+} scase;
+
+static mlxn_status run_select_case(mlxn_device *dev, scase *c, int64_t n, double min_seconds) {
+    enum { REPS = 16 };
+    int64_t ks[2] = {1, c->k > 0 ? c->k : 1}, ls[2] = {1, 2};
+    mlxn_buffer *x = NULL, *oi = NULL, *ov = NULL;
+    mlxn_session *s = NULL;
+    float *host = malloc((size_t)n * sizeof(float));
+    mlxn_status st = host ? MLXN_OK : MLXN_ERR_OUT_OF_MEMORY;
+    for (int64_t i = 0; host && i < n; i++) host[i] = (float)((i * 2654435761u) % 20011) / 1000.0f - 10.0f;
+    if (!st) st = upload(dev, &x, MLXN_F32, 1, n, host);
+    if (!st) st = mlxn_buffer_create(&oi, dev, MLXN_I32, 2, ks);
+    if (!st) st = mlxn_buffer_create(&ov, dev, MLXN_F32, 2, !strcmp(c->op, "logsumexp") ? ls : ks);
+    if (!st) st = mlxn_session_create(&s, dev, MLXN_MODE_OPTIMIZED, 0);
+    bool copy = !strcmp(c->op, "read row");
+    for (int r = 0; r < REPS && !st && !copy; r++) {
+        if (!strcmp(c->op, "argmax")) st = mlxn_op_argmax(s, oi, x);
+        else if (!strcmp(c->op, "top_k")) st = mlxn_op_top_k(s, oi, ov, x, c->k);
+        else st = mlxn_op_logsumexp(s, ov, x, 1.0 / 0.8);
+    }
+    if (!st && !copy) st = mlxn_session_finish(s); /* warm-up */
+    double times[64];
+    int reps = 0;
+    double t_start = now_s();
+    while (!st && (reps < 3 || (now_s() - t_start < min_seconds && reps < 64))) {
+        double t0 = now_s();
+        st = copy ? mlxn_buffer_read(x, 0, host, (size_t)n * sizeof(float)) : mlxn_session_replay(s);
+        times[reps++] = (now_s() - t0) / (copy ? 1 : REPS);
+    }
+    if (!st) {
+        qsort(times, (size_t)reps, sizeof(double), cli_cmp_double);
+        c->us = times[reps / 2] * 1e6;
+    }
+    mlxn_session_destroy(s);
+    mlxn_buffer_destroy(x);
+    mlxn_buffer_destroy(oi);
+    mlxn_buffer_destroy(ov);
+    free(host);
+    return st;
+}
+
 static void usage(void) {
     printf("usage: mlxn bench ops [--json] [--threads N] [--backend cpu|cuda] [--formats a,b,..]\n"
            "                      [--rows 1,512] [--shape NxK] [--quick] [--rotate-mb MB] [--f32-act]\n"
@@ -321,6 +372,26 @@ int cmd_bench_ops(int argc, char **argv) {
                 fflush(stdout);
             }
         }
+    }
+    /* sampling ops over one row of a Llama-3 output head (128256 logits):
+     * top_k 104 = 40 + a 64-token penalty window, 256 = the nucleus path */
+    scase sc[] = {{"argmax", 0, 0}, {"top_k", 40, 0}, {"top_k", 104, 0}, {"top_k", 256, 0}, {"logsumexp", 0, 0},
+                  {"read row", 0, 0}};
+    const int64_t vocab = 128256;
+    if (!json && !rc) printf("\nsampling ops over one row of %lld logits (row read = copy to the host)\n%-12s %5s %10s\n",
+                             (long long)vocab, "op", "k", "us");
+    for (size_t i = 0; i < sizeof sc / sizeof sc[0] && !rc; i++) {
+        st = run_select_case(dev, &sc[i], vocab, quick ? 0.05 : 0.3);
+        if (st) {
+            rc = cli_fail(sc[i].op, st);
+            break;
+        }
+        if (json)
+            printf("%s{\"op\": \"%s\", \"k\": %d, \"n\": %lld, \"us\": %.2f}", printed++ ? ", " : "", sc[i].op,
+                   sc[i].k, (long long)vocab, sc[i].us);
+        else
+            printf("%-12s %5d %10.1f\n", sc[i].op, sc[i].k, sc[i].us);
+        fflush(stdout);
     }
     if (json) printf("]}\n");
     mlxn_device_close(dev);

@@ -17,13 +17,14 @@
 static void usage(FILE *f) {
     fprintf(f,
             "usage: mlxn generate -m PATH [-p TEXT | -f FILE | --tokens ID,ID,...] [-n N]\n"
-            "                     [--temp T] [--top-k K] [--top-p P] [--min-p P] [--repeat-penalty R]\n"
+            "                     [--temp T] [--top-k K] [--top-p P] [--min-p P] [--repeat-penalty R] [--cands N]\n"
             "                     [--seed S] [--chat] [--system TEXT] [--ctx N] [--ring] [-b N] [--kv f16|bf16|f32]\n"
             "                     [--ignore-eos] [-v] [--threads N] [--backend cpu|cuda]\n"
             "  -m PATH        model directory (config.json + safetensors) or .gguf file\n"
             "  -n N           tokens to generate (128)\n"
             "  --temp T       0 = greedy (0.8); --top-k 40, --top-p 0.95, --min-p 0.05 by default\n"
             "  --repeat-penalty R  over the last 64 tokens (1 = off)\n"
+            "  --cands N      --top-k 0 with top-p/min-p: logits the device picks for a draw (64, at most 256)\n"
             "  --seed S       sampling seed (default: from the clock, printed)\n"
             "  --chat         wrap the prompt in the model's chat template\n"
             "  --ctx N        KV cache tokens (default: the model's context, at most 4096)\n"
@@ -115,7 +116,7 @@ double cli_peak_rss_mib(void) {
 int cmd_generate(int argc, char **argv) {
     const char *model_path = NULL, *prompt = NULL, *file = NULL, *ids = NULL, *system = NULL;
     const char *backend = "auto", *kvname = "f16";
-    long n_predict = 128, ctx = 0, threads = 0, top_k = 40, seed = -1, n_batch = 512;
+    long n_predict = 128, ctx = 0, threads = 0, top_k = 40, seed = -1, n_batch = 512, cands = 0;
     double temp = 0.8, top_p = 0.95, min_p = 0.05, rep = 1.0;
     bool chat = false, ignore_eos = false, verbose = false, ring = false;
     for (int i = 1; i < argc; i++) {
@@ -144,6 +145,7 @@ int cmd_generate(int argc, char **argv) {
         else if (!strcmp(a, "--top-p")) ok = cli_float(a, v, &top_p);
         else if (!strcmp(a, "--min-p")) ok = cli_float(a, v, &min_p);
         else if (!strcmp(a, "--repeat-penalty")) ok = cli_float(a, v, &rep);
+        else if (!strcmp(a, "--cands")) ok = cli_int(a, v, 1, MLXN_SAMPLER_MAX_CANDS, &cands);
         else { fprintf(stderr, "mlxn generate: unknown option '%s'\n", a); usage(stderr); return 2; }
         if (!ok) return 2;
         i++;
@@ -242,7 +244,7 @@ int cmd_generate(int argc, char **argv) {
     mlxn_generate_params gp = {
         .n_predict = (int)n_predict, .n_batch = (int)n_batch, .ignore_eos = ignore_eos, .on_token = on_token, .ctx = &s,
         .sampling = {.temp = (float)temp, .top_k = (int)top_k, .top_p = (float)top_p, .min_p = (float)min_p,
-                     .repeat_penalty = (float)rep, .seed = (uint64_t)seed},
+                     .repeat_penalty = (float)rep, .seed = (uint64_t)seed, .n_cands = (int)cands},
     };
     if (ids) printf("%s ", ids);
     else if (!chat) fwrite(file ? text : prompt, 1, strlen(file ? text : prompt), stdout);
@@ -264,6 +266,9 @@ int cmd_generate(int argc, char **argv) {
     fprintf(stderr, "mlxn: generation %d tokens in %.3f s = %.2f tok/s (%llu nodes/step, replayed)\n",
             gs.gen_tokens, gs.gen_s, gs.gen_tokens > 1 && gs.gen_s > 0 ? (gs.gen_tokens - 1) / gs.gen_s : 0.0,
             (unsigned long long)gs.decode_nodes);
+    if ((temp > 0 || (rep > 0 && rep != 1.0)) && gs.gen_tokens)
+        fprintf(stderr, "mlxn: sampling: %d of %d tokens drawn from the device's candidates, %d from the whole row\n",
+                gs.gen_tokens - gs.row_reads, gs.gen_tokens, gs.row_reads);
     fprintf(stderr,
             "mlxn: peak memory: device %.1f MiB, process RSS %.1f MiB (weights %.1f MiB: %.1f mmapped, %.1f copied "
             "to stack q/k/v and gate/up, %.1f random, made on the device)\n",

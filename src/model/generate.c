@@ -3,9 +3,13 @@
  * (prefill), then one-token graphs recorded once in optimized mode and
  * replayed for every further token with the token id and position written
  * into its i32 buffers. Greedy decoding without a penalty uses the device's
- * argmax; sampling with top-k (and no penalty) reads back only the k
- * largest logits that the device's top_k found (MLXN_HOST_SAMPLING=1: the
- * whole row, as everything else does) and draws from them.
+ * argmax. Sampling reads back only the k largest logits that the device's
+ * top_k found when the sampler can draw from them (mlxn_sampler_device_top_k:
+ * top-k, top-k or greedy with a repetition penalty >= 1, top-p / min-p with
+ * the row's normalizer from the device's logsumexp) and the whole row when
+ * it cannot, for the step (the candidates did not decide the draw) or for
+ * the run (other settings; MLXN_HOST_SAMPLING=1 forces the whole row). The
+ * token is the same either way.
  */
 #include "model/model.h"
 
@@ -31,22 +35,29 @@ typedef struct gen {
     float *logits; /* [vocab] */
     mlxn_forward *pre, *dec;
     int top_k;     /* > 0: candidates from the device's top_k */
+    double norm_scale; /* > 0: and the row's normalizer from its logsumexp */
     float *tv;     /* [top_k] */
     int32_t *ti;   /* [top_k] */
+    int row_reads; /* sampled tokens that read the whole row */
 } gen;
 
 static mlxn_status fwd_create(gen *g, mlxn_forward **f, int T) {
     TRY(mlxn_forward_create(f, g->m, g->kv, T, MLXN_MODE_OPTIMIZED, 0));
-    return mlxn_forward_set_top_k(*f, g->top_k);
+    TRY(mlxn_forward_set_top_k(*f, g->top_k));
+    return mlxn_forward_set_norm(*f, g->norm_scale);
 }
 
 /* Next token after a run of f. */
 static mlxn_status pick(gen *g, mlxn_forward *f, int32_t *tok) {
     if (mlxn_sampler_is_greedy(g->smp)) return mlxn_forward_argmax(f, tok);
     if (g->top_k) {
+        float norm[2];
         TRY(mlxn_forward_top_k(f, g->tv, g->ti, g->top_k));
-        return mlxn_sampler_sample_top(g->smp, g->tv, g->ti, g->top_k, tok);
+        if (g->norm_scale > 0) TRY(mlxn_forward_norm(f, norm));
+        TRY(mlxn_sampler_sample_top(g->smp, g->tv, g->ti, g->top_k, g->norm_scale > 0 ? norm : NULL, tok));
+        if (*tok >= 0) return MLXN_OK;
     }
+    g->row_reads++;
     TRY(mlxn_forward_logits(f, g->logits, (size_t)g->m->cfg.vocab));
     return mlxn_sampler_sample(g->smp, g->logits, tok);
 }
@@ -69,6 +80,7 @@ static mlxn_status run(gen *g, const int32_t *prompt, int n_prompt, const mlxn_g
     if (!g->logits) return mlxn_err(MLXN_ERR_OUT_OF_MEMORY, "generate: out of memory");
     const char *hs = getenv("MLXN_HOST_SAMPLING");
     g->top_k = hs && *hs && *hs != '0' ? 0 : mlxn_sampler_device_top_k(g->smp);
+    g->norm_scale = g->top_k ? mlxn_sampler_device_norm_scale(g->smp) : 0;
     if (g->top_k) {
         g->tv = mlxn_malloc((size_t)g->top_k * sizeof *g->tv);
         g->ti = mlxn_malloc((size_t)g->top_k * sizeof *g->ti);
@@ -110,6 +122,7 @@ static mlxn_status run(gen *g, const int32_t *prompt, int n_prompt, const mlxn_g
         TRY(pick(g, g->dec, &tok));
     }
     st->gen_tokens = n;
+    st->row_reads = g->row_reads;
     st->gen_s = (double)(mlxn_now_ns() - t1) * 1e-9;
     if (g->dec) {
         mlxn_graph_stats gs;

@@ -17,6 +17,7 @@
  */
 #include "model/model.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -467,6 +468,8 @@ struct mlxn_forward {
     mlxn_buffer *amax;              /* i32 [rows] */
     int top_k;                      /* mlxn_forward_set_top_k; 0 = none */
     mlxn_buffer *topi, *topv;       /* i32 / f32 [rows, top_k] */
+    double norm_scale;              /* mlxn_forward_set_norm; 0 = none */
+    mlxn_buffer *norm;              /* f32 [rows, 2]: logsumexp (max, sum) */
 };
 
 static mlxn_status linear(mlxn_session *s, mlxn_buffer *out, const mlxn_buffer *x, const mlxn_linear *l) {
@@ -530,6 +533,7 @@ static mlxn_status record(mlxn_forward *f) {
     TRY(linear(s, f->logits, (f->flags & MLXN_FWD_ALL_LOGITS) ? f->h : f->hl, &m->head));
     TRY(mlxn_op_argmax(s, f->amax, f->logits));
     if (f->top_k) TRY(mlxn_op_top_k(s, f->topi, f->topv, f->logits, f->top_k));
+    if (f->norm) TRY(mlxn_op_logsumexp(s, f->norm, f->logits, f->norm_scale));
     TRY(mlxn_session_mark_output(s, f->logits));
     return MLXN_OK;
 }
@@ -539,7 +543,7 @@ void mlxn_forward_destroy(mlxn_forward *f) {
     mlxn_session_destroy(f->s);
     mlxn_buffer *b[] = {f->tok, f->pos, f->x,  f->x2, f->h,  f->o,  f->d,  f->q,  f->k,      f->v,   f->att,
                         f->q2,  f->k2,  f->v2, f->att2, f->g, f->u, f->xl, f->hl, f->x2l, f->dl, f->logits, f->amax,
-                        f->qkv, f->gu, f->topi, f->topv};
+                        f->qkv, f->gu, f->topi, f->topv, f->norm};
     for (size_t i = 0; i < sizeof b / sizeof b[0]; i++) mlxn_buffer_destroy(b[i]);
     mlxn_free(f->pos_host);
     mlxn_free(f);
@@ -678,6 +682,25 @@ mlxn_status mlxn_forward_top_k(const mlxn_forward *f, float *vals, int32_t *ids,
     size_t off = (size_t)(f->rows - 1) * (size_t)k;
     TRY(mlxn_buffer_read(f->topv, off * sizeof(float), vals, (size_t)k * sizeof(float)));
     return mlxn_buffer_read(f->topi, off * sizeof(int32_t), ids, (size_t)k * sizeof(int32_t));
+}
+
+mlxn_status mlxn_forward_set_norm(mlxn_forward *f, double scale) {
+    if (f->recorded) return mlxn_err(MLXN_ERR_INVALID_ARG, "forward: the normalizer must be set before the first run");
+    if (!(scale >= 0) || !isfinite(scale))
+        return mlxn_err(MLXN_ERR_INVALID_ARG, "forward: normalizer scale %g must be finite and >= 0", scale);
+    mlxn_buffer_destroy(f->norm);
+    f->norm = NULL;
+    f->norm_scale = 0;
+    if (scale == 0) return MLXN_OK;
+    int64_t sh[2] = {f->rows, 2};
+    TRY(mlxn_buffer_create(&f->norm, f->m->dev, MLXN_F32, 2, sh));
+    f->norm_scale = scale;
+    return MLXN_OK;
+}
+
+mlxn_status mlxn_forward_norm(const mlxn_forward *f, float out[2]) {
+    if (!f->norm) return mlxn_err(MLXN_ERR_INVALID_ARG, "forward: no normalizer recorded (mlxn_forward_set_norm)");
+    return mlxn_buffer_read(f->norm, (size_t)(f->rows - 1) * 2 * sizeof(float), out, 2 * sizeof(float));
 }
 
 int mlxn_forward_rows(const mlxn_forward *f) { return f->rows; }

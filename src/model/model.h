@@ -284,6 +284,12 @@ mlxn_status mlxn_forward_argmax(const mlxn_forward *f, int32_t *out);
 mlxn_status mlxn_forward_set_top_k(mlxn_forward *f, int k);
 /* The last row's k largest logits (vals) and their ids. */
 mlxn_status mlxn_forward_top_k(const mlxn_forward *f, float *vals, int32_t *ids, int k);
+/* Also compute each row's softmax normalizer at `scale` on the device
+ * (mlxn_op_logsumexp; recorded with the graph: call before the first run;
+ * 0 = off). */
+mlxn_status mlxn_forward_set_norm(mlxn_forward *f, double scale);
+/* The last row's (max, sum of exp(scale * (l - max))). */
+mlxn_status mlxn_forward_norm(const mlxn_forward *f, float out[2]);
 int mlxn_forward_rows(const mlxn_forward *f);
 mlxn_session *mlxn_forward_session(mlxn_forward *f);
 
@@ -300,7 +306,17 @@ typedef struct mlxn_sampler_params {
     float repeat_penalty; /* > 1 discourages tokens seen in the last repeat_last_n; 0 or 1 = off */
     int repeat_last_n;    /* 0 = 64 */
     uint64_t seed;        /* PCG32 seed; equal seeds give equal samples */
+    int n_cands;          /* top-p / min-p without top-k: candidates the device finds
+                             for a draw [0 = MLXN_SAMPLER_CANDS] */
 } mlxn_sampler_params;
+
+/* Candidates for top-p / min-p without top-k: 64 keeps both stages of the
+ * CUDA top_k in registers (64 chunks x 64 = 4096 = 256 threads x 16). */
+#define MLXN_SAMPLER_CANDS 64
+/* The most candidates a draw asks the device for (top-k + penalty window,
+ * or n_cands): the CUDA top_k's two-stage kernel takes k <= 256; past that
+ * one block runs k passes over the whole row, slower than reading it. */
+#define MLXN_SAMPLER_MAX_CANDS 256
 
 typedef struct mlxn_sampler mlxn_sampler;
 
@@ -315,13 +331,31 @@ void mlxn_sampler_accept(mlxn_sampler *s, int32_t tok);
 void mlxn_sampler_reset(mlxn_sampler *s);
 /* True when no option needs the host logits (greedy, no penalty). */
 bool mlxn_sampler_is_greedy(const mlxn_sampler *s);
-/* k > 0 when a draw needs only the k largest logits (temp > 0, 0 < top_k <
- * vocab, no penalty): the device's top_k then replaces the logits copy. */
+/* k > 0 when a draw can be made from the k largest logits, which the
+ * device's top_k then finds instead of the logits row being copied:
+ *  - temp > 0, 0 < top_k < vocab, no penalty: k = top_k;
+ *  - a repetition penalty >= 1 with top-k (or greedy, temp <= 0):
+ *    k = top_k (1 when greedy) + repeat_last_n;
+ *  - temp > 0, no top-k, no penalty, top-p and/or min-p: k = n_cands, and
+ *    the row's normalizer is needed too (mlxn_sampler_device_norm_scale).
+ * 0: the whole row (temperature alone, a penalty < 1, a penalty with
+ * top-p / min-p but no top-k, or k past MLXN_SAMPLER_MAX_CANDS or the vocab). */
 int mlxn_sampler_device_top_k(const mlxn_sampler *s);
-/* The same draw as mlxn_sampler_sample from the k largest logits (vals,
- * their ids; k = mlxn_sampler_device_top_k, any order): equal seeds and
- * logits give equal tokens on either path. */
-mlxn_status mlxn_sampler_sample_top(mlxn_sampler *s, const float *vals, const int32_t *ids, int k, int32_t *out);
+/* > 0 when mlxn_sampler_sample_top also needs the row's (max, sum of
+ * exp(scale * (l - max))): mlxn_op_logsumexp at this scale (1 / temp). */
+double mlxn_sampler_device_norm_scale(const mlxn_sampler *s);
+/* The same draw as mlxn_sampler_sample from the k largest logits of the
+ * row (vals, their ids, any order; k >= mlxn_sampler_device_top_k is fine,
+ * k = vocab is the whole row) and, when mlxn_sampler_device_norm_scale > 0,
+ * norm[2] from mlxn_op_logsumexp (else NULL). *out is the whole row's token
+ * for the same seed, or -1 when the candidates cannot decide it (a kept set
+ * reaching past them, a penalty window with more distinct tokens than k
+ * leaves room for, a draw too close to a boundary for the normalizer's
+ * precision, a NaN): then nothing was consumed and the caller draws from
+ * the whole row with mlxn_sampler_sample. Fails INVALID_ARG when the
+ * settings need the whole row (mlxn_sampler_device_top_k is 0). */
+mlxn_status mlxn_sampler_sample_top(mlxn_sampler *s, const float *vals, const int32_t *ids, int k, const float *norm,
+                                    int32_t *out);
 /* The generator alone (for tests): uniform in [0, 1). */
 double mlxn_sampler_uniform(mlxn_sampler *s);
 
@@ -345,6 +379,8 @@ typedef struct mlxn_generate_params {
 
 typedef struct mlxn_generate_stats {
     int prompt_tokens, gen_tokens;
+    int row_reads;          /* sampled tokens drawn from the whole logits row read back
+                               (greedy reads one id; candidates, when they decide, k values) */
     double prompt_s, gen_s; /* wall time of prefill / of the decode steps */
     uint64_t decode_nodes;  /* nodes per decode step after fusion */
 } mlxn_generate_stats;

@@ -37,6 +37,7 @@ const mlxn_op_desc mlxn_op_table[MLXN_OP_COUNT] = {
     [MLXN_OP_ROPE_KV_WRITE] = {"rope_kv_write", true},
     [MLXN_OP_ATTENTION_PARTIAL] = {"attention_partial", false},
     [MLXN_OP_ATTENTION_MERGE] = {"attention_merge", false},
+    [MLXN_OP_LOGSUMEXP] = {"logsumexp", false},
 };
 _Static_assert(sizeof mlxn_op_table / sizeof mlxn_op_table[0] == MLXN_OP_COUNT,
                "op table out of date");
@@ -622,6 +623,23 @@ mlxn_status mlxn_op_top_k(mlxn_session *s, mlxn_buffer *idx, mlxn_buffer *val, c
     if (mlxn_ranges_overlap(&c.n.t[0], &c.n.t[1]))
         return mlxn_err(MLXN_ERR_INVALID_ARG, "top_k: idx and val overlap");
     c.n.p.topk.k = k;
+    return finish(&c, false);
+}
+
+mlxn_status mlxn_op_logsumexp(mlxn_session *s, mlxn_buffer *out, const mlxn_buffer *x, double scale) {
+    opctx c;
+    TRY(begin(&c, s, MLXN_OP_LOGSUMEXP));
+    TRY(out_slot(&c, out, "out"));
+    TRY(slot(&c, x, "x", true));
+    TRY(want_dtype(&c, 0, "out", MLXN_F32));
+    TRY(want_dtype(&c, 1, "x", MLXN_F32));
+    if (!(scale > 0) || !isfinite(scale))
+        return mlxn_err(MLXN_ERR_INVALID_ARG, "logsumexp: scale %g must be finite and > 0", scale);
+    int64_t R = mlxn_tensor_rows(&c.n.t[1]);
+    if (mlxn_tensor_elems(&c.n.t[0]) != 2 * R || mlxn_tensor_cols(&c.n.t[0]) != 2)
+        return mlxn_err(MLXN_ERR_SHAPE, "logsumexp: out must be [%lld, 2] (x has %lld rows)", (long long)R,
+                        (long long)R);
+    c.n.p.lse.scale = scale;
     return finish(&c, false);
 }
 

@@ -36,6 +36,7 @@ typedef enum mlxn_op {
     MLXN_OP_ROPE_KV_WRITE = 22, /* cache | x, positions [, freq_factors]: fused rope -> kv_write */
     MLXN_OP_ATTENTION_PARTIAL = 23, /* partials | q, k_cache, v_cache, positions: split-KV part */
     MLXN_OP_ATTENTION_MERGE = 24,   /* out | partials: combines the splits */
+    MLXN_OP_LOGSUMEXP = 25,   /* out | x: per row (max, sum of exp(scale * (x - max))) */
     MLXN_OP_COUNT
 } mlxn_op;
 
@@ -58,6 +59,10 @@ typedef struct mlxn_topk_params {
     int k;
 } mlxn_topk_params;
 
+typedef struct mlxn_lse_params {
+    double scale; /* > 0; double so a sampler's 1/temp reaches the kernel unrounded */
+} mlxn_lse_params;
+
 typedef struct mlxn_matmul_id_params {
     int top_k;       /* experts per token */
     bool x_per_slot; /* x has one row per (token, slot) instead of per token */
@@ -73,6 +78,7 @@ typedef struct mlxn_attn_split_params {
 typedef union mlxn_op_params {
     mlxn_attn_split_params split;
     mlxn_topk_params topk;
+    mlxn_lse_params lse;
     mlxn_matmul_id_params mid;
     mlxn_unary_params u;
     mlxn_norm_params norm;

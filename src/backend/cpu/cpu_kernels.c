@@ -790,6 +790,29 @@ static void k_top_k(const mlxn_node *n, int ith, int nth, void *scratch) {
     }
 }
 
+/* ---- logsumexp: (max, sum of exp(scale * (x - max))) per row ----
+ * One row per worker, summed in index order in double: the sampler's
+ * whole-row softmax sums the same terms in the same order, so on this
+ * backend s is that sum rounded to f32. */
+
+static void k_logsumexp(const mlxn_node *n, int ith, int nth, void *scratch) {
+    (void)scratch;
+    int64_t C = mlxn_tensor_cols(T(1)), lo, hi;
+    double scale = n->p.lse.scale;
+    mlxn_split(mlxn_tensor_rows(T(1)), ith, nth, &lo, &hi);
+    for (int64_t r = lo; r < hi; r++) {
+        const float *x = F32(1) + r * C;
+        float m = -INFINITY;
+        for (int64_t i = 0; i < C; i++)
+            if (x[i] > m) m = x[i];
+        double sum = 0;
+        if (m != -INFINITY)
+            for (int64_t i = 0; i < C; i++) sum += exp(((double)x[i] - (double)m) * scale);
+        F32(0)[2 * r] = m;
+        F32(0)[2 * r + 1] = (float)sum;
+    }
+}
+
 /* ---- expert-routed matmul ---- */
 
 static void node_qmat_expert0(const mlxn_node *n, mlxn_qmat *q, size_t *stride) {
@@ -853,5 +876,6 @@ const mlxn_cpu_op mlxn_cpu_ops[MLXN_OP_COUNT] = {
     [MLXN_OP_ROPE_KV_WRITE] = {k_rope_kv_write, s_rope},
     [MLXN_OP_ATTENTION_PARTIAL] = {k_attention_partial, s_attention},
     [MLXN_OP_ATTENTION_MERGE] = {k_attention_merge, NULL},
+    [MLXN_OP_LOGSUMEXP] = {k_logsumexp, NULL},
 };
 _Static_assert(sizeof mlxn_cpu_ops / sizeof mlxn_cpu_ops[0] == MLXN_OP_COUNT, "cpu kernel table out of date");

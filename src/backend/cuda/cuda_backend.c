@@ -29,7 +29,8 @@ _Static_assert((int)CU_OP_COUNT == (int)MLXN_OP_COUNT, "cuda_internal.h op ids o
 _Static_assert((int)CU_OP_MATMUL_MLX == (int)MLXN_OP_MATMUL_MLX && (int)CU_OP_ATTENTION == (int)MLXN_OP_ATTENTION &&
                    (int)CU_OP_ARGMAX == (int)MLXN_OP_ARGMAX && (int)CU_OP_KV_WRITE == (int)MLXN_OP_KV_WRITE &&
                    (int)CU_OP_TOP_K == (int)MLXN_OP_TOP_K && (int)CU_OP_MATMUL_ID == (int)MLXN_OP_MATMUL_ID &&
-                   (int)CU_OP_ROPE_KV_WRITE == (int)MLXN_OP_ROPE_KV_WRITE,
+                   (int)CU_OP_ROPE_KV_WRITE == (int)MLXN_OP_ROPE_KV_WRITE &&
+                   (int)CU_OP_LOGSUMEXP == (int)MLXN_OP_LOGSUMEXP,
                "cuda_internal.h op ids out of order");
 _Static_assert(CU_MAX_SLOTS == MLXN_MAX_SLOTS, "slot count");
 
@@ -292,6 +293,7 @@ static void to_cu(const mlxn_node *n, cu_node *o) {
     case MLXN_OP_ROPE:
     case MLXN_OP_ROPE_KV_WRITE: o->rope = n->p.rope; break;
     case MLXN_OP_TOP_K: o->topk = n->p.topk.k; break;
+    case MLXN_OP_LOGSUMEXP: o->lse_scale = n->p.lse.scale; break;
     case MLXN_OP_MATMUL_ID:
         o->mid_top_k = n->p.mid.top_k;
         o->mid_x_per_slot = n->p.mid.x_per_slot;

@@ -29,6 +29,7 @@ enum {
     CU_OP_MATMUL_MLX, CU_OP_ROPE, CU_OP_COPY, CU_OP_GET_ROWS, CU_OP_GET_ROWS_MLX, CU_OP_KV_WRITE,
     CU_OP_ATTENTION, CU_OP_ARGMAX, CU_OP_TOP_K, CU_OP_MATMUL_ID, CU_OP_ROPE_KV_WRITE,
     CU_OP_ATTENTION_PARTIAL, CU_OP_ATTENTION_MERGE, /* CPU-only: CUDA's attention splits inside its kernel */
+    CU_OP_LOGSUMEXP,
     CU_OP_COUNT
 };
 
@@ -55,6 +56,7 @@ typedef struct cu_node {
     mlxn_rope_params rope;
     mlxn_attention_params attn;
     int topk;             /* top_k: k */
+    double lse_scale;     /* logsumexp: scale */
     int mid_top_k;        /* matmul_id: experts per token */
     bool mid_x_per_slot;  /* matmul_id: one x row per (token, slot) */
     bool f32_act;         /* matmuls: keep x in f32 (no int8 path) */
@@ -95,6 +97,8 @@ cudaError_t mlxn_cu_launch_group(const cu_node *ns, int cnt, cudaStream_t s);
 
 cudaError_t mlxn_cu_top_k(const cu_node *n, void *scratch, cudaStream_t s);
 size_t mlxn_cu_top_k_scratch(const cu_node *n);
+cudaError_t mlxn_cu_logsumexp(const cu_node *n, void *scratch, cudaStream_t s);
+size_t mlxn_cu_logsumexp_scratch(const cu_node *n);
 cudaError_t mlxn_cu_argmax(const cu_node *n, void *scratch, cudaStream_t s);
 size_t mlxn_cu_argmax_scratch(const cu_node *n);
 cudaError_t mlxn_cu_attention(const cu_node *n, void *scratch, cudaStream_t s);

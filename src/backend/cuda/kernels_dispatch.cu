@@ -16,6 +16,7 @@ static cudaError_t f_rows(const cu_node *n, void *, cudaStream_t s) { return mlx
 static cudaError_t f_rope(const cu_node *n, void *, cudaStream_t s) { return mlxn_cu_rope(n, s); }
 static cudaError_t f_attn(const cu_node *n, void *scr, cudaStream_t s) { return mlxn_cu_attention(n, scr, s); }
 static cudaError_t f_topk(const cu_node *n, void *scr, cudaStream_t s) { return mlxn_cu_top_k(n, scr, s); }
+static cudaError_t f_lse(const cu_node *n, void *scr, cudaStream_t s) { return mlxn_cu_logsumexp(n, scr, s); }
 static cudaError_t f_amax(const cu_node *n, void *scr, cudaStream_t s) { return mlxn_cu_argmax(n, scr, s); }
 static cudaError_t f_none(const cu_node *, void *, cudaStream_t) { return cudaErrorInvalidValue; }
 static cudaError_t f_mid(const cu_node *n, void *, cudaStream_t s) { return mlxn_cu_matmul_id(n, s); }
@@ -27,6 +28,7 @@ static const cu_family cu_ops[CU_OP_COUNT] = {
     /* ROPE */ f_rope, /* COPY */ f_elem, /* GET_ROWS */ f_rows, /* GET_ROWS_MLX */ f_rows,
     /* KV_WRITE */ f_rope, /* ATTENTION */ f_attn, /* ARGMAX */ f_amax, /* TOP_K */ f_topk,
     /* MATMUL_ID */ f_mid, /* ROPE_KV_WRITE */ f_rope, /* ATTENTION_PARTIAL */ f_none, /* ATTENTION_MERGE */ f_none,
+    /* LOGSUMEXP */ f_lse,
 };
 static_assert(sizeof cu_ops / sizeof cu_ops[0] == CU_OP_COUNT, "cuda op table out of date");
 
@@ -67,6 +69,7 @@ extern "C" size_t mlxn_cu_scratch_bytes(const cu_node *n) {
     if (n->op == CU_OP_ATTENTION) return mlxn_cu_attention_scratch(n);
     if (n->op == CU_OP_ARGMAX) return mlxn_cu_argmax_scratch(n);
     if (n->op == CU_OP_TOP_K) return mlxn_cu_top_k_scratch(n);
+    if (n->op == CU_OP_LOGSUMEXP) return mlxn_cu_logsumexp_scratch(n);
     if (n->op == CU_OP_MATMUL || n->op == CU_OP_MATMUL_MLX) return mlxn_cu_matmul_node_scratch(n);
     return 0;
 }
@@ -77,7 +80,7 @@ extern "C" size_t mlxn_cu_scratch_bytes(const cu_node *n) {
 static const char *const cu_op_names[CU_OP_COUNT] = {
     "add", "mul", "scale", "silu", "silu_mul", "gelu", "softcap", "rms_norm", "add_rms_norm", "layer_norm",
     "softmax", "matmul", "matmul_mlx", "rope", "copy", "get_rows", "get_rows_mlx", "kv_write", "attention",
-    "argmax", "top_k", "matmul_id", "rope_kv_write", "attention_partial", "attention_merge"};
+    "argmax", "top_k", "matmul_id", "rope_kv_write", "attention_partial", "attention_merge", "logsumexp"};
 static bool cu_skipped(int op) {
     static int init = 0;
     static bool skip[CU_OP_COUNT];

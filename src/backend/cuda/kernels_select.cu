@@ -1,5 +1,7 @@
 /*
- * kernels_select.cu — top_k: the k largest of each row in descending order,
+ * kernels_select.cu — top_k and logsumexp, the device side of sampling.
+ *
+ * top_k: the k largest of each row in descending order,
  * lower index first on ties, NaN ranked last (as the CPU kernel). One block
  * per row makes k passes; pass j takes the best element ranked after the
  * one pass j-1 took, so no mask is stored and any row length works.
@@ -175,6 +177,104 @@ cudaError_t mlxn_cu_top_k(const cu_node *n, void *scratch, cudaStream_t s) {
     } else {
         cu_launch(k_top_k, (unsigned)R, 256, 0, s, (int32_t *)t[0].data, (float *)t[1].data, (const float *)t[2].data,
                   C, n->topk);
+    }
+    CU_LAUNCH_CHECK();
+    return cudaSuccess;
+}
+
+/* ---- logsumexp: per row m = max x, s = sum exp(scale * (x - m)) ----
+ * Each block takes a chunk of a row: the chunk's max (NaN skipped, as the
+ * CPU's strict '>'), then the chunk's sum of exp in double against it.
+ * Long rows use LSE_PARTS chunk blocks and a second kernel that rescales
+ * the chunk sums to the row's max: s = sum_p s_p * exp(scale * (m_p - m)).
+ * In double throughout, so s is as close to the CPU's (an index-order
+ * double sum) as the final rounding to f32 allows; the sampler's exactness
+ * margin (sampler.c) counts on that. */
+#define LSE_PARTS 64
+#define LSE_MIN_COLS 16384
+
+static __device__ __forceinline__ double lse_block_sum(double v, double *sh) {
+    int lane = threadIdx.x & 31, w = threadIdx.x >> 5, nw = blockDim.x >> 5;
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    __syncthreads();
+    if (lane == 0) sh[w] = v;
+    __syncthreads();
+    v = lane < nw ? sh[lane] : 0.0;
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+
+/* Block (p, y) over rows y, y + gridDim.y, ...: chunk p of each row, per
+ * columns long. FINAL (one chunk a row): (m, s) straight to out [R, 2];
+ * else (m, s) as a double2 to part [R, gridDim.x]. */
+template <bool FINAL>
+__global__ void k_lse_part(void *dst, const float *x, int64_t R, int64_t C, int64_t per, double scale) {
+    cu_pdl_enter();
+    __shared__ float shf[32];
+    __shared__ double shd[32];
+    for (int64_t row = blockIdx.y; row < R; row += gridDim.y) {
+        int64_t c0 = (int64_t)blockIdx.x * per, c1 = c0 + per < C ? c0 + per : C;
+        const float *r = x + row * C;
+        float m = -INFINITY;
+        for (int64_t i = c0 + threadIdx.x; i < c1; i += blockDim.x)
+            if (r[i] > m) m = r[i];
+        m = cu_block_max(m, shf);
+        double sum = 0;
+        if (m != -INFINITY)
+            for (int64_t i = c0 + threadIdx.x; i < c1; i += blockDim.x)
+                sum += exp(((double)r[i] - (double)m) * scale);
+        sum = lse_block_sum(sum, shd);
+        if (threadIdx.x == 0) {
+            if (FINAL) {
+                ((float *)dst)[2 * row] = m;
+                ((float *)dst)[2 * row + 1] = (float)sum;
+            } else {
+                ((double2 *)dst)[row * gridDim.x + blockIdx.x] = make_double2((double)m, sum);
+            }
+        }
+    }
+}
+
+/* One block of LSE_PARTS threads a row: combine the chunks. */
+__global__ void k_lse_final(float *out, const double2 *part, int64_t R, double scale) {
+    cu_pdl_enter();
+    __shared__ float shf[32];
+    __shared__ double shd[32];
+    for (int64_t row = blockIdx.x; row < R; row += gridDim.x) {
+        double2 p = part[row * LSE_PARTS + threadIdx.x];
+        float m = cu_block_max((float)p.x, shf);
+        /* an empty or all -inf chunk has s_p = 0 and adds nothing (also
+         * when the whole row is -inf, where m_p - m is NaN); a NaN s_p stays */
+        double t = p.y == 0.0 ? 0.0 : p.y * exp((p.x - (double)m) * scale);
+        t = lse_block_sum(t, shd);
+        if (threadIdx.x == 0) {
+            out[2 * row] = m;
+            out[2 * row + 1] = (float)t;
+        }
+    }
+}
+
+size_t mlxn_cu_logsumexp_scratch(const cu_node *n) {
+    const cu_tensor *x = &n->t[1];
+    return x->cols >= LSE_MIN_COLS ? (size_t)x->rows * LSE_PARTS * sizeof(double2) : 0;
+}
+
+cudaError_t mlxn_cu_logsumexp(const cu_node *n, void *scratch, cudaStream_t s) {
+    const cu_tensor *t = n->t;
+    int64_t R = t[1].rows, C = t[1].cols;
+    unsigned gy = (unsigned)(R < 65535 ? R : 65535);
+    if (R == 0) return cudaSuccess;
+    if (scratch && mlxn_cu_logsumexp_scratch(n)) {
+        int64_t per = (C + LSE_PARTS - 1) / LSE_PARTS;
+        cu_launch(k_lse_part<false>, dim3(LSE_PARTS, gy), 256, 0, s, scratch, (const float *)t[1].data, R, C, per,
+                  n->lse_scale);
+        CU_LAUNCH_CHECK();
+        cu_launch(k_lse_final, gy, LSE_PARTS, 0, s, (float *)t[0].data, (const double2 *)scratch, R, n->lse_scale);
+    } else {
+        cu_launch(k_lse_part<true>, dim3(1, gy), 256, 0, s, t[0].data, (const float *)t[1].data, R, C, C,
+                  n->lse_scale);
     }
     CU_LAUNCH_CHECK();
     return cudaSuccess;
