@@ -411,14 +411,18 @@ static mlxn_status sample_cands(mlxn_sampler *s, cand *c, int V, bool presorted,
     if (s->p.top_p > 0 && s->p.top_p < 1) {
         /* Sort only a prefix: everything at or above a threshold, lowered
          * until the prefix holds top_p of the mass. Tokens left out are all
-         * below the prefix, so the cut is the one a full sort would give. */
+         * below the prefix, so the cut is the one a full sort would give.
+         * Each lowering sorts only the new band below the last threshold and
+         * appends it (everything in the band is below the sorted prefix),
+         * and the running sum goes on from where it stopped. */
         float thr = pmax / 64;
+        int done = 0; /* c[0..done) sorted and summed into cum */
+        double cum = 0;
         for (;;) {
-            int m = sorted ? n : partition_ge(c, n, thr);
-            if (!sorted) qsort(c, (size_t)m, sizeof *c, cmp_cand);
-            double cum = 0;
+            int m = sorted ? n : done + partition_ge(c + done, n - done, thr);
+            if (!sorted) qsort(c + done, (size_t)(m - done), sizeof *c, cmp_cand);
             int keep = -1;
-            for (int i = 0; i < m; i++) {
+            for (int i = done; i < m; i++) {
                 cum += (double)c[i].p;
                 if (cum >= (double)s->p.top_p) {
                     keep = i + 1;
@@ -429,6 +433,7 @@ static mlxn_status sample_cands(mlxn_sampler *s, cand *c, int V, bool presorted,
                 n = keep > 0 ? keep : m;
                 break;
             }
+            done = m;
             thr = thr > 1e-30f ? thr / 64 : 0.0f;
         }
         sorted = true;

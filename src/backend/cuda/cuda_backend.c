@@ -236,13 +236,21 @@ static mlxn_status cuda_upload(mlxn_device *dev, void *dst, const void *src, siz
         pthread_mutex_unlock(&c->up_mu);
         if (staged) return st;
     }
-    CU_TRY(cudaMemcpy(dst, src, n, cudaMemcpyHostToDevice));
+    /* on the device's stream, waited for: after the work queued before it,
+     * and done when this returns (a plain cudaMemcpy from pageable memory
+     * may return before its DMA lands, and the legacy stream it uses does
+     * not order against our non-blocking streams) */
+    CU_TRY(cudaMemcpyAsync(dst, src, n, cudaMemcpyHostToDevice, c->stream));
+    CU_TRY(cudaStreamSynchronize(c->stream));
     return MLXN_OK;
 }
 
 static mlxn_status cuda_download(mlxn_device *dev, void *dst, const void *src, size_t n) {
-    (void)dev;
-    if (n) CU_TRY(cudaMemcpy(dst, src, n, cudaMemcpyDeviceToHost));
+    cuda_dev *c = dev->impl;
+    if (!n) return MLXN_OK;
+    CU_TRY(cudaSetDevice(c->ordinal));
+    CU_TRY(cudaMemcpyAsync(dst, src, n, cudaMemcpyDeviceToHost, c->stream));
+    CU_TRY(cudaStreamSynchronize(c->stream));
     return MLXN_OK;
 }
 
