@@ -10,7 +10,7 @@ pass=0; fail=0; skipped=0
 # MLXN_CU_GRAPH=stream with rope / kv_write launch groups).
 runs() {
   case "$1" in
-    test_cuda_model) printf '%s\n' - MLXN_CU_GRAPH=dag MLXN_CU_GRAPH=lanes MLXN_CU_GROUP=0 ;;
+    test_cuda_model) printf '%s\n' - MLXN_CU_GRAPH=dag MLXN_CU_GRAPH=lanes MLXN_CU_FUSE=0 MLXN_CU_GROUP=0 ;;
     *) echo - ;;
   esac
 }

@@ -14,6 +14,8 @@
  *   llama3-8b         4096 hidden, 32 layers, 32/8 heads, ffn 14336
  *   llama3-70b-layer  one layer of Llama 3 70B (8192 hidden, 64/8 heads, ffn 28672)
  *   tiny              64 hidden, 2 layers (tests)
+ *   llama-2k          2048 hidden, 2 layers, 16/4 heads, ffn 4096, vocab 2048
+ *                     (tests: rows long enough for the CUDA decode kernels)
  */
 #include "model/model.h"
 #include "ops/quant.h" /* mlxn_mlx_check */
@@ -35,6 +37,7 @@ static const preset k_presets[] = {
     {"llama3-8b", 4096, 32, 32, 8, 128, 14336, 128256, false, 8},
     {"llama3-70b-layer", 8192, 1, 64, 8, 128, 28672, 128256, false, 8},
     {"tiny", 64, 2, 4, 2, 16, 128, 256, false, 0},
+    {"llama-2k", 2048, 2, 16, 4, 128, 4096, 2048, false, 0},
 };
 
 typedef struct syn_src {
@@ -134,7 +137,7 @@ mlxn_status mlxn_model_load_synthetic(mlxn_model **out, mlxn_device *dev, const 
         if (!strcmp(k_presets[i].name, base)) p = &k_presets[i];
     if (!p)
         return mlxn_err(MLXN_ERR_NOT_FOUND,
-                        "%s: unknown synthetic model '%s' (llama3-1b, llama3-3b, llama3-8b, llama3-70b-layer, tiny)",
+                        "%s: unknown synthetic model '%s' (llama3-1b, llama3-3b, llama3-8b, llama3-70b-layer, tiny, llama-2k)",
                         spec, base);
     int bits = 4, group = 64;
     for (const char *o = name + blen; *o == ':'; o += 1 + strcspn(o + 1, ":")) {

@@ -424,6 +424,26 @@ static uint32_t group_run(const mlxn_exec *ex, uint32_t i) {
     return j > i ? j - i : 1;
 }
 
+/* One-stream capture: whether node i (a one-row norm or silu_mul) and node
+ * i + 1 (the MLX 4-bit M = 1 matmul of its output) go out as the fused pair
+ * (mlxn_cu_launch_fused). MLXN_CU_FUSE=0 turns this off; so does
+ * MLXN_CU_SKIP. */
+static bool fuse_pair(const mlxn_exec *ex, uint32_t i, bool have_scratch) {
+    static int on = -1;
+    if (on < 0) {
+        const char *e = getenv("MLXN_CU_FUSE"), *k = getenv("MLXN_CU_SKIP");
+        on = !(e && *e == '0') && !(k && *k);
+    }
+    if (!on || !have_scratch || i + 1 >= ex->n_nodes || !node_scratch(&ex->nodes[i + 1])) return false;
+    bool dep = false;
+    for (uint32_t d = ex->dep_start[i + 1]; d < ex->dep_start[i + 2]; d++) dep |= ex->deps[d] == i;
+    if (!dep) return false;
+    cu_node a, b;
+    to_cu(&ex->nodes[i], &a);
+    to_cu(&ex->nodes[i + 1], &b);
+    return mlxn_cu_fusable(&a, &b);
+}
+
 static mlxn_status launch_group(const mlxn_exec *ex, uint32_t i, uint32_t cnt, cudaStream_t s) {
     cu_node cn[GROUP_MAX];
     for (uint32_t k = 0; k < cnt; k++) to_cu(&ex->nodes[i + k], &cn[k]);
@@ -495,7 +515,19 @@ static mlxn_status capture_lanes(cuda_dev *c, mlxn_exec *ex, cuda_graph_state *g
         }
         if (e != cudaSuccess) break;
         uint32_t cnt = nl == 1 ? group_run(ex, i) : 1;
-        if (cnt > 1) {
+        if (nl == 1 && cnt == 1 && fuse_pair(ex, i, g->scratch != NULL)) {
+            cu_node pm[2];
+            to_cu(&ex->nodes[i], &pm[0]);
+            to_cu(&ex->nodes[i + 1], &pm[1]);
+            cudaError_t ef = mlxn_cu_launch_fused(&pm[0], &pm[1], (char *)g->scratch + off[i + 1], ls[pick]);
+            if (ef != cudaSuccess) {
+                cudaGetLastError();
+                st = mlxn_err(MLXN_ERR_DEVICE, "cuda: launching nodes %u and %u as one failed: %s", ex->nodes[i].id,
+                              ex->nodes[i + 1].id, cudaGetErrorString(ef));
+            }
+            lane_of[i] = pick;
+            i++;
+        } else if (cnt > 1) {
             st = launch_group(ex, i, cnt, ls[pick]);
             for (uint32_t k = 1; k < cnt; k++) lane_of[i + k] = pick;
             i += cnt - 1;

@@ -77,6 +77,8 @@ static __device__ __forceinline__ float cu_block_max(float v, float *sh) {
     return cu_warp_max(v);
 }
 
+static __device__ __forceinline__ float silu_f(float x) { return x / (1.0f + expf(-x)); }
+
 /* Programmatic dependent launch. cu_pdl_wait blocks until the kernel before
  * this one on the stream has completed and its writes are visible (a no-op
  * when the launch had no programmatic dependency, and before sm_90);

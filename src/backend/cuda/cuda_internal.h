@@ -90,6 +90,11 @@ size_t mlxn_cu_matmul_node_scratch(const cu_node *n);
 cudaError_t mlxn_cu_get_rows(const cu_node *n, cudaStream_t s);
 cudaError_t mlxn_cu_rope(const cu_node *n, cudaStream_t s);          /* rope, rope_kv_write, kv_write */
 cudaError_t mlxn_cu_matmul_id(const cu_node *n, cudaStream_t s);
+/* A one-row rms_norm / add_rms_norm / silu_mul (pre) whose output is the x
+ * of the next node, an MLX 4-bit M = 1 matmul (mm), as two launches instead
+ * of three: the producer quantizes x for the matmul itself. scratch: mm's. */
+bool mlxn_cu_fusable(const cu_node *pre, const cu_node *mm);
+cudaError_t mlxn_cu_launch_fused(const cu_node *pre, const cu_node *mm, void *scratch, cudaStream_t s);
 /* Several independent rope / rope_kv_write / kv_write nodes of decode size
  * (mlxn_cu_groupable) as one launch (at most 4). */
 bool mlxn_cu_groupable(const cu_node *n);

@@ -21,7 +21,6 @@ __global__ void k_binary(float *out, const float *a, const void *b, int64_t n, i
     }
 }
 
-static __device__ __forceinline__ float silu_f(float x) { return x / (1.0f + expf(-x)); }
 
 __global__ void k_unary(float *out, const float *a, int64_t n, int op, float f, int mode) {
     cu_pdl_enter();

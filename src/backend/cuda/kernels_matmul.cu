@@ -419,19 +419,26 @@ static cudaError_t launch_mlx4g(const uint32_t *wq, const void *sc, const void *
     return cudaLaunchKernelEx(&cfg, k_mlx4g<SDT, R, D>, wq, sc, bi, gshift, y, xg, N, K, (int)W);
 }
 
-/* true when it took the matmul (result in *err) */
+static bool mlx4g_takes(int gshift, int64_t N, int64_t K) {
+    return mlx4_on() && gshift >= 6 && K % 2048 == 0 && N * (K / 2048) < ((int64_t)1 << 30) &&
+           (size_t)(K / 64) * XG_BYTES <= 40 * 1024;
+}
+
+/* true when it took the matmul (result in *err); x_ready: xg and y = 0 are
+ * already written (k_pre_quant64) */
 template <int SDT>
 static bool try_mlx4g(const uint32_t *wq, const void *sc, const void *bi, int gshift, float *y, const float *x,
-                      int64_t N, int64_t K, void *scratch, cudaStream_t s, cudaError_t *err) {
-    if (!mlx4_on() || gshift < 6 || K % 2048 != 0 || N * (K / 2048) >= ((int64_t)1 << 30)) return false;
+                      int64_t N, int64_t K, void *scratch, cudaStream_t s, cudaError_t *err, bool x_ready = false) {
+    if (!mlx4g_takes(gshift, N, K)) return false;
     size_t smem = (size_t)(K / 64) * XG_BYTES;
-    if (smem > 40 * 1024) return false;
     /* two rows a warp where that still leaves >= 2 warps per SM slot */
     int R = N >= 8192 ? 2 : 1;
     int64_t nb = K / 32;
-    cu_launch(k_quant_x64, cu_blocks(nb, 8), 256, 0, s, (uint8_t *)scratch, x, nb, y, N);
-    *err = cudaGetLastError();
-    if (*err != cudaSuccess) return true;
+    if (!x_ready) { /* else a fused producer wrote xg and y = 0 (mlxn_cu_launch_fused) */
+        cu_launch(k_quant_x64, cu_blocks(nb, 8), 256, 0, s, (uint8_t *)scratch, x, nb, y, N);
+        *err = cudaGetLastError();
+        if (*err != cudaSuccess) return true;
+    }
     const uint4 *xg = (const uint4 *)scratch;
     /* D = 2 items in flight a lane: 4 measured slower (occupancy) */
     *err = R == 2 ? launch_mlx4g<SDT, 2, 2>(wq, sc, bi, gshift, y, xg, N, K, smem, s)
@@ -807,6 +814,136 @@ size_t mlxn_cu_matmul_node_scratch(const cu_node *n) {
     if (g) return g;
     if (n->op == CU_OP_MATMUL) return mlxn_cu_matmul_scratch(t[2].dtype, 0, t[1].rows, t[1].cols);
     return mlxn_cu_matmul_scratch(-1, n->mlx.bits, t[1].rows, t[1].cols);
+}
+
+/* ---- producer + x quantization in one kernel, ahead of k_mlx4g ----
+ * In decode an rms_norm / add_rms_norm (one row) or a silu_mul feeds an
+ * MLX 4-bit M = 1 matmul; on one stream the producer and k_quant_x64 are two
+ * dependent launches in a row. k_pre_quant64 does both: it writes the
+ * producer's outputs as the op does, and the int8 x and y = 0 exactly as
+ * k_quant_x64 (block b quantizes elements [256 b, 256 b + 256)). For the
+ * norms every block first sums the squares of the whole row itself (the row
+ * is a few KB, read from L2), so no block waits on another. PRE: 0 rms_norm,
+ * 1 add_rms_norm, 2 silu_mul. */
+template <int PRE, int WT>
+__global__ void __launch_bounds__(256) k_pre_quant64(uint8_t *xg, float *out, float *sum, const float *a,
+                                                     const float *b, const void *w, int64_t K, float eps, float *y,
+                                                     int64_t N) {
+    cu_pdl_enter();
+    __shared__ float sh[32];
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < N; i += (int64_t)gridDim.x * blockDim.x)
+        y[i] = 0.0f;
+    float rs = 1.0f;
+    if (PRE != 2) {
+        float ss = 0;
+        for (int64_t i = threadIdx.x; i < K; i += blockDim.x) {
+            float v = PRE == 1 ? a[i] + b[i] : a[i];
+            ss += v * v;
+        }
+        ss = cu_block_sum(ss, sh);
+        rs = (float)(1.0 / sqrt((double)ss / (double)K + (double)eps));
+    }
+    int64_t bq = (int64_t)blockIdx.x * 8 + (threadIdx.x >> 5);
+    int lane = threadIdx.x & 31;
+    if (bq >= K / 32) return;
+    int64_t i = bq * 32 + lane;
+    float v;
+    if (PRE == 2) {
+        v = silu_f(a[i]) * b[i];
+    } else {
+        float xv = PRE == 1 ? a[i] + b[i] : a[i];
+        if (PRE == 1) sum[i] = xv;
+        v = xv * rs;
+        if (w) v *= cu_ld<WT>(w, i);
+    }
+    out[i] = v;
+    float d;
+    int q = quant_lane(v, &d);
+    int sm = q;
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) sm += __shfl_xor_sync(0xffffffffu, sm, o);
+    uint8_t *g = xg + (bq >> 1) * XG_BYTES;
+    int h = (int)(bq & 1), j = lane & 7;
+    g[h * 32 + (lane & ~7) + (j & 1) * 4 + (j >> 1)] = (uint8_t)(int8_t)q;
+    if (lane == 0) {
+        float *f = (float *)(g + 64);
+        f[h] = d;
+        f[2 + h] = d * (float)sm;
+    }
+}
+
+static bool overlaps(const cu_tensor &p, const cu_tensor &q) {
+    const char *a = (const char *)p.data, *b = (const char *)q.data;
+    return a && b && a < b + q.nbytes && b < a + p.nbytes;
+}
+
+extern "C" bool mlxn_cu_fusable(const cu_node *pre, const cu_node *mm) {
+    const cu_tensor *t = pre->t, *m = mm->t;
+    if (mm->op != CU_OP_MATMUL_MLX || mm->f32_act || mm->mlx.bits != 4 || m[1].rows != 1) return false;
+    if (m[3].dtype != MLXN_F32 && m[3].dtype != MLXN_F16 && m[3].dtype != MLXN_BF16) return false;
+    int gshift = mm->mlx.group_size == 64 ? 6 : mm->mlx.group_size == 128 ? 7 : -1;
+    int64_t N = m[2].shape[0], K = m[1].cols;
+    if (gshift < 0 || !mlx4g_takes(gshift, N, K) || mlxn_cu_gemm_node_scratch(mm)) return false;
+    const cu_tensor *out, *ins[2] = {NULL, NULL}, *wt = NULL;
+    if (pre->op == CU_OP_RMS_NORM) out = &t[0], ins[0] = &t[1], wt = &t[2];
+    else if (pre->op == CU_OP_ADD_RMS_NORM) out = &t[1], ins[0] = &t[2], ins[1] = &t[3], wt = &t[4];
+    else if (pre->op == CU_OP_SILU_MUL) out = &t[0], ins[0] = &t[1], ins[1] = &t[2];
+    else return false;
+    /* the matmul's x is exactly the producer's one-row output, all f32 */
+    if (m[1].data != out->data || m[1].elems != K || out->elems != K || out->dtype != MLXN_F32) return false;
+    for (int k = 0; k < 2; k++)
+        if (ins[k] && (ins[k]->dtype != MLXN_F32 || ins[k]->elems != K)) return false;
+    if (wt && wt->data && (wt->elems != K || (wt->dtype != MLXN_F32 && wt->dtype != MLXN_F16 && wt->dtype != MLXN_BF16)))
+        return false;
+    if (pre->op != CU_OP_SILU_MUL) {
+        /* blocks read the whole row before they write their part: no output
+         * may share bytes with an input (the op allows in-place use) */
+        const cu_tensor *outs[2] = {out, pre->op == CU_OP_ADD_RMS_NORM ? &t[0] : NULL};
+        for (int o = 0; o < 2; o++)
+            for (int k = 0; k < 2; k++)
+                if (outs[o] && ins[k] && overlaps(*outs[o], *ins[k])) return false;
+        if (outs[1] && (outs[1]->elems != K || overlaps(*outs[0], *outs[1]))) return false;
+    }
+    return true;
+}
+
+extern "C" cudaError_t mlxn_cu_launch_fused(const cu_node *pre, const cu_node *mm, void *scratch, cudaStream_t s) {
+    if (!scratch || !mlxn_cu_fusable(pre, mm)) return cudaErrorInvalidValue;
+    const cu_tensor *t = pre->t, *m = mm->t;
+    int64_t N = m[2].shape[0], K = m[1].cols;
+    float *y = (float *)m[0].data;
+    uint8_t *xg = (uint8_t *)scratch;
+    unsigned grid = cu_blocks(K / 32, 8);
+    float eps = pre->eps;
+    if (pre->op == CU_OP_SILU_MUL) {
+        cu_launch(k_pre_quant64<2, MLXN_F32>, grid, 256, 0, s, xg, (float *)t[0].data, (float *)NULL,
+                  (const float *)t[1].data, (const float *)t[2].data, (const void *)NULL, K, eps, y, N);
+    } else {
+        bool add = pre->op == CU_OP_ADD_RMS_NORM;
+        const cu_tensor &w = add ? t[4] : t[2];
+        float *out = (float *)(add ? t[1].data : t[0].data), *sum = add ? (float *)t[0].data : NULL;
+        const float *a = (const float *)(add ? t[2].data : t[1].data), *b = add ? (const float *)t[3].data : NULL;
+        int wt = w.data ? w.dtype : MLXN_F32;
+#define PQ(P, W) cu_launch(k_pre_quant64<P, W>, grid, 256, 0, s, xg, out, sum, a, b, (const void *)w.data, K, eps, y, N)
+        if (add) {
+            if (wt == MLXN_F16) PQ(1, MLXN_F16);
+            else if (wt == MLXN_BF16) PQ(1, MLXN_BF16);
+            else PQ(1, MLXN_F32);
+        } else {
+            if (wt == MLXN_F16) PQ(0, MLXN_F16);
+            else if (wt == MLXN_BF16) PQ(0, MLXN_BF16);
+            else PQ(0, MLXN_F32);
+        }
+#undef PQ
+    }
+    CU_LAUNCH_CHECK();
+    int gshift = mm->mlx.group_size == 64 ? 6 : 7;
+    const uint32_t *wq = (const uint32_t *)m[2].data;
+    cudaError_t e = cudaSuccess;
+    bool took = m[3].dtype == MLXN_F32   ? try_mlx4g<MLXN_F32>(wq, m[3].data, m[4].data, gshift, y, NULL, N, K, scratch, s, &e, true)
+                : m[3].dtype == MLXN_F16 ? try_mlx4g<MLXN_F16>(wq, m[3].data, m[4].data, gshift, y, NULL, N, K, scratch, s, &e, true)
+                                         : try_mlx4g<MLXN_BF16>(wq, m[3].data, m[4].data, gshift, y, NULL, N, K, scratch, s, &e, true);
+    return took ? e : cudaErrorInvalidValue;
 }
 
 /* ---- gathers: out[T, D] = decode(table row ids[t]); NaN rows for bad ids ---- */
