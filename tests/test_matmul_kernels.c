@@ -305,6 +305,34 @@ int main(void) {
     printf("matmul kernels: %d cases (format x K x isa x M), %d failing; native isa %s\n", cases,
            fails, mlxn_mm_isa());
 
+    /* Long rows (over PF_LONG_ROW = 4 KB of weight bytes: the decode kernels
+     * prefetch in their inner loop instead of whole rows ahead): K = 8448
+     * (whole steps) and 8224 (a tail of 1 block, an odd q8_0 block count),
+     * decode rows on every ISA. Same tolerance as above: its f32
+     * accumulation term 1e-5·Σ|x·w| is not a worst case at this K
+     * ((K/8)·2^-24 = 6.3e-5), but the accumulators' random-sign rounding
+     * errors grow like √K, far below it. */
+    const char *lf[] = {"q4_0", "q4_1", "q8_0", "q4_k", "q5_k", "q6_k",
+                        "mlx-q4-g64", "mlx-q4-g32", "mlx-q8-g64", "mlx-q8-g32", "mlx-q3-g64"};
+    int lcases = 0, lfails = 0;
+    for (size_t f = 0; f < sizeof lf / sizeof lf[0]; f++) {
+        const int64_t Ks[] = {8448, 8224};
+        for (size_t ki = 0; ki < 2; ki++) {
+            mlxn_qweights q;
+            mlxn_status st = mlxn_quant_make_random(lf[f], N, Ks[ki], 777 + f, &q);
+            if (ki > 0 && st != MLXN_OK) continue; /* block/group does not divide K */
+            CHECK_OK(st);
+            if (st) continue;
+            float *x = malloc((size_t)(3 * Ks[ki]) * 4);
+            rng_fill(x, (size_t)(3 * Ks[ki]), -1, 1);
+            for (int isa = 0; isa < 3; isa++)
+                for (int mi = 0; mi < 2; mi++, lcases++) lfails += run_case(&q, isa, Ms[mi], x) != 0;
+            free(x);
+            mlxn_quant_free(&q);
+        }
+    }
+    printf("long rows: %d cases (format x K x isa x M), %d failing\n", lcases, lfails);
+
     /* The blocked GEMM's outer loops: M = 520 is one full block of 512 x
      * rows and a short one, N = 1060 one full block of 1024 columns and a
      * short one ending in a partial panel, K = 768 a whole bf16 k chunk

@@ -286,14 +286,18 @@ static mlxn_status run_select_case(mlxn_device *dev, scase *c, int64_t n, double
 static void usage(void) {
     printf("usage: mlxn bench ops [--json] [--threads N] [--backend cpu|cuda] [--formats a,b,..]\n"
            "                      [--rows 1,512] [--shape NxK] [--quick] [--rotate-mb MB] [--f32-act]\n"
+           "                      [--bw-each]\n"
            "Matmul µs and GB/s of weight bytes per format and shape (N x K = output x input\n"
            "features), weights rotated through --rotate-mb (default 512) so calls read memory.\n"
+           "The read bandwidth is measured before the cases (%%read uses it) and after them;\n"
+           "--bw-each measures it again right before every case and takes that for its %%read\n"
+           "(on a machine whose bandwidth changes within a run).\n"
            "--f32-act: decode matmuls keep activations in f32 instead of int8 (see mlxn.h).\n"
            "Formats: mlx-q4-g64 mlx-q8-g64 mlx-q4-g32 q4_0 q4_1 q8_0 q4_k q5_k q6_k f16 bf16 f32\n");
 }
 
 int cmd_bench_ops(int argc, char **argv) {
-    bool json = false, quick = false;
+    bool json = false, quick = false, bw_each = false;
     long threads = 0, rotate_mb = 512;
     const char *backend = "auto";
     const char *formats = "mlx-q4-g64,mlx-q8-g64,q4_0,q4_1,q8_0,q4_k,q5_k,q6_k,f16,bf16";
@@ -303,6 +307,7 @@ int cmd_bench_ops(int argc, char **argv) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--json")) json = true;
         else if (!strcmp(a, "--quick")) quick = true;
+        else if (!strcmp(a, "--bw-each")) bw_each = true;
         else if (!strcmp(a, "--f32-act")) g_session_flags |= MLXN_SESSION_F32_ACTIVATIONS;
         else if (!strcmp(a, "--help") || !strcmp(a, "-h")) { usage(); return 0; }
         else if (!strcmp(a, "--threads")) { if (!cli_int(a, v, 1, 1024, &threads)) return 2; i++; }
@@ -355,6 +360,8 @@ int cmd_bench_ops(int argc, char **argv) {
         for (char *f = strtok_r(fl, ",", &save); f && !rc; f = strtok_r(NULL, ",", &save)) {
             for (int si = 0; si < n_shapes; si++) {
                 bcase c = {.format = f, .m = m, .n = shapes[si][0], .k = shapes[si][1]};
+                double cbw = rbw;
+                if (cpu && bw_each) cbw = read_bandwidth(nth, (size_t)1 << 30);
                 st = run_case(dev, &c, (size_t)rotate_mb << 20, quick ? 0.05 : 0.3);
                 if (st) {
                     rc = cli_fail(f, st);
@@ -362,13 +369,17 @@ int cmd_bench_ops(int argc, char **argv) {
                 }
                 if (json)
                     printf("%s{\"op\": \"matmul\", \"format\": \"%s\", \"m\": %lld, \"n\": %lld, \"k\": %lld, "
-                           "\"threads\": %d, \"us\": %.2f, \"gbps\": %.2f, \"gflops\": %.2f}",
+                           "\"threads\": %d, \"us\": %.2f, \"gbps\": %.2f, \"gflops\": %.2f, "
+                           "\"read_gbps\": %.2f}",
                            printed++ ? ", " : "", f, (long long)c.m, (long long)c.n, (long long)c.k, nth, c.us,
-                           c.gbps, c.gflops);
-                else
-                    printf("%-12s %5lld %6lld %6lld %10.1f %9.2f %9.1f %7.0f%% %6.0f%%\n", f, (long long)c.m,
-                           (long long)c.n, (long long)c.k, c.us, c.gbps, c.gflops, rbw > 0 ? 100.0 * c.gbps / rbw : 0.0,
+                           c.gbps, c.gflops, cbw);
+                else {
+                    printf("%-12s %5lld %6lld %6lld %10.1f %9.2f %9.1f %7.0f%% %6.0f%%", f, (long long)c.m,
+                           (long long)c.n, (long long)c.k, c.us, c.gbps, c.gflops, cbw > 0 ? 100.0 * c.gbps / cbw : 0.0,
                            peak > 0 ? 100.0 * c.gflops / peak : 0.0);
+                    if (bw_each) printf("  read %.1f GB/s", cbw);
+                    printf("\n");
+                }
                 fflush(stdout);
             }
         }
@@ -393,7 +404,13 @@ int cmd_bench_ops(int argc, char **argv) {
             printf("%-12s %5d %10.1f\n", sc[i].op, sc[i].k, sc[i].us);
         fflush(stdout);
     }
-    if (json) printf("]}\n");
+    /* again after the cases: on a shared machine the bandwidth can change
+     * during a run, and a case's %read is only as good as its reference */
+    double rbw2 = cpu && !rc ? read_bandwidth(nth, (size_t)1 << 30) : 0;
+    if (json)
+        printf("], \"read_bandwidth_after_gbps\": %.2f}\n", rbw2);
+    else if (cpu && !rc)
+        printf("read bandwidth after the cases (%d threads): %.1f GB/s\n", nth, rbw2);
     mlxn_device_close(dev);
     return rc;
 }
