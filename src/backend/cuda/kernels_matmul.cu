@@ -821,29 +821,38 @@ size_t mlxn_cu_matmul_node_scratch(const cu_node *n) {
  * MLX 4-bit M = 1 matmul; on one stream the producer and k_quant_x64 are two
  * dependent launches in a row. k_pre_quant64 does both: it writes the
  * producer's outputs as the op does, and the int8 x and y = 0 exactly as
- * k_quant_x64 (block b quantizes elements [256 b, 256 b + 256)). For the
- * norms every block first sums the squares of the whole row itself (the row
- * is a few KB, read from L2), so no block waits on another. PRE: 0 rms_norm,
- * 1 add_rms_norm, 2 silu_mul. */
+ * k_quant_x64 (block b of 32 warps quantizes elements [1024 b, 1024 b +
+ * 1024)). For the norms every block first reads the whole row itself (a few
+ * KB from L2, one float4 a thread, kept in shared memory) and sums its
+ * squares, so no block waits on another. PRE: 0 rms_norm, 1 add_rms_norm,
+ * 2 silu_mul. */
 template <int PRE, int WT>
-__global__ void __launch_bounds__(256) k_pre_quant64(uint8_t *xg, float *out, float *sum, const float *a,
-                                                     const float *b, const void *w, int64_t K, float eps, float *y,
-                                                     int64_t N) {
+__global__ void __launch_bounds__(1024) k_pre_quant64(uint8_t *xg, float *out, float *sum, const float *a,
+                                                      const float *b, const void *w, int64_t K, float eps, float *y,
+                                                      int64_t N) {
     cu_pdl_enter();
+    extern __shared__ float4 row4[]; /* norms: the row (a + b), K floats */
     __shared__ float sh[32];
     for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < N; i += (int64_t)gridDim.x * blockDim.x)
         y[i] = 0.0f;
     float rs = 1.0f;
-    if (PRE != 2) {
+    const float *row = (const float *)row4;
+    if (PRE != 2) { /* one float4 of a (and b) a thread per pass, all loads issued at once */
         float ss = 0;
-        for (int64_t i = threadIdx.x; i < K; i += blockDim.x) {
-            float v = PRE == 1 ? a[i] + b[i] : a[i];
-            ss += v * v;
+#pragma unroll 2
+        for (int64_t i = threadIdx.x; i < K / 4; i += blockDim.x) {
+            float4 v = ((const float4 *)a)[i];
+            if (PRE == 1) {
+                float4 c = ((const float4 *)b)[i];
+                v.x += c.x, v.y += c.y, v.z += c.z, v.w += c.w;
+            }
+            row4[i] = v;
+            ss += v.x * v.x + v.y * v.y + v.z * v.z + v.w * v.w;
         }
-        ss = cu_block_sum(ss, sh);
+        ss = cu_block_sum(ss, sh); /* its barriers also publish row4 */
         rs = (float)(1.0 / sqrt((double)ss / (double)K + (double)eps));
     }
-    int64_t bq = (int64_t)blockIdx.x * 8 + (threadIdx.x >> 5);
+    int64_t bq = (int64_t)blockIdx.x * 32 + (threadIdx.x >> 5);
     int lane = threadIdx.x & 31;
     if (bq >= K / 32) return;
     int64_t i = bq * 32 + lane;
@@ -851,7 +860,7 @@ __global__ void __launch_bounds__(256) k_pre_quant64(uint8_t *xg, float *out, fl
     if (PRE == 2) {
         v = silu_f(a[i]) * b[i];
     } else {
-        float xv = PRE == 1 ? a[i] + b[i] : a[i];
+        float xv = row[i];
         if (PRE == 1) sum[i] = xv;
         v = xv * rs;
         if (w) v *= cu_ld<WT>(w, i);
@@ -896,6 +905,9 @@ extern "C" bool mlxn_cu_fusable(const cu_node *pre, const cu_node *mm) {
     if (wt && wt->data && (wt->elems != K || (wt->dtype != MLXN_F32 && wt->dtype != MLXN_F16 && wt->dtype != MLXN_BF16)))
         return false;
     if (pre->op != CU_OP_SILU_MUL) {
+        if (K > 8192) return false; /* the row in shared memory: <= 32 KB */
+        for (int k = 0; k < 2; k++)
+            if (ins[k] && (uintptr_t)ins[k]->data % 16) return false; /* float4 loads */
         /* blocks read the whole row before they write their part: no output
          * may share bytes with an input (the op allows in-place use) */
         const cu_tensor *outs[2] = {out, pre->op == CU_OP_ADD_RMS_NORM ? &t[0] : NULL};
@@ -913,10 +925,11 @@ extern "C" cudaError_t mlxn_cu_launch_fused(const cu_node *pre, const cu_node *m
     int64_t N = m[2].shape[0], K = m[1].cols;
     float *y = (float *)m[0].data;
     uint8_t *xg = (uint8_t *)scratch;
-    unsigned grid = cu_blocks(K / 32, 8);
+    unsigned grid = cu_blocks(K / 32, 32);
     float eps = pre->eps;
+    size_t smem = pre->op == CU_OP_SILU_MUL ? 0 : (size_t)K * 4;
     if (pre->op == CU_OP_SILU_MUL) {
-        cu_launch(k_pre_quant64<2, MLXN_F32>, grid, 256, 0, s, xg, (float *)t[0].data, (float *)NULL,
+        cu_launch(k_pre_quant64<2, MLXN_F32>, grid, 1024, 0, s, xg, (float *)t[0].data, (float *)NULL,
                   (const float *)t[1].data, (const float *)t[2].data, (const void *)NULL, K, eps, y, N);
     } else {
         bool add = pre->op == CU_OP_ADD_RMS_NORM;
@@ -924,7 +937,7 @@ extern "C" cudaError_t mlxn_cu_launch_fused(const cu_node *pre, const cu_node *m
         float *out = (float *)(add ? t[1].data : t[0].data), *sum = add ? (float *)t[0].data : NULL;
         const float *a = (const float *)(add ? t[2].data : t[1].data), *b = add ? (const float *)t[3].data : NULL;
         int wt = w.data ? w.dtype : MLXN_F32;
-#define PQ(P, W) cu_launch(k_pre_quant64<P, W>, grid, 256, 0, s, xg, out, sum, a, b, (const void *)w.data, K, eps, y, N)
+#define PQ(P, W) cu_launch(k_pre_quant64<P, W>, grid, 1024, smem, s, xg, out, sum, a, b, (const void *)w.data, K, eps, y, N)
         if (add) {
             if (wt == MLXN_F16) PQ(1, MLXN_F16);
             else if (wt == MLXN_BF16) PQ(1, MLXN_BF16);
