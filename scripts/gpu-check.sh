@@ -14,7 +14,7 @@ if ! make "${MK[@]}" -j16 all >"$LOG/build.log" 2>&1; then
 fi
 make "${MK[@]}" -j16 build-cuda/bench/cuda_bench >>"$LOG/build.log" 2>&1 || { tail -20 "$LOG/build.log"; echo "gpu-check: bench build failed"; }
 echo "build: $(( $(date +%s) - t0 )) s"
-timeout 300 make "${MK[@]}" -j16 test >"$LOG/test.log" 2>&1
+timeout 420 make "${MK[@]}" -j16 test >"$LOG/test.log" 2>&1
 test_rc=$?
 grep -E "^  ok|FAIL|^test_|passed|skipped|^  [a-z_]+\[" "$LOG/test.log" | grep -v "^  ok" | tail -60
 timeout 240 ./build-cuda/bench/cuda_bench >"$LOG/bench.log" 2>&1
