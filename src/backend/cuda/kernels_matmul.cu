@@ -248,15 +248,11 @@ static cudaError_t run_mmvq(const F &f, float *y, const float *x, int64_t N, int
  * next items were all slower. */
 #define XG_BYTES 80
 
-__global__ void k_quant_x64(uint8_t *xg, const float *x, int64_t nb, float *y, int64_t N) {
-    cu_pdl_enter();
-    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < N; i += (int64_t)gridDim.x * blockDim.x)
-        y[i] = 0.0f;
-    int64_t b = (int64_t)blockIdx.x * 8 + (threadIdx.x >> 5);
-    int lane = threadIdx.x & 31;
-    if (b >= nb) return;
+/* Lane `lane` of the warp that quantizes 32-element block b: its int8 into
+ * the XG layout below, and (lane 0) the block's scale and scale x sum. */
+static __device__ __forceinline__ void xg_store(uint8_t *xg, int64_t b, int lane, float v) {
     float d;
-    int q = quant_lane(x[b * 32 + lane], &d);
+    int q = quant_lane(v, &d);
     int sm = q;
 #pragma unroll
     for (int o = 16; o > 0; o >>= 1) sm += __shfl_xor_sync(0xffffffffu, sm, o);
@@ -268,6 +264,16 @@ __global__ void k_quant_x64(uint8_t *xg, const float *x, int64_t nb, float *y, i
         f[h] = d;
         f[2 + h] = d * (float)sm;
     }
+}
+
+__global__ void k_quant_x64(uint8_t *xg, const float *x, int64_t nb, float *y, int64_t N) {
+    cu_pdl_enter();
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < N; i += (int64_t)gridDim.x * blockDim.x)
+        y[i] = 0.0f;
+    int64_t b = (int64_t)blockIdx.x * 8 + (threadIdx.x >> 5);
+    int lane = threadIdx.x & 31;
+    if (b >= nb) return;
+    xg_store(xg, b, lane, x[b * 32 + lane]);
 }
 
 template <int SDT, int R>
@@ -866,19 +872,7 @@ __global__ void __launch_bounds__(1024) k_pre_quant64(uint8_t *xg, float *out, f
         if (w) v *= cu_ld<WT>(w, i);
     }
     out[i] = v;
-    float d;
-    int q = quant_lane(v, &d);
-    int sm = q;
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) sm += __shfl_xor_sync(0xffffffffu, sm, o);
-    uint8_t *g = xg + (bq >> 1) * XG_BYTES;
-    int h = (int)(bq & 1), j = lane & 7;
-    g[h * 32 + (lane & ~7) + (j & 1) * 4 + (j >> 1)] = (uint8_t)(int8_t)q;
-    if (lane == 0) {
-        float *f = (float *)(g + 64);
-        f[h] = d;
-        f[2 + h] = d * (float)sm;
-    }
+    xg_store(xg, bq, lane, v);
 }
 
 static bool overlaps(const cu_tensor &p, const cu_tensor &q) {
