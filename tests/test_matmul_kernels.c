@@ -6,6 +6,12 @@
  * scratch (even by zero) fails. K = 512, 96, 160, 576, 1536 (whole 128
  * steps, 1-3 block tails, SmolLM2's 576 / 1536), N = 37.
  *
+ * q4_0 / q4_1 at M = 1 and 96 <= K <= 2048 take the block-stream kernel
+ * (steps across row ends): K = 96 / 160 (period 4 rows), 576 (2), 512 /
+ * 1536 (1), with n0 = 5 off the period so the row-at-a-time loop runs the
+ * rows before and after it; same tolerance (the stream changes only the
+ * order of f32 sums).
+ *
  * M = 1, 3, 13 take the decode kernels (batched over rows below
  * MLXN_MM_DECODE_ROWS on AVX-512 VNNI, below 4 elsewhere), 50 the GEMM.
  * Tolerance, per output (m, n), with w_k the exact dequantized weight:

@@ -1222,6 +1222,108 @@ DEC_ROWS(rows_q4_1_512, DOT_Q41)
 DEC_ROWS(rows_q4_0_short, DOT_Q40I)
 DEC_ROWS(rows_q4_1_short, DOT_Q41I)
 DEC_ROWS(rows_mlx4_short, DOT_MLX4I)
+
+/* q4_0 / q4_1 one-row decode, K <= STREAM_K: the rows [a, b) are one
+ * contiguous stream of blocks, consumed in 4-block steps straight across
+ * row ends (no 1-3 block tail per row, no per-row setup). x is laid out
+ * for that stream: P = 4 / gcd(K/32 mod 4, 4) copies of x's blocks in a row
+ * (P rows are a whole number of steps), so stream block b meets x block
+ * b mod K/32. A step that straddles a row end splits by lane mask: its low
+ * blocks finish the row, the rest start the next. Rows are taken from an
+ * a with a·K/32 on a step boundary, P at a time; the caller runs the rest
+ * through the row-at-a-time loop. */
+/* up to K = 2048 (the stream also beat the called per-row dot at K = 1536:
+ * dev EPYC, 576 x 1536, 1 thread 16.7-16.9 -> 15.3 us, 2 threads at ~70
+ * GB/s 10.6 -> 10.0 us); x's period copies live on the stack, 4·SHORT_K */
+#ifndef STREAM_K
+#define STREAM_K 2048
+#endif
+typedef struct q4_stream_x {
+    int P;          /* rows per period */
+    int8_t *xq;     /* P·K codes, XL_Q40 per 4-block step of the stream */
+    float *dx, *xs; /* per stream block: dx and Σx (q4_1) or Σ codes (q4_0) */
+} q4_stream_x;
+TARGET_512 static void q4_stream_prep(const dec_scratch *s, int64_t K, bool q41, q4_stream_x *o) {
+    const int nb = (int)(K / 32), P = nb % 4 == 0 ? 1 : nb % 2 == 0 ? 2 : 4;
+    const float *xsum = q41 ? s->xg : s->xs32;
+    o->P = P;
+    for (int b = 0; b < P * nb; b++) {
+        const int j = b % nb;
+        const int8_t *src = s->xq + 128 * (j / 4) + 16 * (j % 4);
+        int8_t *dst = o->xq + 128 * (b / 4) + 16 * (b % 4);
+        memcpy(dst, src, 16);
+        memcpy(dst + 64, src + 64, 16);
+        o->dx[b] = s->dx[j];
+        o->xs[b] = xsum[j];
+    }
+}
+TARGET_512 static void rows_q4_stream(const mlxn_qmat *w, const q4_stream_x *xs, bool q41,
+                                      float *y, int64_t a, int64_t b) {
+    static const uint16_t tb[2][2][32] = {
+        {{1, 2, 3, 4, 5, 6, 7, 8, 10, 11, 12, 13, 14, 15, 16, 17,
+          19, 20, 21, 22, 23, 24, 25, 26, 28, 29, 30, 31, 32, 33, 34, 35},
+         {0, 9, 18, 27}},
+        {{2, 3, 4, 5, 6, 7, 8, 9, 12, 13, 14, 15, 16, 17, 18, 19,
+          22, 23, 24, 25, 26, 27, 28, 29, 32, 33, 34, 35, 36, 37, 38, 39},
+         {0, 10, 20, 30, 1, 11, 21, 31}}};
+    const __m512i cidx = _mm512_loadu_si512(tb[q41][0]), sidx = _mm512_loadu_si512(tb[q41][1]);
+    const __m512i m4 = _mm512_set1_epi8(0x0F);
+    const __m512i il = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
+    const size_t bs = q41 ? sizeof(mlxn_block_q4_1) : sizeof(mlxn_block_q4_0);
+    const int nb = (int)(w->K / 32), P = xs->P;
+    const __m128 csign = _mm_set1_ps(q41 ? 1.0f : -8.0f);
+    const uint8_t *bp = ggml_row(w, a);
+    __m512 carry = _mm512_setzero_ps(), out[4];
+    __m128 ccarry = _mm_setzero_ps();
+    int no = 0;
+    for (int64_t r = a; r < b; r++) {
+        const int lb0 = (int)((r - a) % P) * nb, lb1 = lb0 + nb; /* blocks within the period */
+        __m512 acc = carry;
+        __m128 cor = ccarry;
+        int st = (lb0 + 3) / 4;
+        for (; st < lb1 / 4; st++, bp += 4 * bs) {
+            PF_AHEAD(bp, PF_BYTES);
+            PF_AHEAD(bp + 64, PF_BYTES);
+            __m512i v;
+            __m256 dm;
+            q4x4_load(bp, q41, cidx, sidx, &v, &dm);
+            q4x4_step(v, dm, q41, xs->xq + 128 * st, xs->dx + 4 * st, xs->xs + 4 * st, &acc, &cor);
+        }
+        carry = _mm512_setzero_ps();
+        ccarry = _mm_setzero_ps();
+        if (lb1 % 4) { /* the step across the row end: low lb1 % 4 blocks here */
+            PF_AHEAD(bp, PF_BYTES);
+            PF_AHEAD(bp + 64, PF_BYTES);
+            __m512i v;
+            __m256 dm;
+            q4x4_load(bp, q41, cidx, sidx, &v, &dm);
+            const int8_t *xq = xs->xq + 128 * st;
+            __m512i lo = _mm512_and_si512(v, m4), hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
+            __m512i d = _mm512_dpbusd_epi32(
+                _mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, _mm512_loadu_si512((const void *)xq)),
+                hi, _mm512_loadu_si512((const void *)(xq + 64)));
+            __m128 f4 = _mm_mul_ps(_mm256_castps256_ps128(dm), _mm_loadu_ps(xs->dx + 4 * st));
+            __m512 t = _mm512_mul_ps(_mm512_cvtepi32_ps(d),
+                                     _mm512_permutexvar_ps(il, _mm512_castps128_ps512(f4)));
+            __m128 c = _mm_mul_ps(q41 ? _mm256_extractf128_ps(dm, 1) : f4, _mm_loadu_ps(xs->xs + 4 * st));
+            const int q = lb1 % 4;
+            const __mmask16 k16 = (__mmask16)((1u << (4 * q)) - 1);
+            const __mmask8 k4 = (__mmask8)((1u << q) - 1);
+            acc = _mm512_mask_add_ps(acc, k16, acc, t);
+            cor = _mm_mask_add_ps(cor, k4, cor, c);
+            carry = _mm512_maskz_mov_ps((__mmask16)~k16, t);
+            ccarry = _mm_maskz_mov_ps((__mmask8)(~k4 & 0xF), c);
+            bp += 4 * bs; /* the next row goes on after this step */
+        }
+        out[no++] = _mm512_add_ps(acc, _mm512_zextps128_ps512(_mm_mul_ps(cor, csign)));
+        if (no == 4) {
+            _mm_storeu_ps(y + r - 3, reduce4(out[0], out[1], out[2], out[3]));
+            no = 0;
+        }
+    }
+    for (int i = 0; i < no; i++) y[b - no + i] = _mm512_reduce_add_ps(out[i]);
+}
+
 #undef DOT_MLX4
 #undef DOT_MLX8
 #undef DOT_Q40
@@ -1294,8 +1396,27 @@ TARGET_512 static void decode_vnni(const mlxn_qmat *w, int kind, ggml_dot_fn fn,
     switch (kind) {
     case VK_MLX4: (K <= SHORT_K ? rows_mlx4_short : rows_mlx4_512)(w, s, y, M, n0, n1, pf); return;
     case VK_MLX8: rows_mlx8_512(w, s, y, M, n0, n1, pf); return;
-    case VK_Q4_0: (K <= SHORT_K ? rows_q4_0_short : rows_q4_0_512)(w, s, y, M, n0, n1, pf); return;
-    case VK_Q4_1: (K <= SHORT_K ? rows_q4_1_short : rows_q4_1_512)(w, s, y, M, n0, n1, pf); return;
+    case VK_Q4_0:
+    case VK_Q4_1: {
+        const bool q41 = kind == VK_Q4_1;
+        void (*rows)(const mlxn_qmat *, const dec_scratch *, float *, int64_t, int64_t, int64_t,
+                     size_t) = K > SHORT_K ? (q41 ? rows_q4_1_512 : rows_q4_0_512)
+                                           : (q41 ? rows_q4_1_short : rows_q4_0_short);
+        if (M == 1 && K <= STREAM_K && K >= 96 && K * (K % 64 ? 4 : K % 128 ? 2 : 1) <= 4 * SHORT_K) { /* a step then touches at most 2 rows */
+            _Alignas(64) int8_t sxq[4 * SHORT_K];
+            float sdx[4 * SHORT_K / 32], sxs[4 * SHORT_K / 32];
+            q4_stream_x xs = {0, sxq, sdx, sxs};
+            q4_stream_prep(&s[0], K, q41, &xs);
+            int64_t a = (n0 + xs.P - 1) / xs.P * xs.P, b = a + (n1 - a) / xs.P * xs.P;
+            if (a < b) {
+                rows(w, s, y, M, n0, a, pf);
+                rows_q4_stream(w, &xs, q41, y, a, b);
+                n0 = b;
+            }
+        }
+        rows(w, s, y, M, n0, n1, pf);
+        return;
+    }
     default: break;
     }
     /* MLX 2/3/5/6-bit has no in-loop prefetch: rows ahead at any length */
