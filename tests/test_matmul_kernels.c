@@ -6,11 +6,12 @@
  * scratch (even by zero) fails. K = 512, 96, 160, 576, 1536 (whole 128
  * steps, 1-3 block tails, SmolLM2's 576 / 1536), N = 37.
  *
- * q4_0 / q4_1 at M = 1 and 96 <= K <= 2048 take the block-stream kernel
- * (steps across row ends): K = 96 / 160 (period 4 rows), 576 (2), 512 /
- * 1536 (1), with n0 = 5 off the period so the row-at-a-time loop runs the
- * rows before and after it; same tolerance (the stream changes only the
- * order of f32 sums).
+ * q4_0 / q4_1 and MLX 4-/8-bit g32 with f16 or bf16 scales (mlx-q4-g32,
+ * mlx-q8-g32 and their -f16) at M = 1 and 96 <= K <= 2048 take the
+ * block-stream kernel (steps across row ends): K = 96 / 160 (period 4
+ * rows), 576 (2), 512 / 1536 (1), with n0 = 5 off the period so the
+ * row-at-a-time loop runs the rows before and after it; same tolerance (the
+ * stream changes only the order of f32 sums).
  *
  * M = 1, 3, 13 take the decode kernels (batched over rows below
  * MLXN_MM_DECODE_ROWS on AVX-512 VNNI, below 4 elsewhere), 50 the GEMM.
@@ -40,6 +41,7 @@ static const char *k_formats[] = {
     "mlx-q4-g32", "mlx-q4-g64", "mlx-q4-g128", "mlx-q5-g32", "mlx-q5-g64", "mlx-q5-g128",
     "mlx-q6-g32", "mlx-q6-g64", "mlx-q6-g128", "mlx-q8-g32", "mlx-q8-g64", "mlx-q8-g128",
     "mlx-q4-g64-f16", "mlx-q4-g32-f32", "mlx-q8-g64-f16", "mlx-q8-g128-f32", "mlx-q3-g64-f16",
+    "mlx-q4-g32-f16", "mlx-q8-g32-f16",
 };
 
 static int run_case(const mlxn_qweights *q, int isa, int64_t M, const float *x) {
@@ -310,6 +312,33 @@ int main(void) {
     }
     printf("matmul kernels: %d cases (format x K x isa x M), %d failing; native isa %s\n", cases,
            fails, mlxn_mm_isa());
+
+    /* The block stream's row ends: with x nonzero in one block only, the
+     * tolerance shrinks to that block's terms, so a block (or a 4-code
+     * lane) credited to the wrong row by the step split shows, which the
+     * whole-row x above can hide under its ex_k terms. Blocks 0-2 and the
+     * last 3 of a row are those a split step can hold; M = 1, native ISA. */
+    const char *sf[] = {"q4_0", "q4_1", "mlx-q4-g32", "mlx-q8-g32", "mlx-q4-g32-f16",
+                        "mlx-q8-g32-f16"};
+    int scases = 0, sfails = 0;
+    for (size_t f = 0; f < sizeof sf / sizeof sf[0]; f++) {
+        const int64_t Ks[] = {96, 160, 576};
+        for (size_t ki = 0; ki < 3; ki++) {
+            const int64_t K = Ks[ki], nb = K / 32;
+            mlxn_qweights q;
+            CHECK_OK(mlxn_quant_make_random(sf[f], N, K, 4321 + f, &q));
+            float *x = malloc((size_t)K * 4);
+            const int64_t js[] = {0, 1, 2, nb - 3, nb - 2, nb - 1};
+            for (int i = 0; i < 6; i++, scases++) {
+                memset(x, 0, (size_t)K * 4);
+                rng_fill(x + 32 * js[i], 32, -1, 1);
+                sfails += run_case(&q, 0, 1, x) != 0;
+            }
+            free(x);
+            mlxn_quant_free(&q);
+        }
+    }
+    printf("stream row ends: %d cases (format x K x block), %d failing\n", scases, sfails);
 
     /* Long rows (over PF_LONG_ROW = 4 KB of weight bytes: the decode kernels
      * prefetch in their inner loop instead of whole rows ahead): K = 8448

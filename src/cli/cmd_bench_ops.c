@@ -293,7 +293,8 @@ static void usage(void) {
            "--bw-each measures it again right before every case and takes that for its %%read\n"
            "(on a machine whose bandwidth changes within a run).\n"
            "--f32-act: decode matmuls keep activations in f32 instead of int8 (see mlxn.h).\n"
-           "Formats: mlx-q4-g64 mlx-q8-g64 mlx-q4-g32 q4_0 q4_1 q8_0 q4_k q5_k q6_k f16 bf16 f32\n");
+           "Formats: mlx-q4-g64 mlx-q8-g64 mlx-q4-g32 mlx-q8-g32 q4_0 q4_1 q8_0 q4_k q5_k q6_k f16 bf16 f32\n"
+           "(MLX: bf16 scales/biases; -f16 or -f32 appended selects those, e.g. mlx-q4-g32-f16)\n");
 }
 
 int cmd_bench_ops(int argc, char **argv) {

@@ -1223,42 +1223,74 @@ DEC_ROWS(rows_q4_0_short, DOT_Q40I)
 DEC_ROWS(rows_q4_1_short, DOT_Q41I)
 DEC_ROWS(rows_mlx4_short, DOT_MLX4I)
 
-/* q4_0 / q4_1 one-row decode, K <= STREAM_K: the rows [a, b) are one
- * contiguous stream of blocks, consumed in 4-block steps straight across
- * row ends (no 1-3 block tail per row, no per-row setup). x is laid out
- * for that stream: P = 4 / gcd(K/32 mod 4, 4) copies of x's blocks in a row
- * (P rows are a whole number of steps), so stream block b meets x block
- * b mod K/32. A step that straddles a row end splits by lane mask: its low
- * blocks finish the row, the rest start the next. Rows are taken from an
- * a with a·K/32 on a step boundary, P at a time; the caller runs the rest
- * through the row-at-a-time loop. */
+/* Rows of K up to SHORT_K take row loops with the dot inlined (the same
+ * acc_* bodies): the call costs a K = 576 row ~2-6 % (dev EPYC, 1 thread,
+ * 3072 x 576: mlx-q4-g32 21.0 -> 22.3 GB/s, q4_0 27.7 -> 28.7, q4_1 29.2 ->
+ * 29.6); no change at K = 1024; inlined was slower at K >= 1536 (above). */
+#ifndef SHORT_K
+#define SHORT_K 1024
+#endif
+/* One-row decode, K <= STREAM_K, for q4_0 / q4_1 and MLX 4-/8-bit g32 (f16
+ * or bf16 scales): the rows [a, b) are one contiguous stream of blocks
+ * (MLX: three streams, codes, scales and biases, each contiguous across
+ * rows), consumed in 4-block steps straight across row ends (no 1-3 block
+ * tail per row, no per-row setup). x is laid out for that stream: P = 4 /
+ * gcd(K/32 mod 4, 4) copies of x's blocks in a row (P rows are a whole
+ * number of steps), so stream block b meets x block b mod K/32. A step that
+ * straddles a row end splits by lane mask: its low blocks finish the row,
+ * the rest start the next. Rows are taken from an a with a·K/32 on a step
+ * boundary, P at a time; the caller runs the rest through the
+ * row-at-a-time loop. All four formats are Σ_blocks d·dx·(Σ q·c) + Σ m·Σx
+ * (q4_0: m = -8·d·dx, Σ c for Σx); only the step's loads differ. */
 /* up to K = 2048 (the stream also beat the called per-row dot at K = 1536:
  * dev EPYC, 576 x 1536, 1 thread 16.7-16.9 -> 15.3 us, 2 threads at ~70
  * GB/s 10.6 -> 10.0 us); x's period copies live on the stack, 4·SHORT_K */
 #ifndef STREAM_K
 #define STREAM_K 2048
 #endif
-typedef struct q4_stream_x {
+enum { SF_Q40, SF_Q41, SF_MLX4, SF_MLX8 };
+typedef struct stream_x {
     int P;          /* rows per period */
-    int8_t *xq;     /* P·K codes, XL_Q40 per 4-block step of the stream */
-    float *dx, *xs; /* per stream block: dx and Σx (q4_1) or Σ codes (q4_0) */
-} q4_stream_x;
-TARGET_512 static void q4_stream_prep(const dec_scratch *s, int64_t K, bool q41, q4_stream_x *o) {
+    int8_t *xq;     /* P·K codes, 128 per 4-block step, in the format's x layout */
+    float *dx, *xs; /* per stream block: dx and Σx (Σ codes for q4_0) */
+} stream_x;
+/* the weight streams' positions: GGML blocks in q; MLX codes q, scales s,
+ * biases b */
+typedef struct stream_w {
+    const uint8_t *q, *s, *b;
+} stream_w;
+static bool stream_fits(int64_t K) { /* a step then touches at most 2 rows */
+    return K >= 96 && K <= STREAM_K && K * (K % 64 ? 4 : K % 128 ? 2 : 1) <= 4 * SHORT_K;
+}
+TARGET_512 static void stream_prep(const dec_scratch *s, int64_t K, int fmt, stream_x *o) {
     const int nb = (int)(K / 32), P = nb % 4 == 0 ? 1 : nb % 2 == 0 ? 2 : 4;
-    const float *xsum = q41 ? s->xg : s->xs32;
+    const float *xsum = fmt == SF_Q40 ? s->xs32 : s->xg;
     o->P = P;
     for (int b = 0; b < P * nb; b++) {
         const int j = b % nb;
-        const int8_t *src = s->xq + 128 * (j / 4) + 16 * (j % 4);
-        int8_t *dst = o->xq + 128 * (b / 4) + 16 * (b % 4);
-        memcpy(dst, src, 16);
-        memcpy(dst + 64, src + 64, 16);
+        if (fmt == SF_MLX8) { /* natural layout */
+            memcpy(o->xq + 32 * b, s->xq + 32 * j, 32);
+        } else { /* XL_Q40 / XL_MLX4: a block's two 16-byte halves 64 apart */
+            const int8_t *src = s->xq + 128 * (j / 4) + 16 * (j % 4);
+            int8_t *dst = o->xq + 128 * (b / 4) + 16 * (b % 4);
+            memcpy(dst, src, 16);
+            memcpy(dst + 64, src + 64, 16);
+        }
         o->dx[b] = s->dx[j];
         o->xs[b] = xsum[j];
     }
 }
-TARGET_512 static void rows_q4_stream(const mlxn_qmat *w, const q4_stream_x *xs, bool q41,
-                                      float *y, int64_t a, int64_t b) {
+/* Lane L of a step's products belongs to block il[L]: 4-bit formats' dpbusd
+ * lanes 4j..4j+3 cover block j; MLX 8-bit's two loads (blocks 0-1, 2-3, 8
+ * lanes each) are folded pairwise in 128-bit lanes (stream_step). */
+static const int32_t k_stream_il[2][16] = {{0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3},
+                                           {0, 0, 2, 2, 0, 0, 2, 2, 1, 1, 3, 3, 1, 1, 3, 3}};
+/* One 4-block step at c (then advanced): acc += the blocks' products (lanes
+ * as il), cor += their offsets m·Σx (q4_0: d·dx·Σc) per block. */
+TARGET_512 ALWAYS_INLINE static inline void stream_step(int fmt, bool bf, stream_w *c,
+                                                        const int8_t *xq, const float *dx,
+                                                        const float *xs, __m512i il,
+                                                        __m512 *acc, __m128 *cor) {
     static const uint16_t tb[2][2][32] = {
         {{1, 2, 3, 4, 5, 6, 7, 8, 10, 11, 12, 13, 14, 15, 16, 17,
           19, 20, 21, 22, 23, 24, 25, 26, 28, 29, 30, 31, 32, 33, 34, 35},
@@ -1266,13 +1298,65 @@ TARGET_512 static void rows_q4_stream(const mlxn_qmat *w, const q4_stream_x *xs,
         {{2, 3, 4, 5, 6, 7, 8, 9, 12, 13, 14, 15, 16, 17, 18, 19,
           22, 23, 24, 25, 26, 27, 28, 29, 32, 33, 34, 35, 36, 37, 38, 39},
          {0, 10, 20, 30, 1, 11, 21, 31}}};
-    const __m512i cidx = _mm512_loadu_si512(tb[q41][0]), sidx = _mm512_loadu_si512(tb[q41][1]);
     const __m512i m4 = _mm512_set1_epi8(0x0F);
-    const __m512i il = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
-    const size_t bs = q41 ? sizeof(mlxn_block_q4_1) : sizeof(mlxn_block_q4_0);
+    __m512i d, v;
+    __m256 dm;
+    if (fmt == SF_Q40 || fmt == SF_Q41) {
+        const bool q41 = fmt == SF_Q41;
+        const size_t bs = q41 ? sizeof(mlxn_block_q4_1) : sizeof(mlxn_block_q4_0);
+        PF_AHEAD(c->q, PF_BYTES);
+        PF_AHEAD(c->q + 64, PF_BYTES);
+        q4x4_load(c->q, q41, _mm512_loadu_si512(tb[q41][0]), _mm512_loadu_si512(tb[q41][1]), &v, &dm);
+        c->q += 4 * bs;
+    } else {
+        /* 4 scales | 4 biases (g32: one each per block) */
+        __m128i h = _mm_unpacklo_epi64(_mm_loadl_epi64((const __m128i *)c->s),
+                                       _mm_loadl_epi64((const __m128i *)c->b));
+        dm = bf ? _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16))
+                : _mm256_cvtph_ps(h);
+        const size_t qb = fmt == SF_MLX4 ? 64 : 128; /* code bytes per step */
+        PF_AHEAD(c->q, PF_BYTES);
+        if (fmt == SF_MLX8) PF_AHEAD(c->q + 64, PF_BYTES);
+        PF_AHEAD(c->s, PF_BYTES * 8 / qb); /* as far ahead in steps */
+        PF_AHEAD(c->b, PF_BYTES * 8 / qb);
+        v = _mm512_loadu_si512((const void *)c->q);
+        if (fmt == SF_MLX8) {
+            __m512i d0 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), v,
+                                             _mm512_loadu_si512((const void *)xq));
+            __m512i d1 = _mm512_dpbusd_epi32(_mm512_setzero_si512(),
+                                             _mm512_loadu_si512((const void *)(c->q + 64)),
+                                             _mm512_loadu_si512((const void *)(xq + 64)));
+            __m512 a0 = _mm512_castsi512_ps(d0), a1 = _mm512_castsi512_ps(d1);
+            d = _mm512_add_epi32(_mm512_castps_si512(_mm512_shuffle_ps(a0, a1, 0x88)),
+                                 _mm512_castps_si512(_mm512_shuffle_ps(a0, a1, 0xDD)));
+        }
+        c->q += qb, c->s += 8, c->b += 8;
+    }
+    if (fmt != SF_MLX8) {
+        __m512i lo = _mm512_and_si512(v, m4), hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
+        d = _mm512_dpbusd_epi32(
+            _mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, _mm512_loadu_si512((const void *)xq)),
+            hi, _mm512_loadu_si512((const void *)(xq + 64)));
+    }
+    __m128 f4 = _mm_mul_ps(_mm256_castps256_ps128(dm), _mm_loadu_ps(dx));
+    *acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), _mm512_permutexvar_ps(il, _mm512_castps128_ps512(f4)),
+                           *acc);
+    *cor = _mm_fmadd_ps(fmt == SF_Q40 ? f4 : _mm256_extractf128_ps(dm, 1), _mm_loadu_ps(xs), *cor);
+}
+TARGET_512 ALWAYS_INLINE static inline void rows_stream(const mlxn_qmat *w, const stream_x *xs,
+                                                        int fmt, bool bf, float *y, int64_t a,
+                                                        int64_t b) {
+    const __m512i il = _mm512_loadu_si512(k_stream_il[fmt == SF_MLX8]);
     const int nb = (int)(w->K / 32), P = xs->P;
-    const __m128 csign = _mm_set1_ps(q41 ? 1.0f : -8.0f);
-    const uint8_t *bp = ggml_row(w, a);
+    const __m128 csign = _mm_set1_ps(fmt == SF_Q40 ? -8.0f : 1.0f);
+    stream_w c;
+    if (fmt == SF_Q40 || fmt == SF_Q41) {
+        c.q = ggml_row(w, a), c.s = c.b = NULL;
+    } else { /* g32, 2-byte scales */
+        c.q = (const uint8_t *)w->w + (size_t)a * (size_t)(w->K / 8 * w->bits);
+        c.s = (const uint8_t *)w->scales + (size_t)(a * nb) * 2;
+        c.b = (const uint8_t *)w->biases + (size_t)(a * nb) * 2;
+    }
     __m512 carry = _mm512_setzero_ps(), out[4];
     __m128 ccarry = _mm_setzero_ps();
     int no = 0;
@@ -1281,39 +1365,23 @@ TARGET_512 static void rows_q4_stream(const mlxn_qmat *w, const q4_stream_x *xs,
         __m512 acc = carry;
         __m128 cor = ccarry;
         int st = (lb0 + 3) / 4;
-        for (; st < lb1 / 4; st++, bp += 4 * bs) {
-            PF_AHEAD(bp, PF_BYTES);
-            PF_AHEAD(bp + 64, PF_BYTES);
-            __m512i v;
-            __m256 dm;
-            q4x4_load(bp, q41, cidx, sidx, &v, &dm);
-            q4x4_step(v, dm, q41, xs->xq + 128 * st, xs->dx + 4 * st, xs->xs + 4 * st, &acc, &cor);
-        }
+        for (; st < lb1 / 4; st++)
+            stream_step(fmt, bf, &c, xs->xq + 128 * st, xs->dx + 4 * st, xs->xs + 4 * st, il, &acc,
+                        &cor);
         carry = _mm512_setzero_ps();
         ccarry = _mm_setzero_ps();
         if (lb1 % 4) { /* the step across the row end: low lb1 % 4 blocks here */
-            PF_AHEAD(bp, PF_BYTES);
-            PF_AHEAD(bp + 64, PF_BYTES);
-            __m512i v;
-            __m256 dm;
-            q4x4_load(bp, q41, cidx, sidx, &v, &dm);
-            const int8_t *xq = xs->xq + 128 * st;
-            __m512i lo = _mm512_and_si512(v, m4), hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
-            __m512i d = _mm512_dpbusd_epi32(
-                _mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, _mm512_loadu_si512((const void *)xq)),
-                hi, _mm512_loadu_si512((const void *)(xq + 64)));
-            __m128 f4 = _mm_mul_ps(_mm256_castps256_ps128(dm), _mm_loadu_ps(xs->dx + 4 * st));
-            __m512 t = _mm512_mul_ps(_mm512_cvtepi32_ps(d),
-                                     _mm512_permutexvar_ps(il, _mm512_castps128_ps512(f4)));
-            __m128 c = _mm_mul_ps(q41 ? _mm256_extractf128_ps(dm, 1) : f4, _mm_loadu_ps(xs->xs + 4 * st));
+            __m512 t = _mm512_setzero_ps();
+            __m128 cc = _mm_setzero_ps();
+            stream_step(fmt, bf, &c, xs->xq + 128 * st, xs->dx + 4 * st, xs->xs + 4 * st, il, &t,
+                        &cc); /* the next row goes on after this step */
             const int q = lb1 % 4;
-            const __mmask16 k16 = (__mmask16)((1u << (4 * q)) - 1);
+            const __mmask16 k16 = _mm512_cmplt_epi32_mask(il, _mm512_set1_epi32(q));
             const __mmask8 k4 = (__mmask8)((1u << q) - 1);
             acc = _mm512_mask_add_ps(acc, k16, acc, t);
-            cor = _mm_mask_add_ps(cor, k4, cor, c);
+            cor = _mm_mask_add_ps(cor, k4, cor, cc);
             carry = _mm512_maskz_mov_ps((__mmask16)~k16, t);
-            ccarry = _mm_maskz_mov_ps((__mmask8)(~k4 & 0xF), c);
-            bp += 4 * bs; /* the next row goes on after this step */
+            ccarry = _mm_maskz_mov_ps((__mmask8)(~k4 & 0xF), cc);
         }
         out[no++] = _mm512_add_ps(acc, _mm512_zextps128_ps512(_mm_mul_ps(cor, csign)));
         if (no == 4) {
@@ -1323,20 +1391,25 @@ TARGET_512 static void rows_q4_stream(const mlxn_qmat *w, const q4_stream_x *xs,
     }
     for (int i = 0; i < no; i++) y[b - no + i] = _mm512_reduce_add_ps(out[i]);
 }
-
+typedef void (*stream_fn)(const mlxn_qmat *, const stream_x *, float *, int64_t, int64_t);
+#define STREAM_ROWS(name, fmt, bf)                                                               \
+    TARGET_512 static void name(const mlxn_qmat *w, const stream_x *xs, float *y, int64_t a,    \
+                                int64_t b) {                                                     \
+        rows_stream(w, xs, fmt, bf, y, a, b);                                                    \
+    }
+STREAM_ROWS(stream_q4_0, SF_Q40, false)
+STREAM_ROWS(stream_q4_1, SF_Q41, false)
+STREAM_ROWS(stream_mlx4_f16, SF_MLX4, false)
+STREAM_ROWS(stream_mlx4_bf16, SF_MLX4, true)
+STREAM_ROWS(stream_mlx8_f16, SF_MLX8, false)
+STREAM_ROWS(stream_mlx8_bf16, SF_MLX8, true)
+#undef STREAM_ROWS
 #undef DOT_MLX4
 #undef DOT_MLX8
 #undef DOT_Q40
 #undef DOT_Q41
 #undef DEC_ROWS
 
-/* Rows of K up to SHORT_K take row loops with the dot inlined (the same
- * acc_* bodies): the call costs a K = 576 row ~2-6 % (dev EPYC, 1 thread,
- * 3072 x 576: mlx-q4-g32 21.0 -> 22.3 GB/s, q4_0 27.7 -> 28.7, q4_1 29.2 ->
- * 29.6); no change at K = 1024; inlined was slower at K >= 1536 (above). */
-#ifndef SHORT_K
-#define SHORT_K 1024
-#endif
 typedef float (*ggml_dot_fn)(const void *, const dec_scratch *, int64_t, size_t);
 enum { VK_NONE, VK_MLX_ANY, VK_MLX4, VK_MLX8, VK_GGML, VK_Q4_0, VK_Q4_1 };
 
@@ -1393,31 +1466,48 @@ TARGET_512 static void decode_vnni(const mlxn_qmat *w, int kind, ggml_dot_fn fn,
     }
     const pf_rows pr = pf_init(w);
     const size_t pf = pr.rb[0] + pr.rb[1] + pr.rb[2] > PF_LONG_ROW ? PF_STREAM : 0;
+    void (*rows)(const mlxn_qmat *, const dec_scratch *, float *, int64_t, int64_t, int64_t,
+                 size_t) = NULL;
+    stream_fn sf = NULL;
+    int sfmt = SF_Q40;
+    const bool sb16 = w->sb_type == MLXN_F16 || w->sb_type == MLXN_BF16, bf = w->sb_type == MLXN_BF16;
     switch (kind) {
-    case VK_MLX4: (K <= SHORT_K ? rows_mlx4_short : rows_mlx4_512)(w, s, y, M, n0, n1, pf); return;
-    case VK_MLX8: rows_mlx8_512(w, s, y, M, n0, n1, pf); return;
+    case VK_MLX4:
+        rows = K <= SHORT_K ? rows_mlx4_short : rows_mlx4_512;
+        sfmt = SF_MLX4;
+        if (w->group == 32 && sb16) sf = bf ? stream_mlx4_bf16 : stream_mlx4_f16;
+        break;
+    case VK_MLX8:
+        rows = rows_mlx8_512;
+        sfmt = SF_MLX8;
+        if (w->group == 32 && sb16) sf = bf ? stream_mlx8_bf16 : stream_mlx8_f16;
+        break;
     case VK_Q4_0:
-    case VK_Q4_1: {
-        const bool q41 = kind == VK_Q4_1;
-        void (*rows)(const mlxn_qmat *, const dec_scratch *, float *, int64_t, int64_t, int64_t,
-                     size_t) = K > SHORT_K ? (q41 ? rows_q4_1_512 : rows_q4_0_512)
-                                           : (q41 ? rows_q4_1_short : rows_q4_0_short);
-        if (M == 1 && K <= STREAM_K && K >= 96 && K * (K % 64 ? 4 : K % 128 ? 2 : 1) <= 4 * SHORT_K) { /* a step then touches at most 2 rows */
+        rows = K > SHORT_K ? rows_q4_0_512 : rows_q4_0_short;
+        sf = stream_q4_0;
+        break;
+    case VK_Q4_1:
+        rows = K > SHORT_K ? rows_q4_1_512 : rows_q4_1_short;
+        sfmt = SF_Q41;
+        sf = stream_q4_1;
+        break;
+    default: break;
+    }
+    if (rows) {
+        if (M == 1 && sf && stream_fits(K)) {
             _Alignas(64) int8_t sxq[4 * SHORT_K];
             float sdx[4 * SHORT_K / 32], sxs[4 * SHORT_K / 32];
-            q4_stream_x xs = {0, sxq, sdx, sxs};
-            q4_stream_prep(&s[0], K, q41, &xs);
+            stream_x xs = {0, sxq, sdx, sxs};
+            stream_prep(&s[0], K, sfmt, &xs);
             int64_t a = (n0 + xs.P - 1) / xs.P * xs.P, b = a + (n1 - a) / xs.P * xs.P;
             if (a < b) {
                 rows(w, s, y, M, n0, a, pf);
-                rows_q4_stream(w, &xs, q41, y, a, b);
+                sf(w, &xs, y, a, b);
                 n0 = b;
             }
         }
         rows(w, s, y, M, n0, n1, pf);
         return;
-    }
-    default: break;
     }
     /* MLX 2/3/5/6-bit has no in-loop prefetch: rows ahead at any length */
     const bool rows_ahead = !pf || kind == VK_MLX_ANY;
