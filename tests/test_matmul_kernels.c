@@ -6,7 +6,7 @@
  * scratch (even by zero) fails. K = 512, 96, 160, 576, 1536 (whole 128
  * steps, 1-3 block tails, SmolLM2's 576 / 1536), N = 37.
  *
- * q4_0 / q4_1 and MLX 4-/8-bit g32 with f16 or bf16 scales (mlx-q4-g32,
+ * q4_0 / q4_1 / q8_0 and MLX 4-/8-bit g32 with f16 or bf16 scales (mlx-q4-g32,
  * mlx-q8-g32 and their -f16) at M = 1 and 96 <= K <= 2048 take the
  * block-stream kernel (steps across row ends): K = 96 / 160 (period 4
  * rows), 576 (2), 512 / 1536 (1), with n0 = 5 off the period so the
@@ -318,7 +318,7 @@ int main(void) {
      * lane) credited to the wrong row by the step split shows, which the
      * whole-row x above can hide under its ex_k terms. Blocks 0-2 and the
      * last 3 of a row are those a split step can hold; M = 1, native ISA. */
-    const char *sf[] = {"q4_0", "q4_1", "mlx-q4-g32", "mlx-q8-g32", "mlx-q4-g32-f16",
+    const char *sf[] = {"q4_0", "q4_1", "q8_0", "mlx-q4-g32", "mlx-q8-g32", "mlx-q4-g32-f16",
                         "mlx-q8-g32-f16"};
     int scases = 0, sfails = 0;
     for (size_t f = 0; f < sizeof sf / sizeof sf[0]; f++) {

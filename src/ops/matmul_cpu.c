@@ -1248,11 +1248,12 @@ DEC_ROWS(rows_mlx4_short, DOT_MLX4I)
 #ifndef STREAM_K
 #define STREAM_K 2048
 #endif
-enum { SF_Q40, SF_Q41, SF_MLX4, SF_MLX8 };
+enum { SF_Q40, SF_Q41, SF_MLX4, SF_MLX8, SF_Q80 };
 typedef struct stream_x {
     int P;          /* rows per period */
     int8_t *xq;     /* P·K codes, 128 per 4-block step, in the format's x layout */
     float *dx, *xs; /* per stream block: dx and Σx (Σ codes for q4_0) */
+    int32_t *xc;    /* q8_0: per block 8 lanes of -16·Σ codes (see stream_step) */
 } stream_x;
 /* the weight streams' positions: GGML blocks in q; MLX codes q, scales s,
  * biases b */
@@ -1268,7 +1269,7 @@ TARGET_512 static void stream_prep(const dec_scratch *s, int64_t K, int fmt, str
     o->P = P;
     for (int b = 0; b < P * nb; b++) {
         const int j = b % nb;
-        if (fmt == SF_MLX8) { /* natural layout */
+        if (fmt == SF_MLX8 || fmt == SF_Q80) { /* natural layout */
             memcpy(o->xq + 32 * b, s->xq + 32 * j, 32);
         } else { /* XL_Q40 / XL_MLX4: a block's two 16-byte halves 64 apart */
             const int8_t *src = s->xq + 128 * (j / 4) + 16 * (j % 4);
@@ -1278,6 +1279,8 @@ TARGET_512 static void stream_prep(const dec_scratch *s, int64_t K, int fmt, str
         }
         o->dx[b] = s->dx[j];
         o->xs[b] = xsum[j];
+        if (fmt == SF_Q80)
+            for (int l = 0; l < 8; l++) o->xc[8 * b + l] = -16 * (int32_t)s->xs32[j];
     }
 }
 /* Lane L of a step's products belongs to block il[L]: 4-bit formats' dpbusd
@@ -1286,11 +1289,15 @@ TARGET_512 static void stream_prep(const dec_scratch *s, int64_t K, int fmt, str
 static const int32_t k_stream_il[2][16] = {{0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3},
                                            {0, 0, 2, 2, 0, 0, 2, 2, 1, 1, 3, 3, 1, 1, 3, 3}};
 /* One 4-block step at c (then advanced): acc += the blocks' products (lanes
- * as il), cor += their offsets m·Σx (q4_0: d·dx·Σc) per block. */
+ * as il), cor += their offsets m·Σx (q4_0: d·dx·Σc) per block.
+ * q8_0 (136 bytes a step): signed codes w go in as the u8 w + 128 (w ^
+ * 0x80), so Σ (w+128)·c over a block overshoots by 128·Σc; its 8 int32
+ * lanes start from xc = -16·Σc each, which takes that off exactly before
+ * the conversion to f32 (no cor term, no sign juggling of x). */
 TARGET_512 ALWAYS_INLINE static inline void stream_step(int fmt, bool bf, stream_w *c,
                                                         const int8_t *xq, const float *dx,
-                                                        const float *xs, __m512i il,
-                                                        __m512 *acc, __m128 *cor) {
+                                                        const float *xs, const int32_t *xc,
+                                                        __m512i il, __m512 *acc, __m128 *cor) {
     static const uint16_t tb[2][2][32] = {
         {{1, 2, 3, 4, 5, 6, 7, 8, 10, 11, 12, 13, 14, 15, 16, 17,
           19, 20, 21, 22, 23, 24, 25, 26, 28, 29, 30, 31, 32, 33, 34, 35},
@@ -1308,6 +1315,29 @@ TARGET_512 ALWAYS_INLINE static inline void stream_step(int fmt, bool bf, stream
         PF_AHEAD(c->q + 64, PF_BYTES);
         q4x4_load(c->q, q41, _mm512_loadu_si512(tb[q41][0]), _mm512_loadu_si512(tb[q41][1]), &v, &dm);
         c->q += 4 * bs;
+    } else if (fmt == SF_Q80) {
+        /* block i: d at word 17i, codes from byte 34i + 2 */
+        static const uint16_t di[32] = {0, 17, 34, 51};
+        const uint8_t *q = c->q;
+        PF_AHEAD(q, PF_BYTES); /* one per 68 bytes, as dot_q8_0_512 */
+        PF_AHEAD(q + 68, PF_BYTES);
+        __m512i lo = _mm512_loadu_si512((const void *)q), mid = _mm512_loadu_si512((const void *)(q + 64));
+        dm = _mm256_castps128_ps256(_mm_cvtph_ps(
+            _mm512_castsi512_si128(_mm512_permutex2var_epi16(lo, _mm512_loadu_si512(di), mid))));
+        const __m512i s80 = _mm512_set1_epi8((char)0x80);
+        __m512i w01 = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(q + 2))),
+                                         _mm256_loadu_si256((const __m256i *)(q + 36)), 1);
+        __m512i w23 = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(q + 70))),
+                                         _mm256_loadu_si256((const __m256i *)(q + 104)), 1);
+        __m512i d0 = _mm512_dpbusd_epi32(_mm512_loadu_si512((const void *)xc), _mm512_xor_si512(w01, s80),
+                                         _mm512_loadu_si512((const void *)xq));
+        __m512i d1 = _mm512_dpbusd_epi32(_mm512_loadu_si512((const void *)(xc + 16)),
+                                         _mm512_xor_si512(w23, s80),
+                                         _mm512_loadu_si512((const void *)(xq + 64)));
+        __m512 a0 = _mm512_castsi512_ps(d0), a1 = _mm512_castsi512_ps(d1);
+        d = _mm512_add_epi32(_mm512_castps_si512(_mm512_shuffle_ps(a0, a1, 0x88)),
+                             _mm512_castps_si512(_mm512_shuffle_ps(a0, a1, 0xDD)));
+        c->q += 4 * sizeof(mlxn_block_q8_0);
     } else {
         /* 4 scales | 4 biases (g32: one each per block) */
         __m128i h = _mm_unpacklo_epi64(_mm_loadl_epi64((const __m128i *)c->s),
@@ -1332,7 +1362,7 @@ TARGET_512 ALWAYS_INLINE static inline void stream_step(int fmt, bool bf, stream
         }
         c->q += qb, c->s += 8, c->b += 8;
     }
-    if (fmt != SF_MLX8) {
+    if (fmt != SF_MLX8 && fmt != SF_Q80) {
         __m512i lo = _mm512_and_si512(v, m4), hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
         d = _mm512_dpbusd_epi32(
             _mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, _mm512_loadu_si512((const void *)xq)),
@@ -1341,16 +1371,19 @@ TARGET_512 ALWAYS_INLINE static inline void stream_step(int fmt, bool bf, stream
     __m128 f4 = _mm_mul_ps(_mm256_castps256_ps128(dm), _mm_loadu_ps(dx));
     *acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), _mm512_permutexvar_ps(il, _mm512_castps128_ps512(f4)),
                            *acc);
-    *cor = _mm_fmadd_ps(fmt == SF_Q40 ? f4 : _mm256_extractf128_ps(dm, 1), _mm_loadu_ps(xs), *cor);
+    if (fmt != SF_Q80)
+        *cor = _mm_fmadd_ps(fmt == SF_Q40 ? f4 : _mm256_extractf128_ps(dm, 1), _mm_loadu_ps(xs), *cor);
+    else
+        (void)xs, (void)cor;
 }
 TARGET_512 ALWAYS_INLINE static inline void rows_stream(const mlxn_qmat *w, const stream_x *xs,
                                                         int fmt, bool bf, float *y, int64_t a,
                                                         int64_t b) {
-    const __m512i il = _mm512_loadu_si512(k_stream_il[fmt == SF_MLX8]);
+    const __m512i il = _mm512_loadu_si512(k_stream_il[fmt == SF_MLX8 || fmt == SF_Q80]);
     const int nb = (int)(w->K / 32), P = xs->P;
     const __m128 csign = _mm_set1_ps(fmt == SF_Q40 ? -8.0f : 1.0f);
     stream_w c;
-    if (fmt == SF_Q40 || fmt == SF_Q41) {
+    if (fmt == SF_Q40 || fmt == SF_Q41 || fmt == SF_Q80) {
         c.q = ggml_row(w, a), c.s = c.b = NULL;
     } else { /* g32, 2-byte scales */
         c.q = (const uint8_t *)w->w + (size_t)a * (size_t)(w->K / 8 * w->bits);
@@ -1366,14 +1399,16 @@ TARGET_512 ALWAYS_INLINE static inline void rows_stream(const mlxn_qmat *w, cons
         __m128 cor = ccarry;
         int st = (lb0 + 3) / 4;
         for (; st < lb1 / 4; st++)
-            stream_step(fmt, bf, &c, xs->xq + 128 * st, xs->dx + 4 * st, xs->xs + 4 * st, il, &acc,
+            stream_step(fmt, bf, &c, xs->xq + 128 * st, xs->dx + 4 * st, xs->xs + 4 * st,
+                        fmt == SF_Q80 ? xs->xc + 32 * st : NULL, il, &acc,
                         &cor);
         carry = _mm512_setzero_ps();
         ccarry = _mm_setzero_ps();
         if (lb1 % 4) { /* the step across the row end: low lb1 % 4 blocks here */
             __m512 t = _mm512_setzero_ps();
             __m128 cc = _mm_setzero_ps();
-            stream_step(fmt, bf, &c, xs->xq + 128 * st, xs->dx + 4 * st, xs->xs + 4 * st, il, &t,
+            stream_step(fmt, bf, &c, xs->xq + 128 * st, xs->dx + 4 * st, xs->xs + 4 * st,
+                        fmt == SF_Q80 ? xs->xc + 32 * st : NULL, il, &t,
                         &cc); /* the next row goes on after this step */
             const int q = lb1 % 4;
             const __mmask16 k16 = _mm512_cmplt_epi32_mask(il, _mm512_set1_epi32(q));
@@ -1392,6 +1427,7 @@ TARGET_512 ALWAYS_INLINE static inline void rows_stream(const mlxn_qmat *w, cons
     for (int i = 0; i < no; i++) y[b - no + i] = _mm512_reduce_add_ps(out[i]);
 }
 typedef void (*stream_fn)(const mlxn_qmat *, const stream_x *, float *, int64_t, int64_t);
+typedef float (*ggml_dot_fn)(const void *, const dec_scratch *, int64_t, size_t);
 #define STREAM_ROWS(name, fmt, bf)                                                               \
     TARGET_512 static void name(const mlxn_qmat *w, const stream_x *xs, float *y, int64_t a,    \
                                 int64_t b) {                                                     \
@@ -1403,6 +1439,7 @@ STREAM_ROWS(stream_mlx4_f16, SF_MLX4, false)
 STREAM_ROWS(stream_mlx4_bf16, SF_MLX4, true)
 STREAM_ROWS(stream_mlx8_f16, SF_MLX8, false)
 STREAM_ROWS(stream_mlx8_bf16, SF_MLX8, true)
+STREAM_ROWS(stream_q8_0, SF_Q80, false)
 #undef STREAM_ROWS
 #undef DOT_MLX4
 #undef DOT_MLX8
@@ -1410,7 +1447,6 @@ STREAM_ROWS(stream_mlx8_bf16, SF_MLX8, true)
 #undef DOT_Q41
 #undef DEC_ROWS
 
-typedef float (*ggml_dot_fn)(const void *, const dec_scratch *, int64_t, size_t);
 enum { VK_NONE, VK_MLX_ANY, VK_MLX4, VK_MLX8, VK_GGML, VK_Q4_0, VK_Q4_1 };
 
 /* Which AVX-512 decode kernel (and x layout) serves this weight. */
@@ -1434,12 +1470,29 @@ static int vnni_kind(const mlxn_qmat *w, ggml_dot_fn *fn, int *layout) {
     return VK_GGML;
 }
 
+/* Rows [n0, n1) one at a time, with whole rows prefetched ahead where the
+ * dot does not prefetch in its loop (q8_0, k-quants, MLX 2/3/5/6-bit). */
+TARGET_512 static void rows_one(const mlxn_qmat *w, int kind, ggml_dot_fn fn, const float *x,
+                                const dec_scratch *s, float *y, int64_t M, int64_t n0, int64_t n1,
+                                const pf_rows *pr, size_t pf) {
+    const int64_t K = w->K, N = w->N;
+    /* MLX 2/3/5/6-bit has no in-loop prefetch: rows ahead at any length */
+    const bool rows_ahead = !pf || kind == VK_MLX_ANY;
+    if (rows_ahead) pf_rows_at(pr, n0 - pr->ahead, pr->ahead);
+    for (int64_t n = n0; n < n1; n++) {
+        if (rows_ahead) pf_rows_at(pr, n, 1);
+        for (int64_t m = 0; m < M; m++)
+            y[m * N + n] = kind == VK_MLX_ANY ? dot_mlx_any_512(w, n, x + m * K, &s[m])
+                                              : fn(ggml_row(w, n), &s[m], K, pf);
+    }
+}
+
 /* M (< MDEC) x rows: prepare each (int8 codes, sums) in its own scratch
  * slice, then for each weight row dot it with every x row while it is in L1. */
 TARGET_512 static void decode_vnni(const mlxn_qmat *w, int kind, ggml_dot_fn fn, int layout,
                                    const float *x, float *y, int64_t M, int64_t n0, int64_t n1,
                                    void *scratch) {
-    const int64_t K = w->K, N = w->N;
+    const int64_t K = w->K;
     dec_scratch s[MDEC];
     for (int64_t m = 0; m < M; m++) {
         s[m] = dec_layout(scratch, K, m);
@@ -1491,33 +1544,31 @@ TARGET_512 static void decode_vnni(const mlxn_qmat *w, int kind, ggml_dot_fn fn,
         sfmt = SF_Q41;
         sf = stream_q4_1;
         break;
+    case VK_GGML:
+        if (w->wtype == MLXN_Q8_0) sfmt = SF_Q80, sf = stream_q8_0;
+        break;
     default: break;
     }
-    if (rows) {
-        if (M == 1 && sf && stream_fits(K)) {
-            _Alignas(64) int8_t sxq[4 * SHORT_K];
-            float sdx[4 * SHORT_K / 32], sxs[4 * SHORT_K / 32];
-            stream_x xs = {0, sxq, sdx, sxs};
-            stream_prep(&s[0], K, sfmt, &xs);
-            int64_t a = (n0 + xs.P - 1) / xs.P * xs.P, b = a + (n1 - a) / xs.P * xs.P;
-            if (a < b) {
+    if (M == 1 && sf && stream_fits(K)) {
+        _Alignas(64) int8_t sxq[4 * SHORT_K];
+        _Alignas(64) int32_t sxc[4 * SHORT_K / 4];
+        float sdx[4 * SHORT_K / 32], sxs[4 * SHORT_K / 32];
+        stream_x xs = {0, sxq, sdx, sxs, sxc};
+        stream_prep(&s[0], K, sfmt, &xs);
+        int64_t a = (n0 + xs.P - 1) / xs.P * xs.P, b = a + (n1 - a) / xs.P * xs.P;
+        if (a < b) {
+            if (rows)
                 rows(w, s, y, M, n0, a, pf);
-                sf(w, &xs, y, a, b);
-                n0 = b;
-            }
+            else
+                rows_one(w, kind, fn, x, s, y, M, n0, a, &pr, pf);
+            sf(w, &xs, y, a, b);
+            n0 = b;
         }
+    }
+    if (rows)
         rows(w, s, y, M, n0, n1, pf);
-        return;
-    }
-    /* MLX 2/3/5/6-bit has no in-loop prefetch: rows ahead at any length */
-    const bool rows_ahead = !pf || kind == VK_MLX_ANY;
-    if (rows_ahead) pf_rows_at(&pr, n0 - pr.ahead, pr.ahead);
-    for (int64_t n = n0; n < n1; n++) {
-        if (rows_ahead) pf_rows_at(&pr, n, 1);
-        for (int64_t m = 0; m < M; m++)
-            y[m * N + n] = kind == VK_MLX_ANY ? dot_mlx_any_512(w, n, x + m * K, &s[m])
-                                              : fn(ggml_row(w, n), &s[m], K, pf);
-    }
+    else
+        rows_one(w, kind, fn, x, s, y, M, n0, n1, &pr, pf);
 }
 #endif /* MLXN_X86 */
 
