@@ -11,6 +11,7 @@
 #include <cuda_fp16.h>
 #include <math.h>
 #include <stdint.h>
+#include <stdlib.h>
 
 #define CU_LAUNCH_CHECK()                         \
     do {                                          \
@@ -104,6 +105,15 @@ static __device__ __forceinline__ void cu_pdl_trigger(void) {
 static __device__ __forceinline__ void cu_pdl_enter(void) {
     cu_pdl_trigger();
     cu_pdl_wait();
+}
+
+/* An sm_90 feature on the current device, unless the environment variable
+ * `env` is set to 0 (read on each call: callers keep the answer). */
+static inline bool cu_sm90_feature(const char *env) {
+    int dev = 0, major = 0;
+    const char *e = getenv(env);
+    if (cudaGetDevice(&dev) == cudaSuccess) cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev);
+    return major >= 9 && !(e && *e == '0');
 }
 
 /* Launch kernel k on stream s, with programmatic dependent launch when

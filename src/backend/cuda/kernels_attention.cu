@@ -664,12 +664,7 @@ static bool fa_takes(const cu_node *n) {
  * every attention that is not a tensor-core or tiled prefill. */
 static bool cluster_on(void) {
     static int on = -1;
-    if (on < 0) {
-        int dev = 0, major = 0;
-        const char *e = getenv("MLXN_CU_ATT_CLUSTER");
-        if (cudaGetDevice(&dev) == cudaSuccess) cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev);
-        on = major >= 9 && !(e && *e == '0');
-    }
+    if (on < 0) on = cu_sm90_feature("MLXN_CU_ATT_CLUSTER");
     return on;
 }
 

@@ -34,12 +34,7 @@ static_assert(sizeof cu_ops / sizeof cu_ops[0] == CU_OP_COUNT, "cuda op table ou
 
 extern "C" int mlxn_cu_pdl(void) {
     static int on = -1;
-    if (on < 0) {
-        int dev = 0, major = 0;
-        const char *e = getenv("MLXN_CU_PDL");
-        if (cudaGetDevice(&dev) == cudaSuccess) cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev);
-        on = major >= 9 && !(e && *e == '0');
-    }
+    if (on < 0) on = cu_sm90_feature("MLXN_CU_PDL");
     return on;
 }
 

@@ -52,33 +52,6 @@ __global__ void k_convert(void *out, int odt, const void *x, int xdt, int64_t n)
     GRID_STRIDE(i, n) cu_st_rt(out, odt, i, cu_ld_rt(x, xdt, i));
 }
 
-/* One block per row; first index on ties (as the CPU's strict '>'). */
-__global__ void k_argmax(int32_t *out, const float *x, int64_t C) {
-    cu_pdl_enter();
-    const float *r = x + blockIdx.x * C;
-    float best = -INFINITY;
-    int64_t bi = -1;
-    for (int64_t i = threadIdx.x; i < C; i += blockDim.x) {
-        float v = r[i];
-        if (bi < 0 || v > best) { best = v; bi = i; }
-    }
-    __shared__ float sv[32];
-    __shared__ int64_t si[32];
-    for (int o = 16; o > 0; o >>= 1) {
-        float ov = __shfl_xor_sync(0xffffffffu, best, o);
-        int64_t oi = __shfl_xor_sync(0xffffffffu, bi, o);
-        if (oi >= 0 && (bi < 0 || ov > best || (ov == best && oi < bi))) { best = ov; bi = oi; }
-    }
-    int lane = threadIdx.x & 31, w = threadIdx.x >> 5;
-    if (lane == 0) { sv[w] = best; si[w] = bi; }
-    __syncthreads();
-    if (threadIdx.x == 0) {
-        for (int k = 1; k < (int)(blockDim.x >> 5); k++)
-            if (si[k] >= 0 && (bi < 0 || sv[k] > best || (sv[k] == best && si[k] < bi))) { best = sv[k]; bi = si[k]; }
-        out[blockIdx.x] = (int32_t)(bi < 0 ? 0 : bi);
-    }
-}
-
 /* 16-byte grid-stride copy (the bench's SM-driven copy-bandwidth floor). */
 __global__ void k_copy16(uint4 *dst, const uint4 *src, int64_t n) {
     cu_pdl_enter();
@@ -96,6 +69,36 @@ static __device__ __forceinline__ void am_better(float &best, int64_t &bi, float
     if (i >= 0 && (bi < 0 || v > best || (v == best && i < bi))) { best = v; bi = i; }
 }
 
+/* The block's best (value, index) by am_better, in thread 0. */
+static __device__ __forceinline__ void am_block(float &best, int64_t &bi) {
+    for (int o = 16; o > 0; o >>= 1) {
+        float ov = __shfl_xor_sync(0xffffffffu, best, o);
+        int64_t oi = __shfl_xor_sync(0xffffffffu, bi, o);
+        am_better(best, bi, ov, oi);
+    }
+    __shared__ float sv[32];
+    __shared__ int64_t si[32];
+    int lane = threadIdx.x & 31, w = threadIdx.x >> 5;
+    if (lane == 0) { sv[w] = best; si[w] = bi; }
+    __syncthreads();
+    if (threadIdx.x == 0)
+        for (int k = 1; k < (int)(blockDim.x >> 5); k++) am_better(best, bi, sv[k], si[k]);
+}
+
+/* One block per row; first index on ties (as the CPU's strict '>'). */
+__global__ void k_argmax(int32_t *out, const float *x, int64_t C) {
+    cu_pdl_enter();
+    const float *r = x + blockIdx.x * C;
+    float best = -INFINITY;
+    int64_t bi = -1;
+    for (int64_t i = threadIdx.x; i < C; i += blockDim.x) {
+        float v = r[i];
+        if (bi < 0 || v > best) { best = v; bi = i; }
+    }
+    am_block(best, bi);
+    if (threadIdx.x == 0) out[blockIdx.x] = (int32_t)(bi < 0 ? 0 : bi);
+}
+
 __global__ void k_argmax_part(float2 *part, const float *x, int64_t C) {
     cu_pdl_enter();
     int64_t row = blockIdx.y, per = (C + AM_PARTS - 1) / AM_PARTS;
@@ -107,20 +110,8 @@ __global__ void k_argmax_part(float2 *part, const float *x, int64_t C) {
         float v = r[i];
         if (bi < 0 || v > best) { best = v; bi = i; }
     }
-    for (int o = 16; o > 0; o >>= 1) {
-        float ov = __shfl_xor_sync(0xffffffffu, best, o);
-        int64_t oi = __shfl_xor_sync(0xffffffffu, bi, o);
-        am_better(best, bi, ov, oi);
-    }
-    __shared__ float sv[32];
-    __shared__ int64_t si[32];
-    int lane = threadIdx.x & 31, w = threadIdx.x >> 5;
-    if (lane == 0) { sv[w] = best; si[w] = bi; }
-    __syncthreads();
-    if (threadIdx.x == 0) {
-        for (int k = 1; k < (int)(blockDim.x >> 5); k++) am_better(best, bi, sv[k], si[k]);
-        part[row * AM_PARTS + blockIdx.x] = make_float2(best, __int_as_float((int)bi));
-    }
+    am_block(best, bi);
+    if (threadIdx.x == 0) part[row * AM_PARTS + blockIdx.x] = make_float2(best, __int_as_float((int)bi));
 }
 
 __global__ void k_argmax_final(int32_t *out, const float2 *part) {
@@ -128,19 +119,8 @@ __global__ void k_argmax_final(int32_t *out, const float2 *part) {
     float2 p = part[blockIdx.x * AM_PARTS + threadIdx.x];
     float best = p.x;
     int64_t bi = __float_as_int(p.y);
-    for (int o = 16; o > 0; o >>= 1) {
-        float ov = __shfl_xor_sync(0xffffffffu, best, o);
-        int64_t oi = __shfl_xor_sync(0xffffffffu, bi, o);
-        am_better(best, bi, ov, oi);
-    }
-    __shared__ float sv[2];
-    __shared__ int64_t si[2];
-    if ((threadIdx.x & 31) == 0) { sv[threadIdx.x >> 5] = best; si[threadIdx.x >> 5] = bi; }
-    __syncthreads();
-    if (threadIdx.x == 0) {
-        am_better(best, bi, sv[1], si[1]);
-        out[blockIdx.x] = (int32_t)(bi < 0 ? 0 : bi);
-    }
+    am_block(best, bi);
+    if (threadIdx.x == 0) out[blockIdx.x] = (int32_t)(bi < 0 ? 0 : bi);
 }
 
 size_t mlxn_cu_argmax_scratch(const cu_node *n) {

@@ -412,17 +412,7 @@ static cudaError_t launch_mlx4g(const uint32_t *wq, const void *sc, const void *
     int64_t W = (int64_t)slots * 8;
     if (wps > 0 && (int64_t)sm_count * wps < W) W = (int64_t)sm_count * wps;
     if (W > P) W = P;
-    cudaLaunchConfig_t cfg = {};
-    cfg.gridDim = dim3(cu_blocks(W, 8));
-    cfg.blockDim = dim3(256);
-    cfg.dynamicSmemBytes = smem;
-    cfg.stream = s;
-    cudaLaunchAttribute at[1];
-    at[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-    at[0].val.programmaticStreamSerializationAllowed = 1;
-    cfg.attrs = at;
-    cfg.numAttrs = mlxn_cu_pdl() ? 1 : 0;
-    return cudaLaunchKernelEx(&cfg, k_mlx4g<SDT, R, D>, wq, sc, bi, gshift, y, xg, N, K, (int)W);
+    return cu_launch(k_mlx4g<SDT, R, D>, cu_blocks(W, 8), 256, smem, s, wq, sc, bi, gshift, y, xg, N, K, (int)W);
 }
 
 static bool mlx4g_takes(int gshift, int64_t N, int64_t K) {

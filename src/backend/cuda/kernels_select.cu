@@ -17,6 +17,18 @@ __device__ static inline bool before(float v, int64_t i, float w, int64_t j) {
     return v > w || (v == w && i < j);
 }
 
+/* The warp's best (v, i) by `before`, in every lane (i < 0: none). */
+__device__ static inline void warp_best(float &v, int64_t &i) {
+    for (int o = 16; o > 0; o >>= 1) {
+        float ov = __shfl_xor_sync(0xffffffffu, v, o);
+        int64_t oi = __shfl_xor_sync(0xffffffffu, i, o);
+        if (oi >= 0 && (i < 0 || before(ov, oi, v, i))) {
+            v = ov;
+            i = oi;
+        }
+    }
+}
+
 /* k passes over n candidates; get(i, &v, &idx) gives candidate i (idx < 0:
  * none). Thread 0 calls put(j, v, idx) for the j-th best (idx -1 when fewer
  * than j + 1 exist). Every thread of the block takes part. */
@@ -70,14 +82,7 @@ __device__ static void topk_passes(int64_t n, int k, Get get, Put put) {
             }
         }
         /* the block's best: warp shuffles, then the warps' bests */
-        for (int o = 16; o > 0; o >>= 1) {
-            float ov2 = __shfl_xor_sync(0xffffffffu, bv, o);
-            int64_t oi2 = __shfl_xor_sync(0xffffffffu, bi, o);
-            if (oi2 >= 0 && (bi < 0 || before(ov2, oi2, bv, bi))) {
-                bv = ov2;
-                bi = oi2;
-            }
-        }
+        warp_best(bv, bi);
         int lane = threadIdx.x & 31, wid = threadIdx.x >> 5;
         if (lane == 0) {
             sv[wid] = bv;
@@ -88,14 +93,7 @@ __device__ static void topk_passes(int64_t n, int k, Get get, Put put) {
             int nw = blockDim.x >> 5;
             bv = lane < nw ? sv[lane] : -INFINITY;
             bi = lane < nw ? si[lane] : -1;
-            for (int o = 16; o > 0; o >>= 1) {
-                float ov2 = __shfl_xor_sync(0xffffffffu, bv, o);
-                int64_t oi2 = __shfl_xor_sync(0xffffffffu, bi, o);
-                if (oi2 >= 0 && (bi < 0 || before(ov2, oi2, bv, bi))) {
-                    bv = ov2;
-                    bi = oi2;
-                }
-            }
+            warp_best(bv, bi);
             if (lane == 0) {
                 sv[0] = bv;
                 si[0] = bi;
