@@ -587,13 +587,13 @@ static void test_mlx(void) {
     /* the dedicated MLX 4-bit decode kernel (group 64/128, M = 1, K a
      * multiple of 2048): x quantized in the block for K <= 4096, by a
      * separate kernel above; two rows a warp from N >= 8192 (odd N leaves
-     * a half row pair); K = 1024 takes the generic kernel. int8 x as above:
-     * TOL_INT8X */
-    int64_t NK[5][2] = {{4100, 1024}, {200, 4096}, {4096, 2048}, {8201, 6144}, {9000, 4096}};
-    for (int c = 0; c < 5; c++) {
+     * a half row pair, 3001 x 2048 f32 scales); K = 1024 takes the generic
+     * kernel. int8 x as above: TOL_INT8X */
+    int64_t NK[6][2] = {{4100, 1024}, {200, 4096}, {4096, 2048}, {8201, 6144}, {9000, 4096}, {3001, 2048}};
+    for (int c = 0; c < 6; c++) {
         int64_t N = NK[c][0], K = NK[c][1];
         int gs = c == 2 || c == 3 ? 128 : 64;
-        mlxn_dtype sdt = c == 0 || c == 3 ? MLXN_BF16 : MLXN_F16;
+        mlxn_dtype sdt = c == 0 || c == 3 ? MLXN_BF16 : c == 5 ? MLXN_F32 : MLXN_F16;
         uint32_t *wq;
         void *sc, *bs;
         float *deq;
