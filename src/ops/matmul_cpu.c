@@ -822,11 +822,27 @@ TARGET_512 static float dot_q4_k_512(const void *wr, const dec_scratch *s, int64
     return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1)) - hsum256(accm);
 }
 
-/* q5_k: natural x layout, one 32-byte sub-block at a time. */
+/* q5_k: x in XL_Q4K layout, as q4_k, with the 5th bit of each code from
+ * qh: byte l of qh holds bit j for element l of sub-block j. A 64-byte
+ * load c of qs holds sub-blocks (4c, 4c+2) in its low nibbles [bytes 0-31,
+ * 32-63] and (4c+1, 4c+3) in its high; with qh in both 32-byte halves,
+ * bit j of a byte is moved to bit 4 by one per-qword shift (left by 4 - j
+ * for c = 0, right by j - 4 for c = 1: no bit crosses into the next byte)
+ * and masked. */
 TARGET_512 static float dot_q5_k_512(const void *wr, const dec_scratch *s, int64_t K, size_t pf) {
     const mlxn_block_q5_k *b = wr;
-    const __m256i m4 = _mm256_set1_epi8(0x0F), one = _mm256_set1_epi8(1);
-    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps(), accm = _mm256_setzero_ps();
+    const __m512i m4 = _mm512_set1_epi8(0x0F), b4 = _mm512_set1_epi8(0x10);
+    const __m512i i02 = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 2, 2, 2, 2, 2, 2, 2, 2);
+    const __m512i i13 = _mm512_add_epi32(i02, _mm512_set1_epi32(1));
+    const __m512i i46 = _mm512_add_epi32(i02, _mm512_set1_epi32(4));
+    const __m512i i57 = _mm512_add_epi32(i02, _mm512_set1_epi32(5));
+    /* shift counts per qword: [0-3] first 32 bytes, [4-7] the second */
+    const __m512i sl_lo = _mm512_setr_epi64(4, 4, 4, 4, 2, 2, 2, 2); /* c = 0: bits 0, 2 (left) */
+    const __m512i sl_hi = _mm512_setr_epi64(3, 3, 3, 3, 1, 1, 1, 1); /*        bits 1, 3 (left) */
+    const __m512i sr_lo = _mm512_setr_epi64(0, 0, 0, 0, 2, 2, 2, 2); /* c = 1: bits 4, 6 (right) */
+    const __m512i sr_hi = _mm512_setr_epi64(1, 1, 1, 1, 3, 3, 3, 3); /*        bits 5, 7 (right) */
+    __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
+    __m256 accm = _mm256_setzero_ps();
     for (int64_t i = 0; i < K / 256; i++) {
         for (int o = 0; o < (int)sizeof *b; o += 64) PF_AHEAD((const uint8_t *)(b + i) + o, pf);
         uint32_t u[4];
@@ -834,29 +850,28 @@ TARGET_512 static float dot_q5_k_512(const void *wr, const dec_scratch *s, int64
         __m128i sm = _mm_loadu_si128((const __m128i *)u);
         __m256 sc = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(sm));
         __m256 mn = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(sm, 8)));
-        float f[8];
-        _mm256_storeu_ps(f, _mm256_mul_ps(_mm256_mul_ps(sc, _mm256_set1_ps(h2f_512(b[i].d))),
-                                          _mm256_loadu_ps(s->dx + 8 * i)));
+        __m256 f = _mm256_mul_ps(_mm256_mul_ps(sc, _mm256_set1_ps(h2f_512(b[i].d))),
+                                 _mm256_loadu_ps(s->dx + 8 * i));
         accm = _mm256_fmadd_ps(_mm256_mul_ps(mn, _mm256_set1_ps(h2f_512(b[i].dmin))),
                                _mm256_loadu_ps(s->xg + 8 * i), accm);
-        __m256i qhv = _mm256_loadu_si256((const __m256i *)b[i].qh);
-        for (int c = 0; c < 4; c++) {
-            __m256i v = _mm256_loadu_si256((const __m256i *)(b[i].qs + 32 * c));
-            for (int h = 0; h < 2; h++) {
-                int j = 2 * c + h;
-                __m256i q = h ? _mm256_and_si256(_mm256_srli_epi16(v, 4), m4) : _mm256_and_si256(v, m4);
-                __m256i hb = _mm256_and_si256(_mm256_srl_epi16(qhv, _mm_cvtsi32_si128(j)), one);
-                q = _mm256_or_si256(q, _mm256_slli_epi16(hb, 4));
-                __m256i xv = _mm256_loadu_si256((const __m256i *)(s->xq + 256 * i + 32 * j));
-                __m256 p = _mm256_cvtepi32_ps(DPB(_mm256_setzero_si256(), q, xv));
-                if (h)
-                    acc1 = _mm256_fmadd_ps(p, _mm256_set1_ps(f[j]), acc1);
-                else
-                    acc0 = _mm256_fmadd_ps(p, _mm256_set1_ps(f[j]), acc0);
-            }
+        __m512 fz = _mm512_castps256_ps512(f);
+        __m512i hv = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)b[i].qh));
+        const int8_t *xq = s->xq + 256 * i;
+        for (int c = 0; c < 2; c++) {
+            __m512i v = _mm512_loadu_si512((const void *)(b[i].qs + 64 * c));
+            __m512i hl = c ? _mm512_srlv_epi64(hv, sr_lo) : _mm512_sllv_epi64(hv, sl_lo);
+            __m512i hh = c ? _mm512_srlv_epi64(hv, sr_hi) : _mm512_sllv_epi64(hv, sl_hi);
+            __m512i lo = _mm512_ternarylogic_epi32(_mm512_and_si512(v, m4), hl, b4, 0xF8); /* lo | (hl & b4) */
+            __m512i hi = _mm512_ternarylogic_epi32(_mm512_and_si512(_mm512_srli_epi16(v, 4), m4), hh, b4, 0xF8);
+            __m512i xa = _mm512_loadu_si512((const void *)(xq + 128 * c));
+            __m512i xb = _mm512_loadu_si512((const void *)(xq + 128 * c + 64));
+            __m512i pl = _mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, xa);
+            __m512i ph = _mm512_dpbusd_epi32(_mm512_setzero_si512(), hi, xb);
+            acc0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(pl), _mm512_permutexvar_ps(c ? i46 : i02, fz), acc0);
+            acc1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(ph), _mm512_permutexvar_ps(c ? i57 : i13, fz), acc1);
         }
     }
-    return hsum256(_mm256_add_ps(acc0, acc1)) - hsum256(accm);
+    return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1)) - hsum256(accm);
 }
 
 /* q6_k, natural x: per 128-element half, one 64-byte ql load gives codes
@@ -1463,7 +1478,7 @@ static int vnni_kind(const mlxn_qmat *w, ggml_dot_fn *fn, int *layout) {
     case MLXN_Q4_1: *layout = XL_Q40; return VK_Q4_1;
     case MLXN_Q8_0: *fn = dot_q8_0_512; break;
     case MLXN_Q4_K: *fn = dot_q4_k_512; *layout = XL_Q4K; break;
-    case MLXN_Q5_K: *fn = dot_q5_k_512; break;
+    case MLXN_Q5_K: *fn = dot_q5_k_512; *layout = XL_Q4K; break;
     case MLXN_Q6_K: *fn = dot_q6_k_512; break;
     default: return VK_NONE;
     }
