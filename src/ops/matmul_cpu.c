@@ -1003,10 +1003,14 @@ TARGET_512 static inline __m512i load_bytes16(const uint8_t *p, int n16) {
  * than no prefetch (the hardware prefetcher already runs that far), 16-32
  * KB fastest, 48 KB and more slower again (dev EPYC, 2 threads, 4096 x
  * 14336, % of the read bandwidth at ~78 GB/s: q8_0 55 % row burst, 65 %
- * none, 90 % at 16-32 KB; q4_k 53 / 58 / 78-85 %). Rows up to 4 KB keep the
- * row-ahead prefetch, which small K needs. */
+ * none, 90 % at 16-32 KB; q4_k 53 / 58 / 78-85 %). Rows up to 2 KB keep the
+ * row-ahead prefetch, which small K needs. The limit was 4 KB; at 2 KB the
+ * K = 4096 rows of the 4- and 6-bit formats stream too (dev EPYC, 1 thread,
+ * 4096 x 4096 and 14336 x 4096, two alternated runs: MLX 4-bit 4-21 %,
+ * q4_0 6-19 %, q4_1 12-26 %, q6_k 4-18 % less time; q4_k, q5_k and 8-bit
+ * within the run-to-run spread). */
 #ifndef PF_LONG_ROW
-#define PF_LONG_ROW 4096
+#define PF_LONG_ROW 2048
 #endif
 #ifndef PF_STREAM
 #define PF_STREAM 24576
