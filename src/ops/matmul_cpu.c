@@ -10,7 +10,8 @@
  *    x rows while it sits in L1. Offsets (q4_0's -8, q6_k's -32, q8_0's
  *    sign) come from per-block code sums; MLX's bias uses Σx per group in
  *    exact f32: Σ_k x_k(s·q_k + b) = s·Σ x_k q_k + b·Σ x_k. MLX 2/3/5/6-bit
- *    use the same identity with f32 x and codes unpacked 16 at a time.
+ *    do the same with codes unpacked 64 at a time by VBMI byte permutes and
+ *    multishifts; without VBMI they keep f32 x (codes unpacked 16 at a time).
  *    Any K (a multiple of 32): 64-byte steps, then one shorter step for the
  *    last 1-3 blocks (SmolLM2's K = 576 = 4·128 + 64). MLX 4/8-bit and
  *    q4_0/q4_1 take 4 weight rows per step of the row loop, with one 4-way
@@ -44,6 +45,8 @@
 #endif
 
 #define TARGET_512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,avx512dq,f16c,fma")))
+/* + VBMI (byte permutes and multishifts): MLX 2/3/5/6-bit decode */
+#define TARGET_512V __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,avx512dq,avx512vbmi,f16c,fma")))
 #define TARGET_AVX2 __attribute__((target("avx2,fma,f16c")))
 #define ALWAYS_INLINE __attribute__((always_inline))
 
@@ -1088,7 +1091,7 @@ TARGET_512 ALWAYS_INLINE static inline __m512 acc_mlx48_512(const mlxn_qmat *w, 
     return _mm512_add_ps(_mm512_add_ps(acc0, acc1), accb); /* lanes sum to the dot */
 }
 
-/* MLX 2/3/5/6-bit: f32 dot with x itself,
+/* MLX 2/3/5/6-bit without VBMI: f32 dot with x itself,
  * Σ_g s_g·Σ_k q_k·x_k + Σ_g b_g·Σx_g; codes unpacked 16 at a time as in
  * mlx_dequant_row_512. */
 TARGET_512 static float dot_mlx_any_512(const mlxn_qmat *w, int64_t n, const float *x,
@@ -1122,6 +1125,77 @@ TARGET_512 static float dot_mlx_any_512(const mlxn_qmat *w, int64_t n, const flo
         }
     }
     return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1)) + bias;
+}
+
+/* MLX 2/3/5/6-bit with int8 x (natural layout), on CPUs with AVX-512 VBMI.
+ * A step is 64 elements = 8·bits code bytes: the 8 codes of qword i are
+ * bits 8·bits·i .. of the step, i.e. bytes bits·i .. bits·i + 7, so one
+ * byte permute puts them in qword i and one multishift takes code j from
+ * bit bits·j of it (then masked to `bits` bits). Spans of 16 blocks, F per
+ * block and the bias term as in acc_mlx48_512 (lane L of a dpbusd covers
+ * codes 4L..4L+3: block 2·step + L/8). Loads read 64 bytes, past the step:
+ * codes past the row meet zero x codes and zero factors; only a load that
+ * would pass the matrix's end is masked. */
+TARGET_512V __attribute__((noinline)) static __m512 acc_mlxb_512(const mlxn_qmat *w, int64_t n, const dec_scratch *s,
+                                                size_t pf) {
+    const int bits = w->bits;
+    const int64_t K = w->K, nblk = K / 32;
+    const int gsh = w->group == 32 ? 0 : w->group == 64 ? 1 : 2; /* group = 32 << gsh */
+    const int64_t G = K / w->group;
+    const mlxn_dtype t = w->sb_type;
+    const size_t es = t == MLXN_F32 ? 4 : 2, rowb = (size_t)(K / 8 * bits), stb = (size_t)(8 * bits);
+    const uint8_t *q = (const uint8_t *)w->w + (size_t)n * rowb, *qend = (const uint8_t *)w->w + (size_t)w->N * rowb;
+    const uint8_t *ps = (const uint8_t *)w->scales + (size_t)(n * G) * es;
+    const uint8_t *pb = (const uint8_t *)w->biases + (size_t)(n * G) * es;
+    _Alignas(64) uint8_t ti[64], tc[64];
+    for (int i = 0; i < 64; i++) {
+        ti[i] = (uint8_t)(bits * (i >> 3) + (i & 7)); /* qword i>>3 <- bytes bits*(i>>3) .. */
+        tc[i] = (uint8_t)(bits * (i & 7));            /* code j of a qword at bit bits*j */
+    }
+    const __m512i idx = _mm512_load_si512((const void *)ti), ctl = _mm512_load_si512((const void *)tc);
+    const __m512i mask = _mm512_set1_epi8((char)((1 << bits) - 1));
+    const __m512i iota = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    const __m512i lg = _mm512_srli_epi32(iota, gsh); /* block lane → group lane */
+    const __m512i lb = _mm512_srli_epi32(iota, 3);   /* dpbusd lane → block of the step */
+    __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps(), accb = _mm512_setzero_ps();
+    const size_t pfs = pf * (size_t)G * es / rowb;
+    if (!pf && n + PF_MLX < w->N) { /* short rows: the row PF_MLX ahead, all streams */
+        const size_t sbb = (size_t)G * es;
+        const uint8_t *qn = q + PF_MLX * rowb, *sn = ps + PF_MLX * sbb, *bn = pb + PF_MLX * sbb;
+        for (size_t o = 0; o < rowb + 63; o += 64) _mm_prefetch((const char *)(qn + o), _MM_HINT_T0);
+        for (size_t o = 0; o < sbb + 63; o += 64) {
+            _mm_prefetch((const char *)(sn + o), _MM_HINT_T0);
+            _mm_prefetch((const char *)(bn + o), _MM_HINT_T0);
+        }
+    }
+    for (int64_t b0 = 0; b0 < nblk; b0 += 16) {
+        const int rb = nblk - b0 < 16 ? (int)(nblk - b0) : 16, ng = rb >> gsh;
+        const int64_t g0 = b0 >> gsh;
+        const bool room = (n * G + g0 + 16) <= w->N * G;
+        PF_AHEAD(ps + (size_t)g0 * es, pfs);
+        PF_AHEAD(pb + (size_t)g0 * es, pfs);
+        __m512 sc = load_sb(ps + (size_t)g0 * es, t, ng, room);
+        __m512 bi = load_sb(pb + (size_t)g0 * es, t, ng, room);
+        accb = _mm512_fmadd_ps(bi, _mm512_loadu_ps(s->xgg + g0), accb);
+        const __m512 F = _mm512_mul_ps(_mm512_permutexvar_ps(lg, sc), _mm512_loadu_ps(s->dx + b0));
+        const uint8_t *qs = q + (size_t)b0 * 4 * (size_t)bits;
+        const int8_t *xs = s->xq + (size_t)b0 * 32;
+        const int nst = (rb + 1) / 2;
+        for (int j = 0; j < nst; j++) {
+            const uint8_t *p = qs + (size_t)j * stb;
+            PF_AHEAD(p, pf);
+            __m512i v = p + 64 <= qend ? _mm512_loadu_si512((const void *)p)
+                                       : _mm512_maskz_loadu_epi8((__mmask64)(~0ULL >> (64 - (qend - p))), p);
+            v = _mm512_and_si512(_mm512_multishift_epi64_epi8(ctl, _mm512_permutexvar_epi8(idx, v)), mask);
+            __m512i d = _mm512_dpbusd_epi32(_mm512_setzero_si512(), v, _mm512_loadu_si512((const void *)(xs + 64 * j)));
+            __m512 f = _mm512_permutexvar_ps(_mm512_add_epi32(lb, _mm512_set1_epi32(2 * j)), F);
+            if (j & 1)
+                acc1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), f, acc1);
+            else
+                acc0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), f, acc0);
+        }
+    }
+    return _mm512_add_ps(_mm512_add_ps(acc0, acc1), accb); /* lanes sum to the dot */
 }
 
 /* The dots as calls: inlined 4x into the row loop they were faster at
@@ -1232,6 +1306,8 @@ TARGET_512 ALWAYS_INLINE static inline const uint8_t *ggml_row_pf(const mlxn_qma
 #define DOT_Q41(n, sm) acc_q4_1_512(ggml_row_pf(w, n, pf), sm, w->K, pf)
 DEC_ROWS(rows_mlx4_512, DOT_MLX4)
 DEC_ROWS(rows_mlx8_512, DOT_MLX8)
+#define DOT_MLXB(n, sm) acc_mlxb_512(w, n, sm, pf)
+DEC_ROWS(rows_mlxb_512, DOT_MLXB)
 DEC_ROWS(rows_q4_0_512, DOT_Q40)
 DEC_ROWS(rows_q4_1_512, DOT_Q41)
 /* the same rows with the dot inlined, for K <= SHORT_K */
@@ -1466,7 +1542,19 @@ STREAM_ROWS(stream_q8_0, SF_Q80, false)
 #undef DOT_Q41
 #undef DEC_ROWS
 
-enum { VK_NONE, VK_MLX_ANY, VK_MLX4, VK_MLX8, VK_GGML, VK_Q4_0, VK_Q4_1 };
+enum { VK_NONE, VK_MLX_ANY, VK_MLX4, VK_MLX8, VK_MLXB, VK_GGML, VK_Q4_0, VK_Q4_1 };
+
+/* AVX-512 VBMI (MLX 2/3/5/6-bit on int8 x) */
+static bool cpu_vbmi(void) {
+    static int v = -1;
+    int c = __atomic_load_n(&v, __ATOMIC_RELAXED);
+    if (c < 0) {
+        __builtin_cpu_init();
+        c = __builtin_cpu_supports("avx512vbmi") ? 1 : 0;
+        __atomic_store_n(&v, c, __ATOMIC_RELAXED);
+    }
+    return c;
+}
 
 /* Which AVX-512 decode kernel (and x layout) serves this weight. */
 static int vnni_kind(const mlxn_qmat *w, ggml_dot_fn *fn, int *layout) {
@@ -1475,7 +1563,7 @@ static int vnni_kind(const mlxn_qmat *w, ggml_dot_fn *fn, int *layout) {
     if (w->kind == MLXN_QKIND_MLX) {
         if (w->bits == 4) return *layout = XL_MLX4, VK_MLX4;
         if (w->bits == 8) return VK_MLX8;
-        return VK_MLX_ANY;
+        return cpu_vbmi() ? VK_MLXB : VK_MLX_ANY;
     }
     switch (w->wtype) {
     case MLXN_Q4_0: *layout = XL_Q40; return VK_Q4_0;
@@ -1526,7 +1614,7 @@ TARGET_512 static void decode_vnni(const mlxn_qmat *w, int kind, ggml_dot_fn fn,
             continue;
         }
         quantize_x_512(xm, K, &s[m], layout);
-        if (kind == VK_MLX4 || kind == VK_MLX8) { /* Σx per group */
+        if (kind == VK_MLX4 || kind == VK_MLX8 || kind == VK_MLXB) { /* Σx per group */
             int per = w->group / 32;
             for (int64_t g = 0; g < K / w->group; g++) {
                 float t = 0;
@@ -1549,6 +1637,7 @@ TARGET_512 static void decode_vnni(const mlxn_qmat *w, int kind, ggml_dot_fn fn,
         sfmt = SF_MLX4;
         if (w->group == 32 && sb16) sf = bf ? stream_mlx4_bf16 : stream_mlx4_f16;
         break;
+    case VK_MLXB: rows = rows_mlxb_512; break;
     case VK_MLX8:
         rows = rows_mlx8_512;
         sfmt = SF_MLX8;

@@ -143,11 +143,12 @@ size_t mlxn_mm_scratch_bytes(const mlxn_qmat *w, int64_t M);
 /* y[m, n] = Σ_k x[m,k]·W[n,k] for m < M, n0 <= n < n1 (0 <= n0 <= n1 <= N);
  * x f32 [M,K], y f32 [M,N] (row stride N); writes nothing else. Picks the
  * path at run time:
- *  - M < MLXN_MM_DECODE_ROWS and AVX-512 VNNI and a quantized W (ggml blocks, MLX 4/8-bit):
+ *  - M < MLXN_MM_DECODE_ROWS and AVX-512 VNNI and a quantized W (ggml blocks, MLX 4/8-bit,
+ *    MLX 2/3/5/6-bit where the CPU also has AVX-512 VBMI):
  *    x rows quantized to int8 per 32 (d = max|x|/127, like llama.cpp's q8),
  *    integer dot products (VPDPBUSD). Error ≤ Σ_k |w_k|·amax_blk(k)/254
  *    (+ MLX: the unrounded s·q+b, ≤ 2^-8·2·G·|x_k| for bf16 scales).
- *  - same M for MLX 2/3/5/6-bit, or M < 4 without VNNI: f32 dots.
+ *  - same M for MLX 2/3/5/6-bit without VBMI, or M < 4 without VNNI: f32 dots.
  *  - else (prefill): quantized W with AVX512-BF16 and w->f32_act off: x and
  *    dequantized W panels rounded to bf16, VDPBF16PS with f32 accumulators
  *    (see mlxn_mm_rounds_bf16); otherwise dequantized f32 panels and a
