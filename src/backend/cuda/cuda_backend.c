@@ -424,8 +424,7 @@ static uint32_t group_run(const mlxn_exec *ex, uint32_t i) {
     return j > i ? j - i : 1;
 }
 
-/* One-stream capture: whether node i (a one-row norm, silu_mul or one-token
- * attention) and node
+/* One-stream capture: whether node i (a one-row norm or silu_mul) and node
  * i + 1 (the MLX 4-bit M = 1 matmul of its output) go out as the fused pair
  * (mlxn_cu_launch_fused). MLXN_CU_FUSE=0 turns this off; so does
  * MLXN_CU_SKIP. */

@@ -90,10 +90,9 @@ size_t mlxn_cu_matmul_node_scratch(const cu_node *n);
 cudaError_t mlxn_cu_get_rows(const cu_node *n, cudaStream_t s);
 cudaError_t mlxn_cu_rope(const cu_node *n, cudaStream_t s);          /* rope, rope_kv_write, kv_write */
 cudaError_t mlxn_cu_matmul_id(const cu_node *n, cudaStream_t s);
-/* A one-row rms_norm / add_rms_norm / silu_mul or a one-token attention
- * (pre) whose output is the x of the next node, an MLX 4-bit M = 1 matmul
- * (mm), as two launches instead of three: the producer quantizes x for the
- * matmul itself. scratch: mm's. */
+/* A one-row rms_norm / add_rms_norm / silu_mul (pre) whose output is the x
+ * of the next node, an MLX 4-bit M = 1 matmul (mm), as two launches instead
+ * of three: the producer quantizes x for the matmul itself. scratch: mm's. */
 bool mlxn_cu_fusable(const cu_node *pre, const cu_node *mm);
 cudaError_t mlxn_cu_launch_fused(const cu_node *pre, const cu_node *mm, void *scratch, cudaStream_t s);
 /* Several independent rope / rope_kv_write / kv_write nodes of decode size
@@ -109,10 +108,6 @@ cudaError_t mlxn_cu_argmax(const cu_node *n, void *scratch, cudaStream_t s);
 size_t mlxn_cu_argmax_scratch(const cu_node *n);
 cudaError_t mlxn_cu_attention(const cu_node *n, void *scratch, cudaStream_t s);
 size_t mlxn_cu_attention_scratch(const cu_node *n);
-/* One-token attention that also writes the int8 x (and y = 0) of the MLX
- * 4-bit matmul of its output: whether node n can, and the launch. */
-bool mlxn_cu_attention_xq(const cu_node *n);
-cudaError_t mlxn_cu_attention_xq_launch(const cu_node *n, uint8_t *xg, float *y, int64_t N, cudaStream_t s);
 
 /* Prefill-sized matmuls through cuBLAS (kernels_gemm.cu). A device's
  * handle is made by mlxn_cu_blas_init (0, or nonzero with a message in msg)

@@ -12,7 +12,7 @@
  * (k_attn_fa, bf16 operands); sessions with f32 activations keep the f32
  * kernels (k_attn_prefill for D <= 128, else split-KV).
  */
-#include "backend/cuda/quant.cuh"
+#include "backend/cuda/cuda_common.cuh"
 
 #include <cooperative_groups.h>
 #include <limits.h>
@@ -129,15 +129,10 @@ __global__ void __launch_bounds__(ATT_WARPS * 32) k_attn_split(float *part, cons
  * (M, L, acc) in its shared memory, and block 0 of the cluster merges them
  * through distributed shared memory: one kernel, no scratch. */
 #define ATT_CLUSTER 8
-/* XQ: also the MLX 4-bit matmul's x from o (one token, D % 32 == 0): int8
- * blocks of 32 into xg (XG layout, as k_quant_x64 writes them) and its
- * output y[N] = 0, a slice of it a cluster, so the matmul after needs no
- * launch of its own to prepare them (mlxn_cu_launch_fused). */
-template <int KT, bool XQ>
+template <int KT>
 __global__ void __launch_bounds__(ATT_WARPS * 32) k_attn_cluster(float *o, const float *q, const void *kc, const void *vc,
                                                                  const int32_t *pos, int64_t H, int64_t Hkv, int64_t C,
-                                                                 int D, mlxn_attention_params p, uint8_t *xg, float *y,
-                                                                 int64_t N) {
+                                                                 int D, mlxn_attention_params p) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
     cu_pdl_enter();
     namespace cg = cooperative_groups;
@@ -170,11 +165,6 @@ __global__ void __launch_bounds__(ATT_WARPS * 32) k_attn_cluster(float *o, const
             for (int r = 0; r < ATT_CLUSTER; r++)
                 if (ms[r] != -INFINITY) a += cl.map_shared_rank(bacc, r)[d] * expf(ms[r] - M);
             o[th * D + d] = a * inv;
-            if (XQ) xg_store(xg, (th * D + d) >> 5, threadIdx.x & 31, a * inv); /* whole warps: D % 32 == 0 */
-        }
-        if (XQ) {
-            int64_t TH = gridDim.x;
-            for (int64_t i = th * N / TH + threadIdx.x; i < (th + 1) * N / TH; i += blockDim.x) y[i] = 0.0f;
         }
     }
     cl.sync(); /* the other blocks' shared memory stays until block 0 has read it */
@@ -685,29 +675,7 @@ size_t mlxn_cu_attention_scratch(const cu_node *n) {
     return (size_t)TH * (size_t)att_splits(n->t[2].shape[1]) * (size_t)(D + 2) * sizeof(float);
 }
 
-/* Whether node n runs as one cluster kernel for one token that can also
- * write the int8 x of a following MLX 4-bit matmul (k_attn_cluster XQ). */
-extern "C" bool mlxn_cu_attention_xq(const cu_node *n) {
-    const cu_tensor *t = n->t;
-    return t[1].shape[0] == 1 && t[1].shape[2] <= ATT_MAXD && t[1].shape[2] % 32 == 0 && cluster_on() &&
-           t[0].dtype == MLXN_F32 && !fa_takes(n);
-}
-
-static cudaError_t attention(const cu_node *n, void *scratch, cudaStream_t s, uint8_t *xg, float *y, int64_t N);
-
 cudaError_t mlxn_cu_attention(const cu_node *n, void *scratch, cudaStream_t s) {
-    return attention(n, scratch, s, NULL, NULL, 0);
-}
-
-/* The attention node n (mlxn_cu_attention_xq) with the int8 x of its output
- * written to xg and y[N] zeroed, for the MLX 4-bit matmul after it. */
-extern "C" cudaError_t mlxn_cu_attention_xq_launch(const cu_node *n, uint8_t *xg, float *y, int64_t N,
-                                                   cudaStream_t s) {
-    if (!mlxn_cu_attention_xq(n)) return cudaErrorInvalidValue;
-    return attention(n, NULL, s, xg, y, N);
-}
-
-static cudaError_t attention(const cu_node *n, void *scratch, cudaStream_t s, uint8_t *xg, float *y, int64_t N) {
     const cu_tensor *t = n->t;
     int64_t T = t[1].shape[0], H = t[1].shape[1], D = t[1].shape[2];
     int64_t Hkv = t[2].shape[0], C = t[2].shape[1];
@@ -746,11 +714,8 @@ static cudaError_t attention(const cu_node *n, void *scratch, cudaStream_t s, ui
         cfg.numAttrs = mlxn_cu_pdl() ? 2 : 1;
         cudaError_t e;
 #define ATC(KT)                                                                                                 \
-    e = xg ? cudaLaunchKernelEx(&cfg, k_attn_cluster<KT, true>, (float *)t[0].data, (const float *)t[1].data,         \
-                                t[2].data, t[3].data, (const int32_t *)t[4].data, H, Hkv, C, (int)D, n->attn, xg, y, N) \
-           : cudaLaunchKernelEx(&cfg, k_attn_cluster<KT, false>, (float *)t[0].data, (const float *)t[1].data,        \
-                                t[2].data, t[3].data, (const int32_t *)t[4].data, H, Hkv, C, (int)D, n->attn,          \
-                                (uint8_t *)NULL, (float *)NULL, (int64_t)0)
+    e = cudaLaunchKernelEx(&cfg, k_attn_cluster<KT>, (float *)t[0].data, (const float *)t[1].data, t[2].data, t[3].data, \
+                           (const int32_t *)t[4].data, H, Hkv, C, (int)D, n->attn)
         if (t[2].dtype == MLXN_F32) ATC(MLXN_F32);
         else if (t[2].dtype == MLXN_F16) ATC(MLXN_F16);
         else ATC(MLXN_BF16);

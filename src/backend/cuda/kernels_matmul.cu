@@ -128,6 +128,12 @@ static bool try_mmv_s(const F &f, float *y, const float *x, int64_t N, int64_t K
     return true;
 }
 
+/* A warp's 32 values (one a lane) as int8 with one scale: d = amax / 127,
+ * the lane's code rint(v / d) (0 when all are 0). */
+static __device__ __forceinline__ int quant_lane(float v, float *d) {
+    *d = cu_warp_max(fabsf(v)) / 127.0f;
+    return *d > 0 ? (int)rintf(v / *d) : 0;
+}
 
 /* x f32 [K] -> int8 blocks of 32 (layout in quant.cuh), one warp a block. */
 __global__ void k_quant_x(uint4 *xq, const float *x, int64_t nb) {
@@ -240,6 +246,26 @@ static cudaError_t run_mmvq(const F &f, float *y, const float *x, int64_t N, int
  * warp and still ~10 % with all loads issued at once; block-balanced ranges
  * with partials in shared memory, 4 items in flight, and L2 prefetch of the
  * next items were all slower. */
+#define XG_BYTES 80
+
+/* Lane `lane` of the warp that quantizes 32-element block b: its int8 into
+ * the XG layout below, and (lane 0) the block's scale and scale x sum. */
+static __device__ __forceinline__ void xg_store(uint8_t *xg, int64_t b, int lane, float v) {
+    float d;
+    int q = quant_lane(v, &d);
+    int sm = q;
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) sm += __shfl_xor_sync(0xffffffffu, sm, o);
+    uint8_t *g = xg + (b >> 1) * XG_BYTES;
+    int h = (int)(b & 1), j = lane & 7;
+    g[h * 32 + (lane & ~7) + (j & 1) * 4 + (j >> 1)] = (uint8_t)(int8_t)q;
+    if (lane == 0) {
+        float *f = (float *)(g + 64);
+        f[h] = d;
+        f[2 + h] = d * (float)sm;
+    }
+}
+
 __global__ void k_quant_x64(uint8_t *xg, const float *x, int64_t nb, float *y, int64_t N) {
     cu_pdl_enter();
     for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < N; i += (int64_t)gridDim.x * blockDim.x)
@@ -855,9 +881,6 @@ extern "C" bool mlxn_cu_fusable(const cu_node *pre, const cu_node *mm) {
     if (pre->op == CU_OP_RMS_NORM) out = &t[0], ins[0] = &t[1], wt = &t[2];
     else if (pre->op == CU_OP_ADD_RMS_NORM) out = &t[1], ins[0] = &t[2], ins[1] = &t[3], wt = &t[4];
     else if (pre->op == CU_OP_SILU_MUL) out = &t[0], ins[0] = &t[1], ins[1] = &t[2];
-    else if (pre->op == CU_OP_ATTENTION) /* its output [1, H, D] is the matmul's x (MLXN_CU_FUSE_ATT=0: not) */
-        return env_flag("MLXN_CU_FUSE_ATT", 1) && mlxn_cu_attention_xq(pre) && m[1].data == t[0].data &&
-               m[1].elems == K && t[0].elems == K && !overlaps(m[0], t[0]);
     else return false;
     /* the matmul's x is exactly the producer's one-row output, all f32 */
     if (m[1].data != out->data || m[1].elems != K || out->elems != K || out->dtype != MLXN_F32) return false;
@@ -889,10 +912,7 @@ extern "C" cudaError_t mlxn_cu_launch_fused(const cu_node *pre, const cu_node *m
     unsigned grid = cu_blocks(K / 32, 32);
     float eps = pre->eps;
     size_t smem = pre->op == CU_OP_SILU_MUL ? 0 : (size_t)K * 4;
-    if (pre->op == CU_OP_ATTENTION) {
-        cudaError_t ea = mlxn_cu_attention_xq_launch(pre, xg, y, N, s);
-        if (ea != cudaSuccess) return ea;
-    } else if (pre->op == CU_OP_SILU_MUL) {
+    if (pre->op == CU_OP_SILU_MUL) {
         cu_launch(k_pre_quant64<2, MLXN_F32>, grid, 1024, 0, s, xg, (float *)t[0].data, (float *)NULL,
                   (const float *)t[1].data, (const float *)t[2].data, (const void *)NULL, K, eps, y, N);
     } else {

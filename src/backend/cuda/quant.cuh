@@ -432,35 +432,3 @@ struct QDotMlx : DecMlx<B> {
         return s * dx * (float)(dp + 128 * (s0 + s1)) + bb * dx * (float)(s0 + s1);
     }
 };
-
-/* ---- int8 x for the decode kernels (kernels_matmul.cu) ---- */
-
-/* A warp's 32 values (one a lane) as int8 with one scale: d = amax / 127,
- * the lane's code rint(v / d) (0 when all are 0). */
-static __device__ __forceinline__ int quant_lane(float v, float *d) {
-    *d = cu_warp_max(fabsf(v)) / 127.0f;
-    return *d > 0 ? (int)rintf(v / *d) : 0;
-}
-
-/* The XG layout of int8 x for the MLX 4-bit decode kernel (k_mlx4g), 80
- * bytes per 64 elements (described above k_quant_x64). */
-#define XG_BYTES 80
-
-/* Lane `lane` of the warp that quantizes 32-element block b: its int8 into
- * the XG layout, and (lane 0) the block's scale and scale x sum. */
-static __device__ __forceinline__ void xg_store(uint8_t *xg, int64_t b, int lane, float v) {
-    float d;
-    int q = quant_lane(v, &d);
-    int sm = q;
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) sm += __shfl_xor_sync(0xffffffffu, sm, o);
-    uint8_t *g = xg + (b >> 1) * XG_BYTES;
-    int h = (int)(b & 1), j = lane & 7;
-    g[h * 32 + (lane & ~7) + (j & 1) * 4 + (j >> 1)] = (uint8_t)(int8_t)q;
-    if (lane == 0) {
-        float *f = (float *)(g + 64);
-        f[h] = d;
-        f[2 + h] = d * (float)sm;
-    }
-}
-
