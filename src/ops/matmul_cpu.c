@@ -784,6 +784,23 @@ TARGET_512 static float dot_q8_0_512(const void *wr, const dec_scratch *s, int64
 }
 
 
+/* k4_unpack in one xmm (bytes 0-7 sc_0..7, 8-15 m_0..7) from the 16 bytes
+ * at `scales` (12 scale bytes + 4 bytes of what follows them, unused): with
+ * words w0..w2, sc_0..3 = w0 & 63, sc_4..7 = (w2 & 15) | (w0 >> 6) << 4,
+ * m_0..3 = w1 & 63, m_4..7 = (w2 >> 4 & 15) | (w1 >> 6) << 4 per byte,
+ * as [w0, w2, w1, w2] shifted and masked lane by lane. No round trip
+ * through memory (the scalar version's word stores then 16-byte load
+ * cannot be store-forwarded). */
+TARGET_512 static inline __m128i k4_unpack_v(const uint8_t *scales) {
+    __m128i v = _mm_loadu_si128((const __m128i *)scales);
+    __m128i a = _mm_shuffle_epi32(v, _MM_SHUFFLE(2, 1, 2, 0)); /* w0 w2 w1 w2 */
+    __m128i b = _mm_shuffle_epi32(v, _MM_SHUFFLE(1, 1, 0, 0)); /* w0 w0 w1 w1 */
+    __m128i lo = _mm_and_si128(_mm_srlv_epi32(a, _mm_setr_epi32(0, 0, 0, 4)),
+                               _mm_setr_epi32(0x3f3f3f3f, 0x0f0f0f0f, 0x3f3f3f3f, 0x0f0f0f0f));
+    __m128i hi = _mm_and_si128(_mm_srli_epi32(b, 2), _mm_setr_epi32(0, 0x30303030, 0, 0x30303030));
+    return _mm_or_si128(lo, hi);
+}
+
 /* q4_k: x in XL_Q4K layout. Per super-block the 8 sub-block factors
  * d·sc_j·dx_j form one vector; zmm lanes 0-7 / 8-15 of a 64-byte load's
  * products belong to sub-blocks (0,2) [low nibbles] or (1,3) [high]. */
@@ -800,9 +817,7 @@ TARGET_512 static float dot_q4_k_512(const void *wr, const dec_scratch *s, int64
         PF_AHEAD(b + i, pf); /* 144 bytes per super-block */
         PF_AHEAD((const uint8_t *)(b + i) + 64, pf);
         PF_AHEAD((const uint8_t *)(b + i) + 128, pf);
-        uint32_t u[4];
-        k4_unpack(b[i].scales, u);
-        __m128i sm = _mm_loadu_si128((const __m128i *)u);
+        __m128i sm = k4_unpack_v(b[i].scales);
         __m256 sc = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(sm));
         __m256 mn = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(sm, 8)));
         __m256 f = _mm256_mul_ps(_mm256_mul_ps(sc, _mm256_set1_ps(h2f_512(b[i].d))),
@@ -848,9 +863,7 @@ TARGET_512 static float dot_q5_k_512(const void *wr, const dec_scratch *s, int64
     __m256 accm = _mm256_setzero_ps();
     for (int64_t i = 0; i < K / 256; i++) {
         for (int o = 0; o < (int)sizeof *b; o += 64) PF_AHEAD((const uint8_t *)(b + i) + o, pf);
-        uint32_t u[4];
-        k4_unpack(b[i].scales, u);
-        __m128i sm = _mm_loadu_si128((const __m128i *)u);
+        __m128i sm = k4_unpack_v(b[i].scales);
         __m256 sc = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(sm));
         __m256 mn = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(sm, 8)));
         __m256 f = _mm256_mul_ps(_mm256_mul_ps(sc, _mm256_set1_ps(h2f_512(b[i].d))),
