@@ -445,7 +445,7 @@ static bool try_mlx4g(const uint32_t *wq, const void *sc, const void *bi, int gs
 /* Bytes of scratch a matmul needs: the int8 copy of x for M = 1 on the
  * integer path (formats with a dotq; K/32 blocks of 48 bytes). */
 static bool int_path(int wt, int bits) {
-    if (wt < 0) return bits == 4 || bits == 8;
+    if (wt < 0) return bits == 2 || bits == 3 || bits == 4 || bits == 5 || bits == 6 || bits == 8;
     return wt == MLXN_Q4_0 || wt == MLXN_Q4_1 || wt == MLXN_Q8_0 || wt == MLXN_Q4_K || wt == MLXN_Q5_K ||
            wt == MLXN_Q6_K;
 }
@@ -769,7 +769,9 @@ static cudaError_t matmul_mlx_raw(float *y, const float *x, const uint32_t *wq, 
             return e4;
 #define QMLX(B, SDT) run_mmvq(QDotMlx<B, SDT>{{wq, scales, biases, sdt, gshift, K}}, y, x, N, K, scratch, s)
         if (bits == 4) return sdt == MLXN_F32 ? QMLX(4, MLXN_F32) : sdt == MLXN_F16 ? QMLX(4, MLXN_F16) : QMLX(4, MLXN_BF16);
-        if (bits == 8) return sdt == MLXN_F32 ? QMLX(8, MLXN_F32) : sdt == MLXN_F16 ? QMLX(8, MLXN_F16) : QMLX(8, MLXN_BF16);
+#define QMLXB(B) if (bits == B) return sdt == MLXN_F32 ? QMLX(B, MLXN_F32) : sdt == MLXN_F16 ? QMLX(B, MLXN_F16) : QMLX(B, MLXN_BF16);
+        QMLXB(8) QMLXB(2) QMLXB(3) QMLXB(5) QMLXB(6)
+#undef QMLXB
 #undef QMLX
     }
     switch (bits) {

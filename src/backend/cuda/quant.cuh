@@ -392,7 +392,7 @@ struct QDotQ6K : DecQ6K {
         return dx * (da * (float)(dpa - 32 * s0) + db * (float)(dpb - 32 * s1));
     }
 };
-/* MLX 4 and 8 bits (the other widths take the float path). */
+/* MLX affine, every width (2, 3, 4, 5, 6, 8 bits). */
 template <int B, int SDT>
 struct QDotMlx : DecMlx<B> {
     /* measured on H200: 4-bit gains from 4 units per step, 8-bit from
@@ -413,7 +413,7 @@ struct QDotMlx : DecMlx<B> {
         float dx;
         ldx(xs, u, xq, &dx, &s0, &s1);
         int dp = 0;
-        if (B == 4) {
+        if constexpr (B == 4) {
             uint4 v = __ldg((const uint4 *)p);
             uint32_t wv[4] = {v.x, v.y, v.z, v.w};
 #pragma unroll
@@ -424,11 +424,30 @@ struct QDotMlx : DecMlx<B> {
                 dp = __dp4a((int)((wv[k] >> 4) & 0x0F0F0F0F), xo, dp);
             }
             return s * dx * (float)dp + bb * dx * (float)(s0 + s1);
-        }
-        uint4 v0 = __ldg((const uint4 *)p), v1 = __ldg((const uint4 *)p + 1);
-        uint32_t wv[8] = {v0.x, v0.y, v0.z, v0.w, v1.x, v1.y, v1.z, v1.w};
+        } else if constexpr (B == 8) {
+            uint4 v0 = __ldg((const uint4 *)p), v1 = __ldg((const uint4 *)p + 1);
+            uint32_t wv[8] = {v0.x, v0.y, v0.z, v0.w, v1.x, v1.y, v1.z, v1.w};
 #pragma unroll
-        for (int k = 0; k < 8; k++) dp = __dp4a((int)(wv[k] ^ 0x80808080u), xq[k], dp); /* (q - 128) x */
-        return s * dx * (float)(dp + 128 * (s0 + s1)) + bb * dx * (float)(s0 + s1);
+            for (int k = 0; k < 8; k++) dp = __dp4a((int)(wv[k] ^ 0x80808080u), xq[k], dp); /* (q - 128) x */
+            return s * dx * (float)(dp + 128 * (s0 + s1)) + bb * dx * (float)(s0 + s1);
+        } else {
+            /* 2, 3, 5, 6 bits: codes 4k..4k+3 are the 4B bits from bit 4kB
+             * of the unit's B words (one funnel shift), spread into the 4
+             * bytes of a word for __dp4a by masks and shifts */
+            uint32_t wv[B + 1];
+#pragma unroll
+            for (int i = 0; i < B; i++) wv[i] = __ldg(p + i);
+            wv[B] = 0u;
+            constexpr uint32_t M = (1u << B) - 1u;
+#pragma unroll
+            for (int k = 0; k < 8; k++) {
+                const int bit = 4 * k * B, j = bit >> 5, sh = bit & 31;
+                uint32_t t = sh ? __funnelshift_r(wv[j], wv[j + 1], sh) : wv[j];
+                uint32_t pk = (t & M) | ((t & (M << B)) << (8 - B)) | ((t & (M << 2 * B)) << (16 - 2 * B)) |
+                              ((t & (M << 3 * B)) << (24 - 3 * B));
+                dp = __dp4a((int)pk, xq[k], dp);
+            }
+            return s * dx * (float)dp + bb * dx * (float)(s0 + s1);
+        }
     }
 };
