@@ -246,7 +246,9 @@ typedef enum mlxn_mode {
  * variable: MLXN_NO_FUSE=1, MLXN_NO_REORDER=1, MLXN_GRAPH_DUMP=1 (the passes'
  * work and the schedule to stderr), MLXN_F32_ACTIVATIONS=1.
  * By default quantized matmuls with few rows (decode) round the activations
- * to int8 per 32 values, as llama.cpp does: on CPUs with VNNI about 4x faster
+ * to int8 per 32 values, as llama.cpp does (every GGML block format and MLX
+ * width; on a CPU without AVX-512 VBMI, MLX 2/3/5/6-bit keep f32
+ * activations): on CPUs with VNNI about 4x faster
  * than f32, at a relative error of ~1e-3 of sum |x*w| per output, enough to
  * flip near-tied greedy choices. Quantized matmuls with many rows (prefill)
  * on CPUs with AVX512-BF16 round the activations and the dequantized
