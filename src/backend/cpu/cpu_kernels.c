@@ -623,11 +623,11 @@ static int64_t attn_first(int64_t pt, int64_t C, int window) {
     return first < 0 ? 0 : first;
 }
 
-static void k_attention(const mlxn_node *n, int ith, int nth, void *scratch) {
+/* Items [lo, hi) of k_attention: item i = (query tile i / H, head i % H). */
+static void attn_items(const mlxn_node *n, int64_t lo, int64_t hi, void *scratch) {
     const mlxn_tensor *q = T(1), *kc = T(2), *vc = T(3);
     int64_t Tn = q->shape[0], H = q->shape[1], D = q->shape[2], C = kc->shape[1];
-    int64_t rep = H / kc->shape[0], tiles = (Tn + ATT_QT - 1) / ATT_QT, lo, hi;
-    mlxn_split(tiles * H, ith, nth, &lo, &hi);
+    int64_t rep = H / kc->shape[0];
     const int32_t *pos = I32(4);
     float *accs = scratch, *ktile = accs + ATT_QT * D, *vtile = ktile + ATT_BLOCK * D, *sc = vtile + ATT_BLOCK * D;
     att_q qs[ATT_QT];
@@ -667,6 +667,24 @@ static void k_attention(const mlxn_node *n, int ith, int nth, void *scratch) {
             for (int64_t d = 0; d < D; d++) outs[qi][d] = qs[qi].acc[d] * inv;
         }
     }
+}
+
+/* Causal prefill: a later query tile sees more keys, so equal runs of
+ * items left the thread with the last tiles ~3x the work of the one with
+ * the first (2 threads). With at least two tiles a thread, whole tiles go
+ * out in snake order (0 1 .. n-1 n-1 .. 1 0 0 1 ..), which evens out the
+ * growing cost; otherwise (decode) equal runs of the tile's heads. */
+static void k_attention(const mlxn_node *n, int ith, int nth, void *scratch) {
+    int64_t Tn = T(1)->shape[0], H = T(1)->shape[1], tiles = (Tn + ATT_QT - 1) / ATT_QT, lo, hi;
+    if (tiles >= 2 * (int64_t)nth) {
+        for (int64_t tile = 0; tile < tiles; tile++) {
+            int64_t r = tile % (2 * nth), owner = r < nth ? r : 2 * nth - 1 - r;
+            if (owner == ith) attn_items(n, tile * H, (tile + 1) * H, scratch);
+        }
+        return;
+    }
+    mlxn_split(tiles * H, ith, nth, &lo, &hi);
+    attn_items(n, lo, hi, scratch);
 }
 
 /* Flash-decoding, part 1: (token, head, split) items; split s of S takes
