@@ -31,6 +31,7 @@
  * but bit-exact with quant_mlx.c / quant_ggml.c (tested).
  */
 #include "ops/quant.h"
+#include "core/simd512.h"
 
 #include <math.h>
 #include <string.h>
@@ -1232,17 +1233,7 @@ TARGET_512 NOINLINE static __m512 acc_q4_1_512(const void *b, const dec_scratch 
 }
 #undef NOINLINE
 
-/* Sums of 4 vectors' lanes → [Σa, Σb, Σc, Σd] (9 shuffles/adds instead of
- * 4 full reductions). */
-TARGET_512 static inline __m128 reduce4(__m512 a, __m512 b, __m512 c, __m512 d) {
-    __m512 ab = _mm512_add_ps(_mm512_shuffle_f32x4(a, b, 0x44), _mm512_shuffle_f32x4(a, b, 0xEE));
-    __m512 cd = _mm512_add_ps(_mm512_shuffle_f32x4(c, d, 0x44), _mm512_shuffle_f32x4(c, d, 0xEE));
-    __m512 q = _mm512_add_ps(_mm512_shuffle_f32x4(ab, cd, 0x88), _mm512_shuffle_f32x4(ab, cd, 0xDD));
-    q = _mm512_add_ps(q, _mm512_permute_ps(q, 0x4E)); /* quarter i holds vector i's 4 partials */
-    q = _mm512_add_ps(q, _mm512_permute_ps(q, 0xB1));
-    const __m512i l0 = _mm512_setr_epi32(0, 4, 8, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0);
-    return _mm512_castps512_ps128(_mm512_permutexvar_ps(l0, q));
-}
+#define reduce4 mlxn_reduce4_512
 
 #ifndef PF_BYTES
 #define PF_BYTES 6144
