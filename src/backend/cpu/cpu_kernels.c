@@ -151,9 +151,21 @@ static void k_silu_mul(const mlxn_node *n, int ith, int nth, void *scratch) {
 
 /* ---- norms ---- */
 
+#define MLXN_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+
+/* Σ x² in double, as 8 interleaved partial sums (one double vector on
+ * AVX-512) instead of one serial chain of D dependent adds. */
+MLXN_CLONES static double sumsq_f64(const float *x, int64_t D) {
+    double s[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    int64_t i = 0;
+    for (; i + 8 <= D; i += 8)
+        for (int j = 0; j < 8; j++) s[j] += (double)x[i + j] * (double)x[i + j];
+    for (; i < D; i++) s[i & 7] += (double)x[i] * (double)x[i];
+    return ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
+}
+
 static void rms_row(float *out, const float *x, const mlxn_tensor *w, int64_t D, float eps) {
-    double ss = 0;
-    for (int64_t i = 0; i < D; i++) ss += (double)x[i] * (double)x[i];
+    double ss = sumsq_f64(x, D);
     float r = (float)(1.0 / sqrt(ss / (double)D + (double)eps));
     if (!w->alloc) {
         for (int64_t i = 0; i < D; i++) out[i] = x[i] * r;
@@ -448,7 +460,6 @@ static void k_rope_kv_write(const mlxn_node *n, int ith, int nth, void *scratch)
 
 /* Row helpers, built for AVX-512 and AVX2 beside the portable version and
  * picked at load time (target_clones). */
-#define MLXN_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
 
 MLXN_CLONES static float dot_f32(const float *a, const float *b, int64_t K) {
     float acc[16] = {0};
