@@ -444,6 +444,29 @@ static bool fuse_pair(const mlxn_exec *ex, uint32_t i, bool have_scratch) {
     return mlxn_cu_fusable(&a, &b);
 }
 
+/* Whether no node of ex writes bytes of t (a norm's weight that the fused
+ * kernel may then read before its programmatic-launch wait;
+ * MLXN_CU_WPRE=0: never). */
+static bool unwritten(const mlxn_exec *ex, const cu_tensor *t) {
+    static int on = -1;
+    if (on < 0) {
+        const char *e = getenv("MLXN_CU_WPRE");
+        on = !(e && *e == '0');
+    }
+    if (!on || !t->data) return false;
+    const char *a = (const char *)t->data;
+    for (uint32_t k = 0; k < ex->n_nodes; k++) {
+        const mlxn_node *n = &ex->nodes[k];
+        for (int o = 0; o < n->n_out; o++) {
+            const mlxn_tensor *u = &n->t[o];
+            if (!u->alloc) continue;
+            const char *b = (const char *)mlxn_tensor_data(u);
+            if (a < b + u->nbytes && b < a + t->nbytes) return false;
+        }
+    }
+    return true;
+}
+
 static mlxn_status launch_group(const mlxn_exec *ex, uint32_t i, uint32_t cnt, cudaStream_t s) {
     cu_node cn[GROUP_MAX];
     for (uint32_t k = 0; k < cnt; k++) to_cu(&ex->nodes[i + k], &cn[k]);
@@ -519,7 +542,11 @@ static mlxn_status capture_lanes(cuda_dev *c, mlxn_exec *ex, cuda_graph_state *g
             cu_node pm[2];
             to_cu(&ex->nodes[i], &pm[0]);
             to_cu(&ex->nodes[i + 1], &pm[1]);
-            cudaError_t ef = mlxn_cu_launch_fused(&pm[0], &pm[1], (char *)g->scratch + off[i + 1], ls[pick]);
+            const cu_tensor *nw = pm[0].op == CU_OP_RMS_NORM        ? &pm[0].t[2]
+                                  : pm[0].op == CU_OP_ADD_RMS_NORM ? &pm[0].t[4]
+                                                                   : NULL;
+            cudaError_t ef = mlxn_cu_launch_fused(&pm[0], &pm[1], (char *)g->scratch + off[i + 1], ls[pick],
+                                                  nw && unwritten(ex, nw));
             if (ef != cudaSuccess) {
                 cudaGetLastError();
                 st = mlxn_err(MLXN_ERR_DEVICE, "cuda: launching nodes %u and %u as one failed: %s", ex->nodes[i].id,

@@ -94,7 +94,10 @@ cudaError_t mlxn_cu_matmul_id(const cu_node *n, cudaStream_t s);
  * of the next node, an MLX 4-bit M = 1 matmul (mm), as two launches instead
  * of three: the producer quantizes x for the matmul itself. scratch: mm's. */
 bool mlxn_cu_fusable(const cu_node *pre, const cu_node *mm);
-cudaError_t mlxn_cu_launch_fused(const cu_node *pre, const cu_node *mm, void *scratch, cudaStream_t s);
+/* w_const: no node of the graph writes the norm's weight, so the kernel may
+ * read it before it waits on the kernel before it. */
+cudaError_t mlxn_cu_launch_fused(const cu_node *pre, const cu_node *mm, void *scratch, cudaStream_t s,
+                                 bool w_const);
 /* Several independent rope / rope_kv_write / kv_write nodes of decode size
  * (mlxn_cu_groupable) as one launch (at most 4). */
 bool mlxn_cu_groupable(const cu_node *n);

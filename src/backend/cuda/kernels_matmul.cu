@@ -824,10 +824,17 @@ size_t mlxn_cu_matmul_node_scratch(const cu_node *n) {
  * KB from L2, one float4 a thread, kept in shared memory) and sums its
  * squares, so no block waits on another. PRE: 0 rms_norm, 1 add_rms_norm,
  * 2 silu_mul. */
-template <int PRE, int WT>
+template <int PRE, int WT, bool WP>
 __global__ void __launch_bounds__(1024) k_pre_quant64(uint8_t *xg, float *out, float *sum, const float *a,
                                                       const float *b, const void *w, int64_t K, float eps, float *y,
                                                       int64_t N) {
+    /* WP: no kernel of the graph writes w (a model's norm weight), so its
+     * element is loaded before the wait, off the critical path */
+    float wv = 1.0f;
+    if (WP && PRE != 2 && w) {
+        int64_t i0 = ((int64_t)blockIdx.x * 32 + (threadIdx.x >> 5)) * 32 + (threadIdx.x & 31);
+        if (i0 < K) wv = cu_ld<WT>(w, i0);
+    }
     cu_pdl_enter();
     extern __shared__ float4 row4[]; /* norms: the row (a + b), K floats */
     __shared__ float sh[32];
@@ -861,7 +868,7 @@ __global__ void __launch_bounds__(1024) k_pre_quant64(uint8_t *xg, float *out, f
         float xv = row[i];
         if (PRE == 1) sum[i] = xv;
         v = xv * rs;
-        if (w) v *= cu_ld<WT>(w, i);
+        if (w) v *= WP ? wv : cu_ld<WT>(w, i);
     }
     out[i] = v;
     xg_store(xg, bq, lane, v);
@@ -905,7 +912,8 @@ extern "C" bool mlxn_cu_fusable(const cu_node *pre, const cu_node *mm) {
     return true;
 }
 
-extern "C" cudaError_t mlxn_cu_launch_fused(const cu_node *pre, const cu_node *mm, void *scratch, cudaStream_t s) {
+extern "C" cudaError_t mlxn_cu_launch_fused(const cu_node *pre, const cu_node *mm, void *scratch, cudaStream_t s,
+                                            bool w_const) {
     if (!scratch || !mlxn_cu_fusable(pre, mm)) return cudaErrorInvalidValue;
     const cu_tensor *t = pre->t, *m = mm->t;
     int64_t N = m[2].shape[0], K = m[1].cols;
@@ -915,7 +923,7 @@ extern "C" cudaError_t mlxn_cu_launch_fused(const cu_node *pre, const cu_node *m
     float eps = pre->eps;
     size_t smem = pre->op == CU_OP_SILU_MUL ? 0 : (size_t)K * 4;
     if (pre->op == CU_OP_SILU_MUL) {
-        cu_launch(k_pre_quant64<2, MLXN_F32>, grid, 1024, 0, s, xg, (float *)t[0].data, (float *)NULL,
+        cu_launch(k_pre_quant64<2, MLXN_F32, false>, grid, 1024, 0, s, xg, (float *)t[0].data, (float *)NULL,
                   (const float *)t[1].data, (const float *)t[2].data, (const void *)NULL, K, eps, y, N);
     } else {
         bool add = pre->op == CU_OP_ADD_RMS_NORM;
@@ -923,7 +931,11 @@ extern "C" cudaError_t mlxn_cu_launch_fused(const cu_node *pre, const cu_node *m
         float *out = (float *)(add ? t[1].data : t[0].data), *sum = add ? (float *)t[0].data : NULL;
         const float *a = (const float *)(add ? t[2].data : t[1].data), *b = add ? (const float *)t[3].data : NULL;
         int wt = w.data ? w.dtype : MLXN_F32;
-#define PQ(P, W) cu_launch(k_pre_quant64<P, W>, grid, 1024, smem, s, xg, out, sum, a, b, (const void *)w.data, K, eps, y, N)
+#define PQ(P, W)                                                                                                  \
+    (w_const ? cu_launch(k_pre_quant64<P, W, true>, grid, 1024, smem, s, xg, out, sum, a, b, (const void *)w.data, K, \
+                         eps, y, N)                                                                                   \
+             : cu_launch(k_pre_quant64<P, W, false>, grid, 1024, smem, s, xg, out, sum, a, b, (const void *)w.data, K, \
+                         eps, y, N))
         if (add) {
             if (wt == MLXN_F16) PQ(1, MLXN_F16);
             else if (wt == MLXN_BF16) PQ(1, MLXN_BF16);
