@@ -444,9 +444,10 @@ static bool fuse_pair(const mlxn_exec *ex, uint32_t i, bool have_scratch) {
     return mlxn_cu_fusable(&a, &b);
 }
 
-/* Whether no node of ex writes bytes of t (a norm's weight that the fused
- * kernel may then read before its programmatic-launch wait;
- * MLXN_CU_WPRE=0: never). */
+/* Whether no node of ex writes bytes of t: a norm's weight, or rope's
+ * positions and frequency factors, which a kernel may then read before its
+ * programmatic-launch wait (host uploads precede the graph on the stream).
+ * MLXN_CU_WPRE=0: never (measuring). */
 static bool unwritten(const mlxn_exec *ex, const cu_tensor *t) {
     static int on = -1;
     if (on < 0) {
@@ -470,7 +471,12 @@ static bool unwritten(const mlxn_exec *ex, const cu_tensor *t) {
 static mlxn_status launch_group(const mlxn_exec *ex, uint32_t i, uint32_t cnt, cudaStream_t s) {
     cu_node cn[GROUP_MAX];
     for (uint32_t k = 0; k < cnt; k++) to_cu(&ex->nodes[i + k], &cn[k]);
-    cudaError_t e = mlxn_cu_launch_group(cn, (int)cnt, s);
+    bool early = true; /* positions and frequency factors written by no node */
+    for (uint32_t k = 0; k < cnt && early; k++) {
+        if (!unwritten(ex, &cn[k].t[2])) early = false;
+        if (cn[k].op != CU_OP_KV_WRITE && cn[k].t[3].data && !unwritten(ex, &cn[k].t[3])) early = false;
+    }
+    cudaError_t e = mlxn_cu_launch_group(cn, (int)cnt, s, early);
     if (e != cudaSuccess) {
         cudaGetLastError();
         return mlxn_err(MLXN_ERR_DEVICE, "cuda: launching %u rope / kv_write nodes from node %u failed: %s", cnt,

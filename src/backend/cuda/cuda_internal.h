@@ -101,7 +101,9 @@ cudaError_t mlxn_cu_launch_fused(const cu_node *pre, const cu_node *mm, void *sc
 /* Several independent rope / rope_kv_write / kv_write nodes of decode size
  * (mlxn_cu_groupable) as one launch (at most 4). */
 bool mlxn_cu_groupable(const cu_node *n);
-cudaError_t mlxn_cu_launch_group(const cu_node *ns, int cnt, cudaStream_t s);
+/* early: no node of the graph writes the nodes' positions or frequency
+ * factors (they may be read before the kernel waits on the one before). */
+cudaError_t mlxn_cu_launch_group(const cu_node *ns, int cnt, cudaStream_t s, bool early);
 
 cudaError_t mlxn_cu_top_k(const cu_node *n, void *scratch, cudaStream_t s);
 size_t mlxn_cu_top_k_scratch(const cu_node *n);

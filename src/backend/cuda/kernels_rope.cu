@@ -26,10 +26,42 @@ __device__ static double rope_inv_freq(const mlxn_rope_params &p, int i, const f
     return inv;
 }
 
+/* The angle of thread i's pair (rope_one / rope_kv_write_one numbering) at
+ * position ps: cos and sin, in double as the CPU. */
+__device__ __forceinline__ void rope_cs(int64_t ps, int64_t j, const float *ff, const mlxn_rope_params &p, float *cs,
+                                        float *sn) {
+    double ppos = (double)ps;
+    if (p.scaling == MLXN_ROPE_SCALE_LINEAR) ppos /= (double)p.factor;
+    double a = ppos * rope_inv_freq(p, (int)j, ff);
+    *cs = (float)cos(a);
+    *sn = (float)sin(a);
+}
+
+/* What thread i of a rope / rope_kv_write job may compute before its
+ * inputs exist: its position and its pair's angle (pre = NULL in the
+ * kernels that compute them after the wait). */
+struct RopePre {
+    int64_t ps;
+    float cs, sn;
+};
+__device__ __forceinline__ void rope_pre(int64_t i, const int32_t *pos, const float *ff, const mlxn_rope_params &p,
+                                         int64_t T, int64_t H, int64_t D, RopePre *r) {
+    int half = p.n_dims / 2;
+    int64_t per = half + (D - p.n_dims);
+    r->ps = -1;
+    r->cs = 1.0f;
+    r->sn = 0.0f;
+    if (i >= T * H * per) return;
+    int64_t j = i % per, t = (i / per) / H;
+    r->ps = pos[t];
+    if (j < half && r->ps >= 0) rope_cs(r->ps, j, ff, p, &r->cs, &r->sn);
+}
+
 /* One thread per (t, h, j): j < n_dims/2 rotates pair j (both elements, so
  * in-place use is safe); the rest copy the unrotated tail when out != x. */
 __device__ __forceinline__ void rope_one(int64_t i, float *out, const float *x, const int32_t *pos, const float *ff,
-                                         const mlxn_rope_params &p, int64_t T, int64_t H, int64_t D) {
+                                         const mlxn_rope_params &p, int64_t T, int64_t H, int64_t D,
+                                         const RopePre *pre = NULL) {
     int half = p.n_dims / 2;
     int64_t per = half + (D - p.n_dims);
     if (i >= T * H * per) return;
@@ -41,10 +73,9 @@ __device__ __forceinline__ void rope_one(int64_t i, float *out, const float *x, 
         if (o != xr) o[d] = xr[d];
         return;
     }
-    double ppos = pos[t];
-    if (p.scaling == MLXN_ROPE_SCALE_LINEAR) ppos /= (double)p.factor;
-    double a = ppos * rope_inv_freq(p, (int)j, ff);
-    float cs = (float)cos(a), sn = (float)sin(a);
+    float cs, sn;
+    if (pre) cs = pre->cs, sn = pre->sn;
+    else rope_cs(pos[t], j, ff, p, &cs, &sn);
     int64_t i0 = p.mode == MLXN_ROPE_NEOX ? j : 2 * j;
     int64_t i1 = p.mode == MLXN_ROPE_NEOX ? j + half : 2 * j + 1;
     float x0 = xr[i0], x1 = xr[i1];
@@ -56,12 +87,12 @@ __device__ __forceinline__ void rope_one(int64_t i, float *out, const float *x, 
  * straight into the cache [Hkv, C, D] at row positions[t] % C. */
 __device__ __forceinline__ void rope_kv_write_one(int64_t i, void *cache, int cdt, const float *x, const int32_t *pos,
                                                   const float *ff, const mlxn_rope_params &p, int64_t T, int64_t H,
-                                                  int64_t C, int64_t D) {
+                                                  int64_t C, int64_t D, const RopePre *pre = NULL) {
     int half = p.n_dims / 2;
     int64_t per = half + (D - p.n_dims);
     if (i >= T * H * per) return;
     int64_t j = i % per, th = i / per, t = th / H, h = th % H;
-    int64_t ps = pos[t];
+    int64_t ps = pre ? pre->ps : pos[t];
     if (ps < 0) return;
     const float *xr = x + th * D;
     int64_t row = (h * C + ps % C) * D;
@@ -70,10 +101,9 @@ __device__ __forceinline__ void rope_kv_write_one(int64_t i, void *cache, int cd
         cu_st_rt(cache, cdt, row + d, xr[d]);
         return;
     }
-    double ppos = ps;
-    if (p.scaling == MLXN_ROPE_SCALE_LINEAR) ppos /= (double)p.factor;
-    double a = ppos * rope_inv_freq(p, (int)j, ff);
-    float cs = (float)cos(a), sn = (float)sin(a);
+    float cs, sn;
+    if (pre) cs = pre->cs, sn = pre->sn;
+    else rope_cs(ps, j, ff, p, &cs, &sn);
     int64_t i0 = p.mode == MLXN_ROPE_NEOX ? j : 2 * j;
     int64_t i1 = p.mode == MLXN_ROPE_NEOX ? j + half : 2 * j + 1;
     float x0 = xr[i0], x1 = xr[i1];
@@ -133,14 +163,22 @@ struct RopeGroup {
     int n;
 };
 
+/* EARLY: no kernel of the graph writes the positions or the frequency
+ * factors, so each rotating thread reads its position and computes its
+ * angle (double pow, cos, sin) before the wait for q / k, off the critical
+ * path. */
+template <bool EARLY>
 __global__ void __launch_bounds__(128) k_rope_group(RopeGroup g) {
-    cu_pdl_enter();
     int k = 0;
     while (k + 1 < g.n && blockIdx.x >= g.j[k].b1) k++;
     const RopeJob &J = g.j[k];
     int64_t i = (int64_t)(blockIdx.x - J.b0) * blockDim.x + threadIdx.x;
-    if (J.op == CU_OP_ROPE) rope_one(i, (float *)J.out, J.x, J.pos, J.ff, J.p, J.T, J.H, J.D);
-    else if (J.op == CU_OP_ROPE_KV_WRITE) rope_kv_write_one(i, J.out, J.cdt, J.x, J.pos, J.ff, J.p, J.T, J.H, J.C, J.D);
+    RopePre pre;
+    if (EARLY && J.op != CU_OP_KV_WRITE) rope_pre(i, J.pos, J.ff, J.p, J.T, J.H, J.D, &pre);
+    cu_pdl_enter();
+    const RopePre *pp = EARLY ? &pre : NULL;
+    if (J.op == CU_OP_ROPE) rope_one(i, (float *)J.out, J.x, J.pos, J.ff, J.p, J.T, J.H, J.D, pp);
+    else if (J.op == CU_OP_ROPE_KV_WRITE) rope_kv_write_one(i, J.out, J.cdt, J.x, J.pos, J.ff, J.p, J.T, J.H, J.C, J.D, pp);
     else kv_write_one(i, J.out, J.cdt, J.x, J.pos, J.T, J.H, J.C, J.D);
 }
 
@@ -158,7 +196,7 @@ extern "C" bool mlxn_cu_groupable(const cu_node *n) {
     return th > 0 && th <= 65536; /* decode-sized */
 }
 
-extern "C" cudaError_t mlxn_cu_launch_group(const cu_node *ns, int cnt, cudaStream_t s) {
+extern "C" cudaError_t mlxn_cu_launch_group(const cu_node *ns, int cnt, cudaStream_t s, bool early) {
     if (cnt < 1 || cnt > ROPE_GROUP_MAX) return cudaErrorInvalidValue;
     RopeGroup g;
     memset(&g, 0, sizeof g);
@@ -190,7 +228,8 @@ extern "C" cudaError_t mlxn_cu_launch_group(const cu_node *ns, int cnt, cudaStre
         J.b1 = b;
     }
     g.n = cnt;
-    cu_launch(k_rope_group, b, 128, 0, s, g);
+    if (early) cu_launch(k_rope_group<true>, b, 128, 0, s, g);
+    else cu_launch(k_rope_group<false>, b, 128, 0, s, g);
     CU_LAUNCH_CHECK();
     return cudaSuccess;
 }
