@@ -318,9 +318,17 @@ static bool cuda_supports(mlxn_device *dev, const mlxn_node *n) {
     return mlxn_cu_supports(&c);
 }
 
-static mlxn_status launch_node(const mlxn_node *n, void *scratch, cudaStream_t s) {
+static bool unwritten(const mlxn_exec *ex, const cu_tensor *t);
+
+/* ex (optional): the graph the node is captured into, for what its kernel
+ * may read before its programmatic-launch wait. */
+static mlxn_status launch_node_in(const mlxn_node *n, void *scratch, cudaStream_t s, const mlxn_exec *ex) {
     cu_node c;
     to_cu(n, &c);
+    if (ex && c.op == CU_OP_ATTENTION) { /* MLXN_CU_ATT_EARLY=0: not (measuring) */
+        const char *ae = getenv("MLXN_CU_ATT_EARLY");
+        c.pos_early = !(ae && *ae == '0') && unwritten(ex, &c.t[4]);
+    }
     cudaError_t e = mlxn_cu_launch(&c, scratch, s);
     if (e != cudaSuccess) {
         cudaGetLastError();
@@ -328,6 +336,9 @@ static mlxn_status launch_node(const mlxn_node *n, void *scratch, cudaStream_t s
                         "cuda: launching %s (node %u) failed: %s", mlxn_op_name(n->op), n->id, cudaGetErrorString(e));
     }
     return MLXN_OK;
+}
+static mlxn_status launch_node(const mlxn_node *n, void *scratch, cudaStream_t s) {
+    return launch_node_in(n, scratch, s, NULL);
 }
 
 static size_t node_scratch(const mlxn_node *n) {
@@ -565,7 +576,7 @@ static mlxn_status capture_lanes(cuda_dev *c, mlxn_exec *ex, cuda_graph_state *g
             for (uint32_t k = 1; k < cnt; k++) lane_of[i + k] = pick;
             i += cnt - 1;
         } else {
-            st = launch_node(&ex->nodes[i], g->scratch ? (char *)g->scratch + off[i] : NULL, ls[pick]);
+            st = launch_node_in(&ex->nodes[i], g->scratch ? (char *)g->scratch + off[i] : NULL, ls[pick], ex);
         }
         if (!st && nl > 1) e = cudaEventRecord(ev[i], ls[pick]);
         lane_of[i] = pick;

@@ -60,6 +60,7 @@ typedef struct cu_node {
     int mid_top_k;        /* matmul_id: experts per token */
     bool mid_x_per_slot;  /* matmul_id: one x row per (token, slot) */
     bool f32_act;         /* matmuls: keep x in f32 (no int8 path) */
+    bool pos_early;       /* attention: no node of the graph writes the positions (read before the wait) */
 } cu_node;
 
 /* Programmatic dependent launch (sm_90+, MLXN_CU_PDL unset or not 0):

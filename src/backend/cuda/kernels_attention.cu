@@ -129,20 +129,37 @@ __global__ void __launch_bounds__(ATT_WARPS * 32) k_attn_split(float *part, cons
  * (M, L, acc) in its shared memory, and block 0 of the cluster merges them
  * through distributed shared memory: one kernel, no scratch. */
 #define ATT_CLUSTER 8
-template <int KT>
+/* EARLY: no node of the graph writes pos, so the block reads it and asks
+ * L2 for its share of the cache rows before it waits for q and the newest
+ * row (a prefetch binds no value: rows the kernel before still writes are
+ * read again after the wait). */
+template <int KT, bool EARLY>
 __global__ void __launch_bounds__(ATT_WARPS * 32) k_attn_cluster(float *o, const float *q, const void *kc, const void *vc,
                                                                  const int32_t *pos, int64_t H, int64_t Hkv, int64_t C,
                                                                  int D, mlxn_attention_params p) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-    cu_pdl_enter();
     namespace cg = cooperative_groups;
     cg::cluster_group cl = cg::this_cluster();
     __shared__ float bm, bl, bacc[ATT_MAXD];
     int64_t th = blockIdx.x;
     int split = (int)cl.block_rank();
     int64_t t = th / H, h = th % H, hk = h / (H / Hkv);
-    int64_t first, pt;
-    attn_range(pos, t, C, p, &first, &pt);
+    int64_t first = 0, pt = 0;
+    if (EARLY) {
+        attn_range(pos, t, C, p, &first, &pt);
+        int64_t n = pt + 1 - first, chunk = (n + ATT_CLUSTER - 1) / ATT_CLUSTER;
+        int64_t lo = first + split * chunk, hi = lo + chunk;
+        if (hi > pt + 1) hi = pt + 1;
+        const int es = KT == MLXN_F32 ? 4 : 2, lines = (int)((D * es + 127) / 128);
+        for (int64_t k = threadIdx.x; k < (hi - lo) * lines * 2; k += blockDim.x) {
+            int64_t r = k / (2 * lines), l = k % lines;
+            const char *base = (const char *)((k / lines) & 1 ? vc : kc);
+            const char *a = base + ((hk * C + (lo + r) % C) * D) * es + 128 * l;
+            asm volatile("prefetch.global.L2 [%0];" ::"l"(a));
+        }
+    }
+    cu_pdl_enter();
+    if (!EARLY) attn_range(pos, t, C, p, &first, &pt);
     int64_t n = pt + 1 - first, chunk = (n + ATT_CLUSTER - 1) / ATT_CLUSTER;
     int64_t lo = first + split * chunk, hi = lo + chunk;
     if (hi > pt + 1) hi = pt + 1;
@@ -714,7 +731,8 @@ cudaError_t mlxn_cu_attention(const cu_node *n, void *scratch, cudaStream_t s) {
         cfg.numAttrs = mlxn_cu_pdl() ? 2 : 1;
         cudaError_t e;
 #define ATC(KT)                                                                                                 \
-    e = cudaLaunchKernelEx(&cfg, k_attn_cluster<KT>, (float *)t[0].data, (const float *)t[1].data, t[2].data, t[3].data, \
+    e = cudaLaunchKernelEx(&cfg, n->pos_early ? k_attn_cluster<KT, true> : k_attn_cluster<KT, false>,                 \
+                           (float *)t[0].data, (const float *)t[1].data, t[2].data, t[3].data,                     \
                            (const int32_t *)t[4].data, H, Hkv, C, (int)D, n->attn)
         if (t[2].dtype == MLXN_F32) ATC(MLXN_F32);
         else if (t[2].dtype == MLXN_F16) ATC(MLXN_F16);
