@@ -89,7 +89,10 @@ static __device__ __forceinline__ float silu_f(float x) { return x / (1.0f + exp
  * the time this one ends (its launch is off the critical path), then
  * waits. The chain stays ordered: a kernel completes only after its wait
  * returned, i.e. after the kernel before it completed. The M = 1 matmuls
- * first issue loads of their weights, which no kernel writes, then wait.
+ * first issue loads of their weights, which no kernel writes, then wait;
+ * so do the norm + quantization kernel (its norm weight), the rope group
+ * (positions, angles) and decode attention (positions, an L2 prefetch of
+ * its cache rows) where the capture finds no node that writes them.
  * Measured on an H100 (bench/RESULTS.md): trigger-first with the one-stream
  * capture 403 tok/s against 385 for wait-first (8B 4-bit decode). */
 static __device__ __forceinline__ void cu_pdl_wait(void) {
