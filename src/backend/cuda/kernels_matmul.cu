@@ -173,8 +173,7 @@ __global__ void k_quant_x(uint4 *xq, const float *x, int64_t nb) {
 
 template <class F>
 __global__ void __launch_bounds__(MMVQ_WARPS * 32, (F::MINB < MMVQ_MAXB ? F::MINB : MMVQ_MAXB)) k_mmvq(F f, float *__restrict__ y, const uint4 *__restrict__ xq,
-                                                          int64_t N, int64_t K, int split_log2) {
-    cu_pdl_enter();
+                                                          int64_t N, int64_t K, int split_log2, int pf) {
     __shared__ float part[MMVQ_WARPS];
     int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     int split = 1 << split_log2, rows = MMVQ_WARPS >> split_log2;
@@ -185,6 +184,11 @@ __global__ void __launch_bounds__(MMVQ_WARPS * 32, (F::MINB < MMVQ_MAXB ? F::MIN
     float acc = 0.0f;
     const int64_t st = 32 * split;
     int64_t u = ks * 32 + lane;
+    if (pf) { /* the lane's first two units asked of L2 before the wait (weights: written by no kernel) */
+        if (u < nu) asm volatile("prefetch.global.L2 [%0];" ::"l"(f.addr(nn, u)));
+        if (u + st < nu) asm volatile("prefetch.global.L2 [%0];" ::"l"(f.addr(nn, u + st)));
+    }
+    cu_pdl_enter();
     if (F::STEP4) {
         /* 4 (then 2) units per step with no branch between them, so all
          * their loads issue before the first result is needed (measured:
@@ -211,6 +215,11 @@ __global__ void __launch_bounds__(MMVQ_WARPS * 32, (F::MINB < MMVQ_MAXB ? F::MIN
     }
 }
 
+/* An environment switch: dflt when unset or empty, else whether it is not 0. */
+static int env_flag(const char *name, int dflt) {
+    const char *e = getenv(name);
+    return e && *e ? *e != '0' : dflt;
+}
 /* Decode through int8 x and __dp4a; scratch holds the quantized x. */
 template <class F>
 static cudaError_t run_mmvq(const F &f, float *y, const float *x, int64_t N, int64_t K, void *scratch,
@@ -224,7 +233,9 @@ static cudaError_t run_mmvq(const F &f, float *y, const float *x, int64_t N, int
      * and >= 2: best or equal for every format and shape; bench/RESULTS.md) */
     int sl = 0;
     while (sl < 3 && ((int64_t)8 << sl) <= per_lane) sl++;
-    cu_launch(k_mmvq<F>, cu_blocks(N, MMVQ_WARPS >> sl), MMVQ_WARPS * 32, 0, s, f, y, xq, N, K, sl);
+    static int pf = -1; /* MLXN_CU_MMVQ_PF=0: no L2 prefetch before the wait (measuring) */
+    if (pf < 0) pf = env_flag("MLXN_CU_MMVQ_PF", 1);
+    cu_launch(k_mmvq<F>, cu_blocks(N, MMVQ_WARPS >> sl), MMVQ_WARPS * 32, 0, s, f, y, xq, N, K, sl, pf);
     CU_LAUNCH_CHECK();
     return cudaSuccess;
 }
@@ -380,10 +391,6 @@ __global__ void __launch_bounds__(256) k_mlx4g(const uint32_t *__restrict__ wq, 
 
 /* MLXN_CU_MLX4=0 takes the generic k_mmvq for MLX 4-bit (for measuring);
  * MLXN_CU_PDL=0 launches k_mlx4g without programmatic dependent launch. */
-static int env_flag(const char *name, int dflt) {
-    const char *e = getenv(name);
-    return e && *e ? *e != '0' : dflt;
-}
 static int mlx4_on(void) {
     static int m = -1;
     if (m < 0) m = env_flag("MLXN_CU_MLX4", 1);

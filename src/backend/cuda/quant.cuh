@@ -58,6 +58,8 @@ struct DecQ4_0 {
     static constexpr int U = 32, QK = 32, BB = 18;
     const uint8_t *w;
     int64_t rb;
+    /* where unit u of row n starts (for prefetching) */
+    __device__ __forceinline__ const void *addr(int64_t n, int64_t u) const { return w + n * rb + (u * U / QK) * BB; }
     __device__ __forceinline__ void decode(int64_t n, int64_t u, float *y) const {
         const uint8_t *b = w + n * rb + u * BB;
         float d = cu_h2f((uint16_t)ld_u16(b));
@@ -75,6 +77,8 @@ struct DecQ4_1 {
     static constexpr int U = 32, QK = 32, BB = 20;
     const uint8_t *w;
     int64_t rb;
+    /* where unit u of row n starts (for prefetching) */
+    __device__ __forceinline__ const void *addr(int64_t n, int64_t u) const { return w + n * rb + (u * U / QK) * BB; }
     __device__ __forceinline__ void decode(int64_t n, int64_t u, float *y) const {
         const uint8_t *b = w + n * rb + u * BB;
         uint32_t dm = *(const uint32_t *)b;
@@ -94,6 +98,8 @@ struct DecQ8_0 {
     static constexpr int U = 32, QK = 32, BB = 34;
     const uint8_t *w;
     int64_t rb;
+    /* where unit u of row n starts (for prefetching) */
+    __device__ __forceinline__ const void *addr(int64_t n, int64_t u) const { return w + n * rb + (u * U / QK) * BB; }
     __device__ __forceinline__ void decode(int64_t n, int64_t u, float *y) const {
         const uint8_t *b = w + n * rb + u * BB;
         float d = cu_h2f((uint16_t)ld_u16(b));
@@ -130,6 +136,9 @@ struct DecQK45 {
     static constexpr int U = 64, QK = 256, BB = Q5 ? 176 : 144;
     const uint8_t *w;
     int64_t rb;
+    __device__ __forceinline__ const void *addr(int64_t n, int64_t u) const {
+        return w + n * rb + (u >> 2) * BB + (Q5 ? 48 : 16) + 32 * (u & 3);
+    }
     __device__ __forceinline__ void decode(int64_t n, int64_t u, float *y) const {
         const uint8_t *b = w + n * rb + (u >> 2) * BB;
         int j = (int)(u & 3);
@@ -175,6 +184,8 @@ struct DecQ6K {
     static constexpr int U = 32, QK = 256, BB = 210;
     const uint8_t *w;
     int64_t rb;
+    /* where unit u of row n starts (for prefetching) */
+    __device__ __forceinline__ const void *addr(int64_t n, int64_t u) const { return w + n * rb + (u * U / QK) * BB; }
     __device__ __forceinline__ void decode(int64_t n, int64_t u, float *y) const {
         const uint8_t *b = w + n * rb + (u >> 3) * BB;
         int s = (int)(u & 7), nh = s >> 2, g = s & 3;
@@ -204,6 +215,7 @@ struct DecMlx {
     const void *scales, *biases;
     int sdt, gshift; /* group size = 1 << gshift (32, 64, 128) */
     int64_t K;
+    __device__ __forceinline__ const void *addr(int64_t n, int64_t u) const { return wq + n * (K * B / 32) + u * B; }
     __device__ __forceinline__ void decode(int64_t n, int64_t u, float *y) const {
         const uint32_t *p = wq + n * (K * B / 32) + u * B;
         uint32_t w[B + 1];
