@@ -719,10 +719,11 @@ static cudaError_t run_mm(const F &f, float *y, const float *x, int64_t M, int64
     return cudaSuccess;
 }
 
-/* q8_0 one-row with 4 units a step, all their loads issued first (H100,
- * bench ops: 3-7 % faster at every shape; q4_0 / q4_1 the same way were
- * slower at the large shapes and in the SmolLM2 GGUF decode, so they keep
- * one unit a step). MLXN_CU_Q8STEP4=0: one unit a step (measuring). */
+/* q8_0 and q6_k one-row with 4 units a step, all their loads issued first
+ * (H100, bench ops: q8_0 1-7 %, q6_k 2-18 % faster; q4_0 / q4_1 the same
+ * way were slower at the large shapes and in the SmolLM2 GGUF decode, q4_k
+ * unchanged, q5_k mixed: they keep one unit a step). MLXN_CU_STEP4=0: one
+ * unit a step (measuring). */
 template <class F>
 struct S4 : F {
     static constexpr bool STEP4 = true;
@@ -730,7 +731,7 @@ struct S4 : F {
 };
 static bool step4(void) {
     static int on = -1;
-    if (on < 0) on = env_flag("MLXN_CU_Q8STEP4", 1);
+    if (on < 0) on = env_flag("MLXN_CU_STEP4", 1);
     return on;
 }
 
@@ -751,7 +752,9 @@ static cudaError_t matmul_raw(float *y, const float *x, const void *w, int wt, i
                            : run_mmvq(QDotQ8_0{{wb, rb}}, y, x, N, K, scratch, s);
         case MLXN_Q4_K: return run_mmvq(QDotQK45<false>{{wb, rb}}, y, x, N, K, scratch, s);
         case MLXN_Q5_K: return run_mmvq(QDotQK45<true>{{wb, rb}}, y, x, N, K, scratch, s);
-        case MLXN_Q6_K: return run_mmvq(QDotQ6K{{wb, rb}}, y, x, N, K, scratch, s);
+        case MLXN_Q6_K:
+            return step4() ? run_mmvq(S4<QDotQ6K>{{{wb, rb}}}, y, x, N, K, scratch, s)
+                           : run_mmvq(QDotQ6K{{wb, rb}}, y, x, N, K, scratch, s);
         default: break;
         }
     }
