@@ -1032,6 +1032,40 @@ TARGET_512 static inline __m512i load_bytes16(const uint8_t *p, int n16) {
 #ifndef PF_STREAM
 #define PF_STREAM 24576
 #endif
+/* The MLX row PF_MLX rows past codes q, scales ps and biases ps (rowb code
+ * bytes and sbb bytes of each a row), asked for into L1: short rows, whose
+ * kernels do not prefetch inside their loop (pf = 0). */
+TARGET_512 ALWAYS_INLINE static inline void mlx_pf_row_ahead(const uint8_t *q, const uint8_t *ps, const uint8_t *pb,
+                                                             size_t rowb, size_t sbb) {
+    const uint8_t *qn = q + PF_MLX * rowb, *sn = ps + PF_MLX * sbb, *bn = pb + PF_MLX * sbb;
+    for (size_t o = 0; o < rowb + 63; o += 64) _mm_prefetch((const char *)(qn + o), _MM_HINT_T0);
+    for (size_t o = 0; o < sbb + 63; o += 64) {
+        _mm_prefetch((const char *)(sn + o), _MM_HINT_T0);
+        _mm_prefetch((const char *)(bn + o), _MM_HINT_T0);
+    }
+}
+
+/* The span of rb (<= 16) blocks from block b0 of MLX row n (scales ps,
+ * biases pb, group = 32 << gsh): its bias term Σ_g b_g·Σx_g added to *accb,
+ * and F[b] = scale(block b0 + b)·dx[b0 + b] returned (lg: block lane ->
+ * group lane). pfs: prefetch distance of the scale streams (0: none). */
+TARGET_512 ALWAYS_INLINE static inline __m512 mlx_span_factors(const mlxn_qmat *w, int64_t n, const dec_scratch *s,
+                                                               const uint8_t *ps, const uint8_t *pb, int64_t b0,
+                                                               int rb, int gsh, size_t pfs, __m512i lg,
+                                                               __m512 *accb) {
+    const int64_t G = w->K / w->group, g0 = b0 >> gsh;
+    const mlxn_dtype t = w->sb_type;
+    const size_t es = t == MLXN_F32 ? 4 : 2;
+    const int ng = rb >> gsh;
+    const bool room = (n * G + g0 + 16) <= w->N * G;
+    PF_AHEAD(ps + (size_t)g0 * es, pfs); /* at most 32 bytes per span */
+    PF_AHEAD(pb + (size_t)g0 * es, pfs);
+    __m512 sc = load_sb(ps + (size_t)g0 * es, t, ng, room);
+    __m512 bi = load_sb(pb + (size_t)g0 * es, t, ng, room);
+    *accb = _mm512_fmadd_ps(bi, _mm512_loadu_ps(s->xgg + g0), *accb);
+    return _mm512_mul_ps(_mm512_permutexvar_ps(lg, sc), _mm512_loadu_ps(s->dx + b0));
+}
+
 TARGET_512 ALWAYS_INLINE static inline __m512 acc_mlx48_512(const mlxn_qmat *w, int64_t n,
                                                       const dec_scratch *s, int bits,
                                                       size_t pf) {
@@ -1055,28 +1089,13 @@ TARGET_512 ALWAYS_INLINE static inline __m512 acc_mlx48_512(const mlxn_qmat *w, 
      * loads; the same prefetches from the row loop, 4 rows at a time or per
      * row through a general helper, were slower (measured). */
     const size_t pfs = pf * (size_t)G * es / (size_t)(K / 8 * bits); /* as many rows ahead */
-    if (!pf && n + PF_MLX < w->N) {
-        const size_t rowb = (size_t)(K / 8 * bits), sbb = (size_t)G * es;
-        const uint8_t *qn = q + PF_MLX * rowb, *sn = ps + PF_MLX * sbb, *bn = pb + PF_MLX * sbb;
-        for (size_t o = 0; o < rowb + 63; o += 64) _mm_prefetch((const char *)(qn + o), _MM_HINT_T0);
-        for (size_t o = 0; o < sbb + 63; o += 64) {
-            _mm_prefetch((const char *)(sn + o), _MM_HINT_T0);
-            _mm_prefetch((const char *)(bn + o), _MM_HINT_T0);
-        }
-    }
+    if (!pf && n + PF_MLX < w->N) mlx_pf_row_ahead(q, ps, pb, (size_t)(K / 8 * bits), (size_t)G * es);
     /* Per span: the 16 factors stay in a register and each step picks its
      * lanes with one permute (a round trip through sbuf cost a failed
      * store-to-load forward per step: ~15% of a K = 576 row). */
     for (int64_t b0 = 0; b0 < nblk; b0 += 16) {
-        const int rb = nblk - b0 < 16 ? (int)(nblk - b0) : 16, ng = rb >> gsh;
-        const int64_t g0 = b0 >> gsh;
-        const bool room = (n * G + g0 + 16) <= w->N * G;
-        PF_AHEAD(ps + (size_t)g0 * es, pfs); /* at most 32 bytes per span */
-        PF_AHEAD(pb + (size_t)g0 * es, pfs);
-        __m512 sc = load_sb(ps + (size_t)g0 * es, t, ng, room);
-        __m512 bi = load_sb(pb + (size_t)g0 * es, t, ng, room);
-        accb = _mm512_fmadd_ps(bi, _mm512_loadu_ps(s->xgg + g0), accb);
-        const __m512 F = _mm512_mul_ps(_mm512_permutexvar_ps(lg, sc), _mm512_loadu_ps(s->dx + b0));
+        const int rb = nblk - b0 < 16 ? (int)(nblk - b0) : 16;
+        const __m512 F = mlx_span_factors(w, n, s, ps, pb, b0, rb, gsh, pfs, lg, &accb);
         const uint8_t *qs = q + (size_t)b0 * bpb;
         const int8_t *xs = s->xq + (size_t)b0 * 32;
         const int nst = (rb + bps - 1) / bps; /* steps in this span; the last may be short */
@@ -1173,25 +1192,10 @@ TARGET_512V __attribute__((noinline)) static __m512 acc_mlxb_512(const mlxn_qmat
     const __m512i lb = _mm512_srli_epi32(iota, 3);   /* dpbusd lane → block of the step */
     __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps(), accb = _mm512_setzero_ps();
     const size_t pfs = pf * (size_t)G * es / rowb;
-    if (!pf && n + PF_MLX < w->N) { /* short rows: the row PF_MLX ahead, all streams */
-        const size_t sbb = (size_t)G * es;
-        const uint8_t *qn = q + PF_MLX * rowb, *sn = ps + PF_MLX * sbb, *bn = pb + PF_MLX * sbb;
-        for (size_t o = 0; o < rowb + 63; o += 64) _mm_prefetch((const char *)(qn + o), _MM_HINT_T0);
-        for (size_t o = 0; o < sbb + 63; o += 64) {
-            _mm_prefetch((const char *)(sn + o), _MM_HINT_T0);
-            _mm_prefetch((const char *)(bn + o), _MM_HINT_T0);
-        }
-    }
+    if (!pf && n + PF_MLX < w->N) mlx_pf_row_ahead(q, ps, pb, rowb, (size_t)G * es); /* short rows */
     for (int64_t b0 = 0; b0 < nblk; b0 += 16) {
-        const int rb = nblk - b0 < 16 ? (int)(nblk - b0) : 16, ng = rb >> gsh;
-        const int64_t g0 = b0 >> gsh;
-        const bool room = (n * G + g0 + 16) <= w->N * G;
-        PF_AHEAD(ps + (size_t)g0 * es, pfs);
-        PF_AHEAD(pb + (size_t)g0 * es, pfs);
-        __m512 sc = load_sb(ps + (size_t)g0 * es, t, ng, room);
-        __m512 bi = load_sb(pb + (size_t)g0 * es, t, ng, room);
-        accb = _mm512_fmadd_ps(bi, _mm512_loadu_ps(s->xgg + g0), accb);
-        const __m512 F = _mm512_mul_ps(_mm512_permutexvar_ps(lg, sc), _mm512_loadu_ps(s->dx + b0));
+        const int rb = nblk - b0 < 16 ? (int)(nblk - b0) : 16;
+        const __m512 F = mlx_span_factors(w, n, s, ps, pb, b0, rb, gsh, pfs, lg, &accb);
         const uint8_t *qs = q + (size_t)b0 * 4 * (size_t)bits;
         const int8_t *xs = s->xq + (size_t)b0 * 32;
         const int nst = (rb + 1) / 2;

@@ -580,10 +580,6 @@ static void attend_tile(const mlxn_tensor *kc, const mlxn_tensor *vc, const mlxn
 }
 
 #if defined(__x86_64__) || defined(__i386__)
-/* attend_tile for AVX-512, D a multiple of 16 and no soft-capping: the
- * same blocks and online softmax, with the dots and updates inline and the
- * exponentials 16 at a time (exp_512). A decode step of SmolLM2 spent ~8%
- * of its time in this loop's calls and scalar expf. */
 /* acc[0 .. 16 NC) += sum_j p[j] v_j for j in [j0, j1): the NC accumulators
  * stay in registers and each p[j] is broadcast once (NC a constant after
  * inlining: D = 64 or 128). */
@@ -602,6 +598,10 @@ __attribute__((target("avx512f"), always_inline)) static inline void pv_512(floa
     for (int c = 0; c < NC; c++) _mm512_storeu_ps(acc + 16 * c, a[c]);
 }
 
+/* attend_tile for AVX-512, D a multiple of 16 and no soft-capping: the
+ * same blocks and online softmax, with the dots and updates inline and the
+ * exponentials 16 at a time (exp_512). A decode step of SmolLM2 spent ~8%
+ * of its time in this loop's calls and scalar expf. */
 __attribute__((target("avx512f"))) static void attend_tile_512(const mlxn_tensor *kc, const mlxn_tensor *vc,
                                                                 const mlxn_attention_params *p, int64_t hk,
                                                                 int64_t from, int64_t to, att_q *qs, int nq,
