@@ -325,10 +325,12 @@ static bool unwritten(const mlxn_exec *ex, const cu_tensor *t);
 static mlxn_status launch_node_in(const mlxn_node *n, void *scratch, cudaStream_t s, const mlxn_exec *ex) {
     cu_node c;
     to_cu(n, &c);
-    if (ex && c.op == CU_OP_ATTENTION) { /* MLXN_CU_ATT_EARLY=0: not (measuring) */
+    static int att_early = -1; /* MLXN_CU_ATT_EARLY=0: not (measuring) */
+    if (att_early < 0) {
         const char *ae = getenv("MLXN_CU_ATT_EARLY");
-        c.pos_early = !(ae && *ae == '0') && unwritten(ex, &c.t[4]);
+        att_early = !(ae && *ae == '0');
     }
+    if (ex && c.op == CU_OP_ATTENTION) c.pos_early = att_early && unwritten(ex, &c.t[4]);
     cudaError_t e = mlxn_cu_launch(&c, scratch, s);
     if (e != cudaSuccess) {
         cudaGetLastError();

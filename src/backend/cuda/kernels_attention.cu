@@ -144,12 +144,13 @@ __global__ void __launch_bounds__(ATT_WARPS * 32) k_attn_cluster(float *o, const
     int64_t th = blockIdx.x;
     int split = (int)cl.block_rank();
     int64_t t = th / H, h = th % H, hk = h / (H / Hkv);
-    int64_t first = 0, pt = 0;
+    if (!EARLY) cu_pdl_enter();
+    int64_t first, pt;
+    attn_range(pos, t, C, p, &first, &pt);
+    int64_t n = pt + 1 - first, chunk = (n + ATT_CLUSTER - 1) / ATT_CLUSTER;
+    int64_t lo = first + split * chunk, hi = lo + chunk;
+    if (hi > pt + 1) hi = pt + 1;
     if (EARLY) {
-        attn_range(pos, t, C, p, &first, &pt);
-        int64_t n = pt + 1 - first, chunk = (n + ATT_CLUSTER - 1) / ATT_CLUSTER;
-        int64_t lo = first + split * chunk, hi = lo + chunk;
-        if (hi > pt + 1) hi = pt + 1;
         const int es = KT == MLXN_F32 ? 4 : 2, lines = (int)((D * es + 127) / 128);
         for (int64_t k = threadIdx.x; k < (hi - lo) * lines * 2; k += blockDim.x) {
             int64_t r = k / (2 * lines), l = k % lines;
@@ -157,12 +158,8 @@ __global__ void __launch_bounds__(ATT_WARPS * 32) k_attn_cluster(float *o, const
             const char *a = base + ((hk * C + (lo + r) % C) * D) * es + 128 * l;
             asm volatile("prefetch.global.L2 [%0];" ::"l"(a));
         }
+        cu_pdl_enter();
     }
-    cu_pdl_enter();
-    if (!EARLY) attn_range(pos, t, C, p, &first, &pt);
-    int64_t n = pt + 1 - first, chunk = (n + ATT_CLUSTER - 1) / ATT_CLUSTER;
-    int64_t lo = first + split * chunk, hi = lo + chunk;
-    if (hi > pt + 1) hi = pt + 1;
     attn_chunk<KT>(&bm, &bl, bacc, q, kc, vc, th, hk, C, D, p, lo, hi);
     cl.sync();
     if (split == 0) {

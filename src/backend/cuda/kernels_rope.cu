@@ -26,8 +26,7 @@ __device__ static double rope_inv_freq(const mlxn_rope_params &p, int i, const f
     return inv;
 }
 
-/* The angle of thread i's pair (rope_one / rope_kv_write_one numbering) at
- * position ps: cos and sin, in double as the CPU. */
+/* cos and sin of the angle of pair j at position ps, in double as the CPU. */
 __device__ __forceinline__ void rope_cs(int64_t ps, int64_t j, const float *ff, const mlxn_rope_params &p, float *cs,
                                         float *sn) {
     double ppos = (double)ps;
