@@ -802,40 +802,52 @@ TARGET_512 static inline __m128i k4_unpack_v(const uint8_t *scales) {
     return _mm_or_si128(lo, hi);
 }
 
+/* q4_k / q5_k, super-block i: its 8 sub-block factors d·sc_j·dx_j
+ * (returned in zmm lanes 0-7); its min term dmin·m_j·Σx_j goes into *accm. */
+TARGET_512 ALWAYS_INLINE static inline __m512 k4_factors(const uint8_t *scales, uint16_t d, uint16_t dmin,
+                                                         const dec_scratch *s, int64_t i, __m256 *accm) {
+    __m128i sm = k4_unpack_v(scales);
+    __m256 sc = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(sm));
+    __m256 mn = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(sm, 8)));
+    __m256 f = _mm256_mul_ps(_mm256_mul_ps(sc, _mm256_set1_ps(h2f_512(d))), _mm256_loadu_ps(s->dx + 8 * i));
+    *accm = _mm256_fmadd_ps(_mm256_mul_ps(mn, _mm256_set1_ps(h2f_512(dmin))), _mm256_loadu_ps(s->xg + 8 * i),
+                            *accm);
+    return _mm512_castps256_ps512(f);
+}
+
+/* q4_k / q5_k: the products of 64-byte load c of a super-block, codes lo
+ * (sub-blocks 4c, 4c+2: zmm lanes 0-7 / 8-15) and hi (4c+1, 4c+3), with x
+ * at xq (the super-block's 256 int8), each scaled by its factor from fz. */
+TARGET_512 ALWAYS_INLINE static inline void k4_accum(__m512i lo, __m512i hi, const int8_t *xq, int c, __m512 fz,
+                                                     __m512 *acc0, __m512 *acc1) {
+    const __m512i i02 = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 2, 2, 2, 2, 2, 2, 2, 2);
+    const __m512i ilo = _mm512_add_epi32(i02, _mm512_set1_epi32(c ? 4 : 0));
+    const __m512i ihi = _mm512_add_epi32(i02, _mm512_set1_epi32(c ? 5 : 1));
+    __m512i xa = _mm512_loadu_si512((const void *)(xq + 128 * c));
+    __m512i xb = _mm512_loadu_si512((const void *)(xq + 128 * c + 64));
+    __m512i pl = _mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, xa);
+    __m512i ph = _mm512_dpbusd_epi32(_mm512_setzero_si512(), hi, xb);
+    *acc0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(pl), _mm512_permutexvar_ps(ilo, fz), *acc0);
+    *acc1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(ph), _mm512_permutexvar_ps(ihi, fz), *acc1);
+}
+
 /* q4_k: x in XL_Q4K layout. Per super-block the 8 sub-block factors
  * d·sc_j·dx_j form one vector; zmm lanes 0-7 / 8-15 of a 64-byte load's
  * products belong to sub-blocks (0,2) [low nibbles] or (1,3) [high]. */
 TARGET_512 static float dot_q4_k_512(const void *wr, const dec_scratch *s, int64_t K, size_t pf) {
     const mlxn_block_q4_k *b = wr;
     const __m512i m4 = _mm512_set1_epi8(0x0F);
-    const __m512i i02 = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 2, 2, 2, 2, 2, 2, 2, 2);
-    const __m512i i13 = _mm512_add_epi32(i02, _mm512_set1_epi32(1));
-    const __m512i i46 = _mm512_add_epi32(i02, _mm512_set1_epi32(4));
-    const __m512i i57 = _mm512_add_epi32(i02, _mm512_set1_epi32(5));
     __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
     __m256 accm = _mm256_setzero_ps();
     for (int64_t i = 0; i < K / 256; i++) {
         PF_AHEAD(b + i, pf); /* 144 bytes per super-block */
         PF_AHEAD((const uint8_t *)(b + i) + 64, pf);
         PF_AHEAD((const uint8_t *)(b + i) + 128, pf);
-        __m128i sm = k4_unpack_v(b[i].scales);
-        __m256 sc = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(sm));
-        __m256 mn = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(sm, 8)));
-        __m256 f = _mm256_mul_ps(_mm256_mul_ps(sc, _mm256_set1_ps(h2f_512(b[i].d))),
-                                 _mm256_loadu_ps(s->dx + 8 * i));
-        accm = _mm256_fmadd_ps(_mm256_mul_ps(mn, _mm256_set1_ps(h2f_512(b[i].dmin))),
-                               _mm256_loadu_ps(s->xg + 8 * i), accm);
-        __m512 fz = _mm512_castps256_ps512(f);
-        const int8_t *xq = s->xq + 256 * i;
+        __m512 fz = k4_factors(b[i].scales, b[i].d, b[i].dmin, s, i, &accm);
         for (int c = 0; c < 2; c++) {
             __m512i v = _mm512_loadu_si512((const void *)(b[i].qs + 64 * c));
             __m512i lo = _mm512_and_si512(v, m4), hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
-            __m512i xa = _mm512_loadu_si512((const void *)(xq + 128 * c));
-            __m512i xb = _mm512_loadu_si512((const void *)(xq + 128 * c + 64));
-            __m512i pl = _mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, xa);
-            __m512i ph = _mm512_dpbusd_epi32(_mm512_setzero_si512(), hi, xb);
-            acc0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(pl), _mm512_permutexvar_ps(c ? i46 : i02, fz), acc0);
-            acc1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(ph), _mm512_permutexvar_ps(c ? i57 : i13, fz), acc1);
+            k4_accum(lo, hi, s->xq + 256 * i, c, fz, &acc0, &acc1);
         }
     }
     return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1)) - hsum256(accm);
@@ -851,10 +863,6 @@ TARGET_512 static float dot_q4_k_512(const void *wr, const dec_scratch *s, int64
 TARGET_512 static float dot_q5_k_512(const void *wr, const dec_scratch *s, int64_t K, size_t pf) {
     const mlxn_block_q5_k *b = wr;
     const __m512i m4 = _mm512_set1_epi8(0x0F), b4 = _mm512_set1_epi8(0x10);
-    const __m512i i02 = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 2, 2, 2, 2, 2, 2, 2, 2);
-    const __m512i i13 = _mm512_add_epi32(i02, _mm512_set1_epi32(1));
-    const __m512i i46 = _mm512_add_epi32(i02, _mm512_set1_epi32(4));
-    const __m512i i57 = _mm512_add_epi32(i02, _mm512_set1_epi32(5));
     /* shift counts per qword: [0-3] first 32 bytes, [4-7] the second */
     const __m512i sl_lo = _mm512_setr_epi64(4, 4, 4, 4, 2, 2, 2, 2); /* c = 0: bits 0, 2 (left) */
     const __m512i sl_hi = _mm512_setr_epi64(3, 3, 3, 3, 1, 1, 1, 1); /*        bits 1, 3 (left) */
@@ -864,28 +872,15 @@ TARGET_512 static float dot_q5_k_512(const void *wr, const dec_scratch *s, int64
     __m256 accm = _mm256_setzero_ps();
     for (int64_t i = 0; i < K / 256; i++) {
         for (int o = 0; o < (int)sizeof *b; o += 64) PF_AHEAD((const uint8_t *)(b + i) + o, pf);
-        __m128i sm = k4_unpack_v(b[i].scales);
-        __m256 sc = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(sm));
-        __m256 mn = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(sm, 8)));
-        __m256 f = _mm256_mul_ps(_mm256_mul_ps(sc, _mm256_set1_ps(h2f_512(b[i].d))),
-                                 _mm256_loadu_ps(s->dx + 8 * i));
-        accm = _mm256_fmadd_ps(_mm256_mul_ps(mn, _mm256_set1_ps(h2f_512(b[i].dmin))),
-                               _mm256_loadu_ps(s->xg + 8 * i), accm);
-        __m512 fz = _mm512_castps256_ps512(f);
+        __m512 fz = k4_factors(b[i].scales, b[i].d, b[i].dmin, s, i, &accm);
         __m512i hv = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)b[i].qh));
-        const int8_t *xq = s->xq + 256 * i;
         for (int c = 0; c < 2; c++) {
             __m512i v = _mm512_loadu_si512((const void *)(b[i].qs + 64 * c));
             __m512i hl = c ? _mm512_srlv_epi64(hv, sr_lo) : _mm512_sllv_epi64(hv, sl_lo);
             __m512i hh = c ? _mm512_srlv_epi64(hv, sr_hi) : _mm512_sllv_epi64(hv, sl_hi);
             __m512i lo = _mm512_ternarylogic_epi32(_mm512_and_si512(v, m4), hl, b4, 0xF8); /* lo | (hl & b4) */
             __m512i hi = _mm512_ternarylogic_epi32(_mm512_and_si512(_mm512_srli_epi16(v, 4), m4), hh, b4, 0xF8);
-            __m512i xa = _mm512_loadu_si512((const void *)(xq + 128 * c));
-            __m512i xb = _mm512_loadu_si512((const void *)(xq + 128 * c + 64));
-            __m512i pl = _mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, xa);
-            __m512i ph = _mm512_dpbusd_epi32(_mm512_setzero_si512(), hi, xb);
-            acc0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(pl), _mm512_permutexvar_ps(c ? i46 : i02, fz), acc0);
-            acc1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(ph), _mm512_permutexvar_ps(c ? i57 : i13, fz), acc1);
+            k4_accum(lo, hi, s->xq + 256 * i, c, fz, &acc0, &acc1);
         }
     }
     return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1)) - hsum256(accm);
