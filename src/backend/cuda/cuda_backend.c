@@ -326,10 +326,7 @@ static mlxn_status launch_node_in(const mlxn_node *n, void *scratch, cudaStream_
     cu_node c;
     to_cu(n, &c);
     static int att_early = -1; /* MLXN_CU_ATT_EARLY=0: not (measuring) */
-    if (att_early < 0) {
-        const char *ae = getenv("MLXN_CU_ATT_EARLY");
-        att_early = !(ae && *ae == '0');
-    }
+    if (att_early < 0) att_early = mlxn_cu_env_flag("MLXN_CU_ATT_EARLY", 1);
     if (ex && c.op == CU_OP_ATTENTION) c.pos_early = att_early && unwritten(ex, &c.t[4]);
     cudaError_t e = mlxn_cu_launch(&c, scratch, s);
     if (e != cudaSuccess) {
@@ -463,10 +460,7 @@ static bool fuse_pair(const mlxn_exec *ex, uint32_t i, bool have_scratch) {
  * MLXN_CU_WPRE=0: never (measuring). */
 static bool unwritten(const mlxn_exec *ex, const cu_tensor *t) {
     static int on = -1;
-    if (on < 0) {
-        const char *e = getenv("MLXN_CU_WPRE");
-        on = !(e && *e == '0');
-    }
+    if (on < 0) on = mlxn_cu_env_flag("MLXN_CU_WPRE", 1);
     if (!on || !t->data) return false;
     const char *a = (const char *)t->data;
     for (uint32_t k = 0; k < ex->n_nodes; k++) {

@@ -16,6 +16,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -32,6 +33,13 @@ enum {
     CU_OP_LOGSUMEXP,
     CU_OP_COUNT
 };
+
+/* A measuring switch from the environment: dflt when unset or empty, else
+ * whether it is not 0. */
+static inline int mlxn_cu_env_flag(const char *name, int dflt) {
+    const char *e = getenv(name);
+    return e && *e ? *e != '0' : dflt;
+}
 
 #define CU_MAX_SLOTS 8
 

@@ -215,11 +215,6 @@ __global__ void __launch_bounds__(MMVQ_WARPS * 32, (F::MINB < MMVQ_MAXB ? F::MIN
     }
 }
 
-/* An environment switch: dflt when unset or empty, else whether it is not 0. */
-static int env_flag(const char *name, int dflt) {
-    const char *e = getenv(name);
-    return e && *e ? *e != '0' : dflt;
-}
 /* Decode through int8 x and __dp4a; scratch holds the quantized x. */
 template <class F>
 static cudaError_t run_mmvq(const F &f, float *y, const float *x, int64_t N, int64_t K, void *scratch,
@@ -234,7 +229,7 @@ static cudaError_t run_mmvq(const F &f, float *y, const float *x, int64_t N, int
     int sl = 0;
     while (sl < 3 && ((int64_t)8 << sl) <= per_lane) sl++;
     static int pf = -1; /* MLXN_CU_MMVQ_PF=0: no L2 prefetch before the wait (measuring) */
-    if (pf < 0) pf = env_flag("MLXN_CU_MMVQ_PF", 1);
+    if (pf < 0) pf = mlxn_cu_env_flag("MLXN_CU_MMVQ_PF", 1);
     cu_launch(k_mmvq<F>, cu_blocks(N, MMVQ_WARPS >> sl), MMVQ_WARPS * 32, 0, s, f, y, xq, N, K, sl, pf);
     CU_LAUNCH_CHECK();
     return cudaSuccess;
@@ -393,7 +388,7 @@ __global__ void __launch_bounds__(256) k_mlx4g(const uint32_t *__restrict__ wq, 
  * MLXN_CU_PDL=0 launches k_mlx4g without programmatic dependent launch. */
 static int mlx4_on(void) {
     static int m = -1;
-    if (m < 0) m = env_flag("MLXN_CU_MLX4", 1);
+    if (m < 0) m = mlxn_cu_env_flag("MLXN_CU_MLX4", 1);
     return m;
 }
 template <int SDT, int R, int D>
@@ -731,7 +726,7 @@ struct S4 : F {
 };
 static bool step4(void) {
     static int on = -1;
-    if (on < 0) on = env_flag("MLXN_CU_STEP4", 1);
+    if (on < 0) on = mlxn_cu_env_flag("MLXN_CU_STEP4", 1);
     return on;
 }
 
