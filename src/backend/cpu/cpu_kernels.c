@@ -580,19 +580,20 @@ static void attend_tile(const mlxn_tensor *kc, const mlxn_tensor *vc, const mlxn
 }
 
 #if defined(__x86_64__) || defined(__i386__)
-/* acc[0 .. 16 NC) += sum_j p[j] v_j for j in [j0, j1): the NC accumulators
- * stay in registers and each p[j] is broadcast once (NC a constant after
- * inlining: D = 64 or 128). */
+/* acc[d0 .. d0 + 16 NC) += sum_j p[j] v_j[d0 ..] for j in [j0, j1): the NC
+ * (<= 8) accumulators stay in registers and each p[j] is broadcast once (NC
+ * a constant after inlining). */
 __attribute__((target("avx512f"), always_inline)) static inline void pv_512(float *acc, const float *pr,
                                                                             const float *const *vr, int64_t j0,
-                                                                            int64_t j1, const int NC) {
+                                                                            int64_t j1, const int NC, int64_t d0) {
     __m512 a[8];
+    acc += d0;
 #pragma GCC unroll 8
     for (int c = 0; c < NC; c++) a[c] = _mm512_loadu_ps(acc + 16 * c);
     for (int64_t j = j0; j < j1; j++) {
         __m512 pj = _mm512_set1_ps(pr[j]);
 #pragma GCC unroll 8
-        for (int c = 0; c < NC; c++) a[c] = _mm512_fmadd_ps(pj, _mm512_loadu_ps(vr[j] + 16 * c), a[c]);
+        for (int c = 0; c < NC; c++) a[c] = _mm512_fmadd_ps(pj, _mm512_loadu_ps(vr[j] + d0 + 16 * c), a[c]);
     }
 #pragma GCC unroll 8
     for (int c = 0; c < NC; c++) _mm512_storeu_ps(acc + 16 * c, a[c]);
@@ -651,15 +652,10 @@ __attribute__((target("avx512f"))) static void attend_tile_512(const mlxn_tensor
                 _mm512_mask_storeu_ps(sc + j, m, e);
             }
             a->sum += _mm512_reduce_add_ps(es);
-            if (D == 64) pv_512(a->acc, sc, vr, j0, j1, 4);
-            else if (D == 128) pv_512(a->acc, sc, vr, j0, j1, 8);
-            else
-                for (int64_t d = 0; d < D; d += 16) {
-                    __m512 acc = _mm512_loadu_ps(a->acc + d);
-                    for (int64_t jj = j0; jj < j1; jj++)
-                        acc = _mm512_fmadd_ps(_mm512_set1_ps(sc[jj]), _mm512_loadu_ps(vr[jj] + d), acc);
-                    _mm512_storeu_ps(a->acc + d, acc);
-                }
+            int64_t d = 0; /* 128 columns at a time, then 64, then 16 */
+            for (; d + 128 <= D; d += 128) pv_512(a->acc, sc, vr, j0, j1, 8, d);
+            if (D - d >= 64) pv_512(a->acc, sc, vr, j0, j1, 4, d), d += 64;
+            for (; d < D; d += 16) pv_512(a->acc, sc, vr, j0, j1, 1, d);
         }
     }
 }
