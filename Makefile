@@ -40,6 +40,7 @@ CLI_OBJ = $(patsubst %.c,$(BUILD)/obj/%.o,$(CLI_SRC))
 TEST_BIN = $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_SRC))
 BENCH_BIN = $(patsubst bench/%.c,$(BUILD)/bench/%,$(BENCH_SRC))
 HDRS = $(wildcard include/*.h src/*/*.h src/*/*/*.h tests/*.h)
+CUHDRS = $(wildcard src/*/*/*.cuh)
 
 .PHONY: all lib test run clean deps fuzz fuzz-run check-asan models
 all: lib $(BUILD)/mlxn
@@ -50,7 +51,7 @@ $(BUILD)/obj/%.o: %.c $(HDRS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -c $< -o $@
 
-$(BUILD)/obj/%.cu.o: %.cu $(HDRS)
+$(BUILD)/obj/%.cu.o: %.cu $(HDRS) $(CUHDRS)
 	@mkdir -p $(dir $@)
 	$(NVCC) $(NVCCFLAGS) -c $< -o $@
 

@@ -277,6 +277,9 @@ typedef struct mlxn_graph_stats {
     uint32_t replays;     /* runs by mlxn_session_replay */
     uint32_t group_hist[MLXN_GROUP_HIST];
     uint64_t record_ns, optimize_ns, submit_ns, wait_ns; /* last run */
+    uint32_t launches;    /* kernels the last graph run launched on the device (CUDA: the
+                           * kernel nodes of its CUDA graph, after the backend's own
+                           * fusions); 0 where the backend does not count (CPU, direct) */
 } mlxn_graph_stats;
 
 /* flags: MLXN_SESSION_*. The session keeps references to every buffer its

@@ -6,7 +6,7 @@ source scripts/gpu-env.sh
 make "${MK[@]}" -j16 build-cuda/mlxn build-cuda/tests/test_cuda_ops build-cuda/tests/test_cuda_model \
   build-cuda/tests/test_synthetic >/tmp/b.log 2>&1 || { tail -30 /tmp/b.log; exit 1; }
 nvidia-smi --query-gpu=name --format=csv,noheader
-./build-cuda/tests/test_cuda_ops > /tmp/ops.log 2>&1; grep -E "FAIL|logsumexp" /tmp/ops.log | head -20; tail -1 /tmp/ops.log
+./build-cuda/tests/test_cuda_ops > /tmp/ops.log 2>&1; grep -E "FAIL|logsumexp|decode layer case" /tmp/ops.log | head -24; tail -1 /tmp/ops.log
 for v in - MLXN_CU_GRAPH=dag MLXN_CU_GRAPH=lanes MLXN_CU_FUSE=0 MLXN_CU_GROUP=0; do
   [ "$v" = - ] && e=() || e=("$v")
   env "${e[@]}" ./build-cuda/tests/test_cuda_model > /tmp/m.log 2>&1; echo "[$v] $(grep -E "FAIL" /tmp/m.log | head -5) $(tail -1 /tmp/m.log)"
@@ -15,7 +15,7 @@ done
 M8=${M8:-synthetic:llama3-8b:q4:g64}
 for r in 1 2; do
   for v in ${VARIANTS:-- MLXN_CU_FUSE=0 MLXN_CU_GRAPH=dag}; do
-    [ "$v" = - ] && e=() || e=("$v")
+    [ "$v" = - ] && e=() || e=(${v//,/ }) # A=1,B=2: both
     echo "== ${e[*]:-default}"
     /usr/bin/time -f "wall %e s" env "${e[@]}" ./build-cuda/mlxn bench -m $M8 --backend cuda -p 512 -n 128 -r 3 2>&1 | grep -E "^pp|^tg|wall|load"
   done

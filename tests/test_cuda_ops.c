@@ -802,6 +802,150 @@ static void test_kv_attention(void) {
     free(x);
 }
 
+/* ---- a decode layer's rope -> attention -> MLX 4-bit matmul chain ----
+ * On one stream (the default capture) the CUDA backend folds the rope of q,
+ * the rope + cache write of k, the cache write of v, the attention and the
+ * int8 quantization of its output into one kernel before the matmul
+ * (cuda_backend.c, launch_rope_att). Recorded once in an optimized session,
+ * replayed at later positions (a ring cache wrapped, a window, soft-capping,
+ * each rope form), against the CPU running the same ops one by one. */
+static int cuda_sm_major(void) {
+    const char *d = strstr(mlxn_device_description(D[1]), "(sm_");
+    return d ? atoi(d + 4) / 10 : 0;
+}
+
+static bool env_clean(void) {
+    const char *v[] = {"MLXN_CU_GRAPH", "MLXN_CU_GROUP", "MLXN_CU_FUSE", "MLXN_CU_ROPEATT", "MLXN_CU_ATTQ",
+                       "MLXN_CU_SKIP", "MLXN_CU_ATT_CLUSTER", "MLXN_CU_MLX4", "MLXN_CUDA_PROFILE"};
+    for (size_t i = 0; i < sizeof v / sizeof v[0]; i++)
+        if (getenv(v[i]) && *getenv(v[i])) return false;
+    return true;
+}
+
+static void test_decode_layer_fusion(void) {
+    struct {
+        int64_t H, Hkv, Dh, C;
+        mlxn_dtype ct;
+        mlxn_rope_params rp;
+        bool ff;
+        int window;
+        float softcap;
+        int32_t pos[3];
+    } cs[] = {
+        {16, 4, 128, 256, MLXN_F16,
+         {.n_dims = 128, .base = 500000, .mode = MLXN_ROPE_NEOX, .scaling = MLXN_ROPE_SCALE_LLAMA3, .factor = 8,
+          .low_freq_factor = 1, .high_freq_factor = 4, .original_max_pos = 8192},
+         false, 0, 0, {5, 6, 300}},
+        {32, 8, 64, 128, MLXN_BF16,
+         {.n_dims = 32, .base = 10000, .mode = MLXN_ROPE_NORMAL, .scaling = MLXN_ROPE_SCALE_LINEAR, .factor = 4},
+         false, 50, 0, {0, 1, 200}},
+        {8, 1, 256, 512, MLXN_F32, {.n_dims = 256, .base = 10000, .mode = MLXN_ROPE_NEOX}, true, 0, 30,
+         {10, 11, 12}},
+        {16, 16, 128, 64, MLXN_F16, {.n_dims = 128, .base = 10000, .mode = MLXN_ROPE_NORMAL}, false, 0, 0,
+         {63, 64, 127}},
+    };
+    int major = cuda_sm_major();
+    for (size_t c = 0; c < sizeof cs / sizeof cs[0]; c++) {
+        int64_t H = cs[c].H, Hkv = cs[c].Hkv, Dh = cs[c].Dh, C = cs[c].C, K = H * Dh, N = 512;
+        int64_t qsh[3] = {1, H, Dh}, ksh[3] = {1, Hkv, Dh}, csh[3] = {Hkv, C, Dh}, o2[2] = {1, K}, ysh[2] = {1, N};
+        int64_t ps[1] = {1}, fsh[1] = {cs[c].rp.n_dims / 2};
+        uint32_t *wq;
+        void *sc, *bs;
+        float *deq;
+        mlx_make(4, 64, MLXN_F16, N, K, &wq, &sc, &bs, &deq);
+        int64_t wsh[2] = {N, K / 8}, ssh[2] = {N, K / 64}, dsh[2] = {N, K};
+        mlxn_buffer *gw = mk1(1, MLXN_U32, 2, wsh, wq), *gsc = mk1(1, MLXN_F16, 2, ssh, sc);
+        mlxn_buffer *gbi = mk1(1, MLXN_F16, 2, ssh, bs), *cw = mk1(0, MLXN_F32, 2, dsh, deq);
+        void *kc0 = rnd(cs[c].ct, (size_t)(Hkv * C * Dh), -1, 1), *vc0 = rnd(cs[c].ct, (size_t)(Hkv * C * Dh), -1, 1);
+        float *ff = rnd(MLXN_F32, (size_t)fsh[0], 1.0f, 4.0f);
+        P kc = pin(cs[c].ct, 3, csh, kc0), vc = pin(cs[c].ct, 3, csh, vc0), pf = pin(MLXN_F32, 1, fsh, ff);
+        P qx = pout(MLXN_F32, 3, qsh), kx = pout(MLXN_F32, 3, ksh), vx = pout(MLXN_F32, 3, ksh);
+        P qo = pout(MLXN_F32, 3, qsh), kt = pout(MLXN_F32, 3, ksh), o = pout(MLXN_F32, 3, qsh);
+        P y = pout(MLXN_F32, 2, ysh), pp = pout(MLXN_I32, 1, ps);
+        mlxn_buffer *ov[2] = {NULL, NULL};
+        for (int dv = 0; dv < 2; dv++) CHECK_OK(mlxn_buffer_view(&ov[dv], o.v[dv], MLXN_F32, 2, o2, 0));
+        mlxn_attention_params ap = {0, cs[c].softcap, cs[c].window};
+        mlxn_mlx_quant q4 = {4, 64};
+        mlxn_session *gs = NULL;
+        CHECK_OK(mlxn_session_create(&gs, D[1], MLXN_MODE_OPTIMIZED, 0));
+        for (int step = 0; step < 3 && gs; step++) {
+            float *a = rnd(MLXN_F32, (size_t)(H * Dh), -1, 1), *b = rnd(MLXN_F32, (size_t)(Hkv * Dh), -1, 1);
+            float *v = rnd(MLXN_F32, (size_t)(Hkv * Dh), -1, 1);
+            for (int dv = 0; dv < 2; dv++) {
+                CHECK_OK(mlxn_buffer_write(qx.v[dv], 0, a, (size_t)(H * Dh) * 4));
+                CHECK_OK(mlxn_buffer_write(kx.v[dv], 0, b, (size_t)(Hkv * Dh) * 4));
+                CHECK_OK(mlxn_buffer_write(vx.v[dv], 0, v, (size_t)(Hkv * Dh) * 4));
+                CHECK_OK(mlxn_buffer_write(pp.v[dv], 0, &cs[c].pos[step], 4));
+            }
+            free(a);
+            free(b);
+            free(v);
+            for (int dv = 0; dv < 2; dv++) {
+                mlxn_session *S = gs;
+                if (dv == 0) CHECK_OK(mlxn_session_create(&S, D[0], MLXN_MODE_DIRECT, 0));
+                if (dv == 1 && step > 0) {
+                    CHECK_OK(mlxn_session_replay(S));
+                    continue;
+                }
+                const mlxn_buffer *f = cs[c].ff ? pf.v[dv] : NULL;
+                CHECK_OK(mlxn_op_rope(S, qo.v[dv], qx.v[dv], pp.v[dv], f, &cs[c].rp));
+                CHECK_OK(mlxn_op_rope(S, kt.v[dv], kx.v[dv], pp.v[dv], f, &cs[c].rp));
+                CHECK_OK(mlxn_op_kv_write(S, kc.v[dv], kt.v[dv], pp.v[dv]));
+                CHECK_OK(mlxn_op_kv_write(S, vc.v[dv], vx.v[dv], pp.v[dv]));
+                CHECK_OK(mlxn_op_attention(S, o.v[dv], qo.v[dv], kc.v[dv], vc.v[dv], pp.v[dv], &ap));
+                if (dv == 0) CHECK_OK(mlxn_op_matmul(S, y.v[0], ov[0], cw));
+                else CHECK_OK(mlxn_op_matmul_mlx(S, y.v[1], ov[1], gw, gsc, gbi, &q4));
+                if (dv == 1) {
+                    CHECK_OK(mlxn_session_mark_output(S, qo.v[1]));
+                    CHECK_OK(mlxn_session_mark_output(S, o.v[1]));
+                }
+                CHECK_OK(mlxn_session_finish(S));
+                if (dv == 0) mlxn_session_destroy(S);
+            }
+            if (gs) CHECK_OK(mlxn_session_wait(gs));
+            char what[112];
+            snprintf(what, sizeof what, "decode layer H=%lld/%lld D=%lld C=%lld %s pos %d", (long long)H,
+                     (long long)Hkv, (long long)Dh, (long long)C, mlxn_dtype_name(cs[c].ct), cs[c].pos[step]);
+            char w2[140];
+            /* rope: angles in double on both sides, each product rounded: 1e-10 */
+            snprintf(w2, sizeof w2, "%s: q", what);
+            cmp(w2, &qo, 1e-10);
+            snprintf(w2, sizeof w2, "%s: k cache", what);
+            cmp(w2, &kc, 1e-10);
+            snprintf(w2, sizeof w2, "%s: v cache", what);
+            cmp(w2, &vc, TOL_EXACT);
+            snprintf(w2, sizeof w2, "%s: attention", what);
+            cmp(w2, &o, TOL_F32);
+            snprintf(w2, sizeof w2, "%s: o-proj", what);
+            cmp(w2, &y, TOL_INT8X);
+        }
+        if (gs) {
+            mlxn_graph_stats st;
+            CHECK_OK(mlxn_session_stats(gs, &st));
+            printf("  decode layer case %zu: %u graph nodes, %u kernel launches a step\n", c, st.nodes, st.launches);
+            /* rope group + attention + x quantization in one kernel, then the matmul */
+            if (major >= 9 && env_clean())
+                CHECK(st.launches == 2, "decode layer case %zu: %u kernel launches, expected 2 (fused)", c,
+                      st.launches);
+            mlxn_session_destroy(gs);
+        }
+        for (int dv = 0; dv < 2; dv++) mlxn_buffer_destroy(ov[dv]);
+        P *all[] = {&kc, &vc, &pf, &qx, &kx, &vx, &qo, &kt, &o, &y, &pp};
+        for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) pfree(all[i]);
+        mlxn_buffer_destroy(gw);
+        mlxn_buffer_destroy(gsc);
+        mlxn_buffer_destroy(gbi);
+        mlxn_buffer_destroy(cw);
+        free(wq);
+        free(sc);
+        free(bs);
+        free(deq);
+        free(kc0);
+        free(vc0);
+        free(ff);
+    }
+}
+
 /* ---- graph: one decode-like layer stack in every mode ---- */
 
 typedef struct gnet {
@@ -1214,6 +1358,7 @@ int main(void) {
     test_rope();
     test_copy_rows();
     test_kv_attention();
+    test_decode_layer_fusion();
     test_graph();
     test_upload();
     test_graph_prefill();

@@ -133,6 +133,7 @@ mlxn_status mlxn_session_record(mlxn_session *s, mlxn_node *n) {
     if (s->n_nodes == 0) {
         s->record_start_ns = mlxn_now_ns();
         s->stats.submissions = 0;
+        s->stats.launches = 0;
     }
     n->id = s->n_nodes;
     if (s->flags & MLXN_SESSION_F32_ACTIVATIONS) n->flags |= MLXN_NODE_F32_ACT;
@@ -209,6 +210,7 @@ static mlxn_status do_submit(mlxn_session *s, bool replay) {
         st = MLXN_OK;
         for (uint32_t i = 0; i < s->n_nodes && !st; i++) st = run_single(s, &s->nodes[i]);
         s->stats.submissions = s->n_nodes;
+        s->stats.launches = 0;
         s->stats.submit_ns = mlxn_now_ns() - t0;
         s->stats.wait_ns = 0;
         if (st) return st;
@@ -226,8 +228,10 @@ static mlxn_status do_submit(mlxn_session *s, bool replay) {
         s->have_graph = true;
         return MLXN_OK;
     }
+    s->exec.launches = 0;
     st = s->dev->be->execute(s->dev, &s->exec, replay);
     s->stats.submissions = 1;
+    s->stats.launches = s->exec.launches;
     s->stats.submit_ns = mlxn_now_ns() - t0;
     if (st) return st;
     s->state = S_SUBMITTED;

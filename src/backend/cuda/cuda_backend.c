@@ -45,6 +45,7 @@ typedef struct cuda_graph_state {
     uint64_t hash;
     void *key; /* the exec's flattened nodes and edges */
     size_t key_len;
+    uint32_t kernels; /* kernel nodes in the graph (child graphs included) */
 } cuda_graph_state;
 
 /* Graph cache: a session that records the same graph every step (batched
@@ -322,12 +323,18 @@ static bool unwritten(const mlxn_exec *ex, const cu_tensor *t);
 
 /* ex (optional): the graph the node is captured into, for what its kernel
  * may read before its programmatic-launch wait. */
+/* An attention node of ex reads its positions before its wait when no node
+ * of ex writes them. MLXN_CU_ATT_EARLY=0: never (measuring). */
+static void set_pos_early(cu_node *c, const mlxn_exec *ex) {
+    static int att_early = -1;
+    if (att_early < 0) att_early = mlxn_cu_env_flag("MLXN_CU_ATT_EARLY", 1);
+    if (ex && c->op == CU_OP_ATTENTION) c->pos_early = att_early && unwritten(ex, &c->t[4]);
+}
+
 static mlxn_status launch_node_in(const mlxn_node *n, void *scratch, cudaStream_t s, const mlxn_exec *ex) {
     cu_node c;
     to_cu(n, &c);
-    static int att_early = -1; /* MLXN_CU_ATT_EARLY=0: not (measuring) */
-    if (att_early < 0) att_early = mlxn_cu_env_flag("MLXN_CU_ATT_EARLY", 1);
-    if (ex && c.op == CU_OP_ATTENTION) c.pos_early = att_early && unwritten(ex, &c.t[4]);
+    set_pos_early(&c, ex);
     cudaError_t e = mlxn_cu_launch(&c, scratch, s);
     if (e != cudaSuccess) {
         cudaGetLastError();
@@ -434,10 +441,10 @@ static uint32_t group_run(const mlxn_exec *ex, uint32_t i) {
     return j > i ? j - i : 1;
 }
 
-/* One-stream capture: whether node i (a one-row norm or silu_mul) and node
- * i + 1 (the MLX 4-bit M = 1 matmul of its output) go out as the fused pair
- * (mlxn_cu_launch_fused). MLXN_CU_FUSE=0 turns this off; so does
- * MLXN_CU_SKIP. */
+/* One-stream capture: whether node i (a one-row norm, silu_mul or decode
+ * attention) and node i + 1 (the MLX 4-bit M = 1 matmul of its output) go
+ * out as the fused pair (mlxn_cu_launch_fused). MLXN_CU_FUSE=0 turns this
+ * off; so does MLXN_CU_SKIP. */
 static bool fuse_pair(const mlxn_exec *ex, uint32_t i, bool have_scratch) {
     static int on = -1;
     if (on < 0) {
@@ -489,6 +496,45 @@ static mlxn_status launch_group(const mlxn_exec *ex, uint32_t i, uint32_t cnt, c
         return mlxn_err(MLXN_ERR_DEVICE, "cuda: launching %u rope / kv_write nodes from node %u failed: %s", cnt,
                         ex->nodes[i].id, cudaGetErrorString(e));
     }
+    return MLXN_OK;
+}
+
+/* One-stream capture: the launch group of cnt nodes from i (rope of q,
+ * rope_kv_write of k, kv_write of v) and the attention right after it as one
+ * kernel (mlxn_cu_launch_rope_attention), with the MLX 4-bit matmul after
+ * that as its fused pair where fuse_pair allows. *taken: nodes launched (0:
+ * the pattern is not there; nothing launched). */
+static mlxn_status launch_rope_att(const mlxn_exec *ex, uint32_t i, uint32_t cnt, const cuda_graph_state *g,
+                                   const size_t *off, cudaStream_t s, uint32_t *taken) {
+    *taken = 0;
+    uint32_t ia = i + cnt;
+    if (cnt < 2 || cnt > GROUP_MAX || ia >= ex->n_nodes) return MLXN_OK;
+    cu_node gn[GROUP_MAX], an;
+    for (uint32_t k = 0; k < cnt; k++) to_cu(&ex->nodes[i + k], &gn[k]);
+    to_cu(&ex->nodes[ia], &an);
+    if (an.op != CU_OP_ATTENTION || !mlxn_cu_rope_attention_ok(gn, (int)cnt, &an)) return MLXN_OK;
+    set_pos_early(&an, ex);
+    for (uint32_t k = 0; k < cnt; k++) /* the frequency factors are read early too */
+        if (gn[k].op != CU_OP_KV_WRITE && gn[k].t[3].data && !unwritten(ex, &gn[k].t[3])) an.pos_early = false;
+    bool pair = fuse_pair(ex, ia, g->scratch != NULL);
+    cu_node mm;
+    uint8_t *xg = NULL;
+    float *y = NULL;
+    int64_t N = 0;
+    if (pair) {
+        to_cu(&ex->nodes[ia + 1], &mm);
+        xg = (uint8_t *)g->scratch + off[ia + 1];
+        y = (float *)mm.t[0].data;
+        N = mm.t[2].shape[0];
+    }
+    cudaError_t e = mlxn_cu_launch_rope_attention(gn, (int)cnt, &an, xg, y, N, s);
+    if (e == cudaSuccess && pair) e = mlxn_cu_launch_mlx4_ready(&mm, xg, s);
+    if (e != cudaSuccess) {
+        cudaGetLastError();
+        return mlxn_err(MLXN_ERR_DEVICE, "cuda: launching nodes %u..%u (rope, attention%s) as one failed: %s",
+                        ex->nodes[i].id, ex->nodes[ia + pair].id, pair ? ", matmul" : "", cudaGetErrorString(e));
+    }
+    *taken = cnt + 1 + pair;
     return MLXN_OK;
 }
 
@@ -550,11 +596,17 @@ static mlxn_status capture_lanes(cuda_dev *c, mlxn_exec *ex, cuda_graph_state *g
             if (lane_of[j] != pick) e = cudaStreamWaitEvent(ls[pick], ev[j], 0);
         }
         if (e != cudaSuccess) break;
-        uint32_t cnt = nl == 1 ? group_run(ex, i) : 1;
-        if (nl == 1 && cnt == 1 && fuse_pair(ex, i, g->scratch != NULL)) {
+        uint32_t cnt = nl == 1 ? group_run(ex, i) : 1, took = 0;
+        if (cnt > 1) st = launch_rope_att(ex, i, cnt, g, off, ls[pick], &took);
+        if (st) break;
+        if (took) {
+            for (uint32_t k = 1; k < took; k++) lane_of[i + k] = pick;
+            i += took - 1;
+        } else if (nl == 1 && cnt == 1 && fuse_pair(ex, i, g->scratch != NULL)) {
             cu_node pm[2];
             to_cu(&ex->nodes[i], &pm[0]);
             to_cu(&ex->nodes[i + 1], &pm[1]);
+            set_pos_early(&pm[0], ex);
             const cu_tensor *nw = pm[0].op == CU_OP_RMS_NORM        ? &pm[0].t[2]
                                   : pm[0].op == CU_OP_ADD_RMS_NORM ? &pm[0].t[4]
                                                                    : NULL;
@@ -680,6 +732,27 @@ done:
     return st;
 }
 
+/* Kernel nodes of a graph, those of child graphs included (0 on error). */
+static uint32_t count_kernels(cudaGraph_t graph) {
+    size_t n = 0;
+    if (cudaGraphGetNodes(graph, NULL, &n) != cudaSuccess || n == 0) return 0;
+    cudaGraphNode_t *nodes = mlxn_calloc(n, sizeof *nodes);
+    uint32_t k = 0;
+    if (nodes && cudaGraphGetNodes(graph, nodes, &n) == cudaSuccess) {
+        for (size_t i = 0; i < n; i++) {
+            enum cudaGraphNodeType t;
+            cudaGraph_t child;
+            if (cudaGraphNodeGetType(nodes[i], &t) != cudaSuccess) continue;
+            if (t == cudaGraphNodeTypeKernel) k++;
+            else if (t == cudaGraphNodeTypeGraph && cudaGraphChildGraphNodeGetGraph(nodes[i], &child) == cudaSuccess)
+                k += count_kernels(child);
+        }
+    }
+    cudaGetLastError();
+    mlxn_free(nodes);
+    return k;
+}
+
 static mlxn_status build_graph(cuda_dev *c, mlxn_exec *ex, cuda_graph_state **out) {
     *out = NULL;
     cuda_graph_state *g = mlxn_calloc(1, sizeof *g);
@@ -723,6 +796,7 @@ static mlxn_status build_graph(cuda_dev *c, mlxn_exec *ex, cuda_graph_state **ou
     if (!st) {
         cudaError_t e = cudaGraphInstantiate(&g->exec, g->graph, 0);
         if (e != cudaSuccess) st = cu_fail(e, "cudaGraphInstantiate");
+        g->kernels = count_kernels(g->graph);
     }
 done:
     mlxn_free(gn);
@@ -883,7 +957,9 @@ static mlxn_status cuda_execute(mlxn_device *dev, mlxn_exec *ex, bool replay) {
     cuda_dev *c = dev->impl;
     CU_TRY(cudaSetDevice(c->ordinal));
     if (ex->n_nodes == 0) return MLXN_OK;
+    ex->launches = 0;
     if (replay && ex->backend_state) {
+        ex->launches = ((cuda_graph_state *)ex->backend_state)->kernels;
         if (prof_on()) return prof_replay(c, ex, ex->backend_state);
         CU_TRY(cudaGraphLaunch(((cuda_graph_state *)ex->backend_state)->exec, c->stream));
         return MLXN_OK;
@@ -923,6 +999,7 @@ static mlxn_status cuda_execute(mlxn_device *dev, mlxn_exec *ex, bool replay) {
         cache_put(c, g);
     }
     ex->backend_state = g;
+    ex->launches = g->kernels;
     if (prof_on()) return prof_replay(c, ex, g);
     CU_TRY(cudaGraphLaunch(g->exec, c->stream));
     return MLXN_OK;

@@ -78,6 +78,35 @@ static __device__ __forceinline__ float cu_block_max(float v, float *sh) {
     return cu_warp_max(v);
 }
 
+/* A warp's 32 values (one a lane) as int8 with one scale: d = amax / 127,
+ * the lane's code rint(v / d) (0 when all are 0). */
+static __device__ __forceinline__ int quant_lane(float v, float *d) {
+    *d = cu_warp_max(fabsf(v)) / 127.0f;
+    return *d > 0 ? (int)rintf(v / *d) : 0;
+}
+
+#define XG_BYTES 80
+
+/* The int8 x of the MLX 4-bit decode matmul (k_mlx4g, kernels_matmul.cu,
+ * where the layout is described): XG_BYTES per 64 elements. Lane `lane` of
+ * the warp that quantizes 32-element block b stores its int8, and lane 0 the
+ * block's scale and scale x sum. Every lane of the warp must call it. */
+static __device__ __forceinline__ void xg_store(uint8_t *xg, int64_t b, int lane, float v) {
+    float d;
+    int q = quant_lane(v, &d);
+    int sm = q;
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) sm += __shfl_xor_sync(0xffffffffu, sm, o);
+    uint8_t *g = xg + (b >> 1) * XG_BYTES;
+    int h = (int)(b & 1), j = lane & 7;
+    g[h * 32 + (lane & ~7) + (j & 1) * 4 + (j >> 1)] = (uint8_t)(int8_t)q;
+    if (lane == 0) {
+        float *f = (float *)(g + 64);
+        f[h] = d;
+        f[2 + h] = d * (float)sm;
+    }
+}
+
 static __device__ __forceinline__ float silu_f(float x) { return x / (1.0f + expf(-x)); }
 
 /* Programmatic dependent launch. cu_pdl_wait blocks until the kernel before

@@ -13,9 +13,11 @@
  * kernels (k_attn_prefill for D <= 128, else split-KV).
  */
 #include "backend/cuda/cuda_common.cuh"
+#include "backend/cuda/rope.cuh"
 
 #include <cooperative_groups.h>
 #include <limits.h>
+#include <string.h>
 
 #define ATT_WARPS 4
 #define ATT_MAXD 256 /* head dim limit: 8 values per lane */
@@ -28,15 +30,18 @@ static int att_splits(int64_t C) {
 /* One block's share [lo, hi) of the cache positions of (token, head) th:
  * each warp an online softmax over every ATT_WARPS-th position (lanes over
  * D), then the warps combined into (M, L, acc[D]) at *bm, *bl, bacc (global
- * or shared memory). */
+ * or shared memory). qr: the head's q row. Position pnew (the newest, the
+ * last of the range; -1: none) takes its K and V rows from kn, vn instead of
+ * the cache (the values the cache gets, already rounded to its dtype): the
+ * same warp visits it last either way, so the sums come out the same. */
 template <int KT>
-__device__ __forceinline__ void attn_chunk(float *bm, float *bl, float *bacc, const float *q, const void *kc,
-                                           const void *vc, int64_t th, int64_t hk, int64_t C, int D,
-                                           const mlxn_attention_params &p, int64_t lo, int64_t hi) {
+__device__ __forceinline__ void attn_chunk(float *bm, float *bl, float *bacc, const float *qr, const void *kc,
+                                           const void *vc, int64_t hk, int64_t C, int D,
+                                           const mlxn_attention_params &p, int64_t lo, int64_t hi,
+                                           int64_t pnew = -1, const float *kn = NULL, const float *vn = NULL) {
     constexpr int DPL = ATT_MAXD / 32;
     int lane = threadIdx.x & 31, w = threadIdx.x >> 5;
     float qv[DPL], acc[DPL];
-    const float *qr = q + th * D;
 #pragma unroll
     for (int i = 0; i < DPL; i++) {
         int d = lane + 32 * i;
@@ -44,14 +49,12 @@ __device__ __forceinline__ void attn_chunk(float *bm, float *bl, float *bacc, co
         acc[i] = 0.0f;
     }
     float mx = -INFINITY, sum = 0.0f;
-#pragma unroll 2
-    for (int64_t pp = lo + w; pp < hi; pp += ATT_WARPS) {
-        int64_t base = (hk * C + pp % C) * D;
+    auto visit = [&](const float *kf, const float *vf, int64_t base) {
         float s = 0.0f;
 #pragma unroll
         for (int i = 0; i < DPL; i++) {
             int d = lane + 32 * i;
-            if (d < D) s = fmaf(qv[i], cu_ld<KT>(kc, base + d), s);
+            if (d < D) s = fmaf(qv[i], kf ? kf[d] : cu_ld<KT>(kc, base + d), s);
         }
         s = cu_warp_sum(s) * p.scale;
         if (p.softcap > 0) s = tanhf(s / p.softcap) * p.softcap;
@@ -61,12 +64,17 @@ __device__ __forceinline__ void attn_chunk(float *bm, float *bl, float *bacc, co
 #pragma unroll
         for (int i = 0; i < DPL; i++) {
             int d = lane + 32 * i;
-            float v = d < D ? cu_ld<KT>(vc, base + d) : 0.0f;
+            float v = d < D ? (vf ? vf[d] : cu_ld<KT>(vc, base + d)) : 0.0f;
             acc[i] = acc[i] * corr + e * v;
         }
         sum = sum * corr + e;
         mx = mn;
-    }
+    };
+    bool own = pnew >= lo && pnew < hi;
+    int64_t end = own ? pnew : hi;
+#pragma unroll 2
+    for (int64_t pp = lo + w; pp < end; pp += ATT_WARPS) visit(NULL, NULL, (hk * C + pp % C) * D);
+    if (own && (pnew - lo) % ATT_WARPS == w) visit(kn, vn, 0);
 
     __shared__ float sm[ATT_WARPS], ss[ATT_WARPS], sacc[ATT_WARPS][ATT_MAXD];
     if (lane == 0) {
@@ -120,7 +128,7 @@ __global__ void __launch_bounds__(ATT_WARPS * 32) k_attn_split(float *part, cons
     int64_t lo = first + split * chunk, hi = lo + chunk;
     if (hi > pt + 1) hi = pt + 1;
     float *out = part + (th * nsplit + split) * (int64_t)(D + 2);
-    attn_chunk<KT>(&out[0], &out[1], out + 2, q, kc, vc, th, hk, C, D, p, lo, hi);
+    attn_chunk<KT>(&out[0], &out[1], out + 2, q + th * D, kc, vc, hk, C, D, p, lo, hi);
 }
 
 /* Decode on sm_90: the ATT_CLUSTER blocks of (token, head) form a thread
@@ -129,56 +137,117 @@ __global__ void __launch_bounds__(ATT_WARPS * 32) k_attn_split(float *part, cons
  * (M, L, acc) in its shared memory, and block 0 of the cluster merges them
  * through distributed shared memory: one kernel, no scratch. */
 #define ATT_CLUSTER 8
-/* EARLY: no node of the graph writes pos, so the block reads it and asks
- * L2 for its share of the cache rows before it waits for q and the newest
- * row (a prefetch binds no value: rows the kernel before still writes are
- * read again after the wait). */
-template <int KT, bool EARLY>
-__global__ void __launch_bounds__(ATT_WARPS * 32) k_attn_cluster(float *o, const float *q, const void *kc, const void *vc,
+/* EARLY: no node of the graph writes pos (nor the rope frequency factors),
+ * so the block reads it, computes its rope angles (ROPE) and asks L2 for its
+ * share of the cache rows before it waits for q and the newest row (a
+ * prefetch binds no value: rows the kernel before still writes are read
+ * again after the wait).
+ * XQ: the next node is an MLX 4-bit one-row matmul of o
+ * (mlxn_cu_launch_attention_quant): the merging blocks also write o as its
+ * int8 x (xg, as k_quant_x64 does) and every block zeroes part of its
+ * output y [N], so the matmul needs no quantization launch of its own.
+ * ROPE: the decode layer's rope of q, rope + cache write of k and cache
+ * write of v run here too (mlxn_cu_launch_rope_attention), instead of a
+ * launch of their own before: every block rotates its head's q (r.qx) and
+ * its KV head's new k (r.kx) itself, rounds the new k and v rows to the
+ * cache dtype and takes them from shared memory for the newest position;
+ * block 0 of each cluster writes the rotated q (r.qo, rope's output), and
+ * block 0 of the first q head of each KV head writes the new cache rows.
+ * Nothing in the kernel reads those bytes (the visible range holds the
+ * newest position's slot once), so no block waits for another's writes.
+ * Each pair's frequency (a double pow) comes from the host in r.inv; only
+ * the angle's sincos runs here, after the L2 prefetch is issued. Measured
+ * on an H100 (bench/RESULTS.md): the per-block pow and the prefetch issued
+ * after the angles each cost more than the launch this saves. */
+struct RopeAtt {
+    const float *qx, *kx, *vx; /* rope's input q [H, D]; new k (unrotated), v [Hkv, D] */
+    float *qo;                 /* rope's output: the attention's q */
+    const float *ff;           /* frequency factors or NULL */
+    mlxn_rope_params p;
+    double inv[ATT_MAXD / 2];  /* each pair's frequency, rope_inv_freq on the host without ff */
+};
+template <int KT, bool EARLY, bool XQ, bool ROPE>
+__global__ void __launch_bounds__(ATT_WARPS * 32) k_attn_cluster(float *o, const float *q, void *kc, void *vc,
                                                                  const int32_t *pos, int64_t H, int64_t Hkv, int64_t C,
-                                                                 int D, mlxn_attention_params p) {
+                                                                 int D, mlxn_attention_params p, uint8_t *xg, float *y,
+                                                                 int64_t N, RopeAtt r) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
     namespace cg = cooperative_groups;
     cg::cluster_group cl = cg::this_cluster();
     __shared__ float bm, bl, bacc[ATT_MAXD];
+    __shared__ float qs[ROPE ? ATT_MAXD : 1], kn[ROPE ? ATT_MAXD : 1], vn[ROPE ? ATT_MAXD : 1];
+    __shared__ float rc[ROPE ? ATT_MAXD / 2 : 1], rs[ROPE ? ATT_MAXD / 2 : 1];
     int64_t th = blockIdx.x;
     int split = (int)cl.block_rank();
-    int64_t t = th / H, h = th % H, hk = h / (H / Hkv);
+    int64_t t = th / H, h = th % H, G = H / Hkv, hk = h / G;
     if (!EARLY) cu_pdl_enter();
     int64_t first, pt;
     attn_range(pos, t, C, p, &first, &pt);
     int64_t n = pt + 1 - first, chunk = (n + ATT_CLUSTER - 1) / ATT_CLUSTER;
     int64_t lo = first + split * chunk, hi = lo + chunk;
     if (hi > pt + 1) hi = pt + 1;
-    if (EARLY) {
+    if (EARLY) { /* the prefetch first: with ROPE the rows are needed soon after the wait */
         const int es = KT == MLXN_F32 ? 4 : 2, lines = (int)((D * es + 127) / 128);
         for (int64_t k = threadIdx.x; k < (hi - lo) * lines * 2; k += blockDim.x) {
-            int64_t r = k / (2 * lines), l = k % lines;
+            int64_t rr = k / (2 * lines), l = k % lines;
             const char *base = (const char *)((k / lines) & 1 ? vc : kc);
-            const char *a = base + ((hk * C + (lo + r) % C) * D) * es + 128 * l;
+            const char *a = base + ((hk * C + (lo + rr) % C) * D) * es + 128 * l;
             asm volatile("prefetch.global.L2 [%0];" ::"l"(a));
         }
-        cu_pdl_enter();
     }
-    attn_chunk<KT>(&bm, &bl, bacc, q, kc, vc, th, hk, C, D, p, lo, hi);
-    cl.sync();
+    if (ROPE)
+        for (int j = threadIdx.x; j < r.p.n_dims / 2; j += blockDim.x)
+            rope_cs_inv(pt, r.inv[j], j, r.ff, r.p, &rc[j], &rs[j]);
+    if (EARLY) cu_pdl_enter();
+    if (ROPE) {
+        __syncthreads(); /* the angles */
+        bool writer = split == 0 && h % G == 0 && pt >= 0;
+        int64_t row = (hk * C + (pt >= 0 ? pt % C : 0)) * D;
+        for (int d = threadIdx.x; d < D; d += blockDim.x) {
+            int j = rope_pair(r.p, d);
+            float cs = j >= 0 ? rc[j] : 1.0f, sn = j >= 0 ? rs[j] : 0.0f;
+            qs[d] = rope_elem(r.p, r.qx + h * D, d, cs, sn);
+            float kv = rope_elem(r.p, r.kx + hk * D, d, cs, sn), vv = r.vx[hk * D + d];
+            if (writer) {
+                cu_st_rt(kc, KT, row + d, kv);
+                cu_st_rt(vc, KT, row + d, vv);
+            }
+            uint32_t tk = 0, tv = 0; /* the values as the cache holds them */
+            cu_st_rt(&tk, KT, 0, kv);
+            cu_st_rt(&tv, KT, 0, vv);
+            kn[d] = cu_ld<KT>(&tk, 0);
+            vn[d] = cu_ld<KT>(&tv, 0);
+        }
+        __syncthreads();
+        attn_chunk<KT>(&bm, &bl, bacc, qs, kc, vc, hk, C, D, p, lo, hi, pt, kn, vn);
+    } else {
+        attn_chunk<KT>(&bm, &bl, bacc, q + th * D, kc, vc, hk, C, D, p, lo, hi);
+    }
+    if (XQ) /* after the wait: every kernel before has finished with y's bytes */
+        for (int64_t i = ((int64_t)blockIdx.x * ATT_CLUSTER + split) * blockDim.x + threadIdx.x; i < N;
+             i += (int64_t)gridDim.x * ATT_CLUSTER * blockDim.x)
+            y[i] = 0.0f;
+    cl.sync(); /* also: every block of the head has read r.qx (rope in place) */
     if (split == 0) {
+        if (ROPE)
+            for (int d = threadIdx.x; d < D; d += blockDim.x) r.qo[h * D + d] = qs[d];
         float ms[ATT_CLUSTER], M = -INFINITY, L = 0.0f;
 #pragma unroll
-        for (int r = 0; r < ATT_CLUSTER; r++) {
-            ms[r] = *cl.map_shared_rank(&bm, r);
-            M = fmaxf(M, ms[r]);
+        for (int k = 0; k < ATT_CLUSTER; k++) {
+            ms[k] = *cl.map_shared_rank(&bm, k);
+            M = fmaxf(M, ms[k]);
         }
 #pragma unroll
-        for (int r = 0; r < ATT_CLUSTER; r++)
-            if (ms[r] != -INFINITY) L += *cl.map_shared_rank(&bl, r) * expf(ms[r] - M);
+        for (int k = 0; k < ATT_CLUSTER; k++)
+            if (ms[k] != -INFINITY) L += *cl.map_shared_rank(&bl, k) * expf(ms[k] - M);
         float inv = L > 0 ? 1.0f / L : 0.0f;
         for (int d = threadIdx.x; d < D; d += blockDim.x) {
             float a = 0.0f;
 #pragma unroll
-            for (int r = 0; r < ATT_CLUSTER; r++)
-                if (ms[r] != -INFINITY) a += cl.map_shared_rank(bacc, r)[d] * expf(ms[r] - M);
+            for (int k = 0; k < ATT_CLUSTER; k++)
+                if (ms[k] != -INFINITY) a += cl.map_shared_rank(bacc, k)[d] * expf(ms[k] - M);
             o[th * D + d] = a * inv;
+            if (XQ) xg_store(xg, (th * D + d) >> 5, d & 31, a * inv); /* D % 32 == 0: whole warps */
         }
     }
     cl.sync(); /* the other blocks' shared memory stays until block 0 has read it */
@@ -682,6 +751,147 @@ static bool cluster_on(void) {
     return on;
 }
 
+template <int KT, bool XQ, bool ROPE>
+static cudaError_t launch_cluster_t(cudaLaunchConfig_t *cfg, bool early, const cu_node *n, uint8_t *xg, float *y,
+                                    int64_t N, const RopeAtt &r) {
+    const cu_tensor *t = n->t;
+    int64_t H = t[1].shape[1], D = t[1].shape[2], Hkv = t[2].shape[0], C = t[2].shape[1];
+    return cudaLaunchKernelEx(cfg, early ? k_attn_cluster<KT, true, XQ, ROPE> : k_attn_cluster<KT, false, XQ, ROPE>,
+                              (float *)t[0].data, (const float *)t[1].data, t[2].data, t[3].data,
+                              (const int32_t *)t[4].data, H, Hkv, C, (int)D, n->attn, xg, y, N, r);
+}
+template <bool XQ, bool ROPE>
+static cudaError_t launch_cluster_kt(cudaLaunchConfig_t *cfg, bool early, const cu_node *n, uint8_t *xg, float *y,
+                                     int64_t N, const RopeAtt &r) {
+    int kt = n->t[2].dtype;
+    return kt == MLXN_F32   ? launch_cluster_t<MLXN_F32, XQ, ROPE>(cfg, early, n, xg, y, N, r)
+           : kt == MLXN_F16 ? launch_cluster_t<MLXN_F16, XQ, ROPE>(cfg, early, n, xg, y, N, r)
+                            : launch_cluster_t<MLXN_BF16, XQ, ROPE>(cfg, early, n, xg, y, N, r);
+}
+
+/* The cluster kernel for node n on s; xg non-NULL: the XQ form; r non-NULL:
+ * the ROPE form (early then also covers its frequency factors). */
+static cudaError_t launch_cluster(const cu_node *n, cudaStream_t s, uint8_t *xg, float *y, int64_t N,
+                                  const RopeAtt *r = NULL) {
+    const cu_tensor *t = n->t;
+    int64_t T = t[1].shape[0], H = t[1].shape[1];
+    cudaLaunchConfig_t cfg = {};
+    cfg.gridDim = dim3((unsigned)(T * H), ATT_CLUSTER);
+    cfg.blockDim = dim3(ATT_WARPS * 32);
+    cfg.stream = s;
+    cudaLaunchAttribute at[2];
+    at[0].id = cudaLaunchAttributeClusterDimension;
+    at[0].val.clusterDim.x = 1;
+    at[0].val.clusterDim.y = ATT_CLUSTER;
+    at[0].val.clusterDim.z = 1;
+    at[1].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    at[1].val.programmaticStreamSerializationAllowed = 1;
+    cfg.attrs = at;
+    cfg.numAttrs = mlxn_cu_pdl() ? 2 : 1;
+    RopeAtt none = {};
+    bool e = n->pos_early;
+    if (r) return xg ? launch_cluster_kt<true, true>(&cfg, e, n, xg, y, N, *r)
+                     : launch_cluster_kt<false, true>(&cfg, e, n, xg, y, N, *r);
+    return xg ? launch_cluster_kt<true, false>(&cfg, e, n, xg, y, N, none)
+              : launch_cluster_kt<false, false>(&cfg, e, n, xg, y, N, none);
+}
+
+static bool same(const cu_tensor &a, const cu_tensor &b) {
+    if (a.data != b.data || a.dtype != b.dtype || a.ndim != b.ndim) return false;
+    for (int k = 0; k < a.ndim; k++)
+        if (a.shape[k] != b.shape[k]) return false;
+    return true;
+}
+static bool overlap(const cu_tensor &p, const cu_tensor &q) {
+    const char *a = (const char *)p.data, *b = (const char *)q.data;
+    return a && b && a < b + q.nbytes && b < a + p.nbytes;
+}
+
+/* Whether the decode attention n may write its output as the int8 x of an
+ * MLX 4-bit one-row matmul (k_attn_cluster's XQ form): one token on the
+ * cluster kernel, head dim a multiple of 32, f32 output. */
+bool mlxn_cu_attention_quantable(const cu_node *n) {
+    const cu_tensor *t = n->t;
+    int64_t T = t[1].shape[0], H = t[1].shape[1], D = t[1].shape[2], Hkv = t[2].shape[0];
+    return n->op == CU_OP_ATTENTION && T == 1 && D % 32 == 0 && D <= ATT_MAXD && Hkv > 0 && H % Hkv == 0 &&
+           t[0].dtype == MLXN_F32 && !fa_takes(n) && cluster_on();
+}
+
+cudaError_t mlxn_cu_launch_attention_quant(const cu_node *n, uint8_t *xg, float *y, int64_t N, cudaStream_t s) {
+    if (!xg || !y || !mlxn_cu_attention_quantable(n)) return cudaErrorInvalidValue;
+    return launch_cluster(n, s, xg, y, N);
+}
+
+/* The group's rope of q, rope_kv_write of k and kv_write of v, each once,
+ * for attention a (one token, the cluster kernel): the same positions, the
+ * same rope for q and k, q's rope writing a's q, the k and v writes a's
+ * caches; no input shares bytes with a cache or with a's output. */
+static bool rope_parts(const cu_node *g, int cnt, const cu_node *a, const cu_node **rq, const cu_node **rk,
+                       const cu_node **wv) {
+    *rq = *rk = *wv = NULL;
+    if (cnt != 3) return false;
+    for (int k = 0; k < cnt; k++) {
+        const cu_node *n = &g[k];
+        const cu_node **slot = n->op == CU_OP_ROPE ? rq : n->op == CU_OP_ROPE_KV_WRITE ? rk : n->op == CU_OP_KV_WRITE ? wv : NULL;
+        if (!slot || *slot) return false;
+        *slot = n;
+    }
+    const cu_tensor *t = a->t;
+    int64_t H = t[1].shape[1], D = t[1].shape[2], Hkv = t[2].shape[0];
+    if (a->op != CU_OP_ATTENTION || t[1].shape[0] != 1 || D > ATT_MAXD || Hkv <= 0 || H % Hkv || fa_takes(a) ||
+        !cluster_on() || t[2].dtype != t[3].dtype || t[0].dtype != MLXN_F32)
+        return false;
+    const cu_node *q = *rq, *k = *rk, *v = *wv;
+    if (!same(q->t[0], t[1]) || q->t[1].dtype != MLXN_F32 || q->t[1].elems != H * D || q->t[1].shape[2] != D)
+        return false;
+    if (!same(k->t[0], t[2]) || !same(v->t[0], t[3])) return false;
+    for (const cu_node *x : {k, v})
+        if (x->t[1].dtype != MLXN_F32 || x->t[1].shape[0] != 1 || x->t[1].shape[1] != Hkv || x->t[1].shape[2] != D)
+            return false;
+    for (const cu_node *x : {q, k, v})
+        if (x->t[2].data != t[4].data) return false;
+    if (memcmp(&q->rope, &k->rope, sizeof q->rope) || q->t[3].data != k->t[3].data) return false;
+    if (q->rope.n_dims < 2 || q->rope.n_dims > D || q->rope.n_dims % 2) return false;
+    const cu_tensor *ins[3] = {&q->t[1], &k->t[1], &v->t[1]};
+    for (int i = 0; i < 3; i++)
+        if (overlap(*ins[i], t[2]) || overlap(*ins[i], t[3]) || overlap(*ins[i], t[0])) return false;
+    if (overlap(t[1], t[2]) || overlap(t[1], t[3]) || overlap(t[1], t[0]) || overlap(t[1], k->t[1]) ||
+        overlap(t[1], v->t[1]))
+        return false; /* q may be rotated in place, but not over anything else */
+    return true;
+}
+
+bool mlxn_cu_rope_attention_ok(const cu_node *g, int cnt, const cu_node *a) {
+    static int on = -1;
+    if (on < 0) on = mlxn_cu_env_flag("MLXN_CU_ROPEATT", 1);
+    const cu_node *rq, *rk, *wv;
+    return on && rope_parts(g, cnt, a, &rq, &rk, &wv);
+}
+
+cudaError_t mlxn_cu_launch_rope_attention(const cu_node *g, int cnt, const cu_node *a, uint8_t *xg, float *y,
+                                          int64_t N, cudaStream_t s) {
+    const cu_node *rq, *rk, *wv;
+    if (!rope_parts(g, cnt, a, &rq, &rk, &wv)) return cudaErrorInvalidValue;
+    if (xg && !mlxn_cu_attention_quantable(a)) return cudaErrorInvalidValue;
+    if (xg) /* y is zeroed while the group's inputs are read */
+        for (int k = 0; k < cnt; k++)
+            for (int i = 0; i < g[k].n_slots; i++) {
+                cu_tensor yt = {};
+                yt.data = y;
+                yt.nbytes = (size_t)N * sizeof(float);
+                if (overlap(yt, g[k].t[i])) return cudaErrorInvalidValue;
+            }
+    RopeAtt r;
+    r.qx = (const float *)rq->t[1].data;
+    r.kx = (const float *)rk->t[1].data;
+    r.vx = (const float *)wv->t[1].data;
+    r.qo = (float *)rq->t[0].data;
+    r.ff = (const float *)rq->t[3].data;
+    r.p = rq->rope;
+    for (int j = 0; j < r.p.n_dims / 2; j++) r.inv[j] = rope_inv_freq(r.p, j, NULL);
+    return launch_cluster(a, s, xg, y, N, &r);
+}
+
 size_t mlxn_cu_attention_scratch(const cu_node *n) {
     if (fa_takes(n)) return 0;
     const cu_tensor *q = &n->t[1];
@@ -712,31 +922,7 @@ cudaError_t mlxn_cu_attention(const cu_node *n, void *scratch, cudaStream_t s) {
         CU_LAUNCH_CHECK();
         return cudaSuccess;
     }
-    if (cluster_on()) {
-        cudaLaunchConfig_t cfg = {};
-        cfg.gridDim = dim3((unsigned)(T * H), ATT_CLUSTER);
-        cfg.blockDim = dim3(ATT_WARPS * 32);
-        cfg.stream = s;
-        cudaLaunchAttribute at[2];
-        at[0].id = cudaLaunchAttributeClusterDimension;
-        at[0].val.clusterDim.x = 1;
-        at[0].val.clusterDim.y = ATT_CLUSTER;
-        at[0].val.clusterDim.z = 1;
-        at[1].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-        at[1].val.programmaticStreamSerializationAllowed = 1;
-        cfg.attrs = at;
-        cfg.numAttrs = mlxn_cu_pdl() ? 2 : 1;
-        cudaError_t e;
-#define ATC(KT)                                                                                                 \
-    e = cudaLaunchKernelEx(&cfg, n->pos_early ? k_attn_cluster<KT, true> : k_attn_cluster<KT, false>,                 \
-                           (float *)t[0].data, (const float *)t[1].data, t[2].data, t[3].data,                     \
-                           (const int32_t *)t[4].data, H, Hkv, C, (int)D, n->attn)
-        if (t[2].dtype == MLXN_F32) ATC(MLXN_F32);
-        else if (t[2].dtype == MLXN_F16) ATC(MLXN_F16);
-        else ATC(MLXN_BF16);
-#undef ATC
-        return e;
-    }
+    if (cluster_on()) return launch_cluster(n, s, NULL, NULL, 0);
     int ns = att_splits(C);
     int64_t chunk = (C + ns - 1) / ns;
     dim3 g((unsigned)(T * H), (unsigned)ns);

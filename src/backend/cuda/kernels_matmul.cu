@@ -128,13 +128,6 @@ static bool try_mmv_s(const F &f, float *y, const float *x, int64_t N, int64_t K
     return true;
 }
 
-/* A warp's 32 values (one a lane) as int8 with one scale: d = amax / 127,
- * the lane's code rint(v / d) (0 when all are 0). */
-static __device__ __forceinline__ int quant_lane(float v, float *d) {
-    *d = cu_warp_max(fabsf(v)) / 127.0f;
-    return *d > 0 ? (int)rintf(v / *d) : 0;
-}
-
 /* x f32 [K] -> int8 blocks of 32 (layout in quant.cuh), one warp a block. */
 __global__ void k_quant_x(uint4 *xq, const float *x, int64_t nb) {
     cu_pdl_enter();
@@ -252,26 +245,6 @@ static cudaError_t run_mmvq(const F &f, float *y, const float *x, int64_t N, int
  * warp and still ~10 % with all loads issued at once; block-balanced ranges
  * with partials in shared memory, 4 items in flight, and L2 prefetch of the
  * next items were all slower. */
-#define XG_BYTES 80
-
-/* Lane `lane` of the warp that quantizes 32-element block b: its int8 into
- * the XG layout below, and (lane 0) the block's scale and scale x sum. */
-static __device__ __forceinline__ void xg_store(uint8_t *xg, int64_t b, int lane, float v) {
-    float d;
-    int q = quant_lane(v, &d);
-    int sm = q;
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) sm += __shfl_xor_sync(0xffffffffu, sm, o);
-    uint8_t *g = xg + (b >> 1) * XG_BYTES;
-    int h = (int)(b & 1), j = lane & 7;
-    g[h * 32 + (lane & ~7) + (j & 1) * 4 + (j >> 1)] = (uint8_t)(int8_t)q;
-    if (lane == 0) {
-        float *f = (float *)(g + 64);
-        f[h] = d;
-        f[2 + h] = d * (float)sm;
-    }
-}
-
 __global__ void k_quant_x64(uint8_t *xg, const float *x, int64_t nb, float *y, int64_t N) {
     cu_pdl_enter();
     for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < N; i += (int64_t)gridDim.x * blockDim.x)
@@ -908,6 +881,14 @@ extern "C" bool mlxn_cu_fusable(const cu_node *pre, const cu_node *mm) {
     int gshift = mm->mlx.group_size == 64 ? 6 : mm->mlx.group_size == 128 ? 7 : -1;
     int64_t N = m[2].shape[0], K = m[1].cols;
     if (gshift < 0 || !mlx4g_takes(gshift, N, K) || mlxn_cu_gemm_node_scratch(mm)) return false;
+    /* the producer zeroes y while its blocks still read their inputs */
+    for (int k = 0; k < pre->n_slots; k++)
+        if (overlaps(m[0], t[k])) return false;
+    if (pre->op == CU_OP_ATTENTION) {
+        static int attq = -1;
+        if (attq < 0) attq = mlxn_cu_env_flag("MLXN_CU_ATTQ", 1);
+        return attq && mlxn_cu_attention_quantable(pre) && m[1].data == t[0].data && t[0].elems == K;
+    }
     const cu_tensor *out, *ins[2] = {NULL, NULL}, *wt = NULL;
     if (pre->op == CU_OP_RMS_NORM) out = &t[0], ins[0] = &t[1], wt = &t[2];
     else if (pre->op == CU_OP_ADD_RMS_NORM) out = &t[1], ins[0] = &t[2], ins[1] = &t[3], wt = &t[4];
@@ -944,7 +925,10 @@ extern "C" cudaError_t mlxn_cu_launch_fused(const cu_node *pre, const cu_node *m
     unsigned grid = cu_blocks(K / 32, 32);
     float eps = pre->eps;
     size_t smem = pre->op == CU_OP_SILU_MUL ? 0 : (size_t)K * 4;
-    if (pre->op == CU_OP_SILU_MUL) {
+    if (pre->op == CU_OP_ATTENTION) {
+        cudaError_t ea = mlxn_cu_launch_attention_quant(pre, xg, y, N, s);
+        if (ea != cudaSuccess) return ea;
+    } else if (pre->op == CU_OP_SILU_MUL) {
         cu_launch(k_pre_quant64<2, MLXN_F32, false>, grid, 1024, 0, s, xg, (float *)t[0].data, (float *)NULL,
                   (const float *)t[1].data, (const float *)t[2].data, (const void *)NULL, K, eps, y, N);
     } else {
@@ -970,6 +954,13 @@ extern "C" cudaError_t mlxn_cu_launch_fused(const cu_node *pre, const cu_node *m
 #undef PQ
     }
     CU_LAUNCH_CHECK();
+    return mlxn_cu_launch_mlx4_ready(mm, scratch, s);
+}
+
+extern "C" cudaError_t mlxn_cu_launch_mlx4_ready(const cu_node *mm, void *scratch, cudaStream_t s) {
+    const cu_tensor *m = mm->t;
+    int64_t N = m[2].shape[0], K = m[1].cols;
+    float *y = (float *)m[0].data;
     int gshift = mm->mlx.group_size == 64 ? 6 : 7;
     const uint32_t *wq = (const uint32_t *)m[2].data;
     cudaError_t e = cudaSuccess;

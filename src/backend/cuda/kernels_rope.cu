@@ -5,36 +5,9 @@
  * Angles in double, as the CPU, so both agree to f32 rounding.
  */
 #include "backend/cuda/cuda_common.cuh"
+#include "backend/cuda/rope.cuh"
 
 #include <string.h>
-
-__device__ static double rope_inv_freq(const mlxn_rope_params &p, int i, const float *ff) {
-    double inv = pow((double)p.base, -2.0 * i / p.n_dims);
-    if (p.scaling == MLXN_ROPE_SCALE_LLAMA3) {
-        double wavelen = 2.0 * M_PI / inv;
-        double lo_wl = p.original_max_pos / (double)p.low_freq_factor;
-        double hi_wl = p.original_max_pos / (double)p.high_freq_factor;
-        if (wavelen > lo_wl) {
-            inv /= (double)p.factor;
-        } else if (wavelen >= hi_wl) {
-            double smooth = (p.original_max_pos / wavelen - (double)p.low_freq_factor) /
-                            (double)(p.high_freq_factor - p.low_freq_factor);
-            inv = (1 - smooth) * inv / (double)p.factor + smooth * inv;
-        }
-    }
-    if (ff) inv /= (double)ff[i];
-    return inv;
-}
-
-/* cos and sin of the angle of pair j at position ps, in double as the CPU. */
-__device__ __forceinline__ void rope_cs(int64_t ps, int64_t j, const float *ff, const mlxn_rope_params &p, float *cs,
-                                        float *sn) {
-    double ppos = (double)ps;
-    if (p.scaling == MLXN_ROPE_SCALE_LINEAR) ppos /= (double)p.factor;
-    double a = ppos * rope_inv_freq(p, (int)j, ff);
-    *cs = (float)cos(a);
-    *sn = (float)sin(a);
-}
 
 /* What thread i of a rope / rope_kv_write job may compute before its
  * inputs exist: its position and its pair's angle (pre = NULL in the
@@ -78,8 +51,8 @@ __device__ __forceinline__ void rope_one(int64_t i, float *out, const float *x, 
     int64_t i0 = p.mode == MLXN_ROPE_NEOX ? j : 2 * j;
     int64_t i1 = p.mode == MLXN_ROPE_NEOX ? j + half : 2 * j + 1;
     float x0 = xr[i0], x1 = xr[i1];
-    o[i0] = x0 * cs - x1 * sn;
-    o[i1] = x0 * sn + x1 * cs;
+    o[i0] = rope_rot0(x0, x1, cs, sn);
+    o[i1] = rope_rot1(x0, x1, cs, sn);
 }
 
 /* Fused rope -> kv_write: as rope_one, each rotated pair (and the tail) goes
@@ -106,8 +79,8 @@ __device__ __forceinline__ void rope_kv_write_one(int64_t i, void *cache, int cd
     int64_t i0 = p.mode == MLXN_ROPE_NEOX ? j : 2 * j;
     int64_t i1 = p.mode == MLXN_ROPE_NEOX ? j + half : 2 * j + 1;
     float x0 = xr[i0], x1 = xr[i1];
-    cu_st_rt(cache, cdt, row + i0, x0 * cs - x1 * sn);
-    cu_st_rt(cache, cdt, row + i1, x0 * sn + x1 * cs);
+    cu_st_rt(cache, cdt, row + i0, rope_rot0(x0, x1, cs, sn));
+    cu_st_rt(cache, cdt, row + i1, rope_rot1(x0, x1, cs, sn));
 }
 
 /* kv_write, one element: cache [Hkv, C, D] at row positions[t] % C;
