@@ -831,31 +831,42 @@ static void test_decode_layer_fusion(void) {
         int window;
         float softcap;
         int32_t pos[3];
+        int wf; /* o-projection weights: 4 / 8 = MLX 4-bit / 8-bit group 64, else a GGML type */
     } cs[] = {
         {16, 4, 128, 256, MLXN_F16,
          {.n_dims = 128, .base = 500000, .mode = MLXN_ROPE_NEOX, .scaling = MLXN_ROPE_SCALE_LLAMA3, .factor = 8,
           .low_freq_factor = 1, .high_freq_factor = 4, .original_max_pos = 8192},
-         false, 0, 0, {5, 6, 300}},
+         false, 0, 0, {5, 6, 300}, 4},
         {32, 8, 64, 128, MLXN_BF16,
          {.n_dims = 32, .base = 10000, .mode = MLXN_ROPE_NORMAL, .scaling = MLXN_ROPE_SCALE_LINEAR, .factor = 4},
-         false, 50, 0, {0, 1, 200}},
+         false, 50, 0, {0, 1, 200}, MLXN_Q4_0},
         {8, 1, 256, 512, MLXN_F32, {.n_dims = 256, .base = 10000, .mode = MLXN_ROPE_NEOX}, true, 0, 30,
-         {10, 11, 12}},
+         {10, 11, 12}, 8},
         {16, 16, 128, 64, MLXN_F16, {.n_dims = 128, .base = 10000, .mode = MLXN_ROPE_NORMAL}, false, 0, 0,
-         {63, 64, 127}},
+         {63, 64, 127}, MLXN_Q6_K},
     };
     int major = cuda_sm_major();
     for (size_t c = 0; c < sizeof cs / sizeof cs[0]; c++) {
         int64_t H = cs[c].H, Hkv = cs[c].Hkv, Dh = cs[c].Dh, C = cs[c].C, K = H * Dh, N = 512;
         int64_t qsh[3] = {1, H, Dh}, ksh[3] = {1, Hkv, Dh}, csh[3] = {Hkv, C, Dh}, o2[2] = {1, K}, ysh[2] = {1, N};
         int64_t ps[1] = {1}, fsh[1] = {cs[c].rp.n_dims / 2};
-        uint32_t *wq;
-        void *sc, *bs;
-        float *deq;
-        mlx_make(4, 64, MLXN_F16, N, K, &wq, &sc, &bs, &deq);
-        int64_t wsh[2] = {N, K / 8}, ssh[2] = {N, K / 64}, dsh[2] = {N, K};
-        mlxn_buffer *gw = mk1(1, MLXN_U32, 2, wsh, wq), *gsc = mk1(1, MLXN_F16, 2, ssh, sc);
-        mlxn_buffer *gbi = mk1(1, MLXN_F16, 2, ssh, bs), *cw = mk1(0, MLXN_F32, 2, dsh, deq);
+        uint32_t *wq = NULL;
+        void *sc = NULL, *bs = NULL;
+        float *deq = NULL;
+        bool mlx = cs[c].wf == 4 || cs[c].wf == 8;
+        int bits = mlx ? cs[c].wf : 0;
+        mlxn_buffer *gw = NULL, *gsc = NULL, *gbi = NULL, *cw = NULL;
+        P gg = {{NULL, NULL}};
+        if (mlx) {
+            mlx_make(bits, 64, MLXN_F16, N, K, &wq, &sc, &bs, &deq);
+            int64_t wsh[2] = {N, K * bits / 32}, ssh[2] = {N, K / 64}, dsh[2] = {N, K};
+            gw = mk1(1, MLXN_U32, 2, wsh, wq), gsc = mk1(1, MLXN_F16, 2, ssh, sc);
+            gbi = mk1(1, MLXN_F16, 2, ssh, bs), cw = mk1(0, MLXN_F32, 2, dsh, deq);
+        } else {
+            gg = wpair((mlxn_dtype)cs[c].wf, N, K, NULL);
+            cw = gg.v[0];
+            gw = gg.v[1];
+        }
         void *kc0 = rnd(cs[c].ct, (size_t)(Hkv * C * Dh), -1, 1), *vc0 = rnd(cs[c].ct, (size_t)(Hkv * C * Dh), -1, 1);
         float *ff = rnd(MLXN_F32, (size_t)fsh[0], 1.0f, 4.0f);
         P kc = pin(cs[c].ct, 3, csh, kc0), vc = pin(cs[c].ct, 3, csh, vc0), pf = pin(MLXN_F32, 1, fsh, ff);
@@ -865,7 +876,7 @@ static void test_decode_layer_fusion(void) {
         mlxn_buffer *ov[2] = {NULL, NULL};
         for (int dv = 0; dv < 2; dv++) CHECK_OK(mlxn_buffer_view(&ov[dv], o.v[dv], MLXN_F32, 2, o2, 0));
         mlxn_attention_params ap = {0, cs[c].softcap, cs[c].window};
-        mlxn_mlx_quant q4 = {4, 64};
+        mlxn_mlx_quant q4 = {bits, 64};
         mlxn_session *gs = NULL;
         CHECK_OK(mlxn_session_create(&gs, D[1], MLXN_MODE_OPTIMIZED, 0));
         for (int step = 0; step < 3 && gs; step++) {
@@ -894,7 +905,8 @@ static void test_decode_layer_fusion(void) {
                 CHECK_OK(mlxn_op_kv_write(S, vc.v[dv], vx.v[dv], pp.v[dv]));
                 CHECK_OK(mlxn_op_attention(S, o.v[dv], qo.v[dv], kc.v[dv], vc.v[dv], pp.v[dv], &ap));
                 if (dv == 0) CHECK_OK(mlxn_op_matmul(S, y.v[0], ov[0], cw));
-                else CHECK_OK(mlxn_op_matmul_mlx(S, y.v[1], ov[1], gw, gsc, gbi, &q4));
+                else if (mlx) CHECK_OK(mlxn_op_matmul_mlx(S, y.v[1], ov[1], gw, gsc, gbi, &q4));
+                else CHECK_OK(mlxn_op_matmul(S, y.v[1], ov[1], gw));
                 if (dv == 1) {
                     CHECK_OK(mlxn_session_mark_output(S, qo.v[1]));
                     CHECK_OK(mlxn_session_mark_output(S, o.v[1]));
@@ -904,8 +916,10 @@ static void test_decode_layer_fusion(void) {
             }
             if (gs) CHECK_OK(mlxn_session_wait(gs));
             char what[112];
-            snprintf(what, sizeof what, "decode layer H=%lld/%lld D=%lld C=%lld %s pos %d", (long long)H,
-                     (long long)Hkv, (long long)Dh, (long long)C, mlxn_dtype_name(cs[c].ct), cs[c].pos[step]);
+            snprintf(what, sizeof what, "decode layer H=%lld/%lld D=%lld C=%lld %s %s%s pos %d", (long long)H,
+                     (long long)Hkv, (long long)Dh, (long long)C, mlxn_dtype_name(cs[c].ct),
+                     mlx ? "mlx" : mlxn_dtype_name((mlxn_dtype)cs[c].wf), bits == 4 ? "4" : bits == 8 ? "8" : "",
+                     cs[c].pos[step]);
             char w2[140];
             /* rope: angles in double on both sides, each product rounded: 1e-10 */
             snprintf(w2, sizeof w2, "%s: q", what);
@@ -943,6 +957,140 @@ static void test_decode_layer_fusion(void) {
         free(kc0);
         free(vc0);
         free(ff);
+    }
+}
+
+/* ---- one-row producers quantizing x for the matmul after them ----
+ * rms_norm -> matmul, add + rms_norm (fused into add_rms_norm by the graph)
+ * -> matmul, silu * mul -> matmul, for one-row kernels reading either int8
+ * layout (k_mmvq: GGML types, MLX widths other than 4 or groups of 32;
+ * k_mlx4g: MLX 4-bit g64), recorded once in an optimized session and
+ * replayed with new inputs; each pair is two launches on one stream. */
+static void test_producer_fusion(void) {
+    struct {
+        int wf, bits, group; /* wf: a GGML type, or 0 with MLX bits / group */
+    } fs[] = {{MLXN_Q4_1, 0, 0}, {MLXN_Q8_0, 0, 0}, {MLXN_Q4_K, 0, 0}, {MLXN_Q5_K, 0, 0},
+              {0, 3, 32}, {0, 4, 32}, {0, 4, 64}};
+    const int64_t K = 2048, F = 4096;
+    for (size_t c = 0; c < sizeof fs / sizeof fs[0]; c++) {
+        /* W1 [K, K], W2 [F, K], W2b [F, K], W3 [K, F] */
+        int64_t nk[4][2] = {{K, K}, {F, K}, {F, K}, {K, F}};
+        mlxn_buffer *cw[4] = {0}, *gw[4] = {0}, *gs[4] = {0}, *gb[4] = {0};
+        mlxn_mlx_quant q = {fs[c].bits, fs[c].group};
+        for (int i = 0; i < 4; i++) {
+            int64_t N = nk[i][0], KK = nk[i][1];
+            if (fs[c].wf) {
+                P w = wpair((mlxn_dtype)fs[c].wf, N, KK, NULL);
+                cw[i] = w.v[0];
+                gw[i] = w.v[1];
+            } else {
+                uint32_t *wq;
+                void *sc, *bs;
+                float *deq;
+                mlx_make(q.bits, q.group_size, MLXN_BF16, N, KK, &wq, &sc, &bs, &deq);
+                int64_t wsh[2] = {N, KK * q.bits / 32}, ssh[2] = {N, KK / q.group_size}, dsh[2] = {N, KK};
+                gw[i] = mk1(1, MLXN_U32, 2, wsh, wq);
+                gs[i] = mk1(1, MLXN_BF16, 2, ssh, sc);
+                gb[i] = mk1(1, MLXN_BF16, 2, ssh, bs);
+                cw[i] = mk1(0, MLXN_F32, 2, dsh, deq);
+                free(wq);
+                free(sc);
+                free(bs);
+                free(deq);
+            }
+        }
+        int64_t ks[2] = {1, K}, fsz[2] = {1, F}, ws[1] = {K};
+        float *nwv = rnd(MLXN_F32, (size_t)K, 0.5f, 1.5f);
+        P x = pout(MLXN_F32, 2, ks), nw = pin(MLXN_F32, 1, ws, nwv), h = pout(MLXN_F32, 2, ks);
+        P y1 = pout(MLXN_F32, 2, ks), sum = pout(MLXN_F32, 2, ks), hn = pout(MLXN_F32, 2, ks);
+        P g = pout(MLXN_F32, 2, fsz), u = pout(MLXN_F32, 2, fsz), f = pout(MLXN_F32, 2, fsz), y3 = pout(MLXN_F32, 2, ks);
+        mlxn_session *S1 = NULL;
+        CHECK_OK(mlxn_session_create(&S1, D[1], MLXN_MODE_OPTIMIZED, 0));
+        for (int step = 0; step < 2 && S1; step++) {
+            float *xv = rnd(MLXN_F32, (size_t)K, -1, 1);
+            for (int dv = 0; dv < 2; dv++) CHECK_OK(mlxn_buffer_write(x.v[dv], 0, xv, (size_t)K * 4));
+            free(xv);
+            for (int dv = 0; dv < 2; dv++) {
+                mlxn_session *S = S1;
+                if (dv == 0) CHECK_OK(mlxn_session_create(&S, D[0], MLXN_MODE_DIRECT, 0));
+                if (dv == 1 && step > 0) {
+                    CHECK_OK(mlxn_session_replay(S));
+                    continue;
+                }
+#define MM(o, xx, i)                                                                                              \
+    (dv == 0 || fs[c].wf ? mlxn_op_matmul(S, (o).v[dv], (xx).v[dv], dv ? gw[i] : cw[i])                              \
+                         : mlxn_op_matmul_mlx(S, (o).v[dv], (xx).v[dv], gw[i], gs[i], gb[i], &q))
+                CHECK_OK(mlxn_op_rms_norm(S, h.v[dv], x.v[dv], nw.v[dv], 1e-5f));
+                CHECK_OK(MM(y1, h, 0));
+                CHECK_OK(mlxn_op_add(S, sum.v[dv], x.v[dv], y1.v[dv]));
+                CHECK_OK(mlxn_op_rms_norm(S, hn.v[dv], sum.v[dv], nw.v[dv], 1e-5f));
+                CHECK_OK(MM(g, hn, 1));
+                CHECK_OK(MM(u, hn, 2));
+                CHECK_OK(mlxn_op_silu_mul(S, f.v[dv], g.v[dv], u.v[dv]));
+                CHECK_OK(MM(y3, f, 3));
+#undef MM
+                if (dv == 1) {
+                    CHECK_OK(mlxn_session_mark_output(S, u.v[1]));
+                    CHECK_OK(mlxn_session_mark_output(S, f.v[1]));
+                    CHECK_OK(mlxn_session_mark_output(S, y1.v[1]));
+                    CHECK_OK(mlxn_session_mark_output(S, sum.v[1]));
+                    CHECK_OK(mlxn_session_mark_output(S, g.v[1]));
+                }
+                CHECK_OK(mlxn_session_finish(S));
+                if (dv == 0) mlxn_session_destroy(S);
+            }
+            CHECK_OK(mlxn_session_wait(S1));
+            char what[96], name[24];
+            if (fs[c].wf) snprintf(name, sizeof name, "%s", mlxn_dtype_name((mlxn_dtype)fs[c].wf));
+            else snprintf(name, sizeof name, "mlx-q%d-g%d", q.bits, q.group_size);
+            /* each output has one or more int8-x matmuls behind it: their
+             * errors add (TOL_INT8X each) */
+            snprintf(what, sizeof what, "producer fusion %s step %d: norm -> mm", name, step);
+            cmp(what, &y1, TOL_INT8X);
+            snprintf(what, sizeof what, "producer fusion %s step %d: add_norm -> mm", name, step);
+            cmp(what, &g, 2 * TOL_INT8X);
+            snprintf(what, sizeof what, "producer fusion %s step %d: mm (u)", name, step);
+            cmp(what, &u, 2 * TOL_INT8X);
+            /* silu saturates: g's small error from the int8 matmuls before
+             * can move silu(g) far in relative terms (random K-quant weights
+             * give |g| in the hundreds), so the last pair is checked against
+             * the CPU run on the device's own g and u */
+            float *gv = malloc((size_t)F * 4), *uv = malloc((size_t)F * 4);
+            CHECK_OK(mlxn_buffer_read(g.v[1], 0, gv, (size_t)F * 4));
+            CHECK_OK(mlxn_buffer_read(u.v[1], 0, uv, (size_t)F * 4));
+            CHECK_OK(mlxn_buffer_write(g.v[0], 0, gv, (size_t)F * 4));
+            CHECK_OK(mlxn_buffer_write(u.v[0], 0, uv, (size_t)F * 4));
+            free(gv);
+            free(uv);
+            mlxn_session *C = NULL;
+            CHECK_OK(mlxn_session_create(&C, D[0], MLXN_MODE_DIRECT, 0));
+            CHECK_OK(mlxn_op_silu_mul(C, f.v[0], g.v[0], u.v[0]));
+            CHECK_OK(mlxn_op_matmul(C, y3.v[0], f.v[0], cw[3]));
+            CHECK_OK(mlxn_session_finish(C));
+            mlxn_session_destroy(C);
+            snprintf(what, sizeof what, "producer fusion %s step %d: silu_mul", name, step);
+            cmp(what, &f, TOL_F32);
+            snprintf(what, sizeof what, "producer fusion %s step %d: silu_mul -> mm", name, step);
+            cmp(what, &y3, TOL_INT8X);
+        }
+        if (S1) {
+            mlxn_graph_stats st;
+            CHECK_OK(mlxn_session_stats(S1, &st));
+            printf("  producer fusion case %zu: %u graph nodes, %u kernel launches\n", c, st.nodes, st.launches);
+            /* norm + quant, mm; add_norm + quant, mm; quant, mm (u); silu_mul + quant, mm */
+            if (env_clean())
+                CHECK(st.launches == 8, "producer fusion case %zu: %u kernel launches, expected 8", c, st.launches);
+            mlxn_session_destroy(S1);
+        }
+        P *all[] = {&x, &nw, &h, &y1, &sum, &hn, &g, &u, &f, &y3};
+        for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) pfree(all[i]);
+        for (int i = 0; i < 4; i++) {
+            mlxn_buffer_destroy(cw[i]);
+            mlxn_buffer_destroy(gw[i]);
+            mlxn_buffer_destroy(gs[i]);
+            mlxn_buffer_destroy(gb[i]);
+        }
+        free(nwv);
     }
 }
 
@@ -1359,6 +1507,7 @@ int main(void) {
     test_copy_rows();
     test_kv_attention();
     test_decode_layer_fusion();
+    test_producer_fusion();
     test_graph();
     test_upload();
     test_graph_prefill();

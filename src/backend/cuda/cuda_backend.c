@@ -442,8 +442,8 @@ static uint32_t group_run(const mlxn_exec *ex, uint32_t i) {
 }
 
 /* One-stream capture: whether node i (a one-row norm, silu_mul or decode
- * attention) and node i + 1 (the MLX 4-bit M = 1 matmul of its output) go
- * out as the fused pair (mlxn_cu_launch_fused). MLXN_CU_FUSE=0 turns this
+ * attention) and node i + 1 (the one-row integer-path matmul of its output)
+ * go out as the fused pair (mlxn_cu_launch_fused). MLXN_CU_FUSE=0 turns this
  * off; so does MLXN_CU_SKIP. */
 static bool fuse_pair(const mlxn_exec *ex, uint32_t i, bool have_scratch) {
     static int on = -1;
@@ -518,17 +518,21 @@ static mlxn_status launch_rope_att(const mlxn_exec *ex, uint32_t i, uint32_t cnt
         if (gn[k].op != CU_OP_KV_WRITE && gn[k].t[3].data && !unwritten(ex, &gn[k].t[3])) an.pos_early = false;
     bool pair = fuse_pair(ex, ia, g->scratch != NULL);
     cu_node mm;
-    uint8_t *xg = NULL;
+    uint8_t *xq = NULL;
     float *y = NULL;
     int64_t N = 0;
+    int xl = XL_NONE;
     if (pair) {
         to_cu(&ex->nodes[ia + 1], &mm);
-        xg = (uint8_t *)g->scratch + off[ia + 1];
-        y = (float *)mm.t[0].data;
-        N = mm.t[2].shape[0];
+        xl = mlxn_cu_mm_xlayout(&mm);
+        xq = (uint8_t *)g->scratch + off[ia + 1];
+        if (xl == XL_G) { /* k_mlx4g adds into y: zeroed first */
+            y = (float *)mm.t[0].data;
+            N = mm.t[2].shape[0];
+        }
     }
-    cudaError_t e = mlxn_cu_launch_rope_attention(gn, (int)cnt, &an, xg, y, N, s);
-    if (e == cudaSuccess && pair) e = mlxn_cu_launch_mlx4_ready(&mm, xg, s);
+    cudaError_t e = mlxn_cu_launch_rope_attention(gn, (int)cnt, &an, xl, xq, y, N, s);
+    if (e == cudaSuccess && pair) e = mlxn_cu_launch_mm_ready(&mm, xq, s);
     if (e != cudaSuccess) {
         cudaGetLastError();
         return mlxn_err(MLXN_ERR_DEVICE, "cuda: launching nodes %u..%u (rope, attention%s) as one failed: %s",

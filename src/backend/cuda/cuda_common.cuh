@@ -107,6 +107,34 @@ static __device__ __forceinline__ void xg_store(uint8_t *xg, int64_t b, int lane
     }
 }
 
+/* The int8 x of the other one-row integer kernels (k_mmvq; layout in
+ * quant.cuh, XQ_BLOCK_U4 = 3 uint4 a block): 32 codes, then {d, sum of codes
+ * 0..15, sum of codes 16..31, 0}. Every lane of the warp quantizing block b
+ * calls it. */
+#define XQ_BYTES 48
+static __device__ __forceinline__ void xq_store(uint8_t *xq, int64_t b, int lane, float v) {
+    float d;
+    int q = quant_lane(v, &d);
+    int s = q;
+#pragma unroll
+    for (int o = 8; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o); /* sums of 16-lane halves */
+    uint8_t *blk = xq + b * XQ_BYTES;
+    blk[lane] = (uint8_t)(int8_t)q;
+    int *tail = (int *)(blk + 32);
+    if (lane == 0) {
+        tail[0] = __float_as_int(d);
+        tail[1] = s;
+        tail[3] = 0;
+    }
+    if (lane == 16) tail[2] = s;
+}
+
+/* x_store: block b of x in layout xl (XL_G or XL_Q, cuda_internal.h). */
+static __device__ __forceinline__ void x_store(int xl, uint8_t *x, int64_t b, int lane, float v) {
+    if (xl == XL_G) xg_store(x, b, lane, v);
+    else xq_store(x, b, lane, v);
+}
+
 static __device__ __forceinline__ float silu_f(float x) { return x / (1.0f + expf(-x)); }
 
 /* Programmatic dependent launch. cu_pdl_wait blocks until the kernel before

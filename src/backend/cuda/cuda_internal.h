@@ -100,17 +100,25 @@ cudaError_t mlxn_cu_get_rows(const cu_node *n, cudaStream_t s);
 cudaError_t mlxn_cu_rope(const cu_node *n, cudaStream_t s);          /* rope, rope_kv_write, kv_write */
 cudaError_t mlxn_cu_matmul_id(const cu_node *n, cudaStream_t s);
 /* A one-row rms_norm / add_rms_norm / silu_mul or a decode attention (pre)
- * whose output is the x of the next node, an MLX 4-bit M = 1 matmul (mm), as
- * two launches instead of three: the producer quantizes x for the matmul
- * itself. scratch: mm's. MLXN_CU_ATTQ=0: not for attention (measuring). */
+ * whose output is the x of the next node, a one-row matmul on the integer
+ * path (mm: MLX 2-8 bits, q4_0 / q4_1 / q8_0 / q4_k / q5_k / q6_k), as two
+ * launches instead of three: the producer quantizes x for the matmul itself.
+ * scratch: mm's. MLXN_CU_ATTQ=0: not for attention (measuring). */
 bool mlxn_cu_fusable(const cu_node *pre, const cu_node *mm);
 /* w_const: no node of the graph writes the norm's weight, so the kernel may
  * read it before it waits on the kernel before it. */
 cudaError_t mlxn_cu_launch_fused(const cu_node *pre, const cu_node *mm, void *scratch, cudaStream_t s,
                                  bool w_const);
 /* The matmul half of a fused pair: mm (mlxn_cu_fusable with its producer)
- * after the producer wrote its int8 x into scratch and zeroed its output. */
-cudaError_t mlxn_cu_launch_mlx4_ready(const cu_node *mm, void *scratch, cudaStream_t s);
+ * after the producer wrote its int8 x into scratch (and, for k_mlx4g, zeroed
+ * its output). */
+cudaError_t mlxn_cu_launch_mm_ready(const cu_node *mm, void *scratch, cudaStream_t s);
+/* Where a producer kernel writes the int8 x of the one-row matmul after it:
+ * not at all, k_mlx4g's layout (and it zeroes that matmul's y), or k_mmvq's. */
+enum { XL_NONE = 0, XL_G = 1, XL_Q = 2 };
+/* The int8 x layout mm's one-row kernel reads (XL_G = 1: k_mlx4g's, which
+ * also needs y = 0; XL_Q = 2: k_mmvq's), 0 when mm takes no int8 x. */
+int mlxn_cu_mm_xlayout(const cu_node *mm);
 /* Several independent rope / rope_kv_write / kv_write nodes of decode size
  * (mlxn_cu_groupable) as one launch (at most 4). */
 bool mlxn_cu_groupable(const cu_node *n);
@@ -130,16 +138,20 @@ size_t mlxn_cu_attention_scratch(const cu_node *n);
  * 4-bit one-row matmul after it (xg, that matmul's scratch) and zeroes that
  * matmul's output y [N] (the fused pair of mlxn_cu_launch_fused). */
 bool mlxn_cu_attention_quantable(const cu_node *n);
-cudaError_t mlxn_cu_launch_attention_quant(const cu_node *n, uint8_t *xg, float *y, int64_t N, cudaStream_t s);
+/* xl: the layout (mlxn_cu_mm_xlayout); y, N: the output to zero (XL_G) or
+ * NULL, 0 */
+cudaError_t mlxn_cu_launch_attention_quant(const cu_node *n, int xl, uint8_t *x, float *y, int64_t N,
+                                           cudaStream_t s);
 /* A decode layer's rope / kv_write group (g, cnt nodes: rope of q,
  * rope_kv_write of k, kv_write of v) and the attention a after it as one
- * launch; with xg non-NULL the attention also quantizes its output for the
- * matmul after it (mlxn_cu_fusable(a, mm) must hold; y, N: mm's output) and
- * the caller then launches mlxn_cu_launch_mlx4_ready. a->pos_early: no node
+ * launch; with x non-NULL the attention also quantizes its output for the
+ * matmul mm after it (mlxn_cu_fusable(a, mm) must hold; xl its layout; y, N:
+ * mm's output when xl is XL_G) and the caller then launches
+ * mlxn_cu_launch_mm_ready. a->pos_early: no node
  * writes the positions nor the frequency factors. MLXN_CU_ROPEATT=0: never
  * (measuring). */
 bool mlxn_cu_rope_attention_ok(const cu_node *g, int cnt, const cu_node *a);
-cudaError_t mlxn_cu_launch_rope_attention(const cu_node *g, int cnt, const cu_node *a, uint8_t *xg, float *y,
+cudaError_t mlxn_cu_launch_rope_attention(const cu_node *g, int cnt, const cu_node *a, int xl, uint8_t *x, float *y,
                                           int64_t N, cudaStream_t s);
 
 /* Prefill-sized matmuls through cuBLAS (kernels_gemm.cu). A device's

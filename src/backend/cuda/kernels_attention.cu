@@ -142,10 +142,11 @@ __global__ void __launch_bounds__(ATT_WARPS * 32) k_attn_split(float *part, cons
  * share of the cache rows before it waits for q and the newest row (a
  * prefetch binds no value: rows the kernel before still writes are read
  * again after the wait).
- * XQ: the next node is an MLX 4-bit one-row matmul of o
+ * XQ: the next node is a one-row matmul of o on the integer path
  * (mlxn_cu_launch_attention_quant): the merging blocks also write o as its
- * int8 x (xg, as k_quant_x64 does) and every block zeroes part of its
- * output y [N], so the matmul needs no quantization launch of its own.
+ * int8 x (xg, in layout xl, as k_quant_x64 / k_quant_x do) and, for XL_G,
+ * every block zeroes part of its output y [N], so the matmul needs no
+ * quantization launch of its own.
  * ROPE: the decode layer's rope of q, rope + cache write of k and cache
  * write of v run here too (mlxn_cu_launch_rope_attention), instead of a
  * launch of their own before: every block rotates its head's q (r.qx) and
@@ -169,7 +170,7 @@ struct RopeAtt {
 template <int KT, bool EARLY, bool XQ, bool ROPE>
 __global__ void __launch_bounds__(ATT_WARPS * 32) k_attn_cluster(float *o, const float *q, void *kc, void *vc,
                                                                  const int32_t *pos, int64_t H, int64_t Hkv, int64_t C,
-                                                                 int D, mlxn_attention_params p, uint8_t *xg, float *y,
+                                                                 int D, mlxn_attention_params p, int xl, uint8_t *xg, float *y,
                                                                  int64_t N, RopeAtt r) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
     namespace cg = cooperative_groups;
@@ -223,7 +224,7 @@ __global__ void __launch_bounds__(ATT_WARPS * 32) k_attn_cluster(float *o, const
     } else {
         attn_chunk<KT>(&bm, &bl, bacc, q + th * D, kc, vc, hk, C, D, p, lo, hi);
     }
-    if (XQ) /* after the wait: every kernel before has finished with y's bytes */
+    if (XQ && y) /* after the wait: every kernel before has finished with y's bytes */
         for (int64_t i = ((int64_t)blockIdx.x * ATT_CLUSTER + split) * blockDim.x + threadIdx.x; i < N;
              i += (int64_t)gridDim.x * ATT_CLUSTER * blockDim.x)
             y[i] = 0.0f;
@@ -247,7 +248,7 @@ __global__ void __launch_bounds__(ATT_WARPS * 32) k_attn_cluster(float *o, const
             for (int k = 0; k < ATT_CLUSTER; k++)
                 if (ms[k] != -INFINITY) a += cl.map_shared_rank(bacc, k)[d] * expf(ms[k] - M);
             o[th * D + d] = a * inv;
-            if (XQ) xg_store(xg, (th * D + d) >> 5, d & 31, a * inv); /* D % 32 == 0: whole warps */
+            if (XQ) x_store(xl, xg, (th * D + d) >> 5, d & 31, a * inv); /* D % 32 == 0: whole warps */
         }
     }
     cl.sync(); /* the other blocks' shared memory stays until block 0 has read it */
@@ -752,26 +753,27 @@ static bool cluster_on(void) {
 }
 
 template <int KT, bool XQ, bool ROPE>
-static cudaError_t launch_cluster_t(cudaLaunchConfig_t *cfg, bool early, const cu_node *n, uint8_t *xg, float *y,
+static cudaError_t launch_cluster_t(cudaLaunchConfig_t *cfg, bool early, const cu_node *n, int xl, uint8_t *xg, float *y,
                                     int64_t N, const RopeAtt &r) {
     const cu_tensor *t = n->t;
     int64_t H = t[1].shape[1], D = t[1].shape[2], Hkv = t[2].shape[0], C = t[2].shape[1];
     return cudaLaunchKernelEx(cfg, early ? k_attn_cluster<KT, true, XQ, ROPE> : k_attn_cluster<KT, false, XQ, ROPE>,
                               (float *)t[0].data, (const float *)t[1].data, t[2].data, t[3].data,
-                              (const int32_t *)t[4].data, H, Hkv, C, (int)D, n->attn, xg, y, N, r);
+                              (const int32_t *)t[4].data, H, Hkv, C, (int)D, n->attn, xl, xg, y, N, r);
 }
 template <bool XQ, bool ROPE>
-static cudaError_t launch_cluster_kt(cudaLaunchConfig_t *cfg, bool early, const cu_node *n, uint8_t *xg, float *y,
+static cudaError_t launch_cluster_kt(cudaLaunchConfig_t *cfg, bool early, const cu_node *n, int xl, uint8_t *xg, float *y,
                                      int64_t N, const RopeAtt &r) {
     int kt = n->t[2].dtype;
-    return kt == MLXN_F32   ? launch_cluster_t<MLXN_F32, XQ, ROPE>(cfg, early, n, xg, y, N, r)
-           : kt == MLXN_F16 ? launch_cluster_t<MLXN_F16, XQ, ROPE>(cfg, early, n, xg, y, N, r)
-                            : launch_cluster_t<MLXN_BF16, XQ, ROPE>(cfg, early, n, xg, y, N, r);
+    return kt == MLXN_F32   ? launch_cluster_t<MLXN_F32, XQ, ROPE>(cfg, early, n, xl, xg, y, N, r)
+           : kt == MLXN_F16 ? launch_cluster_t<MLXN_F16, XQ, ROPE>(cfg, early, n, xl, xg, y, N, r)
+                            : launch_cluster_t<MLXN_BF16, XQ, ROPE>(cfg, early, n, xl, xg, y, N, r);
 }
 
-/* The cluster kernel for node n on s; xg non-NULL: the XQ form; r non-NULL:
+/* The cluster kernel for node n on s; xg non-NULL: the XQ form (layout xl);
+ * r non-NULL:
  * the ROPE form (early then also covers its frequency factors). */
-static cudaError_t launch_cluster(const cu_node *n, cudaStream_t s, uint8_t *xg, float *y, int64_t N,
+static cudaError_t launch_cluster(const cu_node *n, cudaStream_t s, int xl, uint8_t *xg, float *y, int64_t N,
                                   const RopeAtt *r = NULL) {
     const cu_tensor *t = n->t;
     int64_t T = t[1].shape[0], H = t[1].shape[1];
@@ -790,10 +792,10 @@ static cudaError_t launch_cluster(const cu_node *n, cudaStream_t s, uint8_t *xg,
     cfg.numAttrs = mlxn_cu_pdl() ? 2 : 1;
     RopeAtt none = {};
     bool e = n->pos_early;
-    if (r) return xg ? launch_cluster_kt<true, true>(&cfg, e, n, xg, y, N, *r)
-                     : launch_cluster_kt<false, true>(&cfg, e, n, xg, y, N, *r);
-    return xg ? launch_cluster_kt<true, false>(&cfg, e, n, xg, y, N, none)
-              : launch_cluster_kt<false, false>(&cfg, e, n, xg, y, N, none);
+    if (r) return xg ? launch_cluster_kt<true, true>(&cfg, e, n, xl, xg, y, N, *r)
+                     : launch_cluster_kt<false, true>(&cfg, e, n, xl, xg, y, N, *r);
+    return xg ? launch_cluster_kt<true, false>(&cfg, e, n, xl, xg, y, N, none)
+              : launch_cluster_kt<false, false>(&cfg, e, n, xl, xg, y, N, none);
 }
 
 static bool same(const cu_tensor &a, const cu_tensor &b) {
@@ -807,8 +809,8 @@ static bool overlap(const cu_tensor &p, const cu_tensor &q) {
     return a && b && a < b + q.nbytes && b < a + p.nbytes;
 }
 
-/* Whether the decode attention n may write its output as the int8 x of an
- * MLX 4-bit one-row matmul (k_attn_cluster's XQ form): one token on the
+/* Whether the decode attention n may write its output as the int8 x of a
+ * one-row matmul (k_attn_cluster's XQ form): one token on the
  * cluster kernel, head dim a multiple of 32, f32 output. */
 bool mlxn_cu_attention_quantable(const cu_node *n) {
     const cu_tensor *t = n->t;
@@ -817,9 +819,11 @@ bool mlxn_cu_attention_quantable(const cu_node *n) {
            t[0].dtype == MLXN_F32 && !fa_takes(n) && cluster_on();
 }
 
-cudaError_t mlxn_cu_launch_attention_quant(const cu_node *n, uint8_t *xg, float *y, int64_t N, cudaStream_t s) {
-    if (!xg || !y || !mlxn_cu_attention_quantable(n)) return cudaErrorInvalidValue;
-    return launch_cluster(n, s, xg, y, N);
+cudaError_t mlxn_cu_launch_attention_quant(const cu_node *n, int xl, uint8_t *x, float *y, int64_t N,
+                                           cudaStream_t s) {
+    if (!x || (xl != XL_G && xl != XL_Q) || (xl == XL_G) != (y != NULL) || !mlxn_cu_attention_quantable(n))
+        return cudaErrorInvalidValue;
+    return launch_cluster(n, s, xl, x, y, N);
 }
 
 /* The group's rope of q, rope_kv_write of k and kv_write of v, each once,
@@ -868,12 +872,13 @@ bool mlxn_cu_rope_attention_ok(const cu_node *g, int cnt, const cu_node *a) {
     return on && rope_parts(g, cnt, a, &rq, &rk, &wv);
 }
 
-cudaError_t mlxn_cu_launch_rope_attention(const cu_node *g, int cnt, const cu_node *a, uint8_t *xg, float *y,
+cudaError_t mlxn_cu_launch_rope_attention(const cu_node *g, int cnt, const cu_node *a, int xl, uint8_t *xg, float *y,
                                           int64_t N, cudaStream_t s) {
     const cu_node *rq, *rk, *wv;
     if (!rope_parts(g, cnt, a, &rq, &rk, &wv)) return cudaErrorInvalidValue;
-    if (xg && !mlxn_cu_attention_quantable(a)) return cudaErrorInvalidValue;
-    if (xg) /* y is zeroed while the group's inputs are read */
+    if (xg && ((xl != XL_G && xl != XL_Q) || (xl == XL_G) != (y != NULL) || !mlxn_cu_attention_quantable(a)))
+        return cudaErrorInvalidValue;
+    if (xg && y) /* y is zeroed while the group's inputs are read */
         for (int k = 0; k < cnt; k++)
             for (int i = 0; i < g[k].n_slots; i++) {
                 cu_tensor yt = {};
@@ -889,7 +894,7 @@ cudaError_t mlxn_cu_launch_rope_attention(const cu_node *g, int cnt, const cu_no
     r.ff = (const float *)rq->t[3].data;
     r.p = rq->rope;
     for (int j = 0; j < r.p.n_dims / 2; j++) r.inv[j] = rope_inv_freq(r.p, j, NULL);
-    return launch_cluster(a, s, xg, y, N, &r);
+    return launch_cluster(a, s, xl, xg, y, N, &r);
 }
 
 size_t mlxn_cu_attention_scratch(const cu_node *n) {
@@ -922,7 +927,7 @@ cudaError_t mlxn_cu_attention(const cu_node *n, void *scratch, cudaStream_t s) {
         CU_LAUNCH_CHECK();
         return cudaSuccess;
     }
-    if (cluster_on()) return launch_cluster(n, s, NULL, NULL, 0);
+    if (cluster_on()) return launch_cluster(n, s, XL_NONE, NULL, NULL, 0);
     int ns = att_splits(C);
     int64_t chunk = (C + ns - 1) / ns;
     dim3 g((unsigned)(T * H), (unsigned)ns);

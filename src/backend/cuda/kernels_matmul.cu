@@ -134,20 +134,7 @@ __global__ void k_quant_x(uint4 *xq, const float *x, int64_t nb) {
     int64_t b = (int64_t)blockIdx.x * 8 + (threadIdx.x >> 5);
     int lane = threadIdx.x & 31;
     if (b >= nb) return;
-    float d;
-    int q = quant_lane(x[b * 32 + lane], &d);
-    int s = q;
-#pragma unroll
-    for (int o = 8; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o); /* sums of 16-lane halves */
-    uint8_t *blk = (uint8_t *)(xq + b * XQ_BLOCK_U4);
-    blk[lane] = (uint8_t)(int8_t)q;
-    int *tail = (int *)(blk + 32);
-    if (lane == 0) {
-        tail[0] = __float_as_int(d);
-        tail[1] = s;
-        tail[3] = 0;
-    }
-    if (lane == 16) tail[2] = s;
+    xq_store((uint8_t *)xq, b, lane, x[b * 32 + lane]);
 }
 
 /* One block of 8 warps = (8 / split) rows x `split` warps per row: warp
@@ -211,11 +198,13 @@ __global__ void __launch_bounds__(MMVQ_WARPS * 32, (F::MINB < MMVQ_MAXB ? F::MIN
 /* Decode through int8 x and __dp4a; scratch holds the quantized x. */
 template <class F>
 static cudaError_t run_mmvq(const F &f, float *y, const float *x, int64_t N, int64_t K, void *scratch,
-                            cudaStream_t s) {
+                            cudaStream_t s, bool x_ready = false) {
     int64_t nb = K / 32;
     uint4 *xq = (uint4 *)scratch;
-    cu_launch(k_quant_x, cu_blocks(nb, 8), 256, 0, s, xq, x, nb);
-    CU_LAUNCH_CHECK();
+    if (!x_ready) { /* else a fused producer wrote xq (mlxn_cu_launch_fused) */
+        cu_launch(k_quant_x, cu_blocks(nb, 8), 256, 0, s, xq, x, nb);
+        CU_LAUNCH_CHECK();
+    }
     int64_t per_lane = (K / F::U) / 32;
     /* split so each lane keeps >= 4 units (measured on H200 against >= 1
      * and >= 2: best or equal for every format and shape; bench/RESULTS.md) */
@@ -708,21 +697,21 @@ static size_t row_bytes(int wt, int64_t K) {
 }
 
 static cudaError_t matmul_raw(float *y, const float *x, const void *w, int wt, int64_t M, int64_t N, int64_t K,
-                              void *scratch, cudaStream_t s, bool bf) {
+                              void *scratch, cudaStream_t s, bool bf, bool xr = false) {
     if (scratch && mlxn_cu_matmul_scratch(wt, 0, M, K)) {
         const uint8_t *wb = (const uint8_t *)w;
         int64_t rb = (int64_t)row_bytes(wt, K);
         switch (wt) {
-        case MLXN_Q4_0: return run_mmvq(QDotQ4_0{{wb, rb}}, y, x, N, K, scratch, s);
-        case MLXN_Q4_1: return run_mmvq(QDotQ4_1{{wb, rb}}, y, x, N, K, scratch, s);
+        case MLXN_Q4_0: return run_mmvq(QDotQ4_0{{wb, rb}}, y, x, N, K, scratch, s, xr);
+        case MLXN_Q4_1: return run_mmvq(QDotQ4_1{{wb, rb}}, y, x, N, K, scratch, s, xr);
         case MLXN_Q8_0:
-            return step4() ? run_mmvq(S4<QDotQ8_0>{{{wb, rb}}}, y, x, N, K, scratch, s)
-                           : run_mmvq(QDotQ8_0{{wb, rb}}, y, x, N, K, scratch, s);
-        case MLXN_Q4_K: return run_mmvq(QDotQK45<false>{{wb, rb}}, y, x, N, K, scratch, s);
-        case MLXN_Q5_K: return run_mmvq(QDotQK45<true>{{wb, rb}}, y, x, N, K, scratch, s);
+            return step4() ? run_mmvq(S4<QDotQ8_0>{{{wb, rb}}}, y, x, N, K, scratch, s, xr)
+                           : run_mmvq(QDotQ8_0{{wb, rb}}, y, x, N, K, scratch, s, xr);
+        case MLXN_Q4_K: return run_mmvq(QDotQK45<false>{{wb, rb}}, y, x, N, K, scratch, s, xr);
+        case MLXN_Q5_K: return run_mmvq(QDotQK45<true>{{wb, rb}}, y, x, N, K, scratch, s, xr);
         case MLXN_Q6_K:
-            return step4() ? run_mmvq(S4<QDotQ6K>{{{wb, rb}}}, y, x, N, K, scratch, s)
-                           : run_mmvq(QDotQ6K{{wb, rb}}, y, x, N, K, scratch, s);
+            return step4() ? run_mmvq(S4<QDotQ6K>{{{wb, rb}}}, y, x, N, K, scratch, s, xr)
+                           : run_mmvq(QDotQ6K{{wb, rb}}, y, x, N, K, scratch, s, xr);
         default: break;
         }
     }
@@ -753,16 +742,16 @@ static cudaError_t matmul_raw(float *y, const float *x, const void *w, int wt, i
 
 static cudaError_t matmul_mlx_raw(float *y, const float *x, const uint32_t *wq, const void *scales,
                                   const void *biases, int sdt, int bits, int group, int64_t M, int64_t N, int64_t K,
-                                  void *scratch, cudaStream_t s, bool bf) {
+                                  void *scratch, cudaStream_t s, bool bf, bool xr = false) {
     int gshift = group == 32 ? 5 : group == 64 ? 6 : group == 128 ? 7 : -1;
     if (gshift < 0) return cudaErrorInvalidValue;
     if (scratch && mlxn_cu_matmul_scratch(-1, bits, M, K)) {
         cudaError_t e4 = cudaSuccess;
-        if (bits == 4 && (sdt == MLXN_F32 ? try_mlx4g<MLXN_F32>(wq, scales, biases, gshift, y, x, N, K, scratch, s, &e4)
-                          : sdt == MLXN_F16 ? try_mlx4g<MLXN_F16>(wq, scales, biases, gshift, y, x, N, K, scratch, s, &e4)
-                                            : try_mlx4g<MLXN_BF16>(wq, scales, biases, gshift, y, x, N, K, scratch, s, &e4)))
+        if (bits == 4 && (sdt == MLXN_F32 ? try_mlx4g<MLXN_F32>(wq, scales, biases, gshift, y, x, N, K, scratch, s, &e4, xr)
+                          : sdt == MLXN_F16 ? try_mlx4g<MLXN_F16>(wq, scales, biases, gshift, y, x, N, K, scratch, s, &e4, xr)
+                                            : try_mlx4g<MLXN_BF16>(wq, scales, biases, gshift, y, x, N, K, scratch, s, &e4, xr)))
             return e4;
-#define QMLX(B, SDT) run_mmvq(QDotMlx<B, SDT>{{wq, scales, biases, sdt, gshift, K}}, y, x, N, K, scratch, s)
+#define QMLX(B, SDT) run_mmvq(QDotMlx<B, SDT>{{wq, scales, biases, sdt, gshift, K}}, y, x, N, K, scratch, s, xr)
         if (bits == 4) return sdt == MLXN_F32 ? QMLX(4, MLXN_F32) : sdt == MLXN_F16 ? QMLX(4, MLXN_F16) : QMLX(4, MLXN_BF16);
 #define QMLXB(B) if (bits == B) return sdt == MLXN_F32 ? QMLX(B, MLXN_F32) : sdt == MLXN_F16 ? QMLX(B, MLXN_F16) : QMLX(B, MLXN_BF16);
         QMLXB(8) QMLXB(2) QMLXB(3) QMLXB(5) QMLXB(6)
@@ -809,18 +798,19 @@ size_t mlxn_cu_matmul_node_scratch(const cu_node *n) {
     return mlxn_cu_matmul_scratch(-1, n->mlx.bits, t[1].rows, t[1].cols);
 }
 
-/* ---- producer + x quantization in one kernel, ahead of k_mlx4g ----
+/* ---- producer + x quantization in one kernel, ahead of a one-row matmul ----
  * In decode an rms_norm / add_rms_norm (one row) or a silu_mul feeds an
- * MLX 4-bit M = 1 matmul; on one stream the producer and k_quant_x64 are two
+ * M = 1 matmul on the integer path; on one stream the producer and the x
+ * quantization (k_quant_x64 for k_mlx4g, k_quant_x for k_mmvq) are two
  * dependent launches in a row. k_pre_quant64 does both: it writes the
- * producer's outputs as the op does, and the int8 x and y = 0 exactly as
- * k_quant_x64 (block b of 32 warps quantizes elements [1024 b, 1024 b +
- * 1024)). For the norms every block first reads the whole row itself (a few
- * KB from L2, one float4 a thread, kept in shared memory) and sums its
- * squares, so no block waits on another. PRE: 0 rms_norm, 1 add_rms_norm,
- * 2 silu_mul. */
+ * producer's outputs as the op does, and the int8 x in the matmul's layout
+ * xl (XL_G: and y = 0) exactly as those kernels would (block b of 32 warps
+ * quantizes elements [1024 b, 1024 b + 1024)). For the norms every block
+ * first reads the whole row itself (a few KB from L2, one float4 a thread,
+ * kept in shared memory) and sums its squares, so no block waits on
+ * another. PRE: 0 rms_norm, 1 add_rms_norm, 2 silu_mul. */
 template <int PRE, int WT, bool WP>
-__global__ void __launch_bounds__(1024) k_pre_quant64(uint8_t *xg, float *out, float *sum, const float *a,
+__global__ void __launch_bounds__(1024) k_pre_quant64(int xl, uint8_t *xg, float *out, float *sum, const float *a,
                                                       const float *b, const void *w, int64_t K, float eps, float *y,
                                                       int64_t N) {
     /* WP: no kernel of the graph writes w (a model's norm weight), so its
@@ -866,7 +856,7 @@ __global__ void __launch_bounds__(1024) k_pre_quant64(uint8_t *xg, float *out, f
         if (w) v *= WP ? wv : cu_ld<WT>(w, i);
     }
     out[i] = v;
-    xg_store(xg, bq, lane, v);
+    x_store(xl, xg, bq, lane, v);
 }
 
 static bool overlaps(const cu_tensor &p, const cu_tensor &q) {
@@ -874,13 +864,25 @@ static bool overlaps(const cu_tensor &p, const cu_tensor &q) {
     return a && b && a < b + q.nbytes && b < a + p.nbytes;
 }
 
+/* Where mm wants its int8 x written by a producer (XL_*): one row of x on
+ * the integer path; k_mlx4g's layout where that kernel takes mm. */
+extern "C" int mlxn_cu_mm_xlayout(const cu_node *mm) {
+    const cu_tensor *m = mm->t;
+    if ((mm->op != CU_OP_MATMUL && mm->op != CU_OP_MATMUL_MLX) || mm->f32_act || m[1].rows != 1 ||
+        m[1].dtype != MLXN_F32 || m[1].cols % 32 || mlxn_cu_gemm_node_scratch(mm))
+        return XL_NONE;
+    int64_t N = m[2].shape[0], K = m[1].cols;
+    if (mm->op == CU_OP_MATMUL) return int_path(m[2].dtype, 0) ? XL_Q : XL_NONE;
+    if (m[3].dtype != MLXN_F32 && m[3].dtype != MLXN_F16 && m[3].dtype != MLXN_BF16) return XL_NONE;
+    int g = mm->mlx.group_size, gshift = g == 32 ? 5 : g == 64 ? 6 : g == 128 ? 7 : -1;
+    if (gshift < 0 || !int_path(-1, mm->mlx.bits)) return XL_NONE;
+    return mm->mlx.bits == 4 && mlx4g_takes(gshift, N, K) ? XL_G : XL_Q;
+}
+
 extern "C" bool mlxn_cu_fusable(const cu_node *pre, const cu_node *mm) {
     const cu_tensor *t = pre->t, *m = mm->t;
-    if (mm->op != CU_OP_MATMUL_MLX || mm->f32_act || mm->mlx.bits != 4 || m[1].rows != 1) return false;
-    if (m[3].dtype != MLXN_F32 && m[3].dtype != MLXN_F16 && m[3].dtype != MLXN_BF16) return false;
-    int gshift = mm->mlx.group_size == 64 ? 6 : mm->mlx.group_size == 128 ? 7 : -1;
-    int64_t N = m[2].shape[0], K = m[1].cols;
-    if (gshift < 0 || !mlx4g_takes(gshift, N, K) || mlxn_cu_gemm_node_scratch(mm)) return false;
+    if (!mlxn_cu_mm_xlayout(mm)) return false;
+    int64_t K = m[1].cols;
     /* the producer zeroes y while its blocks still read their inputs */
     for (int k = 0; k < pre->n_slots; k++)
         if (overlaps(m[0], t[k])) return false;
@@ -919,17 +921,20 @@ extern "C" cudaError_t mlxn_cu_launch_fused(const cu_node *pre, const cu_node *m
                                             bool w_const) {
     if (!scratch || !mlxn_cu_fusable(pre, mm)) return cudaErrorInvalidValue;
     const cu_tensor *t = pre->t, *m = mm->t;
-    int64_t N = m[2].shape[0], K = m[1].cols;
-    float *y = (float *)m[0].data;
+    int64_t K = m[1].cols;
+    int xl = mlxn_cu_mm_xlayout(mm);
+    /* y = 0 only for k_mlx4g (it adds partial sums); k_mmvq writes y */
+    float *y = xl == XL_G ? (float *)m[0].data : NULL;
+    int64_t N = xl == XL_G ? m[2].shape[0] : 0;
     uint8_t *xg = (uint8_t *)scratch;
     unsigned grid = cu_blocks(K / 32, 32);
     float eps = pre->eps;
     size_t smem = pre->op == CU_OP_SILU_MUL ? 0 : (size_t)K * 4;
     if (pre->op == CU_OP_ATTENTION) {
-        cudaError_t ea = mlxn_cu_launch_attention_quant(pre, xg, y, N, s);
+        cudaError_t ea = mlxn_cu_launch_attention_quant(pre, xl, xg, y, N, s);
         if (ea != cudaSuccess) return ea;
     } else if (pre->op == CU_OP_SILU_MUL) {
-        cu_launch(k_pre_quant64<2, MLXN_F32, false>, grid, 1024, 0, s, xg, (float *)t[0].data, (float *)NULL,
+        cu_launch(k_pre_quant64<2, MLXN_F32, false>, grid, 1024, 0, s, xl, xg, (float *)t[0].data, (float *)NULL,
                   (const float *)t[1].data, (const float *)t[2].data, (const void *)NULL, K, eps, y, N);
     } else {
         bool add = pre->op == CU_OP_ADD_RMS_NORM;
@@ -938,10 +943,10 @@ extern "C" cudaError_t mlxn_cu_launch_fused(const cu_node *pre, const cu_node *m
         const float *a = (const float *)(add ? t[2].data : t[1].data), *b = add ? (const float *)t[3].data : NULL;
         int wt = w.data ? w.dtype : MLXN_F32;
 #define PQ(P, W)                                                                                                  \
-    (w_const ? cu_launch(k_pre_quant64<P, W, true>, grid, 1024, smem, s, xg, out, sum, a, b, (const void *)w.data, K, \
-                         eps, y, N)                                                                                   \
-             : cu_launch(k_pre_quant64<P, W, false>, grid, 1024, smem, s, xg, out, sum, a, b, (const void *)w.data, K, \
-                         eps, y, N))
+    (w_const ? cu_launch(k_pre_quant64<P, W, true>, grid, 1024, smem, s, xl, xg, out, sum, a, b, (const void *)w.data, \
+                         K, eps, y, N)                                                                                \
+             : cu_launch(k_pre_quant64<P, W, false>, grid, 1024, smem, s, xl, xg, out, sum, a, b, (const void *)w.data, \
+                         K, eps, y, N))
         if (add) {
             if (wt == MLXN_F16) PQ(1, MLXN_F16);
             else if (wt == MLXN_BF16) PQ(1, MLXN_BF16);
@@ -954,13 +959,21 @@ extern "C" cudaError_t mlxn_cu_launch_fused(const cu_node *pre, const cu_node *m
 #undef PQ
     }
     CU_LAUNCH_CHECK();
-    return mlxn_cu_launch_mlx4_ready(mm, scratch, s);
+    return mlxn_cu_launch_mm_ready(mm, scratch, s);
 }
 
-extern "C" cudaError_t mlxn_cu_launch_mlx4_ready(const cu_node *mm, void *scratch, cudaStream_t s) {
+extern "C" cudaError_t mlxn_cu_launch_mm_ready(const cu_node *mm, void *scratch, cudaStream_t s) {
     const cu_tensor *m = mm->t;
     int64_t N = m[2].shape[0], K = m[1].cols;
     float *y = (float *)m[0].data;
+    int xl = mlxn_cu_mm_xlayout(mm);
+    if (xl == XL_Q) {
+        if (mm->op == CU_OP_MATMUL)
+            return matmul_raw(y, (const float *)m[1].data, m[2].data, m[2].dtype, 1, N, K, scratch, s, true, true);
+        return matmul_mlx_raw(y, (const float *)m[1].data, (const uint32_t *)m[2].data, m[3].data, m[4].data,
+                              m[3].dtype, mm->mlx.bits, mm->mlx.group_size, 1, N, K, scratch, s, true, true);
+    }
+    if (xl != XL_G) return cudaErrorInvalidValue;
     int gshift = mm->mlx.group_size == 64 ? 6 : 7;
     const uint32_t *wq = (const uint32_t *)m[2].data;
     cudaError_t e = cudaSuccess;
