@@ -290,8 +290,9 @@ static void usage(void) {
            "Matmul µs and GB/s of weight bytes per format and shape (N x K = output x input\n"
            "features), weights rotated through --rotate-mb (default 512) so calls read memory.\n"
            "The read bandwidth is measured before the cases (%%read uses it) and after them;\n"
-           "--bw-each measures it again right before every case and takes that for its %%read\n"
-           "(on a machine whose bandwidth changes within a run).\n"
+           "--bw-each measures it again right before and right after every case and takes their\n"
+           "mean for its %%read, marking a case where the two differ by more than 15%% (on a machine\n"
+           "whose bandwidth changes within a run).\n"
            "--f32-act: decode matmuls keep activations in f32 instead of int8 (see mlxn.h).\n"
            "Formats: mlx-q4-g64 mlx-q8-g64 mlx-q4-g32 mlx-q8-g32 q4_0 q4_1 q8_0 q4_k q5_k q6_k f16 bf16 f32\n"
            "(MLX: bf16 scales/biases; -f16 or -f32 appended selects those, e.g. mlx-q4-g32-f16)\n");
@@ -361,24 +362,33 @@ int cmd_bench_ops(int argc, char **argv) {
         for (char *f = strtok_r(fl, ",", &save); f && !rc; f = strtok_r(NULL, ",", &save)) {
             for (int si = 0; si < n_shapes; si++) {
                 bcase c = {.format = f, .m = m, .n = shapes[si][0], .k = shapes[si][1]};
-                double cbw = rbw;
-                if (cpu && bw_each) cbw = read_bandwidth(nth, (size_t)1 << 30);
+                double cbw = rbw, bw0 = rbw, bw1 = rbw;
+                if (cpu && bw_each) bw0 = read_bandwidth(nth, (size_t)1 << 30);
                 st = run_case(dev, &c, (size_t)rotate_mb << 20, quick ? 0.05 : 0.3);
                 if (st) {
                     rc = cli_fail(f, st);
                     break;
                 }
+                if (cpu && bw_each) {
+                    bw1 = read_bandwidth(nth, (size_t)1 << 30);
+                    cbw = 0.5 * (bw0 + bw1);
+                }
+                /* the bandwidth moved during the case: its %read is not to be trusted */
+                bool moved = bw_each && fabs(bw1 - bw0) > 0.15 * (bw0 > bw1 ? bw0 : bw1);
                 if (json)
                     printf("%s{\"op\": \"matmul\", \"format\": \"%s\", \"m\": %lld, \"n\": %lld, \"k\": %lld, "
                            "\"threads\": %d, \"us\": %.2f, \"gbps\": %.2f, \"gflops\": %.2f, "
-                           "\"read_gbps\": %.2f}",
+                           "\"read_gbps\": %.2f%s",
                            printed++ ? ", " : "", f, (long long)c.m, (long long)c.n, (long long)c.k, nth, c.us,
-                           c.gbps, c.gflops, cbw);
+                           c.gbps, c.gflops, cbw, bw_each ? "" : "}");
+                if (json && bw_each)
+                    printf(", \"read_gbps_before\": %.2f, \"read_gbps_after\": %.2f, \"bandwidth_moved\": %s}", bw0,
+                           bw1, moved ? "true" : "false");
                 else {
                     printf("%-12s %5lld %6lld %6lld %10.1f %9.2f %9.1f %7.0f%% %6.0f%%", f, (long long)c.m,
                            (long long)c.n, (long long)c.k, c.us, c.gbps, c.gflops, cbw > 0 ? 100.0 * c.gbps / cbw : 0.0,
                            peak > 0 ? 100.0 * c.gflops / peak : 0.0);
-                    if (bw_each) printf("  read %.1f GB/s", cbw);
+                    if (bw_each) printf("  read %.1f -> %.1f GB/s%s", bw0, bw1, moved ? " (moved)" : "");
                     printf("\n");
                 }
                 fflush(stdout);
