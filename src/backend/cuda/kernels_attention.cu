@@ -159,7 +159,8 @@ __global__ void __launch_bounds__(ATT_WARPS * 32) k_attn_split(float *part, cons
  * Each pair's frequency (a double pow) comes from the host in r.inv; only
  * the angle's sincos runs here, after the L2 prefetch is issued. Measured
  * on an H100 (bench/RESULTS.md): the per-block pow and the prefetch issued
- * after the angles each cost more than the launch this saves. */
+ * after the angles each cost more than the launch this saves; without them
+ * the fused kernel ties the separate rope launch + attention. */
 struct RopeAtt {
     const float *qx, *kx, *vx; /* rope's input q [H, D]; new k (unrotated), v [Hkv, D] */
     float *qo;                 /* rope's output: the attention's q */
