@@ -321,8 +321,6 @@ static bool cuda_supports(mlxn_device *dev, const mlxn_node *n) {
 
 static bool unwritten(const mlxn_exec *ex, const cu_tensor *t);
 
-/* ex (optional): the graph the node is captured into, for what its kernel
- * may read before its programmatic-launch wait. */
 /* An attention node of ex reads its positions before its wait when no node
  * of ex writes them. MLXN_CU_ATT_EARLY=0: never (measuring). */
 static void set_pos_early(cu_node *c, const mlxn_exec *ex) {
@@ -331,6 +329,8 @@ static void set_pos_early(cu_node *c, const mlxn_exec *ex) {
     if (ex && c->op == CU_OP_ATTENTION) c->pos_early = att_early && unwritten(ex, &c->t[4]);
 }
 
+/* ex (optional): the graph the node is captured into, for what its kernel
+ * may read before its programmatic-launch wait. */
 static mlxn_status launch_node_in(const mlxn_node *n, void *scratch, cudaStream_t s, const mlxn_exec *ex) {
     cu_node c;
     to_cu(n, &c);
@@ -501,8 +501,8 @@ static mlxn_status launch_group(const mlxn_exec *ex, uint32_t i, uint32_t cnt, c
 
 /* One-stream capture: the launch group of cnt nodes from i (rope of q,
  * rope_kv_write of k, kv_write of v) and the attention right after it as one
- * kernel (mlxn_cu_launch_rope_attention), with the MLX 4-bit matmul after
- * that as its fused pair where fuse_pair allows. *taken: nodes launched (0:
+ * kernel (mlxn_cu_launch_rope_attention), with the one-row matmul after that
+ * as its fused pair where fuse_pair allows. *taken: nodes launched (0:
  * the pattern is not there; nothing launched). */
 static mlxn_status launch_rope_att(const mlxn_exec *ex, uint32_t i, uint32_t cnt, const cuda_graph_state *g,
                                    const size_t *off, cudaStream_t s, uint32_t *taken) {
@@ -961,7 +961,6 @@ static mlxn_status cuda_execute(mlxn_device *dev, mlxn_exec *ex, bool replay) {
     cuda_dev *c = dev->impl;
     CU_TRY(cudaSetDevice(c->ordinal));
     if (ex->n_nodes == 0) return MLXN_OK;
-    ex->launches = 0;
     if (replay && ex->backend_state) {
         ex->launches = ((cuda_graph_state *)ex->backend_state)->kernels;
         if (prof_on()) return prof_replay(c, ex, ex->backend_state);

@@ -71,6 +71,12 @@ typedef struct cu_node {
     bool pos_early;       /* attention: no node of the graph writes the positions (read before the wait) */
 } cu_node;
 
+/* Whether two tensors share a byte (absent slots share none). */
+static inline bool mlxn_cu_overlap(const cu_tensor *p, const cu_tensor *q) {
+    const char *a = (const char *)p->data, *b = (const char *)q->data;
+    return a && b && a < b + q->nbytes && b < a + p->nbytes;
+}
+
 /* Programmatic dependent launch (sm_90+, MLXN_CU_PDL unset or not 0):
  * every kernel is launched allowed to start while the kernel before it on
  * the stream finishes; each kernel waits (griddepcontrol.wait) before it
@@ -134,8 +140,8 @@ cudaError_t mlxn_cu_argmax(const cu_node *n, void *scratch, cudaStream_t s);
 size_t mlxn_cu_argmax_scratch(const cu_node *n);
 cudaError_t mlxn_cu_attention(const cu_node *n, void *scratch, cudaStream_t s);
 size_t mlxn_cu_attention_scratch(const cu_node *n);
-/* Decode attention that also writes its output as the int8 x of the MLX
- * 4-bit one-row matmul after it (xg, that matmul's scratch) and zeroes that
+/* Decode attention that also writes its output as the int8 x of the one-row
+ * matmul after it (that matmul's scratch) and, for k_mlx4g, zeroes that
  * matmul's output y [N] (the fused pair of mlxn_cu_launch_fused). */
 bool mlxn_cu_attention_quantable(const cu_node *n);
 /* xl: the layout (mlxn_cu_mm_xlayout); y, N: the output to zero (XL_G) or

@@ -805,25 +805,27 @@ static bool same(const cu_tensor &a, const cu_tensor &b) {
         if (a.shape[k] != b.shape[k]) return false;
     return true;
 }
-static bool overlap(const cu_tensor &p, const cu_tensor &q) {
-    const char *a = (const char *)p.data, *b = (const char *)q.data;
-    return a && b && a < b + q.nbytes && b < a + p.nbytes;
+/* Whether attention a is one token on the cluster kernel with an f32
+ * output: what its XQ and ROPE forms need. */
+static bool decode_cluster(const cu_node *a) {
+    const cu_tensor *t = a->t;
+    int64_t T = t[1].shape[0], H = t[1].shape[1], D = t[1].shape[2], Hkv = t[2].shape[0];
+    return a->op == CU_OP_ATTENTION && T == 1 && D <= ATT_MAXD && Hkv > 0 && H % Hkv == 0 &&
+           t[0].dtype == MLXN_F32 && !fa_takes(a) && cluster_on();
 }
 
 /* Whether the decode attention n may write its output as the int8 x of a
- * one-row matmul (k_attn_cluster's XQ form): one token on the
- * cluster kernel, head dim a multiple of 32, f32 output. */
-bool mlxn_cu_attention_quantable(const cu_node *n) {
-    const cu_tensor *t = n->t;
-    int64_t T = t[1].shape[0], H = t[1].shape[1], D = t[1].shape[2], Hkv = t[2].shape[0];
-    return n->op == CU_OP_ATTENTION && T == 1 && D % 32 == 0 && D <= ATT_MAXD && Hkv > 0 && H % Hkv == 0 &&
-           t[0].dtype == MLXN_F32 && !fa_takes(n) && cluster_on();
+ * one-row matmul (k_attn_cluster's XQ form): head dim a multiple of 32. */
+bool mlxn_cu_attention_quantable(const cu_node *n) { return decode_cluster(n) && n->t[1].shape[2] % 32 == 0; }
+
+/* The XQ form's arguments: a layout, and y (to zero) exactly for XL_G. */
+static bool xq_args_ok(const cu_node *n, int xl, const uint8_t *x, const float *y) {
+    return x && (xl == XL_G || xl == XL_Q) && (xl == XL_G) == (y != NULL) && mlxn_cu_attention_quantable(n);
 }
 
 cudaError_t mlxn_cu_launch_attention_quant(const cu_node *n, int xl, uint8_t *x, float *y, int64_t N,
                                            cudaStream_t s) {
-    if (!x || (xl != XL_G && xl != XL_Q) || (xl == XL_G) != (y != NULL) || !mlxn_cu_attention_quantable(n))
-        return cudaErrorInvalidValue;
+    if (!xq_args_ok(n, xl, x, y)) return cudaErrorInvalidValue;
     return launch_cluster(n, s, xl, x, y, N);
 }
 
@@ -843,9 +845,7 @@ static bool rope_parts(const cu_node *g, int cnt, const cu_node *a, const cu_nod
     }
     const cu_tensor *t = a->t;
     int64_t H = t[1].shape[1], D = t[1].shape[2], Hkv = t[2].shape[0];
-    if (a->op != CU_OP_ATTENTION || t[1].shape[0] != 1 || D > ATT_MAXD || Hkv <= 0 || H % Hkv || fa_takes(a) ||
-        !cluster_on() || t[2].dtype != t[3].dtype || t[0].dtype != MLXN_F32)
-        return false;
+    if (!decode_cluster(a) || t[2].dtype != t[3].dtype) return false;
     const cu_node *q = *rq, *k = *rk, *v = *wv;
     if (!same(q->t[0], t[1]) || q->t[1].dtype != MLXN_F32 || q->t[1].elems != H * D || q->t[1].shape[2] != D)
         return false;
@@ -859,9 +859,10 @@ static bool rope_parts(const cu_node *g, int cnt, const cu_node *a, const cu_nod
     if (q->rope.n_dims < 2 || q->rope.n_dims > D || q->rope.n_dims % 2) return false;
     const cu_tensor *ins[3] = {&q->t[1], &k->t[1], &v->t[1]};
     for (int i = 0; i < 3; i++)
-        if (overlap(*ins[i], t[2]) || overlap(*ins[i], t[3]) || overlap(*ins[i], t[0])) return false;
-    if (overlap(t[1], t[2]) || overlap(t[1], t[3]) || overlap(t[1], t[0]) || overlap(t[1], k->t[1]) ||
-        overlap(t[1], v->t[1]))
+        if (mlxn_cu_overlap(ins[i], &t[2]) || mlxn_cu_overlap(ins[i], &t[3]) || mlxn_cu_overlap(ins[i], &t[0]))
+            return false;
+    if (mlxn_cu_overlap(&t[1], &t[2]) || mlxn_cu_overlap(&t[1], &t[3]) || mlxn_cu_overlap(&t[1], &t[0]) ||
+        mlxn_cu_overlap(&t[1], &k->t[1]) || mlxn_cu_overlap(&t[1], &v->t[1]))
         return false; /* q may be rotated in place, but not over anything else */
     return true;
 }
@@ -877,16 +878,15 @@ cudaError_t mlxn_cu_launch_rope_attention(const cu_node *g, int cnt, const cu_no
                                           int64_t N, cudaStream_t s) {
     const cu_node *rq, *rk, *wv;
     if (!rope_parts(g, cnt, a, &rq, &rk, &wv)) return cudaErrorInvalidValue;
-    if (xg && ((xl != XL_G && xl != XL_Q) || (xl == XL_G) != (y != NULL) || !mlxn_cu_attention_quantable(a)))
-        return cudaErrorInvalidValue;
-    if (xg && y) /* y is zeroed while the group's inputs are read */
+    if (xg && !xq_args_ok(a, xl, xg, y)) return cudaErrorInvalidValue;
+    if (xg && y) { /* y is zeroed while the group's inputs are read */
+        cu_tensor yt = {};
+        yt.data = y;
+        yt.nbytes = (size_t)N * sizeof(float);
         for (int k = 0; k < cnt; k++)
-            for (int i = 0; i < g[k].n_slots; i++) {
-                cu_tensor yt = {};
-                yt.data = y;
-                yt.nbytes = (size_t)N * sizeof(float);
-                if (overlap(yt, g[k].t[i])) return cudaErrorInvalidValue;
-            }
+            for (int i = 0; i < g[k].n_slots; i++)
+                if (mlxn_cu_overlap(&yt, &g[k].t[i])) return cudaErrorInvalidValue;
+    }
     RopeAtt r;
     r.qx = (const float *)rq->t[1].data;
     r.kx = (const float *)rk->t[1].data;

@@ -859,11 +859,6 @@ __global__ void __launch_bounds__(1024) k_pre_quant64(int xl, uint8_t *xg, float
     x_store(xl, xg, bq, lane, v);
 }
 
-static bool overlaps(const cu_tensor &p, const cu_tensor &q) {
-    const char *a = (const char *)p.data, *b = (const char *)q.data;
-    return a && b && a < b + q.nbytes && b < a + p.nbytes;
-}
-
 /* Where mm wants its int8 x written by a producer (XL_*): one row of x on
  * the integer path; k_mlx4g's layout where that kernel takes mm. */
 extern "C" int mlxn_cu_mm_xlayout(const cu_node *mm) {
@@ -885,7 +880,7 @@ extern "C" bool mlxn_cu_fusable(const cu_node *pre, const cu_node *mm) {
     int64_t K = m[1].cols;
     /* the producer zeroes y while its blocks still read their inputs */
     for (int k = 0; k < pre->n_slots; k++)
-        if (overlaps(m[0], t[k])) return false;
+        if (mlxn_cu_overlap(&m[0], &t[k])) return false;
     if (pre->op == CU_OP_ATTENTION) {
         static int attq = -1;
         if (attq < 0) attq = mlxn_cu_env_flag("MLXN_CU_ATTQ", 1);
@@ -911,8 +906,8 @@ extern "C" bool mlxn_cu_fusable(const cu_node *pre, const cu_node *mm) {
         const cu_tensor *outs[2] = {out, pre->op == CU_OP_ADD_RMS_NORM ? &t[0] : NULL};
         for (int o = 0; o < 2; o++)
             for (int k = 0; k < 2; k++)
-                if (outs[o] && ins[k] && overlaps(*outs[o], *ins[k])) return false;
-        if (outs[1] && (outs[1]->elems != K || overlaps(*outs[0], *outs[1]))) return false;
+                if (outs[o] && ins[k] && mlxn_cu_overlap(outs[o], ins[k])) return false;
+        if (outs[1] && (outs[1]->elems != K || mlxn_cu_overlap(outs[0], outs[1]))) return false;
     }
     return true;
 }

@@ -250,7 +250,7 @@ struct DecMlx {
  * of q[16..31], pad}. The 48-byte stride keeps the 128-bit shared-memory
  * reads of 8 lanes on distinct banks. dotq(n, u, xs) returns the dot of unit
  * u of row n with x; 4 weights per __dp4a, scales applied once per block. */
-#define XQ_BLOCK_U4 3 /* XQ_BYTES / 16: xq_store (cuda_common.cuh) writes it */
+#define XQ_BLOCK_U4 (XQ_BYTES / 16) /* xq_store (cuda_common.cuh) writes it */
 
 static __device__ __forceinline__ void ldx(const uint4 *xs, int64_t b, int *xq, float *d, int *s0, int *s1) {
     uint4 a = __ldg(xs + b * 3), c = __ldg(xs + b * 3 + 1), e = __ldg(xs + b * 3 + 2);
