@@ -7,7 +7,7 @@
  * each timing is one CUDA graph of 32 back-to-back matmuls (launch gaps as in
  * a replayed decode graph), timed with events after warm-up; the median of
  * 15 runs is reported. GB/s counts weight bytes + x + y.
- * Usage: cuda_bench [--quick] [--int] [--prefill]   (build: make CUDA=1 build-cuda/bench/cuda_bench) */
+ * Usage: cuda_bench [--quick] [--int] [--prefill | --decode]   (build: make CUDA=1 build-cuda/bench/cuda_bench) */
 #include "mlxn.h"
 
 #include <stdio.h>
@@ -121,13 +121,14 @@ static float time_graph(cudaStream_t s, job *j, int copy, char *src, char *dst, 
 }
 
 int main(int argc, char **argv) {
-    bool quick = false, only_int = false, only_prefill = false;
+    bool quick = false, only_int = false, only_prefill = false, no_prefill = false;
     const char *one = NULL; /* --one FORMAT N K: a few plain launches, for a profiler */
     size_t oneN = 0, oneK = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--quick")) quick = true;
         if (!strcmp(argv[i], "--int")) only_int = true; /* only formats on the integer decode path */
         if (!strcmp(argv[i], "--prefill")) only_prefill = true; /* only the M = 512 tables */
+        if (!strcmp(argv[i], "--decode")) no_prefill = true;    /* only the M = 1 table */
         if (!strcmp(argv[i], "--one") && i + 3 < argc) {
             one = argv[i + 1];
             oneN = (size_t)atol(argv[i + 2]);
@@ -231,7 +232,7 @@ int main(int argc, char **argv) {
      * bf16 scratch + cuBLAS bf16 GEMM (the default for M >= 128); "bf16 GEMM"
      * = cuBLAS on bf16 operands already in memory, nothing decoded: the
      * reference rate. */
-    {
+    if (!no_prefill) {
         const int64_t M = 512;
         const size_t KMAX = 14336, NMAX = 14336;
         float *xm, *ym;

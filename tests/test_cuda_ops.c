@@ -427,6 +427,26 @@ static void test_matmul(void) {
         }
         pfree(&w);
     }
+    /* M = 1 at K = 16384: k_mmvq cuts each row between 2 warps (>= 8 units
+     * a lane), N = 333 and N = 5 (a block with rows past N). Same tolerance
+     * as M = 1 above. */
+    for (int k = 3; k < 9; k++) {
+        for (int ni = 0; ni < 2; ni++) {
+            int64_t N = ni ? 5 : 333, K = 16384, xs[2] = {1, K}, os[2] = {1, N};
+            P w = wpair(ts[k], N, K, NULL);
+            float *x = rnd(MLXN_F32, (size_t)K, -1, 1);
+            P px = pin(MLXN_F32, 2, xs, x), o = pout(MLXN_F32, 2, os);
+            char what[64];
+            snprintf(what, sizeof what, "matmul %s M=1 N=%lld K=%lld", mlxn_dtype_name(ts[k]), (long long)N,
+                     (long long)K);
+            BOTH(CHECK_OK(mlxn_op_matmul(S, o.v[dv], px.v[dv], w.v[dv])));
+            cmp(what, &o, TOL_INT8X);
+            pfree(&px);
+            pfree(&o);
+            pfree(&w);
+            free(x);
+        }
+    }
     /* M = 160 and 300: the bf16 MMA paths, 64-row tiles and (quantized W,
      * >= 128 blocks: q6_k at N = 2800) 128-row tiles; M and N leave partial
      * tiles */
