@@ -280,7 +280,12 @@ static void put_h(uint8_t *p, float v) {
     p[1] = (uint8_t)(h >> 8);
 }
 
-/* Random blocks of `t` for n elements; scales set to small sane values. */
+/* Random blocks of `t` for n elements; scales set to small sane values,
+ * and the offsets (q4_1's m, the K-quants' dmin) to about minus the middle
+ * code's value, as in trained weights: weights around zero, not all of one
+ * sign (with all-positive weights the int8 rounding of x adds up over a row
+ * instead of cancelling, and a one-row int8 matmul's normalized error
+ * against f32 x grew past 4e-4 for some draws). */
 static uint8_t *rand_blocks(mlxn_dtype t, size_t n) {
     size_t qk = mlxn_dtype_block_elems(t), bb = mlxn_dtype_block_bytes(t), nb = n / qk;
     uint8_t *p = malloc(nb * bb);
@@ -289,10 +294,20 @@ static uint8_t *rand_blocks(mlxn_dtype t, size_t n) {
         uint8_t *q = p + b * bb;
         switch (t) {
         case MLXN_Q4_0: put_h(q, rng_uniform(0.01f, 0.1f)); break;
-        case MLXN_Q4_1: put_h(q, rng_uniform(0.01f, 0.1f)); put_h(q + 2, rng_uniform(-0.5f, 0.5f)); break;
+        case MLXN_Q4_1: {
+            float d = rng_uniform(0.01f, 0.1f);
+            put_h(q, d);
+            put_h(q + 2, -7.5f * d * rng_uniform(0.8f, 1.2f));
+            break;
+        }
         case MLXN_Q8_0: put_h(q, rng_uniform(0.001f, 0.01f)); break;
         case MLXN_Q4_K:
-        case MLXN_Q5_K: put_h(q, rng_uniform(0.001f, 0.01f)); put_h(q + 2, rng_uniform(0.001f, 0.01f)); break;
+        case MLXN_Q5_K: { /* w = d sc q - dmin m, sc and m uniform in 0..63 */
+            float d = rng_uniform(0.001f, 0.01f);
+            put_h(q, d);
+            put_h(q + 2, (t == MLXN_Q4_K ? 7.5f : 15.5f) * d * rng_uniform(0.8f, 1.2f));
+            break;
+        }
         case MLXN_Q6_K: put_h(q + 208, rng_uniform(0.0001f, 0.001f)); break;
         default: break;
         }
@@ -400,6 +415,31 @@ static P wpair(mlxn_dtype t, int64_t N, int64_t K, float **deq_out) {
     return p;
 }
 
+/* M = 1 at K = 16384: k_mmvq cuts each row between 2 warps (>= 8 units a
+ * lane), N = 333 and N = 5 (a block with rows past N). Same tolerance as
+ * M = 1 in test_matmul. Run last: its random draws leave the other tests'
+ * inputs as they were. */
+static void test_matmul_long_rows(void) {
+    mlxn_dtype ts[6] = {MLXN_Q4_0, MLXN_Q4_1, MLXN_Q8_0, MLXN_Q4_K, MLXN_Q5_K, MLXN_Q6_K};
+    for (int k = 0; k < 6; k++) {
+        for (int ni = 0; ni < 2; ni++) {
+            int64_t N = ni ? 5 : 333, K = 16384, xs[2] = {1, K}, os[2] = {1, N};
+            P w = wpair(ts[k], N, K, NULL);
+            float *x = rnd(MLXN_F32, (size_t)K, -1, 1);
+            P px = pin(MLXN_F32, 2, xs, x), o = pout(MLXN_F32, 2, os);
+            char what[64];
+            snprintf(what, sizeof what, "matmul %s M=1 N=%lld K=%lld", mlxn_dtype_name(ts[k]), (long long)N,
+                     (long long)K);
+            BOTH(CHECK_OK(mlxn_op_matmul(S, o.v[dv], px.v[dv], w.v[dv])));
+            cmp(what, &o, TOL_INT8X);
+            pfree(&px);
+            pfree(&o);
+            pfree(&w);
+            free(x);
+        }
+    }
+}
+
 static void test_matmul(void) {
     mlxn_dtype ts[9] = {MLXN_F32, MLXN_F16, MLXN_BF16, MLXN_Q4_0, MLXN_Q4_1, MLXN_Q8_0, MLXN_Q4_K, MLXN_Q5_K, MLXN_Q6_K};
     int64_t Ms[4] = {1, 5, 12, 70};
@@ -426,26 +466,6 @@ static void test_matmul(void) {
             free(x);
         }
         pfree(&w);
-    }
-    /* M = 1 at K = 16384: k_mmvq cuts each row between 2 warps (>= 8 units
-     * a lane), N = 333 and N = 5 (a block with rows past N). Same tolerance
-     * as M = 1 above. */
-    for (int k = 3; k < 9; k++) {
-        for (int ni = 0; ni < 2; ni++) {
-            int64_t N = ni ? 5 : 333, K = 16384, xs[2] = {1, K}, os[2] = {1, N};
-            P w = wpair(ts[k], N, K, NULL);
-            float *x = rnd(MLXN_F32, (size_t)K, -1, 1);
-            P px = pin(MLXN_F32, 2, xs, x), o = pout(MLXN_F32, 2, os);
-            char what[64];
-            snprintf(what, sizeof what, "matmul %s M=1 N=%lld K=%lld", mlxn_dtype_name(ts[k]), (long long)N,
-                     (long long)K);
-            BOTH(CHECK_OK(mlxn_op_matmul(S, o.v[dv], px.v[dv], w.v[dv])));
-            cmp(what, &o, TOL_INT8X);
-            pfree(&px);
-            pfree(&o);
-            pfree(&w);
-            free(x);
-        }
     }
     /* M = 160 and 300: the bf16 MMA paths, 64-row tiles and (quantized W,
      * >= 128 blocks: q6_k at N = 2800) 128-row tiles; M and N leave partial
@@ -1534,6 +1554,7 @@ int main(void) {
     test_select_moe_fusion();
     test_logsumexp();
     test_errors();
+    test_matmul_long_rows();
     mlxn_device_close(D[0]);
     mlxn_device_close(D[1]);
     return test_summary("test_cuda_ops");
