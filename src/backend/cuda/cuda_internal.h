@@ -186,17 +186,20 @@ size_t mlxn_cu_gemm_workspace(void);
 /* Standalone entry points for bench/cuda_bench.c: y[M,N] = x[M,K] * W^T
  * with W in any matmul format (wtype; -1 with `bits` for MLX), device
  * pointers. scratch: mlxn_cu_matmul_scratch bytes (NULL = take the float
- * path, which needs none). */
+ * path, which needs none). x_ready (M = 1, integer path): scratch already
+ * holds x's int8 form from an earlier call of the same matmul, as a fused
+ * producer leaves it in a decode step, so only the matmul kernel runs (and
+ * a k_mlx4g matmul adds into y as it is, for timing). */
 size_t mlxn_cu_matmul_scratch(int wtype, int bits, int64_t M, int64_t K);
 cudaError_t mlxn_cu_matmul_raw(float *y, const float *x, const void *w, int wtype, int64_t M,
-                               int64_t N, int64_t K, void *scratch, cudaStream_t s);
+                               int64_t N, int64_t K, void *scratch, cudaStream_t s, bool x_ready);
 /* dst = src (bytes a multiple of 16, 16-byte aligned) by SM loads/stores. */
 /* Hold the stream ~us microseconds (profiling). */
 cudaError_t mlxn_cu_spin(int us, cudaStream_t s);
 cudaError_t mlxn_cu_copy_raw(void *dst, const void *src, size_t bytes, cudaStream_t s);
 cudaError_t mlxn_cu_matmul_mlx_raw(float *y, const float *x, const uint32_t *wq, const void *scales,
                                    const void *biases, int sdtype, int bits, int group, int64_t M,
-                                   int64_t N, int64_t K, void *scratch, cudaStream_t s);
+                                   int64_t N, int64_t K, void *scratch, cudaStream_t s, bool x_ready);
 
 #ifdef __cplusplus
 }

@@ -768,13 +768,14 @@ static cudaError_t matmul_mlx_raw(float *y, const float *x, const uint32_t *wq, 
 }
 
 extern "C" cudaError_t mlxn_cu_matmul_raw(float *y, const float *x, const void *w, int wt, int64_t M, int64_t N,
-                                          int64_t K, void *scratch, cudaStream_t s) {
-    return matmul_raw(y, x, w, wt, M, N, K, scratch, s, true);
+                                          int64_t K, void *scratch, cudaStream_t s, bool x_ready) {
+    return matmul_raw(y, x, w, wt, M, N, K, scratch, s, true, x_ready && M == 1 && scratch);
 }
 extern "C" cudaError_t mlxn_cu_matmul_mlx_raw(float *y, const float *x, const uint32_t *wq, const void *scales,
                                               const void *biases, int sdt, int bits, int group, int64_t M, int64_t N,
-                                              int64_t K, void *scratch, cudaStream_t s) {
-    return matmul_mlx_raw(y, x, wq, scales, biases, sdt, bits, group, M, N, K, scratch, s, true);
+                                              int64_t K, void *scratch, cudaStream_t s, bool x_ready) {
+    return matmul_mlx_raw(y, x, wq, scales, biases, sdt, bits, group, M, N, K, scratch, s, true,
+                          x_ready && M == 1 && scratch);
 }
 
 cudaError_t mlxn_cu_matmul(const cu_node *n, void *scratch, cudaStream_t s) {
