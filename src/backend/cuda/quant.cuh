@@ -262,16 +262,24 @@ static __device__ __forceinline__ void ldx(const uint4 *xs, int64_t b, int *xq, 
 }
 /* 4 bytes at a 2-byte-aligned address. */
 static __device__ __forceinline__ uint32_t ld_u32_a2(const uint8_t *p) { return ld_u16(p) | (ld_u16(p + 2) << 16); }
+/* A weight load of the one-row dots. CS: streaming (ld.global.cs, evict
+ * first), which leaves L1 to the int8 x read beside the weights; taken per
+ * format where it measured faster (bench/RESULTS.md, H100: q4_1, q4_k,
+ * q6_k, MLX 8-bit; slower for q4_0, q8_0, q5_k). */
+template <bool CS, class T>
+static __device__ __forceinline__ T ld_w(const T *p) {
+    return CS ? __ldcs(p) : __ldg(p);
+}
 /* NW words at a 2-byte-aligned address: NW (+1 when misaligned) aligned
  * loads and a funnel shift each (instead of 2 NW 16-bit loads). */
-template <int NW>
+template <int NW, bool CS = false>
 static __device__ __forceinline__ void ld_words_a2(const uint8_t *p, uint32_t *out) {
     const uint32_t *a = (const uint32_t *)((uintptr_t)p & ~(uintptr_t)3);
     uint32_t sh = ((uint32_t)(uintptr_t)p & 2u) * 8u;
     uint32_t w[NW + 1];
 #pragma unroll
-    for (int i = 0; i < NW; i++) w[i] = __ldg(a + i);
-    w[NW] = sh ? __ldg(a + NW) : 0u; /* aligned: never read past the run */
+    for (int i = 0; i < NW; i++) w[i] = ld_w<CS>(a + i);
+    w[NW] = sh ? ld_w<CS>(a + NW) : 0u; /* aligned: never read past the run */
 #pragma unroll
     for (int i = 0; i < NW; i++) out[i] = __funnelshift_r(w[i], w[i + 1], sh);
 }
@@ -310,7 +318,7 @@ struct QDotQ4_1 : DecQ4_1 {
         int dp = 0;
 #pragma unroll
         for (int i = 0; i < 4; i++) {
-            uint32_t q = *(const uint32_t *)(b + 4 + 4 * i);
+            uint32_t q = ld_w<true>((const uint32_t *)(b + 4 + 4 * i));
             dp = __dp4a((int)(q & 0x0F0F0F0F), xq[i], dp);
             dp = __dp4a((int)((q >> 4) & 0x0F0F0F0F), xq[4 + i], dp);
         }
@@ -343,14 +351,14 @@ struct QDotQK45 : DecQK45<Q5> {
     __device__ __forceinline__ float dotq(int64_t n, int64_t u, const uint4 *xs) const {
         const uint8_t *b = w + n * rb + (u >> 2) * DecQK45<Q5>::BB;
         int j = (int)(u & 3);
-        uint32_t dm = *(const uint32_t *)b;
+        uint4 hd = __ldg((const uint4 *)b); /* d, dmin, the 12 scale bytes: one load */
+        uint32_t dm = hd.x, w0 = hd.y, w1 = hd.z, w2 = hd.w;
         float d = cu_h2f((uint16_t)(dm & 0xffff)), dmin = cu_h2f((uint16_t)(dm >> 16));
-        uint32_t w0 = *(const uint32_t *)(b + 4), w1 = *(const uint32_t *)(b + 8), w2 = *(const uint32_t *)(b + 12);
         float sc1, m1, sc2, m2;
         scale_min_k4(2 * j, w0, w1, w2, &sc1, &m1);
         scale_min_k4(2 * j + 1, w0, w1, w2, &sc2, &m2);
         const uint8_t *qs = b + (Q5 ? 48 : 16) + 32 * j;
-        uint4 q0 = *(const uint4 *)qs, q1 = *(const uint4 *)(qs + 16);
+        uint4 q0 = ld_w<!Q5>((const uint4 *)qs), q1 = ld_w<!Q5>((const uint4 *)(qs + 16));
         uint32_t q[8] = {q0.x, q0.y, q0.z, q0.w, q1.x, q1.y, q1.z, q1.w};
         uint32_t h[8];
         if (Q5) {
@@ -392,8 +400,8 @@ struct QDotQ6K : DecQ6K {
         float dx;
         ldx(xs, u, xq, &dx, &s0, &s1);
         uint32_t lw[8], hw[8];
-        ld_words_a2<8>(ql, lw);
-        ld_words_a2<8>(qh, hw);
+        ld_words_a2<8, true>(ql, lw);
+        ld_words_a2<8, true>(qh, hw);
         int dpa = 0, dpb = 0;
 #pragma unroll
         for (int i = 0; i < 8; i++) {
@@ -437,7 +445,7 @@ struct QDotMlx : DecMlx<B> {
             }
             return s * dx * (float)dp + bb * dx * (float)(s0 + s1);
         } else if constexpr (B == 8) {
-            uint4 v0 = __ldg((const uint4 *)p), v1 = __ldg((const uint4 *)p + 1);
+            uint4 v0 = ld_w<true>((const uint4 *)p), v1 = ld_w<true>((const uint4 *)p + 1);
             uint32_t wv[8] = {v0.x, v0.y, v0.z, v0.w, v1.x, v1.y, v1.z, v1.w};
 #pragma unroll
             for (int k = 0; k < 8; k++) dp = __dp4a((int)(wv[k] ^ 0x80808080u), xq[k], dp); /* (q - 128) x */
