@@ -467,6 +467,99 @@ static void test_bad_input(void) {
     mlxn_device_close(NULL);
 }
 
+/* CPU producer fusion (cpu_backend.c): a one-row add_rms_norm / silu_mul /
+ * rms_norm whose group is followed by a group of one-row matmuls of its
+ * output runs inside that group. On 2 and 3 worker threads, replayed with
+ * new inputs: every output equal to direct mode on one thread (the same
+ * kernels on the same rows: exact), and the run's phases 3 instead of 6;
+ * silu_mul in place over its input, which another worker may still read,
+ * stays a phase of its own; MLXN_CPU_PREFUSE=0 runs all 6. */
+static void pf_build(mlxn_session *s, mlxn_buffer **b, bool in_place) {
+    /* b: 0 x, 1 r, 2 nw, 3 sum, 4 h, 5 Wg, 6 Wu, 7 g, 8 u, 9 f, 10 Wd, 11 y, 12 h2, 13 Wh, 14 z */
+    CHECK_OK(mlxn_op_add_rms_norm(s, b[3], b[4], b[0], b[1], b[2], 1e-5f));
+    CHECK_OK(mlxn_op_matmul(s, b[7], b[4], b[5]));
+    CHECK_OK(mlxn_op_matmul(s, b[8], b[4], b[6]));
+    mlxn_buffer *f = in_place ? b[7] : b[9];
+    CHECK_OK(mlxn_op_silu_mul(s, f, b[7], b[8]));
+    CHECK_OK(mlxn_op_matmul(s, b[11], f, b[10]));
+    CHECK_OK(mlxn_op_rms_norm(s, b[12], b[11], b[2], 1e-5f));
+    CHECK_OK(mlxn_op_matmul(s, b[14], b[12], b[13]));
+}
+static void test_cpu_producer_fusion(void) {
+    const int64_t K = 256, F = 160, V = 96;
+    int64_t shapes[15][2] = {{1, K}, {1, K}, {1, K}, {1, K}, {1, K}, {F, K}, {F, K}, {1, F},
+                             {1, F}, {1, F}, {K, F}, {1, K}, {1, K}, {V, K}, {1, V}};
+    int outs[] = {3, 4, 7, 8, 9, 11, 12, 14};
+    for (int c = 0; c < 4; c++) { /* threads 2, 3; in place; MLXN_CPU_PREFUSE=0 */
+        int nth = c == 1 ? 3 : 2;
+        bool in_place = c == 2, off = c == 3;
+        mlxn_device *d[2] = {NULL, NULL};
+        mlxn_device_options o1 = {.n_threads = 1}, on = {.n_threads = nth};
+        CHECK_OK(mlxn_device_open(&d[0], "cpu", &o1));
+        CHECK_OK(mlxn_device_open(&d[1], "cpu", &on));
+        mlxn_buffer *b[2][15];
+        for (int k = 0; k < 2; k++)
+            for (int i = 0; i < 15; i++) {
+                b[k][i] = NULL;
+                CHECK_OK(mlxn_buffer_create(&b[k][i], d[k], MLXN_F32, 2, shapes[i]));
+            }
+        uint64_t seed = rng_u64();
+        if (off) setenv("MLXN_CPU_PREFUSE", "0", 1);
+        mlxn_session *s1 = NULL;
+        CHECK_OK(mlxn_session_create(&s1, d[1], MLXN_MODE_OPTIMIZED, 0));
+        for (int step = 0; step < 2; step++) {
+            int ins[] = {0, 1, 2, 5, 6, 10, 13};
+            for (int k = 0; k < 2; k++) { /* the same inputs on both devices (nw in [0.5, 1.5)) */
+                g_rng = seed + (uint64_t)step;
+                for (size_t i = 0; i < sizeof ins / sizeof ins[0]; i++)
+                    fill(b[k][ins[i]], ins[i] == 2 ? 0.5f : -1.0f, ins[i] == 2 ? 1.5f : 1.0f);
+            }
+            mlxn_session *s0 = NULL;
+            CHECK_OK(mlxn_session_create(&s0, d[0], MLXN_MODE_DIRECT, 0));
+            pf_build(s0, b[0], in_place);
+            CHECK_OK(mlxn_session_finish(s0));
+            CHECK_OK(mlxn_session_wait(s0));
+            mlxn_session_destroy(s0);
+            if (step == 0) {
+                pf_build(s1, b[1], in_place);
+                for (size_t i = 0; i < sizeof outs / sizeof outs[0]; i++)
+                    CHECK_OK(mlxn_session_mark_output(s1, b[1][outs[i]]));
+                CHECK_OK(mlxn_session_finish(s1));
+            } else {
+                CHECK_OK(mlxn_session_replay(s1));
+            }
+            CHECK_OK(mlxn_session_wait(s1));
+            mlxn_graph_stats st;
+            mlxn_session_stats(s1, &st);
+            uint32_t want = off ? 6 : in_place ? 4 : 3;
+            CHECK(st.groups == 6 && st.phases == want,
+                  "cpu producer fusion case %d step %d: %u groups, %u phases; expected 6, %u", c, step, st.groups,
+                  st.phases, want);
+            for (size_t i = 0; i < sizeof outs / sizeof outs[0]; i++) {
+                if (in_place && outs[i] == 9) continue;
+                size_t n = mlxn_buffer_nbytes(b[0][outs[i]]) / 4;
+                float *r0 = malloc(n * 4), *r1 = malloc(n * 4);
+                double *ref = malloc(n * sizeof(double));
+                CHECK_OK(mlxn_buffer_read(b[0][outs[i]], 0, r0, n * 4));
+                CHECK_OK(mlxn_buffer_read(b[1][outs[i]], 0, r1, n * 4));
+                for (size_t j = 0; j < n; j++) ref[j] = r0[j];
+                char what[96];
+                snprintf(what, sizeof what, "cpu producer fusion case %d step %d output %d", c, step, outs[i]);
+                check_close(what, r1, ref, n, 0, 0);
+                free(r0);
+                free(r1);
+                free(ref);
+            }
+        }
+        if (off) unsetenv("MLXN_CPU_PREFUSE");
+        mlxn_session_destroy(s1);
+        for (int k = 0; k < 2; k++)
+            for (int i = 0; i < 15; i++) mlxn_buffer_destroy(b[k][i]);
+        mlxn_device_close(d[0]);
+        mlxn_device_close(d[1]);
+    }
+}
+
 static void test_pool(void) {
     mlxn_pool *p;
     CHECK_OK(mlxn_pool_create(&p, dev));
@@ -493,6 +586,7 @@ int main(void) {
     test_replay_params();
     test_bad_input();
     test_pool();
+    test_cpu_producer_fusion();
     mlxn_device_close(dev);
     return test_summary("test_graph");
 }

@@ -60,10 +60,11 @@ static mlxn_status bench_pp(mlxn_model *m, mlxn_kvcache *kv, const int32_t *toks
     return st;
 }
 
-/* *launches, *nodes: kernels a decode step launches (0: the backend does not
- * count) and graph nodes it runs, from the session's stats after the runs */
+/* *launches, *phases, *nodes: kernels a decode step launches (CUDA) and
+ * work phases it runs (CPU; 0: the backend does not count), and graph nodes
+ * it runs, from the session's stats after the runs */
 static mlxn_status bench_tg(mlxn_model *m, mlxn_kvcache *kv, const int32_t *toks, int n, int reps, double *tps,
-                            unsigned *launches, unsigned *nodes) {
+                            unsigned *launches, unsigned *phases, unsigned *nodes) {
     mlxn_forward *f = NULL;
     mlxn_status st = mlxn_forward_create(&f, m, kv, 1, g_mode, 0);
     if (!st) { /* record once */
@@ -83,6 +84,7 @@ static mlxn_status bench_tg(mlxn_model *m, mlxn_kvcache *kv, const int32_t *toks
     mlxn_graph_stats gs;
     if (!st && !mlxn_session_stats(mlxn_forward_session(f), &gs)) {
         *launches = gs.launches;
+        *phases = gs.phases;
         *nodes = gs.nodes;
     }
     mlxn_forward_destroy(f);
@@ -141,8 +143,8 @@ int cmd_bench(int argc, char **argv) {
         toks[i] = (int32_t)(x % (uint64_t)m->cfg.vocab);
     }
     if (pp && (st = bench_pp(m, kv, toks, (int)pp, (int)reps, pps))) { rc = cli_fail("prefill", st); goto done; }
-    unsigned launches = 0, nodes = 0;
-    if (tg && (st = bench_tg(m, kv, toks, (int)tg, (int)reps, tgs, &launches, &nodes))) {
+    unsigned launches = 0, phases = 0, nodes = 0;
+    if (tg && (st = bench_tg(m, kv, toks, (int)tg, (int)reps, tgs, &launches, &phases, &nodes))) {
         rc = cli_fail("decode", st);
         goto done;
     }
@@ -154,10 +156,10 @@ int cmd_bench(int argc, char **argv) {
         json_str(stdout, model_path);
         printf(", \"backend\": \"%s\", \"threads\": %d, \"mode\": \"%s\", \"pp\": {\"tokens\": %ld, \"tok_s\": %.3f}, "
                "\"tg\": {\"tokens\": %ld, \"tok_s\": %.3f}, \"weights_mib\": %.1f, \"kv_mib\": %.1f, "
-               "\"device_peak_mib\": %.1f, \"tg_nodes\": %u, \"tg_launches\": %u}\n",
+               "\"device_peak_mib\": %.1f, \"tg_nodes\": %u, \"tg_launches\": %u, \"tg_phases\": %u}\n",
                mlxn_device_kind(dev), mlxn_device_threads(dev), mode_name(g_mode), pp, pm, tg, tm,
                (double)m->weight_bytes / 1048576.0, (double)mlxn_kvcache_bytes(kv) / 1048576.0,
-               (double)mlxn_device_memory_peak(dev) / 1048576.0, nodes, launches);
+               (double)mlxn_device_memory_peak(dev) / 1048576.0, nodes, launches, phases);
     } else {
         printf("model: %s (%s, %.1f MiB weights)\ndevice: %s\n", model_path, mlxn_arch_name(m->cfg.arch),
                (double)m->weight_bytes / 1048576.0, mlxn_device_description(dev));
@@ -168,6 +170,7 @@ int cmd_bench(int argc, char **argv) {
                (double)m->weight_bytes / 1048576.0, (double)mlxn_kvcache_bytes(kv) / 1048576.0,
                (double)mlxn_device_memory_peak(dev) / 1048576.0);
         if (tg && launches) printf("decode step: %u graph nodes, %u kernel launches\n", nodes, launches);
+        if (tg && phases) printf("decode step: %u graph nodes, %u work phases (barriers + 1)\n", nodes, phases);
     }
     rc = 0;
 done:

@@ -23,6 +23,7 @@ typedef struct mlxn_exec {
     size_t scratch_bytes; /* per-thread scratch the CPU kernels need */
     void *backend_state;  /* a backend's cached state (CUDA graph) */
     uint32_t launches;    /* set by execute: device kernel launches of the run (0: not counted) */
+    uint32_t phases;      /* set by execute: CPU work phases of the run (0: not counted) */
 } mlxn_exec;
 
 /* Build groups and dependency edges for nodes in their current order. */

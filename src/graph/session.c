@@ -229,9 +229,11 @@ static mlxn_status do_submit(mlxn_session *s, bool replay) {
         return MLXN_OK;
     }
     s->exec.launches = 0;
+    s->exec.phases = 0;
     st = s->dev->be->execute(s->dev, &s->exec, replay);
     s->stats.submissions = 1;
     s->stats.launches = s->exec.launches;
+    s->stats.phases = s->exec.phases;
     s->stats.submit_ns = mlxn_now_ns() - t0;
     if (st) return st;
     s->state = S_SUBMITTED;

@@ -463,6 +463,9 @@ struct mlxn_forward {
     mlxn_buffer *q2, *k2, *v2, *att2; /* 2-D views [T, H*D] / [T, Hkv*D] */
     mlxn_buffer *g, *u;             /* [T, ffn] */
     mlxn_buffer *qkv, *gu;          /* T = 1: [1, q|k|v], [1, g|u]; q, k, v, g, u are views */
+    mlxn_buffer *fs;                /* T = 1: silu_mul's output [1, ffn], apart from its inputs (T > 1:
+                                     * in place over g), so the CPU runs it inside the down
+                                     * matmul's group (cpu_backend.c, producer fusion) */
     mlxn_buffer *xl, *hl, *x2l, *dl; /* last-row views [1, hidden] */
     mlxn_buffer *logits;            /* [rows, vocab] */
     mlxn_buffer *amax;              /* i32 [rows] */
@@ -521,8 +524,9 @@ static mlxn_status record(mlxn_forward *f) {
             TRY(linear(s, f->g, f->h, &L->gate));
             TRY(linear(s, f->u, f->h, &L->up));
         }
-        TRY(mlxn_op_silu_mul(s, f->g, f->g, f->u));
-        TRY(linear(s, f->d, f->g, &L->down));
+        mlxn_buffer *fs = f->fs ? f->fs : f->g;
+        TRY(mlxn_op_silu_mul(s, fs, f->g, f->u));
+        TRY(linear(s, f->d, fs, &L->down));
         if (l + 1 < c->layers)
             TRY(mlxn_op_add_rms_norm(s, f->x, f->h, f->x2, f->d, m->L[l + 1].attn_norm, eps));
         else if (f->flags & MLXN_FWD_ALL_LOGITS)
@@ -543,7 +547,7 @@ void mlxn_forward_destroy(mlxn_forward *f) {
     mlxn_session_destroy(f->s);
     mlxn_buffer *b[] = {f->tok, f->pos, f->x,  f->x2, f->h,  f->o,  f->d,  f->q,  f->k,      f->v,   f->att,
                         f->q2,  f->k2,  f->v2, f->att2, f->g, f->u, f->xl, f->hl, f->x2l, f->dl, f->logits, f->amax,
-                        f->qkv, f->gu, f->topi, f->topv, f->norm};
+                        f->qkv, f->gu, f->fs, f->topi, f->topv, f->norm};
     for (size_t i = 0; i < sizeof b / sizeof b[0]; i++) mlxn_buffer_destroy(b[i]);
     mlxn_free(f->pos_host);
     mlxn_free(f);
@@ -575,6 +579,7 @@ static mlxn_status forward_init(mlxn_forward *f) {
         int64_t sh3[3] = {1, H, D}, sk3[3] = {1, Hkv, D}, sf[2] = {1, c->ffn};
         TRY(mk(f, &f->qkv, MLXN_F32, 2, 1, (H + 2 * Hkv) * D, 1));
         TRY(mk(f, &f->gu, MLXN_F32, 2, 1, 2 * (int64_t)c->ffn, 1));
+        TRY(mk(f, &f->fs, MLXN_F32, 2, 1, c->ffn, 1));
         TRY(mlxn_buffer_view(&f->q, f->qkv, MLXN_F32, 3, sh3, 0));
         TRY(mlxn_buffer_view(&f->k, f->qkv, MLXN_F32, 3, sk3, (size_t)(H * D) * sizeof(float)));
         TRY(mlxn_buffer_view(&f->v, f->qkv, MLXN_F32, 3, sk3, (size_t)((H + Hkv) * D) * sizeof(float)));

@@ -81,25 +81,102 @@ static mlxn_status cpu_copy(mlxn_device *dev, void *dst, const void *src, size_t
     return MLXN_OK;
 }
 
+/* The exec's producer-fusion plan (ex->backend_state): pre[g] = 1 when
+ * group g is one producer run inside group g + 1 (cpu.h, mlxn_cpu_pre_ok);
+ * xoff: bytes at the start of each worker's scratch for the producer's row
+ * (the kernels' scratch follows). MLXN_CPU_PREFUSE=0: no fusion. */
+typedef struct cpu_plan {
+    uint8_t *pre;
+    size_t xoff;
+} cpu_plan;
+
+static void plan_free(cpu_plan *p) {
+    if (p) mlxn_free(p->pre);
+    mlxn_free(p);
+}
+
+/* Whether group g (one producer) can run inside group g + 1. */
+static bool fusable_group(const mlxn_exec *ex, uint32_t g) {
+    if (g + 1 >= ex->n_groups || ex->group_start[g + 1] - ex->group_start[g] != 1) return false;
+    const mlxn_node *p = &ex->nodes[ex->group_start[g]];
+    if (!mlxn_cpu_pre_ok(p)) return false;
+    const mlxn_tensor *x = p->op == MLXN_OP_ADD_RMS_NORM ? &p->t[1] : &p->t[0];
+    for (uint32_t i = ex->group_start[g + 1]; i < ex->group_start[g + 2]; i++) {
+        const mlxn_node *c = &ex->nodes[i];
+        if (c->op != MLXN_OP_MATMUL && c->op != MLXN_OP_MATMUL_MLX) return false;
+        const mlxn_tensor *cx = &c->t[1];
+        if (cx->alloc != x->alloc || cx->offset != x->offset || cx->nbytes != x->nbytes) return false;
+        /* the matmul's output must not touch the producer's tensors, which
+         * another worker may still be reading or writing */
+        for (int k = 0; k < p->n_slots; k++)
+            if (p->t[k].alloc && mlxn_ranges_overlap(&c->t[0], &p->t[k])) return false;
+    }
+    return true;
+}
+
+static mlxn_status plan_build(const mlxn_exec *ex, cpu_plan **out) {
+    *out = NULL;
+    const char *e = getenv("MLXN_CPU_PREFUSE");
+    if (e && *e == '0') return MLXN_OK;
+    cpu_plan *p = mlxn_calloc(1, sizeof *p);
+    uint8_t *pre = ex->n_groups ? mlxn_calloc(ex->n_groups, 1) : NULL;
+    if (!p || (ex->n_groups && !pre)) {
+        mlxn_free(p);
+        mlxn_free(pre);
+        return mlxn_err(MLXN_ERR_OUT_OF_MEMORY, "cpu: out of host memory");
+    }
+    p->pre = pre;
+    bool any = false;
+    for (uint32_t g = 0; g < ex->n_groups; g++) {
+        if (g && pre[g - 1]) continue; /* a consumer group is no producer */
+        if (!fusable_group(ex, g)) continue;
+        pre[g] = 1, any = true;
+        size_t need = (2 * (size_t)mlxn_tensor_elems(&ex->nodes[ex->group_start[g]].t[0]) * sizeof(float) + 63) &
+                      ~(size_t)63;
+        if (need > p->xoff) p->xoff = need;
+    }
+    if (!any) {
+        plan_free(p);
+        return MLXN_OK;
+    }
+    *out = p;
+    return MLXN_OK;
+}
+
 typedef struct job {
     const mlxn_exec *ex;
     mlxn_threadpool *tp;
     int nth;
     void **scratch;
     _Atomic int *next; /* per group */
+    const cpu_plan *plan;
 } job;
 
 static void run_job(void *arg, int tid) {
     job *j = arg;
     const mlxn_exec *ex = j->ex;
+    const uint8_t *pre = j->plan ? j->plan->pre : NULL;
+    char *scr = j->scratch[tid];
     for (uint32_t g = 0; g < ex->n_groups; g++) {
+        if (pre && pre[g]) continue; /* runs inside group g + 1, no barrier between */
         uint32_t first = ex->group_start[g];
         int items = (int)(ex->group_start[g + 1] - first) * j->nth;
-        for (;;) {
-            int i = atomic_fetch_add_explicit(&j->next[g], 1, memory_order_relaxed);
-            if (i >= items) break;
-            const mlxn_node *n = &ex->nodes[first + (uint32_t)(i / j->nth)];
-            mlxn_cpu_ops[n->op].run(n, i % j->nth, j->nth, j->scratch[tid]);
+        if (pre && g && pre[g - 1]) {
+            float *x = (float *)scr; /* the producer's whole row, this worker's own */
+            mlxn_cpu_pre_row(&ex->nodes[first - 1], tid, j->nth, x);
+            for (;;) {
+                int i = atomic_fetch_add_explicit(&j->next[g], 1, memory_order_relaxed);
+                if (i >= items) break;
+                const mlxn_node *n = &ex->nodes[first + (uint32_t)(i / j->nth)];
+                mlxn_cpu_matmul_x(n, i % j->nth, j->nth, scr + j->plan->xoff, x);
+            }
+        } else {
+            for (;;) {
+                int i = atomic_fetch_add_explicit(&j->next[g], 1, memory_order_relaxed);
+                if (i >= items) break;
+                const mlxn_node *n = &ex->nodes[first + (uint32_t)(i / j->nth)];
+                mlxn_cpu_ops[n->op].run(n, i % j->nth, j->nth, scr + (j->plan ? j->plan->xoff : 0));
+            }
         }
         if (g + 1 < ex->n_groups) mlxn_tp_barrier(j->tp);
     }
@@ -109,14 +186,23 @@ static mlxn_status cpu_execute(mlxn_device *dev, mlxn_exec *ex, bool replay) {
     (void)replay;
     cpu_dev *c = dev->impl;
     int nth = mlxn_tp_size(c->tp);
-    if (!ex->scratch_bytes) {
+    if (!ex->scratch_bytes) { /* first run of this schedule */
+        size_t need_max = 0;
         for (uint32_t i = 0; i < ex->n_nodes; i++) {
             const mlxn_cpu_op *op = &mlxn_cpu_ops[ex->nodes[i].op];
             if (!op->run) return mlxn_err(MLXN_ERR_UNSUPPORTED, "cpu: no kernel for %s", mlxn_op_name(ex->nodes[i].op));
             size_t need = op->scratch ? op->scratch(&ex->nodes[i], nth) : 0;
-            if (need > ex->scratch_bytes) ex->scratch_bytes = need;
+            if (need > need_max) need_max = need;
         }
-        if (!ex->scratch_bytes) ex->scratch_bytes = 64;
+        plan_free(ex->backend_state);
+        ex->backend_state = NULL;
+        cpu_plan *plan = NULL;
+        if (nth > 1 && ex->n_groups > 1) {
+            mlxn_status sp = plan_build(ex, &plan);
+            if (sp) return sp;
+        }
+        ex->backend_state = plan;
+        ex->scratch_bytes = (need_max + (plan ? plan->xoff : 0)) ? need_max + (plan ? plan->xoff : 0) : 64;
     }
     pthread_mutex_lock(&c->run_mu);
     if (ex->scratch_bytes > c->scratch_cap) {
@@ -139,11 +225,21 @@ static mlxn_status cpu_execute(mlxn_device *dev, mlxn_exec *ex, bool replay) {
         return mlxn_err(MLXN_ERR_OUT_OF_MEMORY, "cpu: out of host memory");
     }
     for (uint32_t g = 0; g < ex->n_groups; g++) atomic_init(&next[g], 0);
-    job j = {ex, c->tp, nth, c->scratch, next};
+    job j = {ex, c->tp, nth, c->scratch, next, ex->backend_state};
+    const cpu_plan *pl = ex->backend_state;
+    ex->phases = ex->n_groups;
+    if (pl)
+        for (uint32_t g = 0; g < ex->n_groups; g++) ex->phases -= pl->pre[g];
     mlxn_tp_run(c->tp, run_job, &j);
     if (next != stack_next) mlxn_free(next);
     pthread_mutex_unlock(&c->run_mu);
     return MLXN_OK;
+}
+
+static void cpu_exec_release(mlxn_device *dev, mlxn_exec *ex) {
+    (void)dev;
+    plan_free(ex->backend_state);
+    ex->backend_state = NULL;
 }
 
 static mlxn_status cpu_wait(mlxn_device *dev, mlxn_exec *ex) {
@@ -199,5 +295,5 @@ const mlxn_backend mlxn_backend_cpu = {
     .supports = cpu_supports,
     .execute = cpu_execute,
     .wait = cpu_wait,
-    .exec_release = NULL,
+    .exec_release = cpu_exec_release,
 };

@@ -197,6 +197,46 @@ static void k_add_rms_norm(const mlxn_node *n, int ith, int nth, void *scratch) 
     }
 }
 
+bool mlxn_cpu_pre_ok(const mlxn_node *n) {
+    int first_in = n->op == MLXN_OP_ADD_RMS_NORM ? 2 : 1, last_in = n->op == MLXN_OP_ADD_RMS_NORM ? 3
+                                                                  : n->op == MLXN_OP_SILU_MUL     ? 2
+                                                                                                   : 1;
+    if (n->op != MLXN_OP_RMS_NORM && n->op != MLXN_OP_ADD_RMS_NORM && n->op != MLXN_OP_SILU_MUL) return false;
+    for (int i = 0; i <= last_in; i++)
+        if (T(i)->dtype != MLXN_F32 || mlxn_tensor_rows(T(i)) != 1 ||
+            mlxn_tensor_elems(T(i)) != mlxn_tensor_elems(T(0)))
+            return false;
+    /* outputs apart from inputs: one worker writes its part of an output
+     * while another still reads the inputs */
+    for (int o = 0; o < n->n_out; o++)
+        for (int i = first_in; i <= last_in; i++)
+            if (mlxn_ranges_overlap(T(o), T(i))) return false;
+    return n->n_out < 2 || !mlxn_ranges_overlap(T(0), T(1));
+}
+
+void mlxn_cpu_pre_row(const mlxn_node *n, int ith, int nth, float *x) {
+    int64_t D = mlxn_tensor_elems(T(0)), lo, hi;
+    mlxn_split(D, ith, nth, &lo, &hi);
+    if (n->op == MLXN_OP_SILU_MUL) {
+#if defined(__x86_64__) || defined(__i386__)
+        if (__builtin_cpu_supports("avx512f")) silu_512(x, F32(1), F32(2), 0, D);
+        else
+#endif
+            for (int64_t i = 0; i < D; i++) x[i] = silu(F32(1)[i]) * F32(2)[i];
+        memcpy(F32(0) + lo, x + lo, (size_t)(hi - lo) * sizeof(float));
+    } else if (n->op == MLXN_OP_RMS_NORM) {
+        rms_row(x, F32(1), T(2), D, n->p.norm.eps);
+        memcpy(F32(0) + lo, x + lo, (size_t)(hi - lo) * sizeof(float));
+    } else { /* the sum in x[D..2D), the normalized row in x[0..D) */
+        float *sum = x + D;
+        const float *a = F32(2), *b = F32(3);
+        for (int64_t i = 0; i < D; i++) sum[i] = a[i] + b[i];
+        rms_row(x, sum, T(4), D, n->p.norm.eps);
+        memcpy(F32(0) + lo, sum + lo, (size_t)(hi - lo) * sizeof(float));
+        memcpy(F32(1) + lo, x + lo, (size_t)(hi - lo) * sizeof(float));
+    }
+}
+
 static void k_layer_norm(const mlxn_node *n, int ith, int nth, void *scratch) {
     (void)scratch;
     int64_t D = mlxn_tensor_cols(T(1)), lo, hi;
@@ -281,7 +321,7 @@ static size_t s_matmul(const mlxn_node *n, int nth) {
     return mlxn_mm_scratch_bytes(&q, mlxn_tensor_rows(T(1)));
 }
 
-static void k_matmul(const mlxn_node *n, int ith, int nth, void *scratch) {
+void mlxn_cpu_matmul_x(const mlxn_node *n, int ith, int nth, void *scratch, const float *x) {
     mlxn_qmat q;
     node_qmat(n, &q);
     int64_t panels = (q.N + 15) / 16, lo, hi;
@@ -289,7 +329,11 @@ static void k_matmul(const mlxn_node *n, int ith, int nth, void *scratch) {
     lo *= 16;
     hi = hi * 16 < q.N ? hi * 16 : q.N;
     if (lo >= hi) return;
-    mlxn_mm(&q, F32(1), F32(0), mlxn_tensor_rows(T(1)), lo, hi, scratch);
+    mlxn_mm(&q, x, F32(0), mlxn_tensor_rows(T(1)), lo, hi, scratch);
+}
+
+static void k_matmul(const mlxn_node *n, int ith, int nth, void *scratch) {
+    mlxn_cpu_matmul_x(n, ith, nth, scratch, F32(1));
 }
 
 /* ---- rope ---- */
