@@ -148,7 +148,7 @@ static void test_fill(void) {
     const int64_t sizes[] = {1, 3, 255, 257, 65537, 1000003};
     for (int k = MLXN_FILL_BITS; k <= MLXN_FILL_F32; k++)
         for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
-            mlxn_fill f = {(mlxn_fill_kind)k, 77 + i, -0.3f, 0.7f};
+            mlxn_fill f = {(mlxn_fill_kind)k, 77 + i, -0.3f, 0.7f, 0};
             char what[64];
             snprintf(what, sizeof what, "fill kind %d", k);
             fill_case(what, &f, sizes[i], 0);
@@ -156,7 +156,7 @@ static void test_fill(void) {
         }
     /* more elements than the kernel's grid covers (65535·8 blocks of 256):
      * the grid-stride loop's second pass */
-    mlxn_fill big = {MLXN_FILL_BITS, 5, 0, 0};
+    mlxn_fill big = {MLXN_FILL_BITS, 5, 0, 0, 0};
     fill_case("fill kind 1 past one grid", &big, (int64_t)65535 * 8 * 256 + 12345, 0);
     const int bits[] = {2, 3, 4, 5, 6, 8}, groups[] = {32, 64, 128};
     const int64_t N[] = {1, 7, 129}, Kg[] = {1, 3, 32}; /* K = group·Kg */
@@ -166,6 +166,26 @@ static void test_fill(void) {
             for (int n = 0; n < 3; n++)
                 for (int k = 0; k < 3; k++, cases++) bad += linear_case(bits[b], groups[g], N[n], groups[g] * Kg[k]);
     CHECK(!bad, "synthetic linears on CUDA equal the host generator (%d of %d tensors differ)", bad, cases * 3);
+    /* GGML blocks: 1000 blocks of each type the fill makes, at an offset */
+    const mlxn_dtype gt[6] = {MLXN_Q4_0, MLXN_Q4_1, MLXN_Q8_0, MLXN_Q4_K, MLXN_Q5_K, MLXN_Q6_K};
+    int gbad = 0;
+    for (int t = 0; t < 6; t++) {
+        int64_t elems = 1003 * (int64_t)mlxn_dtype_block_elems(gt[t]);
+        size_t bb = mlxn_dtype_block_bytes(gt[t]);
+        mlxn_fill f = {MLXN_FILL_GGML, 900 + (uint64_t)t, 0.002f, 0.001f, (int)gt[t]};
+        mlxn_buffer *b = NULL;
+        CHECK_OK(mlxn_buffer_create(&b, gpu, gt[t], 1, &elems));
+        if (!b) continue;
+        CHECK_OK(mlxn_buffer_fill(b, 3 * bb, &f, 1000 * bb));
+        uint8_t *got = malloc(1000 * bb), *want = malloc(1000 * bb);
+        CHECK_OK(mlxn_buffer_read(b, 3 * bb, got, 1000 * bb));
+        mlxn_fill_host(want, &f, 0, 1000 * bb);
+        gbad += memcmp(got, want, 1000 * bb) != 0;
+        free(got);
+        free(want);
+        mlxn_buffer_destroy(b);
+    }
+    CHECK(!gbad, "GGML block fills on CUDA equal the host generator (%d of 6 types differ)", gbad);
     printf("  random fills: CUDA equals the host generator byte for byte (3 kinds x %zu sizes x 2 offsets, "
            "%d synthetic linears over bits 2-8, groups 32-128)\n",
            sizeof sizes / sizeof sizes[0], cases);
@@ -202,6 +222,10 @@ static void same_weights(const char *spec) {
     }
     int bad = 0;
     for (int i = 0; i < n; i++) {
+        if (!pa[i] || !pb[i]) { /* GGML linears have no scales / biases */
+            bad += pa[i] != pb[i];
+            continue;
+        }
         size_t na = mlxn_buffer_nbytes(pa[i]), nb = mlxn_buffer_nbytes(pb[i]);
         uint8_t *x = malloc(na), *y = malloc(nb);
         CHECK_OK(mlxn_buffer_read(pa[i], 0, x, na));
@@ -262,7 +286,7 @@ static void int8_decode(const char *spec) {
     for (int t = 0; t < NS; t++) {
         double e = nmse(lg[0] + (size_t)t * V, lg[1] + (size_t)t * V, (size_t)V);
         if (e > worst) worst = e;
-        for (int i = 0; i < V; i++) rms += (double)lg[0][(size_t)t * V + i] * lg[0][(size_t)t * V + i];
+        for (int i = 0; i < V; i++) rms += (double)lg[0][(size_t)t * V + i] * (double)lg[0][(size_t)t * V + i];
     }
     rms = sqrt(rms / ((double)NS * V));
     CHECK(worst <= 1e-5 && rms > 1e-3 && isfinite(rms),
@@ -319,6 +343,8 @@ int main(void) {
     test_fill();
     const char *syn[] = {"synthetic:tiny", "synthetic:tiny:q3:g32", "synthetic:tiny:q5:g64", "synthetic:tiny:q8:g32"};
     for (size_t i = 0; i < sizeof syn / sizeof syn[0]; i++) synthetic(syn[i]);
+    same_weights("synthetic:llama-2k:q4_k");
+    same_weights("synthetic:llama-2k:q6_k");
     int8_decode("synthetic:llama-2k");
     int8_decode("synthetic:llama-2k:q4:g128");
     default_model();

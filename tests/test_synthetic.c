@@ -14,7 +14,9 @@
  *    its tensors differ from each other, a forward pass gives finite logits
  *    of a sane size; bad specs and bad fills fail with a status and message.
  */
+#include "core/object.h"
 #include "model/model.h"
+#include "ops/quant.h"
 #include "testutil.h"
 
 static const int k_bits[] = {2, 3, 4, 5, 6, 8};
@@ -40,9 +42,9 @@ static void test_hash(void) {
 /* Whole fill vs slices made alone, and a second run, for each kind. */
 static void test_pure(void) {
     const size_t n = 10007;
-    const mlxn_fill fills[3] = {{MLXN_FILL_BITS, 42, 0, 0},
-                                {MLXN_FILL_BF16, 43, 0.01f, 0.02f},
-                                {MLXN_FILL_F32, 44, -1.0f, 2.0f}};
+    const mlxn_fill fills[3] = {{MLXN_FILL_BITS, 42, 0, 0, 0},
+                                {MLXN_FILL_BF16, 43, 0.01f, 0.02f, 0},
+                                {MLXN_FILL_F32, 44, -1.0f, 2.0f, 0}};
     for (int k = 0; k < 3; k++) {
         size_t eb = mlxn_fill_elem_bytes(fills[k].kind);
         uint8_t *a = malloc(n * eb), *b = malloc(n * eb), *c = malloc(n * eb);
@@ -88,7 +90,7 @@ static void test_cpu_device(void) {
     const int64_t sizes[] = {1, 3, 65535, 65536 * 4 + 7, 1000003};
     for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++) {
         for (int k = MLXN_FILL_BITS; k <= MLXN_FILL_F32; k++) {
-            mlxn_fill f = {(mlxn_fill_kind)k, 1000 + (uint64_t)s, 0.25f, 0.5f};
+            mlxn_fill f = {(mlxn_fill_kind)k, 1000 + (uint64_t)s, 0.25f, 0.5f, 0};
             mlxn_dtype dt = k == MLXN_FILL_BF16 ? MLXN_BF16 : k == MLXN_FILL_F32 ? MLXN_F32 : MLXN_U32;
             mlxn_buffer *b = NULL;
             CHECK_OK(mlxn_buffer_create_filled(&b, dev, dt, 1, &sizes[s], &f));
@@ -115,7 +117,7 @@ static void test_cpu_device(void) {
         uint32_t *p = malloc((size_t)n * 4), *want = malloc(200000 * 4);
         memset(p, 0xab, (size_t)n * 4);
         CHECK_OK(mlxn_buffer_write(b, 0, p, (size_t)n * 4));
-        mlxn_fill f = {MLXN_FILL_BITS, 7, 0, 0};
+        mlxn_fill f = {MLXN_FILL_BITS, 7, 0, 0, 0};
         CHECK_OK(mlxn_buffer_fill(b, 4 * 50000, &f, 4 * 200000));
         CHECK_OK(mlxn_buffer_read(b, 0, p, (size_t)n * 4));
         mlxn_fill_host(want, &f, 0, 200000);
@@ -124,11 +126,11 @@ static void test_cpu_device(void) {
             if ((i < 50000 || i >= 250000) && p[i] != 0xababababu) untouched = 0;
         CHECK(untouched && !memcmp(p + 50000, want, 200000 * 4), "fill at offset 50000: range made, rest untouched");
         /* bad fills: status and message, nothing written */
-        mlxn_fill bad = {(mlxn_fill_kind)9, 1, 0, 0};
+        mlxn_fill bad = {(mlxn_fill_kind)9, 1, 0, 0, 0};
         CHECK_STATUS(mlxn_buffer_fill(b, 0, &bad, 4), MLXN_ERR_INVALID_ARG);
-        mlxn_fill none = {MLXN_FILL_NONE, 1, 0, 0};
+        mlxn_fill none = {MLXN_FILL_NONE, 1, 0, 0, 0};
         CHECK_STATUS(mlxn_buffer_fill(b, 0, &none, 4), MLXN_ERR_INVALID_ARG);
-        mlxn_fill bf = {MLXN_FILL_BF16, 1, 0, 1};
+        mlxn_fill bf = {MLXN_FILL_BF16, 1, 0, 1, 0};
         CHECK_STATUS(mlxn_buffer_fill(b, 0, &bf, 4), MLXN_ERR_DTYPE);
         CHECK_STATUS(mlxn_buffer_fill(b, 2, &f, 4), MLXN_ERR_INVALID_ARG);
         CHECK_STATUS(mlxn_buffer_fill(b, 0, &f, 6), MLXN_ERR_INVALID_ARG);
@@ -327,6 +329,121 @@ static void test_model(void) {
     mlxn_device_close(dev);
 }
 
+/* GGML block fills: the f16 scale conversion against the library's; the
+ * bytes pure in (seed, index); the CPU device's equal to the host's; and
+ * synthetic:llama-2k:<type> for every type the fill makes: all weight bytes
+ * made on the device, the linears of that type with weights around zero
+ * (|mean| < 0.15 sd, sd within 0.3x..3x of 1/sqrt(K)), finite logits of a
+ * sane size; a model whose K is no whole number of blocks fails. */
+static void test_ggml(void) {
+    int bad = 0;
+    for (int i = -400; i <= 400; i++) {
+        float v = (float)i * 0.37f * ldexpf(1.0f, i / 20 - 6);
+        if (mlxn_fill_f2h(v) != mlxn_f32_to_f16(v)) bad++;
+    }
+    for (uint32_t k = 0; k < 100000; k++) { /* f16 subnormals and the normal range's start */
+        float v = ldexpf((float)(k + 1), -34) * 1.37f;
+        if (mlxn_fill_f2h(v) != mlxn_f32_to_f16(v)) bad++;
+    }
+    CHECK(!bad, "mlxn_fill_f2h equals mlxn_f32_to_f16 (%d values differ)", bad);
+    const mlxn_dtype ts[6] = {MLXN_Q4_0, MLXN_Q4_1, MLXN_Q8_0, MLXN_Q4_K, MLXN_Q5_K, MLXN_Q6_K};
+    const char *names[6] = {"q4_0", "q4_1", "q8_0", "q4_k", "q5_k", "q6_k"};
+    mlxn_device *dev = NULL;
+    mlxn_device_options o = {.n_threads = 3};
+    CHECK_OK(mlxn_device_open(&dev, "cpu", &o));
+    if (!dev) return;
+    for (int k = 0; k < 6; k++) {
+        mlxn_fill f = {MLXN_FILL_GGML, 77 + (uint64_t)k, 0.001f, 0.001f, (int)ts[k]};
+        const size_t n = 100 * mlxn_dtype_block_bytes(ts[k]) + 0;
+        uint8_t *a = malloc(n), *b = malloc(n);
+        mlxn_fill_host(a, &f, 0, n);
+        for (size_t at = 0, len = 1; at < n; at += len, len = len * 3 + 1)
+            mlxn_fill_host(b + at, &f, at, at + len > n ? n - at : len);
+        CHECK(!memcmp(a, b, n), "%s fill: slices made alone equal the whole", names[k]);
+        int64_t elems = 1000 * (int64_t)mlxn_dtype_block_elems(ts[k]);
+        mlxn_buffer *buf = NULL;
+        CHECK_OK(mlxn_buffer_create_filled(&buf, dev, ts[k], 1, &elems, &f));
+        if (buf) {
+            size_t nb = mlxn_buffer_nbytes(buf);
+            uint8_t *got = malloc(nb), *want = malloc(nb);
+            CHECK_OK(mlxn_buffer_read(buf, 0, got, nb));
+            mlxn_fill_host(want, &f, 0, nb);
+            CHECK(!memcmp(got, want, nb), "%s: the cpu device's fill equals the host's", names[k]);
+            free(got);
+            free(want);
+            mlxn_buffer_destroy(buf);
+        }
+        free(a);
+        free(b);
+        char spec[64];
+        snprintf(spec, sizeof spec, "synthetic:llama-2k:%s", names[k]);
+        mlxn_model *m = NULL;
+        CHECK_OK(mlxn_model_load(&m, dev, spec));
+        if (!m) continue;
+        CHECK(m->weight_fill_bytes == m->weight_bytes && m->weight_copy_bytes == 0,
+              "%s: all weight bytes made on the device", spec);
+        const mlxn_buffer *lw[3] = {m->L[0].wq.w, m->L[1].down.w, m->embed.w};
+        for (int i = 0; i < 3; i++) {
+            if (!lw[i]) {
+                CHECK(0, "%s: linear %d missing", spec, i);
+                continue;
+            }
+            const mlxn_tensor *t = &lw[i]->t;
+            CHECK(t->dtype == ts[k], "%s: linear %d is %s", spec, i, mlxn_dtype_name(t->dtype));
+            mlxn_qmat q = {0};
+            q.kind = MLXN_QKIND_GGML;
+            q.N = t->shape[0];
+            q.K = t->shape[1];
+            size_t nb;
+            uint8_t *wb = read_all(lw[i], &nb);
+            q.w = wb;
+            q.row_bytes = nb / (size_t)q.N;
+            q.wtype = t->dtype;
+            float *row = malloc((size_t)q.K * sizeof *row);
+            double s1 = 0, s2 = 0;
+            int64_t rows = q.N < 64 ? q.N : 64, cnt = 0;
+            for (int64_t r = 0; r < rows; r++) {
+                mlxn_qmat_dequant_row(&q, r, 0, q.K, row);
+                for (int64_t j = 0; j < q.K; j++) s1 += (double)row[j], s2 += (double)row[j] * (double)row[j], cnt++;
+            }
+            double mean = s1 / (double)cnt, sd = sqrt(s2 / (double)cnt - mean * mean), rr = 1.0 / sqrt((double)q.K);
+            /* |mean| < 0.15 sd: q4_0's codes q - 8 span [-8, 7], so its
+             * weights lean -0.5 d = ~0.11 sd; the others centre on 0 */
+            CHECK(fabs(mean) < 0.15 * sd && sd > 0.3 * rr && sd < 3 * rr,
+                  "%s: linear %d weights mean %.3g sd %.3g (1/sqrt(K) %.3g)", spec, i, mean, sd, rr);
+            free(row);
+            free(wb);
+        }
+        mlxn_kvcache *kv = NULL;
+        mlxn_forward *fw = NULL;
+        CHECK_OK(mlxn_kvcache_create(&kv, m, 8, MLXN_F32));
+        CHECK_OK(mlxn_forward_create(&fw, m, kv, 4, MLXN_MODE_OPTIMIZED, 0));
+        int32_t prompt[4] = {1, 50, 100, 200};
+        float *lg = malloc((size_t)m->cfg.vocab * sizeof *lg);
+        if (fw) {
+            CHECK_OK(mlxn_forward_run(fw, prompt));
+            CHECK_OK(mlxn_forward_logits(fw, lg, (size_t)m->cfg.vocab));
+            double s2 = 0;
+            int finite = 1;
+            for (int i = 0; i < m->cfg.vocab; i++) {
+                finite &= isfinite(lg[i]) != 0;
+                s2 += (double)lg[i] * (double)lg[i];
+            }
+            double rms = sqrt(s2 / m->cfg.vocab);
+            printf("  %s: logits rms %.3f\n", spec, rms);
+            CHECK(finite && rms > 0.05 && rms < 20, "%s: logits finite, rms %.3g in (0.05, 20)", spec, rms);
+        }
+        free(lg);
+        mlxn_forward_destroy(fw);
+        mlxn_kvcache_destroy(kv);
+        mlxn_model_destroy(m);
+    }
+    mlxn_model *m = NULL;
+    CHECK_STATUS(mlxn_model_load(&m, dev, "synthetic:tiny:q4_k"), MLXN_ERR_SHAPE);
+    CHECK(m == NULL, "a failed load leaves the model NULL");
+    mlxn_device_close(dev);
+}
+
 /* Every allocation of a synthetic load failed in turn: out-of-memory with a
  * message each time, nothing leaked (ASan build), then the same weights. */
 static void test_load_failures(void) {
@@ -366,6 +483,7 @@ int main(void) {
     test_cpu_device();
     test_distribution();
     test_model();
+    test_ggml();
     test_load_failures();
     return test_summary("test_synthetic");
 }

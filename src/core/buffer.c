@@ -217,8 +217,15 @@ mlxn_status mlxn_buffer_write(mlxn_buffer *buf, size_t off, const void *src, siz
 mlxn_status mlxn_buffer_fill(mlxn_buffer *buf, size_t off, const mlxn_fill *f, size_t n) {
     if (!buf || !f) return mlxn_err(MLXN_ERR_INVALID_ARG, "buffer_fill: NULL argument");
     size_t eb = (unsigned)f->kind < MLXN_FILL_COUNT ? mlxn_fill_elem_bytes(f->kind) : 0;
-    if (!eb) return mlxn_err(MLXN_ERR_INVALID_ARG, "buffer_fill: fill kind %d is not bits, bf16 or f32", (int)f->kind);
-    mlxn_dtype want = f->kind == MLXN_FILL_BF16 ? MLXN_BF16 : f->kind == MLXN_FILL_F32 ? MLXN_F32 : buf->t.dtype;
+    if (!eb)
+        return mlxn_err(MLXN_ERR_INVALID_ARG, "buffer_fill: fill kind %d is not bits, bf16, f32 or ggml", (int)f->kind);
+    if (f->kind == MLXN_FILL_GGML && !mlxn_fill_ggml_bb(f->block))
+        return mlxn_err(MLXN_ERR_INVALID_ARG, "buffer_fill: a ggml fill of block type %d, which it cannot make",
+                        f->block);
+    mlxn_dtype want = f->kind == MLXN_FILL_BF16   ? MLXN_BF16
+                      : f->kind == MLXN_FILL_F32  ? MLXN_F32
+                      : f->kind == MLXN_FILL_GGML ? (mlxn_dtype)f->block
+                                                  : buf->t.dtype;
     if (buf->t.dtype != want)
         return mlxn_err(MLXN_ERR_DTYPE, "buffer_fill: a %s fill into a %s buffer", mlxn_dtype_name(want),
                         mlxn_dtype_name(buf->t.dtype));

@@ -3,7 +3,9 @@
  * the shapes of a known model and random MLX-quantized weights (random codes,
  * scales ~1/sqrt(K) so activations keep their size through the layers;
  * never zeros). Optional suffixes ":q<bits>" and ":g<group>" (default q4,
- * g64). The source holds no bytes: each tensor it finds is a description
+ * g64), or ":<type>" for random GGML blocks (q4_0, q4_1, q8_0, q4_k, q5_k,
+ * q6_k; every linear and the embedding in that type, each block's d drawn
+ * so the weights span about ±1/sqrt(K) around zero). The source holds no bytes: each tensor it finds is a description
  * (mlxn_fill, core/fill.h: a pure function of a per-tensor seed and the
  * element index) that the device turns into the weights in its own memory
  * (a kernel on CUDA, the worker threads on the CPU), so nothing is built on
@@ -43,6 +45,7 @@ static const preset k_presets[] = {
 typedef struct syn_src {
     mlxn_model_config cfg;
     int bits, group;
+    int ggml; /* a GGML block type for the linears, or 0 (MLX affine) */
 } syn_src;
 
 static uint64_t hash_str(const char *s) {
@@ -50,6 +53,23 @@ static uint64_t hash_str(const char *s) {
     for (; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ull;
     return h;
 }
+
+static const struct {
+    const char *name;
+    mlxn_dtype t;
+    float dk; /* each block's d in [r / dk, 2 r / dk), r = 1/sqrt(K): about the codes' spread */
+} k_ggml[] = {{"q4_0", MLXN_Q4_0, 16.0f},   {"q4_1", MLXN_Q4_1, 15.0f},   {"q8_0", MLXN_Q8_0, 256.0f},
+              {"q4_k", MLXN_Q4_K, 472.5f}, {"q5_k", MLXN_Q5_K, 976.5f}, {"q6_k", MLXN_Q6_K, 4096.0f}};
+
+/* The fill of a synthetic GGML linear [N, K] of type t. */
+static mlxn_fill ggml_fill(const char *module, int64_t K, mlxn_dtype t) {
+    float dk = 16.0f;
+    for (size_t i = 0; i < sizeof k_ggml / sizeof k_ggml[0]; i++)
+        if (k_ggml[i].t == t) dk = k_ggml[i].dk;
+    float r = 1.0f / sqrtf((float)K);
+    return (mlxn_fill){MLXN_FILL_GGML, mlxn_fill_hash(hash_str(module), 4), r / dk, r / dk, (int)t};
+}
+
 
 /* Output and input features of a linear module, or false. */
 static bool linear_shape(const mlxn_model_config *c, const char *module, int64_t *N, int64_t *K) {
@@ -68,20 +88,20 @@ static bool linear_shape(const mlxn_model_config *c, const char *module, int64_t
 }
 
 mlxn_fill mlxn_synthetic_fill(const char *module, const char *what, int64_t K, int bits) {
-    mlxn_fill f = {MLXN_FILL_NONE, 0, 0, 0};
+    mlxn_fill f = {MLXN_FILL_NONE, 0, 0, 0, 0};
     if (!module || !what) return f;
     uint64_t h = hash_str(module); /* one seed per tensor: the module hashed, then the part */
     float r = K > 0 ? 1.0f / sqrtf((float)K) : 0.0f;
     if (bits < 0 || bits > 8) return f;
     if (!strcmp(what, "weight") && bits) {
-        f = (mlxn_fill){MLXN_FILL_BITS, mlxn_fill_hash(h, 0), 0, 0};
+        f = (mlxn_fill){MLXN_FILL_BITS, mlxn_fill_hash(h, 0), 0, 0, 0};
     } else if (!strcmp(what, "scales") && bits) { /* scale·q spans [0, 2u·r], u in [0.5, 1) */
         float sp = 2.0f / (float)((1 << bits) - 1) * r;
-        f = (mlxn_fill){MLXN_FILL_BF16, mlxn_fill_hash(h, 1), 0.5f * sp, 0.5f * sp};
+        f = (mlxn_fill){MLXN_FILL_BF16, mlxn_fill_hash(h, 1), 0.5f * sp, 0.5f * sp, 0};
     } else if (!strcmp(what, "biases") && bits) { /* in [-r, -r/2): centres the codes' span */
-        f = (mlxn_fill){MLXN_FILL_BF16, mlxn_fill_hash(h, 2), -r, 0.5f * r};
+        f = (mlxn_fill){MLXN_FILL_BF16, mlxn_fill_hash(h, 2), -r, 0.5f * r, 0};
     } else if (!strcmp(what, "weight")) { /* norm: f32 in [0.9, 1.1) */
-        f = (mlxn_fill){MLXN_FILL_F32, mlxn_fill_hash(h, 3), 0.9f, 0.2f};
+        f = (mlxn_fill){MLXN_FILL_F32, mlxn_fill_hash(h, 3), 0.9f, 0.2f, 0};
     }
     return f;
 }
@@ -100,6 +120,7 @@ static bool syn_find(void *ctx, const char *name, mlxn_tensor_ref *out) {
     if (!lin && !norm) return false;
     if (lin && !strcmp(module, "lm_head") && s->cfg.tie_embeddings) return false;
     if (lin && strcmp(what, "weight") && strcmp(what, "scales") && strcmp(what, "biases")) return false;
+    if (lin && s->ggml && strcmp(what, "weight")) return false; /* no scales / biases: GGML blocks */
     memset(out, 0, sizeof *out);
     if (norm) {
         out->dtype = MLXN_F32;
@@ -111,6 +132,14 @@ static bool syn_find(void *ctx, const char *name, mlxn_tensor_ref *out) {
     }
     out->ndim = 2;
     out->shape[0] = N;
+    if (s->ggml) {
+        mlxn_dtype t = (mlxn_dtype)s->ggml;
+        out->dtype = t;
+        out->shape[1] = K;
+        out->nbytes = (size_t)N * (size_t)(K / (int64_t)mlxn_dtype_block_elems(t)) * mlxn_dtype_block_bytes(t);
+        out->fill = ggml_fill(module, K, t);
+        return true;
+    }
     if (!strcmp(what, "weight")) {
         out->dtype = MLXN_U32;
         out->shape[1] = K * s->bits / 32;
@@ -139,16 +168,29 @@ mlxn_status mlxn_model_load_synthetic(mlxn_model **out, mlxn_device *dev, const 
         return mlxn_err(MLXN_ERR_NOT_FOUND,
                         "%s: unknown synthetic model '%s' (llama3-1b, llama3-3b, llama3-8b, llama3-70b-layer, tiny, llama-2k)",
                         spec, base);
-    int bits = 4, group = 64;
+    int bits = 4, group = 64, ggml = 0;
     for (const char *o = name + blen; *o == ':'; o += 1 + strcspn(o + 1, ":")) {
         int v;
-        if (sscanf(o + 1, "q%d", &v) == 1) bits = v;
+        size_t len = strcspn(o + 1, ":");
+        int gi = -1;
+        for (size_t i = 0; i < sizeof k_ggml / sizeof k_ggml[0]; i++)
+            if (strlen(k_ggml[i].name) == len && !strncmp(o + 1, k_ggml[i].name, len)) gi = (int)i;
+        if (gi >= 0) ggml = (int)k_ggml[gi].t;
+        else if (sscanf(o + 1, "q%d", &v) == 1) bits = v;
         else if (sscanf(o + 1, "g%d", &v) == 1) group = v;
         else return mlxn_err(MLXN_ERR_INVALID_ARG, "%s: option '%.*s' is not q<bits> or g<group>", spec,
                              (int)strcspn(o + 1, ":"), o + 1);
     }
-    mlxn_status st = mlxn_mlx_check(spec, 1, group, bits, group, MLXN_BF16);
+    mlxn_status st = ggml ? MLXN_OK : mlxn_mlx_check(spec, 1, group, bits, group, MLXN_BF16);
     if (st) return st;
+    if (ggml) { /* every linear's K a whole number of blocks */
+        int64_t qk = (int64_t)mlxn_dtype_block_elems((mlxn_dtype)ggml);
+        int64_t ks[3] = {p->hidden, (int64_t)p->heads * p->head_dim, p->ffn};
+        for (int i = 0; i < 3; i++)
+            if (ks[i] % qk)
+                return mlxn_err(MLXN_ERR_SHAPE, "%s: %s blocks take %lld elements; a linear of this model has K = %lld",
+                                spec, mlxn_dtype_name((mlxn_dtype)ggml), (long long)qk, (long long)ks[i]);
+    }
     syn_src *s = mlxn_calloc(1, sizeof *s);
     if (!s) return mlxn_err(MLXN_ERR_OUT_OF_MEMORY, "%s: out of memory", spec);
     mlxn_model_config *c = &s->cfg;
@@ -172,11 +214,12 @@ mlxn_status mlxn_model_load_synthetic(mlxn_model **out, mlxn_device *dev, const 
     }
     c->tie_embeddings = p->tied;
     c->bos_id = -1;
-    c->q_bits = bits;
-    c->q_group = group;
+    c->q_bits = ggml ? 0 : bits;
+    c->q_group = ggml ? 0 : group;
     snprintf(c->source, sizeof c->source, "%s", spec);
     s->bits = bits;
     s->group = group;
+    s->ggml = ggml;
     mlxn_model_config cfg = *c; /* the model takes this copy over */
     mlxn_weight_source src = {s, syn_find, syn_close, MLXN_NAMES_HF, spec, progress, pctx};
     st = mlxn_model_create(out, dev, &cfg, &src);

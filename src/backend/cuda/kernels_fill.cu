@@ -11,6 +11,7 @@ __global__ void k_fill(void *dst, mlxn_fill f, uint64_t n) {
     for (uint64_t i = blockIdx.x * (uint64_t)blockDim.x + threadIdx.x; i < n; i += (uint64_t)gridDim.x * blockDim.x) {
         if (KIND == MLXN_FILL_BITS) ((uint32_t *)dst)[i] = mlxn_fill_u32(&f, i);
         else if (KIND == MLXN_FILL_BF16) ((uint16_t *)dst)[i] = mlxn_fill_bf16(&f, i);
+        else if (KIND == MLXN_FILL_GGML) ((uint8_t *)dst)[i] = mlxn_fill_ggml_byte(&f, i);
         else ((float *)dst)[i] = mlxn_fill_f32(&f, i);
     }
 }
@@ -23,6 +24,7 @@ cudaError_t mlxn_cu_fill(void *dst, const mlxn_fill *f, size_t n, cudaStream_t s
     case MLXN_FILL_BITS: k_fill<MLXN_FILL_BITS><<<grid, 256, 0, s>>>(dst, *f, n); break;
     case MLXN_FILL_BF16: k_fill<MLXN_FILL_BF16><<<grid, 256, 0, s>>>(dst, *f, n); break;
     case MLXN_FILL_F32: k_fill<MLXN_FILL_F32><<<grid, 256, 0, s>>>(dst, *f, n); break;
+    case MLXN_FILL_GGML: k_fill<MLXN_FILL_GGML><<<grid, 256, 0, s>>>(dst, *f, n); break;
     default: return cudaErrorInvalidValue;
     }
     return cudaGetLastError();
