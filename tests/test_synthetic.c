@@ -250,6 +250,33 @@ static double frac_equal_words(const mlxn_buffer *a, const mlxn_buffer *b) {
     return n ? (double)same / (double)n : 1.0;
 }
 
+/* A forward pass of m over a 4-token prompt: finite logits whose size
+ * neither vanishes nor explodes. */
+static void check_forward(mlxn_model *m, const char *spec) {
+    mlxn_kvcache *kv = NULL;
+    mlxn_forward *f = NULL;
+    CHECK_OK(mlxn_kvcache_create(&kv, m, 8, MLXN_F32));
+    CHECK_OK(mlxn_forward_create(&f, m, kv, 4, MLXN_MODE_OPTIMIZED, 0));
+    int32_t prompt[4] = {1, 50, 100, 200};
+    float *lg = malloc((size_t)m->cfg.vocab * sizeof *lg);
+    if (f) {
+        CHECK_OK(mlxn_forward_run(f, prompt));
+        CHECK_OK(mlxn_forward_logits(f, lg, (size_t)m->cfg.vocab));
+        double s2 = 0;
+        int finite = 1;
+        for (int i = 0; i < m->cfg.vocab; i++) {
+            finite &= isfinite(lg[i]) != 0;
+            s2 += (double)lg[i] * (double)lg[i];
+        }
+        double rms = sqrt(s2 / m->cfg.vocab);
+        printf("  %s: logits rms %.3f\n", spec, rms);
+        CHECK(finite && rms > 0.05 && rms < 20, "%s: logits finite, rms %.3g in (0.05, 20)", spec, rms);
+    }
+    free(lg);
+    mlxn_forward_destroy(f);
+    mlxn_kvcache_destroy(kv);
+}
+
 static void test_model(void) {
     mlxn_device *dev = NULL;
     CHECK_OK(mlxn_device_open(&dev, "cpu", NULL));
@@ -283,29 +310,7 @@ static void test_model(void) {
         CHECK(f1 < 0.01 && f2 < 0.01 && f3 < 0.01 && f4 < 0.05,
               "%s: tensors differ per seed (equal words: q/k %.3f, down 0/1 %.3f, norm 0/1 %.3f, o scales 0/1 %.3f)",
               spec, f1, f2, f3, f4);
-        /* a forward pass: finite logits whose size neither vanishes nor explodes */
-        mlxn_kvcache *kv = NULL;
-        mlxn_forward *f = NULL;
-        CHECK_OK(mlxn_kvcache_create(&kv, m, 8, MLXN_F32));
-        CHECK_OK(mlxn_forward_create(&f, m, kv, 4, MLXN_MODE_OPTIMIZED, 0));
-        int32_t prompt[4] = {1, 50, 100, 200};
-        float *lg = malloc((size_t)m->cfg.vocab * sizeof *lg);
-        if (f) {
-            CHECK_OK(mlxn_forward_run(f, prompt));
-            CHECK_OK(mlxn_forward_logits(f, lg, (size_t)m->cfg.vocab));
-            double s2 = 0;
-            int finite = 1;
-            for (int i = 0; i < m->cfg.vocab; i++) {
-                finite &= isfinite(lg[i]) != 0;
-                s2 += (double)lg[i] * (double)lg[i];
-            }
-            double rms = sqrt(s2 / m->cfg.vocab);
-            printf("  %s: logits rms %.3f\n", spec, rms);
-            CHECK(finite && rms > 0.05 && rms < 20, "%s: logits finite, rms %.3g in (0.05, 20)", spec, rms);
-        }
-        free(lg);
-        mlxn_forward_destroy(f);
-        mlxn_kvcache_destroy(kv);
+        check_forward(m, spec);
         mlxn_model_destroy(m);
     }
     /* the same spec twice: the same bytes */
@@ -414,28 +419,7 @@ static void test_ggml(void) {
             free(row);
             free(wb);
         }
-        mlxn_kvcache *kv = NULL;
-        mlxn_forward *fw = NULL;
-        CHECK_OK(mlxn_kvcache_create(&kv, m, 8, MLXN_F32));
-        CHECK_OK(mlxn_forward_create(&fw, m, kv, 4, MLXN_MODE_OPTIMIZED, 0));
-        int32_t prompt[4] = {1, 50, 100, 200};
-        float *lg = malloc((size_t)m->cfg.vocab * sizeof *lg);
-        if (fw) {
-            CHECK_OK(mlxn_forward_run(fw, prompt));
-            CHECK_OK(mlxn_forward_logits(fw, lg, (size_t)m->cfg.vocab));
-            double s2 = 0;
-            int finite = 1;
-            for (int i = 0; i < m->cfg.vocab; i++) {
-                finite &= isfinite(lg[i]) != 0;
-                s2 += (double)lg[i] * (double)lg[i];
-            }
-            double rms = sqrt(s2 / m->cfg.vocab);
-            printf("  %s: logits rms %.3f\n", spec, rms);
-            CHECK(finite && rms > 0.05 && rms < 20, "%s: logits finite, rms %.3g in (0.05, 20)", spec, rms);
-        }
-        free(lg);
-        mlxn_forward_destroy(fw);
-        mlxn_kvcache_destroy(kv);
+        check_forward(m, spec);
         mlxn_model_destroy(m);
     }
     mlxn_model *m = NULL;

@@ -88,6 +88,7 @@ static mlxn_status cpu_copy(mlxn_device *dev, void *dst, const void *src, size_t
 typedef struct cpu_plan {
     uint8_t *pre;
     size_t xoff;
+    uint32_t fused; /* groups with pre[g] = 1 */
 } cpu_plan;
 
 static void plan_free(cpu_plan *p) {
@@ -126,16 +127,15 @@ static mlxn_status plan_build(const mlxn_exec *ex, cpu_plan **out) {
         return mlxn_err(MLXN_ERR_OUT_OF_MEMORY, "cpu: out of host memory");
     }
     p->pre = pre;
-    bool any = false;
     for (uint32_t g = 0; g < ex->n_groups; g++) {
         if (g && pre[g - 1]) continue; /* a consumer group is no producer */
         if (!fusable_group(ex, g)) continue;
-        pre[g] = 1, any = true;
+        pre[g] = 1, p->fused++;
         size_t need = (2 * (size_t)mlxn_tensor_elems(&ex->nodes[ex->group_start[g]].t[0]) * sizeof(float) + 63) &
                       ~(size_t)63;
         if (need > p->xoff) p->xoff = need;
     }
-    if (!any) {
+    if (!p->fused) {
         plan_free(p);
         return MLXN_OK;
     }
@@ -156,27 +156,20 @@ static void run_job(void *arg, int tid) {
     job *j = arg;
     const mlxn_exec *ex = j->ex;
     const uint8_t *pre = j->plan ? j->plan->pre : NULL;
-    char *scr = j->scratch[tid];
+    float *x = j->scratch[tid]; /* a fused producer's whole row, this worker's own */
+    char *scr = (char *)j->scratch[tid] + (j->plan ? j->plan->xoff : 0); /* the kernels' */
     for (uint32_t g = 0; g < ex->n_groups; g++) {
         if (pre && pre[g]) continue; /* runs inside group g + 1, no barrier between */
         uint32_t first = ex->group_start[g];
         int items = (int)(ex->group_start[g + 1] - first) * j->nth;
-        if (pre && g && pre[g - 1]) {
-            float *x = (float *)scr; /* the producer's whole row, this worker's own */
-            mlxn_cpu_pre_row(&ex->nodes[first - 1], tid, j->nth, x);
-            for (;;) {
-                int i = atomic_fetch_add_explicit(&j->next[g], 1, memory_order_relaxed);
-                if (i >= items) break;
-                const mlxn_node *n = &ex->nodes[first + (uint32_t)(i / j->nth)];
-                mlxn_cpu_matmul_x(n, i % j->nth, j->nth, scr + j->plan->xoff, x);
-            }
-        } else {
-            for (;;) {
-                int i = atomic_fetch_add_explicit(&j->next[g], 1, memory_order_relaxed);
-                if (i >= items) break;
-                const mlxn_node *n = &ex->nodes[first + (uint32_t)(i / j->nth)];
-                mlxn_cpu_ops[n->op].run(n, i % j->nth, j->nth, scr + (j->plan ? j->plan->xoff : 0));
-            }
+        bool fused = pre && g && pre[g - 1];
+        if (fused) mlxn_cpu_pre_row(&ex->nodes[first - 1], tid, j->nth, x);
+        for (;;) {
+            int i = atomic_fetch_add_explicit(&j->next[g], 1, memory_order_relaxed);
+            if (i >= items) break;
+            const mlxn_node *n = &ex->nodes[first + (uint32_t)(i / j->nth)];
+            if (fused) mlxn_cpu_matmul_x(n, i % j->nth, j->nth, scr, x);
+            else mlxn_cpu_ops[n->op].run(n, i % j->nth, j->nth, scr);
         }
         if (g + 1 < ex->n_groups) mlxn_tp_barrier(j->tp);
     }
@@ -202,7 +195,8 @@ static mlxn_status cpu_execute(mlxn_device *dev, mlxn_exec *ex, bool replay) {
             if (sp) return sp;
         }
         ex->backend_state = plan;
-        ex->scratch_bytes = (need_max + (plan ? plan->xoff : 0)) ? need_max + (plan ? plan->xoff : 0) : 64;
+        ex->scratch_bytes = need_max + (plan ? plan->xoff : 0);
+        if (!ex->scratch_bytes) ex->scratch_bytes = 64;
     }
     pthread_mutex_lock(&c->run_mu);
     if (ex->scratch_bytes > c->scratch_cap) {
@@ -226,10 +220,7 @@ static mlxn_status cpu_execute(mlxn_device *dev, mlxn_exec *ex, bool replay) {
     }
     for (uint32_t g = 0; g < ex->n_groups; g++) atomic_init(&next[g], 0);
     job j = {ex, c->tp, nth, c->scratch, next, ex->backend_state};
-    const cpu_plan *pl = ex->backend_state;
-    ex->phases = ex->n_groups;
-    if (pl)
-        for (uint32_t g = 0; g < ex->n_groups; g++) ex->phases -= pl->pre[g];
+    ex->phases = ex->n_groups - (ex->backend_state ? ((const cpu_plan *)ex->backend_state)->fused : 0);
     mlxn_tp_run(c->tp, run_job, &j);
     if (next != stack_next) mlxn_free(next);
     pthread_mutex_unlock(&c->run_mu);

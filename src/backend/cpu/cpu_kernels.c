@@ -134,12 +134,7 @@ static void k_unary(const mlxn_node *n, int ith, int nth, void *scratch) {
 
 /* The decode step's silu_mul (ffn values per layer) spent ~4% of a SmolLM2
  * token in scalar expf; AVX-512 CPUs take silu_512. */
-static void k_silu_mul(const mlxn_node *n, int ith, int nth, void *scratch) {
-    (void)scratch;
-    float *out = F32(0);
-    const float *g = F32(1), *u = F32(2);
-    int64_t lo, hi;
-    mlxn_split(mlxn_tensor_elems(T(0)), ith, nth, &lo, &hi);
+static void silu_mul_range(float *out, const float *g, const float *u, int64_t lo, int64_t hi) {
 #if defined(__x86_64__) || defined(__i386__)
     if (__builtin_cpu_supports("avx512f")) {
         silu_512(out, g, u, lo, hi);
@@ -147,6 +142,13 @@ static void k_silu_mul(const mlxn_node *n, int ith, int nth, void *scratch) {
     }
 #endif
     for (int64_t i = lo; i < hi; i++) out[i] = silu(g[i]) * u[i];
+}
+
+static void k_silu_mul(const mlxn_node *n, int ith, int nth, void *scratch) {
+    (void)scratch;
+    int64_t lo, hi;
+    mlxn_split(mlxn_tensor_elems(T(0)), ith, nth, &lo, &hi);
+    silu_mul_range(F32(0), F32(1), F32(2), lo, hi);
 }
 
 /* ---- norms ---- */
@@ -185,16 +187,19 @@ static void k_rms_norm(const mlxn_node *n, int ith, int nth, void *scratch) {
     for (int64_t r = lo; r < hi; r++) rms_row(F32(0) + r * D, F32(1) + r * D, T(2), D, n->p.norm.eps);
 }
 
+/* sum = a + b, out = rms_norm(sum) * w: one row of add_rms_norm */
+static void add_rms_row(float *sum, float *out, const float *a, const float *b, const mlxn_tensor *w, int64_t D,
+                        float eps) {
+    for (int64_t i = 0; i < D; i++) sum[i] = a[i] + b[i];
+    rms_row(out, sum, w, D, eps);
+}
+
 static void k_add_rms_norm(const mlxn_node *n, int ith, int nth, void *scratch) {
     (void)scratch;
     int64_t D = mlxn_tensor_cols(T(2)), lo, hi;
     mlxn_split(mlxn_tensor_rows(T(2)), ith, nth, &lo, &hi);
-    for (int64_t r = lo; r < hi; r++) {
-        float *sum = F32(0) + r * D;
-        const float *a = F32(2) + r * D, *b = F32(3) + r * D;
-        for (int64_t i = 0; i < D; i++) sum[i] = a[i] + b[i];
-        rms_row(F32(1) + r * D, sum, T(4), D, n->p.norm.eps);
-    }
+    for (int64_t r = lo; r < hi; r++)
+        add_rms_row(F32(0) + r * D, F32(1) + r * D, F32(2) + r * D, F32(3) + r * D, T(4), D, n->p.norm.eps);
 }
 
 bool mlxn_cpu_pre_ok(const mlxn_node *n) {
@@ -218,21 +223,14 @@ void mlxn_cpu_pre_row(const mlxn_node *n, int ith, int nth, float *x) {
     int64_t D = mlxn_tensor_elems(T(0)), lo, hi;
     mlxn_split(D, ith, nth, &lo, &hi);
     if (n->op == MLXN_OP_SILU_MUL) {
-#if defined(__x86_64__) || defined(__i386__)
-        if (__builtin_cpu_supports("avx512f")) silu_512(x, F32(1), F32(2), 0, D);
-        else
-#endif
-            for (int64_t i = 0; i < D; i++) x[i] = silu(F32(1)[i]) * F32(2)[i];
+        silu_mul_range(x, F32(1), F32(2), 0, D);
         memcpy(F32(0) + lo, x + lo, (size_t)(hi - lo) * sizeof(float));
     } else if (n->op == MLXN_OP_RMS_NORM) {
         rms_row(x, F32(1), T(2), D, n->p.norm.eps);
         memcpy(F32(0) + lo, x + lo, (size_t)(hi - lo) * sizeof(float));
     } else { /* the sum in x[D..2D), the normalized row in x[0..D) */
-        float *sum = x + D;
-        const float *a = F32(2), *b = F32(3);
-        for (int64_t i = 0; i < D; i++) sum[i] = a[i] + b[i];
-        rms_row(x, sum, T(4), D, n->p.norm.eps);
-        memcpy(F32(0) + lo, sum + lo, (size_t)(hi - lo) * sizeof(float));
+        add_rms_row(x + D, x, F32(2), F32(3), T(4), D, n->p.norm.eps);
+        memcpy(F32(0) + lo, x + D + lo, (size_t)(hi - lo) * sizeof(float));
         memcpy(F32(1) + lo, x + lo, (size_t)(hi - lo) * sizeof(float));
     }
 }
