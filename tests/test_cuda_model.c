@@ -249,24 +249,32 @@ static void synthetic(const char *spec) {
 /* Decode with int8 activations (the M = 1 integer kernels): each op
  * launched on its own (direct) against the replayed graph, whose one-stream
  * capture launches rope / kv_write groups and norm or silu_mul fused with
- * the next matmul's x quantization. Same kernels otherwise; the fused norm
- * sums its squares in another order, which can move an int8 rounding of x
- * by one step: NMSE bound 1e-5 (measured values print). */
+ * the next matmul's x quantization, and runs an add_rms_norm between two
+ * MLX 4-bit matmuls inside them (cu_epi). Both against f32 activations
+ * (direct) as the reference. Where the graph does only the first kind of
+ * fusion its int8 x is the direct one's (NMSE 0 between them, measured);
+ * the norm inside the matmuls quantizes s·w and scales by the norm factor
+ * afterwards, so a code can move by one step where x / d sits within float
+ * rounding of a half, and the model carries that step on through its KV
+ * cache (synthetic:llama-2k:q4:g128 on an H200: replay vs direct 3e-14 at
+ * the first step, then 4-5e-5 at every later one; against f32 the direct
+ * launches 1.14e-4, the graph 1.09e-4). The check: the replayed graph is as
+ * close to the f32 result as the direct launches (x 1.25); the two paths'
+ * difference prints. */
 static void int8_decode(const char *spec) {
-    unsetenv("MLXN_F32_ACTIVATIONS");
     mlxn_model *m = NULL;
     CHECK_OK(mlxn_model_load(&m, gpu, spec));
-    if (!m) {
-        setenv("MLXN_F32_ACTIVATIONS", "1", 1);
-        return;
-    }
+    if (!m) return;
     enum { NP = 12, NS = 8 };
     int V = m->cfg.vocab;
-    float *lg[2] = {malloc((size_t)NS * V * 4), malloc((size_t)NS * V * 4)};
+    float *lg[3] = {malloc((size_t)NS * V * 4), malloc((size_t)NS * V * 4), malloc((size_t)NS * V * 4)};
     int32_t prompt[NP];
     for (int i = 0; i < NP; i++) prompt[i] = (int32_t)(5 + 31 * i % 1000);
-    const mlxn_mode modes[2] = {MLXN_MODE_DIRECT, MLXN_MODE_OPTIMIZED};
-    for (int k = 0; k < 2; k++) {
+    /* int8 direct, int8 replayed graph, f32 activations direct */
+    const mlxn_mode modes[3] = {MLXN_MODE_DIRECT, MLXN_MODE_OPTIMIZED, MLXN_MODE_DIRECT};
+    for (int k = 0; k < 3; k++) {
+        if (k < 2) unsetenv("MLXN_F32_ACTIVATIONS");
+        else setenv("MLXN_F32_ACTIVATIONS", "1", 1);
         mlxn_kvcache *kv = NULL;
         mlxn_forward *pf = NULL, *f = NULL;
         CHECK_OK(mlxn_kvcache_create(&kv, m, NP + NS, MLXN_F32));
@@ -282,18 +290,27 @@ static void int8_decode(const char *spec) {
         mlxn_forward_destroy(pf);
         mlxn_kvcache_destroy(kv);
     }
-    double worst = 0, rms = 0;
+    double worst = 0, wd = 0, wr = 0, rms = 0;
+    char steps[NS * 12] = "";
     for (int t = 0; t < NS; t++) {
         double e = nmse(lg[0] + (size_t)t * V, lg[1] + (size_t)t * V, (size_t)V);
+        double ed = nmse(lg[2] + (size_t)t * V, lg[0] + (size_t)t * V, (size_t)V);
+        double er = nmse(lg[2] + (size_t)t * V, lg[1] + (size_t)t * V, (size_t)V);
         if (e > worst) worst = e;
+        if (ed > wd) wd = ed;
+        if (er > wr) wr = er;
+        snprintf(steps + strlen(steps), sizeof steps - strlen(steps), " %.1e", e);
         for (int i = 0; i < V; i++) rms += (double)lg[0][(size_t)t * V + i] * (double)lg[0][(size_t)t * V + i];
     }
     rms = sqrt(rms / ((double)NS * V));
-    CHECK(worst <= 1e-5 && rms > 1e-3 && isfinite(rms),
-          "%s: int8 decode, %d steps: replayed graph vs direct launches, worst NMSE %.3g (bound 1e-5), logits rms %.3g",
-          spec, NS, worst, rms);
-    printf("  %-24s int8 decode replay vs direct: worst NMSE %.2e over %d steps (logits rms %.3g)\n", spec, worst, NS,
-           rms);
+    CHECK(wr <= 1.25 * wd + 1e-12 && rms > 1e-3 && isfinite(rms),
+          "%s: int8 decode, %d steps: against f32 activations, direct %.3g, replayed graph %.3g (bound 1.25x the "
+          "direct), logits rms %.3g",
+          spec, NS, wd, wr, rms);
+    printf("  %-24s int8 decode against f32 activations: direct %.2e, replayed graph %.2e; replay vs direct: worst "
+           "NMSE %.2e over %d steps (logits rms %.3g; by step%s)\n",
+           spec, wd, wr, worst, NS, rms, steps);
+    free(lg[2]);
     free(lg[0]);
     free(lg[1]);
     mlxn_model_destroy(m);

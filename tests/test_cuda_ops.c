@@ -856,7 +856,8 @@ static int cuda_sm_major(void) {
 
 static bool env_clean(void) {
     const char *v[] = {"MLXN_CU_GRAPH", "MLXN_CU_GROUP", "MLXN_CU_FUSE", "MLXN_CU_ROPEATT", "MLXN_CU_ATTQ",
-                       "MLXN_CU_SKIP", "MLXN_CU_ATT_CLUSTER", "MLXN_CU_MLX4", "MLXN_CUDA_PROFILE"};
+                       "MLXN_CU_SKIP", "MLXN_CU_ATT_CLUSTER", "MLXN_CU_MLX4", "MLXN_CUDA_PROFILE",
+                       "MLXN_CU_EPI"};
     for (size_t i = 0; i < sizeof v / sizeof v[0]; i++)
         if (getenv(v[i]) && *getenv(v[i])) return false;
     return true;
@@ -1000,6 +1001,169 @@ static void test_decode_layer_fusion(void) {
     }
 }
 
+/* An add_rms_norm between two one-row MLX 4-bit matmuls (o-projection ->
+ * norm -> gate/up in decode) runs inside the two matmul kernels (cu_epi):
+ * the first adds the residual and writes the sum, the int8 x and partial
+ * sums of squares; the second scales its rows by the norm factor and writes
+ * the norm's output. Against the CPU with the f32 weights, captured once and
+ * replayed with new inputs; cases: two rows a warp in the second matmul,
+ * f16 / bf16 scales, groups 64 / 128, no norm weight, the sum written over
+ * the residual (in place). */
+static void test_norm_in_matmuls(void) {
+    struct {
+        int64_t K1, N1, N2;
+        int group;
+        mlxn_dtype sdt;
+        bool no_w, in_place;
+    } cs[] = {{2048, 2048, 8192, 64, MLXN_BF16, false, false},
+              {4096, 4096, 4096, 128, MLXN_F16, false, true},
+              {2048, 2048, 2048, 64, MLXN_F16, true, false},
+              {2048, 2048, 8192, 128, MLXN_BF16, false, false},
+              {4096, 2048, 3072, 128, MLXN_BF16, false, true}};
+    for (size_t c = 0; c < sizeof cs / sizeof cs[0]; c++) {
+        int64_t K1 = cs[c].K1, N1 = cs[c].N1, N2 = cs[c].N2;
+        mlxn_mlx_quant q = {4, cs[c].group};
+        mlxn_buffer *cw[2] = {0}, *gw[2] = {0}, *gs[2] = {0}, *gb[2] = {0};
+        int64_t nk[2][2] = {{N1, K1}, {N2, N1}};
+        for (int i = 0; i < 2; i++) {
+            uint32_t *wq;
+            void *sc, *bs;
+            float *deq;
+            int64_t N = nk[i][0], K = nk[i][1];
+            mlx_make(4, q.group_size, cs[c].sdt, N, K, &wq, &sc, &bs, &deq);
+            int64_t wsh[2] = {N, K * 4 / 32}, ssh[2] = {N, K / q.group_size}, dsh[2] = {N, K};
+            gw[i] = mk1(1, MLXN_U32, 2, wsh, wq);
+            gs[i] = mk1(1, cs[c].sdt, 2, ssh, sc);
+            gb[i] = mk1(1, cs[c].sdt, 2, ssh, bs);
+            cw[i] = mk1(0, MLXN_F32, 2, dsh, deq);
+            free(wq);
+            free(sc);
+            free(bs);
+            free(deq);
+        }
+        int64_t k1[2] = {1, K1}, n1[2] = {1, N1}, n2[2] = {1, N2}, w1[1] = {K1}, w2[1] = {N1};
+        float *nw1v = rnd(MLXN_F32, (size_t)K1, 0.5f, 1.5f);
+        void *nw2v = rnd(MLXN_BF16, (size_t)N1, 0.5f, 1.5f);
+        P x = pout(MLXN_F32, 2, k1), nw1 = pin(MLXN_F32, 1, w1, nw1v), xn = pout(MLXN_F32, 2, k1);
+        P nw2 = pin(MLXN_BF16, 1, w2, nw2v), h = pout(MLXN_F32, 2, n1), y1 = pout(MLXN_F32, 2, n1);
+        P sum = pout(MLXN_F32, 2, n1), out = pout(MLXN_F32, 2, n1), y2 = pout(MLXN_F32, 2, n2);
+        P *sp = cs[c].in_place ? &h : &sum;
+        mlxn_session *S1 = NULL;
+        CHECK_OK(mlxn_session_create(&S1, D[1], MLXN_MODE_OPTIMIZED, 0));
+        char name[64];
+        snprintf(name, sizeof name, "norm in matmuls %lldx%lld -> %lld g%d %s%s%s", (long long)N1, (long long)K1,
+                 (long long)N2, q.group_size, mlxn_dtype_name(cs[c].sdt), cs[c].no_w ? " no weight" : "",
+                 cs[c].in_place ? " in place" : "");
+        for (int step = 0; step < 3 && S1; step++) {
+            float *xv = rnd(MLXN_F32, (size_t)K1, -1, 1), *hv = rnd(MLXN_F32, (size_t)N1, -4, 4);
+            for (int dv = 0; dv < 2; dv++) {
+                CHECK_OK(mlxn_buffer_write(x.v[dv], 0, xv, (size_t)K1 * 4));
+                CHECK_OK(mlxn_buffer_write(h.v[dv], 0, hv, (size_t)N1 * 4));
+            }
+            free(xv);
+            for (int dv = 0; dv < 2; dv++) {
+                mlxn_session *S = S1;
+                if (dv == 0) CHECK_OK(mlxn_session_create(&S, D[0], MLXN_MODE_DIRECT, 0));
+                if (dv == 1 && step > 0) {
+                    CHECK_OK(mlxn_session_replay(S));
+                    continue;
+                }
+#define MM(o, xx, i)                                                                                              \
+    (dv == 0 ? mlxn_op_matmul(S, (o).v[dv], (xx).v[dv], cw[i])                                                      \
+             : mlxn_op_matmul_mlx(S, (o).v[dv], (xx).v[dv], gw[i], gs[i], gb[i], &q))
+                CHECK_OK(mlxn_op_rms_norm(S, xn.v[dv], x.v[dv], nw1.v[dv], 1e-5f));
+                CHECK_OK(MM(y1, xn, 0));
+                CHECK_OK(mlxn_op_add(S, sp->v[dv], h.v[dv], y1.v[dv]));
+                CHECK_OK(mlxn_op_rms_norm(S, out.v[dv], sp->v[dv], cs[c].no_w ? NULL : nw2.v[dv], 1e-5f));
+                CHECK_OK(MM(y2, out, 1));
+#undef MM
+                if (dv == 1) {
+                    CHECK_OK(mlxn_session_mark_output(S, y1.v[1]));
+                    CHECK_OK(mlxn_session_mark_output(S, sp->v[1]));
+                    CHECK_OK(mlxn_session_mark_output(S, out.v[1]));
+                    CHECK_OK(mlxn_session_mark_output(S, y2.v[1]));
+                }
+                CHECK_OK(mlxn_session_finish(S));
+                if (dv == 0) mlxn_session_destroy(S);
+            }
+            CHECK_OK(mlxn_session_wait(S1));
+            char what[128];
+            /* y1, the sum and the norm carry one int8-x matmul's error, y2 two */
+            snprintf(what, sizeof what, "%s step %d: mm1", name, step);
+            cmp(what, &y1, TOL_INT8X);
+            snprintf(what, sizeof what, "%s step %d: sum", name, step);
+            cmp(what, sp, TOL_INT8X);
+            snprintf(what, sizeof what, "%s step %d: norm", name, step);
+            cmp(what, &out, TOL_INT8X);
+            snprintf(what, sizeof what, "%s step %d: mm2", name, step);
+            cmp(what, &y2, 2 * TOL_INT8X);
+            /* the same ops on the GPU launched one by one (no fusion, the
+             * same int8 x up to the rounding of the norm factor): nearly
+             * equal outputs */
+            P *got[4] = {&y1, sp, &out, &y2};
+            float *gv[4];
+            size_t gn[4];
+            for (int k = 0; k < 4; k++) gv[k] = read_f(got[k]->v[1], &gn[k]);
+            if (cs[c].in_place) CHECK_OK(mlxn_buffer_write(h.v[1], 0, hv, (size_t)N1 * 4)); /* h holds the sum */
+            mlxn_session *Sd = NULL;
+            CHECK_OK(mlxn_session_create(&Sd, D[1], MLXN_MODE_DIRECT, 0));
+            if (Sd) {
+                CHECK_OK(mlxn_op_rms_norm(Sd, xn.v[1], x.v[1], nw1.v[1], 1e-5f));
+                CHECK_OK(mlxn_op_matmul_mlx(Sd, y1.v[1], xn.v[1], gw[0], gs[0], gb[0], &q));
+                CHECK_OK(mlxn_op_add(Sd, sp->v[1], h.v[1], y1.v[1]));
+                CHECK_OK(mlxn_op_rms_norm(Sd, out.v[1], sp->v[1], cs[c].no_w ? NULL : nw2.v[1], 1e-5f));
+                CHECK_OK(mlxn_op_matmul_mlx(Sd, y2.v[1], out.v[1], gw[1], gs[1], gb[1], &q));
+                CHECK_OK(mlxn_session_finish(Sd));
+                const char *nm4[4] = {"mm1", "sum", "norm", "mm2"};
+                for (int k = 0; k < 4; k++) {
+                    size_t n;
+                    float *dv = read_f(got[k]->v[1], &n);
+                    double num = 0, den = 0;
+                    for (size_t i = 0; i < n && n == gn[k]; i++) {
+                        double d = (double)gv[k][i] - (double)dv[i];
+                        num += d * d;
+                        den += (double)dv[i] * (double)dv[i];
+                    }
+                    double e = den > 0 ? num / den : num;
+                    /* mm1 and the sum are the same arithmetic (0); the
+                     * norm differs in the rounding of its factor (~1e-14).
+                     * mm2's int8 x is quantized from s·w before the factor,
+                     * so a code moves by one step where x / d sits within
+                     * float rounding of a half (~1e-5 of the elements); one
+                     * such step costs ~1 / (K·E[q²]) ~ 5e-7 at K = 2048:
+                     * 1e-5 allows a few, far below a wrong factor or code */
+                    double bound = k < 3 ? TOL_EXACT : 1e-5;
+                    CHECK(n == gn[k] && e <= bound, "%s step %d: %s fused vs one by one on the GPU: NMSE %.3g (bound %.0e)",
+                          name, step, nm4[k], e, bound);
+                    free(dv);
+                }
+            }
+            mlxn_session_destroy(Sd);
+            for (int k = 0; k < 4; k++) free(gv[k]);
+            free(hv);
+        }
+        if (S1) {
+            mlxn_graph_stats st;
+            CHECK_OK(mlxn_session_stats(S1, &st));
+            printf("  %s: %u graph nodes, %u kernel launches\n", name, st.nodes, st.launches);
+            /* norm + quant, mm1 (+ the add_rms_norm's first half), mm2 */
+            if (env_clean() && cuda_sm_major() >= 9)
+                CHECK(st.launches == 3, "%s: %u kernel launches, expected 3", name, st.launches);
+            mlxn_session_destroy(S1);
+        }
+        P *all[] = {&x, &nw1, &xn, &nw2, &h, &y1, &sum, &out, &y2};
+        for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) pfree(all[i]);
+        for (int i = 0; i < 2; i++) {
+            mlxn_buffer_destroy(cw[i]);
+            mlxn_buffer_destroy(gw[i]);
+            mlxn_buffer_destroy(gs[i]);
+            mlxn_buffer_destroy(gb[i]);
+        }
+        free(nw1v);
+        free(nw2v);
+    }
+}
+
 /* ---- one-row producers quantizing x for the matmul after them ----
  * rms_norm -> matmul, add + rms_norm (fused into add_rms_norm by the graph)
  * -> matmul, silu * mul -> matmul, for one-row kernels reading either int8
@@ -1117,9 +1281,13 @@ static void test_producer_fusion(void) {
             mlxn_graph_stats st;
             CHECK_OK(mlxn_session_stats(S1, &st));
             printf("  producer fusion case %zu: %u graph nodes, %u kernel launches\n", c, st.nodes, st.launches);
-            /* norm + quant, mm; add_norm + quant, mm; quant, mm (u); silu_mul + quant, mm */
+            /* norm + quant, mm; add_norm + quant, mm; quant, mm (u); silu_mul + quant, mm;
+             * MLX 4-bit g64 (k_mlx4g): the add_norm inside the two matmuls
+             * around it (cu_epi) on GPUs with room for one row a warp */
+            bool epi = !fs[c].wf && q.bits == 4 && q.group_size == 64 && cuda_sm_major() >= 9;
             if (env_clean())
-                CHECK(st.launches == 8, "producer fusion case %zu: %u kernel launches, expected 8", c, st.launches);
+                CHECK(st.launches == (epi ? 7u : 8u), "producer fusion case %zu: %u kernel launches, expected %u", c,
+                      st.launches, epi ? 7u : 8u);
             mlxn_session_destroy(S1);
         }
         P *all[] = {&x, &nw, &h, &y1, &sum, &hn, &g, &u, &f, &y3};
@@ -1548,6 +1716,7 @@ int main(void) {
     test_kv_attention();
     test_decode_layer_fusion();
     test_producer_fusion();
+    test_norm_in_matmuls();
     test_graph();
     test_upload();
     test_graph_prefill();

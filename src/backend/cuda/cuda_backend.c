@@ -41,6 +41,8 @@ typedef struct cuda_graph_state {
     cudaGraphExec_t exec;
     void *scratch;
     size_t *scr_off; /* each node's scratch offset (plan_scratch) */
+    void *epi;       /* the buffer of the norms run inside matmuls (cu_epi), one-stream capture */
+    uint32_t n_epi;  /* such triples captured */
     atomic_int refs;
     uint64_t hash;
     void *key; /* the exec's flattened nodes and edges */
@@ -361,6 +363,7 @@ static void graph_state_free(cuda_graph_state *g) {
     if (g->exec) cudaGraphExecDestroy(g->exec);
     if (g->graph) cudaGraphDestroy(g->graph);
     if (g->scratch) cudaFree(g->scratch);
+    if (g->epi) cudaFree(g->epi);
     cudaGetLastError();
     mlxn_free(g);
 }
@@ -461,6 +464,33 @@ static bool fuse_pair(const mlxn_exec *ex, uint32_t i, bool have_scratch) {
     return mlxn_cu_fusable(&a, &b);
 }
 
+/* One-stream capture: whether node j (a one-row matmul taken as the second
+ * half of a fused pair), the add_rms_norm after it and the matmul after that
+ * run as a cu_epi triple: the norm inside the two matmul kernels
+ * (mlxn_cu_epi_ok). nm, mm2 receive the two nodes; e points at them. */
+static bool epi_triple(const mlxn_exec *ex, uint32_t j, const cuda_graph_state *g, cu_node *nm, cu_node *mm2,
+                       cu_epi *e) {
+    if (!g->epi || j + 2 >= ex->n_nodes) return false;
+    for (uint32_t k = j + 1; k <= j + 2; k++) {
+        bool dep = false;
+        for (uint32_t d = ex->dep_start[k]; d < ex->dep_start[k + 1]; d++) dep |= ex->deps[d] == k - 1;
+        if (!dep) return false;
+    }
+    cu_node mm1;
+    to_cu(&ex->nodes[j], &mm1);
+    to_cu(&ex->nodes[j + 1], nm);
+    to_cu(&ex->nodes[j + 2], mm2);
+    if (!mlxn_cu_epi_ok(&mm1, nm, mm2)) return false;
+    static int cap = -2; /* MLXN_CU_EPI_MAX: at most this many triples a graph (debugging) */
+    if (cap == -2) cap = getenv("MLXN_CU_EPI_MAX") ? atoi(getenv("MLXN_CU_EPI_MAX")) : -1;
+    if (cap >= 0 && g->n_epi >= (uint32_t)cap) return false;
+    ((cuda_graph_state *)g)->n_epi++;
+    e->norm = nm;
+    e->mm2 = mm2;
+    e->buf = g->epi;
+    return true;
+}
+
 /* Whether no node of ex writes bytes of t: a norm's weight, or rope's
  * positions and frequency factors, which a kernel may then read before its
  * programmatic-launch wait (host uploads precede the graph on the stream).
@@ -517,7 +547,9 @@ static mlxn_status launch_rope_att(const mlxn_exec *ex, uint32_t i, uint32_t cnt
     for (uint32_t k = 0; k < cnt; k++) /* the frequency factors are read early too */
         if (gn[k].op != CU_OP_KV_WRITE && gn[k].t[3].data && !unwritten(ex, &gn[k].t[3])) an.pos_early = false;
     bool pair = fuse_pair(ex, ia, g->scratch != NULL);
-    cu_node mm;
+    cu_node mm, nm, mm2;
+    cu_epi epi;
+    bool tri = pair && epi_triple(ex, ia + 1, g, &nm, &mm2, &epi);
     uint8_t *xq = NULL;
     float *y = NULL;
     int64_t N = 0;
@@ -532,13 +564,14 @@ static mlxn_status launch_rope_att(const mlxn_exec *ex, uint32_t i, uint32_t cnt
         }
     }
     cudaError_t e = mlxn_cu_launch_rope_attention(gn, (int)cnt, &an, xl, xq, y, N, s);
-    if (e == cudaSuccess && pair) e = mlxn_cu_launch_mm_ready(&mm, xq, s);
+    if (e == cudaSuccess && pair) e = mlxn_cu_launch_mm_ready(&mm, xq, s, tri ? &epi : NULL);
     if (e != cudaSuccess) {
         cudaGetLastError();
         return mlxn_err(MLXN_ERR_DEVICE, "cuda: launching nodes %u..%u (rope, attention%s) as one failed: %s",
-                        ex->nodes[i].id, ex->nodes[ia + pair].id, pair ? ", matmul" : "", cudaGetErrorString(e));
+                        ex->nodes[i].id, ex->nodes[ia + pair + 2 * tri].id,
+                        tri ? ", matmul, norm, matmul" : pair ? ", matmul" : "", cudaGetErrorString(e));
     }
-    *taken = cnt + 1 + pair;
+    *taken = cnt + 1 + pair + 2 * tri;
     return MLXN_OK;
 }
 
@@ -614,15 +647,17 @@ static mlxn_status capture_lanes(cuda_dev *c, mlxn_exec *ex, cuda_graph_state *g
             const cu_tensor *nw = pm[0].op == CU_OP_RMS_NORM        ? &pm[0].t[2]
                                   : pm[0].op == CU_OP_ADD_RMS_NORM ? &pm[0].t[4]
                                                                    : NULL;
+            cu_node nm, mm2;
+            cu_epi epi;
+            bool tri = nl == 1 && epi_triple(ex, i + 1, g, &nm, &mm2, &epi);
             cudaError_t ef = mlxn_cu_launch_fused(&pm[0], &pm[1], (char *)g->scratch + off[i + 1], ls[pick],
-                                                  nw && unwritten(ex, nw));
+                                                  nw && unwritten(ex, nw), tri ? &epi : NULL);
             if (ef != cudaSuccess) {
                 cudaGetLastError();
-                st = mlxn_err(MLXN_ERR_DEVICE, "cuda: launching nodes %u and %u as one failed: %s", ex->nodes[i].id,
-                              ex->nodes[i + 1].id, cudaGetErrorString(ef));
+                st = mlxn_err(MLXN_ERR_DEVICE, "cuda: launching nodes %u..%u as one failed: %s", ex->nodes[i].id,
+                              ex->nodes[i + 1 + 2 * tri].id, cudaGetErrorString(ef));
             }
-            lane_of[i] = pick;
-            i++;
+            for (uint32_t k = 0; k < 1u + 2u * tri; k++) lane_of[i++] = pick;
         } else if (cnt > 1) {
             st = launch_group(ex, i, cnt, ls[pick]);
             for (uint32_t k = 1; k < cnt; k++) lane_of[i + k] = pick;
@@ -783,6 +818,14 @@ static mlxn_status build_graph(cuda_dev *c, mlxn_exec *ex, cuda_graph_state **ou
         }
     }
     int mode = graph_mode();
+    if (mode == GRAPH_STREAM && total) { /* cu_epi's buffer: its counters start at 0 */
+        cudaError_t e = cudaMalloc(&g->epi, MLXN_CU_EPI_BYTES);
+        if (e == cudaSuccess) e = cudaMemsetAsync(g->epi, 0, MLXN_CU_EPI_BYTES, c->stream);
+        if (e != cudaSuccess) {
+            st = cu_fail(e, "cudaMalloc(graph epilogue buffer)");
+            goto done;
+        }
+    }
     if (mode != GRAPH_DAG && ex->n_nodes) {
         st = capture_lanes(c, ex, g, off, mode == GRAPH_STREAM ? 1 : CAPTURE_LANES);
     } else {

@@ -111,14 +111,29 @@ cudaError_t mlxn_cu_matmul_id(const cu_node *n, cudaStream_t s);
  * launches instead of three: the producer quantizes x for the matmul itself.
  * scratch: mm's. MLXN_CU_ATTQ=0: not for attention (measuring). */
 bool mlxn_cu_fusable(const cu_node *pre, const cu_node *mm);
+/* A one-row add_rms_norm between two one-row MLX 4-bit matmuls, mm1 ->
+ * norm -> mm2 (the norm's output is mm2's x), run by the two matmul kernels
+ * with no launch of its own: mm1's kernel adds the residual and writes the
+ * norm's sum, mm2's int8 x and partial sums of squares into buf
+ * (MLXN_CU_EPI_BYTES, zeroed once when allocated, shared by every such
+ * triple of a graph); mm2's kernel scales its rows by the norm's factor and
+ * writes the norm's output. mlxn_cu_epi_ok: whether the three nodes allow it
+ * (shapes, dtypes, no harmful aliasing; MLXN_CU_EPI=0: never). */
+typedef struct cu_epi {
+    const cu_node *norm, *mm2;
+    void *buf;
+} cu_epi;
+#define MLXN_CU_EPI_BYTES 12288
+bool mlxn_cu_epi_ok(const cu_node *mm1, const cu_node *norm, const cu_node *mm2);
 /* w_const: no node of the graph writes the norm's weight, so the kernel may
- * read it before it waits on the kernel before it. */
+ * read it before it waits on the kernel before it. epi: NULL, or the norm
+ * and matmul after mm to run as above (mm is then mm1). */
 cudaError_t mlxn_cu_launch_fused(const cu_node *pre, const cu_node *mm, void *scratch, cudaStream_t s,
-                                 bool w_const);
+                                 bool w_const, const cu_epi *epi);
 /* The matmul half of a fused pair: mm (mlxn_cu_fusable with its producer)
  * after the producer wrote its int8 x into scratch (and, for k_mlx4g, zeroed
- * its output). */
-cudaError_t mlxn_cu_launch_mm_ready(const cu_node *mm, void *scratch, cudaStream_t s);
+ * its output); with epi, then epi's norm and matmul as described there. */
+cudaError_t mlxn_cu_launch_mm_ready(const cu_node *mm, void *scratch, cudaStream_t s, const cu_epi *epi);
 /* Where a producer kernel writes the int8 x of the one-row matmul after it:
  * not at all, k_mlx4g's layout (and it zeroes that matmul's y), or k_mmvq's. */
 enum { XL_NONE = 0, XL_G = 1, XL_Q = 2 };

@@ -288,10 +288,46 @@ struct Mlx4Step {
  * into y (zeroed by k_quant_x64); W <= N/R keeps every range >= one row, so
  * a row gets at most two partials onto 0, a sum whose value does not depend
  * on their order: results are deterministic. Needs G % 32 == 0. */
+/* The norm between two one-row MLX 4-bit matmuls (mm1 -> add_rms_norm ->
+ * mm2, as o-projection -> norm -> gate/up in decode), run by the two matmul
+ * kernels instead of a kernel of its own (mlxn_cu_launch_mm_ready with a
+ * cu_epi). The int8 codes of x = s·rs·w (s = h + y1, rs = 1/sqrt(mean s² +
+ * eps)) do not depend on rs, which only scales each 32-block's d: so mm1
+ * writes the codes of s·w and every 32-block's Σ s², and mm2 takes rs from
+ * those partial sums and multiplies its row sums by it.
+ * Epi (mm1 side; xg NULL: off): with one row a warp (W = N, R = 1), the last
+ * of the four blocks of each 32 rows to finish adds h, writes s (sum), the
+ * block's codes (xg, k_mlx4g's layout) and Σ s² (ssp); every block zeroes
+ * mm2's output y2 (it adds partial sums). cnt: a counter per 32 rows, never
+ * reset (a block is last when its count is 3 mod 4). */
+struct Mlx4Epi {
+    const float *h;
+    float *sum;
+    const void *w; /* norm weight, or NULL */
+    int wdt;
+    uint8_t *xg;
+    float *ssp;
+    unsigned *cnt;
+    float *y2;
+    int64_t n2;
+};
+/* Rs (mm2 side; ssp NULL: off): rs from the K/32 partial sums in ssp; the
+ * norm's f32 output out = sum·rs·w is written here as well (the graph may
+ * read it). */
+struct Mlx4Rs {
+    const float *ssp;
+    float eps;
+    const float *sum;
+    const void *w;
+    int wdt;
+    float *out;
+};
+
 template <int SDT, int R, int D>
 __global__ void __launch_bounds__(256) k_mlx4g(const uint32_t *__restrict__ wq, const void *__restrict__ scales,
                                                const void *__restrict__ biases, int gshift, float *__restrict__ y,
-                                               const uint4 *__restrict__ xg, int64_t N, int64_t K, int W) {
+                                               const uint4 *__restrict__ xg, int64_t N, int64_t K, int W,
+                                               Mlx4Epi ep, Mlx4Rs rq) {
     extern __shared__ uint4 xsg[];
     int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     int G = (int)(K >> 6), CH = G >> 5;
@@ -321,6 +357,22 @@ __global__ void __launch_bounds__(256) k_mlx4g(const uint32_t *__restrict__ wq, 
     cu_pdl_wait(); /* x (and y = 0) from k_quant_x64 */
     cu_pdl_trigger();
     for (int64_t i = threadIdx.x; i < (int64_t)G * 5; i += 256) xsg[i] = xg[i];
+    float rs = 1.0f;
+    if (rq.ssp) { /* every warp sums the partials itself */
+        float t = 0.0f;
+        for (int64_t i = lane; i < (K >> 5); i += 32) t += rq.ssp[i];
+        t = cu_warp_sum(t);
+        rs = (float)(1.0 / sqrt((double)t / (double)K + (double)rq.eps));
+        if (rq.out)
+            for (int64_t i = (int64_t)blockIdx.x * 256 + threadIdx.x; i < K; i += (int64_t)gridDim.x * 256) {
+                float v = rq.sum[i] * rs;
+                if (rq.w) v *= cu_ld_rt(rq.w, rq.wdt, i);
+                rq.out[i] = v;
+            }
+    }
+    if (ep.xg)
+        for (int64_t i = (int64_t)blockIdx.x * 256 + threadIdx.x; i < ep.n2; i += (int64_t)gridDim.x * 256)
+            ep.y2[i] = 0.0f;
     __syncthreads();
     float acc[R];
 #pragma unroll
@@ -334,7 +386,7 @@ __global__ void __launch_bounds__(256) k_mlx4g(const uint32_t *__restrict__ wq, 
             for (int r = 0; r < R; r++) {
                 float v = cu_warp_sum(acc[r]);
                 int64_t n = (int64_t)p * R + r;
-                if (lane == 0 && n < N) atomicAdd(y + n, v);
+                if (lane == 0 && n < N) atomicAdd(y + n, v * rs);
                 acc[r] = 0.0f;
             }
         }
@@ -343,6 +395,26 @@ __global__ void __launch_bounds__(256) k_mlx4g(const uint32_t *__restrict__ wq, 
 #pragma unroll
         for (int k = 0; k < D; k++)
             if (it + k < i1) step(st[k], it + k);
+    }
+    if (ep.xg) { /* rows 8 b .. 8 b + 7 are done in y: the last block of their 32 adds the norm's part */
+        __shared__ int last;
+        __threadfence();
+        __syncthreads();
+        if (threadIdx.x == 0) {
+            __threadfence();
+            last = (atomicAdd(ep.cnt + (blockIdx.x >> 2), 1u) & 3u) == 3u;
+        }
+        __syncthreads();
+        if (last && warp == 0) {
+            __threadfence();
+            int64_t g = blockIdx.x >> 2, n = g * 32 + lane;
+            float sv = __ldcg(ep.h + n) + __ldcg(y + n);
+            ep.sum[n] = sv;
+            float v = ep.w ? sv * cu_ld_rt(ep.w, ep.wdt, n) : sv;
+            float ss = cu_warp_sum(sv * sv);
+            xg_store(ep.xg, g, lane, v);
+            if (lane == 0) ep.ssp[g] = ss;
+        }
     }
 }
 
@@ -353,9 +425,10 @@ static int mlx4_on(void) {
     if (m < 0) m = mlxn_cu_env_flag("MLXN_CU_MLX4", 1);
     return m;
 }
+/* Warps k_mlx4g<SDT, R, D> launches for N rows: one wave of resident warps,
+ * at most one per R rows. */
 template <int SDT, int R, int D>
-static cudaError_t launch_mlx4g(const uint32_t *wq, const void *sc, const void *bi, int gshift, float *y,
-                                const uint4 *xg, int64_t N, int64_t K, size_t smem, cudaStream_t s) {
+static int64_t mlx4g_warps(int64_t N) {
     static int slots = 0, sm_count = 0; /* resident blocks on the device (per instantiation) */
     static int wps = -1; /* MLXN_CU_MLX4_WPS: at most this many warps per SM (measuring) */
     if (wps < 0) {
@@ -375,24 +448,42 @@ static cudaError_t launch_mlx4g(const uint32_t *wq, const void *sc, const void *
     int64_t P = (N + R - 1) / R;
     int64_t W = (int64_t)slots * 8;
     if (wps > 0 && (int64_t)sm_count * wps < W) W = (int64_t)sm_count * wps;
-    if (W > P) W = P;
-    return cu_launch(k_mlx4g<SDT, R, D>, cu_blocks(W, 8), 256, smem, s, wq, sc, bi, gshift, y, xg, N, K, (int)W);
+    return W > P ? P : W;
+}
+template <int SDT, int R, int D>
+static cudaError_t launch_mlx4g(const uint32_t *wq, const void *sc, const void *bi, int gshift, float *y,
+                                const uint4 *xg, int64_t N, int64_t K, size_t smem, cudaStream_t s,
+                                const Mlx4Epi &ep, const Mlx4Rs &rq) {
+    int64_t W = mlx4g_warps<SDT, R, D>(N);
+    if (ep.xg && (R != 1 || W != N || N % 32)) return cudaErrorInvalidValue; /* mlx4g_epi_fits */
+    return cu_launch(k_mlx4g<SDT, R, D>, cu_blocks(W, 8), 256, smem, s, wq, sc, bi, gshift, y, xg, N, K, (int)W, ep,
+                     rq);
 }
 
 static bool mlx4g_takes(int gshift, int64_t N, int64_t K) {
     return mlx4_on() && gshift >= 6 && K % 2048 == 0 && N * (K / 2048) < ((int64_t)1 << 30) &&
            (size_t)(K / 64) * XG_BYTES <= 40 * 1024;
 }
+static int mlx4g_rows(int64_t N) { return N >= 8192 ? 2 : 1; } /* R: two rows a warp where that still leaves >= 2 warps per SM slot */
+/* Whether k_mlx4g can run an epilogue for N rows: one row a warp. */
+static bool mlx4g_epi_fits(int sdt, int64_t N) {
+    if (mlx4g_rows(N) != 1 || N % 32) return false;
+    int64_t W = sdt == MLXN_F32 ? mlx4g_warps<MLXN_F32, 1, 2>(N)
+                : sdt == MLXN_F16 ? mlx4g_warps<MLXN_F16, 1, 2>(N)
+                                  : mlx4g_warps<MLXN_BF16, 1, 2>(N);
+    return W == N;
+}
 
 /* true when it took the matmul (result in *err); x_ready: xg and y = 0 are
- * already written (k_pre_quant64) */
+ * already written (k_pre_quant64); ep / rq: the norm's halves (Mlx4Epi,
+ * Mlx4Rs; NULL: none) */
 template <int SDT>
 static bool try_mlx4g(const uint32_t *wq, const void *sc, const void *bi, int gshift, float *y, const float *x,
-                      int64_t N, int64_t K, void *scratch, cudaStream_t s, cudaError_t *err, bool x_ready = false) {
+                      int64_t N, int64_t K, void *scratch, cudaStream_t s, cudaError_t *err, bool x_ready = false,
+                      const Mlx4Epi *ep = NULL, const Mlx4Rs *rq = NULL) {
     if (!mlx4g_takes(gshift, N, K)) return false;
     size_t smem = (size_t)(K / 64) * XG_BYTES;
-    /* two rows a warp where that still leaves >= 2 warps per SM slot */
-    int R = N >= 8192 ? 2 : 1;
+    int R = mlx4g_rows(N);
     int64_t nb = K / 32;
     if (!x_ready) { /* else a fused producer wrote xg and y = 0 (mlxn_cu_launch_fused) */
         cu_launch(k_quant_x64, cu_blocks(nb, 8), 256, 0, s, (uint8_t *)scratch, x, nb, y, N);
@@ -400,9 +491,13 @@ static bool try_mlx4g(const uint32_t *wq, const void *sc, const void *bi, int gs
         if (*err != cudaSuccess) return true;
     }
     const uint4 *xg = (const uint4 *)scratch;
+    Mlx4Epi e0 = {};
+    Mlx4Rs r0 = {};
+    const Mlx4Epi &e = ep ? *ep : e0;
+    const Mlx4Rs &r = rq ? *rq : r0;
     /* D = 2 items in flight a lane: 4 measured slower (occupancy) */
-    *err = R == 2 ? launch_mlx4g<SDT, 2, 2>(wq, sc, bi, gshift, y, xg, N, K, smem, s)
-                  : launch_mlx4g<SDT, 1, 2>(wq, sc, bi, gshift, y, xg, N, K, smem, s);
+    *err = R == 2 ? launch_mlx4g<SDT, 2, 2>(wq, sc, bi, gshift, y, xg, N, K, smem, s, e, r)
+                  : launch_mlx4g<SDT, 1, 2>(wq, sc, bi, gshift, y, xg, N, K, smem, s, e, r);
     return true;
 }
 
@@ -914,7 +1009,7 @@ extern "C" bool mlxn_cu_fusable(const cu_node *pre, const cu_node *mm) {
 }
 
 extern "C" cudaError_t mlxn_cu_launch_fused(const cu_node *pre, const cu_node *mm, void *scratch, cudaStream_t s,
-                                            bool w_const) {
+                                            bool w_const, const cu_epi *epi) {
     if (!scratch || !mlxn_cu_fusable(pre, mm)) return cudaErrorInvalidValue;
     const cu_tensor *t = pre->t, *m = mm->t;
     int64_t K = m[1].cols;
@@ -955,28 +1050,107 @@ extern "C" cudaError_t mlxn_cu_launch_fused(const cu_node *pre, const cu_node *m
 #undef PQ
     }
     CU_LAUNCH_CHECK();
-    return mlxn_cu_launch_mm_ready(mm, scratch, s);
+    return mlxn_cu_launch_mm_ready(mm, scratch, s, epi);
 }
 
-extern "C" cudaError_t mlxn_cu_launch_mm_ready(const cu_node *mm, void *scratch, cudaStream_t s) {
+/* The byte layout of a cu_epi's buffer (MLXN_CU_EPI_BYTES): mm1's counters
+ * per 32 rows, the partial sums per 32-block of x, then mm2's int8 x. */
+enum { EPI_CNT = 0, EPI_SSP = 1024, EPI_XG = 2048 };
+static_assert(EPI_XG + 8192 / 64 * XG_BYTES <= MLXN_CU_EPI_BYTES, "epilogue buffer");
+
+/* Whether two tensors are the same bytes (an op's in-place form) or share none. */
+static bool same_or_apart(const cu_tensor *a, const cu_tensor *b) {
+    return !mlxn_cu_overlap(a, b) || (a->data == b->data && a->nbytes == b->nbytes);
+}
+
+extern "C" bool mlxn_cu_epi_ok(const cu_node *mm1, const cu_node *nm, const cu_node *mm2) {
+    static int on = -1; /* MLXN_CU_EPI=0: the norm runs as its own kernel (measuring) */
+    if (on < 0) on = mlxn_cu_env_flag("MLXN_CU_EPI", 1);
+    if (!on || nm->op != CU_OP_ADD_RMS_NORM || mm1->op != CU_OP_MATMUL_MLX || mm2->op != CU_OP_MATMUL_MLX) return false;
+    if (mlxn_cu_mm_xlayout(mm1) != XL_G || mlxn_cu_mm_xlayout(mm2) != XL_G) return false;
+    const cu_tensor *t = nm->t, *y1 = &mm1->t[0], *y2 = &mm2->t[0];
+    int64_t N1 = mm1->t[2].shape[0], K2 = mm2->t[1].cols;
+    if (N1 != K2 || y1->elems != N1 || y1->dtype != MLXN_F32 || !mlx4g_epi_fits(mm1->t[3].dtype, N1)) return false;
+    const cu_tensor *sum = &t[0], *out = &t[1], *a = &t[2], *b = &t[3], *w = &t[4];
+    const cu_tensor *h = a->data == y1->data ? b : b->data == y1->data ? a : NULL;
+    if (!h || (h == a ? b : a)->nbytes != y1->nbytes) return false;
+    const cu_tensor *f32s[4] = {sum, out, a, b};
+    for (int k = 0; k < 4; k++)
+        if (f32s[k]->dtype != MLXN_F32 || f32s[k]->elems != N1) return false;
+    if (mm2->t[1].data != out->data || mm2->t[1].elems != K2) return false;
+    if (w->data && (w->elems != N1 || (w->dtype != MLXN_F32 && w->dtype != MLXN_F16 && w->dtype != MLXN_BF16)))
+        return false;
+    /* mm1's last blocks read h and y1 and write sum, element by element;
+     * mm2 writes out from sum the same way and adds into y2, which mm1
+     * zeroes */
+    if (mlxn_cu_overlap(h, y1) || !same_or_apart(sum, h) || !same_or_apart(sum, y1)) return false;
+    if (!same_or_apart(out, sum) || mlxn_cu_overlap(out, h) || mlxn_cu_overlap(out, y1)) return false;
+    const cu_tensor *no2[5] = {y1, h, sum, out, w};
+    for (int k = 0; k < 5; k++)
+        if (mlxn_cu_overlap(y2, no2[k])) return false;
+    for (int k = 2; k < 5; k++) /* the weights: read before the wait */
+        for (int j = 0; j < 2; j++)
+            if (mlxn_cu_overlap(&mm1->t[k], j ? out : sum) || mlxn_cu_overlap(&mm2->t[k], j ? out : sum) ||
+                mlxn_cu_overlap(&mm2->t[k], y1))
+                return false;
+    return true;
+}
+
+extern "C" cudaError_t mlxn_cu_launch_mm_ready(const cu_node *mm, void *scratch, cudaStream_t s, const cu_epi *epi) {
     const cu_tensor *m = mm->t;
     int64_t N = m[2].shape[0], K = m[1].cols;
     float *y = (float *)m[0].data;
     int xl = mlxn_cu_mm_xlayout(mm);
-    if (xl == XL_Q) {
+    if (xl == XL_Q && !epi) {
         if (mm->op == CU_OP_MATMUL)
             return matmul_raw(y, (const float *)m[1].data, m[2].data, m[2].dtype, 1, N, K, scratch, s, true, true);
         return matmul_mlx_raw(y, (const float *)m[1].data, (const uint32_t *)m[2].data, m[3].data, m[4].data,
                               m[3].dtype, mm->mlx.bits, mm->mlx.group_size, 1, N, K, scratch, s, true, true);
     }
     if (xl != XL_G) return cudaErrorInvalidValue;
-    int gshift = mm->mlx.group_size == 64 ? 6 : 7;
-    const uint32_t *wq = (const uint32_t *)m[2].data;
+    Mlx4Epi ep = {};
+    Mlx4Rs rq = {};
+    const cu_node *mm2 = NULL;
+    if (epi) {
+        if (!epi->buf || !mlxn_cu_epi_ok(mm, epi->norm, epi->mm2)) return cudaErrorInvalidValue;
+        const cu_tensor *t = epi->norm->t;
+        mm2 = epi->mm2;
+        uint8_t *buf = (uint8_t *)epi->buf;
+        ep.h = (const float *)(t[2].data == m[0].data ? t[3].data : t[2].data);
+        ep.sum = (float *)t[0].data;
+        ep.w = t[4].data;
+        ep.wdt = t[4].dtype;
+        ep.xg = buf + EPI_XG;
+        ep.ssp = (float *)(buf + EPI_SSP);
+        ep.cnt = (unsigned *)(buf + EPI_CNT);
+        ep.y2 = (float *)mm2->t[0].data;
+        ep.n2 = mm2->t[2].shape[0];
+        rq.ssp = ep.ssp;
+        rq.eps = epi->norm->eps;
+        rq.sum = ep.sum;
+        rq.w = ep.w;
+        rq.wdt = ep.wdt;
+        rq.out = (float *)t[1].data;
+    }
     cudaError_t e = cudaSuccess;
-    bool took = m[3].dtype == MLXN_F32   ? try_mlx4g<MLXN_F32>(wq, m[3].data, m[4].data, gshift, y, NULL, N, K, scratch, s, &e, true)
-                : m[3].dtype == MLXN_F16 ? try_mlx4g<MLXN_F16>(wq, m[3].data, m[4].data, gshift, y, NULL, N, K, scratch, s, &e, true)
-                                         : try_mlx4g<MLXN_BF16>(wq, m[3].data, m[4].data, gshift, y, NULL, N, K, scratch, s, &e, true);
-    return took ? e : cudaErrorInvalidValue;
+    for (int k = 0; k < (mm2 ? 2 : 1); k++) {
+        const cu_node *q = k ? mm2 : mm;
+        const cu_tensor *u = q->t;
+        int gshift = q->mlx.group_size == 64 ? 6 : 7;
+        const uint32_t *wq = (const uint32_t *)u[2].data;
+        float *yq = (float *)u[0].data;
+        int64_t Nq = u[2].shape[0], Kq = u[1].cols;
+        void *xq = k ? (void *)ep.xg : scratch;
+        const Mlx4Epi *pe = k || !mm2 ? NULL : &ep;
+        const Mlx4Rs *pr = k ? &rq : NULL;
+        bool took =
+            u[3].dtype == MLXN_F32   ? try_mlx4g<MLXN_F32>(wq, u[3].data, u[4].data, gshift, yq, NULL, Nq, Kq, xq, s, &e, true, pe, pr)
+            : u[3].dtype == MLXN_F16 ? try_mlx4g<MLXN_F16>(wq, u[3].data, u[4].data, gshift, yq, NULL, Nq, Kq, xq, s, &e, true, pe, pr)
+                                     : try_mlx4g<MLXN_BF16>(wq, u[3].data, u[4].data, gshift, yq, NULL, Nq, Kq, xq, s, &e, true, pe, pr);
+        if (!took) return cudaErrorInvalidValue;
+        if (e != cudaSuccess) return e;
+    }
+    return e;
 }
 
 /* ---- gathers: out[T, D] = decode(table row ids[t]); NaN rows for bad ids ---- */
