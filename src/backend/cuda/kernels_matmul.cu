@@ -13,7 +13,11 @@
  */
 #include "backend/cuda/quant.cuh"
 
+#include <cooperative_groups.h>
+namespace cg = cooperative_groups;
+
 #include <mma.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 using namespace nvcuda;
@@ -295,11 +299,16 @@ struct Mlx4Step {
  * eps)) do not depend on rs, which only scales each 32-block's d: so mm1
  * writes the codes of s·w and every 32-block's Σ s², and mm2 takes rs from
  * those partial sums and multiplies its row sums by it.
- * Epi (mm1 side; xg NULL: off): with one row a warp (W = N, R = 1), the last
- * of the four blocks of each 32 rows to finish adds h, writes s (sum), the
- * block's codes (xg, k_mlx4g's layout) and Σ s² (ssp); every block zeroes
- * mm2's output y2 (it adds partial sums). cnt: a counter per 32 rows, never
- * reset (a block is last when its count is 3 mod 4). */
+ * Epi (mm1 side; xg NULL: off): one row a warp (W = N, R = 1) and the four
+ * blocks of each 32 rows a thread block cluster: each warp stores its row
+ * (no add) and hands it to the cluster's first block through distributed
+ * shared memory; after the cluster barrier that block's first warp adds h
+ * (read right after the wait), writes s (sum), the 32-block's codes (xg,
+ * k_mlx4g's layout) and Σ s² (ssp). Every block zeroes mm2's output y2
+ * (mm2 adds partial sums). Measured on an H100 against the last of the four
+ * blocks (a counter) doing it from global memory: that took three L2 round
+ * trips at the kernel's end, each queued behind the next kernel's weight
+ * loads (+3.8 us a call, no gain over the norm kernel). */
 struct Mlx4Epi {
     const float *h;
     float *sum;
@@ -307,10 +316,11 @@ struct Mlx4Epi {
     int wdt;
     uint8_t *xg;
     float *ssp;
-    unsigned *cnt;
     float *y2;
     int64_t n2;
 };
+/* Epi: blocks of 8 R rows a cluster, 32 rows (a 32-block of x) */
+#define EPI_CLUSTER(R) (4 / (R))
 /* Rs (mm2 side; ssp NULL: off): rs from the K/32 partial sums in ssp; the
  * norm's f32 output out = sum·rs·w is written here as well (the graph may
  * read it). */
@@ -370,13 +380,21 @@ __global__ void __launch_bounds__(256) k_mlx4g(const uint32_t *__restrict__ wq, 
                 rq.out[i] = v;
             }
     }
-    if (ep.xg)
+    float hv = 0.0f, wv = 1.0f; /* Epi: the cluster's first block, first warp: h and w of row 32 g + lane */
+    if (ep.xg) {
         for (int64_t i = (int64_t)blockIdx.x * 256 + threadIdx.x; i < ep.n2; i += (int64_t)gridDim.x * 256)
             ep.y2[i] = 0.0f;
+        if (warp == 0 && blockIdx.x % EPI_CLUSTER(R) == 0) {
+            int64_t n = (int64_t)blockIdx.x * 8 * R + lane;
+            hv = ep.h[n];
+            if (ep.w) wv = cu_ld_rt(ep.w, ep.wdt, n);
+        }
+    }
     __syncthreads();
     float acc[R];
 #pragma unroll
     for (int r = 0; r < R; r++) acc[r] = 0.0f;
+    float rowv[R]; /* Epi: lane 0's row values */
     auto step = [&](Mlx4Step<SDT, R> &sv, int it) {
         int p = it / CH, c = it - p * CH;
         sv.dot(xsg, (int64_t)c * 32 + lane, acc);
@@ -386,7 +404,10 @@ __global__ void __launch_bounds__(256) k_mlx4g(const uint32_t *__restrict__ wq, 
             for (int r = 0; r < R; r++) {
                 float v = cu_warp_sum(acc[r]);
                 int64_t n = (int64_t)p * R + r;
-                if (lane == 0 && n < N) atomicAdd(y + n, v * rs);
+                if (lane == 0 && n < N) {
+                    if (ep.xg) y[n] = rowv[r] = v; /* the row's only warp */
+                    else atomicAdd(y + n, v * rs);
+                }
                 acc[r] = 0.0f;
             }
         }
@@ -396,21 +417,18 @@ __global__ void __launch_bounds__(256) k_mlx4g(const uint32_t *__restrict__ wq, 
         for (int k = 0; k < D; k++)
             if (it + k < i1) step(st[k], it + k);
     }
-    if (ep.xg) { /* rows 8 b .. 8 b + 7 are done in y: the last block of their 32 adds the norm's part */
-        __shared__ int last;
-        __threadfence();
-        __syncthreads();
-        if (threadIdx.x == 0) {
-            __threadfence();
-            last = (atomicAdd(ep.cnt + (blockIdx.x >> 2), 1u) & 3u) == 3u;
-        }
-        __syncthreads();
-        if (last && warp == 0) {
-            __threadfence();
-            int64_t g = blockIdx.x >> 2, n = g * 32 + lane;
-            float sv = __ldcg(ep.h + n) + __ldcg(y + n);
+    if (ep.xg) { /* rows 8 b .. 8 b + 7 done: to the cluster's first block, which adds the norm's part */
+        __shared__ float gy[32];
+        cg::cluster_group cl = cg::this_cluster();
+        if (lane == 0)
+#pragma unroll
+            for (int r = 0; r < R; r++) cl.map_shared_rank(gy, 0)[(cl.block_rank() * 8 + warp) * R + r] = rowv[r];
+        cl.sync();
+        if (cl.block_rank() == 0 && warp == 0) {
+            int64_t g = blockIdx.x / EPI_CLUSTER(R), n = g * 32 + lane;
+            float sv = hv + gy[lane];
             ep.sum[n] = sv;
-            float v = ep.w ? sv * cu_ld_rt(ep.w, ep.wdt, n) : sv;
+            float v = sv * wv;
             float ss = cu_warp_sum(sv * sv);
             xg_store(ep.xg, g, lane, v);
             if (lane == 0) ep.ssp[g] = ss;
@@ -455,9 +473,25 @@ static cudaError_t launch_mlx4g(const uint32_t *wq, const void *sc, const void *
                                 const uint4 *xg, int64_t N, int64_t K, size_t smem, cudaStream_t s,
                                 const Mlx4Epi &ep, const Mlx4Rs &rq) {
     int64_t W = mlx4g_warps<SDT, R, D>(N);
-    if (ep.xg && (R != 1 || W != N || N % 32)) return cudaErrorInvalidValue; /* mlx4g_epi_fits */
-    return cu_launch(k_mlx4g<SDT, R, D>, cu_blocks(W, 8), 256, smem, s, wq, sc, bi, gshift, y, xg, N, K, (int)W, ep,
-                     rq);
+    if (!ep.xg)
+        return cu_launch(k_mlx4g<SDT, R, D>, cu_blocks(W, 8), 256, smem, s, wq, sc, bi, gshift, y, xg, N, K, (int)W,
+                         ep, rq);
+    if (W * R != N || N % 32) return cudaErrorInvalidValue; /* mlx4g_epi_rows */
+    cudaLaunchConfig_t cfg = {};
+    cfg.gridDim = dim3(cu_blocks(W, 8));
+    cfg.blockDim = dim3(256);
+    cfg.dynamicSmemBytes = smem;
+    cfg.stream = s;
+    cudaLaunchAttribute at[2];
+    at[0].id = cudaLaunchAttributeClusterDimension;
+    at[0].val.clusterDim.x = EPI_CLUSTER(R);
+    at[0].val.clusterDim.y = 1;
+    at[0].val.clusterDim.z = 1;
+    at[1].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    at[1].val.programmaticStreamSerializationAllowed = 1;
+    cfg.attrs = at;
+    cfg.numAttrs = mlxn_cu_pdl() ? 2 : 1;
+    return cudaLaunchKernelEx(&cfg, k_mlx4g<SDT, R, D>, wq, sc, bi, gshift, y, xg, N, K, (int)W, ep, rq);
 }
 
 static bool mlx4g_takes(int gshift, int64_t N, int64_t K) {
@@ -466,12 +500,46 @@ static bool mlx4g_takes(int gshift, int64_t N, int64_t K) {
 }
 static int mlx4g_rows(int64_t N) { return N >= 8192 ? 2 : 1; } /* R: two rows a warp where that still leaves >= 2 warps per SM slot */
 /* Whether k_mlx4g can run an epilogue for N rows: one row a warp. */
-static bool mlx4g_epi_fits(int sdt, int64_t N) {
-    if (mlx4g_rows(N) != 1 || N % 32) return false;
-    int64_t W = sdt == MLXN_F32 ? mlx4g_warps<MLXN_F32, 1, 2>(N)
-                : sdt == MLXN_F16 ? mlx4g_warps<MLXN_F16, 1, 2>(N)
-                                  : mlx4g_warps<MLXN_BF16, 1, 2>(N);
-    return W == N;
+/* Clusters of EPI_CLUSTER(R) blocks of k_mlx4g<SDT, R, 2> for N rows of K
+ * that can be resident at once on the device. */
+template <int SDT, int R>
+static int mlx4g_epi_clusters(int64_t N, int64_t K) {
+    cudaLaunchConfig_t cfg = {};
+    cfg.gridDim = dim3(cu_blocks(N / R, 8));
+    cfg.blockDim = dim3(256);
+    cfg.dynamicSmemBytes = (size_t)(K / 64) * XG_BYTES;
+    cudaLaunchAttribute at[1];
+    at[0].id = cudaLaunchAttributeClusterDimension;
+    at[0].val.clusterDim.x = EPI_CLUSTER(R);
+    at[0].val.clusterDim.y = 1;
+    at[0].val.clusterDim.z = 1;
+    cfg.attrs = at;
+    cfg.numAttrs = 1;
+    int n = 0;
+    if (cudaOccupancyMaxActiveClusters(&n, k_mlx4g<SDT, R, 2>, &cfg) != cudaSuccess) n = 0;
+    cudaGetLastError();
+    return n;
+}
+template <int SDT, int R>
+static bool mlx4g_epi_fits_r(int64_t N, int64_t K) {
+    return mlx4g_warps<SDT, R, 2>(N) * R == N && (int64_t)mlx4g_epi_clusters<SDT, R>(N, K) * 32 >= N;
+}
+/* Rows a warp (1 or 2; 0: none fits) with which k_mlx4g runs the Epi half
+ * for N rows of K: one warp for each R rows, all the rows' clusters
+ * resident at once (one wave). One row a warp where that fits (the
+ * default's choice below 8192 rows); else two, as a cluster of 4 blocks of
+ * 8 rows may not: on an H100, 124 such clusters are resident at once, 4096
+ * rows need 128 (measured: 12 % slower decode with the second wave). */
+static int mlx4g_epi_rows(int sdt, int64_t N, int64_t K) {
+    if (N % 32 || N >= 8192 || !cu_sm90_feature("MLXN_CU_EPI")) return 0; /* clusters: sm_90 */
+    int r = 0;
+    if (sdt == MLXN_F32) r = mlx4g_epi_fits_r<MLXN_F32, 1>(N, K) ? 1 : mlx4g_epi_fits_r<MLXN_F32, 2>(N, K) ? 2 : 0;
+    else if (sdt == MLXN_F16) r = mlx4g_epi_fits_r<MLXN_F16, 1>(N, K) ? 1 : mlx4g_epi_fits_r<MLXN_F16, 2>(N, K) ? 2 : 0;
+    else r = mlx4g_epi_fits_r<MLXN_BF16, 1>(N, K) ? 1 : mlx4g_epi_fits_r<MLXN_BF16, 2>(N, K) ? 2 : 0;
+    static int dbg = -1;
+    if (dbg < 0) dbg = mlxn_cu_env_flag("MLXN_CU_EPI_DEBUG", 0);
+    if (dbg) fprintf(stderr, "epi: N %lld K %lld: rows a warp %d\n", (long long)N, (long long)K, r);
+    return r;
 }
 
 /* true when it took the matmul (result in *err); x_ready: xg and y = 0 are
@@ -483,7 +551,11 @@ static bool try_mlx4g(const uint32_t *wq, const void *sc, const void *bi, int gs
                       const Mlx4Epi *ep = NULL, const Mlx4Rs *rq = NULL) {
     if (!mlx4g_takes(gshift, N, K)) return false;
     size_t smem = (size_t)(K / 64) * XG_BYTES;
-    int R = mlx4g_rows(N);
+    int R = ep ? mlx4g_epi_rows(SDT, N, K) : mlx4g_rows(N);
+    if (!R) {
+        *err = cudaErrorInvalidValue;
+        return true;
+    }
     int64_t nb = K / 32;
     if (!x_ready) { /* else a fused producer wrote xg and y = 0 (mlxn_cu_launch_fused) */
         cu_launch(k_quant_x64, cu_blocks(nb, 8), 256, 0, s, (uint8_t *)scratch, x, nb, y, N);
@@ -1053,9 +1125,9 @@ extern "C" cudaError_t mlxn_cu_launch_fused(const cu_node *pre, const cu_node *m
     return mlxn_cu_launch_mm_ready(mm, scratch, s, epi);
 }
 
-/* The byte layout of a cu_epi's buffer (MLXN_CU_EPI_BYTES): mm1's counters
- * per 32 rows, the partial sums per 32-block of x, then mm2's int8 x. */
-enum { EPI_CNT = 0, EPI_SSP = 1024, EPI_XG = 2048 };
+/* The byte layout of a cu_epi's buffer (MLXN_CU_EPI_BYTES): the partial
+ * sums per 32-block of x, then mm2's int8 x. */
+enum { EPI_SSP = 0, EPI_XG = 1024 };
 static_assert(EPI_XG + 8192 / 64 * XG_BYTES <= MLXN_CU_EPI_BYTES, "epilogue buffer");
 
 /* Whether two tensors are the same bytes (an op's in-place form) or share none. */
@@ -1070,7 +1142,7 @@ extern "C" bool mlxn_cu_epi_ok(const cu_node *mm1, const cu_node *nm, const cu_n
     if (mlxn_cu_mm_xlayout(mm1) != XL_G || mlxn_cu_mm_xlayout(mm2) != XL_G) return false;
     const cu_tensor *t = nm->t, *y1 = &mm1->t[0], *y2 = &mm2->t[0];
     int64_t N1 = mm1->t[2].shape[0], K2 = mm2->t[1].cols;
-    if (N1 != K2 || y1->elems != N1 || y1->dtype != MLXN_F32 || !mlx4g_epi_fits(mm1->t[3].dtype, N1)) return false;
+    if (N1 != K2 || y1->elems != N1 || y1->dtype != MLXN_F32 || !mlx4g_epi_rows(mm1->t[3].dtype, N1, mm1->t[1].cols)) return false;
     const cu_tensor *sum = &t[0], *out = &t[1], *a = &t[2], *b = &t[3], *w = &t[4];
     const cu_tensor *h = a->data == y1->data ? b : b->data == y1->data ? a : NULL;
     if (!h || (h == a ? b : a)->nbytes != y1->nbytes) return false;
@@ -1122,7 +1194,6 @@ extern "C" cudaError_t mlxn_cu_launch_mm_ready(const cu_node *mm, void *scratch,
         ep.wdt = t[4].dtype;
         ep.xg = buf + EPI_XG;
         ep.ssp = (float *)(buf + EPI_SSP);
-        ep.cnt = (unsigned *)(buf + EPI_CNT);
         ep.y2 = (float *)mm2->t[0].data;
         ep.n2 = mm2->t[2].shape[0];
         rq.ssp = ep.ssp;
