@@ -549,7 +549,9 @@ static mlxn_status launch_rope_att(const mlxn_exec *ex, uint32_t i, uint32_t cnt
     bool pair = fuse_pair(ex, ia, g->scratch != NULL);
     cu_node mm, nm, mm2;
     cu_epi epi;
-    bool tri = pair && epi_triple(ex, ia + 1, g, &nm, &mm2, &epi);
+    static int att_epi = -1; /* MLXN_CU_EPI_ATT=0: not after decode attention (measuring) */
+    if (att_epi < 0) att_epi = mlxn_cu_env_flag("MLXN_CU_EPI_ATT", 1);
+    bool tri = pair && att_epi && epi_triple(ex, ia + 1, g, &nm, &mm2, &epi);
     uint8_t *xq = NULL;
     float *y = NULL;
     int64_t N = 0;

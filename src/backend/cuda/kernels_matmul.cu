@@ -369,16 +369,28 @@ __global__ void __launch_bounds__(256) k_mlx4g(const uint32_t *__restrict__ wq, 
     for (int64_t i = threadIdx.x; i < (int64_t)G * 5; i += 256) xsg[i] = xg[i];
     float rs = 1.0f;
     if (rq.ssp) { /* every warp sums the partials itself */
+        /* the norm's output: one element a thread of the first blocks, its
+         * loads issued with the partials' (one round trip, not two) */
+        int64_t oi = (int64_t)blockIdx.x * 256 + threadIdx.x, ostep = (int64_t)gridDim.x * 256;
+        float os = 0.0f, ow = 1.0f;
+        if (rq.out && oi < K) {
+            os = rq.sum[oi];
+            if (rq.w) ow = cu_ld_rt(rq.w, rq.wdt, oi);
+        }
         float t = 0.0f;
         for (int64_t i = lane; i < (K >> 5); i += 32) t += rq.ssp[i];
         t = cu_warp_sum(t);
         rs = (float)(1.0 / sqrt((double)t / (double)K + (double)rq.eps));
-        if (rq.out)
-            for (int64_t i = (int64_t)blockIdx.x * 256 + threadIdx.x; i < K; i += (int64_t)gridDim.x * 256) {
-                float v = rq.sum[i] * rs;
+        if (rq.out && oi < K) {
+            float v = os * rs;
+            if (rq.w) v *= ow;
+            rq.out[oi] = v;
+            for (int64_t i = oi + ostep; i < K; i += ostep) { /* grids of fewer than K threads */
+                v = rq.sum[i] * rs;
                 if (rq.w) v *= cu_ld_rt(rq.w, rq.wdt, i);
                 rq.out[i] = v;
             }
+        }
     }
     float hv = 0.0f, wv = 1.0f; /* Epi: the cluster's first block, first warp: h and w of row 32 g + lane */
     if (ep.xg) {
