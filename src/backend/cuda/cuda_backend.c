@@ -468,7 +468,7 @@ static bool fuse_pair(const mlxn_exec *ex, uint32_t i, bool have_scratch) {
  * half of a fused pair), the add_rms_norm after it and the matmul after that
  * run as a cu_epi triple: the norm inside the two matmul kernels
  * (mlxn_cu_epi_ok). nm, mm2 receive the two nodes; e points at them. */
-static bool epi_triple(const mlxn_exec *ex, uint32_t j, const cuda_graph_state *g, cu_node *nm, cu_node *mm2,
+static bool epi_triple(const mlxn_exec *ex, uint32_t j, cuda_graph_state *g, cu_node *nm, cu_node *mm2,
                        cu_epi *e) {
     if (!g->epi || j + 2 >= ex->n_nodes) return false;
     for (uint32_t k = j + 1; k <= j + 2; k++) {
@@ -482,9 +482,12 @@ static bool epi_triple(const mlxn_exec *ex, uint32_t j, const cuda_graph_state *
     to_cu(&ex->nodes[j + 2], mm2);
     if (!mlxn_cu_epi_ok(&mm1, nm, mm2)) return false;
     static int cap = -2; /* MLXN_CU_EPI_MAX: at most this many triples a graph (debugging) */
-    if (cap == -2) cap = getenv("MLXN_CU_EPI_MAX") ? atoi(getenv("MLXN_CU_EPI_MAX")) : -1;
+    if (cap == -2) {
+        const char *v = getenv("MLXN_CU_EPI_MAX");
+        cap = v && *v ? atoi(v) : -1;
+    }
     if (cap >= 0 && g->n_epi >= (uint32_t)cap) return false;
-    ((cuda_graph_state *)g)->n_epi++;
+    g->n_epi++;
     e->norm = nm;
     e->mm2 = mm2;
     e->buf = g->epi;
@@ -534,7 +537,7 @@ static mlxn_status launch_group(const mlxn_exec *ex, uint32_t i, uint32_t cnt, c
  * kernel (mlxn_cu_launch_rope_attention), with the one-row matmul after that
  * as its fused pair where fuse_pair allows. *taken: nodes launched (0:
  * the pattern is not there; nothing launched). */
-static mlxn_status launch_rope_att(const mlxn_exec *ex, uint32_t i, uint32_t cnt, const cuda_graph_state *g,
+static mlxn_status launch_rope_att(const mlxn_exec *ex, uint32_t i, uint32_t cnt, cuda_graph_state *g,
                                    const size_t *off, cudaStream_t s, uint32_t *taken) {
     *taken = 0;
     uint32_t ia = i + cnt;
@@ -820,7 +823,7 @@ static mlxn_status build_graph(cuda_dev *c, mlxn_exec *ex, cuda_graph_state **ou
         }
     }
     int mode = graph_mode();
-    if (mode == GRAPH_STREAM && total) { /* cu_epi's buffer: its counters start at 0 */
+    if (mode == GRAPH_STREAM && total) { /* cu_epi's buffer (the norms run inside matmuls) */
         cudaError_t e = cudaMalloc(&g->epi, MLXN_CU_EPI_BYTES);
         if (e == cudaSuccess) e = cudaMemsetAsync(g->epi, 0, MLXN_CU_EPI_BYTES, c->stream);
         if (e != cudaSuccess) {

@@ -115,10 +115,12 @@ bool mlxn_cu_fusable(const cu_node *pre, const cu_node *mm);
  * norm -> mm2 (the norm's output is mm2's x), run by the two matmul kernels
  * with no launch of its own: mm1's kernel adds the residual and writes the
  * norm's sum, mm2's int8 x and partial sums of squares into buf
- * (MLXN_CU_EPI_BYTES, zeroed once when allocated, shared by every such
- * triple of a graph); mm2's kernel scales its rows by the norm's factor and
- * writes the norm's output. mlxn_cu_epi_ok: whether the three nodes allow it
- * (shapes, dtypes, no harmful aliasing; MLXN_CU_EPI=0: never). */
+ * (MLXN_CU_EPI_BYTES, shared by every such triple of a graph: each triple's
+ * mm2 has run before the next triple's mm1 writes it); mm2's kernel scales
+ * its rows by the norm's factor and writes the norm's output. sm_90
+ * (thread block clusters). mlxn_cu_epi_ok: whether the three nodes allow it
+ * (shapes, dtypes, no harmful aliasing, clusters resident at once;
+ * MLXN_CU_EPI=0: never). */
 typedef struct cu_epi {
     const cu_node *norm, *mm2;
     void *buf;

@@ -299,16 +299,18 @@ struct Mlx4Step {
  * eps)) do not depend on rs, which only scales each 32-block's d: so mm1
  * writes the codes of s·w and every 32-block's Σ s², and mm2 takes rs from
  * those partial sums and multiplies its row sums by it.
- * Epi (mm1 side; xg NULL: off): one row a warp (W = N, R = 1) and the four
- * blocks of each 32 rows a thread block cluster: each warp stores its row
- * (no add) and hands it to the cluster's first block through distributed
- * shared memory; after the cluster barrier that block's first warp adds h
- * (read right after the wait), writes s (sum), the 32-block's codes (xg,
- * k_mlx4g's layout) and Σ s² (ssp). Every block zeroes mm2's output y2
- * (mm2 adds partial sums). Measured on an H100 against the last of the four
- * blocks (a counter) doing it from global memory: that took three L2 round
- * trips at the kernel's end, each queued behind the next kernel's weight
- * loads (+3.8 us a call, no gain over the norm kernel). */
+ * Epi (mm1 side; xg NULL: off): R rows a warp, one warp for each R rows (W
+ * = N / R; mlx4g_epi_rows picks R), and the 4 / R blocks of each 32 rows a
+ * thread block cluster: each warp stores its rows (no add) and hands them to
+ * the cluster's first block through distributed shared memory; after the
+ * cluster barrier that block's first warp adds h (read right after the
+ * wait), writes s (sum), the 32-block's codes (xg, k_mlx4g's layout) and
+ * Σ s² (ssp). Every block zeroes mm2's output y2 (mm2 adds partial sums).
+ * Measured on an H100 (bench/RESULTS.md) against the last of the four blocks
+ * (a counter) doing it from global memory: that took three L2 round trips at
+ * the kernel's end, each queued behind the next kernel's weight loads (+3.8
+ * us a call, no gain over the norm kernel); and against every block of mm2
+ * quantizing x from the sum row itself: 10 % slower decode. */
 struct Mlx4Epi {
     const float *h;
     float *sum;
