@@ -1015,17 +1015,27 @@ static void test_norm_in_matmuls(void) {
         int group;
         mlxn_dtype sdt;
         bool no_w, in_place;
-    } cs[] = {{2048, 2048, 8192, 64, MLXN_BF16, false, false},
-              {4096, 4096, 4096, 128, MLXN_F16, false, true},
-              {2048, 2048, 2048, 64, MLXN_F16, true, false},
-              {2048, 2048, 8192, 128, MLXN_BF16, false, false},
-              {4096, 2048, 3072, 128, MLXN_BF16, false, true}};
+        int wf[2]; /* each matmul's GGML type, or 0: MLX 4-bit (group, sdt) */
+    } cs[] = {{2048, 2048, 8192, 64, MLXN_BF16, false, false, {0, 0}},
+              {4096, 4096, 4096, 128, MLXN_F16, false, true, {0, 0}},
+              {2048, 2048, 2048, 64, MLXN_F16, true, false, {0, 0}},
+              {2048, 2048, 8192, 128, MLXN_BF16, false, false, {0, 0}},
+              {4096, 2048, 3072, 128, MLXN_BF16, false, true, {0, 0}},
+              /* k_mmvq on a side: the norm stays a kernel of its own */
+              {576, 576, 1536, 64, MLXN_BF16, false, false, {MLXN_Q4_1, MLXN_Q4_1}},
+              {2048, 2048, 2048, 64, MLXN_F16, true, false, {0, MLXN_Q6_K}}};
     for (size_t c = 0; c < sizeof cs / sizeof cs[0]; c++) {
         int64_t K1 = cs[c].K1, N1 = cs[c].N1, N2 = cs[c].N2;
         mlxn_mlx_quant q = {4, cs[c].group};
         mlxn_buffer *cw[2] = {0}, *gw[2] = {0}, *gs[2] = {0}, *gb[2] = {0};
         int64_t nk[2][2] = {{N1, K1}, {N2, N1}};
         for (int i = 0; i < 2; i++) {
+            if (cs[c].wf[i]) {
+                P wp = wpair((mlxn_dtype)cs[c].wf[i], nk[i][0], nk[i][1], NULL);
+                cw[i] = wp.v[0];
+                gw[i] = wp.v[1];
+                continue;
+            }
             uint32_t *wq;
             void *sc, *bs;
             float *deq;
@@ -1050,10 +1060,13 @@ static void test_norm_in_matmuls(void) {
         P *sp = cs[c].in_place ? &h : &sum;
         mlxn_session *S1 = NULL;
         CHECK_OK(mlxn_session_create(&S1, D[1], MLXN_MODE_OPTIMIZED, 0));
-        char name[64];
-        snprintf(name, sizeof name, "norm in matmuls %lldx%lld -> %lld g%d %s%s%s", (long long)N1, (long long)K1,
-                 (long long)N2, q.group_size, mlxn_dtype_name(cs[c].sdt), cs[c].no_w ? " no weight" : "",
-                 cs[c].in_place ? " in place" : "");
+        char name[128];
+        char f0[24], f1[24];
+        for (int i = 0; i < 2; i++)
+            if (cs[c].wf[i]) snprintf(i ? f1 : f0, 24, "%s", mlxn_dtype_name((mlxn_dtype)cs[c].wf[i]));
+            else snprintf(i ? f1 : f0, 24, "mlx4-g%d-%s", q.group_size, mlxn_dtype_name(cs[c].sdt));
+        snprintf(name, sizeof name, "norm in matmuls %s %lldx%lld -> %s %lld%s%s", f0, (long long)N1, (long long)K1,
+                 f1, (long long)N2, cs[c].no_w ? " no weight" : "", cs[c].in_place ? " in place" : "");
         for (int step = 0; step < 3 && S1; step++) {
             float *xv = rnd(MLXN_F32, (size_t)K1, -1, 1), *hv = rnd(MLXN_F32, (size_t)N1, -4, 4);
             for (int dv = 0; dv < 2; dv++) {
@@ -1069,8 +1082,8 @@ static void test_norm_in_matmuls(void) {
                     continue;
                 }
 #define MM(o, xx, i)                                                                                              \
-    (dv == 0 ? mlxn_op_matmul(S, (o).v[dv], (xx).v[dv], cw[i])                                                      \
-             : mlxn_op_matmul_mlx(S, (o).v[dv], (xx).v[dv], gw[i], gs[i], gb[i], &q))
+    (dv == 0 || cs[c].wf[i] ? mlxn_op_matmul(S, (o).v[dv], (xx).v[dv], dv ? gw[i] : cw[i])                         \
+                            : mlxn_op_matmul_mlx(S, (o).v[dv], (xx).v[dv], gw[i], gs[i], gb[i], &q))
                 CHECK_OK(mlxn_op_rms_norm(S, xn.v[dv], x.v[dv], nw1.v[dv], 1e-5f));
                 CHECK_OK(MM(y1, xn, 0));
                 CHECK_OK(mlxn_op_add(S, sp->v[dv], h.v[dv], y1.v[dv]));
@@ -1087,7 +1100,7 @@ static void test_norm_in_matmuls(void) {
                 if (dv == 0) mlxn_session_destroy(S);
             }
             CHECK_OK(mlxn_session_wait(S1));
-            char what[128];
+            char what[192];
             /* y1, the sum and the norm carry one int8-x matmul's error, y2 two */
             snprintf(what, sizeof what, "%s step %d: mm1", name, step);
             cmp(what, &y1, TOL_INT8X);
@@ -1109,10 +1122,12 @@ static void test_norm_in_matmuls(void) {
             CHECK_OK(mlxn_session_create(&Sd, D[1], MLXN_MODE_DIRECT, 0));
             if (Sd) {
                 CHECK_OK(mlxn_op_rms_norm(Sd, xn.v[1], x.v[1], nw1.v[1], 1e-5f));
-                CHECK_OK(mlxn_op_matmul_mlx(Sd, y1.v[1], xn.v[1], gw[0], gs[0], gb[0], &q));
+                if (cs[c].wf[0]) CHECK_OK(mlxn_op_matmul(Sd, y1.v[1], xn.v[1], gw[0]));
+                else CHECK_OK(mlxn_op_matmul_mlx(Sd, y1.v[1], xn.v[1], gw[0], gs[0], gb[0], &q));
                 CHECK_OK(mlxn_op_add(Sd, sp->v[1], h.v[1], y1.v[1]));
                 CHECK_OK(mlxn_op_rms_norm(Sd, out.v[1], sp->v[1], cs[c].no_w ? NULL : nw2.v[1], 1e-5f));
-                CHECK_OK(mlxn_op_matmul_mlx(Sd, y2.v[1], out.v[1], gw[1], gs[1], gb[1], &q));
+                if (cs[c].wf[1]) CHECK_OK(mlxn_op_matmul(Sd, y2.v[1], out.v[1], gw[1]));
+                else CHECK_OK(mlxn_op_matmul_mlx(Sd, y2.v[1], out.v[1], gw[1], gs[1], gb[1], &q));
                 CHECK_OK(mlxn_session_finish(Sd));
                 const char *nm4[4] = {"mm1", "sum", "norm", "mm2"};
                 for (int k = 0; k < 4; k++) {
@@ -1146,9 +1161,11 @@ static void test_norm_in_matmuls(void) {
             mlxn_graph_stats st;
             CHECK_OK(mlxn_session_stats(S1, &st));
             printf("  %s: %u graph nodes, %u kernel launches\n", name, st.nodes, st.launches);
-            /* norm + quant, mm1 (+ the add_rms_norm's first half), mm2 */
+            /* norm + quant, mm1 (+ the add_rms_norm's first half), mm2;
+             * with k_mmvq on a side also the add_rms_norm + quant */
+            unsigned want = !cs[c].wf[0] && !cs[c].wf[1] ? 3 : 4;
             if (env_clean() && cuda_sm_major() >= 9)
-                CHECK(st.launches == 3, "%s: %u kernel launches, expected 3", name, st.launches);
+                CHECK(st.launches == want, "%s: %u kernel launches, expected %u", name, st.launches, want);
             mlxn_session_destroy(S1);
         }
         P *all[] = {&x, &nw1, &xn, &nw2, &h, &y1, &sum, &out, &y2};
@@ -1282,8 +1299,8 @@ static void test_producer_fusion(void) {
             CHECK_OK(mlxn_session_stats(S1, &st));
             printf("  producer fusion case %zu: %u graph nodes, %u kernel launches\n", c, st.nodes, st.launches);
             /* norm + quant, mm; add_norm + quant, mm; quant, mm (u); silu_mul + quant, mm;
-             * MLX 4-bit g64 (k_mlx4g): the add_norm inside the two matmuls
-             * around it (cu_epi) on GPUs with room for one row a warp */
+             * MLX 4-bit g64 (k_mlx4g) on sm_90: the add_norm inside the two
+             * matmuls around it (cu_epi, thread block clusters) */
             bool epi = !fs[c].wf && q.bits == 4 && q.group_size == 64 && cuda_sm_major() >= 9;
             if (env_clean())
                 CHECK(st.launches == (epi ? 7u : 8u), "producer fusion case %zu: %u kernel launches, expected %u", c,

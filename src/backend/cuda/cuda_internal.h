@@ -111,7 +111,7 @@ cudaError_t mlxn_cu_matmul_id(const cu_node *n, cudaStream_t s);
  * launches instead of three: the producer quantizes x for the matmul itself.
  * scratch: mm's. MLXN_CU_ATTQ=0: not for attention (measuring). */
 bool mlxn_cu_fusable(const cu_node *pre, const cu_node *mm);
-/* A one-row add_rms_norm between two one-row MLX 4-bit matmuls, mm1 ->
+/* A one-row add_rms_norm between two one-row integer-path matmuls, mm1 ->
  * norm -> mm2 (the norm's output is mm2's x), run by the two matmul kernels
  * with no launch of its own: mm1's kernel adds the residual and writes the
  * norm's sum, mm2's int8 x and partial sums of squares into buf
@@ -125,7 +125,7 @@ typedef struct cu_epi {
     const cu_node *norm, *mm2;
     void *buf;
 } cu_epi;
-#define MLXN_CU_EPI_BYTES 12288
+#define MLXN_CU_EPI_BYTES 16384
 bool mlxn_cu_epi_ok(const cu_node *mm1, const cu_node *norm, const cu_node *mm2);
 /* w_const: no node of the graph writes the norm's weight, so the kernel may
  * read it before it waits on the kernel before it. epi: NULL, or the norm

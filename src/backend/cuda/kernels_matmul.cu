@@ -141,6 +141,68 @@ __global__ void k_quant_x(uint4 *xq, const float *x, int64_t nb) {
     xq_store((uint8_t *)xq, b, lane, x[b * 32 + lane]);
 }
 
+/* The norm between two one-row integer-path matmuls (mm1 -> add_rms_norm ->
+ * mm2, as o-projection -> norm -> gate/up in decode), run by the two matmul
+ * kernels (k_mlx4g, k_mmvq) instead of a kernel of its own (mlxn_cu_launch_mm_ready with a
+ * cu_epi). The int8 codes of x = s·rs·w (s = h + y1, rs = 1/sqrt(mean s² +
+ * eps)) do not depend on rs, which only scales each 32-block's d: so mm1
+ * writes the codes of s·w and every 32-block's Σ s², and mm2 takes rs from
+ * those partial sums and multiplies its row sums by it.
+ * Epi (mm1 side; xg NULL: off): each row's value is whole in one block (for
+ * k_mlx4g: R rows a warp, one warp for each R rows, W = N / R, picked by
+ * mlx4g_epi_rows; k_mmvq's blocks always hold whole rows), and the blocks of
+ * each 32 rows form a thread block cluster: they store their rows (no add)
+ * and hand them to the cluster's first block through distributed shared
+ * memory; after the cluster barrier that block's first warp adds h (read
+ * right after the wait), writes s (sum), the 32-block's codes (xg, in mm2's
+ * layout xl) and Σ s² (ssp). Every block zeroes y2, mm2's output, when mm2
+ * adds partial sums into it (k_mlx4g).
+ * Measured on an H100 (bench/RESULTS.md) against the last of the four blocks
+ * (a counter) doing it from global memory: that took three L2 round trips at
+ * the kernel's end, each queued behind the next kernel's weight loads (+3.8
+ * us a call, no gain over the norm kernel); and against every block of mm2
+ * quantizing x from the sum row itself: 10 % slower decode. */
+struct MmEpi {
+    const float *h;
+    float *sum;
+    const void *w; /* norm weight, or NULL */
+    int wdt;
+    uint8_t *xg;
+    int xl; /* xg's layout: XL_G or XL_Q */
+    float *ssp;
+    float *y2; /* or NULL */
+    int64_t n2;
+};
+#define EPI_MAX_K 8192 /* K of mm2 (= N of mm1) */
+/* k_mlx4g's Epi: blocks of 8 R rows a cluster, 32 rows (a 32-block of x) */
+#define EPI_CLUSTER(R) (4 / (R))
+/* Rs (mm2 side; ssp NULL: off): rs from the K/32 partial sums in ssp; the
+ * norm's f32 output out = sum·rs·w is written here as well (the graph may
+ * read it). */
+struct MmRs {
+    const float *ssp;
+    float eps;
+    const float *sum;
+    const void *w;
+    int wdt;
+    float *out;
+};
+
+/* Epi: the first warp of a cluster's first block, for 32-block g of the
+ * norm: yv = row 32 g + lane of mm1's output, hv and wv the residual and
+ * norm weight there. */
+static __device__ __forceinline__ void epi_block(const MmEpi &ep, int64_t g, int lane, float hv, float wv, float yv) {
+    float sv = hv + yv;
+    ep.sum[g * 32 + lane] = sv;
+    float ss = cu_warp_sum(sv * sv);
+    x_store(ep.xl, ep.xg, g, lane, sv * wv);
+    if (lane == 0) ep.ssp[g] = ss;
+}
+/* MmRs: the norm factor from the sum t of the partial sums of squares. */
+static __device__ __forceinline__ float mmrs_factor(const MmRs &rq, float t, int64_t K) {
+    return (float)(1.0 / sqrt((double)t / (double)K + (double)rq.eps));
+}
+
 /* One block of 8 warps = (8 / split) rows x `split` warps per row: warp
  * (r, k) takes units k*32 + lane, + 32*split, ... of row r, so a long row is
  * cut into shorter independent pieces (more loads in flight, fewer
@@ -200,6 +262,15 @@ __global__ void __launch_bounds__(MMVQ_WARPS * 32, (F::MINB < MMVQ_MAXB ? F::MIN
 }
 
 /* Decode through int8 x and __dp4a; scratch holds the quantized x. */
+/* k_mmvq's split (log2 warps a row) for rows of K elements in units of U:
+ * each lane keeps >= 4 units (measured on H200 against >= 1 and >= 2: best
+ * or equal for every format and shape; bench/RESULTS.md). */
+static int mmvq_split(int64_t K, int U) {
+    int64_t per_lane = (K / U) / 32;
+    int sl = 0;
+    while (sl < 3 && ((int64_t)8 << sl) <= per_lane) sl++;
+    return sl;
+}
 template <class F>
 static cudaError_t run_mmvq(const F &f, float *y, const float *x, int64_t N, int64_t K, void *scratch,
                             cudaStream_t s, bool x_ready = false) {
@@ -209,11 +280,7 @@ static cudaError_t run_mmvq(const F &f, float *y, const float *x, int64_t N, int
         cu_launch(k_quant_x, cu_blocks(nb, 8), 256, 0, s, xq, x, nb);
         CU_LAUNCH_CHECK();
     }
-    int64_t per_lane = (K / F::U) / 32;
-    /* split so each lane keeps >= 4 units (measured on H200 against >= 1
-     * and >= 2: best or equal for every format and shape; bench/RESULTS.md) */
-    int sl = 0;
-    while (sl < 3 && ((int64_t)8 << sl) <= per_lane) sl++;
+    int sl = mmvq_split(K, F::U);
     static int pf = -1; /* MLXN_CU_MMVQ_PF=0: no L2 prefetch before the wait (measuring) */
     if (pf < 0) pf = mlxn_cu_env_flag("MLXN_CU_MMVQ_PF", 1);
     cu_launch(k_mmvq<F>, cu_blocks(N, MMVQ_WARPS >> sl), MMVQ_WARPS * 32, 0, s, f, y, xq, N, K, sl, pf);
@@ -292,54 +359,11 @@ struct Mlx4Step {
  * into y (zeroed by k_quant_x64); W <= N/R keeps every range >= one row, so
  * a row gets at most two partials onto 0, a sum whose value does not depend
  * on their order: results are deterministic. Needs G % 32 == 0. */
-/* The norm between two one-row MLX 4-bit matmuls (mm1 -> add_rms_norm ->
- * mm2, as o-projection -> norm -> gate/up in decode), run by the two matmul
- * kernels instead of a kernel of its own (mlxn_cu_launch_mm_ready with a
- * cu_epi). The int8 codes of x = s·rs·w (s = h + y1, rs = 1/sqrt(mean s² +
- * eps)) do not depend on rs, which only scales each 32-block's d: so mm1
- * writes the codes of s·w and every 32-block's Σ s², and mm2 takes rs from
- * those partial sums and multiplies its row sums by it.
- * Epi (mm1 side; xg NULL: off): R rows a warp, one warp for each R rows (W
- * = N / R; mlx4g_epi_rows picks R), and the 4 / R blocks of each 32 rows a
- * thread block cluster: each warp stores its rows (no add) and hands them to
- * the cluster's first block through distributed shared memory; after the
- * cluster barrier that block's first warp adds h (read right after the
- * wait), writes s (sum), the 32-block's codes (xg, k_mlx4g's layout) and
- * Σ s² (ssp). Every block zeroes mm2's output y2 (mm2 adds partial sums).
- * Measured on an H100 (bench/RESULTS.md) against the last of the four blocks
- * (a counter) doing it from global memory: that took three L2 round trips at
- * the kernel's end, each queued behind the next kernel's weight loads (+3.8
- * us a call, no gain over the norm kernel); and against every block of mm2
- * quantizing x from the sum row itself: 10 % slower decode. */
-struct Mlx4Epi {
-    const float *h;
-    float *sum;
-    const void *w; /* norm weight, or NULL */
-    int wdt;
-    uint8_t *xg;
-    float *ssp;
-    float *y2;
-    int64_t n2;
-};
-/* Epi: blocks of 8 R rows a cluster, 32 rows (a 32-block of x) */
-#define EPI_CLUSTER(R) (4 / (R))
-/* Rs (mm2 side; ssp NULL: off): rs from the K/32 partial sums in ssp; the
- * norm's f32 output out = sum·rs·w is written here as well (the graph may
- * read it). */
-struct Mlx4Rs {
-    const float *ssp;
-    float eps;
-    const float *sum;
-    const void *w;
-    int wdt;
-    float *out;
-};
-
 template <int SDT, int R, int D>
 __global__ void __launch_bounds__(256) k_mlx4g(const uint32_t *__restrict__ wq, const void *__restrict__ scales,
                                                const void *__restrict__ biases, int gshift, float *__restrict__ y,
                                                const uint4 *__restrict__ xg, int64_t N, int64_t K, int W,
-                                               Mlx4Epi ep, Mlx4Rs rq) {
+                                               MmEpi ep, MmRs rq) {
     extern __shared__ uint4 xsg[];
     int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     int G = (int)(K >> 6), CH = G >> 5;
@@ -382,7 +406,7 @@ __global__ void __launch_bounds__(256) k_mlx4g(const uint32_t *__restrict__ wq, 
         float t = 0.0f;
         for (int64_t i = lane; i < (K >> 5); i += 32) t += rq.ssp[i];
         t = cu_warp_sum(t);
-        rs = (float)(1.0 / sqrt((double)t / (double)K + (double)rq.eps));
+        rs = mmrs_factor(rq, t, K);
         if (rq.out && oi < K) {
             float v = os * rs;
             if (rq.w) v *= ow;
@@ -396,8 +420,9 @@ __global__ void __launch_bounds__(256) k_mlx4g(const uint32_t *__restrict__ wq, 
     }
     float hv = 0.0f, wv = 1.0f; /* Epi: the cluster's first block, first warp: h and w of row 32 g + lane */
     if (ep.xg) {
-        for (int64_t i = (int64_t)blockIdx.x * 256 + threadIdx.x; i < ep.n2; i += (int64_t)gridDim.x * 256)
-            ep.y2[i] = 0.0f;
+        if (ep.y2)
+            for (int64_t i = (int64_t)blockIdx.x * 256 + threadIdx.x; i < ep.n2; i += (int64_t)gridDim.x * 256)
+                ep.y2[i] = 0.0f;
         if (warp == 0 && blockIdx.x % EPI_CLUSTER(R) == 0) {
             int64_t n = (int64_t)blockIdx.x * 8 * R + lane;
             hv = ep.h[n];
@@ -438,15 +463,7 @@ __global__ void __launch_bounds__(256) k_mlx4g(const uint32_t *__restrict__ wq, 
 #pragma unroll
             for (int r = 0; r < R; r++) cl.map_shared_rank(gy, 0)[(cl.block_rank() * 8 + warp) * R + r] = rowv[r];
         cl.sync();
-        if (cl.block_rank() == 0 && warp == 0) {
-            int64_t g = blockIdx.x / EPI_CLUSTER(R), n = g * 32 + lane;
-            float sv = hv + gy[lane];
-            ep.sum[n] = sv;
-            float v = sv * wv;
-            float ss = cu_warp_sum(sv * sv);
-            xg_store(ep.xg, g, lane, v);
-            if (lane == 0) ep.ssp[g] = ss;
-        }
+        if (cl.block_rank() == 0 && warp == 0) epi_block(ep, blockIdx.x / EPI_CLUSTER(R), lane, hv, wv, gy[lane]);
     }
 }
 
@@ -485,27 +502,14 @@ static int64_t mlx4g_warps(int64_t N) {
 template <int SDT, int R, int D>
 static cudaError_t launch_mlx4g(const uint32_t *wq, const void *sc, const void *bi, int gshift, float *y,
                                 const uint4 *xg, int64_t N, int64_t K, size_t smem, cudaStream_t s,
-                                const Mlx4Epi &ep, const Mlx4Rs &rq) {
+                                const MmEpi &ep, const MmRs &rq) {
     int64_t W = mlx4g_warps<SDT, R, D>(N);
     if (!ep.xg)
         return cu_launch(k_mlx4g<SDT, R, D>, cu_blocks(W, 8), 256, smem, s, wq, sc, bi, gshift, y, xg, N, K, (int)W,
                          ep, rq);
     if (W * R != N || N % 32) return cudaErrorInvalidValue; /* mlx4g_epi_rows */
-    cudaLaunchConfig_t cfg = {};
-    cfg.gridDim = dim3(cu_blocks(W, 8));
-    cfg.blockDim = dim3(256);
-    cfg.dynamicSmemBytes = smem;
-    cfg.stream = s;
-    cudaLaunchAttribute at[2];
-    at[0].id = cudaLaunchAttributeClusterDimension;
-    at[0].val.clusterDim.x = EPI_CLUSTER(R);
-    at[0].val.clusterDim.y = 1;
-    at[0].val.clusterDim.z = 1;
-    at[1].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-    at[1].val.programmaticStreamSerializationAllowed = 1;
-    cfg.attrs = at;
-    cfg.numAttrs = mlxn_cu_pdl() ? 2 : 1;
-    return cudaLaunchKernelEx(&cfg, k_mlx4g<SDT, R, D>, wq, sc, bi, gshift, y, xg, N, K, (int)W, ep, rq);
+    return cu_launch_cluster(k_mlx4g<SDT, R, D>, cu_blocks(W, 8), 256, smem, s, EPI_CLUSTER(R), wq, sc, bi, gshift, y,
+                             xg, N, K, (int)W, ep, rq);
 }
 
 static bool mlx4g_takes(int gshift, int64_t N, int64_t K) {
@@ -518,21 +522,8 @@ static int mlx4g_rows(int64_t N) { return N >= 8192 ? 2 : 1; } /* R: two rows a 
  * that can be resident at once on the device. */
 template <int SDT, int R>
 static int mlx4g_epi_clusters(int64_t N, int64_t K) {
-    cudaLaunchConfig_t cfg = {};
-    cfg.gridDim = dim3(cu_blocks(N / R, 8));
-    cfg.blockDim = dim3(256);
-    cfg.dynamicSmemBytes = (size_t)(K / 64) * XG_BYTES;
-    cudaLaunchAttribute at[1];
-    at[0].id = cudaLaunchAttributeClusterDimension;
-    at[0].val.clusterDim.x = EPI_CLUSTER(R);
-    at[0].val.clusterDim.y = 1;
-    at[0].val.clusterDim.z = 1;
-    cfg.attrs = at;
-    cfg.numAttrs = 1;
-    int n = 0;
-    if (cudaOccupancyMaxActiveClusters(&n, k_mlx4g<SDT, R, 2>, &cfg) != cudaSuccess) n = 0;
-    cudaGetLastError();
-    return n;
+    return cu_resident_clusters(k_mlx4g<SDT, R, 2>, cu_blocks(N / R, 8), 256, (size_t)(K / 64) * XG_BYTES,
+                                EPI_CLUSTER(R));
 }
 template <int SDT, int R>
 static bool mlx4g_epi_fits_r(int64_t N, int64_t K) {
@@ -557,12 +548,12 @@ static int mlx4g_epi_rows(int sdt, int64_t N, int64_t K) {
 }
 
 /* true when it took the matmul (result in *err); x_ready: xg and y = 0 are
- * already written (k_pre_quant64); ep / rq: the norm's halves (Mlx4Epi,
- * Mlx4Rs; NULL: none) */
+ * already written (k_pre_quant64); ep / rq: the norm's halves (MmEpi,
+ * MmRs; NULL: none) */
 template <int SDT>
 static bool try_mlx4g(const uint32_t *wq, const void *sc, const void *bi, int gshift, float *y, const float *x,
                       int64_t N, int64_t K, void *scratch, cudaStream_t s, cudaError_t *err, bool x_ready = false,
-                      const Mlx4Epi *ep = NULL, const Mlx4Rs *rq = NULL) {
+                      const MmEpi *ep = NULL, const MmRs *rq = NULL) {
     if (!mlx4g_takes(gshift, N, K)) return false;
     size_t smem = (size_t)(K / 64) * XG_BYTES;
     int R = ep ? mlx4g_epi_rows(SDT, N, K) : mlx4g_rows(N);
@@ -577,10 +568,10 @@ static bool try_mlx4g(const uint32_t *wq, const void *sc, const void *bi, int gs
         if (*err != cudaSuccess) return true;
     }
     const uint4 *xg = (const uint4 *)scratch;
-    Mlx4Epi e0 = {};
-    Mlx4Rs r0 = {};
-    const Mlx4Epi &e = ep ? *ep : e0;
-    const Mlx4Rs &r = rq ? *rq : r0;
+    MmEpi e0 = {};
+    MmRs r0 = {};
+    const MmEpi &e = ep ? *ep : e0;
+    const MmRs &r = rq ? *rq : r0;
     /* D = 2 items in flight a lane: 4 measured slower (occupancy) */
     *err = R == 2 ? launch_mlx4g<SDT, 2, 2>(wq, sc, bi, gshift, y, xg, N, K, smem, s, e, r)
                   : launch_mlx4g<SDT, 1, 2>(wq, sc, bi, gshift, y, xg, N, K, smem, s, e, r);
@@ -878,7 +869,9 @@ static size_t row_bytes(int wt, int64_t K) {
 }
 
 static cudaError_t matmul_raw(float *y, const float *x, const void *w, int wt, int64_t M, int64_t N, int64_t K,
-                              void *scratch, cudaStream_t s, bool bf, bool xr = false) {
+                              void *scratch, cudaStream_t s, bool bf, bool xr = false, const MmEpi *ep = NULL,
+                              const MmRs *rq = NULL) {
+    if (ep || rq) return cudaErrorInvalidValue; /* the norm's halves: k_mlx4g only */
     if (scratch && mlxn_cu_matmul_scratch(wt, 0, M, K)) {
         const uint8_t *wb = (const uint8_t *)w;
         int64_t rb = (int64_t)row_bytes(wt, K);
@@ -923,15 +916,17 @@ static cudaError_t matmul_raw(float *y, const float *x, const void *w, int wt, i
 
 static cudaError_t matmul_mlx_raw(float *y, const float *x, const uint32_t *wq, const void *scales,
                                   const void *biases, int sdt, int bits, int group, int64_t M, int64_t N, int64_t K,
-                                  void *scratch, cudaStream_t s, bool bf, bool xr = false) {
+                                  void *scratch, cudaStream_t s, bool bf, bool xr = false, const MmEpi *ep = NULL,
+                                  const MmRs *rq = NULL) {
     int gshift = group == 32 ? 5 : group == 64 ? 6 : group == 128 ? 7 : -1;
     if (gshift < 0) return cudaErrorInvalidValue;
     if (scratch && mlxn_cu_matmul_scratch(-1, bits, M, K)) {
         cudaError_t e4 = cudaSuccess;
-        if (bits == 4 && (sdt == MLXN_F32 ? try_mlx4g<MLXN_F32>(wq, scales, biases, gshift, y, x, N, K, scratch, s, &e4, xr)
-                          : sdt == MLXN_F16 ? try_mlx4g<MLXN_F16>(wq, scales, biases, gshift, y, x, N, K, scratch, s, &e4, xr)
-                                            : try_mlx4g<MLXN_BF16>(wq, scales, biases, gshift, y, x, N, K, scratch, s, &e4, xr)))
+        if (bits == 4 && (sdt == MLXN_F32 ? try_mlx4g<MLXN_F32>(wq, scales, biases, gshift, y, x, N, K, scratch, s, &e4, xr, ep, rq)
+                          : sdt == MLXN_F16 ? try_mlx4g<MLXN_F16>(wq, scales, biases, gshift, y, x, N, K, scratch, s, &e4, xr, ep, rq)
+                                            : try_mlx4g<MLXN_BF16>(wq, scales, biases, gshift, y, x, N, K, scratch, s, &e4, xr, ep, rq)))
             return e4;
+        if (ep || rq) return cudaErrorInvalidValue; /* the norm's halves: k_mlx4g only */
 #define QMLX(B, SDT) run_mmvq(QDotMlx<B, SDT>{{wq, scales, biases, sdt, gshift, K}}, y, x, N, K, scratch, s, xr)
         if (bits == 4) return sdt == MLXN_F32 ? QMLX(4, MLXN_F32) : sdt == MLXN_F16 ? QMLX(4, MLXN_F16) : QMLX(4, MLXN_BF16);
 #define QMLXB(B) if (bits == B) return sdt == MLXN_F32 ? QMLX(B, MLXN_F32) : sdt == MLXN_F16 ? QMLX(B, MLXN_F16) : QMLX(B, MLXN_BF16);
@@ -1142,7 +1137,9 @@ extern "C" cudaError_t mlxn_cu_launch_fused(const cu_node *pre, const cu_node *m
 /* The byte layout of a cu_epi's buffer (MLXN_CU_EPI_BYTES): the partial
  * sums per 32-block of x, then mm2's int8 x. */
 enum { EPI_SSP = 0, EPI_XG = 1024 };
-static_assert(EPI_XG + 8192 / 64 * XG_BYTES <= MLXN_CU_EPI_BYTES, "epilogue buffer");
+static_assert(EPI_XG + EPI_MAX_K / 32 * XQ_BYTES <= MLXN_CU_EPI_BYTES &&
+                  EPI_XG + EPI_MAX_K / 64 * XG_BYTES <= MLXN_CU_EPI_BYTES && EPI_MAX_K / 32 * 4 <= EPI_XG,
+              "epilogue buffer");
 
 /* Whether two tensors are the same bytes (an op's in-place form) or share none. */
 static bool same_or_apart(const cu_tensor *a, const cu_tensor *b) {
@@ -1152,11 +1149,15 @@ static bool same_or_apart(const cu_tensor *a, const cu_tensor *b) {
 extern "C" bool mlxn_cu_epi_ok(const cu_node *mm1, const cu_node *nm, const cu_node *mm2) {
     static int on = -1; /* MLXN_CU_EPI=0: the norm runs as its own kernel (measuring) */
     if (on < 0) on = mlxn_cu_env_flag("MLXN_CU_EPI", 1);
-    if (!on || nm->op != CU_OP_ADD_RMS_NORM || mm1->op != CU_OP_MATMUL_MLX || mm2->op != CU_OP_MATMUL_MLX) return false;
+    if (!on || nm->op != CU_OP_ADD_RMS_NORM) return false;
+    /* k_mlx4g on both sides: k_mmvq (blocks of whole rows, several waves)
+     * as the first ran 6-8 % slower decode with its blocks in clusters
+     * (H100, synthetic 8B q4_0 and 1B q4_1; bench/RESULTS.md) */
     if (mlxn_cu_mm_xlayout(mm1) != XL_G || mlxn_cu_mm_xlayout(mm2) != XL_G) return false;
     const cu_tensor *t = nm->t, *y1 = &mm1->t[0], *y2 = &mm2->t[0];
-    int64_t N1 = mm1->t[2].shape[0], K2 = mm2->t[1].cols;
-    if (N1 != K2 || y1->elems != N1 || y1->dtype != MLXN_F32 || !mlx4g_epi_rows(mm1->t[3].dtype, N1, mm1->t[1].cols)) return false;
+    int64_t N1 = mm1->t[2].shape[0], K1 = mm1->t[1].cols, K2 = mm2->t[1].cols;
+    if (N1 != K2 || K2 > EPI_MAX_K || y1->elems != N1 || y1->dtype != MLXN_F32) return false;
+    if (!mlx4g_epi_rows(mm1->t[3].dtype, N1, K1)) return false;
     const cu_tensor *sum = &t[0], *out = &t[1], *a = &t[2], *b = &t[3], *w = &t[4];
     const cu_tensor *h = a->data == y1->data ? b : b->data == y1->data ? a : NULL;
     if (!h || (h == a ? b : a)->nbytes != y1->nbytes) return false;
@@ -1167,8 +1168,8 @@ extern "C" bool mlxn_cu_epi_ok(const cu_node *mm1, const cu_node *nm, const cu_n
     if (w->data && (w->elems != N1 || (w->dtype != MLXN_F32 && w->dtype != MLXN_F16 && w->dtype != MLXN_BF16)))
         return false;
     /* mm1's last blocks read h and y1 and write sum, element by element;
-     * mm2 writes out from sum the same way and adds into y2, which mm1
-     * zeroes */
+     * mm2 writes out from sum the same way and (k_mlx4g) adds into y2, which
+     * mm1 then zeroes */
     if (mlxn_cu_overlap(h, y1) || !same_or_apart(sum, h) || !same_or_apart(sum, y1)) return false;
     if (!same_or_apart(out, sum) || mlxn_cu_overlap(out, h) || mlxn_cu_overlap(out, y1)) return false;
     const cu_tensor *no2[5] = {y1, h, sum, out, w};
@@ -1182,60 +1183,45 @@ extern "C" bool mlxn_cu_epi_ok(const cu_node *mm1, const cu_node *nm, const cu_n
     return true;
 }
 
-extern "C" cudaError_t mlxn_cu_launch_mm_ready(const cu_node *mm, void *scratch, cudaStream_t s, const cu_epi *epi) {
+/* mm's one-row integer-path kernel, x already in scratch, with the norm's
+ * halves ep / rq (NULL: none). */
+static cudaError_t mm_ready(const cu_node *mm, void *scratch, cudaStream_t s, const MmEpi *ep, const MmRs *rq) {
     const cu_tensor *m = mm->t;
     int64_t N = m[2].shape[0], K = m[1].cols;
     float *y = (float *)m[0].data;
-    int xl = mlxn_cu_mm_xlayout(mm);
-    if (xl == XL_Q && !epi) {
-        if (mm->op == CU_OP_MATMUL)
-            return matmul_raw(y, (const float *)m[1].data, m[2].data, m[2].dtype, 1, N, K, scratch, s, true, true);
-        return matmul_mlx_raw(y, (const float *)m[1].data, (const uint32_t *)m[2].data, m[3].data, m[4].data,
-                              m[3].dtype, mm->mlx.bits, mm->mlx.group_size, 1, N, K, scratch, s, true, true);
-    }
-    if (xl != XL_G) return cudaErrorInvalidValue;
-    Mlx4Epi ep = {};
-    Mlx4Rs rq = {};
-    const cu_node *mm2 = NULL;
-    if (epi) {
-        if (!epi->buf || !mlxn_cu_epi_ok(mm, epi->norm, epi->mm2)) return cudaErrorInvalidValue;
-        const cu_tensor *t = epi->norm->t;
-        mm2 = epi->mm2;
-        uint8_t *buf = (uint8_t *)epi->buf;
-        ep.h = (const float *)(t[2].data == m[0].data ? t[3].data : t[2].data);
-        ep.sum = (float *)t[0].data;
-        ep.w = t[4].data;
-        ep.wdt = t[4].dtype;
-        ep.xg = buf + EPI_XG;
-        ep.ssp = (float *)(buf + EPI_SSP);
-        ep.y2 = (float *)mm2->t[0].data;
-        ep.n2 = mm2->t[2].shape[0];
-        rq.ssp = ep.ssp;
-        rq.eps = epi->norm->eps;
-        rq.sum = ep.sum;
-        rq.w = ep.w;
-        rq.wdt = ep.wdt;
-        rq.out = (float *)t[1].data;
-    }
-    cudaError_t e = cudaSuccess;
-    for (int k = 0; k < (mm2 ? 2 : 1); k++) {
-        const cu_node *q = k ? mm2 : mm;
-        const cu_tensor *u = q->t;
-        int gshift = q->mlx.group_size == 64 ? 6 : 7;
-        const uint32_t *wq = (const uint32_t *)u[2].data;
-        float *yq = (float *)u[0].data;
-        int64_t Nq = u[2].shape[0], Kq = u[1].cols;
-        void *xq = k ? (void *)ep.xg : scratch;
-        const Mlx4Epi *pe = k || !mm2 ? NULL : &ep;
-        const Mlx4Rs *pr = k ? &rq : NULL;
-        bool took =
-            u[3].dtype == MLXN_F32   ? try_mlx4g<MLXN_F32>(wq, u[3].data, u[4].data, gshift, yq, NULL, Nq, Kq, xq, s, &e, true, pe, pr)
-            : u[3].dtype == MLXN_F16 ? try_mlx4g<MLXN_F16>(wq, u[3].data, u[4].data, gshift, yq, NULL, Nq, Kq, xq, s, &e, true, pe, pr)
-                                     : try_mlx4g<MLXN_BF16>(wq, u[3].data, u[4].data, gshift, yq, NULL, Nq, Kq, xq, s, &e, true, pe, pr);
-        if (!took) return cudaErrorInvalidValue;
-        if (e != cudaSuccess) return e;
-    }
-    return e;
+    if (mm->op == CU_OP_MATMUL)
+        return matmul_raw(y, (const float *)m[1].data, m[2].data, m[2].dtype, 1, N, K, scratch, s, true, true, ep, rq);
+    return matmul_mlx_raw(y, (const float *)m[1].data, (const uint32_t *)m[2].data, m[3].data, m[4].data, m[3].dtype,
+                          mm->mlx.bits, mm->mlx.group_size, 1, N, K, scratch, s, true, true, ep, rq);
+}
+
+extern "C" cudaError_t mlxn_cu_launch_mm_ready(const cu_node *mm, void *scratch, cudaStream_t s, const cu_epi *epi) {
+    if (!mlxn_cu_mm_xlayout(mm)) return cudaErrorInvalidValue;
+    if (!epi) return mm_ready(mm, scratch, s, NULL, NULL);
+    if (!epi->buf || !mlxn_cu_epi_ok(mm, epi->norm, epi->mm2)) return cudaErrorInvalidValue;
+    const cu_tensor *t = epi->norm->t, *m = mm->t;
+    const cu_node *mm2 = epi->mm2;
+    uint8_t *buf = (uint8_t *)epi->buf;
+    int xl2 = mlxn_cu_mm_xlayout(mm2);
+    MmEpi ep = {};
+    ep.h = (const float *)(t[2].data == m[0].data ? t[3].data : t[2].data);
+    ep.sum = (float *)t[0].data;
+    ep.w = t[4].data;
+    ep.wdt = t[4].dtype;
+    ep.xg = buf + EPI_XG;
+    ep.xl = xl2;
+    ep.ssp = (float *)(buf + EPI_SSP);
+    ep.y2 = xl2 == XL_G ? (float *)mm2->t[0].data : NULL; /* k_mlx4g adds into it */
+    ep.n2 = mm2->t[2].shape[0];
+    MmRs rq = {};
+    rq.ssp = ep.ssp;
+    rq.eps = epi->norm->eps;
+    rq.sum = ep.sum;
+    rq.w = ep.w;
+    rq.wdt = ep.wdt;
+    rq.out = (float *)t[1].data;
+    cudaError_t e = mm_ready(mm, scratch, s, &ep, NULL);
+    return e != cudaSuccess ? e : mm_ready(mm2, ep.xg, s, NULL, &rq);
 }
 
 /* ---- gathers: out[T, D] = decode(table row ids[t]); NaN rows for bad ids ---- */
