@@ -516,8 +516,8 @@ static bool mlx4g_takes(int gshift, int64_t N, int64_t K) {
     return mlx4_on() && gshift >= 6 && K % 2048 == 0 && N * (K / 2048) < ((int64_t)1 << 30) &&
            (size_t)(K / 64) * XG_BYTES <= 40 * 1024;
 }
-static int mlx4g_rows(int64_t N) { return N >= 8192 ? 2 : 1; } /* R: two rows a warp where that still leaves >= 2 warps per SM slot */
-/* Whether k_mlx4g can run an epilogue for N rows: one row a warp. */
+/* R: two rows a warp where that still leaves >= 2 warps per SM slot */
+static int mlx4g_rows(int64_t N) { return N >= 8192 ? 2 : 1; }
 /* Clusters of EPI_CLUSTER(R) blocks of k_mlx4g<SDT, R, 2> for N rows of K
  * that can be resident at once on the device. */
 template <int SDT, int R>
@@ -1167,9 +1167,9 @@ extern "C" bool mlxn_cu_epi_ok(const cu_node *mm1, const cu_node *nm, const cu_n
     if (mm2->t[1].data != out->data || mm2->t[1].elems != K2) return false;
     if (w->data && (w->elems != N1 || (w->dtype != MLXN_F32 && w->dtype != MLXN_F16 && w->dtype != MLXN_BF16)))
         return false;
-    /* mm1's last blocks read h and y1 and write sum, element by element;
-     * mm2 writes out from sum the same way and (k_mlx4g) adds into y2, which
-     * mm1 then zeroes */
+    /* mm1's cluster leaders read h and y1 and write sum, element by
+     * element; mm2 writes out from sum the same way and adds into y2, which
+     * mm1 zeroes */
     if (mlxn_cu_overlap(h, y1) || !same_or_apart(sum, h) || !same_or_apart(sum, y1)) return false;
     if (!same_or_apart(out, sum) || mlxn_cu_overlap(out, h) || mlxn_cu_overlap(out, y1)) return false;
     const cu_tensor *no2[5] = {y1, h, sum, out, w};
