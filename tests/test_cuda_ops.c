@@ -1001,6 +1001,42 @@ static void test_decode_layer_fusion(void) {
     }
 }
 
+/* A matmul weight on both devices: cw the CPU's f32 (dequantized) copy, gw
+ * the GPU's (GGML blocks of type wf, or with wf 0 MLX codes with scales gs
+ * and biases gb of q and scale dtype sdt). */
+typedef struct MW {
+    mlxn_buffer *cw, *gw, *gs, *gb;
+} MW;
+static MW mw_make(int wf, mlxn_mlx_quant q, mlxn_dtype sdt, int64_t N, int64_t K) {
+    MW m = {0};
+    if (wf) {
+        P w = wpair((mlxn_dtype)wf, N, K, NULL);
+        m.cw = w.v[0];
+        m.gw = w.v[1];
+        return m;
+    }
+    uint32_t *wq;
+    void *sc, *bs;
+    float *deq;
+    mlx_make(q.bits, q.group_size, sdt, N, K, &wq, &sc, &bs, &deq);
+    int64_t wsh[2] = {N, K * q.bits / 32}, ssh[2] = {N, K / q.group_size}, dsh[2] = {N, K};
+    m.gw = mk1(1, MLXN_U32, 2, wsh, wq);
+    m.gs = mk1(1, sdt, 2, ssh, sc);
+    m.gb = mk1(1, sdt, 2, ssh, bs);
+    m.cw = mk1(0, MLXN_F32, 2, dsh, deq);
+    free(wq);
+    free(sc);
+    free(bs);
+    free(deq);
+    return m;
+}
+static void mw_free(MW *m) {
+    mlxn_buffer_destroy(m->cw);
+    mlxn_buffer_destroy(m->gw);
+    mlxn_buffer_destroy(m->gs);
+    mlxn_buffer_destroy(m->gb);
+}
+
 /* An add_rms_norm between two one-row MLX 4-bit matmuls (o-projection ->
  * norm -> gate/up in decode) runs inside the two matmul kernels (cu_epi):
  * the first adds the residual and writes the sum, the int8 x and partial
@@ -1027,30 +1063,9 @@ static void test_norm_in_matmuls(void) {
     for (size_t c = 0; c < sizeof cs / sizeof cs[0]; c++) {
         int64_t K1 = cs[c].K1, N1 = cs[c].N1, N2 = cs[c].N2;
         mlxn_mlx_quant q = {4, cs[c].group};
-        mlxn_buffer *cw[2] = {0}, *gw[2] = {0}, *gs[2] = {0}, *gb[2] = {0};
         int64_t nk[2][2] = {{N1, K1}, {N2, N1}};
-        for (int i = 0; i < 2; i++) {
-            if (cs[c].wf[i]) {
-                P wp = wpair((mlxn_dtype)cs[c].wf[i], nk[i][0], nk[i][1], NULL);
-                cw[i] = wp.v[0];
-                gw[i] = wp.v[1];
-                continue;
-            }
-            uint32_t *wq;
-            void *sc, *bs;
-            float *deq;
-            int64_t N = nk[i][0], K = nk[i][1];
-            mlx_make(4, q.group_size, cs[c].sdt, N, K, &wq, &sc, &bs, &deq);
-            int64_t wsh[2] = {N, K * 4 / 32}, ssh[2] = {N, K / q.group_size}, dsh[2] = {N, K};
-            gw[i] = mk1(1, MLXN_U32, 2, wsh, wq);
-            gs[i] = mk1(1, cs[c].sdt, 2, ssh, sc);
-            gb[i] = mk1(1, cs[c].sdt, 2, ssh, bs);
-            cw[i] = mk1(0, MLXN_F32, 2, dsh, deq);
-            free(wq);
-            free(sc);
-            free(bs);
-            free(deq);
-        }
+        MW mw[2];
+        for (int i = 0; i < 2; i++) mw[i] = mw_make(cs[c].wf[i], q, cs[c].sdt, nk[i][0], nk[i][1]);
         int64_t k1[2] = {1, K1}, n1[2] = {1, N1}, n2[2] = {1, N2}, w1[1] = {K1}, w2[1] = {N1};
         float *nw1v = rnd(MLXN_F32, (size_t)K1, 0.5f, 1.5f);
         void *nw2v = rnd(MLXN_BF16, (size_t)N1, 0.5f, 1.5f);
@@ -1082,8 +1097,8 @@ static void test_norm_in_matmuls(void) {
                     continue;
                 }
 #define MM(o, xx, i)                                                                                              \
-    (dv == 0 || cs[c].wf[i] ? mlxn_op_matmul(S, (o).v[dv], (xx).v[dv], dv ? gw[i] : cw[i])                         \
-                            : mlxn_op_matmul_mlx(S, (o).v[dv], (xx).v[dv], gw[i], gs[i], gb[i], &q))
+    (dv == 0 || cs[c].wf[i] ? mlxn_op_matmul(S, (o).v[dv], (xx).v[dv], dv ? mw[i].gw : mw[i].cw)                   \
+                            : mlxn_op_matmul_mlx(S, (o).v[dv], (xx).v[dv], mw[i].gw, mw[i].gs, mw[i].gb, &q))
                 CHECK_OK(mlxn_op_rms_norm(S, xn.v[dv], x.v[dv], nw1.v[dv], 1e-5f));
                 CHECK_OK(MM(y1, xn, 0));
                 CHECK_OK(mlxn_op_add(S, sp->v[dv], h.v[dv], y1.v[dv]));
@@ -1122,12 +1137,12 @@ static void test_norm_in_matmuls(void) {
             CHECK_OK(mlxn_session_create(&Sd, D[1], MLXN_MODE_DIRECT, 0));
             if (Sd) {
                 CHECK_OK(mlxn_op_rms_norm(Sd, xn.v[1], x.v[1], nw1.v[1], 1e-5f));
-                if (cs[c].wf[0]) CHECK_OK(mlxn_op_matmul(Sd, y1.v[1], xn.v[1], gw[0]));
-                else CHECK_OK(mlxn_op_matmul_mlx(Sd, y1.v[1], xn.v[1], gw[0], gs[0], gb[0], &q));
+                if (cs[c].wf[0]) CHECK_OK(mlxn_op_matmul(Sd, y1.v[1], xn.v[1], mw[0].gw));
+                else CHECK_OK(mlxn_op_matmul_mlx(Sd, y1.v[1], xn.v[1], mw[0].gw, mw[0].gs, mw[0].gb, &q));
                 CHECK_OK(mlxn_op_add(Sd, sp->v[1], h.v[1], y1.v[1]));
                 CHECK_OK(mlxn_op_rms_norm(Sd, out.v[1], sp->v[1], cs[c].no_w ? NULL : nw2.v[1], 1e-5f));
-                if (cs[c].wf[1]) CHECK_OK(mlxn_op_matmul(Sd, y2.v[1], out.v[1], gw[1]));
-                else CHECK_OK(mlxn_op_matmul_mlx(Sd, y2.v[1], out.v[1], gw[1], gs[1], gb[1], &q));
+                if (cs[c].wf[1]) CHECK_OK(mlxn_op_matmul(Sd, y2.v[1], out.v[1], mw[1].gw));
+                else CHECK_OK(mlxn_op_matmul_mlx(Sd, y2.v[1], out.v[1], mw[1].gw, mw[1].gs, mw[1].gb, &q));
                 CHECK_OK(mlxn_session_finish(Sd));
                 const char *nm4[4] = {"mm1", "sum", "norm", "mm2"};
                 for (int k = 0; k < 4; k++) {
@@ -1170,12 +1185,7 @@ static void test_norm_in_matmuls(void) {
         }
         P *all[] = {&x, &nw1, &xn, &nw2, &h, &y1, &sum, &out, &y2};
         for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) pfree(all[i]);
-        for (int i = 0; i < 2; i++) {
-            mlxn_buffer_destroy(cw[i]);
-            mlxn_buffer_destroy(gw[i]);
-            mlxn_buffer_destroy(gs[i]);
-            mlxn_buffer_destroy(gb[i]);
-        }
+        for (int i = 0; i < 2; i++) mw_free(&mw[i]);
         free(nw1v);
         free(nw2v);
     }
@@ -1196,30 +1206,9 @@ static void test_producer_fusion(void) {
     for (size_t c = 0; c < sizeof fs / sizeof fs[0]; c++) {
         /* W1 [K, K], W2 [F, K], W2b [F, K], W3 [K, F] */
         int64_t nk[4][2] = {{K, K}, {F, K}, {F, K}, {K, F}};
-        mlxn_buffer *cw[4] = {0}, *gw[4] = {0}, *gs[4] = {0}, *gb[4] = {0};
         mlxn_mlx_quant q = {fs[c].bits, fs[c].group};
-        for (int i = 0; i < 4; i++) {
-            int64_t N = nk[i][0], KK = nk[i][1];
-            if (fs[c].wf) {
-                P w = wpair((mlxn_dtype)fs[c].wf, N, KK, NULL);
-                cw[i] = w.v[0];
-                gw[i] = w.v[1];
-            } else {
-                uint32_t *wq;
-                void *sc, *bs;
-                float *deq;
-                mlx_make(q.bits, q.group_size, MLXN_BF16, N, KK, &wq, &sc, &bs, &deq);
-                int64_t wsh[2] = {N, KK * q.bits / 32}, ssh[2] = {N, KK / q.group_size}, dsh[2] = {N, KK};
-                gw[i] = mk1(1, MLXN_U32, 2, wsh, wq);
-                gs[i] = mk1(1, MLXN_BF16, 2, ssh, sc);
-                gb[i] = mk1(1, MLXN_BF16, 2, ssh, bs);
-                cw[i] = mk1(0, MLXN_F32, 2, dsh, deq);
-                free(wq);
-                free(sc);
-                free(bs);
-                free(deq);
-            }
-        }
+        MW mw[4];
+        for (int i = 0; i < 4; i++) mw[i] = mw_make(fs[c].wf, q, MLXN_BF16, nk[i][0], nk[i][1]);
         int64_t ks[2] = {1, K}, fsz[2] = {1, F}, ws[1] = {K};
         float *nwv = rnd(MLXN_F32, (size_t)K, 0.5f, 1.5f);
         P x = pout(MLXN_F32, 2, ks), nw = pin(MLXN_F32, 1, ws, nwv), h = pout(MLXN_F32, 2, ks);
@@ -1239,8 +1228,8 @@ static void test_producer_fusion(void) {
                     continue;
                 }
 #define MM(o, xx, i)                                                                                              \
-    (dv == 0 || fs[c].wf ? mlxn_op_matmul(S, (o).v[dv], (xx).v[dv], dv ? gw[i] : cw[i])                              \
-                         : mlxn_op_matmul_mlx(S, (o).v[dv], (xx).v[dv], gw[i], gs[i], gb[i], &q))
+    (dv == 0 || fs[c].wf ? mlxn_op_matmul(S, (o).v[dv], (xx).v[dv], dv ? mw[i].gw : mw[i].cw)                        \
+                         : mlxn_op_matmul_mlx(S, (o).v[dv], (xx).v[dv], mw[i].gw, mw[i].gs, mw[i].gb, &q))
                 CHECK_OK(mlxn_op_rms_norm(S, h.v[dv], x.v[dv], nw.v[dv], 1e-5f));
                 CHECK_OK(MM(y1, h, 0));
                 CHECK_OK(mlxn_op_add(S, sum.v[dv], x.v[dv], y1.v[dv]));
@@ -1286,7 +1275,7 @@ static void test_producer_fusion(void) {
             mlxn_session *C = NULL;
             CHECK_OK(mlxn_session_create(&C, D[0], MLXN_MODE_DIRECT, 0));
             CHECK_OK(mlxn_op_silu_mul(C, f.v[0], g.v[0], u.v[0]));
-            CHECK_OK(mlxn_op_matmul(C, y3.v[0], f.v[0], cw[3]));
+            CHECK_OK(mlxn_op_matmul(C, y3.v[0], f.v[0], mw[3].cw));
             CHECK_OK(mlxn_session_finish(C));
             mlxn_session_destroy(C);
             snprintf(what, sizeof what, "producer fusion %s step %d: silu_mul", name, step);
@@ -1309,12 +1298,7 @@ static void test_producer_fusion(void) {
         }
         P *all[] = {&x, &nw, &h, &y1, &sum, &hn, &g, &u, &f, &y3};
         for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) pfree(all[i]);
-        for (int i = 0; i < 4; i++) {
-            mlxn_buffer_destroy(cw[i]);
-            mlxn_buffer_destroy(gw[i]);
-            mlxn_buffer_destroy(gs[i]);
-            mlxn_buffer_destroy(gb[i]);
-        }
+        for (int i = 0; i < 4; i++) mw_free(&mw[i]);
         free(nwv);
     }
 }

@@ -444,6 +444,13 @@ static uint32_t group_run(const mlxn_exec *ex, uint32_t i) {
     return j > i ? j - i : 1;
 }
 
+/* Whether node k of ex depends on node j directly. */
+static bool depends_on(const mlxn_exec *ex, uint32_t k, uint32_t j) {
+    for (uint32_t d = ex->dep_start[k]; d < ex->dep_start[k + 1]; d++)
+        if (ex->deps[d] == j) return true;
+    return false;
+}
+
 /* One-stream capture: whether node i (a one-row norm, silu_mul or decode
  * attention) and node i + 1 (the one-row integer-path matmul of its output)
  * go out as the fused pair (mlxn_cu_launch_fused). MLXN_CU_FUSE=0 turns this
@@ -455,9 +462,7 @@ static bool fuse_pair(const mlxn_exec *ex, uint32_t i, bool have_scratch) {
         on = !(e && *e == '0') && !(k && *k);
     }
     if (!on || !have_scratch || i + 1 >= ex->n_nodes || !node_scratch(&ex->nodes[i + 1])) return false;
-    bool dep = false;
-    for (uint32_t d = ex->dep_start[i + 1]; d < ex->dep_start[i + 2]; d++) dep |= ex->deps[d] == i;
-    if (!dep) return false;
+    if (!depends_on(ex, i + 1, i)) return false;
     cu_node a, b;
     to_cu(&ex->nodes[i], &a);
     to_cu(&ex->nodes[i + 1], &b);
@@ -470,12 +475,7 @@ static bool fuse_pair(const mlxn_exec *ex, uint32_t i, bool have_scratch) {
  * (mlxn_cu_epi_ok). nm, mm2 receive the two nodes; e points at them. */
 static bool epi_triple(const mlxn_exec *ex, uint32_t j, cuda_graph_state *g, cu_node *nm, cu_node *mm2,
                        cu_epi *e) {
-    if (!g->epi || j + 2 >= ex->n_nodes) return false;
-    for (uint32_t k = j + 1; k <= j + 2; k++) {
-        bool dep = false;
-        for (uint32_t d = ex->dep_start[k]; d < ex->dep_start[k + 1]; d++) dep |= ex->deps[d] == k - 1;
-        if (!dep) return false;
-    }
+    if (!g->epi || j + 2 >= ex->n_nodes || !depends_on(ex, j + 1, j) || !depends_on(ex, j + 2, j + 1)) return false;
     cu_node mm1;
     to_cu(&ex->nodes[j], &mm1);
     to_cu(&ex->nodes[j + 1], nm);

@@ -176,25 +176,19 @@ static inline bool cu_sm90_feature(const char *env) {
     return major >= 9 && !(e && *e == '0');
 }
 
-/* Launch kernel k on stream s, with programmatic dependent launch when
- * mlxn_cu_pdl(). Returns the launch's status. */
-template <typename... KArgs, typename... Args>
-static cudaError_t cu_launch(void (*k)(KArgs...), dim3 grid, dim3 block, size_t smem, cudaStream_t s,
-                             Args... args) {
-    cudaLaunchConfig_t cfg = {};
-    cfg.gridDim = grid;
-    cfg.blockDim = block;
-    cfg.dynamicSmemBytes = smem;
-    cfg.stream = s;
-    cudaLaunchAttribute at[1];
-    at[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-    at[0].val.programmaticStreamSerializationAllowed = 1;
-    cfg.attrs = at;
-    cfg.numAttrs = mlxn_cu_pdl() ? 1 : 0;
-    return cudaLaunchKernelEx(&cfg, k, args...);
+/* A launch attribute for thread block clusters of cx blocks along x. */
+static inline cudaLaunchAttribute cu_cluster_attr(int cx) {
+    cudaLaunchAttribute a = {};
+    a.id = cudaLaunchAttributeClusterDimension;
+    a.val.clusterDim.x = cx;
+    a.val.clusterDim.y = 1;
+    a.val.clusterDim.z = 1;
+    return a;
 }
 
-/* cu_launch with thread block clusters of cx blocks (sm_90). */
+/* Launch kernel k on stream s, with programmatic dependent launch when
+ * mlxn_cu_pdl(), in thread block clusters of cx blocks when cx > 0 (sm_90).
+ * Returns the launch's status. */
 template <typename... KArgs, typename... Args>
 static cudaError_t cu_launch_cluster(void (*k)(KArgs...), dim3 grid, dim3 block, size_t smem, cudaStream_t s, int cx,
                                      Args... args) {
@@ -204,15 +198,20 @@ static cudaError_t cu_launch_cluster(void (*k)(KArgs...), dim3 grid, dim3 block,
     cfg.dynamicSmemBytes = smem;
     cfg.stream = s;
     cudaLaunchAttribute at[2];
-    at[0].id = cudaLaunchAttributeClusterDimension;
-    at[0].val.clusterDim.x = cx;
-    at[0].val.clusterDim.y = 1;
-    at[0].val.clusterDim.z = 1;
-    at[1].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-    at[1].val.programmaticStreamSerializationAllowed = 1;
+    int n = 0;
+    if (cx > 0) at[n++] = cu_cluster_attr(cx);
+    if (mlxn_cu_pdl()) {
+        at[n].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+        at[n++].val.programmaticStreamSerializationAllowed = 1;
+    }
     cfg.attrs = at;
-    cfg.numAttrs = mlxn_cu_pdl() ? 2 : 1;
+    cfg.numAttrs = (unsigned)n;
     return cudaLaunchKernelEx(&cfg, k, args...);
+}
+template <typename... KArgs, typename... Args>
+static cudaError_t cu_launch(void (*k)(KArgs...), dim3 grid, dim3 block, size_t smem, cudaStream_t s,
+                             Args... args) {
+    return cu_launch_cluster(k, grid, block, smem, s, 0, args...);
 }
 /* Clusters of cx blocks of kernel k (block threads, smem bytes) resident at
  * once on the device (0 when unknown). */
@@ -222,12 +221,8 @@ static int cu_resident_clusters(void (*k)(KArgs...), unsigned grid, unsigned blo
     cfg.gridDim = dim3(grid);
     cfg.blockDim = dim3(block);
     cfg.dynamicSmemBytes = smem;
-    cudaLaunchAttribute at[1];
-    at[0].id = cudaLaunchAttributeClusterDimension;
-    at[0].val.clusterDim.x = cx;
-    at[0].val.clusterDim.y = 1;
-    at[0].val.clusterDim.z = 1;
-    cfg.attrs = at;
+    cudaLaunchAttribute at = cu_cluster_attr(cx);
+    cfg.attrs = &at;
     cfg.numAttrs = 1;
     int n = 0;
     if (cudaOccupancyMaxActiveClusters(&n, k, &cfg) != cudaSuccess) n = 0;
