@@ -782,6 +782,11 @@ static void test_kv_attention(void) {
         {1, 4, 1, 256, 128, 900, 0, 0, MLXN_F32},    /* ring: position past C */
         {1, 8, 2, 1000, 128, 999, 100, 0, MLXN_F16}, /* sliding window */
         {1, 8, 2, 512, 256, 300, 0, 30, MLXN_F32},   /* softcap, D=256 */
+        {1, 8, 2, 300, 80, 250, 0, 0, MLXN_F16},     /* decode, D=80 (lanes past D idle) */
+        {1, 4, 2, 200, 72, 150, 0, 0, MLXN_F32},     /* decode, D=72 */
+        {1, 8, 4, 2000, 256, 1900, 0, 20, MLXN_BF16}, /* decode, D=256 16-bit, softcap */
+        {1, 4, 1, 100, 70, 99, 0, 0, MLXN_F16},      /* decode, D % 8 != 0 */
+        {1, 4, 2, 64, 128, 2, 0, 0, MLXN_BF16},      /* decode, 3 positions: most blocks empty */
         {7, 8, 2, 640, 80, 20, 0, 0, MLXN_F16},      /* prefill T=7, D=80 */
         {33, 4, 4, 128, 64, 0, 16, 0, MLXN_BF16},    /* prefill from 0, window */
         {40, 8, 2, 64, 128, 100, 0, 30, MLXN_F32},   /* prefill, ring past C, softcap */

@@ -28,13 +28,13 @@ static int att_splits(int64_t C) {
 }
 
 /* One block's share [lo, hi) of the cache positions of (token, head) th:
- * each warp an online softmax over every ATT_WARPS-th position (lanes over
+ * each of its NW warps an online softmax over every NW-th position (lanes over
  * D), then the warps combined into (M, L, acc[D]) at *bm, *bl, bacc (global
  * or shared memory). qr: the head's q row. Position pnew (the newest, the
  * last of the range; -1: none) takes its K and V rows from kn, vn instead of
  * the cache (the values the cache gets, already rounded to its dtype): the
  * same warp visits it last either way, so the sums come out the same. */
-template <int KT>
+template <int KT, int NW = ATT_WARPS>
 __device__ __forceinline__ void attn_chunk(float *bm, float *bl, float *bacc, const float *qr, const void *kc,
                                            const void *vc, int64_t hk, int64_t C, int D,
                                            const mlxn_attention_params &p, int64_t lo, int64_t hi,
@@ -73,10 +73,10 @@ __device__ __forceinline__ void attn_chunk(float *bm, float *bl, float *bacc, co
     bool own = pnew >= lo && pnew < hi;
     int64_t end = own ? pnew : hi;
 #pragma unroll 2
-    for (int64_t pp = lo + w; pp < end; pp += ATT_WARPS) visit(NULL, NULL, (hk * C + pp % C) * D);
-    if (own && (pnew - lo) % ATT_WARPS == w) visit(kn, vn, 0);
+    for (int64_t pp = lo + w; pp < end; pp += NW) visit(NULL, NULL, (hk * C + pp % C) * D);
+    if (own && (pnew - lo) % NW == w) visit(kn, vn, 0);
 
-    __shared__ float sm[ATT_WARPS], ss[ATT_WARPS], sacc[ATT_WARPS][ATT_MAXD];
+    __shared__ float sm[NW], ss[NW], sacc[NW][ATT_MAXD];
     if (lane == 0) {
         sm[w] = mx;
         ss[w] = sum;
@@ -88,13 +88,13 @@ __device__ __forceinline__ void attn_chunk(float *bm, float *bl, float *bacc, co
     }
     __syncthreads();
     float M = -INFINITY;
-    for (int k = 0; k < ATT_WARPS; k++) M = fmaxf(M, sm[k]);
+    for (int k = 0; k < NW; k++) M = fmaxf(M, sm[k]);
     float L = 0.0f;
-    for (int k = 0; k < ATT_WARPS; k++)
+    for (int k = 0; k < NW; k++)
         if (sm[k] != -INFINITY) L += ss[k] * expf(sm[k] - M);
     for (int d = threadIdx.x; d < D; d += blockDim.x) {
         float a = 0.0f;
-        for (int k = 0; k < ATT_WARPS; k++)
+        for (int k = 0; k < NW; k++)
             if (sm[k] != -INFINITY) a += sacc[k][d] * expf(sm[k] - M);
         bacc[d] = a;
     }
@@ -133,10 +133,14 @@ __global__ void __launch_bounds__(ATT_WARPS * 32) k_attn_split(float *part, cons
 
 /* Decode on sm_90: the ATT_CLUSTER blocks of (token, head) form a thread
  * block cluster. Each takes an equal share of the *visible* positions (read
- * from pos, so a short context still spreads over all of them), leaves its
- * (M, L, acc) in its shared memory, and block 0 of the cluster merges them
- * through distributed shared memory: one kernel, no scratch. */
+ * from pos, so a short context still spreads over all of them), stores its
+ * (M, L, acc) straight into block 0's shared memory (distributed shared
+ * memory), and after one cluster barrier block 0 merges them from its own:
+ * one kernel, no scratch. Measured on an H200 (bench/RESULTS.md, in-kernel
+ * timer) before this form: block 0 reading the shares remotely took 1.3 us
+ * and a second barrier 0.4 us of a ~7 us kernel. */
 #define ATT_CLUSTER 8
+#define ATTC_WARPS 8 /* warps a block: 8 measured faster than 4 (bench/RESULTS.md) */
 /* EARLY: no node of the graph writes pos (nor the rope frequency factors),
  * so the block reads it, computes its rope angles (ROPE) and asks L2 for its
  * share of the cache rows before it waits for q and the newest row (a
@@ -169,16 +173,20 @@ struct RopeAtt {
     double inv[ATT_MAXD / 2];  /* each pair's frequency, rope_inv_freq on the host without ff */
 };
 template <int KT, bool EARLY, bool XQ, bool ROPE>
-__global__ void __launch_bounds__(ATT_WARPS * 32) k_attn_cluster(float *o, const float *q, void *kc, void *vc,
-                                                                 const int32_t *pos, int64_t H, int64_t Hkv, int64_t C,
-                                                                 int D, mlxn_attention_params p, int xl, uint8_t *xg, float *y,
-                                                                 int64_t N, RopeAtt r) {
+__global__ void __launch_bounds__(ATTC_WARPS * 32) k_attn_cluster(float *o, const float *q, void *kc, void *vc,
+                                                                  const int32_t *pos, int64_t H, int64_t Hkv, int64_t C,
+                                                                  int D, mlxn_attention_params p, int xl, uint8_t *xg, float *y,
+                                                                  int64_t N, RopeAtt r) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
     namespace cg = cooperative_groups;
     cg::cluster_group cl = cg::this_cluster();
-    __shared__ float bm, bl, bacc[ATT_MAXD];
+    /* block 0's: every block's (M, L, acc), stored there by the block itself */
+    __shared__ float cm[ATT_CLUSTER], cls[ATT_CLUSTER], cacc[ATT_CLUSTER][ATT_MAXD];
     __shared__ float qs[ROPE ? ATT_MAXD : 1], kn[ROPE ? ATT_MAXD : 1], vn[ROPE ? ATT_MAXD : 1];
     __shared__ float rc[ROPE ? ATT_MAXD / 2 : 1], rs[ROPE ? ATT_MAXD / 2 : 1];
+    /* the cluster's blocks have all started before any writes to block 0's
+     * shared memory: arrive now, wait just before those writes */
+    asm volatile("barrier.cluster.arrive.relaxed.aligned;" ::: "memory");
     int64_t th = blockIdx.x;
     int split = (int)cl.block_rank();
     int64_t t = th / H, h = th % H, G = H / Hkv, hk = h / G;
@@ -205,11 +213,18 @@ __global__ void __launch_bounds__(ATT_WARPS * 32) k_attn_cluster(float *o, const
         __syncthreads(); /* the angles */
         bool writer = split == 0 && h % G == 0 && pt >= 0;
         int64_t row = (hk * C + (pt >= 0 ? pt % C : 0)) * D;
+        const float *qh = r.qx + h * D, *kh = r.kx + hk * D;
+        int half = r.p.n_dims / 2;
+        bool neox = r.p.mode == MLXN_ROPE_NEOX;
         for (int d = threadIdx.x; d < D; d += blockDim.x) {
+            /* every input read before the first store: one round trip */
             int j = rope_pair(r.p, d);
+            int i0 = j < 0 ? d : neox ? j : 2 * j, i1 = j < 0 ? d : neox ? j + half : 2 * j + 1;
+            float q0 = qh[i0], q1 = qh[i1], k0 = kh[i0], k1 = kh[i1], vv = r.vx[hk * D + d];
             float cs = j >= 0 ? rc[j] : 1.0f, sn = j >= 0 ? rs[j] : 0.0f;
-            qs[d] = rope_elem(r.p, r.qx + h * D, d, cs, sn);
-            float kv = rope_elem(r.p, r.kx + hk * D, d, cs, sn), vv = r.vx[hk * D + d];
+            float qv = j < 0 ? q0 : d == i0 ? rope_rot0(q0, q1, cs, sn) : rope_rot1(q0, q1, cs, sn);
+            float kv = j < 0 ? k0 : d == i0 ? rope_rot0(k0, k1, cs, sn) : rope_rot1(k0, k1, cs, sn);
+            qs[d] = qv;
             if (writer) {
                 cu_st_rt(kc, KT, row + d, kv);
                 cu_st_rt(vc, KT, row + d, vv);
@@ -221,38 +236,39 @@ __global__ void __launch_bounds__(ATT_WARPS * 32) k_attn_cluster(float *o, const
             vn[d] = cu_ld<KT>(&tv, 0);
         }
         __syncthreads();
-        attn_chunk<KT>(&bm, &bl, bacc, qs, kc, vc, hk, C, D, p, lo, hi, pt, kn, vn);
-    } else {
-        attn_chunk<KT>(&bm, &bl, bacc, q + th * D, kc, vc, hk, C, D, p, lo, hi);
     }
     if (XQ && y) /* after the wait: every kernel before has finished with y's bytes */
         for (int64_t i = ((int64_t)blockIdx.x * ATT_CLUSTER + split) * blockDim.x + threadIdx.x; i < N;
              i += (int64_t)gridDim.x * ATT_CLUSTER * blockDim.x)
             y[i] = 0.0f;
-    cl.sync(); /* also: every block of the head has read r.qx (rope in place) */
+    asm volatile("barrier.cluster.wait.aligned;" ::: "memory");
+    float *bm = cl.map_shared_rank(&cm[split], 0), *bl = cl.map_shared_rank(&cls[split], 0);
+    float *bacc = cl.map_shared_rank(cacc[split], 0);
+    if (ROPE) attn_chunk<KT, ATTC_WARPS>(bm, bl, bacc, qs, kc, vc, hk, C, D, p, lo, hi, pt, kn, vn);
+    else attn_chunk<KT, ATTC_WARPS>(bm, bl, bacc, q + th * D, kc, vc, hk, C, D, p, lo, hi);
+    cl.sync(); /* the shares are in block 0; also: every block of the head has read r.qx (rope in place) */
     if (split == 0) {
         if (ROPE)
             for (int d = threadIdx.x; d < D; d += blockDim.x) r.qo[h * D + d] = qs[d];
-        float ms[ATT_CLUSTER], M = -INFINITY, L = 0.0f;
+        float M = -INFINITY, L = 0.0f;
+#pragma unroll
+        for (int k = 0; k < ATT_CLUSTER; k++) M = fmaxf(M, cm[k]);
+        float f[ATT_CLUSTER];
 #pragma unroll
         for (int k = 0; k < ATT_CLUSTER; k++) {
-            ms[k] = *cl.map_shared_rank(&bm, k);
-            M = fmaxf(M, ms[k]);
+            f[k] = cm[k] != -INFINITY ? expf(cm[k] - M) : 0.0f;
+            L += cm[k] != -INFINITY ? cls[k] * f[k] : 0.0f;
         }
-#pragma unroll
-        for (int k = 0; k < ATT_CLUSTER; k++)
-            if (ms[k] != -INFINITY) L += *cl.map_shared_rank(&bl, k) * expf(ms[k] - M);
         float inv = L > 0 ? 1.0f / L : 0.0f;
         for (int d = threadIdx.x; d < D; d += blockDim.x) {
             float a = 0.0f;
 #pragma unroll
             for (int k = 0; k < ATT_CLUSTER; k++)
-                if (ms[k] != -INFINITY) a += cl.map_shared_rank(bacc, k)[d] * expf(ms[k] - M);
+                if (cm[k] != -INFINITY) a += cacc[k][d] * f[k];
             o[th * D + d] = a * inv;
             if (XQ) x_store(xl, xg, (th * D + d) >> 5, d & 31, a * inv); /* D % 32 == 0: whole warps */
         }
     }
-    cl.sync(); /* the other blocks' shared memory stays until block 0 has read it */
 #endif
 }
 
@@ -780,7 +796,7 @@ static cudaError_t launch_cluster(const cu_node *n, cudaStream_t s, int xl, uint
     int64_t T = t[1].shape[0], H = t[1].shape[1];
     cudaLaunchConfig_t cfg = {};
     cfg.gridDim = dim3((unsigned)(T * H), ATT_CLUSTER);
-    cfg.blockDim = dim3(ATT_WARPS * 32);
+    cfg.blockDim = dim3(ATTC_WARPS * 32);
     cfg.stream = s;
     cudaLaunchAttribute at[2];
     at[0].id = cudaLaunchAttributeClusterDimension;

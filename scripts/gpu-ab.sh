@@ -1,0 +1,29 @@
+#!/bin/bash
+# gpu-ab.sh: the working tree against another commit's tree on the same GPU
+# machine, alternating. Before the run, here: `bash scripts/gpu-ab.sh --prep
+# COMMIT` unpacks COMMIT's sources into .cudawt/base (ignored; pass it to the
+# device run as a carried path). On the GPU machine: builds both, then for
+# each model in $MODELS (default the synthetic 8B 4-bit), $ROUNDS rounds
+# (default 2) of the base, the tree and each environment variant in
+# $VARIANTS ("A=1,B=2" = both) of the tree, tg128 after pp512.
+if [ "$1" = --prep ]; then
+  rm -rf .cudawt/base && mkdir -p .cudawt/base &&
+    git archive "$2" Makefile include src tests tools scripts | tar -x -C .cudawt/base && echo "base: $(git rev-parse --short "$2")"
+  exit $?
+fi
+source scripts/gpu-env.sh
+[ -d .cudawt/base/src ] || { echo "no .cudawt/base: run --prep here and carry .cudawt/base"; exit 1; }
+make "${MK[@]}" -j16 build-cuda/mlxn >/tmp/b.log 2>&1 || { tail -30 /tmp/b.log; exit 1; }
+(cd .cudawt/base && make "${MK[@]}" -j16 build-cuda/mlxn >/tmp/bb.log 2>&1) || { tail -30 /tmp/bb.log; exit 1; }
+nvidia-smi --query-gpu=name --format=csv,noheader
+for M in ${MODELS:-synthetic:llama3-8b:q4:g64}; do
+  for r in $(seq ${ROUNDS:-2}); do
+    for v in base - ${VARIANTS:-}; do
+      bin=./build-cuda/mlxn e=()
+      [ "$v" = base ] && bin=./.cudawt/base/build-cuda/mlxn
+      [ "$v" != base ] && [ "$v" != - ] && e=(${v//,/ })
+      echo "== $M ${e[*]:-$v}: $(env "${e[@]}" $bin bench -m $M --backend cuda -p 512 -n 128 -r 3 2>&1 |
+        grep -E "^tg" | tr -s ' ' | tr '\n' ' ')"
+    done
+  done
+done
