@@ -23,7 +23,7 @@ for M in ${MODELS:-synthetic:llama3-8b:q4:g64}; do
       [ "$v" = base ] && bin=./.cudawt/base/build-cuda/mlxn
       [ "$v" != base ] && [ "$v" != - ] && e=(${v//,/ })
       echo "== $M ${e[*]:-$v}: $(env "${e[@]}" $bin bench -m $M --backend cuda -p 512 -n 128 -r 3 2>&1 |
-        grep -E "^tg" | tr -s ' ' | tr '\n' ' ')"
+        grep -E "^tg|launches" | tr -s ' ' | tr '\n' ' ')"
     done
   done
 done

@@ -520,31 +520,54 @@ static bool mlx4g_takes(int gshift, int64_t N, int64_t K) {
 static int mlx4g_rows(int64_t N) { return N >= 8192 ? 2 : 1; }
 /* Clusters of EPI_CLUSTER(R) blocks of k_mlx4g<SDT, R, 2> for N rows of K
  * that can be resident at once on the device. */
-template <int SDT, int R>
+template <int SDT, int R, int D>
 static int mlx4g_epi_clusters(int64_t N, int64_t K) {
-    return cu_resident_clusters(k_mlx4g<SDT, R, 2>, cu_blocks(N / R, 8), 256, (size_t)(K / 64) * XG_BYTES,
+    return cu_resident_clusters(k_mlx4g<SDT, R, D>, cu_blocks(N / R, 8), 256, (size_t)(K / 64) * XG_BYTES,
                                 EPI_CLUSTER(R));
 }
-template <int SDT, int R>
+template <int SDT, int R, int D>
 static bool mlx4g_epi_fits_r(int64_t N, int64_t K) {
-    return mlx4g_warps<SDT, R, 2>(N) * R == N && (int64_t)mlx4g_epi_clusters<SDT, R>(N, K) * 32 >= N;
+    return mlx4g_warps<SDT, R, D>(N) * R == N && (int64_t)mlx4g_epi_clusters<SDT, R, D>(N, K) * 32 >= N;
 }
-/* Rows a warp (1 or 2; 0: none fits) with which k_mlx4g runs the Epi half
- * for N rows of K: one warp for each R rows, all the rows' clusters
- * resident at once (one wave). One row a warp where that fits (the
- * default's choice below 8192 rows); else two, as a cluster of 4 blocks of
- * 8 rows may not: on an H100, 124 such clusters are resident at once, 4096
- * rows need 128 (measured: 12 % slower decode with the second wave). */
-static int mlx4g_epi_rows(int sdt, int64_t N, int64_t K) {
+template <int SDT, int D>
+static int mlx4g_epi_rows_d(int64_t N, int64_t K) {
+    return mlx4g_epi_fits_r<SDT, 1, D>(N, K) ? 1 : mlx4g_epi_fits_r<SDT, 2, D>(N, K) ? 2 : 0;
+}
+template <int SDT>
+static int mlx4g_epi_plan_t(int64_t N, int64_t K, int *D) {
+    static int d2 = -1;
+    if (d2 < 0) {
+        const char *e = getenv("MLXN_CU_EPI_D");
+        d2 = e && atoi(e) == 2;
+    }
+    int r = d2 ? 0 : mlx4g_epi_rows_d<SDT, 4>(N, K);
+    *D = r ? 4 : 2;
+    return r ? r : mlx4g_epi_rows_d<SDT, 2>(N, K);
+}
+/* Rows a warp R (1 or 2; 0: none fits) and items in flight a lane D (4 or
+ * 2) with which k_mlx4g runs the Epi half for N rows of K: one warp for
+ * each R rows, all the rows' clusters resident at once (one wave). One row
+ * a warp where that fits; else two, as a cluster of 4 blocks of 8 rows may
+ * not: on an H100, 124 such clusters are resident at once, 4096 rows need
+ * 128 (measured: 12 % slower decode with the second wave). D = 4 where it
+ * fits: the one wave holds fewer warps than the SMs could, so registers do
+ * not limit it, and more loads in flight do (H100, bench/RESULTS.md);
+ * MLXN_CU_EPI_D=2 keeps 2 (measuring). */
+static int mlx4g_epi_plan(int sdt, int64_t N, int64_t K, int *D) {
+    *D = 2;
     if (N % 32 || N >= 8192 || !cu_sm90_feature("MLXN_CU_EPI")) return 0; /* clusters: sm_90 */
     int r = 0;
-    if (sdt == MLXN_F32) r = mlx4g_epi_fits_r<MLXN_F32, 1>(N, K) ? 1 : mlx4g_epi_fits_r<MLXN_F32, 2>(N, K) ? 2 : 0;
-    else if (sdt == MLXN_F16) r = mlx4g_epi_fits_r<MLXN_F16, 1>(N, K) ? 1 : mlx4g_epi_fits_r<MLXN_F16, 2>(N, K) ? 2 : 0;
-    else r = mlx4g_epi_fits_r<MLXN_BF16, 1>(N, K) ? 1 : mlx4g_epi_fits_r<MLXN_BF16, 2>(N, K) ? 2 : 0;
+    if (sdt == MLXN_F32) r = mlx4g_epi_plan_t<MLXN_F32>(N, K, D);
+    else if (sdt == MLXN_F16) r = mlx4g_epi_plan_t<MLXN_F16>(N, K, D);
+    else r = mlx4g_epi_plan_t<MLXN_BF16>(N, K, D);
     static int dbg = -1;
     if (dbg < 0) dbg = mlxn_cu_env_flag("MLXN_CU_EPI_DEBUG", 0);
-    if (dbg) fprintf(stderr, "epi: N %lld K %lld: rows a warp %d\n", (long long)N, (long long)K, r);
+    if (dbg) fprintf(stderr, "epi: N %lld K %lld: rows a warp %d, items in flight %d\n", (long long)N, (long long)K, r, *D);
     return r;
+}
+static int mlx4g_epi_rows(int sdt, int64_t N, int64_t K) {
+    int d;
+    return mlx4g_epi_plan(sdt, N, K, &d);
 }
 
 /* true when it took the matmul (result in *err); x_ready: xg and y = 0 are
@@ -556,7 +579,8 @@ static bool try_mlx4g(const uint32_t *wq, const void *sc, const void *bi, int gs
                       const MmEpi *ep = NULL, const MmRs *rq = NULL) {
     if (!mlx4g_takes(gshift, N, K)) return false;
     size_t smem = (size_t)(K / 64) * XG_BYTES;
-    int R = ep ? mlx4g_epi_rows(SDT, N, K) : mlx4g_rows(N);
+    int D = 2;
+    int R = ep ? mlx4g_epi_plan(SDT, N, K, &D) : mlx4g_rows(N);
     if (!R) {
         *err = cudaErrorInvalidValue;
         return true;
@@ -573,8 +597,12 @@ static bool try_mlx4g(const uint32_t *wq, const void *sc, const void *bi, int gs
     const MmEpi &e = ep ? *ep : e0;
     const MmRs &r = rq ? *rq : r0;
     /* D = 2 items in flight a lane: 4 measured slower (occupancy) */
-    *err = R == 2 ? launch_mlx4g<SDT, 2, 2>(wq, sc, bi, gshift, y, xg, N, K, smem, s, e, r)
-                  : launch_mlx4g<SDT, 1, 2>(wq, sc, bi, gshift, y, xg, N, K, smem, s, e, r);
+    if (D == 4)
+        *err = R == 2 ? launch_mlx4g<SDT, 2, 4>(wq, sc, bi, gshift, y, xg, N, K, smem, s, e, r)
+                      : launch_mlx4g<SDT, 1, 4>(wq, sc, bi, gshift, y, xg, N, K, smem, s, e, r);
+    else
+        *err = R == 2 ? launch_mlx4g<SDT, 2, 2>(wq, sc, bi, gshift, y, xg, N, K, smem, s, e, r)
+                      : launch_mlx4g<SDT, 1, 2>(wq, sc, bi, gshift, y, xg, N, K, smem, s, e, r);
     return true;
 }
 
