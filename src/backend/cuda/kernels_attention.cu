@@ -4,6 +4,8 @@
  * head) is cut into nsplit chunks; one block per (token, head, chunk) runs an
  * online softmax (4 warps, each over every 4th position, lanes over D) and
  * writes (max, sum, acc[D]) to scratch; a second kernel merges the chunks.
+ * On sm_90 decode runs instead as one kernel of thread block clusters
+ * (k_attn_cluster: 8 blocks of 8 warps a head, merged in shared memory).
  * Positions come from device memory, so the chunking is fixed by the cache
  * capacity C at launch and chunks past the visible range stay empty: replay
  * with new positions needs no new launch parameters. T > 1 (prefill) runs

@@ -518,7 +518,7 @@ static bool mlx4g_takes(int gshift, int64_t N, int64_t K) {
 }
 /* R: two rows a warp where that still leaves >= 2 warps per SM slot */
 static int mlx4g_rows(int64_t N) { return N >= 8192 ? 2 : 1; }
-/* Clusters of EPI_CLUSTER(R) blocks of k_mlx4g<SDT, R, 2> for N rows of K
+/* Clusters of EPI_CLUSTER(R) blocks of k_mlx4g<SDT, R, D> for N rows of K
  * that can be resident at once on the device. */
 template <int SDT, int R, int D>
 static int mlx4g_epi_clusters(int64_t N, int64_t K) {
@@ -596,7 +596,8 @@ static bool try_mlx4g(const uint32_t *wq, const void *sc, const void *bi, int gs
     MmRs r0 = {};
     const MmEpi &e = ep ? *ep : e0;
     const MmRs &r = rq ? *rq : r0;
-    /* D = 2 items in flight a lane: 4 measured slower (occupancy) */
+    /* D = 2 items in flight a lane for the persistent form (4 measured
+     * slower: occupancy); the Epi half's one wave takes 4 where it fits */
     if (D == 4)
         *err = R == 2 ? launch_mlx4g<SDT, 2, 4>(wq, sc, bi, gshift, y, xg, N, K, smem, s, e, r)
                       : launch_mlx4g<SDT, 1, 4>(wq, sc, bi, gshift, y, xg, N, K, smem, s, e, r);
