@@ -417,13 +417,18 @@ static P wpair(mlxn_dtype t, int64_t N, int64_t K, float **deq_out) {
 
 /* M = 1 at K = 16384: k_mmvq cuts each row between 2 warps (>= 8 units a
  * lane), N = 333 and N = 5 (a block with rows past N). Same tolerance as
- * M = 1 in test_matmul. Run last: its random draws leave the other tests'
- * inputs as they were. */
+ * M = 1 in test_matmul. Then q4_k's persistent kernel (k_q4kg) with two
+ * rows a warp (N >= 8192; odd N: the last pair's second row past N) and
+ * rows split between warps. Run last: its random draws leave the other
+ * tests' inputs as they were. */
 static void test_matmul_long_rows(void) {
-    mlxn_dtype ts[6] = {MLXN_Q4_0, MLXN_Q4_1, MLXN_Q8_0, MLXN_Q4_K, MLXN_Q5_K, MLXN_Q6_K};
-    for (int k = 0; k < 6; k++) {
+    mlxn_dtype ts[8] = {MLXN_Q4_0, MLXN_Q4_1, MLXN_Q8_0, MLXN_Q4_K, MLXN_Q5_K, MLXN_Q6_K, MLXN_Q4_K, MLXN_Q4_K};
+    for (int k = 0; k < 8; k++) {
         for (int ni = 0; ni < 2; ni++) {
-            int64_t N = ni ? 5 : 333, K = 16384, xs[2] = {1, K}, os[2] = {1, N};
+            int64_t N = ni ? 5 : 333, K = 16384;
+            if (k == 6) N = ni ? 8197 : 8192, K = 2048;
+            if (k == 7) N = ni ? 9001 : 700, K = 6144;
+            int64_t xs[2] = {1, K}, os[2] = {1, N};
             P w = wpair(ts[k], N, K, NULL);
             float *x = rnd(MLXN_F32, (size_t)K, -1, 1);
             P px = pin(MLXN_F32, 2, xs, x), o = pout(MLXN_F32, 2, os);
@@ -890,6 +895,8 @@ static void test_decode_layer_fusion(void) {
          {10, 11, 12}, 8},
         {16, 16, 128, 64, MLXN_F16, {.n_dims = 128, .base = 10000, .mode = MLXN_ROPE_NORMAL}, false, 0, 0,
          {63, 64, 127}, MLXN_Q6_K},
+        {16, 4, 128, 128, MLXN_BF16, {.n_dims = 128, .base = 10000, .mode = MLXN_ROPE_NEOX}, false, 0, 0,
+         {7, 8, 130}, MLXN_Q4_K}, /* the o-projection on k_q4kg: attention zeroes its y */
     };
     int major = cuda_sm_major();
     for (size_t c = 0; c < sizeof cs / sizeof cs[0]; c++) {

@@ -563,7 +563,7 @@ static mlxn_status launch_rope_att(const mlxn_exec *ex, uint32_t i, uint32_t cnt
         to_cu(&ex->nodes[ia + 1], &mm);
         xl = mlxn_cu_mm_xlayout(&mm);
         xq = (uint8_t *)g->scratch + off[ia + 1];
-        if (xl == XL_G) { /* k_mlx4g adds into y: zeroed first */
+        if (mlxn_cu_xl_zeroes(xl)) { /* k_mlx4g / k_q4kg add into y: zeroed first */
             y = (float *)mm.t[0].data;
             N = mm.t[2].shape[0];
         }

@@ -129,7 +129,8 @@ static __device__ __forceinline__ void xq_store(uint8_t *xq, int64_t b, int lane
     if (lane == 16) tail[2] = s;
 }
 
-/* x_store: block b of x in layout xl (XL_G or XL_Q, cuda_internal.h). */
+/* x_store: block b of x in layout xl (XL_G, or XL_Q / XL_QZ: the same
+ * bytes; cuda_internal.h). */
 static __device__ __forceinline__ void x_store(int xl, uint8_t *x, int64_t b, int lane, float v) {
     if (xl == XL_G) xg_store(x, b, lane, v);
     else xq_store(x, b, lane, v);

@@ -137,10 +137,14 @@ cudaError_t mlxn_cu_launch_fused(const cu_node *pre, const cu_node *mm, void *sc
  * its output); with epi, then epi's norm and matmul as described there. */
 cudaError_t mlxn_cu_launch_mm_ready(const cu_node *mm, void *scratch, cudaStream_t s, const cu_epi *epi);
 /* Where a producer kernel writes the int8 x of the one-row matmul after it:
- * not at all, k_mlx4g's layout (and it zeroes that matmul's y), or k_mmvq's. */
-enum { XL_NONE = 0, XL_G = 1, XL_Q = 2 };
+ * not at all, k_mlx4g's layout (and it zeroes that matmul's y), k_mmvq's,
+ * or k_mmvq's bytes with y zeroed as well (XL_QZ: k_q4kg). */
+enum { XL_NONE = 0, XL_G = 1, XL_Q = 2, XL_QZ = 3 };
+/* Whether the producer zeroes the matmul's y (its kernel adds partial sums). */
+static inline bool mlxn_cu_xl_zeroes(int xl) { return xl == XL_G || xl == XL_QZ; }
 /* The int8 x layout mm's one-row kernel reads (XL_G = 1: k_mlx4g's, which
- * also needs y = 0; XL_Q = 2: k_mmvq's), 0 when mm takes no int8 x. */
+ * also needs y = 0; XL_Q = 2: k_mmvq's; XL_QZ = 3: k_mmvq's with y = 0),
+ * 0 when mm takes no int8 x. */
 int mlxn_cu_mm_xlayout(const cu_node *mm);
 /* Several independent rope / rope_kv_write / kv_write nodes of decode size
  * (mlxn_cu_groupable) as one launch (at most 4). */

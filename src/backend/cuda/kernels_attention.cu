@@ -150,8 +150,8 @@ __global__ void __launch_bounds__(ATT_WARPS * 32) k_attn_split(float *part, cons
  * again after the wait).
  * XQ: the next node is a one-row matmul of o on the integer path
  * (mlxn_cu_launch_attention_quant): the merging blocks also write o as its
- * int8 x (xg, in layout xl, as k_quant_x64 / k_quant_x do) and, for XL_G,
- * every block zeroes part of its output y [N], so the matmul needs no
+ * int8 x (xg, in layout xl, as k_quant_x64 / k_quant_x do) and, for XL_G
+ * and XL_QZ, every block zeroes part of its output y [N], so the matmul needs no
  * quantization launch of its own.
  * ROPE: the decode layer's rope of q, rope + cache write of k and cache
  * write of v run here too (mlxn_cu_launch_rope_attention), instead of a
@@ -836,9 +836,11 @@ static bool decode_cluster(const cu_node *a) {
  * one-row matmul (k_attn_cluster's XQ form): head dim a multiple of 32. */
 bool mlxn_cu_attention_quantable(const cu_node *n) { return decode_cluster(n) && n->t[1].shape[2] % 32 == 0; }
 
-/* The XQ form's arguments: a layout, and y (to zero) exactly for XL_G. */
+/* The XQ form's arguments: a layout, and y (to zero) exactly for the
+ * layouts whose matmul adds into it (mlxn_cu_xl_zeroes). */
 static bool xq_args_ok(const cu_node *n, int xl, const uint8_t *x, const float *y) {
-    return x && (xl == XL_G || xl == XL_Q) && (xl == XL_G) == (y != NULL) && mlxn_cu_attention_quantable(n);
+    return x && (xl == XL_G || xl == XL_Q || xl == XL_QZ) && mlxn_cu_xl_zeroes(xl) == (y != NULL) &&
+           mlxn_cu_attention_quantable(n);
 }
 
 cudaError_t mlxn_cu_launch_attention_quant(const cu_node *n, int xl, uint8_t *x, float *y, int64_t N,

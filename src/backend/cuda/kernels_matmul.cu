@@ -132,9 +132,12 @@ static bool try_mmv_s(const F &f, float *y, const float *x, int64_t N, int64_t K
     return true;
 }
 
-/* x f32 [K] -> int8 blocks of 32 (layout in quant.cuh), one warp a block. */
-__global__ void k_quant_x(uint4 *xq, const float *x, int64_t nb) {
+/* x f32 [K] -> int8 blocks of 32 (layout in quant.cuh), one warp a block;
+ * y [N] (NULL: none) zeroed, for a matmul that adds into it (k_q4kg). */
+__global__ void k_quant_x(uint4 *xq, const float *x, int64_t nb, float *y, int64_t N) {
     cu_pdl_enter();
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < N; i += (int64_t)gridDim.x * blockDim.x)
+        y[i] = 0.0f;
     int64_t b = (int64_t)blockIdx.x * 8 + (threadIdx.x >> 5);
     int lane = threadIdx.x & 31;
     if (b >= nb) return;
@@ -277,7 +280,7 @@ static cudaError_t run_mmvq(const F &f, float *y, const float *x, int64_t N, int
     int64_t nb = K / 32;
     uint4 *xq = (uint4 *)scratch;
     if (!x_ready) { /* else a fused producer wrote xq (mlxn_cu_launch_fused) */
-        cu_launch(k_quant_x, cu_blocks(nb, 8), 256, 0, s, xq, x, nb);
+        cu_launch(k_quant_x, cu_blocks(nb, 8), 256, 0, s, xq, x, nb, (float *)NULL, (int64_t)0);
         CU_LAUNCH_CHECK();
     }
     int sl = mmvq_split(K, F::U);
@@ -474,6 +477,17 @@ static int mlx4_on(void) {
     if (m < 0) m = mlxn_cu_env_flag("MLXN_CU_MLX4", 1);
     return m;
 }
+/* Blocks of 256 threads of the persistent one-row kernel k (with up to
+ * 40 KB of shared memory) resident on the device at once; *sms: its SMs. */
+template <typename... KArgs>
+static int persist_slots(void (*k)(KArgs...), int *sms) {
+    int dev = 0, per = 0;
+    *sms = 0;
+    cudaGetDevice(&dev);
+    cudaDeviceGetAttribute(sms, cudaDevAttrMultiProcessorCount, dev);
+    if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per, k, 256, 40 * 1024) != cudaSuccess || per < 1) per = 1;
+    return *sms * per;
+}
 /* Warps k_mlx4g<SDT, R, D> launches for N rows: one wave of resident warps,
  * at most one per R rows. */
 template <int SDT, int R, int D>
@@ -484,16 +498,7 @@ static int64_t mlx4g_warps(int64_t N) {
         const char *e = getenv("MLXN_CU_MLX4_WPS");
         wps = e && *e ? atoi(e) : 0;
     }
-    if (!slots) {
-        int dev = 0, sms = 0, per = 0;
-        cudaGetDevice(&dev);
-        cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev);
-        if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per, k_mlx4g<SDT, R, D>, 256, 40 * 1024) != cudaSuccess ||
-            per < 1)
-            per = 1;
-        slots = sms * per;
-        sm_count = sms;
-    }
+    if (!slots) slots = persist_slots(k_mlx4g<SDT, R, D>, &sm_count);
     int64_t P = (N + R - 1) / R;
     int64_t W = (int64_t)slots * 8;
     if (wps > 0 && (int64_t)sm_count * wps < W) W = (int64_t)sm_count * wps;
@@ -605,6 +610,147 @@ static bool try_mlx4g(const uint32_t *wq, const void *sc, const void *bi, int gs
         *err = R == 2 ? launch_mlx4g<SDT, 2, 2>(wq, sc, bi, gshift, y, xg, N, K, smem, s, e, r)
                       : launch_mlx4g<SDT, 1, 2>(wq, sc, bi, gshift, y, xg, N, K, smem, s, e, r);
     return true;
+}
+
+/* ---- q4_k, M = 1: a persistent decode kernel (k_q4kg) ----
+ * k_mlx4g's plan for q4_k: warp gw of W takes items [gw*T/W, (gw+1)*T/W)
+ * of the T = (N/R) * (K/2048) items (R rows x 32 units of 64 elements,
+ * row-major), keeps its next D items' weights in registers (the first ones
+ * loaded before the wait on x), and adds its partial row sums into y, which
+ * the producer zeroed (layout XL_QZ: k_mmvq's int8 x, 48 bytes a 32-block,
+ * copied once to shared memory). W <= N/R: a row gets at most two partials
+ * onto 0, so the result does not depend on their order. Lane unit u = 32 c
+ * + lane is elements 64u..64u+63: super-block u/4's header (f16 d, dmin and
+ * the 12 scale bytes: one 16-byte load) and its code bytes 16 + 32 (u%4)
+ * (two), sub-blocks 2j (low nibbles) and 2j+1 (high) for j = u%4 = lane%4.
+ * Against k_mmvq (bench/RESULTS.md): x read from shared memory instead of
+ * through L1 beside the weights, and no per-block row start. */
+#define Q4K_BB 144
+template <int R>
+struct Q4kStep {
+    uint4 h[R], q[R][2];
+    __device__ __forceinline__ void load(const uint8_t *const *rows, int64_t u) {
+#pragma unroll
+        for (int i = 0; i < R; i++) {
+            const uint8_t *b = rows[i] + (u >> 2) * Q4K_BB;
+            h[i] = __ldg((const uint4 *)b);
+            const uint4 *qs = (const uint4 *)(b + 16 + 32 * (u & 3));
+            q[i][0] = ld_w<true>(qs);
+            q[i][1] = ld_w<true>(qs + 1);
+        }
+    }
+    __device__ __forceinline__ void dot(const uint4 *xs, int64_t u, int j, float *acc) const {
+        const uint4 *xp = xs + 6 * u; /* blocks 2u, 2u + 1: 3 uint4 each */
+        uint4 a0 = xp[0], a1 = xp[1], a2 = xp[2], b0 = xp[3], b1 = xp[4], b2 = xp[5];
+        int xa[8] = {(int)a0.x, (int)a0.y, (int)a0.z, (int)a0.w, (int)a1.x, (int)a1.y, (int)a1.z, (int)a1.w};
+        int xb[8] = {(int)b0.x, (int)b0.y, (int)b0.z, (int)b0.w, (int)b1.x, (int)b1.y, (int)b1.z, (int)b1.w};
+        float dxa = __int_as_float((int)a2.x), dxb = __int_as_float((int)b2.x);
+        float sa = (float)((int)a2.y + (int)a2.z), sb = (float)((int)b2.y + (int)b2.z);
+#pragma unroll
+        for (int i = 0; i < R; i++) {
+            float d = cu_h2f((uint16_t)(h[i].x & 0xffff)), dmin = cu_h2f((uint16_t)(h[i].x >> 16));
+            float sc1, m1, sc2, m2;
+            scale_min_k4(2 * j, h[i].y, h[i].z, h[i].w, &sc1, &m1);
+            scale_min_k4(2 * j + 1, h[i].y, h[i].z, h[i].w, &sc2, &m2);
+            uint32_t qw[8] = {q[i][0].x, q[i][0].y, q[i][0].z, q[i][0].w, q[i][1].x, q[i][1].y, q[i][1].z, q[i][1].w};
+            int dpa = 0, dpb = 0;
+#pragma unroll
+            for (int k = 0; k < 8; k++) {
+                dpa = __dp4a((int)(qw[k] & 0x0F0F0F0F), xa[k], dpa);
+                dpb = __dp4a((int)((qw[k] >> 4) & 0x0F0F0F0F), xb[k], dpb);
+            }
+            acc[i] += d * (sc1 * dxa * (float)dpa + sc2 * dxb * (float)dpb) - dmin * (m1 * dxa * sa + m2 * dxb * sb);
+        }
+    }
+};
+
+template <int R, int D>
+__global__ void __launch_bounds__(256, R == 1 ? 3 : 2) k_q4kg(const uint8_t *__restrict__ w, int64_t rb, float *__restrict__ y,
+                                              const uint4 *__restrict__ xq, int64_t N, int64_t K, int W) {
+    extern __shared__ uint4 xs4[];
+    int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    int CH = (int)(K >> 11);
+    int P = (int)((N + R - 1) / R), T = P * CH;
+    int gw = blockIdx.x * 8 + warp;
+    int i0 = (int)((int64_t)gw * T / W), i1 = (int)((int64_t)(gw + 1) * T / W);
+    if (gw >= W) i0 = i1 = T;
+    auto ld = [&](Q4kStep<R> &st, int it) {
+        int p = it / CH, c = it - p * CH;
+        const uint8_t *rows[R];
+#pragma unroll
+        for (int r = 0; r < R; r++) {
+            int64_t n = (int64_t)p * R + r;
+            rows[r] = w + (n < N ? n : N - 1) * rb;
+        }
+        st.load(rows, (int64_t)c * 32 + lane);
+    };
+    Q4kStep<R> st[D];
+#pragma unroll
+    for (int k = 0; k < D; k++)
+        if (i0 + k < i1) ld(st[k], i0 + k);
+    cu_pdl_wait(); /* x and y = 0 from the producer */
+    cu_pdl_trigger();
+    for (int64_t i = threadIdx.x; i < (K >> 5) * XQ_BLOCK_U4; i += 256) xs4[i] = xq[i];
+    __syncthreads();
+    float acc[R];
+#pragma unroll
+    for (int r = 0; r < R; r++) acc[r] = 0.0f;
+    int j = lane & 3;
+    auto step = [&](Q4kStep<R> &sv, int it) {
+        int p = it / CH, c = it - p * CH;
+        sv.dot(xs4, (int64_t)c * 32 + lane, j, acc);
+        if (it + D < i1) ld(sv, it + D);
+        if (c == CH - 1 || it + 1 == i1) { /* row group done, or the warp's range */
+#pragma unroll
+            for (int r = 0; r < R; r++) {
+                float v = cu_warp_sum(acc[r]);
+                int64_t n = (int64_t)p * R + r;
+                if (lane == 0 && n < N) atomicAdd(y + n, v);
+                acc[r] = 0.0f;
+            }
+        }
+    };
+    for (int it = i0; it < i1; it += D) {
+#pragma unroll
+        for (int k = 0; k < D; k++)
+            if (it + k < i1) step(st[k], it + k);
+    }
+}
+
+/* MLXN_CU_Q4KG=0: q4_k one-row on k_mmvq (measuring). */
+static bool q4kg_takes(int64_t N, int64_t K) {
+    static int on = -1;
+    if (on < 0) on = mlxn_cu_env_flag("MLXN_CU_Q4KG", 1);
+    return on && K % 2048 == 0 && N * (K / 2048) < ((int64_t)1 << 30) && (size_t)(K / 32) * XQ_BYTES <= 40 * 1024;
+}
+template <int R>
+static cudaError_t launch_q4kg(const uint8_t *w, int64_t rb, float *y, const uint4 *xq, int64_t N, int64_t K,
+                               cudaStream_t s) {
+    static int slots = 0, sms = 0;
+    if (!slots) slots = persist_slots(k_q4kg<R, 2>, &sms);
+    int64_t P = (N + R - 1) / R, W = (int64_t)slots * 8;
+    if (W > P) W = P;
+    return cu_launch(k_q4kg<R, 2>, cu_blocks(W, 8), 256, (size_t)(K / 32) * XQ_BYTES, s, w, rb, y, xq, N, K, (int)W);
+}
+/* q4_k one-row on k_q4kg (q4kg_takes); x_ready: a producer wrote xq and y = 0. */
+static cudaError_t run_q4kg(const uint8_t *w, int64_t rb, float *y, const float *x, int64_t N, int64_t K,
+                            void *scratch, cudaStream_t s, bool x_ready) {
+    int64_t nb = K / 32;
+    uint4 *xq = (uint4 *)scratch;
+    if (!x_ready) {
+        cu_launch(k_quant_x, cu_blocks(nb, 8), 256, 0, s, xq, x, nb, y, N);
+        CU_LAUNCH_CHECK();
+    }
+    /* two rows a warp from 8192 rows, as k_mlx4g; MLXN_CU_Q4KG_R=1: one (measuring) */
+    static int r1 = -1;
+    if (r1 < 0) {
+        const char *e = getenv("MLXN_CU_Q4KG_R");
+        r1 = e && atoi(e) == 1;
+    }
+    cudaError_t e = N >= 8192 && !r1 ? launch_q4kg<2>(w, rb, y, xq, N, K, s) : launch_q4kg<1>(w, rb, y, xq, N, K, s);
+    if (e != cudaSuccess) return e;
+    CU_LAUNCH_CHECK();
+    return cudaSuccess;
 }
 
 /* Bytes of scratch a matmul needs: the int8 copy of x for M = 1 on the
@@ -910,7 +1056,9 @@ static cudaError_t matmul_raw(float *y, const float *x, const void *w, int wt, i
         case MLXN_Q8_0:
             return step4() ? run_mmvq(S4<QDotQ8_0>{{{wb, rb}}}, y, x, N, K, scratch, s, xr)
                            : run_mmvq(QDotQ8_0{{wb, rb}}, y, x, N, K, scratch, s, xr);
-        case MLXN_Q4_K: return run_mmvq(QDotQK45<false>{{wb, rb}}, y, x, N, K, scratch, s, xr);
+        case MLXN_Q4_K:
+            if (q4kg_takes(N, K)) return run_q4kg(wb, rb, y, x, N, K, scratch, s, xr);
+            return run_mmvq(QDotQK45<false>{{wb, rb}}, y, x, N, K, scratch, s, xr);
         case MLXN_Q5_K: return run_mmvq(QDotQK45<true>{{wb, rb}}, y, x, N, K, scratch, s, xr);
         case MLXN_Q6_K:
             return step4() ? run_mmvq(S4<QDotQ6K>{{{wb, rb}}}, y, x, N, K, scratch, s, xr)
@@ -1073,7 +1221,10 @@ extern "C" int mlxn_cu_mm_xlayout(const cu_node *mm) {
         m[1].dtype != MLXN_F32 || m[1].cols % 32 || mlxn_cu_gemm_node_scratch(mm))
         return XL_NONE;
     int64_t N = m[2].shape[0], K = m[1].cols;
-    if (mm->op == CU_OP_MATMUL) return int_path(m[2].dtype, 0) ? XL_Q : XL_NONE;
+    if (mm->op == CU_OP_MATMUL) {
+        if (!int_path(m[2].dtype, 0)) return XL_NONE;
+        return m[2].dtype == MLXN_Q4_K && q4kg_takes(N, K) ? XL_QZ : XL_Q;
+    }
     if (m[3].dtype != MLXN_F32 && m[3].dtype != MLXN_F16 && m[3].dtype != MLXN_BF16) return XL_NONE;
     int g = mm->mlx.group_size, gshift = g == 32 ? 5 : g == 64 ? 6 : g == 128 ? 7 : -1;
     if (gshift < 0 || !int_path(-1, mm->mlx.bits)) return XL_NONE;
@@ -1124,9 +1275,9 @@ extern "C" cudaError_t mlxn_cu_launch_fused(const cu_node *pre, const cu_node *m
     const cu_tensor *t = pre->t, *m = mm->t;
     int64_t K = m[1].cols;
     int xl = mlxn_cu_mm_xlayout(mm);
-    /* y = 0 only for k_mlx4g (it adds partial sums); k_mmvq writes y */
-    float *y = xl == XL_G ? (float *)m[0].data : NULL;
-    int64_t N = xl == XL_G ? m[2].shape[0] : 0;
+    /* y = 0 only for k_mlx4g / k_q4kg (they add partial sums); k_mmvq writes y */
+    float *y = mlxn_cu_xl_zeroes(xl) ? (float *)m[0].data : NULL;
+    int64_t N = mlxn_cu_xl_zeroes(xl) ? m[2].shape[0] : 0;
     uint8_t *xg = (uint8_t *)scratch;
     unsigned grid = cu_blocks(K / 32, 32);
     float eps = pre->eps;
