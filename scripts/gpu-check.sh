@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # gpu-check.sh — on a machine with an NVIDIA GPU: build with CUDA, run every
 # test (CUDA ones included), the decode-matmul bandwidth benchmark and the
-# graph demo, then print a short table. Logs go to $OUT (when set) or /tmp.
+# graph demo, then print a short table, last (the device tool returns only
+# the output's end). Logs go to /tmp/mlxn-gpu-check; with $OUT set, the
+# summary, the matmul table and the test summary are copied there (few
+# files: the tool returns a limited number).
 set -u
 cd "$(dirname "$0")/.."
-LOG=${OUT:-/tmp/mlxn-gpu-check}
+LOG=/tmp/mlxn-gpu-check
 mkdir -p "$LOG"
 source scripts/gpu-env.sh
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>&1 | head -2
@@ -33,13 +36,10 @@ if [ -f "$GGUF" ]; then
     -p "What is the capital of France?" >"$LOG/generate_smollm2.log" 2>&1
 fi
 echo
-echo "================ gpu-check summary ================"
-echo "tests (make CUDA=1 test, exit $test_rc):"
-grep -E "^test_[a-z_]+: [0-9]+ passed" "$LOG/test.log"
-tail -1 "$LOG/test.log"
-echo
 cat "$LOG/bench.log"
+{
 echo
+echo "================ gpu-check summary ================"
 echo "graph demo (mlxn graph --backend cuda --layers 16):"
 tail -8 "$LOG/graph.log"
 echo
@@ -64,4 +64,25 @@ if [ -f "$LOG/bench_smollm2.log" ]; then
   echo "SmolLM2-135M Q4_1 GGUF on CUDA:"
   tail -6 "$LOG/bench_smollm2.log"
   cat "$LOG/generate_smollm2.log"
+fi
+echo
+# decode against the floor: bytes a token reads (the 32 layers' linears and
+# the head at 0.5625 bytes a weight, 7.505e9 weights, one embedding row, the
+# KV cache at tg128-after-pp512's mean 576 positions: 4.309 GB) over the
+# copy kernel's bandwidth of this run
+tg=$(awk '$1 == "tg" {print $3}' "$LOG/bench8b.log")
+cp_bw=$(sed -n 's/.*copy kernel: .* = \([0-9.]*\) GB\/s.*/\1/p' "$LOG/bench.log" | head -1)
+if [ -n "$tg" ] && [ -n "$cp_bw" ]; then
+  awk -v tg="$tg" -v bw="$cp_bw" 'BEGIN { fl = 4.309e9 / (bw * 1e9);
+    printf "8B q4 g64 decode: tg128 %.1f tok/s = %.1f%% of the floor (4.309 GB a token / %.0f GB/s copy = %.3f ms)\n",
+      tg, 100 * tg * fl, bw, 1e3 * fl }'
+fi
+echo "tests (make CUDA=1 test, exit $test_rc):"
+grep -E "^test_[a-z_]+: [0-9]+ passed" "$LOG/test.log" | sort -u
+grep -E "FAIL" "$LOG/test.log" | head -10
+tail -1 "$LOG/test.log"
+} | tee "$LOG/summary.txt"
+if [ -n "${OUT:-}" ]; then
+  cp "$LOG/summary.txt" "$LOG/bench.log" "$OUT/" 2>/dev/null
+  grep -E "FAIL|^test_|passed" "$LOG/test.log" > "$OUT/tests.txt" 2>/dev/null
 fi
