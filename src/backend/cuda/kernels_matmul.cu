@@ -459,6 +459,7 @@ __global__ void __launch_bounds__(256) k_mlx4g(const uint32_t *__restrict__ wq, 
         for (int k = 0; k < D; k++)
             if (it + k < i1) step(st[k], it + k);
     }
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900 /* clusters; the Epi half is launched on sm_90+ only */
     if (ep.xg) { /* rows 8 b .. 8 b + 7 done: to the cluster's first block, which adds the norm's part */
         __shared__ float gy[32];
         cg::cluster_group cl = cg::this_cluster();
@@ -468,6 +469,7 @@ __global__ void __launch_bounds__(256) k_mlx4g(const uint32_t *__restrict__ wq, 
         cl.sync();
         if (cl.block_rank() == 0 && warp == 0) epi_block(ep, blockIdx.x / EPI_CLUSTER(R), lane, hv, wv, gy[lane]);
     }
+#endif
 }
 
 /* MLXN_CU_MLX4=0 takes the generic k_mmvq for MLX 4-bit (for measuring);
