@@ -191,6 +191,7 @@ struct MmRs {
     float *out;
 };
 
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900 /* used with clusters only */
 /* Epi: the first warp of a cluster's first block, for 32-block g of the
  * norm: yv = row 32 g + lane of mm1's output, hv and wv the residual and
  * norm weight there. */
@@ -201,6 +202,7 @@ static __device__ __forceinline__ void epi_block(const MmEpi &ep, int64_t g, int
     x_store(ep.xl, ep.xg, g, lane, sv * wv);
     if (lane == 0) ep.ssp[g] = ss;
 }
+#endif
 /* MmRs: the norm factor from the sum t of the partial sums of squares. */
 static __device__ __forceinline__ float mmrs_factor(const MmRs &rq, float t, int64_t K) {
     return (float)(1.0 / sqrt((double)t / (double)K + (double)rq.eps));
