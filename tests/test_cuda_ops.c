@@ -1018,9 +1018,11 @@ static void test_decode_layer_fusion(void) {
  * and biases gb of q and scale dtype sdt). */
 typedef struct MW {
     mlxn_buffer *cw, *gw, *gs, *gb;
+    mlxn_mlx_quant q;
 } MW;
 static MW mw_make(int wf, mlxn_mlx_quant q, mlxn_dtype sdt, int64_t N, int64_t K) {
     MW m = {0};
+    m.q = q;
     if (wf) {
         P w = wpair((mlxn_dtype)wf, N, K, NULL);
         m.cw = w.v[0];
@@ -1041,6 +1043,11 @@ static MW mw_make(int wf, mlxn_mlx_quant q, mlxn_dtype sdt, int64_t N, int64_t K
     free(bs);
     free(deq);
     return m;
+}
+/* o = W x on device dv (0: the CPU with the f32 copy) in session S. */
+static mlxn_status mw_matmul(mlxn_session *S, int dv, const MW *m, const P *o, const P *x) {
+    if (dv == 0 || !m->gs) return mlxn_op_matmul(S, o->v[dv], x->v[dv], dv ? m->gw : m->cw);
+    return mlxn_op_matmul_mlx(S, o->v[dv], x->v[dv], m->gw, m->gs, m->gb, &m->q);
 }
 static void mw_free(MW *m) {
     mlxn_buffer_destroy(m->cw);
@@ -1108,15 +1115,11 @@ static void test_norm_in_matmuls(void) {
                     CHECK_OK(mlxn_session_replay(S));
                     continue;
                 }
-#define MM(o, xx, i)                                                                                              \
-    (dv == 0 || cs[c].wf[i] ? mlxn_op_matmul(S, (o).v[dv], (xx).v[dv], dv ? mw[i].gw : mw[i].cw)                   \
-                            : mlxn_op_matmul_mlx(S, (o).v[dv], (xx).v[dv], mw[i].gw, mw[i].gs, mw[i].gb, &q))
                 CHECK_OK(mlxn_op_rms_norm(S, xn.v[dv], x.v[dv], nw1.v[dv], 1e-5f));
-                CHECK_OK(MM(y1, xn, 0));
+                CHECK_OK(mw_matmul(S, dv, &mw[0], &y1, &xn));
                 CHECK_OK(mlxn_op_add(S, sp->v[dv], h.v[dv], y1.v[dv]));
                 CHECK_OK(mlxn_op_rms_norm(S, out.v[dv], sp->v[dv], cs[c].no_w ? NULL : nw2.v[dv], 1e-5f));
-                CHECK_OK(MM(y2, out, 1));
-#undef MM
+                CHECK_OK(mw_matmul(S, dv, &mw[1], &y2, &out));
                 if (dv == 1) {
                     CHECK_OK(mlxn_session_mark_output(S, y1.v[1]));
                     CHECK_OK(mlxn_session_mark_output(S, sp->v[1]));
@@ -1239,18 +1242,14 @@ static void test_producer_fusion(void) {
                     CHECK_OK(mlxn_session_replay(S));
                     continue;
                 }
-#define MM(o, xx, i)                                                                                              \
-    (dv == 0 || fs[c].wf ? mlxn_op_matmul(S, (o).v[dv], (xx).v[dv], dv ? mw[i].gw : mw[i].cw)                        \
-                         : mlxn_op_matmul_mlx(S, (o).v[dv], (xx).v[dv], mw[i].gw, mw[i].gs, mw[i].gb, &q))
                 CHECK_OK(mlxn_op_rms_norm(S, h.v[dv], x.v[dv], nw.v[dv], 1e-5f));
-                CHECK_OK(MM(y1, h, 0));
+                CHECK_OK(mw_matmul(S, dv, &mw[0], &y1, &h));
                 CHECK_OK(mlxn_op_add(S, sum.v[dv], x.v[dv], y1.v[dv]));
                 CHECK_OK(mlxn_op_rms_norm(S, hn.v[dv], sum.v[dv], nw.v[dv], 1e-5f));
-                CHECK_OK(MM(g, hn, 1));
-                CHECK_OK(MM(u, hn, 2));
+                CHECK_OK(mw_matmul(S, dv, &mw[1], &g, &hn));
+                CHECK_OK(mw_matmul(S, dv, &mw[2], &u, &hn));
                 CHECK_OK(mlxn_op_silu_mul(S, f.v[dv], g.v[dv], u.v[dv]));
-                CHECK_OK(MM(y3, f, 3));
-#undef MM
+                CHECK_OK(mw_matmul(S, dv, &mw[3], &y3, &f));
                 if (dv == 1) {
                     CHECK_OK(mlxn_session_mark_output(S, u.v[1]));
                     CHECK_OK(mlxn_session_mark_output(S, f.v[1]));
