@@ -146,20 +146,21 @@ __global__ void k_quant_x(uint4 *xq, const float *x, int64_t nb, float *y, int64
 
 /* The norm between two one-row integer-path matmuls (mm1 -> add_rms_norm ->
  * mm2, as o-projection -> norm -> gate/up in decode), run by the two matmul
- * kernels (k_mlx4g, k_mmvq) instead of a kernel of its own (mlxn_cu_launch_mm_ready with a
- * cu_epi). The int8 codes of x = s·rs·w (s = h + y1, rs = 1/sqrt(mean s² +
- * eps)) do not depend on rs, which only scales each 32-block's d: so mm1
- * writes the codes of s·w and every 32-block's Σ s², and mm2 takes rs from
- * those partial sums and multiplies its row sums by it.
- * Epi (mm1 side; xg NULL: off): each row's value is whole in one block (for
- * k_mlx4g: R rows a warp, one warp for each R rows, W = N / R, picked by
- * mlx4g_epi_rows; k_mmvq's blocks always hold whole rows), and the blocks of
- * each 32 rows form a thread block cluster: they store their rows (no add)
- * and hand them to the cluster's first block through distributed shared
- * memory; after the cluster barrier that block's first warp adds h (read
- * right after the wait), writes s (sum), the 32-block's codes (xg, in mm2's
- * layout xl) and Σ s² (ssp). Every block zeroes y2, mm2's output, when mm2
- * adds partial sums into it (k_mlx4g).
+ * kernels (k_mlx4g on both sides; mlxn_cu_epi_ok) instead of a kernel of
+ * its own (mlxn_cu_launch_mm_ready with a cu_epi). The int8 codes of x =
+ * s·rs·w (s = h + y1, rs = 1/sqrt(mean s² + eps)) do not depend on rs,
+ * which only scales each 32-block's d: so mm1 writes the codes of s·w and
+ * every 32-block's Σ s², and mm2 takes rs from those partial sums and
+ * multiplies its row sums by it.
+ * Epi (mm1 side; xg NULL: off): each row's value is whole in one warp (R
+ * rows a warp, one warp for each R rows, W = N / R, picked by
+ * mlx4g_epi_plan), and the blocks of each 32 rows form a thread block
+ * cluster: they store their rows (no add) and hand them to the cluster's
+ * first block through distributed shared memory; after the cluster barrier
+ * that block's first warp adds h (read right after the wait), writes s
+ * (sum), the 32-block's codes (xg, in mm2's layout xl) and Σ s² (ssp).
+ * Every block zeroes y2, mm2's output, when mm2 adds partial sums into it
+ * (k_mlx4g).
  * Measured on an H100 (bench/RESULTS.md) against the last of the four blocks
  * (a counter) doing it from global memory: that took three L2 round trips at
  * the kernel's end, each queued behind the next kernel's weight loads (+3.8
@@ -171,7 +172,7 @@ struct MmEpi {
     const void *w; /* norm weight, or NULL */
     int wdt;
     uint8_t *xg;
-    int xl; /* xg's layout: XL_G or XL_Q */
+    int xl; /* xg's layout (mm2's: XL_G) */
     float *ssp;
     float *y2; /* or NULL */
     int64_t n2;
@@ -492,6 +493,17 @@ static int persist_slots(void (*k)(KArgs...), int *sms) {
     if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per, k, 256, 40 * 1024) != cudaSuccess || per < 1) per = 1;
     return *sms * per;
 }
+/* Warps a persistent one-row kernel with `slots` resident blocks (of 8
+ * warps) launches for N rows: one wave, at most one warp per R rows. */
+static int64_t persist_warps(int slots, int64_t N, int R) {
+    int64_t P = (N + R - 1) / R, W = (int64_t)slots * 8;
+    return W > P ? P : W;
+}
+/* Whether a persistent one-row kernel (items of 2048 elements, x in
+ * x_bytes of shared memory) takes N rows of K. */
+static bool persist_fits(int64_t N, int64_t K, size_t x_bytes) {
+    return K % 2048 == 0 && N * (K / 2048) < ((int64_t)1 << 30) && x_bytes <= 40 * 1024;
+}
 /* Warps k_mlx4g<SDT, R, D> launches for N rows: one wave of resident warps,
  * at most one per R rows. */
 template <int SDT, int R, int D>
@@ -503,10 +515,9 @@ static int64_t mlx4g_warps(int64_t N) {
         wps = e && *e ? atoi(e) : 0;
     }
     if (!slots) slots = persist_slots(k_mlx4g<SDT, R, D>, &sm_count);
-    int64_t P = (N + R - 1) / R;
-    int64_t W = (int64_t)slots * 8;
+    int64_t W = persist_warps(slots, N, R);
     if (wps > 0 && (int64_t)sm_count * wps < W) W = (int64_t)sm_count * wps;
-    return W > P ? P : W;
+    return W;
 }
 template <int SDT, int R, int D>
 static cudaError_t launch_mlx4g(const uint32_t *wq, const void *sc, const void *bi, int gshift, float *y,
@@ -522,8 +533,7 @@ static cudaError_t launch_mlx4g(const uint32_t *wq, const void *sc, const void *
 }
 
 static bool mlx4g_takes(int gshift, int64_t N, int64_t K) {
-    return mlx4_on() && gshift >= 6 && K % 2048 == 0 && N * (K / 2048) < ((int64_t)1 << 30) &&
-           (size_t)(K / 64) * XG_BYTES <= 40 * 1024;
+    return mlx4_on() && gshift >= 6 && persist_fits(N, K, (size_t)(K / 64) * XG_BYTES);
 }
 /* R: two rows a warp where that still leaves >= 2 warps per SM slot */
 static int mlx4g_rows(int64_t N) { return N >= 8192 ? 2 : 1; }
@@ -725,15 +735,14 @@ __global__ void __launch_bounds__(256, R == 1 ? 3 : 2) k_q4kg(const uint8_t *__r
 static bool q4kg_takes(int64_t N, int64_t K) {
     static int on = -1;
     if (on < 0) on = mlxn_cu_env_flag("MLXN_CU_Q4KG", 1);
-    return on && K % 2048 == 0 && N * (K / 2048) < ((int64_t)1 << 30) && (size_t)(K / 32) * XQ_BYTES <= 40 * 1024;
+    return on && persist_fits(N, K, (size_t)(K / 32) * XQ_BYTES);
 }
 template <int R>
 static cudaError_t launch_q4kg(const uint8_t *w, int64_t rb, float *y, const uint4 *xq, int64_t N, int64_t K,
                                cudaStream_t s) {
     static int slots = 0, sms = 0;
     if (!slots) slots = persist_slots(k_q4kg<R, 2>, &sms);
-    int64_t P = (N + R - 1) / R, W = (int64_t)slots * 8;
-    if (W > P) W = P;
+    int64_t W = persist_warps(slots, N, R);
     return cu_launch(k_q4kg<R, 2>, cu_blocks(W, 8), 256, (size_t)(K / 32) * XQ_BYTES, s, w, rb, y, xq, N, K, (int)W);
 }
 /* q4_k one-row on k_q4kg (q4kg_takes); x_ready: a producer wrote xq and y = 0. */
@@ -751,7 +760,7 @@ static cudaError_t run_q4kg(const uint8_t *w, int64_t rb, float *y, const float 
         const char *e = getenv("MLXN_CU_Q4KG_R");
         r1 = e && atoi(e) == 1;
     }
-    cudaError_t e = N >= 8192 && !r1 ? launch_q4kg<2>(w, rb, y, xq, N, K, s) : launch_q4kg<1>(w, rb, y, xq, N, K, s);
+    cudaError_t e = mlx4g_rows(N) == 2 && !r1 ? launch_q4kg<2>(w, rb, y, xq, N, K, s) : launch_q4kg<1>(w, rb, y, xq, N, K, s);
     if (e != cudaSuccess) return e;
     CU_LAUNCH_CHECK();
     return cudaSuccess;
