@@ -1404,7 +1404,7 @@ extern "C" cudaError_t mlxn_cu_launch_mm_ready(const cu_node *mm, void *scratch,
     ep.xg = buf + EPI_XG;
     ep.xl = xl2;
     ep.ssp = (float *)(buf + EPI_SSP);
-    ep.y2 = xl2 == XL_G ? (float *)mm2->t[0].data : NULL; /* k_mlx4g adds into it */
+    ep.y2 = mlxn_cu_xl_zeroes(xl2) ? (float *)mm2->t[0].data : NULL; /* mm2 adds into it */
     ep.n2 = mm2->t[2].shape[0];
     MmRs rq = {};
     rq.ssp = ep.ssp;
