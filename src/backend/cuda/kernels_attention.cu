@@ -216,17 +216,13 @@ __global__ void __launch_bounds__(ATTC_WARPS * 32) k_attn_cluster(float *o, cons
         bool writer = split == 0 && h % G == 0 && pt >= 0;
         int64_t row = (hk * C + (pt >= 0 ? pt % C : 0)) * D;
         const float *qh = r.qx + h * D, *kh = r.kx + hk * D;
-        int half = r.p.n_dims / 2;
-        bool neox = r.p.mode == MLXN_ROPE_NEOX;
         for (int d = threadIdx.x; d < D; d += blockDim.x) {
             /* every input read before the first store: one round trip */
-            int j = rope_pair(r.p, d);
-            int i0 = j < 0 ? d : neox ? j : 2 * j, i1 = j < 0 ? d : neox ? j + half : 2 * j + 1;
+            int i0, i1, j = rope_pair(r.p, d, &i0, &i1);
             float q0 = qh[i0], q1 = qh[i1], k0 = kh[i0], k1 = kh[i1], vv = r.vx[hk * D + d];
             float cs = j >= 0 ? rc[j] : 1.0f, sn = j >= 0 ? rs[j] : 0.0f;
-            float qv = j < 0 ? q0 : d == i0 ? rope_rot0(q0, q1, cs, sn) : rope_rot1(q0, q1, cs, sn);
-            float kv = j < 0 ? k0 : d == i0 ? rope_rot0(k0, k1, cs, sn) : rope_rot1(k0, k1, cs, sn);
-            qs[d] = qv;
+            float kv = rope_val(d, j, i0, k0, k1, cs, sn);
+            qs[d] = rope_val(d, j, i0, q0, q1, cs, sn);
             if (writer) {
                 cu_st_rt(kc, KT, row + d, kv);
                 cu_st_rt(vc, KT, row + d, vv);

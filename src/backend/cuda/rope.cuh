@@ -61,19 +61,24 @@ static __device__ __forceinline__ float rope_rot1(float x0, float x1, float cs, 
     return __fadd_rn(__fmul_rn(x0, sn), __fmul_rn(x1, cs));
 }
 
-/* Element d of a head x [D] after rope (pair angle cs / sn of d's pair,
- * j = rope_pair(d)); dims >= n_dims pass through. */
-static __device__ __forceinline__ int rope_pair(const mlxn_rope_params &p, int d) {
+/* The pair of element d: j (-1 for dims >= n_dims, which pass through) and
+ * the two elements i0, i1 of the head it rotates (both d when j < 0). */
+static __device__ __forceinline__ int rope_pair(const mlxn_rope_params &p, int d, int *i0, int *i1) {
     int half = p.n_dims / 2;
-    if (d >= p.n_dims) return -1;
-    return p.mode == MLXN_ROPE_NEOX ? (d < half ? d : d - half) : d >> 1;
+    if (d >= p.n_dims) {
+        *i0 = *i1 = d;
+        return -1;
+    }
+    bool neox = p.mode == MLXN_ROPE_NEOX;
+    int j = neox ? (d < half ? d : d - half) : d >> 1;
+    *i0 = neox ? j : 2 * j;
+    *i1 = neox ? j + half : 2 * j + 1;
+    return j;
 }
-static __device__ __forceinline__ float rope_elem(const mlxn_rope_params &p, const float *x, int d, float cs,
-                                                  float sn) {
-    int j = rope_pair(p, d), half = p.n_dims / 2;
-    if (j < 0) return x[d];
-    int i0 = p.mode == MLXN_ROPE_NEOX ? j : 2 * j, i1 = p.mode == MLXN_ROPE_NEOX ? j + half : 2 * j + 1;
-    float x0 = x[i0], x1 = x[i1];
+/* Element d after rope, from its pair's values x0 = x[i0], x1 = x[i1]
+ * (rope_pair) and the pair's angle cs / sn. */
+static __device__ __forceinline__ float rope_val(int d, int j, int i0, float x0, float x1, float cs, float sn) {
+    if (j < 0) return x0;
     return d == i0 ? rope_rot0(x0, x1, cs, sn) : rope_rot1(x0, x1, cs, sn);
 }
 
