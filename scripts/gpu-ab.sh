@@ -5,10 +5,13 @@
 # device run as a carried path). On the GPU machine: builds both, then for
 # each model in $MODELS (default the synthetic 8B 4-bit), $ROUNDS rounds
 # (default 2) of the base, the tree and each environment variant in
-# $VARIANTS ("A=1,B=2" = both) of the tree, tg128 after pp512.
+# $VARIANTS ("A=1,B=2" = both) of the tree, tg128 after pp512. With $CB
+# set (cuda_bench's arguments, e.g. "--int --decode"), first $ROUNDS rounds
+# of cuda_bench's one-row table the same way (the lines of formats in
+# $CBF, default all), then the models.
 if [ "$1" = --prep ]; then
   rm -rf .cudawt/base && mkdir -p .cudawt/base &&
-    git archive "$2" Makefile include src tests tools scripts | tar -x -C .cudawt/base && echo "base: $(git rev-parse --short "$2")"
+    git archive "$2" Makefile include src tests tools scripts bench | tar -x -C .cudawt/base && echo "base: $(git rev-parse --short "$2")"
   exit $?
 fi
 source scripts/gpu-env.sh
@@ -16,6 +19,20 @@ source scripts/gpu-env.sh
 make "${MK[@]}" -j16 build-cuda/mlxn >/tmp/b.log 2>&1 || { tail -30 /tmp/b.log; exit 1; }
 (cd .cudawt/base && make "${MK[@]}" -j16 build-cuda/mlxn >/tmp/bb.log 2>&1) || { tail -30 /tmp/bb.log; exit 1; }
 nvidia-smi --query-gpu=name --format=csv,noheader
+if [ -n "${CB:-}" ]; then
+  make "${MK[@]}" -j16 build-cuda/bench/cuda_bench >>/tmp/b.log 2>&1 &&
+    (cd .cudawt/base && make "${MK[@]}" -j16 build-cuda/bench/cuda_bench >>/tmp/bb.log 2>&1) ||
+    { tail -n 30 /tmp/b.log /tmp/bb.log; exit 1; }
+  for r in $(seq ${ROUNDS:-2}); do
+    for v in base - ${VARIANTS:-}; do
+      bin=./build-cuda/bench/cuda_bench e=()
+      [ "$v" = base ] && bin=./.cudawt/base/build-cuda/bench/cuda_bench
+      [ "$v" != base ] && [ "$v" != - ] && e=(${v//,/ })
+      echo "== cuda_bench ${e[*]:-$v} (round $r)"
+      env "${e[@]}" $bin $CB 2>&1 | grep -E "copy kernel|^(${CBF:-[a-z]})" | grep -E "copy kernel|[0-9]+x[0-9]+"
+    done
+  done
+fi
 for M in ${MODELS:-synthetic:llama3-8b:q4:g64}; do
   for r in $(seq ${ROUNDS:-2}); do
     for v in base - ${VARIANTS:-}; do

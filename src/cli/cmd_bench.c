@@ -16,7 +16,7 @@
 static void usage(FILE *f) {
     fprintf(f, "usage: mlxn bench -m PATH [-p 512] [-n 128] [-r 3] [--json] [--threads N] [--backend cpu|cuda]\n"
                "                  [--kv f16|bf16|f32] [--mode direct|batched|optimized]\n"
-               "PATH may be synthetic:llama3-1b|llama3-3b|llama3-8b|llama3-70b-layer[:q<bits>][:g<group>]\n"
+               "PATH may be synthetic:llama3-1b|llama3-3b|llama3-8b|llama3-70b-layer|smollm2-135m[:q<bits>][:g<group>]\n"
                "(random MLX-quantized weights, no file). Decode replays one recorded graph per step\n"
                "(--mode direct: one submission per op instead).\n");
 }

@@ -18,6 +18,8 @@
  *   tiny              64 hidden, 2 layers (tests)
  *   llama-2k          2048 hidden, 2 layers, 16/4 heads, ffn 4096, vocab 2048
  *                     (tests: rows long enough for the CUDA decode kernels)
+ *   smollm2-135m      576 hidden, 30 layers, 9/3 heads, ffn 1536, vocab 49152,
+ *                     tied (the default model's shape; K-quants need 256 | 576: not)
  */
 #include "model/model.h"
 #include "ops/quant.h" /* mlxn_mlx_check */
@@ -40,6 +42,7 @@ static const preset k_presets[] = {
     {"llama3-70b-layer", 8192, 1, 64, 8, 128, 28672, 128256, false, 8},
     {"tiny", 64, 2, 4, 2, 16, 128, 256, false, 0},
     {"llama-2k", 2048, 2, 16, 4, 128, 4096, 2048, false, 0},
+    {"smollm2-135m", 576, 30, 9, 3, 64, 1536, 49152, true, 0},
 };
 
 typedef struct syn_src {

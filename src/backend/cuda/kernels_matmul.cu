@@ -223,59 +223,91 @@ static __device__ __forceinline__ float mmrs_factor(const MmRs &rq, float t, int
 #define MMVQ_MAXB 8
 #endif
 
-template <class F>
-__global__ void __launch_bounds__(MMVQ_WARPS * 32, (F::MINB < MMVQ_MAXB ? F::MINB : MMVQ_MAXB)) k_mmvq(F f, float *__restrict__ y, const uint4 *__restrict__ xq,
+/* R rows a warp (1 or 2): the lane's x block, loaded once, serves the R
+ * rows' units at the same position (the compiler merges the R identical x
+ * loads of the R dotq calls), so x crosses L1 once for R rows. */
+template <int MINB, int R>
+struct MmvqBounds {
+    static constexpr int v = (MINB < MMVQ_MAXB ? MINB : MMVQ_MAXB) / R > 0 ? (MINB < MMVQ_MAXB ? MINB : MMVQ_MAXB) / R : 1;
+};
+template <class F, int R>
+__global__ void __launch_bounds__(MMVQ_WARPS * 32, (MmvqBounds<F::MINB, R>::v)) k_mmvq(F f, float *__restrict__ y, const uint4 *__restrict__ xq,
                                                           int64_t N, int64_t K, int split_log2, int pf) {
-    __shared__ float part[MMVQ_WARPS];
+    __shared__ float part[MMVQ_WARPS * R];
     int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     int split = 1 << split_log2, rows = MMVQ_WARPS >> split_log2;
     int r = warp >> split_log2, ks = warp & (split - 1);
-    int64_t n = (int64_t)blockIdx.x * rows + r;
-    int64_t nn = n < N ? n : N - 1;
+    int64_t n = ((int64_t)blockIdx.x * rows + r) * R;
+    int64_t nn[R];
+#pragma unroll
+    for (int j = 0; j < R; j++) nn[j] = n + j < N ? n + j : N - 1;
     int64_t nu = K / F::U;
-    float acc = 0.0f;
+    float acc[R];
+#pragma unroll
+    for (int j = 0; j < R; j++) acc[j] = 0.0f;
     const int64_t st = 32 * split;
     int64_t u = ks * 32 + lane;
     if (pf) { /* the lane's first two units asked of L2 before the wait (weights: written by no kernel) */
-        if (u < nu) asm volatile("prefetch.global.L2 [%0];" ::"l"(f.addr(nn, u)));
-        if (u + st < nu) asm volatile("prefetch.global.L2 [%0];" ::"l"(f.addr(nn, u + st)));
+#pragma unroll
+        for (int j = 0; j < R; j++) {
+            if (u < nu) asm volatile("prefetch.global.L2 [%0];" ::"l"(f.addr(nn[j], u)));
+            if (R == 1 && u + st < nu) asm volatile("prefetch.global.L2 [%0];" ::"l"(f.addr(nn[j], u + st)));
+        }
     }
     cu_pdl_enter();
-    if (F::STEP4) {
+    if (F::STEP4 && R == 1) {
         /* 4 (then 2) units per step with no branch between them, so all
          * their loads issue before the first result is needed (measured:
          * helps MLX 4-bit, costs the GGML formats occupancy) */
         for (; u + 3 * st < nu; u += 4 * st) {
-            float a0 = f.dotq(nn, u, xq), a1 = f.dotq(nn, u + st, xq);
-            float a2 = f.dotq(nn, u + 2 * st, xq), a3 = f.dotq(nn, u + 3 * st, xq);
-            acc += (a0 + a1) + (a2 + a3);
+            float a0 = f.dotq(nn[0], u, xq), a1 = f.dotq(nn[0], u + st, xq);
+            float a2 = f.dotq(nn[0], u + 2 * st, xq), a3 = f.dotq(nn[0], u + 3 * st, xq);
+            acc[0] += (a0 + a1) + (a2 + a3);
         }
-        for (; u + st < nu; u += 2 * st) acc += f.dotq(nn, u, xq) + f.dotq(nn, u + st, xq);
-        if (u < nu) acc += f.dotq(nn, u, xq);
+        for (; u + st < nu; u += 2 * st) acc[0] += f.dotq(nn[0], u, xq) + f.dotq(nn[0], u + st, xq);
+        if (u < nu) acc[0] += f.dotq(nn[0], u, xq);
     } else {
 #pragma unroll 2
-        for (; u < nu; u += st) acc += f.dotq(nn, u, xq);
+        for (; u < nu; u += st) {
+#pragma unroll
+            for (int j = 0; j < R; j++) acc[j] += f.dotq(nn[j], u, xq);
+        }
     }
-    acc = cu_warp_sum(acc);
-    if (lane == 0) part[warp] = acc;
+#pragma unroll
+    for (int j = 0; j < R; j++) {
+        float v = cu_warp_sum(acc[j]);
+        if (lane == 0) part[warp * R + j] = v;
+    }
     __syncthreads();
-    if (threadIdx.x < rows) {
-        int64_t row = (int64_t)blockIdx.x * rows + threadIdx.x;
+    if (threadIdx.x < rows * R) {
+        int ri = threadIdx.x / R, j = threadIdx.x % R;
+        int64_t row = ((int64_t)blockIdx.x * rows + ri) * R + j;
         float v = 0.0f;
-        for (int k = 0; k < split; k++) v += part[threadIdx.x * split + k];
+        for (int k = 0; k < split; k++) v += part[(ri * split + k) * R + j];
         if (row < N) y[row] = v;
     }
 }
 
 /* Decode through int8 x and __dp4a; scratch holds the quantized x. */
-/* k_mmvq's split (log2 warps a row) for rows of K elements in units of U:
- * each lane keeps >= 4 units (measured on H200 against >= 1 and >= 2: best
- * or equal for every format and shape; bench/RESULTS.md). */
-static int mmvq_split(int64_t K, int U) {
+/* k_mmvq's split (log2 warps a row) for rows of K elements in units of U,
+ * R rows a warp: each lane keeps >= 4 / R units of each of its rows (H100 /
+ * H200, bench/RESULTS.md: for one row, >= 4 best or equal for every format
+ * and shape against >= 1 and >= 2; for two, >= 2 against >= 4). */
+static int mmvq_split(int64_t K, int U, int R) {
     int64_t per_lane = (K / U) / 32;
     int sl = 0;
-    while (sl < 3 && ((int64_t)8 << sl) <= per_lane) sl++;
+    while (sl < 3 && ((int64_t)8 / R << sl) <= per_lane) sl++;
     return sl;
+}
+/* MLXN_CU_MMVQ_R=1 / 2: every format's k_mmvq at that many rows a warp
+ * instead of its own F::ROWS (measuring); 0 when unset. */
+static int mmvq_rows_env(void) {
+    static int r = -1;
+    if (r < 0) {
+        const char *e = getenv("MLXN_CU_MMVQ_R");
+        r = e && (atoi(e) == 1 || atoi(e) == 2) ? atoi(e) : 0;
+    }
+    return r;
 }
 template <class F>
 static cudaError_t run_mmvq(const F &f, float *y, const float *x, int64_t N, int64_t K, void *scratch,
@@ -286,10 +318,19 @@ static cudaError_t run_mmvq(const F &f, float *y, const float *x, int64_t N, int
         cu_launch(k_quant_x, cu_blocks(nb, 8), 256, 0, s, xq, x, nb, (float *)NULL, (int64_t)0);
         CU_LAUNCH_CHECK();
     }
-    int sl = mmvq_split(K, F::U);
+    int sl = mmvq_split(K, F::U, 1);
     static int pf = -1; /* MLXN_CU_MMVQ_PF=0: no L2 prefetch before the wait (measuring) */
     if (pf < 0) pf = mlxn_cu_env_flag("MLXN_CU_MMVQ_PF", 1);
-    cu_launch(k_mmvq<F>, cu_blocks(N, MMVQ_WARPS >> sl), MMVQ_WARPS * 32, 0, s, f, y, xq, N, K, sl, pf);
+    if constexpr (!F::STEP4) { /* (4 units a step: one row a warp) */
+        int R = mmvq_rows_env() ? mmvq_rows_env() : F::ROWS;
+        if (R == 2) {
+            sl = mmvq_split(K, F::U, 2);
+            cu_launch(k_mmvq<F, 2>, cu_blocks(N, (MMVQ_WARPS >> sl) * 2), MMVQ_WARPS * 32, 0, s, f, y, xq, N, K, sl, pf);
+            CU_LAUNCH_CHECK();
+            return cudaSuccess;
+        }
+    }
+    cu_launch(k_mmvq<F, 1>, cu_blocks(N, MMVQ_WARPS >> sl), MMVQ_WARPS * 32, 0, s, f, y, xq, N, K, sl, pf);
     CU_LAUNCH_CHECK();
     return cudaSuccess;
 }
@@ -1049,7 +1090,7 @@ struct S4 : F {
 static bool step4(void) {
     static int on = -1;
     if (on < 0) on = mlxn_cu_env_flag("MLXN_CU_STEP4", 1);
-    return on;
+    return on && mmvq_rows_env() != 2;
 }
 
 static size_t row_bytes(int wt, int64_t K) {

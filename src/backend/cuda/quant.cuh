@@ -253,7 +253,7 @@ struct DecMlx {
 #define XQ_BLOCK_U4 (XQ_BYTES / 16) /* xq_store (cuda_common.cuh) writes it */
 
 static __device__ __forceinline__ void ldx(const uint4 *xs, int64_t b, int *xq, float *d, int *s0, int *s1) {
-    uint4 a = __ldg(xs + b * 3), c = __ldg(xs + b * 3 + 1), e = __ldg(xs + b * 3 + 2);
+    uint4 a = xs[b * 3], c = xs[b * 3 + 1], e = xs[b * 3 + 2]; /* plain loads: the R dotq calls of a k_mmvq lane share them */
     xq[0] = (int)a.x; xq[1] = (int)a.y; xq[2] = (int)a.z; xq[3] = (int)a.w;
     xq[4] = (int)c.x; xq[5] = (int)c.y; xq[6] = (int)c.z; xq[7] = (int)c.w;
     *d = __int_as_float((int)e.x);
@@ -284,8 +284,26 @@ static __device__ __forceinline__ void ld_words_a2(const uint8_t *p, uint32_t *o
     for (int i = 0; i < NW; i++) out[i] = __funnelshift_r(w[i], w[i + 1], sh);
 }
 
+/* A block of an f16 scale and NW code words at a 2-byte-aligned address
+ * p (q8_0: NW = 8): the NW + 1 aligned words that hold it, one
+ * load each (the scale's half word rides in the first), whichever half of
+ * a word p starts at; returns the scale's bits, the codes in out. Each
+ * word loaded holds at least one byte of the block. */
+template <int NW>
+static __device__ __forceinline__ uint16_t ld_block_a2(const uint8_t *p, uint32_t *out) {
+    const uint32_t *a = (const uint32_t *)((uintptr_t)p & ~(uintptr_t)3);
+    uint32_t sh = ((uint32_t)(uintptr_t)p & 2u) * 8u; /* 0 or 16 */
+    uint32_t w[NW + 1];
+#pragma unroll
+    for (int i = 0; i <= NW; i++) w[i] = __ldg(a + i);
+#pragma unroll
+    for (int i = 0; i < NW; i++) out[i] = __funnelshift_rc(w[i], w[i + 1], 16u + sh); /* clamped: 32 gives w[i + 1] */
+    return (uint16_t)(w[0] >> sh);
+}
+
 struct QDotQ4_0 : DecQ4_0 {
     static constexpr bool STEP4 = false;
+    static constexpr int ROWS = 2; /* rows a warp of k_mmvq (kernels_matmul.cu) */
     static constexpr int MINB = 8; /* blocks of 256 per SM the register budget aims at */
     __device__ __forceinline__ float dotq(int64_t n, int64_t u, const uint4 *xs) const {
         const uint8_t *b = w + n * rb + u * BB;
@@ -294,7 +312,7 @@ struct QDotQ4_0 : DecQ4_0 {
         float dx;
         ldx(xs, u, xq, &dx, &s0, &s1);
         uint32_t qw[4];
-        ld_words_a2<4>(b + 2, qw);
+        ld_words_a2<4>(b + 2, qw); /* (ld_block_a2 measured slower here: H100, bench/RESULTS.md) */
         int dp = 0;
 #pragma unroll
         for (int i = 0; i < 4; i++) {
@@ -307,6 +325,7 @@ struct QDotQ4_0 : DecQ4_0 {
 };
 struct QDotQ4_1 : DecQ4_1 {
     static constexpr bool STEP4 = false;
+    static constexpr int ROWS = 2;
     static constexpr int MINB = 8; /* blocks of 256 per SM the register budget aims at */
     __device__ __forceinline__ float dotq(int64_t n, int64_t u, const uint4 *xs) const {
         const uint8_t *b = w + n * rb + u * BB;
@@ -327,16 +346,16 @@ struct QDotQ4_1 : DecQ4_1 {
 };
 struct QDotQ8_0 : DecQ8_0 {
     static constexpr bool STEP4 = false;
+    static constexpr int ROWS = 1;
     static constexpr int MINB = 8; /* blocks of 256 per SM the register budget aims at */
     __device__ __forceinline__ float dotq(int64_t n, int64_t u, const uint4 *xs) const {
         const uint8_t *b = w + n * rb + u * BB;
-        float d = cu_h2f((uint16_t)ld_u16(b));
+        uint32_t qw[8];
+        float d = cu_h2f(ld_block_a2<8>(b, qw));
         int xq[8], s0, s1;
         float dx;
         ldx(xs, u, xq, &dx, &s0, &s1);
         int dp = 0;
-        uint32_t qw[8];
-        ld_words_a2<8>(b + 2, qw);
 #pragma unroll
         for (int i = 0; i < 8; i++) dp = __dp4a((int)qw[i], xq[i], dp);
         return d * dx * (float)dp;
@@ -345,6 +364,7 @@ struct QDotQ8_0 : DecQ8_0 {
 template <bool Q5>
 struct QDotQK45 : DecQK45<Q5> {
     static constexpr bool STEP4 = false;
+    static constexpr int ROWS = 1;
     static constexpr int MINB = 4;
     using DecQK45<Q5>::w;
     using DecQK45<Q5>::rb;
@@ -387,6 +407,7 @@ struct QDotQK45 : DecQK45<Q5> {
 };
 struct QDotQ6K : DecQ6K {
     static constexpr bool STEP4 = false;
+    static constexpr int ROWS = 1;
     static constexpr int MINB = 6; /* blocks of 256 per SM the register budget aims at */
     __device__ __forceinline__ float dotq(int64_t n, int64_t u, const uint4 *xs) const {
         const uint8_t *b = w + n * rb + (u >> 3) * BB;
@@ -419,6 +440,7 @@ struct QDotMlx : DecMlx<B> {
      * occupancy (unconstrained registers, 2 per step) */
     static constexpr bool STEP4 = B == 4;
     static constexpr int MINB = B == 4 ? 3 : 1;
+    static constexpr int ROWS = 1;
     using DecMlx<B>::wq;
     using DecMlx<B>::scales;
     using DecMlx<B>::biases;
