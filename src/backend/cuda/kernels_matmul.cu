@@ -576,8 +576,16 @@ static cudaError_t launch_mlx4g(const uint32_t *wq, const void *sc, const void *
 static bool mlx4g_takes(int gshift, int64_t N, int64_t K) {
     return mlx4_on() && gshift >= 6 && persist_fits(N, K, (size_t)(K / 64) * XG_BYTES);
 }
-/* R: two rows a warp where that still leaves >= 2 warps per SM slot */
-static int mlx4g_rows(int64_t N) { return N >= 8192 ? 2 : 1; }
+/* R: two rows a warp where that still leaves >= 2 warps per SM slot;
+ * MLXN_CU_PERSIST_R=1 / 2: that many at every N (measuring) */
+static int mlx4g_rows(int64_t N) {
+    static int f = -1;
+    if (f < 0) {
+        const char *e = getenv("MLXN_CU_PERSIST_R");
+        f = e && (atoi(e) == 1 || atoi(e) == 2) ? atoi(e) : 0;
+    }
+    return f ? f : N >= 8192 ? 2 : 1;
+}
 /* Clusters of EPI_CLUSTER(R) blocks of k_mlx4g<SDT, R, D> for N rows of K
  * that can be resident at once on the device. */
 template <int SDT, int R, int D>
@@ -1077,11 +1085,12 @@ static cudaError_t run_mm(const F &f, float *y, const float *x, int64_t M, int64
     return cudaSuccess;
 }
 
-/* q8_0 and q6_k one-row with 4 units a step, all their loads issued first
- * (H100, bench ops: q8_0 1-7 %, q6_k 2-18 % faster; q4_0 / q4_1 the same
- * way were slower at the large shapes and in the SmolLM2 GGUF decode, q4_k
- * unchanged, q5_k mixed: they keep one unit a step). MLXN_CU_STEP4=0: one
- * unit a step (measuring). */
+/* q8_0 one-row with 4 units a step, all their loads issued first (H100,
+ * bench ops: q8_0 1-7 %, q6_k 2-18 % faster than one unit a step; q4_0 /
+ * q4_1 the same way were slower at the large shapes and in the SmolLM2 GGUF
+ * decode, q4_k unchanged, q5_k mixed: they keep one unit a step; q6_k now
+ * takes two rows a warp instead, faster again at the large shapes).
+ * MLXN_CU_STEP4=0: one unit a step (measuring). */
 template <class F>
 struct S4 : F {
     static constexpr bool STEP4 = true;
@@ -1115,8 +1124,7 @@ static cudaError_t matmul_raw(float *y, const float *x, const void *w, int wt, i
             return run_mmvq(QDotQK45<false>{{wb, rb}}, y, x, N, K, scratch, s, xr);
         case MLXN_Q5_K: return run_mmvq(QDotQK45<true>{{wb, rb}}, y, x, N, K, scratch, s, xr);
         case MLXN_Q6_K:
-            return step4() ? run_mmvq(S4<QDotQ6K>{{{wb, rb}}}, y, x, N, K, scratch, s, xr)
-                           : run_mmvq(QDotQ6K{{wb, rb}}, y, x, N, K, scratch, s, xr);
+            return run_mmvq(QDotQ6K{{wb, rb}}, y, x, N, K, scratch, s, xr); /* two rows a warp (ROWS) */
         default: break;
         }
     }

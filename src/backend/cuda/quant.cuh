@@ -303,7 +303,10 @@ static __device__ __forceinline__ uint16_t ld_block_a2(const uint8_t *p, uint32_
 
 struct QDotQ4_0 : DecQ4_0 {
     static constexpr bool STEP4 = false;
-    static constexpr int ROWS = 2; /* rows a warp of k_mmvq (kernels_matmul.cu) */
+    /* rows a warp of k_mmvq (kernels_matmul.cu), measured on an H100
+     * (bench/RESULTS.md): 2 for q4_0, q4_1, q6_k and MLX 8-bit; 1 for
+     * q8_0 and q5_k (slower with 2) and the other MLX widths (not measured) */
+    static constexpr int ROWS = 2;
     static constexpr int MINB = 8; /* blocks of 256 per SM the register budget aims at */
     __device__ __forceinline__ float dotq(int64_t n, int64_t u, const uint4 *xs) const {
         const uint8_t *b = w + n * rb + u * BB;
@@ -407,7 +410,7 @@ struct QDotQK45 : DecQK45<Q5> {
 };
 struct QDotQ6K : DecQ6K {
     static constexpr bool STEP4 = false;
-    static constexpr int ROWS = 1;
+    static constexpr int ROWS = 2;
     static constexpr int MINB = 6; /* blocks of 256 per SM the register budget aims at */
     __device__ __forceinline__ float dotq(int64_t n, int64_t u, const uint4 *xs) const {
         const uint8_t *b = w + n * rb + (u >> 3) * BB;
@@ -440,7 +443,7 @@ struct QDotMlx : DecMlx<B> {
      * occupancy (unconstrained registers, 2 per step) */
     static constexpr bool STEP4 = B == 4;
     static constexpr int MINB = B == 4 ? 3 : 1;
-    static constexpr int ROWS = 1;
+    static constexpr int ROWS = B == 8 ? 2 : 1; /* measured: H100, bench/RESULTS.md */
     using DecMlx<B>::wq;
     using DecMlx<B>::scales;
     using DecMlx<B>::biases;
