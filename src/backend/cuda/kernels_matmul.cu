@@ -803,13 +803,15 @@ static cudaError_t run_q4kg(const uint8_t *w, int64_t rb, float *y, const float 
         cu_launch(k_quant_x, cu_blocks(nb, 8), 256, 0, s, xq, x, nb, y, N);
         CU_LAUNCH_CHECK();
     }
-    /* two rows a warp from 8192 rows, as k_mlx4g; MLXN_CU_Q4KG_R=1: one (measuring) */
+    /* two rows a warp at every N (H100, bench/RESULTS.md: at 4096 rows 3-6
+     * points of copy more than one, 8B decode +2 %; k_mlx4g keeps one below
+     * 8192 rows, where two lost); MLXN_CU_Q4KG_R=1: one (measuring) */
     static int r1 = -1;
     if (r1 < 0) {
         const char *e = getenv("MLXN_CU_Q4KG_R");
         r1 = e && atoi(e) == 1;
     }
-    cudaError_t e = mlx4g_rows(N) == 2 && !r1 ? launch_q4kg<2>(w, rb, y, xq, N, K, s) : launch_q4kg<1>(w, rb, y, xq, N, K, s);
+    cudaError_t e = !r1 ? launch_q4kg<2>(w, rb, y, xq, N, K, s) : launch_q4kg<1>(w, rb, y, xq, N, K, s);
     if (e != cudaSuccess) return e;
     CU_LAUNCH_CHECK();
     return cudaSuccess;
