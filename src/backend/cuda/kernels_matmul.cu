@@ -223,9 +223,11 @@ static __device__ __forceinline__ float mmrs_factor(const MmRs &rq, float t, int
 #define MMVQ_MAXB 8
 #endif
 
-/* R rows a warp (1 or 2): the lane's x block, loaded once, serves the R
- * rows' units at the same position (the compiler merges the R identical x
- * loads of the R dotq calls), so x crosses L1 once for R rows. */
+/* R rows a warp (1 or 2; F::ROWS, run_mmvq): the lane's x block, loaded
+ * once, serves the R rows' units at the same position (the compiler merges
+ * the R identical x loads of the R dotq calls: ldx's plain loads through
+ * the restrict pointer; checked in the PTX), so x crosses L1 once for R
+ * rows. The register budget a row halves with R = 2. */
 template <int MINB, int R>
 struct MmvqBounds {
     static constexpr int v = (MINB < MMVQ_MAXB ? MINB : MMVQ_MAXB) / R > 0 ? (MINB < MMVQ_MAXB ? MINB : MMVQ_MAXB) / R : 1;
@@ -296,7 +298,7 @@ __global__ void __launch_bounds__(MMVQ_WARPS * 32, (MmvqBounds<F::MINB, R>::v)) 
 static int mmvq_split(int64_t K, int U, int R) {
     int64_t per_lane = (K / U) / 32;
     int sl = 0;
-    while (sl < 3 && ((int64_t)8 / R << sl) <= per_lane) sl++;
+    while (sl < 3 && (((int64_t)8 / R) << sl) <= per_lane) sl++;
     return sl;
 }
 /* MLXN_CU_MMVQ_R=1 / 2: every format's k_mmvq at that many rows a warp
@@ -576,8 +578,8 @@ static cudaError_t launch_mlx4g(const uint32_t *wq, const void *sc, const void *
 static bool mlx4g_takes(int gshift, int64_t N, int64_t K) {
     return mlx4_on() && gshift >= 6 && persist_fits(N, K, (size_t)(K / 64) * XG_BYTES);
 }
-/* R: two rows a warp where that still leaves >= 2 warps per SM slot;
- * MLXN_CU_PERSIST_R=1 / 2: that many at every N (measuring) */
+/* k_mlx4g's R: two rows a warp where that still leaves >= 2 warps per SM
+ * slot; MLXN_CU_PERSIST_R=1 / 2: that many at every N (measuring) */
 static int mlx4g_rows(int64_t N) {
     static int f = -1;
     if (f < 0) {
