@@ -729,8 +729,8 @@ struct Q4kStep {
     }
 };
 
-template <int R, int D>
-__global__ void __launch_bounds__(256, R == 1 ? 3 : 2) k_q4kg(const uint8_t *__restrict__ w, int64_t rb, float *__restrict__ y,
+template <int R, int D, int MB>
+__global__ void __launch_bounds__(256, MB) k_q4kg(const uint8_t *__restrict__ w, int64_t rb, float *__restrict__ y,
                                               const uint4 *__restrict__ xq, int64_t N, int64_t K, int W) {
     extern __shared__ uint4 xs4[];
     int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
@@ -788,13 +788,14 @@ static bool q4kg_takes(int64_t N, int64_t K) {
     if (on < 0) on = mlxn_cu_env_flag("MLXN_CU_Q4KG", 1);
     return on && persist_fits(N, K, (size_t)(K / 32) * XQ_BYTES);
 }
-template <int R>
+template <int R, int D, int MB>
 static cudaError_t launch_q4kg(const uint8_t *w, int64_t rb, float *y, const uint4 *xq, int64_t N, int64_t K,
                                cudaStream_t s) {
     static int slots = 0, sms = 0;
-    if (!slots) slots = persist_slots(k_q4kg<R, 2>, &sms);
+    if (!slots) slots = persist_slots(k_q4kg<R, D, MB>, &sms);
     int64_t W = persist_warps(slots, N, R);
-    return cu_launch(k_q4kg<R, 2>, cu_blocks(W, 8), 256, (size_t)(K / 32) * XQ_BYTES, s, w, rb, y, xq, N, K, (int)W);
+    return cu_launch(k_q4kg<R, D, MB>, cu_blocks(W, 8), 256, (size_t)(K / 32) * XQ_BYTES, s, w, rb, y, xq, N, K,
+                     (int)W);
 }
 /* q4_k one-row on k_q4kg (q4kg_takes); x_ready: a producer wrote xq and y = 0. */
 static cudaError_t run_q4kg(const uint8_t *w, int64_t rb, float *y, const float *x, int64_t N, int64_t K,
@@ -807,13 +808,22 @@ static cudaError_t run_q4kg(const uint8_t *w, int64_t rb, float *y, const float 
     }
     /* two rows a warp at every N (H100, bench/RESULTS.md: at 4096 rows 3-6
      * points of copy more than one, 8B decode +2 %; k_mlx4g keeps one below
-     * 8192 rows, where two lost); MLXN_CU_Q4KG_R=1: one (measuring) */
-    static int r1 = -1;
+     * 8192 rows, where two lost); from 8192 rows one item in flight a lane
+     * and 3 blocks an SM (78 registers) instead of two and 2 (128): 14336 /
+     * 32000 rows 6 / 5 points more, 4096 rows 5-11 less (so not there).
+     * MLXN_CU_Q4KG_R=1: one row a warp; MLXN_CU_Q4KG_V=1 / 2: one item in
+     * flight (3 blocks) / three (2 blocks) at every N (measuring). */
+    static int r1 = -1, v = -1;
     if (r1 < 0) {
         const char *e = getenv("MLXN_CU_Q4KG_R");
         r1 = e && atoi(e) == 1;
+        e = getenv("MLXN_CU_Q4KG_V");
+        v = e ? atoi(e) : 0;
     }
-    cudaError_t e = !r1 ? launch_q4kg<2>(w, rb, y, xq, N, K, s) : launch_q4kg<1>(w, rb, y, xq, N, K, s);
+    cudaError_t e = r1 ? launch_q4kg<1, 2, 3>(w, rb, y, xq, N, K, s)
+                    : v == 1 || (v == 0 && N >= 8192) ? launch_q4kg<2, 1, 3>(w, rb, y, xq, N, K, s)
+                    : v == 2 ? launch_q4kg<2, 3, 2>(w, rb, y, xq, N, K, s)
+                             : launch_q4kg<2, 2, 2>(w, rb, y, xq, N, K, s);
     if (e != cudaSuccess) return e;
     CU_LAUNCH_CHECK();
     return cudaSuccess;

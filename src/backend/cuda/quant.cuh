@@ -305,7 +305,8 @@ struct QDotQ4_0 : DecQ4_0 {
     static constexpr bool STEP4 = false;
     /* rows a warp of k_mmvq (kernels_matmul.cu), measured on an H100
      * (bench/RESULTS.md): 2 for q4_0, q4_1, q6_k and MLX 8-bit; 1 for
-     * q8_0 and q5_k (slower with 2) and the other MLX widths (not measured) */
+     * q8_0, q5_k, MLX 2 / 3 / 6-bit (slower with 2 at the 4096-row shapes)
+     * and MLX 5-bit (not measured) */
     static constexpr int ROWS = 2;
     static constexpr int MINB = 8; /* blocks of 256 per SM the register budget aims at */
     __device__ __forceinline__ float dotq(int64_t n, int64_t u, const uint4 *xs) const {
