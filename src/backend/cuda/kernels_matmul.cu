@@ -209,6 +209,72 @@ static __device__ __forceinline__ float mmrs_factor(const MmRs &rq, float t, int
     return (float)(1.0 / sqrt((double)t / (double)K + (double)rq.eps));
 }
 
+/* The norm's halves inside a persistent one-row kernel (k_mlx4g, k_q4kg),
+ * after its wait on the producer. mm_rs_begin (rq.ssp set): every warp
+ * sums the K/32 partial sums itself and returns rs (1 when off); the
+ * threads of the first blocks write the norm's output, one element each,
+ * its loads issued with the partials' (one round trip, not two). */
+static __device__ __forceinline__ float mm_rs_begin(const MmRs &rq, int64_t K, int lane) {
+    float rs = 1.0f;
+    if (rq.ssp) {
+        int64_t oi = (int64_t)blockIdx.x * 256 + threadIdx.x, ostep = (int64_t)gridDim.x * 256;
+        float os = 0.0f, ow = 1.0f;
+        if (rq.out && oi < K) {
+            os = rq.sum[oi];
+            if (rq.w) ow = cu_ld_rt(rq.w, rq.wdt, oi);
+        }
+        float t = 0.0f;
+        for (int64_t i = lane; i < (K >> 5); i += 32) t += rq.ssp[i];
+        t = cu_warp_sum(t);
+        rs = mmrs_factor(rq, t, K);
+        if (rq.out && oi < K) {
+            float v = os * rs;
+            if (rq.w) v *= ow;
+            rq.out[oi] = v;
+            for (int64_t i = oi + ostep; i < K; i += ostep) { /* grids of fewer than K threads */
+                v = rq.sum[i] * rs;
+                if (rq.w) v *= cu_ld_rt(rq.w, rq.wdt, i);
+                rq.out[i] = v;
+            }
+        }
+    }
+    return rs;
+}
+/* mm_epi_begin (ep.xg set): every block zeroes its share of y2; the first
+ * warp of a cluster's first block (clusters of EPI_CLUSTER(R) blocks of 8
+ * warps, R rows a warp) reads h and w of row 32 g + lane into *hv, *wv. */
+template <int R>
+static __device__ __forceinline__ void mm_epi_begin(const MmEpi &ep, int warp, int lane, float *hv, float *wv) {
+    if (!ep.xg) return;
+    if (ep.y2)
+        for (int64_t i = (int64_t)blockIdx.x * 256 + threadIdx.x; i < ep.n2; i += (int64_t)gridDim.x * 256)
+            ep.y2[i] = 0.0f;
+    if (warp == 0 && blockIdx.x % EPI_CLUSTER(R) == 0) {
+        int64_t n = (int64_t)blockIdx.x * 8 * R + lane;
+        *hv = ep.h[n];
+        if (ep.w) *wv = cu_ld_rt(ep.w, ep.wdt, n);
+    }
+}
+/* mm_epi_end: the block's rows 8 b R .. (8 b + 8) R - 1, lane 0 of each
+ * warp holding its R row values in rowv, to the cluster's first block
+ * (distributed shared memory), whose first warp then adds the norm's part
+ * (epi_block). Launched on sm_90+ only. */
+template <int R>
+static __device__ __forceinline__ void mm_epi_end(const MmEpi &ep, int warp, int lane, const float *rowv, float hv,
+                                                  float wv) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    if (ep.xg) {
+        __shared__ float gy[32];
+        cg::cluster_group cl = cg::this_cluster();
+        if (lane == 0)
+#pragma unroll
+            for (int r = 0; r < R; r++) cl.map_shared_rank(gy, 0)[(cl.block_rank() * 8 + warp) * R + r] = rowv[r];
+        cl.sync();
+        if (cl.block_rank() == 0 && warp == 0) epi_block(ep, blockIdx.x / EPI_CLUSTER(R), lane, hv, wv, gy[lane]);
+    }
+#endif
+}
+
 /* One block of 8 warps = (8 / split) rows x `split` warps per row: warp
  * (r, k) takes units k*32 + lane, + 32*split, ... of row r, so a long row is
  * cut into shorter independent pieces (more loads in flight, fewer
@@ -442,42 +508,9 @@ __global__ void __launch_bounds__(256) k_mlx4g(const uint32_t *__restrict__ wq, 
     cu_pdl_wait(); /* x (and y = 0) from k_quant_x64 */
     cu_pdl_trigger();
     for (int64_t i = threadIdx.x; i < (int64_t)G * 5; i += 256) xsg[i] = xg[i];
-    float rs = 1.0f;
-    if (rq.ssp) { /* every warp sums the partials itself */
-        /* the norm's output: one element a thread of the first blocks, its
-         * loads issued with the partials' (one round trip, not two) */
-        int64_t oi = (int64_t)blockIdx.x * 256 + threadIdx.x, ostep = (int64_t)gridDim.x * 256;
-        float os = 0.0f, ow = 1.0f;
-        if (rq.out && oi < K) {
-            os = rq.sum[oi];
-            if (rq.w) ow = cu_ld_rt(rq.w, rq.wdt, oi);
-        }
-        float t = 0.0f;
-        for (int64_t i = lane; i < (K >> 5); i += 32) t += rq.ssp[i];
-        t = cu_warp_sum(t);
-        rs = mmrs_factor(rq, t, K);
-        if (rq.out && oi < K) {
-            float v = os * rs;
-            if (rq.w) v *= ow;
-            rq.out[oi] = v;
-            for (int64_t i = oi + ostep; i < K; i += ostep) { /* grids of fewer than K threads */
-                v = rq.sum[i] * rs;
-                if (rq.w) v *= cu_ld_rt(rq.w, rq.wdt, i);
-                rq.out[i] = v;
-            }
-        }
-    }
+    float rs = mm_rs_begin(rq, K, lane);
     float hv = 0.0f, wv = 1.0f; /* Epi: the cluster's first block, first warp: h and w of row 32 g + lane */
-    if (ep.xg) {
-        if (ep.y2)
-            for (int64_t i = (int64_t)blockIdx.x * 256 + threadIdx.x; i < ep.n2; i += (int64_t)gridDim.x * 256)
-                ep.y2[i] = 0.0f;
-        if (warp == 0 && blockIdx.x % EPI_CLUSTER(R) == 0) {
-            int64_t n = (int64_t)blockIdx.x * 8 * R + lane;
-            hv = ep.h[n];
-            if (ep.w) wv = cu_ld_rt(ep.w, ep.wdt, n);
-        }
-    }
+    mm_epi_begin<R>(ep, warp, lane, &hv, &wv);
     __syncthreads();
     float acc[R];
 #pragma unroll
@@ -505,17 +538,7 @@ __global__ void __launch_bounds__(256) k_mlx4g(const uint32_t *__restrict__ wq, 
         for (int k = 0; k < D; k++)
             if (it + k < i1) step(st[k], it + k);
     }
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900 /* clusters; the Epi half is launched on sm_90+ only */
-    if (ep.xg) { /* rows 8 b .. 8 b + 7 done: to the cluster's first block, which adds the norm's part */
-        __shared__ float gy[32];
-        cg::cluster_group cl = cg::this_cluster();
-        if (lane == 0)
-#pragma unroll
-            for (int r = 0; r < R; r++) cl.map_shared_rank(gy, 0)[(cl.block_rank() * 8 + warp) * R + r] = rowv[r];
-        cl.sync();
-        if (cl.block_rank() == 0 && warp == 0) epi_block(ep, blockIdx.x / EPI_CLUSTER(R), lane, hv, wv, gy[lane]);
-    }
-#endif
+    mm_epi_end<R>(ep, warp, lane, rowv, hv, wv); /* rows 8 b .. 8 b + 7 done */
 }
 
 /* MLXN_CU_MLX4=0 takes the generic k_mmvq for MLX 4-bit (for measuring);
