@@ -1056,8 +1056,9 @@ static void mw_free(MW *m) {
     mlxn_buffer_destroy(m->gb);
 }
 
-/* An add_rms_norm between two one-row MLX 4-bit matmuls (o-projection ->
- * norm -> gate/up in decode) runs inside the two matmul kernels (cu_epi):
+/* An add_rms_norm between two one-row MLX 4-bit (or, with
+ * MLXN_CU_Q4K_EPI=1, q4_k) matmuls (o-projection -> norm -> gate/up in
+ * decode) runs inside the two matmul kernels (cu_epi):
  * the first adds the residual and writes the sum, the int8 x and partial
  * sums of squares; the second scales its rows by the norm factor and writes
  * the norm's output. Against the CPU with the f32 weights, captured once and
@@ -1078,7 +1079,14 @@ static void test_norm_in_matmuls(void) {
               {4096, 2048, 3072, 128, MLXN_BF16, false, true, {0, 0}},
               /* k_mmvq on a side: the norm stays a kernel of its own */
               {576, 576, 1536, 64, MLXN_BF16, false, false, {MLXN_Q4_1, MLXN_Q4_1}},
-              {2048, 2048, 2048, 64, MLXN_F16, true, false, {0, MLXN_Q6_K}}};
+              {2048, 2048, 2048, 64, MLXN_F16, true, false, {0, MLXN_Q6_K}},
+              /* k_q4kg on a side: inside the matmuls with MLXN_CU_Q4K_EPI=1 */
+              {2048, 2048, 8192, 64, MLXN_BF16, false, false, {MLXN_Q4_K, MLXN_Q4_K}},
+              {4096, 4096, 14336, 64, MLXN_BF16, false, true, {MLXN_Q4_K, MLXN_Q4_K}},
+              {4096, 4096, 4096, 128, MLXN_F16, false, true, {0, MLXN_Q4_K}},
+              {2048, 2048, 2048, 64, MLXN_BF16, true, false, {MLXN_Q4_K, 0}}};
+    const char *q4k_env = getenv("MLXN_CU_Q4K_EPI");
+    bool q4k_epi = q4k_env && atoi(q4k_env) == 1;
     for (size_t c = 0; c < sizeof cs / sizeof cs[0]; c++) {
         int64_t K1 = cs[c].K1, N1 = cs[c].N1, N2 = cs[c].N2;
         mlxn_mlx_quant q = {4, cs[c].group};
@@ -1192,8 +1200,11 @@ static void test_norm_in_matmuls(void) {
             CHECK_OK(mlxn_session_stats(S1, &st));
             printf("  %s: %u graph nodes, %u kernel launches\n", name, st.nodes, st.launches);
             /* norm + quant, mm1 (+ the add_rms_norm's first half), mm2;
-             * with k_mmvq on a side also the add_rms_norm + quant */
-            unsigned want = !cs[c].wf[0] && !cs[c].wf[1] ? 3 : 4;
+             * with k_mmvq on a side (or k_q4kg without MLXN_CU_Q4K_EPI=1)
+             * also the add_rms_norm + quant */
+            bool in_mm[2];
+            for (int i = 0; i < 2; i++) in_mm[i] = !cs[c].wf[i] || (cs[c].wf[i] == MLXN_Q4_K && q4k_epi);
+            unsigned want = in_mm[0] && in_mm[1] ? 3 : 4;
             if (env_clean() && cuda_sm_major() >= 9)
                 CHECK(st.launches == want, "%s: %u kernel launches, expected %u", name, st.launches, want);
             mlxn_session_destroy(S1);

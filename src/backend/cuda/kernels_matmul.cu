@@ -146,7 +146,7 @@ __global__ void k_quant_x(uint4 *xq, const float *x, int64_t nb, float *y, int64
 
 /* The norm between two one-row integer-path matmuls (mm1 -> add_rms_norm ->
  * mm2, as o-projection -> norm -> gate/up in decode), run by the two matmul
- * kernels (k_mlx4g on both sides; mlxn_cu_epi_ok) instead of a kernel of
+ * kernels (k_mlx4g or k_q4kg on each side; mlxn_cu_epi_ok) instead of a kernel of
  * its own (mlxn_cu_launch_mm_ready with a cu_epi). The int8 codes of x =
  * s·rs·w (s = h + y1, rs = 1/sqrt(mean s² + eps)) do not depend on rs,
  * which only scales each 32-block's d: so mm1 writes the codes of s·w and
@@ -752,9 +752,12 @@ struct Q4kStep {
     }
 };
 
-template <int R, int D, int MB>
+/* NM: the norm's halves (ep / rq, as k_mlx4g: the Epi half needs W = N / R
+ * and clusters of EPI_CLUSTER(R) blocks); without, they are compiled out. */
+template <int R, int D, int MB, bool NM>
 __global__ void __launch_bounds__(256, MB) k_q4kg(const uint8_t *__restrict__ w, int64_t rb, float *__restrict__ y,
-                                              const uint4 *__restrict__ xq, int64_t N, int64_t K, int W) {
+                                              const uint4 *__restrict__ xq, int64_t N, int64_t K, int W,
+                                              MmEpi ep, MmRs rq) {
     extern __shared__ uint4 xs4[];
     int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     int CH = (int)(K >> 11);
@@ -779,6 +782,11 @@ __global__ void __launch_bounds__(256, MB) k_q4kg(const uint8_t *__restrict__ w,
     cu_pdl_wait(); /* x and y = 0 from the producer */
     cu_pdl_trigger();
     for (int64_t i = threadIdx.x; i < (K >> 5) * XQ_BLOCK_U4; i += 256) xs4[i] = xq[i];
+    float rs = 1.0f, hv = 0.0f, wv = 1.0f, rowv[R]; /* the norm's halves (NM) */
+    if constexpr (NM) {
+        rs = mm_rs_begin(rq, K, lane);
+        mm_epi_begin<R>(ep, warp, lane, &hv, &wv);
+    }
     __syncthreads();
     float acc[R];
 #pragma unroll
@@ -793,7 +801,14 @@ __global__ void __launch_bounds__(256, MB) k_q4kg(const uint8_t *__restrict__ w,
             for (int r = 0; r < R; r++) {
                 float v = cu_warp_sum(acc[r]);
                 int64_t n = (int64_t)p * R + r;
-                if (lane == 0 && n < N) atomicAdd(y + n, v);
+                if constexpr (NM) {
+                    if (lane == 0 && n < N) {
+                        if (ep.xg) y[n] = rowv[r] = v; /* the row's only warp */
+                        else atomicAdd(y + n, v * rs);
+                    }
+                } else if (lane == 0 && n < N) {
+                    atomicAdd(y + n, v);
+                }
                 acc[r] = 0.0f;
             }
         }
@@ -803,6 +818,7 @@ __global__ void __launch_bounds__(256, MB) k_q4kg(const uint8_t *__restrict__ w,
         for (int k = 0; k < D; k++)
             if (it + k < i1) step(st[k], it + k);
     }
+    if constexpr (NM) mm_epi_end<R>(ep, warp, lane, rowv, hv, wv); /* rows 8 b R .. done */
 }
 
 /* MLXN_CU_Q4KG=0: q4_k one-row on k_mmvq (measuring). */
@@ -811,18 +827,52 @@ static bool q4kg_takes(int64_t N, int64_t K) {
     if (on < 0) on = mlxn_cu_env_flag("MLXN_CU_Q4KG", 1);
     return on && persist_fits(N, K, (size_t)(K / 32) * XQ_BYTES);
 }
+template <int R, int D, int MB, bool NM>
+static int64_t q4kg_warps(int64_t N) {
+    static int slots = 0, sms = 0; /* resident blocks on the device (per instantiation) */
+    if (!slots) slots = persist_slots(k_q4kg<R, D, MB, NM>, &sms);
+    return persist_warps(slots, N, R);
+}
 template <int R, int D, int MB>
 static cudaError_t launch_q4kg(const uint8_t *w, int64_t rb, float *y, const uint4 *xq, int64_t N, int64_t K,
-                               cudaStream_t s) {
-    static int slots = 0, sms = 0;
-    if (!slots) slots = persist_slots(k_q4kg<R, D, MB>, &sms);
-    int64_t W = persist_warps(slots, N, R);
-    return cu_launch(k_q4kg<R, D, MB>, cu_blocks(W, 8), 256, (size_t)(K / 32) * XQ_BYTES, s, w, rb, y, xq, N, K,
-                     (int)W);
+                               cudaStream_t s, const MmEpi *ep, const MmRs *rq) {
+    size_t smem = (size_t)(K / 32) * XQ_BYTES;
+    if (!ep && !rq) {
+        int64_t W = q4kg_warps<R, D, MB, false>(N);
+        return cu_launch(k_q4kg<R, D, MB, false>, cu_blocks(W, 8), 256, smem, s, w, rb, y, xq, N, K, (int)W, MmEpi{},
+                         MmRs{});
+    }
+    MmEpi e0 = {};
+    MmRs r0 = {};
+    int64_t W = q4kg_warps<R, D, MB, true>(N);
+    if (!ep)
+        return cu_launch(k_q4kg<R, D, MB, true>, cu_blocks(W, 8), 256, smem, s, w, rb, y, xq, N, K, (int)W, e0, *rq);
+    if (W * R != N || N % 32) return cudaErrorInvalidValue; /* q4kg_epi_rows */
+    return cu_launch_cluster(k_q4kg<R, D, MB, true>, cu_blocks(W, 8), 256, smem, s, EPI_CLUSTER(R), w, rb, y, xq, N,
+                             K, (int)W, *ep, rq ? *rq : r0);
 }
-/* q4_k one-row on k_q4kg (q4kg_takes); x_ready: a producer wrote xq and y = 0. */
+/* The Epi half on k_q4kg (MLXN_CU_Q4K_EPI=1; off by default until measured
+ * on a GPU): rows a warp R (1 or 2; 0: none fits) for N rows of K, as
+ * mlx4g_epi_plan: one warp for each R rows, all the rows' clusters
+ * resident at once; R = 1 on <1, 2, 3>, R = 2 on <2, 2, 2>. */
+static int q4kg_epi_rows(int64_t N, int64_t K) {
+    static int on = -1;
+    if (on < 0) on = mlxn_cu_env_flag("MLXN_CU_Q4K_EPI", 0);
+    if (!on || N % 32 || N >= 8192 || !q4kg_takes(N, K) || !cu_sm90_feature("MLXN_CU_EPI")) return 0;
+    size_t smem = (size_t)(K / 32) * XQ_BYTES;
+    if (q4kg_warps<1, 2, 3, true>(N) == N &&
+        (int64_t)cu_resident_clusters(k_q4kg<1, 2, 3, true>, cu_blocks(N, 8), 256, smem, EPI_CLUSTER(1)) * 32 >= N)
+        return 1;
+    if (q4kg_warps<2, 2, 2, true>(N) * 2 == N &&
+        (int64_t)cu_resident_clusters(k_q4kg<2, 2, 2, true>, cu_blocks(N / 2, 8), 256, smem, EPI_CLUSTER(2)) * 32 >= N)
+        return 2;
+    return 0;
+}
+/* q4_k one-row on k_q4kg (q4kg_takes); x_ready: a producer wrote xq and y =
+ * 0; ep / rq: the norm's halves (NULL: none; ep needs q4kg_epi_rows). */
 static cudaError_t run_q4kg(const uint8_t *w, int64_t rb, float *y, const float *x, int64_t N, int64_t K,
-                            void *scratch, cudaStream_t s, bool x_ready) {
+                            void *scratch, cudaStream_t s, bool x_ready, const MmEpi *ep = NULL,
+                            const MmRs *rq = NULL) {
     int64_t nb = K / 32;
     uint4 *xq = (uint4 *)scratch;
     if (!x_ready) {
@@ -843,10 +893,18 @@ static cudaError_t run_q4kg(const uint8_t *w, int64_t rb, float *y, const float 
         e = getenv("MLXN_CU_Q4KG_V");
         v = e ? atoi(e) : 0;
     }
-    cudaError_t e = r1 ? launch_q4kg<1, 2, 3>(w, rb, y, xq, N, K, s)
-                    : v == 1 || (v == 0 && N >= 8192) ? launch_q4kg<2, 1, 3>(w, rb, y, xq, N, K, s)
-                    : v == 2 ? launch_q4kg<2, 3, 2>(w, rb, y, xq, N, K, s)
-                             : launch_q4kg<2, 2, 2>(w, rb, y, xq, N, K, s);
+    cudaError_t e;
+    if (ep) { /* rows a warp from the plan */
+        int R = q4kg_epi_rows(N, K);
+        e = R == 1 ? launch_q4kg<1, 2, 3>(w, rb, y, xq, N, K, s, ep, rq)
+            : R == 2 ? launch_q4kg<2, 2, 2>(w, rb, y, xq, N, K, s, ep, rq)
+                     : cudaErrorInvalidValue;
+    } else {
+        e = r1 ? launch_q4kg<1, 2, 3>(w, rb, y, xq, N, K, s, NULL, rq)
+            : v == 1 || (v == 0 && N >= 8192) ? launch_q4kg<2, 1, 3>(w, rb, y, xq, N, K, s, NULL, rq)
+            : v == 2 ? launch_q4kg<2, 3, 2>(w, rb, y, xq, N, K, s, NULL, rq)
+                     : launch_q4kg<2, 2, 2>(w, rb, y, xq, N, K, s, NULL, rq);
+    }
     if (e != cudaSuccess) return e;
     CU_LAUNCH_CHECK();
     return cudaSuccess;
@@ -1146,10 +1204,12 @@ static size_t row_bytes(int wt, int64_t K) {
 static cudaError_t matmul_raw(float *y, const float *x, const void *w, int wt, int64_t M, int64_t N, int64_t K,
                               void *scratch, cudaStream_t s, bool bf, bool xr = false, const MmEpi *ep = NULL,
                               const MmRs *rq = NULL) {
-    if (ep || rq) return cudaErrorInvalidValue; /* the norm's halves: k_mlx4g only */
+    if ((ep || rq) && !(wt == MLXN_Q4_K && M == 1 && xr && q4kg_takes(N, K)))
+        return cudaErrorInvalidValue; /* the norm's halves: k_mlx4g and k_q4kg only */
     if (scratch && mlxn_cu_matmul_scratch(wt, 0, M, K)) {
         const uint8_t *wb = (const uint8_t *)w;
         int64_t rb = (int64_t)row_bytes(wt, K);
+        if (ep || rq) return run_q4kg(wb, rb, y, x, N, K, scratch, s, xr, ep, rq);
         switch (wt) {
         case MLXN_Q4_0: return run_mmvq(QDotQ4_0{{wb, rb}}, y, x, N, K, scratch, s, xr);
         case MLXN_Q4_1: return run_mmvq(QDotQ4_1{{wb, rb}}, y, x, N, K, scratch, s, xr);
@@ -1165,6 +1225,7 @@ static cudaError_t matmul_raw(float *y, const float *x, const void *w, int wt, i
         default: break;
         }
     }
+    if (ep || rq) return cudaErrorInvalidValue; /* (no scratch) */
     const uint8_t *wb = (const uint8_t *)w;
     int64_t rb = (int64_t)row_bytes(wt, K);
     bool aligned = ((uintptr_t)w % 16) == 0 && rb % 16 == 0 && K % 8 == 0 && ((uintptr_t)x % 16) == 0;
@@ -1429,14 +1490,19 @@ extern "C" bool mlxn_cu_epi_ok(const cu_node *mm1, const cu_node *nm, const cu_n
     static int on = -1; /* MLXN_CU_EPI=0: the norm runs as its own kernel (measuring) */
     if (on < 0) on = mlxn_cu_env_flag("MLXN_CU_EPI", 1);
     if (!on || nm->op != CU_OP_ADD_RMS_NORM) return false;
-    /* k_mlx4g on both sides: k_mmvq (blocks of whole rows, several waves)
-     * as the first ran 6-8 % slower decode with its blocks in clusters
-     * (H100, synthetic 8B q4_0 and 1B q4_1; bench/RESULTS.md) */
-    if (mlxn_cu_mm_xlayout(mm1) != XL_G || mlxn_cu_mm_xlayout(mm2) != XL_G) return false;
+    /* a persistent kernel on both sides: k_mlx4g (MLX 4-bit, layout XL_G)
+     * or k_q4kg (q4_k, XL_QZ; with MLXN_CU_Q4K_EPI=1 only, not yet measured
+     * on a GPU); k_mmvq (blocks of whole rows, several waves) as the first
+     * ran 6-8 % slower decode with its blocks in clusters (H100, synthetic
+     * 8B q4_0 and 1B q4_1; bench/RESULTS.md) */
+    static int q4k = -1;
+    if (q4k < 0) q4k = mlxn_cu_env_flag("MLXN_CU_Q4K_EPI", 0);
+    int xl1 = mlxn_cu_mm_xlayout(mm1), xl2 = mlxn_cu_mm_xlayout(mm2);
+    if (!(xl1 == XL_G || (q4k && xl1 == XL_QZ)) || !(xl2 == XL_G || (q4k && xl2 == XL_QZ))) return false;
     const cu_tensor *t = nm->t, *y1 = &mm1->t[0], *y2 = &mm2->t[0];
     int64_t N1 = mm1->t[2].shape[0], K1 = mm1->t[1].cols, K2 = mm2->t[1].cols;
     if (N1 != K2 || K2 > EPI_MAX_K || y1->elems != N1 || y1->dtype != MLXN_F32) return false;
-    if (!mlx4g_epi_rows(mm1->t[3].dtype, N1, K1)) return false;
+    if (!(xl1 == XL_G ? mlx4g_epi_rows(mm1->t[3].dtype, N1, K1) : q4kg_epi_rows(N1, K1))) return false;
     const cu_tensor *sum = &t[0], *out = &t[1], *a = &t[2], *b = &t[3], *w = &t[4];
     const cu_tensor *h = a->data == y1->data ? b : b->data == y1->data ? a : NULL;
     if (!h || (h == a ? b : a)->nbytes != y1->nbytes) return false;
