@@ -461,6 +461,46 @@ static void test_load_failures(void) {
     mlxn_device_close(dev);
 }
 
+/* synthetic:smollm2-135m has the default model's shape: its config against
+ * the GGUF's (models/, from scripts/get-model.sh; that part skipped, saying
+ * so, where the file is absent), both in q4_1 and MLX 4-bit; q4_k cannot
+ * tile K = 576 and says so. */
+static void test_smollm2_shape(void) {
+    const char *gguf = "models/SmolLM2-135M-Instruct.Q4_1.gguf";
+    mlxn_device *dev = NULL;
+    CHECK_OK(mlxn_device_open(&dev, "cpu", NULL));
+    if (!dev) return;
+    mlxn_model *ref = NULL;
+    FILE *f = fopen(gguf, "rb");
+    if (f) {
+        fclose(f);
+        CHECK_OK(mlxn_model_load(&ref, dev, gguf));
+    } else {
+        printf("  %s absent (scripts/get-model.sh): the shape check against it skipped\n", gguf);
+    }
+    const char *specs[2] = {"synthetic:smollm2-135m:q4_1", "synthetic:smollm2-135m"};
+    for (int k = 0; k < 2 && ref; k++) {
+        mlxn_model *m = NULL;
+        CHECK_OK(mlxn_model_load(&m, dev, specs[k]));
+        if (!m) continue;
+        const mlxn_model_config *a = &m->cfg, *b = &ref->cfg;
+        CHECK(a->hidden == b->hidden && a->layers == b->layers && a->heads == b->heads &&
+                  a->kv_heads == b->kv_heads && a->head_dim == b->head_dim && a->ffn == b->ffn &&
+                  a->vocab == b->vocab && a->tie_embeddings == b->tie_embeddings,
+              "%s: the shape of %s (hidden %d/%d, layers %d/%d, heads %d/%d, kv %d/%d, head_dim %d/%d, ffn %d/%d, "
+              "vocab %d/%d, tied %d/%d)",
+              specs[k], gguf, a->hidden, b->hidden, a->layers, b->layers, a->heads, b->heads, a->kv_heads,
+              b->kv_heads, a->head_dim, b->head_dim, a->ffn, b->ffn, a->vocab, b->vocab, a->tie_embeddings,
+              b->tie_embeddings);
+        mlxn_model_destroy(m);
+    }
+    mlxn_model_destroy(ref);
+    mlxn_model *m = NULL;
+    CHECK_STATUS(mlxn_model_load(&m, dev, "synthetic:smollm2-135m:q4_k"), MLXN_ERR_SHAPE);
+    CHECK(m == NULL, "synthetic:smollm2-135m:q4_k: no model");
+    mlxn_device_close(dev);
+}
+
 int main(void) {
     test_hash();
     test_pure();
@@ -469,5 +509,6 @@ int main(void) {
     test_model();
     test_ggml();
     test_load_failures();
+    test_smollm2_shape();
     return test_summary("test_synthetic");
 }

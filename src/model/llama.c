@@ -329,9 +329,10 @@ static mlxn_status load_weights(loader *ld) {
     TRY(load_vec(ld, &m->out_norm, mod, ".weight", hid, true));
     module_name(ld, R_HEAD, 0, mod, sizeof mod);
     mlxn_tensor_ref t;
-    /* GGUF has no tie flag: a file without output.weight ties the head. */
+    /* GGUF has no tie flag: a file without output.weight ties the head (and
+     * the config says so, as `mlxn info` prints it). */
     bool tied = c->tie_embeddings || (ld->src->names == MLXN_NAMES_GGUF && !find(ld, mod, ".weight", &t));
-    if (tied) m->head = m->embed;
+    if (tied) m->head = m->embed, m->cfg.tie_embeddings = true;
     else TRY(load_linear(ld, &m->head, mod, c->vocab, hid, false));
     if (g_names[ld->src->names][R_ROPE_FREQS]) {
         module_name(ld, R_ROPE_FREQS, 0, mod, sizeof mod);
