@@ -538,6 +538,53 @@ static void check_configs(void) {
     mlxn_model_config_free(&c);
 }
 
+/* mlxn_model_group_formats: llama_q4's config quantizes layer 1's
+ * down_proj at 8 bits and the rest at 4: that group lists both formats with
+ * a layer each, the others one format, the layer's own. And a GGUF loads
+ * with tie_embeddings set exactly when it has no output.weight (the default
+ * model's file: tied; the test GGUFs: not). */
+static void check_group_formats(mlxn_device *dev) {
+    mlxn_model *m = NULL;
+    CHECK_OK(mlxn_model_load(&m, dev, MODELS "llama_q4"));
+    if (m && m->cfg.layers == 2) {
+        char got[256], f0[32], f1[32], want[96];
+        for (int g = 0; g < MLXN_LIN_COUNT; g++) {
+            mlxn_model_group_formats(m, (mlxn_linear_group)g, got, sizeof got);
+            const mlxn_linear *l0 = g == MLXN_LIN_DOWN ? &m->L[0].down : &m->L[0].wq;
+            const mlxn_linear *l1 = g == MLXN_LIN_DOWN ? &m->L[1].down : &m->L[1].wq;
+            mlxn_linear_format(l0, f0, sizeof f0);
+            mlxn_linear_format(l1, f1, sizeof f1);
+            if (g == MLXN_LIN_DOWN) snprintf(want, sizeof want, "%s x1, %s x1", f0, f1);
+            else snprintf(want, sizeof want, "%s", f0);
+            CHECK(!strcmp(got, want), "llama_q4 %s formats: '%s', want '%s'", mlxn_linear_group_name((mlxn_linear_group)g),
+                  got, want);
+        }
+        CHECK(m->L[0].down.q.bits == 4 && m->L[1].down.q.bits == 8, "llama_q4 down bits %d / %d (config: 4 / 8)",
+              m->L[0].down.q.bits, m->L[1].down.q.bits);
+    }
+    mlxn_model_destroy(m);
+    static const char *const ggufs[] = {MODELS "llama_gguf/model.gguf", MODELS "qwen3_gguf/model.gguf",
+                                        MODELS "llama_q8_gguf/model.gguf", "models/SmolLM2-135M-Instruct.Q4_1.gguf"};
+    for (int i = 0; i < 4; i++) {
+        FILE *f = fopen(ggufs[i], "rb");
+        if (!f) {
+            printf("  %s absent (scripts/get-model.sh): its tie check skipped\n", ggufs[i]);
+            continue;
+        }
+        fclose(f);
+        m = NULL;
+        CHECK_OK(mlxn_model_load(&m, dev, ggufs[i]));
+        if (m) {
+            mlxn_tensor_ref t;
+            bool has_out = m->src.find(m->src.ctx, "output.weight", &t);
+            CHECK(m->cfg.tie_embeddings == !has_out && (m->head.w == m->embed.w) == !has_out,
+                  "%s: output.weight %s, tie_embeddings %d, head shares the embedding %d", ggufs[i],
+                  has_out ? "present" : "absent", m->cfg.tie_embeddings, m->head.w == m->embed.w);
+        }
+        mlxn_model_destroy(m);
+    }
+}
+
 int main(void) {
     mlxn_device *dev = NULL;
     CHECK_OK(mlxn_device_open(&dev, "cpu", NULL));
@@ -562,6 +609,7 @@ int main(void) {
     check_bad(dev);
     check_gguf_config();
     check_unstackable(dev);
+    check_group_formats(dev);
     printf("tokenizer glue:\n");
     check_tokenizer(dev, MODELS "llama");
     check_tokenizer(dev, MODELS "llama_gguf/model.gguf");

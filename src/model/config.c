@@ -384,6 +384,6 @@ void mlxn_model_config_print(const mlxn_model_config *c, FILE *f) {
         }
         fprintf(f, "\n");
     } else {
-        fprintf(f, "quantization: none\n");
+        fprintf(f, "quantization: no MLX quantization section (each tensor's own type)\n");
     }
 }

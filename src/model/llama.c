@@ -403,6 +403,59 @@ void mlxn_model_destroy(mlxn_model *m) {
     mlxn_free(m);
 }
 
+const char *mlxn_linear_group_name(mlxn_linear_group g) {
+    static const char *const k_names[MLXN_LIN_COUNT] = {"q", "k", "v", "o", "gate", "up", "down"};
+    return (unsigned)g < MLXN_LIN_COUNT ? k_names[g] : "?";
+}
+
+const char *mlxn_linear_format(const mlxn_linear *l, char *buf, size_t cap) {
+    if (!l->w) snprintf(buf, cap, "-");
+    else if (l->q.bits) snprintf(buf, cap, "mlx %d-bit/g%d", l->q.bits, l->q.group_size);
+    else snprintf(buf, cap, "%s", mlxn_dtype_name(mlxn_buffer_dtype(l->w)));
+    return buf;
+}
+
+static const mlxn_linear *group_linear(const mlxn_layer *L, mlxn_linear_group g) {
+    switch (g) {
+    case MLXN_LIN_Q: return &L->wq;
+    case MLXN_LIN_K: return &L->wk;
+    case MLXN_LIN_V: return &L->wv;
+    case MLXN_LIN_O: return &L->wo;
+    case MLXN_LIN_GATE: return &L->gate;
+    case MLXN_LIN_UP: return &L->up;
+    default: return &L->down;
+    }
+}
+
+const char *mlxn_model_group_formats(const mlxn_model *m, mlxn_linear_group g, char *buf, size_t cap) {
+    enum { MAXF = 8 };
+    char fmt[MAXF][32];
+    int cnt[MAXF], nf = 0, other = 0;
+    for (int i = 0; i < m->cfg.layers; i++) {
+        char f[32];
+        mlxn_linear_format(group_linear(&m->L[i], g), f, sizeof f);
+        int k = 0;
+        while (k < nf && strcmp(fmt[k], f)) k++;
+        if (k == nf && nf == MAXF) {
+            other++;
+            continue;
+        }
+        if (k == nf) {
+            memcpy(fmt[nf], f, sizeof f);
+            cnt[nf++] = 0;
+        }
+        cnt[k]++;
+    }
+    size_t o = 0;
+    buf[0] = 0;
+    for (int k = 0; k < nf && o < cap; k++) {
+        if (nf == 1) o += (size_t)snprintf(buf + o, cap - o, "%s", fmt[k]);
+        else o += (size_t)snprintf(buf + o, cap - o, "%s%s x%d", k ? ", " : "", fmt[k], cnt[k]);
+    }
+    if (other && o < cap) snprintf(buf + o, cap - o, ", other formats x%d", other);
+    return buf;
+}
+
 mlxn_status mlxn_model_create(mlxn_model **out, mlxn_device *dev, mlxn_model_config *cfg,
                               mlxn_weight_source *src) {
     if (!out || !dev || !cfg || !src || !src->find) {

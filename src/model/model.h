@@ -184,6 +184,21 @@ typedef struct mlxn_model {
     char path[512];
 } mlxn_model;
 
+/* The linear groups of a layer, for reports (mlxn info). */
+typedef enum mlxn_linear_group {
+    MLXN_LIN_Q, MLXN_LIN_K, MLXN_LIN_V, MLXN_LIN_O, MLXN_LIN_GATE, MLXN_LIN_UP, MLXN_LIN_DOWN, MLXN_LIN_COUNT
+} mlxn_linear_group;
+/* "q", "k", "v", "o", "gate", "up", "down". */
+const char *mlxn_linear_group_name(mlxn_linear_group g);
+/* A linear's weight format into buf: "mlx 4-bit/g64", a dtype name ("q4_k",
+ * "bf16"), or "-" when absent. Returns buf. */
+const char *mlxn_linear_format(const mlxn_linear *l, char *buf, size_t cap);
+/* Group g's formats across the model's layers into buf: the format when
+ * every layer has the same one, else each format with its layer count in
+ * order of first appearance ("q6_k x16, q4_k x14"; GGUF Q4_K_M files mix
+ * them). Returns buf. */
+const char *mlxn_model_group_formats(const mlxn_model *m, mlxn_linear_group g, char *buf, size_t cap);
+
 /* Build a model from a config (taken over: cfg is moved into the model and
  * zeroed on success) and a weight source (taken over on success and on
  * failure). Every tensor is checked against the config; a missing tensor,
