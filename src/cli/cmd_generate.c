@@ -9,6 +9,7 @@
 #include "model/model.h"
 #include "model/tokenizer.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
@@ -153,6 +154,14 @@ int cmd_generate(int argc, char **argv) {
     if (!model_path || (!!prompt + !!file + !!ids) != 1) {
         fprintf(stderr, "mlxn generate: need -m PATH and exactly one of -p, -f, --tokens\n");
         usage(stderr);
+        return 2;
+    }
+    /* the sampler's own checks, before the model loads (it would say the same after) */
+    if (isnan(temp) || !(top_p >= 0 && top_p <= 1) || !(min_p >= 0 && min_p <= 1) || !(rep >= 0) || isinf(rep)) {
+        fprintf(stderr,
+                "mlxn generate: --temp must be a number (<= 0: greedy), --top-p and --min-p in [0, 1], "
+                "--repeat-penalty finite and >= 0 (got %g, %g, %g, %g)\n",
+                temp, top_p, min_p, rep);
         return 2;
     }
     mlxn_dtype kvt;
