@@ -118,7 +118,11 @@ int cmd_bench(int argc, char **argv) {
         if (!ok) return 2;
         i++;
     }
-    if (!model_path || (!pp && !tg)) { usage(stderr); return 2; }
+    if (!model_path || (!pp && !tg)) {
+        fprintf(stderr, "mlxn bench: %s\n", !model_path ? "need -m PATH" : "-p and -n are both 0: nothing to time");
+        usage(stderr);
+        return 2;
+    }
     mlxn_dtype kvt;
     if (mlxn_dtype_from_name(&kvt, kvname) || !(kvt == MLXN_F16 || kvt == MLXN_BF16 || kvt == MLXN_F32)) {
         fprintf(stderr, "mlxn bench: --kv must be f16, bf16 or f32\n");
