@@ -171,6 +171,14 @@ int cmd_generate(int argc, char **argv) {
     }
     if (seed < 0) seed = (long)(time(NULL) & 0x7fffffff);
 
+    if (file) { /* before the model loads */
+        FILE *pf = fopen(file, "rb");
+        if (!pf) {
+            fprintf(stderr, "mlxn generate: cannot read '%s'\n", file);
+            return 1;
+        }
+        fclose(pf);
+    }
     int rc = 1;
     mlxn_device *dev = NULL;
     mlxn_model *m = NULL;
