@@ -275,11 +275,12 @@ static __device__ __forceinline__ void mm_epi_end(const MmEpi &ep, int warp, int
 #endif
 }
 
-/* One block of 8 warps = (8 / split) rows x `split` warps per row: warp
- * (r, k) takes units k*32 + lane, + 32*split, ... of row r, so a long row is
- * cut into shorter independent pieces (more loads in flight, fewer
- * sequential iterations per warp). split is the largest power of two <= 8
- * that leaves each lane at least 4 units. The int8 x (a few KB) is read
+/* One block of 8 warps = (8 / split) warp rows x `split` warps each, a
+ * warp row being R rows (k_mmvq's R): warp (r, k) takes units k*32 + lane,
+ * + 32*split, ... of its R rows, so a long row is cut into shorter
+ * independent pieces (more loads in flight, fewer sequential iterations per
+ * warp). split is the largest power of two <= 8 that leaves each lane at
+ * least 4 / R units of each row (mmvq_split). The int8 x (a few KB) is read
  * through L1. */
 #define MMVQ_WARPS 8
 /* blocks of 256 threads an SM can hold: 8, but 6 on sm_86/87/89 (1536 threads) */
