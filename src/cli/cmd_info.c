@@ -106,14 +106,6 @@ int cmd_info(int argc, char **argv) {
             print_size("", (long long)sb.st_size);
             printf("\n");
         }
-    } else if (is_dir) {
-        print_dir_files(path);
-        mlxn_st_shards *sh = NULL;
-        if (mlxn_st_shards_open(&sh, path) == MLXN_OK) {
-            printf("safetensors: %zu file%s, %zu tensors\n", mlxn_st_shards_file_count(sh),
-                   mlxn_st_shards_file_count(sh) == 1 ? "" : "s", mlxn_st_shards_count(sh));
-            mlxn_st_shards_close(sh);
-        } /* else the load below says what is wrong */
     }
     mlxn_device *dev = NULL;
     mlxn_status st = mlxn_device_open(&dev, "cpu", NULL);
@@ -123,6 +115,15 @@ int cmd_info(int argc, char **argv) {
     if (st) {
         mlxn_device_close(dev);
         return cli_fail("loading the model", st);
+    }
+    if (is_dir) { /* a model directory, once it loaded */
+        print_dir_files(path);
+        mlxn_st_shards *sh = NULL;
+        if (mlxn_st_shards_open(&sh, path) == MLXN_OK) {
+            printf("safetensors: %zu file%s, %zu tensors\n", mlxn_st_shards_file_count(sh),
+                   mlxn_st_shards_file_count(sh) == 1 ? "" : "s", mlxn_st_shards_count(sh));
+            mlxn_st_shards_close(sh);
+        }
     }
     printf("path: %s\n", m->path);
     mlxn_model_config_print(&m->cfg, stdout);
