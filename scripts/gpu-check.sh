@@ -29,6 +29,13 @@ M8=synthetic:llama3-8b:q4:g64
 timeout 240 ./build-cuda/mlxn bench -m $M8 --backend cuda -p 512 -n 128 -r 3 >"$LOG/bench8b.log" 2>&1
 MLXN_CU_BLAS=0 timeout 120 ./build-cuda/mlxn bench -m $M8 --backend cuda -p 512 -n 16 -r 2 >"$LOG/bench8b_noblas.log" 2>&1
 timeout 120 ./build-cuda/mlxn bench -m $M8 --backend cuda -p 0 -n 64 -r 2 --mode direct >"$LOG/bench8b_direct.log" 2>&1
+# switches not yet on by default, each with its tests and a decode A/B
+# (MLXN_CU_Q4K_EPI=1: q4_k matmuls on either side of the norm between them)
+MLXN_CU_Q4K_EPI=1 timeout 120 ./build-cuda/tests/test_cuda_ops >"$LOG/exp_q4k_epi_ops.log" 2>&1
+for v in 0 1 0 1; do
+  echo "MLXN_CU_Q4K_EPI=$v $(MLXN_CU_Q4K_EPI=$v timeout 60 ./build-cuda/mlxn bench -m synthetic:llama3-8b:q4_k --backend cuda \
+    -p 16 -n 128 -r 3 2>&1 | grep -E '^tg|launches' | tr -s ' ' | tr '\n' ' ')"
+done >"$LOG/exp_q4k_epi_bench.log"
 GGUF=models/SmolLM2-135M-Instruct.Q4_1.gguf
 if [ -f "$GGUF" ]; then
   timeout 60 ./build-cuda/mlxn bench -m $GGUF --backend cuda -p 512 -n 128 -r 3 >"$LOG/bench_smollm2.log" 2>&1
@@ -77,6 +84,10 @@ if [ -n "$tg" ] && [ -n "$cp_bw" ]; then
     printf "8B q4 g64 decode: tg128 %.1f tok/s = %.1f%% of the floor (4.309 GB a token / %.0f GB/s copy = %.3f ms)\n",
       tg, 100 * tg * fl, bw, 1e3 * fl }'
 fi
+echo "switches not on by default (test_cuda_ops with it; 8B q4_k tg128 off / on, alternating):"
+echo "MLXN_CU_Q4K_EPI=1: $(tail -1 "$LOG/exp_q4k_epi_ops.log")"
+grep -E "FAIL" "$LOG/exp_q4k_epi_ops.log" | head -5
+cat "$LOG/exp_q4k_epi_bench.log"
 echo "tests (make CUDA=1 test, exit $test_rc):"
 grep -E "^test_[a-z_]+: [0-9]+ passed" "$LOG/test.log" | sort -u
 grep -E "FAIL" "$LOG/test.log" | head -10
