@@ -29,6 +29,8 @@ M8=synthetic:llama3-8b:q4:g64
 timeout 240 ./build-cuda/mlxn bench -m $M8 --backend cuda -p 512 -n 128 -r 3 >"$LOG/bench8b.log" 2>&1
 MLXN_CU_BLAS=0 timeout 120 ./build-cuda/mlxn bench -m $M8 --backend cuda -p 512 -n 16 -r 2 >"$LOG/bench8b_noblas.log" 2>&1
 timeout 120 ./build-cuda/mlxn bench -m $M8 --backend cuda -p 0 -n 64 -r 2 --mode direct >"$LOG/bench8b_direct.log" 2>&1
+# the one-row table of `mlxn bench ops` (issue #5's command), next to its device copy
+timeout 120 ./build-cuda/mlxn bench ops --backend cuda --rows 1 >"$LOG/bench_ops.log" 2>&1
 # switches not yet on by default, each with its tests and a decode A/B
 # (MLXN_CU_Q4K_EPI=1: q4_k matmuls on either side of the norm between them)
 MLXN_CU_Q4K_EPI=1 timeout 120 ./build-cuda/tests/test_cuda_ops >"$LOG/exp_q4k_epi_ops.log" 2>&1
@@ -84,6 +86,8 @@ if [ -n "$tg" ] && [ -n "$cp_bw" ]; then
     printf "8B q4 g64 decode: tg128 %.1f tok/s = %.1f%% of the floor (4.309 GB a token / %.0f GB/s copy = %.3f ms)\n",
       tg, 100 * tg * fl, bw, 1e3 * fl }'
 fi
+echo "mlxn bench ops --backend cuda --rows 1 (one-row matmul with its x quantization, % of the device copy):"
+grep -E "device copy|^(mlx-q4-g64|mlx-q8-g64|q4_0|q4_1|q8_0|q4_k) " "$LOG/bench_ops.log" | awk '{print}' | head -30
 echo "switches not on by default (test_cuda_ops with it; 8B q4_k tg128 off / on, alternating):"
 echo "MLXN_CU_Q4K_EPI=1: $(tail -1 "$LOG/exp_q4k_epi_ops.log")"
 grep -E "FAIL" "$LOG/exp_q4k_epi_ops.log" | head -5

@@ -162,6 +162,39 @@ static mlxn_status upload(mlxn_device *dev, mlxn_buffer **out, mlxn_dtype t, int
 
 static unsigned g_session_flags;
 
+/* Copy bandwidth on the device itself (read + write bytes a second): copies
+ * between two pairs of `bytes`-sized f32 buffers, alternated so no copy
+ * reads what the one before wrote, recorded once and replayed; the median
+ * replay over min_seconds. The reference for GPU matmuls (issue #5: "next
+ * to a device-to-device copy measured in the same run"). 0 on failure. */
+static double device_copy_bandwidth(mlxn_device *dev, size_t bytes, double min_seconds) {
+    enum { NB = 4, CPS = 8 };
+    mlxn_buffer *b[NB] = {0};
+    int64_t sh[1] = {(int64_t)(bytes / 4)};
+    mlxn_session *s = NULL;
+    mlxn_status st = MLXN_OK;
+    for (int i = 0; i < NB && !st; i++) st = mlxn_buffer_create(&b[i], dev, MLXN_F32, 1, sh);
+    if (!st) st = mlxn_session_create(&s, dev, MLXN_MODE_OPTIMIZED, 0);
+    for (int c = 0; c < CPS && !st; c++) /* 0 -> 1, 2 -> 3, 0 -> 1, ... */
+        st = mlxn_op_copy(s, b[2 * (c % 2) + 1], b[2 * (c % 2)]);
+    if (!st) st = mlxn_session_finish(s); /* warm-up */
+    double times[64], res = 0;
+    int reps = 0;
+    double t_start = now_s();
+    while (!st && (reps < 3 || (now_s() - t_start < min_seconds && reps < 64))) {
+        double t0 = now_s();
+        st = mlxn_session_replay(s);
+        times[reps++] = now_s() - t0;
+    }
+    if (!st && reps) {
+        qsort(times, (size_t)reps, sizeof(double), cli_cmp_double);
+        res = 2.0 * (double)bytes * CPS / times[reps / 2] / 1e9;
+    }
+    mlxn_session_destroy(s);
+    for (int i = 0; i < NB; i++) mlxn_buffer_destroy(b[i]);
+    return res;
+}
+
 static mlxn_status run_case(mlxn_device *dev, bcase *c, size_t rotate_bytes, double min_seconds) {
     mlxn_qweights qw;
     mlxn_status st = mlxn_quant_make_random(c->format, c->n, c->k, 42, &qw);
@@ -289,7 +322,8 @@ static void usage(void) {
            "                      [--bw-each]\n"
            "Matmul µs and GB/s of weight bytes per format and shape (N x K = output x input\n"
            "features), weights rotated through --rotate-mb (default 512) so calls read memory.\n"
-           "The read bandwidth is measured before the cases (%%read uses it) and after them;\n"
+           "The read bandwidth is measured before the cases (%%read uses it) and after them,\n"
+           "and a device-to-device copy (read + write bytes) before them: on a GPU %%read is %% of it;\n"
            "--bw-each measures it again right before and right after every case and takes their\n"
            "mean for its %%read, marking a case where the two differ by more than 15%% (on a machine\n"
            "whose bandwidth changes within a run).\n"
@@ -327,6 +361,11 @@ int cmd_bench_ops(int argc, char **argv) {
     bool cpu = !strcmp(mlxn_device_kind(dev), "cpu");
     double rbw = cpu ? read_bandwidth(nth, (size_t)1 << 30) : 0;
     double peak = cpu ? fma_peak(nth) : 0;
+    /* on a GPU the matmuls' reference is a device-to-device copy (the host
+     * read bandwidth says nothing of it): %read is then % of that copy */
+    size_t copy_mb = cpu ? 64 : 256; /* each of the 4 buffers: past the last-level cache */
+    double cbw_dev = device_copy_bandwidth(dev, copy_mb << 20, 0.5);
+    if (!cpu) rbw = cbw_dev;
     int64_t shapes[4][2] = {{4096, 4096}, {4096, 14336}, {14336, 4096}, {32000, 4096}};
     int n_shapes = quick ? 1 : 4;
     if (shape_arg) {
@@ -343,12 +382,14 @@ int cmd_bench_ops(int argc, char **argv) {
     if (!json) {
         printf("bench ops on %s, %s activations\n", mlxn_device_description(dev), g_session_flags ? "f32" : "int8");
         if (cpu) printf("read bandwidth (%d threads): %.1f GB/s; peak f32 FMA: %.0f GFLOP/s\n", nth, rbw, peak);
+        printf("device copy (%zu MiB buffers, read + write bytes): %.1f GB/s%s\n", copy_mb, cbw_dev,
+               cpu ? "" : "; %read below is % of it");
         printf("%-12s %5s %6s %6s %10s %9s %9s %8s %7s\n", "format", "m", "n", "k", "us", "GB/s", "GFLOP/s", "%read",
                "%peak");
     } else {
         printf("{\"device\": \"%s\", \"activations\": \"%s\", \"read_bandwidth_gbps\": %.2f, "
-               "\"fma_peak_gflops\": %.1f, \"results\": [",
-               mlxn_device_description(dev), g_session_flags ? "f32" : "int8", rbw, peak);
+               "\"copy_bandwidth_gbps\": %.2f, \"fma_peak_gflops\": %.1f, \"results\": [",
+               mlxn_device_description(dev), g_session_flags ? "f32" : "int8", cpu ? rbw : 0.0, cbw_dev, peak);
     }
     int printed = 0, rc = 0;
     char fl[512], rl[64];
