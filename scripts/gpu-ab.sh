@@ -19,15 +19,20 @@ source scripts/gpu-env.sh
 make "${MK[@]}" -j16 build-cuda/mlxn >/tmp/b.log 2>&1 || { tail -30 /tmp/b.log; exit 1; }
 (cd .cudawt/base && make "${MK[@]}" -j16 build-cuda/mlxn >/tmp/bb.log 2>&1) || { tail -30 /tmp/bb.log; exit 1; }
 nvidia-smi --query-gpu=name --format=csv,noheader
+# variant V (base, - = the tree, or the tree with "A=1,B=2" set) of binary
+# B (a path in a build tree): sets bin and e (the environment)
+pick() {
+  bin=./$2 e=()
+  [ "$1" = base ] && bin=./.cudawt/base/$2
+  [ "$1" != base ] && [ "$1" != - ] && e=(${1//,/ })
+}
 if [ -n "${CB:-}" ]; then
   make "${MK[@]}" -j16 build-cuda/bench/cuda_bench >>/tmp/b.log 2>&1 &&
     (cd .cudawt/base && make "${MK[@]}" -j16 build-cuda/bench/cuda_bench >>/tmp/bb.log 2>&1) ||
     { tail -n 30 /tmp/b.log /tmp/bb.log; exit 1; }
   for r in $(seq ${ROUNDS:-2}); do
     for v in base - ${VARIANTS:-}; do
-      bin=./build-cuda/bench/cuda_bench e=()
-      [ "$v" = base ] && bin=./.cudawt/base/build-cuda/bench/cuda_bench
-      [ "$v" != base ] && [ "$v" != - ] && e=(${v//,/ })
+      pick "$v" build-cuda/bench/cuda_bench
       echo "== cuda_bench ${e[*]:-$v} (round $r)"
       env "${e[@]}" $bin $CB 2>&1 | grep -E "copy kernel|^(${CBF:-[a-z]})" | grep -E "copy kernel|[0-9]+x[0-9]+"
     done
@@ -36,9 +41,7 @@ fi
 for M in ${MODELS:-synthetic:llama3-8b:q4:g64}; do
   for r in $(seq ${ROUNDS:-2}); do
     for v in base - ${VARIANTS:-}; do
-      bin=./build-cuda/mlxn e=()
-      [ "$v" = base ] && bin=./.cudawt/base/build-cuda/mlxn
-      [ "$v" != base ] && [ "$v" != - ] && e=(${v//,/ })
+      pick "$v" build-cuda/mlxn
       echo "== $M ${e[*]:-$v}: $(env "${e[@]}" $bin bench -m $M --backend cuda -p 512 -n 128 -r 3 2>&1 |
         grep -E "^tg|launches" | tr -s ' ' | tr '\n' ' ')"
     done

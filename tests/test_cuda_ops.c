@@ -1085,8 +1085,8 @@ static void test_norm_in_matmuls(void) {
               {4096, 4096, 14336, 64, MLXN_BF16, false, true, {MLXN_Q4_K, MLXN_Q4_K}},
               {4096, 4096, 4096, 128, MLXN_F16, false, true, {0, MLXN_Q4_K}},
               {2048, 2048, 2048, 64, MLXN_BF16, true, false, {MLXN_Q4_K, 0}}};
-    const char *q4k_env = getenv("MLXN_CU_Q4K_EPI");
-    bool q4k_epi = q4k_env && atoi(q4k_env) == 1;
+    const char *q4k_env = getenv("MLXN_CU_Q4K_EPI"); /* on as the library reads it (mlxn_cu_env_flag) */
+    bool q4k_epi = q4k_env && *q4k_env && *q4k_env != '0';
     for (size_t c = 0; c < sizeof cs / sizeof cs[0]; c++) {
         int64_t K1 = cs[c].K1, N1 = cs[c].N1, N2 = cs[c].N2;
         mlxn_mlx_quant q = {4, cs[c].group};

@@ -550,11 +550,12 @@ static void check_group_formats(mlxn_device *dev) {
         char got[256], f0[32], f1[32], want[96];
         for (int g = 0; g < MLXN_LIN_COUNT; g++) {
             mlxn_model_group_formats(m, (mlxn_linear_group)g, got, sizeof got);
-            const mlxn_linear *l0 = g == MLXN_LIN_DOWN ? &m->L[0].down : &m->L[0].wq;
-            const mlxn_linear *l1 = g == MLXN_LIN_DOWN ? &m->L[1].down : &m->L[1].wq;
-            mlxn_linear_format(l0, f0, sizeof f0);
-            mlxn_linear_format(l1, f1, sizeof f1);
-            if (g == MLXN_LIN_DOWN) snprintf(want, sizeof want, "%s x1, %s x1", f0, f1);
+            mlxn_linear_format(mlxn_layer_linear(&m->L[0], (mlxn_linear_group)g), f0, sizeof f0);
+            mlxn_linear_format(mlxn_layer_linear(&m->L[1], (mlxn_linear_group)g), f1, sizeof f1);
+            /* the config's rule: only down differs between the layers */
+            CHECK((g == MLXN_LIN_DOWN) == (strcmp(f0, f1) != 0), "llama_q4 %s: layer formats '%s' / '%s'",
+                  mlxn_linear_group_name((mlxn_linear_group)g), f0, f1);
+            if (strcmp(f0, f1)) snprintf(want, sizeof want, "%s x1, %s x1", f0, f1);
             else snprintf(want, sizeof want, "%s", f0);
             CHECK(!strcmp(got, want), "llama_q4 %s formats: '%s', want '%s'", mlxn_linear_group_name((mlxn_linear_group)g),
                   got, want);

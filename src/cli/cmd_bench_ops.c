@@ -162,6 +162,26 @@ static mlxn_status upload(mlxn_device *dev, mlxn_buffer **out, mlxn_dtype t, int
 
 static unsigned g_session_flags;
 
+/* The median seconds of fn(ctx) over at least 3 calls and min_seconds (at
+ * most 64 calls) into *sec; the first error stops it. */
+static mlxn_status median_time(mlxn_status (*fn)(void *), void *ctx, double min_seconds, double *sec) {
+    double times[64];
+    int reps = 0;
+    mlxn_status st = MLXN_OK;
+    double t_start = now_s();
+    while (!st && (reps < 3 || (now_s() - t_start < min_seconds && reps < 64))) {
+        double t0 = now_s();
+        st = fn(ctx);
+        times[reps++] = now_s() - t0;
+    }
+    if (!st) {
+        qsort(times, (size_t)reps, sizeof(double), cli_cmp_double);
+        *sec = times[reps / 2];
+    }
+    return st;
+}
+static mlxn_status replay_fn(void *s) { return mlxn_session_replay((mlxn_session *)s); }
+
 /* Copy bandwidth on the device itself (read + write bytes a second): copies
  * between two pairs of `bytes`-sized f32 buffers, alternated so no copy
  * reads what the one before wrote, recorded once and replayed; the median
@@ -178,18 +198,9 @@ static double device_copy_bandwidth(mlxn_device *dev, size_t bytes, double min_s
     for (int c = 0; c < CPS && !st; c++) /* 0 -> 1, 2 -> 3, 0 -> 1, ... */
         st = mlxn_op_copy(s, b[2 * (c % 2) + 1], b[2 * (c % 2)]);
     if (!st) st = mlxn_session_finish(s); /* warm-up */
-    double times[64], res = 0;
-    int reps = 0;
-    double t_start = now_s();
-    while (!st && (reps < 3 || (now_s() - t_start < min_seconds && reps < 64))) {
-        double t0 = now_s();
-        st = mlxn_session_replay(s);
-        times[reps++] = now_s() - t0;
-    }
-    if (!st && reps) {
-        qsort(times, (size_t)reps, sizeof(double), cli_cmp_double);
-        res = 2.0 * (double)bytes * CPS / times[reps / 2] / 1e9;
-    }
+    double sec = 0, res = 0;
+    if (!st) st = median_time(replay_fn, s, min_seconds, &sec);
+    if (!st && sec > 0) res = 2.0 * (double)bytes * CPS / sec / 1e9;
     mlxn_session_destroy(s);
     for (int i = 0; i < NB; i++) mlxn_buffer_destroy(b[i]);
     return res;
@@ -207,7 +218,6 @@ static mlxn_status run_case(mlxn_device *dev, bcase *c, size_t rotate_bytes, dou
     wcopy *cp = calloc((size_t)R, sizeof *cp);
     mlxn_buffer *x = NULL, *y = NULL;
     mlxn_session *s = NULL;
-    double *times = NULL;
     bool mlx = qw.mat.kind == MLXN_QKIND_MLX;
     int64_t xs[2] = {c->m, c->k}, ys[2] = {c->m, c->n};
     if (!cp) { st = MLXN_ERR_OUT_OF_MEMORY; goto out; }
@@ -235,23 +245,15 @@ static mlxn_status run_case(mlxn_device *dev, bcase *c, size_t rotate_bytes, dou
     for (int r = 0; r < R && !st; r++)
         st = mlx ? mlxn_op_matmul_mlx(s, y, x, cp[r].w, cp[r].s, cp[r].b, &q) : mlxn_op_matmul(s, y, x, cp[r].w);
     if (!st) st = mlxn_session_finish(s); /* warm-up */
-    int reps = 0, cap = 64;
-    times = malloc((size_t)cap * sizeof(double));
-    double t_start = now_s();
-    while (!st && (reps < 3 || (now_s() - t_start < min_seconds && reps < cap))) {
-        double t0 = now_s();
-        st = mlxn_session_replay(s);
-        times[reps++] = (now_s() - t0) / R;
-    }
+    double sec = 0;
+    if (!st) st = median_time(replay_fn, s, min_seconds, &sec);
     if (!st) {
-        qsort(times, (size_t)reps, sizeof(double), cli_cmp_double);
-        double sec = times[reps / 2];
+        sec /= R;
         c->us = sec * 1e6;
         c->gbps = (double)qw.total_bytes / sec / 1e9;
         c->gflops = 2.0 * (double)c->m * (double)c->n * (double)c->k / sec / 1e9;
     }
 out:
-    free(times);
     mlxn_session_destroy(s);
     mlxn_buffer_destroy(x);
     mlxn_buffer_destroy(y);
@@ -277,6 +279,16 @@ typedef struct scase {
     double us;
 } scase;
 
+typedef struct read_row {
+    mlxn_buffer *x;
+    float *host;
+    size_t bytes;
+} read_row;
+static mlxn_status read_row_fn(void *p) {
+    read_row *r = p;
+    return mlxn_buffer_read(r->x, 0, r->host, r->bytes);
+}
+
 static mlxn_status run_select_case(mlxn_device *dev, scase *c, int64_t n, double min_seconds) {
     enum { REPS = 16 };
     int64_t ks[2] = {1, c->k > 0 ? c->k : 1}, ls[2] = {1, 2};
@@ -296,18 +308,12 @@ static mlxn_status run_select_case(mlxn_device *dev, scase *c, int64_t n, double
         else st = mlxn_op_logsumexp(s, ov, x, 1.0 / 0.8);
     }
     if (!st && !copy) st = mlxn_session_finish(s); /* warm-up */
-    double times[64];
-    int reps = 0;
-    double t_start = now_s();
-    while (!st && (reps < 3 || (now_s() - t_start < min_seconds && reps < 64))) {
-        double t0 = now_s();
-        st = copy ? mlxn_buffer_read(x, 0, host, (size_t)n * sizeof(float)) : mlxn_session_replay(s);
-        times[reps++] = (now_s() - t0) / (copy ? 1 : REPS);
-    }
+    double sec = 0;
     if (!st) {
-        qsort(times, (size_t)reps, sizeof(double), cli_cmp_double);
-        c->us = times[reps / 2] * 1e6;
+        read_row rr = {x, host, (size_t)n * sizeof(float)};
+        st = copy ? median_time(read_row_fn, &rr, min_seconds, &sec) : median_time(replay_fn, s, min_seconds, &sec);
     }
+    if (!st) c->us = sec / (copy ? 1 : REPS) * 1e6;
     mlxn_session_destroy(s);
     mlxn_buffer_destroy(x);
     mlxn_buffer_destroy(oi);

@@ -171,20 +171,17 @@ int cmd_generate(int argc, char **argv) {
     }
     if (seed < 0) seed = (long)(time(NULL) & 0x7fffffff);
 
-    if (file) { /* before the model loads */
-        FILE *pf = fopen(file, "rb");
-        if (!pf) {
-            fprintf(stderr, "mlxn generate: cannot read '%s'\n", file);
-            return 1;
-        }
-        fclose(pf);
+    char *text = NULL; /* -f FILE's text, read before the model loads */
+    if (file && !(text = read_text(file))) {
+        fprintf(stderr, "mlxn generate: cannot read '%s'\n", file);
+        return 1;
     }
     int rc = 1;
     mlxn_device *dev = NULL;
     mlxn_model *m = NULL;
     mlxn_tokenizer *tok = NULL;
     mlxn_kvcache *kv = NULL;
-    char *tmpl = NULL, *text = NULL, *formatted = NULL;
+    char *tmpl = NULL, *formatted = NULL;
     int32_t *ptoks = NULL;
     int n_prompt = 0;
     mlxn_status st = cli_open_device(&dev, backend, (int)threads);
@@ -205,10 +202,6 @@ int cmd_generate(int argc, char **argv) {
     } else {
         if ((st = mlxn_model_load_tokenizer(m, &tok, &tmpl))) {
             rc = cli_fail("loading the tokenizer (--tokens ID,... runs without one)", st);
-            goto done;
-        }
-        if (file && !(text = read_text(file))) {
-            fprintf(stderr, "mlxn generate: cannot read '%s'\n", file);
             goto done;
         }
         const char *user = file ? text : prompt;

@@ -415,7 +415,7 @@ const char *mlxn_linear_format(const mlxn_linear *l, char *buf, size_t cap) {
     return buf;
 }
 
-static const mlxn_linear *group_linear(const mlxn_layer *L, mlxn_linear_group g) {
+const mlxn_linear *mlxn_layer_linear(const mlxn_layer *L, mlxn_linear_group g) {
     switch (g) {
     case MLXN_LIN_Q: return &L->wq;
     case MLXN_LIN_K: return &L->wk;
@@ -433,7 +433,7 @@ const char *mlxn_model_group_formats(const mlxn_model *m, mlxn_linear_group g, c
     int cnt[MAXF], nf = 0, other = 0;
     for (int i = 0; i < m->cfg.layers; i++) {
         char f[32];
-        mlxn_linear_format(group_linear(&m->L[i], g), f, sizeof f);
+        mlxn_linear_format(mlxn_layer_linear(&m->L[i], g), f, sizeof f);
         int k = 0;
         while (k < nf && strcmp(fmt[k], f)) k++;
         if (k == nf && nf == MAXF) {

@@ -190,6 +190,8 @@ typedef enum mlxn_linear_group {
 } mlxn_linear_group;
 /* "q", "k", "v", "o", "gate", "up", "down". */
 const char *mlxn_linear_group_name(mlxn_linear_group g);
+/* Layer L's linear of group g. */
+const mlxn_linear *mlxn_layer_linear(const mlxn_layer *L, mlxn_linear_group g);
 /* A linear's weight format into buf: "mlx 4-bit/g64", a dtype name ("q4_k",
  * "bf16"), or "-" when absent. Returns buf. */
 const char *mlxn_linear_format(const mlxn_linear *l, char *buf, size_t cap);

@@ -154,13 +154,13 @@ __global__ void k_quant_x(uint4 *xq, const float *x, int64_t nb, float *y, int64
  * multiplies its row sums by it.
  * Epi (mm1 side; xg NULL: off): each row's value is whole in one warp (R
  * rows a warp, one warp for each R rows, W = N / R, picked by
- * mlx4g_epi_plan), and the blocks of each 32 rows form a thread block
+ * mlx4g_epi_plan or q4kg_epi_rows), and the blocks of each 32 rows form a thread block
  * cluster: they store their rows (no add) and hand them to the cluster's
  * first block through distributed shared memory; after the cluster barrier
  * that block's first warp adds h (read right after the wait), writes s
  * (sum), the 32-block's codes (xg, in mm2's layout xl) and Σ s² (ssp).
  * Every block zeroes y2, mm2's output, when mm2 adds partial sums into it
- * (k_mlx4g).
+ * (k_mlx4g, k_q4kg: mlxn_cu_xl_zeroes).
  * Measured on an H100 (bench/RESULTS.md) against the last of the four blocks
  * (a counter) doing it from global memory: that took three L2 round trips at
  * the kernel's end, each queued behind the next kernel's weight loads (+3.8
@@ -172,7 +172,7 @@ struct MmEpi {
     const void *w; /* norm weight, or NULL */
     int wdt;
     uint8_t *xg;
-    int xl; /* xg's layout (mm2's: XL_G) */
+    int xl; /* xg's layout: mm2's (XL_G or XL_QZ) */
     float *ssp;
     float *y2; /* or NULL */
     int64_t n2;
@@ -273,6 +273,27 @@ static __device__ __forceinline__ void mm_epi_end(const MmEpi &ep, int warp, int
         if (cl.block_rank() == 0 && warp == 0) epi_block(ep, blockIdx.x / EPI_CLUSTER(R), lane, hv, wv, gy[lane]);
     }
 #endif
+}
+
+/* A persistent kernel's R row sums of row group p done (acc, summed over
+ * the warp here and cleared): lane 0 adds them into y, scaled by the
+ * norm's factor rs, or with the Epi half (ep.xg; NM) stores them, its
+ * warp holding the whole rows, and keeps them in rowv for mm_epi_end.
+ * Without NM (no norm halves compiled in) it adds them as they are. */
+template <int R, bool NM>
+static __device__ __forceinline__ void mm_rows_out(float *acc, int64_t p, int64_t N, int lane, float *y,
+                                                   const MmEpi &ep, float rs, float *rowv) {
+#pragma unroll
+    for (int r = 0; r < R; r++) {
+        float v = cu_warp_sum(acc[r]);
+        int64_t n = p * R + r;
+        if (lane == 0 && n < N) {
+            if (!NM) atomicAdd(y + n, v);
+            else if (ep.xg) y[n] = rowv[r] = v; /* the row's only warp */
+            else atomicAdd(y + n, v * rs);
+        }
+        acc[r] = 0.0f;
+    }
 }
 
 /* One block of 8 warps = (8 / split) warp rows x `split` warps each, a
@@ -521,18 +542,8 @@ __global__ void __launch_bounds__(256) k_mlx4g(const uint32_t *__restrict__ wq, 
         int p = it / CH, c = it - p * CH;
         sv.dot(xsg, (int64_t)c * 32 + lane, acc);
         if (it + D < i1) ld(sv, it + D);
-        if (c == CH - 1 || it + 1 == i1) { /* row group done, or the warp's range */
-#pragma unroll
-            for (int r = 0; r < R; r++) {
-                float v = cu_warp_sum(acc[r]);
-                int64_t n = (int64_t)p * R + r;
-                if (lane == 0 && n < N) {
-                    if (ep.xg) y[n] = rowv[r] = v; /* the row's only warp */
-                    else atomicAdd(y + n, v * rs);
-                }
-                acc[r] = 0.0f;
-            }
-        }
+        if (c == CH - 1 || it + 1 == i1) /* row group done, or the warp's range */
+            mm_rows_out<R, true>(acc, p, N, lane, y, ep, rs, rowv);
     };
     for (int it = i0; it < i1; it += D) {
 #pragma unroll
@@ -797,22 +808,8 @@ __global__ void __launch_bounds__(256, MB) k_q4kg(const uint8_t *__restrict__ w,
         int p = it / CH, c = it - p * CH;
         sv.dot(xs4, (int64_t)c * 32 + lane, j, acc);
         if (it + D < i1) ld(sv, it + D);
-        if (c == CH - 1 || it + 1 == i1) { /* row group done, or the warp's range */
-#pragma unroll
-            for (int r = 0; r < R; r++) {
-                float v = cu_warp_sum(acc[r]);
-                int64_t n = (int64_t)p * R + r;
-                if constexpr (NM) {
-                    if (lane == 0 && n < N) {
-                        if (ep.xg) y[n] = rowv[r] = v; /* the row's only warp */
-                        else atomicAdd(y + n, v * rs);
-                    }
-                } else if (lane == 0 && n < N) {
-                    atomicAdd(y + n, v);
-                }
-                acc[r] = 0.0f;
-            }
-        }
+        if (c == CH - 1 || it + 1 == i1) /* row group done, or the warp's range */
+            mm_rows_out<R, NM>(acc, p, N, lane, y, ep, rs, rowv);
     };
     for (int it = i0; it < i1; it += D) {
 #pragma unroll
@@ -852,14 +849,19 @@ static cudaError_t launch_q4kg(const uint8_t *w, int64_t rb, float *y, const uin
     return cu_launch_cluster(k_q4kg<R, D, MB, true>, cu_blocks(W, 8), 256, smem, s, EPI_CLUSTER(R), w, rb, y, xq, N,
                              K, (int)W, *ep, rq ? *rq : r0);
 }
-/* The Epi half on k_q4kg (MLXN_CU_Q4K_EPI=1; off by default until measured
- * on a GPU): rows a warp R (1 or 2; 0: none fits) for N rows of K, as
- * mlx4g_epi_plan: one warp for each R rows, all the rows' clusters
- * resident at once; R = 1 on <1, 2, 3>, R = 2 on <2, 2, 2>. */
-static int q4kg_epi_rows(int64_t N, int64_t K) {
+/* MLXN_CU_Q4K_EPI=1: k_q4kg takes either half of the norm between two
+ * matmuls (mlxn_cu_epi_ok); off by default until measured on a GPU. */
+static bool q4k_epi_on(void) {
     static int on = -1;
     if (on < 0) on = mlxn_cu_env_flag("MLXN_CU_Q4K_EPI", 0);
-    if (!on || N % 32 || N >= 8192 || !q4kg_takes(N, K) || !cu_sm90_feature("MLXN_CU_EPI")) return 0;
+    return on;
+}
+/* The Epi half on k_q4kg (q4k_epi_on): rows a warp R (1 or 2; 0: none
+ * fits) for N rows of K, as mlx4g_epi_plan: one warp for each R rows, all
+ * the rows' clusters resident at once; R = 1 on <1, 2, 3>, R = 2 on
+ * <2, 2, 2>. */
+static int q4kg_epi_rows(int64_t N, int64_t K) {
+    if (!q4k_epi_on() || N % 32 || N >= 8192 || !q4kg_takes(N, K) || !cu_sm90_feature("MLXN_CU_EPI")) return 0;
     size_t smem = (size_t)(K / 32) * XQ_BYTES;
     if (q4kg_warps<1, 2, 3, true>(N) == N &&
         (int64_t)cu_resident_clusters(k_q4kg<1, 2, 3, true>, cu_blocks(N, 8), 256, smem, EPI_CLUSTER(1)) * 32 >= N)
@@ -1496,8 +1498,7 @@ extern "C" bool mlxn_cu_epi_ok(const cu_node *mm1, const cu_node *nm, const cu_n
      * on a GPU); k_mmvq (blocks of whole rows, several waves) as the first
      * ran 6-8 % slower decode with its blocks in clusters (H100, synthetic
      * 8B q4_0 and 1B q4_1; bench/RESULTS.md) */
-    static int q4k = -1;
-    if (q4k < 0) q4k = mlxn_cu_env_flag("MLXN_CU_Q4K_EPI", 0);
+    bool q4k = q4k_epi_on();
     int xl1 = mlxn_cu_mm_xlayout(mm1), xl2 = mlxn_cu_mm_xlayout(mm2);
     if (!(xl1 == XL_G || (q4k && xl1 == XL_QZ)) || !(xl2 == XL_G || (q4k && xl2 == XL_QZ))) return false;
     const cu_tensor *t = nm->t, *y1 = &mm1->t[0], *y2 = &mm2->t[0];
