@@ -34,7 +34,7 @@ if [ -n "${CB:-}" ]; then
     for v in base - ${VARIANTS:-}; do
       pick "$v" build-cuda/bench/cuda_bench
       echo "== cuda_bench ${e[*]:-$v} (round $r)"
-      env "${e[@]}" $bin $CB 2>&1 | grep -E "copy kernel|^(${CBF:-[a-z]})" | grep -E "copy kernel|[0-9]+x[0-9]+"
+      env "${e[@]}" $bin $CB 2>&1 | grep -E "copy reference|^(${CBF:-[a-z]})" | grep -E "copy reference|[0-9]+x[0-9]+"
     done
   done
 fi

@@ -31,9 +31,9 @@ MLXN_CU_BLAS=0 timeout 120 ./build-cuda/mlxn bench -m $M8 --backend cuda -p 512 
 timeout 120 ./build-cuda/mlxn bench -m $M8 --backend cuda -p 0 -n 64 -r 2 --mode direct >"$LOG/bench8b_direct.log" 2>&1
 # the one-row table of `mlxn bench ops` (issue #5's command), next to its device copy
 timeout 120 ./build-cuda/mlxn bench ops --backend cuda --rows 1 >"$LOG/bench_ops.log" 2>&1
-# switches not yet on by default, each with its tests and a decode A/B
-# (MLXN_CU_Q4K_EPI=1: q4_k matmuls on either side of the norm between them)
-MLXN_CU_Q4K_EPI=1 timeout 120 ./build-cuda/tests/test_cuda_ops >"$LOG/exp_q4k_epi_ops.log" 2>&1
+# switches, each with its tests in the other setting and a decode A/B
+# (MLXN_CU_Q4K_EPI=0: q4_k matmuls leave the norm between them a kernel)
+MLXN_CU_Q4K_EPI=0 timeout 120 ./build-cuda/tests/test_cuda_ops >"$LOG/exp_q4k_epi_ops.log" 2>&1
 for v in 0 1 0 1; do
   echo "MLXN_CU_Q4K_EPI=$v $(MLXN_CU_Q4K_EPI=$v timeout 60 ./build-cuda/mlxn bench -m synthetic:llama3-8b:q4_k --backend cuda \
     -p 16 -n 128 -r 3 2>&1 | grep -E '^tg|launches' | tr -s ' ' | tr '\n' ' ')"
@@ -78,9 +78,9 @@ echo
 # decode against the floor: bytes a token reads (the 32 layers' linears and
 # the head at 0.5625 bytes a weight, 7.505e9 weights, one embedding row, the
 # KV cache at tg128-after-pp512's mean 576 positions: 4.309 GB) over the
-# copy kernel's bandwidth of this run
+# best device copy of this run (cuda_bench's reference)
 tg=$(awk '$1 == "tg" {print $3}' "$LOG/bench8b.log")
-cp_bw=$(sed -n 's/.*copy kernel: .* = \([0-9.]*\) GB\/s.*/\1/p' "$LOG/bench.log" | head -1)
+cp_bw=$(sed -n 's/.*copy reference: \([0-9.]*\) GB\/s.*/\1/p' "$LOG/bench.log" | head -1)
 if [ -n "$tg" ] && [ -n "$cp_bw" ]; then
   awk -v tg="$tg" -v bw="$cp_bw" 'BEGIN { fl = 4.309e9 / (bw * 1e9);
     printf "8B q4 g64 decode: tg128 %.1f tok/s = %.1f%% of the floor (4.309 GB a token / %.0f GB/s copy = %.3f ms)\n",
@@ -88,8 +88,8 @@ if [ -n "$tg" ] && [ -n "$cp_bw" ]; then
 fi
 echo "mlxn bench ops --backend cuda --rows 1 (one-row matmul with its x quantization, % of the device copy):"
 grep -E "device copy|^(mlx-q4-g64|mlx-q8-g64|q4_0|q4_1|q8_0|q4_k) " "$LOG/bench_ops.log" | awk '{print}' | head -30
-echo "switches not on by default (test_cuda_ops with it; 8B q4_k tg128 off / on, alternating):"
-echo "MLXN_CU_Q4K_EPI=1: $(tail -1 "$LOG/exp_q4k_epi_ops.log")"
+echo "switches (test_cuda_ops in the other setting; 8B q4_k tg128 off / on, alternating):"
+echo "MLXN_CU_Q4K_EPI=0: $(tail -1 "$LOG/exp_q4k_epi_ops.log")"
 grep -E "FAIL" "$LOG/exp_q4k_epi_ops.log" | head -5
 cat "$LOG/exp_q4k_epi_bench.log"
 echo "tests (make CUDA=1 test, exit $test_rc):"

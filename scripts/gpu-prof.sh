@@ -23,7 +23,7 @@ for v in $V; do
   [ "$v" = - ] && e=() || e=("$v")
   echo "== cuda_bench --int ${e[*]:-defaults}"
   env "${e[@]}" timeout 100 ./build-cuda/bench/cuda_bench --int >"$LOG/bench_$v.log" 2>&1
-  grep -E "copy kernel|^mlx4|^q4_0|prefill|TFLOP|^f16 |^q8_0 |^q4_k " "$LOG/bench_$v.log"
+  grep -E "copy reference|^mlx4|^q4_0|prefill|TFLOP|^f16 |^q8_0 |^q4_k " "$LOG/bench_$v.log"
 done
 M8=synthetic:llama3-8b:q4:g64
 V8=${VARIANTS8:-"MLXN_CU_MLX4=0 -"}

@@ -864,6 +864,13 @@ static int cuda_sm_major(void) {
     return d ? atoi(d + 4) / 10 : 0;
 }
 
+/* Whether k_q4kg takes the norm's halves, as the library reads
+ * MLXN_CU_Q4K_EPI (mlxn_cu_env_flag, default on). */
+static bool q4k_epi_env(void) {
+    const char *e = getenv("MLXN_CU_Q4K_EPI");
+    return !(e && *e && *e == '0');
+}
+
 static bool env_clean(void) {
     const char *v[] = {"MLXN_CU_GRAPH", "MLXN_CU_GROUP", "MLXN_CU_FUSE", "MLXN_CU_ROPEATT", "MLXN_CU_ATTQ",
                        "MLXN_CU_SKIP", "MLXN_CU_ATT_CLUSTER", "MLXN_CU_MLX4", "MLXN_CUDA_PROFILE",
@@ -1056,8 +1063,8 @@ static void mw_free(MW *m) {
     mlxn_buffer_destroy(m->gb);
 }
 
-/* An add_rms_norm between two one-row MLX 4-bit (or, with
- * MLXN_CU_Q4K_EPI=1, q4_k) matmuls (o-projection -> norm -> gate/up in
+/* An add_rms_norm between two one-row MLX 4-bit or q4_k (unless
+ * MLXN_CU_Q4K_EPI=0) matmuls (o-projection -> norm -> gate/up in
  * decode) runs inside the two matmul kernels (cu_epi):
  * the first adds the residual and writes the sum, the int8 x and partial
  * sums of squares; the second scales its rows by the norm factor and writes
@@ -1080,13 +1087,12 @@ static void test_norm_in_matmuls(void) {
               /* k_mmvq on a side: the norm stays a kernel of its own */
               {576, 576, 1536, 64, MLXN_BF16, false, false, {MLXN_Q4_1, MLXN_Q4_1}},
               {2048, 2048, 2048, 64, MLXN_F16, true, false, {0, MLXN_Q6_K}},
-              /* k_q4kg on a side: inside the matmuls with MLXN_CU_Q4K_EPI=1 */
+              /* k_q4kg on a side: inside the matmuls unless MLXN_CU_Q4K_EPI=0 */
               {2048, 2048, 8192, 64, MLXN_BF16, false, false, {MLXN_Q4_K, MLXN_Q4_K}},
               {4096, 4096, 14336, 64, MLXN_BF16, false, true, {MLXN_Q4_K, MLXN_Q4_K}},
               {4096, 4096, 4096, 128, MLXN_F16, false, true, {0, MLXN_Q4_K}},
               {2048, 2048, 2048, 64, MLXN_BF16, true, false, {MLXN_Q4_K, 0}}};
-    const char *q4k_env = getenv("MLXN_CU_Q4K_EPI"); /* on as the library reads it (mlxn_cu_env_flag) */
-    bool q4k_epi = q4k_env && *q4k_env && *q4k_env != '0';
+    bool q4k_epi = q4k_epi_env();
     for (size_t c = 0; c < sizeof cs / sizeof cs[0]; c++) {
         int64_t K1 = cs[c].K1, N1 = cs[c].N1, N2 = cs[c].N2;
         mlxn_mlx_quant q = {4, cs[c].group};
@@ -1200,11 +1206,13 @@ static void test_norm_in_matmuls(void) {
             CHECK_OK(mlxn_session_stats(S1, &st));
             printf("  %s: %u graph nodes, %u kernel launches\n", name, st.nodes, st.launches);
             /* norm + quant, mm1 (+ the add_rms_norm's first half), mm2;
-             * with k_mmvq on a side (or k_q4kg without MLXN_CU_Q4K_EPI=1)
-             * also the add_rms_norm + quant */
+             * with k_mmvq on a side (or k_q4kg with MLXN_CU_Q4K_EPI=0)
+             * also the add_rms_norm + quant, or, the sum written over the
+             * residual, the add_rms_norm and the quant as two (the fused
+             * producer reads the whole row before it writes: mlxn_cu_fusable) */
             bool in_mm[2];
             for (int i = 0; i < 2; i++) in_mm[i] = !cs[c].wf[i] || (cs[c].wf[i] == MLXN_Q4_K && q4k_epi);
-            unsigned want = in_mm[0] && in_mm[1] ? 3 : 4;
+            unsigned want = in_mm[0] && in_mm[1] ? 3 : cs[c].in_place ? 5 : 4;
             if (env_clean() && cuda_sm_major() >= 9)
                 CHECK(st.launches == want, "%s: %u kernel launches, expected %u", name, st.launches, want);
             mlxn_session_destroy(S1);
@@ -1310,9 +1318,11 @@ static void test_producer_fusion(void) {
             CHECK_OK(mlxn_session_stats(S1, &st));
             printf("  producer fusion case %zu: %u graph nodes, %u kernel launches\n", c, st.nodes, st.launches);
             /* norm + quant, mm; add_norm + quant, mm; quant, mm (u); silu_mul + quant, mm;
-             * MLX 4-bit g64 (k_mlx4g) on sm_90: the add_norm inside the two
+             * MLX 4-bit g64 (k_mlx4g) or q4_k (k_q4kg, unless
+             * MLXN_CU_Q4K_EPI=0) on sm_90: the add_norm inside the two
              * matmuls around it (cu_epi, thread block clusters) */
-            bool epi = !fs[c].wf && q.bits == 4 && q.group_size == 64 && cuda_sm_major() >= 9;
+            bool epi = ((!fs[c].wf && q.bits == 4 && q.group_size == 64) || (fs[c].wf == MLXN_Q4_K && q4k_epi_env())) &&
+                       cuda_sm_major() >= 9;
             if (env_clean())
                 CHECK(st.launches == (epi ? 7u : 8u), "producer fusion case %zu: %u kernel launches, expected %u", c,
                       st.launches, epi ? 7u : 8u);

@@ -849,11 +849,12 @@ static cudaError_t launch_q4kg(const uint8_t *w, int64_t rb, float *y, const uin
     return cu_launch_cluster(k_q4kg<R, D, MB, true>, cu_blocks(W, 8), 256, smem, s, EPI_CLUSTER(R), w, rb, y, xq, N,
                              K, (int)W, *ep, rq ? *rq : r0);
 }
-/* MLXN_CU_Q4K_EPI=1: k_q4kg takes either half of the norm between two
- * matmuls (mlxn_cu_epi_ok); off by default until measured on a GPU. */
+/* k_q4kg takes either half of the norm between two matmuls
+ * (mlxn_cu_epi_ok): 8B q4_k decode 438 -> 457 tok/s on the H100
+ * (bench/RESULTS.md); MLXN_CU_Q4K_EPI=0 keeps the norm a kernel of its own. */
 static bool q4k_epi_on(void) {
     static int on = -1;
-    if (on < 0) on = mlxn_cu_env_flag("MLXN_CU_Q4K_EPI", 0);
+    if (on < 0) on = mlxn_cu_env_flag("MLXN_CU_Q4K_EPI", 1);
     return on;
 }
 /* The Epi half on k_q4kg (q4k_epi_on): rows a warp R (1 or 2; 0: none
@@ -1494,9 +1495,8 @@ extern "C" bool mlxn_cu_epi_ok(const cu_node *mm1, const cu_node *nm, const cu_n
     if (on < 0) on = mlxn_cu_env_flag("MLXN_CU_EPI", 1);
     if (!on || nm->op != CU_OP_ADD_RMS_NORM) return false;
     /* a persistent kernel on both sides: k_mlx4g (MLX 4-bit, layout XL_G)
-     * or k_q4kg (q4_k, XL_QZ; with MLXN_CU_Q4K_EPI=1 only, not yet measured
-     * on a GPU); k_mmvq (blocks of whole rows, several waves) as the first
-     * ran 6-8 % slower decode with its blocks in clusters (H100, synthetic
+     * or k_q4kg (q4_k, XL_QZ; MLXN_CU_Q4K_EPI=0 leaves it out); k_mmvq
+     * (blocks of whole rows, several waves) as the first ran 6-8 % slower decode with its blocks in clusters (H100, synthetic
      * 8B q4_0 and 1B q4_1; bench/RESULTS.md) */
     bool q4k = q4k_epi_on();
     int xl1 = mlxn_cu_mm_xlayout(mm1), xl2 = mlxn_cu_mm_xlayout(mm2);
