@@ -18,6 +18,7 @@
  */
 #include "model/model.h"
 #include "testutil.h"
+#include "forward_queue.h"
 
 #include <unistd.h>
 
@@ -365,6 +366,16 @@ int main(void) {
     int8_decode("synthetic:llama-2k");
     int8_decode("synthetic:llama-2k:q4:g128");
     default_model();
+    /* pipelined greedy decode on the int8 decode path (k_mlx4g, k_q4kg) */
+    unsetenv("MLXN_F32_ACTIVATIONS");
+    const char *pq[] = {"synthetic:llama-2k:q4:g64", "synthetic:llama-2k:q4_k", "synthetic:tiny"};
+    for (size_t i = 0; i < sizeof pq / sizeof pq[0]; i++) {
+        mlxn_model *m = NULL;
+        CHECK_OK(mlxn_model_load(&m, gpu, pq[i]));
+        if (m) check_forward_queue(m, pq[i]);
+        mlxn_model_destroy(m);
+    }
+    setenv("MLXN_F32_ACTIVATIONS", "1", 1);
     mlxn_device_close(cpu);
     mlxn_device_close(gpu);
     return test_summary("test_cuda_model");

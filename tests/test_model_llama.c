@@ -27,6 +27,7 @@
  */
 #include "model/model.h"
 #include "testutil.h"
+#include "forward_queue.h"
 
 #include <stdlib.h>
 
@@ -606,6 +607,16 @@ int main(void) {
     CHECK(g_stacked >= 8, "only %d model runs had stacked q/k/v and gate/up", g_stacked);
     CHECK(g_nucleus_hits > 0, "no top-p / min-p step was decided by the candidates");
     printf("  top-p / min-p steps decided by the candidates, all models: %d\n", g_nucleus_hits);
+    printf("pipelined decode:\n");
+    {
+        const char *qm[] = {"synthetic:tiny:q4:g64", MODELS "llama_gguf/model.gguf"};
+        for (int i = 0; i < 2; i++) {
+            mlxn_model *m = NULL;
+            CHECK_OK(mlxn_model_load(&m, dev, qm[i]));
+            if (m) check_forward_queue(m, i ? "llama_gguf" : qm[i]);
+            mlxn_model_destroy(m);
+        }
+    }
     printf("bad input:\n");
     check_bad(dev);
     check_gguf_config();

@@ -21,6 +21,15 @@ typedef struct mlxn_backend {
     /* Host <-> device copies (plain memcpy on the CPU). */
     mlxn_status (*upload)(mlxn_device *dev, void *dst, const void *src, size_t n);
     mlxn_status (*download)(mlxn_device *dev, void *dst, const void *src, size_t n);
+    /* Queued copies of a few bytes (n <= MLXN_QCOPY_MAX), ordered after the
+     * work already submitted and returning without waiting for it (NULL:
+     * the core uses upload / download, which wait). upload_queued: src may
+     * be reused on return. read_queued: the bytes at src (device memory)
+     * go to a slot, whose number it returns; read_wait waits for them and
+     * copies them to dst, freeing the slot. */
+    mlxn_status (*upload_queued)(mlxn_device *dev, void *dst, const void *src, size_t n);
+    mlxn_status (*read_queued)(mlxn_device *dev, const void *src, size_t n, int *slot);
+    mlxn_status (*read_wait)(mlxn_device *dev, int slot, void *dst, size_t n);
     /* Write elements [0, n) of a random fill at dst (device memory, aligned
      * to the element size); returns when they are written. Both backends
      * write exactly mlxn_fill_host's bytes. */

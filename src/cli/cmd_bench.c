@@ -67,6 +67,10 @@ static mlxn_status bench_tg(mlxn_model *m, mlxn_kvcache *kv, const int32_t *toks
                             unsigned *launches, unsigned *phases, unsigned *nodes) {
     mlxn_forward *f = NULL;
     mlxn_status st = mlxn_forward_create(&f, m, kv, 1, g_mode, 0);
+    /* greedy steps pipelined where generate pipelines them (MLXN_PIPELINE
+     * as there: 0 one step at a time, each token read before the next) */
+    const char *pe = getenv("MLXN_PIPELINE");
+    bool pipe = !st && (pe && *pe ? *pe != '0' : mlxn_forward_pipelines(f));
     if (!st) { /* record once */
         mlxn_kvcache_clear(kv);
         st = mlxn_forward_run(f, toks);
@@ -75,9 +79,18 @@ static mlxn_status bench_tg(mlxn_model *m, mlxn_kvcache *kv, const int32_t *toks
         mlxn_kvcache_clear(kv);
         uint64_t t0 = mlxn_now_ns();
         int32_t t = toks[0];
-        for (int i = 0; i < n && !st; i++) {
-            st = mlxn_forward_run(f, &t);
-            if (!st) st = mlxn_forward_argmax(f, &t);
+        if (pipe) { /* as generate runs greedy decoding: one step queued ahead */
+            st = mlxn_forward_queue(f, &t);
+            for (int i = 1; i < n && !st; i++) {
+                st = mlxn_forward_queue(f, NULL);
+                if (!st) st = mlxn_forward_next_argmax(f, &t);
+            }
+            if (!st) st = mlxn_forward_next_argmax(f, &t);
+        } else {
+            for (int i = 0; i < n && !st; i++) {
+                st = mlxn_forward_run(f, &t);
+                if (!st) st = mlxn_forward_argmax(f, &t);
+            }
         }
         tps[r] = n / ((double)(mlxn_now_ns() - t0) * 1e-9);
     }

@@ -214,6 +214,53 @@ mlxn_status mlxn_buffer_write(mlxn_buffer *buf, size_t off, const void *src, siz
     return d->be->upload(d, (char *)mlxn_tensor_data(&buf->t) + off, src, n);
 }
 
+mlxn_status mlxn_buffer_write_queued(mlxn_buffer *buf, size_t off, const void *src, size_t n) {
+    if (!buf || (!src && n)) return mlxn_err(MLXN_ERR_INVALID_ARG, "buffer_write_queued: NULL argument");
+    if (n > MLXN_QCOPY_MAX)
+        return mlxn_err(MLXN_ERR_RANGE, "buffer_write_queued: %zu bytes, at most %d", n, MLXN_QCOPY_MAX);
+    mlxn_status st = check_range(buf, off, n, "buffer_write_queued");
+    if (st) return st;
+    if (buf->t.alloc->flags & MLXN_ALLOC_READONLY)
+        return mlxn_err(MLXN_ERR_STATE, "buffer_write_queued: buffer is read-only (adopted memory)");
+    mlxn_device *d = buf->t.alloc->dev;
+    void *dst = (char *)mlxn_tensor_data(&buf->t) + off;
+    return d->be->upload_queued ? d->be->upload_queued(d, dst, src, n) : d->be->upload(d, dst, src, n);
+}
+
+mlxn_status mlxn_buffer_read_queued(const mlxn_buffer *buf, size_t off, size_t n, mlxn_qread *q) {
+    if (!buf || !q) return mlxn_err(MLXN_ERR_INVALID_ARG, "buffer_read_queued: NULL argument");
+    q->slot = -1;
+    q->n = 0;
+    q->dev = NULL;
+    if (n > MLXN_QCOPY_MAX)
+        return mlxn_err(MLXN_ERR_RANGE, "buffer_read_queued: %zu bytes, at most %d", n, MLXN_QCOPY_MAX);
+    mlxn_status st = check_range(buf, off, n, "buffer_read_queued");
+    if (st) return st;
+    mlxn_device *d = buf->t.alloc->dev;
+    const void *src = (const char *)mlxn_tensor_data(&buf->t) + off;
+    st = d->be->read_queued ? d->be->read_queued(d, src, n, &q->slot) : d->be->download(d, q->bytes, src, n);
+    if (st) {
+        q->slot = -1;
+        return st;
+    }
+    q->dev = d;
+    q->n = n;
+    return MLXN_OK;
+}
+
+bool mlxn_device_queues_copies(const mlxn_device *d) { return d && d->be->read_queued != NULL; }
+
+mlxn_status mlxn_qread_wait(mlxn_qread *q, void *dst) {
+    if (!q || !dst) return mlxn_err(MLXN_ERR_INVALID_ARG, "qread_wait: NULL argument");
+    if (!q->dev) return mlxn_err(MLXN_ERR_STATE, "qread_wait: no read was started");
+    mlxn_status st = MLXN_OK;
+    if (q->slot >= 0) st = q->dev->be->read_wait(q->dev, q->slot, q->bytes, q->n);
+    if (!st) memcpy(dst, q->bytes, q->n);
+    q->dev = NULL;
+    q->slot = -1;
+    return st;
+}
+
 mlxn_status mlxn_buffer_fill(mlxn_buffer *buf, size_t off, const mlxn_fill *f, size_t n) {
     if (!buf || !f) return mlxn_err(MLXN_ERR_INVALID_ARG, "buffer_fill: NULL argument");
     size_t eb = (unsigned)f->kind < MLXN_FILL_COUNT ? mlxn_fill_elem_bytes(f->kind) : 0;

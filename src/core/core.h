@@ -75,6 +75,27 @@ mlxn_status mlxn_buffer_fill(mlxn_buffer *buf, size_t off, const mlxn_fill *f, s
 mlxn_status mlxn_buffer_create_filled(mlxn_buffer **out, mlxn_device *dev, mlxn_dtype dtype, int ndim,
                                       const int64_t *shape, const mlxn_fill *f);
 
+/* Queued transfers of a few bytes (a decode step's token and position, its
+ * argmax): ordered after the work already submitted to the buffer's device
+ * and returning without waiting for it where the backend can (CUDA); on the
+ * CPU, where submitted work is done on return, they are plain copies. */
+#define MLXN_QCOPY_MAX 64
+/* src may be reused on return; n <= MLXN_QCOPY_MAX. */
+mlxn_status mlxn_buffer_write_queued(mlxn_buffer *buf, size_t off, const void *src, size_t n);
+/* A queued read: mlxn_buffer_read_queued starts it, mlxn_qread_wait waits
+ * for its bytes (and must be called once for every read started, to free
+ * the device's slot). */
+typedef struct mlxn_qread {
+    mlxn_device *dev;
+    int slot; /* the backend's slot; -1: the bytes are already in `bytes` */
+    size_t n;
+    unsigned char bytes[MLXN_QCOPY_MAX];
+} mlxn_qread;
+mlxn_status mlxn_buffer_read_queued(const mlxn_buffer *buf, size_t off, size_t n, mlxn_qread *q);
+mlxn_status mlxn_qread_wait(mlxn_qread *q, void *dst);
+/* Whether the device queues these without waiting (CUDA). */
+bool mlxn_device_queues_copies(const mlxn_device *d);
+
 /* Monotonic time in nanoseconds. */
 uint64_t mlxn_now_ns(void);
 

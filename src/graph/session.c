@@ -278,6 +278,13 @@ mlxn_status mlxn_session_replay_submit(mlxn_session *s) {
     return do_submit(s, true);
 }
 
+mlxn_status mlxn_session_replay_queue(mlxn_session *s) {
+    if (!s) return mlxn_err(MLXN_ERR_INVALID_ARG, "session_replay: session is NULL");
+    if (!s->have_graph) return mlxn_err(MLXN_ERR_STATE, "session_replay: no finished graph to replay");
+    s->stats.replays++;
+    return do_submit(s, true);
+}
+
 mlxn_status mlxn_session_replay(mlxn_session *s) {
     mlxn_status st = mlxn_session_replay_submit(s);
     if (st) return st;

@@ -3,7 +3,8 @@
  * (prefill), then one-token graphs recorded once in optimized mode and
  * replayed for every further token with the token id and position written
  * into its i32 buffers. Greedy decoding without a penalty uses the device's
- * argmax. Sampling reads back only the k largest logits that the device's
+ * argmax, which the device feeds to the next step itself: on CUDA the host
+ * queues each step before reading the token of the one before (pipelined). Sampling reads back only the k largest logits that the device's
  * top_k found when the sampler can draw from them (mlxn_sampler_device_top_k:
  * top-k, top-k or greedy with a repetition penalty >= 1, top-p / min-p with
  * the row's normalizer from the device's logsumexp) and the whole row when
@@ -62,6 +63,26 @@ static mlxn_status pick(gen *g, mlxn_forward *f, int32_t *tok) {
     return mlxn_sampler_sample(g->smp, g->logits, tok);
 }
 
+/* Token tok generated: recorded, accepted by the sampler, handed to the
+ * caller; true when generation stops after it. */
+static bool emit(gen *g, const mlxn_generate_params *p, int32_t tok, int32_t *out_tokens, int *n, int n_predict) {
+    if (out_tokens) out_tokens[*n] = tok;
+    (*n)++;
+    mlxn_sampler_accept(g->smp, tok);
+    bool more = p->on_token ? p->on_token(p->ctx, tok) : true;
+    return !more || *n >= n_predict || (!p->ignore_eos && is_eos(&g->m->cfg, tok));
+}
+
+/* Greedy decoding without a penalty runs one step ahead of the host
+ * (mlxn_forward_queue) where the device overlaps the two (CUDA);
+ * MLXN_PIPELINE=0 never, =1 on any device (for tests). */
+static bool pipelined(const gen *g) {
+    if (!mlxn_sampler_is_greedy(g->smp)) return false;
+    const char *e = getenv("MLXN_PIPELINE");
+    if (e && *e) return *e != '0';
+    return mlxn_forward_pipelines(g->dec);
+}
+
 static mlxn_status run(gen *g, const int32_t *prompt, int n_prompt, const mlxn_generate_params *p,
                        int32_t *out_tokens, int *n_out, mlxn_generate_stats *st) {
     int n_predict = p->n_predict > 0 ? p->n_predict : 128;
@@ -111,15 +132,29 @@ static mlxn_status run(gen *g, const int32_t *prompt, int n_prompt, const mlxn_g
     g->pre = NULL;
 
     int n = 0;
-    for (;;) {
-        if (out_tokens) out_tokens[n] = tok;
-        n++;
-        mlxn_sampler_accept(g->smp, tok);
-        bool more = p->on_token ? p->on_token(p->ctx, tok) : true;
-        if (!more || n >= n_predict || (!p->ignore_eos && is_eos(&g->m->cfg, tok))) break;
-        if (!g->dec) TRY(fwd_create(g, &g->dec, 1));
+    bool stop = emit(g, p, tok, out_tokens, &n, n_predict);
+    if (!stop) TRY(fwd_create(g, &g->dec, 1));
+    if (!stop && pipelined(g)) {
+        /* one run ahead: the run for the token after next is queued before
+         * the next one is read (the device takes each argmax as the next
+         * input itself), so the device does not wait for the host between
+         * steps; a run queued past an early stop is cancelled */
+        TRY(mlxn_forward_queue(g->dec, &tok));
+        for (;;) {
+            bool ahead = n + 1 < n_predict;
+            if (ahead) TRY(mlxn_forward_queue(g->dec, NULL));
+            TRY(mlxn_forward_next_argmax(g->dec, &tok));
+            stop = emit(g, p, tok, out_tokens, &n, n_predict);
+            if (stop) {
+                if (mlxn_forward_queued(g->dec)) TRY(mlxn_forward_cancel(g->dec));
+                break;
+            }
+        }
+    }
+    while (!stop) {
         TRY(mlxn_forward_run(g->dec, &tok));
         TRY(pick(g, g->dec, &tok));
+        stop = emit(g, p, tok, out_tokens, &n, n_predict);
     }
     st->gen_tokens = n;
     st->row_reads = g->row_reads;

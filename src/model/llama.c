@@ -16,6 +16,7 @@
  * logits [1, V] = rms_norm(x[T-1]) * out_norm * Whead^T; argmax on device.
  */
 #include "model/model.h"
+#include "graph/graph.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -527,6 +528,10 @@ struct mlxn_forward {
     mlxn_buffer *topi, *topv;       /* i32 / f32 [rows, top_k] */
     double norm_scale;              /* mlxn_forward_set_norm; 0 = none */
     mlxn_buffer *norm;              /* f32 [rows, 2]: logsumexp (max, sum) */
+    /* T = 1, one row: amax is a view of tok (the argmax is the next step's
+     * input on the device); queued runs' argmax reads, oldest at q_head */
+    mlxn_qread qr[MLXN_FORWARD_QUEUE];
+    int q_head, q_n;
 };
 
 static mlxn_status linear(mlxn_session *s, mlxn_buffer *out, const mlxn_buffer *x, const mlxn_linear *l) {
@@ -598,6 +603,10 @@ static mlxn_status record(mlxn_forward *f) {
 
 void mlxn_forward_destroy(mlxn_forward *f) {
     if (!f) return;
+    for (; f->q_n; f->q_n--, f->q_head = (f->q_head + 1) % MLXN_FORWARD_QUEUE) { /* free the device's slots */
+        int32_t dummy;
+        mlxn_qread_wait(&f->qr[f->q_head], &dummy);
+    }
     mlxn_session_destroy(f->s);
     mlxn_buffer *b[] = {f->tok, f->pos, f->x,  f->x2, f->h,  f->o,  f->d,  f->q,  f->k,      f->v,   f->att,
                         f->q2,  f->k2,  f->v2, f->att2, f->g, f->u, f->xl, f->hl, f->x2l, f->dl, f->logits, f->amax,
@@ -657,7 +666,12 @@ static mlxn_status forward_init(mlxn_forward *f) {
     TRY(view(&f->x2l, f->x2, 1, hid, last));
     TRY(view(&f->dl, f->d, 1, hid, last));
     TRY(mk(f, &f->logits, MLXN_F32, 2, f->rows, V, 1));
-    TRY(mk(f, &f->amax, MLXN_I32, 1, f->rows, 1, 1));
+    if (T == 1 && f->rows == 1) { /* argmax -> the token buffer (mlxn_forward_queue) */
+        int64_t one[1] = {1};
+        TRY(mlxn_buffer_view(&f->amax, f->tok, MLXN_I32, 1, one, 0));
+    } else {
+        TRY(mk(f, &f->amax, MLXN_I32, 1, f->rows, 1, 1));
+    }
     return mlxn_session_create(&f->s, f->m->dev, f->mode, 0);
 }
 
@@ -687,13 +701,33 @@ mlxn_status mlxn_forward_create(mlxn_forward **out, const mlxn_model *m, mlxn_kv
     return MLXN_OK;
 }
 
-mlxn_status mlxn_forward_run(mlxn_forward *f, const int32_t *tokens) {
-    if (!f || !tokens) return mlxn_err(MLXN_ERR_INVALID_ARG, "forward: NULL argument");
+/* Runs queued and not yet read: the plain calls refuse to run beside them. */
+static mlxn_status not_queued(const mlxn_forward *f, const char *what) {
+    if (!f) return mlxn_err(MLXN_ERR_INVALID_ARG, "forward: NULL argument");
+    if (f->q_n)
+        return mlxn_err(MLXN_ERR_STATE, "forward: %s with %d queued runs not read (mlxn_forward_next_argmax)", what,
+                        f->q_n);
+    return MLXN_OK;
+}
+
+/* One run at n_past on tokens (NULL: the token buffer as it is: the argmax
+ * of the run before), queued behind the runs before without waiting where
+ * the graph is recorded and replayed, else run and waited for. */
+static mlxn_status run_step(mlxn_forward *f, const int32_t *tokens, bool queued) {
     TRY(mlxn_kvcache_reserve(f->kv, f->T, "forward"));
     for (int t = 0; t < f->T; t++) f->pos_host[t] = f->kv->n_past + t;
-    TRY(mlxn_buffer_write(f->tok, 0, tokens, (size_t)f->T * sizeof(int32_t)));
-    TRY(mlxn_buffer_write(f->pos, 0, f->pos_host, (size_t)f->T * sizeof(int32_t)));
-    if (f->recorded && f->mode != MLXN_MODE_DIRECT) {
+    size_t nb = (size_t)f->T * sizeof(int32_t);
+    bool replay = f->recorded && f->mode != MLXN_MODE_DIRECT;
+    if (queued && replay) {
+        TRY(mlxn_buffer_write_queued(f->pos, 0, f->pos_host, nb));
+        if (tokens) TRY(mlxn_buffer_write_queued(f->tok, 0, tokens, nb));
+        TRY(mlxn_session_replay_queue(f->s));
+        f->kv->n_past += f->T;
+        return MLXN_OK;
+    }
+    if (tokens) TRY(mlxn_buffer_write(f->tok, 0, tokens, nb));
+    TRY(mlxn_buffer_write(f->pos, 0, f->pos_host, nb));
+    if (replay) {
         TRY(mlxn_session_replay(f->s));
     } else {
         mlxn_session_reset(f->s);
@@ -709,7 +743,61 @@ mlxn_status mlxn_forward_run(mlxn_forward *f, const int32_t *tokens) {
     return MLXN_OK;
 }
 
+mlxn_status mlxn_forward_run(mlxn_forward *f, const int32_t *tokens) {
+    if (!f || !tokens) return mlxn_err(MLXN_ERR_INVALID_ARG, "forward: NULL argument");
+    TRY(not_queued(f, "run"));
+    return run_step(f, tokens, false);
+}
+
+mlxn_status mlxn_forward_queue(mlxn_forward *f, const int32_t *token) {
+    if (!f) return mlxn_err(MLXN_ERR_INVALID_ARG, "forward_queue: NULL argument");
+    if (f->T != 1 || f->rows != 1)
+        return mlxn_err(MLXN_ERR_INVALID_ARG, "forward_queue: a one-token forward only (T = %d, %d rows)", f->T,
+                        f->rows);
+    if (f->q_n >= MLXN_FORWARD_QUEUE)
+        return mlxn_err(MLXN_ERR_STATE, "forward_queue: %d runs queued and not read; read an argmax first", f->q_n);
+    if (!token && !f->recorded)
+        return mlxn_err(MLXN_ERR_STATE, "forward_queue: no token given and no run before to take it from");
+    TRY(run_step(f, token, true));
+    int i = (f->q_head + f->q_n) % MLXN_FORWARD_QUEUE;
+    mlxn_status st = mlxn_buffer_read_queued(f->amax, 0, sizeof(int32_t), &f->qr[i]);
+    if (st) { /* the run went out: let it finish, keep the queue as it was */
+        mlxn_session_wait(f->s);
+        return st;
+    }
+    f->q_n++;
+    return MLXN_OK;
+}
+
+mlxn_status mlxn_forward_next_argmax(mlxn_forward *f, int32_t *out) {
+    if (!f || !out) return mlxn_err(MLXN_ERR_INVALID_ARG, "forward_next_argmax: NULL argument");
+    if (!f->q_n) return mlxn_err(MLXN_ERR_STATE, "forward_next_argmax: no queued run");
+    mlxn_status st = mlxn_qread_wait(&f->qr[f->q_head], out);
+    f->q_head = (f->q_head + 1) % MLXN_FORWARD_QUEUE;
+    f->q_n--;
+    /* the last one read: every queued run is done, the session idle again */
+    mlxn_status sw = f->q_n ? MLXN_OK : mlxn_session_wait(f->s);
+    return st ? st : sw;
+}
+
+mlxn_status mlxn_forward_cancel(mlxn_forward *f) {
+    if (!f) return mlxn_err(MLXN_ERR_INVALID_ARG, "forward_cancel: NULL argument");
+    mlxn_status st = MLXN_OK;
+    int n = f->q_n;
+    while (f->q_n) {
+        int32_t dummy;
+        mlxn_status s1 = mlxn_forward_next_argmax(f, &dummy);
+        if (!st) st = s1;
+    }
+    f->kv->n_past -= n * f->T;
+    return st;
+}
+
+int mlxn_forward_queued(const mlxn_forward *f) { return f ? f->q_n : 0; }
+bool mlxn_forward_pipelines(const mlxn_forward *f) { return f && mlxn_device_queues_copies(f->m->dev); }
+
 mlxn_status mlxn_forward_logits(const mlxn_forward *f, float *out, size_t n_floats) {
+    TRY(not_queued(f, "logits"));
     size_t n = (size_t)f->rows * (size_t)f->m->cfg.vocab;
     if (n_floats < n)
         return mlxn_err(MLXN_ERR_RANGE, "forward: logits need %zu floats, got room for %zu", n, n_floats);
@@ -717,6 +805,7 @@ mlxn_status mlxn_forward_logits(const mlxn_forward *f, float *out, size_t n_floa
 }
 
 mlxn_status mlxn_forward_argmax(const mlxn_forward *f, int32_t *out) {
+    TRY(not_queued(f, "argmax"));
     return mlxn_buffer_read(f->amax, (size_t)(f->rows - 1) * sizeof(int32_t), out, sizeof(int32_t));
 }
 
@@ -737,6 +826,7 @@ mlxn_status mlxn_forward_set_top_k(mlxn_forward *f, int k) {
 }
 
 mlxn_status mlxn_forward_top_k(const mlxn_forward *f, float *vals, int32_t *ids, int k) {
+    TRY(not_queued(f, "top_k"));
     if (k != f->top_k || !k) return mlxn_err(MLXN_ERR_INVALID_ARG, "forward: top_k %d asked, %d recorded", k, f->top_k);
     size_t off = (size_t)(f->rows - 1) * (size_t)k;
     TRY(mlxn_buffer_read(f->topv, off * sizeof(float), vals, (size_t)k * sizeof(float)));
@@ -758,6 +848,7 @@ mlxn_status mlxn_forward_set_norm(mlxn_forward *f, double scale) {
 }
 
 mlxn_status mlxn_forward_norm(const mlxn_forward *f, float out[2]) {
+    TRY(not_queued(f, "norm"));
     if (!f->norm) return mlxn_err(MLXN_ERR_INVALID_ARG, "forward: no normalizer recorded (mlxn_forward_set_norm)");
     return mlxn_buffer_read(f->norm, (size_t)(f->rows - 1) * 2 * sizeof(float), out, 2 * sizeof(float));
 }

@@ -310,6 +310,31 @@ mlxn_status mlxn_forward_norm(const mlxn_forward *f, float out[2]);
 int mlxn_forward_rows(const mlxn_forward *f);
 mlxn_session *mlxn_forward_session(mlxn_forward *f);
 
+/* Pipelined greedy decode on a one-token forward (T = 1, one row): the
+ * step's argmax lands in its token buffer on the device, so the host can
+ * queue step n + 1 before it has read step n's token and the device never
+ * waits for the host between steps (CUDA; on the CPU each queued run is
+ * done on return).
+ * mlxn_forward_queue: queue a run at position kv->n_past (and advance it) on
+ * *token, or with token NULL on the argmax of the run before (that of a
+ * plain mlxn_forward_run too); its argmax is read back in the same queue.
+ * The first run of a forward (recording) is not queued: it waits.
+ * MLXN_FORWARD_QUEUE runs at most wait to be read; MLXN_ERR_STATE past that.
+ * mlxn_forward_next_argmax: wait for the oldest queued run's argmax.
+ * mlxn_forward_cancel: wait for the queued runs, drop their argmaxes and
+ * give their positions back to the cache (n_past -= their count; the rows
+ * they wrote lie past n_past and are written over by the next runs there).
+ * mlxn_forward_run / _argmax / _logits / _top_k / _norm fail with
+ * MLXN_ERR_STATE while runs are queued. */
+#define MLXN_FORWARD_QUEUE 4
+mlxn_status mlxn_forward_queue(mlxn_forward *f, const int32_t *token);
+mlxn_status mlxn_forward_next_argmax(mlxn_forward *f, int32_t *out);
+mlxn_status mlxn_forward_cancel(mlxn_forward *f);
+int mlxn_forward_queued(const mlxn_forward *f);
+/* Whether queued runs overlap the host's work on this device (CUDA): where
+ * they do not, pipelining only adds a step after an early stop. */
+bool mlxn_forward_pipelines(const mlxn_forward *f);
+
 /* ------------------------------------------------------------------------ */
 /* Sampler (sampler.c)                                                        */
 /* ------------------------------------------------------------------------ */

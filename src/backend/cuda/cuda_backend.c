@@ -56,6 +56,7 @@ typedef struct cuda_graph_state {
  * launches, whatever the buffers hold. A few entries, least recent out. */
 #define GRAPH_CACHE 8
 #define CAPTURE_LANES 4
+#define QSLOTS 32
 
 typedef struct cuda_dev {
     int ordinal;
@@ -69,6 +70,14 @@ typedef struct cuda_dev {
     void *stage[2];        /* pinned host staging for uploads (lazily; NULL: none) */
     cudaEvent_t stage_ev[2];
     int stage_state;       /* 0 not tried, 1 ready, -1 unavailable: plain cudaMemcpy */
+    /* queued copies (a decode step's token, position, argmax): QSLOTS
+     * pinned slots of MLXN_QCOPY_MAX bytes, each with the event recorded
+     * after its copy; a slot is taken by the next queued copy once that
+     * event has passed (uploads) or its read was waited for (reads) */
+    unsigned char *qbuf;
+    cudaEvent_t qev[QSLOTS];
+    bool qread[QSLOTS]; /* holds a read not yet waited for */
+    int qnext, qstate;  /* qstate: 0 not tried, 1 ready, -1 unavailable */
     cuda_graph_state *cache[GRAPH_CACHE]; /* most recent first */
 } cuda_dev;
 
@@ -150,6 +159,9 @@ static void cuda_shutdown(mlxn_device *dev) {
         if (c->stage[i]) cudaFreeHost(c->stage[i]);
         if (c->stage_ev[i]) cudaEventDestroy(c->stage_ev[i]);
     }
+    for (int i = 0; i < QSLOTS; i++)
+        if (c->qev[i]) cudaEventDestroy(c->qev[i]);
+    if (c->qbuf) cudaFreeHost(c->qbuf);
     if (c->scratch) cudaFree(c->scratch);
     for (int i = 0; i < CAPTURE_LANES - 1; i++)
         if (c->lanes[i]) cudaStreamDestroy(c->lanes[i]);
@@ -246,6 +258,106 @@ static mlxn_status cuda_upload(mlxn_device *dev, void *dst, const void *src, siz
     CU_TRY(cudaMemcpyAsync(dst, src, n, cudaMemcpyHostToDevice, c->stream));
     CU_TRY(cudaStreamSynchronize(c->stream));
     return MLXN_OK;
+}
+
+/* The queued-copy slots, made on first use; false when pinned memory or
+ * events cannot be had (the caller then copies and waits). */
+static bool qslots_ready(cuda_dev *c) {
+    if (c->qstate == 0) {
+        bool ok = cudaHostAlloc((void **)&c->qbuf, (size_t)QSLOTS * MLXN_QCOPY_MAX, cudaHostAllocDefault) == cudaSuccess;
+        for (int i = 0; i < QSLOTS && ok; i++)
+            ok = cudaEventCreateWithFlags(&c->qev[i], cudaEventDisableTiming) == cudaSuccess;
+        if (!ok) {
+            for (int i = 0; i < QSLOTS; i++) {
+                if (c->qev[i]) cudaEventDestroy(c->qev[i]);
+                c->qev[i] = NULL;
+            }
+            if (c->qbuf) cudaFreeHost(c->qbuf);
+            c->qbuf = NULL;
+        }
+        cudaGetLastError();
+        c->qstate = ok ? 1 : -1;
+    }
+    return c->qstate == 1;
+}
+
+/* The next slot free for a queued copy (its last copy done), or -1 when
+ * every slot holds a read nobody waited for yet. Under up_mu. */
+static int qslot_take(cuda_dev *c, mlxn_status *st) {
+    *st = MLXN_OK;
+    for (int k = 0; k < QSLOTS; k++) {
+        int i = (c->qnext + k) % QSLOTS;
+        if (c->qread[i]) continue;
+        cudaError_t e = cudaEventSynchronize(c->qev[i]); /* an upload queued long ago: done */
+        if (e != cudaSuccess) {
+            *st = cu_fail(e, "cudaEventSynchronize (queued copy slot)");
+            return -1;
+        }
+        c->qnext = (i + 1) % QSLOTS;
+        return i;
+    }
+    *st = mlxn_err(MLXN_ERR_STATE, "cuda: %d queued reads not waited for; wait for one first", QSLOTS);
+    return -1;
+}
+
+static mlxn_status cuda_upload_queued(mlxn_device *dev, void *dst, const void *src, size_t n) {
+    cuda_dev *c = dev->impl;
+    if (!n) return MLXN_OK;
+    CU_TRY(cudaSetDevice(c->ordinal));
+    pthread_mutex_lock(&c->up_mu);
+    mlxn_status st = MLXN_OK;
+    if (n > MLXN_QCOPY_MAX || !qslots_ready(c)) {
+        pthread_mutex_unlock(&c->up_mu);
+        return cuda_upload(dev, dst, src, n);
+    }
+    int i = qslot_take(c, &st);
+    if (i >= 0) {
+        unsigned char *slot = c->qbuf + (size_t)i * MLXN_QCOPY_MAX;
+        memcpy(slot, src, n);
+        cudaError_t e = cudaMemcpyAsync(dst, slot, n, cudaMemcpyHostToDevice, c->stream);
+        if (e == cudaSuccess) e = cudaEventRecord(c->qev[i], c->stream);
+        if (e != cudaSuccess) st = cu_fail(e, "cudaMemcpyAsync (queued upload)");
+    }
+    pthread_mutex_unlock(&c->up_mu);
+    return st;
+}
+
+static mlxn_status cuda_read_queued(mlxn_device *dev, const void *src, size_t n, int *slot) {
+    cuda_dev *c = dev->impl;
+    *slot = -1;
+    if (n > MLXN_QCOPY_MAX) return mlxn_err(MLXN_ERR_RANGE, "cuda: a queued read of %zu bytes", n);
+    CU_TRY(cudaSetDevice(c->ordinal));
+    pthread_mutex_lock(&c->up_mu);
+    mlxn_status st = MLXN_OK;
+    if (!qslots_ready(c)) {
+        st = mlxn_err(MLXN_ERR_DEVICE, "cuda: no pinned memory for queued reads");
+    } else {
+        int i = qslot_take(c, &st);
+        if (i >= 0) {
+            cudaError_t e = cudaMemcpyAsync(c->qbuf + (size_t)i * MLXN_QCOPY_MAX, src, n, cudaMemcpyDeviceToHost,
+                                            c->stream);
+            if (e == cudaSuccess) e = cudaEventRecord(c->qev[i], c->stream);
+            if (e != cudaSuccess) st = cu_fail(e, "cudaMemcpyAsync (queued read)");
+            else {
+                c->qread[i] = true;
+                *slot = i;
+            }
+        }
+    }
+    pthread_mutex_unlock(&c->up_mu);
+    return st;
+}
+
+static mlxn_status cuda_read_wait(mlxn_device *dev, int slot, void *dst, size_t n) {
+    cuda_dev *c = dev->impl;
+    if (slot < 0 || slot >= QSLOTS || !c->qread[slot] || n > MLXN_QCOPY_MAX)
+        return mlxn_err(MLXN_ERR_STATE, "cuda: no queued read in slot %d", slot);
+    cudaError_t e = cudaEventSynchronize(c->qev[slot]);
+    pthread_mutex_lock(&c->up_mu);
+    if (e == cudaSuccess) memcpy(dst, c->qbuf + (size_t)slot * MLXN_QCOPY_MAX, n);
+    c->qread[slot] = false;
+    pthread_mutex_unlock(&c->up_mu);
+    return e == cudaSuccess ? MLXN_OK : cu_fail(e, "cudaEventSynchronize (queued read)");
 }
 
 static mlxn_status cuda_download(mlxn_device *dev, void *dst, const void *src, size_t n) {
@@ -1077,6 +1189,9 @@ const mlxn_backend mlxn_backend_cuda = {
     .free = cuda_free,
     .upload = cuda_upload,
     .download = cuda_download,
+    .upload_queued = cuda_upload_queued,
+    .read_queued = cuda_read_queued,
+    .read_wait = cuda_read_wait,
     .fill = cuda_fill,
     .host_memory = false,
     .supports = cuda_supports,

@@ -1334,8 +1334,9 @@ __global__ void __launch_bounds__(1024) k_pre_quant64(int xl, uint8_t *xg, float
     /* WP: no kernel of the graph writes w (a model's norm weight), so its
      * element is loaded before the wait, off the critical path */
     float wv = 1.0f;
+    const int wpb = (int)(blockDim.x >> 5); /* warps a block: 32, or fewer for silu_mul (silu_warps) */
     if (WP && PRE != 2 && w) {
-        int64_t i0 = ((int64_t)blockIdx.x * 32 + (threadIdx.x >> 5)) * 32 + (threadIdx.x & 31);
+        int64_t i0 = ((int64_t)blockIdx.x * wpb + (threadIdx.x >> 5)) * 32 + (threadIdx.x & 31);
         if (i0 < K) wv = cu_ld<WT>(w, i0);
     }
     cu_pdl_enter();
@@ -1360,7 +1361,7 @@ __global__ void __launch_bounds__(1024) k_pre_quant64(int xl, uint8_t *xg, float
         ss = cu_block_sum(ss, sh); /* its barriers also publish row4 */
         rs = (float)(1.0 / sqrt((double)ss / (double)K + (double)eps));
     }
-    int64_t bq = (int64_t)blockIdx.x * 32 + (threadIdx.x >> 5);
+    int64_t bq = (int64_t)blockIdx.x * wpb + (threadIdx.x >> 5);
     int lane = threadIdx.x & 31;
     if (bq >= K / 32) return;
     int64_t i = bq * 32 + lane;
@@ -1433,6 +1434,22 @@ extern "C" bool mlxn_cu_fusable(const cu_node *pre, const cu_node *mm) {
     return true;
 }
 
+/* Warps a block of the silu_mul + quantization kernel (one 32-block of x
+ * a warp): 8, so its blocks fit beside the gate/up matmul's still running
+ * (8B decode, H100, two rounds: q4 g64 tg128 499.1 / 502.3 with 32 warps,
+ * 507.1 / 507.1 with 8, 504.7 / 506.1 with 16, 506.4 / 504.8 with 4; q4_k
+ * 455.9 / 456.5 -> 459.4 / 459.1 with 8); MLXN_CU_SILU_WARPS = 4, 16 or 32
+ * (measuring). */
+static int silu_warps(void) {
+    static int w = -1;
+    if (w < 0) {
+        const char *e = getenv("MLXN_CU_SILU_WARPS");
+        w = e && *e ? atoi(e) : 8;
+        if (w != 4 && w != 16 && w != 32) w = 8;
+    }
+    return w;
+}
+
 extern "C" cudaError_t mlxn_cu_launch_fused(const cu_node *pre, const cu_node *mm, void *scratch, cudaStream_t s,
                                             bool w_const, const cu_epi *epi) {
     if (!scratch || !mlxn_cu_fusable(pre, mm)) return cudaErrorInvalidValue;
@@ -1450,7 +1467,9 @@ extern "C" cudaError_t mlxn_cu_launch_fused(const cu_node *pre, const cu_node *m
         cudaError_t ea = mlxn_cu_launch_attention_quant(pre, xl, xg, y, N, s);
         if (ea != cudaSuccess) return ea;
     } else if (pre->op == CU_OP_SILU_MUL) {
-        cu_launch(k_pre_quant64<2, MLXN_F32, false>, grid, 1024, 0, s, xl, xg, (float *)t[0].data, (float *)NULL,
+        int sw = silu_warps(); /* no whole-row read: any number of warps a block */
+        cu_launch(k_pre_quant64<2, MLXN_F32, false>, cu_blocks(K / 32, sw), 32 * sw, 0, s, xl, xg, (float *)t[0].data,
+                  (float *)NULL,
                   (const float *)t[1].data, (const float *)t[2].data, (const void *)NULL, K, eps, y, N);
     } else {
         bool add = pre->op == CU_OP_ADD_RMS_NORM;
