@@ -57,6 +57,7 @@ typedef struct cuda_graph_state {
 #define GRAPH_CACHE 8
 #define CAPTURE_LANES 4
 #define QSLOTS 32
+_Static_assert(MLXN_QCOPY_MAX <= CU_QBYTES, "queued copies fit the put / get kernels");
 
 typedef struct cuda_dev {
     int ordinal;
@@ -70,11 +71,11 @@ typedef struct cuda_dev {
     void *stage[2];        /* pinned host staging for uploads (lazily; NULL: none) */
     cudaEvent_t stage_ev[2];
     int stage_state;       /* 0 not tried, 1 ready, -1 unavailable: plain cudaMemcpy */
-    /* queued copies (a decode step's token, position, argmax): QSLOTS
-     * pinned slots of MLXN_QCOPY_MAX bytes, each with the event recorded
-     * after its copy; a slot is taken by the next queued copy once that
-     * event has passed (uploads) or its read was waited for (reads) */
-    unsigned char *qbuf;
+    /* queued reads (a decode step's argmax): QSLOTS slots of MLXN_QCOPY_MAX
+     * bytes of mapped pinned memory (qbuf; qdev its device address), each
+     * with the event recorded after the kernel that fills it; free again
+     * once its read was waited for */
+    unsigned char *qbuf, *qdev;
     cudaEvent_t qev[QSLOTS];
     bool qread[QSLOTS]; /* holds a read not yet waited for */
     int qnext, qstate;  /* qstate: 0 not tried, 1 ready, -1 unavailable */
@@ -260,11 +261,13 @@ static mlxn_status cuda_upload(mlxn_device *dev, void *dst, const void *src, siz
     return MLXN_OK;
 }
 
-/* The queued-copy slots, made on first use; false when pinned memory or
- * events cannot be had (the caller then copies and waits). */
+/* The queued reads' slots, made on first use; false when mapped pinned
+ * memory or events cannot be had. */
 static bool qslots_ready(cuda_dev *c) {
     if (c->qstate == 0) {
-        bool ok = cudaHostAlloc((void **)&c->qbuf, (size_t)QSLOTS * MLXN_QCOPY_MAX, cudaHostAllocDefault) == cudaSuccess;
+        bool ok = cudaHostAlloc((void **)&c->qbuf, (size_t)QSLOTS * MLXN_QCOPY_MAX, cudaHostAllocMapped) ==
+                      cudaSuccess &&
+                  cudaHostGetDevicePointer((void **)&c->qdev, c->qbuf, 0) == cudaSuccess;
         for (int i = 0; i < QSLOTS && ok; i++)
             ok = cudaEventCreateWithFlags(&c->qev[i], cudaEventDisableTiming) == cudaSuccess;
         if (!ok) {
@@ -273,7 +276,7 @@ static bool qslots_ready(cuda_dev *c) {
                 c->qev[i] = NULL;
             }
             if (c->qbuf) cudaFreeHost(c->qbuf);
-            c->qbuf = NULL;
+            c->qbuf = c->qdev = NULL;
         }
         cudaGetLastError();
         c->qstate = ok ? 1 : -1;
@@ -281,47 +284,21 @@ static bool qslots_ready(cuda_dev *c) {
     return c->qstate == 1;
 }
 
-/* The next slot free for a queued copy (its last copy done), or -1 when
- * every slot holds a read nobody waited for yet. Under up_mu. */
-static int qslot_take(cuda_dev *c, mlxn_status *st) {
-    *st = MLXN_OK;
-    for (int k = 0; k < QSLOTS; k++) {
-        int i = (c->qnext + k) % QSLOTS;
-        if (c->qread[i]) continue;
-        cudaError_t e = cudaEventSynchronize(c->qev[i]); /* an upload queued long ago: done */
-        if (e != cudaSuccess) {
-            *st = cu_fail(e, "cudaEventSynchronize (queued copy slot)");
-            return -1;
-        }
-        c->qnext = (i + 1) % QSLOTS;
-        return i;
-    }
-    *st = mlxn_err(MLXN_ERR_STATE, "cuda: %d queued reads not waited for; wait for one first", QSLOTS);
-    return -1;
-}
-
+/* A queued upload: the bytes travel in a one-block kernel's arguments, on
+ * the stream, so src may be reused at once and no copy-engine hand-off
+ * sits between two decode steps (bench/RESULTS.md: a cudaMemcpyAsync of the
+ * step's position there cost 1.7 % of an 8B step, 8 % of a 135M one). */
 static mlxn_status cuda_upload_queued(mlxn_device *dev, void *dst, const void *src, size_t n) {
     cuda_dev *c = dev->impl;
     if (!n) return MLXN_OK;
+    if (n > MLXN_QCOPY_MAX) return cuda_upload(dev, dst, src, n);
     CU_TRY(cudaSetDevice(c->ordinal));
-    pthread_mutex_lock(&c->up_mu);
-    mlxn_status st = MLXN_OK;
-    if (n > MLXN_QCOPY_MAX || !qslots_ready(c)) {
-        pthread_mutex_unlock(&c->up_mu);
-        return cuda_upload(dev, dst, src, n);
-    }
-    int i = qslot_take(c, &st);
-    if (i >= 0) {
-        unsigned char *slot = c->qbuf + (size_t)i * MLXN_QCOPY_MAX;
-        memcpy(slot, src, n);
-        cudaError_t e = cudaMemcpyAsync(dst, slot, n, cudaMemcpyHostToDevice, c->stream);
-        if (e == cudaSuccess) e = cudaEventRecord(c->qev[i], c->stream);
-        if (e != cudaSuccess) st = cu_fail(e, "cudaMemcpyAsync (queued upload)");
-    }
-    pthread_mutex_unlock(&c->up_mu);
-    return st;
+    CU_TRY(mlxn_cu_put_bytes(dst, src, n, c->stream));
+    return MLXN_OK;
 }
 
+/* A queued read: a one-block kernel stores the bytes into a slot of mapped
+ * pinned memory, an event after it; read_wait waits for the event. */
 static mlxn_status cuda_read_queued(mlxn_device *dev, const void *src, size_t n, int *slot) {
     cuda_dev *c = dev->impl;
     *slot = -1;
@@ -329,19 +306,21 @@ static mlxn_status cuda_read_queued(mlxn_device *dev, const void *src, size_t n,
     CU_TRY(cudaSetDevice(c->ordinal));
     pthread_mutex_lock(&c->up_mu);
     mlxn_status st = MLXN_OK;
-    if (!qslots_ready(c)) {
-        st = mlxn_err(MLXN_ERR_DEVICE, "cuda: no pinned memory for queued reads");
-    } else {
-        int i = qslot_take(c, &st);
-        if (i >= 0) {
-            cudaError_t e = cudaMemcpyAsync(c->qbuf + (size_t)i * MLXN_QCOPY_MAX, src, n, cudaMemcpyDeviceToHost,
-                                            c->stream);
-            if (e == cudaSuccess) e = cudaEventRecord(c->qev[i], c->stream);
-            if (e != cudaSuccess) st = cu_fail(e, "cudaMemcpyAsync (queued read)");
-            else {
-                c->qread[i] = true;
-                *slot = i;
-            }
+    int i = -1;
+    if (!qslots_ready(c)) st = mlxn_err(MLXN_ERR_DEVICE, "cuda: no mapped pinned memory for queued reads");
+    for (int k = 0; k < QSLOTS && !st && i < 0; k++)
+        if (!c->qread[(c->qnext + k) % QSLOTS]) i = (c->qnext + k) % QSLOTS;
+    if (!st && i < 0)
+        st = mlxn_err(MLXN_ERR_STATE, "cuda: %d queued reads not waited for; wait for one first", QSLOTS);
+    if (!st) {
+        cudaError_t e = mlxn_cu_get_bytes(c->qdev + (size_t)i * MLXN_QCOPY_MAX, src, n, c->stream);
+        if (e == cudaSuccess) e = cudaEventRecord(c->qev[i], c->stream);
+        if (e != cudaSuccess) {
+            st = cu_fail(e, "queued read");
+        } else {
+            c->qread[i] = true;
+            c->qnext = (i + 1) % QSLOTS;
+            *slot = i;
         }
     }
     pthread_mutex_unlock(&c->up_mu);
@@ -354,7 +333,10 @@ static mlxn_status cuda_read_wait(mlxn_device *dev, int slot, void *dst, size_t 
         return mlxn_err(MLXN_ERR_STATE, "cuda: no queued read in slot %d", slot);
     cudaError_t e = cudaEventSynchronize(c->qev[slot]);
     pthread_mutex_lock(&c->up_mu);
-    if (e == cudaSuccess) memcpy(dst, c->qbuf + (size_t)slot * MLXN_QCOPY_MAX, n);
+    if (e == cudaSuccess) {
+        const volatile unsigned char *p = c->qbuf + (size_t)slot * MLXN_QCOPY_MAX;
+        for (size_t k = 0; k < n; k++) ((unsigned char *)dst)[k] = p[k];
+    }
     c->qread[slot] = false;
     pthread_mutex_unlock(&c->up_mu);
     return e == cudaSuccess ? MLXN_OK : cu_fail(e, "cudaEventSynchronize (queued read)");

@@ -5,6 +5,8 @@
  */
 #include "backend/cuda/cuda_common.cuh"
 
+#include <string.h>
+
 #define GRID_STRIDE(i, n) for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < (n); i += (int64_t)gridDim.x * blockDim.x)
 
 static unsigned grid_for(int64_t n) {
@@ -139,6 +141,31 @@ cudaError_t mlxn_cu_argmax(const cu_node *n, void *scratch, cudaStream_t s) {
     }
     CU_LAUNCH_CHECK();
     return cudaSuccess;
+}
+
+struct QBytes {
+    unsigned char b[CU_QBYTES];
+};
+__global__ void k_put_bytes(unsigned char *dst, QBytes v, int n) {
+    if ((int)threadIdx.x < n) dst[threadIdx.x] = v.b[threadIdx.x];
+}
+__global__ void k_get_bytes(volatile unsigned char *dst, const unsigned char *src, int n) {
+    if ((int)threadIdx.x < n) dst[threadIdx.x] = src[threadIdx.x];
+    __threadfence_system();
+}
+
+cudaError_t mlxn_cu_put_bytes(void *dst, const void *src, size_t n, cudaStream_t s) {
+    if (n > CU_QBYTES) return cudaErrorInvalidValue;
+    QBytes v;
+    memcpy(v.b, src, n);
+    k_put_bytes<<<1, CU_QBYTES, 0, s>>>((unsigned char *)dst, v, (int)n);
+    return cudaGetLastError();
+}
+
+cudaError_t mlxn_cu_get_bytes(void *dst, const void *src, size_t n, cudaStream_t s) {
+    if (n > CU_QBYTES) return cudaErrorInvalidValue;
+    k_get_bytes<<<1, CU_QBYTES, 0, s>>>((volatile unsigned char *)dst, (const unsigned char *)src, (int)n);
+    return cudaGetLastError();
 }
 
 cudaError_t mlxn_cu_copy_raw(void *dst, const void *src, size_t bytes, cudaStream_t s) {
