@@ -4,7 +4,8 @@
  * replayed for every further token with the token id and position written
  * into its i32 buffers. Greedy decoding without a penalty uses the device's
  * argmax, which the device feeds to the next step itself: on CUDA the host
- * queues each step before reading the token of the one before (pipelined). Sampling reads back only the k largest logits that the device's
+ * queues each step before reading the token of the one before (pipelined).
+ * Sampling reads back only the k largest logits that the device's
  * top_k found when the sampler can draw from them (mlxn_sampler_device_top_k:
  * top-k, top-k or greedy with a repetition penalty >= 1, top-p / min-p with
  * the row's normalizer from the device's logsumexp) and the whole row when

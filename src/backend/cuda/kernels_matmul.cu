@@ -1515,8 +1515,9 @@ extern "C" bool mlxn_cu_epi_ok(const cu_node *mm1, const cu_node *nm, const cu_n
     if (!on || nm->op != CU_OP_ADD_RMS_NORM) return false;
     /* a persistent kernel on both sides: k_mlx4g (MLX 4-bit, layout XL_G)
      * or k_q4kg (q4_k, XL_QZ; MLXN_CU_Q4K_EPI=0 leaves it out); k_mmvq
-     * (blocks of whole rows, several waves) as the first ran 6-8 % slower decode with its blocks in clusters (H100, synthetic
-     * 8B q4_0 and 1B q4_1; bench/RESULTS.md) */
+     * (blocks of whole rows, several waves) as the first ran 6-8 % slower
+     * decode with its blocks in clusters (H100, synthetic 8B q4_0 and 1B
+     * q4_1; bench/RESULTS.md) */
     bool q4k = q4k_epi_on();
     int xl1 = mlxn_cu_mm_xlayout(mm1), xl2 = mlxn_cu_mm_xlayout(mm2);
     if (!(xl1 == XL_G || (q4k && xl1 == XL_QZ)) || !(xl2 == XL_G || (q4k && xl2 == XL_QZ))) return false;
