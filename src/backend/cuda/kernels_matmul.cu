@@ -640,12 +640,17 @@ static int mlx4g_epi_rows_d(int64_t N, int64_t K) {
 }
 template <int SDT>
 static int mlx4g_epi_plan_t(int64_t N, int64_t K, int *D) {
-    static int d2 = -1;
+    static int d2 = -1, fit = -1;
     if (d2 < 0) {
         const char *e = getenv("MLXN_CU_EPI_D");
         d2 = e && atoi(e) == 2;
+        fit = mlxn_cu_env_flag("MLXN_CU_EPI_DFIT", 1);
     }
-    int r = d2 ? 0 : mlx4g_epi_rows_d<SDT, 4>(N, K);
+    /* a warp of two rows holds K / 2048 items: with at most two, D = 2
+     * already has all of them in flight, in fewer registers (128 -> 80 a
+     * thread), so more of the kernel's blocks fit beside the one before */
+    bool two = d2 || (fit && K / 2048 <= 2 && mlx4g_epi_rows_d<SDT, 2>(N, K) == 2);
+    int r = two ? 0 : mlx4g_epi_rows_d<SDT, 4>(N, K);
     *D = r ? 4 : 2;
     return r ? r : mlx4g_epi_rows_d<SDT, 2>(N, K);
 }
