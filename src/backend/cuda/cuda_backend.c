@@ -286,8 +286,9 @@ static bool qslots_ready(cuda_dev *c) {
 
 /* A queued upload: the bytes travel in a one-block kernel's arguments, on
  * the stream, so src may be reused at once and no copy-engine hand-off
- * sits between two decode steps (bench/RESULTS.md: a cudaMemcpyAsync of the
- * step's position there cost 1.7 % of an 8B step, 8 % of a 135M one). */
+ * sits between two decode steps (H100, pipelined tg128: with
+ * cudaMemcpyAsync for these copies 8B 512.1-513.1 and the 135M shape
+ * 1856-1870 tok/s, with the kernels 514.4 and 1876-1888; bench/RESULTS.md). */
 static mlxn_status cuda_upload_queued(mlxn_device *dev, void *dst, const void *src, size_t n) {
     cuda_dev *c = dev->impl;
     if (!n) return MLXN_OK;
