@@ -10,12 +10,17 @@
 
 #include <string.h>
 
+/* The fixed prompt of np tokens both checks start from. */
+static void fq_prompt(const mlxn_model *m, int32_t *prompt, int np) {
+    for (int i = 0; i < np; i++) prompt[i] = (int32_t)((5 + 37 * i) % m->cfg.vocab);
+}
+
 /* The model's greedy tokens after a fixed prompt: one run and one argmax
  * read at a time (pipe false) or one run queued ahead (pipe true). *n_past:
  * the cache's after the last run. */
 static void fq_decode(mlxn_model *m, mlxn_kvcache *kv, bool pipe, int np, int ns, int32_t *out, int *n_past) {
     int32_t prompt[16];
-    for (int i = 0; i < np; i++) prompt[i] = (int32_t)((5 + 37 * i) % m->cfg.vocab);
+    fq_prompt(m, prompt, np);
     mlxn_kvcache_clear(kv);
     mlxn_forward *pf = NULL, *f = NULL;
     int32_t t = -1;
@@ -62,7 +67,7 @@ static void check_forward_queue(mlxn_model *m, const char *name) {
      * is back at NP + 1 and decoding goes on from there as if they had never
      * run (their rows lie past n_past and are written over) */
     int32_t prompt[NP], t0 = -1, t = -1;
-    for (int i = 0; i < NP; i++) prompt[i] = (int32_t)((5 + 37 * i) % m->cfg.vocab);
+    fq_prompt(m, prompt, NP);
     mlxn_kvcache_clear(kv);
     mlxn_forward *pf = NULL, *f = NULL;
     CHECK_OK(mlxn_forward_create(&pf, m, kv, NP, MLXN_MODE_OPTIMIZED, 0));

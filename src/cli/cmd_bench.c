@@ -67,10 +67,8 @@ static mlxn_status bench_tg(mlxn_model *m, mlxn_kvcache *kv, const int32_t *toks
                             unsigned *launches, unsigned *phases, unsigned *nodes) {
     mlxn_forward *f = NULL;
     mlxn_status st = mlxn_forward_create(&f, m, kv, 1, g_mode, 0);
-    /* greedy steps pipelined where generate pipelines them (MLXN_PIPELINE
-     * as there: 0 one step at a time, each token read before the next) */
-    const char *pe = getenv("MLXN_PIPELINE");
-    bool pipe = !st && (pe && *pe ? *pe != '0' : mlxn_forward_pipelines(f));
+    /* greedy steps pipelined where generate pipelines them */
+    bool pipe = !st && mlxn_forward_pipelines(f);
     if (!st) { /* record once */
         mlxn_kvcache_clear(kv);
         st = mlxn_forward_run(f, toks);

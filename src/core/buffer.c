@@ -204,26 +204,34 @@ static mlxn_status check_range(const mlxn_buffer *buf, size_t off, size_t n, con
     return MLXN_OK;
 }
 
-mlxn_status mlxn_buffer_write(mlxn_buffer *buf, size_t off, const void *src, size_t n) {
-    if (!buf || (!src && n)) return mlxn_err(MLXN_ERR_INVALID_ARG, "buffer_write: NULL argument");
-    mlxn_status st = check_range(buf, off, n, "buffer_write");
+/* The checks of a write of n bytes at off (what: the caller's name); *dst
+ * the device address. */
+static mlxn_status write_target(mlxn_buffer *buf, size_t off, const void *src, size_t n, const char *what,
+                                void **dst) {
+    if (!buf || (!src && n)) return mlxn_err(MLXN_ERR_INVALID_ARG, "%s: NULL argument", what);
+    mlxn_status st = check_range(buf, off, n, what);
     if (st) return st;
     if (buf->t.alloc->flags & MLXN_ALLOC_READONLY)
-        return mlxn_err(MLXN_ERR_STATE, "buffer_write: buffer is read-only (adopted memory)");
+        return mlxn_err(MLXN_ERR_STATE, "%s: buffer is read-only (adopted memory)", what);
+    *dst = (char *)mlxn_tensor_data(&buf->t) + off;
+    return MLXN_OK;
+}
+
+mlxn_status mlxn_buffer_write(mlxn_buffer *buf, size_t off, const void *src, size_t n) {
+    void *dst;
+    mlxn_status st = write_target(buf, off, src, n, "buffer_write", &dst);
+    if (st) return st;
     mlxn_device *d = buf->t.alloc->dev;
-    return d->be->upload(d, (char *)mlxn_tensor_data(&buf->t) + off, src, n);
+    return d->be->upload(d, dst, src, n);
 }
 
 mlxn_status mlxn_buffer_write_queued(mlxn_buffer *buf, size_t off, const void *src, size_t n) {
-    if (!buf || (!src && n)) return mlxn_err(MLXN_ERR_INVALID_ARG, "buffer_write_queued: NULL argument");
     if (n > MLXN_QCOPY_MAX)
         return mlxn_err(MLXN_ERR_RANGE, "buffer_write_queued: %zu bytes, at most %d", n, MLXN_QCOPY_MAX);
-    mlxn_status st = check_range(buf, off, n, "buffer_write_queued");
+    void *dst;
+    mlxn_status st = write_target(buf, off, src, n, "buffer_write_queued", &dst);
     if (st) return st;
-    if (buf->t.alloc->flags & MLXN_ALLOC_READONLY)
-        return mlxn_err(MLXN_ERR_STATE, "buffer_write_queued: buffer is read-only (adopted memory)");
     mlxn_device *d = buf->t.alloc->dev;
-    void *dst = (char *)mlxn_tensor_data(&buf->t) + off;
     return d->be->upload_queued ? d->be->upload_queued(d, dst, src, n) : d->be->upload(d, dst, src, n);
 }
 

@@ -29,11 +29,12 @@ typedef struct mlxn_exec {
 /* Build groups and dependency edges for nodes in their current order. */
 mlxn_status mlxn_schedule_build(mlxn_exec *ex, bool dump);
 
+void mlxn_exec_clear(mlxn_exec *ex);
+
 /* mlxn_session_replay_submit that may be called while a run is still in
  * flight: the device queues the runs in order (pipelined decode,
  * mlxn_forward_queue). mlxn_session_wait then waits for all of them. */
 mlxn_status mlxn_session_replay_queue(mlxn_session *s);
-void mlxn_exec_clear(mlxn_exec *ex);
 
 /* Passes over a node array in place. Return how many fusions / moved nodes. */
 typedef struct mlxn_outputs {

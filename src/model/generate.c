@@ -74,15 +74,6 @@ static bool emit(gen *g, const mlxn_generate_params *p, int32_t tok, int32_t *ou
     return !more || *n >= n_predict || (!p->ignore_eos && is_eos(&g->m->cfg, tok));
 }
 
-/* Greedy decoding without a penalty runs one step ahead of the host
- * (mlxn_forward_queue) where the device overlaps the two (CUDA);
- * MLXN_PIPELINE=0 never, =1 on any device (for tests). */
-static bool pipelined(const gen *g) {
-    if (!mlxn_sampler_is_greedy(g->smp)) return false;
-    const char *e = getenv("MLXN_PIPELINE");
-    if (e && *e) return *e != '0';
-    return mlxn_forward_pipelines(g->dec);
-}
 
 static mlxn_status run(gen *g, const int32_t *prompt, int n_prompt, const mlxn_generate_params *p,
                        int32_t *out_tokens, int *n_out, mlxn_generate_stats *st) {
@@ -135,7 +126,9 @@ static mlxn_status run(gen *g, const int32_t *prompt, int n_prompt, const mlxn_g
     int n = 0;
     bool stop = emit(g, p, tok, out_tokens, &n, n_predict);
     if (!stop) TRY(fwd_create(g, &g->dec, 1));
-    if (!stop && pipelined(g)) {
+    /* greedy decoding without a penalty runs one step ahead of the host
+     * where the device overlaps the two (mlxn_forward_pipelines) */
+    if (!stop && mlxn_sampler_is_greedy(g->smp) && mlxn_forward_pipelines(g->dec)) {
         /* one run ahead: the run for the token after next is queued before
          * the next one is read (the device takes each argmax as the next
          * input itself), so the device does not wait for the host between

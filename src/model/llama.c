@@ -794,7 +794,11 @@ mlxn_status mlxn_forward_cancel(mlxn_forward *f) {
 }
 
 int mlxn_forward_queued(const mlxn_forward *f) { return f ? f->q_n : 0; }
-bool mlxn_forward_pipelines(const mlxn_forward *f) { return f && mlxn_device_queues_copies(f->m->dev); }
+bool mlxn_forward_pipelines(const mlxn_forward *f) {
+    const char *e = getenv("MLXN_PIPELINE");
+    if (e && *e) return *e != '0';
+    return f && mlxn_device_queues_copies(f->m->dev);
+}
 
 mlxn_status mlxn_forward_logits(const mlxn_forward *f, float *out, size_t n_floats) {
     TRY(not_queued(f, "logits"));

@@ -331,8 +331,10 @@ mlxn_status mlxn_forward_queue(mlxn_forward *f, const int32_t *token);
 mlxn_status mlxn_forward_next_argmax(mlxn_forward *f, int32_t *out);
 mlxn_status mlxn_forward_cancel(mlxn_forward *f);
 int mlxn_forward_queued(const mlxn_forward *f);
-/* Whether queued runs overlap the host's work on this device (CUDA): where
- * they do not, pipelining only adds a step after an early stop. */
+/* Whether greedy decoding should queue its steps (generate, bench): where
+ * queued runs overlap the host's work on this device (CUDA); elsewhere
+ * pipelining only adds a step after an early stop. MLXN_PIPELINE=0: never,
+ * =1: on any device (for tests). */
 bool mlxn_forward_pipelines(const mlxn_forward *f);
 
 /* ------------------------------------------------------------------------ */

@@ -1032,11 +1032,11 @@ TARGET_512 static inline __m512i load_bytes16(const uint8_t *p, int n16) {
 #define PF_LONG_ROW 2048
 #endif
 /* PF_STREAM was 24 KB (the fastest at ~78 GB/s, above); with the VM in its
- * ~33 GB/s regime 12 KB ran faster in every case (dev EPYC, bench ops
- * --bw-each, 4096 x 14336 and 14336 x 4096, 7 formats, 1 and 2 threads,
- * three alternated rounds, bench/RESULTS.md): 2 threads 4096 x 14336
- * 14-24 -> 24-28 GB/s, 14336 x 4096 16-32 -> 32-34 GB/s; 8 KB as fast but
- * noisier. Not yet measured in the ~78 GB/s regime. */
+ * ~33 GB/s regime 12 KB read more in 81 of 84 paired rounds (dev EPYC,
+ * bench ops --bw-each, 4096 x 14336 and 14336 x 4096, 7 formats, 1 and 2
+ * threads, three alternated rounds, bench/RESULTS.md): 2 threads 4096 x
+ * 14336 14-24 -> 24-28 GB/s, 14336 x 4096 16-32 -> 32-34 GB/s; 8 KB about
+ * as fast but noisier. Not yet measured in the ~78 GB/s regime. */
 #ifndef PF_STREAM
 #define PF_STREAM 12288
 #endif

@@ -309,8 +309,8 @@ static mlxn_status cuda_read_queued(mlxn_device *dev, const void *src, size_t n,
     mlxn_status st = MLXN_OK;
     int i = -1;
     if (!qslots_ready(c)) st = mlxn_err(MLXN_ERR_DEVICE, "cuda: no mapped pinned memory for queued reads");
-    for (int k = 0; k < QSLOTS && !st && i < 0; k++)
-        if (!c->qread[(c->qnext + k) % QSLOTS]) i = (c->qnext + k) % QSLOTS;
+    for (int k = 0, j; k < QSLOTS && !st && i < 0; k++)
+        if (!c->qread[j = (c->qnext + k) % QSLOTS]) i = j;
     if (!st && i < 0)
         st = mlxn_err(MLXN_ERR_STATE, "cuda: %d queued reads not waited for; wait for one first", QSLOTS);
     if (!st) {

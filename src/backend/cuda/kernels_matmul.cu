@@ -649,10 +649,10 @@ static int mlx4g_epi_plan_t(int64_t N, int64_t K, int *D) {
     /* a warp of two rows holds K / 2048 items: with at most two, D = 2
      * already has all of them in flight, in fewer registers (128 -> 80 a
      * thread), so more of the kernel's blocks fit beside the one before */
-    bool two = d2 || (fit && K / 2048 <= 2 && mlx4g_epi_rows_d<SDT, 2>(N, K) == 2);
-    int r = two ? 0 : mlx4g_epi_rows_d<SDT, 4>(N, K);
+    int r2 = d2 || (fit && K / 2048 <= 2) ? mlx4g_epi_rows_d<SDT, 2>(N, K) : -1;
+    int r = d2 || r2 == 2 ? 0 : mlx4g_epi_rows_d<SDT, 4>(N, K);
     *D = r ? 4 : 2;
-    return r ? r : mlx4g_epi_rows_d<SDT, 2>(N, K);
+    return r ? r : r2 >= 0 ? r2 : mlx4g_epi_rows_d<SDT, 2>(N, K);
 }
 /* Rows a warp R (1 or 2; 0: none fits) and items in flight a lane D (4 or
  * 2) with which k_mlx4g runs the Epi half for N rows of K: one warp for
