@@ -35,13 +35,14 @@ static int att_splits(int64_t C) {
  * or shared memory). qr: the head's q row. Position pnew (the newest, the
  * last of the range; -1: none) takes its K and V rows from kn, vn instead of
  * the cache (the values the cache gets, already rounded to its dtype): the
- * same warp visits it last either way, so the sums come out the same. */
-template <int KT, int NW = ATT_WARPS>
+ * same warp visits it last either way, so the sums come out the same.
+ * MD: the largest head dim taken (MD / 32 values a lane in registers). */
+template <int KT, int NW = ATT_WARPS, int MD = ATT_MAXD>
 __device__ __forceinline__ void attn_chunk(float *bm, float *bl, float *bacc, const float *qr, const void *kc,
                                            const void *vc, int64_t hk, int64_t C, int D,
                                            const mlxn_attention_params &p, int64_t lo, int64_t hi,
                                            int64_t pnew = -1, const float *kn = NULL, const float *vn = NULL) {
-    constexpr int DPL = ATT_MAXD / 32;
+    constexpr int DPL = MD / 32;
     int lane = threadIdx.x & 31, w = threadIdx.x >> 5;
     float qv[DPL], acc[DPL];
 #pragma unroll
@@ -78,7 +79,7 @@ __device__ __forceinline__ void attn_chunk(float *bm, float *bl, float *bacc, co
     for (int64_t pp = lo + w; pp < end; pp += NW) visit(NULL, NULL, (hk * C + pp % C) * D);
     if (own && (pnew - lo) % NW == w) visit(kn, vn, 0);
 
-    __shared__ float sm[NW], ss[NW], sacc[NW][ATT_MAXD];
+    __shared__ float sm[NW], ss[NW], sacc[NW][MD];
     if (lane == 0) {
         sm[w] = mx;
         ss[w] = sum;
@@ -174,8 +175,8 @@ struct RopeAtt {
     mlxn_rope_params p;
     double inv[ATT_MAXD / 2];  /* each pair's frequency, rope_inv_freq on the host without ff */
 };
-template <int KT, bool EARLY, bool XQ, bool ROPE>
-__global__ void __launch_bounds__(ATTC_WARPS * 32) k_attn_cluster(float *o, const float *q, void *kc, void *vc,
+template <int KT, bool EARLY, bool XQ, bool ROPE, int MD>
+__global__ void __launch_bounds__(ATTC_WARPS * 32, 1) k_attn_cluster(float *o, const float *q, void *kc, void *vc,
                                                                   const int32_t *pos, int64_t H, int64_t Hkv, int64_t C,
                                                                   int D, mlxn_attention_params p, int xl, uint8_t *xg, float *y,
                                                                   int64_t N, RopeAtt r) {
@@ -183,9 +184,9 @@ __global__ void __launch_bounds__(ATTC_WARPS * 32) k_attn_cluster(float *o, cons
     namespace cg = cooperative_groups;
     cg::cluster_group cl = cg::this_cluster();
     /* block 0's: every block's (M, L, acc), stored there by the block itself */
-    __shared__ float cm[ATT_CLUSTER], cls[ATT_CLUSTER], cacc[ATT_CLUSTER][ATT_MAXD];
-    __shared__ float qs[ROPE ? ATT_MAXD : 1], kn[ROPE ? ATT_MAXD : 1], vn[ROPE ? ATT_MAXD : 1];
-    __shared__ float rc[ROPE ? ATT_MAXD / 2 : 1], rs[ROPE ? ATT_MAXD / 2 : 1];
+    __shared__ float cm[ATT_CLUSTER], cls[ATT_CLUSTER], cacc[ATT_CLUSTER][MD];
+    __shared__ float qs[ROPE ? MD : 1], kn[ROPE ? MD : 1], vn[ROPE ? MD : 1];
+    __shared__ float rc[ROPE ? MD / 2 : 1], rs[ROPE ? MD / 2 : 1];
     /* the cluster's blocks have all started before any writes to block 0's
      * shared memory: arrive now, wait just before those writes */
     asm volatile("barrier.cluster.arrive.relaxed.aligned;" ::: "memory");
@@ -242,8 +243,8 @@ __global__ void __launch_bounds__(ATTC_WARPS * 32) k_attn_cluster(float *o, cons
     asm volatile("barrier.cluster.wait.aligned;" ::: "memory");
     float *bm = cl.map_shared_rank(&cm[split], 0), *bl = cl.map_shared_rank(&cls[split], 0);
     float *bacc = cl.map_shared_rank(cacc[split], 0);
-    if (ROPE) attn_chunk<KT, ATTC_WARPS>(bm, bl, bacc, qs, kc, vc, hk, C, D, p, lo, hi, pt, kn, vn);
-    else attn_chunk<KT, ATTC_WARPS>(bm, bl, bacc, q + th * D, kc, vc, hk, C, D, p, lo, hi);
+    if (ROPE) attn_chunk<KT, ATTC_WARPS, MD>(bm, bl, bacc, qs, kc, vc, hk, C, D, p, lo, hi, pt, kn, vn);
+    else attn_chunk<KT, ATTC_WARPS, MD>(bm, bl, bacc, q + th * D, kc, vc, hk, C, D, p, lo, hi);
     cl.sync(); /* the shares are in block 0; also: every block of the head has read r.qx (rope in place) */
     if (split == 0) {
         if (ROPE)
@@ -767,14 +768,29 @@ static bool cluster_on(void) {
     return on;
 }
 
+/* Head dims up to 128 take k_attn_cluster with 4 values a lane instead of
+ * 8: 56 registers a thread instead of 63, 10 KB of shared memory a block
+ * instead of 20 (bench/RESULTS.md: 8B decode +1.2-1.8 % on an H100). The
+ * kernel's launch bounds name one block an SM as the minimum: with none,
+ * ptxas put the D <= 128 form in 48 registers with spills. Measured
+ * there and not kept: the kernel bound to 48 registers, so that two blocks
+ * of the o-projection after it fit beside its two on an SM (slower; so was
+ * the o-projection bound to 72 registers for the same end), and four
+ * positions a warp in flight instead of two (slower). */
 template <int KT, bool XQ, bool ROPE>
 static cudaError_t launch_cluster_t(cudaLaunchConfig_t *cfg, bool early, const cu_node *n, int xl, uint8_t *xg, float *y,
                                     int64_t N, const RopeAtt &r) {
     const cu_tensor *t = n->t;
     int64_t H = t[1].shape[1], D = t[1].shape[2], Hkv = t[2].shape[0], C = t[2].shape[1];
-    return cudaLaunchKernelEx(cfg, early ? k_attn_cluster<KT, true, XQ, ROPE> : k_attn_cluster<KT, false, XQ, ROPE>,
-                              (float *)t[0].data, (const float *)t[1].data, t[2].data, t[3].data,
-                              (const int32_t *)t[4].data, H, Hkv, C, (int)D, n->attn, xl, xg, y, N, r);
+#define ATTC_ARGS                                                                                           \
+    (float *)t[0].data, (const float *)t[1].data, t[2].data, t[3].data, (const int32_t *)t[4].data, H, Hkv, C, \
+        (int)D, n->attn, xl, xg, y, N, r
+    if (D > 128)
+        return cudaLaunchKernelEx(cfg, early ? k_attn_cluster<KT, true, XQ, ROPE, ATT_MAXD>
+                                             : k_attn_cluster<KT, false, XQ, ROPE, ATT_MAXD>, ATTC_ARGS);
+    return cudaLaunchKernelEx(cfg, early ? k_attn_cluster<KT, true, XQ, ROPE, 128>
+                                         : k_attn_cluster<KT, false, XQ, ROPE, 128>, ATTC_ARGS);
+#undef ATTC_ARGS
 }
 template <bool XQ, bool ROPE>
 static cudaError_t launch_cluster_kt(cudaLaunchConfig_t *cfg, bool early, const cu_node *n, int xl, uint8_t *xg, float *y,
