@@ -750,13 +750,12 @@ struct Q4kStep {
         int xa[8] = {(int)a0.x, (int)a0.y, (int)a0.z, (int)a0.w, (int)a1.x, (int)a1.y, (int)a1.z, (int)a1.w};
         int xb[8] = {(int)b0.x, (int)b0.y, (int)b0.z, (int)b0.w, (int)b1.x, (int)b1.y, (int)b1.z, (int)b1.w};
         float dxa = __int_as_float((int)a2.x), dxb = __int_as_float((int)b2.x);
-        float sa = (float)((int)a2.y + (int)a2.z), sb = (float)((int)b2.y + (int)b2.z);
+        int sa = (int)a2.y + (int)a2.z, sb = (int)b2.y + (int)b2.z;
 #pragma unroll
         for (int i = 0; i < R; i++) {
-            float d = cu_h2f((uint16_t)(h[i].x & 0xffff)), dmin = cu_h2f((uint16_t)(h[i].x >> 16));
-            float sc1, m1, sc2, m2;
-            scale_min_k4(2 * j, h[i].y, h[i].z, h[i].w, &sc1, &m1);
-            scale_min_k4(2 * j + 1, h[i].y, h[i].z, h[i].w, &sc2, &m2);
+            float2 dd = kq_dmin(h[i].x);
+            int sc1, sc2, m1, m2;
+            kq_scale_min2(j, h[i].y, h[i].z, h[i].w, &sc1, &sc2, &m1, &m2);
             uint32_t qw[8] = {q[i][0].x, q[i][0].y, q[i][0].z, q[i][0].w, q[i][1].x, q[i][1].y, q[i][1].z, q[i][1].w};
             int dpa = 0, dpb = 0;
 #pragma unroll
@@ -764,7 +763,7 @@ struct Q4kStep {
                 dpa = __dp4a((int)(qw[k] & 0x0F0F0F0F), xa[k], dpa);
                 dpb = __dp4a((int)((qw[k] >> 4) & 0x0F0F0F0F), xb[k], dpb);
             }
-            acc[i] += d * (sc1 * dxa * (float)dpa + sc2 * dxb * (float)dpb) - dmin * (m1 * dxa * sa + m2 * dxb * sb);
+            acc[i] += kq_unit(dd, sc1, sc2, m1, m2, dpa, dpb, dxa, dxb, sa, sb);
         }
     }
 };

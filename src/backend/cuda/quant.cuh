@@ -113,22 +113,35 @@ struct DecQ8_0 {
     }
 };
 
-/* 6-bit scale and min j (0..7) of a k-quant block (ggml get_scale_min_k4);
- * the 12 scale bytes are held as three words s0..s2, read by selects (a
- * run-time index into a byte array would go to local memory). */
-static __device__ __forceinline__ uint32_t kbyte(uint32_t s0, uint32_t s1, uint32_t s2, int i) {
-    uint32_t w = (i >> 2) == 0 ? s0 : (i >> 2) == 1 ? s1 : s2;
-    return (w >> (8 * (i & 3))) & 0xff;
+/* The 6-bit scales and mins of sub-blocks 2j and 2j + 1 of a q4_k / q5_k
+ * block (unit j, 0..3), from its 12 scale bytes held as three words s0..s2
+ * (ggml's get_scale_min_k4): the eight scales and eight mins are first
+ * rebuilt as bytes of one word each for the unit's half (j < 2: the low 6
+ * bits of bytes 0-3 / 4-7; j >= 2: a nibble of bytes 8-11 under the top
+ * two bits of bytes 0-3 / 4-7), then the unit's two bytes taken by shifts.
+ * A handful of word operations instead of a select chain a value: H100,
+ * bench/RESULTS.md (q4_k one-row kernel 57-87 -> 71-89 % of copy). */
+static __device__ __forceinline__ void kq_scale_min2(int j, uint32_t s0, uint32_t s1, uint32_t s2, int *sc1, int *sc2,
+                                                     int *m1, int *m2) {
+    bool hi = j >= 2;
+    int sh = 16 * (j & 1);
+    uint32_t scw = hi ? (s2 & 0x0F0F0F0Fu) | ((s0 >> 2) & 0x30303030u) : s0 & 0x3F3F3F3Fu;
+    uint32_t mw = hi ? ((s2 >> 4) & 0x0F0F0F0Fu) | ((s1 >> 2) & 0x30303030u) : s1 & 0x3F3F3F3Fu;
+    *sc1 = (int)((scw >> sh) & 0xff);
+    *sc2 = (int)((scw >> (sh + 8)) & 0xff);
+    *m1 = (int)((mw >> sh) & 0xff);
+    *m2 = (int)((mw >> (sh + 8)) & 0xff);
 }
-static __device__ __forceinline__ void scale_min_k4(int j, uint32_t s0, uint32_t s1, uint32_t s2, float *sc, float *m) {
-    if (j < 4) {
-        *sc = (float)(kbyte(s0, s1, s2, j) & 63);
-        *m = (float)(kbyte(s0, s1, s2, j + 4) & 63);
-    } else {
-        *sc = (float)((kbyte(s0, s1, s2, j + 4) & 0xF) | ((kbyte(s0, s1, s2, j - 4) >> 6) << 4));
-        *m = (float)((kbyte(s0, s1, s2, j + 4) >> 4) | ((kbyte(s0, s1, s2, j) >> 6) << 4));
-    }
+/* A q4_k / q5_k unit's dot from its two sub-blocks' integer dots dpa, dpb
+ * with x blocks of scales dxa, dxb and code sums sa, sb: the scale and min
+ * products stay integers (|sc·dp| < 2^22: exact), two conversions a
+ * sub-block. dd = (d, dmin). */
+static __device__ __forceinline__ float kq_unit(float2 dd, int sc1, int sc2, int m1, int m2, int dpa, int dpb,
+                                                float dxa, float dxb, int sa, int sb) {
+    return dxa * (dd.x * (float)(sc1 * dpa) - dd.y * (float)(m1 * sa)) +
+           dxb * (dd.x * (float)(sc2 * dpb) - dd.y * (float)(m2 * sb));
 }
+static __device__ __forceinline__ float2 kq_dmin(uint32_t w) { return __half22float2(*(const __half2 *)&w); }
 
 /* q4_k / q5_k: unit j (0..3) = elements 64j..64j+63 of the block. */
 template <bool Q5>
@@ -142,13 +155,11 @@ struct DecQK45 {
     __device__ __forceinline__ void decode(int64_t n, int64_t u, float *y) const {
         const uint8_t *b = w + n * rb + (u >> 2) * BB;
         int j = (int)(u & 3);
-        uint32_t dm = *(const uint32_t *)b;
-        float d = cu_h2f((uint16_t)(dm & 0xffff)), dmin = cu_h2f((uint16_t)(dm >> 16));
+        float2 dd = kq_dmin(*(const uint32_t *)b);
         uint32_t w0 = *(const uint32_t *)(b + 4), w1 = *(const uint32_t *)(b + 8), w2 = *(const uint32_t *)(b + 12);
-        float s1, m1, s2, m2;
-        scale_min_k4(2 * j, w0, w1, w2, &s1, &m1);
-        scale_min_k4(2 * j + 1, w0, w1, w2, &s2, &m2);
-        float d1 = d * s1, d2 = d * s2, mm1 = dmin * m1, mm2 = dmin * m2;
+        int s1, m1, s2, m2;
+        kq_scale_min2(j, w0, w1, w2, &s1, &s2, &m1, &m2);
+        float d1 = dd.x * (float)s1, d2 = dd.x * (float)s2, mm1 = dd.y * (float)m1, mm2 = dd.y * (float)m2;
         const uint8_t *qs = b + (Q5 ? 48 : 16) + 32 * j;
         uint4 q0 = *(const uint4 *)qs, q1 = *(const uint4 *)(qs + 16);
         uint32_t q[8] = {q0.x, q0.y, q0.z, q0.w, q1.x, q1.y, q1.z, q1.w};
@@ -376,11 +387,9 @@ struct QDotQK45 : DecQK45<Q5> {
         const uint8_t *b = w + n * rb + (u >> 2) * DecQK45<Q5>::BB;
         int j = (int)(u & 3);
         uint4 hd = __ldg((const uint4 *)b); /* d, dmin, the 12 scale bytes: one load */
-        uint32_t dm = hd.x, w0 = hd.y, w1 = hd.z, w2 = hd.w;
-        float d = cu_h2f((uint16_t)(dm & 0xffff)), dmin = cu_h2f((uint16_t)(dm >> 16));
-        float sc1, m1, sc2, m2;
-        scale_min_k4(2 * j, w0, w1, w2, &sc1, &m1);
-        scale_min_k4(2 * j + 1, w0, w1, w2, &sc2, &m2);
+        float2 dd = kq_dmin(hd.x);
+        int sc1, m1, sc2, m2;
+        kq_scale_min2(j, hd.y, hd.z, hd.w, &sc1, &sc2, &m1, &m2);
         const uint8_t *qs = b + (Q5 ? 48 : 16) + 32 * j;
         uint4 q0 = ld_w<!Q5>((const uint4 *)qs), q1 = ld_w<!Q5>((const uint4 *)(qs + 16));
         uint32_t q[8] = {q0.x, q0.y, q0.z, q0.w, q1.x, q1.y, q1.z, q1.w};
@@ -405,8 +414,7 @@ struct QDotQK45 : DecQK45<Q5> {
             dpa = __dp4a((int)lo, xa[i], dpa);
             dpb = __dp4a((int)hi, xb[i], dpb);
         }
-        return d * (sc1 * dxa * (float)dpa + sc2 * dxb * (float)dpb) -
-               dmin * (m1 * dxa * (float)(sa0 + sa1) + m2 * dxb * (float)(sb0 + sb1));
+        return kq_unit(dd, sc1, sc2, m1, m2, dpa, dpb, dxa, dxb, sa0 + sa1, sb0 + sb1);
     }
 };
 struct QDotQ6K : DecQ6K {
