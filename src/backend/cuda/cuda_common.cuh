@@ -136,6 +136,16 @@ static __device__ __forceinline__ void x_store(int xl, uint8_t *x, int64_t b, in
     else xq_store(x, b, lane, v);
 }
 
+/* 16·Σ hi_i·x_i + c over the four bytes: hi_i the high nibble of byte i
+ * of q, x_i the signed bytes of x. The nibbles stay in place (q &
+ * 0xF0F0F0F0, unsigned bytes: dp4a.u32.s32), so no shift a word; the
+ * caller adds the total >> 4 (exact) to its low-nibble sum. */
+static __device__ __forceinline__ int dp4a_hi16(uint32_t q, int x, int c) {
+    int r;
+    asm("dp4a.u32.s32 %0, %1, %2, %3;" : "=r"(r) : "r"(q & 0xF0F0F0F0u), "r"(x), "r"(c));
+    return r;
+}
+
 static __device__ __forceinline__ float silu_f(float x) { return x / (1.0f + expf(-x)); }
 
 /* Programmatic dependent launch. cu_pdl_wait blocks until the kernel before

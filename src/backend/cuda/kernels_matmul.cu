@@ -761,8 +761,9 @@ struct Q4kStep {
 #pragma unroll
             for (int k = 0; k < 8; k++) {
                 dpa = __dp4a((int)(qw[k] & 0x0F0F0F0F), xa[k], dpa);
-                dpb = __dp4a((int)((qw[k] >> 4) & 0x0F0F0F0F), xb[k], dpb);
+                dpb = dp4a_hi16(qw[k], xb[k], dpb);
             }
+            dpb >>= 4;
             acc[i] += kq_unit(dd, sc1, sc2, m1, m2, dpa, dpb, dxa, dxb, sa, sb);
         }
     }

@@ -328,14 +328,14 @@ struct QDotQ4_0 : DecQ4_0 {
         ldx(xs, u, xq, &dx, &s0, &s1);
         uint32_t qw[4];
         ld_words_a2<4>(b + 2, qw); /* (ld_block_a2 measured slower here: H100, bench/RESULTS.md) */
-        int dp = 0;
+        int dp = 0, dh = 0;
 #pragma unroll
         for (int i = 0; i < 4; i++) {
             uint32_t q = qw[i];
             dp = __dp4a((int)(q & 0x0F0F0F0F), xq[i], dp);
-            dp = __dp4a((int)((q >> 4) & 0x0F0F0F0F), xq[4 + i], dp);
+            dh = dp4a_hi16(q, xq[4 + i], dh);
         }
-        return d * dx * (float)(dp - 8 * (s0 + s1));
+        return d * dx * (float)(dp + (dh >> 4) - 8 * (s0 + s1));
     }
 };
 struct QDotQ4_1 : DecQ4_1 {
@@ -349,14 +349,14 @@ struct QDotQ4_1 : DecQ4_1 {
         int xq[8], s0, s1;
         float dx;
         ldx(xs, u, xq, &dx, &s0, &s1);
-        int dp = 0;
+        int dp = 0, dh = 0;
 #pragma unroll
         for (int i = 0; i < 4; i++) {
             uint32_t q = ld_w<true>((const uint32_t *)(b + 4 + 4 * i));
             dp = __dp4a((int)(q & 0x0F0F0F0F), xq[i], dp);
-            dp = __dp4a((int)((q >> 4) & 0x0F0F0F0F), xq[4 + i], dp);
+            dh = dp4a_hi16(q, xq[4 + i], dh);
         }
-        return d * dx * (float)dp + m * dx * (float)(s0 + s1);
+        return d * dx * (float)(dp + (dh >> 4)) + m * dx * (float)(s0 + s1);
     }
 };
 struct QDotQ8_0 : DecQ8_0 {
@@ -406,14 +406,18 @@ struct QDotQK45 : DecQK45<Q5> {
         int dpa = 0, dpb = 0;
 #pragma unroll
         for (int i = 0; i < 8; i++) {
-            uint32_t lo = q[i] & 0x0F0F0F0F, hi = (q[i] >> 4) & 0x0F0F0F0F;
+            uint32_t lo = q[i] & 0x0F0F0F0F;
             if (Q5) {
+                uint32_t hi = (q[i] >> 4) & 0x0F0F0F0F;
                 lo |= ((h[i] >> (2 * j)) & 0x01010101) << 4;
                 hi |= ((h[i] >> (2 * j + 1)) & 0x01010101) << 4;
+                dpb = __dp4a((int)hi, xb[i], dpb);
+            } else {
+                dpb = dp4a_hi16(q[i], xb[i], dpb); /* 16 x: >> 4 below */
             }
             dpa = __dp4a((int)lo, xa[i], dpa);
-            dpb = __dp4a((int)hi, xb[i], dpb);
         }
+        if (!Q5) dpb >>= 4;
         return kq_unit(dd, sc1, sc2, m1, m2, dpa, dpb, dxa, dxb, sa0 + sa1, sb0 + sb1);
     }
 };
