@@ -31,13 +31,14 @@ MLXN_CU_BLAS=0 timeout 120 ./build-cuda/mlxn bench -m $M8 --backend cuda -p 512 
 timeout 120 ./build-cuda/mlxn bench -m $M8 --backend cuda -p 0 -n 64 -r 2 --mode direct >"$LOG/bench8b_direct.log" 2>&1
 # the one-row table of `mlxn bench ops` (issue #5's command), next to its device copy
 timeout 120 ./build-cuda/mlxn bench ops --backend cuda --rows 1 >"$LOG/bench_ops.log" 2>&1
-# switches, each with its tests in the other setting and a decode A/B
+# a switch with its tests in the other setting
 # (MLXN_CU_Q4K_EPI=0: q4_k matmuls leave the norm between them a kernel)
 MLXN_CU_Q4K_EPI=0 timeout 120 ./build-cuda/tests/test_cuda_ops >"$LOG/exp_q4k_epi_ops.log" 2>&1
-for v in 0 1 0 1; do
-  echo "MLXN_CU_Q4K_EPI=$v $(MLXN_CU_Q4K_EPI=$v timeout 60 ./build-cuda/mlxn bench -m synthetic:llama3-8b:q4_k --backend cuda \
-    -p 16 -n 128 -r 3 2>&1 | grep -E '^tg|launches' | tr -s ' ' | tr '\n' ' ')"
-done >"$LOG/exp_q4k_epi_bench.log"
+# the 8B shape in the GGML block types (tg128 after pp512)
+for f in q4_k q5_k q4_0 q8_0; do
+  echo "8B $f: $(timeout 60 ./build-cuda/mlxn bench -m synthetic:llama3-8b:$f --backend cuda -p 512 -n 128 -r 3 2>&1 |
+    grep -E '^tg|launches' | tr -s ' ' | tr '\n' ' ')"
+done >"$LOG/bench8b_ggml.log"
 GGUF=models/SmolLM2-135M-Instruct.Q4_1.gguf
 if [ -f "$GGUF" ]; then
   timeout 60 ./build-cuda/mlxn bench -m $GGUF --backend cuda -p 512 -n 128 -r 3 >"$LOG/bench_smollm2.log" 2>&1
@@ -88,10 +89,10 @@ if [ -n "$tg" ] && [ -n "$cp_bw" ]; then
 fi
 echo "mlxn bench ops --backend cuda --rows 1 (one-row matmul with its x quantization, % of the device copy):"
 grep -E "device copy|^(mlx-q4-g64|mlx-q8-g64|q4_0|q4_1|q8_0|q4_k) " "$LOG/bench_ops.log" | awk '{print}' | head -30
-echo "switches (test_cuda_ops in the other setting; 8B q4_k tg128 off / on, alternating):"
+echo "8B shape, GGML block types (tg128 after pp512); test_cuda_ops with MLXN_CU_Q4K_EPI=0:"
 echo "MLXN_CU_Q4K_EPI=0: $(tail -1 "$LOG/exp_q4k_epi_ops.log")"
 grep -E "FAIL" "$LOG/exp_q4k_epi_ops.log" | head -5
-cat "$LOG/exp_q4k_epi_bench.log"
+cat "$LOG/bench8b_ggml.log"
 echo "tests (make CUDA=1 test, exit $test_rc):"
 grep -E "^test_[a-z_]+: [0-9]+ passed" "$LOG/test.log" | sort -u
 grep -E "FAIL" "$LOG/test.log" | head -10
