@@ -29,29 +29,6 @@ static int att_splits(int64_t C) {
     return (int)(n < 1 ? 1 : n > 64 ? 64 : n);
 }
 
-/* The NW warps' online-softmax states (max sm[k], sum ss[k], accumulator
- * sacc[k][0..D), in shared memory after a barrier) combined into one
- * (M, L, acc) at *bm, *bl, bacc. */
-template <int NW, int MD>
-__device__ __forceinline__ void attn_warps_merge(const float *sm, const float *ss, const float (*sacc)[MD], int D,
-                                                 float *bm, float *bl, float *bacc) {
-    float M = -INFINITY;
-    for (int k = 0; k < NW; k++) M = fmaxf(M, sm[k]);
-    float L = 0.0f;
-    for (int k = 0; k < NW; k++)
-        if (sm[k] != -INFINITY) L += ss[k] * expf(sm[k] - M);
-    for (int d = threadIdx.x; d < D; d += blockDim.x) {
-        float a = 0.0f;
-        for (int k = 0; k < NW; k++)
-            if (sm[k] != -INFINITY) a += sacc[k][d] * expf(sm[k] - M);
-        bacc[d] = a;
-    }
-    if (threadIdx.x == 0) {
-        *bm = M;
-        *bl = L;
-    }
-}
-
 /* One block's share [lo, hi) of the cache positions of (token, head) th:
  * each of its NW warps an online softmax over every NW-th position (lanes over
  * D), then the warps combined into (M, L, acc[D]) at *bm, *bl, bacc (global
@@ -113,108 +90,21 @@ __device__ __forceinline__ void attn_chunk(float *bm, float *bl, float *bacc, co
         if (d < D) sacc[w][d] = acc[i];
     }
     __syncthreads();
-    attn_warps_merge<NW, MD>(sm, ss, sacc, D, bm, bl, bacc);
-}
-
-/* Four 16-bit cache values (8 bytes) as floats. */
-template <int KT>
-__device__ __forceinline__ void h4f(uint2 v, float *f) {
-    if (KT == MLXN_F16) {
-        float2 a = __half22float2(*(const __half2 *)&v.x), b = __half22float2(*(const __half2 *)&v.y);
-        f[0] = a.x, f[1] = a.y, f[2] = b.x, f[3] = b.y;
-    } else {
-        f[0] = __uint_as_float(v.x << 16), f[1] = __uint_as_float(v.x & 0xffff0000u);
-        f[2] = __uint_as_float(v.y << 16), f[3] = __uint_as_float(v.y & 0xffff0000u);
+    float M = -INFINITY;
+    for (int k = 0; k < NW; k++) M = fmaxf(M, sm[k]);
+    float L = 0.0f;
+    for (int k = 0; k < NW; k++)
+        if (sm[k] != -INFINITY) L += ss[k] * expf(sm[k] - M);
+    for (int d = threadIdx.x; d < D; d += blockDim.x) {
+        float a = 0.0f;
+        for (int k = 0; k < NW; k++)
+            if (sm[k] != -INFINITY) a += sacc[k][d] * expf(sm[k] - M);
+        bacc[d] = a;
     }
-}
-/* attn_chunk for a 16-bit cache with D % 4 == 0 and D <= 128: lane l holds
- * dims 4l..4l+3 (one 8-byte load a row), and a warp takes its positions B
- * at a time, the B K rows and B V rows all loaded before any is used: one
- * L2 round trip a batch instead of one or two a position; the B scores'
- * warp sums interleaved, one softmax rescale a batch. Same (M, L, acc) out
- * as attn_chunk; the newest position (pnew, from kn / vn) is visited last
- * by the same warp as there. */
-template <int KT, int NW, int B>
-__device__ __forceinline__ void attn_chunk_b(float *bm, float *bl, float *bacc, const float *qr, const void *kc,
-                                             const void *vc, int64_t hk, int64_t C, int D,
-                                             const mlxn_attention_params &p, int64_t lo, int64_t hi, int64_t pnew,
-                                             const float *kn, const float *vn) {
-    int lane = threadIdx.x & 31, w = threadIdx.x >> 5, d0 = 4 * lane;
-    bool act = d0 < D;
-    float qv[4], acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-#pragma unroll
-    for (int i = 0; i < 4; i++) qv[i] = act ? qr[d0 + i] : 0.0f;
-    float mx = -INFINITY, sum = 0.0f;
-    bool own = pnew >= lo && pnew < hi;
-    int64_t end = own ? pnew : hi;
-    const uint2 *k8 = (const uint2 *)kc, *v8 = (const uint2 *)vc;
-    for (int64_t pp = lo + w; pp < end; pp += (int64_t)NW * B) {
-        uint2 kr[B], vr[B];
-#pragma unroll
-        for (int j = 0; j < B; j++) {
-            int64_t q = pp + (int64_t)j * NW;
-            bool ok = act && q < end;
-            int64_t r = ((hk * C + q % C) * D + d0) >> 2;
-            kr[j] = ok ? __ldg(k8 + r) : make_uint2(0u, 0u);
-            vr[j] = ok ? __ldg(v8 + r) : make_uint2(0u, 0u);
-        }
-        float sc[B];
-#pragma unroll
-        for (int j = 0; j < B; j++) {
-            float kf[4];
-            h4f<KT>(kr[j], kf);
-            sc[j] = qv[0] * kf[0] + qv[1] * kf[1] + qv[2] * kf[2] + qv[3] * kf[3];
-        }
-#pragma unroll
-        for (int o = 16; o > 0; o >>= 1)
-#pragma unroll
-            for (int j = 0; j < B; j++) sc[j] += __shfl_xor_sync(0xffffffffu, sc[j], o);
-        float mb = -INFINITY;
-#pragma unroll
-        for (int j = 0; j < B; j++) {
-            sc[j] *= p.scale;
-            if (p.softcap > 0) sc[j] = tanhf(sc[j] / p.softcap) * p.softcap;
-            if (pp + (int64_t)j * NW >= end) sc[j] = -INFINITY;
-            mb = fmaxf(mb, sc[j]);
-        }
-        float mn = fmaxf(mx, mb); /* finite: position pp < end scored */
-        float corr = mx == -INFINITY ? 0.0f : expf(mx - mn);
-        sum *= corr;
-#pragma unroll
-        for (int i = 0; i < 4; i++) acc[i] *= corr;
-#pragma unroll
-        for (int j = 0; j < B; j++) {
-            float e = sc[j] == -INFINITY ? 0.0f : expf(sc[j] - mn), vf[4];
-            h4f<KT>(vr[j], vf);
-            sum += e;
-#pragma unroll
-            for (int i = 0; i < 4; i++) acc[i] = fmaf(e, vf[i], acc[i]);
-        }
-        mx = mn;
+    if (threadIdx.x == 0) {
+        *bm = M;
+        *bl = L;
     }
-    if (own && (pnew - lo) % NW == w) {
-        float s = 0.0f;
-#pragma unroll
-        for (int i = 0; i < 4; i++) s = fmaf(qv[i], act ? kn[d0 + i] : 0.0f, s);
-        s = cu_warp_sum(s) * p.scale;
-        if (p.softcap > 0) s = tanhf(s / p.softcap) * p.softcap;
-        float mn = fmaxf(mx, s);
-        float corr = mx == -INFINITY ? 0.0f : expf(mx - mn), e = expf(s - mn);
-#pragma unroll
-        for (int i = 0; i < 4; i++) acc[i] = acc[i] * corr + e * (act ? vn[d0 + i] : 0.0f);
-        sum = sum * corr + e;
-        mx = mn;
-    }
-    __shared__ float sm[NW], ss[NW], sacc[NW][128];
-    if (lane == 0) {
-        sm[w] = mx;
-        ss[w] = sum;
-    }
-    if (act)
-#pragma unroll
-        for (int i = 0; i < 4; i++) sacc[w][d0 + i] = acc[i];
-    __syncthreads();
-    attn_warps_merge<NW, 128>(sm, ss, sacc, D, bm, bl, bacc);
 }
 
 /* The visible cache positions [first, pt] of token t (window, ring). */
@@ -285,7 +175,7 @@ struct RopeAtt {
     mlxn_rope_params p;
     double inv[ATT_MAXD / 2];  /* each pair's frequency, rope_inv_freq on the host without ff */
 };
-template <int KT, bool EARLY, bool XQ, bool ROPE, int MD, bool BT = false>
+template <int KT, bool EARLY, bool XQ, bool ROPE, int MD>
 __global__ void __launch_bounds__(ATTC_WARPS * 32, 1) k_attn_cluster(float *o, const float *q, void *kc, void *vc,
                                                                   const int32_t *pos, int64_t H, int64_t Hkv, int64_t C,
                                                                   int D, mlxn_attention_params p, int xl, uint8_t *xg, float *y,
@@ -353,14 +243,8 @@ __global__ void __launch_bounds__(ATTC_WARPS * 32, 1) k_attn_cluster(float *o, c
     asm volatile("barrier.cluster.wait.aligned;" ::: "memory");
     float *bm = cl.map_shared_rank(&cm[split], 0), *bl = cl.map_shared_rank(&cls[split], 0);
     float *bacc = cl.map_shared_rank(cacc[split], 0);
-    if constexpr (BT && KT != MLXN_F32 && MD == 128) {
-        if (ROPE) attn_chunk_b<KT, ATTC_WARPS, 4>(bm, bl, bacc, qs, kc, vc, hk, C, D, p, lo, hi, pt, kn, vn);
-        else attn_chunk_b<KT, ATTC_WARPS, 4>(bm, bl, bacc, q + th * D, kc, vc, hk, C, D, p, lo, hi, -1, NULL, NULL);
-    } else if (ROPE) {
-        attn_chunk<KT, ATTC_WARPS, MD>(bm, bl, bacc, qs, kc, vc, hk, C, D, p, lo, hi, pt, kn, vn);
-    } else {
-        attn_chunk<KT, ATTC_WARPS, MD>(bm, bl, bacc, q + th * D, kc, vc, hk, C, D, p, lo, hi);
-    }
+    if (ROPE) attn_chunk<KT, ATTC_WARPS, MD>(bm, bl, bacc, qs, kc, vc, hk, C, D, p, lo, hi, pt, kn, vn);
+    else attn_chunk<KT, ATTC_WARPS, MD>(bm, bl, bacc, q + th * D, kc, vc, hk, C, D, p, lo, hi);
     cl.sync(); /* the shares are in block 0; also: every block of the head has read r.qx (rope in place) */
     if (split == 0) {
         if (ROPE)
@@ -893,12 +777,6 @@ static bool cluster_on(void) {
  * of the o-projection after it fit beside its two on an SM (slower; so was
  * the o-projection bound to 72 registers for the same end), and four
  * positions a warp in flight instead of two (slower). */
-/* MLXN_CU_ATT_BATCH=1: attn_chunk_b for 16-bit caches, D % 4 == 0 (measuring) */
-static bool att_batch(void) {
-    static int on = -1;
-    if (on < 0) on = mlxn_cu_env_flag("MLXN_CU_ATT_BATCH", 0);
-    return on;
-}
 template <int KT, bool XQ, bool ROPE>
 static cudaError_t launch_cluster_t(cudaLaunchConfig_t *cfg, bool early, const cu_node *n, int xl, uint8_t *xg, float *y,
                                     int64_t N, const RopeAtt &r) {
@@ -910,9 +788,6 @@ static cudaError_t launch_cluster_t(cudaLaunchConfig_t *cfg, bool early, const c
     if (D > 128)
         return cudaLaunchKernelEx(cfg, early ? k_attn_cluster<KT, true, XQ, ROPE, ATT_MAXD>
                                              : k_attn_cluster<KT, false, XQ, ROPE, ATT_MAXD>, ATTC_ARGS);
-    if (KT != MLXN_F32 && D % 4 == 0 && att_batch())
-        return cudaLaunchKernelEx(cfg, early ? k_attn_cluster<KT, true, XQ, ROPE, 128, true>
-                                             : k_attn_cluster<KT, false, XQ, ROPE, 128, true>, ATTC_ARGS);
     return cudaLaunchKernelEx(cfg, early ? k_attn_cluster<KT, true, XQ, ROPE, 128>
                                          : k_attn_cluster<KT, false, XQ, ROPE, 128>, ATTC_ARGS);
 #undef ATTC_ARGS
