@@ -2,9 +2,10 @@
  * cmd_bench.c — `mlxn bench`: prefill (pp) and decode (tg) tokens/s, as
  * llama-bench measures them. pp: one recorded graph of -p tokens, warmed up
  * once, then replayed -r times from an empty cache. tg: -n one-token steps
- * of a recorded decode graph replayed from an empty cache, -r times. Token
- * ids are fixed pseudo-random ids. Text table, or one JSON object with
- * --json.
+ * of a recorded decode graph replayed from an empty cache, -r times. Each
+ * reports the median of its -r rates (tok_s) and their standard deviation.
+ * Token ids are fixed pseudo-random ids. Text table, or one JSON object
+ * with --json.
  */
 #include "cli/cli.h"
 #include "model/model.h"
@@ -17,7 +18,8 @@ static void usage(FILE *f) {
     fprintf(f, "usage: mlxn bench -m PATH [-p 512] [-n 128] [-r 3] [--json] [--threads N] [--backend cpu|cuda]\n"
                "                  [--kv f16|bf16|f32] [--mode direct|batched|optimized]\n"
                "PATH may be synthetic:llama3-1b|llama3-3b|llama3-8b|llama3-70b-layer|smollm2-135m[:q<bits>][:g<group>]\n"
-               "(random MLX-quantized weights, no file). Decode replays one recorded graph per step\n"
+               "(random MLX-quantized weights, no file). pp and tg each start from an empty KV cache;\n"
+               "tok/s is the median of the -r repeats. Decode replays one recorded graph per step\n"
                "(--mode direct: one submission per op instead).\n");
 }
 
@@ -33,12 +35,16 @@ static void json_str(FILE *f, const char *s) {
     fputc('"', f);
 }
 
-static void mean_sd(const double *x, int n, double *mean, double *sd) {
+/* The median of x[0..n) (the mean of the middle two for even n; x is
+ * sorted in place) and the sample standard deviation around the mean. */
+static void median_sd(double *x, int n, double *med, double *sd) {
     double s = 0, q = 0;
     for (int i = 0; i < n; i++) s += x[i];
-    *mean = s / n;
-    for (int i = 0; i < n; i++) q += (x[i] - *mean) * (x[i] - *mean);
+    double mean = s / n;
+    for (int i = 0; i < n; i++) q += (x[i] - mean) * (x[i] - mean);
     *sd = n > 1 ? sqrt(q / (n - 1)) : 0;
+    qsort(x, (size_t)n, sizeof *x, cli_cmp_double);
+    *med = n % 2 ? x[n / 2] : 0.5 * (x[n / 2 - 1] + x[n / 2]);
 }
 
 static mlxn_mode g_mode = MLXN_MODE_OPTIMIZED;
@@ -164,8 +170,8 @@ int cmd_bench(int argc, char **argv) {
         goto done;
     }
     double pm = 0, psd = 0, tm = 0, tsd = 0;
-    if (pp) mean_sd(pps, (int)reps, &pm, &psd);
-    if (tg) mean_sd(tgs, (int)reps, &tm, &tsd);
+    if (pp) median_sd(pps, (int)reps, &pm, &psd);
+    if (tg) median_sd(tgs, (int)reps, &tm, &tsd);
     if (json) {
         printf("{\"model\": ");
         json_str(stdout, model_path);
