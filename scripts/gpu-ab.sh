@@ -5,7 +5,7 @@
 # device run as a carried path). On the GPU machine: builds both, then for
 # each model in $MODELS (default the synthetic 8B 4-bit), $ROUNDS rounds
 # (default 2) of the base, the tree and each environment variant in
-# $VARIANTS ("A=1,B=2" = both) of the tree, tg128 after pp512. With $CB
+# $VARIANTS ("A=1,B=2" = both) of the tree, pp512 then tg128. With $CB
 # set (cuda_bench's arguments, e.g. "--int --decode"), first $ROUNDS rounds
 # of cuda_bench's one-row table the same way (the lines of formats in
 # $CBF, default all), then the models.

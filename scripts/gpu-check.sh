@@ -34,7 +34,7 @@ timeout 120 ./build-cuda/mlxn bench ops --backend cuda --rows 1 >"$LOG/bench_ops
 # a switch with its tests in the other setting
 # (MLXN_CU_Q4K_EPI=0: q4_k matmuls leave the norm between them a kernel)
 MLXN_CU_Q4K_EPI=0 timeout 120 ./build-cuda/tests/test_cuda_ops >"$LOG/exp_q4k_epi_ops.log" 2>&1
-# the 8B shape in the GGML block types (tg128 after pp512)
+# the 8B shape in the GGML block types (pp512, then tg128 from an empty cache)
 for f in q4_k q5_k q4_0 q8_0; do
   echo "8B $f: $(timeout 60 ./build-cuda/mlxn bench -m synthetic:llama3-8b:$f --backend cuda -p 512 -n 128 -r 3 2>&1 |
     grep -E '^tg|launches' | tr -s ' ' | tr '\n' ' ')"
@@ -95,7 +95,7 @@ if [ -n "$tg" ] && [ -n "$cp_bw" ]; then
 fi
 echo "mlxn bench ops --backend cuda --rows 1 (one-row matmul with its x quantization, % of the device copy):"
 grep -E "device copy|^(mlx-q4-g64|mlx-q8-g64|q4_0|q4_1|q8_0|q4_k) " "$LOG/bench_ops.log" | awk '{print}' | head -30
-echo "8B shape, GGML block types (tg128 after pp512); test_cuda_ops with MLXN_CU_Q4K_EPI=0:"
+echo "8B shape, GGML block types (tg128 from an empty cache); test_cuda_ops with MLXN_CU_Q4K_EPI=0:"
 echo "MLXN_CU_Q4K_EPI=0: $(tail -1 "$LOG/exp_q4k_epi_ops.log")"
 grep -E "FAIL" "$LOG/exp_q4k_epi_ops.log" | head -5
 cat "$LOG/bench8b_ggml.log"

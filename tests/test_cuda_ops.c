@@ -868,7 +868,7 @@ static int cuda_sm_major(void) {
  * MLXN_CU_Q4K_EPI (mlxn_cu_env_flag, default on). */
 static bool q4k_epi_env(void) {
     const char *e = getenv("MLXN_CU_Q4K_EPI");
-    return !(e && *e && *e == '0');
+    return !(e && *e == '0');
 }
 
 static bool env_clean(void) {

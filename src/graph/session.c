@@ -270,19 +270,16 @@ mlxn_status mlxn_session_finish(mlxn_session *s) {
     return mlxn_session_wait(s);
 }
 
-mlxn_status mlxn_session_replay_submit(mlxn_session *s) {
-    if (!s) return mlxn_err(MLXN_ERR_INVALID_ARG, "session_replay: session is NULL");
-    if (s->state == S_SUBMITTED) return mlxn_err(MLXN_ERR_STATE, "session_replay: a run is in flight; wait first");
-    if (!s->have_graph) return mlxn_err(MLXN_ERR_STATE, "session_replay: no finished graph to replay");
-    s->stats.replays++;
-    return do_submit(s, true);
-}
-
 mlxn_status mlxn_session_replay_queue(mlxn_session *s) {
     if (!s) return mlxn_err(MLXN_ERR_INVALID_ARG, "session_replay: session is NULL");
     if (!s->have_graph) return mlxn_err(MLXN_ERR_STATE, "session_replay: no finished graph to replay");
     s->stats.replays++;
     return do_submit(s, true);
+}
+
+mlxn_status mlxn_session_replay_submit(mlxn_session *s) {
+    if (s && s->state == S_SUBMITTED) return mlxn_err(MLXN_ERR_STATE, "session_replay: a run is in flight; wait first");
+    return mlxn_session_replay_queue(s);
 }
 
 mlxn_status mlxn_session_replay(mlxn_session *s) {

@@ -74,7 +74,6 @@ static bool emit(gen *g, const mlxn_generate_params *p, int32_t tok, int32_t *ou
     return !more || *n >= n_predict || (!p->ignore_eos && is_eos(&g->m->cfg, tok));
 }
 
-
 static mlxn_status run(gen *g, const int32_t *prompt, int n_prompt, const mlxn_generate_params *p,
                        int32_t *out_tokens, int *n_out, mlxn_generate_stats *st) {
     int n_predict = p->n_predict > 0 ? p->n_predict : 128;
