@@ -24,12 +24,14 @@ SHAPES = {
     "llama3-1b": (2048, 16, 8192, 32, 8, 128256, 500000.0),
     "tiny": (256, 2, 768, 4, 2, 512, 10000.0),
 }
-# ggml type id, elements a block, bytes a block, the f16 scale fields (byte offset, value)
+# ggml type id, elements a block, bytes a block, the f16 scale fields (byte
+# offset, value), chosen so weights are centred on 0 with a spread of ~0.02-0.05:
+# q4_1 d·q + m with q in 0..15; q4_k d·sc·q - dmin·mn with random 6-bit sc, mn
 TYPES = {
     "q4_0": (2, 32, 18, [(0, 0.01)]),
-    "q4_1": (3, 32, 20, [(0, 0.001), (2, -0.008)]),
+    "q4_1": (3, 32, 20, [(0, 0.004), (2, -0.03)]),
     "q8_0": (8, 32, 34, [(0, 0.0005)]),
-    "q4_k": (12, 256, 144, [(0, 0.0005), (2, 0.0005)]),
+    "q4_k": (12, 256, 144, [(0, 0.0005), (2, 0.00375)]),
 }
 F32, STRING, ARRAY, U32, I32 = 6, 8, 9, 4, 5
 ALIGN = 32

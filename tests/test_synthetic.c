@@ -13,11 +13,18 @@
  *  - synthetic:tiny loads with every byte made on the device (no copies),
  *    its tensors differ from each other, a forward pass gives finite logits
  *    of a sane size; bad specs and bad fills fail with a status and message.
+ *  - scripts/gen_synth_gguf.py (the random-weight GGUF files for comparing
+ *    against other tools): its tiny shape in every block type loads with
+ *    the shape's hyper-parameters, tensors of that type and the vocabulary,
+ *    and runs a forward pass to finite logits of a sane size.
  */
 #include "core/object.h"
 #include "model/model.h"
+#include "model/tokenizer.h"
 #include "ops/quant.h"
 #include "testutil.h"
+
+#include <unistd.h>
 
 static const int k_bits[] = {2, 3, 4, 5, 6, 8};
 #define N_BITS (int)(sizeof k_bits / sizeof k_bits[0])
@@ -501,6 +508,56 @@ static void test_smollm2_shape(void) {
     mlxn_device_close(dev);
 }
 
+/* scripts/gen_synth_gguf.py --shape tiny in each type (skipped where
+ * python3 cannot run it). */
+static void test_gen_synth_gguf(void) {
+    static const struct {
+        const char *name;
+        mlxn_dtype t;
+    } types[] = {{"q4_0", MLXN_Q4_0}, {"q4_1", MLXN_Q4_1}, {"q8_0", MLXN_Q8_0}, {"q4_k", MLXN_Q4_K}};
+    if (system("python3 -c 'import random; random.Random(1).randbytes(1)' >/dev/null 2>&1") != 0) {
+        printf("  gen_synth_gguf: no python3 >= 3.9 here: skipped\n");
+        return;
+    }
+    mlxn_device *dev = NULL;
+    CHECK_OK(mlxn_device_open(&dev, "cpu", NULL));
+    if (!dev) return;
+    char path[64];
+    snprintf(path, sizeof path, "/tmp/mlxn_synth_%d.gguf", (int)getpid());
+    for (size_t i = 0; i < sizeof types / sizeof types[0]; i++) {
+        char cmd[256];
+        snprintf(cmd, sizeof cmd, "python3 scripts/gen_synth_gguf.py %s --shape tiny --type %s >/dev/null", path,
+                 types[i].name);
+        int rc = system(cmd);
+        CHECK(rc == 0, "%s: exit status %d", cmd, rc);
+        if (rc) continue;
+        mlxn_model *m = NULL;
+        CHECK_OK(mlxn_model_load(&m, dev, path));
+        if (m) {
+            const mlxn_model_config *c = &m->cfg;
+            CHECK(c->hidden == 256 && c->layers == 2 && c->ffn == 768 && c->heads == 4 && c->kv_heads == 2 &&
+                      c->head_dim == 64 && c->vocab == 512,
+                  "gen_synth_gguf %s: the tiny shape (hidden %d, layers %d, ffn %d, heads %d/%d, head dim %d, "
+                  "vocab %d)", types[i].name, c->hidden, c->layers, c->ffn, c->heads, c->kv_heads, c->head_dim,
+                  c->vocab);
+            CHECK(mlxn_buffer_dtype(m->L[1].down.w) == types[i].t,
+                  "gen_synth_gguf %s: ffn_down holds %s", types[i].name,
+                  mlxn_dtype_name(mlxn_buffer_dtype(m->L[1].down.w)));
+            mlxn_tokenizer *tok = NULL;
+            CHECK_OK(mlxn_model_load_tokenizer(m, &tok, NULL));
+            CHECK(tok && mlxn_tokenizer_n_vocab(tok) == 512, "gen_synth_gguf %s: a 512-token vocabulary (%zu)",
+                  types[i].name, tok ? mlxn_tokenizer_n_vocab(tok) : 0);
+            mlxn_tokenizer_destroy(tok);
+            char spec[64];
+            snprintf(spec, sizeof spec, "gen_synth_gguf %s", types[i].name);
+            check_forward(m, spec);
+        }
+        mlxn_model_destroy(m);
+    }
+    remove(path);
+    mlxn_device_close(dev);
+}
+
 int main(void) {
     test_hash();
     test_pure();
@@ -510,5 +567,6 @@ int main(void) {
     test_ggml();
     test_load_failures();
     test_smollm2_shape();
+    test_gen_synth_gguf();
     return test_summary("test_synthetic");
 }
