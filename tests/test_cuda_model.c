@@ -8,6 +8,9 @@
  * tokens equal. With the default model present (scripts/get-model.sh):
  * three chat prompts, 32 greedy tokens each, equal on both backends, or the
  * first divergence shown with the CPU's top-2 logit margin there.
+ * Prefill through cuBLAS (bf16 operands, 64-token prompts, activations as
+ * a user gets them): the logits of every position within NMSE 1e-3 of the
+ * CPU's.
  * Synthetic models: the device's random fills (kernels_fill.cu) equal the
  * host generator (core/fill.h) byte for byte for every kind, odd sizes and
  * offsets, every bit width and group of a synthetic linear, and one fill
@@ -346,6 +349,47 @@ static void default_model(void) {
     free(lg);
 }
 
+/* Logits of every position of a 64-token prompt (on CUDA the cuBLAS
+ * path: M >= 16) of spec on dev into out (T * V floats); returns V. */
+static int prefill_all(mlxn_device *dev, const char *spec, float *out, size_t cap) {
+    enum { T = 64 };
+    int32_t prompt[T];
+    for (int i = 0; i < T; i++) prompt[i] = (int32_t)(5 + 37 * i % 250); /* inside every vocabulary here */
+    mlxn_model *m = NULL;
+    CHECK_OK(mlxn_model_load(&m, dev, spec));
+    if (!m) return 0;
+    int V = m->cfg.vocab;
+    mlxn_kvcache *kv = NULL;
+    mlxn_forward *f = NULL;
+    CHECK_OK(mlxn_kvcache_create(&kv, m, T, MLXN_F32));
+    CHECK_OK(mlxn_forward_create(&f, m, kv, T, MLXN_MODE_OPTIMIZED, MLXN_FWD_ALL_LOGITS));
+    if (f && (size_t)T * (size_t)V <= cap) {
+        CHECK_OK(mlxn_forward_run(f, prompt));
+        CHECK_OK(mlxn_forward_logits(f, out, (size_t)T * (size_t)V));
+    } else {
+        V = 0;
+    }
+    mlxn_forward_destroy(f);
+    mlxn_kvcache_destroy(kv);
+    mlxn_model_destroy(m);
+    return V;
+}
+
+static void prefill_vs_cpu(const char *spec) {
+    const size_t cap = (size_t)64 * 32768;
+    float *got = malloc(cap * 4), *ref = malloc(cap * 4);
+    int V = prefill_all(gpu, spec, got, cap), Vc = prefill_all(cpu, spec, ref, cap);
+    CHECK(V && V == Vc, "%s: prefill vocabularies %d / %d (<= 32768)", spec, V, Vc);
+    if (V && V == Vc) {
+        double e = nmse(ref, got, (size_t)64 * (size_t)V);
+        /* bf16 operands (8 significant bits) in every prefill matmul on CUDA */
+        CHECK(e <= 1e-3, "%s: 64-token prefill logits NMSE %.3g against the CPU (bound 1e-3)", spec, e);
+        printf("  %-28s 64-token prefill: logits NMSE %.2e against the CPU\n", spec, e);
+    }
+    free(got);
+    free(ref);
+}
+
 int main(void) {
     /* both backends keep activations in f32: int8 rounding of x differs in
      * order between them and flips near-tied greedy picks */
@@ -368,6 +412,8 @@ int main(void) {
     default_model();
     /* pipelined greedy decode on the int8 decode path (k_mlx4g, k_q4kg) */
     unsetenv("MLXN_F32_ACTIVATIONS");
+    const char *pf[] = {"synthetic:llama-2k:q4:g64", "synthetic:llama-2k:q4_k", "synthetic:tiny"};
+    for (size_t i = 0; i < sizeof pf / sizeof pf[0]; i++) prefill_vs_cpu(pf[i]);
     const char *pq[] = {"synthetic:llama-2k:q4:g64", "synthetic:llama-2k:q4_k", "synthetic:tiny"};
     for (size_t i = 0; i < sizeof pq / sizeof pq[0]; i++) {
         mlxn_model *m = NULL;
