@@ -411,6 +411,19 @@ static void check_bad(mlxn_device *dev) {
     mlxn_generate_params gp = {.n_predict = 10}; /* 8 + 10 - 1 = 17 > 16 */
     CHECK_STATUS(mlxn_generate(m, kv, prompt, 8, &gp, out, &n, NULL), MLXN_ERR_RANGE);
     check_msg("ctx overflow", "exceed ctx 16", NULL);
+    /* a token outside the vocabulary: a status, nothing run */
+    mlxn_forward *f = NULL;
+    CHECK_OK(mlxn_forward_create(&f, m, kv, 2, MLXN_MODE_OPTIMIZED, 0));
+    if (f) {
+        int32_t bad[2] = {1, m->cfg.vocab}, neg[2] = {-1, 1};
+        int past = kv->n_past;
+        CHECK_STATUS(mlxn_forward_run(f, bad), MLXN_ERR_RANGE);
+        check_msg("token past the vocab", "outside the vocab", NULL);
+        CHECK_STATUS(mlxn_forward_run(f, neg), MLXN_ERR_RANGE);
+        CHECK(kv->n_past == past, "rejected tokens leave n_past at %d (%d)", past, kv->n_past);
+        CHECK_OK(mlxn_forward_run(f, prompt));
+    }
+    mlxn_forward_destroy(f);
     mlxn_kvcache_destroy(kv);
     mlxn_model_destroy(m);
 }

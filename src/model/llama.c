@@ -714,6 +714,10 @@ static mlxn_status not_queued(const mlxn_forward *f, const char *what) {
  * of the run before), queued behind the runs before without waiting where
  * the graph is recorded and replayed, else run and waited for. */
 static mlxn_status run_step(mlxn_forward *f, const int32_t *tokens, bool queued) {
+    for (int t = 0; tokens && t < f->T; t++) /* the gather would give NaN rows for them */
+        if (tokens[t] < 0 || tokens[t] >= f->m->cfg.vocab)
+            return mlxn_err(MLXN_ERR_RANGE, "forward: token %d at %d is outside the vocab of %d", tokens[t], t,
+                            f->m->cfg.vocab);
     TRY(mlxn_kvcache_reserve(f->kv, f->T, "forward"));
     for (int t = 0; t < f->T; t++) f->pos_host[t] = f->kv->n_past + t;
     size_t nb = (size_t)f->T * sizeof(int32_t);

@@ -290,7 +290,8 @@ mlxn_status mlxn_forward_create(mlxn_forward **out, const mlxn_model *m, mlxn_kv
                                 mlxn_mode mode, unsigned flags);
 void mlxn_forward_destroy(mlxn_forward *f);
 /* Run on tokens[T] at positions kv->n_past .. n_past+T-1 and advance
- * n_past. Fails MLXN_ERR_RANGE when they do not fit the cache. */
+ * n_past. Fails MLXN_ERR_RANGE when they do not fit the cache or a token
+ * is outside [0, vocab) (nothing run, n_past unchanged). */
 mlxn_status mlxn_forward_run(mlxn_forward *f, const int32_t *tokens);
 /* Logits of the last run: [rows, vocab], rows = T with ALL_LOGITS else 1. */
 mlxn_status mlxn_forward_logits(const mlxn_forward *f, float *out, size_t n_floats);
