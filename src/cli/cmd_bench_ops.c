@@ -360,6 +360,17 @@ int cmd_bench_ops(int argc, char **argv) {
         else if (!strcmp(a, "--shape") && v) { shape_arg = v; i++; }
         else { fprintf(stderr, "mlxn bench ops: unknown option '%s'\n", a); usage(); return 2; }
     }
+    { /* every format named right, before the bandwidth measurements (a small matrix of each) */
+        char fl[512];
+        snprintf(fl, sizeof fl, "%s", formats);
+        char *save = NULL;
+        for (char *f = strtok_r(fl, ",", &save); f; f = strtok_r(NULL, ",", &save)) {
+            mlxn_qweights qw;
+            mlxn_status sf = mlxn_quant_make_random(f, 1, 256, 1, &qw);
+            mlxn_quant_free(&qw);
+            if (sf) return cli_fail(f, sf);
+        }
+    }
     mlxn_device *dev = NULL;
     mlxn_status st = cli_open_device(&dev, backend, (int)threads);
     if (st) return cli_fail("opening the device", st);
@@ -422,16 +433,17 @@ int cmd_bench_ops(int argc, char **argv) {
                 }
                 /* the bandwidth moved during the case: its %read is not to be trusted */
                 bool moved = bw_each && fabs(bw1 - bw0) > 0.15 * (bw0 > bw1 ? bw0 : bw1);
-                if (json)
+                if (json) {
                     printf("%s{\"op\": \"matmul\", \"format\": \"%s\", \"m\": %lld, \"n\": %lld, \"k\": %lld, "
                            "\"threads\": %d, \"us\": %.2f, \"gbps\": %.2f, \"gflops\": %.2f, "
-                           "\"read_gbps\": %.2f%s",
+                           "\"read_gbps\": %.2f",
                            printed++ ? ", " : "", f, (long long)c.m, (long long)c.n, (long long)c.k, nth, c.us,
-                           c.gbps, c.gflops, cbw, bw_each ? "" : "}");
-                if (json && bw_each)
-                    printf(", \"read_gbps_before\": %.2f, \"read_gbps_after\": %.2f, \"bandwidth_moved\": %s}", bw0,
-                           bw1, moved ? "true" : "false");
-                else {
+                           c.gbps, c.gflops, cbw);
+                    if (bw_each)
+                        printf(", \"read_gbps_before\": %.2f, \"read_gbps_after\": %.2f, \"bandwidth_moved\": %s", bw0,
+                               bw1, moved ? "true" : "false");
+                    printf("}");
+                } else {
                     printf("%-12s %5lld %6lld %6lld %10.1f %9.2f %9.1f %7.0f%% %6.0f%%", f, (long long)c.m,
                            (long long)c.n, (long long)c.k, c.us, c.gbps, c.gflops, cbw > 0 ? 100.0 * c.gbps / cbw : 0.0,
                            peak > 0 ? 100.0 * c.gflops / peak : 0.0);
