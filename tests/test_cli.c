@@ -33,7 +33,11 @@ static int run_cli(const char *args, char **out, char **err) {
     size_t k;
     while (b && (k = fread(b + n, 1, cap - n - 1, p)) > 0) {
         n += k;
-        if (n + 1 == cap) b = realloc(b, cap *= 2);
+        if (n + 1 == cap) {
+            char *nb = realloc(b, cap *= 2);
+            if (!nb) free(b);
+            b = nb;
+        }
     }
     int st = pclose(p);
     if (b) b[n] = 0;
@@ -41,7 +45,7 @@ static int run_cli(const char *args, char **out, char **err) {
     FILE *e = fopen(errf, "rb");
     if (e) {
         char *eb = calloc(1, 1 << 16);
-        if (eb) fread(eb, 1, (1 << 16) - 1, e);
+        if (eb && fread(eb, 1, (1 << 16) - 1, e) == 0) eb[0] = 0;
         fclose(e);
         *err = eb;
     }
