@@ -8,6 +8,6 @@ build=${1:-build}
 cd "$(dirname "$0")/.."
 gguf=$(bash scripts/get-model.sh)
 mlx=models/smollm2-135m-mlx
-"$build/mlxn" convert "$gguf" "$mlx"
+"$build/mlxn" convert "$gguf" "$mlx" --force  # our own directory under models/: made again each run
 exec "$build/mlxn" generate -m "$mlx" --chat --temp 0 -n "${N:-64}" \
   -p "${PROMPT:-What is the capital of France? Answer in one sentence, then name two famous landmarks there.}" ${MODEL_ARGS:-}

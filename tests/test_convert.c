@@ -9,6 +9,9 @@
  * quantizes and dequantizes (tests/data/models/llama/ref_mlx_q4.bin, from
  * scripts/gen_convert_ref.py), with activations kept f32: the 12-token
  * prefill's matmuls dequantize tiles exactly as mx.dequantize does.
+ * And the output directory: a non-empty existing one is refused (its file
+ * kept) unless overwrite, and the input's own directory always is (the HF
+ * input untouched), with a status and a message naming it.
  */
 #include "model/convert.h"
 #include "model/model.h"
@@ -119,6 +122,47 @@ static void test_hf_to_mlx4(void) {
     rm_tmp_tree(dir);
 }
 
+static long file_size(const char *path) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return -1;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fclose(f);
+    return n;
+}
+
+static void test_out_dir(void) {
+    char dir[] = "/tmp/mlxn-conv-out-XXXXXX", keep[256], hf[256], cmd[2048];
+    CHECK(mkdtemp(dir) != NULL, "mkdtemp");
+    snprintf(keep, sizeof keep, "%s/notes.txt", dir);
+    FILE *f = fopen(keep, "wb");
+    if (f) {
+        fputs("a user's file", f);
+        fclose(f);
+    }
+    mlxn_convert_options o = {.bits = 4, .group_size = 32};
+    CHECK_STATUS(mlxn_convert("tests/data/models/llama", dir, &o), MLXN_ERR_INVALID_ARG);
+    CHECK(strstr(mlxn_last_error(), dir) && strstr(mlxn_last_error(), "not empty"), "message names %s: '%s'", dir,
+          mlxn_last_error());
+    snprintf(cmd, sizeof cmd, "%s/model.safetensors", dir);
+    CHECK(file_size(keep) == 13 && file_size(cmd) < 0, "refused: the user's file kept, nothing written");
+    o.overwrite = true;
+    CHECK_OK(mlxn_convert("tests/data/models/llama", dir, &o));
+    CHECK(file_size(keep) == 13 && file_size(cmd) > 0, "overwrite: the model written beside the user's file");
+    /* the HF input's own directory, even with overwrite */
+    snprintf(hf, sizeof hf, "%s/hf", dir);
+    snprintf(cmd, sizeof cmd, "mkdir -p %s && cp tests/data/models/llama/config.json "
+             "tests/data/models/llama/model.safetensors tests/data/models/llama/tokenizer.json %s/", hf, hf);
+    CHECK(system(cmd) == 0, "%s", cmd);
+    snprintf(cmd, sizeof cmd, "%s/model.safetensors", hf);
+    long before = file_size(cmd);
+    CHECK_STATUS(mlxn_convert(hf, hf, &o), MLXN_ERR_INVALID_ARG);
+    CHECK(strstr(mlxn_last_error(), "input's own directory") != NULL, "message: '%s'", mlxn_last_error());
+    CHECK(before > 0 && file_size(cmd) == before, "the input kept (%ld -> %ld bytes)", before, file_size(cmd));
+    printf("  convert into a non-empty / the input's directory: refused, files kept\n");
+    rm_tmp_tree(dir);
+}
+
 int main(void) {
     exact_case("q4_0", MLXN_Q4_0);
     exact_case("q4_1", MLXN_Q4_1);
@@ -129,5 +173,6 @@ int main(void) {
     CHECK_STATUS(mlxn_ggml_to_mlx(MLXN_Q6_K, w, 1, 256, w, w, w), MLXN_ERR_UNSUPPORTED);
     test_unpermute();
     test_hf_to_mlx4();
+    test_out_dir();
     return test_summary("test_convert");
 }

@@ -24,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -435,6 +436,44 @@ static mlxn_status write_weights(const char *dir, conv *c) {
     return st;
 }
 
+/* out_dir must not be the input's directory (its files would be replaced
+ * by what is made of them), and, unless overwrite, not an existing
+ * directory with entries in it; a non-directory there fails too. */
+static mlxn_status check_out_dir(const char *in, const struct stat *in_st, const char *out_dir, bool overwrite) {
+    struct stat os;
+    if (stat(out_dir, &os)) return MLXN_OK; /* created below */
+    if (!S_ISDIR(os.st_mode)) return mlxn_err(MLXN_ERR_INVALID_ARG, "convert: %s exists and is not a directory", out_dir);
+    struct stat ds;
+    bool same = false;
+    if (S_ISDIR(in_st->st_mode)) {
+        same = in_st->st_dev == os.st_dev && in_st->st_ino == os.st_ino;
+    } else { /* the file's directory */
+        char d[4096];
+        snprintf(d, sizeof d, "%s", in);
+        char *slash = strrchr(d, '/');
+        if (slash) *(slash == d ? slash + 1 : slash) = 0;
+        else snprintf(d, sizeof d, ".");
+        same = !stat(d, &ds) && ds.st_dev == os.st_dev && ds.st_ino == os.st_ino;
+    }
+    if (same)
+        return mlxn_err(MLXN_ERR_INVALID_ARG,
+                        "convert: %s is the input's own directory: the input would be replaced; choose another OUT",
+                        out_dir);
+    if (overwrite) return MLXN_OK;
+    DIR *dir = opendir(out_dir);
+    if (!dir) return mlxn_err(MLXN_ERR_IO, "convert: cannot read %s: %s", out_dir, strerror(errno));
+    const struct dirent *e;
+    bool empty = true;
+    while (empty && (e = readdir(dir)))
+        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) empty = false;
+    closedir(dir);
+    if (!empty)
+        return mlxn_err(MLXN_ERR_INVALID_ARG,
+                        "convert: %s already exists and is not empty; remove it, pick a new OUT, or overwrite "
+                        "(--force) to replace the files a conversion writes", out_dir);
+    return MLXN_OK;
+}
+
 mlxn_status mlxn_convert(const char *in, const char *out_dir, const mlxn_convert_options *opts) {
     if (!in || !out_dir) return mlxn_err(MLXN_ERR_INVALID_ARG, "convert: NULL path");
     mlxn_convert_options o = opts ? *opts : (mlxn_convert_options){0};
@@ -444,6 +483,8 @@ mlxn_status mlxn_convert(const char *in, const char *out_dir, const mlxn_convert
     if (st) return st;
     struct stat sb;
     if (stat(in, &sb)) return mlxn_err(MLXN_ERR_IO, "convert: cannot open %s: %s", in, strerror(errno));
+    st = check_out_dir(in, &sb, out_dir, o.overwrite);
+    if (st) return st;
     if (mkdir(out_dir, 0755) && errno != EEXIST)
         return mlxn_err(MLXN_ERR_IO, "convert: cannot create %s: %s", out_dir, strerror(errno));
     conv c = {.o = &o};

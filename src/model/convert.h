@@ -30,10 +30,14 @@ typedef struct mlxn_convert_options {
     int bits;       /* for tensors that are (re)quantized; 0 = 4 */
     int group_size; /* 0 = 64 */
     bool progress;  /* progress lines on stderr */
+    bool overwrite; /* out_dir may already hold files (the ones written are replaced) */
 } mlxn_convert_options;
 
 /* Convert `in` (a .gguf file or an HF safetensors directory) into the MLX
- * directory `out_dir` (created if missing; files in it are replaced). */
+ * directory `out_dir`, created if missing. An out_dir that exists and is not
+ * empty fails MLXN_ERR_INVALID_ARG unless opts->overwrite; out_dir being the
+ * input directory (or the directory of the input file) always fails: the
+ * input would be replaced by what is made of it. Nothing is written then. */
 mlxn_status mlxn_convert(const char *in, const char *out_dir, const mlxn_convert_options *opts);
 
 #endif
