@@ -1,7 +1,7 @@
 /*
  * test_cli.c — the mlxn program's machine-readable output and bad input,
  * run as a user runs it (the binary next to this test's build folder:
- * build/tests/test_cli -> build/mlxn).
+ * build/tests/test_cli -> build/mlxn), on the CPU backend (CUDA builds too).
  *  - `bench ops --json` (with and without --bw-each) prints one JSON
  *    object and nothing else on stdout: read_bandwidth_gbps and results,
  *    each matmul with format, m, n, k, threads and positive us / gbps /
@@ -60,7 +60,8 @@ static double num(const cJSON *o, const char *k) {
 
 static void bench_ops_json(const char *extra) {
     char args[256], *out, *err;
-    snprintf(args, sizeof args, "bench ops --quick --json --rows 1 --formats q4_0,mlx-q4-g64 --shape 256x512 %s", extra);
+    snprintf(args, sizeof args,
+             "bench ops --backend cpu --quick --json --rows 1 --formats q4_0,mlx-q4-g64 --shape 256x512 %s", extra);
     int rc = run_cli(args, &out, &err);
     CHECK(rc == 0, "mlxn %s: exit status %d (%s)", args, rc, err ? err : "");
     cJSON *j = out ? cJSON_Parse(out) : NULL;
@@ -88,7 +89,7 @@ static void bench_ops_json(const char *extra) {
 }
 
 static void bench_json(void) {
-    const char *args = "bench -m synthetic:tiny -p 16 -n 4 -r 1 --json";
+    const char *args = "bench -m synthetic:tiny --backend cpu -p 16 -n 4 -r 1 --json";
     char *out, *err;
     int rc = run_cli(args, &out, &err);
     CHECK(rc == 0, "mlxn %s: exit status %d (%s)", args, rc, err ? err : "");
