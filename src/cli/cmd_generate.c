@@ -215,6 +215,9 @@ int cmd_generate(int argc, char **argv) {
                 rc = cli_fail("formatting the chat prompt", st);
                 goto done;
             }
+            if (!tmpl) /* what the user gets instead of the model's own template */
+                fprintf(stderr, "mlxn: %s has no chat template; --chat uses the %s family's format\n", model_path,
+                        mlxn_arch_name(m->cfg.arch));
             user = formatted;
             add_special = false;
             add_eos(&m->cfg, mlxn_tokenizer_find(tok, "<|im_end|>"));
