@@ -5,7 +5,8 @@
 # tg128, with the read bandwidth of `mlxn bench ops` before and after each
 # round (the dev VM changes regime). Everything under the bench lock.
 #
-# llama.cpp: the copy vendored in PyPI's llama-cpp-python sdist, built once
+# llama.cpp: the copy vendored in PyPI's llama-cpp-python sdist, as
+# `scripts/gpu-vs-llamacpp.sh --prep` packs it into .lcpp/, built once
 # (GGML_NATIVE, CPU only; ~10 min on 2 cores) under $W; MLX: `mlx[cpu]` and
 # mlx-lm in a venv under $W (MLX's Linux CPU backend, not its Metal path).
 # MLX=0 skips MLX (its CPU backend takes ~70 s a trial on the dev VM).
@@ -20,9 +21,8 @@ X=models/smollm2-135m-mlx
 mkdir -p $W
 LB=$W/llama.cpp/build/bin/llama-bench
 if [ ! -x $LB ]; then
-  pip download llama-cpp-python --no-deps --no-binary :all: -d $W >/dev/null
-  tar xzf $W/llama_cpp_python-*.tar.gz -C $W
-  rm -rf $W/llama.cpp && mv $W/llama_cpp_python-*/vendor/llama.cpp $W/llama.cpp
+  [ -f .lcpp/src.tar.xz ] || bash scripts/gpu-vs-llamacpp.sh --prep >/dev/null # the same sources as the GPU rows
+  rm -rf $W/llama.cpp && tar xJf .lcpp/src.tar.xz -C $W
   (cd $W/llama.cpp && cmake -B build -DGGML_NATIVE=ON -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF \
       -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=OFF -DCMAKE_BUILD_TYPE=Release \
       >/dev/null && cmake --build build --target llama-bench -j"$(nproc)" >/dev/null)
