@@ -512,14 +512,77 @@ TARGET_512 static float dot_f32_512(const float *a, const float *b, int64_t K) {
     return t;
 }
 
-/* Dense rows converted on the fly. */
-TARGET_512 static float dot_dense_512(mlxn_dtype t, const void *wr, const float *x, int64_t K) {
+/* Rows longer than PF_LONG_ROW bytes (all streams) are not prefetched a
+ * whole row at a time: that burst at the row's start holds the line-fill
+ * buffers the row's own loads need (dev EPYC, 1 thread, q4_0 4096 x 14336:
+ * 22.1 GB/s with it, 31.5 without). Their kernels instead prefetch in the
+ * inner loop, PF_STREAM bytes ahead of each stream, one prefetch per 64
+ * bytes consumed (PF_AHEAD). The distance matters: 2-4 KB ahead was slower
+ * than no prefetch (the hardware prefetcher already runs that far), 16-32
+ * KB fastest, 48 KB and more slower again (dev EPYC, 2 threads, 4096 x
+ * 14336, % of the read bandwidth at ~78 GB/s: q8_0 55 % row burst, 65 %
+ * none, 90 % at 16-32 KB; q4_k 53 / 58 / 78-85 %). Rows up to 2 KB keep the
+ * row-ahead prefetch, which small K needs. The limit was 4 KB; at 2 KB the
+ * K = 4096 rows of the 4- and 6-bit formats stream too (dev EPYC, 1 thread,
+ * 4096 x 4096 and 14336 x 4096, two alternated runs: MLX 4-bit 4-21 %,
+ * q4_0 6-19 %, q4_1 12-26 %, q6_k 4-18 % less time; q4_k, q5_k and 8-bit
+ * within the run-to-run spread). */
+#ifndef PF_LONG_ROW
+#define PF_LONG_ROW 2048
+#endif
+/* PF_STREAM was 24 KB (the fastest at ~78 GB/s, above); with the VM in its
+ * ~33 GB/s regime 12 KB read more in 81 of 84 paired rounds (dev EPYC,
+ * bench ops --bw-each, 4096 x 14336 and 14336 x 4096, 7 formats, 1 and 2
+ * threads, three alternated rounds, bench/RESULTS.md): 2 threads 4096 x
+ * 14336 14-24 -> 24-28 GB/s, 14336 x 4096 16-32 -> 32-34 GB/s; 8 KB about
+ * as fast but noisier. Not yet measured in the ~78 GB/s regime. */
+#ifndef PF_STREAM
+#define PF_STREAM 12288
+#endif
+/* In-loop software prefetch `pf` bytes ahead of a weight stream (0: none),
+ * one per 64 bytes the loop consumes; see PF_STREAM. Rows are contiguous,
+ * so near a row's end it runs on into the next rows; x86 prefetches never
+ * fault, also past the matrix. The lines go to L2 (prefetcht1), not L1:
+ * asked into L1 from 12 KB ahead, K = 14336 rows ran at 54-78 % of the read
+ * bandwidth against 84-99 % for K = 4096 rows; into L2, 84-99 % for both
+ * (dev EPYC, 2 threads, ~33 GB/s regime, bench/RESULTS.md, session of
+ * 23:30). q8_0's dot, which consumes bytes fastest, fell to 43-61 % at
+ * every shape that way; it takes a second prefetch into L1 PF_NEAR_Q8
+ * bytes ahead (PF_AHEAD_Q8): 4096 x 14336 20-22 -> 27-28 GB/s, the K = 4096
+ * shapes as before (1 KB ahead was no faster than L1 only). */
+#ifndef PF_HINT
+#define PF_HINT _MM_HINT_T1
+#endif
+#ifndef PF_NEAR_Q8
+#define PF_NEAR_Q8 2048
+#endif
+#define PF_AHEAD(p, pf)                                                    \
+    do {                                                                   \
+        if (pf) _mm_prefetch((const char *)(p) + (pf), PF_HINT);           \
+    } while (0)
+#define PF_AHEAD_Q8(p, pf)                                                 \
+    do {                                                                   \
+        if (pf) {                                                          \
+            _mm_prefetch((const char *)(p) + (pf), PF_HINT);               \
+            _mm_prefetch((const char *)(p) + PF_NEAR_Q8, _MM_HINT_T0);     \
+        }                                                                  \
+    } while (0)
+/* the short rows' block streams (stream_step) prefetch into L1 */
+#define PF_L1(p, d) _mm_prefetch((const char *)(p) + (d), _MM_HINT_T0)
+
+/* Dense rows converted on the fly; pf: in-loop prefetch distance (0: none;
+ * f16 / bf16 rows over PF_LONG_ROW take PF_STREAM, into L2 as above: dev
+ * EPYC, 2 threads, three alternated rounds, GB/s before -> after: bf16
+ * 4096 x 4096 22-28 -> 29-32, 32000 x 4096 21-30 -> 30-32, f16 4096 x 14336
+ * 19-25 -> 23-24). */
+TARGET_512 static float dot_dense_512(mlxn_dtype t, const void *wr, const float *x, int64_t K, size_t pf) {
     __m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps();
     int64_t k = 0;
     if (t == MLXN_F32) return dot_f32_512(wr, x, K);
     const uint16_t *h = wr;
     if (t == MLXN_F16) {
         for (; k + 32 <= K; k += 32) {
+            PF_AHEAD(h + k, pf); /* 64 bytes per iteration */
             __m512 w0 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(h + k)));
             __m512 w1 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(h + k + 16)));
             s0 = _mm512_fmadd_ps(w0, _mm512_loadu_ps(x + k), s0);
@@ -527,6 +590,7 @@ TARGET_512 static float dot_dense_512(mlxn_dtype t, const void *wr, const float 
         }
     } else {
         for (; k + 32 <= K; k += 32) {
+            PF_AHEAD(h + k, pf);
             __m512i a = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(h + k)));
             __m512i b = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(h + k + 16)));
             __m512 w0 = _mm512_castsi512_ps(_mm512_slli_epi32(a, 16));
@@ -551,8 +615,9 @@ static void decode_generic(const mlxn_qmat *w, const float *x, float *y, int64_t
 #ifdef MLXN_X86
         if (isa == ISA_512 && w->kind == MLXN_QKIND_GGML &&
             (w->wtype == MLXN_F32 || w->wtype == MLXN_F16 || w->wtype == MLXN_BF16)) {
+            const size_t pf = w->wtype != MLXN_F32 && (size_t)K * 2 > PF_LONG_ROW ? PF_STREAM : 0;
             for (int64_t m = 0; m < M; m++)
-                y[m * N + n] = dot_dense_512(w->wtype, ggml_row(w, n), x + m * K, K);
+                y[m * N + n] = dot_dense_512(w->wtype, ggml_row(w, n), x + m * K, K, pf);
             continue;
         }
 #endif
@@ -654,14 +719,6 @@ TARGET_512 static inline float h2f_512(uint16_t h) {
 }
 #define DPB(acc, a, b) _mm256_dpbusd_epi32(acc, a, b)
 
-/* In-loop software prefetch `pf` bytes ahead of a weight stream (0: none),
- * one per 64 bytes the loop consumes; see PF_STREAM. Rows are contiguous,
- * so near a row's end it runs on into the next rows; x86 prefetches never
- * fault, also past the matrix. */
-#define PF_AHEAD(p, pf)                                                    \
-    do {                                                                   \
-        if (pf) _mm_prefetch((const char *)(p) + (pf), _MM_HINT_T0);       \
-    } while (0)
 
 /* q4_0 / q4_1, four blocks per step (x in XL_Q40); a last step of 1-3
  * blocks when K % 128 != 0 (absent blocks: zero codes and zero factors).
@@ -765,7 +822,7 @@ TARGET_512 static float dot_q8_0_512(const void *wr, const dec_scratch *s, int64
     __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
     int64_t nb = K / 32, j = 0;
     for (; j + 2 <= nb; j += 2) {
-        PF_AHEAD(b + j, pf); /* 68 bytes per step */
+        PF_AHEAD_Q8(b + j, pf); /* 68 bytes per step */
         __m512i wv = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)b[j].qs)),
                                         _mm256_loadu_si256((const __m256i *)b[j + 1].qs), 1);
         __m512i xv = _mm512_loadu_si512((const void *)(s->xq + 32 * j));
@@ -1013,33 +1070,6 @@ TARGET_512 static inline __m512i load_bytes16(const uint8_t *p, int n16) {
     return v;
 }
 #define PF_MLX 16
-/* Rows longer than PF_LONG_ROW bytes (all streams) are not prefetched a
- * whole row at a time: that burst at the row's start holds the line-fill
- * buffers the row's own loads need (dev EPYC, 1 thread, q4_0 4096 x 14336:
- * 22.1 GB/s with it, 31.5 without). Their kernels instead prefetch in the
- * inner loop, PF_STREAM bytes ahead of each stream, one prefetch per 64
- * bytes consumed (PF_AHEAD). The distance matters: 2-4 KB ahead was slower
- * than no prefetch (the hardware prefetcher already runs that far), 16-32
- * KB fastest, 48 KB and more slower again (dev EPYC, 2 threads, 4096 x
- * 14336, % of the read bandwidth at ~78 GB/s: q8_0 55 % row burst, 65 %
- * none, 90 % at 16-32 KB; q4_k 53 / 58 / 78-85 %). Rows up to 2 KB keep the
- * row-ahead prefetch, which small K needs. The limit was 4 KB; at 2 KB the
- * K = 4096 rows of the 4- and 6-bit formats stream too (dev EPYC, 1 thread,
- * 4096 x 4096 and 14336 x 4096, two alternated runs: MLX 4-bit 4-21 %,
- * q4_0 6-19 %, q4_1 12-26 %, q6_k 4-18 % less time; q4_k, q5_k and 8-bit
- * within the run-to-run spread). */
-#ifndef PF_LONG_ROW
-#define PF_LONG_ROW 2048
-#endif
-/* PF_STREAM was 24 KB (the fastest at ~78 GB/s, above); with the VM in its
- * ~33 GB/s regime 12 KB read more in 81 of 84 paired rounds (dev EPYC,
- * bench ops --bw-each, 4096 x 14336 and 14336 x 4096, 7 formats, 1 and 2
- * threads, three alternated rounds, bench/RESULTS.md): 2 threads 4096 x
- * 14336 14-24 -> 24-28 GB/s, 14336 x 4096 16-32 -> 32-34 GB/s; 8 KB about
- * as fast but noisier. Not yet measured in the ~78 GB/s regime. */
-#ifndef PF_STREAM
-#define PF_STREAM 12288
-#endif
 /* The MLX row PF_MLX rows past codes q, scales ps and biases ps (rowb code
  * bytes and sbb bytes of each a row), asked for into L1: short rows, whose
  * kernels do not prefetch inside their loop (pf = 0). */
@@ -1422,16 +1452,16 @@ TARGET_512 ALWAYS_INLINE static inline void stream_step(int fmt, bool bf, stream
     if (fmt == SF_Q40 || fmt == SF_Q41) {
         const bool q41 = fmt == SF_Q41;
         const size_t bs = q41 ? sizeof(mlxn_block_q4_1) : sizeof(mlxn_block_q4_0);
-        PF_AHEAD(c->q, PF_BYTES);
-        PF_AHEAD(c->q + 64, PF_BYTES);
+        PF_L1(c->q, PF_BYTES);
+        PF_L1(c->q + 64, PF_BYTES);
         q4x4_load(c->q, q41, _mm512_loadu_si512(tb[q41][0]), _mm512_loadu_si512(tb[q41][1]), &v, &dm);
         c->q += 4 * bs;
     } else if (fmt == SF_Q80) {
         /* block i: d at word 17i, codes from byte 34i + 2 */
         static const uint16_t di[32] = {0, 17, 34, 51};
         const uint8_t *q = c->q;
-        PF_AHEAD(q, PF_BYTES); /* one per 68 bytes, as dot_q8_0_512 */
-        PF_AHEAD(q + 68, PF_BYTES);
+        PF_L1(q, PF_BYTES); /* one per 68 bytes, as dot_q8_0_512 */
+        PF_L1(q + 68, PF_BYTES);
         __m512i lo = _mm512_loadu_si512((const void *)q), mid = _mm512_loadu_si512((const void *)(q + 64));
         dm = _mm256_castps128_ps256(_mm_cvtph_ps(
             _mm512_castsi512_si128(_mm512_permutex2var_epi16(lo, _mm512_loadu_si512(di), mid))));
@@ -1456,10 +1486,10 @@ TARGET_512 ALWAYS_INLINE static inline void stream_step(int fmt, bool bf, stream
         dm = bf ? _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16))
                 : _mm256_cvtph_ps(h);
         const size_t qb = fmt == SF_MLX4 ? 64 : 128; /* code bytes per step */
-        PF_AHEAD(c->q, PF_BYTES);
-        if (fmt == SF_MLX8) PF_AHEAD(c->q + 64, PF_BYTES);
-        PF_AHEAD(c->s, PF_BYTES * 8 / qb); /* as far ahead in steps */
-        PF_AHEAD(c->b, PF_BYTES * 8 / qb);
+        PF_L1(c->q, PF_BYTES);
+        if (fmt == SF_MLX8) PF_L1(c->q + 64, PF_BYTES);
+        PF_L1(c->s, PF_BYTES * 8 / qb); /* as far ahead in steps */
+        PF_L1(c->b, PF_BYTES * 8 / qb);
         v = _mm512_loadu_si512((const void *)c->q);
         if (fmt == SF_MLX8) {
             __m512i d0 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), v,
