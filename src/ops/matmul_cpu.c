@@ -547,14 +547,20 @@ TARGET_512 static float dot_f32_512(const float *a, const float *b, int64_t K) {
  * bandwidth against 84-99 % for K = 4096 rows; into L2, 84-99 % for both
  * (dev EPYC, 2 threads, ~33 GB/s regime, bench/RESULTS.md, session of
  * 23:30). q8_0's dot, which consumes bytes fastest, fell to 43-61 % at
- * every shape that way; it takes a second prefetch into L1 PF_NEAR_Q8
- * bytes ahead (PF_AHEAD_Q8): 4096 x 14336 20-22 -> 27-28 GB/s, the K = 4096
- * shapes as before (1 KB ahead was no faster than L1 only). */
+ * every shape that way. Its rows over PF_Q8_L2_ROW bytes take a second
+ * prefetch into L1 PF_NEAR_Q8 bytes ahead (PF_AHEAD_Q8): 4096 x 14336, 2
+ * threads 20-22 -> 27-28 GB/s, 1 thread 16.0 -> 18.6-19.8; shorter rows keep
+ * the one prefetch into L1 (PF_AHEAD_L1): with PF_AHEAD_Q8 K = 4096 rows ran
+ * as fast on 2 threads but 16-19 GB/s against 17-23 on 1. (1 KB ahead was
+ * no faster than L1 only.) */
 #ifndef PF_HINT
 #define PF_HINT _MM_HINT_T1
 #endif
 #ifndef PF_NEAR_Q8
 #define PF_NEAR_Q8 2048
+#endif
+#ifndef PF_Q8_L2_ROW
+#define PF_Q8_L2_ROW 8192
 #endif
 #define PF_AHEAD(p, pf)                                                    \
     do {                                                                   \
@@ -566,6 +572,10 @@ TARGET_512 static float dot_f32_512(const float *a, const float *b, int64_t K) {
             _mm_prefetch((const char *)(p) + (pf), PF_HINT);               \
             _mm_prefetch((const char *)(p) + PF_NEAR_Q8, _MM_HINT_T0);     \
         }                                                                  \
+    } while (0)
+#define PF_AHEAD_L1(p, pf)                                                 \
+    do {                                                                   \
+        if (pf) _mm_prefetch((const char *)(p) + (pf), _MM_HINT_T0);       \
     } while (0)
 /* the short rows' block streams (stream_step) prefetch into L1 */
 #define PF_L1(p, d) _mm_prefetch((const char *)(p) + (d), _MM_HINT_T0)
@@ -821,8 +831,12 @@ TARGET_512 static float dot_q8_0_512(const void *wr, const dec_scratch *s, int64
     const mlxn_block_q8_0 *b = wr;
     __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
     int64_t nb = K / 32, j = 0;
+    const bool l2 = (size_t)nb * sizeof *b > PF_Q8_L2_ROW; /* see PF_AHEAD_Q8 */
     for (; j + 2 <= nb; j += 2) {
-        PF_AHEAD_Q8(b + j, pf); /* 68 bytes per step */
+        if (l2)
+            PF_AHEAD_Q8(b + j, pf); /* 68 bytes per step */
+        else
+            PF_AHEAD_L1(b + j, pf);
         __m512i wv = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)b[j].qs)),
                                         _mm256_loadu_si256((const __m256i *)b[j + 1].qs), 1);
         __m512i xv = _mm512_loadu_si512((const void *)(s->xq + 32 * j));
