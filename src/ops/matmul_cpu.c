@@ -729,7 +729,6 @@ TARGET_512 static inline float h2f_512(uint16_t h) {
 }
 #define DPB(acc, a, b) _mm256_dpbusd_epi32(acc, a, b)
 
-
 /* q4_0 / q4_1, four blocks per step (x in XL_Q40); a last step of 1-3
  * blocks when K % 128 != 0 (absent blocks: zero codes and zero factors).
  * q4_0: Σ d(q-8)·dx·c = Σ d·dx·(Σ q·c) - 8·Σ d·dx·(Σ c), c = x codes.
