@@ -543,10 +543,10 @@ TARGET_512 static float dot_f32_512(const float *a, const float *b, int64_t K) {
  * one per 64 bytes the loop consumes; see PF_STREAM. Rows are contiguous,
  * so near a row's end it runs on into the next rows; x86 prefetches never
  * fault, also past the matrix. The lines go to L2 (prefetcht1), not L1:
- * asked into L1 from 12 KB ahead, K = 14336 rows ran at 54-78 % of the read
- * bandwidth against 84-99 % for K = 4096 rows; into L2, 84-99 % for both
- * (dev EPYC, 2 threads, ~33 GB/s regime, bench/RESULTS.md, session of
- * 23:30). q8_0's dot, which consumes bytes fastest, fell to 43-64 % at
+ * asked into L1 from 12 KB ahead, 4096 x 14336 ran at 40-76 % of the read
+ * bandwidth against 64-96 % for 14336 x 4096 (the same bytes); into L2,
+ * the 4- and 8-bit formats' medians are 82-95 % at every shape (dev EPYC, 2
+ * threads, ~33 GB/s regime, bench/RESULTS.md, session of 23:30). q8_0's dot, which consumes bytes fastest, fell to 43-64 % at
  * every shape that way. Its rows over PF_Q8_L2_ROW bytes take a second
  * prefetch into L1 PF_NEAR_Q8 bytes ahead (PF_AHEAD_Q8): 4096 x 14336, 2
  * threads 20-22 -> 27-28 GB/s, 1 thread 16.0 -> 18.6-19.8; shorter rows keep
