@@ -392,15 +392,17 @@ int main(void) {
     }
     printf("stream row ends: %d cases (format x K x block), %d failing\n", scases, sfails);
 
-    /* Long rows (over PF_LONG_ROW = 4 KB of weight bytes: the decode kernels
-     * prefetch in their inner loop instead of whole rows ahead): K = 8448
+    /* Long rows (over PF_LONG_ROW = 2 KB of weight bytes: the decode kernels
+     * prefetch in their inner loop instead of whole rows ahead; q8_0 rows
+     * over 8 KB and dense f16 / bf16 rows take their own prefetch): K = 8448
      * (whole steps) and 8224 (a tail of 1 block, an odd q8_0 block count),
      * decode rows on every ISA. Same tolerance as above: its f32
      * accumulation term 1e-5·Σ|x·w| is not a worst case at this K
      * ((K/8)·2^-24 = 6.3e-5), but the accumulators' random-sign rounding
      * errors grow like √K, far below it. */
     const char *lf[] = {"q4_0", "q4_1", "q8_0", "q4_k", "q5_k", "q6_k",
-                        "mlx-q4-g64", "mlx-q4-g32", "mlx-q8-g64", "mlx-q8-g32", "mlx-q3-g64"};
+                        "mlx-q4-g64", "mlx-q4-g32", "mlx-q8-g64", "mlx-q8-g32", "mlx-q3-g64",
+                        "f16", "bf16"};
     int lcases = 0, lfails = 0;
     for (size_t f = 0; f < sizeof lf / sizeof lf[0]; f++) {
         const int64_t Ks[] = {8448, 8224};
