@@ -573,12 +573,12 @@ TARGET_512 static float dot_f32_512(const float *a, const float *b, int64_t K) {
             _mm_prefetch((const char *)(p) + PF_NEAR_Q8, _MM_HINT_T0);     \
         }                                                                  \
     } while (0)
+/* into L1: q8_0's shorter rows, and the short rows' block streams
+ * (stream_step, PF_BYTES ahead) */
 #define PF_AHEAD_L1(p, pf)                                                 \
     do {                                                                   \
         if (pf) _mm_prefetch((const char *)(p) + (pf), _MM_HINT_T0);       \
     } while (0)
-/* the short rows' block streams (stream_step) prefetch into L1 */
-#define PF_L1(p, d) _mm_prefetch((const char *)(p) + (d), _MM_HINT_T0)
 
 /* Dense rows converted on the fly; pf: in-loop prefetch distance (0: none;
  * f16 / bf16 rows over PF_LONG_ROW take PF_STREAM, into L2 as above: dev
@@ -1465,16 +1465,16 @@ TARGET_512 ALWAYS_INLINE static inline void stream_step(int fmt, bool bf, stream
     if (fmt == SF_Q40 || fmt == SF_Q41) {
         const bool q41 = fmt == SF_Q41;
         const size_t bs = q41 ? sizeof(mlxn_block_q4_1) : sizeof(mlxn_block_q4_0);
-        PF_L1(c->q, PF_BYTES);
-        PF_L1(c->q + 64, PF_BYTES);
+        PF_AHEAD_L1(c->q, PF_BYTES);
+        PF_AHEAD_L1(c->q + 64, PF_BYTES);
         q4x4_load(c->q, q41, _mm512_loadu_si512(tb[q41][0]), _mm512_loadu_si512(tb[q41][1]), &v, &dm);
         c->q += 4 * bs;
     } else if (fmt == SF_Q80) {
         /* block i: d at word 17i, codes from byte 34i + 2 */
         static const uint16_t di[32] = {0, 17, 34, 51};
         const uint8_t *q = c->q;
-        PF_L1(q, PF_BYTES); /* one per 68 bytes, as dot_q8_0_512 */
-        PF_L1(q + 68, PF_BYTES);
+        PF_AHEAD_L1(q, PF_BYTES); /* one per 68 bytes, as dot_q8_0_512 */
+        PF_AHEAD_L1(q + 68, PF_BYTES);
         __m512i lo = _mm512_loadu_si512((const void *)q), mid = _mm512_loadu_si512((const void *)(q + 64));
         dm = _mm256_castps128_ps256(_mm_cvtph_ps(
             _mm512_castsi512_si128(_mm512_permutex2var_epi16(lo, _mm512_loadu_si512(di), mid))));
@@ -1499,10 +1499,10 @@ TARGET_512 ALWAYS_INLINE static inline void stream_step(int fmt, bool bf, stream
         dm = bf ? _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16))
                 : _mm256_cvtph_ps(h);
         const size_t qb = fmt == SF_MLX4 ? 64 : 128; /* code bytes per step */
-        PF_L1(c->q, PF_BYTES);
-        if (fmt == SF_MLX8) PF_L1(c->q + 64, PF_BYTES);
-        PF_L1(c->s, PF_BYTES * 8 / qb); /* as far ahead in steps */
-        PF_L1(c->b, PF_BYTES * 8 / qb);
+        PF_AHEAD_L1(c->q, PF_BYTES);
+        if (fmt == SF_MLX8) PF_AHEAD_L1(c->q + 64, PF_BYTES);
+        PF_AHEAD_L1(c->s, PF_BYTES * 8 / qb); /* as far ahead in steps */
+        PF_AHEAD_L1(c->b, PF_BYTES * 8 / qb);
         v = _mm512_loadu_si512((const void *)c->q);
         if (fmt == SF_MLX8) {
             __m512i d0 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), v,
