@@ -1144,7 +1144,45 @@ TARGET_512 ALWAYS_INLINE static inline __m512 acc_mlx48_512(const mlxn_qmat *w, 
     /* Per span: the 16 factors stay in a register and each step picks its
      * lanes with one permute (a round trip through sbuf cost a failed
      * store-to-load forward per step: ~15% of a K = 576 row). */
-    for (int64_t b0 = 0; b0 < nblk; b0 += 16) {
+    int64_t b0 = 0;
+#ifndef MLX_SPAN_GENERAL
+    /* Whole spans first, their steps unrolled (constant lanes, no length
+     * tests): 16 >> gsh scale values, read with plain loads. */
+    for (const int64_t nfull = nblk / 16 * 16; b0 < nfull; b0 += 16) {
+        const int64_t g0 = b0 >> gsh;
+        if (pfs) {
+            _mm_prefetch((const char *)(ps + (size_t)g0 * es) + pfs, PF_HINT);
+            _mm_prefetch((const char *)(pb + (size_t)g0 * es) + pfs, PF_HINT);
+        }
+        const __m512 sc = load_sb(ps + (size_t)g0 * es, t, 16 >> gsh, true);
+        const __m512 bi = load_sb(pb + (size_t)g0 * es, t, 16 >> gsh, true);
+        accb = _mm512_fmadd_ps(bi, _mm512_loadu_ps(s->xgg + g0), accb);
+        const __m512 F = _mm512_mul_ps(_mm512_permutexvar_ps(lg, sc), _mm512_loadu_ps(s->dx + b0));
+        const uint8_t *qs = q + (size_t)b0 * bpb;
+        const int8_t *xs = s->xq + (size_t)b0 * 32;
+        if (pf)
+            for (int j = 0; j < 16 / bps; j++) _mm_prefetch((const char *)(qs + 64 * j) + pf, PF_HINT);
+#pragma GCC unroll 8
+        for (int j = 0; j < 16 / bps; j++) {
+            const __m512i v = _mm512_loadu_si512((const void *)(qs + 64 * j));
+            const __m512 f = _mm512_permutexvar_ps(_mm512_add_epi32(lb, _mm512_set1_epi32(bps * j)), F);
+            __m512i d;
+            if (bits == 4) {
+                __m512i lo = _mm512_and_si512(v, m4), hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
+                d = _mm512_dpbusd_epi32(
+                    _mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, _mm512_loadu_si512((const void *)(xs + 128 * j))),
+                    hi, _mm512_loadu_si512((const void *)(xs + 128 * j + 64)));
+            } else {
+                d = _mm512_dpbusd_epi32(_mm512_setzero_si512(), v, _mm512_loadu_si512((const void *)(xs + 64 * j)));
+            }
+            if (j & 1)
+                acc1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), f, acc1);
+            else
+                acc0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), f, acc0);
+        }
+    }
+#endif
+    for (; b0 < nblk; b0 += 16) { /* the rest: a last span of fewer blocks */
         const int rb = nblk - b0 < 16 ? (int)(nblk - b0) : 16;
         const __m512 F = mlx_span_factors(w, n, s, ps, pb, b0, rb, gsh, pfs, lg, &accb);
         const uint8_t *qs = q + (size_t)b0 * bpb;
