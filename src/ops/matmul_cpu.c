@@ -823,15 +823,66 @@ TARGET_512 ALWAYS_INLINE static inline __m512 acc_q4x4_512(const uint8_t *b, boo
     return _mm512_add_ps(_mm512_add_ps(acc0, acc1), c); /* lanes sum to the dot */
 }
 
-/* q8_0: two blocks per zmm. Σ w·x = Σ |w|·(x signed by w) (VPDPBUSD takes
- * u8 × s8; |−128| is 128 as u8, and x is within ±127), so no offset term.
- * Lanes 0-7 belong to block j, 8-15 to block j+1. */
+/* Lane L of a step's products belongs to block il[L]: 4-bit formats' dpbusd
+ * lanes 4j..4j+3 cover block j; MLX 8-bit's two loads (blocks 0-1, 2-3, 8
+ * lanes each; q8_0 likewise) are folded pairwise in 128-bit lanes (stream_step,
+ * dot_q8_0_512). */
+static const int32_t k_stream_il[2][16] = {{0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3},
+                                           {0, 0, 2, 2, 0, 0, 2, 2, 1, 1, 3, 3, 1, 1, 3, 3}};
+/* q8_0: four blocks a step (below), then the rest two per zmm: Σ w·x =
+ * Σ |w|·(x signed by w) (VPDPBUSD takes u8 × s8; |−128| is 128 as u8, and
+ * x is within ±127), so no offset term; lanes 0-7 belong to block j, 8-15
+ * to block j+1. */
 TARGET_512 static float dot_q8_0_512(const void *wr, const dec_scratch *s, int64_t K, size_t pf) {
     const mlxn_block_q8_0 *b = wr;
     __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
     int64_t nb = K / 32, j = 0;
     const bool l2 = (size_t)nb * sizeof *b > PF_Q8_L2_ROW; /* see PF_AHEAD_Q8 */
-    for (; j + 2 <= nb; j += 2) {
+#ifndef Q8_DOT_PAIRS
+    /* Four blocks (136 bytes) a step, as stream_step: codes as u8 w ^ 0x80
+     * (= w + 128), so Σ (w + 128)·c overshoots by 128·Σc per block, taken
+     * off at the end through cor = Σ d·dx·Σc; the four d by one word
+     * permute. */
+    {
+        static const uint16_t di[32] = {0, 17, 34, 51};
+        const __m512i didx = _mm512_loadu_si512(di), s80 = _mm512_set1_epi8((char)0x80);
+        const __m512i il = _mm512_loadu_si512(k_stream_il[1]);
+        __m128 cor = _mm_setzero_ps();
+        for (; j + 4 <= nb; j += 4) {
+            const uint8_t *q = (const uint8_t *)(b + j);
+            if (l2) {
+                PF_AHEAD_Q8(q, pf);
+                PF_AHEAD_Q8(q + 68, pf);
+            } else {
+                PF_AHEAD_L1(q, pf);
+                PF_AHEAD_L1(q + 68, pf);
+            }
+            const __m512i lo = _mm512_loadu_si512((const void *)q), mid = _mm512_loadu_si512((const void *)(q + 64));
+            const __m128 f4 = _mm_mul_ps(
+                _mm_cvtph_ps(_mm512_castsi512_si128(_mm512_permutex2var_epi16(lo, didx, mid))),
+                _mm_loadu_ps(s->dx + j));
+            const __m512i w01 = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(q + 2))),
+                                                   _mm256_loadu_si256((const __m256i *)(q + 36)), 1);
+            const __m512i w23 = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(q + 70))),
+                                                   _mm256_loadu_si256((const __m256i *)(q + 104)), 1);
+            const __m512i d0 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_xor_si512(w01, s80),
+                                                   _mm512_loadu_si512((const void *)(s->xq + 32 * j)));
+            const __m512i d1 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_xor_si512(w23, s80),
+                                                   _mm512_loadu_si512((const void *)(s->xq + 32 * j + 64)));
+            const __m512 a0 = _mm512_castsi512_ps(d0), a1 = _mm512_castsi512_ps(d1);
+            const __m512i d = _mm512_add_epi32(_mm512_castps_si512(_mm512_shuffle_ps(a0, a1, 0x88)),
+                                               _mm512_castps_si512(_mm512_shuffle_ps(a0, a1, 0xDD)));
+            const __m512 f = _mm512_permutexvar_ps(il, _mm512_castps128_ps512(f4));
+            if (j & 4)
+                acc1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), f, acc1);
+            else
+                acc0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), f, acc0);
+            cor = _mm_fmadd_ps(f4, _mm_loadu_ps(s->xs32 + j), cor);
+        }
+        acc0 = _mm512_sub_ps(acc0, _mm512_zextps128_ps512(_mm_mul_ps(cor, _mm_set1_ps(128.0f))));
+    }
+#endif
+    for (; j + 2 <= nb; j += 2) { /* the rest in pairs */
         if (l2)
             PF_AHEAD_Q8(b + j, pf); /* 68 bytes per step */
         else
@@ -1475,11 +1526,6 @@ TARGET_512 static void stream_prep(const dec_scratch *s, int64_t K, int fmt, str
             for (int l = 0; l < 8; l++) o->xc[8 * b + l] = -16 * (int32_t)s->xs32[j];
     }
 }
-/* Lane L of a step's products belongs to block il[L]: 4-bit formats' dpbusd
- * lanes 4j..4j+3 cover block j; MLX 8-bit's two loads (blocks 0-1, 2-3, 8
- * lanes each) are folded pairwise in 128-bit lanes (stream_step). */
-static const int32_t k_stream_il[2][16] = {{0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3},
-                                           {0, 0, 2, 2, 0, 0, 2, 2, 1, 1, 3, 3, 1, 1, 3, 3}};
 /* One 4-block step at c (then advanced): acc += the blocks' products (lanes
  * as il), cor += their offsets m·Σx (q4_0: d·dx·Σc) per block.
  * q8_0 (136 bytes a step): signed codes w go in as the u8 w + 128 (w ^
