@@ -943,14 +943,45 @@ TARGET_512 ALWAYS_INLINE static inline __m512 k4_factors(const uint8_t *scales, 
     return _mm512_castps256_ps512(f);
 }
 
+/* k4_factors for super-blocks i and i + 1 at once (blk: block i, bs bytes
+ * a block): i's factors in zmm lanes 0-7, i + 1's in 8-15; both min terms
+ * into *accm (16 lanes). k4_unpack_v's steps run on both scale fields in
+ * one ymm, and the four f16 d / dmin convert together. */
+TARGET_512 ALWAYS_INLINE static inline __m512 k4_factors2(const uint8_t *blk, size_t bs, const dec_scratch *s,
+                                                          int64_t i, __m512 *accm) {
+    __m256i v = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)(blk + 4))),
+                                        _mm_loadu_si128((const __m128i *)(blk + bs + 4)), 1);
+    __m256i a = _mm256_shuffle_epi32(v, _MM_SHUFFLE(2, 1, 2, 0)); /* w0 w2 w1 w2, per block */
+    __m256i b = _mm256_shuffle_epi32(v, _MM_SHUFFLE(1, 1, 0, 0)); /* w0 w0 w1 w1 */
+    __m256i lo = _mm256_and_si256(_mm256_srlv_epi32(a, _mm256_setr_epi32(0, 0, 0, 4, 0, 0, 0, 4)),
+                                  _mm256_setr_epi32(0x3f3f3f3f, 0x0f0f0f0f, 0x3f3f3f3f, 0x0f0f0f0f, 0x3f3f3f3f,
+                                                    0x0f0f0f0f, 0x3f3f3f3f, 0x0f0f0f0f));
+    __m256i hi = _mm256_and_si256(_mm256_srli_epi32(b, 2),
+                                  _mm256_setr_epi32(0, 0x30303030, 0, 0x30303030, 0, 0x30303030, 0, 0x30303030));
+    /* qwords sc_i m_i sc_i+1 m_i+1 -> sc_i sc_i+1 m_i m_i+1 */
+    __m256i sm = _mm256_permute4x64_epi64(_mm256_or_si256(lo, hi), _MM_SHUFFLE(3, 1, 2, 0));
+    __m512 sc = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm256_castsi256_si128(sm)));
+    __m512 mn = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm256_extracti128_si256(sm, 1)));
+    uint32_t w0, w1; /* d | dmin << 16 */
+    memcpy(&w0, blk, 4);
+    memcpy(&w1, blk + bs, 4);
+    const __m512 dd = _mm512_castps128_ps512(_mm_cvtph_ps(_mm_setr_epi32((int)w0, (int)w1, 0, 0)));
+    const __m512i id = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 2, 2, 2, 2, 2, 2, 2, 2);
+    const __m512i im = _mm512_setr_epi32(1, 1, 1, 1, 1, 1, 1, 1, 3, 3, 3, 3, 3, 3, 3, 3);
+    *accm = _mm512_fmadd_ps(_mm512_mul_ps(mn, _mm512_permutexvar_ps(im, dd)), _mm512_loadu_ps(s->xg + 8 * i),
+                            *accm);
+    return _mm512_mul_ps(_mm512_mul_ps(sc, _mm512_permutexvar_ps(id, dd)), _mm512_loadu_ps(s->dx + 8 * i));
+}
+
 /* q4_k / q5_k: the products of 64-byte load c of a super-block, codes lo
  * (sub-blocks 4c, 4c+2: zmm lanes 0-7 / 8-15) and hi (4c+1, 4c+3), with x
- * at xq (the super-block's 256 int8), each scaled by its factor from fz. */
-TARGET_512 ALWAYS_INLINE static inline void k4_accum(__m512i lo, __m512i hi, const int8_t *xq, int c, __m512 fz,
-                                                     __m512 *acc0, __m512 *acc1) {
+ * at xq (the super-block's 256 int8), each scaled by its factor from fz
+ * (the super-block's 8 from lane o). */
+TARGET_512 ALWAYS_INLINE static inline void k4_accum(__m512i lo, __m512i hi, const int8_t *xq, int c, int o,
+                                                     __m512 fz, __m512 *acc0, __m512 *acc1) {
     const __m512i i02 = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 2, 2, 2, 2, 2, 2, 2, 2);
-    const __m512i ilo = _mm512_add_epi32(i02, _mm512_set1_epi32(c ? 4 : 0));
-    const __m512i ihi = _mm512_add_epi32(i02, _mm512_set1_epi32(c ? 5 : 1));
+    const __m512i ilo = _mm512_add_epi32(i02, _mm512_set1_epi32(o + (c ? 4 : 0)));
+    const __m512i ihi = _mm512_add_epi32(i02, _mm512_set1_epi32(o + (c ? 5 : 1)));
     __m512i xa = _mm512_loadu_si512((const void *)(xq + 128 * c));
     __m512i xb = _mm512_loadu_si512((const void *)(xq + 128 * c + 64));
     __m512i pl = _mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, xa);
@@ -966,8 +997,28 @@ TARGET_512 static float dot_q4_k_512(const void *wr, const dec_scratch *s, int64
     const mlxn_block_q4_k *b = wr;
     const __m512i m4 = _mm512_set1_epi8(0x0F);
     __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
+    __m512 acc2 = _mm512_setzero_ps(), acc3 = _mm512_setzero_ps(), accm2 = _mm512_setzero_ps();
     __m256 accm = _mm256_setzero_ps();
-    for (int64_t i = 0; i < K / 256; i++) {
+    int64_t i = 0;
+#ifndef K4_SINGLE
+    for (; i + 2 <= K / 256; i += 2) { /* two super-blocks, factors together */
+        for (int o = 0; o < 2 * (int)sizeof *b; o += 64) PF_AHEAD((const uint8_t *)(b + i) + o, pf);
+        __m512 fz = k4_factors2((const uint8_t *)(b + i), sizeof *b, s, i, &accm2);
+        /* written out: as a loop over the two, GCC kept the accumulators
+         * it picked by pointer in memory */
+        for (int c = 0; c < 2; c++) {
+            __m512i v = _mm512_loadu_si512((const void *)(b[i].qs + 64 * c));
+            __m512i lo = _mm512_and_si512(v, m4), hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
+            k4_accum(lo, hi, s->xq + 256 * i, c, 0, fz, &acc0, &acc1);
+        }
+        for (int c = 0; c < 2; c++) {
+            __m512i v = _mm512_loadu_si512((const void *)(b[i + 1].qs + 64 * c));
+            __m512i lo = _mm512_and_si512(v, m4), hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
+            k4_accum(lo, hi, s->xq + 256 * (i + 1), c, 8, fz, &acc2, &acc3);
+        }
+    }
+#endif
+    for (; i < K / 256; i++) {
         PF_AHEAD(b + i, pf); /* 144 bytes per super-block */
         PF_AHEAD((const uint8_t *)(b + i) + 64, pf);
         PF_AHEAD((const uint8_t *)(b + i) + 128, pf);
@@ -975,10 +1026,11 @@ TARGET_512 static float dot_q4_k_512(const void *wr, const dec_scratch *s, int64
         for (int c = 0; c < 2; c++) {
             __m512i v = _mm512_loadu_si512((const void *)(b[i].qs + 64 * c));
             __m512i lo = _mm512_and_si512(v, m4), hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
-            k4_accum(lo, hi, s->xq + 256 * i, c, fz, &acc0, &acc1);
+            k4_accum(lo, hi, s->xq + 256 * i, c, 0, fz, &acc0, &acc1);
         }
     }
-    return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1)) - hsum256(accm);
+    acc0 = _mm512_add_ps(_mm512_add_ps(acc0, acc1), _mm512_sub_ps(_mm512_add_ps(acc2, acc3), accm2));
+    return _mm512_reduce_add_ps(acc0) - hsum256(accm);
 }
 
 /* q5_k: x in XL_Q4K layout, as q4_k, with the 5th bit of each code from
@@ -997,21 +1049,38 @@ TARGET_512 static float dot_q5_k_512(const void *wr, const dec_scratch *s, int64
     const __m512i sr_lo = _mm512_setr_epi64(0, 0, 0, 0, 2, 2, 2, 2); /* c = 1: bits 4, 6 (right) */
     const __m512i sr_hi = _mm512_setr_epi64(1, 1, 1, 1, 3, 3, 3, 3); /*        bits 5, 7 (right) */
     __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
+    __m512 acc2 = _mm512_setzero_ps(), acc3 = _mm512_setzero_ps(), accm2 = _mm512_setzero_ps();
     __m256 accm = _mm256_setzero_ps();
-    for (int64_t i = 0; i < K / 256; i++) {
+    int64_t i = 0;
+    /* super-block i + h's codes from qs and qh, factors from lane o of fz */
+#define Q5K_SB(h, o, fz, A, B)                                                                                      \
+    do {                                                                                                       \
+        __m512i hv = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)b[i + (h)].qh));               \
+        for (int c = 0; c < 2; c++) {                                                                          \
+            __m512i v = _mm512_loadu_si512((const void *)(b[i + (h)].qs + 64 * c));                            \
+            __m512i hl = c ? _mm512_srlv_epi64(hv, sr_lo) : _mm512_sllv_epi64(hv, sl_lo);                      \
+            __m512i hh = c ? _mm512_srlv_epi64(hv, sr_hi) : _mm512_sllv_epi64(hv, sl_hi);                      \
+            __m512i lo = _mm512_ternarylogic_epi32(_mm512_and_si512(v, m4), hl, b4, 0xF8); /* lo | (hl & b4) */ \
+            __m512i hi = _mm512_ternarylogic_epi32(_mm512_and_si512(_mm512_srli_epi16(v, 4), m4), hh, b4, 0xF8); \
+            k4_accum(lo, hi, s->xq + 256 * (i + (h)), c, (o), (fz), &(A), &(B));                                  \
+        }                                                                                                      \
+    } while (0)
+#ifndef K4_SINGLE
+    for (; i + 2 <= K / 256; i += 2) { /* two super-blocks, factors together (as q4_k) */
+        for (int o = 0; o < 2 * (int)sizeof *b; o += 64) PF_AHEAD((const uint8_t *)(b + i) + o, pf);
+        __m512 fz = k4_factors2((const uint8_t *)(b + i), sizeof *b, s, i, &accm2);
+        Q5K_SB(0, 0, fz, acc0, acc1);
+        Q5K_SB(1, 8, fz, acc2, acc3);
+    }
+#endif
+    for (; i < K / 256; i++) {
         for (int o = 0; o < (int)sizeof *b; o += 64) PF_AHEAD((const uint8_t *)(b + i) + o, pf);
         __m512 fz = k4_factors(b[i].scales, b[i].d, b[i].dmin, s, i, &accm);
-        __m512i hv = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)b[i].qh));
-        for (int c = 0; c < 2; c++) {
-            __m512i v = _mm512_loadu_si512((const void *)(b[i].qs + 64 * c));
-            __m512i hl = c ? _mm512_srlv_epi64(hv, sr_lo) : _mm512_sllv_epi64(hv, sl_lo);
-            __m512i hh = c ? _mm512_srlv_epi64(hv, sr_hi) : _mm512_sllv_epi64(hv, sl_hi);
-            __m512i lo = _mm512_ternarylogic_epi32(_mm512_and_si512(v, m4), hl, b4, 0xF8); /* lo | (hl & b4) */
-            __m512i hi = _mm512_ternarylogic_epi32(_mm512_and_si512(_mm512_srli_epi16(v, 4), m4), hh, b4, 0xF8);
-            k4_accum(lo, hi, s->xq + 256 * i, c, fz, &acc0, &acc1);
-        }
+        Q5K_SB(0, 0, fz, acc0, acc1);
     }
-    return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1)) - hsum256(accm);
+#undef Q5K_SB
+    __m512 t = _mm512_add_ps(_mm512_add_ps(acc0, acc1), _mm512_sub_ps(_mm512_add_ps(acc2, acc3), accm2));
+    return _mm512_reduce_add_ps(t) - hsum256(accm);
 }
 
 /* q6_k, natural x: per 128-element half, one 64-byte ql load gives codes
