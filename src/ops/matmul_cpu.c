@@ -779,6 +779,55 @@ TARGET_512 static inline void q4x4_load(const uint8_t *b, bool q41, __m512i cidx
     *v = _mm512_permutex2var_epi16(lo, cidx, hi);
     *dm = _mm256_cvtph_ps(_mm512_castsi512_si128(_mm512_permutexvar_epi16(sidx, lo)));
 }
+/* Two steps (8 whole blocks at b) at once: as q4x4_load + q4x4_step for
+ * each, but both steps' d (and m) come from one word permute of their first
+ * 64 bytes and one conversion, their factors d·dx and offset terms as one
+ * ymm (added into *cor8: lanes 0-3 step a, 4-7 step b). x in XL_Q40 (256
+ * codes at xq, 8 dx and Σ at dx / xsum). */
+TARGET_512 ALWAYS_INLINE static inline void q4x4_pair(const uint8_t *b, bool q41, const int8_t *xq, const float *dx,
+                                                      const float *xsum, __m512 *acca, __m512 *accb, __m256 *cor8) {
+    static const uint16_t tc[2][32] = {
+        {1, 2, 3, 4, 5, 6, 7, 8, 10, 11, 12, 13, 14, 15, 16, 17,
+         19, 20, 21, 22, 23, 24, 25, 26, 28, 29, 30, 31, 32, 33, 34, 35},
+        {2, 3, 4, 5, 6, 7, 8, 9, 12, 13, 14, 15, 16, 17, 18, 19,
+         22, 23, 24, 25, 26, 27, 28, 29, 32, 33, 34, 35, 36, 37, 38, 39}};
+    /* words w of steps a and b are index w and 32 + w of [la | lb] */
+    static const uint16_t ts[2][32] = {{0, 9, 18, 27, 32, 41, 50, 59},
+                                       {0, 10, 20, 30, 32, 42, 52, 62, 1, 11, 21, 31, 33, 43, 53, 63}};
+    const size_t bs = q41 ? sizeof(mlxn_block_q4_1) : sizeof(mlxn_block_q4_0);
+    const __m512i m4 = _mm512_set1_epi8(0x0F), cidx = _mm512_loadu_si512(tc[q41]);
+    const __m512i il0 = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
+    const __m512i il1 = _mm512_add_epi32(il0, _mm512_set1_epi32(4));
+    const __m512i la = _mm512_loadu_si512((const void *)b);
+    const __m512i lb = _mm512_loadu_si512((const void *)(b + 4 * bs));
+    const __m512i ha = q41 ? _mm512_zextsi128_si512(_mm_loadu_si128((const __m128i *)(b + 64)))
+                           : _mm512_zextsi128_si512(_mm_loadl_epi64((const __m128i *)(b + 64)));
+    const __m512i hb = q41 ? _mm512_zextsi128_si512(_mm_loadu_si128((const __m128i *)(b + 4 * bs + 64)))
+                           : _mm512_zextsi128_si512(_mm_loadl_epi64((const __m128i *)(b + 4 * bs + 64)));
+    const __m512i va = _mm512_permutex2var_epi16(la, cidx, ha), vb = _mm512_permutex2var_epi16(lb, cidx, hb);
+    const __m512i sw = _mm512_permutex2var_epi16(la, _mm512_loadu_si512(ts[q41]), lb); /* d a, d b (m a, m b) */
+    __m256 d8;
+    if (q41) {
+        const __m512 dm16 = _mm512_cvtph_ps(_mm512_castsi512_si256(sw));
+        d8 = _mm512_castps512_ps256(dm16);
+        *cor8 = _mm256_fmadd_ps(_mm512_extractf32x8_ps(dm16, 1), _mm256_loadu_ps(xsum), *cor8);
+    } else {
+        d8 = _mm256_cvtph_ps(_mm512_castsi512_si128(sw));
+    }
+    const __m256 f8 = _mm256_mul_ps(d8, _mm256_loadu_ps(dx));
+    if (!q41) *cor8 = _mm256_fmadd_ps(f8, _mm256_loadu_ps(xsum), *cor8);
+    const __m512 fz = _mm512_castps256_ps512(f8);
+    __m512i lo = _mm512_and_si512(va, m4), hi = _mm512_and_si512(_mm512_srli_epi16(va, 4), m4);
+    __m512i d = _mm512_dpbusd_epi32(
+        _mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, _mm512_loadu_si512((const void *)xq)), hi,
+        _mm512_loadu_si512((const void *)(xq + 64)));
+    *acca = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), _mm512_permutexvar_ps(il0, fz), *acca);
+    lo = _mm512_and_si512(vb, m4), hi = _mm512_and_si512(_mm512_srli_epi16(vb, 4), m4);
+    d = _mm512_dpbusd_epi32(
+        _mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, _mm512_loadu_si512((const void *)(xq + 128))), hi,
+        _mm512_loadu_si512((const void *)(xq + 192)));
+    *accb = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), _mm512_permutexvar_ps(il1, fz), *accb);
+}
 TARGET_512 ALWAYS_INLINE static inline __m512 acc_q4x4_512(const uint8_t *b, bool q41,
                                                      const dec_scratch *s, int64_t K,
                                                      size_t pf) {
@@ -798,48 +847,12 @@ TARGET_512 ALWAYS_INLINE static inline __m512 acc_q4x4_512(const uint8_t *b, boo
     __m256 dm;
     int64_t p = 0;
 #ifndef Q4X4_SCALES_PER_STEP
-    /* Two steps' d (and m) by one word permute of their first 64 bytes and
-     * one conversion; their factors d·dx (and cor's) as one ymm. */
-    static const uint16_t tb2[2][32] = {
-        {0, 9, 18, 27, 32, 41, 50, 59},
-        {0, 10, 20, 30, 32, 42, 52, 62, 1, 11, 21, 31, 33, 43, 53, 63}};
-    const __m512i m4 = _mm512_set1_epi8(0x0F), sidx2 = _mm512_loadu_si512(tb2[q41]);
-    const __m512i il0 = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
-    const __m512i il1 = _mm512_add_epi32(il0, _mm512_set1_epi32(4));
     __m256 cor8 = _mm256_setzero_ps();
     for (; p + 2 <= K / 128; p += 2, b += 8 * bs) {
         PF_AHEAD(b, pf); /* 144 / 160 bytes per iteration */
         PF_AHEAD(b + 64, pf);
         PF_AHEAD(b + 128, pf);
-        /* la, lb: the first 64 bytes of steps a and b (at b + 4·bs); their
-         * words w are index w and 32 + w of [la | lb] */
-        const __m512i la = _mm512_loadu_si512((const void *)b);
-        const __m512i lb = _mm512_loadu_si512((const void *)(b + 4 * bs));
-        const __m512i ha = q41 ? _mm512_zextsi128_si512(_mm_loadu_si128((const __m128i *)(b + 64)))
-                               : _mm512_zextsi128_si512(_mm_loadl_epi64((const __m128i *)(b + 64)));
-        const __m512i hb = q41 ? _mm512_zextsi128_si512(_mm_loadu_si128((const __m128i *)(b + 4 * bs + 64)))
-                               : _mm512_zextsi128_si512(_mm_loadl_epi64((const __m128i *)(b + 4 * bs + 64)));
-        const __m512i va = _mm512_permutex2var_epi16(la, cidx, ha), vb = _mm512_permutex2var_epi16(lb, cidx, hb);
-        const __m512i sw = _mm512_permutex2var_epi16(la, sidx2, lb); /* d of a, d of b (q4_1: then m of a, b) */
-        __m256 d8;
-        if (q41) {
-            const __m512 dm16 = _mm512_cvtph_ps(_mm512_castsi512_si256(sw));
-            d8 = _mm512_castps512_ps256(dm16);
-            cor8 = _mm256_fmadd_ps(_mm512_extractf32x8_ps(dm16, 1), _mm256_loadu_ps(xsum + 4 * p), cor8);
-        } else {
-            d8 = _mm256_cvtph_ps(_mm512_castsi512_si128(sw));
-        }
-        const __m256 f8 = _mm256_mul_ps(d8, _mm256_loadu_ps(s->dx + 4 * p));
-        if (!q41) cor8 = _mm256_fmadd_ps(f8, _mm256_loadu_ps(xsum + 4 * p), cor8);
-        const __m512 fz = _mm512_castps256_ps512(f8);
-        __m512i lo = _mm512_and_si512(va, m4), hi = _mm512_and_si512(_mm512_srli_epi16(va, 4), m4);
-        __m512i d = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, _mm512_loadu_si512((const void *)(s->xq + 128 * p))),
-                                        hi, _mm512_loadu_si512((const void *)(s->xq + 128 * p + 64)));
-        acc0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), _mm512_permutexvar_ps(il0, fz), acc0);
-        lo = _mm512_and_si512(vb, m4), hi = _mm512_and_si512(_mm512_srli_epi16(vb, 4), m4);
-        d = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, _mm512_loadu_si512((const void *)(s->xq + 128 * p + 128))),
-                                hi, _mm512_loadu_si512((const void *)(s->xq + 128 * p + 192)));
-        acc1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), _mm512_permutexvar_ps(il1, fz), acc1);
+        q4x4_pair(b, q41, s->xq + 128 * p, s->dx + 4 * p, xsum + 4 * p, &acc0, &acc1, &cor8);
     }
     cor = _mm_add_ps(_mm256_castps256_ps128(cor8), _mm256_extractf128_ps(cor8, 1));
 #endif
