@@ -766,6 +766,15 @@ TARGET_512 static inline void q4x4_step(__m512i v, __m256 dm, bool q41, const in
     /* q4_1: m·Σx; q4_0: d·dx·Σc (times -8 at the end) */
     *cor = _mm_fmadd_ps(q41 ? _mm256_extractf128_ps(dm, 1) : f4, _mm_loadu_ps(xsum), *cor);
 }
+/* q4x4_load's word indices: [q4_1][0] the four blocks' codes, [q4_1][1]
+ * their d (q4_1: then m). */
+static const uint16_t k_q4x4_idx[2][2][32] = {
+    {{1, 2, 3, 4, 5, 6, 7, 8, 10, 11, 12, 13, 14, 15, 16, 17,
+      19, 20, 21, 22, 23, 24, 25, 26, 28, 29, 30, 31, 32, 33, 34, 35},
+     {0, 9, 18, 27}},
+    {{2, 3, 4, 5, 6, 7, 8, 9, 12, 13, 14, 15, 16, 17, 18, 19,
+      22, 23, 24, 25, 26, 27, 28, 29, 32, 33, 34, 35, 36, 37, 38, 39},
+     {0, 10, 20, 30, 1, 11, 21, 31}}};
 /* Four whole blocks (72 / 80 bytes at b) → codes and d/m by two word
  * permutes of a 64-byte and an 8/16-byte load, instead of 4 code loads +
  * inserts and 8 scalar f16 loads + inserts. Word w of [b..b+64) is index w,
@@ -786,16 +795,11 @@ TARGET_512 static inline void q4x4_load(const uint8_t *b, bool q41, __m512i cidx
  * codes at xq, 8 dx and Σ at dx / xsum). */
 TARGET_512 ALWAYS_INLINE static inline void q4x4_pair(const uint8_t *b, bool q41, const int8_t *xq, const float *dx,
                                                       const float *xsum, __m512 *acca, __m512 *accb, __m256 *cor8) {
-    static const uint16_t tc[2][32] = {
-        {1, 2, 3, 4, 5, 6, 7, 8, 10, 11, 12, 13, 14, 15, 16, 17,
-         19, 20, 21, 22, 23, 24, 25, 26, 28, 29, 30, 31, 32, 33, 34, 35},
-        {2, 3, 4, 5, 6, 7, 8, 9, 12, 13, 14, 15, 16, 17, 18, 19,
-         22, 23, 24, 25, 26, 27, 28, 29, 32, 33, 34, 35, 36, 37, 38, 39}};
     /* words w of steps a and b are index w and 32 + w of [la | lb] */
     static const uint16_t ts[2][32] = {{0, 9, 18, 27, 32, 41, 50, 59},
                                        {0, 10, 20, 30, 32, 42, 52, 62, 1, 11, 21, 31, 33, 43, 53, 63}};
     const size_t bs = q41 ? sizeof(mlxn_block_q4_1) : sizeof(mlxn_block_q4_0);
-    const __m512i m4 = _mm512_set1_epi8(0x0F), cidx = _mm512_loadu_si512(tc[q41]);
+    const __m512i m4 = _mm512_set1_epi8(0x0F), cidx = _mm512_loadu_si512(k_q4x4_idx[q41][0]);
     const __m512i il0 = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
     const __m512i il1 = _mm512_add_epi32(il0, _mm512_set1_epi32(4));
     const __m512i la = _mm512_loadu_si512((const void *)b);
@@ -831,15 +835,8 @@ TARGET_512 ALWAYS_INLINE static inline void q4x4_pair(const uint8_t *b, bool q41
 TARGET_512 ALWAYS_INLINE static inline __m512 acc_q4x4_512(const uint8_t *b, bool q41,
                                                      const dec_scratch *s, int64_t K,
                                                      size_t pf) {
-    static const uint16_t tb[2][2][32] = {
-        {{1, 2, 3, 4, 5, 6, 7, 8, 10, 11, 12, 13, 14, 15, 16, 17,
-          19, 20, 21, 22, 23, 24, 25, 26, 28, 29, 30, 31, 32, 33, 34, 35},
-         {0, 9, 18, 27}},
-        {{2, 3, 4, 5, 6, 7, 8, 9, 12, 13, 14, 15, 16, 17, 18, 19,
-          22, 23, 24, 25, 26, 27, 28, 29, 32, 33, 34, 35, 36, 37, 38, 39},
-         {0, 10, 20, 30, 1, 11, 21, 31}}};
     const size_t bs = q41 ? sizeof(mlxn_block_q4_1) : sizeof(mlxn_block_q4_0), qo = q41 ? 4 : 2;
-    const __m512i cidx = _mm512_loadu_si512(tb[q41][0]), sidx = _mm512_loadu_si512(tb[q41][1]);
+    const __m512i cidx = _mm512_loadu_si512(k_q4x4_idx[q41][0]), sidx = _mm512_loadu_si512(k_q4x4_idx[q41][1]);
     const float *xsum = q41 ? s->xg : s->xs32;
     __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
     __m128 cor = _mm_setzero_ps();
@@ -888,6 +885,8 @@ TARGET_512 ALWAYS_INLINE static inline __m512 acc_q4x4_512(const uint8_t *b, boo
  * dot_q8_0_512). */
 static const int32_t k_stream_il[2][16] = {{0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3},
                                            {0, 0, 2, 2, 0, 0, 2, 2, 1, 1, 3, 3, 1, 1, 3, 3}};
+/* Four q8_0 blocks' d: words 17i of their 136 bytes */
+static const uint16_t k_q8x4_d[32] = {0, 17, 34, 51};
 /* q8_0: four blocks a step (below), then the rest two per zmm: Σ w·x =
  * Σ |w|·(x signed by w) (VPDPBUSD takes u8 × s8; |−128| is 128 as u8, and
  * x is within ±127), so no offset term; lanes 0-7 belong to block j, 8-15
@@ -903,8 +902,7 @@ TARGET_512 static float dot_q8_0_512(const void *wr, const dec_scratch *s, int64
      * off at the end through cor = Σ d·dx·Σc; the four d by one word
      * permute. */
     {
-        static const uint16_t di[32] = {0, 17, 34, 51};
-        const __m512i didx = _mm512_loadu_si512(di), s80 = _mm512_set1_epi8((char)0x80);
+        const __m512i didx = _mm512_loadu_si512(k_q8x4_d), s80 = _mm512_set1_epi8((char)0x80);
         const __m512i il = _mm512_loadu_si512(k_stream_il[1]);
         __m128 cor = _mm_setzero_ps();
         for (; j + 4 <= nb; j += 4) {
@@ -1664,13 +1662,6 @@ TARGET_512 ALWAYS_INLINE static inline void stream_step(int fmt, bool bf, stream
                                                         const int8_t *xq, const float *dx,
                                                         const float *xs, const int32_t *xc,
                                                         __m512i il, __m512 *acc, __m128 *cor) {
-    static const uint16_t tb[2][2][32] = {
-        {{1, 2, 3, 4, 5, 6, 7, 8, 10, 11, 12, 13, 14, 15, 16, 17,
-          19, 20, 21, 22, 23, 24, 25, 26, 28, 29, 30, 31, 32, 33, 34, 35},
-         {0, 9, 18, 27}},
-        {{2, 3, 4, 5, 6, 7, 8, 9, 12, 13, 14, 15, 16, 17, 18, 19,
-          22, 23, 24, 25, 26, 27, 28, 29, 32, 33, 34, 35, 36, 37, 38, 39},
-         {0, 10, 20, 30, 1, 11, 21, 31}}};
     const __m512i m4 = _mm512_set1_epi8(0x0F);
     __m512i d, v;
     __m256 dm;
@@ -1679,17 +1670,16 @@ TARGET_512 ALWAYS_INLINE static inline void stream_step(int fmt, bool bf, stream
         const size_t bs = q41 ? sizeof(mlxn_block_q4_1) : sizeof(mlxn_block_q4_0);
         PF_AHEAD_L1(c->q, PF_BYTES);
         PF_AHEAD_L1(c->q + 64, PF_BYTES);
-        q4x4_load(c->q, q41, _mm512_loadu_si512(tb[q41][0]), _mm512_loadu_si512(tb[q41][1]), &v, &dm);
+        q4x4_load(c->q, q41, _mm512_loadu_si512(k_q4x4_idx[q41][0]), _mm512_loadu_si512(k_q4x4_idx[q41][1]), &v, &dm);
         c->q += 4 * bs;
     } else if (fmt == SF_Q80) {
-        /* block i: d at word 17i, codes from byte 34i + 2 */
-        static const uint16_t di[32] = {0, 17, 34, 51};
+        /* block i: d at word 17i (k_q8x4_d), codes from byte 34i + 2 */
         const uint8_t *q = c->q;
         PF_AHEAD_L1(q, PF_BYTES); /* one per 68 bytes, as dot_q8_0_512 */
         PF_AHEAD_L1(q + 68, PF_BYTES);
         __m512i lo = _mm512_loadu_si512((const void *)q), mid = _mm512_loadu_si512((const void *)(q + 64));
         dm = _mm256_castps128_ps256(_mm_cvtph_ps(
-            _mm512_castsi512_si128(_mm512_permutex2var_epi16(lo, _mm512_loadu_si512(di), mid))));
+            _mm512_castsi512_si128(_mm512_permutex2var_epi16(lo, _mm512_loadu_si512(k_q8x4_d), mid))));
         const __m512i s80 = _mm512_set1_epi8((char)0x80);
         __m512i w01 = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(q + 2))),
                                          _mm256_loadu_si256((const __m256i *)(q + 36)), 1);
