@@ -1281,7 +1281,7 @@ TARGET_512 ALWAYS_INLINE static inline __m512 mlx_span_factors(const mlxn_qmat *
                                                                const uint8_t *ps, const uint8_t *pb, int64_t b0,
                                                                int rb, int gsh, size_t pfs, __m512i lg,
                                                                __m512 *accb) {
-    const int64_t G = w->K / w->group, g0 = b0 >> gsh;
+    const int64_t G = w->K >> (5 + gsh), g0 = b0 >> gsh; /* K / group, without a division */
     const mlxn_dtype t = w->sb_type;
     const size_t es = t == MLXN_F32 ? 4 : 2;
     const int ng = rb >> gsh;
@@ -1299,7 +1299,7 @@ TARGET_512 ALWAYS_INLINE static inline __m512 acc_mlx48_512(const mlxn_qmat *w, 
                                                       size_t pf) {
     const int64_t K = w->K, nblk = K / 32;
     const int gsh = w->group == 32 ? 0 : w->group == 64 ? 1 : 2; /* group = 32 << gsh */
-    const int64_t G = K / w->group;
+    const int64_t G = K >> (5 + gsh); /* K / group: no division a row (they cost short rows) */
     const mlxn_dtype t = w->sb_type;
     const size_t es = t == MLXN_F32 ? 4 : 2, bpb = (size_t)(4 * bits); /* code bytes per block */
     const int bps = 64 / (int)bpb;                                      /* blocks per 64-byte step */
@@ -1316,7 +1316,8 @@ TARGET_512 ALWAYS_INLINE static inline __m512 acc_mlx48_512(const mlxn_qmat *w, 
      * (3072 x 576, 2 threads: 28.4 -> 23 us). Issued per row, next to its
      * loads; the same prefetches from the row loop, 4 rows at a time or per
      * row through a general helper, were slower (measured). */
-    const size_t pfs = pf * (size_t)G * es / (size_t)(K / 8 * bits); /* as many rows ahead */
+    /* as many rows ahead: pf · G·es / (K/8·bits) = pf · es / (4 · bits << gsh), a shift */
+    const size_t pfs = (pf * es) >> (bits == 4 ? 4 + gsh : 5 + gsh);
     if (!pf && n + PF_MLX < w->N) mlx_pf_row_ahead(q, ps, pb, (size_t)(K / 8 * bits), (size_t)G * es);
     /* Per span: the 16 factors stay in a register and each step picks its
      * lanes with one permute (a round trip through sbuf cost a failed
@@ -1551,6 +1552,9 @@ TARGET_512 ALWAYS_INLINE static inline void pf_rows_at(const pf_rows *f, int64_t
     TARGET_512 static void name(const mlxn_qmat *w, const dec_scratch *s, float *y, int64_t M,   \
                                 int64_t n0, int64_t n1, size_t pf) {                             \
         const int64_t N = w->N;                                                                  \
+        /* GGML rows' prefetch distance in rows (ggml_row_pf), once a call */                    \
+        const int64_t ahead = w->row_bytes ? (int64_t)(PF_BYTES / w->row_bytes) + 1 : 0;         \
+        (void)ahead;                                                                             \
         int64_t n = n0;                                                                          \
         for (; n + 4 <= n1; n += 4)                                                              \
             for (int64_t m = 0; m < M; m++) {                                                    \
@@ -1568,16 +1572,15 @@ TARGET_512 ALWAYS_INLINE static inline void pf_rows_at(const pf_rows *f, int64_t
 /* q4_0 / q4_1 rows up to PF_LONG_ROW: each prefetches the row PF_BYTES
  * ahead first (measured as for MLX above); longer ones prefetch in the loop. */
 TARGET_512 ALWAYS_INLINE static inline const uint8_t *ggml_row_pf(const mlxn_qmat *w, int64_t n,
-                                                                  size_t pf) {
-    const int64_t ahead = (int64_t)(PF_BYTES / w->row_bytes) + 1;
+                                                                  size_t pf, int64_t ahead) {
     if (!pf && n + ahead < w->N) {
         const uint8_t *p = ggml_row(w, n + ahead);
         for (size_t o = 0; o < w->row_bytes + 63; o += 64) _mm_prefetch((const char *)(p + o), _MM_HINT_T0);
     }
     return ggml_row(w, n);
 }
-#define DOT_Q40(n, sm) acc_q4_0_512(ggml_row_pf(w, n, pf), sm, w->K, pf)
-#define DOT_Q41(n, sm) acc_q4_1_512(ggml_row_pf(w, n, pf), sm, w->K, pf)
+#define DOT_Q40(n, sm) acc_q4_0_512(ggml_row_pf(w, n, pf, ahead), sm, w->K, pf)
+#define DOT_Q41(n, sm) acc_q4_1_512(ggml_row_pf(w, n, pf, ahead), sm, w->K, pf)
 DEC_ROWS(rows_mlx4_512, DOT_MLX4)
 DEC_ROWS(rows_mlx8_512, DOT_MLX8)
 #define DOT_MLXB(n, sm) acc_mlxb_512(w, n, sm, pf)
@@ -1585,8 +1588,8 @@ DEC_ROWS(rows_mlxb_512, DOT_MLXB)
 DEC_ROWS(rows_q4_0_512, DOT_Q40)
 DEC_ROWS(rows_q4_1_512, DOT_Q41)
 /* the same rows with the dot inlined, for K <= SHORT_K */
-#define DOT_Q40I(n, sm) acc_q4x4_512(ggml_row_pf(w, n, pf), false, sm, w->K, pf)
-#define DOT_Q41I(n, sm) acc_q4x4_512(ggml_row_pf(w, n, pf), true, sm, w->K, pf)
+#define DOT_Q40I(n, sm) acc_q4x4_512(ggml_row_pf(w, n, pf, ahead), false, sm, w->K, pf)
+#define DOT_Q41I(n, sm) acc_q4x4_512(ggml_row_pf(w, n, pf, ahead), true, sm, w->K, pf)
 #define DOT_MLX4I(n, sm) acc_mlx48_512(w, n, sm, 4, pf)
 DEC_ROWS(rows_q4_0_short, DOT_Q40I)
 DEC_ROWS(rows_q4_1_short, DOT_Q41I)
