@@ -35,6 +35,14 @@
  *    kernel (6×32 AVX-512, 6×16 AVX2, or loops).
  * The row dequantizers used here (mlxn_qmat_dequant_row) are vectorized
  * but bit-exact with quant_mlx.c / quant_ggml.c (tested).
+ *
+ * Build switches for measuring (-D..., e.g. `make BUILD=/tmp/x
+ * EXTRA_CFLAGS=-DK4_SINGLE`): the PF_* prefetch distances and hint below;
+ * MLX_SPAN_GENERAL, Q8_DOT_PAIRS, K4_SINGLE and Q4X4_SCALES_PER_STEP bring
+ * back the one-row loops that this file had before their faster forms
+ * (MLX 4/8-bit spans unrolled, q8_0 four blocks a step, q4_k / q5_k and
+ * q4_0 / q4_1 two super-blocks / steps at once; bench/RESULTS.md, session
+ * of 02:52).
  */
 #include "ops/quant.h"
 #include "core/simd512.h"
@@ -1427,6 +1435,23 @@ TARGET_512 static float dot_mlx_any_512(const mlxn_qmat *w, int64_t n, const flo
     return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1)) + bias;
 }
 
+/* acc_mlxb_512's byte-permute (qword i <- bytes bits·i .. bits·i + 7) and
+ * multishift (code j of a qword at bit bits·j) controls, per bits. */
+#define MLXB_Q(b, i) (b) * (i), (b) * (i) + 1, (b) * (i) + 2, (b) * (i) + 3, (b) * (i) + 4, (b) * (i) + 5, \
+                     (b) * (i) + 6, (b) * (i) + 7
+#define MLXB_TI(b) {MLXB_Q(b, 0), MLXB_Q(b, 1), MLXB_Q(b, 2), MLXB_Q(b, 3), MLXB_Q(b, 4), MLXB_Q(b, 5), \
+                    MLXB_Q(b, 6), MLXB_Q(b, 7)}
+#define MLXB_C(b) 0, (b), 2 * (b), 3 * (b), 4 * (b), 5 * (b), 6 * (b), 7 * (b)
+#define MLXB_TC(b) {MLXB_C(b), MLXB_C(b), MLXB_C(b), MLXB_C(b), MLXB_C(b), MLXB_C(b), MLXB_C(b), MLXB_C(b)}
+_Alignas(64) static const uint8_t k_mlxb_ti[7][64] = {[2] = MLXB_TI(2), [3] = MLXB_TI(3), [5] = MLXB_TI(5),
+                                                      [6] = MLXB_TI(6)};
+_Alignas(64) static const uint8_t k_mlxb_tc[7][64] = {[2] = MLXB_TC(2), [3] = MLXB_TC(3), [5] = MLXB_TC(5),
+                                                      [6] = MLXB_TC(6)};
+#undef MLXB_Q
+#undef MLXB_TI
+#undef MLXB_C
+#undef MLXB_TC
+
 /* MLX 2/3/5/6-bit with int8 x (natural layout), on CPUs with AVX-512 VBMI.
  * A step is 64 elements = 8·bits code bytes: the 8 codes of qword i are
  * bits 8·bits·i .. of the step, i.e. bytes bits·i .. bits·i + 7, so one
@@ -1435,49 +1460,63 @@ TARGET_512 static float dot_mlx_any_512(const mlxn_qmat *w, int64_t n, const flo
  * block and the bias term as in acc_mlx48_512 (lane L of a dpbusd covers
  * codes 4L..4L+3: block 2·step + L/8). Loads read 64 bytes, past the step:
  * codes past the row meet zero x codes and zero factors; only a load that
- * would pass the matrix's end is masked. */
+ * would pass the matrix's end is masked. Whole spans run their 8 steps
+ * unrolled (as acc_mlx48_512). */
+TARGET_512V ALWAYS_INLINE static inline __m512i mlxb_step(const uint8_t *p, const uint8_t *qend, __m512i idx,
+                                                         __m512i ctl, __m512i mask, const int8_t *x) {
+    __m512i v = p + 64 <= qend ? _mm512_loadu_si512((const void *)p)
+                               : _mm512_maskz_loadu_epi8((__mmask64)(~0ULL >> (64 - (qend - p))), p);
+    v = _mm512_and_si512(_mm512_multishift_epi64_epi8(ctl, _mm512_permutexvar_epi8(idx, v)), mask);
+    return _mm512_dpbusd_epi32(_mm512_setzero_si512(), v, _mm512_loadu_si512((const void *)x));
+}
 TARGET_512V __attribute__((noinline)) static __m512 acc_mlxb_512(const mlxn_qmat *w, int64_t n, const dec_scratch *s,
                                                 size_t pf) {
     const int bits = w->bits;
     const int64_t K = w->K, nblk = K / 32;
     const int gsh = w->group == 32 ? 0 : w->group == 64 ? 1 : 2; /* group = 32 << gsh */
-    const int64_t G = K / w->group;
+    const int64_t G = K >> (5 + gsh);                           /* K / group */
     const mlxn_dtype t = w->sb_type;
     const size_t es = t == MLXN_F32 ? 4 : 2, rowb = (size_t)(K / 8 * bits), stb = (size_t)(8 * bits);
     const uint8_t *q = (const uint8_t *)w->w + (size_t)n * rowb, *qend = (const uint8_t *)w->w + (size_t)w->N * rowb;
     const uint8_t *ps = (const uint8_t *)w->scales + (size_t)(n * G) * es;
     const uint8_t *pb = (const uint8_t *)w->biases + (size_t)(n * G) * es;
-    _Alignas(64) uint8_t ti[64], tc[64];
-    for (int i = 0; i < 64; i++) {
-        ti[i] = (uint8_t)(bits * (i >> 3) + (i & 7)); /* qword i>>3 <- bytes bits*(i>>3) .. */
-        tc[i] = (uint8_t)(bits * (i & 7));            /* code j of a qword at bit bits*j */
-    }
-    const __m512i idx = _mm512_load_si512((const void *)ti), ctl = _mm512_load_si512((const void *)tc);
+    const __m512i idx = _mm512_load_si512((const void *)k_mlxb_ti[bits]);
+    const __m512i ctl = _mm512_load_si512((const void *)k_mlxb_tc[bits]);
     const __m512i mask = _mm512_set1_epi8((char)((1 << bits) - 1));
     const __m512i iota = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
     const __m512i lg = _mm512_srli_epi32(iota, gsh); /* block lane → group lane */
     const __m512i lb = _mm512_srli_epi32(iota, 3);   /* dpbusd lane → block of the step */
     __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps(), accb = _mm512_setzero_ps();
-    const size_t pfs = pf * (size_t)G * es / rowb;
+    /* as many rows ahead: pf · G·es / rowb = pf · es / (4·bits << gsh) */
+    const size_t pfs = (size_t)((uint32_t)(pf * es) / ((uint32_t)(4 * bits) << gsh));
     if (!pf && n + PF_MLX < w->N) mlx_pf_row_ahead(q, ps, pb, rowb, (size_t)G * es); /* short rows */
-    for (int64_t b0 = 0; b0 < nblk; b0 += 16) {
-        const int rb = nblk - b0 < 16 ? (int)(nblk - b0) : 16;
-        const __m512 F = mlx_span_factors(w, n, s, ps, pb, b0, rb, gsh, pfs, lg, &accb);
+    int64_t b0 = 0;
+    for (const int64_t nfull = nblk / 16 * 16; b0 < nfull; b0 += 16) {
+        const __m512 F = mlx_span_factors(w, n, s, ps, pb, b0, 16, gsh, pfs, lg, &accb);
         const uint8_t *qs = q + (size_t)b0 * 4 * (size_t)bits;
         const int8_t *xs = s->xq + (size_t)b0 * 32;
-        const int nst = (rb + 1) / 2;
-        for (int j = 0; j < nst; j++) {
-            const uint8_t *p = qs + (size_t)j * stb;
-            PF_AHEAD(p, pf);
-            __m512i v = p + 64 <= qend ? _mm512_loadu_si512((const void *)p)
-                                       : _mm512_maskz_loadu_epi8((__mmask64)(~0ULL >> (64 - (qend - p))), p);
-            v = _mm512_and_si512(_mm512_multishift_epi64_epi8(ctl, _mm512_permutexvar_epi8(idx, v)), mask);
-            __m512i d = _mm512_dpbusd_epi32(_mm512_setzero_si512(), v, _mm512_loadu_si512((const void *)(xs + 64 * j)));
-            __m512 f = _mm512_permutexvar_ps(_mm512_add_epi32(lb, _mm512_set1_epi32(2 * j)), F);
+        if (pf)
+            for (int j = 0; j < 8; j++) _mm_prefetch((const char *)(qs + (size_t)j * stb) + pf, PF_HINT);
+#pragma GCC unroll 8
+        for (int j = 0; j < 8; j++) {
+            const __m512i d = mlxb_step(qs + (size_t)j * stb, qend, idx, ctl, mask, xs + 64 * j);
+            const __m512 f = _mm512_permutexvar_ps(_mm512_add_epi32(lb, _mm512_set1_epi32(2 * j)), F);
             if (j & 1)
                 acc1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), f, acc1);
             else
                 acc0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), f, acc0);
+        }
+    }
+    for (; b0 < nblk; b0 += 16) { /* the rest: a last span of fewer blocks */
+        const int rb = (int)(nblk - b0);
+        const __m512 F = mlx_span_factors(w, n, s, ps, pb, b0, rb, gsh, pfs, lg, &accb);
+        const uint8_t *qs = q + (size_t)b0 * 4 * (size_t)bits;
+        const int8_t *xs = s->xq + (size_t)b0 * 32;
+        for (int j = 0; j < (rb + 1) / 2; j++) {
+            PF_AHEAD(qs + (size_t)j * stb, pf);
+            const __m512i d = mlxb_step(qs + (size_t)j * stb, qend, idx, ctl, mask, xs + 64 * j);
+            const __m512 f = _mm512_permutexvar_ps(_mm512_add_epi32(lb, _mm512_set1_epi32(2 * j)), F);
+            acc0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), f, acc0);
         }
     }
     return _mm512_add_ps(_mm512_add_ps(acc0, acc1), accb); /* lanes sum to the dot */
