@@ -554,8 +554,9 @@ TARGET_512 static float dot_f32_512(const float *a, const float *b, int64_t K) {
  * asked into L1 from 12 KB ahead, 4096 x 14336 ran at 40-76 % of the read
  * bandwidth against 64-96 % for 14336 x 4096 (the same bytes); into L2,
  * the 4- and 8-bit formats' medians are 82-95 % at every shape (dev EPYC, 2
- * threads, ~33 GB/s regime, bench/RESULTS.md, session of 23:30). q8_0's dot, which consumes bytes fastest, fell to 43-64 % at
- * every shape that way. Its rows over PF_Q8_L2_ROW bytes take a second
+ * threads, ~33 GB/s regime, bench/RESULTS.md, session of 23:30). q8_0's
+ * dot, which consumes bytes fastest, fell to 43-64 % at every shape that
+ * way. Its rows over PF_Q8_L2_ROW bytes take a second
  * prefetch into L1 PF_NEAR_Q8 bytes ahead (PF_AHEAD_Q8): 4096 x 14336, 2
  * threads 20-22 -> 27-28 GB/s, 1 thread 16.0 -> 18.6-19.8; shorter rows keep
  * the one prefetch into L1 (PF_AHEAD_L1): with PF_AHEAD_Q8 K = 4096 rows ran
@@ -757,17 +758,23 @@ TARGET_512 static inline __m128 h4(const uint8_t *p, size_t stride, int nb) {
     if (nb > 3) memcpy(&d, p + 3 * stride, 2);
     return _mm_cvtph_ps(_mm_setr_epi16((short)a, (short)b, (short)c, (short)d, 0, 0, 0, 0));
 }
+/* A 4-bit step's products: v = 64 code bytes (two codes each) against 128
+ * int8 x at xq, low nibbles with xq[0, 64), high ones with xq[64, 128);
+ * int32 lanes, 8 codes each. */
+TARGET_512 ALWAYS_INLINE static inline __m512i nib_dot(__m512i v, const int8_t *xq) {
+    const __m512i m4 = _mm512_set1_epi8(0x0F);
+    const __m512i lo = _mm512_and_si512(v, m4), hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
+    return _mm512_dpbusd_epi32(
+        _mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, _mm512_loadu_si512((const void *)xq)), hi,
+        _mm512_loadu_si512((const void *)(xq + 64)));
+}
 /* One step: v = the nb blocks' 16 code bytes each (zmm quarters), dm = their
  * d (lanes 0-3) and, q4_1, m (lanes 4-7), zero for absent blocks. */
 TARGET_512 static inline void q4x4_step(__m512i v, __m256 dm, bool q41, const int8_t *xq,
                                         const float *dx, const float *xsum, __m512 *acc,
                                         __m128 *cor) {
-    const __m512i m4 = _mm512_set1_epi8(0x0F);
     const __m512i il = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
-    __m512i lo = _mm512_and_si512(v, m4), hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
-    __m512i xa = _mm512_loadu_si512((const void *)xq);
-    __m512i xb = _mm512_loadu_si512((const void *)(xq + 64));
-    __m512i d = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, xa), hi, xb);
+    const __m512i d = nib_dot(v, xq);
     __m128 f4 = _mm_mul_ps(_mm256_castps256_ps128(dm), _mm_loadu_ps(dx));
     __m512 f = _mm512_permutexvar_ps(il, _mm512_castps128_ps512(f4));
     *acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), f, *acc);
@@ -807,7 +814,7 @@ TARGET_512 ALWAYS_INLINE static inline void q4x4_pair(const uint8_t *b, bool q41
     static const uint16_t ts[2][32] = {{0, 9, 18, 27, 32, 41, 50, 59},
                                        {0, 10, 20, 30, 32, 42, 52, 62, 1, 11, 21, 31, 33, 43, 53, 63}};
     const size_t bs = q41 ? sizeof(mlxn_block_q4_1) : sizeof(mlxn_block_q4_0);
-    const __m512i m4 = _mm512_set1_epi8(0x0F), cidx = _mm512_loadu_si512(k_q4x4_idx[q41][0]);
+    const __m512i cidx = _mm512_loadu_si512(k_q4x4_idx[q41][0]);
     const __m512i il0 = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
     const __m512i il1 = _mm512_add_epi32(il0, _mm512_set1_epi32(4));
     const __m512i la = _mm512_loadu_si512((const void *)b);
@@ -829,16 +836,8 @@ TARGET_512 ALWAYS_INLINE static inline void q4x4_pair(const uint8_t *b, bool q41
     const __m256 f8 = _mm256_mul_ps(d8, _mm256_loadu_ps(dx));
     if (!q41) *cor8 = _mm256_fmadd_ps(f8, _mm256_loadu_ps(xsum), *cor8);
     const __m512 fz = _mm512_castps256_ps512(f8);
-    __m512i lo = _mm512_and_si512(va, m4), hi = _mm512_and_si512(_mm512_srli_epi16(va, 4), m4);
-    __m512i d = _mm512_dpbusd_epi32(
-        _mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, _mm512_loadu_si512((const void *)xq)), hi,
-        _mm512_loadu_si512((const void *)(xq + 64)));
-    *acca = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), _mm512_permutexvar_ps(il0, fz), *acca);
-    lo = _mm512_and_si512(vb, m4), hi = _mm512_and_si512(_mm512_srli_epi16(vb, 4), m4);
-    d = _mm512_dpbusd_epi32(
-        _mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, _mm512_loadu_si512((const void *)(xq + 128))), hi,
-        _mm512_loadu_si512((const void *)(xq + 192)));
-    *accb = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), _mm512_permutexvar_ps(il1, fz), *accb);
+    *acca = _mm512_fmadd_ps(_mm512_cvtepi32_ps(nib_dot(va, xq)), _mm512_permutexvar_ps(il0, fz), *acca);
+    *accb = _mm512_fmadd_ps(_mm512_cvtepi32_ps(nib_dot(vb, xq + 128)), _mm512_permutexvar_ps(il1, fz), *accb);
 }
 TARGET_512 ALWAYS_INLINE static inline __m512 acc_q4x4_512(const uint8_t *b, bool q41,
                                                      const dec_scratch *s, int64_t K,
@@ -895,6 +894,26 @@ static const int32_t k_stream_il[2][16] = {{0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 
                                            {0, 0, 2, 2, 0, 0, 2, 2, 1, 1, 3, 3, 1, 1, 3, 3}};
 /* Four q8_0 blocks' d: words 17i of their 136 bytes */
 static const uint16_t k_q8x4_d[32] = {0, 17, 34, 51};
+/* Four q8_0 blocks (136 bytes at q) against their 128 x codes at xq: the
+ * codes go in as u8 w ^ 0x80 (= w + 128) onto the int32 lanes c01 (blocks
+ * 0-1, 8 lanes each) and c23 (blocks 2-3), whose two products are folded
+ * pairwise into lanes as k_stream_il[1]; *d4 = the four d (f32). */
+TARGET_512 ALWAYS_INLINE static inline __m512i q8x4_dot(const uint8_t *q, const int8_t *xq, __m512i c01,
+                                                        __m512i c23, __m128 *d4) {
+    const __m512i s80 = _mm512_set1_epi8((char)0x80);
+    const __m512i lo = _mm512_loadu_si512((const void *)q), mid = _mm512_loadu_si512((const void *)(q + 64));
+    *d4 = _mm_cvtph_ps(_mm512_castsi512_si128(_mm512_permutex2var_epi16(lo, _mm512_loadu_si512(k_q8x4_d), mid)));
+    const __m512i w01 = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(q + 2))),
+                                           _mm256_loadu_si256((const __m256i *)(q + 36)), 1);
+    const __m512i w23 = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(q + 70))),
+                                           _mm256_loadu_si256((const __m256i *)(q + 104)), 1);
+    const __m512i d0 = _mm512_dpbusd_epi32(c01, _mm512_xor_si512(w01, s80), _mm512_loadu_si512((const void *)xq));
+    const __m512i d1 = _mm512_dpbusd_epi32(c23, _mm512_xor_si512(w23, s80),
+                                           _mm512_loadu_si512((const void *)(xq + 64)));
+    const __m512 a0 = _mm512_castsi512_ps(d0), a1 = _mm512_castsi512_ps(d1);
+    return _mm512_add_epi32(_mm512_castps_si512(_mm512_shuffle_ps(a0, a1, 0x88)),
+                            _mm512_castps_si512(_mm512_shuffle_ps(a0, a1, 0xDD)));
+}
 /* q8_0: four blocks a step (below), then the rest two per zmm: Σ w·x =
  * Σ |w|·(x signed by w) (VPDPBUSD takes u8 × s8; |−128| is 128 as u8, and
  * x is within ±127), so no offset term; lanes 0-7 belong to block j, 8-15
@@ -910,7 +929,6 @@ TARGET_512 static float dot_q8_0_512(const void *wr, const dec_scratch *s, int64
      * off at the end through cor = Σ d·dx·Σc; the four d by one word
      * permute. */
     {
-        const __m512i didx = _mm512_loadu_si512(k_q8x4_d), s80 = _mm512_set1_epi8((char)0x80);
         const __m512i il = _mm512_loadu_si512(k_stream_il[1]);
         __m128 cor = _mm_setzero_ps();
         for (; j + 4 <= nb; j += 4) {
@@ -922,21 +940,9 @@ TARGET_512 static float dot_q8_0_512(const void *wr, const dec_scratch *s, int64
                 PF_AHEAD_L1(q, pf);
                 PF_AHEAD_L1(q + 68, pf);
             }
-            const __m512i lo = _mm512_loadu_si512((const void *)q), mid = _mm512_loadu_si512((const void *)(q + 64));
-            const __m128 f4 = _mm_mul_ps(
-                _mm_cvtph_ps(_mm512_castsi512_si128(_mm512_permutex2var_epi16(lo, didx, mid))),
-                _mm_loadu_ps(s->dx + j));
-            const __m512i w01 = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(q + 2))),
-                                                   _mm256_loadu_si256((const __m256i *)(q + 36)), 1);
-            const __m512i w23 = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(q + 70))),
-                                                   _mm256_loadu_si256((const __m256i *)(q + 104)), 1);
-            const __m512i d0 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_xor_si512(w01, s80),
-                                                   _mm512_loadu_si512((const void *)(s->xq + 32 * j)));
-            const __m512i d1 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_xor_si512(w23, s80),
-                                                   _mm512_loadu_si512((const void *)(s->xq + 32 * j + 64)));
-            const __m512 a0 = _mm512_castsi512_ps(d0), a1 = _mm512_castsi512_ps(d1);
-            const __m512i d = _mm512_add_epi32(_mm512_castps_si512(_mm512_shuffle_ps(a0, a1, 0x88)),
-                                               _mm512_castps_si512(_mm512_shuffle_ps(a0, a1, 0xDD)));
+            __m128 d4;
+            const __m512i d = q8x4_dot(q, s->xq + 32 * j, _mm512_setzero_si512(), _mm512_setzero_si512(), &d4);
+            const __m128 f4 = _mm_mul_ps(d4, _mm_loadu_ps(s->dx + j));
             const __m512 f = _mm512_permutexvar_ps(il, _mm512_castps128_ps512(f4));
             if (j & 4)
                 acc1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), f, acc1);
@@ -1055,12 +1061,22 @@ TARGET_512 ALWAYS_INLINE static inline void k4_accum(__m512i lo, __m512i hi, con
     *acc1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(ph), _mm512_permutexvar_ps(ihi, fz), *acc1);
 }
 
+/* One q4_k super-block against its 256 x codes at xq, factors from lane o
+ * of fz, into *acc0 / *acc1. */
+TARGET_512 ALWAYS_INLINE static inline void q4k_sb(const mlxn_block_q4_k *blk, const int8_t *xq, int o, __m512 fz,
+                                                   __m512 *acc0, __m512 *acc1) {
+    const __m512i m4 = _mm512_set1_epi8(0x0F);
+    for (int c = 0; c < 2; c++) {
+        __m512i v = _mm512_loadu_si512((const void *)(blk->qs + 64 * c));
+        __m512i lo = _mm512_and_si512(v, m4), hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
+        k4_accum(lo, hi, xq, c, o, fz, acc0, acc1);
+    }
+}
 /* q4_k: x in XL_Q4K layout. Per super-block the 8 sub-block factors
  * d·sc_j·dx_j form one vector; zmm lanes 0-7 / 8-15 of a 64-byte load's
  * products belong to sub-blocks (0,2) [low nibbles] or (1,3) [high]. */
 TARGET_512 static float dot_q4_k_512(const void *wr, const dec_scratch *s, int64_t K, size_t pf) {
     const mlxn_block_q4_k *b = wr;
-    const __m512i m4 = _mm512_set1_epi8(0x0F);
     __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
     __m512 acc2 = _mm512_setzero_ps(), acc3 = _mm512_setzero_ps(), accm2 = _mm512_setzero_ps();
     __m256 accm = _mm256_setzero_ps();
@@ -1069,18 +1085,10 @@ TARGET_512 static float dot_q4_k_512(const void *wr, const dec_scratch *s, int64
     for (; i + 2 <= K / 256; i += 2) { /* two super-blocks, factors together */
         for (int o = 0; o < 2 * (int)sizeof *b; o += 64) PF_AHEAD((const uint8_t *)(b + i) + o, pf);
         __m512 fz = k4_factors2((const uint8_t *)(b + i), sizeof *b, s, i, &accm2);
-        /* written out: as a loop over the two, GCC kept the accumulators
-         * it picked by pointer in memory */
-        for (int c = 0; c < 2; c++) {
-            __m512i v = _mm512_loadu_si512((const void *)(b[i].qs + 64 * c));
-            __m512i lo = _mm512_and_si512(v, m4), hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
-            k4_accum(lo, hi, s->xq + 256 * i, c, 0, fz, &acc0, &acc1);
-        }
-        for (int c = 0; c < 2; c++) {
-            __m512i v = _mm512_loadu_si512((const void *)(b[i + 1].qs + 64 * c));
-            __m512i lo = _mm512_and_si512(v, m4), hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
-            k4_accum(lo, hi, s->xq + 256 * (i + 1), c, 8, fz, &acc2, &acc3);
-        }
+        /* two calls, not a loop over the two: GCC kept accumulators picked
+         * by pointer in a loop in memory */
+        q4k_sb(b + i, s->xq + 256 * i, 0, fz, &acc0, &acc1);
+        q4k_sb(b + i + 1, s->xq + 256 * (i + 1), 8, fz, &acc2, &acc3);
     }
 #endif
     for (; i < K / 256; i++) {
@@ -1088,11 +1096,7 @@ TARGET_512 static float dot_q4_k_512(const void *wr, const dec_scratch *s, int64
         PF_AHEAD((const uint8_t *)(b + i) + 64, pf);
         PF_AHEAD((const uint8_t *)(b + i) + 128, pf);
         __m512 fz = k4_factors(b[i].scales, b[i].d, b[i].dmin, s, i, &accm);
-        for (int c = 0; c < 2; c++) {
-            __m512i v = _mm512_loadu_si512((const void *)(b[i].qs + 64 * c));
-            __m512i lo = _mm512_and_si512(v, m4), hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
-            k4_accum(lo, hi, s->xq + 256 * i, c, 0, fz, &acc0, &acc1);
-        }
+        q4k_sb(b + i, s->xq + 256 * i, 0, fz, &acc0, &acc1);
     }
     acc0 = _mm512_add_ps(_mm512_add_ps(acc0, acc1), _mm512_sub_ps(_mm512_add_ps(acc2, acc3), accm2));
     return _mm512_reduce_add_ps(acc0) - hsum256(accm);
@@ -1104,46 +1108,44 @@ TARGET_512 static float dot_q4_k_512(const void *wr, const dec_scratch *s, int64
  * 32-63] and (4c+1, 4c+3) in its high; with qh in both 32-byte halves,
  * bit j of a byte is moved to bit 4 by one per-qword shift (left by 4 - j
  * for c = 0, right by j - 4 for c = 1: no bit crosses into the next byte)
- * and masked. */
-TARGET_512 static float dot_q5_k_512(const void *wr, const dec_scratch *s, int64_t K, size_t pf) {
-    const mlxn_block_q5_k *b = wr;
+ * and masked. q5k_sb: one super-block, as q4k_sb. */
+TARGET_512 ALWAYS_INLINE static inline void q5k_sb(const mlxn_block_q5_k *blk, const int8_t *xq, int o, __m512 fz,
+                                                   __m512 *acc0, __m512 *acc1) {
     const __m512i m4 = _mm512_set1_epi8(0x0F), b4 = _mm512_set1_epi8(0x10);
     /* shift counts per qword: [0-3] first 32 bytes, [4-7] the second */
     const __m512i sl_lo = _mm512_setr_epi64(4, 4, 4, 4, 2, 2, 2, 2); /* c = 0: bits 0, 2 (left) */
     const __m512i sl_hi = _mm512_setr_epi64(3, 3, 3, 3, 1, 1, 1, 1); /*        bits 1, 3 (left) */
     const __m512i sr_lo = _mm512_setr_epi64(0, 0, 0, 0, 2, 2, 2, 2); /* c = 1: bits 4, 6 (right) */
     const __m512i sr_hi = _mm512_setr_epi64(1, 1, 1, 1, 3, 3, 3, 3); /*        bits 5, 7 (right) */
+    const __m512i hv = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)blk->qh));
+    for (int c = 0; c < 2; c++) {
+        __m512i v = _mm512_loadu_si512((const void *)(blk->qs + 64 * c));
+        __m512i hl = c ? _mm512_srlv_epi64(hv, sr_lo) : _mm512_sllv_epi64(hv, sl_lo);
+        __m512i hh = c ? _mm512_srlv_epi64(hv, sr_hi) : _mm512_sllv_epi64(hv, sl_hi);
+        __m512i lo = _mm512_ternarylogic_epi32(_mm512_and_si512(v, m4), hl, b4, 0xF8); /* lo | (hl & b4) */
+        __m512i hi = _mm512_ternarylogic_epi32(_mm512_and_si512(_mm512_srli_epi16(v, 4), m4), hh, b4, 0xF8);
+        k4_accum(lo, hi, xq, c, o, fz, acc0, acc1);
+    }
+}
+TARGET_512 static float dot_q5_k_512(const void *wr, const dec_scratch *s, int64_t K, size_t pf) {
+    const mlxn_block_q5_k *b = wr;
     __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
     __m512 acc2 = _mm512_setzero_ps(), acc3 = _mm512_setzero_ps(), accm2 = _mm512_setzero_ps();
     __m256 accm = _mm256_setzero_ps();
     int64_t i = 0;
-    /* super-block i + h's codes from qs and qh, factors from lane o of fz */
-#define Q5K_SB(h, o, fz, A, B)                                                                                      \
-    do {                                                                                                       \
-        __m512i hv = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)b[i + (h)].qh));               \
-        for (int c = 0; c < 2; c++) {                                                                          \
-            __m512i v = _mm512_loadu_si512((const void *)(b[i + (h)].qs + 64 * c));                            \
-            __m512i hl = c ? _mm512_srlv_epi64(hv, sr_lo) : _mm512_sllv_epi64(hv, sl_lo);                      \
-            __m512i hh = c ? _mm512_srlv_epi64(hv, sr_hi) : _mm512_sllv_epi64(hv, sl_hi);                      \
-            __m512i lo = _mm512_ternarylogic_epi32(_mm512_and_si512(v, m4), hl, b4, 0xF8); /* lo | (hl & b4) */ \
-            __m512i hi = _mm512_ternarylogic_epi32(_mm512_and_si512(_mm512_srli_epi16(v, 4), m4), hh, b4, 0xF8); \
-            k4_accum(lo, hi, s->xq + 256 * (i + (h)), c, (o), (fz), &(A), &(B));                                  \
-        }                                                                                                      \
-    } while (0)
 #ifndef K4_SINGLE
     for (; i + 2 <= K / 256; i += 2) { /* two super-blocks, factors together (as q4_k) */
         for (int o = 0; o < 2 * (int)sizeof *b; o += 64) PF_AHEAD((const uint8_t *)(b + i) + o, pf);
         __m512 fz = k4_factors2((const uint8_t *)(b + i), sizeof *b, s, i, &accm2);
-        Q5K_SB(0, 0, fz, acc0, acc1);
-        Q5K_SB(1, 8, fz, acc2, acc3);
+        q5k_sb(b + i, s->xq + 256 * i, 0, fz, &acc0, &acc1);
+        q5k_sb(b + i + 1, s->xq + 256 * (i + 1), 8, fz, &acc2, &acc3);
     }
 #endif
     for (; i < K / 256; i++) {
         for (int o = 0; o < (int)sizeof *b; o += 64) PF_AHEAD((const uint8_t *)(b + i) + o, pf);
         __m512 fz = k4_factors(b[i].scales, b[i].d, b[i].dmin, s, i, &accm);
-        Q5K_SB(0, 0, fz, acc0, acc1);
+        q5k_sb(b + i, s->xq + 256 * i, 0, fz, &acc0, &acc1);
     }
-#undef Q5K_SB
     __m512 t = _mm512_add_ps(_mm512_add_ps(acc0, acc1), _mm512_sub_ps(_mm512_add_ps(acc2, acc3), accm2));
     return _mm512_reduce_add_ps(t) - hsum256(accm);
 }
@@ -1314,7 +1316,6 @@ TARGET_512 ALWAYS_INLINE static inline __m512 acc_mlx48_512(const mlxn_qmat *w, 
     const uint8_t *q = (const uint8_t *)w->w + (size_t)n * (size_t)(K / 8 * bits);
     const uint8_t *ps = (const uint8_t *)w->scales + (size_t)(n * G) * es;
     const uint8_t *pb = (const uint8_t *)w->biases + (size_t)(n * G) * es;
-    const __m512i m4 = _mm512_set1_epi8(0x0F);
     const __m512i iota = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
     const __m512i lg = _mm512_srli_epi32(iota, gsh);              /* block lane → group lane */
     const __m512i lb = _mm512_srli_epi32(iota, bits == 4 ? 2 : 3); /* dpbusd lane → block */
@@ -1352,15 +1353,9 @@ TARGET_512 ALWAYS_INLINE static inline __m512 acc_mlx48_512(const mlxn_qmat *w, 
         for (int j = 0; j < 16 / bps; j++) {
             const __m512i v = _mm512_loadu_si512((const void *)(qs + 64 * j));
             const __m512 f = _mm512_permutexvar_ps(_mm512_add_epi32(lb, _mm512_set1_epi32(bps * j)), F);
-            __m512i d;
-            if (bits == 4) {
-                __m512i lo = _mm512_and_si512(v, m4), hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
-                d = _mm512_dpbusd_epi32(
-                    _mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, _mm512_loadu_si512((const void *)(xs + 128 * j))),
-                    hi, _mm512_loadu_si512((const void *)(xs + 128 * j + 64)));
-            } else {
-                d = _mm512_dpbusd_epi32(_mm512_setzero_si512(), v, _mm512_loadu_si512((const void *)(xs + 64 * j)));
-            }
+            const __m512i d = bits == 4 ? nib_dot(v, xs + 128 * j)
+                                        : _mm512_dpbusd_epi32(_mm512_setzero_si512(), v,
+                                                              _mm512_loadu_si512((const void *)(xs + 64 * j)));
             if (j & 1)
                 acc1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), f, acc1);
             else
@@ -1380,16 +1375,9 @@ TARGET_512 ALWAYS_INLINE static inline __m512 acc_mlx48_512(const mlxn_qmat *w, 
             __m512i v = rem == bps ? _mm512_loadu_si512((const void *)(qs + 64 * j))
                                    : load_bytes16(qs + 64 * j, (int)((size_t)rem * bpb / 16));
             __m512 f = _mm512_permutexvar_ps(_mm512_add_epi32(lb, _mm512_set1_epi32(bps * j)), F);
-            __m512i d;
-            if (bits == 4) {
-                __m512i lo = _mm512_and_si512(v, m4), hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
-                __m512i xa = _mm512_loadu_si512((const void *)(xs + 128 * j));
-                __m512i xb = _mm512_loadu_si512((const void *)(xs + 128 * j + 64));
-                d = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, xa), hi, xb);
-            } else {
-                __m512i xv = _mm512_loadu_si512((const void *)(xs + 64 * j));
-                d = _mm512_dpbusd_epi32(_mm512_setzero_si512(), v, xv);
-            }
+            const __m512i d = bits == 4 ? nib_dot(v, xs + 128 * j)
+                                        : _mm512_dpbusd_epi32(_mm512_setzero_si512(), v,
+                                                              _mm512_loadu_si512((const void *)(xs + 64 * j)));
             if (j & 1)
                 acc1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), f, acc1);
             else
@@ -1704,7 +1692,6 @@ TARGET_512 ALWAYS_INLINE static inline void stream_step(int fmt, bool bf, stream
                                                         const int8_t *xq, const float *dx,
                                                         const float *xs, const int32_t *xc,
                                                         __m512i il, __m512 *acc, __m128 *cor) {
-    const __m512i m4 = _mm512_set1_epi8(0x0F);
     __m512i d, v;
     __m256 dm;
     if (fmt == SF_Q40 || fmt == SF_Q41) {
@@ -1715,26 +1702,13 @@ TARGET_512 ALWAYS_INLINE static inline void stream_step(int fmt, bool bf, stream
         q4x4_load(c->q, q41, _mm512_loadu_si512(k_q4x4_idx[q41][0]), _mm512_loadu_si512(k_q4x4_idx[q41][1]), &v, &dm);
         c->q += 4 * bs;
     } else if (fmt == SF_Q80) {
-        /* block i: d at word 17i (k_q8x4_d), codes from byte 34i + 2 */
         const uint8_t *q = c->q;
         PF_AHEAD_L1(q, PF_BYTES); /* one per 68 bytes, as dot_q8_0_512 */
         PF_AHEAD_L1(q + 68, PF_BYTES);
-        __m512i lo = _mm512_loadu_si512((const void *)q), mid = _mm512_loadu_si512((const void *)(q + 64));
-        dm = _mm256_castps128_ps256(_mm_cvtph_ps(
-            _mm512_castsi512_si128(_mm512_permutex2var_epi16(lo, _mm512_loadu_si512(k_q8x4_d), mid))));
-        const __m512i s80 = _mm512_set1_epi8((char)0x80);
-        __m512i w01 = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(q + 2))),
-                                         _mm256_loadu_si256((const __m256i *)(q + 36)), 1);
-        __m512i w23 = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(q + 70))),
-                                         _mm256_loadu_si256((const __m256i *)(q + 104)), 1);
-        __m512i d0 = _mm512_dpbusd_epi32(_mm512_loadu_si512((const void *)xc), _mm512_xor_si512(w01, s80),
-                                         _mm512_loadu_si512((const void *)xq));
-        __m512i d1 = _mm512_dpbusd_epi32(_mm512_loadu_si512((const void *)(xc + 16)),
-                                         _mm512_xor_si512(w23, s80),
-                                         _mm512_loadu_si512((const void *)(xq + 64)));
-        __m512 a0 = _mm512_castsi512_ps(d0), a1 = _mm512_castsi512_ps(d1);
-        d = _mm512_add_epi32(_mm512_castps_si512(_mm512_shuffle_ps(a0, a1, 0x88)),
-                             _mm512_castps_si512(_mm512_shuffle_ps(a0, a1, 0xDD)));
+        __m128 d4;
+        d = q8x4_dot(q, xq, _mm512_loadu_si512((const void *)xc), _mm512_loadu_si512((const void *)(xc + 16)),
+                     &d4);
+        dm = _mm256_castps128_ps256(d4);
         c->q += 4 * sizeof(mlxn_block_q8_0);
     } else {
         /* 4 scales | 4 biases (g32: one each per block) */
@@ -1760,12 +1734,7 @@ TARGET_512 ALWAYS_INLINE static inline void stream_step(int fmt, bool bf, stream
         }
         c->q += qb, c->s += 8, c->b += 8;
     }
-    if (fmt != SF_MLX8 && fmt != SF_Q80) {
-        __m512i lo = _mm512_and_si512(v, m4), hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
-        d = _mm512_dpbusd_epi32(
-            _mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, _mm512_loadu_si512((const void *)xq)),
-            hi, _mm512_loadu_si512((const void *)(xq + 64)));
-    }
+    if (fmt != SF_MLX8 && fmt != SF_Q80) d = nib_dot(v, xq);
     __m128 f4 = _mm_mul_ps(_mm256_castps256_ps128(dm), _mm_loadu_ps(dx));
     *acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), _mm512_permutexvar_ps(il, _mm512_castps128_ps512(f4)),
                            *acc);
