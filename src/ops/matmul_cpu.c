@@ -1334,17 +1334,9 @@ TARGET_512 ALWAYS_INLINE static inline __m512 acc_mlx48_512(const mlxn_qmat *w, 
     int64_t b0 = 0;
 #ifndef MLX_SPAN_GENERAL
     /* Whole spans first, their steps unrolled (constant lanes, no length
-     * tests): 16 >> gsh scale values, read with plain loads. */
+     * tests). */
     for (const int64_t nfull = nblk / 16 * 16; b0 < nfull; b0 += 16) {
-        const int64_t g0 = b0 >> gsh;
-        if (pfs) {
-            _mm_prefetch((const char *)(ps + (size_t)g0 * es) + pfs, PF_HINT);
-            _mm_prefetch((const char *)(pb + (size_t)g0 * es) + pfs, PF_HINT);
-        }
-        const __m512 sc = load_sb(ps + (size_t)g0 * es, t, 16 >> gsh, true);
-        const __m512 bi = load_sb(pb + (size_t)g0 * es, t, 16 >> gsh, true);
-        accb = _mm512_fmadd_ps(bi, _mm512_loadu_ps(s->xgg + g0), accb);
-        const __m512 F = _mm512_mul_ps(_mm512_permutexvar_ps(lg, sc), _mm512_loadu_ps(s->dx + b0));
+        const __m512 F = mlx_span_factors(w, n, s, ps, pb, b0, 16, gsh, pfs, lg, &accb);
         const uint8_t *qs = q + (size_t)b0 * bpb;
         const int8_t *xs = s->xq + (size_t)b0 * 32;
         if (pf)
