@@ -48,6 +48,7 @@
 #include "core/simd512.h"
 
 #include <math.h>
+#include <stddef.h>
 #include <string.h>
 
 #ifdef __clang__
@@ -1072,36 +1073,6 @@ TARGET_512 ALWAYS_INLINE static inline void q4k_sb(const mlxn_block_q4_k *blk, c
         k4_accum(lo, hi, xq, c, o, fz, acc0, acc1);
     }
 }
-/* q4_k: x in XL_Q4K layout. Per super-block the 8 sub-block factors
- * d·sc_j·dx_j form one vector; zmm lanes 0-7 / 8-15 of a 64-byte load's
- * products belong to sub-blocks (0,2) [low nibbles] or (1,3) [high]. */
-TARGET_512 static float dot_q4_k_512(const void *wr, const dec_scratch *s, int64_t K, size_t pf) {
-    const mlxn_block_q4_k *b = wr;
-    __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
-    __m512 acc2 = _mm512_setzero_ps(), acc3 = _mm512_setzero_ps(), accm2 = _mm512_setzero_ps();
-    __m256 accm = _mm256_setzero_ps();
-    int64_t i = 0;
-#ifndef K4_SINGLE
-    for (; i + 2 <= K / 256; i += 2) { /* two super-blocks, factors together */
-        for (int o = 0; o < 2 * (int)sizeof *b; o += 64) PF_AHEAD((const uint8_t *)(b + i) + o, pf);
-        __m512 fz = k4_factors2((const uint8_t *)(b + i), sizeof *b, s, i, &accm2);
-        /* two calls, not a loop over the two: GCC kept accumulators picked
-         * by pointer in a loop in memory */
-        q4k_sb(b + i, s->xq + 256 * i, 0, fz, &acc0, &acc1);
-        q4k_sb(b + i + 1, s->xq + 256 * (i + 1), 8, fz, &acc2, &acc3);
-    }
-#endif
-    for (; i < K / 256; i++) {
-        PF_AHEAD(b + i, pf); /* 144 bytes per super-block */
-        PF_AHEAD((const uint8_t *)(b + i) + 64, pf);
-        PF_AHEAD((const uint8_t *)(b + i) + 128, pf);
-        __m512 fz = k4_factors(b[i].scales, b[i].d, b[i].dmin, s, i, &accm);
-        q4k_sb(b + i, s->xq + 256 * i, 0, fz, &acc0, &acc1);
-    }
-    acc0 = _mm512_add_ps(_mm512_add_ps(acc0, acc1), _mm512_sub_ps(_mm512_add_ps(acc2, acc3), accm2));
-    return _mm512_reduce_add_ps(acc0) - hsum256(accm);
-}
-
 /* q5_k: x in XL_Q4K layout, as q4_k, with the 5th bit of each code from
  * qh: byte l of qh holds bit j for element l of sub-block j. A 64-byte
  * load c of qs holds sub-blocks (4c, 4c+2) in its low nibbles [bytes 0-31,
@@ -1127,27 +1098,58 @@ TARGET_512 ALWAYS_INLINE static inline void q5k_sb(const mlxn_block_q5_k *blk, c
         k4_accum(lo, hi, xq, c, o, fz, acc0, acc1);
     }
 }
-TARGET_512 static float dot_q5_k_512(const void *wr, const dec_scratch *s, int64_t K, size_t pf) {
-    const mlxn_block_q5_k *b = wr;
+/* q4_k: x in XL_Q4K layout. Per super-block the 8 sub-block factors
+ * d·sc_j·dx_j form one vector; zmm lanes 0-7 / 8-15 of a 64-byte load's
+ * products belong to sub-blocks (0,2) [low nibbles] or (1,3) [high]. */
+/* k4_factors2 and dot_k45_512 read both block types' d, dmin and scales at
+ * the same places */
+_Static_assert(offsetof(mlxn_block_q5_k, dmin) == offsetof(mlxn_block_q4_k, dmin) &&
+                   offsetof(mlxn_block_q5_k, scales) == offsetof(mlxn_block_q4_k, scales) &&
+                   offsetof(mlxn_block_q4_k, scales) == 4,
+               "q4_k / q5_k headers differ");
+/* q4_k and q5_k rows (q5: the latter), super-blocks two at a time with
+ * their factors together (k4_factors2), an odd last one alone. */
+TARGET_512 ALWAYS_INLINE static inline float dot_k45_512(const uint8_t *row, bool q5, const dec_scratch *s,
+                                                        int64_t K, size_t pf) {
+    const size_t bs = q5 ? sizeof(mlxn_block_q5_k) : sizeof(mlxn_block_q4_k);
     __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
     __m512 acc2 = _mm512_setzero_ps(), acc3 = _mm512_setzero_ps(), accm2 = _mm512_setzero_ps();
     __m256 accm = _mm256_setzero_ps();
     int64_t i = 0;
 #ifndef K4_SINGLE
-    for (; i + 2 <= K / 256; i += 2) { /* two super-blocks, factors together (as q4_k) */
-        for (int o = 0; o < 2 * (int)sizeof *b; o += 64) PF_AHEAD((const uint8_t *)(b + i) + o, pf);
-        __m512 fz = k4_factors2((const uint8_t *)(b + i), sizeof *b, s, i, &accm2);
-        q5k_sb(b + i, s->xq + 256 * i, 0, fz, &acc0, &acc1);
-        q5k_sb(b + i + 1, s->xq + 256 * (i + 1), 8, fz, &acc2, &acc3);
+    for (; i + 2 <= K / 256; i += 2) {
+        const uint8_t *blk = row + (size_t)i * bs;
+        for (size_t o = 0; o < 2 * bs; o += 64) PF_AHEAD(blk + o, pf);
+        __m512 fz = k4_factors2(blk, bs, s, i, &accm2);
+        /* two calls, not a loop over the two: GCC kept accumulators picked
+         * by pointer in a loop in memory */
+        if (q5) {
+            q5k_sb((const mlxn_block_q5_k *)blk, s->xq + 256 * i, 0, fz, &acc0, &acc1);
+            q5k_sb((const mlxn_block_q5_k *)(blk + bs), s->xq + 256 * (i + 1), 8, fz, &acc2, &acc3);
+        } else {
+            q4k_sb((const mlxn_block_q4_k *)blk, s->xq + 256 * i, 0, fz, &acc0, &acc1);
+            q4k_sb((const mlxn_block_q4_k *)(blk + bs), s->xq + 256 * (i + 1), 8, fz, &acc2, &acc3);
+        }
     }
 #endif
     for (; i < K / 256; i++) {
-        for (int o = 0; o < (int)sizeof *b; o += 64) PF_AHEAD((const uint8_t *)(b + i) + o, pf);
-        __m512 fz = k4_factors(b[i].scales, b[i].d, b[i].dmin, s, i, &accm);
-        q5k_sb(b + i, s->xq + 256 * i, 0, fz, &acc0, &acc1);
+        const uint8_t *blk = row + (size_t)i * bs;
+        for (size_t o = 0; o < bs; o += 64) PF_AHEAD(blk + o, pf);
+        const mlxn_block_q4_k *b4 = (const mlxn_block_q4_k *)blk; /* d, dmin, scales: same place in q5_k */
+        __m512 fz = k4_factors(b4->scales, b4->d, b4->dmin, s, i, &accm);
+        if (q5)
+            q5k_sb((const mlxn_block_q5_k *)blk, s->xq + 256 * i, 0, fz, &acc0, &acc1);
+        else
+            q4k_sb(b4, s->xq + 256 * i, 0, fz, &acc0, &acc1);
     }
     __m512 t = _mm512_add_ps(_mm512_add_ps(acc0, acc1), _mm512_sub_ps(_mm512_add_ps(acc2, acc3), accm2));
     return _mm512_reduce_add_ps(t) - hsum256(accm);
+}
+TARGET_512 static float dot_q4_k_512(const void *wr, const dec_scratch *s, int64_t K, size_t pf) {
+    return dot_k45_512(wr, false, s, K, pf);
+}
+TARGET_512 static float dot_q5_k_512(const void *wr, const dec_scratch *s, int64_t K, size_t pf) {
+    return dot_k45_512(wr, true, s, K, pf);
 }
 
 /* q6_k, natural x: per 128-element half, one 64-byte ql load gives codes
