@@ -1306,6 +1306,21 @@ TARGET_512 ALWAYS_INLINE static inline __m512 mlx_span_factors(const mlxn_qmat *
     return _mm512_mul_ps(_mm512_permutexvar_ps(lg, sc), _mm512_loadu_ps(s->dx + b0));
 }
 
+/* Step j of an MLX 4/8-bit span: the 64 code bytes v against their x codes
+ * (4-bit: 128 at xs + 128·j, 8-bit: 64 at xs + 64·j), times the factors of
+ * F at lanes li, into acc0 (even steps) or acc1 (odd). */
+TARGET_512 ALWAYS_INLINE static inline void mlx48_step(__m512i v, int bits, int j, const int8_t *xs, __m512i li,
+                                                       __m512 F, __m512 *acc0, __m512 *acc1) {
+    const __m512i d = bits == 4 ? nib_dot(v, xs + 128 * j)
+                                : _mm512_dpbusd_epi32(_mm512_setzero_si512(), v,
+                                                      _mm512_loadu_si512((const void *)(xs + 64 * j)));
+    const __m512 f = _mm512_permutexvar_ps(li, F);
+    if (j & 1)
+        *acc1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), f, *acc1);
+    else
+        *acc0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), f, *acc0);
+}
+
 TARGET_512 ALWAYS_INLINE static inline __m512 acc_mlx48_512(const mlxn_qmat *w, int64_t n,
                                                       const dec_scratch *s, int bits,
                                                       size_t pf) {
@@ -1346,14 +1361,7 @@ TARGET_512 ALWAYS_INLINE static inline __m512 acc_mlx48_512(const mlxn_qmat *w, 
 #pragma GCC unroll 8
         for (int j = 0; j < 16 / bps; j++) {
             const __m512i v = _mm512_loadu_si512((const void *)(qs + 64 * j));
-            const __m512 f = _mm512_permutexvar_ps(_mm512_add_epi32(lb, _mm512_set1_epi32(bps * j)), F);
-            const __m512i d = bits == 4 ? nib_dot(v, xs + 128 * j)
-                                        : _mm512_dpbusd_epi32(_mm512_setzero_si512(), v,
-                                                              _mm512_loadu_si512((const void *)(xs + 64 * j)));
-            if (j & 1)
-                acc1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), f, acc1);
-            else
-                acc0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), f, acc0);
+            mlx48_step(v, bits, j, xs, _mm512_add_epi32(lb, _mm512_set1_epi32(bps * j)), F, &acc0, &acc1);
         }
     }
 #endif
@@ -1368,14 +1376,7 @@ TARGET_512 ALWAYS_INLINE static inline __m512 acc_mlx48_512(const mlxn_qmat *w, 
             PF_AHEAD(qs + 64 * j, pf);
             __m512i v = rem == bps ? _mm512_loadu_si512((const void *)(qs + 64 * j))
                                    : load_bytes16(qs + 64 * j, (int)((size_t)rem * bpb / 16));
-            __m512 f = _mm512_permutexvar_ps(_mm512_add_epi32(lb, _mm512_set1_epi32(bps * j)), F);
-            const __m512i d = bits == 4 ? nib_dot(v, xs + 128 * j)
-                                        : _mm512_dpbusd_epi32(_mm512_setzero_si512(), v,
-                                                              _mm512_loadu_si512((const void *)(xs + 64 * j)));
-            if (j & 1)
-                acc1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), f, acc1);
-            else
-                acc0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), f, acc0);
+            mlx48_step(v, bits, j, xs, _mm512_add_epi32(lb, _mm512_set1_epi32(bps * j)), F, &acc0, &acc1);
         }
     }
     return _mm512_add_ps(_mm512_add_ps(acc0, acc1), accb); /* lanes sum to the dot */
