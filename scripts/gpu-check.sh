@@ -26,7 +26,8 @@ timeout 60 ./build-cuda/mlxn graph --backend cpu --layers 2 --steps 3 >"$LOG/gra
 # whole models: the synthetic Llama 3 8B shape (4-bit MLX, random weights),
 # replayed graphs vs one submission per op; the default model if present
 M8=synthetic:llama3-8b:q4:g64
-timeout 240 ./build-cuda/mlxn bench -m $M8 --backend cuda -p 512 -n 128 -r 3 >"$LOG/bench8b.log" 2>&1
+# issue #5's command as written (--bits / --group-size = the :q4:g64 of M8)
+timeout 240 ./build-cuda/mlxn bench -m synthetic:llama3-8b --bits 4 --group-size 64 --backend cuda -p 512 -n 128 -r 3 >"$LOG/bench8b.log" 2>&1
 MLXN_CU_BLAS=0 timeout 120 ./build-cuda/mlxn bench -m $M8 --backend cuda -p 512 -n 16 -r 2 >"$LOG/bench8b_noblas.log" 2>&1
 timeout 120 ./build-cuda/mlxn bench -m $M8 --backend cuda -p 0 -n 64 -r 2 --mode direct >"$LOG/bench8b_direct.log" 2>&1
 # the one-row table of `mlxn bench ops` (issue #5's command), next to its device copy

@@ -7,7 +7,10 @@
  *    each matmul with format, m, n, k, threads and positive us / gbps /
  *    gflops (issue #3's schema).
  *  - `bench --json` on synthetic:tiny: model, backend, threads and pp / tg
- *    with the requested token counts and positive tok_s (issue #4's).
+ *    with the requested token counts and positive tok_s (issue #4's); with
+ *    --bits / --group-size the model is the spec with :q / :g added.
+ *  - --bits that MLX does not define, --bits on a GGML-block synthetic
+ *    model or on a file: an error naming why.
  *  - an unknown format / a missing model: a nonzero exit status and a
  *    message on stderr naming what was wrong, nothing on stdout.
  */
@@ -88,8 +91,9 @@ static void bench_ops_json(const char *extra) {
     free(err);
 }
 
-static void bench_json(void) {
-    const char *args = "bench -m synthetic:tiny --backend cpu -p 16 -n 4 -r 1 --json";
+/* `mlxn ARGS` (a bench of synthetic:tiny, -p 16 -n 4, --json): "model"
+ * is `model` (the spec with --bits / --group-size folded in). */
+static void bench_json(const char *args, const char *model) {
     char *out, *err;
     int rc = run_cli(args, &out, &err);
     CHECK(rc == 0, "mlxn %s: exit status %d (%s)", args, rc, err ? err : "");
@@ -98,7 +102,7 @@ static void bench_json(void) {
     if (j) {
         const cJSON *m = cJSON_GetObjectItemCaseSensitive(j, "model"), *b = cJSON_GetObjectItemCaseSensitive(j, "backend");
         const cJSON *pp = cJSON_GetObjectItemCaseSensitive(j, "pp"), *tg = cJSON_GetObjectItemCaseSensitive(j, "tg");
-        CHECK(cJSON_IsString(m) && !strcmp(m->valuestring, "synthetic:tiny") && cJSON_IsString(b) &&
+        CHECK(cJSON_IsString(m) && !strcmp(m->valuestring, model) && cJSON_IsString(b) &&
                   !strcmp(b->valuestring, "cpu") && num(j, "threads") >= 1,
               "%s: model, backend cpu, threads", args);
         CHECK(pp && tg && num(pp, "tokens") == 16 && num(tg, "tokens") == 4 && num(pp, "tok_s") > 0 &&
@@ -130,7 +134,12 @@ int main(int argc, char **argv) {
     setenv("MLXN_THREADS", "2", 1);
     bench_ops_json("");
     bench_ops_json("--bw-each");
-    bench_json();
+    bench_json("bench -m synthetic:tiny --backend cpu -p 16 -n 4 -r 1 --json", "synthetic:tiny");
+    bench_json("bench -m synthetic:tiny --backend cpu -p 16 -n 4 -r 1 --bits 8 --group-size 32 --json",
+               "synthetic:tiny:q8:g32");
+    bad_input("bench -m synthetic:tiny --bits 7 -p 8 -n 2 -r 1", "bits=7");
+    bad_input("bench -m synthetic:tiny:q4_0 --bits 8 -p 8 -n 2 -r 1", "q4_0 blocks have their own");
+    bad_input("bench -m /nonexistent/model.gguf --bits 4 -p 8 -n 2 -r 1", "synthetic model");
     bad_input("bench ops --quick --rows 1 --formats q4_9", "q4_9");
     bad_input("bench -m /nonexistent/model.gguf -p 8 -n 2 -r 1", "/nonexistent/model.gguf");
     return test_summary("test_cli");

@@ -16,9 +16,10 @@
 
 static void usage(FILE *f) {
     fprintf(f, "usage: mlxn bench -m PATH [-p 512] [-n 128] [-r 3] [--json] [--threads N] [--backend cpu|cuda]\n"
-               "                  [--kv f16|bf16|f32] [--mode direct|batched|optimized]\n"
+               "                  [--kv f16|bf16|f32] [--mode direct|batched|optimized] [--bits B] [--group-size G]\n"
                "PATH may be synthetic:llama3-1b|llama3-3b|llama3-8b|llama3-70b-layer|smollm2-135m[:q<bits>][:g<group>]\n"
-               "(random MLX-quantized weights, no file). pp and tg each start from an empty KV cache;\n"
+               "(random MLX-quantized weights, no file; --bits / --group-size say the same as :q / :g,\n"
+               "default 4 and 64). pp and tg each start from an empty KV cache;\n"
                "tok/s is the median of the -r repeats. Decode replays one recorded graph per step\n"
                "(--mode direct: one submission per op instead).\n");
 }
@@ -110,8 +111,9 @@ static mlxn_status bench_tg(mlxn_model *m, mlxn_kvcache *kv, const int32_t *toks
 
 int cmd_bench(int argc, char **argv) {
     const char *model_path = NULL, *backend = "auto", *kvname = "f16";
-    long pp = 512, tg = 128, reps = 3, threads = 0;
+    long pp = 512, tg = 128, reps = 3, threads = 0, bits = 0, group = 0;
     bool json = false;
+    char spec[256];
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         bool ok = true;
@@ -131,6 +133,8 @@ int cmd_bench(int argc, char **argv) {
         else if (!strcmp(a, "-n")) ok = cli_int(a, v, 0, 1 << 20, &tg);
         else if (!strcmp(a, "-r")) ok = cli_int(a, v, 1, 1000, &reps);
         else if (!strcmp(a, "--threads") || !strcmp(a, "-t")) ok = cli_int(a, v, 1, 1024, &threads);
+        else if (!strcmp(a, "--bits")) ok = cli_int(a, v, 1, 64, &bits);
+        else if (!strcmp(a, "--group-size")) ok = cli_int(a, v, 1, 1 << 20, &group);
         else { fprintf(stderr, "mlxn bench: unknown option '%s'\n", a); usage(stderr); return 2; }
         if (!ok) return 2;
         i++;
@@ -139,6 +143,22 @@ int cmd_bench(int argc, char **argv) {
         fprintf(stderr, "mlxn bench: %s\n", !model_path ? "need -m PATH" : "-p and -n are both 0: nothing to time");
         usage(stderr);
         return 2;
+    }
+    if (bits || group) { /* synthetic models only: as the spec's :q<bits> / :g<group> (the loader checks them) */
+        if (strncmp(model_path, "synthetic:", 10)) {
+            fprintf(stderr, "mlxn bench: --bits and --group-size choose a synthetic model's quantization; "
+                            "'%s' is a file, whose quantization is its own\n", model_path);
+            return 2;
+        }
+        int n = snprintf(spec, sizeof spec, "%s", model_path);
+        if (n > 0 && (size_t)n < sizeof spec && bits) n += snprintf(spec + n, sizeof spec - (size_t)n, ":q%ld", bits);
+        if (n > 0 && (size_t)n < sizeof spec && group)
+            n += snprintf(spec + n, sizeof spec - (size_t)n, ":g%ld", group);
+        if (n <= 0 || (size_t)n >= sizeof spec) {
+            fprintf(stderr, "mlxn bench: model name too long\n");
+            return 2;
+        }
+        model_path = spec;
     }
     mlxn_dtype kvt;
     if (mlxn_dtype_from_name(&kvt, kvname) || !(kvt == MLXN_F16 || kvt == MLXN_BF16 || kvt == MLXN_F32)) {

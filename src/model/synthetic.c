@@ -169,9 +169,10 @@ mlxn_status mlxn_model_load_synthetic(mlxn_model **out, mlxn_device *dev, const 
         if (!strcmp(k_presets[i].name, base)) p = &k_presets[i];
     if (!p)
         return mlxn_err(MLXN_ERR_NOT_FOUND,
-                        "%s: unknown synthetic model '%s' (llama3-1b, llama3-3b, llama3-8b, llama3-70b-layer, tiny, llama-2k)",
+                        "%s: unknown synthetic model '%s' (llama3-1b, llama3-3b, llama3-8b, llama3-70b-layer, tiny, llama-2k, smollm2-135m)",
                         spec, base);
     int bits = 4, group = 64, ggml = 0;
+    bool mlx_opt = false; /* a :q or :g given */
     for (const char *o = name + blen; *o == ':'; o += 1 + strcspn(o + 1, ":")) {
         int v;
         size_t len = strcspn(o + 1, ":");
@@ -179,11 +180,14 @@ mlxn_status mlxn_model_load_synthetic(mlxn_model **out, mlxn_device *dev, const 
         for (size_t i = 0; i < sizeof k_ggml / sizeof k_ggml[0]; i++)
             if (strlen(k_ggml[i].name) == len && !strncmp(o + 1, k_ggml[i].name, len)) gi = (int)i;
         if (gi >= 0) ggml = (int)k_ggml[gi].t;
-        else if (sscanf(o + 1, "q%d", &v) == 1) bits = v;
-        else if (sscanf(o + 1, "g%d", &v) == 1) group = v;
+        else if (sscanf(o + 1, "q%d", &v) == 1) bits = v, mlx_opt = true;
+        else if (sscanf(o + 1, "g%d", &v) == 1) group = v, mlx_opt = true;
         else return mlxn_err(MLXN_ERR_INVALID_ARG, "%s: option '%.*s' is not q<bits> or g<group>", spec,
                              (int)strcspn(o + 1, ":"), o + 1);
     }
+    if (ggml && mlx_opt)
+        return mlxn_err(MLXN_ERR_INVALID_ARG, "%s: q<bits> and g<group> set MLX quantization; %s blocks have their own",
+                        spec, mlxn_dtype_name((mlxn_dtype)ggml));
     mlxn_status st = ggml ? MLXN_OK : mlxn_mlx_check(spec, 1, group, bits, group, MLXN_BF16);
     if (st) return st;
     if (ggml) { /* every linear's K a whole number of blocks */
