@@ -244,22 +244,31 @@ typedef enum mlxn_mode {
 
 /* Session flags. Each can also be set for every session by an environment
  * variable: MLXN_NO_FUSE=1, MLXN_NO_REORDER=1, MLXN_GRAPH_DUMP=1 (the passes'
- * work and the schedule to stderr), MLXN_F32_ACTIVATIONS=1.
- * By default quantized matmuls with few rows (decode) round the activations
- * to int8 per 32 values, as llama.cpp does (every GGML block format and MLX
- * width; on a CPU without AVX-512 VBMI, MLX 2/3/5/6-bit keep f32
- * activations): on CPUs with VNNI about 4x faster
- * than f32, at a relative error of ~1e-3 of sum |x*w| per output, enough to
- * flip near-tied greedy choices. Quantized matmuls with many rows (prefill)
+ * work and the schedule to stderr), MLXN_F32_ACTIVATIONS=1,
+ * MLXN_INT8_ACTIVATIONS=1.
+ * By default quantized matmuls with few rows (decode) on the CPU round the
+ * activations to int8 per 32 values, as llama.cpp does, for GGML block
+ * formats (relative error ~1e-3 of sum |x*w| per output, enough to flip
+ * near-tied greedy choices); for MLX weights they take x in two int8
+ * parts, the codes and their rounding residual at 1/128 of the step (error
+ * 1/128 of that, and greedy decoding of the default model converted to MLX
+ * equals mlx-lm's; the integer work costs 1.3-1.8x int8 alone with the
+ * weights in cache, less when memory bounds them). INT8_ACTIVATIONS rounds
+ * MLX activations to int8 alone (faster, llama.cpp's error). On a CPU
+ * without AVX-512 VBMI, MLX 2/3/5/6-bit keep f32 activations; the integer
+ * paths are on CPUs with VNNI about 4x faster than f32. The CUDA backend
+ * rounds x to int8 alone for every format. Quantized matmuls with many rows (prefill)
  * on CPUs with AVX512-BF16 round the activations and the dequantized
  * weights to bf16 and accumulate in f32 (twice the f32 rate; error at most
  * 2^-7 of sum |x*w|, measured <= 2e-4 at K = 4096). F32_ACTIVATIONS keeps
- * both f32, for comparisons against reference implementations. */
+ * both f32, for comparisons against reference implementations (and wins
+ * over INT8_ACTIVATIONS). */
 enum {
     MLXN_SESSION_NO_FUSE = 1u << 0,
     MLXN_SESSION_NO_REORDER = 1u << 1,
     MLXN_SESSION_DUMP = 1u << 2,
     MLXN_SESSION_F32_ACTIVATIONS = 1u << 3,
+    MLXN_SESSION_INT8_ACTIVATIONS = 1u << 4,
 };
 
 /* Group-size histogram buckets: sizes 1..7, and 8 or more. */

@@ -17,8 +17,11 @@
  * MLXN_MM_DECODE_ROWS on AVX-512 VNNI, below 4 elsewhere), 50 the GEMM.
  * Tolerance, per output (m, n), with w_k the exact dequantized weight:
  *   |y - ref| <= Σ_k (|w_k|·ex_k + rw·2·G_k·|x_k|) + 1e-5·Σ_k|x_k·w_k| + 1e-6
- *  - ex_k = amax(x block of k)/254 where mlxn_mm_quantizes_x: x rounded
- *    to int8 per 32 moves each x_k by at most half a step d/2 = amax/254.
+ *  - ex_k = amax(x block of k)/254 where mlxn_mm_x_parts is 1: x rounded
+ *    to int8 per 32 moves each x_k by at most half a step d/2 = amax/254;
+ *    amax/32512 where it is 2 (MLX weights: x in two int8 parts, codes and
+ *    their residual at 1/128 of the step: at most d/256). A kernel that
+ *    dropped the residual part fails this bound.
  *  - MLX AVX-512 decode (all bits) uses s·q + b unrounded, where MLX rounds s·q and then
  *    s·q + b to the scale dtype: ≤ 2 half-ulps of values ≤ 2·G_k (G_k = max|w|
  *    of k's group, since |b| ≤ G_k and |s·q| ≤ |w| + |b|): rw = 2^-8 (bf16),
@@ -73,7 +76,9 @@ static int run_case(const mlxn_qweights *q, int isa, int64_t M, const float *x) 
 
     /* Which error terms apply: the kernel says whether it quantized x; MLX
      * weights on the AVX-512 decode path use unrounded s·q + b. */
-    bool quant_x = mlxn_mm_quantizes_x(w, M);
+    int parts = mlxn_mm_x_parts(w, M);
+    CHECK(mlxn_mm_quantizes_x(w, M) == (parts > 0), "%s M=%lld: quantizes_x agrees with x_parts %d", q->format,
+          (long long)M, parts);
     double rb = mlxn_mm_rounds_bf16(w, M) ? 0x1p-7 + 0x1p-16 : 0;
     double rw = 0;
     if (w->kind == MLXN_QKIND_MLX && strcmp(mlxn_mm_isa(), "avx512vnni") == 0 &&
@@ -83,7 +88,7 @@ static int run_case(const mlxn_qweights *q, int isa, int64_t M, const float *x) 
     for (int64_t i = 0; i < M * K / 32; i++) { /* amax/254 per x block of 32 */
         double a = 0;
         for (int j = 0; j < 32; j++) a = fmax(a, fabs((double)x[32 * i + j]));
-        exb[i] = quant_x ? a / 254.0 : 0;
+        exb[i] = parts == 1 ? a / 254.0 : parts == 2 ? a / (254.0 * 128.0) : 0;
     }
     for (int64_t n = 0; n < N; n++) {
         mlxn_qmat_dequant_row(w, n, 0, K, row);
@@ -275,7 +280,9 @@ static void check_mm_id(const char *format) {
 
 /* The int8-x decode's error is that of x's rounding times the true weights:
  * Σ_k w_k·e_k with e_k = dx·c_k - x_k, |e_k| <= dx/2, so over many outputs
- * E[err²] = Σ_k w_k²·dx_k²/12 for x not aligned with the code grid. The
+ * E[err²] = Σ_k w_k²·dx_k²/12 for x not aligned with the code grid (with x
+ * in two parts, mlxn_mm_x_parts 2, the rounding step is dx/128: E[err²] =
+ * Σ_k w_k²·(dx_k/128)²/12). The
  * offset / bias term must use the sum of the rounded x for that: with the
  * exact Σx the error is Σ_k s·q_k·e_k, ~4x the energy for weights around
  * zero (measured 3.6-4.2x, 2048 x 4096). Checked for MLX 4- and 8-bit
@@ -283,7 +290,7 @@ static void check_mm_id(const char *format) {
  * reference's rounding of s·q + b, which the kernel skips, adds about as
  * much again) and uniform x, 256 outputs: the error energy within 1.5x of
  * the expectation. */
-static void check_int8_error_energy(int bits) {
+static void check_int8_error_energy(int bits, bool int8_act) {
     const int64_t N = 256, K = 4096, G = 64;
     float *w = malloc((size_t)(N * K) * 4), *x = malloc((size_t)K * 4), *y = malloc((size_t)N * 4);
     float *row = malloc((size_t)K * 4);
@@ -300,14 +307,14 @@ static void check_int8_error_energy(int bits) {
     mlxn_qmat m = {0};
     m.kind = MLXN_QKIND_MLX;
     m.w = wq, m.scales = sc, m.biases = bi, m.sb_type = MLXN_F32;
-    m.bits = bits, m.group = (int)G, m.N = N, m.K = K;
+    m.bits = bits, m.group = (int)G, m.N = N, m.K = K, m.int8_act = int8_act;
     void *scr = malloc(mlxn_mm_scratch_bytes(&m, 1));
     mlxn_mm(&m, x, y, 1, 0, N, scr);
     mlxn_mm_ref(&m, x, ref, 1, 0, N);
     for (int64_t b = 0; b < K / 32; b++) {
         double a = 0;
         for (int j = 0; j < 32; j++) a = fmax(a, fabs((double)x[32 * b + j]));
-        dx[b] = a / 127;
+        dx[b] = a / 127 / (mlxn_mm_x_parts(&m, 1) == 2 ? 128 : 1);
     }
     double got = 0, want = 0;
     for (int64_t n = 0; n < N; n++) {
@@ -317,15 +324,18 @@ static void check_int8_error_energy(int bits) {
     }
     if (mlxn_mm_quantizes_x(&m, 1))
         CHECK(got <= 1.5 * want && got >= want / 1.5,
-              "mlx-q%d-g64-f32 int8-x decode error energy %.4g against %.4g expected from x's rounding (%s)", bits, got,
-              want, mlxn_mm_isa());
-    printf("int8-x decode error energy, mlx-q%d-g64-f32: %.4g, expected %.4g (%s)\n", bits, got, want, mlxn_mm_isa());
+              "mlx-q%d-g64-f32 int8-x (%d parts) decode error energy %.4g against %.4g expected from x's rounding (%s)",
+              bits, mlxn_mm_x_parts(&m, 1), got, want, mlxn_mm_isa());
+    printf("int8-x decode error energy, mlx-q%d-g64-f32, x in %d int8 parts: %.4g, expected %.4g (%s)\n", bits,
+           mlxn_mm_x_parts(&m, 1), got, want, mlxn_mm_isa());
     free(w), free(x), free(y), free(row), free(ref), free(dx), free(wq), free(sc), free(bi), free(scr);
 }
 
 int main(void) {
-    check_int8_error_energy(4);
-    check_int8_error_energy(8);
+    check_int8_error_energy(4, false);
+    check_int8_error_energy(8, false);
+    check_int8_error_energy(4, true);
+    check_int8_error_energy(8, true);
     check_mm_id("q4_k");
     check_mm_id("mlx-q4-g64");
     check_mm_id("q8_0");
@@ -358,6 +368,11 @@ int main(void) {
             q.mat.f32_act = true; /* the f32 GEMM where the bf16 one would run */
             for (int isa = 0; isa < 3; isa++, cases++) fails += run_case(&q, isa, 50, x) != 0;
             q.mat.f32_act = false;
+            if (q.mat.kind == MLXN_QKIND_MLX) { /* MLX decode with x in int8 alone (int8_act) */
+                q.mat.int8_act = true;
+                for (int mi = 0; mi < 3; mi++, cases++) fails += run_case(&q, 0, Ms[mi], x) != 0;
+                q.mat.int8_act = false;
+            }
             free(x);
             mlxn_quant_free(&q);
         }
@@ -385,6 +400,12 @@ int main(void) {
                 memset(x, 0, (size_t)K * 4);
                 rng_fill(x + 32 * js[i], 32, -1, 1);
                 sfails += run_case(&q, 0, 1, x) != 0;
+                if (q.mat.kind == MLXN_QKIND_MLX) { /* and with x in int8 alone */
+                    q.mat.int8_act = true;
+                    sfails += run_case(&q, 0, 1, x) != 0;
+                    q.mat.int8_act = false;
+                    scases++;
+                }
             }
             free(x);
             mlxn_quant_free(&q);
@@ -416,6 +437,11 @@ int main(void) {
             rng_fill(x, (size_t)(3 * Ks[ki]), -1, 1);
             for (int isa = 0; isa < 3; isa++)
                 for (int mi = 0; mi < 2; mi++, lcases++) lfails += run_case(&q, isa, Ms[mi], x) != 0;
+            if (q.mat.kind == MLXN_QKIND_MLX) { /* x in int8 alone */
+                q.mat.int8_act = true;
+                for (int mi = 0; mi < 2; mi++, lcases++) lfails += run_case(&q, 0, Ms[mi], x) != 0;
+                q.mat.int8_act = false;
+            }
             free(x);
             mlxn_quant_free(&q);
         }

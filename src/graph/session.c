@@ -51,6 +51,7 @@ mlxn_status mlxn_session_create(mlxn_session **out, mlxn_device *dev, mlxn_mode 
     if (env_on("MLXN_NO_REORDER")) flags |= MLXN_SESSION_NO_REORDER;
     if (env_on("MLXN_GRAPH_DUMP")) flags |= MLXN_SESSION_DUMP;
     if (env_on("MLXN_F32_ACTIVATIONS")) flags |= MLXN_SESSION_F32_ACTIVATIONS;
+    if (env_on("MLXN_INT8_ACTIVATIONS")) flags |= MLXN_SESSION_INT8_ACTIVATIONS;
     s->flags = flags;
     *out = s;
     return MLXN_OK;
@@ -137,6 +138,7 @@ mlxn_status mlxn_session_record(mlxn_session *s, mlxn_node *n) {
     }
     n->id = s->n_nodes;
     if (s->flags & MLXN_SESSION_F32_ACTIVATIONS) n->flags |= MLXN_NODE_F32_ACT;
+    if (s->flags & MLXN_SESSION_INT8_ACTIVATIONS) n->flags |= MLXN_NODE_INT8_ACT;
     for (int i = 0; i < n->n_slots; i++)
         if (n->t[i].alloc) mlxn_alloc_retain(n->t[i].alloc);
     s->nodes[s->n_nodes++] = *n;

@@ -425,13 +425,14 @@ void mlxn_qmat_dequant_row(const mlxn_qmat *w, int64_t n, int64_t k0, int64_t k1
 static inline size_t al64(size_t n) { return (n + 63) & ~(size_t)63; }
 
 /* decode scratch: shared row f32[K] and sbuf f32[K/32+16], then one slice
- * per x row: xq int8[K rounded up to 128] | dx, xg, xgg, xs32 f32[K/32+16] |
- * xs16 f32[K/16+16]. The pads let 64-byte / 16-wide loads run past the last
+ * per x row: xq int8[K rounded up to 128] | xq2 (the same) | dx, xg, xgg,
+ * xs32 f32[K/32+16] | xs16 f32[K/16+16]. The pads let 64-byte / 16-wide loads run past the last
  * block: quantize_x_512 zeroes them (xq to the 128 boundary, dx, xg, xs32,
  * xs16 16 entries; xgg in decode_vnni), so a tail step multiplies zero
  * weights or factors by zeros, never by stale scratch (NaN·0 = NaN). */
 typedef struct dec_scratch {
     int8_t *xq;  /* x quantized, in the layout the weight format wants */
+    int8_t *xq2; /* MLX weights: the rounding residual's codes (X2_SCALE), same layout */
     float *dx;   /* per 32-block step of xq */
     float *xg;   /* Σx per 32-block of the rounded x: dx·Σ codes */
     float *xgg;  /* the same per MLX group (f32 x: the exact Σx) */
@@ -443,7 +444,7 @@ typedef struct dec_scratch {
 
 static size_t dec_v(size_t k) { return al64((k / 32 + 16) * 4); }
 static size_t dec_xq(size_t k) { return (k + 127) & ~(size_t)127; }
-static size_t dec_slice(size_t k) { return dec_xq(k) + 4 * dec_v(k) + al64((k / 16 + 16) * 4); }
+static size_t dec_slice(size_t k) { return 2 * dec_xq(k) + 4 * dec_v(k) + al64((k / 16 + 16) * 4); }
 static size_t dec_bytes(int64_t K, int64_t M) {
     size_t k = (size_t)K;
     return 64 + al64(k * 4) + dec_v(k) + (size_t)M * dec_slice(k);
@@ -456,6 +457,8 @@ static dec_scratch dec_layout(void *scratch, int64_t K, int64_t m) {
     s.sbuf = (float *)(base + al64(k * 4));
     uint8_t *p = base + al64(k * 4) + v + (size_t)m * dec_slice(k);
     s.xq = (int8_t *)p;
+    p += dec_xq(k);
+    s.xq2 = (int8_t *)p;
     p += dec_xq(k);
     s.dx = (float *)p;
     s.xg = (float *)(p + v);
@@ -679,47 +682,75 @@ static void decode_generic(const mlxn_qmat *w, const float *x, float *y, int64_t
  * blocks 0..K%128/32-1, at the same places; the other bytes are zero. */
 enum { XL_NATURAL, XL_MLX4, XL_Q4K, XL_Q40 };
 
-/* Quantize x[K] to int8 per 32-block (d = max|x|/127, round to nearest even)
- * into xq in `layout`, with dx and xg (Σ of the rounded x, dx·Σ codes) per
- * block in natural order. */
-TARGET_512 static void quantize_x_512(const float *x, int64_t K, dec_scratch *s, int layout) {
+/* MLX weights take x in two int8 parts: x ≈ dx·(c + c2/X2_SCALE), c the
+ * int8 codes (as below) and c2 = round((x/dx - c)·X2_SCALE) in [-64, 64]
+ * the rounding residual's; a step's integer products combine as
+ * (Σ q·c)·X2_SCALE + Σ q·c2 (int32: at most 8·255·127·128 + 8·255·64), so
+ * x's error drops from dx/2 to dx/256 for two VPDPBUSDs (one more than
+ * int8) a weight vector. Why: with int8 x alone greedy decoding of the
+ * default model (SmolLM2 MLX 4-bit) left mlx-lm's tokens at 12 and 25 of
+ * 64 for two of the three e2e prompts, where mlx-lm's top-2 margins were
+ * 0.13 and 0.23; with the residual (emulated in f32, then these kernels)
+ * all 64 agree. GGML formats keep int8 x alone, as llama.cpp's q8 does;
+ * so do MLX weights with w->int8_act (MLXN_SESSION_INT8_ACTIVATIONS). */
+#define X2_SCALE 128
+
+/* Codes of block j (two zmm of 16 int32 lanes: elements 0-15, 16-31) into
+ * xq in `layout`. */
+TARGET_512 static inline void store_x_codes(int8_t *xq, int64_t j, __m512i qa, __m512i qb, int layout) {
     const __m512i ev = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
     const __m512i od = _mm512_add_epi32(ev, _mm512_set1_epi32(1));
+    if (layout == XL_Q40) {
+        int8_t *o = xq + 128 * (j / 4) + 16 * (j % 4);
+        _mm_storeu_si128((__m128i *)o, _mm512_cvtsepi32_epi8(qa));
+        _mm_storeu_si128((__m128i *)(o + 64), _mm512_cvtsepi32_epi8(qb));
+    } else if (layout == XL_MLX4) {
+        int8_t *o = xq + 128 * (j / 4) + 16 * (j % 4);
+        _mm_storeu_si128((__m128i *)o, _mm512_cvtsepi32_epi8(_mm512_permutex2var_epi32(qa, ev, qb)));
+        _mm_storeu_si128((__m128i *)(o + 64), _mm512_cvtsepi32_epi8(_mm512_permutex2var_epi32(qa, od, qb)));
+    } else {
+        int64_t jj = j;
+        if (layout == XL_Q4K) {
+            static const int pos[8] = {0, 2, 1, 3, 4, 6, 5, 7}; /* slot of block j%8 */
+            jj = j / 8 * 8 + pos[j % 8];
+        }
+        _mm_storeu_si128((__m128i *)(xq + 32 * jj), _mm512_cvtsepi32_epi8(qa));
+        _mm_storeu_si128((__m128i *)(xq + 32 * jj + 16), _mm512_cvtsepi32_epi8(qb));
+    }
+}
+
+/* Quantize x[K] to int8 per 32-block (d = max|x|/127, round to nearest even)
+ * into xq in `layout`, with dx and xg (Σ of the rounded x) per block in
+ * natural order; xs32 / xs16 the sums of the codes c. two: also the
+ * residual's codes c2 into xq2 (X2_SCALE above); dx is then d / X2_SCALE,
+ * the factor of the combined products, and xg = dx·(X2_SCALE·Σc + Σc2). */
+TARGET_512 static void quantize_x_512(const float *x, int64_t K, dec_scratch *s, int layout, bool two) {
     const int64_t kr = K / 128 * 128;
     if (kr < K) memset(s->xq + kr, 0, 128);
+    if (two && kr < K) memset(s->xq2 + kr, 0, 128);
     for (int64_t j = 0; j < K / 32; j++) {
         __m512 a = _mm512_loadu_ps(x + 32 * j), b = _mm512_loadu_ps(x + 32 * j + 16);
         __m512 am = _mm512_max_ps(_mm512_abs_ps(a), _mm512_abs_ps(b));
         float amax = _mm512_reduce_max_ps(am);
         float id = amax > 0 ? 127.0f / amax : 0.0f;
-        s->dx[j] = amax / 127.0f;
-        __m512i qa = _mm512_cvtps_epi32(_mm512_mul_ps(a, _mm512_set1_ps(id)));
-        __m512i qb = _mm512_cvtps_epi32(_mm512_mul_ps(b, _mm512_set1_ps(id)));
+        const __m512 ta = _mm512_mul_ps(a, _mm512_set1_ps(id)), tb = _mm512_mul_ps(b, _mm512_set1_ps(id));
+        __m512i qa = _mm512_cvtps_epi32(ta), qb = _mm512_cvtps_epi32(tb);
         qa = _mm512_max_epi32(_mm512_min_epi32(qa, _mm512_set1_epi32(127)), _mm512_set1_epi32(-127));
         qb = _mm512_max_epi32(_mm512_min_epi32(qb, _mm512_set1_epi32(127)), _mm512_set1_epi32(-127));
         s->xs16[2 * j] = (float)_mm512_reduce_add_epi32(qa);
         s->xs16[2 * j + 1] = (float)_mm512_reduce_add_epi32(qb);
         s->xs32[j] = s->xs16[2 * j] + s->xs16[2 * j + 1];
-        s->xg[j] = s->dx[j] * s->xs32[j];
-        if (layout == XL_Q40) {
-            int8_t *o = s->xq + 128 * (j / 4) + 16 * (j % 4);
-            _mm_storeu_si128((__m128i *)o, _mm512_cvtsepi32_epi8(qa));
-            _mm_storeu_si128((__m128i *)(o + 64), _mm512_cvtsepi32_epi8(qb));
-            continue;
-        }
-        if (layout == XL_MLX4) {
-            int8_t *o = s->xq + 128 * (j / 4) + 16 * (j % 4);
-            _mm_storeu_si128((__m128i *)o, _mm512_cvtsepi32_epi8(_mm512_permutex2var_epi32(qa, ev, qb)));
-            _mm_storeu_si128((__m128i *)(o + 64),
-                             _mm512_cvtsepi32_epi8(_mm512_permutex2var_epi32(qa, od, qb)));
+        store_x_codes(s->xq, j, qa, qb, layout);
+        if (two) {
+            const __m512 sc = _mm512_set1_ps((float)X2_SCALE);
+            const __m512i ra = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_sub_ps(ta, _mm512_cvtepi32_ps(qa)), sc));
+            const __m512i rb = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_sub_ps(tb, _mm512_cvtepi32_ps(qb)), sc));
+            store_x_codes(s->xq2, j, ra, rb, layout);
+            s->dx[j] = amax / 127.0f / (float)X2_SCALE;
+            s->xg[j] = s->dx[j] * ((float)X2_SCALE * s->xs32[j] + (float)_mm512_reduce_add_epi32(_mm512_add_epi32(ra, rb)));
         } else {
-            int64_t jj = j;
-            if (layout == XL_Q4K) {
-                static const int pos[8] = {0, 2, 1, 3, 4, 6, 5, 7}; /* slot of block j%8 */
-                jj = j / 8 * 8 + pos[j % 8];
-            }
-            _mm_storeu_si128((__m128i *)(s->xq + 32 * jj), _mm512_cvtsepi32_epi8(qa));
-            _mm_storeu_si128((__m128i *)(s->xq + 32 * jj + 16), _mm512_cvtsepi32_epi8(qb));
+            s->dx[j] = amax / 127.0f;
+            s->xg[j] = s->dx[j] * s->xs32[j];
         }
     }
     for (int j = 0; j < 16; j++) {
@@ -1306,14 +1337,34 @@ TARGET_512 ALWAYS_INLINE static inline __m512 mlx_span_factors(const mlxn_qmat *
     return _mm512_mul_ps(_mm512_permutexvar_ps(lg, sc), _mm512_loadu_ps(s->dx + b0));
 }
 
+/* A 4-bit step's products against both parts of x (xq, and xq2 at the
+ * same offset): (Σ q·c)·X2_SCALE + Σ q·c2 per lane. */
+TARGET_512 ALWAYS_INLINE static inline __m512i nib_dot2(__m512i v, const int8_t *xq, const int8_t *xq2) {
+    const __m512i m4 = _mm512_set1_epi8(0x0F);
+    const __m512i lo = _mm512_and_si512(v, m4), hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
+    const __m512i d = _mm512_dpbusd_epi32(
+        _mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, _mm512_loadu_si512((const void *)xq)), hi,
+        _mm512_loadu_si512((const void *)(xq + 64)));
+    return _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_slli_epi32(d, 7), lo, _mm512_loadu_si512((const void *)xq2)),
+                               hi, _mm512_loadu_si512((const void *)(xq2 + 64)));
+}
+_Static_assert(X2_SCALE == 1 << 7, "nib_dot2 / byte_dot2 shift by 7");
+/* The same for 64 byte codes v against 64 x codes: one VPDPBUSD, or (two)
+ * two with the first's products times X2_SCALE. */
+TARGET_512 ALWAYS_INLINE static inline __m512i byte_dot2(__m512i v, const int8_t *xq, const int8_t *xq2, bool two) {
+    const __m512i d = _mm512_dpbusd_epi32(_mm512_setzero_si512(), v, _mm512_loadu_si512((const void *)xq));
+    return two ? _mm512_dpbusd_epi32(_mm512_slli_epi32(d, 7), v, _mm512_loadu_si512((const void *)xq2)) : d;
+}
+
 /* Step j of an MLX 4/8-bit span: the 64 code bytes v against their x codes
- * (4-bit: 128 at xs + 128·j, 8-bit: 64 at xs + 64·j), times the factors of
- * F at lanes li, into acc0 (even steps) or acc1 (odd). */
-TARGET_512 ALWAYS_INLINE static inline void mlx48_step(__m512i v, int bits, int j, const int8_t *xs, __m512i li,
-                                                       __m512 F, __m512 *acc0, __m512 *acc1) {
-    const __m512i d = bits == 4 ? nib_dot(v, xs + 128 * j)
-                                : _mm512_dpbusd_epi32(_mm512_setzero_si512(), v,
-                                                      _mm512_loadu_si512((const void *)(xs + 64 * j)));
+ * (4-bit: 128 at xs + 128·j, 8-bit: 64 at xs + 64·j; two: the residual's
+ * at xs2 likewise), times the factors of F at lanes li, into acc0 (even
+ * steps) or acc1 (odd). */
+TARGET_512 ALWAYS_INLINE static inline void mlx48_step(__m512i v, int bits, bool two, int j, const int8_t *xs,
+                                                       const int8_t *xs2, __m512i li, __m512 F, __m512 *acc0,
+                                                       __m512 *acc1) {
+    const __m512i d = bits == 4 ? (two ? nib_dot2(v, xs + 128 * j, xs2 + 128 * j) : nib_dot(v, xs + 128 * j))
+                                : byte_dot2(v, xs + 64 * j, xs2 + 64 * j, two);
     const __m512 f = _mm512_permutexvar_ps(li, F);
     if (j & 1)
         *acc1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), f, *acc1);
@@ -1322,7 +1373,7 @@ TARGET_512 ALWAYS_INLINE static inline void mlx48_step(__m512i v, int bits, int 
 }
 
 TARGET_512 ALWAYS_INLINE static inline __m512 acc_mlx48_512(const mlxn_qmat *w, int64_t n,
-                                                      const dec_scratch *s, int bits,
+                                                      const dec_scratch *s, int bits, bool two,
                                                       size_t pf) {
     const int64_t K = w->K, nblk = K / 32;
     const int gsh = w->group == 32 ? 0 : w->group == 64 ? 1 : 2; /* group = 32 << gsh */
@@ -1355,13 +1406,13 @@ TARGET_512 ALWAYS_INLINE static inline __m512 acc_mlx48_512(const mlxn_qmat *w, 
     for (const int64_t nfull = nblk / 16 * 16; b0 < nfull; b0 += 16) {
         const __m512 F = mlx_span_factors(w, n, s, ps, pb, b0, 16, gsh, pfs, lg, &accb);
         const uint8_t *qs = q + (size_t)b0 * bpb;
-        const int8_t *xs = s->xq + (size_t)b0 * 32;
+        const int8_t *xs = s->xq + (size_t)b0 * 32, *xs2 = s->xq2 + (size_t)b0 * 32;
         if (pf)
             for (int j = 0; j < 16 / bps; j++) _mm_prefetch((const char *)(qs + 64 * j) + pf, PF_HINT);
 #pragma GCC unroll 8
         for (int j = 0; j < 16 / bps; j++) {
             const __m512i v = _mm512_loadu_si512((const void *)(qs + 64 * j));
-            mlx48_step(v, bits, j, xs, _mm512_add_epi32(lb, _mm512_set1_epi32(bps * j)), F, &acc0, &acc1);
+            mlx48_step(v, bits, two, j, xs, xs2, _mm512_add_epi32(lb, _mm512_set1_epi32(bps * j)), F, &acc0, &acc1);
         }
     }
 #endif
@@ -1369,14 +1420,14 @@ TARGET_512 ALWAYS_INLINE static inline __m512 acc_mlx48_512(const mlxn_qmat *w, 
         const int rb = nblk - b0 < 16 ? (int)(nblk - b0) : 16;
         const __m512 F = mlx_span_factors(w, n, s, ps, pb, b0, rb, gsh, pfs, lg, &accb);
         const uint8_t *qs = q + (size_t)b0 * bpb;
-        const int8_t *xs = s->xq + (size_t)b0 * 32;
+        const int8_t *xs = s->xq + (size_t)b0 * 32, *xs2 = s->xq2 + (size_t)b0 * 32;
         const int nst = (rb + bps - 1) / bps; /* steps in this span; the last may be short */
         for (int j = 0; j < nst; j++) {
             const int rem = rb - j * bps < bps ? rb - j * bps : bps;
             PF_AHEAD(qs + 64 * j, pf);
             __m512i v = rem == bps ? _mm512_loadu_si512((const void *)(qs + 64 * j))
                                    : load_bytes16(qs + 64 * j, (int)((size_t)rem * bpb / 16));
-            mlx48_step(v, bits, j, xs, _mm512_add_epi32(lb, _mm512_set1_epi32(bps * j)), F, &acc0, &acc1);
+            mlx48_step(v, bits, two, j, xs, xs2, _mm512_add_epi32(lb, _mm512_set1_epi32(bps * j)), F, &acc0, &acc1);
         }
     }
     return _mm512_add_ps(_mm512_add_ps(acc0, acc1), accb); /* lanes sum to the dot */
@@ -1446,14 +1497,15 @@ _Alignas(64) static const uint8_t k_mlxb_tc[7][64] = {[2] = MLXB_TC(2), [3] = ML
  * would pass the matrix's end is masked. Whole spans run their 8 steps
  * unrolled (as acc_mlx48_512). */
 TARGET_512V ALWAYS_INLINE static inline __m512i mlxb_step(const uint8_t *p, const uint8_t *qend, __m512i idx,
-                                                         __m512i ctl, __m512i mask, const int8_t *x) {
+                                                         __m512i ctl, __m512i mask, bool two, const int8_t *x,
+                                                         const int8_t *x2) {
     __m512i v = p + 64 <= qend ? _mm512_loadu_si512((const void *)p)
                                : _mm512_maskz_loadu_epi8((__mmask64)(~0ULL >> (64 - (qend - p))), p);
     v = _mm512_and_si512(_mm512_multishift_epi64_epi8(ctl, _mm512_permutexvar_epi8(idx, v)), mask);
-    return _mm512_dpbusd_epi32(_mm512_setzero_si512(), v, _mm512_loadu_si512((const void *)x));
+    return byte_dot2(v, x, x2, two);
 }
-TARGET_512V __attribute__((noinline)) static __m512 acc_mlxb_512(const mlxn_qmat *w, int64_t n, const dec_scratch *s,
-                                                size_t pf) {
+TARGET_512V ALWAYS_INLINE static inline __m512 acc_mlxb_body(const mlxn_qmat *w, int64_t n, const dec_scratch *s,
+                                                             bool two, size_t pf) {
     const int bits = w->bits;
     const int64_t K = w->K, nblk = K / 32;
     const int gsh = w->group == 32 ? 0 : w->group == 64 ? 1 : 2; /* group = 32 << gsh */
@@ -1477,12 +1529,12 @@ TARGET_512V __attribute__((noinline)) static __m512 acc_mlxb_512(const mlxn_qmat
     for (const int64_t nfull = nblk / 16 * 16; b0 < nfull; b0 += 16) {
         const __m512 F = mlx_span_factors(w, n, s, ps, pb, b0, 16, gsh, pfs, lg, &accb);
         const uint8_t *qs = q + (size_t)b0 * 4 * (size_t)bits;
-        const int8_t *xs = s->xq + (size_t)b0 * 32;
+        const int8_t *xs = s->xq + (size_t)b0 * 32, *xs2 = s->xq2 + (size_t)b0 * 32;
         if (pf)
             for (int j = 0; j < 8; j++) _mm_prefetch((const char *)(qs + (size_t)j * stb) + pf, PF_HINT);
 #pragma GCC unroll 8
         for (int j = 0; j < 8; j++) {
-            const __m512i d = mlxb_step(qs + (size_t)j * stb, qend, idx, ctl, mask, xs + 64 * j);
+            const __m512i d = mlxb_step(qs + (size_t)j * stb, qend, idx, ctl, mask, two, xs + 64 * j, xs2 + 64 * j);
             const __m512 f = _mm512_permutexvar_ps(_mm512_add_epi32(lb, _mm512_set1_epi32(2 * j)), F);
             if (j & 1)
                 acc1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), f, acc1);
@@ -1494,10 +1546,10 @@ TARGET_512V __attribute__((noinline)) static __m512 acc_mlxb_512(const mlxn_qmat
         const int rb = (int)(nblk - b0);
         const __m512 F = mlx_span_factors(w, n, s, ps, pb, b0, rb, gsh, pfs, lg, &accb);
         const uint8_t *qs = q + (size_t)b0 * 4 * (size_t)bits;
-        const int8_t *xs = s->xq + (size_t)b0 * 32;
+        const int8_t *xs = s->xq + (size_t)b0 * 32, *xs2 = s->xq2 + (size_t)b0 * 32;
         for (int j = 0; j < (rb + 1) / 2; j++) {
             PF_AHEAD(qs + (size_t)j * stb, pf);
-            const __m512i d = mlxb_step(qs + (size_t)j * stb, qend, idx, ctl, mask, xs + 64 * j);
+            const __m512i d = mlxb_step(qs + (size_t)j * stb, qend, idx, ctl, mask, two, xs + 64 * j, xs2 + 64 * j);
             const __m512 f = _mm512_permutexvar_ps(_mm512_add_epi32(lb, _mm512_set1_epi32(2 * j)), F);
             acc0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), f, acc0);
         }
@@ -1506,15 +1558,28 @@ TARGET_512V __attribute__((noinline)) static __m512 acc_mlxb_512(const mlxn_qmat
 }
 
 /* The dots as calls: inlined 4x into the row loop they were faster at
- * K = 576 but up to 2x slower at K >= 1536 (measured; cause not found). */
+ * K = 576 but up to 2x slower at K >= 1536 (measured; cause not found).
+ * MLX ones twice: x in two parts, and (suffix i8) int8 alone. */
 #define NOINLINE __attribute__((noinline))
+TARGET_512V NOINLINE static __m512 acc_mlxb_512(const mlxn_qmat *w, int64_t n, const dec_scratch *s, size_t pf) {
+    return acc_mlxb_body(w, n, s, true, pf);
+}
+TARGET_512V NOINLINE static __m512 acc_mlxbi8_512(const mlxn_qmat *w, int64_t n, const dec_scratch *s, size_t pf) {
+    return acc_mlxb_body(w, n, s, false, pf);
+}
 TARGET_512 NOINLINE static __m512 acc_mlx4_512(const mlxn_qmat *w, int64_t n, const dec_scratch *s,
                                                size_t pf) {
-    return acc_mlx48_512(w, n, s, 4, pf);
+    return acc_mlx48_512(w, n, s, 4, true, pf);
 }
 TARGET_512 NOINLINE static __m512 acc_mlx8_512(const mlxn_qmat *w, int64_t n, const dec_scratch *s,
                                                size_t pf) {
-    return acc_mlx48_512(w, n, s, 8, pf);
+    return acc_mlx48_512(w, n, s, 8, true, pf);
+}
+TARGET_512 NOINLINE static __m512 acc_mlx4i8_512(const mlxn_qmat *w, int64_t n, const dec_scratch *s, size_t pf) {
+    return acc_mlx48_512(w, n, s, 4, false, pf);
+}
+TARGET_512 NOINLINE static __m512 acc_mlx8i8_512(const mlxn_qmat *w, int64_t n, const dec_scratch *s, size_t pf) {
+    return acc_mlx48_512(w, n, s, 8, false, pf);
 }
 TARGET_512 NOINLINE static __m512 acc_q4_0_512(const void *b, const dec_scratch *s, int64_t K,
                                                size_t pf) {
@@ -1591,6 +1656,8 @@ TARGET_512 ALWAYS_INLINE static inline void pf_rows_at(const pf_rows *f, int64_t
     }
 #define DOT_MLX4(n, sm) acc_mlx4_512(w, n, sm, pf)
 #define DOT_MLX8(n, sm) acc_mlx8_512(w, n, sm, pf)
+#define DOT_MLX4B(n, sm) acc_mlx4i8_512(w, n, sm, pf)
+#define DOT_MLX8B(n, sm) acc_mlx8i8_512(w, n, sm, pf)
 /* q4_0 / q4_1 rows up to PF_LONG_ROW: each prefetches the row PF_BYTES
  * ahead first (measured as for MLX above); longer ones prefetch in the loop. */
 TARGET_512 ALWAYS_INLINE static inline const uint8_t *ggml_row_pf(const mlxn_qmat *w, int64_t n,
@@ -1605,17 +1672,23 @@ TARGET_512 ALWAYS_INLINE static inline const uint8_t *ggml_row_pf(const mlxn_qma
 #define DOT_Q41(n, sm) acc_q4_1_512(ggml_row_pf(w, n, pf, ahead), sm, w->K, pf)
 DEC_ROWS(rows_mlx4_512, DOT_MLX4)
 DEC_ROWS(rows_mlx8_512, DOT_MLX8)
+DEC_ROWS(rows_mlx4i8_512, DOT_MLX4B)
+DEC_ROWS(rows_mlx8i8_512, DOT_MLX8B)
 #define DOT_MLXB(n, sm) acc_mlxb_512(w, n, sm, pf)
+#define DOT_MLXBB(n, sm) acc_mlxbi8_512(w, n, sm, pf)
 DEC_ROWS(rows_mlxb_512, DOT_MLXB)
+DEC_ROWS(rows_mlxbi8_512, DOT_MLXBB)
 DEC_ROWS(rows_q4_0_512, DOT_Q40)
 DEC_ROWS(rows_q4_1_512, DOT_Q41)
 /* the same rows with the dot inlined, for K <= SHORT_K */
 #define DOT_Q40I(n, sm) acc_q4x4_512(ggml_row_pf(w, n, pf, ahead), false, sm, w->K, pf)
 #define DOT_Q41I(n, sm) acc_q4x4_512(ggml_row_pf(w, n, pf, ahead), true, sm, w->K, pf)
-#define DOT_MLX4I(n, sm) acc_mlx48_512(w, n, sm, 4, pf)
+#define DOT_MLX4I(n, sm) acc_mlx48_512(w, n, sm, 4, true, pf)
+#define DOT_MLX4IB(n, sm) acc_mlx48_512(w, n, sm, 4, false, pf)
 DEC_ROWS(rows_q4_0_short, DOT_Q40I)
 DEC_ROWS(rows_q4_1_short, DOT_Q41I)
 DEC_ROWS(rows_mlx4_short, DOT_MLX4I)
+DEC_ROWS(rows_mlx4i8_short, DOT_MLX4IB)
 
 /* Rows of K up to SHORT_K take row loops with the dot inlined (the same
  * acc_* bodies): the call costs a K = 576 row ~2-6 % (dev EPYC, 1 thread,
@@ -1646,6 +1719,7 @@ enum { SF_Q40, SF_Q41, SF_MLX4, SF_MLX8, SF_Q80 };
 typedef struct stream_x {
     int P;          /* rows per period */
     int8_t *xq;     /* P·K codes, 128 per 4-block step, in the format's x layout */
+    int8_t *xq2;    /* MLX in two parts: the residual's codes, likewise */
     float *dx, *xs; /* per stream block: dx and Σx (Σ codes for q4_0) */
     int32_t *xc;    /* q8_0: per block 8 lanes of -16·Σ codes (see stream_step) */
 } stream_x;
@@ -1657,7 +1731,7 @@ typedef struct stream_w {
 static bool stream_fits(int64_t K) { /* a step then touches at most 2 rows */
     return K >= 96 && K <= STREAM_K && K * (K % 64 ? 4 : K % 128 ? 2 : 1) <= 4 * SHORT_K;
 }
-TARGET_512 static void stream_prep(const dec_scratch *s, int64_t K, int fmt, stream_x *o) {
+TARGET_512 static void stream_prep(const dec_scratch *s, int64_t K, int fmt, bool two, stream_x *o) {
     const int nb = (int)(K / 32), P = nb % 4 == 0 ? 1 : nb % 2 == 0 ? 2 : 4;
     const float *xsum = fmt == SF_Q40 ? s->xs32 : s->xg;
     o->P = P;
@@ -1665,11 +1739,15 @@ TARGET_512 static void stream_prep(const dec_scratch *s, int64_t K, int fmt, str
         const int j = b % nb;
         if (fmt == SF_MLX8 || fmt == SF_Q80) { /* natural layout */
             memcpy(o->xq + 32 * b, s->xq + 32 * j, 32);
+            if (two) memcpy(o->xq2 + 32 * b, s->xq2 + 32 * j, 32);
         } else { /* XL_Q40 / XL_MLX4: a block's two 16-byte halves 64 apart */
-            const int8_t *src = s->xq + 128 * (j / 4) + 16 * (j % 4);
-            int8_t *dst = o->xq + 128 * (b / 4) + 16 * (b % 4);
-            memcpy(dst, src, 16);
-            memcpy(dst + 64, src + 64, 16);
+            const size_t so = (size_t)(128 * (j / 4) + 16 * (j % 4)), dof = (size_t)(128 * (b / 4) + 16 * (b % 4));
+            memcpy(o->xq + dof, s->xq + so, 16);
+            memcpy(o->xq + dof + 64, s->xq + so + 64, 16);
+            if (two) {
+                memcpy(o->xq2 + dof, s->xq2 + so, 16);
+                memcpy(o->xq2 + dof + 64, s->xq2 + so + 64, 16);
+            }
         }
         o->dx[b] = s->dx[j];
         o->xs[b] = xsum[j];
@@ -1683,8 +1761,8 @@ TARGET_512 static void stream_prep(const dec_scratch *s, int64_t K, int fmt, str
  * 0x80), so Σ (w+128)·c over a block overshoots by 128·Σc; its 8 int32
  * lanes start from xc = -16·Σc each, which takes that off exactly before
  * the conversion to f32 (no cor term, no sign juggling of x). */
-TARGET_512 ALWAYS_INLINE static inline void stream_step(int fmt, bool bf, stream_w *c,
-                                                        const int8_t *xq, const float *dx,
+TARGET_512 ALWAYS_INLINE static inline void stream_step(int fmt, bool bf, bool two, stream_w *c,
+                                                        const int8_t *xq, const int8_t *xq2, const float *dx,
                                                         const float *xs, const int32_t *xc,
                                                         __m512i il, __m512 *acc, __m128 *cor) {
     __m512i d, v;
@@ -1718,18 +1796,16 @@ TARGET_512 ALWAYS_INLINE static inline void stream_step(int fmt, bool bf, stream
         PF_AHEAD_L1(c->b, PF_BYTES * 8 / qb);
         v = _mm512_loadu_si512((const void *)c->q);
         if (fmt == SF_MLX8) {
-            __m512i d0 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), v,
-                                             _mm512_loadu_si512((const void *)xq));
-            __m512i d1 = _mm512_dpbusd_epi32(_mm512_setzero_si512(),
-                                             _mm512_loadu_si512((const void *)(c->q + 64)),
-                                             _mm512_loadu_si512((const void *)(xq + 64)));
+            __m512i d0 = byte_dot2(v, xq, xq2, two);
+            __m512i d1 = byte_dot2(_mm512_loadu_si512((const void *)(c->q + 64)), xq + 64, xq2 + 64, two);
             __m512 a0 = _mm512_castsi512_ps(d0), a1 = _mm512_castsi512_ps(d1);
             d = _mm512_add_epi32(_mm512_castps_si512(_mm512_shuffle_ps(a0, a1, 0x88)),
                                  _mm512_castps_si512(_mm512_shuffle_ps(a0, a1, 0xDD)));
         }
         c->q += qb, c->s += 8, c->b += 8;
     }
-    if (fmt != SF_MLX8 && fmt != SF_Q80) d = nib_dot(v, xq);
+    if (fmt == SF_MLX4 && two) d = nib_dot2(v, xq, xq2);
+    else if (fmt != SF_MLX8 && fmt != SF_Q80) d = nib_dot(v, xq);
     __m128 f4 = _mm_mul_ps(_mm256_castps256_ps128(dm), _mm_loadu_ps(dx));
     *acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), _mm512_permutexvar_ps(il, _mm512_castps128_ps512(f4)),
                            *acc);
@@ -1739,7 +1815,7 @@ TARGET_512 ALWAYS_INLINE static inline void stream_step(int fmt, bool bf, stream
         (void)xs, (void)cor;
 }
 TARGET_512 ALWAYS_INLINE static inline void rows_stream(const mlxn_qmat *w, const stream_x *xs,
-                                                        int fmt, bool bf, float *y, int64_t a,
+                                                        int fmt, bool bf, bool two, float *y, int64_t a,
                                                         int64_t b) {
     const __m512i il = _mm512_loadu_si512(k_stream_il[fmt == SF_MLX8 || fmt == SF_Q80]);
     const int nb = (int)(w->K / 32), P = xs->P;
@@ -1762,7 +1838,7 @@ TARGET_512 ALWAYS_INLINE static inline void rows_stream(const mlxn_qmat *w, cons
         __m128 cor = ccarry;
         int st = (lb0 + 3) / 4;
         for (; st < lb1 / 4; st++)
-            stream_step(fmt, bf, &c, xs->xq + 128 * st, xs->dx + 4 * st, xs->xs + 4 * st,
+            stream_step(fmt, bf, two, &c, xs->xq + 128 * st, xs->xq2 + 128 * st, xs->dx + 4 * st, xs->xs + 4 * st,
                         fmt == SF_Q80 ? xs->xc + 32 * st : NULL, il, &acc,
                         &cor);
         carry = _mm512_setzero_ps();
@@ -1770,7 +1846,7 @@ TARGET_512 ALWAYS_INLINE static inline void rows_stream(const mlxn_qmat *w, cons
         if (lb1 % 4) { /* the step across the row end: low lb1 % 4 blocks here */
             __m512 t = _mm512_setzero_ps();
             __m128 cc = _mm_setzero_ps();
-            stream_step(fmt, bf, &c, xs->xq + 128 * st, xs->dx + 4 * st, xs->xs + 4 * st,
+            stream_step(fmt, bf, two, &c, xs->xq + 128 * st, xs->xq2 + 128 * st, xs->dx + 4 * st, xs->xs + 4 * st,
                         fmt == SF_Q80 ? xs->xc + 32 * st : NULL, il, &t,
                         &cc); /* the next row goes on after this step */
             const int q = lb1 % 4;
@@ -1791,18 +1867,22 @@ TARGET_512 ALWAYS_INLINE static inline void rows_stream(const mlxn_qmat *w, cons
 }
 typedef void (*stream_fn)(const mlxn_qmat *, const stream_x *, float *, int64_t, int64_t);
 typedef float (*ggml_dot_fn)(const void *, const dec_scratch *, int64_t, size_t);
-#define STREAM_ROWS(name, fmt, bf)                                                               \
+#define STREAM_ROWS(name, fmt, bf, two)                                                          \
     TARGET_512 static void name(const mlxn_qmat *w, const stream_x *xs, float *y, int64_t a,    \
                                 int64_t b) {                                                     \
-        rows_stream(w, xs, fmt, bf, y, a, b);                                                    \
+        rows_stream(w, xs, fmt, bf, two, y, a, b);                                               \
     }
-STREAM_ROWS(stream_q4_0, SF_Q40, false)
-STREAM_ROWS(stream_q4_1, SF_Q41, false)
-STREAM_ROWS(stream_mlx4_f16, SF_MLX4, false)
-STREAM_ROWS(stream_mlx4_bf16, SF_MLX4, true)
-STREAM_ROWS(stream_mlx8_f16, SF_MLX8, false)
-STREAM_ROWS(stream_mlx8_bf16, SF_MLX8, true)
-STREAM_ROWS(stream_q8_0, SF_Q80, false)
+STREAM_ROWS(stream_q4_0, SF_Q40, false, false)
+STREAM_ROWS(stream_q4_1, SF_Q41, false, false)
+STREAM_ROWS(stream_mlx4_f16, SF_MLX4, false, true)
+STREAM_ROWS(stream_mlx4_bf16, SF_MLX4, true, true)
+STREAM_ROWS(stream_mlx8_f16, SF_MLX8, false, true)
+STREAM_ROWS(stream_mlx8_bf16, SF_MLX8, true, true)
+STREAM_ROWS(stream_mlx4i8_f16, SF_MLX4, false, false)
+STREAM_ROWS(stream_mlx4i8_bf16, SF_MLX4, true, false)
+STREAM_ROWS(stream_mlx8i8_f16, SF_MLX8, false, false)
+STREAM_ROWS(stream_mlx8i8_bf16, SF_MLX8, true, false)
+STREAM_ROWS(stream_q8_0, SF_Q80, false, false)
 #undef STREAM_ROWS
 #undef DOT_MLX4
 #undef DOT_MLX8
@@ -1868,6 +1948,8 @@ TARGET_512 static void decode_vnni(const mlxn_qmat *w, int kind, ggml_dot_fn fn,
                                    const float *x, float *y, int64_t M, int64_t n0, int64_t n1,
                                    void *scratch) {
     const int64_t K = w->K;
+    /* MLX weights: x in two int8 parts unless w->int8_act (quantize_x_512) */
+    const bool two = (kind == VK_MLX4 || kind == VK_MLX8 || kind == VK_MLXB) && !w->int8_act;
     dec_scratch s[MDEC];
     for (int64_t m = 0; m < M; m++) {
         s[m] = dec_layout(scratch, K, m);
@@ -1881,7 +1963,7 @@ TARGET_512 static void decode_vnni(const mlxn_qmat *w, int kind, ggml_dot_fn fn,
             }
             continue;
         }
-        quantize_x_512(xm, K, &s[m], layout);
+        quantize_x_512(xm, K, &s[m], layout, two);
         if (kind == VK_MLX4 || kind == VK_MLX8 || kind == VK_MLXB) { /* Σx per group */
             int per = w->group / 32;
             for (int64_t g = 0; g < K / w->group; g++) {
@@ -1901,20 +1983,22 @@ TARGET_512 static void decode_vnni(const mlxn_qmat *w, int kind, ggml_dot_fn fn,
     const bool sb16 = w->sb_type == MLXN_F16 || w->sb_type == MLXN_BF16, bf = w->sb_type == MLXN_BF16;
     switch (kind) {
     case VK_MLX4:
-        rows = K <= SHORT_K ? rows_mlx4_short : rows_mlx4_512;
+        rows = K <= SHORT_K ? (two ? rows_mlx4_short : rows_mlx4i8_short) : two ? rows_mlx4_512 : rows_mlx4i8_512;
         sfmt = SF_MLX4;
         /* the stream only where a row ends in a short span: with whole
          * spans (unrolled) the row dot is faster (dev EPYC, L3-resident, 2
          * threads, µs: 3072 x 1024 36.8 -> 31.2, 2048 x 1536 34.0 -> 30.5,
          * 1536 x 2048 32.2 -> 28.8; at K = 576 the stream stays ahead, 62.1
          * against 82.9 for 8192 x 576) */
-        if (w->group == 32 && sb16 && (K / 32) % 16) sf = bf ? stream_mlx4_bf16 : stream_mlx4_f16;
+        if (w->group == 32 && sb16 && (K / 32) % 16)
+            sf = two ? (bf ? stream_mlx4_bf16 : stream_mlx4_f16) : bf ? stream_mlx4i8_bf16 : stream_mlx4i8_f16;
         break;
-    case VK_MLXB: rows = rows_mlxb_512; break;
+    case VK_MLXB: rows = two ? rows_mlxb_512 : rows_mlxbi8_512; break;
     case VK_MLX8:
-        rows = rows_mlx8_512;
+        rows = two ? rows_mlx8_512 : rows_mlx8i8_512;
         sfmt = SF_MLX8;
-        if (w->group == 32 && sb16) sf = bf ? stream_mlx8_bf16 : stream_mlx8_f16;
+        if (w->group == 32 && sb16)
+            sf = two ? (bf ? stream_mlx8_bf16 : stream_mlx8_f16) : bf ? stream_mlx8i8_bf16 : stream_mlx8i8_f16;
         break;
     case VK_Q4_0:
         rows = K > SHORT_K ? rows_q4_0_512 : rows_q4_0_short;
@@ -1931,11 +2015,11 @@ TARGET_512 static void decode_vnni(const mlxn_qmat *w, int kind, ggml_dot_fn fn,
     default: break;
     }
     if (M == 1 && sf && stream_fits(K)) {
-        _Alignas(64) int8_t sxq[4 * SHORT_K];
+        _Alignas(64) int8_t sxq[4 * SHORT_K], sxq2[4 * SHORT_K];
         _Alignas(64) int32_t sxc[4 * SHORT_K / 4];
         float sdx[4 * SHORT_K / 32], sxs[4 * SHORT_K / 32];
-        stream_x xs = {0, sxq, sdx, sxs, sxc};
-        stream_prep(&s[0], K, sfmt, &xs);
+        stream_x xs = {0, sxq, sxq2, sdx, sxs, sxc};
+        stream_prep(&s[0], K, sfmt, two, &xs);
         int64_t a = (n0 + xs.P - 1) / xs.P * xs.P, b = a + (n1 - a) / xs.P * xs.P;
         if (a < b) {
             if (rows)
@@ -1968,19 +2052,22 @@ static int64_t decode_rows(const mlxn_qmat *w, int isa) {
     return 4;
 }
 
-bool mlxn_mm_quantizes_x(const mlxn_qmat *w, int64_t M) {
+int mlxn_mm_x_parts(const mlxn_qmat *w, int64_t M) {
 #ifdef MLXN_X86
     int isa = isa_now();
     ggml_dot_fn fn;
     int layout;
     int k = isa == ISA_512 && !w->f32_act ? vnni_kind(w, &fn, &layout) : VK_NONE;
-    return M < decode_rows(w, isa) && k != VK_NONE && k != VK_MLX_ANY;
+    if (M >= decode_rows(w, isa) || k == VK_NONE || k == VK_MLX_ANY) return 0;
+    return (k == VK_MLX4 || k == VK_MLX8 || k == VK_MLXB) && !w->int8_act ? 2 : 1;
 #else
     (void)w;
     (void)M;
-    return false;
+    return 0;
 #endif
 }
+
+bool mlxn_mm_quantizes_x(const mlxn_qmat *w, int64_t M) { return mlxn_mm_x_parts(w, M) > 0; }
 
 size_t mlxn_mm_scratch_bytes(const mlxn_qmat *w, int64_t M) {
     int64_t md = decode_rows(w, isa_now());

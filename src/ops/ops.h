@@ -101,7 +101,8 @@ typedef struct mlxn_node {
 } mlxn_node;
 
 enum {
-    MLXN_NODE_F32_ACT = 1u << 0, /* matmuls keep activations in f32 (no int8) */
+    MLXN_NODE_F32_ACT = 1u << 0,  /* matmuls keep activations in f32 (no int8) */
+    MLXN_NODE_INT8_ACT = 1u << 1, /* MLX decode matmuls: x in int8 alone (no residual part) */
 };
 
 typedef struct mlxn_op_desc {

@@ -129,6 +129,7 @@ typedef struct mlxn_qmat {
     mlxn_dtype sb_type; /* MLX: f16, bf16 or f32 */
     int bits, group;    /* MLX */
     bool f32_act;       /* keep x in f32 on every path (no int8 activations) */
+    bool int8_act;      /* MLX decode: x in int8 alone, not int8 + residual (faster, ~128x the x error) */
 } mlxn_qmat;
 
 /* Validate a descriptor (formats, shapes, non-NULL pointers). The kernels
@@ -147,18 +148,24 @@ size_t mlxn_mm_scratch_bytes(const mlxn_qmat *w, int64_t M);
  *    MLX 2/3/5/6-bit where the CPU also has AVX-512 VBMI):
  *    x rows quantized to int8 per 32 (d = max|x|/127, like llama.cpp's q8),
  *    integer dot products (VPDPBUSD). Error ≤ Σ_k |w_k|·amax_blk(k)/254
- *    (+ MLX: the unrounded s·q+b, ≤ 2^-8·2·G·|x_k| for bf16 scales).
+ *    (+ MLX: the unrounded s·q+b, ≤ 2^-8·2·G·|x_k| for bf16 scales). MLX
+ *    weights take x in two int8 parts (the codes and their rounding
+ *    residual's, x ≈ d·(c + c2/128)): error ≤ Σ_k |w_k|·amax_blk(k)/32512
+ *    (d/256; mlxn_mm_x_parts says 2).
  *  - same M for MLX 2/3/5/6-bit without VBMI, or M < 4 without VNNI: f32 dots.
  *  - else (prefill): quantized W with AVX512-BF16 and w->f32_act off: x and
  *    dequantized W panels rounded to bf16, VDPBF16PS with f32 accumulators
  *    (see mlxn_mm_rounds_bf16); otherwise dequantized f32 panels and a
  *    register-blocked FMA kernel.
  * f32 paths: error ≤ ~1e-5·Σ|x·w| (f32 accumulation in parallel partial
- * sums). mlxn_mm_quantizes_x says whether x is quantized for (w, M). */
+ * sums). mlxn_mm_quantizes_x says whether x is quantized for (w, M);
+ * mlxn_mm_x_parts into how many int8 parts (0: f32 x, 1: int8, 2: int8 and
+ * its residual at 1/128 of the step). */
 #define MLXN_MM_DECODE_ROWS 32
 void mlxn_mm(const mlxn_qmat *w, const float *x, float *y, int64_t M, int64_t n0, int64_t n1,
              void *scratch);
 bool mlxn_mm_quantizes_x(const mlxn_qmat *w, int64_t M);
+int mlxn_mm_x_parts(const mlxn_qmat *w, int64_t M);
 /* Whether mlxn_mm rounds x and W to bf16 for (w, M): the prefill GEMM of
  * a quantized (not f32/f16/bf16) W on AVX512-BF16 without w->f32_act.
  * Error ≤ (2^-7 + 2^-16)·Σ_k|x_k·w_k| plus f32 accumulation (each operand

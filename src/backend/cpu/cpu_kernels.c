@@ -310,6 +310,7 @@ static void node_qmat(const mlxn_node *n, mlxn_qmat *q) {
         q->group = n->p.mlx.group_size;
     }
     q->f32_act = n->flags & MLXN_NODE_F32_ACT;
+    q->int8_act = n->flags & MLXN_NODE_INT8_ACT;
 }
 
 static size_t s_matmul(const mlxn_node *n, int nth) {
@@ -980,6 +981,7 @@ static void node_qmat_expert0(const mlxn_node *n, mlxn_qmat *q, size_t *stride) 
     q->row_bytes = *stride / (size_t)w->shape[1];
     q->wtype = w->dtype;
     q->f32_act = n->flags & MLXN_NODE_F32_ACT;
+    q->int8_act = n->flags & MLXN_NODE_INT8_ACT;
 }
 
 static size_t s_matmul_id(const mlxn_node *n, int nth) {
