@@ -448,6 +448,25 @@ int main(void) {
     }
     printf("long rows: %d cases (format x K x isa x M), %d failing\n", lcases, lfails);
 
+    /* MLX 4/8-bit rows past K = 8192 with x in two parts take four rows at
+     * a time (acc_mlx48_x4): K = 16384 (whole spans), N = 37 (nine groups
+     * of four and one row alone; the first range [5, 23) starts mid-group),
+     * M = 1 and 3, native ISA; same tolerance. */
+    const char *xf[] = {"mlx-q4-g64", "mlx-q4-g32-f16", "mlx-q8-g64", "mlx-q8-g128-f32"};
+    int xcases = 0, xfails = 0;
+    for (size_t f = 0; f < sizeof xf / sizeof xf[0]; f++) {
+        const int64_t K = 16384;
+        mlxn_qweights q;
+        CHECK_OK(mlxn_quant_make_random(xf[f], N, K, 999 + f, &q));
+        float *x = malloc((size_t)(3 * K) * 4);
+        rng_fill(x, (size_t)(3 * K), -1, 1);
+        for (int64_t k = 0; k < 32; k++) x[K + 4096 + k] *= 100; /* one loud block in row 1 */
+        for (int mi = 0; mi < 2; mi++, xcases++) xfails += run_case(&q, 0, Ms[mi], x) != 0;
+        free(x);
+        mlxn_quant_free(&q);
+    }
+    printf("four-row MLX dots (K = 16384): %d cases, %d failing\n", xcases, xfails);
+
     /* The blocked GEMM's outer loops: M = 520 is one full block of 512 x
      * rows and a short one, N = 1060 one full block of 1024 columns and a
      * short one ending in a partial panel, K = 768 a whole bf16 k chunk

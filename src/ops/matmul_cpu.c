@@ -1433,6 +1433,96 @@ TARGET_512 ALWAYS_INLINE static inline __m512 acc_mlx48_512(const mlxn_qmat *w, 
     return _mm512_add_ps(_mm512_add_ps(acc0, acc1), accb); /* lanes sum to the dot */
 }
 
+/* Above this K, MLX 4/8-bit rows with x in two parts (K·2 code bytes for
+ * 4-bit weights: past half of L1 at 8192) take acc_mlx48_x4. Dev EPYC, 2
+ * threads, min of 3, µs, one row at a time / four: L3-resident 1024 x 8192
+ * mlx-q4-g64 84.2 / 83.3, mlx-q8-g64 92.0 / 103.0; 1024 x 4096 44.1 /
+ * 44.5, 48.4 / 54.0; 512 x 14336 98.3 / 75.1, 134.6 / 92.9 (int8 alone,
+ * one row: 55.8 / 82.4); from DRAM 4096 x 14336 1503.6 / 1028.7, 2627.9 /
+ * 2011.4 (int8 alone 745.9 / 1733.2, medians 1241 / 2162 against four
+ * rows' 1197 / 2262: the read bandwidth wandered). With int8 x alone four
+ * rows ran no faster (L3: 57.6 against 55.8 for mlx-q4-g64), so they stay
+ * one at a time. */
+#define X4_K 8192
+/* Four MLX 4/8-bit rows n..n+3 at once, for rows of whole spans (K a
+ * multiple of 512) long enough to prefetch in the loop (pf > 0), x in two
+ * parts: each x vector (both parts) is loaded once for the four rows, so x's
+ * reads a weight byte drop 4x. Why: with x in two parts its codes are 4
+ * bytes a 4-bit weight byte; at K = 14336 (28 KB of them, L1 is 32 KB)
+ * the one-row dot re-read them from L2 for every row and ran at half the
+ * read bandwidth (dev EPYC, 2 threads, 4096 x 14336 mlx-q4-g64 from DRAM,
+ * min of 3: int8 alone 704 us, two parts one row at a time 1411 us).
+ * out[r] = row n + r's lanes (they sum to its dot). */
+TARGET_512 ALWAYS_INLINE static inline void acc_mlx48_x4(const mlxn_qmat *w, int64_t n, const dec_scratch *s,
+                                                         int bits, size_t pf, __m512 out[4]) {
+    const int64_t K = w->K, nblk = K / 32;
+    const int gsh = w->group == 32 ? 0 : w->group == 64 ? 1 : 2; /* group = 32 << gsh */
+    const int64_t G = K >> (5 + gsh);
+    const mlxn_dtype t = w->sb_type;
+    const size_t es = t == MLXN_F32 ? 4 : 2, bpb = (size_t)(4 * bits), rowb = (size_t)(K / 8 * bits);
+    const size_t sbr = (size_t)G * es;                                 /* scale bytes a row */
+    const int bps = 64 / (int)bpb;                                     /* blocks per 64-byte step */
+    const uint8_t *q = (const uint8_t *)w->w + (size_t)n * rowb;
+    const uint8_t *ps = (const uint8_t *)w->scales + (size_t)(n * G) * es;
+    const uint8_t *pb = (const uint8_t *)w->biases + (size_t)(n * G) * es;
+    const __m512i iota = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    const __m512i lg = _mm512_srli_epi32(iota, gsh);
+    const __m512i lb = _mm512_srli_epi32(iota, bits == 4 ? 2 : 3);
+    const __m512i m4 = _mm512_set1_epi8(0x0F);
+    const size_t pfs = (pf * es) >> (bits == 4 ? 4 + gsh : 5 + gsh);
+    __m512 acc[4], accb[4];
+#pragma GCC unroll 4
+    for (int r = 0; r < 4; r++) acc[r] = accb[r] = _mm512_setzero_ps();
+    for (int64_t b0 = 0; b0 < nblk; b0 += 16) {
+        __m512 F[4];
+#pragma GCC unroll 4
+        for (int r = 0; r < 4; r++)
+            F[r] = mlx_span_factors(w, n + r, s, ps + r * sbr, pb + r * sbr, b0, 16, gsh, pfs, lg, &accb[r]);
+        const uint8_t *qs = q + (size_t)b0 * bpb;
+        const int8_t *xs = s->xq + (size_t)b0 * 32, *xs2 = s->xq2 + (size_t)b0 * 32;
+        { /* the four rows advance together: what is needed pf bytes of
+           * reads from now lies pf / 4 further in each row, past the row's
+           * end in the next four rows */
+            size_t o = (size_t)b0 * bpb + pf / 4;
+            const uint8_t *pq = o < rowb ? q + o : q + 4 * rowb + (o - rowb);
+#pragma GCC unroll 4
+            for (int r = 0; r < 4; r++)
+#pragma GCC unroll 8
+                for (int j = 0; j < 16 / bps; j++) _mm_prefetch((const char *)(pq + r * rowb + 64 * j), PF_HINT);
+        }
+#pragma GCC unroll 2
+        for (int j = 0; j < 16 / bps; j++) {
+            const __m512i li = _mm512_add_epi32(lb, _mm512_set1_epi32(bps * j));
+            if (bits == 4) {
+                const __m512i x1l = _mm512_loadu_si512((const void *)(xs + 128 * j));
+                const __m512i x1h = _mm512_loadu_si512((const void *)(xs + 128 * j + 64));
+                const __m512i x2l = _mm512_loadu_si512((const void *)(xs2 + 128 * j));
+                const __m512i x2h = _mm512_loadu_si512((const void *)(xs2 + 128 * j + 64));
+#pragma GCC unroll 4
+                for (int r = 0; r < 4; r++) {
+                    const __m512i v = _mm512_loadu_si512((const void *)(qs + r * rowb + 64 * j));
+                    const __m512i lo = _mm512_and_si512(v, m4), hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
+                    __m512i d = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, x1l), hi, x1h);
+                    d = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_slli_epi32(d, 7), lo, x2l), hi, x2h);
+                    acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), _mm512_permutexvar_ps(li, F[r]), acc[r]);
+                }
+            } else {
+                const __m512i x1 = _mm512_loadu_si512((const void *)(xs + 64 * j));
+                const __m512i x2 = _mm512_loadu_si512((const void *)(xs2 + 64 * j));
+#pragma GCC unroll 4
+                for (int r = 0; r < 4; r++) {
+                    const __m512i v = _mm512_loadu_si512((const void *)(qs + r * rowb + 64 * j));
+                    __m512i d = _mm512_dpbusd_epi32(_mm512_setzero_si512(), v, x1);
+                    d = _mm512_dpbusd_epi32(_mm512_slli_epi32(d, 7), v, x2);
+                    acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), _mm512_permutexvar_ps(li, F[r]), acc[r]);
+                }
+            }
+        }
+    }
+#pragma GCC unroll 4
+    for (int r = 0; r < 4; r++) out[r] = _mm512_add_ps(acc[r], accb[r]);
+}
+
 /* MLX 2/3/5/6-bit without VBMI: f32 dot with x itself,
  * Σ_g s_g·Σ_k q_k·x_k + Σ_g b_g·Σx_g; codes unpacked 16 at a time as in
  * mlx_dequant_row_512. */
@@ -1581,6 +1671,14 @@ TARGET_512 NOINLINE static __m512 acc_mlx4i8_512(const mlxn_qmat *w, int64_t n, 
 TARGET_512 NOINLINE static __m512 acc_mlx8i8_512(const mlxn_qmat *w, int64_t n, const dec_scratch *s, size_t pf) {
     return acc_mlx48_512(w, n, s, 8, false, pf);
 }
+TARGET_512 NOINLINE static void acc4_mlx4(const mlxn_qmat *w, int64_t n, const dec_scratch *s, size_t pf,
+                                          __m512 out[4]) {
+    acc_mlx48_x4(w, n, s, 4, pf, out);
+}
+TARGET_512 NOINLINE static void acc4_mlx8(const mlxn_qmat *w, int64_t n, const dec_scratch *s, size_t pf,
+                                          __m512 out[4]) {
+    acc_mlx48_x4(w, n, s, 8, pf, out);
+}
 TARGET_512 NOINLINE static __m512 acc_q4_0_512(const void *b, const dec_scratch *s, int64_t K,
                                                size_t pf) {
     return acc_q4x4_512(b, false, s, K, pf);
@@ -1670,6 +1768,25 @@ TARGET_512 ALWAYS_INLINE static inline const uint8_t *ggml_row_pf(const mlxn_qma
 }
 #define DOT_Q40(n, sm) acc_q4_0_512(ggml_row_pf(w, n, pf, ahead), sm, w->K, pf)
 #define DOT_Q41(n, sm) acc_q4_1_512(ggml_row_pf(w, n, pf, ahead), sm, w->K, pf)
+/* MLX 4/8-bit rows four at a time through acc_mlx48_x4 (whole spans, pf > 0),
+ * the rest one at a time. */
+#define DEC_ROWS4(name, ACC4, DOT)                                                                \
+    TARGET_512 static void name(const mlxn_qmat *w, const dec_scratch *s, float *y, int64_t M,   \
+                                int64_t n0, int64_t n1, size_t pf) {                             \
+        const int64_t N = w->N;                                                                  \
+        int64_t n = n0;                                                                          \
+        for (; n + 4 <= n1; n += 4)                                                              \
+            for (int64_t m = 0; m < M; m++) {                                                    \
+                __m512 a[4];                                                                     \
+                ACC4(w, n, s + m, pf, a);                                                        \
+                _mm_storeu_ps(y + m * N + n, reduce4(a[0], a[1], a[2], a[3]));                   \
+            }                                                                                    \
+        for (; n < n1; n++)                                                                      \
+            for (int64_t m = 0; m < M; m++) y[m * N + n] = _mm512_reduce_add_ps(DOT(n, s + m));  \
+    }
+DEC_ROWS4(rows4_mlx4, acc4_mlx4, DOT_MLX4)
+DEC_ROWS4(rows4_mlx8, acc4_mlx8, DOT_MLX8)
+#undef DEC_ROWS4
 DEC_ROWS(rows_mlx4_512, DOT_MLX4)
 DEC_ROWS(rows_mlx8_512, DOT_MLX8)
 DEC_ROWS(rows_mlx4i8_512, DOT_MLX4B)
@@ -2014,6 +2131,10 @@ TARGET_512 static void decode_vnni(const mlxn_qmat *w, int kind, ggml_dot_fn fn,
         break;
     default: break;
     }
+    /* MLX 4/8-bit rows past X4_K with x in two parts: four rows at a time
+     * (acc_mlx48_x4) */
+    if ((kind == VK_MLX4 || kind == VK_MLX8) && two && pf && K > X4_K && (K / 32) % 16 == 0)
+        rows = kind == VK_MLX4 ? rows4_mlx4 : rows4_mlx8;
     if (M == 1 && sf && stream_fits(K)) {
         _Alignas(64) int8_t sxq[4 * SHORT_K], sxq2[4 * SHORT_K];
         _Alignas(64) int32_t sxc[4 * SHORT_K / 4];
