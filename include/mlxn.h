@@ -140,6 +140,12 @@ int mlxn_device_threads(const mlxn_device *dev);
  * and pools), and the peak since open. */
 size_t mlxn_device_memory_in_use(const mlxn_device *dev);
 size_t mlxn_device_memory_peak(const mlxn_device *dev);
+/* Device memory taken since open as the driver reports it (CUDA: free
+ * memory at open, once the context stood, minus free memory now), which
+ * counts what the library allocates outside its buffers too (graph
+ * scratch, the cuBLAS workspace, staging); not the CUDA context itself.
+ * 0 where the backend cannot tell (the CPU). */
+size_t mlxn_device_memory_driver(mlxn_device *dev);
 
 /* ------------------------------------------------------------------------ */
 /* Buffers                                                                    */

@@ -32,6 +32,9 @@ MLXN_CU_BLAS=0 timeout 120 ./build-cuda/mlxn bench -m $M8 --backend cuda -p 512 
 timeout 120 ./build-cuda/mlxn bench -m $M8 --backend cuda -p 0 -n 64 -r 2 --mode direct >"$LOG/bench8b_direct.log" 2>&1
 # the one-row table of `mlxn bench ops` (issue #5's command), next to its device copy
 timeout 120 ./build-cuda/mlxn bench ops --backend cuda --rows 1 >"$LOG/bench_ops.log" 2>&1
+# MLX 4- and 8-bit at the other group sizes (not in bench ops' default list)
+timeout 120 ./build-cuda/mlxn bench ops --backend cuda --rows 1 --formats mlx-q4-g32,mlx-q4-g128,mlx-q8-g32,mlx-q8-g128 \
+  >"$LOG/bench_ops_groups.log" 2>&1
 # a switch with its tests in the other setting
 # (MLXN_CU_Q4K_EPI=0: q4_k matmuls leave the norm between them a kernel)
 MLXN_CU_Q4K_EPI=0 timeout 120 ./build-cuda/tests/test_cuda_ops >"$LOG/exp_q4k_epi_ops.log" 2>&1
@@ -96,6 +99,7 @@ if [ -n "$tg" ] && [ -n "$cp_bw" ]; then
 fi
 echo "mlxn bench ops --backend cuda --rows 1 (one-row matmul with its x quantization, % of the device copy):"
 grep -E "device copy|^(mlx-q4-g64|mlx-q8-g64|q4_0|q4_1|q8_0|q4_k) " "$LOG/bench_ops.log" | awk '{print}' | head -30
+grep -E "device copy|^mlx-q[48]-g(32|128) " "$LOG/bench_ops_groups.log" | head -20
 echo "8B shape, GGML block types (tg128 from an empty cache); test_cuda_ops with MLXN_CU_Q4K_EPI=0:"
 echo "MLXN_CU_Q4K_EPI=0: $(tail -1 "$LOG/exp_q4k_epi_ops.log")"
 grep -E "FAIL" "$LOG/exp_q4k_epi_ops.log" | head -5

@@ -1600,6 +1600,20 @@ static void test_errors(void) {
     CHECK_OK(mlxn_buffer_read(b, 0, y, sizeof y));
     CHECK(memcmp(x, y, sizeof x) == 0, "round trip after an allocation failure");
     mlxn_buffer_destroy(b);
+    /* the driver's count of device memory taken: a 256 MiB buffer adds at
+     * least its bytes (the driver rounds allocations up to its pages) and
+     * freeing it gives them back */
+    size_t d0 = mlxn_device_memory_driver(D[1]);
+    int64_t big[1] = {(int64_t)64 << 20}; /* 256 MiB of f32 */
+    CHECK_OK(mlxn_buffer_create(&b, D[1], MLXN_F32, 1, big));
+    size_t d1 = mlxn_device_memory_driver(D[1]);
+    mlxn_buffer_destroy(b);
+    size_t d2 = mlxn_device_memory_driver(D[1]);
+    CHECK(d1 >= d0 + ((size_t)256 << 20) && d2 + ((size_t)256 << 20) <= d1,
+          "driver-reported device memory: %zu before, %zu with a 256 MiB buffer, %zu after it (MiB: %.1f %.1f %.1f)",
+          d0, d1, d2, d0 / 1048576.0, d1 / 1048576.0, d2 / 1048576.0);
+    printf("  ok driver-reported device memory taken: %.1f MiB, %.1f with a 256 MiB buffer, %.1f after\n",
+           d0 / 1048576.0, d1 / 1048576.0, d2 / 1048576.0);
 }
 
 /* ---- logsumexp ----

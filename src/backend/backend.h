@@ -46,6 +46,9 @@ typedef struct mlxn_backend {
     mlxn_status (*wait)(mlxn_device *dev, struct mlxn_exec *ex);
     /* Drop whatever the backend cached on ex (an instantiated CUDA graph). */
     void (*exec_release)(mlxn_device *dev, struct mlxn_exec *ex);
+    /* Device memory the driver says was taken since init (NULL: unknown;
+     * mlxn_device_memory_driver). */
+    size_t (*mem_taken)(mlxn_device *dev);
 } mlxn_backend;
 
 extern const mlxn_backend mlxn_backend_cpu;

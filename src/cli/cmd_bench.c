@@ -197,10 +197,12 @@ int cmd_bench(int argc, char **argv) {
         json_str(stdout, model_path);
         printf(", \"backend\": \"%s\", \"threads\": %d, \"mode\": \"%s\", \"pp\": {\"tokens\": %ld, \"tok_s\": %.3f}, "
                "\"tg\": {\"tokens\": %ld, \"tok_s\": %.3f}, \"weights_mib\": %.1f, \"kv_mib\": %.1f, "
-               "\"device_peak_mib\": %.1f, \"tg_nodes\": %u, \"tg_launches\": %u, \"tg_phases\": %u}\n",
+               "\"device_peak_mib\": %.1f, \"device_driver_mib\": %.1f, \"tg_nodes\": %u, \"tg_launches\": %u, "
+               "\"tg_phases\": %u}\n",
                mlxn_device_kind(dev), mlxn_device_threads(dev), mode_name(g_mode), pp, pm, tg, tm,
                (double)m->weight_bytes / 1048576.0, (double)mlxn_kvcache_bytes(kv) / 1048576.0,
-               (double)mlxn_device_memory_peak(dev) / 1048576.0, nodes, launches, phases);
+               (double)mlxn_device_memory_peak(dev) / 1048576.0, (double)mlxn_device_memory_driver(dev) / 1048576.0,
+               nodes, launches, phases);
     } else {
         printf("model: %s (%s, %.1f MiB weights)\ndevice: %s\n", model_path, mlxn_arch_name(m->cfg.arch),
                (double)m->weight_bytes / 1048576.0, mlxn_device_description(dev));
@@ -210,6 +212,11 @@ int cmd_bench(int argc, char **argv) {
         printf("mode %s; memory: weights %.1f MiB, KV cache %.1f MiB, device peak %.1f MiB\n", mode_name(g_mode),
                (double)m->weight_bytes / 1048576.0, (double)mlxn_kvcache_bytes(kv) / 1048576.0,
                (double)mlxn_device_memory_peak(dev) / 1048576.0);
+        if (mlxn_device_memory_driver(dev))
+            printf("device memory taken since open (driver): %.1f MiB = weights + KV cache + %.1f %% (buffers, graph "
+                   "scratch, cuBLAS; not the CUDA context)\n",
+                   (double)mlxn_device_memory_driver(dev) / 1048576.0,
+                   100.0 * ((double)mlxn_device_memory_driver(dev) / (double)(m->weight_bytes + mlxn_kvcache_bytes(kv)) - 1.0));
         if (tg && launches) printf("decode step: %u graph nodes, %u kernel launches\n", nodes, launches);
         if (tg && phases) printf("decode step: %u graph nodes, %u work phases (barriers + 1)\n", nodes, phases);
     }

@@ -288,6 +288,10 @@ int cmd_generate(int argc, char **argv) {
             (double)mlxn_device_memory_peak(dev) / 1048576.0, cli_peak_rss_mib(), (double)m->weight_bytes / 1048576.0,
             (double)(m->weight_bytes - m->weight_copy_bytes - m->weight_fill_bytes) / 1048576.0,
             (double)m->weight_copy_bytes / 1048576.0, (double)m->weight_fill_bytes / 1048576.0);
+    size_t drv = mlxn_device_memory_driver(dev);
+    if (drv)
+        fprintf(stderr, "mlxn: device memory taken since open, as the driver reports it: %.1f MiB (buffers, graph "
+                        "scratch, cuBLAS; not the CUDA context)\n", (double)drv / 1048576.0);
     rc = 0;
 done:
     free(text);

@@ -391,3 +391,4 @@ const char *mlxn_device_description(const mlxn_device *d) { return d->desc; }
 int mlxn_device_threads(const mlxn_device *d) { return d->n_threads; }
 size_t mlxn_device_memory_in_use(const mlxn_device *d) { return atomic_load(&d->mem_in_use); }
 size_t mlxn_device_memory_peak(const mlxn_device *d) { return atomic_load(&d->mem_peak); }
+size_t mlxn_device_memory_driver(mlxn_device *d) { return d->be->mem_taken ? d->be->mem_taken(d) : 0; }

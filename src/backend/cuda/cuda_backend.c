@@ -80,6 +80,7 @@ typedef struct cuda_dev {
     bool qread[QSLOTS]; /* holds a read not yet waited for */
     int qnext, qstate;  /* qstate: 0 not tried, 1 ready, -1 unavailable */
     cuda_graph_state *cache[GRAPH_CACHE]; /* most recent first */
+    size_t free0; /* the driver's free device memory once the context stood (cuda_mem_taken) */
 } cuda_dev;
 
 static void graph_state_free(cuda_graph_state *g);
@@ -119,11 +120,14 @@ static mlxn_status cuda_init(mlxn_device *dev, const mlxn_device_options *o) {
     if (o->cuda_ordinal < 0 || o->cuda_ordinal >= n)
         return mlxn_err(MLXN_ERR_NOT_FOUND, "cuda: device %d asked for, %d present", o->cuda_ordinal, n);
     CU_TRY(cudaSetDevice(o->cuda_ordinal));
+    size_t free0 = 0, total = 0;
+    CU_TRY(cudaMemGetInfo(&free0, &total)); /* the context is made by now */
     struct cudaDeviceProp prop;
     CU_TRY(cudaGetDeviceProperties(&prop, o->cuda_ordinal));
     cuda_dev *c = mlxn_calloc(1, sizeof *c);
     if (!c) return mlxn_err(MLXN_ERR_OUT_OF_MEMORY, "cuda: out of host memory");
     c->ordinal = o->cuda_ordinal;
+    c->free0 = free0;
     e = cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking);
     if (e == cudaSuccess) e = cudaStreamCreateWithFlags(&c->capture, cudaStreamNonBlocking);
     if (e != cudaSuccess) {
@@ -1158,6 +1162,20 @@ static mlxn_status cuda_wait(mlxn_device *dev, mlxn_exec *ex) {
     return MLXN_OK;
 }
 
+/* Device memory taken since the device opened, as the driver sees it: its
+ * free memory then minus now (everything this process allocated after the
+ * context: buffers, graph scratch, cuBLAS workspace, streams; other
+ * processes on the same GPU would count too). 0 if the query fails. */
+static size_t cuda_mem_taken(mlxn_device *dev) {
+    cuda_dev *c = dev->impl;
+    size_t fr = 0, total = 0;
+    if (cudaMemGetInfo(&fr, &total) != cudaSuccess) {
+        cudaGetLastError();
+        return 0;
+    }
+    return c->free0 > fr ? c->free0 - fr : 0;
+}
+
 static void cuda_exec_release(mlxn_device *dev, mlxn_exec *ex) {
     (void)dev;
     graph_state_free(ex->backend_state);
@@ -1181,4 +1199,5 @@ const mlxn_backend mlxn_backend_cuda = {
     .execute = cuda_execute,
     .wait = cuda_wait,
     .exec_release = cuda_exec_release,
+    .mem_taken = cuda_mem_taken,
 };
