@@ -914,6 +914,14 @@ static mlxn_status build_graph(cuda_dev *c, mlxn_exec *ex, cuda_graph_state **ou
     size_t total = 0;
     st = plan_scratch(ex, off, &total);
     if (st) goto done;
+    {
+        static int log = -1; /* MLXN_CU_SCRATCH_LOG=1 (measuring): each graph's scratch on stderr */
+        if (log < 0) {
+            const char *e = getenv("MLXN_CU_SCRATCH_LOG");
+            log = e && *e && strcmp(e, "0") != 0;
+        }
+        if (log) fprintf(stderr, "cuda: graph of %u nodes: scratch %.1f MiB\n", ex->n_nodes, (double)total / 1048576.0);
+    }
     if (total) {
         cudaError_t e = cudaMalloc(&g->scratch, total);
         if (e != cudaSuccess) {

@@ -33,7 +33,14 @@
  * W dominates) against 240-580 us for the TF32 / bf16 tile kernels; M <= 8
  * stays on the decode kernels, 9 .. 15 on the TF32 tiles. */
 #define GEMM_MIN 16
-#define GEMM_WCAP ((int64_t)128 << 20) /* bytes of decoded W per chunk */
+/* Bytes of decoded W per chunk. Each prefill graph holds its GEMMs'
+ * scratch (workspace + bf16 x + a W chunk) while cached, which the driver
+ * counts: NVIDIA H200, 8B q4 g64, `bench -p 512 -n 128`, 128 / 64 / 32 MiB:
+ * prefill graph scratch 350.0 / 253.0 / 189.5 MiB, device memory taken
+ * (driver) weights + KV + 11.0 / 8.8 / 7.3 %, pp512 23749 / 23668 / 22529
+ * tok/s. 64 keeps issue #5's +10 % at the same prefill rate.
+ * MLXN_CU_WCAP_MB=N sets it for measuring. */
+#define GEMM_WCAP ((int64_t)64 << 20)
 #define GEMM_WS ((size_t)32 << 20)    /* cuBLAS workspace per node (NVIDIA's advice for Hopper) */
 #define BLAS_MAXDEV 64
 
@@ -138,8 +145,18 @@ static bool w_decodable(const gemm_w *g, int64_t K) {
     }
 }
 
+/* GEMM_WCAP, or MLXN_CU_WCAP_MB (a measuring switch) */
+static int64_t wcap(void) {
+    static int64_t v = -1;
+    if (v < 0) {
+        const char *e = getenv("MLXN_CU_WCAP_MB");
+        v = e && atoi(e) > 0 ? (int64_t)atoi(e) << 20 : GEMM_WCAP;
+    }
+    return v;
+}
+
 static int64_t chunk_rows(int64_t N, int64_t K) {
-    int64_t c = GEMM_WCAP / (K * 2);
+    int64_t c = wcap() / (K * 2);
     c = c / 128 * 128;
     if (c < 128) c = 128;
     return c < N ? c : N;
