@@ -401,7 +401,55 @@ static void test_many(void) {
     remove(path);
 }
 
+/* Resident pages of this process, in bytes (/proc/self/statm), 0 if unknown. */
+static size_t rss_bytes(void) {
+    FILE *f = fopen("/proc/self/statm", "r");
+    unsigned long size = 0, res = 0;
+    if (f && fscanf(f, "%lu %lu", &size, &res) != 2) res = 0;
+    if (f) fclose(f);
+    return (size_t)res * (size_t)sysconf(_SC_PAGESIZE);
+}
+
+/* mlxn_mapfile_drop: a 64 MiB mapped file read through takes its pages into
+ * the process; dropping all but its first and last 1 MiB gives at least
+ * 60 MiB back, and the bytes read after that are still the file's. A range
+ * outside the mapping is ignored. */
+static void test_mapfile_drop(void) {
+    const size_t n = (size_t)64 << 20;
+    char path[] = "/tmp/mlxn_drop_XXXXXX";
+    int fd = mkstemp(path);
+    CHECK(fd >= 0, "mkstemp");
+    if (fd < 0) return;
+    uint8_t *buf = malloc(1 << 20);
+    for (size_t i = 0; i < (1 << 20); i++) buf[i] = (uint8_t)(i * 131 + 7);
+    bool ok = true;
+    for (size_t o = 0; o < n; o += 1 << 20) ok = ok && write(fd, buf, 1 << 20) == (1 << 20);
+    close(fd);
+    CHECK(ok, "writing %s", path);
+    mlxn_mapfile mf = {0};
+    CHECK_OK(mlxn_mapfile_open(&mf, path));
+    if (mf.data && mf.size == n) {
+        uint64_t sum0 = 0, sum1 = 0;
+        for (size_t i = 0; i < n; i += 64) sum0 += mf.data[i];
+        size_t r0 = rss_bytes();
+        mlxn_mapfile_drop(&mf, buf, 1 << 20); /* not in the mapping: nothing */
+        mlxn_mapfile_drop(&mf, mf.data + (1 << 20), n - (2 << 20));
+        size_t r1 = rss_bytes();
+        for (size_t i = 0; i < n; i += 64) sum1 += mf.data[i];
+        CHECK(r0 >= r1 + ((size_t)60 << 20), "drop gave back %.1f MiB of 62 (RSS %.1f -> %.1f MiB)",
+              ((double)r0 - (double)r1) / 1048576.0, (double)r0 / 1048576.0, (double)r1 / 1048576.0);
+        CHECK(sum0 == sum1, "the bytes read after the drop are the file's (%llu vs %llu)", (unsigned long long)sum0,
+              (unsigned long long)sum1);
+        printf("  mapfile_drop: RSS %.1f -> %.1f MiB, bytes unchanged\n", (double)r0 / 1048576.0,
+               (double)r1 / 1048576.0);
+    }
+    mlxn_mapfile_close(&mf);
+    free(buf);
+    unlink(path);
+}
+
 int main(void) {
+    test_mapfile_drop();
     test_many();
     walk_alloc_failures("safetensors open/shards/write", open_close_st, 200);
     test_small();

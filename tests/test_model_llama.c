@@ -340,7 +340,8 @@ static mlxn_status load_wrapped_ex(mlxn_device *dev, const char *hide, const cha
     w->hide = hide;
     w->reshape = reshape;
     w->retype = retype;
-    mlxn_weight_source src = {w, wrap_find, wrap_close, MLXN_NAMES_HF, MODELS "llama/model.safetensors", NULL, NULL};
+    mlxn_weight_source src = {w, wrap_find, wrap_close, MLXN_NAMES_HF, MODELS "llama/model.safetensors", NULL, NULL,
+                              NULL};
     mlxn_model *m = NULL;
     st = mlxn_model_create(&m, dev, &cfg, &src);
     mlxn_model_config_free(&cfg);

@@ -257,6 +257,7 @@ mlxn_status mlxn_buffer_read_queued(const mlxn_buffer *buf, size_t off, size_t n
 }
 
 bool mlxn_device_queues_copies(const mlxn_device *d) { return d && d->be->read_queued != NULL; }
+bool mlxn_device_host_memory(const mlxn_device *d) { return d && d->be->host_memory; }
 
 mlxn_status mlxn_qread_wait(mlxn_qread *q, void *dst) {
     if (!q || !dst) return mlxn_err(MLXN_ERR_INVALID_ARG, "qread_wait: NULL argument");

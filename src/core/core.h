@@ -95,6 +95,9 @@ mlxn_status mlxn_buffer_read_queued(const mlxn_buffer *buf, size_t off, size_t n
 mlxn_status mlxn_qread_wait(mlxn_qread *q, void *dst);
 /* Whether the device queues these without waiting (CUDA). */
 bool mlxn_device_queues_copies(const mlxn_device *d);
+/* True when the device computes in host memory (the CPU: buffers may adopt
+ * mapped file bytes without a copy). */
+bool mlxn_device_host_memory(const mlxn_device *d);
 
 /* Monotonic time in nanoseconds. */
 uint64_t mlxn_now_ns(void);

@@ -107,6 +107,10 @@ static void value_free(mlxn_gguf_value *v) {
     memset(v, 0, sizeof *v);
 }
 
+void mlxn_gguf_drop(const mlxn_gguf *g, const void *p, size_t n) {
+    if (g) mlxn_mapfile_drop(&g->mf, p, n);
+}
+
 void mlxn_gguf_close(mlxn_gguf *g) {
     if (!g) return;
     for (size_t i = 0; i < g->n_kv; i++) {

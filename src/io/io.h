@@ -48,6 +48,11 @@ typedef struct mlxn_mapfile {
  * or the path is not a regular file. On failure *mf is left zeroed. */
 mlxn_status mlxn_mapfile_open(mlxn_mapfile *mf, const char *path);
 void mlxn_mapfile_close(mlxn_mapfile *mf);
+/* Give back the resident pages wholly inside [p, p + n) when that range
+ * lies in mf's mapping (nothing otherwise): for bytes that were copied
+ * elsewhere and will not be read here again. The mapping stays valid (the
+ * file's bytes are read again on a later access). */
+void mlxn_mapfile_drop(const mlxn_mapfile *mf, const void *p, size_t n);
 
 /* Read a whole file into a NUL-terminated heap buffer (mlxn_free it). Fails
  * with MLXN_ERR_RANGE when the file is larger than max_bytes. */
@@ -137,6 +142,8 @@ const char *mlxn_safetensors_dtype_string(mlxn_dtype t);
 typedef struct mlxn_st_shards mlxn_st_shards;
 mlxn_status mlxn_st_shards_open(mlxn_st_shards **out, const char *dir);
 void mlxn_st_shards_close(mlxn_st_shards *sh);
+/* mlxn_mapfile_drop over the shards' own mappings. */
+void mlxn_st_shards_drop(const mlxn_st_shards *sh, const void *p, size_t n);
 size_t mlxn_st_shards_file_count(const mlxn_st_shards *sh);
 size_t mlxn_st_shards_count(const mlxn_st_shards *sh);
 /* i-th tensor over all shards in name order. */
@@ -238,6 +245,8 @@ mlxn_status mlxn_gguf_open_memory(mlxn_gguf **out, const void *data, size_t size
 mlxn_status mlxn_gguf_open(mlxn_gguf **out, const mlxn_mapfile *mf);
 mlxn_status mlxn_gguf_open_file(mlxn_gguf **out, const char *path);
 void mlxn_gguf_close(mlxn_gguf *g);
+/* mlxn_mapfile_drop over the file's own mapping (open_file). */
+void mlxn_gguf_drop(const mlxn_gguf *g, const void *p, size_t n);
 
 uint32_t mlxn_gguf_version(const mlxn_gguf *g);
 size_t mlxn_gguf_alignment(const mlxn_gguf *g);

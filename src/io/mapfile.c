@@ -54,6 +54,16 @@ mlxn_status mlxn_mapfile_open(mlxn_mapfile *mf, const char *path) {
     return MLXN_OK;
 }
 
+void mlxn_mapfile_drop(const mlxn_mapfile *mf, const void *p, size_t n) {
+    if (!mf || !mf->map_ || !p || !n) return;
+    uintptr_t a = (uintptr_t)p, b = a + n, m0 = (uintptr_t)mf->map_, m1 = m0 + mf->size;
+    if (a < m0 || b > m1) return;
+    long pg = sysconf(_SC_PAGESIZE);
+    uintptr_t ps = pg > 0 ? (uintptr_t)pg : 4096;
+    uintptr_t lo = (a + ps - 1) / ps * ps, hi = b / ps * ps;
+    if (hi > lo) madvise((void *)lo, hi - lo, MADV_DONTNEED); /* a read-only file mapping: only RSS changes */
+}
+
 void mlxn_mapfile_close(mlxn_mapfile *mf) {
     if (!mf) return;
     if (mf->map_) munmap(mf->map_, mf->size);

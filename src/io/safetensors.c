@@ -487,6 +487,10 @@ struct mlxn_st_shards {
     shard_ref *refs; /* sorted by tensor name */
 };
 
+void mlxn_st_shards_drop(const mlxn_st_shards *sh, const void *p, size_t n) {
+    for (size_t i = 0; sh && i < sh->n_files; i++) mlxn_mapfile_drop(&sh->files[i]->mf, p, n);
+}
+
 void mlxn_st_shards_close(mlxn_st_shards *sh) {
     if (!sh) return;
     for (size_t i = 0; i < sh->n_files; i++) {

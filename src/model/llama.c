@@ -87,6 +87,14 @@ static const char *shape_str(const mlxn_tensor_ref *t, char *buf, size_t cap) {
     return buf;
 }
 
+/* Bytes of t were copied (stacked, or uploaded to a device): the source
+ * may give their pages back, so resident memory stays near the weight
+ * bytes instead of holding both copies (SmolLM2-135M on the CPU: 41.5 of
+ * its 92 MiB are stacked). */
+static void dropped(const loader *ld, const mlxn_tensor_ref *t) {
+    if (ld->src->drop && t->data) ld->src->drop(ld->src->ctx, t->data, t->nbytes);
+}
+
 /* A tensor the source holds is adopted (zero-copy on the CPU, uploaded
  * once elsewhere); one it describes as a fill is made on the device. */
 static mlxn_status adopt(const loader *ld, mlxn_buffer **out, const mlxn_tensor_ref *t, int ndim,
@@ -94,6 +102,7 @@ static mlxn_status adopt(const loader *ld, mlxn_buffer **out, const mlxn_tensor_
     mlxn_status st = t->fill.kind ? mlxn_buffer_create_filled(out, ld->m->dev, t->dtype, ndim, shape, &t->fill)
                                   : mlxn_buffer_adopt(out, ld->m->dev, t->data, t->dtype, ndim, shape, NULL, NULL);
     if (st) return st;
+    if (!t->fill.kind && !mlxn_device_host_memory(ld->m->dev)) dropped(ld, t);
     ld->m->weight_bytes += t->nbytes;
     if (t->fill.kind) ld->m->weight_fill_bytes += t->nbytes;
     return MLXN_OK;
@@ -272,6 +281,7 @@ static mlxn_status stack_part(const loader *ld, mlxn_buffer **out, const lin_src
             filled += r[i]->nbytes;
         } else {
             TRY(mlxn_buffer_write(*out, off, r[i]->data, r[i]->nbytes));
+            dropped(ld, r[i]);
         }
         TRY(mlxn_buffer_view(pv[i], *out, r[i]->dtype, nd, sh, off));
         off += r[i]->nbytes;

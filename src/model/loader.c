@@ -34,6 +34,7 @@ static bool st_find(void *ctx, const char *name, mlxn_tensor_ref *out) {
     return true;
 }
 static void st_close(void *ctx) { mlxn_st_shards_close(ctx); }
+static void st_drop(void *ctx, const void *p, size_t n) { mlxn_st_shards_drop(ctx, p, n); }
 
 static bool gguf_find(void *ctx, const char *name, mlxn_tensor_ref *out) {
     const mlxn_gguf_tensor *t = mlxn_gguf_find_tensor(ctx, name);
@@ -46,6 +47,7 @@ static bool gguf_find(void *ctx, const char *name, mlxn_tensor_ref *out) {
     return true;
 }
 static void gguf_close(void *ctx) { mlxn_gguf_close(ctx); }
+static void gguf_drop(void *ctx, const void *p, size_t n) { mlxn_gguf_drop(ctx, p, n); }
 
 /* ---- GGUF hyper-parameters ---- */
 
@@ -150,7 +152,7 @@ static mlxn_status load_dir(mlxn_model **out, mlxn_device *dev, const char *dir,
         mlxn_model_config_free(&cfg);
         return st;
     }
-    mlxn_weight_source src = {sh, st_find, st_close, MLXN_NAMES_HF, dir, progress, pctx};
+    mlxn_weight_source src = {sh, st_find, st_close, MLXN_NAMES_HF, dir, progress, pctx, st_drop};
     st = mlxn_model_create(out, dev, &cfg, &src);
     mlxn_model_config_free(&cfg);
     return st;
@@ -166,7 +168,7 @@ static mlxn_status load_gguf(mlxn_model **out, mlxn_device *dev, const char *pat
         mlxn_gguf_close(g);
         return st;
     }
-    mlxn_weight_source src = {g, gguf_find, gguf_close, MLXN_NAMES_GGUF, path, progress, pctx};
+    mlxn_weight_source src = {g, gguf_find, gguf_close, MLXN_NAMES_GGUF, path, progress, pctx, gguf_drop};
     st = mlxn_model_create(out, dev, &cfg, &src);
     mlxn_model_config_free(&cfg);
     return st;

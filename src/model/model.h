@@ -130,6 +130,9 @@ typedef struct mlxn_weight_source {
      * take seconds for large models) */
     void (*progress)(void *pctx, int layers_done, int layers);
     void *pctx;
+    /* nullable: bytes of a found tensor (data, nbytes) were copied and will
+     * not be read from the source again (its pages may go) */
+    void (*drop)(void *ctx, const void *data, size_t n);
 } mlxn_weight_source;
 
 /* ------------------------------------------------------------------------ */

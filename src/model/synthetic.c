@@ -228,7 +228,7 @@ mlxn_status mlxn_model_load_synthetic(mlxn_model **out, mlxn_device *dev, const 
     s->group = group;
     s->ggml = ggml;
     mlxn_model_config cfg = *c; /* the model takes this copy over */
-    mlxn_weight_source src = {s, syn_find, syn_close, MLXN_NAMES_HF, spec, progress, pctx};
+    mlxn_weight_source src = {s, syn_find, syn_close, MLXN_NAMES_HF, spec, progress, pctx, NULL};
     st = mlxn_model_create(out, dev, &cfg, &src);
     mlxn_model_config_free(&cfg);
     return st;
