@@ -11,6 +11,9 @@
  *    --bits / --group-size the model is the spec with :q / :g added.
  *  - --bits that MLX does not define, --bits on a GGML-block synthetic
  *    model or on a file: an error naming why.
+ *  - generate against the tiny Llama's 256-token context: a longer prompt
+ *    refused, -n capped to what fits, a --ring cache too small for the
+ *    prompt refused.
  *  - an unknown format / a missing model: a nonzero exit status and a
  *    message on stderr naming what was wrong, nothing on stdout.
  */
@@ -25,7 +28,7 @@ static char g_bin[512];
 /* Run `mlxn ARGS` with stdout into *out (malloc'd) and stderr into a file
  * read into *err; returns the exit status (-1: not run). */
 static int run_cli(const char *args, char **out, char **err) {
-    char cmd[1024], errf[64];
+    char cmd[8192], errf[64];
     snprintf(errf, sizeof errf, "/tmp/mlxn_test_cli_%d.err", (int)getpid());
     snprintf(cmd, sizeof cmd, "%s %s 2>%s", g_bin, args, errf);
     *out = *err = NULL;
@@ -126,6 +129,34 @@ static void bad_input(const char *args, const char *want) {
     free(err);
 }
 
+/* generate's context on the tiny Llama (max_position_embeddings 256): a
+ * prompt past it is refused before anything is printed; -n past it is
+ * capped to what fits, with a note, and the run ends after that many
+ * tokens; a --ring cache must hold the prompt. */
+static void generate_ctx(void) {
+    char *longp = malloc(4096), args[4600];
+    longp[0] = 0;
+    for (int i = 0; i < 200; i++) strcat(longp, "hello world ");
+    snprintf(args, sizeof args, "generate -m tests/data/models/llama --temp 0 -n 4 -p \"%s\"", longp);
+    bad_input(args, "the model's context 256");
+    snprintf(args, sizeof args, "generate -m tests/data/models/llama --temp 0 -n 4 --ring --ctx 8 -p \"%s\"", longp);
+    bad_input(args, "a --ring cache of --ctx 8 must hold it");
+    const char *capped = "generate -m tests/data/models/llama --temp 0 --ignore-eos -n 400 -p \"hello world\"";
+    char *out, *err;
+    int rc = run_cli(capped, &out, &err);
+    int np = 0, ng = 0;
+    const char *pp = err ? strstr(err, "mlxn: prompt ") : NULL, *gg = err ? strstr(err, "mlxn: generation ") : NULL;
+    if (pp) sscanf(pp, "mlxn: prompt %d", &np);
+    if (gg) sscanf(gg, "mlxn: generation %d", &ng);
+    CHECK(rc == 0 && err && strstr(err, "-n 400 capped at") && np > 0 && ng == 256 - np + 1,
+          "mlxn %s: exit %d, a cap note, prompt %d + generation %d tokens = the 256-token context + 1 (%s)", capped, rc,
+          np, ng, err ? err : "");
+    printf("  mlxn %s -> exit %d, prompt %d + %d generated\n", capped, rc, np, ng);
+    free(out);
+    free(err);
+    free(longp);
+}
+
 int main(int argc, char **argv) {
     (void)argc;
     char self[512];
@@ -140,6 +171,7 @@ int main(int argc, char **argv) {
     bad_input("bench -m synthetic:tiny --bits 7 -p 8 -n 2 -r 1", "bits=7");
     bad_input("bench -m synthetic:tiny:q4_0 --bits 8 -p 8 -n 2 -r 1", "q4_0 blocks have their own");
     bad_input("bench -m /nonexistent/model.gguf --bits 4 -p 8 -n 2 -r 1", "synthetic model");
+    generate_ctx();
     bad_input("bench ops --quick --rows 1 --formats q4_9", "q4_9");
     bad_input("bench -m /nonexistent/model.gguf -p 8 -n 2 -r 1", "/nonexistent/model.gguf");
     return test_summary("test_cli");

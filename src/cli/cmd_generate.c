@@ -241,13 +241,27 @@ int cmd_generate(int argc, char **argv) {
         fprintf(stderr, "mlxn generate: the prompt encodes to no tokens\n");
         goto done;
     }
-    if (!ctx) { /* the model's context, capped at 4096 tokens, and at least what this run needs */
+    if (!ctx) { /* 4096 tokens, or what this run needs, within the model's own context */
         long model_ctx = m->cfg.max_pos > 0 ? m->cfg.max_pos : 4096;
         ctx = model_ctx < 4096 ? model_ctx : 4096;
-        if (!ring && ctx < n_prompt + n_predict) ctx = n_prompt + n_predict;
+        if (!ring && ctx < n_prompt + n_predict - 1) ctx = n_prompt + n_predict - 1 < model_ctx ? n_prompt + n_predict - 1 : model_ctx;
+        if (n_prompt > ctx) { /* say so before echoing anything */
+            fprintf(stderr, "mlxn generate: the prompt is %d tokens, the model's context %ld (max_position_embeddings); "
+                            "--ctx N runs past it\n", n_prompt, model_ctx);
+            goto done;
+        }
+        if (!ring && n_prompt + n_predict - 1 > ctx) {
+            fprintf(stderr, "mlxn: -n %ld capped at %ld: the model's context is %ld tokens (--ctx N runs past it)\n",
+                    n_predict, ctx - n_prompt + 1, ctx);
+            n_predict = ctx - n_prompt + 1;
+        }
     }
     if (ring ? n_prompt > ctx : n_prompt + n_predict - 1 > ctx) { /* say so before echoing anything */
-        fprintf(stderr, "mlxn generate: prompt %d + n %ld tokens exceed --ctx %ld\n", n_prompt, n_predict, ctx);
+        if (ring)
+            fprintf(stderr, "mlxn generate: the prompt is %d tokens; a --ring cache of --ctx %ld must hold it\n", n_prompt,
+                    ctx);
+        else
+            fprintf(stderr, "mlxn generate: prompt %d + n %ld tokens exceed --ctx %ld\n", n_prompt, n_predict, ctx);
         goto done;
     }
     if ((st = mlxn_kvcache_create(&kv, m, (int)ctx, kvt))) { rc = cli_fail("allocating the KV cache", st); goto done; }
