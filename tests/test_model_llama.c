@@ -336,7 +336,7 @@ static mlxn_status load_wrapped_ex(mlxn_device *dev, const char *hide, const cha
         mlxn_model_config_free(&cfg);
         return st;
     }
-    w->inner = (mlxn_weight_source){sh, st_find_sh, st_close_sh, MLXN_NAMES_HF, MODELS "llama", NULL, NULL};
+    w->inner = (mlxn_weight_source){sh, st_find_sh, st_close_sh, MLXN_NAMES_HF, MODELS "llama", NULL, NULL, NULL};
     w->hide = hide;
     w->reshape = reshape;
     w->retype = retype;
@@ -397,6 +397,10 @@ static void check_bad(mlxn_device *dev) {
     j = "{\"model_type\": \"llama\", \"hidden_size\": \"64\"}";
     CHECK_STATUS(mlxn_model_config_from_json(&cfg, j, strlen(j), "z/config.json"), MLXN_ERR_FORMAT);
     check_msg("wrong key type", "hidden_size", "string");
+    j = "{\"model_type\": \"llama\", \"hidden_size\": 64, \"num_hidden_layers\": 100000000, \"num_attention_heads\": 4,"
+        "\"intermediate_size\": 8, \"vocab_size\": 10}";
+    CHECK_STATUS(mlxn_model_config_from_json(&cfg, j, strlen(j), "l/config.json"), MLXN_ERR_FORMAT);
+    check_msg("absurd layer count", "num_hidden_layers = 100000000", "l/config.json");
     j = "{\"model_type\": \"llama\", \"hidden_size\": 64, \"num_hidden_layers\": 2, \"num_attention_heads\": 4,"
         "\"intermediate_size\": 8, \"vocab_size\": 10, \"quantization\": {\"bits\": 7, \"group_size\": 64}}";
     CHECK_STATUS(mlxn_model_config_from_json(&cfg, j, strlen(j), "q/config.json"), MLXN_ERR_UNSUPPORTED);

@@ -312,14 +312,29 @@ mlxn_status mlxn_model_config_from_json_file(mlxn_model_config *cfg, const char 
 
 mlxn_status mlxn_model_config_check(const mlxn_model_config *c) {
     const char *p = c->source[0] ? c->source : "config";
-    struct { const char *k; int v; } pos[] = {
-        {"hidden_size", c->hidden}, {"num_hidden_layers", c->layers},  {"num_attention_heads", c->heads},
-        {"num_key_value_heads", c->kv_heads}, {"head_dim", c->head_dim}, {"intermediate_size", c->ffn},
-        {"vocab_size", c->vocab},
+    size_t pl = strlen(p);
+    const bool gguf = pl >= 5 && !strcmp(p + pl - 5, ".gguf");
+    /* the config.json key, the GGUF key (after "<arch>."), and the largest
+     * value loaded: far past any released model, so a corrupt or hostile
+     * file fails here with the key and the number instead of an
+     * out-of-memory later */
+    struct { const char *k, *g; int v, max; } pos[] = {
+        {"hidden_size", "embedding_length", c->hidden, 1 << 17},
+        {"num_hidden_layers", "block_count", c->layers, 1024},
+        {"num_attention_heads", "attention.head_count", c->heads, 4096},
+        {"num_key_value_heads", "attention.head_count_kv", c->kv_heads, 4096},
+        {"head_dim", "attention.key_length", c->head_dim, 1024},
+        {"intermediate_size", "feed_forward_length", c->ffn, 1 << 20},
+        {"vocab_size", "vocab_size / tokenizer.ggml.tokens", c->vocab, 1 << 22},
     };
-    for (size_t i = 0; i < sizeof pos / sizeof pos[0]; i++)
-        if (pos[i].v <= 0)
-            return mlxn_err(MLXN_ERR_FORMAT, "%s: %s = %d must be positive", p, pos[i].k, pos[i].v);
+    for (size_t i = 0; i < sizeof pos / sizeof pos[0]; i++) {
+        char key[96];
+        snprintf(key, sizeof key, gguf ? "%s (%s)" : "%s", gguf ? pos[i].g : pos[i].k, pos[i].k);
+        if (pos[i].v <= 0) return mlxn_err(MLXN_ERR_FORMAT, "%s: %s = %d must be positive", p, key, pos[i].v);
+        if (pos[i].v > pos[i].max)
+            return mlxn_err(MLXN_ERR_FORMAT, "%s: %s = %d is past the largest mlxn loads (%d)", p, key, pos[i].v,
+                            pos[i].max);
+    }
     if (c->heads % c->kv_heads)
         return mlxn_err(MLXN_ERR_FORMAT, "%s: num_attention_heads %d is not a multiple of num_key_value_heads %d", p,
                         c->heads, c->kv_heads);
