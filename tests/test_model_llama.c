@@ -297,7 +297,8 @@ static void check_model(mlxn_device *dev, const char *name, mlxn_dtype kv_dtype,
 static bool st_find_sh(void *ctx, const char *name, mlxn_tensor_ref *out) {
     const mlxn_st_tensor *t = mlxn_st_shards_find(ctx, name);
     if (!t) return false;
-    *out = (mlxn_tensor_ref){.dtype = t->dtype, .ndim = t->ndim, .data = t->data, .nbytes = t->nbytes};
+    *out = (mlxn_tensor_ref){.dtype = t->dtype, .ndim = t->ndim, .data = t->data, .nbytes = t->nbytes,
+                             .file = mlxn_st_shards_path(ctx, name)};
     memcpy(out->shape, t->shape, sizeof out->shape);
     return true;
 }
@@ -340,7 +341,7 @@ static mlxn_status load_wrapped_ex(mlxn_device *dev, const char *hide, const cha
     w->hide = hide;
     w->reshape = reshape;
     w->retype = retype;
-    mlxn_weight_source src = {w, wrap_find, wrap_close, MLXN_NAMES_HF, MODELS "llama/model.safetensors", NULL, NULL,
+    mlxn_weight_source src = {w, wrap_find, wrap_close, MLXN_NAMES_HF, MODELS "llama", NULL, NULL,
                               NULL};
     mlxn_model *m = NULL;
     st = mlxn_model_create(&m, dev, &cfg, &src);
@@ -383,9 +384,10 @@ static void check_msg(const char *what, const char *a, const char *b) {
 
 static void check_bad(mlxn_device *dev) {
     CHECK_STATUS(load_wrapped(dev, "model.layers.1.self_attn.k_proj.weight", NULL), MLXN_ERR_NOT_FOUND);
-    check_msg("missing tensor", "model.layers.1.self_attn.k_proj.weight", "model.safetensors");
+    check_msg("missing tensor", "model.layers.1.self_attn.k_proj.weight", MODELS "llama:"); /* in no file of it */
     CHECK_STATUS(load_wrapped(dev, NULL, "model.layers.0.mlp.up_proj.weight"), MLXN_ERR_SHAPE);
     check_msg("wrong shape", "[129, 64]", "[128, 64]");
+    check_msg("wrong shape", "up_proj.weight", "llama/model.safetensors"); /* the file holding it */
     mlxn_model_config cfg;
     const char *j = "{\"model_type\": \"gpt_neox\", \"hidden_size\": 64}";
     CHECK_STATUS(mlxn_model_config_from_json(&cfg, j, strlen(j), "x/config.json"), MLXN_ERR_UNSUPPORTED);

@@ -144,6 +144,8 @@ mlxn_status mlxn_st_shards_open(mlxn_st_shards **out, const char *dir);
 void mlxn_st_shards_close(mlxn_st_shards *sh);
 /* mlxn_mapfile_drop over the shards' own mappings. */
 void mlxn_st_shards_drop(const mlxn_st_shards *sh, const void *p, size_t n);
+/* The path of the shard file holding `name` (for messages), or NULL. */
+const char *mlxn_st_shards_path(const mlxn_st_shards *sh, const char *name);
 size_t mlxn_st_shards_file_count(const mlxn_st_shards *sh);
 size_t mlxn_st_shards_count(const mlxn_st_shards *sh);
 /* i-th tensor over all shards in name order. */

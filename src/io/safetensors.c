@@ -642,11 +642,18 @@ size_t mlxn_st_shards_count(const mlxn_st_shards *sh) { return sh ? sh->n : 0; }
 const mlxn_st_tensor *mlxn_st_shards_at(const mlxn_st_shards *sh, size_t i) {
     return sh && i < sh->n ? sh->refs[i].t : NULL;
 }
-const mlxn_st_tensor *mlxn_st_shards_find(const mlxn_st_shards *sh, const char *name) {
+static const shard_ref *find_ref(const mlxn_st_shards *sh, const char *name) {
     if (!sh || !name || !sh->n) return NULL;
     shard_ref key = {.t = &(mlxn_st_tensor){.name = name}};
-    const shard_ref *r = bsearch(&key, sh->refs, sh->n, sizeof *sh->refs, cmp_ref);
+    return bsearch(&key, sh->refs, sh->n, sizeof *sh->refs, cmp_ref);
+}
+const mlxn_st_tensor *mlxn_st_shards_find(const mlxn_st_shards *sh, const char *name) {
+    const shard_ref *r = find_ref(sh, name);
     return r ? r->t : NULL;
+}
+const char *mlxn_st_shards_path(const mlxn_st_shards *sh, const char *name) {
+    const shard_ref *r = find_ref(sh, name);
+    return r && sh->files[r->shard]->mf.path ? sh->files[r->shard]->mf.path : NULL;
 }
 mlxn_status mlxn_st_shards_get(const mlxn_st_shards *sh, const char *name, const mlxn_st_tensor **out) {
     if (!out) return mlxn_err(MLXN_ERR_INVALID_ARG, "st_shards_get: NULL argument");

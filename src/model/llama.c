@@ -79,6 +79,9 @@ static bool find(const loader *ld, const char *module, const char *suffix, mlxn_
     return ld->src->find(ld->src->ctx, name, t);
 }
 
+/* Where a found tensor is, for messages: its file, else the source's label. */
+static const char *where(const loader *ld, const mlxn_tensor_ref *t) { return t->file ? t->file : ld->label; }
+
 static const char *shape_str(const mlxn_tensor_ref *t, char *buf, size_t cap) {
     size_t n = (size_t)snprintf(buf, cap, "[");
     for (int i = 0; i < t->ndim && n < cap; i++)
@@ -122,11 +125,11 @@ static mlxn_status find_vec(const loader *ld, mlxn_tensor_ref *t, const char *mo
     for (int i = 0; i < t->ndim; i++) elems *= t->shape[i];
     char sb[96];
     if (t->ndim < 1 || elems != n || t->shape[t->ndim - 1] != n)
-        return mlxn_err(MLXN_ERR_SHAPE, "%s: tensor '%s%s' has shape %s, the config gives [%lld]", ld->label,
+        return mlxn_err(MLXN_ERR_SHAPE, "%s: tensor '%s%s' has shape %s, the config gives [%lld]", where(ld, t),
                         module, suffix, shape_str(t, sb, sizeof sb), (long long)n);
     if (!mlxn_dtype_is_float(t->dtype))
         return mlxn_err(MLXN_ERR_DTYPE, "%s: tensor '%s%s' is %s; a norm or bias must be f32, f16 or bf16",
-                        ld->label, module, suffix, mlxn_dtype_name(t->dtype));
+                        where(ld, t), module, suffix, mlxn_dtype_name(t->dtype));
     return MLXN_OK;
 }
 
@@ -162,23 +165,23 @@ static mlxn_status find_linear(const loader *ld, lin_src *l, const char *module,
                         module, (long long)N, (long long)K);
     if (w.dtype == MLXN_DTYPE_COUNT)
         return mlxn_err(MLXN_ERR_UNSUPPORTED, "%s: tensor '%s.weight' has a file dtype mlxn has no kernels for",
-                        ld->label, module);
+                        where(ld, &w), module);
     if (find(ld, module, ".scales", &sc)) {
         if (!find(ld, module, ".biases", &bi))
             return mlxn_err(MLXN_ERR_NOT_FOUND, "%s: '%s.scales' exists but '%s.biases' is missing", ld->label,
                             module, module);
         if (sc.ndim != 2 || sc.shape[0] != N || sc.shape[1] <= 0 || K % sc.shape[1])
             return mlxn_err(MLXN_ERR_SHAPE, "%s: '%s.scales' has shape %s; expected [%lld, K/group] with K = %lld",
-                            ld->label, module, shape_str(&sc, sb, sizeof sb), (long long)N, (long long)K);
+                            where(ld, &sc), module, shape_str(&sc, sb, sizeof sb), (long long)N, (long long)K);
         int64_t group = K / sc.shape[1];
         int64_t bits = w.ndim == 2 ? w.shape[1] * 32 / K : 0;
         if (w.dtype != MLXN_U32 || w.ndim != 2 || w.shape[0] != N || w.shape[1] * 32 != bits * K)
             return mlxn_err(MLXN_ERR_SHAPE,
                             "%s: '%s.weight' is %s %s; an MLX-quantized weight is u32 [%lld, %lld*bits/32]",
-                            ld->label, module, mlxn_dtype_name(w.dtype), shape_str(&w, sb, sizeof sb),
+                            where(ld, &w), module, mlxn_dtype_name(w.dtype), shape_str(&w, sb, sizeof sb),
                             (long long)N, (long long)K);
         if (bi.ndim != 2 || bi.shape[0] != sc.shape[0] || bi.shape[1] != sc.shape[1] || bi.dtype != sc.dtype)
-            return mlxn_err(MLXN_ERR_SHAPE, "%s: '%s.biases' %s %s does not match '%s.scales' %s %s", ld->label,
+            return mlxn_err(MLXN_ERR_SHAPE, "%s: '%s.biases' %s %s does not match '%s.scales' %s %s", where(ld, &bi),
                             module, mlxn_dtype_name(bi.dtype), shape_str(&bi, sb, sizeof sb), module,
                             mlxn_dtype_name(sc.dtype), shape_str(&sc, sb2, sizeof sb2));
         if (!(bits == 2 || bits == 3 || bits == 4 || bits == 5 || bits == 6 || bits == 8) ||
@@ -186,14 +189,14 @@ static mlxn_status find_linear(const loader *ld, lin_src *l, const char *module,
             return mlxn_err(MLXN_ERR_UNSUPPORTED,
                             "%s: '%s' is stored with %lld bits / group %lld; MLX affine needs 2-6 or 8 bits and "
                             "group 32, 64 or 128",
-                            ld->label, module, (long long)bits, (long long)group);
+                            where(ld, &w), module, (long long)bits, (long long)group);
         int cb, cg;
         mlxn_model_config_quant(&ld->m->cfg, module, &cb, &cg);
         if (cb && (cb != bits || cg != group))
             return mlxn_err(MLXN_ERR_FORMAT,
                             "%s: '%s' is stored with %lld bits / group %lld but the config's quantization says "
                             "%d bits / group %d",
-                            ld->label, module, (long long)bits, (long long)group, cb, cg);
+                            where(ld, &w), module, (long long)bits, (long long)group, cb, cg);
         l->q.bits = (int)bits;
         l->q.group_size = (int)group;
         l->sc = sc;
@@ -203,11 +206,11 @@ static mlxn_status find_linear(const loader *ld, lin_src *l, const char *module,
             return mlxn_err(MLXN_ERR_NOT_FOUND, "%s: '%s.weight' is u32 (MLX-quantized) but '%s.scales' is missing",
                             ld->label, module, module);
         if (!(mlxn_dtype_is_float(w.dtype) || mlxn_dtype_is_block(w.dtype)))
-            return mlxn_err(MLXN_ERR_DTYPE, "%s: '%s.weight' has dtype %s, which no matmul takes", ld->label,
+            return mlxn_err(MLXN_ERR_DTYPE, "%s: '%s.weight' has dtype %s, which no matmul takes", where(ld, &w),
                             module, mlxn_dtype_name(w.dtype));
         if (w.ndim != 2 || w.shape[0] != N || w.shape[1] != K)
             return mlxn_err(MLXN_ERR_SHAPE, "%s: tensor '%s.weight' has shape %s, the config gives [%lld, %lld]",
-                            ld->label, module, shape_str(&w, sb, sizeof sb), (long long)N, (long long)K);
+                            where(ld, &w), module, shape_str(&w, sb, sizeof sb), (long long)N, (long long)K);
     }
     l->w = w;
     if (bias) TRY(find_vec(ld, &l->bias, module, ".bias", N, true, &l->has_bias));

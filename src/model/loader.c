@@ -31,6 +31,7 @@ static bool st_find(void *ctx, const char *name, mlxn_tensor_ref *out) {
     for (int i = 0; i < t->ndim; i++) out->shape[i] = t->shape[i];
     out->data = t->data;
     out->nbytes = t->nbytes;
+    out->file = mlxn_st_shards_path(ctx, name);
     return true;
 }
 static void st_close(void *ctx) { mlxn_st_shards_close(ctx); }

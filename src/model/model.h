@@ -109,6 +109,7 @@ typedef struct mlxn_tensor_ref {
     const void *data; /* NULL when fill.kind != MLXN_FILL_NONE */
     size_t nbytes;
     mlxn_fill fill;   /* zero (MLXN_FILL_NONE): the bytes are at data */
+    const char *file; /* the file holding it, for messages (NULL: the source's label) */
 } mlxn_tensor_ref;
 
 typedef enum mlxn_weight_names {
