@@ -596,6 +596,26 @@ static void test_quantized_ops(void) {
         if (mlx) {
             CHECK_OK(mlxn_op_matmul_mlx(S, o, x, w, sc, bi, &q));
             CHECK_OK(mlxn_op_get_rows_mlx(S, rows, w, sc, bi, ids, &q));
+            /* bad input: scales / biases of the wrong shape (one group too
+             * many, or the transpose), a group size the scales do not fit:
+             * SHAPE with the tensor and the expected numbers; nothing recorded */
+            int64_t bsh[2] = {N, K / qw.mat.group + 1}, tsh[2] = {K / qw.mat.group, N};
+            mlxn_buffer *bad = NULL, *badt = NULL;
+            CHECK_OK(mlxn_buffer_create(&bad, dev, qw.mat.sb_type, 2, bsh));
+            CHECK_OK(mlxn_buffer_create(&badt, dev, qw.mat.sb_type, 2, tsh));
+            char want[64];
+            snprintf(want, sizeof want, "should be [%lld, %lld]", (long long)N, (long long)(K / qw.mat.group));
+            CHECK_STATUS(mlxn_op_matmul_mlx(S, o, x, w, bad, bi, &q), MLXN_ERR_SHAPE);
+            CHECK(strstr(mlxn_last_error(), "scales") && strstr(mlxn_last_error(), want),
+                  "%s: wrong-shape scales: '%s' names scales and '%s'", fmts[fi], mlxn_last_error(), want);
+            CHECK_STATUS(mlxn_op_matmul_mlx(S, o, x, w, sc, badt, &q), MLXN_ERR_SHAPE);
+            CHECK(strstr(mlxn_last_error(), "biases") && strstr(mlxn_last_error(), want),
+                  "%s: transposed biases: '%s' names biases and '%s'", fmts[fi], mlxn_last_error(), want);
+            CHECK_STATUS(mlxn_op_get_rows_mlx(S, rows, w, bad, bi, ids, &q), MLXN_ERR_SHAPE);
+            mlxn_mlx_quant q2 = {qw.mat.bits, qw.mat.group == 32 ? 64 : 32};
+            CHECK_STATUS(mlxn_op_matmul_mlx(S, o, x, w, sc, bi, &q2), MLXN_ERR_SHAPE);
+            mlxn_buffer_destroy(bad);
+            mlxn_buffer_destroy(badt);
         } else {
             CHECK_OK(mlxn_op_matmul(S, o, x, w));
             CHECK_OK(mlxn_op_get_rows(S, rows, w, ids));
