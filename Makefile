@@ -42,7 +42,7 @@ BENCH_BIN = $(patsubst bench/%.c,$(BUILD)/bench/%,$(BENCH_SRC))
 HDRS = $(wildcard include/*.h src/*/*.h src/*/*/*.h tests/*.h)
 CUHDRS = $(wildcard src/*/*/*.cuh)
 
-.PHONY: all lib test run clean deps fuzz fuzz-run check-asan models
+.PHONY: all lib test run clean deps fuzz fuzz-run check-asan models goldens-check
 all: lib $(BUILD)/mlxn
 
 lib: $(BUILD)/libmlxn.a $(BUILD)/libmlxn.so
@@ -85,6 +85,16 @@ check-asan:
 
 run: all
 	bash scripts/run-default.sh $(BUILD)
+
+# Regenerate the quantization goldens with the real tools (MLX, gguf-py;
+# pinned, from PyPI) into a scratch folder and compare them with the
+# committed ones byte for byte (`python3 scripts/gen_quant_goldens.py`
+# rewrites them in place).
+goldens-check:
+	pip install -q "mlx[cpu]==0.32.4" "gguf==0.19.0" numpy
+	rm -rf $(BUILD)/golden-quant && mkdir -p $(BUILD)/golden-quant
+	GOLDEN_OUT=$(BUILD)/golden-quant python3 scripts/gen_quant_goldens.py
+	diff -r $(BUILD)/golden-quant tests/golden/quant && echo "goldens-check: every quantization golden regenerated identically"
 
 deps:
 	bash scripts/deps.sh

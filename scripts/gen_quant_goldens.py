@@ -15,7 +15,7 @@ shapes from the names):
   ggml_deq_{type}.bin             n elements (2048):
       blocks (random bytes, finite scales) then gguf dequantized f32[n]
   ggml_q_{type}.bin               n elements (2048): input f32[n], quantized bytes
-  mlx_qmm_b{bits}_g{group}_{dt}.bin  M=3, N=8, K=256: x f32[M*K], wq, scales, biases,
+  mlx_qmm_b{bits}_g{group}_{dt}[_m40].bin  M=3 (or 40), N=8, K=256: x f32[M*K], wq, scales, biases,
       y = mx.quantized_matmul(x, wq, scales, biases, transpose=True) f32[M*N]
 """
 import os
@@ -26,7 +26,8 @@ import mlx.core as mx
 import gguf
 from gguf import quants
 
-OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "golden", "quant")
+OUT = os.environ.get("GOLDEN_OUT") or os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests",
+                                                   "golden", "quant")
 N, K = 4, 256
 NG = 2048
 MXDT = {"f32": mx.float32, "f16": mx.float16, "bf16": mx.bfloat16}
@@ -119,6 +120,18 @@ def gen_mlx_qmm(rng):
         y = mx.quantized_matmul(x, wq, s, b, transpose=True, group_size=g, bits=bits)
         write(f"mlx_qmm_b{bits}_g{g}_{dt}.bin", np.array(x), np.array(wq).astype("<u4"),
               raw16(s), raw16(b), np.array(y.astype(mx.float32)))
+    # added 2026-11-28, after the cases above so their bytes stay as they
+    # were: the other widths at M = 3 (decode), and M = 40 (prefill: the
+    # packed-panel GEMM) for every width, in the file name as _m40
+    for bits, g, dt, m in [(2, 32, "f16", 3), (5, 128, "bf16", 3), (6, 32, "f32", 3), (6, 64, "f16", 3),
+                           (2, 128, "bf16", 40), (3, 32, "f16", 40), (4, 64, "bf16", 40), (5, 64, "f32", 40),
+                           (6, 128, "bf16", 40), (8, 64, "f16", 40)]:
+        w = mx.array(rng.standard_normal((8, 256)).astype(np.float32)).astype(MXDT[dt])
+        wq, s, b = mx.quantize(w, group_size=g, bits=bits)
+        x = mx.array(rng.standard_normal((m, 256)).astype(np.float32))
+        y = mx.quantized_matmul(x, wq, s, b, transpose=True, group_size=g, bits=bits)
+        write(f"mlx_qmm_b{bits}_g{g}_{dt}" + (f"_m{m}" if m != 3 else "") + ".bin", np.array(x),
+              np.array(wq).astype("<u4"), raw16(s), raw16(b), np.array(y.astype(mx.float32)))
 
 
 def main():

@@ -167,10 +167,11 @@ static void check_dequant_row(const mlxn_qweights *q) {
  * MLX computes with unrounded s·q + b, we use rounded weights (ref) or
  * unrounded + int8 x (VNNI): both sit within the rw / ex terms of the exact
  * reference, so they differ by at most the sum of those bounds. */
-static void check_mlx_qmm(int bits, int group, const char *dtn, mlxn_dtype dt) {
-    enum { QM = 3, QN = 8, QK = 256 };
+static void check_mlx_qmm(int bits, int group, const char *dtn, mlxn_dtype dt, int QM) {
+    enum { QN = 8, QK = 256 };
     char path[128];
-    snprintf(path, sizeof path, "tests/golden/quant/mlx_qmm_b%d_g%d_%s.bin", bits, group, dtn);
+    snprintf(path, sizeof path, "tests/golden/quant/mlx_qmm_b%d_g%d_%s%s.bin", bits, group, dtn,
+             QM == 3 ? "" : "_m40");
     FILE *f = fopen(path, "rb");
     size_t wb, sb;
     mlxn_mlx_sizes(QN, QK, bits, group, dt, &wb, &sb);
@@ -188,7 +189,7 @@ static void check_mlx_qmm(int bits, int group, const char *dtn, mlxn_dtype dt) {
                    .scales = buf + QM * QK * 4 + wb, .biases = buf + QM * QK * 4 + wb + sb,
                    .sb_type = dt, .bits = bits, .group = group};
     CHECK_OK(mlxn_qmat_check(&w));
-    float deq[QN * QK], y[QM * QN];
+    float deq[QN * QK], *y = malloc((size_t)(QM * QN) * sizeof(float));
     CHECK_OK(mlxn_mlx_dequantize(w.w, w.scales, w.biases, dt, QN, QK, bits, group, deq));
     double rw = dt == MLXN_BF16 ? 0x1p-8 : dt == MLXN_F16 ? 0x1p-11 : 0x1p-23;
     void *scr = malloc(mlxn_mm_scratch_bytes(&w, QM));
@@ -196,6 +197,11 @@ static void check_mlx_qmm(int bits, int group, const char *dtn, mlxn_dtype dt) {
         mlxn_mm_force_isa(isa);
         for (int i = 0; i < QM * QN; i++) y[i] = NAN;
         mlxn_mm(&w, x, y, QM, 0, QN, scr);
+        /* x's rounding: int8 (amax/254), two int8 parts (amax/32512) or
+         * none; bf16 operands in the prefill GEMM where the CPU has it */
+        const int parts = mlxn_mm_x_parts(&w, QM);
+        const double xr = parts == 1 ? 254.0 : parts == 2 ? 254.0 * 128.0 : 0.0;
+        const double rb = mlxn_mm_rounds_bf16(&w, QM) ? 0x1p-7 + 0x1p-16 : 0;
         int bad = 0;
         for (int m = 0; m < QM; m++)
             for (int n = 0; n < QN; n++) {
@@ -205,11 +211,11 @@ static void check_mlx_qmm(int bits, int group, const char *dtn, mlxn_dtype dt) {
                     for (int j = 0; j < 32; j++) ex = fmax(ex, fabs((double)x[m * QK + k / 32 * 32 + j]));
                     for (int j = 0; j < group; j++) g = fmax(g, fabs((double)deq[n * QK + k / group * group + j]));
                     double wk = fabs((double)deq[n * QK + k]), xk = fabs((double)x[m * QK + k]);
-                    b += wk * ex / 254.0 + 2 * rw * 2 * g * xk;
+                    b += (xr > 0 ? wk * ex / xr : 0) + 2 * rw * 2 * g * xk;
                     sabs += wk * xk;
                 }
                 double d = fabs((double)y[m * QN + n] - (double)ymlx[m * QN + n]);
-                if (!(d <= b + 2e-5 * sabs + 1e-5)) {
+                if (!(d <= b + (2e-5 + rb) * sabs + 1e-5)) {
                     if (bad < 3)
                         fprintf(stderr, "  %s [%d,%d]: got %.7g mlx %.7g (bound %.3g)\n", path, m, n,
                                 (double)y[m * QN + n], (double)ymlx[m * QN + n], b);
@@ -221,6 +227,7 @@ static void check_mlx_qmm(int bits, int group, const char *dtn, mlxn_dtype dt) {
     mlxn_mm_force_isa(0);
     free(scr);
     free(buf);
+    free(y);
 }
 
 /* Expert-routed form: 4 experts stacked in one allocation (the random
@@ -339,11 +346,17 @@ int main(void) {
     check_mm_id("q4_k");
     check_mm_id("mlx-q4-g64");
     check_mm_id("q8_0");
-    check_mlx_qmm(4, 64, "bf16", MLXN_BF16);
-    check_mlx_qmm(8, 32, "f32", MLXN_F32);
-    check_mlx_qmm(4, 128, "f16", MLXN_F16);
-    check_mlx_qmm(3, 64, "bf16", MLXN_BF16);
-    printf("mlx quantized_matmul oracle: 4 cases x 3 isa\n");
+    /* M = 3: the decode kernels; M = 40: the packed-panel GEMM (prefill) */
+    static const struct { int bits, group; const char *dtn; mlxn_dtype dt; int m; } qmm[] = {
+        {4, 64, "bf16", MLXN_BF16, 3}, {8, 32, "f32", MLXN_F32, 3},    {4, 128, "f16", MLXN_F16, 3},
+        {3, 64, "bf16", MLXN_BF16, 3}, {2, 32, "f16", MLXN_F16, 3},    {5, 128, "bf16", MLXN_BF16, 3},
+        {6, 32, "f32", MLXN_F32, 3},   {6, 64, "f16", MLXN_F16, 3},    {2, 128, "bf16", MLXN_BF16, 40},
+        {3, 32, "f16", MLXN_F16, 40},  {4, 64, "bf16", MLXN_BF16, 40}, {5, 64, "f32", MLXN_F32, 40},
+        {6, 128, "bf16", MLXN_BF16, 40}, {8, 64, "f16", MLXN_F16, 40},
+    };
+    for (size_t i = 0; i < sizeof qmm / sizeof qmm[0]; i++)
+        check_mlx_qmm(qmm[i].bits, qmm[i].group, qmm[i].dtn, qmm[i].dt, qmm[i].m);
+    printf("mlx quantized_matmul oracle: %zu cases (every width; M = 3 and 40) x 3 isa\n", sizeof qmm / sizeof qmm[0]);
     const int64_t Ms[] = {1, 3, 13, 50};
     const int64_t N = 37;
     int cases = 0, fails = 0;
