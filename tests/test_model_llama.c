@@ -29,9 +29,12 @@
 #include "testutil.h"
 #include "forward_queue.h"
 
+#include <limits.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 #include "io/io.h"
+#include <cjson/cJSON.h>
 #include "model/tokenizer.h"
 
 #define MODELS "tests/data/models/"
@@ -559,6 +562,39 @@ static void check_configs(void) {
     mlxn_model_config_free(&c);
 }
 
+/* A config whose quantization sets a module false while the file holds it
+ * quantized (mlx-lm would load a dense layer and fail on the u32 shape):
+ * FORMAT naming the module and both sides. llama_q4 with "model.layers.0.
+ * self_attn.o_proj": false added, its safetensors linked. */
+static void check_quant_false(mlxn_device *dev) {
+    cJSON *j = NULL;
+    CHECK_OK(mlxn_json_parse_file(&j, MODELS "llama_q4/config.json", 1 << 20));
+    cJSON *q = j ? cJSON_GetObjectItem(j, "quantization") : NULL;
+    CHECK(q != NULL, "llama_q4 config has a quantization section");
+    char dir[] = "/tmp/mlxn-qfalse-XXXXXX";
+    if (q && mkdtemp(dir)) {
+        cJSON_AddItemToObject(q, "model.layers.0.self_attn.o_proj", cJSON_CreateFalse());
+        char path[256], abs[PATH_MAX];
+        snprintf(path, sizeof path, "%s/config.json", dir);
+        char *out = cJSON_Print(j);
+        FILE *f = fopen(path, "w");
+        if (f && out) fputs(out, f);
+        if (f) fclose(f);
+        free(out);
+        snprintf(path, sizeof path, "%s/model.safetensors", dir);
+        CHECK(realpath(MODELS "llama_q4/model.safetensors", abs) && symlink(abs, path) == 0, "link the weights");
+        mlxn_model *m = NULL;
+        CHECK_STATUS(mlxn_model_load(&m, dev, dir), MLXN_ERR_FORMAT);
+        check_msg("quantized vs false", "model.layers.0.self_attn.o_proj", "sets it false");
+        mlxn_model_destroy(m);
+        unlink(path);
+        snprintf(path, sizeof path, "%s/config.json", dir);
+        unlink(path);
+        rmdir(dir);
+    }
+    cJSON_Delete(j);
+}
+
 /* mlxn_model_group_formats: llama_q4's config quantizes layer 1's
  * down_proj at 8 bits and the rest at 4: that group lists both formats with
  * a layer each, the others one format, the layer's own. And a GGUF loads
@@ -642,6 +678,7 @@ int main(void) {
     check_gguf_config();
     check_unstackable(dev);
     check_group_formats(dev);
+    check_quant_false(dev);
     printf("tokenizer glue:\n");
     check_tokenizer(dev, MODELS "llama");
     check_tokenizer(dev, MODELS "llama_gguf/model.gguf");

@@ -192,6 +192,11 @@ static mlxn_status find_linear(const loader *ld, lin_src *l, const char *module,
                             where(ld, &w), module, (long long)bits, (long long)group);
         int cb, cg;
         mlxn_model_config_quant(&ld->m->cfg, module, &cb, &cg);
+        if (!cb && ld->m->cfg.q_bits) /* a quantization section that sets this module false */
+            return mlxn_err(MLXN_ERR_FORMAT,
+                            "%s: '%s' is stored quantized (%lld bits / group %lld) but the config's quantization "
+                            "sets it false (unquantized)",
+                            where(ld, &w), module, (long long)bits, (long long)group);
         if (cb && (cb != bits || cg != group))
             return mlxn_err(MLXN_ERR_FORMAT,
                             "%s: '%s' is stored with %lld bits / group %lld but the config's quantization says "
