@@ -5,7 +5,8 @@
  *  - `bench ops --json` (with and without --bw-each) prints one JSON
  *    object and nothing else on stdout: read_bandwidth_gbps and results,
  *    each matmul with format, m, n, k, threads and positive us / gbps /
- *    gflops (issue #3's schema).
+ *    gflops (issue #3's schema), and the sampling and decode-step ops with
+ *    the same keys.
  *  - `bench --json` on synthetic:tiny: model, backend, threads and pp / tg
  *    with the requested token counts and positive tok_s (issue #4's); with
  *    --bits / --group-size the model is the spec with :q / :g added.
@@ -75,9 +76,16 @@ static void bench_ops_json(const char *extra) {
     if (j) {
         CHECK(num(j, "read_bandwidth_gbps") > 0, "%s: read_bandwidth_gbps %g", args, num(j, "read_bandwidth_gbps"));
         const cJSON *res = cJSON_GetObjectItemCaseSensitive(j, "results"), *r;
-        int mm = 0, good = 0;
+        int mm = 0, good = 0, others = 0, oshape = 0, attn = 0;
         cJSON_ArrayForEach(r, res) {
             const cJSON *op = cJSON_GetObjectItemCaseSensitive(r, "op");
+            if (cJSON_IsString(op) && strcmp(op->valuestring, "matmul")) { /* every other op: the same keys */
+                const cJSON *f = cJSON_GetObjectItemCaseSensitive(r, "format");
+                others++;
+                oshape += cJSON_IsString(f) && num(r, "m") >= 1 && num(r, "n") >= 1 && num(r, "k") >= 0 &&
+                          num(r, "threads") >= 1 && num(r, "us") > 0 && num(r, "gbps") > 0 && num(r, "gflops") >= 0;
+                attn += !strcmp(op->valuestring, "attention");
+            }
             if (!cJSON_IsString(op) || strcmp(op->valuestring, "matmul")) continue;
             mm++;
             const cJSON *f = cJSON_GetObjectItemCaseSensitive(r, "format");
@@ -87,6 +95,9 @@ static void bench_ops_json(const char *extra) {
         }
         CHECK(mm == 2 && good == 2, "%s: %d matmul results, %d with format, m = 1, n, k, threads, us, gbps, gflops",
               args, mm, good);
+        CHECK(others >= 8 && oshape == others && attn == 1,
+              "%s: %d results of other ops (sampling, decode-step ops), %d with every key, %d attention", args, others,
+              oshape, attn);
         cJSON_Delete(j);
     }
     printf("  mlxn %s: %s\n", args, j ? "JSON" : "not JSON");

@@ -8,6 +8,8 @@
  * more bytes than the last-level cache, so every call reads memory, not
  * cache) into one graph, runs it once to warm up, then replays it and takes
  * the median time per call. The same code measures the CUDA backend.
+ * After the matmuls: the sampling ops over one logits row, and the other
+ * ops of a decode step at the 8B shape (run_op_case).
  */
 #include "cli/cli.h"
 #include "ops/quant.h"
@@ -322,6 +324,128 @@ static mlxn_status run_select_case(mlxn_device *dev, scase *c, int64_t n, double
     return st;
 }
 
+/* ---- the other ops of a decode step ----
+ * Each at the Llama 3 8B shape for one token (the attention and the KV
+ * write at position 4095 of a 4096-token f16 cache, 32 query / 8 KV heads
+ * of 128), REPS instances recorded into one graph and replayed: µs a call
+ * and GB/s of the bytes it must read and write. Instances rotate over NB
+ * sets of buffers, so an attention call (16 MiB of cache) reads memory,
+ * not the cache of the call before; the small ops' tensors stay in cache,
+ * as they do in a decode step. */
+
+typedef struct ocase {
+    const char *op, *dtype, *shape;
+    int64_t m, n, k;
+    double bytes; /* read + written a call */
+    double us;
+} ocase;
+
+enum { OC_RMS, OC_ADD_RMS, OC_SILU_MUL, OC_ROPE, OC_SOFTMAX, OC_KV_WRITE, OC_ATTN, OC_COUNT };
+
+static mlxn_status ocase_buf(mlxn_device *dev, mlxn_buffer **b, mlxn_dtype t, int nd, const int64_t *sh,
+                             uint32_t seed) {
+    mlxn_status st = mlxn_buffer_create(b, dev, t, nd, sh);
+    if (st) return st;
+    size_t n = mlxn_buffer_nbytes(*b);
+    unsigned char *h = malloc(n);
+    if (!h) return MLXN_ERR_OUT_OF_MEMORY;
+    size_t el = t == MLXN_F32 || t == MLXN_I32 ? 4 : 2;
+    for (size_t i = 0; i < n / el; i++) {
+        float v = (float)((i * 2654435761u + seed * 40503u) % 2001) / 1000.0f - 1.0f; /* [-1, 1] */
+        if (t == MLXN_F32) memcpy(h + 4 * i, &v, 4);
+        else if (t == MLXN_I32) { int32_t p = 4095; memcpy(h + 4 * i, &p, 4); }
+        else {
+            uint16_t hv = mlxn_f32_to_f16(v);
+            memcpy(h + 2 * i, &hv, 2);
+        }
+    }
+    st = mlxn_buffer_write(*b, 0, h, n);
+    free(h);
+    return st;
+}
+
+static mlxn_status run_op_case(mlxn_device *dev, ocase *c, int which, double min_seconds) {
+    enum { REPS = 16, NB = 16, D = 4096, F = 14336, H = 32, HKV = 8, HD = 128, C = 4096 };
+    mlxn_buffer *b[NB][6] = {{0}};
+    mlxn_session *s = NULL;
+    mlxn_status st = mlxn_session_create(&s, dev, MLXN_MODE_OPTIMIZED, 0);
+    const int nb = which == OC_ATTN || which == OC_KV_WRITE ? NB : 1;
+    const int64_t vd[2] = {1, D}, w1[1] = {D}, vf[2] = {1, F}, qh[3] = {1, H, HD}, kh[3] = {1, HKV, HD},
+                  cache[3] = {HKV, C, HD}, sm[2] = {H, C}, pos[1] = {1};
+    mlxn_rope_params rp = {0, 500000.0f, MLXN_ROPE_NEOX, MLXN_ROPE_SCALE_LLAMA3, 8.0f, 1.0f, 4.0f, 8192};
+    mlxn_attention_params ap = {0};
+    for (int i = 0; i < nb && !st; i++) {
+        uint32_t sd = (uint32_t)(i * 7 + 1);
+        switch (which) {
+        case OC_RMS:
+        case OC_ADD_RMS:
+            st = ocase_buf(dev, &b[i][0], MLXN_F32, 2, vd, sd);
+            if (!st) st = ocase_buf(dev, &b[i][1], MLXN_F32, 2, vd, sd + 1);
+            if (!st) st = ocase_buf(dev, &b[i][2], MLXN_F32, 1, w1, sd + 2);
+            if (!st) st = ocase_buf(dev, &b[i][3], MLXN_F32, 2, vd, sd + 3);
+            if (!st) st = ocase_buf(dev, &b[i][4], MLXN_F32, 2, vd, sd + 4);
+            break;
+        case OC_SILU_MUL:
+            for (int j = 0; j < 3 && !st; j++) st = ocase_buf(dev, &b[i][j], MLXN_F32, 2, vf, sd + (uint32_t)j);
+            break;
+        case OC_ROPE:
+            st = ocase_buf(dev, &b[i][0], MLXN_F32, 3, qh, sd);
+            if (!st) st = ocase_buf(dev, &b[i][1], MLXN_F32, 3, qh, sd + 1);
+            if (!st) st = ocase_buf(dev, &b[i][2], MLXN_I32, 1, pos, sd);
+            break;
+        case OC_SOFTMAX:
+            st = ocase_buf(dev, &b[i][0], MLXN_F32, 2, sm, sd);
+            if (!st) st = ocase_buf(dev, &b[i][1], MLXN_F32, 2, sm, sd + 1);
+            break;
+        case OC_KV_WRITE:
+            st = ocase_buf(dev, &b[i][0], MLXN_F16, 3, cache, sd);
+            if (!st) st = ocase_buf(dev, &b[i][1], MLXN_F32, 3, kh, sd + 1);
+            if (!st) st = ocase_buf(dev, &b[i][2], MLXN_I32, 1, pos, sd);
+            break;
+        default: /* attention */
+            st = ocase_buf(dev, &b[i][0], MLXN_F32, 3, qh, sd);
+            if (!st) st = ocase_buf(dev, &b[i][1], MLXN_F16, 3, cache, sd + 1);
+            if (!st) st = ocase_buf(dev, &b[i][2], MLXN_F16, 3, cache, sd + 2);
+            if (!st) st = ocase_buf(dev, &b[i][3], MLXN_I32, 1, pos, sd);
+            if (!st) st = ocase_buf(dev, &b[i][4], MLXN_F32, 3, qh, sd + 3);
+            break;
+        }
+    }
+    for (int r = 0; r < REPS && !st; r++) {
+        mlxn_buffer **x = b[r % nb];
+        switch (which) {
+        case OC_RMS: st = mlxn_op_rms_norm(s, x[3], x[0], x[2], 1e-5f); break;
+        case OC_ADD_RMS: st = mlxn_op_add_rms_norm(s, x[3], x[4], x[0], x[1], x[2], 1e-5f); break;
+        case OC_SILU_MUL: st = mlxn_op_silu_mul(s, x[2], x[0], x[1]); break;
+        case OC_ROPE: st = mlxn_op_rope(s, x[1], x[0], x[2], NULL, &rp); break;
+        case OC_SOFTMAX: st = mlxn_op_softmax(s, x[1], x[0], NULL, 0.088f); break;
+        case OC_KV_WRITE: st = mlxn_op_kv_write(s, x[0], x[1], x[2]); break;
+        default: st = mlxn_op_attention(s, x[4], x[0], x[1], x[2], x[3], &ap); break;
+        }
+    }
+    if (!st) st = mlxn_session_finish(s); /* warm-up */
+    double sec = 0;
+    if (!st) st = median_time(replay_fn, s, min_seconds, &sec);
+    if (!st) c->us = sec / REPS * 1e6;
+    static const ocase k_oc[OC_COUNT] = {
+        {"rms_norm", "f32", "[1, 4096]", 1, 4096, 0, 3.0 * 4 * D, 0},
+        {"add_rms_norm", "f32", "[1, 4096] + [1, 4096]", 1, 4096, 0, 5.0 * 4 * D, 0},
+        {"silu_mul", "f32", "[1, 14336] x 2", 1, 14336, 0, 3.0 * 4 * F, 0},
+        {"rope", "f32", "[1, 32, 128] llama3", 1, 32, 128, 2.0 * 4 * H * HD, 0},
+        {"softmax", "f32", "[32, 4096]", 32, 4096, 0, 2.0 * 4 * H * C, 0},
+        {"kv_write", "f16", "[1, 8, 128] -> [8, 4096, 128]", 1, 8, 128, 4.0 * HKV * HD + 2.0 * HKV * HD, 0},
+        {"attention", "f16", "q [1, 32, 128], kv [8, 4096, 128]", 1, 32, 4096,
+         2.0 * 2 * HKV * C * HD + 2.0 * 4 * H * HD, 0},
+    };
+    double us = c->us;
+    *c = k_oc[which];
+    c->us = us;
+    mlxn_session_destroy(s);
+    for (int i = 0; i < nb; i++)
+        for (int j = 0; j < 6; j++) mlxn_buffer_destroy(b[i][j]);
+    return st;
+}
+
 static void usage(void) {
     printf("usage: mlxn bench ops [--json] [--threads N] [--backend cpu|cuda] [--formats a,b,..]\n"
            "                      [--rows 1,512] [--shape NxK] [--quick] [--rotate-mb MB] [--f32-act]\n"
@@ -467,11 +591,33 @@ int cmd_bench_ops(int argc, char **argv) {
             rc = cli_fail(sc[i].op, st);
             break;
         }
-        if (json)
-            printf("%s{\"op\": \"%s\", \"k\": %d, \"n\": %lld, \"us\": %.2f}", printed++ ? ", " : "", sc[i].op,
-                   sc[i].k, (long long)vocab, sc[i].us);
+        if (json) /* gbps: the logits row read */
+            printf("%s{\"op\": \"%s\", \"format\": \"f32\", \"m\": 1, \"n\": %lld, \"k\": %d, \"threads\": %d, "
+                   "\"us\": %.2f, \"gbps\": %.2f, \"gflops\": 0}",
+                   printed++ ? ", " : "", sc[i].op, (long long)vocab, sc[i].k, nth, sc[i].us,
+                   sc[i].us > 0 ? 4.0 * (double)vocab / (sc[i].us * 1e-6) / 1e9 : 0.0);
         else
             printf("%-12s %5d %10.1f\n", sc[i].op, sc[i].k, sc[i].us);
+        fflush(stdout);
+    }
+    if (!json && !rc)
+        printf("\ndecode-step ops, Llama 3 8B shapes, one token (GB/s: bytes read + written)\n%-13s %-6s %-34s %9s "
+               "%9s\n",
+               "op", "dtype", "shape", "us", "GB/s");
+    for (int i = 0; i < OC_COUNT && !rc; i++) {
+        ocase c = {0};
+        st = run_op_case(dev, &c, i, quick ? 0.05 : 0.3);
+        if (st) {
+            rc = cli_fail("decode-step ops", st);
+            break;
+        }
+        double gbps = c.us > 0 ? c.bytes / (c.us * 1e-6) / 1e9 : 0;
+        if (json)
+            printf("%s{\"op\": \"%s\", \"format\": \"%s\", \"m\": %lld, \"n\": %lld, \"k\": %lld, \"threads\": %d, "
+                   "\"us\": %.2f, \"gbps\": %.2f, \"gflops\": 0}",
+                   printed++ ? ", " : "", c.op, c.dtype, (long long)c.m, (long long)c.n, (long long)c.k, nth, c.us, gbps);
+        else
+            printf("%-13s %-6s %-34s %9.2f %9.2f\n", c.op, c.dtype, c.shape, c.us, gbps);
         fflush(stdout);
     }
     /* again after the cases: on a shared machine the bandwidth can change
