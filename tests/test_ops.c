@@ -414,6 +414,13 @@ static void test_attention(void) {
     attention_case("attention sliding window 5 + softcap", 3, 2, 2, 64, 40, 10, 5, 20.0f, MLXN_BF16);
     attention_case("attention ring cache past C", 2, 2, 1, 128, 16, 37, 0, 0, MLXN_F32);
     attention_case("attention head dim 256", 1, 2, 1, 256, 8, 3, 0, 0, MLXN_F16);
+    /* decode on a 16-bit cache read in place (attend_tile_512's direct
+     * path) with 4 / 3 / 2 query heads a kv head, D a multiple of 64 or
+     * not, several key blocks and a tail of keys; and two tokens */
+    attention_case("attention decode f16 4 heads a kv head, D=128, 251 keys", 1, 8, 2, 128, 300, 250, 0, 0, MLXN_F16);
+    attention_case("attention decode bf16 3 heads a kv head, D=96, 131 keys", 1, 6, 2, 96, 200, 130, 0, 0, MLXN_BF16);
+    attention_case("attention decode f16 2 heads a kv head, D=64, 70 keys", 1, 4, 2, 64, 100, 69, 0, 0, MLXN_F16);
+    attention_case("attention 2 tokens f16 4 heads a kv head, D=64", 2, 4, 1, 64, 100, 40, 0, 0, MLXN_F16);
     attention_case("attention prefill 20 tokens in query tiles, window 7", 20, 4, 2, 64, 64, 10, 7, 0, MLXN_F16);
     attention_case("attention prefill 100 tokens, 2 key blocks", 100, 2, 1, 32, 128, 0, 0, 0, MLXN_F32);
     /* caches of >= 512 rows with at most 2 (token, head) pairs per worker
