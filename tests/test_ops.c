@@ -163,7 +163,8 @@ static void test_norms_softmax(void) {
     ov = get(o);
     check_close("layer_norm", ov, ref, n, 1e-6, 1e-5);
     free(ov);
-    /* softmax: expf per element and a double sum; probabilities to 1e-6 relative */
+    /* softmax: e^x per element (expf, or exp_512 within ~1e-7 of it) and a
+     * double sum; probabilities to 1e-5 relative */
     poison(o);
     CHECK_OK(mlxn_op_softmax(S, o, x, mask, 0.7f));
     run();
@@ -176,6 +177,24 @@ static void test_norms_softmax(void) {
     ov = get(o);
     check_close("softmax with mask", ov, ref, n, 1e-8, 1e-5);
     free(ov);
+    /* without a mask, and with row 0 masked out entirely (-inf: zeros out) */
+    for (size_t i = 0; i < n; i++) mv[i] = i < (size_t)C ? -INFINITY : 0.0f;
+    CHECK_OK(mlxn_buffer_write(mask, 0, mv, n * sizeof(float)));
+    for (int pass = 0; pass < 2; pass++) {
+        poison(o);
+        CHECK_OK(mlxn_op_softmax(S, o, x, pass ? mask : NULL, 0.7f));
+        run();
+        for (int r = 0; r < R; r++) {
+            double mx = -1e300, sm = 0;
+            for (int i = 0; i < C; i++) mx = fmax(mx, xv[r * C + i] * (double)0.7f);
+            for (int i = 0; i < C; i++) sm += exp(xv[r * C + i] * (double)0.7f - mx);
+            for (int i = 0; i < C; i++)
+                ref[r * C + i] = pass && r == 0 ? 0.0 : exp(xv[r * C + i] * (double)0.7f - mx) / sm;
+        }
+        ov = get(o);
+        check_close(pass ? "softmax, a row masked out" : "softmax without mask", ov, ref, n, 1e-8, 1e-5);
+        free(ov);
+    }
     free(ref);
     free(sref);
     free(xv); free(yv); free(wv); free(bv); free(mv);

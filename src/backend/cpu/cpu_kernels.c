@@ -256,6 +256,43 @@ static void k_layer_norm(const mlxn_node *n, int ith, int nth, void *scratch) {
     }
 }
 
+#if defined(__x86_64__) || defined(__i386__)
+/* One softmax row on AVX-512: the scaled, masked row and its max 16 lanes
+ * at a time, then e^(v - max) by exp_512 (~1e-7 relative of expf's) summed
+ * in double lanes, then the scaling. The scalar loop (expf an element) ran
+ * [32, 4096] in 324.5 us on the dev EPYC (2 threads, bench ops). */
+__attribute__((target("avx512f"))) static void softmax_row_512(float *o, const float *x, const float *m, int64_t C,
+                                                               float scale) {
+    __m512 mx = _mm512_set1_ps(-INFINITY);
+    for (int64_t i = 0; i < C; i += 16) {
+        __mmask16 k = C - i >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (C - i)) - 1);
+        __m512 v = _mm512_mul_ps(_mm512_maskz_loadu_ps(k, x + i), _mm512_set1_ps(scale));
+        if (m) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(k, m + i));
+        _mm512_mask_storeu_ps(o + i, k, v);
+        mx = _mm512_mask_max_ps(mx, k, mx, v);
+    }
+    const float M = _mm512_reduce_max_ps(mx);
+    if (M == -INFINITY) { /* every entry masked out: zeros, as the scalar loop */
+        for (int64_t i = 0; i < C; i++) o[i] = 0.0f;
+        return;
+    }
+    __m512d s0 = _mm512_setzero_pd(), s1 = _mm512_setzero_pd();
+    for (int64_t i = 0; i < C; i += 16) {
+        __mmask16 k = C - i >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (C - i)) - 1);
+        __m512 e = _mm512_maskz_mov_ps(k, exp_512(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, o + i), _mm512_set1_ps(M))));
+        _mm512_mask_storeu_ps(o + i, k, e);
+        s0 = _mm512_add_pd(s0, _mm512_cvtps_pd(_mm512_castps512_ps256(e)));
+        s1 = _mm512_add_pd(s1, _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(e), 1))));
+    }
+    const double sum = _mm512_reduce_add_pd(_mm512_add_pd(s0, s1));
+    const __m512 inv = _mm512_set1_ps(sum > 0 ? (float)(1.0 / sum) : 0.0f);
+    for (int64_t i = 0; i < C; i += 16) {
+        __mmask16 k = C - i >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (C - i)) - 1);
+        _mm512_mask_storeu_ps(o + i, k, _mm512_mul_ps(_mm512_maskz_loadu_ps(k, o + i), inv));
+    }
+}
+#endif
+
 static void k_softmax(const mlxn_node *n, int ith, int nth, void *scratch) {
     (void)scratch;
     int64_t C = mlxn_tensor_cols(T(1)), lo, hi;
@@ -267,6 +304,12 @@ static void k_softmax(const mlxn_node *n, int ith, int nth, void *scratch) {
         const float *x = F32(1) + r * C;
         float *o = F32(0) + r * C;
         const float *m = mask ? mask + (mrows == 1 ? 0 : r) * C : NULL;
+#if defined(__x86_64__) || defined(__i386__)
+        if (__builtin_cpu_supports("avx512f")) {
+            softmax_row_512(o, x, m, C, scale);
+            continue;
+        }
+#endif
         float mx = -INFINITY;
         for (int64_t i = 0; i < C; i++) {
             float v = x[i] * scale + (m ? m[i] : 0.0f);
