@@ -245,7 +245,7 @@ int cmd_generate(int argc, char **argv) {
         long model_ctx = m->cfg.max_pos > 0 ? m->cfg.max_pos : 4096;
         ctx = model_ctx < 4096 ? model_ctx : 4096;
         if (!ring && ctx < n_prompt + n_predict - 1) ctx = n_prompt + n_predict - 1 < model_ctx ? n_prompt + n_predict - 1 : model_ctx;
-        if (n_prompt > ctx) { /* say so before echoing anything */
+        if (!ring && n_prompt > ctx) { /* say so before echoing anything */
             fprintf(stderr, "mlxn generate: the prompt is %d tokens, the model's context %ld (max_position_embeddings); "
                             "--ctx N runs past it\n", n_prompt, model_ctx);
             goto done;
