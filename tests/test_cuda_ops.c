@@ -571,9 +571,12 @@ static void test_mlx(void) {
     int bits[6] = {2, 3, 4, 5, 6, 8};
     int gss[3] = {32, 64, 128};
     mlxn_dtype sdts[3] = {MLXN_F32, MLXN_F16, MLXN_BF16};
-    for (int bi_ = 0; bi_ < 6; bi_++) {
-        int b = bits[bi_], gs = gss[bi_ % 3];
-        mlxn_dtype sdt = sdts[(bi_ + 1) % 3];
+    /* every width at every group size (the scale dtype rotating through
+     * f32 / f16 / bf16) */
+    for (int ci = 0; ci < 18; ci++) {
+        int bi_ = ci / 3, gi = ci % 3;
+        int b = bits[bi_], gs = gss[gi];
+        mlxn_dtype sdt = sdts[(bi_ + gi + 1) % 3];
         int64_t N = 96, K = 512;
         uint32_t *wq;
         void *sc, *bs;
