@@ -1,10 +1,13 @@
 /* test_tokenizer.c — tokenizers against HF `tokenizers` goldens
  * (scripts/gen_tok_goldens.py): SmolLM2 byte-level BPE from tokenizer.json
  * and from plain arrays (the GGUF path), a tiny SentencePiece BPE (merges and
- * score-based), gpt2/llama3/qwen2 pre-tokenizer pieces; decode(encode(s)) ==
+ * score-based, and from a GGUF file's tokenizer.ggml.* metadata as a
+ * Llama-2 GGUF holds it), gpt2/llama3/qwen2 pre-tokenizer pieces; decode(encode(s)) ==
  * s; streaming decode of split UTF-8; invalid UTF-8; hostile tokenizer.json;
  * write_json re-read by us and by HF tokenizers; chat templates against
  * SmolLM2's template rendered by jinja2 and hand-derived Llama/Mistral text. */
+#include "io/io.h"
+#include "model/model.h"
 #include "model/tokenizer.h"
 #include "testutil.h"
 
@@ -295,6 +298,57 @@ static mlxn_tokenizer *rebuild_from_arrays(const mlxn_tokenizer *src, const char
     return t;
 }
 
+/* A GGUF v3 file at path holding only a llama-style (SentencePiece)
+ * tokenizer's metadata, as a Llama-2 GGUF stores it: tokens, scores (no
+ * merges), token types, bos / unk ids, add_bos. */
+static void gguf_str(FILE *f, const char *sv) {
+    uint64_t n = strlen(sv);
+    fwrite(&n, 8, 1, f);
+    fwrite(sv, 1, n, f);
+}
+static void gguf_key(FILE *f, const char *k, uint32_t type) {
+    gguf_str(f, k);
+    fwrite(&type, 4, 1, f);
+}
+static bool write_spm_gguf(const char *path, const mlxn_tokenizer *src, const float *scores) {
+    FILE *f = fopen(path, "wb");
+    if (!f) return false;
+    uint64_t nv = mlxn_tokenizer_n_vocab(src), nkv = 7, nt = 0;
+    uint32_t magic = 0x46554747u, version = 3, u32 = 4, i32 = 5, f32 = 6, str = 8, arr = 9;
+    fwrite(&magic, 4, 1, f);
+    fwrite(&version, 4, 1, f);
+    fwrite(&nt, 8, 1, f);
+    fwrite(&nkv, 8, 1, f);
+    gguf_key(f, "general.architecture", str);
+    gguf_str(f, "llama");
+    gguf_key(f, "tokenizer.ggml.model", str);
+    gguf_str(f, "llama");
+    gguf_key(f, "tokenizer.ggml.tokens", arr);
+    fwrite(&str, 4, 1, f);
+    fwrite(&nv, 8, 1, f);
+    for (uint64_t i = 0; i < nv; i++) gguf_str(f, mlxn_tokenizer_token_text(src, (int32_t)i));
+    gguf_key(f, "tokenizer.ggml.scores", arr);
+    fwrite(&f32, 4, 1, f);
+    fwrite(&nv, 8, 1, f);
+    fwrite(scores, 4, nv, f);
+    gguf_key(f, "tokenizer.ggml.token_type", arr);
+    fwrite(&i32, 4, 1, f);
+    fwrite(&nv, 8, 1, f);
+    for (uint64_t i = 0; i < nv; i++) {
+        int32_t t = mlxn_tokenizer_type(src, (int32_t)i);
+        fwrite(&t, 4, 1, f);
+    }
+    mlxn_tok_special sp = mlxn_tokenizer_special(src);
+    uint32_t bos = (uint32_t)sp.bos, unk = (uint32_t)sp.unk;
+    gguf_key(f, "tokenizer.ggml.bos_token_id", u32);
+    fwrite(&bos, 4, 1, f);
+    gguf_key(f, "tokenizer.ggml.unknown_token_id", u32);
+    fwrite(&unk, 4, 1, f);
+    long pos = ftell(f), pad = (32 - pos % 32) % 32; /* the data section: empty, aligned */
+    for (long i = 0; i < pad; i++) fputc(0, f);
+    return fclose(f) == 0;
+}
+
 static bool have_hf_tokenizers(void) {
     return system("python3 -c 'import tokenizers' >/dev/null 2>&1") == 0;
 }
@@ -568,6 +622,24 @@ int main(void) {
         mlxn_tokenizer *sc = rebuild_from_arrays(spm, NULL, false, scores);
         if (sc) check_goldens("spm scores", sc, gs, ns, true);
         mlxn_tokenizer_destroy(sc);
+        /* the same vocabulary and scores as GGUF metadata (tokenizer.ggml.model
+         * "llama", no merges), read by the loader's own path */
+        const char *gp = tmp_path("spm.gguf");
+        CHECK(write_spm_gguf(gp, spm, scores), "write %s", gp);
+        mlxn_gguf *gf = NULL;
+        CHECK_OK(mlxn_gguf_open_file(&gf, gp));
+        mlxn_tokenizer *gt = NULL;
+        if (gf) CHECK_OK(mlxn_tokenizer_from_gguf(&gt, NULL, gf, gp));
+        if (gt) {
+            mlxn_tok_special gsp = mlxn_tokenizer_special(gt);
+            CHECK(mlxn_tokenizer_kind(gt) == MLXN_TOK_SPM && gsp.bos == 1 && gsp.add_bos && gsp.unk == 0,
+                  "spm gguf: kind %d, bos %d (add %d), unk %d", (int)mlxn_tokenizer_kind(gt), gsp.bos, gsp.add_bos,
+                  gsp.unk);
+            check_goldens("spm gguf", gt, gs, ns, true);
+            check_roundtrip("spm gguf", gt, gs, ns, true);
+        }
+        mlxn_tokenizer_destroy(gt);
+        mlxn_gguf_close(gf);
         free(scores);
 
         CHECK_OK(mlxn_tokenizer_write_json(spm, tmp_path("spm.written.tokenizer.json")));
