@@ -333,27 +333,60 @@ static mlxn_status run_select_case(mlxn_device *dev, scase *c, int64_t n, double
  * not the cache of the call before; the small ops' tensors stay in cache,
  * as they do in a decode step. */
 
+enum { OC_RMS, OC_ADD_RMS, OC_SILU_MUL, OC_ROPE, OC_SOFTMAX, OC_KV_WRITE, OC_ATTN, OC_COUNT };
+enum { OC_D = 4096, OC_F = 14336, OC_H = 32, OC_HKV = 8, OC_HD = 128, OC_C = 4096 };
+static const int64_t k_vd[] = {1, OC_D}, k_w1[] = {OC_D}, k_vf[] = {1, OC_F}, k_qh[] = {1, OC_H, OC_HD},
+                     k_kh[] = {1, OC_HKV, OC_HD}, k_cache[] = {OC_HKV, OC_C, OC_HD}, k_sm[] = {OC_H, OC_C},
+                     k_pos[] = {1};
+
+/* A buffer an op case needs: dtype and shape (i32 ones hold position 4095). */
+typedef struct obuf {
+    mlxn_dtype t;
+    int nd;
+    const int64_t *sh;
+} obuf;
+
 typedef struct ocase {
     const char *op, *dtype, *shape;
     int64_t m, n, k;
     double bytes; /* read + written a call */
-    double us;
+    int nbuf;
+    obuf buf[5];  /* the order run_op_case passes them to the op */
+    bool rotate;  /* NB sets of buffers (the cache-reading ops) */
 } ocase;
 
-enum { OC_RMS, OC_ADD_RMS, OC_SILU_MUL, OC_ROPE, OC_SOFTMAX, OC_KV_WRITE, OC_ATTN, OC_COUNT };
+#define OB(t, a) {t, (int)(sizeof a / sizeof a[0]), a}
+static const ocase k_oc[OC_COUNT] = {
+    {"rms_norm", "f32", "[1, 4096]", 1, 4096, 0, 3.0 * 4 * OC_D, 4,
+     {OB(MLXN_F32, k_vd), OB(MLXN_F32, k_vd), OB(MLXN_F32, k_w1), OB(MLXN_F32, k_vd)}, false},
+    {"add_rms_norm", "f32", "[1, 4096] + [1, 4096]", 1, 4096, 0, 5.0 * 4 * OC_D, 5,
+     {OB(MLXN_F32, k_vd), OB(MLXN_F32, k_vd), OB(MLXN_F32, k_w1), OB(MLXN_F32, k_vd), OB(MLXN_F32, k_vd)}, false},
+    {"silu_mul", "f32", "[1, 14336] x 2", 1, 14336, 0, 3.0 * 4 * OC_F, 3,
+     {OB(MLXN_F32, k_vf), OB(MLXN_F32, k_vf), OB(MLXN_F32, k_vf)}, false},
+    {"rope", "f32", "[1, 32, 128] llama3", 1, 32, 128, 2.0 * 4 * OC_H * OC_HD, 3,
+     {OB(MLXN_F32, k_qh), OB(MLXN_F32, k_qh), OB(MLXN_I32, k_pos)}, false},
+    {"softmax", "f32", "[32, 4096]", 32, 4096, 0, 2.0 * 4 * OC_H * OC_C, 2,
+     {OB(MLXN_F32, k_sm), OB(MLXN_F32, k_sm)}, false},
+    {"kv_write", "f16", "[1, 8, 128] -> [8, 4096, 128]", 1, 8, 128, 4.0 * OC_HKV * OC_HD + 2.0 * OC_HKV * OC_HD, 3,
+     {OB(MLXN_F16, k_cache), OB(MLXN_F32, k_kh), OB(MLXN_I32, k_pos)}, true},
+    {"attention", "f16", "q [1, 32, 128], kv [8, 4096, 128]", 1, 32, 4096,
+     2.0 * 2 * OC_HKV * OC_C * OC_HD + 2.0 * 4 * OC_H * OC_HD, 5,
+     {OB(MLXN_F32, k_qh), OB(MLXN_F16, k_cache), OB(MLXN_F16, k_cache), OB(MLXN_I32, k_pos), OB(MLXN_F32, k_qh)},
+     true},
+};
+#undef OB
 
-static mlxn_status ocase_buf(mlxn_device *dev, mlxn_buffer **b, mlxn_dtype t, int nd, const int64_t *sh,
-                             uint32_t seed) {
-    mlxn_status st = mlxn_buffer_create(b, dev, t, nd, sh);
+static mlxn_status ocase_buf(mlxn_device *dev, mlxn_buffer **b, const obuf *d, uint32_t seed) {
+    mlxn_status st = mlxn_buffer_create(b, dev, d->t, d->nd, d->sh);
     if (st) return st;
     size_t n = mlxn_buffer_nbytes(*b);
     unsigned char *h = malloc(n);
-    if (!h) return MLXN_ERR_OUT_OF_MEMORY;
-    size_t el = t == MLXN_F32 || t == MLXN_I32 ? 4 : 2;
+    if (!h) return mlxn_err(MLXN_ERR_OUT_OF_MEMORY, "bench ops: out of host memory");
+    size_t el = d->t == MLXN_F32 || d->t == MLXN_I32 ? 4 : 2;
     for (size_t i = 0; i < n / el; i++) {
         float v = (float)((i * 2654435761u + seed * 40503u) % 2001) / 1000.0f - 1.0f; /* [-1, 1] */
-        if (t == MLXN_F32) memcpy(h + 4 * i, &v, 4);
-        else if (t == MLXN_I32) { int32_t p = 4095; memcpy(h + 4 * i, &p, 4); }
+        if (d->t == MLXN_F32) memcpy(h + 4 * i, &v, 4);
+        else if (d->t == MLXN_I32) { int32_t p = 4095; memcpy(h + 4 * i, &p, 4); }
         else {
             uint16_t hv = mlxn_f32_to_f16(v);
             memcpy(h + 2 * i, &hv, 2);
@@ -364,53 +397,18 @@ static mlxn_status ocase_buf(mlxn_device *dev, mlxn_buffer **b, mlxn_dtype t, in
     return st;
 }
 
-static mlxn_status run_op_case(mlxn_device *dev, ocase *c, int which, double min_seconds) {
-    enum { REPS = 16, NB = 16, D = 4096, F = 14336, H = 32, HKV = 8, HD = 128, C = 4096 };
-    mlxn_buffer *b[NB][6] = {{0}};
+/* Case `which` of k_oc: its µs a call into *us. */
+static mlxn_status run_op_case(mlxn_device *dev, int which, double min_seconds, double *us) {
+    enum { REPS = 16, NB = 16 };
+    const ocase *c = &k_oc[which];
+    mlxn_buffer *b[NB][5] = {{0}};
     mlxn_session *s = NULL;
     mlxn_status st = mlxn_session_create(&s, dev, MLXN_MODE_OPTIMIZED, 0);
-    const int nb = which == OC_ATTN || which == OC_KV_WRITE ? NB : 1;
-    const int64_t vd[2] = {1, D}, w1[1] = {D}, vf[2] = {1, F}, qh[3] = {1, H, HD}, kh[3] = {1, HKV, HD},
-                  cache[3] = {HKV, C, HD}, sm[2] = {H, C}, pos[1] = {1};
+    const int nb = c->rotate ? NB : 1;
     mlxn_rope_params rp = {0, 500000.0f, MLXN_ROPE_NEOX, MLXN_ROPE_SCALE_LLAMA3, 8.0f, 1.0f, 4.0f, 8192};
     mlxn_attention_params ap = {0};
-    for (int i = 0; i < nb && !st; i++) {
-        uint32_t sd = (uint32_t)(i * 7 + 1);
-        switch (which) {
-        case OC_RMS:
-        case OC_ADD_RMS:
-            st = ocase_buf(dev, &b[i][0], MLXN_F32, 2, vd, sd);
-            if (!st) st = ocase_buf(dev, &b[i][1], MLXN_F32, 2, vd, sd + 1);
-            if (!st) st = ocase_buf(dev, &b[i][2], MLXN_F32, 1, w1, sd + 2);
-            if (!st) st = ocase_buf(dev, &b[i][3], MLXN_F32, 2, vd, sd + 3);
-            if (!st) st = ocase_buf(dev, &b[i][4], MLXN_F32, 2, vd, sd + 4);
-            break;
-        case OC_SILU_MUL:
-            for (int j = 0; j < 3 && !st; j++) st = ocase_buf(dev, &b[i][j], MLXN_F32, 2, vf, sd + (uint32_t)j);
-            break;
-        case OC_ROPE:
-            st = ocase_buf(dev, &b[i][0], MLXN_F32, 3, qh, sd);
-            if (!st) st = ocase_buf(dev, &b[i][1], MLXN_F32, 3, qh, sd + 1);
-            if (!st) st = ocase_buf(dev, &b[i][2], MLXN_I32, 1, pos, sd);
-            break;
-        case OC_SOFTMAX:
-            st = ocase_buf(dev, &b[i][0], MLXN_F32, 2, sm, sd);
-            if (!st) st = ocase_buf(dev, &b[i][1], MLXN_F32, 2, sm, sd + 1);
-            break;
-        case OC_KV_WRITE:
-            st = ocase_buf(dev, &b[i][0], MLXN_F16, 3, cache, sd);
-            if (!st) st = ocase_buf(dev, &b[i][1], MLXN_F32, 3, kh, sd + 1);
-            if (!st) st = ocase_buf(dev, &b[i][2], MLXN_I32, 1, pos, sd);
-            break;
-        default: /* attention */
-            st = ocase_buf(dev, &b[i][0], MLXN_F32, 3, qh, sd);
-            if (!st) st = ocase_buf(dev, &b[i][1], MLXN_F16, 3, cache, sd + 1);
-            if (!st) st = ocase_buf(dev, &b[i][2], MLXN_F16, 3, cache, sd + 2);
-            if (!st) st = ocase_buf(dev, &b[i][3], MLXN_I32, 1, pos, sd);
-            if (!st) st = ocase_buf(dev, &b[i][4], MLXN_F32, 3, qh, sd + 3);
-            break;
-        }
-    }
+    for (int i = 0; i < nb && !st; i++)
+        for (int j = 0; j < c->nbuf && !st; j++) st = ocase_buf(dev, &b[i][j], &c->buf[j], (uint32_t)(i * 7 + 1 + j));
     for (int r = 0; r < REPS && !st; r++) {
         mlxn_buffer **x = b[r % nb];
         switch (which) {
@@ -426,23 +424,10 @@ static mlxn_status run_op_case(mlxn_device *dev, ocase *c, int which, double min
     if (!st) st = mlxn_session_finish(s); /* warm-up */
     double sec = 0;
     if (!st) st = median_time(replay_fn, s, min_seconds, &sec);
-    if (!st) c->us = sec / REPS * 1e6;
-    static const ocase k_oc[OC_COUNT] = {
-        {"rms_norm", "f32", "[1, 4096]", 1, 4096, 0, 3.0 * 4 * D, 0},
-        {"add_rms_norm", "f32", "[1, 4096] + [1, 4096]", 1, 4096, 0, 5.0 * 4 * D, 0},
-        {"silu_mul", "f32", "[1, 14336] x 2", 1, 14336, 0, 3.0 * 4 * F, 0},
-        {"rope", "f32", "[1, 32, 128] llama3", 1, 32, 128, 2.0 * 4 * H * HD, 0},
-        {"softmax", "f32", "[32, 4096]", 32, 4096, 0, 2.0 * 4 * H * C, 0},
-        {"kv_write", "f16", "[1, 8, 128] -> [8, 4096, 128]", 1, 8, 128, 4.0 * HKV * HD + 2.0 * HKV * HD, 0},
-        {"attention", "f16", "q [1, 32, 128], kv [8, 4096, 128]", 1, 32, 4096,
-         2.0 * 2 * HKV * C * HD + 2.0 * 4 * H * HD, 0},
-    };
-    double us = c->us;
-    *c = k_oc[which];
-    c->us = us;
+    if (!st) *us = sec / REPS * 1e6;
     mlxn_session_destroy(s);
     for (int i = 0; i < nb; i++)
-        for (int j = 0; j < 6; j++) mlxn_buffer_destroy(b[i][j]);
+        for (int j = 0; j < 5; j++) mlxn_buffer_destroy(b[i][j]);
     return st;
 }
 
@@ -605,19 +590,21 @@ int cmd_bench_ops(int argc, char **argv) {
                "%9s\n",
                "op", "dtype", "shape", "us", "GB/s");
     for (int i = 0; i < OC_COUNT && !rc; i++) {
-        ocase c = {0};
-        st = run_op_case(dev, &c, i, quick ? 0.05 : 0.3);
+        const ocase *c = &k_oc[i];
+        double us = 0;
+        st = run_op_case(dev, i, quick ? 0.05 : 0.3, &us);
         if (st) {
             rc = cli_fail("decode-step ops", st);
             break;
         }
-        double gbps = c.us > 0 ? c.bytes / (c.us * 1e-6) / 1e9 : 0;
+        double gbps = us > 0 ? c->bytes / (us * 1e-6) / 1e9 : 0;
         if (json)
             printf("%s{\"op\": \"%s\", \"format\": \"%s\", \"m\": %lld, \"n\": %lld, \"k\": %lld, \"threads\": %d, "
                    "\"us\": %.2f, \"gbps\": %.2f, \"gflops\": 0}",
-                   printed++ ? ", " : "", c.op, c.dtype, (long long)c.m, (long long)c.n, (long long)c.k, nth, c.us, gbps);
+                   printed++ ? ", " : "", c->op, c->dtype, (long long)c->m, (long long)c->n, (long long)c->k, nth, us,
+                   gbps);
         else
-            printf("%-13s %-6s %-34s %9.2f %9.2f\n", c.op, c.dtype, c.shape, c.us, gbps);
+            printf("%-13s %-6s %-34s %9.2f %9.2f\n", c->op, c->dtype, c->shape, us, gbps);
         fflush(stdout);
     }
     /* again after the cases: on a shared machine the bandwidth can change
