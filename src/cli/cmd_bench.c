@@ -192,6 +192,7 @@ int cmd_bench(int argc, char **argv) {
     double pm = 0, psd = 0, tm = 0, tsd = 0;
     if (pp) median_sd(pps, (int)reps, &pm, &psd);
     if (tg) median_sd(tgs, (int)reps, &tm, &tsd);
+    const size_t drv = mlxn_device_memory_driver(dev); /* one driver query for both outputs */
     if (json) {
         printf("{\"model\": ");
         json_str(stdout, model_path);
@@ -201,8 +202,7 @@ int cmd_bench(int argc, char **argv) {
                "\"tg_phases\": %u}\n",
                mlxn_device_kind(dev), mlxn_device_threads(dev), mode_name(g_mode), pp, pm, tg, tm,
                (double)m->weight_bytes / 1048576.0, (double)mlxn_kvcache_bytes(kv) / 1048576.0,
-               (double)mlxn_device_memory_peak(dev) / 1048576.0, (double)mlxn_device_memory_driver(dev) / 1048576.0,
-               nodes, launches, phases);
+               (double)mlxn_device_memory_peak(dev) / 1048576.0, (double)drv / 1048576.0, nodes, launches, phases);
     } else {
         printf("model: %s (%s, %.1f MiB weights)\ndevice: %s\n", model_path, mlxn_arch_name(m->cfg.arch),
                (double)m->weight_bytes / 1048576.0, mlxn_device_description(dev));
@@ -212,11 +212,11 @@ int cmd_bench(int argc, char **argv) {
         printf("mode %s; memory: weights %.1f MiB, KV cache %.1f MiB, device peak %.1f MiB\n", mode_name(g_mode),
                (double)m->weight_bytes / 1048576.0, (double)mlxn_kvcache_bytes(kv) / 1048576.0,
                (double)mlxn_device_memory_peak(dev) / 1048576.0);
-        if (mlxn_device_memory_driver(dev))
+        if (drv)
             printf("device memory taken since open (driver): %.1f MiB = weights + KV cache + %.1f %% (buffers, graph "
                    "scratch, cuBLAS; not the CUDA context)\n",
-                   (double)mlxn_device_memory_driver(dev) / 1048576.0,
-                   100.0 * ((double)mlxn_device_memory_driver(dev) / (double)(m->weight_bytes + mlxn_kvcache_bytes(kv)) - 1.0));
+                   (double)drv / 1048576.0,
+                   100.0 * ((double)drv / (double)(m->weight_bytes + mlxn_kvcache_bytes(kv)) - 1.0));
         if (tg && launches) printf("decode step: %u graph nodes, %u kernel launches\n", nodes, launches);
         if (tg && phases) printf("decode step: %u graph nodes, %u work phases (barriers + 1)\n", nodes, phases);
     }
