@@ -2008,6 +2008,10 @@ STREAM_ROWS(stream_q8_0, SF_Q80, false, false)
 #undef DEC_ROWS
 
 enum { VK_NONE, VK_MLX_ANY, VK_MLX4, VK_MLX8, VK_MLXB, VK_GGML, VK_Q4_0, VK_Q4_1 };
+/* An MLX kernel on int8 x (its groups' Σx from the rounded x) */
+static bool vk_mlx_int8(int kind) { return kind == VK_MLX4 || kind == VK_MLX8 || kind == VK_MLXB; }
+/* ... that takes x in two parts (quantize_x_512) */
+static bool vk_two_parts(int kind, const mlxn_qmat *w) { return vk_mlx_int8(kind) && !w->int8_act; }
 
 /* AVX-512 VBMI (MLX 2/3/5/6-bit on int8 x) */
 static bool cpu_vbmi(void) {
@@ -2065,8 +2069,7 @@ TARGET_512 static void decode_vnni(const mlxn_qmat *w, int kind, ggml_dot_fn fn,
                                    const float *x, float *y, int64_t M, int64_t n0, int64_t n1,
                                    void *scratch) {
     const int64_t K = w->K;
-    /* MLX weights: x in two int8 parts unless w->int8_act (quantize_x_512) */
-    const bool two = (kind == VK_MLX4 || kind == VK_MLX8 || kind == VK_MLXB) && !w->int8_act;
+    const bool two = vk_two_parts(kind, w);
     dec_scratch s[MDEC];
     for (int64_t m = 0; m < M; m++) {
         s[m] = dec_layout(scratch, K, m);
@@ -2081,7 +2084,7 @@ TARGET_512 static void decode_vnni(const mlxn_qmat *w, int kind, ggml_dot_fn fn,
             continue;
         }
         quantize_x_512(xm, K, &s[m], layout, two);
-        if (kind == VK_MLX4 || kind == VK_MLX8 || kind == VK_MLXB) { /* Σx per group */
+        if (vk_mlx_int8(kind)) { /* Σx per group */
             int per = w->group / 32;
             for (int64_t g = 0; g < K / w->group; g++) {
                 float t = 0;
@@ -2180,7 +2183,7 @@ int mlxn_mm_x_parts(const mlxn_qmat *w, int64_t M) {
     int layout;
     int k = isa == ISA_512 && !w->f32_act ? vnni_kind(w, &fn, &layout) : VK_NONE;
     if (M >= decode_rows(w, isa) || k == VK_NONE || k == VK_MLX_ANY) return 0;
-    return (k == VK_MLX4 || k == VK_MLX8 || k == VK_MLXB) && !w->int8_act ? 2 : 1;
+    return vk_two_parts(k, w) ? 2 : 1;
 #else
     (void)w;
     (void)M;
