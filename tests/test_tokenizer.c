@@ -6,10 +6,9 @@
  * s; streaming decode of split UTF-8; invalid UTF-8; hostile tokenizer.json;
  * write_json re-read by us and by HF tokenizers; chat templates against
  * SmolLM2's template rendered by jinja2 and hand-derived Llama/Mistral text. */
-#include "io/io.h"
 #include "model/model.h"
 #include "model/tokenizer.h"
-#include "testutil.h"
+#include "test_io_common.h"
 
 #include <cjson/cJSON.h>
 
@@ -26,7 +25,6 @@ static const char *tmp_path(const char *name) {
 
 #define DIR "tests/data/tok/"
 
-void mlxn_test_fail_alloc_after(long n); /* core/alloc.c test hook */
 
 static char *read_all(const char *path, size_t *len) {
     FILE *f = fopen(path, "rb");
@@ -298,55 +296,48 @@ static mlxn_tokenizer *rebuild_from_arrays(const mlxn_tokenizer *src, const char
     return t;
 }
 
-/* A GGUF v3 file at path holding only a llama-style (SentencePiece)
- * tokenizer's metadata, as a Llama-2 GGUF stores it: tokens, scores (no
- * merges), token types, bos / unk ids, add_bos. */
-static void gguf_str(FILE *f, const char *sv) {
-    uint64_t n = strlen(sv);
-    fwrite(&n, 8, 1, f);
-    fwrite(sv, 1, n, f);
+/* A GGUF v3 image (test_io_common.h's byte builder) holding only a
+ * llama-style (SentencePiece) tokenizer's metadata, as a Llama-2 GGUF
+ * stores it: tokens, scores (no merges), token types, bos / unk ids. */
+static void put_str(bytes *b, const char *sv) {
+    put_u64(b, strlen(sv));
+    put(b, sv, strlen(sv));
 }
-static void gguf_key(FILE *f, const char *k, uint32_t type) {
-    gguf_str(f, k);
-    fwrite(&type, 4, 1, f);
+static void put_key(bytes *b, const char *k, uint32_t type) {
+    put_str(b, k);
+    put_u32(b, type);
 }
-static bool write_spm_gguf(const char *path, const mlxn_tokenizer *src, const float *scores) {
-    FILE *f = fopen(path, "wb");
-    if (!f) return false;
-    uint64_t nv = mlxn_tokenizer_n_vocab(src), nkv = 7, nt = 0;
-    uint32_t magic = 0x46554747u, version = 3, u32 = 4, i32 = 5, f32 = 6, str = 8, arr = 9;
-    fwrite(&magic, 4, 1, f);
-    fwrite(&version, 4, 1, f);
-    fwrite(&nt, 8, 1, f);
-    fwrite(&nkv, 8, 1, f);
-    gguf_key(f, "general.architecture", str);
-    gguf_str(f, "llama");
-    gguf_key(f, "tokenizer.ggml.model", str);
-    gguf_str(f, "llama");
-    gguf_key(f, "tokenizer.ggml.tokens", arr);
-    fwrite(&str, 4, 1, f);
-    fwrite(&nv, 8, 1, f);
-    for (uint64_t i = 0; i < nv; i++) gguf_str(f, mlxn_tokenizer_token_text(src, (int32_t)i));
-    gguf_key(f, "tokenizer.ggml.scores", arr);
-    fwrite(&f32, 4, 1, f);
-    fwrite(&nv, 8, 1, f);
-    fwrite(scores, 4, nv, f);
-    gguf_key(f, "tokenizer.ggml.token_type", arr);
-    fwrite(&i32, 4, 1, f);
-    fwrite(&nv, 8, 1, f);
-    for (uint64_t i = 0; i < nv; i++) {
-        int32_t t = mlxn_tokenizer_type(src, (int32_t)i);
-        fwrite(&t, 4, 1, f);
-    }
+static bytes spm_gguf(const mlxn_tokenizer *src, const float *scores) {
+    enum { U32 = 4, I32 = 5, F32 = 6, STR = 8, ARR = 9 };
+    bytes b = {0};
+    const uint64_t nv = mlxn_tokenizer_n_vocab(src);
+    put_u32(&b, 0x46554747u); /* "GGUF" */
+    put_u32(&b, 3);
+    put_u64(&b, 0); /* tensors */
+    put_u64(&b, 7); /* key-value pairs */
+    put_key(&b, "general.architecture", STR);
+    put_str(&b, "llama");
+    put_key(&b, "tokenizer.ggml.model", STR);
+    put_str(&b, "llama");
+    put_key(&b, "tokenizer.ggml.tokens", ARR);
+    put_u32(&b, STR);
+    put_u64(&b, nv);
+    for (uint64_t i = 0; i < nv; i++) put_str(&b, mlxn_tokenizer_token_text(src, (int32_t)i));
+    put_key(&b, "tokenizer.ggml.scores", ARR);
+    put_u32(&b, F32);
+    put_u64(&b, nv);
+    put(&b, scores, nv * sizeof(float));
+    put_key(&b, "tokenizer.ggml.token_type", ARR);
+    put_u32(&b, I32);
+    put_u64(&b, nv);
+    for (uint64_t i = 0; i < nv; i++) put_u32(&b, (uint32_t)mlxn_tokenizer_type(src, (int32_t)i));
     mlxn_tok_special sp = mlxn_tokenizer_special(src);
-    uint32_t bos = (uint32_t)sp.bos, unk = (uint32_t)sp.unk;
-    gguf_key(f, "tokenizer.ggml.bos_token_id", u32);
-    fwrite(&bos, 4, 1, f);
-    gguf_key(f, "tokenizer.ggml.unknown_token_id", u32);
-    fwrite(&unk, 4, 1, f);
-    long pos = ftell(f), pad = (32 - pos % 32) % 32; /* the data section: empty, aligned */
-    for (long i = 0; i < pad; i++) fputc(0, f);
-    return fclose(f) == 0;
+    put_key(&b, "tokenizer.ggml.bos_token_id", U32);
+    put_u32(&b, (uint32_t)sp.bos);
+    put_key(&b, "tokenizer.ggml.unknown_token_id", U32);
+    put_u32(&b, (uint32_t)sp.unk);
+    put_zeros(&b, (32 - b.n % 32) % 32); /* the data section: empty, aligned */
+    return b;
 }
 
 static bool have_hf_tokenizers(void) {
@@ -624,12 +615,11 @@ int main(void) {
         mlxn_tokenizer_destroy(sc);
         /* the same vocabulary and scores as GGUF metadata (tokenizer.ggml.model
          * "llama", no merges), read by the loader's own path */
-        const char *gp = tmp_path("spm.gguf");
-        CHECK(write_spm_gguf(gp, spm, scores), "write %s", gp);
+        bytes img = spm_gguf(spm, scores);
         mlxn_gguf *gf = NULL;
-        CHECK_OK(mlxn_gguf_open_file(&gf, gp));
+        CHECK_OK(mlxn_gguf_open_memory(&gf, img.p, img.n, "spm.gguf"));
         mlxn_tokenizer *gt = NULL;
-        if (gf) CHECK_OK(mlxn_tokenizer_from_gguf(&gt, NULL, gf, gp));
+        if (gf) CHECK_OK(mlxn_tokenizer_from_gguf(&gt, NULL, gf, "spm.gguf"));
         if (gt) {
             mlxn_tok_special gsp = mlxn_tokenizer_special(gt);
             CHECK(mlxn_tokenizer_kind(gt) == MLXN_TOK_SPM && gsp.bos == 1 && gsp.add_bos && gsp.unk == 0,
@@ -640,6 +630,7 @@ int main(void) {
         }
         mlxn_tokenizer_destroy(gt);
         mlxn_gguf_close(gf);
+        free(img.p);
         free(scores);
 
         CHECK_OK(mlxn_tokenizer_write_json(spm, tmp_path("spm.written.tokenizer.json")));
