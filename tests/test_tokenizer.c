@@ -25,7 +25,6 @@ static const char *tmp_path(const char *name) {
 
 #define DIR "tests/data/tok/"
 
-
 static char *read_all(const char *path, size_t *len) {
     FILE *f = fopen(path, "rb");
     if (!f) return NULL;
