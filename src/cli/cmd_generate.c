@@ -244,16 +244,21 @@ int cmd_generate(int argc, char **argv) {
     if (!ctx) { /* 4096 tokens, or what this run needs, within the model's own context */
         long model_ctx = m->cfg.max_pos > 0 ? m->cfg.max_pos : 4096;
         ctx = model_ctx < 4096 ? model_ctx : 4096;
-        if (!ring && ctx < n_prompt + n_predict - 1) ctx = n_prompt + n_predict - 1 < model_ctx ? n_prompt + n_predict - 1 : model_ctx;
-        if (!ring && n_prompt > ctx) { /* say so before echoing anything */
-            fprintf(stderr, "mlxn generate: the prompt is %d tokens, the model's context %ld (max_position_embeddings); "
-                            "--ctx N runs past it\n", n_prompt, model_ctx);
-            goto done;
-        }
-        if (!ring && n_prompt + n_predict - 1 > ctx) {
-            fprintf(stderr, "mlxn: -n %ld capped at %ld: the model's context is %ld tokens (--ctx N runs past it)\n",
-                    n_predict, ctx - n_prompt + 1, ctx);
-            n_predict = ctx - n_prompt + 1;
+        const long need = n_prompt + n_predict - 1; /* the last token is not written to the cache */
+        if (!ring) {
+            if (ctx < need) ctx = need < model_ctx ? need : model_ctx;
+            if (n_prompt > ctx) { /* say so before echoing anything */
+                fprintf(stderr,
+                        "mlxn generate: the prompt is %d tokens, the model's context %ld (max_position_embeddings); "
+                        "--ctx N runs past it\n",
+                        n_prompt, model_ctx);
+                goto done;
+            }
+            if (need > ctx) {
+                fprintf(stderr, "mlxn: -n %ld capped at %ld: the model's context is %ld tokens (--ctx N runs past it)\n",
+                        n_predict, ctx - n_prompt + 1, ctx);
+                n_predict = ctx - n_prompt + 1;
+            }
         }
     }
     if (ring ? n_prompt > ctx : n_prompt + n_predict - 1 > ctx) { /* say so before echoing anything */
