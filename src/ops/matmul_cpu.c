@@ -1468,7 +1468,6 @@ TARGET_512 ALWAYS_INLINE static inline void acc_mlx48_x4(const mlxn_qmat *w, int
     const __m512i iota = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
     const __m512i lg = _mm512_srli_epi32(iota, gsh);
     const __m512i lb = _mm512_srli_epi32(iota, bits == 4 ? 2 : 3);
-    const __m512i m4 = _mm512_set1_epi8(0x0F);
     const size_t pfs = (pf * es) >> (bits == 4 ? 4 + gsh : 5 + gsh);
     __m512 acc[4], accb[4];
 #pragma GCC unroll 4
@@ -1493,29 +1492,13 @@ TARGET_512 ALWAYS_INLINE static inline void acc_mlx48_x4(const mlxn_qmat *w, int
 #pragma GCC unroll 2
         for (int j = 0; j < 16 / bps; j++) {
             const __m512i li = _mm512_add_epi32(lb, _mm512_set1_epi32(bps * j));
-            if (bits == 4) {
-                const __m512i x1l = _mm512_loadu_si512((const void *)(xs + 128 * j));
-                const __m512i x1h = _mm512_loadu_si512((const void *)(xs + 128 * j + 64));
-                const __m512i x2l = _mm512_loadu_si512((const void *)(xs2 + 128 * j));
-                const __m512i x2h = _mm512_loadu_si512((const void *)(xs2 + 128 * j + 64));
+            /* the four rows' x loads are the same addresses: loaded once */
 #pragma GCC unroll 4
-                for (int r = 0; r < 4; r++) {
-                    const __m512i v = _mm512_loadu_si512((const void *)(qs + r * rowb + 64 * j));
-                    const __m512i lo = _mm512_and_si512(v, m4), hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
-                    __m512i d = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, x1l), hi, x1h);
-                    d = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_slli_epi32(d, 7), lo, x2l), hi, x2h);
-                    acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), _mm512_permutexvar_ps(li, F[r]), acc[r]);
-                }
-            } else {
-                const __m512i x1 = _mm512_loadu_si512((const void *)(xs + 64 * j));
-                const __m512i x2 = _mm512_loadu_si512((const void *)(xs2 + 64 * j));
-#pragma GCC unroll 4
-                for (int r = 0; r < 4; r++) {
-                    const __m512i v = _mm512_loadu_si512((const void *)(qs + r * rowb + 64 * j));
-                    __m512i d = _mm512_dpbusd_epi32(_mm512_setzero_si512(), v, x1);
-                    d = _mm512_dpbusd_epi32(_mm512_slli_epi32(d, 7), v, x2);
-                    acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), _mm512_permutexvar_ps(li, F[r]), acc[r]);
-                }
+            for (int r = 0; r < 4; r++) {
+                const __m512i v = _mm512_loadu_si512((const void *)(qs + r * rowb + 64 * j));
+                const __m512i d = bits == 4 ? nib_dot2(v, xs + 128 * j, xs2 + 128 * j)
+                                            : byte_dot2(v, xs + 64 * j, xs2 + 64 * j, true);
+                acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), _mm512_permutexvar_ps(li, F[r]), acc[r]);
             }
         }
     }
