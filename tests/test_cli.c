@@ -106,8 +106,9 @@ static void bench_ops_json(const char *extra) {
 }
 
 /* `mlxn ARGS` (a bench of synthetic:tiny, -p 16 -n 4, --json): "model"
- * is `model` (the spec with --bits / --group-size folded in). */
-static void bench_json(const char *args, const char *model) {
+ * is `model` (the spec with --bits / --group-size folded in), "depth" is
+ * `depth` (-d: tokens in the cache before each timed run). */
+static void bench_json(const char *args, const char *model, int depth) {
     char *out, *err;
     int rc = run_cli(args, &out, &err);
     CHECK(rc == 0, "mlxn %s: exit status %d (%s)", args, rc, err ? err : "");
@@ -117,8 +118,8 @@ static void bench_json(const char *args, const char *model) {
         const cJSON *m = cJSON_GetObjectItemCaseSensitive(j, "model"), *b = cJSON_GetObjectItemCaseSensitive(j, "backend");
         const cJSON *pp = cJSON_GetObjectItemCaseSensitive(j, "pp"), *tg = cJSON_GetObjectItemCaseSensitive(j, "tg");
         CHECK(cJSON_IsString(m) && !strcmp(m->valuestring, model) && cJSON_IsString(b) &&
-                  !strcmp(b->valuestring, "cpu") && num(j, "threads") >= 1,
-              "%s: model, backend cpu, threads", args);
+                  !strcmp(b->valuestring, "cpu") && num(j, "threads") >= 1 && num(j, "depth") == depth,
+              "%s: model, backend cpu, threads, depth %d", args, depth);
         CHECK(pp && tg && num(pp, "tokens") == 16 && num(tg, "tokens") == 4 && num(pp, "tok_s") > 0 &&
                   num(tg, "tok_s") > 0,
               "%s: pp 16 and tg 4 tokens with positive tok/s", args);
@@ -176,9 +177,11 @@ int main(int argc, char **argv) {
     setenv("MLXN_THREADS", "2", 1);
     bench_ops_json("");
     bench_ops_json("--bw-each");
-    bench_json("bench -m synthetic:tiny --backend cpu -p 16 -n 4 -r 1 --json", "synthetic:tiny");
+    bench_json("bench -m synthetic:tiny --backend cpu -p 16 -n 4 -r 1 --json", "synthetic:tiny", 0);
+    /* 600 tokens: one 512-token chunk and a remainder before each run */
+    bench_json("bench -m synthetic:tiny --backend cpu -p 16 -n 4 -r 1 -d 600 --json", "synthetic:tiny", 600);
     bench_json("bench -m synthetic:tiny --backend cpu -p 16 -n 4 -r 1 --bits 8 --group-size 32 --json",
-               "synthetic:tiny:q8:g32");
+               "synthetic:tiny:q8:g32", 0);
     bad_input("bench -m synthetic:tiny --bits 7 -p 8 -n 2 -r 1", "bits=7");
     bad_input("bench -m synthetic:tiny:q4_0 --bits 8 -p 8 -n 2 -r 1", "q4_0 blocks have their own");
     bad_input("bench -m /nonexistent/model.gguf --bits 4 -p 8 -n 2 -r 1", "synthetic model");

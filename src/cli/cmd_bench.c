@@ -2,7 +2,9 @@
  * cmd_bench.c — `mlxn bench`: prefill (pp) and decode (tg) tokens/s, as
  * llama-bench measures them. pp: one recorded graph of -p tokens, warmed up
  * once, then replayed -r times from an empty cache. tg: -n one-token steps
- * of a recorded decode graph replayed from an empty cache, -r times. Each
+ * of a recorded decode graph replayed from an empty cache, -r times. With
+ * -d N (llama-bench's depth) each timed run starts instead from a cache that
+ * an untimed prefill filled with N tokens. Each
  * reports the median of its -r rates (tok_s) and their standard deviation.
  * Token ids are fixed pseudo-random ids. Text table, or one JSON object
  * with --json.
@@ -15,11 +17,12 @@
 #include <string.h>
 
 static void usage(FILE *f) {
-    fprintf(f, "usage: mlxn bench -m PATH [-p 512] [-n 128] [-r 3] [--json] [--threads N] [--backend cpu|cuda]\n"
+    fprintf(f, "usage: mlxn bench -m PATH [-p 512] [-n 128] [-r 3] [-d 0] [--json] [--threads N] [--backend cpu|cuda]\n"
                "                  [--kv f16|bf16|f32] [--mode direct|batched|optimized] [--bits B] [--group-size G]\n"
                "PATH may be synthetic:llama3-1b|llama3-3b|llama3-8b|llama3-70b-layer|smollm2-135m[:q<bits>][:g<group>]\n"
                "(random MLX-quantized weights, no file; --bits / --group-size say the same as :q / :g,\n"
-               "default 4 and 64). pp and tg each start from an empty KV cache;\n"
+               "default 4 and 64). pp and tg each start from an empty KV cache, or with -d N from one\n"
+               "holding N tokens (an untimed prefill before every run, as llama-bench's -d);\n"
                "tok/s is the median of the -r repeats. Decode replays one recorded graph per step\n"
                "(--mode direct: one submission per op instead).\n");
 }
@@ -54,15 +57,44 @@ static const char *mode_name(mlxn_mode m) {
     return m == MLXN_MODE_DIRECT ? "direct" : m == MLXN_MODE_BATCHED ? "batched" : "optimized";
 }
 
-static mlxn_status bench_pp(mlxn_model *m, mlxn_kvcache *kv, const int32_t *toks, int p, int reps, double *tps) {
-    mlxn_forward *f = NULL;
+/* The KV cache emptied, then holding the d tokens toks[0..d) (an untimed
+ * prefill by *fd, created on first use in chunks of at most 512 tokens; d =
+ * 0: only emptied). The forward runs wait for the device, so timing starts
+ * after it. */
+static mlxn_status fill_depth(mlxn_model *m, mlxn_kvcache *kv, const int32_t *toks, int d, mlxn_forward **fd) {
+    mlxn_kvcache_clear(kv);
+    if (d <= 0) return MLXN_OK;
+    const int chunk = d < 512 ? d : 512;
+    if (!*fd) {
+        mlxn_status st = mlxn_forward_create(fd, m, kv, chunk, g_mode, 0);
+        if (st) return st;
+    }
+    for (int done = 0; done + chunk <= d; done += chunk) {
+        mlxn_status st = mlxn_forward_run(*fd, toks + done);
+        if (st) return st;
+    }
+    if (d % chunk) { /* the remainder by a forward of its own */
+        mlxn_forward *fr = NULL;
+        mlxn_status st = mlxn_forward_create(&fr, m, kv, d % chunk, g_mode, 0);
+        if (!st) st = mlxn_forward_run(fr, toks + d - d % chunk);
+        mlxn_forward_destroy(fr);
+        if (st) return st;
+    }
+    return MLXN_OK;
+}
+
+/* toks: d + p ids (the depth's, then the timed prompt's) */
+static mlxn_status bench_pp(mlxn_model *m, mlxn_kvcache *kv, const int32_t *toks, int d, int p, int reps,
+                            double *tps) {
+    mlxn_forward *f = NULL, *fd = NULL;
     mlxn_status st = mlxn_forward_create(&f, m, kv, p, g_mode, 0);
     for (int r = -1; r < reps && !st; r++) { /* r = -1: records; not timed */
-        mlxn_kvcache_clear(kv);
+        if ((st = fill_depth(m, kv, toks, d, &fd))) break;
         uint64_t t0 = mlxn_now_ns();
-        st = mlxn_forward_run(f, toks);
+        st = mlxn_forward_run(f, toks + d);
         if (r >= 0) tps[r] = p / ((double)(mlxn_now_ns() - t0) * 1e-9);
     }
+    mlxn_forward_destroy(fd);
     mlxn_forward_destroy(f);
     return st;
 }
@@ -70,9 +102,9 @@ static mlxn_status bench_pp(mlxn_model *m, mlxn_kvcache *kv, const int32_t *toks
 /* *launches, *phases, *nodes: kernels a decode step launches (CUDA) and
  * work phases it runs (CPU; 0: the backend does not count), and graph nodes
  * it runs, from the session's stats after the runs */
-static mlxn_status bench_tg(mlxn_model *m, mlxn_kvcache *kv, const int32_t *toks, int n, int reps, double *tps,
-                            unsigned *launches, unsigned *phases, unsigned *nodes) {
-    mlxn_forward *f = NULL;
+static mlxn_status bench_tg(mlxn_model *m, mlxn_kvcache *kv, const int32_t *toks, int d, int n, int reps,
+                            double *tps, unsigned *launches, unsigned *phases, unsigned *nodes) {
+    mlxn_forward *f = NULL, *fd = NULL;
     mlxn_status st = mlxn_forward_create(&f, m, kv, 1, g_mode, 0);
     /* greedy steps pipelined where generate pipelines them */
     bool pipe = !st && mlxn_forward_pipelines(f);
@@ -81,9 +113,9 @@ static mlxn_status bench_tg(mlxn_model *m, mlxn_kvcache *kv, const int32_t *toks
         st = mlxn_forward_run(f, toks);
     }
     for (int r = 0; r < reps && !st; r++) {
-        mlxn_kvcache_clear(kv);
+        if ((st = fill_depth(m, kv, toks, d, &fd))) break;
         uint64_t t0 = mlxn_now_ns();
-        int32_t t = toks[0];
+        int32_t t = toks[d];
         if (pipe) { /* as generate runs greedy decoding: one step queued ahead */
             st = mlxn_forward_queue(f, &t);
             for (int i = 1; i < n && !st; i++) {
@@ -105,13 +137,14 @@ static mlxn_status bench_tg(mlxn_model *m, mlxn_kvcache *kv, const int32_t *toks
         *phases = gs.phases;
         *nodes = gs.nodes;
     }
+    mlxn_forward_destroy(fd);
     mlxn_forward_destroy(f);
     return st;
 }
 
 int cmd_bench(int argc, char **argv) {
     const char *model_path = NULL, *backend = "auto", *kvname = "f16";
-    long pp = 512, tg = 128, reps = 3, threads = 0, bits = 0, group = 0;
+    long pp = 512, tg = 128, reps = 3, depth = 0, threads = 0, bits = 0, group = 0;
     bool json = false;
     char spec[256];
     for (int i = 1; i < argc; i++) {
@@ -132,6 +165,7 @@ int cmd_bench(int argc, char **argv) {
         else if (!strcmp(a, "-p")) ok = cli_int(a, v, 0, 1 << 20, &pp);
         else if (!strcmp(a, "-n")) ok = cli_int(a, v, 0, 1 << 20, &tg);
         else if (!strcmp(a, "-r")) ok = cli_int(a, v, 1, 1000, &reps);
+        else if (!strcmp(a, "-d") || !strcmp(a, "--depth")) ok = cli_int(a, v, 0, 1 << 20, &depth);
         else if (!strcmp(a, "--threads") || !strcmp(a, "-t")) ok = cli_int(a, v, 1, 1024, &threads);
         else if (!strcmp(a, "--bits")) ok = cli_int(a, v, 1, 64, &bits);
         else if (!strcmp(a, "--group-size")) ok = cli_int(a, v, 1, 1 << 20, &group);
@@ -174,18 +208,18 @@ int cmd_bench(int argc, char **argv) {
     mlxn_status st = cli_open_device(&dev, backend, (int)threads);
     if (st) { rc = cli_fail("opening the device", st); goto done; }
     if ((st = mlxn_model_load_ex(&m, dev, model_path, cli_load_progress, NULL))) { rc = cli_fail("loading the model", st); goto done; }
-    long ctx = (pp > tg ? pp : tg);
+    long ctx = depth + (pp > tg ? pp : tg), ntok = depth + (pp > 1 ? pp : 1);
     if ((st = mlxn_kvcache_create(&kv, m, (int)ctx, kvt))) { rc = cli_fail("allocating the KV cache", st); goto done; }
-    toks = malloc((size_t)(pp > 1 ? pp : 1) * sizeof *toks);
+    toks = malloc((size_t)ntok * sizeof *toks);
     if (!toks || !pps || !tgs) goto done;
     uint64_t x = 0x9E3779B97F4A7C15ull;
-    for (long i = 0; i < (pp > 1 ? pp : 1); i++) {
+    for (long i = 0; i < ntok; i++) {
         x ^= x << 13, x ^= x >> 7, x ^= x << 17;
         toks[i] = (int32_t)(x % (uint64_t)m->cfg.vocab);
     }
-    if (pp && (st = bench_pp(m, kv, toks, (int)pp, (int)reps, pps))) { rc = cli_fail("prefill", st); goto done; }
+    if (pp && (st = bench_pp(m, kv, toks, (int)depth, (int)pp, (int)reps, pps))) { rc = cli_fail("prefill", st); goto done; }
     unsigned launches = 0, phases = 0, nodes = 0;
-    if (tg && (st = bench_tg(m, kv, toks, (int)tg, (int)reps, tgs, &launches, &phases, &nodes))) {
+    if (tg && (st = bench_tg(m, kv, toks, (int)depth, (int)tg, (int)reps, tgs, &launches, &phases, &nodes))) {
         rc = cli_fail("decode", st);
         goto done;
     }
@@ -196,17 +230,19 @@ int cmd_bench(int argc, char **argv) {
     if (json) {
         printf("{\"model\": ");
         json_str(stdout, model_path);
-        printf(", \"backend\": \"%s\", \"threads\": %d, \"mode\": \"%s\", \"pp\": {\"tokens\": %ld, \"tok_s\": %.3f}, "
+        printf(", \"backend\": \"%s\", \"threads\": %d, \"mode\": \"%s\", \"depth\": %ld, "
+               "\"pp\": {\"tokens\": %ld, \"tok_s\": %.3f}, "
                "\"tg\": {\"tokens\": %ld, \"tok_s\": %.3f}, \"weights_mib\": %.1f, \"kv_mib\": %.1f, "
                "\"device_peak_mib\": %.1f, \"device_driver_mib\": %.1f, \"tg_nodes\": %u, \"tg_launches\": %u, "
                "\"tg_phases\": %u}\n",
-               mlxn_device_kind(dev), mlxn_device_threads(dev), mode_name(g_mode), pp, pm, tg, tm,
+               mlxn_device_kind(dev), mlxn_device_threads(dev), mode_name(g_mode), depth, pp, pm, tg, tm,
                (double)m->weight_bytes / 1048576.0, (double)mlxn_kvcache_bytes(kv) / 1048576.0,
                (double)mlxn_device_memory_peak(dev) / 1048576.0, (double)drv / 1048576.0, nodes, launches, phases);
     } else {
         printf("model: %s (%s, %.1f MiB weights)\ndevice: %s\n", model_path, mlxn_arch_name(m->cfg.arch),
                (double)m->weight_bytes / 1048576.0, mlxn_device_description(dev));
         printf("%-8s %8s %14s %10s\n", "test", "tokens", "tok/s", "± sd");
+        if (depth) printf("(pp and tg after %ld tokens already in the KV cache)\n", depth);
         if (pp) printf("%-8s %8ld %14.2f %10.2f\n", "pp", pp, pm, psd);
         if (tg) printf("%-8s %8ld %14.2f %10.2f\n", "tg", tg, tm, tsd);
         printf("mode %s; memory: weights %.1f MiB, KV cache %.1f MiB, device peak %.1f MiB\n", mode_name(g_mode),
