@@ -1,16 +1,32 @@
 #!/bin/bash
-# att-check.sh: CUDA op/model tests, then the 8B decode with the cluster
-# attention kernel vs split + merge (MLXN_CU_ATT_CLUSTER=0)
+# att-check.sh: decode attention's forms on a GPU machine. The CUDA op tests
+# in each form of the cluster kernel (the vector form with 2 (default) / 4 /
+# 1 query heads a block, MLXN_CU_ATT_HB; the scalar form, MLXN_CU_ATT_VEC=0), the
+# model tests, then `bench ops`' attention line (position 4095 of an f16
+# [8, 4096, 128] cache, 32 heads) and the 8B decode from an empty cache
+# and after 4000 tokens (bench -d), each form in turn, two rounds.
 source scripts/gpu-env.sh
 make "${MK[@]}" -j16 build-cuda/mlxn build-cuda/tests/test_cuda_ops build-cuda/tests/test_cuda_model >/tmp/b.log 2>&1 || { tail -30 /tmp/b.log; exit 1; }
-./build-cuda/tests/test_cuda_ops > /tmp/ops.log 2>&1; grep -E "FAIL" /tmp/ops.log | head -20; grep -c "ok attention" /tmp/ops.log; tail -1 /tmp/ops.log
-./build-cuda/tests/test_cuda_model 2>&1 | grep -E "FAIL|passed"
-M8=synthetic:llama3-8b:q4:g64
-for v in - MLXN_CU_ATT_CLUSTER=0 - MLXN_CU_ATT_CLUSTER=0; do
-  [ "$v" = - ] && e=() || e=("$v")
-  echo "== ${e[*]:-cluster}"
-  env "${e[@]}" ./build-cuda/mlxn bench -m $M8 --backend cuda -p 512 -n 128 -r 3 2>&1 | grep -E "^pp|^tg"
-  env "${e[@]}" ./build-cuda/mlxn bench -m $M8 --backend cuda -p 3500 -n 128 -r 1 2>&1 | grep -E "^tg"
+BINS=(build-cuda)
+nvidia-smi --query-gpu=name --format=csv,noheader
+FORMS=(- MLXN_CU_ATT_HB=4 MLXN_CU_ATT_HB=1 MLXN_CU_ATT_VEC=0)
+for b in "${BINS[@]}"; do
+  for v in "${FORMS[@]}"; do
+    [ "$v" = - ] && e=() || e=("$v")
+    env "${e[@]}" ./$b/tests/test_cuda_ops > /tmp/ops.log 2>&1
+    echo "ops $b [$v] $(grep -E "FAIL" /tmp/ops.log | head -8) $(tail -1 /tmp/ops.log)"
+  done
 done
-MLXN_CUDA_PROFILE=1 ./build-cuda/mlxn bench -m $M8 --backend cuda -p 512 -n 32 -r 1 2>&1 | grep -E "attention out=4096"
-MLXN_CU_ATT_CLUSTER=0 MLXN_CUDA_PROFILE=1 ./build-cuda/mlxn bench -m $M8 --backend cuda -p 512 -n 32 -r 1 2>&1 | grep -E "attention out=4096"
+./build-cuda/tests/test_cuda_model > /tmp/m.log 2>&1; echo "model $(grep FAIL /tmp/m.log | head -5) $(tail -1 /tmp/m.log)"
+M8=${M8:-synthetic:llama3-8b:q4:g64}
+for r in ${ROUNDS:-1 2}; do
+  for b in "${BINS[@]}"; do
+    for v in "${FORMS[@]}"; do
+      [ "$v" = - ] && e=() || e=("$v")
+      a=$(env "${e[@]}" ./$b/mlxn bench ops --backend cuda --rows 1 --formats q4_0 --shape 4096x4096 2>&1 | grep -E "^attention" | awk '{print $(NF-1)}')
+      s=$(env "${e[@]}" ./$b/mlxn bench -m $M8 --backend cuda -p 0 -n 128 -r 3 2>&1 | grep -E "^tg" | awk '{print $3}')
+      l=$(env "${e[@]}" ./$b/mlxn bench -m $M8 --backend cuda -p 0 -n 128 -r 3 -d 4000 2>&1 | grep -E "^tg" | awk '{print $3}')
+      echo "$b [$v] attention@4095 $a us | tg128 $s | tg128@d4000 $l"
+    done
+  done
+done

@@ -5,7 +5,8 @@
  * online softmax (4 warps, each over every 4th position, lanes over D) and
  * writes (max, sum, acc[D]) to scratch; a second kernel merges the chunks.
  * On sm_90 decode runs instead as one kernel of thread block clusters
- * (k_attn_cluster: 8 blocks of 8 warps a head, merged in shared memory).
+ * (k_attn_cluster: 8 blocks of 8 warps for a head, or for two heads of one
+ * KV head that then share each K and V row read, merged in shared memory).
  * Positions come from device memory, so the chunking is fixed by the cache
  * capacity C at launch and chunks past the visible range stay empty: replay
  * with new positions needs no new launch parameters. T > 1 (prefill) runs
@@ -162,6 +163,228 @@ __device__ __forceinline__ void attn_chunk(float *bm, float *bl, float *bacc, co
     }
 }
 
+/* ---- the vector form of a block's share: head dims <= 128, D % 8 == 0 ----
+ * A half-warp takes one position at a time: lane hl = lane & 15 holds dims
+ * 8 hl .. 8 hl + 7 of q, of the position's K and V rows (one 16-byte load
+ * each, two for f32) and of the sums, so a warp reads two rows an
+ * instruction where attn_chunk's lanes read 2 or 4 bytes each. And HB query
+ * heads of one KV head (grouped-query attention) share every row the block
+ * loads: the cache is read once for the HB heads, not once a head. */
+template <int KT>
+struct Row8 {
+    uint4 w[KT == MLXN_F32 ? 2 : 1];
+};
+template <int KT>
+static __device__ __forceinline__ void row8_ld(Row8<KT> &r, const void *base, int64_t e) {
+    const uint4 *a = (const uint4 *)((const char *)base + e * (KT == MLXN_F32 ? 4 : 2));
+#pragma unroll
+    for (int i = 0; i < (KT == MLXN_F32 ? 2 : 1); i++) r.w[i] = a[i];
+}
+static __device__ __forceinline__ float2 half2_f(uint32_t u, int kt) {
+    if (kt == MLXN_F16) return __half22float2(*(const __half2 *)&u);
+    return make_float2(__uint_as_float(u << 16), __uint_as_float(u & 0xFFFF0000u));
+}
+template <int KT>
+static __device__ __forceinline__ void row8_f(const Row8<KT> &r, float *f) {
+    if (KT == MLXN_F32) {
+#pragma unroll
+        for (int i = 0; i < (KT == MLXN_F32 ? 2 : 1); i++) {
+            f[4 * i] = __uint_as_float(r.w[i].x);
+            f[4 * i + 1] = __uint_as_float(r.w[i].y);
+            f[4 * i + 2] = __uint_as_float(r.w[i].z);
+            f[4 * i + 3] = __uint_as_float(r.w[i].w);
+        }
+    } else {
+        const uint32_t u[4] = {r.w[0].x, r.w[0].y, r.w[0].z, r.w[0].w};
+#pragma unroll
+        for (int i = 0; i < 4; i++) {
+            float2 v = half2_f(u[i], KT);
+            f[2 * i] = v.x;
+            f[2 * i + 1] = v.y;
+        }
+    }
+}
+/* f: 8 values already rounded to KT (so storing them back is exact) */
+template <int KT>
+static __device__ __forceinline__ void row8_set(Row8<KT> &r, const float *f) {
+    uint32_t u[8];
+#pragma unroll
+    for (int i = 0; i < 8; i++) u[i] = KT == MLXN_F32 ? __float_as_uint(f[i]) : KT == MLXN_F16 ? cu_f2h(f[i]) : cu_f2b(f[i]);
+    if (KT == MLXN_F32) {
+#pragma unroll
+        for (int i = 0; i < (KT == MLXN_F32 ? 2 : 1); i++) r.w[i] = make_uint4(u[4 * i], u[4 * i + 1], u[4 * i + 2], u[4 * i + 3]);
+    } else {
+        r.w[0] = make_uint4(u[0] | u[1] << 16, u[2] | u[3] << 16, u[4] | u[5] << 16, u[6] | u[7] << 16);
+    }
+}
+
+/* attn_chunk's contract for HB heads: q of head g at qr + g * qs; head g's
+ * (M, L) at bm[g], bl[g] and its acc at bacc + g * 128. Every half-warp
+ * (stream) visits its positions in the same order whether position pnew
+ * comes from the cache or from kn / vn, so both give the same sums. */
+/* ATTV_U positions a half-warp a step: all their rows loaded before the
+ * step's math, the next step's loaded while it runs. Measured on an H200
+ * (bench/RESULTS.md), 8B shape, f16 cache: 4 a step with 4 heads a block
+ * ran position 4095 in 26.3 us against 26.4 for 2 a step with 2 heads,
+ * but in 232 registers instead of ~150, and decode from an empty cache
+ * fell 5.6 % (2 / 2: no change). */
+#define ATTV_U 2
+template <int KT, int NW, int HB>
+__device__ __forceinline__ void attn_chunk_v(float *bm, float *bl, float *bacc, const float *qr, int64_t qs,
+                                             const void *kc, const void *vc, int64_t hk, int64_t C, int D,
+                                             const mlxn_attention_params &p, int64_t lo, int64_t hi,
+                                             int64_t pnew = -1, const float *kn = NULL, const float *vn = NULL) {
+    constexpr int U = ATTV_U, S = 2 * NW;
+    const int lane = threadIdx.x & 31, w = threadIdx.x >> 5, half = lane >> 4, d0 = 8 * (lane & 15);
+    const bool on = d0 < D;
+    float qv[HB][8], acc[HB][8], mx[HB], sum[HB];
+#pragma unroll
+    for (int g = 0; g < HB; g++) {
+#pragma unroll
+        for (int j = 0; j < 8; j++) {
+            qv[g][j] = on ? qr[g * qs + d0 + j] : 0.0f;
+            acc[g][j] = 0.0f;
+        }
+        mx[g] = -INFINITY;
+        sum[g] = 0.0f;
+    }
+    /* the rows of the step at wb: this half's positions wb + half + u S */
+    auto load = [&](Row8<KT> *kr, Row8<KT> *vr, int64_t wb) {
+#pragma unroll
+        for (int u = 0; u < U; u++) {
+            const int64_t pp = wb + half + (int64_t)u * S;
+            if (pp < hi && on) {
+                if (pp == pnew) {
+                    row8_set(kr[u], kn + d0);
+                    row8_set(vr[u], vn + d0);
+                } else {
+                    const int64_t e = (hk * C + pp % C) * D + d0;
+                    row8_ld(kr[u], kc, e);
+                    row8_ld(vr[u], vc, e);
+                }
+            } else {
+                kr[u] = Row8<KT>{};
+                vr[u] = Row8<KT>{};
+            }
+        }
+    };
+    const int64_t step = (int64_t)S * U;
+    Row8<KT> kr[U], vr[U], kx[U], vx[U];
+    int64_t wb = lo + 2 * w; /* warp-uniform: both halves shuffle in every step */
+    if (wb < hi) load(kr, vr, wb);
+    for (; wb < hi; wb += step) {
+        if (wb + step < hi) load(kx, vx, wb + step);
+        float sc[HB][U];
+#pragma unroll
+        for (int u = 0; u < U; u++) {
+            float kf[8];
+            row8_f(kr[u], kf);
+#pragma unroll
+            for (int g = 0; g < HB; g++) {
+                float a = 0.0f;
+#pragma unroll
+                for (int j = 0; j < 8; j++) a = fmaf(qv[g][j], kf[j], a);
+                sc[g][u] = a;
+            }
+        }
+#pragma unroll
+        for (int o = 8; o > 0; o >>= 1) /* within the half-warp */
+#pragma unroll
+            for (int g = 0; g < HB; g++)
+#pragma unroll
+                for (int u = 0; u < U; u++) sc[g][u] += __shfl_xor_sync(0xffffffffu, sc[g][u], o);
+        /* scores to weights: e[g][u] (0 for a position past hi), the
+         * running max and sum moved on, acc scaled by corr */
+#pragma unroll
+        for (int g = 0; g < HB; g++) {
+            float mn = mx[g];
+#pragma unroll
+            for (int u = 0; u < U; u++) {
+                float s = sc[g][u] * p.scale;
+                if (p.softcap > 0) s = tanhf(s / p.softcap) * p.softcap;
+                sc[g][u] = wb + half + (int64_t)u * S < hi ? s : -INFINITY;
+                mn = fmaxf(mn, sc[g][u]);
+            }
+            /* mn = -inf: no position of this half yet, every e 0 */
+            const float corr = mx[g] == -INFINITY ? 0.0f : expf(mx[g] - mn);
+            float es = 0.0f;
+#pragma unroll
+            for (int u = 0; u < U; u++) es += (sc[g][u] = sc[g][u] == -INFINITY ? 0.0f : expf(sc[g][u] - mn));
+#pragma unroll
+            for (int j = 0; j < 8; j++) acc[g][j] *= corr;
+            sum[g] = sum[g] * corr + es;
+            mx[g] = mn;
+        }
+#pragma unroll
+        for (int u = 0; u < U; u++) {
+            float vf[8];
+            row8_f(vr[u], vf);
+#pragma unroll
+            for (int g = 0; g < HB; g++)
+#pragma unroll
+                for (int j = 0; j < 8; j++) acc[g][j] = fmaf(sc[g][u], vf[j], acc[g][j]);
+        }
+#pragma unroll
+        for (int u = 0; u < U; u++) {
+            kr[u] = kx[u];
+            vr[u] = vx[u];
+        }
+    }
+    /* the two halves of the warp into one */
+#pragma unroll
+    for (int g = 0; g < HB; g++) {
+        const float mo = __shfl_xor_sync(0xffffffffu, mx[g], 16), so = __shfl_xor_sync(0xffffffffu, sum[g], 16);
+        const float M = fmaxf(mx[g], mo);
+        const float fs = mx[g] == -INFINITY ? 0.0f : expf(mx[g] - M), fo = mo == -INFINITY ? 0.0f : expf(mo - M);
+        sum[g] = sum[g] * fs + so * fo;
+#pragma unroll
+        for (int j = 0; j < 8; j++) acc[g][j] = acc[g][j] * fs + __shfl_xor_sync(0xffffffffu, acc[g][j], 16) * fo;
+        mx[g] = M;
+    }
+    /* the warps into one: each warp's weight per head (lane g NW + k of
+     * warp 0 for warp k's share of head g) once, then the sums */
+    static_assert(HB * NW <= 32, "one lane a (warp, head)");
+    __shared__ float sm[NW][HB], ss[NW][HB], sf[NW][HB], sacc[NW][HB][128];
+    if (lane == 0)
+#pragma unroll
+        for (int g = 0; g < HB; g++) {
+            sm[w][g] = mx[g];
+            ss[w][g] = sum[g];
+        }
+    if (half == 0 && on)
+#pragma unroll
+        for (int g = 0; g < HB; g++)
+#pragma unroll
+            for (int j = 0; j < 8; j++) sacc[w][g][d0 + j] = acc[g][j];
+    __syncthreads();
+    if (w == 0) {
+        const int g = lane / NW, k = lane % NW;
+        const float m = g < HB ? sm[k][g] : -INFINITY;
+        float M = m;
+#pragma unroll
+        for (int o = NW / 2; o > 0; o >>= 1) M = fmaxf(M, __shfl_xor_sync(0xffffffffu, M, o));
+        const float f = m == -INFINITY ? 0.0f : expf(m - M);
+        float L = g < HB ? ss[k][g] * f : 0.0f;
+#pragma unroll
+        for (int o = NW / 2; o > 0; o >>= 1) L += __shfl_xor_sync(0xffffffffu, L, o);
+        if (g < HB) {
+            sf[k][g] = f;
+            if (k == 0) {
+                bm[g] = M;
+                bl[g] = L;
+            }
+        }
+    }
+    __syncthreads();
+    for (int i = threadIdx.x; i < HB * D; i += blockDim.x) {
+        const int g = i / D, d = i - g * D;
+        float a = 0.0f;
+#pragma unroll
+        for (int k = 0; k < NW; k++) a = fmaf(sacc[k][g][d], sf[k][g], a);
+        bacc[g * 128 + d] = a;
+    }
+}
+
 /* The visible cache positions [first, pt] of token t (window, ring). */
 __device__ __forceinline__ void attn_range(const int32_t *pos, int64_t t, int64_t C, const mlxn_attention_params &p,
                                            int64_t *first, int64_t *last) {
@@ -230,7 +453,7 @@ struct RopeAtt {
     mlxn_rope_params p;
     double inv[ATT_MAXD / 2];  /* each pair's frequency, rope_inv_freq on the host without ff */
 };
-template <int KT, bool EARLY, bool XQ, bool ROPE, int MD>
+template <int KT, bool EARLY, bool XQ, bool ROPE, int MD, int HB>
 __global__ void __launch_bounds__(ATTC_WARPS * 32, 1) k_attn_cluster(float *o, const float *q, void *kc, void *vc,
                                                                   const int32_t *pos, int64_t H, int64_t Hkv, int64_t C,
                                                                   int D, mlxn_attention_params p, int xl, uint8_t *xg, float *y,
@@ -238,14 +461,16 @@ __global__ void __launch_bounds__(ATTC_WARPS * 32, 1) k_attn_cluster(float *o, c
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
     namespace cg = cooperative_groups;
     cg::cluster_group cl = cg::this_cluster();
-    /* block 0's: every block's (M, L, acc), stored there by the block itself */
-    __shared__ float cm[ATT_CLUSTER], cls[ATT_CLUSTER], cacc[ATT_CLUSTER][MD];
-    __shared__ float qs[ROPE ? MD : 1], kn[ROPE ? MD : 1], vn[ROPE ? MD : 1];
+    constexpr int NH = HB ? HB : 1, MS = HB ? 128 : MD; /* heads a block; a head's stride in acc */
+    /* block 0's: every block's (M, L, acc) for each of its heads, stored there by the block itself */
+    __shared__ float cm[ATT_CLUSTER][NH], cls[ATT_CLUSTER][NH], cacc[ATT_CLUSTER][NH][MS];
+    __shared__ float cf[ATT_CLUSTER][NH], cinv[NH]; /* block 0's merge: each share's weight, 1 / L */
+    __shared__ float qs[ROPE ? NH : 1][ROPE ? MS : 1], kn[ROPE ? MS : 1], vn[ROPE ? MS : 1];
     __shared__ float rc[ROPE ? MD / 2 : 1], rs[ROPE ? MD / 2 : 1];
     /* the cluster's blocks have all started before any writes to block 0's
      * shared memory: arrive now, wait just before those writes */
     asm volatile("barrier.cluster.arrive.relaxed.aligned;" ::: "memory");
-    int64_t th = blockIdx.x;
+    int64_t th = (int64_t)blockIdx.x * NH; /* t * H + h of the block's first head h */
     int split = (int)cl.block_rank();
     int64_t t = th / H, h = th % H, G = H / Hkv, hk = h / G;
     if (!EARLY) cu_pdl_enter();
@@ -275,10 +500,17 @@ __global__ void __launch_bounds__(ATTC_WARPS * 32, 1) k_attn_cluster(float *o, c
         for (int d = threadIdx.x; d < D; d += blockDim.x) {
             /* every input read before the first store: one round trip */
             int i0, i1, j = rope_pair(r.p, d, &i0, &i1);
-            float q0 = qh[i0], q1 = qh[i1], k0 = kh[i0], k1 = kh[i1], vv = r.vx[hk * D + d];
+            float q0[NH], q1[NH];
+#pragma unroll
+            for (int g = 0; g < NH; g++) {
+                q0[g] = qh[g * D + i0];
+                q1[g] = qh[g * D + i1];
+            }
+            float k0 = kh[i0], k1 = kh[i1], vv = r.vx[hk * D + d];
             float cs = j >= 0 ? rc[j] : 1.0f, sn = j >= 0 ? rs[j] : 0.0f;
             float kv = rope_val(d, j, i0, k0, k1, cs, sn);
-            qs[d] = rope_val(d, j, i0, q0, q1, cs, sn);
+#pragma unroll
+            for (int g = 0; g < NH; g++) qs[g][d] = rope_val(d, j, i0, q0[g], q1[g], cs, sn);
             if (writer) {
                 cu_st_rt(kc, KT, row + d, kv);
                 cu_st_rt(vc, KT, row + d, vv);
@@ -296,31 +528,46 @@ __global__ void __launch_bounds__(ATTC_WARPS * 32, 1) k_attn_cluster(float *o, c
              i += (int64_t)gridDim.x * ATT_CLUSTER * blockDim.x)
             y[i] = 0.0f;
     asm volatile("barrier.cluster.wait.aligned;" ::: "memory");
-    float *bm = cl.map_shared_rank(&cm[split], 0), *bl = cl.map_shared_rank(&cls[split], 0);
-    float *bacc = cl.map_shared_rank(cacc[split], 0);
-    if (ROPE) attn_chunk<KT, ATTC_WARPS, MD>(bm, bl, bacc, qs, kc, vc, hk, C, D, p, lo, hi, pt, kn, vn);
-    else attn_chunk<KT, ATTC_WARPS, MD>(bm, bl, bacc, q + th * D, kc, vc, hk, C, D, p, lo, hi);
-    cl.sync(); /* the shares are in block 0; also: every block of the head has read r.qx (rope in place) */
+    float *bm = cl.map_shared_rank(&cm[split][0], 0), *bl = cl.map_shared_rank(&cls[split][0], 0);
+    float *bacc = cl.map_shared_rank(&cacc[split][0][0], 0);
+    const float *qr = ROPE ? &qs[0][0] : q + th * D;
+    if constexpr (HB > 0)
+        attn_chunk_v<KT, ATTC_WARPS, NH>(bm, bl, bacc, qr, ROPE ? MS : D, kc, vc, hk, C, D, p, lo, hi,
+                                         ROPE ? pt : -1, kn, vn);
+    else if (ROPE) attn_chunk<KT, ATTC_WARPS, MD>(bm, bl, bacc, qr, kc, vc, hk, C, D, p, lo, hi, pt, kn, vn);
+    else attn_chunk<KT, ATTC_WARPS, MD>(bm, bl, bacc, qr, kc, vc, hk, C, D, p, lo, hi);
+    cl.sync(); /* the shares are in block 0; also: every block of the heads has read r.qx (rope in place) */
     if (split == 0) {
         if (ROPE)
-            for (int d = threadIdx.x; d < D; d += blockDim.x) r.qo[h * D + d] = qs[d];
-        float M = -INFINITY, L = 0.0f;
+            for (int i = threadIdx.x; i < NH * D; i += blockDim.x) r.qo[h * D + i] = qs[i / D][i % D];
+        /* each block's weight per head once (lane g * ATT_CLUSTER + k of
+         * warp 0 for block k's share of head g), then the sums */
+        static_assert(NH * ATT_CLUSTER <= 32, "one lane a (block, head)");
+        if (threadIdx.x < 32) {
+            const int lane = threadIdx.x, g = lane / ATT_CLUSTER, k = lane % ATT_CLUSTER;
+            const float m = g < NH ? cm[k][g] : -INFINITY;
+            float M = m;
 #pragma unroll
-        for (int k = 0; k < ATT_CLUSTER; k++) M = fmaxf(M, cm[k]);
-        float f[ATT_CLUSTER];
+            for (int sh = ATT_CLUSTER / 2; sh > 0; sh >>= 1) M = fmaxf(M, __shfl_xor_sync(0xffffffffu, M, sh));
+            const float f = m == -INFINITY ? 0.0f : expf(m - M);
+            float L = g < NH ? cls[k][g] * f : 0.0f;
 #pragma unroll
-        for (int k = 0; k < ATT_CLUSTER; k++) {
-            f[k] = cm[k] != -INFINITY ? expf(cm[k] - M) : 0.0f;
-            L += cm[k] != -INFINITY ? cls[k] * f[k] : 0.0f;
+            for (int sh = ATT_CLUSTER / 2; sh > 0; sh >>= 1) L += __shfl_xor_sync(0xffffffffu, L, sh);
+            if (g < NH) {
+                cf[k][g] = f;
+                if (k == 0) cinv[g] = L > 0 ? 1.0f / L : 0.0f;
+            }
         }
-        float inv = L > 0 ? 1.0f / L : 0.0f;
-        for (int d = threadIdx.x; d < D; d += blockDim.x) {
+        __syncthreads();
+        /* NH * D % 32 == 0 where XQ (D % 32 == 0): each warp's i are one 32-block of one head */
+        for (int i = threadIdx.x; i < NH * D; i += blockDim.x) {
+            const int g = i / D, d = i - g * D;
             float a = 0.0f;
 #pragma unroll
-            for (int k = 0; k < ATT_CLUSTER; k++)
-                if (cm[k] != -INFINITY) a += cacc[k][d] * f[k];
-            o[th * D + d] = a * inv;
-            if (XQ) x_store(xl, xg, (th * D + d) >> 5, d & 31, a * inv); /* D % 32 == 0: whole warps */
+            for (int k = 0; k < ATT_CLUSTER; k++) a = fmaf(cacc[k][g][d], cf[k][g], a);
+            const float v = a * cinv[g];
+            o[th * D + i] = v;
+            if (XQ) x_store(xl, xg, (th * D + i) >> 5, d & 31, v);
         }
     }
 #endif
@@ -834,26 +1081,54 @@ static bool cluster_on(void) {
  * positions a warp in flight instead of two (slower). */
 template <int KT, bool XQ, bool ROPE>
 static cudaError_t launch_cluster_t(cudaLaunchConfig_t *cfg, bool early, const cu_node *n, int xl, uint8_t *xg, float *y,
-                                    int64_t N, const RopeAtt &r) {
+                                    int64_t N, const RopeAtt &r, int hb) {
     const cu_tensor *t = n->t;
     int64_t H = t[1].shape[1], D = t[1].shape[2], Hkv = t[2].shape[0], C = t[2].shape[1];
 #define ATTC_ARGS                                                                                           \
     (float *)t[0].data, (const float *)t[1].data, t[2].data, t[3].data, (const int32_t *)t[4].data, H, Hkv, C, \
         (int)D, n->attn, xl, xg, y, N, r
-    if (D > 128)
-        return cudaLaunchKernelEx(cfg, early ? k_attn_cluster<KT, true, XQ, ROPE, ATT_MAXD>
-                                             : k_attn_cluster<KT, false, XQ, ROPE, ATT_MAXD>, ATTC_ARGS);
-    return cudaLaunchKernelEx(cfg, early ? k_attn_cluster<KT, true, XQ, ROPE, 128>
-                                         : k_attn_cluster<KT, false, XQ, ROPE, 128>, ATTC_ARGS);
+#define ATTC_LAUNCH(MD, HB)                                                                                 \
+    cudaLaunchKernelEx(cfg, early ? k_attn_cluster<KT, true, XQ, ROPE, MD, HB>                             \
+                                  : k_attn_cluster<KT, false, XQ, ROPE, MD, HB>, ATTC_ARGS)
+    if (hb == 4) return ATTC_LAUNCH(128, 4);
+    if (hb == 2) return ATTC_LAUNCH(128, 2);
+    if (hb == 1) return ATTC_LAUNCH(128, 1);
+    if (D > 128) return ATTC_LAUNCH(ATT_MAXD, 0);
+    return ATTC_LAUNCH(128, 0);
+#undef ATTC_LAUNCH
 #undef ATTC_ARGS
 }
 template <bool XQ, bool ROPE>
 static cudaError_t launch_cluster_kt(cudaLaunchConfig_t *cfg, bool early, const cu_node *n, int xl, uint8_t *xg, float *y,
-                                     int64_t N, const RopeAtt &r) {
+                                     int64_t N, const RopeAtt &r, int hb) {
     int kt = n->t[2].dtype;
-    return kt == MLXN_F32   ? launch_cluster_t<MLXN_F32, XQ, ROPE>(cfg, early, n, xl, xg, y, N, r)
-           : kt == MLXN_F16 ? launch_cluster_t<MLXN_F16, XQ, ROPE>(cfg, early, n, xl, xg, y, N, r)
-                            : launch_cluster_t<MLXN_BF16, XQ, ROPE>(cfg, early, n, xl, xg, y, N, r);
+    return kt == MLXN_F32   ? launch_cluster_t<MLXN_F32, XQ, ROPE>(cfg, early, n, xl, xg, y, N, r, hb)
+           : kt == MLXN_F16 ? launch_cluster_t<MLXN_F16, XQ, ROPE>(cfg, early, n, xl, xg, y, N, r, hb)
+                            : launch_cluster_t<MLXN_BF16, XQ, ROPE>(cfg, early, n, xl, xg, y, N, r, hb);
+}
+
+/* The cluster kernel's form for node n: 0 the scalar one (attn_chunk, one
+ * head a block), else the vector one (attn_chunk_v) with that many query
+ * heads of one KV head a block: head dims <= 128 and a multiple of 8 (whole
+ * 16-byte rows), 16-byte aligned caches; 2 heads where the group is even.
+ * H200, 8B shape (bench/RESULTS.md): at position 4095 2 heads a block took
+ * 26.4 us, 1 head 41.2 and the scalar form 44.4; 4 heads (64 blocks: half
+ * the SMs idle) 30.0, with decode from an empty cache 4 % slower (613
+ * against 640 tok/s). MLXN_CU_ATT_VEC=0 keeps the scalar form, MLXN_CU_ATT_HB=1 / 2 / 4
+ * sets the heads a block (measuring). */
+static int att_heads_a_block(const cu_node *n) {
+    static int vec = -1, cap = 2;
+    if (vec < 0) {
+        vec = mlxn_cu_env_flag("MLXN_CU_ATT_VEC", 1);
+        const char *e = getenv("MLXN_CU_ATT_HB");
+        if (e && (atoi(e) == 1 || atoi(e) == 2 || atoi(e) == 4)) cap = atoi(e);
+    }
+    const cu_tensor *t = n->t;
+    int64_t H = t[1].shape[1], D = t[1].shape[2], Hkv = t[2].shape[0];
+    if (!vec || D > 128 || D % 8 || ((uintptr_t)t[2].data | (uintptr_t)t[3].data) % 16) return 0;
+    if (Hkv <= 0 || H % Hkv) return 1;
+    int64_t G = H / Hkv;
+    return G % 4 == 0 && cap >= 4 ? 4 : G % 2 == 0 && cap >= 2 ? 2 : 1;
 }
 
 /* The cluster kernel for node n on s; xg non-NULL: the XQ form (layout xl);
@@ -863,8 +1138,9 @@ static cudaError_t launch_cluster(const cu_node *n, cudaStream_t s, int xl, uint
                                   const RopeAtt *r = NULL) {
     const cu_tensor *t = n->t;
     int64_t T = t[1].shape[0], H = t[1].shape[1];
+    const int hb = att_heads_a_block(n);
     cudaLaunchConfig_t cfg = {};
-    cfg.gridDim = dim3((unsigned)(T * H), ATT_CLUSTER);
+    cfg.gridDim = dim3((unsigned)(T * H / (hb ? hb : 1)), ATT_CLUSTER);
     cfg.blockDim = dim3(ATTC_WARPS * 32);
     cfg.stream = s;
     cudaLaunchAttribute at[2];
@@ -878,10 +1154,10 @@ static cudaError_t launch_cluster(const cu_node *n, cudaStream_t s, int xl, uint
     cfg.numAttrs = mlxn_cu_pdl() ? 2 : 1;
     RopeAtt none = {};
     bool e = n->pos_early;
-    if (r) return xg ? launch_cluster_kt<true, true>(&cfg, e, n, xl, xg, y, N, *r)
-                     : launch_cluster_kt<false, true>(&cfg, e, n, xl, xg, y, N, *r);
-    return xg ? launch_cluster_kt<true, false>(&cfg, e, n, xl, xg, y, N, none)
-              : launch_cluster_kt<false, false>(&cfg, e, n, xl, xg, y, N, none);
+    if (r) return xg ? launch_cluster_kt<true, true>(&cfg, e, n, xl, xg, y, N, *r, hb)
+                     : launch_cluster_kt<false, true>(&cfg, e, n, xl, xg, y, N, *r, hb);
+    return xg ? launch_cluster_kt<true, false>(&cfg, e, n, xl, xg, y, N, none, hb)
+              : launch_cluster_kt<false, false>(&cfg, e, n, xl, xg, y, N, none, hb);
 }
 
 static bool same(const cu_tensor &a, const cu_tensor &b) {
