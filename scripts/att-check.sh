@@ -5,11 +5,19 @@
 # model tests, then `bench ops`' attention line (position 4095 of an f16
 # [8, 4096, 128] cache, 32 heads) and the 8B decode from an empty cache
 # and after 4000 tokens (bench -d), each form in turn, two rounds.
+# VARIANT="name:-DMACRO=V ..." also builds the tree with those nvcc defines
+# in build-name (e.g. "u4:-DATTV_U=4") and measures it the same way.
 source scripts/gpu-env.sh
 make "${MK[@]}" -j16 build-cuda/mlxn build-cuda/tests/test_cuda_ops build-cuda/tests/test_cuda_model >/tmp/b.log 2>&1 || { tail -30 /tmp/b.log; exit 1; }
 BINS=(build-cuda)
+if [ -n "${VARIANT:-}" ]; then
+  vn=${VARIANT%%:*} vd=${VARIANT#*:}
+  NV="-O3 -std=c++17 -Xcompiler -fPIC -Iinclude -Isrc -gencode arch=compute_90,code=sm_90 --expt-relaxed-constexpr -lineinfo $vd"
+  make "${MK[@]}" BUILD=build-$vn "NVCCFLAGS=$NV" -j16 build-$vn/mlxn build-$vn/tests/test_cuda_ops >/tmp/b2.log 2>&1 || { tail -30 /tmp/b2.log; exit 1; }
+  BINS+=(build-$vn)
+fi
 nvidia-smi --query-gpu=name --format=csv,noheader
-FORMS=(- MLXN_CU_ATT_HB=4 MLXN_CU_ATT_HB=1 MLXN_CU_ATT_VEC=0)
+FORMS=(${FORMS:-- MLXN_CU_ATT_HB=4 MLXN_CU_ATT_HB=1 MLXN_CU_ATT_VEC=0})
 for b in "${BINS[@]}"; do
   for v in "${FORMS[@]}"; do
     [ "$v" = - ] && e=() || e=("$v")

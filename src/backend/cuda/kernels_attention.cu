@@ -224,11 +224,12 @@ static __device__ __forceinline__ void row8_set(Row8<KT> &r, const float *f) {
  * comes from the cache or from kn / vn, so both give the same sums. */
 /* ATTV_U positions a half-warp a step: all their rows loaded before the
  * step's math, the next step's loaded while it runs. Measured on an H200
- * (bench/RESULTS.md), 8B shape, f16 cache: 4 a step with 4 heads a block
- * ran position 4095 in 26.3 us against 26.4 for 2 a step with 2 heads,
- * but in 232 registers instead of ~150, and decode from an empty cache
- * fell 5.6 % (2 / 2: no change). */
+ * (bench/RESULTS.md), 8B shape, f16 cache, 2 heads a block: 2 a step (113
+ * registers) ran position 4095 in 24.4 us, 4 a step (168) in 34.8 us with
+ * decode from an empty cache 9 % slower. */
+#ifndef ATTV_U
 #define ATTV_U 2
+#endif
 template <int KT, int NW, int HB>
 __device__ __forceinline__ void attn_chunk_v(float *bm, float *bl, float *bacc, const float *qr, int64_t qs,
                                              const void *kc, const void *vc, int64_t hk, int64_t C, int D,
@@ -248,7 +249,11 @@ __device__ __forceinline__ void attn_chunk_v(float *bm, float *bl, float *bacc, 
         mx[g] = -INFINITY;
         sum[g] = 0.0f;
     }
-    /* the rows of the step at wb: this half's positions wb + half + u S */
+    /* the rows of the step at wb: this half's positions wb + half + u S,
+     * cache rows rl, rl + S, ... (mod C, kept by steps of S, no division);
+     * rl moves on to the next step's */
+    const int64_t hb = hk * C * D + d0;
+    int64_t rl = (lo + 2 * w + half) % C;
     auto load = [&](Row8<KT> *kr, Row8<KT> *vr, int64_t wb) {
 #pragma unroll
         for (int u = 0; u < U; u++) {
@@ -258,14 +263,15 @@ __device__ __forceinline__ void attn_chunk_v(float *bm, float *bl, float *bacc, 
                     row8_set(kr[u], kn + d0);
                     row8_set(vr[u], vn + d0);
                 } else {
-                    const int64_t e = (hk * C + pp % C) * D + d0;
-                    row8_ld(kr[u], kc, e);
-                    row8_ld(vr[u], vc, e);
+                    row8_ld(kr[u], kc, hb + rl * D);
+                    row8_ld(vr[u], vc, hb + rl * D);
                 }
             } else {
                 kr[u] = Row8<KT>{};
                 vr[u] = Row8<KT>{};
             }
+            rl += S;
+            while (rl >= C) rl -= C;
         }
     };
     const int64_t step = (int64_t)S * U;
@@ -1112,9 +1118,9 @@ static cudaError_t launch_cluster_kt(cudaLaunchConfig_t *cfg, bool early, const 
  * heads of one KV head a block: head dims <= 128 and a multiple of 8 (whole
  * 16-byte rows), 16-byte aligned caches; 2 heads where the group is even.
  * H200, 8B shape (bench/RESULTS.md): at position 4095 2 heads a block took
- * 26.4 us, 1 head 41.2 and the scalar form 44.4; 4 heads (64 blocks: half
- * the SMs idle) 30.0, with decode from an empty cache 4 % slower (613
- * against 640 tok/s). MLXN_CU_ATT_VEC=0 keeps the scalar form, MLXN_CU_ATT_HB=1 / 2 / 4
+ * 24.4 us, 1 head 35.3 and the scalar form 44.4; 4 heads (64 blocks: half
+ * the SMs idle) 28.2, with decode from an empty cache 4 % slower (612
+ * against 637 tok/s). MLXN_CU_ATT_VEC=0 keeps the scalar form, MLXN_CU_ATT_HB=1 / 2 / 4
  * sets the heads a block (measuring). */
 static int att_heads_a_block(const cu_node *n) {
     static int vec = -1, cap = 2;
