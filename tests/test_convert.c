@@ -4,11 +4,15 @@
  * MLX fields equals the gguf-exact f32 dequantization (q4_0, q8_0, q4_k,
  * q5_k: bit for bit; q4_1: within the one f32 rounding of d*q + m that ggml
  * itself does). And the Q/K row un-permutation inverts llama.cpp's permute.
- * And end to end: the tiny HF Llama converted to MLX 4-bit (groups of 32)
- * by mlxn_convert gives PyTorch's logits on the weights MLX itself
- * quantizes and dequantizes (tests/data/models/llama/ref_mlx_q4.bin, from
- * scripts/gen_convert_ref.py), with activations kept f32: the 12-token
- * prefill's matmuls dequantize tiles exactly as mx.dequantize does.
+ * And end to end: the tiny HF Llama (bf16, untied head) and Qwen3 (f32,
+ * tied head, q/k norm, head_dim 32) converted to MLX 4-bit (groups of 32)
+ * by mlxn_convert give PyTorch's logits on the weights MLX itself
+ * quantizes and dequantizes (tests/data/models/{llama,qwen3}/ref_mlx_q4.bin,
+ * from scripts/gen_convert_ref.py; scales/biases in the weights' own dtype,
+ * the tied head being the quantized embedding), with activations kept f32:
+ * the 12-token prefill's matmuls dequantize tiles exactly as mx.dequantize
+ * does. Every converted linear, the embedding and the head are checked to
+ * be 4-bit g32, qwen3's q/k norms dense.
  * And the output directory: a non-empty existing one is refused (its file
  * kept) unless overwrite, and the input's own directory always is (the HF
  * input untouched), with a status and a message naming it.
@@ -75,22 +79,70 @@ static void test_unpermute(void) {
     CHECK_STATUS(mlxn_unpermute_qk_rows(gg, back, 25, 4, 3), MLXN_ERR_SHAPE);
 }
 
-static void test_hf_to_mlx4(void) {
-    const char *ref = "tests/data/models/llama/ref_mlx_q4.bin";
+/* Every linear, the embedding and the head of the converted model are MLX
+ * 4-bit, groups of 32, scales/biases in the HF weights' own dtype; a tied
+ * head is the embedding itself; qwen3's q/k norms stay dense. */
+static void check_converted_4bit(const char *name, const mlxn_model *m, mlxn_dtype sbt, bool tied) {
+    int bad = 0;
+    const mlxn_linear *lin[2 + 64 * MLXN_LIN_COUNT];
+    int n = 0;
+    lin[n++] = &m->embed;
+    lin[n++] = &m->head;
+    for (int l = 0; l < m->cfg.layers && l < 64; l++)
+        for (int g = 0; g < MLXN_LIN_COUNT; g++) lin[n++] = mlxn_layer_linear(&m->L[l], (mlxn_linear_group)g);
+    for (int i = 0; i < n; i++)
+        if (lin[i]->q.bits != 4 || lin[i]->q.group_size != 32 || !lin[i]->scales || !lin[i]->biases ||
+            mlxn_buffer_dtype(lin[i]->scales) != sbt || mlxn_buffer_dtype(lin[i]->biases) != sbt)
+            bad++;
+    CHECK(bad == 0 && n == 2 + m->cfg.layers * MLXN_LIN_COUNT,
+          "%s: converted linears, embedding and head are MLX 4-bit g32 with %s scales (%d of %d not)", name,
+          mlxn_dtype_name(sbt), bad, n);
+    CHECK(m->cfg.tie_embeddings == tied && (!tied || (m->head.w == m->embed.w && m->head.scales == m->embed.scales)),
+          "%s: head %s", name, tied ? "tied: the quantized embedding" : "untied");
+    if (m->cfg.qk_norm)
+        CHECK(m->L[0].q_norm && m->L[0].k_norm && mlxn_buffer_dtype(m->L[0].q_norm) == MLXN_F32 &&
+                  mlxn_buffer_dtype(m->L[0].k_norm) == MLXN_F32,
+              "%s: q/k norms kept dense f32", name);
+}
+
+/* tests/data/models/<name> converted to MLX 4-bit g32 by mlxn_convert vs
+ * PyTorch f32 on the weights MLX quantizes and dequantizes itself
+ * (<name>/ref_mlx_q4.bin, scripts/gen_convert_ref.py). */
+static void test_hf_to_mlx4(const char *name, mlxn_dtype sbt, bool tied) {
+    char src[256], ref[300], what[200];
+    snprintf(src, sizeof src, "tests/data/models/%s", name);
+    snprintf(ref, sizeof ref, "%s/ref_mlx_q4.bin", src);
     FILE *f = fopen(ref, "rb");
     CHECK(f != NULL, "%s present", ref);
     if (!f) return;
     int32_t T = 0, V = 0;
     CHECK(fread(&T, 4, 1, f) == 1 && fread(&V, 4, 1, f) == 1 && T > 0 && T <= 64 && V > 0 && V <= 4096, "header");
+    if (!(T > 0 && T <= 64 && V > 0 && V <= 4096)) {
+        fclose(f);
+        return;
+    }
     int32_t toks[64];
     float *want = malloc((size_t)T * (size_t)V * 4), *got = malloc((size_t)T * (size_t)V * 4);
     CHECK(fread(toks, 4, (size_t)T, f) == (size_t)T && fread(want, 4, (size_t)(T * V), f) == (size_t)(T * V),
           "reference data");
     fclose(f);
-    char dir[] = "/tmp/mlxn-conv-XXXXXX";
+    char dir[] = "/tmp/mlxn-conv-XXXXXX", stage[] = "/tmp/mlxn-conv-in-XXXXXX", cmd[1024];
     CHECK(mkdtemp(dir) != NULL, "mkdtemp");
+    const char *in = src;
+    snprintf(cmd, sizeof cmd, "%s/tokenizer.json", src);
+    if (access(cmd, R_OK) != 0) {
+        /* mlxn_convert loads the input's tokenizer (HF too: it is copied
+         * over); qwen3 has none, so convert a copy beside llama's byte
+         * tokenizer (vocab 256 too). The weights are untouched. */
+        CHECK(mkdtemp(stage) != NULL, "mkdtemp");
+        snprintf(cmd, sizeof cmd, "cp %s/config.json %s/model.safetensors tests/data/models/llama/tokenizer.json %s/",
+                 src, src, stage);
+        CHECK(system(cmd) == 0, "%s", cmd);
+        in = stage;
+    }
     mlxn_convert_options o = {.bits = 4, .group_size = 32};
-    CHECK_OK(mlxn_convert("tests/data/models/llama", dir, &o));
+    CHECK_OK(mlxn_convert(in, dir, &o));
+    if (in == stage) rm_tmp_tree(stage);
     setenv("MLXN_F32_ACTIVATIONS", "1", 1);
     mlxn_device *dev = NULL;
     mlxn_model *m = NULL;
@@ -99,17 +151,31 @@ static void test_hf_to_mlx4(void) {
     CHECK_OK(mlxn_device_open(&dev, "cpu", NULL));
     CHECK_OK(mlxn_model_load(&m, dev, dir));
     if (m) {
-        CHECK(m->L[0].wq.q.bits == 4 && m->head.q.bits == 4 && m->embed.q.bits == 4,
-              "converted linears, embedding and head are MLX 4-bit");
+        check_converted_4bit(name, m, sbt, tied);
         CHECK_OK(mlxn_kvcache_create(&kv, m, T, MLXN_F32));
         CHECK_OK(mlxn_forward_create(&fw, m, kv, T, MLXN_MODE_OPTIMIZED, MLXN_FWD_ALL_LOGITS));
         CHECK_OK(mlxn_forward_run(fw, toks));
         CHECK_OK(mlxn_forward_logits(fw, got, (size_t)(T * V)));
         double *r = malloc((size_t)(T * V) * sizeof(double));
-        for (int i = 0; i < T * V; i++) r[i] = want[i];
-        /* f32 on both sides over the same quantized weights: summation order only */
-        check_close("mlxn convert -> MLX 4-bit logits vs PyTorch on MLX-dequantized weights", got, r,
-                    (size_t)(T * V), 1e-4, 1e-4);
+        double maxd = 0, se = 0, sr = 0, worst = 0, maxr = 0;
+        for (int i = 0; i < T * V; i++) {
+            r[i] = want[i];
+            double d = fabs((double)got[i] - r[i]);
+            if (d > maxd) maxd = d;
+            if (d / (1e-4 + 1e-4 * fabs(r[i])) > worst) worst = d / (1e-4 + 1e-4 * fabs(r[i]));
+            if (fabs(r[i]) > maxr) maxr = fabs(r[i]);
+            se += d * d;
+            sr += r[i] * r[i];
+        }
+        printf("  %s -> mlx 4-bit g32: max |diff| %.3g (max |logit| %.3g), nmse %.3g over %d logits, "
+               "worst %.2g of the tolerance\n", name, maxd, maxr, sr > 0 ? se / sr : 0.0, T * V, worst);
+        /* f32 on both sides over the same quantized weights: summation order
+         * only. One tolerance for both: qwen3's max |diff| (~1e-5) is larger
+         * than llama's only because its logits are (|logit| up to ~70: the
+         * tied head is the unit-variance embedding), ~2e-7 relative; measured
+         * worst 0.02 of the tolerance. */
+        snprintf(what, sizeof what, "%s: mlxn convert -> MLX 4-bit logits vs PyTorch on MLX-dequantized weights", name);
+        check_close(what, got, r, (size_t)(T * V), 1e-4, 1e-4);
         free(r);
     }
     unsetenv("MLXN_F32_ACTIVATIONS");
@@ -172,7 +238,8 @@ int main(void) {
     uint32_t w[1];
     CHECK_STATUS(mlxn_ggml_to_mlx(MLXN_Q6_K, w, 1, 256, w, w, w), MLXN_ERR_UNSUPPORTED);
     test_unpermute();
-    test_hf_to_mlx4();
+    test_hf_to_mlx4("llama", MLXN_BF16, false); /* bf16 weights, untied head */
+    test_hf_to_mlx4("qwen3", MLXN_F32, true);   /* f32 weights, tied head, q/k norm, head_dim 32 */
     test_out_dir();
     return test_summary("test_convert");
 }
