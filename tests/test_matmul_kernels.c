@@ -22,7 +22,8 @@
  *    amax/32512 where it is 2 (MLX weights: x in two int8 parts, codes and
  *    their residual at 1/128 of the step: at most d/256). A kernel that
  *    dropped the residual part fails this bound.
- *  - MLX AVX-512 decode (all bits) uses s·q + b unrounded, where MLX rounds s·q and then
+ *  - MLX AVX-512 decode (all bits) and the AVX2 int8 decode (4/8 bits)
+ *    use s·q + b unrounded, where MLX rounds s·q and then
  *    s·q + b to the scale dtype: ≤ 2 half-ulps of values ≤ 2·G_k (G_k = max|w|
  *    of k's group, since |b| ≤ G_k and |s·q| ≤ |w| + |b|): rw = 2^-8 (bf16),
  *    2^-11 (f16), 2^-23 (f32), term rw·2·G_k·|x_k|.
@@ -81,8 +82,8 @@ static int run_case(const mlxn_qweights *q, int isa, int64_t M, const float *x) 
           (long long)M, parts);
     double rb = mlxn_mm_rounds_bf16(w, M) ? 0x1p-7 + 0x1p-16 : 0;
     double rw = 0;
-    if (w->kind == MLXN_QKIND_MLX && strcmp(mlxn_mm_isa(), "avx512vnni") == 0 &&
-        M < MLXN_MM_DECODE_ROWS)
+    if (w->kind == MLXN_QKIND_MLX && ((strcmp(mlxn_mm_isa(), "avx512vnni") == 0 && M < MLXN_MM_DECODE_ROWS) ||
+                                      (strcmp(mlxn_mm_isa(), "avx2") == 0 && parts > 0)))
         rw = w->sb_type == MLXN_BF16 ? 0x1p-8 : w->sb_type == MLXN_F16 ? 0x1p-11 : 0x1p-23;
     int64_t grp = w->kind == MLXN_QKIND_MLX ? w->group : K;
     for (int64_t i = 0; i < M * K / 32; i++) { /* amax/254 per x block of 32 */

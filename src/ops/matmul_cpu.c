@@ -22,7 +22,9 @@
  *    last 1-3 blocks (SmolLM2's K = 576 = 4·128 + 64). MLX 4/8-bit and
  *    q4_0/q4_1 take 4 weight rows per step of the row loop, with one 4-way
  *    reduction.
- *  - decode without VNNI (M < 4), or dense f32/f16/bf16 W: f32 dot products
+ *  - decode on AVX2 without AVX-512 (M < 4), q4_0 / q4_1 / q8_0 / q4_k and
+ *    MLX 4/8-bit: decode_avx2.c, the same int8 x with VPMADDUBSW products.
+ *  - other decode without VNNI (M < 4), or dense f32/f16/bf16 W: f32 dot products
  *    (dense rows converted on the fly, others dequantized once per row).
  *  - otherwise (prefill), AVX-512 and M >= 32 or a bf16 path: gemm_blocked.
  *    Per 512 x rows, 1024 columns and k chunk, x is packed once into 12-row
@@ -45,6 +47,7 @@
  * of 02:52).
  */
 #include "ops/quant.h"
+#include "ops/decode_avx2.h"
 #include "core/simd512.h"
 
 #include <math.h>
@@ -2156,12 +2159,25 @@ static int64_t decode_rows(const mlxn_qmat *w, int isa) {
 #endif
     (void)w;
     (void)isa;
-    return 4;
+    return MLXN_AVX2_DECODE_ROWS;
+}
+
+/* The AVX2 int8 decode kernels' x parts for w on this ISA (0: not taken). */
+static int avx2_parts(const mlxn_qmat *w, int isa) {
+#ifdef MLXN_X86
+    static int f16c = -1;
+    if (f16c < 0) __atomic_store_n(&f16c, __builtin_cpu_supports("f16c") ? 1 : 0, __ATOMIC_RELAXED);
+    if (isa == ISA_AVX2 && f16c) return mlxn_dec_avx2_parts(w);
+#endif
+    (void)w;
+    (void)isa;
+    return 0;
 }
 
 int mlxn_mm_x_parts(const mlxn_qmat *w, int64_t M) {
 #ifdef MLXN_X86
     int isa = isa_now();
+    if (isa == ISA_AVX2) return M < decode_rows(w, isa) ? avx2_parts(w, isa) : 0;
     ggml_dot_fn fn;
     int layout;
     int k = isa == ISA_512 && !w->f32_act ? vnni_kind(w, &fn, &layout) : VK_NONE;
@@ -2179,6 +2195,8 @@ bool mlxn_mm_quantizes_x(const mlxn_qmat *w, int64_t M) { return mlxn_mm_x_parts
 size_t mlxn_mm_scratch_bytes(const mlxn_qmat *w, int64_t M) {
     int64_t md = decode_rows(w, isa_now());
     size_t a = dec_bytes(w->K, M < md ? (M > 0 ? M : 1) : 1), b = gemm_bytes(w, M);
+    size_t c = M < md && avx2_parts(w, isa_now()) ? mlxn_dec_avx2_scratch(w->K, M) : 0;
+    a = a > c ? a : c;
     return a > b ? a : b;
 }
 
@@ -2639,6 +2657,10 @@ void mlxn_mm(const mlxn_qmat *w, const float *x, float *y, int64_t M, int64_t n0
     int layout, kind = isa == ISA_512 && !w->f32_act ? vnni_kind(w, &fn, &layout) : VK_NONE;
     if (kind != VK_NONE) {
         decode_vnni(w, kind, fn, layout, x, y, M, n0, n1, scratch);
+        return;
+    }
+    if (avx2_parts(w, isa)) {
+        mlxn_dec_avx2(w, x, y, M, n0, n1, scratch);
         return;
     }
 #endif

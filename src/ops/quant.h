@@ -152,7 +152,10 @@ size_t mlxn_mm_scratch_bytes(const mlxn_qmat *w, int64_t M);
  *    weights take x in two int8 parts (the codes and their rounding
  *    residual's, x ≈ d·(c + c2/128)): error ≤ Σ_k |w_k|·amax_blk(k)/32512
  *    (d/256; mlxn_mm_x_parts says 2).
- *  - same M for MLX 2/3/5/6-bit without VBMI, or M < 4 without VNNI: f32 dots.
+ *  - M < 4 on AVX2 (+FMA, F16C) without AVX-512, W in q4_0, q4_1, q8_0,
+ *    q4_k or MLX 4/8-bit: the same int8 x (and for MLX the same two parts,
+ *    same bounds), products by VPMADDUBSW (decode_avx2.c).
+ *  - same M for MLX 2/3/5/6-bit without VBMI, or M < 4 otherwise: f32 dots.
  *  - else (prefill): quantized W with AVX512-BF16 and w->f32_act off: x and
  *    dequantized W panels rounded to bf16, VDPBF16PS with f32 accumulators
  *    (see mlxn_mm_rounds_bf16); otherwise dequantized f32 panels and a

@@ -1,0 +1,462 @@
+/*
+ * decode_avx2.c — the decode matmuls (a few rows of x against every weight
+ * row) for x86 CPUs that have AVX2, FMA and F16C but not AVX-512, such as
+ * AMD Zen 2/3 and most laptops. Without them such a CPU fell back to
+ * dequantizing every weight row to f32, a thousand times slower than the
+ * memory allows.
+ *
+ * x is quantized per 32 elements to int8 codes c with step dx = amax/127
+ * (the AVX-512 path's rounding). MLX weights also get the residual's codes
+ * c2 at a step of dx/128, so x ≈ dx·(c + c2/128): int8 alone moved the
+ * default model's greedy tokens away from mlx-lm's (bench/RESULTS.md, the
+ * "two int8 parts" entry); GGML formats keep llama.cpp's single int8 x.
+ *
+ * Products: u8 weight codes times s8 x codes by maddubs (pairs summed into
+ * int16), then madd into int32 lanes. A pair stays in int16: 4-bit codes
+ * give at most 2·15·127; 8-bit codes go in as q-128 with x's sign moved
+ * onto them (|q-128| ≤ 128: 2·128·127 = 32512). Per block of 32 the int32
+ * lanes go to f32 and into an FMA with the block's factor (weight scale ×
+ * dx); offsets (q4_0's -8, q4_1's m, MLX biases, q4_k's mins, 8-bit's +128)
+ * are taken once per block or group through Σx.
+ */
+#include "ops/decode_avx2.h"
+
+#include <string.h>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+
+#define T2 __attribute__((target("avx2,fma,f16c")))
+#define INL __attribute__((always_inline)) static inline
+
+enum { K_NONE, K_MLX4, K_MLX8, K_Q40, K_Q41, K_Q80, K_Q4K };
+
+static int kind_of(const mlxn_qmat *w) {
+    if (w->f32_act || w->K % 32) return K_NONE;
+    if (w->kind == MLXN_QKIND_MLX) return w->bits == 4 ? K_MLX4 : w->bits == 8 ? K_MLX8 : K_NONE;
+    switch (w->wtype) {
+    case MLXN_Q4_0: return K_Q40;
+    case MLXN_Q4_1: return K_Q41;
+    case MLXN_Q8_0: return K_Q80;
+    case MLXN_Q4_K: return K_Q4K;
+    default: return K_NONE;
+    }
+}
+
+int mlxn_dec_avx2_parts(const mlxn_qmat *w) {
+    int k = kind_of(w);
+    if (k == K_NONE) return 0;
+    return (k == K_MLX4 || k == K_MLX8) && !w->int8_act ? 2 : 1;
+}
+
+/* One x row, quantized. Codes in natural order, except for MLX 4-bit:
+ * there a byte holds elements 2i (low nibble) and 2i+1 (high), so two
+ * blocks' 32 code bytes give their evens in low nibbles and odds in high;
+ * x is laid out per block pair as [evens b | evens b+1 | odds b | odds b+1]
+ * (16 codes each), a last odd block as [evens | ... | odds | ...] alike. */
+typedef struct xrow {
+    int8_t *c, *c2; /* codes, residual codes (two parts) */
+    float *dx;      /* per block: the step of the last part */
+    float *xs;      /* per block: Σ c (q4_0's -8 offset) */
+    float *xg;      /* per block: Σ x as the codes give it */
+    float *xgg;     /* per MLX group: Σ xg */
+} xrow;
+
+static size_t al32(size_t n) { return (n + 31) & ~(size_t)31; }
+
+size_t mlxn_dec_avx2_scratch(int64_t K, int64_t M) {
+    size_t nb = (size_t)K / 32, v = al32(nb * 4);
+    /* codes: K + 32, a last odd MLX 4-bit block's odds sit past K */
+    return 32 + 2 * al32(nb * 4) + (size_t)(M > 0 ? M : 1) * (2 * al32((size_t)K + 32) + 4 * v);
+}
+
+T2 INL float hsum8(__m256 v) {
+    __m128 h = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+    h = _mm_add_ss(h, _mm_movehdup_ps(h));
+    return _mm_cvtss_f32(h);
+}
+T2 INL int hsum8i(__m256i v) {
+    __m128i h = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    h = _mm_add_epi32(h, _mm_shuffle_epi32(h, 0x4E));
+    h = _mm_add_epi32(h, _mm_shuffle_epi32(h, 0xB1));
+    return _mm_cvtsi128_si32(h);
+}
+T2 INL float h2f(uint16_t h) { return _cvtsh_ss(h); }
+
+/* 32 int32 codes (4 x 8 lanes, each in [-128, 127]) → 32 int8 in order. */
+T2 INL __m256i pack32(const __m256i q[4]) {
+    __m256i b = _mm256_packs_epi16(_mm256_packs_epi32(q[0], q[1]), _mm256_packs_epi32(q[2], q[3]));
+    return _mm256_permutevar8x32_epi32(b, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+}
+/* Natural order → per 16: evens then odds; then the four 8-byte quarters
+ * as [evens 0-15 | evens 16-31 | odds 0-15 | odds 16-31]. */
+T2 INL __m256i evens_odds(__m256i v) {
+    const __m256i sh = _mm256_setr_epi8(0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15, 0, 2, 4, 6, 8, 10,
+                                        12, 14, 1, 3, 5, 7, 9, 11, 13, 15);
+    return _mm256_permute4x64_epi64(_mm256_shuffle_epi8(v, sh), 0xD8);
+}
+/* Store block b's 32 codes v in the layout (mlx4: see xrow). */
+T2 INL void put_codes(int8_t *dst, int64_t b, __m256i v, bool mlx4) {
+    if (!mlx4) {
+        _mm256_storeu_si256((__m256i *)(dst + 32 * b), v);
+        return;
+    }
+    v = evens_odds(v);
+    int8_t *p = dst + 64 * (b / 2) + 16 * (b % 2);
+    _mm_storeu_si128((__m128i *)p, _mm256_castsi256_si128(v));
+    _mm_storeu_si128((__m128i *)(p + 32), _mm256_extracti128_si256(v, 1));
+}
+
+T2 static void quant_x(const float *x, int64_t K, const xrow *r, bool mlx4, bool two) {
+    const __m256 absm = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF));
+    const __m256i hi = _mm256_set1_epi32(127), lo = _mm256_set1_epi32(-127);
+    for (int64_t b = 0; b < K / 32; b++) {
+        __m256 v[4], m = _mm256_setzero_ps();
+        for (int i = 0; i < 4; i++) {
+            v[i] = _mm256_loadu_ps(x + 32 * b + 8 * i);
+            m = _mm256_max_ps(m, _mm256_and_ps(v[i], absm));
+        }
+        __m128 h = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+        h = _mm_max_ps(h, _mm_movehl_ps(h, h));
+        h = _mm_max_ss(h, _mm_movehdup_ps(h));
+        const float amax = _mm_cvtss_f32(h), id = amax > 0 ? 127.0f / amax : 0.0f;
+        __m256i q[4], q2[4], s = _mm256_setzero_si256(), s2 = _mm256_setzero_si256();
+        for (int i = 0; i < 4; i++) {
+            const __m256 t = _mm256_mul_ps(v[i], _mm256_set1_ps(id));
+            q[i] = _mm256_max_epi32(_mm256_min_epi32(_mm256_cvtps_epi32(t), hi), lo);
+            s = _mm256_add_epi32(s, q[i]);
+            if (two) { /* the residual in [-1/2, 1/2] steps: codes in [-64, 64] */
+                q2[i] = _mm256_cvtps_epi32(
+                    _mm256_mul_ps(_mm256_sub_ps(t, _mm256_cvtepi32_ps(q[i])), _mm256_set1_ps(128.0f)));
+                s2 = _mm256_add_epi32(s2, q2[i]);
+            }
+        }
+        put_codes(r->c, b, pack32(q), mlx4);
+        r->xs[b] = (float)hsum8i(s);
+        if (two) {
+            put_codes(r->c2, b, pack32(q2), mlx4);
+            r->dx[b] = amax / 127.0f / 128.0f;
+            r->xg[b] = r->dx[b] * (128.0f * r->xs[b] + (float)hsum8i(s2));
+        } else {
+            r->dx[b] = amax / 127.0f;
+            r->xg[b] = r->dx[b] * r->xs[b];
+        }
+    }
+}
+
+/* Σ w·c over a block, int32 lanes: w unsigned codes (< 128), c signed. */
+T2 INL __m256i dot_u(__m256i w, __m256i c) {
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(w, c), _mm256_set1_epi16(1));
+}
+/* Two parts: 128·Σ w·c + Σ w·c2. */
+T2 INL __m256i dot_u2(__m256i w, __m256i c, __m256i c2) {
+    return _mm256_add_epi32(_mm256_madd_epi16(_mm256_maddubs_epi16(w, c), _mm256_set1_epi16(128)),
+                            _mm256_madd_epi16(_mm256_maddubs_epi16(w, c2), _mm256_set1_epi16(1)));
+}
+/* 16 code bytes → 32 nibbles: low ones in the low lane, high in the high. */
+T2 INL __m256i nibbles16(const uint8_t *p) {
+    __m128i v = _mm_loadu_si128((const __m128i *)p);
+    return _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(v, 4), v), _mm256_set1_epi8(0x0F));
+}
+
+/* q4_0 / q4_1: Σ_b d·dx·(Σ q·c) + (q4_0) -8·d·dx·Σc or (q4_1) m·Σx. */
+T2 static float dot_q4(const uint8_t *row, const xrow *x, int64_t nb, bool q41) {
+    const size_t bs = q41 ? sizeof(mlxn_block_q4_1) : sizeof(mlxn_block_q4_0), qo = q41 ? 4 : 2;
+    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+    float cor = 0.0f;
+    int64_t b = 0;
+    for (; b + 2 <= nb; b += 2) {
+        const uint8_t *p = row + (size_t)b * bs;
+        uint16_t d0, d1;
+        memcpy(&d0, p, 2);
+        memcpy(&d1, p + bs, 2);
+        const float f0 = h2f(d0) * x->dx[b], f1 = h2f(d1) * x->dx[b + 1];
+        __m256i s0 = dot_u(nibbles16(p + qo), _mm256_loadu_si256((const __m256i *)(x->c + 32 * b)));
+        __m256i s1 = dot_u(nibbles16(p + bs + qo), _mm256_loadu_si256((const __m256i *)(x->c + 32 * b + 32)));
+        a0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s0), _mm256_set1_ps(f0), a0);
+        a1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s1), _mm256_set1_ps(f1), a1);
+        if (q41) {
+            uint16_t m0, m1;
+            memcpy(&m0, p + 2, 2);
+            memcpy(&m1, p + bs + 2, 2);
+            cor += h2f(m0) * x->xg[b] + h2f(m1) * x->xg[b + 1];
+        } else {
+            cor += f0 * x->xs[b] + f1 * x->xs[b + 1];
+        }
+    }
+    for (; b < nb; b++) {
+        const uint8_t *p = row + (size_t)b * bs;
+        uint16_t d0;
+        memcpy(&d0, p, 2);
+        const float f0 = h2f(d0) * x->dx[b];
+        __m256i s0 = dot_u(nibbles16(p + qo), _mm256_loadu_si256((const __m256i *)(x->c + 32 * b)));
+        a0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s0), _mm256_set1_ps(f0), a0);
+        if (q41) {
+            uint16_t m0;
+            memcpy(&m0, p + 2, 2);
+            cor += h2f(m0) * x->xg[b];
+        } else {
+            cor += f0 * x->xs[b];
+        }
+    }
+    return hsum8(_mm256_add_ps(a0, a1)) + (q41 ? cor : -8.0f * cor);
+}
+
+/* Signed codes w against c: |w| against c with w's sign (0 where w is 0). */
+T2 INL __m256i dot_s(__m256i w, __m256i c) {
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_abs_epi8(w), _mm256_sign_epi8(c, w)),
+                             _mm256_set1_epi16(1));
+}
+
+T2 static float dot_q80(const uint8_t *row, const xrow *x, int64_t nb) {
+    const size_t bs = sizeof(mlxn_block_q8_0);
+    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+    int64_t b = 0;
+    for (; b + 2 <= nb; b += 2) {
+        const uint8_t *p = row + (size_t)b * bs;
+        uint16_t d0, d1;
+        memcpy(&d0, p, 2);
+        memcpy(&d1, p + bs, 2);
+        __m256i s0 = dot_s(_mm256_loadu_si256((const __m256i *)(p + 2)),
+                           _mm256_loadu_si256((const __m256i *)(x->c + 32 * b)));
+        __m256i s1 = dot_s(_mm256_loadu_si256((const __m256i *)(p + bs + 2)),
+                           _mm256_loadu_si256((const __m256i *)(x->c + 32 * b + 32)));
+        a0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s0), _mm256_set1_ps(h2f(d0) * x->dx[b]), a0);
+        a1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s1), _mm256_set1_ps(h2f(d1) * x->dx[b + 1]), a1);
+    }
+    for (; b < nb; b++) {
+        const uint8_t *p = row + (size_t)b * bs;
+        uint16_t d0;
+        memcpy(&d0, p, 2);
+        __m256i s0 = dot_s(_mm256_loadu_si256((const __m256i *)(p + 2)),
+                           _mm256_loadu_si256((const __m256i *)(x->c + 32 * b)));
+        a0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s0), _mm256_set1_ps(h2f(d0) * x->dx[b]), a0);
+    }
+    return hsum8(_mm256_add_ps(a0, a1));
+}
+
+/* The 8 6-bit scales and mins of a q4_k super-block (llama.cpp's packing):
+ * bytes 0-7 of u the scales, 8-15 the mins. */
+static inline void k4_scales(const uint8_t *s, uint32_t u[4]) {
+    memcpy(u, s, 12);
+    const uint32_t km1 = 0x3f3f3f3f, km2 = 0x0f0f0f0f, km3 = 0x03030303;
+    u[3] = ((u[2] >> 4) & km2) | (((u[1] >> 6) & km3) << 4);
+    const uint32_t aux = u[1] & km1;
+    u[1] = (u[2] & km2) | (((u[0] >> 6) & km3) << 4);
+    u[2] = aux;
+    u[0] &= km1;
+}
+
+/* q4_k: sub-block j of 32 is d·sc_j·q - dmin·m_j; a 32-byte chunk of qs
+ * holds sub-block 2i in its low nibbles and 2i+1 in its high ones. */
+T2 static float dot_q4k(const uint8_t *row, const xrow *x, int64_t nsb) {
+    _Alignas(32) float f[8];
+    __m256 acc = _mm256_setzero_ps(), cor = _mm256_setzero_ps();
+    const __m256i m4 = _mm256_set1_epi8(0x0F);
+    for (int64_t j = 0; j < nsb; j++) {
+        const mlxn_block_q4_k *blk = (const mlxn_block_q4_k *)(const void *)(row + (size_t)j * sizeof *blk);
+        uint32_t u[4];
+        k4_scales(blk->scales, u);
+        const __m256 sc = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)u)));
+        const __m256 mn = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(u + 2))));
+        const float *dx = x->dx + 8 * j;
+        _mm256_store_ps(f, _mm256_mul_ps(_mm256_mul_ps(sc, _mm256_set1_ps(h2f(blk->d))), _mm256_loadu_ps(dx)));
+        cor = _mm256_fmadd_ps(_mm256_mul_ps(mn, _mm256_set1_ps(h2f(blk->dmin))), _mm256_loadu_ps(x->xg + 8 * j),
+                              cor);
+        const int8_t *c = x->c + 256 * j;
+        for (int i = 0; i < 4; i++) {
+            const __m256i v = _mm256_loadu_si256((const __m256i *)(blk->qs + 32 * i));
+            __m256i s0 = dot_u(_mm256_and_si256(v, m4), _mm256_loadu_si256((const __m256i *)(c + 64 * i)));
+            __m256i s1 = dot_u(_mm256_and_si256(_mm256_srli_epi16(v, 4), m4),
+                               _mm256_loadu_si256((const __m256i *)(c + 64 * i + 32)));
+            acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s0), _mm256_broadcast_ss(f + 2 * i), acc);
+            acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s1), _mm256_broadcast_ss(f + 2 * i + 1), acc);
+        }
+    }
+    return hsum8(acc) - hsum8(cor);
+}
+
+/* Row n's MLX scales and biases as f32 (G of them). */
+T2 static void mlx_row_sb(const mlxn_qmat *w, int64_t n, int64_t G, float *sc, float *bi) {
+    const size_t o = (size_t)(n * G);
+    if (w->sb_type == MLXN_F32) {
+        memcpy(sc, (const float *)w->scales + o, (size_t)G * 4);
+        memcpy(bi, (const float *)w->biases + o, (size_t)G * 4);
+        return;
+    }
+    const uint16_t *s = (const uint16_t *)w->scales + o, *b = (const uint16_t *)w->biases + o;
+    const bool bf = w->sb_type == MLXN_BF16;
+    int64_t g = 0;
+    for (; g + 8 <= G; g += 8) {
+        __m128i hs = _mm_loadu_si128((const __m128i *)(s + g)), hb = _mm_loadu_si128((const __m128i *)(b + g));
+        if (bf) {
+            _mm256_storeu_ps(sc + g, _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(hs), 16)));
+            _mm256_storeu_ps(bi + g, _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(hb), 16)));
+        } else {
+            _mm256_storeu_ps(sc + g, _mm256_cvtph_ps(hs));
+            _mm256_storeu_ps(bi + g, _mm256_cvtph_ps(hb));
+        }
+    }
+    for (; g < G; g++) {
+        if (bf) {
+            uint32_t a = (uint32_t)s[g] << 16, c = (uint32_t)b[g] << 16;
+            memcpy(sc + g, &a, 4);
+            memcpy(bi + g, &c, 4);
+        } else {
+            sc[g] = h2f(s[g]);
+            bi[g] = h2f(b[g]);
+        }
+    }
+}
+
+/* Σ_g v_g·xgg_g (8-bit: (bias + 128·scale)·Σx, for q - 128; 4-bit: bias·Σx). */
+T2 static float mlx_offsets(const float *sc, const float *bi, const float *xgg, int64_t G, bool b8) {
+    __m256 a = _mm256_setzero_ps();
+    const __m256 k = _mm256_set1_ps(b8 ? 128.0f : 0.0f);
+    int64_t g = 0;
+    for (; g + 8 <= G; g += 8) {
+        const __m256 v = _mm256_fmadd_ps(k, _mm256_loadu_ps(sc + g), _mm256_loadu_ps(bi + g));
+        a = _mm256_fmadd_ps(v, _mm256_loadu_ps(xgg + g), a);
+    }
+    float r = hsum8(a);
+    for (; g < G; g++) r += (b8 ? bi[g] + 128.0f * sc[g] : bi[g]) * xgg[g];
+    return r;
+}
+
+/* MLX 4/8-bit row n against one x row; sc / bi the row's scales and biases.
+ * Per block b the int products take scale·dx_b; the offsets per group. */
+T2 static float dot_mlx(const mlxn_qmat *w, int64_t n, const xrow *x, const float *sc, const float *bi, bool two) {
+    const int64_t K = w->K, nb = K / 32;
+    const int per = w->group / 32, sh = per == 1 ? 0 : per == 2 ? 1 : 2;
+    const float cor = mlx_offsets(sc, bi, x->xgg, K / w->group, w->bits == 8);
+    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+    if (w->bits == 8) {
+        const uint8_t *row = (const uint8_t *)w->w + (size_t)n * (size_t)K;
+        const __m256i flip = _mm256_set1_epi8((char)0x80);
+        for (int64_t b = 0; b < nb; b++) {
+            const __m256i q = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(row + 32 * b)), flip);
+            const __m256i aq = _mm256_abs_epi8(q);
+            const __m256i c = _mm256_sign_epi8(_mm256_loadu_si256((const __m256i *)(x->c + 32 * b)), q);
+            __m256i s;
+            if (two) {
+                const __m256i c2 = _mm256_sign_epi8(_mm256_loadu_si256((const __m256i *)(x->c2 + 32 * b)), q);
+                s = dot_u2(aq, c, c2);
+            } else {
+                s = dot_u(aq, c);
+            }
+            const __m256 fb = _mm256_set1_ps(sc[b >> sh] * x->dx[b]);
+            if (b & 1) a1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), fb, a1);
+            else a0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), fb, a0);
+        }
+        return hsum8(_mm256_add_ps(a0, a1)) + cor;
+    }
+    const uint8_t *row = (const uint8_t *)w->w + (size_t)n * (size_t)(K / 2);
+    const __m256i m4 = _mm256_set1_epi8(0x0F);
+    const __m256i pair = _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1);
+    int64_t b = 0;
+    for (; b + 2 <= nb; b += 2) { /* a block pair: 32 bytes, 64 codes */
+        const __m256i v = _mm256_loadu_si256((const __m256i *)(row + 16 * b));
+        const __m256i lo = _mm256_and_si256(v, m4), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
+        const int8_t *c = x->c + 32 * b;
+        __m256i s;
+        if (two) {
+            const int8_t *c2 = x->c2 + 32 * b;
+            s = _mm256_add_epi32(
+                dot_u2(lo, _mm256_loadu_si256((const __m256i *)c), _mm256_loadu_si256((const __m256i *)c2)),
+                dot_u2(hi, _mm256_loadu_si256((const __m256i *)(c + 32)),
+                       _mm256_loadu_si256((const __m256i *)(c2 + 32))));
+        } else {
+            s = _mm256_add_epi32(dot_u(lo, _mm256_loadu_si256((const __m256i *)c)),
+                                 dot_u(hi, _mm256_loadu_si256((const __m256i *)(c + 32))));
+        }
+        /* lanes 0-3 hold block b, 4-7 block b+1 */
+        __m128 f2 = _mm_castpd_ps(_mm_load_sd((const double *)(const void *)(x->dx + b)));
+        f2 = _mm_mul_ps(f2, sh ? _mm_set1_ps(sc[b >> sh])
+                               : _mm_castpd_ps(_mm_load_sd((const double *)(const void *)(sc + b))));
+        const __m256 fb = _mm256_permutevar8x32_ps(_mm256_castps128_ps256(f2), pair);
+        if (b & 2) a1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), fb, a1);
+        else a0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), fb, a0);
+    }
+    if (b < nb) { /* a last odd block: its 16 bytes, x's evens and odds 32 apart */
+        const __m256i wv = nibbles16(row + 16 * b);
+        const int8_t *c = x->c + 32 * b;
+        __m256i xc = _mm256_set_m128i(_mm_loadu_si128((const __m128i *)(c + 32)), _mm_loadu_si128((const __m128i *)c));
+        __m256i s;
+        if (two) {
+            const int8_t *c2 = x->c2 + 32 * b;
+            __m256i xc2 = _mm256_set_m128i(_mm_loadu_si128((const __m128i *)(c2 + 32)),
+                                           _mm_loadu_si128((const __m128i *)c2));
+            s = dot_u2(wv, xc, xc2);
+        } else {
+            s = dot_u(wv, xc);
+        }
+        a0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), _mm256_set1_ps(sc[b >> sh] * x->dx[b]), a0);
+    }
+    return hsum8(_mm256_add_ps(a0, a1)) + cor;
+}
+
+static uintptr_t up32(uintptr_t p) { return (p + 31) & ~(uintptr_t)31; }
+
+T2 void mlxn_dec_avx2(const mlxn_qmat *w, const float *x, float *y, int64_t M, int64_t n0, int64_t n1,
+                      void *scratch) {
+    const int kind = kind_of(w);
+    const int64_t K = w->K, N = w->N, nb = K / 32;
+    const bool two = mlxn_dec_avx2_parts(w) == 2, mlx = kind == K_MLX4 || kind == K_MLX8;
+    const size_t v = al32((size_t)nb * 4), t = al32((size_t)nb * 4);
+    uint8_t *p = (uint8_t *)up32((uintptr_t)scratch);
+    float *sc = (float *)p, *bi = (float *)(p + t);
+    p += 2 * t;
+    xrow xr[MLXN_AVX2_DECODE_ROWS];
+    for (int64_t m = 0; m < M; m++) {
+        xrow *r = &xr[m];
+        r->c = (int8_t *)p;
+        r->c2 = (int8_t *)(p + al32((size_t)K + 32));
+        p += 2 * al32((size_t)K + 32);
+        r->dx = (float *)p;
+        r->xs = (float *)(p + v);
+        r->xg = (float *)(p + 2 * v);
+        r->xgg = (float *)(p + 3 * v);
+        p += 4 * v;
+        quant_x(x + m * K, K, r, kind == K_MLX4, two);
+        if (mlx) {
+            const int per = w->group / 32;
+            for (int64_t g = 0; g < K / w->group; g++) {
+                float s = 0.0f;
+                for (int i = 0; i < per; i++) s += r->xg[g * per + i];
+                r->xgg[g] = s;
+            }
+        }
+    }
+    for (int64_t n = n0; n < n1; n++) {
+        if (mlx) mlx_row_sb(w, n, K / w->group, sc, bi);
+        const uint8_t *row = mlx ? NULL : (const uint8_t *)w->w + (size_t)n * w->row_bytes;
+        for (int64_t m = 0; m < M; m++) {
+            float r;
+            switch (kind) {
+            case K_Q40: r = dot_q4(row, &xr[m], nb, false); break;
+            case K_Q41: r = dot_q4(row, &xr[m], nb, true); break;
+            case K_Q80: r = dot_q80(row, &xr[m], nb); break;
+            case K_Q4K: r = dot_q4k(row, &xr[m], K / 256); break;
+            default: r = dot_mlx(w, n, &xr[m], sc, bi, two); break;
+            }
+            y[m * N + n] = r;
+        }
+    }
+}
+
+#else /* not x86: never served */
+int mlxn_dec_avx2_parts(const mlxn_qmat *w) {
+    (void)w;
+    return 0;
+}
+size_t mlxn_dec_avx2_scratch(int64_t K, int64_t M) {
+    (void)K;
+    (void)M;
+    return 0;
+}
+void mlxn_dec_avx2(const mlxn_qmat *w, const float *x, float *y, int64_t M, int64_t n0, int64_t n1,
+                   void *scratch) {
+    (void)w, (void)x, (void)y, (void)M, (void)n0, (void)n1, (void)scratch;
+}
+#endif
