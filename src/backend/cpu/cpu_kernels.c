@@ -90,6 +90,55 @@ __attribute__((target("avx512f"))) static void silu_512(float *out, const float 
         _mm512_mask_storeu_ps(out + i, m, y);
     }
 }
+
+#define T_AVX2 __attribute__((target("avx2,fma,f16c")))
+static bool cpu_avx2(void) {
+    static int c = -1;
+    if (c < 0)
+        __atomic_store_n(&c, __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+                                 __builtin_cpu_supports("f16c"), __ATOMIC_RELAXED);
+    return c;
+}
+/* exp_512 for 8 lanes on AVX2 CPUs without AVX-512: the same reduction and
+ * polynomial; 2^n is put into the exponent bits (no scalef), so x is
+ * clamped to [-87, 88] where 2^n stays a normal float, and below -87 the
+ * result is 0 (e^-87 = 1.6e-38: nothing a softmax sum could see). */
+T_AVX2 static inline __m256 exp_256(__m256 x) {
+    const __m256 lo = _mm256_set1_ps(-87.0f);
+    const __m256 under = _mm256_cmp_ps(x, lo, _CMP_GE_OQ);
+    x = _mm256_min_ps(_mm256_max_ps(x, lo), _mm256_set1_ps(88.0f));
+    __m256 k = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                               _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_fnmadd_ps(k, _mm256_set1_ps(0.693359375f), x);
+    r = _mm256_fnmadd_ps(k, _mm256_set1_ps(-2.12194440e-4f), r);
+    __m256 p = _mm256_set1_ps(1.9875691500e-4f);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
+    p = _mm256_fmadd_ps(_mm256_mul_ps(p, r), r, _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
+    const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(k), _mm256_set1_epi32(127)), 23);
+    return _mm256_and_ps(_mm256_mul_ps(p, _mm256_castsi256_ps(e)), under);
+}
+/* silu_512 for AVX2: 8 lanes, the last step through a zero-padded copy. */
+T_AVX2 static void silu_256(float *out, const float *g, const float *u, int64_t lo, int64_t hi) {
+    int64_t i = lo;
+    for (; i + 8 <= hi; i += 8) {
+        __m256 x = _mm256_loadu_ps(g + i);
+        __m256 y = _mm256_div_ps(x, _mm256_add_ps(exp_256(_mm256_sub_ps(_mm256_setzero_ps(), x)),
+                                                  _mm256_set1_ps(1.0f)));
+        if (u) y = _mm256_mul_ps(y, _mm256_loadu_ps(u + i));
+        _mm256_storeu_ps(out + i, y);
+    }
+    if (i < hi) {
+        float tg[8] = {0}, tu[8] = {0}, to[8];
+        memcpy(tg, g + i, (size_t)(hi - i) * 4);
+        if (u) memcpy(tu, u + i, (size_t)(hi - i) * 4);
+        silu_256(to, tg, u ? tu : NULL, 0, 8);
+        memcpy(out + i, to, (size_t)(hi - i) * 4);
+    }
+}
 #endif
 
 static void k_unary(const mlxn_node *n, int ith, int nth, void *scratch) {
@@ -107,6 +156,10 @@ static void k_unary(const mlxn_node *n, int ith, int nth, void *scratch) {
 #if defined(__x86_64__) || defined(__i386__)
         if (__builtin_cpu_supports("avx512f")) { /* as silu_mul computes it */
             silu_512(out, a, NULL, lo, hi);
+            break;
+        }
+        if (cpu_avx2()) {
+            silu_256(out, a, NULL, lo, hi);
             break;
         }
 #endif
@@ -138,6 +191,10 @@ static void silu_mul_range(float *out, const float *g, const float *u, int64_t l
 #if defined(__x86_64__) || defined(__i386__)
     if (__builtin_cpu_supports("avx512f")) {
         silu_512(out, g, u, lo, hi);
+        return;
+    }
+    if (cpu_avx2()) {
+        silu_256(out, g, u, lo, hi);
         return;
     }
 #endif
@@ -784,6 +841,140 @@ __attribute__((target("avx512f"))) static void attend_tile_512(const mlxn_tensor
 }
 #endif
 
+#if defined(__x86_64__) || defined(__i386__)
+/* attend_tile_512's blocks for AVX2 CPUs (D a multiple of 8): 8 lanes. */
+T_AVX2 __attribute__((always_inline)) static inline __m256 ld8_256(const void *row, int dt, int64_t d) {
+    if (dt == MLXN_F32) return _mm256_loadu_ps((const float *)row + d);
+    const __m128i h = _mm_loadu_si128((const __m128i *)((const uint16_t *)row + d));
+    if (dt == MLXN_F16) return _mm256_cvtph_ps(h);
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+}
+T_AVX2 __attribute__((always_inline)) static inline void pv_256(float *acc, const float *pr, const void *const *vr,
+                                                                 int dt, int64_t j0, int64_t j1, const int NC,
+                                                                 int64_t d0) {
+    __m256 a[8];
+    acc += d0;
+#pragma GCC unroll 8
+    for (int c = 0; c < NC; c++) a[c] = _mm256_loadu_ps(acc + 8 * c);
+    for (int64_t j = j0; j < j1; j++) {
+        __m256 pj = _mm256_set1_ps(pr[j]);
+#pragma GCC unroll 8
+        for (int c = 0; c < NC; c++) a[c] = _mm256_fmadd_ps(pj, ld8_256(vr[j], dt, d0 + 8 * c), a[c]);
+    }
+#pragma GCC unroll 8
+    for (int c = 0; c < NC; c++) _mm256_storeu_ps(acc + 8 * c, a[c]);
+}
+/* The four sums of a, b, c, d's lanes. */
+T_AVX2 static inline __m128 reduce4_256(__m256 a, __m256 b, __m256 c, __m256 d) {
+    __m256 ab = _mm256_hadd_ps(a, b), cd = _mm256_hadd_ps(c, d), t = _mm256_hadd_ps(ab, cd);
+    return _mm_add_ps(_mm256_castps256_ps128(t), _mm256_extractf128_ps(t, 1));
+}
+T_AVX2 static inline float hsum_256(__m256 v) {
+    __m128 h = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+    h = _mm_add_ss(h, _mm_movehdup_ps(h));
+    return _mm_cvtss_f32(h);
+}
+T_AVX2 __attribute__((always_inline)) static inline void attend_block_256(
+    const mlxn_attention_params *p, int64_t D, int64_t b0, int64_t nb, const void *const *kr,
+    const void *const *vr, att_q *qs, int nq, float *sc, const int dt) {
+    for (int qi = 0; qi < nq; qi++) {
+        att_q *a = &qs[qi];
+        int64_t j0 = a->first > b0 ? a->first - b0 : 0, j1 = a->last - b0 + 1 < nb ? a->last - b0 + 1 : nb;
+        if (j0 >= j1) continue;
+        float bm = -INFINITY;
+        int64_t j = j0;
+        for (; j + 4 <= j1; j += 4) {
+            __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+            for (int64_t d = 0; d < D; d += 8) {
+                __m256 qv = _mm256_loadu_ps(a->q + d);
+                s0 = _mm256_fmadd_ps(qv, ld8_256(kr[j], dt, d), s0);
+                s1 = _mm256_fmadd_ps(qv, ld8_256(kr[j + 1], dt, d), s1);
+                s2 = _mm256_fmadd_ps(qv, ld8_256(kr[j + 2], dt, d), s2);
+                s3 = _mm256_fmadd_ps(qv, ld8_256(kr[j + 3], dt, d), s3);
+            }
+            _mm_storeu_ps(sc + j, _mm_mul_ps(reduce4_256(s0, s1, s2, s3), _mm_set1_ps(p->scale)));
+        }
+        for (; j < j1; j++) {
+            __m256 acc = _mm256_setzero_ps();
+            for (int64_t d = 0; d < D; d += 8)
+                acc = _mm256_fmadd_ps(_mm256_loadu_ps(a->q + d), ld8_256(kr[j], dt, d), acc);
+            sc[j] = hsum_256(acc) * p->scale;
+        }
+        for (j = j0; j < j1; j++) bm = sc[j] > bm ? sc[j] : bm;
+        if (bm > a->mx) {
+            float corr = a->mx == -INFINITY ? 0.0f : expf(a->mx - bm);
+            a->sum *= corr;
+            if (a->mx != -INFINITY) scale_row(a->acc, corr, D);
+            a->mx = bm;
+        }
+        __m256 es = _mm256_setzero_ps();
+        for (j = j0; j + 8 <= j1; j += 8) {
+            __m256 e = exp_256(_mm256_sub_ps(_mm256_loadu_ps(sc + j), _mm256_set1_ps(a->mx)));
+            es = _mm256_add_ps(es, e);
+            _mm256_storeu_ps(sc + j, e);
+        }
+        float st = 0.0f;
+        for (; j < j1; j++) { /* the last 1-7 keys: the same exp, one lane used */
+            float e = _mm256_cvtss_f32(exp_256(_mm256_set1_ps(sc[j] - a->mx)));
+            st += e;
+            sc[j] = e;
+        }
+        a->sum += hsum_256(es) + st;
+        int64_t d = 0; /* 64 columns at a time, then 32, then 8 */
+        for (; d + 64 <= D; d += 64) pv_256(a->acc, sc, vr, dt, j0, j1, 8, d);
+        if (D - d >= 32) pv_256(a->acc, sc, vr, dt, j0, j1, 4, d), d += 32;
+        for (; d < D; d += 8) pv_256(a->acc, sc, vr, dt, j0, j1, 1, d);
+    }
+}
+/* attend_tile_512's loop over key blocks, for AVX2. */
+T_AVX2 static void attend_tile_256(const mlxn_tensor *kc, const mlxn_tensor *vc, const mlxn_attention_params *p,
+                                   int64_t hk, int64_t from, int64_t to, att_q *qs, int nq, float *ktile,
+                                   float *vtile, float *sc) {
+    int64_t C = kc->shape[1], D = kc->shape[2];
+    const int dt = kc->dtype;
+    const bool direct = dt != MLXN_F32 && dt == (int)vc->dtype && nq <= ATT_DIRECT_MAX;
+    const uint16_t *kb = mlxn_tensor_data(kc), *vb = mlxn_tensor_data(vc);
+    const void *kr[ATT_BLOCK], *vr[ATT_BLOCK];
+    for (int64_t b0 = from; b0 <= to; b0 += ATT_BLOCK) {
+        int64_t nb = to - b0 + 1 < ATT_BLOCK ? to - b0 + 1 : ATT_BLOCK;
+        if (direct) {
+            for (int64_t j = 0; j < nb; j++) {
+                size_t base = (size_t)((hk * C + (b0 + j) % C) * D);
+                kr[j] = kb + base;
+                vr[j] = vb + base;
+            }
+            if (dt == MLXN_F16) attend_block_256(p, D, b0, nb, kr, vr, qs, nq, sc, MLXN_F16);
+            else attend_block_256(p, D, b0, nb, kr, vr, qs, nq, sc, MLXN_BF16);
+        } else {
+            tile_rows(kc, vc, hk, b0, nb, (const float **)kr, (const float **)vr, ktile, vtile);
+            attend_block_256(p, D, b0, nb, kr, vr, qs, nq, sc, MLXN_F32);
+        }
+    }
+}
+#endif
+
+/* One kv head's tile of queries over [from, to]: the fastest form the CPU
+ * and the shapes allow (soft-capping and odd head dims take attend_tile). */
+static void attend_any(const mlxn_tensor *kc, const mlxn_tensor *vc, const mlxn_attention_params *p, int64_t hk,
+                       int64_t from, int64_t to, att_q *qs, int nq, float *ktile, float *vtile, float *sc) {
+    const int64_t D = kc->shape[2];
+#if defined(__x86_64__) || defined(__i386__)
+    if (!(p->softcap > 0)) {
+        if (D % 16 == 0 && __builtin_cpu_supports("avx512f")) {
+            attend_tile_512(kc, vc, p, hk, from, to, qs, nq, ktile, vtile, sc);
+            return;
+        }
+        if (D % 8 == 0 && cpu_avx2()) {
+            attend_tile_256(kc, vc, p, hk, from, to, qs, nq, ktile, vtile, sc);
+            return;
+        }
+    }
+#endif
+    (void)D;
+    attend_tile(kc, vc, p, hk, from, to, qs, nq, ktile, vtile, sc);
+}
+
 /* Positions query t sees: [first, pt] (ring and window limits). */
 static int64_t attn_first(int64_t pt, int64_t C, int window) {
     int64_t first = pt - C + 1; /* older rows were overwritten in a ring */
@@ -824,12 +1015,7 @@ static void attn_items(const mlxn_node *n, int64_t lo, int64_t hi, void *scratch
                 outs[nq] = F32(0) + (t * H + h) * D;
             }
         }
-#if defined(__x86_64__) || defined(__i386__)
-        if (D % 16 == 0 && !(n->p.attn.softcap > 0) && __builtin_cpu_supports("avx512f"))
-            attend_tile_512(kc, vc, &n->p.attn, hk, from, to, qs, nq, ktile, vtile, sc);
-        else
-#endif
-            attend_tile(kc, vc, &n->p.attn, hk, from, to, qs, nq, ktile, vtile, sc);
+        attend_any(kc, vc, &n->p.attn, hk, from, to, qs, nq, ktile, vtile, sc);
         for (int qi = 0; qi < nq; qi++) {
             float inv = qs[qi].sum > 0 ? 1.0f / qs[qi].sum : 0.0f;
             for (int64_t d = 0; d < D; d++) outs[qi][d] = qs[qi].acc[d] * inv;
@@ -872,7 +1058,12 @@ static void k_attention_partial(const mlxn_node *n, int ith, int nth, void *scra
         float *row = F32(0) + i * (D + 2);
         att_q a = {F32(1) + (t * H + h) * D, from, to, -INFINITY, 0, row + 2};
         for (int64_t d = 0; d < D; d++) row[2 + d] = 0;
-        if (from <= to) attend_tile(kc, vc, &sp->a, h / rep, from, to, &a, 1, ktile, vtile, sc);
+        if (from > to) {
+        } else if (__builtin_cpu_supports("avx512f")) { /* as before the AVX2 form */
+            attend_tile(kc, vc, &sp->a, h / rep, from, to, &a, 1, ktile, vtile, sc);
+        } else {
+            attend_any(kc, vc, &sp->a, h / rep, from, to, &a, 1, ktile, vtile, sc);
+        }
         row[0] = a.mx;
         row[1] = a.sum;
     }
