@@ -1,19 +1,36 @@
 /* threadpool.c — workers spin briefly for the next job (decode steps come
- * back to back), then sleep on a condition variable. The in-job barrier
- * spins and yields, so oversubscribed machines (CI) still progress.
+ * back to back), then sleep on a condition variable. Inside a job, the
+ * barrier and the caller's wait for the workers spin, then yield, then
+ * sleep (a futex on Linux), so that oversubscribed machines still progress.
  *
  * Every wait spins at most SPIN_PAUSES pauses (~2.4 us at 24 ns a pause on
  * the dev EPYC) and then yields between checks (a yield that finds nothing
  * else to run returns in ~0.4 us). With 2000 pauses before the first yield,
  * a decode step's 273 barriers cost ~48 us each whenever another process
  * held one of the two cores (both workers then share one): 50 instead of
- * 370 tok/s for SmolLM2-135M. */
+ * 370 tok/s for SmolLM2-135M.
+ *
+ * Yielding alone is not enough when other processes keep the cores busy:
+ * the yield hands the core to one of them for its whole time slice (ms),
+ * not to the worker being waited for, and a decode step meets ~300
+ * barriers. SmolLM2-135M decoded at 0.29 tok/s on the 2-core dev VM while
+ * a build ran beside it. So after YIELD_NS of yielding a waiter sleeps on
+ * the barrier's phase word (futex), giving its core to whoever is runnable,
+ * our late worker included; the last to arrive wakes the sleepers (a
+ * syscall only when some slept). */
 #define SPIN_PAUSES 100
+#define YIELD_NS 50000
 #include "backend/cpu/threadpool.h"
 
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
+#include <time.h>
+#ifdef __linux__
+#include <linux/futex.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
 
 struct mlxn_threadpool {
     int n;
@@ -27,6 +44,8 @@ struct mlxn_threadpool {
     void *arg;
     atomic_int bar_count;
     atomic_uint bar_phase;
+    atomic_int bar_sleepers; /* waiters asleep (or going to sleep) on bar_phase */
+    atomic_int run_sleepers; /* the caller asleep on running */
 };
 
 typedef struct worker_arg {
@@ -38,6 +57,43 @@ static inline void cpu_relax(void) {
 #if defined(__x86_64__) || defined(__i386__)
     __builtin_ia32_pause();
 #endif
+}
+
+static uint64_t now_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* Sleep while *w still holds v (returns at once if it no longer does, on a
+ * wake, or spuriously: callers re-check). Without futexes: a yield. */
+static void sleep_while(void *w, unsigned v) {
+#ifdef __linux__
+    syscall(SYS_futex, w, FUTEX_WAIT_PRIVATE, v, NULL, NULL, 0);
+#else
+    (void)w, (void)v;
+    sched_yield();
+#endif
+}
+static void wake_all(void *w) {
+#ifdef __linux__
+    syscall(SYS_futex, w, FUTEX_WAKE_PRIVATE, 0x7fffffff, NULL, NULL, 0);
+#else
+    (void)w;
+#endif
+}
+
+/* One wait step of a waiter that has checked n times so far: pause, then
+ * yield; past YIELD_NS since *t0 (set at the first yield) true: sleep. */
+static bool wait_step(int *n, uint64_t *t0) {
+    if (++*n <= SPIN_PAUSES) {
+        cpu_relax();
+        return false;
+    }
+    if (*n == SPIN_PAUSES + 1) *t0 = now_ns();
+    else if ((*n & 7) == 0 && now_ns() - *t0 > YIELD_NS) return true;
+    sched_yield();
+    return false;
 }
 
 static void *worker_main(void *p) {
@@ -62,7 +118,8 @@ static void *worker_main(void *p) {
         if (atomic_load(&tp->stop)) return NULL;
         seen = g;
         tp->fn(tp->arg, wa.tid);
-        atomic_fetch_sub_explicit(&tp->running, 1, memory_order_release);
+        atomic_fetch_sub(&tp->running, 1);
+        if (atomic_load(&tp->run_sleepers) > 0) wake_all(&tp->running);
     }
 }
 
@@ -122,9 +179,13 @@ void mlxn_tp_run(mlxn_threadpool *tp, void (*fn)(void *, int), void *arg) {
     pthread_mutex_unlock(&tp->mu);
     fn(arg, 0);
     int spins = 0;
-    while (atomic_load_explicit(&tp->running, memory_order_acquire) > 0) {
-        if (++spins > SPIN_PAUSES) sched_yield();
-        else cpu_relax();
+    uint64_t t0 = 0;
+    int left;
+    while ((left = atomic_load_explicit(&tp->running, memory_order_acquire)) > 0) {
+        if (!wait_step(&spins, &t0)) continue;
+        atomic_fetch_add(&tp->run_sleepers, 1); /* seq_cst: see mlxn_tp_barrier */
+        if (atomic_load(&tp->running) == left) sleep_while(&tp->running, (unsigned)left);
+        atomic_fetch_sub(&tp->run_sleepers, 1);
     }
 }
 
@@ -133,12 +194,18 @@ void mlxn_tp_barrier(mlxn_threadpool *tp) {
     unsigned phase = atomic_load_explicit(&tp->bar_phase, memory_order_acquire);
     if (atomic_fetch_add_explicit(&tp->bar_count, 1, memory_order_acq_rel) == tp->n - 1) {
         atomic_store_explicit(&tp->bar_count, 0, memory_order_relaxed);
-        atomic_fetch_add_explicit(&tp->bar_phase, 1, memory_order_release);
+        atomic_fetch_add(&tp->bar_phase, 1);
+        /* seq_cst on both sides: a sleeper's count comes before its re-check
+         * of the phase, so either it sees the new phase or this sees it */
+        if (atomic_load(&tp->bar_sleepers) > 0) wake_all(&tp->bar_phase);
         return;
     }
     int spins = 0;
+    uint64_t t0 = 0;
     while (atomic_load_explicit(&tp->bar_phase, memory_order_acquire) == phase) {
-        if (++spins > SPIN_PAUSES) sched_yield();
-        else cpu_relax();
+        if (!wait_step(&spins, &t0)) continue;
+        atomic_fetch_add(&tp->bar_sleepers, 1);
+        if (atomic_load(&tp->bar_phase) == phase) sleep_while(&tp->bar_phase, phase);
+        atomic_fetch_sub(&tp->bar_sleepers, 1);
     }
 }
