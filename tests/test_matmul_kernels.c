@@ -46,6 +46,9 @@ static const char *k_formats[] = {
     "mlx-q6-g32", "mlx-q6-g64", "mlx-q6-g128", "mlx-q8-g32", "mlx-q8-g64", "mlx-q8-g128",
     "mlx-q4-g64-f16", "mlx-q4-g32-f32", "mlx-q8-g64-f16", "mlx-q8-g128-f32", "mlx-q3-g64-f16",
     "mlx-q4-g32-f16", "mlx-q8-g32-f16",
+    /* the other widths' unpacking (AVX2: 16 codes a step, the row's last
+     * bytes copied) with f16 and f32 rounding too, not only bf16 */
+    "mlx-q2-g32-f16", "mlx-q5-g64-f16", "mlx-q6-g128-f32",
 };
 
 static int run_case(const mlxn_qweights *q, int isa, int64_t M, const float *x) {

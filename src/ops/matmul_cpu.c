@@ -48,6 +48,7 @@
  */
 #include "ops/quant.h"
 #include "ops/decode_avx2.h"
+#include "ops/dequant_avx2.h"
 #include "core/simd512.h"
 
 #include <math.h>
@@ -394,6 +395,17 @@ void mlxn_qmat_dequant_row(const mlxn_qmat *w, int64_t n, int64_t k0, int64_t k1
                              (k1 - k0) / (int64_t)be);
             return;
         }
+    } else if (isa_now() == ISA_AVX2) {
+        if (w->kind == MLXN_QKIND_MLX) {
+            mlxn_mlx_dequant_row_avx2(w, n, k0, k1, out);
+            return;
+        }
+        if (w->wtype != MLXN_F32) {
+            size_t be = mlxn_dtype_block_elems(w->wtype), bb = mlxn_dtype_block_bytes(w->wtype);
+            mlxn_ggml_dequant_avx2(w->wtype, ggml_row(w, n) + (size_t)k0 / be * bb, out,
+                                   (k1 - k0) / (int64_t)be);
+            return;
+        }
     }
 #endif
     dequant_row_scalar(w, n, k0, k1, out);
@@ -644,6 +656,12 @@ static void decode_generic(const mlxn_qmat *w, const float *x, float *y, int64_t
             const size_t pf = w->wtype != MLXN_F32 && (size_t)K * 2 > PF_LONG_ROW ? PF_STREAM : 0;
             for (int64_t m = 0; m < M; m++)
                 y[m * N + n] = dot_dense_512(w->wtype, ggml_row(w, n), x + m * K, K, pf);
+            continue;
+        }
+        if (isa == ISA_AVX2 && w->kind == MLXN_QKIND_GGML &&
+            (w->wtype == MLXN_F16 || w->wtype == MLXN_BF16)) {
+            for (int64_t m = 0; m < M; m++)
+                y[m * N + n] = mlxn_dot_dense_avx2(w->wtype, ggml_row(w, n), x + m * K, K);
             continue;
         }
 #endif
