@@ -416,6 +416,9 @@ void mlxn_qmat_dequant_row(const mlxn_qmat *w, int64_t n, int64_t k0, int64_t k1
 /* ------------------------------------------------------------------------ */
 
 #define KC 256 /* K chunk of the packed panel */
+#ifndef KC_AVX2
+#define KC_AVX2 256
+#endif
 #define NR 32  /* columns per panel */
 #define MR 6   /* rows per micro-kernel call */
 /* Blocked GEMM (gemm_blocked): the W panel is KC steps × NR columns, a
@@ -2298,9 +2301,13 @@ TARGET_AVX2 static void ukernel_avx2(const float *const *xr, int mr, const float
     for (int half = 0; half < 2; half++) {
         const float *pb = panel + 16 * half;
         __m256 c[MR][2];
+        /* unrolled so the 12 accumulators live in registers (without the
+         * pragma gcc 12 -O2 kept them in memory: a load and a store per FMA) */
+#pragma GCC unroll 6
         for (int m = 0; m < MR; m++) c[m][0] = c[m][1] = _mm256_setzero_ps();
         for (int k = 0; k < kc; k++) {
             __m256 b0 = _mm256_loadu_ps(pb + k * NR), b1 = _mm256_loadu_ps(pb + k * NR + 8);
+#pragma GCC unroll 6
             for (int m = 0; m < MR; m++) {
                 __m256 a = _mm256_broadcast_ss(xr[m] + k);
                 c[m][0] = _mm256_fmadd_ps(a, b0, c[m][0]);
@@ -2630,10 +2637,11 @@ static void gemm(const mlxn_qmat *w, const float *x, float *y, int64_t M, int64_
     float *tmp = panel + KC * NR, *zero = tmp + KC * NR; /* tmp: NR rows of KC */
     memset(zero, 0, KC * sizeof(float));
     const int64_t K = w->N ? w->K : 0, N = w->N;
+    const int kcs = isa == ISA_AVX2 ? KC_AVX2 : KC;
     for (int64_t nb = n0; nb < n1; nb += NR) {
         int nc = (int)(n1 - nb < NR ? n1 - nb : NR);
-        for (int64_t k0 = 0; k0 < K; k0 += KC) {
-            int kc = (int)(K - k0 < KC ? K - k0 : KC);
+        for (int64_t k0 = 0; k0 < K; k0 += kcs) {
+            int kc = (int)(K - k0 < kcs ? K - k0 : kcs);
 #ifdef MLXN_X86
             if (isa == ISA_512)
                 pack_panel_512(w, nb, nc, k0, kc, panel, tmp);
