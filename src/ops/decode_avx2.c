@@ -29,7 +29,7 @@
 #define T2 __attribute__((target("avx2,fma,f16c")))
 #define INL __attribute__((always_inline)) static inline
 
-enum { K_NONE, K_MLX4, K_MLX8, K_Q40, K_Q41, K_Q80, K_Q4K };
+enum { K_NONE, K_MLX4, K_MLX8, K_Q40, K_Q41, K_Q80, K_Q4K, K_Q5K, K_Q6K };
 
 static int kind_of(const mlxn_qmat *w) {
     if (w->f32_act || w->K % 32) return K_NONE;
@@ -39,6 +39,8 @@ static int kind_of(const mlxn_qmat *w) {
     case MLXN_Q4_1: return K_Q41;
     case MLXN_Q8_0: return K_Q80;
     case MLXN_Q4_K: return K_Q4K;
+    case MLXN_Q5_K: return K_Q5K;
+    case MLXN_Q6_K: return K_Q6K;
     default: return K_NONE;
     }
 }
@@ -58,6 +60,7 @@ typedef struct xrow {
     int8_t *c, *c2; /* codes, residual codes (two parts) */
     float *dx;      /* per block: the step of the last part */
     float *xs;      /* per block: Σ c (q4_0's -8 offset) */
+    int32_t *xs16;  /* per 16 elements: Σ c (q6_k's -32 offset, scales per 16) */
     float *xg;      /* per block: Σ x as the codes give it */
     float *xgg;     /* per MLX group: Σ xg */
 } xrow;
@@ -67,7 +70,7 @@ static size_t al32(size_t n) { return (n + 31) & ~(size_t)31; }
 size_t mlxn_dec_avx2_scratch(int64_t K, int64_t M) {
     size_t nb = (size_t)K / 32, v = al32(nb * 4);
     /* codes: K + 32, a last odd MLX 4-bit block's odds sit past K */
-    return 32 + 2 * al32(nb * 4) + (size_t)(M > 0 ? M : 1) * (2 * al32((size_t)K + 32) + 4 * v);
+    return 32 + 2 * al32(nb * 4) + (size_t)(M > 0 ? M : 1) * (2 * al32((size_t)K + 32) + 6 * v);
 }
 
 T2 INL float hsum8(__m256 v) {
@@ -134,6 +137,8 @@ T2 static void quant_x(const float *x, int64_t K, const xrow *r, bool mlx4, bool
         }
         put_codes(r->c, b, pack32(q), mlx4);
         r->xs[b] = (float)hsum8i(s);
+        r->xs16[2 * b] = hsum8i(_mm256_add_epi32(q[0], q[1]));
+        r->xs16[2 * b + 1] = hsum8i(_mm256_add_epi32(q[2], q[3]));
         if (two) {
             put_codes(r->c2, b, pack32(q2), mlx4);
             r->dx[b] = amax / 127.0f / 128.0f;
@@ -277,6 +282,84 @@ T2 static float dot_q4k(const uint8_t *row, const xrow *x, int64_t nsb) {
     return hsum8(acc) - hsum8(cor);
 }
 
+/* q5_k: q4_k with a fifth bit per code, bit j of qh[l] for element 32 j + l. */
+T2 static float dot_q5k(const uint8_t *row, const xrow *x, int64_t nsb) {
+    _Alignas(32) float f[8];
+    __m256 acc = _mm256_setzero_ps(), cor = _mm256_setzero_ps();
+    const __m256i m4 = _mm256_set1_epi8(0x0F), one = _mm256_set1_epi8(1);
+    for (int64_t j = 0; j < nsb; j++) {
+        const mlxn_block_q5_k *blk = (const mlxn_block_q5_k *)(const void *)(row + (size_t)j * sizeof *blk);
+        uint32_t u[4];
+        k4_scales(blk->scales, u);
+        const __m256 sc = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)u)));
+        const __m256 mn = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(u + 2))));
+        _mm256_store_ps(f, _mm256_mul_ps(_mm256_mul_ps(sc, _mm256_set1_ps(h2f(blk->d))), _mm256_loadu_ps(x->dx + 8 * j)));
+        cor = _mm256_fmadd_ps(_mm256_mul_ps(mn, _mm256_set1_ps(h2f(blk->dmin))), _mm256_loadu_ps(x->xg + 8 * j),
+                              cor);
+        const int8_t *c = x->c + 256 * j;
+        __m256i qh = _mm256_loadu_si256((const __m256i *)blk->qh);
+        for (int i = 0; i < 4; i++) {
+            const __m256i v = _mm256_loadu_si256((const __m256i *)(blk->qs + 32 * i));
+            /* bit 2i of qh for the low nibbles, 2i+1 for the high: the
+             * lowest bit each time, qh shifted down by two a pair */
+            const __m256i h0 = _mm256_slli_epi16(_mm256_and_si256(qh, one), 4);
+            const __m256i h1 = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 1), one), 4);
+            qh = _mm256_srli_epi16(qh, 2);
+            __m256i s0 = dot_u(_mm256_or_si256(_mm256_and_si256(v, m4), h0),
+                               _mm256_loadu_si256((const __m256i *)(c + 64 * i)));
+            __m256i s1 = dot_u(_mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(v, 4), m4), h1),
+                               _mm256_loadu_si256((const __m256i *)(c + 64 * i + 32)));
+            acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s0), _mm256_broadcast_ss(f + 2 * i), acc);
+            acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s1), _mm256_broadcast_ss(f + 2 * i + 1), acc);
+        }
+    }
+    return hsum8(acc) - hsum8(cor);
+}
+
+/* q6_k: 6-bit codes q - 32 with an int8 scale per 16. Per half of 128: 32
+ * bytes of ql give elements 0-31 (low nibbles) and 64-95 (high), the next
+ * 32 bytes 32-63 and 96-127; qh's bit pairs 0, 2, 4, 6 are the top bits of
+ * those four. The products take the scales per 16 inside madd; the -32
+ * offset comes off as 32·Σ sc·Σc per 16. */
+T2 static float dot_q6k(const uint8_t *row, const xrow *x, int64_t nsb) {
+    __m256 acc = _mm256_setzero_ps();
+    float cor = 0.0f;
+    const __m256i m4 = _mm256_set1_epi8(0x0F), m3 = _mm256_set1_epi8(3);
+    for (int64_t j = 0; j < nsb; j++) {
+        const mlxn_block_q6_k *blk = (const mlxn_block_q6_k *)(const void *)(row + (size_t)j * sizeof *blk);
+        const float d = h2f(blk->d);
+        for (int hf = 0; hf < 2; hf++) {
+            const uint8_t *ql = blk->ql + 64 * hf, *qhp = blk->qh + 32 * hf;
+            const int8_t *sc = blk->scales + 8 * hf;
+            const __m256i a = _mm256_loadu_si256((const __m256i *)ql), b = _mm256_loadu_si256((const __m256i *)(ql + 32));
+            const __m256i h = _mm256_loadu_si256((const __m256i *)qhp);
+            __m256i q[4];
+            q[0] = _mm256_or_si256(_mm256_and_si256(a, m4), _mm256_slli_epi16(_mm256_and_si256(h, m3), 4));
+            q[1] = _mm256_or_si256(_mm256_and_si256(b, m4),
+                                   _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(h, 2), m3), 4));
+            q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(a, 4), m4),
+                                   _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(h, 4), m3), 4));
+            q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(b, 4), m4),
+                                   _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(h, 6), m3), 4));
+            for (int g = 0; g < 4; g++) { /* x block 8 j + 4 hf + g: scales sc[2g], sc[2g+1] per 16 */
+                const int64_t xb = 8 * j + 4 * hf + g;
+                const int s0 = sc[2 * g], s1 = sc[2 * g + 1];
+                const __m256i scv = _mm256_setr_epi16((short)s0, (short)s0, (short)s0, (short)s0, (short)s0,
+                                                      (short)s0, (short)s0, (short)s0, (short)s1, (short)s1,
+                                                      (short)s1, (short)s1, (short)s1, (short)s1, (short)s1,
+                                                      (short)s1);
+                const __m256i p = _mm256_maddubs_epi16(q[g], _mm256_loadu_si256((const __m256i *)(x->c + 32 * xb)));
+                /* int16 lanes 0-7 hold elements 0-15, lanes 8-15 elements 16-31 */
+                const __m256i s = _mm256_madd_epi16(p, scv);
+                const float fb = d * x->dx[xb];
+                acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), _mm256_set1_ps(fb), acc);
+                cor += fb * (float)(32 * (s0 * x->xs16[2 * xb] + s1 * x->xs16[2 * xb + 1]));
+            }
+        }
+    }
+    return hsum8(acc) - cor;
+}
+
 /* Row n's MLX scales and biases as f32 (G of them). */
 T2 static void mlx_row_sb(const mlxn_qmat *w, int64_t n, int64_t G, float *sc, float *bi) {
     const size_t o = (size_t)(n * G);
@@ -417,7 +500,8 @@ T2 void mlxn_dec_avx2(const mlxn_qmat *w, const float *x, float *y, int64_t M, i
         r->xs = (float *)(p + v);
         r->xg = (float *)(p + 2 * v);
         r->xgg = (float *)(p + 3 * v);
-        p += 4 * v;
+        r->xs16 = (int32_t *)(p + 4 * v);
+        p += 6 * v;
         quant_x(x + m * K, K, r, kind == K_MLX4, two);
         if (mlx) {
             const int per = w->group / 32;
@@ -438,6 +522,8 @@ T2 void mlxn_dec_avx2(const mlxn_qmat *w, const float *x, float *y, int64_t M, i
             case K_Q41: r = dot_q4(row, &xr[m], nb, true); break;
             case K_Q80: r = dot_q80(row, &xr[m], nb); break;
             case K_Q4K: r = dot_q4k(row, &xr[m], K / 256); break;
+            case K_Q5K: r = dot_q5k(row, &xr[m], K / 256); break;
+            case K_Q6K: r = dot_q6k(row, &xr[m], K / 256); break;
             default: r = dot_mlx(w, n, &xr[m], sc, bi, two); break;
             }
             y[m * N + n] = r;

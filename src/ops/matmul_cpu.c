@@ -22,7 +22,7 @@
  *    last 1-3 blocks (SmolLM2's K = 576 = 4·128 + 64). MLX 4/8-bit and
  *    q4_0/q4_1 take 4 weight rows per step of the row loop, with one 4-way
  *    reduction.
- *  - decode on AVX2 without AVX-512 (M < 4), q4_0 / q4_1 / q8_0 / q4_k and
+ *  - decode on AVX2 without AVX-512 (M < 4), q4_0 / q4_1 / q8_0 / K-quants and
  *    MLX 4/8-bit: decode_avx2.c, the same int8 x with VPMADDUBSW products.
  *  - other decode without VNNI (M < 4), or dense f32/f16/bf16 W: f32 dot products
  *    (dense rows converted on the fly, others dequantized once per row).

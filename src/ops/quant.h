@@ -153,7 +153,7 @@ size_t mlxn_mm_scratch_bytes(const mlxn_qmat *w, int64_t M);
  *    residual's, x ≈ d·(c + c2/128)): error ≤ Σ_k |w_k|·amax_blk(k)/32512
  *    (d/256; mlxn_mm_x_parts says 2).
  *  - M < 4 on AVX2 (+FMA, F16C) without AVX-512, W in q4_0, q4_1, q8_0,
- *    q4_k or MLX 4/8-bit: the same int8 x (and for MLX the same two parts,
+ *    q4_k, q5_k, q6_k or MLX 4/8-bit: the same int8 x (and for MLX the same two parts,
  *    same bounds), products by VPMADDUBSW (decode_avx2.c).
  *  - same M for MLX 2/3/5/6-bit without VBMI, or M < 4 otherwise: f32 dots.
  *  - else (prefill): quantized W with AVX512-BF16 and w->f32_act off: x and
