@@ -409,9 +409,9 @@ T2 static float mlx_offsets(const float *sc, const float *bi, const float *xgg, 
 
 /* MLX 4/8-bit row n against one x row; sc / bi the row's scales and biases.
  * Per block b the int products take scale·dx_b; the offsets per group. */
-T2 static float dot_mlx(const mlxn_qmat *w, int64_t n, const xrow *x, const float *sc, const float *bi, bool two) {
+T2 INL float dot_mlx_t(const mlxn_qmat *w, int64_t n, const xrow *x, const float *sc, const float *bi,
+                       const bool two, const int sh) {
     const int64_t K = w->K, nb = K / 32;
-    const int per = w->group / 32, sh = per == 1 ? 0 : per == 2 ? 1 : 2;
     const float cor = mlx_offsets(sc, bi, x->xgg, K / w->group, w->bits == 8);
     __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
     if (w->bits == 8) {
@@ -477,6 +477,20 @@ T2 static float dot_mlx(const mlxn_qmat *w, int64_t n, const xrow *x, const floa
         a0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), _mm256_set1_ps(sc[b >> sh] * x->dx[b]), a0);
     }
     return hsum8(_mm256_add_ps(a0, a1)) + cor;
+}
+
+/* dot_mlx_t with x's parts and the group shift as constants (no branches
+ * on them inside the loops). */
+T2 static float dot_mlx(const mlxn_qmat *w, int64_t n, const xrow *x, const float *sc, const float *bi, bool two) {
+    const int per = w->group / 32;
+    if (two) {
+        if (per == 1) return dot_mlx_t(w, n, x, sc, bi, true, 0);
+        if (per == 2) return dot_mlx_t(w, n, x, sc, bi, true, 1);
+        return dot_mlx_t(w, n, x, sc, bi, true, 2);
+    }
+    if (per == 1) return dot_mlx_t(w, n, x, sc, bi, false, 0);
+    if (per == 2) return dot_mlx_t(w, n, x, sc, bi, false, 1);
+    return dot_mlx_t(w, n, x, sc, bi, false, 2);
 }
 
 static uintptr_t up32(uintptr_t p) { return (p + 31) & ~(uintptr_t)31; }
