@@ -2316,9 +2316,16 @@ TARGET_AVX2 static void ukernel_avx2(const float *const *xr, int mr, const float
         }
         float tmp[16];
         for (int m = 0; m < mr; m++) {
+            float *yr = y + m * ldy + 16 * half;
+            if (16 * half + 16 <= nc) { /* whole half: vector stores */
+                __m256 r0 = c[m][0], r1 = c[m][1];
+                if (add) r0 = _mm256_add_ps(r0, _mm256_loadu_ps(yr)), r1 = _mm256_add_ps(r1, _mm256_loadu_ps(yr + 8));
+                _mm256_storeu_ps(yr, r0);
+                _mm256_storeu_ps(yr + 8, r1);
+                continue;
+            }
             _mm256_storeu_ps(tmp, c[m][0]);
             _mm256_storeu_ps(tmp + 8, c[m][1]);
-            float *yr = y + m * ldy + 16 * half;
             for (int q = 0; q < 16 && 16 * half + q < nc; q++)
                 yr[q] = (add ? yr[q] : 0) + tmp[q];
         }
