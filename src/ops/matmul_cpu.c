@@ -2186,9 +2186,10 @@ static int64_t decode_rows(const mlxn_qmat *w, int isa) {
 /* The AVX2 int8 decode kernels' x parts for w on this ISA (0: not taken). */
 static int avx2_parts(const mlxn_qmat *w, int isa) {
 #ifdef MLXN_X86
-    static int f16c = -1;
-    if (f16c < 0) __atomic_store_n(&f16c, __builtin_cpu_supports("f16c") ? 1 : 0, __ATOMIC_RELAXED);
-    if (isa == ISA_AVX2 && f16c) return mlxn_dec_avx2_parts(w);
+    /* ISA_AVX2 means AVX2 + FMA; every such CPU has F16C too (Intel since
+     * Haswell, AMD since Piledriver), and clang's __builtin_cpu_supports
+     * does not know "f16c" */
+    if (isa == ISA_AVX2) return mlxn_dec_avx2_parts(w);
 #endif
     (void)w;
     (void)isa;
