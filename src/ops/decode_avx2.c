@@ -322,15 +322,25 @@ T2 static float dot_q5k(const uint8_t *row, const xrow *x, int64_t nsb) {
  * those four. The products take the scales per 16 inside madd; the -32
  * offset comes off as 32·Σ sc·Σc per 16. */
 T2 static float dot_q6k(const uint8_t *row, const xrow *x, int64_t nsb) {
-    __m256 acc = _mm256_setzero_ps();
-    float cor = 0.0f;
+    __m256 acc = _mm256_setzero_ps(), cor = _mm256_setzero_ps();
     const __m256i m4 = _mm256_set1_epi8(0x0F), m3 = _mm256_set1_epi8(3);
+    /* scale words 2g (low lane) and 2g+1 (high lane), each broadcast 8x */
+    __m256i sel[4];
+    for (int g = 0; g < 4; g++) {
+        const char a = (char)(4 * g), b = (char)(4 * g + 2);
+        sel[g] = _mm256_setr_epi8(a, (char)(a + 1), a, (char)(a + 1), a, (char)(a + 1), a, (char)(a + 1), a,
+                                  (char)(a + 1), a, (char)(a + 1), a, (char)(a + 1), a, (char)(a + 1), b,
+                                  (char)(b + 1), b, (char)(b + 1), b, (char)(b + 1), b, (char)(b + 1), b,
+                                  (char)(b + 1), b, (char)(b + 1), b, (char)(b + 1), b, (char)(b + 1));
+    }
+    const __m256i pairs = _mm256_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3);
     for (int64_t j = 0; j < nsb; j++) {
         const mlxn_block_q6_k *blk = (const mlxn_block_q6_k *)(const void *)(row + (size_t)j * sizeof *blk);
-        const float d = h2f(blk->d);
+        const __m256 d = _mm256_set1_ps(h2f(blk->d));
         for (int hf = 0; hf < 2; hf++) {
             const uint8_t *ql = blk->ql + 64 * hf, *qhp = blk->qh + 32 * hf;
-            const int8_t *sc = blk->scales + 8 * hf;
+            const __m128i sc16 = _mm_cvtepi8_epi16(_mm_loadl_epi64((const __m128i *)(blk->scales + 8 * hf)));
+            const __m256i scb = _mm256_broadcastsi128_si256(sc16);
             const __m256i a = _mm256_loadu_si256((const __m256i *)ql), b = _mm256_loadu_si256((const __m256i *)(ql + 32));
             const __m256i h = _mm256_loadu_si256((const __m256i *)qhp);
             __m256i q[4];
@@ -341,23 +351,23 @@ T2 static float dot_q6k(const uint8_t *row, const xrow *x, int64_t nsb) {
                                    _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(h, 4), m3), 4));
             q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(b, 4), m4),
                                    _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(h, 6), m3), 4));
-            for (int g = 0; g < 4; g++) { /* x block 8 j + 4 hf + g: scales sc[2g], sc[2g+1] per 16 */
-                const int64_t xb = 8 * j + 4 * hf + g;
-                const int s0 = sc[2 * g], s1 = sc[2 * g + 1];
-                const __m256i scv = _mm256_setr_epi16((short)s0, (short)s0, (short)s0, (short)s0, (short)s0,
-                                                      (short)s0, (short)s0, (short)s0, (short)s1, (short)s1,
-                                                      (short)s1, (short)s1, (short)s1, (short)s1, (short)s1,
-                                                      (short)s1);
-                const __m256i p = _mm256_maddubs_epi16(q[g], _mm256_loadu_si256((const __m256i *)(x->c + 32 * xb)));
-                /* int16 lanes 0-7 hold elements 0-15, lanes 8-15 elements 16-31 */
-                const __m256i s = _mm256_madd_epi16(p, scv);
-                const float fb = d * x->dx[xb];
-                acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), _mm256_set1_ps(fb), acc);
-                cor += fb * (float)(32 * (s0 * x->xs16[2 * xb] + s1 * x->xs16[2 * xb + 1]));
+            const int64_t xb0 = 8 * j + 4 * hf; /* x blocks xb0 .. xb0 + 3 */
+            /* d·dx per x block, each twice (its two groups of 16) */
+            const __m256 f = _mm256_mul_ps(
+                d, _mm256_permutevar8x32_ps(_mm256_castps128_ps256(_mm_loadu_ps(x->dx + xb0)), pairs));
+            for (int g = 0; g < 4; g++) { /* x block xb0 + g: scales sc[2g] / sc[2g+1] per 16 */
+                const __m256i p = _mm256_maddubs_epi16(q[g], _mm256_loadu_si256((const __m256i *)(x->c + 32 * (xb0 + g))));
+                const __m256i s = _mm256_madd_epi16(p, _mm256_shuffle_epi8(scb, sel[g]));
+                const __m256 fb = _mm256_permutevar8x32_ps(f, _mm256_set1_epi32(2 * g));
+                acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), fb, acc);
             }
+            /* the -32 offset: 32·sc_i·Σc of each 16 (8 of them), times d·dx */
+            const __m256i o = _mm256_mullo_epi32(_mm256_cvtepi16_epi32(sc16),
+                                                 _mm256_loadu_si256((const __m256i *)(x->xs16 + 2 * xb0)));
+            cor = _mm256_fmadd_ps(_mm256_cvtepi32_ps(o), f, cor);
         }
     }
-    return hsum8(acc) - cor;
+    return hsum8(acc) - 32.0f * hsum8(cor);
 }
 
 /* Row n's MLX scales and biases as f32 (G of them). */
