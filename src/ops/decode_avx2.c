@@ -370,51 +370,43 @@ T2 static float dot_q6k(const uint8_t *row, const xrow *x, int64_t nsb) {
     return hsum8(acc) - 32.0f * hsum8(cor);
 }
 
-/* Row n's MLX scales and biases as f32 (G of them). */
+/* 8 scales or biases (16-bit, or f32) from p as f32. */
+T2 INL __m256 sb8(const void *p, int t) {
+    if (t == MLXN_F32) return _mm256_loadu_ps((const float *)p);
+    const __m128i h = _mm_loadu_si128((const __m128i *)p);
+    if (t == MLXN_BF16) return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+    return _mm256_cvtph_ps(h);
+}
+/* Row n's MLX scales and biases as f32, G of them, zeros up to a multiple
+ * of 8 (the offsets then run without a tail). */
 T2 static void mlx_row_sb(const mlxn_qmat *w, int64_t n, int64_t G, float *sc, float *bi) {
-    const size_t o = (size_t)(n * G);
-    if (w->sb_type == MLXN_F32) {
-        memcpy(sc, (const float *)w->scales + o, (size_t)G * 4);
-        memcpy(bi, (const float *)w->biases + o, (size_t)G * 4);
-        return;
-    }
-    const uint16_t *s = (const uint16_t *)w->scales + o, *b = (const uint16_t *)w->biases + o;
-    const bool bf = w->sb_type == MLXN_BF16;
+    const int t = w->sb_type;
+    const size_t es = t == MLXN_F32 ? 4 : 2, o = (size_t)(n * G) * es;
+    const uint8_t *s = (const uint8_t *)w->scales + o, *b = (const uint8_t *)w->biases + o;
     int64_t g = 0;
     for (; g + 8 <= G; g += 8) {
-        __m128i hs = _mm_loadu_si128((const __m128i *)(s + g)), hb = _mm_loadu_si128((const __m128i *)(b + g));
-        if (bf) {
-            _mm256_storeu_ps(sc + g, _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(hs), 16)));
-            _mm256_storeu_ps(bi + g, _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(hb), 16)));
-        } else {
-            _mm256_storeu_ps(sc + g, _mm256_cvtph_ps(hs));
-            _mm256_storeu_ps(bi + g, _mm256_cvtph_ps(hb));
-        }
+        _mm256_storeu_ps(sc + g, sb8(s + (size_t)g * es, t));
+        _mm256_storeu_ps(bi + g, sb8(b + (size_t)g * es, t));
     }
-    for (; g < G; g++) {
-        if (bf) {
-            uint32_t a = (uint32_t)s[g] << 16, c = (uint32_t)b[g] << 16;
-            memcpy(sc + g, &a, 4);
-            memcpy(bi + g, &c, 4);
-        } else {
-            sc[g] = h2f(s[g]);
-            bi[g] = h2f(b[g]);
-        }
+    if (g < G) { /* the last 1-7 through a zeroed copy: nothing read past the row */
+        _Alignas(32) uint8_t ts[32] = {0}, tb[32] = {0};
+        memcpy(ts, s + (size_t)g * es, (size_t)(G - g) * es);
+        memcpy(tb, b + (size_t)g * es, (size_t)(G - g) * es);
+        _mm256_storeu_ps(sc + g, sb8(ts, t));
+        _mm256_storeu_ps(bi + g, sb8(tb, t));
     }
 }
 
-/* Σ_g v_g·xgg_g (8-bit: (bias + 128·scale)·Σx, for q - 128; 4-bit: bias·Σx). */
-T2 static float mlx_offsets(const float *sc, const float *bi, const float *xgg, int64_t G, bool b8) {
+/* Σ_g v_g·xgg_g (8-bit: (bias + 128·scale)·Σx, for q - 128; 4-bit: bias·Σx),
+ * over G rounded up to 8 (sc, bi and xgg hold zeros there). */
+T2 INL float mlx_offsets(const float *sc, const float *bi, const float *xgg, int64_t G, bool b8) {
     __m256 a = _mm256_setzero_ps();
     const __m256 k = _mm256_set1_ps(b8 ? 128.0f : 0.0f);
-    int64_t g = 0;
-    for (; g + 8 <= G; g += 8) {
+    for (int64_t g = 0; g < G; g += 8) {
         const __m256 v = _mm256_fmadd_ps(k, _mm256_loadu_ps(sc + g), _mm256_loadu_ps(bi + g));
         a = _mm256_fmadd_ps(v, _mm256_loadu_ps(xgg + g), a);
     }
-    float r = hsum8(a);
-    for (; g < G; g++) r += (b8 ? bi[g] + 128.0f * sc[g] : bi[g]) * xgg[g];
-    return r;
+    return hsum8(a);
 }
 
 /* MLX 4/8-bit row n against one x row; sc / bi the row's scales and biases.
@@ -453,15 +445,19 @@ T2 INL float dot_mlx_t(const mlxn_qmat *w, int64_t n, const xrow *x, const float
         const __m256i lo = _mm256_and_si256(v, m4), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
         const int8_t *c = x->c + 32 * b;
         __m256i s;
+        /* evens' and odds' pair sums added while still int16: at most
+         * 2·(2·15·127) for the codes, 2·(2·15·64) for the residual's */
+        const __m256i p1 = _mm256_add_epi16(_mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *)c)),
+                                            _mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i *)(c + 32))));
         if (two) {
             const int8_t *c2 = x->c2 + 32 * b;
-            s = _mm256_add_epi32(
-                dot_u2(lo, _mm256_loadu_si256((const __m256i *)c), _mm256_loadu_si256((const __m256i *)c2)),
-                dot_u2(hi, _mm256_loadu_si256((const __m256i *)(c + 32)),
-                       _mm256_loadu_si256((const __m256i *)(c2 + 32))));
+            const __m256i p2 =
+                _mm256_add_epi16(_mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *)c2)),
+                                 _mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i *)(c2 + 32))));
+            s = _mm256_add_epi32(_mm256_madd_epi16(p1, _mm256_set1_epi16(128)),
+                                 _mm256_madd_epi16(p2, _mm256_set1_epi16(1)));
         } else {
-            s = _mm256_add_epi32(dot_u(lo, _mm256_loadu_si256((const __m256i *)c)),
-                                 dot_u(hi, _mm256_loadu_si256((const __m256i *)(c + 32))));
+            s = _mm256_madd_epi16(p1, _mm256_set1_epi16(1));
         }
         /* lanes 0-3 hold block b, 4-7 block b+1 */
         __m128 f2 = _mm_castpd_ps(_mm_load_sd((const double *)(const void *)(x->dx + b)));
@@ -529,11 +525,13 @@ T2 void mlxn_dec_avx2(const mlxn_qmat *w, const float *x, float *y, int64_t M, i
         quant_x(x + m * K, K, r, kind == K_MLX4, two);
         if (mlx) {
             const int per = w->group / 32;
-            for (int64_t g = 0; g < K / w->group; g++) {
+            const int64_t G = K / w->group;
+            for (int64_t g = 0; g < G; g++) {
                 float s = 0.0f;
                 for (int i = 0; i < per; i++) s += r->xg[g * per + i];
                 r->xgg[g] = s;
             }
+            for (int64_t g = G; g % 8; g++) r->xgg[g] = 0.0f; /* mlx_offsets' last step */
         }
     }
     for (int64_t n = n0; n < n1; n++) {
