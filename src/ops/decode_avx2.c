@@ -388,7 +388,13 @@ T2 static void mlx_row_sb(const mlxn_qmat *w, int64_t n, int64_t G, float *sc, f
         _mm256_storeu_ps(sc + g, sb8(s + (size_t)g * es, t));
         _mm256_storeu_ps(bi + g, sb8(b + (size_t)g * es, t));
     }
-    if (g < G) { /* the last 1-7 through a zeroed copy: nothing read past the row */
+    if (g < G && o + (size_t)(g + 8) * es <= (size_t)(w->N * G) * es) {
+        /* the last 1-7: 8 loaded (still inside the tensor), the rest zeroed */
+        static const int32_t keep[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};
+        const __m256 m = _mm256_castsi256_ps(_mm256_loadu_si256((const __m256i *)(keep + 8 - (G - g))));
+        _mm256_storeu_ps(sc + g, _mm256_and_ps(m, sb8(s + (size_t)g * es, t)));
+        _mm256_storeu_ps(bi + g, _mm256_and_ps(m, sb8(b + (size_t)g * es, t)));
+    } else if (g < G) { /* the tensor's last row: through a zeroed copy */
         _Alignas(32) uint8_t ts[32] = {0}, tb[32] = {0};
         memcpy(ts, s + (size_t)g * es, (size_t)(G - g) * es);
         memcpy(tb, b + (size_t)g * es, (size_t)(G - g) * es);
