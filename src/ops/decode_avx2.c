@@ -165,46 +165,36 @@ T2 INL __m256i nibbles16(const uint8_t *p) {
     return _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(v, 4), v), _mm256_set1_epi8(0x0F));
 }
 
-/* q4_0 / q4_1: Σ_b d·dx·(Σ q·c) + (q4_0) -8·d·dx·Σc or (q4_1) m·Σx. */
+/* One q4_0 / q4_1 block b at p: acc += d·dx·(Σ q·c) per lane; *cor +=
+ * d·dx·Σc (q4_0, times -8 at the end) or m·Σx (q4_1). */
+T2 INL __m256 q4_block(const uint8_t *p, const xrow *x, int64_t b, bool q41, __m256 acc, float *cor) {
+    uint16_t d;
+    memcpy(&d, p, 2);
+    const float f = h2f(d) * x->dx[b];
+    const __m256i s = dot_u(nibbles16(p + (q41 ? 4 : 2)), _mm256_loadu_si256((const __m256i *)(x->c + 32 * b)));
+    if (q41) {
+        uint16_t m;
+        memcpy(&m, p + 2, 2);
+        *cor += h2f(m) * x->xg[b];
+    } else {
+        *cor += f * x->xs[b];
+    }
+    return _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), _mm256_set1_ps(f), acc);
+}
+
+/* q4_0 / q4_1 row: Σ_b d·dx·(Σ q·c) + (q4_0) -8·d·dx·Σc or (q4_1) m·Σx;
+ * blocks in pairs into two accumulators. */
 T2 static float dot_q4(const uint8_t *row, const xrow *x, int64_t nb, bool q41) {
-    const size_t bs = q41 ? sizeof(mlxn_block_q4_1) : sizeof(mlxn_block_q4_0), qo = q41 ? 4 : 2;
+    const size_t bs = q41 ? sizeof(mlxn_block_q4_1) : sizeof(mlxn_block_q4_0);
     __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
-    float cor = 0.0f;
+    float c0 = 0.0f, c1 = 0.0f;
     int64_t b = 0;
     for (; b + 2 <= nb; b += 2) {
-        const uint8_t *p = row + (size_t)b * bs;
-        uint16_t d0, d1;
-        memcpy(&d0, p, 2);
-        memcpy(&d1, p + bs, 2);
-        const float f0 = h2f(d0) * x->dx[b], f1 = h2f(d1) * x->dx[b + 1];
-        __m256i s0 = dot_u(nibbles16(p + qo), _mm256_loadu_si256((const __m256i *)(x->c + 32 * b)));
-        __m256i s1 = dot_u(nibbles16(p + bs + qo), _mm256_loadu_si256((const __m256i *)(x->c + 32 * b + 32)));
-        a0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s0), _mm256_set1_ps(f0), a0);
-        a1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s1), _mm256_set1_ps(f1), a1);
-        if (q41) {
-            uint16_t m0, m1;
-            memcpy(&m0, p + 2, 2);
-            memcpy(&m1, p + bs + 2, 2);
-            cor += h2f(m0) * x->xg[b] + h2f(m1) * x->xg[b + 1];
-        } else {
-            cor += f0 * x->xs[b] + f1 * x->xs[b + 1];
-        }
+        a0 = q4_block(row + (size_t)b * bs, x, b, q41, a0, &c0);
+        a1 = q4_block(row + (size_t)(b + 1) * bs, x, b + 1, q41, a1, &c1);
     }
-    for (; b < nb; b++) {
-        const uint8_t *p = row + (size_t)b * bs;
-        uint16_t d0;
-        memcpy(&d0, p, 2);
-        const float f0 = h2f(d0) * x->dx[b];
-        __m256i s0 = dot_u(nibbles16(p + qo), _mm256_loadu_si256((const __m256i *)(x->c + 32 * b)));
-        a0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s0), _mm256_set1_ps(f0), a0);
-        if (q41) {
-            uint16_t m0;
-            memcpy(&m0, p + 2, 2);
-            cor += h2f(m0) * x->xg[b];
-        } else {
-            cor += f0 * x->xs[b];
-        }
-    }
+    if (b < nb) a0 = q4_block(row + (size_t)b * bs, x, b, q41, a0, &c0);
+    const float cor = c0 + c1;
     return hsum8(_mm256_add_ps(a0, a1)) + (q41 ? cor : -8.0f * cor);
 }
 
@@ -241,17 +231,6 @@ T2 static float dot_q80(const uint8_t *row, const xrow *x, int64_t nb) {
     return hsum8(_mm256_add_ps(a0, a1));
 }
 
-/* The 8 6-bit scales and mins of a q4_k super-block (llama.cpp's packing):
- * bytes 0-7 of u the scales, 8-15 the mins. */
-static inline void k4_scales(const uint8_t *s, uint32_t u[4]) {
-    memcpy(u, s, 12);
-    const uint32_t km1 = 0x3f3f3f3f, km2 = 0x0f0f0f0f, km3 = 0x03030303;
-    u[3] = ((u[2] >> 4) & km2) | (((u[1] >> 6) & km3) << 4);
-    const uint32_t aux = u[1] & km1;
-    u[1] = (u[2] & km2) | (((u[0] >> 6) & km3) << 4);
-    u[2] = aux;
-    u[0] &= km1;
-}
 
 /* q4_k: sub-block j of 32 is d·sc_j·q - dmin·m_j; a 32-byte chunk of qs
  * holds sub-block 2i in its low nibbles and 2i+1 in its high ones. */
@@ -262,7 +241,7 @@ T2 static float dot_q4k(const uint8_t *row, const xrow *x, int64_t nsb) {
     for (int64_t j = 0; j < nsb; j++) {
         const mlxn_block_q4_k *blk = (const mlxn_block_q4_k *)(const void *)(row + (size_t)j * sizeof *blk);
         uint32_t u[4];
-        k4_scales(blk->scales, u);
+        mlxn_k4_unpack(blk->scales, u);
         const __m256 sc = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)u)));
         const __m256 mn = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(u + 2))));
         const float *dx = x->dx + 8 * j;
@@ -290,7 +269,7 @@ T2 static float dot_q5k(const uint8_t *row, const xrow *x, int64_t nsb) {
     for (int64_t j = 0; j < nsb; j++) {
         const mlxn_block_q5_k *blk = (const mlxn_block_q5_k *)(const void *)(row + (size_t)j * sizeof *blk);
         uint32_t u[4];
-        k4_scales(blk->scales, u);
+        mlxn_k4_unpack(blk->scales, u);
         const __m256 sc = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)u)));
         const __m256 mn = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(u + 2))));
         _mm256_store_ps(f, _mm256_mul_ps(_mm256_mul_ps(sc, _mm256_set1_ps(h2f(blk->d))), _mm256_loadu_ps(x->dx + 8 * j)));

@@ -192,17 +192,6 @@ TARGET void mlxn_mlx_dequant_row_avx2(const mlxn_qmat *w, int64_t n, int64_t k0,
 
 /* ---- GGML blocks ---- */
 
-/* The 8 6-bit scales and mins of a q4_k/q5_k super-block (llama.cpp's bit
- * shuffle): bytes 0-7 of u are sc_0..7, bytes 8-15 m_0..7. */
-static inline void k4_unpack(const uint8_t *scales, uint32_t u[4]) {
-    memcpy(u, scales, 12);
-    const uint32_t km1 = 0x3f3f3f3f, km2 = 0x0f0f0f0f, km3 = 0x03030303;
-    u[3] = ((u[2] >> 4) & km2) | (((u[1] >> 6) & km3) << 4);
-    uint32_t aux = u[1] & km1;
-    u[1] = (u[2] & km2) | (((u[0] >> 6) & km3) << 4);
-    u[2] = aux;
-    u[0] &= km1;
-}
 
 TARGET static void dq_f16(const uint16_t *h, float *y, int64_t nb, bool bf) {
     int64_t i = 0;
@@ -278,7 +267,7 @@ TARGET static void dq_k45(const uint8_t *p, float *y, int64_t nb, bool five) {
         memcpy(&hm, p + 2, 2);
         float d = h2f(hd), dmin = h2f(hm);
         uint32_t u[4];
-        k4_unpack(p + 4, u);
+        mlxn_k4_unpack(p + 4, u);
         const uint8_t *sc = (const uint8_t *)u, *mn = sc + 8;
         for (int j = 0; j < 8; j++)
             k_sub(qs, qh, j, _mm256_set1_ps(d * (float)sc[j]), _mm256_set1_ps(dmin * (float)mn[j]),

@@ -252,17 +252,6 @@ TARGET_512 static void mlx_dequant_row_512(const mlxn_qmat *w, int64_t n, int64_
 }
 #endif
 
-/* The 8 6-bit scales and mins of a q4_k/q5_k super-block (llama.cpp's
- * bit shuffle): bytes 0-7 of the result are sc_0..7, bytes 8-15 m_0..7. */
-static inline void k4_unpack(const uint8_t *scales, uint32_t u[4]) {
-    memcpy(u, scales, 12);
-    const uint32_t km1 = 0x3f3f3f3f, km2 = 0x0f0f0f0f, km3 = 0x03030303;
-    u[3] = ((u[2] >> 4) & km2) | (((u[1] >> 6) & km3) << 4);
-    uint32_t aux = u[1] & km1;
-    u[1] = (u[2] & km2) | (((u[0] >> 6) & km3) << 4);
-    u[2] = aux;
-    u[0] &= km1;
-}
 
 #ifdef MLXN_X86
 /* GGML blocks → f32, the same f32 operations in the same order as the
@@ -332,7 +321,7 @@ TARGET_512 static void ggml_dequant_512(mlxn_dtype t, const void *src, float *y,
             memcpy(&hm, p + 2, 2);
             float d = h2f_s(hd), dmin = h2f_s(hm);
             uint32_t u[4];
-            k4_unpack(scales, u);
+            mlxn_k4_unpack(scales, u);
             const uint8_t *sc = (const uint8_t *)u, *mn = sc + 8;
             for (int j = 0; j < 8; j++) {
                 __m512 dj = _mm512_set1_ps(d * (float)sc[j]), mj = _mm512_set1_ps(dmin * (float)mn[j]);
@@ -1040,7 +1029,7 @@ TARGET_512 static float dot_q8_0_512(const void *wr, const dec_scratch *s, int64
 }
 
 
-/* k4_unpack in one xmm (bytes 0-7 sc_0..7, 8-15 m_0..7) from the 16 bytes
+/* mlxn_k4_unpack in one xmm (bytes 0-7 sc_0..7, 8-15 m_0..7) from the 16 bytes
  * at `scales` (12 scale bytes + 4 bytes of what follows them, unused): with
  * words w0..w2, sc_0..3 = w0 & 63, sc_4..7 = (w2 & 15) | (w0 >> 6) << 4,
  * m_0..3 = w1 & 63, m_4..7 = (w2 >> 4 & 15) | (w1 >> 6) << 4 per byte,

@@ -19,6 +19,8 @@
 
 #include "core/core.h"
 
+#include <string.h>
+
 /* ------------------------------------------------------------------------ */
 /* MLX affine quantization                                                    */
 /* ------------------------------------------------------------------------ */
@@ -95,6 +97,19 @@ _Static_assert(sizeof(mlxn_block_q8_0) == 34, "q8_0 block size");
 _Static_assert(sizeof(mlxn_block_q4_k) == 144, "q4_k block size");
 _Static_assert(sizeof(mlxn_block_q5_k) == 176, "q5_k block size");
 _Static_assert(sizeof(mlxn_block_q6_k) == 210, "q6_k block size");
+
+/* The 8 6-bit scales and mins of a q4_k / q5_k super-block (llama.cpp's
+ * packing in 12 bytes), unpacked by word operations: bytes 0-7 of u are
+ * sc_0..7, bytes 8-15 m_0..7. */
+static inline void mlxn_k4_unpack(const uint8_t *scales, uint32_t u[4]) {
+    memcpy(u, scales, 12);
+    const uint32_t km1 = 0x3f3f3f3f, km2 = 0x0f0f0f0f, km3 = 0x03030303;
+    u[3] = ((u[2] >> 4) & km2) | (((u[1] >> 6) & km3) << 4);
+    const uint32_t aux = u[1] & km1;
+    u[1] = (u[2] & km2) | (((u[0] >> 6) & km3) << 4);
+    u[2] = aux;
+    u[0] &= km1;
+}
 
 /* Dequantize n elements (a multiple of the block size) of type t, bit-exact
  * with gguf-py's gguf.quants.dequantize. t in f32, f16, bf16, q4_0, q4_1,

@@ -847,36 +847,39 @@ __attribute__((target("avx512f"), always_inline)) static inline void attend_bloc
  * registers for every query measured 3-5 % slower at pp512). */
 #define ATT_DIRECT_MAX 8
 
-/* attend_tile for AVX-512, D a multiple of 16 and no soft-capping: the
- * same blocks and online softmax, with the dots and updates inline and the
- * exponentials 16 at a time (exp_512). A decode step of SmolLM2 spent ~8%
- * of its time in this loop's calls and scalar expf, and ~7 % converting its
- * f16 cache rows into f32 tiles before reading them directly. */
-__attribute__((target("avx512f"))) static void attend_tile_512(const mlxn_tensor *kc, const mlxn_tensor *vc,
-                                                                const mlxn_attention_params *p, int64_t hk,
-                                                                int64_t from, int64_t to, att_q *qs, int nq,
-                                                                float *ktile, float *vtile, float *sc) {
-    int64_t C = kc->shape[1], D = kc->shape[2];
-    const int dt = kc->dtype;
-    const bool direct = dt != MLXN_F32 && dt == (int)vc->dtype && nq <= ATT_DIRECT_MAX;
-    const uint16_t *kb = mlxn_tensor_data(kc), *vb = mlxn_tensor_data(vc);
-    const void *kr[ATT_BLOCK], *vr[ATT_BLOCK];
-    for (int64_t b0 = from; b0 <= to; b0 += ATT_BLOCK) {
-        int64_t nb = to - b0 + 1 < ATT_BLOCK ? to - b0 + 1 : ATT_BLOCK;
-        if (direct) {
-            for (int64_t j = 0; j < nb; j++) {
-                size_t base = (size_t)((hk * C + (b0 + j) % C) * D);
-                kr[j] = kb + base;
-                vr[j] = vb + base;
-            }
-            if (dt == MLXN_F16) attend_block_512(p, D, b0, nb, kr, vr, qs, nq, sc, MLXN_F16);
-            else attend_block_512(p, D, b0, nb, kr, vr, qs, nq, sc, MLXN_BF16);
-        } else {
-            tile_rows(kc, vc, hk, b0, nb, (const float **)kr, (const float **)vr, ktile, vtile);
-            attend_block_512(p, D, b0, nb, kr, vr, qs, nq, sc, MLXN_F32);
-        }
+/* attend_tile for SIMD CPUs (NAME attend_tile_512 / _256 over BLOCK
+ * attend_block_512 / _256), D a multiple of the vector width and no
+ * soft-capping: the same blocks and online softmax, with the dots and
+ * updates inline and the exponentials a vector at a time (exp_512 /
+ * exp_256). A decode step of SmolLM2 spent ~8 % of its time in this loop's
+ * calls and scalar expf, and ~7 % converting its f16 cache rows into f32
+ * tiles before reading them directly (AVX-512 EPYC). */
+#define ATTEND_TILE_SIMD(NAME, TARGET, BLOCK)                                                                  \
+    TARGET static void NAME(const mlxn_tensor *kc, const mlxn_tensor *vc, const mlxn_attention_params *p,    \
+                            int64_t hk, int64_t from, int64_t to, att_q *qs, int nq, float *ktile,           \
+                            float *vtile, float *sc) {                                                      \
+    int64_t C = kc->shape[1], D = kc->shape[2];                                                               \
+    const int dt = kc->dtype;                                                                                 \
+    const bool direct = dt != MLXN_F32 && dt == (int)vc->dtype && nq <= ATT_DIRECT_MAX;                       \
+    const uint16_t *kb = mlxn_tensor_data(kc), *vb = mlxn_tensor_data(vc);                                    \
+    const void *kr[ATT_BLOCK], *vr[ATT_BLOCK];                                                                \
+    for (int64_t b0 = from; b0 <= to; b0 += ATT_BLOCK) {                                                      \
+        int64_t nb = to - b0 + 1 < ATT_BLOCK ? to - b0 + 1 : ATT_BLOCK;                                       \
+        if (direct) {                                                                                         \
+            for (int64_t j = 0; j < nb; j++) {                                                                \
+                size_t base = (size_t)((hk * C + (b0 + j) % C) * D);                                          \
+                kr[j] = kb + base;                                                                            \
+                vr[j] = vb + base;                                                                            \
+            }                                                                                                 \
+            if (dt == MLXN_F16) BLOCK(p, D, b0, nb, kr, vr, qs, nq, sc, MLXN_F16);                            \
+            else BLOCK(p, D, b0, nb, kr, vr, qs, nq, sc, MLXN_BF16);                                          \
+        } else {                                                                                              \
+            tile_rows(kc, vc, hk, b0, nb, (const float **)kr, (const float **)vr, ktile, vtile);              \
+            BLOCK(p, D, b0, nb, kr, vr, qs, nq, sc, MLXN_F32);                                                \
+        }                                                                                                     \
+    }                                                                                                         \
     }
-}
+ATTEND_TILE_SIMD(attend_tile_512, __attribute__((target("avx512f"))), attend_block_512)
 #endif
 
 #if defined(__x86_64__) || defined(__i386__)
@@ -965,31 +968,7 @@ T_AVX2 __attribute__((always_inline)) static inline void attend_block_256(
         for (; d < D; d += 8) pv_256(a->acc, sc, vr, dt, j0, j1, 1, d);
     }
 }
-/* attend_tile_512's loop over key blocks, for AVX2. */
-T_AVX2 static void attend_tile_256(const mlxn_tensor *kc, const mlxn_tensor *vc, const mlxn_attention_params *p,
-                                   int64_t hk, int64_t from, int64_t to, att_q *qs, int nq, float *ktile,
-                                   float *vtile, float *sc) {
-    int64_t C = kc->shape[1], D = kc->shape[2];
-    const int dt = kc->dtype;
-    const bool direct = dt != MLXN_F32 && dt == (int)vc->dtype && nq <= ATT_DIRECT_MAX;
-    const uint16_t *kb = mlxn_tensor_data(kc), *vb = mlxn_tensor_data(vc);
-    const void *kr[ATT_BLOCK], *vr[ATT_BLOCK];
-    for (int64_t b0 = from; b0 <= to; b0 += ATT_BLOCK) {
-        int64_t nb = to - b0 + 1 < ATT_BLOCK ? to - b0 + 1 : ATT_BLOCK;
-        if (direct) {
-            for (int64_t j = 0; j < nb; j++) {
-                size_t base = (size_t)((hk * C + (b0 + j) % C) * D);
-                kr[j] = kb + base;
-                vr[j] = vb + base;
-            }
-            if (dt == MLXN_F16) attend_block_256(p, D, b0, nb, kr, vr, qs, nq, sc, MLXN_F16);
-            else attend_block_256(p, D, b0, nb, kr, vr, qs, nq, sc, MLXN_BF16);
-        } else {
-            tile_rows(kc, vc, hk, b0, nb, (const float **)kr, (const float **)vr, ktile, vtile);
-            attend_block_256(p, D, b0, nb, kr, vr, qs, nq, sc, MLXN_F32);
-        }
-    }
-}
+ATTEND_TILE_SIMD(attend_tile_256, T_AVX2, attend_block_256)
 #endif
 
 /* One kv head's tile of queries over [from, to]: the fastest form the CPU
