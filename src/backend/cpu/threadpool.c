@@ -12,12 +12,13 @@
  *
  * Yielding alone is not enough when other processes keep the cores busy:
  * the yield hands the core to one of them for its whole time slice (ms),
- * not to the worker being waited for, and a decode step meets ~300
- * barriers. SmolLM2-135M decoded at 0.29 tok/s on the 2-core dev VM while
- * a build ran beside it. So after YIELD_NS of yielding a waiter sleeps on
- * the barrier's phase word (futex), giving its core to whoever is runnable,
- * our late worker included; the last to arrive wakes the sleepers (a
- * syscall only when some slept). */
+ * not to the worker being waited for, and a decode step meets ~180
+ * barriers. So after YIELD_NS of yielding a waiter sleeps on the barrier's
+ * phase word (futex), giving its core to whoever is runnable, our late
+ * worker included; the last to arrive wakes the sleepers (a syscall only
+ * when some slept). 2-core Zen 3 VM, SmolLM2 Q4_1 decode with two busy
+ * loops and a test run beside it: 1.2-1.3 -> 1.7-1.9 tok/s (~100 alone);
+ * a worker that is not running still costs each barrier a time slice. */
 #define SPIN_PAUSES 100
 #define YIELD_NS 50000
 #include "backend/cpu/threadpool.h"
