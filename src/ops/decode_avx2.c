@@ -25,6 +25,7 @@
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
+#include "core/simd256.h"
 
 #define T2 __attribute__((target("avx2,fma,f16c")))
 #define INL __attribute__((always_inline)) static inline
@@ -60,7 +61,7 @@ typedef struct xrow {
     int8_t *c, *c2; /* codes, residual codes (two parts) */
     float *dx;      /* per block: the step of the last part */
     float *xs;      /* per block: Σ c (q4_0's -8 offset) */
-    int32_t *xs16;  /* per 16 elements: Σ c (q6_k's -32 offset, scales per 16) */
+    int32_t *xs16;  /* q6_k: per 16 elements, Σ c (its -32 offset, scales per 16) */
     float *xg;      /* per block: Σ x as the codes give it */
     float *xgg;     /* per MLX group: Σ xg */
 } xrow;
@@ -73,19 +74,12 @@ size_t mlxn_dec_avx2_scratch(int64_t K, int64_t M) {
     return 32 + 2 * al32(nb * 4) + (size_t)(M > 0 ? M : 1) * (2 * al32((size_t)K + 32) + 6 * v);
 }
 
-T2 INL float hsum8(__m256 v) {
-    __m128 h = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    h = _mm_add_ps(h, _mm_movehl_ps(h, h));
-    h = _mm_add_ss(h, _mm_movehdup_ps(h));
-    return _mm_cvtss_f32(h);
-}
 T2 INL int hsum8i(__m256i v) {
     __m128i h = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
     h = _mm_add_epi32(h, _mm_shuffle_epi32(h, 0x4E));
     h = _mm_add_epi32(h, _mm_shuffle_epi32(h, 0xB1));
     return _mm_cvtsi128_si32(h);
 }
-T2 INL float h2f(uint16_t h) { return _cvtsh_ss(h); }
 
 /* 32 int32 codes (4 x 8 lanes, each in [-128, 127]) → 32 int8 in order. */
 T2 INL __m256i pack32(const __m256i q[4]) {
@@ -111,7 +105,7 @@ T2 INL void put_codes(int8_t *dst, int64_t b, __m256i v, bool mlx4) {
     _mm_storeu_si128((__m128i *)(p + 32), _mm256_extracti128_si256(v, 1));
 }
 
-T2 static void quant_x(const float *x, int64_t K, const xrow *r, bool mlx4, bool two) {
+T2 static void quant_x(const float *x, int64_t K, const xrow *r, bool mlx4, bool two, bool s16) {
     const __m256 absm = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF));
     const __m256i hi = _mm256_set1_epi32(127), lo = _mm256_set1_epi32(-127);
     for (int64_t b = 0; b < K / 32; b++) {
@@ -137,8 +131,10 @@ T2 static void quant_x(const float *x, int64_t K, const xrow *r, bool mlx4, bool
         }
         put_codes(r->c, b, pack32(q), mlx4);
         r->xs[b] = (float)hsum8i(s);
-        r->xs16[2 * b] = hsum8i(_mm256_add_epi32(q[0], q[1]));
-        r->xs16[2 * b + 1] = hsum8i(_mm256_add_epi32(q[2], q[3]));
+        if (s16) { /* q6_k's scales per 16 */
+            r->xs16[2 * b] = hsum8i(_mm256_add_epi32(q[0], q[1]));
+            r->xs16[2 * b + 1] = hsum8i(_mm256_add_epi32(q[2], q[3]));
+        }
         if (two) {
             put_codes(r->c2, b, pack32(q2), mlx4);
             r->dx[b] = amax / 127.0f / 128.0f;
@@ -170,12 +166,12 @@ T2 INL __m256i nibbles16(const uint8_t *p) {
 T2 INL __m256 q4_block(const uint8_t *p, const xrow *x, int64_t b, bool q41, __m256 acc, float *cor) {
     uint16_t d;
     memcpy(&d, p, 2);
-    const float f = h2f(d) * x->dx[b];
+    const float f = mlxn_h2f_f16c(d) * x->dx[b];
     const __m256i s = dot_u(nibbles16(p + (q41 ? 4 : 2)), _mm256_loadu_si256((const __m256i *)(x->c + 32 * b)));
     if (q41) {
         uint16_t m;
         memcpy(&m, p + 2, 2);
-        *cor += h2f(m) * x->xg[b];
+        *cor += mlxn_h2f_f16c(m) * x->xg[b];
     } else {
         *cor += f * x->xs[b];
     }
@@ -195,7 +191,7 @@ T2 static float dot_q4(const uint8_t *row, const xrow *x, int64_t nb, bool q41) 
     }
     if (b < nb) a0 = q4_block(row + (size_t)b * bs, x, b, q41, a0, &c0);
     const float cor = c0 + c1;
-    return hsum8(_mm256_add_ps(a0, a1)) + (q41 ? cor : -8.0f * cor);
+    return mlxn_hsum_256(_mm256_add_ps(a0, a1)) + (q41 ? cor : -8.0f * cor);
 }
 
 /* Signed codes w against c: |w| against c with w's sign (0 where w is 0). */
@@ -217,8 +213,8 @@ T2 static float dot_q80(const uint8_t *row, const xrow *x, int64_t nb) {
                            _mm256_loadu_si256((const __m256i *)(x->c + 32 * b)));
         __m256i s1 = dot_s(_mm256_loadu_si256((const __m256i *)(p + bs + 2)),
                            _mm256_loadu_si256((const __m256i *)(x->c + 32 * b + 32)));
-        a0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s0), _mm256_set1_ps(h2f(d0) * x->dx[b]), a0);
-        a1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s1), _mm256_set1_ps(h2f(d1) * x->dx[b + 1]), a1);
+        a0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s0), _mm256_set1_ps(mlxn_h2f_f16c(d0) * x->dx[b]), a0);
+        a1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s1), _mm256_set1_ps(mlxn_h2f_f16c(d1) * x->dx[b + 1]), a1);
     }
     for (; b < nb; b++) {
         const uint8_t *p = row + (size_t)b * bs;
@@ -226,9 +222,9 @@ T2 static float dot_q80(const uint8_t *row, const xrow *x, int64_t nb) {
         memcpy(&d0, p, 2);
         __m256i s0 = dot_s(_mm256_loadu_si256((const __m256i *)(p + 2)),
                            _mm256_loadu_si256((const __m256i *)(x->c + 32 * b)));
-        a0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s0), _mm256_set1_ps(h2f(d0) * x->dx[b]), a0);
+        a0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s0), _mm256_set1_ps(mlxn_h2f_f16c(d0) * x->dx[b]), a0);
     }
-    return hsum8(_mm256_add_ps(a0, a1));
+    return mlxn_hsum_256(_mm256_add_ps(a0, a1));
 }
 
 
@@ -245,8 +241,8 @@ T2 static float dot_q4k(const uint8_t *row, const xrow *x, int64_t nsb) {
         const __m256 sc = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)u)));
         const __m256 mn = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(u + 2))));
         const float *dx = x->dx + 8 * j;
-        _mm256_store_ps(f, _mm256_mul_ps(_mm256_mul_ps(sc, _mm256_set1_ps(h2f(blk->d))), _mm256_loadu_ps(dx)));
-        cor = _mm256_fmadd_ps(_mm256_mul_ps(mn, _mm256_set1_ps(h2f(blk->dmin))), _mm256_loadu_ps(x->xg + 8 * j),
+        _mm256_store_ps(f, _mm256_mul_ps(_mm256_mul_ps(sc, _mm256_set1_ps(mlxn_h2f_f16c(blk->d))), _mm256_loadu_ps(dx)));
+        cor = _mm256_fmadd_ps(_mm256_mul_ps(mn, _mm256_set1_ps(mlxn_h2f_f16c(blk->dmin))), _mm256_loadu_ps(x->xg + 8 * j),
                               cor);
         const int8_t *c = x->c + 256 * j;
         for (int i = 0; i < 4; i++) {
@@ -258,7 +254,7 @@ T2 static float dot_q4k(const uint8_t *row, const xrow *x, int64_t nsb) {
             acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s1), _mm256_broadcast_ss(f + 2 * i + 1), acc);
         }
     }
-    return hsum8(acc) - hsum8(cor);
+    return mlxn_hsum_256(acc) - mlxn_hsum_256(cor);
 }
 
 /* q5_k: q4_k with a fifth bit per code, bit j of qh[l] for element 32 j + l. */
@@ -272,8 +268,8 @@ T2 static float dot_q5k(const uint8_t *row, const xrow *x, int64_t nsb) {
         mlxn_k4_unpack(blk->scales, u);
         const __m256 sc = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)u)));
         const __m256 mn = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(u + 2))));
-        _mm256_store_ps(f, _mm256_mul_ps(_mm256_mul_ps(sc, _mm256_set1_ps(h2f(blk->d))), _mm256_loadu_ps(x->dx + 8 * j)));
-        cor = _mm256_fmadd_ps(_mm256_mul_ps(mn, _mm256_set1_ps(h2f(blk->dmin))), _mm256_loadu_ps(x->xg + 8 * j),
+        _mm256_store_ps(f, _mm256_mul_ps(_mm256_mul_ps(sc, _mm256_set1_ps(mlxn_h2f_f16c(blk->d))), _mm256_loadu_ps(x->dx + 8 * j)));
+        cor = _mm256_fmadd_ps(_mm256_mul_ps(mn, _mm256_set1_ps(mlxn_h2f_f16c(blk->dmin))), _mm256_loadu_ps(x->xg + 8 * j),
                               cor);
         const int8_t *c = x->c + 256 * j;
         __m256i qh = _mm256_loadu_si256((const __m256i *)blk->qh);
@@ -292,7 +288,7 @@ T2 static float dot_q5k(const uint8_t *row, const xrow *x, int64_t nsb) {
             acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s1), _mm256_broadcast_ss(f + 2 * i + 1), acc);
         }
     }
-    return hsum8(acc) - hsum8(cor);
+    return mlxn_hsum_256(acc) - mlxn_hsum_256(cor);
 }
 
 /* q6_k: 6-bit codes q - 32 with an int8 scale per 16. Per half of 128: 32
@@ -315,7 +311,7 @@ T2 static float dot_q6k(const uint8_t *row, const xrow *x, int64_t nsb) {
     const __m256i pairs = _mm256_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3);
     for (int64_t j = 0; j < nsb; j++) {
         const mlxn_block_q6_k *blk = (const mlxn_block_q6_k *)(const void *)(row + (size_t)j * sizeof *blk);
-        const __m256 d = _mm256_set1_ps(h2f(blk->d));
+        const __m256 d = _mm256_set1_ps(mlxn_h2f_f16c(blk->d));
         for (int hf = 0; hf < 2; hf++) {
             const uint8_t *ql = blk->ql + 64 * hf, *qhp = blk->qh + 32 * hf;
             const __m128i sc16 = _mm_cvtepi8_epi16(_mm_loadl_epi64((const __m128i *)(blk->scales + 8 * hf)));
@@ -346,7 +342,7 @@ T2 static float dot_q6k(const uint8_t *row, const xrow *x, int64_t nsb) {
             cor = _mm256_fmadd_ps(_mm256_cvtepi32_ps(o), f, cor);
         }
     }
-    return hsum8(acc) - 32.0f * hsum8(cor);
+    return mlxn_hsum_256(acc) - 32.0f * mlxn_hsum_256(cor);
 }
 
 /* 8 scales or biases (16-bit, or f32) from p as f32. */
@@ -391,7 +387,7 @@ T2 INL float mlx_offsets(const float *sc, const float *bi, const float *xgg, int
         const __m256 v = _mm256_fmadd_ps(k, _mm256_loadu_ps(sc + g), _mm256_loadu_ps(bi + g));
         a = _mm256_fmadd_ps(v, _mm256_loadu_ps(xgg + g), a);
     }
-    return hsum8(a);
+    return mlxn_hsum_256(a);
 }
 
 /* MLX 4/8-bit row n against one x row; sc / bi the row's scales and biases.
@@ -419,7 +415,7 @@ T2 INL float dot_mlx_t(const mlxn_qmat *w, int64_t n, const xrow *x, const float
             if (b & 1) a1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), fb, a1);
             else a0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), fb, a0);
         }
-        return hsum8(_mm256_add_ps(a0, a1)) + cor;
+        return mlxn_hsum_256(_mm256_add_ps(a0, a1)) + cor;
     }
     const uint8_t *row = (const uint8_t *)w->w + (size_t)n * (size_t)(K / 2);
     const __m256i m4 = _mm256_set1_epi8(0x0F);
@@ -467,7 +463,7 @@ T2 INL float dot_mlx_t(const mlxn_qmat *w, int64_t n, const xrow *x, const float
         }
         a0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), _mm256_set1_ps(sc[b >> sh] * x->dx[b]), a0);
     }
-    return hsum8(_mm256_add_ps(a0, a1)) + cor;
+    return mlxn_hsum_256(_mm256_add_ps(a0, a1)) + cor;
 }
 
 /* dot_mlx_t with x's parts and the group shift as constants (no branches
@@ -507,7 +503,7 @@ T2 void mlxn_dec_avx2(const mlxn_qmat *w, const float *x, float *y, int64_t M, i
         r->xgg = (float *)(p + 3 * v);
         r->xs16 = (int32_t *)(p + 4 * v);
         p += 6 * v;
-        quant_x(x + m * K, K, r, kind == K_MLX4, two);
+        quant_x(x + m * K, K, r, kind == K_MLX4, two, kind == K_Q6K);
         if (mlx) {
             const int per = w->group / 32;
             const int64_t G = K / w->group;

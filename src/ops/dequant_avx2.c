@@ -25,13 +25,13 @@
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
+#include "core/simd256.h"
 
 #define TARGET __attribute__((target("avx2,fma,f16c")))
 #define INLINE static inline __attribute__((always_inline))
 
 /* ---- conversions ---- */
 
-TARGET INLINE float h2f(uint16_t h) { return _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(h))); }
 TARGET INLINE float bf2f(uint16_t h) {
     uint32_t u = (uint32_t)h << 16; /* bf16 is the top half of an f32 */
     float f;
@@ -155,7 +155,7 @@ TARGET INLINE void groupn(const uint8_t *row, size_t rowb, int64_t g0, int group
 TARGET INLINE float sb_get(const void *p, mlxn_dtype t, size_t i) {
     if (t == MLXN_F32) return ((const float *)p)[i];
     uint16_t h = ((const uint16_t *)p)[i];
-    return t == MLXN_F16 ? h2f(h) : bf2f(h);
+    return t == MLXN_F16 ? mlxn_h2f_f16c(h) : bf2f(h);
 }
 
 /* The row loop, inlined once per scale dtype so the rounding is fixed. */
@@ -196,7 +196,7 @@ TARGET void mlxn_mlx_dequant_row_avx2(const mlxn_qmat *w, int64_t n, int64_t k0,
 TARGET static void dq_f16(const uint16_t *h, float *y, int64_t nb, bool bf) {
     int64_t i = 0;
     for (; i + 8 <= nb; i += 8) _mm256_storeu_ps(y + i, bf ? bf16x8(h + i) : f16x8(h + i));
-    for (; i < nb; i++) y[i] = bf ? bf2f(h[i]) : h2f(h[i]);
+    for (; i < nb; i++) y[i] = bf ? bf2f(h[i]) : mlxn_h2f_f16c(h[i]);
 }
 
 /* q4_0: d·(q - 8); (q - 8) is exact in f32, so subtracting after the
@@ -206,7 +206,7 @@ TARGET static void dq_q4_0(const mlxn_block_q4_0 *b, float *y, int64_t nb) {
     const __m128i m4 = _mm_set1_epi8(0x0F);
     const __m256 c8 = _mm256_set1_ps(8.0f);
     for (int64_t i = 0; i < nb; i++, y += 32) {
-        __m256 d = _mm256_set1_ps(h2f(b[i].d));
+        __m256 d = _mm256_set1_ps(mlxn_h2f_f16c(b[i].d));
         __m128i v = _mm_loadu_si128((const __m128i *)b[i].qs);
         __m128i q[2] = {_mm_and_si128(v, m4), _mm_and_si128(_mm_srli_epi16(v, 4), m4)};
         for (int h = 0; h < 2; h++) {
@@ -219,7 +219,7 @@ TARGET static void dq_q4_0(const mlxn_block_q4_0 *b, float *y, int64_t nb) {
 TARGET static void dq_q4_1(const mlxn_block_q4_1 *b, float *y, int64_t nb) {
     const __m128i m4 = _mm_set1_epi8(0x0F);
     for (int64_t i = 0; i < nb; i++, y += 32) {
-        __m256 d = _mm256_set1_ps(h2f(b[i].d)), m = _mm256_set1_ps(h2f(b[i].m));
+        __m256 d = _mm256_set1_ps(mlxn_h2f_f16c(b[i].d)), m = _mm256_set1_ps(mlxn_h2f_f16c(b[i].m));
         __m128i v = _mm_loadu_si128((const __m128i *)b[i].qs);
         __m128i q[2] = {_mm_and_si128(v, m4), _mm_and_si128(_mm_srli_epi16(v, 4), m4)};
         for (int h = 0; h < 2; h++) {
@@ -231,7 +231,7 @@ TARGET static void dq_q4_1(const mlxn_block_q4_1 *b, float *y, int64_t nb) {
 
 TARGET static void dq_q8_0(const mlxn_block_q8_0 *b, float *y, int64_t nb) {
     for (int64_t i = 0; i < nb; i++, y += 32) {
-        __m256 d = _mm256_set1_ps(h2f(b[i].d));
+        __m256 d = _mm256_set1_ps(mlxn_h2f_f16c(b[i].d));
         for (int j = 0; j < 32; j += 8) {
             __m128i v = _mm_loadl_epi64((const __m128i *)(b[i].qs + j));
             _mm256_storeu_ps(y + j, _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(v))));
@@ -265,7 +265,7 @@ TARGET static void dq_k45(const uint8_t *p, float *y, int64_t nb, bool five) {
         uint16_t hd, hm;
         memcpy(&hd, p, 2);
         memcpy(&hm, p + 2, 2);
-        float d = h2f(hd), dmin = h2f(hm);
+        float d = mlxn_h2f_f16c(hd), dmin = mlxn_h2f_f16c(hm);
         uint32_t u[4];
         mlxn_k4_unpack(p + 4, u);
         const uint8_t *sc = (const uint8_t *)u, *mn = sc + 8;
@@ -279,25 +279,15 @@ TARGET static void dq_k45(const uint8_t *p, float *y, int64_t nb, bool five) {
  * Per half super-block (128 elements) and 16 l: the four 32-apart element
  * groups g take ql[l] / ql[l+32] low or high nibbles and qh bits 2g, 2g+1. */
 TARGET static void dq_q6_k(const mlxn_block_q6_k *b, float *y, int64_t nb) {
-    const __m128i m4 = _mm_set1_epi8(0x0F), m3 = _mm_set1_epi8(3);
     const __m256i c32 = _mm256_set1_epi32(32);
     for (int64_t i = 0; i < nb; i++) {
-        float d = h2f(b[i].d);
+        float d = mlxn_h2f_f16c(b[i].d);
         for (int hf = 0; hf < 2; hf++, y += 128) {
             const uint8_t *ql = b[i].ql + 64 * hf, *qh = b[i].qh + 32 * hf;
             const int8_t *sc = b[i].scales + 8 * hf;
             for (int l0 = 0; l0 < 32; l0 += 16) {
-                __m128i a = _mm_loadu_si128((const __m128i *)(ql + l0));
-                __m128i c = _mm_loadu_si128((const __m128i *)(ql + 32 + l0));
-                __m128i hv = _mm_loadu_si128((const __m128i *)(qh + l0));
                 __m128i q[4];
-                q[0] = _mm_or_si128(_mm_and_si128(a, m4), _mm_slli_epi16(_mm_and_si128(hv, m3), 4));
-                q[1] = _mm_or_si128(_mm_and_si128(c, m4),
-                                    _mm_slli_epi16(_mm_and_si128(_mm_srli_epi16(hv, 2), m3), 4));
-                q[2] = _mm_or_si128(_mm_and_si128(_mm_srli_epi16(a, 4), m4),
-                                    _mm_slli_epi16(_mm_and_si128(_mm_srli_epi16(hv, 4), m3), 4));
-                q[3] = _mm_or_si128(_mm_and_si128(_mm_srli_epi16(c, 4), m4),
-                                    _mm_slli_epi16(_mm_and_si128(_mm_srli_epi16(hv, 6), m3), 4));
+                mlxn_q6k_codes16(ql, qh, l0, q);
                 int is = l0 / 16;
                 for (int g = 0; g < 4; g++) {
                     __m256 ds = _mm256_set1_ps(d * (float)sc[is + 2 * g]);
@@ -328,12 +318,6 @@ TARGET void mlxn_ggml_dequant_avx2(mlxn_dtype t, const void *src, float *y, int6
 
 /* ---- dense dot ---- */
 
-TARGET INLINE float hsum8(__m256 v) {
-    __m128 h = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    h = _mm_add_ps(h, _mm_movehl_ps(h, h));
-    h = _mm_add_ss(h, _mm_movehdup_ps(h));
-    return _mm_cvtss_f32(h);
-}
 
 /* Four accumulators: FMA latency (4 cycles on Zen 3) times its two ports
  * wants several chains in flight; fewer would leave the dot latency-bound. */
@@ -347,10 +331,10 @@ TARGET INLINE float dot_t(mlxn_dtype t, const void *w, const float *x, int64_t K
         s3 = _mm256_fmadd_ps(dense8(t, w, k + 24), _mm256_loadu_ps(x + k + 24), s3);
     }
     for (; k + 8 <= K; k += 8) s0 = _mm256_fmadd_ps(dense8(t, w, k), _mm256_loadu_ps(x + k), s0);
-    float r = hsum8(_mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3)));
+    float r = mlxn_hsum_256(_mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3)));
     for (; k < K; k++) {
         const uint16_t *h = w;
-        float wk = t == MLXN_F16 ? h2f(h[k]) : t == MLXN_BF16 ? bf2f(h[k]) : ((const float *)w)[k];
+        float wk = t == MLXN_F16 ? mlxn_h2f_f16c(h[k]) : t == MLXN_BF16 ? bf2f(h[k]) : ((const float *)w)[k];
         r += wk * x[k];
     }
     return r;

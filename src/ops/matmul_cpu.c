@@ -49,6 +49,7 @@
 #include "ops/quant.h"
 #include "ops/decode_avx2.h"
 #include "ops/dequant_avx2.h"
+#include "core/simd256.h"
 #include "core/simd512.h"
 
 #include <math.h>
@@ -252,7 +253,6 @@ TARGET_512 static void mlx_dequant_row_512(const mlxn_qmat *w, int64_t n, int64_
 }
 #endif
 
-
 #ifdef MLXN_X86
 /* GGML blocks → f32, the same f32 operations in the same order as the
  * scalar dequantizer (so bit-exact), 16 lanes at a time. */
@@ -341,7 +341,6 @@ TARGET_512 static void ggml_dequant_512(mlxn_dtype t, const void *src, float *y,
     } break;
     case MLXN_Q6_K: {
         const mlxn_block_q6_k *b = src;
-        const __m128i m3 = _mm_set1_epi8(3);
         const __m512i c32 = _mm512_set1_epi32(32);
         for (int64_t i = 0; i < nb; i++) {
             float d = h2f_s(b[i].d);
@@ -349,14 +348,8 @@ TARGET_512 static void ggml_dequant_512(mlxn_dtype t, const void *src, float *y,
                 const uint8_t *ql = b[i].ql + 64 * hf, *qh = b[i].qh + 32 * hf;
                 const int8_t *sc = b[i].scales + 8 * hf;
                 for (int l0 = 0; l0 < 32; l0 += 16) {
-                    __m128i a = _mm_loadu_si128((const __m128i *)(ql + l0));
-                    __m128i c = _mm_loadu_si128((const __m128i *)(ql + 32 + l0));
-                    __m128i hv = _mm_loadu_si128((const __m128i *)(qh + l0));
                     __m128i q[4];
-                    q[0] = _mm_or_si128(_mm_and_si128(a, m4), _mm_slli_epi16(_mm_and_si128(hv, m3), 4));
-                    q[1] = _mm_or_si128(_mm_and_si128(c, m4), _mm_slli_epi16(_mm_and_si128(_mm_srli_epi16(hv, 2), m3), 4));
-                    q[2] = _mm_or_si128(_mm_and_si128(_mm_srli_epi16(a, 4), m4), _mm_slli_epi16(_mm_and_si128(_mm_srli_epi16(hv, 4), m3), 4));
-                    q[3] = _mm_or_si128(_mm_and_si128(_mm_srli_epi16(c, 4), m4), _mm_slli_epi16(_mm_and_si128(_mm_srli_epi16(hv, 6), m3), 4));
+                    mlxn_q6k_codes16(ql, qh, l0, q);
                     int is = l0 / 16;
                     for (int g = 0; g < 4; g++) {
                         __m512 qf = _mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_cvtepu8_epi32(q[g]), c32));
@@ -404,10 +397,7 @@ void mlxn_qmat_dequant_row(const mlxn_qmat *w, int64_t n, int64_t k0, int64_t k1
 /* Scratch layout                                                             */
 /* ------------------------------------------------------------------------ */
 
-#define KC 256 /* K chunk of the packed panel */
-#ifndef KC_AVX2
-#define KC_AVX2 256
-#endif
+#define KC 256 /* K chunk of the packed panel (AVX2 too: 128 / 64 measured slower there) */
 #define NR 32  /* columns per panel */
 #define MR 6   /* rows per micro-kernel call */
 /* Blocked GEMM (gemm_blocked): the W panel is KC steps × NR columns, a
@@ -2204,9 +2194,10 @@ int mlxn_mm_x_parts(const mlxn_qmat *w, int64_t M) {
 bool mlxn_mm_quantizes_x(const mlxn_qmat *w, int64_t M) { return mlxn_mm_x_parts(w, M) > 0; }
 
 size_t mlxn_mm_scratch_bytes(const mlxn_qmat *w, int64_t M) {
-    int64_t md = decode_rows(w, isa_now());
+    const int isa = isa_now();
+    int64_t md = decode_rows(w, isa);
     size_t a = dec_bytes(w->K, M < md ? (M > 0 ? M : 1) : 1), b = gemm_bytes(w, M);
-    size_t c = M < md && avx2_parts(w, isa_now()) ? mlxn_dec_avx2_scratch(w->K, M) : 0;
+    size_t c = M < md && avx2_parts(w, isa) ? mlxn_dec_avx2_scratch(w->K, M) : 0;
     a = a > c ? a : c;
     return a > b ? a : b;
 }
@@ -2634,11 +2625,10 @@ static void gemm(const mlxn_qmat *w, const float *x, float *y, int64_t M, int64_
     float *tmp = panel + KC * NR, *zero = tmp + KC * NR; /* tmp: NR rows of KC */
     memset(zero, 0, KC * sizeof(float));
     const int64_t K = w->N ? w->K : 0, N = w->N;
-    const int kcs = isa == ISA_AVX2 ? KC_AVX2 : KC;
     for (int64_t nb = n0; nb < n1; nb += NR) {
         int nc = (int)(n1 - nb < NR ? n1 - nb : NR);
-        for (int64_t k0 = 0; k0 < K; k0 += kcs) {
-            int kc = (int)(K - k0 < kcs ? K - k0 : kcs);
+        for (int64_t k0 = 0; k0 < K; k0 += KC) {
+            int kc = (int)(K - k0 < KC ? K - k0 : KC);
 #ifdef MLXN_X86
             if (isa == ISA_512)
                 pack_panel_512(w, nb, nc, k0, kc, panel, tmp);

@@ -14,6 +14,7 @@
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
+#include "core/simd256.h"
 #include "core/simd512.h"
 #endif
 
@@ -905,17 +906,7 @@ T_AVX2 __attribute__((always_inline)) static inline void pv_256(float *acc, cons
 #pragma GCC unroll 8
     for (int c = 0; c < NC; c++) _mm256_storeu_ps(acc + 8 * c, a[c]);
 }
-/* The four sums of a, b, c, d's lanes. */
-T_AVX2 static inline __m128 reduce4_256(__m256 a, __m256 b, __m256 c, __m256 d) {
-    __m256 ab = _mm256_hadd_ps(a, b), cd = _mm256_hadd_ps(c, d), t = _mm256_hadd_ps(ab, cd);
-    return _mm_add_ps(_mm256_castps256_ps128(t), _mm256_extractf128_ps(t, 1));
-}
-T_AVX2 static inline float hsum_256(__m256 v) {
-    __m128 h = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    h = _mm_add_ps(h, _mm_movehl_ps(h, h));
-    h = _mm_add_ss(h, _mm_movehdup_ps(h));
-    return _mm_cvtss_f32(h);
-}
+/* attend_block_512 at 8 lanes. */
 T_AVX2 __attribute__((always_inline)) static inline void attend_block_256(
     const mlxn_attention_params *p, int64_t D, int64_t b0, int64_t nb, const void *const *kr,
     const void *const *vr, att_q *qs, int nq, float *sc, const int dt) {
@@ -934,13 +925,13 @@ T_AVX2 __attribute__((always_inline)) static inline void attend_block_256(
                 s2 = _mm256_fmadd_ps(qv, ld8_256(kr[j + 2], dt, d), s2);
                 s3 = _mm256_fmadd_ps(qv, ld8_256(kr[j + 3], dt, d), s3);
             }
-            _mm_storeu_ps(sc + j, _mm_mul_ps(reduce4_256(s0, s1, s2, s3), _mm_set1_ps(p->scale)));
+            _mm_storeu_ps(sc + j, _mm_mul_ps(mlxn_reduce4_256(s0, s1, s2, s3), _mm_set1_ps(p->scale)));
         }
         for (; j < j1; j++) {
             __m256 acc = _mm256_setzero_ps();
             for (int64_t d = 0; d < D; d += 8)
                 acc = _mm256_fmadd_ps(_mm256_loadu_ps(a->q + d), ld8_256(kr[j], dt, d), acc);
-            sc[j] = hsum_256(acc) * p->scale;
+            sc[j] = mlxn_hsum_256(acc) * p->scale;
         }
         for (j = j0; j < j1; j++) bm = sc[j] > bm ? sc[j] : bm;
         if (bm > a->mx) {
@@ -961,7 +952,7 @@ T_AVX2 __attribute__((always_inline)) static inline void attend_block_256(
             st += e;
             sc[j] = e;
         }
-        a->sum += hsum_256(es) + st;
+        a->sum += mlxn_hsum_256(es) + st;
         int64_t d = 0; /* 64 columns at a time, then 32, then 8 */
         for (; d + 64 <= D; d += 64) pv_256(a->acc, sc, vr, dt, j0, j1, 8, d);
         if (D - d >= 32) pv_256(a->acc, sc, vr, dt, j0, j1, 4, d), d += 32;
