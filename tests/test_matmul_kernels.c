@@ -62,7 +62,7 @@ static int run_case(const mlxn_qweights *q, int isa, int64_t M, const float *x) 
     float *y = malloc((size_t)(M * N) * 4);
     double *ref = malloc((size_t)(M * N) * 8), *bnd = malloc((size_t)(M * N) * 8);
     float *row = malloc((size_t)K * 4);
-    double *exb = malloc((size_t)(M * K / 32) * 8), *gmax = malloc((size_t)K * 8);
+    double *exb = malloc((size_t)((M * K + 31) / 32) * 8), *gmax = malloc((size_t)K * 8);
     for (int64_t i = 0; i < M * N; i++) y[i] = NAN;
     /* a middle range first (a thread's share: neither first nor last row),
      * then the two sides */
@@ -89,9 +89,9 @@ static int run_case(const mlxn_qweights *q, int isa, int64_t M, const float *x) 
                                       (strcmp(mlxn_mm_isa(), "avx2") == 0 && parts > 0)))
         rw = w->sb_type == MLXN_BF16 ? 0x1p-8 : w->sb_type == MLXN_F16 ? 0x1p-11 : 0x1p-23;
     int64_t grp = w->kind == MLXN_QKIND_MLX ? w->group : K;
-    for (int64_t i = 0; i < M * K / 32; i++) { /* amax/254 per x block of 32 */
+    for (int64_t i = 0; i < (M * K + 31) / 32; i++) { /* amax/254 per x block of 32 */
         double a = 0;
-        for (int j = 0; j < 32; j++) a = fmax(a, fabs((double)x[32 * i + j]));
+        for (int j = 0; j < 32 && 32 * i + j < M * K; j++) a = fmax(a, fabs((double)x[32 * i + j]));
         exb[i] = parts == 1 ? a / 254.0 : parts == 2 ? a / (254.0 * 128.0) : 0;
     }
     for (int64_t n = 0; n < N; n++) {
@@ -367,8 +367,9 @@ int main(void) {
     for (size_t f = 0; f < sizeof k_formats / sizeof k_formats[0]; f++) {
         /* 512: whole 128-element steps; 96, 160, 576 (SmolLM2's hidden):
          * a last step of 3, 1 and 2 blocks of 32; 1536 (its FFN): 3 spans
-         * of 16 blocks. */
-        const int64_t Ks[] = {512, 96, 160, 576, 1536};
+         * of 16 blocks; 100 (dense formats only): k chunks that end
+         * inside an 8-wide transpose block (the AVX2 GEMM's packing). */
+        const int64_t Ks[] = {512, 96, 160, 576, 1536, 100};
         for (size_t ki = 0; ki < sizeof Ks / sizeof Ks[0]; ki++) {
             int64_t K = Ks[ki];
             mlxn_qweights q;

@@ -32,9 +32,11 @@
  *    a packed panel (16×16 register transposes), and a 12×32 register-blocked
  *    kernel runs every 12 rows over it. Quantized W without f32_act on
  *    AVX512-BF16: x and panel rounded to bf16, VDPBF16PS (twice the f32 FMA
- *    rate); otherwise f32 FMAs. Else (AVX2, scalar, AVX-512 below 32 rows):
- *    the same panels per 32-column tile and 256-deep chunk with a 6-row
- *    kernel (6×32 AVX-512, 6×16 AVX2, or loops).
+ *    rate); otherwise f32 FMAs. AVX2: gemm_avx2, the same blocking with x
+ *    packed per 6 rows and each 32-column panel run as two 16-column halves
+ *    by a 6×16 kernel. Else (scalar, AVX-512 below 32 rows): the same panels
+ *    per 32-column tile and 256-deep chunk with a 6-row kernel (6×32
+ *    AVX-512 or loops) reading x in place.
  * The row dequantizers used here (mlxn_qmat_dequant_row) are vectorized
  * but bit-exact with quant_mlx.c / quant_ggml.c (tested).
  *
@@ -466,7 +468,8 @@ static dec_scratch dec_layout(void *scratch, int64_t K, int64_t m) {
 }
 /* gemm: panel f32[KC*NR] | tmp f32[NR*KC] | zero f32[KC] */
 /* gemm_blocked: x steps u32[ceil(min(M,MCB)/MRB)·MRB][KC] | panel
- * u32[KC·NR] | rows f32[NR·KCB] */
+ * u32[KC·NR] | rows f32[NR·KCB]; gemm_avx2 fits in it (fewer x rows, a
+ * multiple of MR ≤ MRB, and rows f32[NR·KC]) */
 _Static_assert(KCB / 2 == KC, "a bf16 chunk has as many steps (pairs) as an f32 one");
 static size_t gemm_bytes(const mlxn_qmat *w, int64_t M) {
     (void)w;
@@ -2276,53 +2279,166 @@ TARGET_512 static void ukernel_512(const float *const *xr, int mr, const float *
     }
 }
 
-TARGET_AVX2 static void ukernel_avx2(const float *const *xr, int mr, const float *panel, int kc,
-                                     float *y, int64_t ldy, int nc, bool add) {
-    /* two 6×16 halves of the 32-wide panel. The 12 accumulators are named
-     * variables: as an array indexed by row in the epilogue, gcc 12 kept it
-     * in memory and stored every accumulator on every k step (perf: those
-     * stores were half the kernel's time, 26% of peak FMA rate). */
-    const float *x0 = xr[0], *x1 = xr[1], *x2 = xr[2], *x3 = xr[3], *x4 = xr[4], *x5 = xr[5];
-    for (int half = 0; half < 2; half++) {
-        const float *pb = panel + 16 * half;
-        __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00,
-               c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
-        for (int k = 0; k < kc; k++) {
-            __m256 b0 = _mm256_loadu_ps(pb + k * NR), b1 = _mm256_loadu_ps(pb + k * NR + 8), a;
-            a = _mm256_broadcast_ss(x0 + k);
-            c00 = _mm256_fmadd_ps(a, b0, c00);
-            c01 = _mm256_fmadd_ps(a, b1, c01);
-            a = _mm256_broadcast_ss(x1 + k);
-            c10 = _mm256_fmadd_ps(a, b0, c10);
-            c11 = _mm256_fmadd_ps(a, b1, c11);
-            a = _mm256_broadcast_ss(x2 + k);
-            c20 = _mm256_fmadd_ps(a, b0, c20);
-            c21 = _mm256_fmadd_ps(a, b1, c21);
-            a = _mm256_broadcast_ss(x3 + k);
-            c30 = _mm256_fmadd_ps(a, b0, c30);
-            c31 = _mm256_fmadd_ps(a, b1, c31);
-            a = _mm256_broadcast_ss(x4 + k);
-            c40 = _mm256_fmadd_ps(a, b0, c40);
-            c41 = _mm256_fmadd_ps(a, b1, c41);
-            a = _mm256_broadcast_ss(x5 + k);
-            c50 = _mm256_fmadd_ps(a, b0, c50);
-            c51 = _mm256_fmadd_ps(a, b1, c51);
-        }
-        __m256 c[MR][2] = {{c00, c01}, {c10, c11}, {c20, c21}, {c30, c31}, {c40, c41}, {c50, c51}};
-        float tmp[16];
-        for (int m = 0; m < mr; m++) {
-            float *yr = y + m * ldy + 16 * half;
-            if (16 * half + 16 <= nc) { /* whole half: vector stores */
-                __m256 r0 = c[m][0], r1 = c[m][1];
-                if (add) r0 = _mm256_add_ps(r0, _mm256_loadu_ps(yr)), r1 = _mm256_add_ps(r1, _mm256_loadu_ps(yr + 8));
-                _mm256_storeu_ps(yr, r0);
-                _mm256_storeu_ps(yr + 8, r1);
-                continue;
+/* AVX2 GEMM pieces (gemm_avx2): x packed per MR rows, xp[k][r] (rows past
+ * mc zero), so a micro-kernel's broadcasts walk one stream; the W panel
+ * stored as two 16-column halves, half h at panel + h·kc·16, [k][16]. */
+/* r[i] = row i of an 8×8 block → r[j] = column j. */
+TARGET_AVX2 static void tr8(__m256 r[8]) {
+    __m256 t[8];
+    for (int i = 0; i < 4; i++) {
+        t[2 * i] = _mm256_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+        t[2 * i + 1] = _mm256_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+    }
+    for (int i = 0; i < 2; i++) {
+        r[4 * i] = _mm256_shuffle_ps(t[4 * i], t[4 * i + 2], 0x44);
+        r[4 * i + 1] = _mm256_shuffle_ps(t[4 * i], t[4 * i + 2], 0xEE);
+        r[4 * i + 2] = _mm256_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0x44);
+        r[4 * i + 3] = _mm256_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0xEE);
+    }
+    for (int i = 0; i < 4; i++) {
+        t[i] = _mm256_permute2f128_ps(r[i], r[i + 4], 0x20);
+        t[i + 4] = _mm256_permute2f128_ps(r[i], r[i + 4], 0x31);
+    }
+    for (int i = 0; i < 8; i++) r[i] = t[i];
+}
+
+/* 8 floats of src from k (zeros past kc; src NULL: all zero). */
+TARGET_AVX2 static __m256 load8_upto(const float *src, int k, int kc) {
+    if (!src) return _mm256_setzero_ps();
+    if (k + 8 <= kc) return _mm256_loadu_ps(src + k);
+    float t[8] = {0};
+    for (int i = 0; k + i < kc; i++) t[i] = src[k + i];
+    return _mm256_loadu_ps(t);
+}
+
+TARGET_AVX2 static void pack_x_avx2(const float *x, int64_t K, int kc, int64_t mc, float *xp) {
+    __m256 v[8];
+    for (int64_t b = 0; b * MR < mc; b++) {
+        float *xb = xp + b * MR * kc;
+        int rows = mc - b * MR < MR ? (int)(mc - b * MR) : MR;
+        const float *src[MR];
+        for (int r = 0; r < MR; r++) src[r] = r < rows ? x + (b * MR + r) * K : NULL;
+        for (int k = 0; k < kc; k += 8) {
+            for (int r = 0; r < MR; r++) v[r] = load8_upto(src[r], k, kc);
+            v[6] = v[7] = _mm256_setzero_ps();
+            tr8(v); /* v[i]: the MR rows at k + i in lanes 0-5 */
+            for (int i = 0; i < 8 && k + i < kc; i++) {
+                float *d = xb + (k + i) * MR;
+                _mm_storeu_ps(d, _mm256_castps256_ps128(v[i]));
+                _mm_storel_pi((__m64 *)(void *)(d + 4), _mm256_extractf128_ps(v[i], 1));
             }
-            _mm256_storeu_ps(tmp, c[m][0]);
-            _mm256_storeu_ps(tmp + 8, c[m][1]);
-            for (int q = 0; q < 16 && 16 * half + q < nc; q++)
-                yr[q] = (add ? yr[q] : 0) + tmp[q];
+        }
+    }
+}
+
+/* As pack_panel_512: rows dequantized into tmp[NR][KC] first (f32 W read
+ * in place), then moved into the two halves by 8×8 transposes. */
+TARGET_AVX2 static void pack_panel_avx2(const mlxn_qmat *w, int64_t nbase, int nc, int64_t k0,
+                                        int kc, float *panel, float *tmp) {
+    const float *src[NR];
+    for (int c = 0; c < NR; c++) {
+        if (c >= nc) {
+            src[c] = NULL;
+        } else if (w->kind == MLXN_QKIND_GGML && w->wtype == MLXN_F32) {
+            src[c] = (const float *)(const void *)ggml_row(w, nbase + c) + k0;
+        } else {
+            mlxn_qmat_dequant_row(w, nbase + c, k0, k0 + kc, tmp + c * KC);
+            src[c] = tmp + c * KC;
+        }
+    }
+    __m256 v[8];
+    for (int cb = 0; cb < NR && cb < nc; cb += 8) {
+        float *ph = panel + (cb >> 4) * kc * 16 + (cb & 15);
+        for (int k = 0; k < kc; k += 8) {
+            for (int i = 0; i < 8; i++) v[i] = load8_upto(src[cb + i], k, kc);
+            tr8(v); /* v[i]: columns cb..cb+7 at k + i */
+            for (int i = 0; i < 8 && k + i < kc; i++) _mm256_storeu_ps(ph + (k + i) * 16, v[i]);
+        }
+    }
+}
+
+/* y[m][c] (+)= Σ_k xp[k][m]·pb[k][c], m < mr, c < nc ≤ 16: 6×16, 12
+ * accumulators. They are named variables: as an array indexed by row in
+ * the epilogue, gcc 12 kept them in memory and stored every one on every
+ * k step (perf: half the kernel's time; 26% of peak FMA rate). */
+TARGET_AVX2 static void ukernel_avx2(const float *xp, int mr, const float *pb, int kc, float *y,
+                                     int64_t ldy, int nc, bool add) {
+    const float *xk = xp;
+    __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00,
+           c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
+    for (int k = 0; k < kc; k++, pb += 16, xk += MR) {
+        __m256 b0 = _mm256_loadu_ps(pb), b1 = _mm256_loadu_ps(pb + 8), a;
+        a = _mm256_broadcast_ss(xk);
+        c00 = _mm256_fmadd_ps(a, b0, c00);
+        c01 = _mm256_fmadd_ps(a, b1, c01);
+        a = _mm256_broadcast_ss(xk + 1);
+        c10 = _mm256_fmadd_ps(a, b0, c10);
+        c11 = _mm256_fmadd_ps(a, b1, c11);
+        a = _mm256_broadcast_ss(xk + 2);
+        c20 = _mm256_fmadd_ps(a, b0, c20);
+        c21 = _mm256_fmadd_ps(a, b1, c21);
+        a = _mm256_broadcast_ss(xk + 3);
+        c30 = _mm256_fmadd_ps(a, b0, c30);
+        c31 = _mm256_fmadd_ps(a, b1, c31);
+        a = _mm256_broadcast_ss(xk + 4);
+        c40 = _mm256_fmadd_ps(a, b0, c40);
+        c41 = _mm256_fmadd_ps(a, b1, c41);
+        a = _mm256_broadcast_ss(xk + 5);
+        c50 = _mm256_fmadd_ps(a, b0, c50);
+        c51 = _mm256_fmadd_ps(a, b1, c51);
+    }
+    __m256 c[MR][2] = {{c00, c01}, {c10, c11}, {c20, c21}, {c30, c31}, {c40, c41}, {c50, c51}};
+    float tmp[16];
+    for (int m = 0; m < mr; m++) {
+        float *yr = y + m * ldy;
+        if (nc == 16) { /* vector stores */
+            __m256 r0 = c[m][0], r1 = c[m][1];
+            if (add) r0 = _mm256_add_ps(r0, _mm256_loadu_ps(yr)), r1 = _mm256_add_ps(r1, _mm256_loadu_ps(yr + 8));
+            _mm256_storeu_ps(yr, r0);
+            _mm256_storeu_ps(yr + 8, r1);
+            continue;
+        }
+        _mm256_storeu_ps(tmp, c[m][0]);
+        _mm256_storeu_ps(tmp + 8, c[m][1]);
+        for (int q = 0; q < nc; q++) yr[q] = (add ? yr[q] : 0) + tmp[q];
+    }
+}
+
+/* The AVX2 GEMM: per MCB_AVX2 x rows, NCB columns and KC chunk, x packed
+ * once (256 KB, half of a Zen 3 L2), each 32-column W panel dequantized
+ * once (32 KB) and every MR-row block run over it. Scratch as
+ * gemm_blocked's f32 layout (xp, then panel, then NR dequantized rows). */
+#ifndef MCB_AVX2
+#define MCB_AVX2 256
+#endif
+TARGET_AVX2 static void gemm_avx2(const mlxn_qmat *w, const float *x, float *y, int64_t M,
+                                  int64_t n0, int64_t n1, void *scratch) {
+    const int64_t K = w->K, N = w->N;
+    float *xp = (float *)(((uintptr_t)scratch + 63) & ~(uintptr_t)63);
+    int64_t mcmax = M < MCB_AVX2 ? M : MCB_AVX2;
+    float *panel = xp + al64((size_t)((mcmax + MR - 1) / MR * MR) * KC * 4) / 4;
+    float *tmp = panel + KC * NR;
+    for (int64_t m0 = 0; m0 < M; m0 += MCB_AVX2) {
+        int64_t mc = M - m0 < MCB_AVX2 ? M - m0 : MCB_AVX2;
+        for (int64_t c0 = n0; c0 < n1; c0 += NCB) {
+            int64_t c1 = n1 - c0 < NCB ? n1 : c0 + NCB;
+            for (int64_t k0 = 0; k0 < K; k0 += KC) {
+                int kc = (int)(K - k0 < KC ? K - k0 : KC);
+                pack_x_avx2(x + m0 * K + k0, K, kc, mc, xp);
+                for (int64_t nb = c0; nb < c1; nb += NR) {
+                    int nc = (int)(c1 - nb < NR ? c1 - nb : NR);
+                    pack_panel_avx2(w, nb, nc, k0, kc, panel, tmp);
+                    /* one 16-column half (16 KB) at a time, so it stays in
+                     * L1 while x streams from L2 */
+                    for (int h = 0; h * 16 < nc; h++)
+                        for (int64_t m = 0; m < mc; m += MR) {
+                            int mr = (int)(mc - m < MR ? mc - m : MR);
+                            ukernel_avx2(xp + m * kc, mr, panel + h * kc * 16, kc,
+                                         y + (m0 + m) * N + nb + h * 16, N,
+                                         nc - h * 16 < 16 ? nc - h * 16 : 16, k0 > 0);
+                        }
+                }
+            }
         }
     }
 }
@@ -2634,6 +2750,10 @@ static void gemm(const mlxn_qmat *w, const float *x, float *y, int64_t M, int64_
         gemm_blocked(w, x, y, M, n0, n1, scratch, bf);
         return;
     }
+    if (isa == ISA_AVX2) {
+        gemm_avx2(w, x, y, M, n0, n1, scratch);
+        return;
+    }
 #endif
     float *panel = (float *)(((uintptr_t)scratch + 63) & ~(uintptr_t)63);
     float *tmp = panel + KC * NR, *zero = tmp + KC * NR; /* tmp: NR rows of KC */
@@ -2657,8 +2777,6 @@ static void gemm(const mlxn_qmat *w, const float *x, float *y, int64_t M, int64_
 #ifdef MLXN_X86
                 if (isa == ISA_512)
                     ukernel_512(xr, mr, panel, kc, yt, N, nc, k0 > 0);
-                else if (isa == ISA_AVX2)
-                    ukernel_avx2(xr, mr, panel, kc, yt, N, nc, k0 > 0);
                 else
 #endif
                     ukernel_scalar(xr, mr, panel, kc, yt, N, nc, k0 > 0);
