@@ -66,6 +66,21 @@ typedef struct xrow {
     float *xgg;     /* per MLX group: Σ xg */
 } xrow;
 
+/* Software prefetch of the weight stream PF_AVX2 bytes ahead into L2,
+ * one per step of a dot loop (rows are contiguous: near a row's end it
+ * runs on into the next rows; x86 prefetches never fault). Dev Zen 3, 2
+ * threads, one-row bench ops, 7 formats x 4 shapes, min of 3 alternated
+ * rounds: without it 640-9150 µs, at 4 KB 470-8000 µs (q4_1 4096x14336
+ * 2860 -> 1943, mlx-q4-g64 14336x4096 2640 -> 1600); 2, 8 and 12 KB
+ * within the spread of 4 KB (bench/RESULTS.md). */
+#ifndef PF_AVX2
+#define PF_AVX2 4096
+#endif
+#define PF2(p)                                                                 \
+    do {                                                                       \
+        if (PF_AVX2) _mm_prefetch((const char *)(p) + PF_AVX2, _MM_HINT_T1);   \
+    } while (0)
+
 static size_t al32(size_t n) { return (n + 31) & ~(size_t)31; }
 
 size_t mlxn_dec_avx2_scratch(int64_t K, int64_t M) {
@@ -180,12 +195,13 @@ T2 INL __m256 q4_block(const uint8_t *p, const xrow *x, int64_t b, bool q41, __m
 
 /* q4_0 / q4_1 row: Σ_b d·dx·(Σ q·c) + (q4_0) -8·d·dx·Σc or (q4_1) m·Σx;
  * blocks in pairs into two accumulators. */
-T2 static float dot_q4(const uint8_t *row, const xrow *x, int64_t nb, bool q41) {
+T2 INL float dot_q4(const uint8_t *row, const xrow *x, int64_t nb, const bool q41) {
     const size_t bs = q41 ? sizeof(mlxn_block_q4_1) : sizeof(mlxn_block_q4_0);
     __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
     float c0 = 0.0f, c1 = 0.0f;
     int64_t b = 0;
     for (; b + 2 <= nb; b += 2) {
+        PF2(row + (size_t)b * bs);
         a0 = q4_block(row + (size_t)b * bs, x, b, q41, a0, &c0);
         a1 = q4_block(row + (size_t)(b + 1) * bs, x, b + 1, q41, a1, &c1);
     }
@@ -200,12 +216,80 @@ T2 INL __m256i dot_s(__m256i w, __m256i c) {
                              _mm256_set1_epi16(1));
 }
 
+/* The f16 pairs at p, p + rb, p + 2rb, p + 3rb as f32: lanes 0-3 the
+ * first of each, 4-7 the second. The 4-byte words go through registers (a
+ * 16-byte load of four 4-byte stores stalls). */
+T2 INL __m256 dm4(const uint8_t *p, size_t rb) {
+    int32_t h0, h1, h2, h3;
+    memcpy(&h0, p, 4);
+    memcpy(&h1, p + rb, 4);
+    memcpy(&h2, p + 2 * rb, 4);
+    memcpy(&h3, p + 3 * rb, 4);
+    const __m128i dm = _mm_unpacklo_epi64(_mm_unpacklo_epi32(_mm_cvtsi32_si128(h0), _mm_cvtsi32_si128(h1)),
+                                          _mm_unpacklo_epi32(_mm_cvtsi32_si128(h2), _mm_cvtsi32_si128(h3)));
+    return _mm256_cvtph_ps(_mm_shuffle_epi8(dm, _mm_setr_epi8(0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15)));
+}
+/* acc_r += s_r · f[r] for the four rows. */
+T2 INL void fma4(__m256 a[4], const __m256 s[4], __m128 f) {
+    const __m256 f8 = _mm256_castps128_ps256(f);
+    a[0] = _mm256_fmadd_ps(s[0], _mm256_set1_ps(_mm_cvtss_f32(f)), a[0]);
+    a[1] = _mm256_fmadd_ps(s[1], _mm256_permutevar8x32_ps(f8, _mm256_set1_epi32(1)), a[1]);
+    a[2] = _mm256_fmadd_ps(s[2], _mm256_permutevar8x32_ps(f8, _mm256_set1_epi32(2)), a[2]);
+    a[3] = _mm256_fmadd_ps(s[3], _mm256_permutevar8x32_ps(f8, _mm256_set1_epi32(3)), a[3]);
+}
+
+/* Four consecutive q4_0 / q4_1 rows (row0, row0 + rb, ...) against one x
+ * row, block by block: x's codes and factors loaded once for the four, one
+ * reduction at the end (per-row overhead is large at SmolLM2's K = 576, 18
+ * blocks). A q4_1 block's d and m become f32 in one conversion. */
+T2 INL __m128 dot4_q4(const uint8_t *row0, size_t rb, const xrow *x, int64_t nb, const bool q41) {
+    const size_t bs = q41 ? sizeof(mlxn_block_q4_1) : sizeof(mlxn_block_q4_0);
+    const int off = q41 ? 4 : 2;
+    __m256 a[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+    __m128 cor = _mm_setzero_ps();
+    for (int64_t b = 0; b < nb; b++) {
+        const uint8_t *p = row0 + (size_t)b * bs;
+        if (b & 1) { /* each row's stream, every other block (40 B or less) */
+            PF2(p);
+            PF2(p + rb);
+            PF2(p + 2 * rb);
+            PF2(p + 3 * rb);
+        }
+        const __m256i xc = _mm256_loadu_si256((const __m256i *)(x->c + 32 * b));
+        /* the four rows' d (and m) side by side: lanes 0-3 d, 4-7 m */
+        const __m256 dmf = dm4(p, rb);
+        const __m128 f = _mm_mul_ps(_mm256_castps256_ps128(dmf), _mm_set1_ps(x->dx[b]));
+        if (q41)
+            cor = _mm_fmadd_ps(_mm256_extractf128_ps(dmf, 1), _mm_set1_ps(x->xg[b]), cor);
+        else
+            cor = _mm_fmadd_ps(f, _mm_set1_ps(x->xs[b]), cor);
+        const __m256 sv[4] = {_mm256_cvtepi32_ps(dot_u(nibbles16(p + off), xc)),
+                              _mm256_cvtepi32_ps(dot_u(nibbles16(p + rb + off), xc)),
+                              _mm256_cvtepi32_ps(dot_u(nibbles16(p + 2 * rb + off), xc)),
+                              _mm256_cvtepi32_ps(dot_u(nibbles16(p + 3 * rb + off), xc))};
+        fma4(a, sv, f);
+    }
+    const __m128 sum = mlxn_reduce4_256(a[0], a[1], a[2], a[3]);
+    return q41 ? _mm_add_ps(sum, cor) : _mm_fmadd_ps(cor, _mm_set1_ps(-8.0f), sum);
+}
+T2 static __m128 dot4_q40(const uint8_t *row0, size_t rb, const xrow *x, int64_t nb) {
+    return dot4_q4(row0, rb, x, nb, false);
+}
+T2 static __m128 dot4_q41(const uint8_t *row0, size_t rb, const xrow *x, int64_t nb) {
+    return dot4_q4(row0, rb, x, nb, true);
+}
+
+/* dot_q4 with q41 a constant (gcc kept the test inside the loop) */
+T2 static float dot_q40(const uint8_t *row, const xrow *x, int64_t nb) { return dot_q4(row, x, nb, false); }
+T2 static float dot_q41(const uint8_t *row, const xrow *x, int64_t nb) { return dot_q4(row, x, nb, true); }
+
 T2 static float dot_q80(const uint8_t *row, const xrow *x, int64_t nb) {
     const size_t bs = sizeof(mlxn_block_q8_0);
     __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
     int64_t b = 0;
     for (; b + 2 <= nb; b += 2) {
         const uint8_t *p = row + (size_t)b * bs;
+        PF2(p);
         uint16_t d0, d1;
         memcpy(&d0, p, 2);
         memcpy(&d1, p + bs, 2);
@@ -246,6 +330,7 @@ T2 static float dot_q4k(const uint8_t *row, const xrow *x, int64_t nsb) {
                               cor);
         const int8_t *c = x->c + 256 * j;
         for (int i = 0; i < 4; i++) {
+            PF2(blk->qs + 32 * i);
             const __m256i v = _mm256_loadu_si256((const __m256i *)(blk->qs + 32 * i));
             __m256i s0 = dot_u(_mm256_and_si256(v, m4), _mm256_loadu_si256((const __m256i *)(c + 64 * i)));
             __m256i s1 = dot_u(_mm256_and_si256(_mm256_srli_epi16(v, 4), m4),
@@ -274,6 +359,7 @@ T2 static float dot_q5k(const uint8_t *row, const xrow *x, int64_t nsb) {
         const int8_t *c = x->c + 256 * j;
         __m256i qh = _mm256_loadu_si256((const __m256i *)blk->qh);
         for (int i = 0; i < 4; i++) {
+            PF2(blk->qs + 32 * i);
             const __m256i v = _mm256_loadu_si256((const __m256i *)(blk->qs + 32 * i));
             /* bit 2i of qh for the low nibbles, 2i+1 for the high: the
              * lowest bit each time, qh shifted down by two a pair */
@@ -314,6 +400,8 @@ T2 static float dot_q6k(const uint8_t *row, const xrow *x, int64_t nsb) {
         const __m256 d = _mm256_set1_ps(mlxn_h2f_f16c(blk->d));
         for (int hf = 0; hf < 2; hf++) {
             const uint8_t *ql = blk->ql + 64 * hf, *qhp = blk->qh + 32 * hf;
+            PF2(ql);
+            PF2(ql + 64);
             const __m128i sc16 = _mm_cvtepi8_epi16(_mm_loadl_epi64((const __m128i *)(blk->scales + 8 * hf)));
             const __m256i scb = _mm256_broadcastsi128_si256(sc16);
             const __m256i a = _mm256_loadu_si256((const __m256i *)ql), b = _mm256_loadu_si256((const __m256i *)(ql + 32));
@@ -401,6 +489,7 @@ T2 INL float dot_mlx_t(const mlxn_qmat *w, int64_t n, const xrow *x, const float
         const uint8_t *row = (const uint8_t *)w->w + (size_t)n * (size_t)K;
         const __m256i flip = _mm256_set1_epi8((char)0x80);
         for (int64_t b = 0; b < nb; b++) {
+            if (b & 1) PF2(row + 32 * b);
             const __m256i q = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(row + 32 * b)), flip);
             const __m256i aq = _mm256_abs_epi8(q);
             const __m256i c = _mm256_sign_epi8(_mm256_loadu_si256((const __m256i *)(x->c + 32 * b)), q);
@@ -422,6 +511,7 @@ T2 INL float dot_mlx_t(const mlxn_qmat *w, int64_t n, const xrow *x, const float
     const __m256i pair = _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1);
     int64_t b = 0;
     for (; b + 2 <= nb; b += 2) { /* a block pair: 32 bytes, 64 codes */
+        if (b & 2) PF2(row + 16 * b);
         const __m256i v = _mm256_loadu_si256((const __m256i *)(row + 16 * b));
         const __m256i lo = _mm256_and_si256(v, m4), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
         const int8_t *c = x->c + 32 * b;
@@ -515,14 +605,27 @@ T2 void mlxn_dec_avx2(const mlxn_qmat *w, const float *x, float *y, int64_t M, i
             for (int64_t g = G; g % 8; g++) r->xgg[g] = 0.0f; /* mlx_offsets' last step */
         }
     }
-    for (int64_t n = n0; n < n1; n++) {
+    int64_t n = n0;
+    /* q4_0 / q4_1: four rows a step (q8_0 that way ran at half the speed:
+     * its loads of the four rows stalled, not investigated further) */
+    if (kind == K_Q40 || kind == K_Q41)
+        for (; n + 4 <= n1; n += 4) {
+            const uint8_t *row = (const uint8_t *)w->w + (size_t)n * w->row_bytes;
+            for (int64_t m = 0; m < M; m++) {
+                _Alignas(16) float r[4];
+                const size_t rb = w->row_bytes;
+                _mm_store_ps(r, kind == K_Q40 ? dot4_q40(row, rb, &xr[m], nb) : dot4_q41(row, rb, &xr[m], nb));
+                memcpy(y + m * N + n, r, sizeof r);
+            }
+        }
+    for (; n < n1; n++) {
         if (mlx) mlx_row_sb(w, n, K / w->group, sc, bi);
         const uint8_t *row = mlx ? NULL : (const uint8_t *)w->w + (size_t)n * w->row_bytes;
         for (int64_t m = 0; m < M; m++) {
             float r;
             switch (kind) {
-            case K_Q40: r = dot_q4(row, &xr[m], nb, false); break;
-            case K_Q41: r = dot_q4(row, &xr[m], nb, true); break;
+            case K_Q40: r = dot_q40(row, &xr[m], nb); break;
+            case K_Q41: r = dot_q41(row, &xr[m], nb); break;
             case K_Q80: r = dot_q80(row, &xr[m], nb); break;
             case K_Q4K: r = dot_q4k(row, &xr[m], K / 256); break;
             case K_Q5K: r = dot_q5k(row, &xr[m], K / 256); break;
