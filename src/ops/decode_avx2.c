@@ -481,9 +481,9 @@ T2 INL float mlx_offsets(const float *sc, const float *bi, const float *xgg, int
 /* MLX 4/8-bit row n against one x row; sc / bi the row's scales and biases.
  * Per block b the int products take scale·dx_b; the offsets per group. */
 T2 INL float dot_mlx_t(const mlxn_qmat *w, int64_t n, const xrow *x, const float *sc, const float *bi,
-                       const bool two, const int sh) {
+                       int64_t G, const bool two, const int sh) {
     const int64_t K = w->K, nb = K / 32;
-    const float cor = mlx_offsets(sc, bi, x->xgg, K / w->group, w->bits == 8);
+    const float cor = mlx_offsets(sc, bi, x->xgg, G, w->bits == 8);
     __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
     if (w->bits == 8) {
         const uint8_t *row = (const uint8_t *)w->w + (size_t)n * (size_t)K;
@@ -501,8 +501,9 @@ T2 INL float dot_mlx_t(const mlxn_qmat *w, int64_t n, const xrow *x, const float
                 s = dot_u(aq, c);
             }
             const __m256 fb = _mm256_set1_ps(sc[b >> sh] * x->dx[b]);
-            if (b & 1) a1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), fb, a1);
-            else a0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), fb, a0);
+            const __m256 t = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), fb, a0); /* two chains, no branch */
+            a0 = a1;
+            a1 = t;
         }
         return mlxn_hsum_256(_mm256_add_ps(a0, a1)) + cor;
     }
@@ -535,8 +536,9 @@ T2 INL float dot_mlx_t(const mlxn_qmat *w, int64_t n, const xrow *x, const float
         f2 = _mm_mul_ps(f2, sh ? _mm_set1_ps(sc[b >> sh])
                                : _mm_castpd_ps(_mm_load_sd((const double *)(const void *)(sc + b))));
         const __m256 fb = _mm256_permutevar8x32_ps(_mm256_castps128_ps256(f2), pair);
-        if (b & 2) a1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), fb, a1);
-        else a0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), fb, a0);
+        const __m256 t = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), fb, a0); /* two chains, no branch */
+        a0 = a1;
+        a1 = t;
     }
     if (b < nb) { /* a last odd block: its 16 bytes, x's evens and odds 32 apart */
         const __m256i wv = nibbles16(row + 16 * b);
@@ -556,19 +558,31 @@ T2 INL float dot_mlx_t(const mlxn_qmat *w, int64_t n, const xrow *x, const float
     return mlxn_hsum_256(_mm256_add_ps(a0, a1)) + cor;
 }
 
-/* dot_mlx_t with x's parts and the group shift as constants (no branches
- * on them inside the loops). */
-T2 static float dot_mlx(const mlxn_qmat *w, int64_t n, const xrow *x, const float *sc, const float *bi, bool two) {
-    const int per = w->group / 32;
-    if (two) {
-        if (per == 1) return dot_mlx_t(w, n, x, sc, bi, true, 0);
-        if (per == 2) return dot_mlx_t(w, n, x, sc, bi, true, 1);
-        return dot_mlx_t(w, n, x, sc, bi, true, 2);
+/* Rows [n0, n1) of MLX 4/8-bit W against the M x rows, with x's parts and
+ * the group shift as constants: gcc had inlined one generic copy of the
+ * dot into mlxn_dec_avx2, tested them per block and moved it into the
+ * function's cold section (perf: 65% of a decode step there). */
+T2 INL void mlx_rows_t(const mlxn_qmat *w, const xrow *xr, int64_t M, float *y, int64_t n0, int64_t n1,
+                       float *sc, float *bi, const bool two, const int sh) {
+    const int64_t G = w->K / w->group, N = w->N;
+    for (int64_t n = n0; n < n1; n++) {
+        mlx_row_sb(w, n, G, sc, bi);
+        for (int64_t m = 0; m < M; m++) y[m * N + n] = dot_mlx_t(w, n, &xr[m], sc, bi, G, two, sh);
     }
-    if (per == 1) return dot_mlx_t(w, n, x, sc, bi, false, 0);
-    if (per == 2) return dot_mlx_t(w, n, x, sc, bi, false, 1);
-    return dot_mlx_t(w, n, x, sc, bi, false, 2);
 }
+#define MLX_ROWS(NAME, TWO, SH)                                                                      \
+    T2 __attribute__((noinline)) static void NAME(const mlxn_qmat *w, const xrow *xr, int64_t M,     \
+                                                  float *y, int64_t n0, int64_t n1, float *sc,       \
+                                                  float *bi) {                                       \
+        mlx_rows_t(w, xr, M, y, n0, n1, sc, bi, TWO, SH);                                            \
+    }
+MLX_ROWS(mlx_rows_1g32, false, 0)
+MLX_ROWS(mlx_rows_1g64, false, 1)
+MLX_ROWS(mlx_rows_1g128, false, 2)
+MLX_ROWS(mlx_rows_2g32, true, 0)
+MLX_ROWS(mlx_rows_2g64, true, 1)
+MLX_ROWS(mlx_rows_2g128, true, 2)
+#undef MLX_ROWS
 
 static uintptr_t up32(uintptr_t p) { return (p + 31) & ~(uintptr_t)31; }
 
@@ -605,6 +619,14 @@ T2 void mlxn_dec_avx2(const mlxn_qmat *w, const float *x, float *y, int64_t M, i
             for (int64_t g = G; g % 8; g++) r->xgg[g] = 0.0f; /* mlx_offsets' last step */
         }
     }
+    if (mlx) {
+        const int per = w->group / 32;
+        void (*f)(const mlxn_qmat *, const xrow *, int64_t, float *, int64_t, int64_t, float *, float *) =
+            two ? (per == 1 ? mlx_rows_2g32 : per == 2 ? mlx_rows_2g64 : mlx_rows_2g128)
+                : (per == 1 ? mlx_rows_1g32 : per == 2 ? mlx_rows_1g64 : mlx_rows_1g128);
+        f(w, xr, M, y, n0, n1, sc, bi);
+        return;
+    }
     int64_t n = n0;
     /* q4_0 / q4_1: four rows a step (q8_0 that way ran at half the speed:
      * its loads of the four rows stalled, not investigated further) */
@@ -619,8 +641,7 @@ T2 void mlxn_dec_avx2(const mlxn_qmat *w, const float *x, float *y, int64_t M, i
             }
         }
     for (; n < n1; n++) {
-        if (mlx) mlx_row_sb(w, n, K / w->group, sc, bi);
-        const uint8_t *row = mlx ? NULL : (const uint8_t *)w->w + (size_t)n * w->row_bytes;
+        const uint8_t *row = (const uint8_t *)w->w + (size_t)n * w->row_bytes;
         for (int64_t m = 0; m < M; m++) {
             float r;
             switch (kind) {
@@ -629,8 +650,7 @@ T2 void mlxn_dec_avx2(const mlxn_qmat *w, const float *x, float *y, int64_t M, i
             case K_Q80: r = dot_q80(row, &xr[m], nb); break;
             case K_Q4K: r = dot_q4k(row, &xr[m], K / 256); break;
             case K_Q5K: r = dot_q5k(row, &xr[m], K / 256); break;
-            case K_Q6K: r = dot_q6k(row, &xr[m], K / 256); break;
-            default: r = dot_mlx(w, n, &xr[m], sc, bi, two); break;
+            default: r = dot_q6k(row, &xr[m], K / 256); break; /* K_Q6K, the one left */
             }
             y[m * N + n] = r;
         }
