@@ -628,9 +628,13 @@ T2 void mlxn_dec_avx2(const mlxn_qmat *w, const float *x, float *y, int64_t M, i
         return;
     }
     int64_t n = n0;
-    /* q4_0 / q4_1: four rows a step (q8_0 that way ran at half the speed:
-     * its loads of the four rows stalled, not investigated further) */
-    if (kind == K_Q40 || kind == K_Q41)
+    /* q4_0 / q4_1 rows up to 1 KB (SmolLM2's K = 576 and 1536): four rows a
+     * step. Dev Zen 3, 2 threads, alternated runs: the default GGUF's tg a
+     * few % faster (105 -> 108 tok/s medians, within the VM's spread); at
+     * K = 4096 (2304-byte rows) one-row bench ops 5-30% slower, so longer
+     * rows go one at a time. q8_0 that way ran at half the speed (its four
+     * rows' loads stalled; not investigated further). */
+    if ((kind == K_Q40 || kind == K_Q41) && w->row_bytes <= 1024)
         for (; n + 4 <= n1; n += 4) {
             const uint8_t *row = (const uint8_t *)w->w + (size_t)n * w->row_bytes;
             for (int64_t m = 0; m < M; m++) {
