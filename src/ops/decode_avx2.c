@@ -108,19 +108,23 @@ T2 INL __m256i evens_odds(__m256i v) {
                                         12, 14, 1, 3, 5, 7, 9, 11, 13, 15);
     return _mm256_permute4x64_epi64(_mm256_shuffle_epi8(v, sh), 0xD8);
 }
-/* Store block b's 32 codes v in the layout (mlx4: see xrow). */
-T2 INL void put_codes(int8_t *dst, int64_t b, __m256i v, bool mlx4) {
-    if (!mlx4) {
+/* x code layouts: natural; MLX 4-bit's evens / odds per block pair (see
+ * xrow); q4_0 / q4_1's halves per block pair, [elements 0-15 of b | of b+1
+ * | 16-31 of b | of b+1], the order of two blocks' low and high nibbles. */
+enum { XL_NAT, XL_MLX4, XL_HALVES };
+/* Store block b's 32 codes v in layout lay. */
+T2 INL void put_codes(int8_t *dst, int64_t b, __m256i v, int lay) {
+    if (lay == XL_NAT) {
         _mm256_storeu_si256((__m256i *)(dst + 32 * b), v);
         return;
     }
-    v = evens_odds(v);
+    if (lay == XL_MLX4) v = evens_odds(v);
     int8_t *p = dst + 64 * (b / 2) + 16 * (b % 2);
     _mm_storeu_si128((__m128i *)p, _mm256_castsi256_si128(v));
     _mm_storeu_si128((__m128i *)(p + 32), _mm256_extracti128_si256(v, 1));
 }
 
-T2 static void quant_x(const float *x, int64_t K, const xrow *r, bool mlx4, bool two, bool s16) {
+T2 static void quant_x(const float *x, int64_t K, const xrow *r, int lay, bool two, bool s16) {
     const __m256 absm = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF));
     const __m256i hi = _mm256_set1_epi32(127), lo = _mm256_set1_epi32(-127);
     for (int64_t b = 0; b < K / 32; b++) {
@@ -144,14 +148,14 @@ T2 static void quant_x(const float *x, int64_t K, const xrow *r, bool mlx4, bool
                 s2 = _mm256_add_epi32(s2, q2[i]);
             }
         }
-        put_codes(r->c, b, pack32(q), mlx4);
+        put_codes(r->c, b, pack32(q), lay);
         r->xs[b] = (float)hsum8i(s);
         if (s16) { /* q6_k's scales per 16 */
             r->xs16[2 * b] = hsum8i(_mm256_add_epi32(q[0], q[1]));
             r->xs16[2 * b + 1] = hsum8i(_mm256_add_epi32(q[2], q[3]));
         }
         if (two) {
-            put_codes(r->c2, b, pack32(q2), mlx4);
+            put_codes(r->c2, b, pack32(q2), lay);
             r->dx[b] = amax / 127.0f / 128.0f;
             r->xg[b] = r->dx[b] * (128.0f * r->xs[b] + (float)hsum8i(s2));
         } else {
@@ -176,112 +180,82 @@ T2 INL __m256i nibbles16(const uint8_t *p) {
     return _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(v, 4), v), _mm256_set1_epi8(0x0F));
 }
 
-/* One q4_0 / q4_1 block b at p: acc += d·dx·(Σ q·c) per lane; *cor +=
- * d·dx·Σc (q4_0, times -8 at the end) or m·Σx (q4_1). */
-T2 INL __m256 q4_block(const uint8_t *p, const xrow *x, int64_t b, bool q41, __m256 acc, float *cor) {
-    uint16_t d;
-    memcpy(&d, p, 2);
-    const float f = mlxn_h2f_f16c(d) * x->dx[b];
-    const __m256i s = dot_u(nibbles16(p + (q41 ? 4 : 2)), _mm256_loadu_si256((const __m256i *)(x->c + 32 * b)));
-    if (q41) {
-        uint16_t m;
-        memcpy(&m, p + 2, 2);
-        *cor += mlxn_h2f_f16c(m) * x->xg[b];
-    } else {
-        *cor += f * x->xs[b];
-    }
-    return _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), _mm256_set1_ps(f), acc);
-}
-
-/* q4_0 / q4_1 row: Σ_b d·dx·(Σ q·c) + (q4_0) -8·d·dx·Σc or (q4_1) m·Σx;
- * blocks in pairs into two accumulators. */
+/* q4_0 / q4_1 row against x in XL_HALVES: two blocks a step, their 16
+ * code bytes side by side in one vector, so the low nibbles of both meet x's
+ * elements 0-15 of both and the high ones 16-31; the products summed to
+ * int32 per block (lanes 0-3 block b, 4-7 block b+1) take the two blocks'
+ * factors d·dx in one FMA. Σ_b d·dx·(Σ q·c) + (q4_0) -8·d·dx·Σc or (q4_1)
+ * m·Σx; the offsets two lanes at a time. */
 T2 INL float dot_q4(const uint8_t *row, const xrow *x, int64_t nb, const bool q41) {
     const size_t bs = q41 ? sizeof(mlxn_block_q4_1) : sizeof(mlxn_block_q4_0);
+    const int off = q41 ? 4 : 2;
+    const __m256i m4 = _mm256_set1_epi8(0x0F), one = _mm256_set1_epi16(1);
+    const __m256i pair = _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1);
     __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
-    float c0 = 0.0f, c1 = 0.0f;
+    __m128 cor = _mm_setzero_ps();
     int64_t b = 0;
     for (; b + 2 <= nb; b += 2) {
-        PF2(row + (size_t)b * bs);
-        a0 = q4_block(row + (size_t)b * bs, x, b, q41, a0, &c0);
-        a1 = q4_block(row + (size_t)(b + 1) * bs, x, b + 1, q41, a1, &c1);
+        const uint8_t *p = row + (size_t)b * bs;
+        PF2(p);
+        const __m256i v = _mm256_set_m128i(_mm_loadu_si128((const __m128i *)(p + bs + off)),
+                                           _mm_loadu_si128((const __m128i *)(p + off)));
+        const __m256i lo = _mm256_and_si256(v, m4), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
+        const int8_t *c = x->c + 32 * b;
+        /* int16 pairs: at most 2·(2·15·127) */
+        const __m256i pr = _mm256_add_epi16(_mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *)c)),
+                                            _mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i *)(c + 32))));
+        const __m256 sf = _mm256_cvtepi32_ps(_mm256_madd_epi16(pr, one));
+        /* lanes: q4_0 [d_b d_b+1 ..], q4_1 [d_b m_b d_b+1 m_b+1] */
+        uint32_t w0, w1;
+        memcpy(&w0, p, 4);
+        memcpy(&w1, p + bs, 4);
+        __m128 dm;
+        if (q41)
+            dm = _mm_cvtph_ps(_mm_unpacklo_epi32(_mm_cvtsi32_si128((int)w0), _mm_cvtsi32_si128((int)w1)));
+        else
+            dm = _mm_cvtph_ps(_mm_cvtsi32_si128((int)((w0 & 0xFFFF) | (w1 << 16))));
+        const __m128 d2 = q41 ? _mm_shuffle_ps(dm, dm, 0x08) : dm; /* d_b, d_b+1 in lanes 0, 1 */
+        const __m128 f2 = _mm_mul_ps(d2, _mm_castpd_ps(_mm_load_sd((const double *)(const void *)(x->dx + b))));
+        if (q41)
+            cor = _mm_fmadd_ps(_mm_shuffle_ps(dm, dm, 0x0D),
+                               _mm_castpd_ps(_mm_load_sd((const double *)(const void *)(x->xg + b))), cor);
+        else
+            cor = _mm_fmadd_ps(f2, _mm_castpd_ps(_mm_load_sd((const double *)(const void *)(x->xs + b))), cor);
+        const __m256 t = _mm256_fmadd_ps(sf, _mm256_permutevar8x32_ps(_mm256_castps128_ps256(f2), pair), a0);
+        a0 = a1; /* two chains, no branch */
+        a1 = t;
     }
-    if (b < nb) a0 = q4_block(row + (size_t)b * bs, x, b, q41, a0, &c0);
-    const float cor = c0 + c1;
-    return mlxn_hsum_256(_mm256_add_ps(a0, a1)) + (q41 ? cor : -8.0f * cor);
+    float tail = 0.0f;
+    if (b < nb) { /* a last odd block: elements 0-15 at c, 16-31 at c + 32 */
+        const uint8_t *p = row + (size_t)b * bs;
+        const int8_t *c = x->c + 32 * b;
+        const __m256i xc = _mm256_set_m128i(_mm_loadu_si128((const __m128i *)(c + 32)), _mm_loadu_si128((const __m128i *)c));
+        uint16_t d;
+        memcpy(&d, p, 2);
+        const float f = mlxn_h2f_f16c(d) * x->dx[b];
+        a0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot_u(nibbles16(p + off), xc)), _mm256_set1_ps(f), a0);
+        if (q41) {
+            uint16_t m;
+            memcpy(&m, p + 2, 2);
+            tail = mlxn_h2f_f16c(m) * x->xg[b];
+        } else {
+            tail = -8.0f * f * x->xs[b];
+        }
+    }
+    __m128 c2 = _mm_add_ps(cor, _mm_movehdup_ps(cor)); /* lanes 0 + 1 */
+    const float o = _mm_cvtss_f32(c2);
+    return mlxn_hsum_256(_mm256_add_ps(a0, a1)) + (q41 ? o : -8.0f * o) + tail;
 }
+
+/* dot_q4 with q41 a constant */
+T2 INL float dot_q40(const uint8_t *row, const xrow *x, int64_t nb) { return dot_q4(row, x, nb, false); }
+T2 INL float dot_q41(const uint8_t *row, const xrow *x, int64_t nb) { return dot_q4(row, x, nb, true); }
 
 /* Signed codes w against c: |w| against c with w's sign (0 where w is 0). */
 T2 INL __m256i dot_s(__m256i w, __m256i c) {
     return _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_abs_epi8(w), _mm256_sign_epi8(c, w)),
                              _mm256_set1_epi16(1));
 }
-
-/* The f16 pairs at p, p + rb, p + 2rb, p + 3rb as f32: lanes 0-3 the
- * first of each, 4-7 the second. The 4-byte words go through registers (a
- * 16-byte load of four 4-byte stores stalls). */
-T2 INL __m256 dm4(const uint8_t *p, size_t rb) {
-    int32_t h0, h1, h2, h3;
-    memcpy(&h0, p, 4);
-    memcpy(&h1, p + rb, 4);
-    memcpy(&h2, p + 2 * rb, 4);
-    memcpy(&h3, p + 3 * rb, 4);
-    const __m128i dm = _mm_unpacklo_epi64(_mm_unpacklo_epi32(_mm_cvtsi32_si128(h0), _mm_cvtsi32_si128(h1)),
-                                          _mm_unpacklo_epi32(_mm_cvtsi32_si128(h2), _mm_cvtsi32_si128(h3)));
-    return _mm256_cvtph_ps(_mm_shuffle_epi8(dm, _mm_setr_epi8(0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15)));
-}
-/* acc_r += s_r · f[r] for the four rows. */
-T2 INL void fma4(__m256 a[4], const __m256 s[4], __m128 f) {
-    const __m256 f8 = _mm256_castps128_ps256(f);
-    a[0] = _mm256_fmadd_ps(s[0], _mm256_set1_ps(_mm_cvtss_f32(f)), a[0]);
-    a[1] = _mm256_fmadd_ps(s[1], _mm256_permutevar8x32_ps(f8, _mm256_set1_epi32(1)), a[1]);
-    a[2] = _mm256_fmadd_ps(s[2], _mm256_permutevar8x32_ps(f8, _mm256_set1_epi32(2)), a[2]);
-    a[3] = _mm256_fmadd_ps(s[3], _mm256_permutevar8x32_ps(f8, _mm256_set1_epi32(3)), a[3]);
-}
-
-/* Four consecutive q4_0 / q4_1 rows (row0, row0 + rb, ...) against one x
- * row, block by block: x's codes and factors loaded once for the four, one
- * reduction at the end (per-row overhead is large at SmolLM2's K = 576, 18
- * blocks). A q4_1 block's d and m become f32 in one conversion. */
-T2 INL __m128 dot4_q4(const uint8_t *row0, size_t rb, const xrow *x, int64_t nb, const bool q41) {
-    const size_t bs = q41 ? sizeof(mlxn_block_q4_1) : sizeof(mlxn_block_q4_0);
-    const int off = q41 ? 4 : 2;
-    __m256 a[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
-    __m128 cor = _mm_setzero_ps();
-    for (int64_t b = 0; b < nb; b++) {
-        const uint8_t *p = row0 + (size_t)b * bs;
-        if (b & 1) { /* each row's stream, every other block (40 B or less) */
-            PF2(p);
-            PF2(p + rb);
-            PF2(p + 2 * rb);
-            PF2(p + 3 * rb);
-        }
-        const __m256i xc = _mm256_loadu_si256((const __m256i *)(x->c + 32 * b));
-        /* the four rows' d (and m) side by side: lanes 0-3 d, 4-7 m */
-        const __m256 dmf = dm4(p, rb);
-        const __m128 f = _mm_mul_ps(_mm256_castps256_ps128(dmf), _mm_set1_ps(x->dx[b]));
-        if (q41)
-            cor = _mm_fmadd_ps(_mm256_extractf128_ps(dmf, 1), _mm_set1_ps(x->xg[b]), cor);
-        else
-            cor = _mm_fmadd_ps(f, _mm_set1_ps(x->xs[b]), cor);
-        const __m256 sv[4] = {_mm256_cvtepi32_ps(dot_u(nibbles16(p + off), xc)),
-                              _mm256_cvtepi32_ps(dot_u(nibbles16(p + rb + off), xc)),
-                              _mm256_cvtepi32_ps(dot_u(nibbles16(p + 2 * rb + off), xc)),
-                              _mm256_cvtepi32_ps(dot_u(nibbles16(p + 3 * rb + off), xc))};
-        fma4(a, sv, f);
-    }
-    const __m128 sum = mlxn_reduce4_256(a[0], a[1], a[2], a[3]);
-    return q41 ? _mm_add_ps(sum, cor) : _mm_fmadd_ps(cor, _mm_set1_ps(-8.0f), sum);
-}
-T2 static __m128 dot4_q40(const uint8_t *row0, size_t rb, const xrow *x, int64_t nb) {
-    return dot4_q4(row0, rb, x, nb, false);
-}
-T2 static __m128 dot4_q41(const uint8_t *row0, size_t rb, const xrow *x, int64_t nb) {
-    return dot4_q4(row0, rb, x, nb, true);
-}
-
-/* dot_q4 with q41 a constant (gcc kept the test inside the loop) */
-T2 static float dot_q40(const uint8_t *row, const xrow *x, int64_t nb) { return dot_q4(row, x, nb, false); }
-T2 static float dot_q41(const uint8_t *row, const xrow *x, int64_t nb) { return dot_q4(row, x, nb, true); }
 
 T2 static float dot_q80(const uint8_t *row, const xrow *x, int64_t nb) {
     const size_t bs = sizeof(mlxn_block_q8_0);
@@ -584,12 +558,30 @@ MLX_ROWS(mlx_rows_2g64, true, 1)
 MLX_ROWS(mlx_rows_2g128, true, 2)
 #undef MLX_ROWS
 
+/* Rows [n0, n1) of a GGML-block W against the M x rows, one function per
+ * format (each dot inlined into its own loop; nb: the dot's block count). */
+#define GGML_ROWS(NAME, DOT, NB)                                                                     \
+    T2 __attribute__((noinline)) static void NAME(const mlxn_qmat *w, const xrow *xr, int64_t M,     \
+                                                  float *y, int64_t n0, int64_t n1) {                \
+        for (int64_t n = n0; n < n1; n++) {                                                          \
+            const uint8_t *row = (const uint8_t *)w->w + (size_t)n * w->row_bytes;                  \
+            for (int64_t m = 0; m < M; m++) y[m * w->N + n] = DOT(row, &xr[m], NB);                 \
+        }                                                                                            \
+    }
+GGML_ROWS(rows_q40, dot_q40, w->K / 32)
+GGML_ROWS(rows_q41, dot_q41, w->K / 32)
+GGML_ROWS(rows_q80, dot_q80, w->K / 32)
+GGML_ROWS(rows_q4k, dot_q4k, w->K / 256)
+GGML_ROWS(rows_q5k, dot_q5k, w->K / 256)
+GGML_ROWS(rows_q6k, dot_q6k, w->K / 256)
+#undef GGML_ROWS
+
 static uintptr_t up32(uintptr_t p) { return (p + 31) & ~(uintptr_t)31; }
 
 T2 void mlxn_dec_avx2(const mlxn_qmat *w, const float *x, float *y, int64_t M, int64_t n0, int64_t n1,
                       void *scratch) {
     const int kind = kind_of(w);
-    const int64_t K = w->K, N = w->N, nb = K / 32;
+    const int64_t K = w->K, nb = K / 32;
     const bool two = mlxn_dec_avx2_parts(w) == 2, mlx = kind == K_MLX4 || kind == K_MLX8;
     const size_t v = al32((size_t)nb * 4), t = al32((size_t)nb * 4);
     uint8_t *p = (uint8_t *)up32((uintptr_t)scratch);
@@ -607,7 +599,8 @@ T2 void mlxn_dec_avx2(const mlxn_qmat *w, const float *x, float *y, int64_t M, i
         r->xgg = (float *)(p + 3 * v);
         r->xs16 = (int32_t *)(p + 4 * v);
         p += 6 * v;
-        quant_x(x + m * K, K, r, kind == K_MLX4, two, kind == K_Q6K);
+        quant_x(x + m * K, K, r, kind == K_MLX4 ? XL_MLX4 : kind == K_Q40 || kind == K_Q41 ? XL_HALVES : XL_NAT,
+                two, kind == K_Q6K);
         if (mlx) {
             const int per = w->group / 32;
             const int64_t G = K / w->group;
@@ -627,38 +620,14 @@ T2 void mlxn_dec_avx2(const mlxn_qmat *w, const float *x, float *y, int64_t M, i
         f(w, xr, M, y, n0, n1, sc, bi);
         return;
     }
-    int64_t n = n0;
-    /* q4_0 / q4_1 rows up to 1 KB (SmolLM2's K = 576 and 1536): four rows a
-     * step. Dev Zen 3, 2 threads, alternated runs: the default GGUF's tg a
-     * few % faster (105 -> 108 tok/s medians, within the VM's spread); at
-     * K = 4096 (2304-byte rows) one-row bench ops 5-30% slower, so longer
-     * rows go one at a time. q8_0 that way ran at half the speed (its four
-     * rows' loads stalled; not investigated further). */
-    if ((kind == K_Q40 || kind == K_Q41) && w->row_bytes <= 1024)
-        for (; n + 4 <= n1; n += 4) {
-            const uint8_t *row = (const uint8_t *)w->w + (size_t)n * w->row_bytes;
-            for (int64_t m = 0; m < M; m++) {
-                _Alignas(16) float r[4];
-                const size_t rb = w->row_bytes;
-                _mm_store_ps(r, kind == K_Q40 ? dot4_q40(row, rb, &xr[m], nb) : dot4_q41(row, rb, &xr[m], nb));
-                memcpy(y + m * N + n, r, sizeof r);
-            }
-        }
-    for (; n < n1; n++) {
-        const uint8_t *row = (const uint8_t *)w->w + (size_t)n * w->row_bytes;
-        for (int64_t m = 0; m < M; m++) {
-            float r;
-            switch (kind) {
-            case K_Q40: r = dot_q40(row, &xr[m], nb); break;
-            case K_Q41: r = dot_q41(row, &xr[m], nb); break;
-            case K_Q80: r = dot_q80(row, &xr[m], nb); break;
-            case K_Q4K: r = dot_q4k(row, &xr[m], K / 256); break;
-            case K_Q5K: r = dot_q5k(row, &xr[m], K / 256); break;
-            default: r = dot_q6k(row, &xr[m], K / 256); break; /* K_Q6K, the one left */
-            }
-            y[m * N + n] = r;
-        }
-    }
+    void (*f)(const mlxn_qmat *, const xrow *, int64_t, float *, int64_t, int64_t) =
+        kind == K_Q40   ? rows_q40
+        : kind == K_Q41 ? rows_q41
+        : kind == K_Q80 ? rows_q80
+        : kind == K_Q4K ? rows_q4k
+        : kind == K_Q5K ? rows_q5k
+                        : rows_q6k;
+    f(w, xr, M, y, n0, n1);
 }
 
 #else /* not x86: never served */
