@@ -2282,19 +2282,27 @@ TARGET_512 static void ukernel_512(const float *const *xr, int mr, const float *
 /* AVX2 GEMM pieces (gemm_avx2): x packed per MR rows, xp[k][r] (rows past
  * mc zero), so a micro-kernel's broadcasts walk one stream; the W panel
  * stored as two 16-column halves, half h at panel + h·kc·16, [k][16]. */
+/* The in-lane stages of an n×n register transpose, the same for the 8×8
+ * AVX2 and 16×16 AVX-512 ones: rows paired by unpacks, then 4×4 blocks of
+ * each 128-bit lane by shuffles (the cross-lane stages differ). */
+#define TR_INLANE(r, t, n, UNLO, UNHI, SHUF)                                  \
+    do {                                                                      \
+        for (int i = 0; i < (n) / 2; i++) {                                   \
+            t[2 * i] = UNLO(r[2 * i], r[2 * i + 1]);                          \
+            t[2 * i + 1] = UNHI(r[2 * i], r[2 * i + 1]);                      \
+        }                                                                     \
+        for (int i = 0; i < (n) / 4; i++) {                                   \
+            r[4 * i] = SHUF(t[4 * i], t[4 * i + 2], 0x44);                    \
+            r[4 * i + 1] = SHUF(t[4 * i], t[4 * i + 2], 0xEE);                \
+            r[4 * i + 2] = SHUF(t[4 * i + 1], t[4 * i + 3], 0x44);            \
+            r[4 * i + 3] = SHUF(t[4 * i + 1], t[4 * i + 3], 0xEE);            \
+        }                                                                     \
+    } while (0)
+
 /* r[i] = row i of an 8×8 block → r[j] = column j. */
 TARGET_AVX2 static void tr8(__m256 r[8]) {
     __m256 t[8];
-    for (int i = 0; i < 4; i++) {
-        t[2 * i] = _mm256_unpacklo_ps(r[2 * i], r[2 * i + 1]);
-        t[2 * i + 1] = _mm256_unpackhi_ps(r[2 * i], r[2 * i + 1]);
-    }
-    for (int i = 0; i < 2; i++) {
-        r[4 * i] = _mm256_shuffle_ps(t[4 * i], t[4 * i + 2], 0x44);
-        r[4 * i + 1] = _mm256_shuffle_ps(t[4 * i], t[4 * i + 2], 0xEE);
-        r[4 * i + 2] = _mm256_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0x44);
-        r[4 * i + 3] = _mm256_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0xEE);
-    }
+    TR_INLANE(r, t, 8, _mm256_unpacklo_ps, _mm256_unpackhi_ps, _mm256_shuffle_ps);
     for (int i = 0; i < 4; i++) {
         t[i] = _mm256_permute2f128_ps(r[i], r[i + 4], 0x20);
         t[i + 4] = _mm256_permute2f128_ps(r[i], r[i + 4], 0x31);
@@ -2447,16 +2455,7 @@ TARGET_AVX2 static void gemm_avx2(const mlxn_qmat *w, const float *x, float *y, 
 #ifdef MLXN_X86
 TARGET_512 static void tr16(__m512 r[16]) {
     __m512 t[16];
-    for (int i = 0; i < 8; i++) {
-        t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
-        t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
-    }
-    for (int i = 0; i < 4; i++) {
-        r[4 * i] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], 0x44);
-        r[4 * i + 1] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], 0xEE);
-        r[4 * i + 2] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0x44);
-        r[4 * i + 3] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0xEE);
-    }
+    TR_INLANE(r, t, 16, _mm512_unpacklo_ps, _mm512_unpackhi_ps, _mm512_shuffle_ps);
     for (int i = 0; i < 4; i++) {
         t[i] = _mm512_shuffle_f32x4(r[i], r[i + 4], 0x88);
         t[i + 4] = _mm512_shuffle_f32x4(r[i], r[i + 4], 0xDD);
