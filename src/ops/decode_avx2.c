@@ -14,7 +14,9 @@
  * Products: u8 weight codes times s8 x codes by maddubs (pairs summed into
  * int16), then madd into int32 lanes. A pair stays in int16: 4-bit codes
  * give at most 2·15·127; 8-bit codes go in as q-128 with x's sign moved
- * onto them (|q-128| ≤ 128: 2·128·127 = 32512). Per block of 32 the int32
+ * onto them (|q-128| ≤ 128: 2·128·127 = 32512). MLX 8-bit with x in two
+ * parts instead takes x as int16 128·c + c2 and the codes zero-extended to
+ * int16, by madd alone: the same integer sums in half the instructions. Per block of 32 the int32
  * lanes go to f32 and into an FMA with the block's factor (weight scale ×
  * dx); offsets (q4_0's -8, q4_1's m, MLX biases, q4_k's mins, 8-bit's +128)
  * are taken once per block or group through Σx.
@@ -62,6 +64,7 @@ typedef struct xrow {
     float *dx;      /* per block: the step of the last part */
     float *xs;      /* per block: Σ c (q4_0's -8 offset) */
     int32_t *xs16;  /* q6_k: per 16 elements, Σ c (its -32 offset, scales per 16) */
+    int16_t *x16;   /* MLX 8-bit with two parts: 128·c + c2 as int16 (in c's and c2's space) */
     float *xg;      /* per block: Σ x as the codes give it */
     float *xgg;     /* per MLX group: Σ xg */
 } xrow;
@@ -148,14 +151,23 @@ T2 static void quant_x(const float *x, int64_t K, const xrow *r, int lay, bool t
                 s2 = _mm256_add_epi32(s2, q2[i]);
             }
         }
-        put_codes(r->c, b, pack32(q), lay);
+        if (!(two && r->x16)) put_codes(r->c, b, pack32(q), lay);
         r->xs[b] = (float)hsum8i(s);
         if (s16) { /* q6_k's scales per 16 */
             r->xs16[2 * b] = hsum8i(_mm256_add_epi32(q[0], q[1]));
             r->xs16[2 * b + 1] = hsum8i(_mm256_add_epi32(q[2], q[3]));
         }
         if (two) {
-            put_codes(r->c2, b, pack32(q2), lay);
+            if (r->x16) { /* 128·c + c2, |.| ≤ 128·127 + 64: int16 */
+                __m256i c16[4];
+                for (int i = 0; i < 4; i++) c16[i] = _mm256_add_epi32(_mm256_slli_epi32(q[i], 7), q2[i]);
+                _mm256_storeu_si256((__m256i *)(r->x16 + 32 * b),
+                                    _mm256_permute4x64_epi64(_mm256_packs_epi32(c16[0], c16[1]), 0xD8));
+                _mm256_storeu_si256((__m256i *)(r->x16 + 32 * b + 16),
+                                    _mm256_permute4x64_epi64(_mm256_packs_epi32(c16[2], c16[3]), 0xD8));
+            } else {
+                put_codes(r->c2, b, pack32(q2), lay);
+            }
             r->dx[b] = amax / 127.0f / 128.0f;
             r->xg[b] = r->dx[b] * (128.0f * r->xs[b] + (float)hsum8i(s2));
         } else {
@@ -457,8 +469,25 @@ T2 INL float mlx_offsets(const float *sc, const float *bi, const float *xgg, int
 T2 INL float dot_mlx_t(const mlxn_qmat *w, int64_t n, const xrow *x, const float *sc, const float *bi,
                        int64_t G, const bool two, const int sh) {
     const int64_t K = w->K, nb = K / 32;
-    const float cor = mlx_offsets(sc, bi, x->xgg, G, w->bits == 8);
+    const float cor = mlx_offsets(sc, bi, x->xgg, G, w->bits == 8 && !two); /* the +128 of q - 128 */
     __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+    if (w->bits == 8 && two) {
+        /* codes q zero-extended to int16 against x's 128·c + c2: products
+         * ≤ 255·16320, a block's sum < 2^31; no sign moves, no +128 */
+        const uint8_t *row = (const uint8_t *)w->w + (size_t)n * (size_t)K;
+        for (int64_t b = 0; b < nb; b++) {
+            if (b & 1) PF2(row + 32 * b);
+            const __m256i q0 = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(row + 32 * b)));
+            const __m256i q1 = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(row + 32 * b + 16)));
+            const __m256i s = _mm256_add_epi32(
+                _mm256_madd_epi16(q0, _mm256_loadu_si256((const __m256i *)(x->x16 + 32 * b))),
+                _mm256_madd_epi16(q1, _mm256_loadu_si256((const __m256i *)(x->x16 + 32 * b + 16))));
+            const __m256 t = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), _mm256_set1_ps(sc[b >> sh] * x->dx[b]), a0);
+            a0 = a1; /* two chains, no branch */
+            a1 = t;
+        }
+        return mlxn_hsum_256(_mm256_add_ps(a0, a1)) + cor;
+    }
     if (w->bits == 8) {
         const uint8_t *row = (const uint8_t *)w->w + (size_t)n * (size_t)K;
         const __m256i flip = _mm256_set1_epi8((char)0x80);
@@ -598,6 +627,8 @@ T2 void mlxn_dec_avx2(const mlxn_qmat *w, const float *x, float *y, int64_t M, i
         r->xg = (float *)(p + 2 * v);
         r->xgg = (float *)(p + 3 * v);
         r->xs16 = (int32_t *)(p + 4 * v);
+        /* 2K bytes over c and c2 (2·al32(K + 32) of them, adjacent) */
+        r->x16 = kind == K_MLX8 && two ? (int16_t *)(void *)r->c : NULL;
         p += 6 * v;
         quant_x(x + m * K, K, r, kind == K_MLX4 ? XL_MLX4 : kind == K_Q40 || kind == K_Q41 ? XL_HALVES : XL_NAT,
                 two, kind == K_Q6K);
