@@ -16,9 +16,9 @@
  * give at most 2·15·127; 8-bit codes go in as q-128 with x's sign moved
  * onto them (|q-128| ≤ 128: 2·128·127 = 32512). MLX 8-bit with x in two
  * parts instead takes x as int16 128·c + c2 and the codes zero-extended to
- * int16, by madd alone: the same integer sums in half the instructions. Per block of 32 the int32
- * lanes go to f32 and into an FMA with the block's factor (weight scale ×
- * dx); offsets (q4_0's -8, q4_1's m, MLX biases, q4_k's mins, 8-bit's +128)
+ * int16, by madd alone: the same integer sums in half the instructions.
+ * Per block of 32 the int32 lanes go to f32 and into an FMA with the
+ * block's factor (weight scale × dx); offsets (q4_0's -8, q4_1's m, MLX biases, q4_k's mins, 8-bit's +128)
  * are taken once per block or group through Σx.
  */
 #include "ops/decode_avx2.h"
