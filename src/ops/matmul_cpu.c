@@ -2279,6 +2279,23 @@ TARGET_512 static void ukernel_512(const float *const *xr, int mr, const float *
     }
 }
 
+/* Where each of the NR columns of a panel reads its k0..k0+kc values: f32
+ * rows straight from W, others dequantized into rows[c·rstride]; NULL for
+ * c >= nc. */
+static void panel_sources(const mlxn_qmat *w, int64_t nbase, int nc, int64_t k0, int kc,
+                          float *rows, int rstride, const float *src[NR]) {
+    for (int c = 0; c < NR; c++) {
+        if (c >= nc) {
+            src[c] = NULL;
+        } else if (w->kind == MLXN_QKIND_GGML && w->wtype == MLXN_F32) {
+            src[c] = (const float *)(const void *)ggml_row(w, nbase + c) + k0;
+        } else {
+            mlxn_qmat_dequant_row(w, nbase + c, k0, k0 + kc, rows + c * rstride);
+            src[c] = rows + c * rstride;
+        }
+    }
+}
+
 /* AVX2 GEMM pieces (gemm_avx2): x packed per MR rows, xp[k][r] (rows past
  * mc zero), so a micro-kernel's broadcasts walk one stream; the W panel
  * stored as two 16-column halves, half h at panel + h·kc·16, [k][16]. */
@@ -2344,16 +2361,7 @@ TARGET_AVX2 static void pack_x_avx2(const float *x, int64_t K, int kc, int64_t m
 TARGET_AVX2 static void pack_panel_avx2(const mlxn_qmat *w, int64_t nbase, int nc, int64_t k0,
                                         int kc, float *panel, float *tmp) {
     const float *src[NR];
-    for (int c = 0; c < NR; c++) {
-        if (c >= nc) {
-            src[c] = NULL;
-        } else if (w->kind == MLXN_QKIND_GGML && w->wtype == MLXN_F32) {
-            src[c] = (const float *)(const void *)ggml_row(w, nbase + c) + k0;
-        } else {
-            mlxn_qmat_dequant_row(w, nbase + c, k0, k0 + kc, tmp + c * KC);
-            src[c] = tmp + c * KC;
-        }
-    }
+    panel_sources(w, nbase, nc, k0, kc, tmp, KC, src);
     __m256 v[8];
     for (int cb = 0; cb < NR && cb < nc; cb += 8) {
         float *ph = panel + (cb >> 4) * kc * 16 + (cb & 15);
@@ -2467,23 +2475,6 @@ TARGET_512 static void tr16(__m512 r[16]) {
         r[i + 4] = _mm512_shuffle_f32x4(t[i + 4], t[i + 12], 0x88);
         r[i + 8] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0xDD);
         r[i + 12] = _mm512_shuffle_f32x4(t[i + 4], t[i + 12], 0xDD);
-    }
-}
-
-/* Where each of the NR columns of a panel reads its k0..k0+kc values: f32
- * rows straight from W, others dequantized into rows[c·rstride]; NULL for
- * c >= nc. */
-static void panel_sources(const mlxn_qmat *w, int64_t nbase, int nc, int64_t k0, int kc,
-                          float *rows, int rstride, const float *src[NR]) {
-    for (int c = 0; c < NR; c++) {
-        if (c >= nc) {
-            src[c] = NULL;
-        } else if (w->kind == MLXN_QKIND_GGML && w->wtype == MLXN_F32) {
-            src[c] = (const float *)(const void *)ggml_row(w, nbase + c) + k0;
-        } else {
-            mlxn_qmat_dequant_row(w, nbase + c, k0, k0 + kc, rows + c * rstride);
-            src[c] = rows + c * rstride;
-        }
     }
 }
 
