@@ -89,7 +89,7 @@ static size_t al32(size_t n) { return (n + 31) & ~(size_t)31; }
 size_t mlxn_dec_avx2_scratch(int64_t K, int64_t M) {
     size_t nb = (size_t)K / 32, v = al32(nb * 4);
     /* codes: K + 32, a last odd MLX 4-bit block's odds sit past K */
-    return 32 + 2 * al32(nb * 4) + (size_t)(M > 0 ? M : 1) * (2 * al32((size_t)K + 32) + 6 * v);
+    return 32 + 2 * v + (size_t)(M > 0 ? M : 1) * (2 * al32((size_t)K + 32) + 6 * v);
 }
 
 T2 INL int hsum8i(__m256i v) {
@@ -612,10 +612,11 @@ T2 void mlxn_dec_avx2(const mlxn_qmat *w, const float *x, float *y, int64_t M, i
     const int kind = kind_of(w);
     const int64_t K = w->K, nb = K / 32;
     const bool two = mlxn_dec_avx2_parts(w) == 2, mlx = kind == K_MLX4 || kind == K_MLX8;
-    const size_t v = al32((size_t)nb * 4), t = al32((size_t)nb * 4);
+    const size_t v = al32((size_t)nb * 4); /* a float per block (scales, biases: per group, fewer) */
+    const int per = mlx ? w->group / 32 : 1;
     uint8_t *p = (uint8_t *)up32((uintptr_t)scratch);
-    float *sc = (float *)p, *bi = (float *)(p + t);
-    p += 2 * t;
+    float *sc = (float *)p, *bi = (float *)(p + v);
+    p += 2 * v;
     xrow xr[MLXN_AVX2_DECODE_ROWS];
     for (int64_t m = 0; m < M; m++) {
         xrow *r = &xr[m];
@@ -633,7 +634,6 @@ T2 void mlxn_dec_avx2(const mlxn_qmat *w, const float *x, float *y, int64_t M, i
         quant_x(x + m * K, K, r, kind == K_MLX4 ? XL_MLX4 : kind == K_Q40 || kind == K_Q41 ? XL_HALVES : XL_NAT,
                 two, kind == K_Q6K);
         if (mlx) {
-            const int per = w->group / 32;
             const int64_t G = K / w->group;
             for (int64_t g = 0; g < G; g++) {
                 float s = 0.0f;
@@ -644,7 +644,6 @@ T2 void mlxn_dec_avx2(const mlxn_qmat *w, const float *x, float *y, int64_t M, i
         }
     }
     if (mlx) {
-        const int per = w->group / 32;
         void (*f)(const mlxn_qmat *, const xrow *, int64_t, float *, int64_t, int64_t, float *, float *) =
             two ? (per == 1 ? mlx_rows_2g32 : per == 2 ? mlx_rows_2g64 : mlx_rows_2g128)
                 : (per == 1 ? mlx_rows_1g32 : per == 2 ? mlx_rows_1g64 : mlx_rows_1g128);

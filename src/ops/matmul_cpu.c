@@ -2424,9 +2424,10 @@ TARGET_AVX2 static void ukernel_avx2(const float *xp, int mr, const float *pb, i
  * once (256 KB, half of a Zen 3 L2), each 32-column W panel dequantized
  * once (32 KB) and every MR-row block run over it. Scratch as
  * gemm_blocked's f32 layout (xp, then panel, then NR dequantized rows). */
-#ifndef MCB_AVX2
+#ifndef MCB_AVX2 /* a -D knob for measuring (510 measured slower, RESULTS) */
 #define MCB_AVX2 256
 #endif
+_Static_assert(MCB_AVX2 <= MCB && MR <= MRB, "gemm_avx2's x block must fit gemm_bytes' (sized for MCB rows)");
 TARGET_AVX2 static void gemm_avx2(const mlxn_qmat *w, const float *x, float *y, int64_t M,
                                   int64_t n0, int64_t n1, void *scratch) {
     const int64_t K = w->K, N = w->N;
