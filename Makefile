@@ -42,7 +42,7 @@ BENCH_BIN = $(patsubst bench/%.c,$(BUILD)/bench/%,$(BENCH_SRC))
 HDRS = $(wildcard include/*.h src/*/*.h src/*/*/*.h tests/*.h)
 CUHDRS = $(wildcard src/*/*/*.cuh)
 
-.PHONY: all lib test run clean deps fuzz fuzz-run check-asan models goldens-check
+.PHONY: all lib test run clean deps fuzz fuzz-run check-asan check-tsan models goldens-check
 all: lib $(BUILD)/mlxn
 
 lib: $(BUILD)/libmlxn.a $(BUILD)/libmlxn.so
@@ -82,6 +82,19 @@ ASAN_FLAGS = -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-o
 check-asan:
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1 \
 	$(MAKE) BUILD=build-asan OPT=-O1 EXTRA_CFLAGS='$(ASAN_FLAGS)' EXTRA_LDFLAGS='$(ASAN_FLAGS)' test
+
+# The suites that run graphs on the CPU thread pool, under ThreadSanitizer
+# with two workers (any race reported fails the run). One copy of the
+# target_clones kernels: TSan crashes in their resolver.
+TSAN_FLAGS = -fsanitize=thread -fno-omit-frame-pointer
+TSAN_TESTS = test_graph test_ops test_model_llama test_long_run
+check-tsan:
+	$(MAKE) BUILD=build-tsan OPT=-O1 EXTRA_CFLAGS='$(TSAN_FLAGS) -DMLXN_CLONES=' EXTRA_LDFLAGS='$(TSAN_FLAGS)' \
+	  $(patsubst %,build-tsan/tests/%,$(TSAN_TESTS))
+	@for t in $(TSAN_TESTS); do \
+	  TSAN_OPTIONS=halt_on_error=1 MLXN_THREADS=2 build-tsan/tests/$$t >build-tsan/$$t.log 2>&1 || \
+	    { tail -60 build-tsan/$$t.log; echo "check-tsan: $$t failed"; exit 1; }; \
+	  echo "check-tsan: $$(tail -1 build-tsan/$$t.log)"; done
 
 run: all
 	bash scripts/run-default.sh $(BUILD)

@@ -295,8 +295,8 @@ typedef struct mlxn_graph_stats {
     uint32_t launches;    /* kernels the last graph run launched on the device (CUDA: the
                            * kernel nodes of its CUDA graph, after the backend's own
                            * fusions); 0 where the backend does not count (CPU, direct) */
-    uint32_t phases;      /* CPU: work phases of the last graph run, each ended by a barrier
-                           * of the worker threads but the last (the groups, less those a
+    uint32_t phases;      /* CPU: work phases of the last graph run, each but the last ended
+                           * by a wait for all of its work to finish (the groups, less those a
                            * one-row norm / silu_mul that runs inside the group of its
                            * matmuls: producer fusion); 0 elsewhere (CUDA, direct) */
 } mlxn_graph_stats;

@@ -22,11 +22,13 @@ extern const mlxn_cpu_op mlxn_cpu_ops[MLXN_OP_COUNT];
  * row for itself, so the barrier between them goes (and the worker that
  * would wait while one thread normalizes one row has work).
  * mlxn_cpu_pre_ok: whether pre can be run so; mlxn_cpu_pre_row: the whole
- * output row into x (2 * K floats of room), and part ith of nth of pre's
- * outputs, as the op writes them; mlxn_cpu_matmul_x: the matmul's part ith
- * with x in place of its input row. */
+ * output row into x (2 * K floats of room); mlxn_cpu_pre_out: part ith of
+ * nth of pre's outputs from that x, as the op writes them;
+ * mlxn_cpu_matmul_x: the matmul's part ith with x in place of its input
+ * row. */
 bool mlxn_cpu_pre_ok(const mlxn_node *pre);
-void mlxn_cpu_pre_row(const mlxn_node *pre, int ith, int nth, float *x);
+void mlxn_cpu_pre_row(const mlxn_node *pre, float *x);
+void mlxn_cpu_pre_out(const mlxn_node *pre, int ith, int nth, const float *x);
 void mlxn_cpu_matmul_x(const mlxn_node *n, int ith, int nth, void *scratch, const float *x);
 
 /* Split [0, total) into nth near-equal parts; part ith is [*lo, *hi). */

@@ -3,7 +3,9 @@
  * thread pool. A submission is one pool job. Inside it every worker takes
  * (node, task) items of the current concurrent group from a shared counter,
  * so a worker that finishes its part of one node goes straight on to the
- * next node of the group; workers join only at group boundaries (barriers).
+ * next node of the group. At a group boundary a worker waits until every
+ * item of the group is finished, not until every worker has come: one
+ * that the OS descheduled while it held no item is not waited for.
  */
 #include "backend/backend.h"
 #include "backend/cpu/cpu.h"
@@ -148,7 +150,9 @@ typedef struct job {
     mlxn_threadpool *tp;
     int nth;
     void **scratch;
-    _Atomic int *next; /* per group */
+    _Atomic int *next; /* per group: the next item to take */
+    _Atomic int *done; /* per group: items finished */
+    _Atomic int *outs; /* per fused group: the next part of its producer's outputs to write */
     const cpu_plan *plan;
 } job;
 
@@ -159,19 +163,36 @@ static void run_job(void *arg, int tid) {
     float *x = j->scratch[tid]; /* a fused producer's whole row, this worker's own */
     char *scr = (char *)j->scratch[tid] + (j->plan ? j->plan->xoff : 0); /* the kernels' */
     for (uint32_t g = 0; g < ex->n_groups; g++) {
-        if (pre && pre[g]) continue; /* runs inside group g + 1, no barrier between */
-        uint32_t first = ex->group_start[g];
-        int items = (int)(ex->group_start[g + 1] - first) * j->nth;
-        bool fused = pre && g && pre[g - 1];
-        if (fused) mlxn_cpu_pre_row(&ex->nodes[first - 1], tid, j->nth, x);
+        if (pre && pre[g]) continue; /* runs inside group g + 1, no wait between */
+        uint32_t first = ex->group_start[g], end = ex->group_start[g + 1];
+        const int items = (int)(end - first) * j->nth;
+        const bool fused = pre && g && pre[g - 1];
+        int did = 0;
         for (;;) {
             int i = atomic_fetch_add_explicit(&j->next[g], 1, memory_order_relaxed);
             if (i >= items) break;
+            if (fused && !did) {
+                /* the producer's row once this worker holds an item (so it
+                 * is waited for: nothing overwrites the row's inputs
+                 * meanwhile), then whichever parts of the producer's
+                 * outputs no worker has taken yet: a worker that takes no
+                 * item writes none */
+                const mlxn_node *p = &ex->nodes[first - 1];
+                mlxn_cpu_pre_row(p, x);
+                for (int o; (o = atomic_fetch_add_explicit(&j->outs[g], 1, memory_order_relaxed)) < j->nth;)
+                    mlxn_cpu_pre_out(p, o, j->nth, x);
+            }
             const mlxn_node *n = &ex->nodes[first + (uint32_t)(i / j->nth)];
             if (fused) mlxn_cpu_matmul_x(n, i % j->nth, j->nth, scr, x);
             else mlxn_cpu_ops[n->op].run(n, i % j->nth, j->nth, scr);
+            did++;
         }
-        if (g + 1 < ex->n_groups) mlxn_tp_barrier(j->tp);
+        if (g + 1 == ex->n_groups) break;
+        /* the next group starts when every item of this one is finished,
+         * not when every worker has come: a worker that was descheduled
+         * holding no item is not waited for */
+        if (did) mlxn_tp_count_add(j->tp, &j->done[g], did);
+        mlxn_tp_count_wait(j->tp, &j->done[g], items);
     }
 }
 
@@ -212,14 +233,14 @@ static mlxn_status cpu_execute(mlxn_device *dev, mlxn_exec *ex, bool replay) {
         }
         c->scratch_cap = cap;
     }
-    _Atomic int stack_next[64];
-    _Atomic int *next = ex->n_groups <= 64 ? stack_next : mlxn_malloc(ex->n_groups * sizeof(_Atomic int));
+    _Atomic int stack_next[3 * 64];
+    _Atomic int *next = ex->n_groups <= 64 ? stack_next : mlxn_malloc(3 * ex->n_groups * sizeof(_Atomic int));
     if (!next) {
         pthread_mutex_unlock(&c->run_mu);
         return mlxn_err(MLXN_ERR_OUT_OF_MEMORY, "cpu: out of host memory");
     }
-    for (uint32_t g = 0; g < ex->n_groups; g++) atomic_init(&next[g], 0);
-    job j = {ex, c->tp, nth, c->scratch, next, ex->backend_state};
+    for (uint32_t g = 0; g < 3 * ex->n_groups; g++) atomic_init(&next[g], 0);
+    job j = {ex, c->tp, nth, c->scratch, next, next + ex->n_groups, next + 2 * ex->n_groups, ex->backend_state};
     ex->phases = ex->n_groups - (ex->backend_state ? ((const cpu_plan *)ex->backend_state)->fused : 0);
     mlxn_tp_run(c->tp, run_job, &j);
     if (next != stack_next) mlxn_free(next);

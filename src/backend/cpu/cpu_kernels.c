@@ -94,11 +94,13 @@ __attribute__((target("avx512f"))) static void silu_512(float *out, const float 
 
 #define T_AVX2 __attribute__((target("avx2,fma,f16c")))
 static bool cpu_avx2(void) {
-    static int c = -1;
-    if (c < 0)
-        __atomic_store_n(&c, __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"), /* and so F16C */
-                         __ATOMIC_RELAXED);
-    return c;
+    static int c = -1; /* relaxed both ways: every worker computes the same answer */
+    int v = __atomic_load_n(&c, __ATOMIC_RELAXED);
+    if (v < 0) {
+        v = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"); /* and so F16C */
+        __atomic_store_n(&c, v, __ATOMIC_RELAXED);
+    }
+    return v;
 }
 /* exp_512 for 8 lanes on AVX2 CPUs without AVX-512: the same reduction and
  * polynomial; 2^n is put into the exponent bits (no scalef), so x is
@@ -211,7 +213,11 @@ static void k_silu_mul(const mlxn_node *n, int ith, int nth, void *scratch) {
 
 /* ---- norms ---- */
 
+/* -DMLXN_CLONES= builds one copy: ThreadSanitizer's instrumentation of the
+ * clones' resolver crashes before the sanitizer starts */
+#ifndef MLXN_CLONES
 #define MLXN_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#endif
 
 /* Σ x² in double, as 8 interleaved partial sums (one double vector on
  * AVX-512) instead of one serial chain of D dependent adds. */
@@ -277,19 +283,21 @@ bool mlxn_cpu_pre_ok(const mlxn_node *n) {
     return n->n_out < 2 || !mlxn_ranges_overlap(T(0), T(1));
 }
 
-void mlxn_cpu_pre_row(const mlxn_node *n, int ith, int nth, float *x) {
+void mlxn_cpu_pre_row(const mlxn_node *n, float *x) {
+    const int64_t D = mlxn_tensor_elems(T(0));
+    if (n->op == MLXN_OP_SILU_MUL) silu_mul_range(x, F32(1), F32(2), 0, D);
+    else if (n->op == MLXN_OP_RMS_NORM) rms_row(x, F32(1), T(2), D, n->p.norm.eps);
+    else add_rms_row(x + D, x, F32(2), F32(3), T(4), D, n->p.norm.eps); /* the sum in x[D..2D) */
+}
+
+void mlxn_cpu_pre_out(const mlxn_node *n, int ith, int nth, const float *x) {
     int64_t D = mlxn_tensor_elems(T(0)), lo, hi;
     mlxn_split(D, ith, nth, &lo, &hi);
-    if (n->op == MLXN_OP_SILU_MUL) {
-        silu_mul_range(x, F32(1), F32(2), 0, D);
-        memcpy(F32(0) + lo, x + lo, (size_t)(hi - lo) * sizeof(float));
-    } else if (n->op == MLXN_OP_RMS_NORM) {
-        rms_row(x, F32(1), T(2), D, n->p.norm.eps);
-        memcpy(F32(0) + lo, x + lo, (size_t)(hi - lo) * sizeof(float));
-    } else { /* the sum in x[D..2D), the normalized row in x[0..D) */
-        add_rms_row(x + D, x, F32(2), F32(3), T(4), D, n->p.norm.eps);
+    if (n->op == MLXN_OP_ADD_RMS_NORM) { /* outputs: the sum, the normalized row */
         memcpy(F32(0) + lo, x + D + lo, (size_t)(hi - lo) * sizeof(float));
         memcpy(F32(1) + lo, x + lo, (size_t)(hi - lo) * sizeof(float));
+    } else {
+        memcpy(F32(0) + lo, x + lo, (size_t)(hi - lo) * sizeof(float));
     }
 }
 
