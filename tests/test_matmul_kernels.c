@@ -22,8 +22,8 @@
  *    amax/32512 where it is 2 (MLX weights: x in two int8 parts, codes and
  *    their residual at 1/128 of the step: at most d/256). A kernel that
  *    dropped the residual part fails this bound.
- *  - MLX AVX-512 decode (all bits) and the AVX2 int8 decode (4/8 bits)
- *    use s·q + b unrounded, where MLX rounds s·q and then
+ *  - MLX AVX-512 decode and the AVX2 int8 decode (all bits) use s·q + b
+ *    unrounded, where MLX rounds s·q and then
  *    s·q + b to the scale dtype: ≤ 2 half-ulps of values ≤ 2·G_k (G_k = max|w|
  *    of k's group, since |b| ≤ G_k and |s·q| ≤ |w| + |b|): rw = 2^-8 (bf16),
  *    2^-11 (f16), 2^-23 (f32), term rw·2·G_k·|x_k|.
@@ -296,7 +296,7 @@ static void check_mm_id(const char *format) {
  * Σ_k w_k²·(dx_k/128)²/12). The
  * offset / bias term must use the sum of the rounded x for that: with the
  * exact Σx the error is Σ_k s·q_k·e_k, ~4x the energy for weights around
- * zero (measured 3.6-4.2x, 2048 x 4096). Checked for MLX 4- and 8-bit
+ * zero (measured 3.6-4.2x, 2048 x 4096). Checked for MLX 3-, 4-, 6- and 8-bit
  * weights quantized from Gaussian ones (f32 scales: with bf16 ones the
  * reference's rounding of s·q + b, which the kernel skips, adds about as
  * much again) and uniform x, 256 outputs: the error energy within 1.5x of
@@ -347,6 +347,8 @@ int main(void) {
     check_int8_error_energy(8, false);
     check_int8_error_energy(4, true);
     check_int8_error_energy(8, true);
+    check_int8_error_energy(3, false); /* the int16 unpacking of 2/3/5/6 bits */
+    check_int8_error_energy(6, true);
     check_mm_id("q4_k");
     check_mm_id("mlx-q4-g64");
     check_mm_id("q8_0");

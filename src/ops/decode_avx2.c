@@ -17,6 +17,8 @@
  * onto them (|q-128| ≤ 128: 2·128·127 = 32512). MLX 8-bit with x in two
  * parts instead takes x as int16 128·c + c2 and the codes zero-extended to
  * int16, by madd alone: the same integer sums in half the instructions.
+ * MLX 2/3/5/6-bit takes x the same way (or c alone with int8 x), its codes
+ * unpacked to int16 by a shuffle, a multiply and a shift (dot_mlxb_t).
  * Per block of 32 the int32 lanes go to f32 and into an FMA with the
  * block's factor (weight scale × dx); offsets (q4_0's -8, q4_1's m, MLX biases, q4_k's mins, 8-bit's +128)
  * are taken once per block or group through Σx.
@@ -32,11 +34,11 @@
 #define T2 __attribute__((target("avx2,fma,f16c")))
 #define INL __attribute__((always_inline)) static inline
 
-enum { K_NONE, K_MLX4, K_MLX8, K_Q40, K_Q41, K_Q80, K_Q4K, K_Q5K, K_Q6K };
+enum { K_NONE, K_MLX4, K_MLX8, K_MLXB, K_Q40, K_Q41, K_Q80, K_Q4K, K_Q5K, K_Q6K };
 
 static int kind_of(const mlxn_qmat *w) {
     if (w->f32_act || w->K % 32) return K_NONE;
-    if (w->kind == MLXN_QKIND_MLX) return w->bits == 4 ? K_MLX4 : w->bits == 8 ? K_MLX8 : K_NONE;
+    if (w->kind == MLXN_QKIND_MLX) return w->bits == 4 ? K_MLX4 : w->bits == 8 ? K_MLX8 : K_MLXB; /* 2, 3, 5, 6 */
     switch (w->wtype) {
     case MLXN_Q4_0: return K_Q40;
     case MLXN_Q4_1: return K_Q41;
@@ -51,7 +53,7 @@ static int kind_of(const mlxn_qmat *w) {
 int mlxn_dec_avx2_parts(const mlxn_qmat *w) {
     int k = kind_of(w);
     if (k == K_NONE) return 0;
-    return (k == K_MLX4 || k == K_MLX8) && !w->int8_act ? 2 : 1;
+    return (k == K_MLX4 || k == K_MLX8 || k == K_MLXB) && !w->int8_act ? 2 : 1;
 }
 
 /* One x row, quantized. Codes in natural order, except for MLX 4-bit:
@@ -64,7 +66,8 @@ typedef struct xrow {
     float *dx;      /* per block: the step of the last part */
     float *xs;      /* per block: Σ c (q4_0's -8 offset) */
     int32_t *xs16;  /* q6_k: per 16 elements, Σ c (its -32 offset, scales per 16) */
-    int16_t *x16;   /* MLX 8-bit with two parts: 128·c + c2 as int16 (in c's and c2's space) */
+    int16_t *x16;   /* MLX 8-bit with two parts, 2/3/5/6-bit: 128·c + c2 (or c alone) as int16,
+                     * in natural order, in c's and c2's space */
     float *xg;      /* per block: Σ x as the codes give it */
     float *xgg;     /* per MLX group: Σ xg */
 } xrow;
@@ -89,7 +92,9 @@ static size_t al32(size_t n) { return (n + 31) & ~(size_t)31; }
 size_t mlxn_dec_avx2_scratch(int64_t K, int64_t M) {
     size_t nb = (size_t)K / 32, v = al32(nb * 4);
     /* codes: K + 32, a last odd MLX 4-bit block's odds sit past K */
-    return 32 + 2 * v + (size_t)(M > 0 ? M : 1) * (2 * al32((size_t)K + 32) + 6 * v);
+    /* + the MLX 2/3/5/6-bit last row's copy (≤ 6K/8 bytes + 32 zeros) and
+     * per-block factors (v) */
+    return 32 + 3 * v + al32((size_t)K + 32) + (size_t)(M > 0 ? M : 1) * (2 * al32((size_t)K + 32) + 6 * v);
 }
 
 T2 INL int hsum8i(__m256i v) {
@@ -151,23 +156,22 @@ T2 static void quant_x(const float *x, int64_t K, const xrow *r, int lay, bool t
                 s2 = _mm256_add_epi32(s2, q2[i]);
             }
         }
-        if (!(two && r->x16)) put_codes(r->c, b, pack32(q), lay);
+        if (!r->x16) put_codes(r->c, b, pack32(q), lay);
         r->xs[b] = (float)hsum8i(s);
         if (s16) { /* q6_k's scales per 16 */
             r->xs16[2 * b] = hsum8i(_mm256_add_epi32(q[0], q[1]));
             r->xs16[2 * b + 1] = hsum8i(_mm256_add_epi32(q[2], q[3]));
         }
+        if (r->x16) { /* 128·c + c2, |.| ≤ 128·127 + 64, or c: int16 */
+            __m256i c16[4];
+            for (int i = 0; i < 4; i++) c16[i] = two ? _mm256_add_epi32(_mm256_slli_epi32(q[i], 7), q2[i]) : q[i];
+            _mm256_storeu_si256((__m256i *)(r->x16 + 32 * b),
+                                _mm256_permute4x64_epi64(_mm256_packs_epi32(c16[0], c16[1]), 0xD8));
+            _mm256_storeu_si256((__m256i *)(r->x16 + 32 * b + 16),
+                                _mm256_permute4x64_epi64(_mm256_packs_epi32(c16[2], c16[3]), 0xD8));
+        }
         if (two) {
-            if (r->x16) { /* 128·c + c2, |.| ≤ 128·127 + 64: int16 */
-                __m256i c16[4];
-                for (int i = 0; i < 4; i++) c16[i] = _mm256_add_epi32(_mm256_slli_epi32(q[i], 7), q2[i]);
-                _mm256_storeu_si256((__m256i *)(r->x16 + 32 * b),
-                                    _mm256_permute4x64_epi64(_mm256_packs_epi32(c16[0], c16[1]), 0xD8));
-                _mm256_storeu_si256((__m256i *)(r->x16 + 32 * b + 16),
-                                    _mm256_permute4x64_epi64(_mm256_packs_epi32(c16[2], c16[3]), 0xD8));
-            } else {
-                put_codes(r->c2, b, pack32(q2), lay);
-            }
+            if (!r->x16) put_codes(r->c2, b, pack32(q2), lay);
             r->dx[b] = amax / 127.0f / 128.0f;
             r->xg[b] = r->dx[b] * (128.0f * r->xs[b] + (float)hsum8i(s2));
         } else {
@@ -587,6 +591,124 @@ MLX_ROWS(mlx_rows_2g64, true, 1)
 MLX_ROWS(mlx_rows_2g128, true, 2)
 #undef MLX_ROWS
 
+/* MLX 2/3/5/6-bit (B bits): element k of a row sits at bit B·k of its
+ * little-endian bit stream, so the 8 codes of chunk i (elements 8i..8i+7)
+ * lie in bytes B·i .. B·i + B - 1, code j at bit B·j of them. A block of 32
+ * is 4 chunks in 4·B bytes. Each 128-bit lane takes one chunk: a byte
+ * shuffle gives word j the two bytes holding code j's bits (from byte
+ * B·j/8), a multiply by 2^(16 - B - B·j%8) puts the code at the word's
+ * top, a shift by 16 - B brings it down: 16 codes as int16 in three
+ * instructions, then madd with x's int16 (as MLX 8-bit with two parts). */
+#define MLXB_W(B, L, J) (L) * (B) + (J) * (B) / 8, (L) * (B) + (J) * (B) / 8 + 1
+#define MLXB_L(B, L) MLXB_W(B, L, 0), MLXB_W(B, L, 1), MLXB_W(B, L, 2), MLXB_W(B, L, 3), MLXB_W(B, L, 4), \
+                     MLXB_W(B, L, 5), MLXB_W(B, L, 6), MLXB_W(B, L, 7)
+#define MLXB_SHUF(B) {MLXB_L(B, 0), MLXB_L(B, 1)}
+#define MLXB_M(B, J) (int16_t)(1 << (16 - (B) - (J) * (B) % 8))
+#define MLXB_ML(B) MLXB_M(B, 0), MLXB_M(B, 1), MLXB_M(B, 2), MLXB_M(B, 3), MLXB_M(B, 4), MLXB_M(B, 5), \
+                   MLXB_M(B, 6), MLXB_M(B, 7)
+#define MLXB_MUL(B) {MLXB_ML(B), MLXB_ML(B)}
+_Alignas(32) static const uint8_t mlxb_shuf[7][32] = {[2] = MLXB_SHUF(2), [3] = MLXB_SHUF(3), [5] = MLXB_SHUF(5),
+                                                      [6] = MLXB_SHUF(6)};
+_Alignas(32) static const int16_t mlxb_mul[7][16] = {[2] = MLXB_MUL(2), [3] = MLXB_MUL(3), [5] = MLXB_MUL(5),
+                                                     [6] = MLXB_MUL(6)};
+#undef MLXB_W
+#undef MLXB_L
+#undef MLXB_SHUF
+#undef MLXB_M
+#undef MLXB_ML
+#undef MLXB_MUL
+
+/* 16 codes as int16 from the two chunks at p and p + B (a 16-byte load
+ * broadcast to both lanes; the high lane's shuffle starts B bytes on). */
+T2 INL __m256i mlxb_codes16(const uint8_t *p, __m256i shuf, __m256i mul, const int B) {
+    const __m256i v = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)p));
+    return _mm256_srli_epi16(_mm256_mullo_epi16(_mm256_shuffle_epi8(v, shuf), mul), 16 - B);
+}
+
+/* Σ q·x16 over the block of codes at p, as 8 int32 lanes. */
+T2 INL __m256i mlxb_block(const uint8_t *p, const int16_t *x16, __m256i shuf, __m256i mul, const int B) {
+    return _mm256_add_epi32(
+        _mm256_madd_epi16(mlxb_codes16(p, shuf, mul, B), _mm256_loadu_si256((const __m256i *)x16)),
+        _mm256_madd_epi16(mlxb_codes16(p + 2 * B, shuf, mul, B), _mm256_loadu_si256((const __m256i *)(x16 + 16))));
+}
+
+/* f[b] = sc[b >> sh]·dx[b] for b < nb rounded up to 8 (sc holds G
+ * rounded up to 8, dx nb rounded up to 8). */
+T2 INL void mlxb_factors(float *f, const float *sc, const float *dx, int64_t nb, const int sh) {
+    const __m256i dup = sh == 1 ? _mm256_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3) : _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1);
+    for (int64_t b = 0; b < nb; b += 8) {
+        __m256 s;
+        if (sh == 0) s = _mm256_loadu_ps(sc + b);
+        else if (sh == 1) s = _mm256_permutevar8x32_ps(_mm256_castps128_ps256(_mm_loadu_ps(sc + b / 2)), dup);
+        else s = _mm256_permutevar8x32_ps(_mm256_castps128_ps256(_mm_castpd_ps(_mm_load_sd((const double *)(const void *)(sc + b / 4)))), dup);
+        _mm256_storeu_ps(f + b, _mm256_mul_ps(s, _mm256_loadu_ps(dx + b)));
+    }
+}
+
+/* Row q (K·B/8 bytes; 16 - 2·B readable bytes past its end) against x16:
+ * Σ_b scale·dx_b·Σ q·x16 + Σ_g bias_g·Σx_g; f: room for nb rounded up to 8. */
+T2 INL float dot_mlxb_t(const uint8_t *q, const xrow *x, const float *sc, const float *bi, float *f, int64_t nb,
+                        int64_t G, const int B, const int sh) {
+    const __m256i shuf = _mm256_load_si256((const __m256i *)mlxb_shuf[B]);
+    const __m256i mul = _mm256_load_si256((const __m256i *)mlxb_mul[B]);
+    mlxb_factors(f, sc, x->dx, nb, sh);
+    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+    int64_t b = 0;
+    for (; b + 2 <= nb; b += 2) { /* two blocks a step: one prefetch, one loop test */
+        const uint8_t *p = q + (size_t)(4 * B) * (size_t)b;
+        PF2(p);
+        a0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(mlxb_block(p, x->x16 + 32 * b, shuf, mul, B)),
+                             _mm256_broadcast_ss(f + b), a0);
+        a1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(mlxb_block(p + 4 * B, x->x16 + 32 * b + 32, shuf, mul, B)),
+                             _mm256_broadcast_ss(f + b + 1), a1);
+    }
+    if (b < nb)
+        a0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(mlxb_block(q + (size_t)(4 * B) * (size_t)b, x->x16 + 32 * b, shuf,
+                                                           mul, B)),
+                             _mm256_broadcast_ss(f + b), a0);
+    return mlxn_hsum_256(_mm256_add_ps(a0, a1)) + mlx_offsets(sc, bi, x->xgg, G, false);
+}
+
+/* Rows [n0, n1) of MLX B-bit W (B = 2, 3, 5, 6; group 32 << sh). The
+ * matrix's last row goes through `tail` (a copy with zeros after it): its
+ * last block's loads reach 16 - 2·B bytes past the end. The per-block
+ * factors go after it (al32(K + 32) bytes on). */
+T2 INL void mlxb_rows_t(const mlxn_qmat *w, const xrow *xr, int64_t M, float *y, int64_t n0, int64_t n1, float *sc,
+                        float *bi, uint8_t *tail, const int B, const int sh) {
+    const int64_t G = w->K / w->group, N = w->N, nb = w->K / 32;
+    const size_t rowb = (size_t)(w->K / 8 * B);
+    float *f = (float *)(void *)(tail + al32((size_t)w->K + 32));
+    for (int64_t n = n0; n < n1; n++) {
+        mlx_row_sb(w, n, G, sc, bi);
+        const uint8_t *q = (const uint8_t *)w->w + (size_t)n * rowb;
+        if (n == N - 1) {
+            memcpy(tail, q, rowb);
+            memset(tail + rowb, 0, 32);
+            q = tail;
+        }
+        for (int64_t m = 0; m < M; m++) y[m * N + n] = dot_mlxb_t(q, &xr[m], sc, bi, f, nb, G, B, sh);
+    }
+}
+#define MLXB_ROWS(NAME, B, SH)                                                                       \
+    T2 __attribute__((noinline)) static void NAME(const mlxn_qmat *w, const xrow *xr, int64_t M,     \
+                                                  float *y, int64_t n0, int64_t n1, float *sc,       \
+                                                  float *bi, uint8_t *tail) {                        \
+        mlxb_rows_t(w, xr, M, y, n0, n1, sc, bi, tail, B, SH);                                       \
+    }
+MLXB_ROWS(mlxb_rows_2g32, 2, 0)
+MLXB_ROWS(mlxb_rows_2g64, 2, 1)
+MLXB_ROWS(mlxb_rows_2g128, 2, 2)
+MLXB_ROWS(mlxb_rows_3g32, 3, 0)
+MLXB_ROWS(mlxb_rows_3g64, 3, 1)
+MLXB_ROWS(mlxb_rows_3g128, 3, 2)
+MLXB_ROWS(mlxb_rows_5g32, 5, 0)
+MLXB_ROWS(mlxb_rows_5g64, 5, 1)
+MLXB_ROWS(mlxb_rows_5g128, 5, 2)
+MLXB_ROWS(mlxb_rows_6g32, 6, 0)
+MLXB_ROWS(mlxb_rows_6g64, 6, 1)
+MLXB_ROWS(mlxb_rows_6g128, 6, 2)
+#undef MLXB_ROWS
+
 /* Rows [n0, n1) of a GGML-block W against the M x rows, one function per
  * format (each dot inlined into its own loop; nb: the dot's block count). */
 #define GGML_ROWS(NAME, DOT, NB)                                                                     \
@@ -611,12 +733,14 @@ T2 void mlxn_dec_avx2(const mlxn_qmat *w, const float *x, float *y, int64_t M, i
                       void *scratch) {
     const int kind = kind_of(w);
     const int64_t K = w->K, nb = K / 32;
-    const bool two = mlxn_dec_avx2_parts(w) == 2, mlx = kind == K_MLX4 || kind == K_MLX8;
+    const bool two = mlxn_dec_avx2_parts(w) == 2, mlx = kind == K_MLX4 || kind == K_MLX8 || kind == K_MLXB;
     const size_t v = al32((size_t)nb * 4); /* a float per block (scales, biases: per group, fewer) */
     const int per = mlx ? w->group / 32 : 1;
     uint8_t *p = (uint8_t *)up32((uintptr_t)scratch);
     float *sc = (float *)p, *bi = (float *)(p + v);
     p += 2 * v;
+    uint8_t *tail = p; /* MLX 2/3/5/6-bit: a row copy, then factors */
+    p += al32((size_t)K + 32) + v;
     xrow xr[MLXN_AVX2_DECODE_ROWS];
     for (int64_t m = 0; m < M; m++) {
         xrow *r = &xr[m];
@@ -629,7 +753,7 @@ T2 void mlxn_dec_avx2(const mlxn_qmat *w, const float *x, float *y, int64_t M, i
         r->xgg = (float *)(p + 3 * v);
         r->xs16 = (int32_t *)(p + 4 * v);
         /* 2K bytes over c and c2 (2·al32(K + 32) of them, adjacent) */
-        r->x16 = kind == K_MLX8 && two ? (int16_t *)(void *)r->c : NULL;
+        r->x16 = (kind == K_MLX8 && two) || kind == K_MLXB ? (int16_t *)(void *)r->c : NULL;
         p += 6 * v;
         quant_x(x + m * K, K, r, kind == K_MLX4 ? XL_MLX4 : kind == K_Q40 || kind == K_Q41 ? XL_HALVES : XL_NAT,
                 two, kind == K_Q6K);
@@ -642,6 +766,17 @@ T2 void mlxn_dec_avx2(const mlxn_qmat *w, const float *x, float *y, int64_t M, i
             }
             for (int64_t g = G; g % 8; g++) r->xgg[g] = 0.0f; /* mlx_offsets' last step */
         }
+    }
+    if (kind == K_MLXB) {
+        static void (*const fb[7][3])(const mlxn_qmat *, const xrow *, int64_t, float *, int64_t, int64_t, float *,
+                                      float *, uint8_t *) = {
+            [2] = {mlxb_rows_2g32, mlxb_rows_2g64, mlxb_rows_2g128},
+            [3] = {mlxb_rows_3g32, mlxb_rows_3g64, mlxb_rows_3g128},
+            [5] = {mlxb_rows_5g32, mlxb_rows_5g64, mlxb_rows_5g128},
+            [6] = {mlxb_rows_6g32, mlxb_rows_6g64, mlxb_rows_6g128},
+        };
+        fb[w->bits][per == 1 ? 0 : per == 2 ? 1 : 2](w, xr, M, y, n0, n1, sc, bi, tail);
+        return;
     }
     if (mlx) {
         void (*f)(const mlxn_qmat *, const xrow *, int64_t, float *, int64_t, int64_t, float *, float *) =

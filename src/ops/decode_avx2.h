@@ -11,7 +11,7 @@
 
 /* How these kernels take x for w: 0 not served (f32 path), 1 int8 codes per
  * 32 elements, 2 int8 codes and their rounding residual at 1/128 of the step
- * (MLX 4/8-bit weights unless w->int8_act). Needs a CPU with AVX2, FMA and
+ * (MLX weights unless w->int8_act). Needs a CPU with AVX2, FMA and
  * F16C (the caller checks AVX2 and FMA; such CPUs have F16C). */
 int mlxn_dec_avx2_parts(const mlxn_qmat *w);
 /* Scratch bytes for M rows of x of length K. */
