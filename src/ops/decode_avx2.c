@@ -88,13 +88,14 @@ typedef struct xrow {
     } while (0)
 
 static size_t al32(size_t n) { return (n + 31) & ~(size_t)31; }
+static int64_t al8(int64_t n) { return (n + 7) & ~(int64_t)7; }
 
 size_t mlxn_dec_avx2_scratch(int64_t K, int64_t M) {
     size_t nb = (size_t)K / 32, v = al32(nb * 4);
     /* codes: K + 32, a last odd MLX 4-bit block's odds sit past K */
-    /* + the MLX 2/3/5/6-bit last row's copy (≤ 6K/8 bytes + 32 zeros) and
-     * per-block factors (v) */
-    return 32 + 3 * v + al32((size_t)K + 32) + (size_t)(M > 0 ? M : 1) * (2 * al32((size_t)K + 32) + 6 * v);
+    /* scales and biases of two rows as f32 (4v), the MLX 2/3/5/6-bit last
+     * row's copy (≤ 6K/8 bytes + 32 zeros) and per-block factors (v) */
+    return 32 + 5 * v + al32((size_t)K + 32) + (size_t)(M > 0 ? M : 1) * (2 * al32((size_t)K + 32) + 6 * v);
 }
 
 T2 INL int hsum8i(__m256i v) {
@@ -102,6 +103,13 @@ T2 INL int hsum8i(__m256i v) {
     h = _mm_add_epi32(h, _mm_shuffle_epi32(h, 0x4E));
     h = _mm_add_epi32(h, _mm_shuffle_epi32(h, 0xB1));
     return _mm_cvtsi128_si32(h);
+}
+
+/* The sums of v0's and of v1's lanes, in lanes 0 and 1. */
+T2 INL __m128 hsum2_256(__m256 v0, __m256 v1) {
+    const __m256 h = _mm256_hadd_ps(v0, v1); /* v0 01 23, v1 01 23 | v0 45 67, v1 45 67 */
+    const __m128 q = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+    return _mm_hadd_ps(q, q);
 }
 
 /* 32 int32 codes (4 x 8 lanes, each in [-128, 127]) → 32 int8 in order. */
@@ -196,6 +204,23 @@ T2 INL __m256i nibbles16(const uint8_t *p) {
     return _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(v, 4), v), _mm256_set1_epi8(0x0F));
 }
 
+/* A last odd q4_0 / q4_1 block b (at p) against x in XL_HALVES: its
+ * elements 0-15 at x->c + 32b, 16-31 at + 32. */
+T2 INL float q4_last(const uint8_t *p, const xrow *x, int64_t b, const bool q41) {
+    const int8_t *c = x->c + 32 * b;
+    const __m256i xc = _mm256_set_m128i(_mm_loadu_si128((const __m128i *)(c + 32)), _mm_loadu_si128((const __m128i *)c));
+    uint16_t d;
+    memcpy(&d, p, 2);
+    const float f = mlxn_h2f_f16c(d) * x->dx[b];
+    const float s = f * mlxn_hsum_256(_mm256_cvtepi32_ps(dot_u(nibbles16(p + (q41 ? 4 : 2)), xc)));
+    if (q41) {
+        uint16_t m;
+        memcpy(&m, p + 2, 2);
+        return s + mlxn_h2f_f16c(m) * x->xg[b];
+    }
+    return s - 8.0f * f * x->xs[b];
+}
+
 /* q4_0 / q4_1 row against x in XL_HALVES: two blocks a step, their 16
  * code bytes side by side in one vector, so the low nibbles of both meet x's
  * elements 0-15 of both and the high ones 16-31; the products summed to
@@ -241,26 +266,76 @@ T2 INL float dot_q4(const uint8_t *row, const xrow *x, int64_t nb, const bool q4
         a0 = a1; /* two chains, no branch */
         a1 = t;
     }
-    float tail = 0.0f;
-    if (b < nb) { /* a last odd block: elements 0-15 at c, 16-31 at c + 32 */
-        const uint8_t *p = row + (size_t)b * bs;
-        const int8_t *c = x->c + 32 * b;
-        const __m256i xc = _mm256_set_m128i(_mm_loadu_si128((const __m128i *)(c + 32)), _mm_loadu_si128((const __m128i *)c));
-        uint16_t d;
-        memcpy(&d, p, 2);
-        const float f = mlxn_h2f_f16c(d) * x->dx[b];
-        a0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot_u(nibbles16(p + off), xc)), _mm256_set1_ps(f), a0);
-        if (q41) {
-            uint16_t m;
-            memcpy(&m, p + 2, 2);
-            tail = mlxn_h2f_f16c(m) * x->xg[b];
-        } else {
-            tail = -8.0f * f * x->xs[b];
-        }
-    }
+    const float tail = b < nb ? q4_last(row + (size_t)b * bs, x, b, q41) : 0.0f;
     __m128 c2 = _mm_add_ps(cor, _mm_movehdup_ps(cor)); /* lanes 0 + 1 */
     const float o = _mm_cvtss_f32(c2);
     return mlxn_hsum_256(_mm256_add_ps(a0, a1)) + (q41 ? o : -8.0f * o) + tail;
+}
+
+/* dot_q4 for rows r0 and r1 at once: x's loads and the horizontal sums
+ * shared by the pair. */
+T2 INL void dot_q4x2(const uint8_t *r0, const uint8_t *r1, const xrow *x, int64_t nb, float *y0, float *y1,
+                     const bool q41) {
+    const size_t bs = q41 ? sizeof(mlxn_block_q4_1) : sizeof(mlxn_block_q4_0);
+    const int off = q41 ? 4 : 2;
+    const __m256i m4 = _mm256_set1_epi8(0x0F), one = _mm256_set1_epi16(1);
+    const __m256i pair = _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1);
+    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+    __m128 cor = _mm_setzero_ps(); /* lanes 0-1 row 0, 2-3 row 1 */
+    int64_t b = 0;
+    for (; b + 2 <= nb; b += 2) {
+        const uint8_t *p = r0 + (size_t)b * bs, *q = r1 + (size_t)b * bs;
+        PF2(p);
+        PF2(q);
+        const __m256i v0 = _mm256_set_m128i(_mm_loadu_si128((const __m128i *)(p + bs + off)),
+                                            _mm_loadu_si128((const __m128i *)(p + off)));
+        const __m256i v1 = _mm256_set_m128i(_mm_loadu_si128((const __m128i *)(q + bs + off)),
+                                            _mm_loadu_si128((const __m128i *)(q + off)));
+        const int8_t *c = x->c + 32 * b;
+        const __m256i cl = _mm256_loadu_si256((const __m256i *)c), ch = _mm256_loadu_si256((const __m256i *)(c + 32));
+        const __m256i p0 = _mm256_add_epi16(_mm256_maddubs_epi16(_mm256_and_si256(v0, m4), cl),
+                                            _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(v0, 4), m4), ch));
+        const __m256i p1 = _mm256_add_epi16(_mm256_maddubs_epi16(_mm256_and_si256(v1, m4), cl),
+                                            _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(v1, 4), m4), ch));
+        /* d (and m) of the four blocks in one conversion: q4_0 [d p_b, d p_b+1,
+         * d q_b, d q_b+1], q4_1 [d p_b, m p_b, d p_b+1, m p_b+1, d q_b, m q_b, ..] */
+        uint32_t w[4];
+        memcpy(&w[0], p, 4);
+        memcpy(&w[1], p + bs, 4);
+        memcpy(&w[2], q, 4);
+        memcpy(&w[3], q + bs, 4);
+        const __m128 dx2 = _mm_castpd_ps(_mm_load_sd((const double *)(const void *)(x->dx + b)));
+        __m128 d4, f4;
+        if (q41) { /* [d m d m] of each row, then d's and m's of both */
+            const __m128 dp = _mm_cvtph_ps(_mm_unpacklo_epi32(_mm_cvtsi32_si128((int)w[0]), _mm_cvtsi32_si128((int)w[1])));
+            const __m128 dq = _mm_cvtph_ps(_mm_unpacklo_epi32(_mm_cvtsi32_si128((int)w[2]), _mm_cvtsi32_si128((int)w[3])));
+            d4 = _mm_shuffle_ps(dp, dq, 0x88);              /* d: p_b p_b+1 q_b q_b+1 */
+            const __m128 m4f = _mm_shuffle_ps(dp, dq, 0xDD); /* m: the same order */
+            const __m128 xg2 = _mm_castpd_ps(_mm_load_sd((const double *)(const void *)(x->xg + b)));
+            cor = _mm_fmadd_ps(m4f, _mm_movelh_ps(xg2, xg2), cor);
+        } else {
+            d4 = _mm_cvtph_ps(_mm_unpacklo_epi32(_mm_cvtsi32_si128((int)((w[0] & 0xFFFF) | (w[1] << 16))),
+                                                 _mm_cvtsi32_si128((int)((w[2] & 0xFFFF) | (w[3] << 16)))));
+        }
+        f4 = _mm_mul_ps(d4, _mm_movelh_ps(dx2, dx2));
+        if (!q41) cor = _mm_fmadd_ps(f4, _mm_movelh_ps(_mm_castpd_ps(_mm_load_sd((const double *)(const void *)(x->xs + b))),
+                                                      _mm_castpd_ps(_mm_load_sd((const double *)(const void *)(x->xs + b)))),
+                                     cor);
+        const __m256 f8 = _mm256_castps128_ps256(f4);
+        a0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(p0, one)), _mm256_permutevar8x32_ps(f8, pair), a0);
+        a1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(p1, one)),
+                             _mm256_permutevar8x32_ps(f8, _mm256_setr_epi32(2, 2, 2, 2, 3, 3, 3, 3)), a1);
+    }
+    __m128 r = hsum2_256(a0, a1);
+    const __m128 o = _mm_hadd_ps(cor, cor); /* row 0, row 1 */
+    r = q41 ? _mm_add_ps(r, o) : _mm_fmadd_ps(_mm_set1_ps(-8.0f), o, r);
+    float t0 = _mm_cvtss_f32(r), t1 = _mm_cvtss_f32(_mm_movehdup_ps(r));
+    if (b < nb) { /* a last odd block */
+        t0 += q4_last(r0 + (size_t)b * bs, x, b, q41);
+        t1 += q4_last(r1 + (size_t)b * bs, x, b, q41);
+    }
+    *y0 = t0;
+    *y1 = t1;
 }
 
 /* dot_q4 with q41 a constant */
@@ -457,15 +532,15 @@ T2 static void mlx_row_sb(const mlxn_qmat *w, int64_t n, int64_t G, float *sc, f
 }
 
 /* Σ_g v_g·xgg_g (8-bit: (bias + 128·scale)·Σx, for q - 128; 4-bit: bias·Σx),
- * over G rounded up to 8 (sc, bi and xgg hold zeros there). */
-T2 INL float mlx_offsets(const float *sc, const float *bi, const float *xgg, int64_t G, bool b8) {
+ * over G rounded up to 8 (sc, bi and xgg hold zeros there), in 8 lanes
+ * (a caller with lanes of its own sums them all once). */
+T2 INL __m256 mlx_offsets_v(const float *sc, const float *bi, const float *xgg, int64_t G, bool b8) {
     __m256 a = _mm256_setzero_ps();
     const __m256 k = _mm256_set1_ps(b8 ? 128.0f : 0.0f);
-    for (int64_t g = 0; g < G; g += 8) {
-        const __m256 v = _mm256_fmadd_ps(k, _mm256_loadu_ps(sc + g), _mm256_loadu_ps(bi + g));
-        a = _mm256_fmadd_ps(v, _mm256_loadu_ps(xgg + g), a);
-    }
-    return mlxn_hsum_256(a);
+    for (int64_t g = 0; g < G; g += 8)
+        a = _mm256_fmadd_ps(_mm256_fmadd_ps(k, _mm256_loadu_ps(sc + g), _mm256_loadu_ps(bi + g)),
+                            _mm256_loadu_ps(xgg + g), a);
+    return a;
 }
 
 /* MLX 4/8-bit row n against one x row; sc / bi the row's scales and biases.
@@ -473,8 +548,9 @@ T2 INL float mlx_offsets(const float *sc, const float *bi, const float *xgg, int
 T2 INL float dot_mlx_t(const mlxn_qmat *w, int64_t n, const xrow *x, const float *sc, const float *bi,
                        int64_t G, const bool two, const int sh) {
     const int64_t K = w->K, nb = K / 32;
-    const float cor = mlx_offsets(sc, bi, x->xgg, G, w->bits == 8 && !two); /* the +128 of q - 128 */
-    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+    /* the offsets in a0's lanes from the start (8-bit with x in one part:
+     * with the +128 of q - 128) */
+    __m256 a0 = mlx_offsets_v(sc, bi, x->xgg, G, w->bits == 8 && !two), a1 = _mm256_setzero_ps();
     if (w->bits == 8 && two) {
         /* codes q zero-extended to int16 against x's 128·c + c2: products
          * ≤ 255·16320, a block's sum < 2^31; no sign moves, no +128 */
@@ -490,7 +566,7 @@ T2 INL float dot_mlx_t(const mlxn_qmat *w, int64_t n, const xrow *x, const float
             a0 = a1; /* two chains, no branch */
             a1 = t;
         }
-        return mlxn_hsum_256(_mm256_add_ps(a0, a1)) + cor;
+        return mlxn_hsum_256(_mm256_add_ps(a0, a1));
     }
     if (w->bits == 8) {
         const uint8_t *row = (const uint8_t *)w->w + (size_t)n * (size_t)K;
@@ -512,7 +588,7 @@ T2 INL float dot_mlx_t(const mlxn_qmat *w, int64_t n, const xrow *x, const float
             a0 = a1;
             a1 = t;
         }
-        return mlxn_hsum_256(_mm256_add_ps(a0, a1)) + cor;
+        return mlxn_hsum_256(_mm256_add_ps(a0, a1));
     }
     const uint8_t *row = (const uint8_t *)w->w + (size_t)n * (size_t)(K / 2);
     const __m256i m4 = _mm256_set1_epi8(0x0F);
@@ -562,7 +638,96 @@ T2 INL float dot_mlx_t(const mlxn_qmat *w, int64_t n, const xrow *x, const float
         }
         a0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), _mm256_set1_ps(sc[b >> sh] * x->dx[b]), a0);
     }
-    return mlxn_hsum_256(_mm256_add_ps(a0, a1)) + cor;
+    return mlxn_hsum_256(_mm256_add_ps(a0, a1));
+}
+
+/* MLX 4-bit rows w0 and w1 (their scales / biases as f32: s0, b0, s1, b1)
+ * against one x row: the x loads and the horizontal sums shared by the
+ * pair (at K = 576 a row's 18 blocks left the per-row work a quarter of
+ * the time). The products as dot_mlx_t's 4-bit loop. */
+T2 INL void dot_mlx4x2_t(const uint8_t *w0, const uint8_t *w1, const xrow *x, const float *s0, const float *b0,
+                         const float *s1, const float *b1, int64_t nb, int64_t G, float *y0, float *y1,
+                         const bool two, const int sh) {
+    const __m256i m4 = _mm256_set1_epi8(0x0F), k128 = _mm256_set1_epi16(128), one = _mm256_set1_epi16(1);
+    const __m256i pair = _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1);
+    __m256 a0 = mlx_offsets_v(s0, b0, x->xgg, G, false), a1 = mlx_offsets_v(s1, b1, x->xgg, G, false);
+    int64_t b = 0;
+    for (; b + 2 <= nb; b += 2) { /* a block pair: 32 bytes of each row */
+        if (b & 2) {
+            PF2(w0 + 16 * b);
+            PF2(w1 + 16 * b);
+        }
+        const __m256i v0 = _mm256_loadu_si256((const __m256i *)(w0 + 16 * b));
+        const __m256i v1 = _mm256_loadu_si256((const __m256i *)(w1 + 16 * b));
+        const __m256i lo0 = _mm256_and_si256(v0, m4), hi0 = _mm256_and_si256(_mm256_srli_epi16(v0, 4), m4);
+        const __m256i lo1 = _mm256_and_si256(v1, m4), hi1 = _mm256_and_si256(_mm256_srli_epi16(v1, 4), m4);
+        const __m256i ce = _mm256_loadu_si256((const __m256i *)(x->c + 32 * b));
+        const __m256i co = _mm256_loadu_si256((const __m256i *)(x->c + 32 * b + 32));
+        __m256i t0 = _mm256_add_epi16(_mm256_maddubs_epi16(lo0, ce), _mm256_maddubs_epi16(hi0, co));
+        __m256i t1 = _mm256_add_epi16(_mm256_maddubs_epi16(lo1, ce), _mm256_maddubs_epi16(hi1, co));
+        if (two) {
+            const __m256i ce2 = _mm256_loadu_si256((const __m256i *)(x->c2 + 32 * b));
+            const __m256i co2 = _mm256_loadu_si256((const __m256i *)(x->c2 + 32 * b + 32));
+            t0 = _mm256_add_epi32(_mm256_madd_epi16(t0, k128),
+                                  _mm256_madd_epi16(_mm256_add_epi16(_mm256_maddubs_epi16(lo0, ce2),
+                                                                     _mm256_maddubs_epi16(hi0, co2)), one));
+            t1 = _mm256_add_epi32(_mm256_madd_epi16(t1, k128),
+                                  _mm256_madd_epi16(_mm256_add_epi16(_mm256_maddubs_epi16(lo1, ce2),
+                                                                     _mm256_maddubs_epi16(hi1, co2)), one));
+        } else {
+            t0 = _mm256_madd_epi16(t0, one);
+            t1 = _mm256_madd_epi16(t1, one);
+        }
+        /* lanes 0-3 block b, 4-7 block b+1: factors scale·dx of each */
+        const __m128 dx = _mm_castpd_ps(_mm_load_sd((const double *)(const void *)(x->dx + b)));
+        const __m128 f0 = _mm_mul_ps(dx, sh ? _mm_set1_ps(s0[b >> sh])
+                                            : _mm_castpd_ps(_mm_load_sd((const double *)(const void *)(s0 + b))));
+        const __m128 f1 = _mm_mul_ps(dx, sh ? _mm_set1_ps(s1[b >> sh])
+                                            : _mm_castpd_ps(_mm_load_sd((const double *)(const void *)(s1 + b))));
+        a0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(t0), _mm256_permutevar8x32_ps(_mm256_castps128_ps256(f0), pair), a0);
+        a1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(t1), _mm256_permutevar8x32_ps(_mm256_castps128_ps256(f1), pair), a1);
+    }
+    if (b < nb) { /* a last odd block: its 16 bytes, x's evens and odds 32 apart */
+        const int8_t *c = x->c + 32 * b, *c2 = x->c2 + 32 * b;
+        const __m256i xc = _mm256_set_m128i(_mm_loadu_si128((const __m128i *)(c + 32)), _mm_loadu_si128((const __m128i *)c));
+        const __m256i xc2 = two ? _mm256_set_m128i(_mm_loadu_si128((const __m128i *)(c2 + 32)),
+                                                   _mm_loadu_si128((const __m128i *)c2))
+                                : xc;
+        const __m256i q0 = nibbles16(w0 + 16 * b), q1 = nibbles16(w1 + 16 * b);
+        const __m256i t0 = two ? dot_u2(q0, xc, xc2) : dot_u(q0, xc), t1 = two ? dot_u2(q1, xc, xc2) : dot_u(q1, xc);
+        a0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(t0), _mm256_set1_ps(s0[b >> sh] * x->dx[b]), a0);
+        a1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(t1), _mm256_set1_ps(s1[b >> sh] * x->dx[b]), a1);
+    }
+    const __m128 r = hsum2_256(a0, a1);
+    *y0 = _mm_cvtss_f32(r);
+    *y1 = _mm_cvtss_f32(_mm_movehdup_ps(r));
+}
+
+/* MLX 8-bit rows w0 and w1 against one x row in two parts (x16), as
+ * dot_mlx_t's int16 loop, two rows sharing x's loads and the sums. */
+T2 INL void dot_mlx8x2_t(const uint8_t *w0, const uint8_t *w1, const xrow *x, const float *s0, const float *b0,
+                         const float *s1, const float *b1, int64_t nb, int64_t G, float *y0, float *y1, const int sh) {
+    __m256 a0 = mlx_offsets_v(s0, b0, x->xgg, G, false), a1 = mlx_offsets_v(s1, b1, x->xgg, G, false);
+    for (int64_t b = 0; b < nb; b++) {
+        if (b & 1) {
+            PF2(w0 + 32 * b);
+            PF2(w1 + 32 * b);
+        }
+        const __m256i xa = _mm256_loadu_si256((const __m256i *)(x->x16 + 32 * b));
+        const __m256i xb = _mm256_loadu_si256((const __m256i *)(x->x16 + 32 * b + 16));
+        const __m256i t0 = _mm256_add_epi32(
+            _mm256_madd_epi16(_mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(w0 + 32 * b))), xa),
+            _mm256_madd_epi16(_mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(w0 + 32 * b + 16))), xb));
+        const __m256i t1 = _mm256_add_epi32(
+            _mm256_madd_epi16(_mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(w1 + 32 * b))), xa),
+            _mm256_madd_epi16(_mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(w1 + 32 * b + 16))), xb));
+        const float dx = x->dx[b];
+        a0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(t0), _mm256_set1_ps(s0[b >> sh] * dx), a0);
+        a1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(t1), _mm256_set1_ps(s1[b >> sh] * dx), a1);
+    }
+    const __m128 r = hsum2_256(a0, a1);
+    *y0 = _mm_cvtss_f32(r);
+    *y1 = _mm_cvtss_f32(_mm_movehdup_ps(r));
 }
 
 /* Rows [n0, n1) of MLX 4/8-bit W against the M x rows, with x's parts and
@@ -572,7 +737,21 @@ T2 INL float dot_mlx_t(const mlxn_qmat *w, int64_t n, const xrow *x, const float
 T2 INL void mlx_rows_t(const mlxn_qmat *w, const xrow *xr, int64_t M, float *y, int64_t n0, int64_t n1,
                        float *sc, float *bi, const bool two, const int sh) {
     const int64_t G = w->K / w->group, N = w->N;
-    for (int64_t n = n0; n < n1; n++) {
+    int64_t n = n0;
+    if (M == 1 && (w->bits == 4 || two)) { /* rows two at a time (sc / bi: room for two rows' worth) */
+        const size_t rb = (size_t)(w->K / 8 * w->bits);
+        float *sc1 = sc + al8(G), *bi1 = bi + al8(G);
+        for (; n + 2 <= n1; n += 2) {
+            mlx_row_sb(w, n, G, sc, bi);
+            mlx_row_sb(w, n + 1, G, sc1, bi1);
+            const uint8_t *w0 = (const uint8_t *)w->w + (size_t)n * rb;
+            if (w->bits == 4)
+                dot_mlx4x2_t(w0, w0 + rb, xr, sc, bi, sc1, bi1, w->K / 32, G, y + n, y + n + 1, two, sh);
+            else
+                dot_mlx8x2_t(w0, w0 + rb, xr, sc, bi, sc1, bi1, w->K / 32, G, y + n, y + n + 1, sh);
+        }
+    }
+    for (; n < n1; n++) {
         mlx_row_sb(w, n, G, sc, bi);
         for (int64_t m = 0; m < M; m++) y[m * N + n] = dot_mlx_t(w, n, &xr[m], sc, bi, G, two, sh);
     }
@@ -652,7 +831,7 @@ T2 INL float dot_mlxb_t(const uint8_t *q, const xrow *x, const float *sc, const 
     const __m256i shuf = _mm256_load_si256((const __m256i *)mlxb_shuf[B]);
     const __m256i mul = _mm256_load_si256((const __m256i *)mlxb_mul[B]);
     mlxb_factors(f, sc, x->dx, nb, sh);
-    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+    __m256 a0 = mlx_offsets_v(sc, bi, x->xgg, G, false), a1 = _mm256_setzero_ps();
     int64_t b = 0;
     for (; b + 2 <= nb; b += 2) { /* two blocks a step: one prefetch, one loop test */
         const uint8_t *p = q + (size_t)(4 * B) * (size_t)b;
@@ -666,7 +845,7 @@ T2 INL float dot_mlxb_t(const uint8_t *q, const xrow *x, const float *sc, const 
         a0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(mlxb_block(q + (size_t)(4 * B) * (size_t)b, x->x16 + 32 * b, shuf,
                                                            mul, B)),
                              _mm256_broadcast_ss(f + b), a0);
-    return mlxn_hsum_256(_mm256_add_ps(a0, a1)) + mlx_offsets(sc, bi, x->xgg, G, false);
+    return mlxn_hsum_256(_mm256_add_ps(a0, a1));
 }
 
 /* Rows [n0, n1) of MLX B-bit W (B = 2, 3, 5, 6; group 32 << sh). The
@@ -719,8 +898,24 @@ MLXB_ROWS(mlxb_rows_6g128, 6, 2)
             for (int64_t m = 0; m < M; m++) y[m * w->N + n] = DOT(row, &xr[m], NB);                 \
         }                                                                                            \
     }
-GGML_ROWS(rows_q40, dot_q40, w->K / 32)
-GGML_ROWS(rows_q41, dot_q41, w->K / 32)
+/* q4_0 / q4_1: rows two at a time when there is one x row */
+#define Q4_ROWS(NAME, Q41)                                                                           \
+    T2 __attribute__((noinline)) static void NAME(const mlxn_qmat *w, const xrow *xr, int64_t M,     \
+                                                  float *y, int64_t n0, int64_t n1) {                \
+        const int64_t nb = w->K / 32;                                                                \
+        const uint8_t *w0 = (const uint8_t *)w->w;                                                   \
+        int64_t n = n0;                                                                              \
+        if (M == 1)                                                                                  \
+            for (; n + 2 <= n1; n += 2)                                                              \
+                dot_q4x2(w0 + (size_t)n * w->row_bytes, w0 + (size_t)(n + 1) * w->row_bytes, xr, nb, \
+                         y + n, y + n + 1, Q41);                                                     \
+        for (; n < n1; n++)                                                                          \
+            for (int64_t m = 0; m < M; m++)                                                          \
+                y[m * w->N + n] = dot_q4(w0 + (size_t)n * w->row_bytes, &xr[m], nb, Q41);            \
+    }
+Q4_ROWS(rows_q40, false)
+Q4_ROWS(rows_q41, true)
+#undef Q4_ROWS
 GGML_ROWS(rows_q80, dot_q80, w->K / 32)
 GGML_ROWS(rows_q4k, dot_q4k, w->K / 256)
 GGML_ROWS(rows_q5k, dot_q5k, w->K / 256)
@@ -737,8 +932,8 @@ T2 void mlxn_dec_avx2(const mlxn_qmat *w, const float *x, float *y, int64_t M, i
     const size_t v = al32((size_t)nb * 4); /* a float per block (scales, biases: per group, fewer) */
     const int per = mlx ? w->group / 32 : 1;
     uint8_t *p = (uint8_t *)up32((uintptr_t)scratch);
-    float *sc = (float *)p, *bi = (float *)(p + v);
-    p += 2 * v;
+    float *sc = (float *)p, *bi = (float *)(p + 2 * v); /* two rows' worth each */
+    p += 4 * v;
     uint8_t *tail = p; /* MLX 2/3/5/6-bit: a row copy, then factors */
     p += al32((size_t)K + 32) + v;
     xrow xr[MLXN_AVX2_DECODE_ROWS];
