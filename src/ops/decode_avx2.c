@@ -88,14 +88,25 @@ typedef struct xrow {
     } while (0)
 
 static size_t al32(size_t n) { return (n + 31) & ~(size_t)31; }
-static int64_t al8(int64_t n) { return (n + 7) & ~(int64_t)7; }
+
+/* MLX scales and biases are converted to f32 for a run of rows at once:
+ * as many rows as fit SB_CHUNK values (at least 2). */
+#define SB_CHUNK 4096
+static int64_t sb_rows(int64_t G) { return SB_CHUNK / G >= 2 ? SB_CHUNK / G : 2; }
+/* f32 room for one run's scales (or biases) at any group size of K: a run
+ * holds at most max(2G, SB_CHUNK) values, G ≤ K / 32, and the last row's
+ * vector reads run up to 8 past it. */
+static size_t sb_bytes(int64_t K) {
+    const int64_t g = K / 32;
+    return al32((size_t)((2 * g > SB_CHUNK ? 2 * g : SB_CHUNK) + 8) * 4);
+}
 
 size_t mlxn_dec_avx2_scratch(int64_t K, int64_t M) {
     size_t nb = (size_t)K / 32, v = al32(nb * 4);
     /* codes: K + 32, a last odd MLX 4-bit block's odds sit past K */
-    /* scales and biases of two rows as f32 (4v), the MLX 2/3/5/6-bit last
+    /* a run of rows' scales and biases as f32, the MLX 2/3/5/6-bit last
      * row's copy (≤ 6K/8 bytes + 32 zeros) and per-block factors (v) */
-    return 32 + 5 * v + al32((size_t)K + 32) + (size_t)(M > 0 ? M : 1) * (2 * al32((size_t)K + 32) + 6 * v);
+    return 32 + 2 * sb_bytes(K) + v + al32((size_t)K + 32) + (size_t)(M > 0 ? M : 1) * (2 * al32((size_t)K + 32) + 6 * v);
 }
 
 T2 INL int hsum8i(__m256i v) {
@@ -104,6 +115,10 @@ T2 INL int hsum8i(__m256i v) {
     h = _mm_add_epi32(h, _mm_shuffle_epi32(h, 0xB1));
     return _mm_cvtsi128_si32(h);
 }
+
+/* Floats p[0], p[1] into lanes 0, 1 (any alignment: runs of MLX scales
+ * start at odd indices). */
+T2 INL __m128 ld2(const float *p) { return _mm_castsi128_ps(_mm_loadl_epi64((const __m128i *)(const void *)p)); }
 
 /* The sums of v0's and of v1's lanes, in lanes 0 and 1. */
 T2 INL __m128 hsum2_256(__m256 v0, __m256 v1) {
@@ -256,12 +271,11 @@ T2 INL float dot_q4(const uint8_t *row, const xrow *x, int64_t nb, const bool q4
         else
             dm = _mm_cvtph_ps(_mm_cvtsi32_si128((int)((w0 & 0xFFFF) | (w1 << 16))));
         const __m128 d2 = q41 ? _mm_shuffle_ps(dm, dm, 0x08) : dm; /* d_b, d_b+1 in lanes 0, 1 */
-        const __m128 f2 = _mm_mul_ps(d2, _mm_castpd_ps(_mm_load_sd((const double *)(const void *)(x->dx + b))));
+        const __m128 f2 = _mm_mul_ps(d2, ld2(x->dx + b));
         if (q41)
-            cor = _mm_fmadd_ps(_mm_shuffle_ps(dm, dm, 0x0D),
-                               _mm_castpd_ps(_mm_load_sd((const double *)(const void *)(x->xg + b))), cor);
+            cor = _mm_fmadd_ps(_mm_shuffle_ps(dm, dm, 0x0D), ld2(x->xg + b), cor);
         else
-            cor = _mm_fmadd_ps(f2, _mm_castpd_ps(_mm_load_sd((const double *)(const void *)(x->xs + b))), cor);
+            cor = _mm_fmadd_ps(f2, ld2(x->xs + b), cor);
         const __m256 t = _mm256_fmadd_ps(sf, _mm256_permutevar8x32_ps(_mm256_castps128_ps256(f2), pair), a0);
         a0 = a1; /* two chains, no branch */
         a1 = t;
@@ -304,23 +318,24 @@ T2 INL void dot_q4x2(const uint8_t *r0, const uint8_t *r1, const xrow *x, int64_
         memcpy(&w[1], p + bs, 4);
         memcpy(&w[2], q, 4);
         memcpy(&w[3], q + bs, 4);
-        const __m128 dx2 = _mm_castpd_ps(_mm_load_sd((const double *)(const void *)(x->dx + b)));
+        const __m128 dx2 = ld2(x->dx + b);
         __m128 d4, f4;
         if (q41) { /* [d m d m] of each row, then d's and m's of both */
             const __m128 dp = _mm_cvtph_ps(_mm_unpacklo_epi32(_mm_cvtsi32_si128((int)w[0]), _mm_cvtsi32_si128((int)w[1])));
             const __m128 dq = _mm_cvtph_ps(_mm_unpacklo_epi32(_mm_cvtsi32_si128((int)w[2]), _mm_cvtsi32_si128((int)w[3])));
             d4 = _mm_shuffle_ps(dp, dq, 0x88);              /* d: p_b p_b+1 q_b q_b+1 */
             const __m128 m4f = _mm_shuffle_ps(dp, dq, 0xDD); /* m: the same order */
-            const __m128 xg2 = _mm_castpd_ps(_mm_load_sd((const double *)(const void *)(x->xg + b)));
+            const __m128 xg2 = ld2(x->xg + b);
             cor = _mm_fmadd_ps(m4f, _mm_movelh_ps(xg2, xg2), cor);
         } else {
             d4 = _mm_cvtph_ps(_mm_unpacklo_epi32(_mm_cvtsi32_si128((int)((w[0] & 0xFFFF) | (w[1] << 16))),
                                                  _mm_cvtsi32_si128((int)((w[2] & 0xFFFF) | (w[3] << 16)))));
         }
         f4 = _mm_mul_ps(d4, _mm_movelh_ps(dx2, dx2));
-        if (!q41) cor = _mm_fmadd_ps(f4, _mm_movelh_ps(_mm_castpd_ps(_mm_load_sd((const double *)(const void *)(x->xs + b))),
-                                                      _mm_castpd_ps(_mm_load_sd((const double *)(const void *)(x->xs + b)))),
-                                     cor);
+        if (!q41) {
+            const __m128 xs2 = ld2(x->xs + b);
+            cor = _mm_fmadd_ps(f4, _mm_movelh_ps(xs2, xs2), cor);
+        }
         const __m256 f8 = _mm256_castps128_ps256(f4);
         a0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(p0, one)), _mm256_permutevar8x32_ps(f8, pair), a0);
         a1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(p1, one)),
@@ -505,24 +520,27 @@ T2 INL __m256 sb8(const void *p, int t) {
     if (t == MLXN_BF16) return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
     return _mm256_cvtph_ps(h);
 }
-/* Row n's MLX scales and biases as f32, G of them, zeros up to a multiple
- * of 8 (the offsets then run without a tail). */
-T2 static void mlx_row_sb(const mlxn_qmat *w, int64_t n, int64_t G, float *sc, float *bi) {
+/* MLX scales and biases [e0, e1) (element indices: row n's are [n·G,
+ * (n+1)·G)) as f32 into sc / bi, and the 1-7 after them as zeros up to a
+ * multiple of 8 (the vector loops over a last row then run without a
+ * tail). */
+T2 static void mlx_sb_run(const mlxn_qmat *w, int64_t e0, int64_t e1, float *sc, float *bi) {
     const int t = w->sb_type;
-    const size_t es = t == MLXN_F32 ? 4 : 2, o = (size_t)(n * G) * es;
-    const uint8_t *s = (const uint8_t *)w->scales + o, *b = (const uint8_t *)w->biases + o;
+    const size_t es = t == MLXN_F32 ? 4 : 2, total = (size_t)(w->N * (w->K / w->group));
+    const uint8_t *s = (const uint8_t *)w->scales + (size_t)e0 * es, *b = (const uint8_t *)w->biases + (size_t)e0 * es;
+    const int64_t G = e1 - e0;
     int64_t g = 0;
     for (; g + 8 <= G; g += 8) {
         _mm256_storeu_ps(sc + g, sb8(s + (size_t)g * es, t));
         _mm256_storeu_ps(bi + g, sb8(b + (size_t)g * es, t));
     }
-    if (g < G && o + (size_t)(g + 8) * es <= (size_t)(w->N * G) * es) {
+    if (g < G && (size_t)(e0 + g + 8) <= total) {
         /* the last 1-7: 8 loaded (still inside the tensor), the rest zeroed */
         static const int32_t keep[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};
         const __m256 m = _mm256_castsi256_ps(_mm256_loadu_si256((const __m256i *)(keep + 8 - (G - g))));
         _mm256_storeu_ps(sc + g, _mm256_and_ps(m, sb8(s + (size_t)g * es, t)));
         _mm256_storeu_ps(bi + g, _mm256_and_ps(m, sb8(b + (size_t)g * es, t)));
-    } else if (g < G) { /* the tensor's last row: through a zeroed copy */
+    } else if (g < G) { /* the tensor's end: through a zeroed copy */
         _Alignas(32) uint8_t ts[32] = {0}, tb[32] = {0};
         memcpy(ts, s + (size_t)g * es, (size_t)(G - g) * es);
         memcpy(tb, b + (size_t)g * es, (size_t)(G - g) * es);
@@ -532,14 +550,21 @@ T2 static void mlx_row_sb(const mlxn_qmat *w, int64_t n, int64_t G, float *sc, f
 }
 
 /* Σ_g v_g·xgg_g (8-bit: (bias + 128·scale)·Σx, for q - 128; 4-bit: bias·Σx),
- * over G rounded up to 8 (sc, bi and xgg hold zeros there), in 8 lanes
+ * over G (values past it masked), in 8 lanes
  * (a caller with lanes of its own sums them all once). */
 T2 INL __m256 mlx_offsets_v(const float *sc, const float *bi, const float *xgg, int64_t G, bool b8) {
     __m256 a = _mm256_setzero_ps();
     const __m256 k = _mm256_set1_ps(b8 ? 128.0f : 0.0f);
-    for (int64_t g = 0; g < G; g += 8)
+    int64_t g = 0;
+    for (; g + 8 <= G; g += 8)
         a = _mm256_fmadd_ps(_mm256_fmadd_ps(k, _mm256_loadu_ps(sc + g), _mm256_loadu_ps(bi + g)),
                             _mm256_loadu_ps(xgg + g), a);
+    if (g < G) { /* past G: the next row's values, zeros or stale scratch; the products masked out */
+        static const int32_t keep[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};
+        const __m256 m = _mm256_castsi256_ps(_mm256_loadu_si256((const __m256i *)(keep + 8 - (G - g))));
+        const __m256 v = _mm256_fmadd_ps(k, _mm256_loadu_ps(sc + g), _mm256_loadu_ps(bi + g));
+        a = _mm256_add_ps(a, _mm256_and_ps(m, _mm256_mul_ps(v, _mm256_loadu_ps(xgg + g))));
+    }
     return a;
 }
 
@@ -615,9 +640,8 @@ T2 INL float dot_mlx_t(const mlxn_qmat *w, int64_t n, const xrow *x, const float
             s = _mm256_madd_epi16(p1, _mm256_set1_epi16(1));
         }
         /* lanes 0-3 hold block b, 4-7 block b+1 */
-        __m128 f2 = _mm_castpd_ps(_mm_load_sd((const double *)(const void *)(x->dx + b)));
-        f2 = _mm_mul_ps(f2, sh ? _mm_set1_ps(sc[b >> sh])
-                               : _mm_castpd_ps(_mm_load_sd((const double *)(const void *)(sc + b))));
+        __m128 f2 = ld2(x->dx + b);
+        f2 = _mm_mul_ps(f2, sh ? _mm_set1_ps(sc[b >> sh]) : ld2(sc + b));
         const __m256 fb = _mm256_permutevar8x32_ps(_mm256_castps128_ps256(f2), pair);
         const __m256 t = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), fb, a0); /* two chains, no branch */
         a0 = a1;
@@ -679,11 +703,9 @@ T2 INL void dot_mlx4x2_t(const uint8_t *w0, const uint8_t *w1, const xrow *x, co
             t1 = _mm256_madd_epi16(t1, one);
         }
         /* lanes 0-3 block b, 4-7 block b+1: factors scale·dx of each */
-        const __m128 dx = _mm_castpd_ps(_mm_load_sd((const double *)(const void *)(x->dx + b)));
-        const __m128 f0 = _mm_mul_ps(dx, sh ? _mm_set1_ps(s0[b >> sh])
-                                            : _mm_castpd_ps(_mm_load_sd((const double *)(const void *)(s0 + b))));
-        const __m128 f1 = _mm_mul_ps(dx, sh ? _mm_set1_ps(s1[b >> sh])
-                                            : _mm_castpd_ps(_mm_load_sd((const double *)(const void *)(s1 + b))));
+        const __m128 dx = ld2(x->dx + b);
+        const __m128 f0 = _mm_mul_ps(dx, sh ? _mm_set1_ps(s0[b >> sh]) : ld2(s0 + b));
+        const __m128 f1 = _mm_mul_ps(dx, sh ? _mm_set1_ps(s1[b >> sh]) : ld2(s1 + b));
         a0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(t0), _mm256_permutevar8x32_ps(_mm256_castps128_ps256(f0), pair), a0);
         a1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(t1), _mm256_permutevar8x32_ps(_mm256_castps128_ps256(f1), pair), a1);
     }
@@ -736,24 +758,24 @@ T2 INL void dot_mlx8x2_t(const uint8_t *w0, const uint8_t *w1, const xrow *x, co
  * function's cold section (perf: 65% of a decode step there). */
 T2 INL void mlx_rows_t(const mlxn_qmat *w, const xrow *xr, int64_t M, float *y, int64_t n0, int64_t n1,
                        float *sc, float *bi, const bool two, const int sh) {
-    const int64_t G = w->K / w->group, N = w->N;
-    int64_t n = n0;
-    if (M == 1 && (w->bits == 4 || two)) { /* rows two at a time (sc / bi: room for two rows' worth) */
-        const size_t rb = (size_t)(w->K / 8 * w->bits);
-        float *sc1 = sc + al8(G), *bi1 = bi + al8(G);
-        for (; n + 2 <= n1; n += 2) {
-            mlx_row_sb(w, n, G, sc, bi);
-            mlx_row_sb(w, n + 1, G, sc1, bi1);
-            const uint8_t *w0 = (const uint8_t *)w->w + (size_t)n * rb;
-            if (w->bits == 4)
-                dot_mlx4x2_t(w0, w0 + rb, xr, sc, bi, sc1, bi1, w->K / 32, G, y + n, y + n + 1, two, sh);
-            else
-                dot_mlx8x2_t(w0, w0 + rb, xr, sc, bi, sc1, bi1, w->K / 32, G, y + n, y + n + 1, sh);
-        }
-    }
-    for (; n < n1; n++) {
-        mlx_row_sb(w, n, G, sc, bi);
-        for (int64_t m = 0; m < M; m++) y[m * N + n] = dot_mlx_t(w, n, &xr[m], sc, bi, G, two, sh);
+    const int64_t G = w->K / w->group, N = w->N, R = sb_rows(G);
+    const size_t rb = (size_t)(w->K / 8 * w->bits);
+    for (int64_t c0 = n0; c0 < n1; c0 += R) { /* a run of rows: scales and biases converted at once */
+        const int64_t c1 = c0 + R < n1 ? c0 + R : n1;
+        mlx_sb_run(w, c0 * G, c1 * G, sc, bi);
+        int64_t n = c0;
+        if (M == 1 && (w->bits == 4 || two)) /* rows two at a time */
+            for (; n + 2 <= c1; n += 2) {
+                const float *s0 = sc + (n - c0) * G, *b0 = bi + (n - c0) * G;
+                const uint8_t *w0 = (const uint8_t *)w->w + (size_t)n * rb;
+                if (w->bits == 4)
+                    dot_mlx4x2_t(w0, w0 + rb, xr, s0, b0, s0 + G, b0 + G, w->K / 32, G, y + n, y + n + 1, two, sh);
+                else
+                    dot_mlx8x2_t(w0, w0 + rb, xr, s0, b0, s0 + G, b0 + G, w->K / 32, G, y + n, y + n + 1, sh);
+            }
+        for (; n < c1; n++)
+            for (int64_t m = 0; m < M; m++)
+                y[m * N + n] = dot_mlx_t(w, n, &xr[m], sc + (n - c0) * G, bi + (n - c0) * G, G, two, sh);
     }
 }
 #define MLX_ROWS(NAME, TWO, SH)                                                                      \
@@ -819,7 +841,7 @@ T2 INL void mlxb_factors(float *f, const float *sc, const float *dx, int64_t nb,
         __m256 s;
         if (sh == 0) s = _mm256_loadu_ps(sc + b);
         else if (sh == 1) s = _mm256_permutevar8x32_ps(_mm256_castps128_ps256(_mm_loadu_ps(sc + b / 2)), dup);
-        else s = _mm256_permutevar8x32_ps(_mm256_castps128_ps256(_mm_castpd_ps(_mm_load_sd((const double *)(const void *)(sc + b / 4)))), dup);
+        else s = _mm256_permutevar8x32_ps(_mm256_castps128_ps256(ld2(sc + b / 4)), dup);
         _mm256_storeu_ps(f + b, _mm256_mul_ps(s, _mm256_loadu_ps(dx + b)));
     }
 }
@@ -857,15 +879,18 @@ T2 INL void mlxb_rows_t(const mlxn_qmat *w, const xrow *xr, int64_t M, float *y,
     const int64_t G = w->K / w->group, N = w->N, nb = w->K / 32;
     const size_t rowb = (size_t)(w->K / 8 * B);
     float *f = (float *)(void *)(tail + al32((size_t)w->K + 32));
+    const int64_t R = sb_rows(G);
     for (int64_t n = n0; n < n1; n++) {
-        mlx_row_sb(w, n, G, sc, bi);
+        const int64_t c0 = n0 + (n - n0) / R * R; /* the run of rows n is in */
+        if (n == c0) mlx_sb_run(w, c0 * G, (c0 + R < n1 ? c0 + R : n1) * G, sc, bi);
         const uint8_t *q = (const uint8_t *)w->w + (size_t)n * rowb;
         if (n == N - 1) {
             memcpy(tail, q, rowb);
             memset(tail + rowb, 0, 32);
             q = tail;
         }
-        for (int64_t m = 0; m < M; m++) y[m * N + n] = dot_mlxb_t(q, &xr[m], sc, bi, f, nb, G, B, sh);
+        for (int64_t m = 0; m < M; m++)
+            y[m * N + n] = dot_mlxb_t(q, &xr[m], sc + (n - c0) * G, bi + (n - c0) * G, f, nb, G, B, sh);
     }
 }
 #define MLXB_ROWS(NAME, B, SH)                                                                       \
@@ -932,8 +957,8 @@ T2 void mlxn_dec_avx2(const mlxn_qmat *w, const float *x, float *y, int64_t M, i
     const size_t v = al32((size_t)nb * 4); /* a float per block (scales, biases: per group, fewer) */
     const int per = mlx ? w->group / 32 : 1;
     uint8_t *p = (uint8_t *)up32((uintptr_t)scratch);
-    float *sc = (float *)p, *bi = (float *)(p + 2 * v); /* two rows' worth each */
-    p += 4 * v;
+    float *sc = (float *)p, *bi = (float *)(p + sb_bytes(K)); /* a run of rows' worth each */
+    p += 2 * sb_bytes(K);
     uint8_t *tail = p; /* MLX 2/3/5/6-bit: a row copy, then factors */
     p += al32((size_t)K + 32) + v;
     xrow xr[MLXN_AVX2_DECODE_ROWS];
@@ -959,7 +984,6 @@ T2 void mlxn_dec_avx2(const mlxn_qmat *w, const float *x, float *y, int64_t M, i
                 for (int i = 0; i < per; i++) s += r->xg[g * per + i];
                 r->xgg[g] = s;
             }
-            for (int64_t g = G; g % 8; g++) r->xgg[g] = 0.0f; /* mlx_offsets' last step */
         }
     }
     if (kind == K_MLXB) {
