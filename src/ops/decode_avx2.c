@@ -899,18 +899,15 @@ T2 INL void mlxb_rows_t(const mlxn_qmat *w, const xrow *xr, int64_t M, float *y,
                                                   float *bi, uint8_t *tail) {                        \
         mlxb_rows_t(w, xr, M, y, n0, n1, sc, bi, tail, B, SH);                                       \
     }
-MLXB_ROWS(mlxb_rows_2g32, 2, 0)
-MLXB_ROWS(mlxb_rows_2g64, 2, 1)
-MLXB_ROWS(mlxb_rows_2g128, 2, 2)
-MLXB_ROWS(mlxb_rows_3g32, 3, 0)
-MLXB_ROWS(mlxb_rows_3g64, 3, 1)
-MLXB_ROWS(mlxb_rows_3g128, 3, 2)
-MLXB_ROWS(mlxb_rows_5g32, 5, 0)
-MLXB_ROWS(mlxb_rows_5g64, 5, 1)
-MLXB_ROWS(mlxb_rows_5g128, 5, 2)
-MLXB_ROWS(mlxb_rows_6g32, 6, 0)
-MLXB_ROWS(mlxb_rows_6g64, 6, 1)
-MLXB_ROWS(mlxb_rows_6g128, 6, 2)
+/* each width at groups of 32, 64, 128 */
+#define MLXB_GROUPS(B)                                                                               \
+    MLXB_ROWS(mlxb_rows_##B##g32, B, 0) MLXB_ROWS(mlxb_rows_##B##g64, B, 1)                          \
+    MLXB_ROWS(mlxb_rows_##B##g128, B, 2)
+MLXB_GROUPS(2)
+MLXB_GROUPS(3)
+MLXB_GROUPS(5)
+MLXB_GROUPS(6)
+#undef MLXB_GROUPS
 #undef MLXB_ROWS
 
 /* Rows [n0, n1) of a GGML-block W against the M x rows, one function per
