@@ -19,7 +19,7 @@ extern const mlxn_cpu_op mlxn_cpu_ops[MLXN_OP_COUNT];
 /* Producer fusion (cpu_backend.c): a one-row rms_norm / add_rms_norm /
  * silu_mul whose group is followed by a group of one-row matmuls of its
  * output runs inside that group instead, every worker computing the whole
- * row for itself, so the barrier between them goes (and the worker that
+ * row for itself, so the wait between them goes (and the worker that
  * would wait while one thread normalizes one row has work).
  * mlxn_cpu_pre_ok: whether pre can be run so; mlxn_cpu_pre_row: the whole
  * output row into x (2 * K floats of room); mlxn_cpu_pre_out: part ith of

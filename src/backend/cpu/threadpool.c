@@ -186,7 +186,7 @@ void mlxn_tp_run(mlxn_threadpool *tp, void (*fn)(void *, int), void *arg) {
     int left;
     while ((left = atomic_load_explicit(&tp->running, memory_order_acquire)) > 0) {
         if (!wait_step(&spins, &t0)) continue;
-        atomic_fetch_add(&tp->run_sleepers, 1); /* seq_cst: see mlxn_tp_barrier */
+        atomic_fetch_add(&tp->run_sleepers, 1); /* seq_cst: see mlxn_tp_count_add */
         if (atomic_load(&tp->running) == left) sleep_while(&tp->running, (unsigned)left);
         atomic_fetch_sub(&tp->run_sleepers, 1);
     }
