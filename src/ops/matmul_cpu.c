@@ -17,7 +17,8 @@
  *    4-bit g64 quantized from Gaussian weights, 2048 x 4096: NMSE against
  *    double 2.1e-4 -> 4.9e-5; 8-bit 1.9e-4 -> 5.3e-5). MLX 2/3/5/6-bit
  *    do the same with codes unpacked 64 at a time by VBMI byte permutes and
- *    multishifts; without VBMI they keep f32 x (codes unpacked 16 at a time).
+ *    multishifts; without VBMI they take the AVX2 int16 kernels
+ *    (decode_avx2.c; MLXN_MLXB=f32: f32 x, codes unpacked 16 at a time).
  *    Any K (a multiple of 32): 64-byte steps, then one shorter step for the
  *    last 1-3 blocks (SmolLM2's K = 576 = 4·128 + 64). MLX 4/8-bit and
  *    q4_0/q4_1 take 4 weight rows per step of the row loop, with one 4-way
@@ -2014,14 +2015,34 @@ static bool cpu_vbmi(void) {
     return c;
 }
 
-/* Which AVX-512 decode kernel (and x layout) serves this weight. */
+/* MLX 2/3/5/6-bit decode on AVX-512: VBMI where the CPU has it, else the
+ * AVX2 int16 kernels (decode_avx2.c). MLXN_MLXB (a measuring switch)
+ * forces "avx2" or "f32" (the AVX-512 f32 dot, which CPUs without VBMI
+ * took before). One-row 4096 x 14336, Intel Xeon of the H200 machine, 1 /
+ * 4 threads, µs: mlx-q3-g64 VBMI 2388 / 1124, AVX2 3855 / 1840, f32 8368 /
+ * 4470; mlx-q6-g64 3737 / 1908, 4398 / 1988, 9753 / 4675; mlx-q2-g32
+ * 2220 / 1160, 4087 / 1959, 12120 / 4595 (bench/RESULTS.md). */
+static int mlxb_route(void) {
+    static int v = -1;
+    int c = __atomic_load_n(&v, __ATOMIC_RELAXED);
+    if (c < 0) {
+        const char *e = getenv("MLXN_MLXB");
+        c = e && !strcmp(e, "avx2") ? 1 : e && !strcmp(e, "f32") ? 2 : 0;
+        __atomic_store_n(&v, c, __ATOMIC_RELAXED);
+    }
+    return c;
+}
+
+/* Which AVX-512 decode kernel (and x layout) serves this weight (VK_NONE:
+ * none; MLX 2/3/5/6-bit may then take the AVX2 kernels, avx2_parts). */
 static int vnni_kind(const mlxn_qmat *w, ggml_dot_fn *fn, int *layout) {
     *fn = NULL;
     *layout = XL_NATURAL;
     if (w->kind == MLXN_QKIND_MLX) {
         if (w->bits == 4) return *layout = XL_MLX4, VK_MLX4;
         if (w->bits == 8) return VK_MLX8;
-        return cpu_vbmi() ? VK_MLXB : VK_MLX_ANY;
+        const int r = mlxb_route();
+        return r == 1 ? VK_NONE : r == 2 ? VK_MLX_ANY : cpu_vbmi() ? VK_MLXB : VK_NONE;
     }
     switch (w->wtype) {
     case MLXN_Q4_0: *layout = XL_Q40; return VK_Q4_0;
@@ -2172,6 +2193,10 @@ static int avx2_parts(const mlxn_qmat *w, int isa) {
      * Haswell, AMD since Piledriver), and clang's __builtin_cpu_supports
      * does not know "f16c" */
     if (isa == ISA_AVX2) return mlxn_dec_avx2_parts(w);
+    ggml_dot_fn fn;
+    int layout;
+    if (isa == ISA_512 && w->kind == MLXN_QKIND_MLX && !w->f32_act && vnni_kind(w, &fn, &layout) == VK_NONE)
+        return mlxn_dec_avx2_parts(w); /* MLX 2/3/5/6-bit routed to the AVX2 kernels */
 #endif
     (void)w;
     (void)isa;
@@ -2185,7 +2210,9 @@ int mlxn_mm_x_parts(const mlxn_qmat *w, int64_t M) {
     ggml_dot_fn fn;
     int layout;
     int k = isa == ISA_512 && !w->f32_act ? vnni_kind(w, &fn, &layout) : VK_NONE;
-    if (M >= decode_rows(w, isa) || k == VK_NONE || k == VK_MLX_ANY) return 0;
+    if (M >= decode_rows(w, isa)) return 0;
+    if (k == VK_NONE) return avx2_parts(w, isa);
+    if (k == VK_MLX_ANY) return 0;
     return vk_two_parts(k, w) ? 2 : 1;
 #else
     (void)w;
