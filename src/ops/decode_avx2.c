@@ -120,6 +120,12 @@ T2 INL int hsum8i(__m256i v) {
  * start at odd indices). */
 T2 INL __m128 ld2(const float *p) { return _mm_castsi128_ps(_mm_loadl_epi64((const __m128i *)(const void *)p)); }
 
+/* A mask of the first n lanes (0 < n < 8). */
+T2 INL __m256 first_lanes(int64_t n) {
+    static const int32_t keep[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};
+    return _mm256_castsi256_ps(_mm256_loadu_si256((const __m256i *)(keep + 8 - n)));
+}
+
 /* The sums of v0's and of v1's lanes, in lanes 0 and 1. */
 T2 INL __m128 hsum2_256(__m256 v0, __m256 v1) {
     const __m256 h = _mm256_hadd_ps(v0, v1); /* v0 01 23, v1 01 23 | v0 45 67, v1 45 67 */
@@ -311,8 +317,8 @@ T2 INL void dot_q4x2(const uint8_t *r0, const uint8_t *r1, const xrow *x, int64_
                                             _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(v0, 4), m4), ch));
         const __m256i p1 = _mm256_add_epi16(_mm256_maddubs_epi16(_mm256_and_si256(v1, m4), cl),
                                             _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(v1, 4), m4), ch));
-        /* d (and m) of the four blocks in one conversion: q4_0 [d p_b, d p_b+1,
-         * d q_b, d q_b+1], q4_1 [d p_b, m p_b, d p_b+1, m p_b+1, d q_b, m q_b, ..] */
+        /* d of the four blocks in lanes [p_b, p_b+1, q_b, q_b+1] (q4_1: m
+         * in the same order), for the per-row factors and offsets */
         uint32_t w[4];
         memcpy(&w[0], p, 4);
         memcpy(&w[1], p + bs, 4);
@@ -536,8 +542,7 @@ T2 static void mlx_sb_run(const mlxn_qmat *w, int64_t e0, int64_t e1, float *sc,
     }
     if (g < G && (size_t)(e0 + g + 8) <= total) {
         /* the last 1-7: 8 loaded (still inside the tensor), the rest zeroed */
-        static const int32_t keep[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};
-        const __m256 m = _mm256_castsi256_ps(_mm256_loadu_si256((const __m256i *)(keep + 8 - (G - g))));
+        const __m256 m = first_lanes(G - g);
         _mm256_storeu_ps(sc + g, _mm256_and_ps(m, sb8(s + (size_t)g * es, t)));
         _mm256_storeu_ps(bi + g, _mm256_and_ps(m, sb8(b + (size_t)g * es, t)));
     } else if (g < G) { /* the tensor's end: through a zeroed copy */
@@ -560,12 +565,22 @@ T2 INL __m256 mlx_offsets_v(const float *sc, const float *bi, const float *xgg, 
         a = _mm256_fmadd_ps(_mm256_fmadd_ps(k, _mm256_loadu_ps(sc + g), _mm256_loadu_ps(bi + g)),
                             _mm256_loadu_ps(xgg + g), a);
     if (g < G) { /* past G: the next row's values, zeros or stale scratch; the products masked out */
-        static const int32_t keep[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};
-        const __m256 m = _mm256_castsi256_ps(_mm256_loadu_si256((const __m256i *)(keep + 8 - (G - g))));
+        const __m256 m = first_lanes(G - g);
         const __m256 v = _mm256_fmadd_ps(k, _mm256_loadu_ps(sc + g), _mm256_loadu_ps(bi + g));
         a = _mm256_add_ps(a, _mm256_and_ps(m, _mm256_mul_ps(v, _mm256_loadu_ps(xgg + g))));
     }
     return a;
+}
+
+/* A last odd MLX 4-bit block b (its 16 code bytes at p) against x: the
+ * block's evens and odds sit 32 apart in x (XL_MLX4); int32 lanes. */
+T2 INL __m256i mlx4_last(const uint8_t *p, const xrow *x, int64_t b, const bool two) {
+    const int8_t *c = x->c + 32 * b;
+    const __m256i wv = nibbles16(p);
+    const __m256i xc = _mm256_set_m128i(_mm_loadu_si128((const __m128i *)(c + 32)), _mm_loadu_si128((const __m128i *)c));
+    if (!two) return dot_u(wv, xc);
+    const int8_t *c2 = x->c2 + 32 * b;
+    return dot_u2(wv, xc, _mm256_set_m128i(_mm_loadu_si128((const __m128i *)(c2 + 32)), _mm_loadu_si128((const __m128i *)c2)));
 }
 
 /* MLX 4/8-bit row n against one x row; sc / bi the row's scales and biases.
@@ -647,21 +662,9 @@ T2 INL float dot_mlx_t(const mlxn_qmat *w, int64_t n, const xrow *x, const float
         a0 = a1;
         a1 = t;
     }
-    if (b < nb) { /* a last odd block: its 16 bytes, x's evens and odds 32 apart */
-        const __m256i wv = nibbles16(row + 16 * b);
-        const int8_t *c = x->c + 32 * b;
-        __m256i xc = _mm256_set_m128i(_mm_loadu_si128((const __m128i *)(c + 32)), _mm_loadu_si128((const __m128i *)c));
-        __m256i s;
-        if (two) {
-            const int8_t *c2 = x->c2 + 32 * b;
-            __m256i xc2 = _mm256_set_m128i(_mm_loadu_si128((const __m128i *)(c2 + 32)),
-                                           _mm_loadu_si128((const __m128i *)c2));
-            s = dot_u2(wv, xc, xc2);
-        } else {
-            s = dot_u(wv, xc);
-        }
-        a0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), _mm256_set1_ps(sc[b >> sh] * x->dx[b]), a0);
-    }
+    if (b < nb) /* a last odd block */
+        a0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(mlx4_last(row + 16 * b, x, b, two)),
+                             _mm256_set1_ps(sc[b >> sh] * x->dx[b]), a0);
     return mlxn_hsum_256(_mm256_add_ps(a0, a1));
 }
 
@@ -709,16 +712,11 @@ T2 INL void dot_mlx4x2_t(const uint8_t *w0, const uint8_t *w1, const xrow *x, co
         a0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(t0), _mm256_permutevar8x32_ps(_mm256_castps128_ps256(f0), pair), a0);
         a1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(t1), _mm256_permutevar8x32_ps(_mm256_castps128_ps256(f1), pair), a1);
     }
-    if (b < nb) { /* a last odd block: its 16 bytes, x's evens and odds 32 apart */
-        const int8_t *c = x->c + 32 * b, *c2 = x->c2 + 32 * b;
-        const __m256i xc = _mm256_set_m128i(_mm_loadu_si128((const __m128i *)(c + 32)), _mm_loadu_si128((const __m128i *)c));
-        const __m256i xc2 = two ? _mm256_set_m128i(_mm_loadu_si128((const __m128i *)(c2 + 32)),
-                                                   _mm_loadu_si128((const __m128i *)c2))
-                                : xc;
-        const __m256i q0 = nibbles16(w0 + 16 * b), q1 = nibbles16(w1 + 16 * b);
-        const __m256i t0 = two ? dot_u2(q0, xc, xc2) : dot_u(q0, xc), t1 = two ? dot_u2(q1, xc, xc2) : dot_u(q1, xc);
-        a0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(t0), _mm256_set1_ps(s0[b >> sh] * x->dx[b]), a0);
-        a1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(t1), _mm256_set1_ps(s1[b >> sh] * x->dx[b]), a1);
+    if (b < nb) { /* a last odd block */
+        a0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(mlx4_last(w0 + 16 * b, x, b, two)),
+                             _mm256_set1_ps(s0[b >> sh] * x->dx[b]), a0);
+        a1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(mlx4_last(w1 + 16 * b, x, b, two)),
+                             _mm256_set1_ps(s1[b >> sh] * x->dx[b]), a1);
     }
     const __m128 r = hsum2_256(a0, a1);
     *y0 = _mm_cvtss_f32(r);
@@ -805,8 +803,9 @@ T2 INL __m256i mlxb_block(const uint8_t *p, const int16_t *x16, __m256i shuf, __
         _mm256_madd_epi16(mlxb_codes16(p + 2 * B, shuf, mul, B), _mm256_loadu_si256((const __m256i *)(x16 + 16))));
 }
 
-/* f[b] = sc[b >> sh]·dx[b] for b < nb rounded up to 8 (sc holds G
- * rounded up to 8, dx nb rounded up to 8). */
+/* f[b] = sc[b >> sh]·dx[b] for b < nb rounded up to 8 (the reads past
+ * the row's G scales meet the next row's or the run's 8 spare values; dx
+ * holds nb rounded up to 8; the extra factors go unused). */
 T2 INL void mlxb_factors(float *f, const float *sc, const float *dx, int64_t nb, const int sh) {
     const __m256i dup = sh == 1 ? _mm256_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3) : _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1);
     for (int64_t b = 0; b < nb; b += 8) {
@@ -852,17 +851,19 @@ T2 INL void mlxb_rows_t(const mlxn_qmat *w, const xrow *xr, int64_t M, float *y,
     const size_t rowb = (size_t)(w->K / 8 * B);
     float *f = (float *)(void *)(tail + al32((size_t)w->K + 32));
     const int64_t R = sb_rows(G);
-    for (int64_t n = n0; n < n1; n++) {
-        const int64_t c0 = n0 + (n - n0) / R * R; /* the run of rows n is in */
-        if (n == c0) mlx_sb_run(w, c0 * G, (c0 + R < n1 ? c0 + R : n1) * G, sc, bi);
-        const uint8_t *q = (const uint8_t *)w->w + (size_t)n * rowb;
-        if (n == N - 1) {
-            memcpy(tail, q, rowb);
-            memset(tail + rowb, 0, 32);
-            q = tail;
+    for (int64_t c0 = n0; c0 < n1; c0 += R) { /* a run of rows, as mlx_rows_t */
+        const int64_t c1 = c0 + R < n1 ? c0 + R : n1;
+        mlx_sb_run(w, c0 * G, c1 * G, sc, bi);
+        for (int64_t n = c0; n < c1; n++) {
+            const uint8_t *q = (const uint8_t *)w->w + (size_t)n * rowb;
+            if (n == N - 1) {
+                memcpy(tail, q, rowb);
+                memset(tail + rowb, 0, 32);
+                q = tail;
+            }
+            for (int64_t m = 0; m < M; m++)
+                y[m * N + n] = dot_mlxb_t(q, &xr[m], sc + (n - c0) * G, bi + (n - c0) * G, f, nb, G, B, sh);
         }
-        for (int64_t m = 0; m < M; m++)
-            y[m * N + n] = dot_mlxb_t(q, &xr[m], sc + (n - c0) * G, bi + (n - c0) * G, f, nb, G, B, sh);
     }
 }
 #define MLXB_ROWS(NAME, B, SH)                                                                       \
