@@ -714,6 +714,41 @@ static void test_quantized_ops(void) {
     mlxn_quant_free(&qe);
 }
 
+/* kv_write into an f16 cache stores exactly mlxn_f32_to_f16's bits (the
+ * vector paths round to nearest even as it does), rows of 19 so that a
+ * vector part and a scalar tail both run; the other rows stay untouched. */
+static void test_kv_write_f16(void) {
+    enum { HKV = 2, C = 4, D = 19, P = 2 };
+    mlxn_buffer *x = mk(MLXN_F32, 3, 1, HKV, D), *c = mk(MLXN_F16, 3, HKV, C, D), *pos = mk(MLXN_I32, 1, 1, 0, 0);
+    const float special[] = {0.0f, -0.0f, 65504.0f, 65520.0f, -65520.0f, 1e-8f, 3e-5f, -6.1e-5f,
+                             1.0f + 0x1p-11f, 1.0f + 0x3p-11f, 2.9802322e-8f, 5.9604645e-8f, INFINITY, -INFINITY, NAN,
+                             0.1f, 1e5f};
+    float *xv = rnd(x, -4, 4);
+    for (size_t i = 0; i < sizeof special / sizeof special[0]; i++) xv[i * 2] = special[i];
+    CHECK_OK(mlxn_buffer_write(x, 0, xv, HKV * D * sizeof(float)));
+    int32_t p = P;
+    CHECK_OK(mlxn_buffer_write(pos, 0, &p, sizeof p));
+    poison(c);
+    CHECK_OK(mlxn_op_kv_write(S, c, x, pos));
+    run();
+    uint16_t got[HKV * C * D];
+    CHECK_OK(mlxn_buffer_read(c, 0, got, sizeof got));
+    int bad = 0;
+    for (int h = 0; h < HKV; h++)
+        for (int r = 0; r < C; r++)
+            for (int d = 0; d < D; d++) {
+                uint16_t want = r == P ? mlxn_f32_to_f16(xv[h * D + d]) : 0xffff;
+                if (got[(h * C + r) * D + d] != want && bad++ < 4)
+                    CHECK(false, "kv_write f16 head %d row %d [%d]: %04x, want %04x (from %g)", h, r, d,
+                          got[(h * C + r) * D + d], want, (double)xv[h * D + d]);
+            }
+    CHECK(bad == 0, "kv_write f16: %d elements differ from mlxn_f32_to_f16", bad);
+    free(xv);
+    mlxn_buffer_destroy(x);
+    mlxn_buffer_destroy(c);
+    mlxn_buffer_destroy(pos);
+}
+
 int main(void) {
     mlxn_device_options o = {.n_threads = 2};
     CHECK_OK(mlxn_device_open(&dev, "cpu", &o));
@@ -724,6 +759,7 @@ int main(void) {
     test_rope();
     test_copy_gather_argmax();
     test_attention();
+    test_kv_write_f16();
     test_top_k();
     test_logsumexp();
     test_quantized_ops();

@@ -641,11 +641,22 @@ __attribute__((target("avx512f"))) static void f16_store_512(uint16_t *dst, cons
     for (; i < n; i++) dst[i] = mlxn_f32_to_f16(src[i]);
 }
 
+/* The same 8 at a time with F16C (every AVX2 CPU has it). */
+__attribute__((target("avx2,f16c"))) static void f16_store_256(uint16_t *dst, const float *src, int64_t n) {
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm_storeu_si128((__m128i *)(dst + i),
+                         _mm256_cvtps_ph(_mm256_loadu_ps(src + i), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+    for (; i < n; i++) dst[i] = mlxn_f32_to_f16(src[i]);
+}
+
 /* Store a row of D floats at element `base` of a f32/f16/bf16 cache. */
 static void cache_store(const mlxn_tensor *c, size_t base, const float *src, int64_t D) {
     if (c->dtype == MLXN_F32) memcpy((float *)mlxn_tensor_data(c) + base, src, (size_t)D * sizeof(float));
     else if (c->dtype == MLXN_F16 && __builtin_cpu_supports("avx512f"))
         f16_store_512((uint16_t *)mlxn_tensor_data(c) + base, src, D);
+    else if (c->dtype == MLXN_F16 && cpu_avx2())
+        f16_store_256((uint16_t *)mlxn_tensor_data(c) + base, src, D);
     else for (int64_t d = 0; d < D; d++) store_f(mlxn_tensor_data(c), c->dtype, base + (size_t)d, src[d]);
 }
 
