@@ -440,6 +440,14 @@ static void test_attention(void) {
     attention_case("attention decode bf16 3 heads a kv head, D=96, 131 keys", 1, 6, 2, 96, 200, 130, 0, 0, MLXN_BF16);
     attention_case("attention decode f16 2 heads a kv head, D=64, 70 keys", 1, 4, 2, 64, 100, 69, 0, 0, MLXN_F16);
     attention_case("attention 2 tokens f16 4 heads a kv head, D=64", 2, 4, 1, 64, 100, 40, 0, 0, MLXN_F16);
+    /* the heads of a kv head read each key / value row once (attend_mq_256):
+     * 7 and 8 of them (8 columns a step), 2 with D % 16 = 8 (16 and then
+     * 8), a ring read past its end, a window, f32 rows */
+    attention_case("attention decode f16 7 heads a kv head, D=40, ring past C", 1, 14, 2, 40, 64, 150, 0, 0, MLXN_F16);
+    attention_case("attention decode bf16 8 heads a kv head, D=72", 1, 16, 2, 72, 200, 180, 0, 0, MLXN_BF16);
+    attention_case("attention decode f16 3 heads one kv head, D=72", 1, 3, 1, 72, 200, 97, 0, 0, MLXN_F16);
+    attention_case("attention decode f16 4 heads a kv head, window 50", 1, 8, 1, 64, 400, 300, 50, 0, MLXN_F16);
+    attention_case("attention decode f32 5 heads a kv head, D=32", 1, 10, 1, 32, 300, 211, 0, 0, MLXN_F32);
     attention_case("attention prefill 20 tokens in query tiles, window 7", 20, 4, 2, 64, 64, 10, 7, 0, MLXN_F16);
     attention_case("attention prefill 100 tokens, 2 key blocks", 100, 2, 1, 32, 128, 0, 0, 0, MLXN_F32);
     /* caches of >= 512 rows with at most 2 (token, head) pairs per worker

@@ -753,11 +753,17 @@ static const float *cache_row(const mlxn_tensor *c, size_t base, int64_t D, floa
  * 2198-2221, 2249-2330, 2308-2334 tok/s; 64 would put D = 128 query state
  * and key/value tiles past L1). */
 enum { ATT_BLOCK = 64, ATT_QT = 32 };
+/* Most queries a key block's rows are read once for (attend_mq_256): the
+ * heads that share a kv head in decode. */
+enum { ATT_MQ_MAX = 8 };
+/* attend_mq_256 prefetches key rows this many rows ahead (a block). */
+enum { ATT_KPF = 64 };
+
 
 static size_t s_attention(const mlxn_node *n, int nth) {
     (void)nth;
     size_t D = (size_t)T(1)->shape[2];
-    return ((size_t)ATT_QT * (D + 2) + 2 * (size_t)ATT_BLOCK * D + ATT_BLOCK) * sizeof(float);
+    return ((size_t)ATT_QT * (D + 2) + 2 * (size_t)ATT_BLOCK * D + ATT_MQ_MAX * ATT_BLOCK) * sizeof(float);
 }
 
 /* Per-query state of a tile: running max, sum and accumulator. */
@@ -909,13 +915,15 @@ __attribute__((target("avx512f"), always_inline)) static inline void attend_bloc
  * exp_256). A decode step of SmolLM2 spent ~8 % of its time in this loop's
  * calls and scalar expf, and ~7 % converting its f16 cache rows into f32
  * tiles before reading them directly (AVX-512 EPYC). */
-#define ATTEND_TILE_SIMD(NAME, TARGET, BLOCK)                                                                  \
+#define ATTEND_TILE_SIMD(NAME, TARGET, BLOCK, MQ)                                                              \
     TARGET static void NAME(const mlxn_tensor *kc, const mlxn_tensor *vc, const mlxn_attention_params *p,    \
                             int64_t hk, int64_t from, int64_t to, att_q *qs, int nq, float *ktile,           \
                             float *vtile, float *sc) {                                                      \
     int64_t C = kc->shape[1], D = kc->shape[2];                                                               \
     const int dt = kc->dtype;                                                                                 \
     const bool direct = dt != MLXN_F32 && dt == (int)vc->dtype && nq <= ATT_DIRECT_MAX;                       \
+    bool mq = nq >= 2 && nq <= ATT_MQ_MAX && (dt == MLXN_F32 || direct);                                      \
+    for (int qi = 1; qi < nq && mq; qi++) mq = qs[qi].first == qs[0].first && qs[qi].last == qs[0].last;      \
     const uint16_t *kb = mlxn_tensor_data(kc), *vb = mlxn_tensor_data(vc);                                    \
     const void *kr[ATT_BLOCK], *vr[ATT_BLOCK];                                                                \
     for (int64_t b0 = from; b0 <= to; b0 += ATT_BLOCK) {                                                      \
@@ -926,15 +934,23 @@ __attribute__((target("avx512f"), always_inline)) static inline void attend_bloc
                 kr[j] = kb + base;                                                                            \
                 vr[j] = vb + base;                                                                            \
             }                                                                                                 \
+            if (mq && MQ(p, D, b0, nb, kr, vr, qs, nq, sc, dt)) continue;                                    \
             if (dt == MLXN_F16) BLOCK(p, D, b0, nb, kr, vr, qs, nq, sc, MLXN_F16);                            \
             else BLOCK(p, D, b0, nb, kr, vr, qs, nq, sc, MLXN_BF16);                                          \
         } else {                                                                                              \
             tile_rows(kc, vc, hk, b0, nb, (const float **)kr, (const float **)vr, ktile, vtile);              \
+            if (mq && MQ(p, D, b0, nb, kr, vr, qs, nq, sc, MLXN_F32)) continue;                              \
             BLOCK(p, D, b0, nb, kr, vr, qs, nq, sc, MLXN_F32);                                                \
         }                                                                                                     \
     }                                                                                                         \
     }
-ATTEND_TILE_SIMD(attend_tile_512, __attribute__((target("avx512f"))), attend_block_512)
+/* No multi-query form at 16 lanes yet: the per-query blocks. */
+static inline bool attend_mq_none(const mlxn_attention_params *p, int64_t D, int64_t b0, int64_t nb,
+                                  const void *const *kr, const void *const *vr, att_q *qs, int nq, float *sc, int dt) {
+    (void)p, (void)D, (void)b0, (void)nb, (void)kr, (void)vr, (void)qs, (void)nq, (void)sc, (void)dt;
+    return false;
+}
+ATTEND_TILE_SIMD(attend_tile_512, __attribute__((target("avx512f"))), attend_block_512, attend_mq_none)
 #endif
 
 #if defined(__x86_64__) || defined(__i386__)
@@ -1013,7 +1029,147 @@ T_AVX2 __attribute__((always_inline)) static inline void attend_block_256(
         for (; d < D; d += 8) pv_256(a->acc, sc, vr, dt, j0, j1, 1, d);
     }
 }
-ATTEND_TILE_SIMD(attend_tile_256, T_AVX2, attend_block_256)
+/* P·V for NQ queries over columns [d0, d0 + 8 W) (W ymm a query held in
+ * registers): each value row loaded and converted once for all of them. */
+T_AVX2 __attribute__((always_inline)) static inline void pv_mq_256(att_q *qs, const float *sc, const void *const *vr,
+                                                                    int dt, int64_t j0, int64_t j1, int64_t d0,
+                                                                    const int NQ, const int W) {
+    __m256 a[ATT_MQ_MAX][2];
+#pragma GCC unroll 8
+    for (int q = 0; q < NQ; q++)
+#pragma GCC unroll 2
+        for (int w = 0; w < W; w++) a[q][w] = _mm256_loadu_ps(qs[q].acc + d0 + 8 * w);
+    for (int64_t j = j0; j < j1; j++) {
+        __m256 v[2];
+#pragma GCC unroll 2
+        for (int w = 0; w < W; w++) v[w] = ld8_256(vr[j], dt, d0 + 8 * w);
+#pragma GCC unroll 8
+        for (int q = 0; q < NQ; q++) {
+            const __m256 pj = _mm256_broadcast_ss(sc + q * ATT_BLOCK + j);
+#pragma GCC unroll 2
+            for (int w = 0; w < W; w++) a[q][w] = _mm256_fmadd_ps(pj, v[w], a[q][w]);
+        }
+    }
+#pragma GCC unroll 8
+    for (int q = 0; q < NQ; q++)
+#pragma GCC unroll 2
+        for (int w = 0; w < W; w++) _mm256_storeu_ps(qs[q].acc + d0 + 8 * w, a[q][w]);
+}
+
+/* One key block for NQ queries that all see its keys [j0, j1) (decode: the
+ * heads of one kv head at one position): each key and value row is loaded
+ * and converted once for all NQ instead of once a query (attend_block_256
+ * read an f16 row and converted it NQ times). sc: NQ rows of ATT_BLOCK. */
+T_AVX2 __attribute__((always_inline)) static inline void attend_mq_256_t(const mlxn_attention_params *p, int64_t D,
+                                                                          int64_t j0, int64_t j1,
+                                                                          const void *const *kr,
+                                                                          const void *const *vr, att_q *qs,
+                                                                          float *sc, const int dt, const int NQ) {
+    const __m256 zero = _mm256_setzero_ps();
+    const int64_t rowb = D * (dt == MLXN_F32 ? 4 : 2);
+    /* keys two at a time while NQ <= 4: 2 NQ FMA chains in flight (one key
+     * gave NQ, latency-bound at 3 or 4) */
+    const int KS = NQ <= 4 ? 2 : 1;
+    for (int64_t j = j0; j < j1; j += KS) {
+        const int ks = j + KS <= j1 ? KS : 1;
+        /* these keys' value rows, read below column by column, and the key
+         * rows ATT_KPF on (rows of a head are contiguous but at a ring's
+         * wrap; a prefetch never faults) */
+        for (int k = 0; k < ks; k++)
+            for (int64_t o = 0; o < rowb; o += 64) {
+                _mm_prefetch((const char *)vr[j + k] + o, _MM_HINT_T0);
+                _mm_prefetch((const char *)kr[j + k] + ATT_KPF * rowb + o, _MM_HINT_T0);
+            }
+        __m256 s[2][ATT_MQ_MAX];
+#pragma GCC unroll 2
+        for (int k = 0; k < KS; k++)
+#pragma GCC unroll 8
+            for (int q = 0; q < NQ; q++) s[k][q] = zero;
+        if (ks == 2) {
+            for (int64_t d = 0; d < D; d += 8) {
+                const __m256 k0 = ld8_256(kr[j], dt, d), k1 = ld8_256(kr[j + 1], dt, d);
+#pragma GCC unroll 8
+                for (int q = 0; q < NQ; q++) {
+                    const __m256 qv = _mm256_loadu_ps(qs[q].q + d);
+                    s[0][q] = _mm256_fmadd_ps(qv, k0, s[0][q]);
+                    s[1][q] = _mm256_fmadd_ps(qv, k1, s[1][q]);
+                }
+            }
+        } else {
+            for (int64_t d = 0; d < D; d += 8) {
+                const __m256 k0 = ld8_256(kr[j], dt, d);
+#pragma GCC unroll 8
+                for (int q = 0; q < NQ; q++) s[0][q] = _mm256_fmadd_ps(_mm256_loadu_ps(qs[q].q + d), k0, s[0][q]);
+            }
+        }
+        for (int k = 0; k < ks; k++)
+#pragma GCC unroll 2
+            for (int q0 = 0; q0 < NQ; q0 += 4) {
+                float t[4];
+                _mm_storeu_ps(t, _mm_mul_ps(mlxn_reduce4_256(s[k][q0], q0 + 1 < NQ ? s[k][q0 + 1] : zero,
+                                                            q0 + 2 < NQ ? s[k][q0 + 2] : zero,
+                                                            q0 + 3 < NQ ? s[k][q0 + 3] : zero),
+                                           _mm_set1_ps(p->scale)));
+                for (int q = q0; q < q0 + 4 && q < NQ; q++) sc[q * ATT_BLOCK + j + k] = t[q - q0];
+            }
+    }
+    for (int q = 0; q < NQ; q++) { /* each query's online softmax over the block, as attend_block_256 */
+        att_q *a = &qs[q];
+        float *sq = sc + q * ATT_BLOCK, bm = -INFINITY;
+        for (int64_t j = j0; j < j1; j++) bm = sq[j] > bm ? sq[j] : bm;
+        if (bm > a->mx) {
+            float corr = a->mx == -INFINITY ? 0.0f : expf(a->mx - bm);
+            a->sum *= corr;
+            if (a->mx != -INFINITY) scale_row(a->acc, corr, D);
+            a->mx = bm;
+        }
+        __m256 es = zero;
+        int64_t j = j0;
+        for (; j + 8 <= j1; j += 8) {
+            __m256 e = exp_256(_mm256_sub_ps(_mm256_loadu_ps(sq + j), _mm256_set1_ps(a->mx)));
+            es = _mm256_add_ps(es, e);
+            _mm256_storeu_ps(sq + j, e);
+        }
+        float st = 0.0f;
+        for (; j < j1; j++) {
+            float e = _mm256_cvtss_f32(exp_256(_mm256_set1_ps(sq[j] - a->mx)));
+            st += e;
+            sq[j] = e;
+        }
+        a->sum += mlxn_hsum_256(es) + st;
+    }
+    int64_t d = 0; /* 16 columns a query in registers while NQ <= 4, else 8 */
+    if (NQ <= 4)
+        for (; d + 16 <= D; d += 16) pv_mq_256(qs, sc, vr, dt, j0, j1, d, NQ, 2);
+    for (; d < D; d += 8) pv_mq_256(qs, sc, vr, dt, j0, j1, d, NQ, 1);
+}
+
+/* attend_mq_256_t with NQ and the row type constants; false for a count it
+ * has no form for. */
+T_AVX2 static bool attend_mq_256(const mlxn_attention_params *p, int64_t D, int64_t b0, int64_t nb,
+                                 const void *const *kr, const void *const *vr, att_q *qs, int nq, float *sc, int dt) {
+    const int64_t j0 = qs[0].first > b0 ? qs[0].first - b0 : 0;
+    const int64_t j1 = qs[0].last - b0 + 1 < nb ? qs[0].last - b0 + 1 : nb;
+    if (j0 >= j1) return true;
+#define MQ_CASE(N)                                                                                      \
+    case N:                                                                                             \
+        if (dt == MLXN_F16) attend_mq_256_t(p, D, j0, j1, kr, vr, qs, sc, MLXN_F16, N);                 \
+        else if (dt == MLXN_BF16) attend_mq_256_t(p, D, j0, j1, kr, vr, qs, sc, MLXN_BF16, N);          \
+        else attend_mq_256_t(p, D, j0, j1, kr, vr, qs, sc, MLXN_F32, N);                                \
+        return true;
+    switch (nq) {
+        MQ_CASE(2)
+        MQ_CASE(3)
+        MQ_CASE(4)
+        MQ_CASE(5)
+        MQ_CASE(6)
+        MQ_CASE(7)
+        MQ_CASE(8)
+    default: return false;
+    }
+#undef MQ_CASE
+}
+ATTEND_TILE_SIMD(attend_tile_256, T_AVX2, attend_block_256, attend_mq_256)
 #endif
 
 /* One kv head's tile of queries over [from, to]: the fastest form the CPU
