@@ -448,6 +448,13 @@ static void test_attention(void) {
     attention_case("attention decode f16 3 heads one kv head, D=72", 1, 3, 1, 72, 200, 97, 0, 0, MLXN_F16);
     attention_case("attention decode f16 4 heads a kv head, window 50", 1, 8, 1, 64, 400, 300, 50, 0, MLXN_F16);
     attention_case("attention decode f32 5 heads a kv head, D=32", 1, 10, 1, 32, 300, 211, 0, 0, MLXN_F32);
+    /* kv heads that do not split evenly over the 2 workers: runs of (kv
+     * head, position) pairs, a kv head cut between them merged by the last
+     * (SmolLM2's 9 / 3 heads; one key; a window with soft-capping; a ring) */
+    attention_case("attention decode f16 9 heads on 3 kv heads, D=64", 1, 9, 3, 64, 300, 250, 0, 0, MLXN_F16);
+    attention_case("attention decode 3 kv heads at position 0", 1, 6, 3, 64, 32, 0, 0, 0, MLXN_F16);
+    attention_case("attention decode 3 kv heads, window 40 + softcap", 1, 6, 3, 32, 200, 150, 40, 25.0f, MLXN_F32);
+    attention_case("attention decode bf16 5 kv heads, ring past C", 1, 10, 5, 64, 64, 200, 0, 0, MLXN_BF16);
     attention_case("attention prefill 20 tokens in query tiles, window 7", 20, 4, 2, 64, 64, 10, 7, 0, MLXN_F16);
     attention_case("attention prefill 100 tokens, 2 key blocks", 100, 2, 1, 32, 128, 0, 0, 0, MLXN_F32);
     /* caches of >= 512 rows with at most 2 (token, head) pairs per worker

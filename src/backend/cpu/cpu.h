@@ -12,9 +12,17 @@ typedef size_t (*mlxn_cpu_scratch)(const mlxn_node *n, int nth);
 typedef struct mlxn_cpu_op {
     mlxn_cpu_kernel run;
     mlxn_cpu_scratch scratch; /* NULL = none */
+    mlxn_cpu_scratch shared;  /* bytes all the node's tasks share; NULL = none */
 } mlxn_cpu_op;
 
 extern const mlxn_cpu_op mlxn_cpu_ops[MLXN_OP_COUNT];
+
+/* The running node's shared area while a task of a node whose op asks for
+ * one runs (NULL otherwise, and when the exec has none: one worker). It is
+ * zeroed when allocated and kept across runs of the exec, one area per
+ * node; its tasks may run at once, so they coordinate through atomics
+ * in it. */
+extern _Thread_local void *mlxn_cpu_shared_area;
 
 /* Producer fusion (cpu_backend.c): a one-row rms_norm / add_rms_norm /
  * silu_mul whose group is followed by a group of one-row matmuls of its

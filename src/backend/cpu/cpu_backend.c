@@ -110,15 +110,40 @@ typedef struct cpu_plan {
     uint32_t fused; /* groups with pre[g] = 1 */
     int32_t *pf_next; /* per group: the next group with a weight prefetch, -1: none */
     pf_group *pf;     /* per group */
+    size_t *sh_off;   /* per node: its shared area's offset in sh + 1; 0: none */
+    char *sh;         /* the nodes' shared areas (mlxn_cpu_op.shared) */
 } cpu_plan;
+
+_Thread_local void *mlxn_cpu_shared_area;
 
 static void plan_free(cpu_plan *p) {
     if (p) {
         mlxn_free(p->pre);
         mlxn_free(p->pf_next);
         mlxn_free(p->pf);
+        mlxn_free(p->sh_off);
+        free(p->sh);
     }
     mlxn_free(p);
+}
+
+/* The nodes' shared areas, 64-byte aligned and zeroed. */
+static mlxn_status sh_build(const mlxn_exec *ex, int nth, cpu_plan *p) {
+    size_t total = 0;
+    for (uint32_t i = 0; i < ex->n_nodes; i++) {
+        const mlxn_cpu_op *op = &mlxn_cpu_ops[ex->nodes[i].op];
+        size_t b = op->shared ? op->shared(&ex->nodes[i], nth) : 0;
+        if (!b) continue;
+        if (!p->sh_off && !(p->sh_off = mlxn_calloc(ex->n_nodes, sizeof *p->sh_off)))
+            return mlxn_err(MLXN_ERR_OUT_OF_MEMORY, "cpu: out of host memory");
+        p->sh_off[i] = total + 1;
+        total += (b + 63) & ~(size_t)63;
+    }
+    if (!total) return MLXN_OK;
+    if (!(p->sh = aligned_alloc(64, total)))
+        return mlxn_err(MLXN_ERR_OUT_OF_MEMORY, "cpu: cannot allocate %zu bytes of shared kernel state", total);
+    memset(p->sh, 0, total);
+    return MLXN_OK;
 }
 
 /* Matmuls of at most this many x rows stream their weights (decode). */
@@ -234,6 +259,7 @@ static mlxn_status plan_build(const mlxn_exec *ex, int nth, cpu_plan **out) {
     }
     p->pre = pre;
     mlxn_status st = pf_build(ex, nth, p);
+    if (!st) st = sh_build(ex, nth, p);
     if (st) {
         plan_free(p);
         return st;
@@ -247,7 +273,7 @@ static mlxn_status plan_build(const mlxn_exec *ex, int nth, cpu_plan **out) {
                       ~(size_t)63;
         if (need > p->xoff) p->xoff = need;
     }
-    if (!p->fused && !p->pf) {
+    if (!p->fused && !p->pf && !p->sh) {
         plan_free(p);
         return MLXN_OK;
     }
@@ -271,6 +297,8 @@ static void run_job(void *arg, int tid) {
     job *j = arg;
     const mlxn_exec *ex = j->ex;
     const uint8_t *pre = j->plan ? j->plan->pre : NULL;
+    const size_t *sh_off = j->plan ? j->plan->sh_off : NULL;
+    mlxn_cpu_shared_area = NULL;
     float *x = j->scratch[tid]; /* a fused producer's whole row, this worker's own */
     char *scr = (char *)j->scratch[tid] + (j->plan ? j->plan->xoff : 0); /* the kernels' */
     for (uint32_t g = 0; g < ex->n_groups; g++) {
@@ -293,7 +321,9 @@ static void run_job(void *arg, int tid) {
                 for (int o; (o = atomic_fetch_add_explicit(&j->outs[g], 1, memory_order_relaxed)) < j->nth;)
                     mlxn_cpu_pre_out(p, o, j->nth, x);
             }
-            const mlxn_node *n = &ex->nodes[first + (uint32_t)(i / j->nth)];
+            const uint32_t ni = first + (uint32_t)(i / j->nth);
+            const mlxn_node *n = &ex->nodes[ni];
+            if (sh_off) mlxn_cpu_shared_area = sh_off[ni] ? j->plan->sh + sh_off[ni] - 1 : NULL;
             if (fused) mlxn_cpu_matmul_x(n, i % j->nth, j->nth, scr, x);
             else mlxn_cpu_ops[n->op].run(n, i % j->nth, j->nth, scr);
             did++;
@@ -327,7 +357,7 @@ static mlxn_status cpu_execute(mlxn_device *dev, mlxn_exec *ex, bool replay) {
         plan_free(ex->backend_state);
         ex->backend_state = NULL;
         cpu_plan *plan = NULL;
-        if (nth > 1 && ex->n_groups > 1) {
+        if (nth > 1 && ex->n_groups) {
             mlxn_status sp = plan_build(ex, nth, &plan);
             if (sp) return sp;
         }

@@ -9,6 +9,7 @@
 #include "ops/quant.h"
 
 #include <float.h>
+#include <stdatomic.h>
 #include <math.h>
 #include <string.h>
 
@@ -1241,6 +1242,99 @@ static void attn_items(const mlxn_node *n, int64_t lo, int64_t hi, void *scratch
     }
 }
 
+/* Decode of one token when its kv heads do not split evenly across the
+ * workers (SmolLM2: 3 on 2, so one kv head was read by both, each for its
+ * own query heads: a third more bytes, and a worker with two kv heads'
+ * worth): the (kv head, visible position) pairs are cut into nth equal
+ * runs, and each worker attends all the query heads of each kv head in its
+ * run over the positions it holds. A kv head cut between workers leaves a
+ * partial (max, sum, acc) per query head and part in the node's shared
+ * area; the part that finishes last merges them into out.
+ * Shared area: per kv head a counter (its own cache line), then nth slots
+ * of rep rows of D + 2 floats. */
+typedef struct att_shared_hdr {
+    _Atomic int done;
+    char pad[60];
+} att_shared_hdr;
+
+static size_t sh_attention(const mlxn_node *n, int nth) {
+    const int64_t Tn = T(1)->shape[0], H = T(1)->shape[1], D = T(1)->shape[2], Hkv = T(2)->shape[0];
+    if (nth < 2 || Tn != 1 || Hkv % nth == 0 || H / Hkv > ATT_QT) return 0;
+    return (size_t)Hkv * (sizeof(att_shared_hdr) + (size_t)nth * (size_t)(H / Hkv) * (size_t)(D + 2) * sizeof(float));
+}
+
+static void attn_decode_split(const mlxn_node *n, int ith, int nth, void *scratch, char *sh) {
+    const mlxn_tensor *q = T(1), *kc = T(2), *vc = T(3);
+    const int64_t H = q->shape[1], D = q->shape[2], C = kc->shape[1], Hkv = kc->shape[0], rep = H / Hkv;
+    const int64_t last = I32(4)[0], first = attn_first(last, C, n->p.attn.window);
+    const int64_t L = last - first + 1, W = Hkv * L;
+    const int64_t lo = W * ith / nth, hi = W * (ith + 1) / nth;
+    const size_t slot = (size_t)rep * (size_t)(D + 2), per_head = sizeof(att_shared_hdr) + (size_t)nth * slot * sizeof(float);
+    float *accs = scratch, *ktile = accs + ATT_QT * D, *vtile = ktile + ATT_BLOCK * D, *sc = vtile + ATT_BLOCK * D;
+    att_q qs[ATT_QT];
+    for (int64_t hk = lo / L; hk < Hkv && hk * L < hi; hk++) {
+        const int64_t a = hk * L > lo ? hk * L : lo, b = (hk + 1) * L < hi ? (hk + 1) * L : hi;
+        if (a >= b) continue;
+        /* the parts of kv head hk: the workers whose runs meet it (runs are
+         * consecutive; empty ones meet nothing), and which of them this is */
+        int parts = 0, me = 0;
+        for (int w = 0; w < nth; w++) {
+            const int64_t wl = W * w / nth, wh = W * (w + 1) / nth;
+            if ((wl > hk * L ? wl : hk * L) < (wh < (hk + 1) * L ? wh : (hk + 1) * L)) {
+                if (w < ith) me++;
+                parts++;
+            }
+        }
+        for (int64_t r = 0; r < rep; r++) {
+            att_q *s = &qs[r];
+            s->q = F32(1) + (hk * rep + r) * D;
+            s->first = first + (a - hk * L);
+            s->last = first + (b - hk * L) - 1;
+            s->mx = -INFINITY;
+            s->sum = 0;
+            s->acc = accs + r * D;
+            for (int64_t d = 0; d < D; d++) s->acc[d] = 0;
+        }
+        attend_any(kc, vc, &n->p.attn, hk, qs[0].first, qs[0].last, qs, (int)rep, ktile, vtile, sc);
+        if (parts == 1) {
+            for (int64_t r = 0; r < rep; r++) {
+                float inv = qs[r].sum > 0 ? 1.0f / qs[r].sum : 0.0f, *o = F32(0) + (hk * rep + r) * D;
+                for (int64_t d = 0; d < D; d++) o[d] = qs[r].acc[d] * inv;
+            }
+            continue;
+        }
+        att_shared_hdr *hd = (att_shared_hdr *)(void *)(sh + (size_t)hk * per_head);
+        float *slots = (float *)(void *)(hd + 1);
+        for (int64_t r = 0; r < rep; r++) {
+            float *row = slots + (size_t)me * slot + (size_t)r * (size_t)(D + 2);
+            row[0] = qs[r].mx;
+            row[1] = qs[r].sum;
+            memcpy(row + 2, qs[r].acc, (size_t)D * sizeof(float));
+        }
+        /* the last part to finish merges; it resets the count for the next
+         * run (which starts after every task of this one has ended) */
+        if (atomic_fetch_add_explicit(&hd->done, 1, memory_order_acq_rel) != parts - 1) continue;
+        for (int64_t r = 0; r < rep; r++) {
+            float M = -INFINITY, S = 0, *o = F32(0) + (hk * rep + r) * D;
+            for (int p = 0; p < parts; p++) {
+                const float m = slots[(size_t)p * slot + (size_t)r * (size_t)(D + 2)];
+                M = m > M ? m : M;
+            }
+            for (int64_t d = 0; d < D; d++) o[d] = 0;
+            for (int p = 0; p < parts; p++) {
+                const float *row = slots + (size_t)p * slot + (size_t)r * (size_t)(D + 2);
+                if (row[0] == -INFINITY) continue;
+                const float e = expf(row[0] - M);
+                S += row[1] * e;
+                for (int64_t d = 0; d < D; d++) o[d] += row[2 + d] * e;
+            }
+            const float inv = S > 0 ? 1.0f / S : 0.0f;
+            for (int64_t d = 0; d < D; d++) o[d] *= inv;
+        }
+        atomic_store_explicit(&hd->done, 0, memory_order_relaxed);
+    }
+}
+
 /* Causal prefill: a later query tile sees more keys, so equal runs of
  * items left the thread with the last tiles ~3x the work of the one with
  * the first (2 threads). With at least two tiles a thread, whole tiles go
@@ -1248,6 +1342,10 @@ static void attn_items(const mlxn_node *n, int64_t lo, int64_t hi, void *scratch
  * growing cost; otherwise (decode) equal runs of the tile's heads. */
 static void k_attention(const mlxn_node *n, int ith, int nth, void *scratch) {
     int64_t Tn = T(1)->shape[0], H = T(1)->shape[1], tiles = (Tn + ATT_QT - 1) / ATT_QT, lo, hi;
+    if (mlxn_cpu_shared_area && sh_attention(n, nth) && I32(4)[0] >= 0) {
+        attn_decode_split(n, ith, nth, scratch, mlxn_cpu_shared_area);
+        return;
+    }
     if (tiles >= 2 * (int64_t)nth) {
         for (int64_t tile = 0; tile < tiles; tile++) {
             int64_t r = tile % (2 * nth), owner = r < nth ? r : 2 * nth - 1 - r;
@@ -1477,7 +1575,7 @@ const mlxn_cpu_op mlxn_cpu_ops[MLXN_OP_COUNT] = {
     [MLXN_OP_GET_ROWS] = {k_get_rows, NULL},
     [MLXN_OP_GET_ROWS_MLX] = {k_get_rows, NULL},
     [MLXN_OP_KV_WRITE] = {k_kv_write, NULL},
-    [MLXN_OP_ATTENTION] = {k_attention, s_attention},
+    [MLXN_OP_ATTENTION] = {k_attention, s_attention, sh_attention},
     [MLXN_OP_ARGMAX] = {k_argmax, NULL},
     [MLXN_OP_TOP_K] = {k_top_k, s_top_k},
     [MLXN_OP_MATMUL_ID] = {k_matmul_id, s_matmul_id},
