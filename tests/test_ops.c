@@ -764,6 +764,24 @@ static void test_kv_write_f16(void) {
     mlxn_buffer_destroy(pos);
 }
 
+/* Decode attention on 5 workers: a kv head's positions cut into up to 5
+ * parts, merged by the last (the cases above run on 2). */
+static void test_attention_5_workers(void) {
+    mlxn_session *s2 = S;
+    mlxn_device *d2 = dev;
+    mlxn_device_options o = {.n_threads = 5};
+    CHECK_OK(mlxn_device_open(&dev, "cpu", &o));
+    CHECK_OK(mlxn_session_create(&S, dev, MLXN_MODE_DIRECT, 0));
+    attention_case("5 workers: decode f16 9 heads on 3 kv heads", 1, 9, 3, 64, 300, 250, 0, 0, MLXN_F16);
+    attention_case("5 workers: decode f16 8 heads on one kv head", 1, 8, 1, 128, 600, 555, 0, 0, MLXN_F16);
+    attention_case("5 workers: decode 3 kv heads at position 2", 1, 6, 3, 64, 32, 2, 0, 0, MLXN_BF16);
+    attention_case("5 workers: decode f32 2 kv heads, window 40 + softcap", 1, 4, 2, 32, 200, 150, 40, 25.0f, MLXN_F32);
+    mlxn_session_destroy(S);
+    mlxn_device_close(dev);
+    S = s2;
+    dev = d2;
+}
+
 int main(void) {
     mlxn_device_options o = {.n_threads = 2};
     CHECK_OK(mlxn_device_open(&dev, "cpu", &o));
@@ -774,6 +792,7 @@ int main(void) {
     test_rope();
     test_copy_gather_argmax();
     test_attention();
+    test_attention_5_workers();
     test_kv_write_f16();
     test_top_k();
     test_logsumexp();

@@ -903,6 +903,19 @@ __attribute__((target("avx512f"), always_inline)) static inline void attend_bloc
     }
 }
 
+/* MLXN_CPU_ATT_MQ=0: the heads of a kv head through each key block one by
+ * one, as before attend_mq_256 / _512 (measuring). */
+static bool att_mq_on(void) {
+    static int on_ = -1;
+    int on = __atomic_load_n(&on_, __ATOMIC_RELAXED); /* every worker computes the same answer */
+    if (on < 0) {
+        const char *e = getenv("MLXN_CPU_ATT_MQ");
+        on = !(e && *e == '0');
+        __atomic_store_n(&on_, on, __ATOMIC_RELAXED);
+    }
+    return on;
+}
+
 /* A 16-bit cache is read where it lies when a tile has at most this many
  * queries (decode: the heads of one kv head), else converted to f32 once a
  * key block for all of them (prefill tiles of 32 tokens: converting in
@@ -923,7 +936,7 @@ __attribute__((target("avx512f"), always_inline)) static inline void attend_bloc
     int64_t C = kc->shape[1], D = kc->shape[2];                                                               \
     const int dt = kc->dtype;                                                                                 \
     const bool direct = dt != MLXN_F32 && dt == (int)vc->dtype && nq <= ATT_DIRECT_MAX;                       \
-    bool mq = nq >= 2 && nq <= ATT_MQ_MAX && (dt == MLXN_F32 || direct);                                      \
+    bool mq = nq >= 2 && nq <= ATT_MQ_MAX && (dt == MLXN_F32 || direct) && att_mq_on();                      \
     for (int qi = 1; qi < nq && mq; qi++) mq = qs[qi].first == qs[0].first && qs[qi].last == qs[0].last;      \
     const uint16_t *kb = mlxn_tensor_data(kc), *vb = mlxn_tensor_data(vc);                                    \
     const void *kr[ATT_BLOCK], *vr[ATT_BLOCK];                                                                \
@@ -945,13 +958,133 @@ __attribute__((target("avx512f"), always_inline)) static inline void attend_bloc
         }                                                                                                     \
     }                                                                                                         \
     }
-/* No multi-query form at 16 lanes yet: the per-query blocks. */
-static inline bool attend_mq_none(const mlxn_attention_params *p, int64_t D, int64_t b0, int64_t nb,
-                                  const void *const *kr, const void *const *vr, att_q *qs, int nq, float *sc, int dt) {
-    (void)p, (void)D, (void)b0, (void)nb, (void)kr, (void)vr, (void)qs, (void)nq, (void)sc, (void)dt;
-    return false;
+#define T_512 __attribute__((target("avx512f")))
+#define AINL __attribute__((always_inline)) static inline
+/* pv_mq_256 at 16 lanes: columns [d0, d0 + 16 W). */
+T_512 AINL void pv_mq_512(att_q *qs, const float *sc, const void *const *vr, int dt, int64_t j0, int64_t j1,
+                          int64_t d0, const int NQ, const int W) {
+    __m512 a[ATT_MQ_MAX][2];
+#pragma GCC unroll 8
+    for (int q = 0; q < NQ; q++)
+#pragma GCC unroll 2
+        for (int w = 0; w < W; w++) a[q][w] = _mm512_loadu_ps(qs[q].acc + d0 + 16 * w);
+    for (int64_t j = j0; j < j1; j++) {
+        __m512 v[2];
+#pragma GCC unroll 2
+        for (int w = 0; w < W; w++) v[w] = ld16_512(vr[j], dt, d0 + 16 * w);
+#pragma GCC unroll 8
+        for (int q = 0; q < NQ; q++) {
+            const __m512 pj = _mm512_set1_ps(sc[q * ATT_BLOCK + j]);
+#pragma GCC unroll 2
+            for (int w = 0; w < W; w++) a[q][w] = _mm512_fmadd_ps(pj, v[w], a[q][w]);
+        }
+    }
+#pragma GCC unroll 8
+    for (int q = 0; q < NQ; q++)
+#pragma GCC unroll 2
+        for (int w = 0; w < W; w++) _mm512_storeu_ps(qs[q].acc + d0 + 16 * w, a[q][w]);
 }
-ATTEND_TILE_SIMD(attend_tile_512, __attribute__((target("avx512f"))), attend_block_512, attend_mq_none)
+
+/* attend_mq_256_t at 16 lanes (see there). */
+T_512 AINL void attend_mq_512_t(const mlxn_attention_params *p, int64_t D, int64_t j0, int64_t j1,
+                                const void *const *kr, const void *const *vr, att_q *qs, float *sc, const int dt,
+                                const int NQ) {
+    const __m512 zero = _mm512_setzero_ps();
+    const int64_t rowb = D * (dt == MLXN_F32 ? 4 : 2);
+    const int KS = NQ <= 4 ? 2 : 1;
+    for (int64_t j = j0; j < j1; j += KS) {
+        const int ks = j + KS <= j1 ? KS : 1;
+        for (int k = 0; k < ks; k++)
+            for (int64_t o = 0; o < rowb; o += 64) {
+                _mm_prefetch((const char *)vr[j + k] + o, _MM_HINT_T0);
+                _mm_prefetch((const char *)kr[j + k] + ATT_KPF * rowb + o, _MM_HINT_T0);
+            }
+        __m512 s[2][ATT_MQ_MAX];
+#pragma GCC unroll 2
+        for (int k = 0; k < KS; k++)
+#pragma GCC unroll 8
+            for (int q = 0; q < NQ; q++) s[k][q] = zero;
+        if (ks == 2) {
+            for (int64_t d = 0; d < D; d += 16) {
+                const __m512 k0 = ld16_512(kr[j], dt, d), k1 = ld16_512(kr[j + 1], dt, d);
+#pragma GCC unroll 8
+                for (int q = 0; q < NQ; q++) {
+                    const __m512 qv = _mm512_loadu_ps(qs[q].q + d);
+                    s[0][q] = _mm512_fmadd_ps(qv, k0, s[0][q]);
+                    s[1][q] = _mm512_fmadd_ps(qv, k1, s[1][q]);
+                }
+            }
+        } else {
+            for (int64_t d = 0; d < D; d += 16) {
+                const __m512 k0 = ld16_512(kr[j], dt, d);
+#pragma GCC unroll 8
+                for (int q = 0; q < NQ; q++) s[0][q] = _mm512_fmadd_ps(_mm512_loadu_ps(qs[q].q + d), k0, s[0][q]);
+            }
+        }
+        for (int k = 0; k < ks; k++)
+#pragma GCC unroll 2
+            for (int q0 = 0; q0 < NQ; q0 += 4) {
+                float t[4];
+                _mm_storeu_ps(t, _mm_mul_ps(mlxn_reduce4_512(s[k][q0], q0 + 1 < NQ ? s[k][q0 + 1] : zero,
+                                                            q0 + 2 < NQ ? s[k][q0 + 2] : zero,
+                                                            q0 + 3 < NQ ? s[k][q0 + 3] : zero),
+                                           _mm_set1_ps(p->scale)));
+                for (int q = q0; q < q0 + 4 && q < NQ; q++) sc[q * ATT_BLOCK + j + k] = t[q - q0];
+            }
+    }
+    for (int q = 0; q < NQ; q++) {
+        att_q *a = &qs[q];
+        float *sq = sc + q * ATT_BLOCK, bm = -INFINITY;
+        for (int64_t j = j0; j < j1; j++) bm = sq[j] > bm ? sq[j] : bm;
+        if (bm > a->mx) {
+            float corr = a->mx == -INFINITY ? 0.0f : expf(a->mx - bm);
+            a->sum *= corr;
+            if (a->mx != -INFINITY) scale_row(a->acc, corr, D);
+            a->mx = bm;
+        }
+        __m512 es = zero;
+        for (int64_t j = j0; j < j1; j += 16) {
+            __mmask16 m = j1 - j >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (j1 - j)) - 1);
+            __m512 e = exp_512(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, sq + j), _mm512_set1_ps(a->mx)));
+            e = _mm512_maskz_mov_ps(m, e);
+            es = _mm512_add_ps(es, e);
+            _mm512_mask_storeu_ps(sq + j, m, e);
+        }
+        a->sum += _mm512_reduce_add_ps(es);
+    }
+    int64_t d = 0; /* 32 columns a query in registers while NQ <= 4, else 16 */
+    if (NQ <= 4)
+        for (; d + 32 <= D; d += 32) pv_mq_512(qs, sc, vr, dt, j0, j1, d, NQ, 2);
+    for (; d < D; d += 16) pv_mq_512(qs, sc, vr, dt, j0, j1, d, NQ, 1);
+}
+
+/* attend_mq_256 at 16 lanes. */
+T_512 static bool attend_mq_512(const mlxn_attention_params *p, int64_t D, int64_t b0, int64_t nb,
+                                const void *const *kr, const void *const *vr, att_q *qs, int nq, float *sc, int dt) {
+    const int64_t j0 = qs[0].first > b0 ? qs[0].first - b0 : 0;
+    const int64_t j1 = qs[0].last - b0 + 1 < nb ? qs[0].last - b0 + 1 : nb;
+    if (j0 >= j1) return true;
+#define MQ_CASE(N)                                                                                      \
+    case N:                                                                                             \
+        if (dt == MLXN_F16) attend_mq_512_t(p, D, j0, j1, kr, vr, qs, sc, MLXN_F16, N);                 \
+        else if (dt == MLXN_BF16) attend_mq_512_t(p, D, j0, j1, kr, vr, qs, sc, MLXN_BF16, N);          \
+        else attend_mq_512_t(p, D, j0, j1, kr, vr, qs, sc, MLXN_F32, N);                                \
+        return true;
+    switch (nq) {
+        MQ_CASE(2)
+        MQ_CASE(3)
+        MQ_CASE(4)
+        MQ_CASE(5)
+        MQ_CASE(6)
+        MQ_CASE(7)
+        MQ_CASE(8)
+    default: return false;
+    }
+#undef MQ_CASE
+}
+#undef T_512
+#undef AINL
+ATTEND_TILE_SIMD(attend_tile_512, __attribute__((target("avx512f"))), attend_block_512, attend_mq_512)
 #endif
 
 #if defined(__x86_64__) || defined(__i386__)
@@ -1259,7 +1392,14 @@ typedef struct att_shared_hdr {
 
 static size_t sh_attention(const mlxn_node *n, int nth) {
     const int64_t Tn = T(1)->shape[0], H = T(1)->shape[1], D = T(1)->shape[2], Hkv = T(2)->shape[0];
-    if (nth < 2 || Tn != 1 || Hkv % nth == 0 || H / Hkv > ATT_QT) return 0;
+    static int on_ = -1; /* MLXN_CPU_ATT_SPLIT=0: the heads split as before (measuring) */
+    int on = __atomic_load_n(&on_, __ATOMIC_RELAXED); /* every worker computes the same answer */
+    if (on < 0) {
+        const char *e = getenv("MLXN_CPU_ATT_SPLIT");
+        on = !(e && *e == '0');
+        __atomic_store_n(&on_, on, __ATOMIC_RELAXED);
+    }
+    if (!on || nth < 2 || Tn != 1 || Hkv % nth == 0 || H / Hkv > ATT_QT) return 0;
     return (size_t)Hkv * (sizeof(att_shared_hdr) + (size_t)nth * (size_t)(H / Hkv) * (size_t)(D + 2) * sizeof(float));
 }
 
