@@ -513,19 +513,23 @@ static size_t s_rope(const mlxn_node *n, int nth) {
 /* The last angles a thread computed, with what they were computed from:
  * a decode step ropes every layer's q and k at one position with the same
  * parameters (SmolLM2: 60 calls a step, each a pow and a sin / cos a pair;
- * 2.4 % of a step before). Pairs past ROPE_MEMO are not kept. */
+ * 2.4 % of a step before). The inverse frequencies are kept with the
+ * parameters, so a prefill (other positions each token, the same
+ * parameters) computes only the sin / cos. Pairs past ROPE_MEMO are not
+ * kept. */
 enum { ROPE_MEMO = 128 };
 typedef struct rope_memo {
     mlxn_rope_params p;
     int32_t pos;
-    bool valid, has_ff;
+    bool valid, has_ff, have_pos;
     float ff[ROPE_MEMO], cs[ROPE_MEMO], sn[ROPE_MEMO];
+    double inv[ROPE_MEMO];
 } rope_memo;
 static _Thread_local rope_memo g_rope_memo;
 
-static bool rope_memo_hit(const rope_memo *m, const mlxn_rope_params *p, int32_t pos, const float *ff) {
+static bool rope_memo_same(const rope_memo *m, const mlxn_rope_params *p, const float *ff) {
     const mlxn_rope_params *q = &m->p;
-    return m->valid && m->pos == pos && q->n_dims == p->n_dims && q->base == p->base && q->mode == p->mode &&
+    return m->valid && q->n_dims == p->n_dims && q->base == p->base && q->mode == p->mode &&
            q->scaling == p->scaling && q->factor == p->factor && q->low_freq_factor == p->low_freq_factor &&
            q->high_freq_factor == p->high_freq_factor && q->original_max_pos == p->original_max_pos &&
            m->has_ff == (ff != NULL) && (!ff || !memcmp(m->ff, ff, (size_t)(p->n_dims / 2) * sizeof(float)));
@@ -536,21 +540,26 @@ static void rope_angles(const mlxn_rope_params *p, int32_t pos, const float *ff,
     rope_memo *m = &g_rope_memo;
     const int half = p->n_dims / 2;
     const bool keep = half <= ROPE_MEMO;
-    if (keep && rope_memo_hit(m, p, pos, ff)) {
+    const bool same = keep && rope_memo_same(m, p, ff);
+    if (same && m->have_pos && m->pos == pos) {
         memcpy(cs, m->cs, (size_t)half * sizeof(float));
         memcpy(sn, m->sn, (size_t)half * sizeof(float));
         return;
     }
+    if (keep && !same) {
+        m->p = *p, m->has_ff = ff != NULL, m->valid = true, m->have_pos = false;
+        if (ff) memcpy(m->ff, ff, (size_t)half * sizeof(float));
+        for (int i = 0; i < half; i++) m->inv[i] = rope_inv_freq(p, i, ff);
+    }
     double ppos = pos;
     if (p->scaling == MLXN_ROPE_SCALE_LINEAR) ppos /= (double)p->factor;
-    for (int i = 0; i < p->n_dims / 2; i++) {
-        double a = ppos * rope_inv_freq(p, i, ff);
+    for (int i = 0; i < half; i++) {
+        double a = ppos * (keep ? m->inv[i] : rope_inv_freq(p, i, ff));
         cs[i] = (float)cos(a);
         sn[i] = (float)sin(a);
     }
     if (keep) {
-        m->p = *p, m->pos = pos, m->has_ff = ff != NULL, m->valid = true;
-        if (ff) memcpy(m->ff, ff, (size_t)half * sizeof(float));
+        m->pos = pos, m->have_pos = true;
         memcpy(m->cs, cs, (size_t)half * sizeof(float));
         memcpy(m->sn, sn, (size_t)half * sizeof(float));
     }
