@@ -784,6 +784,16 @@ typedef struct att_q {
     float *acc;
 } att_q;
 
+/* A query's online softmax meets a block whose largest score is bm: a
+ * larger maximum rescales its sum and accumulator. */
+static void att_new_max(att_q *a, float bm, int64_t D) {
+    if (!(bm > a->mx)) return;
+    float corr = a->mx == -INFINITY ? 0.0f : expf(a->mx - bm);
+    a->sum *= corr;
+    if (a->mx != -INFINITY) scale_row(a->acc, corr, D);
+    a->mx = bm;
+}
+
 /* The k and v rows of cache positions b0 .. b0+nb-1 of kv head hk (ring
  * positions modulo C), as f32: in place, or converted into ktile / vtile. */
 static void tile_rows(const mlxn_tensor *kc, const mlxn_tensor *vc, int64_t hk, int64_t b0, int64_t nb,
@@ -816,12 +826,7 @@ static void attend_tile(const mlxn_tensor *kc, const mlxn_tensor *vc, const mlxn
                 sc[j] = sv;
                 if (sv > bm) bm = sv;
             }
-            if (bm > a->mx) {
-                float corr = a->mx == -INFINITY ? 0.0f : expf(a->mx - bm);
-                a->sum *= corr;
-                if (a->mx != -INFINITY) scale_row(a->acc, corr, D);
-                a->mx = bm;
-            }
+            att_new_max(a, bm, D);
             for (int64_t j = j0; j < j1; j++) {
                 float e = expf(sc[j] - a->mx);
                 a->sum += e;
@@ -890,12 +895,7 @@ __attribute__((target("avx512f"), always_inline)) static inline void attend_bloc
             sc[j] = _mm512_reduce_add_ps(acc) * p->scale;
         }
         for (j = j0; j < j1; j++) bm = sc[j] > bm ? sc[j] : bm;
-        if (bm > a->mx) {
-            float corr = a->mx == -INFINITY ? 0.0f : expf(a->mx - bm);
-            a->sum *= corr;
-            if (a->mx != -INFINITY) scale_row(a->acc, corr, D);
-            a->mx = bm;
-        }
+        att_new_max(a, bm, D);
         __m512 es = _mm512_setzero_ps();
         for (j = j0; j < j1; j += 16) {
             __mmask16 m = j1 - j >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (j1 - j)) - 1);
@@ -969,6 +969,17 @@ static bool att_mq_on(void) {
     }
 #define T_512 __attribute__((target("avx512f")))
 #define AINL __attribute__((always_inline)) static inline
+/* The value rows of keys kr[0 .. ks) (read column by column after the
+ * scores) and the key rows ATT_KPF on: rows of a head are contiguous but
+ * at a ring's wrap, and a prefetch never faults. */
+static inline void att_mq_prefetch(const void *const *kr, const void *const *vr, int ks, int64_t rowb) {
+    for (int k = 0; k < ks; k++)
+        for (int64_t o = 0; o < rowb; o += 64) {
+            __builtin_prefetch((const char *)vr[k] + o, 0, 3);
+            __builtin_prefetch((const char *)kr[k] + ATT_KPF * rowb + o, 0, 3);
+        }
+}
+
 /* pv_mq_256 at 16 lanes: columns [d0, d0 + 16 W). */
 T_512 AINL void pv_mq_512(att_q *qs, const float *sc, const void *const *vr, int dt, int64_t j0, int64_t j1,
                           int64_t d0, const int NQ, const int W) {
@@ -1003,11 +1014,7 @@ T_512 AINL void attend_mq_512_t(const mlxn_attention_params *p, int64_t D, int64
     const int KS = NQ <= 4 ? 2 : 1;
     for (int64_t j = j0; j < j1; j += KS) {
         const int ks = j + KS <= j1 ? KS : 1;
-        for (int k = 0; k < ks; k++)
-            for (int64_t o = 0; o < rowb; o += 64) {
-                _mm_prefetch((const char *)vr[j + k] + o, _MM_HINT_T0);
-                _mm_prefetch((const char *)kr[j + k] + ATT_KPF * rowb + o, _MM_HINT_T0);
-            }
+        att_mq_prefetch(kr + j, vr + j, ks, rowb);
         __m512 s[2][ATT_MQ_MAX];
 #pragma GCC unroll 2
         for (int k = 0; k < KS; k++)
@@ -1045,12 +1052,7 @@ T_512 AINL void attend_mq_512_t(const mlxn_attention_params *p, int64_t D, int64
         att_q *a = &qs[q];
         float *sq = sc + q * ATT_BLOCK, bm = -INFINITY;
         for (int64_t j = j0; j < j1; j++) bm = sq[j] > bm ? sq[j] : bm;
-        if (bm > a->mx) {
-            float corr = a->mx == -INFINITY ? 0.0f : expf(a->mx - bm);
-            a->sum *= corr;
-            if (a->mx != -INFINITY) scale_row(a->acc, corr, D);
-            a->mx = bm;
-        }
+        att_new_max(a, bm, D);
         __m512 es = zero;
         for (int64_t j = j0; j < j1; j += 16) {
             __mmask16 m = j1 - j >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (j1 - j)) - 1);
@@ -1147,12 +1149,7 @@ T_AVX2 __attribute__((always_inline)) static inline void attend_block_256(
             sc[j] = mlxn_hsum_256(acc) * p->scale;
         }
         for (j = j0; j < j1; j++) bm = sc[j] > bm ? sc[j] : bm;
-        if (bm > a->mx) {
-            float corr = a->mx == -INFINITY ? 0.0f : expf(a->mx - bm);
-            a->sum *= corr;
-            if (a->mx != -INFINITY) scale_row(a->acc, corr, D);
-            a->mx = bm;
-        }
+        att_new_max(a, bm, D);
         __m256 es = _mm256_setzero_ps();
         for (j = j0; j + 8 <= j1; j += 8) {
             __m256 e = exp_256(_mm256_sub_ps(_mm256_loadu_ps(sc + j), _mm256_set1_ps(a->mx)));
@@ -1215,14 +1212,7 @@ T_AVX2 __attribute__((always_inline)) static inline void attend_mq_256_t(const m
     const int KS = NQ <= 4 ? 2 : 1;
     for (int64_t j = j0; j < j1; j += KS) {
         const int ks = j + KS <= j1 ? KS : 1;
-        /* these keys' value rows, read below column by column, and the key
-         * rows ATT_KPF on (rows of a head are contiguous but at a ring's
-         * wrap; a prefetch never faults) */
-        for (int k = 0; k < ks; k++)
-            for (int64_t o = 0; o < rowb; o += 64) {
-                _mm_prefetch((const char *)vr[j + k] + o, _MM_HINT_T0);
-                _mm_prefetch((const char *)kr[j + k] + ATT_KPF * rowb + o, _MM_HINT_T0);
-            }
+        att_mq_prefetch(kr + j, vr + j, ks, rowb);
         __m256 s[2][ATT_MQ_MAX];
 #pragma GCC unroll 2
         for (int k = 0; k < KS; k++)
@@ -1260,12 +1250,7 @@ T_AVX2 __attribute__((always_inline)) static inline void attend_mq_256_t(const m
         att_q *a = &qs[q];
         float *sq = sc + q * ATT_BLOCK, bm = -INFINITY;
         for (int64_t j = j0; j < j1; j++) bm = sq[j] > bm ? sq[j] : bm;
-        if (bm > a->mx) {
-            float corr = a->mx == -INFINITY ? 0.0f : expf(a->mx - bm);
-            a->sum *= corr;
-            if (a->mx != -INFINITY) scale_row(a->acc, corr, D);
-            a->mx = bm;
-        }
+        att_new_max(a, bm, D);
         __m256 es = zero;
         int64_t j = j0;
         for (; j + 8 <= j1; j += 8) {
