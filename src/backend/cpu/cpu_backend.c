@@ -89,10 +89,12 @@ static mlxn_status cpu_copy(mlxn_device *dev, void *dst, const void *src, size_t
     return MLXN_OK;
 }
 
-/* The exec's producer-fusion plan (ex->backend_state): pre[g] = 1 when
- * group g is one producer run inside group g + 1 (cpu.h, mlxn_cpu_pre_ok);
- * xoff: bytes at the start of each worker's scratch for the producer's row
- * (the kernels' scratch follows). MLXN_CPU_PREFUSE=0: no fusion. */
+/* The exec's plan (ex->backend_state), built on its first run with more
+ * than one worker: producer fusion, the weight prefetch while waiting, and
+ * the nodes' shared areas. pre[g] = 1 when group g is one producer run
+ * inside group g + 1 (cpu.h, mlxn_cpu_pre_ok); xoff: bytes at the start of
+ * each worker's scratch for the producer's row (the kernels' scratch
+ * follows). MLXN_CPU_PREFUSE=0: no fusion. */
 enum { PF_NODES = 4 };
 /* The weight prefetch of one group of one-row matmuls: its first nn
  * matmul nodes; node q's parts are prefetched `rows[q]` rows a chunk,
