@@ -769,7 +769,6 @@ enum { ATT_MQ_MAX = 8 };
 /* attend_mq_256 prefetches key rows this many rows ahead (a block). */
 enum { ATT_KPF = 64 };
 
-
 static size_t s_attention(const mlxn_node *n, int nth) {
     (void)nth;
     size_t D = (size_t)T(1)->shape[2];
@@ -792,6 +791,31 @@ static void att_new_max(att_q *a, float bm, int64_t D) {
     a->sum *= corr;
     if (a->mx != -INFINITY) scale_row(a->acc, corr, D);
     a->mx = bm;
+}
+
+/* A query's finished output row: its accumulator over its sum (zeros when
+ * it saw no key). */
+static void att_out(const att_q *a, float *o, int64_t D) {
+    const float inv = a->sum > 0 ? 1.0f / a->sum : 0.0f;
+    for (int64_t d = 0; d < D; d++) o[d] = a->acc[d] * inv;
+}
+
+/* Partial softmax states (max, sum, acc[D]) of S slices of one query's
+ * keys, `stride` floats apart from `part`, merged into its output row o
+ * (a slice that saw no key has max -inf and is skipped). */
+static void att_merge(const float *part, size_t stride, int64_t S, int64_t D, float *o) {
+    float M = -INFINITY, l = 0;
+    for (int64_t s = 0; s < S; s++)
+        if (part[(size_t)s * stride] > M) M = part[(size_t)s * stride];
+    for (int64_t d = 0; d < D; d++) o[d] = 0;
+    for (int64_t s = 0; s < S; s++) {
+        const float *r = part + (size_t)s * stride;
+        if (r[0] == -INFINITY) continue;
+        float w = expf(r[0] - M);
+        l += w * r[1];
+        axpy(o, w, r + 2, D);
+    }
+    scale_row(o, l > 0 ? 1.0f / l : 0.0f, D);
 }
 
 /* The k and v rows of cache positions b0 .. b0+nb-1 of kv head hk (ring
@@ -912,17 +936,24 @@ __attribute__((target("avx512f"), always_inline)) static inline void attend_bloc
     }
 }
 
+/* A measuring switch: on unless the environment sets `name` to 0, read
+ * once into *cache (-1 before; relaxed both ways: every worker computes
+ * the same answer). */
+static bool env_switch(int *cache, const char *name) {
+    int on = __atomic_load_n(cache, __ATOMIC_RELAXED);
+    if (on < 0) {
+        const char *e = getenv(name);
+        on = !(e && *e == '0');
+        __atomic_store_n(cache, on, __ATOMIC_RELAXED);
+    }
+    return on;
+}
+
 /* MLXN_CPU_ATT_MQ=0: the heads of a kv head through each key block one by
  * one, as before attend_mq_256 / _512 (measuring). */
 static bool att_mq_on(void) {
-    static int on_ = -1;
-    int on = __atomic_load_n(&on_, __ATOMIC_RELAXED); /* every worker computes the same answer */
-    if (on < 0) {
-        const char *e = getenv("MLXN_CPU_ATT_MQ");
-        on = !(e && *e == '0');
-        __atomic_store_n(&on_, on, __ATOMIC_RELAXED);
-    }
-    return on;
+    static int on = -1;
+    return env_switch(&on, "MLXN_CPU_ATT_MQ");
 }
 
 /* A 16-bit cache is read where it lies when a tile has at most this many
@@ -967,6 +998,30 @@ static bool att_mq_on(void) {
         }                                                                                                     \
     }                                                                                                         \
     }
+/* The multi-head block of ATTEND_TILE_SIMD (NAME): its keys [j0, j1), then
+ * IMPL (attend_mq_256_t / _512_t) with the query count and row type as
+ * constants; false for a count it has no form for (the per-query blocks
+ * take it). */
+#define ATTEND_MQ(NAME, TARGET, IMPL)                                                                          \
+    TARGET static bool NAME(const mlxn_attention_params *p, int64_t D, int64_t b0, int64_t nb,                \
+                            const void *const *kr, const void *const *vr, att_q *qs, int nq, float *sc,       \
+                            int dt) {                                                                         \
+        const int64_t j0 = qs[0].first > b0 ? qs[0].first - b0 : 0;                                           \
+        const int64_t j1 = qs[0].last - b0 + 1 < nb ? qs[0].last - b0 + 1 : nb;                               \
+        if (j0 >= j1) return true;                                                                            \
+        if (nq < 2 || nq > ATT_MQ_MAX) return false;                                                          \
+        switch (nq * 4 + (dt == MLXN_F16 ? 0 : dt == MLXN_BF16 ? 1 : 2)) {                                     \
+            ATTEND_MQ_CASES(IMPL, 2) ATTEND_MQ_CASES(IMPL, 3) ATTEND_MQ_CASES(IMPL, 4)                         \
+            ATTEND_MQ_CASES(IMPL, 5) ATTEND_MQ_CASES(IMPL, 6) ATTEND_MQ_CASES(IMPL, 7)                         \
+            ATTEND_MQ_CASES(IMPL, 8)                                                                          \
+        }                                                                                                     \
+        return false;                                                                                         \
+    }
+#define ATTEND_MQ_CASES(IMPL, N)                                                                               \
+    case N * 4: IMPL(p, D, j0, j1, kr, vr, qs, sc, MLXN_F16, N); return true;                                 \
+    case N * 4 + 1: IMPL(p, D, j0, j1, kr, vr, qs, sc, MLXN_BF16, N); return true;                            \
+    case N * 4 + 2: IMPL(p, D, j0, j1, kr, vr, qs, sc, MLXN_F32, N); return true;
+
 #define T_512 __attribute__((target("avx512f")))
 #define AINL __attribute__((always_inline)) static inline
 /* The value rows of keys kr[0 .. ks) (read column by column after the
@@ -1069,30 +1124,7 @@ T_512 AINL void attend_mq_512_t(const mlxn_attention_params *p, int64_t D, int64
     for (; d < D; d += 16) pv_mq_512(qs, sc, vr, dt, j0, j1, d, NQ, 1);
 }
 
-/* attend_mq_256 at 16 lanes. */
-T_512 static bool attend_mq_512(const mlxn_attention_params *p, int64_t D, int64_t b0, int64_t nb,
-                                const void *const *kr, const void *const *vr, att_q *qs, int nq, float *sc, int dt) {
-    const int64_t j0 = qs[0].first > b0 ? qs[0].first - b0 : 0;
-    const int64_t j1 = qs[0].last - b0 + 1 < nb ? qs[0].last - b0 + 1 : nb;
-    if (j0 >= j1) return true;
-#define MQ_CASE(N)                                                                                      \
-    case N:                                                                                             \
-        if (dt == MLXN_F16) attend_mq_512_t(p, D, j0, j1, kr, vr, qs, sc, MLXN_F16, N);                 \
-        else if (dt == MLXN_BF16) attend_mq_512_t(p, D, j0, j1, kr, vr, qs, sc, MLXN_BF16, N);          \
-        else attend_mq_512_t(p, D, j0, j1, kr, vr, qs, sc, MLXN_F32, N);                                \
-        return true;
-    switch (nq) {
-        MQ_CASE(2)
-        MQ_CASE(3)
-        MQ_CASE(4)
-        MQ_CASE(5)
-        MQ_CASE(6)
-        MQ_CASE(7)
-        MQ_CASE(8)
-    default: return false;
-    }
-#undef MQ_CASE
-}
+ATTEND_MQ(attend_mq_512, T_512, attend_mq_512_t)
 #undef T_512
 #undef AINL
 ATTEND_TILE_SIMD(attend_tile_512, __attribute__((target("avx512f"))), attend_block_512, attend_mq_512)
@@ -1272,31 +1304,7 @@ T_AVX2 __attribute__((always_inline)) static inline void attend_mq_256_t(const m
     for (; d < D; d += 8) pv_mq_256(qs, sc, vr, dt, j0, j1, d, NQ, 1);
 }
 
-/* attend_mq_256_t with NQ and the row type constants; false for a count it
- * has no form for. */
-T_AVX2 static bool attend_mq_256(const mlxn_attention_params *p, int64_t D, int64_t b0, int64_t nb,
-                                 const void *const *kr, const void *const *vr, att_q *qs, int nq, float *sc, int dt) {
-    const int64_t j0 = qs[0].first > b0 ? qs[0].first - b0 : 0;
-    const int64_t j1 = qs[0].last - b0 + 1 < nb ? qs[0].last - b0 + 1 : nb;
-    if (j0 >= j1) return true;
-#define MQ_CASE(N)                                                                                      \
-    case N:                                                                                             \
-        if (dt == MLXN_F16) attend_mq_256_t(p, D, j0, j1, kr, vr, qs, sc, MLXN_F16, N);                 \
-        else if (dt == MLXN_BF16) attend_mq_256_t(p, D, j0, j1, kr, vr, qs, sc, MLXN_BF16, N);          \
-        else attend_mq_256_t(p, D, j0, j1, kr, vr, qs, sc, MLXN_F32, N);                                \
-        return true;
-    switch (nq) {
-        MQ_CASE(2)
-        MQ_CASE(3)
-        MQ_CASE(4)
-        MQ_CASE(5)
-        MQ_CASE(6)
-        MQ_CASE(7)
-        MQ_CASE(8)
-    default: return false;
-    }
-#undef MQ_CASE
-}
+ATTEND_MQ(attend_mq_256, T_AVX2, attend_mq_256_t)
 ATTEND_TILE_SIMD(attend_tile_256, T_AVX2, attend_block_256, attend_mq_256)
 #endif
 
@@ -1362,10 +1370,7 @@ static void attn_items(const mlxn_node *n, int64_t lo, int64_t hi, void *scratch
             }
         }
         attend_any(kc, vc, &n->p.attn, hk, from, to, qs, nq, ktile, vtile, sc);
-        for (int qi = 0; qi < nq; qi++) {
-            float inv = qs[qi].sum > 0 ? 1.0f / qs[qi].sum : 0.0f;
-            for (int64_t d = 0; d < D; d++) outs[qi][d] = qs[qi].acc[d] * inv;
-        }
+        for (int qi = 0; qi < nq; qi++) att_out(&qs[qi], outs[qi], D);
     }
 }
 
@@ -1386,14 +1391,8 @@ typedef struct att_shared_hdr {
 
 static size_t sh_attention(const mlxn_node *n, int nth) {
     const int64_t Tn = T(1)->shape[0], H = T(1)->shape[1], D = T(1)->shape[2], Hkv = T(2)->shape[0];
-    static int on_ = -1; /* MLXN_CPU_ATT_SPLIT=0: the heads split as before (measuring) */
-    int on = __atomic_load_n(&on_, __ATOMIC_RELAXED); /* every worker computes the same answer */
-    if (on < 0) {
-        const char *e = getenv("MLXN_CPU_ATT_SPLIT");
-        on = !(e && *e == '0');
-        __atomic_store_n(&on_, on, __ATOMIC_RELAXED);
-    }
-    if (!on || nth < 2 || Tn != 1 || Hkv % nth == 0 || H / Hkv > ATT_QT) return 0;
+    static int on = -1; /* MLXN_CPU_ATT_SPLIT=0: the heads split as before (measuring) */
+    if (!env_switch(&on, "MLXN_CPU_ATT_SPLIT") || nth < 2 || Tn != 1 || Hkv % nth == 0 || H / Hkv > ATT_QT) return 0;
     return (size_t)Hkv * (sizeof(att_shared_hdr) + (size_t)nth * (size_t)(H / Hkv) * (size_t)(D + 2) * sizeof(float));
 }
 
@@ -1431,10 +1430,7 @@ static void attn_decode_split(const mlxn_node *n, int ith, int nth, void *scratc
         }
         attend_any(kc, vc, &n->p.attn, hk, qs[0].first, qs[0].last, qs, (int)rep, ktile, vtile, sc);
         if (parts == 1) {
-            for (int64_t r = 0; r < rep; r++) {
-                float inv = qs[r].sum > 0 ? 1.0f / qs[r].sum : 0.0f, *o = F32(0) + (hk * rep + r) * D;
-                for (int64_t d = 0; d < D; d++) o[d] = qs[r].acc[d] * inv;
-            }
+            for (int64_t r = 0; r < rep; r++) att_out(&qs[r], F32(0) + (hk * rep + r) * D, D);
             continue;
         }
         att_shared_hdr *hd = (att_shared_hdr *)(void *)(sh + (size_t)hk * per_head);
@@ -1448,23 +1444,8 @@ static void attn_decode_split(const mlxn_node *n, int ith, int nth, void *scratc
         /* the last part to finish merges; it resets the count for the next
          * run (which starts after every task of this one has ended) */
         if (atomic_fetch_add_explicit(&hd->done, 1, memory_order_acq_rel) != parts - 1) continue;
-        for (int64_t r = 0; r < rep; r++) {
-            float M = -INFINITY, S = 0, *o = F32(0) + (hk * rep + r) * D;
-            for (int p = 0; p < parts; p++) {
-                const float m = slots[(size_t)p * slot + (size_t)r * (size_t)(D + 2)];
-                M = m > M ? m : M;
-            }
-            for (int64_t d = 0; d < D; d++) o[d] = 0;
-            for (int p = 0; p < parts; p++) {
-                const float *row = slots + (size_t)p * slot + (size_t)r * (size_t)(D + 2);
-                if (row[0] == -INFINITY) continue;
-                const float e = expf(row[0] - M);
-                S += row[1] * e;
-                for (int64_t d = 0; d < D; d++) o[d] += row[2 + d] * e;
-            }
-            const float inv = S > 0 ? 1.0f / S : 0.0f;
-            for (int64_t d = 0; d < D; d++) o[d] *= inv;
-        }
+        for (int64_t r = 0; r < rep; r++)
+            att_merge(slots + (size_t)r * (size_t)(D + 2), slot, parts, D, F32(0) + (hk * rep + r) * D);
         atomic_store_explicit(&hd->done, 0, memory_order_relaxed);
     }
 }
@@ -1524,23 +1505,7 @@ static void k_attention_merge(const mlxn_node *n, int ith, int nth, void *scratc
     (void)scratch;
     int64_t D = T(0)->shape[2], S = n->p.split.splits, lo, hi;
     mlxn_split(mlxn_tensor_elems(T(0)) / D, ith, nth, &lo, &hi);
-    for (int64_t i = lo; i < hi; i++) {
-        const float *part = F32(1) + i * S * (D + 2);
-        float M = -INFINITY, l = 0;
-        for (int64_t s = 0; s < S; s++)
-            if (part[s * (D + 2)] > M) M = part[s * (D + 2)];
-        float *o = F32(0) + i * D;
-        for (int64_t d = 0; d < D; d++) o[d] = 0;
-        for (int64_t s = 0; s < S; s++) {
-            const float *r = part + s * (D + 2);
-            if (r[0] == -INFINITY) continue; /* an empty slice */
-            float w = expf(r[0] - M);
-            l += w * r[1];
-            axpy(o, w, r + 2, D);
-        }
-        float inv = l > 0 ? 1.0f / l : 0.0f;
-        for (int64_t d = 0; d < D; d++) o[d] *= inv;
-    }
+    for (int64_t i = lo; i < hi; i++) att_merge(F32(1) + i * S * (D + 2), (size_t)(D + 2), S, D, F32(0) + i * D);
 }
 
 /* ---- argmax ---- */
