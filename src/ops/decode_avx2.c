@@ -87,6 +87,17 @@ typedef struct xrow {
         if (PF_AVX2) _mm_prefetch((const char *)(p) + PF_AVX2, _MM_HINT_T1);   \
     } while (0)
 
+/* Two rows a step (r1 = r0 + rs): the offset from which PF2's target would
+ * leave r0 for r1, which is being read already; from there both rows'
+ * prefetches skip a row (r0's into the next pair's first row, r1's into its
+ * second), so the next pair's second row is prefetched too: before, the
+ * first PF_AVX2 bytes of every second row were not. Rows no longer than the
+ * distance keep running on (SIZE_MAX). Dev Zen 3, 2 threads, one-row bench
+ * ops 4096x14336, 3 alternated rounds: q4_0 2379-2664 -> 1844-2217 µs,
+ * q4_1 2541-2773 -> 1915-2551, mlx-q4-g64 2598-3062 -> 2064-2318
+ * (bench/RESULTS.md). */
+static inline size_t pf_pair_at(size_t rs) { return rs > PF_AVX2 ? rs - PF_AVX2 : SIZE_MAX; }
+
 static size_t al32(size_t n) { return (n + 31) & ~(size_t)31; }
 
 /* MLX scales and biases are converted to f32 for a run of rows at once:
@@ -302,11 +313,13 @@ T2 INL void dot_q4x2(const uint8_t *r0, const uint8_t *r1, const xrow *x, int64_
     const __m256i pair = _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1);
     __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
     __m128 cor = _mm_setzero_ps(); /* lanes 0-1 row 0, 2-3 row 1 */
+    const size_t rs = (size_t)(r1 - r0), at = pf_pair_at(rs);
     int64_t b = 0;
     for (; b + 2 <= nb; b += 2) {
         const uint8_t *p = r0 + (size_t)b * bs, *q = r1 + (size_t)b * bs;
-        PF2(p);
-        PF2(q);
+        const size_t sk = (size_t)b * bs >= at ? rs : 0;
+        PF2(p + sk);
+        PF2(q + sk);
         const __m256i v0 = _mm256_set_m128i(_mm_loadu_si128((const __m128i *)(p + bs + off)),
                                             _mm_loadu_si128((const __m128i *)(p + off)));
         const __m256i v1 = _mm256_set_m128i(_mm_loadu_si128((const __m128i *)(q + bs + off)),
@@ -678,11 +691,13 @@ T2 INL void dot_mlx4x2_t(const uint8_t *w0, const uint8_t *w1, const xrow *x, co
     const __m256i m4 = _mm256_set1_epi8(0x0F), k128 = _mm256_set1_epi16(128), one = _mm256_set1_epi16(1);
     const __m256i pair = _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1);
     __m256 a0 = mlx_offsets_v(s0, b0, x->xgg, G, false), a1 = mlx_offsets_v(s1, b1, x->xgg, G, false);
+    const size_t rs = (size_t)(w1 - w0), at = pf_pair_at(rs);
     int64_t b = 0;
     for (; b + 2 <= nb; b += 2) { /* a block pair: 32 bytes of each row */
         if (b & 2) {
-            PF2(w0 + 16 * b);
-            PF2(w1 + 16 * b);
+            const size_t sk = (size_t)(16 * b) >= at ? rs : 0;
+            PF2(w0 + 16 * b + sk);
+            PF2(w1 + 16 * b + sk);
         }
         const __m256i v0 = _mm256_loadu_si256((const __m256i *)(w0 + 16 * b));
         const __m256i v1 = _mm256_loadu_si256((const __m256i *)(w1 + 16 * b));
