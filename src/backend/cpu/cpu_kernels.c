@@ -1035,6 +1035,19 @@ static inline void att_mq_prefetch(const void *const *kr, const void *const *vr,
         }
 }
 
+/* Key jk's scores for queries q0 .. q0 + 3 (lanes; those past NQ unused)
+ * into their rows of sc, and into the block's largest scores so far bmx
+ * (lanes as v; a NaN score is passed over, as a scalar max after the
+ * scores did: a pass over the block per query, whose dependent maxima
+ * were ~10 % of the SmolLM2 attention's time in perf, dev Zen 3). */
+_Static_assert(ATT_MQ_MAX <= 8, "att_put_scores' maxima: two groups of 4 queries");
+AINL void att_put_scores(float *sc, int64_t jk, __m128 v, int q0, int NQ, __m128 *bmx) {
+    *bmx = _mm_max_ps(v, *bmx);
+    float t[4];
+    _mm_storeu_ps(t, v);
+    for (int q = q0; q < q0 + 4 && q < NQ; q++) sc[q * ATT_BLOCK + jk] = t[q - q0];
+}
+
 /* pv_mq_256 at 16 lanes: columns [d0, d0 + 16 W). */
 T_512 AINL void pv_mq_512(att_q *qs, const float *sc, const void *const *vr, int dt, int64_t j0, int64_t j1,
                           int64_t d0, const int NQ, const int W) {
@@ -1067,6 +1080,7 @@ T_512 AINL void attend_mq_512_t(const mlxn_attention_params *p, int64_t D, int64
     const __m512 zero = _mm512_setzero_ps();
     const int64_t rowb = D * (dt == MLXN_F32 ? 4 : 2);
     const int KS = NQ <= 4 ? 2 : 1;
+    __m128 bmx[2] = {_mm_set1_ps(-INFINITY), _mm_set1_ps(-INFINITY)}; /* att_put_scores */
     for (int64_t j = j0; j < j1; j += KS) {
         const int ks = j + KS <= j1 ? KS : 1;
         att_mq_prefetch(kr + j, vr + j, ks, rowb);
@@ -1094,20 +1108,21 @@ T_512 AINL void attend_mq_512_t(const mlxn_attention_params *p, int64_t D, int64
         }
         for (int k = 0; k < ks; k++)
 #pragma GCC unroll 2
-            for (int q0 = 0; q0 < NQ; q0 += 4) {
-                float t[4];
-                _mm_storeu_ps(t, _mm_mul_ps(mlxn_reduce4_512(s[k][q0], q0 + 1 < NQ ? s[k][q0 + 1] : zero,
-                                                            q0 + 2 < NQ ? s[k][q0 + 2] : zero,
-                                                            q0 + 3 < NQ ? s[k][q0 + 3] : zero),
-                                           _mm_set1_ps(p->scale)));
-                for (int q = q0; q < q0 + 4 && q < NQ; q++) sc[q * ATT_BLOCK + j + k] = t[q - q0];
-            }
+            for (int q0 = 0; q0 < NQ; q0 += 4)
+                att_put_scores(sc, j + k,
+                               _mm_mul_ps(mlxn_reduce4_512(s[k][q0], q0 + 1 < NQ ? s[k][q0 + 1] : zero,
+                                                          q0 + 2 < NQ ? s[k][q0 + 2] : zero,
+                                                          q0 + 3 < NQ ? s[k][q0 + 3] : zero),
+                                          _mm_set1_ps(p->scale)),
+                               q0, NQ, &bmx[q0 >> 2]);
     }
+    float bmf[ATT_MQ_MAX];
+    _mm_storeu_ps(bmf, bmx[0]);
+    _mm_storeu_ps(bmf + 4, bmx[1]);
     for (int q = 0; q < NQ; q++) {
         att_q *a = &qs[q];
-        float *sq = sc + q * ATT_BLOCK, bm = -INFINITY;
-        for (int64_t j = j0; j < j1; j++) bm = sq[j] > bm ? sq[j] : bm;
-        att_new_max(a, bm, D);
+        float *sq = sc + q * ATT_BLOCK;
+        att_new_max(a, bmf[q], D);
         __m512 es = zero;
         for (int64_t j = j0; j < j1; j += 16) {
             __mmask16 m = j1 - j >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (j1 - j)) - 1);
@@ -1242,6 +1257,7 @@ T_AVX2 __attribute__((always_inline)) static inline void attend_mq_256_t(const m
     /* keys two at a time while NQ <= 4: 2 NQ FMA chains in flight (one key
      * gave NQ, latency-bound at 3 or 4) */
     const int KS = NQ <= 4 ? 2 : 1;
+    __m128 bmx[2] = {_mm_set1_ps(-INFINITY), _mm_set1_ps(-INFINITY)}; /* att_put_scores */
     for (int64_t j = j0; j < j1; j += KS) {
         const int ks = j + KS <= j1 ? KS : 1;
         att_mq_prefetch(kr + j, vr + j, ks, rowb);
@@ -1269,20 +1285,21 @@ T_AVX2 __attribute__((always_inline)) static inline void attend_mq_256_t(const m
         }
         for (int k = 0; k < ks; k++)
 #pragma GCC unroll 2
-            for (int q0 = 0; q0 < NQ; q0 += 4) {
-                float t[4];
-                _mm_storeu_ps(t, _mm_mul_ps(mlxn_reduce4_256(s[k][q0], q0 + 1 < NQ ? s[k][q0 + 1] : zero,
-                                                            q0 + 2 < NQ ? s[k][q0 + 2] : zero,
-                                                            q0 + 3 < NQ ? s[k][q0 + 3] : zero),
-                                           _mm_set1_ps(p->scale)));
-                for (int q = q0; q < q0 + 4 && q < NQ; q++) sc[q * ATT_BLOCK + j + k] = t[q - q0];
-            }
+            for (int q0 = 0; q0 < NQ; q0 += 4)
+                att_put_scores(sc, j + k,
+                               _mm_mul_ps(mlxn_reduce4_256(s[k][q0], q0 + 1 < NQ ? s[k][q0 + 1] : zero,
+                                                          q0 + 2 < NQ ? s[k][q0 + 2] : zero,
+                                                          q0 + 3 < NQ ? s[k][q0 + 3] : zero),
+                                          _mm_set1_ps(p->scale)),
+                               q0, NQ, &bmx[q0 >> 2]);
     }
+    float bmf[ATT_MQ_MAX];
+    _mm_storeu_ps(bmf, bmx[0]);
+    _mm_storeu_ps(bmf + 4, bmx[1]);
     for (int q = 0; q < NQ; q++) { /* each query's online softmax over the block, as attend_block_256 */
         att_q *a = &qs[q];
-        float *sq = sc + q * ATT_BLOCK, bm = -INFINITY;
-        for (int64_t j = j0; j < j1; j++) bm = sq[j] > bm ? sq[j] : bm;
-        att_new_max(a, bm, D);
+        float *sq = sc + q * ATT_BLOCK;
+        att_new_max(a, bmf[q], D);
         __m256 es = zero;
         int64_t j = j0;
         for (; j + 8 <= j1; j += 8) {
