@@ -97,6 +97,17 @@ typedef struct xrow {
  * q4_1 2541-2773 -> 1915-2551, mlx-q4-g64 2598-3062 -> 2064-2318
  * (bench/RESULTS.md). */
 static inline size_t pf_pair_at(size_t rs) { return rs > PF_AVX2 ? rs - PF_AVX2 : SIZE_MAX; }
+/* Whether one-row 4-bit matmuls (q4_0, q4_1, MLX) take rows two at a time,
+ * sharing x's loads and the horizontal sums: where rows are short (K <
+ * 1024: the per-row work is a large share of a row) or longer than the
+ * prefetch distance (rb bytes a row; pf_pair_at). In between, single rows
+ * streamed faster. Dev Zen 3, one binary switching the two: SmolLM2 Q4_1
+ * decode (its down projection, K = 1536) -2.0 to -5.0 % step time in 5
+ * runs of alternated steps (a null run: -1.1 to +0.9 %), MLX -0.7 to
+ * -2.4 %; one-row 4096 x K at 1 thread, K = 1024 / 1536 / 2048, q4_1
+ * 405-505 / 491-622 / 674-750 us in pairs, 255-450 / 342-578 / 452-603
+ * single; at K = 14336 pairs stayed ahead (bench/RESULTS.md). */
+static inline bool pair_rows(int64_t K, size_t rb) { return K < 1024 || rb > PF_AVX2; }
 
 static size_t al32(size_t n) { return (n + 31) & ~(size_t)31; }
 
@@ -750,9 +761,10 @@ T2 INL void mlx_rows_t(const mlxn_qmat *w, const xrow *xr, int64_t M, float *y, 
         const int64_t c1 = c0 + R < n1 ? c0 + R : n1;
         mlx_sb_run(w, c0 * G, c1 * G, sc, bi);
         int64_t n = c0;
-        /* 4-bit: rows two at a time. (8-bit ones so were 18 % faster from
-         * L2 but 5 % slower streaming from memory, as the head is read) */
-        if (M == 1 && w->bits == 4)
+        /* 4-bit: rows two at a time where pair_rows says. (8-bit ones so
+         * were 18 % faster from L2 but 5 % slower streaming from memory,
+         * as the head is read) */
+        if (M == 1 && w->bits == 4 && pair_rows(w->K, rb))
             for (; n + 2 <= c1; n += 2) {
                 const float *s0 = sc + (n - c0) * G, *b0 = bi + (n - c0) * G;
                 const uint8_t *w0 = (const uint8_t *)w->w + (size_t)n * rb;
@@ -908,14 +920,14 @@ MLXB_GROUPS(6)
             for (int64_t m = 0; m < M; m++) y[m * w->N + n] = DOT(row, &xr[m], NB);                 \
         }                                                                                            \
     }
-/* q4_0 / q4_1: rows two at a time when there is one x row */
+/* q4_0 / q4_1: rows two at a time when there is one x row (and pair_rows) */
 #define Q4_ROWS(NAME, Q41)                                                                           \
     T2 __attribute__((noinline)) static void NAME(const mlxn_qmat *w, const xrow *xr, int64_t M,     \
                                                   float *y, int64_t n0, int64_t n1) {                \
         const int64_t nb = w->K / 32;                                                                \
         const uint8_t *w0 = (const uint8_t *)w->w;                                                   \
         int64_t n = n0;                                                                              \
-        if (M == 1)                                                                                  \
+        if (M == 1 && pair_rows(w->K, w->row_bytes))                                                 \
             for (; n + 2 <= n1; n += 2)                                                              \
                 dot_q4x2(w0 + (size_t)n * w->row_bytes, w0 + (size_t)(n + 1) * w->row_bytes, xr, nb, \
                          y + n, y + n + 1, Q41);                                                     \
