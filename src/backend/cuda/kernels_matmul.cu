@@ -613,15 +613,20 @@ static cudaError_t launch_mlx4g(const uint32_t *wq, const void *sc, const void *
 static bool mlx4g_takes(int gshift, int64_t N, int64_t K) {
     return mlx4_on() && gshift >= 6 && persist_fits(N, K, (size_t)(K / 64) * XG_BYTES);
 }
-/* k_mlx4g's R: two rows a warp where that still leaves >= 2 warps per SM
- * slot; MLXN_CU_PERSIST_R=1 / 2: that many at every N (measuring) */
+/* k_mlx4g's R: two rows a warp above 4096 rows. On an H200 (bench/RESULTS.md,
+ * 2026-11-29) the 8B model's qkv shape, 6144 x 4096, took 7.1 us at one row
+ * a warp and 5.9 at two, and 8B decode went 636 -> 650 tok/s; 4096 x 4096
+ * and 4096 x 14336 were level (4.7 / 12.2-12.3 us). Two rows from 4096 had
+ * lost on an H100 (session of 2026-11-26, before the o / down projections
+ * took the Epi plan), so 4096 keeps one. MLXN_CU_PERSIST_R=1 / 2: that
+ * many at every N (measuring). */
 static int mlx4g_rows(int64_t N) {
     static int f = -1;
     if (f < 0) {
         const char *e = getenv("MLXN_CU_PERSIST_R");
         f = e && (atoi(e) == 1 || atoi(e) == 2) ? atoi(e) : 0;
     }
-    return f ? f : N >= 8192 ? 2 : 1;
+    return f ? f : N > 4096 ? 2 : 1;
 }
 /* Clusters of EPI_CLUSTER(R) blocks of k_mlx4g<SDT, R, D> for N rows of K
  * that can be resident at once on the device. */
@@ -707,7 +712,9 @@ static bool try_mlx4g(const uint32_t *wq, const void *sc, const void *bi, int gs
     const MmEpi &e = ep ? *ep : e0;
     const MmRs &r = rq ? *rq : r0;
     /* D = 2 items in flight a lane for the persistent form (4 measured
-     * slower: occupancy); the Epi half's one wave takes 4 where it fits */
+     * slower: occupancy; again on an H200, 2026-11-29: 28672 x 4096 20.2 ->
+     * 22.5 us, 8B decode 650 -> 604 tok/s); the Epi half's one wave takes
+     * 4 where it fits */
     if (D == 4)
         *err = R == 2 ? launch_mlx4g<SDT, 2, 4>(wq, sc, bi, gshift, y, xg, N, K, smem, s, e, r)
                       : launch_mlx4g<SDT, 1, 4>(wq, sc, bi, gshift, y, xg, N, K, smem, s, e, r);
@@ -889,8 +896,8 @@ static cudaError_t run_q4kg(const uint8_t *w, int64_t rb, float *y, const float 
         CU_LAUNCH_CHECK();
     }
     /* two rows a warp at every N (H100, bench/RESULTS.md: at 4096 rows 3-6
-     * points of copy more than one, 8B decode +2 %; k_mlx4g keeps one below
-     * 8192 rows, where two lost); from 8192 rows one item in flight a lane
+     * points of copy more than one, 8B decode +2 %; k_mlx4g keeps one at
+     * 4096 rows, where two lost); from 8192 rows one item in flight a lane
      * and 3 blocks an SM (78 registers) instead of two and 2 (128): 14336 /
      * 32000 rows 6 / 5 points more, 4096 rows 5-11 less (so not there).
      * MLXN_CU_Q4KG_R=1: one row a warp; MLXN_CU_Q4KG_V=1 / 2: one item in
