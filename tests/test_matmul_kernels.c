@@ -6,12 +6,12 @@
  * scratch (even by zero) fails. K = 512, 96, 160, 576, 1536 (whole 128
  * steps, 1-3 block tails, SmolLM2's 576 / 1536), N = 37.
  *
- * q4_0 / q4_1 / q8_0 and MLX 4-/8-bit g32 with f16 or bf16 scales (mlx-q4-g32,
- * mlx-q8-g32 and their -f16) at M = 1 and 96 <= K <= 2048 take the
- * block-stream kernel (steps across row ends): K = 96 / 160 (period 4
- * rows), 576 (2), 512 / 1536 (1), with n0 = 5 off the period so the
- * row-at-a-time loop runs the rows before and after it; same tolerance (the
- * stream changes only the order of f32 sums).
+ * q4_0 / q4_1 / q8_0 and MLX 4-/8-bit with f16 or bf16 scales (g32; g64
+ * and g128 where a row ends in a short span of blocks) at M = 1 and 96 <= K
+ * <= 2048 take the block-stream kernel (steps across row ends): K = 96 /
+ * 160 (period 4 rows), 576 (2), 512 / 1536 (1), with n0 = 5 off the period
+ * so the row-at-a-time loop runs the rows before and after it; same
+ * tolerance (the stream changes only the order of f32 sums).
  *
  * M = 1, 3, 13 take the decode kernels (batched over rows below
  * MLXN_MM_DECODE_ROWS on AVX-512 VNNI, below 4 elsewhere), 50 the GEMM.
@@ -405,15 +405,23 @@ int main(void) {
      * lane) credited to the wrong row by the step split shows, which the
      * whole-row x above can hide under its ex_k terms. Blocks 0-2 and the
      * last 3 of a row are those a split step can hold; M = 1, native ISA. */
-    const char *sf[] = {"q4_0", "q4_1", "q8_0", "mlx-q4-g32", "mlx-q8-g32", "mlx-q4-g32-f16",
-                        "mlx-q8-g32-f16"};
+    /* MLX groups of 64 / 128: a step's 4 blocks share 2 / 1 scale and
+     * bias; K = 192 / 320 / 576 (g64: 6, 10, 18 blocks, periods of 2 rows)
+     * and 384 / 640 (g128: 12, 20 blocks, rows ending in a short span) */
+    const char *sf[] = {"q4_0",           "q4_1",           "q8_0",           "mlx-q4-g32",
+                        "mlx-q8-g32",     "mlx-q4-g32-f16", "mlx-q8-g32-f16", "mlx-q4-g64",
+                        "mlx-q8-g64-f16", "mlx-q4-g128-f16", "mlx-q8-g128"};
     int scases = 0, sfails = 0;
     for (size_t f = 0; f < sizeof sf / sizeof sf[0]; f++) {
-        const int64_t Ks[] = {96, 160, 576};
-        for (size_t ki = 0; ki < 3; ki++) {
+        const int64_t Ks[] = {96, 160, 576, 192, 320, 384, 640};
+        for (size_t ki = 0; ki < sizeof Ks / sizeof Ks[0]; ki++) {
             const int64_t K = Ks[ki], nb = K / 32;
             mlxn_qweights q;
-            CHECK_OK(mlxn_quant_make_random(sf[f], N, K, 4321 + f, &q));
+            mlxn_status st = mlxn_quant_make_random(sf[f], N, K, 4321 + f, &q);
+            if (st != MLXN_OK && K % 128 && (K % 64 || strstr(sf[f], "-g128")))
+                continue; /* the group does not divide K */
+            CHECK_OK(st);
+            if (st) continue;
             float *x = malloc((size_t)K * 4);
             const int64_t js[] = {0, 1, 2, nb - 3, nb - 2, nb - 1};
             for (int i = 0; i < 6; i++, scases++) {

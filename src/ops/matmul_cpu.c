@@ -1804,8 +1804,11 @@ DEC_ROWS(rows_mlx4i8_short, DOT_MLX4IB)
 #ifndef SHORT_K
 #define SHORT_K 1024
 #endif
-/* One-row decode, K <= STREAM_K, for q4_0 / q4_1 and MLX 4-/8-bit g32 (f16
- * or bf16 scales): the rows [a, b) are one contiguous stream of blocks
+/* One-row decode, K <= STREAM_K, for q4_0 / q4_1 and MLX 4-/8-bit (f16 or
+ * bf16 scales; any group: a step's 4 blocks take 4, 2 or 1 scale and bias
+ * for groups of 32, 64, 128, as a row holds whole groups, so block b of
+ * the stream is in group b >> gsh of it): the rows [a, b) are one
+ * contiguous stream of blocks
  * (MLX: three streams, codes, scales and biases, each contiguous across
  * rows), consumed in 4-block steps straight across row ends (no 1-3 block
  * tail per row, no per-row setup). x is laid out for that stream: P = 4 /
@@ -1868,7 +1871,7 @@ TARGET_512 static void stream_prep(const dec_scratch *s, int64_t K, int fmt, boo
  * 0x80), so Σ (w+128)·c over a block overshoots by 128·Σc; its 8 int32
  * lanes start from xc = -16·Σc each, which takes that off exactly before
  * the conversion to f32 (no cor term, no sign juggling of x). */
-TARGET_512 ALWAYS_INLINE static inline void stream_step(int fmt, bool bf, bool two, stream_w *c,
+TARGET_512 ALWAYS_INLINE static inline void stream_step(int fmt, bool bf, bool two, int gsh, stream_w *c,
                                                         const int8_t *xq, const int8_t *xq2, const float *dx,
                                                         const float *xs, const int32_t *xc,
                                                         __m512i il, __m512 *acc, __m128 *cor) {
@@ -1891,16 +1894,35 @@ TARGET_512 ALWAYS_INLINE static inline void stream_step(int fmt, bool bf, bool t
         dm = _mm256_castps128_ps256(d4);
         c->q += 4 * sizeof(mlxn_block_q8_0);
     } else {
-        /* 4 scales | 4 biases (g32: one each per block) */
-        __m128i h = _mm_unpacklo_epi64(_mm_loadl_epi64((const __m128i *)c->s),
-                                       _mm_loadl_epi64((const __m128i *)c->b));
+        /* 4 scales | 4 biases, one each per block: g32 loads 4 of each, g64
+         * 2 (each for two blocks), g128 1 */
+        __m128i hs, hb;
+        if (gsh == 0) {
+            hs = _mm_loadl_epi64((const __m128i *)c->s);
+            hb = _mm_loadl_epi64((const __m128i *)c->b);
+        } else if (gsh == 1) {
+            uint32_t a, e;
+            memcpy(&a, c->s, 4);
+            memcpy(&e, c->b, 4);
+            hs = _mm_cvtsi32_si128((int)a);
+            hb = _mm_cvtsi32_si128((int)e);
+            hs = _mm_unpacklo_epi16(hs, hs);
+            hb = _mm_unpacklo_epi16(hb, hb);
+        } else {
+            uint16_t a, e;
+            memcpy(&a, c->s, 2);
+            memcpy(&e, c->b, 2);
+            hs = _mm_set1_epi16((short)a);
+            hb = _mm_set1_epi16((short)e);
+        }
+        __m128i h = _mm_unpacklo_epi64(hs, hb);
         dm = bf ? _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16))
                 : _mm256_cvtph_ps(h);
         const size_t qb = fmt == SF_MLX4 ? 64 : 128; /* code bytes per step */
         PF_AHEAD_L1(c->q, PF_BYTES);
         if (fmt == SF_MLX8) PF_AHEAD_L1(c->q + 64, PF_BYTES);
-        PF_AHEAD_L1(c->s, PF_BYTES * 8 / qb); /* as far ahead in steps */
-        PF_AHEAD_L1(c->b, PF_BYTES * 8 / qb);
+        PF_AHEAD_L1(c->s, (PF_BYTES * 8 / qb) >> gsh); /* as far ahead in steps */
+        PF_AHEAD_L1(c->b, (PF_BYTES * 8 / qb) >> gsh);
         v = _mm512_loadu_si512((const void *)c->q);
         if (fmt == SF_MLX8) {
             __m512i d0 = byte_dot2(v, xq, xq2, two);
@@ -1909,7 +1931,7 @@ TARGET_512 ALWAYS_INLINE static inline void stream_step(int fmt, bool bf, bool t
             d = _mm512_add_epi32(_mm512_castps_si512(_mm512_shuffle_ps(a0, a1, 0x88)),
                                  _mm512_castps_si512(_mm512_shuffle_ps(a0, a1, 0xDD)));
         }
-        c->q += qb, c->s += 8, c->b += 8;
+        c->q += qb, c->s += 8 >> gsh, c->b += 8 >> gsh;
     }
     if (fmt == SF_MLX4 && two) d = nib_dot2(v, xq, xq2);
     else if (fmt != SF_MLX8 && fmt != SF_Q80) d = nib_dot(v, xq);
@@ -1921,19 +1943,18 @@ TARGET_512 ALWAYS_INLINE static inline void stream_step(int fmt, bool bf, bool t
     else
         (void)xs, (void)cor;
 }
-TARGET_512 ALWAYS_INLINE static inline void rows_stream(const mlxn_qmat *w, const stream_x *xs,
-                                                        int fmt, bool bf, bool two, float *y, int64_t a,
-                                                        int64_t b) {
+TARGET_512 ALWAYS_INLINE static inline void rows_stream_g(const mlxn_qmat *w, const stream_x *xs, int fmt, bool bf,
+                                                          bool two, int gsh, float *y, int64_t a, int64_t b) {
     const __m512i il = _mm512_loadu_si512(k_stream_il[fmt == SF_MLX8 || fmt == SF_Q80]);
     const int nb = (int)(w->K / 32), P = xs->P;
     const __m128 csign = _mm_set1_ps(fmt == SF_Q40 ? -8.0f : 1.0f);
     stream_w c;
     if (fmt == SF_Q40 || fmt == SF_Q41 || fmt == SF_Q80) {
         c.q = ggml_row(w, a), c.s = c.b = NULL;
-    } else { /* g32, 2-byte scales */
+    } else { /* 2-byte scales, K / group = nb >> gsh a row */
         c.q = (const uint8_t *)w->w + (size_t)a * (size_t)(w->K / 8 * w->bits);
-        c.s = (const uint8_t *)w->scales + (size_t)(a * nb) * 2;
-        c.b = (const uint8_t *)w->biases + (size_t)(a * nb) * 2;
+        c.s = (const uint8_t *)w->scales + (size_t)(a * (nb >> gsh)) * 2;
+        c.b = (const uint8_t *)w->biases + (size_t)(a * (nb >> gsh)) * 2;
     }
     __m512 carry = _mm512_setzero_ps(), out[4];
     __m128 ccarry = _mm_setzero_ps();
@@ -1945,7 +1966,7 @@ TARGET_512 ALWAYS_INLINE static inline void rows_stream(const mlxn_qmat *w, cons
         __m128 cor = ccarry;
         int st = (lb0 + 3) / 4;
         for (; st < lb1 / 4; st++)
-            stream_step(fmt, bf, two, &c, xs->xq + 128 * st, xs->xq2 + 128 * st, xs->dx + 4 * st, xs->xs + 4 * st,
+            stream_step(fmt, bf, two, gsh, &c, xs->xq + 128 * st, xs->xq2 + 128 * st, xs->dx + 4 * st, xs->xs + 4 * st,
                         fmt == SF_Q80 ? xs->xc + 32 * st : NULL, il, &acc,
                         &cor);
         carry = _mm512_setzero_ps();
@@ -1953,7 +1974,7 @@ TARGET_512 ALWAYS_INLINE static inline void rows_stream(const mlxn_qmat *w, cons
         if (lb1 % 4) { /* the step across the row end: low lb1 % 4 blocks here */
             __m512 t = _mm512_setzero_ps();
             __m128 cc = _mm_setzero_ps();
-            stream_step(fmt, bf, two, &c, xs->xq + 128 * st, xs->xq2 + 128 * st, xs->dx + 4 * st, xs->xs + 4 * st,
+            stream_step(fmt, bf, two, gsh, &c, xs->xq + 128 * st, xs->xq2 + 128 * st, xs->dx + 4 * st, xs->xs + 4 * st,
                         fmt == SF_Q80 ? xs->xc + 32 * st : NULL, il, &t,
                         &cc); /* the next row goes on after this step */
             const int q = lb1 % 4;
@@ -1971,6 +1992,16 @@ TARGET_512 ALWAYS_INLINE static inline void rows_stream(const mlxn_qmat *w, cons
         }
     }
     for (int i = 0; i < no; i++) y[b - no + i] = _mm512_reduce_add_ps(out[i]);
+}
+/* MLX groups of 32 << gsh, gsh a constant in each copy (a run-time gsh
+ * cost g32 ~3 % at 8192 x 576, L3-resident) */
+TARGET_512 ALWAYS_INLINE static inline void rows_stream(const mlxn_qmat *w, const stream_x *xs, int fmt, bool bf,
+                                                        bool two, float *y, int64_t a, int64_t b) {
+    if (fmt == SF_MLX4 || fmt == SF_MLX8) {
+        if (w->group == 64) return rows_stream_g(w, xs, fmt, bf, two, 1, y, a, b);
+        if (w->group == 128) return rows_stream_g(w, xs, fmt, bf, two, 2, y, a, b);
+    }
+    rows_stream_g(w, xs, fmt, bf, two, 0, y, a, b);
 }
 typedef void (*stream_fn)(const mlxn_qmat *, const stream_x *, float *, int64_t, int64_t);
 typedef float (*ggml_dot_fn)(const void *, const dec_scratch *, int64_t, size_t);
@@ -2119,15 +2150,22 @@ TARGET_512 static void decode_vnni(const mlxn_qmat *w, int kind, ggml_dot_fn fn,
          * spans (unrolled) the row dot is faster (dev EPYC, L3-resident, 2
          * threads, µs: 3072 x 1024 36.8 -> 31.2, 2048 x 1536 34.0 -> 30.5,
          * 1536 x 2048 32.2 -> 28.8; at K = 576 the stream stays ahead, 62.1
-         * against 82.9 for 8192 x 576) */
-        if (w->group == 32 && sb16 && (K / 32) % 16)
+         * against 82.9 for 8192 x 576). Groups of 64 / 128 too (mlx-lm's
+         * default group is 64; Zen 4, same protocol, row dot / stream:
+         * mlx-q4-g64 8192 x 576 99-101 / 65.5-66.0, 4096 x 640 50 / 37,
+         * mlx-q4-g128 4096 x 640 49-50 / 35-43). */
+        if (sb16 && (K / 32) % 16)
             sf = two ? (bf ? stream_mlx4_bf16 : stream_mlx4_f16) : bf ? stream_mlx4i8_bf16 : stream_mlx4i8_f16;
         break;
     case VK_MLXB: rows = two ? rows_mlxb_512 : rows_mlxbi8_512; break;
     case VK_MLX8:
         rows = two ? rows_mlx8_512 : rows_mlx8i8_512;
         sfmt = SF_MLX8;
-        if (w->group == 32 && sb16)
+        /* g64 / g128 only where a row ends in a short span (dev EPYC Zen 4,
+         * L3-resident, 2 threads, µs, rows / stream: mlx-q8-g64 8192 x 576
+         * 106 / 77, 4096 x 640 56 / 46; whole spans were within the noise
+         * or slower: 1536 x 2048 40.6 / 43.3) */
+        if (sb16 && (w->group == 32 || (K / 32) % 16))
             sf = two ? (bf ? stream_mlx8_bf16 : stream_mlx8_f16) : bf ? stream_mlx8i8_bf16 : stream_mlx8i8_f16;
         break;
     case VK_Q4_0:
