@@ -423,10 +423,21 @@ T2 static float dot_q80(const uint8_t *row, const xrow *x, int64_t nb) {
 
 
 /* q4_k: sub-block j of 32 is d·sc_j·q - dmin·m_j; a 32-byte chunk of qs
- * holds sub-block 2i in its low nibbles and 2i+1 in its high ones. */
+ * holds sub-block 2i in its low nibbles and 2i+1 in its high ones. The 8
+ * sub-blocks of a super-block go into four sums, two chunks a step (into
+ * one sum, a chain of 8 FMA latencies a super-block bounded the kernel:
+ * bench/RESULTS.md, 2026-11-29 session of 17:48). */
+T2 INL void q4k_chunk(const uint8_t *qs, const int8_t *c, __m256 f, int i, __m256i m4, __m256 *a0, __m256 *a1) {
+    PF2(qs);
+    const __m256i v = _mm256_loadu_si256((const __m256i *)qs);
+    __m256i s0 = dot_u(_mm256_and_si256(v, m4), _mm256_loadu_si256((const __m256i *)c));
+    __m256i s1 = dot_u(_mm256_and_si256(_mm256_srli_epi16(v, 4), m4), _mm256_loadu_si256((const __m256i *)(c + 32)));
+    *a0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s0), _mm256_permutevar8x32_ps(f, _mm256_set1_epi32(2 * i)), *a0);
+    *a1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s1), _mm256_permutevar8x32_ps(f, _mm256_set1_epi32(2 * i + 1)), *a1);
+}
 T2 static float dot_q4k(const uint8_t *row, const xrow *x, int64_t nsb) {
-    _Alignas(32) float f[8];
-    __m256 acc = _mm256_setzero_ps(), cor = _mm256_setzero_ps();
+    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps();
+    __m256 cor = _mm256_setzero_ps();
     const __m256i m4 = _mm256_set1_epi8(0x0F);
     for (int64_t j = 0; j < nsb; j++) {
         const mlxn_block_q4_k *blk = (const mlxn_block_q4_k *)(const void *)(row + (size_t)j * sizeof *blk);
@@ -435,27 +446,22 @@ T2 static float dot_q4k(const uint8_t *row, const xrow *x, int64_t nsb) {
         const __m256 sc = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)u)));
         const __m256 mn = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(u + 2))));
         const float *dx = x->dx + 8 * j;
-        _mm256_store_ps(f, _mm256_mul_ps(_mm256_mul_ps(sc, _mm256_set1_ps(mlxn_h2f_f16c(blk->d))), _mm256_loadu_ps(dx)));
+        const __m256 f = _mm256_mul_ps(_mm256_mul_ps(sc, _mm256_set1_ps(mlxn_h2f_f16c(blk->d))), _mm256_loadu_ps(dx));
         cor = _mm256_fmadd_ps(_mm256_mul_ps(mn, _mm256_set1_ps(mlxn_h2f_f16c(blk->dmin))), _mm256_loadu_ps(x->xg + 8 * j),
                               cor);
         const int8_t *c = x->c + 256 * j;
-        for (int i = 0; i < 4; i++) {
-            PF2(blk->qs + 32 * i);
-            const __m256i v = _mm256_loadu_si256((const __m256i *)(blk->qs + 32 * i));
-            __m256i s0 = dot_u(_mm256_and_si256(v, m4), _mm256_loadu_si256((const __m256i *)(c + 64 * i)));
-            __m256i s1 = dot_u(_mm256_and_si256(_mm256_srli_epi16(v, 4), m4),
-                               _mm256_loadu_si256((const __m256i *)(c + 64 * i + 32)));
-            acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s0), _mm256_broadcast_ss(f + 2 * i), acc);
-            acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s1), _mm256_broadcast_ss(f + 2 * i + 1), acc);
-        }
+        q4k_chunk(blk->qs, c, f, 0, m4, &a0, &a1);
+        q4k_chunk(blk->qs + 32, c + 64, f, 1, m4, &a2, &a3);
+        q4k_chunk(blk->qs + 64, c + 128, f, 2, m4, &a0, &a1);
+        q4k_chunk(blk->qs + 96, c + 192, f, 3, m4, &a2, &a3);
     }
-    return mlxn_hsum_256(acc) - mlxn_hsum_256(cor);
+    return mlxn_hsum_256(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3))) - mlxn_hsum_256(cor);
 }
 
 /* q5_k: q4_k with a fifth bit per code, bit j of qh[l] for element 32 j + l. */
 T2 static float dot_q5k(const uint8_t *row, const xrow *x, int64_t nsb) {
-    _Alignas(32) float f[8];
-    __m256 acc = _mm256_setzero_ps(), cor = _mm256_setzero_ps();
+    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+    __m256 cor = _mm256_setzero_ps();
     const __m256i m4 = _mm256_set1_epi8(0x0F), one = _mm256_set1_epi8(1);
     for (int64_t j = 0; j < nsb; j++) {
         const mlxn_block_q5_k *blk = (const mlxn_block_q5_k *)(const void *)(row + (size_t)j * sizeof *blk);
@@ -463,12 +469,13 @@ T2 static float dot_q5k(const uint8_t *row, const xrow *x, int64_t nsb) {
         mlxn_k4_unpack(blk->scales, u);
         const __m256 sc = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)u)));
         const __m256 mn = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(u + 2))));
-        _mm256_store_ps(f, _mm256_mul_ps(_mm256_mul_ps(sc, _mm256_set1_ps(mlxn_h2f_f16c(blk->d))), _mm256_loadu_ps(x->dx + 8 * j)));
+        const __m256 f = _mm256_mul_ps(_mm256_mul_ps(sc, _mm256_set1_ps(mlxn_h2f_f16c(blk->d))), _mm256_loadu_ps(x->dx + 8 * j));
         cor = _mm256_fmadd_ps(_mm256_mul_ps(mn, _mm256_set1_ps(mlxn_h2f_f16c(blk->dmin))), _mm256_loadu_ps(x->xg + 8 * j),
                               cor);
         const int8_t *c = x->c + 256 * j;
         __m256i qh = _mm256_loadu_si256((const __m256i *)blk->qh);
-        for (int i = 0; i < 4; i++) {
+#pragma GCC unroll 4
+        for (int i = 0; i < 4; i++) { /* four sums, as dot_q4k (constant indices once unrolled) */
             PF2(blk->qs + 32 * i);
             const __m256i v = _mm256_loadu_si256((const __m256i *)(blk->qs + 32 * i));
             /* bit 2i of qh for the low nibbles, 2i+1 for the high: the
@@ -480,11 +487,15 @@ T2 static float dot_q5k(const uint8_t *row, const xrow *x, int64_t nsb) {
                                _mm256_loadu_si256((const __m256i *)(c + 64 * i)));
             __m256i s1 = dot_u(_mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(v, 4), m4), h1),
                                _mm256_loadu_si256((const __m256i *)(c + 64 * i + 32)));
-            acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s0), _mm256_broadcast_ss(f + 2 * i), acc);
-            acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s1), _mm256_broadcast_ss(f + 2 * i + 1), acc);
+            acc[2 * (i & 1)] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s0), _mm256_permutevar8x32_ps(f, _mm256_set1_epi32(2 * i)),
+                                               acc[2 * (i & 1)]);
+            acc[2 * (i & 1) + 1] =
+                _mm256_fmadd_ps(_mm256_cvtepi32_ps(s1), _mm256_permutevar8x32_ps(f, _mm256_set1_epi32(2 * i + 1)),
+                                                   acc[2 * (i & 1) + 1]);
         }
     }
-    return mlxn_hsum_256(acc) - mlxn_hsum_256(cor);
+    return mlxn_hsum_256(_mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]))) -
+           mlxn_hsum_256(cor);
 }
 
 /* q6_k: 6-bit codes q - 32 with an int8 scale per 16. Per half of 128: 32
@@ -493,7 +504,8 @@ T2 static float dot_q5k(const uint8_t *row, const xrow *x, int64_t nsb) {
  * those four. The products take the scales per 16 inside madd; the -32
  * offset comes off as 32·Σ sc·Σc per 16. */
 T2 static float dot_q6k(const uint8_t *row, const xrow *x, int64_t nsb) {
-    __m256 acc = _mm256_setzero_ps(), cor = _mm256_setzero_ps();
+    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+    __m256 cor = _mm256_setzero_ps();
     const __m256i m4 = _mm256_set1_epi8(0x0F), m3 = _mm256_set1_epi8(3);
     /* scale words 2g (low lane) and 2g+1 (high lane), each broadcast 8x */
     __m256i sel[4];
@@ -528,11 +540,12 @@ T2 static float dot_q6k(const uint8_t *row, const xrow *x, int64_t nsb) {
             /* d·dx per x block, each twice (its two groups of 16) */
             const __m256 f = _mm256_mul_ps(
                 d, _mm256_permutevar8x32_ps(_mm256_castps128_ps256(_mm_loadu_ps(x->dx + xb0)), pairs));
-            for (int g = 0; g < 4; g++) { /* x block xb0 + g: scales sc[2g] / sc[2g+1] per 16 */
+#pragma GCC unroll 4
+            for (int g = 0; g < 4; g++) { /* x block xb0 + g: scales sc[2g] / sc[2g+1] per 16; a sum each */
                 const __m256i p = _mm256_maddubs_epi16(q[g], _mm256_loadu_si256((const __m256i *)(x->c + 32 * (xb0 + g))));
                 const __m256i s = _mm256_madd_epi16(p, _mm256_shuffle_epi8(scb, sel[g]));
                 const __m256 fb = _mm256_permutevar8x32_ps(f, _mm256_set1_epi32(2 * g));
-                acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), fb, acc);
+                acc[g] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), fb, acc[g]);
             }
             /* the -32 offset: 32·sc_i·Σc of each 16 (8 of them), times d·dx */
             const __m256i o = _mm256_mullo_epi32(_mm256_cvtepi16_epi32(sc16),
@@ -540,7 +553,8 @@ T2 static float dot_q6k(const uint8_t *row, const xrow *x, int64_t nsb) {
             cor = _mm256_fmadd_ps(_mm256_cvtepi32_ps(o), f, cor);
         }
     }
-    return mlxn_hsum_256(acc) - 32.0f * mlxn_hsum_256(cor);
+    return mlxn_hsum_256(_mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]))) -
+           32.0f * mlxn_hsum_256(cor);
 }
 
 /* 8 scales or biases (16-bit, or f32) from p as f32. */
