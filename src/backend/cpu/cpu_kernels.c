@@ -965,6 +965,12 @@ static bool env_switch(int *cache, const char *name) {
     return on;
 }
 
+/* MLXN_CPU_ATT_K4=0: attend_mq_512 takes keys two at a time and 32 value
+ * columns at D = 64 too, as before its 4-key form (measuring). */
+static bool att_k4_on(void) {
+    static int on = -1;
+    return env_switch(&on, "MLXN_CPU_ATT_K4");
+}
 /* MLXN_CPU_ATT_MQ=0: the heads of a kv head through each key block one by
  * one, as before attend_mq_256 / _512 (measuring). */
 static bool att_mq_on(void) {
@@ -1064,28 +1070,28 @@ AINL void att_put_scores(float *sc, int64_t jk, __m128 v, int q0, int NQ, __m128
     for (int q = q0; q < q0 + 4 && q < NQ; q++) sc[q * ATT_BLOCK + jk] = t[q - q0];
 }
 
-/* pv_mq_256 at 16 lanes: columns [d0, d0 + 16 W). */
+/* pv_mq_256 at 16 lanes: columns [d0, d0 + 16 W), W <= 4. */
 T_512 AINL void pv_mq_512(att_q *qs, const float *sc, const void *const *vr, int dt, int64_t j0, int64_t j1,
                           int64_t d0, const int NQ, const int W) {
-    __m512 a[ATT_MQ_MAX][2];
+    __m512 a[ATT_MQ_MAX][4];
 #pragma GCC unroll 8
     for (int q = 0; q < NQ; q++)
-#pragma GCC unroll 2
+#pragma GCC unroll 4
         for (int w = 0; w < W; w++) a[q][w] = _mm512_loadu_ps(qs[q].acc + d0 + 16 * w);
     for (int64_t j = j0; j < j1; j++) {
-        __m512 v[2];
-#pragma GCC unroll 2
+        __m512 v[4];
+#pragma GCC unroll 4
         for (int w = 0; w < W; w++) v[w] = ld16_512(vr[j], dt, d0 + 16 * w);
 #pragma GCC unroll 8
         for (int q = 0; q < NQ; q++) {
             const __m512 pj = _mm512_set1_ps(sc[q * ATT_BLOCK + j]);
-#pragma GCC unroll 2
+#pragma GCC unroll 4
             for (int w = 0; w < W; w++) a[q][w] = _mm512_fmadd_ps(pj, v[w], a[q][w]);
         }
     }
 #pragma GCC unroll 8
     for (int q = 0; q < NQ; q++)
-#pragma GCC unroll 2
+#pragma GCC unroll 4
         for (int w = 0; w < W; w++) _mm512_storeu_ps(qs[q].acc + d0 + 16 * w, a[q][w]);
 }
 
@@ -1097,7 +1103,53 @@ T_512 AINL void attend_mq_512_t(const mlxn_attention_params *p, int64_t D, int64
     const int64_t rowb = D * (dt == MLXN_F32 ? 4 : 2);
     const int KS = NQ <= 4 ? 2 : 1;
     __m128 bmx[2] = {_mm_set1_ps(-INFINITY), _mm_set1_ps(-INFINITY)}; /* att_put_scores */
-    for (int64_t j = j0; j < j1; j += KS) {
+    int64_t j = j0;
+    if (NQ <= 4 && D <= 64 && att_k4_on()) {
+        /* Short rows (D <= 64), few queries: four keys a step, each
+         * query's four dots reduced in one reduce4 (lanes = keys) and
+         * stored as one vector, instead of one reduce4 across the queries
+         * a key with NQ of its lanes used; with it (NQ <= 3) the value
+         * rows are taken 64 columns at once, so each weight is broadcast
+         * once a key. Dev Zen 4, 2 threads, µs a call over 8-30 caches from
+         * DRAM: SmolLM2's 9 / 3 heads, D = 64, position 2047: 67-70 ->
+         * 54-56; 16 / 8 heads: 175-180 -> 135-140; 32 / 8: 196 -> 160-166.
+         * Either half alone gained little, and at D = 128 the 4-key form
+         * lost (16 / 8 heads 355-362 -> 377-385, 32 / 8 418 -> 477), so
+         * D = 128 keeps the forms below (bench/RESULTS.md). */
+        __m128 bq[4] = {_mm_set1_ps(-INFINITY), _mm_set1_ps(-INFINITY), _mm_set1_ps(-INFINITY),
+                        _mm_set1_ps(-INFINITY)};
+        for (; j + 4 <= j1; j += 4) {
+            att_mq_prefetch(kr + j, vr + j, 4, rowb);
+            __m512 s4[4][4];
+#pragma GCC unroll 4
+            for (int k = 0; k < 4; k++)
+#pragma GCC unroll 4
+                for (int q = 0; q < NQ; q++) s4[k][q] = zero;
+            for (int64_t d = 0; d < D; d += 16) {
+                __m512 kv[4];
+#pragma GCC unroll 4
+                for (int k = 0; k < 4; k++) kv[k] = ld16_512(kr[j + k], dt, d);
+#pragma GCC unroll 4
+                for (int q = 0; q < NQ; q++) {
+                    const __m512 qv = _mm512_loadu_ps(qs[q].q + d);
+#pragma GCC unroll 4
+                    for (int k = 0; k < 4; k++) s4[k][q] = _mm512_fmadd_ps(qv, kv[k], s4[k][q]);
+                }
+            }
+#pragma GCC unroll 4
+            for (int q = 0; q < NQ; q++) {
+                const __m128 v = _mm_mul_ps(mlxn_reduce4_512(s4[0][q], s4[1][q], s4[2][q], s4[3][q]),
+                                            _mm_set1_ps(p->scale));
+                bq[q] = _mm_max_ps(v, bq[q]);
+                _mm_storeu_ps(sc + q * ATT_BLOCK + j, v);
+            }
+        }
+        /* the maxima into bmx's query lanes: max over each bq's key lanes */
+        float t[4] = {-INFINITY, -INFINITY, -INFINITY, -INFINITY};
+        for (int q = 0; q < NQ; q++) t[q] = att_max4(bq[q], -INFINITY);
+        bmx[0] = _mm_loadu_ps(t);
+    }
+    for (; j < j1; j += KS) {
         const int ks = j + KS <= j1 ? KS : 1;
         att_mq_prefetch(kr + j, vr + j, ks, rowb);
         __m512 s[2][ATT_MQ_MAX];
@@ -1140,7 +1192,7 @@ T_512 AINL void attend_mq_512_t(const mlxn_attention_params *p, int64_t D, int64
         float *sq = sc + q * ATT_BLOCK;
         att_new_max(a, bmf[q], D);
         __m512 es = zero;
-        for (int64_t j = j0; j < j1; j += 16) {
+        for (j = j0; j < j1; j += 16) {
             __mmask16 m = j1 - j >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (j1 - j)) - 1);
             __m512 e = exp_512(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, sq + j), _mm512_set1_ps(a->mx)));
             e = _mm512_maskz_mov_ps(m, e);
@@ -1149,7 +1201,9 @@ T_512 AINL void attend_mq_512_t(const mlxn_attention_params *p, int64_t D, int64
         }
         a->sum += _mm512_reduce_add_ps(es);
     }
-    int64_t d = 0; /* 32 columns a query in registers while NQ <= 4, else 16 */
+    int64_t d = 0; /* 64 columns a query in registers while NQ <= 3, 32 while NQ <= 4, else 16 */
+    if (NQ <= 3 && D <= 64 && att_k4_on())
+        for (; d + 64 <= D; d += 64) pv_mq_512(qs, sc, vr, dt, j0, j1, d, NQ, 4);
     if (NQ <= 4)
         for (; d + 32 <= D; d += 32) pv_mq_512(qs, sc, vr, dt, j0, j1, d, NQ, 2);
     for (; d < D; d += 16) pv_mq_512(qs, sc, vr, dt, j0, j1, d, NQ, 1);
