@@ -966,7 +966,7 @@ static bool env_switch(int *cache, const char *name) {
 }
 
 /* MLXN_CPU_ATT_K4=0: attend_mq_512 takes keys two at a time and 32 value
- * columns at D = 64 too, as before its 4-key form (measuring). */
+ * columns a step, as before its 4-key / 64-column forms (measuring). */
 static bool att_k4_on(void) {
     static int on = -1;
     return env_switch(&on, "MLXN_CPU_ATT_K4");
@@ -1108,14 +1108,14 @@ T_512 AINL void attend_mq_512_t(const mlxn_attention_params *p, int64_t D, int64
         /* Short rows (D <= 64), few queries: four keys a step, each
          * query's four dots reduced in one reduce4 (lanes = keys) and
          * stored as one vector, instead of one reduce4 across the queries
-         * a key with NQ of its lanes used; with it (NQ <= 3) the value
-         * rows are taken 64 columns at once, so each weight is broadcast
-         * once a key. Dev Zen 4, 2 threads, µs a call over 8-30 caches from
-         * DRAM: SmolLM2's 9 / 3 heads, D = 64, position 2047: 67-70 ->
-         * 54-56; 16 / 8 heads: 175-180 -> 135-140; 32 / 8: 196 -> 160-166.
-         * Either half alone gained little, and at D = 128 the 4-key form
-         * lost (16 / 8 heads 355-362 -> 377-385, 32 / 8 418 -> 477), so
-         * D = 128 keeps the forms below (bench/RESULTS.md). */
+         * a key with NQ of its lanes used; the value rows below then go 64
+         * columns at once, so each weight is broadcast once a key. Dev Zen
+         * 4, 2 threads, µs a call over 8-30 caches from DRAM: SmolLM2's 9 /
+         * 3 heads, D = 64, position 2047: 67-70 -> 50-56; 16 / 8 heads:
+         * 175-180 -> 135-140; 32 / 8: 192-196 -> 148-149. Either half
+         * alone gained little there, and at D = 128 the 4-key form lost
+         * (16 / 8 heads 355-362 -> 377-385, 32 / 8 418 -> 477), so D = 128
+         * keeps the 2-key form (bench/RESULTS.md). */
         __m128 bq[4] = {_mm_set1_ps(-INFINITY), _mm_set1_ps(-INFINITY), _mm_set1_ps(-INFINITY),
                         _mm_set1_ps(-INFINITY)};
         for (; j + 4 <= j1; j += 4) {
@@ -1201,8 +1201,14 @@ T_512 AINL void attend_mq_512_t(const mlxn_attention_params *p, int64_t D, int64
         }
         a->sum += _mm512_reduce_add_ps(es);
     }
-    int64_t d = 0; /* 64 columns a query in registers while NQ <= 3, 32 while NQ <= 4, else 16 */
-    if (NQ <= 3 && D <= 64 && att_k4_on())
+    /* 64 columns a query in registers while NQ <= 4 (each weight broadcast
+     * once for 4 value vectors; 32 columns before: dev Zen 4, 2 threads, µs
+     * a call at position 2047, 16 / 8 heads D = 128 372-380 -> 345-350,
+     * 24 / 8 375-385 -> 364-372, 32 / 8 398-416 -> 385-398, at D = 64 see
+     * the 4-key form above), else 16 (32 columns for 5-8 queries lost:
+     * 14 / 2 heads D = 64 57-63 -> 59-73, 32 / 4 125-128 -> 131-139) */
+    int64_t d = 0;
+    if (NQ <= 4 && att_k4_on())
         for (; d + 64 <= D; d += 64) pv_mq_512(qs, sc, vr, dt, j0, j1, d, NQ, 4);
     if (NQ <= 4)
         for (; d + 32 <= D; d += 32) pv_mq_512(qs, sc, vr, dt, j0, j1, d, NQ, 2);
