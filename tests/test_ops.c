@@ -791,6 +791,13 @@ int main(void) {
     test_matmul_dense();
     test_rope();
     test_copy_gather_argmax();
+    /* the attention cases again on the AVX2 and scalar kernels (a switch
+     * for tests; on a CPU without AVX-512 the first run was AVX2 already) */
+    for (int f = 2; f >= 1; f--) {
+        mlxn_mm_force_isa(f);
+        test_attention();
+    }
+    mlxn_mm_force_isa(0);
     test_attention();
     test_attention_5_workers();
     test_kv_write_f16();

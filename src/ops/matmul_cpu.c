@@ -179,6 +179,7 @@ const char *mlxn_mm_isa(void) {
     return names[isa_now()];
 }
 void mlxn_mm_force_isa(int force) { __atomic_store_n(&g_force, force, __ATOMIC_RELAXED); }
+int mlxn_mm_forced_isa(void) { return __atomic_load_n(&g_force, __ATOMIC_RELAXED); }
 
 /* ------------------------------------------------------------------------ */
 /* Row dequantization, AVX-512 (bit-exact with the scalar one)                */

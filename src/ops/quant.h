@@ -215,10 +215,13 @@ void mlxn_mm_ref(const mlxn_qmat *w, const float *x, double *y, int64_t M, int64
                  int64_t n1);
 
 /* Which path mlxn_mm takes ("avx512vnni", "avx2", "scalar"), and a switch
- * for tests: force = 0 automatic, 1 scalar, 2 at most AVX2. Not thread-safe
- * against running kernels. */
+ * for tests: force = 0 automatic, 1 scalar, 2 at most AVX2. The CPU
+ * backend's attention kernels follow it too (mlxn_mm_forced_isa), so a
+ * test on an AVX-512 machine checks their AVX2 and scalar forms. Not
+ * thread-safe against running kernels. */
 const char *mlxn_mm_isa(void);
 void mlxn_mm_force_isa(int force);
+int mlxn_mm_forced_isa(void);
 
 /* Dequantize elements [k0, k1) of row n of W into out (k0, k1 multiples of
  * the block or group size). */

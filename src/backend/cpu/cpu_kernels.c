@@ -1410,8 +1410,9 @@ static void attend_any(const mlxn_tensor *kc, const mlxn_tensor *vc, const mlxn_
                        int64_t from, int64_t to, att_q *qs, int nq, float *ktile, float *vtile, float *sc) {
     const int64_t D = kc->shape[2];
 #if defined(__x86_64__) || defined(__i386__)
-    if (!(p->softcap > 0)) {
-        if (D % 16 == 0 && __builtin_cpu_supports("avx512f")) {
+    const int force = mlxn_mm_forced_isa(); /* tests: 1 scalar, 2 at most AVX2 */
+    if (!(p->softcap > 0) && force != 1) {
+        if (D % 16 == 0 && force != 2 && __builtin_cpu_supports("avx512f")) {
             attend_tile_512(kc, vc, p, hk, from, to, qs, nq, ktile, vtile, sc);
             return;
         }
