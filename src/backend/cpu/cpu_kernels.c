@@ -965,8 +965,9 @@ static bool env_switch(int *cache, const char *name) {
     return on;
 }
 
-/* MLXN_CPU_ATT_K4=0: attend_mq_512 takes keys two at a time and 32 value
- * columns a step, as before its 4-key / 64-column forms (measuring). */
+/* MLXN_CPU_ATT_K4=0: attend_mq_512 / _256 take keys two at a time and 32 /
+ * 16 value columns a step, as before their 4-key and wider value forms
+ * (measuring). */
 static bool att_k4_on(void) {
     static int on = -1;
     return env_switch(&on, "MLXN_CPU_ATT_K4");
@@ -1300,25 +1301,37 @@ T_AVX2 __attribute__((always_inline)) static inline void attend_block_256(
 T_AVX2 __attribute__((always_inline)) static inline void pv_mq_256(att_q *qs, const float *sc, const void *const *vr,
                                                                     int dt, int64_t j0, int64_t j1, int64_t d0,
                                                                     const int NQ, const int W) {
-    __m256 a[ATT_MQ_MAX][2];
+    __m256 a[ATT_MQ_MAX][4];
 #pragma GCC unroll 8
     for (int q = 0; q < NQ; q++)
-#pragma GCC unroll 2
+#pragma GCC unroll 4
         for (int w = 0; w < W; w++) a[q][w] = _mm256_loadu_ps(qs[q].acc + d0 + 8 * w);
     for (int64_t j = j0; j < j1; j++) {
-        __m256 v[2];
+        if (W <= 2) {
+            __m256 v[2];
 #pragma GCC unroll 2
-        for (int w = 0; w < W; w++) v[w] = ld8_256(vr[j], dt, d0 + 8 * w);
+            for (int w = 0; w < W; w++) v[w] = ld8_256(vr[j], dt, d0 + 8 * w);
 #pragma GCC unroll 8
-        for (int q = 0; q < NQ; q++) {
-            const __m256 pj = _mm256_broadcast_ss(sc + q * ATT_BLOCK + j);
+            for (int q = 0; q < NQ; q++) {
+                const __m256 pj = _mm256_broadcast_ss(sc + q * ATT_BLOCK + j);
 #pragma GCC unroll 2
-            for (int w = 0; w < W; w++) a[q][w] = _mm256_fmadd_ps(pj, v[w], a[q][w]);
+                for (int w = 0; w < W; w++) a[q][w] = _mm256_fmadd_ps(pj, v[w], a[q][w]);
+            }
+        } else { /* the weights first, then one value vector at a time: 16 registers at NQ = 3 */
+            __m256 pj[ATT_MQ_MAX];
+#pragma GCC unroll 8
+            for (int q = 0; q < NQ; q++) pj[q] = _mm256_broadcast_ss(sc + q * ATT_BLOCK + j);
+#pragma GCC unroll 4
+            for (int w = 0; w < W; w++) {
+                const __m256 v = ld8_256(vr[j], dt, d0 + 8 * w);
+#pragma GCC unroll 8
+                for (int q = 0; q < NQ; q++) a[q][w] = _mm256_fmadd_ps(pj[q], v, a[q][w]);
+            }
         }
     }
 #pragma GCC unroll 8
     for (int q = 0; q < NQ; q++)
-#pragma GCC unroll 2
+#pragma GCC unroll 4
         for (int w = 0; w < W; w++) _mm256_storeu_ps(qs[q].acc + d0 + 8 * w, a[q][w]);
 }
 
@@ -1337,7 +1350,50 @@ T_AVX2 __attribute__((always_inline)) static inline void attend_mq_256_t(const m
      * gave NQ, latency-bound at 3 or 4) */
     const int KS = NQ <= 4 ? 2 : 1;
     __m128 bmx[2] = {_mm_set1_ps(-INFINITY), _mm_set1_ps(-INFINITY)}; /* att_put_scores */
-    for (int64_t j = j0; j < j1; j += KS) {
+    int64_t j = j0;
+    if (NQ <= 3 && D <= 64 && att_k4_on()) {
+        /* four keys a step, as attend_mq_512_t's (one reduce4 a query,
+         * lanes = keys); q's vectors loaded first and the key rows one at a
+         * time: 12 sums + 3 + 1 = 16 registers at NQ = 3. With the
+         * 32-column value rows below; the AVX2 path forced on the dev Zen
+         * 4 (mlxn_mm_force_isa), µs a call at position 2047, caches in L3,
+         * 2 threads: 9 / 3 heads D = 64 52.5 -> 43, 16 / 8 114 -> 89; from
+         * DRAM level there (~24 GB/s either way). At D = 128 both forms
+         * lost from DRAM (24 / 8 heads 371-386 -> 452-471; the value form
+         * alone 336-369 -> 350-384), so D = 128 keeps the forms below; no
+         * AVX2-only CPU measured (bench/RESULTS.md). */
+        __m128 bq[3] = {_mm_set1_ps(-INFINITY), _mm_set1_ps(-INFINITY), _mm_set1_ps(-INFINITY)};
+        for (; j + 4 <= j1; j += 4) {
+            att_mq_prefetch(kr + j, vr + j, 4, rowb);
+            __m256 s4[4][3];
+#pragma GCC unroll 4
+            for (int k = 0; k < 4; k++)
+#pragma GCC unroll 3
+                for (int q = 0; q < NQ; q++) s4[k][q] = zero;
+            for (int64_t d = 0; d < D; d += 8) {
+                __m256 qv[3];
+#pragma GCC unroll 3
+                for (int q = 0; q < NQ; q++) qv[q] = _mm256_loadu_ps(qs[q].q + d);
+#pragma GCC unroll 4
+                for (int k = 0; k < 4; k++) {
+                    const __m256 kv = ld8_256(kr[j + k], dt, d);
+#pragma GCC unroll 3
+                    for (int q = 0; q < NQ; q++) s4[k][q] = _mm256_fmadd_ps(qv[q], kv, s4[k][q]);
+                }
+            }
+#pragma GCC unroll 3
+            for (int q = 0; q < NQ; q++) {
+                const __m128 v = _mm_mul_ps(mlxn_reduce4_256(s4[0][q], s4[1][q], s4[2][q], s4[3][q]),
+                                            _mm_set1_ps(p->scale));
+                bq[q] = _mm_max_ps(v, bq[q]);
+                _mm_storeu_ps(sc + q * ATT_BLOCK + j, v);
+            }
+        }
+        float t[4] = {-INFINITY, -INFINITY, -INFINITY, -INFINITY};
+        for (int q = 0; q < NQ; q++) t[q] = att_max4(bq[q], -INFINITY);
+        bmx[0] = _mm_loadu_ps(t);
+    }
+    for (; j < j1; j += KS) {
         const int ks = j + KS <= j1 ? KS : 1;
         att_mq_prefetch(kr + j, vr + j, ks, rowb);
         __m256 s[2][ATT_MQ_MAX];
@@ -1380,7 +1436,7 @@ T_AVX2 __attribute__((always_inline)) static inline void attend_mq_256_t(const m
         float *sq = sc + q * ATT_BLOCK;
         att_new_max(a, bmf[q], D);
         __m256 es = zero;
-        int64_t j = j0;
+        j = j0;
         for (; j + 8 <= j1; j += 8) {
             __m256 e = exp_256(_mm256_sub_ps(_mm256_loadu_ps(sq + j), _mm256_set1_ps(a->mx)));
             es = _mm256_add_ps(es, e);
@@ -1395,6 +1451,8 @@ T_AVX2 __attribute__((always_inline)) static inline void attend_mq_256_t(const m
         a->sum += mlxn_hsum_256(es) + st;
     }
     int64_t d = 0; /* 16 columns a query in registers while NQ <= 4, else 8 */
+    if (NQ <= 3 && D <= 64 && att_k4_on()) /* 32 columns: see the 4-key form above */
+        for (; d + 32 <= D; d += 32) pv_mq_256(qs, sc, vr, dt, j0, j1, d, NQ, 4);
     if (NQ <= 4)
         for (; d + 16 <= D; d += 16) pv_mq_256(qs, sc, vr, dt, j0, j1, d, NQ, 2);
     for (; d < D; d += 8) pv_mq_256(qs, sc, vr, dt, j0, j1, d, NQ, 1);
