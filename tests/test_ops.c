@@ -457,6 +457,12 @@ static void test_attention(void) {
     attention_case("attention decode bf16 5 kv heads, ring past C", 1, 10, 5, 64, 64, 200, 0, 0, MLXN_BF16);
     attention_case("attention prefill 20 tokens in query tiles, window 7", 20, 4, 2, 64, 64, 10, 7, 0, MLXN_F16);
     attention_case("attention prefill 100 tokens, 2 key blocks", 100, 2, 1, 32, 128, 0, 0, 0, MLXN_F32);
+    /* whole key blocks that two neighbouring queries of a tile both see
+     * (attend_pair_512), at head dims 64, 128 (64-column value steps) and
+     * 80 (64 then 16), an odd query count a tile, 1-3 trailing keys */
+    attention_case("attention prefill 131 tokens f16, D=64, query pairs", 131, 4, 2, 64, 160, 0, 0, 0, MLXN_F16);
+    attention_case("attention prefill 99 tokens bf16, D=128, query pairs", 99, 2, 1, 128, 128, 0, 0, 0, MLXN_BF16);
+    attention_case("attention prefill 70 tokens f32, D=80, after 3", 70, 3, 1, 80, 96, 3, 0, 0, MLXN_F32);
     /* caches of >= 512 rows with at most 2 (token, head) pairs per worker
      * (2 workers here) take the split-KV path */
     attention_case("attention split-KV decode, C=1024", 1, 4, 2, 64, 1024, 900, 0, 0, MLXN_F16);

@@ -903,6 +903,111 @@ __attribute__((target("avx512f"), always_inline)) static inline void pv_512(floa
     for (int c = 0; c < NC; c++) _mm512_storeu_ps(acc + 16 * c, a[c]);
 }
 
+/* MLXN_CPU_ATT_PAIR=0: prefill blocks one query at a time (measuring). */
+static bool att_pair_on(void) {
+    static int on = -1; /* relaxed both ways: every worker computes the same answer */
+    int v = __atomic_load_n(&on, __ATOMIC_RELAXED);
+    if (v < 0) {
+        const char *e = getenv("MLXN_CPU_ATT_PAIR");
+        v = !(e && *e == '0');
+        __atomic_store_n(&on, v, __ATOMIC_RELAXED);
+    }
+    return v;
+}
+/* Two queries a, b that see the same keys [j0, j1) of a block (prefill:
+ * neighbours in a tile, away from the causal edge): each key and value
+ * vector is loaded once for both, 4 keys a step into 8 sums. Scores into
+ * sc (a) and sc + ATT_BLOCK (b), then each query's online softmax, then
+ * P·V 64 columns (then 16) a step for both. */
+__attribute__((target("avx512f"), always_inline)) static inline void attend_pair_512(
+    const mlxn_attention_params *p, int64_t D, int64_t j0, int64_t j1, const void *const *kr,
+    const void *const *vr, att_q *a, att_q *b, float *sc, const int dt) {
+    float *sb = sc + ATT_BLOCK;
+    __m128 ma = _mm_set1_ps(-INFINITY), mb = ma;
+    float bma = -INFINITY, bmb = -INFINITY;
+    int64_t j = j0;
+    for (; j + 4 <= j1; j += 4) {
+        __m512 sa[4], sv[4];
+#pragma GCC unroll 4
+        for (int k = 0; k < 4; k++) sa[k] = sv[k] = _mm512_setzero_ps();
+        for (int64_t d = 0; d < D; d += 16) {
+            const __m512 qa = _mm512_loadu_ps(a->q + d), qb = _mm512_loadu_ps(b->q + d);
+#pragma GCC unroll 4
+            for (int k = 0; k < 4; k++) {
+                const __m512 kv = ld16_512(kr[j + k], dt, d);
+                sa[k] = _mm512_fmadd_ps(qa, kv, sa[k]);
+                sv[k] = _mm512_fmadd_ps(qb, kv, sv[k]);
+            }
+        }
+        const __m128 va = _mm_mul_ps(mlxn_reduce4_512(sa[0], sa[1], sa[2], sa[3]), _mm_set1_ps(p->scale));
+        const __m128 vb = _mm_mul_ps(mlxn_reduce4_512(sv[0], sv[1], sv[2], sv[3]), _mm_set1_ps(p->scale));
+        ma = _mm_max_ps(va, ma);
+        mb = _mm_max_ps(vb, mb);
+        _mm_storeu_ps(sc + j, va);
+        _mm_storeu_ps(sb + j, vb);
+    }
+    for (; j < j1; j++) {
+        __m512 xa = _mm512_setzero_ps(), xb = xa;
+        for (int64_t d = 0; d < D; d += 16) {
+            const __m512 kv = ld16_512(kr[j], dt, d);
+            xa = _mm512_fmadd_ps(_mm512_loadu_ps(a->q + d), kv, xa);
+            xb = _mm512_fmadd_ps(_mm512_loadu_ps(b->q + d), kv, xb);
+        }
+        sc[j] = _mm512_reduce_add_ps(xa) * p->scale;
+        sb[j] = _mm512_reduce_add_ps(xb) * p->scale;
+        bma = sc[j] > bma ? sc[j] : bma;
+        bmb = sb[j] > bmb ? sb[j] : bmb;
+    }
+    att_new_max(a, att_max4(ma, bma), D);
+    att_new_max(b, att_max4(mb, bmb), D);
+    for (int r = 0; r < 2; r++) {
+        att_q *x = r ? b : a;
+        float *sx = r ? sb : sc;
+        __m512 es = _mm512_setzero_ps();
+        for (j = j0; j < j1; j += 16) {
+            __mmask16 m = j1 - j >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (j1 - j)) - 1);
+            __m512 e = exp_512(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, sx + j), _mm512_set1_ps(x->mx)));
+            e = _mm512_maskz_mov_ps(m, e);
+            es = _mm512_add_ps(es, e);
+            _mm512_mask_storeu_ps(sx + j, m, e);
+        }
+        x->sum += _mm512_reduce_add_ps(es);
+    }
+    int64_t d = 0;
+    for (; d + 64 <= D; d += 64) {
+        __m512 ca[4], cb[4];
+#pragma GCC unroll 4
+        for (int c = 0; c < 4; c++) {
+            ca[c] = _mm512_loadu_ps(a->acc + d + 16 * c);
+            cb[c] = _mm512_loadu_ps(b->acc + d + 16 * c);
+        }
+        for (j = j0; j < j1; j++) {
+            const __m512 pa = _mm512_set1_ps(sc[j]), pb = _mm512_set1_ps(sb[j]);
+#pragma GCC unroll 4
+            for (int c = 0; c < 4; c++) {
+                const __m512 v = ld16_512(vr[j], dt, d + 16 * c);
+                ca[c] = _mm512_fmadd_ps(pa, v, ca[c]);
+                cb[c] = _mm512_fmadd_ps(pb, v, cb[c]);
+            }
+        }
+#pragma GCC unroll 4
+        for (int c = 0; c < 4; c++) {
+            _mm512_storeu_ps(a->acc + d + 16 * c, ca[c]);
+            _mm512_storeu_ps(b->acc + d + 16 * c, cb[c]);
+        }
+    }
+    for (; d < D; d += 16) {
+        __m512 ca = _mm512_loadu_ps(a->acc + d), cb = _mm512_loadu_ps(b->acc + d);
+        for (j = j0; j < j1; j++) {
+            const __m512 v = ld16_512(vr[j], dt, d);
+            ca = _mm512_fmadd_ps(_mm512_set1_ps(sc[j]), v, ca);
+            cb = _mm512_fmadd_ps(_mm512_set1_ps(sb[j]), v, cb);
+        }
+        _mm512_storeu_ps(a->acc + d, ca);
+        _mm512_storeu_ps(b->acc + d, cb);
+    }
+}
+
 /* One key block of attend_tile_512: rows kr[j], vr[j] (j < nb) in dtype dt. */
 __attribute__((target("avx512f"), always_inline)) static inline void attend_block_512(
     const mlxn_attention_params *p, int64_t D, int64_t b0, int64_t nb, const void *const *kr,
@@ -911,6 +1016,15 @@ __attribute__((target("avx512f"), always_inline)) static inline void attend_bloc
         att_q *a = &qs[qi];
         int64_t j0 = a->first > b0 ? a->first - b0 : 0, j1 = a->last - b0 + 1 < nb ? a->last - b0 + 1 : nb;
         if (j0 >= j1) continue;
+        if (qi + 1 < nq && att_pair_on()) { /* the next query sees the same keys: both at once */
+            att_q *b = &qs[qi + 1];
+            const int64_t k0 = b->first > b0 ? b->first - b0 : 0, k1 = b->last - b0 + 1 < nb ? b->last - b0 + 1 : nb;
+            if (k0 == j0 && k1 == j1) {
+                attend_pair_512(p, D, j0, j1, kr, vr, a, b, sc, dt);
+                qi++;
+                continue;
+            }
+        }
         float bm = -INFINITY; /* the block's largest score: its last keys', and bm4's */
         __m128 bm4 = _mm_set1_ps(-INFINITY);
         int64_t j = j0;
