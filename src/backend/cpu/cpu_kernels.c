@@ -1359,6 +1359,102 @@ T_AVX2 __attribute__((always_inline)) static inline void pv_256(float *acc, cons
 #pragma GCC unroll 8
     for (int c = 0; c < NC; c++) _mm256_storeu_ps(acc + 8 * c, a[c]);
 }
+/* attend_pair_512 at 8 lanes: 8 sums of 4 keys x 2 queries, P·V 32
+ * columns (4 ymm a query) a step, then 8 (11 registers). */
+T_AVX2 __attribute__((always_inline)) static inline void attend_pair_256(const mlxn_attention_params *p, int64_t D,
+                                                                         int64_t j0, int64_t j1,
+                                                                         const void *const *kr,
+                                                                         const void *const *vr, att_q *a, att_q *b,
+                                                                         float *sc, const int dt) {
+    float *sb = sc + ATT_BLOCK;
+    __m128 ma = _mm_set1_ps(-INFINITY), mb = ma;
+    float bma = -INFINITY, bmb = -INFINITY;
+    int64_t j = j0;
+    for (; j + 4 <= j1; j += 4) {
+        __m256 sa[4], sv[4];
+#pragma GCC unroll 4
+        for (int k = 0; k < 4; k++) sa[k] = sv[k] = _mm256_setzero_ps();
+        for (int64_t d = 0; d < D; d += 8) {
+            const __m256 qa = _mm256_loadu_ps(a->q + d), qb = _mm256_loadu_ps(b->q + d);
+#pragma GCC unroll 4
+            for (int k = 0; k < 4; k++) {
+                const __m256 kv = ld8_256(kr[j + k], dt, d);
+                sa[k] = _mm256_fmadd_ps(qa, kv, sa[k]);
+                sv[k] = _mm256_fmadd_ps(qb, kv, sv[k]);
+            }
+        }
+        const __m128 va = _mm_mul_ps(mlxn_reduce4_256(sa[0], sa[1], sa[2], sa[3]), _mm_set1_ps(p->scale));
+        const __m128 vb = _mm_mul_ps(mlxn_reduce4_256(sv[0], sv[1], sv[2], sv[3]), _mm_set1_ps(p->scale));
+        ma = _mm_max_ps(va, ma);
+        mb = _mm_max_ps(vb, mb);
+        _mm_storeu_ps(sc + j, va);
+        _mm_storeu_ps(sb + j, vb);
+    }
+    for (; j < j1; j++) {
+        __m256 xa = _mm256_setzero_ps(), xb = xa;
+        for (int64_t d = 0; d < D; d += 8) {
+            const __m256 kv = ld8_256(kr[j], dt, d);
+            xa = _mm256_fmadd_ps(_mm256_loadu_ps(a->q + d), kv, xa);
+            xb = _mm256_fmadd_ps(_mm256_loadu_ps(b->q + d), kv, xb);
+        }
+        sc[j] = mlxn_hsum_256(xa) * p->scale;
+        sb[j] = mlxn_hsum_256(xb) * p->scale;
+        bma = sc[j] > bma ? sc[j] : bma;
+        bmb = sb[j] > bmb ? sb[j] : bmb;
+    }
+    att_new_max(a, att_max4(ma, bma), D);
+    att_new_max(b, att_max4(mb, bmb), D);
+    for (int r = 0; r < 2; r++) { /* as attend_block_256 */
+        att_q *x = r ? b : a;
+        float *sx = r ? sb : sc;
+        __m256 es = _mm256_setzero_ps();
+        for (j = j0; j + 8 <= j1; j += 8) {
+            __m256 e = exp_256(_mm256_sub_ps(_mm256_loadu_ps(sx + j), _mm256_set1_ps(x->mx)));
+            es = _mm256_add_ps(es, e);
+            _mm256_storeu_ps(sx + j, e);
+        }
+        float st = 0.0f;
+        for (; j < j1; j++) {
+            float e = _mm256_cvtss_f32(exp_256(_mm256_set1_ps(sx[j] - x->mx)));
+            st += e;
+            sx[j] = e;
+        }
+        x->sum += mlxn_hsum_256(es) + st;
+    }
+    int64_t d = 0;
+    for (; d + 32 <= D; d += 32) {
+        __m256 ca[4], cb[4];
+#pragma GCC unroll 4
+        for (int c = 0; c < 4; c++) {
+            ca[c] = _mm256_loadu_ps(a->acc + d + 8 * c);
+            cb[c] = _mm256_loadu_ps(b->acc + d + 8 * c);
+        }
+        for (j = j0; j < j1; j++) {
+            const __m256 pa = _mm256_broadcast_ss(sc + j), pb = _mm256_broadcast_ss(sb + j);
+#pragma GCC unroll 4
+            for (int c = 0; c < 4; c++) {
+                const __m256 v = ld8_256(vr[j], dt, d + 8 * c);
+                ca[c] = _mm256_fmadd_ps(pa, v, ca[c]);
+                cb[c] = _mm256_fmadd_ps(pb, v, cb[c]);
+            }
+        }
+#pragma GCC unroll 4
+        for (int c = 0; c < 4; c++) {
+            _mm256_storeu_ps(a->acc + d + 8 * c, ca[c]);
+            _mm256_storeu_ps(b->acc + d + 8 * c, cb[c]);
+        }
+    }
+    for (; d < D; d += 8) {
+        __m256 ca = _mm256_loadu_ps(a->acc + d), cb = _mm256_loadu_ps(b->acc + d);
+        for (j = j0; j < j1; j++) {
+            const __m256 v = ld8_256(vr[j], dt, d);
+            ca = _mm256_fmadd_ps(_mm256_broadcast_ss(sc + j), v, ca);
+            cb = _mm256_fmadd_ps(_mm256_broadcast_ss(sb + j), v, cb);
+        }
+        _mm256_storeu_ps(a->acc + d, ca);
+        _mm256_storeu_ps(b->acc + d, cb);
+    }
+}
 /* attend_block_512 at 8 lanes. */
 T_AVX2 __attribute__((always_inline)) static inline void attend_block_256(
     const mlxn_attention_params *p, int64_t D, int64_t b0, int64_t nb, const void *const *kr,
@@ -1367,6 +1463,15 @@ T_AVX2 __attribute__((always_inline)) static inline void attend_block_256(
         att_q *a = &qs[qi];
         int64_t j0 = a->first > b0 ? a->first - b0 : 0, j1 = a->last - b0 + 1 < nb ? a->last - b0 + 1 : nb;
         if (j0 >= j1) continue;
+        if (qi + 1 < nq && att_pair_on()) { /* as attend_block_512 */
+            att_q *b = &qs[qi + 1];
+            const int64_t k0 = b->first > b0 ? b->first - b0 : 0, k1 = b->last - b0 + 1 < nb ? b->last - b0 + 1 : nb;
+            if (k0 == j0 && k1 == j1) {
+                attend_pair_256(p, D, j0, j1, kr, vr, a, b, sc, dt);
+                qi++;
+                continue;
+            }
+        }
         float bm = -INFINITY; /* as attend_block_512 */
         __m128 bm4 = _mm_set1_ps(-INFINITY);
         int64_t j = j0;
