@@ -422,6 +422,11 @@ T2 static float dot_q80(const uint8_t *row, const xrow *x, int64_t nb) {
 }
 
 
+/* The sum of four accumulators' lanes (the k-quant dots' four sums). */
+T2 INL float hsum4_256(__m256 a, __m256 b, __m256 c, __m256 d) {
+    return mlxn_hsum_256(_mm256_add_ps(_mm256_add_ps(a, b), _mm256_add_ps(c, d)));
+}
+
 /* q4_k: sub-block j of 32 is d·sc_j·q - dmin·m_j; a 32-byte chunk of qs
  * holds sub-block 2i in its low nibbles and 2i+1 in its high ones. The 8
  * sub-blocks of a super-block go into four sums, two chunks a step (into
@@ -455,7 +460,7 @@ T2 static float dot_q4k(const uint8_t *row, const xrow *x, int64_t nsb) {
         q4k_chunk(blk->qs + 64, c + 128, f, 2, m4, &a0, &a1);
         q4k_chunk(blk->qs + 96, c + 192, f, 3, m4, &a2, &a3);
     }
-    return mlxn_hsum_256(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3))) - mlxn_hsum_256(cor);
+    return hsum4_256(a0, a1, a2, a3) - mlxn_hsum_256(cor);
 }
 
 /* q5_k: q4_k with a fifth bit per code, bit j of qh[l] for element 32 j + l. */
@@ -494,8 +499,7 @@ T2 static float dot_q5k(const uint8_t *row, const xrow *x, int64_t nsb) {
                                                    acc[2 * (i & 1) + 1]);
         }
     }
-    return mlxn_hsum_256(_mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]))) -
-           mlxn_hsum_256(cor);
+    return hsum4_256(acc[0], acc[1], acc[2], acc[3]) - mlxn_hsum_256(cor);
 }
 
 /* q6_k: 6-bit codes q - 32 with an int8 scale per 16. Per half of 128: 32
@@ -553,8 +557,7 @@ T2 static float dot_q6k(const uint8_t *row, const xrow *x, int64_t nsb) {
             cor = _mm256_fmadd_ps(_mm256_cvtepi32_ps(o), f, cor);
         }
     }
-    return mlxn_hsum_256(_mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]))) -
-           32.0f * mlxn_hsum_256(cor);
+    return hsum4_256(acc[0], acc[1], acc[2], acc[3]) - 32.0f * mlxn_hsum_256(cor);
 }
 
 /* 8 scales or biases (16-bit, or f32) from p as f32. */

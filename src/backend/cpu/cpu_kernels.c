@@ -796,6 +796,12 @@ static inline float att_max4(__m128 m, float b) {
 }
 #endif
 
+/* Keys [*j0, *j1) of the block of nb keys from b0 that query a sees. */
+static inline void att_keys(const att_q *a, int64_t b0, int64_t nb, int64_t *j0, int64_t *j1) {
+    *j0 = a->first > b0 ? a->first - b0 : 0;
+    *j1 = a->last - b0 + 1 < nb ? a->last - b0 + 1 : nb;
+}
+
 /* A query's online softmax meets a block whose largest score is bm: a
  * larger maximum rescales its sum and accumulator. */
 static void att_new_max(att_q *a, float bm, int64_t D) {
@@ -854,7 +860,8 @@ static void attend_tile(const mlxn_tensor *kc, const mlxn_tensor *vc, const mlxn
         tile_rows(kc, vc, hk, b0, nb, kr, vr, ktile, vtile);
         for (int qi = 0; qi < nq; qi++) {
             att_q *a = &qs[qi];
-            int64_t j0 = a->first > b0 ? a->first - b0 : 0, j1 = a->last - b0 + 1 < nb ? a->last - b0 + 1 : nb;
+            int64_t j0, j1;
+            att_keys(a, b0, nb, &j0, &j1);
             if (j0 >= j1) continue;
             float bm = -INFINITY;
             for (int64_t j = j0; j < j1; j++) {
@@ -903,16 +910,52 @@ __attribute__((target("avx512f"), always_inline)) static inline void pv_512(floa
     for (int c = 0; c < NC; c++) _mm512_storeu_ps(acc + 16 * c, a[c]);
 }
 
+/* A query's block scores sx[j0, j1) into their exponentials against its
+ * running maximum, their sum added to its running sum. */
+__attribute__((target("avx512f"), always_inline)) static inline void att_exp_512(att_q *x, float *sx, int64_t j0,
+                                                                                 int64_t j1) {
+    __m512 es = _mm512_setzero_ps();
+    for (int64_t j = j0; j < j1; j += 16) {
+        __mmask16 m = j1 - j >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (j1 - j)) - 1);
+        __m512 e = exp_512(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, sx + j), _mm512_set1_ps(x->mx)));
+        e = _mm512_maskz_mov_ps(m, e);
+        es = _mm512_add_ps(es, e);
+        _mm512_mask_storeu_ps(sx + j, m, e);
+    }
+    x->sum += _mm512_reduce_add_ps(es);
+}
+
+/* A measuring switch: on unless the environment sets `name` to 0, read
+ * once into *cache (-1 before; relaxed both ways: every worker computes
+ * the same answer). */
+static bool env_switch(int *cache, const char *name) {
+    int on = __atomic_load_n(cache, __ATOMIC_RELAXED);
+    if (on < 0) {
+        const char *e = getenv(name);
+        on = !(e && *e == '0');
+        __atomic_store_n(cache, on, __ATOMIC_RELAXED);
+    }
+    return on;
+}
+
 /* MLXN_CPU_ATT_PAIR=0: prefill blocks one query at a time (measuring). */
 static bool att_pair_on(void) {
-    static int on = -1; /* relaxed both ways: every worker computes the same answer */
-    int v = __atomic_load_n(&on, __ATOMIC_RELAXED);
-    if (v < 0) {
-        const char *e = getenv("MLXN_CPU_ATT_PAIR");
-        v = !(e && *e == '0');
-        __atomic_store_n(&on, v, __ATOMIC_RELAXED);
-    }
-    return v;
+    static int on = -1;
+    return env_switch(&on, "MLXN_CPU_ATT_PAIR");
+}
+/* Whether the query after a in a tile, b, sees the same keys [j0, j1) of
+ * the block (attend_block_512 / _256 then take both at once). */
+static inline bool att_pairs(const att_q *b, int64_t b0, int64_t nb, int64_t j0, int64_t j1) {
+    int64_t k0, k1;
+    att_keys(b, b0, nb, &k0, &k1);
+    return k0 == j0 && k1 == j1 && att_pair_on();
+}
+/* Largest of each of the NQ (<= 4) queries' key lanes bq[q] (-inf for a
+ * lane past NQ), as query lanes (att_put_scores' maxima). */
+static inline __m128 att_qmax(const __m128 *bq, int NQ) {
+    float t[4] = {-INFINITY, -INFINITY, -INFINITY, -INFINITY};
+    for (int q = 0; q < NQ; q++) t[q] = att_max4(bq[q], -INFINITY);
+    return _mm_loadu_ps(t);
 }
 /* Two queries a, b that see the same keys [j0, j1) of a block (prefill:
  * neighbours in a tile, away from the causal edge): each key and value
@@ -960,19 +1003,8 @@ __attribute__((target("avx512f"), always_inline)) static inline void attend_pair
     }
     att_new_max(a, att_max4(ma, bma), D);
     att_new_max(b, att_max4(mb, bmb), D);
-    for (int r = 0; r < 2; r++) {
-        att_q *x = r ? b : a;
-        float *sx = r ? sb : sc;
-        __m512 es = _mm512_setzero_ps();
-        for (j = j0; j < j1; j += 16) {
-            __mmask16 m = j1 - j >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (j1 - j)) - 1);
-            __m512 e = exp_512(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, sx + j), _mm512_set1_ps(x->mx)));
-            e = _mm512_maskz_mov_ps(m, e);
-            es = _mm512_add_ps(es, e);
-            _mm512_mask_storeu_ps(sx + j, m, e);
-        }
-        x->sum += _mm512_reduce_add_ps(es);
-    }
+    att_exp_512(a, sc, j0, j1);
+    att_exp_512(b, sb, j0, j1);
     int64_t d = 0;
     for (; d + 64 <= D; d += 64) {
         __m512 ca[4], cb[4];
@@ -1014,16 +1046,13 @@ __attribute__((target("avx512f"), always_inline)) static inline void attend_bloc
     const void *const *vr, att_q *qs, int nq, float *sc, const int dt) {
     for (int qi = 0; qi < nq; qi++) {
         att_q *a = &qs[qi];
-        int64_t j0 = a->first > b0 ? a->first - b0 : 0, j1 = a->last - b0 + 1 < nb ? a->last - b0 + 1 : nb;
+        int64_t j0, j1;
+        att_keys(a, b0, nb, &j0, &j1);
         if (j0 >= j1) continue;
-        if (qi + 1 < nq && att_pair_on()) { /* the next query sees the same keys: both at once */
-            att_q *b = &qs[qi + 1];
-            const int64_t k0 = b->first > b0 ? b->first - b0 : 0, k1 = b->last - b0 + 1 < nb ? b->last - b0 + 1 : nb;
-            if (k0 == j0 && k1 == j1) {
-                attend_pair_512(p, D, j0, j1, kr, vr, a, b, sc, dt);
-                qi++;
-                continue;
-            }
+        if (qi + 1 < nq && att_pairs(&qs[qi + 1], b0, nb, j0, j1)) { /* the next query sees the same keys */
+            attend_pair_512(p, D, j0, j1, kr, vr, a, &qs[qi + 1], sc, dt);
+            qi++;
+            continue;
         }
         float bm = -INFINITY; /* the block's largest score: its last keys', and bm4's */
         __m128 bm4 = _mm_set1_ps(-INFINITY);
@@ -1050,33 +1079,12 @@ __attribute__((target("avx512f"), always_inline)) static inline void attend_bloc
             bm = sc[j] > bm ? sc[j] : bm;
         }
         att_new_max(a, att_max4(bm4, bm), D);
-        __m512 es = _mm512_setzero_ps();
-        for (j = j0; j < j1; j += 16) {
-            __mmask16 m = j1 - j >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (j1 - j)) - 1);
-            __m512 e = exp_512(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, sc + j), _mm512_set1_ps(a->mx)));
-            e = _mm512_maskz_mov_ps(m, e);
-            es = _mm512_add_ps(es, e);
-            _mm512_mask_storeu_ps(sc + j, m, e);
-        }
-        a->sum += _mm512_reduce_add_ps(es);
+        att_exp_512(a, sc, j0, j1);
         int64_t d = 0; /* 128 columns at a time, then 64, then 16 */
         for (; d + 128 <= D; d += 128) pv_512(a->acc, sc, vr, dt, j0, j1, 8, d);
         if (D - d >= 64) pv_512(a->acc, sc, vr, dt, j0, j1, 4, d), d += 64;
         for (; d < D; d += 16) pv_512(a->acc, sc, vr, dt, j0, j1, 1, d);
     }
-}
-
-/* A measuring switch: on unless the environment sets `name` to 0, read
- * once into *cache (-1 before; relaxed both ways: every worker computes
- * the same answer). */
-static bool env_switch(int *cache, const char *name) {
-    int on = __atomic_load_n(cache, __ATOMIC_RELAXED);
-    if (on < 0) {
-        const char *e = getenv(name);
-        on = !(e && *e == '0');
-        __atomic_store_n(cache, on, __ATOMIC_RELAXED);
-    }
-    return on;
 }
 
 /* MLXN_CPU_ATT_K4=0: attend_mq_512 / _256 take keys two at a time and 32 /
@@ -1143,8 +1151,8 @@ static bool att_mq_on(void) {
     TARGET static bool NAME(const mlxn_attention_params *p, int64_t D, int64_t b0, int64_t nb,                \
                             const void *const *kr, const void *const *vr, att_q *qs, int nq, float *sc,       \
                             int dt) {                                                                         \
-        const int64_t j0 = qs[0].first > b0 ? qs[0].first - b0 : 0;                                           \
-        const int64_t j1 = qs[0].last - b0 + 1 < nb ? qs[0].last - b0 + 1 : nb;                               \
+        int64_t j0, j1;                                                                                       \
+        att_keys(&qs[0], b0, nb, &j0, &j1);                                                                   \
         if (j0 >= j1) return true;                                                                            \
         if (nq < 2 || nq > ATT_MQ_MAX) return false;                                                          \
         switch (nq * 4 + (dt == MLXN_F16 ? 0 : dt == MLXN_BF16 ? 1 : 2)) {                                     \
@@ -1259,10 +1267,7 @@ T_512 AINL void attend_mq_512_t(const mlxn_attention_params *p, int64_t D, int64
                 _mm_storeu_ps(sc + q * ATT_BLOCK + j, v);
             }
         }
-        /* the maxima into bmx's query lanes: max over each bq's key lanes */
-        float t[4] = {-INFINITY, -INFINITY, -INFINITY, -INFINITY};
-        for (int q = 0; q < NQ; q++) t[q] = att_max4(bq[q], -INFINITY);
-        bmx[0] = _mm_loadu_ps(t);
+        bmx[0] = att_qmax(bq, NQ); /* the maxima into bmx's query lanes */
     }
     for (; j < j1; j += KS) {
         const int ks = j + KS <= j1 ? KS : 1;
@@ -1306,15 +1311,7 @@ T_512 AINL void attend_mq_512_t(const mlxn_attention_params *p, int64_t D, int64
         att_q *a = &qs[q];
         float *sq = sc + q * ATT_BLOCK;
         att_new_max(a, bmf[q], D);
-        __m512 es = zero;
-        for (j = j0; j < j1; j += 16) {
-            __mmask16 m = j1 - j >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (j1 - j)) - 1);
-            __m512 e = exp_512(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, sq + j), _mm512_set1_ps(a->mx)));
-            e = _mm512_maskz_mov_ps(m, e);
-            es = _mm512_add_ps(es, e);
-            _mm512_mask_storeu_ps(sq + j, m, e);
-        }
-        a->sum += _mm512_reduce_add_ps(es);
+        att_exp_512(a, sq, j0, j1);
     }
     /* 64 columns a query in registers while NQ <= 4 (each weight broadcast
      * once for 4 value vectors; 32 columns before: dev Zen 4, 2 threads, µs
@@ -1358,6 +1355,23 @@ T_AVX2 __attribute__((always_inline)) static inline void pv_256(float *acc, cons
     }
 #pragma GCC unroll 8
     for (int c = 0; c < NC; c++) _mm256_storeu_ps(acc + 8 * c, a[c]);
+}
+/* att_exp_512 at 8 lanes (the last 1-7 keys: the same exp, one lane used). */
+T_AVX2 __attribute__((always_inline)) static inline void att_exp_256(att_q *x, float *sx, int64_t j0, int64_t j1) {
+    __m256 es = _mm256_setzero_ps();
+    int64_t j = j0;
+    for (; j + 8 <= j1; j += 8) {
+        __m256 e = exp_256(_mm256_sub_ps(_mm256_loadu_ps(sx + j), _mm256_set1_ps(x->mx)));
+        es = _mm256_add_ps(es, e);
+        _mm256_storeu_ps(sx + j, e);
+    }
+    float st = 0.0f;
+    for (; j < j1; j++) {
+        float e = _mm256_cvtss_f32(exp_256(_mm256_set1_ps(sx[j] - x->mx)));
+        st += e;
+        sx[j] = e;
+    }
+    x->sum += mlxn_hsum_256(es) + st;
 }
 /* attend_pair_512 at 8 lanes: 8 sums of 4 keys x 2 queries, P·V 32
  * columns (4 ymm a query) a step, then 8 (11 registers). */
@@ -1404,23 +1418,8 @@ T_AVX2 __attribute__((always_inline)) static inline void attend_pair_256(const m
     }
     att_new_max(a, att_max4(ma, bma), D);
     att_new_max(b, att_max4(mb, bmb), D);
-    for (int r = 0; r < 2; r++) { /* as attend_block_256 */
-        att_q *x = r ? b : a;
-        float *sx = r ? sb : sc;
-        __m256 es = _mm256_setzero_ps();
-        for (j = j0; j + 8 <= j1; j += 8) {
-            __m256 e = exp_256(_mm256_sub_ps(_mm256_loadu_ps(sx + j), _mm256_set1_ps(x->mx)));
-            es = _mm256_add_ps(es, e);
-            _mm256_storeu_ps(sx + j, e);
-        }
-        float st = 0.0f;
-        for (; j < j1; j++) {
-            float e = _mm256_cvtss_f32(exp_256(_mm256_set1_ps(sx[j] - x->mx)));
-            st += e;
-            sx[j] = e;
-        }
-        x->sum += mlxn_hsum_256(es) + st;
-    }
+    att_exp_256(a, sc, j0, j1);
+    att_exp_256(b, sb, j0, j1);
     int64_t d = 0;
     for (; d + 32 <= D; d += 32) {
         __m256 ca[4], cb[4];
@@ -1461,16 +1460,13 @@ T_AVX2 __attribute__((always_inline)) static inline void attend_block_256(
     const void *const *vr, att_q *qs, int nq, float *sc, const int dt) {
     for (int qi = 0; qi < nq; qi++) {
         att_q *a = &qs[qi];
-        int64_t j0 = a->first > b0 ? a->first - b0 : 0, j1 = a->last - b0 + 1 < nb ? a->last - b0 + 1 : nb;
+        int64_t j0, j1;
+        att_keys(a, b0, nb, &j0, &j1);
         if (j0 >= j1) continue;
-        if (qi + 1 < nq && att_pair_on()) { /* as attend_block_512 */
-            att_q *b = &qs[qi + 1];
-            const int64_t k0 = b->first > b0 ? b->first - b0 : 0, k1 = b->last - b0 + 1 < nb ? b->last - b0 + 1 : nb;
-            if (k0 == j0 && k1 == j1) {
-                attend_pair_256(p, D, j0, j1, kr, vr, a, b, sc, dt);
-                qi++;
-                continue;
-            }
+        if (qi + 1 < nq && att_pairs(&qs[qi + 1], b0, nb, j0, j1)) { /* as attend_block_512 */
+            attend_pair_256(p, D, j0, j1, kr, vr, a, &qs[qi + 1], sc, dt);
+            qi++;
+            continue;
         }
         float bm = -INFINITY; /* as attend_block_512 */
         __m128 bm4 = _mm_set1_ps(-INFINITY);
@@ -1496,19 +1492,7 @@ T_AVX2 __attribute__((always_inline)) static inline void attend_block_256(
             bm = sc[j] > bm ? sc[j] : bm;
         }
         att_new_max(a, att_max4(bm4, bm), D);
-        __m256 es = _mm256_setzero_ps();
-        for (j = j0; j + 8 <= j1; j += 8) {
-            __m256 e = exp_256(_mm256_sub_ps(_mm256_loadu_ps(sc + j), _mm256_set1_ps(a->mx)));
-            es = _mm256_add_ps(es, e);
-            _mm256_storeu_ps(sc + j, e);
-        }
-        float st = 0.0f;
-        for (; j < j1; j++) { /* the last 1-7 keys: the same exp, one lane used */
-            float e = _mm256_cvtss_f32(exp_256(_mm256_set1_ps(sc[j] - a->mx)));
-            st += e;
-            sc[j] = e;
-        }
-        a->sum += mlxn_hsum_256(es) + st;
+        att_exp_256(a, sc, j0, j1);
         int64_t d = 0; /* 64 columns at a time, then 32, then 8 */
         for (; d + 64 <= D; d += 64) pv_256(a->acc, sc, vr, dt, j0, j1, 8, d);
         if (D - d >= 32) pv_256(a->acc, sc, vr, dt, j0, j1, 4, d), d += 32;
@@ -1608,9 +1592,7 @@ T_AVX2 __attribute__((always_inline)) static inline void attend_mq_256_t(const m
                 _mm_storeu_ps(sc + q * ATT_BLOCK + j, v);
             }
         }
-        float t[4] = {-INFINITY, -INFINITY, -INFINITY, -INFINITY};
-        for (int q = 0; q < NQ; q++) t[q] = att_max4(bq[q], -INFINITY);
-        bmx[0] = _mm_loadu_ps(t);
+        bmx[0] = att_qmax(bq, NQ);
     }
     for (; j < j1; j += KS) {
         const int ks = j + KS <= j1 ? KS : 1;
@@ -1654,20 +1636,7 @@ T_AVX2 __attribute__((always_inline)) static inline void attend_mq_256_t(const m
         att_q *a = &qs[q];
         float *sq = sc + q * ATT_BLOCK;
         att_new_max(a, bmf[q], D);
-        __m256 es = zero;
-        j = j0;
-        for (; j + 8 <= j1; j += 8) {
-            __m256 e = exp_256(_mm256_sub_ps(_mm256_loadu_ps(sq + j), _mm256_set1_ps(a->mx)));
-            es = _mm256_add_ps(es, e);
-            _mm256_storeu_ps(sq + j, e);
-        }
-        float st = 0.0f;
-        for (; j < j1; j++) {
-            float e = _mm256_cvtss_f32(exp_256(_mm256_set1_ps(sq[j] - a->mx)));
-            st += e;
-            sq[j] = e;
-        }
-        a->sum += mlxn_hsum_256(es) + st;
+        att_exp_256(a, sq, j0, j1);
     }
     int64_t d = 0; /* 16 columns a query in registers while NQ <= 4, else 8 */
     if (NQ <= 3 && D <= 64 && att_k4_on()) /* 32 columns: see the 4-key form above */
