@@ -6,16 +6,24 @@
 # [8, 4096, 128] cache, 32 heads) and the 8B decode from an empty cache
 # and after 4000 tokens (bench -d), each form in turn, two rounds.
 # VARIANT="name:-DMACRO=V ..." also builds the tree with those nvcc defines
-# in build-name (e.g. "u4:-DATTV_U=4") and measures it the same way.
+# in build-name (e.g. "u4:-DATTV_U=4") and measures it the same way; several
+# such variants go separated by ';' ("fx0:-DATTV_FEXP=0;u4:-DATTV_U=4").
+# FORMS: the environment forms tested; BFORMS: those measured (default FORMS).
 source scripts/gpu-env.sh
 make "${MK[@]}" -j16 build-cuda/mlxn build-cuda/tests/test_cuda_ops build-cuda/tests/test_cuda_model >/tmp/b.log 2>&1 || { tail -30 /tmp/b.log; exit 1; }
 BINS=(build-cuda)
-if [ -n "${VARIANT:-}" ]; then
-  vn=${VARIANT%%:*} vd=${VARIANT#*:}
+IFS=';' read -r -a VARS <<<"${VARIANT:-}"
+for var in "${VARS[@]}"; do
+  [ -n "$var" ] || continue
+  vn=${var%%:*} vd=${var#*:}
   NV="-O3 -std=c++17 -Xcompiler -fPIC -Iinclude -Isrc -gencode arch=compute_90,code=sm_90 --expt-relaxed-constexpr -lineinfo $vd"
-  make "${MK[@]}" BUILD=build-$vn "NVCCFLAGS=$NV" -j16 build-$vn/mlxn build-$vn/tests/test_cuda_ops >/tmp/b2.log 2>&1 || { tail -30 /tmp/b2.log; exit 1; }
+  make "${MK[@]}" BUILD=build-$vn "NVCCFLAGS=$NV" -j16 build-$vn/mlxn build-$vn/tests/test_cuda_ops >/tmp/b2-$vn.log 2>&1 &
   BINS+=(build-$vn)
-fi
+done
+wait
+for b in "${BINS[@]}"; do
+  [ -x $b/tests/test_cuda_ops ] || { echo "$b did not build"; tail -30 /tmp/b2-${b#build-}.log; exit 1; }
+done
 nvidia-smi --query-gpu=name --format=csv,noheader
 FORMS=(${FORMS:-- MLXN_CU_ATT_HB=4 MLXN_CU_ATT_HB=1 MLXN_CU_ATT_VEC=0})
 for b in "${BINS[@]}"; do
@@ -27,9 +35,10 @@ for b in "${BINS[@]}"; do
 done
 ./build-cuda/tests/test_cuda_model > /tmp/m.log 2>&1; echo "model $(grep FAIL /tmp/m.log | head -5) $(tail -1 /tmp/m.log)"
 M8=${M8:-synthetic:llama3-8b:q4:g64}
+BF=(${BFORMS:-${FORMS[@]}})
 for r in ${ROUNDS:-1 2}; do
   for b in "${BINS[@]}"; do
-    for v in "${FORMS[@]}"; do
+    for v in "${BF[@]}"; do
       [ "$v" = - ] && e=() || e=("$v")
       a=$(env "${e[@]}" ./$b/mlxn bench ops --backend cuda --rows 1 --formats q4_0 --shape 4096x4096 2>&1 | grep -E "^attention" | awk '{print $(NF-1)}')
       s=$(env "${e[@]}" ./$b/mlxn bench -m $M8 --backend cuda -p 0 -n 128 -r 3 2>&1 | grep -E "^tg" | awk '{print $3}')

@@ -230,14 +230,31 @@ static __device__ __forceinline__ void row8_set(Row8<KT> &r, const float *f) {
 #ifndef ATTV_U
 #define ATTV_U 2
 #endif
+/* The loop's math, not its loads, sets its time: on an H200 (8B shape,
+ * 4000 cached tokens, in-kernel timer; bench/RESULTS.md) the loop took 18.6
+ * us, 15.5 with the loads replaced by made-up rows, 9.8 with the math
+ * left out. Hence: ATTV_FEXP (default 1) takes the exponentials as one
+ * ex2.approx.ftz (expf's range handling and __expf's denormal steps
+ * dropped), indices are 32-bit, and the steps take two sets of rows in
+ * turn. Position 4095 of the 8B shape: 24.3 -> 17.2 us. */
+#ifndef ATTV_FEXP
+#define ATTV_FEXP 1
+#endif
+static __device__ __forceinline__ float att_exp(float x) {
+    if (!ATTV_FEXP) return expf(x);
+    float y; /* flush-to-zero: e^x under 2^-126 is 0 to the softmax */
+    asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x * 1.4426950408889634f));
+    return y;
+}
 template <int KT, int NW, int HB>
 __device__ __forceinline__ void attn_chunk_v(float *bm, float *bl, float *bacc, const float *qr, int64_t qs,
                                              const void *kc, const void *vc, int64_t hk, int64_t C, int D,
-                                             const mlxn_attention_params &p, int64_t lo, int64_t hi,
-                                             int64_t pnew = -1, const float *kn = NULL, const float *vn = NULL) {
+                                             const mlxn_attention_params &p, int64_t lo64, int64_t hi64,
+                                             int64_t pnew64 = -1, const float *kn = NULL, const float *vn = NULL) {
     constexpr int U = ATTV_U, S = 2 * NW;
     const int lane = threadIdx.x & 31, w = threadIdx.x >> 5, half = lane >> 4, d0 = 8 * (lane & 15);
     const bool on = d0 < D;
+    const int lo = (int)lo64, hi = (int)hi64, pnew = (int)pnew64, C32 = (int)C; /* positions are int32 (pos) */
     float qv[HB][8], acc[HB][8], mx[HB], sum[HB];
 #pragma unroll
     for (int g = 0; g < HB; g++) {
@@ -249,37 +266,41 @@ __device__ __forceinline__ void attn_chunk_v(float *bm, float *bl, float *bacc, 
         mx[g] = -INFINITY;
         sum[g] = 0.0f;
     }
-    /* the rows of the step at wb: this half's positions wb + half + u S,
-     * cache rows rl, rl + S, ... (mod C, kept by steps of S, no division);
-     * rl moves on to the next step's */
-    const int64_t hb = hk * C * D + d0;
-    int64_t rl = (lo + 2 * w + half) % C;
-    auto load = [&](Row8<KT> *kr, Row8<KT> *vr, int64_t wb) {
+    /* the rows of the step at wb: this half's positions wb + half + u S.
+     * Without a wrap (hi <= C, every cache but a ring past its end) a
+     * position's cache row is the position; else rows rl, rl + S, ... (mod
+     * C, kept by steps of S, no division), rl moving on to the next step's. */
+    const int64_t eb = KT == MLXN_F32 ? 4 : 2; /* bytes a value */
+    const char *kb = (const char *)kc + (hk * C * D + d0) * eb, *vb = (const char *)vc + (hk * C * D + d0) * eb;
+    const unsigned rb = (unsigned)(D * eb); /* bytes a row */
+    const bool wrap = hi > C32;
+    int rl = (int)((lo + 2 * w + half) % C);
+    auto load = [&](Row8<KT> *kr, Row8<KT> *vr, int wb) {
 #pragma unroll
         for (int u = 0; u < U; u++) {
-            const int64_t pp = wb + half + (int64_t)u * S;
+            const int pp = wb + half + u * S;
+            int row = pp;
+            if (wrap) {
+                row = rl;
+                rl += S;
+                while (rl >= C32) rl -= C32;
+            }
             if (pp < hi && on) {
                 if (pp == pnew) {
                     row8_set(kr[u], kn + d0);
                     row8_set(vr[u], vn + d0);
                 } else {
-                    row8_ld(kr[u], kc, hb + rl * D);
-                    row8_ld(vr[u], vc, hb + rl * D);
+                    row8_ld(kr[u], kb + (size_t)(unsigned)row * rb, 0);
+                    row8_ld(vr[u], vb + (size_t)(unsigned)row * rb, 0);
                 }
             } else {
                 kr[u] = Row8<KT>{};
                 vr[u] = Row8<KT>{};
             }
-            rl += S;
-            while (rl >= C) rl -= C;
         }
     };
-    const int64_t step = (int64_t)S * U;
-    Row8<KT> kr[U], vr[U], kx[U], vx[U];
-    int64_t wb = lo + 2 * w; /* warp-uniform: both halves shuffle in every step */
-    if (wb < hi) load(kr, vr, wb);
-    for (; wb < hi; wb += step) {
-        if (wb + step < hi) load(kx, vx, wb + step);
+    /* one step's math over the rows kr, vr of the positions at wb */
+    auto math = [&](const Row8<KT> *kr, const Row8<KT> *vr, int wb) {
         float sc[HB][U];
 #pragma unroll
         for (int u = 0; u < U; u++) {
@@ -308,14 +329,14 @@ __device__ __forceinline__ void attn_chunk_v(float *bm, float *bl, float *bacc, 
             for (int u = 0; u < U; u++) {
                 float s = sc[g][u] * p.scale;
                 if (p.softcap > 0) s = tanhf(s / p.softcap) * p.softcap;
-                sc[g][u] = wb + half + (int64_t)u * S < hi ? s : -INFINITY;
+                sc[g][u] = wb + half + u * S < hi ? s : -INFINITY;
                 mn = fmaxf(mn, sc[g][u]);
             }
             /* mn = -inf: no position of this half yet, every e 0 */
-            const float corr = mx[g] == -INFINITY ? 0.0f : expf(mx[g] - mn);
+            const float corr = mx[g] == -INFINITY ? 0.0f : att_exp(mx[g] - mn);
             float es = 0.0f;
 #pragma unroll
-            for (int u = 0; u < U; u++) es += (sc[g][u] = sc[g][u] == -INFINITY ? 0.0f : expf(sc[g][u] - mn));
+            for (int u = 0; u < U; u++) es += (sc[g][u] = sc[g][u] == -INFINITY ? 0.0f : att_exp(sc[g][u] - mn));
 #pragma unroll
             for (int j = 0; j < 8; j++) acc[g][j] *= corr;
             sum[g] = sum[g] * corr + es;
@@ -330,11 +351,20 @@ __device__ __forceinline__ void attn_chunk_v(float *bm, float *bl, float *bacc, 
 #pragma unroll
                 for (int j = 0; j < 8; j++) acc[g][j] = fmaf(sc[g][u], vf[j], acc[g][j]);
         }
-#pragma unroll
-        for (int u = 0; u < U; u++) {
-            kr[u] = kx[u];
-            vr[u] = vx[u];
-        }
+    };
+    /* two sets of rows taken in turn (no copy from one to the other, which
+     * would wait for the loads at the end of every step): while one step's
+     * math runs, the next step's rows are on their way */
+    const int step = S * U;
+    Row8<KT> ka[U], va[U], kx[U], vx[U];
+    int wb = lo + 2 * w; /* warp-uniform: both halves shuffle in every step */
+    if (wb < hi) load(ka, va, wb);
+    for (; wb < hi; wb += 2 * step) {
+        if (wb + step < hi) load(kx, vx, wb + step);
+        math(ka, va, wb);
+        if (wb + step >= hi) break;
+        if (wb + 2 * step < hi) load(ka, va, wb + 2 * step);
+        math(kx, vx, wb + step);
     }
     /* the two halves of the warp into one */
 #pragma unroll
@@ -459,6 +489,17 @@ struct RopeAtt {
     mlxn_rope_params p;
     double inv[ATT_MAXD / 2];  /* each pair's frequency, rope_inv_freq on the host without ff */
 };
+#ifdef ATT_TIMING /* measuring: one launch's phases a block, printed */
+__device__ unsigned long long att_tcount;
+static __device__ __forceinline__ unsigned long long att_gt() {
+    unsigned long long t;
+    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+    return t;
+}
+#define ATT_T(i) tt[i] = att_gt()
+#else
+#define ATT_T(i)
+#endif
 template <int KT, bool EARLY, bool XQ, bool ROPE, int MD, int HB>
 __global__ void __launch_bounds__(ATTC_WARPS * 32, 1) k_attn_cluster(float *o, const float *q, void *kc, void *vc,
                                                                   const int32_t *pos, int64_t H, int64_t Hkv, int64_t C,
@@ -475,6 +516,10 @@ __global__ void __launch_bounds__(ATTC_WARPS * 32, 1) k_attn_cluster(float *o, c
     __shared__ float rc[ROPE ? MD / 2 : 1], rs[ROPE ? MD / 2 : 1];
     /* the cluster's blocks have all started before any writes to block 0's
      * shared memory: arrive now, wait just before those writes */
+#ifdef ATT_TIMING
+    unsigned long long tt[8];
+#endif
+    ATT_T(0);
     asm volatile("barrier.cluster.arrive.relaxed.aligned;" ::: "memory");
     int64_t th = (int64_t)blockIdx.x * NH; /* t * H + h of the block's first head h */
     int split = (int)cl.block_rank();
@@ -497,7 +542,9 @@ __global__ void __launch_bounds__(ATTC_WARPS * 32, 1) k_attn_cluster(float *o, c
     if (ROPE)
         for (int j = threadIdx.x; j < r.p.n_dims / 2; j += blockDim.x)
             rope_cs_inv(pt, r.inv[j], j, r.ff, r.p, &rc[j], &rs[j]);
+    ATT_T(1);
     if (EARLY) cu_pdl_enter();
+    ATT_T(2);
     if (ROPE) {
         __syncthreads(); /* the angles */
         bool writer = split == 0 && h % G == 0 && pt >= 0;
@@ -534,6 +581,7 @@ __global__ void __launch_bounds__(ATTC_WARPS * 32, 1) k_attn_cluster(float *o, c
              i += (int64_t)gridDim.x * ATT_CLUSTER * blockDim.x)
             y[i] = 0.0f;
     asm volatile("barrier.cluster.wait.aligned;" ::: "memory");
+    ATT_T(3);
     float *bm = cl.map_shared_rank(&cm[split][0], 0), *bl = cl.map_shared_rank(&cls[split][0], 0);
     float *bacc = cl.map_shared_rank(&cacc[split][0][0], 0);
     const float *qr = ROPE ? &qs[0][0] : q + th * D;
@@ -542,7 +590,9 @@ __global__ void __launch_bounds__(ATTC_WARPS * 32, 1) k_attn_cluster(float *o, c
                                          ROPE ? pt : -1, kn, vn);
     else if (ROPE) attn_chunk<KT, ATTC_WARPS, MD>(bm, bl, bacc, qr, kc, vc, hk, C, D, p, lo, hi, pt, kn, vn);
     else attn_chunk<KT, ATTC_WARPS, MD>(bm, bl, bacc, qr, kc, vc, hk, C, D, p, lo, hi);
+    ATT_T(4);
     cl.sync(); /* the shares are in block 0; also: every block of the heads has read r.qx (rope in place) */
+    ATT_T(5);
     if (split == 0) {
         if (ROPE)
             for (int i = threadIdx.x; i < NH * D; i += blockDim.x) r.qo[h * D + i] = qs[i / D][i % D];
@@ -576,6 +626,19 @@ __global__ void __launch_bounds__(ATTC_WARPS * 32, 1) k_attn_cluster(float *o, c
             if (XQ) x_store(xl, xg, (th * D + i) >> 5, d & 31, v);
         }
     }
+#ifdef ATT_TIMING
+    __syncthreads();
+    ATT_T(6);
+    if (threadIdx.x == 0) {
+        const unsigned long long nb = gridDim.x * gridDim.y, c = atomicAdd(&att_tcount, 1ull);
+        unsigned smid;
+        asm volatile("mov.u32 %0, %%smid;" : "=r"(smid));
+        if (c / nb == 300)
+            printf("ATT blk %u split %d sm %u start %llu pre %llu wait %llu cw %llu chunk %llu csync %llu merge %llu hi-lo %lld\n",
+                   blockIdx.x, split, smid, tt[0] % 100000000ull, tt[1] - tt[0], tt[2] - tt[1], tt[3] - tt[2],
+                   tt[4] - tt[3], tt[5] - tt[4], tt[6] - tt[5], (long long)(hi - lo));
+    }
+#endif
 #endif
 }
 
@@ -1150,14 +1213,17 @@ static cudaError_t launch_cluster(const cu_node *n, cudaStream_t s, int xl, uint
     cfg.blockDim = dim3(ATTC_WARPS * 32);
     cfg.stream = s;
     cudaLaunchAttribute at[2];
-    at[0].id = cudaLaunchAttributeClusterDimension;
-    at[0].val.clusterDim.x = 1;
-    at[0].val.clusterDim.y = ATT_CLUSTER;
-    at[0].val.clusterDim.z = 1;
-    at[1].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-    at[1].val.programmaticStreamSerializationAllowed = 1;
+    unsigned na = 0;
+    at[na].id = cudaLaunchAttributeClusterDimension;
+    at[na].val.clusterDim.x = 1;
+    at[na].val.clusterDim.y = ATT_CLUSTER;
+    at[na++].val.clusterDim.z = 1;
+    if (mlxn_cu_pdl()) {
+        at[na].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+        at[na++].val.programmaticStreamSerializationAllowed = 1;
+    }
     cfg.attrs = at;
-    cfg.numAttrs = mlxn_cu_pdl() ? 2 : 1;
+    cfg.numAttrs = na;
     RopeAtt none = {};
     bool e = n->pos_early;
     if (r) return xg ? launch_cluster_kt<true, true>(&cfg, e, n, xl, xg, y, N, *r, hb)
