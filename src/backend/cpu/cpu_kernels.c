@@ -772,7 +772,11 @@ enum { ATT_KPF = 64 };
 static size_t s_attention(const mlxn_node *n, int nth) {
     (void)nth;
     size_t D = (size_t)T(1)->shape[2];
-    return ((size_t)ATT_QT * (D + 2) + 2 * (size_t)ATT_BLOCK * D + ATT_MQ_MAX * ATT_BLOCK) * sizeof(float);
+    /* query accumulators, key and value tiles, scores; then the transposed
+     * prefill form's queries and scores (attend_tile_qt_512) */
+    return ((size_t)ATT_QT * (D + 2) + 2 * (size_t)ATT_BLOCK * D + ATT_MQ_MAX * ATT_BLOCK + (size_t)ATT_QT * D +
+            (size_t)ATT_BLOCK * ATT_QT) *
+           sizeof(float);
 }
 
 /* Per-query state of a tile: running max, sum and accumulator. */
@@ -1650,6 +1654,186 @@ ATTEND_MQ(attend_mq_256, T_AVX2, attend_mq_256_t)
 ATTEND_TILE_SIMD(attend_tile_256, T_AVX2, attend_block_256, attend_mq_256)
 #endif
 
+#if defined(__x86_64__) || defined(__i386__)
+#define QT_T __attribute__((target("avx512f")))
+#define QT_INL __attribute__((always_inline)) static inline
+/* MLXN_CPU_ATT_QT=0: prefill tiles one query (or pair) at a time, as before
+ * the transposed form (measuring). */
+static bool att_qt_on(void) {
+    static int on = -1;
+    return env_switch(&on, "MLXN_CPU_ATT_QT");
+}
+/* Prefill tiles (more than ATT_DIRECT_MAX queries, f32 key and value rows)
+ * with the tile's queries as lanes: q is transposed once a tile into
+ * qt[d][ATT_QT] (times the scale; lanes past nq zero), so one key's scores
+ * for every query are D FMAs on its broadcast elements, with no horizontal
+ * sums (the per-query form's 4-way reductions were a third of its time in
+ * perf, SmolLM2 pp2048 on the dev Zen 4); the online softmax runs across
+ * the lanes; P·V takes 4 queries a step, each value vector loaded once for
+ * the 4. st: ATT_BLOCK rows of ATT_QT scores, then weights. */
+QT_T static void att_qt_fill(const att_q *qs, int nq, int64_t D, float scale, float *qt) {
+    for (int64_t d = 0; d < D; d++)
+        for (int q = 0; q < ATT_QT; q++) qt[d * ATT_QT + q] = q < nq ? qs[q].q[d] * scale : 0.0f;
+}
+/* acc rows of queries qs[0 .. QN) += Σ_j w_j[q] v_j over columns [d0, d0 +
+ * 16 NC), keys [j0, j1); weights w_j at st + j ATT_QT + q0. */
+QT_T QT_INL void att_qt_pv(att_q *qs, int q0, const float *st, const float *const *vr, int64_t j0, int64_t j1,
+                          int64_t d0, const int QN, const int NC) {
+    __m512 a[4][4];
+#pragma GCC unroll 4
+    for (int i = 0; i < QN; i++)
+#pragma GCC unroll 4
+        for (int c = 0; c < NC; c++) a[i][c] = _mm512_loadu_ps(qs[q0 + i].acc + d0 + 16 * c);
+    for (int64_t j = j0; j < j1; j++) {
+        const float *w = st + j * ATT_QT + q0;
+        __m512 v[4];
+#pragma GCC unroll 4
+        for (int c = 0; c < NC; c++) v[c] = _mm512_loadu_ps(vr[j] + d0 + 16 * c);
+#pragma GCC unroll 4
+        for (int i = 0; i < QN; i++) {
+            const __m512 wi = _mm512_set1_ps(w[i]);
+#pragma GCC unroll 4
+            for (int c = 0; c < NC; c++) a[i][c] = _mm512_fmadd_ps(wi, v[c], a[i][c]);
+        }
+    }
+#pragma GCC unroll 4
+    for (int i = 0; i < QN; i++)
+#pragma GCC unroll 4
+        for (int c = 0; c < NC; c++) _mm512_storeu_ps(qs[q0 + i].acc + d0 + 16 * c, a[i][c]);
+}
+/* att_qt_pv over all D columns (64 a step, then 16) for QN queries */
+QT_T QT_INL void att_qt_pv_all(att_q *qs, int q0, const float *st, const float *const *vr, int64_t j0, int64_t j1,
+                              int64_t D, const int QN) {
+    int64_t d = 0;
+    for (; d + 64 <= D; d += 64) att_qt_pv(qs, q0, st, vr, j0, j1, d, QN, 4);
+    for (; d < D; d += 16) att_qt_pv(qs, q0, st, vr, j0, j1, d, QN, 1);
+}
+/* One key block (rows kr[j], vr[j], j < nb, from cache position b0) for the
+ * tile's nq queries, qt from att_qt_fill. */
+QT_T static void attend_qt_block_512(int64_t D, int64_t b0, int64_t nb, const float *const *kr,
+                                      const float *const *vr, att_q *qs, int nq, const float *qt, float *st) {
+    int32_t jf[ATT_QT], jl[ATT_QT]; /* query q sees the block's keys jf[q] <= j < jl[q] */
+    float mo[ATT_QT], so[ATT_QT];
+    int64_t J0 = nb, J1 = 0; /* the keys any query sees */
+    for (int q = 0; q < ATT_QT; q++) {
+        int64_t j0 = 1, j1 = 0;
+        if (q < nq) att_keys(&qs[q], b0, nb, &j0, &j1);
+        if (j0 < j1) {
+            J0 = j0 < J0 ? j0 : J0;
+            J1 = j1 > J1 ? j1 : J1;
+        } else {
+            j0 = 1, j1 = 0;
+        }
+        jf[q] = (int32_t)j0;
+        jl[q] = (int32_t)j1;
+        mo[q] = q < nq ? qs[q].mx : -INFINITY;
+        so[q] = q < nq ? qs[q].sum : 0.0f;
+    }
+    if (J0 >= J1) return;
+    const __m512i f0 = _mm512_loadu_si512(jf), f1 = _mm512_loadu_si512(jf + 16);
+    const __m512i l0 = _mm512_loadu_si512(jl), l1 = _mm512_loadu_si512(jl + 16);
+    const __m512 ninf = _mm512_set1_ps(-INFINITY);
+    /* which lanes see key j */
+#define QT_SEES(j, f, l)                                                                                       \
+    (_mm512_cmple_epi32_mask(f, _mm512_set1_epi32((int)(j))) & _mm512_cmpgt_epi32_mask(l, _mm512_set1_epi32((int)(j))))
+    __m512 bm0 = ninf, bm1 = ninf; /* the block's largest score a lane */
+    int64_t j = J0;
+    for (; j + 4 <= J1; j += 4) { /* 4 keys: 8 sums, 2 query vectors a d */
+        __m512 s0[4], s1[4];
+#pragma GCC unroll 4
+        for (int k = 0; k < 4; k++) s0[k] = s1[k] = _mm512_setzero_ps();
+        for (int64_t d = 0; d < D; d++) {
+            const __m512 qa = _mm512_loadu_ps(qt + d * ATT_QT), qb = _mm512_loadu_ps(qt + d * ATT_QT + 16);
+#pragma GCC unroll 4
+            for (int k = 0; k < 4; k++) {
+                const __m512 kv = _mm512_set1_ps(kr[j + k][d]);
+                s0[k] = _mm512_fmadd_ps(qa, kv, s0[k]);
+                s1[k] = _mm512_fmadd_ps(qb, kv, s1[k]);
+            }
+        }
+#pragma GCC unroll 4
+        for (int k = 0; k < 4; k++) {
+            const __m512 x0 = _mm512_mask_blend_ps(QT_SEES(j + k, f0, l0), ninf, s0[k]);
+            const __m512 x1 = _mm512_mask_blend_ps(QT_SEES(j + k, f1, l1), ninf, s1[k]);
+            bm0 = _mm512_max_ps(bm0, x0);
+            bm1 = _mm512_max_ps(bm1, x1);
+            _mm512_storeu_ps(st + (j + k) * ATT_QT, x0);
+            _mm512_storeu_ps(st + (j + k) * ATT_QT + 16, x1);
+        }
+    }
+    for (; j < J1; j++) {
+        __m512 s0 = _mm512_setzero_ps(), s1 = s0;
+        for (int64_t d = 0; d < D; d++) {
+            const __m512 kv = _mm512_set1_ps(kr[j][d]);
+            s0 = _mm512_fmadd_ps(_mm512_loadu_ps(qt + d * ATT_QT), kv, s0);
+            s1 = _mm512_fmadd_ps(_mm512_loadu_ps(qt + d * ATT_QT + 16), kv, s1);
+        }
+        const __m512 x0 = _mm512_mask_blend_ps(QT_SEES(j, f0, l0), ninf, s0);
+        const __m512 x1 = _mm512_mask_blend_ps(QT_SEES(j, f1, l1), ninf, s1);
+        bm0 = _mm512_max_ps(bm0, x0);
+        bm1 = _mm512_max_ps(bm1, x1);
+        _mm512_storeu_ps(st + j * ATT_QT, x0);
+        _mm512_storeu_ps(st + j * ATT_QT + 16, x1);
+    }
+    /* new maxima, the old sums and accumulators' factors (0 where a lane
+     * had no key yet: its sum and accumulator are 0) */
+    const __m512 m0 = _mm512_loadu_ps(mo), m1 = _mm512_loadu_ps(mo + 16);
+    const __m512 n0 = _mm512_max_ps(m0, bm0), n1 = _mm512_max_ps(m1, bm1);
+    const __mmask16 h0 = _mm512_cmp_ps_mask(m0, ninf, _CMP_NEQ_OQ), h1 = _mm512_cmp_ps_mask(m1, ninf, _CMP_NEQ_OQ);
+    const __m512 c0 = _mm512_maskz_mov_ps(h0, exp_512(_mm512_sub_ps(m0, n0)));
+    const __m512 c1 = _mm512_maskz_mov_ps(h1, exp_512(_mm512_sub_ps(m1, n1)));
+    __m512 e0s = _mm512_setzero_ps(), e1s = e0s;
+    for (j = J0; j < J1; j++) {
+        const __m512 e0 = _mm512_maskz_mov_ps(QT_SEES(j, f0, l0), exp_512(_mm512_sub_ps(_mm512_loadu_ps(st + j * ATT_QT), n0)));
+        const __m512 e1 =
+            _mm512_maskz_mov_ps(QT_SEES(j, f1, l1), exp_512(_mm512_sub_ps(_mm512_loadu_ps(st + j * ATT_QT + 16), n1)));
+        e0s = _mm512_add_ps(e0s, e0);
+        e1s = _mm512_add_ps(e1s, e1);
+        _mm512_storeu_ps(st + j * ATT_QT, e0);
+        _mm512_storeu_ps(st + j * ATT_QT + 16, e1);
+    }
+#undef QT_SEES
+    float cf[ATT_QT], nm[ATT_QT], sm[ATT_QT];
+    _mm512_storeu_ps(cf, c0);
+    _mm512_storeu_ps(cf + 16, c1);
+    _mm512_storeu_ps(nm, n0);
+    _mm512_storeu_ps(nm + 16, n1);
+    _mm512_storeu_ps(sm, _mm512_fmadd_ps(_mm512_loadu_ps(so), c0, e0s));
+    _mm512_storeu_ps(sm + 16, _mm512_fmadd_ps(_mm512_loadu_ps(so + 16), c1, e1s));
+    for (int q = 0; q < nq; q++) {
+        if (jf[q] >= jl[q]) continue; /* no key of the block: unchanged */
+        if (cf[q] != 1.0f && qs[q].mx != -INFINITY) scale_row(qs[q].acc, cf[q], D);
+        qs[q].mx = nm[q];
+        qs[q].sum = sm[q];
+    }
+    int q = 0;
+    for (; q + 4 <= nq; q += 4) att_qt_pv_all(qs, q, st, vr, J0, J1, D, 4);
+    switch (nq - q) {
+    case 3: att_qt_pv_all(qs, q, st, vr, J0, J1, D, 3); break;
+    case 2: att_qt_pv_all(qs, q, st, vr, J0, J1, D, 2); break;
+    case 1: att_qt_pv_all(qs, q, st, vr, J0, J1, D, 1); break;
+    default: break;
+    }
+}
+/* A prefill tile of nq (<= ATT_QT) queries of kv head hk over [from, to]
+ * in the transposed form; qt, st: its scratch (ATT_QT D and ATT_BLOCK
+ * ATT_QT floats). */
+QT_T static void attend_tile_qt_512(const mlxn_tensor *kc, const mlxn_tensor *vc, const mlxn_attention_params *p,
+                                     int64_t hk, int64_t from, int64_t to, att_q *qs, int nq, float *ktile,
+                                     float *vtile, float *qt, float *st) {
+    const int64_t D = kc->shape[2];
+    const float *kr[ATT_BLOCK], *vr[ATT_BLOCK];
+    att_qt_fill(qs, nq, D, p->scale, qt);
+    for (int64_t b0 = from; b0 <= to; b0 += ATT_BLOCK) {
+        const int64_t nb = to - b0 + 1 < ATT_BLOCK ? to - b0 + 1 : ATT_BLOCK;
+        tile_rows(kc, vc, hk, b0, nb, kr, vr, ktile, vtile);
+        attend_qt_block_512(D, b0, nb, kr, vr, qs, nq, qt, st);
+    }
+}
+#undef QT_T
+#undef QT_INL
+#endif
+
 /* One kv head's tile of queries over [from, to]: the fastest form the CPU
  * and the shapes allow (soft-capping and odd head dims take attend_tile). */
 static void attend_any(const mlxn_tensor *kc, const mlxn_tensor *vc, const mlxn_attention_params *p, int64_t hk,
@@ -1659,6 +1843,11 @@ static void attend_any(const mlxn_tensor *kc, const mlxn_tensor *vc, const mlxn_
     const int force = mlxn_mm_forced_isa(); /* tests: 1 scalar, 2 at most AVX2 */
     if (!(p->softcap > 0) && force != 1) {
         if (D % 16 == 0 && force != 2 && __builtin_cpu_supports("avx512f")) {
+            if (nq > ATT_DIRECT_MAX && att_qt_on()) { /* scratch after sc: s_attention */
+                float *qt = sc + ATT_MQ_MAX * ATT_BLOCK;
+                attend_tile_qt_512(kc, vc, p, hk, from, to, qs, nq, ktile, vtile, qt, qt + ATT_QT * D);
+                return;
+            }
             attend_tile_512(kc, vc, p, hk, from, to, qs, nq, ktile, vtile, sc);
             return;
         }
