@@ -1671,7 +1671,7 @@ static bool att_qt_on(void) {
  * perf, SmolLM2 pp2048 on the dev Zen 4); the online softmax runs across
  * the lanes; P·V takes 4 queries a step, each value vector loaded once for
  * the 4. st: ATT_BLOCK rows of ATT_QT scores, then weights. */
-QT_T static void att_qt_fill(const att_q *qs, int nq, int64_t D, float scale, float *qt) {
+static void att_qt_fill(const att_q *qs, int nq, int64_t D, float scale, float *qt) {
     for (int64_t d = 0; d < D; d++)
         for (int q = 0; q < ATT_QT; q++) qt[d * ATT_QT + q] = q < nq ? qs[q].q[d] * scale : 0.0f;
 }
@@ -1830,6 +1830,160 @@ QT_T static void attend_tile_qt_512(const mlxn_tensor *kc, const mlxn_tensor *vc
         attend_qt_block_512(D, b0, nb, kr, vr, qs, nq, qt, st);
     }
 }
+/* The transposed form at 8 lanes for AVX2 CPUs (16 registers): scores 2
+ * keys x 4 query vectors a step, P·V 4 queries x 16 columns a step. */
+T_AVX2 QT_INL void att_qt_pv_256(att_q *qs, int q0, const float *st, const float *const *vr, int64_t j0,
+                                 int64_t j1, int64_t d0, const int QN) {
+    __m256 a[4][2];
+#pragma GCC unroll 4
+    for (int i = 0; i < QN; i++)
+#pragma GCC unroll 2
+        for (int c = 0; c < 2; c++) a[i][c] = _mm256_loadu_ps(qs[q0 + i].acc + d0 + 8 * c);
+    for (int64_t j = j0; j < j1; j++) {
+        const float *w = st + j * ATT_QT + q0;
+        const __m256 v0 = _mm256_loadu_ps(vr[j] + d0), v1 = _mm256_loadu_ps(vr[j] + d0 + 8);
+#pragma GCC unroll 4
+        for (int i = 0; i < QN; i++) {
+            const __m256 wi = _mm256_set1_ps(w[i]);
+            a[i][0] = _mm256_fmadd_ps(wi, v0, a[i][0]);
+            a[i][1] = _mm256_fmadd_ps(wi, v1, a[i][1]);
+        }
+    }
+#pragma GCC unroll 4
+    for (int i = 0; i < QN; i++)
+#pragma GCC unroll 2
+        for (int c = 0; c < 2; c++) _mm256_storeu_ps(qs[q0 + i].acc + d0 + 8 * c, a[i][c]);
+}
+/* att_qt_pv_256 over all D columns (D a multiple of 16) for QN queries */
+T_AVX2 QT_INL void att_qt_pv_all_256(att_q *qs, int q0, const float *st, const float *const *vr, int64_t j0,
+                                     int64_t j1, int64_t D, const int QN) {
+    for (int64_t d = 0; d < D; d += 16) att_qt_pv_256(qs, q0, st, vr, j0, j1, d, QN);
+}
+/* which of 8 query lanes see key j: jf <= j < jl, as an all-ones lane mask */
+T_AVX2 QT_INL __m256 att_qt_sees_256(__m256i jf, __m256i jl, int64_t j) {
+    const __m256i jv = _mm256_set1_epi32((int)j);
+    return _mm256_castsi256_ps(_mm256_andnot_si256(_mm256_cmpgt_epi32(jf, jv), _mm256_cmpgt_epi32(jl, jv)));
+}
+/* attend_qt_block_512 at 8 lanes (D a multiple of 16) */
+T_AVX2 static void attend_qt_block_256(int64_t D, int64_t b0, int64_t nb, const float *const *kr,
+                                       const float *const *vr, att_q *qs, int nq, const float *qt, float *st) {
+    int32_t jf[ATT_QT], jl[ATT_QT]; /* query q sees the block's keys jf[q] <= j < jl[q] */
+    float mo[ATT_QT], so[ATT_QT];
+    int64_t J0 = nb, J1 = 0;
+    for (int q = 0; q < ATT_QT; q++) {
+        int64_t j0 = 1, j1 = 0;
+        if (q < nq) att_keys(&qs[q], b0, nb, &j0, &j1);
+        if (j0 < j1) {
+            J0 = j0 < J0 ? j0 : J0;
+            J1 = j1 > J1 ? j1 : J1;
+        } else {
+            j0 = 1, j1 = 0;
+        }
+        jf[q] = (int32_t)j0;
+        jl[q] = (int32_t)j1;
+        mo[q] = q < nq ? qs[q].mx : -INFINITY;
+        so[q] = q < nq ? qs[q].sum : 0.0f;
+    }
+    if (J0 >= J1) return;
+    __m256i f[4], l[4];
+#pragma GCC unroll 4
+    for (int v = 0; v < 4; v++) {
+        f[v] = _mm256_loadu_si256((const __m256i *)(jf + 8 * v));
+        l[v] = _mm256_loadu_si256((const __m256i *)(jl + 8 * v));
+    }
+    const __m256 ninf = _mm256_set1_ps(-INFINITY);
+    __m256 bm[4] = {ninf, ninf, ninf, ninf};
+    int64_t j = J0;
+    for (; j + 2 <= J1; j += 2) { /* 2 keys: 8 sums */
+        __m256 s0[4], s1[4];
+#pragma GCC unroll 4
+        for (int v = 0; v < 4; v++) s0[v] = s1[v] = _mm256_setzero_ps();
+        for (int64_t d = 0; d < D; d++) {
+            const __m256 k0 = _mm256_set1_ps(kr[j][d]), k1 = _mm256_set1_ps(kr[j + 1][d]);
+#pragma GCC unroll 4
+            for (int v = 0; v < 4; v++) {
+                const __m256 qv = _mm256_loadu_ps(qt + d * ATT_QT + 8 * v);
+                s0[v] = _mm256_fmadd_ps(qv, k0, s0[v]);
+                s1[v] = _mm256_fmadd_ps(qv, k1, s1[v]);
+            }
+        }
+#pragma GCC unroll 4
+        for (int v = 0; v < 4; v++) {
+            const __m256 x0 = _mm256_blendv_ps(ninf, s0[v], att_qt_sees_256(f[v], l[v], j));
+            const __m256 x1 = _mm256_blendv_ps(ninf, s1[v], att_qt_sees_256(f[v], l[v], j + 1));
+            bm[v] = _mm256_max_ps(bm[v], _mm256_max_ps(x0, x1));
+            _mm256_storeu_ps(st + j * ATT_QT + 8 * v, x0);
+            _mm256_storeu_ps(st + (j + 1) * ATT_QT + 8 * v, x1);
+        }
+    }
+    for (; j < J1; j++) {
+        __m256 s0[4];
+#pragma GCC unroll 4
+        for (int v = 0; v < 4; v++) s0[v] = _mm256_setzero_ps();
+        for (int64_t d = 0; d < D; d++) {
+            const __m256 k0 = _mm256_set1_ps(kr[j][d]);
+#pragma GCC unroll 4
+            for (int v = 0; v < 4; v++) s0[v] = _mm256_fmadd_ps(_mm256_loadu_ps(qt + d * ATT_QT + 8 * v), k0, s0[v]);
+        }
+#pragma GCC unroll 4
+        for (int v = 0; v < 4; v++) {
+            const __m256 x0 = _mm256_blendv_ps(ninf, s0[v], att_qt_sees_256(f[v], l[v], j));
+            bm[v] = _mm256_max_ps(bm[v], x0);
+            _mm256_storeu_ps(st + j * ATT_QT + 8 * v, x0);
+        }
+    }
+    /* new maxima, the old sums' factors (0 where a lane had no key yet) */
+    __m256 n[4], c[4], es[4];
+#pragma GCC unroll 4
+    for (int v = 0; v < 4; v++) {
+        const __m256 m = _mm256_loadu_ps(mo + 8 * v);
+        n[v] = _mm256_max_ps(m, bm[v]);
+        c[v] = _mm256_and_ps(_mm256_cmp_ps(m, ninf, _CMP_NEQ_OQ), exp_256(_mm256_sub_ps(m, n[v])));
+        es[v] = _mm256_setzero_ps();
+    }
+    for (j = J0; j < J1; j++)
+#pragma GCC unroll 4
+        for (int v = 0; v < 4; v++) {
+            const __m256 e = _mm256_and_ps(att_qt_sees_256(f[v], l[v], j),
+                                           exp_256(_mm256_sub_ps(_mm256_loadu_ps(st + j * ATT_QT + 8 * v), n[v])));
+            es[v] = _mm256_add_ps(es[v], e);
+            _mm256_storeu_ps(st + j * ATT_QT + 8 * v, e);
+        }
+    float cf[ATT_QT], nm[ATT_QT], sm[ATT_QT];
+#pragma GCC unroll 4
+    for (int v = 0; v < 4; v++) {
+        _mm256_storeu_ps(cf + 8 * v, c[v]);
+        _mm256_storeu_ps(nm + 8 * v, n[v]);
+        _mm256_storeu_ps(sm + 8 * v, _mm256_fmadd_ps(_mm256_loadu_ps(so + 8 * v), c[v], es[v]));
+    }
+    for (int q = 0; q < nq; q++) {
+        if (jf[q] >= jl[q]) continue; /* no key of the block: unchanged */
+        if (cf[q] != 1.0f && qs[q].mx != -INFINITY) scale_row(qs[q].acc, cf[q], D);
+        qs[q].mx = nm[q];
+        qs[q].sum = sm[q];
+    }
+    int q = 0;
+    for (; q + 4 <= nq; q += 4) att_qt_pv_all_256(qs, q, st, vr, J0, J1, D, 4);
+    switch (nq - q) {
+    case 3: att_qt_pv_all_256(qs, q, st, vr, J0, J1, D, 3); break;
+    case 2: att_qt_pv_all_256(qs, q, st, vr, J0, J1, D, 2); break;
+    case 1: att_qt_pv_all_256(qs, q, st, vr, J0, J1, D, 1); break;
+    default: break;
+    }
+}
+/* attend_tile_qt_512 at 8 lanes */
+T_AVX2 static void attend_tile_qt_256(const mlxn_tensor *kc, const mlxn_tensor *vc, const mlxn_attention_params *p,
+                                      int64_t hk, int64_t from, int64_t to, att_q *qs, int nq, float *ktile,
+                                      float *vtile, float *qt, float *st) {
+    const int64_t D = kc->shape[2];
+    const float *kr[ATT_BLOCK], *vr[ATT_BLOCK];
+    att_qt_fill(qs, nq, D, p->scale, qt);
+    for (int64_t b0 = from; b0 <= to; b0 += ATT_BLOCK) {
+        const int64_t nb = to - b0 + 1 < ATT_BLOCK ? to - b0 + 1 : ATT_BLOCK;
+        tile_rows(kc, vc, hk, b0, nb, kr, vr, ktile, vtile);
+        attend_qt_block_256(D, b0, nb, kr, vr, qs, nq, qt, st);
+    }
+}
 #undef QT_T
 #undef QT_INL
 #endif
@@ -1852,6 +2006,11 @@ static void attend_any(const mlxn_tensor *kc, const mlxn_tensor *vc, const mlxn_
             return;
         }
         if (D % 8 == 0 && cpu_avx2()) {
+            if (D % 16 == 0 && nq > ATT_DIRECT_MAX && att_qt_on()) {
+                float *qt = sc + ATT_MQ_MAX * ATT_BLOCK;
+                attend_tile_qt_256(kc, vc, p, hk, from, to, qs, nq, ktile, vtile, qt, qt + ATT_QT * D);
+                return;
+            }
             attend_tile_256(kc, vc, p, hk, from, to, qs, nq, ktile, vtile, sc);
             return;
         }
