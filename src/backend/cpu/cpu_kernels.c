@@ -1675,6 +1675,49 @@ static void att_qt_fill(const att_q *qs, int nq, int64_t D, float scale, float *
     for (int64_t d = 0; d < D; d++)
         for (int q = 0; q < ATT_QT; q++) qt[d * ATT_QT + q] = q < nq ? qs[q].q[d] * scale : 0.0f;
 }
+/* A block's bounds for the tile: query q sees its keys jf[q] <= j < jl[q]
+ * (none: 1, 0; lanes past nq none), its maximum and sum so far in mo, so;
+ * [*J0, *J1) the keys any query sees. False: none does. */
+static bool att_qt_bounds(const att_q *qs, int nq, int64_t b0, int64_t nb, int32_t *jf, int32_t *jl, float *mo,
+                          float *so, int64_t *J0, int64_t *J1) {
+    *J0 = nb, *J1 = 0;
+    for (int q = 0; q < ATT_QT; q++) {
+        int64_t j0 = 1, j1 = 0;
+        if (q < nq) att_keys(&qs[q], b0, nb, &j0, &j1);
+        if (j0 < j1) {
+            *J0 = j0 < *J0 ? j0 : *J0;
+            *J1 = j1 > *J1 ? j1 : *J1;
+        } else {
+            j0 = 1, j1 = 0;
+        }
+        jf[q] = (int32_t)j0;
+        jl[q] = (int32_t)j1;
+        mo[q] = q < nq ? qs[q].mx : -INFINITY;
+        so[q] = q < nq ? qs[q].sum : 0.0f;
+    }
+    return *J0 < *J1;
+}
+/* The block's new maxima nm and sums sm into the queries that saw a key of
+ * it, their accumulators scaled by the old sums' factors cf. */
+static void att_qt_state(att_q *qs, int nq, const int32_t *jf, const int32_t *jl, const float *cf, const float *nm,
+                         const float *sm, int64_t D) {
+    for (int q = 0; q < nq; q++) {
+        if (jf[q] >= jl[q]) continue; /* no key of the block: unchanged */
+        if (cf[q] != 1.0f && qs[q].mx != -INFINITY) scale_row(qs[q].acc, cf[q], D);
+        qs[q].mx = nm[q];
+        qs[q].sum = sm[q];
+    }
+}
+/* P·V for the tile's queries through FN (att_qt_pv_all or _256), 4 a step
+ * and then the 1-3 left (in a block function: qs, nq, st, vr, J0, J1, D) */
+#define QT_PV_QUERIES(FN)                                                                                      \
+    do {                                                                                                        \
+        int q = 0;                                                                                              \
+        for (; q + 4 <= nq; q += 4) FN(qs, q, st, vr, J0, J1, D, 4);                                            \
+        if (nq - q == 3) FN(qs, q, st, vr, J0, J1, D, 3);                                                       \
+        if (nq - q == 2) FN(qs, q, st, vr, J0, J1, D, 2);                                                       \
+        if (nq - q == 1) FN(qs, q, st, vr, J0, J1, D, 1);                                                       \
+    } while (0)
 /* acc rows of queries qs[0 .. QN) += Σ_j w_j[q] v_j over columns [d0, d0 +
  * 16 NC), keys [j0, j1); weights w_j at st + j ATT_QT + q0. */
 QT_T QT_INL void att_qt_pv(att_q *qs, int q0, const float *st, const float *const *vr, int64_t j0, int64_t j1,
@@ -1714,22 +1757,8 @@ QT_T static void attend_qt_block_512(int64_t D, int64_t b0, int64_t nb, const fl
                                       const float *const *vr, att_q *qs, int nq, const float *qt, float *st) {
     int32_t jf[ATT_QT], jl[ATT_QT]; /* query q sees the block's keys jf[q] <= j < jl[q] */
     float mo[ATT_QT], so[ATT_QT];
-    int64_t J0 = nb, J1 = 0; /* the keys any query sees */
-    for (int q = 0; q < ATT_QT; q++) {
-        int64_t j0 = 1, j1 = 0;
-        if (q < nq) att_keys(&qs[q], b0, nb, &j0, &j1);
-        if (j0 < j1) {
-            J0 = j0 < J0 ? j0 : J0;
-            J1 = j1 > J1 ? j1 : J1;
-        } else {
-            j0 = 1, j1 = 0;
-        }
-        jf[q] = (int32_t)j0;
-        jl[q] = (int32_t)j1;
-        mo[q] = q < nq ? qs[q].mx : -INFINITY;
-        so[q] = q < nq ? qs[q].sum : 0.0f;
-    }
-    if (J0 >= J1) return;
+    int64_t J0, J1; /* the keys any query sees */
+    if (!att_qt_bounds(qs, nq, b0, nb, jf, jl, mo, so, &J0, &J1)) return;
     const __m512i f0 = _mm512_loadu_si512(jf), f1 = _mm512_loadu_si512(jf + 16);
     const __m512i l0 = _mm512_loadu_si512(jl), l1 = _mm512_loadu_si512(jl + 16);
     const __m512 ninf = _mm512_set1_ps(-INFINITY);
@@ -1800,35 +1829,8 @@ QT_T static void attend_qt_block_512(int64_t D, int64_t b0, int64_t nb, const fl
     _mm512_storeu_ps(nm + 16, n1);
     _mm512_storeu_ps(sm, _mm512_fmadd_ps(_mm512_loadu_ps(so), c0, e0s));
     _mm512_storeu_ps(sm + 16, _mm512_fmadd_ps(_mm512_loadu_ps(so + 16), c1, e1s));
-    for (int q = 0; q < nq; q++) {
-        if (jf[q] >= jl[q]) continue; /* no key of the block: unchanged */
-        if (cf[q] != 1.0f && qs[q].mx != -INFINITY) scale_row(qs[q].acc, cf[q], D);
-        qs[q].mx = nm[q];
-        qs[q].sum = sm[q];
-    }
-    int q = 0;
-    for (; q + 4 <= nq; q += 4) att_qt_pv_all(qs, q, st, vr, J0, J1, D, 4);
-    switch (nq - q) {
-    case 3: att_qt_pv_all(qs, q, st, vr, J0, J1, D, 3); break;
-    case 2: att_qt_pv_all(qs, q, st, vr, J0, J1, D, 2); break;
-    case 1: att_qt_pv_all(qs, q, st, vr, J0, J1, D, 1); break;
-    default: break;
-    }
-}
-/* A prefill tile of nq (<= ATT_QT) queries of kv head hk over [from, to]
- * in the transposed form; qt, st: its scratch (ATT_QT D and ATT_BLOCK
- * ATT_QT floats). */
-QT_T static void attend_tile_qt_512(const mlxn_tensor *kc, const mlxn_tensor *vc, const mlxn_attention_params *p,
-                                     int64_t hk, int64_t from, int64_t to, att_q *qs, int nq, float *ktile,
-                                     float *vtile, float *qt, float *st) {
-    const int64_t D = kc->shape[2];
-    const float *kr[ATT_BLOCK], *vr[ATT_BLOCK];
-    att_qt_fill(qs, nq, D, p->scale, qt);
-    for (int64_t b0 = from; b0 <= to; b0 += ATT_BLOCK) {
-        const int64_t nb = to - b0 + 1 < ATT_BLOCK ? to - b0 + 1 : ATT_BLOCK;
-        tile_rows(kc, vc, hk, b0, nb, kr, vr, ktile, vtile);
-        attend_qt_block_512(D, b0, nb, kr, vr, qs, nq, qt, st);
-    }
+    att_qt_state(qs, nq, jf, jl, cf, nm, sm, D);
+    QT_PV_QUERIES(att_qt_pv_all);
 }
 /* The transposed form at 8 lanes for AVX2 CPUs (16 registers): scores 2
  * keys x 4 query vectors a step, P·V 4 queries x 16 columns a step. */
@@ -1869,22 +1871,8 @@ T_AVX2 static void attend_qt_block_256(int64_t D, int64_t b0, int64_t nb, const 
                                        const float *const *vr, att_q *qs, int nq, const float *qt, float *st) {
     int32_t jf[ATT_QT], jl[ATT_QT]; /* query q sees the block's keys jf[q] <= j < jl[q] */
     float mo[ATT_QT], so[ATT_QT];
-    int64_t J0 = nb, J1 = 0;
-    for (int q = 0; q < ATT_QT; q++) {
-        int64_t j0 = 1, j1 = 0;
-        if (q < nq) att_keys(&qs[q], b0, nb, &j0, &j1);
-        if (j0 < j1) {
-            J0 = j0 < J0 ? j0 : J0;
-            J1 = j1 > J1 ? j1 : J1;
-        } else {
-            j0 = 1, j1 = 0;
-        }
-        jf[q] = (int32_t)j0;
-        jl[q] = (int32_t)j1;
-        mo[q] = q < nq ? qs[q].mx : -INFINITY;
-        so[q] = q < nq ? qs[q].sum : 0.0f;
-    }
-    if (J0 >= J1) return;
+    int64_t J0, J1; /* the keys any query sees */
+    if (!att_qt_bounds(qs, nq, b0, nb, jf, jl, mo, so, &J0, &J1)) return;
     __m256i f[4], l[4];
 #pragma GCC unroll 4
     for (int v = 0; v < 4; v++) {
@@ -1956,34 +1944,27 @@ T_AVX2 static void attend_qt_block_256(int64_t D, int64_t b0, int64_t nb, const 
         _mm256_storeu_ps(nm + 8 * v, n[v]);
         _mm256_storeu_ps(sm + 8 * v, _mm256_fmadd_ps(_mm256_loadu_ps(so + 8 * v), c[v], es[v]));
     }
-    for (int q = 0; q < nq; q++) {
-        if (jf[q] >= jl[q]) continue; /* no key of the block: unchanged */
-        if (cf[q] != 1.0f && qs[q].mx != -INFINITY) scale_row(qs[q].acc, cf[q], D);
-        qs[q].mx = nm[q];
-        qs[q].sum = sm[q];
-    }
-    int q = 0;
-    for (; q + 4 <= nq; q += 4) att_qt_pv_all_256(qs, q, st, vr, J0, J1, D, 4);
-    switch (nq - q) {
-    case 3: att_qt_pv_all_256(qs, q, st, vr, J0, J1, D, 3); break;
-    case 2: att_qt_pv_all_256(qs, q, st, vr, J0, J1, D, 2); break;
-    case 1: att_qt_pv_all_256(qs, q, st, vr, J0, J1, D, 1); break;
-    default: break;
-    }
+    att_qt_state(qs, nq, jf, jl, cf, nm, sm, D);
+    QT_PV_QUERIES(att_qt_pv_all_256);
 }
-/* attend_tile_qt_512 at 8 lanes */
-T_AVX2 static void attend_tile_qt_256(const mlxn_tensor *kc, const mlxn_tensor *vc, const mlxn_attention_params *p,
-                                      int64_t hk, int64_t from, int64_t to, att_q *qs, int nq, float *ktile,
-                                      float *vtile, float *qt, float *st) {
+/* A prefill tile of nq (<= ATT_QT) queries of kv head hk over [from, to]
+ * in the transposed form, each key block through block (the AVX-512 or
+ * AVX2 one); qt, st: its scratch (ATT_QT D and ATT_BLOCK ATT_QT floats). */
+typedef void (*att_qt_block_fn)(int64_t D, int64_t b0, int64_t nb, const float *const *kr, const float *const *vr,
+                                att_q *qs, int nq, const float *qt, float *st);
+static void attend_tile_qt(const mlxn_tensor *kc, const mlxn_tensor *vc, const mlxn_attention_params *p, int64_t hk,
+                           int64_t from, int64_t to, att_q *qs, int nq, float *ktile, float *vtile, float *qt,
+                           float *st, att_qt_block_fn block) {
     const int64_t D = kc->shape[2];
     const float *kr[ATT_BLOCK], *vr[ATT_BLOCK];
     att_qt_fill(qs, nq, D, p->scale, qt);
     for (int64_t b0 = from; b0 <= to; b0 += ATT_BLOCK) {
         const int64_t nb = to - b0 + 1 < ATT_BLOCK ? to - b0 + 1 : ATT_BLOCK;
         tile_rows(kc, vc, hk, b0, nb, kr, vr, ktile, vtile);
-        attend_qt_block_256(D, b0, nb, kr, vr, qs, nq, qt, st);
+        block(D, b0, nb, kr, vr, qs, nq, qt, st);
     }
 }
+#undef QT_PV_QUERIES
 #undef QT_T
 #undef QT_INL
 #endif
@@ -1999,7 +1980,7 @@ static void attend_any(const mlxn_tensor *kc, const mlxn_tensor *vc, const mlxn_
         if (D % 16 == 0 && force != 2 && __builtin_cpu_supports("avx512f")) {
             if (nq > ATT_DIRECT_MAX && att_qt_on()) { /* scratch after sc: s_attention */
                 float *qt = sc + ATT_MQ_MAX * ATT_BLOCK;
-                attend_tile_qt_512(kc, vc, p, hk, from, to, qs, nq, ktile, vtile, qt, qt + ATT_QT * D);
+                attend_tile_qt(kc, vc, p, hk, from, to, qs, nq, ktile, vtile, qt, qt + ATT_QT * D, attend_qt_block_512);
                 return;
             }
             attend_tile_512(kc, vc, p, hk, from, to, qs, nq, ktile, vtile, sc);
@@ -2008,7 +1989,7 @@ static void attend_any(const mlxn_tensor *kc, const mlxn_tensor *vc, const mlxn_
         if (D % 8 == 0 && cpu_avx2()) {
             if (D % 16 == 0 && nq > ATT_DIRECT_MAX && att_qt_on()) {
                 float *qt = sc + ATT_MQ_MAX * ATT_BLOCK;
-                attend_tile_qt_256(kc, vc, p, hk, from, to, qs, nq, ktile, vtile, qt, qt + ATT_QT * D);
+                attend_tile_qt(kc, vc, p, hk, from, to, qs, nq, ktile, vtile, qt, qt + ATT_QT * D, attend_qt_block_256);
                 return;
             }
             attend_tile_256(kc, vc, p, hk, from, to, qs, nq, ktile, vtile, sc);
