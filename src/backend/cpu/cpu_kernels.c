@@ -773,7 +773,7 @@ static size_t s_attention(const mlxn_node *n, int nth) {
     (void)nth;
     size_t D = (size_t)T(1)->shape[2];
     /* query accumulators, key and value tiles, scores; then the transposed
-     * prefill form's queries and scores (attend_tile_qt_512) */
+     * prefill form's queries and scores (attend_tile_qt) */
     return ((size_t)ATT_QT * (D + 2) + 2 * (size_t)ATT_BLOCK * D + ATT_MQ_MAX * ATT_BLOCK + (size_t)ATT_QT * D +
             (size_t)ATT_BLOCK * ATT_QT) *
            sizeof(float);
