@@ -458,20 +458,22 @@ static void test_attention(void) {
     attention_case("attention prefill 20 tokens in query tiles, window 7", 20, 4, 2, 64, 64, 10, 7, 0, MLXN_F16);
     attention_case("attention prefill 100 tokens, 2 key blocks", 100, 2, 1, 32, 128, 0, 0, 0, MLXN_F32);
     /* whole key blocks that two neighbouring queries of a tile both see
-     * (attend_pair_512), at head dims 64, 128 (64-column value steps) and
-     * 80 (64 then 16), an odd query count a tile, 1-3 trailing keys */
+     * (attend_pair_512 / _256: the last tiles here, of at most 8 queries;
+     * the full tiles of 32 take the queries-as-lanes form below), at head
+     * dims 64, 128 (64-column value steps) and 80 (64 then 16), an odd
+     * query count a tile, 1-3 trailing keys */
     attention_case("attention prefill 131 tokens f16, D=64, query pairs", 131, 4, 2, 64, 160, 0, 0, 0, MLXN_F16);
     attention_case("attention prefill 99 tokens bf16, D=128, query pairs", 99, 2, 1, 128, 128, 0, 0, 0, MLXN_BF16);
     attention_case("attention prefill 70 tokens f32, D=80, after 3", 70, 3, 1, 80, 96, 3, 0, 0, MLXN_F32);
     /* prefill tiles of more than 8 queries take the queries as lanes
-     * (attend_tile_qt_512): last tiles of 13, 30 and 11 queries (P·V 4
-     * queries a step, then 1, 2 or 3 left: tiles of 9, 26 and 11 + 22
-     * queries), a ring past C, a window that leaves queries of a tile
-     * without keys in a block, D = 80 (64 value columns, then 16) */
+     * (attend_tile_qt): last tiles of 9, 26 (two heads of 13), 30 and 15
+     * (three heads of 5) queries, so P·V's 4 queries a step leaves 1, 2
+     * or 3; a ring past C; a window that leaves queries of a tile without
+     * keys in a block; D = 80 (64 value columns, then 16) */
     attention_case("attention prefill 41 tokens f16, one head, tiles of 32 + 9", 41, 1, 1, 64, 64, 0, 0, 0, MLXN_F16);
     attention_case("attention prefill 45 tokens f16, tiles of 32 + 13", 45, 4, 2, 64, 96, 0, 0, 0, MLXN_F16);
     attention_case("attention prefill 30 tokens bf16 after 40, ring past C", 30, 2, 1, 64, 48, 40, 0, 0, MLXN_BF16);
-    attention_case("attention prefill 100 tokens f32, D=80, window 25", 100, 3, 1, 80, 128, 5, 25, 0, MLXN_F32);
+    attention_case("attention prefill 101 tokens f32, D=80, window 25", 101, 3, 1, 80, 128, 5, 25, 0, MLXN_F32);
     /* caches of >= 512 rows with at most 2 (token, head) pairs per worker
      * (2 workers here) take the split-KV path */
     attention_case("attention split-KV decode, C=1024", 1, 4, 2, 64, 1024, 900, 0, 0, MLXN_F16);
