@@ -246,12 +246,24 @@ static __device__ __forceinline__ float att_exp(float x) {
     asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x * 1.4426950408889634f));
     return y;
 }
+#ifdef ATT_TIMING /* measuring (scripts/att-phases.sh): globaltimer stamps */
+static __device__ __forceinline__ unsigned long long att_gt() {
+    unsigned long long t;
+    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+    return t;
+}
+__shared__ unsigned long long att_sub[5]; /* attn_chunk_v's, taken by thread 0 */
+#define ATT_S(i) if (threadIdx.x == 0) att_sub[i] = att_gt()
+#else
+#define ATT_S(i)
+#endif
 template <int KT, int NW, int HB>
 __device__ __forceinline__ void attn_chunk_v(float *bm, float *bl, float *bacc, const float *qr, int64_t qs,
                                              const void *kc, const void *vc, int64_t hk, int64_t C, int D,
                                              const mlxn_attention_params &p, int64_t lo64, int64_t hi64,
                                              int64_t pnew64 = -1, const float *kn = NULL, const float *vn = NULL) {
     constexpr int U = ATTV_U, S = 2 * NW;
+    ATT_S(4);
     const int lane = threadIdx.x & 31, w = threadIdx.x >> 5, half = lane >> 4, d0 = 8 * (lane & 15);
     const bool on = d0 < D;
     const int lo = (int)lo64, hi = (int)hi64, pnew = (int)pnew64, C32 = (int)C; /* positions are int32 (pos) */
@@ -366,6 +378,7 @@ __device__ __forceinline__ void attn_chunk_v(float *bm, float *bl, float *bacc, 
         if (wb + 2 * step < hi) load(ka, va, wb + 2 * step);
         math(kx, vx, wb + step);
     }
+    ATT_S(0);
     /* the two halves of the warp into one */
 #pragma unroll
     for (int g = 0; g < HB; g++) {
@@ -392,7 +405,9 @@ __device__ __forceinline__ void attn_chunk_v(float *bm, float *bl, float *bacc, 
         for (int g = 0; g < HB; g++)
 #pragma unroll
             for (int j = 0; j < 8; j++) sacc[w][g][d0 + j] = acc[g][j];
+    ATT_S(1);
     __syncthreads();
+    ATT_S(2);
     if (w == 0) {
         const int g = lane / NW, k = lane % NW;
         const float m = g < HB ? sm[k][g] : -INFINITY;
@@ -412,6 +427,7 @@ __device__ __forceinline__ void attn_chunk_v(float *bm, float *bl, float *bacc, 
         }
     }
     __syncthreads();
+    ATT_S(3);
     for (int i = threadIdx.x; i < HB * D; i += blockDim.x) {
         const int g = i / D, d = i - g * D;
         float a = 0.0f;
@@ -491,11 +507,6 @@ struct RopeAtt {
 };
 #ifdef ATT_TIMING /* measuring: one launch's phases a block, printed */
 __device__ unsigned long long att_tcount;
-static __device__ __forceinline__ unsigned long long att_gt() {
-    unsigned long long t;
-    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
-    return t;
-}
 #define ATT_T(i) tt[i] = att_gt()
 #else
 #define ATT_T(i)
@@ -634,9 +645,13 @@ __global__ void __launch_bounds__(ATTC_WARPS * 32, 1) k_attn_cluster(float *o, c
         unsigned smid;
         asm volatile("mov.u32 %0, %%smid;" : "=r"(smid));
         if (c / nb == 300)
-            printf("ATT blk %u split %d sm %u start %llu pre %llu wait %llu cw %llu chunk %llu csync %llu merge %llu hi-lo %lld\n",
+            printf("ATT blk %u split %d sm %u start %llu pre %llu wait %llu cw %llu chunk %llu csync %llu merge %llu hi-lo %lld"
+                   " c_in %llu c_loop %llu c_half %llu c_sync1 %llu c_w0 %llu c_out %llu\n",
                    blockIdx.x, split, smid, tt[0] % 100000000ull, tt[1] - tt[0], tt[2] - tt[1], tt[3] - tt[2],
-                   tt[4] - tt[3], tt[5] - tt[4], tt[6] - tt[5], (long long)(hi - lo));
+                   tt[4] - tt[3], tt[5] - tt[4], tt[6] - tt[5], (long long)(hi - lo),
+                   HB > 0 ? att_sub[4] - tt[3] : 0ull, HB > 0 ? att_sub[0] - att_sub[4] : 0ull,
+                   HB > 0 ? att_sub[1] - att_sub[0] : 0ull, HB > 0 ? att_sub[2] - att_sub[1] : 0ull,
+                   HB > 0 ? att_sub[3] - att_sub[2] : 0ull, HB > 0 ? tt[4] - att_sub[3] : 0ull);
     }
 #endif
 #endif
