@@ -474,6 +474,12 @@ static void test_attention(void) {
     attention_case("attention prefill 45 tokens f16, tiles of 32 + 13", 45, 4, 2, 64, 96, 0, 0, 0, MLXN_F16);
     attention_case("attention prefill 30 tokens bf16 after 40, ring past C", 30, 2, 1, 64, 48, 40, 0, 0, MLXN_BF16);
     attention_case("attention prefill 101 tokens f32, D=80, window 25", 101, 3, 1, 80, 128, 5, 25, 0, MLXN_F32);
+    /* the tiles of up to ATT_QT_G (4) heads of a kv head go through
+     * attend_tile_qt together: 6 heads a kv head take 4 + 2 a full tile
+     * (the last, 6 tokens: 5 heads of 6, then one of 6 alone in the
+     * form); 40 heads of one kv head in decode take 32 + 8 */
+    attention_case("attention prefill 70 tokens f16, 6 heads a kv head", 70, 12, 2, 64, 96, 0, 0, 0, MLXN_F16);
+    attention_case("attention decode f16 40 heads on one kv head", 1, 40, 1, 64, 160, 130, 0, 0, MLXN_F16);
     /* caches of >= 512 rows with at most 2 (token, head) pairs per worker
      * (2 workers here) take the split-KV path */
     attention_case("attention split-KV decode, C=1024", 1, 4, 2, 64, 1024, 900, 0, 0, MLXN_F16);

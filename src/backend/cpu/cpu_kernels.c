@@ -763,6 +763,10 @@ static const float *cache_row(const mlxn_tensor *c, size_t base, int64_t D, floa
  * 2198-2221, 2249-2330, 2308-2334 tok/s; 64 would put D = 128 query state
  * and key/value tiles past L1). */
 enum { ATT_BLOCK = 64, ATT_QT = 32 };
+/* Prefill tiles of one token range for up to ATT_QT_G query heads of a kv
+ * head go through the transposed form together (attend_tile_qt), each key
+ * block converted to f32 once for all of them instead of once a head. */
+enum { ATT_QT_G = 4 };
 /* Most queries a key block's rows are read once for (attend_mq_256): the
  * heads that share a kv head in decode. */
 enum { ATT_MQ_MAX = 8 };
@@ -772,10 +776,11 @@ enum { ATT_KPF = 64 };
 static size_t s_attention(const mlxn_node *n, int nth) {
     (void)nth;
     size_t D = (size_t)T(1)->shape[2];
-    /* query accumulators, key and value tiles, scores; then the transposed
-     * prefill form's queries and scores (attend_tile_qt) */
-    return ((size_t)ATT_QT * (D + 2) + 2 * (size_t)ATT_BLOCK * D + ATT_MQ_MAX * ATT_BLOCK + (size_t)ATT_QT * D +
-            (size_t)ATT_BLOCK * ATT_QT) *
+    /* query accumulators (ATT_QT_G tiles), key and value tiles, scores;
+     * then the transposed prefill form's queries (ATT_QT_G tiles) and
+     * scores (attend_tile_qt) */
+    return ((size_t)ATT_QT_G * ATT_QT * D + 2 * (size_t)ATT_BLOCK * D + ATT_MQ_MAX * ATT_BLOCK +
+            (size_t)ATT_QT_G * ATT_QT * D + (size_t)ATT_BLOCK * ATT_QT) *
            sizeof(float);
 }
 
@@ -1947,22 +1952,40 @@ T_AVX2 static void attend_qt_block_256(int64_t D, int64_t b0, int64_t nb, const 
     att_qt_state(qs, nq, jf, jl, cf, nm, sm, D);
     QT_PV_QUERIES(att_qt_pv_all_256);
 }
-/* A prefill tile of nq (<= ATT_QT) queries of kv head hk over [from, to]
- * in the transposed form, each key block through block (the AVX-512 or
- * AVX2 one); qt, st: its scratch (ATT_QT D and ATT_BLOCK ATT_QT floats). */
+/* ng prefill tiles of kv head hk over [from, to] in the transposed form:
+ * tile g is nqs[g] (<= ATT_QT) queries at qs + g ATT_QT (the same tokens,
+ * another query head of hk), its transposed queries at qt + g ATT_QT D.
+ * Each key block is converted once (tile_rows) for all of them and goes
+ * through block (the AVX-512 or AVX2 one) tile by tile; st: ATT_BLOCK
+ * ATT_QT floats of scratch. */
 typedef void (*att_qt_block_fn)(int64_t D, int64_t b0, int64_t nb, const float *const *kr, const float *const *vr,
                                 att_q *qs, int nq, const float *qt, float *st);
 static void attend_tile_qt(const mlxn_tensor *kc, const mlxn_tensor *vc, const mlxn_attention_params *p, int64_t hk,
-                           int64_t from, int64_t to, att_q *qs, int nq, float *ktile, float *vtile, float *qt,
-                           float *st, att_qt_block_fn block) {
+                           int64_t from, int64_t to, att_q *qs, const int *nqs, int ng, float *ktile, float *vtile,
+                           float *qt, float *st, att_qt_block_fn block) {
     const int64_t D = kc->shape[2];
     const float *kr[ATT_BLOCK], *vr[ATT_BLOCK];
-    att_qt_fill(qs, nq, D, p->scale, qt);
+    for (int g = 0; g < ng; g++) att_qt_fill(qs + g * ATT_QT, nqs[g], D, p->scale, qt + (size_t)g * ATT_QT * D);
     for (int64_t b0 = from; b0 <= to; b0 += ATT_BLOCK) {
         const int64_t nb = to - b0 + 1 < ATT_BLOCK ? to - b0 + 1 : ATT_BLOCK;
         tile_rows(kc, vc, hk, b0, nb, kr, vr, ktile, vtile);
-        block(D, b0, nb, kr, vr, qs, nq, qt, st);
+        for (int g = 0; g < ng; g++) block(D, b0, nb, kr, vr, qs + g * ATT_QT, nqs[g], qt + (size_t)g * ATT_QT * D, st);
     }
+}
+/* The transposed form's block function for head dim D on this CPU (NULL:
+ * not taken: soft-capping, D not a multiple of 16, no AVX2, the scalar
+ * kernels forced, or MLXN_CPU_ATT_QT=0). */
+/* MLXN_CPU_ATT_QTG=0: one head's tile a call, each converting the key
+ * blocks itself, as before ATT_QT_G (measuring). */
+static bool att_qtg_on(void) {
+    static int on = -1;
+    return env_switch(&on, "MLXN_CPU_ATT_QTG");
+}
+static att_qt_block_fn att_qt_form(int64_t D, const mlxn_attention_params *p) {
+    const int force = mlxn_mm_forced_isa(); /* tests: 1 scalar, 2 at most AVX2 */
+    if (p->softcap > 0 || force == 1 || D % 16 || !att_qt_on()) return NULL;
+    if (force != 2 && __builtin_cpu_supports("avx512f")) return attend_qt_block_512;
+    return cpu_avx2() ? attend_qt_block_256 : NULL;
 }
 #undef QT_PV_QUERIES
 #undef QT_T
@@ -1975,23 +1998,19 @@ static void attend_any(const mlxn_tensor *kc, const mlxn_tensor *vc, const mlxn_
                        int64_t from, int64_t to, att_q *qs, int nq, float *ktile, float *vtile, float *sc) {
     const int64_t D = kc->shape[2];
 #if defined(__x86_64__) || defined(__i386__)
+    att_qt_block_fn qf = nq > ATT_DIRECT_MAX ? att_qt_form(D, p) : NULL;
+    if (qf) { /* scratch after sc: s_attention */
+        float *qt = sc + ATT_MQ_MAX * ATT_BLOCK;
+        attend_tile_qt(kc, vc, p, hk, from, to, qs, &nq, 1, ktile, vtile, qt, qt + ATT_QT_G * ATT_QT * D, qf);
+        return;
+    }
     const int force = mlxn_mm_forced_isa(); /* tests: 1 scalar, 2 at most AVX2 */
     if (!(p->softcap > 0) && force != 1) {
         if (D % 16 == 0 && force != 2 && __builtin_cpu_supports("avx512f")) {
-            if (nq > ATT_DIRECT_MAX && att_qt_on()) { /* scratch after sc: s_attention */
-                float *qt = sc + ATT_MQ_MAX * ATT_BLOCK;
-                attend_tile_qt(kc, vc, p, hk, from, to, qs, nq, ktile, vtile, qt, qt + ATT_QT * D, attend_qt_block_512);
-                return;
-            }
             attend_tile_512(kc, vc, p, hk, from, to, qs, nq, ktile, vtile, sc);
             return;
         }
         if (D % 8 == 0 && cpu_avx2()) {
-            if (D % 16 == 0 && nq > ATT_DIRECT_MAX && att_qt_on()) {
-                float *qt = sc + ATT_MQ_MAX * ATT_BLOCK;
-                attend_tile_qt(kc, vc, p, hk, from, to, qs, nq, ktile, vtile, qt, qt + ATT_QT * D, attend_qt_block_256);
-                return;
-            }
             attend_tile_256(kc, vc, p, hk, from, to, qs, nq, ktile, vtile, sc);
             return;
         }
@@ -2014,35 +2033,60 @@ static void attn_items(const mlxn_node *n, int64_t lo, int64_t hi, void *scratch
     int64_t Tn = q->shape[0], H = q->shape[1], D = q->shape[2], C = kc->shape[1];
     int64_t rep = H / kc->shape[0];
     const int32_t *pos = I32(4);
-    float *accs = scratch, *ktile = accs + ATT_QT * D, *vtile = ktile + ATT_BLOCK * D, *sc = vtile + ATT_BLOCK * D;
-    att_q qs[ATT_QT];
-    float *outs[ATT_QT];
+    float *accs = scratch, *ktile = accs + ATT_QT_G * ATT_QT * D, *vtile = ktile + ATT_BLOCK * D,
+          *sc = vtile + ATT_BLOCK * D;
+    att_q qs[ATT_QT_G * ATT_QT];
+    float *outs[ATT_QT_G * ATT_QT];
+#if defined(__x86_64__) || defined(__i386__)
+    const att_qt_block_fn qf = att_qt_form(D, &n->p.attn);
+#endif
     for (int64_t i = lo; i < hi;) {
         /* This item's tile, and the next items' of the same tile and kv head
          * while the queries fit one tile (decode: the heads sharing a kv
-         * head), so each key and value row is converted once for them. */
+         * head), so each key and value row is converted once for them;
+         * prefill tiles in the transposed form: up to ATT_QT_G such tiles,
+         * one a head, side by side (group g's queries from g ATT_QT). */
         const int64_t tile = i / H, hk = (i % H) / rep, t0 = tile * ATT_QT;
         const int64_t t1 = t0 + ATT_QT < Tn ? t0 + ATT_QT : Tn;
         int64_t from = INT64_MAX, to = -1;
-        int nq = 0;
-        for (; i < hi && i / H == tile && (i % H) / rep == hk && nq + (t1 - t0) <= ATT_QT; i++) {
-            const int64_t h = i % H;
-            for (int64_t t = t0; t < t1; t++, nq++) {
-                att_q *a = &qs[nq];
-                a->q = F32(1) + (t * H + h) * D;
-                a->last = pos[t];
-                a->first = attn_first(a->last, C, n->p.attn.window);
-                a->mx = -INFINITY;
-                a->sum = 0;
-                a->acc = accs + nq * D;
-                for (int64_t d = 0; d < D; d++) a->acc[d] = 0;
-                if (a->first < from) from = a->first;
-                if (a->last > to) to = a->last;
-                outs[nq] = F32(0) + (t * H + h) * D;
+        int nqs[ATT_QT_G] = {0}, ng = 0;
+        bool more = true;
+        while (more && ng < ATT_QT_G) {
+            int nq = 0;
+            for (; i < hi && i / H == tile && (i % H) / rep == hk && nq + (t1 - t0) <= ATT_QT; i++) {
+                const int64_t h = i % H;
+                for (int64_t t = t0; t < t1; t++, nq++) {
+                    const int k = ng * ATT_QT + nq;
+                    att_q *a = &qs[k];
+                    a->q = F32(1) + (t * H + h) * D;
+                    a->last = pos[t];
+                    a->first = attn_first(a->last, C, n->p.attn.window);
+                    a->mx = -INFINITY;
+                    a->sum = 0;
+                    a->acc = accs + (size_t)k * D;
+                    for (int64_t d = 0; d < D; d++) a->acc[d] = 0;
+                    if (a->first < from) from = a->first;
+                    if (a->last > to) to = a->last;
+                    outs[k] = F32(0) + (t * H + h) * D;
+                }
             }
+            nqs[ng++] = nq;
+#if defined(__x86_64__) || defined(__i386__)
+            more = qf && nq > ATT_DIRECT_MAX && i < hi && i / H == tile && (i % H) / rep == hk && att_qtg_on();
+#else
+            more = false;
+#endif
         }
-        attend_any(kc, vc, &n->p.attn, hk, from, to, qs, nq, ktile, vtile, sc);
-        for (int qi = 0; qi < nq; qi++) att_out(&qs[qi], outs[qi], D);
+#if defined(__x86_64__) || defined(__i386__)
+        if (ng > 1) {
+            float *qt = sc + ATT_MQ_MAX * ATT_BLOCK;
+            attend_tile_qt(kc, vc, &n->p.attn, hk, from, to, qs, nqs, ng, ktile, vtile, qt,
+                           qt + ATT_QT_G * ATT_QT * D, qf);
+        } else
+#endif
+            attend_any(kc, vc, &n->p.attn, hk, from, to, qs, nqs[0], ktile, vtile, sc);
+        for (int g = 0; g < ng; g++)
+            for (int qi = 0; qi < nqs[g]; qi++) att_out(&qs[g * ATT_QT + qi], outs[g * ATT_QT + qi], D);
     }
 }
 
