@@ -787,6 +787,72 @@ static void test_kv_write_f16(void) {
     mlxn_buffer_destroy(pos);
 }
 
+/* Prefill-sized matmuls through the op on the 2 workers: 1000 rows are two
+ * of the GEMM's packed row blocks on AVX-512 (512 + 488) and four on AVX2
+ * (256 each), the columns split between the workers; checked against the
+ * double reference within the path's bound (mlxn_mm_rounds_bf16: 2^-7 +
+ * 2^-16 of sum |x w|; f32 paths 1e-5). Outputs poisoned first. */
+static void test_matmul_prefill_rows(void) {
+    const char *fmts[] = {"q4_1", "mlx-q4-g64"};
+    const int64_t N = 72, K = 256, M = 1000;
+    for (int f = 0; f >= 0; f = f == 0 ? 2 : -1) { /* as the CPU is, then AVX2 forced */
+        mlxn_mm_force_isa(f);
+        for (size_t fi = 0; fi < sizeof fmts / sizeof fmts[0]; fi++) {
+            mlxn_qweights qw;
+            CHECK_OK(mlxn_quant_make_random(fmts[fi], N, K, 300 + fi, &qw));
+            bool mlx = qw.mat.kind == MLXN_QKIND_MLX;
+            mlxn_buffer *w = NULL, *sc = NULL, *bi = NULL;
+            int64_t sh[2] = {N, mlx ? K * qw.mat.bits / 32 : K}, ssh[2] = {N, mlx ? K / qw.mat.group : 1};
+            CHECK_OK(mlxn_buffer_create(&w, dev, mlx ? MLXN_U32 : qw.mat.wtype, 2, sh));
+            CHECK_OK(mlxn_buffer_write(w, 0, qw.data, qw.data_bytes));
+            if (mlx) {
+                CHECK_OK(mlxn_buffer_create(&sc, dev, qw.mat.sb_type, 2, ssh));
+                CHECK_OK(mlxn_buffer_create(&bi, dev, qw.mat.sb_type, 2, ssh));
+                CHECK_OK(mlxn_buffer_write(sc, 0, qw.scales, qw.sb_bytes));
+                CHECK_OK(mlxn_buffer_write(bi, 0, qw.biases, qw.sb_bytes));
+            }
+            mlxn_buffer *x = mk(MLXN_F32, 2, M, K, 0), *o = mk(MLXN_F32, 2, M, N, 0);
+            float *xv = rnd(x, -1, 1);
+            poison(o);
+            mlxn_mlx_quant q = {qw.mat.bits, qw.mat.group};
+            if (mlx) CHECK_OK(mlxn_op_matmul_mlx(S, o, x, w, sc, bi, &q));
+            else CHECK_OK(mlxn_op_matmul(S, o, x, w));
+            run();
+            double *ref = malloc((size_t)(M * N) * sizeof(double)), *absdot = malloc((size_t)(M * N) * sizeof(double));
+            float *wrow = malloc((size_t)K * 4);
+            mlxn_mm_ref(&qw.mat, xv, ref, M, 0, N);
+            for (int64_t nn = 0; nn < N; nn++) {
+                mlxn_qmat_dequant_row(&qw.mat, nn, 0, K, wrow);
+                for (int64_t m = 0; m < M; m++) {
+                    double a = 0;
+                    for (int64_t k = 0; k < K; k++) a += fabs((double)xv[m * K + k] * wrow[k]);
+                    absdot[m * N + nn] = a;
+                }
+            }
+            const double rel = mlxn_mm_rounds_bf16(&qw.mat, M) ? 1.0 / 128 + 1.0 / 65536 : 1e-5;
+            float *ov = get(o);
+            int bad = 0;
+            for (int64_t i = 0; i < M * N; i++)
+                if (!(fabs(ov[i] - ref[i]) <= rel * absdot[i] + 1e-6)) {
+                    if (bad < 3)
+                        fprintf(stderr, "  %s [%lld]: ref %.7g got %.7g\n", fmts[fi], (long long)i, ref[i], (double)ov[i]);
+                    bad++;
+                }
+            CHECK(bad == 0, "matmul %s, %lld rows (isa %d): %d of %lld outside %g of sum|x w|", fmts[fi], (long long)M, f,
+                  bad, (long long)(M * N), rel);
+            free(ov);
+            free(wrow);
+            free(ref);
+            free(absdot);
+            free(xv);
+            mlxn_buffer *all[] = {w, sc, bi, x, o};
+            for (int i = 0; i < 5; i++) mlxn_buffer_destroy(all[i]);
+            mlxn_quant_free(&qw);
+        }
+    }
+    mlxn_mm_force_isa(0);
+}
+
 /* Decode attention on 5 workers: a kv head's positions cut into up to 5
  * parts, merged by the last (the cases above run on 2). */
 static void test_attention_5_workers(void) {
@@ -827,6 +893,7 @@ int main(void) {
     test_top_k();
     test_logsumexp();
     test_quantized_ops();
+    test_matmul_prefill_rows();
     mlxn_session_destroy(S);
     mlxn_device_close(dev);
     return test_summary("test_ops");
