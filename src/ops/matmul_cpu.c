@@ -411,6 +411,11 @@ void mlxn_qmat_dequant_row(const mlxn_qmat *w, int64_t n, int64_t k0, int64_t k1
  * faster than 256 for MLX weights on the dev EPYC (fewer passes over y,
  * longer pieces of each W row). */
 #define KCB 512
+/* A k chunk of the blocked GEMM may run to KCX steps (KC + KC/4): a last
+ * piece of K under a quarter chunk joins the chunk before (gemm_kc), so
+ * K = 576 is one chunk, not 512 + 64 (which packed x again and passed over
+ * every y block twice). */
+#define KCX (KC + KC / 4)
 #define MRB 12  /* rows per micro-kernel call: 12×32 accumulators = 24 zmm */
 #define MCB 512 /* x rows packed at a time */
 #define NCB 1024 /* columns whose y block (2 MB at MCB rows) is revisited per k chunk */
@@ -468,17 +473,17 @@ static dec_scratch dec_layout(void *scratch, int64_t K, int64_t m) {
     s.xs16 = (float *)(p + 4 * v);
     return s;
 }
-/* gemm: panel f32[KC*NR] | tmp f32[NR*KC] | zero f32[KC] */
-/* gemm_blocked: x steps u32[ceil(min(M,MCB)/MRB)·MRB][KC] | panel
- * u32[KC·NR] | rows f32[NR·KCB]; gemm_avx2 fits in it (fewer x rows, a
- * multiple of MR ≤ MRB, and rows f32[NR·KC]) */
+/* gemm: panel f32[KC*NR] | tmp f32[NR*KCX] | zero f32[KC] */
+/* gemm_blocked: x steps u32[ceil(min(M,MCB)/MRB)·MRB][KCX] | panel
+ * u32[KCX·NR] | rows f32[NR·2·KCX]; gemm_avx2 fits in it (fewer x rows, a
+ * multiple of MR ≤ MRB, chunks of KC, and rows f32[NR·KC]) */
 _Static_assert(KCB / 2 == KC, "a bf16 chunk has as many steps (pairs) as an f32 one");
 static size_t gemm_bytes(const mlxn_qmat *w, int64_t M) {
     (void)w;
-    size_t f32 = (2 * KC * NR + KC) * 4 + 64;
+    size_t f32 = (KC * NR + KCX * NR + KC) * 4 + 64;
     int64_t mc = M < MCB ? M : MCB;
-    size_t xp = (size_t)((mc + MRB - 1) / MRB * MRB) * KC * 4;
-    size_t bf = al64(xp) + (KC * NR + NR * KCB) * 4 + 64;
+    size_t xp = (size_t)((mc + MRB - 1) / MRB * MRB) * KCX * 4;
+    size_t bf = al64(xp) + (KCX * NR + NR * 2 * KCX) * 4 + 64;
     return f32 > bf ? f32 : bf;
 }
 
@@ -2560,7 +2565,7 @@ TARGET_512 static void load_tr16(const float *const *src, int cb, int kb, int kc
 TARGET_512 static void pack_panel_512(const mlxn_qmat *w, int64_t nbase, int nc, int64_t k0, int kc,
                                       float *panel, float *rows) {
     const float *src[NR];
-    panel_sources(w, nbase, nc, k0, kc, rows, KC, src);
+    panel_sources(w, nbase, nc, k0, kc, rows, KCX, src);
     __m512 v[16];
     for (int cb = 0; cb < NR; cb += 16)
         for (int kb = 0; kb < kc; kb += 16) {
@@ -2653,11 +2658,11 @@ TARGET_512 static void pack_x_f32(const float *x, int64_t K, int kc, int64_t mc,
 }
 
 /* W rows [nbase, nbase+nc) × k [k0, k0+kc) → panel[j][c] = bf16 pair j of
- * column c (zero for c ≥ nc), j < ceil(kc/2); rows: f32 scratch NR·KCB. */
+ * column c (zero for c ≥ nc), j < ceil(kc/2); rows: f32 scratch NR·2·KCX. */
 TARGET_BF16 static void pack_panel_bf16(const mlxn_qmat *w, int64_t nbase, int nc, int64_t k0,
                                         int kc, uint32_t *panel, float *rows) {
     const float *src[NR];
-    panel_sources(w, nbase, nc, k0, kc, rows, KCB, src);
+    panel_sources(w, nbase, nc, k0, kc, rows, 2 * KCX, src);
     __m512 v[16];
     for (int cb = 0; cb < NR; cb += 16)
         for (int kb = 0; kb < kc; kb += 16) {
@@ -2741,19 +2746,33 @@ UKERNEL_12X32(ukernel_12x32_bf16, TARGET_BF16, __m512bh, _mm512_dpbf16_ps)
  * over it. Each W element is dequantized once per MCB rows; y is revisited
  * once per k chunk. (W panel outermost instead re-reads all of x from L3
  * per panel: 2x slower at K = 14336.) bf: the bf16 variant (use_bf16). */
+/* The next k chunk of the blocked GEMM with `left` k to go, chunks of
+ * kcmax: all of them when they fit 1.25 chunks (KCX steps). */
+static int64_t gemm_kc(int64_t left, int64_t kcmax) {
+    static int on = -1; /* MLXN_CPU_GEMM_KCX=0: chunks of kcmax only (measuring) */
+    int o = __atomic_load_n(&on, __ATOMIC_RELAXED);
+    if (o < 0) {
+        const char *e = getenv("MLXN_CPU_GEMM_KCX");
+        o = !(e && *e == '0');
+        __atomic_store_n(&on, o, __ATOMIC_RELAXED);
+    }
+    return left <= (o ? kcmax + kcmax / 4 : kcmax) ? left : kcmax;
+}
 TARGET_512 static void gemm_blocked(const mlxn_qmat *w, const float *x, float *y, int64_t M,
                                     int64_t n0, int64_t n1, void *scratch, bool bf) {
     const int64_t K = w->K, N = w->N, kcmax = bf ? KCB : KC;
     uint32_t *xp = (uint32_t *)(((uintptr_t)scratch + 63) & ~(uintptr_t)63);
     int64_t mcmax = M < MCB ? M : MCB;
-    uint32_t *panel = xp + al64((size_t)((mcmax + MRB - 1) / MRB * MRB) * KC * 4) / 4;
-    float *rows = (float *)(panel + KC * NR);
+    uint32_t *panel = xp + al64((size_t)((mcmax + MRB - 1) / MRB * MRB) * KCX * 4) / 4;
+    float *rows = (float *)(panel + KCX * NR);
     for (int64_t m0 = 0; m0 < M; m0 += MCB) {
         int64_t mc = M - m0 < MCB ? M - m0 : MCB;
         for (int64_t c0 = n0; c0 < n1; c0 += NCB) {
             int64_t c1 = n1 - c0 < NCB ? n1 : c0 + NCB;
-            for (int64_t k0 = 0; k0 < K; k0 += kcmax) {
-                int kc = (int)(K - k0 < kcmax ? K - k0 : kcmax), np = bf ? (kc + 1) / 2 : kc;
+            int kc;
+            for (int64_t k0 = 0; k0 < K; k0 += kc) {
+                kc = (int)gemm_kc(K - k0, kcmax);
+                int np = bf ? (kc + 1) / 2 : kc;
                 if (bf)
                     pack_x_bf16(x + m0 * K + k0, K, kc, mc, xp);
                 else
@@ -2813,7 +2832,7 @@ static void gemm(const mlxn_qmat *w, const float *x, float *y, int64_t M, int64_
     }
 #endif
     float *panel = (float *)(((uintptr_t)scratch + 63) & ~(uintptr_t)63);
-    float *tmp = panel + KC * NR, *zero = tmp + KC * NR; /* tmp: NR rows of KC */
+    float *tmp = panel + KC * NR, *zero = tmp + KCX * NR; /* tmp: NR rows of KCX (pack_panel_512's stride) */
     memset(zero, 0, KC * sizeof(float));
     const int64_t K = w->N ? w->K : 0, N = w->N;
     for (int64_t nb = n0; nb < n1; nb += NR) {
