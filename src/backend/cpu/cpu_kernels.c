@@ -823,9 +823,11 @@ static void att_new_max(att_q *a, float bm, int64_t D) {
 
 /* A query's finished output row: its accumulator over its sum (zeros when
  * it saw no key). */
+MLXN_CLONES static void att_out_row(float *restrict o, const float *restrict acc, float inv, int64_t D) {
+    for (int64_t d = 0; d < D; d++) o[d] = acc[d] * inv;
+}
 static void att_out(const att_q *a, float *o, int64_t D) {
-    const float inv = a->sum > 0 ? 1.0f / a->sum : 0.0f;
-    for (int64_t d = 0; d < D; d++) o[d] = a->acc[d] * inv;
+    att_out_row(o, a->acc, a->sum > 0 ? 1.0f / a->sum : 0.0f, D);
 }
 
 /* Partial softmax states (max, sum, acc[D]) of S slices of one query's
@@ -2064,7 +2066,7 @@ static void attn_items(const mlxn_node *n, int64_t lo, int64_t hi, void *scratch
                     a->mx = -INFINITY;
                     a->sum = 0;
                     a->acc = accs + (size_t)k * D;
-                    for (int64_t d = 0; d < D; d++) a->acc[d] = 0;
+                    memset(a->acc, 0, (size_t)D * sizeof(float));
                     if (a->first < from) from = a->first;
                     if (a->last > to) to = a->last;
                     outs[k] = F32(0) + (t * H + h) * D;
