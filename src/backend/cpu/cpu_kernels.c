@@ -1974,15 +1974,15 @@ static void attend_tile_qt(const mlxn_tensor *kc, const mlxn_tensor *vc, const m
         for (int g = 0; g < ng; g++) block(D, b0, nb, kr, vr, qs + g * ATT_QT, nqs[g], qt + (size_t)g * ATT_QT * D, st);
     }
 }
-/* The transposed form's block function for head dim D on this CPU (NULL:
- * not taken: soft-capping, D not a multiple of 16, no AVX2, the scalar
- * kernels forced, or MLXN_CPU_ATT_QT=0). */
 /* MLXN_CPU_ATT_QTG=0: one head's tile a call, each converting the key
  * blocks itself, as before ATT_QT_G (measuring). */
 static bool att_qtg_on(void) {
     static int on = -1;
     return env_switch(&on, "MLXN_CPU_ATT_QTG");
 }
+/* The transposed form's block function for head dim D on this CPU (NULL:
+ * not taken: soft-capping, D not a multiple of 16, no AVX2, the scalar
+ * kernels forced, or MLXN_CPU_ATT_QT=0). */
 static att_qt_block_fn att_qt_form(int64_t D, const mlxn_attention_params *p) {
     const int force = mlxn_mm_forced_isa(); /* tests: 1 scalar, 2 at most AVX2 */
     if (p->softcap > 0 || force == 1 || D % 16 || !att_qt_on()) return NULL;
