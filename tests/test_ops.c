@@ -621,6 +621,41 @@ static void test_logsumexp(void) {
  * get_rows / get_rows_mlx and the expert-routed matmul_id, against the
  * double reference of the quant library. Decode paths quantize x to int8 per
  * 32 values (as llama.cpp): the bound is 4e-3 of sum |x_k w_nk| per output. */
+/* qw's tensors on the device: w (MLX: the u32 codes) and, for MLX, its
+ * scales and biases (else *sc, *bi stay NULL). */
+static void upload_q(const mlxn_qweights *qw, mlxn_buffer **w, mlxn_buffer **sc, mlxn_buffer **bi) {
+    const int64_t N = qw->mat.N, K = qw->mat.K;
+    bool mlx = qw->mat.kind == MLXN_QKIND_MLX;
+    int64_t sh[2] = {N, mlx ? K * qw->mat.bits / 32 : K}, ssh[2] = {N, mlx ? K / qw->mat.group : 1};
+    CHECK_OK(mlxn_buffer_create(w, dev, mlx ? MLXN_U32 : qw->mat.wtype, 2, sh));
+    CHECK_OK(mlxn_buffer_write(*w, 0, qw->data, qw->data_bytes));
+    if (mlx) {
+        CHECK_OK(mlxn_buffer_create(sc, dev, qw->mat.sb_type, 2, ssh));
+        CHECK_OK(mlxn_buffer_create(bi, dev, qw->mat.sb_type, 2, ssh));
+        CHECK_OK(mlxn_buffer_write(*sc, 0, qw->scales, qw->sb_bytes));
+        CHECK_OK(mlxn_buffer_write(*bi, 0, qw->biases, qw->sb_bytes));
+    }
+}
+/* absdot[m N + n] = sum_k |x[m][k] w[n][k]| over w's dequantized rows (the
+ * scale of a matmul output's error bound); the nid rows named in ids are
+ * also copied into rows (K doubles each). */
+static void abs_dots(const mlxn_qmat *w, const float *x, int64_t M, double *absdot, const int32_t *ids, int nid,
+                     double *rows) {
+    const int64_t N = w->N, K = w->K;
+    float *wrow = malloc((size_t)K * 4);
+    for (int64_t nn = 0; nn < N; nn++) {
+        mlxn_qmat_dequant_row(w, nn, 0, K, wrow);
+        for (int64_t m = 0; m < M; m++) {
+            double a = 0;
+            for (int64_t k = 0; k < K; k++) a += fabs((double)x[m * K + k] * wrow[k]);
+            absdot[m * N + nn] = a;
+        }
+        for (int r = 0; r < nid; r++)
+            if (ids[r] == nn)
+                for (int64_t k = 0; k < K; k++) rows[r * K + k] = wrow[k];
+    }
+    free(wrow);
+}
 static void check_q(const char *name, const float *got, const double *ref, const double *absdot, size_t n) {
     int bad = 0;
     for (size_t i = 0; i < n; i++)
@@ -640,15 +675,7 @@ static void test_quantized_ops(void) {
         CHECK_OK(mlxn_quant_make_random(fmts[fi], N, K, 77 + fi, &qw));
         bool mlx = qw.mat.kind == MLXN_QKIND_MLX;
         mlxn_buffer *w = NULL, *sc = NULL, *bi = NULL;
-        int64_t sh[2] = {N, mlx ? K * qw.mat.bits / 32 : K}, ssh[2] = {N, mlx ? K / qw.mat.group : 1};
-        CHECK_OK(mlxn_buffer_create(&w, dev, mlx ? MLXN_U32 : qw.mat.wtype, 2, sh));
-        CHECK_OK(mlxn_buffer_write(w, 0, qw.data, qw.data_bytes));
-        if (mlx) {
-            CHECK_OK(mlxn_buffer_create(&sc, dev, qw.mat.sb_type, 2, ssh));
-            CHECK_OK(mlxn_buffer_create(&bi, dev, qw.mat.sb_type, 2, ssh));
-            CHECK_OK(mlxn_buffer_write(sc, 0, qw.scales, qw.sb_bytes));
-            CHECK_OK(mlxn_buffer_write(bi, 0, qw.biases, qw.sb_bytes));
-        }
+        upload_q(&qw, &w, &sc, &bi);
         mlxn_buffer *x = mk(MLXN_F32, 2, M, K, 0), *o = mk(MLXN_F32, 2, M, N, 0), *ids = mk(MLXN_I32, 1, 3, 0, 0),
                     *rows = mk(MLXN_F32, 2, 3, K, 0);
         float *xv = rnd(x, -1, 1);
@@ -687,20 +714,8 @@ static void test_quantized_ops(void) {
         run();
         double ref[2 * 40], absdot[2 * 40];
         mlxn_mm_ref(&qw.mat, xv, ref, M, 0, N);
-        float *wrow = malloc((size_t)K * 4);
         double rrows[3 * 256];
-        for (int64_t nn = 0; nn < N; nn++) {
-            mlxn_qmat_dequant_row(&qw.mat, nn, 0, K, wrow);
-            for (int64_t m = 0; m < M; m++) {
-                double a = 0;
-                for (int64_t k = 0; k < K; k++) a += fabs((double)xv[m * K + k] * wrow[k]);
-                absdot[m * N + nn] = a;
-            }
-            for (int r = 0; r < 3; r++)
-                if (iv[r] == nn)
-                    for (int64_t k = 0; k < K; k++) rrows[r * K + k] = wrow[k];
-        }
-        free(wrow);
+        abs_dots(&qw.mat, xv, M, absdot, iv, 3, rrows);
         float *ov = get(o);
         char name[64];
         snprintf(name, sizeof name, "matmul %s", fmts[fi]);
@@ -802,15 +817,7 @@ static void test_matmul_prefill_rows(void) {
             CHECK_OK(mlxn_quant_make_random(fmts[fi], N, K, 300 + fi, &qw));
             bool mlx = qw.mat.kind == MLXN_QKIND_MLX;
             mlxn_buffer *w = NULL, *sc = NULL, *bi = NULL;
-            int64_t sh[2] = {N, mlx ? K * qw.mat.bits / 32 : K}, ssh[2] = {N, mlx ? K / qw.mat.group : 1};
-            CHECK_OK(mlxn_buffer_create(&w, dev, mlx ? MLXN_U32 : qw.mat.wtype, 2, sh));
-            CHECK_OK(mlxn_buffer_write(w, 0, qw.data, qw.data_bytes));
-            if (mlx) {
-                CHECK_OK(mlxn_buffer_create(&sc, dev, qw.mat.sb_type, 2, ssh));
-                CHECK_OK(mlxn_buffer_create(&bi, dev, qw.mat.sb_type, 2, ssh));
-                CHECK_OK(mlxn_buffer_write(sc, 0, qw.scales, qw.sb_bytes));
-                CHECK_OK(mlxn_buffer_write(bi, 0, qw.biases, qw.sb_bytes));
-            }
+            upload_q(&qw, &w, &sc, &bi);
             mlxn_buffer *x = mk(MLXN_F32, 2, M, K, 0), *o = mk(MLXN_F32, 2, M, N, 0);
             float *xv = rnd(x, -1, 1);
             poison(o);
@@ -819,16 +826,8 @@ static void test_matmul_prefill_rows(void) {
             else CHECK_OK(mlxn_op_matmul(S, o, x, w));
             run();
             double *ref = malloc((size_t)(M * N) * sizeof(double)), *absdot = malloc((size_t)(M * N) * sizeof(double));
-            float *wrow = malloc((size_t)K * 4);
             mlxn_mm_ref(&qw.mat, xv, ref, M, 0, N);
-            for (int64_t nn = 0; nn < N; nn++) {
-                mlxn_qmat_dequant_row(&qw.mat, nn, 0, K, wrow);
-                for (int64_t m = 0; m < M; m++) {
-                    double a = 0;
-                    for (int64_t k = 0; k < K; k++) a += fabs((double)xv[m * K + k] * wrow[k]);
-                    absdot[m * N + nn] = a;
-                }
-            }
+            abs_dots(&qw.mat, xv, M, absdot, NULL, 0, NULL);
             const double rel = mlxn_mm_rounds_bf16(&qw.mat, M) ? 1.0 / 128 + 1.0 / 65536 : 1e-5;
             float *ov = get(o);
             int bad = 0;
@@ -841,7 +840,6 @@ static void test_matmul_prefill_rows(void) {
             CHECK(bad == 0, "matmul %s, %lld rows (isa %d): %d of %lld outside %g of sum|x w|", fmts[fi], (long long)M, f,
                   bad, (long long)(M * N), rel);
             free(ov);
-            free(wrow);
             free(ref);
             free(absdot);
             free(xv);
