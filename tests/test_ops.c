@@ -108,6 +108,78 @@ static void test_elementwise(void) {
     mlxn_buffer_destroy(vb);
 }
 
+/* rms_norm / add_rms_norm rows on the scalar, AVX2 and AVX-512 kernels
+ * (mlxn_mm_force_isa 1, 2, 0): no weight and f32 / f16 / bf16 weights, a
+ * width with tails for 16 and 8 lanes (203), in place (output = input,
+ * sum = residual). The scalar form against the double reference; the
+ * vector forms take each element's products in the scalar order, so they
+ * must equal it exactly. */
+static void test_rms_forms(void) {
+    const int R = 3, C = 203;
+    const mlxn_dtype wts[] = {MLXN_F32, MLXN_F16, MLXN_BF16, MLXN_F32};
+    size_t n = (size_t)(R * C);
+    for (int wi = 0; wi < 4; wi++) {
+        const bool none = wi == 3; /* the last: no weight */
+        mlxn_buffer *x = mk(MLXN_F32, 2, R, C, 0), *y = mk(MLXN_F32, 2, R, C, 0), *o = mk(MLXN_F32, 2, R, C, 0),
+                    *sum = mk(MLXN_F32, 2, R, C, 0), *w = none ? NULL : mk(wts[wi], 1, C, 0, 0);
+        float *xv = rnd(x, -2, 2), *yv = rnd(y, -2, 2);
+        float *wv = none ? NULL : wts[wi] == MLXN_F32 ? rnd(w, 0.5f, 1.5f) : rnd16(w, 0.5f, 1.5f);
+        float *got[3][3] = {{NULL}}; /* [form][rms_norm, add_rms_norm out, its sum] */
+        const int forms[3] = {1, 2, 0};
+        for (int f = 0; f < 3; f++) {
+            mlxn_mm_force_isa(forms[f]);
+            /* rms_norm in place on a copy of x; add_rms_norm with sum = y */
+            CHECK_OK(mlxn_buffer_write(o, 0, xv, n * sizeof(float)));
+            CHECK_OK(mlxn_op_rms_norm(S, o, o, w, 1e-6f));
+            run();
+            got[f][0] = get(o);
+            CHECK_OK(mlxn_buffer_write(sum, 0, yv, n * sizeof(float)));
+            poison(o);
+            CHECK_OK(mlxn_op_add_rms_norm(S, sum, o, x, sum, w, 1e-6f));
+            run();
+            got[f][1] = get(o);
+            got[f][2] = get(sum);
+        }
+        mlxn_mm_force_isa(0);
+        double *ref = malloc(n * sizeof(double)), *aref = malloc(n * sizeof(double)), *sref = malloc(n * sizeof(double));
+        for (int r = 0; r < R; r++) {
+            double ss = 0, sa = 0;
+            for (int i = 0; i < C; i++) {
+                float sv = xv[r * C + i] + yv[r * C + i];
+                sref[r * C + i] = sv;
+                ss += (double)xv[r * C + i] * xv[r * C + i];
+                sa += (double)sv * sv;
+            }
+            double inv = 1 / sqrt(ss / C + 1e-6), ia = 1 / sqrt(sa / C + 1e-6);
+            for (int i = 0; i < C; i++) {
+                ref[r * C + i] = xv[r * C + i] * inv * (none ? 1.0 : wv[i]);
+                aref[r * C + i] = sref[r * C + i] * ia * (none ? 1.0 : wv[i]);
+            }
+        }
+        char name[96];
+        const char *wn = none ? "no weight" : mlxn_dtype_name(wts[wi]);
+        snprintf(name, sizeof name, "rms_norm in place, %s, scalar", wn);
+        check_close(name, got[0][0], ref, n, 1e-6, 1e-5);
+        snprintf(name, sizeof name, "add_rms_norm (sum in place), %s, scalar", wn);
+        check_close(name, got[0][1], aref, n, 1e-6, 1e-5);
+        snprintf(name, sizeof name, "add_rms_norm sum, %s, scalar", wn);
+        check_close(name, got[0][2], sref, n, 0, 0);
+        for (int f = 1; f < 3; f++)
+            for (int k = 0; k < 3; k++) {
+                int diff = 0;
+                for (size_t i = 0; i < n; i++) diff += memcmp(&got[f][k][i], &got[0][k][i], sizeof(float)) != 0;
+                CHECK(diff == 0, "%s %s, %s: %d of %zu elements differ from the scalar kernel's",
+                      k == 0 ? "rms_norm" : k == 1 ? "add_rms_norm out" : "add_rms_norm sum", wn,
+                      forms[f] == 2 ? "AVX2" : "AVX-512 (or the best the CPU has)", diff, n);
+            }
+        for (int f = 0; f < 3; f++)
+            for (int k = 0; k < 3; k++) free(got[f][k]);
+        free(ref); free(aref); free(sref); free(xv); free(yv); free(wv);
+        mlxn_buffer *all[] = {x, y, o, sum, w};
+        for (int i = 0; i < 5; i++) mlxn_buffer_destroy(all[i]);
+    }
+}
+
 static void test_norms_softmax(void) {
     const int R = 4, C = 200;
     mlxn_buffer *x = mk(MLXN_F32, 2, R, C, 0), *y = mk(MLXN_F32, 2, R, C, 0), *o = mk(MLXN_F32, 2, R, C, 0),
@@ -875,6 +947,7 @@ int main(void) {
     CHECK_OK(mlxn_session_create(&S, dev, MLXN_MODE_DIRECT, 0));
     test_elementwise();
     test_norms_softmax();
+    test_rms_forms();
     test_matmul_dense();
     test_rope();
     test_copy_gather_argmax();

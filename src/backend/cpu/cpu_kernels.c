@@ -231,18 +231,87 @@ MLXN_CLONES static double sumsq_f64(const float *x, int64_t D) {
     return ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
 }
 
+#if defined(__x86_64__) || defined(__i386__)
+/* 16 elements of a row (f32, f16 or bf16) from element d, as f32: the
+ * 16-bit ones converted in registers (exact). */
+__attribute__((target("avx512f"), always_inline)) static inline __m512 ld16_512(const void *row, int dt, int64_t d) {
+    if (dt == MLXN_F32) return _mm512_loadu_ps((const float *)row + d);
+    const __m256i h = _mm256_loadu_si256((const __m256i *)((const uint16_t *)row + d));
+    if (dt == MLXN_F16) return _mm512_cvtph_ps(h);
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+}
+/* The same, 8 elements (AVX2 + F16C). */
+T_AVX2 __attribute__((always_inline)) static inline __m256 ld8_256(const void *row, int dt, int64_t d) {
+    if (dt == MLXN_F32) return _mm256_loadu_ps((const float *)row + d);
+    const __m128i h = _mm_loadu_si128((const __m128i *)((const uint16_t *)row + d));
+    if (dt == MLXN_F16) return _mm256_cvtph_ps(h);
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+}
+/* The norm rows' element loops, 16 or 8 at a time (the scalar loops, with
+ * outputs that may be their inputs in place, were not vectorized: ~4 % of
+ * SmolLM2's pp512 in perf): each element's products in the scalar order,
+ * so the results are the same. */
+__attribute__((target("avx512f"))) static void rms_scale_512(float *out, const float *x, float r, const void *w,
+                                                             int wt, int64_t D) {
+    const __m512 rv = _mm512_set1_ps(r);
+    int64_t i = 0;
+    for (; i + 16 <= D; i += 16) {
+        __m512 v = _mm512_mul_ps(_mm512_loadu_ps(x + i), rv);
+        if (w) v = _mm512_mul_ps(v, ld16_512(w, wt, i));
+        _mm512_storeu_ps(out + i, v);
+    }
+    for (; i < D; i++) out[i] = w ? x[i] * r * mlxn_load_f(w, (mlxn_dtype)wt, (size_t)i) : x[i] * r;
+}
+T_AVX2 static void rms_scale_256(float *out, const float *x, float r, const void *w, int wt, int64_t D) {
+    const __m256 rv = _mm256_set1_ps(r);
+    int64_t i = 0;
+    for (; i + 8 <= D; i += 8) {
+        __m256 v = _mm256_mul_ps(_mm256_loadu_ps(x + i), rv);
+        if (w) v = _mm256_mul_ps(v, ld8_256(w, wt, i));
+        _mm256_storeu_ps(out + i, v);
+    }
+    for (; i < D; i++) out[i] = w ? x[i] * r * mlxn_load_f(w, (mlxn_dtype)wt, (size_t)i) : x[i] * r;
+}
+__attribute__((target("avx512f"))) static void add_row_512(float *sum, const float *a, const float *b, int64_t D) {
+    int64_t i = 0;
+    for (; i + 16 <= D; i += 16) _mm512_storeu_ps(sum + i, _mm512_add_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i)));
+    for (; i < D; i++) sum[i] = a[i] + b[i];
+}
+T_AVX2 static void add_row_256(float *sum, const float *a, const float *b, int64_t D) {
+    int64_t i = 0;
+    for (; i + 8 <= D; i += 8) _mm256_storeu_ps(sum + i, _mm256_add_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i)));
+    for (; i < D; i++) sum[i] = a[i] + b[i];
+}
+#endif
+
+/* out = x·r (·w): out may be x itself */
+static void rms_scale(float *out, const float *x, float r, const mlxn_tensor *w, int64_t D) {
+    const void *wp = w->alloc ? mlxn_tensor_data(w) : NULL;
+#if defined(__x86_64__) || defined(__i386__)
+    const int force = mlxn_mm_forced_isa(); /* tests: 1 scalar, 2 at most AVX2 */
+    if (force != 1 && force != 2 && __builtin_cpu_supports("avx512f")) {
+        rms_scale_512(out, x, r, wp, w->dtype, D);
+        return;
+    }
+    if (force != 1 && cpu_avx2()) {
+        rms_scale_256(out, x, r, wp, w->dtype, D);
+        return;
+    }
+#endif
+    if (!wp) {
+        for (int64_t i = 0; i < D; i++) out[i] = x[i] * r;
+    } else if (w->dtype == MLXN_F32) {
+        const float *wf = wp;
+        for (int64_t i = 0; i < D; i++) out[i] = x[i] * r * wf[i];
+    } else {
+        for (int64_t i = 0; i < D; i++) out[i] = x[i] * r * mlxn_load_f(wp, w->dtype, (size_t)i);
+    }
+}
+
 static void rms_row(float *out, const float *x, const mlxn_tensor *w, int64_t D, float eps) {
     double ss = sumsq_f64(x, D);
     float r = (float)(1.0 / sqrt(ss / (double)D + (double)eps));
-    if (!w->alloc) {
-        for (int64_t i = 0; i < D; i++) out[i] = x[i] * r;
-    } else if (w->dtype == MLXN_F32) {
-        const float *wf = mlxn_tensor_data(w);
-        for (int64_t i = 0; i < D; i++) out[i] = x[i] * r * wf[i];
-    } else {
-        const void *wp = mlxn_tensor_data(w);
-        for (int64_t i = 0; i < D; i++) out[i] = x[i] * r * mlxn_load_f(wp, w->dtype, (size_t)i);
-    }
+    rms_scale(out, x, r, w, D);
 }
 
 static void k_rms_norm(const mlxn_node *n, int ith, int nth, void *scratch) {
@@ -255,7 +324,13 @@ static void k_rms_norm(const mlxn_node *n, int ith, int nth, void *scratch) {
 /* sum = a + b, out = rms_norm(sum) * w: one row of add_rms_norm */
 static void add_rms_row(float *sum, float *out, const float *a, const float *b, const mlxn_tensor *w, int64_t D,
                         float eps) {
-    for (int64_t i = 0; i < D; i++) sum[i] = a[i] + b[i];
+#if defined(__x86_64__) || defined(__i386__)
+    const int force = mlxn_mm_forced_isa(); /* tests: 1 scalar, 2 at most AVX2 */
+    if (force != 1 && force != 2 && __builtin_cpu_supports("avx512f")) add_row_512(sum, a, b, D);
+    else if (force != 1 && cpu_avx2()) add_row_256(sum, a, b, D);
+    else
+#endif
+        for (int64_t i = 0; i < D; i++) sum[i] = a[i] + b[i];
     rms_row(out, sum, w, D, eps);
 }
 
@@ -892,14 +967,6 @@ static void attend_tile(const mlxn_tensor *kc, const mlxn_tensor *vc, const mlxn
 }
 
 #if defined(__x86_64__) || defined(__i386__)
-/* 16 elements of a row (f32, f16 or bf16) from element d, as f32: the
- * 16-bit ones converted in registers (exact). */
-__attribute__((target("avx512f"), always_inline)) static inline __m512 ld16_512(const void *row, int dt, int64_t d) {
-    if (dt == MLXN_F32) return _mm512_loadu_ps((const float *)row + d);
-    const __m256i h = _mm256_loadu_si256((const __m256i *)((const uint16_t *)row + d));
-    if (dt == MLXN_F16) return _mm512_cvtph_ps(h);
-    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
-}
 
 /* acc[d0 .. d0 + 16 NC) += sum_j p[j] v_j[d0 ..] for j in [j0, j1): the NC
  * (<= 8) accumulators stay in registers and each p[j] is broadcast once (NC
@@ -1345,13 +1412,8 @@ ATTEND_TILE_SIMD(attend_tile_512, __attribute__((target("avx512f"))), attend_blo
 #endif
 
 #if defined(__x86_64__) || defined(__i386__)
-/* attend_tile_512's blocks for AVX2 CPUs (D a multiple of 8): 8 lanes. */
-T_AVX2 __attribute__((always_inline)) static inline __m256 ld8_256(const void *row, int dt, int64_t d) {
-    if (dt == MLXN_F32) return _mm256_loadu_ps((const float *)row + d);
-    const __m128i h = _mm_loadu_si128((const __m128i *)((const uint16_t *)row + d));
-    if (dt == MLXN_F16) return _mm256_cvtph_ps(h);
-    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
-}
+/* attend_tile_512's blocks for AVX2 CPUs (D a multiple of 8): 8 lanes (rows
+ * through ld8_256). */
 T_AVX2 __attribute__((always_inline)) static inline void pv_256(float *acc, const float *pr, const void *const *vr,
                                                                  int dt, int64_t j0, int64_t j1, const int NC,
                                                                  int64_t d0) {
