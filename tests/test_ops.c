@@ -379,6 +379,64 @@ static void test_rope(void) {
     for (int i = 0; i < 4; i++) mlxn_buffer_destroy(all[i]);
 }
 
+/* rope at head dims the vector form takes (AVX-512: 16 elements a step,
+ * then the scalar tail): NeoX and interleaved pairs, all dims or 96 of
+ * 128 rotated (a tail of 8 pairs for NeoX, 48 = 6 x 8 interleaved), in
+ * place and not. The scalar kernel (mlxn_mm_force_isa 1) against the
+ * double reference; the default kernel bit for bit against it. */
+static void test_rope_forms(void) {
+    const int Tn = 5, H = 3, D = 128;
+    const size_t n = (size_t)(Tn * H * D);
+    mlxn_buffer *x = mk(MLXN_F32, 3, Tn, H, D), *o = mk(MLXN_F32, 3, Tn, H, D), *pos = mk(MLXN_I32, 1, Tn, 0, 0);
+    float *xv = rnd(x, -1, 1);
+    int32_t pv[5] = {0, 3, 77, 1000, 4095};
+    CHECK_OK(mlxn_buffer_write(pos, 0, pv, sizeof pv));
+    for (int ci = 0; ci < 8; ci++) {
+        mlxn_rope_params p = {.mode = ci & 1 ? MLXN_ROPE_NEOX : MLXN_ROPE_NORMAL, .base = 10000,
+                              .n_dims = ci & 2 ? 96 : 128};
+        const bool in_place = ci & 4;
+        float *got[2];
+        for (int f = 0; f < 2; f++) {
+            mlxn_mm_force_isa(f ? 0 : 1);
+            if (in_place) CHECK_OK(mlxn_buffer_write(o, 0, xv, n * sizeof(float)));
+            else poison(o);
+            CHECK_OK(mlxn_op_rope(S, o, in_place ? o : x, pos, NULL, &p));
+            run();
+            got[f] = get(o);
+        }
+        mlxn_mm_force_isa(0);
+        double *ref = malloc(n * sizeof(double));
+        mlxn_rope_params pr = p;
+        pr.factor = 1;
+        const int half = p.n_dims / 2;
+        for (int t = 0; t < Tn; t++)
+            for (int h = 0; h < H; h++) {
+                const float *xr = xv + (t * H + h) * D;
+                double *r = ref + (t * H + h) * D;
+                for (int d = 0; d < D; d++) r[d] = xr[d];
+                for (int i = 0; i < half; i++) {
+                    double a = pv[t] * inv_freq_ref(&pr, i, NULL);
+                    int i0 = p.mode == MLXN_ROPE_NEOX ? i : 2 * i, i1 = p.mode == MLXN_ROPE_NEOX ? i + half : 2 * i + 1;
+                    r[i0] = xr[i0] * cos(a) - xr[i1] * sin(a);
+                    r[i1] = xr[i0] * sin(a) + xr[i1] * cos(a);
+                }
+            }
+        char name[96];
+        snprintf(name, sizeof name, "rope %s, %d of %d dims%s, scalar", p.mode == MLXN_ROPE_NEOX ? "neox" : "interleaved",
+                 p.n_dims, D, in_place ? ", in place" : "");
+        check_close(name, got[0], ref, n, 1e-6, 1e-5);
+        int diff = 0;
+        for (size_t i = 0; i < n; i++) diff += memcmp(&got[1][i], &got[0][i], sizeof(float)) != 0;
+        CHECK(diff == 0, "%s: the default kernel differs from the scalar one in %d of %zu elements", name, diff, n);
+        free(ref);
+        free(got[0]);
+        free(got[1]);
+    }
+    free(xv);
+    mlxn_buffer *all[] = {x, o, pos};
+    for (int i = 0; i < 3; i++) mlxn_buffer_destroy(all[i]);
+}
+
 static void test_copy_gather_argmax(void) {
     const int V = 50, D = 24, Tn = 4;
     mlxn_buffer *tab = mk(MLXN_F16, 2, V, D, 0), *ids = mk(MLXN_I32, 1, Tn, 0, 0), *o = mk(MLXN_F32, 2, Tn, D, 0);
@@ -950,6 +1008,7 @@ int main(void) {
     test_rms_forms();
     test_matmul_dense();
     test_rope();
+    test_rope_forms();
     test_copy_gather_argmax();
     /* the attention cases again on the AVX2 and scalar kernels (a switch
      * for tests; on a CPU without AVX-512 the first run was AVX2 already) */

@@ -641,9 +641,45 @@ static void rope_angles(const mlxn_rope_params *p, int32_t pos, const float *ff,
 }
 
 /* One head row: o = rotate(x) (o may be x). */
+#if defined(__x86_64__) || defined(__i386__)
+/* rope_row's rotated pairs [0, the returned count) 16 elements a step (o
+ * may be x: each step loads before it stores, and steps touch disjoint
+ * elements): NeoX pairs (i, i + half) as two vectors, interleaved ones
+ * (2i, 2i + 1) as one, its partner through a lane swap. Each output is the
+ * scalar form's two products and one add or subtract (a - b as a + (-b)
+ * is exact, and adds commute), so the results are the same bits. */
+__attribute__((target("avx512f"))) static int rope_pairs_512(bool neox, int half, const float *x, float *o,
+                                                             const float *cs, const float *sn) {
+    int i = 0;
+    if (neox) {
+        for (; i + 16 <= half; i += 16) {
+            const __m512 x0 = _mm512_loadu_ps(x + i), x1 = _mm512_loadu_ps(x + i + half);
+            const __m512 c = _mm512_loadu_ps(cs + i), s = _mm512_loadu_ps(sn + i);
+            _mm512_storeu_ps(o + i, _mm512_sub_ps(_mm512_mul_ps(x0, c), _mm512_mul_ps(x1, s)));
+            _mm512_storeu_ps(o + i + half, _mm512_add_ps(_mm512_mul_ps(x0, s), _mm512_mul_ps(x1, c)));
+        }
+        return i;
+    }
+    const __m512i dup = _mm512_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
+    for (; i + 8 <= half; i += 8) {
+        const __m512 v = _mm512_loadu_ps(x + 2 * i), w = _mm512_permute_ps(v, 0xB1); /* (x1, x0) a pair */
+        const __m512 c = _mm512_permutexvar_ps(dup, _mm512_castps256_ps512(_mm256_loadu_ps(cs + i)));
+        const __m512 s = _mm512_permutexvar_ps(dup, _mm512_castps256_ps512(_mm256_loadu_ps(sn + i)));
+        const __m512 a = _mm512_mul_ps(v, c), b = _mm512_mul_ps(w, s); /* (x0 c, x1 c), (x1 s, x0 s) */
+        _mm512_storeu_ps(o + 2 * i, _mm512_mask_sub_ps(_mm512_add_ps(a, b), 0x5555, a, b));
+    }
+    return i;
+}
+#endif
+
 static void rope_row(const mlxn_rope_params *p, const float *x, float *o, int64_t D, const float *cs, const float *sn) {
-    int half = p->n_dims / 2;
-    for (int i = 0; i < half; i++) {
+    int half = p->n_dims / 2, i = 0;
+#if defined(__x86_64__) || defined(__i386__)
+    const int force = mlxn_mm_forced_isa(); /* tests: 1 scalar, 2 at most AVX2 (no vector form here) */
+    if (force != 1 && force != 2 && __builtin_cpu_supports("avx512f"))
+        i = rope_pairs_512(p->mode == MLXN_ROPE_NEOX, half, x, o, cs, sn);
+#endif
+    for (; i < half; i++) {
         int64_t i0 = p->mode == MLXN_ROPE_NEOX ? i : 2 * i;
         int64_t i1 = p->mode == MLXN_ROPE_NEOX ? i + half : 2 * i + 1;
         float x0 = x[i0], x1 = x[i1];
