@@ -327,6 +327,28 @@ static double inv_freq_ref(const mlxn_rope_params *p, int i, const float *ff) {
     return inv;
 }
 
+/* rope of x [Tn, H, D] at positions pv in double (params as the op takes
+ * them: n_dims 0 = D, factor 0 = 1; ff: frequency factors or NULL). */
+static void rope_ref(mlxn_rope_params p, const float *xv, const int32_t *pv, int Tn, int H, int D, const float *ff,
+                     double *ref) {
+    if (!p.n_dims) p.n_dims = D;
+    if (!p.factor) p.factor = 1;
+    const int half = p.n_dims / 2;
+    for (int t = 0; t < Tn; t++)
+        for (int h = 0; h < H; h++) {
+            const float *xr = xv + (t * H + h) * D;
+            double *r = ref + (t * H + h) * D;
+            for (int d = 0; d < D; d++) r[d] = xr[d];
+            for (int i = 0; i < half; i++) {
+                double pp = p.scaling == MLXN_ROPE_SCALE_LINEAR ? pv[t] / (double)p.factor : pv[t];
+                double a = pp * inv_freq_ref(&p, i, ff);
+                int i0 = p.mode == MLXN_ROPE_NEOX ? i : 2 * i, i1 = p.mode == MLXN_ROPE_NEOX ? i + half : 2 * i + 1;
+                r[i0] = xr[i0] * cos(a) - xr[i1] * sin(a);
+                r[i1] = xr[i0] * sin(a) + xr[i1] * cos(a);
+            }
+        }
+}
+
 static void test_rope(void) {
     const int Tn = 3, H = 2, D = 16;
     mlxn_buffer *x = mk(MLXN_F32, 3, Tn, H, D), *o = mk(MLXN_F32, 3, Tn, H, D), *pos = mk(MLXN_I32, 1, Tn, 0, 0),
@@ -347,23 +369,8 @@ static void test_rope(void) {
         poison(o);
         CHECK_OK(mlxn_op_rope(S, o, x, pos, use_ff ? ffb : NULL, &p));
         run();
-        if (!p.n_dims) p.n_dims = D;
-        if (!p.factor) p.factor = 1;
         double ref[3 * 2 * 16];
-        int half = p.n_dims / 2;
-        for (int t = 0; t < Tn; t++)
-            for (int h = 0; h < H; h++) {
-                const float *xr = xv + (t * H + h) * D;
-                double *r = ref + (t * H + h) * D;
-                for (int d = 0; d < D; d++) r[d] = xr[d];
-                for (int i = 0; i < half; i++) {
-                    double pp = p.scaling == MLXN_ROPE_SCALE_LINEAR ? pv[t] / (double)p.factor : pv[t];
-                    double a = pp * inv_freq_ref(&p, i, use_ff ? ffv : NULL);
-                    int i0 = p.mode == MLXN_ROPE_NEOX ? i : 2 * i, i1 = p.mode == MLXN_ROPE_NEOX ? i + half : 2 * i + 1;
-                    r[i0] = xr[i0] * cos(a) - xr[i1] * sin(a);
-                    r[i1] = xr[i0] * sin(a) + xr[i1] * cos(a);
-                }
-            }
+        rope_ref(p, xv, pv, Tn, H, D, use_ff ? ffv : NULL, ref);
         float *ov = get(o);
         char name[64];
         snprintf(name, sizeof name, "rope case %d", ci);
@@ -406,21 +413,7 @@ static void test_rope_forms(void) {
         }
         mlxn_mm_force_isa(0);
         double *ref = malloc(n * sizeof(double));
-        mlxn_rope_params pr = p;
-        pr.factor = 1;
-        const int half = p.n_dims / 2;
-        for (int t = 0; t < Tn; t++)
-            for (int h = 0; h < H; h++) {
-                const float *xr = xv + (t * H + h) * D;
-                double *r = ref + (t * H + h) * D;
-                for (int d = 0; d < D; d++) r[d] = xr[d];
-                for (int i = 0; i < half; i++) {
-                    double a = pv[t] * inv_freq_ref(&pr, i, NULL);
-                    int i0 = p.mode == MLXN_ROPE_NEOX ? i : 2 * i, i1 = p.mode == MLXN_ROPE_NEOX ? i + half : 2 * i + 1;
-                    r[i0] = xr[i0] * cos(a) - xr[i1] * sin(a);
-                    r[i1] = xr[i0] * sin(a) + xr[i1] * cos(a);
-                }
-            }
+        rope_ref(p, xv, pv, Tn, H, D, NULL, ref);
         char name[96];
         snprintf(name, sizeof name, "rope %s, %d of %d dims%s, scalar", p.mode == MLXN_ROPE_NEOX ? "neox" : "interleaved",
                  p.n_dims, D, in_place ? ", in place" : "");
