@@ -103,6 +103,15 @@ static bool cpu_avx2(void) {
     }
     return v;
 }
+/* The widest vector form of the kernels that follow the tests' switch
+ * (mlxn_mm_force_isa: 1 scalar, 2 at most AVX2): 512 (AVX-512F), 256
+ * (AVX2 + FMA + F16C) or 0 (the scalar code). */
+static int vec_width(void) {
+    const int force = mlxn_mm_forced_isa();
+    if (force == 1) return 0;
+    if (force != 2 && __builtin_cpu_supports("avx512f")) return 512;
+    return cpu_avx2() ? 256 : 0;
+}
 /* exp_512 for 8 lanes on AVX2 CPUs without AVX-512: the same reduction and
  * polynomial; 2^n is put into the exponent bits (no scalef), so x is
  * clamped to [-87, 88] where 2^n stays a normal float, and below -87 the
@@ -288,12 +297,12 @@ T_AVX2 static void add_row_256(float *sum, const float *a, const float *b, int64
 static void rms_scale(float *out, const float *x, float r, const mlxn_tensor *w, int64_t D) {
     const void *wp = w->alloc ? mlxn_tensor_data(w) : NULL;
 #if defined(__x86_64__) || defined(__i386__)
-    const int force = mlxn_mm_forced_isa(); /* tests: 1 scalar, 2 at most AVX2 */
-    if (force != 1 && force != 2 && __builtin_cpu_supports("avx512f")) {
+    const int vw = vec_width();
+    if (vw == 512) {
         rms_scale_512(out, x, r, wp, w->dtype, D);
         return;
     }
-    if (force != 1 && cpu_avx2()) {
+    if (vw == 256) {
         rms_scale_256(out, x, r, wp, w->dtype, D);
         return;
     }
@@ -325,9 +334,9 @@ static void k_rms_norm(const mlxn_node *n, int ith, int nth, void *scratch) {
 static void add_rms_row(float *sum, float *out, const float *a, const float *b, const mlxn_tensor *w, int64_t D,
                         float eps) {
 #if defined(__x86_64__) || defined(__i386__)
-    const int force = mlxn_mm_forced_isa(); /* tests: 1 scalar, 2 at most AVX2 */
-    if (force != 1 && force != 2 && __builtin_cpu_supports("avx512f")) add_row_512(sum, a, b, D);
-    else if (force != 1 && cpu_avx2()) add_row_256(sum, a, b, D);
+    const int vw = vec_width();
+    if (vw == 512) add_row_512(sum, a, b, D);
+    else if (vw == 256) add_row_256(sum, a, b, D);
     else
 #endif
         for (int64_t i = 0; i < D; i++) sum[i] = a[i] + b[i];
@@ -675,8 +684,7 @@ __attribute__((target("avx512f"))) static int rope_pairs_512(bool neox, int half
 static void rope_row(const mlxn_rope_params *p, const float *x, float *o, int64_t D, const float *cs, const float *sn) {
     int half = p->n_dims / 2, i = 0;
 #if defined(__x86_64__) || defined(__i386__)
-    const int force = mlxn_mm_forced_isa(); /* tests: 1 scalar, 2 at most AVX2 (no vector form here) */
-    if (force != 1 && force != 2 && __builtin_cpu_supports("avx512f"))
+    if (vec_width() == 512) /* no AVX2 form: the scalar loop */
         i = rope_pairs_512(p->mode == MLXN_ROPE_NEOX, half, x, o, cs, sn);
 #endif
     for (; i < half; i++) {
@@ -2082,10 +2090,9 @@ static bool att_qtg_on(void) {
  * not taken: soft-capping, D not a multiple of 16, no AVX2, the scalar
  * kernels forced, or MLXN_CPU_ATT_QT=0). */
 static att_qt_block_fn att_qt_form(int64_t D, const mlxn_attention_params *p) {
-    const int force = mlxn_mm_forced_isa(); /* tests: 1 scalar, 2 at most AVX2 */
-    if (p->softcap > 0 || force == 1 || D % 16 || !att_qt_on()) return NULL;
-    if (force != 2 && __builtin_cpu_supports("avx512f")) return attend_qt_block_512;
-    return cpu_avx2() ? attend_qt_block_256 : NULL;
+    if (p->softcap > 0 || D % 16 || !att_qt_on()) return NULL;
+    const int vw = vec_width();
+    return vw == 512 ? attend_qt_block_512 : vw == 256 ? attend_qt_block_256 : NULL;
 }
 #undef QT_PV_QUERIES
 #undef QT_T
@@ -2104,13 +2111,13 @@ static void attend_any(const mlxn_tensor *kc, const mlxn_tensor *vc, const mlxn_
         attend_tile_qt(kc, vc, p, hk, from, to, qs, &nq, 1, ktile, vtile, qt, qt + ATT_QT_G * ATT_QT * D, qf);
         return;
     }
-    const int force = mlxn_mm_forced_isa(); /* tests: 1 scalar, 2 at most AVX2 */
-    if (!(p->softcap > 0) && force != 1) {
-        if (D % 16 == 0 && force != 2 && __builtin_cpu_supports("avx512f")) {
+    const int vw = vec_width();
+    if (!(p->softcap > 0)) {
+        if (D % 16 == 0 && vw == 512) {
             attend_tile_512(kc, vc, p, hk, from, to, qs, nq, ktile, vtile, sc);
             return;
         }
-        if (D % 8 == 0 && cpu_avx2()) {
+        if (D % 8 == 0 && vw >= 256) { /* AVX-512 CPUs have AVX2 */
             attend_tile_256(kc, vc, p, hk, from, to, qs, nq, ktile, vtile, sc);
             return;
         }
