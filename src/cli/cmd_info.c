@@ -42,7 +42,7 @@ static void print_dir_files(const char *dir) {
         n++;
     }
     closedir(d);
-    qsort(names, n, sizeof *names, by_name);
+    if (n) qsort(names, n, sizeof *names, by_name); /* names is NULL in an empty directory */
     printf("files:");
     long long total = 0;
     int shown = 0;

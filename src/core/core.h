@@ -14,6 +14,12 @@
 /* Set the thread's error message (printf-style) and return `s`, so a failing
  * path reads `return mlxn_err(MLXN_ERR_SHAPE, "matmul: ...", ...);`. */
 mlxn_status mlxn_err(mlxn_status s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+#ifdef __clang_analyzer__
+/* The static analyzer (scan-build) sees one file at a time: without this
+ * it takes mlxn_err as able to return MLXN_OK and follows error paths on
+ * as if they had succeeded. Analysis builds only. */
+#define mlxn_err(s, ...) (mlxn_err((s), __VA_ARGS__), (s))
+#endif
 /* Prefix the current message with "what: " (for adding context on the way up). */
 void mlxn_err_prefix(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void mlxn_err_clear(void);
