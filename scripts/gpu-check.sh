@@ -23,6 +23,7 @@ grep -E "^  ok|FAIL|^test_|passed|skipped|^  [a-z_]+\[" "$LOG/test.log" | grep -
 timeout 240 ./build-cuda/bench/cuda_bench >"$LOG/bench.log" 2>&1
 timeout 120 ./build-cuda/mlxn graph --backend cuda --layers 16 >"$LOG/graph.log" 2>&1
 timeout 60 ./build-cuda/mlxn graph --backend cpu --layers 2 --steps 3 >"$LOG/graph_cpu.log" 2>&1
+bash scripts/boundary-probe.sh >"$LOG/boundary.log" 2>&1 # kernel boundary vs grid barrier (measuring)
 # whole models: the synthetic Llama 3 8B shape (4-bit MLX, random weights),
 # replayed graphs vs one submission per op; the default model if present
 M8=synthetic:llama3-8b:q4:g64
@@ -104,6 +105,8 @@ echo "8B shape, GGML block types (tg128 from an empty cache); test_cuda_ops with
 echo "MLXN_CU_Q4K_EPI=0: $(tail -1 "$LOG/exp_q4k_epi_ops.log")"
 grep -E "FAIL" "$LOG/exp_q4k_epi_ops.log" | head -5
 cat "$LOG/bench8b_ggml.log"
+echo "kernel boundaries against grid barriers (scripts/boundary-probe.sh):"
+grep -E "^boundary|^round" "$LOG/boundary.log" | head -10
 echo "tests (make CUDA=1 test, exit $test_rc):"
 grep -E "^test_[a-z_]+: [0-9]+ passed" "$LOG/test.log" | sort -u
 grep -E "FAIL" "$LOG/test.log" | head -10
