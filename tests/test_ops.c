@@ -386,6 +386,43 @@ static void test_rope(void) {
     for (int i = 0; i < 4; i++) mlxn_buffer_destroy(all[i]);
 }
 
+/* rope's angle cache (cpu_kernels.c, rope_angles: a thread keeps the
+ * angles of the positions it computed, by position mod 1024): positions
+ * that share a slot within one call, the same call run again (served from
+ * the cache), the frequency factors changed in place (same buffer, new
+ * values) and the base changed: each against the double reference. */
+static void test_rope_cache(void) {
+    const int Tn = 6, H = 2, D = 32;
+    mlxn_buffer *x = mk(MLXN_F32, 3, Tn, H, D), *o = mk(MLXN_F32, 3, Tn, H, D), *pos = mk(MLXN_I32, 1, Tn, 0, 0),
+                *ffb = mk(MLXN_F32, 1, D / 2, 0, 0);
+    float *xv = rnd(x, -1, 1), *ffv = rnd(ffb, 1, 4);
+    int32_t pv[6] = {5, 1029, 5, 2053, 1029, 6}; /* 5, 1029 and 2053 share slot 5 */
+    CHECK_OK(mlxn_buffer_write(pos, 0, pv, sizeof pv));
+    mlxn_rope_params p = {.mode = MLXN_ROPE_NEOX, .base = 10000};
+    for (int step = 0; step < 5; step++) {
+        if (step == 2) { /* new factor values in the same buffer */
+            free(ffv);
+            ffv = rnd(ffb, 1, 4);
+        }
+        if (step == 4) p.base = 500000;
+        const bool use_ff = step >= 1 && step <= 3;
+        poison(o);
+        CHECK_OK(mlxn_op_rope(S, o, x, pos, use_ff ? ffb : NULL, &p));
+        run();
+        double ref[6 * 2 * 32];
+        rope_ref(p, xv, pv, Tn, H, D, use_ff ? ffv : NULL, ref);
+        float *ov = get(o);
+        char name[64];
+        snprintf(name, sizeof name, "rope cache step %d", step);
+        check_close(name, ov, ref, Tn * H * D, 1e-6, 1e-5); /* as test_rope */
+        free(ov);
+    }
+    free(xv);
+    free(ffv);
+    mlxn_buffer *all[] = {x, o, pos, ffb};
+    for (int i = 0; i < 4; i++) mlxn_buffer_destroy(all[i]);
+}
+
 /* rope at head dims the vector form takes (AVX-512: 16 elements a step,
  * then the scalar tail): NeoX and interleaved pairs, all dims or 96 of
  * 128 rotated (a tail of 8 pairs for NeoX, 48 = 6 x 8 interleaved), in
@@ -1002,6 +1039,7 @@ int main(void) {
     test_matmul_dense();
     test_rope();
     test_rope_forms();
+    test_rope_cache();
     test_copy_gather_argmax();
     /* the attention cases again on the AVX2 and scalar kernels (a switch
      * for tests; on a CPU without AVX-512 the first run was AVX2 already) */

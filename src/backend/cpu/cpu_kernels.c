@@ -9,7 +9,10 @@
 #include "ops/quant.h"
 
 #include <float.h>
+#include <pthread.h>
 #include <stdatomic.h>
+#include <stdint.h>
+#include <stdlib.h>
 #include <math.h>
 #include <string.h>
 
@@ -602,14 +605,51 @@ static size_t s_rope(const mlxn_node *n, int nth) {
  * parameters) computes only the sin / cos. Pairs past ROPE_MEMO are not
  * kept. */
 enum { ROPE_MEMO = 128 };
+/* A prefill ropes the same positions in every layer (q and k: SmolLM2 60
+ * calls over the prompt's positions, a sin and a cos a pair each: 1.6 % of
+ * pp512), each thread the same positions each time. So a thread also keeps
+ * the angles of the last positions it computed under these parameters, in
+ * ROPE_SLOTS slots by position (direct-mapped: slot pos mod ROPE_SLOTS
+ * holds tag[slot] = pos, its cos at rows[2·half·slot], its sin after
+ * them). Tags and rows are one malloc block, not mlxn_malloc's (a cache:
+ * without it the angles are computed as before), freed with the thread. */
+enum { ROPE_SLOTS = 1024 };
 typedef struct rope_memo {
     mlxn_rope_params p;
     int32_t pos;
     bool valid, has_ff, have_pos;
     float ff[ROPE_MEMO], cs[ROPE_MEMO], sn[ROPE_MEMO];
     double inv[ROPE_MEMO];
+    int64_t *tag;  /* ROPE_SLOTS positions held (ROPE_NONE: none), then the rows; NULL until needed */
+    float *rows;   /* ROPE_SLOTS rows of 2·rows_half floats */
+    int rows_half; /* the half those rows were allocated for */
 } rope_memo;
+#define ROPE_NONE INT64_MIN
 static _Thread_local rope_memo g_rope_memo;
+static pthread_key_t g_rope_key;
+static pthread_once_t g_rope_once = PTHREAD_ONCE_INIT;
+static bool g_rope_key_ok;
+static void rope_rows_free(void *p) { free(p); }
+static void rope_key_make(void) { g_rope_key_ok = !pthread_key_create(&g_rope_key, rope_rows_free); }
+/* Forget every slot (new parameters); the block stays. */
+static void rope_slots_clear(rope_memo *m) {
+    if (m->tag)
+        for (int i = 0; i < ROPE_SLOTS; i++) m->tag[i] = ROPE_NONE;
+}
+/* Slot row of pos for half pairs (the block (re)made as needed, empty), or
+ * NULL. */
+static float *rope_slot_row(rope_memo *m, int half, int32_t pos) {
+    if (!m->tag || m->rows_half < half) {
+        pthread_once(&g_rope_once, rope_key_make);
+        if (!g_rope_key_ok) return NULL;
+        int64_t *b = realloc(m->tag, ROPE_SLOTS * sizeof(int64_t) + (size_t)ROPE_SLOTS * 2 * (size_t)half * sizeof(float));
+        if (!b) return NULL;
+        m->tag = b, m->rows = (float *)(b + ROPE_SLOTS), m->rows_half = half;
+        rope_slots_clear(m); /* rows laid out for another half are no longer where their tags say */
+        pthread_setspecific(g_rope_key, b); /* freed when the thread ends */
+    }
+    return m->rows + (size_t)((uint32_t)pos % ROPE_SLOTS) * 2 * (size_t)half;
+}
 
 static bool rope_memo_same(const rope_memo *m, const mlxn_rope_params *p, const float *ff) {
     const mlxn_rope_params *q = &m->p;
@@ -634,6 +674,14 @@ static void rope_angles(const mlxn_rope_params *p, int32_t pos, const float *ff,
         m->p = *p, m->has_ff = ff != NULL, m->valid = true, m->have_pos = false;
         if (ff) memcpy(m->ff, ff, (size_t)half * sizeof(float));
         for (int i = 0; i < half; i++) m->inv[i] = rope_inv_freq(p, i, ff);
+        rope_slots_clear(m);
+    }
+    float *row = keep ? rope_slot_row(m, half, pos) : NULL;
+    int64_t *tag = row ? &m->tag[(uint32_t)pos % ROPE_SLOTS] : NULL;
+    if (row && *tag == pos) {
+        memcpy(cs, row, (size_t)half * sizeof(float));
+        memcpy(sn, row + half, (size_t)half * sizeof(float));
+        return;
     }
     double ppos = pos;
     if (p->scaling == MLXN_ROPE_SCALE_LINEAR) ppos /= (double)p->factor;
@@ -646,6 +694,11 @@ static void rope_angles(const mlxn_rope_params *p, int32_t pos, const float *ff,
         m->pos = pos, m->have_pos = true;
         memcpy(m->cs, cs, (size_t)half * sizeof(float));
         memcpy(m->sn, sn, (size_t)half * sizeof(float));
+    }
+    if (row) {
+        memcpy(row, cs, (size_t)half * sizeof(float));
+        memcpy(row + half, sn, (size_t)half * sizeof(float));
+        *tag = pos;
     }
 }
 
