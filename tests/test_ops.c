@@ -349,6 +349,23 @@ static void rope_ref(mlxn_rope_params p, const float *xv, const int32_t *pv, int
         }
 }
 
+/* rope of x at positions pv into o (poisoned first; ffb: the frequency
+ * factors' buffer, ffv its values, or NULL) against rope_ref. */
+static void rope_check(const char *name, mlxn_buffer *o, mlxn_buffer *x, mlxn_buffer *pos, mlxn_buffer *ffb,
+                       const float *ffv, mlxn_rope_params p, const float *xv, const int32_t *pv, int Tn, int H, int D) {
+    poison(o);
+    CHECK_OK(mlxn_op_rope(S, o, x, pos, ffb, &p));
+    run();
+    const size_t n = (size_t)(Tn * H * D);
+    double *ref = malloc(n * sizeof(double));
+    rope_ref(p, xv, pv, Tn, H, D, ffb ? ffv : NULL, ref);
+    float *ov = get(o);
+    /* angles in double, cos/sin rounded to f32, one f32 multiply-add */
+    check_close(name, ov, ref, n, 1e-6, 1e-5);
+    free(ov);
+    free(ref);
+}
+
 static void test_rope(void) {
     const int Tn = 3, H = 2, D = 16;
     mlxn_buffer *x = mk(MLXN_F32, 3, Tn, H, D), *o = mk(MLXN_F32, 3, Tn, H, D), *pos = mk(MLXN_I32, 1, Tn, 0, 0),
@@ -364,19 +381,9 @@ static void test_rope(void) {
         {.mode = MLXN_ROPE_NORMAL, .scaling = MLXN_ROPE_SCALE_LINEAR, .factor = 4, .n_dims = 8},
     };
     for (int ci = 0; ci < 6; ci++) {
-        mlxn_rope_params p = cases[ci < 5 ? ci : 2];
-        bool use_ff = ci == 5;
-        poison(o);
-        CHECK_OK(mlxn_op_rope(S, o, x, pos, use_ff ? ffb : NULL, &p));
-        run();
-        double ref[3 * 2 * 16];
-        rope_ref(p, xv, pv, Tn, H, D, use_ff ? ffv : NULL, ref);
-        float *ov = get(o);
         char name[64];
         snprintf(name, sizeof name, "rope case %d", ci);
-        /* angles in double, cos/sin rounded to f32, one f32 multiply-add */
-        check_close(name, ov, ref, Tn * H * D, 1e-6, 1e-5);
-        free(ov);
+        rope_check(name, o, x, pos, ci == 5 ? ffb : NULL, ffv, cases[ci < 5 ? ci : 2], xv, pv, Tn, H, D);
     }
     mlxn_rope_params odd = {.n_dims = 7};
     CHECK_STATUS(mlxn_op_rope(S, o, x, pos, NULL, &odd), MLXN_ERR_SHAPE);
@@ -405,17 +412,9 @@ static void test_rope_cache(void) {
             ffv = rnd(ffb, 1, 4);
         }
         if (step == 4) p.base = 500000;
-        const bool use_ff = step >= 1 && step <= 3;
-        poison(o);
-        CHECK_OK(mlxn_op_rope(S, o, x, pos, use_ff ? ffb : NULL, &p));
-        run();
-        double ref[6 * 2 * 32];
-        rope_ref(p, xv, pv, Tn, H, D, use_ff ? ffv : NULL, ref);
-        float *ov = get(o);
         char name[64];
         snprintf(name, sizeof name, "rope cache step %d", step);
-        check_close(name, ov, ref, Tn * H * D, 1e-6, 1e-5); /* as test_rope */
-        free(ov);
+        rope_check(name, o, x, pos, step >= 1 && step <= 3 ? ffb : NULL, ffv, p, xv, pv, Tn, H, D);
     }
     free(xv);
     free(ffv);
