@@ -16,13 +16,17 @@
  *
  * Phases: one layer of the Llama-3-8B 4-bit shape (qkv 12.6 MB, o 8.4 MB,
  * gate+up 58.7 MB, down 29.4 MB), LAYERS layers, every phase its own bytes
- * (more than the L2 in total). Forms, each timed by CUDA events around a
+ * (more than the L2 in total). Every form runs BPS blocks of 256 an SM
+ * (k_mlx4g's 3) and, but for the last, reserves PAD bytes of shared
+ * memory a block, so that as with k_mlx4g's registers no block of the next
+ * kernel fits beside them. Forms, each timed by CUDA events around a
  * replayed graph (or one cooperative launch), median of RUNS:
  *   flat    one kernel over all the bytes, no barrier: the floor
  *   fused   one cooperative kernel, cg::grid sync between phases
  *   chain   one kernel a phase, programmatic dependent launch (as the
  *           decode graph), first D items loaded before the wait
  *   plain   one kernel a phase, no programmatic launch
+ *   chain, no pad: as chain, but the next kernel's blocks fit beside
  */
 #include <cooperative_groups.h>
 #include <cuda_runtime.h>
@@ -47,7 +51,8 @@ namespace cg = cooperative_groups;
 
 constexpr int D = 2;          /* items in flight a warp (k_mlx4g's default) */
 constexpr int ITEM = 64;      /* uint4 an item: 1 KB, 2 a lane (k_mlx4g's one-row item) */
-constexpr int LAYERS = 8, RUNS = 21;
+constexpr int LAYERS = 8, RUNS = 21, BPS = 3;
+constexpr int PAD = 70 * 1024; /* 3 blocks' worth fit in an sm_90 SM's 228 KB, a 4th does not */
 static const double PHASE_MB[4] = {12.6, 8.4, 58.7, 29.4};
 
 struct Phases {
@@ -92,18 +97,25 @@ __global__ void __launch_bounds__(256) k_walk(Phases ph, uint32_t *out) {
         load(v, ph.p, il++, lane);
         return true;
     };
+    /* slots by constant index (the loop over them unrolled): a slot picked
+     * at run time would put buf in local memory, whose stores wait for each
+     * load, leaving one load in flight */
     uint4 buf[D][2];
+#pragma unroll
     for (int k = 0; k < D; k++) next_load(buf[k]);
     uint32_t acc = 0;
-    for (int slot = 0;; slot = (slot + 1) % D) {
-        while (ic >= ec) {
-            if (++kc >= ph.n) goto done;
-            if (SYNC) cg::this_grid().sync();
-            range(ph, kc, gw, W, &ic, &ec);
+    for (;;) {
+#pragma unroll
+        for (int j = 0; j < D; j++) {
+            while (ic >= ec) {
+                if (++kc >= ph.n) goto done;
+                if (SYNC) cg::this_grid().sync();
+                range(ph, kc, gw, W, &ic, &ec);
+            }
+            acc = fold(buf[j], acc);
+            ic++;
+            next_load(buf[j]);
         }
-        acc = fold(buf[slot], acc);
-        ic++;
-        next_load(buf[slot]);
     }
 done:
     if (lane == 0) out[gw] = acc;
@@ -193,12 +205,17 @@ int main() {
     CK(cudaGetLastError());
     ph.p = p;
 
-    int per_walk = 0, per_phase = 0;
-    CK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_walk, k_walk<true>, 256, 0));
-    CK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_phase, k_phase<true>, 256, 0));
-    const int gb_walk = sms * per_walk, gb_phase = sms * per_phase;
+    void *fns[4] = {(void *)k_walk<false>, (void *)k_walk<true>, (void *)k_phase<true>, (void *)k_phase<false>};
+    for (void *f : fns) CK(cudaFuncSetAttribute(f, cudaFuncAttributeMaxDynamicSharedMemorySize, PAD));
+    int per = 0; /* the cooperative kernel must have every block resident */
+    CK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per, k_walk<true>, 256, PAD));
+    if (per < BPS) {
+        printf("boundary: skipped: %d blocks an SM fit with %d bytes of shared memory, %d wanted\n", per, PAD, BPS);
+        return 0;
+    }
+    const int gb = sms * BPS;
     uint32_t *out = nullptr;
-    const size_t words = (size_t)ph.n * (size_t)std::max(gb_walk, gb_phase) * 8;
+    const size_t words = (size_t)ph.n * (size_t)gb * 8;
     CK(cudaMalloc(&out, words * sizeof(uint32_t)));
     CK(cudaMemset(out, 0, words * sizeof(uint32_t)));
     CK(cudaDeviceSynchronize());
@@ -215,10 +232,11 @@ int main() {
         CK(cudaGraphDestroy(g));
         return ge;
     };
-    auto launch = [&](void *fn, int blocks, void **args, bool pdl, bool coop) {
+    auto launch = [&](void *fn, int blocks, void **args, bool pdl, bool coop, int pad = PAD) {
         cudaLaunchConfig_t c = {};
         c.gridDim = dim3((unsigned)blocks);
         c.blockDim = dim3(256);
+        c.dynamicSmemBytes = (size_t)pad;
         c.stream = s;
         cudaLaunchAttribute at[1];
         c.attrs = at;
@@ -237,34 +255,36 @@ int main() {
     };
 
     void *wargs[] = {&ph, &out};
-    cudaGraphExec_t g_flat = capture([&] { launch((void *)k_walk<false>, gb_walk, wargs, false, false); });
+    cudaGraphExec_t g_flat = capture([&] { launch((void *)k_walk<false>, gb, wargs, false, false); });
     std::vector<int> ks(ph.n);
-    auto chain = [&](bool pdl) {
+    auto chain = [&](bool pdl, int pad) {
         return capture([&] {
             for (int k = 0; k < ph.n; k++) {
                 ks[k] = k;
                 void *a[] = {&ph, &ks[k], &out};
-                launch(pdl ? (void *)k_phase<true> : (void *)k_phase<false>, gb_phase, a, pdl, false);
+                launch(pdl ? (void *)k_phase<true> : (void *)k_phase<false>, gb, a, pdl, false, pad);
             }
         });
     };
-    cudaGraphExec_t g_chain = chain(true), g_plain = chain(false);
+    cudaGraphExec_t g_chain = chain(true, PAD), g_plain = chain(false, PAD), g_nopad = chain(true, 0);
 
     printf("boundary: %s, %d SMs; %d phases (%d layers of qkv / o / gate+up / down bytes), %.1f MB;"
-           " %d / %d blocks of 256 (walk / phase kernels), %d items in flight a warp\n",
-           pr.name, sms, ph.n, LAYERS, bytes / 1e6, gb_walk, gb_phase, D);
-    const char *names[4] = {"flat (one kernel, no barrier)", "fused (grid sync a phase)", "chain (a kernel a phase, PDL)",
-                            "plain (a kernel a phase)"};
+           " %d blocks of 256 (%d an SM), %d items of 1 KB in flight a warp\n",
+           pr.name, sms, ph.n, LAYERS, bytes / 1e6, gb, BPS, D);
+    const int NF = 5;
+    const char *names[NF] = {"flat (one kernel, no barrier)", "fused (grid sync a phase)", "chain (a kernel a phase, PDL)",
+                             "plain (a kernel a phase)", "chain, no pad (blocks may share)"};
     /* the cooperative launch goes straight to the stream (graphs of
      * cooperative kernels need a newer driver than some GPU hosts have) */
-    std::function<void()> run[4] = {
-        [&] { CK(cudaGraphLaunch(g_flat, s)); }, [&] { launch((void *)k_walk<true>, gb_walk, wargs, false, true); },
-        [&] { CK(cudaGraphLaunch(g_chain, s)); }, [&] { CK(cudaGraphLaunch(g_plain, s)); }};
-    float ms[4];
+    std::function<void()> run[NF] = {
+        [&] { CK(cudaGraphLaunch(g_flat, s)); }, [&] { launch((void *)k_walk<true>, gb, wargs, false, true); },
+        [&] { CK(cudaGraphLaunch(g_chain, s)); }, [&] { CK(cudaGraphLaunch(g_plain, s)); },
+        [&] { CK(cudaGraphLaunch(g_nopad, s)); }};
+    float ms[NF];
     for (int round = 0; round < 2; round++)
-        for (int f = 0; f < 4; f++) {
+        for (int f = 0; f < NF; f++) {
             ms[f] = time_ms(run[f], s);
-            printf("round %d  %-32s %8.1f us  %7.1f GB/s  %6.2f us a phase over flat\n", round + 1, names[f],
+            printf("round %d  %-34s %8.1f us  %7.1f GB/s  %6.2f us a phase over flat\n", round + 1, names[f],
                    ms[f] * 1e3, bytes / (ms[f] * 1e-3) / 1e9, f ? (ms[f] - ms[0]) * 1e3 / ph.n : 0.0);
         }
     CK(cudaFree(p));
