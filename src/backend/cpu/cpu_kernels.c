@@ -642,11 +642,18 @@ static float *rope_slot_row(rope_memo *m, int half, int32_t pos) {
     if (!m->tag || m->rows_half < half) {
         pthread_once(&g_rope_once, rope_key_make);
         if (!g_rope_key_ok) return NULL;
-        int64_t *b = realloc(m->tag, ROPE_SLOTS * sizeof(int64_t) + (size_t)ROPE_SLOTS * 2 * (size_t)half * sizeof(float));
+        /* a new block (the old rows are laid out for another half), handed
+         * to the key before the old one is freed: the key never holds a
+         * freed block, whichever step fails */
+        int64_t *b = malloc(ROPE_SLOTS * sizeof(int64_t) + (size_t)ROPE_SLOTS * 2 * (size_t)half * sizeof(float));
         if (!b) return NULL;
+        if (pthread_setspecific(g_rope_key, b)) { /* freed when the thread ends */
+            free(b);
+            return NULL;
+        }
+        free(m->tag);
         m->tag = b, m->rows = (float *)(b + ROPE_SLOTS), m->rows_half = half;
-        rope_slots_clear(m); /* rows laid out for another half are no longer where their tags say */
-        pthread_setspecific(g_rope_key, b); /* freed when the thread ends */
+        rope_slots_clear(m);
     }
     return m->rows + (size_t)((uint32_t)pos % ROPE_SLOTS) * 2 * (size_t)half;
 }
