@@ -597,32 +597,26 @@ static size_t s_rope(const mlxn_node *n, int nth) {
     return (size_t)(n->p.rope.n_dims + D) * sizeof(float);
 }
 
-/* The last angles a thread computed, with what they were computed from:
- * a decode step ropes every layer's q and k at one position with the same
+/* The angles a thread computed, with what they were computed from. A
+ * decode step ropes every layer's q and k at one position with the same
  * parameters (SmolLM2: 60 calls a step, each a pow and a sin / cos a pair;
- * 2.4 % of a step before). The inverse frequencies are kept with the
- * parameters, so a prefill (other positions each token, the same
- * parameters) computes only the sin / cos. Pairs past ROPE_MEMO are not
- * kept. */
-enum { ROPE_MEMO = 128 };
-/* A prefill ropes the same positions in every layer (q and k: SmolLM2 60
- * calls over the prompt's positions, a sin and a cos a pair each: 1.6 % of
- * pp512), each thread the same positions each time. So a thread also keeps
- * the angles of the last positions it computed under these parameters, in
- * ROPE_SLOTS slots by position (direct-mapped: slot pos mod ROPE_SLOTS
- * holds tag[slot] = pos, its cos at rows[2·half·slot], its sin after
- * them). Tags and rows are one malloc block, not mlxn_malloc's (a cache:
- * without it the angles are computed as before), freed with the thread. */
-enum { ROPE_SLOTS = 1024 };
+ * 2.4 % of a step before), and a prefill ropes the same positions in every
+ * layer, each thread the same positions each time (a sin and a cos a pair
+ * each: 1.6 % of pp512 before). So the inverse frequencies are kept with
+ * the parameters, and the angles of the last positions computed under them
+ * in ROPE_SLOTS slots by position (direct-mapped: slot pos mod ROPE_SLOTS
+ * holds tag[slot] = pos, its cos at row 2·half·slot of the rows after the
+ * tags, its sin after them). Tags and rows are one malloc block, not
+ * mlxn_malloc's (a cache: without it the angles are computed each call),
+ * freed with the thread. Pairs past ROPE_MEMO are not kept. */
+enum { ROPE_MEMO = 128, ROPE_SLOTS = 1024 };
 typedef struct rope_memo {
     mlxn_rope_params p;
-    int32_t pos;
-    bool valid, has_ff, have_pos;
-    float ff[ROPE_MEMO], cs[ROPE_MEMO], sn[ROPE_MEMO];
+    bool valid, has_ff;
+    float ff[ROPE_MEMO];
     double inv[ROPE_MEMO];
     int64_t *tag;  /* ROPE_SLOTS positions held (ROPE_NONE: none), then the rows; NULL until needed */
-    float *rows;   /* ROPE_SLOTS rows of 2·rows_half floats */
-    int rows_half; /* the half those rows were allocated for */
+    int rows_half; /* the half the rows were laid out for */
 } rope_memo;
 #define ROPE_NONE INT64_MIN
 static _Thread_local rope_memo g_rope_memo;
@@ -636,26 +630,26 @@ static void rope_slots_clear(rope_memo *m) {
     if (m->tag)
         for (int i = 0; i < ROPE_SLOTS; i++) m->tag[i] = ROPE_NONE;
 }
-/* Slot row of pos for half pairs (the block (re)made as needed, empty), or
- * NULL. */
-static float *rope_slot_row(rope_memo *m, int half, int32_t pos) {
+/* The slot of pos for half pairs (the block (re)made as needed, empty), or
+ * -1 without one. */
+static int rope_slot(rope_memo *m, int half, int32_t pos) {
     if (!m->tag || m->rows_half < half) {
         pthread_once(&g_rope_once, rope_key_make);
-        if (!g_rope_key_ok) return NULL;
+        if (!g_rope_key_ok) return -1;
         /* a new block (the old rows are laid out for another half), handed
          * to the key before the old one is freed: the key never holds a
          * freed block, whichever step fails */
         int64_t *b = malloc(ROPE_SLOTS * sizeof(int64_t) + (size_t)ROPE_SLOTS * 2 * (size_t)half * sizeof(float));
-        if (!b) return NULL;
+        if (!b) return -1;
         if (pthread_setspecific(g_rope_key, b)) { /* freed when the thread ends */
             free(b);
-            return NULL;
+            return -1;
         }
         free(m->tag);
-        m->tag = b, m->rows = (float *)(b + ROPE_SLOTS), m->rows_half = half;
+        m->tag = b, m->rows_half = half;
         rope_slots_clear(m);
     }
-    return m->rows + (size_t)((uint32_t)pos % ROPE_SLOTS) * 2 * (size_t)half;
+    return (int)((uint32_t)pos % ROPE_SLOTS);
 }
 
 static bool rope_memo_same(const rope_memo *m, const mlxn_rope_params *p, const float *ff) {
@@ -671,21 +665,15 @@ static void rope_angles(const mlxn_rope_params *p, int32_t pos, const float *ff,
     rope_memo *m = &g_rope_memo;
     const int half = p->n_dims / 2;
     const bool keep = half <= ROPE_MEMO;
-    const bool same = keep && rope_memo_same(m, p, ff);
-    if (same && m->have_pos && m->pos == pos) {
-        memcpy(cs, m->cs, (size_t)half * sizeof(float));
-        memcpy(sn, m->sn, (size_t)half * sizeof(float));
-        return;
-    }
-    if (keep && !same) {
-        m->p = *p, m->has_ff = ff != NULL, m->valid = true, m->have_pos = false;
+    if (keep && !rope_memo_same(m, p, ff)) {
+        m->p = *p, m->has_ff = ff != NULL, m->valid = true;
         if (ff) memcpy(m->ff, ff, (size_t)half * sizeof(float));
         for (int i = 0; i < half; i++) m->inv[i] = rope_inv_freq(p, i, ff);
         rope_slots_clear(m);
     }
-    float *row = keep ? rope_slot_row(m, half, pos) : NULL;
-    int64_t *tag = row ? &m->tag[(uint32_t)pos % ROPE_SLOTS] : NULL;
-    if (row && *tag == pos) {
+    const int slot = keep ? rope_slot(m, half, pos) : -1;
+    float *row = slot >= 0 ? (float *)(m->tag + ROPE_SLOTS) + (size_t)slot * 2 * (size_t)half : NULL;
+    if (row && m->tag[slot] == pos) {
         memcpy(cs, row, (size_t)half * sizeof(float));
         memcpy(sn, row + half, (size_t)half * sizeof(float));
         return;
@@ -697,15 +685,10 @@ static void rope_angles(const mlxn_rope_params *p, int32_t pos, const float *ff,
         cs[i] = (float)cos(a);
         sn[i] = (float)sin(a);
     }
-    if (keep) {
-        m->pos = pos, m->have_pos = true;
-        memcpy(m->cs, cs, (size_t)half * sizeof(float));
-        memcpy(m->sn, sn, (size_t)half * sizeof(float));
-    }
     if (row) {
         memcpy(row, cs, (size_t)half * sizeof(float));
         memcpy(row + half, sn, (size_t)half * sizeof(float));
-        *tag = pos;
+        m->tag[slot] = pos;
     }
 }
 
