@@ -10,6 +10,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 
 /* Set the thread's error message (printf-style) and return `s`, so a failing
  * path reads `return mlxn_err(MLXN_ERR_SHAPE, "matmul: ...", ...);`. */
@@ -20,6 +21,18 @@ mlxn_status mlxn_err(mlxn_status s, const char *fmt, ...) __attribute__((format(
  * as if they had succeeded. Analysis builds only. */
 #define mlxn_err(s, ...) (mlxn_err((s), __VA_ARGS__), (s))
 #endif
+/* A measuring switch: on unless the environment sets `name` to 0, read
+ * once into *cache (-1 before; relaxed both ways: every thread computes
+ * the same answer). */
+static inline bool mlxn_env_switch(int *cache, const char *name) {
+    int on = __atomic_load_n(cache, __ATOMIC_RELAXED);
+    if (on < 0) {
+        const char *e = getenv(name);
+        on = !(e && *e == '0');
+        __atomic_store_n(cache, on, __ATOMIC_RELAXED);
+    }
+    return on;
+}
 /* Prefix the current message with "what: " (for adding context on the way up). */
 void mlxn_err_prefix(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void mlxn_err_clear(void);

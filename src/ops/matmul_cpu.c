@@ -2750,13 +2750,7 @@ UKERNEL_12X32(ukernel_12x32_bf16, TARGET_BF16, __m512bh, _mm512_dpbf16_ps)
  * kcmax: all of them when they fit 1.25 chunks (KCX steps). */
 static int64_t gemm_kc(int64_t left, int64_t kcmax) {
     static int on = -1; /* MLXN_CPU_GEMM_KCX=0: chunks of kcmax only (measuring) */
-    int o = __atomic_load_n(&on, __ATOMIC_RELAXED);
-    if (o < 0) {
-        const char *e = getenv("MLXN_CPU_GEMM_KCX");
-        o = !(e && *e == '0');
-        __atomic_store_n(&on, o, __ATOMIC_RELAXED);
-    }
-    return left <= (o ? kcmax + kcmax / 4 : kcmax) ? left : kcmax;
+    return left <= (mlxn_env_switch(&on, "MLXN_CPU_GEMM_KCX") ? kcmax + kcmax / 4 : kcmax) ? left : kcmax;
 }
 TARGET_512 static void gemm_blocked(const mlxn_qmat *w, const float *x, float *y, int64_t M,
                                     int64_t n0, int64_t n1, void *scratch, bool bf) {

@@ -1090,23 +1090,10 @@ __attribute__((target("avx512f"), always_inline)) static inline void att_exp_512
     x->sum += _mm512_reduce_add_ps(es);
 }
 
-/* A measuring switch: on unless the environment sets `name` to 0, read
- * once into *cache (-1 before; relaxed both ways: every worker computes
- * the same answer). */
-static bool env_switch(int *cache, const char *name) {
-    int on = __atomic_load_n(cache, __ATOMIC_RELAXED);
-    if (on < 0) {
-        const char *e = getenv(name);
-        on = !(e && *e == '0');
-        __atomic_store_n(cache, on, __ATOMIC_RELAXED);
-    }
-    return on;
-}
-
 /* MLXN_CPU_ATT_PAIR=0: prefill blocks one query at a time (measuring). */
 static bool att_pair_on(void) {
     static int on = -1;
-    return env_switch(&on, "MLXN_CPU_ATT_PAIR");
+    return mlxn_env_switch(&on, "MLXN_CPU_ATT_PAIR");
 }
 /* Whether the query after a in a tile, b, sees the same keys [j0, j1) of
  * the block (attend_block_512 / _256 then take both at once). */
@@ -1257,13 +1244,13 @@ __attribute__((target("avx512f"), always_inline)) static inline void attend_bloc
  * (measuring). */
 static bool att_k4_on(void) {
     static int on = -1;
-    return env_switch(&on, "MLXN_CPU_ATT_K4");
+    return mlxn_env_switch(&on, "MLXN_CPU_ATT_K4");
 }
 /* MLXN_CPU_ATT_MQ=0: the heads of a kv head through each key block one by
  * one, as before attend_mq_256 / _512 (measuring). */
 static bool att_mq_on(void) {
     static int on = -1;
-    return env_switch(&on, "MLXN_CPU_ATT_MQ");
+    return mlxn_env_switch(&on, "MLXN_CPU_ATT_MQ");
 }
 
 /* A 16-bit cache is read where it lies when a tile has at most this many
@@ -1817,7 +1804,7 @@ ATTEND_TILE_SIMD(attend_tile_256, T_AVX2, attend_block_256, attend_mq_256)
  * the transposed form (measuring). */
 static bool att_qt_on(void) {
     static int on = -1;
-    return env_switch(&on, "MLXN_CPU_ATT_QT");
+    return mlxn_env_switch(&on, "MLXN_CPU_ATT_QT");
 }
 /* Prefill tiles (more than ATT_DIRECT_MAX queries, f32 key and value rows)
  * with the tile's queries as lanes: q is transposed once a tile into
@@ -2127,7 +2114,7 @@ static void attend_tile_qt(const mlxn_tensor *kc, const mlxn_tensor *vc, const m
  * blocks itself, as before ATT_QT_G (measuring). */
 static bool att_qtg_on(void) {
     static int on = -1;
-    return env_switch(&on, "MLXN_CPU_ATT_QTG");
+    return mlxn_env_switch(&on, "MLXN_CPU_ATT_QTG");
 }
 /* The transposed form's block function for head dim D on this CPU (NULL:
  * not taken: soft-capping, D not a multiple of 16, no AVX2, the scalar
@@ -2258,7 +2245,7 @@ typedef struct att_shared_hdr {
 static size_t sh_attention(const mlxn_node *n, int nth) {
     const int64_t Tn = T(1)->shape[0], H = T(1)->shape[1], D = T(1)->shape[2], Hkv = T(2)->shape[0];
     static int on = -1; /* MLXN_CPU_ATT_SPLIT=0: the heads split as before (measuring) */
-    if (!env_switch(&on, "MLXN_CPU_ATT_SPLIT") || nth < 2 || Tn != 1 || Hkv % nth == 0 || H / Hkv > ATT_QT) return 0;
+    if (!mlxn_env_switch(&on, "MLXN_CPU_ATT_SPLIT") || nth < 2 || Tn != 1 || Hkv % nth == 0 || H / Hkv > ATT_QT) return 0;
     return (size_t)Hkv * (sizeof(att_shared_hdr) + (size_t)nth * (size_t)(H / Hkv) * (size_t)(D + 2) * sizeof(float));
 }
 
