@@ -49,7 +49,8 @@ namespace cg = cooperative_groups;
         }                                                                                              \
     } while (0)
 
-constexpr int D = 2;          /* items in flight a warp (k_mlx4g's default) */
+constexpr int D0 = 2;         /* items in flight a warp (k_mlx4g's default) */
+constexpr int DR = 8;         /* the ring forms' items in flight a warp (8 KB: 3 blocks' rings fill 192 KB of an SM) */
 constexpr int ITEM = 64;      /* uint4 an item: 1 KB, 2 a lane (k_mlx4g's one-row item) */
 constexpr int LAYERS = 8, RUNS = 21, BPS = 3;
 constexpr int PAD = 70 * 1024; /* 3 blocks' worth fit in an sm_90 SM's 228 KB, a 4th does not */
@@ -80,8 +81,8 @@ static __device__ __forceinline__ void range(const Phases &ph, int k, int gw, in
 /* flat / fused: each warp walks its items of every phase in turn with D
  * loads in flight; fused syncs the grid before it consumes a phase's first
  * item (its loads were issued before the sync). */
-template <bool SYNC>
-__global__ void __launch_bounds__(256) k_walk(Phases ph, uint32_t *out) {
+template <int D, bool SYNC>
+__global__ void __launch_bounds__(256, BPS) k_walk(Phases ph, uint32_t *out) {
     const int lane = threadIdx.x & 31, gw = (int)((blockIdx.x * blockDim.x + threadIdx.x) >> 5);
     const int W = (int)((gridDim.x * blockDim.x) >> 5);
     /* the warp's items in order, as (phase, index) produced on the fly */
@@ -121,8 +122,60 @@ done:
     if (lane == 0) out[gw] = acc;
 }
 
+/* ring: as k_walk, but each warp's D items in flight are asynchronous
+ * copies into its own slots of shared memory (cp.async), so far more
+ * bytes stay in flight across a grid barrier than registers can hold. */
+static __device__ __forceinline__ void cp16(uint32_t dst, const uint4 *src) {
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(dst), "l"(src) : "memory");
+}
+template <int D, bool SYNC>
+__global__ void __launch_bounds__(256) k_ring(Phases ph, uint32_t *out) {
+    extern __shared__ uint4 sm[];
+    const int lane = threadIdx.x & 31, gw = (int)((blockIdx.x * blockDim.x + threadIdx.x) >> 5);
+    const int W = (int)((gridDim.x * blockDim.x) >> 5);
+    uint4 *mine = sm + (size_t)(threadIdx.x >> 5) * D * ITEM + 2 * lane;
+    const uint32_t base = (uint32_t)__cvta_generic_to_shared(mine);
+    int kl = 0, kc = 0;
+    long long il, el, ic, ec;
+    range(ph, 0, gw, W, &il, &el);
+    range(ph, 0, gw, W, &ic, &ec);
+    auto next_load = [&](int j) {
+        while (il >= el) {
+            if (++kl >= ph.n) goto none;
+            range(ph, kl, gw, W, &il, &el);
+        }
+        {
+            const uint4 *q = ph.p + il++ * ITEM + 2 * lane;
+            cp16(base + (uint32_t)(j * ITEM * 16), q);
+            cp16(base + (uint32_t)(j * ITEM * 16 + 16), q + 1);
+        }
+    none:
+        asm volatile("cp.async.commit_group;" ::: "memory");
+    };
+#pragma unroll
+    for (int j = 0; j < D; j++) next_load(j);
+    uint32_t acc = 0;
+    for (;;) {
+#pragma unroll
+        for (int j = 0; j < D; j++) {
+            while (ic >= ec) {
+                if (++kc >= ph.n) goto done;
+                if (SYNC) cg::this_grid().sync();
+                range(ph, kc, gw, W, &ic, &ec);
+            }
+            asm volatile("cp.async.wait_group %0;" ::"n"(D - 1) : "memory");
+            acc = fold(mine + j * ITEM, acc);
+            ic++;
+            next_load(j);
+        }
+    }
+done:
+    asm volatile("cp.async.wait_all;" ::: "memory");
+    if (lane == 0) out[gw] = acc;
+}
+
 /* chain / plain: one phase; PDL: first D items before the wait */
-template <bool PDL>
+template <int D, bool PDL>
 __global__ void __launch_bounds__(256) k_phase(Phases ph, int k, uint32_t *out) {
     const int lane = threadIdx.x & 31, gw = (int)((blockIdx.x * blockDim.x + threadIdx.x) >> 5);
     const int W = (int)((gridDim.x * blockDim.x) >> 5);
@@ -205,12 +258,18 @@ int main() {
     CK(cudaGetLastError());
     ph.p = p;
 
-    void *fns[4] = {(void *)k_walk<false>, (void *)k_walk<true>, (void *)k_phase<true>, (void *)k_phase<false>};
-    for (void *f : fns) CK(cudaFuncSetAttribute(f, cudaFuncAttributeMaxDynamicSharedMemorySize, PAD));
-    int per = 0; /* the cooperative kernel must have every block resident */
-    CK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per, k_walk<true>, 256, PAD));
-    if (per < BPS) {
-        printf("boundary: skipped: %d blocks an SM fit with %d bytes of shared memory, %d wanted\n", per, PAD, BPS);
+    const int RING = 8 * DR * ITEM * 16; /* a block's ring bytes */
+    void *fns[] = {(void *)k_walk<D0, false>, (void *)k_walk<D0, true>, (void *)k_walk<6, true>,
+                   (void *)k_phase<D0, true>, (void *)k_phase<D0, false>, (void *)k_phase<4, true>,
+                   (void *)k_phase<8, true>, (void *)k_ring<DR, false>, (void *)k_ring<DR, true>};
+    for (void *f : fns)
+        CK(cudaFuncSetAttribute(f, cudaFuncAttributeMaxDynamicSharedMemorySize, std::max(PAD, RING)));
+    int per = 0, per_r = 0; /* the cooperative kernels must have every block resident */
+    CK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per, k_walk<6, true>, 256, PAD));
+    CK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_r, k_ring<DR, true>, 256, RING));
+    if (per < BPS || per_r < BPS) {
+        printf("boundary: skipped: %d / %d blocks an SM fit with %d / %d bytes of shared memory, %d wanted\n", per,
+               per_r, PAD, RING, BPS);
         return 0;
     }
     const int gb = sms * BPS;
@@ -255,37 +314,76 @@ int main() {
     };
 
     void *wargs[] = {&ph, &out};
-    cudaGraphExec_t g_flat = capture([&] { launch((void *)k_walk<false>, gb, wargs, false, false); });
+    cudaGraphExec_t g_flat = capture([&] { launch((void *)k_walk<D0, false>, gb, wargs, false, false); });
+    cudaGraphExec_t g_rflat = capture([&] { launch((void *)k_ring<DR, false>, gb, wargs, false, false, RING); });
     std::vector<int> ks(ph.n);
-    auto chain = [&](bool pdl, int pad) {
+    auto chain = [&](void *fn, bool pdl, int pad) {
         return capture([&] {
             for (int k = 0; k < ph.n; k++) {
                 ks[k] = k;
                 void *a[] = {&ph, &ks[k], &out};
-                launch(pdl ? (void *)k_phase<true> : (void *)k_phase<false>, gb, a, pdl, false, pad);
+                launch(fn, gb, a, pdl, false, pad);
             }
         });
     };
-    cudaGraphExec_t g_chain = chain(true, PAD), g_plain = chain(false, PAD), g_nopad = chain(true, 0);
+    cudaGraphExec_t g_chain = chain((void *)k_phase<D0, true>, true, PAD);
+    cudaGraphExec_t g_plain = chain((void *)k_phase<D0, false>, false, PAD);
+    cudaGraphExec_t g_nopad = chain((void *)k_phase<D0, true>, true, 0);
+    cudaGraphExec_t g_chain4 = chain((void *)k_phase<4, true>, true, PAD);
+    cudaGraphExec_t g_chain8 = chain((void *)k_phase<8, true>, true, PAD);
+    /* the same phases with no bytes: what a boundary costs by itself */
+    Phases ph0 = ph;
+    for (int k = 0; k <= ph0.n; k++) ph0.start[k] = 0;
+    void *wargs0[] = {&ph0, &out};
+    cudaGraphExec_t g_chain0 = capture([&] {
+        for (int k = 0; k < ph.n; k++) {
+            ks[k] = k;
+            void *a[] = {&ph0, &ks[k], &out};
+            launch((void *)k_phase<D0, true>, gb, a, true, false, PAD);
+        }
+    });
 
     printf("boundary: %s, %d SMs; %d phases (%d layers of qkv / o / gate+up / down bytes), %.1f MB;"
-           " %d blocks of 256 (%d an SM), %d items of 1 KB in flight a warp\n",
-           pr.name, sms, ph.n, LAYERS, bytes / 1e6, gb, BPS, D);
-    const int NF = 5;
-    const char *names[NF] = {"flat (one kernel, no barrier)", "fused (grid sync a phase)", "chain (a kernel a phase, PDL)",
-                             "plain (a kernel a phase)", "chain, no pad (blocks may share)"};
+           " %d blocks of 256 (%d an SM), D items of 1 KB in flight a warp\n",
+           pr.name, sms, ph.n, LAYERS, bytes / 1e6, gb, BPS);
+    const int NF = 12;
+    const char *names[NF] = {"flat (one kernel, no barrier), D 2",
+                             "fused (grid sync a phase), D 2",
+                             "chain (a kernel a phase, PDL), D 2",
+                             "plain (a kernel a phase), D 2",
+                             "chain, no pad (blocks may share), D 2",
+                             "chain, D 4",
+                             "chain, D 8",
+                             "fused, D 6",
+                             "ring flat (cp.async to smem), D 8",
+                             "ring fused (grid sync), D 8",
+                             "chain, no bytes (the boundaries alone)",
+                             "fused, no bytes (the syncs alone)"};
     /* the cooperative launch goes straight to the stream (graphs of
      * cooperative kernels need a newer driver than some GPU hosts have) */
     std::function<void()> run[NF] = {
-        [&] { CK(cudaGraphLaunch(g_flat, s)); }, [&] { launch((void *)k_walk<true>, gb, wargs, false, true); },
-        [&] { CK(cudaGraphLaunch(g_chain, s)); }, [&] { CK(cudaGraphLaunch(g_plain, s)); },
-        [&] { CK(cudaGraphLaunch(g_nopad, s)); }};
+        [&] { CK(cudaGraphLaunch(g_flat, s)); },
+        [&] { launch((void *)k_walk<D0, true>, gb, wargs, false, true); },
+        [&] { CK(cudaGraphLaunch(g_chain, s)); },
+        [&] { CK(cudaGraphLaunch(g_plain, s)); },
+        [&] { CK(cudaGraphLaunch(g_nopad, s)); },
+        [&] { CK(cudaGraphLaunch(g_chain4, s)); },
+        [&] { CK(cudaGraphLaunch(g_chain8, s)); },
+        [&] { launch((void *)k_walk<6, true>, gb, wargs, false, true); },
+        [&] { CK(cudaGraphLaunch(g_rflat, s)); },
+        [&] { launch((void *)k_ring<DR, true>, gb, wargs, false, true, RING); },
+        [&] { CK(cudaGraphLaunch(g_chain0, s)); },
+        [&] { launch((void *)k_walk<D0, true>, gb, wargs0, false, true); }};
     float ms[NF];
     for (int round = 0; round < 2; round++)
         for (int f = 0; f < NF; f++) {
             ms[f] = time_ms(run[f], s);
-            printf("round %d  %-34s %8.1f us  %7.1f GB/s  %6.2f us a phase over flat\n", round + 1, names[f],
-                   ms[f] * 1e3, bytes / (ms[f] * 1e-3) / 1e9, f ? (ms[f] - ms[0]) * 1e3 / ph.n : 0.0);
+            if (f >= NF - 2) /* no bytes */
+                printf("round %d  %-40s %8.1f us  %6.2f us a phase\n", round + 1, names[f], ms[f] * 1e3,
+                       ms[f] * 1e3 / ph.n);
+            else
+                printf("round %d  %-40s %8.1f us  %7.1f GB/s  %6.2f us a phase over flat\n", round + 1, names[f],
+                       ms[f] * 1e3, bytes / (ms[f] * 1e-3) / 1e9, f ? (ms[f] - ms[0]) * 1e3 / ph.n : 0.0);
         }
     CK(cudaFree(p));
     CK(cudaFree(out));
