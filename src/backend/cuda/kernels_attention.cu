@@ -384,7 +384,7 @@ __device__ __forceinline__ void attn_chunk_v(float *bm, float *bl, float *bacc, 
     for (int g = 0; g < HB; g++) {
         const float mo = __shfl_xor_sync(0xffffffffu, mx[g], 16), so = __shfl_xor_sync(0xffffffffu, sum[g], 16);
         const float M = fmaxf(mx[g], mo);
-        const float fs = mx[g] == -INFINITY ? 0.0f : expf(mx[g] - M), fo = mo == -INFINITY ? 0.0f : expf(mo - M);
+        const float fs = mx[g] == -INFINITY ? 0.0f : att_exp(mx[g] - M), fo = mo == -INFINITY ? 0.0f : att_exp(mo - M);
         sum[g] = sum[g] * fs + so * fo;
 #pragma unroll
         for (int j = 0; j < 8; j++) acc[g][j] = acc[g][j] * fs + __shfl_xor_sync(0xffffffffu, acc[g][j], 16) * fo;
@@ -414,7 +414,7 @@ __device__ __forceinline__ void attn_chunk_v(float *bm, float *bl, float *bacc, 
         float M = m;
 #pragma unroll
         for (int o = NW / 2; o > 0; o >>= 1) M = fmaxf(M, __shfl_xor_sync(0xffffffffu, M, o));
-        const float f = m == -INFINITY ? 0.0f : expf(m - M);
+        const float f = m == -INFINITY ? 0.0f : att_exp(m - M);
         float L = g < HB ? ss[k][g] * f : 0.0f;
 #pragma unroll
         for (int o = NW / 2; o > 0; o >>= 1) L += __shfl_xor_sync(0xffffffffu, L, o);
@@ -534,7 +534,9 @@ __global__ void __launch_bounds__(ATTC_WARPS * 32, 1) k_attn_cluster(float *o, c
     asm volatile("barrier.cluster.arrive.relaxed.aligned;" ::: "memory");
     int64_t th = (int64_t)blockIdx.x * NH; /* t * H + h of the block's first head h */
     int split = (int)cl.block_rank();
-    int64_t t = th / H, h = th % H, G = H / Hkv, hk = h / G;
+    /* T * H and H fit in 32 bits: 32-bit divisions before the wait */
+    const unsigned th32 = (unsigned)th, H32 = (unsigned)H, G32 = H32 / (unsigned)Hkv;
+    const int64_t t = th32 / H32, h = th32 - (unsigned)t * H32, G = G32, hk = (unsigned)h / G32;
     if (!EARLY) cu_pdl_enter();
     int64_t first, pt;
     attn_range(pos, t, C, p, &first, &pt);
@@ -543,10 +545,13 @@ __global__ void __launch_bounds__(ATTC_WARPS * 32, 1) k_attn_cluster(float *o, c
     if (hi > pt + 1) hi = pt + 1;
     if (EARLY) { /* the prefetch first: with ROPE the rows are needed soon after the wait */
         const int es = KT == MLXN_F32 ? 4 : 2, lines = (int)((D * es + 127) / 128);
-        for (int64_t k = threadIdx.x; k < (hi - lo) * lines * 2; k += blockDim.x) {
-            int64_t rr = k / (2 * lines), l = k % lines;
-            const char *base = (const char *)((k / lines) & 1 ? vc : kc);
-            const char *a = base + ((hk * C + (lo + rr) % C) * D) * es + 128 * l;
+        /* positions and C are int32 (pos): 32-bit division */
+        const unsigned L2 = 2u * (unsigned)lines, C32 = (unsigned)C, lo32 = (unsigned)lo;
+        const unsigned nk = hi > lo ? (unsigned)(hi - lo) * L2 : 0u; /* a block past the range: none */
+        for (unsigned k = threadIdx.x; k < nk; k += blockDim.x) {
+            const unsigned rr = k / L2, r2 = k - rr * L2, l = r2 % (unsigned)lines;
+            const char *base = (const char *)(r2 >= (unsigned)lines ? vc : kc);
+            const char *a = base + ((hk * C + (int64_t)((lo32 + rr) % C32)) * D) * es + 128 * l;
             asm volatile("prefetch.global.L2 [%0];" ::"l"(a));
         }
     }
@@ -616,7 +621,7 @@ __global__ void __launch_bounds__(ATTC_WARPS * 32, 1) k_attn_cluster(float *o, c
             float M = m;
 #pragma unroll
             for (int sh = ATT_CLUSTER / 2; sh > 0; sh >>= 1) M = fmaxf(M, __shfl_xor_sync(0xffffffffu, M, sh));
-            const float f = m == -INFINITY ? 0.0f : expf(m - M);
+            const float f = m == -INFINITY ? 0.0f : att_exp(m - M);
             float L = g < NH ? cls[k][g] * f : 0.0f;
 #pragma unroll
             for (int sh = ATT_CLUSTER / 2; sh > 0; sh >>= 1) L += __shfl_xor_sync(0xffffffffu, L, sh);
