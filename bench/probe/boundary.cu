@@ -27,6 +27,14 @@
  *           decode graph), first D items loaded before the wait
  *   plain   one kernel a phase, no programmatic launch
  *   chain, no pad: as chain, but the next kernel's blocks fit beside
+ *   chain, D 4 / 8; fused, D 6: more items in flight a warp (registers)
+ *   ring flat / fused: D items a warp in flight as cp.async copies into
+ *           the warp's slots of shared memory, issued across the phase
+ *           ends (so across the grid sync)
+ *   chain / fused, no bytes: the kernel boundaries or grid syncs alone
+ * Found on an H200 (bench/RESULTS.md, 2026-11-30): a boundary costs ~1.8 us
+ * whichever way it is crossed (grid sync, PDL chain, deeper or ring
+ * loads), ~1.35 us of it the dependency's own latency.
  */
 #include <cooperative_groups.h>
 #include <cuda_runtime.h>
