@@ -8,6 +8,6 @@ set -u
 cd "$(dirname "$0")/.."
 B=${B:-/tmp/mlxn-probe}
 mkdir -p "$B"
-nvcc -O3 -std=c++17 -gencode arch=compute_90,code=sm_90 -o "$B/boundary" bench/probe/boundary.cu >"$B/build.log" 2>&1 ||
+nvcc -O3 -std=c++17 -gencode arch=compute_90,code=sm_90 ${PROBE_FLAGS:-} -o "$B/boundary" bench/probe/boundary.cu >"$B/build.log" 2>&1 ||
   { tail -20 "$B/build.log"; echo "boundary-probe: build failed"; exit 1; }
 timeout ${PROBE_TIMEOUT:-120} "$B/boundary"

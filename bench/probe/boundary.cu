@@ -32,9 +32,15 @@
  *           the warp's slots of shared memory, issued across the phase
  *           ends (so across the grid sync)
  *   chain / fused, no bytes: the kernel boundaries or grid syncs alone
+ *   flow    one cooperative kernel, no barrier: chunk c of phase k waits
+ *           on counters for chunk c of phase k - 1 (a split-K matmul's
+ *           dependency on its chunk of x), 1 or 4 chunks a phase, the
+ *           counts fenced, released, or unordered; BACKOFF (ns, a -D
+ *           through PROBE_FLAGS) between polls
  * Found on an H200 (bench/RESULTS.md, 2026-11-30): a boundary costs ~1.8 us
  * whichever way it is crossed (grid sync, PDL chain, deeper or ring
- * loads), ~1.35 us of it the dependency's own latency.
+ * loads), ~1.35 us of it the dependency's own latency; the counter forms
+ * cost more (2.9-13 us a phase).
  */
 #include <cooperative_groups.h>
 #include <cuda_runtime.h>
@@ -58,6 +64,9 @@ namespace cg = cooperative_groups;
     } while (0)
 
 constexpr int D0 = 2;         /* items in flight a warp (k_mlx4g's default) */
+#ifndef BACKOFF
+#define BACKOFF 0 /* flow's ns between polls */
+#endif
 constexpr int DR = 8;         /* the ring forms' items in flight a warp (8 KB: 3 blocks' rings fill 192 KB of an SM) */
 constexpr int ITEM = 64;      /* uint4 an item: 1 KB, 2 a lane (k_mlx4g's one-row item) */
 constexpr int LAYERS = 8, RUNS = 21, BPS = 3;
@@ -182,6 +191,98 @@ done:
     if (lane == 0) out[gw] = acc;
 }
 
+/* flow: one cooperative kernel with no grid barrier. Each phase's items
+ * are C chunks in turn; the blocks split every chunk evenly, their warps
+ * split the block's share. Before a warp consumes its first item of chunk
+ * c of phase k it waits (lane 0 polls) until every block has finished
+ * chunk c of phase k - 1: a dependency like a split-K matmul's on the
+ * chunk of x its items read. A warp done with a chunk fences and counts
+ * into shared memory; the block's last warp adds one to the chunk's global
+ * counter (counters grow by one each run: epoch). F: 1 each warp fences
+ * first (__threadfence), 2 the count is a release (no fence), 0 neither
+ * (not enough for real outputs: measures what the ordering costs). Loads go through the
+ * shared-memory ring, issued ahead across the waits. */
+template <int D, int C, int F>
+__global__ void __launch_bounds__(256) k_flow(Phases ph, uint32_t *out, unsigned *cnt, unsigned epoch) {
+    extern __shared__ uint4 sm[];
+    __shared__ unsigned done[4 * LAYERS * 8];
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    const int U = ph.n * C, nb = (int)gridDim.x;
+    for (int u = threadIdx.x; u < U; u += blockDim.x) done[u] = 0;
+    __syncthreads();
+    uint4 *mine = sm + (size_t)warp * D * ITEM + 2 * lane;
+    const uint32_t base = (uint32_t)__cvta_generic_to_shared(mine);
+    /* unit u = k * C + c: this warp's items of chunk c of phase k */
+    auto urange = [&](int u, long long *i0, long long *i1) {
+        const int k = u / C, c = u - k * C;
+        const long long s = ph.start[k], T = ph.start[k + 1] - s;
+        const long long a = s + T * c / C, b = s + T * (c + 1) / C;
+        const long long ba = a + (b - a) * blockIdx.x / nb, bb = a + (b - a) * (blockIdx.x + 1) / nb;
+        *i0 = ba + (bb - ba) * warp / 8;
+        *i1 = ba + (bb - ba) * (warp + 1) / 8;
+    };
+    int ul = 0, uc = 0;
+    long long il, el, ic, ec;
+    urange(0, &il, &el);
+    urange(0, &ic, &ec);
+    auto next_load = [&](int j) {
+        while (il >= el) {
+            if (++ul >= U) goto none;
+            urange(ul, &il, &el);
+        }
+        {
+            const uint4 *q = ph.p + il++ * ITEM + 2 * lane;
+            cp16(base + (uint32_t)(j * ITEM * 16), q);
+            cp16(base + (uint32_t)(j * ITEM * 16 + 16), q + 1);
+        }
+    none:
+        asm volatile("cp.async.commit_group;" ::: "memory");
+    };
+    auto finish = [&](int u) { /* this warp is done with unit u */
+        if (lane == 0) {
+            if (F == 1) __threadfence();
+            if (atomicAdd(&done[u], 1u) == 7u) {
+                if (F == 2) asm volatile("red.release.gpu.global.add.u32 [%0], 1;" ::"l"(cnt + u) : "memory");
+                else atomicAdd(&cnt[u], 1u);
+            }
+        }
+    };
+    auto await = [&](int u) { /* every block done with unit u - C */
+        if (u >= C && lane == 0) {
+            const unsigned want = epoch * (unsigned)nb;
+            unsigned v;
+            for (;;) {
+                asm volatile("ld.acquire.gpu.global.u32 %0, [%1];" : "=r"(v) : "l"(cnt + u - C) : "memory");
+                if ((int)(v - want) >= 0) break;
+                if (BACKOFF) __nanosleep(BACKOFF); /* fewer polls of one L2 line */
+            }
+        }
+        __syncwarp();
+    };
+#pragma unroll
+    for (int j = 0; j < D; j++) next_load(j);
+    uint32_t acc = 0;
+    await(0);
+    for (;;) {
+#pragma unroll
+        for (int j = 0; j < D; j++) {
+            while (ic >= ec) {
+                finish(uc);
+                if (++uc >= U) goto done;
+                urange(uc, &ic, &ec);
+                await(uc);
+            }
+            asm volatile("cp.async.wait_group %0;" ::"n"(D - 1) : "memory");
+            acc = fold(mine + j * ITEM, acc);
+            ic++;
+            next_load(j);
+        }
+    }
+done:
+    asm volatile("cp.async.wait_all;" ::: "memory");
+    if (lane == 0) out[(blockIdx.x * blockDim.x + threadIdx.x) >> 5] = acc;
+}
+
 /* chain / plain: one phase; PDL: first D items before the wait */
 template <int D, bool PDL>
 __global__ void __launch_bounds__(256) k_phase(Phases ph, int k, uint32_t *out) {
@@ -267,7 +368,7 @@ int main() {
     ph.p = p;
 
     const int RING = 8 * DR * ITEM * 16; /* a block's ring bytes */
-    void *fns[] = {(void *)k_walk<D0, false>, (void *)k_walk<D0, true>, (void *)k_walk<6, true>,
+    void *fns[] = {(void *)k_flow<DR, 1, 1>, (void *)k_flow<DR, 4, 1>, (void *)k_flow<DR, 1, 2>, (void *)k_flow<DR, 4, 2>, (void *)k_flow<DR, 1, 0>, (void *)k_flow<DR, 4, 0>, (void *)k_walk<D0, false>, (void *)k_walk<D0, true>, (void *)k_walk<6, true>,
                    (void *)k_phase<D0, true>, (void *)k_phase<D0, false>, (void *)k_phase<4, true>,
                    (void *)k_phase<8, true>, (void *)k_ring<DR, false>, (void *)k_ring<DR, true>};
     for (void *f : fns)
@@ -275,6 +376,9 @@ int main() {
     int per = 0, per_r = 0; /* the cooperative kernels must have every block resident */
     CK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per, k_walk<6, true>, 256, PAD));
     CK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_r, k_ring<DR, true>, 256, RING));
+    int per_f = 0;
+    CK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_f, k_flow<DR, 4, 1>, 256, RING));
+    if (per_f < per_r) per_r = per_f;
     if (per < BPS || per_r < BPS) {
         printf("boundary: skipped: %d / %d blocks an SM fit with %d / %d bytes of shared memory, %d wanted\n", per,
                per_r, PAD, RING, BPS);
@@ -288,6 +392,13 @@ int main() {
     CK(cudaDeviceSynchronize());
     cudaStream_t s;
     CK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+    unsigned *cnt = nullptr; /* flow: a counter for each phase's chunks, each form its own */
+    const int NC = 4 * LAYERS * 8; /* counters a form */
+    CK(cudaMalloc(&cnt, 6 * NC * sizeof(unsigned)));
+    CK(cudaMemset(cnt, 0, 6 * NC * sizeof(unsigned)));
+    unsigned epoch[6] = {0, 0, 0, 0, 0, 0};
+    unsigned *cnts[6];
+    for (int i = 0; i < 6; i++) cnts[i] = cnt + i * NC;
 
     auto capture = [&](auto body) {
         cudaGraph_t g;
@@ -354,7 +465,7 @@ int main() {
     printf("boundary: %s, %d SMs; %d phases (%d layers of qkv / o / gate+up / down bytes), %.1f MB;"
            " %d blocks of 256 (%d an SM), D items of 1 KB in flight a warp\n",
            pr.name, sms, ph.n, LAYERS, bytes / 1e6, gb, BPS);
-    const int NF = 12;
+    const int NF = 18;
     const char *names[NF] = {"flat (one kernel, no barrier), D 2",
                              "fused (grid sync a phase), D 2",
                              "chain (a kernel a phase, PDL), D 2",
@@ -366,7 +477,18 @@ int main() {
                              "ring flat (cp.async to smem), D 8",
                              "ring fused (grid sync), D 8",
                              "chain, no bytes (the boundaries alone)",
-                             "fused, no bytes (the syncs alone)"};
+                             "fused, no bytes (the syncs alone)",
+                             "flow, a phase on the last, fence",
+                             "flow, chunk on chunk (4), fence",
+                             "flow, a phase on the last, release",
+                             "flow, chunk on chunk (4), release",
+                             "flow, a phase on the last, unordered",
+                             "flow, chunk on chunk (4), unordered"};
+    auto flow = [&](int i, void *fn) {
+        unsigned e = ++epoch[i];
+        void *a[] = {&ph, &out, &cnts[i], &e};
+        launch(fn, gb, a, false, true, RING);
+    };
     /* the cooperative launch goes straight to the stream (graphs of
      * cooperative kernels need a newer driver than some GPU hosts have) */
     std::function<void()> run[NF] = {
@@ -381,12 +503,15 @@ int main() {
         [&] { CK(cudaGraphLaunch(g_rflat, s)); },
         [&] { launch((void *)k_ring<DR, true>, gb, wargs, false, true, RING); },
         [&] { CK(cudaGraphLaunch(g_chain0, s)); },
-        [&] { launch((void *)k_walk<D0, true>, gb, wargs0, false, true); }};
+        [&] { launch((void *)k_walk<D0, true>, gb, wargs0, false, true); },
+        [&] { flow(0, (void *)k_flow<DR, 1, 1>); }, [&] { flow(1, (void *)k_flow<DR, 4, 1>); },
+        [&] { flow(2, (void *)k_flow<DR, 1, 2>); }, [&] { flow(3, (void *)k_flow<DR, 4, 2>); },
+        [&] { flow(4, (void *)k_flow<DR, 1, 0>); }, [&] { flow(5, (void *)k_flow<DR, 4, 0>); }};
     float ms[NF];
     for (int round = 0; round < 2; round++)
         for (int f = 0; f < NF; f++) {
             ms[f] = time_ms(run[f], s);
-            if (f >= NF - 2) /* no bytes */
+            if (f == 10 || f == 11) /* no bytes */
                 printf("round %d  %-40s %8.1f us  %6.2f us a phase\n", round + 1, names[f], ms[f] * 1e3,
                        ms[f] * 1e3 / ph.n);
             else
