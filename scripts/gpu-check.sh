@@ -106,7 +106,7 @@ echo "MLXN_CU_Q4K_EPI=0: $(tail -1 "$LOG/exp_q4k_epi_ops.log")"
 grep -E "FAIL" "$LOG/exp_q4k_epi_ops.log" | head -5
 cat "$LOG/bench8b_ggml.log"
 echo "kernel boundaries against grid barriers (scripts/boundary-probe.sh):"
-grep -E "^boundary|^round" "$LOG/boundary.log" | head -10
+grep -E "^boundary|^round 1" "$LOG/boundary.log"
 echo "tests (make CUDA=1 test, exit $test_rc):"
 grep -E "^test_[a-z_]+: [0-9]+ passed" "$LOG/test.log" | sort -u
 grep -E "FAIL" "$LOG/test.log" | head -10
