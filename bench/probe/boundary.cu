@@ -37,6 +37,8 @@
  *           dependency on its chunk of x), 1 or 4 chunks a phase, the
  *           counts fenced, released, or unordered; BACKOFF (ns, a -D
  *           through PROBE_FLAGS) between polls
+ *   chain, 1 block of 768 / 2 of 384 an SM (with and without bytes): the
+ *           same warps an SM in fewer blocks
  * Found on an H200 (bench/RESULTS.md, 2026-11-30): a boundary costs ~1.8 us
  * whichever way it is crossed (grid sync, PDL chain, deeper or ring
  * loads), ~1.35 us of it the dependency's own latency; the counter forms
@@ -284,8 +286,8 @@ done:
 }
 
 /* chain / plain: one phase; PDL: first D items before the wait */
-template <int D, bool PDL>
-__global__ void __launch_bounds__(256) k_phase(Phases ph, int k, uint32_t *out) {
+template <int D, bool PDL, int NT = 256>
+__global__ void __launch_bounds__(NT) k_phase(Phases ph, int k, uint32_t *out) {
     const int lane = threadIdx.x & 31, gw = (int)((blockIdx.x * blockDim.x + threadIdx.x) >> 5);
     const int W = (int)((gridDim.x * blockDim.x) >> 5);
     long long i0, i1;
@@ -410,10 +412,10 @@ int main() {
         CK(cudaGraphDestroy(g));
         return ge;
     };
-    auto launch = [&](void *fn, int blocks, void **args, bool pdl, bool coop, int pad = PAD) {
+    auto launch = [&](void *fn, int blocks, void **args, bool pdl, bool coop, int pad = PAD, int nt = 256) {
         cudaLaunchConfig_t c = {};
         c.gridDim = dim3((unsigned)blocks);
-        c.blockDim = dim3(256);
+        c.blockDim = dim3((unsigned)nt);
         c.dynamicSmemBytes = (size_t)pad;
         c.stream = s;
         cudaLaunchAttribute at[1];
@@ -435,13 +437,16 @@ int main() {
     void *wargs[] = {&ph, &out};
     cudaGraphExec_t g_flat = capture([&] { launch((void *)k_walk<D0, false>, gb, wargs, false, false); });
     cudaGraphExec_t g_rflat = capture([&] { launch((void *)k_ring<DR, false>, gb, wargs, false, false, RING); });
+    /* the same phases with no bytes: what a boundary costs by itself */
+    Phases ph0 = ph;
+    for (int k = 0; k <= ph0.n; k++) ph0.start[k] = 0;
     std::vector<int> ks(ph.n);
-    auto chain = [&](void *fn, bool pdl, int pad) {
+    auto chain = [&](void *fn, bool pdl, int pad, int blocks = 0, int nt = 256, const Phases *pp = nullptr) {
         return capture([&] {
             for (int k = 0; k < ph.n; k++) {
                 ks[k] = k;
-                void *a[] = {&ph, &ks[k], &out};
-                launch(fn, gb, a, pdl, false, pad);
+                void *a[] = {(void *)(pp ? pp : &ph), &ks[k], &out};
+                launch(fn, blocks ? blocks : gb, a, pdl, false, pad, nt);
             }
         });
     };
@@ -450,10 +455,15 @@ int main() {
     cudaGraphExec_t g_nopad = chain((void *)k_phase<D0, true>, true, 0);
     cudaGraphExec_t g_chain4 = chain((void *)k_phase<4, true>, true, PAD);
     cudaGraphExec_t g_chain8 = chain((void *)k_phase<8, true>, true, PAD);
-    /* the same phases with no bytes: what a boundary costs by itself */
-    Phases ph0 = ph;
-    for (int k = 0; k <= ph0.n; k++) ph0.start[k] = 0;
     void *wargs0[] = {&ph0, &out};
+    /* the same warps an SM in fewer, larger blocks (shared memory padded so
+     * that, as above, no block of the next kernel fits beside) */
+    CK(cudaFuncSetAttribute((void *)k_phase<D0, true, 768>, cudaFuncAttributeMaxDynamicSharedMemorySize, 3 * PAD));
+    CK(cudaFuncSetAttribute((void *)k_phase<D0, true, 384>, cudaFuncAttributeMaxDynamicSharedMemorySize, 3 * PAD / 2));
+    cudaGraphExec_t g_big = chain((void *)k_phase<D0, true, 768>, true, 3 * PAD, sms, 768);
+    cudaGraphExec_t g_mid = chain((void *)k_phase<D0, true, 384>, true, 3 * PAD / 2, 2 * sms, 384);
+    cudaGraphExec_t g_big0 = chain((void *)k_phase<D0, true, 768>, true, 3 * PAD, sms, 768, &ph0);
+    cudaGraphExec_t g_mid0 = chain((void *)k_phase<D0, true, 384>, true, 3 * PAD / 2, 2 * sms, 384, &ph0);
     cudaGraphExec_t g_chain0 = capture([&] {
         for (int k = 0; k < ph.n; k++) {
             ks[k] = k;
@@ -465,7 +475,7 @@ int main() {
     printf("boundary: %s, %d SMs; %d phases (%d layers of qkv / o / gate+up / down bytes), %.1f MB;"
            " %d blocks of 256 (%d an SM), D items of 1 KB in flight a warp\n",
            pr.name, sms, ph.n, LAYERS, bytes / 1e6, gb, BPS);
-    const int NF = 18;
+    const int NF = 22;
     const char *names[NF] = {"flat (one kernel, no barrier), D 2",
                              "fused (grid sync a phase), D 2",
                              "chain (a kernel a phase, PDL), D 2",
@@ -483,7 +493,11 @@ int main() {
                              "flow, a phase on the last, release",
                              "flow, chunk on chunk (4), release",
                              "flow, a phase on the last, unordered",
-                             "flow, chunk on chunk (4), unordered"};
+                             "flow, chunk on chunk (4), unordered",
+                             "chain, 1 block of 768 an SM",
+                             "chain, 2 blocks of 384 an SM",
+                             "chain, no bytes, 1 block of 768 an SM",
+                             "chain, no bytes, 2 blocks of 384 an SM"};
     auto flow = [&](int i, void *fn) {
         unsigned e = ++epoch[i];
         void *a[] = {&ph, &out, &cnts[i], &e};
@@ -506,12 +520,14 @@ int main() {
         [&] { launch((void *)k_walk<D0, true>, gb, wargs0, false, true); },
         [&] { flow(0, (void *)k_flow<DR, 1, 1>); }, [&] { flow(1, (void *)k_flow<DR, 4, 1>); },
         [&] { flow(2, (void *)k_flow<DR, 1, 2>); }, [&] { flow(3, (void *)k_flow<DR, 4, 2>); },
-        [&] { flow(4, (void *)k_flow<DR, 1, 0>); }, [&] { flow(5, (void *)k_flow<DR, 4, 0>); }};
+        [&] { flow(4, (void *)k_flow<DR, 1, 0>); }, [&] { flow(5, (void *)k_flow<DR, 4, 0>); },
+        [&] { CK(cudaGraphLaunch(g_big, s)); }, [&] { CK(cudaGraphLaunch(g_mid, s)); },
+        [&] { CK(cudaGraphLaunch(g_big0, s)); }, [&] { CK(cudaGraphLaunch(g_mid0, s)); }};
     float ms[NF];
     for (int round = 0; round < 2; round++)
         for (int f = 0; f < NF; f++) {
             ms[f] = time_ms(run[f], s);
-            if (f == 10 || f == 11) /* no bytes */
+            if (f == 10 || f == 11 || f >= 20) /* no bytes */
                 printf("round %d  %-40s %8.1f us  %6.2f us a phase\n", round + 1, names[f], ms[f] * 1e3,
                        ms[f] * 1e3 / ph.n);
             else
