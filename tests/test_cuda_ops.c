@@ -1075,7 +1075,9 @@ static void mw_free(MW *m) {
  * the norm's output. Against the CPU with the f32 weights, captured once and
  * replayed with new inputs; cases: two rows a warp in the second matmul,
  * f16 / bf16 scales, groups 64 / 128, no norm weight, the sum written over
- * the residual (in place). */
+ * the residual (in place). With `silu` the first matmul's x comes from a
+ * silu_mul instead of an rms_norm (down -> norm -> qkv in decode: the
+ * silu_mul + quantization kernel, then the two matmuls). */
 static void test_norm_in_matmuls(void) {
     struct {
         int64_t K1, N1, N2;
@@ -1083,19 +1085,25 @@ static void test_norm_in_matmuls(void) {
         mlxn_dtype sdt;
         bool no_w, in_place;
         int wf[2]; /* each matmul's GGML type, or 0: MLX 4-bit (group, sdt) */
-    } cs[] = {{2048, 2048, 8192, 64, MLXN_BF16, false, false, {0, 0}},
-              {4096, 4096, 4096, 128, MLXN_F16, false, true, {0, 0}},
-              {2048, 2048, 2048, 64, MLXN_F16, true, false, {0, 0}},
-              {2048, 2048, 8192, 128, MLXN_BF16, false, false, {0, 0}},
-              {4096, 2048, 3072, 128, MLXN_BF16, false, true, {0, 0}},
+        bool silu;
+    } cs[] = {/* silu_mul first (the 8B down -> qkv shape second) */
+              {4096, 2048, 2048, 64, MLXN_BF16, false, false, {0, 0}, true},
+              {14336, 4096, 6144, 64, MLXN_BF16, false, true, {0, 0}, true},
+              {4096, 2048, 2048, 128, MLXN_F16, true, false, {0, 0}, true},
+              {2048, 2048, 2048, 64, MLXN_BF16, false, false, {MLXN_Q4_K, MLXN_Q4_K}, true},
+              {2048, 2048, 8192, 64, MLXN_BF16, false, false, {0, 0}, false},
+              {4096, 4096, 4096, 128, MLXN_F16, false, true, {0, 0}, false},
+              {2048, 2048, 2048, 64, MLXN_F16, true, false, {0, 0}, false},
+              {2048, 2048, 8192, 128, MLXN_BF16, false, false, {0, 0}, false},
+              {4096, 2048, 3072, 128, MLXN_BF16, false, true, {0, 0}, false},
               /* k_mmvq on a side: the norm stays a kernel of its own */
-              {576, 576, 1536, 64, MLXN_BF16, false, false, {MLXN_Q4_1, MLXN_Q4_1}},
-              {2048, 2048, 2048, 64, MLXN_F16, true, false, {0, MLXN_Q6_K}},
+              {576, 576, 1536, 64, MLXN_BF16, false, false, {MLXN_Q4_1, MLXN_Q4_1}, false},
+              {2048, 2048, 2048, 64, MLXN_F16, true, false, {0, MLXN_Q6_K}, false},
               /* k_q4kg on a side: inside the matmuls unless MLXN_CU_Q4K_EPI=0 */
-              {2048, 2048, 8192, 64, MLXN_BF16, false, false, {MLXN_Q4_K, MLXN_Q4_K}},
-              {4096, 4096, 14336, 64, MLXN_BF16, false, true, {MLXN_Q4_K, MLXN_Q4_K}},
-              {4096, 4096, 4096, 128, MLXN_F16, false, true, {0, MLXN_Q4_K}},
-              {2048, 2048, 2048, 64, MLXN_BF16, true, false, {MLXN_Q4_K, 0}}};
+              {2048, 2048, 8192, 64, MLXN_BF16, false, false, {MLXN_Q4_K, MLXN_Q4_K}, false},
+              {4096, 4096, 14336, 64, MLXN_BF16, false, true, {MLXN_Q4_K, MLXN_Q4_K}, false},
+              {4096, 4096, 4096, 128, MLXN_F16, false, true, {0, MLXN_Q4_K}, false},
+              {2048, 2048, 2048, 64, MLXN_BF16, true, false, {MLXN_Q4_K, 0}, false}};
     bool q4k_epi = q4k_epi_env();
     for (size_t c = 0; c < sizeof cs / sizeof cs[0]; c++) {
         int64_t K1 = cs[c].K1, N1 = cs[c].N1, N2 = cs[c].N2;
@@ -1107,6 +1115,7 @@ static void test_norm_in_matmuls(void) {
         float *nw1v = rnd(MLXN_F32, (size_t)K1, 0.5f, 1.5f);
         void *nw2v = rnd(MLXN_BF16, (size_t)N1, 0.5f, 1.5f);
         P x = pout(MLXN_F32, 2, k1), nw1 = pin(MLXN_F32, 1, w1, nw1v), xn = pout(MLXN_F32, 2, k1);
+        P xu = pout(MLXN_F32, 2, k1); /* silu: xn = silu(x)·xu */
         P nw2 = pin(MLXN_BF16, 1, w2, nw2v), h = pout(MLXN_F32, 2, n1), y1 = pout(MLXN_F32, 2, n1);
         P sum = pout(MLXN_F32, 2, n1), out = pout(MLXN_F32, 2, n1), y2 = pout(MLXN_F32, 2, n2);
         P *sp = cs[c].in_place ? &h : &sum;
@@ -1117,15 +1126,19 @@ static void test_norm_in_matmuls(void) {
         for (int i = 0; i < 2; i++)
             if (cs[c].wf[i]) snprintf(i ? f1 : f0, 24, "%s", mlxn_dtype_name((mlxn_dtype)cs[c].wf[i]));
             else snprintf(i ? f1 : f0, 24, "mlx4-g%d-%s", q.group_size, mlxn_dtype_name(cs[c].sdt));
-        snprintf(name, sizeof name, "norm in matmuls %s %lldx%lld -> %s %lld%s%s", f0, (long long)N1, (long long)K1,
-                 f1, (long long)N2, cs[c].no_w ? " no weight" : "", cs[c].in_place ? " in place" : "");
+        snprintf(name, sizeof name, "norm in matmuls %s%s %lldx%lld -> %s %lld%s%s", cs[c].silu ? "silu_mul -> " : "",
+                 f0, (long long)N1, (long long)K1, f1, (long long)N2, cs[c].no_w ? " no weight" : "",
+                 cs[c].in_place ? " in place" : "");
         for (int step = 0; step < 3 && S1; step++) {
             float *xv = rnd(MLXN_F32, (size_t)K1, -1, 1), *hv = rnd(MLXN_F32, (size_t)N1, -4, 4);
+            float *uv = rnd(MLXN_F32, (size_t)K1, -2, 2);
             for (int dv = 0; dv < 2; dv++) {
                 CHECK_OK(mlxn_buffer_write(x.v[dv], 0, xv, (size_t)K1 * 4));
                 CHECK_OK(mlxn_buffer_write(h.v[dv], 0, hv, (size_t)N1 * 4));
+                CHECK_OK(mlxn_buffer_write(xu.v[dv], 0, uv, (size_t)K1 * 4));
             }
             free(xv);
+            free(uv);
             for (int dv = 0; dv < 2; dv++) {
                 mlxn_session *S = S1;
                 if (dv == 0) CHECK_OK(mlxn_session_create(&S, D[0], MLXN_MODE_DIRECT, 0));
@@ -1133,12 +1146,14 @@ static void test_norm_in_matmuls(void) {
                     CHECK_OK(mlxn_session_replay(S));
                     continue;
                 }
-                CHECK_OK(mlxn_op_rms_norm(S, xn.v[dv], x.v[dv], nw1.v[dv], 1e-5f));
+                if (cs[c].silu) CHECK_OK(mlxn_op_silu_mul(S, xn.v[dv], x.v[dv], xu.v[dv]));
+                else CHECK_OK(mlxn_op_rms_norm(S, xn.v[dv], x.v[dv], nw1.v[dv], 1e-5f));
                 CHECK_OK(mw_matmul(S, dv, &mw[0], &y1, &xn));
                 CHECK_OK(mlxn_op_add(S, sp->v[dv], h.v[dv], y1.v[dv]));
                 CHECK_OK(mlxn_op_rms_norm(S, out.v[dv], sp->v[dv], cs[c].no_w ? NULL : nw2.v[dv], 1e-5f));
                 CHECK_OK(mw_matmul(S, dv, &mw[1], &y2, &out));
                 if (dv == 1) {
+                    if (cs[c].silu) CHECK_OK(mlxn_session_mark_output(S, xn.v[1]));
                     CHECK_OK(mlxn_session_mark_output(S, y1.v[1]));
                     CHECK_OK(mlxn_session_mark_output(S, sp->v[1]));
                     CHECK_OK(mlxn_session_mark_output(S, out.v[1]));
@@ -1149,6 +1164,10 @@ static void test_norm_in_matmuls(void) {
             }
             CHECK_OK(mlxn_session_wait(S1));
             char what[192];
+            if (cs[c].silu) {
+                snprintf(what, sizeof what, "%s step %d: silu_mul", name, step);
+                cmp(what, &xn, TOL_F32);
+            }
             /* y1, the sum and the norm carry one int8-x matmul's error, y2 two */
             snprintf(what, sizeof what, "%s step %d: mm1", name, step);
             cmp(what, &y1, TOL_INT8X);
@@ -1169,7 +1188,8 @@ static void test_norm_in_matmuls(void) {
             mlxn_session *Sd = NULL;
             CHECK_OK(mlxn_session_create(&Sd, D[1], MLXN_MODE_DIRECT, 0));
             if (Sd) {
-                CHECK_OK(mlxn_op_rms_norm(Sd, xn.v[1], x.v[1], nw1.v[1], 1e-5f));
+                if (cs[c].silu) CHECK_OK(mlxn_op_silu_mul(Sd, xn.v[1], x.v[1], xu.v[1]));
+                else CHECK_OK(mlxn_op_rms_norm(Sd, xn.v[1], x.v[1], nw1.v[1], 1e-5f));
                 if (cs[c].wf[0]) CHECK_OK(mlxn_op_matmul(Sd, y1.v[1], xn.v[1], mw[0].gw));
                 else CHECK_OK(mlxn_op_matmul_mlx(Sd, y1.v[1], xn.v[1], mw[0].gw, mw[0].gs, mw[0].gb, &q));
                 CHECK_OK(mlxn_op_add(Sd, sp->v[1], h.v[1], y1.v[1]));
@@ -1221,7 +1241,7 @@ static void test_norm_in_matmuls(void) {
                 CHECK(st.launches == want, "%s: %u kernel launches, expected %u", name, st.launches, want);
             mlxn_session_destroy(S1);
         }
-        P *all[] = {&x, &nw1, &xn, &nw2, &h, &y1, &sum, &out, &y2};
+        P *all[] = {&x, &nw1, &xn, &xu, &nw2, &h, &y1, &sum, &out, &y2};
         for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) pfree(all[i]);
         for (int i = 0; i < 2; i++) mw_free(&mw[i]);
         free(nw1v);
