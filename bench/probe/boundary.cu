@@ -370,9 +370,11 @@ int main() {
     ph.p = p;
 
     const int RING = 8 * DR * ITEM * 16; /* a block's ring bytes */
-    void *fns[] = {(void *)k_flow<DR, 1, 1>, (void *)k_flow<DR, 4, 1>, (void *)k_flow<DR, 1, 2>, (void *)k_flow<DR, 4, 2>, (void *)k_flow<DR, 1, 0>, (void *)k_flow<DR, 4, 0>, (void *)k_walk<D0, false>, (void *)k_walk<D0, true>, (void *)k_walk<6, true>,
-                   (void *)k_phase<D0, true>, (void *)k_phase<D0, false>, (void *)k_phase<4, true>,
-                   (void *)k_phase<8, true>, (void *)k_ring<DR, false>, (void *)k_ring<DR, true>};
+    void *fns[] = {(void *)k_walk<D0, false>, (void *)k_walk<D0, true>,  (void *)k_walk<6, true>,
+                   (void *)k_phase<D0, true>,  (void *)k_phase<D0, false>, (void *)k_phase<4, true>,
+                   (void *)k_phase<8, true>,   (void *)k_ring<DR, false>,  (void *)k_ring<DR, true>,
+                   (void *)k_flow<DR, 1, 1>,   (void *)k_flow<DR, 4, 1>,   (void *)k_flow<DR, 1, 2>,
+                   (void *)k_flow<DR, 4, 2>,   (void *)k_flow<DR, 1, 0>,   (void *)k_flow<DR, 4, 0>};
     for (void *f : fns)
         CK(cudaFuncSetAttribute(f, cudaFuncAttributeMaxDynamicSharedMemorySize, std::max(PAD, RING)));
     int per = 0, per_r = 0; /* the cooperative kernels must have every block resident */
@@ -455,7 +457,7 @@ int main() {
     cudaGraphExec_t g_nopad = chain((void *)k_phase<D0, true>, true, 0);
     cudaGraphExec_t g_chain4 = chain((void *)k_phase<4, true>, true, PAD);
     cudaGraphExec_t g_chain8 = chain((void *)k_phase<8, true>, true, PAD);
-    void *wargs0[] = {&ph0, &out};
+    void *wargs0[] = {&ph0, &out}; /* fused with no bytes */
     /* the same warps an SM in fewer, larger blocks (shared memory padded so
      * that, as above, no block of the next kernel fits beside) */
     CK(cudaFuncSetAttribute((void *)k_phase<D0, true, 768>, cudaFuncAttributeMaxDynamicSharedMemorySize, 3 * PAD));
@@ -464,13 +466,7 @@ int main() {
     cudaGraphExec_t g_mid = chain((void *)k_phase<D0, true, 384>, true, 3 * PAD / 2, 2 * sms, 384);
     cudaGraphExec_t g_big0 = chain((void *)k_phase<D0, true, 768>, true, 3 * PAD, sms, 768, &ph0);
     cudaGraphExec_t g_mid0 = chain((void *)k_phase<D0, true, 384>, true, 3 * PAD / 2, 2 * sms, 384, &ph0);
-    cudaGraphExec_t g_chain0 = capture([&] {
-        for (int k = 0; k < ph.n; k++) {
-            ks[k] = k;
-            void *a[] = {&ph0, &ks[k], &out};
-            launch((void *)k_phase<D0, true>, gb, a, true, false, PAD);
-        }
-    });
+    cudaGraphExec_t g_chain0 = chain((void *)k_phase<D0, true>, true, PAD, 0, 256, &ph0);
 
     printf("boundary: %s, %d SMs; %d phases (%d layers of qkv / o / gate+up / down bytes), %.1f MB;"
            " %d blocks of 256 (%d an SM), D items of 1 KB in flight a warp\n",
@@ -498,6 +494,8 @@ int main() {
                              "chain, 2 blocks of 384 an SM",
                              "chain, no bytes, 1 block of 768 an SM",
                              "chain, no bytes, 2 blocks of 384 an SM"};
+    const bool nobytes[NF] = {false, false, false, false, false, false, false, false, false, false, true, true,
+                              false, false, false, false, false, false, false, false, true,  true};
     auto flow = [&](int i, void *fn) {
         unsigned e = ++epoch[i];
         void *a[] = {&ph, &out, &cnts[i], &e};
@@ -527,7 +525,7 @@ int main() {
     for (int round = 0; round < 2; round++)
         for (int f = 0; f < NF; f++) {
             ms[f] = time_ms(run[f], s);
-            if (f == 10 || f == 11 || f >= 20) /* no bytes */
+            if (nobytes[f])
                 printf("round %d  %-40s %8.1f us  %6.2f us a phase\n", round + 1, names[f], ms[f] * 1e3,
                        ms[f] * 1e3 / ph.n);
             else
@@ -536,5 +534,6 @@ int main() {
         }
     CK(cudaFree(p));
     CK(cudaFree(out));
+    CK(cudaFree(cnt));
     return 0;
 }
