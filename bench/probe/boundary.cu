@@ -97,79 +97,46 @@ static __device__ __forceinline__ void range(const Phases &ph, int k, int gw, in
     *i1 = s + T * (gw + 1) / W;
 }
 
+static __device__ __forceinline__ void cp16(uint32_t dst, const uint4 *src) {
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(dst), "l"(src) : "memory");
+}
+
 /* flat / fused: each warp walks its items of every phase in turn with D
  * loads in flight; fused syncs the grid before it consumes a phase's first
- * item (its loads were issued before the sync). */
-template <int D, bool SYNC>
+ * item (its loads were issued before the sync). RING: the D items in
+ * flight are asynchronous copies into the warp's own slots of shared
+ * memory (cp.async), so far more bytes stay in flight across a grid
+ * barrier than registers can hold. */
+template <int D, bool SYNC, bool RING = false>
 __global__ void __launch_bounds__(256, BPS) k_walk(Phases ph, uint32_t *out) {
+    extern __shared__ uint4 sm[];
     const int lane = threadIdx.x & 31, gw = (int)((blockIdx.x * blockDim.x + threadIdx.x) >> 5);
     const int W = (int)((gridDim.x * blockDim.x) >> 5);
+    uint4 *mine = sm + (size_t)(threadIdx.x >> 5) * D * ITEM + 2 * lane; /* RING: the warp's slots */
+    const uint32_t base = (uint32_t)__cvta_generic_to_shared(mine);
     /* the warp's items in order, as (phase, index) produced on the fly */
     int kl = 0, kc = 0;           /* phase of the next load, of the next use */
     long long il, el, ic, ec;     /* next load / its phase's end; next use / its end */
     range(ph, 0, gw, W, &il, &el);
     range(ph, 0, gw, W, &ic, &ec);
-    auto next_load = [&](uint4 *v) -> bool {
-        while (il >= el) {
-            if (++kl >= ph.n) return false;
-            range(ph, kl, gw, W, &il, &el);
-        }
-        load(v, ph.p, il++, lane);
-        return true;
-    };
-    /* slots by constant index (the loop over them unrolled): a slot picked
+    /* slots by constant index (the loops over them unrolled): a slot picked
      * at run time would put buf in local memory, whose stores wait for each
      * load, leaving one load in flight */
     uint4 buf[D][2];
-#pragma unroll
-    for (int k = 0; k < D; k++) next_load(buf[k]);
-    uint32_t acc = 0;
-    for (;;) {
-#pragma unroll
-        for (int j = 0; j < D; j++) {
-            while (ic >= ec) {
-                if (++kc >= ph.n) goto done;
-                if (SYNC) cg::this_grid().sync();
-                range(ph, kc, gw, W, &ic, &ec);
-            }
-            acc = fold(buf[j], acc);
-            ic++;
-            next_load(buf[j]);
-        }
-    }
-done:
-    if (lane == 0) out[gw] = acc;
-}
-
-/* ring: as k_walk, but each warp's D items in flight are asynchronous
- * copies into its own slots of shared memory (cp.async), so far more
- * bytes stay in flight across a grid barrier than registers can hold. */
-static __device__ __forceinline__ void cp16(uint32_t dst, const uint4 *src) {
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(dst), "l"(src) : "memory");
-}
-template <int D, bool SYNC>
-__global__ void __launch_bounds__(256) k_ring(Phases ph, uint32_t *out) {
-    extern __shared__ uint4 sm[];
-    const int lane = threadIdx.x & 31, gw = (int)((blockIdx.x * blockDim.x + threadIdx.x) >> 5);
-    const int W = (int)((gridDim.x * blockDim.x) >> 5);
-    uint4 *mine = sm + (size_t)(threadIdx.x >> 5) * D * ITEM + 2 * lane;
-    const uint32_t base = (uint32_t)__cvta_generic_to_shared(mine);
-    int kl = 0, kc = 0;
-    long long il, el, ic, ec;
-    range(ph, 0, gw, W, &il, &el);
-    range(ph, 0, gw, W, &ic, &ec);
     auto next_load = [&](int j) {
         while (il >= el) {
             if (++kl >= ph.n) goto none;
             range(ph, kl, gw, W, &il, &el);
         }
-        {
+        if constexpr (RING) {
             const uint4 *q = ph.p + il++ * ITEM + 2 * lane;
             cp16(base + (uint32_t)(j * ITEM * 16), q);
             cp16(base + (uint32_t)(j * ITEM * 16 + 16), q + 1);
+        } else {
+            load(buf[j], ph.p, il++, lane);
         }
     none:
-        asm volatile("cp.async.commit_group;" ::: "memory");
+        if constexpr (RING) asm volatile("cp.async.commit_group;" ::: "memory");
     };
 #pragma unroll
     for (int j = 0; j < D; j++) next_load(j);
@@ -182,14 +149,18 @@ __global__ void __launch_bounds__(256) k_ring(Phases ph, uint32_t *out) {
                 if (SYNC) cg::this_grid().sync();
                 range(ph, kc, gw, W, &ic, &ec);
             }
-            asm volatile("cp.async.wait_group %0;" ::"n"(D - 1) : "memory");
-            acc = fold(mine + j * ITEM, acc);
+            if constexpr (RING) {
+                asm volatile("cp.async.wait_group %0;" ::"n"(D - 1) : "memory");
+                acc = fold(mine + j * ITEM, acc);
+            } else {
+                acc = fold(buf[j], acc);
+            }
             ic++;
             next_load(j);
         }
     }
 done:
-    asm volatile("cp.async.wait_all;" ::: "memory");
+    if constexpr (RING) asm volatile("cp.async.wait_all;" ::: "memory");
     if (lane == 0) out[gw] = acc;
 }
 
@@ -372,14 +343,14 @@ int main() {
     const int RING = 8 * DR * ITEM * 16; /* a block's ring bytes */
     void *fns[] = {(void *)k_walk<D0, false>, (void *)k_walk<D0, true>,  (void *)k_walk<6, true>,
                    (void *)k_phase<D0, true>,  (void *)k_phase<D0, false>, (void *)k_phase<4, true>,
-                   (void *)k_phase<8, true>,   (void *)k_ring<DR, false>,  (void *)k_ring<DR, true>,
+                   (void *)k_phase<8, true>,   (void *)k_walk<DR, false, true>,  (void *)k_walk<DR, true, true>,
                    (void *)k_flow<DR, 1, 1>,   (void *)k_flow<DR, 4, 1>,   (void *)k_flow<DR, 1, 2>,
                    (void *)k_flow<DR, 4, 2>,   (void *)k_flow<DR, 1, 0>,   (void *)k_flow<DR, 4, 0>};
     for (void *f : fns)
         CK(cudaFuncSetAttribute(f, cudaFuncAttributeMaxDynamicSharedMemorySize, std::max(PAD, RING)));
     int per = 0, per_r = 0; /* the cooperative kernels must have every block resident */
     CK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per, k_walk<6, true>, 256, PAD));
-    CK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_r, k_ring<DR, true>, 256, RING));
+    CK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_r, k_walk<DR, true, true>, 256, RING));
     int per_f = 0;
     CK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_f, k_flow<DR, 4, 1>, 256, RING));
     if (per_f < per_r) per_r = per_f;
@@ -438,7 +409,7 @@ int main() {
 
     void *wargs[] = {&ph, &out};
     cudaGraphExec_t g_flat = capture([&] { launch((void *)k_walk<D0, false>, gb, wargs, false, false); });
-    cudaGraphExec_t g_rflat = capture([&] { launch((void *)k_ring<DR, false>, gb, wargs, false, false, RING); });
+    cudaGraphExec_t g_rflat = capture([&] { launch((void *)k_walk<DR, false, true>, gb, wargs, false, false, RING); });
     /* the same phases with no bytes: what a boundary costs by itself */
     Phases ph0 = ph;
     for (int k = 0; k <= ph0.n; k++) ph0.start[k] = 0;
@@ -513,7 +484,7 @@ int main() {
         [&] { CK(cudaGraphLaunch(g_chain8, s)); },
         [&] { launch((void *)k_walk<6, true>, gb, wargs, false, true); },
         [&] { CK(cudaGraphLaunch(g_rflat, s)); },
-        [&] { launch((void *)k_ring<DR, true>, gb, wargs, false, true, RING); },
+        [&] { launch((void *)k_walk<DR, true, true>, gb, wargs, false, true, RING); },
         [&] { CK(cudaGraphLaunch(g_chain0, s)); },
         [&] { launch((void *)k_walk<D0, true>, gb, wargs0, false, true); },
         [&] { flow(0, (void *)k_flow<DR, 1, 1>); }, [&] { flow(1, (void *)k_flow<DR, 4, 1>); },
