@@ -28,7 +28,7 @@ CU_C_SRC = $(sort $(wildcard src/backend/cuda/*.c))
 CUDA_HOME ?= $(patsubst %/bin/nvcc,%,$(shell which $(NVCC)))
 CFLAGS_ALL += -DMLXN_CUDA=1 -I$(CUDA_HOME)/include
 NVCC_GENCODE = $(foreach a,$(subst ;, ,$(CUDA_ARCHS)),-gencode arch=compute_$(a),code=sm_$(a))
-NVCCFLAGS = -O3 -std=c++17 -Xcompiler -fPIC -Iinclude -Isrc $(NVCC_GENCODE) --expt-relaxed-constexpr -lineinfo
+NVCCFLAGS = -O3 -std=c++17 -Xcompiler -fPIC -Iinclude -Isrc $(NVCC_GENCODE) --expt-relaxed-constexpr -lineinfo $(EXTRA_NVCCFLAGS)
 LIBS    += -L$(CUDA_HOME)/lib64 -L$(CUDA_HOME)/lib64/stubs -lcublas -lcudart -lcuda -lstdc++
 else
 CU_SRC  =

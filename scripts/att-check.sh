@@ -15,18 +15,7 @@
 source scripts/gpu-env.sh
 make "${MK[@]}" -j16 build-cuda/mlxn build-cuda/tests/test_cuda_ops build-cuda/tests/test_cuda_model >/tmp/b.log 2>&1 || { tail -30 /tmp/b.log; exit 1; }
 BINS=(build-cuda)
-IFS=';' read -r -a VARS <<<"${VARIANT:-}"
-for var in "${VARS[@]}"; do
-  [ -n "$var" ] || continue
-  vn=${var%%:*} vd=${var#*:}
-  NV="-O3 -std=c++17 -Xcompiler -fPIC -Iinclude -Isrc -gencode arch=compute_90,code=sm_90 --expt-relaxed-constexpr -lineinfo $vd"
-  make "${MK[@]}" BUILD=build-$vn "NVCCFLAGS=$NV" -j16 build-$vn/mlxn build-$vn/tests/test_cuda_ops >/tmp/b2-$vn.log 2>&1 &
-  BINS+=(build-$vn)
-done
-wait
-for b in "${BINS[@]}"; do
-  [ -x $b/tests/test_cuda_ops ] || { echo "$b did not build"; tail -30 /tmp/b2-${b#build-}.log; exit 1; }
-done
+variant_builds tests/test_cuda_ops mlxn || exit 1
 nvidia-smi --query-gpu=name --format=csv,noheader
 FORMS=(${FORMS:-- MLXN_CU_ATT_HB=4 MLXN_CU_ATT_HB=1 MLXN_CU_ATT_VEC=0})
 for b in "${BINS[@]}"; do

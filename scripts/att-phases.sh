@@ -14,8 +14,7 @@
 # folder (default build-tm); BUILD_ONLY=1: build, measure nothing.
 source scripts/gpu-env.sh
 B=${B:-build-tm}
-NV="-O3 -std=c++17 -Xcompiler -fPIC -Iinclude -Isrc -gencode arch=compute_90,code=sm_90 --expt-relaxed-constexpr -lineinfo -DATT_TIMING ${EXTRA:-}"
-make "${MK[@]}" BUILD=$B "NVCCFLAGS=$NV" -j16 $B/mlxn >/tmp/b-$B.log 2>&1 || { tail -30 /tmp/b-$B.log; exit 1; }
+make "${MK[@]}" BUILD=$B "EXTRA_NVCCFLAGS=-DATT_TIMING ${EXTRA:-}" -j16 $B/mlxn >/tmp/b-$B.log 2>&1 || { tail -30 /tmp/b-$B.log; exit 1; }
 [ -n "${BUILD_ONLY:-}" ] && exit 0
 nvidia-smi --query-gpu=name --format=csv,noheader
 M8=${M8:-synthetic:llama3-8b:q4:g64}

@@ -19,3 +19,24 @@ if ! echo '#include <cjson/cJSON.h>' | cc -E -x c - >/dev/null 2>&1 && ls .gpude
       "EXTRA_LDFLAGS=-Wl,-rpath,$CUDA_HOME/lib64 -Wl,-rpath,/usr/local/lib -L$lib -Wl,-rpath,$lib")
 fi
 MK+=("LIBS=$libs")
+
+# variant_builds TARGET...: the tree built once more for each variant of
+# $VARIANT ("name:-DMACRO=V ...", ';' between) in build-name, those flags
+# added to nvcc's (EXTRA_NVCCFLAGS), TARGET... named inside the build
+# folder, every build in parallel (and with any build the caller left
+# running); build-name is appended to BINS. Fails, after the log's tail,
+# when a build in BINS lacks the first TARGET.
+variant_builds() {
+  local var vn b vars
+  IFS=';' read -r -a vars <<<"${VARIANT:-}"
+  for var in "${vars[@]}"; do
+    [ -n "$var" ] || continue
+    vn=${var%%:*}
+    make "${MK[@]}" BUILD=build-$vn "EXTRA_NVCCFLAGS=${var#*:}" -j16 "${@/#/build-$vn/}" >/tmp/b-build-$vn.log 2>&1 &
+    BINS+=(build-$vn)
+  done
+  wait
+  for b in "${BINS[@]}"; do
+    [ -x "$b/$1" ] || { echo "$b did not build"; tail -30 /tmp/b-$b.log 2>/dev/null; return 1; }
+  done
+}

@@ -8,19 +8,8 @@
 # measuring only: no tests run here.
 source scripts/gpu-env.sh
 BINS=(build-cuda)
-make "${MK[@]}" -j16 build-cuda/mlxn >/tmp/b.log 2>&1 &
-IFS=';' read -r -a VARS <<<"${VARIANT:-}"
-for var in "${VARS[@]}"; do
-  [ -n "$var" ] || continue
-  vn=${var%%:*} vd=${var#*:}
-  NV="-O3 -std=c++17 -Xcompiler -fPIC -Iinclude -Isrc -gencode arch=compute_90,code=sm_90 --expt-relaxed-constexpr -lineinfo $vd"
-  make "${MK[@]}" BUILD=build-$vn "NVCCFLAGS=$NV" -j16 build-$vn/mlxn >/tmp/b2-$vn.log 2>&1 &
-  BINS+=(build-$vn)
-done
-wait
-for b in "${BINS[@]}"; do
-  [ -x $b/mlxn ] || { echo "$b did not build"; tail -30 /tmp/b.log /tmp/b2-${b#build-}.log 2>/dev/null; exit 1; }
-done
+make "${MK[@]}" -j16 build-cuda/mlxn >/tmp/b-build-cuda.log 2>&1 &
+variant_builds mlxn || exit 1
 nvidia-smi --query-gpu=name --format=csv,noheader
 SH=(${SHAPES:-4096x4096 4096x14336 14336x4096 32000x4096})
 for r in ${ROUNDS:-1 2}; do
