@@ -100,6 +100,13 @@ static __device__ __forceinline__ void range(const Phases &ph, int k, int gw, in
 static __device__ __forceinline__ void cp16(uint32_t dst, const uint4 *src) {
     asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(dst), "l"(src) : "memory");
 }
+/* The lane's two uint4 of item `item` into slot j of its warp's ring at
+ * shared address base (asynchronous: the caller commits the group). */
+static __device__ __forceinline__ void ring_put(uint32_t base, const uint4 *p, long long item, int lane, int j) {
+    const uint4 *q = p + item * ITEM + 2 * lane;
+    cp16(base + (uint32_t)(j * ITEM * 16), q);
+    cp16(base + (uint32_t)(j * ITEM * 16 + 16), q + 1);
+}
 
 /* flat / fused: each warp walks its items of every phase in turn with D
  * loads in flight; fused syncs the grid before it consumes a phase's first
@@ -128,13 +135,8 @@ __global__ void __launch_bounds__(256, BPS) k_walk(Phases ph, uint32_t *out) {
             if (++kl >= ph.n) goto none;
             range(ph, kl, gw, W, &il, &el);
         }
-        if constexpr (RING) {
-            const uint4 *q = ph.p + il++ * ITEM + 2 * lane;
-            cp16(base + (uint32_t)(j * ITEM * 16), q);
-            cp16(base + (uint32_t)(j * ITEM * 16 + 16), q + 1);
-        } else {
-            load(buf[j], ph.p, il++, lane);
-        }
+        if constexpr (RING) ring_put(base, ph.p, il++, lane, j);
+        else load(buf[j], ph.p, il++, lane);
     none:
         if constexpr (RING) asm volatile("cp.async.commit_group;" ::: "memory");
     };
@@ -203,11 +205,7 @@ __global__ void __launch_bounds__(256) k_flow(Phases ph, uint32_t *out, unsigned
             if (++ul >= U) goto none;
             urange(ul, &il, &el);
         }
-        {
-            const uint4 *q = ph.p + il++ * ITEM + 2 * lane;
-            cp16(base + (uint32_t)(j * ITEM * 16), q);
-            cp16(base + (uint32_t)(j * ITEM * 16 + 16), q + 1);
-        }
+        ring_put(base, ph.p, il++, lane, j);
     none:
         asm volatile("cp.async.commit_group;" ::: "memory");
     };
